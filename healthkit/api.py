@@ -1,0 +1,56 @@
+"""`audit()`: the library entry point used by the CLI, CI jobs and the fix engine's re-audit."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable
+
+from . import __version__
+from .registry import Registry, default_registry
+from .report import Report
+from .runner import append_costs, run_checks
+from .workspace import Workspace
+
+
+def audit(
+    path: str | Path | Workspace,
+    *,
+    select: Iterable[str] = (),
+    ignore: Iterable[str] = (),
+    registry: Registry | None = None,
+    timeout_s: float | None = None,
+    record_costs: bool = True,
+) -> Report:
+    """Audit a workspace and return the report. Raises WorkspaceError when there is nothing to audit.
+
+    ``select``/``ignore`` add to the lists in healthkit.toml: check ids, tags or
+    finding codes (an ignored code is dropped from the report; its check still runs
+    when it has other codes).
+    """
+    t0 = time.perf_counter()
+    ws = path if isinstance(path, Workspace) else Workspace.open(path)
+    cs = ws.settings.checks
+    reg = registry or default_registry(cs.plugins, ws.base)
+    sel = list(select) or list(cs.select)
+    ign = list(cs.ignore) + list(ignore)
+    chosen = reg.select(sel, ign)
+    results = run_checks(ws, chosen, timeout_s or cs.timeout_seconds, ign)
+    duration = time.perf_counter() - t0
+    notes: list[str] = []
+    if record_costs:
+        note = append_costs(ws.path(ws.settings.paths.monitoring_costs), results, duration)
+        if note:
+            notes.append(note)
+    return Report(
+        workspace=str(ws.base),
+        generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        version=__version__,
+        results=results,
+        load_errors=list(reg.errors),
+        settings_file=str(ws.settings_path) if ws.settings_path else None,
+        duration_s=duration,
+        notes=notes,
+        code_docs=reg.code_docs(),
+    )

@@ -1,0 +1,94 @@
+"""config.json as a pydantic model: HF TrainingArguments names where they exist, plus the daemon's own keys.
+
+The trainer builds TrainingArguments from it; the `config.invalid` check validates
+against it (through `validate_config`, which turns errors into JSON pointers); the JSON
+Schema in schemas/config.schema.json is exported from it (`python -m healthkit.config_model`).
+Unknown keys are allowed so that a foreign setup's config is checked only on what we know.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.json"
+
+
+class TrainingConfig(BaseModel):
+    """Training configuration of one workspace (config.json)."""
+
+    model_config = ConfigDict(extra="allow", defer_build=True, title="healthkit training config")
+
+    base_model: str = Field(..., min_length=1, description="model folder (or hub id already in the local cache)")
+    tokenizer: str | None = Field(None, description="tokenizer folder; default: base_model")
+    validation_file: str | None = Field(None, description="held-out JSONL evaluated every eval_steps")
+    validation_split: float = Field(0.1, ge=0.0, lt=1.0, description="share of each training file held out when no validation_file")
+    max_seq_length: int = Field(512, ge=8)
+    text_field: str = Field("text", description="JSONL field holding the training text")
+
+    eval_strategy: Literal["no", "steps", "epoch"] = "steps"
+    eval_steps: int = Field(50, ge=1)
+    save_strategy: Literal["no", "steps", "epoch"] = "steps"
+    save_steps: int = Field(50, ge=1)
+    save_total_limit: int | None = Field(3, ge=1, description="checkpoints kept (plus the best one); null means unlimited")
+    logging_steps: int = Field(10, ge=1)
+    max_steps: int = Field(-1, ge=-1, description="-1: train num_train_epochs over each file")
+    num_train_epochs: float = Field(1.0, gt=0)
+    learning_rate: float = Field(2e-4, gt=0, lt=1)
+    per_device_train_batch_size: int = Field(4, ge=1)
+    per_device_eval_batch_size: int = Field(4, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    warmup_steps: int = Field(0, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    seed: int = 42
+    load_best_model_at_end: bool = False
+    metric_for_best_model: str | None = None
+    bf16: bool = False
+    fp16: bool = False
+
+    monitor_port: int | None = Field(8080, ge=0, le=65535, description="HTTP monitor on 127.0.0.1; null disables it")
+    max_failures: int = Field(3, ge=1, description="failed attempts before a queue file goes to failed/")
+    drift_policy: Literal["fail", "warn", "off"] = Field("warn", description="what daemon start does when docs drift from this file")
+    launcher: Literal["none", "torchrun", "accelerate"] = "none"
+    nproc_per_node: int = Field(1, ge=1)
+    nnodes: int = Field(1, ge=1)
+    hook_timeout_s: float = Field(5.0, gt=0, description="a monitoring hook slower than this is cut off")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TrainingConfig":
+        if self.load_best_model_at_end and self.eval_strategy == "no":
+            raise ValueError("load_best_model_at_end needs eval_strategy other than 'no'")
+        if self.bf16 and self.fp16:
+            raise ValueError("bf16 and fp16 cannot both be true")
+        return self
+
+
+def json_pointer(loc: tuple[Any, ...]) -> str:
+    """RFC 6901 pointer for a pydantic error location."""
+    parts = [str(p).replace("~", "~0").replace("/", "~1") for p in loc]
+    return "/" + "/".join(parts) if parts else ""
+
+
+def validate_config(data: Any) -> tuple[TrainingConfig | None, list[tuple[str, str]]]:
+    """Validate parsed config.json; returns the model or a list of (JSON pointer, message)."""
+    if not isinstance(data, dict):
+        return None, [("", f"the top level must be an object, not {type(data).__name__}")]
+    try:
+        return TrainingConfig.model_validate(data), []
+    except ValidationError as exc:
+        return None, [(json_pointer(e["loc"]), e["msg"]) for e in exc.errors()]
+
+
+def export_schema() -> dict[str, Any]:
+    schema = TrainingConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://healthkit.dev/schemas/config.schema.json"
+    return schema
+
+
+if __name__ == "__main__":
+    SCHEMA_PATH.write_text(json.dumps(export_schema(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    print(f"wrote {SCHEMA_PATH}")

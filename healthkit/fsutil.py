@@ -1,0 +1,213 @@
+"""File reading that never blocks or explodes, and disk usage measured the way `du` measures it."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class ReadProblem(Exception):
+    """Why a file could not be read, in words a person can act on; ``kind`` is for code."""
+
+    def __init__(self, kind: str, path: Path, message: str):
+        super().__init__(message)
+        self.kind = kind  # missing | symlink | not-regular | too-large | permission | io | not-utf8 | json
+        self.path = path
+        self.message = message
+
+
+def read_bytes(path: Path, max_bytes: int = 16 * 1024 * 1024, follow_symlinks: bool = True) -> bytes:
+    """Read a regular file without ever blocking (FIFOs, devices) or reading without bound."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    if not follow_symlinks:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise ReadProblem("missing", path, f"{path} does not exist") from None
+    except PermissionError:
+        raise ReadProblem("permission", path, f"{path} is not readable (permission denied)") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            kind = "symlink" if not follow_symlinks else "io"
+            msg = f"{path} is a symbolic link" if not follow_symlinks else f"{path}: too many levels of symbolic links"
+            raise ReadProblem(kind, path, msg) from None
+        if exc.errno == errno.ENXIO:  # opening a FIFO/socket with no writer, or a socket
+            raise ReadProblem("not-regular", path, f"{path} is not a regular file") from None
+        raise ReadProblem("io", path, f"{path} could not be opened: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "directory" if stat.S_ISDIR(st.st_mode) else "not-regular"
+            raise ReadProblem(kind, path, f"{path} is not a regular file ({_kind_name(st.st_mode)})")
+        if st.st_size > max_bytes:
+            raise ReadProblem("too-large", path, f"{path} is {st.st_size} bytes, more than the {max_bytes} we read")
+        chunks = []
+        remaining = max_bytes + 1
+        while remaining > 0:
+            try:
+                chunk = os.read(fd, min(remaining, 1 << 20))
+            except OSError as exc:
+                raise ReadProblem("io", path, f"{path} could not be read: {exc.strerror}") from None
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        data = b"".join(chunks)
+        if len(data) > max_bytes:
+            raise ReadProblem("too-large", path, f"{path} grew past the {max_bytes} bytes we read")
+        return data
+    finally:
+        os.close(fd)
+
+
+def _kind_name(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a file"
+
+
+def read_text(path: Path, max_bytes: int = 16 * 1024 * 1024, follow_symlinks: bool = True) -> str:
+    data = read_bytes(path, max_bytes, follow_symlinks)
+    if b"\x00" in data[:8192]:
+        raise ReadProblem("binary", path, f"{path} is binary, not text")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ReadProblem("not-utf8", path, f"{path} is not valid UTF-8 (byte {exc.start})") from None
+
+
+def read_json(path: Path, max_bytes: int = 16 * 1024 * 1024) -> Any:
+    text = read_text(path, max_bytes)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ReadProblem("json", path, f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    """What `du` reports for a tree: allocated bytes, each hard-linked inode once, symlinks not followed."""
+
+    bytes: int
+    apparent_bytes: int
+    files: int
+    errors: tuple[str, ...] = ()
+
+
+def disk_usage(root: Path, seen: set[tuple[int, int]] | None = None) -> DiskUsage:
+    """Walk ``root`` like ``du -s``: st_blocks*512, hard links counted once, never following symlinks.
+
+    ``seen`` may be shared between calls so that two trees sharing hard links are
+    not counted twice (du's behaviour across its arguments).
+    """
+    seen = set() if seen is None else seen
+    total = apparent = files = 0
+    errors: list[str] = []
+    try:
+        st = os.lstat(root)
+    except OSError as exc:
+        return DiskUsage(0, 0, 0, (f"{root}: {exc.strerror}",))
+    total += st.st_blocks * 512
+    apparent += st.st_size
+    if not stat.S_ISDIR(st.st_mode):
+        return DiskUsage(total, apparent, 1, ())
+    stack = [os.fspath(root)]
+    while stack:
+        d = stack.pop()
+        try:
+            it = os.scandir(d)
+        except OSError as exc:
+            errors.append(f"{d}: {exc.strerror}")
+            continue
+        with it:
+            for entry in it:
+                try:
+                    est = entry.stat(follow_symlinks=False)
+                except OSError as exc:
+                    errors.append(f"{entry.path}: {exc.strerror}")
+                    continue
+                if est.st_nlink > 1 and not stat.S_ISDIR(est.st_mode):
+                    key = (est.st_dev, est.st_ino)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                total += est.st_blocks * 512
+                apparent += est.st_size
+                files += 1
+                if stat.S_ISDIR(est.st_mode):
+                    stack.append(entry.path)
+    return DiskUsage(total, apparent, files, tuple(errors))
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "K", "M", "G", "T"):
+        if abs(n) < 1024 or unit == "T":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024
+    return f"{n:.1f}T"
+
+
+def is_within(path: Path, root: Path) -> bool:
+    """Containment by resolved path comparison, never by string prefix."""
+    try:
+        path.resolve().relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def atomic_write(path: Path, data: bytes | str, mode: int | None = None) -> None:
+    """Write via a temporary file in the same folder, fsync, rename: readers see old or new, never half."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644 if mode is None else mode)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    os.close(fd)
+    if mode is None:
+        try:
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+        except OSError:
+            pass
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass

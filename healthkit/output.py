@@ -1,0 +1,48 @@
+"""Where a rendered report goes: stdout, a file, or a reports folder with timestamped history and `latest.*`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .fsutil import atomic_write
+from .render import EXTENSIONS, render
+
+if TYPE_CHECKING:
+    from .report import Report
+
+
+def write_stdout(text: str) -> None:
+    """UTF-8 whatever the locale (cron often runs with none)."""
+    data = text.encode("utf-8")
+    try:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    except AttributeError:  # captured streams in tests
+        sys.stdout.write(text)
+
+
+def is_dir_target(target: Path) -> bool:
+    return target.is_dir() or str(target).endswith(os.sep)
+
+
+def write_report(report: "Report", fmt: str, target: Path, ascii: bool = False) -> list[Path]:
+    """Write to a file, or into a folder as `report-<UTC stamp>.<ext>` plus `latest.md` and `latest.json`."""
+    if not is_dir_target(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(target, render(report, fmt, ascii=ascii))
+        return [target]
+    from .history import write_history
+
+    return write_history(report, target, fmt, ascii=ascii)
+
+
+def stamp(report: "Report") -> str:
+    return report.generated_at.replace("-", "").replace(":", "").replace("+0000", "Z").replace("+00:00", "Z")
+
+
+def default_name(report: "Report", fmt: str) -> str:
+    return f"report-{stamp(report)}.{EXTENSIONS[fmt]}"

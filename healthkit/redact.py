@@ -1,0 +1,59 @@
+"""Keep secrets out of reports: tokens in argv, KEY=VALUE pairs, URL credentials, secret-named config keys."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+MASK = "***"
+_SECRET_NAME = re.compile(r"(token|secret|passw(or)?d|passwd|api[_-]?key|access[_-]?key|auth|credential|private[_-]?key)", re.I)
+_URL_CRED = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<cred>[^/@\s:]+(:[^/@\s]*)?)@", re.I)
+_KNOWN_TOKENS = re.compile(r"\b(hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_-]{20,}|ghp_[A-Za-z0-9]{20,}|xox[bpa]-[A-Za-z0-9-]{10,})\b")
+
+
+def is_secret_name(name: str) -> bool:
+    return bool(_SECRET_NAME.search(name))
+
+
+def redact_text(text: str) -> str:
+    text = _URL_CRED.sub(lambda m: f"{m.group('scheme')}{MASK}@", text)
+    text = _KNOWN_TOKENS.sub(MASK, text)
+    return re.sub(
+        r"(?P<k>\b[\w.-]*(?:token|secret|passw(?:or)?d|api[_-]?key|access[_-]?key)[\w.-]*)(?P<sep>\s*[=:]\s*)(?P<v>\"[^\"]*\"|'[^']*'|\S+)",
+        lambda m: f"{m.group('k')}{m.group('sep')}{MASK}",
+        text,
+        flags=re.I,
+    )
+
+
+def redact_argv(argv: list[str] | tuple[str, ...]) -> list[str]:
+    """Mask the value after a secret-named flag (``--token X``, ``--api-key=X``) and secrets inside tokens."""
+    out: list[str] = []
+    mask_next = False
+    for tok in argv:
+        if mask_next:
+            out.append(MASK)
+            mask_next = False
+            continue
+        if tok.startswith("-") and "=" not in tok and is_secret_name(tok):
+            out.append(tok)
+            mask_next = True
+            continue
+        if tok.startswith("-") and "=" in tok:
+            flag, _, _ = tok.partition("=")
+            if is_secret_name(flag):
+                out.append(f"{flag}={MASK}")
+                continue
+        out.append(redact_text(tok))
+    return out
+
+
+def redact_mapping(value: Any) -> Any:
+    """Copy of a JSON-like value with secret-named keys masked, at any depth."""
+    if isinstance(value, dict):
+        return {k: (MASK if isinstance(k, str) and is_secret_name(k) and v not in (None, "") else redact_mapping(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_mapping(v) for v in value]
+    if isinstance(value, str):
+        return redact_text(value)
+    return value

@@ -1,0 +1,174 @@
+"""Markdown renderer in the shape of the hand-written health report: issues, what works, what to do."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import TYPE_CHECKING, Any
+
+from ..models import Finding, Severity, Status
+
+if TYPE_CHECKING:
+    from ..report import Report
+
+URGENCY = [("immediate", "IMMEDIATE (Do Now)"), ("short-term", "SHORT-TERM (Next Session)"), ("long-term", "LONG-TERM (Future Improvements)")]
+_ASCII = {"🚨": "[!!]", "🔴": "[CRIT]", "🟡": "[WARN]", "🔵": "[INFO]", "✅": "[OK]", "📋": "", "🎯": "", "📊": "", "⏱": "",
+          "⚠️": "[!]", "❓": "[?]", "…": "...", "→": "->", "×": "x", "°": " deg", "≥": ">=", "≤": "<="}
+
+
+def _fence(text: str) -> str:
+    """A code fence longer than any backtick run inside (evidence may contain ```)."""
+    longest = run = 0
+    for ch in text:
+        run = run + 1 if ch == "`" else 0
+        longest = max(longest, run)
+    return "`" * max(3, longest + 1)
+
+
+def _finding(n: int, f: Finding) -> list[str]:
+    out = [f"### {n}. **{f.title.upper()}** ({f.severity.emoji} {f.severity.value.upper()})", "", f"`{f.code}` · check `{f.check}`", ""]
+    for label, items in (("Problem", f.problem), ("Impact", f.impact)):
+        if items:
+            out += [f"**{label}:**"] + [f"- {x}" for x in items] + [""]
+    if f.evidence:
+        body = "\n\n".join(f"$ {e.command}\n{e.observed}".rstrip() for e in f.evidence)
+        fence = _fence(body)
+        out += ["**Evidence:**", f"{fence}bash", body, fence, ""]
+    if f.root_cause:
+        out += ["**Root Cause:**"] + [f"- {x}" for x in f.root_cause] + [""]
+    if f.fixes:
+        fixes = ", ".join(f"`{x.id}` ({x.safety}): {x.title}" for x in f.fixes)
+        out += [f"**Fixes:** {fixes}", ""]
+    out += ["---", ""]
+    return out
+
+
+def _training_block(t: dict[str, Any]) -> list[str]:
+    lines = []
+    if t.get("state") is not None:
+        lines.append(f"State: {t['state']}")
+    if t.get("step") is not None:
+        total = t.get("total_steps")
+        pct = f" ({t['percent']:.0f}%)" if t.get("percent") is not None else ""
+        lines.append(f"Step: {t['step']} / {total if total is not None else '?'}{pct}")
+    for key, label in (("loss", "Loss"), ("val_loss", "Validation loss"), ("val_train_gap", "Val/train gap")):
+        if key in t:
+            v = t[key]
+            lines.append(f"{label}: {v:.4g}" if isinstance(v, (int, float)) else f"{label}: {v}")
+    if t.get("eta") :
+        lines.append(f"ETA: {t['eta']}")
+    gpu = t.get("gpu") or {}
+    if gpu.get("memory_used_mb") is not None:
+        total = gpu.get("memory_total_mb")
+        lines.append(f"GPU: {gpu['memory_used_mb']:.0f} MB / {total:.0f} MB" if total else f"GPU: {gpu['memory_used_mb']:.0f} MB")
+    if gpu.get("temperature_c") is not None:
+        lines.append(f"Temperature: {gpu['temperature_c']:.0f}°C")
+    if t.get("current_file"):
+        lines.append(f"File: {t['current_file']}")
+    if t.get("updated_ago"):
+        lines.append(f"Status updated: {t['updated_ago']} ago")
+    return lines
+
+
+def render(report: "Report", ascii: bool = False, **_: Any) -> str:
+    findings = report.findings
+    date = report.generated_at[:10]
+    out = [f"# SYSTEM HEALTH REPORT - {date}", ""]
+    out += [
+        f"Workspace: `{report.workspace}` · host `{report.hostname}` · {report.generated_at} · healthkit {report.version}",
+        "",
+        f"**Verdict: {report.status.value.upper()}** ({report.summary_line()})",
+        "",
+    ]
+    serious = [f for f in findings if f.severity is not Severity.INFO]
+    infos = [f for f in findings if f.severity is Severity.INFO]
+    if serious:
+        crit = any(f.severity is Severity.CRITICAL for f in serious)
+        out += ["## 🚨 CRITICAL ISSUES FOUND" if crit else "## ⚠️ ISSUES FOUND", ""]
+        for i, f in enumerate(serious, 1):
+            out += _finding(i, f)
+    else:
+        out += ["## ✅ NO ISSUES FOUND", ""]
+    if infos:
+        out += ["## 🔵 NOTES", ""]
+        for i, f in enumerate(infos, 1):
+            out += _finding(i, f)
+
+    unknown = [r for r in report.sorted_results if r.status is Status.UNKNOWN]
+    if unknown or report.load_errors:
+        out += ["## ❓ COULD NOT CHECK", ""]
+        for r in unknown:
+            why = r.error or "; ".join(r.notes) or "no verdict"
+            out.append(f"- `{r.check}` ({r.title}): {why}")
+        for e in report.load_errors:
+            out.append(f"- {e.source}: {e.message}")
+        out += ["", "---", ""]
+
+    if report.healthy:
+        out += ["## ✅ WHAT'S WORKING", ""]
+        for i, h in enumerate(report.healthy, 1):
+            out.append(f"{i}. **{h.title}**")
+            out += [f"   - {d}" for d in h.details]
+            out.append("")
+        out += ["---", ""]
+
+    if findings:
+        out += ["## 📋 RECOMMENDATIONS", ""]
+        n = 0
+        for key, label in URGENCY:
+            group = [f for f in findings if f.urgency == key]
+            if not group:
+                continue
+            out += [f"### {label}", ""]
+            for f in group:
+                n += 1
+                out.append(f"{n}. **{f.title}** (`{f.code}`)")
+                out += [f"   - {r}" for r in f.recommendations]
+                safe = [x for x in f.fixes if x.safety == "safe"]
+                unsafe = [x for x in f.fixes if x.safety != "safe"]
+                if safe:
+                    out.append(f"   - Fix: `healthkit fix {report.workspace} --safe --only {f.code}` ({', '.join(x.title for x in safe)})")
+                if unsafe:
+                    out.append(f"   - Unsafe fix, only if you accept the risk: `healthkit fix {report.workspace} --unsafe --only {f.code}` ({', '.join(x.title for x in unsafe)})")
+                out.append("")
+        out += ["---", ""]
+
+        out += ["## 🎯 ROOT CAUSE ANALYSIS", ""]
+        seen: set[str] = set()
+        for f in findings:
+            if f.code in seen:
+                continue
+            seen.add(f.code)
+            doc = report.code_docs.get(f.code)
+            out.append(f"**Pattern:** {doc.title if doc else f.title}")
+            if doc:
+                out.append(f"- Why it matters: {doc.why}")
+            out += [f"- {x}" for x in f.root_cause]
+            out.append("")
+        out += ["---", ""]
+
+    training = report.facts.get("training")
+    if training:
+        block = _training_block(training)
+        if block:
+            out += ["## 📊 CURRENT TRAINING STATUS", "", "```", *block, "```", ""]
+            if training.get("verdict"):
+                out += [f"**Assessment:** {training['verdict']}", ""]
+            out += ["---", ""]
+
+    out += ["## ⏱ CHECKS RUN", "", "| check | status | time |", "|---|---|---|"]
+    for r in report.sorted_results:
+        out.append(f"| `{r.check}` | {r.status.value} | {r.duration_s * 1000:.1f} ms |")
+    out += ["", f"Audit took {report.duration_s * 1000:.0f} ms."]
+    if report.settings_file:
+        out.append(f"Settings: `{report.settings_file}`.")
+    for note in report.notes:
+        out.append(f"Note: {note}")
+    text = "\n".join(out).rstrip() + "\n"
+    return to_ascii(text) if ascii else text
+
+
+def to_ascii(text: str) -> str:
+    for k, v in _ASCII.items():
+        text = text.replace(k, v)
+    text = unicodedata.normalize("NFKD", text)
+    return text.encode("ascii", "ignore").decode("ascii").replace("\ufe0f", "")

@@ -1,0 +1,154 @@
+"""Audit settings (`healthkit.toml`): every path, key name, process pattern, port and threshold.
+
+Our trainer's layout is the default; a foreign setup (its own daemon, its own status keys)
+says how it differs here instead of being reported as broken.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+SETTINGS_FILE = "healthkit.toml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+
+class PathSettings(_Strict):
+    config: str = "config.json"
+    docs: list[str] = ["CLAUDE.md", "AGENTS.md", "README.md"]
+    pid_file: str = ".daemon.pid"
+    checkpoints: str = "current_model"
+    checkpoints_config_key: str | None = Field(
+        None, description="config.json key naming the checkpoint folder (e.g. current_model_dir); wins over `checkpoints`"
+    )
+    queue_pending: list[str] = ["queue/inbox"]
+    queue_processing: str = "queue/processing"
+    queue_done: str = "queue/done"
+    queue_failed: str = "queue/failed"
+    control: str = "control"
+    status: str = "status/training_status.json"
+    daemon_state: str = "status/daemon_state.json"
+    logs: str = "logs"
+    monitoring_costs: str = "monitoring_costs.json"
+    reports: str = "reports"
+    journal: str = "logs/healthkit-fix.jsonl"
+
+
+class StatusKeys(_Strict):
+    """Key names in the status file, by what they mean (a foreign setup's `validation_loss` is our `val_loss`)."""
+
+    state: str = "state"
+    step: str = "step"
+    total_steps: str = "total_steps"
+    loss: str = "loss"
+    val_loss: str = "val_loss"
+    val_train_gap: str = "val_train_gap"
+    current_file: str = "current_file"
+    started_at: str = "started_at"
+    updated_at: str = "updated_at"
+    eta_seconds: str = "eta_seconds"
+    gpu: str = "gpu"
+
+
+class ConfigKeys(_Strict):
+    """Key names in config.json, by the HF TrainingArguments name they mean."""
+
+    save_total_limit: str = "save_total_limit"
+    save_steps: str = "save_steps"
+    save_strategy: str = "save_strategy"
+    eval_steps: str = "eval_steps"
+    eval_strategy: str = "eval_strategy"
+    max_steps: str = "max_steps"
+    num_train_epochs: str = "num_train_epochs"
+    logging_steps: str = "logging_steps"
+    validation_file: str = "validation_file"
+    validation_split: str = "validation_split"
+    base_model: str = "base_model"
+    monitor_port: str = "monitor_port"
+
+
+class ProcessSettings(_Strict):
+    daemon: list[str] = ["trainer.daemon", "training_daemon.py"]
+    training: list[str] = ["trainer.train_file", "train.py"]
+    training_in_daemon: bool = Field(False, description="training runs inside the daemon process (no separate child)")
+    match_workspace: bool = Field(True, description="only count processes whose cwd or argv points into the workspace")
+    daemon_command: list[str] | None = Field(
+        None, description="argv that starts the daemon; {base} is replaced by the workspace path"
+    )
+
+
+class RetentionSettings(_Strict):
+    save_total_limit: int | None = Field(
+        None, ge=1, description="the limit the training code enforces when config.json does not say (a hard-coded value)"
+    )
+
+
+class Thresholds(_Strict):
+    disk_min_free_percent: float = Field(10.0, ge=0, le=100)
+    disk_min_free_bytes: int = Field(10 * 1024**3, ge=0)
+    disk_critical_free_percent: float = Field(3.0, ge=0, le=100)
+    stalled_min_seconds: float = Field(900.0, gt=0)
+    stalled_step_factor: float = Field(20.0, gt=0)
+    overfit_min_evals: int = Field(3, ge=2)
+    gpu_max_temp_c: float = 85.0
+    gpu_max_memory_percent: float = 95.0
+    monitoring_warn_share: float = Field(0.05, gt=0)
+    monitoring_critical_share: float = Field(0.10, gt=0)
+    checkpoint_count_without_limit: int = Field(10, ge=1, description="checkpoints beyond which an unlimited run is bloat")
+
+
+class MonitorSettings(_Strict):
+    host: str = "127.0.0.1"
+    ports: list[int] | None = Field(None, description="ports to probe; default: config's monitor_port, else 8080")
+    timeout_seconds: float = Field(1.0, gt=0)
+
+
+class CheckSettings(_Strict):
+    select: list[str] = []
+    ignore: list[str] = []
+    timeout_seconds: float = Field(10.0, gt=0)
+    plugins: list[str] = []
+
+
+class Settings(_Strict):
+    paths: PathSettings = PathSettings()
+    status_keys: StatusKeys = StatusKeys()
+    config_keys: ConfigKeys = ConfigKeys()
+    processes: ProcessSettings = ProcessSettings()
+    retention: RetentionSettings = RetentionSettings()
+    thresholds: Thresholds = Thresholds()
+    monitor: MonitorSettings = MonitorSettings()
+    checks: CheckSettings = CheckSettings()
+
+
+class SettingsError(Exception):
+    """healthkit.toml exists but cannot be used; the message names the file and the bad key."""
+
+
+def load_settings(base: Path) -> tuple[Settings, Path | None]:
+    path = base / SETTINGS_FILE
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return Settings(), None
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot be read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise SettingsError(f"{path}: is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: invalid TOML: {exc}") from None
+    try:
+        return Settings.model_validate(data), path
+    except ValidationError as exc:
+        lines = [f"{path}: invalid settings:"]
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            lines.append(f"  {loc}: {err['msg']}")
+        raise SettingsError("\n".join(lines)) from None

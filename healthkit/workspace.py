@@ -1,0 +1,362 @@
+"""The training workspace: paths from settings, and lazily read views cached for one audit.
+
+Checks run concurrently, so each view is computed under its own lock: every file and
+the process table are read once per audit however many checks ask.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from .fsutil import DiskUsage, ReadProblem, disk_usage, read_json, read_text
+from .procs import PidFile, ProcInfo, read_pid_file, scan_processes
+from .settings import Settings, load_settings
+
+T = TypeVar("T")
+CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+MISSING = object()
+
+
+class WorkspaceError(Exception):
+    """The workspace itself cannot be audited (missing, not a folder, unreadable, bad settings)."""
+
+
+def cached_view(func: Callable[[Any], T]) -> property:
+    """A lazily computed, thread-safe, once-per-workspace property."""
+    name = func.__name__
+
+    @functools.wraps(func)
+    def getter(self: Any) -> T:
+        cache = self._cache
+        if name in cache:
+            return cache[name]
+        with self._locks_guard:
+            lock = self._locks.setdefault(name, threading.Lock())
+        with lock:
+            if name not in cache:
+                cache[name] = func(self)
+            return cache[name]
+
+    return property(getter)
+
+
+@dataclass(frozen=True)
+class JsonFile:
+    """A JSON file as found: its data, or the problem that stopped us reading it."""
+
+    path: Path
+    data: Any = None
+    problem: ReadProblem | None = None
+    mtime: float | None = None
+
+    @property
+    def exists(self) -> bool:
+        return self.problem is None or self.problem.kind != "missing"
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    @property
+    def is_object(self) -> bool:
+        return self.problem is None and isinstance(self.data, dict)
+
+
+def load_json_file(path: Path) -> JsonFile:
+    try:
+        mtime = os.stat(path).st_mtime
+    except OSError:
+        mtime = None
+    try:
+        return JsonFile(path, read_json(path), None, mtime)
+    except ReadProblem as exc:
+        return JsonFile(path, None, exc, mtime)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """An HF Trainer checkpoint folder; ordered by step number, never by name."""
+
+    path: Path
+    step: int
+    is_symlink: bool
+    files: frozenset[str]
+    list_error: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+@dataclass(frozen=True)
+class Doc:
+    path: Path
+    text: str | None
+    problem: ReadProblem | None = None
+
+
+@dataclass(frozen=True)
+class QueueView:
+    pending: list[Path] = field(default_factory=list)
+    processing: list[Path] = field(default_factory=list)
+    done: list[Path] = field(default_factory=list)
+    failed: list[Path] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DiskSpace:
+    total: int
+    free: int  # f_bavail: what an unprivileged writer gets
+    used: int
+    path: Path
+
+    @property
+    def free_percent(self) -> float:
+        return 100.0 * self.free / self.total if self.total else 0.0
+
+
+class Workspace:
+    """Paths plus cached views of one workspace, for one audit."""
+
+    def __init__(self, base: Path, settings: Settings | None = None, settings_path: Path | None = None):
+        self.base = base
+        self.settings = settings or Settings()
+        self.settings_path = settings_path
+        self.now = time.time()
+        self._cache: dict[str, Any] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    @classmethod
+    def open(cls, base: Path | str) -> "Workspace":
+        from .settings import SettingsError
+
+        base = Path(base).expanduser()
+        try:
+            st = base.stat()
+        except FileNotFoundError:
+            raise WorkspaceError(f"workspace {base} does not exist") from None
+        except OSError as exc:
+            raise WorkspaceError(f"workspace {base} cannot be read: {exc.strerror}") from None
+        if not os.path.isdir(base):
+            raise WorkspaceError(f"workspace {base} is not a directory")
+        if not os.access(base, os.R_OK | os.X_OK):
+            raise WorkspaceError(f"workspace {base} is not readable (permission denied)")
+        del st
+        try:
+            settings, spath = load_settings(base)
+        except SettingsError as exc:
+            raise WorkspaceError(str(exc)) from None
+        return cls(base.absolute(), settings, spath)
+
+    # paths -----------------------------------------------------------------
+    def path(self, rel: str) -> Path:
+        p = Path(rel.replace("{base}", str(self.base))).expanduser()
+        return p if p.is_absolute() else self.base / p
+
+    def rel(self, p: Path) -> str:
+        try:
+            return str(p.relative_to(self.base))
+        except ValueError:
+            return str(p)
+
+    @property
+    def config_path(self) -> Path:
+        return self.path(self.settings.paths.config)
+
+    @property
+    def status_path(self) -> Path:
+        return self.path(self.settings.paths.status)
+
+    @property
+    def pid_path(self) -> Path:
+        return self.path(self.settings.paths.pid_file)
+
+    # views -----------------------------------------------------------------
+    @cached_view
+    def config(self) -> JsonFile:
+        return load_json_file(self.config_path)
+
+    def config_value(self, key: str, default: Any = MISSING) -> Any:
+        """A config value by its canonical (HF) name, through the settings' key mapping."""
+        cfg = self.config
+        actual = getattr(self.settings.config_keys, key, key)
+        if cfg.is_object and actual in cfg.data:
+            return cfg.data[actual]
+        return default
+
+    @cached_view
+    def status(self) -> JsonFile:
+        return load_json_file(self.status_path)
+
+    def status_value(self, key: str) -> Any:
+        """A status value by canonical name; MISSING when the key is absent (which differs from null)."""
+        st = self.status
+        actual = getattr(self.settings.status_keys, key, key)
+        if st.is_object and actual in st.data:
+            return st.data[actual]
+        return MISSING
+
+    def status_key(self, key: str) -> str:
+        return getattr(self.settings.status_keys, key, key)
+
+    @cached_view
+    def daemon_state(self) -> JsonFile:
+        return load_json_file(self.path(self.settings.paths.daemon_state))
+
+    @cached_view
+    def monitoring_costs(self) -> JsonFile:
+        return load_json_file(self.path(self.settings.paths.monitoring_costs))
+
+    @cached_view
+    def pid_file(self) -> PidFile:
+        return read_pid_file(self.pid_path)
+
+    @cached_view
+    def processes(self) -> list[ProcInfo]:
+        return scan_processes()
+
+    @cached_view
+    def checkpoint_dir(self) -> Path:
+        key = self.settings.paths.checkpoints_config_key
+        if key and self.config.is_object and isinstance(self.config.data.get(key), str):
+            return self.path(self.config.data[key])
+        return self.path(self.settings.paths.checkpoints)
+
+    @cached_view
+    def checkpoints(self) -> list[Checkpoint]:
+        """Checkpoint folders sorted by step. `tmp-checkpoint-*` (a save in progress) is not one."""
+        root = self.checkpoint_dir
+        found: list[Checkpoint] = []
+        try:
+            entries = list(os.scandir(root))
+        except OSError:
+            return []
+        for entry in entries:
+            m = CHECKPOINT_RE.match(entry.name)
+            if not m:
+                continue
+            is_link = entry.is_symlink()
+            try:
+                if not entry.is_dir(follow_symlinks=True):
+                    continue
+            except OSError:
+                continue
+            p = Path(entry.path)
+            try:
+                files = frozenset(os.listdir(p))
+                err = None
+            except OSError as exc:
+                files, err = frozenset(), exc.strerror
+            found.append(Checkpoint(p, int(m.group(1)), is_link, files, err))
+        found.sort(key=lambda c: c.step)
+        return found
+
+    @cached_view
+    def in_progress_saves(self) -> list[Path]:
+        try:
+            return sorted(Path(e.path) for e in os.scandir(self.checkpoint_dir) if e.name.startswith("tmp-checkpoint-"))
+        except OSError:
+            return []
+
+    @cached_view
+    def checkpoint_usage(self) -> dict[Path, DiskUsage]:
+        """`du` of each checkpoint (symlinked ones count as the link only), hard links counted once overall."""
+        seen: set[tuple[int, int]] = set()
+        return {c.path: disk_usage(c.path, seen) for c in self.checkpoints}
+
+    @cached_view
+    def checkpoint_dir_usage(self) -> DiskUsage:
+        """The checkpoint folder's total, reusing the per-checkpoint walks."""
+        root = self.checkpoint_dir
+        per = self.checkpoint_usage
+        total = apparent = files = 0
+        errors: list[str] = []
+        for u in per.values():
+            total, apparent, files = total + u.bytes, apparent + u.apparent_bytes, files + u.files
+            errors.extend(u.errors)
+        covered = {c.path.name for c in self.checkpoints}
+        try:
+            entries = list(os.scandir(root))
+        except OSError:
+            entries = []
+        seen: set[tuple[int, int]] = set()
+        for e in entries:
+            if e.name in covered:
+                continue
+            u = disk_usage(Path(e.path), seen)
+            total, apparent, files = total + u.bytes, apparent + u.apparent_bytes, files + u.files
+            errors.extend(u.errors)
+        return DiskUsage(total, apparent, files, tuple(errors))
+
+    def trainer_state_of(self, ckpt: Checkpoint) -> JsonFile:
+        key = f"trainer_state:{ckpt.path}"
+        if key not in self._cache:
+            self._cache[key] = load_json_file(ckpt.path / "trainer_state.json")
+        return self._cache[key]
+
+    @cached_view
+    def latest_trainer_state(self) -> tuple[Checkpoint | None, JsonFile | None]:
+        """trainer_state.json of the newest checkpoint that has a readable one."""
+        for ckpt in reversed(self.checkpoints):
+            ts = self.trainer_state_of(ckpt)
+            if ts.is_object:
+                return ckpt, ts
+        return None, None
+
+    @cached_view
+    def docs(self) -> list[Doc]:
+        out = []
+        for rel in self.settings.paths.docs:
+            p = self.path(rel)
+            try:
+                out.append(Doc(p, read_text(p, max_bytes=4 * 1024 * 1024)))
+            except ReadProblem as exc:
+                if exc.kind != "missing":
+                    out.append(Doc(p, None, exc))
+        return out
+
+    @cached_view
+    def queue(self) -> QueueView:
+        errors: list[str] = []
+
+        def listing(rel: str) -> list[Path]:
+            d = self.path(rel)
+            try:
+                return sorted(Path(e.path) for e in os.scandir(d) if e.name.endswith(".jsonl") and e.is_file())
+            except FileNotFoundError:
+                return []
+            except OSError as exc:
+                errors.append(f"{self.rel(d)}: {exc.strerror}")
+                return []
+
+        pending = [p for rel in self.settings.paths.queue_pending for p in listing(rel)]
+        p = self.settings.paths
+        return QueueView(pending, listing(p.queue_processing), listing(p.queue_done), listing(p.queue_failed), errors)
+
+    @cached_view
+    def disk(self) -> DiskSpace | None:
+        try:
+            target = self.checkpoint_dir if self.checkpoint_dir.exists() else self.base
+            st = os.statvfs(target)
+        except OSError:
+            return None
+        total = st.f_blocks * st.f_frsize
+        free = st.f_bavail * st.f_frsize
+        used = (st.f_blocks - st.f_bfree) * st.f_frsize
+        return DiskSpace(total, free, used, target)
+
+
+def open_workspace(base: Path | str) -> Workspace:
+    return Workspace.open(base)
+
+
+__all__ = ["Workspace", "WorkspaceError", "JsonFile", "Checkpoint", "MISSING", "load_settings", "open_workspace"]
