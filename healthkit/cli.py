@@ -42,6 +42,7 @@ def audit(
     ascii: Annotated[bool, typer.Option("--ascii", help="no emoji or other non-ASCII characters")] = False,
     timeout: Annotated[Optional[float], typer.Option("--timeout", help="seconds each check may take")] = None,
     fail_level: Annotated[str, typer.Option("--fail-level", help="lowest verdict that gives a non-zero exit: warning|critical|unknown")] = "warning",
+    keep: Annotated[Optional[int], typer.Option("--keep", min=1, help="with a folder --output: reports of each format to keep (default 50)")] = None,
 ) -> None:
     """Inspect a training workspace and report what is wrong, with evidence you can re-run."""
     from .api import audit as run_audit
@@ -61,7 +62,7 @@ def audit(
         write_stdout(report.render(fmt, ascii=ascii))
     else:
         try:
-            written = write_report(report, fmt, output, ascii=ascii)
+            written = write_report(report, fmt, output, ascii=ascii, keep=keep)
         except OSError as exc:
             err(f"healthkit: cannot write the report to {output}: {exc.strerror or exc}")
             raise typer.Exit(3)
@@ -75,6 +76,26 @@ def audit(
     if fail_level == "unknown" and code in (1, 2):
         code = 0
     raise typer.Exit(code)
+
+
+@app.command()
+def schedule(
+    path: PathArg = Path("."),
+    every: Annotated[str, typer.Option("--every", help="how often: 5m, 15m, 1h, 6h, 1d")] = "15m",
+    keep: Annotated[int, typer.Option("--keep", min=1, help="reports of each format to keep")] = 50,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="reports folder (default: the workspace's reports/)")] = None,
+    textfile_dir: Annotated[Optional[Path], typer.Option("--textfile-dir", help="also write Prometheus metrics for node_exporter's textfile collector here")] = None,
+) -> None:
+    """Print a crontab line and a systemd service + timer that audit this workspace on a schedule."""
+    from .output import write_stdout
+    from .schedule import ScheduleError, render_schedule
+
+    try:
+        text = render_schedule(path, every=every, keep=keep, reports=output, textfile_dir=textfile_dir)
+    except ScheduleError as exc:
+        err(f"healthkit: {exc}")
+        raise typer.Exit(EXIT_USAGE)
+    write_stdout(text)
 
 
 @app.command("checks")

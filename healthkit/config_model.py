@@ -56,6 +56,15 @@ class TrainingConfig(BaseModel):
     nproc_per_node: int = Field(1, ge=1)
     nnodes: int = Field(1, ge=1)
     hook_timeout_s: float = Field(5.0, gt=0, description="a monitoring hook slower than this is cut off")
+    rdzv_endpoint: str | None = Field(None, description="host:port of the rendezvous for nnodes > 1 (torchrun/accelerate)")
+    continue_from_previous: bool = Field(
+        True, description="each queue file starts from the final model of the file before it (models/LATEST), else from base_model"
+    )
+    keep_final_models: int = Field(2, ge=1, description="final models kept under models/<file-stem>/ (oldest removed first)")
+    max_eval_samples: int | None = Field(None, ge=1, description="cap on validation examples per evaluation")
+    status_interval_s: float = Field(
+        0.0, ge=0, description="least seconds between status-file writes (0: every logging step)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> "TrainingConfig":

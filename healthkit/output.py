@@ -25,23 +25,31 @@ def write_stdout(text: str) -> None:
         sys.stdout.write(text)
 
 
-def is_dir_target(target: Path) -> bool:
-    return target.is_dir() or str(target).endswith(os.sep)
+def is_dir_target(target: Path | str) -> bool:
+    """A folder: one that exists, a name ending in `/`, or a new name without a file extension.
+
+    The last rule matters because pathlib (and so typer) drops the trailing slash of `--output reports/`.
+    """
+    text = os.fspath(target)
+    path = Path(text)
+    return path.is_dir() or text.endswith(os.sep) or (not os.path.lexists(path) and not path.suffix)
 
 
-def write_report(report: "Report", fmt: str, target: Path, ascii: bool = False) -> list[Path]:
-    """Write to a file, or into a folder as `report-<UTC stamp>.<ext>` plus `latest.md` and `latest.json`."""
+def write_report(report: "Report", fmt: str, target: Path, ascii: bool = False, keep: int | None = None) -> list[Path]:
+    """Write to a file, or into a folder as `report-<UTC stamp>.<ext>` plus `latest.*`, keeping the newest ``keep``."""
     if not is_dir_target(target):
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(target, render(report, fmt, ascii=ascii))
         return [target]
     from .history import write_history
 
-    return write_history(report, target, fmt, ascii=ascii)
+    return write_history(report, target, fmt, ascii=ascii, keep=keep)
 
 
 def stamp(report: "Report") -> str:
-    return report.generated_at.replace("-", "").replace(":", "").replace("+0000", "Z").replace("+00:00", "Z")
+    from .history import stamp_of
+
+    return stamp_of(report.generated_at)
 
 
 def default_name(report: "Report", fmt: str) -> str:

@@ -20,6 +20,9 @@ class _Strict(BaseModel):
 
 class PathSettings(_Strict):
     config: str = "config.json"
+    config_schema: str = Field(
+        "healthkit", description="'healthkit' (our training config), 'none' (foreign setups), or a JSON Schema file"
+    )
     docs: list[str] = ["CLAUDE.md", "AGENTS.md", "README.md"]
     pid_file: str = ".daemon.pid"
     checkpoints: str = "current_model"

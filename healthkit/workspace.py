@@ -122,6 +122,12 @@ class DiskSpace:
     def free_percent(self) -> float:
         return 100.0 * self.free / self.total if self.total else 0.0
 
+    @property
+    def used_percent(self) -> float:
+        """As `df` computes Use%: used / (used + available), root's reserve excluded."""
+        denom = self.used + self.free
+        return 100.0 * self.used / denom if denom else 0.0
+
 
 class Workspace:
     """Paths plus cached views of one workspace, for one audit."""

@@ -69,7 +69,40 @@ def _training_block(t: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render(report: "Report", ascii: bool = False, **_: Any) -> str:
+def _since_block(since: dict[str, Any]) -> list[str]:
+    """"Since last report": what is new, what was resolved, what is still open (from the previous JSON)."""
+    out = ["## 🔄 SINCE LAST REPORT", ""]
+    prev = since.get("previous")
+    if prev:
+        change = since.get("status_change")
+        verdict = f"verdict {change['from'].upper()} → {change['to'].upper()}" if change and change.get("from") and change.get("to") \
+            else f"verdict unchanged ({str(prev.get('status') or '?').upper()})"
+        out += [f"Compared with `{prev.get('file')}` ({prev.get('generated_at')}): {verdict}.", ""]
+        emoji = {"critical": "🔴", "warning": "🟡", "info": "🔵"}
+        for key, label in (("new", "New"), ("resolved", "Resolved"), ("still_open", "Still open")):
+            items = since.get(key) or []
+            out.append(f"**{label} ({len(items)}):**" + ("" if items else " none"))
+            for i in items:
+                mark = "✅" if key == "resolved" else emoji.get(str(i.get("severity")), "")
+                was = f" (was {i['severity_was']})" if i.get("severity_was") else ""
+                out.append(f"- {mark} `{i.get('code')}`: {i.get('title')}{was}")
+            out.append("")
+    if since.get("note"):
+        out += [since["note"], ""]
+    return out + ["---", ""]
+
+
+def _chart_block(chart: dict[str, Any]) -> list[str]:
+    out = ["## 📈 LOSS CURVE", ""]
+    if chart.get("file"):
+        out += [f"![Training and validation loss over steps]({chart['file']})", ""]
+    if chart.get("note"):
+        out += [f"_{chart['note']}_", ""]
+    return out + ["---", ""]
+
+
+def render(report: "Report", ascii: bool = False, since: dict[str, Any] | None = None,
+           chart: dict[str, Any] | None = None, **_: Any) -> str:
     findings = report.findings
     date = report.generated_at[:10]
     out = [f"# SYSTEM HEALTH REPORT - {date}", ""]
@@ -79,6 +112,8 @@ def render(report: "Report", ascii: bool = False, **_: Any) -> str:
         f"**Verdict: {report.status.value.upper()}** ({report.summary_line()})",
         "",
     ]
+    if since is not None:
+        out += _since_block(since)
     serious = [f for f in findings if f.severity is not Severity.INFO]
     infos = [f for f in findings if f.severity is Severity.INFO]
     if serious:
@@ -154,6 +189,8 @@ def render(report: "Report", ascii: bool = False, **_: Any) -> str:
             if training.get("verdict"):
                 out += [f"**Assessment:** {training['verdict']}", ""]
             out += ["---", ""]
+    if chart is not None:
+        out += _chart_block(chart)
 
     out += ["## ⏱ CHECKS RUN", "", "| check | status | time |", "|---|---|---|"]
     for r in report.sorted_results:

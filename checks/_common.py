@@ -1,0 +1,89 @@
+"""Small helpers shared by the built-in checks: durations, timestamps, quoting for evidence commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from healthkit.workspace import MISSING, Workspace
+
+
+def ago(seconds: float) -> str:
+    """`4h 12m`, `3d 2h`, `45s`: how people say how long."""
+    s = int(max(0, seconds))
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    if d:
+        return f"{d}d {h}h"
+    if h:
+        return f"{h}h {m}m"
+    if m:
+        return f"{m}m {s}s"
+    return f"{s}s"
+
+
+def parse_time(value: Any) -> float | None:
+    """Epoch seconds from an ISO 8601 string or a number; None when it is neither."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value) / (1000.0 if value > 1e12 else 1.0)
+    if isinstance(value, str) and value.strip():
+        text = value.strip().replace("Z", "+00:00")
+        try:
+            dt = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+        if dt.tzinfo is None:
+            dt = dt.astimezone()  # naive timestamps are local time, as written by datetime.now()
+        return dt.timestamp()
+    return None
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
+
+
+def q(ws: Workspace, p: Path) -> str:
+    """A path as a person would type it from the workspace folder."""
+    return shlex.quote(ws.rel(p))
+
+
+def jq_pick(data: dict[str, Any], keys: list[str]) -> str:
+    """What `jq '{a, b}'` prints for these keys (null when absent, as jq does)."""
+    return json.dumps({k: data.get(k) for k in keys}, indent=2, default=str)
+
+
+def present(value: Any) -> bool:
+    return value is not MISSING
+
+
+def number(value: Any) -> float | None:
+    if isinstance(value, bool) or value is MISSING or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def tail_text(path: Path, max_bytes: int = 65536, lines: int = 8) -> list[str]:
+    """Last lines of a log, read from its end without loading it whole."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - max_bytes))
+            data = fh.read()
+    except OSError:
+        return []
+    return data.decode("utf-8", "replace").splitlines()[-lines:]

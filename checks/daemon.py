@@ -1,0 +1,337 @@
+"""Is the daemon alive, is the PID file telling the truth, and is any training running unwatched?"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from pathlib import Path
+
+from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Healthy, Severity, check
+from healthkit.procs import ProcInfo, argv_matches, probe, start_time_matches
+from healthkit.redact import redact_text
+from healthkit.workspace import Workspace
+
+from ._common import ago, iso, jq_pick, parse_time, q, tail_text
+
+DEAD = CodeDoc(
+    "daemon.dead", "critical", "PID file names a process that does not exist",
+    what="The daemon's PID file names a process that is gone (or a zombie): the daemon died without cleaning up.",
+    why="Nothing drives the queue: queued files are not trained, pause/resume/stop requests go unheeded, and a crash of the "
+        "current training is not restarted. A training child may still run on as an orphan.",
+    fix="`healthkit fix --safe` removes the stale PID file (only once the process is proven gone) and starts the daemon, "
+        "which adopts a running orphan instead of starting a second training.",
+    fix_safety="Safe: nothing that runs is signalled; the PID file is removed only when its process is provably gone.",
+)
+PID_REUSED = CodeDoc(
+    "daemon.pid-reused", "critical", "PID file names a live process that is not the daemon",
+    what="The PID in the PID file now belongs to another process (its command line or start time does not match the daemon): "
+         "the daemon died and the kernel reused its PID.",
+    why="Tools that trust the PID file would signal an unrelated process; meanwhile nothing drives the queue.",
+    fix="Remove the stale PID file and start the daemon. The process that holds the PID is never signalled.",
+    fix_safety="Safe: the unrelated process is never touched.",
+)
+MALFORMED = CodeDoc(
+    "daemon.pid-malformed", "warning", "PID file is not a PID file",
+    what="The PID file is empty, holds no valid PID, is a symlink, a FIFO, a directory or far too large.",
+    why="Nobody can tell from it whether the daemon runs; a daemon start may refuse to run or a script may act on garbage.",
+    fix="Remove it (when no daemon of this workspace runs) and start the daemon, which writes a proper one.",
+    fix_safety="Safe when no live daemon of this workspace exists.",
+)
+NOT_RUNNING = CodeDoc(
+    "daemon.not-running", "warning", "No daemon while work is queued or training runs",
+    what="There is no PID file and no daemon process, although files wait in the queue or training is running.",
+    why="Queued files will never be trained and nothing supervises the running training.",
+    fix="Start the daemon (`healthkit fix --safe` or `healthkit daemon start`).",
+    fix_safety="Safe: the daemon adopts running training rather than starting a second one.",
+)
+ORPHANED = CodeDoc(
+    "daemon.orphaned-training", "warning", "Training runs with no daemon over it",
+    what="A training process of this workspace runs without a live daemon supervising it (its daemon died, or it was started by hand).",
+    why="When it finishes, nothing takes the next queued file; if it crashes nothing restarts it; pause/stop requests are ignored.",
+    fix="Safe: start the daemon so that it adopts the running training (or waits for it) and then continues the queue. "
+        "Unsafe: stop it by its verified PID (SIGTERM, then SIGKILL after a grace), never by a pattern match.",
+    fix_safety="The safe fix never kills the training; killing it loses the work since its last checkpoint.",
+)
+
+START_DAEMON = FixRef("start-daemon", "Start the daemon (it adopts running training and continues the queue)", "safe")
+REMOVE_PID = FixRef("remove-stale-pid-file", "Remove the stale PID file", "safe")
+REMOVE_MALFORMED = FixRef("remove-malformed-pid-file", "Remove the malformed PID file", "safe")
+ADOPT = FixRef("adopt-orphan", "Start the daemon so that it adopts the orphaned training", "safe")
+KILL = FixRef("kill-orphan", "Stop the orphaned training by its verified PID (SIGTERM, then SIGKILL)", "unsafe")
+
+
+def _belongs(ws: Workspace, p: ProcInfo) -> bool:
+    """A process belongs to this workspace when its cwd or a path in its argv lies inside it."""
+    if not ws.settings.processes.match_workspace:
+        return True
+    base = os.path.realpath(ws.base)
+
+    def inside(path: str) -> bool:
+        try:
+            real = os.path.realpath(path)
+        except (OSError, ValueError):
+            return False
+        return real == base or real.startswith(base + os.sep)
+
+    if p.cwd and inside(p.cwd):
+        return True
+    for tok in p.cmdline[1:]:
+        val = tok.split("=", 1)[1] if tok.startswith("-") and "=" in tok else tok
+        if "/" in val or val.startswith("."):
+            if inside(val if os.path.isabs(val) else os.path.join(p.cwd or "/", val)):
+                return True
+    return False
+
+
+def _daemon_procs(ws: Workspace) -> list[ProcInfo]:
+    pats = ws.settings.processes.daemon
+    me = os.getpid()
+    return [p for p in ws.processes if p.alive and p.pid != me and argv_matches(p.cmdline, pats) and _belongs(ws, p)]
+
+
+def _training_procs(ws: Workspace) -> list[ProcInfo]:
+    """Training processes of this workspace; a launcher and its workers count once (the top-most)."""
+    pats = ws.settings.processes.training
+    me = os.getpid()
+    found = [p for p in ws.processes if p.alive and p.pid != me and argv_matches(p.cmdline, pats) and _belongs(ws, p)]
+    pids = {p.pid for p in found}
+    return [p for p in found if p.ppid not in pids]
+
+
+def _descends_from(ws: Workspace, p: ProcInfo, ancestor: int) -> bool:
+    parents = {x.pid: x.ppid for x in ws.processes}
+    cur, hops = p.ppid, 0
+    while cur and hops < 64:
+        if cur == ancestor:
+            return True
+        cur, hops = parents.get(cur, 0), hops + 1
+    return False
+
+
+def _adopted_child(ws: Workspace) -> tuple[int | None, float | None]:
+    st = ws.daemon_state
+    if not st.is_object:
+        return None, None
+    pid = st.data.get("child_pid")
+    started = parse_time(st.data.get("child_started_at"))
+    return (pid if isinstance(pid, int) and not isinstance(pid, bool) else None), started
+
+
+def _is_our_daemon(ws: Workspace, info: ProcInfo) -> tuple[bool, str]:
+    """Command line *and* start time must match; either alone is how PID reuse fools people."""
+    if not argv_matches(info.cmdline, ws.settings.processes.daemon):
+        return False, f"its command line is `{info.display_cmd()}`, not the daemon's"
+    pf = ws.pid_file
+    if pf.start_time is not None and not start_time_matches(info, pf.start_time):
+        return False, f"it started at {iso(info.create_time)}, but the PID file records {iso(pf.start_time)}"
+    if pf.start_time is None and pf.mtime is not None and info.create_time > pf.mtime + 2.0:
+        return False, f"it started at {iso(info.create_time)}, after the PID file was written ({iso(pf.mtime)})"
+    return True, ""
+
+
+def _pid_evidence(ws: Workspace) -> Evidence:
+    pf = ws.pid_file
+    shown = pf.preview if pf.preview else (f"({pf.reason})" if pf.reason else "")
+    return Evidence(f"cat {q(ws, pf.path)}", shown)
+
+
+def _ps_evidence(pid: int, info: ProcInfo | None, state: str) -> Evidence:
+    cmd = f"ps -o pid,ppid,stat,lstart,args -p {pid}"
+    if info is None:
+        return Evidence(cmd, f"Process {pid} does not exist")
+    if state == "zombie":
+        return Evidence(cmd, f"{pid} {info.ppid} Z  (zombie: exited, not yet reaped) {info.display_cmd()}")
+    return Evidence(cmd, f"{pid} {info.ppid} {info.status} started {iso(info.create_time)}  {info.display_cmd()}")
+
+
+def _impact(ws: Workspace, orphans: list[ProcInfo]) -> list[str]:
+    queue = ws.queue
+    out = []
+    n = len(queue.pending)
+    if n:
+        out.append(f"{n} queued file{'s' if n != 1 else ''} in {', '.join(ws.settings.paths.queue_pending)} will not be trained")
+    else:
+        out.append("No queue management: files added to the queue will not be picked up")
+    ctrl = ws.path(ws.settings.paths.control)
+    try:
+        pending_ctrl = sorted(e.name for e in os.scandir(ctrl) if e.is_file() and not e.name.endswith(".json"))
+    except OSError:
+        pending_ctrl = []
+    if pending_ctrl:
+        out.append(f"Control requests waiting unheeded in {ws.rel(ctrl)}/: {', '.join(pending_ctrl)}")
+    else:
+        out.append("Pause/resume/stop requests will go unheeded")
+    out.append("No auto-restart: if training crashes, nothing resumes it")
+    if orphans:
+        out.append("The running training will finish its current file, then nothing happens after it")
+    return out
+
+
+def _root_cause(ws: Workspace) -> tuple[list[str], list[Evidence]]:
+    lines: list[str] = []
+    evidence: list[Evidence] = []
+    st = ws.daemon_state
+    if st.is_object:
+        keys = [k for k in ("state", "paused_at", "pause_reason", "updated_at", "restarts") if k in st.data]
+        if keys:
+            evidence.append(Evidence(f"jq '{{{', '.join(keys)}}}' {q(ws, st.path)}", redact_text(jq_pick(st.data, keys))))
+        state = st.data.get("state")
+        reason = st.data.get("pause_reason") or st.data.get("reason")
+        if state:
+            lines.append(f"The daemon's last recorded state was `{state}`" + (f" (reason: {reason!r})" if reason else ""))
+    if st.mtime:
+        lines.append(f"The daemon last wrote its state {ago(ws.now - st.mtime)} ago ({iso(st.mtime)})")
+    logs = ws.path(ws.settings.paths.logs)
+    try:
+        newest = max((Path(e.path) for e in os.scandir(logs) if e.is_file() and "daemon" in e.name), key=lambda p: p.stat().st_mtime)
+    except (OSError, ValueError):
+        newest = None
+    if newest is not None:
+        tail = [redact_text(x) for x in tail_text(newest, lines=6)]
+        if tail:
+            evidence.append(Evidence(f"tail -n 6 {q(ws, newest)}", "\n".join(tail)))
+            if any(re.search(r"Traceback|Error|Killed|MemoryError|SIGKILL", x) for x in tail):
+                lines.append(f"The daemon log ends with an error: {tail[-1].strip()[:200]}")
+    lines.append("Nothing supervises the daemon itself (no systemd unit or `healthkit daemon start --supervise`)")
+    return lines, evidence
+
+
+def _orphan_finding(ws: Workspace, orphans: list[ProcInfo], why_unwatched: str) -> Finding:
+    oldest = min(orphans, key=lambda p: p.create_time)
+    problem = [f"{len(orphans)} training process{'es' if len(orphans) > 1 else ''} of this workspace run{'s' if len(orphans) == 1 else ''} with no daemon over {'them' if len(orphans) > 1 else 'it'} ({why_unwatched})"]
+    for p in orphans:
+        problem.append(f"PID {p.pid}, running for {ago(p.age_s(ws.now))}: `{p.display_cmd(120)}`")
+    evidence = [Evidence(f"ps -o pid,ppid,etime,args -p {p.pid}", f"{p.pid} {p.ppid} {ago(p.age_s(ws.now))} {p.display_cmd()}") for p in orphans]
+    return Finding(
+        code=ORPHANED.code, severity=Severity.WARNING, title="Training is running unsupervised",
+        problem=problem,
+        impact=[f"Over {ago(ws.now - oldest.create_time)} of training without daemon oversight",
+                "When it finishes, nothing takes the next queued file; if it crashes, nothing resumes it"],
+        evidence=evidence,
+        root_cause=["The daemon that started it died (or it was started by hand) and the process was re-parented"],
+        recommendations=["Do not kill it: let it finish. Start the daemon so that it adopts the running training and continues the queue afterwards"],
+        fixes=[ADOPT, KILL], urgency="immediate",
+        data={"orphans": [{"pid": p.pid, "create_time": p.create_time, "cmdline": list(p.cmdline)} for p in orphans]},
+    )
+
+
+@check("daemon", title="Daemon and orphaned training", codes=[DEAD, PID_REUSED, MALFORMED, NOT_RUNNING, ORPHANED], tags=["process"])
+def daemon_check(ws: Workspace) -> CheckOutput:
+    pf = ws.pid_file
+    findings: list[Finding] = []
+    healthy: list[Healthy] = []
+    facts: dict = {}
+    trainings = _training_procs(ws)
+    live_daemons = _daemon_procs(ws)
+    verified: ProcInfo | None = None
+    pid_rel = q(ws, pf.path)
+
+    if pf.state == "ok":
+        live = probe(pf.pid)  # type: ignore[arg-type]
+        if live.state in ("dead", "zombie"):
+            facts["daemon"] = {"state": "dead", "pid": pf.pid}
+            died = f"; the PID file was written {ago(ws.now - pf.mtime)} ago" if pf.mtime else ""
+            problem = [f"`{pid_rel}` contains PID {pf.pid}",
+                       f"Process {pf.pid} does not exist" if live.state == "dead" else f"Process {pf.pid} is a zombie: it exited and was never reaped",
+                       f"The daemon died and was never restarted{died}"]
+            if trainings:
+                problem.append(f"Training IS running, but as an orphaned process (PID {', '.join(str(p.pid) for p in trainings)})")
+            rc, rc_ev = _root_cause(ws)
+            findings.append(Finding(
+                code=DEAD.code, severity=Severity.CRITICAL, title="Daemon is dead",
+                problem=problem, impact=_impact(ws, trainings),
+                evidence=[_pid_evidence(ws), _ps_evidence(pf.pid, live.info, live.state), *rc_ev],  # type: ignore[arg-type]
+                root_cause=rc,
+                recommendations=["Start the daemon again: it adopts the running training and continues the queue",
+                                 "Run it under a supervisor (`healthkit daemon start --supervise`, or the systemd unit from `healthkit daemon systemd-unit`)"],
+                fixes=[REMOVE_PID, START_DAEMON], urgency="immediate",
+                data={"pid": pf.pid, "pid_file": str(pf.path), "state": live.state},
+            ))
+        elif live.state == "alive-eperm":
+            facts["daemon"] = {"state": "running", "pid": pf.pid}
+            healthy.append(Healthy("Daemon PID is alive", [f"PID {pf.pid} is alive but owned by another user; its identity could not be verified"]))
+        else:
+            ok, why = _is_our_daemon(ws, live.info)  # type: ignore[arg-type]
+            if ok:
+                verified = live.info
+                facts["daemon"] = {"state": "running", "pid": pf.pid}
+                healthy.append(Healthy("Daemon is running", [f"PID {pf.pid}, up {ago(live.info.age_s(ws.now))}", f"`{live.info.display_cmd(100)}`"]))  # type: ignore[union-attr]
+            else:
+                facts["daemon"] = {"state": "pid-reused", "pid": pf.pid}
+                findings.append(Finding(
+                    code=PID_REUSED.code, severity=Severity.CRITICAL, title="PID file points at another process",
+                    problem=[f"`{pid_rel}` contains PID {pf.pid}", f"Process {pf.pid} is alive, but is not this workspace's daemon: {why}",
+                             "The daemon died and its PID was reused"],
+                    impact=_impact(ws, trainings) + [f"Anything that trusts the PID file would signal an unrelated process (PID {pf.pid})"],
+                    evidence=[_pid_evidence(ws), _ps_evidence(pf.pid, live.info, live.state)],
+                    root_cause=_root_cause(ws)[0],
+                    recommendations=["Remove the stale PID file and start the daemon; never signal PID " + str(pf.pid)],
+                    fixes=[REMOVE_PID, START_DAEMON], urgency="immediate",
+                    data={"pid": pf.pid, "pid_file": str(pf.path), "create_time": live.info.create_time,  # type: ignore[union-attr]
+                          "cmdline": list(live.info.cmdline)},  # type: ignore[union-attr]
+                ))
+    elif pf.state == "malformed":
+        facts["daemon"] = {"state": "malformed", "pid": None}
+        findings.append(Finding(
+            code=MALFORMED.code, severity=Severity.WARNING, title="PID file is malformed",
+            problem=[f"`{pid_rel}` cannot be used: {pf.reason}"],
+            impact=["Whether the daemon runs cannot be told from its PID file; a daemon start may refuse to run"],
+            evidence=[Evidence(f"stat -c '%F %s bytes' {pid_rel}", pf.reason), _pid_evidence(ws)],
+            recommendations=["Remove it and start the daemon, which writes a valid one"],
+            fixes=[REMOVE_MALFORMED, START_DAEMON] if not live_daemons else [],
+            urgency="immediate", data={"pid_file": str(pf.path), "reason": pf.reason},
+        ))
+
+    if verified is None and pf.state != "ok" and live_daemons:
+        # Running without (a valid) PID file: it is still a daemon over the training.
+        verified = live_daemons[0]
+        healthy.append(Healthy("Daemon process is running", [f"PID {verified.pid} (found by its command line; the PID file does not name it)"]))
+        facts.setdefault("daemon", {"state": "running", "pid": verified.pid})
+
+    if pf.state == "missing" and verified is None:
+        facts["daemon"] = {"state": "not-running", "pid": None}
+        n = len(ws.queue.pending)
+        status_state = ws.status.data.get(ws.status_key("state")) if ws.status.is_object else None
+        if n or trainings or ws.queue.processing:
+            why = []
+            if n:
+                why.append(f"{n} file{'s' if n != 1 else ''} queued")
+            if ws.queue.processing:
+                why.append(f"{len(ws.queue.processing)} in processing/")
+            if trainings:
+                why.append(f"training running (PID {', '.join(str(p.pid) for p in trainings)})")
+            findings.append(Finding(
+                code=NOT_RUNNING.code, severity=Severity.WARNING, title="Daemon is not running",
+                problem=[f"No `{pid_rel}` and no daemon process, while there is work: {', '.join(why)}"],
+                impact=_impact(ws, trainings),
+                evidence=[Evidence(f"ls {pid_rel}", f"ls: cannot access '{ws.rel(pf.path)}': No such file or directory"),
+                          Evidence(f"ls {' '.join(shlex.quote(x) for x in ws.settings.paths.queue_pending)} | wc -l", str(n))],
+                recommendations=["Start the daemon"], fixes=[START_DAEMON], urgency="immediate",
+                data={"queued": n},
+            ))
+        elif status_state == "training":
+            healthy.append(Healthy("No daemon and nothing queued", ["The status file still says `training`; see the training check"]))
+
+    # Orphans: training processes no live daemon supervises.
+    orphans: list[ProcInfo] = []
+    if verified is None:
+        orphans = trainings
+        why = "no live daemon"
+    else:
+        child_pid, child_started = _adopted_child(ws)
+        for p in trainings:
+            if p.pid == verified.pid and ws.settings.processes.training_in_daemon:
+                continue
+            if _descends_from(ws, p, verified.pid):
+                continue
+            if child_pid == p.pid and (child_started is None or abs(child_started - p.create_time) <= 2.0):
+                continue  # adopted by the running daemon
+            orphans.append(p)
+        why = f"not started or adopted by the daemon (PID {verified.pid})"
+    if orphans:
+        findings.append(_orphan_finding(ws, orphans, why))
+    elif trainings and verified is not None:
+        healthy.append(Healthy("Training is supervised", [f"PID {', '.join(str(p.pid) for p in trainings)} under daemon PID {verified.pid}"]))
+
+    return CheckOutput(findings=findings, healthy=healthy, facts=facts)

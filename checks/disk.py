@@ -1,0 +1,100 @@
+"""Free space now, and whether the rest of the run fits at the current retention."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from healthkit import CheckOutput, CodeDoc, Evidence, Finding, Healthy, Severity, check
+from healthkit.fsutil import human_bytes
+from healthkit.workspace import Workspace
+
+from ._common import number, q
+from .checkpoints import _allowed, best_checkpoint, declared_limit
+
+LOW = CodeDoc(
+    "disk.low-space", "warning", "Free space under threshold",
+    what="The filesystem holding the checkpoints has less free space (for an unprivileged writer, f_bavail) than the "
+         "configured minimum (percent or bytes).",
+    why="The next checkpoint save fails half-written and the run dies, often hours into it.",
+    fix="Free space: prune checkpoints beyond the retention limit (`healthkit fix`), move finished models elsewhere.",
+)
+FORECAST = CodeDoc(
+    "disk.forecast-full", "critical", "Remaining training will not fit at the current retention",
+    what="What the rest of the run will write (checkpoints not yet saved, minus those retention deletes, plus the final "
+         "model) is more than the free space.",
+    why="The run is going to die at a save before it finishes, losing the steps since the last checkpoint.",
+    fix="Set or lower `save_total_limit`, prune now, or free space before the run gets there.",
+)
+
+
+def forecast(ws: Workspace) -> dict[str, Any] | None:
+    """Bytes the rest of the run will add, from steps left, save_steps, retention and the typical checkpoint size."""
+    ckpts = ws.checkpoints
+    if not ckpts:
+        return None
+    step = number(ws.status_value("step"))
+    total = number(ws.status_value("total_steps"))
+    _, ts = ws.latest_trainer_state
+    if step is None and ts is not None:
+        step = number(ts.data.get("global_step"))
+    if total is None and ts is not None:
+        total = number(ts.data.get("max_steps"))
+    save_steps = number(ws.config_value("save_steps", None))
+    if save_steps is None and ts is not None:
+        save_steps = number(ts.data.get("save_steps"))
+    if step is None or not total or not save_steps or total <= step:
+        return None
+    usage = ws.checkpoint_usage
+    size = max(usage[c.path].bytes for c in ckpts[-3:])
+    saves_left = int(total // save_steps) - int(step // save_steps)
+    limit, _ = declared_limit(ws)
+    now_count = len(ckpts)
+    if limit:
+        final_count = max(_allowed(limit, ckpts, best_checkpoint(ws)), min(now_count, limit))
+        growth_count = max(0, min(now_count + saves_left, final_count) - now_count)
+    else:
+        growth_count = saves_left
+    need = (growth_count + 1) * size  # +1: the final model save
+    return {"saves_left": saves_left, "checkpoint_bytes": size, "need_bytes": need, "limit": limit,
+            "steps_left": total - step, "growth_checkpoints": growth_count}
+
+
+@check("disk", title="Disk space", codes=[LOW, FORECAST], tags=["disk"])
+def disk_check(ws: Workspace) -> CheckOutput:
+    d = ws.disk
+    if d is None:
+        return CheckOutput(unknown="statvfs failed on the workspace's filesystem")
+    th = ws.settings.thresholds
+    findings: list[Finding] = []
+    target = q(ws, d.path) if d.path != ws.base else "."
+    df = Evidence(f"df -h {target}", f"{human_bytes(d.used)} / {human_bytes(d.total)} used ({d.used_percent:.0f}%), "
+                                      f"{human_bytes(d.free)} available to unprivileged writers")
+    facts = {"disk": {"path": str(d.path), "total_bytes": d.total, "free_bytes": d.free, "free_percent": round(d.free_percent, 2)}}
+    if d.free_percent < th.disk_min_free_percent or d.free < th.disk_min_free_bytes:
+        crit = d.free_percent < th.disk_critical_free_percent
+        findings.append(Finding(
+            code=LOW.code, severity=Severity.CRITICAL if crit else Severity.WARNING, title="Low disk space",
+            problem=[f"Only {human_bytes(d.free)} ({d.free_percent:.1f}%) free on the filesystem of `{target}`",
+                     f"Threshold: {th.disk_min_free_percent:g}% and {human_bytes(th.disk_min_free_bytes)}"],
+            impact=["The next checkpoint save may fail half-written and kill the run"],
+            evidence=[df], recommendations=["Prune checkpoints beyond retention; move finished models off this disk"],
+            urgency="immediate" if crit else "short-term", data=facts["disk"],
+        ))
+    fc = forecast(ws)
+    if fc:
+        facts["disk"]["forecast"] = fc
+        if fc["need_bytes"] > d.free:
+            findings.append(Finding(
+                code=FORECAST.code, severity=Severity.CRITICAL, title="Disk will fill before training finishes",
+                problem=[f"{fc['steps_left']:g} steps left: {fc['saves_left']} more checkpoint save(s) of ~{human_bytes(fc['checkpoint_bytes'])}",
+                         f"At the current retention ({'save_total_limit=' + str(fc['limit']) if fc['limit'] else 'none'}) the run needs "
+                         f"~{human_bytes(fc['need_bytes'])} more; {human_bytes(d.free)} is free"],
+                impact=["The run dies at a save before it finishes, losing the steps since the last checkpoint"],
+                evidence=[df, Evidence(f"du -sh {q(ws, ws.checkpoint_dir)}", human_bytes(ws.checkpoint_dir_usage.bytes))],
+                recommendations=["Set (or lower) save_total_limit and prune now", "Free space on this filesystem"],
+                urgency="immediate", data=fc,
+            ))
+    healthy = [] if findings else [Healthy("Disk space OK", [f"{human_bytes(d.used)} / {human_bytes(d.total)} used ({d.used_percent:.0f}%)",
+                                                             f"{human_bytes(d.free)} available"
+                                                             + (f"; the rest of the run needs ~{human_bytes(fc['need_bytes'])}" if fc else "")])]
+    return CheckOutput(findings=findings, healthy=healthy, facts=facts)

@@ -1,0 +1,88 @@
+"""Do the docs (CLAUDE.md, AGENTS.md, README.md) state the config values that config.json really has?"""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Healthy, Severity, check
+from healthkit.docvalues import KeyIndex, parse_doc_value, same_value, statements
+from healthkit.redact import is_secret_name
+from healthkit.workspace import Workspace
+
+from ._common import q
+
+DRIFT = CodeDoc(
+    "config.doc-drift", "warning", "A doc states a config value that differs from config.json",
+    what="A documentation file (CLAUDE.md, AGENTS.md, README.md by default) states a value for a config key, and config.json "
+         "says otherwise. Values are compared by meaning: 2e-5 equals 0.00002, `/a/b/` equals `/a/b`.",
+    why="People and coding agents act on the docs: they expect evaluation every 10 steps when it runs every 500, and make "
+        "decisions on wrong expectations.",
+    fix="Rewrite the stale value in the doc to config.json's value, touching only that value (a backup is kept).",
+    fix_safety="Safe: config.json is the source of truth for what runs; only the doc changes.",
+)
+SYNC = FixRef("sync-doc-value", "Rewrite the doc's stale value to match config.json", "safe")
+
+
+@check("drift", title="Docs versus config.json", codes=[DRIFT], tags=["config"])
+def drift_check(ws: Workspace) -> CheckOutput:
+    cfg = ws.config
+    if not cfg.is_object:
+        return CheckOutput(notes=["config.json unavailable; drift not checked (see the config check)"])
+    if not ws.docs:
+        return CheckOutput(notes=[f"no docs found ({', '.join(ws.settings.paths.docs)})"])
+    index = KeyIndex(cfg.data)
+    findings: list[Finding] = []
+    notes: list[str] = []
+    checked = 0
+    for doc in ws.docs:
+        if doc.text is None:
+            notes.append(f"{ws.rel(doc.path)} not read: {doc.problem.message if doc.problem else 'unreadable'}")
+            continue
+        drifts = []
+        for st in statements(doc.text, index):
+            if is_secret_name(st.key):
+                continue
+            actual = index.values[st.key]
+            if isinstance(actual, (dict, list)):
+                continue
+            ok, doc_value = parse_doc_value(st.text, actual)
+            if not ok:
+                continue
+            checked += 1
+            same, note = same_value(doc_value, actual)
+            if same:
+                if note:
+                    notes.append(f"{ws.rel(doc.path)}:{st.line}: `{st.key}` {note} (`{st.text}` vs `{actual}`): same value")
+                continue
+            drifts.append((st, actual))
+        if not drifts:
+            continue
+        rel = ws.rel(doc.path)
+        keys = sorted({st.key for st, _ in drifts})
+        problem = []
+        for st, actual in drifts:
+            problem.append(f"{rel}:{st.line} says: `{st.key}: {st.text}`")
+            problem.append(f"Actual {ws.rel(ws.config_path)}: `{st.key}: {json.dumps(actual)}`")
+        top = [k.split(".")[0] for k in keys]
+        jq = "{" + ", ".join(dict.fromkeys(top)) + "}"
+        findings.append(Finding(
+            code=DRIFT.code, severity=Severity.WARNING, title=f"Config drift in {rel}",
+            problem=problem,
+            impact=["Confusion for whoever reads the doc next (people and coding agents)",
+                    "Wrong expectations about system behavior: the docs don't match reality"],
+            evidence=[
+                Evidence(f"grep -n -E {shlex.quote('|'.join(sorted({st.label for st, _ in drifts})))} {q(ws, doc.path)}",
+                         "\n".join(f"{st.line}:{st.line_text.strip()}" for st, _ in drifts)),
+                Evidence(f"jq '{jq}' {q(ws, ws.config_path)}", json.dumps({k: cfg.data.get(k) for k in dict.fromkeys(top)}, indent=2)),
+            ],
+            root_cause=["Docs updated by hand while the config changed separately; nothing keeps them in sync"],
+            recommendations=[f"Update {rel} to the values in config.json (or change config.json if the doc is what you meant)",
+                             "Let the daemon check drift at start (`drift_policy` in config.json)"],
+            fixes=[SYNC], urgency="short-term",
+            data={"doc": str(doc.path), "drifts": [
+                {"key": st.key, "line": st.line, "start": st.start, "end": st.end, "doc_value": st.text, "config_value": actual,
+                 "line_text": st.line_text} for st, actual in drifts]},
+        ))
+    healthy = [] if findings else ([Healthy("Docs match config.json", [f"{checked} stated value(s) checked in {len(ws.docs)} doc(s)"])] if checked else [])
+    return CheckOutput(findings=findings, healthy=healthy, notes=notes)

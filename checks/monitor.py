@@ -1,0 +1,60 @@
+"""Do the configured monitor ports answer?"""
+
+from __future__ import annotations
+
+import socket
+from concurrent.futures import ThreadPoolExecutor
+
+from healthkit import CheckOutput, CodeDoc, Evidence, Finding, Healthy, Severity, check
+from healthkit.workspace import Workspace
+
+DOWN = CodeDoc(
+    "monitor.down", "warning", "A configured monitor port does not answer",
+    what="Nothing accepts connections on a monitor port the workspace declares (config.json `monitor_port`, healthkit.toml "
+         "[monitor] ports, default 8080).",
+    why="Dashboards and health probes that rely on it see nothing; people think the run is unobserved or dead.",
+    fix="Start the daemon (which serves the monitor), or correct the port in the settings.",
+)
+
+
+def ports(ws: Workspace) -> list[int]:
+    if ws.settings.monitor.ports is not None:
+        return list(ws.settings.monitor.ports)
+    key = ws.settings.config_keys.monitor_port
+    if ws.config.is_object and key in ws.config.data:
+        v = ws.config.data[key]
+        return [v] if isinstance(v, int) and not isinstance(v, bool) and v > 0 else []
+    return [8080]
+
+
+def probe_port(host: str, port: int, timeout: float) -> str | None:
+    """None when the port accepts a connection; else why not."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except socket.timeout:
+        return f"no answer within {timeout:g}s"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+
+
+@check("monitor", title="Monitor endpoints", codes=[DOWN], tags=["process"])
+def monitor_check(ws: Workspace) -> CheckOutput:
+    ps = ports(ws)
+    if not ps:
+        return CheckOutput(notes=["no monitor port configured"])
+    host, timeout = ws.settings.monitor.host, ws.settings.monitor.timeout_seconds
+    with ThreadPoolExecutor(max_workers=min(8, len(ps))) as pool:
+        results = list(pool.map(lambda p: probe_port(host, p, timeout), ps))
+    down = [(p, why) for p, why in zip(ps, results) if why]
+    up = [p for p, why in zip(ps, results) if not why]
+    findings = [Finding(
+        code=DOWN.code, severity=Severity.WARNING, title=f"Monitor on port {p} is down",
+        problem=[f"Nothing answers on {host}:{p} ({why})"],
+        impact=["Dashboards and probes that read it see nothing"],
+        evidence=[Evidence(f"curl -sS -m {timeout:g} http://{host}:{p}/health", f"curl: ({why})")],
+        recommendations=["Start the daemon (it serves the monitor) or fix the configured port"],
+        urgency="short-term", data={"host": host, "port": p},
+    ) for p, why in down]
+    healthy = [Healthy("Web monitors running", [f"Port {p} answers" for p in up])] if up else []
+    return CheckOutput(findings=findings, healthy=healthy)

@@ -1,0 +1,193 @@
+"""Does validation really run (a number in val_loss, eval_loss in log_history), and is the gap growing?"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Healthy, Severity, check
+from healthkit.workspace import MISSING, Workspace
+
+from ._common import jq_pick, number, q
+
+NOT_RUNNING = CodeDoc(
+    "validation.not-running", "warning", "No validation loss although evaluation should have run",
+    what="The status file's validation loss is null, or trainer_state.json's log_history has no eval_loss after the step at "
+         "which evaluation was due.",
+    why="Without validation loss nobody can see overfitting or judge generalization; a key training signal is silently missing.",
+    fix="Turn evaluation on (eval_strategy, eval_steps) with validation data that exists; the likely cause is named in the finding.",
+    fix_safety="Unsafe: changing evaluation changes the training run (time per step, best-model selection).",
+)
+NO_KEY = CodeDoc(
+    "validation.status-key-missing", "warning", "The status file has no validation-loss key at all",
+    what="The status file does not contain the key the audit reads validation loss from (a missing key, not a null value): "
+         "the writer may use another name (e.g. `validation_loss`).",
+    why="A report that asks for `val_loss` gets null and concludes validation is broken when it may be fine, or the reverse.",
+    fix="Map the key in healthkit.toml ([status_keys] val_loss = \"validation_loss\"), or make the writer use `val_loss`.",
+)
+OVERFITTING = CodeDoc(
+    "validation.overfitting", "warning", "Validation/train gap growing",
+    what="Over the last evaluations, validation loss rose (or the gap between validation and training loss widened) "
+         "while training loss kept falling.",
+    why="The model is memorizing the training data; further steps make it worse on anything else.",
+    fix="Stop at (or load) the best checkpoint, lower the learning rate or epochs, add data or regularization.",
+)
+ENABLE = FixRef("enable-evaluation", "Turn evaluation on in config.json", "unsafe")
+
+
+def log_series(ws: Workspace) -> tuple[list[list[float]], list[list[float]], int | None]:
+    """(train [[step, loss]], eval [[step, eval_loss]], global_step) from the newest trainer_state.json."""
+    _, ts = ws.latest_trainer_state
+    if ts is None:
+        return [], [], None
+    hist = ts.data.get("log_history")
+    train: list[list[float]] = []
+    evals: list[list[float]] = []
+    for e in hist if isinstance(hist, list) else []:
+        if not isinstance(e, dict):
+            continue
+        step = number(e.get("step"))
+        if step is None:
+            continue
+        if number(e.get("loss")) is not None:
+            train.append([step, float(e["loss"])])
+        if number(e.get("eval_loss")) is not None:
+            evals.append([step, float(e["eval_loss"])])
+    gs = ts.data.get("global_step")
+    return train, evals, gs if isinstance(gs, int) else None
+
+
+def _likely_cause(ws: Workspace, eval_steps: Any, steps_done: float | None) -> tuple[list[str], bool]:
+    """Name why evaluation is not happening; second value: whether validation data exists (fix applies)."""
+    causes: list[str] = []
+    strategy = ws.config_value("eval_strategy", MISSING)
+    if strategy is MISSING:
+        strategy = ws.config_value("evaluation_strategy", MISSING)
+    if strategy == "no":
+        causes.append("Evaluation is disabled (`eval_strategy: \"no\"`)")
+    vfile = ws.config_value("validation_file", None)
+    vsplit = number(ws.config_value("validation_split", None))
+    has_data = False
+    if isinstance(vfile, str) and vfile:
+        p = ws.path(vfile)
+        if not p.exists():
+            causes.append(f"The validation file `{vfile}` does not exist")
+        elif p.is_file() and p.stat().st_size == 0:
+            causes.append(f"The validation file `{vfile}` is empty")
+        else:
+            has_data = True
+    elif vsplit:
+        has_data = True
+    else:
+        causes.append("No validation data is configured (no `validation_file`, no `validation_split`)")
+    es = number(eval_steps)
+    if es and steps_done is not None and es > steps_done:
+        causes.append(f"`eval_steps` ({es:g}) is beyond the {steps_done:g} steps done")
+    if not causes:
+        causes.append("Evaluation is configured and data exists, yet no eval loss is recorded: the evaluation loop fails "
+                      "or its result is not written to the status file (check the training log)")
+    return causes, has_data
+
+
+@check("validation", title="Validation loss", codes=[NOT_RUNNING, NO_KEY, OVERFITTING], tags=["training"])
+def validation_check(ws: Workspace) -> CheckOutput:
+    findings: list[Finding] = []
+    healthy: list[Healthy] = []
+    facts: dict[str, Any] = {}
+    train, evals, global_step = log_series(ws)
+    if train or evals:
+        facts["log_history"] = {"train": train, "eval": evals}
+    st = ws.status
+    key = ws.status_key("val_loss")
+    gap_key = ws.status_key("val_train_gap")
+    step = number(ws.status_value("step"))
+    steps_done = step if step is not None else (float(global_step) if global_step is not None else None)
+    eval_steps = ws.config_value("eval_steps", None)
+    strategy = ws.config_value("eval_strategy", "steps")
+    es = number(eval_steps)
+    due = steps_done is not None and (strategy == "no" or (es is not None and steps_done >= es) or es is None)
+
+    if st.is_object:
+        val = ws.status_value("val_loss")
+        rel = q(ws, st.path)
+        if val is MISSING:
+            similar = sorted(k for k in st.data if "val" in k.lower() or "eval" in k.lower())
+            if not evals:
+                findings.append(Finding(
+                    code=NO_KEY.code, severity=Severity.WARNING, title=f"Status file has no `{key}` key",
+                    problem=[f"`{ws.rel(st.path)}` has no `{key}` key at all (a missing key, not a null value)"]
+                    + ([f"It has similarly named keys: {', '.join(f'`{k}`' for k in similar)}"] if similar else []),
+                    impact=["Validation health cannot be read from the status file"],
+                    evidence=[Evidence(f"jq 'keys' {rel}", ", ".join(sorted(st.data)))],
+                    recommendations=[f"If the writer uses another name, map it: healthkit.toml [status_keys] val_loss = \"{similar[0]}\""
+                                     if similar else "Make the training status writer record the validation loss"],
+                    urgency="short-term", data={"key": key, "similar": similar},
+                ))
+        elif val is None and due:
+            causes, has_data = _likely_cause(ws, eval_steps, steps_done)
+            shown = {"val_loss": None}
+            if gap_key in st.data:
+                shown["gap"] = st.data.get(gap_key)
+            findings.append(Finding(
+                code=NOT_RUNNING.code, severity=Severity.WARNING, title="Validation not running",
+                problem=[f"`{ws.rel(st.path)}` shows `{key}: null`"]
+                + ([f"`{gap_key}: null`"] if gap_key in st.data and st.data.get(gap_key) is None else [])
+                + [f"At step {steps_done:g}, evaluation was due" + (f" every {es:g} steps" if es else "")],
+                impact=["Can't detect overfitting", "Can't monitor generalization", "Missing key training signal"],
+                evidence=[Evidence(f"jq '{{{key}, {gap_key}}}' {rel}", jq_pick(st.data, [key, gap_key])),
+                          Evidence(f"jq '{{eval_strategy, eval_steps, validation_file, validation_split}}' {q(ws, ws.config_path)}",
+                                   jq_pick(ws.config.data if ws.config.is_object else {}, ["eval_strategy", "eval_steps", "validation_file", "validation_split"]))],
+                root_cause=causes,
+                recommendations=["Check why val_loss is null (causes above)", "Ensure validation runs every N steps",
+                                 "Verify the validation set exists and is accessible"],
+                fixes=[ENABLE] if has_data and strategy == "no" else [], urgency="short-term",
+                data={"causes": causes, "eval_steps": eval_steps, "steps_done": steps_done, "has_validation_data": has_data},
+            ))
+        elif number(val) is not None:
+            gap = number(ws.status_value("val_train_gap"))
+            healthy.append(Healthy("Validation is running", [f"{key}: {float(val):.4g}" + (f", gap {gap:+.4g}" if gap is not None else "")]))
+
+    # log_history is the Trainer's own record: evaluation due but never logged is the same failure.
+    if not findings and global_step is not None and es and strategy != "no" and global_step >= es and train and not evals:
+        causes, has_data = _likely_cause(ws, eval_steps, float(global_step))
+        ckpt, ts = ws.latest_trainer_state
+        findings.append(Finding(
+            code=NOT_RUNNING.code, severity=Severity.WARNING, title="Validation not running",
+            problem=[f"trainer_state.json of {ckpt.name if ckpt else '?'} has no `eval_loss` in log_history at global step {global_step}",
+                     f"Evaluation was due every {es:g} steps"],
+            impact=["Can't detect overfitting", "Can't monitor generalization", "Missing key training signal"],
+            evidence=[Evidence(f"jq '[.log_history[] | select(.eval_loss)] | length' {q(ws, ts.path) if ts else 'trainer_state.json'}", "0")],
+            root_cause=causes, recommendations=["Ensure evaluation runs every eval_steps with real validation data"],
+            fixes=[], urgency="short-term",
+            data={"causes": causes, "eval_steps": eval_steps, "steps_done": global_step, "has_validation_data": has_data},
+        ))
+    if evals and not any(h.title == "Validation is running" for h in healthy) and not findings:
+        healthy.append(Healthy("Validation is running", [f"{len(evals)} evaluation(s) in log_history, latest eval_loss {evals[-1][1]:.4g} at step {evals[-1][0]:g}"]))
+
+    # Overfitting: eval loss rising over the last N evaluations while train loss falls, or the gap widening.
+    n = ws.settings.thresholds.overfit_min_evals
+    if len(evals) >= n:
+        last = evals[-n:]
+        rising = all(b[1] > a[1] for a, b in zip(last, last[1:]))
+
+        def train_at(step: float) -> float | None:
+            before = [l for s, l in train if s <= step]
+            return before[-1] if before else None
+
+        gaps = [(s, e - t) for s, e in last if (t := train_at(s)) is not None]
+        widening = len(gaps) == n and all(b[1] > a[1] for a, b in zip(gaps, gaps[1:])) and gaps[-1][1] > 0
+        train_falling = len(train) >= 2 and train[-1][1] < train[0][1]
+        if (rising or widening) and train_falling:
+            findings.append(Finding(
+                code=OVERFITTING.code, severity=Severity.WARNING, title="Overfitting: validation/train gap growing",
+                problem=[f"Over the last {n} evaluations eval_loss went " + " → ".join(f"{e:.4g}" for _, e in last)
+                         + (f"; the gap went " + " → ".join(f"{g:+.4g}" for _, g in gaps) if gaps else ""),
+                         f"Training loss kept falling (to {train[-1][1]:.4g})"],
+                impact=["Each further step makes the model worse on unseen data"],
+                evidence=[Evidence("jq '[.log_history[] | select(.eval_loss) | {step, eval_loss}]' trainer_state.json",
+                                   "\n".join(f"step {s:g}: eval_loss {e:.4g}" for s, e in last))],
+                recommendations=["Use the best checkpoint rather than the last (load_best_model_at_end)", "Lower epochs or learning rate, or add data"],
+                urgency="short-term", data={"evals": last, "gaps": gaps},
+            ))
+    if not st.exists and not evals and not train:
+        return CheckOutput(notes=["no status file and no trainer_state.json: nothing to judge validation by"], facts=facts)
+    return CheckOutput(findings=findings, healthy=healthy, facts=facts)

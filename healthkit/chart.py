@@ -1,0 +1,128 @@
+"""The loss chart beside a report: training and validation loss over steps, from trainer_state.json's log_history.
+
+matplotlib is optional (extra ``charts``) and imported only here, only when a report is
+written into a folder, so a plain audit never pays for it. Without it, or without any
+loss history, the report says why there is no chart instead of failing. The series and
+the plot area's pixel box are stored in the PNG's text chunk (key ``healthkit``) so tests
+and tools can read back exactly what was drawn.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+TRAIN_COLOR = "#1f77b4"
+EVAL_COLOR = "#d62728"
+GAP_COLOR = "#ff7f0e"
+SIZE_IN = (8.0, 4.5)
+DPI = 100
+MAX_POINTS = 2000
+PNG_KEY = "healthkit"
+
+
+@dataclass(frozen=True)
+class Chart:
+    """Where the chart went (``link``: a file name relative to the report), or why there is none (``note``)."""
+
+    path: Path | None = None
+    link: str | None = None
+    note: str | None = None
+    train_points: int = 0
+    eval_points: int = 0
+
+
+def series(facts: dict[str, Any]) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """(train, eval) as sorted (step, loss) pairs, keeping only finite numbers."""
+    hist = facts.get("log_history") if isinstance(facts, dict) else None
+    if not isinstance(hist, dict):
+        return [], []
+
+    def clean(points: Any) -> list[tuple[float, float]]:
+        out = []
+        for p in points if isinstance(points, list) else []:
+            if isinstance(p, (list, tuple)) and len(p) == 2 and all(_finite(v) for v in p):
+                out.append((float(p[0]), float(p[1])))
+        return sorted(out)
+
+    return clean(hist.get("train")), clean(hist.get("eval"))
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _thin(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    if len(points) <= MAX_POINTS:
+        return points
+    stride = math.ceil(len(points) / MAX_POINTS)
+    return points[::stride] + ([points[-1]] if (len(points) - 1) % stride else [])
+
+
+def _interp(points: list[tuple[float, float]], x: float) -> float | None:
+    """Training loss at step x by linear interpolation (None outside the logged range)."""
+    if not points or x < points[0][0] or x > points[-1][0]:
+        return None
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        if x0 <= x <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return points[-1][1]
+
+
+def write_loss_chart(facts: dict[str, Any], folder: Path, stamp: str) -> Chart:
+    """Write `loss-<stamp>.png` and `latest-loss.png` into ``folder``; never raises for a missing library or data."""
+    train, evals = series(facts)
+    if not train and not evals:
+        return Chart(note="No loss chart: the newest checkpoint's trainer_state.json has no loss history (log_history).")
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return Chart(note="No loss chart: matplotlib is not installed (pip install 'healthkit[charts]').",
+                     train_points=len(train), eval_points=len(evals))
+    from .fsutil import atomic_write
+
+    fig = Figure(figsize=SIZE_IN, dpi=DPI)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    t, e = _thin(train), _thin(evals)
+    if t:
+        ax.plot([p[0] for p in t], [p[1] for p in t], color=TRAIN_COLOR, linewidth=2, label="training loss", zorder=3)
+    if e:
+        ax.plot([p[0] for p in e], [p[1] for p in e], color=EVAL_COLOR, linewidth=2, marker="o", markersize=4,
+                label="validation loss", zorder=4)
+        paired = [(x, y, _interp(train, x)) for x, y in e]
+        paired = [(x, y, tr) for x, y, tr in paired if tr is not None]
+        if len(paired) >= 2:
+            ax.fill_between([p[0] for p in paired], [p[2] for p in paired], [p[1] for p in paired],
+                            color=GAP_COLOR, alpha=0.15, linewidth=0, label="validation - training gap", zorder=1)
+        if paired:
+            x, y, tr = paired[-1]
+            ax.annotate(f"gap {y - tr:+.3g} at step {x:g}", xy=(x, y), xytext=(-10, 12), textcoords="offset points",
+                        ha="right", fontsize=9, color=EVAL_COLOR)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title("Training and validation loss")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper right", fontsize=9)
+    fig.tight_layout()
+    canvas.draw()
+    height = fig.bbox.height
+    box = ax.get_window_extent()
+    meta = {
+        "train": train, "eval": evals,
+        "axes_px": [box.x0, height - box.y1, box.x1, height - box.y0],  # left, top, right, bottom (image pixels)
+        "xlim": list(ax.get_xlim()), "ylim": list(ax.get_ylim()),
+        "colors": {"train": TRAIN_COLOR, "eval": EVAL_COLOR},
+    }
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, metadata={PNG_KEY: json.dumps(meta, separators=(",", ":"))})
+    name = f"loss-{stamp}.png"
+    path = folder / name
+    atomic_write(path, buf.getvalue())
+    atomic_write(folder / "latest-loss.png", buf.getvalue())
+    return Chart(path=path, link=name, train_points=len(train), eval_points=len(evals))

@@ -1,0 +1,240 @@
+"""`healthkit demo`: build the example machine of the hand-written report for real, audit it, clean up.
+
+The workspace is a foreign setup (its own `training_daemon.py` and `train.py`, described by
+healthkit.toml) with: a PID file naming a process that has exited, a real orphaned
+`train.py` whose starter is gone, 26 HF-layout checkpoints and no retention, a CLAUDE.md
+that disagrees with config.json, and a status file with `val_loss: null`. Tests build the
+same machine through `build_example`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ORPHAN_SCRIPT = '''\
+"""Stand-in for an orphaned training run: advances a step counter and serves a monitor port."""
+import http.server, json, os, sys, threading, time
+from datetime import datetime, timezone
+base = os.path.dirname(os.path.abspath(__file__))
+port = int(sys.argv[sys.argv.index("--monitor-port") + 1]) if "--monitor-port" in sys.argv else 0
+if port:
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
+        def log_message(self, *a): pass
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+path = os.path.join(base, "status", "training_status.json")
+while True:
+    try:
+        with open(path) as fh:
+            st = json.load(fh)
+        st["updated_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        tmp = path + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump(st, fh, indent=2)
+        os.replace(tmp, path)
+    except (OSError, ValueError):
+        pass
+    time.sleep(2)
+'''
+
+CLAUDE_MD = """\
+# Training system notes
+
+The daemon (`training_daemon.py`) trains every file in the queue, one after another.
+
+## Current configuration
+- Eval steps: 10
+- Save steps: 100
+- Learning rate: 2e-4
+- **LoRA:** r=128, alpha=128
+- base_model is `{base_model}/`
+
+| setting | value |
+|---|---|
+| max_seq_length | 2048 |
+| per_device_train_batch_size | 4 |
+
+Start it with `nohup python3 training_daemon.py --base-dir {base} &`.
+"""
+
+
+@dataclass
+class Example:
+    base: Path
+    dead_pid: int
+    orphan_pid: int
+    monitor_port: int
+    started: list[int] = field(default_factory=list)
+
+    def cleanup(self) -> None:
+        """End what the demo started, by verified PID (never by pattern)."""
+        import psutil
+
+        for pid in self.started:
+            try:
+                p = psutil.Process(pid)
+                if str(self.base) in " ".join(p.cmdline()) or (p.cwd() or "").startswith(str(self.base)):
+                    p.terminate()
+                    try:
+                        p.wait(3)
+                    except psutil.TimeoutExpired:
+                        p.kill()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _dead_pid() -> int:
+    """A PID that really belonged to a process that has exited (and was reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _start_orphan(base: Path, argv: list[str]) -> int:
+    """Start `argv` through a starter process that exits at once, so that it is re-parented: a real orphan."""
+    starter = (
+        "import subprocess, sys, os\n"
+        "p = subprocess.Popen(sys.argv[1:], cwd=os.getcwd(), stdin=subprocess.DEVNULL, "
+        "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)\n"
+        "print(p.pid)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", starter, *argv], cwd=base, capture_output=True, text=True, check=True, timeout=30)
+    return int(out.stdout.strip())
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def _checkpoint(ckdir: Path, step: int, log_every: int, ckpt_bytes: int, mtime: float) -> None:
+    d = ckdir / f"checkpoint-{step}"
+    d.mkdir(parents=True)
+    history = [{"step": s, "epoch": s / 4980, "loss": round(2.0 / (1 + s / 200), 4), "learning_rate": 2e-4} for s in range(log_every, step + 1, log_every)]
+    state = {"global_step": step, "max_steps": 4980, "epoch": step / 4980, "save_steps": 100, "eval_steps": 500,
+             "logging_steps": log_every, "best_model_checkpoint": None, "best_metric": None, "log_history": history}
+    (d / "trainer_state.json").write_text(json.dumps(state, indent=2))
+    (d / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 4096}))
+    with open(d / "adapter_model.safetensors", "wb") as fh:
+        fh.write(os.urandom(ckpt_bytes // 2))
+    with open(d / "optimizer.pt", "wb") as fh:
+        fh.write(os.urandom(ckpt_bytes // 2))
+    for name in ("scheduler.pt", "rng_state.pth", "training_args.bin"):
+        (d / name).write_bytes(b"\0" * 1024)
+    for p in [*d.iterdir(), d]:
+        os.utime(p, (mtime, mtime))
+
+
+def build_example(base: Path, *, checkpoints: int = 26, ckpt_bytes: int = 256 * 1024, start_processes: bool = True) -> Example:
+    """Lay out the example machine in ``base`` (which must be empty or absent)."""
+    base.mkdir(parents=True, exist_ok=True)
+    base = base.resolve()
+    now = datetime.now(timezone.utc)
+    base_model = str(base / "consolidated_models" / "20251119_152444")
+    current_file = "lattice_autogen_20000_seed5678_converted.jsonl"
+    port = _free_port()
+    config = {
+        "base_model": base_model, "current_model_dir": "current_model", "eval_steps": 500, "eval_strategy": "steps",
+        "save_steps": 100, "save_total_limit": None, "logging_steps": 10, "learning_rate": 2e-4,
+        "per_device_train_batch_size": 4, "max_seq_length": 2048, "validation_split": 0.05,
+        "lora": {"r": 128, "alpha": 128}, "monitor_port": port,
+    }
+    _write(base / "config.json", json.dumps(config, indent=2) + "\n")
+    _write(base / "CLAUDE.md", CLAUDE_MD.format(base_model=base_model, base=base))
+    _write(base / "healthkit.toml", f"""\
+# This setup is not healthkit's trainer: say how it differs.
+[paths]
+checkpoints_config_key = "current_model_dir"
+config_schema = "none"
+queue_pending = ["inbox", "queue/high", "queue/normal", "queue/low"]
+
+[processes]
+daemon = ["training_daemon.py"]
+training = ["train.py"]
+daemon_command = ["{sys.executable}", "training_daemon.py", "--base-dir", "{{base}}"]
+
+[monitor]
+ports = [{port}]
+""")
+    _write(base / "training_daemon.py", "# the setup's own daemon (not started by the demo)\n")
+    _write(base / "train.py", ORPHAN_SCRIPT)
+    for d in ("inbox", "queue/high", "queue/normal", "queue/low", "queue/processing", "queue/failed", "queue/recently_completed", "logs", "control"):
+        (base / d).mkdir(parents=True, exist_ok=True)
+    _write(base / "queue/normal/next_batch_seed1234.jsonl", '{"text": "hello"}\n')
+    _write(base / "queue/low/extra_seed99.jsonl", '{"text": "world"}\n')
+    _write(base / "queue/processing" / current_file, '{"text": "lattice"}\n')
+    crash = (now - timedelta(hours=31)).replace(microsecond=0)
+    _write(base / "status/daemon_state.json", json.dumps({
+        "state": "paused", "pid": 0, "paused_at": crash.isoformat(), "pause_reason": "Recovered from crash",
+        "restarts": 1, "current_file": current_file}, indent=2))
+    _write(base / "logs/training_daemon.log", f"{crash.isoformat()} INFO starting file {current_file}\n"
+           f"{crash.isoformat()} ERROR daemon loop crashed: Killed\n")
+    _write(base / "status/training_status.json", json.dumps({
+        "state": "training", "step": 2693, "total_steps": 4980, "loss": 0.0182, "val_loss": None, "val_train_gap": None,
+        "current_file": current_file, "started_at": (now - timedelta(hours=31)).isoformat(timespec="seconds"),
+        "updated_at": now.isoformat(timespec="seconds"), "eta_seconds": 4 * 3600,
+        "gpu": {"memory_used_mb": 716, "memory_total_mb": 24576, "temperature_c": 44}}, indent=2))
+    ckdir = base / "current_model"
+    t0 = time.time() - 31 * 3600
+    for i in range(1, checkpoints + 1):
+        _checkpoint(ckdir, i * 100, 10, ckpt_bytes, t0 + i * 3600)
+    dead = _dead_pid()
+    _write(base / ".daemon.pid", f"{dead}\n")
+    os.utime(base / ".daemon.pid", (t0, t0))
+    ex = Example(base, dead, 0, port)
+    if start_processes:
+        ex.orphan_pid = _start_orphan(base, [sys.executable, "train.py", "--file", f"queue/processing/{current_file}", "--monitor-port", str(port)])
+        ex.started.append(ex.orphan_pid)
+        _wait_port(port)
+    return ex
+
+
+def _wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+
+
+def run_demo(keep: bool = False, fmt: str = "md", ascii: bool = False) -> int:
+    """Build, audit, print; end the orphan and remove the folder unless ``keep``."""
+    from .api import audit
+    from .output import write_stdout
+
+    tmp = Path(tempfile.mkdtemp(prefix="healthkit-demo-"))
+    ex = build_example(tmp / "training")
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        report = audit(ex.base)
+        write_stdout(report.render(fmt, ascii=ascii))
+        sys.stderr.write(report.summary_line() + "\n")
+        if keep:
+            sys.stderr.write(f"demo workspace kept at {ex.base}; orphan PID {ex.orphan_pid} still runs (kill {ex.orphan_pid})\n")
+        return report.exit_code
+    finally:
+        signal.signal(signal.SIGINT, old)
+        if not keep:
+            ex.cleanup()
+            shutil.rmtree(tmp, ignore_errors=True)

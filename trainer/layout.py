@@ -1,0 +1,111 @@
+"""Where everything lives in a workspace our trainer runs (the DESIGN.md contract)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_DATA = 65  # EX_DATAERR: the queue file itself is bad; retrying cannot help
+EXIT_STOPPED = 75  # a stop request was honoured (checkpoint saved); the file stays in processing/
+EXIT_ALREADY_RUNNING = 73  # another daemon holds the lock
+EXIT_CONFIG = 78  # EX_CONFIG: config.json invalid, docs drift (policy fail), or evaluation cannot run
+
+
+def iso_now(ts: float | None = None) -> str:
+    dt = datetime.now(timezone.utc) if ts is None else datetime.fromtimestamp(ts, timezone.utc)
+    return dt.isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Absolute paths of one workspace."""
+
+    base: Path
+
+    @classmethod
+    def of(cls, base: Path | str) -> "Layout":
+        return cls(Path(base).expanduser().absolute())
+
+    @property
+    def config(self) -> Path:
+        return self.base / "config.json"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.base / ".daemon.pid"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.base / ".daemon.lock"
+
+    @property
+    def supervisor_lock(self) -> Path:
+        return self.base / ".supervisor.lock"
+
+    @property
+    def status_dir(self) -> Path:
+        return self.base / "status"
+
+    @property
+    def status(self) -> Path:
+        return self.base / "status" / "training_status.json"
+
+    @property
+    def daemon_state(self) -> Path:
+        return self.base / "status" / "daemon_state.json"
+
+    @property
+    def last_result(self) -> Path:
+        return self.base / "status" / "last_result.json"
+
+    @property
+    def queue(self) -> Path:
+        return self.base / "queue"
+
+    @property
+    def inbox(self) -> Path:
+        return self.base / "queue" / "inbox"
+
+    @property
+    def processing(self) -> Path:
+        return self.base / "queue" / "processing"
+
+    @property
+    def done(self) -> Path:
+        return self.base / "queue" / "done"
+
+    @property
+    def failed(self) -> Path:
+        return self.base / "queue" / "failed"
+
+    @property
+    def control(self) -> Path:
+        return self.base / "control"
+
+    @property
+    def logs(self) -> Path:
+        return self.base / "logs"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.base / "current_model"
+
+    @property
+    def models(self) -> Path:
+        return self.base / "models"
+
+    @property
+    def monitoring_costs(self) -> Path:
+        return self.base / "monitoring_costs.json"
+
+
+    def resolve(self, p: str) -> Path:
+        """A config path: absolute as given, relative to the workspace otherwise."""
+        q = Path(p).expanduser()
+        return q if q.is_absolute() else self.base / q
+
+    def ensure(self) -> None:
+        for d in (self.status_dir, self.inbox, self.processing, self.done, self.failed, self.control, self.logs, self.checkpoints, self.models):
+            d.mkdir(parents=True, exist_ok=True)

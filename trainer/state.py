@@ -1,0 +1,51 @@
+"""status/daemon_state.json and other small JSON files: read leniently, written atomically."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from healthkit.fsutil import atomic_write
+
+DAEMON_STATES = ("running", "paused", "stopped", "crashed", "idle", "gave-up")
+
+DEFAULT_STATE: dict[str, Any] = {
+    "state": "stopped",
+    "pid": None,
+    "started_at": None,
+    "paused_at": None,
+    "pause_reason": None,
+    "restarts": 0,
+    "current_file": None,
+    "child_pid": None,
+    "child_started_at": None,
+}
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """The object in ``path``, or {} when it is missing, unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    return {**DEFAULT_STATE, **read_json(path)}
+
+
+def update_state(path: Path, **changes: Any) -> dict[str, Any]:
+    """Merge ``changes`` into the state file (the daemon and its supervisor are its only writers)."""
+    state = read_state(path)
+    if "state" in changes and changes["state"] not in DAEMON_STATES:
+        raise ValueError(f"unknown daemon state {changes['state']!r}")
+    state.update(changes)
+    write_json(path, state)
+    return state
