@@ -179,7 +179,7 @@ def checkpoints_check(ws: Workspace) -> CheckOutput:
     if len(ckpts) > allowed:
         keep = limit or DEFAULT_RECOMMENDED_LIMIT
         expected = typical * _allowed(keep, ckpts, best)
-        excess = ckpts[: len(ckpts) - allowed] if limit else ckpts[: max(0, len(ckpts) - keep)]
+        excess = [c for c in ckpts[: max(0, len(ckpts) - keep)] if c is not best]  # the Trainer keeps the best too
         first, last = ckpts[0].name, ckpts[-1].name
         problem = [
             f"`{ws.rel(root)}/` is {human_bytes(total)} (should be ~{human_bytes(expected)} at {keep} checkpoint{'s' if keep > 1 else ''}"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Healthy, Severity, check
 from healthkit.procs import ProcInfo, argv_matches, probe, start_time_matches
-from healthkit.redact import redact_text
+from healthkit.redact import redact_argv, redact_text
 from healthkit.workspace import Workspace
 
 from ._common import ago, iso, jq_pick, parse_time, q, tail_text
@@ -203,16 +203,21 @@ def _orphan_finding(ws: Workspace, orphans: list[ProcInfo], why_unwatched: str) 
     for p in orphans:
         problem.append(f"PID {p.pid}, running for {ago(p.age_s(ws.now))}: `{p.display_cmd(120)}`")
     evidence = [Evidence(f"ps -o pid,ppid,etime,args -p {p.pid}", f"{p.pid} {p.ppid} {ago(p.age_s(ws.now))} {p.display_cmd()}") for p in orphans]
+    started = parse_time(ws.status_value("started_at"))
+    if started and started < oldest.create_time:
+        problem.append(f"The training run itself started {ago(ws.now - started)} ago (status file `started_at`)")
+    # Unwatched since the later of its own start and the daemon's last sign of life.
+    unwatched_since = max(oldest.create_time, ws.daemon_state.mtime or 0.0)
     return Finding(
         code=ORPHANED.code, severity=Severity.WARNING, title="Training is running unsupervised",
         problem=problem,
-        impact=[f"Over {ago(ws.now - oldest.create_time)} of training without daemon oversight",
+        impact=[f"{ago(ws.now - unwatched_since)} of training without daemon oversight so far",
                 "When it finishes, nothing takes the next queued file; if it crashes, nothing resumes it"],
         evidence=evidence,
         root_cause=["The daemon that started it died (or it was started by hand) and the process was re-parented"],
         recommendations=["Do not kill it: let it finish. Start the daemon so that it adopts the running training and continues the queue afterwards"],
         fixes=[ADOPT, KILL], urgency="immediate",
-        data={"orphans": [{"pid": p.pid, "create_time": p.create_time, "cmdline": list(p.cmdline)} for p in orphans]},
+        data={"orphans": [{"pid": p.pid, "create_time": p.create_time, "cmdline": redact_argv(p.cmdline)} for p in orphans]},
     )
 
 
@@ -269,7 +274,7 @@ def daemon_check(ws: Workspace) -> CheckOutput:
                     recommendations=["Remove the stale PID file and start the daemon; never signal PID " + str(pf.pid)],
                     fixes=[REMOVE_PID, START_DAEMON], urgency="immediate",
                     data={"pid": pf.pid, "pid_file": str(pf.path), "create_time": live.info.create_time,  # type: ignore[union-attr]
-                          "cmdline": list(live.info.cmdline)},  # type: ignore[union-attr]
+                          "cmdline": redact_argv(live.info.cmdline)},  # type: ignore[union-attr]
                 ))
     elif pf.state == "malformed":
         facts["daemon"] = {"state": "malformed", "pid": None}

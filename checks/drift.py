@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
+from typing import Any
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Healthy, Severity, check
 from healthkit.docvalues import KeyIndex, parse_doc_value, same_value, statements
-from healthkit.redact import is_secret_name
+from healthkit.redact import is_secret_name, redact_text
 from healthkit.workspace import Workspace
 
 from ._common import q
@@ -21,7 +23,28 @@ DRIFT = CodeDoc(
     fix="Rewrite the stale value in the doc to config.json's value, touching only that value (a backup is kept).",
     fix_safety="Safe: config.json is the source of truth for what runs; only the doc changes.",
 )
+_JQ_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SYNC = FixRef("sync-doc-value", "Rewrite the doc's stale value to match config.json", "safe")
+
+
+def _jq_pick(config: dict[str, Any], keys: list[str]) -> tuple[str, dict[str, Any]]:
+    """The jq filter that prints exactly these (possibly nested) keys, and what it prints.
+
+    Only the drifted leaves: printing a whole parent object could show a secret that sits next to them.
+    """
+    parts: list[str] = []
+    picked: dict[str, Any] = {}
+    for key in keys:
+        path = key.split(".")
+        value: Any = config
+        for seg in path:
+            value = value.get(seg) if isinstance(value, dict) else None
+        if len(path) == 1 and _JQ_IDENT.match(key):
+            parts.append(key)
+        else:
+            parts.append(f"{json.dumps(key)}: ." + ".".join(seg if _JQ_IDENT.match(seg) else f"[{json.dumps(seg)}]" for seg in path))
+        picked[key] = value
+    return "{" + ", ".join(parts) + "}", picked
 
 
 @check("drift", title="Docs versus config.json", codes=[DRIFT], tags=["config"])
@@ -46,6 +69,8 @@ def drift_check(ws: Workspace) -> CheckOutput:
             actual = index.values[st.key]
             if isinstance(actual, (dict, list)):
                 continue
+            if st.partial and (isinstance(actual, (str, bool)) or actual is None):
+                continue  # "Base model: see below" is prose, not a value
             ok, doc_value = parse_doc_value(st.text, actual)
             if not ok:
                 continue
@@ -64,8 +89,7 @@ def drift_check(ws: Workspace) -> CheckOutput:
         for st, actual in drifts:
             problem.append(f"{rel}:{st.line} says: `{st.key}: {st.text}`")
             problem.append(f"Actual {ws.rel(ws.config_path)}: `{st.key}: {json.dumps(actual)}`")
-        top = [k.split(".")[0] for k in keys]
-        jq = "{" + ", ".join(dict.fromkeys(top)) + "}"
+        jq, picked = _jq_pick(cfg.data, keys)
         findings.append(Finding(
             code=DRIFT.code, severity=Severity.WARNING, title=f"Config drift in {rel}",
             problem=problem,
@@ -73,8 +97,8 @@ def drift_check(ws: Workspace) -> CheckOutput:
                     "Wrong expectations about system behavior: the docs don't match reality"],
             evidence=[
                 Evidence(f"grep -n -E {shlex.quote('|'.join(sorted({st.label for st, _ in drifts})))} {q(ws, doc.path)}",
-                         "\n".join(f"{st.line}:{st.line_text.strip()}" for st, _ in drifts)),
-                Evidence(f"jq '{jq}' {q(ws, ws.config_path)}", json.dumps({k: cfg.data.get(k) for k in dict.fromkeys(top)}, indent=2)),
+                         redact_text("\n".join(f"{st.line}:{st.line_text.strip()}" for st, _ in drifts))),
+                Evidence(f"jq '{jq}' {q(ws, ws.config_path)}", json.dumps(picked, indent=2)),
             ],
             root_cause=["Docs updated by hand while the config changed separately; nothing keeps them in sync"],
             recommendations=[f"Update {rel} to the values in config.json (or change config.json if the doc is what you meant)",

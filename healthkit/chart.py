@@ -32,8 +32,24 @@ class Chart:
     path: Path | None = None
     link: str | None = None
     note: str | None = None
+    caption: str | None = None
     train_points: int = 0
     eval_points: int = 0
+
+
+def caption(train: list[tuple[float, float]], evals: list[tuple[float, float]]) -> str:
+    """What the chart shows, in one sentence with the figures a person would look for."""
+    parts = []
+    if train:
+        parts.append(f"{len(train)} training-loss points (steps {train[0][0]:g}-{train[-1][0]:g}, "
+                     f"loss {train[0][1]:.4g} -> {train[-1][1]:.4g})")
+    if evals:
+        text = f"{len(evals)} validation evaluations (latest {evals[-1][1]:.4g} at step {evals[-1][0]:g}"
+        tr = _interp(train, evals[-1][0])
+        parts.append(text + (f", gap {evals[-1][1] - tr:+.4g})" if tr is not None else ")"))
+    else:
+        parts.append("no validation loss logged, so the validation/training gap cannot be shown")
+    return "; ".join(parts) + "."
 
 
 def series(facts: dict[str, Any]) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
@@ -102,8 +118,8 @@ def write_loss_chart(facts: dict[str, Any], folder: Path, stamp: str) -> Chart:
                             color=GAP_COLOR, alpha=0.15, linewidth=0, label="validation - training gap", zorder=1)
         if paired:
             x, y, tr = paired[-1]
-            ax.annotate(f"gap {y - tr:+.3g} at step {x:g}", xy=(x, y), xytext=(-10, 12), textcoords="offset points",
-                        ha="right", fontsize=9, color=EVAL_COLOR)
+            ax.annotate(f"gap {y - tr:+.3g} at step {x:g}", xy=(x, y), xytext=(-8, 10), textcoords="offset points",
+                        ha="right", va="bottom", fontsize=9, color=EVAL_COLOR)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title("Training and validation loss")
@@ -125,4 +141,4 @@ def write_loss_chart(facts: dict[str, Any], folder: Path, stamp: str) -> Chart:
     path = folder / name
     atomic_write(path, buf.getvalue())
     atomic_write(folder / "latest-loss.png", buf.getvalue())
-    return Chart(path=path, link=name, train_points=len(train), eval_points=len(evals))
+    return Chart(path=path, link=name, caption=caption(train, evals), train_points=len(train), eval_points=len(evals))

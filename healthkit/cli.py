@@ -144,23 +144,144 @@ def demo(
     raise typer.Exit(run_demo(keep=keep, fmt=format.value, ascii=ascii))
 
 
+# trainer commands: thin bodies, trainer code imported inside (the audit never imports it) -----------------
+daemon_app = typer.Typer(help="Start, stop, pause, resume and inspect the training daemon.", no_args_is_help=True)
+queue_app = typer.Typer(help="Add files to the training queue and list it.", no_args_is_help=True)
+app.add_typer(daemon_app, name="daemon")
+app.add_typer(queue_app, name="queue")
+
+
+@daemon_app.command("start")
+def daemon_start(
+    path: PathArg = Path("."),
+    supervise: Annotated[bool, typer.Option("--supervise", help="restart the daemon on crash, with backoff")] = False,
+    foreground: Annotated[bool, typer.Option("--foreground", help="run in this terminal instead of detaching")] = False,
+) -> None:
+    """Start the daemon; it adopts a training left running by a dead daemon instead of starting a second one."""
+    from trainer.commands import start
+
+    raise typer.Exit(start(path, supervise=supervise, foreground=foreground))
+
+
+@daemon_app.command("stop")
+def daemon_stop(
+    path: PathArg = Path("."),
+    wait: Annotated[float, typer.Option("--wait", help="seconds to wait for the checkpoint and exit")] = 120.0,
+) -> None:
+    """Stop at the next step boundary, after saving a checkpoint."""
+    from trainer.commands import stop
+
+    raise typer.Exit(stop(path, wait_s=wait))
+
+
+@daemon_app.command("status")
+def daemon_status(
+    path: PathArg = Path("."),
+    json_: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
+) -> None:
+    """Show the daemon, the training and the queue (exit 3 when no daemon runs)."""
+    from trainer.commands import status
+
+    raise typer.Exit(status(path, as_json=json_))
+
+
+@daemon_app.command("pause")
+def daemon_pause(
+    path: PathArg = Path("."),
+    reason: Annotated[Optional[str], typer.Option("--reason", help="why; shown in status until resume")] = None,
+) -> None:
+    """Hold training at the next step boundary (no new file starts either)."""
+    from trainer.commands import pause
+
+    raise typer.Exit(pause(path, reason))
+
+
+@daemon_app.command("resume")
+def daemon_resume(path: PathArg = Path(".")) -> None:
+    """Continue after a pause (clears paused_at and the reason)."""
+    from trainer.commands import resume
+
+    raise typer.Exit(resume(path))
+
+
+@daemon_app.command("systemd-unit")
+def daemon_systemd_unit(
+    path: PathArg = Path("."),
+    user: Annotated[Optional[str], typer.Option("--user", help="User= of the service")] = None,
+) -> None:
+    """Print a systemd unit (Restart=on-failure) for those who prefer the system's supervisor."""
+    from trainer.commands import systemd_unit
+
+    raise typer.Exit(systemd_unit(path, user))
+
+
+@queue_app.command("add")
+def queue_add(
+    path: Annotated[Path, typer.Argument(help="workspace folder")],
+    files: Annotated[list[Path], typer.Argument(help="JSONL files to queue")],
+    priority: Annotated[Optional[int], typer.Option("--priority", "-p", min=0, max=9, help="0 runs first, 9 last (default 5)")] = None,
+    move: Annotated[bool, typer.Option("--move", help="move the files instead of copying them")] = False,
+) -> None:
+    """Queue JSONL files for training."""
+    from trainer.commands import queue_add as add
+
+    raise typer.Exit(add(path, files, priority=priority, move=move))
+
+
+@queue_app.command("list")
+def queue_list(
+    path: PathArg = Path("."),
+    json_: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
+) -> None:
+    """List the queue in the order files will run, and what is processing, done and failed (with why)."""
+    from trainer.commands import queue_list as listing
+
+    raise typer.Exit(listing(path, as_json=json_))
+
+
+@app.command("init")
+def init_cmd(
+    path: PathArg = Path("."),
+    tiny_model: Annotated[bool, typer.Option("--tiny-model", help="add a random-init model and tokenizer: a full run on a CPU, offline")] = False,
+    force: Annotated[bool, typer.Option("--force", help="rewrite config.json and README.md")] = False,
+) -> None:
+    """Scaffold a training workspace: config.json, a README stating it, queue folders."""
+    from trainer.commands import init
+
+    raise typer.Exit(init(path, tiny_model=tiny_model, force=force))
+
+
+def _click_exceptions() -> list:
+    """The click exception modules in play: typer >= 0.20 vendors click as typer._click."""
+    mods = []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            mods.append(__import__(name, fromlist=["UsageError"]))
+        except ImportError:
+            continue
+    return mods
+
+
 def main() -> None:
     """Console entry point: usage errors exit 64, never 2 (2 means CRITICAL here)."""
-    import click
+    mods = _click_exceptions()
+
+    def classes(name: str) -> tuple:
+        return tuple(getattr(m, name) for m in mods if hasattr(m, name))
 
     try:
         rv = app(standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError as exc:
-        err(exc.format_message() if hasattr(exc, "format_message") else str(exc))
+    except classes("UsageError") as exc:  # includes BadParameter, NoSuchOption, NoArgsIsHelpError
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            err(exc.ctx.get_help() if exc.ctx is not None else str(exc))
+        else:
+            err(f"healthkit: {exc.format_message()}")
+            if exc.ctx is not None:
+                err(exc.ctx.get_usage())
         sys.exit(EXIT_USAGE)
-    except click.UsageError as exc:
-        err(f"healthkit: {exc.format_message()}")
-        if exc.ctx is not None:
-            err(exc.ctx.get_usage())
-        sys.exit(EXIT_USAGE)
-    except click.exceptions.Exit as exc:
+    except classes("Exit") as exc:
         sys.exit(exc.exit_code)
-    except click.Abort:
+    except classes("Abort"):
         err("aborted")
         sys.exit(130)
     except KeyboardInterrupt:

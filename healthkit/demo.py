@@ -186,8 +186,10 @@ ports = [{port}]
     _write(base / "status/daemon_state.json", json.dumps({
         "state": "paused", "pid": 0, "paused_at": crash.isoformat(), "pause_reason": "Recovered from crash",
         "restarts": 1, "current_file": current_file}, indent=2))
+    os.utime(base / "status/daemon_state.json", (crash.timestamp(), crash.timestamp()))
     _write(base / "logs/training_daemon.log", f"{crash.isoformat()} INFO starting file {current_file}\n"
            f"{crash.isoformat()} ERROR daemon loop crashed: Killed\n")
+    os.utime(base / "logs/training_daemon.log", (crash.timestamp(), crash.timestamp()))
     _write(base / "status/training_status.json", json.dumps({
         "state": "training", "step": 2693, "total_steps": 4980, "loss": 0.0182, "val_loss": None, "val_train_gap": None,
         "current_file": current_file, "started_at": (now - timedelta(hours=31)).isoformat(timespec="seconds"),

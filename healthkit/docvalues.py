@@ -50,6 +50,7 @@ class Statement:
     start: int  # column span of the value in the line (0-based, end exclusive)
     end: int
     line_text: str
+    partial: bool = False  # an unquoted value that prose goes on after ("Base model: see below")
 
 
 def normalize_label(label: str) -> str:
@@ -100,22 +101,42 @@ class KeyIndex:
         for c in candidates:
             if c and c in self.names:
                 return self.names[c]
+        # "Seq length" -> max_seq_length; only labels of two or more words, so that a lone
+        # "Version" or "Length" in prose does not claim a key that merely ends with it.
         suffix = [d for n, d in self.names.items() if n.endswith("_" + norm) and "." not in n]
-        if len(set(suffix)) == 1 and len(norm) >= 6:
+        if len(set(suffix)) == 1 and "_" in norm and len(norm) >= 6:
             return suffix[0]
         return None
 
 
-_BULLET = re.compile(r"^\s*(?:[-*+]|\d+[.)]|>)?\s*")
-_VALUE = r"(?P<val>`[^`\n]+`|\"[^\"\n]*\"|'[^'\n]*'|[^\s,;|`]+)"
-_COLON = re.compile(r"^(?P<label>\*\*[^*\n]{1,48}?:?\*\*|`[^`\n]{1,48}`|\"[\w.\- ]{1,48}\"|[A-Za-z][\w .\-]{0,47}?)\s*(?:\*\*)?\s*(?P<sep>:|=)(?:\*\*)?\s+" + _VALUE)
-_PAIR = re.compile(r"(?<![\w.-])(?P<label>[A-Za-z][\w.-]{0,47})\s*(?P<sep>=)\s*" + _VALUE)
-_IS = re.compile(r"(?P<label>`?[A-Za-z][\w.-]{0,47}`?)\s+is\s+(?:set\s+to\s+)?(?P<val>`[^`\n]+`)")
+_BULLET = re.compile(r"^\s*(?:(?:[-*+]|\d+[.)])\s+|>\s*)*")
+_VALUE = (
+    r"(?P<val>`[^`\n]+`|\*\*[^*\n]+\*\*|\"[^\"\n]*\"|'[^'\n]*'"
+    r"|\d{1,3}(?:,\d{3})+(?![\d,])|[^\s,;|`]+)"
+)
+_COLON = re.compile(
+    r"^(?:\*\*(?P<blabel>[^*\n]{1,48}?)\s*(?P<bsep>[:=])\s*\*\*"  # **Label:** value
+    r"|(?P<label>\*\*[^*\n]{1,48}?\*\*|`[^`\n]{1,48}`|\"[\w.\- ]{1,48}\"|[A-Za-z][\w .\-]{0,47}?)"
+    r"\s*(?P<sep>:|=)(?:\*\*)?)\s+" + _VALUE
+)
+# `key=value` anywhere; not inside URLs (?a=1&b=2), paths or comparisons (==)
+_PAIR = re.compile(r"(?<![\w.\-/?&=:])(?P<label>[A-Za-z][\w.-]{0,47})\s*(?P<sep>=)(?!=)\s*" + _VALUE)
+_IS = re.compile(r"(?P<label>(?:[A-Za-z][\w.-]{0,47}\s+)?`?[A-Za-z][\w.-]{0,47}`?)\s+is\s+(?:set\s+to\s+)?(?P<val>`[^`\n]+`)")
+_INLINE = re.compile(r"`(?P<label>[A-Za-z][\w.-]{0,47})\s*:\s+(?P<val>[^`\s][^`\n]*?)\s*`")
+_FENCE = re.compile(r"^(?P<mark>`{3,}|~{3,})\s*(?P<lang>[^\s`]*)")
+_YAML_KEY = re.compile(r"^(?P<indent>\s*)(?:-\s+)?(?P<label>\"[^\"\n]+\"|'[^'\n]+'|[A-Za-z_][\w.\- ]{0,47}?)\s*:(?:\s+(?P<rest>\S.*?))?\s*$")
+_TOML_KEY = re.compile(r"^\s*(?P<label>\"[^\"\n]+\"|[A-Za-z_][\w.-]{0,47})\s*=\s*" + _VALUE)
+_JSON_TOKEN = re.compile(r"\s+|//[^\n]*|(?P<str>\"(?:[^\"\\\n]|\\.)*\")|(?P<punct>[{}\[\]:,])|(?P<lit>[^\s{}\[\]:,\"]+)")
+_JSON_LANGS = {"json", "jsonc", "json5"}
+_YAML_LANGS = {"yaml", "yml"}
+_KV_LANGS = {"toml", "ini", "cfg", "conf", "properties", "env", "dotenv"}
 
 
 def _span(m: re.Match[str], offset: int) -> tuple[str, int, int]:
     val = m.group("val")
     start, end = m.start("val") + offset, m.end("val") + offset
+    if val[:2] == "**" and val[-2:] == "**" and len(val) > 4:
+        return val[2:-2], start + 2, end - 2
     if val[:1] in "`\"'" and val[-1:] == val[:1] and len(val) >= 2:
         return val[1:-1], start + 1, end - 1
     trimmed = val.rstrip(".:)")
@@ -125,72 +146,243 @@ def _span(m: re.Match[str], offset: int) -> tuple[str, int, int]:
     return val, start, end
 
 
+def _continues(line: str, end: int) -> bool:
+    """Prose goes on after an unquoted value (`Base model: see below`): the value is a word, not a setting."""
+    rest = line[end:].lstrip("*")
+    return bool(re.match(r"[ \t]+[^\W_]", rest))
+
+
+class _Collector:
+    """Statements of one doc, at most one per value span of a line."""
+
+    def __init__(self, index: KeyIndex):
+        self.index = index
+        self.out: list[Statement] = []
+        self.seen: set[tuple[int, int, int]] = set()
+
+    def add(self, key: str | None, label: str, text: str, lineno: int, start: int, end: int, line: str,
+            quoted: bool = False) -> None:
+        if not key or not text or (lineno, start, end) in self.seen:
+            return
+        if line[start:end] != text:  # a span that does not hold the value cannot be rewritten safely
+            return
+        self.seen.add((lineno, start, end))
+        partial = not quoted and _continues(line, end)
+        self.out.append(Statement(key, label, text, lineno, start, end, line, partial))
+
+    def add_match(self, key: str | None, label: str, m: re.Match[str], lineno: int, line: str, offset: int = 0) -> None:
+        if not key:
+            return
+        val, start, end = _span(m, offset)
+        self.add(key, label, val, lineno, start, end, line, quoted=m.group("val")[:1] in "`\"'*")
+
+
 def statements(text: str, index: KeyIndex) -> list[Statement]:
-    out: list[Statement] = []
-    fence: str | None = None
+    """Every statement of a config value in a Markdown text, in line order."""
+    col = _Collector(index)
+    fence: tuple[str, str] | None = None  # (marker, kind)
+    block: list[tuple[int, str]] = []
     for lineno, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
-        m_fence = re.match(r"^(`{3,}|~{3,})\s*([\w+-]*)", stripped)
-        if m_fence:
-            if fence is None:
-                lang = m_fence.group(2).lower()
-                fence = lang if lang in ("json", "yaml", "yml", "toml", "ini", "") else "code"
+        m_fence = _FENCE.match(stripped)
+        if fence is not None:
+            mark = fence[0]
+            if m_fence and m_fence.group("mark")[0] == mark[0] and len(m_fence.group("mark")) >= len(mark) \
+                    and not stripped[len(m_fence.group("mark")):].strip():
+                _block(col, fence[1], block)
+                fence, block = None, []
             else:
-                fence = None
+                block.append((lineno, line))
             continue
-        if fence == "code" or stripped.startswith("#") and fence is None:
+        if m_fence:
+            lang = m_fence.group("lang").lower().lstrip("{.").rstrip("}")
+            kind = ("json" if lang in _JSON_LANGS else "yaml" if lang in _YAML_LANGS else "kv" if lang in _KV_LANGS
+                    else "plain" if lang == "" else "code")
+            fence, block = (m_fence.group("mark"), kind), []
             continue
-        seen_spans: set[tuple[int, int]] = set()
+        _prose_line(col, lineno, line)
+    if fence is not None:  # an unclosed fence runs to the end of the doc
+        _block(col, fence[1], block)
+    col.out.sort(key=lambda s: (s.line, s.start))
+    return col.out
 
-        def add(key: str | None, label: str, m: re.Match[str], offset: int = 0) -> None:
-            if not key:
-                return
-            val, start, end = _span(m, offset)
-            if (start, end) in seen_spans or not val:
-                return
-            seen_spans.add((start, end))
-            out.append(Statement(key, label, val, lineno, start, end, line))
 
-        if stripped.startswith("|") and stripped.count("|") >= 3:
-            cells = [(c, i) for c, i in _cells(line)]
-            if len(cells) >= 2 and not re.fullmatch(r"[\s:\-|]+", stripped):
-                (label, _), (val_cell, pos) = cells[0], cells[1]
-                key = index.resolve(label)
-                m = re.match(r"\s*" + _VALUE, val_cell)
-                if key and m:
-                    add(key, label.strip(), m, pos)
-            continue
-        bullet = _BULLET.match(line)
-        offset = bullet.end() if bullet else 0
-        body = line[offset:]
-        group: str | None = None
-        m = _COLON.match(body)
-        if m:
-            label = m.group("label").strip("*`\" ").rstrip(":")
+def _prose_line(col: _Collector, lineno: int, line: str) -> None:
+    index = col.index
+    stripped = line.strip()
+    if not stripped or stripped.startswith("#") or line.startswith(("    ", "\t")) and not _BULLET.match(line).group().strip():
+        return  # headings, and indented code blocks (not list continuations)
+    if stripped.startswith("|") and stripped.count("|") >= 3:
+        _table_row(col, lineno, line)
+        return
+    bullet = _BULLET.match(line)
+    offset = bullet.end() if bullet else 0
+    body = line[offset:]
+    group: str | None = None
+    m = _COLON.match(body)
+    if m:
+        label = (m.group("blabel") or m.group("label")).strip("*`\" ").rstrip(":").strip()
+        sep = m.group("bsep") or m.group("sep")
+        key = index.resolve(label)
+        if key:
+            col.add_match(key, label, m, lineno, line, offset)
+        elif sep == ":":
+            group = label
+    for m in _PAIR.finditer(line):
+        lab = m.group("label")
+        col.add_match(index.resolve(lab, group) or index.resolve(lab), lab, m, lineno, line)
+    for m in _INLINE.finditer(line):
+        lab = m.group("label")
+        col.add_match(index.resolve(lab), lab, m, lineno, line)
+    for m in _IS.finditer(line):
+        label = m.group("label").replace("`", "")
+        key = index.resolve(label)
+        if not key and " " in label.strip():
+            label = label.split()[-1]
             key = index.resolve(label)
-            if key:
-                add(key, label, m, offset)
-            elif m.group("sep") == ":":
-                group = label
-        for m in _PAIR.finditer(line):
-            add(index.resolve(m.group("label"), group) or index.resolve(m.group("label")), m.group("label"), m)
-        for m in _IS.finditer(line):
-            label = m.group("label").strip("`")
-            add(index.resolve(label), label, m)
-        if fence in ("json", "yaml", "yml", "toml", "ini", "") and fence is not None:
-            mj = re.match(r'^\s*"(?P<label>[\w.-]+)"\s*:\s*' + _VALUE, line)
-            if mj:
-                add(index.resolve(mj.group("label")), mj.group("label"), mj)
-    return out
+        col.add_match(key, label, m, lineno, line)
+
+
+def _table_row(col: _Collector, lineno: int, line: str) -> None:
+    stripped = line.strip()
+    if re.fullmatch(r"[\s:\-|]+", stripped):
+        return
+    cells = _cells(line)
+    if len(cells) < 2:
+        return
+    label = cells[0][0]
+    key = col.index.resolve(label)
+    if not key:
+        return
+    rest = cells[1:]
+    if len(rest) >= 2 and col.index.resolve(rest[0][0]) == key:
+        rest = rest[1:]  # | Eval steps | eval_steps | 500 |
+    val_cell, pos = rest[0]
+    m = re.match(_VALUE, val_cell)
+    if m:
+        col.add_match(key, label.strip(), m, lineno, line, pos)
 
 
 def _cells(line: str) -> list[tuple[str, int]]:
+    """Cells of a table row as (text without surrounding space, bold or backticks; its column in the line)."""
     cells = []
     pos = line.index("|") + 1
-    for part in line[pos:].split("|")[:-1] if line.rstrip().endswith("|") else line[pos:].split("|"):
-        cells.append((part.strip().strip("*`"), pos + (len(part) - len(part.lstrip()))))
+    parts = line[pos:].split("|")
+    if line.rstrip().endswith("|"):
+        parts = parts[:-1]
+    for part in parts:
+        lead = len(part) - len(part.lstrip())
+        text = part.strip()
+        inner = text.strip("*")
+        lead += (len(text) - len(text.lstrip("*")))
+        cells.append((inner, pos + lead))
         pos += len(part) + 1
     return cells
+
+
+def _block(col: _Collector, kind: str, block: list[tuple[int, str]]) -> None:
+    if kind == "code" or not block:
+        return
+    first = next((ln.strip() for _, ln in block if ln.strip()), "")
+    if kind == "json" or kind == "plain" and first[:1] in "{[":
+        _json_block(col, block)
+    elif kind == "kv":
+        _kv_block(col, block)
+    else:
+        _yaml_block(col, block)
+
+
+def _yaml_block(col: _Collector, block: list[tuple[int, str]]) -> None:
+    """`key: value` lines, nested by indentation (`lora:` then `  r: 128` is lora.r)."""
+    stack: list[tuple[int, str]] = []
+    for lineno, line in block:
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        m = _YAML_KEY.match(line)
+        if not m:
+            continue
+        indent = len(m.group("indent"))
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        label = m.group("label").strip("\"' ")
+        group = ".".join(lab for _, lab in stack) or None
+        rest = m.group("rest")
+        if rest is None or rest.startswith(("#", "|", ">", "&")):
+            stack.append((indent, label))
+            continue
+        pos = m.start("rest")
+        if rest.startswith("{"):  # flow mapping: lora: {r: 128, alpha: 128}
+            sub = ".".join(x for x in (group, label) if x)
+            for pm in re.finditer(r"(?P<label>[A-Za-z_][\w.-]*)\s*:\s*" + _VALUE, rest):
+                col.add_match(col.index.resolve(pm.group("label"), sub), pm.group("label"), pm, lineno, line, pos)
+            continue
+        vm = re.match(_VALUE, rest)
+        if not vm:
+            continue
+        key = col.index.resolve(label, group) if group else col.index.resolve(label)
+        if vm.group("val")[:1] in "\"'" or re.fullmatch(_VALUE, rest.split(" #")[0].rstrip()):
+            col.add_match(key, label, vm, lineno, line, pos)
+        else:  # an unquoted scalar with spaces: the whole text up to a comment
+            text = rest.split(" #")[0].rstrip()
+            col.add(key, label, text, lineno, pos, pos + len(text), line, quoted=True)
+
+
+def _kv_block(col: _Collector, block: list[tuple[int, str]]) -> None:
+    """TOML/INI: `[section]` headers group the `key = value` lines under them."""
+    group: str | None = None
+    for lineno, line in block:
+        s = line.strip()
+        if s.startswith("[") and s.endswith("]"):
+            group = s.strip("[] ") or None
+            continue
+        m = _TOML_KEY.match(line)
+        if m:
+            label = m.group("label").strip('"')
+            col.add_match(col.index.resolve(label, group) if group else col.index.resolve(label), label, m, lineno, line)
+
+
+def _json_block(col: _Collector, block: list[tuple[int, str]]) -> None:
+    """Object keys of a JSON block with their paths (`"lora": {"r": 128}` is lora.r); arrays are skipped."""
+    # frames: [kind, path or None (inside an array), pending key, after colon]
+    stack: list[list[Any]] = []
+    for lineno, line in block:
+        for m in _JSON_TOKEN.finditer(line):
+            tok = m.group(0)
+            top = stack[-1] if stack else None
+            if m.group("punct"):
+                if tok in "{[":
+                    if top is None:
+                        path: list[str] | None = [] if tok == "{" else None
+                    elif top[0] == "obj" and top[1] is not None and top[2] is not None:
+                        path = top[1] + [top[2]] if tok == "{" else None
+                    else:
+                        path = None
+                    if top is not None and top[0] == "obj":
+                        top[2], top[3] = None, False
+                    stack.append(["obj" if tok == "{" else "arr", path, None, False])
+                elif tok in "}]":
+                    if stack:
+                        stack.pop()
+                elif tok == ":" and top is not None and top[0] == "obj":
+                    top[3] = True
+                elif tok == "," and top is not None and top[0] == "obj":
+                    top[2], top[3] = None, False
+                continue
+            if top is None or top[0] != "obj":
+                continue
+            if m.group("str") and not top[3]:
+                top[2] = tok[1:-1]
+                continue
+            if (m.group("str") or m.group("lit")) and top[3] and top[2] is not None:
+                if top[1] is not None and "\\" not in tok:
+                    group = ".".join(top[1]) or None
+                    label = top[2]
+                    key = col.index.resolve(label, group) if group else col.index.resolve(label)
+                    if m.group("str"):
+                        col.add(key, label, tok[1:-1], lineno, m.start() + 1, m.end() - 1, line, quoted=True)
+                    else:
+                        col.add(key, label, tok, lineno, m.start(), m.end(), line, quoted=True)
+                top[2], top[3] = None, False
 
 
 # comparing by meaning -------------------------------------------------------------

@@ -178,9 +178,11 @@ def write_history(report: "Report", folder: Path, fmt: str = "md", ascii: bool =
         since["note"] = problem
 
     from .chart import write_loss_chart
+    from .output import utf8
 
     chart = write_loss_chart(report.facts, folder, suffix)
-    chart_info = {"file": chart.link, "latest_file": "latest-loss.png" if chart.link else None, "note": chart.note}
+    chart_info = {"file": chart.link, "latest_file": "latest-loss.png" if chart.link else None, "note": chart.note,
+                  "caption": chart.caption}
     data["since_last_report"] = since
     data["chart"] = chart_info
 
@@ -193,12 +195,12 @@ def write_history(report: "Report", folder: Path, fmt: str = "md", ascii: bool =
             texts[f] = render(report, f, ascii=ascii, since=since, chart=chart_info)
     for f in formats:
         path = folder / f"{name}.{EXTENSIONS[f]}"
-        atomic_write(path, texts[f])
+        atomic_write(path, utf8(texts[f]))
         written.append(path)
     # latest.json last: it is what the next run compares with.
     for f in sorted(formats, key=lambda f: f == "json"):
         latest = folder / f"latest.{EXTENSIONS[f]}"
-        atomic_write(latest, texts[f])
+        atomic_write(latest, utf8(texts[f]))
         written.append(latest)
     prune(folder, keep)
     return written

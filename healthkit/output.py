@@ -14,9 +14,20 @@ if TYPE_CHECKING:
     from .report import Report
 
 
+def utf8(text: str) -> bytes:
+    """UTF-8 bytes whatever the locale; a path that arrived undecodable (surrogate-escaped) keeps its bytes."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "backslashreplace")
+
+
 def write_stdout(text: str) -> None:
     """UTF-8 whatever the locale (cron often runs with none)."""
-    data = text.encode("utf-8")
+    data = utf8(text)
     try:
         sys.stdout.flush()
         sys.stdout.buffer.write(data)
@@ -39,7 +50,7 @@ def write_report(report: "Report", fmt: str, target: Path, ascii: bool = False, 
     """Write to a file, or into a folder as `report-<UTC stamp>.<ext>` plus `latest.*`, keeping the newest ``keep``."""
     if not is_dir_target(target):
         target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, render(report, fmt, ascii=ascii))
+        atomic_write(target, utf8(render(report, fmt, ascii=ascii)))
         return [target]
     from .history import write_history
 

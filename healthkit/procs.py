@@ -144,7 +144,7 @@ def read_pid_file(path: Path) -> PidFile:
             "permission": "it is not readable (permission denied)",
         }.get(exc.kind, exc.message)
         return PidFile(path, "malformed", reason=reason, mtime=st.st_mtime)
-    preview = raw[:40].decode("utf-8", "replace").replace("\n", "\\n")
+    preview = "".join(ch if ch.isprintable() or ch == "\n" else "?" for ch in raw[:64].decode("utf-8", "replace")).rstrip("\n")
     text = raw.decode("ascii", "replace").strip()
     if not text:
         return PidFile(path, "malformed", reason="it is empty", mtime=st.st_mtime, preview=preview)

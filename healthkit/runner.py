@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .costs import update_costs
-from .models import CheckOutput, CheckResult, Finding, Status, status_for
-from .redact import redact_text
+from .models import CheckOutput, CheckResult, Evidence, Finding, Status, status_for
+from .redact import redact_mapping, redact_text
 from .registry import Check
 
 COSTS_HISTORY = 200
@@ -28,6 +28,20 @@ def _normalize(check: Check, value: Any) -> CheckOutput:
         if not isinstance(f, Finding):
             raise TypeError(f"check {check.id!r} returned a non-Finding: {f!r}")
     return out
+
+
+def sanitize(f: Finding, check_id: str) -> Finding:
+    """Stamp the check id and mask secrets in every text a report shows: the last line of defence."""
+    return dataclasses.replace(
+        f,
+        check=check_id,
+        problem=[redact_text(x) for x in f.problem],
+        impact=[redact_text(x) for x in f.impact],
+        evidence=[Evidence(redact_text(e.command), redact_text(e.observed)) for e in f.evidence],
+        root_cause=[redact_text(x) for x in f.root_cause],
+        recommendations=[redact_text(x) for x in f.recommendations],
+        data=redact_mapping(f.data),
+    )
 
 
 def _code_ignored(code: str, ignore: list[str]) -> bool:
@@ -74,7 +88,7 @@ def run_checks(ws: Any, checks: Iterable[Check], timeout_s: float, ignore_codes:
             results.append(CheckResult(c.id, c.title, Status.UNKNOWN, [], [], {}, [], slot["duration"], error=f"crashed: {slot['error']}"))
             continue
         out: CheckOutput = slot["out"]
-        findings = [dataclasses.replace(f, check=c.id) for f in out.findings if not _code_ignored(f.code, ignore)]
+        findings = [sanitize(f, c.id) for f in out.findings if not _code_ignored(f.code, ignore)]
         status = status_for(findings)
         if out.unknown and status is Status.OK:
             status = Status.UNKNOWN

@@ -112,7 +112,9 @@ def build(path: Path | str, every: str = "15m", keep: int = 50, reports: Path | 
     shell = " ; ".join(" ".join(shlex.quote(a) for a in run) for run in runs)
     lock = shutil.which("flock")
     if lock:
-        shell = f"{lock} -n {shlex.quote(str(reports / '.healthkit.lock'))} sh -c {shlex.quote(shell)}"
+        # no two runs at once (a slow disk can make one outlast the interval); systemd timers never overlap anyway
+        shell = (f"mkdir -p {shlex.quote(str(reports))} && {lock} -n {shlex.quote(str(reports / '.healthkit.lock'))}"
+                 f" sh -c {shlex.quote(shell)}")
     crontab = (
         f"# healthkit: audit {base} every {every}; results in {reports}/latest.md"
         + (f" and {runs[-1][-1]}" if textfile_dir else "") + "\n"
@@ -128,7 +130,7 @@ def build(path: Path | str, every: str = "15m", keep: int = 50, reports: Path | 
         "[Service]",
         "Type=oneshot",
         *([f"User={user}"] if user != "root" else []),
-        f"WorkingDirectory={_unit_arg(str(base))}",
+        f"WorkingDirectory={str(base).replace('%', '%%')}",
         "Environment=LC_ALL=C.UTF-8 PYTHONIOENCODING=utf-8",
         *[f"ExecStart={' '.join(_unit_arg(a) for a in run)}" for run in runs],
         "# 1 warning, 2 critical, 3 unknown are verdicts in the report, not a failed job",

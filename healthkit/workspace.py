@@ -291,6 +291,11 @@ class Workspace:
             errors.extend(u.errors)
         covered = {c.path.name for c in self.checkpoints}
         try:
+            own = os.lstat(root)
+            total, apparent = total + own.st_blocks * 512, apparent + own.st_size
+        except OSError:
+            pass
+        try:
             entries = list(os.scandir(root))
         except OSError:
             entries = []

@@ -53,7 +53,7 @@ def _training_block(t: dict[str, Any]) -> list[str]:
     for key, label in (("loss", "Loss"), ("val_loss", "Validation loss"), ("val_train_gap", "Val/train gap")):
         if key in t:
             v = t[key]
-            lines.append(f"{label}: {v:.4g}" if isinstance(v, (int, float)) else f"{label}: {v}")
+            lines.append(f"{label}: {v:.4g}" if isinstance(v, (int, float)) else f"{label}: {'null' if v is None else v}")
     if t.get("eta") :
         lines.append(f"ETA: {t['eta']}")
     gpu = t.get("gpu") or {}
@@ -96,6 +96,8 @@ def _chart_block(chart: dict[str, Any]) -> list[str]:
     out = ["## 📈 LOSS CURVE", ""]
     if chart.get("file"):
         out += [f"![Training and validation loss over steps]({chart['file']})", ""]
+    if chart.get("caption"):
+        out += [chart["caption"], ""]
     if chart.get("note"):
         out += [f"_{chart['note']}_", ""]
     return out + ["---", ""]
@@ -187,7 +189,10 @@ def render(report: "Report", ascii: bool = False, since: dict[str, Any] | None =
         if block:
             out += ["## 📊 CURRENT TRAINING STATUS", "", "```", *block, "```", ""]
             if training.get("verdict"):
-                out += [f"**Assessment:** {training['verdict']}", ""]
+                verdict = training["verdict"]
+                if any(f.code in ("daemon.dead", "daemon.orphaned-training", "daemon.pid-reused") for f in findings) and "progressing" in verdict:
+                    verdict = "Training is progressing, but nothing supervises it. Let it finish; start the daemon so that it adopts it."
+                out += [f"**Assessment:** {verdict}", ""]
             out += ["---", ""]
     if chart is not None:
         out += _chart_block(chart)

@@ -1,0 +1,335 @@
+"""File operations a fix may perform, each contained in the workspace and safe against a kill at any moment.
+
+- `replace_file`: backup beside the file, then temp file in the same folder, fsync, rename:
+  the file is always either old or new, never half-written.
+- `delete_dir`: rename to a `.healthkit-trash-*` name in the same folder (atomic), then
+  remove it with fd-relative operations that never follow a symlink; a run killed
+  mid-delete leaves the whole folder or a trash folder `finish_interrupted` completes.
+- Containment is by resolved-path comparison (`fsutil.is_within`), never string prefixes,
+  and every delete works through a directory fd so a symlink swapped in mid-way is not followed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..fsutil import is_within
+from .crash import crash_point
+
+TRASH_PREFIX = ".healthkit-trash-"
+TMP_MARK = ".healthkit-tmp-"
+
+
+class Refused(Exception):
+    """The operation would leave the workspace, follow a symlink, or touch something that is not what was planned."""
+
+
+class ChangedSincePlan(Refused):
+    """The target is not what the plan saw (content, identity or type changed)."""
+
+
+# fingerprints ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileFingerprint:
+    ino: int
+    size: int
+    mtime_ns: int
+    sha256: str
+
+
+def file_fingerprint(path: Path, data: bytes | None = None) -> FileFingerprint:
+    st = os.lstat(path)
+    if data is None:
+        data = read_nofollow(path)
+    return FileFingerprint(st.st_ino, st.st_size, st.st_mtime_ns, hashlib.sha256(data).hexdigest())
+
+
+def read_nofollow(path: Path, max_bytes: int = 64 * 1024 * 1024) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise Refused(f"{path} is not a regular file")
+        if st.st_size > max_bytes:
+            raise Refused(f"{path} is larger than {max_bytes} bytes")
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class TreeFingerprint:
+    """A folder as seen without following symlinks: its inode and every entry's (path, type, size, mtime)."""
+
+    ino: int
+    entries: tuple[tuple[str, int, int, int], ...]
+    bytes: int
+    files: int
+
+
+def tree_fingerprint(path: Path | str, dir_fd: int | None = None) -> TreeFingerprint:
+    st = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
+    if not stat.S_ISDIR(st.st_mode):
+        raise Refused(f"{path} is not a directory" + (" (it is a symbolic link)" if stat.S_ISLNK(st.st_mode) else ""))
+    entries: list[tuple[str, int, int, int]] = []
+    total = st.st_blocks * 512
+    files = 0
+    for dirpath, dirnames, filenames, dfd in os.fwalk(path, dir_fd=dir_fd, follow_symlinks=False):
+        rel = os.path.relpath(dirpath, path)
+        for name in dirnames + filenames:
+            try:
+                est = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            entries.append((os.path.normpath(os.path.join(rel, name)), stat.S_IFMT(est.st_mode), est.st_size, est.st_mtime_ns))
+            total += est.st_blocks * 512
+            files += 1
+    entries.sort()
+    return TreeFingerprint(st.st_ino, tuple(entries), total, files)
+
+
+# containment ------------------------------------------------------------------------
+
+
+def contained(base: Path, path: Path) -> Path:
+    """The real parent folder of ``path`` after checking it lies in ``base``; ``path`` itself must not be a symlink out."""
+    parent = path.parent.resolve()
+    if not is_within(parent, base):
+        raise Refused(f"{path} is outside the workspace {base}")
+    return parent
+
+
+def _open_dir(real: Path, base: Path) -> int:
+    fd = os.open(real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        # The folder we opened must still be the one inside the workspace (not swapped after resolve()).
+        actual = Path(os.readlink(f"/proc/self/fd/{fd}")) if os.path.exists(f"/proc/self/fd/{fd}") else real
+        if not is_within(actual, base):
+            raise Refused(f"{real} moved out of the workspace")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def fsync_dir(fd_or_path: int | Path) -> None:
+    try:
+        fd = fd_or_path if isinstance(fd_or_path, int) else os.open(fd_or_path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        if not isinstance(fd_or_path, int):
+            os.close(fd)
+
+
+# edits ------------------------------------------------------------------------------
+
+
+def _write_new(dfd: int, name: str, data: bytes, mode: int, owner: tuple[int, int] | None) -> None:
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600, dir_fd=dfd)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fchmod(fd, mode)
+        if owner is not None:
+            try:
+                os.fchown(fd, *owner)
+            except OSError:
+                pass
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        try:
+            os.unlink(name, dir_fd=dfd)
+        except OSError:
+            pass
+        raise
+    os.close(fd)
+
+
+def replace_file(base: Path, path: Path, new: bytes, expected_sha256: str, stamp: str) -> Path:
+    """Replace ``path`` with ``new`` if it still has ``expected_sha256``; returns the backup's path.
+
+    The backup (`<name>.bak-<stamp>`, the original bytes) is written and fsynced first;
+    then a temp file in the same folder, fsync, rename, fsync of the folder.
+    """
+    real_parent = contained(base, path)
+    name = path.name
+    dfd = _open_dir(real_parent, base)
+    try:
+        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        if not stat.S_ISREG(st.st_mode):
+            raise Refused(f"{path} is not a regular file (a symlink or special file is never edited)")
+        old = read_nofollow(real_parent / name)
+        if hashlib.sha256(old).hexdigest() != expected_sha256:
+            raise ChangedSincePlan(f"{path.name} changed since the plan was made")
+        owner = (st.st_uid, st.st_gid)
+        mode = stat.S_IMODE(st.st_mode)
+        backup = f"{name}.bak-{stamp}"
+        n = 1
+        while True:
+            try:
+                _write_new(dfd, backup, old, mode, owner)
+                break
+            except FileExistsError:
+                n += 1
+                backup = f"{name}.bak-{stamp}-{n}"
+        crash_point("edit:backup-written")
+        tmp = f".{name}{TMP_MARK}{os.getpid()}"
+        try:
+            os.unlink(tmp, dir_fd=dfd)
+        except FileNotFoundError:
+            pass
+        _write_new(dfd, tmp, new, mode, owner)
+        crash_point("edit:before-replace")
+        try:
+            now = read_nofollow(real_parent / name)
+            if hashlib.sha256(now).hexdigest() != expected_sha256:
+                raise ChangedSincePlan(f"{path.name} changed while the fix ran")
+            os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        except BaseException:
+            try:
+                os.unlink(tmp, dir_fd=dfd)
+            except OSError:
+                pass
+            raise
+        fsync_dir(dfd)
+        crash_point("edit:after-replace")
+        return real_parent / backup
+    finally:
+        os.close(dfd)
+
+
+# deletions --------------------------------------------------------------------------
+
+
+def unlink_file(base: Path, path: Path, expected: FileFingerprint | None) -> int:
+    """Remove one file (a symlink: the link only, never its target) if it is still what was planned."""
+    real_parent = contained(base, path)
+    dfd = _open_dir(real_parent, base)
+    try:
+        st = os.stat(path.name, dir_fd=dfd, follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            raise Refused(f"{path.name} is a directory; not removed")
+        if expected is not None:
+            if stat.S_ISREG(st.st_mode):
+                now = file_fingerprint(real_parent / path.name)
+                if (now.ino, now.sha256) != (expected.ino, expected.sha256):
+                    raise ChangedSincePlan(f"{path.name} changed since the plan was made")
+            elif st.st_ino != expected.ino:
+                raise ChangedSincePlan(f"{path.name} changed since the plan was made")
+        os.unlink(path.name, dir_fd=dfd)
+        fsync_dir(dfd)
+        return st.st_size
+    finally:
+        os.close(dfd)
+
+
+def _purge(pfd: int, name: str) -> None:
+    """Remove folder ``name`` in ``pfd`` and everything under it, never following a symlink."""
+    tfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+    try:
+        entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in os.scandir(tfd)]
+        for i, (ename, is_dir) in enumerate(entries):
+            if is_dir:
+                shutil.rmtree(ename, dir_fd=tfd)
+            else:
+                os.unlink(ename, dir_fd=tfd)
+            if i == 0:
+                crash_point("prune:mid-delete")
+    finally:
+        os.close(tfd)
+    os.rmdir(name, dir_fd=pfd)
+    fsync_dir(pfd)
+
+
+def delete_dir(base: Path, path: Path, expected: TreeFingerprint | None, tag: str) -> int:
+    """Delete folder ``path`` (never a symlink, never outside ``base``) if it is unchanged; returns bytes freed."""
+    real_parent = contained(base, path)
+    name = path.name
+    pfd = _open_dir(real_parent, base)
+    try:
+        st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        if stat.S_ISLNK(st.st_mode):
+            raise Refused(f"{name} is a symbolic link; its target is never deleted")
+        if not stat.S_ISDIR(st.st_mode):
+            raise Refused(f"{name} is not a directory")
+        fp = tree_fingerprint(name, dir_fd=pfd)
+        if expected is not None and fp != expected:
+            raise ChangedSincePlan(f"{name} changed since the plan was made")
+        trash = f"{TRASH_PREFIX}{name}-{tag}"
+        os.rename(name, trash, src_dir_fd=pfd, dst_dir_fd=pfd)
+        fsync_dir(pfd)
+        st2 = os.stat(trash, dir_fd=pfd, follow_symlinks=False)
+        if st2.st_ino != st.st_ino or not stat.S_ISDIR(st2.st_mode):
+            os.rename(trash, name, src_dir_fd=pfd, dst_dir_fd=pfd)  # something was swapped in: put it back, untouched
+            raise ChangedSincePlan(f"{name} was replaced while the fix ran")
+        crash_point("prune:after-rename")
+        _purge(pfd, trash)
+        crash_point("prune:after-delete")
+        return fp.bytes
+    finally:
+        os.close(pfd)
+
+
+def pending_trash(base: Path, folders: list[Path]) -> list[Path]:
+    """Trash folders left by a run killed mid-delete (already decided for deletion), in these folders."""
+    out = []
+    for d in folders:
+        try:
+            if not is_within(d, base):
+                continue
+            for e in os.scandir(d):
+                if e.name.startswith(TRASH_PREFIX):
+                    out.append(Path(e.path))
+        except OSError:
+            continue
+    return sorted(out)
+
+
+def finish_trash(base: Path, path: Path) -> str:
+    """Complete an interrupted deletion: a trash folder is removed; a trash symlink is unlinked (never followed)."""
+    real_parent = contained(base, path)
+    pfd = _open_dir(real_parent, base)
+    try:
+        st = os.stat(path.name, dir_fd=pfd, follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            _purge(pfd, path.name)
+            return "removed"
+        os.unlink(path.name, dir_fd=pfd)
+        return "unlinked"
+    finally:
+        os.close(pfd)
+
+
+def stale_temp_files(base: Path, folders: list[Path]) -> list[Path]:
+    """Temp files of an edit killed before its rename (only fix runs, which hold the lock, create them)."""
+    out = []
+    for d in {f for f in folders}:
+        try:
+            if not is_within(d, base):
+                continue
+            for e in os.scandir(d):
+                if TMP_MARK in e.name and e.name.startswith(".") and e.is_file(follow_symlinks=False):
+                    out.append(Path(e.path))
+        except OSError:
+            continue
+    return sorted(out)

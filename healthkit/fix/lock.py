@@ -1,0 +1,80 @@
+"""One fix run at a time per workspace: an flock on `<workspace>/.healthkit-fix.lock`.
+
+The kernel drops an flock when its holder dies, so a crashed (even SIGKILLed) run can
+never leave the lock held. The file is never removed or replaced (a stable inode); the
+holder writes its PID and start time into it so that a refused run can say who holds it.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import time
+from pathlib import Path
+
+LOCK_NAME = ".healthkit-fix.lock"
+
+
+class LockBusy(Exception):
+    """Another fix run holds the workspace's lock; the message names it."""
+
+
+class FixLock:
+    def __init__(self, base: Path, wait_s: float = 0.0):
+        self.path = base / LOCK_NAME
+        self.wait_s = wait_s
+        self.fd: int | None = None
+
+    def holder(self) -> str:
+        try:
+            text = self.path.read_text(encoding="ascii", errors="replace").split()
+        except OSError:
+            return "another process"
+        return f"PID {text[0]}" if text and text[0].isdigit() else "another process"
+
+    def acquire(self) -> "FixLock":
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise LockBusy(f"{self.path} is a symbolic link; refusing to use it as the fix lock") from None
+            raise LockBusy(f"cannot open the fix lock {self.path}: {exc.strerror}") from None
+        deadline = time.monotonic() + max(0.0, self.wait_s)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    who = self.holder()
+                    os.close(fd)
+                    waited = f" after waiting {self.wait_s:g}s" if self.wait_s else ""
+                    raise LockBusy(f"another `healthkit fix` run ({who}) is working on this workspace{waited}; "
+                                   f"nothing was changed. Try again later, or pass --wait SECONDS") from None
+                time.sleep(0.1)
+        try:
+            import psutil
+
+            start = f" {psutil.Process().create_time():.2f}"
+        except Exception:  # noqa: BLE001 - the start time is informative only
+            start = ""
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}{start}\n".encode(), 0)
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            try:
+                os.ftruncate(self.fd, 0)
+            except OSError:
+                pass
+            os.close(self.fd)  # closing drops the flock
+            self.fd = None
+
+    def __enter__(self) -> "FixLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -1,0 +1,133 @@
+"""pytest plugin: `pytest --healthkit PATH` turns each healthkit check into a test item.
+
+A CI run then shows which check failed and why: a failing item's report is the
+finding's text (problem, evidence to re-run, what to do), and `--junitxml` carries it to
+the CI dashboard. Registered through the `pytest11` entry point, so it loads in every
+pytest run of an environment that has healthkit: without `--healthkit` it does nothing
+and imports nothing beyond this module.
+
+A project's conftest.py can supply its own checks by implementing the hook
+`pytest_healthkit_registry(config, path)` and returning a `healthkit.registry.Registry`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from .models import CheckResult
+    from .report import Report
+
+
+class HealthkitHookspecs:
+    @pytest.hookspec(firstresult=True)
+    def pytest_healthkit_registry(self, config: pytest.Config, path: Path) -> Any:
+        """Return the Registry to audit ``path`` with; None uses the installed checks."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("healthkit", "healthkit workspace audit")
+    group.addoption("--healthkit", action="append", default=[], metavar="PATH",
+                    help="audit this training workspace; each check becomes a test item (repeatable)")
+    group.addoption("--healthkit-select", action="append", default=[], metavar="NAME",
+                    help="only these checks, tags or codes (comma-separated or repeated)")
+    group.addoption("--healthkit-ignore", action="append", default=[], metavar="NAME",
+                    help="skip these checks, tags or codes")
+    group.addoption("--healthkit-fail-level", default="warning", choices=("warning", "critical", "unknown"),
+                    help="lowest check status that fails its test (default: warning; unknown always fails)")
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(HealthkitHookspecs)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "healthkit: a healthkit check run as a test (--healthkit PATH)")
+
+
+def _split(values: list[str]) -> list[str]:
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+class CheckFailed(Exception):
+    """A check's status is at or above the fail level; the message is the findings' text."""
+
+
+class HealthkitItem(pytest.Item):
+    """One check of one audited workspace."""
+
+    def __init__(self, *, result: "CheckResult | None" = None, report: "Report | None" = None,
+                 failure: str | None = None, fail_level: str = "warning", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.result = result
+        self.report = report
+        self.failure = failure
+        self.fail_level = fail_level
+        self.add_marker("healthkit")
+
+    def runtest(self) -> None:
+        from .render.junit import fails, finding_text
+
+        if self.failure is not None:
+            raise CheckFailed(self.failure)
+        r = self.result
+        assert r is not None
+        text = "\n\n".join(finding_text(f) for f in r.findings)
+        if r.status.value == "unknown":
+            raise CheckFailed(f"{r.check} ({r.title}) could not check: {r.error or '; '.join(r.notes) or 'no verdict'}")
+        if fails(r, self.fail_level):
+            raise CheckFailed(f"{r.check} ({r.title}) is {r.status.value.upper()}\n\n{text}")
+        if text:  # below the fail level: keep it visible in the report
+            self.add_report_section("call", "healthkit findings", text)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, CheckFailed):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style=style)  # type: ignore[arg-type]
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        where = Path(self.report.workspace) if self.report else self.path
+        return where, None, f"healthkit check {self.name}"
+
+
+class HealthkitWorkspace(pytest.Collector):
+    """The checks of one workspace, audited once when collected."""
+
+    def __init__(self, *, workspace: Path, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.workspace = workspace
+
+    def collect(self) -> list[pytest.Item]:
+        from .api import audit
+        from .settings import SettingsError
+        from .workspace import WorkspaceError
+
+        cfg = self.config
+        level = cfg.getoption("healthkit_fail_level")
+        registry = cfg.hook.pytest_healthkit_registry(config=cfg, path=self.workspace)
+        try:
+            report = audit(self.workspace, select=_split(cfg.getoption("healthkit_select")),
+                           ignore=_split(cfg.getoption("healthkit_ignore")), registry=registry)
+        except (WorkspaceError, SettingsError, OSError) as exc:
+            return [HealthkitItem.from_parent(self, name="audit", failure=f"healthkit cannot audit {self.workspace}: {exc}",
+                                              path=self.workspace)]
+        items: list[pytest.Item] = [
+            HealthkitItem.from_parent(self, name=r.check, result=r, report=report, fail_level=level, path=self.workspace)
+            for r in report.sorted_results
+        ]
+        for e in report.load_errors:
+            items.append(HealthkitItem.from_parent(self, name=f"load[{e.source}]", report=report, path=self.workspace,
+                                                   failure=f"{e.source}: {e.message}"))
+        return items
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Add the checks before -k/-m deselection runs, so `-k daemon` selects a check like any test."""
+    for raw in config.getoption("healthkit", default=None) or []:
+        ws = Path(raw).expanduser().absolute()
+        node = HealthkitWorkspace.from_parent(session, name=f"healthkit:{raw}", nodeid=f"healthkit:{raw}", workspace=ws, path=ws)
+        items.extend(node.collect())

@@ -1,0 +1,178 @@
+"""Registry (entry points, plugins, loud registration errors) and runner (timeouts, crashes, costs)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from healthkit import CheckOutput, CodeDoc, Finding, Severity, check
+from healthkit.api import audit
+from healthkit.registry import Registry, RegistrationError, default_registry
+from healthkit.runner import run_checks
+from healthkit.workspace import Workspace
+
+DOC = CodeDoc("demo.bad", "warning", "Bad", what="w", why="y", fix="f")
+BAD = Finding(code="demo.bad", severity=Severity.WARNING, title="Bad", problem=["it is bad"])
+
+
+@check("ok", title="Always fine")
+def ok_check(ws):
+    return []
+
+
+@check("bad", title="Always bad", codes=[DOC])
+def bad_check(ws):
+    return [BAD]
+
+
+@check("crash", title="Crashes")
+def crash_check(ws):
+    raise RuntimeError("boom with token=supersecret123")
+
+
+HANG = threading.Event()
+
+
+@check("hang", title="Hangs like a dead NFS mount")
+def hang_check(ws):
+    HANG.wait(30)
+    return []
+
+
+@check("wrongtype", title="Returns a dict")
+def wrong_type_check(ws):
+    return {"not": "a list"}
+
+
+def registry(*funcs):
+    reg = Registry()
+    for f in funcs:
+        reg.add(f)
+    return reg
+
+
+def test_registration_is_loud_about_signatures():
+    with pytest.raises(RegistrationError, match="exactly one argument"):
+        @check("two", title="x")
+        def two(a, b):
+            return []
+    with pytest.raises(RegistrationError, match="area.name"):
+        check("c", title="x", codes=[CodeDoc("nodot", "warning", "t", "w", "y", "f")])(lambda ws: [])
+    with pytest.raises(RegistrationError, match="lowercase"):
+        check("Bad Id", title="x")(lambda ws: [])
+    reg = registry(ok_check)
+    with pytest.raises(RegistrationError, match="two checks claim"):
+        reg.add(check("ok", title="dup")(lambda ws: []))
+
+
+def test_hung_and_crashing_checks_do_not_stop_the_rest(tmp_path):
+    HANG.clear()
+    ws = Workspace.open(tmp_path)
+    t0 = time.monotonic()
+    try:
+        results = {r.check: r for r in run_checks(ws, registry(ok_check, bad_check, crash_check, hang_check, wrong_type_check).sorted(), timeout_s=0.5)}
+    finally:
+        HANG.set()
+    assert time.monotonic() - t0 < 3
+    assert results["hang"].status.value == "unknown" and "did not finish within 0.5s" in results["hang"].error
+    assert results["crash"].status.value == "unknown" and "RuntimeError" in results["crash"].error
+    assert "supersecret123" not in results["crash"].error
+    assert results["wrongtype"].status.value == "unknown" and "returned dict" in results["wrongtype"].error
+    assert results["bad"].findings[0].check == "bad"
+    assert results["ok"].status.value == "ok"
+
+
+def test_report_status_and_exit_codes(tmp_path):
+    assert audit(tmp_path, registry=registry(ok_check), record_costs=False).exit_code == 0
+    assert audit(tmp_path, registry=registry(ok_check, bad_check), record_costs=False).exit_code == 1
+    rep = audit(tmp_path, registry=registry(bad_check, crash_check), record_costs=False)
+    assert rep.exit_code == 3 and rep.status.value == "unknown"
+
+
+def test_select_and_ignore_by_id_tag_or_code(tmp_path):
+    reg = registry(ok_check, bad_check)
+    assert [r.check for r in audit(tmp_path, registry=reg, select=["bad"], record_costs=False).results] == ["bad"]
+    rep = audit(tmp_path, registry=reg, ignore=["demo.bad"], record_costs=False)
+    assert rep.findings == [] and [r.check for r in rep.results] == ["ok"]
+    rep = audit(tmp_path, registry=registry(ok_check, bad_check), select=["demo"], record_costs=False)
+    assert [r.check for r in rep.results] == ["bad"]
+
+
+def test_ignore_from_settings(tmp_path):
+    (tmp_path / "healthkit.toml").write_text('[checks]\nignore = ["demo.bad"]\n')
+    assert audit(tmp_path, registry=registry(bad_check), record_costs=False).findings == []
+
+
+def test_costs_are_appended_and_kept_whole(tmp_path):
+    reg = registry(ok_check, bad_check)
+    (tmp_path / "monitoring_costs.json").write_text(json.dumps({"training": {"hook_share": 0.01}}))
+    audit(tmp_path, registry=reg)
+    audit(tmp_path, registry=reg)
+    data = json.loads((tmp_path / "monitoring_costs.json").read_text())
+    assert data["training"] == {"hook_share": 0.01}  # the trainer's section is kept
+    assert len(data["audit_runs"]) == 2 and set(data["audit_runs"][0]["checks"]) == {"ok", "bad"}
+
+
+def test_corrupt_costs_file_is_moved_aside_not_lost(tmp_path):
+    (tmp_path / "monitoring_costs.json").write_text("{half a file")
+    audit(tmp_path, registry=registry(ok_check))
+    aside = list(tmp_path.glob("monitoring_costs.json.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_text() == "{half a file"
+
+
+@dataclass
+class FakeEP:
+    name: str
+    value: str
+    obj: object = None
+    error: Exception | None = None
+
+    def load(self):
+        if self.error:
+            raise self.error
+        return self.obj
+
+
+def test_entry_points_broken_plugin_reported_rest_run(tmp_path):
+    import checks.disk
+
+    reg = Registry()
+    reg.load_entry_points([
+        FakeEP("broken", "nope.mod", error=ImportError("No module named nope")),
+        FakeEP("disk", "checks.disk", obj=checks.disk),
+        FakeEP("notacheck", "x:y", obj=object()),
+    ])
+    assert list(reg.checks) == ["disk"]
+    assert [e.source.split(" = ")[0] for e in reg.errors] == ["entry point broken", "entry point notacheck"]
+    rep = audit(tmp_path, registry=reg, record_costs=False)
+    assert rep.status.value == "unknown" and rep.load_errors
+
+
+def test_builtins_register_through_entry_points():
+    reg = default_registry()
+    assert {"daemon", "checkpoints", "drift", "validation", "disk", "config", "training", "queue", "monitor", "gpu", "monitoring"} <= set(reg.checks)
+    assert all(c.source.startswith("entry point") for c in reg.checks.values() if c.id in ("daemon", "disk"))
+    codes = set(reg.code_docs())
+    design = {"daemon.dead", "daemon.pid-reused", "daemon.not-running", "daemon.orphaned-training", "checkpoints.bloat",
+              "checkpoints.no-retention", "checkpoints.incomplete", "config.doc-drift", "config.invalid", "validation.not-running",
+              "validation.overfitting", "disk.low-space", "disk.forecast-full", "training.stalled", "queue.stuck", "monitor.down",
+              "gpu.unhealthy", "monitoring.over-budget"}
+    assert design <= codes
+
+
+def test_local_plugin_file_from_settings(tmp_path):
+    (tmp_path / "my_checks.py").write_text(
+        "from healthkit import check, Finding, Severity, CodeDoc\n"
+        "D = CodeDoc('local.thing', 'warning', 'Thing', 'w', 'y', 'f')\n"
+        "@check('local', title='Local', codes=[D])\n"
+        "def local(ws):\n"
+        "    return [Finding(code='local.thing', severity=Severity.WARNING, title='Thing', problem=['x'])]\n")
+    (tmp_path / "broken_plugin.py").write_text("raise SystemError('plugin blew up')\n")
+    (tmp_path / "healthkit.toml").write_text('[checks]\nplugins = ["my_checks.py", "broken_plugin.py"]\nselect = ["local"]\n')
+    rep = audit(tmp_path, record_costs=False)
+    assert [f.code for f in rep.findings] == ["local.thing"]
+    assert "plugin blew up" in rep.load_errors[0].message
