@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +63,10 @@ def declared_limit(ws: Workspace) -> tuple[int | None, str]:
     if ws.settings.retention.save_total_limit:
         return ws.settings.retention.save_total_limit, "healthkit.toml [retention]"
     if ws.settings.paths.config_schema == "healthkit" and ws.config.is_object:
-        from healthkit.config_model import TrainingConfig
+        from healthkit.configschema import default
 
-        default = TrainingConfig.model_fields["save_total_limit"].default
-        return default, f"healthkit trainer default (config.json has no `{key}`)"
+        if default("save_total_limit"):
+            return default("save_total_limit"), f"healthkit trainer default (config.json has no `{key}`)"
     return None, f"config.json has no `{key}`"
 
 
@@ -150,7 +149,7 @@ def checkpoints_check(ws: Workspace) -> CheckOutput:
     findings: list[Finding] = []
     healthy: list[Healthy] = []
     sizes = [usage[c.path].bytes for c in ckpts if not c.is_symlink]
-    typical = int(statistics.median(sizes)) if sizes else 0
+    typical = sorted(sizes)[len(sizes) // 2] if sizes else 0  # median, high
     rootq = q(ws, root)
     count_ev = Evidence(f"ls -d {rootq}/checkpoint-* | wc -l", str(len(ckpts)))
     du_ev = Evidence(f"du -h {rootq} --max-depth=1 | sort -hr | head -5", _du_lines(ws, ckpts, total))

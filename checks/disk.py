@@ -42,11 +42,16 @@ def forecast(ws: Workspace) -> dict[str, Any] | None:
     save_steps = number(ws.config_value("save_steps", None))
     if save_steps is None and ts is not None:
         save_steps = number(ts.data.get("save_steps"))
-    if step is None or not total or not save_steps or total <= step:
+    if step is None or not total or total <= step:
         return None
+    strategy = ws.config_value("save_strategy", "steps")
+    if strategy == "no":
+        save_steps = None  # no more checkpoints: only the final model is still to be written
+    elif strategy != "steps" or not save_steps or save_steps <= 0:
+        return None  # saves per epoch (or an unknown schedule): not a step count to forecast from
     usage = ws.checkpoint_usage
     size = max(usage[c.path].bytes for c in ckpts[-3:])
-    saves_left = int(total // save_steps) - int(step // save_steps)
+    saves_left = int(total // save_steps) - int(step // save_steps) if save_steps else 0
     limit, _ = declared_limit(ws)
     now_count = len(ckpts)
     if limit:
@@ -78,7 +83,7 @@ def disk_check(ws: Workspace) -> CheckOutput:
                      f"Threshold: {th.disk_min_free_percent:g}% and {human_bytes(th.disk_min_free_bytes)}"],
             impact=["The next checkpoint save may fail half-written and kill the run"],
             evidence=[df], recommendations=["Prune checkpoints beyond retention; move finished models off this disk"],
-            urgency="immediate" if crit else "short-term", data=facts["disk"],
+            urgency="immediate" if crit else "short-term", data=dict(facts["disk"]),
         ))
     fc = forecast(ws)
     if fc:

@@ -96,9 +96,10 @@ def drift_check(ws: Workspace) -> CheckOutput:
             impact=["Confusion for whoever reads the doc next (people and coding agents)",
                     "Wrong expectations about system behavior: the docs don't match reality"],
             evidence=[
-                Evidence(f"grep -n -E {shlex.quote('|'.join(sorted({st.label for st, _ in drifts})))} {q(ws, doc.path)}",
-                         redact_text("\n".join(f"{st.line}:{st.line_text.strip()}" for st, _ in drifts))),
-                Evidence(f"jq '{jq}' {q(ws, ws.config_path)}", json.dumps(picked, indent=2)),
+                Evidence("grep -n -F " + " ".join(f"-e {shlex.quote(t)}" for t in dict.fromkeys(st.line_text.strip() for st, _ in drifts))
+                         + f" {q(ws, doc.path)}",
+                         redact_text("\n".join(f"{n}:{t}" for n, t in sorted({st.line: st.line_text for st, _ in drifts}.items())))),
+                Evidence(f"jq {shlex.quote(jq)} {q(ws, ws.config_path)}", json.dumps(picked, indent=2)),
             ],
             root_cause=["Docs updated by hand while the config changed separately; nothing keeps them in sync"],
             recommendations=[f"Update {rel} to the values in config.json (or change config.json if the doc is what you meant)",

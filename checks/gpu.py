@@ -32,10 +32,11 @@ def _judge(src: str, g: dict[str, Any], th: Any) -> list[str]:
 
 def _describe(g: dict[str, Any]) -> str:
     parts = []
-    if number(g.get("memory_used_mb")) is not None:
-        parts.append(f"{g['memory_used_mb']:.0f} MB / {number(g.get('memory_total_mb')) or 0:.0f} MB")
-    if number(g.get("temperature_c")) is not None:
-        parts.append(f"{g['temperature_c']:.0f}°C")
+    used, temp = number(g.get("memory_used_mb")), number(g.get("temperature_c"))
+    if used is not None:
+        parts.append(f"{used:.0f} MB / {number(g.get('memory_total_mb')) or 0:.0f} MB")
+    if temp is not None:
+        parts.append(f"{temp:.0f}°C")
     return ", ".join(parts)
 
 

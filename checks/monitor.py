@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from concurrent.futures import ThreadPoolExecutor
+import threading
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, Healthy, Severity, check
 from healthkit.workspace import Workspace
@@ -44,8 +44,16 @@ def monitor_check(ws: Workspace) -> CheckOutput:
     if not ps:
         return CheckOutput(notes=["no monitor port configured"])
     host, timeout = ws.settings.monitor.host, ws.settings.monitor.timeout_seconds
-    with ThreadPoolExecutor(max_workers=min(8, len(ps))) as pool:
-        results = list(pool.map(lambda p: probe_port(host, p, timeout), ps))
+    results: list[str | None] = [None] * len(ps)
+
+    def probe_one(i: int) -> None:
+        results[i] = probe_port(host, ps[i], timeout)
+
+    threads = [threading.Thread(target=probe_one, args=(i,), daemon=True) for i in range(len(ps))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout + 1)
     down = [(p, why) for p, why in zip(ps, results) if why]
     up = [p for p, why in zip(ps, results) if not why]
     findings = [Finding(

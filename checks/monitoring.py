@@ -30,7 +30,7 @@ def monitoring_check(ws: Workspace) -> CheckOutput:
     train_time = number(tr.get("train_time_s"))
     share = number(tr.get("hook_share"))
     hook_total = sum(number(h.get("total_s")) or 0.0 for h in hooks.values() if isinstance(h, dict))
-    if train_time:
+    if train_time and hooks:  # without per-hook costs the recorded share is all there is
         share = hook_total / train_time
     if share is None:
         return CheckOutput(notes=["monitoring_costs.json records no hook share"])

@@ -78,7 +78,8 @@ def training_check(ws: Workspace) -> CheckOutput:
             keys = [ws.status_key(k) for k in ("state", "step", "updated_at") if ws.status_key(k) in st.data]
             findings.append(Finding(
                 code=STALLED.code, severity=Severity.CRITICAL, title="Training has stalled",
-                problem=[f"The status file says `training` but was last updated {ago(silent)} ago (at step {t.get('step')})",
+                problem=[f"The status file says `training` but was last updated {ago(silent)} ago"
+                         + (f" (at step {t['step']})" if t.get("step") is not None else ""),
                          f"That is longer than {basis}"],
                 impact=["No progress while the GPU (and the clock) keep running", "The ETA and the status file are stale"],
                 evidence=[Evidence(f"jq '{{{', '.join(keys)}}}' {rel}", jq_pick(st.data, keys)),
@@ -103,7 +104,7 @@ def training_check(ws: Workspace) -> CheckOutput:
         if t.get("updated_ago"):
             details.append(f"Status updated {t['updated_ago']} ago")
         healthy.append(Healthy("Training is progressing", details))
-        t["verdict"] = "Training is progressing." 
+        t["verdict"] = "Training is progressing."
     elif findings:
         t["verdict"] = "Training is not progressing."
     return CheckOutput(findings=findings, healthy=healthy, facts={"training": t} if t else {})

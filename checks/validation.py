@@ -56,16 +56,39 @@ def log_series(ws: Workspace) -> tuple[list[list[float]], list[list[float]], int
     return train, evals, gs if isinstance(gs, int) else None
 
 
-def _likely_cause(ws: Workspace, eval_steps: Any, steps_done: float | None) -> tuple[list[str], bool]:
-    """Name why evaluation is not happening; second value: whether validation data exists (fix applies)."""
-    causes: list[str] = []
+def _strategy(ws: Workspace) -> Any:
+    """eval_strategy (or its pre-4.41 name evaluation_strategy); MISSING when the config says neither."""
     strategy = ws.config_value("eval_strategy", MISSING)
     if strategy is MISSING:
         strategy = ws.config_value("evaluation_strategy", MISSING)
+    return strategy
+
+
+def _val_key_candidates(ws: Workspace, data: dict[str, Any]) -> list[str]:
+    """Status keys that look like a validation loss under another name (`validation_loss`, `eval_loss`), best first."""
+    taken = {ws.status_key(k) for k in ("val_train_gap", "loss")}
+    found = [k for k in data if k not in taken and ("val" in k.lower() or "eval" in k.lower())]
+
+    def rank(k: str) -> tuple[int, str]:
+        low = k.lower()
+        lossy = "loss" in low and not any(w in low for w in ("gap", "train", "step", "time"))
+        return (0 if lossy else 1, k)
+
+    return sorted(found, key=rank)
+
+
+def _likely_cause(ws: Workspace, eval_steps: Any, steps_done: float | None) -> tuple[list[str], bool]:
+    """Name why evaluation is not happening; second value: whether validation data exists (fix applies)."""
+    causes: list[str] = []
+    strategy = _strategy(ws)
     if strategy == "no":
         causes.append("Evaluation is disabled (`eval_strategy: \"no\"`)")
     vfile = ws.config_value("validation_file", None)
     vsplit = number(ws.config_value("validation_split", None))
+    if ws.config_value("validation_split", MISSING) is MISSING and ws.settings.paths.config_schema == "healthkit":
+        from healthkit.configschema import default  # our trainer holds out a share of each file by default
+
+        vsplit = number(default("validation_split"))
     has_data = False
     if isinstance(vfile, str) and vfile:
         p = ws.path(vfile)
@@ -80,7 +103,7 @@ def _likely_cause(ws: Workspace, eval_steps: Any, steps_done: float | None) -> t
     else:
         causes.append("No validation data is configured (no `validation_file`, no `validation_split`)")
     es = number(eval_steps)
-    if es and steps_done is not None and es > steps_done:
+    if strategy != "no" and es and steps_done is not None and es > steps_done:
         causes.append(f"`eval_steps` ({es:g}) is beyond the {steps_done:g} steps done")
     if not causes:
         causes.append("Evaluation is configured and data exists, yet no eval loss is recorded: the evaluation loop fails "
@@ -102,15 +125,26 @@ def validation_check(ws: Workspace) -> CheckOutput:
     step = number(ws.status_value("step"))
     steps_done = step if step is not None else (float(global_step) if global_step is not None else None)
     eval_steps = ws.config_value("eval_steps", None)
-    strategy = ws.config_value("eval_strategy", "steps")
+    _, ts = ws.latest_trainer_state
+    if eval_steps is None and ts is not None:
+        eval_steps = ts.data.get("eval_steps")  # HF records the interval it used in every trainer_state.json
+    strategy = _strategy(ws)
+    if strategy is MISSING:
+        strategy = "steps"
+    if eval_steps is None and ws.settings.paths.config_schema == "healthkit":
+        from healthkit.configschema import default
+
+        eval_steps = default("eval_steps")
     es = number(eval_steps)
-    due = steps_done is not None and (strategy == "no" or (es is not None and steps_done >= es) or es is None)
+    # Unset, HF's eval_steps is logging_steps (500 unless set): the first evaluation is not due before that.
+    first_due = es if es is not None else (number(ws.config_value("logging_steps", None)) or 500.0)
+    due = steps_done is not None and (strategy == "no" or steps_done >= first_due)
 
     if st.is_object:
         val = ws.status_value("val_loss")
         rel = q(ws, st.path)
         if val is MISSING:
-            similar = sorted(k for k in st.data if "val" in k.lower() or "eval" in k.lower())
+            similar = _val_key_candidates(ws, st.data)
             if not evals:
                 findings.append(Finding(
                     code=NO_KEY.code, severity=Severity.WARNING, title=f"Status file has no `{key}` key",
@@ -124,9 +158,6 @@ def validation_check(ws: Workspace) -> CheckOutput:
                 ))
         elif val is None and due:
             causes, has_data = _likely_cause(ws, eval_steps, steps_done)
-            shown = {"val_loss": None}
-            if gap_key in st.data:
-                shown["gap"] = st.data.get(gap_key)
             findings.append(Finding(
                 code=NOT_RUNNING.code, severity=Severity.WARNING, title="Validation not running",
                 problem=[f"`{ws.rel(st.path)}` shows `{key}: null`"]
@@ -146,19 +177,31 @@ def validation_check(ws: Workspace) -> CheckOutput:
             gap = number(ws.status_value("val_train_gap"))
             healthy.append(Healthy("Validation is running", [f"{key}: {float(val):.4g}" + (f", gap {gap:+.4g}" if gap is not None else "")]))
 
-    # log_history is the Trainer's own record: evaluation due but never logged is the same failure.
-    if not findings and global_step is not None and es and strategy != "no" and global_step >= es and train and not evals:
+    # log_history is the Trainer's own record: evaluation due but never logged (or no longer logged) is the
+    # same failure. With eval_steps N the Trainer logs eval_loss at every multiple of N; a gap of two
+    # intervals after the last one means at least one due evaluation is missing.
+    last_eval = evals[-1][0] if evals else None
+    if (not any(f.code == NOT_RUNNING.code for f in findings) and global_step is not None and es and strategy == "steps"
+            and train and (global_step >= es if last_eval is None else global_step >= last_eval + 2 * es)):
         causes, has_data = _likely_cause(ws, eval_steps, float(global_step))
         ckpt, ts = ws.latest_trainer_state
+        where = q(ws, ts.path) if ts else "trainer_state.json"
+        if last_eval is None:
+            problem = [f"trainer_state.json of {ckpt.name if ckpt else '?'} has no `eval_loss` in log_history at global step {global_step}"]
+            ev = Evidence(f"jq '[.log_history[] | select(.eval_loss)] | length' {where}", "0")
+        else:
+            problem = [f"trainer_state.json of {ckpt.name if ckpt else '?'} has no `eval_loss` after step {last_eval:g} "
+                       f"(global step {global_step})"]
+            ev = Evidence(f"jq '[.log_history[] | select(.eval_loss) | .step] | last' {where}", f"{last_eval:g}")
         findings.append(Finding(
             code=NOT_RUNNING.code, severity=Severity.WARNING, title="Validation not running",
-            problem=[f"trainer_state.json of {ckpt.name if ckpt else '?'} has no `eval_loss` in log_history at global step {global_step}",
-                     f"Evaluation was due every {es:g} steps"],
+            problem=problem + [f"Evaluation was due every {es:g} steps"],
             impact=["Can't detect overfitting", "Can't monitor generalization", "Missing key training signal"],
-            evidence=[Evidence(f"jq '[.log_history[] | select(.eval_loss)] | length' {q(ws, ts.path) if ts else 'trainer_state.json'}", "0")],
+            evidence=[ev],
             root_cause=causes, recommendations=["Ensure evaluation runs every eval_steps with real validation data"],
             fixes=[], urgency="short-term",
-            data={"causes": causes, "eval_steps": eval_steps, "steps_done": global_step, "has_validation_data": has_data},
+            data={"causes": causes, "eval_steps": eval_steps, "steps_done": global_step, "has_validation_data": has_data,
+                  "last_eval_step": last_eval},
         ))
     if evals and not any(h.title == "Validation is running" for h in healthy) and not findings:
         healthy.append(Healthy("Validation is running", [f"{len(evals)} evaluation(s) in log_history, latest eval_loss {evals[-1][1]:.4g} at step {evals[-1][0]:g}"]))
@@ -174,7 +217,11 @@ def validation_check(ws: Workspace) -> CheckOutput:
             return before[-1] if before else None
 
         gaps = [(s, e - t) for s, e in last if (t := train_at(s)) is not None]
-        widening = len(gaps) == n and all(b[1] > a[1] for a, b in zip(gaps, gaps[1:])) and gaps[-1][1] > 0
+        # A widening gap alone is normal while both losses fall (training loss falls faster); it is
+        # overfitting once validation loss has stopped improving over the window.
+        stalled = last[-1][1] >= last[0][1]
+        widening = (len(gaps) == n and all(b[1] > a[1] for a, b in zip(gaps, gaps[1:])) and gaps[-1][1] > 0
+                    and stalled)
         train_falling = len(train) >= 2 and train[-1][1] < train[0][1]
         if (rising or widening) and train_falling:
             findings.append(Finding(

@@ -31,6 +31,7 @@ def audit(
     """
     t0 = time.perf_counter()
     ws = path if isinstance(path, Workspace) else Workspace.open(path)
+    ws.prefetch()
     cs = ws.settings.checks
     reg = registry or default_registry(cs.plugins, ws.base)
     sel = list(select) or list(cs.select)

@@ -98,6 +98,48 @@ def schedule(
     write_stdout(text)
 
 
+@app.command()
+def fix(
+    path: PathArg = Path("."),
+    safe: Annotated[bool, typer.Option("--safe", help="apply fixes that cannot lose work")] = False,
+    unsafe: Annotated[bool, typer.Option("--unsafe", help="also apply fixes that may lose work or change training")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plans and change nothing")] = False,
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="only these finding codes, check ids or fix ids (repeat or comma-separate)")] = None,
+    keep: Annotated[Optional[int], typer.Option("--keep", min=1, help="checkpoints to keep when no save_total_limit is declared (unsafe prune)")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="apply unsafe fixes without asking")] = False,
+    wait: Annotated[float, typer.Option("--wait", min=0, help="seconds to wait for another fix run on this workspace (default: refuse at once)")] = 0.0,
+) -> None:
+    """Repair what the audit found: plans first, then results, then a re-audit (exit code: the re-audit's).
+
+    Another fix run on the same workspace makes this one refuse (exit 3) unless --wait.
+    """
+    from .fix import FixError, FixOptions, Safety, run_fix
+    from .workspace import WorkspaceError
+
+    if safe == unsafe:
+        err("healthkit fix: choose exactly one of --safe or --unsafe")
+        raise typer.Exit(EXIT_USAGE)
+
+    def confirm(plans: list) -> bool:
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            err("healthkit fix: unsafe fixes need --yes when not run interactively; nothing was changed")
+            return False
+        return typer.confirm(f"Apply {len(plans)} unsafe fix(es) shown above?", default=False, err=True)
+
+    opts = FixOptions(level=Safety.UNSAFE if unsafe else Safety.SAFE, dry_run=dry_run, only=tuple(_split(only)),
+                      keep=keep, wait_s=wait, confirm=confirm)
+    try:
+        result = run_fix(path, opts, sys.stdout)
+    except (WorkspaceError, FixError) as exc:
+        err(f"healthkit: {exc}")
+        raise typer.Exit(3)
+    sys.stdout.flush()
+    err(result.summary_line())
+    raise typer.Exit(result.exit_code)
+
+
 @app.command("checks")
 def list_checks() -> None:
     """List the registered checks and the finding codes each can report."""
@@ -137,11 +179,13 @@ def demo(
     keep: Annotated[bool, typer.Option("--keep", help="leave the demo workspace and its orphan process running")] = False,
     format: Annotated[Format, typer.Option("--format", "-f")] = Format.md,
     ascii: Annotated[bool, typer.Option("--ascii")] = False,
+    exit_code: Annotated[bool, typer.Option("--exit-code", help="exit with the audit's verdict (2: the example is critical)")] = False,
 ) -> None:
     """Build the example machine (dead daemon, orphaned training, bloat, drift, no validation) and audit it."""
     from .demo import run_demo
 
-    raise typer.Exit(run_demo(keep=keep, fmt=format.value, ascii=ascii))
+    code = run_demo(keep=keep, fmt=format.value, ascii=ascii)
+    raise typer.Exit(code if exit_code else 0)
 
 
 # trainer commands: thin bodies, trainer code imported inside (the audit never imports it) -----------------

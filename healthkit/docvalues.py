@@ -109,14 +109,14 @@ class KeyIndex:
         return None
 
 
-_BULLET = re.compile(r"^\s*(?:(?:[-*+]|\d+[.)])\s+|>\s*)*")
+_BULLET = re.compile(r"^\s*(?:(?:[-*+]|\d+[.)])\s+|>\s*|\[[ xX]\]\s+)*")  # bullets, quotes, task boxes
 _VALUE = (
     r"(?P<val>`[^`\n]+`|\*\*[^*\n]+\*\*|\"[^\"\n]*\"|'[^'\n]*'"
     r"|\d{1,3}(?:,\d{3})+(?![\d,])|[^\s,;|`]+)"
 )
 _COLON = re.compile(
-    r"^(?:\*\*(?P<blabel>[^*\n]{1,48}?)\s*(?P<bsep>[:=])\s*\*\*"  # **Label:** value
-    r"|(?P<label>\*\*[^*\n]{1,48}?\*\*|`[^`\n]{1,48}`|\"[\w.\- ]{1,48}\"|[A-Za-z][\w .\-]{0,47}?)"
+    r"^(?:\*\*?(?P<blabel>[^*\n]{1,48}?)\s*(?P<bsep>[:=])\s*\*\*?"  # **Label:** value, *Label:* value
+    r"|(?P<label>\*\*?[^*\n]{1,48}?\*\*?|`[^`\n]{1,48}`|\"[\w.\- ]{1,48}\"|[A-Za-z][\w .\-]{0,47}?)"
     r"\s*(?P<sep>:|=)(?:\*\*)?)\s+" + _VALUE
 )
 # `key=value` anywhere; not inside URLs (?a=1&b=2), paths or comparisons (==)

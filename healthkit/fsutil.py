@@ -5,7 +5,10 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import stat
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,31 +102,33 @@ def read_json(path: Path, max_bytes: int = 16 * 1024 * 1024) -> Any:
 
 @dataclass(frozen=True)
 class DiskUsage:
-    """What `du` reports for a tree: allocated bytes, each hard-linked inode once, symlinks not followed."""
+    """What `du` reports for a tree: allocated bytes, each inode once, symlinks not followed."""
 
     bytes: int
-    apparent_bytes: int
-    files: int
+    files: int | None = None  # entries walked (None when GNU du measured it)
     errors: tuple[str, ...] = ()
 
 
 def disk_usage(root: Path, seen: set[tuple[int, int]] | None = None) -> DiskUsage:
-    """Walk ``root`` like ``du -s``: st_blocks*512, hard links counted once, never following symlinks.
+    """Walk ``root`` like ``du -s``: st_blocks*512, each inode once, never following symlinks.
 
-    ``seen`` may be shared between calls so that two trees sharing hard links are
-    not counted twice (du's behaviour across its arguments).
+    ``seen`` may be shared between calls: like du across its arguments, a hard-linked
+    file or a folder already counted under an earlier root is not counted again.
     """
     seen = set() if seen is None else seen
-    total = apparent = files = 0
+    total = files = 0
     errors: list[str] = []
     try:
         st = os.lstat(root)
     except OSError as exc:
-        return DiskUsage(0, 0, 0, (f"{root}: {exc.strerror}",))
+        return DiskUsage(0, 0, (f"{root}: {exc.strerror}",))
+    key = (st.st_dev, st.st_ino)
+    if key in seen:
+        return DiskUsage(0, 0, ())
+    seen.add(key)
     total += st.st_blocks * 512
-    apparent += st.st_size
     if not stat.S_ISDIR(st.st_mode):
-        return DiskUsage(total, apparent, 1, ())
+        return DiskUsage(total, 1, ())
     stack = [os.fspath(root)]
     while stack:
         d = stack.pop()
@@ -139,17 +144,47 @@ def disk_usage(root: Path, seen: set[tuple[int, int]] | None = None) -> DiskUsag
                 except OSError as exc:
                     errors.append(f"{entry.path}: {exc.strerror}")
                     continue
-                if est.st_nlink > 1 and not stat.S_ISDIR(est.st_mode):
+                is_dir = stat.S_ISDIR(est.st_mode)
+                if est.st_nlink > 1 or is_dir:
                     key = (est.st_dev, est.st_ino)
                     if key in seen:
                         continue
                     seen.add(key)
                 total += est.st_blocks * 512
-                apparent += est.st_size
                 files += 1
-                if stat.S_ISDIR(est.st_mode):
+                if is_dir:
                     stack.append(entry.path)
-    return DiskUsage(total, apparent, files, tuple(errors))
+    return DiskUsage(total, files, tuple(errors))
+
+
+def disk_usage_many(paths: list[Path], timeout_s: float = 600.0) -> dict[Path, DiskUsage]:
+    """`du -s` of several trees at once, each inode counted under the first path that reaches it.
+
+    GNU du does this walk in C several times faster than Python can, so it is used when
+    present (one process for all paths, NUL-separated output); otherwise the same
+    semantics in Python. Pass nested paths innermost first: an outer path then counts
+    only what the inner ones did not.
+    """
+    if not paths:
+        return {}
+    du = shutil.which("du")
+    if du and sys.platform.startswith("linux"):
+        try:
+            proc = subprocess.run([du, "-s", "-B1", "-0", "-P", "--", *map(os.fspath, paths)], capture_output=True,
+                                  timeout=timeout_s, stdin=subprocess.DEVNULL)
+            out: dict[Path, DiskUsage] = {}
+            errors = tuple(line for line in proc.stderr.decode("utf-8", "replace").splitlines() if line)
+            for rec in proc.stdout.split(b"\0"):
+                if not rec:
+                    continue
+                size, _, name = rec.partition(b"\t")
+                out[Path(os.fsdecode(name))] = DiskUsage(int(size), None, tuple(e for e in errors if os.fsdecode(name) in e))
+            if all(p in out or not os.path.lexists(p) for p in paths):
+                return {p: out.get(p, DiskUsage(0, 0, (f"{p}: No such file or directory",))) for p in paths}
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            pass
+    seen: set[tuple[int, int]] = set()
+    return {p: disk_usage(p, seen) for p in paths}
 
 
 def human_bytes(n: float) -> str:

@@ -177,13 +177,16 @@ def write_history(report: "Report", folder: Path, fmt: str = "md", ascii: bool =
     if problem:
         since["note"] = problem
 
-    from .chart import write_loss_chart
+    from .chart import Chart, write_loss_chart
     from .output import utf8
 
-    chart = write_loss_chart(report.facts, folder, suffix)
+    try:
+        chart = write_loss_chart(report.facts, folder, suffix)
+    except Exception as exc:  # noqa: BLE001 - a picture must never cost the report
+        chart = Chart(note=f"No loss chart: drawing it failed ({type(exc).__name__}: {exc}).")
     chart_info = {"file": chart.link, "latest_file": "latest-loss.png" if chart.link else None, "note": chart.note,
                   "caption": chart.caption}
-    data["since_last_report"] = since
+    data["since_last"] = since
     data["chart"] = chart_info
 
     written: list[Path] = [chart.path, folder / "latest-loss.png"] if chart.path else []

@@ -1,35 +1,52 @@
 """Audit settings (`healthkit.toml`): every path, key name, process pattern, port and threshold.
 
 Our trainer's layout is the default; a foreign setup (its own daemon, its own status keys)
-says how it differs here instead of being reported as broken.
+says how it differs here instead of being reported as broken. The settings are frozen
+dataclasses built by healthkit.schemalite (unknown keys and wrong types are refused with
+the key's dotted name), not pydantic models: a cron audit cannot afford pydantic's
+model-building time (see schemalite's docstring).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from .schemalite import BuildError, build
 
 SETTINGS_FILE = "healthkit.toml"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+def Field(default: Any = dataclasses.MISSING, *, description: str = "", **bounds: float) -> Any:
+    """A settings field with bounds (ge, gt, le) checked when healthkit.toml is read."""
+    meta = {"description": description, **bounds}
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
 
 
-class PathSettings(_Strict):
+def _section(cls: type) -> Any:
+    return dataclasses.field(default_factory=cls)
+
+
+frozen = dataclasses.dataclass(frozen=True)
+
+
+@frozen
+class PathSettings:
     config: str = "config.json"
     config_schema: str = Field(
         "healthkit", description="'healthkit' (our training config), 'none' (foreign setups), or a JSON Schema file"
     )
-    docs: list[str] = ["CLAUDE.md", "AGENTS.md", "README.md"]
+    docs: list[str] = Field(["CLAUDE.md", "AGENTS.md", "README.md"])
     pid_file: str = ".daemon.pid"
     checkpoints: str = "current_model"
     checkpoints_config_key: str | None = Field(
         None, description="config.json key naming the checkpoint folder (e.g. current_model_dir); wins over `checkpoints`"
     )
-    queue_pending: list[str] = ["queue/inbox"]
+    queue_pending: list[str] = Field(["queue/inbox"])
     queue_processing: str = "queue/processing"
     queue_done: str = "queue/done"
     queue_failed: str = "queue/failed"
@@ -42,7 +59,8 @@ class PathSettings(_Strict):
     journal: str = "logs/healthkit-fix.jsonl"
 
 
-class StatusKeys(_Strict):
+@frozen
+class StatusKeys:
     """Key names in the status file, by what they mean (a foreign setup's `validation_loss` is our `val_loss`)."""
 
     state: str = "state"
@@ -58,7 +76,8 @@ class StatusKeys(_Strict):
     gpu: str = "gpu"
 
 
-class ConfigKeys(_Strict):
+@frozen
+class ConfigKeys:
     """Key names in config.json, by the HF TrainingArguments name they mean."""
 
     save_total_limit: str = "save_total_limit"
@@ -75,9 +94,10 @@ class ConfigKeys(_Strict):
     monitor_port: str = "monitor_port"
 
 
-class ProcessSettings(_Strict):
-    daemon: list[str] = ["trainer.daemon", "training_daemon.py"]
-    training: list[str] = ["trainer.train_file", "train.py"]
+@frozen
+class ProcessSettings:
+    daemon: list[str] = Field(["trainer.daemon", "training_daemon.py"])
+    training: list[str] = Field(["trainer.train_file", "train.py"])
     training_in_daemon: bool = Field(False, description="training runs inside the daemon process (no separate child)")
     match_workspace: bool = Field(True, description="only count processes whose cwd or argv points into the workspace")
     daemon_command: list[str] | None = Field(
@@ -85,13 +105,15 @@ class ProcessSettings(_Strict):
     )
 
 
-class RetentionSettings(_Strict):
+@frozen
+class RetentionSettings:
     save_total_limit: int | None = Field(
         None, ge=1, description="the limit the training code enforces when config.json does not say (a hard-coded value)"
     )
 
 
-class Thresholds(_Strict):
+@frozen
+class Thresholds:
     disk_min_free_percent: float = Field(10.0, ge=0, le=100)
     disk_min_free_bytes: int = Field(10 * 1024**3, ge=0)
     disk_critical_free_percent: float = Field(3.0, ge=0, le=100)
@@ -105,28 +127,31 @@ class Thresholds(_Strict):
     checkpoint_count_without_limit: int = Field(10, ge=1, description="checkpoints beyond which an unlimited run is bloat")
 
 
-class MonitorSettings(_Strict):
+@frozen
+class MonitorSettings:
     host: str = "127.0.0.1"
     ports: list[int] | None = Field(None, description="ports to probe; default: config's monitor_port, else 8080")
     timeout_seconds: float = Field(1.0, gt=0)
 
 
-class CheckSettings(_Strict):
-    select: list[str] = []
-    ignore: list[str] = []
+@frozen
+class CheckSettings:
+    select: list[str] = Field([])
+    ignore: list[str] = Field([])
     timeout_seconds: float = Field(10.0, gt=0)
-    plugins: list[str] = []
+    plugins: list[str] = Field([])
 
 
-class Settings(_Strict):
-    paths: PathSettings = PathSettings()
-    status_keys: StatusKeys = StatusKeys()
-    config_keys: ConfigKeys = ConfigKeys()
-    processes: ProcessSettings = ProcessSettings()
-    retention: RetentionSettings = RetentionSettings()
-    thresholds: Thresholds = Thresholds()
-    monitor: MonitorSettings = MonitorSettings()
-    checks: CheckSettings = CheckSettings()
+@frozen
+class Settings:
+    paths: PathSettings = _section(PathSettings)
+    status_keys: StatusKeys = _section(StatusKeys)
+    config_keys: ConfigKeys = _section(ConfigKeys)
+    processes: ProcessSettings = _section(ProcessSettings)
+    retention: RetentionSettings = _section(RetentionSettings)
+    thresholds: Thresholds = _section(Thresholds)
+    monitor: MonitorSettings = _section(MonitorSettings)
+    checks: CheckSettings = _section(CheckSettings)
 
 
 class SettingsError(Exception):
@@ -148,10 +173,6 @@ def load_settings(base: Path) -> tuple[Settings, Path | None]:
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{path}: invalid TOML: {exc}") from None
     try:
-        return Settings.model_validate(data), path
-    except ValidationError as exc:
-        lines = [f"{path}: invalid settings:"]
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"])
-            lines.append(f"  {loc}: {err['msg']}")
-        raise SettingsError("\n".join(lines)) from None
+        return build(Settings, data), path
+    except BuildError as exc:
+        raise SettingsError("\n".join([f"{path}: invalid settings:"] + [f"  {p}" for p in exc.problems])) from None

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from .fsutil import DiskUsage, ReadProblem, disk_usage, read_json, read_text
+from .fsutil import DiskUsage, ReadProblem, disk_usage_many, read_json, read_text
 from .procs import PidFile, ProcInfo, read_pid_file, scan_processes
 from .settings import Settings, load_settings
 
@@ -274,39 +274,26 @@ class Workspace:
             return []
 
     @cached_view
-    def checkpoint_usage(self) -> dict[Path, DiskUsage]:
-        """`du` of each checkpoint (symlinked ones count as the link only), hard links counted once overall."""
-        seen: set[tuple[int, int]] = set()
-        return {c.path: disk_usage(c.path, seen) for c in self.checkpoints}
+    def _usage(self) -> dict[Path, DiskUsage]:
+        """One `du` over every checkpoint, then the folder (so the folder's figure is only the rest)."""
+        return disk_usage_many([c.path for c in self.checkpoints] + [self.checkpoint_dir])
 
-    @cached_view
+    @property
+    def checkpoint_usage(self) -> dict[Path, DiskUsage]:
+        """`du` of each checkpoint (a symlinked one counts as the link only), hard links counted once overall."""
+        usage = self._usage
+        return {c.path: usage[c.path] for c in self.checkpoints}
+
+    @property
     def checkpoint_dir_usage(self) -> DiskUsage:
-        """The checkpoint folder's total, reusing the per-checkpoint walks."""
-        root = self.checkpoint_dir
-        per = self.checkpoint_usage
-        total = apparent = files = 0
-        errors: list[str] = []
-        for u in per.values():
-            total, apparent, files = total + u.bytes, apparent + u.apparent_bytes, files + u.files
-            errors.extend(u.errors)
-        covered = {c.path.name for c in self.checkpoints}
-        try:
-            own = os.lstat(root)
-            total, apparent = total + own.st_blocks * 512, apparent + own.st_size
-        except OSError:
-            pass
-        try:
-            entries = list(os.scandir(root))
-        except OSError:
-            entries = []
-        seen: set[tuple[int, int]] = set()
-        for e in entries:
-            if e.name in covered:
-                continue
-            u = disk_usage(Path(e.path), seen)
-            total, apparent, files = total + u.bytes, apparent + u.apparent_bytes, files + u.files
-            errors.extend(u.errors)
-        return DiskUsage(total, apparent, files, tuple(errors))
+        """The checkpoint folder's total, as `du -s` prints it."""
+        usage = self._usage
+        return DiskUsage(sum(u.bytes for u in usage.values()), None, tuple(e for u in usage.values() for e in u.errors))
+
+    def prefetch(self) -> None:
+        """Start the slow measurements (disk usage) in the background while checks are loaded."""
+        if self.checkpoint_dir.is_dir():
+            threading.Thread(target=lambda: self._usage, name="prefetch-du", daemon=True).start()
 
     def trainer_state_of(self, ckpt: Checkpoint) -> JsonFile:
         key = f"trainer_state:{ckpt.path}"

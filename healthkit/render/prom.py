@@ -110,7 +110,7 @@ def families(report: "Report") -> list[Family]:
         gauge("healthkit_training_val_train_gap", "Validation loss minus training loss", training.get("val_train_gap"))
         gauge("healthkit_training_eta_seconds", "Estimated time to the end of the run", training.get("eta_seconds"))
         gauge("healthkit_training_status_updated_timestamp_seconds", "When the trainer last wrote its status file (Unix time)",
-              _timestamp(training.get("updated_at")))
+              _timestamp(training.get("updated_epoch", training.get("updated_at"))))
         gpu = training.get("gpu") if isinstance(training.get("gpu"), dict) else {}
         used, total = _num(gpu.get("memory_used_mb")), _num(gpu.get("memory_total_mb"))
         gauge("healthkit_gpu_memory_used_bytes", "GPU memory in use by training", None if used is None else used * 1024 * 1024)
