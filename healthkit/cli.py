@@ -114,6 +114,7 @@ def fix(
     Another fix run on the same workspace makes this one refuse (exit 3) unless --wait.
     """
     from .fix import FixError, FixOptions, Safety, run_fix
+    from .output import write_stdout
     from .workspace import WorkspaceError
 
     if safe == unsafe:
@@ -130,12 +131,16 @@ def fix(
 
     opts = FixOptions(level=Safety.UNSAFE if unsafe else Safety.SAFE, dry_run=dry_run, only=tuple(_split(only)),
                       keep=keep, wait_s=wait, confirm=confirm)
+    class Utf8Out:  # UTF-8 whatever the locale, like the audit's report
+        def write(self, text: str) -> int:
+            write_stdout(text)
+            return len(text)
+
     try:
-        result = run_fix(path, opts, sys.stdout)
+        result = run_fix(path, opts, Utf8Out())  # type: ignore[arg-type]
     except (WorkspaceError, FixError) as exc:
         err(f"healthkit: {exc}")
         raise typer.Exit(3)
-    sys.stdout.flush()
     err(result.summary_line())
     raise typer.Exit(result.exit_code)
 

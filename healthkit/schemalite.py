@@ -8,7 +8,8 @@ it. So the audit validates:
   (schemas/config.schema.json) with `validate()`, which implements exactly the keywords
   that schema uses and refuses any other (`UnsupportedSchema`), so nothing is silently
   skipped. tests/test_schemalite.py checks it agrees with the jsonschema reference
-  implementation on a corpus of good and bad configs;
+  implementation on a corpus of good and bad configs (with one deliberate difference:
+  `integer` refuses 3.0, as the trainer's strict pydantic validation does);
 - healthkit.toml into frozen dataclasses with `build()`, driven by the annotations and
   the bounds in field metadata.
 
@@ -45,7 +46,8 @@ def _is_type(value: Any, t: str) -> bool:
     if t == "boolean":
         return isinstance(value, bool)
     if t == "integer":
-        return (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, float) and value.is_integer())
+        # Stricter than JSON Schema (which accepts 3.0): the trainer validates in pydantic's strict mode.
+        return isinstance(value, int) and not isinstance(value, bool)
     if t == "number":
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if t == "string":
