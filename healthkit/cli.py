@@ -131,6 +131,7 @@ def fix(
 
     opts = FixOptions(level=Safety.UNSAFE if unsafe else Safety.SAFE, dry_run=dry_run, only=tuple(_split(only)),
                       keep=keep, wait_s=wait, confirm=confirm)
+
     class Utf8Out:  # UTF-8 whatever the locale, like the audit's report
         def write(self, text: str) -> int:
             write_stdout(text)

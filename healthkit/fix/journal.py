@@ -31,12 +31,12 @@ class Journal:
             return record
         line = json.dumps(record, ensure_ascii=False, default=str, sort_keys=True) + "\n"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
         try:
             data = line.encode("utf-8")
             size = os.fstat(fd).st_size
             if size:
-                last = os.pread(fd, 1, size - 1) if hasattr(os, "pread") else b"\n"
+                last = os.pread(fd, 1, size - 1)
                 if last != b"\n":
                     data = b"\n" + data
             os.write(fd, data)

@@ -1,0 +1,305 @@
+"""The fix engine: audit, plan, show, apply under the workspace lock, journal, audit again, say what is resolved.
+
+Order of a run: take the lock (one run per workspace; `--dry-run` takes none and changes
+nothing), finish deletions a killed run left half-done, audit, turn each finding's FixRef
+into plans, choose (level, `--only`, alternatives, dedupe), print every plan, apply them
+in a fixed order (edits, queue, PID files, deletions, daemon start last), audit again and
+print each finding as resolved or still open. The exit code is the re-audit's (0-3).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, TextIO
+
+from ..api import audit
+from ..fsutil import is_within
+from ..models import Finding
+from ..report import Report
+from ..workspace import Workspace
+from .fileops import Refused, finish_trash, pending_trash, stale_temp_files, unlink_file
+from .journal import Journal, interrupted, read_journal
+from .lock import FixLock, LockBusy
+from .plan import ApplyContext, Outcome, Plan, PlanContext, Safety, failed, finding_key, load_fixes
+
+
+class FixError(Exception):
+    """The run could not start (another run holds the lock, the journal lies outside the workspace, ...)."""
+
+
+@dataclass
+class FixOptions:
+    """``level``: SAFE for `--safe`, UNSAFE for `--unsafe` (which applies safe fixes too)."""
+
+    level: Safety
+    dry_run: bool = False
+    only: tuple[str, ...] = ()
+    keep: int | None = None
+    wait_s: float = 0.0
+    confirm: Callable[[list[Plan]], bool] | None = None
+    daemon_confirm_s: float = 3.0
+    kill_grace_s: float = 10.0
+
+
+@dataclass
+class FixRun:
+    before: Report
+    after: Report | None = None
+    chosen: list[Plan] = field(default_factory=list)
+    not_applied: list[tuple[Plan, str]] = field(default_factory=list)
+    no_fix: list[Finding] = field(default_factory=list)
+    outcomes: list[tuple[Plan, Outcome]] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)
+    resolved: list[Finding] = field(default_factory=list)
+    still_open: list[Finding] = field(default_factory=list)
+    new: list[Finding] = field(default_factory=list)
+    aborted: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        return (self.after or self.before).exit_code
+
+    def summary_line(self) -> str:
+        if self.after is None:
+            n = len(self.chosen)
+            return f"dry run: {n} fix{'es' if n != 1 else ''} would be applied; nothing was changed"
+        applied = sum(1 for _, o in self.outcomes if o.ok)
+        return (f"{applied} of {len(self.outcomes)} fix{'es' if len(self.outcomes) != 1 else ''} applied; "
+                f"{len(self.resolved)} resolved, {len(self.still_open)} still open"
+                + (f", {len(self.new)} new" if self.new else ""))
+
+
+def _matches(tokens: set[str], finding: Finding) -> bool:
+    """`--only` by finding code (`daemon.dead`), its family (`daemon`) or its check id."""
+    return bool(tokens & {finding.code, finding.check, finding.code.split(".")[0]})
+
+
+def build_plans(ctx: PlanContext, report: Report, opts: FixOptions, run: FixRun) -> None:
+    """Fill ``run.chosen`` (to apply, in order), ``run.not_applied`` (with why) and ``run.no_fix``."""
+    fixes = load_fixes()
+    known_ids = set(fixes) | {r.id for f in report.findings for r in f.fixes}
+    by_fix = {t for t in opts.only if t in known_ids}  # `--only kill-orphan`: by fix id
+    by_code = set(opts.only) - by_fix
+    plans: list[Plan] = []
+    for f in report.findings:
+        whole = not opts.only or _matches(by_code, f)
+        refs = [r for r in f.fixes if whole or r.id in by_fix]
+        if not refs:
+            if whole and not f.fixes:
+                run.no_fix.append(f)
+            continue
+        mine: list[Plan] = []
+        for ref in refs:
+            spec = fixes.get(ref.id)
+            if spec is None:
+                p = Plan(ref.id, Safety.parse(ref.safety), ref.title, "", [f.code], key=f"{ref.id}:{f.code}", order=999,
+                         blocked=f"this healthkit has no code for fix {ref.id!r}")
+                mine.append(p)
+                continue
+            try:
+                got = spec.planner(ctx, f, ref)
+            except Exception as exc:  # noqa: BLE001 - one planner's bug must not stop the others
+                got = [Plan(ref.id, Safety.parse(ref.safety), ref.title, "", [f.code], key=f"{ref.id}:{f.code}",
+                            order=spec.order, blocked=f"planning failed: {type(exc).__name__}: {exc}")]
+            for p in got:
+                p.finding_keys = [finding_key(f)]
+                mine.append(p)
+        # Alternatives for one finding (adopt or kill an orphan): the safest one that can apply wins;
+        # an unsafe alternative is used only when the safe one is blocked, or when named with --only.
+        groups: dict[str, list[Plan]] = {}
+        for p in mine:
+            if p.group:
+                groups.setdefault(p.group, []).append(p)
+        for members in groups.values():
+            if len(members) < 2:
+                continue
+            ok = [p for p in members if not p.blocked and p.safety >= opts.level]
+            if by_fix:
+                ok = [p for p in ok if p.fix_id in by_fix] or ok
+            best = max(ok, key=lambda p: p.safety) if ok else None
+            for p in members:
+                if best is not None and p is not best and p.safety <= best.safety and p.fix_id != best.fix_id:
+                    why = "unsafe: applied only with --unsafe, and " if p.safety < opts.level else ""
+                    run.not_applied.append((p, f"{why}alternative to {best.fix_id}" + (
+                        f" (name it with --only {p.fix_id} to choose it)" if p.safety < best.safety else "")))
+                    mine.remove(p)
+        plans.extend(mine)
+    merged: dict[str, Plan] = {}
+    for p in plans:
+        if p.key in merged:
+            first = merged[p.key]
+            if first.blocked and not p.blocked:
+                p.merge(first)
+                merged[p.key] = p
+            else:
+                first.merge(p)
+        else:
+            merged[p.key] = p
+    for p in sorted(merged.values(), key=lambda p: (p.order, p.key)):
+        if p.blocked:
+            run.not_applied.append((p, p.blocked))
+        elif p.safety < opts.level:
+            run.not_applied.append((p, "unsafe: applied only with --unsafe"
+                                       + (" --keep N" if p.fix_id == "prune-checkpoints" and opts.keep is None else "")))
+        else:
+            run.chosen.append(p)
+
+
+def _indent(text: str, pad: str = "    ") -> str:
+    return "\n".join(pad + line if line else line for line in text.splitlines())
+
+
+def print_plans(run: FixRun, opts: FixOptions, out: TextIO, base: Path) -> None:
+    level = "--unsafe" if opts.level is Safety.UNSAFE else "--safe"
+    n = len(run.chosen)
+    out.write(f"healthkit fix {base} ({level}{', dry run' if opts.dry_run else ''}): "
+              f"{len(run.before.findings)} finding(s), {n} fix{'es' if n != 1 else ''} to apply\n")
+    for line in run.recovered:
+        out.write(f"  {line}\n")
+    for i, p in enumerate(run.chosen, 1):
+        out.write(f"\n[{i}] {p.fix_id} ({p.safety.label}) for {', '.join(p.codes)}: {p.title}\n")
+        if p.preview:
+            out.write(_indent(p.preview.strip("\n"), "    ") + "\n")
+    if run.not_applied:
+        out.write("\nNot applied:\n")
+        for p, why in run.not_applied:
+            out.write(f"  - {p.fix_id} ({p.safety.label}) for {', '.join(p.codes)}: {why}\n")
+    if run.no_fix:
+        out.write("\nNo automatic fix (see the report's recommendations):\n")
+        for f in run.no_fix:
+            out.write(f"  - {f.code}: {f.title}\n")
+
+
+def _recover(ws: Workspace, journal: Journal, run_id: str, dry_run: bool) -> list[str]:
+    """Finish what a run killed mid-action left: trash folders are removed, edit temp files deleted."""
+    lines: list[str] = []
+    for e in interrupted(read_journal(journal.path))[-20:]:
+        lines.append(f"a previous run ({e.get('run')}) was interrupted during: {e.get('action')} {e.get('target')} [{e.get('fix')}]")
+        if not dry_run:  # close it in the journal so that later runs do not report it again
+            journal.append(run=e.get("run"), fix=e.get("fix"), codes=e.get("codes", []), action=e.get("action"),
+                           target=e.get("target"), result="interrupted", message=f"noted by run {run_id}")
+    folders = [ws.checkpoint_dir]
+    for path in pending_trash(ws.base, folders):
+        rel = ws.rel(path)
+        if dry_run:
+            lines.append(f"would finish the interrupted deletion of {rel}")
+            continue
+        try:
+            what = finish_trash(ws.base, path)
+            journal.append(run=run_id, fix="recover", codes=[], action="delete", target=rel, result="applied",
+                           message=f"finished an interrupted deletion ({what})")
+            lines.append(f"finished the interrupted deletion of {rel}")
+        except (Refused, OSError) as exc:
+            journal.append(run=run_id, fix="recover", codes=[], action="delete", target=rel, result="failed", message=str(exc))
+            lines.append(f"could not finish the interrupted deletion of {rel}: {exc}")
+    temp_dirs = {ws.base, ws.config_path.parent} | {ws.path(d).parent for d in ws.settings.paths.docs}
+    for path in stale_temp_files(ws.base, sorted(temp_dirs)):
+        rel = ws.rel(path)
+        if dry_run:
+            lines.append(f"would remove {rel} (temp file of an interrupted edit)")
+            continue
+        try:
+            unlink_file(ws.base, path, None)
+            journal.append(run=run_id, fix="recover", codes=[], action="delete", target=rel, result="applied",
+                           message="removed the temp file of an interrupted edit (the original was never replaced)")
+            lines.append(f"removed {rel} (temp file of an interrupted edit)")
+        except (Refused, OSError) as exc:
+            lines.append(f"could not remove {rel}: {exc}")
+    return lines
+
+
+def _journal_path(ws: Workspace) -> Path:
+    path = ws.path(ws.settings.paths.journal)
+    if not is_within(path.parent if path.parent.exists() else ws.base, ws.base) or not is_within(path, ws.base):
+        raise FixError(f"the journal {ws.settings.paths.journal} lies outside the workspace; set [paths] journal to a path inside it")
+    return path
+
+
+def run_fix(path: str | Path, opts: FixOptions, out: TextIO | None = None) -> FixRun:
+    """Plan and (unless ``opts.dry_run``) apply fixes to the workspace at ``path``; raises WorkspaceError or FixError."""
+    out = out or sys.stdout
+    ws = Workspace.open(path)
+    run_id = f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{os.getpid()}"
+    journal = Journal(_journal_path(ws), dry_run=opts.dry_run)
+    lock = FixLock(ws.base, opts.wait_s)
+    if not opts.dry_run:
+        try:
+            lock.acquire()
+        except LockBusy as exc:
+            raise FixError(str(exc)) from None
+    try:
+        recovered = _recover(ws, journal, run_id, opts.dry_run)
+        ws = Workspace.open(path)
+        before = audit(ws, record_costs=False)
+        run = FixRun(before=before, recovered=recovered)
+        ctx = PlanContext(ws, before, keep=opts.keep, daemon_confirm_s=opts.daemon_confirm_s,
+                          kill_grace_s=opts.kill_grace_s, run_id=run_id)
+        build_plans(ctx, before, opts, run)
+        print_plans(run, opts, out, ws.base)
+        if opts.dry_run:
+            out.write("\nDry run: nothing was changed.\n")
+            return run
+        if not run.chosen:
+            out.write("\nNothing to apply.\n")
+            run.after = before
+            _compare(run, before, before)
+            return run
+        unsafe = [p for p in run.chosen if p.safety is Safety.UNSAFE]
+        if unsafe and opts.confirm is not None and not opts.confirm(unsafe):
+            out.write("\nAborted: nothing was changed.\n")
+            run.aborted = True
+            run.after = before
+            _compare(run, before, before)
+            return run
+        out.write("\nApplying:\n")
+        for i, p in enumerate(run.chosen, 1):
+            actx = ApplyContext(ws, journal, p, daemon_confirm_s=opts.daemon_confirm_s, kill_grace_s=opts.kill_grace_s, run_id=run_id)
+            try:
+                outcome = p.apply(actx) if p.apply else failed("no apply step")
+            except Exception as exc:  # noqa: BLE001 - reported and journalled; the other fixes still run
+                outcome = failed(f"{type(exc).__name__}: {exc}")
+                try:
+                    actx.record("fix", p.key, "failed", outcome.message)
+                except OSError as jexc:
+                    outcome = failed(f"{outcome.message}; and the journal could not be written: {jexc}")
+            run.outcomes.append((p, outcome))
+            out.write(f"[{i}] {outcome.status:<8} {p.fix_id}: {outcome.message.splitlines()[0] if outcome.message else ''}\n")
+            for extra in outcome.message.splitlines()[1:]:
+                out.write(f"             {extra}\n")
+        after = audit(Workspace.open(path), record_costs=False)
+        run.after = after
+        _compare(run, before, after)
+        _print_results(run, out)
+        return run
+    finally:
+        lock.release()
+
+
+def _compare(run: FixRun, before: Report, after: Report) -> None:
+    after_keys = {finding_key(f) for f in after.findings}
+    before_keys = {finding_key(f) for f in before.findings}
+    for f in before.findings:
+        (run.still_open if finding_key(f) in after_keys else run.resolved).append(f)
+    run.new = [f for f in after.findings if finding_key(f) not in before_keys]
+
+
+def _print_results(run: FixRun, out: TextIO) -> None:
+    attempted = {k for p, _ in run.outcomes for k in p.finding_keys}
+    out.write("\nRe-audit:\n")
+    for f in run.resolved:
+        out.write(f"  resolved    {f.code}: {f.title}\n")
+    for f in run.still_open:
+        hint = ""
+        if finding_key(f) in attempted:
+            hint = " (a fix was attempted; see above)"
+        elif any(r.safety == "unsafe" for r in f.fixes) and not any(r.safety == "safe" for r in f.fixes):
+            hint = " (fixable with --unsafe)"
+        elif not f.fixes:
+            hint = " (no automatic fix)"
+        out.write(f"  still open  {f.code}: {f.title}{hint}\n")
+    for f in run.new:
+        out.write(f"  new         {f.code}: {f.title}\n")

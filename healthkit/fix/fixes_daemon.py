@@ -1,0 +1,418 @@
+"""Daemon fixes: remove a stale or malformed PID file (safe), start the daemon so that it adopts a running
+orphan (safe), and stop an orphan by its verified PID (unsafe; SIGTERM, then SIGKILL after a grace).
+
+Nothing is ever signalled by pattern: the kill targets the PID the audit saw, and only
+while that PID still has the start time and command line it had then. A PID file is
+removed only once its process is proven gone (or proven to be another program) and no
+live process holds a lock on it.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shlex
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psutil
+
+from ..fsutil import is_within
+from ..models import Finding, FixRef
+from ..procs import ProcInfo, argv_matches, probe, read_pid_file, scan_processes, start_time_matches
+from ..redact import redact_argv
+from ..workspace import Workspace
+from .crash import crash_point
+from .fileops import ChangedSincePlan, FileFingerprint, Refused, file_fingerprint, unlink_file
+from .plan import ApplyContext, Outcome, Plan, PlanContext, Safety, applied, failed, fixer, skipped
+
+START_LOG = "healthkit-daemon-start.log"
+SPAWNER = r"""
+import os, subprocess, sys
+log, cwd, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
+fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+p = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True, close_fds=True)
+print(p.pid, flush=True)
+"""
+
+
+# identities ---------------------------------------------------------------------------
+
+
+def belongs(ws: Workspace, p: ProcInfo) -> bool:
+    """A process belongs to this workspace when its cwd or a path in its argv lies inside it."""
+    if not ws.settings.processes.match_workspace:
+        return True
+    if p.cwd and is_within(Path(p.cwd), ws.base):
+        return True
+    for tok in p.cmdline[1:]:
+        val = tok.split("=", 1)[1] if tok.startswith("-") and "=" in tok else tok
+        if ("/" in val or val.startswith(".")) and is_within(Path(p.cwd or "/", val), ws.base):
+            return True
+    return False
+
+
+def live_daemons(ws: Workspace) -> list[ProcInfo]:
+    me = os.getpid()
+    pats = ws.settings.processes.daemon
+    return [p for p in scan_processes() if p.alive and p.pid != me and argv_matches(p.cmdline, pats) and belongs(ws, p)]
+
+
+def pid_file_locked(path: Path) -> bool:
+    """Whether a live process holds an flock on the PID file (our daemon does, for as long as it lives)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except OSError as exc:
+        return exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
+    finally:
+        os.close(fd)
+
+
+# PID files ----------------------------------------------------------------------------
+
+
+@fixer("remove-stale-pid-file", order=40)
+def plan_remove_pid(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
+    ws = ctx.ws
+    path = ws.pid_path
+    rel = ws.rel(path)
+    pid = finding.data.get("pid")
+    reused_ct = finding.data.get("create_time") if finding.code == "daemon.pid-reused" else None
+    plan = Plan("remove-stale-pid-file", Safety.parse(ref.safety), f"Remove the stale PID file {rel}", "",
+                [finding.code], key="remove-pid-file", order=40)
+    pf = read_pid_file(path)
+    if pf.state != "ok" or pf.pid != pid:
+        plan.blocked = f"{rel} no longer names PID {pid}"
+        return [plan]
+    try:
+        fp = file_fingerprint(path)
+    except (OSError, Refused) as exc:
+        plan.blocked = f"{rel}: {exc}"
+        return [plan]
+
+    def proof() -> str | None:
+        """Why the PID file is stale now, or None when that cannot be proven."""
+        live = probe(pid)
+        if live.state in ("dead", "zombie"):
+            return f"process {pid} does not exist" if live.state == "dead" else f"process {pid} is a zombie"
+        if reused_ct is not None and live.info is not None and abs(live.info.create_time - reused_ct) < 0.01:
+            if not argv_matches(live.info.cmdline, ws.settings.processes.daemon):
+                return f"PID {pid} belongs to another program (`{live.info.display_cmd(80)}`), which is never signalled"
+        return None
+
+    why = proof()
+    if why is None:
+        plan.blocked = f"PID {pid} is alive and may be the daemon; the PID file is kept"
+        return [plan]
+    plan.preview = f"delete {rel}  ({fp.size} bytes: {pf.preview!r}): {why}"
+
+    def apply(actx: ApplyContext) -> Outcome:
+        now = proof()
+        if now is None:
+            actx.record("delete", rel, "skipped", f"PID {pid} is alive now; not proven gone")
+            return skipped(f"PID {pid} is alive now; {rel} kept")
+        if pid_file_locked(path):
+            actx.record("delete", rel, "skipped", "a live process holds a lock on it")
+            return skipped(f"a live process holds a lock on {rel}; kept")
+        actx.record("delete", rel, "started", now)
+        crash_point("pidfile:before-unlink")
+        try:
+            unlink_file(ws.base, path, fp)
+        except FileNotFoundError:
+            actx.record("delete", rel, "skipped", "already gone")
+            return skipped(f"{rel} is already gone")
+        except ChangedSincePlan:
+            actx.record("delete", rel, "skipped", "changed since plan")
+            return skipped(f"{rel} changed since plan (a daemon may have started); kept")
+        except (Refused, OSError) as exc:
+            actx.record("delete", rel, "failed", str(exc))
+            return failed(f"{rel}: {exc}")
+        actx.record("delete", rel, "applied", f"removed ({now})")
+        return applied(f"removed {rel} ({now})")
+
+    plan.apply = apply
+    return [plan]
+
+
+@fixer("remove-malformed-pid-file", order=41)
+def plan_remove_malformed(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
+    ws = ctx.ws
+    path = ws.pid_path
+    rel = ws.rel(path)
+    plan = Plan("remove-malformed-pid-file", Safety.parse(ref.safety), f"Remove the malformed PID file {rel}", "",
+                [finding.code], key="remove-pid-file", order=41)
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        plan.blocked = f"{rel}: {exc.strerror}"
+        return [plan]
+    if os.path.isdir(path) and not os.path.islink(path):
+        plan.blocked = f"{rel} is a directory; remove it by hand after looking at it"
+        return [plan]
+    daemons = live_daemons(ws)
+    if daemons:
+        plan.blocked = f"a daemon of this workspace runs (PID {daemons[0].pid}); the PID file is kept"
+        return [plan]
+    try:
+        fp = file_fingerprint(path) if os.path.isfile(path) and not os.path.islink(path) else FileFingerprint(st.st_ino, st.st_size, st.st_mtime_ns, "")
+    except (OSError, Refused) as exc:
+        plan.blocked = f"{rel}: {exc}"
+        return [plan]
+    plan.preview = f"delete {rel}  ({st.st_size} bytes; {finding.data.get('reason', 'malformed')})" + (
+        " (a symlink: the link only, never its target)" if os.path.islink(path) else "")
+
+    def apply(actx: ApplyContext) -> Outcome:
+        if live_daemons(ws):
+            actx.record("delete", rel, "skipped", "a daemon is running now")
+            return skipped(f"a daemon is running now; {rel} kept")
+        if pid_file_locked(path):
+            actx.record("delete", rel, "skipped", "a live process holds a lock on it")
+            return skipped(f"a live process holds a lock on {rel}; kept")
+        actx.record("delete", rel, "started", finding.data.get("reason", "malformed"))
+        try:
+            unlink_file(ws.base, path, fp)
+        except FileNotFoundError:
+            return skipped(f"{rel} is already gone")
+        except ChangedSincePlan:
+            actx.record("delete", rel, "skipped", "changed since plan")
+            return skipped(f"{rel} changed since plan; kept")
+        except (Refused, OSError) as exc:
+            actx.record("delete", rel, "failed", str(exc))
+            return failed(f"{rel}: {exc}")
+        actx.record("delete", rel, "applied", "removed")
+        return applied(f"removed {rel}")
+
+    plan.apply = apply
+    return [plan]
+
+
+# starting the daemon --------------------------------------------------------------------
+
+
+def daemon_command(ws: Workspace) -> tuple[str, list[str] | None, str | None]:
+    """(mode, argv, why not): mode ``command`` (healthkit.toml) or ``trainer`` (ours)."""
+    cmd = ws.settings.processes.daemon_command
+    if cmd:
+        return "command", [a.replace("{base}", str(ws.base)) for a in cmd], None
+    if "trainer.daemon" in ws.settings.processes.daemon:
+        try:
+            from trainer.daemon import daemon_argv
+            from trainer.layout import Layout
+        except ImportError as exc:
+            return "trainer", None, f"cannot start: the trainer is not installed ({exc})"
+        return "trainer", daemon_argv(Layout.of(ws.base)), None
+    return "command", None, "cannot start: no daemon_command in healthkit.toml ([processes] daemon_command = [...])"
+
+
+def _spawn(ws: Workspace, argv: list[str], log: Path, run_id: str) -> int:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a", encoding="utf-8") as fh:
+        fh.write(f"--- {datetime.now(timezone.utc).isoformat(timespec='seconds')} healthkit fix (run {run_id}) starts: "
+                 f"{shlex.join(redact_argv(argv))}\n")
+    env = {k: v for k, v in os.environ.items() if k != "HEALTHKIT_FIX_CRASH_AT"}
+    out = subprocess.run([sys.executable, "-c", SPAWNER, str(log), str(ws.base), *argv], capture_output=True, text=True,
+                         env=env, timeout=30, stdin=subprocess.DEVNULL)
+    if out.returncode != 0:
+        raise RuntimeError((out.stderr.strip().splitlines() or ["the launcher failed"])[-1])
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def confirm_alive(ws: Workspace, pid: int, confirm_s: float) -> tuple[bool, str, int | None]:
+    """Wait until the PID file names a live daemon for 0.5 s, or ``pid`` has lived ``confirm_s``; else say it died."""
+    pats = ws.settings.processes.daemon
+    t0 = time.monotonic()
+    named_since: float | None = None
+    dead_since: float | None = None
+    while True:
+        el = time.monotonic() - t0
+        pf = read_pid_file(ws.pid_path)
+        named = None
+        if pf.state == "ok" and pf.pid:
+            lv = probe(pf.pid)
+            if lv.alive and lv.info is not None and argv_matches(lv.info.cmdline, pats) and start_time_matches(lv.info, pf.start_time):
+                named = pf.pid
+        alive = probe(pid).alive
+        if named:
+            named_since = el if named_since is None else named_since
+            if el - named_since >= 0.5:
+                return True, f"daemon PID {named} is alive and its PID file names it", named
+        else:
+            named_since = None
+        if not alive and not named:
+            dead_since = el if dead_since is None else dead_since
+            if el - dead_since >= min(0.5, confirm_s):
+                return False, f"the daemon (PID {pid}) exited within {dead_since:.1f}s of starting", None
+        if el >= confirm_s:
+            if alive:
+                return True, f"PID {pid} is alive after {confirm_s:g}s (no PID file names it yet)", pid
+            return False, f"the daemon (PID {pid}) did not stay alive for {confirm_s:g}s", None
+        time.sleep(0.1)
+
+
+def _tail(path: Path, n: int = 5) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, os.fstat(fh.fileno()).st_size - 4000))
+            lines = fh.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(lines[-n:])
+
+
+def _plan_start(ctx: PlanContext, finding: Finding, ref: FixRef, fix_id: str) -> Plan:
+    ws = ctx.ws
+    mode, argv, why_not = daemon_command(ws)
+    orphans = [o.get("pid") for f in ctx.report.findings if f.code == "daemon.orphaned-training" for o in f.data.get("orphans", [])]
+    title = "Start the daemon" + (f" so that it adopts the running training (PID {', '.join(map(str, orphans))})" if orphans else "")
+    plan = Plan(fix_id, Safety.SAFE if ref.safety == "safe" else Safety.UNSAFE, title, "", [finding.code],
+                key="start-daemon", order=90, group="orphan" if fix_id == "adopt-orphan" else None)
+    daemon_fact = ctx.report.facts.get("daemon") or {}
+    if daemon_fact.get("state") == "running":
+        plan.blocked = (f"a daemon already runs (PID {daemon_fact.get('pid')}) and did not adopt it: "
+                        "restart that daemon, or stop the training with kill-orphan (unsafe)")
+        return plan
+    if why_not or not argv:
+        plan.blocked = why_not or "cannot start: no daemon command"
+        return plan
+    log = ws.path(ws.settings.paths.logs) / START_LOG
+    if not is_within(log.parent, ws.base):
+        plan.blocked = f"the logs folder {ws.settings.paths.logs} is outside the workspace"
+        return plan
+    shown = shlex.join(redact_argv(argv))
+    if mode == "trainer":
+        how = f"trainer.daemon.start_daemon({str(ws.base)!r}) runs, detached:\n  {shown}\n(output in logs/daemon.out)"
+        adopt = "the daemon adopts the running training instead of starting a second one"
+    else:
+        how = f"run detached (new session, cwd {ws.base}, output appended to {ws.rel(log)}):\n  {shown}"
+        adopt = "the setup's own daemon is expected to adopt it or wait for it to end before taking the next queued file"
+    plan.preview = how + f"\nthen confirm it is alive (up to {ctx.daemon_confirm_s:g}s)" + (
+        f"\nrunning training PID {', '.join(map(str, orphans))} is never signalled: {adopt}" if orphans else "")
+
+    def apply(actx: ApplyContext) -> Outcome:
+        pf = read_pid_file(ws.pid_path)
+        if pf.state == "ok":
+            lv = probe(pf.pid)  # type: ignore[arg-type]
+            if lv.alive:
+                ours = lv.info is not None and argv_matches(lv.info.cmdline, ws.settings.processes.daemon)
+                msg = (f"a daemon is already running (PID {pf.pid})" if ours else
+                       f"{ws.rel(ws.pid_path)} still names live PID {pf.pid} (not the daemon); remove it first")
+                actx.record("start", "daemon", "skipped", msg)
+                return skipped(msg)
+        elif pf.state == "malformed":
+            actx.record("start", "daemon", "skipped", f"{ws.rel(ws.pid_path)} is malformed")
+            return skipped(f"{ws.rel(ws.pid_path)} is malformed; remove it first")
+        running = live_daemons(ws)
+        if running:
+            msg = f"a daemon of this workspace is already running (PID {running[0].pid})"
+            actx.record("start", "daemon", "skipped", msg)
+            return skipped(msg)
+        actx.record("start", "daemon", "started", shown, argv=redact_argv(argv))
+        try:
+            if mode == "trainer":
+                from trainer.daemon import start_daemon
+
+                pid = start_daemon(ws.base)
+                where = "logs/daemon.out"
+            else:
+                pid = _spawn(ws, argv, log, actx.run_id)
+                where = ws.rel(log)
+        except Exception as exc:  # noqa: BLE001 - DaemonError, OSError, a launcher failure: all reported as is
+            actx.record("start", "daemon", "failed", str(exc))
+            return failed(f"could not start the daemon: {str(exc).strip()}")
+        ok, msg, daemon_pid = confirm_alive(ws, pid, actx.daemon_confirm_s if mode != "trainer" else 0.5)
+        if not ok:
+            tail = _tail(log) if mode != "trainer" else ""
+            actx.record("start", "daemon", "failed", msg, pid=pid, log=where)
+            return failed(f"started, but not verified: {msg} (see {where})" + (f"\n{tail}" if tail else ""), pid=pid)
+        actx.record("start", "daemon", "applied", msg, pid=daemon_pid, log=where)
+        return applied(f"started the daemon: {msg} (output in {where})", pid=daemon_pid)
+
+    plan.apply = apply
+    return plan
+
+
+@fixer("start-daemon", order=90)
+def plan_start(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
+    return [_plan_start(ctx, finding, ref, "start-daemon")]
+
+
+@fixer("adopt-orphan", order=90)
+def plan_adopt(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
+    return [_plan_start(ctx, finding, ref, "adopt-orphan")]
+
+
+# stopping an orphan -----------------------------------------------------------------------
+
+
+def _gone(p: psutil.Process, timeout: float) -> bool:
+    """Whether ``p`` exits within ``timeout`` (a zombie has exited: it only waits for its reaper)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if not p.is_running() or p.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
+@fixer("kill-orphan", order=35)
+def plan_kill(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
+    ws = ctx.ws
+    plans = []
+    for o in finding.data.get("orphans", []):
+        pid, ct, cmd = o.get("pid"), o.get("create_time"), list(o.get("cmdline") or [])
+        plan = Plan("kill-orphan", Safety.UNSAFE, f"Stop the orphaned training PID {pid} (loses work since its last checkpoint)",
+                    f"kill -TERM {pid}   # {shlex.join(cmd)[:160]}\n"
+                    f"then, if PID {pid} (started {ct}) still runs after {ctx.kill_grace_s:g}s: kill -KILL {pid}",
+                    [finding.code], key=f"kill-orphan:{pid}", order=35, group="orphan")
+
+        def apply(actx: ApplyContext, pid: int = pid, ct: float = ct, cmd: list[str] = cmd) -> Outcome:
+            target = f"PID {pid}"
+            try:
+                p = psutil.Process(pid)
+                same = abs(p.create_time() - ct) < 0.01 and redact_argv(p.cmdline()) == cmd
+                ours = argv_matches(tuple(p.cmdline()), ws.settings.processes.training) is not None
+            except psutil.NoSuchProcess:
+                actx.record("signal", target, "skipped", "already gone")
+                return skipped(f"PID {pid} has already exited")
+            except psutil.AccessDenied:
+                actx.record("signal", target, "skipped", "permission denied reading its identity")
+                return skipped(f"PID {pid}: cannot verify its identity (permission denied); not signalled")
+            if not same or not ours:
+                actx.record("signal", target, "skipped", "changed since plan (not the same process)")
+                return skipped(f"PID {pid} is no longer the orphaned training; not signalled")
+            actx.record("signal", target, "started", "SIGTERM", create_time=ct)
+            try:
+                p.terminate()  # psutil refuses if the PID was reused since Process() was made
+                if _gone(p, actx.kill_grace_s):
+                    actx.record("signal", target, "applied", "exited after SIGTERM")
+                    return applied(f"PID {pid} exited after SIGTERM")
+                actx.record("signal", target, "started", f"SIGKILL after {actx.kill_grace_s:g}s grace")
+                p.kill()
+                if not _gone(p, 10):
+                    actx.record("signal", target, "failed", "still alive after SIGKILL")
+                    return failed(f"PID {pid} is still alive after SIGKILL")
+                actx.record("signal", target, "applied", "killed with SIGKILL after the grace")
+                return applied(f"PID {pid} did not stop within {actx.kill_grace_s:g}s; killed with SIGKILL")
+            except psutil.NoSuchProcess:
+                actx.record("signal", target, "applied", "exited")
+                return applied(f"PID {pid} exited")
+            except (psutil.Error, OSError) as exc:
+                actx.record("signal", target, "failed", str(exc))
+                return failed(f"PID {pid}: {exc}")
+
+        plan.apply = apply
+        plans.append(plan)
+    return plans

@@ -1,0 +1,83 @@
+"""`sync-doc-value` (safe): rewrite a doc's stale value to config.json's, touching that value and no other byte."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from pathlib import Path
+
+from ..docvalues import format_for_doc
+from ..fsutil import is_within
+from ..models import Finding, FixRef
+from .fileops import ChangedSincePlan, Refused, read_nofollow, replace_file
+from .plan import ApplyContext, Outcome, Plan, PlanContext, Safety, applied, failed, fixer, skipped
+
+
+def unified_diff(old: bytes, new: bytes, rel: str) -> str:
+    a = old.decode("utf-8", "replace").splitlines(keepends=True)
+    b = new.decode("utf-8", "replace").splitlines(keepends=True)
+    lines = list(difflib.unified_diff(a, b, fromfile=f"a/{rel}", tofile=f"b/{rel}", n=1))
+    return "".join(x if x.endswith("\n") else x + "\n\\ No newline at end of file\n" for x in lines).rstrip("\n")
+
+
+def rewrite(text: str, drifts: list[dict]) -> tuple[str, list[dict]]:
+    """Replace each drift's value span; raises ChangedSincePlan when a line is no longer what the audit saw."""
+    lines = text.splitlines(keepends=True)
+    changes = []
+    for d in sorted(drifts, key=lambda d: (d["line"], d["start"]), reverse=True):
+        i = d["line"] - 1
+        if i >= len(lines) or not lines[i].startswith(d["line_text"]):
+            raise ChangedSincePlan(f"line {d['line']} is no longer `{d['line_text'].strip()}`")
+        content, ending = d["line_text"], lines[i][len(d["line_text"]):]
+        if content[d["start"]:d["end"]] != d["doc_value"]:
+            raise ChangedSincePlan(f"line {d['line']} no longer states `{d['doc_value']}` at column {d['start'] + 1}")
+        value = format_for_doc(d["config_value"], d["doc_value"])
+        lines[i] = content[: d["start"]] + value + content[d["end"]:] + ending
+        changes.append({"line": d["line"], "key": d["key"], "from": d["doc_value"], "to": value})
+    return "".join(lines), sorted(changes, key=lambda c: c["line"])
+
+
+@fixer("sync-doc-value", order=10)
+def plan_sync(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
+    ws = ctx.ws
+    doc = Path(finding.data["doc"])
+    drifts = list(finding.data.get("drifts") or [])
+    rel = ws.rel(doc)
+    plan = Plan("sync-doc-value", Safety.parse(ref.safety), f"Rewrite {len(drifts)} stale value(s) in {rel} to config.json's",
+                "", [finding.code], key=f"sync-doc-value:{doc}", order=10)
+    target = doc.resolve() if doc.is_symlink() else doc
+    if not is_within(target, ws.base):
+        plan.blocked = f"{rel} is a symlink out of the workspace; it is never edited"
+        return [plan]
+    try:
+        old = read_nofollow(target)
+        cfg = read_nofollow(ws.config_path)
+        new_text, changes = rewrite(old.decode("utf-8"), drifts)
+    except (Refused, OSError, UnicodeDecodeError, KeyError) as exc:
+        plan.blocked = f"cannot plan the edit of {rel}: {exc}"
+        return [plan]
+    new = new_text.encode("utf-8")
+    if target != doc:
+        plan.title += f" (the symlink's target {ws.rel(target)})"
+    plan.preview = unified_diff(old, new, ws.rel(target)) + f"\n(backup: {ws.rel(target)}.bak-<timestamp>)"
+    old_sha, cfg_sha = hashlib.sha256(old).hexdigest(), hashlib.sha256(cfg).hexdigest()
+
+    def apply(actx: ApplyContext) -> Outcome:
+        try:
+            if hashlib.sha256(read_nofollow(ws.config_path)).hexdigest() != cfg_sha:
+                actx.record("edit", ws.rel(target), "skipped", "config.json changed since the plan was made")
+                return skipped("config.json changed since plan; not touched")
+            actx.record("edit", ws.rel(target), "started", f"rewrite {len(changes)} value(s)", changes=changes)
+            backup = replace_file(ws.base, target, new, old_sha, actx.run_id)
+        except ChangedSincePlan as exc:
+            actx.record("edit", ws.rel(target), "skipped", f"changed since plan: {exc}")
+            return skipped(f"{ws.rel(target)} changed since plan; not touched")
+        except (Refused, OSError) as exc:
+            actx.record("edit", ws.rel(target), "failed", str(exc))
+            return failed(f"{ws.rel(target)}: {exc}")
+        what = ", ".join(f"line {c['line']} {c['key']}: {c['from']} -> {c['to']}" for c in changes)
+        actx.record("edit", ws.rel(target), "applied", what, backup=ws.rel(backup), changes=changes)
+        return applied(f"rewrote {ws.rel(target)} ({what}); backup {ws.rel(backup)}", backup=str(backup))
+
+    plan.apply = apply
+    return [plan]
