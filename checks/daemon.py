@@ -8,7 +8,7 @@ import shlex
 from pathlib import Path
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Healthy, Severity, check
-from healthkit.procs import ProcInfo, argv_matches, probe, start_time_matches
+from healthkit.procs import ProcInfo, ancestors, argv_matches, probe, start_time_matches
 from healthkit.redact import redact_argv, redact_text
 from healthkit.workspace import Workspace
 
@@ -87,26 +87,20 @@ def _belongs(ws: Workspace, p: ProcInfo) -> bool:
 def _daemon_procs(ws: Workspace) -> list[ProcInfo]:
     pats = ws.settings.processes.daemon
     me = os.getpid()
-    return [p for p in ws.processes if p.alive and p.pid != me and argv_matches(p.cmdline, pats) and _belongs(ws, p)]
+    return [p for p in ws.processes_matching(pats) if p.alive and p.pid != me and _belongs(ws, p)]
 
 
 def _training_procs(ws: Workspace) -> list[ProcInfo]:
     """Training processes of this workspace; a launcher and its workers count once (the top-most)."""
     pats = ws.settings.processes.training
     me = os.getpid()
-    found = [p for p in ws.processes if p.alive and p.pid != me and argv_matches(p.cmdline, pats) and _belongs(ws, p)]
+    found = [p for p in ws.processes_matching(pats) if p.alive and p.pid != me and _belongs(ws, p)]
     pids = {p.pid for p in found}
     return [p for p in found if p.ppid not in pids]
 
 
-def _descends_from(ws: Workspace, p: ProcInfo, ancestor: int) -> bool:
-    parents = {x.pid: x.ppid for x in ws.processes}
-    cur, hops = p.ppid, 0
-    while cur and hops < 64:
-        if cur == ancestor:
-            return True
-        cur, hops = parents.get(cur, 0), hops + 1
-    return False
+def _descends_from(p: ProcInfo, ancestor: int) -> bool:
+    return ancestor in ancestors(p.pid)
 
 
 def _adopted_child(ws: Workspace) -> tuple[int | None, float | None]:
@@ -328,7 +322,7 @@ def daemon_check(ws: Workspace) -> CheckOutput:
         for p in trainings:
             if p.pid == verified.pid and ws.settings.processes.training_in_daemon:
                 continue
-            if _descends_from(ws, p, verified.pid):
+            if _descends_from(p, verified.pid):
                 continue
             if child_pid == p.pid and (child_started is None or abs(child_started - p.create_time) <= 2.0):
                 continue  # adopted by the running daemon

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shlex
@@ -107,7 +108,8 @@ def drift_check(ws: Workspace) -> CheckOutput:
             fixes=[SYNC], urgency="short-term",
             data={"doc": str(doc.path), "drifts": [
                 {"key": st.key, "line": st.line, "start": st.start, "end": st.end, "doc_value": st.text, "config_value": actual,
-                 "line_text": st.line_text} for st, actual in drifts]},
+                 "line_text": st.line_text, "line_sha256": hashlib.sha256(st.line_text.encode("utf-8")).hexdigest()}
+                for st, actual in drifts]},
         ))
     healthy = [] if findings else ([Healthy("Docs match config.json", [f"{checked} stated value(s) checked in {len(ws.docs)} doc(s)"])] if checked else [])
     return CheckOutput(findings=findings, healthy=healthy, notes=notes)

@@ -1,10 +1,12 @@
 """Find the config values that Markdown docs state, in the forms people write them, with exact spans.
 
-Forms: ``key: value`` and ``key = value`` (bullets, bold labels, YAML and JSON blocks),
-inline code (`` `save_steps=100` ``), "key is `value`", grouped pairs
-(``**LoRA:** r=128, alpha=128``) and Markdown table rows. Human labels ("Eval steps",
-"Batch size") are mapped onto config keys. Each statement carries the line and the
-column span of its value so a fix can rewrite that value and nothing else.
+Forms: ``key: value`` and ``key = value`` (bullets, bold labels, task items), inline code
+(`` `save_steps=100` ``), "key is `value`", grouped pairs (``**LoRA:** r=128, alpha=128``),
+Markdown table rows, and fenced blocks: JSON (nested objects give ``lora.r``), YAML (nested by
+indentation), TOML/INI (``[lora]`` sections). Other fenced code (bash, python), indented code
+and headings state nothing. Human labels ("Eval steps", "Batch size") are mapped onto config
+keys. Each statement carries the line and the column span of its value so a fix can rewrite
+that value and nothing else: ``line_text[start:end] == text`` always holds.
 """
 
 from __future__ import annotations

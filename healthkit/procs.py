@@ -112,6 +112,28 @@ def scan_processes() -> list[ProcInfo]:
     return out
 
 
+def scan_matching(patterns: list[str]) -> list[ProcInfo]:
+    """Processes whose argv matches one of ``patterns``: a cheap argv-only pass, full details for matches only."""
+    out: list[ProcInfo] = []
+    for p in psutil.process_iter(["cmdline"]):
+        argv = p.info.get("cmdline") or ()
+        if not argv_matches(argv, patterns):
+            continue
+        try:
+            out.append(proc_info(p))
+        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+            continue
+    return out
+
+
+def ancestors(pid: int, limit: int = 64) -> list[int]:
+    """PIDs above ``pid`` up to init; [] when it vanished."""
+    try:
+        return [p.pid for p in psutil.Process(pid).parents()][:limit]
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return []
+
+
 @dataclass(frozen=True)
 class PidFile:
     """A PID file as found: ``state`` is missing, ok or malformed (with ``reason``)."""

@@ -187,21 +187,30 @@ class Registry:
         return {doc.code: doc for c in self.sorted() for doc in c.codes}
 
     def select(self, select: Iterable[str] = (), ignore: Iterable[str] = ()) -> list[Check]:
-        """Choose checks by id, tag or finding-code prefix (``daemon``, ``disk.low-space``)."""
+        """Choose checks by id, tag or finding-code prefix (``daemon``, ``disk.low-space``).
+
+        A name that is a check id means that check only, even when other checks carry it as a
+        tag (`--select disk` is the disk check, not every check tagged disk).
+        """
         select, ignore = list(select), list(ignore)
+        ids = set(self.checks)
 
         def matches(c: Check, names: list[str]) -> bool:
-            return any(
-                n == c.id or n in c.tags or any(d.code == n or d.code.startswith(n + ".") for d in c.codes)
-                for n in names
-            )
+            for n in names:
+                if n in ids:
+                    if n == c.id:
+                        return True
+                    continue
+                if n in c.tags or any(d.code == n or d.code.startswith(n + ".") for d in c.codes):
+                    return True
+            return False
 
         chosen = [c for c in self.sorted() if not select or matches(c, select)]
-        return [c for c in chosen if not ignore or not _only_codes(c, ignore) and not matches_id_or_tag(c, ignore)]
+        return [c for c in chosen if not ignore or not (_only_codes(c, ignore) or _by_id_or_tag(c, ignore, ids))]
 
 
-def matches_id_or_tag(c: Check, names: list[str]) -> bool:
-    return any(n == c.id or n in c.tags for n in names)
+def _by_id_or_tag(c: Check, names: list[str], ids: set[str]) -> bool:
+    return any(n == c.id or (n not in ids and n in c.tags) for n in names)
 
 
 def _only_codes(c: Check, names: list[str]) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from .fsutil import DiskUsage, ReadProblem, disk_usage_many, read_json, read_text
-from .procs import PidFile, ProcInfo, read_pid_file, scan_processes
+from .procs import PidFile, ProcInfo, read_pid_file, scan_matching, scan_processes
 from .settings import Settings, load_settings
 
 T = TypeVar("T")
@@ -228,7 +228,18 @@ class Workspace:
 
     @cached_view
     def processes(self) -> list[ProcInfo]:
+        """The whole process table (every process's details): prefer `processes_matching`."""
         return scan_processes()
+
+    def processes_matching(self, patterns: list[str]) -> list[ProcInfo]:
+        """Processes whose argv matches ``patterns``, scanned once per pattern set per audit."""
+        key = "procs:" + "\0".join(patterns)
+        with self._locks_guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._cache:
+                self._cache[key] = scan_matching(list(patterns))
+            return self._cache[key]
 
     @cached_view
     def checkpoint_dir(self) -> Path:

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..docvalues import format_for_doc
 from ..fsutil import is_within
 from ..models import Finding, FixRef
+from ..redact import redact_text
 from .fileops import ChangedSincePlan, Refused, read_nofollow, replace_file
 from .plan import ApplyContext, Outcome, Plan, PlanContext, Safety, applied, failed, fixer, skipped
 
@@ -17,18 +18,29 @@ def unified_diff(old: bytes, new: bytes, rel: str) -> str:
     a = old.decode("utf-8", "replace").splitlines(keepends=True)
     b = new.decode("utf-8", "replace").splitlines(keepends=True)
     lines = list(difflib.unified_diff(a, b, fromfile=f"a/{rel}", tofile=f"b/{rel}", n=1))
-    return "".join(x if x.endswith("\n") else x + "\n\\ No newline at end of file\n" for x in lines).rstrip("\n")
+    text = "".join(x if x.endswith("\n") else x + "\n\\ No newline at end of file\n" for x in lines).rstrip("\n")
+    return redact_text(text)  # a doc line may hold a token beside the value: shown masked, written whole
 
 
 def rewrite(text: str, drifts: list[dict]) -> tuple[str, list[dict]]:
-    """Replace each drift's value span; raises ChangedSincePlan when a line is no longer what the audit saw."""
+    """Replace each drift's value span; raises ChangedSincePlan when a line is no longer what the audit saw.
+
+    The line is taken from the file itself and compared with the audit's by hash
+    (`line_sha256`): the report's `line_text` is redacted for display and may differ.
+    """
     lines = text.splitlines(keepends=True)
     changes = []
     for d in sorted(drifts, key=lambda d: (d["line"], d["start"]), reverse=True):
         i = d["line"] - 1
-        if i >= len(lines) or not lines[i].startswith(d["line_text"]):
+        if i >= len(lines):
+            raise ChangedSincePlan(f"line {d['line']} no longer exists")
+        content = lines[i].rstrip("\r\n")
+        ending = lines[i][len(content):]
+        expected = d.get("line_sha256")
+        if expected is not None and hashlib.sha256(content.encode("utf-8")).hexdigest() != expected:
+            raise ChangedSincePlan(f"line {d['line']} changed since the audit")
+        if expected is None and content != d["line_text"]:
             raise ChangedSincePlan(f"line {d['line']} is no longer `{d['line_text'].strip()}`")
-        content, ending = d["line_text"], lines[i][len(d["line_text"]):]
         if content[d["start"]:d["end"]] != d["doc_value"]:
             raise ChangedSincePlan(f"line {d['line']} no longer states `{d['doc_value']}` at column {d['start'] + 1}")
         value = format_for_doc(d["config_value"], d["doc_value"])

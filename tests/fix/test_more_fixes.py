@@ -115,3 +115,18 @@ def test_a_symlink_swapped_in_for_a_checkpoint_mid_way_is_not_followed(make_exam
     with pytest.raises(Refused, match="symbolic link"):
         delete_dir(ex.base, victim, fp, "t")
     assert tree_hashes(outside) == before and victim.is_symlink()
+
+
+def test_doc_line_holding_a_secret_is_rewritten_from_the_file_not_the_redacted_report(tmp_path):
+    """The report masks the secret on the line; the fix must still write the real line back, value changed only there."""
+    from healthkit.fix.plan import Safety
+
+    from .conftest import fix
+
+    secret = "hf_" + "Q" * 34
+    (tmp_path / "config.json").write_text('{"base_model": "m", "eval_steps": 500}')
+    doc = tmp_path / "CLAUDE.md"
+    doc.write_text(f"- eval_steps: 10 (token: {secret})\n")
+    run, out = fix(tmp_path, Safety.SAFE, only=["config.doc-drift"])
+    assert doc.read_text() == f"- eval_steps: 500 (token: {secret})\n"
+    assert secret not in out
