@@ -31,13 +31,14 @@ def audit(
     """
     t0 = time.perf_counter()
     ws = path if isinstance(path, Workspace) else Workspace.open(path)
-    ws.prefetch()
     cs = ws.settings.checks
+    ws.check_timeout_s = timeout_s or cs.timeout_seconds
+    ws.prefetch()
     reg = registry or default_registry(cs.plugins, ws.base)
     sel = list(select) or list(cs.select)
     ign = list(cs.ignore) + list(ignore)
     chosen = reg.select(sel, ign)
-    results = run_checks(ws, chosen, timeout_s or cs.timeout_seconds, ign)
+    results = run_checks(ws, chosen, ws.check_timeout_s, ign)
     duration = time.perf_counter() - t0
     notes: list[str] = []
     if record_costs:

@@ -181,7 +181,10 @@ def disk_usage_many(paths: list[Path], timeout_s: float = 600.0) -> dict[Path, D
                 out[Path(os.fsdecode(name))] = DiskUsage(int(size), None, tuple(e for e in errors if os.fsdecode(name) in e))
             if all(p in out or not os.path.lexists(p) for p in paths):
                 return {p: out.get(p, DiskUsage(0, 0, (f"{p}: No such file or directory",))) for p in paths}
-        except (OSError, ValueError, subprocess.TimeoutExpired):
+        except subprocess.TimeoutExpired:
+            # subprocess.run has killed du; walking the same hung mount in Python would hang too.
+            raise TimeoutError(f"du did not finish within {timeout_s:g}s (a hung or very slow filesystem?)") from None
+        except (OSError, ValueError):
             pass
     seen: set[tuple[int, int]] = set()
     return {p: disk_usage(p, seen) for p in paths}

@@ -28,22 +28,38 @@ class WorkspaceError(Exception):
     """The workspace itself cannot be audited (missing, not a folder, unreadable, bad settings)."""
 
 
+class _Failed:
+    """A view whose computation raised: the error is cached too, so a hung step is not retried per check."""
+
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
 def cached_view(func: Callable[[Any], T]) -> property:
     """A lazily computed, thread-safe, once-per-workspace property."""
     name = func.__name__
 
+    def compute(self: Any) -> Any:
+        cache = self._cache
+        if name not in cache:
+            with self._locks_guard:
+                lock = self._locks.setdefault(name, threading.Lock())
+            with lock:
+                if name not in cache:
+                    try:
+                        cache[name] = func(self)
+                    except Exception as exc:  # noqa: BLE001 - re-raised to every reader
+                        cache[name] = _Failed(exc)
+        return cache[name]
+
     @functools.wraps(func)
     def getter(self: Any) -> T:
-        cache = self._cache
-        if name in cache:
-            return cache[name]
-        with self._locks_guard:
-            lock = self._locks.setdefault(name, threading.Lock())
-        with lock:
-            if name not in cache:
-                cache[name] = func(self)
-            return cache[name]
+        value = compute(self)
+        if isinstance(value, _Failed):
+            raise value.exc
+        return value
 
+    getter.compute = compute  # type: ignore[attr-defined]
     return property(getter)
 
 
@@ -137,6 +153,7 @@ class Workspace:
         self.settings = settings or Settings()
         self.settings_path = settings_path
         self.now = time.time()
+        self.check_timeout_s: float | None = None  # the runner's per-check timeout, for slow sub-steps (du)
         self._cache: dict[str, Any] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -287,7 +304,8 @@ class Workspace:
     @cached_view
     def _usage(self) -> dict[Path, DiskUsage]:
         """One `du` over every checkpoint, then the folder (so the folder's figure is only the rest)."""
-        return disk_usage_many([c.path for c in self.checkpoints] + [self.checkpoint_dir])
+        timeout = self.check_timeout_s or self.settings.checks.timeout_seconds
+        return disk_usage_many([c.path for c in self.checkpoints] + [self.checkpoint_dir], timeout_s=timeout)
 
     @property
     def checkpoint_usage(self) -> dict[Path, DiskUsage]:
@@ -304,7 +322,8 @@ class Workspace:
     def prefetch(self) -> None:
         """Start the slow measurements (disk usage) in the background while checks are loaded."""
         if self.checkpoint_dir.is_dir():
-            threading.Thread(target=lambda: self._usage, name="prefetch-du", daemon=True).start()
+            compute = type(self)._usage.fget.compute  # type: ignore[attr-defined]
+            threading.Thread(target=compute, args=(self,), name="prefetch-du", daemon=True).start()
 
     def trainer_state_of(self, ckpt: Checkpoint) -> JsonFile:
         key = f"trainer_state:{ckpt.path}"

@@ -176,3 +176,43 @@ def test_local_plugin_file_from_settings(tmp_path):
     rep = audit(tmp_path, record_costs=False)
     assert [f.code for f in rep.findings] == ["local.thing"]
     assert "plugin blew up" in rep.load_errors[0].message
+
+
+def test_process_vanishing_mid_scan_is_skipped(monkeypatch):
+    import psutil
+
+    from healthkit import procs
+
+    class Vanishing:
+        pid = 999999
+        info = {"cmdline": ["python", "train.py"]}
+
+        def oneshot(self):
+            raise psutil.NoSuchProcess(self.pid)
+
+    real = psutil.process_iter
+    monkeypatch.setattr(procs.psutil, "process_iter", lambda *a, **k: [Vanishing(), *real(*a, **k)])
+    assert all(p.pid != 999999 for p in procs.scan_matching(["train.py"]))
+    assert all(p.pid != 999999 for p in procs.scan_processes())
+
+
+def test_hung_disk_usage_becomes_unknown_not_a_hang(tmp_path, monkeypatch):
+    """A `du` that never returns (a dead network mount) is killed at the check timeout."""
+    import subprocess as sp
+
+    from .conftest import make_checkpoint, write_json
+
+    make_checkpoint(tmp_path / "current_model", 10)
+    write_json(tmp_path / "config.json", {"base_model": "m"})
+    real_run = sp.run
+
+    def slow_run(argv, *a, **kw):
+        if argv and str(argv[0]).endswith("du"):
+            return real_run(["sleep", "30"], *a, **kw)
+        return real_run(argv, *a, **kw)
+
+    monkeypatch.setattr("healthkit.fsutil.subprocess.run", slow_run)
+    t0 = time.monotonic()
+    rep = audit(tmp_path, select=["checkpoints"], timeout_s=1.0, record_costs=False)
+    assert time.monotonic() - t0 < 5
+    assert rep.results[0].status.value == "unknown"
