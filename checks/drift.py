@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shlex
@@ -25,6 +24,12 @@ DRIFT = CodeDoc(
     fix_safety="Safe: config.json is the source of truth for what runs; only the doc changes.",
 )
 _JQ_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+def _sha256(data: bytes) -> str:
+    import hashlib  # lazily: OpenSSL's start-up costs a cron audit milliseconds, and only drift needs it
+
+    return hashlib.sha256(data).hexdigest()
+
+
 SYNC = FixRef("sync-doc-value", "Rewrite the doc's stale value to match config.json", "safe")
 
 
@@ -108,7 +113,7 @@ def drift_check(ws: Workspace) -> CheckOutput:
             fixes=[SYNC], urgency="short-term",
             data={"doc": str(doc.path), "drifts": [
                 {"key": st.key, "line": st.line, "start": st.start, "end": st.end, "doc_value": st.text, "config_value": actual,
-                 "line_text": st.line_text, "line_sha256": hashlib.sha256(st.line_text.encode("utf-8")).hexdigest()}
+                 "line_text": st.line_text, "line_sha256": _sha256(st.line_text.encode("utf-8"))}
                 for st, actual in drifts]},
         ))
     healthy = [] if findings else ([Healthy("Docs match config.json", [f"{checked} stated value(s) checked in {len(ws.docs)} doc(s)"])] if checked else [])

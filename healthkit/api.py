@@ -33,7 +33,7 @@ def audit(
     ws = path if isinstance(path, Workspace) else Workspace.open(path)
     cs = ws.settings.checks
     ws.check_timeout_s = timeout_s or cs.timeout_seconds
-    ws.prefetch()
+    ws.prefetch()  # no-op when already started (healthkit.launch starts it before the CLI loads)
     reg = registry or default_registry(cs.plugins, ws.base)
     sel = list(select) or list(cs.select)
     ign = list(cs.ignore) + list(ignore)

@@ -46,6 +46,7 @@ def audit(
 ) -> None:
     """Inspect a training workspace and report what is wrong, with evidence you can re-run."""
     from .api import audit as run_audit
+    from .launch import take_early
     from .output import write_report, write_stdout
     from .workspace import WorkspaceError
 
@@ -53,7 +54,7 @@ def audit(
         err(f"--fail-level must be warning, critical or unknown, not {fail_level!r}")
         raise typer.Exit(EXIT_USAGE)
     try:
-        report = run_audit(path, select=_split(select), ignore=_split(ignore), timeout_s=timeout)
+        report = run_audit(take_early(path), select=_split(select), ignore=_split(ignore), timeout_s=timeout)
     except WorkspaceError as exc:
         err(f"healthkit: {exc}")
         raise typer.Exit(3)
@@ -340,4 +341,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from .launch import main as launch_main
+
+    launch_main()

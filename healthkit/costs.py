@@ -44,6 +44,7 @@ def update_costs(path: Path, mutate: Callable[[dict[str, Any]], None]) -> None:
             except OSError:
                 pass
         mutate(data)
-        atomic_write(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+        # A cost log: never half-written (rename), but not worth two fsyncs on every audit.
+        atomic_write(path, json.dumps(data, indent=2, sort_keys=True) + "\n", durable=False)
     finally:
         os.close(lock_fd)

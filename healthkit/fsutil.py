@@ -207,8 +207,12 @@ def is_within(path: Path, root: Path) -> bool:
         return False
 
 
-def atomic_write(path: Path, data: bytes | str, mode: int | None = None) -> None:
-    """Write via a temporary file in the same folder, fsync, rename: readers see old or new, never half."""
+def atomic_write(path: Path, data: bytes | str, mode: int | None = None, durable: bool = True) -> None:
+    """Write via a temporary file in the same folder, fsync, rename: readers see old or new, never half.
+
+    ``durable=False`` skips the fsyncs (for caches and logs that may be lost on power failure
+    but must never be seen half-written).
+    """
     if isinstance(data, str):
         data = data.encode("utf-8")
     path = Path(path)
@@ -219,7 +223,8 @@ def atomic_write(path: Path, data: bytes | str, mode: int | None = None) -> None
         while view:
             n = os.write(fd, view)
             view = view[n:]
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     except BaseException:
         os.close(fd)
         try:
@@ -241,6 +246,8 @@ def atomic_write(path: Path, data: bytes | str, mode: int | None = None) -> None
         except OSError:
             pass
         raise
+    if not durable:
+        return
     try:
         dfd = os.open(path.parent, os.O_RDONLY)
         try:

@@ -7,7 +7,6 @@ to load becomes a ``LoadError`` in the report and every other check still runs.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import inspect
 import re
 import sys
@@ -148,9 +147,9 @@ class Registry:
 
     def load_entry_points(self, entry_points: Iterable[Any] | None = None) -> None:
         if entry_points is None:
-            from importlib.metadata import entry_points as _eps
+            from .entrypoints import entry_points as cached_entry_points
 
-            entry_points = _eps(group=ENTRY_POINT_GROUP)
+            entry_points = cached_entry_points(ENTRY_POINT_GROUP)
         for ep in sorted(entry_points, key=lambda e: e.name):
             source = f"entry point {ep.name} = {ep.value}"
             try:
@@ -165,6 +164,8 @@ class Registry:
         source = f"plugin {name}"
         try:
             if name.endswith(".py"):
+                import importlib.util
+
                 path = (base / name).resolve()
                 mod_name = f"healthkit_local_{abs(hash(str(path)))}"
                 spec = importlib.util.spec_from_file_location(mod_name, path)

@@ -31,7 +31,9 @@ def _section(cls: type) -> Any:
     return dataclasses.field(default_factory=cls)
 
 
-frozen = dataclasses.dataclass(frozen=True)
+# Not frozen, no generated __eq__: each generated method is an exec() at import, and a cron
+# audit pays for every one. Nothing mutates settings after load.
+frozen = dataclasses.dataclass(eq=False)
 
 
 @frozen

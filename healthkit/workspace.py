@@ -153,6 +153,7 @@ class Workspace:
         self.settings = settings or Settings()
         self.settings_path = settings_path
         self.now = time.time()
+        self._prefetched = False
         self.check_timeout_s: float | None = None  # the runner's per-check timeout, for slow sub-steps (du)
         self._cache: dict[str, Any] = {}
         self._locks: dict[str, threading.Lock] = {}
@@ -321,6 +322,9 @@ class Workspace:
 
     def prefetch(self) -> None:
         """Start the slow measurements (disk usage) in the background while checks are loaded."""
+        if self._prefetched:
+            return
+        self._prefetched = True
         if self.checkpoint_dir.is_dir():
             compute = type(self)._usage.fget.compute  # type: ignore[attr-defined]
             threading.Thread(target=compute, args=(self,), name="prefetch-du", daemon=True).start()

@@ -198,3 +198,26 @@ def test_secrets_in_config_never_reach_the_report(tmp_path):
     r2 = run_cli("audit", str(tmp_path))
     for out in (r.stdout, r2.stdout, r.stderr):
         assert b"Z" * 34 not in out and b"k" * 40 not in out and b"Y" * 34 not in out
+
+
+def test_early_prefetch_knows_every_value_option_of_audit():
+    """healthkit.launch finds PATH before typer loads; its option list must match the command's."""
+    import typer.main
+
+    from healthkit.launch import AUDIT_VALUE_OPTIONS, early_workspace_path
+
+    cmd = typer.main.get_command(app).commands["audit"]
+    taking_values = {o for p in cmd.params if getattr(p, "param_type_name", "") == "option" and not p.is_flag for o in p.opts}
+    assert taking_values == set(AUDIT_VALUE_OPTIONS)
+    assert early_workspace_path(["healthkit", "audit", "-f", "json", "/ws", "--select", "disk"]) == "/ws"
+    assert early_workspace_path(["healthkit", "audit", "--format=json"]) == "."
+    assert early_workspace_path(["healthkit", "fix", "/ws"]) is None
+    assert early_workspace_path(["healthkit", "audit", "a", "b"]) is None
+
+
+def test_console_script_entry_runs_the_audit(healthy):
+    import subprocess
+
+    r = subprocess.run([sys.executable, "-m", "healthkit.launch", "audit", str(healthy), "-f", "json"], capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr.decode()
+    assert json.loads(r.stdout)["status"] == "ok"

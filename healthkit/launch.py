@@ -1,0 +1,71 @@
+"""Console entry point: start an audit's slow I/O before the CLI framework is even imported.
+
+`du` over a checkpoint folder of 100,000 files takes as long as importing the CLI, so
+for `healthkit audit PATH` the workspace is opened and its disk usage measured in the
+background first; the audit command then uses that workspace. If the early guess at PATH
+is wrong (or opening fails), nothing is lost: the command opens the workspace itself.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+# Options of `healthkit audit` that take a value (tests/test_cli.py keeps this in step with the command).
+AUDIT_VALUE_OPTIONS = frozenset({"--format", "-f", "--output", "-o", "--select", "--ignore", "--timeout", "--fail-level", "--keep"})
+
+_early: dict[str, Any] = {}
+
+
+def early_workspace_path(argv: list[str]) -> str | None:
+    """PATH of `healthkit audit [OPTIONS] [PATH]`, or None when argv is anything else."""
+    if len(argv) < 2 or argv[1] != "audit":
+        return None
+    positional: list[str] = []
+    i = 2
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            positional += argv[i + 1:]
+            break
+        if arg.startswith("-") and arg != "-":
+            if "=" not in arg and arg in AUDIT_VALUE_OPTIONS:
+                i += 1
+            i += 1
+            continue
+        positional.append(arg)
+        i += 1
+    if len(positional) > 1 or "--help" in argv:
+        return None
+    return positional[0] if positional else "."
+
+
+def start_early(argv: list[str]) -> None:
+    path = early_workspace_path(argv)
+    if path is None:
+        return
+    try:
+        from .workspace import Workspace
+
+        ws = Workspace.open(path)
+        ws.prefetch()
+    except Exception:  # noqa: BLE001 - the command reports it properly
+        return
+    _early[os.path.abspath(path)] = ws
+
+
+def take_early(path: Any) -> Any:
+    """The workspace opened early for ``path``, or ``path`` itself."""
+    return _early.pop(os.path.abspath(str(path)), None) or path
+
+
+def main() -> None:
+    start_early(sys.argv)
+    from .cli import main as cli_main
+
+    cli_main()
+
+
+if __name__ == "__main__":
+    main()
