@@ -40,6 +40,7 @@ class HealthCallback(TrainerCallback):
         attempt: int = 1,
         resumed_from: str | None = None,
         write_files: bool = True,
+        handle_sigterm: bool = True,
     ):
         self.layout = layout
         self.cfg = cfg
@@ -67,10 +68,11 @@ class HealthCallback(TrainerCallback):
             "last_checkpoint": None, "pid": os.getpid(), "eval_steps": cfg.eval_steps if cfg.eval_strategy == "steps" else None,
             "paused_at": None, "pause_reason": None,
         }
-        try:
-            signal.signal(signal.SIGTERM, self._on_sigterm)
-        except ValueError:  # not the main thread (tests driving Trainer from a thread)
-            pass
+        if handle_sigterm:
+            try:
+                signal.signal(signal.SIGTERM, self._on_sigterm)
+            except ValueError:  # not the main thread
+                pass
 
     # helpers ---------------------------------------------------------------
     def _on_sigterm(self, signum: int, frame: Any) -> None:
@@ -226,6 +228,10 @@ class HealthCallback(TrainerCallback):
             return
         t0 = time.perf_counter()
         self.status["last_checkpoint"] = f"checkpoint-{state.global_step}"
+        try:  # after HF's rotation: what save_total_limit (+ the best) leaves at rest
+            self.status["checkpoints"] = sum(1 for n in os.listdir(args.output_dir) if n.startswith("checkpoint-"))
+        except OSError:
+            pass
         self._write_status(force=True)
         self._maybe_background(state, force=True)
         self.costs.record("callback", time.perf_counter() - t0)

@@ -14,20 +14,31 @@ class DataError(Exception):
     """A queue or validation file that cannot be trained on; the message says which lines and why."""
 
 
-def read_texts(path: Path, text_field: str = "text") -> list[str]:
-    """Every example's text; raises DataError naming the bad lines (invalid JSON, not an object, no text)."""
+def _lines(path: Path):
     try:
-        raw = path.read_bytes()
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise DataError(f"{path.name}: does not exist") from None
     except OSError as exc:
         raise DataError(f"{path.name}: cannot be read: {exc.strerror}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path.name}: not UTF-8 text (byte {exc.start})") from None
+    with f:
+        for n, raw in enumerate(f, 1):
+            try:
+                yield n, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{path.name}: line {n} is not UTF-8 text (byte {exc.start})") from None
+
+
+def read_texts(path: Path, text_field: str = "text", keep: bool = True) -> list[str]:
+    """Every example's text; raises DataError naming the bad lines (invalid JSON, not an object, no text).
+
+    With ``keep=False`` the file is only checked (streamed; the daemon does this before a
+    child is started, so a bad file fails in a second, not after a model load).
+    """
     texts: list[str] = []
     problems: list[str] = []
-    bad = 0
-    for n, line in enumerate(text.splitlines(), 1):
+    bad = good = 0
+    for n, line in _lines(path):
         if not line.strip():
             continue
         why = None
@@ -43,7 +54,9 @@ def read_texts(path: Path, text_field: str = "text") -> list[str]:
             elif not obj[text_field].strip():
                 why = f"{text_field!r} is empty"
             else:
-                texts.append(obj[text_field])
+                good += 1
+                if keep:
+                    texts.append(obj[text_field])
         if why:
             bad += 1
             if len(problems) < MAX_REPORTED:
@@ -51,7 +64,7 @@ def read_texts(path: Path, text_field: str = "text") -> list[str]:
     if bad:
         more = f" (and {bad - len(problems)} more)" if bad > len(problems) else ""
         raise DataError(f"{path.name}: {bad} bad line(s): " + "; ".join(problems) + more)
-    if not texts:
+    if not good:
         raise DataError(f"{path.name}: no examples (the file is empty)")
     return texts
 

@@ -49,3 +49,18 @@ def update_state(path: Path, **changes: Any) -> dict[str, Any]:
     state.update(changes)
     write_json(path, state)
     return state
+
+
+STATUS_TEMPLATE: dict[str, Any] = {
+    "state": "idle", "step": None, "total_steps": None, "loss": None, "val_loss": None, "val_train_gap": None,
+    "current_file": None, "started_at": None, "updated_at": None, "eta_seconds": None, "gpu": None,
+}
+
+
+def update_status(path: Path, **changes: Any) -> None:
+    """Rewrite status/training_status.json with every contract key present (the daemon's writes, when no child runs)."""
+    from .layout import iso_now
+
+    status = {**STATUS_TEMPLATE, **read_json(path), **changes}
+    status["updated_at"] = iso_now()
+    write_json(path, status)

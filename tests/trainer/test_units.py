@@ -1,0 +1,272 @@
+"""Fast tests of the daemon's parts that need no torch: queue, control, PID lock, hooks, GPU, monitor, preflight."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from healthkit.config_model import SCHEMA_PATH, export_schema
+from healthkit.procs import read_pid_file
+from trainer import checkpoints as ck
+from trainer import control as ctl
+from trainer import queue as q
+from trainer.data import DataError, read_texts, split
+from trainer.hooks import Background, HookCosts, write_costs
+from trainer.layout import Layout
+from trainer.pidfile import DaemonLock, is_locked, running_daemon
+from trainer.tiny import write_jsonl
+
+from .conftest import REPO
+
+
+@pytest.fixture
+def lay(tmp_path: Path) -> Layout:
+    lay = Layout.of(tmp_path / "ws")
+    lay.base.mkdir()
+    lay.ensure()
+    return lay
+
+
+def _src(tmp_path: Path, name: str, lines: list[str] | None = None) -> Path:
+    return write_jsonl(tmp_path / "src" / name, lines or ["hello world", "second line"])
+
+
+def test_queue_priority_then_arrival_then_name(lay: Layout, tmp_path: Path) -> None:
+    q.add(lay, _src(tmp_path, "b.jsonl"))
+    time.sleep(0.02)
+    q.add(lay, _src(tmp_path, "a.jsonl"))
+    q.add(lay, _src(tmp_path, "urgent.jsonl"), priority=0)
+    q.add(lay, _src(tmp_path, "later.jsonl"), priority=9)
+    assert [e.name for e in q.pending(lay)] == ["p0-urgent.jsonl", "b.jsonl", "a.jsonl", "p9-later.jsonl"]
+    with pytest.raises(FileExistsError):
+        q.add(lay, _src(tmp_path, "a.jsonl"))
+    with pytest.raises(ValueError):
+        q.add(lay, write_jsonl(tmp_path / "x.txt", ["x"]))
+
+
+def test_queue_claim_fail_and_done(lay: Layout, tmp_path: Path) -> None:
+    q.add(lay, _src(tmp_path, "a.jsonl"))
+    entry = q.pending(lay)[0]
+    claimed = q.claim(lay, entry)
+    assert claimed == lay.processing / "a.jsonl" and q.claim(lay, entry) is None  # claimed once only
+    assert q.record_failure(lay, "a.jsonl", "boom") == 1
+    assert q.record_failure(lay, "a.jsonl", "boom again") == 2
+    dest = q.finish_failed(lay, claimed, "gave up")
+    info = json.loads((lay.failed / "a.jsonl.error.json").read_text())
+    assert dest.exists() and info["error"] == "gave up" and info["attempts"] == 2
+    assert q.listing(lay) == {"inbox": [], "processing": [], "done": [], "failed": ["a.jsonl"]}
+    assert not list(lay.processing.iterdir())  # the attempts sidecar went too
+
+
+def test_control_pause_resume_never_sticky(lay: Layout) -> None:
+    ctl.request_pause(lay, "disk maintenance")
+    r = ctl.read(lay)
+    assert r.pause and r.pause_reason == "disk maintenance" and r.paused_at and not r.stop
+    ctl.request_resume(lay)
+    r = ctl.read(lay)
+    assert not r.pause and r.resume and r.pause_reason is None and r.paused_at is None
+    (lay.control / "pause").write_text("hand written\n")
+    assert ctl.read(lay).pause_reason == "hand written"
+    ctl.request_stop(lay)
+    assert ctl.read(lay).stop
+
+
+def test_pid_file_lock_format_and_release(lay: Layout) -> None:
+    lock = DaemonLock(lay)
+    assert lock.acquire()
+    pf = read_pid_file(lay.pid_file)
+    assert pf.state == "ok" and pf.pid == os.getpid() and pf.start_time is not None
+    assert is_locked(lay) and running_daemon(lay) == os.getpid()
+    assert not DaemonLock(lay).acquire()  # a second daemon is refused
+    # flock on the PID file itself is held too (what `flock -n .daemon.pid true` sees)
+    probe = subprocess.run(["flock", "-n", str(lay.pid_file), "true"], capture_output=True)
+    assert probe.returncode != 0
+    lock.release()
+    assert not lay.pid_file.exists() and not is_locked(lay)
+
+
+def test_dead_daemon_leaves_no_live_lock(lay: Layout) -> None:
+    code = ("import sys,os; sys.path.insert(0, %r); from trainer.pidfile import DaemonLock; from trainer.layout import Layout;"
+            "assert DaemonLock(Layout.of(%r)).acquire(); os._exit(0)") % (str(REPO), str(lay.base))
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    assert lay.pid_file.exists()  # left behind by a process that died without cleaning up...
+    assert not is_locked(lay) and running_daemon(lay) is None  # ...but no live lock
+    assert DaemonLock(lay).acquire()
+
+
+def test_data_errors_name_the_lines(tmp_path: Path) -> None:
+    p = tmp_path / "bad.jsonl"
+    p.write_text('{"text": "fine"}\n{oops\n[1, 2]\n{"other": 1}\n\n{"text": ""}\n')
+    with pytest.raises(DataError) as e:
+        read_texts(p)
+    msg = str(e.value)
+    assert "4 bad line(s)" in msg and "line 2: invalid JSON" in msg and "line 3: a JSON list" in msg
+    assert "line 4: no string field 'text'" in msg and "line 6: 'text' is empty" in msg
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(DataError, match="no examples"):
+        read_texts(tmp_path / "empty.jsonl")
+    with pytest.raises(DataError, match="does not exist"):
+        read_texts(tmp_path / "missing.jsonl")
+
+
+def test_split_is_deterministic_and_never_empty() -> None:
+    texts = [f"t{i}" for i in range(10)]
+    a, b = split(texts, 0.2, 42), split(texts, 0.2, 42)
+    assert a == b and len(a[1]) == 2 and sorted(a[0] + a[1]) == sorted(texts)
+    assert split(["a", "b"], 0.01, 0) == (["b"], ["a"]) or len(split(["a", "b"], 0.01, 0)[1]) == 1
+    assert split(["only"], 0.5, 0) == (["only"], [])
+
+
+def test_hung_hook_is_cut_off_not_waited_for() -> None:
+    costs = HookCosts()
+    bg = Background(costs, timeout_s=0.2)
+    release = threading.Event()
+    done = []
+    bg.submit("gpu_query", lambda: release.wait(5))  # an NVML call that hangs
+    time.sleep(0.05)
+    t0 = time.perf_counter()
+    bg.submit("status_write", lambda: done.append(1))
+    assert time.perf_counter() - t0 < 0.01  # the training thread never waits
+    time.sleep(0.3)
+    bg.check_hung()  # past the timeout: abandoned, a new worker takes over
+    assert bg.flush(2.0) and done == [1]
+    assert costs.hooks["gpu_query"]["timeouts"] == 1 and costs.hooks["status_write"]["calls"] == 1
+    release.set()
+
+
+def test_costs_training_section(tmp_path: Path) -> None:
+    costs = HookCosts()
+    costs.record("status_write", 0.01)
+    costs.record("status_write", 0.03)
+    costs.record_evaluation(0.5)
+    path = tmp_path / "monitoring_costs.json"
+    path.write_text(json.dumps({"audit_runs": [{"at": "x", "total_s": 0.1, "checks": {}}]}))
+    write_costs(path, costs, step=7, train_time_s=2.0)
+    data = json.loads(path.read_text())
+    t = data["training"]
+    assert data["audit_runs"]  # the audit's section is left alone
+    assert t["step"] == 7 and t["hooks"]["status_write"] == {"calls": 2, "total_s": 0.04, "max_s": 0.03, "timeouts": 0}
+    assert t["hook_share"] == pytest.approx(0.02) and t["evaluation"]["share"] == pytest.approx(0.25)
+
+
+def test_gpu_stats_through_a_fake_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
+    from healthkit import gpu
+
+    class FakeNVML:
+        NVML_TEMPERATURE_GPU = 0
+
+        def nvmlInit(self) -> None: ...
+        def nvmlDeviceGetCount(self) -> int: return 1
+        def nvmlDeviceGetHandleByIndex(self, i: int) -> str: return "h0"
+        def nvmlDeviceGetMemoryInfo(self, h: str) -> SimpleNamespace: return SimpleNamespace(used=716 * 1024**2, total=24 * 1024**3)
+        def nvmlDeviceGetTemperature(self, h: str, kind: int) -> int: return 44
+        def nvmlDeviceGetName(self, h: str) -> bytes: return b"Fake GPU"
+
+    gpu.reset()
+    monkeypatch.setattr(gpu, "_load_nvml", lambda: FakeNVML())
+    try:
+        s = gpu.read_gpu_stats()
+        assert s == {"index": 0, "memory_used_mb": 716.0, "memory_total_mb": 24576.0, "temperature_c": 44.0, "name": "Fake GPU"}
+        assert gpu.read_gpu_stats(3) is None
+    finally:
+        gpu.reset()
+    monkeypatch.setattr(gpu, "_load_nvml", lambda: None)  # no pynvml: "not available", never an error
+    try:
+        assert gpu.read_gpu_stats() is None and gpu.read_all_gpu_stats() == []
+        assert "not installed" in (gpu.unavailable_reason() or "")
+    finally:
+        gpu.reset()
+
+
+def test_monitor_serves_health_status_metrics() -> None:
+    from trainer.monitor import Monitor
+
+    snap = {"healthy": True, "reason": None, "daemon": {"state": "running", "restarts": 2},
+            "training": {"step": 5, "total_steps": 20, "loss": 1.5, "val_loss": 1.7, "gpu": None},
+            "queue": {"inbox": 1, "done": 2}, "costs": {"hook_share": 0.01}}
+    m = Monitor(lambda: snap, 0).start()
+    try:
+        base = f"http://127.0.0.1:{m.port}"
+        assert urllib.request.urlopen(base + "/health", timeout=5).status == 200
+        assert json.loads(urllib.request.urlopen(base + "/status", timeout=5).read())["training"]["step"] == 5
+        metrics = urllib.request.urlopen(base + "/metrics", timeout=5).read().decode()
+        assert "healthkit_training_step 5.0" in metrics and 'healthkit_queue_files{folder="inbox"} 1.0' in metrics
+        assert 'healthkit_daemon_state{state="running"} 1.0' in metrics
+        snap["healthy"], snap["reason"] = False, "daemon loop stalled"
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(base + "/health", timeout=5)
+        assert e.value.code == 503
+    finally:
+        m.stop()
+    try:
+        from prometheus_client.parser import text_string_to_metric_families
+    except ImportError:
+        return
+    from trainer.monitor import render_metrics
+
+    names = {f.name for f in text_string_to_metric_families(render_metrics(snap))}
+    assert {"healthkit_training_step", "healthkit_daemon_up"} <= names
+
+
+def test_checkpoints_prepare_owner_and_incomplete(lay: Layout) -> None:
+    def make(step: int, complete: bool = True) -> Path:
+        d = lay.checkpoints / f"checkpoint-{step}"
+        d.mkdir(parents=True)
+        for f in ("model.safetensors", "optimizer.pt", "scheduler.pt"):
+            (d / f).write_bytes(b"x")
+        if complete:
+            (d / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        return d
+
+    make(900)
+    resume, removed = ck.prepare(lay, "a.jsonl")  # no owner: not a's checkpoints, never resumed from
+    assert resume is None and removed and not ck.checkpoints(lay.checkpoints)
+    make(900), make(2600), make(3000, complete=False)
+    resume, removed = ck.prepare(lay, "a.jsonl")
+    assert resume is not None and resume.name == "checkpoint-2600"  # by step, not name; the killed save skipped
+    assert removed == ["checkpoint-3000 (incomplete)"]
+    resume, _ = ck.prepare(lay, "b.jsonl")
+    assert resume is None and not ck.checkpoints(lay.checkpoints)
+
+
+def test_schema_file_is_exported_from_the_model() -> None:
+    assert json.loads(SCHEMA_PATH.read_text()) == json.loads(json.dumps(export_schema()))
+
+
+def test_daemon_side_modules_do_not_import_torch() -> None:
+    code = ("import sys; import trainer.daemon, trainer.queue, trainer.control, trainer.state, trainer.supervise, "
+            "trainer.commands, trainer.monitor, healthkit.gpu, healthkit.cli; "
+            "bad = [m for m in ('torch', 'transformers', 'pynvml') if m in sys.modules]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=REPO)
+
+
+def test_systemd_unit_restarts_on_failure_and_never_kills_training(tmp_path: Path) -> None:
+    from trainer.supervise import systemd_unit
+
+    unit = systemd_unit(tmp_path)
+    assert "Restart=on-failure" in unit and "KillMode=process" in unit
+    assert f"-m trainer.daemon --workspace {tmp_path}" in unit and f"WorkingDirectory={tmp_path}" in unit
+
+
+def test_launcher_commands_use_torchrun_and_accelerate(lay: Layout) -> None:
+    from healthkit.config_model import TrainingConfig
+    from healthkit.procs import argv_matches
+    from trainer.launch import child_command
+
+    f = lay.processing / "a.jsonl"
+    cmd = child_command(lay, TrainingConfig(base_model="m", launcher="torchrun", nproc_per_node=2), f, 1, None)
+    assert cmd[1:4] == ["-m", "torch.distributed.run", "--nproc-per-node=2"] and "--standalone" in cmd
+    assert argv_matches(cmd, ["trainer.train_file"]) and "--workspace" in cmd
+    multi = child_command(lay, TrainingConfig(base_model="m", launcher="torchrun", nnodes=2, rdzv_endpoint="h:29400"), f, 1, None)
+    assert "--rdzv-endpoint=h:29400" in multi and "--standalone" not in multi
+    acc = child_command(lay, TrainingConfig(base_model="m", launcher="accelerate", nproc_per_node=2), f, 1, None)
+    assert acc[1:3] == ["-m", "accelerate.commands.launch"] and argv_matches(acc, ["trainer.train_file"])

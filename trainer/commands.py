@@ -1,0 +1,170 @@
+"""What the `healthkit daemon|queue|init` commands do; the typer bodies in healthkit/cli.py only call these.
+
+Each returns an exit code and writes its human output: results to stdout, notes to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import control as ctl
+from . import queue as q
+from .layout import Layout
+
+EXIT_NOT_RUNNING = 3  # like an init script's `status`
+
+
+def _out(msg: str) -> None:
+    sys.stdout.write(msg.rstrip("\n") + "\n")
+
+
+def _err(msg: str) -> None:
+    sys.stderr.write(msg.rstrip("\n") + "\n")
+
+
+def start(path: Path, supervise: bool = False, foreground: bool = False) -> int:
+    from .daemon import DaemonError, daemon_argv, start_daemon
+    from .launch import child_env
+    from .pidfile import running_daemon
+
+    lay = Layout.of(path)
+    if not lay.base.is_dir():
+        _err(f"healthkit: workspace {lay.base} does not exist (create it with `healthkit init {path}`)")
+        return 64
+    if foreground:
+        pid = running_daemon(lay)
+        if pid:
+            _err(f"a daemon already runs for {lay.base} (PID {pid})")
+            return 1
+        argv = ([sys.executable, "-m", "trainer.supervise", "--workspace", str(lay.base)] if supervise else daemon_argv(lay))
+        os.chdir(lay.base)
+        os.execve(sys.executable, argv, child_env())  # the process must be `-m trainer.daemon` for the audit to know it
+    try:
+        pid = start_daemon(lay.base, supervise=supervise)
+    except DaemonError as exc:
+        _err(f"healthkit: {exc}")
+        return 1
+    from .state import read_state
+
+    st = read_state(lay.daemon_state)
+    for w in st.get("warnings") or []:
+        _err(f"WARNING: {w}")
+    port = st.get("monitor_port")
+    _out(f"daemon started: PID {pid}{' (supervised)' if supervise else ''}; state {st.get('state')}"
+         + (f"; adopted training PID {st.get('child_pid')}" if st.get("adopted") else "")
+         + (f"; monitor http://127.0.0.1:{port}/health" if port else ""))
+    return 0
+
+
+def stop(path: Path, wait_s: float = 120.0) -> int:
+    from .daemon import stop_daemon
+    from .pidfile import running_daemon
+
+    lay = Layout.of(path)
+    pid = running_daemon(lay)
+    if not pid:
+        _out("no daemon is running")
+        return 0
+    _err(f"stopping daemon PID {pid} (the training child saves a checkpoint first)...")
+    if stop_daemon(lay.base, wait_s):
+        _out(f"daemon PID {pid} stopped")
+        return 0
+    _err(f"daemon PID {pid} is still stopping after {wait_s:g}s; the request stays in control/stop")
+    return 1
+
+
+def status(path: Path, as_json: bool = False) -> int:
+    from .daemon import status as get_status
+
+    s = get_status(Layout.of(path).base)
+    if as_json:
+        _out(json.dumps(s, indent=2, sort_keys=True, default=str))
+        return 0 if s["running"] else EXIT_NOT_RUNNING
+    st, tr = s["state"], s["training"]
+    if s["running"]:
+        line = f"daemon: {st.get('state')} (PID {s['pid']}, since {st.get('started_at')}, restarts {st.get('restarts')})"
+    else:
+        line = f"daemon: not running (last state {st.get('state')})"
+    _out(line)
+    if st.get("paused_at"):
+        _out(f"paused since {st.get('paused_at')}: {st.get('pause_reason')}")
+    if st.get("child_pid"):
+        _out(f"training: PID {st.get('child_pid')} on {st.get('current_file')}{' (adopted)' if st.get('adopted') else ''}")
+    if tr:
+        _out(f"status: {tr.get('state')} step {tr.get('step')}/{tr.get('total_steps')} loss {tr.get('loss')} "
+             f"val_loss {tr.get('val_loss')} eta {tr.get('eta_seconds')}s (updated {tr.get('updated_at')})")
+    qq = s["queue"]
+    _out("queue: " + ", ".join(f"{k} {len(v)}" for k, v in qq.items()))
+    for w in st.get("warnings") or []:
+        _out(f"warning: {w}")
+    if st.get("error"):
+        _out(f"error: {st.get('error')}")
+    return 0 if s["running"] else EXIT_NOT_RUNNING
+
+
+def pause(path: Path, reason: str | None = None) -> int:
+    lay = Layout.of(path)
+    ctl.request_pause(lay, reason)
+    _out("pause requested: training holds at its next step boundary (`healthkit daemon resume` to continue)")
+    return 0
+
+
+def resume(path: Path) -> int:
+    lay = Layout.of(path)
+    ctl.request_resume(lay)
+    _out("resume requested")
+    return 0
+
+
+def systemd_unit(path: Path, user: str | None = None) -> int:
+    from .supervise import systemd_unit as unit
+
+    _out(unit(Layout.of(path).base, user))
+    return 0
+
+
+def queue_add(path: Path, files: list[Path], priority: int | None = None, move: bool = False) -> int:
+    lay = Layout.of(path)
+    rc = 0
+    for f in files:
+        try:
+            dest = q.add(lay, f, priority=priority, move=move)
+        except (OSError, ValueError) as exc:
+            _err(f"healthkit: {f}: {exc}")
+            rc = 1
+            continue
+        _out(f"queued {dest.relative_to(lay.base)} (priority {q.priority_of(dest.name)})")
+    return rc
+
+
+def queue_list(path: Path, as_json: bool = False) -> int:
+    lay = Layout.of(path)
+    listing = q.listing(lay)
+    if as_json:
+        _out(json.dumps(listing, indent=2))
+        return 0
+    for folder, names in listing.items():
+        _out(f"{folder} ({len(names)}):")
+        for i, n in enumerate(names, 1):
+            extra = ""
+            if folder == "failed":
+                extra = f"  -- {q.error_of(lay, n)}"
+            _out(f"  {i}. {n}{extra}" if folder == "inbox" else f"  {n}{extra}")
+    return 0
+
+
+def init(path: Path, tiny_model: bool = False, force: bool = False) -> int:
+    from .init import init_workspace
+
+    written = init_workspace(path, tiny_model=tiny_model, force=force)
+    base = Layout.of(path).base
+    for p in written:
+        _out(f"wrote {p.relative_to(base) if p.is_relative_to(base) else p}")
+    if not written:
+        _out("nothing to do: the workspace exists (use --force to rewrite config.json and README.md)")
+    if tiny_model:
+        _out(f"try: healthkit queue add {path} {Path(path) / 'data' / 'sample.jsonl'} && healthkit daemon start {path} --supervise")
+    return 0

@@ -1,0 +1,497 @@
+"""The training daemon: `python -m trainer.daemon --workspace ABS` works through the queue, one child per file.
+
+It never trains itself (no torch here): each file is trained by a child process in its
+own session (`trainer.train_file`, or a launcher running it), so the daemon dying never
+kills training, and a new daemon *adopts* a child it finds still running (PID and start
+time from status/daemon_state.json, or a process-table scan) instead of starting a
+second one. A child that dies is resumed from its last complete checkpoint; after
+`max_failures` attempts its file goes to failed/ with the error.
+
+Control (pause/resume/stop) is files in control/ that the child honours at the next
+step boundary; the daemon mirrors them in its state file and stops taking new files.
+SIGTERM is a stop request. Library functions at the bottom (start_daemon, stop_daemon,
+...) are what the CLI and the fix engine call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from healthkit.procs import probe, read_pid_file, start_time_matches
+
+from . import checkpoints as ck
+from . import control as ctl
+from . import queue as q
+from .data import DataError, read_texts
+from .launch import DAEMON_MODULE, arg_value, child_command, child_env, find_training, is_training, spawn_detached
+from .layout import EXIT_ALREADY_RUNNING, EXIT_CONFIG, EXIT_DATA, EXIT_OK, EXIT_STOPPED, Layout, iso_now
+from .pidfile import DaemonLock, running_daemon
+from .preflight import describe, run_preflight
+from .state import read_json, read_state, update_state, update_status
+
+log = logging.getLogger("trainer.daemon")
+
+POLL_S = 0.25
+PROGRESS_EVERY_S = 30.0
+RETRY_DELAY_S = 1.0
+
+
+class Child:
+    """A training child: our own (exit code known) or adopted from a dead daemon (outcome read from files)."""
+
+    def __init__(self, pid: int, started_at: float, file: Path, popen: subprocess.Popen | None = None, log_fh: Any = None):
+        self.pid = pid
+        self.started_at = started_at
+        self.file = file
+        self.popen = popen
+        self.log_fh = log_fh
+
+    @property
+    def adopted(self) -> bool:
+        return self.popen is None
+
+    def poll(self) -> tuple[bool, int | None]:
+        """(finished, exit code or None when unknown)."""
+        if self.popen is not None:
+            rc = self.popen.poll()
+            return rc is not None, rc
+        live = probe(self.pid)
+        if live.alive and live.info is not None and start_time_matches(live.info, self.started_at):
+            return False, None
+        return True, None
+
+    def reap_group(self) -> None:
+        """Kill whatever is left of the child's process group (ranks whose launcher died)."""
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if self.log_fh is not None:
+            self.log_fh.close()
+
+
+class Daemon:
+    def __init__(self, layout: Layout, restarts: int = 0, supervised: bool = False):
+        self.layout = layout
+        self.restarts = restarts
+        self.supervised = supervised
+        self.child: Child | None = None
+        self.stopping = False
+        self.paused = False
+        self.idle = False
+        self.heartbeat = time.monotonic()
+        self.cfg: Any = None
+        self.monitor: Any = None
+        self.warnings: list[str] = []
+        self._last_progress = 0.0
+
+    # lifecycle -----------------------------------------------------------------
+    def run(self) -> int:
+        lay = self.layout
+        lock = DaemonLock(lay)
+        for _ in range(5):  # a reader probing the lock holds it for microseconds
+            if lock.acquire():
+                break
+            time.sleep(0.05)
+        else:
+            log.error("another daemon (PID %s) already runs for %s", running_daemon(lay), lay.base)
+            return EXIT_ALREADY_RUNNING
+        try:
+            return self._run_locked()
+        except Exception as exc:  # noqa: BLE001 - record it: a crash must never be quiet
+            log.exception("daemon crashed")
+            try:
+                update_state(lay.daemon_state, state="crashed", error=f"{type(exc).__name__}: {exc}", crashed_at=iso_now())
+            except OSError:
+                pass
+            return 1
+        finally:
+            if self.monitor is not None:
+                self.monitor.stop()
+            lock.release()
+
+    def _run_locked(self) -> int:
+        lay = self.layout
+        prev = read_state(lay.daemon_state)
+        pf = run_preflight(lay)
+        for w in pf.warnings:
+            log.warning("%s", w)
+        if not pf.ok:
+            for e in pf.errors:
+                log.error("%s", e)
+            update_state(lay.daemon_state, state="stopped", pid=None, error=describe(pf), warnings=pf.warnings, stopped_at=iso_now())
+            sys.stderr.write("healthkit daemon: cannot start:\n" + describe(pf) + "\n")
+            return EXIT_CONFIG
+        self.cfg = pf.config
+        self.warnings = pf.warnings
+        lay.ensure()
+        ctl.clear(lay, "stop")  # a stop left from before this start is not a request to this daemon
+        me = psutil.Process()
+        req = ctl.read(lay)
+        self.paused = req.pause
+        port = self._start_monitor()
+        update_state(
+            lay.daemon_state, state="paused" if self.paused else "running", pid=me.pid, started_at=iso_now(me.create_time()),
+            restarts=self.restarts, supervised=self.supervised, warnings=self.warnings, error=None, monitor_port=port,
+            ready_at=None,
+            paused_at=(req.paused_at or iso_now()) if self.paused else None, pause_reason=req.pause_reason if self.paused else None,
+            current_file=prev.get("current_file"), child_pid=prev.get("child_pid"), child_started_at=prev.get("child_started_at"),
+        )
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        log.info("daemon started (PID %d, workspace %s, restarts %d)", me.pid, lay.base, self.restarts)
+        self._adopt(prev)
+        update_state(lay.daemon_state, ready_at=iso_now())  # start_daemon returns once this is written
+        self._loop()
+        update_state(lay.daemon_state, state="stopped", pid=None, stopped_at=iso_now(), current_file=None, child_pid=None,
+                     child_started_at=None)
+        ctl.clear(lay, "stop")
+        log.info("daemon stopped")
+        return EXIT_OK
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        log.info("signal %d: stopping at the next step boundary (a checkpoint is saved first)", signum)
+        self.stopping = True
+        if self.child is not None:
+            ctl.request_stop(self.layout)
+
+    def _start_monitor(self) -> int | None:
+        port = self.cfg.monitor_port
+        if port is None:
+            return None
+        from .monitor import Monitor
+
+        try:
+            self.monitor = Monitor(self.snapshot, port).start()
+        except OSError as exc:
+            msg = f"monitor not started: port {port} on 127.0.0.1: {exc.strerror or exc}"
+            log.error("%s", msg)
+            self.warnings.append(msg)
+            return None
+        log.info("monitor on http://127.0.0.1:%d/ (/health /status /metrics)", self.monitor.port)
+        return self.monitor.port
+
+    # the loop ------------------------------------------------------------------
+    def _loop(self) -> None:
+        lay = self.layout
+        while True:
+            self.heartbeat = time.monotonic()
+            req = ctl.read(lay)
+            if req.resume:
+                ctl.clear(lay, "resume")
+            self._mirror_pause(req)
+            if req.stop and not self.stopping:
+                log.info("stop requested: the child saves a checkpoint and exits at its next step boundary")
+                self.stopping = True
+            if self.child is not None:
+                finished, rc = self.child.poll()
+                if not finished:
+                    self._report_progress()
+                    time.sleep(POLL_S)
+                    continue
+                self._child_exited(rc)
+                continue
+            if self.stopping:
+                return
+            if self.paused:
+                time.sleep(POLL_S)
+                continue
+            nxt = self._next_file()
+            if nxt is None:
+                self._set_idle()
+                time.sleep(POLL_S * 2)
+                continue
+            orphan = find_training(lay)
+            if orphan:  # never a second training beside one already running: adopt it, the file waits
+                self._adopt_proc(orphan[0], None)
+                continue
+            self._start_child(nxt)
+
+    def _mirror_pause(self, req: ctl.Requests) -> None:
+        if req.pause and not self.paused:
+            self.paused = True
+            update_state(self.layout.daemon_state, state="paused", paused_at=req.paused_at or iso_now(), pause_reason=req.pause_reason)
+            log.info("paused: %s", req.pause_reason)
+        elif not req.pause and self.paused:
+            self.paused = False
+            update_state(self.layout.daemon_state, state="running", paused_at=None, pause_reason=None)  # never sticky
+            log.info("resumed")
+
+    def _set_idle(self) -> None:
+        if self.idle:
+            return
+        self.idle = True
+        update_state(self.layout.daemon_state, state="idle", current_file=None, child_pid=None, child_started_at=None)
+        if read_json(self.layout.status).get("state") != "idle":
+            update_status(self.layout.status, state="idle", current_file=None, eta_seconds=None)
+        log.info("queue empty: idle")
+
+    def _next_file(self) -> Path | None:
+        lay = self.layout
+        while True:
+            for p in q.in_processing(lay):  # an interrupted file first: resume it
+                return p
+            entries = q.pending(lay)
+            if not entries:
+                return None
+            claimed = q.claim(lay, entries[0])
+            if claimed is None:
+                continue
+            try:
+                read_texts(claimed, self.cfg.text_field, keep=False)
+            except DataError as exc:
+                dest = q.finish_failed(lay, claimed, str(exc))
+                log.error("%s goes to failed/ without training (the queue continues): %s", dest.name, exc)
+                continue
+            log.info("claimed %s", claimed.name)
+            return claimed
+
+    def _start_child(self, file: Path) -> None:
+        lay = self.layout
+        self.idle = False
+        resume, removed = ck.prepare(lay, file.name)
+        for r in removed:
+            log.info("removed checkpoint %s", r)
+        attempt = int(q.attempts(lay, file.name)["attempts"]) + 1
+        cmd = child_command(lay, self.cfg, file, attempt, resume)
+        log_path = lay.logs / f"train-{file.stem}.log"
+        fh = open(log_path, "ab")
+        popen = subprocess.Popen(cmd, cwd=lay.base, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
+                                 start_new_session=True, env=child_env())
+        try:
+            started = psutil.Process(popen.pid).create_time()
+        except psutil.Error:
+            started = time.time()
+        self.child = Child(popen.pid, started, file, popen, fh)
+        self._last_progress = time.monotonic()
+        update_state(lay.daemon_state, state="paused" if self.paused else "running", current_file=file.name, child_pid=popen.pid,
+                     child_started_at=started, child_cmd=cmd, adopted=False, attempt=attempt)
+        log.info("spawn file=%s pid=%d attempt=%d resume=%s log=%s", file.name, popen.pid, attempt,
+                 resume.name if resume else "none", log_path.name)
+
+    # adoption ------------------------------------------------------------------
+    def _adopt(self, prev: dict[str, Any]) -> None:
+        pid, started = prev.get("child_pid"), prev.get("child_started_at")
+        if isinstance(pid, int) and pid > 0:
+            live = probe(pid)
+            if live.alive and live.info is not None and is_training(live.info, self.layout) and start_time_matches(
+                live.info, started if isinstance(started, (int, float)) else None
+            ):
+                self._adopt_proc(live.info, prev.get("current_file"))
+                return
+        found = find_training(self.layout)
+        if found:
+            self._adopt_proc(found[0], None)
+
+    def _adopt_proc(self, info: Any, file_name: str | None) -> None:
+        lay = self.layout
+        arg = arg_value(info.cmdline, "--file")
+        name = file_name or (Path(arg).name if arg else None) or "unknown.jsonl"
+        self.child = Child(info.pid, info.create_time, lay.processing / name)
+        self.idle = False
+        update_state(lay.daemon_state, current_file=name, child_pid=info.pid, child_started_at=info.create_time, adopted=True)
+        log.warning("adopting training PID %d (%s) left running by a previous daemon: reporting its progress and waiting "
+                    "for it; no second training starts beside it", info.pid, name)
+
+    def _report_progress(self) -> None:
+        now = time.monotonic()
+        if now - self._last_progress < PROGRESS_EVERY_S and self._last_progress:
+            return
+        self._last_progress = now
+        st = read_json(self.layout.status)
+        if self.child is not None:
+            log.info("%s PID %d on %s: step %s/%s, loss %s, val_loss %s", "adopted" if self.child.adopted else "child",
+                     self.child.pid, self.child.file.name, st.get("step"), st.get("total_steps"), st.get("loss"), st.get("val_loss"))
+
+    def _child_exited(self, rc: int | None) -> None:
+        lay = self.layout
+        child = self.child
+        assert child is not None
+        self.child = None
+        child.reap_group()
+        self._last_progress = 0.0
+        name = child.file.name
+        res = read_json(lay.last_result)
+        fresh = res.get("file") == name and _after(res.get("at"), child.started_at)
+        outcome = res.get("outcome") if fresh else None
+        still_here = child.file.exists()
+        if rc == EXIT_OK or (rc is None and not still_here and (lay.done / name).exists()) or (outcome == "completed" and not still_here):
+            log.info("completed %s (PID %d%s)", name, child.pid, ", adopted" if child.adopted else "")
+        elif rc == EXIT_DATA or outcome == "data-error":
+            err = res.get("error") or "invalid data"
+            if still_here:
+                q.finish_failed(lay, child.file, err, lay.logs / f"train-{child.file.stem}.log")
+            log.error("%s failed: %s", name, err)
+            self._write_crash_status(name, err, "failed")
+        elif rc == EXIT_STOPPED or outcome == "stopped":
+            log.info("%s stopped at step %s; it resumes from its checkpoint on the next start", name, res.get("step"))
+        elif not still_here:
+            log.warning("child PID %d for %s ended and the file is no longer in processing/", child.pid, name)
+        else:
+            if outcome == "crashed":
+                err = res.get("error") or "crashed"
+            elif rc is None:
+                err = "the adopted training process ended without a result (killed?)"
+            elif rc < 0:
+                err = f"killed by signal {signal.Signals(-rc).name}" if -rc in signal.Signals._value2member_map_ else f"signal {-rc}"
+            else:
+                err = f"exit code {rc}"
+            n = q.record_failure(lay, name, err)
+            log_path = lay.logs / f"train-{child.file.stem}.log"
+            if n >= self.cfg.max_failures:
+                q.finish_failed(lay, child.file, f"{err} (failed {n} times; last log: {log_path})", log_path)
+                log.error("%s failed %d times (%s): moved to failed/", name, n, err)
+                self._write_crash_status(name, err, "failed")
+            else:
+                resume = ck.last_complete(lay.checkpoints)
+                log.error("training of %s died (%s), attempt %d of %d; resuming from %s", name, err, n, self.cfg.max_failures,
+                          resume.name if resume else "the start")
+                self._write_crash_status(name, err, "crashed")
+                time.sleep(RETRY_DELAY_S)
+        update_state(lay.daemon_state, current_file=None, child_pid=None, child_started_at=None, adopted=False,
+                     last_exit={"file": name, "code": rc, "outcome": outcome, "at": iso_now()})
+
+    def _write_crash_status(self, name: str, error: str, what: str) -> None:
+        update_status(self.layout.status, state="crashed", current_file=name, error=f"{what}: {error}", eta_seconds=None)
+
+    # monitor -------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        lay = self.layout
+        d = read_state(lay.daemon_state)
+        t = read_json(lay.status)
+        listing = q.listing(lay)
+        costs = read_json(lay.monitoring_costs).get("training") or {}
+        reason = None
+        if time.monotonic() - self.heartbeat > 30:
+            reason = f"daemon loop has not run for {time.monotonic() - self.heartbeat:.0f}s"
+        elif d.get("state") in ("crashed", "gave-up"):
+            reason = f"daemon state is {d.get('state')}"
+        elif self.child is not None and t.get("state") == "training":
+            age = time.time() - _epoch(t.get("updated_at"))
+            if age > 900:
+                reason = f"training status not updated for {age:.0f}s"
+        return {"healthy": reason is None, "reason": reason, "daemon": d, "training": t,
+                "queue": {k: len(v) for k, v in listing.items()}, "costs": costs}
+
+
+def _epoch(iso: Any) -> float:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(iso)).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def _after(iso: Any, ts: float) -> bool:
+    return _epoch(iso) >= ts - 2.0
+
+
+# library functions for the CLI and the fix engine ----------------------------------
+
+
+class DaemonError(Exception):
+    """The daemon could not be started or reached; the message says why."""
+
+
+def daemon_argv(layout: Layout, extra: list[str] | None = None) -> list[str]:
+    return [sys.executable, "-m", DAEMON_MODULE, "--workspace", str(layout.base), *(extra or [])]
+
+
+def start_daemon(base: Path, supervise: bool = False, timeout_s: float = 60.0) -> int:
+    """Start a detached daemon (under the supervisor with ``supervise``); returns its PID once it holds its PID file.
+
+    An orphaned training is adopted by the new daemon, never killed. Raises DaemonError
+    when one is already running or it exits at once (its error, e.g. an invalid config).
+    """
+    lay = Layout.of(base)
+    running = running_daemon(lay)
+    if running:
+        raise DaemonError(f"a daemon already runs for {lay.base} (PID {running})")
+    lay.logs.mkdir(parents=True, exist_ok=True)
+    if supervise:
+        argv = [sys.executable, "-m", "trainer.supervise", "--workspace", str(lay.base)]
+        out = lay.logs / "supervisor.out"
+    else:
+        argv = daemon_argv(lay)
+        out = lay.logs / "daemon.out"
+    offset = out.stat().st_size if out.exists() else 0
+    spawned = spawn_detached(argv, lay.base, out)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        pf = read_pid_file(lay.pid_file)
+        if pf.state == "ok" and pf.pid and (pf.pid == spawned or supervise) and running_daemon(lay) == pf.pid:
+            st = read_state(lay.daemon_state)
+            if st.get("pid") == pf.pid and st.get("ready_at"):
+                return pf.pid
+        if not probe(spawned).alive:
+            tail = _tail(out, offset)
+            raise DaemonError(f"the daemon exited at once:\n{tail}" if tail else "the daemon exited at once (see logs/daemon.log)")
+        time.sleep(0.1)
+    raise DaemonError(f"the daemon did not come up within {timeout_s:.0f}s (see {out})")
+
+
+def _tail(path: Path, offset: int, limit: int = 4000) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read()[-limit:].decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+
+
+def stop_daemon(base: Path, wait_s: float = 120.0) -> bool:
+    """Ask the daemon (and its child) to stop after a checkpoint; True once it is gone within ``wait_s``."""
+    lay = Layout.of(base)
+    pid = running_daemon(lay)
+    if not pid:
+        return True
+    ctl.request_stop(lay)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if not running_daemon(lay):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def status(base: Path) -> dict[str, Any]:
+    lay = Layout.of(base)
+    pid = running_daemon(lay)
+    return {"running": bool(pid), "pid": pid, "state": read_state(lay.daemon_state), "training": read_json(lay.status),
+            "queue": q.listing(lay), "control": {k: (lay.control / k).exists() for k in ("pause", "resume", "stop")}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m trainer.daemon", description="the healthkit training daemon")
+    ap.add_argument("--workspace", required=True, type=Path)
+    ap.add_argument("--restarts", type=int, default=0)
+    ap.add_argument("--supervised", action="store_true")
+    a = ap.parse_args(argv)
+    lay = Layout.of(a.workspace)
+    lay.logs.mkdir(parents=True, exist_ok=True)
+    fmt = logging.Formatter("%(asctime)s [daemon %(process)d] %(levelname)s %(message)s")
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    fh = logging.FileHandler(lay.logs / "daemon.log", encoding="utf-8")
+    fh.setFormatter(fmt)
+    root.addHandler(fh)
+    sh = logging.StreamHandler(sys.stderr)
+    sh.setFormatter(fmt)
+    root.addHandler(sh)
+    os.chdir(lay.base)
+    return Daemon(lay, restarts=a.restarts, supervised=a.supervised).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Keep the daemon alive: `python -m trainer.supervise --workspace ABS` (what `healthkit daemon start --supervise` runs).
+
+The supervisor restarts a daemon that crashes, after a backoff that doubles (1 s, 2 s,
+4 s ... up to 60 s), logs every restart to logs/supervisor.log and counts them in the
+daemon state (`restarts`). It gives up, with state `gave-up` and the reason, after
+`max_fast_failures` crashes in a row that each came sooner than `fast_s` after the
+start, or at once when the daemon refuses its config (exit 78: a restart cannot fix
+that). A daemon that stops on request (exit 0) ends the supervisor too. A restarted
+daemon adopts the training child that outlived its predecessor.
+
+For the system's supervisor instead, `healthkit daemon systemd-unit` prints a unit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .launch import child_env
+from .layout import EXIT_ALREADY_RUNNING, EXIT_CONFIG, EXIT_OK, Layout, iso_now
+from .state import update_state
+
+log = logging.getLogger("trainer.supervise")
+
+
+class Supervisor:
+    def __init__(self, layout: Layout, backoff_s: float = 1.0, max_backoff_s: float = 60.0, max_fast_failures: int = 5,
+                 fast_s: float = 60.0):
+        self.layout = layout
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.max_fast_failures = max_fast_failures
+        self.fast_s = fast_s
+        self.proc: subprocess.Popen | None = None
+        self.stopping = False
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.stopping = True
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # the daemon stops its child after a checkpoint
+
+    def run(self) -> int:
+        lay = self.layout
+        fd = os.open(lay.supervisor_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.error("another supervisor already runs for %s", lay.base)
+            return EXIT_ALREADY_RUNNING
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        restarts = fast = 0
+        log.info("supervisor started (PID %d)", os.getpid())
+        while True:
+            argv = [sys.executable, "-m", "trainer.daemon", "--workspace", str(lay.base), "--restarts", str(restarts), "--supervised"]
+            t0 = time.monotonic()
+            with open(lay.logs / "daemon.out", "ab") as out:
+                self.proc = subprocess.Popen(argv, cwd=lay.base, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                             env=child_env())
+            log.info("daemon started: PID %d (restart %d)", self.proc.pid, restarts)
+            rc = self.proc.wait()
+            lived = time.monotonic() - t0
+            if rc == EXIT_OK or self.stopping:
+                log.info("daemon PID %d exited (code %s) on request: supervisor ends", self.proc.pid, rc)
+                return EXIT_OK
+            if rc == EXIT_ALREADY_RUNNING:
+                log.error("another daemon holds the workspace: supervisor ends")
+                return EXIT_ALREADY_RUNNING
+            if rc == EXIT_CONFIG:
+                reason = "the daemon refused its configuration (see logs/daemon.log); restarting cannot fix that"
+                log.error("giving up: %s", reason)
+                update_state(lay.daemon_state, state="gave-up", pid=None, gave_up_at=iso_now(), gave_up_reason=reason)
+                return EXIT_CONFIG
+            how = f"signal {-rc}" if rc < 0 else f"exit code {rc}"
+            fast = fast + 1 if lived < self.fast_s else 1
+            if fast >= self.max_fast_failures:
+                reason = f"the daemon crashed {fast} times in a row, each within {self.fast_s:g}s of its start (last: {how})"
+                log.error("giving up: %s", reason)
+                update_state(lay.daemon_state, state="gave-up", pid=None, gave_up_at=iso_now(), gave_up_reason=reason,
+                             restarts=restarts)
+                return 1
+            delay = min(self.max_backoff_s, self.backoff_s * 2 ** (fast - 1))
+            restarts += 1
+            log.warning("daemon PID %d crashed (%s) after %.1fs; restart %d in %.1fs", self.proc.pid, how, lived, restarts, delay)
+            update_state(lay.daemon_state, state="crashed", pid=None, restarts=restarts, last_crash_at=iso_now(), last_crash=how)
+            end = time.monotonic() + delay
+            while time.monotonic() < end and not self.stopping:
+                time.sleep(0.1)
+            if self.stopping:
+                return EXIT_OK
+
+
+def systemd_unit(base: Path, user: str | None = None) -> str:
+    """A systemd service that restarts the daemon on failure (KillMode=process: a restart never kills training)."""
+    base = Path(base).absolute()
+    root = Path(__file__).resolve().parent.parent
+    lines = [
+        "[Unit]",
+        f"Description=healthkit training daemon for {base}",
+        "After=network.target",
+        "StartLimitIntervalSec=600",
+        "StartLimitBurst=5",
+        "",
+        "[Service]",
+        "Type=simple",
+        f"WorkingDirectory={base}",
+        f"Environment=PYTHONPATH={root}",
+        "Environment=PYTHONUNBUFFERED=1",
+        f"ExecStart={sys.executable} -m trainer.daemon --workspace {base}",
+        "Restart=on-failure",
+        "RestartSec=5",
+        "# 78: the config is refused; restarting cannot fix it",
+        "RestartPreventExitStatus=78 73",
+        "# Only the daemon is signalled: a training child outlives a restart and is adopted, never killed.",
+        "KillMode=process",
+        "KillSignal=SIGTERM",
+        "# On stop the daemon has its child save a checkpoint first.",
+        "TimeoutStopSec=600",
+    ]
+    if user:
+        lines.append(f"User={user}")
+    lines += ["", "[Install]", "WantedBy=multi-user.target", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m trainer.supervise", description="restart the healthkit daemon on crash")
+    ap.add_argument("--workspace", required=True, type=Path)
+    ap.add_argument("--backoff", type=float, default=float(os.environ.get("HEALTHKIT_SUPERVISE_BACKOFF_S", "1.0")))
+    ap.add_argument("--max-fast-failures", type=int, default=5)
+    ap.add_argument("--fast-seconds", type=float, default=60.0)
+    a = ap.parse_args(argv)
+    lay = Layout.of(a.workspace)
+    lay.logs.mkdir(parents=True, exist_ok=True)
+    fmt = logging.Formatter("%(asctime)s [supervisor %(process)d] %(levelname)s %(message)s")
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for h in (logging.FileHandler(lay.logs / "supervisor.log", encoding="utf-8"), logging.StreamHandler(sys.stderr)):
+        h.setFormatter(fmt)
+        root.addHandler(h)
+    return Supervisor(lay, backoff_s=a.backoff, max_fast_failures=a.max_fast_failures, fast_s=a.fast_seconds).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Train one queue file in its own process: `python -m trainer.train_file --workspace ABS --file PATH`.
+
+Started by the daemon (directly, or under torchrun/accelerate launch: every rank runs
+this; rank 0 alone writes status, results and moves files). Exit codes: 0 completed
+(the file is in done/, its final model in models/<stem>/), 65 the data is bad (the file
+is in failed/), 75 stopped on request (a checkpoint was saved; the file stays in
+processing/), anything else a crash (the daemon resumes from the last complete checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from healthkit.config_model import TrainingConfig
+
+from . import checkpoints as ck
+from . import queue as q
+from .data import DataError, TokenizedDataset, read_texts, split
+from .layout import EXIT_DATA, EXIT_OK, EXIT_STOPPED, Layout, iso_now
+from .preflight import load_config
+from .state import write_json
+
+log = logging.getLogger("trainer.train_file")
+
+
+def write_result(layout: Layout, file_name: str, outcome: str, **extra: Any) -> None:
+    write_json(layout.last_result, {"file": file_name, "outcome": outcome, "pid": os.getpid(), "at": iso_now(), **extra})
+
+
+def model_source(layout: Layout, cfg: TrainingConfig) -> str:
+    if cfg.continue_from_previous:
+        latest = ck.latest_final(layout)
+        if latest is not None:
+            return str(latest)
+    p = layout.resolve(cfg.base_model)
+    return str(p) if p.exists() else cfg.base_model  # a hub id: read from the local cache only (offline)
+
+
+def training_arguments(cfg: TrainingConfig, layout: Layout, has_eval: bool, world: int) -> Any:
+    import torch
+    from transformers import TrainingArguments
+
+    cuda = torch.cuda.is_available()
+    kw: dict[str, Any] = dict(
+        output_dir=str(layout.checkpoints),
+        eval_strategy=cfg.eval_strategy if has_eval else "no",
+        eval_steps=cfg.eval_steps,
+        save_strategy=cfg.save_strategy,
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        logging_strategy="steps",
+        logging_steps=cfg.logging_steps,
+        max_steps=cfg.max_steps,
+        num_train_epochs=cfg.num_train_epochs,
+        learning_rate=cfg.learning_rate,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        per_device_eval_batch_size=cfg.per_device_eval_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        warmup_steps=cfg.warmup_steps,
+        weight_decay=cfg.weight_decay,
+        seed=cfg.seed,
+        load_best_model_at_end=cfg.load_best_model_at_end and has_eval,
+        metric_for_best_model=cfg.metric_for_best_model,
+        bf16=cfg.bf16,
+        fp16=cfg.fp16,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        use_cpu=not cuda,
+    )
+    if world > 1:
+        kw["ddp_backend"] = "nccl" if cuda else "gloo"
+        kw["ddp_find_unused_parameters"] = False
+    known = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return TrainingArguments(**{k: v for k, v in kw.items() if k in known})
+
+
+def run(layout: Layout, file: Path, attempt: int, resume_from: str | None) -> int:
+    rank = int(os.environ.get("RANK", "0"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank0 = rank == 0
+    cfg = load_config(layout)
+    name = file.name
+    try:
+        texts = read_texts(file, cfg.text_field)
+        val_texts: list[str] = []
+        if cfg.eval_strategy != "no":
+            if cfg.validation_file:
+                val_texts = read_texts(layout.resolve(cfg.validation_file), cfg.text_field)
+            else:
+                texts, val_texts = split(texts, cfg.validation_split, cfg.seed)
+            if cfg.max_eval_samples:
+                val_texts = val_texts[: cfg.max_eval_samples]
+    except DataError as exc:
+        log.error("cannot train %s: %s", name, exc)
+        if rank0:
+            write_result(layout, name, "data-error", error=str(exc))
+            if file.exists():
+                q.finish_failed(layout, file, str(exc), log=layout.logs / f"train-{file.stem}.log")
+        return EXIT_DATA
+
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForLanguageModeling, Trainer
+
+    from .callbacks import HealthCallback
+
+    transformers.utils.logging.set_verbosity_warning()
+    src = model_source(layout, cfg)
+    tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer and str(layout.resolve(cfg.tokenizer)) or src)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(src)
+    train_ds = TokenizedDataset(tokenizer, texts, cfg.max_seq_length)
+    eval_ds = TokenizedDataset(tokenizer, val_texts, cfg.max_seq_length) if val_texts else None
+    if cfg.eval_strategy != "no" and eval_ds is None:
+        log.warning("evaluation is configured but %s has too few lines to hold any out: no val_loss for it", name)
+    args = training_arguments(cfg, layout, eval_ds is not None, world)
+    resumed = Path(resume_from).name if resume_from else None
+    cb = HealthCallback(layout, cfg, name, rank0=rank0, distributed=world > 1, attempt=attempt, resumed_from=resumed)
+    log.info("training %s from %s (%d examples, %d held out)%s", name, src, len(train_ds), len(val_texts),
+             f", resuming from {resume_from}" if resume_from else "")
+    trainer = Trainer(
+        model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False), processing_class=tokenizer, callbacks=[cb],
+    )
+    cpu0 = time.process_time()
+    out = trainer.train(resume_from_checkpoint=resume_from)
+    speed = {k: out.metrics[k] for k in ("train_runtime", "train_steps_per_second") if k in out.metrics}
+    speed["train_cpu_s"] = round(time.process_time() - cpu0, 3)  # all threads of this process, hooks included
+    if cb.stop_requested:
+        log.info("stopped on request at step %d; checkpoint saved", trainer.state.global_step)
+        if rank0:
+            cb.finish("idle")
+            write_result(layout, name, "stopped", step=trainer.state.global_step)
+        return EXIT_STOPPED
+    if eval_ds is not None and not cb.evaluated:
+        trainer.evaluate()  # eval_steps beyond this file's steps: validate once at the end rather than never
+    stem = name[: -len(".jsonl")] if name.endswith(".jsonl") else name
+    saving = layout.models / f".{stem}.saving"
+    trainer.save_model(str(saving))
+    if rank0:
+        final = ck.install_final(layout, saving, stem, {
+            "file": name, "global_step": trainer.state.global_step, "started_from": src,
+            "val_loss": cb.status.get("val_loss"), "loss": cb.status.get("loss"),
+        })
+        ck.prune_finals(layout, cfg.keep_final_models)
+        q.finish_done(layout, file)
+        ck.clear(layout)
+        cb.finish("completed", eta_seconds=0, final_model=str(final.relative_to(layout.base)))
+        write_result(layout, name, "completed", step=trainer.state.global_step, final_model=str(final), **speed)
+        log.info("completed %s at step %d; final model in %s", name, trainer.state.global_step, final)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m trainer.train_file", description=__doc__.splitlines()[0])
+    ap.add_argument("--workspace", required=True, type=Path)
+    ap.add_argument("--file", required=True, type=Path)
+    ap.add_argument("--attempt", type=int, default=1)
+    ap.add_argument("--resume-from", default=None)
+    a = ap.parse_args(argv)
+    rank = os.environ.get("RANK", "0")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format=f"%(asctime)s [train rank {rank} pid %(process)d] %(levelname)s %(message)s")
+    for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ.setdefault(k, "1")  # nothing downloads weights or data at run time
+    layout = Layout.of(a.workspace)
+    try:
+        return run(layout, a.file.absolute(), a.attempt, a.resume_from)
+    except BaseException as exc:  # noqa: BLE001 - say why before dying; the daemon decides on a retry
+        if isinstance(exc, SystemExit):
+            raise
+        err = f"{type(exc).__name__}: {exc}"
+        log.error("training crashed: %s\n%s", err, traceback.format_exc())
+        if rank == "0":
+            try:
+                write_result(layout, a.file.name, "crashed", error=err)
+            except OSError:
+                pass
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
