@@ -120,27 +120,33 @@ def plan_remove_pid(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Pla
         if now is None:
             actx.record("delete", rel, "skipped", f"PID {pid} is alive now; not proven gone")
             return skipped(f"PID {pid} is alive now; {rel} kept")
-        if pid_file_locked(path):
-            actx.record("delete", rel, "skipped", "a live process holds a lock on it")
-            return skipped(f"a live process holds a lock on {rel}; kept")
-        actx.record("delete", rel, "started", now)
-        crash_point("pidfile:before-unlink")
-        try:
-            unlink_file(ws.base, path, fp)
-        except FileNotFoundError:
-            actx.record("delete", rel, "skipped", "already gone")
-            return skipped(f"{rel} is already gone")
-        except ChangedSincePlan:
-            actx.record("delete", rel, "skipped", "changed since plan")
-            return skipped(f"{rel} changed since plan (a daemon may have started); kept")
-        except (Refused, OSError) as exc:
-            actx.record("delete", rel, "failed", str(exc))
-            return failed(f"{rel}: {exc}")
-        actx.record("delete", rel, "applied", f"removed ({now})")
-        return applied(f"removed {rel} ({now})")
+        return _unlink_pid_file(actx, ws, path, fp, now)
 
     plan.apply = apply
     return [plan]
+
+
+def _unlink_pid_file(actx: ApplyContext, ws: Workspace, path: Path, fp: FileFingerprint, why: str) -> Outcome:
+    """Remove a PID file that is proven stale, unless someone locked it or it changed since the plan."""
+    rel = ws.rel(path)
+    if pid_file_locked(path):
+        actx.record("delete", rel, "skipped", "a live process holds a lock on it")
+        return skipped(f"a live process holds a lock on {rel}; kept")
+    actx.record("delete", rel, "started", why)
+    crash_point("pidfile:before-unlink")
+    try:
+        unlink_file(ws.base, path, fp)
+    except FileNotFoundError:
+        actx.record("delete", rel, "skipped", "already gone")
+        return skipped(f"{rel} is already gone")
+    except ChangedSincePlan:
+        actx.record("delete", rel, "skipped", "changed since plan")
+        return skipped(f"{rel} changed since plan (a daemon may have started); kept")
+    except (Refused, OSError) as exc:
+        actx.record("delete", rel, "failed", str(exc))
+        return failed(f"{rel}: {exc}")
+    actx.record("delete", rel, "applied", f"removed ({why})")
+    return applied(f"removed {rel} ({why})")
 
 
 @fixer("remove-malformed-pid-file", order=41)
@@ -174,22 +180,7 @@ def plan_remove_malformed(ctx: PlanContext, finding: Finding, ref: FixRef) -> li
         if live_daemons(ws):
             actx.record("delete", rel, "skipped", "a daemon is running now")
             return skipped(f"a daemon is running now; {rel} kept")
-        if pid_file_locked(path):
-            actx.record("delete", rel, "skipped", "a live process holds a lock on it")
-            return skipped(f"a live process holds a lock on {rel}; kept")
-        actx.record("delete", rel, "started", finding.data.get("reason", "malformed"))
-        try:
-            unlink_file(ws.base, path, fp)
-        except FileNotFoundError:
-            return skipped(f"{rel} is already gone")
-        except ChangedSincePlan:
-            actx.record("delete", rel, "skipped", "changed since plan")
-            return skipped(f"{rel} changed since plan; kept")
-        except (Refused, OSError) as exc:
-            actx.record("delete", rel, "failed", str(exc))
-            return failed(f"{rel}: {exc}")
-        actx.record("delete", rel, "applied", "removed")
-        return applied(f"removed {rel}")
+        return _unlink_pid_file(actx, ws, path, fp, finding.data.get("reason", "malformed"))
 
     plan.apply = apply
     return [plan]
