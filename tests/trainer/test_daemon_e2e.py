@@ -162,10 +162,12 @@ def test_pause_resume_stop_through_the_cli_and_restart(make_ws, monkeypatch: pyt
     queue_file(lay, "a.jsonl", seed=1)
     start_daemon(lay.base)
     wait_for(lambda: (read_json(lay.status).get("step") or 0) >= 2, 90, what="training\n" + all_logs(lay))
-    before = read_json(lay.status)["step"]
     assert hk("daemon", "pause", str(lay.base), "--reason", "cooling down").returncode == 0
+    # The request is on disk once the command returns (starting the CLI takes several steps' time);
+    # "within one step" itself is measured against step end times in test_inprocess.py.
+    requested = read_json(lay.status)["step"]
     st = wait_for(lambda: (s := read_json(lay.status)).get("state") == "paused" and s, 10, what="paused")
-    assert st["step"] <= before + 2 and st["pause_reason"] == "cooling down"  # +1 in flight, +1 for the status lag
+    assert st["step"] <= requested + 2 and st["pause_reason"] == "cooling down"  # +1 in flight, +1 for the status lag
     ds = wait_for(lambda: (d := read_json(lay.daemon_state)).get("state") == "paused" and d, 5, what="daemon paused")
     assert ds["pause_reason"] == "cooling down" and ds["paused_at"]
     time.sleep(0.8)
