@@ -22,7 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-HEALTHKIT = [sys.executable, "-m", "healthkit.cli", "audit"]
+# What the `healthkit` console script runs.
+HEALTHKIT = [sys.executable, "-m", "healthkit.launch", "audit"]
 
 
 def build_big(base: Path, files: int, per_checkpoint: int = 2000) -> None:

@@ -142,6 +142,25 @@ def checkpoints_check(ws: Workspace) -> CheckOutput:
     if not os.access(root, os.R_OK | os.X_OK):
         return CheckOutput(unknown=f"{ws.rel(root)} is not readable (permission denied)")
     ckpts = ws.checkpoints
+    # Completeness first: it reads small files while `du` (prefetched) is still walking the tree.
+    incomplete: list[Finding] = []
+    for c in ckpts:
+        if c.is_symlink and not is_within(c.path, ws.base):
+            continue  # not ours to judge or touch; noted below
+        parts = missing_parts(ws, c)
+        if parts:
+            newest = c is ckpts[-1]
+            incomplete.append(Finding(
+                code=INCOMPLETE.code, severity=Severity.WARNING, title=f"Incomplete checkpoint {c.name}",
+                problem=[f"`{ws.rel(c.path)}` cannot be resumed from: {'; '.join(parts)}"]
+                + (["It is the newest checkpoint, the one a resume would pick"] if newest else []),
+                impact=["A resume from it crashes or silently starts over" if newest else "A resume that reaches it would fail"],
+                evidence=[Evidence(f"ls {q(ws, c.path)}", "\n".join(sorted(c.files)) or "(empty)")],
+                root_cause=["A save was interrupted (crash, kill or full disk during the write), or files were removed by hand"],
+                recommendations=["Delete it so that a resume falls back to the previous complete checkpoint"],
+                fixes=[DELETE_INCOMPLETE], urgency="immediate" if newest else "short-term",
+                data={"checkpoint": c.name, "path": str(c.path), "missing": parts},
+            ))
     usage = ws.checkpoint_usage
     total = ws.checkpoint_dir_usage.bytes
     limit, declared_by = declared_limit(ws)
@@ -205,24 +224,7 @@ def checkpoints_check(ws: Workspace) -> CheckOutput:
                   "excess_bytes": sum(usage[c.path].bytes for c in excess)},
         ))
 
-    # Completeness: what a resume would choke on.
-    for c in ckpts:
-        if c.is_symlink and not is_within(c.path, ws.base):
-            continue  # not ours to judge or touch; noted below
-        parts = missing_parts(ws, c)
-        if parts:
-            newest = c is ckpts[-1]
-            findings.append(Finding(
-                code=INCOMPLETE.code, severity=Severity.WARNING, title=f"Incomplete checkpoint {c.name}",
-                problem=[f"`{ws.rel(c.path)}` cannot be resumed from: {'; '.join(parts)}"]
-                + (["It is the newest checkpoint, the one a resume would pick"] if newest else []),
-                impact=["A resume from it crashes or silently starts over" if newest else "A resume that reaches it would fail"],
-                evidence=[Evidence(f"ls {q(ws, c.path)}", "\n".join(sorted(c.files)) or "(empty)")],
-                root_cause=["A save was interrupted (crash, kill or full disk during the write), or files were removed by hand"],
-                recommendations=["Delete it so that a resume falls back to the previous complete checkpoint"],
-                fixes=[DELETE_INCOMPLETE], urgency="immediate" if newest else "short-term",
-                data={"checkpoint": c.name, "path": str(c.path), "missing": parts},
-            ))
+    findings += incomplete
     notes = [f"{c.name} is a symlink out of the workspace; not counted as our data" for c in ckpts if c.is_symlink and not is_within(c.path, ws.base)]
     if ws.in_progress_saves:
         notes.append(f"save in progress: {', '.join(p.name for p in ws.in_progress_saves)}")

@@ -8,7 +8,7 @@ import shlex
 from typing import Any
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Healthy, Severity, check
-from healthkit.docvalues import KeyIndex, parse_doc_value, same_value, statements
+from healthkit.docvalues import KeyIndex, line_fingerprint, parse_doc_value, same_value, statements
 from healthkit.redact import is_secret_name, redact_text
 from healthkit.workspace import Workspace
 
@@ -24,12 +24,6 @@ DRIFT = CodeDoc(
     fix_safety="Safe: config.json is the source of truth for what runs; only the doc changes.",
 )
 _JQ_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-def _sha256(data: bytes) -> str:
-    import hashlib  # lazily: OpenSSL's start-up costs a cron audit milliseconds, and only drift needs it
-
-    return hashlib.sha256(data).hexdigest()
-
-
 SYNC = FixRef("sync-doc-value", "Rewrite the doc's stale value to match config.json", "safe")
 
 
@@ -113,7 +107,7 @@ def drift_check(ws: Workspace) -> CheckOutput:
             fixes=[SYNC], urgency="short-term",
             data={"doc": str(doc.path), "drifts": [
                 {"key": st.key, "line": st.line, "start": st.start, "end": st.end, "doc_value": st.text, "config_value": actual,
-                 "line_text": st.line_text, "line_sha256": _sha256(st.line_text.encode("utf-8"))}
+                 "line_text": st.line_text, "line_fingerprint": line_fingerprint(st.line_text)}
                 for st, actual in drifts]},
         ))
     healthy = [] if findings else ([Healthy("Docs match config.json", [f"{checked} stated value(s) checked in {len(ws.docs)} doc(s)"])] if checked else [])

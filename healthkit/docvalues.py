@@ -449,3 +449,14 @@ def format_for_doc(config_value: Any, doc_text: str) -> str:
     if isinstance(config_value, float) and config_value.is_integer() and "." not in doc_text and "e" not in doc_text.lower():
         return str(int(config_value))
     return str(config_value)
+
+
+def line_fingerprint(line: str) -> str:
+    """Change detection for a doc line between audit and fix (not security): CRC-32 and length.
+
+    Not hashlib: loading OpenSSL costs a cron audit more than every check together.
+    """
+    import zlib
+
+    data = line.encode("utf-8")
+    return f"{zlib.crc32(data):08x}-{len(data)}"

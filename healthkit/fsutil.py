@@ -157,37 +157,49 @@ def disk_usage(root: Path, seen: set[tuple[int, int]] | None = None) -> DiskUsag
     return DiskUsage(total, files, tuple(errors))
 
 
-def disk_usage_many(paths: list[Path], timeout_s: float = 600.0) -> dict[Path, DiskUsage]:
-    """`du -s` of several trees at once, each inode counted under the first path that reaches it.
+def disk_usage_children(root: Path, timeout_s: float = 600.0) -> tuple[dict[str, DiskUsage], DiskUsage]:
+    """`du` of each folder directly inside ``root`` and of ``root`` as a whole, in one walk.
 
-    GNU du does this walk in C several times faster than Python can, so it is used when
-    present (one process for all paths, NUL-separated output); otherwise the same
-    semantics in Python. Pass nested paths innermost first: an outer path then counts
-    only what the inner ones did not.
+    One `du --max-depth=1` needs no listing first, so it can start the moment the audit
+    knows the folder; without GNU du, the same figures from a Python walk. A child that
+    is a symlink or a file is not a folder of its own here: it counts in the total only.
     """
-    if not paths:
-        return {}
     du = shutil.which("du")
     if du and sys.platform.startswith("linux"):
         try:
-            proc = subprocess.run([du, "-s", "-B1", "-0", "-P", "--", *map(os.fspath, paths)], capture_output=True,
+            proc = subprocess.run([du, "-B1", "-0", "-P", "--max-depth=1", "--", os.fspath(root)], capture_output=True,
                                   timeout=timeout_s, stdin=subprocess.DEVNULL)
-            out: dict[Path, DiskUsage] = {}
-            errors = tuple(line for line in proc.stderr.decode("utf-8", "replace").splitlines() if line)
-            for rec in proc.stdout.split(b"\0"):
-                if not rec:
-                    continue
-                size, _, name = rec.partition(b"\t")
-                out[Path(os.fsdecode(name))] = DiskUsage(int(size), None, tuple(e for e in errors if os.fsdecode(name) in e))
-            if all(p in out or not os.path.lexists(p) for p in paths):
-                return {p: out.get(p, DiskUsage(0, 0, (f"{p}: No such file or directory",))) for p in paths}
         except subprocess.TimeoutExpired:
-            # subprocess.run has killed du; walking the same hung mount in Python would hang too.
             raise TimeoutError(f"du did not finish within {timeout_s:g}s (a hung or very slow filesystem?)") from None
-        except (OSError, ValueError):
-            pass
+        except OSError:
+            proc = None
+        if proc is not None and proc.stdout:
+            errors = tuple(line for line in proc.stderr.decode("utf-8", "replace").splitlines() if line)
+            children: dict[str, DiskUsage] = {}
+            total: DiskUsage | None = None
+            for rec in proc.stdout.split(b"\0"):
+                size, sep, name = rec.partition(b"\t")
+                if not sep:
+                    continue
+                path = os.fsdecode(name)
+                if path == os.fspath(root):
+                    total = DiskUsage(int(size), None, errors)
+                else:
+                    children[os.path.basename(path)] = DiskUsage(int(size), None, tuple(e for e in errors if path in e))
+            if total is not None:
+                return children, total
     seen: set[tuple[int, int]] = set()
-    return {p: disk_usage(p, seen) for p in paths}
+    children = {}
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError as exc:
+        return {}, DiskUsage(0, 0, (f"{root}: {exc.strerror}",))
+    for e in entries:
+        if e.is_dir(follow_symlinks=False):
+            children[e.name] = disk_usage(Path(e.path), seen)
+    rest = disk_usage(root, seen)  # the folder itself and whatever the children did not hold
+    total = sum(u.bytes for u in children.values()) + rest.bytes
+    return children, DiskUsage(total, None, tuple(e for u in [*children.values(), rest] for e in u.errors))
 
 
 def human_bytes(n: float) -> str:

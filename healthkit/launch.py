@@ -15,8 +15,6 @@ from typing import Any
 # Options of `healthkit audit` that take a value (tests/test_cli.py keeps this in step with the command).
 AUDIT_VALUE_OPTIONS = frozenset({"--format", "-f", "--output", "-o", "--select", "--ignore", "--timeout", "--fail-level", "--keep"})
 
-_early: dict[str, Any] = {}
-
 
 def early_workspace_path(argv: list[str]) -> str | None:
     """PATH of `healthkit audit [OPTIONS] [PATH]`, or None when argv is anything else."""
@@ -46,25 +44,46 @@ def start_early(argv: list[str]) -> None:
     if path is None:
         return
     try:
-        from .workspace import Workspace
+        from .workspace import EARLY, Workspace
 
         ws = Workspace.open(path)
         ws.prefetch()
     except Exception:  # noqa: BLE001 - the command reports it properly
         return
-    _early[os.path.abspath(path)] = ws
+    EARLY[os.path.abspath(path)] = ws
 
 
 def take_early(path: Any) -> Any:
-    """The workspace opened early for ``path``, or ``path`` itself."""
-    return _early.pop(os.path.abspath(str(path)), None) or path
+    """The workspace opened early for ``path``, or ``path`` itself.
+
+    The table lives in healthkit.workspace, not here: under `python -m healthkit.launch`
+    this module runs as __main__ and a later `import healthkit.launch` is another copy.
+    """
+    from .workspace import EARLY
+
+    return EARLY.pop(os.path.abspath(str(path)), None) or path
 
 
 def main() -> None:
+    auditing = early_workspace_path(sys.argv) is not None
     start_early(sys.argv)
     from .cli import main as cli_main
 
-    cli_main()
+    if not auditing:
+        cli_main()
+        return
+    # An audit only reads, and everything it writes is closed (atomic renames) before this
+    # point: skip the interpreter's module teardown, a sizeable share of a cron audit's time.
+    code: Any = 0
+    try:
+        cli_main()
+    except SystemExit as exc:
+        code = exc.code
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code if isinstance(code, int) else (0 if code is None else 1))
 
 
 if __name__ == "__main__":

@@ -13,15 +13,21 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
-from .fsutil import DiskUsage, ReadProblem, disk_usage_many, read_json, read_text
-from .procs import PidFile, ProcInfo, read_pid_file, scan_matching, scan_processes
+from .fsutil import DiskUsage, ReadProblem, disk_usage_children, read_json, read_text
 from .settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from .procs import PidFile, ProcInfo
 
 T = TypeVar("T")
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 MISSING = object()
+
+
+# Workspaces opened before the CLI loaded (healthkit.launch), by absolute path.
+EARLY: dict[str, "Workspace"] = {}
 
 
 class WorkspaceError(Exception):
@@ -242,11 +248,15 @@ class Workspace:
 
     @cached_view
     def pid_file(self) -> PidFile:
+        from .procs import read_pid_file  # psutil is imported when a check needs processes, not at open
+
         return read_pid_file(self.pid_path)
 
     @cached_view
     def processes(self) -> list[ProcInfo]:
         """The whole process table (every process's details): prefer `processes_matching`."""
+        from .procs import scan_processes
+
         return scan_processes()
 
     def processes_matching(self, patterns: list[str]) -> list[ProcInfo]:
@@ -256,6 +266,8 @@ class Workspace:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
             if key not in self._cache:
+                from .procs import scan_matching
+
                 self._cache[key] = scan_matching(list(patterns))
             return self._cache[key]
 
@@ -303,22 +315,21 @@ class Workspace:
             return []
 
     @cached_view
-    def _usage(self) -> dict[Path, DiskUsage]:
-        """One `du` over every checkpoint, then the folder (so the folder's figure is only the rest)."""
+    def _usage(self) -> tuple[dict[str, DiskUsage], DiskUsage]:
+        """One `du` of the checkpoint folder: each folder inside it, and the whole."""
         timeout = self.check_timeout_s or self.settings.checks.timeout_seconds
-        return disk_usage_many([c.path for c in self.checkpoints] + [self.checkpoint_dir], timeout_s=timeout)
+        return disk_usage_children(self.checkpoint_dir, timeout_s=timeout)
 
     @property
     def checkpoint_usage(self) -> dict[Path, DiskUsage]:
         """`du` of each checkpoint (a symlinked one counts as the link only), hard links counted once overall."""
-        usage = self._usage
-        return {c.path: usage[c.path] for c in self.checkpoints}
+        children, _ = self._usage
+        return {c.path: children.get(c.name, DiskUsage(0, None)) for c in self.checkpoints}
 
     @property
     def checkpoint_dir_usage(self) -> DiskUsage:
         """The checkpoint folder's total, as `du -s` prints it."""
-        usage = self._usage
-        return DiskUsage(sum(u.bytes for u in usage.values()), None, tuple(e for u in usage.values() for e in u.errors))
+        return self._usage[1]
 
     def prefetch(self) -> None:
         """Start the slow measurements (disk usage) in the background while checks are loaded."""

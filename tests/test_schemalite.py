@@ -93,16 +93,24 @@ def test_settings_values_land_in_dataclasses(tmp_path):
     assert s.thresholds.disk_min_free_percent == 5.0 and isinstance(s.thresholds.disk_min_free_percent, float)
 
 
-def test_du_and_python_walk_agree(tmp_path, monkeypatch):
-    a, b = tmp_path / "ckpt-a", tmp_path / "ckpt-b"
-    a.mkdir(), b.mkdir()
+def test_du_and_python_walk_agree(tmp_path, monkeypatch, tmp_path_factory):
+    root = tmp_path / "current_model"
+    a, b = root / "checkpoint-1", root / "checkpoint-2"
+    a.mkdir(parents=True), b.mkdir()
     (a / "w").write_bytes(os.urandom(50_000))
-    os.link(a / "w", b / "w")
     (b / "x").write_bytes(os.urandom(9000))
-    (tmp_path / "other").write_bytes(b"1" * 5000)
-    paths = [a, b, tmp_path]
-    with_du = fsutil.disk_usage_many(paths)
+    (b / "sub").mkdir()
+    (b / "sub" / "y").write_bytes(os.urandom(3000))
+    (root / "loose.bin").write_bytes(b"1" * 5000)
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "big").write_bytes(os.urandom(100_000))
+    (root / "checkpoint-3").symlink_to(outside, target_is_directory=True)
+    with_du = fsutil.disk_usage_children(root)
     monkeypatch.setattr(fsutil.shutil, "which", lambda name: None)
-    walked = fsutil.disk_usage_many(paths)
-    assert {p: u.bytes for p, u in with_du.items()} == {p: u.bytes for p, u in walked.items()}
-    assert with_du[b].bytes < walked[a].bytes  # the shared inode is counted under a only
+    walked = fsutil.disk_usage_children(root)
+    assert {k: u.bytes for k, u in with_du[0].items()} == {k: u.bytes for k, u in walked[0].items()}
+    assert set(with_du[0]) == {"checkpoint-1", "checkpoint-2"}  # the symlink is not followed
+    assert with_du[1].bytes == walked[1].bytes
+    import subprocess
+
+    assert with_du[1].bytes == int(subprocess.run(["du", "-s", "-B1", str(root)], capture_output=True, text=True).stdout.split()[0])

@@ -6,7 +6,7 @@ import difflib
 import hashlib
 from pathlib import Path
 
-from ..docvalues import format_for_doc
+from ..docvalues import format_for_doc, line_fingerprint
 from ..fsutil import is_within
 from ..models import Finding, FixRef
 from ..redact import redact_text
@@ -26,7 +26,7 @@ def rewrite(text: str, drifts: list[dict]) -> tuple[str, list[dict]]:
     """Replace each drift's value span; raises ChangedSincePlan when a line is no longer what the audit saw.
 
     The line is taken from the file itself and compared with the audit's by hash
-    (`line_sha256`): the report's `line_text` is redacted for display and may differ.
+    (`line_fingerprint`): the report's `line_text` is redacted for display and may differ.
     """
     lines = text.splitlines(keepends=True)
     changes = []
@@ -36,8 +36,8 @@ def rewrite(text: str, drifts: list[dict]) -> tuple[str, list[dict]]:
             raise ChangedSincePlan(f"line {d['line']} no longer exists")
         content = lines[i].rstrip("\r\n")
         ending = lines[i][len(content):]
-        expected = d.get("line_sha256")
-        if expected is not None and hashlib.sha256(content.encode("utf-8")).hexdigest() != expected:
+        expected = d.get("line_fingerprint")
+        if expected is not None and line_fingerprint(content) != expected:
             raise ChangedSincePlan(f"line {d['line']} changed since the audit")
         if expected is None and content != d["line_text"]:
             raise ChangedSincePlan(f"line {d['line']} is no longer `{d['line_text'].strip()}`")

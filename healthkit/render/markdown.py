@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import unicodedata
 from typing import TYPE_CHECKING, Any
 
 from ..models import Finding, Severity, Status
@@ -210,6 +209,8 @@ def render(report: "Report", ascii: bool = False, since: dict[str, Any] | None =
 
 
 def to_ascii(text: str) -> str:
+    import unicodedata  # only for --ascii
+
     for k, v in _ASCII.items():
         text = text.replace(k, v)
     text = unicodedata.normalize("NFKD", text)
