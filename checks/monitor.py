@@ -10,21 +10,45 @@ from healthkit.workspace import Workspace
 
 DOWN = CodeDoc(
     "monitor.down", "warning", "A configured monitor port does not answer",
-    what="Nothing accepts connections on a monitor port the workspace declares (config.json `monitor_port`, healthkit.toml "
-         "[monitor] ports, default 8080).",
+    what="Nothing accepts connections on a monitor port the workspace declares: healthkit.toml [monitor] ports, or the "
+         "trainer daemon's port (config.json `monitor_port`, default 8080) while the daemon runs.",
     why="Dashboards and health probes that rely on it see nothing; people think the run is unobserved or dead.",
     fix="Start the daemon (which serves the monitor), or correct the port in the settings.",
 )
 
 
-def ports(ws: Workspace) -> list[int]:
+def ports(ws: Workspace) -> tuple[list[int], bool]:
+    """The ports to probe, and whether they are the trainer daemon's own (expected only while it runs).
+
+    healthkit.toml [monitor] ports are always probed. Otherwise, for our trainer, the port the
+    daemon recorded (it may have picked a free one), else config.json's `monitor_port`, else
+    the trainer's default; a foreign setup that declares no port is not probed at all.
+    """
     if ws.settings.monitor.ports is not None:
-        return list(ws.settings.monitor.ports)
+        return list(ws.settings.monitor.ports), False
+    if ws.settings.paths.config_schema != "healthkit":
+        return [], False
+    st = ws.daemon_state
+    recorded = st.data.get("monitor_port") if st.is_object else None
+    if isinstance(recorded, int) and not isinstance(recorded, bool) and recorded > 0:
+        return [recorded], True
     key = ws.settings.config_keys.monitor_port
     if ws.config.is_object and key in ws.config.data:
         v = ws.config.data[key]
-        return [v] if isinstance(v, int) and not isinstance(v, bool) and v > 0 else []
-    return [8080]
+        return ([v] if isinstance(v, int) and not isinstance(v, bool) and v > 0 else []), True
+    from healthkit.configschema import default
+
+    d = default("monitor_port")
+    return ([d] if isinstance(d, int) and d > 0 else []), True
+
+
+def _daemon_alive(ws: Workspace) -> bool:
+    pf = ws.pid_file
+    if pf.state != "ok" or pf.pid is None:
+        return False
+    from healthkit.procs import probe
+
+    return probe(pf.pid).alive
 
 
 def probe_port(host: str, port: int, timeout: float) -> str | None:
@@ -43,9 +67,11 @@ def probe_port(host: str, port: int, timeout: float) -> str | None:
 
 @check("monitor", title="Monitor endpoints", codes=[DOWN], tags=["process"])
 def monitor_check(ws: Workspace) -> CheckOutput:
-    ps = ports(ws)
+    ps, daemons_own = ports(ws)
     if not ps:
         return CheckOutput(notes=["no monitor port configured"])
+    if daemons_own and not _daemon_alive(ws):
+        return CheckOutput(notes=[f"the daemon is not running, so its monitor (port {ps[0]}) is not expected to answer"])
     host, timeout = ws.settings.monitor.host, ws.settings.monitor.timeout_seconds
     results: list[str | None] = [None] * len(ps)
 

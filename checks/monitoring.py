@@ -35,6 +35,11 @@ def monitoring_check(ws: Workspace) -> CheckOutput:
     if share is None:
         return CheckOutput(notes=["monitoring_costs.json records no hook share"])
     th = ws.settings.thresholds
+    timeouts = sum(int(number(h.get("timeouts")) or 0) for h in hooks.values() if isinstance(h, dict))
+    if train_time is not None and train_time < th.monitoring_min_train_seconds and not timeouts:
+        # A few seconds of training are dominated by one-off writes: the share says nothing yet.
+        return CheckOutput(notes=[f"only {train_time:.1f}s of training recorded; hook costs are judged after "
+                                  f"{th.monitoring_min_train_seconds:g}s (hooks so far: {share:.1%})"])
     ranked = sorted(((n, h) for n, h in hooks.items() if isinstance(h, dict)), key=lambda x: -(number(x[1].get("total_s")) or 0))
     lines = [f"{n}: {number(h.get('total_s')) or 0:.3f}s over {h.get('calls', '?')} calls (max {number(h.get('max_s')) or 0:.3f}s"
              + (f", {h['timeouts']} cut off" if h.get("timeouts") else "") + ")" for n, h in ranked]

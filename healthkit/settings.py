@@ -126,6 +126,7 @@ class Thresholds:
     gpu_max_memory_percent: float = 95.0
     monitoring_warn_share: float = Field(0.05, gt=0)
     monitoring_critical_share: float = Field(0.10, gt=0)
+    monitoring_min_train_seconds: float = Field(60.0, ge=0, description="training time before hook shares are judged")
     checkpoint_count_without_limit: int = Field(10, ge=1, description="checkpoints beyond which an unlimited run is bloat")
 
 

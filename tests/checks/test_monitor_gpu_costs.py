@@ -103,15 +103,38 @@ def test_ports_probed_in_parallel(tmp_path, silent_port, closed_port):
 
 def test_port_from_config_and_defaults(tmp_path):
     make_ws(tmp_path, config={"monitor_port": 8123})
-    assert ports(Workspace.open(tmp_path)) == [8123]
+    assert ports(Workspace.open(tmp_path)) == ([8123], True)
     make_ws(tmp_path, config={"monitor_port": None})
     assert call(monitor_check, tmp_path).notes == ["no monitor port configured"]
     make_ws(tmp_path, config={"monitor_port": True})
-    assert ports(Workspace.open(tmp_path)) == []
+    assert ports(Workspace.open(tmp_path)) == ([], True)
     make_ws(tmp_path, config={})
-    assert ports(Workspace.open(tmp_path)) == [8080]
+    assert ports(Workspace.open(tmp_path)) == ([8080], True)
     make_ws(tmp_path, config={"monitor_port": 8123}, toml="[monitor]\nports = [9001, 9002]\n")
-    assert ports(Workspace.open(tmp_path)) == [9001, 9002]
+    assert ports(Workspace.open(tmp_path)) == ([9001, 9002], False)
+
+
+def test_trainer_port_is_the_recorded_one_and_only_expected_while_the_daemon_runs(tmp_path, procs):
+    """A stopped daemon's monitor being down is not a finding; a running daemon's is."""
+    import json as _json
+    import sys as _sys
+
+    import psutil as _psutil
+
+    make_ws(tmp_path, config={"monitor_port": 0})
+    (tmp_path / "status").mkdir(exist_ok=True)
+    (tmp_path / "status" / "daemon_state.json").write_text(_json.dumps({"monitor_port": 9}))  # closed port
+    assert ports(Workspace.open(tmp_path)) == ([9], True)
+    out = call(monitor_check, tmp_path)
+    assert out.findings == [] and "not expected to answer" in out.notes[0]
+    d = procs.popen([_sys.executable, "-c", "import time; time.sleep(60)"])
+    (tmp_path / ".daemon.pid").write_text(f"{d.pid} {_psutil.Process(d.pid).create_time():.3f}\n")
+    assert codes(run(tmp_path, "monitor")) == ["monitor.down"]
+
+
+def test_foreign_setup_without_declared_ports_is_not_probed(tmp_path):
+    make_ws(tmp_path, config={}, toml='[paths]\nconfig_schema = "none"\n')
+    assert ports(Workspace.open(tmp_path)) == ([], False)
 
 
 # --- gpu.unhealthy --------------------------------------------------------------------------
@@ -331,3 +354,14 @@ def test_this_machine_without_nvml_reads_not_available(tmp_path):
         nvml.reset()
     assert r.findings == [] and r.error is None
     assert r.notes == ["GPU: not available (pynvml (nvidia-ml-py) is not installed)"]
+
+
+def test_a_few_seconds_of_training_are_not_judged_unless_a_hook_hung(tmp_path):
+    """One-off writes dominate the first seconds; a cut-off hook is news at any time."""
+    make_ws(tmp_path, costs=costs(train_time=2.0, status_write=0.5))
+    report = run(tmp_path, "monitoring")
+    assert codes(report) == [] and "only 2.0s of training recorded" in result(report, "monitoring").notes[0]
+    hung = costs(train_time=2.0, status_write=0.5)
+    hung["training"]["hooks"]["status_write"]["timeouts"] = 1
+    make_ws(tmp_path, costs=hung)
+    assert codes(run(tmp_path, "monitoring")) == ["monitoring.over-budget"]

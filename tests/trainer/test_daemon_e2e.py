@@ -221,3 +221,40 @@ def test_supervisor_restarts_a_killed_daemon_and_gives_up_on_fast_crashes(make_w
     rc = Supervisor(lay2, backoff_s=0.05, max_fast_failures=3).run()
     st = read_json(lay2.daemon_state)
     assert rc == 1 and st["state"] == "gave-up" and "crashed 3 times" in st["gave_up_reason"]
+
+
+def _audit(lay: Layout) -> tuple[int, dict]:
+    r = hk("audit", str(lay.base), "--format", "json")
+    assert "Traceback" not in r.stderr, r.stderr
+    return r.returncode, json.loads(r.stdout)
+
+
+def test_a_healthy_running_trainer_audits_clean(make_ws, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The two halves agree: what our trainer writes while it works normally is no finding, before, during and after."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HEALTHKIT_TRAINER_STEP_SLEEP_S", "0.05")
+    lay = make_ws(max_steps=40, monitor_port=port)
+    # The host's own disk is not under test.
+    (lay.base / "healthkit.toml").write_text("[thresholds]\ndisk_min_free_percent = 0\ndisk_min_free_bytes = 0\n")
+    code, rep = _audit(lay)
+    assert (code, rep["findings"]) == (0, []), rep["findings"]  # fresh from `healthkit init`
+    queue_file(lay, "a.jsonl", seed=3)
+    start_daemon(lay.base)
+    wait_for(lambda: len(list(lay.checkpoints.glob("checkpoint-*"))) >= 2 and (read_json(lay.status).get("step") or 0) >= 12,
+             120, 0.1, "two checkpoints\n" + all_logs(lay))
+    code, rep = _audit(lay)
+    assert [f["code"] for f in rep["findings"]] == [] and code == 0, json.dumps(rep["findings"], indent=1)[:3000]
+    healthy = {h["title"] for h in rep["healthy"]}
+    assert {"Daemon is running", "Training is supervised", "Validation is running", "Web monitors running"} <= healthy, healthy
+    assert rep["facts"]["training"]["state"] == "training"
+    wait_for(lambda: queue_drained(lay, 1), 120, 0.2, "the file to finish\n" + all_logs(lay))
+    wait_for(lambda: read_json(lay.daemon_state).get("state") == "idle", 30, what="daemon idle")
+    code, rep = _audit(lay)
+    assert (code, [f["code"] for f in rep["findings"]]) == (0, []), rep["findings"]
+    assert hk("daemon", "stop", str(lay.base)).returncode == 0
+    code, rep = _audit(lay)
+    assert (code, [f["code"] for f in rep["findings"]]) == (0, []), rep["findings"]  # stopped on purpose, nothing queued
