@@ -137,9 +137,9 @@ def test_a_hanging_status_disk_does_not_stall_training(lay: Layout, tiny_model_d
     release = threading.Event()
     real = cbmod.atomic_write
 
-    def slow_write(path: Path, data: Any) -> None:
+    def slow_write(path: Path, data: Any, **kw: Any) -> None:
         release.wait(30)  # a status write that hangs (NFS gone away)
-        real(path, data)
+        real(path, data, **kw)
 
     monkeypatch.setattr(cbmod, "atomic_write", slow_write)
     trainer, health, clock = _trainer(lay, tiny_model_dir, max_steps=10, delay=0.08, hook_timeout_s=0.2)  # >= 0.8 s of steps
