@@ -129,9 +129,15 @@ def test_daemon_killed_child_survives_audit_sees_it_new_daemon_adopts(make_ws, m
     codes = {f["code"] for f in json.loads(r.stdout)["findings"]} if r.stdout.strip().startswith("{") else set()
     assert {"daemon.dead", "daemon.orphaned-training"} <= codes, r.stdout[:2000] + r.stderr[-2000:]
     assert read_json(lay.status)["step"] < 20, "the test must catch training mid-file"
-    new = start_daemon(lay.base)  # what `healthkit fix --safe` and `daemon start` do
+    r = hk("fix", str(lay.base), "--safe", timeout=180)  # the safe fix: never kills the orphan, a daemon adopts it
+    assert r.returncode in (0, 1), r.stdout[-3000:] + r.stderr[-2000:]
+    assert "daemon.dead" in r.stdout and "resolved" in r.stdout, r.stdout[-3000:]
+    assert psutil.Process(child).is_running()
+    new = int(lay.pid_file.read_text().split()[0])
     state = read_json(lay.daemon_state)
-    assert new != pid and state["child_pid"] == child and state["adopted"] is True
+    assert new != pid and psutil.pid_exists(new) and state["child_pid"] == child and state["adopted"] is True
+    journal = [json.loads(line) for line in (lay.base / "logs" / "healthkit-fix.jsonl").read_text().splitlines()]
+    assert {e.get("fix") for e in journal} >= {"remove-stale-pid-file"}, journal
     assert "adopting training PID" in daemon_log(lay)
     wait_for(lambda: queue_drained(lay, 2), 150, 0.2, "queue to finish\n" + all_logs(lay))
     assert spawns(lay, "a.jsonl") == 1 and spawns(lay, "b.jsonl") == 1  # no file trained twice, none lost
