@@ -59,7 +59,7 @@ def config_check(ws: Workspace) -> CheckOutput:
             code=INVALID.code, severity=Severity.CRITICAL, title="config.json fails its schema",
             problem=[f"{len(errors)} violation{'s' if len(errors) != 1 else ''} of the training config schema:"] + shown,
             impact=["The daemon refuses to start with this config", "A training run may use values it cannot honour"],
-            evidence=[Evidence(f"healthkit audit . --select config --format json | jq '.findings[0].data.violations'",
+            evidence=[Evidence("healthkit audit . --select config --format json | jq '.findings[0].data.violations'",
                                "\n".join(f"{p or '/'}: {m}" for p, m in errors[:20]))],
             recommendations=["Fix each listed value in config.json"],
             urgency="immediate", data={"violations": [{"pointer": p, "message": m} for p, m in errors]},

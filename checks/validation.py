@@ -227,7 +227,7 @@ def validation_check(ws: Workspace) -> CheckOutput:
             findings.append(Finding(
                 code=OVERFITTING.code, severity=Severity.WARNING, title="Overfitting: validation/train gap growing",
                 problem=[f"Over the last {n} evaluations eval_loss went " + " → ".join(f"{e:.4g}" for _, e in last)
-                         + (f"; the gap went " + " → ".join(f"{g:+.4g}" for _, g in gaps) if gaps else ""),
+                         + ("; the gap went " + " → ".join(f"{g:+.4g}" for _, g in gaps) if gaps else ""),
                          f"Training loss kept falling (to {train[-1][1]:.4g})"],
                 impact=["Each further step makes the model worse on unseen data"],
                 evidence=[Evidence("jq '[.log_history[] | select(.eval_loss) | {step, eval_loss}]' trainer_state.json",

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from healthkit import CheckOutput, CodeDoc, Finding, Severity, check
+from healthkit import CodeDoc, Finding, Severity, check
 from healthkit.api import audit
 from healthkit.registry import Registry, RegistrationError, default_registry
 from healthkit.runner import run_checks

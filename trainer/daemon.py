@@ -34,7 +34,7 @@ from . import control as ctl
 from . import queue as q
 from .data import DataError, read_texts
 from .launch import DAEMON_MODULE, arg_value, child_command, child_env, find_training, is_training, spawn_detached
-from .layout import EXIT_ALREADY_RUNNING, EXIT_CONFIG, EXIT_DATA, EXIT_OK, EXIT_STOPPED, Layout, iso_now
+from .layout import EXIT_ALREADY_RUNNING, EXIT_CONFIG, EXIT_DATA, EXIT_OK, EXIT_STOPPED, Layout, iso_now, log_to
 from .pidfile import DaemonLock, running_daemon
 from .preflight import describe, run_preflight
 from .state import read_json, read_state, update_state, update_status
@@ -479,16 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--supervised", action="store_true")
     a = ap.parse_args(argv)
     lay = Layout.of(a.workspace)
-    lay.logs.mkdir(parents=True, exist_ok=True)
-    fmt = logging.Formatter("%(asctime)s [daemon %(process)d] %(levelname)s %(message)s")
-    root = logging.getLogger()
-    root.setLevel(logging.INFO)
-    fh = logging.FileHandler(lay.logs / "daemon.log", encoding="utf-8")
-    fh.setFormatter(fmt)
-    root.addHandler(fh)
-    sh = logging.StreamHandler(sys.stderr)
-    sh.setFormatter(fmt)
-    root.addHandler(sh)
+    log_to(lay, "daemon.log", "daemon")
     os.chdir(lay.base)
     return Daemon(lay, restarts=a.restarts, supervised=a.supervised).run()
 

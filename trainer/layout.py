@@ -109,3 +109,17 @@ class Layout:
     def ensure(self) -> None:
         for d in (self.status_dir, self.inbox, self.processing, self.done, self.failed, self.control, self.logs, self.checkpoints, self.models):
             d.mkdir(parents=True, exist_ok=True)
+
+
+def log_to(layout: Layout, filename: str, role: str) -> None:
+    """Log this process to logs/<filename> and stderr, each line naming its role and PID."""
+    import logging
+    import sys
+
+    layout.logs.mkdir(parents=True, exist_ok=True)
+    fmt = logging.Formatter(f"%(asctime)s [{role} %(process)d] %(levelname)s %(message)s")
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for handler in (logging.FileHandler(layout.logs / filename, encoding="utf-8"), logging.StreamHandler(sys.stderr)):
+        handler.setFormatter(fmt)
+        root.addHandler(handler)

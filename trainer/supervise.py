@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .launch import child_env
-from .layout import EXIT_ALREADY_RUNNING, EXIT_CONFIG, EXIT_OK, Layout, iso_now
+from .layout import EXIT_ALREADY_RUNNING, EXIT_CONFIG, EXIT_OK, Layout, iso_now, log_to
 from .state import update_state
 
 log = logging.getLogger("trainer.supervise")
@@ -139,13 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fast-seconds", type=float, default=60.0)
     a = ap.parse_args(argv)
     lay = Layout.of(a.workspace)
-    lay.logs.mkdir(parents=True, exist_ok=True)
-    fmt = logging.Formatter("%(asctime)s [supervisor %(process)d] %(levelname)s %(message)s")
-    root = logging.getLogger()
-    root.setLevel(logging.INFO)
-    for h in (logging.FileHandler(lay.logs / "supervisor.log", encoding="utf-8"), logging.StreamHandler(sys.stderr)):
-        h.setFormatter(fmt)
-        root.addHandler(h)
+    log_to(lay, "supervisor.log", "supervisor")
     return Supervisor(lay, backoff_s=a.backoff, max_fast_failures=a.max_fast_failures, fast_s=a.fast_seconds).run()
 
 

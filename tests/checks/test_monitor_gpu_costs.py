@@ -8,9 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from checks.gpu import gpu_check
 from checks.monitor import monitor_check, ports
-from checks.monitoring import monitoring_check
 from healthkit import gpu as nvml
 from healthkit.workspace import Workspace
 

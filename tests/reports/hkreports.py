@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from healthkit.models import CheckResult, Evidence, Finding, FixRef, Healthy, Severity, Status, status_for
 from healthkit.report import Report

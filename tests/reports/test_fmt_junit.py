@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from hkreports import DATA, DEAD, make_report
+from hkreports import DATA, make_report
 from healthkit.models import Evidence, Finding, Severity
 from healthkit.registry import LoadError
 

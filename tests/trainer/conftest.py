@@ -102,6 +102,15 @@ def make_ws(tmp_path: Path, tiny_model_dir: Path):
         _kill_workspace_processes(base)
 
 
+@pytest.fixture
+def lay(tmp_path: Path) -> Layout:
+    """An empty workspace laid out for the trainer."""
+    lay = Layout.of(tmp_path / "ws")
+    lay.base.mkdir()
+    lay.ensure()
+    return lay
+
+
 def queue_file(lay: Layout, name: str, n: int = 40, seed: int = 0) -> Path:
     src = write_jsonl(lay.base / "data" / name, sample_texts(n, seed=seed, words=8))
     from trainer import queue as q

@@ -60,14 +60,6 @@ def _trainer(lay: Layout, model_dir: Path, max_steps: int, delay: float = 0.0, *
     return trainer, health, clock
 
 
-@pytest.fixture
-def lay(tmp_path: Path) -> Layout:
-    lay = Layout.of(tmp_path / "ws")
-    lay.base.mkdir()
-    lay.ensure()
-    return lay
-
-
 def test_pause_resume_stop_each_within_one_step(lay: Layout, tiny_model_dir: Path) -> None:
     trainer, health, clock = _trainer(lay, tiny_model_dir, max_steps=200, delay=0.03)
     seen: dict[str, Any] = {}

@@ -28,14 +28,6 @@ from trainer.tiny import write_jsonl
 from .conftest import REPO
 
 
-@pytest.fixture
-def lay(tmp_path: Path) -> Layout:
-    lay = Layout.of(tmp_path / "ws")
-    lay.base.mkdir()
-    lay.ensure()
-    return lay
-
-
 def _src(tmp_path: Path, name: str, lines: list[str] | None = None) -> Path:
     return write_jsonl(tmp_path / "src" / name, lines or ["hello world", "second line"])
 
