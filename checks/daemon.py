@@ -61,40 +61,17 @@ ADOPT = FixRef("adopt-orphan", "Start the daemon so that it adopts the orphaned 
 KILL = FixRef("kill-orphan", "Stop the orphaned training by its verified PID (SIGTERM, then SIGKILL)", "unsafe")
 
 
-def _belongs(ws: Workspace, p: ProcInfo) -> bool:
-    """A process belongs to this workspace when its cwd or a path in its argv lies inside it."""
-    if not ws.settings.processes.match_workspace:
-        return True
-    base = os.path.realpath(ws.base)
-
-    def inside(path: str) -> bool:
-        try:
-            real = os.path.realpath(path)
-        except (OSError, ValueError):
-            return False
-        return real == base or real.startswith(base + os.sep)
-
-    if p.cwd and inside(p.cwd):
-        return True
-    for tok in p.cmdline[1:]:
-        val = tok.split("=", 1)[1] if tok.startswith("-") and "=" in tok else tok
-        if "/" in val or val.startswith("."):
-            if inside(val if os.path.isabs(val) else os.path.join(p.cwd or "/", val)):
-                return True
-    return False
-
-
 def _daemon_procs(ws: Workspace) -> list[ProcInfo]:
     pats = ws.settings.processes.daemon
     me = os.getpid()
-    return [p for p in ws.processes_matching(pats) if p.alive and p.pid != me and _belongs(ws, p)]
+    return [p for p in ws.processes_matching(pats) if p.alive and p.pid != me and ws.owns(p)]
 
 
 def _training_procs(ws: Workspace) -> list[ProcInfo]:
     """Training processes of this workspace; a launcher and its workers count once (the top-most)."""
     pats = ws.settings.processes.training
     me = os.getpid()
-    found = [p for p in ws.processes_matching(pats) if p.alive and p.pid != me and _belongs(ws, p)]
+    found = [p for p in ws.processes_matching(pats) if p.alive and p.pid != me and ws.owns(p)]
     pids = {p.pid for p in found}
     return [p for p in found if p.ppid not in pids]
 
@@ -197,6 +174,9 @@ def _orphan_finding(ws: Workspace, orphans: list[ProcInfo], why_unwatched: str) 
     for p in orphans:
         problem.append(f"PID {p.pid}, running for {ago(p.age_s(ws.now))}: `{p.display_cmd(120)}`")
     evidence = [Evidence(f"ps -o pid,ppid,etime,args -p {p.pid}", f"{p.pid} {p.ppid} {ago(p.age_s(ws.now))} {p.display_cmd()}") for p in orphans]
+    watchers = [p for p in ws.processes_matching(["healthkit.fix.start_after"]) if p.alive and ws.owns(p)]
+    if watchers:
+        problem.append(f"A daemon start is scheduled for when it ends (watcher PID {watchers[0].pid}, set up by `healthkit fix`)")
     started = parse_time(ws.status_value("started_at"))
     if started and started < oldest.create_time:
         problem.append(f"The training run itself started {ago(ws.now - started)} ago (status file `started_at`)")
@@ -211,7 +191,8 @@ def _orphan_finding(ws: Workspace, orphans: list[ProcInfo], why_unwatched: str) 
         root_cause=["The daemon that started it died (or it was started by hand) and the process was re-parented"],
         recommendations=["Do not kill it: let it finish. Start the daemon so that it adopts the running training and continues the queue afterwards"],
         fixes=[ADOPT, KILL], urgency="immediate",
-        data={"orphans": [{"pid": p.pid, "create_time": p.create_time, "cmdline": redact_argv(p.cmdline)} for p in orphans]},
+        data={"orphans": [{"pid": p.pid, "create_time": p.create_time, "cmdline": redact_argv(p.cmdline)} for p in orphans],
+              "scheduled_start": watchers[0].pid if watchers else None},
     )
 
 

@@ -105,6 +105,10 @@ class ProcessSettings:
     daemon_command: list[str] | None = Field(
         None, description="argv that starts the daemon; {base} is replaced by the workspace path"
     )
+    daemon_adopts: bool = Field(
+        False, description="the daemon_command's daemon adopts a running training instead of starting a second one; "
+        "otherwise `fix --safe` starts it only once the orphaned training has ended"
+    )
 
 
 @frozen

@@ -259,6 +259,31 @@ class Workspace:
 
         return scan_processes()
 
+    def owns(self, p: ProcInfo) -> bool:
+        """Whether a process works on this workspace: its cwd or a path in its argv lies inside it.
+
+        Several workspaces on one machine each have a daemon and a train.py; a pattern
+        alone would mix them up (settings: processes.match_workspace).
+        """
+        if not self.settings.processes.match_workspace:
+            return True
+        base = os.path.realpath(self.base)
+
+        def inside(path: str) -> bool:
+            try:
+                real = os.path.realpath(path)
+            except (OSError, ValueError):
+                return False
+            return real == base or real.startswith(base + os.sep)
+
+        if p.cwd and inside(p.cwd):
+            return True
+        for tok in p.cmdline[1:]:
+            val = tok.split("=", 1)[1] if tok.startswith("-") and "=" in tok else tok
+            if ("/" in val or val.startswith(".")) and inside(val if os.path.isabs(val) else os.path.join(p.cwd or "/", val)):
+                return True
+        return False
+
     def processes_matching(self, patterns: list[str]) -> list[ProcInfo]:
         """Processes whose argv matches ``patterns``, scanned once per pattern set per audit."""
         key = "procs:" + "\0".join(patterns)

@@ -43,23 +43,10 @@ print(p.pid, flush=True)
 # identities ---------------------------------------------------------------------------
 
 
-def belongs(ws: Workspace, p: ProcInfo) -> bool:
-    """A process belongs to this workspace when its cwd or a path in its argv lies inside it."""
-    if not ws.settings.processes.match_workspace:
-        return True
-    if p.cwd and is_within(Path(p.cwd), ws.base):
-        return True
-    for tok in p.cmdline[1:]:
-        val = tok.split("=", 1)[1] if tok.startswith("-") and "=" in tok else tok
-        if ("/" in val or val.startswith(".")) and is_within(Path(p.cwd or "/", val), ws.base):
-            return True
-    return False
-
-
 def live_daemons(ws: Workspace) -> list[ProcInfo]:
     me = os.getpid()
     pats = ws.settings.processes.daemon
-    return [p for p in scan_processes() if p.alive and p.pid != me and argv_matches(p.cmdline, pats) and belongs(ws, p)]
+    return [p for p in scan_processes() if p.alive and p.pid != me and argv_matches(p.cmdline, pats) and ws.owns(p)]
 
 
 def pid_file_locked(path: Path) -> bool:
@@ -278,6 +265,10 @@ def _plan_start(ctx: PlanContext, finding: Finding, ref: FixRef, fix_id: str) ->
     if not is_within(log.parent, ws.base):
         plan.blocked = f"the logs folder {ws.settings.paths.logs} is outside the workspace"
         return plan
+    orphan_ids = [(o["pid"], o["create_time"]) for f in ctx.report.findings if f.code == "daemon.orphaned-training"
+                  for o in f.data.get("orphans", []) if isinstance(o.get("pid"), int) and o.get("create_time")]
+    if mode == "command" and orphan_ids and not ws.settings.processes.daemon_adopts:
+        return _plan_start_after(ctx, plan, argv, orphan_ids, log)
     shown = shlex.join(redact_argv(argv))
     if mode == "trainer":
         how = f"trainer.daemon.start_daemon({str(ws.base)!r}) runs, detached:\n  {shown}\n(output in logs/daemon.out)"
@@ -326,6 +317,59 @@ def _plan_start(ctx: PlanContext, finding: Finding, ref: FixRef, fix_id: str) ->
             return failed(f"started, but not verified: {msg} (see {where})" + (f"\n{tail}" if tail else ""), pid=pid)
         actx.record("start", "daemon", "applied", msg, pid=daemon_pid, log=where)
         return applied(f"started the daemon: {msg} (output in {where})", pid=daemon_pid)
+
+    plan.apply = apply
+    return plan
+
+
+def scheduled_starts(ws: Workspace) -> list[ProcInfo]:
+    """Watchers of this workspace waiting to start its daemon (see healthkit.fix.start_after)."""
+    from .start_after import MODULE
+
+    return [p for p in scan_processes() if p.alive and argv_matches(p.cmdline, [MODULE]) and ws.owns(p)]
+
+
+def _plan_start_after(ctx: PlanContext, plan: Plan, argv: list[str], orphans: list[tuple[int, float]], log: Path) -> Plan:
+    """A daemon not known to adopt is started only once the orphaned training has ended (never beside it)."""
+    ws = ctx.ws
+    from .start_after import MODULE
+
+    waiting = scheduled_starts(ws)
+    if waiting:
+        plan.blocked = f"a start is already scheduled (watcher PID {waiting[0].pid}) for when the training ends"
+        return plan
+    pids = ", ".join(str(p) for p, _ in orphans)
+    plan.title = f"Start the daemon once training PID {pids} has ended"
+    watcher = [sys.executable, "-m", MODULE, "--workspace", str(ws.base), *[a for p, t in orphans for a in ("--wait", f"{p}:{t:.3f}")],
+               "--", *argv]
+    plan.preview = "\n".join([
+        "the setup's daemon is not known to adopt a running training (healthkit.toml [processes] daemon_adopts),",
+        f"so starting it now could start a second training beside PID {pids}. Instead run, detached (new session,",
+        f"output appended to {ws.rel(log)}):",
+        f"  {shlex.join(redact_argv(watcher))}",
+        "which waits for the training to end (never signalling it), then starts:",
+        f"  {shlex.join(redact_argv(argv))}",
+    ])
+
+    def apply(actx: ApplyContext) -> Outcome:
+        gone = [p for p, t in orphans if not probe(p).alive]
+        if len(gone) == len(orphans):
+            msg = "the training has ended since the plan; run the fix again to start the daemon now"
+            actx.record("schedule-start", "daemon", "skipped", msg)
+            return skipped(msg)
+        actx.record("schedule-start", "daemon", "started", shlex.join(redact_argv(watcher)))
+        try:
+            pid = _spawn(ws, watcher, log, actx.run_id)
+        except Exception as exc:  # noqa: BLE001 - reported as is
+            actx.record("schedule-start", "daemon", "failed", str(exc))
+            return failed(f"could not start the watcher: {exc}")
+        time.sleep(0.3)
+        if not probe(pid).alive:
+            actx.record("schedule-start", "daemon", "failed", f"watcher PID {pid} exited", log=ws.rel(log))
+            return failed(f"the watcher (PID {pid}) exited at once (see {ws.rel(log)})\n{_tail(log)}")
+        msg = f"watcher PID {pid} starts the daemon when training PID {pids} ends"
+        actx.record("schedule-start", "daemon", "applied", msg, pid=pid, log=ws.rel(log))
+        return applied(msg, pid=pid)
 
     plan.apply = apply
     return plan

@@ -103,7 +103,12 @@ def _running(p: psutil.Process) -> bool:
 
 
 def write_fake_daemon(base: Path, delay: float = 0.0) -> None:
+    """The fake daemon adopts a running train.py, and healthkit.toml says so (daemon_adopts)."""
     (base / "training_daemon.py").write_text(FAKE_DAEMON.format(delay=delay), encoding="utf-8")
+    toml = base / "healthkit.toml"
+    text = toml.read_text(encoding="utf-8")
+    if "daemon_adopts" not in text:
+        toml.write_text(text.replace("[processes]\n", "[processes]\ndaemon_adopts = true\n", 1), encoding="utf-8")
 
 
 def set_checkpoint_mtimes_past(base: Path, hours: float = 5.0) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import psutil
 
 from healthkit.fix import Safety
@@ -63,6 +65,8 @@ def test_safe_fix_repairs_the_example_machine(make_example):
 def test_a_daemon_that_dies_at_once_is_reported_not_verified(make_example):
     """The demo's training_daemon.py is a stub: the start fails and the re-audit says so; nothing is killed."""
     ex = make_example()
+    toml = ex.base / "healthkit.toml"  # declared to adopt, so it is started at once (and dies)
+    toml.write_text(toml.read_text().replace("[processes]\n", "[processes]\ndaemon_adopts = true\n", 1))
     run, out = fix(ex.base, Safety.SAFE, only=("daemon",))
     outcome = {p.fix_id: o for p, o in run.outcomes}
     assert outcome["remove-stale-pid-file"].status == "applied"
@@ -83,3 +87,34 @@ def test_no_daemon_command_means_cannot_start(make_example):
     run, out = fix(ex.base, Safety.SAFE, only=("daemon",), dry_run=True)
     blocked = {p.fix_id: why for p, why in run.not_applied}
     assert "cannot start: no daemon_command in healthkit.toml" in blocked["start-daemon"]
+
+
+def test_a_daemon_not_known_to_adopt_starts_only_after_the_orphan_ends(make_example):
+    """Never a second training beside the orphan: a watcher waits for it (by PID and start time), then starts the daemon."""
+    import psutil
+
+    from ..conftest import wait_for
+
+    ex = make_example()
+    marker = ex.base / "daemon-started"
+    (ex.base / "training_daemon.py").write_text(
+        "import os, time\nopen('daemon-started', 'w').write(str(os.getpid()))\n"
+        "while os.path.isdir('.'): time.sleep(0.3)\n")
+    run, out = fix(ex.base, Safety.SAFE, only=("daemon",))
+    outcome = {p.fix_id: o for p, o in run.outcomes}
+    assert outcome["remove-stale-pid-file"].status == "applied"
+    start = next(o for fid, o in outcome.items() if fid in ("start-daemon", "adopt-orphan") and o.status == "applied")
+    assert "starts the daemon when training PID" in start.message and "never signalling it" in out
+    watcher = start.details["pid"]
+    assert psutil.Process(watcher).is_running()
+    time.sleep(1.0)
+    assert not marker.exists() and probe(ex.orphan_pid).alive  # nothing started beside the training
+    # The re-audit says so, and a second run does not schedule twice.
+    from healthkit.api import audit
+
+    orphan = next(f for f in audit(ex.base, record_costs=False).findings if f.code == "daemon.orphaned-training")
+    assert orphan.data["scheduled_start"] and "start is scheduled" in " ".join(orphan.problem)
+    run2, out2 = fix(ex.base, Safety.SAFE, only=("daemon",))
+    assert not [o for _, o in run2.outcomes if o.status == "applied"], out2
+    psutil.Process(ex.orphan_pid).kill()  # the training ends
+    assert wait_for(lambda: marker.exists(), 20), "the daemon was not started after the training ended"
