@@ -156,9 +156,24 @@ def queue_list(path: Path, as_json: bool = False) -> int:
     return 0
 
 
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
 def init(path: Path, tiny_model: bool = False, force: bool = False) -> int:
     from .init import init_workspace
 
+    if tiny_model:
+        from .preflight import missing_deps
+
+        missing = [m for m in missing_deps() if m in ("torch", "transformers")] + (
+            [] if _importable("tokenizers") else ["tokenizers"])
+        if missing:
+            _err(f"healthkit init --tiny-model needs {', '.join(missing)}: pip install 'healthkit[trainer]' "
+                 "(with torch==2.13.0 first for the CPU build); nothing was written")
+            return 1
     written = init_workspace(path, tiny_model=tiny_model, force=force)
     base = Layout.of(path).base
     for p in written:

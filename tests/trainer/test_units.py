@@ -262,3 +262,14 @@ def test_launcher_commands_use_torchrun_and_accelerate(lay: Layout) -> None:
     assert "--rdzv-endpoint=h:29400" in multi and "--standalone" not in multi
     acc = child_command(lay, TrainingConfig(base_model="m", launcher="accelerate", nproc_per_node=2), f, 1, None)
     assert acc[1:3] == ["-m", "accelerate.commands.launch"] and argv_matches(acc, ["trainer.train_file"])
+
+
+def test_init_tiny_model_without_the_trainer_extra_says_so_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    import trainer.commands as commands
+    import trainer.preflight as preflight
+
+    monkeypatch.setattr(preflight, "missing_deps", lambda: ["torch", "accelerate"])
+    assert commands.init(tmp_path / "ws", tiny_model=True) == 1
+    assert "pip install 'healthkit[trainer]'" in capsys.readouterr().err
+    assert not (tmp_path / "ws").exists()
