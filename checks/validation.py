@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Healthy, Severity, check
@@ -30,6 +32,13 @@ OVERFITTING = CodeDoc(
          "while training loss kept falling.",
     why="The model is memorizing the training data; further steps make it worse on anything else.",
     fix="Stop at (or load) the best checkpoint, lower the learning rate or epochs, add data or regularization.",
+)
+NON_FINITE = CodeDoc(
+    "validation.non-finite", "warning", "Validation loss is NaN or infinite",
+    what="Evaluation runs, but the validation loss it reports is not a finite number.",
+    why="A NaN loss hides everything the validation signal is for; it usually means the run diverged (NaN weights) or "
+        "evaluation saw no usable tokens (empty or fully-padded validation batches).",
+    fix="Check the training loss for divergence (lower the learning rate, enable gradient clipping) and the validation data.",
 )
 ENABLE = FixRef("enable-evaluation", "Turn evaluation on in config.json", "unsafe")
 
@@ -111,7 +120,7 @@ def _likely_cause(ws: Workspace, eval_steps: Any, steps_done: float | None) -> t
     return causes, has_data
 
 
-@check("validation", title="Validation loss", codes=[NOT_RUNNING, NO_KEY, OVERFITTING], tags=["training"])
+@check("validation", title="Validation loss", codes=[NOT_RUNNING, NO_KEY, OVERFITTING, NON_FINITE], tags=["training"])
 def validation_check(ws: Workspace) -> CheckOutput:
     findings: list[Finding] = []
     healthy: list[Healthy] = []
@@ -172,6 +181,21 @@ def validation_check(ws: Workspace) -> CheckOutput:
                                  "Verify the validation set exists and is accessible"],
                 fixes=[ENABLE] if has_data and strategy == "no" else [], urgency="short-term",
                 data={"causes": causes, "eval_steps": eval_steps, "steps_done": steps_done, "has_validation_data": has_data},
+            ))
+        elif number(val) is not None and not math.isfinite(number(val)):  # type: ignore[arg-type]
+            train_loss = number(ws.status_value("loss"))
+            diverged = train_loss is not None and not math.isfinite(train_loss)
+            findings.append(Finding(
+                code=NON_FINITE.code, severity=Severity.WARNING, title="Validation loss is not a number",
+                problem=[f"`{ws.rel(st.path)}` shows `{key}: {val}`"]
+                + ([f"The training loss is {train_loss} too: the run has diverged"] if diverged else []),
+                impact=["Overfitting and generalization cannot be judged", "A diverged run wastes every further step"],
+                evidence=[Evidence(f"jq '{{{key}, {ws.status_key('loss')}}}' {rel}", jq_pick(st.data, [key, ws.status_key("loss")]))],
+                root_cause=["The run diverged (NaN weights)" if diverged else
+                            "Evaluation saw no usable tokens (empty or fully padded validation batches), or the loss overflowed"],
+                recommendations=["Lower the learning rate or enable gradient clipping, and resume from a checkpoint before the divergence"
+                                 if diverged else "Check the validation data and the evaluation batch size"],
+                urgency="immediate" if diverged else "short-term", data={"val_loss": str(val), "diverged": diverged},
             ))
         elif number(val) is not None:
             gap = number(ws.status_value("val_train_gap"))

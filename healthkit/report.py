@@ -13,6 +13,16 @@ from .registry import CodeDoc, LoadError
 REPORT_SCHEMA_VERSION = 1
 
 
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return str(value)  # "nan", "inf", "-inf"
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 @dataclass(frozen=True)
 class Report:
     """Everything one audit learned. ``exit_code`` follows the monitoring-plugin convention (0-3)."""
@@ -104,7 +114,8 @@ class Report:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n"
+        """Strict JSON: a NaN or infinite figure (a diverged loss) is written as a string, which jq can read."""
+        return json.dumps(_finite(self.to_dict()), indent=2, ensure_ascii=False, default=str, allow_nan=False) + "\n"
 
     def render(self, fmt: str = "md", **options: Any) -> str:
         from .render import render

@@ -273,3 +273,23 @@ def test_our_trainer_default_eval_steps(tmp_path):
     ws(tmp_path, toml="", config={"base_model": "/m"}, status_=status(step=60, val_loss=None))
     f = only(run(tmp_path, "validation"), "validation.not-running")
     assert f.problem[-1] == "At step 60, evaluation was due every 50 steps"
+
+
+def test_nan_validation_loss_is_its_own_finding_and_the_json_report_stays_strict(tmp_path):
+    import json as _json
+
+    from healthkit.api import audit as _audit
+
+    (tmp_path / "config.json").write_text('{"base_model": "m", "eval_steps": 10}')
+    (tmp_path / "status").mkdir()
+    (tmp_path / "status" / "training_status.json").write_text(
+        '{"state": "training", "step": 50, "loss": NaN, "val_loss": NaN, "val_train_gap": null}')
+    report = _audit(tmp_path, select=["validation.non-finite", "training"], record_costs=False)
+    f = next(f for f in report.findings if f.code == "validation.non-finite")
+    assert f.data["diverged"] is True and f.urgency == "immediate"
+
+    def refuse(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    data = _json.loads(report.to_json(), parse_constant=refuse)
+    assert data["facts"]["training"]["val_loss"] == "nan"
