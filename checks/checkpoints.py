@@ -41,6 +41,7 @@ INCOMPLETE = CodeDoc(
 
 PRUNE = FixRef("prune-checkpoints", "Delete the oldest checkpoints beyond the declared save_total_limit", "safe")
 PRUNE_UNSAFE = FixRef("prune-checkpoints", "Delete the oldest checkpoints, keeping the newest N (--keep N)", "unsafe")
+PRUNE_DEFAULT = FixRef("prune-checkpoints", "Delete the oldest checkpoints beyond the trainer's default limit", "unsafe")
 SET_LIMIT = FixRef("set-save-total-limit", "Add save_total_limit to config.json", "unsafe")
 DELETE_INCOMPLETE = FixRef("delete-incomplete-checkpoint", "Delete the incomplete checkpoint", "unsafe")
 
@@ -218,7 +219,9 @@ def checkpoints_check(ws: Workspace) -> CheckOutput:
                                            "or checkpoints were copied in"]),
             recommendations=[f"Keep only the newest {keep} checkpoints (~{human_bytes(expected)})"
                              + (f" plus the best ({best.name})" if best else "")],
-            fixes=[PRUNE if limit else PRUNE_UNSAFE], urgency="short-term",
+            # Safe only under a limit the user wrote down; a default nobody declared may not be what they meant.
+            fixes=[PRUNE_UNSAFE if not limit else PRUNE_DEFAULT if declared_by.startswith("healthkit trainer default") else PRUNE],
+            urgency="short-term",
             data={"dir": str(root), "limit": limit, "declared_by": declared_by if limit else None,
                   "best": best.name if best else None, "excess": [c.name for c in excess],
                   "excess_bytes": sum(usage[c.path].bytes for c in excess)},

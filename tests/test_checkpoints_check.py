@@ -147,3 +147,16 @@ def test_unreadable_trainer_state_is_incomplete_not_a_crash(tmp_path):
     report = run(tmp_path)
     assert [f.code for f in report.findings] == ["checkpoints.incomplete"]
     assert report.results[0].error is None
+
+
+def test_pruning_under_an_undeclared_trainer_default_is_not_safe(tmp_path):
+    """Only a limit the user wrote down (config.json or healthkit.toml) makes pruning safe."""
+    for s in range(10, 70, 10):
+        make_checkpoint(tmp_path / "current_model", s)
+    config(tmp_path)  # no save_total_limit: our trainer's default (3) applies
+    f = next(f for f in run(tmp_path).findings if f.code == "checkpoints.bloat")
+    assert f.data["limit"] == 3 and f.data["declared_by"].startswith("healthkit trainer default")
+    assert [(x.id, x.safety) for x in f.fixes] == [("prune-checkpoints", "unsafe")]
+    config(tmp_path, save_total_limit=3)
+    f = next(f for f in run(tmp_path).findings if f.code == "checkpoints.bloat")
+    assert [(x.id, x.safety) for x in f.fixes] == [("prune-checkpoints", "safe")]

@@ -89,3 +89,19 @@ def test_symlinked_checkpoint_out_of_the_workspace_is_never_followed(make_exampl
     assert (base / "current_model" / "checkpoint-50").is_symlink()
     assert not (base / "current_model" / "checkpoint-100").exists()  # deleted: its inner link unlinked, never followed
     assert names(base) == {"checkpoint-50", "checkpoint-1100", "checkpoint-1200"}
+
+
+def test_safe_run_never_prunes_under_an_undeclared_trainer_default(tmp_path):
+    import json as _json
+
+    from healthkit.fix.plan import Safety
+
+    from ..conftest import make_checkpoint
+    from .conftest import fix, set_checkpoint_mtimes_past
+
+    for s in range(10, 130, 10):
+        make_checkpoint(tmp_path / "current_model", s)
+    (tmp_path / "config.json").write_text(_json.dumps({"base_model": "m", "save_steps": 10}))
+    set_checkpoint_mtimes_past(tmp_path)
+    run, out = fix(tmp_path, Safety.SAFE, only=("checkpoints.bloat",))
+    assert len(list((tmp_path / "current_model").glob("checkpoint-*"))) == 12, out
