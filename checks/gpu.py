@@ -54,7 +54,12 @@ def gpu_check(ws: Workspace) -> CheckOutput:
         return CheckOutput(notes=[f"GPU: not available ({nvml.unavailable_reason() or 'no GPU found'})"],
                            facts={"gpu": {"available": False, "reason": nvml.unavailable_reason()}})
     problems = [p for src, g in sources for p in _judge(src, g, th)]
-    facts = {"gpu": {"available": bool(devices), "devices": devices}}
+    # The one place GPU readings become report facts (Prometheus reads them from here): NVML devices,
+    # or the training status file's reading when NVML is not available here.
+    readings = [{**d, "source": "nvml"} for d in devices] or \
+        [{"index": 0, "name": None, **{k: number(g.get(k)) for k in ("memory_used_mb", "memory_total_mb", "temperature_c")},
+          "source": "status"} for _, g in sources]
+    facts = {"gpu": {"available": bool(devices), "devices": readings}}
     if problems:
         hot = any("temperature" in p for p in problems)
         sev = Severity.CRITICAL if any((number(g.get("temperature_c")) or 0) > th.gpu_max_temp_c + 10 for _, g in sources) else Severity.WARNING

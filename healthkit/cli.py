@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from .models import FailLevel
 from .render import Format
 
 EXIT_USAGE = 64
@@ -41,7 +42,7 @@ def audit(
     ignore: Annotated[Optional[list[str]], typer.Option("--ignore", help="skip these checks, tags or codes")] = None,
     ascii: Annotated[bool, typer.Option("--ascii", help="no emoji or other non-ASCII characters")] = False,
     timeout: Annotated[Optional[float], typer.Option("--timeout", help="seconds each check may take")] = None,
-    fail_level: Annotated[str, typer.Option("--fail-level", help="lowest verdict that gives a non-zero exit: warning|critical|unknown")] = "warning",
+    fail_level: Annotated[FailLevel, typer.Option("--fail-level", help="lowest verdict that gives a non-zero exit (and a JUnit failure)")] = FailLevel.WARNING,
     keep: Annotated[Optional[int], typer.Option("--keep", min=1, help="with a folder --output: reports of each format to keep (default 50)")] = None,
 ) -> None:
     """Inspect a training workspace and report what is wrong, with evidence you can re-run."""
@@ -50,9 +51,6 @@ def audit(
     from .output import write_report, write_stdout
     from .workspace import WorkspaceError
 
-    if fail_level not in ("warning", "critical", "unknown"):
-        err(f"--fail-level must be warning, critical or unknown, not {fail_level!r}")
-        raise typer.Exit(EXIT_USAGE)
     try:
         report = run_audit(take_early(path), select=_split(select), ignore=_split(ignore), timeout_s=timeout)
     except WorkspaceError as exc:
@@ -60,10 +58,10 @@ def audit(
         raise typer.Exit(3)
     fmt = format.value
     if output is None:
-        write_stdout(report.render(fmt, ascii=ascii))
+        write_stdout(report.render(fmt, ascii=ascii, fail_level=fail_level))
     else:
         try:
-            written = write_report(report, fmt, output, ascii=ascii, keep=keep)
+            written = write_report(report, fmt, output, ascii=ascii, keep=keep, fail_level=fail_level)
         except OSError as exc:
             err(f"healthkit: cannot write the report to {output}: {exc.strerror or exc}")
             raise typer.Exit(3)
@@ -71,12 +69,7 @@ def audit(
             err(f"wrote {p}")
     if fmt != "nagios":
         err(report.summary_line())
-    code = report.exit_code
-    if fail_level == "critical" and code == 1:
-        code = 0
-    if fail_level == "unknown" and code in (1, 2):
-        code = 0
-    raise typer.Exit(code)
+    raise typer.Exit(report.exit_code_at(fail_level))
 
 
 @app.command()

@@ -10,7 +10,6 @@ title may change without making it "new". Retention deletes only files this modu
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -19,13 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .fsutil import ReadProblem, atomic_write, read_json
+from .jsonio import dumps
+from .models import finding_identity
 from .render import EXTENSIONS, render
 
 if TYPE_CHECKING:
     from .report import Report
 
 DEFAULT_KEEP = 50
-IDENTITY_KEYS = ("identity", "key", "doc", "checkpoint", "path", "file", "dir", "pid_file", "config_key", "port", "name")
 _REPORT_RE = re.compile(r"^report-(\d{8}T\d{6}Z)(?:-(\d+))?\.([a-z]+)$")
 _CHART_RE = re.compile(r"^loss-(\d{8}T\d{6}Z)(?:-(\d+))?\.png$")
 _TMP_RE = re.compile(r"^\.(?:report-|loss-|latest)[^/]*\.tmp-\d+-\d+$")
@@ -49,11 +49,7 @@ def _order(m: re.Match[str]) -> tuple[str, int]:
 
 def finding_identities(findings: list[dict[str, Any]]) -> list[str]:
     """A stable key per finding: its code plus the identifying facts in ``data`` (unique within one report)."""
-    base = []
-    for f in findings:
-        data = f.get("data") if isinstance(f.get("data"), dict) else {}
-        parts = [f"{k}={data[k]}" for k in IDENTITY_KEYS if isinstance(data.get(k), (str, int, float)) and not isinstance(data.get(k), bool)]
-        base.append(f"{f.get('code')}[{','.join(parts)}]" if parts else str(f.get("code")))
+    base = [finding_identity(str(f.get("code")), f.get("data")) for f in findings]
     out, seen = [], {}
     for ident, f in zip(base, findings):
         if base.count(ident) > 1:
@@ -161,7 +157,8 @@ def prune(folder: Path, keep: int = DEFAULT_KEEP) -> list[Path]:
     return removed
 
 
-def write_history(report: "Report", folder: Path, fmt: str = "md", ascii: bool = False, keep: int | None = None) -> list[Path]:
+def write_history(report: "Report", folder: Path, fmt: str = "md", ascii: bool = False, keep: int | None = None,
+                  **options: Any) -> list[Path]:
     """Write this report into ``folder`` (Markdown, JSON, and ``fmt`` when it is another), update `latest.*`, prune."""
     keep = DEFAULT_KEEP if keep is None else keep
     if keep < 1:
@@ -193,9 +190,9 @@ def write_history(report: "Report", folder: Path, fmt: str = "md", ascii: bool =
     texts = {}
     for f in formats:
         if f == "json":
-            texts[f] = json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
+            texts[f] = dumps(data)
         else:
-            texts[f] = render(report, f, ascii=ascii, since=since, chart=chart_info)
+            texts[f] = render(report, f, ascii=ascii, since=since, chart=chart_info, **options)
     for f in formats:
         path = folder / f"{name}.{EXTENSIONS[f]}"
         atomic_write(path, utf8(texts[f]))

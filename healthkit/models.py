@@ -44,6 +44,30 @@ class Status(str, enum.Enum):
         return {"ok": 0, "warning": 1, "critical": 2, "unknown": 3}[self.value]
 
 
+class FailLevel(str, enum.Enum):
+    """The lowest verdict that fails a run (`--fail-level`); a check that could not run always fails."""
+
+    WARNING = "warning"
+    CRITICAL = "critical"
+    UNKNOWN = "unknown"
+
+
+def fails_at(status: Status, level: FailLevel | str = FailLevel.WARNING) -> bool:
+    """The one rule for `--fail-level`, used by the exit code, JUnit and the pytest plugin alike.
+
+    A second copy of this rule once let `--format junit --fail-level critical` exit 0 beside an
+    XML file that said `failures="1"`.
+    """
+    level = FailLevel(level)
+    if status is Status.UNKNOWN:
+        return True
+    if status is Status.CRITICAL:
+        return level is not FailLevel.UNKNOWN
+    if status is Status.WARNING:
+        return level is FailLevel.WARNING
+    return False
+
+
 def worst_status(statuses: list[Status]) -> Status:
     """Critical beats unknown beats warning beats ok (a known fire outranks a blind spot)."""
     order = [Status.CRITICAL, Status.UNKNOWN, Status.WARNING, Status.OK]
@@ -51,6 +75,23 @@ def worst_status(statuses: list[Status]) -> Status:
         if s in statuses:
             return s
     return Status.OK
+
+
+# Keys of a finding's ``data`` that say *which* thing it is about (a doc, a checkpoint, a port), in order.
+IDENTITY_KEYS = ("identity", "key", "doc", "checkpoint", "path", "file", "dir", "pid_file", "config_key", "port", "name")
+
+
+def finding_identity(code: str, data: Any) -> str:
+    """Which problem a finding is, across two audits: its code plus the identifying facts in ``data``.
+
+    Counts, PIDs and wording may change between runs without making it another finding. The
+    fix engine (resolved or not after a fix) and the report history (new, resolved, still open)
+    both call this, so they agree on what "the same finding" means.
+    """
+    data = data if isinstance(data, dict) else {}
+    parts = [f"{k}={data[k]}" for k in IDENTITY_KEYS
+             if isinstance(data.get(k), (str, int, float)) and not isinstance(data.get(k), bool)]
+    return f"{code}[{','.join(parts)}]" if parts else str(code)
 
 
 @dataclass(frozen=True)
@@ -96,6 +137,10 @@ class Finding:
     urgency: str = "short-term"  # immediate | short-term | long-term
     data: dict[str, Any] = field(default_factory=dict)
     check: str = ""
+
+    @property
+    def identity(self) -> str:
+        return finding_identity(self.code, self.data)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .fsutil import atomic_write
 from .render import EXTENSIONS, render
@@ -46,15 +46,19 @@ def is_dir_target(target: Path | str) -> bool:
     return path.is_dir() or text.endswith(os.sep) or (not os.path.lexists(path) and not path.suffix)
 
 
-def write_report(report: "Report", fmt: str, target: Path, ascii: bool = False, keep: int | None = None) -> list[Path]:
-    """Write to a file, or into a folder as `report-<UTC stamp>.<ext>` plus `latest.*`, keeping the newest ``keep``."""
+def write_report(report: "Report", fmt: str, target: Path, ascii: bool = False, keep: int | None = None,
+                 **options: Any) -> list[Path]:
+    """Write to a file, or into a folder as `report-<UTC stamp>.<ext>` plus `latest.*`, keeping the newest ``keep``.
+
+    ``options`` reach the renderer (e.g. ``fail_level`` for JUnit).
+    """
     if not is_dir_target(target):
         target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, utf8(render(report, fmt, ascii=ascii)))
+        atomic_write(target, utf8(render(report, fmt, ascii=ascii, **options)))
         return [target]
     from .history import write_history
 
-    return write_history(report, target, fmt, ascii=ascii, keep=keep)
+    return write_history(report, target, fmt, ascii=ascii, keep=keep, **options)
 
 
 def stamp(report: "Report") -> str:

@@ -69,7 +69,8 @@ class HealthkitItem(pytest.Item):
         self.add_marker("healthkit")
 
     def runtest(self) -> None:
-        from .render.junit import fails, finding_text
+        from .models import fails_at
+        from .render.junit import finding_text
 
         if self.failure is not None:
             raise CheckFailed(self.failure)
@@ -78,7 +79,7 @@ class HealthkitItem(pytest.Item):
         text = "\n\n".join(finding_text(f) for f in r.findings)
         if r.status.value == "unknown":
             raise CheckFailed(f"{r.check} ({r.title}) could not check: {r.error or '; '.join(r.notes) or 'no verdict'}")
-        if fails(r, self.fail_level):
+        if fails_at(r.status, self.fail_level):
             raise CheckFailed(f"{r.check} ({r.title}) is {r.status.value.upper()}\n\n{text}")
         if text:  # below the fail level: keep it visible in the report
             self.add_report_section("call", "healthkit findings", text)

@@ -6,8 +6,15 @@ import re
 from typing import Any
 
 MASK = "***"
-_SECRET_NAME = re.compile(r"(token|secret|passw(or)?d|passwd|api[_-]?key|access[_-]?key|auth|credential|private[_-]?key)", re.I)
+# The one list of words that make a name secret, for config keys, flags and KEY=VALUE text alike.
+# `auth` counts alone or as authorization/authentication, never inside "author"; `token` never as a
+# tokenizer or a token count (`max_tokens`).
+SECRET_WORDS = r"token(?!iz|s\b|s_)|secret|passw(?:or)?d|passwd|api[_-]?key|access[_-]?key|auth(?![a-z])|authoriz|authenticat|credential|private[_-]?key"
+_SECRET_NAME = re.compile(f"(?:{SECRET_WORDS})", re.I)
+_SECRET_ASSIGNMENT = re.compile(
+    rf"(?P<k>\b[\w.-]*(?:{SECRET_WORDS})[\w.-]*)(?P<sep>\s*[=:]\s*)(?P<v>\"[^\"]*\"|'[^']*'|\S+)", re.I)
 _URL_CRED = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<cred>[^/@\s:]+(:[^/@\s]*)?)@", re.I)
+_HTTP_AUTH = re.compile(r"\b(?P<scheme>Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.I)
 _KNOWN_TOKENS = re.compile(r"\b(hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_-]{20,}|ghp_[A-Za-z0-9]{20,}|xox[bpa]-[A-Za-z0-9-]{10,})\b")
 
 
@@ -18,12 +25,8 @@ def is_secret_name(name: str) -> bool:
 def redact_text(text: str) -> str:
     text = _URL_CRED.sub(lambda m: f"{m.group('scheme')}{MASK}@", text)
     text = _KNOWN_TOKENS.sub(MASK, text)
-    return re.sub(
-        r"(?P<k>\b[\w.-]*(?:token|secret|passw(?:or)?d|api[_-]?key|access[_-]?key)[\w.-]*)(?P<sep>\s*[=:]\s*)(?P<v>\"[^\"]*\"|'[^']*'|\S+)",
-        lambda m: f"{m.group('k')}{m.group('sep')}{MASK}",
-        text,
-        flags=re.I,
-    )
+    text = _HTTP_AUTH.sub(lambda m: f"{m.group('scheme')} {MASK}", text)
+    return _SECRET_ASSIGNMENT.sub(lambda m: f"{m.group('k')}{m.group('sep')}{MASK}", text)
 
 
 def redact_argv(argv: list[str] | tuple[str, ...]) -> list[str]:

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-from .models import CheckResult, Finding, Healthy, Status, worst_status
+from .models import CheckResult, FailLevel, Finding, Healthy, Status, fails_at, worst_status
 from .registry import CodeDoc, LoadError
 
 REPORT_SCHEMA_VERSION = 1
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return str(value)  # "nan", "inf", "-inf"
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 @dataclass(frozen=True)
@@ -40,14 +29,20 @@ class Report:
 
     @property
     def status(self) -> Status:
-        statuses = [r.status for r in self.results]
-        if self.load_errors:
-            statuses.append(Status.UNKNOWN)
-        return worst_status(statuses)
+        return worst_status(self.statuses())
 
     @property
     def exit_code(self) -> int:
         return self.status.exit_code
+
+    def statuses(self) -> list[Status]:
+        """Every check's status, and UNKNOWN for each plugin that failed to load."""
+        return [r.status for r in self.results] + [Status.UNKNOWN for _ in self.load_errors]
+
+    def exit_code_at(self, fail_level: FailLevel | str = FailLevel.WARNING) -> int:
+        """The exit code under `--fail-level`: the worst verdict that fails at that level, else 0."""
+        failing = [s for s in self.statuses() if fails_at(s, fail_level)]
+        return worst_status(failing).exit_code if failing else 0
 
     @property
     def findings(self) -> list[Finding]:
@@ -115,7 +110,9 @@ class Report:
 
     def to_json(self) -> str:
         """Strict JSON: a NaN or infinite figure (a diverged loss) is written as a string, which jq can read."""
-        return json.dumps(_finite(self.to_dict()), indent=2, ensure_ascii=False, default=str, allow_nan=False) + "\n"
+        from .jsonio import dumps
+
+        return dumps(self.to_dict())
 
     def render(self, fmt: str = "md", **options: Any) -> str:
         from .render import render

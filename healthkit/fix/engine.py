@@ -24,7 +24,7 @@ from ..workspace import Workspace
 from .fileops import Refused, finish_trash, pending_trash, stale_temp_files, unlink_file
 from .journal import Journal, interrupted, read_journal
 from .lock import FixLock, LockBusy
-from .plan import ApplyContext, Outcome, Plan, PlanContext, Safety, failed, finding_key, load_fixes
+from .plan import ApplyContext, Outcome, Plan, PlanContext, Safety, failed, load_fixes
 
 
 class FixError(Exception):
@@ -106,7 +106,7 @@ def build_plans(ctx: PlanContext, report: Report, opts: FixOptions, run: FixRun)
                 got = [Plan(ref.id, Safety.parse(ref.safety), ref.title, "", [f.code], key=f"{ref.id}:{f.code}",
                             order=spec.order, blocked=f"planning failed: {type(exc).__name__}: {exc}")]
             for p in got:
-                p.finding_keys = [finding_key(f)]
+                p.finding_keys = [f.identity]
                 mine.append(p)
         # Alternatives for one finding (adopt or kill an orphan): the safest one that can apply wins;
         # an unsafe alternative is used only when the safe one is blocked, or when named with --only.
@@ -280,11 +280,11 @@ def run_fix(path: str | Path, opts: FixOptions, out: TextIO | None = None) -> Fi
 
 
 def _compare(run: FixRun, before: Report, after: Report) -> None:
-    after_keys = {finding_key(f) for f in after.findings}
-    before_keys = {finding_key(f) for f in before.findings}
+    after_keys = {f.identity for f in after.findings}
+    before_keys = {f.identity for f in before.findings}
     for f in before.findings:
-        (run.still_open if finding_key(f) in after_keys else run.resolved).append(f)
-    run.new = [f for f in after.findings if finding_key(f) not in before_keys]
+        (run.still_open if f.identity in after_keys else run.resolved).append(f)
+    run.new = [f for f in after.findings if f.identity not in before_keys]
 
 
 def _print_results(run: FixRun, out: TextIO) -> None:
@@ -294,7 +294,7 @@ def _print_results(run: FixRun, out: TextIO) -> None:
         out.write(f"  resolved    {f.code}: {f.title}\n")
     for f in run.still_open:
         hint = ""
-        if finding_key(f) in attempted:
+        if f.identity in attempted:
             hint = " (a fix was attempted; see above)"
         elif any(r.safety == "unsafe" for r in f.fixes) and not any(r.safety == "safe" for r in f.fixes):
             hint = " (fixable with --unsafe)"

@@ -146,15 +146,6 @@ def fixer(fix_id: str, order: int) -> Callable[[Planner], Planner]:
     return deco
 
 
-def finding_key(f: "Finding") -> str:
-    """Identity of a finding across two audits (resolved = no finding with this key afterwards)."""
-    d = f.data or {}
-    for k in ("doc", "checkpoint", "path"):
-        if isinstance(d.get(k), str) and f.code in ("config.doc-drift", "checkpoints.incomplete", "queue.stuck"):
-            return f"{f.code}:{d[k]}"
-    return f.code
-
-
 def load_fixes() -> dict[str, FixSpec]:
     """Import the built-in fix families (each registers itself)."""
     from . import fixes_checkpoints, fixes_config, fixes_daemon, fixes_docs, fixes_queue  # noqa: F401

@@ -12,13 +12,12 @@ import re
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, Any
 
-from ..models import Finding, Status
+from ..models import FailLevel, Finding, Status, fails_at
 
 if TYPE_CHECKING:
     from ..models import CheckResult
     from ..report import Report
 
-FAIL_LEVELS = ("warning", "critical", "unknown")
 # Characters XML 1.0 cannot carry (terminal escapes in evidence, NULs): dropped, never a broken file.
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
@@ -37,15 +36,9 @@ def finding_text(f: Finding) -> str:
     return "\n".join(lines)
 
 
-def fails(result: "CheckResult", fail_level: str = "warning") -> bool:
-    """Whether a check's status fails a CI run at this level (the CLI's --fail-level semantics)."""
-    if result.status is Status.UNKNOWN:
-        return True
-    if fail_level == "warning":
-        return result.status in (Status.WARNING, Status.CRITICAL)
-    if fail_level == "critical":
-        return result.status is Status.CRITICAL
-    return False
+def fails(result: "CheckResult", fail_level: FailLevel | str = FailLevel.WARNING) -> bool:
+    """Whether a check's status fails a CI run at this level: the CLI's exit-code rule (models.fails_at)."""
+    return fails_at(result.status, fail_level)
 
 
 def _clean(text: str) -> str:
@@ -53,8 +46,7 @@ def _clean(text: str) -> str:
 
 
 def render(report: "Report", fail_level: str = "warning", **_: Any) -> str:
-    if fail_level not in FAIL_LEVELS:
-        raise ValueError(f"fail_level must be one of {', '.join(FAIL_LEVELS)}, not {fail_level!r}")
+    fail_level = FailLevel(fail_level)  # ValueError names the bad level
     cases: list[ET.Element] = []
     failures = errors = 0
     for r in report.sorted_results:
@@ -88,7 +80,7 @@ def render(report: "Report", fail_level: str = "warning", **_: Any) -> str:
                                               "timestamp": report.generated_at, "hostname": report.hostname})
     props = ET.SubElement(suite, "properties")
     for name, value in (("workspace", report.workspace), ("status", report.status.value),
-                        ("exit_code", str(report.exit_code)), ("healthkit_version", report.version),
+                        ("exit_code", str(report.exit_code_at(fail_level))), ("fail_level", fail_level.value), ("healthkit_version", report.version),
                         ("summary", report.summary_line())):
         ET.SubElement(props, "property", {"name": name, "value": _clean(value)})
     suite.extend(cases)

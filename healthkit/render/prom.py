@@ -54,6 +54,16 @@ def _timestamp(value: Any) -> float | None:
     return None
 
 
+def gpu_devices(facts: dict[str, Any]) -> list[dict[str, Any]]:
+    """GPU readings as the gpu check reported them (NVML, or the status file's); the status file's when it did not run."""
+    gpu = facts.get("gpu")
+    if isinstance(gpu, dict) and isinstance(gpu.get("devices"), list):
+        return [d for d in gpu["devices"] if isinstance(d, dict)]
+    training = facts.get("training")
+    status_gpu = training.get("gpu") if isinstance(training, dict) else None
+    return [{"index": 0, "source": "status", **status_gpu}] if isinstance(status_gpu, dict) else []
+
+
 def families(report: "Report") -> list[Family]:
     """The metrics of one report, in a stable order; a fact that is absent gives no sample."""
     ws = {"workspace": report.workspace}
@@ -111,11 +121,12 @@ def families(report: "Report") -> list[Family]:
         gauge("healthkit_training_eta_seconds", "Estimated time to the end of the run", training.get("eta_seconds"))
         gauge("healthkit_training_status_updated_timestamp_seconds", "When the trainer last wrote its status file (Unix time)",
               _timestamp(training.get("updated_epoch", training.get("updated_at"))))
-        gpu = training.get("gpu") if isinstance(training.get("gpu"), dict) else {}
-        used, total = _num(gpu.get("memory_used_mb")), _num(gpu.get("memory_total_mb"))
-        gauge("healthkit_gpu_memory_used_bytes", "GPU memory in use by training", None if used is None else used * 1024 * 1024)
-        gauge("healthkit_gpu_memory_total_bytes", "GPU memory in all", None if total is None else total * 1024 * 1024)
-        gauge("healthkit_gpu_temperature_celsius", "GPU temperature", gpu.get("temperature_c"))
+    for dev in gpu_devices(facts):
+        labels = {"gpu": str(dev.get("index", 0)), "source": str(dev.get("source") or "status")}
+        used, total = _num(dev.get("memory_used_mb")), _num(dev.get("memory_total_mb"))
+        gauge("healthkit_gpu_memory_used_bytes", "GPU memory in use", None if used is None else used * 1024 * 1024, **labels)
+        gauge("healthkit_gpu_memory_total_bytes", "GPU memory in all", None if total is None else total * 1024 * 1024, **labels)
+        gauge("healthkit_gpu_temperature_celsius", "GPU temperature", dev.get("temperature_c"), **labels)
 
     history = facts.get("log_history") if isinstance(facts.get("log_history"), dict) else None
     if history:

@@ -363,3 +363,22 @@ def test_a_few_seconds_of_training_are_not_judged_unless_a_hook_hung(tmp_path):
     hung["training"]["hooks"]["status_write"]["timeouts"] = 1
     make_ws(tmp_path, costs=hung)
     assert codes(run(tmp_path, "monitoring")) == ["monitoring.over-budget"]
+
+
+def test_nvml_readings_reach_prometheus(tmp_path, fake_nvml):
+    """The gpu check's facts are what the .prom file exports, per device (they once went nowhere)."""
+    fake_nvml(FakeNVML([("NVIDIA H200", 716, 24576, 44), ("NVIDIA H200", 2048, 24576, 51)]))
+    text = run(make_ws(tmp_path), "gpu").render("prom")
+    samples = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
+               if line.startswith("healthkit_gpu_")}
+    ws = f'workspace="{tmp_path}"'
+    assert samples[f'healthkit_gpu_temperature_celsius{{gpu="0",source="nvml",{ws}}}'] == 44
+    assert samples[f'healthkit_gpu_temperature_celsius{{gpu="1",source="nvml",{ws}}}'] == 51
+    assert samples[f'healthkit_gpu_memory_used_bytes{{gpu="1",source="nvml",{ws}}}'] == 2048 * 1024**2
+
+
+def test_status_file_gpu_reaches_prometheus_without_nvml(tmp_path, fake_nvml):
+    fake_nvml(None)
+    make_ws(tmp_path, status={"state": "training", "gpu": {"memory_used_mb": 716, "memory_total_mb": 24576, "temperature_c": 61}})
+    text = run(tmp_path, "gpu").render("prom")
+    assert f'healthkit_gpu_temperature_celsius{{gpu="0",source="status",workspace="{tmp_path}"}} 61.0' in text
