@@ -64,21 +64,30 @@ def gpu_devices(facts: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"index": 0, "source": "status", **status_gpu}] if isinstance(status_gpu, dict) else []
 
 
-def families(report: "Report") -> list[Family]:
-    """The metrics of one report, in a stable order; a fact that is absent gives no sample."""
-    ws = {"workspace": report.workspace}
-    out: list[Family] = []
+class _Gauges:
+    """Families being collected for one report; a value that is absent (None, NaN, not a number) gives no sample."""
 
-    def gauge(name: str, help: str, value: Any, **labels: str) -> None:
+    def __init__(self, workspace: str) -> None:
+        self.ws = {"workspace": workspace}
+        self.out: list[Family] = []
+
+    def __call__(self, name: str, help: str, value: Any, **labels: str) -> None:
         v = _num(value)
         if v is None:
             return
-        fam = next((f for f in out if f.name == name), None)
+        fam = next((f for f in self.out if f.name == name), None)
         if fam is None:
             fam = Family(name, help)
-            out.append(fam)
-        fam.samples.append(({**ws, **labels}, v))
+            self.out.append(fam)
+        fam.samples.append(({**self.ws, **labels}, v))
 
+
+def _fact(facts: dict[str, Any], key: str) -> dict[str, Any] | None:
+    value = facts.get(key)
+    return value if isinstance(value, dict) and value else None
+
+
+def _audit(gauge: _Gauges, report: "Report") -> None:
     gauge("healthkit_info", "healthkit version and host that wrote this file", 1, version=report.version, hostname=report.hostname)
     gauge("healthkit_status", f"Verdict of the whole audit: {_STATUS_HELP}", report.exit_code)
     gauge("healthkit_last_run_timestamp_seconds", "When the audit ran (Unix time)", _timestamp(report.generated_at))
@@ -97,60 +106,76 @@ def families(report: "Report") -> list[Family]:
     for (code, sev, check), n in sorted(per_code.items()):
         gauge("healthkit_finding_active", "Open findings by code (absent when resolved)", n, code=code, severity=sev, check=check)
 
-    facts = report.facts
-    daemon = facts.get("daemon") if isinstance(facts.get("daemon"), dict) else None
-    if daemon:
-        state = str(daemon.get("state") or "unknown")
-        gauge("healthkit_daemon_up", "1 when the training daemon runs", state == "running")
-        for s in _states(DAEMON_STATES, state):
-            gauge("healthkit_daemon_state", "Daemon state (1 for the current one)", s == state, state=s)
 
-    training = facts.get("training") if isinstance(facts.get("training"), dict) else None
-    if training:
-        state = training.get("state")
-        if isinstance(state, str) and state:
-            for s in _states(TRAINING_STATES, state):
-                gauge("healthkit_training_state", "Training state from the status file (1 for the current one)", s == state, state=s)
-        gauge("healthkit_training_step", "Current training step", training.get("step"))
-        gauge("healthkit_training_total_steps", "Steps the run will take", training.get("total_steps"))
-        pct = _num(training.get("percent"))
-        gauge("healthkit_training_progress_ratio", "Share of the run done (0-1)", None if pct is None else pct / 100)
-        gauge("healthkit_training_loss", "Latest training loss", training.get("loss"))
-        gauge("healthkit_training_val_loss", "Latest validation loss", training.get("val_loss"))
-        gauge("healthkit_training_val_train_gap", "Validation loss minus training loss", training.get("val_train_gap"))
-        gauge("healthkit_training_eta_seconds", "Estimated time to the end of the run", training.get("eta_seconds"))
-        gauge("healthkit_training_status_updated_timestamp_seconds", "When the trainer last wrote its status file (Unix time)",
-              _timestamp(training.get("updated_epoch", training.get("updated_at"))))
-    for dev in gpu_devices(facts):
+def _daemon(gauge: _Gauges, daemon: dict[str, Any]) -> None:
+    state = str(daemon.get("state") or "unknown")
+    gauge("healthkit_daemon_up", "1 when the training daemon runs", state == "running")
+    for s in _states(DAEMON_STATES, state):
+        gauge("healthkit_daemon_state", "Daemon state (1 for the current one)", s == state, state=s)
+
+
+def _training(gauge: _Gauges, training: dict[str, Any]) -> None:
+    state = training.get("state")
+    if isinstance(state, str) and state:
+        for s in _states(TRAINING_STATES, state):
+            gauge("healthkit_training_state", "Training state from the status file (1 for the current one)", s == state, state=s)
+    gauge("healthkit_training_step", "Current training step", training.get("step"))
+    gauge("healthkit_training_total_steps", "Steps the run will take", training.get("total_steps"))
+    pct = _num(training.get("percent"))
+    gauge("healthkit_training_progress_ratio", "Share of the run done (0-1)", None if pct is None else pct / 100)
+    gauge("healthkit_training_loss", "Latest training loss", training.get("loss"))
+    gauge("healthkit_training_val_loss", "Latest validation loss", training.get("val_loss"))
+    gauge("healthkit_training_val_train_gap", "Validation loss minus training loss", training.get("val_train_gap"))
+    gauge("healthkit_training_eta_seconds", "Estimated time to the end of the run", training.get("eta_seconds"))
+    gauge("healthkit_training_status_updated_timestamp_seconds", "When the trainer last wrote its status file (Unix time)",
+          _timestamp(training.get("updated_epoch", training.get("updated_at"))))
+
+
+def _gpus(gauge: _Gauges, devices: list[dict[str, Any]]) -> None:
+    for dev in devices:
         labels = {"gpu": str(dev.get("index", 0)), "source": str(dev.get("source") or "status")}
         used, total = _num(dev.get("memory_used_mb")), _num(dev.get("memory_total_mb"))
         gauge("healthkit_gpu_memory_used_bytes", "GPU memory in use", None if used is None else used * 1024 * 1024, **labels)
         gauge("healthkit_gpu_memory_total_bytes", "GPU memory in all", None if total is None else total * 1024 * 1024, **labels)
         gauge("healthkit_gpu_temperature_celsius", "GPU temperature", dev.get("temperature_c"), **labels)
 
-    history = facts.get("log_history") if isinstance(facts.get("log_history"), dict) else None
-    if history:
-        evals = [p for p in history.get("eval") or [] if isinstance(p, (list, tuple)) and len(p) == 2]
-        gauge("healthkit_training_eval_points", "Validation evaluations in the newest checkpoint's log_history", len(evals))
-        if evals:
-            gauge("healthkit_training_last_eval_step", "Step of the latest validation evaluation", evals[-1][0])
 
-    disk = facts.get("disk") if isinstance(facts.get("disk"), dict) else None
-    if disk:
-        path = {"path": str(disk.get("path") or "")}
-        gauge("healthkit_disk_total_bytes", "Size of the filesystem that holds the workspace", disk.get("total_bytes"), **path)
-        gauge("healthkit_disk_free_bytes", "Free space on that filesystem", disk.get("free_bytes"), **path)
-        fp = _num(disk.get("free_percent"))
-        gauge("healthkit_disk_free_ratio", "Free share of that filesystem (0-1)", None if fp is None else fp / 100, **path)
+def _history(gauge: _Gauges, history: dict[str, Any]) -> None:
+    evals = [p for p in history.get("eval") or [] if isinstance(p, (list, tuple)) and len(p) == 2]
+    gauge("healthkit_training_eval_points", "Validation evaluations in the newest checkpoint's log_history", len(evals))
+    if evals:
+        gauge("healthkit_training_last_eval_step", "Step of the latest validation evaluation", evals[-1][0])
 
-    ck = facts.get("checkpoints") if isinstance(facts.get("checkpoints"), dict) else None
-    if ck:
-        gauge("healthkit_checkpoints", "Checkpoints on disk", ck.get("count"))
-        gauge("healthkit_checkpoint_bytes", "Disk space the checkpoints use", ck.get("bytes"))
-        gauge("healthkit_checkpoint_newest_step", "Step of the newest checkpoint", ck.get("newest_step"))
-        gauge("healthkit_checkpoint_oldest_step", "Step of the oldest checkpoint", ck.get("oldest_step"))
-        gauge("healthkit_checkpoint_limit", "Retention limit (save_total_limit) in force", ck.get("limit"))
-    return out
+
+def _disk(gauge: _Gauges, disk: dict[str, Any]) -> None:
+    path = {"path": str(disk.get("path") or "")}
+    gauge("healthkit_disk_total_bytes", "Size of the filesystem that holds the workspace", disk.get("total_bytes"), **path)
+    gauge("healthkit_disk_free_bytes", "Free space on that filesystem", disk.get("free_bytes"), **path)
+    fp = _num(disk.get("free_percent"))
+    gauge("healthkit_disk_free_ratio", "Free share of that filesystem (0-1)", None if fp is None else fp / 100, **path)
+
+
+def _checkpoints(gauge: _Gauges, ck: dict[str, Any]) -> None:
+    gauge("healthkit_checkpoints", "Checkpoints on disk", ck.get("count"))
+    gauge("healthkit_checkpoint_bytes", "Disk space the checkpoints use", ck.get("bytes"))
+    gauge("healthkit_checkpoint_newest_step", "Step of the newest checkpoint", ck.get("newest_step"))
+    gauge("healthkit_checkpoint_oldest_step", "Step of the oldest checkpoint", ck.get("oldest_step"))
+    gauge("healthkit_checkpoint_limit", "Retention limit (save_total_limit) in force", ck.get("limit"))
+
+
+def families(report: "Report") -> list[Family]:
+    """The metrics of one report, in a stable order; a fact that is absent gives no sample."""
+    gauge = _Gauges(report.workspace)
+    _audit(gauge, report)
+    facts = report.facts
+    for key, write in (("daemon", _daemon), ("training", _training)):
+        if (value := _fact(facts, key)) is not None:
+            write(gauge, value)
+    _gpus(gauge, gpu_devices(facts))
+    for key, write in (("log_history", _history), ("disk", _disk), ("checkpoints", _checkpoints)):
+        if (value := _fact(facts, key)) is not None:
+            write(gauge, value)
+    return gauge.out
 
 
 def _states(known: tuple[str, ...], current: str) -> list[str]:
