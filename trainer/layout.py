@@ -1,4 +1,4 @@
-"""Where everything lives in a workspace our trainer runs (the DESIGN.md contract)."""
+"""Where everything lives in a workspace our trainer runs (the contract in docs/architecture.md)."""
 
 from __future__ import annotations
 

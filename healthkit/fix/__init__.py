@@ -1,7 +1,7 @@
 """The remediation half: fixes with a declared safety, shown as plans before anything changes.
 
 `run_fix(path, FixOptions(level=Safety.SAFE))` is what `healthkit fix` calls. See
-DESIGN.md "Fix safety" for what safe and unsafe promise; `plan.FIXES` maps the FixRef
+docs/architecture.md "Fix safety" for what safe and unsafe promise; `plan.FIXES` maps the FixRef
 ids the checks emit to the code that plans and applies them.
 """
 

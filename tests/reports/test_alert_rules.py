@@ -18,7 +18,7 @@ RULES = ALERTS / "healthkit.rules.yml"
 RULE_TESTS = ALERTS / "healthkit.rules.test.yml"
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian package `prometheus`)")
-STABLE_CODES = {  # DESIGN.md's public contract
+STABLE_CODES = {  # the public contract (docs/architecture.md)
     "daemon.dead", "daemon.pid-reused", "daemon.not-running", "daemon.orphaned-training", "checkpoints.bloat",
     "checkpoints.no-retention", "checkpoints.incomplete", "config.doc-drift", "config.invalid",
     "validation.not-running", "validation.overfitting", "disk.low-space", "disk.forecast-full", "training.stalled",
