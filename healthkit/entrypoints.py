@@ -1,4 +1,4 @@
-"""Entry points of the `healthkit.checks` group, cached between runs.
+"""Entry points of the `healthkit.checks` and `healthkit.fixes` groups, cached between runs.
 
 Scanning every installed distribution with importlib.metadata parses each one's metadata
 (the email parser) and costs more than a cron audit's whole check phase in a large
@@ -56,25 +56,39 @@ def _stamp() -> list[list[Any]]:
     return out
 
 
+# Scanned together: one scan costs the same as one group, and a cache per group would thrash.
+GROUPS = ("healthkit.checks", "healthkit.fixes")
+
+
+def _scan() -> dict[str, list[list[str]]]:
+    from importlib.metadata import entry_points as scan
+
+    return {g: [list(x) for x in sorted({(ep.name, ep.value) for ep in scan(group=g)})] for g in GROUPS}
+
+
 def entry_points(group: str) -> list[EntryPoint]:
     cache = _cache_file()
     stamp = _stamp()
     if cache is not None:
         try:
             data = json.loads(cache.read_text(encoding="utf-8"))
-            if data.get("stamp") == stamp and isinstance(data.get("groups", {}).get(group), list):
-                return [EntryPoint(n, v) for n, v in data["groups"][group]]
+            groups = data.get("groups", {})
+            if data.get("stamp") == stamp and all(isinstance(groups.get(g), list) for g in GROUPS):
+                return [EntryPoint(n, v) for n, v in groups.get(group, [])]
         except (OSError, ValueError, TypeError, AttributeError):
             pass
-    from importlib.metadata import entry_points as scan
-
-    found = sorted({(ep.name, ep.value) for ep in scan(group=group)})
+    found = _scan()
     if cache is not None:
         try:
             from .fsutil import atomic_write
+            from .jsonio import dumps
 
             cache.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(cache, json.dumps({"stamp": stamp, "groups": {group: found}}), durable=False)
+            atomic_write(cache, dumps({"stamp": stamp, "groups": found}, line=True), durable=False)
         except OSError:
             pass
-    return [EntryPoint(n, v) for n, v in found]
+    if group not in found:
+        from importlib.metadata import entry_points as scan
+
+        return sorted((EntryPoint(ep.name, ep.value) for ep in scan(group=group)), key=lambda e: (e.name, e.value))
+    return [EntryPoint(n, v) for n, v in found[group]]

@@ -12,7 +12,10 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+if TYPE_CHECKING:
+    from .models import FixRef
 
 ENTRY_POINT_GROUP = "healthkit.checks"
 _CODE_RE = re.compile(r"^[a-z][a-z0-9_-]*\.[a-z][a-z0-9_.-]*$")
@@ -38,6 +41,9 @@ class CodeDoc:
     why: str
     fix: str
     fix_safety: str = ""
+    # The FixRefs a finding of this code may carry; held to the registered fixes by
+    # healthkit.fix.plan.contract_errors (a FixRef naming no fix fails a test, not a user).
+    fixes: tuple["FixRef", ...] = ()
 
     def render(self) -> str:
         parts = [

@@ -18,13 +18,13 @@ from typing import Callable, TextIO
 
 from ..api import audit
 from ..fsutil import is_within
-from ..models import Finding
+from ..models import Finding, FixRef
 from ..report import Report
 from ..workspace import Workspace
 from .fileops import Refused, finish_trash, pending_trash, stale_temp_files, unlink_file
 from .journal import Journal, interrupted, read_journal
 from .lock import FixLock, LockBusy
-from .plan import ApplyContext, Outcome, Plan, PlanContext, Safety, failed, load_fixes
+from .plan import LOAD_ERRORS, ApplyContext, FixSpec, Outcome, Plan, PlanContext, Safety, failed, load_fixes
 
 
 class FixError(Exception):
@@ -78,6 +78,16 @@ def _matches(tokens: set[str], finding: Finding) -> bool:
     return bool(tokens & {finding.code, finding.check, finding.code.split(".")[0]})
 
 
+def _contract_violation(spec: FixSpec | None, ref: FixRef, f: Finding) -> str | None:
+    """Why a finding's FixRef cannot be planned: no such fix, or a fix that does not declare this code."""
+    if spec is None:
+        hint = "; ".join(LOAD_ERRORS) or "no fix is registered under that id in the `healthkit.fixes` entry points"
+        return f"this healthkit has no code for fix {ref.id!r} ({hint})"
+    if f.code not in spec.codes:
+        return f"fix {ref.id!r} does not handle {f.code} (it declares {', '.join(spec.codes)})"
+    return None
+
+
 def build_plans(ctx: PlanContext, report: Report, opts: FixOptions, run: FixRun) -> None:
     """Fill ``run.chosen`` (to apply, in order), ``run.not_applied`` (with why) and ``run.no_fix``."""
     fixes = load_fixes()
@@ -95,10 +105,10 @@ def build_plans(ctx: PlanContext, report: Report, opts: FixOptions, run: FixRun)
         mine: list[Plan] = []
         for ref in refs:
             spec = fixes.get(ref.id)
-            if spec is None:
-                p = Plan(ref.id, Safety.parse(ref.safety), ref.title, "", [f.code], key=f"{ref.id}:{f.code}", order=999,
-                         blocked=f"this healthkit has no code for fix {ref.id!r}")
-                mine.append(p)
+            why_not = _contract_violation(spec, ref, f)
+            if why_not:
+                mine.append(Plan(ref.id, Safety.parse(ref.safety), ref.title, "", [f.code], key=f"{ref.id}:{f.code}",
+                                 order=999, blocked=why_not))
                 continue
             try:
                 got = spec.planner(ctx, f, ref)

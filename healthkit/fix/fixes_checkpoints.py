@@ -154,7 +154,7 @@ def _delete_many(actx: ApplyContext, ws: Workspace, victims: list[tuple[Path, Tr
     return applied(msg, deleted=deleted, bytes=freed) if deleted else skipped(msg)
 
 
-@fixer("prune-checkpoints", order=50)
+@fixer("prune-checkpoints", order=50, codes=("checkpoints.bloat",), safety=(Safety.SAFE, Safety.UNSAFE))
 def plan_prune(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
     ws = ctx.ws
     limit = finding.data.get("limit")
@@ -201,7 +201,7 @@ def plan_prune(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
     return [plan]
 
 
-@fixer("delete-incomplete-checkpoint", order=55)
+@fixer("delete-incomplete-checkpoint", order=55, codes=("checkpoints.incomplete",), safety=Safety.UNSAFE)
 def plan_delete_incomplete(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
     ws = ctx.ws
     path = Path(finding.data["path"])

@@ -98,7 +98,7 @@ def plan_config_edit(ctx: PlanContext, finding: Finding, ref: FixRef, fix_id: st
     return plan
 
 
-@fixer("set-save-total-limit", order=20)
+@fixer("set-save-total-limit", order=20, codes=("checkpoints.no-retention",), safety=Safety.UNSAFE)
 def plan_limit(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
     key = finding.data.get("config_key") or ctx.ws.settings.config_keys.save_total_limit
     n = ctx.keep or DEFAULT_LIMIT
@@ -108,7 +108,7 @@ def plan_limit(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
                                   + ("" if ctx.keep else f" (--keep N chooses another limit than {DEFAULT_LIMIT})"))]
 
 
-@fixer("enable-evaluation", order=21)
+@fixer("enable-evaluation", order=21, codes=("validation.not-running",), safety=Safety.UNSAFE)
 def plan_eval(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
     ws = ctx.ws
     if not finding.data.get("has_validation_data"):

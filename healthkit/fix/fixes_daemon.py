@@ -67,7 +67,7 @@ def pid_file_locked(path: Path) -> bool:
 # PID files ----------------------------------------------------------------------------
 
 
-@fixer("remove-stale-pid-file", order=40)
+@fixer("remove-stale-pid-file", order=40, codes=("daemon.dead", "daemon.pid-reused"), safety=Safety.SAFE)
 def plan_remove_pid(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
     ws = ctx.ws
     path = ws.pid_path
@@ -136,7 +136,7 @@ def _unlink_pid_file(actx: ApplyContext, ws: Workspace, path: Path, fp: FileFing
     return applied(f"removed {rel} ({why})")
 
 
-@fixer("remove-malformed-pid-file", order=41)
+@fixer("remove-malformed-pid-file", order=41, codes=("daemon.pid-malformed",), safety=Safety.SAFE)
 def plan_remove_malformed(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
     ws = ctx.ws
     path = ws.pid_path
@@ -375,12 +375,12 @@ def _plan_start_after(ctx: PlanContext, plan: Plan, argv: list[str], orphans: li
     return plan
 
 
-@fixer("start-daemon", order=90)
+@fixer("start-daemon", order=90, codes=("daemon.dead", "daemon.not-running", "daemon.pid-reused", "daemon.pid-malformed"), safety=Safety.SAFE)
 def plan_start(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
     return [_plan_start(ctx, finding, ref, "start-daemon")]
 
 
-@fixer("adopt-orphan", order=90)
+@fixer("adopt-orphan", order=90, codes=("daemon.orphaned-training",), safety=Safety.SAFE)
 def plan_adopt(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
     return [_plan_start(ctx, finding, ref, "adopt-orphan")]
 
@@ -402,7 +402,7 @@ def _gone(p: psutil.Process, timeout: float) -> bool:
         time.sleep(0.05)
 
 
-@fixer("kill-orphan", order=35)
+@fixer("kill-orphan", order=35, codes=("daemon.orphaned-training",), safety=Safety.UNSAFE)
 def plan_kill(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
     ws = ctx.ws
     plans = []

@@ -49,7 +49,7 @@ def rewrite(text: str, drifts: list[dict]) -> tuple[str, list[dict]]:
     return "".join(lines), sorted(changes, key=lambda c: c["line"])
 
 
-@fixer("sync-doc-value", order=10)
+@fixer("sync-doc-value", order=10, codes=("config.doc-drift",), safety=(Safety.SAFE, Safety.UNSAFE))
 def plan_sync(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
     ws = ctx.ws
     doc = Path(finding.data["doc"])

@@ -14,7 +14,7 @@ from .fileops import fsync_dir
 from .plan import ApplyContext, Outcome, Plan, PlanContext, Safety, applied, failed, fixer, skipped
 
 
-@fixer("requeue-stuck-file", order=30)
+@fixer("requeue-stuck-file", order=30, codes=("queue.stuck",), safety=Safety.SAFE)
 def plan_requeue(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
     ws = ctx.ws
     src = Path(finding.data["path"])

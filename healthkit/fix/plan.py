@@ -1,5 +1,9 @@
 """Fix safety levels, plans and outcomes, and the registry that maps a FixRef id to the code that plans it.
 
+Fixes register through the `healthkit.fixes` entry-point group, as checks do through
+`healthkit.checks`; each declares the finding codes it handles and the safeties it can
+have, and `contract_errors` holds the checks' FixRefs to that.
+
 Applicability is ordered as in ruff: ``UNSAFE < SAFE``. A run asks for a level
 (``--safe`` asks for SAFE, ``--unsafe`` for UNSAFE) and a plan is applied when
 ``plan.safety >= required``. A plan is computed from a fresh audit, shown in full
@@ -122,32 +126,97 @@ class ApplyContext:
 
 
 Planner = Callable[[PlanContext, "Finding", "FixRef"], list[Plan]]
+ENTRY_POINT_GROUP = "healthkit.fixes"
 
 
 @dataclass(frozen=True)
 class FixSpec:
+    """A registered fix: its id (what FixRefs name), the codes it handles and the safeties it can have.
+
+    A fix whose safety depends on the workspace (pruning under a declared limit is safe, under
+    a limit chosen now is not) declares both; the plan it returns carries the one in force.
+    """
+
     id: str
     order: int
     planner: Planner
+    codes: tuple[str, ...]
+    safeties: frozenset[Safety]
+    source: str = ""
 
 
 FIXES: dict[str, FixSpec] = {}
+LOAD_ERRORS: list[str] = []
 
 
-def fixer(fix_id: str, order: int) -> Callable[[Planner], Planner]:
-    """Register the planner for a FixRef id (the ids the checks emit); ``order`` sorts plans for applying."""
+def fixer(fix_id: str, order: int, *, codes: tuple[str, ...] | list[str],
+          safety: Safety | tuple[Safety, ...]) -> Callable[[Planner], Planner]:
+    """Register the planner for a FixRef id; ``order`` sorts plans for applying.
+
+    Refused loudly at import (like a malformed check): a second registration of one id, no
+    codes, or a safety that is not a `Safety`.
+    """
+    safeties = frozenset(safety if isinstance(safety, tuple) else (safety,))
+    if not codes or not all(isinstance(c, str) and "." in c for c in codes):
+        raise ValueError(f"fix {fix_id!r} must declare the finding codes it handles, not {codes!r}")
+    if not safeties or not all(isinstance(s, Safety) for s in safeties):
+        raise ValueError(f"fix {fix_id!r} must declare its safety as Safety values, not {safety!r}")
 
     def deco(fn: Planner) -> Planner:
-        if fix_id in FIXES:
+        if fix_id in FIXES and FIXES[fix_id].planner is not fn:
             raise ValueError(f"fix {fix_id!r} is registered twice")
-        FIXES[fix_id] = FixSpec(fix_id, order, fn)
+        FIXES[fix_id] = FixSpec(fix_id, order, fn, tuple(codes), safeties, f"{fn.__module__}.{fn.__qualname__}")
         return fn
 
     return deco
 
 
-def load_fixes() -> dict[str, FixSpec]:
-    """Import the built-in fix families (each registers itself)."""
-    from . import fixes_checkpoints, fixes_config, fixes_daemon, fixes_docs, fixes_queue  # noqa: F401
+_loaded = False
 
+
+def load_fixes(entry_points: Any = None) -> dict[str, FixSpec]:
+    """Import every module of the `healthkit.fixes` entry-point group (built-ins register the same way).
+
+    A module that fails to import is recorded in LOAD_ERRORS (shown by `healthkit fix`) and the
+    others still load, as for checks.
+    """
+    global _loaded
+    if _loaded and entry_points is None:
+        return FIXES
+    if entry_points is None:
+        from ..entrypoints import entry_points as cached
+
+        entry_points = cached(ENTRY_POINT_GROUP)
+    for ep in sorted(entry_points, key=lambda e: e.name):
+        try:
+            ep.load()
+        except Exception as exc:  # noqa: BLE001 - one broken fix plugin must not stop the others
+            msg = f"fix plugin {ep.name} = {ep.value} failed to load: {type(exc).__name__}: {exc}"
+            if msg not in LOAD_ERRORS:
+                LOAD_ERRORS.append(msg)
+    _loaded = True
     return FIXES
+
+
+def contract_errors(code_docs: dict[str, Any], fixes: dict[str, FixSpec]) -> list[str]:
+    """Where the checks' declared FixRefs and the registered fixes disagree (empty when the contract holds).
+
+    Each FixRef a code declares must name a registered fix that handles that code at that
+    safety; each fix's codes must be documented by some check.
+    """
+    errors = []
+    for code, doc in sorted(code_docs.items()):
+        for ref in getattr(doc, "fixes", ()):
+            spec = fixes.get(ref.id)
+            if spec is None:
+                errors.append(f"{code}: FixRef {ref.id!r} names no registered fix")
+            elif code not in spec.codes:
+                errors.append(f"{code}: fix {ref.id!r} does not declare that it handles {code}")
+            elif Safety.parse(ref.safety) not in spec.safeties:
+                errors.append(f"{code}: FixRef {ref.id!r} is {ref.safety} but the fix can only be "
+                              f"{'/'.join(sorted(s.label for s in spec.safeties))}")
+    for spec in sorted(fixes.values(), key=lambda s: s.id):
+        for code in spec.codes:
+            if code not in code_docs:
+                errors.append(f"fix {spec.id!r} handles {code}, which no registered check reports")
+    return errors
