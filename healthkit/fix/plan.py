@@ -172,6 +172,14 @@ def fixer(fix_id: str, order: int, *, codes: tuple[str, ...] | list[str],
 
 
 _loaded = False
+BUILTIN_MODULES = ("fixes_checkpoints", "fixes_config", "fixes_daemon", "fixes_docs", "fixes_queue")
+
+
+def _builtin_entry_points() -> list[Any]:
+    """A source tree that was never installed has no entry points: load the built-ins directly (as checks do)."""
+    from ..entrypoints import EntryPoint
+
+    return [EntryPoint(name.removeprefix("fixes_"), f"{__package__}.{name}") for name in BUILTIN_MODULES]
 
 
 def load_fixes(entry_points: Any = None) -> dict[str, FixSpec]:
@@ -186,7 +194,7 @@ def load_fixes(entry_points: Any = None) -> dict[str, FixSpec]:
     if entry_points is None:
         from ..entrypoints import entry_points as cached
 
-        entry_points = cached(ENTRY_POINT_GROUP)
+        entry_points = cached(ENTRY_POINT_GROUP) or _builtin_entry_points()
     for ep in sorted(entry_points, key=lambda e: e.name):
         try:
             ep.load()
