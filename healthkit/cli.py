@@ -47,9 +47,8 @@ def audit(
 ) -> None:
     """Inspect a training workspace and report what is wrong, with evidence you can re-run."""
     from .api import audit as run_audit
-    from .launch import take_early
     from .output import write_report, write_stdout
-    from .workspace import WorkspaceError
+    from .workspace import WorkspaceError, take_early
 
     try:
         report = run_audit(take_early(path), select=_split(select), ignore=_split(ignore), timeout_s=timeout)
@@ -334,6 +333,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from .launch import main as launch_main
-
-    launch_main()
+    main()

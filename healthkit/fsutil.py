@@ -268,3 +268,14 @@ def atomic_write(path: Path, data: bytes | str, mode: int | None = None, durable
             os.close(dfd)
     except OSError:
         pass
+
+
+def utf8(text: str) -> bytes:
+    """UTF-8 bytes whatever the locale; a path that arrived undecodable (surrogate-escaped) keeps its bytes."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "backslashreplace")

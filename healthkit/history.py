@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .fsutil import ReadProblem, atomic_write, read_json
+from .fsutil import ReadProblem, atomic_write, read_json, utf8
 from .jsonio import dumps
 from .models import finding_identity
 from .render import EXTENSIONS, render
@@ -175,7 +175,6 @@ def write_history(report: "Report", folder: Path, fmt: str = "md", ascii: bool =
         since["note"] = problem
 
     from .chart import Chart, write_loss_chart
-    from .output import utf8
 
     try:
         chart = write_loss_chart(report.facts, folder, suffix)

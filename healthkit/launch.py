@@ -53,17 +53,6 @@ def start_early(argv: list[str]) -> None:
     EARLY[os.path.abspath(path)] = ws
 
 
-def take_early(path: Any) -> Any:
-    """The workspace opened early for ``path``, or ``path`` itself.
-
-    The table lives in healthkit.workspace, not here: under `python -m healthkit.launch`
-    this module runs as __main__ and a later `import healthkit.launch` is another copy.
-    """
-    from .workspace import EARLY
-
-    return EARLY.pop(os.path.abspath(str(path)), None) or path
-
-
 def main() -> None:
     auditing = early_workspace_path(sys.argv) is not None
     start_early(sys.argv)

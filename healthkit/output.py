@@ -7,22 +7,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .fsutil import atomic_write
+from .fsutil import atomic_write, utf8
 from .render import EXTENSIONS, render
 
 if TYPE_CHECKING:
     from .report import Report
-
-
-def utf8(text: str) -> bytes:
-    """UTF-8 bytes whatever the locale; a path that arrived undecodable (surrogate-escaped) keeps its bytes."""
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        try:
-            return text.encode("utf-8", "surrogateescape")
-        except UnicodeEncodeError:
-            return text.encode("utf-8", "backslashreplace")
 
 
 def write_stdout(text: str) -> None:

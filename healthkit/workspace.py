@@ -423,6 +423,15 @@ class Workspace:
         return DiskSpace(total, free, used, target)
 
 
+def take_early(path: Any) -> Any:
+    """The workspace the console entry opened before the CLI loaded (healthkit/launch.py), or ``path`` itself.
+
+    The table lives here, not in launch: under `python -m healthkit.launch` that module runs
+    as __main__ and a later `import healthkit.launch` is another copy.
+    """
+    return EARLY.pop(os.path.abspath(str(path)), None) or path
+
+
 def open_workspace(base: Path | str) -> Workspace:
     return Workspace.open(base)
 
