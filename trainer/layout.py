@@ -6,6 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from healthkit.settings import PathSettings
+
+# The audit's defaults are the trainer's layout: one home for where each file lives, so the
+# two halves cannot drift apart (healthkit.toml only ever overrides them for other setups).
+_PATHS = PathSettings()
+
 EXIT_OK = 0
 EXIT_DATA = 65  # EX_DATAERR: the queue file itself is bad; retrying cannot help
 EXIT_STOPPED = 75  # a stop request was honoured (checkpoint saved); the file stays in processing/
@@ -30,11 +36,11 @@ class Layout:
 
     @property
     def config(self) -> Path:
-        return self.base / "config.json"
+        return self.base / _PATHS.config
 
     @property
     def pid_file(self) -> Path:
-        return self.base / ".daemon.pid"
+        return self.base / _PATHS.pid_file
 
     @property
     def lock_file(self) -> Path:
@@ -46,15 +52,15 @@ class Layout:
 
     @property
     def status_dir(self) -> Path:
-        return self.base / "status"
+        return self.status.parent
 
     @property
     def status(self) -> Path:
-        return self.base / "status" / "training_status.json"
+        return self.base / _PATHS.status
 
     @property
     def daemon_state(self) -> Path:
-        return self.base / "status" / "daemon_state.json"
+        return self.base / _PATHS.daemon_state
 
     @property
     def last_result(self) -> Path:
@@ -62,35 +68,35 @@ class Layout:
 
     @property
     def queue(self) -> Path:
-        return self.base / "queue"
+        return self.processing.parent
 
     @property
     def inbox(self) -> Path:
-        return self.base / "queue" / "inbox"
+        return self.base / _PATHS.queue_pending[0]
 
     @property
     def processing(self) -> Path:
-        return self.base / "queue" / "processing"
+        return self.base / _PATHS.queue_processing
 
     @property
     def done(self) -> Path:
-        return self.base / "queue" / "done"
+        return self.base / _PATHS.queue_done
 
     @property
     def failed(self) -> Path:
-        return self.base / "queue" / "failed"
+        return self.base / _PATHS.queue_failed
 
     @property
     def control(self) -> Path:
-        return self.base / "control"
+        return self.base / _PATHS.control
 
     @property
     def logs(self) -> Path:
-        return self.base / "logs"
+        return self.base / _PATHS.logs
 
     @property
     def checkpoints(self) -> Path:
-        return self.base / "current_model"
+        return self.base / _PATHS.checkpoints
 
     @property
     def models(self) -> Path:
@@ -98,7 +104,7 @@ class Layout:
 
     @property
     def monitoring_costs(self) -> Path:
-        return self.base / "monitoring_costs.json"
+        return self.base / _PATHS.monitoring_costs
 
 
     def resolve(self, p: str) -> Path:

@@ -7,6 +7,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
+from healthkit.contract import DAEMON_STATES
+
 Snapshot = Callable[[], dict[str, Any]]
 
 METRICS = (
@@ -44,7 +46,7 @@ def render_metrics(snap: dict[str, Any]) -> str:
     t = snap.get("training", {})
     metric("healthkit_daemon_up", "1 while the daemon serves this endpoint", 1)
     metric("healthkit_daemon_healthy", "1 when /health answers 200", 1 if snap.get("healthy") else 0)
-    for state in ("running", "paused", "idle", "stopped", "crashed", "gave-up"):
+    for state in DAEMON_STATES:
         metric("healthkit_daemon_state", "daemon state (1 for the current one)", 1 if d.get("state") == state else 0, f'state="{state}"')
     metric("healthkit_daemon_restarts", "restarts by the supervisor", d.get("restarts") or 0, kind="counter")
     for key, name, help_ in METRICS:

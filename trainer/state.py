@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from healthkit.contract import DAEMON_STATES
 from healthkit.fsutil import atomic_write
 
-DAEMON_STATES = ("running", "paused", "stopped", "crashed", "idle", "gave-up")
 
 DEFAULT_STATE: dict[str, Any] = {
     "state": "stopped",

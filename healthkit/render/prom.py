@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ..contract import DAEMON_LIVENESS, TRAINING_STATES
+
 if TYPE_CHECKING:
     from ..report import Report
 
-TRAINING_STATES = ("training", "paused", "completed", "crashed", "idle")
-DAEMON_STATES = ("running", "dead", "not-running", "pid-reused", "malformed")
 _STATUS_HELP = "0 ok, 1 warning, 2 critical, 3 unknown (the monitoring-plugin convention)"
 
 
@@ -110,7 +110,7 @@ def _audit(gauge: _Gauges, report: "Report") -> None:
 def _daemon(gauge: _Gauges, daemon: dict[str, Any]) -> None:
     state = str(daemon.get("state") or "unknown")
     gauge("healthkit_daemon_up", "1 when the training daemon runs", state == "running")
-    for s in _states(DAEMON_STATES, state):
+    for s in _states(DAEMON_LIVENESS, state):
         gauge("healthkit_daemon_state", "Daemon state (1 for the current one)", s == state, state=s)
 
 
