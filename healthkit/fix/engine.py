@@ -88,56 +88,52 @@ def _contract_violation(spec: FixSpec | None, ref: FixRef, f: Finding) -> str | 
     return None
 
 
-def build_plans(ctx: PlanContext, report: Report, opts: FixOptions, run: FixRun) -> None:
-    """Fill ``run.chosen`` (to apply, in order), ``run.not_applied`` (with why) and ``run.no_fix``."""
-    fixes = load_fixes()
-    known_ids = set(fixes) | {r.id for f in report.findings for r in f.fixes}
-    by_fix = {t for t in opts.only if t in known_ids}  # `--only kill-orphan`: by fix id
-    by_code = set(opts.only) - by_fix
-    plans: list[Plan] = []
-    for f in report.findings:
-        whole = not opts.only or _matches(by_code, f)
-        refs = [r for r in f.fixes if whole or r.id in by_fix]
-        if not refs:
-            if whole and not f.fixes:
-                run.no_fix.append(f)
+def _plans_for(ctx: PlanContext, fixes: dict[str, FixSpec], f: Finding, refs: list[FixRef]) -> list[Plan]:
+    """Every plan the finding's FixRefs give; a planner that raises, or a broken contract, is a blocked plan."""
+    mine: list[Plan] = []
+    for ref in refs:
+        spec = fixes.get(ref.id)
+        why_not = _contract_violation(spec, ref, f)
+        if why_not or spec is None:
+            mine.append(Plan(ref.id, Safety.parse(ref.safety), ref.title, "", [f.code], key=f"{ref.id}:{f.code}",
+                             order=999, blocked=why_not))
             continue
-        mine: list[Plan] = []
-        for ref in refs:
-            spec = fixes.get(ref.id)
-            why_not = _contract_violation(spec, ref, f)
-            if why_not:
-                mine.append(Plan(ref.id, Safety.parse(ref.safety), ref.title, "", [f.code], key=f"{ref.id}:{f.code}",
-                                 order=999, blocked=why_not))
-                continue
-            try:
-                got = spec.planner(ctx, f, ref)
-            except Exception as exc:  # noqa: BLE001 - one planner's bug must not stop the others
-                got = [Plan(ref.id, Safety.parse(ref.safety), ref.title, "", [f.code], key=f"{ref.id}:{f.code}",
-                            order=spec.order, blocked=f"planning failed: {type(exc).__name__}: {exc}")]
-            for p in got:
-                p.finding_keys = [f.identity]
-                mine.append(p)
-        # Alternatives for one finding (adopt or kill an orphan): the safest one that can apply wins;
-        # an unsafe alternative is used only when the safe one is blocked, or when named with --only.
-        groups: dict[str, list[Plan]] = {}
-        for p in mine:
-            if p.group:
-                groups.setdefault(p.group, []).append(p)
-        for members in groups.values():
-            if len(members) < 2:
-                continue
-            ok = [p for p in members if not p.blocked and p.safety >= opts.level]
-            if by_fix:
-                ok = [p for p in ok if p.fix_id in by_fix] or ok
-            best = max(ok, key=lambda p: p.safety) if ok else None
-            for p in members:
-                if best is not None and p is not best and p.safety <= best.safety and p.fix_id != best.fix_id:
-                    why = "unsafe: applied only with --unsafe, and " if p.safety < opts.level else ""
-                    run.not_applied.append((p, f"{why}alternative to {best.fix_id}" + (
-                        f" (name it with --only {p.fix_id} to choose it)" if p.safety < best.safety else "")))
-                    mine.remove(p)
-        plans.extend(mine)
+        try:
+            got = spec.planner(ctx, f, ref)
+        except Exception as exc:  # noqa: BLE001 - one planner's bug must not stop the others
+            got = [Plan(ref.id, Safety.parse(ref.safety), ref.title, "", [f.code], key=f"{ref.id}:{f.code}",
+                        order=spec.order, blocked=f"planning failed: {type(exc).__name__}: {exc}")]
+        for p in got:
+            p.finding_keys = [f.identity]
+            mine.append(p)
+    return mine
+
+
+def _choose_alternatives(mine: list[Plan], opts: FixOptions, by_fix: set[str], run: FixRun) -> list[Plan]:
+    """Alternatives for one finding (adopt or kill an orphan): the safest one that can apply wins;
+    an unsafe alternative is used only when the safe one is blocked, or when named with --only."""
+    groups: dict[str, list[Plan]] = {}
+    for p in mine:
+        if p.group:
+            groups.setdefault(p.group, []).append(p)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        ok = [p for p in members if not p.blocked and p.safety >= opts.level]
+        if by_fix:
+            ok = [p for p in ok if p.fix_id in by_fix] or ok
+        best = max(ok, key=lambda p: p.safety) if ok else None
+        for p in members:
+            if best is not None and p is not best and p.safety <= best.safety and p.fix_id != best.fix_id:
+                why = "unsafe: applied only with --unsafe, and " if p.safety < opts.level else ""
+                run.not_applied.append((p, f"{why}alternative to {best.fix_id}" + (
+                    f" (name it with --only {p.fix_id} to choose it)" if p.safety < best.safety else "")))
+                mine.remove(p)
+    return mine
+
+
+def _merge_and_route(plans: list[Plan], opts: FixOptions, run: FixRun) -> None:
+    """Plans with one key are one action; each is then chosen, or not applied with the reason."""
     merged: dict[str, Plan] = {}
     for p in plans:
         if p.key in merged:
@@ -157,6 +153,24 @@ def build_plans(ctx: PlanContext, report: Report, opts: FixOptions, run: FixRun)
                                        + (" --keep N" if p.fix_id == "prune-checkpoints" and opts.keep is None else "")))
         else:
             run.chosen.append(p)
+
+
+def build_plans(ctx: PlanContext, report: Report, opts: FixOptions, run: FixRun) -> None:
+    """Fill ``run.chosen`` (to apply, in order), ``run.not_applied`` (with why) and ``run.no_fix``."""
+    fixes = load_fixes()
+    known_ids = set(fixes) | {r.id for f in report.findings for r in f.fixes}
+    by_fix = {t for t in opts.only if t in known_ids}  # `--only kill-orphan`: by fix id
+    by_code = set(opts.only) - by_fix
+    plans: list[Plan] = []
+    for f in report.findings:
+        whole = not opts.only or _matches(by_code, f)
+        refs = [r for r in f.fixes if whole or r.id in by_fix]
+        if not refs:
+            if whole and not f.fixes:
+                run.no_fix.append(f)
+            continue
+        plans.extend(_choose_alternatives(_plans_for(ctx, fixes, f, refs), opts, by_fix, run))
+    _merge_and_route(plans, opts, run)
 
 
 def _indent(text: str, pad: str = "    ") -> str:
