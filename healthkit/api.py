@@ -21,13 +21,15 @@ def audit(
     ignore: Iterable[str] = (),
     registry: Registry | None = None,
     timeout_s: float | None = None,
-    record_costs: bool = True,
+    record_costs: bool | None = None,
 ) -> Report:
     """Audit a workspace and return the report. Raises WorkspaceError when there is nothing to audit.
 
     ``select``/``ignore`` add to the lists in healthkit.toml: check ids, tags or
     finding codes (an ignored code is dropped from the report; its check still runs
-    when it has other codes).
+    when it has other codes). ``record_costs`` (default: healthkit.toml's `[audit] record_cost`,
+    off unless set) appends this audit's cost to monitoring_costs.json: the one write an audit may
+    make in the audited tree, and only when the workspace opted in.
     """
     t0 = time.perf_counter()
     ws = path if isinstance(path, Workspace) else Workspace.open(path)
@@ -41,7 +43,7 @@ def audit(
     results = run_checks(ws, chosen, ws.check_timeout_s, ign)
     duration = time.perf_counter() - t0
     notes: list[str] = []
-    if record_costs:
+    if ws.settings.audit.record_cost if record_costs is None else record_costs:
         note = append_costs(ws.path(ws.settings.paths.monitoring_costs), results, duration)
         if note:
             notes.append(note)

@@ -150,6 +150,14 @@ class CheckSettings:
 
 
 @frozen
+class AuditSettings:
+    record_cost: bool = Field(
+        False, description="append each audit's own per-check cost to monitoring_costs.json (writes into the workspace; "
+        "`healthkit init` turns it on for our trainer's workspaces). Off: an audit writes nothing in the audited tree"
+    )
+
+
+@frozen
 class Settings:
     paths: PathSettings = _section(PathSettings)
     status_keys: StatusKeys = _section(StatusKeys)
@@ -159,6 +167,7 @@ class Settings:
     thresholds: Thresholds = _section(Thresholds)
     monitor: MonitorSettings = _section(MonitorSettings)
     checks: CheckSettings = _section(CheckSettings)
+    audit: AuditSettings = _section(AuditSettings)
 
 
 class SettingsError(Exception):

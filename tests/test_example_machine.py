@@ -140,7 +140,7 @@ def test_audit_changes_nothing_but_its_cost_log(example):
         return out
 
     before = snapshot()
-    audit(example.base)
+    audit(example.base, record_costs=True)
     assert snapshot() == before
     costs = json.loads((example.base / "monitoring_costs.json").read_text())
     assert set(costs["audit_runs"][-1]["checks"]) >= {"daemon", "checkpoints", "drift", "validation", "disk"}

@@ -110,8 +110,8 @@ def test_ignore_from_settings(tmp_path):
 def test_costs_are_appended_and_kept_whole(tmp_path):
     reg = registry(ok_check, bad_check)
     (tmp_path / "monitoring_costs.json").write_text(json.dumps({"training": {"hook_share": 0.01}}))
-    audit(tmp_path, registry=reg)
-    audit(tmp_path, registry=reg)
+    audit(tmp_path, registry=reg, record_costs=True)
+    audit(tmp_path, registry=reg, record_costs=True)
     data = json.loads((tmp_path / "monitoring_costs.json").read_text())
     assert data["training"] == {"hook_share": 0.01}  # the trainer's section is kept
     assert len(data["audit_runs"]) == 2 and set(data["audit_runs"][0]["checks"]) == {"ok", "bad"}
@@ -119,7 +119,7 @@ def test_costs_are_appended_and_kept_whole(tmp_path):
 
 def test_corrupt_costs_file_is_moved_aside_not_lost(tmp_path):
     (tmp_path / "monitoring_costs.json").write_text("{half a file")
-    audit(tmp_path, registry=registry(ok_check))
+    audit(tmp_path, registry=registry(ok_check), record_costs=True)
     aside = list(tmp_path.glob("monitoring_costs.json.corrupt-*"))
     assert len(aside) == 1 and aside[0].read_text() == "{half a file"
 

@@ -39,7 +39,8 @@ def config_doc(cfg: dict[str, Any]) -> str:
         "# Training workspace",
         "",
         "Managed by the healthkit trainer. Queue JSONL files (one `{\"text\": ...}` per line) with",
-        "`healthkit queue add FILE`, start with `healthkit daemon start --supervise`, check with `healthkit audit`.",
+        "`healthkit queue add WORKSPACE FILE`, start with `healthkit daemon start WORKSPACE --supervise`, check with",
+        "`healthkit audit WORKSPACE` (WORKSPACE: this folder's path, `.` when you are in it).",
         "",
         "## Configuration (from config.json; `healthkit audit` reports any drift)",
         "",
@@ -67,6 +68,10 @@ def init_workspace(base: Path, tiny_model: bool = False, force: bool = False, **
         written.append(lay.config)
     else:
         cfg = json.loads(lay.config.read_text(encoding="utf-8"))
+    settings = lay.base / "healthkit.toml"
+    if not settings.exists():  # our trainer's workspace opts in to recording the audit's own cost
+        settings.write_text("# healthkit audit settings (see `healthkit checks`)\n[audit]\nrecord_cost = true\n", encoding="utf-8")
+        written.append(settings)
     readme = lay.base / "README.md"
     if force or not readme.exists():
         readme.write_text(config_doc(cfg), encoding="utf-8")
