@@ -18,6 +18,34 @@ INVALID = CodeDoc(
     fix="Edit config.json by hand: healthkit never guesses training settings. `healthkit init` shows a valid example.",
 )
 
+NOT_LOCAL = CodeDoc(
+    "config.base-model-not-local", "critical", "base_model is a hub id, not a local folder",
+    what="config.json's base_model names no folder in the workspace or on this machine and reads like a Hugging Face hub "
+         "id (`gpt2`, `org/model`).",
+    why="The trainer runs offline and downloads nothing: its start-up check refuses to start (exit 78). A trainer that "
+        "did start would crash reaching for the network in the training child.",
+    fix="Download the model once (e.g. `huggingface-cli download ORG/MODEL --local-dir models/base`) and set base_model "
+        "to that folder. No automatic fix: healthkit never downloads models or edits training settings.",
+)
+
+
+def _hub_id_problem(ws: Workspace, data: object) -> Finding | None:
+    """A base_model that is neither a folder nor written as a path: what our trainer's preflight refuses (exit 78)."""
+    value = data.get(ws.settings.config_keys.base_model) if isinstance(data, dict) else None
+    if not isinstance(value, str) or not value or value.startswith(("/", ".", "~")):
+        return None  # a missing path is said by the daemon's own start-up check; a path is not a hub id
+    if ws.path(value).exists():
+        return None
+    return Finding(
+        code=NOT_LOCAL.code, severity=Severity.CRITICAL, title=f"base_model {value!r} is not a local folder",
+        problem=[f"`base_model: {value}` names no folder ({ws.path(value)} does not exist); it reads like a hub id",
+                 "The trainer runs offline and downloads nothing: `healthkit daemon start` refuses it (exit 78)"],
+        impact=["The daemon does not start; the queue waits"],
+        evidence=[Evidence(f"jq .{ws.settings.config_keys.base_model} {q(ws, ws.config.path)}", json.dumps(value))],
+        recommendations=[f"Download {value} once into a folder of the workspace (e.g. models/base) and set base_model to it"],
+        urgency="immediate", data={"base_model": value},
+    )
+
 
 def _schema_errors(ws: Workspace, data: object) -> list[tuple[str, str]]:
     mode = ws.settings.paths.config_schema
@@ -34,7 +62,7 @@ def _schema_errors(ws: Workspace, data: object) -> list[tuple[str, str]]:
     return [("/" + "/".join(str(p) for p in e.absolute_path), e.message) for e in sorted(validator.iter_errors(data), key=str)]
 
 
-@check("config", title="Training config", codes=[INVALID], tags=["config"])
+@check("config", title="Training config", codes=[INVALID, NOT_LOCAL], tags=["config"])
 def config_check(ws: Workspace) -> CheckOutput:
     cfg = ws.config
     rel = q(ws, cfg.path)
@@ -65,5 +93,8 @@ def config_check(ws: Workspace) -> CheckOutput:
             urgency="immediate", data={"violations": [{"pointer": p, "message": m} for p, m in errors]},
         )])
     schema = ws.settings.paths.config_schema
+    hub = _hub_id_problem(ws, cfg.data) if schema == "healthkit" else None
+    if hub is not None:
+        return CheckOutput(findings=[hub])
     detail = f"{ws.rel(cfg.path)} parses (schema validation off in healthkit.toml)" if schema == "none" else f"{ws.rel(cfg.path)} passes the {schema} schema"
     return CheckOutput(healthy=[Healthy("Config is valid", [detail])])

@@ -11,6 +11,7 @@ from . import __version__
 from .registry import Registry, default_registry
 from .report import Report
 from .runner import append_costs, run_checks
+from .selectors import audit_names, require_known
 from .workspace import Workspace
 
 
@@ -23,7 +24,8 @@ def audit(
     timeout_s: float | None = None,
     record_costs: bool | None = None,
 ) -> Report:
-    """Audit a workspace and return the report. Raises WorkspaceError when there is nothing to audit.
+    """Audit a workspace and return the report. Raises WorkspaceError when there is nothing to audit,
+    SelectorError when a name in ``select``/``ignore`` matches no check, tag or code.
 
     ``select``/``ignore`` add to the lists in healthkit.toml: check ids, tags or
     finding codes (an ignored code is dropped from the report; its check still runs
@@ -32,11 +34,14 @@ def audit(
     make in the audited tree, and only when the workspace opted in.
     """
     t0 = time.perf_counter()
+    select, ignore = list(select), list(ignore)
     ws = path if isinstance(path, Workspace) else Workspace.open(path)
     cs = ws.settings.checks
     ws.check_timeout_s = timeout_s or cs.timeout_seconds
     ws.prefetch()  # no-op when already started (healthkit.launch starts it before the CLI loads)
     reg = registry or default_registry(cs.plugins, ws.base)
+    require_known("--select", select, audit_names(reg))
+    require_known("--ignore", ignore, audit_names(reg))
     sel = list(select) or list(cs.select)
     ign = list(cs.ignore) + list(ignore)
     chosen = reg.select(sel, ign)

@@ -12,6 +12,7 @@ from .models import FailLevel
 from .render import Format
 
 EXIT_USAGE = 64
+HELP = {"help_option_names": ["-h", "--help"]}
 
 app = typer.Typer(
     name="healthkit",
@@ -20,13 +21,38 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings=HELP,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        sys.stdout.write(f"healthkit {__version__}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")] = False,
+) -> None:
+    """Audit and repair long-running fine-tuning workspaces."""
 
 PathArg = Annotated[Path, typer.Argument(help="workspace folder", show_default=True)]
 
 
 def err(message: str) -> None:
     sys.stderr.write(message.rstrip("\n") + "\n")
+
+
+def ask(question: str) -> bool:
+    """A yes/no question on the terminal; end of input (Ctrl-D) or Ctrl-C answers no, without a traceback."""
+    try:
+        return typer.confirm(question, default=False, err=True)
+    except (typer.Abort, EOFError, KeyboardInterrupt):
+        err("")  # the prompt's line ends here
+        return False
 
 
 def _split(values: Optional[list[str]]) -> list[str]:
@@ -36,7 +62,7 @@ def _split(values: Optional[list[str]]) -> list[str]:
 @app.command()
 def audit(
     path: PathArg = Path("."),
-    format: Annotated[Format, typer.Option("--format", "-f", help="report format")] = Format.md,
+    format: Annotated[Optional[Format], typer.Option("--format", "-f", help="report format (default: from --output's extension, else md)")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="file, or folder for timestamped reports + latest.*")] = None,
     select: Annotated[Optional[list[str]], typer.Option("--select", help="only these checks, tags or codes (repeat or comma-separate)")] = None,
     ignore: Annotated[Optional[list[str]], typer.Option("--ignore", help="skip these checks, tags or codes")] = None,
@@ -47,15 +73,23 @@ def audit(
 ) -> None:
     """Inspect a training workspace and report what is wrong, with evidence you can re-run."""
     from .api import audit as run_audit
-    from .output import write_report, write_stdout
+    from .output import report_format, write_report, write_stdout
+    from .selectors import SelectorError
     from .workspace import WorkspaceError, take_early
 
     try:
+        fmt = report_format(format.value if format else None, output)
+    except ValueError as exc:
+        err(f"healthkit: {exc}")
+        raise typer.Exit(EXIT_USAGE)
+    try:
         report = run_audit(take_early(path), select=_split(select), ignore=_split(ignore), timeout_s=timeout)
+    except SelectorError as exc:
+        err(f"healthkit: {exc}")
+        raise typer.Exit(EXIT_USAGE)
     except WorkspaceError as exc:
         err(f"healthkit: {exc}")
         raise typer.Exit(3)
-    fmt = format.value
     if output is None:
         write_stdout(report.render(fmt, ascii=ascii, fail_level=fail_level))
     else:
@@ -108,6 +142,7 @@ def fix(
     """
     from .fix import FixError, FixOptions, Safety, run_fix
     from .output import write_stdout
+    from .selectors import SelectorError
     from .workspace import WorkspaceError
 
     if safe == unsafe:
@@ -120,7 +155,7 @@ def fix(
         if not sys.stdin.isatty():
             err("healthkit fix: unsafe fixes need --yes when not run interactively; nothing was changed")
             return False
-        return typer.confirm(f"Apply {len(plans)} unsafe fix(es) shown above?", default=False, err=True)
+        return ask(f"Apply {len(plans)} unsafe fix(es) shown above?")
 
     opts = FixOptions(level=Safety.UNSAFE if unsafe else Safety.SAFE, dry_run=dry_run, only=tuple(_split(only)),
                       keep=keep, wait_s=wait, confirm=confirm)
@@ -132,6 +167,9 @@ def fix(
 
     try:
         result = run_fix(path, opts, Utf8Out())  # type: ignore[arg-type]
+    except SelectorError as exc:
+        err(f"healthkit: {exc}")
+        raise typer.Exit(EXIT_USAGE)
     except (WorkspaceError, FixError) as exc:
         err(f"healthkit: {exc}")
         raise typer.Exit(3)
@@ -188,8 +226,9 @@ def demo(
 
 
 # trainer commands: thin bodies, trainer code imported inside (the audit never imports it) -----------------
-daemon_app = typer.Typer(help="Start, stop, pause, resume and inspect the training daemon.", no_args_is_help=True)
-queue_app = typer.Typer(help="Add files to the training queue and list it.", no_args_is_help=True)
+daemon_app = typer.Typer(help="Start, stop, pause, resume and inspect the training daemon.", no_args_is_help=True,
+                         context_settings=HELP)
+queue_app = typer.Typer(help="Add files to the training queue and list it.", no_args_is_help=True, context_settings=HELP)
 app.add_typer(daemon_app, name="daemon")
 app.add_typer(queue_app, name="queue")
 

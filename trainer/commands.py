@@ -25,15 +25,27 @@ def _err(msg: str) -> None:
     sys.stderr.write(msg.rstrip("\n") + "\n")
 
 
+EXIT_USAGE = 64
+
+
+def _workspace(path: Path) -> Layout | None:
+    """The workspace's layout, or None (said on stderr) when it is not an existing folder: only init creates one."""
+    lay = Layout.of(path)
+    if lay.base.is_dir():
+        return lay
+    what = "is not a directory" if lay.base.exists() else "does not exist"
+    _err(f"healthkit: workspace {lay.base} {what} (create one with `healthkit init {path}`); nothing was changed")
+    return None
+
+
 def start(path: Path, supervise: bool = False, foreground: bool = False) -> int:
     from .daemon import DaemonError, daemon_argv, start_daemon
     from .launch import child_env
     from .pidfile import running_daemon
 
-    lay = Layout.of(path)
-    if not lay.base.is_dir():
-        _err(f"healthkit: workspace {lay.base} does not exist (create it with `healthkit init {path}`)")
-        return 64
+    lay = _workspace(path)
+    if lay is None:
+        return EXIT_USAGE
     if foreground:
         pid = running_daemon(lay)
         if pid:
@@ -46,7 +58,7 @@ def start(path: Path, supervise: bool = False, foreground: bool = False) -> int:
         pid = start_daemon(lay.base, supervise=supervise)
     except DaemonError as exc:
         _err(f"healthkit: {exc}")
-        return 1
+        return exc.exit_code
     from .state import read_state
 
     st = read_state(lay.daemon_state)
@@ -63,7 +75,9 @@ def stop(path: Path, wait_s: float = 120.0) -> int:
     from .daemon import stop_daemon
     from .pidfile import running_daemon
 
-    lay = Layout.of(path)
+    lay = _workspace(path)
+    if lay is None:
+        return EXIT_USAGE
     pid = running_daemon(lay)
     if not pid:
         _out("no daemon is running")
@@ -79,7 +93,10 @@ def stop(path: Path, wait_s: float = 120.0) -> int:
 def status(path: Path, as_json: bool = False) -> int:
     from .daemon import status as get_status
 
-    s = get_status(Layout.of(path).base)
+    lay = _workspace(path)
+    if lay is None:
+        return EXIT_USAGE
+    s = get_status(lay.base)
     if as_json:
         _out(json.dumps(s, indent=2, sort_keys=True, default=str))
         return 0 if s["running"] else EXIT_NOT_RUNNING
@@ -105,35 +122,68 @@ def status(path: Path, as_json: bool = False) -> int:
     return 0 if s["running"] else EXIT_NOT_RUNNING
 
 
+def _daemon_running(lay: Layout) -> bool:
+    from .pidfile import running_daemon
+
+    return bool(running_daemon(lay))
+
+
 def pause(path: Path, reason: str | None = None) -> int:
-    lay = Layout.of(path)
+    lay = _workspace(path)
+    if lay is None:
+        return EXIT_USAGE
     ctl.request_pause(lay, reason)
-    _out("pause requested: training holds at its next step boundary (`healthkit daemon resume` to continue)")
+    if _daemon_running(lay):
+        _out("pause requested: training holds at its next step boundary (`healthkit daemon resume` to continue)")
+    else:
+        _out("pause recorded; no daemon is running: the pause applies at the next start (it starts paused "
+             "until `healthkit daemon resume`)")
     return 0
 
 
 def resume(path: Path) -> int:
-    lay = Layout.of(path)
+    lay = _workspace(path)
+    if lay is None:
+        return EXIT_USAGE
     ctl.request_resume(lay)
-    _out("resume requested")
+    _out("resume requested" if _daemon_running(lay) else "resume recorded; no daemon is running: the next start is not paused")
     return 0
 
 
 def systemd_unit(path: Path, user: str | None = None) -> int:
     from .supervise import systemd_unit as unit
 
-    _out(unit(Layout.of(path).base, user))
+    lay = _workspace(path)
+    if lay is None:
+        return EXIT_USAGE
+    _out(unit(lay.base, user))
     return 0
 
 
+def _queue_error(f: Path, exc: Exception) -> str:
+    """One line that names the file once (an OSError's own text repeats the path)."""
+    if isinstance(exc, FileNotFoundError):
+        return f"healthkit: {f}: no such file; nothing was queued"
+    if isinstance(exc, OSError):
+        return f"healthkit: {f}: {exc.strerror or exc}; nothing was queued"
+    return f"healthkit: {f}: {exc}"
+
+
 def queue_add(path: Path, files: list[Path], priority: int | None = None, move: bool = False) -> int:
-    lay = Layout.of(path)
+    lay = _workspace(path)
+    if lay is None:
+        return EXIT_USAGE
+    missing = [f for f in files if not f.is_file()]
+    for f in missing:
+        _err(f"healthkit: {f}: {'not a file' if f.exists() else 'no such file'}; nothing was queued")
+    if missing:
+        return EXIT_USAGE
     rc = 0
     for f in files:
         try:
             dest = q.add(lay, f, priority=priority, move=move)
         except (OSError, ValueError) as exc:
-            _err(f"healthkit: {f}: {exc}")
+            _err(_queue_error(f, exc))
             rc = 1
             continue
         _out(f"queued {dest.relative_to(lay.base)} (priority {q.priority_of(dest.name)})")
@@ -141,7 +191,9 @@ def queue_add(path: Path, files: list[Path], priority: int | None = None, move: 
 
 
 def queue_list(path: Path, as_json: bool = False) -> int:
-    lay = Layout.of(path)
+    lay = _workspace(path)
+    if lay is None:
+        return EXIT_USAGE
     listing = q.listing(lay)
     if as_json:
         _out(json.dumps(listing, indent=2))

@@ -401,7 +401,11 @@ def _after(iso: Any, ts: float) -> bool:
 
 
 class DaemonError(Exception):
-    """The daemon could not be started or reached; the message says why."""
+    """The daemon could not be started or reached; the message says why, ``exit_code`` how the CLI exits."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def daemon_argv(layout: Layout, extra: list[str] | None = None) -> list[str]:
@@ -436,7 +440,10 @@ def start_daemon(base: Path, supervise: bool = False, timeout_s: float = 60.0) -
                 return pf.pid
         if not probe(spawned).alive:
             tail = _tail(out, offset)
-            raise DaemonError(f"the daemon exited at once:\n{tail}" if tail else "the daemon exited at once (see logs/daemon.log)")
+            # Its preflight refused the start (exit 78) when it left a stopped state with the reason.
+            refused = read_state(lay.daemon_state).get("state") == "stopped" and "healthkit daemon: cannot start" in tail
+            raise DaemonError(f"the daemon exited at once:\n{tail}" if tail else "the daemon exited at once (see logs/daemon.log)",
+                              EXIT_CONFIG if refused else 1)
         time.sleep(0.1)
     raise DaemonError(f"the daemon did not come up within {timeout_s:.0f}s (see {out})")
 

@@ -4,6 +4,7 @@
 - torch, transformers and accelerate are importable (Trainer refuses to run without accelerate);
 - evaluation, when configured, can run: the validation file exists and parses, or a split is set;
   eval_steps beyond max_steps is said (validation then runs once, at the end of each file);
+- base_model is a local folder (a hub id would make the child reach for the network and crash);
 - the docs do not drift from config.json (the audit's own `drift` check): fail or warn by `drift_policy`.
 """
 
@@ -82,8 +83,12 @@ def check_drift(layout: Layout, cfg: TrainingConfig, pf: Preflight) -> None:
         return
     try:
         from healthkit.api import audit
+        from healthkit.selectors import SelectorError
 
         report = audit(layout.base, select=["config.doc-drift"], record_costs=False)
+    except SelectorError:
+        pf.warnings.append("the docs drift check is not installed (no check reports config.doc-drift): docs were not compared")
+        return
     except Exception as exc:  # noqa: BLE001 - an audit bug must not stop training; say it
         pf.warnings.append(f"the docs drift check could not run: {type(exc).__name__}: {exc}")
         return
@@ -102,6 +107,17 @@ def check_drift(layout: Layout, cfg: TrainingConfig, pf: Preflight) -> None:
                 msg + ("" if cfg.drift_policy == "fail" else " [drift_policy=warn]"))
 
 
+def base_model_problem(layout: Layout, base_model: str) -> str | None:
+    """Why ``base_model`` cannot be trained from, or None: it must be a local folder (the trainer runs offline)."""
+    base = layout.resolve(base_model)
+    if base.is_dir():
+        return None
+    if base.exists():
+        return f"base_model {base_model!r} is not a folder ({base})"
+    return (f"base_model {base_model!r} is not a local folder ({base}); the trainer runs offline and downloads nothing: "
+            "download the model once and set base_model to its folder")
+
+
 def run_preflight(layout: Layout, drift: bool = True) -> Preflight:
     pf = Preflight()
     try:
@@ -114,12 +130,9 @@ def run_preflight(layout: Layout, drift: bool = True) -> Preflight:
         pf.errors.append(f"the trainer needs {', '.join(missing)}: pip install 'healthkit[trainer]' "
                          "(transformers' Trainer refuses to run without accelerate)")
     cfg = pf.config
-    base = layout.resolve(cfg.base_model)
-    if not base.exists() and ("/" not in cfg.base_model or cfg.base_model.startswith((".", "/", "~"))):
-        pf.errors.append(f"base_model {cfg.base_model!r} is not a folder here ({base}); nothing is downloaded at run time")
-    elif not base.exists():
-        pf.warnings.append(f"base_model {cfg.base_model!r} is not a local folder: it must already be in the Hugging Face cache "
-                           "(the trainer runs offline)")
+    problem = base_model_problem(layout, cfg.base_model)
+    if problem:
+        pf.errors.append(problem)
     check_validation(layout, cfg, pf)
     if cfg.launcher != "none" and cfg.nnodes > 1 and not cfg.rdzv_endpoint:
         pf.errors.append(f"launcher {cfg.launcher} with nnodes={cfg.nnodes} needs rdzv_endpoint (host:port)")

@@ -243,10 +243,24 @@ def _journal_path(ws: Workspace) -> Path:
     return path
 
 
+def _require_known_only(ws: Workspace, only: tuple[str, ...]) -> None:
+    """`--only bogus` is a usage error (SelectorError) before anything is locked or written, not a green "nothing to do"."""
+    if not only:
+        return
+    from ..registry import default_registry
+    from ..selectors import fix_names, require_known
+
+    require_known("--only", only, fix_names(default_registry(ws.settings.checks.plugins, ws.base), load_fixes()))
+
+
 def run_fix(path: str | Path, opts: FixOptions, out: TextIO | None = None) -> FixRun:
-    """Plan and (unless ``opts.dry_run``) apply fixes to the workspace at ``path``; raises WorkspaceError or FixError."""
+    """Plan and (unless ``opts.dry_run``) apply fixes to the workspace at ``path``.
+
+    Raises WorkspaceError or FixError, and SelectorError when an ``opts.only`` name matches nothing.
+    """
     out = out or sys.stdout
     ws = Workspace.open(path)
+    _require_known_only(ws, opts.only)
     run_id = f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{os.getpid()}"
     journal = Journal(_journal_path(ws), dry_run=opts.dry_run)
     lock = FixLock(ws.base, opts.wait_s)
