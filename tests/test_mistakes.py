@@ -153,3 +153,29 @@ def test_version_and_short_help():
     for args in (("-h",), ("audit", "-h"), ("daemon", "status", "-h")):
         r = run_cli(*args)
         assert r.returncode == 0 and "Usage" in r.stdout.decode(), args
+
+
+def test_daemon_status_is_formatted_for_people(tmp_path):
+    ws = make_healthy_workspace(tmp_path / "ws")
+    write_json(ws / "status" / "training_status.json", {
+        "state": "training", "step": 5, "total_steps": 30, "loss": 4.900209045410156, "val_loss": None,
+        "eta_seconds": None, "updated_at": "2026-11-30T10:00:00+00:00"})
+    r = run_cli("daemon", "status", str(ws))
+    out = r.stdout.decode()
+    assert r.returncode == 3  # no daemon runs
+    assert "progress: training, step 5/30, loss 4.9, no validation loss yet (updated 2026-11-30T10:00:00+00:00)" in out
+    for bad in ("None", "4.900209045410156", "eta Nones"):
+        assert bad not in out
+    write_json(ws / "status" / "training_status.json", {"state": "training", "step": 5, "loss": 0.01823, "val_loss": 1.234567,
+                                                        "eta_seconds": 7500.4})
+    out = run_cli("daemon", "status", str(ws)).stdout.decode()
+    assert "progress: training, step 5, loss 0.01823, val_loss 1.235, eta 2h 05m" in out
+
+
+def test_status_text_units():
+    from trainer.statustext import daemon_line, duration, number
+
+    assert [duration(x) for x in (None, -1, 12.4, 250, 7500)] == [None, None, "12s", "4m 10s", "2h 05m"]
+    assert [number(x) for x in (None, "x", True, 4.900209045410156, float("nan"))] == [None, None, None, "4.9", "nan"]
+    assert daemon_line(False, None, {}) == "daemon: not running"
+    assert daemon_line(True, 12, {"state": "running", "restarts": 0}) == "daemon: running (PID 12)"

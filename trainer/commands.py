@@ -101,18 +101,15 @@ def status(path: Path, as_json: bool = False) -> int:
         _out(json.dumps(s, indent=2, sort_keys=True, default=str))
         return 0 if s["running"] else EXIT_NOT_RUNNING
     st, tr = s["state"], s["training"]
-    if s["running"]:
-        line = f"daemon: {st.get('state')} (PID {s['pid']}, since {st.get('started_at')}, restarts {st.get('restarts')})"
-    else:
-        line = f"daemon: not running (last state {st.get('state')})"
-    _out(line)
+    from .statustext import daemon_line, training_line
+
+    _out(daemon_line(s["running"], s["pid"], st))
     if st.get("paused_at"):
         _out(f"paused since {st.get('paused_at')}: {st.get('pause_reason')}")
     if st.get("child_pid"):
         _out(f"training: PID {st.get('child_pid')} on {st.get('current_file')}{' (adopted)' if st.get('adopted') else ''}")
     if tr:
-        _out(f"status: {tr.get('state')} step {tr.get('step')}/{tr.get('total_steps')} loss {tr.get('loss')} "
-             f"val_loss {tr.get('val_loss')} eta {tr.get('eta_seconds')}s (updated {tr.get('updated_at')})")
+        _out(training_line(tr))
     qq = s["queue"]
     _out("queue: " + ", ".join(f"{k} {len(v)}" for k, v in qq.items()))
     for w in st.get("warnings") or []:

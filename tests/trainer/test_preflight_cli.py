@@ -99,3 +99,22 @@ def test_init_tiny_model_and_queue_commands(tmp_path: Path) -> None:
     assert r.exit_code == 3 and "not running" in r.output
     r = runner.invoke(app, ["daemon", "systemd-unit", str(base)])
     assert r.exit_code == 0 and "Restart=on-failure" in r.output
+
+
+def test_a_hub_id_base_model_fails_the_start_with_78_and_the_audit_says_why(tmp_path: Path) -> None:
+    """trainer/README.md: a base model that is not a local folder fails the start (exit 78); it used to be a warning."""
+    from trainer.init import init_workspace
+
+    base = tmp_path / "ws"
+    init_workspace(base, **{**FAST_CONFIG, "base_model": "gpt2"})
+    (base / "README.md").unlink()  # no drift to report: only the base model is wrong
+    r = subprocess.run([sys.executable, "-m", "healthkit.cli", "daemon", "start", str(base)], capture_output=True, text=True,
+                       cwd=REPO, timeout=180)
+    assert r.returncode == 78, r.stdout + r.stderr
+    assert "base_model 'gpt2' is not a local folder" in r.stderr and "Traceback" not in r.stderr
+    assert not list((base / "queue" / "processing").iterdir())
+    a = subprocess.run([sys.executable, "-m", "healthkit.cli", "audit", str(base), "--format", "json"], capture_output=True,
+                       text=True, cwd=REPO, timeout=120)
+    codes = {f["code"]: f for f in json.loads(a.stdout)["findings"]}
+    assert a.returncode == 2 and "config.base-model-not-local" in codes
+    assert "downloads nothing" in " ".join(codes["config.base-model-not-local"]["problem"])
