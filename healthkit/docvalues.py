@@ -7,6 +7,11 @@ indentation), TOML/INI (``[lora]`` sections). Other fenced code (bash, python), 
 and headings state nothing. Human labels ("Eval steps", "Batch size") are mapped onto config
 keys. Each statement carries the line and the column span of its value so a fix can rewrite
 that value and nothing else: ``line_text[start:end] == text`` always holds.
+
+A label maps onto a key only when one key fits ("Batch size" with both a train and an eval
+batch size maps to neither; `Ambiguous` says which it could be). What a line says about its
+own value decides what a fix may do: history ("Earlier we tried ...") states no current value,
+and a line that argues for its value (`history_marker`, `argues_for_itself`) is for a person.
 """
 
 from __future__ import annotations
@@ -53,6 +58,16 @@ class Statement:
     end: int
     line_text: str
     partial: bool = False  # an unquoted value that prose goes on after ("Base model: see below")
+    fenced: bool = False  # inside a fenced code block: an example or a copy of a file, never rewritten by a safe fix
+
+
+@dataclass(frozen=True)
+class Ambiguous:
+    """A label that more than one config key fits ("Batch size" with train and eval batch sizes): not compared."""
+
+    label: str
+    keys: tuple[str, ...]
+    line: int
 
 
 def normalize_label(label: str) -> str:
@@ -78,6 +93,8 @@ class KeyIndex:
     def __init__(self, config: dict[str, Any]):
         self.values = flatten(config)
         self.names: dict[str, str] = {}
+        self.ambiguous: list[tuple[int, str, tuple[str, ...]]] = []  # (line, label, keys) met by resolve()
+        self.line = 0  # the doc line being read, for ``ambiguous``
         leaf_count: dict[str, int] = {}
         for dotted in self.values:
             leaf = normalize_label(dotted.rsplit(".", 1)[-1])
@@ -90,25 +107,38 @@ class KeyIndex:
                 self.names.setdefault(leaf, dotted)
 
     def resolve(self, label: str, group: str | None = None) -> str | None:
+        """The one config key ``label`` means, or None: unknown, or fitting several keys (kept in ``ambiguous``)."""
+        fits = self.candidates(label, group)
+        if len(fits) > 1:
+            self.ambiguous.append((self.line, label.strip("*`_\"' "), tuple(fits)))
+            return None
+        return fits[0] if fits else None
+
+    def candidates(self, label: str, group: str | None = None) -> list[str]:
+        """Every config key ``label`` could mean: its exact name wins; else aliases and longer names ending with it.
+
+        "Batch size" fits per_device_train_batch_size by alias and per_device_eval_batch_size by suffix: two keys,
+        so neither is assumed.
+        """
         norm = normalize_label(label)
         if not norm or len(norm) > 48:
-            return None
-        candidates = []
-        if group:
-            g = normalize_label(group)
-            candidates += [f"{g}_{norm}", f"{g}.{norm}"]
-        candidates += [norm, ALIASES.get(norm, "")]
-        if group:
-            candidates.append(ALIASES.get(f"{normalize_label(group)}_{norm}", ""))
-        for c in candidates:
-            if c and c in self.names:
-                return self.names[c]
+            return []
+        exact = [f"{normalize_label(group)}_{norm}", f"{normalize_label(group)}.{norm}"] if group else []
+        for c in exact + [norm]:
+            if c in self.names:
+                return [self.names[c]]
+        fits: list[str] = []
+        aliases = [ALIASES.get(norm, "")] + ([ALIASES.get(f"{normalize_label(group)}_{norm}", "")] if group else [])
+        for a in aliases:
+            if a and a in self.names and self.names[a] not in fits:
+                fits.append(self.names[a])
         # "Seq length" -> max_seq_length; only labels of two or more words, so that a lone
         # "Version" or "Length" in prose does not claim a key that merely ends with it.
-        suffix = [d for n, d in self.names.items() if n.endswith("_" + norm) and "." not in n]
-        if len(set(suffix)) == 1 and "_" in norm and len(norm) >= 6:
-            return suffix[0]
-        return None
+        if "_" in norm and len(norm) >= 6:
+            for n, d in self.names.items():
+                if n.endswith("_" + norm) and "." not in n and d not in fits:
+                    fits.append(d)
+        return sorted(fits)
 
 
 _BULLET = re.compile(r"^\s*(?:(?:[-*+]|\d+[.)])\s+|>\s*|\[[ xX]\]\s+)*")  # bullets, quotes, task boxes
@@ -161,6 +191,7 @@ class _Collector:
         self.index = index
         self.out: list[Statement] = []
         self.seen: set[tuple[int, int, int]] = set()
+        self.fenced = False  # set while a fenced block's lines are read
 
     def add(self, key: str | None, label: str, text: str, lineno: int, start: int, end: int, line: str,
             quoted: bool = False) -> None:
@@ -170,7 +201,7 @@ class _Collector:
             return
         self.seen.add((lineno, start, end))
         partial = not quoted and _continues(line, end)
-        self.out.append(Statement(key, label, text, lineno, start, end, line, partial))
+        self.out.append(Statement(key, label, text, lineno, start, end, line, partial, self.fenced))
 
     def add_match(self, key: str | None, label: str, m: re.Match[str], lineno: int, line: str, offset: int = 0) -> None:
         if not key:
@@ -179,12 +210,17 @@ class _Collector:
         self.add(key, label, val, lineno, start, end, line, quoted=m.group("val")[:1] in "`\"'*")
 
 
-def statements(text: str, index: KeyIndex) -> list[Statement]:
-    """Every statement of a config value in a Markdown text, in line order."""
+def statements(text: str, index: KeyIndex, ambiguous: list[Ambiguous] | None = None) -> list[Statement]:
+    """Every statement of a config value in a Markdown text, in line order.
+
+    Labels that fit more than one config key state nothing; they are added to ``ambiguous`` when given.
+    """
     col = _Collector(index)
+    index.ambiguous.clear()
     fence: tuple[str, str] | None = None  # (marker, kind)
     block: list[tuple[int, str]] = []
     for lineno, line in enumerate(text.splitlines(), 1):
+        index.line = lineno
         stripped = line.strip()
         m_fence = _FENCE.match(stripped)
         if fence is not None:
@@ -206,6 +242,10 @@ def statements(text: str, index: KeyIndex) -> list[Statement]:
     if fence is not None:  # an unclosed fence runs to the end of the doc
         _block(col, fence[1], block)
     col.out.sort(key=lambda s: (s.line, s.start))
+    if ambiguous is not None:
+        for line, label, keys in dict.fromkeys(index.ambiguous):
+            ambiguous.append(Ambiguous(label, keys, line))
+    index.ambiguous.clear()
     return col.out
 
 
@@ -286,18 +326,23 @@ def _block(col: _Collector, kind: str, block: list[tuple[int, str]]) -> None:
     if kind == "code" or not block:
         return
     first = next((ln.strip() for _, ln in block if ln.strip()), "")
-    if kind == "json" or kind == "plain" and first[:1] in "{[":
-        _json_block(col, block)
-    elif kind == "kv":
-        _kv_block(col, block)
-    else:
-        _yaml_block(col, block)
+    col.fenced = True
+    try:
+        if kind == "json" or kind == "plain" and first[:1] in "{[":
+            _json_block(col, block)
+        elif kind == "kv":
+            _kv_block(col, block)
+        else:
+            _yaml_block(col, block)
+    finally:
+        col.fenced = False
 
 
 def _yaml_block(col: _Collector, block: list[tuple[int, str]]) -> None:
     """`key: value` lines, nested by indentation (`lora:` then `  r: 128` is lora.r)."""
     stack: list[tuple[int, str]] = []
     for lineno, line in block:
+        col.index.line = lineno
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         m = _YAML_KEY.match(line)
@@ -333,6 +378,7 @@ def _kv_block(col: _Collector, block: list[tuple[int, str]]) -> None:
     """TOML/INI: `[section]` headers group the `key = value` lines under them."""
     group: str | None = None
     for lineno, line in block:
+        col.index.line = lineno
         s = line.strip()
         if s.startswith("[") and s.endswith("]"):
             group = s.strip("[] ") or None
@@ -348,6 +394,7 @@ def _json_block(col: _Collector, block: list[tuple[int, str]]) -> None:
     # frames: [kind, path or None (inside an array), pending key, after colon]
     stack: list[list[Any]] = []
     for lineno, line in block:
+        col.index.line = lineno
         for m in _JSON_TOKEN.finditer(line):
             tok = m.group(0)
             top = stack[-1] if stack else None
@@ -460,3 +507,53 @@ def line_fingerprint(line: str) -> str:
 
     data = line.encode("utf-8")
     return f"{zlib.crc32(data):08x}-{len(data)}"
+
+
+# what a line says about its own value -----------------------------------------------
+
+_HISTORY = re.compile(
+    r"\b(?:earlier|previously|formerly|originally|initially|used\s+to|we\s+tried|tried|in\s+the\s+past|no\s+longer|"
+    r"back\s+then|changed\s+from|until\s+\w+|old\s+value|was|were|had\s+been)\b", re.IGNORECASE)
+_ARGUES = re.compile(
+    r"\b(?:required|requires?|must|mandatory|do\s+not|don'?t|never|intentional(?:ly)?|deliberate(?:ly)?|on\s+purpose|"
+    r"needed|necessary|important|causes?|oom|out\s+of\s+memory|crash(?:es)?|keep\s+(?:it\s+)?at|pinned|fixed\s+at)\b",
+    re.IGNORECASE)
+_OTHER_PAIR = re.compile(r"(?P<label>[A-Za-z][\w.-]{0,47})[\"'`]?\s*[:=]\s*[\"'`]?(?P<val>[^\s,;|`\"'()]+)")
+
+
+def history_marker(st: Statement) -> str | None:
+    """The word that makes a prose statement history ("Earlier we tried `eval_steps: 50`"), or None.
+
+    Only words before the value count: "Eval steps: 10 (was 500)" states 10 now, and names an old value.
+    """
+    if st.fenced:
+        return None
+    m = _HISTORY.search(st.line_text[: st.start])
+    return m.group(0) if m else None
+
+
+def _outside(st: Statement) -> str:
+    return st.line_text[: st.start] + " " * (st.end - st.start) + st.line_text[st.end:]
+
+
+def argues_for_itself(st: Statement, index: KeyIndex, config_value: Any) -> str | None:
+    """Why a person must decide between the doc and config.json, or None.
+
+    A line that says its value is required or must not change, names an old value, or also states
+    config.json's value for the same key (`"batch_size": 1,  <- REQUIRED (batch_size=2 causes OOM)`)
+    argues for its own value: rewriting it would make it contradict itself.
+    """
+    rest = _outside(st)
+    for m in _OTHER_PAIR.finditer(rest):
+        if index.resolve(m.group("label")) != st.key and normalize_label(m.group("label")) != normalize_label(st.label):
+            continue
+        ok, value = parse_doc_value(m.group("val"), config_value)
+        if ok and same_value(value, config_value)[0]:
+            return f"the line also states `{m.group(0).strip()}`"
+    m = _ARGUES.search(rest)
+    if m:
+        return f"the line argues for its value (`{m.group(0)}`)"
+    m = _HISTORY.search(st.line_text[st.end:])
+    if m and not st.fenced:
+        return f"the line records a change (`{m.group(0)}`)"
+    return None

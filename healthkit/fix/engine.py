@@ -275,7 +275,7 @@ def run_fix(path: str | Path, opts: FixOptions, out: TextIO | None = None) -> Fi
         before = audit(ws, record_costs=False)
         run = FixRun(before=before, recovered=recovered)
         ctx = PlanContext(ws, before, keep=opts.keep, daemon_confirm_s=opts.daemon_confirm_s,
-                          kill_grace_s=opts.kill_grace_s, run_id=run_id)
+                          kill_grace_s=opts.kill_grace_s, run_id=run_id, level=opts.level)
         build_plans(ctx, before, opts, run)
         print_plans(run, opts, out, ws.base)
         if opts.dry_run:

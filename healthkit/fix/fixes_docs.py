@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 from pathlib import Path
 
 from ..docvalues import format_for_doc, line_fingerprint
@@ -49,30 +50,61 @@ def rewrite(text: str, drifts: list[dict]) -> tuple[str, list[dict]]:
     return "".join(lines), sorted(changes, key=lambda c: c["line"])
 
 
+def _guarded_line(rel: str, d: dict) -> str:
+    """Why the safe fix leaves this drifting line alone, quoting both values."""
+    both = f"{rel}:{d['line']} `{d['key']}: {d['doc_value']}` (config.json: {json.dumps(d['config_value'])})"
+    if d.get("guard") == "decide":
+        return f"{both}: a person must decide ({d.get('why')})"
+    return f"{both}: in a fenced code block (an example or a copy of a file)"
+
+
 @fixer("sync-doc-value", order=10, codes=("config.doc-drift",), safety=(Safety.SAFE, Safety.UNSAFE))
 def plan_sync(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
-    ws = ctx.ws
+    """Safe: current-state statements in prose. Values in fenced blocks and lines a person must decide: --unsafe only."""
     doc = Path(finding.data["doc"])
     drifts = list(finding.data.get("drifts") or [])
+    plain = [d for d in drifts if not d.get("guard")]
+    guarded = [d for d in drifts if d.get("guard")]
+    if ctx.level is Safety.UNSAFE:
+        return [_edit_plan(ctx, finding, doc, drifts, Safety.UNSAFE if guarded else Safety.SAFE)]
+    plans = [_edit_plan(ctx, finding, doc, plain, Safety.SAFE)] if plain else []
+    if guarded:
+        rel = ctx.ws.rel(doc)
+        plans.append(Plan("sync-doc-value", Safety.UNSAFE, f"Rewrite {len(guarded)} value(s) in {rel} that --safe leaves alone",
+                          "", [finding.code], key=f"sync-doc-value-guarded:{doc}", order=10,
+                          blocked="left alone by --safe (`fix --unsafe` rewrites them): "
+                                  + "; ".join(_guarded_line(rel, d) for d in guarded)))
+    return plans
+
+
+def _edit_plan(ctx: PlanContext, finding: Finding, doc: Path, drifts: list[dict], safety: Safety) -> Plan:
+    ws = ctx.ws
     rel = ws.rel(doc)
-    plan = Plan("sync-doc-value", Safety.parse(ref.safety), f"Rewrite {len(drifts)} stale value(s) in {rel} to config.json's",
+    plan = Plan("sync-doc-value", safety, f"Rewrite {len(drifts)} stale value(s) in {rel} to config.json's",
                 "", [finding.code], key=f"sync-doc-value:{doc}", order=10)
     target = doc.resolve() if doc.is_symlink() else doc
     if not is_within(target, ws.base):
         plan.blocked = f"{rel} is a symlink out of the workspace; it is never edited"
-        return [plan]
+        return plan
     try:
         old = read_nofollow(target)
         cfg = read_nofollow(ws.config_path)
         new_text, changes = rewrite(old.decode("utf-8"), drifts)
     except (Refused, OSError, UnicodeDecodeError, KeyError) as exc:
         plan.blocked = f"cannot plan the edit of {rel}: {exc}"
-        return [plan]
+        return plan
     new = new_text.encode("utf-8")
     if target != doc:
         plan.title += f" (the symlink's target {ws.rel(target)})"
     plan.preview = unified_diff(old, new, ws.rel(target)) + f"\n(backup: {ws.rel(target)}.bak-<timestamp>)"
-    old_sha, cfg_sha = hashlib.sha256(old).hexdigest(), hashlib.sha256(cfg).hexdigest()
+    if safety is Safety.UNSAFE:
+        plan.preview += "\nunsafe: " + "; ".join(_guarded_line(rel, d) for d in drifts if d.get("guard"))
+    plan.apply = _applier(ws, target, new, hashlib.sha256(old).hexdigest(), hashlib.sha256(cfg).hexdigest(), changes)
+    return plan
+
+
+def _applier(ws, target: Path, new: bytes, old_sha: str, cfg_sha: str, changes: list[dict]):
+    """The apply step: replace the doc (backup kept) unless it or config.json changed since the plan."""
 
     def apply(actx: ApplyContext) -> Outcome:
         try:
@@ -91,5 +123,4 @@ def plan_sync(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
         actx.record("edit", ws.rel(target), "applied", what, backup=ws.rel(backup), changes=changes)
         return applied(f"rewrote {ws.rel(target)} ({what}); backup {ws.rel(backup)}", backup=str(backup))
 
-    plan.apply = apply
-    return [plan]
+    return apply

@@ -107,6 +107,7 @@ class PlanContext:
     daemon_confirm_s: float = 3.0
     kill_grace_s: float = 10.0
     run_id: str = ""
+    level: Safety = Safety.SAFE  # the run's --safe/--unsafe: a planner may offer more under --unsafe
 
 
 @dataclass

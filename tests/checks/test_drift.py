@@ -354,3 +354,33 @@ def test_random_markdown_never_breaks_the_span_contract():
         lines = text.splitlines()
         for st in statements(text, index):
             assert st.line_text == lines[st.line - 1] and st.line_text[st.start:st.end] == st.text, text
+
+
+# --- what a line says about its own value (issue 11) -----------------------------------------
+
+@pytest.mark.parametrize("doc,kind", [
+    ("- Eval steps: 10\n", None),
+    ("Earlier we tried `eval_steps: 50` but it was too slow\n", "history"),
+    ("We used to run with eval_steps=50.\n", "history"),
+    ("- Eval steps: 10 (was 500 until the OOM)\n", "decide"),
+    ("- Eval steps: 10  # REQUIRED\n", "decide"),
+    ("- Eval steps: 10 (do not change)\n", "decide"),
+    ("- eval_steps: 10 (eval_steps=500 is too slow)\n", "decide"),
+    ("```yaml\neval_steps: 10\n```\n", "fenced"),
+    ("```yaml\neval_steps: 10  # never raise this\n```\n", "decide"),
+])
+def test_each_drifting_line_is_classified(tmp_path, doc, kind):
+    report = drift_of(tmp_path, doc)
+    got = [d["guard"] for d in drifts(report)]
+    assert got == ([] if kind == "history" else [kind]), (got, result(report, "drift").notes)
+
+
+def test_ambiguous_labels_are_reported_with_their_candidates():
+    from healthkit.docvalues import Ambiguous
+
+    index = KeyIndex({"per_device_train_batch_size": 4, "per_device_eval_batch_size": 8, "batch_size_note": "x"})
+    amb: list = []
+    assert statements("- Batch size: 16\n| Batch size | 16 |\n", index, amb) == []
+    assert amb == [Ambiguous("Batch size", ("per_device_eval_batch_size", "per_device_train_batch_size"), 1),
+                   Ambiguous("Batch size", ("per_device_eval_batch_size", "per_device_train_batch_size"), 2)]
+    assert KeyIndex({"batch_size": 1, "per_device_eval_batch_size": 8}).resolve("Batch size") == "batch_size"  # exact wins
