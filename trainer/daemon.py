@@ -440,12 +440,19 @@ def start_daemon(base: Path, supervise: bool = False, timeout_s: float = 60.0) -
                 return pf.pid
         if not probe(spawned).alive:
             tail = _tail(out, offset)
-            # Its preflight refused the start (exit 78) when it left a stopped state with the reason.
-            refused = read_state(lay.daemon_state).get("state") == "stopped" and "healthkit daemon: cannot start" in tail
-            raise DaemonError(f"the daemon exited at once:\n{tail}" if tail else "the daemon exited at once (see logs/daemon.log)",
-                              EXIT_CONFIG if refused else 1)
+            raise _exited_at_once(lay, tail)
         time.sleep(0.1)
     raise DaemonError(f"the daemon did not come up within {timeout_s:.0f}s (see {out})")
+
+
+def _exited_at_once(lay: Layout, tail: str) -> DaemonError:
+    """Why a fresh daemon is gone; exit 78 when its start-up checks refused the configuration (said by it or its supervisor)."""
+    refused = "healthkit daemon: cannot start" in tail or "refused its configuration" in tail
+    error = read_state(lay.daemon_state).get("error") if refused else None
+    if error and error not in tail:
+        tail = f"{tail}\n{error}".strip()
+    return DaemonError(f"the daemon exited at once:\n{tail}" if tail else "the daemon exited at once (see logs/daemon.log)",
+                       EXIT_CONFIG if refused else 1)
 
 
 def _tail(path: Path, offset: int, limit: int = 4000) -> str:

@@ -113,6 +113,9 @@ def test_a_hub_id_base_model_fails_the_start_with_78_and_the_audit_says_why(tmp_
     assert r.returncode == 78, r.stdout + r.stderr
     assert "base_model 'gpt2' is not a local folder" in r.stderr and "Traceback" not in r.stderr
     assert not list((base / "queue" / "processing").iterdir())
+    r = subprocess.run([sys.executable, "-m", "healthkit.cli", "daemon", "start", str(base), "--supervise"], capture_output=True,
+                       text=True, cwd=REPO, timeout=180)
+    assert r.returncode == 78 and "base_model 'gpt2' is not a local folder" in r.stderr, r.stdout + r.stderr
     a = subprocess.run([sys.executable, "-m", "healthkit.cli", "audit", str(base), "--format", "json"], capture_output=True,
                        text=True, cwd=REPO, timeout=120)
     codes = {f["code"]: f for f in json.loads(a.stdout)["findings"]}
