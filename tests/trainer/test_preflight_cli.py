@@ -47,9 +47,8 @@ def test_preflight_drift_policy_fail_or_warn(tmp_path: Path, tiny_model_dir: Pat
     readme = lay.base / "README.md"
     readme.write_text(readme.read_text().replace('"eval_steps": 5', '"eval_steps": 10'))
     pf = run_preflight(lay)
-    if not any("config.doc-drift" in m for m in pf.errors + pf.warnings):
-        pytest.skip("the drift check does not read JSON blocks in this tree: " + "; ".join(pf.warnings))
-    assert any("config.doc-drift" in e for e in pf.errors)
+    # No skip here: a drift check that stopped reading JSON blocks is the regression this test exists for.
+    assert any("config.doc-drift" in e for e in pf.errors), pf.errors + pf.warnings
     cfg = json.loads(lay.config.read_text())
     cfg["drift_policy"] = "warn"
     lay.config.write_text(json.dumps(cfg))
@@ -73,9 +72,11 @@ def test_trainer_extra_declares_what_trainer_needs() -> None:
     names = {d.split(">")[0].split("=")[0].split("[")[0].strip() for d in extra}
     assert {"torch", "transformers", "accelerate", "tokenizers"} <= names
     # ...and Trainer really refuses to run without accelerate:
-    code = ("import sys; sys.modules['accelerate'] = None\n"
-            "from transformers import TrainingArguments\n"
-            "try:\n    TrainingArguments(output_dir='/tmp/x', use_cpu=True)\nexcept ImportError as e:\n    print('REFUSED', e)\n")
+    # Hide accelerate the way transformers looks for it (its availability probe), not by poisoning
+    # sys.modules: that breaks transformers' own import differently once peft is installed.
+    code = ("import transformers.training_args as ta\n"
+            "ta.is_accelerate_available = lambda *a, **k: False\n"
+            "try:\n    ta.TrainingArguments(output_dir='/tmp/x', use_cpu=True)\nexcept ImportError as e:\n    print('REFUSED', e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "REFUSED" in out.stdout and "accelerate" in out.stdout, out.stdout + out.stderr[-2000:]
 
