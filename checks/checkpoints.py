@@ -127,6 +127,13 @@ def _allowed(limit: int, ckpts: list[Checkpoint], best: Checkpoint | None) -> in
     return limit + (1 if best is not None and best not in newest else 0)
 
 
+def _limit_words(limit: int, declared_by: str) -> str:
+    """'declared limit (3)' only when someone declared it; a default nobody wrote down is called what it is."""
+    if declared_by.startswith("healthkit trainer default"):
+        return f"trainer's default limit ({limit}; nothing declares one in config.json or healthkit.toml)"
+    return f"declared limit ({limit}, {declared_by})"
+
+
 def _du_lines(ws: Workspace, ckpts: list[Checkpoint], total: int) -> str:
     usage = ws.checkpoint_usage
     rows = sorted(ckpts, key=lambda c: usage[c.path].bytes, reverse=True)[:4]
@@ -191,7 +198,9 @@ def checkpoints_check(ws: Workspace) -> CheckOutput:
             recommendations=[f"Configure `save_total_limit={DEFAULT_RECOMMENDED_LIMIT}` in the training config "
                              f"(keeps ~{human_bytes(typical * DEFAULT_RECOMMENDED_LIMIT)} instead of {human_bytes(total)})",
                              "If the training script enforces its own limit, declare it in healthkit.toml [retention]"],
-            fixes=[SET_LIMIT], urgency="short-term", data={"config_key": limit_key},
+            # --unsafe --keep N prunes here too, whatever the count: N is the user's explicit choice.
+            fixes=[SET_LIMIT, PRUNE_UNSAFE], urgency="short-term",
+            data={"config_key": limit_key, "limit": None, "best": best.name if best else None},
         ))
 
     allowed = _allowed(limit, ckpts, best) if limit else ws.settings.thresholds.checkpoint_count_without_limit
@@ -215,8 +224,8 @@ def checkpoints_check(ws: Workspace) -> CheckOutput:
                     "Slower operations (more files to scan)", "Risk of running out of disk space on long training runs"],
             evidence=[count_ev, du_ev] + ([] if limit else [limit_ev]),
             root_cause=(["`save_total_limit` not configured or not working", "Checkpoints accumulate indefinitely; no automatic cleanup"]
-                        if not limit else [f"The declared limit ({limit}) is not being enforced: the training code ignores it, "
-                                           "or checkpoints were copied in"]),
+                        if not limit else [f"The {_limit_words(limit, declared_by)} is not being enforced: the training code "
+                                           "ignores it, or checkpoints were copied in"]),
             recommendations=[f"Keep only the newest {keep} checkpoints (~{human_bytes(expected)})"
                              + (f" plus the best ({best.name})" if best else "")],
             # Safe only under a limit the user wrote down; a default nobody declared may not be what they meant.

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import re
 import shlex
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Healthy, Severity, check
+from healthkit.ownership import daemon_processes, scheduled_starts, stopped_on_request, training_processes
 from healthkit.procs import ProcInfo, ancestors, argv_matches, probe, start_time_matches
 from healthkit.redact import redact_argv, redact_text
 from healthkit.workspace import Workspace
@@ -54,26 +56,21 @@ ORPHANED = CodeDoc(
     fix_safety="The safe fix never kills the training; killing it loses the work since its last checkpoint.",
 )
 
+STOPPED = CodeDoc(
+    "daemon.stopped", "info", "The daemon was stopped on request",
+    what="The daemon is not running because someone asked it to stop (`healthkit daemon stop`, or a SIGTERM); it recorded "
+         "who, when and why in status/daemon_state.json before it exited.",
+    why="Nothing is broken: a file it was training waits in processing/ with its checkpoint and resumes on the next start; "
+        "queued files wait too.",
+    fix="None: a daemon the user stopped stays stopped. Start it yourself with `healthkit daemon start` when you want it back.",
+    fix_safety="No fix restarts a daemon that was stopped on request.",
+)
+
 START_DAEMON = FixRef("start-daemon", "Start the daemon (it adopts running training and continues the queue)", "safe")
 REMOVE_PID = FixRef("remove-stale-pid-file", "Remove the stale PID file", "safe")
 REMOVE_MALFORMED = FixRef("remove-malformed-pid-file", "Remove the malformed PID file", "safe")
 ADOPT = FixRef("adopt-orphan", "Start the daemon so that it adopts the orphaned training", "safe")
 KILL = FixRef("kill-orphan", "Stop the orphaned training by its verified PID (SIGTERM, then SIGKILL)", "unsafe")
-
-
-def _daemon_procs(ws: Workspace) -> list[ProcInfo]:
-    pats = ws.settings.processes.daemon
-    me = os.getpid()
-    return [p for p in ws.processes_matching(pats) if p.alive and p.pid != me and ws.owns(p)]
-
-
-def _training_procs(ws: Workspace) -> list[ProcInfo]:
-    """Training processes of this workspace; a launcher and its workers count once (the top-most)."""
-    pats = ws.settings.processes.training
-    me = os.getpid()
-    found = [p for p in ws.processes_matching(pats) if p.alive and p.pid != me and ws.owns(p)]
-    pids = {p.pid for p in found}
-    return [p for p in found if p.ppid not in pids]
 
 
 def _descends_from(p: ProcInfo, ancestor: int) -> bool:
@@ -174,7 +171,7 @@ def _orphan_finding(ws: Workspace, orphans: list[ProcInfo], why_unwatched: str) 
     for p in orphans:
         problem.append(f"PID {p.pid}, running for {ago(p.age_s(ws.now))}: `{p.display_cmd(120)}`")
     evidence = [Evidence(f"ps -o pid,ppid,etime,args -p {p.pid}", f"{p.pid} {p.ppid} {ago(p.age_s(ws.now))} {p.display_cmd()}") for p in orphans]
-    watchers = [p for p in ws.processes_matching(["healthkit.fix.start_after"]) if p.alive and ws.owns(p)]
+    watchers = scheduled_starts(ws)
     if watchers:
         problem.append(f"A daemon start is scheduled for when it ends (watcher PID {watchers[0].pid}, set up by `healthkit fix`)")
     started = parse_time(ws.status_value("started_at"))
@@ -196,111 +193,166 @@ def _orphan_finding(ws: Workspace, orphans: list[ProcInfo], why_unwatched: str) 
     )
 
 
-@check("daemon", title="Daemon and orphaned training", codes=[DEAD, PID_REUSED, MALFORMED, NOT_RUNNING, ORPHANED], tags=["process"])
-def daemon_check(ws: Workspace) -> CheckOutput:
-    pf = ws.pid_file
-    findings: list[Finding] = []
-    healthy: list[Healthy] = []
-    facts: dict = {}
-    trainings = _training_procs(ws)
-    live_daemons = _daemon_procs(ws)
-    verified: ProcInfo | None = None
-    pid_rel = q(ws, pf.path)
+@dataclass
+class _Seen:
+    """What the daemon rules share: one process scan, the verified daemon, and what they found."""
 
-    if pf.state == "ok":
-        live = probe(pf.pid)  # type: ignore[arg-type]
-        if live.state in ("dead", "zombie"):
-            facts["daemon"] = {"state": "dead", "pid": pf.pid}
-            died = f"; the PID file was written {ago(ws.now - pf.mtime)} ago" if pf.mtime else ""
-            problem = [f"`{pid_rel}` contains PID {pf.pid}",
-                       f"Process {pf.pid} does not exist" if live.state == "dead" else f"Process {pf.pid} is a zombie: it exited and was never reaped",
-                       f"The daemon died and was never restarted{died}"]
-            if trainings:
-                problem.append(f"Training IS running, but as an orphaned process (PID {', '.join(str(p.pid) for p in trainings)})")
-            rc, rc_ev = _root_cause(ws)
-            findings.append(Finding(
-                code=DEAD.code, severity=Severity.CRITICAL, title="Daemon is dead",
-                problem=problem, impact=_impact(ws, trainings),
-                evidence=[_pid_evidence(ws), _ps_evidence(pf.pid, live.info, live.state), *rc_ev],  # type: ignore[arg-type]
-                root_cause=rc,
-                recommendations=["Start the daemon again: it adopts the running training and continues the queue",
-                                 "Run it under a supervisor (`healthkit daemon start --supervise`, or the systemd unit from `healthkit daemon systemd-unit`)"],
-                fixes=[REMOVE_PID, START_DAEMON], urgency="immediate",
-                data={"pid": pf.pid, "pid_file": str(pf.path), "state": live.state},
-            ))
-        elif live.state == "alive-eperm":
-            facts["daemon"] = {"state": "running", "pid": pf.pid}
-            healthy.append(Healthy("Daemon PID is alive", [f"PID {pf.pid} is alive but owned by another user; its identity could not be verified"]))
+    trainings: list[ProcInfo]
+    daemons: list[ProcInfo]
+    verified: ProcInfo | None = None
+    findings: list[Finding] = field(default_factory=list)
+    healthy: list[Healthy] = field(default_factory=list)
+    facts: dict = field(default_factory=dict)
+
+
+def _dead_finding(ws: Workspace, seen: _Seen, state: str, info: ProcInfo | None) -> Finding:
+    pf = ws.pid_file
+    died = f"; the PID file was written {ago(ws.now - pf.mtime)} ago" if pf.mtime else ""
+    problem = [f"`{q(ws, pf.path)}` contains PID {pf.pid}",
+               f"Process {pf.pid} does not exist" if state == "dead" else f"Process {pf.pid} is a zombie: it exited and was never reaped",
+               f"The daemon died and was never restarted{died}"]
+    if seen.trainings:
+        problem.append(f"Training IS running, but as an orphaned process (PID {', '.join(str(p.pid) for p in seen.trainings)})")
+    rc, rc_ev = _root_cause(ws)
+    return Finding(
+        code=DEAD.code, severity=Severity.CRITICAL, title="Daemon is dead",
+        problem=problem, impact=_impact(ws, seen.trainings),
+        evidence=[_pid_evidence(ws), _ps_evidence(pf.pid, info, state), *rc_ev],  # type: ignore[arg-type]
+        root_cause=rc,
+        recommendations=["Start the daemon again: it adopts the running training and continues the queue",
+                         "Run it under a supervisor (`healthkit daemon start --supervise`, or the systemd unit from `healthkit daemon systemd-unit`)"],
+        fixes=[REMOVE_PID, START_DAEMON], urgency="immediate",
+        data={"pid": pf.pid, "pid_file": str(pf.path), "state": state},
+    )
+
+
+def _reused_finding(ws: Workspace, seen: _Seen, info: ProcInfo, why: str) -> Finding:
+    pf = ws.pid_file
+    return Finding(
+        code=PID_REUSED.code, severity=Severity.CRITICAL, title="PID file points at another process",
+        problem=[f"`{q(ws, pf.path)}` contains PID {pf.pid}", f"Process {pf.pid} is alive, but is not this workspace's daemon: {why}",
+                 "The daemon died and its PID was reused"],
+        impact=_impact(ws, seen.trainings) + [f"Anything that trusts the PID file would signal an unrelated process (PID {pf.pid})"],
+        evidence=[_pid_evidence(ws), _ps_evidence(pf.pid, info, "alive")],  # type: ignore[arg-type]
+        root_cause=_root_cause(ws)[0],
+        recommendations=["Remove the stale PID file and start the daemon; never signal PID " + str(pf.pid)],
+        fixes=[REMOVE_PID, START_DAEMON], urgency="immediate",
+        data={"pid": pf.pid, "pid_file": str(pf.path), "create_time": info.create_time, "cmdline": redact_argv(info.cmdline)},
+    )
+
+
+def _rule_pid_file(ws: Workspace, seen: _Seen) -> None:
+    """`daemon.dead` / `daemon.pid-reused` from a well-formed PID file, or the verified running daemon."""
+    pf = ws.pid_file
+    if pf.state != "ok":
+        return
+    live = probe(pf.pid)  # type: ignore[arg-type]
+    if live.state in ("dead", "zombie"):
+        seen.facts["daemon"] = {"state": "dead", "pid": pf.pid}
+        seen.findings.append(_dead_finding(ws, seen, live.state, live.info))
+    elif live.state == "alive-eperm":
+        seen.facts["daemon"] = {"state": "running", "pid": pf.pid}
+        seen.healthy.append(Healthy("Daemon PID is alive", [f"PID {pf.pid} is alive but owned by another user; its identity could not be verified"]))
+    else:
+        ok, why = _is_our_daemon(ws, live.info)  # type: ignore[arg-type]
+        if ok:
+            seen.verified = live.info
+            seen.facts["daemon"] = {"state": "running", "pid": pf.pid}
+            seen.healthy.append(Healthy("Daemon is running", [f"PID {pf.pid}, up {ago(live.info.age_s(ws.now))}", f"`{live.info.display_cmd(100)}`"]))  # type: ignore[union-attr]
         else:
-            ok, why = _is_our_daemon(ws, live.info)  # type: ignore[arg-type]
-            if ok:
-                verified = live.info
-                facts["daemon"] = {"state": "running", "pid": pf.pid}
-                healthy.append(Healthy("Daemon is running", [f"PID {pf.pid}, up {ago(live.info.age_s(ws.now))}", f"`{live.info.display_cmd(100)}`"]))  # type: ignore[union-attr]
-            else:
-                facts["daemon"] = {"state": "pid-reused", "pid": pf.pid}
-                findings.append(Finding(
-                    code=PID_REUSED.code, severity=Severity.CRITICAL, title="PID file points at another process",
-                    problem=[f"`{pid_rel}` contains PID {pf.pid}", f"Process {pf.pid} is alive, but is not this workspace's daemon: {why}",
-                             "The daemon died and its PID was reused"],
-                    impact=_impact(ws, trainings) + [f"Anything that trusts the PID file would signal an unrelated process (PID {pf.pid})"],
-                    evidence=[_pid_evidence(ws), _ps_evidence(pf.pid, live.info, live.state)],
-                    root_cause=_root_cause(ws)[0],
-                    recommendations=["Remove the stale PID file and start the daemon; never signal PID " + str(pf.pid)],
-                    fixes=[REMOVE_PID, START_DAEMON], urgency="immediate",
-                    data={"pid": pf.pid, "pid_file": str(pf.path), "create_time": live.info.create_time,  # type: ignore[union-attr]
-                          "cmdline": redact_argv(live.info.cmdline)},  # type: ignore[union-attr]
-                ))
-    elif pf.state == "malformed":
-        facts["daemon"] = {"state": "malformed", "pid": None}
-        findings.append(Finding(
+            seen.facts["daemon"] = {"state": "pid-reused", "pid": pf.pid}
+            seen.findings.append(_reused_finding(ws, seen, live.info, why))  # type: ignore[arg-type]
+
+
+def _rule_malformed(ws: Workspace, seen: _Seen) -> None:
+    """`daemon.pid-malformed`; a daemon found by its command line still counts as running."""
+    pf = ws.pid_file
+    pid_rel = q(ws, pf.path)
+    if pf.state == "malformed":
+        seen.facts["daemon"] = {"state": "malformed", "pid": None}
+        seen.findings.append(Finding(
             code=MALFORMED.code, severity=Severity.WARNING, title="PID file is malformed",
             problem=[f"`{pid_rel}` cannot be used: {pf.reason}"],
             impact=["Whether the daemon runs cannot be told from its PID file; a daemon start may refuse to run"],
             evidence=[Evidence(f"stat -c '%F %s bytes' {pid_rel}", pf.reason), _pid_evidence(ws)],
             recommendations=["Remove it and start the daemon, which writes a valid one"],
-            fixes=[REMOVE_MALFORMED, START_DAEMON] if not live_daemons else [],
+            fixes=[REMOVE_MALFORMED, START_DAEMON] if not seen.daemons else [],
             urgency="immediate", data={"pid_file": str(pf.path), "reason": pf.reason},
         ))
-
-    if verified is None and pf.state != "ok" and live_daemons:
+    if seen.verified is None and pf.state != "ok" and seen.daemons:
         # Running without (a valid) PID file: it is still a daemon over the training.
-        verified = live_daemons[0]
-        healthy.append(Healthy("Daemon process is running", [f"PID {verified.pid} (found by its command line; the PID file does not name it)"]))
-        facts.setdefault("daemon", {"state": "running", "pid": verified.pid})
+        seen.verified = seen.daemons[0]
+        seen.healthy.append(Healthy("Daemon process is running", [f"PID {seen.verified.pid} (found by its command line; the PID file does not name it)"]))
+        seen.facts.setdefault("daemon", {"state": "running", "pid": seen.verified.pid})
 
-    if pf.state == "missing" and verified is None:
-        facts["daemon"] = {"state": "not-running", "pid": None}
-        n = len(ws.queue.pending)
-        status_state = ws.status.data.get(ws.status_key("state")) if ws.status.is_object else None
-        if n or trainings or ws.queue.processing:
-            why = []
-            if n:
-                why.append(f"{n} file{'s' if n != 1 else ''} queued")
-            if ws.queue.processing:
-                why.append(f"{len(ws.queue.processing)} in processing/")
-            if trainings:
-                why.append(f"training running (PID {', '.join(str(p.pid) for p in trainings)})")
-            findings.append(Finding(
-                code=NOT_RUNNING.code, severity=Severity.WARNING, title="Daemon is not running",
-                problem=[f"No `{pid_rel}` and no daemon process, while there is work: {', '.join(why)}"],
-                impact=_impact(ws, trainings),
-                evidence=[Evidence(f"ls {pid_rel}", f"ls: cannot access '{ws.rel(pf.path)}': No such file or directory"),
-                          Evidence(f"ls {' '.join(shlex.quote(x) for x in ws.settings.paths.queue_pending)} | wc -l", str(n))],
-                recommendations=["Start the daemon"], fixes=[START_DAEMON], urgency="immediate",
-                data={"queued": n},
-            ))
-        elif status_state == "training":
-            healthy.append(Healthy("No daemon and nothing queued", ["The status file still says `training`; see the training check"]))
 
-    # Orphans: training processes no live daemon supervises.
-    orphans: list[ProcInfo] = []
+def _work(ws: Workspace, seen: _Seen) -> list[str]:
+    n = len(ws.queue.pending)
+    why = []
+    if n:
+        why.append(f"{n} file{'s' if n != 1 else ''} queued")
+    if ws.queue.processing:
+        why.append(f"{len(ws.queue.processing)} in processing/")
+    if seen.trainings:
+        why.append(f"training running (PID {', '.join(str(p.pid) for p in seen.trainings)})")
+    return why
+
+
+def _stopped_finding(ws: Workspace, seen: _Seen) -> Finding:
+    req = stopped_on_request(ws)
+    assert req is not None
+    waiting = len(ws.queue.processing)
+    problem = [f"The daemon was stopped on request at {req.at} by {req.by} (reason: {req.reason})"]
+    if waiting:
+        problem.append(f"{waiting} file{'s' if waiting != 1 else ''} wait{'s' if waiting == 1 else ''} in processing/ and "
+                       "resume{} on `healthkit daemon start`".format("s" if waiting == 1 else ""))
+    if ws.queue.pending:
+        problem.append(f"{len(ws.queue.pending)} queued file(s) wait for the next start")
+    return Finding(
+        code=STOPPED.code, severity=Severity.INFO, title="Daemon stopped on request",
+        problem=problem, impact=["No training runs until someone starts the daemon again; nothing is lost"],
+        evidence=[Evidence(f"jq '{{state, stopped_at, stop_request}}' {q(ws, ws.daemon_state.path)}",
+                           redact_text(jq_pick(ws.daemon_state.data, ["state", "stopped_at", "stop_request"])))],
+        recommendations=[f"Start it when you want training back: `healthkit daemon start {shlex.quote(str(ws.base))}`"],
+        fixes=[], urgency="long-term", data={"at": req.at, "by": req.by, "reason": req.reason, "waiting": waiting},
+    )
+
+
+def _rule_not_running(ws: Workspace, seen: _Seen) -> None:
+    """`daemon.not-running` while there is work, or `daemon.stopped` (info) when the user stopped it."""
+    pf = ws.pid_file
+    if pf.state != "missing" or seen.verified is not None:
+        return
+    seen.facts["daemon"] = {"state": "not-running", "pid": None}
+    if stopped_on_request(ws) is not None:
+        seen.facts["daemon"]["state"] = "stopped-on-request"
+        seen.findings.append(_stopped_finding(ws, seen))
+        return
+    why = _work(ws, seen)
+    if why:
+        pid_rel, n = q(ws, pf.path), len(ws.queue.pending)
+        seen.findings.append(Finding(
+            code=NOT_RUNNING.code, severity=Severity.WARNING, title="Daemon is not running",
+            problem=[f"No `{pid_rel}` and no daemon process, while there is work: {', '.join(why)}"],
+            impact=_impact(ws, seen.trainings),
+            evidence=[Evidence(f"ls {pid_rel}", f"ls: cannot access '{ws.rel(pf.path)}': No such file or directory"),
+                      Evidence(f"ls {' '.join(shlex.quote(x) for x in ws.settings.paths.queue_pending)} | wc -l", str(n))],
+            recommendations=["Start the daemon"], fixes=[START_DAEMON], urgency="immediate",
+            data={"queued": n},
+        ))
+    elif (ws.status.data.get(ws.status_key("state")) if ws.status.is_object else None) == "training":
+        seen.healthy.append(Healthy("No daemon and nothing queued", ["The status file still says `training`; see the training check"]))
+
+
+def _rule_orphans(ws: Workspace, seen: _Seen) -> None:
+    """`daemon.orphaned-training`: training processes no live daemon started or adopted."""
+    verified = seen.verified
     if verified is None:
-        orphans = trainings
-        why = "no live daemon"
+        orphans, why = seen.trainings, "no live daemon"
     else:
         child_pid, child_started = _adopted_child(ws)
-        for p in trainings:
+        orphans = []
+        for p in seen.trainings:
             if p.pid == verified.pid and ws.settings.processes.training_in_daemon:
                 continue
             if _descends_from(p, verified.pid):
@@ -310,8 +362,14 @@ def daemon_check(ws: Workspace) -> CheckOutput:
             orphans.append(p)
         why = f"not started or adopted by the daemon (PID {verified.pid})"
     if orphans:
-        findings.append(_orphan_finding(ws, orphans, why))
-    elif trainings and verified is not None:
-        healthy.append(Healthy("Training is supervised", [f"PID {', '.join(str(p.pid) for p in trainings)} under daemon PID {verified.pid}"]))
+        seen.findings.append(_orphan_finding(ws, orphans, why))
+    elif seen.trainings and verified is not None:
+        seen.healthy.append(Healthy("Training is supervised", [f"PID {', '.join(str(p.pid) for p in seen.trainings)} under daemon PID {verified.pid}"]))
 
-    return CheckOutput(findings=findings, healthy=healthy, facts=facts)
+
+@check("daemon", title="Daemon and orphaned training", codes=[DEAD, PID_REUSED, MALFORMED, NOT_RUNNING, ORPHANED, STOPPED], tags=["process"])
+def daemon_check(ws: Workspace) -> CheckOutput:
+    seen = _Seen(trainings=training_processes(ws), daemons=daemon_processes(ws))
+    for rule in (_rule_pid_file, _rule_malformed, _rule_not_running, _rule_orphans):
+        rule(ws, seen)
+    return CheckOutput(findings=seen.findings, healthy=seen.healthy, facts=seen.facts)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Healthy, Severity, check
+from healthkit.ownership import daemon_processes, stopped_on_request, training_processes
+from healthkit.redact import redact_text
 from healthkit.workspace import MISSING, Workspace
 
 from ._common import ago, q
-from .daemon import _daemon_procs, _training_procs
 
 
 def _names_file(cmdline: tuple[str, ...], name: str) -> bool:
@@ -23,47 +25,99 @@ def _names_file(cmdline: tuple[str, ...], name: str) -> bool:
 STUCK = CodeDoc(
     "queue.stuck", "warning", "A file sits in processing/ with no training on it",
     what="A queue file is in the processing folder, but no training process works on it (no live training at all, or the "
-         "running one trains another file).",
+         "running one trains another file), and the daemon was not stopped on request (that is `daemon.stopped`).",
     why="The file will never finish: the daemon that moved it there died, and a restarted daemon may skip it.",
     fix="Move it back to the queue so that the daemon trains it (resuming from its checkpoints).",
     fix_safety="Safe: the file is moved, never deleted or edited.",
 )
+FAILED = CodeDoc(
+    "queue.failed", "warning", "A queue file failed",
+    what="A file is in the queue's failed folder: its data was invalid, or its training failed `max_failures` times.",
+    why="Its data was never (fully) trained: a model that should have learned from it did not.",
+    fix="Read the reason (`<name>.error.json` beside it), repair the data or the setup, and queue it again "
+        "(`healthkit queue add WS FILE`).",
+    fix_safety="No automatic fix: only a person can tell whether the data or the setup was wrong.",
+)
 REQUEUE = FixRef("requeue-stuck-file", "Move the file back to the queue", "safe")
 
 
-@check("queue", title="Training queue", codes=[STUCK], tags=["queue"])
-def queue_check(ws: Workspace) -> CheckOutput:
-    qv = ws.queue
-    notes = list(qv.errors)
-    trainings = _training_procs(ws)
+def _training_on_queue(ws: Workspace) -> list:
+    trainings = training_processes(ws)
     if not trainings and ws.settings.processes.training_in_daemon:
-        trainings = _daemon_procs(ws)  # training runs inside the daemon process: the daemon is the trainer
+        trainings = daemon_processes(ws)  # training runs inside the daemon process: the daemon is the trainer
+    return trainings
+
+
+def _stuck_finding(ws: Workspace, f, trainings: list, current: object) -> Finding:
+    try:
+        age = ago(ws.now - f.stat().st_mtime)
+    except OSError:
+        age = "?"
+    why = "no training process runs" if not trainings else f"the running training (PID {trainings[0].pid}) works on another file"
+    return Finding(
+        code=STUCK.code, severity=Severity.WARNING, title=f"Queue file stuck: {f.name}",
+        problem=[f"`{ws.rel(f)}` is in processing (last modified {age} ago) but {why}"],
+        impact=["It will never be trained unless it is moved back to the queue"],
+        evidence=[Evidence(f"ls -l {q(ws, f.parent)}", f.name),
+                  Evidence(f"jq '.{ws.status_key('current_file')}' {q(ws, ws.status_path)}", json.dumps(None if current is MISSING else current, default=str))],
+        root_cause=["The daemon that was training it died (or the training crashed) and nothing put it back"],
+        recommendations=["Move it back to the queue; the daemon resumes it from its last checkpoint"],
+        fixes=[REQUEUE], urgency="short-term", data={"path": str(f)},
+    )
+
+
+def _rule_stuck(ws: Workspace) -> list[Finding]:
+    """`queue.stuck`: in processing/ with no training on it, unless the daemon was stopped on request."""
+    if stopped_on_request(ws) is not None and not daemon_processes(ws):
+        return []  # the file waits for the next start: reported once, as daemon.stopped (info)
+    trainings = _training_on_queue(ws)
     current = ws.status_value("current_file")
     current_name = os.path.basename(current) if isinstance(current, str) else None
     state = ws.status_value("state")
-    findings: list[Finding] = []
-    for f in qv.processing:
+    out = []
+    for f in ws.queue.processing:
         mentioned = any(_names_file(p.cmdline, f.name) for p in trainings)
         in_status = current_name == f.name and state == "training"
-        if mentioned or (trainings and in_status):
-            continue
-        try:
-            age = ago(ws.now - f.stat().st_mtime)
-        except OSError:
-            age = "?"
-        why = "no training process runs" if not trainings else f"the running training (PID {trainings[0].pid}) works on another file"
-        findings.append(Finding(
-            code=STUCK.code, severity=Severity.WARNING, title=f"Queue file stuck: {f.name}",
-            problem=[f"`{ws.rel(f)}` is in processing (last modified {age} ago) but {why}"],
-            impact=["It will never be trained unless it is moved back to the queue"],
-            evidence=[Evidence(f"ls -l {q(ws, f.parent)}", f.name),
-                      Evidence(f"jq '.{ws.status_key('current_file')}' {q(ws, ws.status_path)}", json.dumps(None if current is MISSING else current, default=str))],
-            root_cause=["The daemon that was training it died (or the training crashed) and nothing put it back"],
-            recommendations=["Move it back to the queue; the daemon resumes it from its last checkpoint"],
-            fixes=[REQUEUE], urgency="short-term", data={"path": str(f)},
+        if not (mentioned or (trainings and in_status)):
+            out.append(_stuck_finding(ws, f, trainings, current))
+    return out
+
+
+def _error_reason(f) -> tuple[str, str]:
+    """(the error file's path, its reason), from `<name>.error.json` beside the failed file."""
+    err = f.with_name(f.name + ".error.json")
+    if not err.exists():
+        err = f.with_name(f.stem + ".error.json")
+    try:
+        data = json.loads(err.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return str(err), "(no readable error file beside it)"
+    reason = data.get("error") or data.get("reason") if isinstance(data, dict) else None
+    return str(err), str(reason or json.dumps(data)[:300])
+
+
+def _rule_failed(ws: Workspace) -> list[Finding]:
+    """`queue.failed`: each failed file, with its error file's reason as the evidence."""
+    out = []
+    for f in ws.queue.failed:
+        err, reason = _error_reason(f)
+        out.append(Finding(
+            code=FAILED.code, severity=Severity.WARNING, title=f"Queue file failed: {f.name}",
+            problem=[f"`{ws.rel(f)}` failed: {redact_text(reason)[:300]}"],
+            impact=["Its data was not trained into the model"],
+            evidence=[Evidence(f"jq . {q(ws, Path(err))}", redact_text(reason)[:500])],
+            recommendations=["Fix the data or the setup named in the reason, then queue the file again"],
+            fixes=[], urgency="short-term", data={"path": str(f), "error_file": err, "reason": reason},
         ))
+    return out
+
+
+@check("queue", title="Training queue", codes=[STUCK, FAILED], tags=["queue"])
+def queue_check(ws: Workspace) -> CheckOutput:
+    qv = ws.queue
+    findings = _rule_stuck(ws) + _rule_failed(ws)
     healthy = []
-    if qv.pending or qv.done:
-        healthy.append(Healthy("Queue", [f"{len(qv.pending)} queued, {len(qv.processing)} processing, {len(qv.done)} done, {len(qv.failed)} failed"]))
-    return CheckOutput(findings=findings, healthy=healthy, notes=notes,
+    if (qv.pending or qv.done) and not qv.failed:
+        healthy.append(Healthy("Queue", [f"{len(qv.pending)} queued, {len(qv.processing)} processing, {len(qv.done)} done, 0 failed"]))
+    return CheckOutput(findings=findings, healthy=healthy, notes=list(qv.errors),
                        facts={"queue": {"pending": len(qv.pending), "processing": len(qv.processing), "done": len(qv.done), "failed": len(qv.failed)}})

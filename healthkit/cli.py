@@ -249,11 +249,12 @@ def daemon_start(
 def daemon_stop(
     path: PathArg = Path("."),
     wait: Annotated[float, typer.Option("--wait", help="seconds to wait for the checkpoint and exit")] = 120.0,
+    reason: Annotated[Optional[str], typer.Option("--reason", help="why (recorded; the audit reports the stop as info)")] = None,
 ) -> None:
-    """Stop at the next step boundary, after saving a checkpoint."""
+    """Stop at the next step boundary, after saving a checkpoint; it stays stopped until `daemon start` (no fix restarts it)."""
     from trainer.commands import stop
 
-    raise typer.Exit(stop(path, wait_s=wait))
+    raise typer.Exit(stop(path, wait_s=wait, reason=reason))
 
 
 @daemon_app.command("status")

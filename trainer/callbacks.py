@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
@@ -44,6 +45,7 @@ class HealthCallback(TrainerCallback):
     ):
         self.layout = layout
         self.cfg = cfg
+        self.file_name = current_file
         self.rank0 = rank0
         self.distributed = distributed
         self.write_files = write_files and rank0
@@ -229,6 +231,11 @@ class HealthCallback(TrainerCallback):
         if not self.write_files:
             return
         t0 = time.perf_counter()
+        saved = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        if os.path.isdir(saved):  # the proof of ownership the daemon asks for before it ever deletes one
+            from .checkpoints import mark
+
+            mark(Path(saved), self.file_name, state.global_step)
         self.status["last_checkpoint"] = f"checkpoint-{state.global_step}"
         try:  # after HF's rotation: what save_total_limit (+ the best) leaves at rest
             self.status["checkpoints"] = sum(1 for n in os.listdir(args.output_dir) if n.startswith("checkpoint-"))

@@ -10,6 +10,18 @@ completes, its final model goes to `models/<stem>/` (with `healthkit_final.json`
 the file's checkpoints are deleted, and only the newest `keep_final_models` final models
 are kept. `current_model/healthkit_owner.json` names the file the checkpoints belong to:
 checkpoints of another file (one that failed) are never resumed from.
+
+Ownership: the trainer deletes only checkpoints it can prove are its own and finished with.
+Each checkpoint it saves gets `healthkit_checkpoint.json` (the file it belongs to, written
+by the status callback right after HF's save). A checkpoint without that marker (restored
+from a backup, left by another tool, a save killed before its marker) is never deleted:
+it is *moved aside* to `current_model/.foreign-<UTC time>/` before training starts, with
+`healthkit_aside.json` saying why. Moving aside rather than refusing the start keeps the
+queue going (nobody has to be there) and keeps every byte (a rename in the same folder);
+leaving them in place is not an option, because HF Trainer's own rotation deletes the
+oldest `checkpoint-*` of its output folder whoever wrote them. The daemon logs and records
+each move (`set_aside` in status/daemon_state.json), the audit reports the folder
+(`checkpoints.set-aside`), and `healthkit fix` shows the move in the start-daemon plan.
 """
 
 from __future__ import annotations
@@ -18,6 +30,7 @@ import json
 import os
 import re
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .layout import Layout, iso_now
@@ -26,6 +39,9 @@ from .state import read_json, write_json
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 OWNER = "healthkit_owner.json"
 FINAL_MARKER = "healthkit_final.json"
+MARK = "healthkit_checkpoint.json"  # inside each checkpoint this trainer saved
+ASIDE_PREFIX = ".foreign-"
+ASIDE_INFO = "healthkit_aside.json"
 WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json",
            "adapter_model.safetensors", "adapter_model.bin")
 
@@ -60,35 +76,121 @@ def last_complete(folder: Path) -> Path | None:
     return None
 
 
-def prepare(layout: Layout, file_name: str) -> tuple[Path | None, list[str]]:
-    """Make current_model/ belong to ``file_name``; returns (checkpoint to resume from, what was removed).
+def mark(ckpt: Path, file_name: str, step: int) -> None:
+    """Record that ``ckpt`` was saved by this trainer for ``file_name`` (the proof ``prepare`` asks for)."""
+    write_json(ckpt / MARK, {"file": file_name, "step": step, "saved_at": iso_now()})
 
-    Checkpoints of another file are removed (that file finished or failed); incomplete
-    checkpoints newer than the one resumed from are removed too (a killed save, which the
-    resumed run would write again).
+
+def owner_of(ckpt: Path) -> str | None:
+    """The queue file a checkpoint was saved for, or None when it carries no marker of ours."""
+    owner = read_json(ckpt / MARK).get("file")
+    return owner if isinstance(owner, str) and owner else None
+
+
+def _finished(layout: Layout, name: str) -> str | None:
+    """Where a queue file ended (``done`` or ``failed``), or None while it may still train."""
+    for where, folder in (("done", layout.done), ("failed", layout.failed)):
+        if (folder / name).exists() and not (layout.processing / name).exists() and not (layout.inbox / name).exists():
+            return where
+    return None
+
+
+@dataclass
+class Preparation:
+    """What ``prepare`` would do before training ``file_name``: computed without changing anything."""
+
+    file_name: str
+    resume: Path | None = None
+    delete: list[tuple[Path, str]] = field(default_factory=list)
+    aside: list[tuple[Path, str]] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = [f"delete {p.name} ({why})" for p, why in self.delete]
+        out += [f"move {p.name} aside to {p.parent.name}/{ASIDE_PREFIX}<time>/ ({why})" for p, why in self.aside]
+        return out
+
+
+def plan_prepare(layout: Layout, file_name: str) -> Preparation:
+    """Decide each checkpoint's fate; never a deletion without proof that it is ours and finished with."""
+    prep = Preparation(file_name)
+    found = checkpoints(layout.checkpoints)
+    mine = [(s, p) for s, p in found if owner_of(p) == file_name]
+    prep.resume = next((p for _, p in reversed(mine) if is_complete(p)), None)
+    resume_step = int(prep.resume.name.split("-")[1]) if prep.resume is not None else -1
+    for step, p in found:
+        owner = owner_of(p)
+        if owner is None:
+            prep.aside.append((p, "no healthkit marker: not provably written by this trainer"))
+        elif owner != file_name:
+            where = _finished(layout, owner)
+            if where:
+                prep.delete.append((p, f"of {owner}, which is in {where}/"))
+            else:
+                prep.aside.append((p, f"of {owner}, which has not finished"))
+        elif step > resume_step and not is_complete(p):
+            prep.delete.append((p, f"incomplete, newer than the resume point: a save of {file_name} that was cut short"))
+    return prep
+
+
+def move_aside(layout: Layout, items: list[tuple[Path, str]], file_name: str) -> Path | None:
+    """Rename ``items`` into a new ``.foreign-<time>/`` folder (same filesystem: nothing is copied or lost)."""
+    if not items:
+        return None
+    stamp = iso_now().replace(":", "").replace("-", "").replace("+0000", "Z")
+    dest = layout.checkpoints / f"{ASIDE_PREFIX}{stamp}"
+    n = 1
+    while dest.exists():
+        n += 1
+        dest = layout.checkpoints / f"{ASIDE_PREFIX}{stamp}-{n}"
+    dest.mkdir()
+    write_json(dest / ASIDE_INFO, {"moved_at": iso_now(), "before_training": file_name, "by_pid": os.getpid(),
+                                   "checkpoints": {p.name: why for p, why in items}})
+    for p, _ in items:
+        os.rename(p, dest / p.name)
+    return dest
+
+
+def prepare(layout: Layout, file_name: str) -> tuple[Path | None, list[str]]:
+    """Make current_model/ belong to ``file_name``; returns (checkpoint to resume from, what was done).
+
+    Proven ours and finished with (marker of a file now in done/ or failed/, or an
+    incomplete save of this file newer than the resume point): deleted. Everything else
+    not of this file: moved aside, never deleted (see the module docstring).
     """
     folder = layout.checkpoints
     folder.mkdir(parents=True, exist_ok=True)
-    removed: list[str] = []
-    owner = read_json(folder / OWNER).get("file")
-    if owner != file_name:
-        for _, p in checkpoints(folder):
-            shutil.rmtree(p, ignore_errors=True)
-            removed.append(f"{p.name} (of {owner or 'an unknown file'})")
-        write_json(folder / OWNER, {"file": file_name, "since": iso_now()})
-        return None, removed
-    resume = last_complete(folder)
-    for step, p in checkpoints(folder):
-        if resume is None or step > int(resume.name.split("-")[1]):
-            shutil.rmtree(p, ignore_errors=True)
-            removed.append(f"{p.name} (incomplete)")
-    return resume, removed
-
-
-def clear(layout: Layout) -> None:
-    for _, p in checkpoints(layout.checkpoints):
+    prep = plan_prepare(layout, file_name)
+    done: list[str] = []
+    dest = move_aside(layout, prep.aside, file_name)
+    for p, why in prep.aside:
+        done.append(f"moved {p.name} to {dest.name}/ ({why})")  # type: ignore[union-attr]
+    for p, why in prep.delete:
         shutil.rmtree(p, ignore_errors=True)
+        done.append(f"deleted {p.name} ({why})")
+    if read_json(folder / OWNER).get("file") != file_name:
+        write_json(folder / OWNER, {"file": file_name, "since": iso_now()})
+    return prep.resume, done
+
+
+def last_complete_of(layout: Layout, file_name: str) -> Path | None:
+    """The newest complete checkpoint this trainer saved for ``file_name``."""
+    return plan_prepare(layout, file_name).resume
+
+
+def clear(layout: Layout, file_name: str) -> None:
+    """Delete ``file_name``'s own checkpoints once its final model is installed; anything else stays."""
+    for _, p in checkpoints(layout.checkpoints):
+        if owner_of(p) == file_name:
+            shutil.rmtree(p, ignore_errors=True)
     (layout.checkpoints / OWNER).unlink(missing_ok=True)
+
+
+def set_aside(folder: Path) -> list[Path]:
+    """The ``.foreign-*`` folders ``prepare`` made, oldest first."""
+    try:
+        return sorted(Path(e.path) for e in os.scandir(folder) if e.name.startswith(ASIDE_PREFIX) and e.is_dir(follow_symlinks=False))
+    except OSError:
+        return []
 
 
 def latest_final(layout: Layout) -> Path | None:

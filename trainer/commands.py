@@ -71,7 +71,7 @@ def start(path: Path, supervise: bool = False, foreground: bool = False) -> int:
     return 0
 
 
-def stop(path: Path, wait_s: float = 120.0) -> int:
+def stop(path: Path, wait_s: float = 120.0, reason: str | None = None) -> int:
     from .daemon import stop_daemon
     from .pidfile import running_daemon
 
@@ -83,7 +83,10 @@ def stop(path: Path, wait_s: float = 120.0) -> int:
         _out("no daemon is running")
         return 0
     _err(f"stopping daemon PID {pid} (the training child saves a checkpoint first)...")
-    if stop_daemon(lay.base, wait_s):
+    import getpass
+
+    by = f"{getpass.getuser()} with `healthkit daemon stop` (PID {os.getpid()})"
+    if stop_daemon(lay.base, wait_s, by=by, reason=reason or "stopped by user"):
         _out(f"daemon PID {pid} stopped")
         return 0
     _err(f"daemon PID {pid} is still stopping after {wait_s:g}s; the request stays in control/stop")

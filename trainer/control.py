@@ -38,9 +38,27 @@ def request_resume(layout: Layout) -> None:
     atomic_write(layout.control / "resume", iso_now() + "\n")
 
 
-def request_stop(layout: Layout) -> None:
+def request_stop(layout: Layout, by: str | None = None, reason: str | None = None) -> None:
+    """Ask for a stop; who asked and why travel in the file so the daemon can record a stop *on request*."""
     layout.control.mkdir(parents=True, exist_ok=True)
-    atomic_write(layout.control / "stop", iso_now() + "\n")
+    info = {"requested_at": iso_now(), "by": by or "unknown", "reason": reason or "stopped by user"}
+    atomic_write(layout.control / "stop", json.dumps(info) + "\n")
+
+
+def stop_info(layout: Layout) -> dict[str, str]:
+    """Who asked for the pending stop, when and why (a hand-made `touch control/stop` says nothing: 'unknown')."""
+    try:
+        text = (layout.control / "stop").read_text(encoding="utf-8").strip()
+    except OSError:
+        text = ""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        data = {"requested_at": text if text[:2] == "20" else None}
+    return {"at": str(data.get("requested_at") or iso_now()), "by": str(data.get("by") or "unknown (control/stop file)"),
+            "reason": str(data.get("reason") or "stop requested")}
 
 
 def clear(layout: Layout, name: str) -> None:

@@ -93,6 +93,7 @@ class Daemon:
         self.cfg: Any = None
         self.monitor: Any = None
         self.warnings: list[str] = []
+        self.stop_request: dict[str, str] | None = None  # who asked for the stop, when, why (recorded at exit)
         self._last_progress = 0.0
 
     # lifecycle -----------------------------------------------------------------
@@ -143,7 +144,7 @@ class Daemon:
         update_state(
             lay.daemon_state, state="paused" if self.paused else "running", pid=me.pid, started_at=iso_now(me.create_time()),
             restarts=self.restarts, supervised=self.supervised, warnings=self.warnings, error=None, monitor_port=port,
-            ready_at=None,
+            ready_at=None, stop_request=None, stopped_at=None,
             paused_at=(req.paused_at or iso_now()) if self.paused else None, pause_reason=req.pause_reason if self.paused else None,
             current_file=prev.get("current_file"), child_pid=prev.get("child_pid"), child_started_at=prev.get("child_started_at"),
         )
@@ -153,15 +154,20 @@ class Daemon:
         self._adopt(prev)
         update_state(lay.daemon_state, ready_at=iso_now())  # start_daemon returns once this is written
         self._loop()
+        waiting = [p.name for p in q.in_processing(lay)]
         update_state(lay.daemon_state, state="stopped", pid=None, stopped_at=iso_now(), current_file=None, child_pid=None,
-                     child_started_at=None)
+                     child_started_at=None, stop_request={**(self.stop_request or {}), "waiting": waiting} if self.stop_request else None)
         ctl.clear(lay, "stop")
-        log.info("daemon stopped")
+        log.info("daemon stopped%s", f" on request by {self.stop_request['by']} ({self.stop_request['reason']})"
+                 if self.stop_request else "")
         return EXIT_OK
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         log.info("signal %d: stopping at the next step boundary (a checkpoint is saved first)", signum)
         self.stopping = True
+        if self.stop_request is None:
+            name = signal.Signals(signum).name
+            self.stop_request = {"at": iso_now(), "by": f"signal {name}", "reason": f"{name} received (a stop request)"}
         if self.child is not None:
             ctl.request_stop(self.layout)
 
@@ -191,7 +197,9 @@ class Daemon:
                 ctl.clear(lay, "resume")
             self._mirror_pause(req)
             if req.stop and not self.stopping:
-                log.info("stop requested: the child saves a checkpoint and exits at its next step boundary")
+                self.stop_request = ctl.stop_info(lay)
+                log.info("stop requested by %s (%s): the child saves a checkpoint and exits at its next step boundary",
+                         self.stop_request["by"], self.stop_request["reason"])
                 self.stopping = True
             if self.child is not None:
                 finished, rc = self.child.poll()
@@ -259,9 +267,7 @@ class Daemon:
     def _start_child(self, file: Path) -> None:
         lay = self.layout
         self.idle = False
-        resume, removed = ck.prepare(lay, file.name)
-        for r in removed:
-            log.info("removed checkpoint %s", r)
+        resume = self._prepare_checkpoints(file.name)
         attempt = int(q.attempts(lay, file.name)["attempts"]) + 1
         cmd = child_command(lay, self.cfg, file, attempt, resume)
         log_path = lay.logs / f"train-{file.stem}.log"
@@ -278,6 +284,19 @@ class Daemon:
                      child_started_at=started, child_cmd=cmd, adopted=False, attempt=attempt)
         log.info("spawn file=%s pid=%d attempt=%d resume=%s log=%s", file.name, popen.pid, attempt,
                  resume.name if resume else "none", log_path.name)
+
+    def _prepare_checkpoints(self, name: str) -> Path | None:
+        """Hand current_model/ to ``name``: log every deletion and move, record moves aside in the state."""
+        resume, done = ck.prepare(self.layout, name)
+        moved = [d for d in done if d.startswith("moved ")]
+        for d in done:
+            (log.warning if d.startswith("moved ") else log.info)("checkpoint: %s", d)
+        if moved:
+            aside = ck.set_aside(self.layout.checkpoints)
+            update_state(self.layout.daemon_state, set_aside={
+                "folder": str(aside[-1].relative_to(self.layout.base)) if aside else None, "at": iso_now(),
+                "before_training": name, "moved": moved})
+        return resume
 
     # adoption ------------------------------------------------------------------
     def _adopt(self, prev: dict[str, Any]) -> None:
@@ -353,7 +372,7 @@ class Daemon:
                 log.error("%s failed %d times (%s): moved to failed/", name, n, err)
                 self._write_crash_status(name, err, "failed")
             else:
-                resume = ck.last_complete(lay.checkpoints)
+                resume = ck.last_complete_of(lay, name)
                 log.error("training of %s died (%s), attempt %d of %d; resuming from %s", name, err, n, self.cfg.max_failures,
                           resume.name if resume else "the start")
                 self._write_crash_status(name, err, "crashed")
@@ -455,6 +474,24 @@ def _exited_at_once(lay: Layout, tail: str) -> DaemonError:
                        EXIT_CONFIG if refused else 1)
 
 
+def start_consequences(base: Path) -> list[str]:
+    """What a daemon started now would change on disk before training (for the fix plan; changes nothing).
+
+    The first file it takes is the one in processing/ (an interrupted run), else the inbox's
+    head; before training it, ``checkpoints.prepare`` moves aside or deletes what is not that
+    file's. (A bad file is failed first and the next one taken: same checkpoints, same fate.)
+    """
+    lay = Layout.of(base)
+    nxt = next(iter(q.in_processing(lay)), None)
+    if nxt is None:
+        head = q.pending(lay)
+        nxt = head[0].path if head else None
+    if nxt is None:
+        return []
+    lines = ck.plan_prepare(lay, nxt.name).lines()
+    return [f"before training {nxt.name} the daemon will {line}" for line in lines]
+
+
 def _tail(path: Path, offset: int, limit: int = 4000) -> str:
     try:
         with open(path, "rb") as f:
@@ -464,13 +501,17 @@ def _tail(path: Path, offset: int, limit: int = 4000) -> str:
         return ""
 
 
-def stop_daemon(base: Path, wait_s: float = 120.0) -> bool:
-    """Ask the daemon (and its child) to stop after a checkpoint; True once it is gone within ``wait_s``."""
+def stop_daemon(base: Path, wait_s: float = 120.0, by: str | None = None, reason: str | None = None) -> bool:
+    """Ask the daemon (and its child) to stop after a checkpoint; True once it is gone within ``wait_s``.
+
+    ``by`` and ``reason`` are recorded in the daemon state as a stop on request, which the
+    audit reports as `daemon.stopped` (info) and which no fix undoes.
+    """
     lay = Layout.of(base)
     pid = running_daemon(lay)
     if not pid:
         return True
-    ctl.request_stop(lay)
+    ctl.request_stop(lay, by=by, reason=reason)
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if not running_daemon(lay):

@@ -153,7 +153,7 @@ def run(layout: Layout, file: Path, attempt: int, resume_from: str | None) -> in
         })
         ck.prune_finals(layout, cfg.keep_final_models)
         q.finish_done(layout, file)
-        ck.clear(layout)
+        ck.clear(layout, name)
         cb.finish("completed", eta_seconds=0, final_model=str(final.relative_to(layout.base)))
         write_result(layout, name, "completed", step=trainer.state.global_step, final_model=str(final), **speed)
         log.info("completed %s at step %d; final model in %s", name, trainer.state.global_step, final)

@@ -154,17 +154,26 @@ def _delete_many(actx: ApplyContext, ws: Workspace, victims: list[tuple[Path, Tr
     return applied(msg, deleted=deleted, bytes=freed) if deleted else skipped(msg)
 
 
-@fixer("prune-checkpoints", order=50, codes=("checkpoints.bloat",), safety=(Safety.SAFE, Safety.UNSAFE))
+def _keep_rule(ctx: PlanContext, finding: Finding, ref: FixRef) -> tuple[int, Safety, str]:
+    """(how many to keep, safety, why): ``--keep N`` is the user's explicit choice and always wins (unsafe);
+    otherwise a limit the user declared (safe), or the trainer's default (unsafe); else 0 (blocked)."""
+    limit = finding.data.get("limit")
+    declared = finding.data.get("declared_by") or "declared"
+    if ctx.keep:
+        if isinstance(limit, int) and ctx.keep == limit and ref.safety == "safe":
+            return limit, Safety.SAFE, f"save_total_limit {limit} ({declared})"
+        shown = f"; the limit is {limit}, {declared}" if isinstance(limit, int) else "; no limit is declared"
+        return ctx.keep, Safety.UNSAFE, f"--keep {ctx.keep} (your choice{shown})"
+    if isinstance(limit, int) and limit >= 1:
+        return limit, min(Safety.SAFE, Safety.parse(ref.safety)), f"save_total_limit {limit} ({declared})"
+    return 0, Safety.UNSAFE, ""
+
+
+@fixer("prune-checkpoints", order=50, codes=("checkpoints.bloat", "checkpoints.no-retention"), safety=(Safety.SAFE, Safety.UNSAFE))
 def plan_prune(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
     ws = ctx.ws
-    limit = finding.data.get("limit")
     best = finding.data.get("best")
-    if isinstance(limit, int) and limit >= 1:
-        keep_n, safety = limit, min(Safety.SAFE, Safety.parse(ref.safety))
-        why = f"save_total_limit {limit} ({finding.data.get('declared_by') or 'declared'})"
-    else:
-        keep_n, safety = ctx.keep or 0, Safety.UNSAFE
-        why = f"--keep {ctx.keep} (no limit is declared: a limit we choose)"
+    keep_n, safety, why = _keep_rule(ctx, finding, ref)
     plan = Plan("prune-checkpoints", safety, "", "", [finding.code], key="prune-checkpoints", order=50)
     if not keep_n:
         plan.title = "Delete the oldest checkpoints, keeping the newest N"
@@ -195,7 +204,9 @@ def plan_prune(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
     def apply(actx: ApplyContext) -> Outcome:
         fresh = Workspace(ws.base, ws.settings, ws.settings_path)
         now_protected, _ = protections(fresh, keep_n, best, incomplete)
-        return _delete_many(actx, ws, victims, lambda p: now_protected.get(p.name))
+        out = _delete_many(actx, ws, victims, lambda p: now_protected.get(p.name))
+        kept = sorted(now_protected, key=lambda n: int(n.rsplit("-", 1)[-1]) if n.rsplit("-", 1)[-1].isdigit() else 0)
+        return Outcome(out.status, f"{out.message}; kept {', '.join(kept) or 'none'}", out.details)
 
     plan.apply = apply
     return [plan]

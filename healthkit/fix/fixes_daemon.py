@@ -23,7 +23,9 @@ import psutil
 
 from ..fsutil import is_within
 from ..models import Finding, FixRef
-from ..procs import ProcInfo, argv_matches, probe, read_pid_file, scan_processes, start_time_matches
+from ..ownership import daemon_processes, stopped_on_request
+from ..ownership import scheduled_starts as _watchers
+from ..procs import ProcInfo, argv_matches, probe, read_pid_file, start_time_matches
 from ..redact import redact_argv
 from ..workspace import Workspace
 from .crash import crash_point
@@ -44,9 +46,8 @@ print(p.pid, flush=True)
 
 
 def live_daemons(ws: Workspace) -> list[ProcInfo]:
-    me = os.getpid()
-    pats = ws.settings.processes.daemon
-    return [p for p in scan_processes() if p.alive and p.pid != me and argv_matches(p.cmdline, pats) and ws.owns(p)]
+    """The daemons of this workspace now (the audit's own rule, on a fresh process scan)."""
+    return daemon_processes(ws, fresh=True)
 
 
 def pid_file_locked(path: Path) -> bool:
@@ -191,12 +192,17 @@ def daemon_command(ws: Workspace) -> tuple[str, list[str] | None, str | None]:
     return "command", None, "cannot start: no daemon_command in healthkit.toml ([processes] daemon_command = [...])"
 
 
-def _spawn(ws: Workspace, argv: list[str], log: Path, run_id: str) -> int:
+def _spawn(ws: Workspace, argv: list[str], log: Path, run_id: str, trainer_env: bool = False) -> int:
+    """Start ``argv`` detached; ``trainer_env``: with the environment our trainer's daemon runs in (offline, importable)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a", encoding="utf-8") as fh:
         fh.write(f"--- {datetime.now(timezone.utc).isoformat(timespec='seconds')} healthkit fix (run {run_id}) starts: "
                  f"{shlex.join(redact_argv(argv))}\n")
     env = {k: v for k, v in os.environ.items() if k != "HEALTHKIT_FIX_CRASH_AT"}
+    if trainer_env:
+        from trainer.launch import child_env
+
+        env = {k: v for k, v in child_env().items() if k != "HEALTHKIT_FIX_CRASH_AT"}
     out = subprocess.run([sys.executable, "-c", SPAWNER, str(log), str(ws.base), *argv], capture_output=True, text=True,
                          env=env, timeout=30, stdin=subprocess.DEVNULL)
     if out.returncode != 0:
@@ -246,57 +252,118 @@ def _tail(path: Path, n: int = 5) -> str:
     return "\n".join(lines[-n:])
 
 
+def _orphans(ctx: PlanContext) -> list[dict]:
+    """The orphaned trainings the audit reported (pid, create_time, cmdline)."""
+    return [o for f in ctx.report.findings if f.code == "daemon.orphaned-training" for o in f.data.get("orphans", [])
+            if isinstance(o.get("pid"), int)]
+
+
+def can_adopt(ws: Workspace, mode: str, orphan: dict) -> bool:
+    """Whether the daemon about to start adopts this very process (else it would train beside it).
+
+    Our trainer adopts only its own `trainer.train_file` children of this workspace (the
+    trainer's own rule, ``trainer.launch.is_training``); a setup's own daemon only when
+    healthkit.toml declares `daemon_adopts = true`.
+    """
+    if mode != "trainer":
+        return ws.settings.processes.daemon_adopts
+    try:
+        from trainer.launch import is_training
+        from trainer.layout import Layout
+    except ImportError:
+        return False
+    info = probe(orphan["pid"]).info
+    if info is None or not orphan.get("create_time") or not start_time_matches(info, orphan["create_time"]):
+        return False
+    return is_training(info, Layout.of(ws.base))
+
+
+def _start_blocker(ctx: PlanContext, argv: list[str] | None, why_not: str | None) -> str | None:
+    """Why no daemon may be started now, or None."""
+    ws = ctx.ws
+    daemon_fact = ctx.report.facts.get("daemon") or {}
+    if daemon_fact.get("state") == "running":
+        return (f"a daemon already runs (PID {daemon_fact.get('pid')}) and did not adopt it: "
+                "restart that daemon, or stop the training with kill-orphan (unsafe)")
+    stop = stopped_on_request(ws)
+    if stop is not None:
+        return (f"the daemon was stopped on request ({stop.at}, by {stop.by}: {stop.reason}); no fix restarts it. "
+                f"Start it yourself: healthkit daemon start {shlex.quote(str(ws.base))}")
+    if why_not or not argv:
+        return why_not or "cannot start: no daemon command"
+    if not is_within(ws.path(ws.settings.paths.logs), ws.base):
+        return f"the logs folder {ws.settings.paths.logs} is outside the workspace"
+    return None
+
+
+def consequences(ws: Workspace, mode: str) -> list[str]:
+    """What the started daemon changes on disk before it trains (moves, deletions): a safe plan shows all of it."""
+    if mode != "trainer":
+        return []
+    try:
+        from trainer.daemon import start_consequences
+    except ImportError:
+        return []
+    return start_consequences(ws.base)
+
+
 def _plan_start(ctx: PlanContext, finding: Finding, ref: FixRef, fix_id: str) -> Plan:
     ws = ctx.ws
     mode, argv, why_not = daemon_command(ws)
-    orphans = [o.get("pid") for f in ctx.report.findings if f.code == "daemon.orphaned-training" for o in f.data.get("orphans", [])]
-    title = "Start the daemon" + (f" so that it adopts the running training (PID {', '.join(map(str, orphans))})" if orphans else "")
-    plan = Plan(fix_id, Safety.SAFE if ref.safety == "safe" else Safety.UNSAFE, title, "", [finding.code],
-                key="start-daemon", order=90, group="orphan" if fix_id == "adopt-orphan" else None)
-    daemon_fact = ctx.report.facts.get("daemon") or {}
-    if daemon_fact.get("state") == "running":
-        plan.blocked = (f"a daemon already runs (PID {daemon_fact.get('pid')}) and did not adopt it: "
-                        "restart that daemon, or stop the training with kill-orphan (unsafe)")
+    orphans = _orphans(ctx)
+    pids = ", ".join(str(o["pid"]) for o in orphans)
+    plan = Plan(fix_id, Safety.SAFE if ref.safety == "safe" else Safety.UNSAFE,
+                "Start the daemon" + (f" so that it adopts the running training (PID {pids})" if orphans else ""), "",
+                [finding.code], key="start-daemon", order=90, group="orphan" if fix_id == "adopt-orphan" else None)
+    plan.blocked = _start_blocker(ctx, argv, why_not)
+    if plan.blocked:
         return plan
-    if why_not or not argv:
-        plan.blocked = why_not or "cannot start: no daemon command"
-        return plan
+    assert argv is not None
     log = ws.path(ws.settings.paths.logs) / START_LOG
-    if not is_within(log.parent, ws.base):
-        plan.blocked = f"the logs folder {ws.settings.paths.logs} is outside the workspace"
-        return plan
-    orphan_ids = [(o["pid"], o["create_time"]) for f in ctx.report.findings if f.code == "daemon.orphaned-training"
-                  for o in f.data.get("orphans", []) if isinstance(o.get("pid"), int) and o.get("create_time")]
-    if mode == "command" and orphan_ids and not ws.settings.processes.daemon_adopts:
-        return _plan_start_after(ctx, plan, argv, orphan_ids, log)
+    foreign = [(o["pid"], o["create_time"]) for o in orphans if not can_adopt(ws, mode, o)]
+    if foreign:
+        return _plan_start_after(ctx, plan, mode, argv, foreign, log)
     shown = shlex.join(redact_argv(argv))
     if mode == "trainer":
         how = f"trainer.daemon.start_daemon({str(ws.base)!r}) runs, detached:\n  {shown}\n(output in logs/daemon.out)"
-        adopt = "the daemon adopts the running training instead of starting a second one"
+        adopt = "the daemon adopts it (a trainer.train_file child of this workspace) instead of starting a second training"
     else:
         how = f"run detached (new session, cwd {ws.base}, output appended to {ws.rel(log)}):\n  {shown}"
-        adopt = "the setup's own daemon is expected to adopt it or wait for it to end before taking the next queued file"
-    plan.preview = how + f"\nthen confirm it is alive (up to {ctx.daemon_confirm_s:g}s)" + (
-        f"\nrunning training PID {', '.join(map(str, orphans))} is never signalled: {adopt}" if orphans else "")
+        adopt = "the setup's own daemon adopts it (healthkit.toml declares daemon_adopts = true)"
+    lines = [how, f"then confirm it is alive (up to {ctx.daemon_confirm_s:g}s)"]
+    if orphans:
+        lines.append(f"running training PID {pids} is never signalled: {adopt}")
+    lines += consequences(ws, mode)
+    plan.preview = "\n".join(lines)
+    plan.apply = _start_apply(ws, mode, argv, log)
+    return plan
+
+
+def _start_refusal(ws: Workspace) -> str | None:
+    """Re-checked at apply time: a daemon (or something holding its PID file) appeared since the plan."""
+    pf = read_pid_file(ws.pid_path)
+    if pf.state == "ok":
+        lv = probe(pf.pid)  # type: ignore[arg-type]
+        if lv.alive:
+            ours = lv.info is not None and argv_matches(lv.info.cmdline, ws.settings.processes.daemon)
+            return (f"a daemon is already running (PID {pf.pid})" if ours else
+                    f"{ws.rel(ws.pid_path)} still names live PID {pf.pid} (not the daemon); remove it first")
+    elif pf.state == "malformed":
+        return f"{ws.rel(ws.pid_path)} is malformed; remove it first"
+    running = live_daemons(ws)
+    if running:
+        return f"a daemon of this workspace is already running (PID {running[0].pid})"
+    return None
+
+
+def _start_apply(ws: Workspace, mode: str, argv: list[str], log: Path):
+    shown = shlex.join(redact_argv(argv))
 
     def apply(actx: ApplyContext) -> Outcome:
-        pf = read_pid_file(ws.pid_path)
-        if pf.state == "ok":
-            lv = probe(pf.pid)  # type: ignore[arg-type]
-            if lv.alive:
-                ours = lv.info is not None and argv_matches(lv.info.cmdline, ws.settings.processes.daemon)
-                msg = (f"a daemon is already running (PID {pf.pid})" if ours else
-                       f"{ws.rel(ws.pid_path)} still names live PID {pf.pid} (not the daemon); remove it first")
-                actx.record("start", "daemon", "skipped", msg)
-                return skipped(msg)
-        elif pf.state == "malformed":
-            actx.record("start", "daemon", "skipped", f"{ws.rel(ws.pid_path)} is malformed")
-            return skipped(f"{ws.rel(ws.pid_path)} is malformed; remove it first")
-        running = live_daemons(ws)
-        if running:
-            msg = f"a daemon of this workspace is already running (PID {running[0].pid})"
-            actx.record("start", "daemon", "skipped", msg)
-            return skipped(msg)
+        refusal = _start_refusal(ws)
+        if refusal:
+            actx.record("start", "daemon", "skipped", refusal)
+            return skipped(refusal)
         actx.record("start", "daemon", "started", shown, argv=redact_argv(argv))
         try:
             if mode == "trainer":
@@ -318,19 +385,17 @@ def _plan_start(ctx: PlanContext, finding: Finding, ref: FixRef, fix_id: str) ->
         actx.record("start", "daemon", "applied", msg, pid=daemon_pid, log=where)
         return applied(f"started the daemon: {msg} (output in {where})", pid=daemon_pid)
 
-    plan.apply = apply
-    return plan
+    return apply
 
 
 def scheduled_starts(ws: Workspace) -> list[ProcInfo]:
     """Watchers of this workspace waiting to start its daemon (see healthkit.fix.start_after)."""
-    from .start_after import MODULE
-
-    return [p for p in scan_processes() if p.alive and argv_matches(p.cmdline, [MODULE]) and ws.owns(p)]
+    return _watchers(ws, fresh=True)
 
 
-def _plan_start_after(ctx: PlanContext, plan: Plan, argv: list[str], orphans: list[tuple[int, float]], log: Path) -> Plan:
-    """A daemon not known to adopt is started only once the orphaned training has ended (never beside it)."""
+def _plan_start_after(ctx: PlanContext, plan: Plan, mode: str, argv: list[str], orphans: list[tuple[int, float]],
+                      log: Path) -> Plan:
+    """A daemon that cannot adopt a running training is started only once it has ended (never beside it)."""
     ws = ctx.ws
     from .start_after import MODULE
 
@@ -342,14 +407,23 @@ def _plan_start_after(ctx: PlanContext, plan: Plan, argv: list[str], orphans: li
     plan.title = f"Start the daemon once training PID {pids} has ended"
     watcher = [sys.executable, "-m", MODULE, "--workspace", str(ws.base), *[a for p, t in orphans for a in ("--wait", f"{p}:{t:.3f}")],
                "--", *argv]
+    why = ("our daemon adopts only its own trainer.train_file children, and PID " + pids + " is not one"
+           if mode == "trainer" else "the setup's daemon is not known to adopt a running training (healthkit.toml "
+           "[processes] daemon_adopts)")
     plan.preview = "\n".join([
-        "the setup's daemon is not known to adopt a running training (healthkit.toml [processes] daemon_adopts),",
-        f"so starting it now could start a second training beside PID {pids}. Instead run, detached (new session,",
+        f"{why},", f"so starting it now would start a second training beside PID {pids}. Instead run, detached (new session,",
         f"output appended to {ws.rel(log)}):",
         f"  {shlex.join(redact_argv(watcher))}",
         "which waits for the training to end (never signalling it), then starts:",
         f"  {shlex.join(redact_argv(argv))}",
+        *consequences(ws, mode),
     ])
+    plan.apply = _start_after_apply(ws, mode, watcher, orphans, log)
+    return plan
+
+
+def _start_after_apply(ws: Workspace, mode: str, watcher: list[str], orphans: list[tuple[int, float]], log: Path):
+    pids = ", ".join(str(p) for p, _ in orphans)
 
     def apply(actx: ApplyContext) -> Outcome:
         gone = [p for p, t in orphans if not probe(p).alive]
@@ -359,7 +433,7 @@ def _plan_start_after(ctx: PlanContext, plan: Plan, argv: list[str], orphans: li
             return skipped(msg)
         actx.record("schedule-start", "daemon", "started", shlex.join(redact_argv(watcher)))
         try:
-            pid = _spawn(ws, watcher, log, actx.run_id)
+            pid = _spawn(ws, watcher, log, actx.run_id, trainer_env=mode == "trainer")
         except Exception as exc:  # noqa: BLE001 - reported as is
             actx.record("schedule-start", "daemon", "failed", str(exc))
             return failed(f"could not start the watcher: {exc}")
@@ -371,8 +445,7 @@ def _plan_start_after(ctx: PlanContext, plan: Plan, argv: list[str], orphans: li
         actx.record("schedule-start", "daemon", "applied", msg, pid=pid, log=ws.rel(log))
         return applied(msg, pid=pid)
 
-    plan.apply = apply
-    return plan
+    return apply
 
 
 @fixer("start-daemon", order=90, codes=("daemon.dead", "daemon.not-running", "daemon.pid-reused", "daemon.pid-malformed"), safety=Safety.SAFE)

@@ -209,25 +209,53 @@ def test_monitor_serves_health_status_metrics() -> None:
     assert {"healthkit_training_step", "healthkit_daemon_up"} <= names
 
 
-def test_checkpoints_prepare_owner_and_incomplete(lay: Layout) -> None:
-    def make(step: int, complete: bool = True) -> Path:
-        d = lay.checkpoints / f"checkpoint-{step}"
-        d.mkdir(parents=True)
-        for f in ("model.safetensors", "optimizer.pt", "scheduler.pt"):
-            (d / f).write_bytes(b"x")
-        if complete:
-            (d / "trainer_state.json").write_text(json.dumps({"global_step": step}))
-        return d
+def _ckpt(lay: Layout, step: int, complete: bool = True, owner: str | None = None) -> Path:
+    d = lay.checkpoints / f"checkpoint-{step}"
+    d.mkdir(parents=True)
+    for f in ("model.safetensors", "optimizer.pt", "scheduler.pt"):
+        (d / f).write_bytes(b"x" * step)
+    if complete:
+        (d / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    if owner:
+        ck.mark(d, owner, step)
+    return d
 
-    make(900)
-    resume, removed = ck.prepare(lay, "a.jsonl")  # no owner: not a's checkpoints, never resumed from
-    assert resume is None and removed and not ck.checkpoints(lay.checkpoints)
-    make(900), make(2600), make(3000, complete=False)
-    resume, removed = ck.prepare(lay, "a.jsonl")
+
+def test_checkpoints_prepare_resumes_by_step_and_drops_only_its_own_cut_short_save(lay: Layout) -> None:
+    _ckpt(lay, 900, owner="a.jsonl"), _ckpt(lay, 2600, owner="a.jsonl"), _ckpt(lay, 3000, complete=False, owner="a.jsonl")
+    resume, done = ck.prepare(lay, "a.jsonl")
     assert resume is not None and resume.name == "checkpoint-2600"  # by step, not name; the killed save skipped
-    assert removed == ["checkpoint-3000 (incomplete)"]
-    resume, _ = ck.prepare(lay, "b.jsonl")
+    assert [d.split(" (")[0] for d in done] == ["deleted checkpoint-3000"]
+    assert [p.name for _, p in ck.checkpoints(lay.checkpoints)] == ["checkpoint-900", "checkpoint-2600"]
+
+
+def test_checkpoints_prepare_deletes_only_a_finished_files_own_and_moves_the_rest_aside(lay: Layout) -> None:
+    """Ours and finished with (its file is in done/ or failed/): deleted. Not provably ours, or of a file still queued: moved."""
+    (lay.done / "old.jsonl").write_text("{}\n")
+    (lay.inbox / "later.jsonl").write_text("{}\n")
+    _ckpt(lay, 5, owner="old.jsonl")
+    _ckpt(lay, 6, owner="later.jsonl")
+    foreign = _ckpt(lay, 100)
+    killed = _ckpt(lay, 200, complete=False)
+    before = {p.name: sorted((f.name, f.read_bytes()) for f in p.iterdir()) for p in (foreign, killed)}
+    predicted = ck.plan_prepare(lay, "b.jsonl").lines()
+    resume, done = ck.prepare(lay, "b.jsonl")
     assert resume is None and not ck.checkpoints(lay.checkpoints)
+    assert [d.split(" (")[0].split(" to ")[0] for d in done] == [
+        "moved checkpoint-6", "moved checkpoint-100", "moved checkpoint-200", "deleted checkpoint-5"]
+    assert len(predicted) == len(done)  # the plan the fix shows is what prepare does
+    (aside,) = ck.set_aside(lay.checkpoints)
+    assert {p.name: sorted((f.name, f.read_bytes()) for f in p.iterdir()) for p in (aside / "checkpoint-100", aside / "checkpoint-200")} == {
+        "checkpoint-100": before["checkpoint-100"], "checkpoint-200": before["checkpoint-200"]}
+    info = json.loads((aside / ck.ASIDE_INFO).read_text())
+    assert info["before_training"] == "b.jsonl" and "no healthkit marker" in info["checkpoints"]["checkpoint-100"]
+
+
+def test_checkpoints_clear_deletes_only_the_finished_files_own(lay: Layout) -> None:
+    _ckpt(lay, 5, owner="a.jsonl")
+    stranger = _ckpt(lay, 7)
+    ck.clear(lay, "a.jsonl")
+    assert [p for _, p in ck.checkpoints(lay.checkpoints)] == [stranger]
 
 
 def test_schema_file_is_exported_from_the_model() -> None:
