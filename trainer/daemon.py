@@ -130,7 +130,8 @@ class Daemon:
         if not pf.ok:
             for e in pf.errors:
                 log.error("%s", e)
-            update_state(lay.daemon_state, state="stopped", pid=None, error=describe(pf), warnings=pf.warnings, stopped_at=iso_now())
+            update_state(lay.daemon_state, state="stopped", pid=None, error=describe(pf), warnings=pf.warnings, stopped_at=iso_now(),
+                         stop_request=None)
             sys.stderr.write("healthkit daemon: cannot start:\n" + describe(pf) + "\n")
             return EXIT_CONFIG
         self.cfg = pf.config
