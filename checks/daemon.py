@@ -324,11 +324,15 @@ def _rule_not_running(ws: Workspace, seen: _Seen) -> None:
     if pf.state != "missing" or seen.verified is not None:
         return
     seen.facts["daemon"] = {"state": "not-running", "pid": None}
-    if stopped_on_request(ws) is not None:
-        seen.facts["daemon"]["state"] = "stopped-on-request"
-        seen.findings.append(_stopped_finding(ws, seen))
-        return
     why = _work(ws, seen)
+    stop = stopped_on_request(ws)
+    if stop is not None:
+        seen.facts["daemon"]["state"] = "stopped-on-request"
+        if why:  # work waits for the next start: say so, as info
+            seen.findings.append(_stopped_finding(ws, seen))
+        else:
+            seen.healthy.append(Healthy("Daemon stopped on request, nothing waits", [f"at {stop.at} by {stop.by} ({stop.reason})"]))
+        return
     if why:
         pid_rel, n = q(ws, pf.path), len(ws.queue.pending)
         seen.findings.append(Finding(
