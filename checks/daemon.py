@@ -327,7 +327,7 @@ def _rule_not_running(ws: Workspace, seen: _Seen) -> None:
     why = _work(ws, seen)
     stop = stopped_on_request(ws)
     if stop is not None:
-        seen.facts["daemon"]["state"] = "stopped-on-request"
+        seen.facts["daemon"]["stopped_on_request"] = True  # liveness stays "not-running" (contract.DAEMON_LIVENESS)
         if why:  # work waits for the next start: say so, as info
             seen.findings.append(_stopped_finding(ws, seen))
         else:
