@@ -515,7 +515,8 @@ def stop_daemon(base: Path, wait_s: float = 120.0, by: str | None = None, reason
     ctl.request_stop(lay, by=by, reason=reason)
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
-        if not running_daemon(lay):
+        # Gone means the lock is free *and* the process has exited (it releases the lock just before it exits).
+        if not running_daemon(lay) and not probe(pid).alive:
             return True
         time.sleep(0.1)
     return False
