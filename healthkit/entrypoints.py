@@ -57,7 +57,7 @@ def _stamp() -> list[list[Any]]:
 
 
 # Scanned together: one scan costs the same as one group, and a cache per group would thrash.
-GROUPS = ("healthkit.checks", "healthkit.fixes")
+GROUPS = ("healthkit.checks", "healthkit.fixes", "healthkit.daemons")
 
 
 def _scan() -> dict[str, list[list[str]]]:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import psutil
 
+from ..daemons import load_adapter
 from ..fsutil import is_within
 from ..models import Finding, FixRef
 from ..ownership import daemon_processes, stopped_on_request
@@ -182,13 +183,13 @@ def daemon_command(ws: Workspace) -> tuple[str, list[str] | None, str | None]:
     cmd = ws.settings.processes.daemon_command
     if cmd:
         return "command", [a.replace("{base}", str(ws.base)) for a in cmd], None
-    if "trainer.daemon" in ws.settings.processes.daemon:
-        try:
-            from trainer.daemon import daemon_argv
-            from trainer.layout import Layout
-        except ImportError as exc:
-            return "trainer", None, f"cannot start: the trainer is not installed ({exc})"
-        return "trainer", daemon_argv(Layout.of(ws.base)), None
+    adapter, why_not = load_adapter("trainer")
+    if adapter is None:
+        ours = any(p.endswith("trainer.daemon") for p in ws.settings.processes.daemon)  # the default patterns
+        return ("trainer", None, f"cannot start: {why_not}") if ours else \
+            ("command", None, "cannot start: no daemon_command in healthkit.toml ([processes] daemon_command = [...])")
+    if adapter.module in ws.settings.processes.daemon:
+        return "trainer", adapter.argv(ws.base), None
     return "command", None, "cannot start: no daemon_command in healthkit.toml ([processes] daemon_command = [...])"
 
 
@@ -199,10 +200,9 @@ def _spawn(ws: Workspace, argv: list[str], log: Path, run_id: str, trainer_env: 
         fh.write(f"--- {datetime.now(timezone.utc).isoformat(timespec='seconds')} healthkit fix (run {run_id}) starts: "
                  f"{shlex.join(redact_argv(argv))}\n")
     env = {k: v for k, v in os.environ.items() if k != "HEALTHKIT_FIX_CRASH_AT"}
-    if trainer_env:
-        from trainer.launch import child_env
-
-        env = {k: v for k, v in child_env().items() if k != "HEALTHKIT_FIX_CRASH_AT"}
+    adapter = load_adapter("trainer")[0] if trainer_env else None
+    if adapter is not None:
+        env = {k: v for k, v in adapter.env().items() if k != "HEALTHKIT_FIX_CRASH_AT"}
     out = subprocess.run([sys.executable, "-c", SPAWNER, str(log), str(ws.base), *argv], capture_output=True, text=True,
                          env=env, timeout=30, stdin=subprocess.DEVNULL)
     if out.returncode != 0:
@@ -267,15 +267,13 @@ def can_adopt(ws: Workspace, mode: str, orphan: dict) -> bool:
     """
     if mode != "trainer":
         return ws.settings.processes.daemon_adopts
-    try:
-        from trainer.launch import is_training
-        from trainer.layout import Layout
-    except ImportError:
+    adapter, _ = load_adapter("trainer")
+    if adapter is None:
         return False
     info = probe(orphan["pid"]).info
     if info is None or not orphan.get("create_time") or not start_time_matches(info, orphan["create_time"]):
         return False
-    return is_training(info, Layout.of(ws.base))
+    return adapter.adopts(info, ws.base)
 
 
 def _start_blocker(ctx: PlanContext, argv: list[str] | None, why_not: str | None) -> str | None:
@@ -300,11 +298,8 @@ def consequences(ws: Workspace, mode: str) -> list[str]:
     """What the started daemon changes on disk before it trains (moves, deletions): a safe plan shows all of it."""
     if mode != "trainer":
         return []
-    try:
-        from trainer.daemon import start_consequences
-    except ImportError:
-        return []
-    return start_consequences(ws.base)
+    adapter, _ = load_adapter("trainer")
+    return adapter.start_consequences(ws.base) if adapter is not None else []
 
 
 def _plan_start(ctx: PlanContext, finding: Finding, ref: FixRef, fix_id: str) -> Plan:
@@ -366,10 +361,9 @@ def _start_apply(ws: Workspace, mode: str, argv: list[str], log: Path):
             return skipped(refusal)
         actx.record("start", "daemon", "started", shown, argv=redact_argv(argv))
         try:
-            if mode == "trainer":
-                from trainer.daemon import start_daemon
-
-                pid = start_daemon(ws.base)
+            adapter = load_adapter("trainer")[0] if mode == "trainer" else None
+            if adapter is not None:
+                pid = adapter.start(ws.base)
                 where = "logs/daemon.out"
             else:
                 pid = _spawn(ws, argv, log, actx.run_id)

@@ -63,3 +63,13 @@ def test_a_broken_fix_plugin_is_reported_and_the_rest_load(monkeypatch):
     assert plan.LOAD_ERRORS == ["fix plugin broken = no_such_module_for_healthkit failed to load: "
                                 "ImportError: no module named no_such_module_for_healthkit"]
     assert "prune-checkpoints" in load_fixes()
+
+
+def test_the_trainer_is_started_through_its_daemon_adapter():
+    """The fix engine never imports the trainer: it asks the adapter registered under `healthkit.daemons`."""
+    from healthkit.daemons import load_adapter
+
+    assert [ep.value for ep in entry_points("healthkit.daemons") if ep.name == "trainer"] == ["trainer.adapter:ADAPTER"]
+    adapter, why = load_adapter("trainer")
+    assert why is None and adapter.name == "trainer" and adapter.module.endswith("trainer.daemon")
+    assert load_adapter("no-such-daemon") == (None, "no daemon adapter named 'no-such-daemon' is installed")
