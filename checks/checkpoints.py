@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -45,30 +46,50 @@ PRUNE_DEFAULT = FixRef("prune-checkpoints", "Delete the oldest checkpoints beyon
 SET_LIMIT = FixRef("set-save-total-limit", "Add save_total_limit to config.json", "unsafe")
 DELETE_INCOMPLETE = FixRef("delete-incomplete-checkpoint", "Delete the incomplete checkpoint", "unsafe")
 
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "adapter_model.safetensors", "adapter_model.bin", "tf_model.h5", "flax_model.msgpack")
-INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 DEFAULT_RECOMMENDED_LIMIT = 3
 
 
-def declared_limit(ws: Workspace) -> tuple[int | None, str]:
-    """The retention limit and who declared it; (None, why) when nobody did."""
+class LimitSource(str, Enum):
+    """Who declared the retention limit: it decides whether pruning to it is safe (never the wording of a message)."""
+
+    CONFIG = "config"  # config.json: the user's own policy
+    SETTINGS = "settings"  # healthkit.toml [retention]: the user's own policy
+    TRAINER_DEFAULT = "trainer-default"  # our trainer's default, written nowhere: maybe not what they meant
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class Retention:
+    limit: int | None
+    source: LimitSource
+    declared_by: str  # for people: where the limit comes from, or why there is none
+
+
+def retention(ws: Workspace) -> Retention:
+    """The retention limit and who declared it; limit None (source NONE) when nobody did."""
     key = ws.settings.config_keys.save_total_limit
+    from_settings = ws.settings.retention.save_total_limit
     if ws.config.is_object and key in ws.config.data:
         v = ws.config.data[key]
         if isinstance(v, int) and not isinstance(v, bool) and v >= 1:
-            return v, f"config.json `{key}`"
-        if v is None:
-            if ws.settings.retention.save_total_limit:
-                return ws.settings.retention.save_total_limit, "healthkit.toml [retention]"
-            return None, f"config.json sets `{key}` to null"
-    if ws.settings.retention.save_total_limit:
-        return ws.settings.retention.save_total_limit, "healthkit.toml [retention]"
+            return Retention(v, LimitSource.CONFIG, f"config.json `{key}`")
+        if v is None and not from_settings:
+            return Retention(None, LimitSource.NONE, f"config.json sets `{key}` to null")
+    if from_settings:
+        return Retention(from_settings, LimitSource.SETTINGS, "healthkit.toml [retention]")
     if ws.settings.paths.config_schema == "healthkit" and ws.config.is_object:
         from healthkit.configschema import default
 
         if default("save_total_limit"):
-            return default("save_total_limit"), f"healthkit trainer default (config.json has no `{key}`)"
-    return None, f"config.json has no `{key}`"
+            return Retention(default("save_total_limit"), LimitSource.TRAINER_DEFAULT,
+                             f"healthkit trainer default (config.json has no `{key}`)")
+    return Retention(None, LimitSource.NONE, f"config.json has no `{key}`")
+
+
+def declared_limit(ws: Workspace) -> tuple[int | None, str]:
+    """(limit, who declared it): `retention` for callers that only show it."""
+    r = retention(ws)
+    return r.limit, r.declared_by
 
 
 def best_checkpoint(ws: Workspace) -> Checkpoint | None:
@@ -87,38 +108,8 @@ def best_checkpoint(ws: Workspace) -> Checkpoint | None:
 
 
 def missing_parts(ws: Workspace, c: Checkpoint) -> list[str]:
-    """What a resume from this checkpoint would miss; empty when it is complete."""
-    if c.list_error:
-        return [f"its folder cannot be listed ({c.list_error})"]
-    problems: list[str] = []
-    if "trainer_state.json" not in c.files:
-        problems.append("trainer_state.json is missing")
-    else:
-        ts = ws.trainer_state_of(c)
-        if not ts.ok:
-            problems.append(f"trainer_state.json is unreadable ({ts.problem.message if ts.problem else ''})")
-        elif not isinstance(ts.data, dict) or "global_step" not in ts.data:
-            problems.append("trainer_state.json has no global_step")
-    weights = [f for f in WEIGHT_FILES if f in c.files]
-    index = next((f for f in INDEX_FILES if f in c.files), None)
-    if index:
-        try:
-            with open(c.path / index, encoding="utf-8") as fh:
-                shards = sorted(set(json.load(fh).get("weight_map", {}).values()))
-            lost = [s for s in shards if s not in c.files]
-            if lost:
-                problems.append(f"{len(lost)} of {len(shards)} weight shards are missing ({', '.join(lost[:3])})")
-        except (OSError, ValueError, AttributeError):
-            problems.append(f"{index} is unreadable")
-    elif not weights:
-        problems.append("no model weights (model.safetensors, pytorch_model.bin or an adapter)")
-    for w in weights:
-        try:
-            if os.stat(c.path / w).st_size == 0:
-                problems.append(f"{w} is empty")
-        except OSError as exc:
-            problems.append(f"{w} cannot be read ({exc.strerror})")
-    return problems
+    """What a resume from this checkpoint would miss (the shared rule, healthkit.checkpoints); empty when complete."""
+    return list(ws.completeness_of(c).missing)
 
 
 def _allowed(limit: int, ckpts: list[Checkpoint], best: Checkpoint | None) -> int:
@@ -127,11 +118,11 @@ def _allowed(limit: int, ckpts: list[Checkpoint], best: Checkpoint | None) -> in
     return limit + (1 if best is not None and best not in newest else 0)
 
 
-def _limit_words(limit: int, declared_by: str) -> str:
+def _limit_words(r: Retention) -> str:
     """'declared limit (3)' only when someone declared it; a default nobody wrote down is called what it is."""
-    if declared_by.startswith("healthkit trainer default"):
-        return f"trainer's default limit ({limit}; nothing declares one in config.json or healthkit.toml)"
-    return f"declared limit ({limit}, {declared_by})"
+    if r.source is LimitSource.TRAINER_DEFAULT:
+        return f"trainer's default limit ({r.limit}; nothing declares one in config.json or healthkit.toml)"
+    return f"declared limit ({r.limit}, {r.declared_by})"
 
 
 def _du_lines(ws: Workspace, ckpts: list[Checkpoint], total: int) -> str:
@@ -142,6 +133,145 @@ def _du_lines(ws: Workspace, ckpts: list[Checkpoint], total: int) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class _View:
+    """What every rule of the check reads, computed once."""
+
+    ckpts: list[Checkpoint]
+    total: int
+    typical: int  # median checkpoint size (high median)
+    retention: Retention
+    best: Checkpoint | None
+
+
+def _incomplete_finding(ws: Workspace, c: Checkpoint, parts: list[str], newest: bool) -> Finding:
+    return Finding(
+        code=INCOMPLETE.code, severity=Severity.WARNING, title=f"Incomplete checkpoint {c.name}",
+        problem=[f"`{ws.rel(c.path)}` cannot be resumed from: {'; '.join(parts)}"]
+        + (["It is the newest checkpoint, the one a resume would pick"] if newest else []),
+        impact=["A resume from it crashes or silently starts over" if newest else "A resume that reaches it would fail"],
+        evidence=[Evidence(f"ls {q(ws, c.path)}", "\n".join(sorted(c.files)) or "(empty)")],
+        root_cause=["A save was interrupted (crash, kill or full disk during the write), or files were removed by hand"],
+        recommendations=["Delete it so that a resume falls back to the previous complete checkpoint"],
+        fixes=[DELETE_INCOMPLETE], urgency="immediate" if newest else "short-term",
+        data={"checkpoint": c.name, "path": str(c.path), "missing": parts},
+    )
+
+
+def incomplete_rule(ws: Workspace, ckpts: list[Checkpoint]) -> list[Finding]:
+    """checkpoints.incomplete: each checkpoint a resume would choke on (symlinks out of the workspace are not ours)."""
+    out = []
+    for c in ckpts:
+        if c.is_symlink and not is_within(c.path, ws.base):
+            continue
+        parts = missing_parts(ws, c)
+        if parts:
+            out.append(_incomplete_finding(ws, c, parts, c is ckpts[-1]))
+    return out
+
+
+def _limit_evidence(ws: Workspace, r: Retention) -> Evidence:
+    key = ws.settings.config_keys.save_total_limit
+    return Evidence(f"jq '.{key}' {q(ws, ws.config_path)}", str(r.limit) if r.source is LimitSource.CONFIG else "null")
+
+
+def no_retention_rule(ws: Workspace, v: _View) -> list[Finding]:
+    """checkpoints.no-retention: nobody declared save_total_limit."""
+    r = v.retention
+    if r.limit is not None:
+        return []
+    return [Finding(
+        code=NO_RETENTION.code, severity=Severity.WARNING, title="No checkpoint retention",
+        problem=[f"`save_total_limit` is not configured: {r.declared_by}", "The Trainer keeps every checkpoint it writes"],
+        impact=["Checkpoints accumulate indefinitely", "Risk of running out of disk space on long training runs"],
+        evidence=[_limit_evidence(ws, r)],
+        root_cause=["`save_total_limit` not configured (or hard-coded to None in the training script)"],
+        recommendations=[f"Configure `save_total_limit={DEFAULT_RECOMMENDED_LIMIT}` in the training config "
+                         f"(keeps ~{human_bytes(v.typical * DEFAULT_RECOMMENDED_LIMIT)} instead of {human_bytes(v.total)})",
+                         "If the training script enforces its own limit, declare it in healthkit.toml [retention]"],
+        # --unsafe --keep N prunes here too, whatever the count: N is the user's explicit choice.
+        fixes=[SET_LIMIT, PRUNE_UNSAFE], urgency="short-term",
+        data={"config_key": ws.settings.config_keys.save_total_limit, "limit": None, "best": v.best.name if v.best else None},
+    )]
+
+
+def _prune_ref(r: Retention) -> FixRef:
+    """Safe only under a limit the user wrote down; a default nobody declared may not be what they meant."""
+    if r.source in (LimitSource.CONFIG, LimitSource.SETTINGS):
+        return PRUNE
+    return PRUNE_DEFAULT if r.source is LimitSource.TRAINER_DEFAULT else PRUNE_UNSAFE
+
+
+def _bloat_problem(ws: Workspace, v: _View, keep: int, expected: int, allowed: int) -> list[str]:
+    ckpts, best, limit = v.ckpts, v.best, v.retention.limit
+    problem = [
+        f"`{ws.rel(ws.checkpoint_dir)}/` is {human_bytes(v.total)} (should be ~{human_bytes(expected)} at {keep} "
+        f"checkpoint{'s' if keep > 1 else ''}" + (" plus the best" if best and best not in ckpts[-keep:] else "") + ")",
+        f"{len(ckpts)} checkpoints exist ({ckpts[0].name} through {ckpts[-1].name}, ordered by step)",
+        f"Each checkpoint is ~{human_bytes(v.typical)}",
+    ]
+    if limit:
+        problem.append(f"The limit is {limit} ({v.retention.declared_by}); the Trainer would keep {allowed}")
+    return problem
+
+
+def bloat_rule(ws: Workspace, v: _View) -> list[Finding]:
+    """checkpoints.bloat: more checkpoints than the limit (or, with none, than a run needs)."""
+    ckpts, best, r = v.ckpts, v.best, v.retention
+    allowed = _allowed(r.limit, ckpts, best) if r.limit else ws.settings.thresholds.checkpoint_count_without_limit
+    if len(ckpts) <= allowed:
+        return []
+    keep = r.limit or DEFAULT_RECOMMENDED_LIMIT
+    expected = v.typical * _allowed(keep, ckpts, best)
+    excess = [c for c in ckpts[: max(0, len(ckpts) - keep)] if c is not best]  # the Trainer keeps the best too
+    usage = ws.checkpoint_usage
+    rootq = q(ws, ws.checkpoint_dir)
+    evidence = [Evidence(f"ls -d {rootq}/checkpoint-* | wc -l", str(len(ckpts))),
+                Evidence(f"du -h {rootq} --max-depth=1 | sort -hr | head -5", _du_lines(ws, ckpts, v.total))]
+    return [Finding(
+        code=BLOAT.code, severity=Severity.WARNING, title="Disk space bloat",
+        problem=_bloat_problem(ws, v, keep, expected, allowed),
+        impact=[f"{human_bytes(max(0, v.total - expected))} of disk wasted",
+                "Slower operations (more files to scan)", "Risk of running out of disk space on long training runs"],
+        evidence=evidence + ([] if r.limit else [_limit_evidence(ws, r)]),
+        root_cause=(["`save_total_limit` not configured or not working", "Checkpoints accumulate indefinitely; no automatic cleanup"]
+                    if not r.limit else [f"The {_limit_words(r)} is not being enforced: the training code "
+                                         "ignores it, or checkpoints were copied in"]),
+        recommendations=[f"Keep only the newest {keep} checkpoints (~{human_bytes(expected)})"
+                         + (f" plus the best ({best.name})" if best else "")],
+        fixes=[_prune_ref(r)], urgency="short-term",
+        data={"dir": str(ws.checkpoint_dir), "limit": r.limit, "declared_by": r.declared_by if r.limit else None,
+              "limit_source": r.source.value, "best": best.name if best else None, "excess": [c.name for c in excess],
+              "excess_bytes": sum(usage[c.path].bytes for c in excess)},
+    )]
+
+
+def _facts(ws: Workspace, v: _View) -> dict[str, Any]:
+    ckpts, r = v.ckpts, v.retention
+    return {
+        "dir": str(ws.checkpoint_dir), "count": len(ckpts), "bytes": v.total, "typical_bytes": v.typical,
+        "newest_step": ckpts[-1].step if ckpts else None, "oldest_step": ckpts[0].step if ckpts else None,
+        "limit": r.limit, "limit_declared_by": r.declared_by if r.limit else None, "best": v.best.name if v.best else None,
+    }
+
+
+def _healthy_and_notes(ws: Workspace, v: _View) -> tuple[list[Healthy], list[str]]:
+    ckpts = v.ckpts
+    notes = [f"{c.name} is a symlink out of the workspace; not counted as our data"
+             for c in ckpts if c.is_symlink and not is_within(c.path, ws.base)]
+    if ws.in_progress_saves:
+        notes.append(f"save in progress: {', '.join(p.name for p in ws.in_progress_saves)}")
+    if not ckpts:
+        return [], notes
+    newest = ckpts[-1]
+    try:
+        age = ago(ws.now - newest.path.stat().st_mtime)
+    except OSError:
+        age = "unknown time"
+    return [Healthy("Checkpoints being saved", [f"Latest: {newest.name} (written {age} ago)",
+                                                f"{len(ckpts)} checkpoint(s), {human_bytes(v.total)}"])], notes
+
+
 @check("checkpoints", title="Checkpoint retention and completeness", codes=[NO_RETENTION, BLOAT, INCOMPLETE], tags=["disk"])
 def checkpoints_check(ws: Workspace) -> CheckOutput:
     root = ws.checkpoint_dir
@@ -150,102 +280,11 @@ def checkpoints_check(ws: Workspace) -> CheckOutput:
     if not os.access(root, os.R_OK | os.X_OK):
         return CheckOutput(unknown=f"{ws.rel(root)} is not readable (permission denied)")
     ckpts = ws.checkpoints
-    # Completeness first: it reads small files while `du` (prefetched) is still walking the tree.
-    incomplete: list[Finding] = []
-    for c in ckpts:
-        if c.is_symlink and not is_within(c.path, ws.base):
-            continue  # not ours to judge or touch; noted below
-        parts = missing_parts(ws, c)
-        if parts:
-            newest = c is ckpts[-1]
-            incomplete.append(Finding(
-                code=INCOMPLETE.code, severity=Severity.WARNING, title=f"Incomplete checkpoint {c.name}",
-                problem=[f"`{ws.rel(c.path)}` cannot be resumed from: {'; '.join(parts)}"]
-                + (["It is the newest checkpoint, the one a resume would pick"] if newest else []),
-                impact=["A resume from it crashes or silently starts over" if newest else "A resume that reaches it would fail"],
-                evidence=[Evidence(f"ls {q(ws, c.path)}", "\n".join(sorted(c.files)) or "(empty)")],
-                root_cause=["A save was interrupted (crash, kill or full disk during the write), or files were removed by hand"],
-                recommendations=["Delete it so that a resume falls back to the previous complete checkpoint"],
-                fixes=[DELETE_INCOMPLETE], urgency="immediate" if newest else "short-term",
-                data={"checkpoint": c.name, "path": str(c.path), "missing": parts},
-            ))
+    # Completeness first: bounded reads of small files while `du` (prefetched) is still walking the tree.
+    incomplete = incomplete_rule(ws, ckpts)
     usage = ws.checkpoint_usage
-    total = ws.checkpoint_dir_usage.bytes
-    limit, declared_by = declared_limit(ws)
-    best = best_checkpoint(ws)
-    findings: list[Finding] = []
-    healthy: list[Healthy] = []
-    sizes = [usage[c.path].bytes for c in ckpts if not c.is_symlink]
-    typical = sorted(sizes)[len(sizes) // 2] if sizes else 0  # median, high
-    rootq = q(ws, root)
-    count_ev = Evidence(f"ls -d {rootq}/checkpoint-* | wc -l", str(len(ckpts)))
-    du_ev = Evidence(f"du -h {rootq} --max-depth=1 | sort -hr | head -5", _du_lines(ws, ckpts, total))
-    limit_key = ws.settings.config_keys.save_total_limit
-    limit_ev = Evidence(f"jq '.{limit_key}' {q(ws, ws.config_path)}", str(limit) if declared_by.startswith("config") and limit else "null")
-    facts: dict[str, Any] = {
-        "dir": str(root), "count": len(ckpts), "bytes": total, "typical_bytes": typical,
-        "newest_step": ckpts[-1].step if ckpts else None, "oldest_step": ckpts[0].step if ckpts else None,
-        "limit": limit, "limit_declared_by": declared_by if limit else None, "best": best.name if best else None,
-    }
-
-    if limit is None:
-        findings.append(Finding(
-            code=NO_RETENTION.code, severity=Severity.WARNING, title="No checkpoint retention",
-            problem=[f"`save_total_limit` is not configured: {declared_by}", "The Trainer keeps every checkpoint it writes"],
-            impact=["Checkpoints accumulate indefinitely", "Risk of running out of disk space on long training runs"],
-            evidence=[limit_ev],
-            root_cause=["`save_total_limit` not configured (or hard-coded to None in the training script)"],
-            recommendations=[f"Configure `save_total_limit={DEFAULT_RECOMMENDED_LIMIT}` in the training config "
-                             f"(keeps ~{human_bytes(typical * DEFAULT_RECOMMENDED_LIMIT)} instead of {human_bytes(total)})",
-                             "If the training script enforces its own limit, declare it in healthkit.toml [retention]"],
-            # --unsafe --keep N prunes here too, whatever the count: N is the user's explicit choice.
-            fixes=[SET_LIMIT, PRUNE_UNSAFE], urgency="short-term",
-            data={"config_key": limit_key, "limit": None, "best": best.name if best else None},
-        ))
-
-    allowed = _allowed(limit, ckpts, best) if limit else ws.settings.thresholds.checkpoint_count_without_limit
-    if len(ckpts) > allowed:
-        keep = limit or DEFAULT_RECOMMENDED_LIMIT
-        expected = typical * _allowed(keep, ckpts, best)
-        excess = [c for c in ckpts[: max(0, len(ckpts) - keep)] if c is not best]  # the Trainer keeps the best too
-        first, last = ckpts[0].name, ckpts[-1].name
-        problem = [
-            f"`{ws.rel(root)}/` is {human_bytes(total)} (should be ~{human_bytes(expected)} at {keep} checkpoint{'s' if keep > 1 else ''}"
-            + (" plus the best" if best and best not in ckpts[-keep:] else "") + ")",
-            f"{len(ckpts)} checkpoints exist ({first} through {last}, ordered by step)",
-            f"Each checkpoint is ~{human_bytes(typical)}",
-        ]
-        if limit:
-            problem.append(f"The limit is {limit} ({declared_by}); the Trainer would keep {allowed}")
-        findings.append(Finding(
-            code=BLOAT.code, severity=Severity.WARNING, title="Disk space bloat",
-            problem=problem,
-            impact=[f"{human_bytes(max(0, total - expected))} of disk wasted",
-                    "Slower operations (more files to scan)", "Risk of running out of disk space on long training runs"],
-            evidence=[count_ev, du_ev] + ([] if limit else [limit_ev]),
-            root_cause=(["`save_total_limit` not configured or not working", "Checkpoints accumulate indefinitely; no automatic cleanup"]
-                        if not limit else [f"The {_limit_words(limit, declared_by)} is not being enforced: the training code "
-                                           "ignores it, or checkpoints were copied in"]),
-            recommendations=[f"Keep only the newest {keep} checkpoints (~{human_bytes(expected)})"
-                             + (f" plus the best ({best.name})" if best else "")],
-            # Safe only under a limit the user wrote down; a default nobody declared may not be what they meant.
-            fixes=[PRUNE_UNSAFE if not limit else PRUNE_DEFAULT if declared_by.startswith("healthkit trainer default") else PRUNE],
-            urgency="short-term",
-            data={"dir": str(root), "limit": limit, "declared_by": declared_by if limit else None,
-                  "best": best.name if best else None, "excess": [c.name for c in excess],
-                  "excess_bytes": sum(usage[c.path].bytes for c in excess)},
-        ))
-
-    findings += incomplete
-    notes = [f"{c.name} is a symlink out of the workspace; not counted as our data" for c in ckpts if c.is_symlink and not is_within(c.path, ws.base)]
-    if ws.in_progress_saves:
-        notes.append(f"save in progress: {', '.join(p.name for p in ws.in_progress_saves)}")
-
-    if ckpts:
-        newest = ckpts[-1]
-        try:
-            age = ago(ws.now - newest.path.stat().st_mtime)
-        except OSError:
-            age = "unknown time"
-        healthy.append(Healthy("Checkpoints being saved", [f"Latest: {newest.name} (written {age} ago)", f"{len(ckpts)} checkpoint(s), {human_bytes(total)}"]))
-    return CheckOutput(findings=findings, healthy=healthy, facts={"checkpoints": facts}, notes=notes)
+    sizes = sorted(usage[c.path].bytes for c in ckpts if not c.is_symlink)
+    v = _View(ckpts, ws.checkpoint_dir_usage.bytes, sizes[len(sizes) // 2] if sizes else 0, retention(ws), best_checkpoint(ws))
+    findings = no_retention_rule(ws, v) + bloat_rule(ws, v) + incomplete
+    healthy, notes = _healthy_and_notes(ws, v)
+    return CheckOutput(findings=findings, healthy=healthy, facts={"checkpoints": _facts(ws, v)}, notes=notes)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
+from .checkpoints import STATE_FILE, Completeness, checkpoint_completeness, newest_with_state
 from .fsutil import DiskUsage, ReadProblem, disk_usage_children, read_json, read_text
 from .settings import Settings, load_settings
 
@@ -91,11 +92,15 @@ class JsonFile:
         return self.problem is None and isinstance(self.data, dict)
 
 
-def load_json_file(path: Path) -> JsonFile:
+def _mtime(path: Path) -> float | None:
     try:
-        mtime = os.stat(path).st_mtime
+        return os.stat(path).st_mtime
     except OSError:
-        mtime = None
+        return None
+
+
+def load_json_file(path: Path) -> JsonFile:
+    mtime = _mtime(path)
     try:
         return JsonFile(path, read_json(path), None, mtime)
     except ReadProblem as exc:
@@ -366,19 +371,40 @@ class Workspace:
             threading.Thread(target=compute, args=(self,), name="prefetch-du", daemon=True).start()
 
     def trainer_state_of(self, ckpt: Checkpoint) -> JsonFile:
+        """A checkpoint's whole trainer_state.json: megabytes after a long run, so only where its contents are needed."""
         key = f"trainer_state:{ckpt.path}"
         if key not in self._cache:
-            self._cache[key] = load_json_file(ckpt.path / "trainer_state.json")
+            self._cache[key] = load_json_file(ckpt.path / STATE_FILE)
         return self._cache[key]
 
     @cached_view
+    def _checkpoint_survey(self) -> tuple[dict[Path, Completeness], Checkpoint | None, JsonFile | None]:
+        """Every checkpoint judged by the shared rule in bounded time, and the whole state of the newest with a sound one."""
+        ckpts = self.checkpoints
+        judged = {c.path: (Completeness(None, (f"its folder cannot be listed ({c.list_error})",)) if c.list_error
+                           else checkpoint_completeness(c.path, c.files)) for c in ckpts}
+        newest, data, failed = newest_with_state(ckpts, lambda c: judged[c.path].state_ok, lambda c: c.path / STATE_FILE)
+        for i, why in failed.items():
+            judged[ckpts[i].path] = judged[ckpts[i].path].broken_state(why)
+        if newest is None:
+            return judged, None, None
+        ts = JsonFile(newest.path / STATE_FILE, data, None, _mtime(newest.path / STATE_FILE))
+        self._cache[f"trainer_state:{newest.path}"] = ts
+        return judged, newest, ts
+
+    def completeness_of(self, ckpt: Checkpoint) -> Completeness:
+        """Whether a resume from ``ckpt`` would work (healthkit.checkpoints: one rule for audit, fix and trainer)."""
+        judged = self._checkpoint_survey[0]
+        return judged.get(ckpt.path) or checkpoint_completeness(ckpt.path, ckpt.files)
+
+    @property
     def latest_trainer_state(self) -> tuple[Checkpoint | None, JsonFile | None]:
-        """trainer_state.json of the newest checkpoint that has a readable one."""
-        for ckpt in reversed(self.checkpoints):
-            ts = self.trainer_state_of(ckpt)
-            if ts.is_object:
-                return ckpt, ts
-        return None, None
+        """trainer_state.json of the newest checkpoint (by step) whose state is sound: the run's newest record.
+
+        Parsed whole (log_history, best_model_checkpoint); every other checkpoint's state is read in bounded time.
+        """
+        _, ckpt, ts = self._checkpoint_survey
+        return ckpt, ts
 
     @cached_view
     def docs(self) -> list[Doc]:

@@ -26,12 +26,13 @@ each move (`set_aside` in status/daemon_state.json), the audit reports the folde
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from healthkit.checkpoints import STATE_FILE, checkpoint_completeness, newest_with_state
 
 from .layout import Layout, iso_now
 from .state import read_json, write_json
@@ -42,8 +43,6 @@ FINAL_MARKER = "healthkit_final.json"
 MARK = "healthkit_checkpoint.json"  # inside each checkpoint this trainer saved
 ASIDE_PREFIX = ".foreign-"
 ASIDE_INFO = "healthkit_aside.json"
-WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json",
-           "adapter_model.safetensors", "adapter_model.bin")
 
 
 def checkpoints(folder: Path) -> list[tuple[int, Path]]:
@@ -60,20 +59,18 @@ def checkpoints(folder: Path) -> list[tuple[int, Path]]:
 
 
 def is_complete(ckpt: Path) -> bool:
-    """Everything a resume needs; trainer_state.json is written last, so a killed save lacks it."""
-    try:
-        names = set(os.listdir(ckpt))
-        json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return bool(names & set(WEIGHTS)) and "optimizer.pt" in names and "scheduler.pt" in names
+    """Everything a resume needs, by the rule the audit and its fixes use (healthkit.checkpoints), plus our optimizer state."""
+    return checkpoint_completeness(ckpt, need_optimizer=True).complete
+
+
+def newest_complete(found: list[tuple[int, Path]]) -> Path | None:
+    """The newest complete of (step, checkpoint) pairs, its trainer_state.json parsed whole (HF will load it to resume)."""
+    newest, _, _ = newest_with_state(found, lambda c: is_complete(c[1]), lambda c: c[1] / STATE_FILE)
+    return newest[1] if newest else None
 
 
 def last_complete(folder: Path) -> Path | None:
-    for _, p in reversed(checkpoints(folder)):
-        if is_complete(p):
-            return p
-    return None
+    return newest_complete(checkpoints(folder))
 
 
 def mark(ckpt: Path, file_name: str, step: int) -> None:
@@ -115,7 +112,7 @@ def plan_prepare(layout: Layout, file_name: str) -> Preparation:
     prep = Preparation(file_name)
     found = checkpoints(layout.checkpoints)
     mine = [(s, p) for s, p in found if owner_of(p) == file_name]
-    prep.resume = next((p for _, p in reversed(mine) if is_complete(p)), None)
+    prep.resume = newest_complete(mine)
     resume_step = int(prep.resume.name.split("-")[1]) if prep.resume is not None else -1
     for step, p in found:
         owner = owner_of(p)

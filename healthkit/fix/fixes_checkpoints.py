@@ -82,10 +82,7 @@ def _newest_mtime(path: Path) -> float:
 
 
 def _complete(ws: Workspace, c: Checkpoint, incomplete: set[str]) -> bool:
-    if c.name in incomplete or c.list_error:
-        return False
-    ts = ws.trainer_state_of(c)
-    return ts.is_object and "global_step" in ts.data
+    return c.name not in incomplete and ws.completeness_of(c).complete
 
 
 def protections(ws: Workspace, keep_n: int, best: str | None, incomplete: set[str]) -> tuple[dict[str, str], list[Checkpoint]]:

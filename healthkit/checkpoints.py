@@ -1,0 +1,220 @@
+"""Whether an HF Trainer checkpoint can be resumed from: the one rule the audit, the fixes and the trainer share.
+
+The rule reads each checkpoint in bounded time, so that the audit's cost does not grow
+with the length of the run: a `trainer_state.json` holds the whole `log_history` up to
+its step (megabytes after a long run, in every one of hundreds of checkpoints).
+
+- The files present and their sizes (weights, all shards of a sharded save).
+- The head of `trainer_state.json`: HF writes it with sorted keys, so `global_step`
+  comes before `log_history`; the top-level keys are decoded one by one until it is found.
+- The tail: a file cut off by a killed save does not end in the closing `}` (at the
+  start of a line, when the file is indented as HF writes it).
+
+A whole `trainer_state.json` is parsed only where its contents are needed
+(`newest_with_state`); a parse failure there makes that checkpoint incomplete too.
+No torch here: the trainer's daemon uses it before it starts a child.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, TypeVar
+
+STATE_FILE = "trainer_state.json"
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "adapter_model.safetensors", "adapter_model.bin", "tf_model.h5",
+                "flax_model.msgpack")
+INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+TRAINING_STATE_FILES = ("optimizer.pt", "scheduler.pt")
+HEAD_BYTES = 64 * 1024
+TAIL_BYTES = 64
+WHOLE_BELOW = 64 * 1024  # a small state is parsed whole: cheaper than being clever, and exact
+MAX_FULL_PARSES = 3  # newest_complete gives up after this many bounded-complete states fail to parse
+_DECODER = json.JSONDecoder()
+_WS = re.compile(r"\s*")
+P = TypeVar("P")
+
+
+@dataclass(frozen=True)
+class StateRead:
+    """What a bounded read of trainer_state.json found: the global step, or why it cannot be trusted."""
+
+    global_step: int | None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class Completeness:
+    """A checkpoint judged by the shared rule; ``missing`` lists what a resume would lack (empty: complete)."""
+
+    global_step: int | None
+    missing: tuple[str, ...]
+    state_problem: str | None = None  # what is wrong with trainer_state.json alone (also in ``missing``)
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+    @property
+    def state_ok(self) -> bool:
+        """trainer_state.json is sound, whatever the weights: its log_history is the run's newest record."""
+        return self.state_problem is None and self.global_step is not None
+
+    def broken_state(self, why: str) -> "Completeness":
+        """This checkpoint after a whole parse of its trainer_state.json failed."""
+        return Completeness(self.global_step, (why, *self.missing), why)
+
+
+def _step_of(data: Any) -> StateRead:
+    if not isinstance(data, dict):
+        return StateRead(None, "trainer_state.json is not a JSON object")
+    step = data.get("global_step")
+    if isinstance(step, int) and not isinstance(step, bool):
+        return StateRead(step)
+    return StateRead(None, "trainer_state.json has no global_step")
+
+
+def _step_from_head(head: str) -> StateRead | None:
+    """global_step decoded from the top-level keys before `log_history`; None when the head cannot tell."""
+    pos = _WS.match(head, 0).end()
+    if head[pos:pos + 1] != "{":
+        return StateRead(None, "trainer_state.json is unreadable (not a JSON object)")
+    pos += 1
+    try:
+        while True:
+            pos = _WS.match(head, pos).end()
+            key, pos = _DECODER.raw_decode(head, pos)
+            pos = _WS.match(head, pos).end()
+            if head[pos:pos + 1] != ":":
+                return None
+            pos = _WS.match(head, pos + 1).end()
+            if key == "log_history":
+                return None  # not sorted (or no global_step): the tail may hold it
+            value, pos = _DECODER.raw_decode(head, pos)
+            if key == "global_step":
+                return _step_of({key: value})
+            pos = _WS.match(head, pos).end()
+            if head[pos:pos + 1] != ",":
+                return None
+            pos += 1
+    except ValueError:
+        return None  # a value runs past the head (or the head is odd): let the whole parse decide
+
+
+def _ends_closed(head: str, tail: bytes) -> bool:
+    """The file ends in the object's closing brace; in an indented file, one at the start of a line."""
+    end = tail.rstrip()
+    if not end.endswith(b"}"):
+        return False
+    indented = head.lstrip()[1:2] in ("\n", "\r")
+    return not indented or end[:-1].endswith((b"\n", b"\r"))
+
+
+def read_state(path: Path) -> StateRead:
+    """The global step of a trainer_state.json in bounded time (head and tail), parsed whole only when small or odd."""
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size == 0:
+                return StateRead(None, "trainer_state.json is empty")
+            raw = fh.read(HEAD_BYTES if size > WHOLE_BELOW else size + 1)
+            if size > WHOLE_BELOW:
+                head = raw.decode("utf-8", errors="replace")
+                fh.seek(max(0, size - TAIL_BYTES))
+                if not _ends_closed(head, fh.read(TAIL_BYTES)):
+                    return StateRead(None, f"trainer_state.json is cut off (it does not end in `}}`: {size} bytes)")
+                found = _step_from_head(head)
+                if found is not None:
+                    return found
+                fh.seek(0)
+                raw = fh.read()
+    except OSError as exc:
+        return StateRead(None, f"trainer_state.json cannot be read ({exc.strerror or exc})")
+    try:
+        return _step_of(json.loads(raw))
+    except (ValueError, UnicodeDecodeError) as exc:
+        return StateRead(None, f"trainer_state.json is unreadable ({_reason(exc)})")
+
+
+def _reason(exc: Exception) -> str:
+    return exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8 JSON"
+
+
+def _weight_problems(path: Path, files: frozenset[str]) -> list[str]:
+    problems: list[str] = []
+    weights = [f for f in WEIGHT_FILES if f in files]
+    index = next((f for f in INDEX_FILES if f in files), None)
+    if index:
+        try:
+            with open(path / index, encoding="utf-8") as fh:
+                shards = sorted(set(json.load(fh).get("weight_map", {}).values()))
+            lost = [s for s in shards if s not in files]
+            if lost:
+                problems.append(f"{len(lost)} of {len(shards)} weight shards are missing ({', '.join(lost[:3])})")
+        except (OSError, ValueError, AttributeError, TypeError):
+            problems.append(f"{index} is unreadable")
+    elif not weights:
+        problems.append("no model weights (model.safetensors, pytorch_model.bin or an adapter)")
+    for w in weights:
+        try:
+            if os.stat(path / w).st_size == 0:
+                problems.append(f"{w} is empty")
+        except OSError as exc:
+            problems.append(f"{w} cannot be read ({exc.strerror})")
+    return problems
+
+
+def checkpoint_completeness(path: Path, files: Iterable[str] | None = None, *, need_optimizer: bool = False) -> Completeness:
+    """THE rule: what a resume from checkpoint folder ``path`` would lack, read in bounded time.
+
+    ``files`` is the folder's listing when the caller already has it. ``need_optimizer``:
+    the caller's trainer always saves optimizer and scheduler state and resumes from it
+    (HF tolerates their absence, so the audit does not require them).
+    """
+    if files is None:
+        try:
+            files = os.listdir(path)
+        except OSError as exc:
+            return Completeness(None, (f"its folder cannot be listed ({exc.strerror or exc})",))
+    names = frozenset(files)
+    state = read_state(path / STATE_FILE) if STATE_FILE in names else StateRead(None, "trainer_state.json is missing")
+    problems = ([state.problem] if state.problem else []) + _weight_problems(path, names)
+    if need_optimizer:
+        problems += [f"{f} is missing" for f in TRAINING_STATE_FILES if f not in names]
+    return Completeness(state.global_step, tuple(problems), state.problem)
+
+
+def load_state(path: Path) -> tuple[dict | None, str | None]:
+    """A whole trainer_state.json, for where its contents are needed: (data, None) or (None, why not)."""
+    try:
+        data = json.loads(Path(path).read_bytes())
+    except OSError as exc:
+        return None, f"trainer_state.json cannot be read ({exc.strerror or exc})"
+    except (ValueError, UnicodeDecodeError) as exc:
+        return None, f"trainer_state.json is unreadable ({_reason(exc)})"
+    read = _step_of(data)
+    return (data, None) if read.problem is None else (None, read.problem)
+
+
+def newest_with_state(candidates: list[P], eligible: Callable[[P], bool], state_path: Callable[[P], Path],
+                      ) -> tuple[P | None, dict | None, dict[int, str]]:
+    """The newest eligible candidate (``candidates`` sorted by step, oldest first) with its whole state parsed.
+
+    Returns (candidate, its trainer_state data, {index: why} for candidates the bounded
+    read passed but the whole parse failed: their state is broken too). At most
+    MAX_FULL_PARSES whole parses.
+    """
+    failed: dict[int, str] = {}
+    for i in range(len(candidates) - 1, -1, -1):
+        if not eligible(candidates[i]):
+            continue
+        data, why = load_state(state_path(candidates[i]))
+        if data is not None:
+            return candidates[i], data, failed
+        failed[i] = why or "trainer_state.json is unreadable"
+        if len(failed) >= MAX_FULL_PARSES:
+            break
+    return None, None, failed
