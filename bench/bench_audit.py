@@ -5,8 +5,15 @@
 2. The example machine of the hand-written report: the whole `healthkit audit` process against
    `python -c "import pydantic, psutil"`. Target: ratio <= 2.0.
 
+3. A long run as HF Trainer leaves it without retention: 200 checkpoints of a 100k-step run, each
+   trainer_state.json holding the whole log_history up to its step (~1.5 MB at the end). The whole
+   `healthkit audit` and `healthkit fix --safe --dry-run` processes against the audit of the example
+   machine. Targets: ratio <= 1.5 each.
+4. The same with the history doubled (200k steps, ~3 MB at the end): the audit against the audit of
+   the 100k-step run. Target: ratio <= 1.10 (the cost must not grow with the length of the run).
+
 Runs are interleaved (baseline, audit, baseline, audit, ...) and the median of each is used.
-Usage: python bench/bench_audit.py [--files 100000] [--repeat 7]
+Usage: python bench/bench_audit.py [--files 100000] [--repeat 7] [--only long]
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from pathlib import Path
 
 # What the `healthkit` console script runs.
 HEALTHKIT = [sys.executable, "-m", "healthkit.launch", "audit"]
+FIX_DRY_RUN = [sys.executable, "-m", "healthkit.launch", "fix", "--safe", "--dry-run"]
 
 
 def build_big(base: Path, files: int, per_checkpoint: int = 2000) -> None:
@@ -41,31 +49,133 @@ def build_big(base: Path, files: int, per_checkpoint: int = 2000) -> None:
             (shards / f"part-{j:05d}.bin").write_bytes(b"x" * (j % 7) * 100)
 
 
+def _log_entry(step: int, max_steps: int) -> str:
+    """One log_history entry as HF writes it (indent=2, sorted keys, nested two levels deep)."""
+    return ("    {\n"
+            f'      "epoch": {step / max_steps * 3:.6f},\n      "grad_norm": {1.0 + (step % 97) / 100:.6f},\n'
+            f'      "learning_rate": {2e-4 * (1 - step / max_steps):.10e},\n      "loss": {2.0 / (1 + step / 5000):.4f},\n'
+            f'      "step": {step}\n    }}')
+
+
+def _state_text(step: int, max_steps: int, entries: list[str]) -> str:
+    """A trainer_state.json as HF writes it: sorted keys, so global_step comes before log_history."""
+    head = {"best_global_step": None, "best_metric": None, "best_model_checkpoint": None, "epoch": step / max_steps * 3,
+            "eval_steps": 1000, "global_step": step, "is_hyper_param_search": False, "is_local_process_zero": True,
+            "is_world_process_zero": True}
+    tail = {"logging_steps": 10, "max_steps": max_steps, "num_input_tokens_seen": 0, "num_train_epochs": 3, "save_steps": 500,
+            "stateful_callbacks": {"TrainerControl": {"args": {"should_save": True}, "attributes": {}}},
+            "total_flos": 1.0e18, "train_batch_size": 4, "trial_name": None, "trial_params": None}
+    h = json.dumps(head, indent=2, sort_keys=True)[:-2]
+    t = json.dumps(tail, indent=2, sort_keys=True)[2:]
+    return h + ',\n  "log_history": [\n' + ",\n".join(entries) + "\n  ],\n" + t + "\n"
+
+
+def build_long_run(base: Path, max_steps: int = 100_000, checkpoints: int = 200) -> int:
+    """A long run without retention; returns the bytes of trainer_state.json written (all checkpoints)."""
+    base.mkdir(parents=True)
+    (base / "config.json").write_text(json.dumps({"base_model": "m", "save_total_limit": None, "save_steps": max_steps // checkpoints, "eval_steps": 1000,
+                                                  "logging_steps": 10, "monitor_port": None}))
+    every = max_steps // checkpoints
+    log_every = 10  # the same interval whatever the length: a longer run has a longer history
+    entries = [_log_entry(s, max_steps) for s in range(log_every, max_steps + 1, log_every)]
+    written = 0
+    for i in range(1, checkpoints + 1):
+        step = i * every
+        d = base / "current_model" / f"checkpoint-{step}"
+        d.mkdir(parents=True)
+        text = _state_text(step, max_steps, entries[: step // log_every])
+        (d / "trainer_state.json").write_text(text)
+        written += len(text)
+        (d / "adapter_model.safetensors").write_bytes(b"w" * 4096)
+        (d / "optimizer.pt").write_bytes(b"o" * 8192)
+        for name in ("scheduler.pt", "rng_state.pth", "training_args.bin"):
+            (d / name).write_bytes(b"\0" * 1024)
+        (d / "adapter_config.json").write_text("{}")
+    return written
+
+
 def timed(argv: list[str]) -> float:
     t0 = time.perf_counter()
     subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     return time.perf_counter() - t0
 
 
-def compare(name: str, baseline: list[str], audit: list[str], repeat: int, target: float) -> dict:
-    timed(baseline), timed(audit)  # warm the page cache and the interpreter's files
-    b, a = [], []
+def interleaved(named: dict[str, list[str]], repeat: int) -> dict[str, float]:
+    """Median seconds of each command, run round-robin so that the machine's noise falls on all alike."""
+    for argv in named.values():
+        timed(argv)  # warm the page cache and the interpreter's files
+    runs: dict[str, list[float]] = {k: [] for k in named}
     for _ in range(repeat):
-        b.append(timed(baseline))
-        a.append(timed(audit))
-    mb, ma = statistics.median(b), statistics.median(a)
-    ratio = ma / mb
+        for k, argv in named.items():
+            runs[k].append(timed(argv))
+    return {k: statistics.median(v) for k, v in runs.items()}
+
+
+def ratio_result(name: str, num: float, den: float, target: float) -> dict:
+    ratio = num / den
     verdict = "PASS" if ratio <= target else "FAIL"
-    print(f"{name}: baseline median {mb * 1000:.0f} ms, healthkit audit median {ma * 1000:.0f} ms, "
-          f"ratio {ratio:.2f} (target <= {target}) {verdict}")
-    return {"name": name, "baseline_s": mb, "audit_s": ma, "ratio": ratio, "target": target, "pass": ratio <= target}
+    print(f"{name}: {num * 1000:.0f} ms against {den * 1000:.0f} ms, ratio {ratio:.2f} (target <= {target}) {verdict}")
+    return {"name": name, "baseline_s": den, "audit_s": num, "ratio": ratio, "target": target, "pass": ratio <= target}
+
+
+def compare(name: str, baseline: list[str], audit: list[str], repeat: int, target: float) -> dict:
+    med = interleaved({"baseline": baseline, "audit": audit}, repeat)
+    return ratio_result(name, med["audit"], med["baseline"], target)
+
+
+def big_workspace(tmp: Path, files: int, repeat: int) -> list[dict]:
+    """Section 1: the audit of a workspace of many files against `du -s` on it."""
+    big = tmp / "big"
+    t0 = time.perf_counter()
+    build_big(big, files)
+    count = sum(len(f) + len(d) for _, d, f in os.walk(big))
+    print(f"built {count} files and folders in {time.perf_counter() - t0:.1f}s")
+    return [compare("100k-file workspace vs du -s", ["du", "-s", str(big)], [*HEALTHKIT, str(big), "-f", "json"], repeat, 1.5)]
+
+
+def example_machine(tmp: Path, repeat: int) -> list[dict]:
+    """Section 2: the audit of the example machine against importing its two dependencies."""
+    from healthkit.demo import build_example
+
+    ex = build_example(tmp / "example")
+    try:
+        return [compare("example machine vs python -c 'import pydantic, psutil'",
+                        [sys.executable, "-c", "import pydantic, psutil"], [*HEALTHKIT, str(ex.base)], repeat, 2.0)]
+    finally:
+        ex.cleanup()
+
+
+def long_run(tmp: Path, repeat: int) -> list[dict]:
+    """Sections 3 and 4: a long run against the example machine, and the growth when its history doubles."""
+    from healthkit.demo import build_example
+
+    t0 = time.perf_counter()
+    written = {steps: build_long_run(tmp / f"long-{steps}", steps) for steps in (100_000, 200_000)}
+    print(f"built long runs in {time.perf_counter() - t0:.1f}s: trainer_state.json "
+          + ", ".join(f"{steps // 1000}k steps {b / 1e6:.0f} MB in all" for steps, b in written.items()))
+    ex = build_example(tmp / "example-long")
+    try:
+        med = interleaved({
+            "example": [*HEALTHKIT, str(ex.base)],
+            "long": [*HEALTHKIT, str(tmp / "long-100000")],
+            "long-fix": [*FIX_DRY_RUN, str(tmp / "long-100000")],
+            "long-2x": [*HEALTHKIT, str(tmp / "long-200000")],
+        }, repeat)
+    finally:
+        ex.cleanup()
+    return [ratio_result("long run (200 checkpoints, 100k steps) audit vs example machine audit", med["long"], med["example"], 1.5),
+            ratio_result("long run fix --safe --dry-run vs example machine audit", med["long-fix"], med["example"], 1.5),
+            ratio_result("long run with the history doubled (200k steps) vs 100k steps, audit", med["long-2x"], med["long"], 1.10)]
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--only", choices=("big", "example", "long"), action="append",
+                    help="run only these sections (repeatable); all by default")
     args = ap.parse_args()
+    only = set(args.only or ("big", "example", "long"))
     # Cron runs from an installed package with byte-code on disk; an editable checkout under
     # PYTHONDONTWRITEBYTECODE would compile every module on every run and measure the compiler.
     import healthkit, checks
@@ -73,23 +183,14 @@ def main() -> int:
     for pkg in (healthkit, checks):
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(pkg.__file__).parent)], check=False, stdout=subprocess.DEVNULL)
     tmp = Path(tempfile.mkdtemp(prefix="hk-bench-"))
-    results = []
+    results: list[dict] = []
     try:
-        big = tmp / "big"
-        t0 = time.perf_counter()
-        build_big(big, args.files)
-        count = sum(len(f) + len(d) for _, d, f in os.walk(big))
-        print(f"built {count} files and folders in {time.perf_counter() - t0:.1f}s")
-        results.append(compare("100k-file workspace vs du -s", ["du", "-s", str(big)], [*HEALTHKIT, str(big), "-f", "json"], args.repeat, 1.5))
-
-        from healthkit.demo import build_example
-
-        ex = build_example(tmp / "example")
-        try:
-            results.append(compare("example machine vs python -c 'import pydantic, psutil'",
-                                   [sys.executable, "-c", "import pydantic, psutil"], [*HEALTHKIT, str(ex.base)], args.repeat, 2.0))
-        finally:
-            ex.cleanup()
+        if "big" in only:
+            results += big_workspace(tmp, args.files, args.repeat)
+        if "example" in only:
+            results += example_machine(tmp, args.repeat)
+        if "long" in only:
+            results += long_run(tmp, args.repeat)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0 if all(r["pass"] for r in results) else 1

@@ -7,8 +7,9 @@ its step (megabytes after a long run, in every one of hundreds of checkpoints).
 - The files present and their sizes (weights, all shards of a sharded save).
 - The head of `trainer_state.json`: HF writes it with sorted keys, so `global_step`
   comes before `log_history`; the top-level keys are decoded one by one until it is found.
-- The tail: a file cut off by a killed save does not end in the closing `}` (at the
-  start of a line, when the file is indented as HF writes it).
+- The tail: a file cut off by a killed save does not end in the closing `}` alone at the
+  start of a line. A large file not indented as HF writes it cannot be judged by its
+  tail, so it is parsed whole (exact, and slower: HF never writes one).
 
 A whole `trainer_state.json` is parsed only where its contents are needed
 (`newest_with_state`); a parse failure there makes that checkpoint incomplete too.
@@ -22,14 +23,15 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, BinaryIO, Callable, Iterable, TypeVar
 
 STATE_FILE = "trainer_state.json"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "adapter_model.safetensors", "adapter_model.bin", "tf_model.h5",
                 "flax_model.msgpack")
 INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 TRAINING_STATE_FILES = ("optimizer.pt", "scheduler.pt")
-HEAD_BYTES = 64 * 1024
+HEAD_BYTES = 4096  # HF's keys before log_history take a few hundred bytes
+MAX_HEAD_BYTES = 64 * 1024  # a longer head is read once before giving up on the bounded read
 TAIL_BYTES = 64
 WHOLE_BELOW = 64 * 1024  # a small state is parsed whole: cheaper than being clever, and exact
 MAX_FULL_PARSES = 3  # newest_complete gives up after this many bounded-complete states fail to parse
@@ -104,13 +106,28 @@ def _step_from_head(head: str) -> StateRead | None:
         return None  # a value runs past the head (or the head is odd): let the whole parse decide
 
 
-def _ends_closed(head: str, tail: bytes) -> bool:
-    """The file ends in the object's closing brace; in an indented file, one at the start of a line."""
+def _ends_closed(tail: bytes) -> bool:
+    """The file ends in the object's closing brace, alone at the start of a line (as an indented file closes).
+
+    A cut after a nested entry's `}` leaves it indented, so it does not pass.
+    """
     end = tail.rstrip()
-    if not end.endswith(b"}"):
-        return False
-    indented = head.lstrip()[1:2] in ("\n", "\r")
-    return not indented or end[:-1].endswith((b"\n", b"\r"))
+    return end.endswith(b"}") and end[:-1].endswith((b"\n", b"\r"))
+
+
+def _bounded(fh: BinaryIO, size: int) -> StateRead | None:
+    """Head and tail of a large trainer_state.json; None when they cannot tell (then it is parsed whole)."""
+    head = fh.read(HEAD_BYTES).decode("utf-8", errors="replace")
+    if head.lstrip()[1:2] not in ("\n", "\r"):
+        return None  # not indented as HF writes it: its tail cannot tell a cut, so it is parsed whole
+    fh.seek(max(0, size - TAIL_BYTES))
+    if not _ends_closed(fh.read(TAIL_BYTES)):
+        return StateRead(None, f"trainer_state.json is cut off (it does not end in `}}`: {size} bytes)")
+    found = _step_from_head(head)
+    if found is None:
+        fh.seek(0)
+        found = _step_from_head(fh.read(MAX_HEAD_BYTES).decode("utf-8", errors="replace"))
+    return found
 
 
 def read_state(path: Path) -> StateRead:
@@ -120,13 +137,10 @@ def read_state(path: Path) -> StateRead:
             size = os.fstat(fh.fileno()).st_size
             if size == 0:
                 return StateRead(None, "trainer_state.json is empty")
-            raw = fh.read(HEAD_BYTES if size > WHOLE_BELOW else size + 1)
-            if size > WHOLE_BELOW:
-                head = raw.decode("utf-8", errors="replace")
-                fh.seek(max(0, size - TAIL_BYTES))
-                if not _ends_closed(head, fh.read(TAIL_BYTES)):
-                    return StateRead(None, f"trainer_state.json is cut off (it does not end in `}}`: {size} bytes)")
-                found = _step_from_head(head)
+            if size <= WHOLE_BELOW:
+                raw = fh.read()
+            else:
+                found = _bounded(fh, size)
                 if found is not None:
                     return found
                 fh.seek(0)

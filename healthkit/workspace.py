@@ -362,13 +362,19 @@ class Workspace:
         return self._usage[1]
 
     def prefetch(self) -> None:
-        """Start the slow measurements (disk usage) in the background while checks are loaded."""
+        """Start the slow reads in the background while checks are loaded: disk usage, and the checkpoint survey.
+
+        The survey (every checkpoint's completeness, the newest sound trainer_state.json parsed
+        whole) is the heaviest Python work of an audit of a long run; done here it overlaps
+        the imports instead of holding the GIL in a check thread while the others wait.
+        """
         if self._prefetched:
             return
         self._prefetched = True
         if self.checkpoint_dir.is_dir():
-            compute = type(self)._usage.fget.compute  # type: ignore[attr-defined]
-            threading.Thread(target=compute, args=(self,), name="prefetch-du", daemon=True).start()
+            cls = type(self)
+            for name, view in (("prefetch-du", cls._usage), ("prefetch-checkpoints", cls._checkpoint_survey)):
+                threading.Thread(target=view.fget.compute, args=(self,), name=name, daemon=True).start()  # type: ignore[attr-defined]
 
     def trainer_state_of(self, ckpt: Checkpoint) -> JsonFile:
         """A checkpoint's whole trainer_state.json: megabytes after a long run, so only where its contents are needed."""
