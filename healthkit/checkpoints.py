@@ -18,6 +18,7 @@ No torch here: the trainer's daemon uses it before it starts a child.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -201,10 +202,22 @@ def checkpoint_completeness(path: Path, files: Iterable[str] | None = None, *, n
     return Completeness(state.global_step, tuple(problems), state.problem)
 
 
+def _loads_without_gc(raw: bytes) -> Any:
+    """json.loads with the cyclic GC paused: a long history is tens of thousands of fresh dicts, none in a cycle,
+    and each GC pass they trigger would walk every object of the process again."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return json.loads(raw)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def load_state(path: Path) -> tuple[dict | None, str | None]:
     """A whole trainer_state.json, for where its contents are needed: (data, None) or (None, why not)."""
     try:
-        data = json.loads(Path(path).read_bytes())
+        data = _loads_without_gc(Path(path).read_bytes())
     except OSError as exc:
         return None, f"trainer_state.json cannot be read ({exc.strerror or exc})"
     except (ValueError, UnicodeDecodeError) as exc:
