@@ -62,39 +62,59 @@ def _schema_errors(ws: Workspace, data: object) -> list[tuple[str, str]]:
     return [("/" + "/".join(str(p) for p in e.absolute_path), e.message) for e in sorted(validator.iter_errors(data), key=str)]
 
 
+def _unreadable(ws: Workspace) -> Finding:
+    """config.invalid for a config.json that is missing, not JSON or unreadable."""
+    cfg = ws.config
+    kind = cfg.problem.kind  # type: ignore[union-attr]
+    what = {"missing": "is missing", "json": "is not valid JSON"}.get(kind, "cannot be read")
+    return Finding(
+        code=INVALID.code, severity=Severity.CRITICAL, title=f"config.json {what}",
+        problem=[cfg.problem.message],  # type: ignore[union-attr]
+        impact=["The daemon cannot start a training run", "Checks that read the config (drift, retention, validation) work blind"],
+        evidence=[Evidence(f"python3 -m json.tool {q(ws, cfg.path)}", cfg.problem.message)],  # type: ignore[union-attr]
+        recommendations=["Restore config.json from your backup or version control, or fix it by hand"],
+        urgency="immediate", data={"kind": kind},
+    )
+
+
+def _violations(errors: list[tuple[str, str]]) -> Finding:
+    """config.invalid for a config.json that fails its schema, each violation by JSON pointer."""
+    shown = [f"`{ptr or '/'}`: {msg}" for ptr, msg in errors[:20]]
+    return Finding(
+        code=INVALID.code, severity=Severity.CRITICAL, title="config.json fails its schema",
+        problem=[f"{len(errors)} violation{'s' if len(errors) != 1 else ''} of the training config schema:"] + shown,
+        impact=["The daemon refuses to start with this config", "A training run may use values it cannot honour"],
+        evidence=[Evidence("healthkit audit . --select config --format json | jq '.findings[0].data.violations'",
+                           "\n".join(f"{p or '/'}: {m}" for p, m in errors[:20]))],
+        recommendations=["Fix each listed value in config.json"],
+        urgency="immediate", data={"violations": [{"pointer": p, "message": m} for p, m in errors]},
+    )
+
+
+def _valid_detail(ws: Workspace) -> str:
+    """What "valid" meant here: the schema passed, or only parsing (and whether the file or detection said so)."""
+    rel = ws.rel(ws.config_path)
+    schema = ws.settings.paths.config_schema
+    if schema != "none":
+        return f"{rel} passes the {schema} schema"
+    guessed = next((i for i in ws.inferred if i.setting == "paths.config_schema"), None)
+    if guessed is not None:
+        return f"{rel} parses; it is not healthkit's training config, so it is not validated against healthkit's schema"
+    return f"{rel} parses (schema validation off in healthkit.toml)"
+
+
 @check("config", title="Training config", codes=[INVALID, NOT_LOCAL], tags=["config"])
 def config_check(ws: Workspace) -> CheckOutput:
     cfg = ws.config
-    rel = q(ws, cfg.path)
     if cfg.problem is not None:
-        kind = cfg.problem.kind
-        what = {"missing": "is missing", "json": "is not valid JSON"}.get(kind, "cannot be read")
-        return CheckOutput(findings=[Finding(
-            code=INVALID.code, severity=Severity.CRITICAL, title=f"config.json {what}",
-            problem=[cfg.problem.message],
-            impact=["The daemon cannot start a training run", "Checks that read the config (drift, retention, validation) work blind"],
-            evidence=[Evidence(f"python3 -m json.tool {rel}", cfg.problem.message)],
-            recommendations=["Restore config.json from your backup or version control, or fix it by hand"],
-            urgency="immediate", data={"kind": kind},
-        )])
+        return CheckOutput(findings=[_unreadable(ws)])
     try:
         errors = _schema_errors(ws, cfg.data)
     except (OSError, ValueError) as exc:
         return CheckOutput(unknown=f"the config schema {ws.settings.paths.config_schema} could not be loaded: {exc}")
     if errors:
-        shown = [f"`{ptr or '/'}`: {msg}" for ptr, msg in errors[:20]]
-        return CheckOutput(findings=[Finding(
-            code=INVALID.code, severity=Severity.CRITICAL, title="config.json fails its schema",
-            problem=[f"{len(errors)} violation{'s' if len(errors) != 1 else ''} of the training config schema:"] + shown,
-            impact=["The daemon refuses to start with this config", "A training run may use values it cannot honour"],
-            evidence=[Evidence("healthkit audit . --select config --format json | jq '.findings[0].data.violations'",
-                               "\n".join(f"{p or '/'}: {m}" for p, m in errors[:20]))],
-            recommendations=["Fix each listed value in config.json"],
-            urgency="immediate", data={"violations": [{"pointer": p, "message": m} for p, m in errors]},
-        )])
-    schema = ws.settings.paths.config_schema
-    hub = _hub_id_problem(ws, cfg.data) if schema == "healthkit" else None
+        return CheckOutput(findings=[_violations(errors)])
+    hub = _hub_id_problem(ws, cfg.data) if ws.settings.paths.config_schema == "healthkit" else None
     if hub is not None:
         return CheckOutput(findings=[hub])
-    detail = f"{ws.rel(cfg.path)} parses (schema validation off in healthkit.toml)" if schema == "none" else f"{ws.rel(cfg.path)} passes the {schema} schema"
-    return CheckOutput(healthy=[Healthy("Config is valid", [detail])])
+    return CheckOutput(healthy=[Healthy("Config is valid", [_valid_detail(ws)])])

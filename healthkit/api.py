@@ -61,5 +61,6 @@ def audit(
         settings_file=str(ws.settings_path) if ws.settings_path else None,
         duration_s=duration,
         notes=notes,
+        settings_inferred=[i.to_dict() for i in ws.inferred],
         code_docs=reg.code_docs(),
     )

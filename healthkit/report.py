@@ -24,6 +24,7 @@ class Report:
     settings_file: str | None = None
     duration_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+    settings_inferred: list[dict[str, Any]] = field(default_factory=list)  # healthkit.detect guesses, with evidence
     code_docs: dict[str, CodeDoc] = field(default_factory=dict)
     hostname: str = field(default_factory=socket.gethostname)
 
@@ -96,6 +97,7 @@ class Report:
             "generated_at": self.generated_at,
             "duration_s": round(self.duration_s, 6),
             "settings_file": self.settings_file,
+            "settings_inferred": list(self.settings_inferred),
             "status": self.status.value,
             "exit_code": self.exit_code,
             "summary": self.summary_line(),

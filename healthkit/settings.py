@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from .schemalite import BuildError, build
 
@@ -169,6 +169,11 @@ class Settings:
     checks: CheckSettings = _section(CheckSettings)
     audit: AuditSettings = _section(AuditSettings)
 
+    # Dotted names healthkit.toml states ("paths.checkpoints"): detection never overrides those.
+    explicit: ClassVar[frozenset[str]] = frozenset()
+    # What healthkit.detect guessed for the rest (None: detection has not run on this object).
+    inferred: ClassVar[tuple[Any, ...] | None] = None
+
 
 class SettingsError(Exception):
     """healthkit.toml exists but cannot be used; the message names the file and the bad key."""
@@ -189,6 +194,13 @@ def load_settings(base: Path) -> tuple[Settings, Path | None]:
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{path}: invalid TOML: {exc}") from None
     try:
-        return build(Settings, data), path
+        settings = build(Settings, data)
     except BuildError as exc:
         raise SettingsError("\n".join([f"{path}: invalid settings:"] + [f"  {p}" for p in exc.problems])) from None
+    settings.explicit = explicit_keys(data)
+    return settings, path
+
+
+def explicit_keys(data: dict[str, Any]) -> frozenset[str]:
+    """The dotted settings a parsed healthkit.toml states (a whole section counts for each of its keys)."""
+    return frozenset(f"{section}.{key}" for section, table in data.items() if isinstance(table, dict) for key in table)

@@ -161,7 +161,7 @@ class Workspace:
 
     def __init__(self, base: Path, settings: Settings | None = None, settings_path: Path | None = None):
         self.base = base
-        self.settings = settings or Settings()
+        self._declared = settings or Settings()
         self.settings_path = settings_path
         self.now = time.time()
         self._prefetched = False
@@ -191,6 +191,31 @@ class Workspace:
         except SettingsError as exc:
             raise WorkspaceError(str(exc)) from None
         return cls(base.absolute(), settings, spath)
+
+    # settings --------------------------------------------------------------
+    @cached_view
+    def settings(self) -> Settings:
+        """The declared settings, with detection's guesses for whatever healthkit.toml leaves unset (on first use)."""
+        if self._declared.inferred is not None:
+            return self._declared  # already detected (a fix's fresh look at the same workspace)
+        from .detect import detect
+
+        return detect(self.base, self._declared)
+
+    @property
+    def inferred(self) -> tuple:
+        """The settings detection guessed (healthkit.detect.Inferred), in rule order."""
+        return self.settings.inferred or ()
+
+    @property
+    def declared_checkpoint_root(self) -> Path | None:
+        """The checkpoint folder when the user named it (healthkit.toml, or the config.json key naming it)."""
+        paths = self.settings.paths
+        if paths.checkpoints_config_key and self.config.is_object and isinstance(self.config.data.get(paths.checkpoints_config_key), str):
+            return self.checkpoint_dir
+        if "paths.checkpoints" in self.settings.explicit:
+            return self.checkpoint_dir
+        return None
 
     # paths -----------------------------------------------------------------
     def path(self, rel: str) -> Path:

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from ..report import Report
 
 URGENCY = [("immediate", "IMMEDIATE (Do Now)"), ("short-term", "SHORT-TERM (Next Session)"), ("long-term", "LONG-TERM (Future Improvements)")]
-_ASCII = {"🚨": "[!!]", "🔴": "[CRIT]", "🟡": "[WARN]", "🔵": "[INFO]", "✅": "[OK]", "📋": "", "🎯": "", "📊": "", "⏱": "",
+_ASCII = {"🚨": "[!!]", "🔴": "[CRIT]", "🟡": "[WARN]", "🔵": "[INFO]", "✅": "[OK]", "📋": "", "🎯": "", "📊": "", "⏱": "", "🔎": "",
           "⚠️": "[!]", "❓": "[?]", "…": "...", "→": "->", "×": "x", "°": " deg", "≥": ">=", "≤": "<="}
 
 
@@ -100,6 +100,19 @@ def _chart_block(chart: dict[str, Any]) -> list[str]:
     if chart.get("note"):
         out += [f"_{chart['note']}_", ""]
     return out + ["---", ""]
+
+
+def _inferred_block(inferred: list[dict[str, Any]]) -> list[str]:
+    """Each detected setting with its evidence, so a wrong guess can be seen and pinned in healthkit.toml."""
+    if not inferred:
+        return []
+    out = ["## 🔎 Settings inferred", "",
+           "Not stated in healthkit.toml, so detected from the workspace (`healthkit init --detect` writes them there):", ""]
+    for i in inferred:
+        value = i["value"]
+        shown = ", ".join(f"`{v}`" for v in value) if isinstance(value, list) else f"`{str(value).lower() if isinstance(value, bool) else value}`"
+        out.append(f"- {i['setting']}: {shown} ({i['evidence']})")
+    return out + ["", "---", ""]
 
 
 def render(report: "Report", ascii: bool = False, since: dict[str, Any] | None = None,
@@ -196,6 +209,7 @@ def render(report: "Report", ascii: bool = False, since: dict[str, Any] | None =
     if chart is not None:
         out += _chart_block(chart)
 
+    out += _inferred_block(report.settings_inferred)
     out += ["## ⏱ CHECKS RUN", "", "| check | status | time |", "|---|---|---|"]
     for r in report.sorted_results:
         out.append(f"| `{r.check}` | {r.status.value} | {r.duration_s * 1000:.1f} ms |")
