@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-
+from dataclasses import dataclass
 from typing import Any
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Healthy, Severity, check
@@ -120,17 +120,22 @@ def _likely_cause(ws: Workspace, eval_steps: Any, steps_done: float | None) -> t
     return causes, has_data
 
 
-@check("validation", title="Validation loss", codes=[NOT_RUNNING, NO_KEY, OVERFITTING, NON_FINITE], tags=["training"])
-def validation_check(ws: Workspace) -> CheckOutput:
-    findings: list[Finding] = []
-    healthy: list[Healthy] = []
-    facts: dict[str, Any] = {}
+@dataclass(frozen=True)
+class _Seen:
+    """What the validation rules share: the Trainer's log series and when evaluation was due."""
+
+    train: list[list[float]]
+    evals: list[list[float]]
+    global_step: int | None
+    steps_done: float | None
+    eval_steps: Any
+    es: float | None
+    strategy: Any
+    due: bool
+
+
+def _seen(ws: Workspace) -> _Seen:
     train, evals, global_step = log_series(ws)
-    if train or evals:
-        facts["log_history"] = {"train": train, "eval": evals}
-    st = ws.status
-    key = ws.status_key("val_loss")
-    gap_key = ws.status_key("val_train_gap")
     step = number(ws.status_value("step"))
     steps_done = step if step is not None else (float(global_step) if global_step is not None else None)
     eval_steps = ws.config_value("eval_steps", None)
@@ -148,117 +153,184 @@ def validation_check(ws: Workspace) -> CheckOutput:
     # Unset, HF's eval_steps is logging_steps (500 unless set): the first evaluation is not due before that.
     first_due = es if es is not None else (number(ws.config_value("logging_steps", None)) or 500.0)
     due = steps_done is not None and (strategy == "no" or steps_done >= first_due)
+    return _Seen(train, evals, global_step, steps_done, eval_steps, es, strategy, due)
 
-    if st.is_object:
-        val = ws.status_value("val_loss")
-        rel = q(ws, st.path)
-        if val is MISSING:
-            similar = _val_key_candidates(ws, st.data)
-            if not evals:
-                findings.append(Finding(
-                    code=NO_KEY.code, severity=Severity.WARNING, title=f"Status file has no `{key}` key",
-                    problem=[f"`{ws.rel(st.path)}` has no `{key}` key at all (a missing key, not a null value)"]
-                    + ([f"It has similarly named keys: {', '.join(f'`{k}`' for k in similar)}"] if similar else []),
-                    impact=["Validation health cannot be read from the status file"],
-                    evidence=[Evidence(f"jq 'keys' {rel}", ", ".join(sorted(st.data)))],
-                    recommendations=[f"If the writer uses another name, map it: healthkit.toml [status_keys] val_loss = \"{similar[0]}\""
-                                     if similar else "Make the training status writer record the validation loss"],
-                    urgency="short-term", data={"key": key, "similar": similar},
-                ))
-        elif val is None and due:
-            causes, has_data = _likely_cause(ws, eval_steps, steps_done)
-            findings.append(Finding(
-                code=NOT_RUNNING.code, severity=Severity.WARNING, title="Validation not running",
-                problem=[f"`{ws.rel(st.path)}` shows `{key}: null`"]
-                + ([f"`{gap_key}: null`"] if gap_key in st.data and st.data.get(gap_key) is None else [])
-                + [f"At step {steps_done:g}, evaluation was due" + (f" every {es:g} steps" if es else "")],
-                impact=["Can't detect overfitting", "Can't monitor generalization", "Missing key training signal"],
-                evidence=[Evidence(f"jq '{{{key}, {gap_key}}}' {rel}", jq_pick(st.data, [key, gap_key])),
-                          Evidence(f"jq '{{eval_strategy, eval_steps, validation_file, validation_split}}' {q(ws, ws.config_path)}",
-                                   jq_pick(ws.config.data if ws.config.is_object else {}, ["eval_strategy", "eval_steps", "validation_file", "validation_split"]))],
-                root_cause=causes,
-                recommendations=["Check why val_loss is null (causes above)", "Ensure validation runs every N steps",
-                                 "Verify the validation set exists and is accessible"],
-                fixes=[ENABLE] if has_data and strategy == "no" else [], urgency="short-term",
-                data={"causes": causes, "eval_steps": eval_steps, "steps_done": steps_done, "has_validation_data": has_data},
-            ))
-        elif number(val) is not None and not math.isfinite(number(val)):  # type: ignore[arg-type]
-            train_loss = number(ws.status_value("loss"))
-            diverged = train_loss is not None and not math.isfinite(train_loss)
-            findings.append(Finding(
-                code=NON_FINITE.code, severity=Severity.WARNING, title="Validation loss is not a number",
-                problem=[f"`{ws.rel(st.path)}` shows `{key}: {val}`"]
-                + ([f"The training loss is {train_loss} too: the run has diverged"] if diverged else []),
-                impact=["Overfitting and generalization cannot be judged", "A diverged run wastes every further step"],
-                evidence=[Evidence(f"jq '{{{key}, {ws.status_key('loss')}}}' {rel}", jq_pick(st.data, [key, ws.status_key("loss")]))],
-                root_cause=["The run diverged (NaN weights)" if diverged else
-                            "Evaluation saw no usable tokens (empty or fully padded validation batches), or the loss overflowed"],
-                recommendations=["Lower the learning rate or enable gradient clipping, and resume from a checkpoint before the divergence"
-                                 if diverged else "Check the validation data and the evaluation batch size"],
-                urgency="immediate" if diverged else "short-term", data={"val_loss": str(val), "diverged": diverged},
-            ))
-        elif number(val) is not None:
-            gap = number(ws.status_value("val_train_gap"))
-            healthy.append(Healthy("Validation is running", [f"{key}: {float(val):.4g}" + (f", gap {gap:+.4g}" if gap is not None else "")]))
 
-    # log_history is the Trainer's own record: evaluation due but never logged (or no longer logged) is the
-    # same failure. With eval_steps N the Trainer logs eval_loss at every multiple of N; a gap of two
-    # intervals after the last one means at least one due evaluation is missing.
+def _status_val_is_fresher(ws: Workspace) -> bool:
+    """The status file holds a finite validation loss and is at least as fresh as the newest trainer_state.json.
+
+    A home-grown daemon computes validation itself and writes it only to its status file
+    (its trainer_state.json has no eval_loss): that fresh number is proof validation runs.
+    """
+    val = number(ws.status_value("val_loss"))
+    if val is None or not math.isfinite(val):
+        return False
+    _, ts = ws.latest_trainer_state
+    return ts is None or ts.mtime is None or (ws.status.mtime or 0.0) >= ts.mtime
+
+
+def _missing_key(ws: Workspace, seen: _Seen) -> Finding | None:
+    """validation.status-key-missing: no validation-loss key at all, and no eval_loss in log_history either."""
+    st = ws.status
+    key = ws.status_key("val_loss")
+    if seen.evals:
+        return None
+    similar = _val_key_candidates(ws, st.data)
+    return Finding(
+        code=NO_KEY.code, severity=Severity.WARNING, title=f"Status file has no `{key}` key",
+        problem=[f"`{ws.rel(st.path)}` has no `{key}` key at all (a missing key, not a null value)"]
+        + ([f"It has similarly named keys: {', '.join(f'`{k}`' for k in similar)}"] if similar else []),
+        impact=["Validation health cannot be read from the status file"],
+        evidence=[Evidence(f"jq 'keys' {q(ws, st.path)}", ", ".join(sorted(st.data)))],
+        recommendations=[f"If the writer uses another name, map it: healthkit.toml [status_keys] val_loss = \"{similar[0]}\""
+                         if similar else "Make the training status writer record the validation loss"],
+        urgency="short-term", data={"key": key, "similar": similar},
+    )
+
+
+def _null_in_status(ws: Workspace, seen: _Seen) -> Finding:
+    """validation.not-running: the status file shows a null validation loss after evaluation was due."""
+    st = ws.status
+    key, gap_key = ws.status_key("val_loss"), ws.status_key("val_train_gap")
+    causes, has_data = _likely_cause(ws, seen.eval_steps, seen.steps_done)
+    return Finding(
+        code=NOT_RUNNING.code, severity=Severity.WARNING, title="Validation not running",
+        problem=[f"`{ws.rel(st.path)}` shows `{key}: null`"]
+        + ([f"`{gap_key}: null`"] if gap_key in st.data and st.data.get(gap_key) is None else [])
+        + [f"At step {seen.steps_done:g}, evaluation was due" + (f" every {seen.es:g} steps" if seen.es else "")],
+        impact=["Can't detect overfitting", "Can't monitor generalization", "Missing key training signal"],
+        evidence=[Evidence(f"jq '{{{key}, {gap_key}}}' {q(ws, st.path)}", jq_pick(st.data, [key, gap_key])),
+                  Evidence(f"jq '{{eval_strategy, eval_steps, validation_file, validation_split}}' {q(ws, ws.config_path)}",
+                           jq_pick(ws.config.data if ws.config.is_object else {}, ["eval_strategy", "eval_steps", "validation_file", "validation_split"]))],
+        root_cause=causes,
+        recommendations=["Check why val_loss is null (causes above)", "Ensure validation runs every N steps",
+                         "Verify the validation set exists and is accessible"],
+        fixes=[ENABLE] if has_data and seen.strategy == "no" else [], urgency="short-term",
+        data={"causes": causes, "eval_steps": seen.eval_steps, "steps_done": seen.steps_done, "has_validation_data": has_data},
+    )
+
+
+def _non_finite(ws: Workspace, val: Any) -> Finding:
+    """validation.non-finite: evaluation runs but reports NaN or an infinite loss."""
+    st = ws.status
+    key, loss_key = ws.status_key("val_loss"), ws.status_key("loss")
+    train_loss = number(ws.status_value("loss"))
+    diverged = train_loss is not None and not math.isfinite(train_loss)
+    return Finding(
+        code=NON_FINITE.code, severity=Severity.WARNING, title="Validation loss is not a number",
+        problem=[f"`{ws.rel(st.path)}` shows `{key}: {val}`"]
+        + ([f"The training loss is {train_loss} too: the run has diverged"] if diverged else []),
+        impact=["Overfitting and generalization cannot be judged", "A diverged run wastes every further step"],
+        evidence=[Evidence(f"jq '{{{key}, {loss_key}}}' {q(ws, st.path)}", jq_pick(st.data, [key, loss_key]))],
+        root_cause=["The run diverged (NaN weights)" if diverged else
+                    "Evaluation saw no usable tokens (empty or fully padded validation batches), or the loss overflowed"],
+        recommendations=["Lower the learning rate or enable gradient clipping, and resume from a checkpoint before the divergence"
+                         if diverged else "Check the validation data and the evaluation batch size"],
+        urgency="immediate" if diverged else "short-term", data={"val_loss": str(val), "diverged": diverged},
+    )
+
+
+def _from_status(ws: Workspace, seen: _Seen) -> tuple[list[Finding], list[Healthy]]:
+    """The status file's verdict: a missing key, a null after evaluation was due, a NaN, or a running validation."""
+    if not ws.status.is_object:
+        return [], []
+    val = ws.status_value("val_loss")
+    key = ws.status_key("val_loss")
+    if val is MISSING:
+        found = _missing_key(ws, seen)
+        return ([found] if found else []), []
+    if val is None:
+        return ([_null_in_status(ws, seen)] if seen.due else []), []
+    v = number(val)
+    if v is None:
+        return [], []
+    if not math.isfinite(v):
+        return [_non_finite(ws, val)], []
+    gap = number(ws.status_value("val_train_gap"))
+    return [], [Healthy("Validation is running", [f"{key}: {v:.4g}" + (f", gap {gap:+.4g}" if gap is not None else "")])]
+
+
+def _missing_in_log_history(ws: Workspace, seen: _Seen) -> Finding | None:
+    """validation.not-running from log_history: eval_loss due (every eval_steps) but not logged, or no longer.
+
+    With eval_steps N the Trainer logs eval_loss at every multiple of N; a gap of two
+    intervals after the last one means at least one due evaluation is missing. A fresher
+    numeric validation loss in the status file overrules this (the writer validates itself).
+    """
+    gs, es, evals = seen.global_step, seen.es, seen.evals
     last_eval = evals[-1][0] if evals else None
-    if (not any(f.code == NOT_RUNNING.code for f in findings) and global_step is not None and es and strategy == "steps"
-            and train and (global_step >= es if last_eval is None else global_step >= last_eval + 2 * es)):
-        causes, has_data = _likely_cause(ws, eval_steps, float(global_step))
-        ckpt, ts = ws.latest_trainer_state
-        where = q(ws, ts.path) if ts else "trainer_state.json"
-        if last_eval is None:
-            problem = [f"trainer_state.json of {ckpt.name if ckpt else '?'} has no `eval_loss` in log_history at global step {global_step}"]
-            ev = Evidence(f"jq '[.log_history[] | select(.eval_loss)] | length' {where}", "0")
-        else:
-            problem = [f"trainer_state.json of {ckpt.name if ckpt else '?'} has no `eval_loss` after step {last_eval:g} "
-                       f"(global step {global_step})"]
-            ev = Evidence(f"jq '[.log_history[] | select(.eval_loss) | .step] | last' {where}", f"{last_eval:g}")
-        findings.append(Finding(
-            code=NOT_RUNNING.code, severity=Severity.WARNING, title="Validation not running",
-            problem=problem + [f"Evaluation was due every {es:g} steps"],
-            impact=["Can't detect overfitting", "Can't monitor generalization", "Missing key training signal"],
-            evidence=[ev],
-            root_cause=causes, recommendations=["Ensure evaluation runs every eval_steps with real validation data"],
-            fixes=[], urgency="short-term",
-            data={"causes": causes, "eval_steps": eval_steps, "steps_done": global_step, "has_validation_data": has_data,
-                  "last_eval_step": last_eval},
-        ))
-    if evals and not any(h.title == "Validation is running" for h in healthy) and not findings:
-        healthy.append(Healthy("Validation is running", [f"{len(evals)} evaluation(s) in log_history, latest eval_loss {evals[-1][1]:.4g} at step {evals[-1][0]:g}"]))
+    if (gs is None or not es or seen.strategy != "steps" or not seen.train
+            or not (gs >= es if last_eval is None else gs >= last_eval + 2 * es) or _status_val_is_fresher(ws)):
+        return None
+    causes, has_data = _likely_cause(ws, seen.eval_steps, float(gs))
+    ckpt, ts = ws.latest_trainer_state
+    where = q(ws, ts.path) if ts else "trainer_state.json"
+    name = ckpt.name if ckpt else "?"
+    if last_eval is None:
+        problem = [f"trainer_state.json of {name} has no `eval_loss` in log_history at global step {gs}"]
+        ev = Evidence(f"jq '[.log_history[] | select(.eval_loss)] | length' {where}", "0")
+    else:
+        problem = [f"trainer_state.json of {name} has no `eval_loss` after step {last_eval:g} (global step {gs})"]
+        ev = Evidence(f"jq '[.log_history[] | select(.eval_loss) | .step] | last' {where}", f"{last_eval:g}")
+    return Finding(
+        code=NOT_RUNNING.code, severity=Severity.WARNING, title="Validation not running",
+        problem=problem + [f"Evaluation was due every {es:g} steps"],
+        impact=["Can't detect overfitting", "Can't monitor generalization", "Missing key training signal"],
+        evidence=[ev],
+        root_cause=causes, recommendations=["Ensure evaluation runs every eval_steps with real validation data"],
+        fixes=[], urgency="short-term",
+        data={"causes": causes, "eval_steps": seen.eval_steps, "steps_done": gs, "has_validation_data": has_data,
+              "last_eval_step": last_eval},
+    )
 
-    # Overfitting: eval loss rising over the last N evaluations while train loss falls, or the gap widening.
+
+def _overfitting(ws: Workspace, train: list[list[float]], evals: list[list[float]]) -> Finding | None:
+    """validation.overfitting: eval loss rising over the last N evaluations while train loss falls, or the gap widening."""
     n = ws.settings.thresholds.overfit_min_evals
-    if len(evals) >= n:
-        last = evals[-n:]
-        rising = all(b[1] > a[1] for a, b in zip(last, last[1:]))
+    if len(evals) < n:
+        return None
+    last = evals[-n:]
+    rising = all(b[1] > a[1] for a, b in zip(last, last[1:]))
 
-        def train_at(step: float) -> float | None:
-            before = [l for s, l in train if s <= step]
-            return before[-1] if before else None
+    def train_at(step: float) -> float | None:
+        before = [l for s, l in train if s <= step]
+        return before[-1] if before else None
 
-        gaps = [(s, e - t) for s, e in last if (t := train_at(s)) is not None]
-        # A widening gap alone is normal while both losses fall (training loss falls faster); it is
-        # overfitting once validation loss has stopped improving over the window.
-        stalled = last[-1][1] >= last[0][1]
-        widening = (len(gaps) == n and all(b[1] > a[1] for a, b in zip(gaps, gaps[1:])) and gaps[-1][1] > 0
-                    and stalled)
-        train_falling = len(train) >= 2 and train[-1][1] < train[0][1]
-        if (rising or widening) and train_falling:
-            findings.append(Finding(
-                code=OVERFITTING.code, severity=Severity.WARNING, title="Overfitting: validation/train gap growing",
-                problem=[f"Over the last {n} evaluations eval_loss went " + " → ".join(f"{e:.4g}" for _, e in last)
-                         + ("; the gap went " + " → ".join(f"{g:+.4g}" for _, g in gaps) if gaps else ""),
-                         f"Training loss kept falling (to {train[-1][1]:.4g})"],
-                impact=["Each further step makes the model worse on unseen data"],
-                evidence=[Evidence("jq '[.log_history[] | select(.eval_loss) | {step, eval_loss}]' trainer_state.json",
-                                   "\n".join(f"step {s:g}: eval_loss {e:.4g}" for s, e in last))],
-                recommendations=["Use the best checkpoint rather than the last (load_best_model_at_end)", "Lower epochs or learning rate, or add data"],
-                urgency="short-term", data={"evals": last, "gaps": gaps},
-            ))
-    if not st.exists and not evals and not train:
+    gaps = [(s, e - t) for s, e in last if (t := train_at(s)) is not None]
+    # A widening gap alone is normal while both losses fall (training loss falls faster); it is
+    # overfitting once validation loss has stopped improving over the window.
+    stalled = last[-1][1] >= last[0][1]
+    widening = (len(gaps) == n and all(b[1] > a[1] for a, b in zip(gaps, gaps[1:])) and gaps[-1][1] > 0
+                and stalled)
+    train_falling = len(train) >= 2 and train[-1][1] < train[0][1]
+    if not ((rising or widening) and train_falling):
+        return None
+    return Finding(
+        code=OVERFITTING.code, severity=Severity.WARNING, title="Overfitting: validation/train gap growing",
+        problem=[f"Over the last {n} evaluations eval_loss went " + " → ".join(f"{e:.4g}" for _, e in last)
+                 + ("; the gap went " + " → ".join(f"{g:+.4g}" for _, g in gaps) if gaps else ""),
+                 f"Training loss kept falling (to {train[-1][1]:.4g})"],
+        impact=["Each further step makes the model worse on unseen data"],
+        evidence=[Evidence("jq '[.log_history[] | select(.eval_loss) | {step, eval_loss}]' trainer_state.json",
+                           "\n".join(f"step {s:g}: eval_loss {e:.4g}" for s, e in last))],
+        recommendations=["Use the best checkpoint rather than the last (load_best_model_at_end)", "Lower epochs or learning rate, or add data"],
+        urgency="short-term", data={"evals": last, "gaps": gaps},
+    )
+
+
+@check("validation", title="Validation loss", codes=[NOT_RUNNING, NO_KEY, OVERFITTING, NON_FINITE], tags=["training"])
+def validation_check(ws: Workspace) -> CheckOutput:
+    seen = _seen(ws)
+    facts: dict[str, Any] = {"log_history": {"train": seen.train, "eval": seen.evals}} if seen.train or seen.evals else {}
+    findings, healthy = _from_status(ws, seen)
+    if not any(f.code == NOT_RUNNING.code for f in findings):
+        found = _missing_in_log_history(ws, seen)
+        findings += [found] if found else []
+    if seen.evals and not healthy and not findings:
+        e = seen.evals[-1]
+        healthy.append(Healthy("Validation is running", [f"{len(seen.evals)} evaluation(s) in log_history, latest eval_loss {e[1]:.4g} at step {e[0]:g}"]))
+    over = _overfitting(ws, seen.train, seen.evals)
+    findings += [over] if over else []
+    if not ws.status.exists and not seen.evals and not seen.train:
         return CheckOutput(notes=["no status file and no trainer_state.json: nothing to judge validation by"], facts=facts)
     return CheckOutput(findings=findings, healthy=healthy, facts=facts)

@@ -7,6 +7,7 @@ import os
 import subprocess
 
 from healthkit.api import audit
+from healthkit.detect import HEALTHKIT_SCHEMA_ID
 from healthkit.fsutil import disk_usage
 from healthkit.workspace import Workspace
 
@@ -22,7 +23,7 @@ def codes(base):
 
 
 def config(base, **kw):
-    data = {"base_model": "m", "save_steps": 100}
+    data = {"$schema": HEALTHKIT_SCHEMA_ID, "base_model": "m", "save_steps": 100}  # our trainer's config, as init writes it
     data.update(kw)
     write_json(base / "config.json", data)
 

@@ -97,7 +97,7 @@ def test_unusable_workspace_exits_3_with_a_message(tmp_path, make, message):
 @pytest.mark.parametrize("config,status", [
     ("{not json", "critical"),
     ("[1, 2, 3]", "critical"),
-    ('{"base_model": "m", "eval_steps": "ten", "save_total_limit": 0}', "critical"),
+    ('{"$schema": "https://healthkit.dev/schemas/config.schema.json", "base_model": "m", "eval_steps": "ten", "save_total_limit": 0}', "critical"),
     ('"just a string"', "critical"),
 ])
 def test_corrupt_or_wrong_typed_config_is_a_finding(tmp_path, config, status):

@@ -26,8 +26,10 @@ TINY_OVERRIDES: dict[str, Any] = {
 
 def default_config(base_model: str = "models/base", **overrides: Any) -> dict[str, Any]:
     """config.json as written by init: every field explicit, so that docs and audits see the real values."""
+    from healthkit.detect import HEALTHKIT_SCHEMA_ID  # the marker by which an audit knows this config is ours
+
     cfg = TrainingConfig.model_validate({"base_model": base_model, **overrides})
-    return cfg.model_dump(mode="json")
+    return {"$schema": HEALTHKIT_SCHEMA_ID, **cfg.model_dump(mode="json")}
 
 
 def config_doc(cfg: dict[str, Any]) -> str:

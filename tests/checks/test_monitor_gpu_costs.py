@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from checks.monitor import monitor_check, ports
+from healthkit.detect import HEALTHKIT_SCHEMA_ID
 from healthkit import gpu as nvml
 from healthkit.workspace import Workspace
 
@@ -100,15 +101,16 @@ def test_ports_probed_in_parallel(tmp_path, silent_port, closed_port):
 
 
 def test_port_from_config_and_defaults(tmp_path):
-    make_ws(tmp_path, config={"monitor_port": 8123})
+    ours = {"$schema": HEALTHKIT_SCHEMA_ID}  # config.json as `healthkit init` writes it
+    make_ws(tmp_path, config={**ours, "monitor_port": 8123})
     assert ports(Workspace.open(tmp_path)) == ([8123], True)
-    make_ws(tmp_path, config={"monitor_port": None})
+    make_ws(tmp_path, config={**ours, "monitor_port": None})
     assert call(monitor_check, tmp_path).notes == ["no monitor port configured"]
-    make_ws(tmp_path, config={"monitor_port": True})
+    make_ws(tmp_path, config={**ours, "monitor_port": True})
     assert ports(Workspace.open(tmp_path)) == ([], True)
-    make_ws(tmp_path, config={})
+    make_ws(tmp_path, config=ours)
     assert ports(Workspace.open(tmp_path)) == ([8080], True)
-    make_ws(tmp_path, config={"monitor_port": 8123}, toml="[monitor]\nports = [9001, 9002]\n")
+    make_ws(tmp_path, config={**ours, "monitor_port": 8123}, toml="[monitor]\nports = [9001, 9002]\n")
     assert ports(Workspace.open(tmp_path)) == ([9001, 9002], False)
 
 
@@ -119,7 +121,7 @@ def test_trainer_port_is_the_recorded_one_and_only_expected_while_the_daemon_run
 
     import psutil as _psutil
 
-    make_ws(tmp_path, config={"monitor_port": 0})
+    make_ws(tmp_path, config={"$schema": HEALTHKIT_SCHEMA_ID, "monitor_port": 0})
     (tmp_path / "status").mkdir(exist_ok=True)
     (tmp_path / "status" / "daemon_state.json").write_text(_json.dumps({"monitor_port": 9}))  # closed port
     assert ports(Workspace.open(tmp_path)) == ([9], True)

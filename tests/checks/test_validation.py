@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 
 from checks.validation import validation_check
+from healthkit.detect import HEALTHKIT_SCHEMA_ID
 
 from .conftest import call, checkpoint, codes, evidence, make_ws, only, result, run
 
 FOREIGN = '[paths]\nconfig_schema = "none"\n'  # a foreign setup: no healthkit trainer defaults apply
+OURS = {"$schema": HEALTHKIT_SCHEMA_ID, "base_model": "/m"}  # config.json as `healthkit init` writes it (detected as ours)
 
 
 def status(**kw):
@@ -53,16 +55,24 @@ def test_null_val_loss_after_eval_was_due(tmp_path):
 
 
 def test_missing_key_is_a_different_finding_than_null(tmp_path):
-    ws(tmp_path, config={"eval_steps": 500}, status_={"state": "training", "step": 2693, "loss": 0.1, "validation_loss": None,
+    ws(tmp_path, config={"eval_steps": 500}, status_={"state": "training", "step": 2693, "loss": 0.1, "valid_loss_ema": None,
                                                       "val_train_gap": None})
     report = run(tmp_path, "validation")
     assert codes(report) == ["validation.status-key-missing"]
     f = report.findings[0]
     assert f.title == "Status file has no `val_loss` key"
     assert "a missing key, not a null value" in f.problem[0]
-    assert f.data["similar"][0] == "validation_loss"  # the gap key is not offered as the validation loss
-    assert 'val_loss = "validation_loss"' in f.recommendations[0]
-    assert evidence(f)["jq 'keys' status/training_status.json"] == "loss, state, step, val_train_gap, validation_loss"
+    assert f.data["similar"][0] == "valid_loss_ema"  # the gap key is not offered as the validation loss
+    assert 'val_loss = "valid_loss_ema"' in f.recommendations[0]
+    assert evidence(f)["jq 'keys' status/training_status.json"] == "loss, state, step, val_train_gap, valid_loss_ema"
+
+
+def test_a_known_alias_is_detected_so_its_null_is_not_running(tmp_path):
+    """`validation_loss` is a known alias of val_loss: detection maps it, and its null is the not-running finding."""
+    ws(tmp_path, config={"eval_steps": 500, "validation_file": "v.jsonl"}, files={"v.jsonl": "{}\n"},
+       status_={"state": "training", "step": 2693, "loss": 0.1, "validation_loss": None})
+    f = only(run(tmp_path, "validation"), "validation.not-running")
+    assert f.problem[0] == "`status/training_status.json` shows `validation_loss: null`"
 
 
 def test_missing_key_without_similar_names(tmp_path):
@@ -136,7 +146,7 @@ def test_cause_validation_file_missing_or_empty(tmp_path):
 
 
 def test_our_trainer_holds_out_a_split_by_default(tmp_path):
-    ws(tmp_path, toml="", config={"base_model": "/m", "eval_steps": 100}, status_=status(val_loss=None))
+    ws(tmp_path, toml="", config={**OURS, "eval_steps": 100}, status_=status(val_loss=None))
     f = only(run(tmp_path, "validation"), "validation.not-running")
     assert f.data["has_validation_data"] is True
     assert not any("No validation data" in c for c in f.root_cause)
@@ -268,9 +278,9 @@ def test_unset_eval_steps_waits_for_hf_default(tmp_path):
 
 
 def test_our_trainer_default_eval_steps(tmp_path):
-    ws(tmp_path, toml="", config={"base_model": "/m"}, status_=status(step=40, val_loss=None))
+    ws(tmp_path, toml="", config=OURS, status_=status(step=40, val_loss=None))
     assert codes(run(tmp_path, "validation")) == []  # healthkit trainer default: every 50 steps
-    ws(tmp_path, toml="", config={"base_model": "/m"}, status_=status(step=60, val_loss=None))
+    ws(tmp_path, toml="", config=OURS, status_=status(step=60, val_loss=None))
     f = only(run(tmp_path, "validation"), "validation.not-running")
     assert f.problem[-1] == "At step 60, evaluation was due every 50 steps"
 
