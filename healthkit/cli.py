@@ -326,12 +326,38 @@ def queue_list(
 def init_cmd(
     path: PathArg = Path("."),
     tiny_model: Annotated[bool, typer.Option("--tiny-model", help="add a random-init model and tokenizer: a full run on a CPU, offline")] = False,
-    force: Annotated[bool, typer.Option("--force", help="rewrite config.json and README.md")] = False,
+    force: Annotated[bool, typer.Option("--force", help="rewrite config.json and README.md (with --detect: replace healthkit.toml)")] = False,
+    detect: Annotated[bool, typer.Option("--detect", help="an existing setup: write healthkit.toml from what is detected, each setting with its evidence")] = False,
+    print_: Annotated[bool, typer.Option("--print", help="with --detect: print healthkit.toml instead of writing it")] = False,
 ) -> None:
-    """Scaffold a training workspace: config.json, a README stating it, queue folders."""
+    """Scaffold a training workspace (config.json, a README stating it, queue folders), or with --detect describe an existing one."""
+    if detect:
+        _init_detect(path, force=force, print_only=print_)
+        return
+    if print_:
+        err("healthkit init: --print goes with --detect")
+        raise typer.Exit(EXIT_USAGE)
     from trainer.commands import init
 
     raise typer.Exit(init(path, tiny_model=tiny_model, force=force))
+
+
+def _init_detect(path: Path, force: bool, print_only: bool) -> None:
+    from .detect import InitError, init_detect
+    from .output import write_stdout
+
+    try:
+        text, written = init_detect(path, force=force, print_only=print_only)
+    except InitError as exc:
+        err(f"healthkit init: {exc}; nothing was written")
+        raise typer.Exit(1)
+    except OSError as exc:
+        err(f"healthkit init: cannot write {path / 'healthkit.toml'}: {exc.strerror or exc}; nothing was written")
+        raise typer.Exit(3)
+    if written is None:
+        write_stdout(text)
+    else:
+        err(f"wrote {written} (check each detected setting; a wrong guess is corrected there)")
 
 
 def _click_exceptions() -> list:

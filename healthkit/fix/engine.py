@@ -192,6 +192,8 @@ def print_plans(run: FixRun, opts: FixOptions, out: TextIO, base: Path) -> None:
         out.write("\nNot applied:\n")
         for p, why in run.not_applied:
             out.write(f"  - {p.fix_id} ({p.safety.label}) for {', '.join(p.codes)}: {why}\n")
+            if p.blocked and p.preview:  # a blocked plan still says why each thing is kept
+                out.write(_indent(p.preview.strip("\n"), "      ") + "\n")
     if run.no_fix:
         out.write("\nNo automatic fix (see the report's recommendations):\n")
         for f in run.no_fix:

@@ -116,6 +116,20 @@ def _incomplete_names(ctx: PlanContext) -> set[str]:
     return {f.data.get("checkpoint") for f in ctx.report.findings if f.code == "checkpoints.incomplete"} - {None}  # type: ignore[return-value]
 
 
+def fix_root(ws: Workspace, path: Path) -> Path | None:
+    """The root a deletion of ``path`` is contained in: the workspace, or the checkpoint folder the user declared.
+
+    A checkpoint folder on another disk, named in healthkit.toml or by the config.json key,
+    is the user's to manage; nothing else outside the workspace is ever touched.
+    """
+    if is_within(path.parent, ws.base):
+        return ws.base
+    declared = ws.declared_checkpoint_root
+    if declared is not None and is_within(path.parent, declared):
+        return declared
+    return None
+
+
 def _delete_many(actx: ApplyContext, ws: Workspace, victims: list[tuple[Path, TreeFingerprint]], recheck) -> Outcome:
     deleted, freed, notes, errors = [], 0, [], []
     for path, fp in victims:
@@ -127,7 +141,10 @@ def _delete_many(actx: ApplyContext, ws: Workspace, victims: list[tuple[Path, Tr
             continue
         actx.record("delete", rel, "started", f"{fp.files} files, {fp.bytes} bytes")
         try:
-            n = delete_dir(ws.base, path, fp, actx.run_id)
+            root = fix_root(ws, path)
+            if root is None:
+                raise Refused("outside the workspace and the declared checkpoint folder")
+            n = delete_dir(root, path, fp, actx.run_id)
         except ChangedSincePlan as exc:
             actx.record("delete", rel, "skipped", f"changed since plan: {exc}")
             notes.append(f"{path.name} changed since plan; not touched")
@@ -183,8 +200,8 @@ def plan_prune(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
     lines = []
     for c in candidates:
         try:
-            if not is_within(c.path.parent, ws.base):
-                raise Refused("outside the workspace")
+            if fix_root(ws, c.path) is None:
+                raise Refused("outside the workspace and the declared checkpoint folder")
             fp = tree_fingerprint(c.path)
         except (Refused, OSError) as exc:
             protected[c.name] = f"not deleted: {exc}"
@@ -220,8 +237,8 @@ def plan_delete_incomplete(ctx: PlanContext, finding: Finding, ref: FixRef) -> l
     def why_not(ws_: Workspace) -> str | None:
         if os.path.islink(path):
             return "it is a symlink: its target is never deleted"
-        if not is_within(path.parent, ws_.base):
-            return "it is outside the workspace"
+        if fix_root(ws_, path) is None:
+            return "it is outside the workspace and the declared checkpoint folder"
         if _CKPT_NAME.fullmatch(name) is None:
             return "it is not a checkpoint-N folder"
         use = _in_use(ws_).get(name)
