@@ -303,3 +303,21 @@ def test_detection_leaves_a_settings_object_alone_once_detected(tmp_path):
     assert [i.setting for i in ws.inferred] == ["paths.config_schema", "paths.checkpoints_config_key"]
     again = Workspace(ws.base, ws.settings, ws.settings_path)
     assert again.settings is ws.settings and Settings().inferred is None
+
+
+def test_detection_imports_nothing_heavy(tmp_path):
+    """Detection runs on every audit: it must not pull pydantic models, torch or transformers onto the audit path."""
+    base = home_grown_daemon(tmp_path / "box", checkpoints=3)
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from healthkit.cli import app\n"
+        f"r = CliRunner().invoke(app, ['audit', {str(base)!r}, '--format', 'json'])\n"
+        "assert r.exit_code == 2, r.output\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'torch', 'transformers', 'jsonschema')"
+        " or m == 'healthkit.config_model')\n"
+        "print(heavy)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
