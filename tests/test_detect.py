@@ -55,6 +55,15 @@ def dead_pid() -> int:
     return proc.pid
 
 
+def old_checkpoint(root: Path, step: int, **kw) -> Path:
+    """A complete checkpoint last written an hour ago (not one that may be being written)."""
+    d = make_checkpoint(root, step, **kw)
+    old = time.time() - 3600
+    for p in [*d.iterdir(), d]:
+        os.utime(p, (old, old))
+    return d
+
+
 def home_grown_daemon(base: Path, checkpoints: int = 31) -> Path:
     """The setup of issue 8 and DESIGN.md's "Foreign workspaces", written as such a daemon leaves it."""
     base.mkdir(parents=True, exist_ok=True)
@@ -69,17 +78,14 @@ def home_grown_daemon(base: Path, checkpoints: int = 31) -> Path:
         (base / d).mkdir(parents=True, exist_ok=True)
     write_json(base / "queue" / "queue_metadata.json", {"files": []})
     (base / "queue/recently_completed/batch_seed1.jsonl").write_text('{"text": "x"}\n')
-    old = time.time() - 3600
     for i in range(1, checkpoints + 1):
-        d = make_checkpoint(base / "current_model_small", i * 100,
-                            history=[{"step": s, "loss": 2.0 / (1 + s / 100)} for s in range(10, i * 100 + 1, 10)])
-        for p in [*d.iterdir(), d]:
-            os.utime(p, (old, old))
+        old_checkpoint(base / "current_model_small", i * 100,
+                       history=[{"step": s, "loss": 2.0 / (1 + s / 100)} for s in range(10, i * 100 + 1, 10)])
     write_json(base / "status" / "training_status.json", {
         "status": "training", "current_step": checkpoints * 100 + 20, "total_steps": 5000, "loss": 0.31,
         "validation_loss": 0.512, "val_train_gap": 0.2, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     (base / ".daemon.pid").write_text(f"{dead_pid()}\n")
-    os.utime(base / ".daemon.pid", (old, old))
+    os.utime(base / ".daemon.pid", (time.time() - 3600,) * 2)
     return base
 
 
@@ -239,11 +245,8 @@ def test_declared_outside_checkpoint_folder_is_pruned_to_its_limit(tmp_path, dec
     base, big, elsewhere = tmp_path / "ws", tmp_path / "mnt" / "big", tmp_path / "elsewhere"
     ckpts = big / "ckpts"
     base.mkdir()
-    old = time.time() - 3600
     for s in range(10, 70, 10):
-        d = make_checkpoint(ckpts, s)
-        for p in [*d.iterdir(), d]:
-            os.utime(p, (old, old))
+        old_checkpoint(ckpts, s)
     make_checkpoint(elsewhere, 5)
     os.symlink(elsewhere / "checkpoint-5", ckpts / "checkpoint-5")  # a symlink out of the declared folder
     (big / "beside.txt").write_text("not a checkpoint")
@@ -268,11 +271,8 @@ def test_an_undeclared_outside_folder_is_never_touched(tmp_path):
     """A checkpoint folder reached through a symlinked `current_model` (nobody declared it) stays untouched."""
     base, outside = tmp_path / "ws", tmp_path / "outside"
     base.mkdir()
-    old = time.time() - 3600
     for s in range(10, 60, 10):
-        d = make_checkpoint(outside, s)
-        for p in [*d.iterdir(), d]:
-            os.utime(p, (old, old))
+        old_checkpoint(outside, s)
     os.symlink(outside, base / "current_model")
     (base / "healthkit.toml").write_text("[retention]\nsave_total_limit = 2\n")
     write_json(base / "config.json", {"lr": 1})
