@@ -321,3 +321,20 @@ def test_detection_imports_nothing_heavy(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+def test_a_prune_killed_in_a_declared_outside_folder_is_finished_by_the_next_run(tmp_path):
+    base, ckpts = tmp_path / "ws", tmp_path / "mnt" / "ckpts"
+    base.mkdir()
+    for s in range(10, 60, 10):
+        old_checkpoint(ckpts, s)
+    (base / "healthkit.toml").write_text(f'[paths]\ncheckpoints = "{ckpts}"\n[retention]\nsave_total_limit = 2\n')
+    write_json(base / "config.json", {"lr": 1})
+    env = {k: v for k, v in os.environ.items() if k != "HEALTHKIT_FIX_CRASH_AT"}
+    argv = [sys.executable, "-m", "healthkit.cli", "fix", str(base), "--safe", "--only", "checkpoints"]
+    r = subprocess.run(argv, capture_output=True, text=True, env={**env, "HEALTHKIT_FIX_CRASH_AT": "prune:after-rename"}, timeout=60)
+    assert r.returncode == -9, r.stdout + r.stderr
+    assert [p.name for p in ckpts.iterdir() if p.name.startswith(".healthkit-trash-")]
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+    assert "finished the interrupted deletion" in r.stdout, r.stdout + r.stderr
+    assert sorted(p.name for p in ckpts.iterdir()) == ["checkpoint-40", "checkpoint-50"]

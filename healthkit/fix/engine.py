@@ -209,13 +209,15 @@ def _recover(ws: Workspace, journal: Journal, run_id: str, dry_run: bool) -> lis
             journal.append(run=e.get("run"), fix=e.get("fix"), codes=e.get("codes", []), action=e.get("action"),
                            target=e.get("target"), result="interrupted", message=f"noted by run {run_id}")
     folders = [ws.checkpoint_dir]
-    for path in pending_trash(ws.base, folders):
+    # A checkpoint folder the user declared on another disk is a root of its own (never any other outside path).
+    root = ws.base if is_within(ws.checkpoint_dir, ws.base) else (ws.declared_checkpoint_root or ws.base)
+    for path in pending_trash(root, folders):
         rel = ws.rel(path)
         if dry_run:
             lines.append(f"would finish the interrupted deletion of {rel}")
             continue
         try:
-            what = finish_trash(ws.base, path)
+            what = finish_trash(root, path)
             journal.append(run=run_id, fix="recover", codes=[], action="delete", target=rel, result="applied",
                            message=f"finished an interrupted deletion ({what})")
             lines.append(f"finished the interrupted deletion of {rel}")
