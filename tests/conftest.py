@@ -42,6 +42,7 @@ def make_healthy_workspace(base: Path, *, steps: int = 30) -> Path:
     """Our layout, nothing wrong: valid config, docs that agree, validation running, retention respected."""
     base.mkdir(parents=True, exist_ok=True)
     write_json(base / "config.json", {
+        "$schema": "https://healthkit.dev/schemas/config.schema.json",  # our trainer's config, as `healthkit init` writes it
         "base_model": "/models/tiny/", "eval_strategy": "steps", "eval_steps": 10, "save_steps": 10, "save_total_limit": 3,
         "logging_steps": 5, "max_steps": 100, "learning_rate": 2e-5, "validation_split": 0.1, "monitor_port": None,
     })
