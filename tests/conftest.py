@@ -125,3 +125,19 @@ def wait_for(pred: Callable[[], bool], timeout: float = 10.0, interval: float = 
             return True
         time.sleep(interval)
     return pred()
+
+
+def heavy_modules_after_audit(path: Path, exit_code: int) -> list[str]:
+    """The heavy modules (torch, transformers, pydantic models, ...) an in-process `healthkit audit PATH` imported."""
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from healthkit.cli import app\n"
+        f"r = CliRunner().invoke(app, ['audit', {str(path)!r}, '--format', 'json'])\n"
+        f"assert r.exit_code == {exit_code}, r.output\n"
+        "heavy = ('torch', 'transformers', 'accelerate', 'matplotlib', 'jsonschema', 'pydantic')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m == 'healthkit.config_model'))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().replace("'", '"'))

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from healthkit.cli import app
 
-from .conftest import REPO, make_healthy_workspace, run_cli, write_json
+from .conftest import REPO, heavy_modules_after_audit, make_healthy_workspace, run_cli, write_json
 
 SCHEMA = json.loads((REPO / "healthkit" / "schemas" / "report.schema.json").read_text())
 runner = CliRunner()
@@ -173,20 +173,7 @@ def test_select_and_ignore_flags(tmp_path):
 
 
 def test_audit_imports_neither_torch_nor_transformers(healthy):
-    code = (
-        "import sys\n"
-        "from typer.testing import CliRunner\n"
-        "from healthkit.cli import app\n"
-        f"r = CliRunner().invoke(app, ['audit', {str(healthy)!r}, '--format', 'json'])\n"
-        "assert r.exit_code == 0, r.output\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'accelerate', 'matplotlib', 'jsonschema'))\n"
-        "print(heavy)\n"
-    )
-    import subprocess
-
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "[]"
+    assert heavy_modules_after_audit(healthy, 0) == []
 
 
 def test_secrets_in_config_never_reach_the_report(tmp_path):

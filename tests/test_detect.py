@@ -19,7 +19,7 @@ from healthkit.detect import SCAN_DEPTH, Probe, rule_checkpoints, rule_processes
 from healthkit.fix import FixOptions, Safety, run_fix
 from healthkit.settings import Settings, load_settings
 
-from .conftest import make_checkpoint, run_cli, wait_for, write_json
+from .conftest import heavy_modules_after_audit, make_checkpoint, run_cli, wait_for, write_json
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "healthkit" / "schemas" / "report.schema.json").read_text())
 
@@ -308,19 +308,7 @@ def test_detection_leaves_a_settings_object_alone_once_detected(tmp_path):
 def test_detection_imports_nothing_heavy(tmp_path):
     """Detection runs on every audit: it must not pull pydantic models, torch or transformers onto the audit path."""
     base = home_grown_daemon(tmp_path / "box", checkpoints=3)
-    code = (
-        "import sys\n"
-        "from typer.testing import CliRunner\n"
-        "from healthkit.cli import app\n"
-        f"r = CliRunner().invoke(app, ['audit', {str(base)!r}, '--format', 'json'])\n"
-        "assert r.exit_code == 2, r.output\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'torch', 'transformers', 'jsonschema')"
-        " or m == 'healthkit.config_model')\n"
-        "print(heavy)\n"
-    )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "[]"
+    assert heavy_modules_after_audit(base, 2) == []
 
 
 def test_a_prune_killed_in_a_declared_outside_folder_is_finished_by_the_next_run(tmp_path):
