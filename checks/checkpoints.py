@@ -14,6 +14,12 @@ from healthkit.workspace import Checkpoint, Workspace
 
 from ._common import ago, q
 
+PRUNE = FixRef("prune-checkpoints", "Delete the oldest checkpoints beyond the declared save_total_limit", "safe")
+PRUNE_UNSAFE = FixRef("prune-checkpoints", "Delete the oldest checkpoints, keeping the newest N (--keep N)", "unsafe")
+PRUNE_DEFAULT = FixRef("prune-checkpoints", "Delete the oldest checkpoints beyond the trainer's default limit", "unsafe")
+SET_LIMIT = FixRef("set-save-total-limit", "Add save_total_limit to config.json", "unsafe")
+DELETE_INCOMPLETE = FixRef("delete-incomplete-checkpoint", "Delete the incomplete checkpoint", "unsafe")
+
 NO_RETENTION = CodeDoc(
     "checkpoints.no-retention", "warning", "No checkpoint retention configured",
     what="Neither config.json nor healthkit.toml declares `save_total_limit` (or it is null), so the Trainer keeps every checkpoint.",
@@ -21,6 +27,7 @@ NO_RETENTION = CodeDoc(
     fix="Add `save_total_limit` to config.json (unsafe: it changes what training deletes). If the training script hard-codes "
         "a limit, declare it in healthkit.toml under [retention].",
     fix_safety="Unsafe: from then on the Trainer deletes old checkpoints.",
+    fixes=(SET_LIMIT, PRUNE_UNSAFE),
 )
 BLOAT = CodeDoc(
     "checkpoints.bloat", "warning", "More checkpoints than the retention policy allows",
@@ -30,6 +37,7 @@ BLOAT = CodeDoc(
     fix="Prune the oldest complete checkpoints beyond the limit, never the newest, never `best_model_checkpoint`, never one "
         "being written or resumed from.",
     fix_safety="Safe when the user declared the limit (it restores their own policy); unsafe with a limit we choose (`--keep N`).",
+    fixes=(PRUNE, PRUNE_UNSAFE, PRUNE_DEFAULT),
 )
 INCOMPLETE = CodeDoc(
     "checkpoints.incomplete", "warning", "Checkpoint a resume would choke on",
@@ -38,13 +46,9 @@ INCOMPLETE = CodeDoc(
     why="Resuming picks the newest checkpoint; an incomplete one crashes the resume or silently restarts from scratch.",
     fix="Delete the incomplete checkpoint so that resume falls back to the previous complete one.",
     fix_safety="Unsafe: it deletes data (possibly the only copy of those steps).",
+    fixes=(DELETE_INCOMPLETE,),
 )
 
-PRUNE = FixRef("prune-checkpoints", "Delete the oldest checkpoints beyond the declared save_total_limit", "safe")
-PRUNE_UNSAFE = FixRef("prune-checkpoints", "Delete the oldest checkpoints, keeping the newest N (--keep N)", "unsafe")
-PRUNE_DEFAULT = FixRef("prune-checkpoints", "Delete the oldest checkpoints beyond the trainer's default limit", "unsafe")
-SET_LIMIT = FixRef("set-save-total-limit", "Add save_total_limit to config.json", "unsafe")
-DELETE_INCOMPLETE = FixRef("delete-incomplete-checkpoint", "Delete the incomplete checkpoint", "unsafe")
 
 DEFAULT_RECOMMENDED_LIMIT = 3
 

@@ -16,6 +16,12 @@ from healthkit.workspace import Workspace
 
 from ._common import ago, iso, jq_pick, parse_time, q, tail_text
 
+START_DAEMON = FixRef("start-daemon", "Start the daemon (it adopts running training and continues the queue)", "safe")
+REMOVE_PID = FixRef("remove-stale-pid-file", "Remove the stale PID file", "safe")
+REMOVE_MALFORMED = FixRef("remove-malformed-pid-file", "Remove the malformed PID file", "safe")
+ADOPT = FixRef("adopt-orphan", "Start the daemon so that it adopts the orphaned training", "safe")
+KILL = FixRef("kill-orphan", "Stop the orphaned training by its verified PID (SIGTERM, then SIGKILL)", "unsafe")
+
 DEAD = CodeDoc(
     "daemon.dead", "critical", "PID file names a process that does not exist",
     what="The daemon's PID file names a process that is gone (or a zombie): the daemon died without cleaning up.",
@@ -24,6 +30,7 @@ DEAD = CodeDoc(
     fix="`healthkit fix --safe` removes the stale PID file (only once the process is proven gone) and starts the daemon, "
         "which adopts a running orphan instead of starting a second training.",
     fix_safety="Safe: nothing that runs is signalled; the PID file is removed only when its process is provably gone.",
+    fixes=(REMOVE_PID, START_DAEMON),
 )
 PID_REUSED = CodeDoc(
     "daemon.pid-reused", "critical", "PID file names a live process that is not the daemon",
@@ -32,6 +39,7 @@ PID_REUSED = CodeDoc(
     why="Tools that trust the PID file would signal an unrelated process; meanwhile nothing drives the queue.",
     fix="Remove the stale PID file and start the daemon. The process that holds the PID is never signalled.",
     fix_safety="Safe: the unrelated process is never touched.",
+    fixes=(REMOVE_PID, START_DAEMON),
 )
 MALFORMED = CodeDoc(
     "daemon.pid-malformed", "warning", "PID file is not a PID file",
@@ -39,6 +47,7 @@ MALFORMED = CodeDoc(
     why="Nobody can tell from it whether the daemon runs; a daemon start may refuse to run or a script may act on garbage.",
     fix="Remove it (when no daemon of this workspace runs) and start the daemon, which writes a proper one.",
     fix_safety="Safe when no live daemon of this workspace exists.",
+    fixes=(REMOVE_MALFORMED, START_DAEMON),
 )
 NOT_RUNNING = CodeDoc(
     "daemon.not-running", "warning", "No daemon while work is queued or training runs",
@@ -46,6 +55,7 @@ NOT_RUNNING = CodeDoc(
     why="Queued files will never be trained and nothing supervises the running training.",
     fix="Start the daemon (`healthkit fix --safe` or `healthkit daemon start`).",
     fix_safety="Safe: the daemon adopts running training rather than starting a second one.",
+    fixes=(START_DAEMON,),
 )
 ORPHANED = CodeDoc(
     "daemon.orphaned-training", "warning", "Training runs with no daemon over it",
@@ -54,6 +64,7 @@ ORPHANED = CodeDoc(
     fix="Safe: start the daemon so that it adopts the running training (or waits for it) and then continues the queue. "
         "Unsafe: stop it by its verified PID (SIGTERM, then SIGKILL after a grace), never by a pattern match.",
     fix_safety="The safe fix never kills the training; killing it loses the work since its last checkpoint.",
+    fixes=(ADOPT, KILL),
 )
 
 STOPPED = CodeDoc(
@@ -66,11 +77,6 @@ STOPPED = CodeDoc(
     fix_safety="No fix restarts a daemon that was stopped on request.",
 )
 
-START_DAEMON = FixRef("start-daemon", "Start the daemon (it adopts running training and continues the queue)", "safe")
-REMOVE_PID = FixRef("remove-stale-pid-file", "Remove the stale PID file", "safe")
-REMOVE_MALFORMED = FixRef("remove-malformed-pid-file", "Remove the malformed PID file", "safe")
-ADOPT = FixRef("adopt-orphan", "Start the daemon so that it adopts the orphaned training", "safe")
-KILL = FixRef("kill-orphan", "Stop the orphaned training by its verified PID (SIGTERM, then SIGKILL)", "unsafe")
 
 
 def _descends_from(p: ProcInfo, ancestor: int) -> bool:

@@ -17,6 +17,9 @@ from healthkit.workspace import Workspace
 
 from ._common import q
 
+SYNC = FixRef("sync-doc-value", "Rewrite the doc's stale value to match config.json", "safe")
+SYNC_UNSAFE = FixRef("sync-doc-value", "Rewrite the doc's stale value to match config.json", "unsafe")
+
 DRIFT = CodeDoc(
     "config.doc-drift", "warning", "A doc states a config value that differs from config.json",
     what="A documentation file (CLAUDE.md, AGENTS.md, README.md by default) states a value for a config key, and config.json "
@@ -28,11 +31,10 @@ DRIFT = CodeDoc(
         "value (\"REQUIRED\", \"causes OOM\", or config.json's value stated beside it) is left for a person to decide.",
     fix_safety="Safe for current-state statements in prose: config.json is the source of truth for what runs; only the doc "
                "changes. Unsafe for values in fenced code blocks and lines a person must decide.",
+    fixes=(SYNC, SYNC_UNSAFE),
 )
 _JQ_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-SYNC = FixRef("sync-doc-value", "Rewrite the doc's stale value to match config.json", "safe")
 # Every drift of the doc is in a fenced block or argues for its value: only --unsafe rewrites it.
-SYNC_UNSAFE = FixRef("sync-doc-value", "Rewrite the doc's stale value to match config.json", "unsafe")
 
 
 def _jq_pick(config: dict[str, Any], keys: list[str]) -> tuple[str, dict[str, Any]]:

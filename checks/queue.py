@@ -22,6 +22,8 @@ def _names_file(cmdline: tuple[str, ...], name: str) -> bool:
             return True
     return False
 
+REQUEUE = FixRef("requeue-stuck-file", "Move the file back to the queue", "safe")
+
 STUCK = CodeDoc(
     "queue.stuck", "warning", "A file sits in processing/ with no training on it",
     what="A queue file is in the processing folder, but no training process works on it (no live training at all, or the "
@@ -29,6 +31,7 @@ STUCK = CodeDoc(
     why="The file will never finish: the daemon that moved it there died, and a restarted daemon may skip it.",
     fix="Move it back to the queue so that the daemon trains it (resuming from its checkpoints).",
     fix_safety="Safe: the file is moved, never deleted or edited.",
+    fixes=(REQUEUE,),
 )
 FAILED = CodeDoc(
     "queue.failed", "warning", "A queue file failed",
@@ -38,7 +41,6 @@ FAILED = CodeDoc(
         "(`healthkit queue add WS FILE`).",
     fix_safety="No automatic fix: only a person can tell whether the data or the setup was wrong.",
 )
-REQUEUE = FixRef("requeue-stuck-file", "Move the file back to the queue", "safe")
 
 
 def _training_on_queue(ws: Workspace) -> list:

@@ -11,6 +11,8 @@ from healthkit.workspace import MISSING, Workspace
 
 from ._common import jq_pick, number, q
 
+ENABLE = FixRef("enable-evaluation", "Turn evaluation on in config.json", "unsafe")
+
 NOT_RUNNING = CodeDoc(
     "validation.not-running", "warning", "No validation loss although evaluation should have run",
     what="The status file's validation loss is null, or trainer_state.json's log_history has no eval_loss after the step at "
@@ -18,6 +20,7 @@ NOT_RUNNING = CodeDoc(
     why="Without validation loss nobody can see overfitting or judge generalization; a key training signal is silently missing.",
     fix="Turn evaluation on (eval_strategy, eval_steps) with validation data that exists; the likely cause is named in the finding.",
     fix_safety="Unsafe: changing evaluation changes the training run (time per step, best-model selection).",
+    fixes=(ENABLE,),
 )
 NO_KEY = CodeDoc(
     "validation.status-key-missing", "warning", "The status file has no validation-loss key at all",
@@ -40,7 +43,6 @@ NON_FINITE = CodeDoc(
         "evaluation saw no usable tokens (empty or fully-padded validation batches).",
     fix="Check the training loss for divergence (lower the learning rate, enable gradient clipping) and the validation data.",
 )
-ENABLE = FixRef("enable-evaluation", "Turn evaluation on in config.json", "unsafe")
 
 
 def log_series(ws: Workspace) -> tuple[list[list[float]], list[list[float]], int | None]:

@@ -12,10 +12,9 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import Any, Callable, Iterable
 
-if TYPE_CHECKING:
-    from .models import FixRef
+from .models import FixRef
 
 ENTRY_POINT_GROUP = "healthkit.checks"
 _CODE_RE = re.compile(r"^[a-z][a-z0-9_-]*\.[a-z][a-z0-9_.-]*$")
@@ -113,6 +112,9 @@ def _validate(spec: Check) -> None:
             raise RegistrationError(f"finding code {doc.code!r} of check {spec.id!r} must look like 'area.name'")
         if doc.severity not in ("info", "warning", "critical"):
             raise RegistrationError(f"finding code {doc.code!r} has unknown severity {doc.severity!r}")
+        for ref in doc.fixes:
+            if not isinstance(ref, FixRef) or ref.safety not in ("safe", "unsafe"):
+                raise RegistrationError(f"finding code {doc.code!r} declares {ref!r}, not a FixRef with safety safe|unsafe")
 
 
 @dataclass

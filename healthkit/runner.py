@@ -24,9 +24,14 @@ def _normalize(check: Check, value: Any) -> CheckOutput:
         out = CheckOutput(findings=value)
     else:
         raise TypeError(f"check {check.id!r} returned {type(value).__name__}, not a list of Finding or a CheckOutput")
+    declared = {d.code: d.fixes for d in check.codes}
     for f in out.findings:
         if not isinstance(f, Finding):
             raise TypeError(f"check {check.id!r} returned a non-Finding: {f!r}")
+        undeclared = [r.id for r in f.fixes if f.code in declared and r not in declared[f.code]]
+        if undeclared:  # the contract: a code's CodeDoc lists every FixRef its findings may carry
+            raise TypeError(f"check {check.id!r}: a {f.code} finding carries FixRef(s) its CodeDoc does not declare: "
+                            f"{', '.join(undeclared)}")
     return out
 
 

@@ -73,3 +73,36 @@ def test_the_trainer_is_started_through_its_daemon_adapter():
     adapter, why = load_adapter("trainer")
     assert why is None and adapter.name == "trainer" and adapter.module.endswith("trainer.daemon")
     assert load_adapter("no-such-daemon") == (None, "no daemon adapter named 'no-such-daemon' is installed")
+
+
+def test_a_check_whose_finding_carries_an_undeclared_fixref_is_a_loud_check_error(tmp_path):
+    """The runner holds each finding to its code's CodeDoc: an undeclared FixRef is a bug in the check, shown as such."""
+    from healthkit import CodeDoc as Doc, Finding, Severity, check
+    from healthkit.api import audit
+    from healthkit.registry import Registry
+
+    declared = FixRef("requeue-stuck-file", "Move it back", "safe")
+    doc_ = Doc("x.thing", "warning", "A thing", what="w", why="y", fix="f", fixes=(declared,))
+
+    @check("xthing", title="X", codes=[doc_])
+    def xthing(ws):
+        return [Finding(code="x.thing", severity=Severity.WARNING, title="t", problem=["p"],
+                        fixes=[FixRef("kill-orphan", "Kill", "unsafe")])]
+
+    reg = Registry()
+    reg.add(xthing, "test")
+    report = audit(tmp_path, registry=reg)
+    (r,) = report.results
+    assert r.status.value == "unknown" and "does not declare: kill-orphan" in (r.error or ""), r
+
+
+def test_a_codedoc_declaring_something_else_than_a_fixref_is_refused_at_registration():
+    from healthkit import check
+    from healthkit.registry import RegistrationError
+
+    bad = CodeDoc("x.bad", "warning", "t", what="w", why="y", fix="f", fixes=("kill-orphan",))  # type: ignore[arg-type]
+
+    with pytest.raises(RegistrationError, match="not a FixRef"):
+        @check("xbad", title="X", codes=[bad])
+        def xbad(ws):
+            return []
