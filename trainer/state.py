@@ -1,14 +1,29 @@
-"""status/daemon_state.json and other small JSON files: read leniently, written atomically."""
+"""status/daemon_state.json and other small JSON files: read leniently, written atomically.
+
+The daemon's and the supervisor's own writes (`update_state`, `update_status`) never
+raise OSError: on a full disk they first release a small reserve file kept beside the
+state for this moment, and when the write still fails the changes are kept in memory
+(the file keeps its last good state) and written by the next call or `flush_pending`.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
 from healthkit.contract import DAEMON_STATES
 from healthkit.fsutil import atomic_write
 
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+RESERVE_NAME = ".disk-reserve"
+RESERVE_BYTES = 256 * 1024
+
+log = logging.getLogger("trainer.state")
+_pending: dict[Path, dict[str, Any]] = {}
 
 DEFAULT_STATE: dict[str, Any] = {
     "state": "stopped",
@@ -42,13 +57,76 @@ def read_state(path: Path) -> dict[str, Any]:
 
 
 def update_state(path: Path, **changes: Any) -> dict[str, Any]:
-    """Merge ``changes`` into the state file (the daemon and its supervisor are its only writers)."""
-    state = read_state(path)
+    """Merge ``changes`` into the state file (the daemon and its supervisor are its only writers); never raises OSError."""
     if "state" in changes and changes["state"] not in DAEMON_STATES:
         raise ValueError(f"unknown daemon state {changes['state']!r}")
-    state.update(changes)
-    write_json(path, state)
+    state = {**read_state(path), **_pending.get(path, {}), **changes}
+    _write_or_keep(path, state, changes)
     return state
+
+
+def ensure_reserve(folder: Path) -> bool:
+    """Keep RESERVE_BYTES allocated in ``folder`` for our own writes on a full disk; False when there is no room now."""
+    path = folder / RESERVE_NAME
+    if path.exists():
+        return True
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return False
+    try:
+        os.posix_fallocate(fd, 0, RESERVE_BYTES)
+        return True
+    except OSError:
+        path.unlink(missing_ok=True)
+        return False
+    finally:
+        os.close(fd)
+
+
+def release_reserve(folder: Path) -> bool:
+    """Give the reserve's blocks back so that a state write can succeed; False when there was none."""
+    try:
+        (folder / RESERVE_NAME).unlink()
+        return True
+    except OSError:
+        return False
+
+
+def write_using_reserve(path: Path, text: str, reserve: Path | None = None) -> None:
+    """atomic_write that, on a full disk, releases the reserve (in ``reserve``, else beside ``path``) and tries once more."""
+    try:
+        atomic_write(path, text)
+    except OSError as exc:
+        if exc.errno not in NO_SPACE_ERRNOS or not release_reserve(reserve or path.parent):
+            raise
+        log.warning("disk full: released the reserve in %s to write %s", reserve or path.parent, path.name)
+        atomic_write(path, text)
+
+
+def _write_or_keep(path: Path, data: dict[str, Any], changes: dict[str, Any]) -> bool:
+    """Write ``data``; on failure keep ``changes`` pending (the file keeps its last good content) and say so once."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_using_reserve(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    except OSError as exc:
+        if path not in _pending:
+            log.warning("cannot write %s (%s): keeping its last good state, retrying later", path, exc.strerror or exc)
+        _pending[path] = {**_pending.get(path, {}), **changes}
+        return False
+    if _pending.pop(path, None) is not None:
+        log.info("wrote %s again after earlier failed writes", path.name)
+    return True
+
+
+def flush_pending() -> bool:
+    """Retry the writes kept in memory; True when nothing is pending any more."""
+    for path in list(_pending):
+        if path.name == "training_status.json":
+            update_status(path)
+        else:
+            update_state(path)
+    return not _pending
 
 
 STATUS_TEMPLATE: dict[str, Any] = {
@@ -61,6 +139,5 @@ def update_status(path: Path, **changes: Any) -> None:
     """Rewrite status/training_status.json with every contract key present (the daemon's writes, when no child runs)."""
     from .layout import iso_now
 
-    status = {**STATUS_TEMPLATE, **read_json(path), **changes}
-    status["updated_at"] = iso_now()
-    write_json(path, status)
+    changes = {**_pending.get(path, {}), **changes, "updated_at": iso_now()}
+    _write_or_keep(path, {**STATUS_TEMPLATE, **read_json(path), **changes}, changes)

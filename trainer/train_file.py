@@ -4,7 +4,7 @@ Started by the daemon (directly, or under torchrun/accelerate launch: every rank
 this; rank 0 alone writes status, results and moves files). Exit codes: 0 completed
 (the file is in done/, its final model in models/<stem>/), 65 the data is bad (the file
 is in failed/), 75 stopped on request (a checkpoint was saved; the file stays in
-processing/), anything else a crash (the daemon resumes from the last complete checkpoint).
+processing/), 74 the disk is full (the daemon waits for space, then resumes), anything else a crash (the daemon resumes from the last complete checkpoint).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from healthkit.config_model import TrainingConfig
 from . import checkpoints as ck
 from . import queue as q
 from .data import DataError, TokenizedDataset, read_texts, split
-from .layout import EXIT_DATA, EXIT_OK, EXIT_STOPPED, Layout, iso_now
+from .diskspace import is_no_space
+from .layout import EXIT_DATA, EXIT_DISK_FULL, EXIT_OK, EXIT_STOPPED, Layout, iso_now
 from .preflight import load_config
 from .state import write_json
 
@@ -178,14 +179,23 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as exc:  # noqa: BLE001 - say why before dying; the daemon decides on a retry
         if isinstance(exc, SystemExit):
             raise
-        err = f"{type(exc).__name__}: {exc}"
+        return _crashed(layout, a.file.name, rank, exc)
+
+
+def _crashed(layout: Layout, name: str, rank: str, exc: BaseException) -> int:
+    """Say why before dying: EXIT_DISK_FULL for a write that found no space, 1 for anything else."""
+    err = f"{type(exc).__name__}: {exc}"
+    full = is_no_space(exc)
+    if full:
+        log.error("disk full: %s (the last complete checkpoint survives; the daemon resumes when there is room)", err)
+    else:
         log.error("training crashed: %s\n%s", err, traceback.format_exc())
-        if rank == "0":
-            try:
-                write_result(layout, a.file.name, "crashed", error=err)
-            except OSError:
-                pass
-        return 1
+    if rank == "0":
+        try:
+            write_result(layout, name, "disk-full" if full else "crashed", error=err)
+        except OSError:
+            pass  # on a full disk the exit code says it
+    return EXIT_DISK_FULL if full else 1
 
 
 if __name__ == "__main__":
