@@ -367,6 +367,7 @@ class Daemon:
         elif rc == EXIT_STOPPED or outcome == "stopped":
             log.info("%s stopped at step %s; it resumes from its checkpoint on the next start", name, res.get("step"))
         elif still_here and self._out_of_space(rc, outcome):
+            log.warning("child PID %d for %s ran out of disk space (exit code %s): no failure is counted", child.pid, name, rc)
             self._room_for(name)
         elif not still_here:
             log.warning("child PID %d for %s ended and the file is no longer in processing/", child.pid, name)
