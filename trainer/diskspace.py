@@ -107,6 +107,17 @@ class Space:
         return {"mount": str(self.mount), "free_bytes": self.free, "need_bytes": self.need}
 
 
+def out_of_room(layout: Layout, exc: BaseException) -> bool:
+    """Whether a crash is a full disk: said so by the error, or no checkpoint fits any more (torch's writer reports
+    ENOSPC as e.g. "unexpected pos 125696 vs 125588", with no errno)."""
+    if is_no_space(exc):
+        return True
+    try:
+        return not measure(layout).enough
+    except OSError:
+        return False
+
+
 def measure(layout: Layout, model_dir: Path | None = None) -> Space:
     """Free bytes where the checkpoints go, and one checkpoint's size plus the margin."""
     one = checkpoint_bytes(layout, model_dir)

@@ -94,14 +94,46 @@ def release_reserve(folder: Path) -> bool:
 
 
 def write_using_reserve(path: Path, text: str, reserve: Path | None = None) -> None:
-    """atomic_write that, on a full disk, releases the reserve (in ``reserve``, else beside ``path``) and tries once more."""
+    """atomic_write that survives a full disk: it releases the reserve (in ``reserve``, else beside ``path``) and tries
+    again, and as a last resort rewrites the file in place when the text fits in the blocks it already owns."""
+    first = _try_atomic(path, text)
+    if first is None:
+        return
+    if release_reserve(reserve or path.parent):
+        log.warning("disk full: released the reserve in %s to write %s", reserve or path.parent, path.name)
+        if _try_atomic(path, text) is None:
+            return
+    if not _rewrite_in_place(path, text.encode("utf-8")):
+        raise first
+
+
+def _try_atomic(path: Path, text: str) -> OSError | None:
+    """None when written; the error when the disk is full. Any other error raises."""
     try:
         atomic_write(path, text)
+        return None
     except OSError as exc:
-        if exc.errno not in NO_SPACE_ERRNOS or not release_reserve(reserve or path.parent):
+        if exc.errno not in NO_SPACE_ERRNOS:
             raise
-        log.warning("disk full: released the reserve in %s to write %s", reserve or path.parent, path.name)
-        atomic_write(path, text)
+        return exc
+
+
+def _rewrite_in_place(path: Path, data: bytes) -> bool:
+    """Overwrite ``path`` within the blocks it owns (no new space needed); False when it is missing or too small."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        if len(data) > max(os.fstat(fd).st_blocks * 512, os.fstat(fd).st_size):
+            return False
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _write_or_keep(path: Path, data: dict[str, Any], changes: dict[str, Any]) -> bool:

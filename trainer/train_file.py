@@ -24,7 +24,7 @@ from healthkit.config_model import TrainingConfig
 from . import checkpoints as ck
 from . import queue as q
 from .data import DataError, TokenizedDataset, read_texts, split
-from .diskspace import is_no_space
+from .diskspace import out_of_room
 from .layout import EXIT_DATA, EXIT_DISK_FULL, EXIT_OK, EXIT_STOPPED, Layout, iso_now
 from .preflight import load_config
 from .state import write_json
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
 def _crashed(layout: Layout, name: str, rank: str, exc: BaseException) -> int:
     """Say why before dying: EXIT_DISK_FULL for a write that found no space, 1 for anything else."""
     err = f"{type(exc).__name__}: {exc}"
-    full = is_no_space(exc)
+    full = out_of_room(layout, exc)
     if full:
         log.error("disk full: %s (the last complete checkpoint survives; the daemon resumes when there is room)", err)
     else:

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,8 @@ def supervisor_alive(lay: Layout) -> bool:
 def age_checkpoints(lay: Layout, seconds: float = 3600) -> None:
     t = time.time() - seconds
     for _, d in ck.checkpoints(lay.checkpoints):
+        if not ck.is_complete(d):
+            continue
         for p in [*d.iterdir(), d]:
             os.utime(p, (t, t))
 
@@ -111,7 +114,6 @@ def test_full_disk_waits_explains_fixes_and_resumes(small_fs: Path, tiny_model_d
     # The stack is up and waiting: supervisor and daemon alive, the file where it was, no training, no failure counted.
     assert running_daemon(lay) and supervisor_alive(lay), all_logs(lay)
     assert (lay.processing / name).exists() and not list(lay.failed.glob("*.jsonl"))
-    assert "exit code 74" not in daemon_log(lay) or "disk full" in daemon_log(lay)
 
     out = hk("daemon", "status", str(lay.base))
     assert out.returncode == 0 and "waiting for disk space" in out.stdout and "bytes free" in out.stdout, out.stdout + out.stderr
@@ -125,8 +127,18 @@ def test_full_disk_waits_explains_fixes_and_resumes(small_fs: Path, tiny_model_d
     assert not [c for c in codes if c.startswith("daemon.") or c == "queue.stuck"], sorted(codes)
     tl.mark("audit: disk.low-space names the waiting daemon; no daemon.* or queue.stuck")
 
+    # A daemon killed on the full disk: the supervisor restarts it, and the new one (PID file and state rewritten in the
+    # blocks they own) waits again instead of crash-looping.
+    old = running_daemon(lay)
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: running_daemon(lay) not in (None, old, -1) and state(lay).get("state") == "waiting"
+             and state(lay).get("pid") == running_daemon(lay), timeout=120, interval=0.2, what="a restarted daemon waiting")
+    assert supervisor_alive(lay) and state(lay)["restarts"] == 1, all_logs(lay)
+    tl.mark("daemon SIGKILLed on the full disk; the supervisor restarted it; it waits again")
+
     # fix never deletes a checkpoint modified in the last two minutes (it may be being written). A real run fills a disk
-    # over hours; this one took a minute: age its checkpoints (utime needs no space) rather than wait.
+    # over hours; this one took a minute: age its complete checkpoints (utime needs no space) rather than wait. The
+    # incomplete one the failed save left stays young, so the trainer cleans it up itself when it resumes.
     age_checkpoints(lay)
     fixed = hk("fix", str(lay.base), "--unsafe", "--keep", "1", "--yes", timeout=300)
     assert "Traceback" not in fixed.stdout + fixed.stderr, fixed.stdout + fixed.stderr
@@ -138,6 +150,7 @@ def test_full_disk_waits_explains_fixes_and_resumes(small_fs: Path, tiny_model_d
     tl.mark("file finished (done/), daemon idle")
     tl.save(lay)
     log = daemon_log(lay)
+    assert re.search(r"ran out of disk space \(exit code 74\)", log) and re.search(r"removed checkpoint checkpoint-\d+ \(incomplete\)", log), log
     assert "disk space is back" in log and len(re.findall(rf"completed {re.escape(name)} ", log)) == 1, log
     assert not list(lay.processing.glob("*.jsonl")) and not list(lay.failed.glob("*.jsonl"))
     assert not ck.checkpoints(lay.checkpoints) and not list(lay.models.glob(".*.saving"))

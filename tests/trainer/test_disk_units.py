@@ -55,12 +55,16 @@ def test_the_child_exits_74_even_when_it_cannot_write_its_result(lay: Layout, mo
     assert json.loads(lay.last_result.read_text())["outcome"] == "disk-full"
     monkeypatch.setattr(train_file, "write_json", no_space)
     assert train_file._crashed(lay, "a.jsonl", "0", OSError(errno.ENOSPC, "x")) == EXIT_DISK_FULL
+    monkeypatch.setattr(ds, "measure", lambda layout, model_dir=None: ds.Space(Path("/"), 10**9, 1))
     assert train_file._crashed(lay, "a.jsonl", "0", ValueError("boom")) == 1
+    monkeypatch.setattr(ds, "measure", lambda layout, model_dir=None: ds.Space(Path("/"), 0, 1))
+    assert train_file._crashed(lay, "a.jsonl", "0", RuntimeError("unexpected pos 125696 vs 125588")) == EXIT_DISK_FULL
 
 
 def test_state_write_on_a_full_disk_keeps_the_last_good_state_and_retries(lay: Layout, monkeypatch) -> None:
     state.update_state(lay.daemon_state, state="running", pid=7)
     monkeypatch.setattr(state, "atomic_write", no_space)
+    monkeypatch.setattr(state, "_rewrite_in_place", lambda path, data: False)  # no block of its own to spare either
     merged = state.update_state(lay.daemon_state, state="waiting", waiting_reason="disk full")  # no exception
     assert merged["state"] == "waiting" and merged["pid"] == 7
     assert state.read_state(lay.daemon_state)["state"] == "running"  # the last good state, whole
@@ -185,3 +189,12 @@ def test_checkpoint_size_is_the_largest_complete_one_or_three_times_the_weights(
     assert 30100 <= ds.checkpoint_bytes(lay, model) <= 30100 + 4 * 4096
     sp = ds.measure(lay, model)
     assert sp.need == ds.checkpoint_bytes(lay, model) + ds.MARGIN_BYTES and sp.free > 0
+
+
+def test_with_no_reserve_left_the_state_is_rewritten_in_the_blocks_it_owns(lay: Layout, monkeypatch) -> None:
+    state.update_state(lay.daemon_state, state="running", pid=7, warnings=["x" * 300])
+    monkeypatch.setattr(state, "atomic_write", no_space)  # no reserve either
+    state.update_state(lay.daemon_state, state="waiting", warnings=[])
+    assert state.read_state(lay.daemon_state)["state"] == "waiting" and not state._pending
+    state.update_state(lay.daemon_state, warnings=["y" * 8000])  # more than the file's blocks: kept for later
+    assert state.read_state(lay.daemon_state)["warnings"] == [] and state._pending
