@@ -71,6 +71,12 @@ def ensure_reserve(folder: Path) -> bool:
     if path.exists():
         return True
     try:
+        st = os.statvfs(folder)
+        if st.f_bavail * st.f_frsize < 4 * RESERVE_BYTES:
+            return False  # a disk this full needs the room now: taking it back would only fail the next write
+    except OSError:
+        return False
+    try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except OSError:
         return False

@@ -198,3 +198,8 @@ def test_with_no_reserve_left_the_state_is_rewritten_in_the_blocks_it_owns(lay: 
     assert state.read_state(lay.daemon_state)["state"] == "waiting" and not state._pending
     state.update_state(lay.daemon_state, warnings=["y" * 8000])  # more than the file's blocks: kept for later
     assert state.read_state(lay.daemon_state)["warnings"] == [] and state._pending
+
+
+def test_the_reserve_is_not_taken_back_from_a_nearly_full_disk(lay: Layout, monkeypatch) -> None:
+    monkeypatch.setattr(state.os, "statvfs", lambda p: SimpleNamespace(f_bavail=state.RESERVE_BYTES // 4096, f_frsize=4096))
+    assert not state.ensure_reserve(lay.status_dir) and not (lay.status_dir / state.RESERVE_NAME).exists()
