@@ -244,7 +244,8 @@ class Daemon:
             log.info("paused: %s", req.pause_reason)
         elif not req.pause and self.paused:
             self.paused = False
-            update_state(self.layout.daemon_state, state="running", paused_at=None, pause_reason=None)  # never sticky
+            update_state(self.layout.daemon_state, state="waiting" if self.disk_wait else "running", paused_at=None,
+                         pause_reason=None)  # never sticky
             log.info("resumed")
 
     def _set_idle(self) -> None:
