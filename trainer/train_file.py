@@ -13,11 +13,14 @@ import argparse
 import dataclasses
 import logging
 import os
+import shutil
 import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from healthkit.config_model import TrainingConfig
 
@@ -182,12 +185,31 @@ def main(argv: list[str] | None = None) -> int:
         return _crashed(layout, a.file.name, rank, exc)
 
 
+def _drop_cut_short_save(layout: Layout, name: str) -> None:
+    """Remove the checkpoint this process's failed save left: incomplete, no marker of another file, made after we
+    started (so provably ours). It frees its space now and never looks like a checkpoint to resume from."""
+    try:
+        started = psutil.Process().create_time()
+    except psutil.Error:
+        return
+    for _, p in reversed(ck.checkpoints(layout.checkpoints)):
+        try:
+            made = p.stat().st_ctime
+        except OSError:
+            continue
+        if made >= started and not ck.is_complete(p) and ck.owner_of(p) in (None, name):
+            shutil.rmtree(p, ignore_errors=True)
+            log.info("removed %s: the incomplete checkpoint the failed save left", p.name)
+
+
 def _crashed(layout: Layout, name: str, rank: str, exc: BaseException) -> int:
     """Say why before dying: EXIT_DISK_FULL for a write that found no space, 1 for anything else."""
     err = f"{type(exc).__name__}: {exc}"
     full = out_of_room(layout, exc)
     if full:
         log.error("disk full: %s (the last complete checkpoint survives; the daemon resumes when there is room)", err)
+        if rank == "0":
+            _drop_cut_short_save(layout, name)
     else:
         log.error("training crashed: %s\n%s", err, traceback.format_exc())
     if rank == "0":

@@ -150,8 +150,11 @@ def test_full_disk_waits_explains_fixes_and_resumes(small_fs: Path, tiny_model_d
     tl.mark("file finished (done/), daemon idle")
     tl.save(lay)
     log = daemon_log(lay)
-    assert re.search(r"ran out of disk space \(exit code 74\)", log) and re.search(r"removed checkpoint checkpoint-\d+ \(incomplete\)", log), log
+    train_log = (lay.logs / "train-fill.log").read_text(errors="replace")
+    assert re.search(r"ran out of disk space \(exit code 74\)", log), log
+    assert re.search(r"removed checkpoint-\d+: the incomplete checkpoint the failed save left", train_log), train_log[-3000:]
     assert "disk space is back" in log and len(re.findall(rf"completed {re.escape(name)} ", log)) == 1, log
     assert not list(lay.processing.glob("*.jsonl")) and not list(lay.failed.glob("*.jsonl"))
     assert not ck.checkpoints(lay.checkpoints) and not list(lay.models.glob(".*.saving"))
+    assert not [p for p in lay.checkpoints.iterdir() if p.name.startswith(ck.ASIDE_PREFIX)]  # nothing left half-saved
     assert (lay.models / "fill" / ck.FINAL_MARKER).exists()

@@ -203,3 +203,26 @@ def test_with_no_reserve_left_the_state_is_rewritten_in_the_blocks_it_owns(lay: 
 def test_the_reserve_is_not_taken_back_from_a_nearly_full_disk(lay: Layout, monkeypatch) -> None:
     monkeypatch.setattr(state.os, "statvfs", lambda p: SimpleNamespace(f_bavail=state.RESERVE_BYTES // 4096, f_frsize=4096))
     assert not state.ensure_reserve(lay.status_dir) and not (lay.status_dir / state.RESERVE_NAME).exists()
+
+
+def test_the_child_removes_only_the_save_it_cut_short(lay: Layout) -> None:
+    from trainer import checkpoints as ck
+
+    def make(step: int, complete: bool, owner: str | None) -> Path:
+        d = lay.checkpoints / f"checkpoint-{step}"
+        d.mkdir(parents=True)
+        (d / "model.safetensors").write_bytes(b"w")
+        if complete:
+            for name in ("optimizer.pt", "scheduler.pt"):
+                (d / name).write_bytes(b"x")
+            (d / "trainer_state.json").write_text("{}")
+        if owner:
+            ck.mark(d, owner, step)
+        return d
+
+    done = make(2, True, "a.jsonl")
+    other = make(3, False, "b.jsonl")
+    cut = make(4, False, None)
+    train_file._drop_cut_short_save(lay, "a.jsonl")
+    assert done.exists() and not cut.exists()
+    assert other.exists()  # another file's: never ours to remove
