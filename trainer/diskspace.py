@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from healthkit.checkpoints import WEIGHT_FILES
+
 from . import checkpoints as ck
 from .layout import Layout
 
@@ -77,7 +79,7 @@ def checkpoint_bytes(layout: Layout, model_dir: Path | None = None) -> int:
         return max(sizes)
     weights = 0
     if model_dir is not None and model_dir.is_dir():
-        weights = sum(tree_bytes(model_dir / w) if (model_dir / w).is_dir() else _size(model_dir / w) for w in ck.WEIGHTS)
+        weights = sum(tree_bytes(model_dir / w) if (model_dir / w).is_dir() else _size(model_dir / w) for w in WEIGHT_FILES)
     return 3 * weights
 
 

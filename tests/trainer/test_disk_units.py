@@ -185,7 +185,7 @@ def test_checkpoint_size_is_the_largest_complete_one_or_three_times_the_weights(
     ck.mkdir(parents=True)
     for name, size in (("model.safetensors", 10000), ("optimizer.pt", 20000), ("scheduler.pt", 100)):
         (ck / name).write_bytes(os.urandom(size))
-    (ck / "trainer_state.json").write_text("{}")
+    (ck / "trainer_state.json").write_text(json.dumps({"global_step": 5}))
     assert 30100 <= ds.checkpoint_bytes(lay, model) <= 30100 + 4 * 4096
     sp = ds.measure(lay, model)
     assert sp.need == ds.checkpoint_bytes(lay, model) + ds.MARGIN_BYTES and sp.free > 0
@@ -215,7 +215,7 @@ def test_the_child_removes_only_the_save_it_cut_short(lay: Layout) -> None:
         if complete:
             for name in ("optimizer.pt", "scheduler.pt"):
                 (d / name).write_bytes(b"x")
-            (d / "trainer_state.json").write_text("{}")
+            (d / "trainer_state.json").write_text(json.dumps({"global_step": step}))
         if owner:
             ck.mark(d, owner, step)
         return d
