@@ -6,10 +6,11 @@ from typing import Any
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, Healthy, Severity, check
 from healthkit.fsutil import human_bytes
+from healthkit.procs import probe
 from healthkit.workspace import Workspace
 
 from ._common import number, q
-from .checkpoints import _allowed, best_checkpoint, declared_limit
+from .checkpoints import PRUNE_UNSAFE, _allowed, best_checkpoint, declared_limit
 
 LOW = CodeDoc(
     "disk.low-space", "warning", "Free space under threshold",
@@ -25,6 +26,23 @@ FORECAST = CodeDoc(
     why="The run is going to die at a save before it finishes, losing the steps since the last checkpoint.",
     fix="Set or lower `save_total_limit`, prune now, or free space before the run gets there.",
 )
+
+
+def waiting_daemon(ws: Workspace) -> dict[str, Any] | None:
+    """The daemon state when a live daemon waits for disk space (it resumes by itself once there is room), else None."""
+    st = ws.daemon_state.data if ws.daemon_state.ok and isinstance(ws.daemon_state.data, dict) else {}
+    pid = st.get("pid")
+    if st.get("state") != "waiting" or st.get("waiting_for") != "disk" or not isinstance(pid, int):
+        return None
+    return st if probe(pid).state in ("alive", "alive-eperm") else None
+
+
+def _waiting_cause(st: dict[str, Any]) -> list[str]:
+    disk = st.get("disk") or {}
+    need = disk.get("need_bytes")
+    return [f"The daemon (PID {st.get('pid')}) is waiting for disk space since {st.get('waiting_since')}: {st.get('waiting_reason')}",
+            f"Its training of {st.get('waiting_file')} ran out of space at a checkpoint save; it resumes from the last complete "
+            f"checkpoint by itself once ~{human_bytes(need) if isinstance(need, int) else '?'} are free"]
 
 
 def forecast(ws: Workspace) -> dict[str, Any] | None:
@@ -75,15 +93,19 @@ def disk_check(ws: Workspace) -> CheckOutput:
     df = Evidence(f"df -h {target}", f"{human_bytes(d.used)} / {human_bytes(d.total)} used ({d.used_percent:.0f}%), "
                                       f"{human_bytes(d.free)} available to unprivileged writers")
     facts = {"disk": {"path": str(d.path), "total_bytes": d.total, "free_bytes": d.free, "free_percent": round(d.free_percent, 2)}}
-    if d.free_percent < th.disk_min_free_percent or d.free < th.disk_min_free_bytes:
-        crit = d.free_percent < th.disk_critical_free_percent
+    waiting = waiting_daemon(ws)
+    if d.free_percent < th.disk_min_free_percent or d.free < th.disk_min_free_bytes or waiting:
+        crit = d.free_percent < th.disk_critical_free_percent or waiting is not None
         findings.append(Finding(
             code=LOW.code, severity=Severity.CRITICAL if crit else Severity.WARNING, title="Low disk space",
             problem=[f"Only {human_bytes(d.free)} ({d.free_percent:.1f}%) free on the filesystem of `{target}`",
                      f"Threshold: {th.disk_min_free_percent:g}% and {human_bytes(th.disk_min_free_bytes)}"],
-            impact=["The next checkpoint save may fail half-written and kill the run"],
-            evidence=[df], recommendations=["Prune checkpoints beyond retention; move finished models off this disk"],
-            urgency="immediate" if crit else "short-term", data=dict(facts["disk"]),
+            impact=["Training is held until there is room" if waiting else "The next checkpoint save may fail half-written and kill the run"],
+            evidence=[df] + ([Evidence(f"jq .waiting_reason {q(ws, ws.daemon_state.path)}", str(waiting.get("waiting_reason")))] if waiting else []),
+            root_cause=_waiting_cause(waiting) if waiting else [],
+            recommendations=["Prune checkpoints beyond retention; move finished models off this disk"],
+            fixes=[PRUNE_UNSAFE] if len(ws.checkpoints) > 1 else [],
+            urgency="immediate" if crit else "short-term", data={**facts["disk"], "daemon_waiting": bool(waiting)},
         ))
     fc = forecast(ws)
     if fc:

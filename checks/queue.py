@@ -12,6 +12,7 @@ from healthkit.redact import redact_text
 from healthkit.workspace import MISSING, Workspace
 
 from ._common import ago, q
+from .disk import waiting_daemon
 
 
 def _names_file(cmdline: tuple[str, ...], name: str) -> bool:
@@ -77,7 +78,10 @@ def _rule_stuck(ws: Workspace) -> list[Finding]:
     current_name = os.path.basename(current) if isinstance(current, str) else None
     state = ws.status_value("state")
     out = []
+    waiting = waiting_daemon(ws)
     for f in ws.queue.processing:
+        if waiting and waiting.get("waiting_file") == f.name:
+            continue  # held by a daemon waiting for disk space: disk.low-space says so
         mentioned = any(_names_file(p.cmdline, f.name) for p in trainings)
         in_status = current_name == f.name and state == "training"
         if not (mentioned or (trainings and in_status)):

@@ -5,7 +5,9 @@ own session (`trainer.train_file`, or a launcher running it), so the daemon dyin
 kills training, and a new daemon *adopts* a child it finds still running (PID and start
 time from status/daemon_state.json, or a process-table scan) instead of starting a
 second one. A child that dies is resumed from its last complete checkpoint; after
-`max_failures` attempts its file goes to failed/ with the error.
+`max_failures` attempts its file goes to failed/ with the error. A child that runs out of
+disk space is no failure: the daemon waits (state `waiting`, with the reason) and resumes
+the file from its last complete checkpoint once one checkpoint fits again (diskspace.py).
 
 Control (pause/resume/stop) is files in control/ that the child honours at the next
 step boundary; the daemon mirrors them in its state file and stops taking new files.
@@ -31,13 +33,14 @@ from healthkit.procs import probe, read_pid_file, start_time_matches
 
 from . import checkpoints as ck
 from . import control as ctl
+from . import diskspace as ds
 from . import queue as q
 from .data import DataError, read_texts
 from .launch import DAEMON_MODULE, arg_value, child_command, child_env, find_training, is_training, spawn_detached
-from .layout import EXIT_ALREADY_RUNNING, EXIT_CONFIG, EXIT_DATA, EXIT_OK, EXIT_STOPPED, Layout, iso_now, log_to
+from .layout import EXIT_ALREADY_RUNNING, EXIT_CONFIG, EXIT_DATA, EXIT_DISK_FULL, EXIT_OK, EXIT_STOPPED, Layout, iso_now, log_to
 from .pidfile import DaemonLock, running_daemon
 from .preflight import describe, run_preflight
-from .state import read_json, read_state, update_state, update_status
+from .state import ensure_reserve, flush_pending, read_json, read_state, update_state, update_status
 
 log = logging.getLogger("trainer.daemon")
 
@@ -95,6 +98,7 @@ class Daemon:
         self.warnings: list[str] = []
         self.stop_request: dict[str, str] | None = None  # who asked for the stop, when, why (recorded at exit)
         self._last_progress = 0.0
+        self.disk_wait: ds.DiskWait | None = None
 
     # lifecycle -----------------------------------------------------------------
     def run(self) -> int:
@@ -137,6 +141,7 @@ class Daemon:
         self.cfg = pf.config
         self.warnings = pf.warnings
         lay.ensure()
+        ensure_reserve(lay.status_dir)
         ctl.clear(lay, "stop")  # a stop left from before this start is not a request to this daemon
         me = psutil.Process()
         req = ctl.read(lay)
@@ -193,6 +198,7 @@ class Daemon:
         lay = self.layout
         while True:
             self.heartbeat = time.monotonic()
+            flush_pending()  # state writes a full disk refused earlier
             req = ctl.read(lay)
             if req.resume:
                 ctl.clear(lay, "resume")
@@ -215,6 +221,9 @@ class Daemon:
             if self.paused:
                 time.sleep(POLL_S)
                 continue
+            if self.disk_wait is not None:
+                self._check_disk()
+                continue
             nxt = self._next_file()
             if nxt is None:
                 self._set_idle()
@@ -223,6 +232,8 @@ class Daemon:
             orphan = find_training(lay)
             if orphan:  # never a second training beside one already running: adopt it, the file waits
                 self._adopt_proc(orphan[0], None)
+                continue
+            if not self._room_for(nxt.name):
                 continue
             self._start_child(nxt)
 
@@ -233,7 +244,8 @@ class Daemon:
             log.info("paused: %s", req.pause_reason)
         elif not req.pause and self.paused:
             self.paused = False
-            update_state(self.layout.daemon_state, state="running", paused_at=None, pause_reason=None)  # never sticky
+            update_state(self.layout.daemon_state, state="waiting" if self.disk_wait else "running", paused_at=None,
+                         pause_reason=None)  # never sticky
             log.info("resumed")
 
     def _set_idle(self) -> None:
@@ -355,6 +367,9 @@ class Daemon:
             self._write_crash_status(name, err, "failed")
         elif rc == EXIT_STOPPED or outcome == "stopped":
             log.info("%s stopped at step %s; it resumes from its checkpoint on the next start", name, res.get("step"))
+        elif still_here and self._out_of_space(rc, outcome):
+            log.warning("child PID %d for %s ran out of disk space (exit code %s): no failure is counted", child.pid, name, rc)
+            self._room_for(name)
         elif not still_here:
             log.warning("child PID %d for %s ended and the file is no longer in processing/", child.pid, name)
         else:
@@ -381,6 +396,48 @@ class Daemon:
         update_state(lay.daemon_state, current_file=None, child_pid=None, child_started_at=None, adopted=False,
                      last_exit={"file": name, "code": rc, "outcome": outcome, "at": iso_now()})
 
+    # disk full -----------------------------------------------------------------
+    def _space(self) -> ds.Space:
+        return ds.measure(self.layout, self.layout.resolve(self.cfg.base_model))
+
+    def _out_of_space(self, rc: int | None, outcome: Any) -> bool:
+        """The child said so (exit code, result), or it died some other way with no room left for a checkpoint."""
+        if rc == EXIT_DISK_FULL or outcome == "disk-full":
+            return True
+        return rc != EXIT_OK and not self._space().enough
+
+    def _room_for(self, name: str) -> bool:
+        """Whether a checkpoint fits; if not, wait (state `waiting`, with the reason) instead of starting ``name``."""
+        space = self._space()
+        if space.enough:
+            return True
+        self.idle = False
+        self.disk_wait = ds.DiskWait(name, space, iso_now())
+        log.error("%s: %s waits in processing/ and resumes from its last complete checkpoint once there is room",
+                  space.reason(), name)
+        update_state(self.layout.daemon_state, **self.disk_wait.state())
+        update_status(self.layout.status, state="waiting", current_file=name, eta_seconds=None, error=space.reason())
+        return False
+
+    def _check_disk(self) -> None:
+        """Look at free space when the backoff says so; resume (the loop starts the file) once a checkpoint fits."""
+        wait = self.disk_wait
+        assert wait is not None
+        if not wait.due():
+            time.sleep(POLL_S)
+            return
+        space = self._space()
+        if not space.enough:
+            wait.checked(space)
+            update_state(self.layout.daemon_state, **wait.state())
+            return
+        log.info("disk space is back: %d bytes free on %s (a checkpoint needs ~%d); resuming %s", space.free, space.mount,
+                 space.need, wait.file)
+        self.disk_wait = None
+        ensure_reserve(self.layout.status_dir)
+        update_state(self.layout.daemon_state, state="running", resumed_after_disk_full_at=iso_now(), **ds.CLEARED)
+        update_status(self.layout.status, error=None)
+
     def _write_crash_status(self, name: str, error: str, what: str) -> None:
         update_status(self.layout.status, state="crashed", current_file=name, error=f"{what}: {error}", eta_seconds=None)
 
@@ -396,6 +453,8 @@ class Daemon:
             reason = f"daemon loop has not run for {time.monotonic() - self.heartbeat:.0f}s"
         elif d.get("state") in ("crashed", "gave-up"):
             reason = f"daemon state is {d.get('state')}"
+        elif d.get("state") == "waiting":
+            reason = f"waiting: {d.get('waiting_reason')}"
         elif self.child is not None and t.get("state") == "training":
             age = time.time() - _epoch(t.get("updated_at"))
             if age > 900:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,6 +17,7 @@ EXIT_OK = 0
 EXIT_DATA = 65  # EX_DATAERR: the queue file itself is bad; retrying cannot help
 EXIT_STOPPED = 75  # a stop request was honoured (checkpoint saved); the file stays in processing/
 EXIT_ALREADY_RUNNING = 73  # another daemon holds the lock
+EXIT_DISK_FULL = 74  # EX_IOERR: a write failed for lack of space; the daemon waits for room, then resumes
 EXIT_CONFIG = 78  # EX_CONFIG: config.json invalid, docs drift (policy fail), or evaluation cannot run
 
 
@@ -117,15 +119,44 @@ class Layout:
             d.mkdir(parents=True, exist_ok=True)
 
 
+class TolerantFileHandler(logging.FileHandler):
+    """A log file a full disk cannot break: a line that fails is dropped (no traceback on stderr, which is on the same
+    disk), the file is reopened on the next line, and the count of lost lines is logged once writing works again."""
+
+    def __init__(self, filename: Path) -> None:
+        super().__init__(filename, encoding="utf-8", delay=True)
+        self.lost = 0
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self.lost += 1
+        stream, self.stream = self.stream, None  # type: ignore[assignment]
+        if stream is not None:
+            try:
+                stream.close()  # drops what the failed flush left buffered
+            except OSError:
+                pass
+
+    def emit(self, record: logging.LogRecord) -> None:
+        lost = self.lost
+        super().emit(record)
+        if lost and self.lost == lost:
+            self.lost = 0
+            note = logging.makeLogRecord({"name": record.name, "levelno": logging.WARNING, "levelname": "WARNING",
+                                          "msg": "%d log line(s) lost while the log could not be written (disk full?)",
+                                          "args": (lost,)})
+            super().emit(note)
+
+
 def log_to(layout: Layout, filename: str, role: str) -> None:
     """Log this process to logs/<filename> and stderr, each line naming its role and PID."""
-    import logging
     import sys
 
     layout.logs.mkdir(parents=True, exist_ok=True)
     fmt = logging.Formatter(f"%(asctime)s [{role} %(process)d] %(levelname)s %(message)s")
     root = logging.getLogger()
     root.setLevel(logging.INFO)
-    for handler in (logging.FileHandler(layout.logs / filename, encoding="utf-8"), logging.StreamHandler(sys.stderr)):
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.handleError = lambda record: None  # type: ignore[method-assign]  # stderr is a file on the same disk
+    for handler in (TolerantFileHandler(layout.logs / filename), stderr):
         handler.setFormatter(fmt)
         root.addHandler(handler)

@@ -14,10 +14,10 @@ import os
 
 import psutil
 
-from healthkit.fsutil import atomic_write
 from healthkit.procs import read_pid_file
 
 from .layout import Layout
+from .state import write_using_reserve
 
 
 class DaemonLock:
@@ -36,7 +36,7 @@ class DaemonLock:
             return False
         self._lock_fd = fd
         me = psutil.Process()
-        atomic_write(self.layout.pid_file, f"{me.pid} {me.create_time():.2f}\n")
+        write_using_reserve(self.layout.pid_file, f"{me.pid} {me.create_time():.2f}\n", self.layout.status_dir)
         pfd = os.open(self.layout.pid_file, os.O_RDONLY | os.O_CLOEXEC)
         fcntl.flock(pfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._pid_fd = pfd

@@ -26,9 +26,10 @@ from typing import Any
 
 from .launch import child_env
 from .layout import EXIT_ALREADY_RUNNING, EXIT_CONFIG, EXIT_OK, Layout, iso_now, log_to
-from .state import update_state
+from .state import flush_pending, update_state
 
 log = logging.getLogger("trainer.supervise")
+RECORD_WAIT_S = 60.0
 
 
 class Supervisor:
@@ -62,7 +63,7 @@ class Supervisor:
         while True:
             argv = [sys.executable, "-m", "trainer.daemon", "--workspace", str(lay.base), "--restarts", str(restarts), "--supervised"]
             t0 = time.monotonic()
-            with open(lay.logs / "daemon.out", "ab") as out:
+            with _daemon_out(lay) as out:
                 self.proc = subprocess.Popen(argv, cwd=lay.base, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                              env=child_env())
             log.info("daemon started: PID %d (restart %d)", self.proc.pid, restarts)
@@ -76,16 +77,13 @@ class Supervisor:
                 return EXIT_ALREADY_RUNNING
             if rc == EXIT_CONFIG:
                 reason = "the daemon refused its configuration (see logs/daemon.log); restarting cannot fix that"
-                log.error("giving up: %s", reason)
-                update_state(lay.daemon_state, state="gave-up", pid=None, gave_up_at=iso_now(), gave_up_reason=reason)
+                self._give_up(reason)
                 return EXIT_CONFIG
             how = f"signal {-rc}" if rc < 0 else f"exit code {rc}"
             fast = fast + 1 if lived < self.fast_s else 1
             if fast >= self.max_fast_failures:
                 reason = f"the daemon crashed {fast} times in a row, each within {self.fast_s:g}s of its start (last: {how})"
-                log.error("giving up: %s", reason)
-                update_state(lay.daemon_state, state="gave-up", pid=None, gave_up_at=iso_now(), gave_up_reason=reason,
-                             restarts=restarts)
+                self._give_up(reason, restarts=restarts)
                 return 1
             delay = min(self.max_backoff_s, self.backoff_s * 2 ** (fast - 1))
             restarts += 1
@@ -96,6 +94,25 @@ class Supervisor:
                 time.sleep(0.1)
             if self.stopping:
                 return EXIT_OK
+
+
+    def _give_up(self, reason: str, **extra: object) -> None:
+        """Record why in the state file; on a full disk keep trying (up to RECORD_WAIT_S) rather than end unrecorded."""
+        log.error("giving up: %s", reason)
+        update_state(self.layout.daemon_state, state="gave-up", pid=None, gave_up_at=iso_now(), gave_up_reason=reason, **extra)
+        deadline = time.monotonic() + RECORD_WAIT_S
+        while not flush_pending() and time.monotonic() < deadline and not self.stopping:
+            time.sleep(1.0)
+        if not flush_pending():
+            sys.stderr.write(f"healthkit supervisor: gave up ({reason}); the state file could not be written\n")
+
+
+def _daemon_out(lay: Layout) -> Any:
+    """logs/daemon.out for the daemon's stdout and stderr; /dev/null when it cannot be opened (a full disk)."""
+    try:
+        return open(lay.logs / "daemon.out", "ab")
+    except OSError:
+        return open(os.devnull, "ab")
 
 
 def systemd_unit(base: Path, user: str | None = None) -> str:

@@ -4,7 +4,7 @@ Started by the daemon (directly, or under torchrun/accelerate launch: every rank
 this; rank 0 alone writes status, results and moves files). Exit codes: 0 completed
 (the file is in done/, its final model in models/<stem>/), 65 the data is bad (the file
 is in failed/), 75 stopped on request (a checkpoint was saved; the file stays in
-processing/), anything else a crash (the daemon resumes from the last complete checkpoint).
+processing/), 74 the disk is full (the daemon waits for space, then resumes), anything else a crash (the daemon resumes from the last complete checkpoint).
 """
 
 from __future__ import annotations
@@ -13,18 +13,22 @@ import argparse
 import dataclasses
 import logging
 import os
+import shutil
 import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from healthkit.config_model import TrainingConfig
 
 from . import checkpoints as ck
 from . import queue as q
 from .data import DataError, TokenizedDataset, read_texts, split
-from .layout import EXIT_DATA, EXIT_OK, EXIT_STOPPED, Layout, iso_now
+from .diskspace import out_of_room
+from .layout import EXIT_DATA, EXIT_DISK_FULL, EXIT_OK, EXIT_STOPPED, Layout, iso_now
 from .preflight import load_config
 from .state import write_json
 
@@ -178,14 +182,42 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as exc:  # noqa: BLE001 - say why before dying; the daemon decides on a retry
         if isinstance(exc, SystemExit):
             raise
-        err = f"{type(exc).__name__}: {exc}"
-        log.error("training crashed: %s\n%s", err, traceback.format_exc())
+        return _crashed(layout, a.file.name, rank, exc)
+
+
+def _drop_cut_short_save(layout: Layout, name: str) -> None:
+    """Remove the checkpoint this process's failed save left: incomplete, no marker of another file, made after we
+    started (so provably ours). It frees its space now and never looks like a checkpoint to resume from."""
+    try:
+        started = psutil.Process().create_time()
+    except psutil.Error:
+        return
+    for _, p in reversed(ck.checkpoints(layout.checkpoints)):
+        try:
+            made = p.stat().st_ctime
+        except OSError:
+            continue
+        if made >= started and not ck.is_complete(p) and ck.owner_of(p) in (None, name):
+            shutil.rmtree(p, ignore_errors=True)
+            log.info("removed %s: the incomplete checkpoint the failed save left", p.name)
+
+
+def _crashed(layout: Layout, name: str, rank: str, exc: BaseException) -> int:
+    """Say why before dying: EXIT_DISK_FULL for a write that found no space, 1 for anything else."""
+    err = f"{type(exc).__name__}: {exc}"
+    full = out_of_room(layout, exc)
+    if full:
+        log.error("disk full: %s (the last complete checkpoint survives; the daemon resumes when there is room)", err)
         if rank == "0":
-            try:
-                write_result(layout, a.file.name, "crashed", error=err)
-            except OSError:
-                pass
-        return 1
+            _drop_cut_short_save(layout, name)
+    else:
+        log.error("training crashed: %s\n%s", err, traceback.format_exc())
+    if rank == "0":
+        try:
+            write_result(layout, name, "disk-full" if full else "crashed", error=err)
+        except OSError:
+            pass  # on a full disk the exit code says it
+    return EXIT_DISK_FULL if full else 1
 
 
 if __name__ == "__main__":

@@ -309,6 +309,7 @@ def run_fix(path: str | Path, opts: FixOptions, out: TextIO | None = None) -> Fi
                 except OSError as jexc:
                     outcome = failed(f"{outcome.message}; and the journal could not be written: {jexc}")
             run.outcomes.append((p, outcome))
+            _catch_up(journal, lock)
             out.write(f"[{i}] {outcome.status:<8} {p.fix_id}: {outcome.message.splitlines()[0] if outcome.message else ''}\n")
             for extra in outcome.message.splitlines()[1:]:
                 out.write(f"             {extra}\n")
@@ -318,7 +319,29 @@ def run_fix(path: str | Path, opts: FixOptions, out: TextIO | None = None) -> Fi
         _print_results(run, out)
         return run
     finally:
+        _close_journal(journal, out)
         lock.release()
+
+
+def _catch_up(journal: Journal, lock: FixLock) -> None:
+    """After an action (which may have freed space): write the journal lines and the lock's PID a full disk held back."""
+    journal.flush()
+    lock.write_pid()
+
+
+def _close_journal(journal: Journal, out: TextIO) -> None:
+    """The journal is complete when a run ends; room is preallocated for the next run, which may find the disk full."""
+    if journal.dry_run or not journal.entries:
+        return  # a run that journalled nothing leaves the workspace untouched
+    try:
+        if not journal.flush():
+            out.write(f"\nThe disk is full: {len(journal.unwritten)} journal line(s) could not be written to "
+                      f"{journal.path}; here they are:\n")
+            for line in journal.unwritten:
+                out.write(line.decode("utf-8", "replace"))
+        journal.preallocate()
+    except OSError as exc:
+        out.write(f"\nThe journal {journal.path} could not be written: {exc.strerror or exc}\n")
 
 
 def _compare(run: FixRun, before: Report, after: Report) -> None:

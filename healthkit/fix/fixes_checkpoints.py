@@ -183,7 +183,8 @@ def _keep_rule(ctx: PlanContext, finding: Finding, ref: FixRef) -> tuple[int, Sa
     return 0, Safety.UNSAFE, ""
 
 
-@fixer("prune-checkpoints", order=50, codes=("checkpoints.bloat", "checkpoints.no-retention"), safety=(Safety.SAFE, Safety.UNSAFE))
+@fixer("prune-checkpoints", order=50, codes=("checkpoints.bloat", "checkpoints.no-retention", "disk.low-space"),
+       safety=(Safety.SAFE, Safety.UNSAFE))
 def plan_prune(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
     ws = ctx.ws
     best = finding.data.get("best")

@@ -3,6 +3,10 @@
 The kernel drops an flock when its holder dies, so a crashed (even SIGKILLed) run can
 never leave the lock held. The file is never removed or replaced (a stable inode); the
 holder writes its PID and start time into it so that a refused run can say who holds it.
+
+The lock needs no free blocks: opening (or creating: an inode, no data) and flock work on a
+full disk. Only the PID needs a block; when the disk is full it is written later
+(`write_pid`, retried by the engine once an action has freed space).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ class FixLock:
         self.path = base / LOCK_NAME
         self.wait_s = wait_s
         self.fd: int | None = None
+        self.pid_written = False
 
     def holder(self) -> str:
         try:
@@ -53,16 +58,28 @@ class FixLock:
                     raise LockBusy(f"another `healthkit fix` run ({who}) is working on this workspace{waited}; "
                                    f"nothing was changed. Try again later, or pass --wait SECONDS") from None
                 time.sleep(0.1)
+        self.fd = fd
+        self.pid_written = False
+        self.write_pid()
+        return self
+
+    def write_pid(self) -> bool:
+        """Write our PID and start time into the held lock; False (no error) while the disk has no block for it."""
+        if self.fd is None or self.pid_written:
+            return self.fd is not None
         try:
             import psutil
 
             start = f" {psutil.Process().create_time():.2f}"
         except Exception:  # noqa: BLE001 - the start time is informative only
             start = ""
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}{start}\n".encode(), 0)
-        self.fd = fd
-        return self
+        try:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, f"{os.getpid()}{start}\n".encode(), 0)
+        except OSError:
+            return False  # a full disk: the flock alone excludes other runs; the PID only names us
+        self.pid_written = True
+        return True
 
     def release(self) -> None:
         if self.fd is not None:
