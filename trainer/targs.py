@@ -38,6 +38,21 @@ def _construct(cuda: bool, **kw: Any) -> None:
         TrainingArguments(output_dir=tmp, report_to="none", use_cpu=not cuda, **kw)
 
 
+def normalized(training_args: dict[str, Any], fields: set[str]) -> dict[str, Any]:
+    """training_args as this transformers takes them: `warmup_ratio` (gone in transformers 5) becomes a
+    fractional `warmup_steps`, which transformers 5 reads as the same share of the steps."""
+    out = dict(training_args)
+    if "warmup_ratio" in out and "warmup_ratio" not in fields:
+        out["warmup_steps"] = out.pop("warmup_ratio")
+    return out
+
+
+def arg_fields() -> set[str]:
+    from transformers import TrainingArguments
+
+    return {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
+
+
 def precision_problems(cfg: TrainingConfig, cuda: bool) -> list[str]:
     return [f"{k} is true but this machine has no CUDA GPU: mixed precision does not train on a CPU here "
             f"(set {k} to false; CPU training runs in float32)" for k in PRECISION if cfg.arg(k) and not cuda]
@@ -51,6 +66,10 @@ def check_training_args(cfg: TrainingConfig, cuda: bool) -> list[str]:
     fields = {f.name: f for f in dataclasses.fields(TrainingArguments) if f.init}
     errors = precision_problems(cfg, cuda)
     for key, value in cfg.training_args.items():
+        if key == "warmup_ratio" and key not in fields:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                errors.append(f"training_args.warmup_ratio: must be a number in [0, 1), not {value!r}")
+            continue
         if key not in fields:
             near = difflib.get_close_matches(key, list(fields), n=1)
             errors.append(f"training_args.{key}: not a TrainingArguments field of transformers {transformers.__version__}"
@@ -66,7 +85,7 @@ def check_training_args(cfg: TrainingConfig, cuda: bool) -> list[str]:
             errors.append(f"training_args.{key}: {why}")
     if not errors and cfg.training_args:
         try:
-            _construct(cuda, **{k: v for k, v in cfg.training_args.items() if k not in PRECISION})
+            _construct(cuda, **{k: v for k, v in normalized(cfg.training_args, set(fields)).items() if k not in PRECISION})
         except (ValueError, TypeError, ImportError) as exc:
             errors.append(f"training_args ({', '.join(cfg.training_args)}) together: {str(exc).strip().splitlines()[0]}")
     return errors

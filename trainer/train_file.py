@@ -24,6 +24,7 @@ from healthkit.config_model import TrainingConfig
 from . import checkpoints as ck
 from . import queue as q
 from .data import ChatDataset, DataError, TokenizedDataset, read_examples, split
+from .targs import normalized
 from .modeling import base_source, is_adapter, load_model, save_merged
 from .layout import EXIT_DATA, EXIT_OK, EXIT_STOPPED, Layout, iso_now
 from .preflight import load_config
@@ -79,10 +80,11 @@ def training_arguments(cfg: TrainingConfig, layout: Layout, has_eval: bool, worl
     if world > 1:
         kw["ddp_backend"] = "nccl" if cuda else "gloo"
         kw["ddp_find_unused_parameters"] = False
-    kw.update(cfg.training_args)  # checked against TrainingArguments at start (targs.py); trainer-owned keys refused
-    if cfg.lora and kw.get("gradient_checkpointing"):
-        kw.setdefault("gradient_checkpointing_kwargs", {"use_reentrant": False})  # frozen inputs: reentrant would drop grads
     known = {f.name for f in dataclasses.fields(TrainingArguments)}
+    kw.update(normalized(cfg.training_args, known))  # checked against TrainingArguments at start (targs.py)
+    if cfg.lora and (kw.get("gradient_checkpointing") or kw.get("activation_checkpointing")):
+        ckw = "activation_checkpointing_kwargs" if "activation_checkpointing_kwargs" in known else "gradient_checkpointing_kwargs"
+        kw.setdefault(ckw, {"use_reentrant": False})  # frozen inputs: reentrant checkpointing would drop the adapter's grads
     return TrainingArguments(**{k: v for k, v in kw.items() if k in known})
 
 
