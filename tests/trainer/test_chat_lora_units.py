@@ -153,3 +153,14 @@ def test_preflight_refuses_chat_data_without_a_template(tmp_path: Path, tiny_mod
     cfg = json.loads(lay.config.read_text())
     lay.config.write_text(json.dumps({**cfg, "chat_template": "{% for m in messages %}{{ m['content'] }}{% endfor %}"}))
     assert run_preflight(lay, drift=False).ok
+
+
+def test_init_tiny_model_tokenizer_has_a_chat_template(tmp_path: Path) -> None:
+    from trainer.preflight import has_chat_template
+
+    init_workspace(tmp_path / "ws", tiny_model=True)
+    base = tmp_path / "ws" / "models" / "base"
+    assert has_chat_template(base)
+    tok = transformers.AutoTokenizer.from_pretrained(base)
+    f = chat_features(tok, CONVERSATION[1:3], None, 64)
+    assert _labelled(tok, f) == "Paris is it.<|endoftext|>"
