@@ -132,6 +132,13 @@ def datasets(tokenizer: Any, cfg: TrainingConfig, name: str, fmt: str, examples:
     return ChatDataset(tokenizer, examples, cfg.max_seq_length, name=name), held_ds, collator
 
 
+def peak_rss() -> int:
+    """This process's peak resident set size in bytes (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def fail_data(layout: Layout, name: str, file: Path, exc: DataError, rank0: bool) -> int:
     log.error("cannot train %s: %s", name, exc)
     if rank0:
@@ -200,6 +207,7 @@ def run(layout: Layout, file: Path, attempt: int, resume_from: str | None) -> in
     out = trainer.train(resume_from_checkpoint=resume_from)
     speed = {k: out.metrics[k] for k in ("train_runtime", "train_steps_per_second") if k in out.metrics}
     speed["train_cpu_s"] = round(time.process_time() - cpu0, 3)  # all threads of this process, hooks included
+    speed["peak_rss_bytes"] = peak_rss()  # LoRA against full fine-tuning: the adapter's whole point
     if cb.stop_requested:
         log.info("stopped on request at step %d; checkpoint saved", trainer.state.global_step)
         if rank0:
