@@ -1,6 +1,12 @@
 """Steps per second of the tiny model: our daemon + callbacks against a bare `Trainer.train()`, same data, same run.
 
-    python bench/bench_trainer.py [--rounds 3] [--steps 200]
+    python bench/bench_trainer.py [--rounds 3] [--steps 200] [--modes full,lora]
+
+Modes: `full` fine-tunes every weight; `lora` trains a LoRA adapter, against a bare
+`peft.get_peft_model` + `Trainer.train()` with the same LoraConfig. Rounds interleave
+the modes (bare then daemon, per mode), and each mode's ratio is the median of its
+per-round ratios. The peak RSS of the daemon's child (the training process) is
+reported per mode, so LoRA's memory saving is measured on the same model and data.
 
 Both sides use the same TrainingArguments (logging, evaluation and checkpointing
 included), the same tokenized data and the same model; the daemon side is the full
@@ -48,6 +54,12 @@ def bare_once(base: Path, data: Path) -> dict:
     texts, val = split(read_texts(data), cfg.validation_split, cfg.seed)
     tok = AutoTokenizer.from_pretrained(lay.resolve(cfg.base_model))
     model = AutoModelForCausalLM.from_pretrained(lay.resolve(cfg.base_model))
+    if cfg.lora:
+        from peft import get_peft_model
+
+        from trainer.modeling import lora_config
+
+        model = get_peft_model(model, lora_config(cfg.lora))
     scratch = base / "bare_out"
     shutil.rmtree(scratch, ignore_errors=True)
     args = training_arguments(cfg, Layout.of(scratch), True, 1)
@@ -58,7 +70,10 @@ def bare_once(base: Path, data: Path) -> dict:
     out = trainer.train()
     cpu = time.process_time() - cpu0
     shutil.rmtree(scratch, ignore_errors=True)
-    return {"steps_per_s": float(out.metrics["train_steps_per_second"]), "steps": trainer.state.global_step, "cpu_s": cpu}
+    import resource
+
+    return {"steps_per_s": float(out.metrics["train_steps_per_second"]), "steps": trainer.state.global_step, "cpu_s": cpu,
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
 
 
 def bare_round(base: Path, data: Path) -> dict:
@@ -72,6 +87,7 @@ def daemon_round(base: Path, data: Path, n: int) -> dict:
     from trainer import queue as q
     from trainer.daemon import start_daemon, stop_daemon
     from trainer.layout import Layout
+    from trainer.state import read_json
 
     lay = Layout.of(base)
     name = f"bench{n}.jsonl"
@@ -80,20 +96,53 @@ def daemon_round(base: Path, data: Path, n: int) -> dict:
     start_daemon(base)
     try:
         deadline = time.monotonic() + 900
-        while not (lay.done / name).exists():
+        while not ((lay.done / name).exists() and (res := read_json(lay.last_result)).get("file") == name):
             if (lay.failed / name).exists() or time.monotonic() > deadline:
                 raise RuntimeError(f"{name} did not train: see {lay.logs}")
-            time.sleep(0.2)
-        res = json.loads(lay.last_result.read_text())
+            time.sleep(0.2)  # the child moves the file to done/ just before it writes its result
     finally:
         stop_daemon(base, 60)
-    return {"steps_per_s": float(res["train_steps_per_second"]), "steps": res["step"], "cpu_s": float(res["train_cpu_s"])}
+    return {"steps_per_s": float(res["train_steps_per_second"]), "steps": res["step"], "cpu_s": float(res["train_cpu_s"]),
+            "peak_rss_bytes": res.get("peak_rss_bytes")}
+
+
+LORA = {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": "all-linear"}
+
+
+def setup(work: Path, modes: list[str], steps: int, n_embd: int, n_layer: int) -> dict[str, Path]:
+    """One workspace per mode, sharing one tiny model (copied) and one data file."""
+    from trainer.init import init_workspace
+    from trainer.tiny import build_tiny_model
+
+    model = build_tiny_model(work / "model", vocab_size=512, n_layer=n_layer, n_embd=n_embd, n_head=4, n_positions=64)
+    out = {}
+    for mode in modes:
+        base = work / f"ws-{mode}"
+        init_workspace(base, max_steps=steps, **BENCH_CONFIG, **({"lora": LORA} if mode == "lora" else {}))
+        shutil.copytree(model, base / "models" / "base")
+        out[mode] = base
+    return out
+
+
+def summary(rows: list[tuple[dict, dict]]) -> dict:
+    wall = [o["steps_per_s"] / b["steps_per_s"] for b, o in rows]
+    cpu = [(o["steps"] / o["cpu_s"]) / (b["steps"] / b["cpu_s"]) for b, o in rows]
+    rss = [o["peak_rss_bytes"] for _, o in rows if o.get("peak_rss_bytes")]
+    return {"ratio_wall_median": round(statistics.median(wall), 4), "ratio_cpu_median": round(statistics.median(cpu), 4),
+            "ratios_wall": [round(x, 3) for x in wall],
+            "bare_steps_per_s_median": round(statistics.median(b["steps_per_s"] for b, _ in rows), 2),
+            "daemon_steps_per_s_median": round(statistics.median(o["steps_per_s"] for _, o in rows), 2),
+            "child_peak_rss_mib_median": round(statistics.median(rss) / 2**20, 1) if rss else None,
+            "bare_peak_rss_mib_median": round(statistics.median(b["peak_rss_bytes"] for b, _ in rows) / 2**20, 1)}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--modes", default="full,lora", help="comma-separated: full, lora")
+    ap.add_argument("--n-embd", type=int, default=64, help="model width (wider: memory, not hooks, dominates)")
+    ap.add_argument("--n-layer", type=int, default=2)
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch/OpenMP threads on both sides (1: spinning thread pools on a shared machine are pure noise)")
@@ -105,31 +154,29 @@ def main() -> int:
     if a.threads:
         for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[k] = str(a.threads)  # inherited by the bare subprocess and the daemon's child alike
-    from trainer.init import init_workspace
-    from trainer.tiny import build_tiny_model, sample_texts, write_jsonl
+    from trainer.tiny import sample_texts, write_jsonl
 
+    modes = [m.strip() for m in a.modes.split(",") if m.strip()]
     work = a.workdir or Path(tempfile.mkdtemp(prefix="healthkit-bench-"))
-    base = work / "ws"
-    init_workspace(base, max_steps=a.steps, **BENCH_CONFIG)
-    build_tiny_model(base / "models" / "base", vocab_size=512, n_layer=2, n_embd=64, n_head=4, n_positions=64)
+    spaces = setup(work, modes, a.steps, a.n_embd, a.n_layer)
     data = write_jsonl(work / "data.jsonl", sample_texts(800, seed=7, words=24))
-    wall, cpu = [], []
-    for i in range(a.rounds):  # alternate, pairwise: slow drift of a shared machine hits both sides of a round
-        b = bare_round(base, data)
-        o = daemon_round(base, data, i)
-        wall.append(o["steps_per_s"] / b["steps_per_s"])
-        cpu.append((o["steps"] / o["cpu_s"]) / (b["steps"] / b["cpu_s"]))
-        print(f"round {i + 1}: bare {b['steps_per_s']:.2f} steps/s ({b['cpu_s']:.1f} CPU s), daemon+callbacks "
-              f"{o['steps_per_s']:.2f} steps/s ({o['cpu_s']:.1f} CPU s): ratio {wall[-1]:.3f} wall, {cpu[-1]:.3f} CPU",
-              file=sys.stderr, flush=True)
-    costs = json.loads((base / "monitoring_costs.json").read_text()).get("training", {})
-    result = {"steps": a.steps, "rounds": a.rounds, "ratio_wall_median": round(statistics.median(wall), 4),
-              "ratio_cpu_median": round(statistics.median(cpu), 4), "target": 0.97, "hook_share": costs.get("hook_share"),
-              "load_avg": os.getloadavg()}
+    rows: dict[str, list[tuple[dict, dict]]] = {m: [] for m in modes}
+    for i in range(a.rounds):  # interleaved, pairwise: slow drift of a shared machine hits both sides of a round
+        for mode in modes:
+            b = bare_round(spaces[mode], data)
+            o = daemon_round(spaces[mode], data, i)
+            rows[mode].append((b, o))
+            print(f"round {i + 1} {mode}: bare {b['steps_per_s']:.2f} steps/s ({b['cpu_s']:.1f} CPU s), daemon+callbacks "
+                  f"{o['steps_per_s']:.2f} steps/s ({o['cpu_s']:.1f} CPU s): ratio {o['steps_per_s'] / b['steps_per_s']:.3f}; "
+                  f"child peak RSS {(o.get('peak_rss_bytes') or 0) / 2**20:.0f} MiB", file=sys.stderr, flush=True)
+    result = {"steps": a.steps, "rounds": a.rounds, "n_embd": a.n_embd, "n_layer": a.n_layer, "target": 0.97, "load_avg": os.getloadavg()}
+    for mode in modes:
+        costs = json.loads((spaces[mode] / "monitoring_costs.json").read_text()).get("training", {})
+        result[mode] = {**summary(rows[mode]), "hook_share": costs.get("hook_share")}
     print(json.dumps(result, indent=2))
     if not a.workdir:
         shutil.rmtree(work, ignore_errors=True)
-    return 0 if result["ratio_wall_median"] >= 0.97 else 1
+    return 0 if all(result[m]["ratio_wall_median"] >= 0.97 for m in modes) else 1
 
 
 if __name__ == "__main__":

@@ -142,6 +142,16 @@ def _impact(ws: Workspace, orphans: list[ProcInfo]) -> list[str]:
     return out
 
 
+def _refusal(ws: Workspace) -> list[str]:
+    """Why the last start was refused, as the daemon recorded it (its start-up checks, exit 78)."""
+    st = ws.daemon_state
+    err = st.data.get("error") if st.is_object and st.data.get("state") in ("stopped", "gave-up") else None
+    if not isinstance(err, str) or not err.strip():
+        return []
+    when = st.data.get("stopped_at") or st.data.get("gave_up_at")
+    return [f"The last start was refused{f' ({when})' if when else ''}: " + redact_text(" | ".join(err.strip().splitlines()))[:600]]
+
+
 def _root_cause(ws: Workspace) -> tuple[list[str], list[Evidence]]:
     lines: list[str] = []
     evidence: list[Evidence] = []
@@ -343,7 +353,7 @@ def _rule_not_running(ws: Workspace, seen: _Seen) -> None:
         pid_rel, n = q(ws, pf.path), len(ws.queue.pending)
         seen.findings.append(Finding(
             code=NOT_RUNNING.code, severity=Severity.WARNING, title="Daemon is not running",
-            problem=[f"No `{pid_rel}` and no daemon process, while there is work: {', '.join(why)}"],
+            problem=[f"No `{pid_rel}` and no daemon process, while there is work: {', '.join(why)}", *_refusal(ws)],
             impact=_impact(ws, seen.trainings),
             evidence=[Evidence(f"ls {pid_rel}", f"ls: cannot access '{ws.rel(pf.path)}': No such file or directory"),
                       Evidence(f"ls {' '.join(shlex.quote(x) for x in ws.settings.paths.queue_pending)} | wc -l", str(n))],

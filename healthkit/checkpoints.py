@@ -30,6 +30,8 @@ STATE_FILE = "trainer_state.json"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "adapter_model.safetensors", "adapter_model.bin", "tf_model.h5",
                 "flax_model.msgpack")
 INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")  # a LoRA (peft) checkpoint: these + its config
+ADAPTER_CONFIG = "adapter_config.json"
 TRAINING_STATE_FILES = ("optimizer.pt", "scheduler.pt")
 HEAD_BYTES = 4096  # HF's keys before log_history take a few hundred bytes
 MAX_HEAD_BYTES = 64 * 1024  # a longer head is read once before giving up on the bounded read
@@ -173,6 +175,8 @@ def _weight_problems(path: Path, files: frozenset[str]) -> list[str]:
             problems.append(f"{index} is unreadable")
     elif not weights:
         problems.append("no model weights (model.safetensors, pytorch_model.bin or an adapter)")
+    if any(w in ADAPTER_WEIGHTS for w in weights) and ADAPTER_CONFIG not in files:
+        problems.append(f"{ADAPTER_CONFIG} is missing (the adapter's weights cannot be loaded without it)")
     for w in weights:
         try:
             if os.stat(path / w).st_size == 0:

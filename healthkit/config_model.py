@@ -17,6 +17,33 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.json"
 
 
+class LoraSettings(BaseModel):
+    """LoRA adapters through peft: only the adapter trains, checkpoints and final models hold only the adapter."""
+
+    model_config = ConfigDict(extra="forbid", title="LoRA")
+
+    r: int = Field(8, ge=1, description="rank of the adapter matrices")
+    alpha: float = Field(16, gt=0, description="scaling: the update is multiplied by alpha / r")
+    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the adapter's input")
+    target_modules: str | list[str] = Field(
+        "all-linear", description="'all-linear' (every linear layer but the output head) or module names")
+    merge_final: bool = Field(False, description="also write merged full weights to models/<stem>/merged/ when a file completes")
+    load_in_4bit: bool = Field(False, description="QLoRA: load the base model in 4 bits through bitsandbytes (CUDA only)")
+
+
+TRAINER_OWNED_ARGS: dict[str, str] = {
+    **{k: "the daemon writes checkpoints to current_model/ itself" for k in (
+        "output_dir", "overwrite_output_dir", "resume_from_checkpoint", "save_only_model", "save_safetensors")},
+    **{k: "set it at the top level of config.json (the audit and the docs read it there)" for k in (
+        "eval_strategy", "evaluation_strategy", "eval_steps", "save_strategy", "save_steps", "save_total_limit",
+        "load_best_model_at_end", "metric_for_best_model", "max_steps", "num_train_epochs", "learning_rate",
+        "per_device_train_batch_size", "per_device_eval_batch_size", "logging_steps", "logging_strategy")},
+    **{k: "the daemon sets it (offline, no progress bars, one process per rank)" for k in (
+        "report_to", "disable_tqdm", "use_cpu", "no_cuda", "logging_dir", "local_rank", "ddp_backend",
+        "push_to_hub", "hub_model_id", "hub_token")},
+}
+
+
 class TrainingConfig(BaseModel):
     """Training configuration of one workspace (config.json)."""
 
@@ -28,6 +55,15 @@ class TrainingConfig(BaseModel):
     validation_split: float = Field(0.1, ge=0.0, lt=1.0, description="share of each training file held out when no validation_file")
     max_seq_length: int = Field(512, ge=8)
     text_field: str = Field("text", description="JSONL field holding the training text")
+    data_format: Literal["auto", "text", "chat"] = Field(
+        "auto", description="text: {text_field: ...} lines; chat: {\"messages\": [{role, content}]} lines; auto: per file, from its first line")
+    chat_template: str | None = Field(
+        None, description="Jinja chat template for chat files; default: the tokenizer's own")
+    lora: LoraSettings | None = Field(None, description="LoRA adapters through peft; null: full fine-tuning")
+    training_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="more transformers TrainingArguments (e.g. lr_scheduler_type, warmup_ratio, max_grad_norm, optim, "
+                    "gradient_checkpointing); they override the top-level keys of the same name; checked at start")
 
     eval_strategy: Literal["no", "steps", "epoch"] = "steps"
     eval_steps: int = Field(50, ge=1)
@@ -70,9 +106,16 @@ class TrainingConfig(BaseModel):
     def _consistent(self) -> "TrainingConfig":
         if self.load_best_model_at_end and self.eval_strategy == "no":
             raise ValueError("load_best_model_at_end needs eval_strategy other than 'no'")
-        if self.bf16 and self.fp16:
+        if self.arg("bf16") and self.arg("fp16"):
             raise ValueError("bf16 and fp16 cannot both be true")
+        owned = [k for k in self.training_args if k in TRAINER_OWNED_ARGS]
+        if owned:
+            raise ValueError("; ".join(f"training_args.{k} is the trainer's own: {TRAINER_OWNED_ARGS[k]}" for k in owned))
         return self
+
+    def arg(self, name: str) -> Any:
+        """The effective TrainingArguments value: training_args wins over the top-level key of the same name."""
+        return self.training_args[name] if name in self.training_args else getattr(self, name, None)
 
 
 def json_pointer(loc: tuple[Any, ...]) -> str:

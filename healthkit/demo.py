@@ -136,6 +136,7 @@ def _checkpoint(ckdir: Path, step: int, log_every: int, ckpt_bytes: int, mtime: 
     (d / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 4096}))
     with open(d / "adapter_model.safetensors", "wb") as fh:
         fh.write(os.urandom(ckpt_bytes // 2))
+    (d / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 128, "lora_alpha": 128}))  # as peft saves
     with open(d / "optimizer.pt", "wb") as fh:
         fh.write(os.urandom(ckpt_bytes // 2))
     for name in ("scheduler.pt", "rng_state.pth", "training_args.bin"):

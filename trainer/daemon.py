@@ -35,11 +35,11 @@ from . import checkpoints as ck
 from . import control as ctl
 from . import diskspace as ds
 from . import queue as q
-from .data import DataError, read_texts
+from .data import DataError, file_format, read_examples
 from .launch import DAEMON_MODULE, arg_value, child_command, child_env, find_training, is_training, spawn_detached
 from .layout import EXIT_ALREADY_RUNNING, EXIT_CONFIG, EXIT_DATA, EXIT_DISK_FULL, EXIT_OK, EXIT_STOPPED, Layout, iso_now, log_to
 from .pidfile import DaemonLock, running_daemon
-from .preflight import describe, run_preflight
+from .preflight import describe, run_preflight, template_problem
 from .state import ensure_reserve, flush_pending, read_json, read_state, update_state, update_status
 
 log = logging.getLogger("trainer.daemon")
@@ -269,7 +269,11 @@ class Daemon:
             if claimed is None:
                 continue
             try:
-                read_texts(claimed, self.cfg.text_field, keep=False)
+                read_examples(claimed, self.cfg.data_format, self.cfg.text_field, keep=False)
+                chat = file_format(claimed, self.cfg.data_format, self.cfg.text_field) == "chat"
+                why = chat and template_problem(lay, self.cfg, claimed.name)
+                if why:
+                    raise DataError(why)
             except DataError as exc:
                 dest = q.finish_failed(lay, claimed, str(exc))
                 log.error("%s goes to failed/ without training (the queue continues): %s", dest.name, exc)

@@ -1,4 +1,11 @@
-"""Queue files as training data: JSONL checked line by line (no torch), then tokenized (torch, lazily)."""
+"""Queue files as training data: JSONL checked line by line (no torch), then tokenized (torch, lazily).
+
+Two line formats: text (`{"text": ...}`) and chat (`{"messages": [{"role", "content"}]}`,
+the format of transformers' chat templates and TRL). `data_format: auto` decides per
+file from its first non-empty line; a line of the other format is a bad line. Chat
+lines are rendered with the tokenizer's chat template, and only the assistant turns
+(with their end-of-turn token) carry labels: the loss is on what the model should say.
+"""
 
 from __future__ import annotations
 
@@ -29,44 +36,101 @@ def _lines(path: Path):
                 raise DataError(f"{path.name}: line {n} is not UTF-8 text (byte {exc.start})") from None
 
 
-def read_texts(path: Path, text_field: str = "text", keep: bool = True) -> list[str]:
-    """Every example's text; raises DataError naming the bad lines (invalid JSON, not an object, no text).
+ROLES = ("system", "user", "assistant")
+
+
+def _text_problem(obj: dict, text_field: str) -> str | None:
+    if not isinstance(obj.get(text_field), str):
+        return f"no string field {text_field!r}" if text_field not in obj else f"{text_field!r} is not a string"
+    return f"{text_field!r} is empty" if not obj[text_field].strip() else None
+
+
+def chat_problem(obj: dict) -> str | None:
+    """Why a chat line cannot be trained on (None when it can): the structure only, no tokenizer."""
+    msgs = obj.get("messages")
+    if not isinstance(msgs, list) or not msgs:
+        return "'messages' is not a non-empty list"
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict):
+            return f"message {i} is not an object"
+        if m.get("role") not in ROLES:
+            return f"message {i} has an unknown role {m.get('role')!r} (expected one of {', '.join(ROLES)})"
+        if not isinstance(m.get("content"), str):
+            return f"message {i} ({m['role']}): content is not a string"
+    if not any(m["role"] == "assistant" for m in msgs):
+        return "no assistant turn (nothing to learn: the loss is on the assistant's turns only)"
+    return None
+
+
+def line_format(obj: Any, text_field: str) -> str | None:
+    """'chat' for a messages line, 'text' for a text line, None for neither."""
+    if isinstance(obj, dict) and "messages" in obj:
+        return "chat"
+    return "text" if isinstance(obj, dict) and text_field in obj else None
+
+
+def _problem(obj: Any, fmt: str, text_field: str) -> str | None:
+    if not isinstance(obj, dict):
+        return f"a JSON {type(obj).__name__}, not an object"
+    seen = line_format(obj, text_field)
+    if seen and seen != fmt:
+        return f"a {seen} line in a {fmt} file (a file holds one format)"
+    return chat_problem(obj) if fmt == "chat" else _text_problem(obj, text_field)
+
+
+def read_examples(path: Path, data_format: str = "auto", text_field: str = "text",
+                  keep: bool = True) -> tuple[str, list[Any]]:
+    """(format, examples): texts, or (line number, messages) for chat; raises DataError naming the bad lines.
 
     With ``keep=False`` the file is only checked (streamed; the daemon does this before a
     child is started, so a bad file fails in a second, not after a model load).
     """
-    texts: list[str] = []
+    fmt = None if data_format == "auto" else data_format
+    examples: list[Any] = []
     problems: list[str] = []
     bad = good = 0
     for n, line in _lines(path):
         if not line.strip():
             continue
-        why = None
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             why = f"invalid JSON ({exc.msg} at column {exc.colno})"
         else:
-            if not isinstance(obj, dict):
-                why = f"a JSON {type(obj).__name__}, not an object"
-            elif not isinstance(obj.get(text_field), str):
-                why = f"no string field {text_field!r}" if text_field not in obj else f"{text_field!r} is not a string"
-            elif not obj[text_field].strip():
-                why = f"{text_field!r} is empty"
-            else:
-                good += 1
-                if keep:
-                    texts.append(obj[text_field])
+            fmt = fmt or line_format(obj, text_field) or "text"
+            why = _problem(obj, fmt, text_field)
         if why:
             bad += 1
             if len(problems) < MAX_REPORTED:
                 problems.append(f"line {n}: {why}")
+            continue
+        good += 1
+        if keep:
+            examples.append((n, obj["messages"]) if fmt == "chat" else obj[text_field])
     if bad:
         more = f" (and {bad - len(problems)} more)" if bad > len(problems) else ""
         raise DataError(f"{path.name}: {bad} bad line(s): " + "; ".join(problems) + more)
     if not good:
         raise DataError(f"{path.name}: no examples (the file is empty)")
-    return texts
+    return fmt or "text", examples
+
+
+def read_texts(path: Path, text_field: str = "text", keep: bool = True) -> list[str]:
+    """Every example's text of a text file; raises DataError naming the bad lines (invalid JSON, not an object, no text)."""
+    return read_examples(path, "text", text_field, keep)[1]
+
+
+def file_format(path: Path, data_format: str, text_field: str = "text") -> str | None:
+    """The format a file trains as (from its first non-empty line under 'auto'); None when unreadable or empty."""
+    if data_format != "auto":
+        return data_format
+    try:
+        for _, line in _lines(path):
+            if line.strip():
+                return line_format(json.loads(line), text_field) or "text"
+    except (DataError, ValueError):
+        return None
+    return None
 
 
 def split(texts: list[str], share: float, seed: int) -> tuple[list[str], list[str]]:
@@ -93,3 +157,62 @@ class TokenizedDataset:
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         return self.items[i]
+
+
+def assistant_spans(tokenizer: Any, messages: list[dict], template: str | None) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the character spans of its assistant turns (end-of-turn token included).
+
+    Each span is what rendering one more turn adds: from the prefix rendered with the
+    generation prompt (everything the model sees before it speaks) to the prefix that
+    includes the assistant turn. Character spans, not token counts, so a tokenizer that
+    merges across the boundary cannot shift the mask; a template that does not render
+    prefixes as prefixes of the whole is refused rather than guessed at.
+    """
+    def render(msgs: list[dict], gen: bool) -> str:
+        return tokenizer.apply_chat_template(msgs, chat_template=template, tokenize=False, add_generation_prompt=gen)
+
+    full = render(messages, False)
+    spans = []
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        start, end = render(messages[:i], True), render(messages[: i + 1], False)
+        if not (full.startswith(start) and full.startswith(end) and len(end) > len(start)):
+            raise ValueError("the chat template does not render a conversation's beginning as the beginning of the whole, "
+                             "so the assistant turns cannot be located")
+        spans.append((len(start), len(end)))
+    return full, spans
+
+
+def chat_features(tokenizer: Any, messages: list[dict], template: str | None, max_length: int) -> dict[str, list[int]]:
+    """input_ids, attention_mask, labels (-100 outside the assistant spans) of one conversation, truncated."""
+    full, spans = assistant_spans(tokenizer, messages, template)
+    enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True, truncation=True, max_length=max_length)
+    labels = []
+    for tid, (a, b) in zip(enc["input_ids"], enc["offset_mapping"]):
+        inside = b > a and any(s <= a < e for s, e in spans)
+        labels.append(tid if inside else -100)
+    return {"input_ids": list(enc["input_ids"]), "attention_mask": list(enc["attention_mask"]), "labels": labels}
+
+
+class ChatDataset(TokenizedDataset):
+    """Chat conversations tokenized with labels on the assistant turns only; bad lines raise DataError by number."""
+
+    def __init__(self, tokenizer: Any, conversations: list[tuple[int, list[dict]]], max_length: int,
+                 template: str | None = None, name: str = "file"):
+        self.items = []
+        problems: list[str] = []
+        for n, msgs in conversations:
+            try:
+                item = chat_features(tokenizer, msgs, template, max_length)
+            except ValueError as exc:
+                problems.append(f"line {n}: {exc}")
+                continue
+            if all(x == -100 for x in item["labels"]):
+                problems.append(f"line {n}: the assistant part is wholly cut off by max_seq_length={max_length}")
+                continue
+            self.items.append(item)
+        if problems:
+            shown = problems[:MAX_REPORTED]
+            more = f" (and {len(problems) - len(shown)} more)" if len(problems) > len(shown) else ""
+            raise DataError(f"{name}: {len(problems)} bad line(s): " + "; ".join(shown) + more)

@@ -40,7 +40,8 @@ def config_doc(cfg: dict[str, Any]) -> str:
     return "\n".join([
         "# Training workspace",
         "",
-        "Managed by the healthkit trainer. Queue JSONL files (one `{\"text\": ...}` per line) with",
+        "Managed by the healthkit trainer. Queue JSONL files (one `{\"text\": ...}` or chat",
+        "`{\"messages\": [{\"role\": ..., \"content\": ...}]}` per line; chat trains on the assistant turns) with",
         "`healthkit queue add WORKSPACE FILE`, start with `healthkit daemon start WORKSPACE --supervise`, check with",
         "`healthkit audit WORKSPACE` (WORKSPACE: this folder's path, `.` when you are in it).",
         "",

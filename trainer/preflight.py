@@ -5,7 +5,12 @@
 - evaluation, when configured, can run: the validation file exists and parses, or a split is set;
   eval_steps beyond max_steps is said (validation then runs once, at the end of each file);
 - base_model is a local folder (a hub id would make the child reach for the network and crash);
-- the docs do not drift from config.json (the audit's own `drift` check): fail or warn by `drift_policy`.
+- the docs do not drift from config.json (the audit's own `drift` check): fail or warn by `drift_policy`;
+- chat data (data_format chat, or a queued chat file under auto) has a chat template: the
+  tokenizer's own or config.json's `chat_template`;
+- `training_args` are TrainingArguments with good values, bf16/fp16 only with CUDA, and
+  LoRA has peft (QLoRA also CUDA and bitsandbytes). torch/transformers are imported only
+  when one of these is asked for, so a plain start stays fast.
 """
 
 from __future__ import annotations
@@ -13,10 +18,11 @@ from __future__ import annotations
 import importlib.util
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from healthkit.config_model import TrainingConfig, validate_config
 
-from .data import DataError, read_texts
+from .data import DataError, file_format, read_examples
 from .layout import Layout
 
 TRAINER_DEPS = ("torch", "transformers", "accelerate")
@@ -63,7 +69,7 @@ def check_validation(layout: Layout, cfg: TrainingConfig, pf: Preflight) -> None
     if cfg.validation_file:
         p = layout.resolve(cfg.validation_file)
         try:
-            read_texts(p, cfg.text_field)
+            read_examples(p, cfg.data_format, cfg.text_field, keep=False)
         except DataError as exc:
             pf.errors.append(f"evaluation is configured (eval_strategy={cfg.eval_strategy}) but validation_file cannot be used: {exc}"
                              if p.exists() else
@@ -76,6 +82,72 @@ def check_validation(layout: Layout, cfg: TrainingConfig, pf: Preflight) -> None
                            "a file; it runs once at the end of each file")
     if cfg.load_best_model_at_end and cfg.eval_strategy == "steps" and cfg.save_steps % cfg.eval_steps:
         pf.errors.append(f"load_best_model_at_end needs save_steps ({cfg.save_steps}) to be a multiple of eval_steps ({cfg.eval_steps})")
+
+
+def has_chat_template(folder: Path) -> bool:
+    """Whether a tokenizer folder carries a chat template (read from files: no transformers import)."""
+    if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
+        return True
+    try:
+        return bool(json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8")).get("chat_template"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def tokenizer_folder(layout: Layout, cfg: TrainingConfig) -> Path:
+    """The folder the next child loads its tokenizer from (train_file.load_tokenizer decides the same way)."""
+    from . import checkpoints as ck
+
+    if cfg.tokenizer:
+        return layout.resolve(cfg.tokenizer)
+    latest = ck.latest_final(layout) if cfg.continue_from_previous else None
+    if latest is not None and (latest / "tokenizer_config.json").exists():
+        return latest
+    return layout.resolve(cfg.base_model)
+
+
+def chat_files(layout: Layout, cfg: TrainingConfig) -> list[str]:
+    """Queued (and validation) files that train as chat data."""
+    files = [p for d in (layout.processing, layout.inbox) if d.is_dir() for p in sorted(d.glob("*.jsonl"))]
+    if cfg.validation_file:
+        files.append(layout.resolve(cfg.validation_file))
+    return [p.name for p in files if p.is_file() and file_format(p, cfg.data_format, cfg.text_field) == "chat"]
+
+
+def template_problem(layout: Layout, cfg: TrainingConfig, what: str) -> str | None:
+    """Why ``what`` (chat data) cannot be rendered, or None."""
+    folder = tokenizer_folder(layout, cfg)
+    if cfg.chat_template or not folder.is_dir() or has_chat_template(folder):
+        return None
+    return (f"{what} is chat data but the tokenizer in {folder} has no chat template and config.json sets no "
+            "chat_template: add one (a Jinja template, as transformers' apply_chat_template takes)")
+
+
+def check_chat(layout: Layout, cfg: TrainingConfig, pf: Preflight) -> None:
+    chats = ["data_format 'chat'"] if cfg.data_format == "chat" else chat_files(layout, cfg)
+    why = template_problem(layout, cfg, ", ".join(chats[:3]) + (" ..." if len(chats) > 3 else "")) if chats else None
+    if why:
+        pf.errors.append(why)
+
+
+def check_torch_side(cfg: TrainingConfig, pf: Preflight) -> None:
+    """training_args, mixed precision, LoRA/QLoRA: needs torch/transformers, so only when asked for."""
+    lora = cfg.lora
+    if lora and importlib.util.find_spec("peft") is None:
+        pf.errors.append("lora is set but peft is not installed: pip install 'healthkit[trainer]'")
+    if not (cfg.training_args or cfg.arg("bf16") or cfg.arg("fp16") or (lora and lora.load_in_4bit)) or missing_deps():
+        return
+    import torch
+
+    from .targs import check_training_args
+
+    cuda = torch.cuda.is_available()
+    pf.errors.extend(check_training_args(cfg, cuda))
+    if lora and lora.load_in_4bit and not cuda:
+        pf.errors.append("lora.load_in_4bit (QLoRA) loads the base model in 4 bits through bitsandbytes, which needs a CUDA GPU; "
+                         "this machine has none: set lora.load_in_4bit to false to train the adapter on a full-precision base")
+    elif lora and lora.load_in_4bit and importlib.util.find_spec("bitsandbytes") is None:
+        pf.errors.append("lora.load_in_4bit (QLoRA) needs bitsandbytes: pip install bitsandbytes")
 
 
 def check_drift(layout: Layout, cfg: TrainingConfig, pf: Preflight) -> None:
@@ -134,6 +206,8 @@ def run_preflight(layout: Layout, drift: bool = True) -> Preflight:
     if problem:
         pf.errors.append(problem)
     check_validation(layout, cfg, pf)
+    check_chat(layout, cfg, pf)
+    check_torch_side(cfg, pf)
     if cfg.launcher != "none" and cfg.nnodes > 1 and not cfg.rdzv_endpoint:
         pf.errors.append(f"launcher {cfg.launcher} with nnodes={cfg.nnodes} needs rdzv_endpoint (host:port)")
     if drift:

@@ -26,9 +26,11 @@ from healthkit.config_model import TrainingConfig
 
 from . import checkpoints as ck
 from . import queue as q
-from .data import DataError, TokenizedDataset, read_texts, split
+from .data import ChatDataset, DataError, TokenizedDataset, read_examples, split
 from .diskspace import out_of_room
 from .layout import EXIT_DATA, EXIT_DISK_FULL, EXIT_OK, EXIT_STOPPED, Layout, iso_now
+from .modeling import base_source, is_adapter, load_model, save_merged
+from .targs import normalized
 from .preflight import load_config
 from .state import write_json
 
@@ -44,8 +46,7 @@ def model_source(layout: Layout, cfg: TrainingConfig) -> str:
         latest = ck.latest_final(layout)
         if latest is not None:
             return str(latest)
-    p = layout.resolve(cfg.base_model)
-    return str(p) if p.exists() else cfg.base_model  # a hub id: read from the local cache only (offline)
+    return base_source(layout, cfg)
 
 
 def training_arguments(cfg: TrainingConfig, layout: Layout, has_eval: bool, world: int) -> Any:
@@ -84,61 +85,133 @@ def training_arguments(cfg: TrainingConfig, layout: Layout, has_eval: bool, worl
         kw["ddp_backend"] = "nccl" if cuda else "gloo"
         kw["ddp_find_unused_parameters"] = False
     known = {f.name for f in dataclasses.fields(TrainingArguments)}
+    kw.update(normalized(cfg.training_args, known))  # checked against TrainingArguments at start (targs.py)
+    if cfg.lora and (kw.get("gradient_checkpointing") or kw.get("activation_checkpointing")):
+        ckw = "activation_checkpointing_kwargs" if "activation_checkpointing_kwargs" in known else "gradient_checkpointing_kwargs"
+        kw.setdefault(ckw, {"use_reentrant": False})  # frozen inputs: reentrant checkpointing would drop the adapter's grads
     return TrainingArguments(**{k: v for k, v in kw.items() if k in known})
 
 
+def load_data(layout: Layout, cfg: TrainingConfig, file: Path) -> tuple[str, list[Any], list[Any]]:
+    """(format, training examples, held-out examples) of a queue file; DataError names the bad lines."""
+    fmt, examples = read_examples(file, cfg.data_format, cfg.text_field)
+    held: list[Any] = []
+    if cfg.eval_strategy != "no":
+        if cfg.validation_file:
+            vfmt, held = read_examples(layout.resolve(cfg.validation_file), cfg.data_format, cfg.text_field)
+            if vfmt != fmt:
+                raise DataError(f"{file.name} is {fmt} data but validation_file {cfg.validation_file} is {vfmt} data")
+        else:
+            examples, held = split(examples, cfg.validation_split, cfg.seed)
+        if cfg.max_eval_samples:
+            held = held[: cfg.max_eval_samples]
+    return fmt, examples, held
+
+
+def load_tokenizer(layout: Layout, cfg: TrainingConfig, src: str) -> Any:
+    from transformers import AutoTokenizer
+
+    tok_src = cfg.tokenizer and str(layout.resolve(cfg.tokenizer))
+    if not tok_src:
+        tok_src = base_source(layout, cfg) if is_adapter(src) and not (Path(src) / "tokenizer_config.json").exists() else src
+    tokenizer = AutoTokenizer.from_pretrained(tok_src)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if cfg.chat_template:
+        tokenizer.chat_template = cfg.chat_template  # saved with the final model, so inference renders the same way
+    return tokenizer
+
+
+def datasets(tokenizer: Any, cfg: TrainingConfig, name: str, fmt: str, examples: list[Any], held: list[Any]):
+    """(train, eval or None, collator): chat data carries its own labels (assistant turns only)."""
+    from transformers import DataCollatorForLanguageModeling, DataCollatorForSeq2Seq
+
+    if fmt != "chat":
+        held_ds = TokenizedDataset(tokenizer, held, cfg.max_seq_length) if held else None
+        return TokenizedDataset(tokenizer, examples, cfg.max_seq_length), held_ds, DataCollatorForLanguageModeling(tokenizer, mlm=False)
+    if not tokenizer.chat_template:
+        raise DataError(f"{name} is chat data but the tokenizer has no chat template and config.json sets no chat_template")
+    held_ds = ChatDataset(tokenizer, held, cfg.max_seq_length, name=f"{name} (held out)") if held else None
+    collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, padding=True)
+    return ChatDataset(tokenizer, examples, cfg.max_seq_length, name=name), held_ds, collator
+
+
+def peak_rss() -> int:
+    """This process's peak resident set size in bytes (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def fail_data(layout: Layout, name: str, file: Path, exc: DataError, rank0: bool) -> int:
+    log.error("cannot train %s: %s", name, exc)
+    if rank0:
+        write_result(layout, name, "data-error", error=str(exc))
+        if file.exists():
+            q.finish_failed(layout, file, str(exc), log=layout.logs / f"train-{file.stem}.log")
+    return EXIT_DATA
+
+
+def finish(layout: Layout, cfg: TrainingConfig, trainer: Any, cb: Any, file: Path, src: str, speed: dict) -> None:
+    """Final model to models/<stem>/ (the adapter, plus merged/ with merge_final), file to done/ (rank 0 only)."""
+    name = file.name
+    stem = name[: -len(".jsonl")] if name.endswith(".jsonl") else name
+    saving = layout.models / f".{stem}.saving"
+    trainer.save_model(str(saving))
+    if not trainer.is_world_process_zero():
+        return
+    if cfg.lora and cfg.lora.merge_final:
+        save_merged(layout, cfg, saving, saving / "merged")
+    final = ck.install_final(layout, saving, stem, {
+        "file": name, "global_step": trainer.state.global_step, "started_from": src,
+        "val_loss": cb.status.get("val_loss"), "loss": cb.status.get("loss"),
+        "kind": "lora-adapter" if cfg.lora else "full",
+    })
+    ck.prune_finals(layout, cfg.keep_final_models)
+    q.finish_done(layout, file)
+    ck.clear(layout, name)
+    cb.finish("completed", eta_seconds=0, final_model=str(final.relative_to(layout.base)))
+    write_result(layout, name, "completed", step=trainer.state.global_step, final_model=str(final), **speed)
+    log.info("completed %s at step %d; final model in %s", name, trainer.state.global_step, final)
+
+
 def run(layout: Layout, file: Path, attempt: int, resume_from: str | None) -> int:
-    rank = int(os.environ.get("RANK", "0"))
+    rank0 = int(os.environ.get("RANK", "0")) == 0
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank0 = rank == 0
     cfg = load_config(layout)
     name = file.name
     try:
-        texts = read_texts(file, cfg.text_field)
-        val_texts: list[str] = []
-        if cfg.eval_strategy != "no":
-            if cfg.validation_file:
-                val_texts = read_texts(layout.resolve(cfg.validation_file), cfg.text_field)
-            else:
-                texts, val_texts = split(texts, cfg.validation_split, cfg.seed)
-            if cfg.max_eval_samples:
-                val_texts = val_texts[: cfg.max_eval_samples]
+        fmt, examples, held = load_data(layout, cfg, file)
     except DataError as exc:
-        log.error("cannot train %s: %s", name, exc)
-        if rank0:
-            write_result(layout, name, "data-error", error=str(exc))
-            if file.exists():
-                q.finish_failed(layout, file, str(exc), log=layout.logs / f"train-{file.stem}.log")
-        return EXIT_DATA
+        return fail_data(layout, name, file, exc, rank0)
 
     import transformers
-    from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForLanguageModeling, Trainer
+    from transformers import Trainer
 
     from .callbacks import HealthCallback
 
     transformers.utils.logging.set_verbosity_warning()
     src = model_source(layout, cfg)
-    tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer and str(layout.resolve(cfg.tokenizer)) or src)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(src)
-    train_ds = TokenizedDataset(tokenizer, texts, cfg.max_seq_length)
-    eval_ds = TokenizedDataset(tokenizer, val_texts, cfg.max_seq_length) if val_texts else None
+    tokenizer = load_tokenizer(layout, cfg, src)
+    try:
+        train_ds, eval_ds, collator = datasets(tokenizer, cfg, name, fmt, examples, held)
+    except DataError as exc:
+        return fail_data(layout, name, file, exc, rank0)
+    model = load_model(layout, cfg, src)
     if cfg.eval_strategy != "no" and eval_ds is None:
         log.warning("evaluation is configured but %s has too few lines to hold any out: no val_loss for it", name)
     args = training_arguments(cfg, layout, eval_ds is not None, world)
     resumed = Path(resume_from).name if resume_from else None
     cb = HealthCallback(layout, cfg, name, rank0=rank0, distributed=world > 1, attempt=attempt, resumed_from=resumed)
-    log.info("training %s from %s (%d examples, %d held out)%s", name, src, len(train_ds), len(val_texts),
-             f", resuming from {resume_from}" if resume_from else "")
-    trainer = Trainer(
-        model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False), processing_class=tokenizer, callbacks=[cb],
-    )
+    log.info("training %s (%s data%s) from %s (%d examples, %d held out)%s", name, fmt, ", LoRA" if cfg.lora else "", src,
+             len(train_ds), len(held), f", resuming from {resume_from}" if resume_from else "")
+    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
+                      processing_class=tokenizer, callbacks=[cb])
     cpu0 = time.process_time()
     out = trainer.train(resume_from_checkpoint=resume_from)
     speed = {k: out.metrics[k] for k in ("train_runtime", "train_steps_per_second") if k in out.metrics}
     speed["train_cpu_s"] = round(time.process_time() - cpu0, 3)  # all threads of this process, hooks included
+    speed["peak_rss_bytes"] = peak_rss()  # LoRA against full fine-tuning: the adapter's whole point
     if cb.stop_requested:
         log.info("stopped on request at step %d; checkpoint saved", trainer.state.global_step)
         if rank0:
@@ -147,20 +220,7 @@ def run(layout: Layout, file: Path, attempt: int, resume_from: str | None) -> in
         return EXIT_STOPPED
     if eval_ds is not None and not cb.evaluated:
         trainer.evaluate()  # eval_steps beyond this file's steps: validate once at the end rather than never
-    stem = name[: -len(".jsonl")] if name.endswith(".jsonl") else name
-    saving = layout.models / f".{stem}.saving"
-    trainer.save_model(str(saving))
-    if rank0:
-        final = ck.install_final(layout, saving, stem, {
-            "file": name, "global_step": trainer.state.global_step, "started_from": src,
-            "val_loss": cb.status.get("val_loss"), "loss": cb.status.get("loss"),
-        })
-        ck.prune_finals(layout, cfg.keep_final_models)
-        q.finish_done(layout, file)
-        ck.clear(layout, name)
-        cb.finish("completed", eta_seconds=0, final_model=str(final.relative_to(layout.base)))
-        write_result(layout, name, "completed", step=trainer.state.global_step, final_model=str(final), **speed)
-        log.info("completed %s at step %d; final model in %s", name, trainer.state.global_step, final)
+    finish(layout, cfg, trainer, cb, file, src, speed)
     return EXIT_OK
 
 

@@ -53,6 +53,7 @@ def checkpoint(base: Path, step: int, *, size: int = 0, state: dict[str, Any] | 
     d.mkdir(parents=True, exist_ok=True)
     if size:
         (d / "adapter_model.safetensors").write_bytes(os.urandom(size))
+        (d / "adapter_config.json").write_text("{\"peft_type\": \"LORA\"}")  # peft saves both: together they are the weights
     if state is not None:
         (d / "trainer_state.json").write_text(json.dumps(state))
     return d

@@ -70,7 +70,7 @@ def test_preflight_reports_missing_accelerate(tmp_path: Path, tiny_model_dir: Pa
 def test_trainer_extra_declares_what_trainer_needs() -> None:
     extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["trainer"]
     names = {d.split(">")[0].split("=")[0].split("[")[0].strip() for d in extra}
-    assert {"torch", "transformers", "accelerate", "tokenizers"} <= names
+    assert {"torch", "transformers", "accelerate", "tokenizers", "peft"} <= names
     # ...and Trainer really refuses to run without accelerate:
     # Hide accelerate the way transformers looks for it (its availability probe), not by poisoning
     # sys.modules: that breaks transformers' own import differently once peft is installed.
