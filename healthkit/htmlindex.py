@@ -80,8 +80,10 @@ def _table(rows: list[dict[str, Any]]) -> str:
     body = []
     for r in reversed(rows):  # newest first
         counts = "".join(f"<td>{r['counts'][s]}</td>" for s in SEVERITIES)
-        body.append(f"<tr><td>{_e(r['time'])}</td><td>{_badge(r['status'])}</td>{counts}<td>{_codes(r['new'])}</td>"
-                    f"<td>{_codes(r['resolved'])}</td><td><a href=\"{_e(r['link'])}\">{_e(r['link'])}</a></td></tr>")
+        when = r["time"].replace("T", " ").replace("+00:00", "Z")
+        body.append(f"<tr><td>{_e(when)}</td><td>{_badge(r['status'])}</td>{counts}<td>{_codes(r['new'])}</td>"
+                    f"<td>{_codes(r['resolved'])}</td><td><a href=\"{_e(r['link'])}\" title=\"{_e(r['link'])}\">"
+                    f"{_e(Path(r['link']).suffix[1:])}</a></td></tr>")
     return f'<table class="history">{head}{"".join(body)}</table>'
 
 
@@ -91,7 +93,7 @@ def render_index(folder: Path) -> str:
     chart = line_chart([Series(s, SEVERITY_COLORS[s], [(float(i + 1), float(r["counts"][s])) for i, r in enumerate(rows)],
                                dots=True) for s in SEVERITIES],
                        title="Findings per report", x_label="report (oldest to newest)", y_label="findings",
-                       width=560, height=200, y_from_zero=True)
+                       width=560, height=200, y_from_zero=True, integer_x=True)
     latest = '<p><a href="latest.html">Latest report</a></p>' if (folder / "latest.html").exists() else ""
     body = (f"<h1>healthkit reports</h1><p class=\"meta\">{len(rows)} report(s) in this folder.</p>{latest}"
             f"<figure>{chart}</figure>{_table(rows)}")

@@ -67,7 +67,7 @@ def _bounds(series: list[Series]) -> tuple[float, float, float, float] | None:
 
 
 def line_chart(series: list[Series], *, title: str, x_label: str, y_label: str, width: int = 640, height: int = 260,
-               y_from_zero: bool = False, css_class: str = "chart") -> str:
+               y_from_zero: bool = False, integer_x: bool = False, css_class: str = "chart") -> str:
     """An ``<svg>`` element with axes, round ticks, one polyline per series and a legend."""
     series = [Series(s.label, s.color, _thin(sorted(s.points)), s.dots) for s in series]
     left, right, top, bottom = 56, 12, 28, 40
@@ -96,7 +96,7 @@ def line_chart(series: list[Series], *, title: str, x_label: str, y_label: str, 
             out.append(f'<line x1="{left}" x2="{left + pw}" y1="{sy(t):.1f}" y2="{sy(t):.1f}" stroke="#ddd"/>'
                        f'<text x="{left - 4}" y="{sy(t) + 4:.1f}" font-size="10" text-anchor="end">{_fmt(t)}</text>')
     for t in nice_ticks(x0, x1, 6):
-        if x0 <= t <= x1:
+        if x0 <= t <= x1 and (not integer_x or t == int(t)):
             out.append(f'<line x1="{sx(t):.1f}" x2="{sx(t):.1f}" y1="{top + ph}" y2="{top + ph + 4}" stroke="#999"/>'
                        f'<text x="{sx(t):.1f}" y="{top + ph + 15}" font-size="10" text-anchor="middle">{_fmt(t)}</text>')
     out.append(f'<text x="{left + pw / 2:.0f}" y="{height - 6}" font-size="11" text-anchor="middle">{escape(x_label)}</text>'

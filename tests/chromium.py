@@ -74,6 +74,12 @@ def screenshot(url: str, out: Path, size: tuple[int, int] = (1000, 1400), budget
     return r
 
 
+def keep(shot: Path, name: str) -> None:
+    """With HEALTHKIT_UPDATE_REPORTS=1, keep this screenshot as reports/<name> (what the repository shows readers)."""
+    if os.environ.get("HEALTHKIT_UPDATE_REPORTS") == "1":
+        shutil.copyfile(shot, Path(__file__).resolve().parents[1] / "reports" / name)
+
+
 def png_rows(path: Path) -> tuple[int, int, list[bytes]]:
     """(width, height, rows of RGB(A) bytes) of an 8-bit RGB or RGBA PNG, unfiltered, with zlib alone."""
     data = path.read_bytes()

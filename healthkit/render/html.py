@@ -181,7 +181,7 @@ def _recommendations(report: "Report") -> list[str]:
             continue
         out.append(f"<h3>{_e(label)}</h3><ol>")
         for f in group:
-            items = [_e(r) for r in f.recommendations]
+            items = [_t(r) for r in f.recommendations]
             safe = [x.title for x in f.fixes if x.safety == "safe"]
             unsafe = [x.title for x in f.fixes if x.safety != "safe"]
             if safe:
@@ -219,7 +219,7 @@ def _training(report: "Report") -> list[str]:
         return []
     out = ["<h2>Current training status</h2>", f"<pre>{_e(chr(10).join(block))}</pre>"]
     if t.get("verdict"):
-        out.append(f"<p><strong>Assessment:</strong> {_e(assessment(t, report.findings))}</p>")
+        out.append(f"<p><strong>Assessment:</strong> {_t(assessment(t, report.findings))}</p>")
     return out
 
 
@@ -250,8 +250,10 @@ def render(report: "Report", since: dict[str, Any] | None = None, **_: Any) -> s
     body = _header(report)
     if since is not None:
         body += _since(since)
+    # The run at a glance first (a page is looked at before it is read), then the Markdown report's order.
+    body += _training(report) + _chart(report)
     body += _findings(report) + _unknown(report) + _working(report) + _recommendations(report) + _root_causes(report)
-    body += _training(report) + _chart(report) + _checks(report)
+    body += _checks(report)
     title = f"healthkit {report.status.value.upper()}: {report.workspace}"
     return page(title, "\n".join(body))
 

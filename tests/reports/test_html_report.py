@@ -118,8 +118,9 @@ def test_example_report_in_chromium(tmp_path: Path) -> None:
     assert "<svg" in r.stdout and r.stdout.count('class="series"') >= 1
     assert r.script_errors == [], r.script_errors
     shot = tmp_path / "shot.png"
-    r = chromium.screenshot(page.as_uri(), shot)
+    r = chromium.screenshot(page.as_uri(), shot, size=(1000, 2400))  # verdict, training, chart, first findings
     chromium.assert_not_blank(shot)
+    chromium.keep(shot, "example-machine.png")
     assert r.script_errors == [], r.script_errors
 
 
@@ -136,11 +137,15 @@ def test_hostile_text_renders_as_text_in_chromium(tmp_path: Path) -> None:
 
 def test_index_page_in_chromium(workspace, cli, tmp_path: Path) -> None:
     out = tmp_path / "reports"
-    for findings in ([{"code": "daemon.dead", "severity": "critical", "title": "dead"}], []):
+    dead = {"code": "daemon.dead", "severity": "critical", "title": "dead"}
+    bloat = {"code": "checkpoints.bloat", "severity": "warning", "title": "bloat", "data": {"dir": "current_model"}}
+    drift = {"code": "config.doc-drift", "severity": "warning", "title": "drift", "data": {"doc": "CLAUDE.md"}}
+    for findings in ([dead, bloat, drift], [bloat, drift], [drift], []):
         write_state(workspace, findings)
         cli("audit", workspace, "--output", out)
     r = chromium.dump_dom((out / "index.html").as_uri())
-    assert r.stdout.count("<tr><td>") == 2 and "<svg" in r.stdout and r.script_errors == []
+    assert r.stdout.count("<tr><td>") == 4 and "<svg" in r.stdout and r.script_errors == []
     shot = tmp_path / "index.png"
-    chromium.screenshot((out / "index.html").as_uri(), shot, size=(900, 600))
+    chromium.screenshot((out / "index.html").as_uri(), shot, size=(1000, 700))
     chromium.assert_not_blank(shot, min_colours=4, max_share=0.99)
+    chromium.keep(shot, "index.png")
