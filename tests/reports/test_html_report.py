@@ -149,3 +149,12 @@ def test_index_page_in_chromium(workspace, cli, tmp_path: Path) -> None:
     chromium.screenshot((out / "index.html").as_uri(), shot, size=(1000, 700))
     chromium.assert_not_blank(shot, min_colours=4, max_share=0.99)
     chromium.keep(shot, "index.png")
+
+
+def test_cli_format_html_to_stdout_and_file(workspace, cli, tmp_path) -> None:
+    write_state(workspace, [{"code": "daemon.dead", "severity": "critical", "title": "<b>dead</b>"}])
+    res = cli("audit", workspace, "--format", "html")
+    assert res.exit_code == 2 and res.output.startswith("<!DOCTYPE html>") and "&lt;b&gt;dead&lt;/b&gt;" in res.output
+    target = tmp_path / "one.html"
+    assert cli("audit", workspace, "--format", "html", "--output", target).exit_code == 2
+    assert 'id="daemon.dead"' in target.read_text(encoding="utf-8")
