@@ -36,7 +36,7 @@ code{background:#eee;padding:0 .25em;border-radius:3px;font-size:.92em}
 pre{background:#1e1e1e;color:#eee;padding:.7em;border-radius:4px;overflow-x:auto;white-space:pre-wrap;word-break:break-word}
 details>summary{cursor:pointer;font-weight:bold}table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:.2em .6em;text-align:left}
 .counts span{margin-right:1em}svg.chart{max-width:100%;height:auto;background:#fff}a.anchor{color:inherit;text-decoration:none}
-@media print{body{max-width:none;padding:0;font-size:10.5pt}details>*{display:block}details:not([open])>summary~*{display:block}
+@media print{body{max-width:none;padding:0;font-size:10.5pt}details::details-content{display:block;content-visibility:visible}
 pre{background:#f4f4f4;color:#000;border:1px solid #ccc}.finding{break-inside:avoid}a{color:inherit;text-decoration:none}
 h2{break-after:avoid}.verdict,.badge{color:#000;border:1px solid #000;background:none!important}}
 """
