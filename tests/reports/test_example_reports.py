@@ -33,6 +33,7 @@ _RULES = [
     (re.compile(r"<PYTHON> train\.py[^`\"\n<]*"), "<PYTHON> train.py <ARGS>"),
     (re.compile(r"\b(\d+[dhms] )*\d+[dhms]( ago)"), r"<AGE>\2"),
     (re.compile(r"running for \S+?:"), "running for <AGE>:"),
+    (re.compile(r"(\"updated_ago\": )\"[^\"]*\""), r"\1<AGE>"),
     (re.compile(r"<PID> 1 \S+ "), "<PID> 1 <AGE> "),
     (re.compile(r"\d+(\.\d+)? ms\b"), "<MS> ms"),
     (re.compile(r"(\"duration_s\": )[0-9.e-]+"), r"\1<S>"),

@@ -82,7 +82,8 @@ def test_output_folder_writes_latest_html_and_an_index(workspace, cli, tmp_path)
     assert cli("audit", workspace, "--output", out).exit_code == 2
     write_state(workspace, [{"code": "checkpoints.bloat", "severity": "warning", "title": "12 checkpoints"}])
     assert cli("audit", workspace, "--output", out).exit_code == 1
-    htmls = sorted(p.name for p in out.glob("report-*.html"))
+    # oldest first; `-2` is a second report within the same second
+    htmls = sorted((p.name for p in out.glob("report-*.html")), key=lambda n: (n[7:23], int(n[24:-5] or 1)))
     assert len(htmls) == 2 and (out / "latest.html").read_text() == (out / htmls[-1]).read_text()
     assert not list(out.glob(".*tmp*"))  # atomic writes leave nothing behind
     index = (out / "index.html").read_text(encoding="utf-8")
@@ -158,3 +159,6 @@ def test_cli_format_html_to_stdout_and_file(workspace, cli, tmp_path) -> None:
     target = tmp_path / "one.html"
     assert cli("audit", workspace, "--format", "html", "--output", target).exit_code == 2
     assert 'id="daemon.dead"' in target.read_text(encoding="utf-8")
+    implied = tmp_path / "two.html"  # the extension alone picks the format
+    assert cli("audit", workspace, "--output", implied).exit_code == 2
+    assert implied.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
