@@ -119,6 +119,12 @@ def _list(folder: Path) -> list[Path]:
         return []
 
 
+def json_reports(folder: Path) -> list[Path]:
+    """The folder's `report-<stamp>.json` files, oldest first (for the HTML index)."""
+    found = [(m, p) for p in _list(folder) if (m := _REPORT_RE.match(p.name)) and m.group(3) == "json"]
+    return [p for _, p in sorted(found, key=lambda mp: _order(mp[0]))]
+
+
 def _free_suffix(folder: Path, stamp: str, exts: list[str]) -> str:
     """`<stamp>` or, when a run in the same second already wrote one, `<stamp>-2`, `<stamp>-3`, ..."""
     n = 1
@@ -204,5 +210,5 @@ def write_history(report: "Report", folder: Path, fmt: str = "md", ascii: bool =
         atomic_write(latest, utf8(texts[f]))
         written.append(latest)
     prune(folder, keep)
-    written.append(write_index(folder))  # after pruning: the index lists what the folder holds
+    written.append(write_index(folder, json_reports(folder)))  # after pruning: the index lists what the folder holds
     return written

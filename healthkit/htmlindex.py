@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .fsutil import ReadProblem, atomic_write, read_json
+from .fsutil import ReadProblem, atomic_write, read_json, utf8
 from .render.html import SEVERITY_COLORS, _badge, _e, page
 from .svgchart import Series, line_chart
 
@@ -24,7 +24,6 @@ SEVERITIES = ("critical", "warning", "info")
 
 def write_html_pages(report: "Report", folder: Path, name: str, since: dict[str, Any], fmt: str) -> list[Path]:
     """The HTML report beside the Markdown and JSON ones and `latest.html` (nothing when ``fmt`` already wrote them)."""
-    from .output import utf8
     from .render import render
 
     if fmt == "html":
@@ -35,23 +34,17 @@ def write_html_pages(report: "Report", folder: Path, name: str, since: dict[str,
     return [folder / f"{name}.html", folder / "latest.html"]
 
 
-def write_index(folder: Path) -> Path:
-    """Rebuild `index.html` from the JSON reports the folder holds."""
-    from .output import utf8
-
+def write_index(folder: Path, json_reports: list[Path]) -> Path:
+    """Rebuild `index.html` from the folder's JSON reports (``json_reports``, oldest first, as history lists them)."""
     index = folder / INDEX
-    atomic_write(index, utf8(render_index(folder)))
+    atomic_write(index, utf8(render_index(folder, json_reports)))
     return index
 
 
-def _rows(folder: Path) -> list[dict[str, Any]]:
-    """One summary per readable JSON report in the folder, oldest first."""
-    from .history import _REPORT_RE, _list, _order
-
-    found = sorted(((_order(m), p) for p in _list(folder) if (m := _REPORT_RE.match(p.name)) and m.group(3) == "json"),
-                   key=lambda x: x[0])
+def _rows(json_reports: list[Path]) -> list[dict[str, Any]]:
+    """One summary per readable JSON report, in the order given (oldest first)."""
     rows = []
-    for _, p in found:
+    for p in json_reports:
         try:
             data = read_json(p)
         except ReadProblem:
@@ -87,9 +80,9 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return f'<table class="history">{head}{"".join(body)}</table>'
 
 
-def render_index(folder: Path) -> str:
+def render_index(folder: Path, json_reports: list[Path]) -> str:
     """The history page of ``folder``, newest report first."""
-    rows = _rows(folder)
+    rows = _rows(json_reports)
     chart = line_chart([Series(s, SEVERITY_COLORS[s], [(float(i + 1), float(r["counts"][s])) for i, r in enumerate(rows)],
                                dots=True) for s in SEVERITIES],
                        title="Findings per report", x_label="report (oldest to newest)", y_label="findings",
