@@ -217,11 +217,12 @@ def demo(
     format: Annotated[Format, typer.Option("--format", "-f")] = Format.md,
     ascii: Annotated[bool, typer.Option("--ascii")] = False,
     exit_code: Annotated[bool, typer.Option("--exit-code", help="exit with the audit's verdict (2: the example is critical)")] = False,
+    reports: Annotated[Optional[Path], typer.Option("--reports", help="also write example-machine.md/.json/.html into this folder")] = None,
 ) -> None:
     """Build the example machine (dead daemon, orphaned training, bloat, drift, no validation) and audit it."""
     from .demo import run_demo
 
-    code = run_demo(keep=keep, fmt=format.value, ascii=ascii)
+    code = run_demo(keep=keep, fmt=format.value, ascii=ascii, reports=reports)
     raise typer.Exit(code if exit_code else 0)
 
 

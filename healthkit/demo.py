@@ -21,6 +21,10 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .report import Report
 
 ORPHAN_SCRIPT = '''\
 """Stand-in for an orphaned training run: advances a step counter and serves a monitor port."""
@@ -221,8 +225,26 @@ def _wait_port(port: int, timeout: float = 10.0) -> None:
             time.sleep(0.05)
 
 
-def run_demo(keep: bool = False, fmt: str = "md", ascii: bool = False) -> int:
-    """Build, audit, print; end the orphan and remove the folder unless ``keep``."""
+EXAMPLE_NAME = "example-machine"
+EXAMPLE_FORMATS = ("md", "json", "html")
+
+
+def write_example_reports(report: "Report", folder: Path) -> list[Path]:
+    """`example-machine.md/.json/.html` in ``folder``: what the repository's reports/ holds for readers."""
+    from .fsutil import atomic_write
+    from .output import utf8
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt in EXAMPLE_FORMATS:
+        path = folder / f"{EXAMPLE_NAME}.{fmt}"
+        atomic_write(path, utf8(report.render(fmt)))
+        written.append(path)
+    return written
+
+
+def run_demo(keep: bool = False, fmt: str = "md", ascii: bool = False, reports: Path | None = None) -> int:
+    """Build, audit, print (and write the example reports into ``reports``); end the orphan and remove the folder unless ``keep``."""
     from .api import audit
     from .output import write_stdout
 
@@ -232,6 +254,9 @@ def run_demo(keep: bool = False, fmt: str = "md", ascii: bool = False) -> int:
     try:
         report = audit(ex.base)
         write_stdout(report.render(fmt, ascii=ascii))
+        if reports is not None:
+            for path in write_example_reports(report, reports):
+                sys.stderr.write(f"wrote {path}\n")
         sys.stderr.write(report.summary_line() + "\n")
         if keep:
             sys.stderr.write(f"demo workspace kept at {ex.base}; orphan PID {ex.orphan_pid} still runs (kill {ex.orphan_pid})\n")

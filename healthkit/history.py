@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 DEFAULT_KEEP = 50
 _REPORT_RE = re.compile(r"^report-(\d{8}T\d{6}Z)(?:-(\d+))?\.([a-z]+)$")
 _CHART_RE = re.compile(r"^loss-(\d{8}T\d{6}Z)(?:-(\d+))?\.png$")
-_TMP_RE = re.compile(r"^\.(?:report-|loss-|latest)[^/]*\.tmp-\d+-\d+$")
+_TMP_RE = re.compile(r"^\.(?:report-|loss-|latest|index)[^/]*\.tmp-\d+-\d+$")
 _STALE_TMP_S = 3600
 
 
@@ -119,6 +119,12 @@ def _list(folder: Path) -> list[Path]:
         return []
 
 
+def json_reports(folder: Path) -> list[Path]:
+    """The folder's `report-<stamp>.json` files, oldest first (for the HTML index)."""
+    found = [(m, p) for p in _list(folder) if (m := _REPORT_RE.match(p.name)) and m.group(3) == "json"]
+    return [p for _, p in sorted(found, key=lambda mp: _order(mp[0]))]
+
+
 def _free_suffix(folder: Path, stamp: str, exts: list[str]) -> str:
     """`<stamp>` or, when a run in the same second already wrote one, `<stamp>-2`, `<stamp>-3`, ..."""
     n = 1
@@ -175,6 +181,7 @@ def write_history(report: "Report", folder: Path, fmt: str = "md", ascii: bool =
         since["note"] = problem
 
     from .chart import Chart, write_loss_chart
+    from .htmlindex import write_html_pages, write_index
 
     try:
         chart = write_loss_chart(report.facts, folder, suffix)
@@ -196,10 +203,12 @@ def write_history(report: "Report", folder: Path, fmt: str = "md", ascii: bool =
         path = folder / f"{name}.{EXTENSIONS[f]}"
         atomic_write(path, utf8(texts[f]))
         written.append(path)
+    written += write_html_pages(report, folder, name, since, fmt)  # report-<stamp>.html and latest.html
     # latest.json last: it is what the next run compares with.
     for f in sorted(formats, key=lambda f: f == "json"):
         latest = folder / f"latest.{EXTENSIONS[f]}"
         atomic_write(latest, utf8(texts[f]))
         written.append(latest)
     prune(folder, keep)
+    written.append(write_index(folder, json_reports(folder)))  # after pruning: the index lists what the folder holds
     return written

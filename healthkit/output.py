@@ -35,7 +35,7 @@ def is_dir_target(target: Path | str) -> bool:
     return path.is_dir() or text.endswith(os.sep) or (not os.path.lexists(path) and not path.suffix)
 
 
-_BY_SUFFIX = {".md": "md", ".markdown": "md", ".json": "json", ".prom": "prom", ".xml": "junit"}
+_BY_SUFFIX = {".md": "md", ".markdown": "md", ".json": "json", ".prom": "prom", ".xml": "junit", ".html": "html", ".htm": "html"}
 
 
 def report_format(given: str | None, target: Path | None) -> str:

@@ -35,6 +35,7 @@ from . import checkpoints as ck
 from . import control as ctl
 from . import diskspace as ds
 from . import queue as q
+from .dashboard import LiveHistory, latest_findings
 from .data import DataError, file_format, read_examples
 from .launch import DAEMON_MODULE, arg_value, child_command, child_env, find_training, is_training, spawn_detached
 from .layout import EXIT_ALREADY_RUNNING, EXIT_CONFIG, EXIT_DATA, EXIT_DISK_FULL, EXIT_OK, EXIT_STOPPED, Layout, iso_now, log_to
@@ -46,6 +47,7 @@ log = logging.getLogger("trainer.daemon")
 
 POLL_S = 0.25
 PROGRESS_EVERY_S = 30.0
+HISTORY_EVERY_S = 1.0
 RETRY_DELAY_S = 1.0
 
 
@@ -99,6 +101,8 @@ class Daemon:
         self.stop_request: dict[str, str] | None = None  # who asked for the stop, when, why (recorded at exit)
         self._last_progress = 0.0
         self.disk_wait: ds.DiskWait | None = None
+        self.live = LiveHistory()  # the monitor's /history: points of the file in training, in memory only
+        self._last_live = 0.0
 
     # lifecycle -----------------------------------------------------------------
     def run(self) -> int:
@@ -184,13 +188,14 @@ class Daemon:
         from .monitor import Monitor
 
         try:
-            self.monitor = Monitor(self.snapshot, port).start()
+            self.monitor = Monitor(self.snapshot, port, history=self.live.to_dict,
+                                   findings=lambda: latest_findings(self.layout.base / "reports")).start()
         except OSError as exc:
             msg = f"monitor not started: port {port} on 127.0.0.1: {exc.strerror or exc}"
             log.error("%s", msg)
             self.warnings.append(msg)
             return None
-        log.info("monitor on http://127.0.0.1:%d/ (/health /status /metrics)", self.monitor.port)
+        log.info("monitor on http://127.0.0.1:%d/ (live page; /health /status /metrics /history /findings)", self.monitor.port)
         return self.monitor.port
 
     # the loop ------------------------------------------------------------------
@@ -211,6 +216,7 @@ class Daemon:
             if self.child is not None:
                 finished, rc = self.child.poll()
                 if not finished:
+                    self._observe()
                     self._report_progress()
                     time.sleep(POLL_S)
                     continue
@@ -338,6 +344,14 @@ class Daemon:
         update_state(lay.daemon_state, current_file=name, child_pid=info.pid, child_started_at=info.create_time, adopted=True)
         log.warning("adopting training PID %d (%s) left running by a previous daemon: reporting its progress and waiting "
                     "for it; no second training starts beside it", info.pid, name)
+
+    def _observe(self) -> None:
+        """Feed the live history from the status file, at most once per HISTORY_EVERY_S, only with a monitor."""
+        now = time.monotonic()
+        if self.monitor is None or now - self._last_live < HISTORY_EVERY_S:
+            return
+        self._last_live = now
+        self.live.observe(read_json(self.layout.status))
 
     def _report_progress(self) -> None:
         now = time.monotonic()

@@ -1,4 +1,5 @@
-"""The daemon's HTTP monitor on 127.0.0.1: `/health` (200 or 503), `/status` (JSON), `/metrics` (Prometheus text)."""
+"""The daemon's HTTP monitor on 127.0.0.1: `/health` (200 or 503), `/status` (JSON), `/metrics` (Prometheus text),
+and a read-only live page: `/` (trainer/dashboard.py) with the data it fetches, `/history` and `/findings` (JSON)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any, Callable
 from healthkit.contract import DAEMON_STATES
 
 Snapshot = Callable[[], dict[str, Any]]
+PATHS = ["/", "/health", "/status", "/metrics", "/history", "/findings"]
 
 METRICS = (
     ("step", "healthkit_training_step", "global step of the file being trained"),
@@ -63,13 +65,19 @@ def render_metrics(snap: dict[str, Any]) -> str:
 
 
 class Monitor:
-    def __init__(self, snapshot: Snapshot, port: int, host: str = "127.0.0.1"):
+    def __init__(self, snapshot: Snapshot, port: int, host: str = "127.0.0.1", history: Snapshot | None = None,
+                 findings: Snapshot | None = None):
         self.snapshot = snapshot
+        self.history = history or (lambda: {"file": None, "train": [], "eval": []})
+        self.findings = findings or (lambda: {"available": False, "reason": "no reports folder"})
         monitor = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 path = self.path.split("?", 1)[0]
+                if path in ("/", "/history", "/findings"):
+                    self._page(path)
+                    return
                 try:
                     snap = monitor.snapshot()
                 except Exception as exc:  # noqa: BLE001
@@ -82,14 +90,28 @@ class Monitor:
                 elif path == "/metrics":
                     self._send(200, render_metrics(snap), "text/plain; version=0.0.4; charset=utf-8")
                 else:
-                    self._send(404, json.dumps({"error": "not found", "paths": ["/health", "/status", "/metrics"]}),
-                               "application/json")
+                    self._send(404, json.dumps({"error": "not found", "paths": PATHS}), "application/json")
+
+            def _page(self, path: str) -> None:
+                """The live page and its two data feeds; none of them reads the snapshot."""
+                if path == "/":
+                    from .dashboard import PAGE
+
+                    self._send(200, PAGE, "text/html; charset=utf-8")
+                    return
+                source = monitor.history if path == "/history" else monitor.findings
+                try:
+                    body = source()
+                except Exception as exc:  # noqa: BLE001 - a feed failing must not take the monitor down
+                    body = {"error": f"{type(exc).__name__}: {exc}"}
+                self._send(200, json.dumps(body, default=str), "application/json")
 
             def _send(self, code: int, body: str, ctype: str) -> None:
                 data = body.encode("utf-8")
                 self.send_response(code)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(data)))
+                self.send_header("Cache-Control", "no-store")
                 self.end_headers()
                 self.wfile.write(data)
 

@@ -16,10 +16,11 @@ class Format(str, enum.Enum):
     prom = "prom"
     junit = "junit"
     nagios = "nagios"
+    html = "html"
 
 
-_MODULES = {"md": "markdown", "json": "json_", "prom": "prom", "junit": "junit", "nagios": "nagios"}
-EXTENSIONS = {"md": "md", "json": "json", "prom": "prom", "junit": "xml", "nagios": "txt"}
+_MODULES = {"md": "markdown", "json": "json_", "prom": "prom", "junit": "junit", "nagios": "nagios", "html": "html"}
+EXTENSIONS = {"md": "md", "json": "json", "prom": "prom", "junit": "xml", "nagios": "txt", "html": "html"}
 
 
 def render(report: "Report", fmt: str = "md", **options: Any) -> str:

@@ -68,6 +68,14 @@ def _training_block(t: dict[str, Any]) -> list[str]:
     return lines
 
 
+def assessment(training: dict[str, Any], findings: list[Finding]) -> str:
+    """The training verdict, corrected when nothing supervises a run that progresses."""
+    verdict = str(training["verdict"])
+    if any(f.code in ("daemon.dead", "daemon.orphaned-training", "daemon.pid-reused") for f in findings) and "progressing" in verdict:
+        verdict = "Training is progressing, but nothing supervises it. Let it finish; start the daemon so that it adopts it."
+    return verdict
+
+
 def _since_block(since: dict[str, Any]) -> list[str]:
     """"Since last report": what is new, what was resolved, what is still open (from the previous JSON)."""
     out = ["## 🔄 SINCE LAST REPORT", ""]
@@ -201,10 +209,7 @@ def render(report: "Report", ascii: bool = False, since: dict[str, Any] | None =
         if block:
             out += ["## 📊 CURRENT TRAINING STATUS", "", "```", *block, "```", ""]
             if training.get("verdict"):
-                verdict = training["verdict"]
-                if any(f.code in ("daemon.dead", "daemon.orphaned-training", "daemon.pid-reused") for f in findings) and "progressing" in verdict:
-                    verdict = "Training is progressing, but nothing supervises it. Let it finish; start the daemon so that it adopts it."
-                out += [f"**Assessment:** {verdict}", ""]
+                out += [f"**Assessment:** {assessment(training, findings)}", ""]
             out += ["---", ""]
     if chart is not None:
         out += _chart_block(chart)

@@ -1,0 +1,108 @@
+"""The monitor's live page: units for the in-memory history and the routes, and a real daemon seen through Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests import chromium
+from trainer.daemon import start_daemon
+from trainer.dashboard import LiveHistory, latest_findings
+from trainer.monitor import Monitor
+
+from .conftest import all_logs, hk, queue_file, read_json, wait_for
+
+
+def _get(port: int, path: str) -> tuple[int, str, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+            return r.status, r.headers.get("Content-Type", ""), r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Content-Type", ""), exc.read().decode()
+
+
+def test_live_history_follows_the_status_file() -> None:
+    h = LiveHistory(maxlen=3)
+    for step, loss, val in [(1, 2.0, None), (1, 2.0, None), (2, 1.5, 1.9), (3, 1.2, 1.9), (4, 1.0, 1.7), (5, float("nan"), None)]:
+        h.observe({"current_file": "a.jsonl", "step": step, "loss": loss, "val_loss": val})
+    d = h.to_dict()
+    assert d["file"] == "a.jsonl" and d["train"] == [[2, 1.5], [3, 1.2], [4, 1.0]]  # bounded, no repeats, finite only
+    assert d["eval"] == [[2, 1.9], [4, 1.7]]  # a new point when the validation loss changes
+    h.observe({"current_file": "b.jsonl", "step": 1, "loss": 3.0})
+    assert h.to_dict()["train"] == [[1, 3.0]] and h.to_dict()["eval"] == []  # a new file starts a new chart
+    json.dumps(h.to_dict())  # strict JSON
+
+
+def test_latest_findings_summarises_or_says_why_not(tmp_path: Path) -> None:
+    assert latest_findings(tmp_path) == {"available": False, "reason": "no audit report yet"}
+    (tmp_path / "latest.json").write_text("{not json")
+    assert latest_findings(tmp_path)["available"] is False and "not valid JSON" in latest_findings(tmp_path)["reason"]
+    (tmp_path / "latest.json").write_text(json.dumps({"status": "warning", "generated_at": "t", "findings": [
+        {"code": "checkpoints.bloat", "severity": "warning", "title": "<b>12</b>", "evidence": ["long"]}]}))
+    assert latest_findings(tmp_path)["findings"] == [{"code": "checkpoints.bloat", "severity": "warning", "title": "<b>12</b>"}]
+
+
+def test_monitor_routes_page_and_feeds_and_keeps_status_metrics(tmp_path: Path) -> None:
+    snap = {"healthy": True, "daemon": {"state": "running"}, "training": {"step": 3}, "queue": {"pending": 1}}
+    m = Monitor(lambda: snap, 0, history=lambda: {"train": [[1, 2.0]], "eval": []}, findings=lambda: 1 / 0).start()
+    try:
+        code, ctype, body = _get(m.port, "/")
+        assert code == 200 and ctype.startswith("text/html") and "fetch(" in body and "/history" in body
+        assert "<form" not in body and "method" not in body.lower().replace("createelementns", "")  # read-only page
+        assert json.loads(_get(m.port, "/status")[2]) == snap
+        assert "healthkit_training_step 3.0" in _get(m.port, "/metrics")[2]
+        assert json.loads(_get(m.port, "/history")[2])["train"] == [[1, 2.0]]
+        assert "ZeroDivisionError" in json.loads(_get(m.port, "/findings")[2])["error"]  # a failing feed is JSON, not a crash
+        assert _get(m.port, "/nope")[0] == 404
+        assert m.server.server_address[0] == "127.0.0.1"
+    finally:
+        m.stop()
+
+
+def _step(dom: str) -> int | None:
+    m = re.search(r'<span id="step">(\d+) / (\d+)</span>', dom)
+    return int(m.group(1)) if m else None
+
+
+@pytest.mark.slow
+def test_live_dashboard_of_a_real_daemon_in_chromium(make_ws, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HEALTHKIT_TRAINER_STEP_SLEEP_S", "0.3")  # slow enough to watch
+    lay = make_ws(max_steps=400, monitor_port=port, eval_steps=20, save_steps=50)
+    (lay.base / "reports").mkdir()
+    (lay.base / "reports" / "latest.json").write_text(json.dumps({"status": "warning", "generated_at": "2024-05-01T12:00:00Z",
+        "findings": [{"code": "config.doc-drift", "severity": "warning", "title": "<img src=x onerror=alert(1)> drifts"}]}))
+    queue_file(lay, "watched.jsonl", n=400, seed=4)
+    start_daemon(lay.base)
+    try:
+        wait_for(lambda: (read_json(lay.status).get("step") or 0) >= 3, 180, 0.2, "training to start\n" + all_logs(lay))
+        url = f"http://127.0.0.1:{port}/"
+        first = chromium.dump_dom(url, budget_ms=3000)
+        assert "watched.jsonl" in first.stdout, first.stdout[-3000:] + first.log[-2000:]
+        step1 = _step(first.stdout)
+        assert step1 is not None, first.stdout
+
+        def later() -> int | None:
+            s2 = _step(chromium.dump_dom(url, budget_ms=3000).stdout)
+            return s2 if s2 is not None and s2 > step1 else None
+
+        step2 = wait_for(later, 120, 1.0, "a higher step in a later dump")
+        dom = chromium.dump_dom(url, budget_ms=3000)
+        assert re.search(r'<polyline class="series" data-label="training loss"[^>]* points="[^"]+ [^"]+"', dom.stdout), dom.stdout
+        assert "&lt;img src=x onerror=alert(1)&gt; drifts" in dom.stdout and "<img" not in dom.stdout
+        assert dom.script_errors == [], dom.script_errors
+        shot = tmp_path / "dashboard.png"
+        chromium.screenshot(url, shot, size=(1000, 1000), budget_ms=3000)
+        chromium.assert_not_blank(shot)
+        chromium.keep(shot, "dashboard.png")
+        assert step2 > step1
+    finally:
+        hk("daemon", "stop", str(lay.base))
