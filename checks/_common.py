@@ -45,6 +45,13 @@ def parse_time(value: Any) -> float | None:
     return None
 
 
+def stat_time(ts: float) -> str:
+    """A time as `stat -c '%y'` prints it (local time, nanoseconds, numeric zone)."""
+    dt = datetime.fromtimestamp(ts).astimezone()
+    ns = round((ts - int(ts)) * 1e9) % 1_000_000_000
+    return f"{dt:%Y-%m-%d %H:%M:%S}.{ns:09d} {dt:%z}"
+
+
 def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
 

@@ -116,6 +116,37 @@ def missing_parts(ws: Workspace, c: Checkpoint) -> list[str]:
     return list(ws.completeness_of(c).missing)
 
 
+def save_in_progress(ws: Workspace, ckpts: list[Checkpoint]) -> Checkpoint | None:
+    """The newest checkpoint while the Trainer is still saving (or rotating) it, else None.
+
+    HF writes `checkpoint-N` in place, file by file, and deletes the oldest only afterwards: for
+    a moment the newest is incomplete and there is one checkpoint too many. That is a save, not
+    a fault, while a training of this workspace runs and wrote into the folder within
+    `save_grace_seconds`; a save that died leaves no training process (reported at once), one
+    that hangs stops the status file (`training.stalled`).
+    """
+    if not ckpts:
+        return None
+    newest = ckpts[-1]
+    try:
+        touched = max([os.stat(newest.path).st_mtime] + [_mtime(newest.path / f) for f in newest.files])
+    except OSError:
+        return None
+    if ws.now - touched > ws.settings.thresholds.save_grace_seconds:
+        return None
+    from healthkit.ownership import daemon_processes, training_processes
+
+    alive = training_processes(ws) or (ws.settings.processes.training_in_daemon and daemon_processes(ws))
+    return newest if alive else None
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:  # removed while we look: the rotation or the save is moving it
+        return 0.0
+
+
 def _allowed(limit: int, ckpts: list[Checkpoint], best: Checkpoint | None) -> int:
     """How many checkpoints the Trainer itself would keep: the newest `limit`, plus the best if it is older."""
     newest = ckpts[-limit:] if limit else []
@@ -146,6 +177,7 @@ class _View:
     typical: int  # median checkpoint size (high median)
     retention: Retention
     best: Checkpoint | None
+    saving: Checkpoint | None = None  # the newest, while the running training still saves (or rotates) it
 
 
 def _incomplete_finding(ws: Workspace, c: Checkpoint, parts: list[str], newest: bool) -> Finding:
@@ -162,14 +194,26 @@ def _incomplete_finding(ws: Workspace, c: Checkpoint, parts: list[str], newest: 
     )
 
 
-def incomplete_rule(ws: Workspace, ckpts: list[Checkpoint]) -> list[Finding]:
-    """checkpoints.incomplete: each checkpoint a resume would choke on (symlinks out of the workspace are not ours)."""
+def _vanishing(c: Checkpoint) -> bool:
+    """Whether files listed a moment ago are gone: the checkpoint is being deleted (HF's rotation, the end of a file)."""
+    try:
+        now = set(os.listdir(c.path))
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return bool(c.files - now)
+
+
+def incomplete_rule(ws: Workspace, ckpts: list[Checkpoint], saving: Checkpoint | None = None) -> list[Finding]:
+    """checkpoints.incomplete: each checkpoint a resume would choke on (symlinks out of the workspace are not ours);
+    not the one being saved, nor one being deleted."""
     out = []
     for c in ckpts:
         if c.is_symlink and not is_within(c.path, ws.base):
             continue
         parts = missing_parts(ws, c)
-        if parts:
+        if parts and c is not saving and not _vanishing(c):
             out.append(_incomplete_finding(ws, c, parts, c is ckpts[-1]))
     return out
 
@@ -223,7 +267,7 @@ def bloat_rule(ws: Workspace, v: _View) -> list[Finding]:
     """checkpoints.bloat: more checkpoints than the limit (or, with none, than a run needs)."""
     ckpts, best, r = v.ckpts, v.best, v.retention
     allowed = _allowed(r.limit, ckpts, best) if r.limit else ws.settings.thresholds.checkpoint_count_without_limit
-    if len(ckpts) <= allowed:
+    if len(ckpts) - (v.saving is not None) <= allowed:  # the one being saved is not bloat until the rotation after it
         return []
     keep = r.limit or DEFAULT_RECOMMENDED_LIMIT
     expected = v.typical * _allowed(keep, ckpts, best)
@@ -265,6 +309,9 @@ def _healthy_and_notes(ws: Workspace, v: _View) -> tuple[list[Healthy], list[str
              for c in ckpts if c.is_symlink and not is_within(c.path, ws.base)]
     if ws.in_progress_saves:
         notes.append(f"save in progress: {', '.join(p.name for p in ws.in_progress_saves)}")
+    if v.saving is not None:
+        notes.append(f"save in progress: {v.saving.name} (written within the last {ws.settings.thresholds.save_grace_seconds:g}s "
+                     "by the running training)")
     if not ckpts:
         return [], notes
     newest = ckpts[-1]
@@ -285,10 +332,12 @@ def checkpoints_check(ws: Workspace) -> CheckOutput:
         return CheckOutput(unknown=f"{ws.rel(root)} is not readable (permission denied)")
     ckpts = ws.checkpoints
     # Completeness first: bounded reads of small files while `du` (prefetched) is still walking the tree.
-    incomplete = incomplete_rule(ws, ckpts)
+    saving = save_in_progress(ws, ckpts)
+    incomplete = incomplete_rule(ws, ckpts, saving)
     usage = ws.checkpoint_usage
     sizes = sorted(usage[c.path].bytes for c in ckpts if not c.is_symlink)
-    v = _View(ckpts, ws.checkpoint_dir_usage.bytes, sizes[len(sizes) // 2] if sizes else 0, retention(ws), best_checkpoint(ws))
+    v = _View(ckpts, ws.checkpoint_dir_usage.bytes, sizes[len(sizes) // 2] if sizes else 0, retention(ws), best_checkpoint(ws),
+              saving)
     findings = no_retention_rule(ws, v) + bloat_rule(ws, v) + incomplete
     healthy, notes = _healthy_and_notes(ws, v)
     return CheckOutput(findings=findings, healthy=healthy, facts={"checkpoints": _facts(ws, v)}, notes=notes)

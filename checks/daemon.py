@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,6 +109,23 @@ def _pid_evidence(ws: Workspace) -> Evidence:
     pf = ws.pid_file
     shown = pf.preview if pf.preview else (f"({pf.reason})" if pf.reason else "")
     return Evidence(f"cat {q(ws, pf.path)}", shown)
+
+
+_FILE_TYPES = {stat.S_IFREG: "regular file", stat.S_IFDIR: "directory", stat.S_IFLNK: "symbolic link", stat.S_IFIFO: "fifo",
+               stat.S_IFSOCK: "socket", stat.S_IFCHR: "character special file", stat.S_IFBLK: "block special file"}
+
+
+def _stat_evidence(ws: Workspace, path: Path) -> Evidence:
+    """What `stat -c '%F %s bytes'` prints for the PID file (the conclusion drawn from it belongs in the problem)."""
+    rel = ws.rel(path)
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        return Evidence(f"stat -c '%F %s bytes' {q(ws, path)}", f"stat: cannot statx '{rel}': {exc.strerror}")
+    kind = _FILE_TYPES.get(stat.S_IFMT(st.st_mode), "weird file")
+    if kind == "regular file" and st.st_size == 0:
+        kind = "regular empty file"
+    return Evidence(f"stat -c '%F %s bytes' {q(ws, path)}", f"{kind} {st.st_size} bytes")
 
 
 def _ps_evidence(pid: int, info: ProcInfo | None, state: str) -> Evidence:
@@ -290,7 +308,7 @@ def _rule_malformed(ws: Workspace, seen: _Seen) -> None:
             code=MALFORMED.code, severity=Severity.WARNING, title="PID file is malformed",
             problem=[f"`{pid_rel}` cannot be used: {pf.reason}"],
             impact=["Whether the daemon runs cannot be told from its PID file; a daemon start may refuse to run"],
-            evidence=[Evidence(f"stat -c '%F %s bytes' {pid_rel}", pf.reason), _pid_evidence(ws)],
+            evidence=[_stat_evidence(ws, pf.path), _pid_evidence(ws)],
             recommendations=["Remove it and start the daemon, which writes a valid one"],
             fixes=[REMOVE_MALFORMED, START_DAEMON] if not seen.daemons else [],
             urgency="immediate", data={"pid_file": str(pf.path), "reason": pf.reason},

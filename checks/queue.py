@@ -69,6 +69,26 @@ def _stuck_finding(ws: Workspace, f, trainings: list, current: object) -> Findin
     )
 
 
+def _being_started(ws: Workspace, processing: list[Path]) -> set[Path]:
+    """Files a live daemon has just claimed and is starting a training on (no training process yet).
+
+    Between the claim (a rename into processing/, which sets the file's ctime) and the training
+    child's start the daemon checks the data and prepares checkpoints: seconds, in which the file
+    has no training on it and is not stuck. Past `claim_grace_seconds` it is.
+    """
+    if not processing or not daemon_processes(ws):
+        return set()
+    grace = ws.settings.thresholds.claim_grace_seconds
+    started = set()
+    for f in processing:
+        try:
+            if ws.now - f.stat().st_ctime <= grace:
+                started.add(f)
+        except OSError:
+            started.add(f)  # moved on while we look: to done/ or failed/
+    return started
+
+
 def _rule_stuck(ws: Workspace) -> list[Finding]:
     """`queue.stuck`: in processing/ with no training on it, unless the daemon was stopped on request."""
     if stopped_on_request(ws) is not None and not daemon_processes(ws):
@@ -79,12 +99,13 @@ def _rule_stuck(ws: Workspace) -> list[Finding]:
     state = ws.status_value("state")
     out = []
     waiting = waiting_daemon(ws)
+    starting = _being_started(ws, ws.queue.processing) if not trainings else set()
     for f in ws.queue.processing:
         if waiting and waiting.get("waiting_file") == f.name:
             continue  # held by a daemon waiting for disk space: disk.low-space says so
         mentioned = any(_names_file(p.cmdline, f.name) for p in trainings)
         in_status = current_name == f.name and state == "training"
-        if not (mentioned or (trainings and in_status)):
+        if not (mentioned or (trainings and in_status) or f in starting):
             out.append(_stuck_finding(ws, f, trainings, current))
     return out
 

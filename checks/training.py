@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, Healthy, Severity, check
+from healthkit.models import Progress
 from healthkit.workspace import MISSING, Workspace
 
-from ._common import ago, iso, jq_pick, number, parse_time, q
+from ._common import ago, jq_pick, number, parse_time, q, stat_time
 
 STALLED = CodeDoc(
     "training.stalled", "critical", "Training status not updated for much longer than a step takes",
@@ -83,7 +84,7 @@ def training_check(ws: Workspace) -> CheckOutput:
                          f"That is longer than {basis}"],
                 impact=["No progress while the GPU (and the clock) keep running", "The ETA and the status file are stale"],
                 evidence=[Evidence(f"jq '{{{', '.join(keys)}}}' {rel}", jq_pick(st.data, keys)),
-                          Evidence(f"stat -c '%y' {rel}", iso(st.mtime) if st.mtime else "?")],
+                          Evidence(f"stat -c '%y' {rel}", stat_time(st.mtime) if st.mtime else f"stat: cannot statx '{ws.rel(st.path)}'")],
                 root_cause=["The training process hung (data loader, collective, a slow monitoring hook) or died without updating its status"],
                 recommendations=["Inspect the process (`py-spy dump --pid PID`) and the training log; restart from the last checkpoint if it is hung"],
                 urgency="immediate", data={"silent_s": silent, "limit_s": limit, "step": t.get("step")},
@@ -104,7 +105,7 @@ def training_check(ws: Workspace) -> CheckOutput:
         if t.get("updated_ago"):
             details.append(f"Status updated {t['updated_ago']} ago")
         healthy.append(Healthy("Training is progressing", details))
-        t["verdict"] = "Training is progressing."
+        t["verdict"], t["progress"] = "Training is progressing.", Progress.PROGRESSING
     elif findings:
-        t["verdict"] = "Training is not progressing."
+        t["verdict"], t["progress"] = "Training is not progressing.", Progress.NOT_PROGRESSING
     return CheckOutput(findings=findings, healthy=healthy, facts={"training": t} if t else {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -30,9 +31,10 @@ NO_KEY = CodeDoc(
     fix="Map the key in healthkit.toml ([status_keys] val_loss = \"validation_loss\"), or make the writer use `val_loss`.",
 )
 OVERFITTING = CodeDoc(
-    "validation.overfitting", "warning", "Validation/train gap growing",
-    what="Over the last evaluations, validation loss rose (or the gap between validation and training loss widened) "
-         "while training loss kept falling.",
+    "validation.overfitting", "warning", "Validation loss clearly above its best while training loss falls",
+    what="The latest eval_loss is at least `overfit_min_rise` (default 2%) above the best seen, over at least "
+         "`overfit_min_evals` evaluations (the best and those after it), while training loss kept falling. Smaller "
+         "wobbles are noise.",
     why="The model is memorizing the training data; further steps make it worse on anything else.",
     fix="Stop at (or load) the best checkpoint, lower the learning rate or epochs, add data or regularization.",
 )
@@ -88,38 +90,123 @@ def _val_key_candidates(ws: Workspace, data: dict[str, Any]) -> list[str]:
     return sorted(found, key=rank)
 
 
-def _likely_cause(ws: Workspace, eval_steps: Any, steps_done: float | None) -> tuple[list[str], bool]:
-    """Name why evaluation is not happening; second value: whether validation data exists (fix applies)."""
-    causes: list[str] = []
+def _strategy_cause(ws: Workspace) -> tuple[str | None, str | None]:
+    """(a cause, or a note that the trainer's default applies) from eval_strategy, as config.json shows it."""
     strategy = _strategy(ws)
     if strategy == "no":
-        causes.append("Evaluation is disabled (`eval_strategy: \"no\"`)")
-    vfile = ws.config_value("validation_file", None)
-    vsplit = number(ws.config_value("validation_split", None))
-    if ws.config_value("validation_split", MISSING) is MISSING and ws.settings.paths.config_schema == "healthkit":
-        from healthkit.configschema import default  # our trainer holds out a share of each file by default
+        return "Evaluation is disabled (`eval_strategy: \"no\"`)", None
+    if strategy is not MISSING and strategy is not None:
+        return None, None
+    if ws.settings.paths.config_schema == "healthkit":
+        from healthkit.configschema import default
 
-        vsplit = number(default("validation_split"))
-    has_data = False
+        return None, f"config.json sets no `eval_strategy`, so the trainer's default (`{default('eval_strategy')}`) applies"
+    return ("`eval_strategy` is not set: unless the training script sets it, Hugging Face's default (`\"no\"`) "
+            "turns evaluation off"), None
+
+
+def _data_cause(ws: Workspace) -> tuple[str | None, str | None, bool]:
+    """(a cause, a note that the trainer's default applies, whether validation data exists) from the validation keys."""
+    vfile = ws.config_value("validation_file", None)
     if isinstance(vfile, str) and vfile:
         p = ws.path(vfile)
         if not p.exists():
-            causes.append(f"The validation file `{vfile}` does not exist")
-        elif p.is_file() and p.stat().st_size == 0:
-            causes.append(f"The validation file `{vfile}` is empty")
-        else:
-            has_data = True
-    elif vsplit:
-        has_data = True
-    else:
-        causes.append("No validation data is configured (no `validation_file`, no `validation_split`)")
+            return f"The validation file `{vfile}` does not exist", None, False
+        if p.is_file() and p.stat().st_size == 0:
+            return f"The validation file `{vfile}` is empty", None, False
+        return None, None, True
+    if number(ws.config_value("validation_split", None)):
+        return None, None, True
+    if ws.config_value("validation_split", MISSING) is MISSING and ws.settings.paths.config_schema == "healthkit":
+        from healthkit.configschema import default  # our trainer holds out a share of each file by default
+
+        share = number(default("validation_split"))
+        if share:
+            return None, f"config.json sets no `validation_split`, so the trainer holds out {share:.0%} of each file", True
+    return "No validation data is configured (no `validation_file`, no `validation_split`)", None, False
+
+
+def _likely_cause(ws: Workspace, eval_steps: Any, steps_done: float | None) -> tuple[list[str], bool]:
+    """Name why evaluation is not happening; second value: whether validation data exists (fix applies).
+
+    Every sentence must hold for the config.json the finding shows: "configured" only for what it
+    sets, the trainer's defaults named as defaults.
+    """
+    strategy_cause, strategy_note = _strategy_cause(ws)
+    data_cause, data_note, has_data = _data_cause(ws)
+    if strategy_cause and data_cause and _strategy(ws) != "no":
+        strategy_cause = None  # an unset eval_strategy may be set by the script; the data problem is certain
+    causes = [c for c in (strategy_cause, data_cause) if c]
     es = number(eval_steps)
-    if strategy != "no" and es and steps_done is not None and es > steps_done:
+    if _strategy(ws) != "no" and es and steps_done is not None and es > steps_done:
         causes.append(f"`eval_steps` ({es:g}) is beyond the {steps_done:g} steps done")
     if not causes:
-        causes.append("Evaluation is configured and data exists, yet no eval loss is recorded: the evaluation loop fails "
+        notes = [n for n in (strategy_note, data_note) if n]
+        basis = "; ".join(notes) + ": evaluation should run" if notes else "Evaluation is configured and data exists"
+        causes.append(f"{basis}, yet no eval loss is recorded: the evaluation loop fails "
                       "or its result is not written to the status file (check the training log)")
     return causes, has_data
+
+
+def _best_checkpoint(ws: Workspace, best_step: float) -> str | None:
+    """The checkpoint to keep: HF's own `best_model_checkpoint` if it recorded one, else the one saved at the best step."""
+    _, ts = ws.latest_trainer_state
+    named = ts.data.get("best_model_checkpoint") if ts is not None else None
+    if isinstance(named, str) and named:
+        return named.rstrip("/").rsplit("/", 1)[-1]
+    return next((c.name for c in ws.checkpoints if c.step == best_step), None)
+
+
+def _evals_evidence(ws: Workspace, window: list[list[float]]) -> Evidence:
+    """The evaluations from the best on, as jq prints them from the newest trainer_state.json."""
+    _, ts = ws.latest_trainer_state
+    where = q(ws, ts.path) if ts is not None else "trainer_state.json"
+    lines = [json.dumps({"step": int(s) if s == int(s) else s, "eval_loss": e}, separators=(",", ":")) for s, e in window]
+    return Evidence(f"jq -c '.log_history[] | select(.eval_loss and .step >= {window[0][0]:g}) | {{step, eval_loss}}' {where}",
+                    "\n".join(lines))
+
+
+def _overfitting(ws: Workspace, train: list[list[float]], evals: list[list[float]]) -> Finding | None:
+    """validation.overfitting: the latest eval loss clearly above the best seen, while training loss fell.
+
+    Noise is not a rise: eval loss wobbling by a fraction of a percent is normal. It takes a rise of
+    `overfit_min_rise` (relative) over the best, sustained across at least `overfit_min_evals`
+    evaluations (the best and those after it), with training loss lower than it was at the best.
+    """
+    th = ws.settings.thresholds
+    if len(evals) < th.overfit_min_evals:
+        return None
+    best_i = min(range(len(evals)), key=lambda i: (evals[i][1], -i))  # the latest of equal bests
+    (best_step, best), (last_step, latest) = evals[best_i], evals[-1]
+    window = evals[best_i:]
+    if len(window) < th.overfit_min_evals or best <= 0 or (latest - best) / best < th.overfit_min_rise:
+        return None
+
+    def train_at(step: float) -> float | None:
+        before = [loss for s, loss in train if s <= step]
+        return before[-1] if before else None
+
+    t_best, t_last = train_at(best_step), train_at(last_step)
+    if t_best is None or t_last is None or t_last >= t_best:
+        return None
+    keep = _best_checkpoint(ws, best_step)
+    rise = (latest - best) / best
+    return Finding(
+        code=OVERFITTING.code, severity=Severity.WARNING, title="Overfitting: validation loss rising above its best",
+        problem=[f"eval_loss went {best:.4g} (best, step {best_step:g}) → " + " → ".join(f"{e:.4g}" for _, e in window[1:])
+                 + f": {rise:+.1%} over the best, beyond the {th.overfit_min_rise:.0%} that counts as noise",
+                 f"Training loss kept falling ({t_best:.4g} → {t_last:.4g})"],
+        impact=["Each further step makes the model worse on unseen data"],
+        evidence=[_evals_evidence(ws, window)],
+        root_cause=["The model is fitting the training data past the point where it generalizes best "
+                    f"(step {best_step:g})"],
+        recommendations=[f"Keep `{keep}` (the best validation loss); stop or roll back to it" if keep else
+                         f"No checkpoint from the best step ({best_step:g}) survives: save on the evaluation steps "
+                         "(save_steps = eval_steps) and set load_best_model_at_end",
+                         "Lower epochs or learning rate, or add data"],
+        urgency="short-term",
+        data={"evals": window, "best_step": best_step, "best_eval_loss": best, "rise": rise, "best_checkpoint": keep},
+    )
 
 
 @dataclass(frozen=True)
@@ -154,7 +241,7 @@ def _seen(ws: Workspace) -> _Seen:
     es = number(eval_steps)
     # Unset, HF's eval_steps is logging_steps (500 unless set): the first evaluation is not due before that.
     first_due = es if es is not None else (number(ws.config_value("logging_steps", None)) or 500.0)
-    due = steps_done is not None and (strategy == "no" or steps_done >= first_due)
+    due = steps_done is not None and (strategy == "no" or steps_done > first_due)
     return _Seen(train, evals, global_step, steps_done, eval_steps, es, strategy, due)
 
 
@@ -183,7 +270,7 @@ def _missing_key(ws: Workspace, seen: _Seen) -> Finding | None:
         problem=[f"`{ws.rel(st.path)}` has no `{key}` key at all (a missing key, not a null value)"]
         + ([f"It has similarly named keys: {', '.join(f'`{k}`' for k in similar)}"] if similar else []),
         impact=["Validation health cannot be read from the status file"],
-        evidence=[Evidence(f"jq 'keys' {q(ws, st.path)}", ", ".join(sorted(st.data)))],
+        evidence=[Evidence(f"jq -c 'keys' {q(ws, st.path)}", json.dumps(sorted(st.data), separators=(",", ":")))],
         recommendations=[f"If the writer uses another name, map it: healthkit.toml [status_keys] val_loss = \"{similar[0]}\""
                          if similar else "Make the training status writer record the validation loss"],
         urgency="short-term", data={"key": key, "similar": similar},
@@ -283,40 +370,6 @@ def _missing_in_log_history(ws: Workspace, seen: _Seen) -> Finding | None:
         fixes=[], urgency="short-term",
         data={"causes": causes, "eval_steps": seen.eval_steps, "steps_done": gs, "has_validation_data": has_data,
               "last_eval_step": last_eval},
-    )
-
-
-def _overfitting(ws: Workspace, train: list[list[float]], evals: list[list[float]]) -> Finding | None:
-    """validation.overfitting: eval loss rising over the last N evaluations while train loss falls, or the gap widening."""
-    n = ws.settings.thresholds.overfit_min_evals
-    if len(evals) < n:
-        return None
-    last = evals[-n:]
-    rising = all(b[1] > a[1] for a, b in zip(last, last[1:]))
-
-    def train_at(step: float) -> float | None:
-        before = [l for s, l in train if s <= step]
-        return before[-1] if before else None
-
-    gaps = [(s, e - t) for s, e in last if (t := train_at(s)) is not None]
-    # A widening gap alone is normal while both losses fall (training loss falls faster); it is
-    # overfitting once validation loss has stopped improving over the window.
-    stalled = last[-1][1] >= last[0][1]
-    widening = (len(gaps) == n and all(b[1] > a[1] for a, b in zip(gaps, gaps[1:])) and gaps[-1][1] > 0
-                and stalled)
-    train_falling = len(train) >= 2 and train[-1][1] < train[0][1]
-    if not ((rising or widening) and train_falling):
-        return None
-    return Finding(
-        code=OVERFITTING.code, severity=Severity.WARNING, title="Overfitting: validation/train gap growing",
-        problem=[f"Over the last {n} evaluations eval_loss went " + " → ".join(f"{e:.4g}" for _, e in last)
-                 + ("; the gap went " + " → ".join(f"{g:+.4g}" for _, g in gaps) if gaps else ""),
-                 f"Training loss kept falling (to {train[-1][1]:.4g})"],
-        impact=["Each further step makes the model worse on unseen data"],
-        evidence=[Evidence("jq '[.log_history[] | select(.eval_loss) | {step, eval_loss}]' trainer_state.json",
-                           "\n".join(f"step {s:g}: eval_loss {e:.4g}" for s, e in last))],
-        recommendations=["Use the best checkpoint rather than the last (load_best_model_at_end)", "Lower epochs or learning rate, or add data"],
-        urgency="short-term", data={"evals": last, "gaps": gaps},
     )
 
 

@@ -68,6 +68,17 @@ def fails_at(status: Status, level: FailLevel | str = FailLevel.WARNING) -> bool
     return False
 
 
+class Progress(str, enum.Enum):
+    """The training check's verdict on progress, for renderers to branch on (never on its wording).
+
+    A str enum: it is written to the JSON report as its value, and a value read back from JSON
+    compares equal to the member.
+    """
+
+    PROGRESSING = "progressing"
+    NOT_PROGRESSING = "not-progressing"
+
+
 def worst_status(statuses: list[Status]) -> Status:
     """Critical beats unknown beats warning beats ok (a known fire outranks a blind spot)."""
     order = [Status.CRITICAL, Status.UNKNOWN, Status.WARNING, Status.OK]

@@ -125,20 +125,32 @@ class Thresholds:
     disk_critical_free_percent: float = Field(3.0, ge=0, le=100)
     stalled_min_seconds: float = Field(900.0, gt=0)
     stalled_step_factor: float = Field(20.0, gt=0)
-    overfit_min_evals: int = Field(3, ge=2)
+    overfit_min_evals: int = Field(3, ge=2, description="evaluations, the best and those after it, before a rise counts")
+    overfit_min_rise: float = Field(
+        0.02, gt=0, description="relative rise of the latest eval loss over the best before it is overfitting (0.02 = 2%)"
+    )
     gpu_max_temp_c: float = 85.0
     gpu_max_memory_percent: float = 95.0
     monitoring_warn_share: float = Field(0.05, gt=0)
     monitoring_critical_share: float = Field(0.10, gt=0)
     monitoring_min_train_seconds: float = Field(60.0, ge=0, description="training time before hook shares are judged")
+    save_grace_seconds: float = Field(
+        300.0, ge=0, description="a newest checkpoint written this recently while training runs is a save in progress "
+        "(not incomplete; the one extra during rotation is not bloat)"
+    )
+    claim_grace_seconds: float = Field(
+        120.0, ge=0, description="a queue file moved into processing this recently while the daemon runs is being started, not stuck"
+    )
     checkpoint_count_without_limit: int = Field(10, ge=1, description="checkpoints beyond which an unlimited run is bloat")
 
 
 @frozen
 class MonitorSettings:
     host: str = "127.0.0.1"
-    ports: list[int] | None = Field(None, description="ports to probe; default: config's monitor_port, else 8080")
-    timeout_seconds: float = Field(1.0, gt=0)
+    ports: list[int] | None = Field(None, description="HTTP ports to probe; default: config's monitor_port, else 8080")
+    path: str = Field("/health", description="the path each HTTP port is asked for (GET); 2xx or 3xx is up")
+    tcp_ports: list[int] = Field([], description="plain TCP ports: up when they accept a connection (no HTTP)")
+    timeout_seconds: float = Field(1.0, gt=0, description="per probe: connecting and, for HTTP, the answer")
 
 
 @frozen

@@ -118,8 +118,8 @@ def test_shell_that_mentions_train_py_is_not_training(ws, procs):
 def test_training_of_another_workspace_is_not_ours(ws, tmp_path_factory, procs):
     other = tmp_path_factory.mktemp("other")
     (other / "train.py").write_text(DAEMON_SCRIPT)
-    procs.popen([sys.executable, "train.py"], cwd=other)
-    time.sleep(0.2)
+    p = procs.popen([sys.executable, "train.py"], cwd=other)
+    assert wait_for(lambda: psutil.Process(p.pid).cmdline()[-1:] == ["train.py"], 60)  # it is there to be (mis)counted
     assert "daemon.orphaned-training" not in codes(ws)
 
 

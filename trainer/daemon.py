@@ -589,14 +589,38 @@ def stop_daemon(base: Path, wait_s: float = 120.0, by: str | None = None, reason
     pid = running_daemon(lay)
     if not pid:
         return True
+    proc = _process(pid)
     ctl.request_stop(lay, by=by, reason=reason)
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
-        # Gone means the lock is free *and* the process has exited (it releases the lock just before it exits).
-        if not running_daemon(lay) and not probe(pid).alive:
+        # The lock is released a moment before the process exits (atexit, interpreter teardown):
+        # "stopped" means the PID is gone (or a zombie its parent has yet to reap), not only the lock.
+        holder = running_daemon(lay)
+        if proc is None and holder and holder > 0:
+            proc = _process(holder)  # the PID file is written just after the lock is taken
+        if not holder and _exited(proc):
             return True
         time.sleep(0.1)
     return False
+
+
+def _process(pid: int) -> psutil.Process | None:
+    """The daemon's process handle (pins its identity against PID reuse); None when unknown or gone."""
+    if pid <= 0:
+        return None
+    try:
+        return psutil.Process(pid)
+    except psutil.Error:
+        return None
+
+
+def _exited(proc: psutil.Process | None) -> bool:
+    if proc is None:
+        return True
+    try:
+        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
 
 
 def status(base: Path) -> dict[str, Any]:

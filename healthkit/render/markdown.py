@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..models import Finding, Severity, Status
+from ..models import Finding, Progress, Severity, Status
 
 if TYPE_CHECKING:
     from ..report import Report
 
+# Findings that mean nothing supervises a training that may still be running.
+UNSUPERVISED = ("daemon.dead", "daemon.orphaned-training", "daemon.pid-reused")
 URGENCY = [("immediate", "IMMEDIATE (Do Now)"), ("short-term", "SHORT-TERM (Next Session)"), ("long-term", "LONG-TERM (Future Improvements)")]
 _ASCII = {"🚨": "[!!]", "🔴": "[CRIT]", "🟡": "[WARN]", "🔵": "[INFO]", "✅": "[OK]", "📋": "", "🎯": "", "📊": "", "⏱": "", "🔎": "",
           "⚠️": "[!]", "❓": "[?]", "…": "...", "→": "->", "×": "x", "°": " deg", "≥": ">=", "≤": "<="}
@@ -71,7 +73,7 @@ def _training_block(t: dict[str, Any]) -> list[str]:
 def assessment(training: dict[str, Any], findings: list[Finding]) -> str:
     """The training verdict, corrected when nothing supervises a run that progresses."""
     verdict = str(training["verdict"])
-    if any(f.code in ("daemon.dead", "daemon.orphaned-training", "daemon.pid-reused") for f in findings) and "progressing" in verdict:
+    if training.get("progress") == Progress.PROGRESSING and any(f.code in UNSUPERVISED for f in findings):
         verdict = "Training is progressing, but nothing supervises it. Let it finish; start the daemon so that it adopts it."
     return verdict
 

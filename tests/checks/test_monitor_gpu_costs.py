@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
 import socket
+import threading
 import time
 from types import SimpleNamespace
 
@@ -20,12 +22,65 @@ from .conftest import call, codes, evidence, make_ws, only, result, run
 
 @pytest.fixture
 def listening():
-    """A real socket listening on 127.0.0.1; its port."""
+    """A real socket listening on 127.0.0.1 that never speaks (plain TCP); its port."""
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(8)
     yield srv.getsockname()[1]
     srv.close()
+
+
+class Server:
+    """A real HTTP server on 127.0.0.1 in a thread: answers `status` to every GET and records the paths asked for.
+
+    ``hang=True`` makes it a deadlocked server: each handler blocks on a lock that is never
+    released while the test runs, so connections are accepted and never answered.
+    """
+
+    def __init__(self, status: int = 200, hang: bool = False):
+        self.paths: list[str] = []
+        self.stuck = threading.Lock()
+        if hang:
+            self.stuck.acquire()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                server.paths.append(self.path)
+                with server.stuck:  # the deadlock: held by the test, never by another request
+                    pass
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def close(self) -> None:
+        if self.stuck.locked():
+            self.stuck.release()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def serve():
+    """Factory: `serve(status=200, hang=False)` starts a real HTTP server; all are closed after the test."""
+    made: list[Server] = []
+
+    def make(**kw) -> Server:
+        made.append(Server(**kw))
+        return made[-1]
+
+    yield make
+    for srv in made:
+        srv.close()
 
 
 @pytest.fixture
@@ -63,41 +118,82 @@ def silent_port():
     srv.close()
 
 
-def monitor_ws(tmp_path, ports_, timeout=1.0):
-    return make_ws(tmp_path, toml=f"[monitor]\nports = {list(ports_)}\ntimeout_seconds = {timeout}\n")
+def monitor_ws(tmp_path, ports_, timeout=1.0, extra=""):
+    return make_ws(tmp_path, toml=f"[monitor]\nports = {list(ports_)}\ntimeout_seconds = {timeout}\n{extra}")
 
 
-def test_listening_port_is_up(tmp_path, listening):
-    report = run(monitor_ws(tmp_path, [listening]), "monitor")
+def test_http_monitor_answering_is_up_and_asked_for_the_health_path(tmp_path, serve):
+    srv = serve()
+    report = run(monitor_ws(tmp_path, [srv.port]), "monitor")
     assert codes(report) == [] and result(report, "monitor").status.value == "ok"
-    assert [(h.title, h.details) for h in report.healthy] == [("Web monitors running", [f"Port {listening} answers"])]
+    assert [(h.title, h.details) for h in report.healthy] == [("Web monitors running", [f"Port {srv.port} answers (HTTP 200 on /health)"])]
+    assert srv.paths == ["/health"]
+    monitor_ws(tmp_path, [srv.port], extra='path = "/ping"\n')
+    assert codes(run(tmp_path, "monitor")) == [] and srv.paths[-1] == "/ping"
 
 
-def test_closed_port_is_down(tmp_path, listening, closed_port):
-    report = run(monitor_ws(tmp_path, [listening, closed_port]), "monitor")
+def test_refused_port_is_down(tmp_path, serve, closed_port):
+    srv = serve()
+    report = run(monitor_ws(tmp_path, [srv.port, closed_port]), "monitor")
     f = only(report, "monitor.down")
     assert f.severity.value == "warning" and f.title == f"Monitor on port {closed_port} is down"
-    assert f.problem == [f"Nothing answers on 127.0.0.1:{closed_port} (Connection refused)"]
-    assert evidence(f) == {f"curl -sS -m 1 http://127.0.0.1:{closed_port}/health": "curl: (Connection refused)"}
-    assert f.data == {"host": "127.0.0.1", "port": closed_port}
-    assert report.healthy[0].details == [f"Port {listening} answers"]
+    assert f.problem == [f"Nothing listens on 127.0.0.1:{closed_port} (connection refused)"]
+    assert evidence(f) == {f"curl -sS -m 1 -w '\\nHTTP %{{http_code}}' http://127.0.0.1:{closed_port}/health":
+                           f"curl: (7) Failed to connect to 127.0.0.1 port {closed_port}: Connection refused\nHTTP 000"}
+    assert f.data["kind"] == "refused" and f.data["port"] == closed_port
+    assert report.healthy[0].details == [f"Port {srv.port} answers (HTTP 200 on /health)"]
 
 
-def test_port_that_never_answers_is_bounded_by_the_timeout(tmp_path, silent_port):
+def test_deadlocked_server_that_accepts_but_never_answers_is_down(tmp_path, serve):
+    """The classic hung monitor: TCP connect succeeds, the GET never gets an answer."""
+    srv = serve(hang=True)
+    f = only(run(monitor_ws(tmp_path, [srv.port], timeout=0.5), "monitor"), "monitor.down")
+    assert f.title == f"Monitor on port {srv.port} accepts connections but does not answer"
+    assert f.problem == [f"`GET /health` on 127.0.0.1:{srv.port}: connected, but no answer within 0.5s"]
+    assert f.data["kind"] == "no-answer" and "hung" in f.root_cause[0]
+    assert srv.paths == ["/health"]  # it really got the request, and really never answered
+
+
+def test_error_status_is_its_own_problem(tmp_path, serve):
+    srv = serve(status=503)
+    f = only(run(monitor_ws(tmp_path, [srv.port]), "monitor"), "monitor.down")
+    assert f.title == f"Monitor on port {srv.port} answers with an error (HTTP 503)"
+    assert f.data["kind"] == "error-status" and f.data["status"] == 503
+    assert list(evidence(f).values()) == ["{}\nHTTP 503"]
+
+
+def test_a_socket_that_never_speaks_http_is_no_answer_but_up_as_a_tcp_port(tmp_path, listening):
+    f = only(run(monitor_ws(tmp_path, [listening], timeout=0.3), "monitor"), "monitor.down")
+    assert f.data["kind"] == "no-answer"
+    make_ws(tmp_path, toml=f"[monitor]\nports = []\ntcp_ports = [{listening}]\n")
+    report = run(tmp_path, "monitor")
+    assert codes(report) == [] and report.healthy[0].details == [f"Port {listening} answers"]
+
+
+def test_tcp_port_refused_keeps_the_connect_test(tmp_path, closed_port):
+    make_ws(tmp_path, toml=f"[monitor]\nports = []\ntcp_ports = [{closed_port}]\n")
+    f = only(run(tmp_path, "monitor"), "monitor.down")
+    assert f.data["kind"] == "refused" and f.data["path"] is None
+    assert evidence(f) == {f"nc -zv -w 1 127.0.0.1 {closed_port}": f"nc: connect to 127.0.0.1 port {closed_port} (tcp) failed: Connection refused"}
+
+
+def test_port_that_never_accepts_is_bounded_by_the_timeout(tmp_path, silent_port):
     monitor_ws(tmp_path, [silent_port], timeout=0.3)
     t0 = time.monotonic()
     report = run(tmp_path, "monitor")
     took = time.monotonic() - t0
     f = only(report, "monitor.down")
-    assert f.problem == [f"Nothing answers on 127.0.0.1:{silent_port} (no answer within 0.3s)"]
-    assert 0.25 <= took < 2.0
+    assert f.problem == [f"No connection to 127.0.0.1:{silent_port}: timed out after 0.3s"] and f.data["kind"] == "unreachable"
+    assert took >= 0.25  # it waited for its timeout (an upper bound is the next test's job, with room for a busy machine)
 
 
-def test_ports_probed_in_parallel(tmp_path, silent_port, closed_port):
-    monitor_ws(tmp_path, [silent_port, silent_port, silent_port, closed_port], timeout=0.3)
+def test_ports_probed_in_parallel(tmp_path, silent_port, closed_port, serve):
+    """Four ports of 1 s each: probed one after another they take at least 3 s; in parallel about 1."""
+    hung = serve(hang=True)
+    monitor_ws(tmp_path, [silent_port, silent_port, hung.port, closed_port], timeout=1.0)
     t0 = time.monotonic()
     assert codes(run(tmp_path, "monitor")) == ["monitor.down"] * 4
-    assert time.monotonic() - t0 < 1.5
+    assert time.monotonic() - t0 < 2.9
 
 
 def test_port_from_config_and_defaults(tmp_path):

@@ -7,6 +7,7 @@ import json
 from checks.validation import validation_check
 from healthkit.detect import HEALTHKIT_SCHEMA_ID
 
+from ..test_report_coherence import contradictions
 from .conftest import call, checkpoint, codes, evidence, make_ws, only, result, run
 
 FOREIGN = '[paths]\nconfig_schema = "none"\n'  # a foreign setup: no healthkit trainer defaults apply
@@ -64,7 +65,7 @@ def test_missing_key_is_a_different_finding_than_null(tmp_path):
     assert "a missing key, not a null value" in f.problem[0]
     assert f.data["similar"][0] == "valid_loss_ema"  # the gap key is not offered as the validation loss
     assert 'val_loss = "valid_loss_ema"' in f.recommendations[0]
-    assert evidence(f)["jq 'keys' status/training_status.json"] == "loss, state, step, val_train_gap, valid_loss_ema"
+    assert evidence(f)["jq -c 'keys' status/training_status.json"] == '["loss","state","step","val_train_gap","valid_loss_ema"]'
 
 
 def test_a_known_alias_is_detected_so_its_null_is_not_running(tmp_path):
@@ -212,14 +213,46 @@ def test_overfitting_rising_eval_loss_falling_train_loss(tmp_path):
     ws(tmp_path, config={"eval_steps": 100}, status_=status(step=500, val_loss=1.9))
     evals = {100: 1.5, 200: 1.4, 300: 1.6, 400: 1.75, 500: 1.9}
     h = history(range(50, 501, 50), train=lambda s: 2.0 - s / 300, evals=evals.get)
-    checkpoint(tmp_path, 500, state={"global_step": 500, "log_history": h})
+    for step in (200, 500):
+        checkpoint(tmp_path, step, state={"global_step": step, "log_history": [e for e in h if e["step"] <= step]})
     report = run(tmp_path, "validation")
     assert codes(report) == ["validation.overfitting"]
     f = report.findings[0]
     assert f.severity.value == "warning"
-    assert "eval_loss went 1.6 → 1.75 → 1.9" in f.problem[0]
-    assert f.data["evals"] == [[300.0, 1.6], [400.0, 1.75], [500.0, 1.9]]
-    assert "step 500: eval_loss 1.9" in f.evidence[0].observed
+    assert f.problem[0].startswith("eval_loss went 1.4 (best, step 200) → 1.6 → 1.75 → 1.9: +35.7% over the best")
+    assert f.data["evals"] == [[200.0, 1.4], [300.0, 1.6], [400.0, 1.75], [500.0, 1.9]]
+    assert f.data["best_checkpoint"] == "checkpoint-200" and "Keep `checkpoint-200`" in f.recommendations[0]
+    assert f.evidence[0].command == ("jq -c '.log_history[] | select(.eval_loss and .step >= 200) | {step, eval_loss}' "
+                                     "current_model/checkpoint-500/trainer_state.json")
+    assert f.evidence[0].observed.splitlines()[-1] == '{"step":500,"eval_loss":1.9}'
+    assert contradictions(report) == []
+
+
+def test_noise_level_rise_is_not_overfitting(tmp_path):
+    """0.4503 → 0.4509 → 0.4512 (+0.2%) while training loss falls: noise, not overfitting."""
+    ws(tmp_path, config={"eval_steps": 100}, status_=status(step=300, val_loss=0.4512))
+    h = history(range(50, 301, 50), train=lambda s: 2.0 - s / 300, evals={100: 0.4503, 200: 0.4509, 300: 0.4512}.get)
+    checkpoint(tmp_path, 300, state={"global_step": 300, "log_history": h})
+    assert codes(run(tmp_path, "validation")) == []
+    (tmp_path / "healthkit.toml").write_text(FOREIGN + "[thresholds]\noverfit_min_rise = 0.001\n")
+    f = only(run(tmp_path, "validation"), "validation.overfitting")  # the same data over a stricter setting
+    assert f.data["best_step"] == 100 and round(f.data["rise"], 4) == 0.002
+
+
+def test_a_single_spike_after_the_best_is_not_overfitting(tmp_path):
+    """The best and one evaluation after it are two; a rise needs overfit_min_evals (3) to count."""
+    ws(tmp_path, config={"eval_steps": 100}, status_=status(step=300, val_loss=1.3))
+    h = history(range(50, 301, 50), train=lambda s: 2.0 - s / 300, evals={100: 1.5, 200: 1.2, 300: 1.3}.get)
+    checkpoint(tmp_path, 300, state={"global_step": 300, "log_history": h})
+    assert codes(run(tmp_path, "validation")) == []
+
+
+def test_best_checkpoint_is_hfs_own_record_when_present(tmp_path):
+    ws(tmp_path, config={"eval_steps": 100}, status_=status(step=400, val_loss=1.6))
+    h = history(range(50, 401, 50), train=lambda s: 2.0 - s / 300, evals={100: 1.2, 200: 1.3, 300: 1.4, 400: 1.6}.get)
+    checkpoint(tmp_path, 400, state={"global_step": 400, "log_history": h, "best_model_checkpoint": "out/checkpoint-100"})
+    f = only(run(tmp_path, "validation"), "validation.overfitting")
+    assert f.data["best_checkpoint"] == "checkpoint-100"
 
 
 def test_no_overfitting_when_both_losses_fall(tmp_path):
@@ -229,13 +262,20 @@ def test_no_overfitting_when_both_losses_fall(tmp_path):
     assert codes(run(tmp_path, "validation")) == []
 
 
-def test_widening_gap_once_eval_loss_stops_improving(tmp_path):
+def test_widening_gap_with_flat_eval_loss_is_not_overfitting(tmp_path):
+    """Training loss falls faster than eval loss; eval within 2% of its best is no finding."""
     ws(tmp_path, config={"eval_steps": 100}, status_=status(step=500, val_loss=1.5))
     h = history(range(50, 501, 50), train=lambda s: 2.0 - s / 300, evals={300: 1.5, 400: 1.48, 500: 1.5}.get)
     checkpoint(tmp_path, 500, state={"global_step": 500, "log_history": h})
+    assert codes(run(tmp_path, "validation")) == []
+
+
+def test_no_best_checkpoint_left_says_so(tmp_path):
+    ws(tmp_path, config={"eval_steps": 100}, status_=status(step=500, val_loss=1.9))
+    h = history(range(50, 501, 50), train=lambda s: 2.0 - s / 300, evals={300: 1.5, 400: 1.6, 500: 1.9}.get)
+    checkpoint(tmp_path, 500, state={"global_step": 500, "log_history": h})
     f = only(run(tmp_path, "validation"), "validation.overfitting")
-    assert "the gap went" in f.problem[0]
-    assert len(f.data["gaps"]) == 3
+    assert f.data["best_checkpoint"] is None and "No checkpoint from the best step (300) survives" in f.recommendations[0]
 
 
 def test_no_overfitting_when_train_loss_rises_too(tmp_path):

@@ -34,8 +34,9 @@ def start_witness(where: Path, script_name: str = "witness.py") -> tuple[subproc
     (where / script_name).write_text(WITNESS)
     log = where / "signals.log"
     proc = subprocess.Popen([sys.executable, script_name, str(log)], cwd=where, stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while not (where / "signals.log.ready").exists() and time.monotonic() < deadline:
+    deadline = time.monotonic() + 60
+    while not (where / "signals.log.ready").exists():
+        assert time.monotonic() < deadline, "the witness never installed its signal handlers"
         time.sleep(0.02)
     return proc, log
 

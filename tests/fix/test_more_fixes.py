@@ -23,6 +23,7 @@ from .test_units import plans_for
 STUBBORN = '''\
 import signal, time
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
+open("stubborn.ready", "w").close()  # only now is SIGTERM ignored: a busy machine may take seconds to get here
 while True:
     time.sleep(0.2)
 '''
@@ -32,7 +33,10 @@ def test_kill_orphan_escalates_to_sigkill_after_the_grace(make_example):
     ex = make_example(start_processes=False)
     (ex.base / "train.py").write_text(STUBBORN)
     pid = _start_orphan(ex.base, [sys.executable, "train.py", "--file", "queue/processing/x.jsonl"])
-    time.sleep(0.3)
+    deadline = time.monotonic() + 60
+    while not (ex.base / "stubborn.ready").exists():
+        assert time.monotonic() < deadline, "the stubborn orphan never started"
+        time.sleep(0.02)
     run, out = fix(ex.base, Safety.UNSAFE, only=("kill-orphan",), kill_grace_s=0.5)
     (outcome,) = [o for p, o in run.outcomes if p.fix_id == "kill-orphan"]
     assert outcome.ok and "SIGKILL" in outcome.message, out
@@ -56,9 +60,8 @@ def test_our_trainer_is_started_through_start_daemon(make_example, monkeypatch):
                   "while os.path.isdir(os.path.dirname(sys.argv[1])): time.sleep(0.3)\n")
         (base / "fake_daemon.py").write_text(script)
         pid = _start_orphan(base, [sys.executable, "fake_daemon.py", str(base / ".daemon.pid"), "trainer.daemon"])
-        for _ in range(50):
-            if (base / ".daemon.pid").exists():
-                break
+        deadline = time.monotonic() + 60  # a Python start with psutil takes seconds on a busy machine
+        while not (base / ".daemon.pid").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         return pid
 

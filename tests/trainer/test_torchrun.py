@@ -29,7 +29,8 @@ def test_two_process_torchrun_completes_a_file(make_ws) -> None:
                     shutil.copytree(p, copies / p.name)
                 except (OSError, shutil.Error):
                     shutil.rmtree(copies / p.name, ignore_errors=True)  # rotated away mid-copy: try the next one
-        return bool(list(lay.done.glob("a.jsonl")))
+        # The file reaches done/ a moment before rank 0 writes "completed": on a busy machine, wait for both.
+        return bool(list(lay.done.glob("a.jsonl"))) and read_json(lay.status).get("state") == "completed"
 
     wait_for(done, 180, 0.1, "the torchrun file to finish\n" + all_logs(lay))
     log = (lay.logs / "train-a.log").read_text()

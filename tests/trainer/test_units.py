@@ -95,6 +95,48 @@ def test_dead_daemon_leaves_no_live_lock(lay: Layout) -> None:
     assert DaemonLock(lay).acquire()
 
 
+LINGERING_DAEMON = """\
+import os, sys, time
+sys.path.insert(0, {repo!r})
+from trainer.layout import Layout
+from trainer.pidfile import DaemonLock
+lay = Layout.of({base!r})
+lock = DaemonLock(lay)
+assert lock.acquire()
+while not (lay.control / "stop").exists():
+    time.sleep(0.02)
+lock.release()  # the lock goes first; the process lives on (atexit, interpreter teardown, a slow flush)
+while not (lay.base / "go").exists():
+    time.sleep(0.02)
+"""
+
+
+def test_stop_returns_only_once_the_daemon_pid_has_exited(lay: Layout) -> None:
+    from trainer.daemon import stop_daemon
+
+    proc = subprocess.Popen([sys.executable, "-c", LINGERING_DAEMON.format(repo=str(REPO), base=str(lay.base))])
+    try:
+        deadline = time.monotonic() + 60
+        while not (is_locked(lay) and lay.pid_file.exists()):  # as start_daemon returns: locked, PID written
+            assert proc.poll() is None and time.monotonic() < deadline, "the stand-in daemon did not start"
+            time.sleep(0.02)
+        result: list[bool] = []
+        stopper = threading.Thread(target=lambda: result.append(stop_daemon(lay.base, wait_s=60)))
+        stopper.start()
+        while is_locked(lay):
+            assert time.monotonic() < deadline, "the stand-in daemon never released its lock"
+            time.sleep(0.02)
+        stopper.join(1.0)  # a stop that trusted the lock would return within its 0.1 s poll
+        assert stopper.is_alive() and proc.poll() is None, "stop returned while the daemon process still ran"
+        (lay.base / "go").write_text("")
+        stopper.join(60)
+        assert result == [True]
+        assert proc.poll() is not None or proc.wait(5) is not None
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_data_errors_name_the_lines(tmp_path: Path) -> None:
     p = tmp_path / "bad.jsonl"
     p.write_text('{"text": "fine"}\n{oops\n[1, 2]\n{"other": 1}\n\n{"text": ""}\n')
@@ -121,14 +163,14 @@ def test_split_is_deterministic_and_never_empty() -> None:
 def test_hung_hook_is_cut_off_not_waited_for() -> None:
     costs = HookCosts()
     bg = Background(costs, timeout_s=0.2)
-    release = threading.Event()
+    release, hanging = threading.Event(), threading.Event()
     done = []
-    bg.submit("gpu_query", lambda: release.wait(5))  # an NVML call that hangs
-    time.sleep(0.05)
+    bg.submit("gpu_query", lambda: (hanging.set(), release.wait(30)))  # an NVML call that hangs
+    assert hanging.wait(30)
     t0 = time.perf_counter()
     bg.submit("status_write", lambda: done.append(1))
-    assert time.perf_counter() - t0 < 0.01  # the training thread never waits
-    time.sleep(0.3)
+    assert time.perf_counter() - t0 < 5  # the training thread never waits (waiting would take the hang's 30 s)
+    time.sleep(0.3)  # past the 0.2 s timeout (a sleep never returns early)
     bg.check_hung()  # past the timeout: abandoned, a new worker takes over
     assert bg.flush(2.0) and done == [1]
     assert costs.hooks["gpu_query"]["timeouts"] == 1 and costs.hooks["status_write"]["calls"] == 1
