@@ -9,7 +9,7 @@ TORCH ?= torch==2.13.0
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --upgrade pip "setuptools>=77"
 
 install-core: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .

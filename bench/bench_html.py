@@ -99,7 +99,7 @@ class Viewer:
 
 
 def _train_one(lay, name: str, src: Path, viewer_port: int | None) -> dict:
-    from trainer import queue as q
+    from healthkit.trainer import queue as q
 
     shutil.copyfile(src, lay.base / name)
     q.add(lay, lay.base / name)
@@ -121,10 +121,10 @@ def _train_one(lay, name: str, src: Path, viewer_port: int | None) -> dict:
 
 
 def bench_dashboard(rounds: int, steps: int) -> dict:
-    from trainer.daemon import start_daemon, stop_daemon
-    from trainer.init import init_workspace
-    from trainer.layout import Layout
-    from trainer.tiny import build_tiny_model, sample_texts, write_jsonl
+    from healthkit.trainer.daemon import start_daemon, stop_daemon
+    from healthkit.trainer.init import init_workspace
+    from healthkit.trainer.layout import Layout
+    from healthkit.trainer.tiny import build_tiny_model, sample_texts, write_jsonl
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     work = Path(tempfile.mkdtemp(prefix="healthkit-bench-dash-"))

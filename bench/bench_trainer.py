@@ -44,10 +44,10 @@ BENCH_CONFIG = {
 def bare_once(base: Path, data: Path) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForLanguageModeling, Trainer
 
-    from trainer.data import TokenizedDataset, read_texts, split
-    from trainer.layout import Layout
-    from trainer.preflight import load_config
-    from trainer.train_file import training_arguments
+    from healthkit.trainer.data import TokenizedDataset, read_texts, split
+    from healthkit.trainer.layout import Layout
+    from healthkit.trainer.preflight import load_config
+    from healthkit.trainer.train_file import training_arguments
 
     lay = Layout.of(base)
     cfg = load_config(lay)
@@ -57,7 +57,7 @@ def bare_once(base: Path, data: Path) -> dict:
     if cfg.lora:
         from peft import get_peft_model
 
-        from trainer.modeling import lora_config
+        from healthkit.trainer.modeling import lora_config
 
         model = get_peft_model(model, lora_config(cfg.lora))
     scratch = base / "bare_out"
@@ -84,10 +84,10 @@ def bare_round(base: Path, data: Path) -> dict:
 
 
 def daemon_round(base: Path, data: Path, n: int) -> dict:
-    from trainer import queue as q
-    from trainer.daemon import start_daemon, stop_daemon
-    from trainer.layout import Layout
-    from trainer.state import read_json
+    from healthkit.trainer import queue as q
+    from healthkit.trainer.daemon import start_daemon, stop_daemon
+    from healthkit.trainer.layout import Layout
+    from healthkit.trainer.state import read_json
 
     lay = Layout.of(base)
     name = f"bench{n}.jsonl"
@@ -111,8 +111,8 @@ LORA = {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": "all-linear"}
 
 def setup(work: Path, modes: list[str], steps: int, n_embd: int, n_layer: int) -> dict[str, Path]:
     """One workspace per mode, sharing one tiny model (copied) and one data file."""
-    from trainer.init import init_workspace
-    from trainer.tiny import build_tiny_model
+    from healthkit.trainer.init import init_workspace
+    from healthkit.trainer.tiny import build_tiny_model
 
     model = build_tiny_model(work / "model", vocab_size=512, n_layer=n_layer, n_embd=n_embd, n_head=4, n_positions=64)
     out = {}
@@ -154,7 +154,7 @@ def main() -> int:
     if a.threads:
         for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[k] = str(a.threads)  # inherited by the bare subprocess and the daemon's child alike
-    from trainer.tiny import sample_texts, write_jsonl
+    from healthkit.trainer.tiny import sample_texts, write_jsonl
 
     modes = [m.strip() for m in a.modes.split(",") if m.strip()]
     work = a.workdir or Path(tempfile.mkdtemp(prefix="healthkit-bench-"))

@@ -241,7 +241,7 @@ def daemon_start(
     foreground: Annotated[bool, typer.Option("--foreground", help="run in this terminal instead of detaching")] = False,
 ) -> None:
     """Start the daemon; it adopts a training left running by a dead daemon instead of starting a second one."""
-    from trainer.commands import start
+    from healthkit.trainer.commands import start
 
     raise typer.Exit(start(path, supervise=supervise, foreground=foreground))
 
@@ -253,7 +253,7 @@ def daemon_stop(
     reason: Annotated[Optional[str], typer.Option("--reason", help="why (recorded; the audit reports the stop as info)")] = None,
 ) -> None:
     """Stop at the next step boundary, after saving a checkpoint; it stays stopped until `daemon start` (no fix restarts it)."""
-    from trainer.commands import stop
+    from healthkit.trainer.commands import stop
 
     raise typer.Exit(stop(path, wait_s=wait, reason=reason))
 
@@ -264,7 +264,7 @@ def daemon_status(
     json_: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
 ) -> None:
     """Show the daemon, the training and the queue (exit 3 when no daemon runs)."""
-    from trainer.commands import status
+    from healthkit.trainer.commands import status
 
     raise typer.Exit(status(path, as_json=json_))
 
@@ -275,7 +275,7 @@ def daemon_pause(
     reason: Annotated[Optional[str], typer.Option("--reason", help="why; shown in status until resume")] = None,
 ) -> None:
     """Hold training at the next step boundary (no new file starts either)."""
-    from trainer.commands import pause
+    from healthkit.trainer.commands import pause
 
     raise typer.Exit(pause(path, reason))
 
@@ -283,7 +283,7 @@ def daemon_pause(
 @daemon_app.command("resume")
 def daemon_resume(path: PathArg = Path(".")) -> None:
     """Continue after a pause (clears paused_at and the reason)."""
-    from trainer.commands import resume
+    from healthkit.trainer.commands import resume
 
     raise typer.Exit(resume(path))
 
@@ -294,7 +294,7 @@ def daemon_systemd_unit(
     user: Annotated[Optional[str], typer.Option("--user", help="User= of the service")] = None,
 ) -> None:
     """Print a systemd unit (Restart=on-failure) for those who prefer the system's supervisor."""
-    from trainer.commands import systemd_unit
+    from healthkit.trainer.commands import systemd_unit
 
     raise typer.Exit(systemd_unit(path, user))
 
@@ -307,7 +307,7 @@ def queue_add(
     move: Annotated[bool, typer.Option("--move", help="move the files instead of copying them")] = False,
 ) -> None:
     """Queue JSONL files for training."""
-    from trainer.commands import queue_add as add
+    from healthkit.trainer.commands import queue_add as add
 
     raise typer.Exit(add(path, files, priority=priority, move=move))
 
@@ -318,7 +318,7 @@ def queue_list(
     json_: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
 ) -> None:
     """List the queue in the order files will run, and what is processing, done and failed (with why)."""
-    from trainer.commands import queue_list as listing
+    from healthkit.trainer.commands import queue_list as listing
 
     raise typer.Exit(listing(path, as_json=json_))
 
@@ -338,7 +338,7 @@ def init_cmd(
     if print_:
         err("healthkit init: --print goes with --detect")
         raise typer.Exit(EXIT_USAGE)
-    from trainer.commands import init
+    from healthkit.trainer.commands import init
 
     raise typer.Exit(init(path, tiny_model=tiny_model, force=force))
 

@@ -47,7 +47,7 @@ def load_adapter(name: str) -> tuple[DaemonAdapter | None, str | None]:
 
     eps = [ep for ep in entry_points(ENTRY_POINT_GROUP) if ep.name == name]
     if not eps and name == "trainer":  # a source tree that was never installed
-        eps = [EntryPoint("trainer", "trainer.adapter:ADAPTER")]
+        eps = [EntryPoint("trainer", "healthkit.trainer.adapter:ADAPTER")]
     if not eps:
         return None, f"no daemon adapter named {name!r} is installed"
     try:

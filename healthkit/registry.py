@@ -232,10 +232,10 @@ def default_registry(plugins: Iterable[str] = (), base: Path | None = None) -> R
     reg.load_entry_points()
     if not reg.checks:
         # Running from a source tree that was never installed: register the built-ins directly.
-        import checks as builtin
+        from healthkit import checks as builtin
 
         for name in builtin.BUILTIN_MODULES:
-            reg.load_object(importlib.import_module(f"checks.{name}"), f"checks.{name}")
+            reg.load_object(importlib.import_module(f"healthkit.checks.{name}"), f"healthkit.checks.{name}")
     for p in plugins:
         reg.load_plugin(p, base or Path.cwd())
     return reg

@@ -98,8 +98,8 @@ class ConfigKeys:
 
 @frozen
 class ProcessSettings:
-    daemon: list[str] = Field(["trainer.daemon", "training_daemon.py"])
-    training: list[str] = Field(["trainer.train_file", "train.py"])
+    daemon: list[str] = Field(["healthkit.trainer.daemon", "trainer.daemon", "training_daemon.py"])
+    training: list[str] = Field(["healthkit.trainer.train_file", "trainer.train_file", "train.py"])
     training_in_daemon: bool = Field(False, description="training runs inside the daemon process (no separate child)")
     match_workspace: bool = Field(True, description="only count processes whose cwd or argv points into the workspace")
     daemon_command: list[str] | None = Field(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from healthkit.api import audit
-from trainer.checkpoints import is_complete
+from healthkit.trainer.checkpoints import is_complete
 
 from .conftest import make_checkpoint, write_json
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from checks.checkpoints import LimitSource, Retention, _prune_ref, PRUNE, PRUNE_DEFAULT, PRUNE_UNSAFE
+from healthkit.checks.checkpoints import LimitSource, Retention, _prune_ref, PRUNE, PRUNE_DEFAULT, PRUNE_UNSAFE
 from healthkit import checkpoints as rule
 from healthkit.api import audit
 from healthkit.checkpoints import checkpoint_completeness, read_state
 from healthkit.fix.fixes_checkpoints import protections
 from healthkit.workspace import Workspace
-from trainer import checkpoints as trainer_ckpts
+from healthkit.trainer import checkpoints as trainer_ckpts
 
 
 def hf_state(step: int, entries: int = 0) -> str:

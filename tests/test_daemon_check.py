@@ -176,9 +176,9 @@ def test_pid_file_symlink_and_fifo_never_block(ws, tmp_path_factory):
 
 
 def test_argv_matching_is_by_element_not_substring():
-    pats = ["train.py", "trainer.train_file"]
+    pats = ["train.py", "healthkit.trainer.train_file"]
     assert argv_matches(["python3", "/x/train.py", "--f", "a"], pats) == "train.py"
-    assert argv_matches(["python", "-m", "trainer.train_file", "--workspace", "/w"], pats) == "trainer.train_file"
+    assert argv_matches(["python", "-m", "healthkit.trainer.train_file", "--workspace", "/w"], pats) == "healthkit.trainer.train_file"
     assert argv_matches(["bash", "-c", "python train.py"], pats) is None
     assert argv_matches(["pgrep", "-f", "train.py"], pats) is None
     assert argv_matches(["python", "retrain.py"], pats) is None

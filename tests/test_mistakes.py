@@ -173,7 +173,7 @@ def test_daemon_status_is_formatted_for_people(tmp_path):
 
 
 def test_status_text_units():
-    from trainer.statustext import daemon_line, duration, number
+    from healthkit.trainer.statustext import daemon_line, duration, number
 
     assert [duration(x) for x in (None, -1, 12.4, 250, 7500)] == [None, None, "12s", "4m 10s", "2h 05m"]
     assert [number(x) for x in (None, "x", True, 4.900209045410156, float("nan"))] == [None, None, None, "4.9", "nan"]

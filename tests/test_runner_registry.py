@@ -138,12 +138,12 @@ class FakeEP:
 
 
 def test_entry_points_broken_plugin_reported_rest_run(tmp_path):
-    import checks.disk
+    import healthkit.checks.disk
 
     reg = Registry()
     reg.load_entry_points([
         FakeEP("broken", "nope.mod", error=ImportError("No module named nope")),
-        FakeEP("disk", "checks.disk", obj=checks.disk),
+        FakeEP("disk", "healthkit.checks.disk", obj=healthkit.checks.disk),
         FakeEP("notacheck", "x:y", obj=object()),
     ])
     assert list(reg.checks) == ["disk"]

@@ -51,9 +51,9 @@ def start(path: Path, supervise: bool = False, foreground: bool = False) -> int:
         if pid:
             _err(f"a daemon already runs for {lay.base} (PID {pid})")
             return 1
-        argv = ([sys.executable, "-m", "trainer.supervise", "--workspace", str(lay.base)] if supervise else daemon_argv(lay))
+        argv = ([sys.executable, "-m", "healthkit.trainer.supervise", "--workspace", str(lay.base)] if supervise else daemon_argv(lay))
         os.chdir(lay.base)
-        os.execve(sys.executable, argv, child_env())  # the process must be `-m trainer.daemon` for the audit to know it
+        os.execve(sys.executable, argv, child_env())  # the process must be `-m healthkit.trainer.daemon` for the audit to know it
     try:
         pid = start_daemon(lay.base, supervise=supervise)
     except DaemonError as exc:

@@ -1,4 +1,4 @@
-"""The training daemon: `python -m trainer.daemon --workspace ABS` works through the queue, one child per file.
+"""The training daemon: `python -m healthkit.trainer.daemon --workspace ABS` works through the queue, one child per file.
 
 It never trains itself (no torch here): each file is trained by a child process in its
 own session (`trainer.train_file`, or a launcher running it), so the daemon dying never
@@ -43,7 +43,7 @@ from .pidfile import DaemonLock, running_daemon
 from .preflight import describe, run_preflight, template_problem
 from .state import ensure_reserve, flush_pending, read_json, read_state, update_state, update_status
 
-log = logging.getLogger("trainer.daemon")
+log = logging.getLogger("healthkit.trainer.daemon")
 
 POLL_S = 0.25
 PROGRESS_EVERY_S = 30.0
@@ -521,7 +521,7 @@ def start_daemon(base: Path, supervise: bool = False, timeout_s: float = 60.0) -
         raise DaemonError(f"a daemon already runs for {lay.base} (PID {running})")
     lay.logs.mkdir(parents=True, exist_ok=True)
     if supervise:
-        argv = [sys.executable, "-m", "trainer.supervise", "--workspace", str(lay.base)]
+        argv = [sys.executable, "-m", "healthkit.trainer.supervise", "--workspace", str(lay.base)]
         out = lay.logs / "supervisor.out"
     else:
         argv = daemon_argv(lay)
@@ -631,7 +631,7 @@ def status(base: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m trainer.daemon", description="the healthkit training daemon")
+    ap = argparse.ArgumentParser(prog="python -m healthkit.trainer.daemon", description="the healthkit training daemon")
     ap.add_argument("--workspace", required=True, type=Path)
     ap.add_argument("--restarts", type=int, default=0)
     ap.add_argument("--supervised", action="store_true")

@@ -1,8 +1,8 @@
 """How the daemon starts a training child, and how it recognises one (its own, or one left by a dead daemon).
 
-A single process is `python -m trainer.train_file ...`; several go through the existing
+A single process is `python -m healthkit.trainer.train_file ...`; several go through the existing
 launchers, never a home-made one: `python -m torch.distributed.run` (torchrun) or
-`python -m accelerate.commands.launch`, both with `-m trainer.train_file` so that every
+`python -m accelerate.commands.launch`, both with `-m healthkit.trainer.train_file` so that every
 rank's argv names the module the audit looks for. Each child starts its own session, so
 the daemon can signal the whole process group (launcher and workers) and a daemon that
 dies does not take its child with it.
@@ -20,8 +20,8 @@ from healthkit.procs import ProcInfo, argv_matches, scan_processes
 
 from .layout import Layout
 
-TRAIN_MODULE = "trainer.train_file"
-DAEMON_MODULE = "trainer.daemon"
+TRAIN_MODULE = "healthkit.trainer.train_file"
+DAEMON_MODULE = "healthkit.trainer.daemon"
 
 
 def child_command(layout: Layout, cfg: TrainingConfig, file: Path, attempt: int, resume: Path | None) -> list[str]:

@@ -15,7 +15,7 @@ from healthkit.config_model import LoraSettings, TrainingConfig
 
 from .layout import Layout
 
-log = logging.getLogger("trainer.modeling")
+log = logging.getLogger("healthkit.trainer.modeling")
 
 ADAPTER_CONFIG = "adapter_config.json"
 

@@ -22,7 +22,7 @@ NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 RESERVE_NAME = ".disk-reserve"
 RESERVE_BYTES = 256 * 1024
 
-log = logging.getLogger("trainer.state")
+log = logging.getLogger("healthkit.trainer.state")
 _pending: dict[Path, dict[str, Any]] = {}
 
 DEFAULT_STATE: dict[str, Any] = {

@@ -1,4 +1,4 @@
-"""Keep the daemon alive: `python -m trainer.supervise --workspace ABS` (what `healthkit daemon start --supervise` runs).
+"""Keep the daemon alive: `python -m healthkit.trainer.supervise --workspace ABS` (what `healthkit daemon start --supervise` runs).
 
 The supervisor restarts a daemon that crashes, after a backoff that doubles (1 s, 2 s,
 4 s ... up to 60 s), logs every restart to logs/supervisor.log and counts them in the
@@ -28,7 +28,7 @@ from .launch import child_env
 from .layout import EXIT_ALREADY_RUNNING, EXIT_CONFIG, EXIT_OK, Layout, iso_now, log_to
 from .state import flush_pending, update_state
 
-log = logging.getLogger("trainer.supervise")
+log = logging.getLogger("healthkit.trainer.supervise")
 RECORD_WAIT_S = 60.0
 
 
@@ -61,7 +61,7 @@ class Supervisor:
         restarts = fast = 0
         log.info("supervisor started (PID %d)", os.getpid())
         while True:
-            argv = [sys.executable, "-m", "trainer.daemon", "--workspace", str(lay.base), "--restarts", str(restarts), "--supervised"]
+            argv = [sys.executable, "-m", "healthkit.trainer.daemon", "--workspace", str(lay.base), "--restarts", str(restarts), "--supervised"]
             t0 = time.monotonic()
             with _daemon_out(lay) as out:
                 self.proc = subprocess.Popen(argv, cwd=lay.base, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
@@ -131,7 +131,7 @@ def systemd_unit(base: Path, user: str | None = None) -> str:
         f"WorkingDirectory={base}",
         f"Environment=PYTHONPATH={root}",
         "Environment=PYTHONUNBUFFERED=1",
-        f"ExecStart={sys.executable} -m trainer.daemon --workspace {base}",
+        f"ExecStart={sys.executable} -m healthkit.trainer.daemon --workspace {base}",
         "Restart=on-failure",
         "RestartSec=5",
         "# 78: the config is refused; restarting cannot fix it",
@@ -149,7 +149,7 @@ def systemd_unit(base: Path, user: str | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m trainer.supervise", description="restart the healthkit daemon on crash")
+    ap = argparse.ArgumentParser(prog="python -m healthkit.trainer.supervise", description="restart the healthkit daemon on crash")
     ap.add_argument("--workspace", required=True, type=Path)
     ap.add_argument("--backoff", type=float, default=float(os.environ.get("HEALTHKIT_SUPERVISE_BACKOFF_S", "1.0")))
     ap.add_argument("--max-fast-failures", type=int, default=5)

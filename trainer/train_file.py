@@ -1,4 +1,4 @@
-"""Train one queue file in its own process: `python -m trainer.train_file --workspace ABS --file PATH`.
+"""Train one queue file in its own process: `python -m healthkit.trainer.train_file --workspace ABS --file PATH`.
 
 Started by the daemon (directly, or under torchrun/accelerate launch: every rank runs
 this; rank 0 alone writes status, results and moves files). Exit codes: 0 completed
@@ -34,7 +34,7 @@ from .targs import normalized
 from .preflight import load_config
 from .state import write_json
 
-log = logging.getLogger("trainer.train_file")
+log = logging.getLogger("healthkit.trainer.train_file")
 
 
 def write_result(layout: Layout, file_name: str, outcome: str, **extra: Any) -> None:
@@ -225,7 +225,7 @@ def run(layout: Layout, file: Path, attempt: int, resume_from: str | None) -> in
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m trainer.train_file", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m healthkit.trainer.train_file", description=__doc__.splitlines()[0])
     ap.add_argument("--workspace", required=True, type=Path)
     ap.add_argument("--file", required=True, type=Path)
     ap.add_argument("--attempt", type=int, default=1)

@@ -185,7 +185,7 @@ def daemon_command(ws: Workspace) -> tuple[str, list[str] | None, str | None]:
         return "command", [a.replace("{base}", str(ws.base)) for a in cmd], None
     adapter, why_not = load_adapter("trainer")
     if adapter is None:
-        ours = any(p.endswith("trainer.daemon") for p in ws.settings.processes.daemon)  # the default patterns
+        ours = any(p.endswith("healthkit.trainer.daemon") for p in ws.settings.processes.daemon)  # the default patterns
         return ("trainer", None, f"cannot start: {why_not}") if ours else \
             ("command", None, "cannot start: no daemon_command in healthkit.toml ([processes] daemon_command = [...])")
     if adapter.module in ws.settings.processes.daemon:

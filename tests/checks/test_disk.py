@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from checks.disk import disk_check, forecast
+from healthkit.checks.disk import disk_check, forecast
 from healthkit.workspace import Workspace
 
 from .conftest import call, checkpoint, codes, evidence, make_ws, only, result, run

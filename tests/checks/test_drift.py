@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from checks.drift import drift_check
+from healthkit.checks.drift import drift_check
 from healthkit.docvalues import KeyIndex, statements
 
 from .conftest import call, codes, make_ws, only, result, run

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from checks.monitor import monitor_check, ports
+from healthkit.checks.monitor import monitor_check, ports
 from healthkit.detect import HEALTHKIT_SCHEMA_ID
 from healthkit import gpu as nvml
 from healthkit.workspace import Workspace

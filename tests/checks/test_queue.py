@@ -7,7 +7,7 @@ import time
 
 import psutil
 
-from checks.queue import queue_check
+from healthkit.checks.queue import queue_check
 
 from .conftest import call, codes, evidence, make_ws, only, result, run
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from checks.training import training_check
+from healthkit.checks.training import training_check
 
 from .conftest import call, codes, evidence, iso_ago, make_ws, only, result, run
 

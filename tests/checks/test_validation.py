@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from checks.validation import validation_check
+from healthkit.checks.validation import validation_check
 from healthkit.detect import HEALTHKIT_SCHEMA_ID
 
 from ..test_report_coherence import contradictions

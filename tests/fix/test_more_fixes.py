@@ -47,7 +47,7 @@ def test_kill_orphan_escalates_to_sigkill_after_the_grace(make_example):
 
 def test_our_trainer_is_started_through_start_daemon(make_example, monkeypatch):
     """No daemon_command but our trainer's layout: the fix calls trainer.daemon.start_daemon(base)."""
-    import trainer.daemon
+    from healthkit.trainer import daemon as trainer_daemon
 
     ex = make_example(start_processes=False)
     (ex.base / "healthkit.toml").write_text('[paths]\ncheckpoints_config_key = "current_model_dir"\nconfig_schema = "none"\n')
@@ -59,16 +59,16 @@ def test_our_trainer_is_started_through_start_daemon(make_example, monkeypatch):
                   "open(sys.argv[1], 'w').write(f'{me.pid} {me.create_time():.2f}\\n')\n"
                   "while os.path.isdir(os.path.dirname(sys.argv[1])): time.sleep(0.3)\n")
         (base / "fake_daemon.py").write_text(script)
-        pid = _start_orphan(base, [sys.executable, "fake_daemon.py", str(base / ".daemon.pid"), "trainer.daemon"])
+        pid = _start_orphan(base, [sys.executable, "fake_daemon.py", str(base / ".daemon.pid"), "healthkit.trainer.daemon"])
         deadline = time.monotonic() + 60  # a Python start with psutil takes seconds on a busy machine
         while not (base / ".daemon.pid").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         return pid
 
-    monkeypatch.setattr(trainer.daemon, "start_daemon", fake_start)
+    monkeypatch.setattr(trainer_daemon, "start_daemon", fake_start)
     ws, run = plans_for(ex.base, Safety.SAFE, only=("daemon",))
     start = next(p for p in run.chosen if p.key == "start-daemon")
-    assert "trainer.daemon.start_daemon" in start.preview and "-m trainer.daemon --workspace" in start.preview
+    assert "trainer.daemon.start_daemon" in start.preview and "-m healthkit.trainer.daemon --workspace" in start.preview
     (ex.base / ".daemon.pid").unlink()
     outcome = start.apply(ApplyContext(ws, Journal(ex.base / "logs/j.jsonl"), start, daemon_confirm_s=1.0, run_id="t"))
     assert calls == [ex.base]

@@ -69,9 +69,9 @@ def test_the_trainer_is_started_through_its_daemon_adapter():
     """The fix engine never imports the trainer: it asks the adapter registered under `healthkit.daemons`."""
     from healthkit.daemons import load_adapter
 
-    assert [ep.value for ep in entry_points("healthkit.daemons") if ep.name == "trainer"] == ["trainer.adapter:ADAPTER"]
+    assert [ep.value for ep in entry_points("healthkit.daemons") if ep.name == "trainer"] == ["healthkit.trainer.adapter:ADAPTER"]
     adapter, why = load_adapter("trainer")
-    assert why is None and adapter.name == "trainer" and adapter.module.endswith("trainer.daemon")
+    assert why is None and adapter.name == "trainer" and adapter.module.endswith("healthkit.trainer.daemon")
     assert load_adapter("no-such-daemon") == (None, "no daemon adapter named 'no-such-daemon' is installed")
 
 

@@ -29,7 +29,7 @@ def make_workspace(base: Path, steps: tuple[int, ...]) -> None:
 
 
 def test_cron_run_with_the_builtin_checks(tmp_path, cli):
-    pytest.importorskip("checks.training", reason="built-in checks not present")
+    pytest.importorskip("healthkit.checks.training", reason="built-in checks not present")
     ws = tmp_path / "ws"
     make_workspace(ws, (100, 200, 300))
     out = tmp_path / "reports"

@@ -15,9 +15,9 @@ from typing import Any, Callable
 import psutil
 import pytest
 
-from trainer.init import init_workspace
-from trainer.layout import Layout
-from trainer.tiny import sample_texts, write_jsonl
+from healthkit.trainer.init import init_workspace
+from healthkit.trainer.layout import Layout
+from healthkit.trainer.tiny import sample_texts, write_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,7 +59,7 @@ def read_json(path: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from trainer.tiny import build_tiny_model
+    from healthkit.trainer.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "base", vocab_size=300, n_positions=64)
 
@@ -113,7 +113,7 @@ def lay(tmp_path: Path) -> Layout:
 
 def queue_file(lay: Layout, name: str, n: int = 40, seed: int = 0) -> Path:
     src = write_jsonl(lay.base / "data" / name, sample_texts(n, seed=seed, words=8))
-    from trainer import queue as q
+    from healthkit.trainer import queue as q
 
     return q.add(lay, src)
 

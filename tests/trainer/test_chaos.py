@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from trainer.daemon import start_daemon, stop_daemon
-from trainer.layout import Layout
+from healthkit.trainer.daemon import start_daemon, stop_daemon
+from healthkit.trainer.layout import Layout
 
 from .conftest import REPO, all_logs, daemon_log, queue_file, read_json, wait_for
 from .test_daemon_e2e import queue_drained, spawns

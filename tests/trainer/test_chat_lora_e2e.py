@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from trainer.daemon import start_daemon
-from trainer.layout import Layout
-from trainer.tiny import sample_chats, write_jsonl
+from healthkit.trainer.daemon import start_daemon
+from healthkit.trainer.layout import Layout
+from healthkit.trainer.tiny import sample_chats, write_jsonl
 
 from .conftest import all_logs, daemon_log, hk, read_json, wait_for
 from .test_daemon_e2e import _audit, queue_drained, spawns
@@ -23,7 +23,7 @@ ANSWER = "I will do that."
 
 
 def queue_chats(lay: Layout, name: str, n: int = 120, seed: int = 0) -> Path:
-    from trainer import queue as q
+    from healthkit.trainer import queue as q
 
     return q.add(lay, write_jsonl(lay.base / "data" / name, sample_chats(n, seed=seed, answer=ANSWER)))
 
@@ -33,7 +33,7 @@ def mean_losses(model_dir: Path, chats: list[dict]) -> tuple[float, float]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from trainer.data import chat_features
+    from healthkit.trainer.data import chat_features
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from healthkit.config_model import validate_config
-from trainer.data import ChatDataset, DataError, chat_features, file_format, read_examples
-from trainer.init import init_workspace
-from trainer.layout import Layout
-from trainer.preflight import run_preflight
+from healthkit.trainer.data import ChatDataset, DataError, chat_features, file_format, read_examples
+from healthkit.trainer.init import init_workspace
+from healthkit.trainer.layout import Layout
+from healthkit.trainer.preflight import run_preflight
 
 from .conftest import FAST_CONFIG
 
@@ -156,7 +156,7 @@ def test_preflight_refuses_chat_data_without_a_template(tmp_path: Path, tiny_mod
 
 
 def test_init_tiny_model_tokenizer_has_a_chat_template(tmp_path: Path) -> None:
-    from trainer.preflight import has_chat_template
+    from healthkit.trainer.preflight import has_chat_template
 
     init_workspace(tmp_path / "ws", tiny_model=True)
     base = tmp_path / "ws" / "models" / "base"

@@ -14,8 +14,8 @@ import urllib.request
 import psutil
 import pytest
 
-from trainer.daemon import start_daemon
-from trainer.layout import Layout
+from healthkit.trainer.daemon import start_daemon
+from healthkit.trainer.layout import Layout
 
 from .conftest import all_logs, daemon_log, hk, queue_file, read_json, wait_for
 
@@ -215,14 +215,14 @@ def test_supervisor_restarts_a_killed_daemon_and_gives_up_on_fast_crashes(make_w
     assert read_json(lay.daemon_state)["restarts"] == 1
     assert "restart 1" in (lay.logs / "supervisor.log").read_text()
     assert hk("daemon", "stop", str(lay.base)).returncode == 0
-    wait_for(lambda: not [p for p in psutil.process_iter(["cmdline"]) if "trainer.supervise" in (p.info["cmdline"] or [])
+    wait_for(lambda: not [p for p in psutil.process_iter(["cmdline"]) if "healthkit.trainer.supervise" in (p.info["cmdline"] or [])
                           and str(lay.base) in (p.info["cmdline"] or [])], 15, what="supervisor exit")
     del new
     # a daemon that crashes at every start: the supervisor gives up with a clear state
     lay2 = make_ws("ws2")
     (lay2.base / "queue" / "done").rmdir()
     (lay2.base / "queue" / "done").write_text("not a folder")
-    from trainer.supervise import Supervisor
+    from healthkit.trainer.supervise import Supervisor
 
     rc = Supervisor(lay2, backoff_s=0.05, max_fast_failures=3).run()
     st = read_json(lay2.daemon_state)

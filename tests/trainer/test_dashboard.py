@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests import chromium
-from trainer.daemon import start_daemon
-from trainer.dashboard import LiveHistory, latest_findings
-from trainer.monitor import Monitor
+from healthkit.trainer.daemon import start_daemon
+from healthkit.trainer.dashboard import LiveHistory, latest_findings
+from healthkit.trainer.monitor import Monitor
 
 from .conftest import all_logs, hk, queue_file, read_json, wait_for
 

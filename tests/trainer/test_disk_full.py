@@ -19,12 +19,12 @@ from typing import Any
 import psutil
 import pytest
 
-from trainer import checkpoints as ck
-from trainer.daemon import start_daemon
-from trainer.diskspace import free_bytes
-from trainer.init import init_workspace
-from trainer.layout import Layout
-from trainer.pidfile import running_daemon
+from healthkit.trainer import checkpoints as ck
+from healthkit.trainer.daemon import start_daemon
+from healthkit.trainer.diskspace import free_bytes
+from healthkit.trainer.init import init_workspace
+from healthkit.trainer.layout import Layout
+from healthkit.trainer.pidfile import running_daemon
 
 from ..tmpfs import mounted_tmpfs
 from .conftest import FAST_CONFIG, _kill_workspace_processes, all_logs, daemon_log, hk, queue_file, wait_for
@@ -72,7 +72,7 @@ def make_ws_on(fs: Path, tiny_model_dir: Path, **cfg: Any) -> Layout:
 
 
 def supervisor_alive(lay: Layout) -> bool:
-    return any("trainer.supervise" in " ".join(p.info["cmdline"] or []) and str(lay.base) in (p.info["cmdline"] or [])
+    return any("healthkit.trainer.supervise" in " ".join(p.info["cmdline"] or []) and str(lay.base) in (p.info["cmdline"] or [])
                for p in psutil.process_iter(["cmdline"]))
 
 

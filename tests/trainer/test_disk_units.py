@@ -12,9 +12,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from trainer import commands, diskspace as ds, state, supervise, train_file
-from trainer.daemon import Daemon
-from trainer.layout import EXIT_DISK_FULL, Layout, TolerantFileHandler
+from healthkit.trainer import commands, diskspace as ds, state, supervise, train_file
+from healthkit.trainer.daemon import Daemon
+from healthkit.trainer.layout import EXIT_DISK_FULL, Layout, TolerantFileHandler
 
 
 def no_space(*_a: object, **_k: object) -> None:
@@ -206,7 +206,7 @@ def test_the_reserve_is_not_taken_back_from_a_nearly_full_disk(lay: Layout, monk
 
 
 def test_the_child_removes_only_the_save_it_cut_short(lay: Layout) -> None:
-    from trainer import checkpoints as ck
+    from healthkit.trainer import checkpoints as ck
 
     def make(step: int, complete: bool, owner: str | None) -> Path:
         d = lay.checkpoints / f"checkpoint-{step}"

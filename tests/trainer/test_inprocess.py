@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from healthkit.config_model import TrainingConfig
-from trainer import control as ctl
-from trainer.layout import Layout
+from healthkit.trainer import control as ctl
+from healthkit.trainer.layout import Layout
 
 from .conftest import FAST_CONFIG, read_json, wait_for
 
@@ -41,10 +41,10 @@ class StepClock(transformers.TrainerCallback):
 def _trainer(lay: Layout, model_dir: Path, max_steps: int, delay: float = 0.0, **cfg_over: Any):
     from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForLanguageModeling, Trainer
 
-    from trainer.callbacks import HealthCallback
-    from trainer.data import TokenizedDataset
-    from trainer.tiny import sample_texts
-    from trainer.train_file import training_arguments
+    from healthkit.trainer.callbacks import HealthCallback
+    from healthkit.trainer.data import TokenizedDataset
+    from healthkit.trainer.tiny import sample_texts
+    from healthkit.trainer.train_file import training_arguments
 
     cfg = TrainingConfig.model_validate({**FAST_CONFIG, "max_steps": max_steps, **cfg_over})
     tok = AutoTokenizer.from_pretrained(model_dir)
@@ -101,7 +101,7 @@ def test_pause_resume_stop_each_within_one_step(lay: Layout, tiny_model_dir: Pat
     assert health.stop_requested and stopped_at <= seen["stop_req"] + 1 and stopped_at < 200
     ckpt = lay.checkpoints / f"checkpoint-{stopped_at}"  # a stop saves a checkpoint first
     assert (ckpt / "trainer_state.json").exists()
-    from trainer.checkpoints import is_complete
+    from healthkit.trainer.checkpoints import is_complete
 
     assert is_complete(ckpt)
 
@@ -124,7 +124,7 @@ def test_status_file_fields_and_validation_loss(lay: Layout, tiny_model_dir: Pat
 
 
 def test_a_hanging_status_disk_does_not_stall_training(lay: Layout, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import trainer.callbacks as cbmod
+    import healthkit.trainer.callbacks as cbmod
 
     release = threading.Event()
     real = cbmod.atomic_write

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from healthkit.api import audit
 
-from trainer.tiny import sample_texts
+from healthkit.trainer.tiny import sample_texts
 
 
 def _plain_trainer_run(base: Path, model_dir: Path) -> None:

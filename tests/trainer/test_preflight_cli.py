@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from healthkit.cli import app
-from trainer.layout import Layout
-from trainer.preflight import run_preflight
+from healthkit.trainer.layout import Layout
+from healthkit.trainer.preflight import run_preflight
 
 from .conftest import FAST_CONFIG, REPO
 
@@ -21,7 +21,7 @@ from .conftest import FAST_CONFIG, REPO
 def _ws(tmp_path: Path, tiny_model_dir: Path, **over) -> Layout:
     import shutil
 
-    from trainer.init import init_workspace
+    from healthkit.trainer.init import init_workspace
 
     init_workspace(tmp_path / "ws", **{**FAST_CONFIG, **over})
     shutil.copytree(tiny_model_dir, tmp_path / "ws" / "models" / "base")
@@ -59,7 +59,7 @@ def test_preflight_drift_policy_fail_or_warn(tmp_path: Path, tiny_model_dir: Pat
 def test_preflight_reports_missing_accelerate(tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
 
-    import trainer.preflight as pfm
+    import healthkit.trainer.preflight as pfm
 
     real = importlib.util.find_spec
     monkeypatch.setattr(pfm.importlib.util, "find_spec", lambda name, *a: None if name == "accelerate" else real(name, *a))
@@ -104,7 +104,7 @@ def test_init_tiny_model_and_queue_commands(tmp_path: Path) -> None:
 
 def test_a_hub_id_base_model_fails_the_start_with_78_and_the_audit_says_why(tmp_path: Path) -> None:
     """trainer/README.md: a base model that is not a local folder fails the start (exit 78); it used to be a warning."""
-    from trainer.init import init_workspace
+    from healthkit.trainer.init import init_workspace
 
     base = tmp_path / "ws"
     init_workspace(base, **{**FAST_CONFIG, "base_model": "gpt2"})

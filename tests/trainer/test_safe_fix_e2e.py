@@ -12,8 +12,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from trainer.daemon import start_daemon
-from trainer.layout import Layout
+from healthkit.trainer.daemon import start_daemon
+from healthkit.trainer.layout import Layout
 
 from ..conftest import make_checkpoint
 from ..fix.conftest import tree_hashes
@@ -91,13 +91,13 @@ def test_fix_safe_never_starts_a_second_training_beside_a_hand_started_train_py(
         assert "adopts the running training instead" not in out
         wait_for(lambda: _procs_of(lay, "healthkit.fix.start_after"), 10, what="the watcher")
         # The fix has returned: a start beside train.py would have happened already.
-        assert not _procs_of(lay, "trainer.daemon") and not _procs_of(lay, "trainer.train_file")
+        assert not _procs_of(lay, "healthkit.trainer.daemon") and not _procs_of(lay, "healthkit.trainer.train_file")
         assert hand.is_running() and not lay.pid_file.exists()
 
         ended_after = time.time()
         (lay.base / "stop-me").write_text("")
         hand.wait(30)
-        wait_for(lambda: _procs_of(lay, "trainer.daemon"), 60, 0.1, "the daemon after train.py ended\n" + all_logs(lay))
+        wait_for(lambda: _procs_of(lay, "healthkit.trainer.daemon"), 60, 0.1, "the daemon after train.py ended\n" + all_logs(lay))
         st = wait_for(lambda: (d := read_json(lay.daemon_state)).get("child_started_at") and d, 60, 0.1, "a child\n" + all_logs(lay))
         assert st["child_started_at"] >= ended_after and st["adopted"] is False  # only once train.py had ended
         assert "watcher" in r.stdout and "the training has ended; starting the daemon" in all_logs(lay)
@@ -129,5 +129,5 @@ def test_a_deliberate_stop_mid_file_is_recorded_reported_as_info_and_never_resta
     assert f["severity"] == "info" and "1 file waits in processing/ and resumes on `healthkit daemon start`" in " ".join(f["problem"])
 
     r = hk("fix", str(lay.base), "--safe", timeout=120)
-    assert not lay.pid_file.exists() and not _procs_of(lay, "trainer.daemon"), r.stdout[-3000:]
+    assert not lay.pid_file.exists() and not _procs_of(lay, "healthkit.trainer.daemon"), r.stdout[-3000:]
     assert read_json(lay.daemon_state)["state"] == "stopped"

@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
-from trainer.checkpoints import is_complete
-from trainer.daemon import start_daemon
+from healthkit.trainer.checkpoints import is_complete
+from healthkit.trainer.daemon import start_daemon
 
 from .conftest import all_logs, queue_file, read_json, wait_for
 

@@ -16,14 +16,14 @@ import pytest
 
 from healthkit.config_model import SCHEMA_PATH, export_schema
 from healthkit.procs import read_pid_file
-from trainer import checkpoints as ck
-from trainer import control as ctl
-from trainer import queue as q
-from trainer.data import DataError, read_texts, split
-from trainer.hooks import Background, HookCosts, write_costs
-from trainer.layout import Layout
-from trainer.pidfile import DaemonLock, is_locked, running_daemon
-from trainer.tiny import write_jsonl
+from healthkit.trainer import checkpoints as ck
+from healthkit.trainer import control as ctl
+from healthkit.trainer import queue as q
+from healthkit.trainer.data import DataError, read_texts, split
+from healthkit.trainer.hooks import Background, HookCosts, write_costs
+from healthkit.trainer.layout import Layout
+from healthkit.trainer.pidfile import DaemonLock, is_locked, running_daemon
+from healthkit.trainer.tiny import write_jsonl
 
 from .conftest import REPO
 
@@ -87,7 +87,7 @@ def test_pid_file_lock_format_and_release(lay: Layout) -> None:
 
 
 def test_dead_daemon_leaves_no_live_lock(lay: Layout) -> None:
-    code = ("import sys,os; sys.path.insert(0, %r); from trainer.pidfile import DaemonLock; from trainer.layout import Layout;"
+    code = ("import sys,os; sys.path.insert(0, %r); from healthkit.trainer.pidfile import DaemonLock; from healthkit.trainer.layout import Layout;"
             "assert DaemonLock(Layout.of(%r)).acquire(); os._exit(0)") % (str(REPO), str(lay.base))
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     assert lay.pid_file.exists()  # left behind by a process that died without cleaning up...
@@ -98,8 +98,8 @@ def test_dead_daemon_leaves_no_live_lock(lay: Layout) -> None:
 LINGERING_DAEMON = """\
 import os, sys, time
 sys.path.insert(0, {repo!r})
-from trainer.layout import Layout
-from trainer.pidfile import DaemonLock
+from healthkit.trainer.layout import Layout
+from healthkit.trainer.pidfile import DaemonLock
 lay = Layout.of({base!r})
 lock = DaemonLock(lay)
 assert lock.acquire()
@@ -112,7 +112,7 @@ while not (lay.base / "go").exists():
 
 
 def test_stop_returns_only_once_the_daemon_pid_has_exited(lay: Layout) -> None:
-    from trainer.daemon import stop_daemon
+    from healthkit.trainer.daemon import stop_daemon
 
     proc = subprocess.Popen([sys.executable, "-c", LINGERING_DAEMON.format(repo=str(REPO), base=str(lay.base))])
     try:
@@ -222,7 +222,7 @@ def test_gpu_stats_through_a_fake_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_monitor_serves_health_status_metrics() -> None:
-    from trainer.monitor import Monitor
+    from healthkit.trainer.monitor import Monitor
 
     snap = {"healthy": True, "reason": None, "daemon": {"state": "running", "restarts": 2},
             "training": {"step": 5, "total_steps": 20, "loss": 1.5, "val_loss": 1.7, "gpu": None},
@@ -245,7 +245,7 @@ def test_monitor_serves_health_status_metrics() -> None:
         from prometheus_client.parser import text_string_to_metric_families
     except ImportError:
         return
-    from trainer.monitor import render_metrics
+    from healthkit.trainer.monitor import render_metrics
 
     names = {f.name for f in text_string_to_metric_families(render_metrics(snap))}
     assert {"healthkit_training_step", "healthkit_daemon_up"} <= names
@@ -305,39 +305,39 @@ def test_schema_file_is_exported_from_the_model() -> None:
 
 
 def test_daemon_side_modules_do_not_import_torch() -> None:
-    code = ("import sys; import trainer.daemon, trainer.queue, trainer.control, trainer.state, trainer.supervise, "
-            "trainer.commands, trainer.monitor, healthkit.gpu, healthkit.cli; "
+    code = ("import sys; import healthkit.trainer.daemon, healthkit.trainer.queue, healthkit.trainer.control, healthkit.trainer.state, healthkit.trainer.supervise, "
+            "healthkit.trainer.commands, healthkit.trainer.monitor, healthkit.gpu, healthkit.cli; "
             "bad = [m for m in ('torch', 'transformers', 'pynvml') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=REPO)
 
 
 def test_systemd_unit_restarts_on_failure_and_never_kills_training(tmp_path: Path) -> None:
-    from trainer.supervise import systemd_unit
+    from healthkit.trainer.supervise import systemd_unit
 
     unit = systemd_unit(tmp_path)
     assert "Restart=on-failure" in unit and "KillMode=process" in unit
-    assert f"-m trainer.daemon --workspace {tmp_path}" in unit and f"WorkingDirectory={tmp_path}" in unit
+    assert f"-m healthkit.trainer.daemon --workspace {tmp_path}" in unit and f"WorkingDirectory={tmp_path}" in unit
 
 
 def test_launcher_commands_use_torchrun_and_accelerate(lay: Layout) -> None:
     from healthkit.config_model import TrainingConfig
     from healthkit.procs import argv_matches
-    from trainer.launch import child_command
+    from healthkit.trainer.launch import child_command
 
     f = lay.processing / "a.jsonl"
     cmd = child_command(lay, TrainingConfig(base_model="m", launcher="torchrun", nproc_per_node=2), f, 1, None)
     assert cmd[1:4] == ["-m", "torch.distributed.run", "--nproc-per-node=2"] and "--standalone" in cmd
-    assert argv_matches(cmd, ["trainer.train_file"]) and "--workspace" in cmd
+    assert argv_matches(cmd, ["healthkit.trainer.train_file"]) and "--workspace" in cmd
     multi = child_command(lay, TrainingConfig(base_model="m", launcher="torchrun", nnodes=2, rdzv_endpoint="h:29400"), f, 1, None)
     assert "--rdzv-endpoint=h:29400" in multi and "--standalone" not in multi
     acc = child_command(lay, TrainingConfig(base_model="m", launcher="accelerate", nproc_per_node=2), f, 1, None)
-    assert acc[1:3] == ["-m", "accelerate.commands.launch"] and argv_matches(acc, ["trainer.train_file"])
+    assert acc[1:3] == ["-m", "accelerate.commands.launch"] and argv_matches(acc, ["healthkit.trainer.train_file"])
 
 
 def test_init_tiny_model_without_the_trainer_extra_says_so_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    import trainer.commands as commands
-    import trainer.preflight as preflight
+    import healthkit.trainer.commands as commands
+    import healthkit.trainer.preflight as preflight
 
     monkeypatch.setattr(preflight, "missing_deps", lambda: ["torch", "accelerate"])
     assert commands.init(tmp_path / "ws", tiny_model=True) == 1

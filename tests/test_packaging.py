@@ -1,0 +1,62 @@
+"""The wheel: one top-level package (healthkit), with checks/ and trainer/ inside it, schemas and entry points."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _setuptools_new_enough() -> bool:
+    try:
+        import setuptools
+    except ImportError:
+        return False
+    return int(setuptools.__version__.split(".")[0]) >= 77
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
+    if not _setuptools_new_enough():
+        if os.environ.get("CI"):
+            pytest.fail("setuptools>=77 is missing: the Makefile installs it so that the wheel builds offline")
+        pytest.skip("setuptools>=77 is not installed here (the Makefile installs it); the wheel cannot be built offline")
+    out = tmp_path_factory.mktemp("wheel")
+    build = tmp_path_factory.mktemp("src")
+    # Build from a copy: setuptools writes build/ and *.egg-info beside the sources.
+    files = subprocess.run(["git", "-C", str(REPO), "ls-files", "-co", "--exclude-standard"], capture_output=True,
+                           text=True, check=True).stdout.split()
+    for name in files:
+        src = REPO / name
+        if src.is_file() and not name.startswith(("tests/", "reports/", "bench/")):
+            dst = build / name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(src.read_bytes())
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
+                        "-w", str(out), str(build)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    (whl,) = out.glob("healthkit-*.whl")
+    return zipfile.ZipFile(whl)
+
+
+def test_the_wheel_holds_exactly_one_top_level_package(wheel):
+    tops = {n.split("/")[0] for n in wheel.namelist()}
+    assert {t for t in tops if not t.endswith(".dist-info")} == {"healthkit"}
+    names = set(wheel.namelist())
+    assert {"healthkit/checks/daemon.py", "healthkit/trainer/daemon.py", "healthkit/fix/engine.py",
+            "healthkit/schemas/config.schema.json", "healthkit/schemas/report.schema.json"} <= names
+    assert not any(n.startswith(("checks/", "trainer/", "tests/")) for n in names)
+
+
+def test_the_wheel_registers_checks_fixes_and_the_trainer_under_healthkit(wheel):
+    (ep,) = [n for n in wheel.namelist() if n.endswith(".dist-info/entry_points.txt")]
+    text = wheel.read(ep).decode()
+    assert "[healthkit.checks]" in text and "[healthkit.fixes]" in text and "[healthkit.daemons]" in text
+    values = [line.split("=", 1)[1].strip() for line in text.splitlines() if "=" in line]
+    assert values and all(v.startswith("healthkit.") for v in values), values
