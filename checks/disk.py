@@ -18,6 +18,7 @@ LOW = CodeDoc(
          "configured minimum (percent or bytes).",
     why="The next checkpoint save fails half-written and the run dies, often hours into it.",
     fix="Free space: prune checkpoints beyond the retention limit (`healthkit fix`), move finished models elsewhere.",
+    fixes=(PRUNE_UNSAFE,),
 )
 FORECAST = CodeDoc(
     "disk.forecast-full", "critical", "Remaining training will not fit at the current retention",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import socket
 import threading
 import time
@@ -213,6 +215,20 @@ def _probe_all(ws: Workspace, http: list[int], tcp: list[int]) -> list[Probe]:
     return [r or Probe(jobs[i][0], "no-answer", "the probe itself did not finish") for i, r in enumerate(results)]
 
 
+def _own_health_answer(p: Probe) -> Probe:
+    """Our daemon's `/health` answers 503 with `{"healthy": false, "reason": ...}` while it waits, pauses or fails:
+    the monitor works and says why; the cause is another check's finding (disk, training, ...), not `monitor.down`."""
+    if p.kind != "error-status" or p.status != 503:
+        return p
+    try:
+        answer = json.loads(p.body or "")
+    except ValueError:
+        return p
+    if not isinstance(answer, dict) or answer.get("healthy") is not False:
+        return p
+    return Probe(p.port, "up", f"HTTP 503, reports the daemon unhealthy: {answer.get('reason') or 'no reason given'}", p.status)
+
+
 @check("monitor", title="Monitor endpoints", codes=[DOWN], tags=["process"])
 def monitor_check(ws: Workspace) -> CheckOutput:
     ps, daemons_own = ports(ws)
@@ -224,6 +240,8 @@ def monitor_check(ws: Workspace) -> CheckOutput:
             return CheckOutput(notes=[f"the daemon is not running, so its monitor (port {ps[0]}) is not expected to answer"])
         ps = []
     probes = _probe_all(ws, ps, tcp)
+    if daemons_own:
+        probes = [_own_health_answer(p) for p in probes]
     findings = [_finding(ws, p, i >= len(ps)) for i, p in enumerate(probes) if p.kind != "up"]
     up = [p for p in probes if p.kind == "up"]
     details = [f"Port {p.port} answers" + (f" ({p.detail} on {ws.settings.monitor.path})" if p.status else "") for p in up]

@@ -180,3 +180,22 @@ def test_no_checkpoints_no_forecast(tmp_path, disk):
     disk(total=100 * GiB, avail=50 * GiB)
     out = call(disk_check, tmp_path)
     assert out.findings == [] and "forecast" not in out.facts["disk"]
+
+
+def test_low_space_offers_the_declared_unsafe_prune_when_checkpoints_exist(tmp_path):
+    """Held to the typed contract: the FixRef a disk.low-space finding carries is the one its CodeDoc declares."""
+    from healthkit.api import audit
+    from healthkit.checks.checkpoints import PRUNE_UNSAFE
+    from healthkit.checks.disk import LOW
+    from healthkit.fix.plan import contract_errors, load_fixes
+    from healthkit.registry import default_registry
+
+    from ..conftest import make_checkpoint
+
+    for step in (10, 20, 30):
+        make_checkpoint(tmp_path / "current_model", step)
+    (tmp_path / "healthkit.toml").write_text("[thresholds]\ndisk_min_free_percent = 100\n")
+    report = audit(tmp_path, select=["disk"])
+    (f,) = [f for f in report.findings if f.code == "disk.low-space"]
+    assert f.fixes == [PRUNE_UNSAFE] and PRUNE_UNSAFE in LOW.fixes
+    assert contract_errors(default_registry().code_docs(), load_fixes()) == []

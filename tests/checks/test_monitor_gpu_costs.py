@@ -37,7 +37,7 @@ class Server:
     released while the test runs, so connections are accepted and never answered.
     """
 
-    def __init__(self, status: int = 200, hang: bool = False):
+    def __init__(self, status: int = 200, hang: bool = False, body: bytes = b"{}"):
         self.paths: list[str] = []
         self.stuck = threading.Lock()
         if hang:
@@ -50,9 +50,9 @@ class Server:
                 with server.stuck:  # the deadlock: held by the test, never by another request
                     pass
                 self.send_response(status)
-                self.send_header("Content-Length", "2")
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(b"{}")
+                self.wfile.write(body)
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -225,6 +225,31 @@ def test_trainer_port_is_the_recorded_one_and_only_expected_while_the_daemon_run
     assert out.findings == [] and "not expected to answer" in out.notes[0]
     d = procs.popen([_sys.executable, "-c", "import time; time.sleep(60)"])
     (tmp_path / ".daemon.pid").write_text(f"{d.pid} {_psutil.Process(d.pid).create_time():.3f}\n")
+    assert codes(run(tmp_path, "monitor")) == ["monitor.down"]
+
+
+def test_our_daemons_health_503_with_its_reason_is_an_answer_not_a_down_monitor(tmp_path, procs, serve):
+    """Our daemon's /health says 503 and why while it waits for disk or is paused: the monitor works; the cause is
+    another check's finding. A foreign monitor's 503, or ours without that body, is still monitor.down."""
+    import json as _json
+    import sys as _sys
+
+    import psutil as _psutil
+
+    waiting = serve(status=503, body=b'{"healthy": false, "reason": "waiting for disk space"}')
+    make_ws(tmp_path, config={"$schema": HEALTHKIT_SCHEMA_ID, "monitor_port": 0})
+    (tmp_path / "status").mkdir(exist_ok=True)
+    (tmp_path / "status" / "daemon_state.json").write_text(_json.dumps({"monitor_port": waiting.port}))
+    d = procs.popen([_sys.executable, "-c", "import time; time.sleep(60)"])
+    (tmp_path / ".daemon.pid").write_text(f"{d.pid} {_psutil.Process(d.pid).create_time():.3f}\n")
+    report = run(tmp_path, "monitor")
+    assert codes(report) == []
+    assert "reports the daemon unhealthy: waiting for disk space" in report.healthy[0].details[0]
+    broken = serve(status=503)  # a 503 that is not our health answer
+    (tmp_path / "status" / "daemon_state.json").write_text(_json.dumps({"monitor_port": broken.port}))
+    assert codes(run(tmp_path, "monitor")) == ["monitor.down"]
+    foreign = serve(status=503, body=b'{"healthy": false, "reason": "x"}')
+    monitor_ws(tmp_path, [foreign.port])
     assert codes(run(tmp_path, "monitor")) == ["monitor.down"]
 
 
