@@ -52,9 +52,9 @@ def _schema_errors(ws: Workspace, data: object) -> list[tuple[str, str]]:
     if mode == "none":
         return []
     if mode == "healthkit":
-        from healthkit.configschema import validate_config
+        from healthkit.configschema import schema_violations
 
-        return validate_config(data)
+        return schema_violations(data)
     import jsonschema  # a user-supplied schema: validated by the reference implementation
 
     schema = json.loads(ws.path(mode).read_text(encoding="utf-8"))

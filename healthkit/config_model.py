@@ -1,7 +1,7 @@
 """config.json as a pydantic model: HF TrainingArguments names where they exist, plus the daemon's own keys.
 
 The trainer builds TrainingArguments from it; the `config.invalid` check validates
-against it (through `validate_config`, which turns errors into JSON pointers); the JSON
+against it (through `parse_config`, which turns errors into JSON pointers); the JSON
 Schema in schemas/config.schema.json is exported from it (`python -m healthkit.config_model`).
 Unknown keys are allowed so that a foreign setup's config is checked only on what we know.
 """
@@ -124,8 +124,12 @@ def json_pointer(loc: tuple[Any, ...]) -> str:
     return "/" + "/".join(parts) if parts else ""
 
 
-def validate_config(data: Any) -> tuple[TrainingConfig | None, list[tuple[str, str]]]:
-    """Validate parsed config.json; returns the model or a list of (JSON pointer, message)."""
+def parse_config(data: Any) -> tuple[TrainingConfig | None, list[tuple[str, str]]]:
+    """The trainer's reading of parsed config.json: the model, or (JSON pointer, message) for each error.
+
+    Stricter than the audit's `configschema.schema_violations` only by the model's cross-field
+    rules; the schema both read is exported from this model (tests/test_schemalite.py holds them equal).
+    """
     if not isinstance(data, dict):
         return None, [("", f"the top level must be an object, not {type(data).__name__}")]
     try:

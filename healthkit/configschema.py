@@ -20,8 +20,8 @@ def default(key: str) -> Any:
     return config_schema().get("properties", {}).get(key, {}).get("default")
 
 
-def validate_config(data: Any) -> list[tuple[str, str]]:
-    """Violations of the training config schema as (JSON pointer, message)."""
+def schema_violations(data: Any) -> list[tuple[str, str]]:
+    """The audit's reading of config.json: violations of the exported schema as (JSON pointer, message), no pydantic."""
     from .schemalite import validate
 
     return validate(config_schema(), data)

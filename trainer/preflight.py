@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from healthkit.config_model import TrainingConfig, validate_config
+from healthkit.config_model import TrainingConfig, parse_config
 
 from .data import DataError, file_format, read_examples
 from .layout import Layout
@@ -40,7 +40,7 @@ def load_config(layout: Layout) -> TrainingConfig:
         raise ConfigProblem(f"{path} does not exist (create one with `healthkit init {layout.base}`)") from None
     except (OSError, ValueError) as exc:
         raise ConfigProblem(f"{path} cannot be read as JSON: {exc}") from None
-    cfg, errors = validate_config(data)
+    cfg, errors = parse_config(data)
     if cfg is None:
         lines = "\n".join(f"  {ptr or '/'}: {msg}" for ptr, msg in errors)
         raise ConfigProblem(f"{path} fails its schema (healthkit/schemas/config.schema.json):\n{lines}")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from healthkit.config_model import validate_config
+from healthkit.config_model import parse_config
 from healthkit.trainer.data import ChatDataset, DataError, chat_features, file_format, read_examples
 from healthkit.trainer.init import init_workspace
 from healthkit.trainer.layout import Layout
@@ -101,14 +101,14 @@ def _mixed(tmp_path: Path) -> Path:
 
 
 def test_config_keys_validate_and_trainer_owned_args_are_refused() -> None:
-    cfg, errors = validate_config({"base_model": "m", "data_format": "chat", "chat_template": "{{ x }}",
+    cfg, errors = parse_config({"base_model": "m", "data_format": "chat", "chat_template": "{{ x }}",
                                    "lora": {"r": 4, "target_modules": ["c_attn"]}, "training_args": {"warmup_ratio": 0.1}})
     assert cfg is not None and cfg.lora.r == 4 and cfg.lora.alpha == 16 and cfg.arg("warmup_ratio") == 0.1, errors
-    _, errors = validate_config({"base_model": "m", "lora": {"rank": 4}})
+    _, errors = parse_config({"base_model": "m", "lora": {"rank": 4}})
     assert errors and errors[0][0] == "/lora/rank"
-    _, errors = validate_config({"base_model": "m", "training_args": {"output_dir": "/x"}})
+    _, errors = parse_config({"base_model": "m", "training_args": {"output_dir": "/x"}})
     assert errors and "training_args.output_dir is the trainer's own" in errors[0][1]
-    cfg, _ = validate_config({"base_model": "m", "seed": 1, "training_args": {"seed": 7}})
+    cfg, _ = parse_config({"base_model": "m", "seed": 1, "training_args": {"seed": 7}})
     assert cfg.arg("seed") == 7  # training_args wins over the top-level key of the same name
 
 
