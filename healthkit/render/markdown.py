@@ -125,21 +125,16 @@ def _inferred_block(inferred: list[dict[str, Any]]) -> list[str]:
     return out + ["", "---", ""]
 
 
-def render(report: "Report", ascii: bool = False, since: dict[str, Any] | None = None,
-           chart: dict[str, Any] | None = None, **_: Any) -> str:
-    findings = report.findings
-    date = report.generated_at[:10]
-    out = [f"# SYSTEM HEALTH REPORT - {date}", ""]
-    out += [
-        f"Workspace: `{report.workspace}` · host `{report.hostname}` · {report.generated_at} · healthkit {report.version}",
-        "",
-        f"**Verdict: {report.status.value.upper()}** ({report.summary_line()})",
-        "",
-    ]
-    if since is not None:
-        out += _since_block(since)
+def _header(report: "Report") -> list[str]:
+    return [f"# SYSTEM HEALTH REPORT - {report.generated_at[:10]}", "",
+            f"Workspace: `{report.workspace}` · host `{report.hostname}` · {report.generated_at} · healthkit {report.version}",
+            "", f"**Verdict: {report.status.value.upper()}** ({report.summary_line()})", ""]
+
+
+def _findings_blocks(findings: list[Finding]) -> list[str]:
     serious = [f for f in findings if f.severity is not Severity.INFO]
     infos = [f for f in findings if f.severity is Severity.INFO]
+    out: list[str] = []
     if serious:
         crit = any(f.severity is Severity.CRITICAL for f in serious)
         out += ["## 🚨 CRITICAL ISSUES FOUND" if crit else "## ⚠️ ISSUES FOUND", ""]
@@ -151,80 +146,92 @@ def render(report: "Report", ascii: bool = False, since: dict[str, Any] | None =
         out += ["## 🔵 NOTES", ""]
         for i, f in enumerate(infos, 1):
             out += _finding(i, f)
+    return out
 
+
+def _unknown_block(report: "Report") -> list[str]:
     unknown = [r for r in report.sorted_results if r.status is Status.UNKNOWN]
-    if unknown or report.load_errors:
-        out += ["## ❓ COULD NOT CHECK", ""]
-        for r in unknown:
-            why = r.error or "; ".join(r.notes) or "no verdict"
-            out.append(f"- `{r.check}` ({r.title}): {why}")
-        for e in report.load_errors:
-            out.append(f"- {e.source}: {e.message}")
-        out += ["", "---", ""]
+    if not unknown and not report.load_errors:
+        return []
+    out = ["## ❓ COULD NOT CHECK", ""]
+    out += [f"- `{r.check}` ({r.title}): {r.error or '; '.join(r.notes) or 'no verdict'}" for r in unknown]
+    out += [f"- {e.source}: {e.message}" for e in report.load_errors]
+    return out + ["", "---", ""]
 
-    if report.healthy:
-        out += ["## ✅ WHAT'S WORKING", ""]
-        for i, h in enumerate(report.healthy, 1):
-            out.append(f"{i}. **{h.title}**")
-            out += [f"   - {d}" for d in h.details]
-            out.append("")
-        out += ["---", ""]
 
-    if findings:
-        out += ["## 📋 RECOMMENDATIONS", ""]
-        n = 0
-        for key, label in URGENCY:
-            group = [f for f in findings if f.urgency == key]
-            if not group:
-                continue
+def _healthy_block(report: "Report") -> list[str]:
+    if not report.healthy:
+        return []
+    out = ["## ✅ WHAT'S WORKING", ""]
+    for i, h in enumerate(report.healthy, 1):
+        out += [f"{i}. **{h.title}**", *[f"   - {d}" for d in h.details], ""]
+    return out + ["---", ""]
+
+
+def _recommendations_block(report: "Report", findings: list[Finding]) -> list[str]:
+    out, n = ["## 📋 RECOMMENDATIONS", ""], 0
+    for key, label in URGENCY:
+        group = [f for f in findings if f.urgency == key]
+        if group:
             out += [f"### {label}", ""]
-            for f in group:
-                n += 1
-                out.append(f"{n}. **{f.title}** (`{f.code}`)")
-                out += [f"   - {r}" for r in f.recommendations]
-                safe = [x for x in f.fixes if x.safety == "safe"]
-                unsafe = [x for x in f.fixes if x.safety != "safe"]
-                if safe:
-                    out.append(f"   - Fix: `healthkit fix {report.workspace} --safe --only {f.code}` ({', '.join(x.title for x in safe)})")
-                if unsafe:
-                    out.append(f"   - Unsafe fix, only if you accept the risk: `healthkit fix {report.workspace} --unsafe --only {f.code}` ({', '.join(x.title for x in unsafe)})")
-                out.append("")
-        out += ["---", ""]
-
-        out += ["## 🎯 ROOT CAUSE ANALYSIS", ""]
-        seen: set[str] = set()
-        for f in findings:
-            if f.code in seen:
-                continue
-            seen.add(f.code)
-            doc = report.code_docs.get(f.code)
-            out.append(f"**Pattern:** {doc.title if doc else f.title}")
-            if doc:
-                out.append(f"- Why it matters: {doc.why}")
-            out += [f"- {x}" for x in f.root_cause]
+        for f in group:
+            n += 1
+            out.append(f"{n}. **{f.title}** (`{f.code}`)")
+            out += [f"   - {r}" for r in f.recommendations]
+            safe = [x for x in f.fixes if x.safety == "safe"]
+            unsafe = [x for x in f.fixes if x.safety != "safe"]
+            if safe:
+                out.append(f"   - Fix: `healthkit fix {report.workspace} --safe --only {f.code}` ({', '.join(x.title for x in safe)})")
+            if unsafe:
+                out.append(f"   - Unsafe fix, only if you accept the risk: `healthkit fix {report.workspace} --unsafe --only {f.code}` "
+                           f"({', '.join(x.title for x in unsafe)})")
             out.append("")
-        out += ["---", ""]
+    return out + ["---", ""]
 
+
+def _root_cause_block(report: "Report", findings: list[Finding]) -> list[str]:
+    out, seen = ["## 🎯 ROOT CAUSE ANALYSIS", ""], set()
+    for f in findings:
+        if f.code in seen:
+            continue
+        seen.add(f.code)
+        doc = report.code_docs.get(f.code)
+        out.append(f"**Pattern:** {doc.title if doc else f.title}")
+        if doc:
+            out.append(f"- Why it matters: {doc.why}")
+        out += [f"- {x}" for x in f.root_cause] + [""]
+    return out + ["---", ""]
+
+
+def _status_block(report: "Report", findings: list[Finding]) -> list[str]:
     training = report.facts.get("training")
-    if training:
-        block = _training_block(training)
-        if block:
-            out += ["## 📊 CURRENT TRAINING STATUS", "", "```", *block, "```", ""]
-            if training.get("verdict"):
-                out += [f"**Assessment:** {assessment(training, findings)}", ""]
-            out += ["---", ""]
-    if chart is not None:
-        out += _chart_block(chart)
+    block = _training_block(training) if training else None
+    if not block:
+        return []
+    out = ["## 📊 CURRENT TRAINING STATUS", "", "```", *block, "```", ""]
+    if training.get("verdict"):
+        out += [f"**Assessment:** {assessment(training, findings)}", ""]
+    return out + ["---", ""]
 
-    out += _inferred_block(report.settings_inferred)
-    out += ["## ⏱ CHECKS RUN", "", "| check | status | time |", "|---|---|---|"]
-    for r in report.sorted_results:
-        out.append(f"| `{r.check}` | {r.status.value} | {r.duration_s * 1000:.1f} ms |")
+
+def _checks_block(report: "Report") -> list[str]:
+    out = ["## ⏱ CHECKS RUN", "", "| check | status | time |", "|---|---|---|"]
+    out += [f"| `{r.check}` | {r.status.value} | {r.duration_s * 1000:.1f} ms |" for r in report.sorted_results]
     out += ["", f"Audit took {report.duration_s * 1000:.0f} ms."]
     if report.settings_file:
         out.append(f"Settings: `{report.settings_file}`.")
-    for note in report.notes:
-        out.append(f"Note: {note}")
+    return out + [f"Note: {note}" for note in report.notes]
+
+
+def render(report: "Report", ascii: bool = False, since: dict[str, Any] | None = None,
+           chart: dict[str, Any] | None = None, **_: Any) -> str:
+    findings = report.findings
+    out = _header(report) + (_since_block(since) if since is not None else [])
+    out += _findings_blocks(findings) + _unknown_block(report) + _healthy_block(report)
+    if findings:
+        out += _recommendations_block(report, findings) + _root_cause_block(report, findings)
+    out += _status_block(report, findings) + (_chart_block(chart) if chart is not None else [])
+    out += _inferred_block(report.settings_inferred) + _checks_block(report)
     text = "\n".join(out).rstrip() + "\n"
     return to_ascii(text) if ascii else text
 
