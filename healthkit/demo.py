@@ -149,6 +149,23 @@ def _checkpoint(ckdir: Path, step: int, log_every: int, ckpt_bytes: int, mtime: 
         os.utime(p, (mtime, mtime))
 
 
+def _write_state_files(base: Path, now: datetime, current_file: str) -> None:
+    """The dead daemon's sticky state and log, and the orphan's status file, as the example report found them."""
+    crash = (now - timedelta(hours=31)).replace(microsecond=0)
+    _write(base / "status/daemon_state.json", json.dumps({
+        "state": "paused", "pid": 0, "paused_at": crash.isoformat(), "pause_reason": "Recovered from crash",
+        "restarts": 1, "current_file": current_file}, indent=2))
+    os.utime(base / "status/daemon_state.json", (crash.timestamp(), crash.timestamp()))
+    _write(base / "logs/training_daemon.log", f"{crash.isoformat()} INFO starting file {current_file}\n"
+           f"{crash.isoformat()} ERROR daemon loop crashed: Killed\n")
+    os.utime(base / "logs/training_daemon.log", (crash.timestamp(), crash.timestamp()))
+    _write(base / "status/training_status.json", json.dumps({
+        "state": "training", "step": 2693, "total_steps": 4980, "loss": 0.0182, "val_loss": None, "val_train_gap": None,
+        "current_file": current_file, "started_at": (now - timedelta(hours=31)).isoformat(timespec="seconds"),
+        "updated_at": now.isoformat(timespec="seconds"), "eta_seconds": 4 * 3600,
+        "gpu": {"memory_used_mb": 716, "memory_total_mb": 24576, "temperature_c": 44}}, indent=2))
+
+
 def build_example(base: Path, *, checkpoints: int = 26, ckpt_bytes: int = 256 * 1024, start_processes: bool = True) -> Example:
     """Lay out the example machine in ``base`` (which must be empty or absent)."""
     base.mkdir(parents=True, exist_ok=True)
@@ -187,19 +204,7 @@ ports = [{port}]
     _write(base / "queue/normal/next_batch_seed1234.jsonl", '{"text": "hello"}\n')
     _write(base / "queue/low/extra_seed99.jsonl", '{"text": "world"}\n')
     _write(base / "queue/processing" / current_file, '{"text": "lattice"}\n')
-    crash = (now - timedelta(hours=31)).replace(microsecond=0)
-    _write(base / "status/daemon_state.json", json.dumps({
-        "state": "paused", "pid": 0, "paused_at": crash.isoformat(), "pause_reason": "Recovered from crash",
-        "restarts": 1, "current_file": current_file}, indent=2))
-    os.utime(base / "status/daemon_state.json", (crash.timestamp(), crash.timestamp()))
-    _write(base / "logs/training_daemon.log", f"{crash.isoformat()} INFO starting file {current_file}\n"
-           f"{crash.isoformat()} ERROR daemon loop crashed: Killed\n")
-    os.utime(base / "logs/training_daemon.log", (crash.timestamp(), crash.timestamp()))
-    _write(base / "status/training_status.json", json.dumps({
-        "state": "training", "step": 2693, "total_steps": 4980, "loss": 0.0182, "val_loss": None, "val_train_gap": None,
-        "current_file": current_file, "started_at": (now - timedelta(hours=31)).isoformat(timespec="seconds"),
-        "updated_at": now.isoformat(timespec="seconds"), "eta_seconds": 4 * 3600,
-        "gpu": {"memory_used_mb": 716, "memory_total_mb": 24576, "temperature_c": 44}}, indent=2))
+    _write_state_files(base, now, current_file)
     ckdir = base / "current_model"
     t0 = time.time() - 31 * 3600
     for i in range(1, checkpoints + 1):

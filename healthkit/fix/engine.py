@@ -300,14 +300,7 @@ def run_fix(path: str | Path, opts: FixOptions, out: TextIO | None = None) -> Fi
         out.write("\nApplying:\n")
         for i, p in enumerate(run.chosen, 1):
             actx = ApplyContext(ws, journal, p, daemon_confirm_s=opts.daemon_confirm_s, kill_grace_s=opts.kill_grace_s, run_id=run_id)
-            try:
-                outcome = p.apply(actx) if p.apply else failed("no apply step")
-            except Exception as exc:  # noqa: BLE001 - reported and journalled; the other fixes still run
-                outcome = failed(f"{type(exc).__name__}: {exc}")
-                try:
-                    actx.record("fix", p.key, "failed", outcome.message)
-                except OSError as jexc:
-                    outcome = failed(f"{outcome.message}; and the journal could not be written: {jexc}")
+            outcome = _apply_one(p, actx)
             run.outcomes.append((p, outcome))
             _catch_up(journal, lock)
             out.write(f"[{i}] {outcome.status:<8} {p.fix_id}: {outcome.message.splitlines()[0] if outcome.message else ''}\n")
@@ -321,6 +314,19 @@ def run_fix(path: str | Path, opts: FixOptions, out: TextIO | None = None) -> Fi
     finally:
         _close_journal(journal, out)
         lock.release()
+
+
+def _apply_one(p: Plan, actx: ApplyContext) -> Outcome:
+    """Apply one plan; a fix that raises is a failed outcome (journalled), and the other fixes still run."""
+    try:
+        return p.apply(actx) if p.apply else failed("no apply step")
+    except Exception as exc:  # noqa: BLE001 - reported and journalled; the other fixes still run
+        outcome = failed(f"{type(exc).__name__}: {exc}")
+        try:
+            actx.record("fix", p.key, "failed", outcome.message)
+        except OSError as jexc:
+            outcome = failed(f"{outcome.message}; and the journal could not be written: {jexc}")
+        return outcome
 
 
 def _catch_up(journal: Journal, lock: FixLock) -> None:
