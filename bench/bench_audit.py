@@ -178,9 +178,10 @@ def main() -> int:
     only = set(args.only or ("big", "example", "long"))
     # Cron runs from an installed package with byte-code on disk; an editable checkout under
     # PYTHONDONTWRITEBYTECODE would compile every module on every run and measure the compiler.
-    import healthkit, checks
+    import healthkit
+    import healthkit.checks
 
-    for pkg in (healthkit, checks):
+    for pkg in (healthkit, healthkit.checks):
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(pkg.__file__).parent)], check=False, stdout=subprocess.DEVNULL)
     tmp = Path(tempfile.mkdtemp(prefix="hk-bench-"))
     results: list[dict] = []
