@@ -16,7 +16,9 @@ from healthkit.procs import pid_max, read_pid_file
 from healthkit.settings import SettingsError, load_settings
 from healthkit.workspace import Workspace
 
-FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+from .conftest import examples
+
+FAST = settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @FAST

@@ -27,6 +27,7 @@ def test_secrets_are_masked(text):
 @pytest.mark.parametrize("url,leak", [
     ("https://user:pa55@hub.example/x.git", "pa55"),
     (f"https://{TOKEN}@hub.example/repo", TOKEN),          # a token as user name, no password part
+    ("https://glpat0123456789abcdef@git.example/r.git", "glpat0123456789abcdef"),  # one no other rule knows
     ("git+ssh://deploy:k3y@host:22/r", "k3y"),
 ])
 def test_url_credentials_with_and_without_password(url, leak):
