@@ -443,7 +443,8 @@ _NULL = {"null", "none", "~", "nil"}
 def parse_doc_value(text: str, like: Any) -> tuple[bool, Any]:
     """Interpret the doc's text as the same kind of value as the config's; (False, None) if it is not one."""
     t = text.strip().rstrip(",")
-    if t.lower() in _NULL:
+    # A string setting may well be "none" (report_to): read as text, so that the value a fix writes reads back equal.
+    if t.lower() in _NULL and not isinstance(like, str):
         return True, None
     if isinstance(like, bool):
         return (t.lower() in _BOOL), _BOOL.get(t.lower())

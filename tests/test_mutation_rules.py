@@ -297,7 +297,7 @@ def test_same_value(doc, config, equal, note):
 
 
 @pytest.mark.parametrize("text, like, want", [
-    ("null", 3, (True, None)), (" None ", "x", (True, None)), ("~", True, (True, None)),
+    ("null", 3, (True, None)), (" None ", "x", (True, "None")), ("~", True, (True, None)), ("nil", None, (True, None)),
     ("yes", True, (True, True)), ("Off", True, (True, False)), ("maybe", True, (False, None)),
     ("1_000", 1, (True, 1000.0)), ("1,000", 1, (True, 1000.0)), ("12,345,678", 1, (True, 12345678.0)),
     ("1,00", 1, (False, None)), ("5,", 1, (True, 5.0)), ("2e-4", 0.1, (True, 2e-4)), ("ten", 1, (False, None)),

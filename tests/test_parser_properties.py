@@ -103,7 +103,7 @@ def test_same_value_by_meaning(doc, config, equal):
 
 @pytest.mark.parametrize("text,like,value", [
     ("2e-4", 0.0002, 2e-4), ("0.0002", 2e-4, 2e-4), ("1,000", 1, 1000.0), ("10_000", 1, 10000.0), ("500,", 1, 500.0),
-    ("true", False, True), ("None", 3, None), ("null", "x", None),
+    ("true", False, True), ("None", 3, None), ("null", "x", "null"), ("none", "none", "none"),
 ])
 def test_parse_doc_value(text, like, value):
     ok, got = parse_doc_value(text, like)
