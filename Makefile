@@ -36,7 +36,8 @@ bench: install-all
 MUTANTS ?= 'healthkit.redact.*' \
 	'healthkit.procs.x_argv_matches__*' 'healthkit.procs.x__token_matches__*' \
 	'healthkit.procs.x_start_time_matches__*' 'healthkit.procs.x_read_pid_file__*' 'healthkit.procs.x_probe__*' \
-	'checks.checkpoints.x_missing_parts__*' \
+	'healthkit.checkpoints.x_checkpoint_completeness__*' 'healthkit.checkpoints.x__weight_problems__*' \
+	'healthkit.checkpoints.x_read_state__*' 'healthkit.checkpoints.x__step_of__*' \
 	'healthkit.fix.fixes_checkpoints.x__complete__*' 'healthkit.fix.fixes_checkpoints.x_protections__*' \
 	'healthkit.fix.fixes_checkpoints.x__best_names__*' \
 	'healthkit.docvalues.x_same_value__*' 'healthkit.docvalues.x_parse_doc_value__*' \

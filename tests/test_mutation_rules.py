@@ -436,7 +436,7 @@ def test_unlink_file_rules(tmp_path):
     f.write_text("1\n")
     fp = file_fingerprint(f)
     f.write_text("2\n")
-    with pytest.raises(ChangedSincePlan):
+    with pytest.raises(ChangedSincePlan, match="f.pid changed since the plan was made"):
         unlink_file(base, f, fp)
     assert f.exists()
     assert unlink_file(base, f, file_fingerprint(f)) == 2 and not f.exists()
@@ -468,7 +468,7 @@ def test_delete_dir_rules(tmp_path):
     (d / "sub" / "b").write_bytes(b"y" * 5)
     fp = tree_fingerprint(d)
     (d / "a").write_bytes(b"x" * 11)
-    with pytest.raises(ChangedSincePlan):
+    with pytest.raises(ChangedSincePlan, match="checkpoint-1 changed since the plan was made"):
         delete_dir(base, d, fp, "t")
     assert (d / "a").exists()
     fp = tree_fingerprint(d)
@@ -486,3 +486,34 @@ def test_delete_dir_rules(tmp_path):
     with pytest.raises(Refused):
         delete_dir(base, outside, None, "t")
     assert (outside / "w").read_text() == "w"
+
+
+def test_replace_file_backs_up_each_time_and_keeps_mode_and_owner(tmp_path):
+    import hashlib
+
+    from healthkit.fix.fileops import TMP_MARK, replace_file
+
+    base = tmp_path / "ws"
+    base.mkdir()
+    doc = base / "README.md"
+    doc.write_bytes(b"v1\n")
+    os.chmod(doc, 0o640)
+    if os.geteuid() == 0:
+        os.chown(doc, 1234, 1234)
+    (base / f".README.md{TMP_MARK}{os.getpid()}").write_bytes(b"stale temp of a killed run")
+    for i, new in enumerate((b"v2\n", b"v3\n", b"v4\n"), 1):
+        old = doc.read_bytes()
+        backup = replace_file(base, doc, new, hashlib.sha256(old).hexdigest(), "S")
+        assert backup.name == ("README.md.bak-S" if i == 1 else f"README.md.bak-S-{i}") and backup.read_bytes() == old
+        assert doc.read_bytes() == new and os.stat(doc).st_mode & 0o777 == 0o640
+        assert os.stat(backup).st_mode & 0o777 == 0o640
+        if os.geteuid() == 0:
+            assert (os.stat(doc).st_uid, os.stat(backup).st_uid) == (1234, 1234)
+    assert not list(base.glob(f"*{TMP_MARK}*"))
+    with pytest.raises(ChangedSincePlan, match="README.md changed since the plan was made"):
+        replace_file(base, doc, b"x", hashlib.sha256(b"other").hexdigest(), "T")
+    assert doc.read_bytes() == b"v4\n" and not list(base.glob("*.bak-T*"))
+    (base / "link.md").symlink_to(doc)
+    with pytest.raises(Refused, match="is not a regular file"):
+        replace_file(base, base / "link.md", b"x", hashlib.sha256(b"v4\n").hexdigest(), "U")
+    assert doc.read_bytes() == b"v4\n"

@@ -54,6 +54,14 @@ def test_argv_flags_and_embedded_tokens():
     assert TOKEN not in " ".join(out)
 
 
+def test_argv_values_no_pattern_knows_are_masked_whole():
+    argv = ["python", "train.py", "--token", "plainsecret1", "--password=p@ss=word", "--secret=two words",
+            "API_KEY=a b", "--lr", "2e-4", "--name", "a=b", "-x", "v"]
+    assert redact_argv(argv) == ["python", "train.py", "--token", MASK, f"--password={MASK}", f"--secret={MASK}",
+                                 f"API_KEY={MASK}", "--lr", "2e-4", "--name", "a=b", "-x", "v"]
+    assert redact_argv(["--token"]) == ["--token"] and redact_argv([]) == []
+
+
 def test_secrets_inside_json_and_toml_values():
     cfg = {"hub": {"token": TOKEN, "repo": "me/model"}, "wandb_api_key": "abc", "empty_token": "",
            "notes": [f"HF_TOKEN={TOKEN}"], "toml": f'hf_token = "{TOKEN}"'}
