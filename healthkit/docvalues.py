@@ -491,7 +491,7 @@ def same_value(doc: Any, config: Any) -> tuple[bool, str | None]:
 def format_for_doc(config_value: Any, doc_text: str) -> str:
     """The config's value written the way the doc wrote its value (quotes kept by the span)."""
     if isinstance(config_value, bool):
-        return ("true" if config_value else "false") if doc_text.lower() in ("true", "false") else ("yes" if config_value else "no") if doc_text.lower() in ("yes", "no") else str(config_value).lower()
+        return ("yes" if config_value else "no") if doc_text.lower() in ("yes", "no") else str(config_value).lower()
     if config_value is None:
         return "null"
     if isinstance(config_value, float) and config_value.is_integer() and "." not in doc_text and "e" not in doc_text.lower():

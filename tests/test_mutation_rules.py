@@ -143,6 +143,7 @@ def _ws(base: Path, steps: list[int], incomplete: dict[int, str] | None = None, 
     base.mkdir(parents=True, exist_ok=True)
     write_json(base / "config.json", {"save_total_limit": 2})
     ck = base / "current_model"
+    ck.mkdir(parents=True, exist_ok=True)
     for s in steps:
         d = make_checkpoint(ck, s)
         how = (incomplete or {}).get(s)
@@ -214,6 +215,17 @@ def test_protections_best_in_use_recent_and_symlinks(tmp_path):
     assert RECENT_S == 120.0
 
 
+def test_no_checkpoints_and_a_best_that_is_not_a_path(tmp_path):
+    (tmp_path / "current_model").mkdir()
+    assert protections(_ws(tmp_path / "a", []), 2, None, set()) == ({}, [])
+    ws = _ws(tmp_path / "b", [10, 20])
+    write_json(tmp_path / "b" / "current_model" / "checkpoint-20" / "trainer_state.json",
+               {"global_step": 20, "best_model_checkpoint": 5})
+    os.utime(tmp_path / "b" / "current_model" / "checkpoint-20" / "trainer_state.json", (0, 0))
+    protected, victims = protections(Workspace.open(tmp_path / "b"), 1, None, set())
+    assert [c.name for c in victims] == ["checkpoint-10"] and set(protected) == {"checkpoint-20"}
+
+
 def test_best_named_in_the_newest_trainer_state(tmp_path):
     ws = _ws(tmp_path, [10, 20, 30])
     write_json(tmp_path / "current_model" / "checkpoint-30" / "trainer_state.json",
@@ -263,6 +275,20 @@ def test_missing_parts_reads_the_shard_index(tmp_path):
     (d / "model.safetensors.index.json").write_text("{not json")
     ws = Workspace.open(tmp_path)
     assert missing_parts(ws, ws.checkpoints[0]) == ["model.safetensors.index.json is unreadable"]
+
+
+def test_shard_index_messages(tmp_path):
+    from checks.checkpoints import missing_parts
+
+    ws = _ws(tmp_path, [10], {10: "no-weights"})
+    d = tmp_path / "current_model" / "checkpoint-10"
+    write_json(d / "model.safetensors.index.json", {"weight_map": {f"w{i}": f"m-{i}.safetensors" for i in range(5)}})
+    ws = Workspace.open(tmp_path)
+    assert missing_parts(ws, ws.checkpoints[0]) == [
+        "5 of 5 weight shards are missing (m-0.safetensors, m-1.safetensors, m-2.safetensors)"]
+    write_json(d / "model.safetensors.index.json", {"metadata": {}})  # no weight_map: nothing listed, nothing lost
+    ws = Workspace.open(tmp_path)
+    assert missing_parts(ws, ws.checkpoints[0]) == []
 
 
 def test_the_newest_incomplete_checkpoint_is_the_newest_by_step(tmp_path):
@@ -343,6 +369,9 @@ def test_rewrite_refuses_a_line_that_changed():
     with pytest.raises(ChangedSincePlan, match="is no longer `- a: 1`"):
         rewrite("x\n- a: 3\n", [d])
     assert rewrite("x\n- a: 1\n", [d])[0] == "x\n- a: 2\n"  # without a fingerprint, the line text decides
+    xs = "- a: 1 XX"  # a line may end in any letter: only its line ending is set aside
+    assert rewrite(f"{xs}\r\n", [_drift(1, xs, 5, 6, 2)])[0] == "- a: 2 XX\r\n"
+    assert rewrite(xs, [_drift(1, xs, 5, 6, 2)])[0] == "- a: 2 XX"
     with pytest.raises(ChangedSincePlan, match="no longer states `1` at column 5"):
         rewrite("x\n- a: 1\n", [dict(_drift(2, line, 4, 6, 2), doc_value="1")])
 

@@ -48,7 +48,7 @@ def rewrite(text: str, drifts: list[dict]) -> tuple[str, list[dict]]:
         if content[d["start"]:d["end"]] != d["doc_value"]:
             raise ChangedSincePlan(f"line {d['line']} no longer states `{d['doc_value']}` at column {d['start'] + 1}")
         value = format_for_doc(d["config_value"], d["doc_value"])
-        current = lines[i][: len(lines[i]) - len(ending)] if ending else lines[i]
+        current = lines[i][: len(lines[i]) - len(ending)]
         lines[i] = current[: d["start"]] + value + current[d["end"]:] + ending
         changes.append({"line": d["line"], "key": d["key"], "from": d["doc_value"], "to": value})
     return "".join(lines), sorted(changes, key=lambda c: c["line"])
