@@ -472,11 +472,12 @@ def looks_like_path(s: str) -> bool:
 
 def same_value(doc: Any, config: Any) -> tuple[bool, str | None]:
     """(equal by meaning, note): 2e-5 == 0.00002; `/a/b/` == `/a/b` with a note; 10 != 500."""
-    if doc is None or config is None:
+    if doc is None or config is None:  # (`and` here is an equivalent mutant: the last line compares them too)
         return doc is config, None
     if isinstance(config, bool) or isinstance(doc, bool):  # True == 1 in Python, not in a config
         return type(doc) is type(config) and doc == config, None
     if isinstance(config, (int, float)) and isinstance(doc, (int, float)):
+        # Written out though both are isclose's defaults (so dropping either is an equivalent mutant): 1005 != 1000.
         return math.isclose(float(doc), float(config), rel_tol=1e-9, abs_tol=0.0), None
     if isinstance(config, str) and isinstance(doc, str):
         if doc == config:

@@ -316,7 +316,7 @@ def test_the_newest_incomplete_checkpoint_is_the_newest_by_step(tmp_path):
     ("/a/c", "/a/b", False, None), ("./out/", "./out", True, "differs only by a trailing slash or redundant separators"),
     ("~/x", "~/x/", True, "differs only by a trailing slash or redundant separators"), ("a", "a.", False, None),
     ("out/", "out", False, None),  # only when both look like paths
-    ("3", 3, False, None), ([1], [1], True, None),
+    ("3", 3, False, None), ([1], [1], True, None), ("/a/", 5, False, None),
 ])
 def test_same_value(doc, config, equal, note):
     assert same_value(doc, config) == (equal, note)
@@ -326,7 +326,7 @@ def test_same_value(doc, config, equal, note):
     ("null", 3, (True, None)), (" None ", "x", (True, "None")), ("~", True, (True, None)), ("nil", None, (True, None)),
     ("yes", True, (True, True)), ("Off", True, (True, False)), ("maybe", True, (False, None)),
     ("1_000", 1, (True, 1000.0)), ("1,000", 1, (True, 1000.0)), ("12,345,678", 1, (True, 12345678.0)),
-    ("1,00", 1, (False, None)), ("5,", 1, (True, 5.0)), ("2e-4", 0.1, (True, 2e-4)), ("ten", 1, (False, None)),
+    ("1,00", 1, (False, None)), ("5,", 1, (True, 5.0)), ("5X", 1, (False, None)), ("1__0", 1, (True, 10.0)), ("2e-4", 0.1, (True, 2e-4)), ("ten", 1, (False, None)),
     ("  cosine, ", "x", (True, "cosine")), ("7", None, (True, 7.0)), ("true", None, (True, True)),
     ("word", None, (False, "word")), ("[1]", [1], (False, None)),
 ])
