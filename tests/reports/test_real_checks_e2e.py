@@ -14,7 +14,7 @@ from hkreports import DATA
 
 def make_workspace(base: Path, steps: tuple[int, ...]) -> None:
     (base / "status").mkdir(parents=True, exist_ok=True)
-    (base / "config.json").write_text(json.dumps({"base_model": "tiny", "eval_steps": 100, "save_steps": 100, "max_steps": 1000}))
+    (base / "config.json").write_text(json.dumps({"base_model": "tiny", "eval_steps": 100, "save_steps": 100, "max_steps": 1000, "save_total_limit": 3}))
     for step in steps:
         d = base / "current_model" / f"checkpoint-{step}"
         d.mkdir(parents=True, exist_ok=True)
