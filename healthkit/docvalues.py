@@ -443,7 +443,8 @@ _NULL = {"null", "none", "~", "nil"}
 def parse_doc_value(text: str, like: Any) -> tuple[bool, Any]:
     """Interpret the doc's text as the same kind of value as the config's; (False, None) if it is not one."""
     t = text.strip().rstrip(",")
-    if t.lower() in _NULL:
+    # A string setting may well be "none" (report_to): read as text, so that the value a fix writes reads back equal.
+    if t.lower() in _NULL and not isinstance(like, str):
         return True, None
     if isinstance(like, bool):
         return (t.lower() in _BOOL), _BOOL.get(t.lower())
@@ -471,11 +472,12 @@ def looks_like_path(s: str) -> bool:
 
 def same_value(doc: Any, config: Any) -> tuple[bool, str | None]:
     """(equal by meaning, note): 2e-5 == 0.00002; `/a/b/` == `/a/b` with a note; 10 != 500."""
-    if doc is None or config is None:
+    if doc is None or config is None:  # (`and` here is an equivalent mutant: the last line compares them too)
         return doc is config, None
     if isinstance(config, bool) or isinstance(doc, bool):  # True == 1 in Python, not in a config
         return type(doc) is type(config) and doc == config, None
     if isinstance(config, (int, float)) and isinstance(doc, (int, float)):
+        # Written out though both are isclose's defaults (so dropping either is an equivalent mutant): 1005 != 1000.
         return math.isclose(float(doc), float(config), rel_tol=1e-9, abs_tol=0.0), None
     if isinstance(config, str) and isinstance(doc, str):
         if doc == config:
@@ -490,7 +492,7 @@ def same_value(doc: Any, config: Any) -> tuple[bool, str | None]:
 def format_for_doc(config_value: Any, doc_text: str) -> str:
     """The config's value written the way the doc wrote its value (quotes kept by the span)."""
     if isinstance(config_value, bool):
-        return ("true" if config_value else "false") if doc_text.lower() in ("true", "false") else ("yes" if config_value else "no") if doc_text.lower() in ("yes", "no") else str(config_value).lower()
+        return ("yes" if config_value else "no") if doc_text.lower() in ("yes", "no") else str(config_value).lower()
     if config_value is None:
         return "null"
     if isinstance(config_value, float) and config_value.is_integer() and "." not in doc_text and "e" not in doc_text.lower():

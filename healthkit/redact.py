@@ -32,7 +32,7 @@ def redact_text(text: str) -> str:
 def redact_argv(argv: list[str] | tuple[str, ...]) -> list[str]:
     """Mask the value after a secret-named flag (``--token X``, ``--api-key=X``) and secrets inside tokens."""
     out: list[str] = []
-    mask_next = False
+    mask_next = False  # (mutation testing: None here is the same falsy value, an equivalent mutant)
     for tok in argv:
         if mask_next:
             out.append(MASK)
@@ -42,7 +42,7 @@ def redact_argv(argv: list[str] | tuple[str, ...]) -> list[str]:
             out.append(tok)
             mask_next = True
             continue
-        if tok.startswith("-") and "=" in tok:
+        if "=" in tok:  # --password=VALUE, and PASSWORD=VALUE as one argument: the whole value, spaces too
             flag, _, _ = tok.partition("=")
             if is_secret_name(flag):
                 out.append(f"{flag}={MASK}")

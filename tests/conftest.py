@@ -14,6 +14,35 @@ from typing import Any, Callable
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# `make mutants` reruns every property test for each surviving mutant: fewer examples there keep it in minutes.
+UNDER_MUTMUT = "MUTANT_UNDER_TEST" in os.environ
+
+
+def examples(n: int) -> int:
+    """Hypothesis examples for a property test: ``n``, or at most 25 under mutation testing."""
+    return min(n, 25) if UNDER_MUTMUT else n
+
+
+def require_tool(name: str, debian_package: str) -> str:
+    """The path of command ``name``; a skip naming what is missing, or a failure under CI=true.
+
+    CI installs every tool a test needs (.ci/run): a missing one there is a broken CI, never a green skip.
+    """
+    import shutil
+
+    path = shutil.which(name)
+    if path:
+        return path
+    why = f"{name} not installed (Debian package `{debian_package}`)"
+    if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+        pytest.fail(f"{why}, and CI=true: CI must install it", pytrace=False)
+    pytest.skip(why)
+
+
+@pytest.fixture
+def promtool() -> str:
+    """promtool validates the Prometheus exposition and the alert rules."""
+    return require_tool("promtool", "prometheus")
 
 
 def write_json(path: Path, data: Any) -> Path:
@@ -116,6 +145,17 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
     if env is not None:
         full_env = env
     return subprocess.run([sys.executable, "-m", "healthkit.cli", *args], capture_output=True, env=full_env, cwd=cwd, timeout=timeout)
+
+
+def sleeping_in_timer(pid: int) -> bool:
+    """Whether process ``pid`` is blocked in a timed sleep (Python's time.sleep): it has reached its wait loop."""
+    try:
+        wchan = Path(f"/proc/{pid}/wchan").read_text()
+        if wchan and wchan != "0":
+            return "nanosleep" in wchan
+        return Path(f"/proc/{pid}/syscall").read_text().split()[0] in ("35", "230")  # x86-64 nanosleep, clock_nanosleep
+    except (OSError, IndexError):
+        return False
 
 
 def wait_for(pred: Callable[[], bool], timeout: float = 10.0, interval: float = 0.05) -> bool:

@@ -16,7 +16,9 @@ from healthkit.procs import pid_max, read_pid_file
 from healthkit.settings import SettingsError, load_settings
 from healthkit.workspace import Workspace
 
-FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+from .conftest import examples
+
+FAST = settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @FAST
@@ -101,7 +103,7 @@ def test_same_value_by_meaning(doc, config, equal):
 
 @pytest.mark.parametrize("text,like,value", [
     ("2e-4", 0.0002, 2e-4), ("0.0002", 2e-4, 2e-4), ("1,000", 1, 1000.0), ("10_000", 1, 10000.0), ("500,", 1, 500.0),
-    ("true", False, True), ("None", 3, None), ("null", "x", None),
+    ("true", False, True), ("None", 3, None), ("null", "x", "null"), ("none", "none", "none"),
 ])
 def test_parse_doc_value(text, like, value):
     ok, got = parse_doc_value(text, like)

@@ -27,6 +27,7 @@ def test_secrets_are_masked(text):
 @pytest.mark.parametrize("url,leak", [
     ("https://user:pa55@hub.example/x.git", "pa55"),
     (f"https://{TOKEN}@hub.example/repo", TOKEN),          # a token as user name, no password part
+    ("https://glpat0123456789abcdef@git.example/r.git", "glpat0123456789abcdef"),  # one no other rule knows
     ("git+ssh://deploy:k3y@host:22/r", "k3y"),
 ])
 def test_url_credentials_with_and_without_password(url, leak):
@@ -51,6 +52,14 @@ def test_argv_flags_and_embedded_tokens():
     assert out[:3] == ["python", "train.py", "--hf-token"] and out[3] == MASK
     assert out[4] == f"--api_key={MASK}" and out[5:7] == ["--lr", "2e-4"]
     assert TOKEN not in " ".join(out)
+
+
+def test_argv_values_no_pattern_knows_are_masked_whole():
+    argv = ["python", "train.py", "--token", "plainsecret1", "--password=p@ss=word", "--secret=two words",
+            "API_KEY=a b", "--lr", "2e-4", "--name", "a=b", "-x", "v"]
+    assert redact_argv(argv) == ["python", "train.py", "--token", MASK, f"--password={MASK}", f"--secret={MASK}",
+                                 f"API_KEY={MASK}", "--lr", "2e-4", "--name", "a=b", "-x", "v"]
+    assert redact_argv(["--token"]) == ["--token"] and redact_argv([]) == []
 
 
 def test_secrets_inside_json_and_toml_values():

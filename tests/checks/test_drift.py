@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import shutil
 
 import pytest
 
 from healthkit.checks.drift import drift_check
 from healthkit.docvalues import KeyIndex, statements
 
+from ..conftest import require_tool
 from .conftest import call, codes, make_ws, only, result, run
 
 CONFIG = {
@@ -178,8 +178,9 @@ def test_ten_versus_five_hundred_is_drift_with_evidence(tmp_path):
     assert_spans(report)
 
 
-@pytest.mark.skipif(not shutil.which("grep") or not shutil.which("jq"), reason="needs grep and jq")
 def test_evidence_commands_print_what_the_report_observed(tmp_path):
+    require_tool("grep", "grep")
+    require_tool("jq", "jq")
     report = drift_of(tmp_path, "- Eval steps: 10\n**LoRA:** r=64, alpha=128\n")
     f = only(report, "config.doc-drift")
     for e in f.evidence:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -13,6 +15,7 @@ from healthkit.fix import Safety
 from healthkit.fix.journal import read_journal
 from healthkit.procs import probe, read_pid_file
 
+from ..conftest import wait_for
 from .conftest import fix
 
 # Records every catchable signal it gets, so a test can prove nobody signalled it.
@@ -38,7 +41,18 @@ def start_witness(where: Path, script_name: str = "witness.py") -> tuple[subproc
     while not (where / "signals.log.ready").exists():
         assert time.monotonic() < deadline, "the witness never installed its signal handlers"
         time.sleep(0.02)
+    assert (where / "signals.log.ready").exists(), "the witness did not start"
     return proc, log
+
+
+def signals_received(proc: subprocess.Popen, log: Path) -> list[str]:
+    """The signals the witness got before now: a SIGUSR2 of our own is a positive signal that any earlier one was
+    handled too (pending signals run their handlers before or with ours), so the list is not read too early."""
+    os.kill(proc.pid, signal.SIGUSR2)
+    assert wait_for(lambda: log.exists() and f"{int(signal.SIGUSR2)}\n" in log.read_text(), 10), "the witness is not answering"
+    got = log.read_text().splitlines()
+    log.unlink()
+    return [s for s in got if s != str(int(signal.SIGUSR2))]
 
 
 def test_pid_file_naming_an_unrelated_process_is_never_signalled(make_example, tmp_path):
@@ -49,13 +63,13 @@ def test_pid_file_naming_an_unrelated_process_is_never_signalled(make_example, t
         time.sleep(0.05)
         run, out = fix(ex.base, Safety.UNSAFE, only=("daemon",))
         assert proc.poll() is None, out
-        assert not log.exists(), log.read_text()
+        assert signals_received(proc, log) == []
         assert read_pid_file(ex.base / ".daemon.pid").pid != proc.pid, out  # the stale file is removed, the process untouched
         signalled = [e for e in read_journal(ex.base / "logs/healthkit-fix.jsonl") if e["action"] == "signal"]
         assert signalled == []
         # An unsafe run of everything still never signals it.
         run, out = fix(ex.base, Safety.UNSAFE, keep=3)
-        assert proc.poll() is None and not log.exists(), out
+        assert proc.poll() is None and signals_received(proc, log) == [], out
     finally:
         proc.kill()
         proc.wait()
@@ -71,7 +85,7 @@ def test_kill_orphan_signals_only_the_verified_pid(make_example, tmp_path):
         assert outcome["kill-orphan"].status == "applied", out
         assert "SIGTERM" in outcome["kill-orphan"].message
         assert not probe(ex.orphan_pid).alive
-        assert decoy.poll() is None and not decoy_log.exists()
+        assert decoy.poll() is None and signals_received(decoy, decoy_log) == []
         assert f"kill -TERM {ex.orphan_pid}" in out
         entries = [e for e in read_journal(ex.base / "logs/healthkit-fix.jsonl") if e["fix"] == "kill-orphan"]
         assert [e["result"] for e in entries] == ["started", "applied"] and entries[0]["target"] == f"PID {ex.orphan_pid}"

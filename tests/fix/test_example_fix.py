@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import psutil
 
@@ -93,7 +92,9 @@ def test_a_daemon_not_known_to_adopt_starts_only_after_the_orphan_ends(make_exam
     """Never a second training beside the orphan: a watcher waits for it (by PID and start time), then starts the daemon."""
     import psutil
 
-    from ..conftest import wait_for
+    from healthkit.fix.fixes_daemon import START_LOG
+
+    from ..conftest import sleeping_in_timer, wait_for
 
     ex = make_example()
     marker = ex.base / "daemon-started"
@@ -106,8 +107,11 @@ def test_a_daemon_not_known_to_adopt_starts_only_after_the_orphan_ends(make_exam
     start = next(o for fid, o in outcome.items() if fid in ("start-daemon", "adopt-orphan") and o.status == "applied")
     assert "starts the daemon when training PID" in start.message and "never signalling it" in out
     watcher = start.details["pid"]
+    log = ex.base / "logs" / START_LOG
     assert psutil.Process(watcher).is_running()
-    time.sleep(1.0)
+    # The watcher is in its poll sleep: it has looked at the orphan at least once (an exec'd daemon writes the marker
+    # before it sleeps, in the same PID).
+    assert wait_for(lambda: "waiting for training PID" in log.read_text() and sleeping_in_timer(watcher), 30), log.read_text()
     assert not marker.exists() and probe(ex.orphan_pid).alive  # nothing started beside the training
     # The re-audit says so, and a second run does not schedule twice.
     from healthkit.api import audit

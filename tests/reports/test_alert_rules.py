@@ -4,7 +4,6 @@ and written against metrics the prom renderer really emits."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,8 +15,6 @@ from healthkit.render import prom
 ALERTS = Path(__file__).resolve().parents[2] / "alerts"
 RULES = ALERTS / "healthkit.rules.yml"
 RULE_TESTS = ALERTS / "healthkit.rules.test.yml"
-PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian package `prometheus`)")
 STABLE_CODES = {  # the public contract (docs/architecture.md)
     "daemon.dead", "daemon.pid-reused", "daemon.not-running", "daemon.orphaned-training", "checkpoints.bloat",
     "checkpoints.no-retention", "checkpoints.incomplete", "config.doc-drift", "config.invalid",
@@ -26,16 +23,14 @@ STABLE_CODES = {  # the public contract (docs/architecture.md)
 }
 
 
-@needs_promtool
-def test_promtool_check_rules():
-    proc = subprocess.run([PROMTOOL, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=30)
+def test_promtool_check_rules(promtool):
+    proc = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "SUCCESS: 6 rules found" in proc.stdout
 
 
-@needs_promtool
-def test_promtool_rule_unit_tests_fire_and_stay_quiet_as_expected():
-    proc = subprocess.run([PROMTOOL, "test", "rules", str(RULE_TESTS)], capture_output=True, text=True, timeout=60, cwd=ALERTS)
+def test_promtool_rule_unit_tests_fire_and_stay_quiet_as_expected(promtool):
+    proc = subprocess.run([promtool, "test", "rules", str(RULE_TESTS)], capture_output=True, text=True, timeout=60, cwd=ALERTS)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

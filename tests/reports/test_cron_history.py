@@ -173,7 +173,7 @@ def test_cron_without_a_locale_still_writes_utf8(tmp_path, env_extra):
 
 
 def test_folder_json_matches_the_published_report_schema(tmp_path):
-    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema not installed (dev extra)")
     schema = json.loads((Path(__file__).resolve().parents[2] / "healthkit" / "schemas" / "report.schema.json").read_text())
     write_history(make_report(), tmp_path)
     write_history(make_report(generated_at="2024-05-01T13:00:00+00:00"), tmp_path)

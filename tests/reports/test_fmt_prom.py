@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 
@@ -12,8 +11,6 @@ import pytest
 from hkreports import FACTS, make_report, write_state
 from healthkit.render import prom
 
-PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian package `prometheus`)")
 
 
 def samples(text: str) -> dict[tuple[str, frozenset], float]:
@@ -67,7 +64,7 @@ def test_absent_facts_give_no_samples_and_no_crash():
 
 
 def test_hand_written_fallback_matches_prometheus_client(report):
-    pytest.importorskip("prometheus_client")
+    pytest.importorskip("prometheus_client", reason="prometheus_client not installed (extra `prom`)")
     fams = prom.families(report)
     assert samples(prom.render_text(fams)) == samples(prom._with_client(fams))
 
@@ -86,12 +83,11 @@ def test_label_values_are_escaped():
     assert value(text, "healthkit_disk_free_bytes", path='C:\\odd "dir"\nx') == 1
 
 
-@needs_promtool
 @pytest.mark.parametrize("writer", ["client", "fallback"])
-def test_promtool_check_metrics_accepts_it(report, writer):
+def test_promtool_check_metrics_accepts_it(report, writer, promtool):
     fams = prom.families(make_report(unknown=("gpu",)))
     text = prom._with_client(fams) if writer == "client" else prom.render_text(fams)
-    proc = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip() == "" and proc.stderr.strip() == "", proc.stdout + proc.stderr  # no lint warnings
 

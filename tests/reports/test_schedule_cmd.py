@@ -68,7 +68,7 @@ def test_systemd_units(tmp_path):
     assert "WantedBy=timers.target" in s.timer
 
 
-@pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze not installed")
+@pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze not installed (Debian package `systemd`)")
 def test_systemd_analyze_accepts_the_units(tmp_path):
     import sys
 

@@ -16,7 +16,7 @@ from healthkit.trainer.layout import Layout
 
 from .conftest import FAST_CONFIG, read_json, wait_for
 
-transformers = pytest.importorskip("transformers")
+transformers = pytest.importorskip("transformers", reason="transformers not installed (extra `trainer`)")
 
 STATUS_KEYS = {"state", "step", "total_steps", "loss", "val_loss", "val_train_gap", "current_file", "started_at",
                "updated_at", "eta_seconds", "gpu"}
