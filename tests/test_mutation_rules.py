@@ -100,8 +100,8 @@ def test_probe_live_dead_zombie():
 @pytest.mark.parametrize("argv, patterns, want", [
     (["python", "train.py"], ["train.py"], "train.py"),
     (["/usr/bin/python3", "/ws/train.py", "--x"], ["train.py"], "train.py"),
-    (["python", "-m", "trainer.daemon"], ["trainer.daemon"], "trainer.daemon"),
-    (["python", "-u", "-m", "trainer.daemon"], ["trainer.daemon"], "trainer.daemon"),
+    (["python", "-m", "healthkit.trainer.daemon"], ["healthkit.trainer.daemon"], "healthkit.trainer.daemon"),
+    (["python", "-u", "-m", "healthkit.trainer.daemon"], ["healthkit.trainer.daemon"], "healthkit.trainer.daemon"),
     (["python", "--script=train.py"], ["train.py"], None),  # a flag's own text is not what runs
     (["bash", "-c", "python train.py"], ["train.py"], None),
     (["/bin/sh", "train.py"], ["train.py"], None),
@@ -110,8 +110,8 @@ def test_probe_live_dead_zombie():
     (["python", "train.py.bak"], ["train.py"], None),
     (["python", "nottrain.py"], ["train.py"], None),
     ([], ["train.py"], None),
-    (["python", "-m"], ["trainer.daemon"], None),
-    (["python", "-m", "other"], ["trainer.daemon", "other"], "other"),
+    (["python", "-m"], ["healthkit.trainer.daemon"], None),
+    (["python", "-m", "other"], ["healthkit.trainer.daemon", "other"], "other"),
     (["torchrun", "--nproc", "2", "train.py"], ["torchrun train.py"], None),
     (["torchrun", "train.py", "--x"], ["torchrun train.py"], "torchrun train.py"),
     (["/opt/bin/accelerate", "launch", "train.py"], ["accelerate launch"], "accelerate launch"),
@@ -252,7 +252,7 @@ def test_a_running_process_names_its_checkpoint(tmp_path, procs):
     ("empty-weights", "model.safetensors is empty"),
 ])
 def test_missing_parts_names_what_a_resume_lacks(tmp_path, how, part):
-    from checks.checkpoints import missing_parts
+    from healthkit.checks.checkpoints import missing_parts
 
     ws = _ws(tmp_path, [10, 20], {20: how})
     c10, c20 = ws.checkpoints
@@ -261,7 +261,7 @@ def test_missing_parts_names_what_a_resume_lacks(tmp_path, how, part):
 
 
 def test_missing_parts_reads_the_shard_index(tmp_path):
-    from checks.checkpoints import missing_parts
+    from healthkit.checks.checkpoints import missing_parts
 
     ws = _ws(tmp_path, [10], {10: "no-weights"})
     d = tmp_path / "current_model" / "checkpoint-10"
@@ -278,7 +278,7 @@ def test_missing_parts_reads_the_shard_index(tmp_path):
 
 
 def test_shard_index_messages(tmp_path):
-    from checks.checkpoints import missing_parts
+    from healthkit.checks.checkpoints import missing_parts
 
     ws = _ws(tmp_path, [10], {10: "no-weights"})
     d = tmp_path / "current_model" / "checkpoint-10"
@@ -293,7 +293,7 @@ def test_shard_index_messages(tmp_path):
 
 def test_the_newest_incomplete_checkpoint_is_the_newest_by_step(tmp_path):
     """checkpoint-1000 sorts before checkpoint-900 by name; the resume picks it by step."""
-    from checks.checkpoints import checkpoints_check
+    from healthkit.checks.checkpoints import checkpoints_check
 
     ws = _ws(tmp_path, [200, 900, 1000], {900: "no-state", 1000: "no-state"})
     by_name = {f.data["checkpoint"]: f for f in checkpoints_check(ws).findings if f.code == "checkpoints.incomplete"}
