@@ -234,6 +234,17 @@ def _checks(report: "Report") -> list[str]:
     return out
 
 
+def _inferred(report: "Report") -> list[str]:
+    """Each detected setting with its evidence (as in the Markdown report), so a wrong guess can be seen and pinned."""
+    if not report.settings_inferred:
+        return []
+    items = "".join(f"<li><code>{_e(i['setting'])}</code>: <code>{_e(i['value'])}</code> ({_e(i['evidence'])})</li>"
+                    for i in report.settings_inferred)
+    return ['<h2 id="settings-inferred">Settings inferred</h2>',
+            "<p>Not stated in healthkit.toml, so detected from the workspace (<code>healthkit init --detect</code> "
+            "writes them there):</p>", f"<ul>{items}</ul>"]
+
+
 def _header(report: "Report") -> list[str]:
     status = report.status.value
     counts = report.counts()
@@ -253,7 +264,7 @@ def render(report: "Report", since: dict[str, Any] | None = None, **_: Any) -> s
     # The run at a glance first (a page is looked at before it is read), then the Markdown report's order.
     body += _training(report) + _chart(report)
     body += _findings(report) + _unknown(report) + _working(report) + _recommendations(report) + _root_causes(report)
-    body += _checks(report)
+    body += _inferred(report) + _checks(report)
     title = f"healthkit {report.status.value.upper()}: {report.workspace}"
     return page(title, "\n".join(body))
 

@@ -162,3 +162,18 @@ def test_cli_format_html_to_stdout_and_file(workspace, cli, tmp_path) -> None:
     implied = tmp_path / "two.html"  # the extension alone picks the format
     assert cli("audit", workspace, "--output", implied).exit_code == 2
     assert implied.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+def test_settings_inferred_are_shown_with_their_evidence_and_escaped() -> None:
+    """The Markdown report lists detected settings; the page does too (a wrong guess must be visible to be pinned)."""
+    import dataclasses
+
+    from hkreports import make_report
+
+    report = dataclasses.replace(make_report(), settings_inferred=[
+        {"setting": "status_keys.val_loss", "value": "validation_loss",
+         "evidence": 'status file has "validation_loss": 0.512 and no <val_loss>'}])
+    page = report.render("html")
+    assert 'id="settings-inferred"' in page and "status_keys.val_loss" in page
+    assert "no &lt;val_loss&gt;" in page and "<val_loss>" not in page
+    assert "Settings inferred" not in make_report().render("html")
