@@ -104,13 +104,13 @@ def status(path: Path, as_json: bool = False) -> int:
         _out(json.dumps(s, indent=2, sort_keys=True, default=str))
         return 0 if s["running"] else EXIT_NOT_RUNNING
     st, tr = s["state"], s["training"]
-    from .statustext import daemon_line, training_line
+    from .statustext import daemon_line, disk_wait_line, training_line
 
     _out(daemon_line(s["running"], s["pid"], st))
     if st.get("paused_at"):
         _out(f"paused since {st.get('paused_at')}: {st.get('pause_reason')}")
     if st.get("state") == "waiting" and st.get("waiting_for") == "disk":
-        _out(_disk_wait_line(st))
+        _out(disk_wait_line(st))
     if st.get("child_pid"):
         _out(f"training: PID {st.get('child_pid')} on {st.get('current_file')}{' (adopted)' if st.get('adopted') else ''}")
     if tr:
@@ -128,16 +128,6 @@ def _daemon_running(lay: Layout) -> bool:
     from .pidfile import running_daemon
 
     return bool(running_daemon(lay))
-
-
-def _disk_wait_line(st: dict) -> str:
-    """What a daemon waiting for disk space waits for, in bytes and in words."""
-    disk = st.get("disk") or {}
-    free, need = disk.get("free_bytes"), disk.get("need_bytes")
-    short = f"; {need - free} more bytes needed" if isinstance(free, int) and isinstance(need, int) and need > free else ""
-    return (f"waiting for disk space since {st.get('waiting_since')}: {free} bytes free on {disk.get('mount')}, "
-            f"a checkpoint needs ~{need}{short}; {st.get('waiting_file')} resumes from its last complete checkpoint "
-            "once there is room (`healthkit fix` can free space)")
 
 
 def pause(path: Path, reason: str | None = None) -> int:

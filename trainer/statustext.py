@@ -55,3 +55,13 @@ def daemon_line(running: bool, pid: int | None, st: dict[str, Any]) -> str:
     if isinstance(restarts, int) and restarts:
         extra.append(f"{restarts} restart{'s' if restarts != 1 else ''}")
     return f"daemon: {st.get('state') or 'running'} ({', '.join(extra)})"
+
+
+def disk_wait_line(st: dict[str, Any]) -> str:
+    """What a daemon waiting for disk space waits for, in bytes and in words."""
+    disk = st.get("disk") or {}
+    free, need = disk.get("free_bytes"), disk.get("need_bytes")
+    short = f"; {need - free} more bytes needed" if isinstance(free, int) and isinstance(need, int) and need > free else ""
+    return (f"waiting for disk space since {st.get('waiting_since')}: {free} bytes free on {disk.get('mount')}, "
+            f"a checkpoint needs ~{need}{short}; {st.get('waiting_file')} resumes from its last complete checkpoint "
+            "once there is room (`healthkit fix` can free space)")
