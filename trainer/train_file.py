@@ -152,6 +152,13 @@ def fail_data(layout: Layout, name: str, file: Path, exc: DataError, rank0: bool
     return EXIT_DATA
 
 
+def trained_on(args: Any, cfg: TrainingConfig) -> dict[str, Any]:
+    """Where and in what precision the weights were trained: a bf16 or 4-bit model is not a CPU fp32 one."""
+    precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
+    return {"device": str(args.device), "precision": precision,
+            "base_quantization": "nf4" if cfg.lora and cfg.lora.load_in_4bit else None}
+
+
 def finish(layout: Layout, cfg: TrainingConfig, trainer: Any, cb: Any, file: Path, src: str, speed: dict) -> None:
     """Final model to models/<stem>/ (the adapter, plus merged/ with merge_final), file to done/ (rank 0 only)."""
     name = file.name
@@ -165,7 +172,7 @@ def finish(layout: Layout, cfg: TrainingConfig, trainer: Any, cb: Any, file: Pat
     final = ck.install_final(layout, saving, stem, {
         "file": name, "global_step": trainer.state.global_step, "started_from": src,
         "val_loss": cb.status.get("val_loss"), "loss": cb.status.get("loss"),
-        "kind": "lora-adapter" if cfg.lora else "full",
+        "kind": "lora-adapter" if cfg.lora else "full", **trained_on(trainer.args, cfg),
     })
     ck.prune_finals(layout, cfg.keep_final_models)
     q.finish_done(layout, file)

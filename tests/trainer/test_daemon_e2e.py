@@ -140,7 +140,8 @@ def test_daemon_killed_child_survives_audit_sees_it_new_daemon_adopts(make_ws, m
     assert "adopting training PID" in daemon_log(lay)
     wait_for(lambda: queue_drained(lay, 2), 150, 0.2, "queue to finish\n" + all_logs(lay))
     assert spawns(lay, "a.jsonl") == 1 and spawns(lay, "b.jsonl") == 1  # no file trained twice, none lost
-    assert json.loads((lay.models / "a" / "healthkit_final.json").read_text())["global_step"] == 20
+    final = json.loads((lay.models / "a" / "healthkit_final.json").read_text())
+    assert (final["global_step"], final["device"], final["precision"], final["base_quantization"]) == (20, "cpu", "fp32", None)
     del st
 
 
