@@ -140,7 +140,7 @@ def read_state(path: Path) -> StateRead:
             size = os.fstat(fh.fileno()).st_size
             if size == 0:
                 return StateRead(None, "trainer_state.json is empty")
-            if size <= WHOLE_BELOW:
+            if size <= WHOLE_BELOW:  # (`<` is an equivalent mutant: the bounded read agrees with the whole one)
                 raw = fh.read()
             else:
                 found = _bounded(fh, size)
@@ -166,7 +166,7 @@ def _weight_problems(path: Path, files: frozenset[str]) -> list[str]:
     index = next((f for f in INDEX_FILES if f in files), None)
     if index:
         try:
-            with open(path / index, encoding="utf-8") as fh:
+            with open(path / index, "rb") as fh:  # JSON is UTF-8 (RFC 8259): json decodes the bytes, whatever the locale
                 shards = sorted(set(json.load(fh).get("weight_map", {}).values()))
             lost = [s for s in shards if s not in files]
             if lost:

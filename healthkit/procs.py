@@ -78,6 +78,8 @@ def proc_info(p: psutil.Process) -> ProcInfo:
 
 def probe(pid: int) -> Liveness:
     """Probe one PID. EPERM means alive (someone else's process); a zombie is dead."""
+    # Mutation testing: `pid < 0` is equivalent. kill(0, 0) probes our own process group, harmlessly,
+    # and psutil has no process 0 on Linux, so PID 0 is dead either way.
     if pid <= 0:
         return Liveness("dead")
     try:
@@ -156,7 +158,7 @@ def read_pid_file(path: Path) -> PidFile:
     except OSError as exc:
         return PidFile(path, "malformed", reason=f"cannot stat it: {exc.strerror}")
     try:
-        raw = read_bytes(path, max_bytes=4096, follow_symlinks=False)
+        raw = read_bytes(path, max_bytes=4096, follow_symlinks=False)  # (None: an equivalent mutant, as falsy)
     except ReadProblem as exc:
         reason = {
             "symlink": "it is a symbolic link, not a PID file",
@@ -166,6 +168,7 @@ def read_pid_file(path: Path) -> PidFile:
             "permission": "it is not readable (permission denied)",
         }.get(exc.kind, exc.message)
         return PidFile(path, "malformed", reason=reason, mtime=st.st_mtime)
+    # Codec names are case-insensitive: the "UTF-8" and "ASCII" mutants of the next two lines are equivalent.
     preview = "".join(ch if ch.isprintable() or ch == "\n" else "?" for ch in raw[:64].decode("utf-8", "replace")).rstrip("\n")
     text = raw.decode("ascii", "replace").strip()
     if not text:
@@ -173,10 +176,10 @@ def read_pid_file(path: Path) -> PidFile:
     parts = text.split()
     if len(parts) > 2:
         return PidFile(path, "malformed", reason="it holds more than a PID", mtime=st.st_mtime, preview=preview)
-    try:
-        pid = int(parts[0], 10)
-    except ValueError:
+    digits = parts[0][1:] if parts[0].startswith("-") else parts[0]
+    if not digits.isdigit():  # int() alone would also take "1_000", "+5" and " 5"
         return PidFile(path, "malformed", reason="it does not hold a number", mtime=st.st_mtime, preview=preview)
+    pid = int(parts[0])
     if pid <= 0:
         return PidFile(path, "malformed", reason=f"{pid} is not a valid PID", mtime=st.st_mtime, preview=preview)
     if pid > pid_max():
@@ -209,17 +212,15 @@ def argv_matches(argv: tuple[str, ...] | list[str], patterns: list[str]) -> str 
     for pattern in patterns:
         ptoks = pattern.split()
         if len(ptoks) > 1:
+            # (`+ 2` is an equivalent mutant: the extra start position leaves too few elements to match.)
             for i in range(len(argv) - len(ptoks) + 1):
                 if _token_matches(argv[i], ptoks[0]) and list(argv[i + 1 : i + len(ptoks)]) == ptoks[1:]:
                     return pattern
             continue
-        for i, tok in enumerate(argv):
-            if tok.startswith("-") and tok != "-m":
-                continue
-            if tok == "-m" and i + 1 < len(argv) and argv[i + 1] == pattern:
-                return pattern
-            if _token_matches(tok, pattern):
-                return pattern
+        # An option's own text is never what runs (`--log=/x/train.py`); `-m MODULE` needs no case of its own,
+        # as MODULE is a whole element that matches by itself.
+        if any(not tok.startswith("-") and _token_matches(tok, pattern) for tok in argv):
+            return pattern
     return None
 
 

@@ -358,6 +358,14 @@ def test_rewrite_changes_the_spans_only_and_keeps_line_endings():
     assert {(c["key"], c["from"], c["to"]) for c in changes} == {("a", "1", "10"), ("b", "2", "20"), ("c", "9", "8")}
 
 
+def test_rewrite_writes_the_value_the_way_the_doc_wrote_it():
+    """The doc's own spelling decides the new value's: yes/no stays yes/no, an integer stays an integer."""
+    text = "- resume: yes\n- eval_steps: 10\n- lr: 1.0\n"
+    new, _ = rewrite(text, [_drift(1, "- resume: yes", 10, 13, False), _drift(2, "- eval_steps: 10", 14, 16, 500.0),
+                            _drift(3, "- lr: 1.0", 6, 9, 2.0)])
+    assert new == "- resume: no\n- eval_steps: 500\n- lr: 2.0\n"
+
+
 def test_rewrite_refuses_a_line_that_changed():
     line = "- a: 1"
     with pytest.raises(ChangedSincePlan, match="line 3 no longer exists"):

@@ -116,6 +116,8 @@ def _open_dir(real: Path, base: Path) -> int:
     fd = os.open(real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         # The folder we opened must still be the one inside the workspace (not swapped after resolve()).
+        # (Mutation testing: `or True` on the condition is equivalent wherever /proc is mounted, as on every Linux
+        # this runs on; without /proc the check falls back to the resolved path.)
         actual = Path(os.readlink(f"/proc/self/fd/{fd}")) if os.path.exists(f"/proc/self/fd/{fd}") else real
         if not is_within(actual, base):
             raise Refused(f"{real} moved out of the workspace")
@@ -268,7 +270,7 @@ def delete_dir(base: Path, path: Path, expected: TreeFingerprint | None, tag: st
     name = path.name
     pfd = _open_dir(real_parent, base)
     try:
-        # Mutation testing: following symlinks here survives, as tree_fingerprint's own lstat refuses a symlink too.
+        # follow_symlinks=None (here and in every os.stat of this module) is an equivalent mutant: None is falsy.
         st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
         if stat.S_ISLNK(st.st_mode):
             raise Refused(f"{name} is a symbolic link; its target is never deleted")
@@ -280,8 +282,7 @@ def delete_dir(base: Path, path: Path, expected: TreeFingerprint | None, tag: st
         trash = f"{TRASH_PREFIX}{name}-{tag}"
         os.rename(name, trash, src_dir_fd=pfd, dst_dir_fd=pfd)
         fsync_dir(pfd)
-        # A swap between the fingerprint and the rename: no test can provoke that race without a hook, so the
-        # mutants of this branch survive `make mutants`; it is held by review, not by a test.
+        # A swap between the fingerprint and the rename (tests/test_mutation_edges.py swaps at the fsync above).
         st2 = os.stat(trash, dir_fd=pfd, follow_symlinks=False)
         if st2.st_ino != st.st_ino or not stat.S_ISDIR(st2.st_mode):
             os.rename(trash, name, src_dir_fd=pfd, dst_dir_fd=pfd)  # something was swapped in: put it back, untouched

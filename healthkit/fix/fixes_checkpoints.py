@@ -92,7 +92,7 @@ def protections(ws: Workspace, keep_n: int, best: str | None, incomplete: set[st
     protected: dict[str, str] = {}
     complete = [c for c in ckpts if not c.is_symlink and _complete(ws, c, incomplete)]
     newest = complete[-keep_n:] if keep_n else []
-    floor = newest[0].step if newest else float("inf")
+    floor = newest[0].step if newest else float("inf")  # ("INF": an equivalent mutant, float() ignores case)
     for c in ckpts:
         if c.step >= floor:
             protected[c.name] = f"one of the newest {keep_n}" if c in newest else "newer than the kept ones"
