@@ -39,7 +39,7 @@ def _workspace(path: Path) -> Layout | None:
 
 
 def start(path: Path, supervise: bool = False, foreground: bool = False) -> int:
-    from .daemon import DaemonError, daemon_argv, start_daemon
+    from .daemon import DaemonError, daemon_argv, refuse_beside_foreign_training, start_daemon
     from .launch import child_env
     from .pidfile import running_daemon
 
@@ -51,6 +51,11 @@ def start(path: Path, supervise: bool = False, foreground: bool = False) -> int:
         if pid:
             _err(f"a daemon already runs for {lay.base} (PID {pid})")
             return 1
+        try:
+            refuse_beside_foreign_training(lay)
+        except DaemonError as exc:
+            _err(f"healthkit: {exc}")
+            return exc.exit_code
         argv = ([sys.executable, "-m", "healthkit.trainer.supervise", "--workspace", str(lay.base)] if supervise else daemon_argv(lay))
         os.chdir(lay.base)
         os.execve(sys.executable, argv, child_env())  # the process must be `-m healthkit.trainer.daemon` for the audit to know it

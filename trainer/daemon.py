@@ -37,7 +37,8 @@ from . import diskspace as ds
 from . import queue as q
 from .dashboard import LiveHistory, latest_findings
 from .data import DataError, file_format, read_examples
-from .launch import DAEMON_MODULE, arg_value, child_command, child_env, find_training, is_training, spawn_detached
+from .launch import (DAEMON_MODULE, arg_value, child_command, child_env, find_training, is_training, spawn_detached,
+                     trainings_not_ours)
 from .layout import EXIT_ALREADY_RUNNING, EXIT_CONFIG, EXIT_DATA, EXIT_DISK_FULL, EXIT_OK, EXIT_STOPPED, Layout, iso_now, log_to
 from .pidfile import DaemonLock, running_daemon
 from .preflight import describe, run_preflight, template_problem
@@ -509,6 +510,23 @@ def daemon_argv(layout: Layout, extra: list[str] | None = None) -> list[str]:
     return [sys.executable, "-m", DAEMON_MODULE, "--workspace", str(layout.base), *(extra or [])]
 
 
+def refuse_beside_foreign_training(lay: Layout) -> None:
+    """Raise DaemonError (exit 73) when a training this daemon would not adopt works in the workspace.
+
+    Started beside it, the daemon would begin a second training: two processes on one GPU, and HF's
+    checkpoint rotation deleting the other's saves. `healthkit fix --safe` instead schedules the start
+    for when that training has ended.
+    """
+    foreign = trainings_not_ours(lay)
+    if not foreign:
+        return
+    shown = "; ".join(f"PID {p.pid} ({p.display_cmd(100)}, started {iso_now(p.create_time)})" for p in foreign)
+    raise DaemonError(
+        f"a training this daemon did not start works in {lay.base}: {shown}. A daemon started now would train beside "
+        f"it. Let it finish or stop it yourself; `healthkit fix --safe {lay.base}` starts the daemon once it has ended. "
+        "Nothing was started.", EXIT_ALREADY_RUNNING)
+
+
 def start_daemon(base: Path, supervise: bool = False, timeout_s: float = 60.0) -> int:
     """Start a detached daemon (under the supervisor with ``supervise``); returns its PID once it holds its PID file.
 
@@ -519,6 +537,7 @@ def start_daemon(base: Path, supervise: bool = False, timeout_s: float = 60.0) -
     running = running_daemon(lay)
     if running:
         raise DaemonError(f"a daemon already runs for {lay.base} (PID {running})")
+    refuse_beside_foreign_training(lay)
     lay.logs.mkdir(parents=True, exist_ok=True)
     if supervise:
         argv = [sys.executable, "-m", "healthkit.trainer.supervise", "--workspace", str(lay.base)]

@@ -83,6 +83,23 @@ def find_training(layout: Layout, procs: list[ProcInfo] | None = None) -> list[P
     return sorted((p for p in found if p.ppid not in pids), key=lambda p: p.create_time)
 
 
+def trainings_not_ours(layout: Layout) -> list[ProcInfo]:
+    """Trainings working in this workspace that a daemon started now would not adopt, so it would train beside them.
+
+    The audit's own rule decides what a training of this workspace is (healthkit.ownership, with the
+    workspace's healthkit.toml); ours are the `train_file` children the daemon adopts (`is_training`).
+    A hand-started `python train.py` in the workspace is the case this exists for.
+    """
+    from healthkit.ownership import training_processes
+    from healthkit.workspace import Workspace, WorkspaceError
+
+    try:
+        ws = Workspace.open(layout.base)
+    except WorkspaceError:
+        ws = Workspace(layout.base)  # unreadable settings: the default patterns still find train.py
+    return [p for p in training_processes(ws, fresh=True) if not is_training(p, layout)]
+
+
 def arg_value(argv: tuple[str, ...] | list[str], flag: str) -> str | None:
     for i, tok in enumerate(argv):
         if tok == flag and i + 1 < len(argv):

@@ -3,11 +3,13 @@ leaves a daemon the user stopped stopped (real daemon, real tiny Trainer runs, t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import psutil
 import pytest
@@ -26,6 +28,20 @@ import os, time
 while not os.path.exists("stop-me"):
     time.sleep(0.05)
 """
+
+
+@contextlib.contextmanager
+def hand_started_train_py(lay: Layout) -> Iterator[psutil.Popen]:
+    """A `python train.py` a person started in the workspace; it runs until `stop-me` exists, and is always killed."""
+    (lay.base / "train.py").write_text(HAND_TRAIN)
+    hand = psutil.Popen([sys.executable, "train.py"], cwd=lay.base, start_new_session=True)
+    try:
+        wait_for(lambda: "train.py" in " ".join(hand.cmdline()), 10, what="train.py to run")
+        yield hand
+    finally:
+        if hand.poll() is None:
+            hand.kill()
+            hand.wait()
 
 
 def _foreign_checkpoints(lay: Layout, steps: tuple[int, ...]) -> dict[str, dict[str, str]]:
@@ -78,10 +94,7 @@ def test_fix_safe_never_starts_a_second_training_beside_a_hand_started_train_py(
     monkeypatch.setenv("HEALTHKIT_TRAINER_STEP_SLEEP_S", "0.05")
     lay = make_ws(max_steps=10)
     queue_file(lay, "a.jsonl", seed=1)
-    (lay.base / "train.py").write_text(HAND_TRAIN)
-    hand = psutil.Popen([sys.executable, "train.py"], cwd=lay.base, start_new_session=True)
-    try:
-        wait_for(lambda: "train.py" in " ".join(hand.cmdline()), 10, what="train.py to run")
+    with hand_started_train_py(lay) as hand:
         assert "daemon.orphaned-training" in _codes(lay, "daemon")
 
         r = hk("fix", str(lay.base), "--safe", timeout=120)
@@ -102,10 +115,24 @@ def test_fix_safe_never_starts_a_second_training_beside_a_hand_started_train_py(
         assert st["child_started_at"] >= ended_after and st["adopted"] is False  # only once train.py had ended
         assert "watcher" in r.stdout and "the training has ended; starting the daemon" in all_logs(lay)
         wait_for(lambda: (lay.done / "a.jsonl").exists(), 180, 0.2, "the queued file to train\n" + all_logs(lay))
-    finally:
-        if hand.poll() is None:
-            hand.kill()
-            hand.wait()
+
+
+def test_daemon_start_by_hand_refuses_to_train_beside_a_hand_started_train_py(make_ws) -> None:
+    lay = make_ws(max_steps=5)
+    queue_file(lay, "a.jsonl", seed=1)
+    with hand_started_train_py(lay) as hand:
+        for extra in ([], ["--foreground"], ["--supervise"]):
+            r = hk("daemon", "start", str(lay.base), *extra, timeout=60)
+            assert r.returncode == 73, (extra, r.returncode, r.stdout, r.stderr)
+            assert f"PID {hand.pid} (" in r.stderr and "train.py" in r.stderr and "Nothing was started" in r.stderr, r.stderr
+            assert f"healthkit fix --safe {lay.base}" in r.stderr and "Traceback" not in r.stderr
+        assert not _procs_of(lay, "healthkit.trainer.daemon") and not lay.pid_file.exists()
+        assert (lay.inbox / "a.jsonl").exists() and hand.is_running()
+        (lay.base / "stop-me").write_text("")
+        hand.wait(30)
+        r = hk("daemon", "start", str(lay.base), timeout=120)  # train.py has ended: nothing to train beside
+        assert r.returncode == 0, r.stdout + r.stderr
+        wait_for(lambda: (lay.done / "a.jsonl").exists(), 180, 0.2, "the queued file to train\n" + all_logs(lay))
 
 
 def test_a_deliberate_stop_mid_file_is_recorded_reported_as_info_and_never_restarted(make_ws, monkeypatch) -> None:
