@@ -149,8 +149,8 @@ def _merge_and_route(plans: list[Plan], opts: FixOptions, run: FixRun) -> None:
         if p.blocked:
             run.not_applied.append((p, p.blocked))
         elif p.safety < opts.level:
-            run.not_applied.append((p, "unsafe: applied only with --unsafe"
-                                       + (" --keep N" if p.fix_id == "prune-checkpoints" and opts.keep is None else "")))
+            # (Never "--unsafe --keep N": a prune that needs a number is blocked with that reason instead.)
+            run.not_applied.append((p, "unsafe: applied only with --unsafe"))
         else:
             run.chosen.append(p)
 

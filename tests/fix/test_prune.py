@@ -105,3 +105,22 @@ def test_safe_run_never_prunes_under_an_undeclared_trainer_default(tmp_path):
     set_checkpoint_mtimes_past(tmp_path)
     run, out = fix(tmp_path, Safety.SAFE, only=("checkpoints.bloat",))
     assert len(list((tmp_path / "current_model").glob("checkpoint-*"))) == 12, out
+
+
+def test_under_our_trainers_default_limit_unsafe_alone_prunes_to_it(tmp_path):
+    """The limit nobody wrote down is held back from --safe, and --unsafe alone applies it: no --keep needed."""
+    from healthkit.detect import HEALTHKIT_SCHEMA_ID
+
+    from ..conftest import make_checkpoint, write_json
+
+    base = tmp_path / "ws"
+    for s in range(10, 90, 10):
+        make_checkpoint(base / "current_model", s)
+    write_json(base / "config.json", {"$schema": HEALTHKIT_SCHEMA_ID, "base_model": "m", "save_steps": 10})
+    set_checkpoint_mtimes_past(base)
+    run, out = fix(base, Safety.SAFE, only=("checkpoints.bloat",))
+    assert run.outcomes == [] and len(names(base)) == 8
+    assert ("  - prune-checkpoints (unsafe) for checkpoints.bloat: unsafe: applied only with --unsafe\n") in out, out
+    run, out = fix(base, Safety.UNSAFE, only=("checkpoints.bloat",))
+    assert names(base) == {"checkpoint-60", "checkpoint-70", "checkpoint-80"}, out  # the trainer's default: 3
+    assert "beyond save_total_limit 3 (healthkit trainer default" in out
