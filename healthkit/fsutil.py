@@ -157,6 +157,77 @@ def disk_usage(root: Path, seen: set[tuple[int, int]] | None = None) -> DiskUsag
     return DiskUsage(total, files, tuple(errors))
 
 
+_EARLY_DU: dict[str, subprocess.Popen] = {}
+
+
+def _du_argv(root: Path | str) -> list[str] | None:
+    du = shutil.which("du")
+    if not du or not sys.platform.startswith("linux"):
+        return None
+    return [du, "-B1", "-0", "-P", "--max-depth=1", "--", os.fspath(root)]
+
+
+def start_du_early(root: Path | str) -> None:
+    """Start the `du` of a folder the audit will very likely measure, before the audit has imported anything.
+
+    On a large checkpoint folder `du` is most of an audit's time, and importing the audit is
+    most of the rest: started first, the two overlap. `disk_usage_children` takes this output
+    when it measures that very folder; one it never asks for is ended by `end_early_du`.
+    """
+    argv = _du_argv(root)
+    key = os.path.abspath(root)
+    if argv is None or key in _EARLY_DU:
+        return
+    try:
+        _EARLY_DU[key] = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    except OSError:
+        pass
+
+
+def end_early_du() -> None:
+    """Stop every early `du` that no measurement took (a guessed folder that was not the checkpoint folder)."""
+    while _EARLY_DU:
+        _, proc = _EARLY_DU.popitem()
+        proc.kill()
+        proc.wait()
+
+
+def _run_du(root: Path, timeout_s: float) -> tuple[bytes, bytes, str] | None:
+    """(stdout, stderr, the root as du prints it) of `du --max-depth=1` over ``root``, the early one when it was
+    started; None without GNU du."""
+    proc = _EARLY_DU.pop(os.path.abspath(root), None)
+    argv = _du_argv(root)
+    if argv is None:
+        return None
+    try:
+        if proc is None:
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise TimeoutError(f"du did not finish within {timeout_s:g}s (a hung or very slow filesystem?)") from None
+    except OSError:
+        return None
+    return out, err, proc.args[-1]
+
+
+def _parse_du(stdout: bytes, stderr: bytes, printed_root: str) -> tuple[dict[str, DiskUsage], DiskUsage] | None:
+    errors = tuple(line for line in stderr.decode("utf-8", "replace").splitlines() if line)
+    children: dict[str, DiskUsage] = {}
+    total: DiskUsage | None = None
+    for rec in stdout.split(b"\0"):
+        size, sep, name = rec.partition(b"\t")
+        if not sep:
+            continue
+        path = os.fsdecode(name)
+        if path == printed_root:
+            total = DiskUsage(int(size), None, errors)
+        else:
+            children[os.path.basename(path)] = DiskUsage(int(size), None, tuple(e for e in errors if path in e))
+    return (children, total) if total is not None else None
+
+
 def disk_usage_children(root: Path, timeout_s: float = 600.0) -> tuple[dict[str, DiskUsage], DiskUsage]:
     """`du` of each folder directly inside ``root`` and of ``root`` as a whole, in one walk.
 
@@ -164,30 +235,10 @@ def disk_usage_children(root: Path, timeout_s: float = 600.0) -> tuple[dict[str,
     knows the folder; without GNU du, the same figures from a Python walk. A child that
     is a symlink or a file is not a folder of its own here: it counts in the total only.
     """
-    du = shutil.which("du")
-    if du and sys.platform.startswith("linux"):
-        try:
-            proc = subprocess.run([du, "-B1", "-0", "-P", "--max-depth=1", "--", os.fspath(root)], capture_output=True,
-                                  timeout=timeout_s, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            raise TimeoutError(f"du did not finish within {timeout_s:g}s (a hung or very slow filesystem?)") from None
-        except OSError:
-            proc = None
-        if proc is not None and proc.stdout:
-            errors = tuple(line for line in proc.stderr.decode("utf-8", "replace").splitlines() if line)
-            children: dict[str, DiskUsage] = {}
-            total: DiskUsage | None = None
-            for rec in proc.stdout.split(b"\0"):
-                size, sep, name = rec.partition(b"\t")
-                if not sep:
-                    continue
-                path = os.fsdecode(name)
-                if path == os.fspath(root):
-                    total = DiskUsage(int(size), None, errors)
-                else:
-                    children[os.path.basename(path)] = DiskUsage(int(size), None, tuple(e for e in errors if path in e))
-            if total is not None:
-                return children, total
+    ran = _run_du(root, timeout_s)
+    parsed = _parse_du(*ran) if ran is not None and ran[0] else None
+    if parsed is not None:
+        return parsed
     seen: set[tuple[int, int]] = set()
     children = {}
     try:

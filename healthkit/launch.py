@@ -1,9 +1,11 @@
 """Console entry point: start an audit's slow I/O before the CLI framework is even imported.
 
 `du` over a checkpoint folder of 100,000 files takes as long as importing the CLI, so
-for `healthkit audit PATH` the workspace is opened and its disk usage measured in the
-background first; the audit command then uses that workspace. If the early guess at PATH
-is wrong (or opening fails), nothing is lost: the command opens the workspace itself.
+for `healthkit audit PATH` the `du` of PATH/current_model (the contract's checkpoint folder)
+starts before anything else is imported, then the workspace is opened and its checkpoints
+surveyed in the background; the audit command then uses that workspace. If an early guess
+is wrong (another checkpoint folder, or opening fails), nothing is lost: the command measures
+and opens what it needs itself, and the guessed `du` is ended before the process exits.
 """
 
 from __future__ import annotations
@@ -39,10 +41,19 @@ def early_workspace_path(argv: list[str]) -> str | None:
     return positional[0] if positional else "."
 
 
+# The workspace contract's checkpoint folder (healthkit.settings.PathSettings.checkpoints; tests/test_cli.py checks).
+DEFAULT_CHECKPOINTS = "current_model"
+
+
 def start_early(argv: list[str]) -> None:
     path = early_workspace_path(argv)
     if path is None:
         return
+    guess = os.path.join(os.path.abspath(os.path.expanduser(path)), DEFAULT_CHECKPOINTS)
+    if os.path.isdir(guess):  # before any import of the audit: du overlaps them (healthkit.fsutil.start_du_early)
+        from .fsutil import start_du_early
+
+        start_du_early(guess)
     try:
         from .workspace import EARLY, Workspace
 
@@ -61,6 +72,8 @@ def main() -> None:
     if not auditing:
         cli_main()
         return
+    from .fsutil import end_early_du
+
     # An audit only reads, and everything it writes is closed (atomic renames) before this
     # point: skip the interpreter's module teardown, a sizeable share of a cron audit's time.
     code: Any = 0
@@ -69,6 +82,7 @@ def main() -> None:
     except SystemExit as exc:
         code = exc.code
     try:
+        end_early_du()  # a guess that was not the checkpoint folder: nothing may outlive the audit
         sys.stdout.flush()
         sys.stderr.flush()
     finally:

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import sys
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -207,3 +208,48 @@ def test_console_script_entry_runs_the_audit(healthy):
     r = subprocess.run([sys.executable, "-m", "healthkit.launch", "audit", str(healthy), "-f", "json"], capture_output=True, timeout=60)
     assert r.returncode == 0, r.stderr.decode()
     assert json.loads(r.stdout)["status"] == "ok"
+
+
+def _du_processes_of(path: Path) -> list[int]:
+    import psutil
+
+    out = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = p.info["cmdline"] or []
+        if cmd and os.path.basename(cmd[0]) == "du" and str(path) in cmd:
+            out.append(p.pid)
+    return out
+
+
+def test_the_early_du_is_the_one_the_audit_uses_and_a_wrong_guess_is_ended(tmp_path):
+    """launch.py starts `du` on WS/current_model before importing the audit; a workspace whose checkpoints are
+    elsewhere gets its own du, and the guessed one does not outlive the audit."""
+    import subprocess
+
+    from healthkit import fsutil
+    from healthkit.launch import DEFAULT_CHECKPOINTS
+    from healthkit.settings import PathSettings
+
+    assert DEFAULT_CHECKPOINTS == PathSettings().checkpoints
+    root = tmp_path / "current_model" / "checkpoint-1"
+    root.mkdir(parents=True)
+    (root / "w").write_bytes(os.urandom(20_000))
+    fsutil.start_du_early(tmp_path / "current_model")
+    early = fsutil._EARLY_DU[str(tmp_path / "current_model")]
+    children, total = fsutil.disk_usage_children(tmp_path / "current_model")
+    assert early.returncode is not None and fsutil._EARLY_DU == {}  # taken, not run twice
+    assert children["checkpoint-1"].bytes >= 20_000 and total.bytes >= children["checkpoint-1"].bytes
+    fsutil.start_du_early(tmp_path / "current_model")
+    unused = fsutil._EARLY_DU[str(tmp_path / "current_model")]
+    fsutil.end_early_du()
+    assert unused.returncode is not None and fsutil._EARLY_DU == {}
+
+    (tmp_path / "config.json").write_text(json.dumps({"output_dir": "runs", "base_model": "m"}))
+    (tmp_path / "healthkit.toml").write_text('[paths]\nconfig_schema = "none"\ncheckpoints_config_key = "output_dir"\n')
+    (tmp_path / "runs" / "checkpoint-5").mkdir(parents=True)
+    (tmp_path / "runs" / "checkpoint-5" / "model.safetensors").write_bytes(os.urandom(30_000))
+    r = subprocess.run([sys.executable, "-m", "healthkit.launch", "audit", str(tmp_path), "-f", "json", "--select", "checkpoints"],
+                       capture_output=True, timeout=60)
+    facts = json.loads(r.stdout)["facts"]["checkpoints"]
+    assert facts["dir"] == str(tmp_path / "runs") and facts["bytes"] >= 30_000, facts
+    assert _du_processes_of(tmp_path / "current_model") == []
