@@ -198,21 +198,18 @@ def test_process_vanishing_mid_scan_is_skipped(monkeypatch):
 
 def test_hung_disk_usage_becomes_unknown_not_a_hang(tmp_path, monkeypatch):
     """A `du` that never returns (a dead network mount) is killed at the check timeout."""
-    import subprocess as sp
+    import psutil
 
-    from .conftest import make_checkpoint, write_json
+    from healthkit import fsutil
+
+    from .conftest import make_checkpoint, wait_for, write_json
 
     make_checkpoint(tmp_path / "current_model", 10)
     write_json(tmp_path / "config.json", {"base_model": "m"})
-    real_run = sp.run
-
-    def slow_run(argv, *a, **kw):
-        if argv and str(argv[0]).endswith("du"):
-            return real_run(["sleep", "30"], *a, **kw)
-        return real_run(argv, *a, **kw)
-
-    monkeypatch.setattr("healthkit.fsutil.subprocess.run", slow_run)
+    hung = ["sleep", "30.5"]  # stands for du on a dead mount
+    monkeypatch.setattr(fsutil, "_du_argv", lambda root: hung)
     t0 = time.monotonic()
     rep = audit(tmp_path, select=["checkpoints"], timeout_s=1.0, record_costs=False)
     assert time.monotonic() - t0 < 5
     assert rep.results[0].status.value == "unknown"
+    assert wait_for(lambda: not [p for p in psutil.Process().children() if p.cmdline() == hung], 10)  # killed, not left
