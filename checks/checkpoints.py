@@ -267,7 +267,12 @@ def bloat_rule(ws: Workspace, v: _View) -> list[Finding]:
     """checkpoints.bloat: more checkpoints than the limit (or, with none, than a run needs)."""
     ckpts, best, r = v.ckpts, v.best, v.retention
     allowed = _allowed(r.limit, ckpts, best) if r.limit else ws.settings.thresholds.checkpoint_count_without_limit
-    if len(ckpts) - (v.saving is not None) <= allowed:  # the one being saved is not bloat until the rotation after it
+    over = len(ckpts) - (v.saving is not None)  # the one being saved is not bloat until the rotation after it
+    if over <= allowed:
+        return []
+    # Listed a moment ago and being deleted since: the rotation after a save (or the end of a file) ran between the
+    # listing and this rule, as the training it was part of ended. Only the oldest are deleted by a rotation.
+    if over - sum(_vanishing(c) for c in ckpts[: over - allowed]) <= allowed:
         return []
     keep = r.limit or DEFAULT_RECOMMENDED_LIMIT
     expected = v.typical * _allowed(keep, ckpts, best)

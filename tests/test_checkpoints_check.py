@@ -161,3 +161,22 @@ def test_pruning_under_an_undeclared_trainer_default_is_not_safe(tmp_path):
     config(tmp_path, save_total_limit=3)
     f = next(f for f in run(tmp_path).findings if f.code == "checkpoints.bloat")
     assert [(x.id, x.safety) for x in f.fixes] == [("prune-checkpoints", "safe")]
+
+
+def test_a_rotation_between_the_listing_and_the_rule_is_not_bloat(tmp_path):
+    """HF saves checkpoint-N, then deletes the oldest: an audit that listed three and judges after the deletion
+    (the training has ended by then, so no save in progress excuses it) must not call the third one bloat."""
+    from healthkit.api import audit as run_audit
+    from healthkit.workspace import Workspace
+
+    for s in (20, 25, 30):
+        make_checkpoint(tmp_path / "current_model", s)
+    config(tmp_path, save_total_limit=2)
+    ws = Workspace.open(tmp_path)
+    assert [c.name for c in ws.checkpoints] == ["checkpoint-20", "checkpoint-25", "checkpoint-30"]  # listed now
+    import shutil
+
+    shutil.rmtree(tmp_path / "current_model" / "checkpoint-20")  # the rotation, just after the listing
+    assert "checkpoints.bloat" not in [f.code for f in run_audit(ws, select=["checkpoints"], record_costs=False).findings]
+    make_checkpoint(tmp_path / "current_model", 35)  # a real third one is bloat, as before
+    assert "checkpoints.bloat" in codes(tmp_path)
