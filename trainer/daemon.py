@@ -133,6 +133,13 @@ class Daemon:
     def _run_locked(self) -> int:
         lay = self.layout
         prev = read_state(lay.daemon_state)
+        try:  # `daemon start` checked already; a daemon started as a module (systemd, by hand) is checked here
+            refuse_beside_foreign_training(lay)
+        except DaemonError as exc:
+            log.error("%s", exc)
+            update_state(lay.daemon_state, state="stopped", pid=None, error=str(exc), stopped_at=iso_now(), stop_request=None)
+            sys.stderr.write(f"healthkit daemon: not started: {exc}\n")
+            return exc.exit_code
         pf = run_preflight(lay)
         for w in pf.warnings:
             log.warning("%s", w)
@@ -567,8 +574,9 @@ def _exited_at_once(lay: Layout, tail: str) -> DaemonError:
     error = read_state(lay.daemon_state).get("error") if refused else None
     if error and error not in tail:
         tail = f"{tail}\n{error}".strip()
+    beside = "healthkit daemon: not started:" in tail  # a training it would not adopt began after our own check
     return DaemonError(f"the daemon exited at once:\n{tail}" if tail else "the daemon exited at once (see logs/daemon.log)",
-                       EXIT_CONFIG if refused else 1)
+                       EXIT_CONFIG if refused else EXIT_ALREADY_RUNNING if beside else 1)
 
 
 def start_consequences(base: Path) -> list[str]:

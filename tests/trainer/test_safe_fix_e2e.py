@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ import psutil
 import pytest
 
 from healthkit.trainer.daemon import start_daemon
+from healthkit.trainer.launch import child_env
 from healthkit.trainer.layout import Layout
 
 from ..conftest import make_checkpoint
@@ -127,6 +129,14 @@ def test_daemon_start_by_hand_refuses_to_train_beside_a_hand_started_train_py(ma
             assert f"PID {hand.pid} (" in r.stderr and "train.py" in r.stderr and "Nothing was started" in r.stderr, r.stderr
             assert f"healthkit fix --safe {lay.base}" in r.stderr and "Traceback" not in r.stderr
         assert not _procs_of(lay, "healthkit.trainer.daemon") and not lay.pid_file.exists()
+        # Started as a module, as the systemd unit does: the daemon itself refuses, and says so to the audit.
+        r = subprocess.run([sys.executable, "-m", "healthkit.trainer.daemon", "--workspace", str(lay.base)], cwd=lay.base,
+                           capture_output=True, text=True, timeout=60, env=child_env())
+        assert r.returncode == 73 and f"PID {hand.pid} (" in r.stderr and "Traceback" not in r.stderr, (r.returncode, r.stderr)
+        assert not lay.pid_file.exists() and not _procs_of(lay, "healthkit.trainer.train_file")
+        audit = json.loads(hk("audit", str(lay.base), "--format", "json", "--select", "daemon").stdout)
+        assert any(f"PID {hand.pid}" in line and line.startswith("The last start was refused")
+                   for f in audit["findings"] for line in f["problem"]), audit["findings"]
         assert (lay.inbox / "a.jsonl").exists() and hand.is_running()
         (lay.base / "stop-me").write_text("")
         hand.wait(30)
