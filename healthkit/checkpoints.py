@@ -140,7 +140,7 @@ def read_state(path: Path) -> StateRead:
             size = os.fstat(fh.fileno()).st_size
             if size == 0:
                 return StateRead(None, "trainer_state.json is empty")
-            if size <= WHOLE_BELOW:  # (`<` is an equivalent mutant: the bounded read agrees with the whole one)
+            if size <= WHOLE_BELOW:
                 raw = fh.read()
             else:
                 found = _bounded(fh, size)

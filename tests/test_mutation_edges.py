@@ -394,3 +394,16 @@ def test_a_shard_name_outside_ascii_is_read_as_utf8(tmp_path):
     index = d / "model.safetensors.index.json"
     index.write_bytes(b"\xef\xbb\xbf" + index.read_bytes())  # a byte-order mark, as some Windows editors write
     assert ck.checkpoint_completeness(d).complete
+
+
+@pytest.mark.parametrize("size, problem", [
+    (ck.WHOLE_BELOW, "trainer_state.json is unreadable ("),  # small enough: parsed whole
+    (ck.WHOLE_BELOW + 1, f"trainer_state.json is cut off (it does not end in `}}`: {ck.WHOLE_BELOW + 1} bytes)"),
+])
+def test_a_cut_state_file_is_parsed_whole_up_to_the_bound_and_judged_by_its_tail_above_it(tmp_path, size, problem):
+    entries = ",\n".join(f'    {{\n      "loss": 1.0,\n      "step": {i}\n    }}' for i in range(4000))
+    text = '{\n  "global_step": 4000,\n  "log_history": [\n' + entries + "\n  ]\n}\n"
+    p = tmp_path / "trainer_state.json"
+    p.write_bytes(text.encode()[:size])
+    got = ck.read_state(p)
+    assert got.global_step is None and got.problem.startswith(problem), got
