@@ -185,11 +185,17 @@ def start_du_early(root: Path | str) -> None:
 
 
 def end_early_du() -> None:
-    """Stop every early `du` that no measurement took (a guessed folder that was not the checkpoint folder)."""
+    """Stop every early `du` that no measurement took (a guessed folder that was not the checkpoint folder).
+
+    Killed, not waited for: a `du` stuck on a dead mount dies when the kernel lets it, and the exiting
+    audit must not hang on it (init reaps it).
+    """
     while _EARLY_DU:
         _, proc = _EARLY_DU.popitem()
-        proc.kill()
-        proc.wait()
+        try:
+            proc.kill()
+        except OSError:
+            pass
 
 
 def _run_du(root: Path, timeout_s: float) -> tuple[bytes, bytes, str] | None:

@@ -221,7 +221,7 @@ def _du_processes_of(path: Path) -> list[int]:
     return out
 
 
-def test_the_early_du_is_the_one_the_audit_uses_and_a_wrong_guess_is_ended(tmp_path):
+def test_the_early_du_is_the_one_the_audit_uses_and_a_wrong_guess_is_ended(tmp_path, monkeypatch):
     """launch.py starts `du` on WS/current_model before importing the audit; a workspace whose checkpoints are
     elsewhere gets its own du, and the guessed one does not outlive the audit."""
     import subprocess
@@ -239,10 +239,14 @@ def test_the_early_du_is_the_one_the_audit_uses_and_a_wrong_guess_is_ended(tmp_p
     children, total = fsutil.disk_usage_children(tmp_path / "current_model")
     assert early.returncode is not None and fsutil._EARLY_DU == {}  # taken, not run twice
     assert children["checkpoint-1"].bytes >= 20_000 and total.bytes >= children["checkpoint-1"].bytes
+    import signal
+
+    monkeypatch.setattr(fsutil, "_du_argv", lambda root: ["sleep", "30"])  # a du that would outlive the audit
     fsutil.start_du_early(tmp_path / "current_model")
     unused = fsutil._EARLY_DU[str(tmp_path / "current_model")]
     fsutil.end_early_du()
-    assert unused.returncode is not None and fsutil._EARLY_DU == {}
+    assert unused.wait(10) == -signal.SIGKILL and fsutil._EARLY_DU == {}
+    monkeypatch.undo()
 
     (tmp_path / "config.json").write_text(json.dumps({"output_dir": "runs", "base_model": "m"}))
     (tmp_path / "healthkit.toml").write_text('[paths]\nconfig_schema = "none"\ncheckpoints_config_key = "output_dir"\n')
