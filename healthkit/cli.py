@@ -61,7 +61,7 @@ def _split(values: Optional[list[str]]) -> list[str]:
 
 @app.command()
 def audit(
-    path: PathArg = Path("."),
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="workspace folder(s); several: one report each, one process", show_default=".")] = None,
     format: Annotated[Optional[Format], typer.Option("--format", "-f", help="report format (default: from --output's extension, else md)")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="file, or folder for timestamped reports + latest.*")] = None,
     select: Annotated[Optional[list[str]], typer.Option("--select", help="only these checks, tags or codes (repeat or comma-separate)")] = None,
@@ -70,8 +70,13 @@ def audit(
     timeout: Annotated[Optional[float], typer.Option("--timeout", help="seconds each check may take")] = None,
     fail_level: Annotated[FailLevel, typer.Option("--fail-level", help="lowest verdict that gives a non-zero exit (and a JUnit failure)")] = FailLevel.WARNING,
     keep: Annotated[Optional[int], typer.Option("--keep", min=1, help="with a folder --output: reports of each format to keep (default 50)")] = None,
+    textfile: Annotated[Optional[Path], typer.Option("--textfile", help="also write Prometheus metrics of every workspace here, from the same audit")] = None,
 ) -> None:
-    """Inspect a training workspace and report what is wrong, with evidence you can re-run."""
+    """Inspect training workspaces and report what is wrong, with evidence you can re-run.
+
+    Several workspaces: each gets its report (with a folder --output: its history in DIR/<name>/ and a
+    fleet page DIR/index.html); --format prom writes one textfile for all; the exit code is the worst verdict.
+    """
     from .api import audit as run_audit
     from .output import report_format, write_report, write_stdout
     from .selectors import SelectorError
@@ -82,6 +87,10 @@ def audit(
     except ValueError as exc:
         err(f"healthkit: {exc}")
         raise typer.Exit(EXIT_USAGE)
+    if paths and len(paths) > 1:
+        _audit_many(paths, fmt, output, textfile, select=_split(select), ignore=_split(ignore), ascii=ascii,
+                    timeout=timeout, fail_level=fail_level, keep=keep)
+    path = paths[0] if paths else Path(".")
     try:
         report = run_audit(take_early(path), select=_split(select), ignore=_split(ignore), timeout_s=timeout)
     except SelectorError as exc:
@@ -100,25 +109,69 @@ def audit(
             raise typer.Exit(3)
         for p in written:
             err(f"wrote {p}")
+    if textfile is not None:
+        _write_textfile([report], textfile)
     if fmt != "nagios":
         err(report.summary_line())
     raise typer.Exit(report.exit_code_at(fail_level))
 
 
+def _write_textfile(reports: list, target: Path) -> None:
+    from .fleet import Audited, write_textfile
+
+    try:
+        err(f"wrote {write_textfile([Audited(Path(r.workspace), r) for r in reports], target)}")
+    except OSError as exc:
+        err(f"healthkit: cannot write the textfile {target}: {exc.strerror or exc}")
+        raise typer.Exit(3)
+
+
+def _audit_many(paths: list[Path], fmt: str, output: Optional[Path], textfile: Optional[Path], *, select: list[str],
+                ignore: list[str], ascii: bool, timeout: Optional[float], fail_level: FailLevel, keep: Optional[int]) -> None:
+    """`healthkit audit WS1 WS2 ...`: every workspace in this one process; exits with the worst verdict."""
+    from .fleet import FleetUsageError, audit_many, check_target, stdout_text, worst_exit, write_folder, write_textfile
+    from .output import is_dir_target, write_stdout
+    from .selectors import SelectorError
+
+    try:
+        check_target(fmt, output)
+        audited = audit_many(paths, select=select, ignore=ignore, timeout_s=timeout)
+    except (FleetUsageError, SelectorError) as exc:
+        err(f"healthkit: {exc}")
+        raise typer.Exit(EXIT_USAGE)
+    options = {"fail_level": fail_level}
+    try:
+        if output is None:
+            write_stdout(stdout_text(audited, fmt, ascii=ascii, **options))
+        elif not is_dir_target(output):  # check_target allowed a file only for prom
+            err(f"wrote {write_textfile(audited, output)}")
+        else:
+            for p in write_folder(audited, output, fmt, ascii=ascii, keep=keep, **options):
+                err(f"wrote {p}")
+    except OSError as exc:
+        err(f"healthkit: cannot write the reports to {output}: {exc.strerror or exc}")
+        raise typer.Exit(3)
+    if textfile is not None:
+        _write_textfile([a.report for a in audited], textfile)
+    for a in audited:
+        err(f"{a.path}: {a.report.summary_line()}")
+    raise typer.Exit(worst_exit(audited, fail_level))
+
+
 @app.command()
 def schedule(
-    path: PathArg = Path("."),
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="workspace folder(s); several: one job audits them all", show_default=".")] = None,
     every: Annotated[str, typer.Option("--every", help="how often: 5m, 15m, 1h, 6h, 1d")] = "15m",
     keep: Annotated[int, typer.Option("--keep", min=1, help="reports of each format to keep")] = 50,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="reports folder (default: the workspace's reports/)")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="reports folder (default: the workspace's reports/; needed for several)")] = None,
     textfile_dir: Annotated[Optional[Path], typer.Option("--textfile-dir", help="also write Prometheus metrics for node_exporter's textfile collector here")] = None,
 ) -> None:
-    """Print a crontab line and a systemd service + timer that audit this workspace on a schedule."""
+    """Print a crontab line and a systemd service + timer that audit these workspaces on a schedule."""
     from .output import write_stdout
     from .schedule import ScheduleError, render_schedule
 
     try:
-        text = render_schedule(path, every=every, keep=keep, reports=output, textfile_dir=textfile_dir)
+        text = render_schedule(paths or [Path(".")], every=every, keep=keep, reports=output, textfile_dir=textfile_dir)
     except ScheduleError as exc:
         err(f"healthkit: {exc}")
         raise typer.Exit(EXIT_USAGE)

@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 # Options of `healthkit audit` that take a value (tests/test_cli.py keeps this in step with the command).
-AUDIT_VALUE_OPTIONS = frozenset({"--format", "-f", "--output", "-o", "--select", "--ignore", "--timeout", "--fail-level", "--keep"})
+AUDIT_VALUE_OPTIONS = frozenset({"--format", "-f", "--output", "-o", "--select", "--ignore", "--timeout", "--fail-level", "--keep", "--textfile"})
 
 
 def early_workspace_path(argv: list[str]) -> str | None:

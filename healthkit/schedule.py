@@ -17,7 +17,9 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
+FLEET_NAME = "healthkit-fleet"  # the unit and textfile name of a job over several workspaces
 _EVERY_RE = re.compile(r"^\s*(\d+)\s*(m|min|mins|minutes?|h|hours?|d|days?)\s*$", re.IGNORECASE)
 
 
@@ -95,19 +97,40 @@ def _unit_arg(arg: str) -> str:
     return arg
 
 
-def build(path: Path | str, every: str = "15m", keep: int = 50, reports: Path | None = None,
+def _bases(path: Path | str | Sequence[Path | str]) -> list[Path]:
+    """The workspace folders, absolute, each once; a missing one is refused here, not at 3 a.m."""
+    from .fleet import unique_paths
+
+    bases = unique_paths([path] if isinstance(path, (str, os.PathLike)) else path)
+    for base in bases:
+        if not base.is_dir():
+            raise ScheduleError(f"{base} is not a folder")
+    if not bases:
+        raise ScheduleError("no workspace given")
+    return bases
+
+
+def build(path: Path | str | Sequence[Path | str], every: str = "15m", keep: int = 50, reports: Path | None = None,
           textfile_dir: Path | None = None, command: list[str] | None = None) -> Schedule:
-    base = Path(path).expanduser().absolute()
-    if not base.is_dir():
-        raise ScheduleError(f"{base} is not a folder")
+    """One job for one workspace, or for several (one process audits them all: one report each, one textfile)."""
+    bases = _bases(path)
+    base, fleet = bases[0], len(bases) > 1
     minutes = parse_every(every)
+    if fleet and reports is None:
+        raise ScheduleError("several workspaces share one reports folder: give --output DIR "
+                            "(each workspace's history goes to DIR/<name>/, the fleet page to DIR/index.html)")
     reports = (reports.expanduser().absolute() if reports else _reports_folder(base))
     exe = command or healthkit_command()
-    name = "healthkit-" + (re.sub(r"[^A-Za-z0-9_.-]+", "-", base.name).strip("-.") or "workspace")
+    name = FLEET_NAME if fleet else "healthkit-" + (re.sub(r"[^A-Za-z0-9_.-]+", "-", base.name).strip("-.") or "workspace")
+    what = f"{len(bases)} workspaces ({', '.join(map(str, bases))})" if fleet else str(base)
     runs = [exe + ["audit", str(base), "--output", f"{reports}{os.sep}", "--keep", str(keep)]]
-    if textfile_dir:
+    if textfile_dir and not fleet:
         prom = textfile_dir.expanduser().absolute() / f"{name}.prom"
         runs.append(exe + ["audit", str(base), "--format", "prom", "--output", str(prom)])
+    if fleet:  # one audit per workspace feeds both the history and the textfile
+        prom = textfile_dir.expanduser().absolute() / f"{name}.prom" if textfile_dir else None
+        runs = [exe + ["audit", *map(str, bases), "--output", f"{reports}{os.sep}", "--keep", str(keep)]
+                + (["--textfile", str(prom)] if prom else [])]
 
     shell = " ; ".join(" ".join(shlex.quote(a) for a in run) for run in runs)
     lock = shutil.which("flock")
@@ -116,8 +139,8 @@ def build(path: Path | str, every: str = "15m", keep: int = 50, reports: Path | 
         shell = (f"mkdir -p {shlex.quote(str(reports))} && {lock} -n {shlex.quote(str(reports / '.healthkit.lock'))}"
                  f" sh -c {shlex.quote(shell)}")
     crontab = (
-        f"# healthkit: audit {base} every {every}; results in {reports}/latest.md"
-        + (f" and {runs[-1][-1]}" if textfile_dir else "") + "\n"
+        f"# healthkit: audit {what} every {every}; results in {reports}/{'index.html' if fleet else 'latest.md'}"
+        + (f" and {prom}" if textfile_dir else "") + "\n"
         + "# install: crontab -e, paste the next line (cron gives no locale; healthkit writes UTF-8 anyway)\n"
         + f"{cron_fields(minutes)} {shell.replace('%', chr(92) + '%')} >/dev/null 2>&1\n"
     )
@@ -125,12 +148,12 @@ def build(path: Path | str, every: str = "15m", keep: int = 50, reports: Path | 
     service = "\n".join([
         f"# /etc/systemd/system/{name}.service  (or ~/.config/systemd/user/ without User=, and systemctl --user)",
         "[Unit]",
-        f"Description=healthkit audit of {base}",
+        f"Description=healthkit audit of {what}",
         "",
         "[Service]",
         "Type=oneshot",
         *([f"User={user}"] if user != "root" else []),
-        f"WorkingDirectory={str(base).replace('%', '%%')}",
+        *([] if fleet else [f"WorkingDirectory={str(base).replace('%', '%%')}"]),
         "Environment=LC_ALL=C.UTF-8 PYTHONIOENCODING=utf-8",
         *[f"ExecStart={' '.join(_unit_arg(a) for a in run)}" for run in runs],
         "# 1 warning, 2 critical, 3 unknown are verdicts in the report, not a failed job",
@@ -143,7 +166,7 @@ def build(path: Path | str, every: str = "15m", keep: int = 50, reports: Path | 
     timer = "\n".join([
         f"# /etc/systemd/system/{name}.timer  then: systemctl daemon-reload && systemctl enable --now {name}.timer",
         "[Unit]",
-        f"Description=Run the healthkit audit of {base} every {every}",
+        f"Description=Run the healthkit audit of {what} every {every}",
         "",
         "[Timer]",
         f"OnCalendar={on_calendar(minutes)}",

@@ -182,8 +182,26 @@ def _states(known: tuple[str, ...], current: str) -> list[str]:
     return list(known) + ([current] if current not in known else [])
 
 
+def merged(reports: list["Report"]) -> list[Family]:
+    """The families of several reports as one exposition: each metric once, its samples told apart by `workspace`."""
+    out: dict[str, Family] = {}
+    for report in reports:
+        for fam in families(report):
+            into = out.setdefault(fam.name, Family(fam.name, fam.help))
+            into.samples += fam.samples
+    return list(out.values())
+
+
 def render(report: "Report", **_: Any) -> str:
-    fams = families(report)
+    return _text(families(report))
+
+
+def render_many(reports: list["Report"]) -> str:
+    """One textfile for several workspaces (`healthkit audit WS1 WS2 --format prom`)."""
+    return _text(merged(reports))
+
+
+def _text(fams: list[Family]) -> str:
     try:
         return _with_client(fams)
     except ImportError:
