@@ -1,8 +1,9 @@
 """Prometheus text exposition for node_exporter's textfile collector: one gauge family per fact, all `healthkit_`.
 
 Every sample carries a ``workspace`` label so several workspaces can share one textfile
-folder. No sample has a timestamp (the textfile collector rejects them); staleness is
-judged from the file's mtime (`node_textfile_mtime_seconds`), see alerts/healthkit.rules.yml.
+(``render_many``: `healthkit audit WS1 WS2 --format prom`). No sample has a timestamp (the
+textfile collector rejects them); staleness is judged per workspace from
+`healthkit_last_run_timestamp_seconds` and from series that vanish, see alerts/healthkit.rules.yml.
 prometheus_client formats the text when it is installed (extra ``prom``); without it the
 same families are written by hand in the same format.
 """

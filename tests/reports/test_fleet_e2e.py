@@ -329,3 +329,24 @@ def test_fleet_alerts_page_once_per_problem_and_resolve(tmp_path, procs, binarie
     (tmp / "evidence.json").write_text(json.dumps(evidence, indent=2))
     if os.environ.get("HEALTHKIT_FLEET_EVIDENCE"):
         Path(os.environ["HEALTHKIT_FLEET_EVIDENCE"]).write_text(json.dumps(evidence, indent=2))
+
+
+def test_alertmanager_groups_a_hosts_dead_daemons_into_one_notification(tmp_path, procs, binaries):
+    """Three HealthkitDaemonDead alerts on one host (one per workspace) are one message; another host's is its own."""
+    receiver, stack, port = Receiver(), Stack(tmp_path, procs), free_port()
+    stack.start("alertmanager", [binaries["alertmanager"], f"--config.file={alertmanager_config(tmp_path, receiver.url)}",
+                                 f"--storage.path={tmp_path / 'am-data'}", f"--web.listen-address=127.0.0.1:{port}",
+                                 "--cluster.listen-address="],
+                f"http://127.0.0.1:{port}/-/ready")
+    alerts = [{"labels": {"alertname": "HealthkitDaemonDead", "severity": "critical", "instance": host, "workspace": ws}}
+              for host, ws in [("gpu-a:9100", "/srv/one"), ("gpu-a:9100", "/srv/two"), ("gpu-a:9100", "/srv/three"),
+                               ("gpu-b:9100", "/srv/four")]]
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/v2/alerts", data=json.dumps(alerts).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 200
+    until("a notification per host", lambda: len(receiver.matching("HealthkitDaemonDead", "firing")) >= 2)
+    by_host = {p["groupLabels"]["instance"]: sorted(a["labels"]["workspace"] for a in p["alerts"])
+               for _, p in receiver.matching("HealthkitDaemonDead", "firing")}
+    assert by_host == {"gpu-a:9100": ["/srv/one", "/srv/three", "/srv/two"], "gpu-b:9100": ["/srv/four"]}
+    assert len(receiver.payloads) == 2
