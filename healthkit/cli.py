@@ -61,7 +61,7 @@ def _split(values: Optional[list[str]]) -> list[str]:
 
 @app.command()
 def audit(
-    paths: Annotated[Optional[list[Path]], typer.Argument(help="workspace folder(s); several: one report each, one process", show_default=".")] = None,
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="workspace folder(s); several: one report each, one process", show_default=".", metavar="PATH...")] = None,
     format: Annotated[Optional[Format], typer.Option("--format", "-f", help="report format (default: from --output's extension, else md)")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="file, or folder for timestamped reports + latest.*")] = None,
     select: Annotated[Optional[list[str]], typer.Option("--select", help="only these checks, tags or codes (repeat or comma-separate)")] = None,
@@ -160,7 +160,7 @@ def _audit_many(paths: list[Path], fmt: str, output: Optional[Path], textfile: O
 
 @app.command()
 def schedule(
-    paths: Annotated[Optional[list[Path]], typer.Argument(help="workspace folder(s); several: one job audits them all", show_default=".")] = None,
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="workspace folder(s); several: one job audits them all", show_default=".", metavar="PATH...")] = None,
     every: Annotated[str, typer.Option("--every", help="how often: 5m, 15m, 1h, 6h, 1d")] = "15m",
     keep: Annotated[int, typer.Option("--keep", min=1, help="reports of each format to keep")] = 50,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="reports folder (default: the workspace's reports/; needed for several)")] = None,
