@@ -84,7 +84,8 @@ def audit_many(paths: Iterable[Path | str], *, select: Iterable[str] = (), ignor
             continue
         registry = None
         if not ws.settings.checks.plugins:
-            shared = shared or default_registry()
+            if shared is None:
+                shared = default_registry()
             registry = shared
         try:
             report = audit(ws, select=select, ignore=ignore, registry=registry, timeout_s=timeout_s)

@@ -65,7 +65,7 @@ def start_early(argv: list[str]) -> None:
 
 
 def main() -> None:
-    auditing = early_workspace_path(sys.argv) is not None
+    auditing = len(sys.argv) > 1 and sys.argv[1] == "audit"  # one workspace or several (those are not prefetched)
     start_early(sys.argv)
     from .cli import main as cli_main
 

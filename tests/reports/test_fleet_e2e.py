@@ -265,7 +265,7 @@ def test_fleet_alerts_page_once_per_problem_and_resolve(tmp_path, procs, binarie
     t_kill = time.monotonic()
     daemons[a1].kill()
     daemons[a1].wait()
-    run_job(job_a)
+    job_after_kill_s = run_job(job_a)
     t_alert, fired = until("HealthkitDaemonDead at the receiver",
                            lambda: (m := receiver.matching("HealthkitDaemonDead", "firing")) and m[0])
     (alert,) = fired["alerts"]
@@ -290,7 +290,8 @@ def test_fleet_alerts_page_once_per_problem_and_resolve(tmp_path, procs, binarie
     fix = subprocess.run([sys.executable, "-m", "healthkit.cli", "fix", str(a1), "--safe", "--only", "daemon.dead"],
                          capture_output=True, text=True, timeout=120)
     assert fix.returncode == 0, fix.stdout + fix.stderr
-    run_job(job_a)
+    fix_s = time.monotonic() - t_heal
+    job_after_heal_s = run_job(job_a)
     t_resolved, resolved = until("the resolved HealthkitDaemonDead notification",
                                  lambda: (m := receiver.matching("HealthkitDaemonDead", "resolved", t_alert)) and m[0])
     assert [(a["status"], a["labels"]["workspace"]) for a in resolved["alerts"]] == [("resolved", str(a1))]
@@ -324,6 +325,8 @@ def test_fleet_alerts_page_once_per_problem_and_resolve(tmp_path, procs, binarie
     evidence = {
         "kill_to_alert_s": round(t_alert - t_kill, 2), "heal_to_resolved_s": round(t_resolved - t_heal, 2),
         "host_down_to_stale_s": round(t_stale - t_down, 2),
+        "of_which_the_job_after_the_kill_s": round(job_after_kill_s, 2),
+        "of_which_fix_s": round(fix_s, 2), "of_which_the_job_after_the_fix_s": round(job_after_heal_s, 2),
         "firing_payload": fired, "resolved_payload": resolved, "stale_payload": stale,
     }
     (tmp / "evidence.json").write_text(json.dumps(evidence, indent=2))
