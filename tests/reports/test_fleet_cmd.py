@@ -162,3 +162,18 @@ def test_schedule_cli_several_workspaces(cli, tmp_path):
     assert f"{FLEET_NAME}.service" in res.stdout and f"audit {a} {b} --output" in res.stdout
     res = cli("schedule", a, b)
     assert res.exit_code == 64 and "--output DIR" in res.stderr
+
+
+def test_the_unreadable_workspace_report_is_a_valid_report_in_every_format(cli, fleet, tmp_path):
+    jsonschema = pytest.importorskip("jsonschema")
+    from importlib.resources import files
+
+    res = cli("audit", fleet["gone"], fleet["ok"], "--output", f"{tmp_path}/r/", "--format", "junit")
+    assert res.exit_code == 3, res.output
+    folder = tmp_path / "r" / folder_name(fleet["gone"])
+    schema = json.loads((files("healthkit") / "schemas" / "report.schema.json").read_text(encoding="utf-8"))
+    report = json.loads((folder / "latest.json").read_text(encoding="utf-8"))
+    jsonschema.validate(report, schema)
+    assert [(c["check"], c["status"], c["error"]) for c in report["checks"]] == [
+        ("workspace", "unknown", f"workspace {fleet['gone']} does not exist")]
+    assert "does not exist" in (folder / "latest.xml").read_text(encoding="utf-8")
