@@ -129,8 +129,8 @@ def _write_textfile(reports: list, target: Path) -> None:
 def _audit_many(paths: list[Path], fmt: str, output: Optional[Path], textfile: Optional[Path], *, select: list[str],
                 ignore: list[str], ascii: bool, timeout: Optional[float], fail_level: FailLevel, keep: Optional[int]) -> None:
     """`healthkit audit WS1 WS2 ...`: every workspace in this one process; exits with the worst verdict."""
-    from .fleet import FleetUsageError, audit_many, check_target, stdout_text, worst_exit, write_folder, write_textfile
-    from .output import is_dir_target, write_stdout
+    from .fleet import FleetUsageError, audit_many, check_target, worst_exit, write_outputs
+    from .output import write_stdout
     from .selectors import SelectorError
 
     try:
@@ -139,20 +139,15 @@ def _audit_many(paths: list[Path], fmt: str, output: Optional[Path], textfile: O
     except (FleetUsageError, SelectorError) as exc:
         err(f"healthkit: {exc}")
         raise typer.Exit(EXIT_USAGE)
-    options = {"fail_level": fail_level}
     try:
-        if output is None:
-            write_stdout(stdout_text(audited, fmt, ascii=ascii, **options))
-        elif not is_dir_target(output):  # check_target allowed a file only for prom
-            err(f"wrote {write_textfile(audited, output)}")
-        else:
-            for p in write_folder(audited, output, fmt, ascii=ascii, keep=keep, **options):
-                err(f"wrote {p}")
+        text, written = write_outputs(audited, fmt, output, textfile, ascii=ascii, keep=keep, fail_level=fail_level)
     except OSError as exc:
-        err(f"healthkit: cannot write the reports to {output}: {exc.strerror or exc}")
+        err(f"healthkit: cannot write the reports: {exc.strerror or exc} ({getattr(exc, 'filename', None) or output})")
         raise typer.Exit(3)
-    if textfile is not None:
-        _write_textfile([a.report for a in audited], textfile)
+    if text is not None:
+        write_stdout(text)
+    for p in written:
+        err(f"wrote {p}")
     for a in audited:
         err(f"{a.path}: {a.report.summary_line()}")
     raise typer.Exit(worst_exit(audited, fail_level))

@@ -155,3 +155,23 @@ def write_textfile(audited: list[Audited], target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(target, utf8(render_many([a.report for a in audited])))
     return target
+
+
+def write_outputs(audited: list[Audited], fmt: str, output: Path | None, textfile: Path | None, ascii: bool = False,
+                  keep: int | None = None, **options: Any) -> tuple[str | None, list[Path]]:
+    """Where the reports go (``check_target`` allowed it): (text for stdout, or None; the files written).
+
+    Raises OSError when a file cannot be written; what was already written is whole (atomic writes).
+    """
+    from .output import is_dir_target
+
+    text, written = None, []
+    if output is None:
+        text = stdout_text(audited, fmt, ascii=ascii, **options)
+    elif not is_dir_target(output):  # a file: only prom gets here
+        written.append(write_textfile(audited, output))
+    else:
+        written += write_folder(audited, output, fmt, ascii=ascii, keep=keep, **options)
+    if textfile is not None:
+        written.append(write_textfile(audited, textfile))
+    return text, written

@@ -177,3 +177,11 @@ def test_the_unreadable_workspace_report_is_a_valid_report_in_every_format(cli, 
     assert [(c["check"], c["status"], c["error"]) for c in report["checks"]] == [
         ("workspace", "unknown", f"workspace {fleet['gone']} does not exist")]
     assert "does not exist" in (folder / "latest.xml").read_text(encoding="utf-8")
+
+
+def test_an_unwritable_target_is_exit_3_with_a_message_not_a_traceback(cli, fleet, tmp_path):
+    (tmp_path / "blocker").write_text("a file, not a folder\n")
+    res = cli("audit", fleet["ok"], fleet["dead"], "--format", "prom", "--output", tmp_path / "blocker" / "h.prom")
+    assert res.exit_code == 3 and "cannot write the reports" in res.stderr and "Traceback" not in res.output
+    res = cli("audit", fleet["ok"], fleet["dead"], "-f", "json", "--textfile", tmp_path / "blocker" / "t.prom")
+    assert res.exit_code == 3 and "cannot write the reports" in res.stderr, res.output
