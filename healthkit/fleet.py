@@ -68,19 +68,27 @@ def audit_many(paths: Iterable[Path | str], *, select: Iterable[str] = (), ignor
     """Audit every workspace in turn; one that cannot be opened gets an UNKNOWN report, never an exception.
 
     The registry (entry points: every built-in check module) is loaded once and shared by the
-    workspaces that load no plugins of their own. SelectorError (a usage error) still propagates.
+    workspaces that load no plugins of their own; every workspace's slow reads (`du` of its
+    checkpoints) start before the first audit. SelectorError (a usage error) still propagates.
     """
     from .api import audit
     from .registry import default_registry
     from .workspace import Workspace, WorkspaceError
 
-    shared = None
-    out: list[Audited] = []
+    opened: list[tuple[Path, Workspace | str]] = []
     for path in unique_paths(paths):
         try:
             ws = Workspace.open(path)
         except WorkspaceError as exc:
-            out.append(Audited(path, unreadable_report(path, str(exc))))
+            opened.append((path, str(exc)))
+            continue
+        ws.prefetch()  # every workspace's `du` and checkpoint survey start now and overlap the audits before it
+        opened.append((path, ws))
+    shared = None
+    out: list[Audited] = []
+    for path, ws in opened:
+        if isinstance(ws, str):
+            out.append(Audited(path, unreadable_report(path, ws)))
             continue
         registry = None
         if not ws.settings.checks.plugins:

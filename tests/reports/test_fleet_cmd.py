@@ -185,3 +185,19 @@ def test_an_unwritable_target_is_exit_3_with_a_message_not_a_traceback(cli, flee
     assert res.exit_code == 3 and "cannot write the reports" in res.stderr and "Traceback" not in res.output
     res = cli("audit", fleet["ok"], fleet["dead"], "-f", "json", "--textfile", tmp_path / "blocker" / "t.prom")
     assert res.exit_code == 3 and "cannot write the reports" in res.stderr, res.output
+
+
+def test_every_workspaces_slow_reads_start_before_the_first_audit(cli, tmp_path, monkeypatch):
+    import healthkit.api
+    from healthkit.workspace import Workspace
+
+    events = []
+    real_prefetch, real_audit = Workspace.prefetch, healthkit.api.audit
+    monkeypatch.setattr(Workspace, "prefetch", lambda self: events.append(("prefetch", self.base.name)) or real_prefetch(self))
+    monkeypatch.setattr(healthkit.api, "audit", lambda ws, **k: events.append(("audit", ws.base.name)) or real_audit(ws, **k))
+    paths = [make_ws(tmp_path / f"ws{i}") for i in range(3)]
+    res = cli("audit", *paths, "-f", "json")
+    assert res.exit_code == 0, res.output
+    firsts = [e for e in events if e[0] == "prefetch"][:3]
+    assert firsts == [("prefetch", "ws0"), ("prefetch", "ws1"), ("prefetch", "ws2")]
+    assert events.index(("audit", "ws0")) > events.index(("prefetch", "ws2"))
