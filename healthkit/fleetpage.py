@@ -18,6 +18,7 @@ from .htmlindex import INDEX, SEVERITIES, read_summary
 from .render.html import _badge, _e, page
 
 _RANK = {"critical": 0, "unknown": 1, "warning": 2, "ok": 3}
+_STYLE = "table.fleet td:nth-child(n+6){white-space:nowrap} table.fleet td:first-child small{color:#555}"
 
 
 def age_text(seconds: float) -> str:
@@ -77,7 +78,7 @@ def render_fleet_page(folder: Path, now: float | None = None) -> str:
     stamp = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(time.time() if now is None else now))
     body_html = (f"<h1>healthkit fleet</h1><p class=\"meta\">{len(rs)} workspace(s); page written {_e(stamp)} "
                  f"(ages are as of then).</p>{table}")
-    return page("healthkit fleet", body_html)
+    return page("healthkit fleet", body_html, extra_style=_STYLE)
 
 
 def write_fleet_page(folder: Path) -> Path:

@@ -201,3 +201,17 @@ def test_every_workspaces_slow_reads_start_before_the_first_audit(cli, tmp_path,
     firsts = [e for e in events if e[0] == "prefetch"][:3]
     assert firsts == [("prefetch", "ws0"), ("prefetch", "ws1"), ("prefetch", "ws2")]
     assert events.index(("audit", "ws0")) > events.index(("prefetch", "ws2"))
+
+
+def test_fleet_page_in_chromium(cli, fleet, tmp_path):
+    from tests import chromium
+
+    out = tmp_path / "reports"
+    cli("audit", fleet["ok"], fleet["dead"], fleet["gone"], "--output", f"{out}/")
+    r = chromium.dump_dom((out / "index.html").as_uri())
+    assert r.stdout.count("<tr><td><code>") == 3 and r.script_errors == []
+    assert [b for b in re.findall(r'class="badge"[^>]*>(\w+)<', r.stdout)] == ["critical", "unknown", "ok"]
+    shot = tmp_path / "fleet.png"
+    chromium.screenshot((out / "index.html").as_uri(), shot, size=(1200, 420))
+    chromium.assert_not_blank(shot, min_colours=4, max_share=0.99)
+    chromium.keep(shot, "fleet.png")
