@@ -109,8 +109,11 @@ def _todo(f: Finding, docs: dict[str, Any]) -> str:
 
 
 def events_for(report: "Report", since: dict[str, Any], healed: list[Finding], heal_failed: list[Finding],
-               level: str, repeat_s: float, told: dict[str, float], now: float) -> list[Event]:
-    """This run's changes worth a message (see the module docstring for the rule)."""
+               level: str, repeat_s: float, told: dict[str, float], now: float,
+               held: dict[str, str] | None = None) -> list[Event]:
+    """This run's changes worth a message (see the module docstring for the rule); ``held``: why a finding was
+    not healed this run (backing off, given up), by identity."""
+    held = held or {}
     docs = report.code_docs
     floor = _RANK.get(level, 1)
     current = {f.identity: f for f in report.findings}
@@ -118,6 +121,8 @@ def events_for(report: "Report", since: dict[str, Any], healed: list[Finding], h
 
     def ev(kind: str, f: Finding) -> Event:
         detail = f.problem[0] if kind in ("stopped", "gave-up") and f.problem else ""
+        if f.identity in held:
+            detail = f"not healed this run: {held[f.identity]}"
         return Event(kind, f.code, f.severity.value, f.title, _todo(f, docs), f.identity, detail)
 
     for f in healed:
@@ -204,7 +209,8 @@ def _log(ws: "Workspace", lines: list[str]) -> None:
 
 
 def notify_run(ws: "Workspace", report: "Report", since: dict[str, Any], healed: list[Finding],
-               heal_failed: list[Finding], html: Path, now: float | None = None) -> Sent | None:
+               heal_failed: list[Finding], html: Path, now: float | None = None,
+               held: dict[str, str] | None = None) -> Sent | None:
     """Decide, compose, send, remember. None when no URL is configured."""
     channel_urls = urls(ws)
     if not channel_urls:
@@ -214,7 +220,7 @@ def notify_run(ws: "Workspace", report: "Report", since: dict[str, Any], healed:
     ns = ws.settings.notify
     path = state_path(ws)
     state = load_state(path)
-    events = events_for(report, since, healed, heal_failed, ns.level, ns.repeat_seconds, state["critical_told"], now)
+    events = events_for(report, since, healed, heal_failed, ns.level, ns.repeat_seconds, state["critical_told"], now, held)
     sent = Sent(events=events)
     secrets = [s for u in channel_urls for s in url_secrets(u)]
     todo: list[tuple[str, list[dict[str, Any]]]] = []

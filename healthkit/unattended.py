@@ -79,7 +79,7 @@ def heal_and_report(path: str | Path, reports: Path | None = None, keep: int | N
     report = refresh(run.after or run.before, ws, ("heal",))
     healed, failed = _healed(run)
     sent = notify_run(ws, report, since_previous(report, folder), healed, failed,
-                      folder / f"{planned_name(report, folder)}.html")
+                      folder / f"{planned_name(report, folder)}.html", held=dict(policy.held))
     if sent is not None:
         report = refresh(report, ws, ("notify",))
     written = write_report(report, "md", folder, keep=keep)

@@ -150,6 +150,8 @@ def test_a_heal_that_does_not_hold_backs_off_then_gives_up_with_every_attempt_an
     assert gave["severity"] == "critical" and len(gave["evidence"]) == 3
     for ev in gave["evidence"]:
         assert "remove-malformed-pid-file applied" in ev["observed"] and "came back at" in ev["observed"], ev
+    held_msgs = [m["message"] for m in rx.got if "not healed this run: backing off" in m["message"]]
+    assert len(held_msgs) == held and all("next heal not before" in m for m in held_msgs), [m["message"] for m in rx.got]
     gave_msgs = [m for m in rx.got if "Healing gave up:" in m["message"]]
     assert len(gave_msgs) == 1, [m["message"] for m in rx.got]
     assert "heal.gave-up" in gave_msgs[0]["message"] and "what to do:" in gave_msgs[0]["message"]
@@ -163,11 +165,18 @@ def test_a_heal_that_does_not_hold_backs_off_then_gives_up_with_every_attempt_an
 def test_backing_off_holds_the_heal_and_the_report_says_until_when(tmp_path: Path) -> None:
     ws = workspace(tmp_path, "[heal]\nbackoff_seconds = 3600\n")
     reports = tmp_path / "reports"
-    malformed_pid(ws)
-    r1 = scheduled(ws, reports)
-    assert "applied  remove-malformed-pid-file" in r1.stdout
-    malformed_pid(ws)
-    r2 = scheduled(ws, reports)
+    rx = JsonReceiver()
+    env = {"HEALTHKIT_NOTIFY_URLS": f"json://127.0.0.1:{rx.port}/hook/{TOKEN_A}"}
+    try:
+        malformed_pid(ws)
+        r1 = scheduled(ws, reports, env=env)
+        assert "applied  remove-malformed-pid-file" in r1.stdout
+        malformed_pid(ws)
+        r2 = scheduled(ws, reports, env=env)
+    finally:
+        rx.close()
+    last = rx.got[-1]["message"]
+    assert "daemon.pid-malformed" in last and "not healed this run: backing off" in last and "next heal not before" in last, last
     assert "applied  remove-malformed-pid-file" not in r2.stdout and "next heal not before" in r2.stdout
     (held,) = [f for f in latest(reports)["findings"] if f["code"] == "heal.held-back"]
     assert held["title"].startswith("Healing daemon.pid-malformed is backing off until ") and held["data"]["until"]
@@ -203,3 +212,28 @@ def test_heal_and_notify_settings_refuse_unknown_keys_and_bad_levels(tmp_path: P
     r = hk("fix", str(ws), "--safe", "--output", str(tmp_path / "r"))
     assert r.returncode == 64 and "go with --scheduled" in r.stderr
     assert re.search(r"--scheduled heals with --safe only", hk("fix", str(ws), "--unsafe", "--scheduled").stderr)
+
+
+def test_only_changes_are_told_an_open_critical_again_after_repeat_seconds_and_a_resolved_one_once(tmp_path: Path) -> None:
+    rx = JsonReceiver()
+    ws = workspace(tmp_path, "[notify]\nrepeat_seconds = 3600\n")
+    reports = tmp_path / "reports"
+    env = {"HEALTHKIT_NOTIFY_URLS": f"json://127.0.0.1:{rx.port}/hook/{TOKEN_A}"}
+    try:
+        scheduled(ws, reports, env=env)  # config.json missing: a new CRITICAL
+        scheduled(ws, reports, env=env)  # still open, told a moment ago: silence
+        assert len(rx.got) == 1 and "New:" in rx.got[0]["message"] and "config.invalid" in rx.got[0]["message"]
+        (ws / "healthkit.toml").write_text("[notify]\nrepeat_seconds = 0.5\n")
+        time.sleep(0.6)  # (the repeat interval itself is what is under test)
+        scheduled(ws, reports, env=env)
+        assert len(rx.got) == 2 and "Still open (reminder):" in rx.got[1]["message"], [m["message"] for m in rx.got]
+        (ws / "healthkit.toml").write_text('[paths]\nconfig_schema = "none"\n')
+        (ws / "config.json").write_text("{}")
+        scheduled(ws, reports, env=env)
+        scheduled(ws, reports, env=env)
+    finally:
+        rx.close()
+    assert len(rx.got) == 3, [m["message"] for m in rx.got]
+    msg = rx.got[2]["message"]
+    assert "Resolved:" in msg and "config.invalid" in msg and "Verdict: OK" in msg, msg
+    assert rx.paths == [f"/hook/{TOKEN_A}"] * 3
