@@ -21,6 +21,7 @@ from .receivers import HangingServer, JsonReceiver, free_port
 
 TOKEN_A = "tokAAA7f3c9e21"
 TOKEN_B = "tokBBB0d4e5f66"
+TOKEN_C = "tokCCC5a6b7c88"
 
 
 def hk(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -64,7 +65,8 @@ def all_text_under(*roots: Path) -> str:
 def test_a_refusing_and_a_hanging_channel_cost_the_job_its_bound_and_show_as_notify_failed(tmp_path: Path) -> None:
     hanging = HangingServer()
     refused = free_port()
-    urls = f"json://127.0.0.1:{refused}/hook/{TOKEN_A} json://127.0.0.1:{hanging.port}/hook/{TOKEN_B}"
+    urls = (f"json://127.0.0.1:{refused}/hook/{TOKEN_A} json://127.0.0.1:{hanging.port}/hook/{TOKEN_B} "
+            f"nosuchscheme://{TOKEN_C}/x")  # refused, hanging, and a bad URL
     ws = workspace(tmp_path, "[notify]\ntimeout_seconds = 2\n")
     reports = tmp_path / "reports"
     try:
@@ -81,11 +83,11 @@ def test_a_refusing_and_a_hanging_channel_cost_the_job_its_bound_and_show_as_not
     assert len(failed) == 1 and failed[0]["severity"] == "warning", codes(rep)
     text = " ".join(failed[0]["problem"])
     assert f"json://127.0.0.1:{refused}/…" in text and f"json://127.0.0.1:{hanging.port}/…" in text, text
-    assert "no answer within 2s" in text, text
+    assert "no answer within 2s" in text and "nosuchscheme://…: not a valid Apprise URL" in text, text
     assert "FAILED" in (ws / "logs" / "healthkit-notify.log").read_text()
     # the tokens: in no file under the workspace or the reports, in no line the job printed
     everything = all_text_under(ws, reports) + r.stdout + r.stderr
-    assert TOKEN_A not in everything and TOKEN_B not in everything
+    assert TOKEN_A not in everything and TOKEN_B not in everything and TOKEN_C not in everything
     assert hk("explain", "notify.failed").returncode == 0
 
 
