@@ -11,7 +11,7 @@ the payloads received) and kill -> restart against the bound: one interval plus 
 With `--flap` the daemon is instead killed right after every run, as the OOM killer would:
 the timeline shows the heals backing off (1, 2 intervals) and the give-up after `max_attempts`
 (defaults: 3 in an hour), then one more run that starts nothing (about 9 minutes).
-Usage: python bench/bench_heal.py [--flap]   (about 2-3 minutes: it waits for real minute boundaries)
+Usage: python bench/bench_heal.py [--flap] [--kill-second N]   (2-3 minutes: it waits for real minute boundaries)
 """
 
 from __future__ import annotations
@@ -141,7 +141,10 @@ def main() -> int:
             time.sleep(0.1)
         if "--flap" in sys.argv:
             return flap(lay, runs, stop, smtp, pid, base, tmp)
-        time.sleep(random.uniform(3, 50))
+        # `--kill-second N`: kill N seconds into the minute (N just after the first run ends is the worst case)
+        second = float(sys.argv[sys.argv.index("--kill-second") + 1]) if "--kill-second" in sys.argv else random.uniform(3, 50)
+        while runs[0]["end"] > time.time() or time.time() % 60 < second:
+            time.sleep(0.01)
         child = json.loads(lay.daemon_state.read_text())["child_pid"]
         os.kill(pid, signal.SIGKILL)
         killed = time.time()
