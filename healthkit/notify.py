@@ -258,12 +258,15 @@ def notify_run(ws: "Workspace", report: "Report", since: dict[str, Any], healed:
             for e in events:
                 if e.severity == "critical":
                     state["critical_told"][e.identity] = now
+    before = dumps({k: v for k, v in state.items() if k != "last"})
     open_critical = {f.identity for f in report.findings if f.severity is Severity.CRITICAL}
     state["critical_told"] = {k: v for k, v in state["critical_told"].items() if k in open_critical}
-    state["last"] = {"at": stamp, "channels": sent.channels, "changes": len(events)}
     state["pending"] = {k: v for k, v in state["pending"].items() if k in {channel_key(u) for u in channel_urls}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, dumps(state))
+    if todo or dumps({k: v for k, v in state.items() if k != "last"}) != before or not path.exists():
+        # (a run that sent nothing and changed nothing writes nothing: the healthy case stays cheap)
+        state["last"] = {"at": stamp, "channels": sent.channels, "changes": len(events)}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, dumps(state))
     return sent
 
 

@@ -114,9 +114,9 @@ def heal_comments(base: Path, every: str) -> list[str]:
     if from_toml or from_env:
         who = ", ".join(from_toml + from_env)
         src = " and ".join(x for x, on in (("healthkit.toml [notify] urls", from_toml),
-                                            ("HEALTHKIT_NOTIFY_URLS (set it in the job's environment too)", from_env)) if on)
-        lines.append(f"# tells {who} (from {src}) of changes at or above {ns.level}: new, resolved, healed, gave up; "
-                     f"an open CRITICAL again every {ns.repeat_seconds:g}s")
+                                            ("HEALTHKIT_NOTIFY_URLS, which the job's environment must hold too", from_env)) if on)
+        lines.append(f"# tells {who} of changes at or above {ns.level} (new, resolved, healed, gave up) and of an "
+                     f"open CRITICAL again every {ns.repeat_seconds:g}s; URLs from {src}")
     else:
         lines.append("# tells nobody: add Apprise URLs to healthkit.toml [notify] urls, or HEALTHKIT_NOTIFY_URLS in the job's "
                      "environment (pip install 'healthkit[notify]')")

@@ -192,7 +192,7 @@ def test_schedule_heal_prints_one_command_what_it_heals_and_whom_it_tells_withou
     assert r.returncode == 0, r.stderr
     out = r.stdout
     assert TOKEN_A not in out and TOKEN_B not in out
-    assert "tells mailto://smtp.example.com/…, tgram://…" in out, out
+    assert "tells mailto://smtp.example.com/…, tgram://… of changes at or above warning" in out, out
     assert "# heals (safe fixes only, under the fix lock): " in out and "start-daemon (daemon.dead" in out
     assert "stops healing a finding after 3 heals in 3600s" in out and "KillMode=process" in out
     line = next(x for x in out.splitlines() if x.startswith("* * * * * "))
