@@ -160,13 +160,14 @@ def schedule(
     keep: Annotated[int, typer.Option("--keep", min=1, help="reports of each format to keep")] = 50,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="reports folder (default: the workspace's reports/; needed for several)")] = None,
     textfile_dir: Annotated[Optional[Path], typer.Option("--textfile-dir", help="also write Prometheus metrics for node_exporter's textfile collector here")] = None,
+    heal: Annotated[bool, typer.Option("--heal", help="the job also applies the safe fixes (with flap protection, [heal]) and notifies ([notify])")] = False,
 ) -> None:
     """Print a crontab line and a systemd service + timer that audit these workspaces on a schedule."""
     from .output import write_stdout
     from .schedule import ScheduleError, render_schedule
 
     try:
-        text = render_schedule(paths or [Path(".")], every=every, keep=keep, reports=output, textfile_dir=textfile_dir)
+        text = render_schedule(paths or [Path(".")], every=every, keep=keep, reports=output, textfile_dir=textfile_dir, heal=heal)
     except ScheduleError as exc:
         err(f"healthkit: {exc}")
         raise typer.Exit(EXIT_USAGE)
@@ -183,10 +184,16 @@ def fix(
     keep: Annotated[Optional[int], typer.Option("--keep", min=1, help="checkpoints to keep when no save_total_limit is declared (unsafe prune)")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="apply unsafe fixes without asking")] = False,
     wait: Annotated[float, typer.Option("--wait", min=0, help="seconds to wait for another fix run on this workspace (default: refuse at once)")] = 0.0,
+    scheduled: Annotated[bool, typer.Option("--scheduled", help="the job `healthkit schedule --heal` prints: backs off and gives up ([heal]), notifies ([notify]), writes the report history")] = False,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="with --scheduled: reports folder (default: the workspace's reports/)")] = None,
+    keep_reports: Annotated[Optional[int], typer.Option("--keep-reports", min=1, help="with --scheduled: reports of each format to keep (default 50)")] = None,
+    textfile: Annotated[Optional[Path], typer.Option("--textfile", help="with --scheduled: also write Prometheus metrics to this file")] = None,
+    every: Annotated[Optional[str], typer.Option("--every", help="with --scheduled: the schedule's interval (the default first backoff)")] = None,
 ) -> None:
     """Repair what the audit found: plans first, then results, then a re-audit (exit code: the re-audit's).
 
     Another fix run on the same workspace makes this one refuse (exit 3) unless --wait.
+    A person's run always applies, and clears the scheduled job's backoff and give-up.
     """
     from .fix import FixError, FixOptions, Safety, run_fix
     from .output import write_stdout
@@ -195,6 +202,13 @@ def fix(
 
     if safe == unsafe:
         err("healthkit fix: choose exactly one of --safe or --unsafe")
+        raise typer.Exit(EXIT_USAGE)
+    if scheduled:
+        _fix_scheduled(path, unsafe=unsafe, dry_run=dry_run, only=only, output=output, keep_reports=keep_reports,
+                       textfile=textfile, every=every, wait=wait)
+        return
+    if output is not None or keep_reports is not None or textfile is not None or every is not None:
+        err("healthkit fix: --output, --keep-reports, --textfile and --every go with --scheduled")
         raise typer.Exit(EXIT_USAGE)
 
     def confirm(plans: list) -> bool:
@@ -205,8 +219,10 @@ def fix(
             return False
         return ask(f"Apply {len(plans)} unsafe fix(es) shown above?")
 
+    from .heal import PersonFix
+
     opts = FixOptions(level=Safety.UNSAFE if unsafe else Safety.SAFE, dry_run=dry_run, only=tuple(_split(only)),
-                      keep=keep, wait_s=wait, confirm=confirm)
+                      keep=keep, wait_s=wait, confirm=confirm, hooks=PersonFix())
 
     class Utf8Out:  # UTF-8 whatever the locale, like the audit's report
         def write(self, text: str) -> int:
@@ -223,6 +239,48 @@ def fix(
         raise typer.Exit(3)
     err(result.summary_line())
     raise typer.Exit(result.exit_code)
+
+
+def _fix_scheduled(path: Path, unsafe: bool, dry_run: bool, only: Optional[list[str]], output: Optional[Path],
+                   keep_reports: Optional[int], textfile: Optional[Path], every: Optional[str], wait: float) -> None:
+    """`fix --safe --scheduled`: heal, notify and write the report from the audit the fix ends with (healthkit.unattended)."""
+    from .fix import FixError
+    from .output import write_stdout
+    from .schedule import ScheduleError, parse_every
+    from .unattended import heal_and_report
+    from .workspace import WorkspaceError
+
+    if unsafe or dry_run or only:
+        err("healthkit fix: --scheduled heals with --safe only (no --unsafe, --dry-run or --only)")
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        interval_s = parse_every(every) * 60.0 if every else None
+    except ScheduleError as exc:
+        err(f"healthkit: {exc}")
+        raise typer.Exit(EXIT_USAGE)
+
+    class Utf8Out:
+        def write(self, text: str) -> int:
+            write_stdout(text)
+            return len(text)
+
+    try:
+        done = heal_and_report(path, reports=output, keep=keep_reports, textfile=textfile, interval_s=interval_s,
+                               out=Utf8Out(), lock_wait_s=max(wait, 60.0))  # type: ignore[arg-type]
+    except (WorkspaceError, FixError) as exc:
+        err(f"healthkit: {exc}")
+        raise typer.Exit(3)
+    except OSError as exc:
+        err(f"healthkit: cannot write the report: {exc.strerror or exc}")
+        raise typer.Exit(3)
+    for p in done.written:
+        err(f"wrote {p}")
+    if done.sent is not None:
+        for c in done.sent.channels:
+            err(f"notify {c['channel']}: {'sent' if c['ok'] else 'FAILED: ' + str(c['error'])}")
+    err(done.fix.summary_line())
+    err(done.report.summary_line())
+    raise typer.Exit(done.exit_code)
 
 
 @app.command("checks")
