@@ -95,11 +95,29 @@ def _unit_arg(arg: str) -> str:
     return arg
 
 
+def job_user(base: Path, as_root: bool = False) -> tuple[str, str | None]:
+    """(who runs the job, why it is not the caller): root scheduling another user's workspace gives it to that user.
+
+    Root starts nothing as root for a user (docs/security.md): the job runs as the workspace's
+    owner, as systemd's User= and that user's crontab do, unless ``as_root`` asks for root on purpose.
+    """
+    from .trust import user_name
+
+    me = getpass.getuser()
+    owner = base.stat().st_uid
+    if os.geteuid() != 0 or owner == 0:
+        return me, None
+    if as_root:
+        return me, f"runs as root on purpose (--as-root), although {user_name(owner)} owns the workspace"
+    return user_name(owner), f"runs as {user_name(owner)}, the workspace's owner (root starts nothing as root for a user)"
+
+
 def build(path: Path | str, every: str = "15m", keep: int = 50, reports: Path | None = None,
-          textfile_dir: Path | None = None, command: list[str] | None = None) -> Schedule:
+          textfile_dir: Path | None = None, command: list[str] | None = None, as_root: bool = False) -> Schedule:
     base = Path(path).expanduser().absolute()
     if not base.is_dir():
         raise ScheduleError(f"{base} is not a folder")
+    user, why_user = job_user(base, as_root)
     minutes = parse_every(every)
     reports = (reports.expanduser().absolute() if reports else _reports_folder(base))
     exe = command or healthkit_command()
@@ -118,10 +136,11 @@ def build(path: Path | str, every: str = "15m", keep: int = 50, reports: Path | 
     crontab = (
         f"# healthkit: audit {base} every {every}; results in {reports}/latest.md"
         + (f" and {runs[-1][-1]}" if textfile_dir else "") + "\n"
-        + "# install: crontab -e, paste the next line (cron gives no locale; healthkit writes UTF-8 anyway)\n"
+        + (f"# {why_user}\n" if why_user else "")
+        + f"# install: crontab {f'-u {user} ' if why_user and user != getpass.getuser() else ''}-e, paste the next line "
+        "(cron gives no locale; healthkit writes UTF-8 anyway)\n"
         + f"{cron_fields(minutes)} {shell.replace('%', chr(92) + '%')} >/dev/null 2>&1\n"
     )
-    user = getpass.getuser()
     service = "\n".join([
         f"# /etc/systemd/system/{name}.service  (or ~/.config/systemd/user/ without User=, and systemctl --user)",
         "[Unit]",
@@ -129,6 +148,7 @@ def build(path: Path | str, every: str = "15m", keep: int = 50, reports: Path | 
         "",
         "[Service]",
         "Type=oneshot",
+        *([f"# {why_user}"] if why_user else []),
         *([f"User={user}"] if user != "root" else []),
         f"WorkingDirectory={str(base).replace('%', '%%')}",
         "Environment=LC_ALL=C.UTF-8 PYTHONIOENCODING=utf-8",
