@@ -334,6 +334,13 @@ class Account:
         return {**env, "HOME": self.home, "USER": self.name, "LOGNAME": self.name}
 
 
+def drop_to(account: Account) -> None:
+    """Become ``account`` for good in this process (before an exec): groups, then gid, then uid, as `runuser` does."""
+    os.setgroups(list(account.groups))
+    os.setgid(account.gid)
+    os.setuid(account.uid)
+
+
 class NoAccount(Exception):
     """The workspace's owner has no account to run as (a uid with no passwd entry)."""
 

@@ -78,3 +78,21 @@ def test_root_fix_starts_eve_daemon_and_training_as_eve(shared: Path) -> None:
     wait_for(lambda: any(done.glob("*.jsonl")), 300, what="the queued file to finish training")
     assert (ws / "status" / "training_status.json").stat().st_uid == eve.uid
     assert all(p.stat().st_uid == eve.uid for p in (ws / "current_model").rglob("*") if not p.is_symlink())
+
+
+def test_root_daemon_start_on_eve_workspace_runs_as_eve(shared: Path) -> None:
+    """`healthkit daemon start` by root, by hand, for hk_eve's workspace: the daemon is hers too."""
+    eve = ensure_user()
+    python = python_for(eve, shared)
+    ws = shared / "ws"
+    ws.mkdir()
+    os.chown(ws, eve.uid, eve.gid)
+    assert as_eve(eve, python, "init", str(ws), "--tiny-model").returncode == 0
+    r = subprocess.run([python, "-m", "healthkit.cli", "daemon", "start", str(ws)], capture_output=True, text=True,
+                       timeout=300, cwd=REPO)
+    assert r.returncode == 0 and f"as {eve.name}" in r.stdout, r.stdout + r.stderr
+    pid = int(r.stdout.split("PID ")[1].split()[0].rstrip(";"))
+    assert uids(pid) == (eve.uid,) * 3
+    assert (ws / ".daemon.pid").stat().st_uid == eve.uid
+    stop = as_eve(eve, python, "daemon", "stop", str(ws), "--wait", "60")  # and she can stop it herself
+    assert stop.returncode == 0, stop.stdout + stop.stderr
