@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, Healthy, Severity, check
@@ -25,13 +26,21 @@ UNTRUSTED = CodeDoc(
 
 def _evidence(ws: Workspace) -> list[Evidence]:
     t = ws.trust
-    out = [Evidence(f"stat -c '%U %a %n' {shlex.quote(str(ws.base))}", f"{t.owner} (the workspace's owner); "
-                    f"healthkit runs as {t.runner}")]
+    out = [Evidence(f"stat -c '%U %a %n' {shlex.quote(str(ws.base))}", f"{t.owner} {_stat_mode(ws.base)} {ws.base}"),
+           Evidence("id -un", t.runner)]
     listed = "listed" if t.listed else "not listed"
     out.append(Evidence(f"cat {shlex.quote(str(trust_file()))}", f"{ws.base} {listed}"))
     for f in t.named:
-        out.append(Evidence(f"stat -c '%U %a %n' {shlex.quote(f.path)}", f"{f.owner} {f.mode} {f.path}: {f.why}"))
+        out.append(Evidence(f"stat -L -c '%U %a %n' {shlex.quote(f.path)}", f"{f.owner} {_stat_mode(f.path)} {f.path}"))
     return out
+
+
+def _stat_mode(path: object) -> str:
+    """The mode as `stat -c %a` prints it (no leading zero)."""
+    try:
+        return f"{os.stat(str(path)).st_mode & 0o7777:o}"
+    except OSError:
+        return "?"
 
 
 @check("trust", title="Trust (who may make healthkit run code)", codes=[UNTRUSTED], tags=["security"])
@@ -43,7 +52,6 @@ def check_trust(ws: Workspace) -> CheckOutput:
         return CheckOutput(healthy=[Healthy(f"Workspace trusted ({what}); its settings and the files they run ({n} in all) "
                                             "are writable only by its owner or root")], notes=list(t.notes))
     named = t.named
-    names = ", ".join(f"{f.path} ({f.owner}, {f.mode})" for f in named)
     problem = t.problems() + [f"Not run: {c}" for c in t.commands]
     recs = []
     if t.files:
@@ -54,7 +62,8 @@ def check_trust(ws: Workspace) -> CheckOutput:
         recs.append(f"If you trust {t.owner} with code run by healthkit, run as root: `{t.trust_command()}`")
     return CheckOutput(findings=[Finding(
         code=UNTRUSTED.code, severity=Severity.CRITICAL,
-        title="Workspace not trusted: its plugins and settings commands were not run" + (f" ({names})" if names else ""),
+        title="Workspace not trusted: its plugins and settings commands were not run"
+              + (f" ({len(named)} file{'s' if len(named) != 1 else ''} named below)" if named else ""),
         problem=problem,
         impact=["No plugin was loaded and no command from healthkit.toml runs; `healthkit fix` applies no fix that starts "
                 "or signals a process. The built-in checks audited the workspace read-only"],

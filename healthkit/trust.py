@@ -63,6 +63,13 @@ class UntrustedFile:
         return f"{self.path} ({self.role}; owner {self.owner}, mode {self.mode}): {self.why}"
 
 
+_NOT_RUN = {
+    "settings": "in a workspace that is not trusted: read for the built-in checks only",
+    "plugin": "in a workspace that is not trusted: not loaded",
+    "command": "in a workspace that is not trusted: not run",
+}
+
+
 @dataclass(frozen=True)
 class Trust:
     """The verdict for one workspace: ``trusted`` or the reasons it is not, each a fact a person can check."""
@@ -83,7 +90,7 @@ class Trust:
         if self.workspace_problem is None:
             return self.files
         bad = {f.path for f in self.files}
-        rest = tuple(UntrustedFile(f.path, f.role, f.owner, f.mode, "would run, from a workspace that is not trusted")
+        rest = tuple(UntrustedFile(f.path, f.role, f.owner, f.mode, _NOT_RUN[f.role])
                      for f in self.checked if f.path not in bad)
         return self.files + rest
 
