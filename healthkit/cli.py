@@ -314,7 +314,7 @@ def daemon_resume(path: PathArg = Path(".")) -> None:
 @daemon_app.command("systemd-unit")
 def daemon_systemd_unit(
     path: PathArg = Path("."),
-    user: Annotated[Optional[str], typer.Option("--user", help="User= of the service")] = None,
+    user: Annotated[Optional[str], typer.Option("--user", help="User= of the service (default, as root: the workspace's owner when that is another user)")] = None,
 ) -> None:
     """Print a systemd unit (Restart=on-failure) for those who prefer the system's supervisor."""
     from healthkit.trainer.commands import systemd_unit

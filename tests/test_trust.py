@@ -257,3 +257,14 @@ def test_root_audit_copies_nothing_eve_cannot_read(eve: User, shared: Path, trus
         if fmt == "json" and victim == "config.json":
             said = json.dumps([f for f in json.loads(r.stdout)["findings"] if f["code"] == "config.invalid"])
             assert "not readable by hk_eve, the workspace's owner" in said, said[:3000]
+
+
+def test_daemon_unit_printed_by_root_for_eve_runs_as_eve(eve: User, shared: Path) -> None:
+    ws = shared / "ws"
+    ws.mkdir()
+    os.chown(ws, eve.uid, eve.gid)
+    r = CliRunner().invoke(app, ["daemon", "systemd-unit", str(ws)])
+    assert r.exit_code == 0, r.output
+    assert f"User={eve.name}\n" in r.output
+    r = CliRunner().invoke(app, ["daemon", "systemd-unit", str(ws), "--user", "root"])
+    assert "User=root\n" in r.output

@@ -175,6 +175,15 @@ def systemd_unit(path: Path, user: str | None = None) -> int:
     lay = _workspace(path)
     if lay is None:
         return EXIT_USAGE
+    if user is None:  # root starts nothing as root for a user: another user's workspace gets User=<owner>
+        from healthkit.trust import NoAccount, run_as_for
+
+        try:
+            owner = run_as_for(lay.base)
+        except NoAccount as exc:
+            _err(f"healthkit: {exc}; name a user with --user")
+            return 1
+        user = owner.name if owner else None
     _out(unit(lay.base, user))
     return 0
 
