@@ -263,7 +263,10 @@ def plugin_files(plugins: list[str], base: Path) -> list[tuple[str, Path | None]
         if name.endswith(".py"):
             out.append((name, base / name))
             continue
-        spec = importlib.machinery.PathFinder.find_spec(name.split(".")[0])  # finds, imports nothing
+        try:
+            spec = importlib.machinery.PathFinder.find_spec(name.split(".")[0])  # finds, imports nothing
+        except (ImportError, ValueError):
+            spec = None
         origin = getattr(spec, "origin", None) if spec else None
         out.append((name, Path(origin) if origin and os.path.isabs(origin) else None))
     return out

@@ -214,10 +214,11 @@ def _secret_files(shared: Path) -> tuple[Path, Path]:
     return js, md
 
 
-@pytest.mark.parametrize("victim", ["config.json", "CLAUDE.md", "status/training_status.json"])
+@pytest.mark.parametrize("victim", ["config.json", "CLAUDE.md", "status/training_status.json", "queue/failed/a.jsonl.error.json"])
 @pytest.mark.parametrize("target", ["shadow", "vault", "hardlink"])
 def test_root_audit_copies_nothing_eve_cannot_read(eve: User, shared: Path, trust_list: Path, victim: str, target: str) -> None:
-    """config.json, CLAUDE.md, the status file: a link to /etc/shadow or to a root-only file is reported, never quoted."""
+    """config.json, CLAUDE.md, the status file, a queue error file: a link to /etc/shadow or to a root-only file (or a
+    hard link to one) is reported as unreadable, never quoted."""
     import sys
 
     from healthkit.trainer.init import init_workspace
@@ -233,6 +234,8 @@ def test_root_audit_copies_nothing_eve_cannot_read(eve: User, shared: Path, trus
             pytest.skip("/etc/shadow is empty or missing here")
     dest = ws / victim
     dest.parent.mkdir(parents=True, exist_ok=True)
+    if victim.startswith("queue/failed/"):  # a failed queue file: its error file's reason is quoted as evidence
+        (ws / "queue" / "failed" / "a.jsonl").write_text('{"text": "x"}\n')
     dest.unlink(missing_ok=True)
     if target == "hardlink":
         secret_copy = shared / "root-only.txt"  # a root-only file in a folder eve may enter, hard-linked in her workspace
