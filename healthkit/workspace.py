@@ -420,7 +420,7 @@ class Workspace:
         """A checkpoint's whole trainer_state.json: megabytes after a long run, so only where its contents are needed."""
         key = f"trainer_state:{ckpt.path}"
         if key not in self._cache:
-            self._cache[key] = load_json_file(ckpt.path / STATE_FILE)
+            self._cache[key] = load_json_file(ckpt.path / STATE_FILE, self.reader)
         return self._cache[key]
 
     @cached_view
@@ -429,7 +429,8 @@ class Workspace:
         ckpts = self.checkpoints
         judged = {c.path: (Completeness(None, (f"its folder cannot be listed ({c.list_error})",)) if c.list_error
                            else checkpoint_completeness(c.path, c.files)) for c in ckpts}
-        newest, data, failed = newest_with_state(ckpts, lambda c: judged[c.path].state_ok, lambda c: c.path / STATE_FILE)
+        newest, data, failed = newest_with_state(ckpts, lambda c: judged[c.path].state_ok, lambda c: c.path / STATE_FILE,
+                                                 self.reader)
         for i, why in failed.items():
             judged[ckpts[i].path] = judged[ckpts[i].path].broken_state(why)
         if newest is None:

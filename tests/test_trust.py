@@ -209,12 +209,16 @@ def _secret_files(shared: Path) -> tuple[Path, Path]:
     js.write_text(json.dumps({"learning_rate": 0.987654321, "api_note": SECRET, "state": SECRET, "step": 12345678}))
     md = vault / "secret.md"
     md.write_text(f"# notes\n\n- Learning rate: 0.987654321\n- Save steps: 12345678\n\n{SECRET}\n")
-    js.chmod(0o644)  # readable by anyone who could enter the folder: hk_eve cannot
-    md.chmod(0o644)
-    return js, md
+    state = vault / "trainer_state.json"  # a sound trainer_state: the checkpoint rules would quote what it says
+    state.write_text(json.dumps({"global_step": 5, "best_model_checkpoint": f"/models/{SECRET}", "log_history": [
+        {"step": 5, "loss": 0.987654321, "eval_loss": 0.987654321}]}))
+    for p in (js, md, state):
+        p.chmod(0o644)  # readable by anyone who could enter the folder: hk_eve cannot
+    return js, md, state
 
 
-@pytest.mark.parametrize("victim", ["config.json", "CLAUDE.md", "status/training_status.json", "queue/failed/a.jsonl.error.json"])
+@pytest.mark.parametrize("victim", ["config.json", "CLAUDE.md", "status/training_status.json", "queue/failed/a.jsonl.error.json",
+                                    "current_model/checkpoint-5/trainer_state.json"])
 @pytest.mark.parametrize("target", ["shadow", "vault", "hardlink"])
 def test_root_audit_copies_nothing_eve_cannot_read(eve: User, shared: Path, trust_list: Path, victim: str, target: str) -> None:
     """config.json, CLAUDE.md, the status file, a queue error file: a link to /etc/shadow or to a root-only file (or a
@@ -225,13 +229,17 @@ def test_root_audit_copies_nothing_eve_cannot_read(eve: User, shared: Path, trus
 
     ws = shared / "ws"
     init_workspace(ws)
-    js, md = _secret_files(shared)
-    source = {"shadow": Path("/etc/shadow"), "vault": md if victim.endswith(".md") else js,
-              "hardlink": md if victim.endswith(".md") else js}[target]
+    js, md, state = _secret_files(shared)
+    secret = md if victim.endswith(".md") else state if victim.endswith("trainer_state.json") else js
+    source = {"shadow": Path("/etc/shadow"), "vault": secret, "hardlink": secret}[target]
     if target == "shadow":
         require_shadow = source.exists() and source.stat().st_size > 0
         if not require_shadow:
             pytest.skip("/etc/shadow is empty or missing here")
+    if victim.startswith("current_model/"):  # a complete HF checkpoint whose trainer_state.json is the link
+        from .conftest import make_checkpoint
+
+        make_checkpoint(ws / "current_model", 5)
     dest = ws / victim
     dest.parent.mkdir(parents=True, exist_ok=True)
     if victim.startswith("queue/failed/"):  # a failed queue file: its error file's reason is quoted as evidence
