@@ -8,6 +8,7 @@ from pathlib import Path
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Healthy, Severity, check
 from healthkit.ownership import daemon_processes, stopped_on_request, training_processes
+from healthkit.fsutil import ReadProblem, read_json
 from healthkit.redact import redact_text
 from healthkit.workspace import MISSING, Workspace
 
@@ -110,14 +111,17 @@ def _rule_stuck(ws: Workspace) -> list[Finding]:
     return out
 
 
-def _error_reason(f) -> tuple[str, str]:
-    """(the error file's path, its reason), from `<name>.error.json` beside the failed file."""
+def _error_reason(ws: Workspace, f) -> tuple[str, str]:
+    """(the error file's path, its reason), from `<name>.error.json` beside the failed file.
+
+    Read with the workspace owner's permission (ws.reader): root quotes nothing its owner could not read.
+    """
     err = f.with_name(f.name + ".error.json")
     if not err.exists():
         err = f.with_name(f.stem + ".error.json")
     try:
-        data = json.loads(err.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = read_json(err, max_bytes=1024 * 1024, reader=ws.reader)
+    except ReadProblem:
         return str(err), "(no readable error file beside it)"
     reason = data.get("error") or data.get("reason") if isinstance(data, dict) else None
     return str(err), str(reason or json.dumps(data)[:300])
@@ -127,7 +131,7 @@ def _rule_failed(ws: Workspace) -> list[Finding]:
     """`queue.failed`: each failed file, with its error file's reason as the evidence."""
     out = []
     for f in ws.queue.failed:
-        err, reason = _error_reason(f)
+        err, reason = _error_reason(ws, f)
         out.append(Finding(
             code=FAILED.code, severity=Severity.WARNING, title=f"Queue file failed: {f.name}",
             problem=[f"`{ws.rel(f)}` failed: {redact_text(reason)[:300]}"],

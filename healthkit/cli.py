@@ -161,17 +161,41 @@ def schedule(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="reports folder (default: the workspace's reports/; needed for several)")] = None,
     textfile_dir: Annotated[Optional[Path], typer.Option("--textfile-dir", help="also write Prometheus metrics for node_exporter's textfile collector here")] = None,
     heal: Annotated[bool, typer.Option("--heal", help="the job also applies the safe fixes (with flap protection, [heal]) and notifies ([notify])")] = False,
+    as_root: Annotated[bool, typer.Option("--as-root", help="run as root: by default root schedules another user's workspace as that user (User=)")] = False,
 ) -> None:
     """Print a crontab line and a systemd service + timer that audit these workspaces on a schedule."""
     from .output import write_stdout
     from .schedule import ScheduleError, render_schedule
 
     try:
-        text = render_schedule(paths or [Path(".")], every=every, keep=keep, reports=output, textfile_dir=textfile_dir, heal=heal)
+        text = render_schedule(paths or [Path(".")], every=every, keep=keep, reports=output, textfile_dir=textfile_dir,
+                               heal=heal, as_root=as_root)
     except ScheduleError as exc:
         err(f"healthkit: {exc}")
         raise typer.Exit(EXIT_USAGE)
     write_stdout(text)
+
+
+EXIT_NOPERM = 77  # sysexits' EX_NOPERM: not a health verdict
+
+
+@app.command("trust")
+def trust_cmd(path: Annotated[Path, typer.Argument(help="workspace folder to trust")]) -> None:
+    """Trust a workspace owned by another user: its plugins and settings commands may run (root only; docs/security.md).
+
+    Adds it to /etc/healthkit/trusted.toml (HEALTHKIT_TRUST_FILE names another list). Exit 77 when not root.
+    """
+    from .trust import report_trust
+
+    code, text = report_trust(path)
+    (write_out if code == 0 else err)(text)
+    raise typer.Exit(code)
+
+
+def write_out(text: str) -> None:
+    from .output import write_stdout
+
+    write_stdout(text.rstrip("\n") + "\n")
 
 
 @app.command()
@@ -397,7 +421,7 @@ def daemon_resume(path: PathArg = Path(".")) -> None:
 @daemon_app.command("systemd-unit")
 def daemon_systemd_unit(
     path: PathArg = Path("."),
-    user: Annotated[Optional[str], typer.Option("--user", help="User= of the service")] = None,
+    user: Annotated[Optional[str], typer.Option("--user", help="User= of the service (default, as root: the workspace's owner when that is another user)")] = None,
 ) -> None:
     """Print a systemd unit (Restart=on-failure) for those who prefer the system's supervisor."""
     from healthkit.trainer.commands import systemd_unit

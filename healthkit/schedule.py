@@ -141,6 +141,23 @@ def _unit_arg(arg: str) -> str:
     return arg
 
 
+def job_user(base: Path, as_root: bool = False) -> tuple[str, str | None]:
+    """(who runs the job, why it is not the caller): root scheduling another user's workspace gives it to that user.
+
+    Root starts nothing as root for a user (docs/security.md): the job runs as the workspace's
+    owner, as systemd's User= and that user's crontab do, unless ``as_root`` asks for root on purpose.
+    """
+    from .trust import user_name
+
+    me = getpass.getuser()
+    owner = base.stat().st_uid
+    if os.geteuid() != 0 or owner == 0:
+        return me, None
+    if as_root:
+        return me, f"runs as root on purpose (--as-root), although {user_name(owner)} owns the workspace"
+    return user_name(owner), f"runs as {user_name(owner)}, the workspace's owner (root starts nothing as root for a user)"
+
+
 def _bases(path: Path | str | Sequence[Path | str]) -> list[Path]:
     """The workspace folders, absolute, each once; a missing one is refused here, not at 3 a.m."""
     from .fleet import unique_paths
@@ -154,11 +171,25 @@ def _bases(path: Path | str | Sequence[Path | str]) -> list[Path]:
     return bases
 
 
+def _fleet_user(bases: list[Path], as_root: bool) -> tuple[str, str | None]:
+    """One job runs as one user: the workspaces' common owner (job_user); root refuses to guess between owners."""
+    users = {job_user(base, as_root) for base in bases}
+    if len(users) > 1:
+        from .trust import user_name
+
+        owners = sorted({user_name(base.stat().st_uid) for base in bases})
+        raise ScheduleError(f"these workspaces belong to different users ({', '.join(owners)}): one job runs as one "
+                            "user, so schedule each owner's workspaces on their own (or --as-root, on purpose)")
+    return users.pop()
+
+
 def build(path: Path | str | Sequence[Path | str], every: str = "15m", keep: int = 50, reports: Path | None = None,
-          textfile_dir: Path | None = None, command: list[str] | None = None, heal: bool = False) -> Schedule:
+          textfile_dir: Path | None = None, command: list[str] | None = None, heal: bool = False,
+          as_root: bool = False) -> Schedule:
     """One job for one workspace, or for several (one process audits them all: one report each, one textfile)."""
     bases = _bases(path)
     base, fleet = bases[0], len(bases) > 1
+    user, why_user = _fleet_user(bases, as_root)
     minutes = parse_every(every)
     if fleet and reports is None:
         raise ScheduleError("several workspaces share one reports folder: give --output DIR "
@@ -190,10 +221,11 @@ def build(path: Path | str | Sequence[Path | str], every: str = "15m", keep: int
         f"# healthkit: {'heal and audit' if heal else 'audit'} {what} every {every}; results in "
         f"{reports}/{'index.html' if fleet else 'latest.md'}" + (f" and {prom}" if prom else "") + "\n"
         + "".join(line + "\n" for line in about)
-        + "# install: crontab -e, paste the next line (cron gives no locale; healthkit writes UTF-8 anyway)\n"
+        + (f"# {why_user}\n" if why_user else "")
+        + f"# install: crontab {f'-u {user} ' if why_user and user != getpass.getuser() else ''}-e, paste the next line "
+        "(cron gives no locale; healthkit writes UTF-8 anyway)\n"
         + f"{cron_fields(minutes)} {shell.replace('%', chr(92) + '%')} >/dev/null 2>&1\n"
     )
-    user = getpass.getuser()
     service = "\n".join([
         f"# /etc/systemd/system/{name}.service  (or ~/.config/systemd/user/ without User=, and systemctl --user)",
         "[Unit]",
@@ -202,6 +234,7 @@ def build(path: Path | str | Sequence[Path | str], every: str = "15m", keep: int
         "",
         "[Service]",
         "Type=oneshot",
+        *([f"# {why_user}"] if why_user else []),
         *([f"User={user}"] if user != "root" else []),
         *([] if fleet else [f"WorkingDirectory={str(base).replace('%', '%%')}"]),
         "Environment=LC_ALL=C.UTF-8 PYTHONIOENCODING=utf-8",

@@ -264,7 +264,8 @@ def _require_known_only(ws: Workspace, only: tuple[str, ...]) -> None:
     from ..registry import default_registry
     from ..selectors import fix_names, require_known
 
-    require_known("--only", only, fix_names(default_registry(ws.settings.checks.plugins, ws.base), load_fixes()))
+    plugins = ws.settings.checks.plugins if ws.trust.trusted else ()
+    require_known("--only", only, fix_names(default_registry(plugins, ws.base), load_fixes()))
 
 
 def run_fix(path: str | Path, opts: FixOptions, out: TextIO | None = None) -> FixRun:
@@ -276,7 +277,7 @@ def run_fix(path: str | Path, opts: FixOptions, out: TextIO | None = None) -> Fi
     ws = Workspace.open(path)
     _require_known_only(ws, opts.only)
     run_id = f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{os.getpid()}"
-    journal = Journal(_journal_path(ws), dry_run=opts.dry_run)
+    journal = Journal(_journal_path(ws), dry_run=opts.dry_run, base=ws.base)
     lock = FixLock(ws.base, opts.wait_s)
     if not opts.dry_run:
         try:
