@@ -106,8 +106,35 @@ def python_for(user: User, where: Path) -> str:
     Path(site, "_healthkit_checkout.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
     py = str(venv / "bin" / "python")
     why2 = runs_healthkit(py, user)
+    if why2 is not None and _ci():  # CI's clone may lie in a folder she cannot enter (under /root, 0700)
+        _let_traverse([Path(ours), REPO])
+        why2 = runs_healthkit(py, user)
     require(why2 is None, f"{why}; and the venv made from {system} does not work either: {why2}")
     return py
+
+
+def _let_traverse(paths: list[Path]) -> None:
+    """Under CI only: add o+x (enter, not list) to the folders above ``paths`` that lack it, restored at exit.
+
+    The checkout and its virtualenv are where CI cloned them; a 0700 parent (/root) would keep hk_eve
+    from importing the very code under test. Search permission alone reveals no names.
+    """
+    import atexit
+    import stat
+
+    changed: list[tuple[Path, int]] = []
+    for path in paths:
+        for folder in [path, *path.parents]:
+            mode = folder.stat().st_mode
+            if not mode & stat.S_IXOTH and (folder, mode) not in changed:
+                changed.append((folder, mode))
+                folder.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+
+    def restore() -> None:
+        for folder, mode in changed:
+            folder.chmod(stat.S_IMODE(mode))
+
+    atexit.register(restore)
 
 
 def chown_tree(path: Path, user: User) -> None:
