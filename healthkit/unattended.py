@@ -127,6 +127,7 @@ def heal_many(paths: list[Path] | tuple[Path, ...], reports: Path, keep: int | N
         folder = history_folder(reports, path)
         stream.write(f"== {path}\n")
         try:
+            folder.mkdir(parents=True, exist_ok=True)  # a folder, even when the name looks like a file (`run.v2-<hash>`)
             run = heal_and_report(path, reports=folder, keep=keep, interval_s=interval_s, out=stream, lock_wait_s=lock_wait_s)
         except WorkspaceError as exc:
             reason = str(exc)

@@ -43,7 +43,7 @@ def fleet_rows(reports: Path) -> dict[str, str]:
 
 
 def test_one_process_heals_each_workspace_and_writes_one_fleet_page_and_one_textfile(tmp_path, dead_pid):
-    ok, dead = make_ws(tmp_path / "a" / "ws"), make_ws(tmp_path / "b" / "ws", dead_pid)
+    ok, dead = make_ws(tmp_path / "a" / "run.v2"), make_ws(tmp_path / "b" / "ws", dead_pid)  # run.v2: not a file name
     gone = make_ws(tmp_path / "c" / "ws")
     shutil.rmtree(gone)  # removed before the job ran
     reports, prom = tmp_path / "reports", tmp_path / "textfiles" / "healthkit-fleet.prom"
@@ -130,3 +130,25 @@ def test_the_printed_heal_job_for_several_workspaces_runs_as_printed(tmp_path, d
     assert set(fleet_rows(reports)) == {folder_name(ok), folder_name(dead)}
     text = (textdir / "healthkit-fleet.prom").read_text(encoding="utf-8")
     assert by_workspace(text, "healthkit_status") == {str(ok): 0, str(dead): 0}
+
+
+def test_a_workspace_whose_fix_lock_stays_held_is_unknown_and_the_next_is_still_healed(tmp_path, dead_pid):
+    from io import StringIO
+
+    from healthkit.unattended import heal_many
+
+    busy, dead = make_ws(tmp_path / "busy", dead_pid), make_ws(tmp_path / "dead", dead_pid)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from pathlib import Path; from healthkit.fix.lock import FixLock; "
+                               f"FixLock(Path({str(busy)!r})).acquire(); print('held', flush=True); sys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        done = heal_many([busy, dead], tmp_path / "r", textfile=tmp_path / "t.prom", out=StringIO(), lock_wait_s=0.2)
+    finally:
+        holder.communicate("")
+    assert f"PID {holder.pid}" in done.errors[busy] and done.errors[busy].startswith("not healed: ")
+    assert (busy / ".daemon.pid").exists() and not (dead / ".daemon.pid").exists()
+    assert list(done.runs) == [dead] and done.exit_code == 3
+    text = (tmp_path / "t.prom").read_text(encoding="utf-8")
+    assert by_workspace(text, "healthkit_status") == {str(busy): 3, str(dead): 0}
+    assert set(fleet_rows(tmp_path / "r")) == {folder_name(busy), folder_name(dead)}
