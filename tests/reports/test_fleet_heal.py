@@ -152,3 +152,27 @@ def test_a_workspace_whose_fix_lock_stays_held_is_unknown_and_the_next_is_still_
     text = (tmp_path / "t.prom").read_text(encoding="utf-8")
     assert by_workspace(text, "healthkit_status") == {str(busy): 3, str(dead): 0}
     assert set(fleet_rows(tmp_path / "r")) == {folder_name(busy), folder_name(dead)}
+
+
+def test_each_workspace_tells_its_own_channel_from_its_own_state(tmp_path, dead_pid):
+    from tests.receivers import JsonReceiver
+
+    rx = JsonReceiver()
+    ok, dead = make_ws(tmp_path / "ok"), make_ws(tmp_path / "dead", dead_pid)
+    for ws in (ok, dead):  # each workspace its own [notify] URL (a path naming it)
+        with (ws / "healthkit.toml").open("a") as f:
+            f.write(f'[notify]\nurls = ["json://127.0.0.1:{rx.port}/hook/{ws.name}"]\n')
+    env = {k: v for k, v in os.environ.items() if k != "HEALTHKIT_NOTIFY_URLS"}
+    cmd = [*HK, "fix", str(ok), str(dead), "--safe", "--scheduled", "--output", f"{tmp_path / 'r'}/"]
+    try:
+        first = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+        (ok / ".daemon.pid").write_text(f"{dead_pid}\n")  # now the other one breaks
+        second = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    finally:
+        rx.close()
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert rx.paths == ["/hook/dead", "/hook/ok"]  # one message per heal, each to its workspace's channel, nothing else
+    assert [f"Workspace: {w}" in m["message"] and "daemon.dead" in m["message"] and "healed" in m["title"]
+            for m, w in zip(rx.got, (dead, ok))] == [True, True]
+    assert f"{dead}: notify json://127.0.0.1:{rx.port}/…: sent" in first.stderr  # named per workspace, no token
+    assert f"{ok}: notify" not in first.stderr
