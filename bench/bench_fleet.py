@@ -11,6 +11,10 @@ machine (it is shared and noisy: ratios, not seconds):
   `sh -c` as cron would (N = 1 is today's single-workspace job: history, then textfile; N > 1 is one
   `healthkit audit WS1 .. WSN --output DIR/ --textfile FILE` process);
 - ``16 jobs``: sixteen single-workspace jobs, what the fleet cost before one job could hold them;
+- ``heal 16``: the healing job `healthkit schedule WS1 .. WS16 --heal --output DIR` prints (one
+  `healthkit fix WS1 .. WS16 --safe --scheduled` process: each workspace's fix under its lock, its
+  flap and notification state, its history, then the fleet page and one textfile), on healthy
+  workspaces (nothing to apply: one audit each);
 - ``job 16 new``: the job over 16 workspaces into an empty reports folder, so every loss chart is
   drawn (matplotlib); the other runs find last run's charts and reuse them, as cron does between
   two checkpoints.
@@ -57,9 +61,10 @@ def build(base: Path, step: int) -> Path:
     return base
 
 
-def scheduled_command(paths: list[Path], root: Path, tag: str) -> str:
+def scheduled_command(paths: list[Path], root: Path, tag: str, heal: bool = False) -> str:
     """The shell command of the crontab line `healthkit schedule` prints for these workspaces."""
     extra = ["--output", str(root / f"reports-{tag}")] if len(paths) > 1 else []
+    extra += ["--heal"] if heal else []
     out = subprocess.run([*HEALTHKIT, "schedule", *map(str, paths), "--every", "15m", "--textfile-dir", str(root / f"tf-{tag}"),
                           *extra], capture_output=True, text=True, check=True).stdout
     line = next(ln for ln in out.splitlines() if ln.startswith("*/15 * * * * "))
@@ -86,6 +91,8 @@ def main() -> None:
         for n in (1, 4, 16):
             (root / f"tf-{n}").mkdir()
             runs[f"job {n}"] = ["sh", "-c", scheduled_command(ws[:n], root, str(n))]
+        (root / "tf-heal16").mkdir()
+        runs["heal 16"] = ["sh", "-c", scheduled_command(ws, root, "heal16", heal=True)]
         singles = []
         for i, w in enumerate(ws):
             (root / f"tf-s{i}").mkdir()
@@ -109,6 +116,8 @@ def main() -> None:
         med = {k: statistics.median(v) for k, v in times.items()}
         share = statistics.median(a / b for a, b in zip(times["job 16"], times["16 jobs"]))
         extra = (med["job 16"] - med["job 4"]) / 12
+        print(f"heal 16 / job 16: {statistics.median(a / b for a, b in zip(times['heal 16'], times['job 16'])):.2f}; "
+              f"heal 16 / 16 jobs: {statistics.median(a / b for a, b in zip(times['heal 16'], times['16 jobs'])):.2f}")
         print(f"each workspace adds {extra:.3f} s to a job ({extra / med['single']:.2f} x a single audit)")
         verdict = "PASS" if share <= 0.4 else "FAIL"
         print(f"job 16 / 16 jobs: {share:.2f} (target <= 0.4): {verdict}")

@@ -200,7 +200,7 @@ def write_out(text: str) -> None:
 
 @app.command()
 def fix(
-    path: PathArg = Path("."),
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="workspace folder; several only with --scheduled (one job heals them all)", show_default=".", metavar="PATH...")] = None,
     safe: Annotated[bool, typer.Option("--safe", help="apply fixes that cannot lose work")] = False,
     unsafe: Annotated[bool, typer.Option("--unsafe", help="also apply fixes that may lose work or change training")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plans and change nothing")] = False,
@@ -227,13 +227,19 @@ def fix(
     if safe == unsafe:
         err("healthkit fix: choose exactly one of --safe or --unsafe")
         raise typer.Exit(EXIT_USAGE)
+    paths = paths or [Path(".")]
     if scheduled:
-        _fix_scheduled(path, unsafe=unsafe, dry_run=dry_run, only=only, output=output, keep_reports=keep_reports,
+        _fix_scheduled(paths, unsafe=unsafe, dry_run=dry_run, only=only, output=output, keep_reports=keep_reports,
                        textfile=textfile, every=every, wait=wait)
         return
     if output is not None or keep_reports is not None or textfile is not None or every is not None:
         err("healthkit fix: --output, --keep-reports, --textfile and --every go with --scheduled")
         raise typer.Exit(EXIT_USAGE)
+    if len(paths) > 1:
+        err(f"healthkit fix: one workspace at a time ({len(paths)} given); several go only with --scheduled "
+            "(the job `healthkit schedule WS1 WS2 --heal --output DIR/` prints)")
+        raise typer.Exit(EXIT_USAGE)
+    path = paths[0]
 
     def confirm(plans: list) -> bool:
         if yes:
@@ -265,7 +271,7 @@ def fix(
     raise typer.Exit(result.exit_code)
 
 
-def _fix_scheduled(path: Path, unsafe: bool, dry_run: bool, only: Optional[list[str]], output: Optional[Path],
+def _fix_scheduled(paths: list[Path], unsafe: bool, dry_run: bool, only: Optional[list[str]], output: Optional[Path],
                    keep_reports: Optional[int], textfile: Optional[Path], every: Optional[str], wait: float) -> None:
     """`fix --safe --scheduled`: heal, notify and write the report from the audit the fix ends with (healthkit.unattended)."""
     from .fix import FixError
@@ -276,6 +282,10 @@ def _fix_scheduled(path: Path, unsafe: bool, dry_run: bool, only: Optional[list[
 
     if unsafe or dry_run or only:
         err("healthkit fix: --scheduled heals with --safe only (no --unsafe, --dry-run or --only)")
+        raise typer.Exit(EXIT_USAGE)
+    if len(paths) > 1 and output is None:
+        err("healthkit fix: several workspaces need --output DIR/ (each history in DIR/<name>-<hash>/, the fleet page "
+            "DIR/index.html)")
         raise typer.Exit(EXIT_USAGE)
     try:
         interval_s = parse_every(every) * 60.0 if every else None
@@ -288,6 +298,9 @@ def _fix_scheduled(path: Path, unsafe: bool, dry_run: bool, only: Optional[list[
             write_stdout(text)
             return len(text)
 
+    if len(paths) > 1:
+        _heal_many(paths, output, keep_reports, textfile, interval_s, Utf8Out(), max(wait, 60.0))  # type: ignore[arg-type]
+    path = paths[0]
     try:
         done = heal_and_report(path, reports=output, keep=keep_reports, textfile=textfile, interval_s=interval_s,
                                out=Utf8Out(), lock_wait_s=max(wait, 60.0))  # type: ignore[arg-type]
@@ -299,11 +312,38 @@ def _fix_scheduled(path: Path, unsafe: bool, dry_run: bool, only: Optional[list[
         raise typer.Exit(3)
     for p in done.written:
         err(f"wrote {p}")
+    _report_run(done)
+    err(done.report.summary_line())
+    raise typer.Exit(done.exit_code)
+
+
+def _report_run(done, prefix: str = "") -> None:  # done: healthkit.unattended.ScheduledRun
+    """What one scheduled heal sent and did, on stderr."""
     if done.sent is not None:
         for c in done.sent.channels:
-            err(f"notify {c['channel']}: {'sent' if c['ok'] else 'FAILED: ' + str(c['error'])}")
-    err(done.fix.summary_line())
-    err(done.report.summary_line())
+            err(f"{prefix}notify {c['channel']}: {'sent' if c['ok'] else 'FAILED: ' + str(c['error'])}")
+    err(prefix + done.fix.summary_line())
+
+
+def _heal_many(paths: list[Path], output: Path, keep: Optional[int], textfile: Optional[Path], interval_s: Optional[float],
+               out, lock_wait_s: float) -> None:
+    """`fix WS1 WS2 --safe --scheduled --output DIR/`: each healed as alone, one fleet page, one textfile; worst verdict."""
+    from .unattended import heal_many
+
+    try:
+        done = heal_many(paths, output, keep=keep, textfile=textfile, interval_s=interval_s, out=out, lock_wait_s=lock_wait_s)
+    except OSError as exc:
+        err(f"healthkit: cannot write the fleet page or textfile: {exc.strerror or exc} ({getattr(exc, 'filename', None) or output})")
+        raise typer.Exit(3)
+    for p in done.written:
+        err(f"wrote {p}")
+    for a in done.audited:
+        if a.path in done.runs:
+            _report_run(done.runs[a.path], prefix=f"{a.path}: ")
+        else:
+            err(f"{a.path}: {done.errors[a.path]}")
+    for a in done.audited:
+        err(f"{a.path}: {a.report.summary_line()}")
     raise typer.Exit(done.exit_code)
 
 

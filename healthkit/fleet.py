@@ -109,16 +109,33 @@ def worst_exit(audited: list[Audited], fail_level: FailLevel | str = FailLevel.W
     return worst_status(failing).exit_code if failing else 0
 
 
-def write_folder(audited: list[Audited], folder: Path, fmt: str, ascii: bool = False, keep: int | None = None,
-                 **options: Any) -> list[Path]:
-    """Each workspace's history in `folder/<slug>/`, then the fleet page `folder/index.html`."""
-    from .fleetpage import write_fleet_page
+def history_folder(folder: Path, path: Path | str) -> Path:
+    """Where one workspace's history lives in a fleet folder: `folder/<folder_name(path)>/` (audit and heal alike)."""
+    return folder / folder_name(path)
+
+
+def write_histories(audited: list[Audited], folder: Path, fmt: str, ascii: bool = False, keep: int | None = None,
+                    **options: Any) -> list[Path]:
+    """Each workspace's history in its `history_folder`."""
     from .history import write_history
 
     written: list[Path] = []
     for a in audited:
-        written += write_history(a.report, folder / a.slug, fmt, ascii=ascii, keep=keep, **options)
-    written.append(write_fleet_page(folder))
+        written += write_history(a.report, history_folder(folder, a.path), fmt, ascii=ascii, keep=keep, **options)
+    return written
+
+
+def write_fleet(audited: list[Audited], folder: Path | None, textfile: Path | None) -> list[Path]:
+    """What a run over several workspaces writes once for all, after their histories: the fleet page
+    `folder/index.html` (when a folder) and the one textfile (when asked). The audit and the healing job
+    (healthkit.unattended.heal_many) both end here."""
+    from .fleetpage import write_fleet_page
+
+    written: list[Path] = []
+    if folder is not None:
+        written.append(write_fleet_page(folder))
+    if textfile is not None:
+        written.append(write_textfile(audited, textfile))
     return written
 
 
@@ -173,13 +190,12 @@ def write_outputs(audited: list[Audited], fmt: str, output: Path | None, textfil
     """
     from .output import is_dir_target
 
-    text, written = None, []
+    text, written, folder = None, [], None
     if output is None:
         text = stdout_text(audited, fmt, ascii=ascii, **options)
     elif not is_dir_target(output):  # a file: only prom gets here
         written.append(write_textfile(audited, output))
     else:
-        written += write_folder(audited, output, fmt, ascii=ascii, keep=keep, **options)
-    if textfile is not None:
-        written.append(write_textfile(audited, textfile))
-    return text, written
+        written += write_histories(audited, output, fmt, ascii=ascii, keep=keep, **options)
+        folder = output
+    return text, written + write_fleet(audited, folder, textfile)

@@ -1,7 +1,8 @@
 """One scheduled healing run of one workspace: heal what is safe, tell a person, write the report. One audit.
 
-`heal_and_report` is what `healthkit fix PATH --safe --scheduled` runs (and what a job over
-several workspaces calls once per workspace). Its order:
+`heal_and_report` is what `healthkit fix PATH --safe --scheduled` runs; `heal_many` is what
+`healthkit fix WS1 WS2 ... --safe --scheduled --output DIR/` runs: `heal_and_report` once per
+workspace into the fleet layout (healthkit.fleet), then the fleet page and one textfile. Its order:
 
 1. the fix engine under the fix lock, with the flap protection of healthkit.heal: it audits,
    applies the safe fixes that are not backing off or given up, and audits again only when
@@ -86,3 +87,67 @@ def heal_and_report(path: str | Path, reports: Path | None = None, keep: int | N
     if textfile is not None:
         written += write_report(report, "prom", textfile.expanduser().absolute())
     return ScheduledRun(run, report, written, sent, policy.held, [r["identity"] for r in policy.gave_up])
+
+
+@dataclass
+class FleetHeal:
+    """A healing run over several workspaces: every workspace's report, the runs that healed, the ones that could not."""
+
+    audited: list  # list[healthkit.fleet.Audited], in the order given
+    runs: dict[Path, ScheduledRun] = field(default_factory=dict)
+    errors: dict[Path, str] = field(default_factory=dict)
+    written: list[Path] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        from .fleet import worst_exit
+
+        return worst_exit(self.audited)
+
+
+def heal_many(paths: list[Path] | tuple[Path, ...], reports: Path, keep: int | None = None, textfile: Path | None = None,
+              interval_s: float | None = None, out: TextIO | None = None, lock_wait_s: float = 60.0) -> FleetHeal:
+    """Heal and report every workspace in this one process, each as `heal_and_report` would alone.
+
+    Flap protection and notification state stay per workspace (they live in each workspace and in its
+    history folder `reports/<folder_name>/`, the layout of the fleet audit). A workspace that cannot be
+    opened, whose fix lock stays held, or whose heal or report fails, gets the fleet audit's UNKNOWN
+    report saying why, and the others go on. Then the fleet page and ONE textfile from the audits the
+    fixes ended with. Raises OSError only when the fleet page or the textfile cannot be written.
+    """
+    from .fix import FixError
+    from .fleet import Audited, history_folder, unique_paths, unreadable_report, write_fleet
+    from .history import write_history
+    from .workspace import WorkspaceError
+
+    stream = out or sys.stdout
+    reports = reports.expanduser().absolute()
+    done = FleetHeal(audited=[])
+    for path in unique_paths(paths):
+        folder = history_folder(reports, path)
+        stream.write(f"== {path}\n")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)  # a folder, even when the name looks like a file (`run.v2-<hash>`)
+            run = heal_and_report(path, reports=folder, keep=keep, interval_s=interval_s, out=stream, lock_wait_s=lock_wait_s)
+        except WorkspaceError as exc:
+            reason = str(exc)
+        except FixError as exc:
+            reason = f"not healed: {exc}"
+        except OSError as exc:
+            reason = f"not healed or not reported: {exc.strerror or exc} ({getattr(exc, 'filename', None) or folder})"
+        except Exception as exc:  # noqa: BLE001 - one workspace's failure must not cost the others their heal
+            reason = f"not healed: {type(exc).__name__}: {exc}"
+        else:
+            done.runs[path] = run
+            done.written += run.written
+            done.audited.append(Audited(path, run.report))
+            continue
+        report = unreadable_report(path, reason)
+        done.errors[path] = reason
+        done.audited.append(Audited(path, report))
+        try:
+            done.written += write_history(report, folder, "md", keep=keep)
+        except OSError as exc:
+            done.errors[path] = f"{reason}; its report not written either: {exc.strerror or exc}"
+    done.written += write_fleet(done.audited, reports, textfile)
+    return done
