@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from .models import FailLevel
-from .render import Format
+from .render import Format, render
 
 EXIT_USAGE = 64
 HELP = {"help_option_names": ["-h", "--help"]}
@@ -91,7 +91,7 @@ def audit(
         err(f"healthkit: {exc}")
         raise typer.Exit(3)
     if output is None:
-        write_stdout(report.render(fmt, ascii=ascii, fail_level=fail_level))
+        write_stdout(render(report, fmt, ascii=ascii, fail_level=fail_level))
     else:
         try:
             written = write_report(report, fmt, output, ascii=ascii, keep=keep, fail_level=fail_level)

@@ -238,12 +238,13 @@ def write_example_reports(report: "Report", folder: Path) -> list[Path]:
     """`example-machine.md/.json/.html` in ``folder``: what the repository's reports/ holds for readers."""
     from .fsutil import atomic_write
     from .output import utf8
+    from .render import render
 
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for fmt in EXAMPLE_FORMATS:
         path = folder / f"{EXAMPLE_NAME}.{fmt}"
-        atomic_write(path, utf8(report.render(fmt)))
+        atomic_write(path, utf8(render(report, fmt)))
         written.append(path)
     return written
 
@@ -252,13 +253,14 @@ def run_demo(keep: bool = False, fmt: str = "md", ascii: bool = False, reports: 
     """Build, audit, print (and write the example reports into ``reports``); end the orphan and remove the folder unless ``keep``."""
     from .api import audit
     from .output import write_stdout
+    from .render import render
 
     tmp = Path(tempfile.mkdtemp(prefix="healthkit-demo-"))
     ex = build_example(tmp / "training")
     old = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         report = audit(ex.base)
-        write_stdout(report.render(fmt, ascii=ascii))
+        write_stdout(render(report, fmt, ascii=ascii))
         if reports is not None:
             for path in write_example_reports(report, reports):
                 sys.stderr.write(f"wrote {path}\n")
