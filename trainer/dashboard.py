@@ -33,26 +33,21 @@ class LiveHistory:
         self.file: str | None = None
         self.train: deque[tuple[float, float]] = deque(maxlen=maxlen)
         self.eval: deque[tuple[float, float]] = deque(maxlen=maxlen)
-        self._last_val: float | None = None
         self.updated: float | None = None
 
     def observe(self, status: dict[str, Any]) -> None:
-        step, loss, val = status.get("step"), status.get("loss"), status.get("val_loss")
+        """Add the status file's loss and validation loss, each at the step where it was measured
+        (`loss_step`, `val_loss_step`), once per measurement: never the latest value again at the current step."""
         with self._lock:
             if status.get("current_file") != self.file:
                 self.file = status.get("current_file")
                 self.train.clear()
                 self.eval.clear()
-                self._last_val = None
-            if not _num(step):
-                return
-            if _num(loss) and (not self.train or step > self.train[-1][0]):
-                self.train.append((float(step), float(loss)))
-                self.updated = time.time()
-            if _num(val) and val != self._last_val:
-                self._last_val = float(val)
-                self.eval.append((float(step), float(val)))
-                self.updated = time.time()
+            for points, key in ((self.train, "loss"), (self.eval, "val_loss")):
+                step, value = status.get(f"{key}_step"), status.get(key)
+                if _num(step) and _num(value) and (not points or step > points[-1][0]):
+                    points.append((float(step), float(value)))
+                    self.updated = time.time()
 
     def to_dict(self) -> dict[str, Any]:
         with self._lock:

@@ -27,18 +27,6 @@ def _get(port: int, path: str) -> tuple[int, str, str]:
         return exc.code, exc.headers.get("Content-Type", ""), exc.read().decode()
 
 
-def test_live_history_follows_the_status_file() -> None:
-    h = LiveHistory(maxlen=3)
-    for step, loss, val in [(1, 2.0, None), (1, 2.0, None), (2, 1.5, 1.9), (3, 1.2, 1.9), (4, 1.0, 1.7), (5, float("nan"), None)]:
-        h.observe({"current_file": "a.jsonl", "step": step, "loss": loss, "val_loss": val})
-    d = h.to_dict()
-    assert d["file"] == "a.jsonl" and d["train"] == [[2, 1.5], [3, 1.2], [4, 1.0]]  # bounded, no repeats, finite only
-    assert d["eval"] == [[2, 1.9], [4, 1.7]]  # a new point when the validation loss changes
-    h.observe({"current_file": "b.jsonl", "step": 1, "loss": 3.0})
-    assert h.to_dict()["train"] == [[1, 3.0]] and h.to_dict()["eval"] == []  # a new file starts a new chart
-    json.dumps(h.to_dict())  # strict JSON
-
-
 def test_latest_findings_summarises_or_says_why_not(tmp_path: Path) -> None:
     assert latest_findings(tmp_path) == {"available": False, "reason": "no audit report yet"}
     (tmp_path / "latest.json").write_text("{not json")
@@ -104,5 +92,43 @@ def test_live_dashboard_of_a_real_daemon_in_chromium(make_ws, monkeypatch: pytes
         chromium.assert_not_blank(shot)
         chromium.keep(shot, "dashboard.png")
         assert step2 > step1
+    finally:
+        hk("daemon", "stop", str(lay.base))
+
+
+def _eval_points(text: str) -> list[tuple[float, float]]:
+    """The validation points an HTML report's SVG chart draws (pixel positions), from its polyline."""
+    m = re.search(r'<polyline class="series" data-label="validation loss"[^>]* points="([^"]+)"', text)
+    return [tuple(map(float, p.split(","))) for p in m.group(1).split()] if m else []
+
+
+@pytest.mark.slow
+def test_a_real_daemon_charts_each_evaluation_once_at_its_step(make_ws, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The live page's /history and the HTML report's chart hold as many validation points as the checkpoint's
+    log_history has eval_loss entries, at those steps (issue 24 item 3): never the latest value at the current step."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HEALTHKIT_TRAINER_STEP_SLEEP_S", "0.25")  # evaluations seconds apart: /history sees each
+    lay = make_ws(max_steps=100, monitor_port=port, eval_steps=10, save_steps=20, save_total_limit=5, logging_steps=2)
+    queue_file(lay, "charted.jsonl", n=200, seed=5)
+    start_daemon(lay.base)
+    try:
+        ck = lay.base / "current_model" / "checkpoint-40" / "trainer_state.json"
+        wait_for(lambda: ck.is_file() and (read_json(lay.status).get("step") or 0) >= 45, 300, 0.2,
+                 "checkpoint-40 and step 45\n" + all_logs(lay))
+        evals = [(float(e["step"]), float(e["eval_loss"])) for e in read_json(ck)["log_history"] if "eval_loss" in e]
+        assert [e[0] for e in evals] == [10.0, 20.0, 30.0, 40.0]
+        hist = json.loads(_get(port, "/history")[2])
+        live = [tuple(p) for p in hist["eval"] if p[0] <= 40]
+        assert live == evals, (hist, evals)
+        assert all(p[0] % 10 == 0 for p in hist["eval"]), hist  # every point at an evaluation's step
+        page = hk("audit", str(lay.base), "--format", "html", "--select", "validation,training,checkpoints").stdout
+        m = re.search(r"(\d+) validation evaluations \(latest [0-9.]+ at step (\d+)", page)
+        assert m, page[-3000:]
+        count, latest = int(m.group(1)), int(m.group(2))
+        # evaluations ran at 10, 20, ... latest: the newest checkpoint's, plus the status file's newer one at its own step
+        assert latest % 10 == 0 and latest >= 40 and count == latest // 10, (count, latest)
+        assert len(_eval_points(page)) == count
     finally:
         hk("daemon", "stop", str(lay.base))
