@@ -651,10 +651,35 @@ def _exited(proc: psutil.Process | None) -> bool:
 
 
 def status(base: Path) -> dict[str, Any]:
+    """What `healthkit daemon status` says, from the files and the live processes: the state file's child is checked
+    (same PID, start time, our training argv and workspace), and each failed file comes with its reason."""
     lay = Layout.of(base)
     pid = running_daemon(lay)
-    return {"running": bool(pid), "pid": pid, "state": read_state(lay.daemon_state), "training": read_json(lay.status),
-            "queue": q.listing(lay), "control": {k: (lay.control / k).exists() for k in ("pause", "resume", "stop")}}
+    st = read_state(lay.daemon_state)
+    listing = q.listing(lay)
+    return {"running": bool(pid), "pid": pid, "state": st, "training": read_json(lay.status),
+            "queue": listing, "control": {k: (lay.control / k).exists() for k in ("pause", "resume", "stop")},
+            "child_alive": _child_alive(lay, st), "failed": _failed_reasons(lay, listing["failed"])}
+
+
+def _child_alive(lay: Layout, st: dict[str, Any]) -> bool:
+    """Whether the state file's child_pid is still that very training process (not a reused PID, not gone)."""
+    pid = st.get("child_pid")
+    if not isinstance(pid, int) or isinstance(pid, bool):
+        return False
+    live = probe(pid)
+    return (live.alive and live.info is not None and start_time_matches(live.info, st.get("child_started_at"))
+            and is_training(live.info, lay))
+
+
+def _failed_reasons(lay: Layout, names: list[str]) -> list[dict[str, Any]]:
+    """Each failed file's `<name>.error.json` (error, failed_at), newest first."""
+    out = []
+    for name in names:
+        data = read_json(lay.failed / f"{name}.error.json")
+        out.append({"file": name, "error": data.get("error") or "no error file says why",
+                    "failed_at": data.get("failed_at")})
+    return sorted(out, key=lambda f: str(f["failed_at"] or ""), reverse=True)
 
 
 def main(argv: list[str] | None = None) -> int:
