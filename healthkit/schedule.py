@@ -78,13 +78,12 @@ def healthkit_command() -> list[str]:
 
 
 def _reports_folder(base: Path) -> Path:
-    from .settings import SettingsError, load_settings
+    from .settings import SettingsError, reports_folder
 
     try:
-        settings, _ = load_settings(base)
+        return reports_folder(base)
     except SettingsError as exc:
         raise ScheduleError(str(exc)) from None
-    return base / settings.paths.reports
 
 
 def _unit_arg(arg: str) -> str:

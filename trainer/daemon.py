@@ -35,7 +35,7 @@ from . import checkpoints as ck
 from . import control as ctl
 from . import diskspace as ds
 from . import queue as q
-from .dashboard import LiveHistory, latest_findings
+from .dashboard import LiveHistory, workspace_findings
 from .data import DataError, file_format, read_examples
 from .launch import (DAEMON_MODULE, arg_value, child_command, child_env, find_training, is_training, spawn_detached,
                      trainings_not_ours)
@@ -197,7 +197,7 @@ class Daemon:
 
         try:
             self.monitor = Monitor(self.snapshot, port, history=self.live.to_dict,
-                                   findings=lambda: latest_findings(self.layout.base / "reports")).start()
+                                   findings=lambda: workspace_findings(self.layout.base)).start()
         except OSError as exc:
             msg = f"monitor not started: port {port} on 127.0.0.1: {exc.strerror or exc}"
             log.error("%s", msg)

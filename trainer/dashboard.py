@@ -56,16 +56,35 @@ class LiveHistory:
 
 
 def latest_findings(reports: Path) -> dict[str, Any]:
-    """A summary of `reports/latest.json` (verdict and findings), or why there is none."""
+    """A summary of `<reports>/latest.json` (verdict and findings), or why there is none; ``looked_in`` names the file,
+    so a page that finds nothing says where it looked."""
+    latest = reports / "latest.json"
+    where = {"looked_in": str(latest)}
     try:
-        data = read_json(reports / "latest.json")
+        data = read_json(latest)
     except ReadProblem as exc:
-        return {"available": False, "reason": "no audit report yet" if exc.kind == "missing" else exc.message}
+        if exc.kind == "missing":
+            return {"available": False, **where,
+                    "reason": f"no audit report yet in {latest} (where `healthkit schedule` writes, from healthkit.toml's "
+                              "[paths] reports; an `audit --output` to another folder is not read)"}
+        return {"available": False, **where, "reason": exc.message}
     if not isinstance(data, dict) or not isinstance(data.get("findings"), list):
-        return {"available": False, "reason": "reports/latest.json is not a healthkit JSON report"}
+        return {"available": False, **where, "reason": f"{latest} is not a healthkit JSON report"}
     findings = [{"code": f.get("code"), "severity": f.get("severity"), "title": f.get("title")}
                 for f in data["findings"] if isinstance(f, dict)]
-    return {"available": True, "generated_at": data.get("generated_at"), "status": data.get("status"), "findings": findings}
+    return {"available": True, **where, "generated_at": data.get("generated_at"), "status": data.get("status"),
+            "findings": findings}
+
+
+def workspace_findings(base: Path) -> dict[str, Any]:
+    """`latest_findings` of the reports folder the workspace's settings name (read on each call: an edit applies)."""
+    from healthkit.settings import SettingsError, reports_folder
+
+    try:
+        folder = reports_folder(base)
+    except SettingsError as exc:
+        return {"available": False, "looked_in": None, "reason": f"reports folder unknown: {exc}"}
+    return latest_findings(folder)
 
 
 PAGE = """<!DOCTYPE html>
@@ -150,7 +169,8 @@ function show(st, h, rep) {
   const fl = $("findings"); fl.textContent = "";
   if (!rep.available) { txt("audit", rep.reason); }
   else {
-    txt("audit", "Verdict " + String(rep.status).toUpperCase() + " at " + rep.generated_at + ": " + rep.findings.length + " finding(s)");
+    txt("audit", "Verdict " + String(rep.status).toUpperCase() + " at " + rep.generated_at + ": " + rep.findings.length +
+        " finding(s) (" + rep.looked_in + ")");
     rep.findings.forEach(f => li(fl, "[" + f.severity + "] " + f.code + ": " + f.title, String(f.severity)));
   }
   txt("updated", "Updated " + new Date().toLocaleTimeString() + ".");

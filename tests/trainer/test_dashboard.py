@@ -13,7 +13,7 @@ import pytest
 
 from tests import chromium
 from healthkit.trainer.daemon import start_daemon
-from healthkit.trainer.dashboard import LiveHistory, latest_findings
+from healthkit.trainer.dashboard import latest_findings, workspace_findings
 from healthkit.trainer.monitor import Monitor
 
 from .conftest import all_logs, hk, queue_file, read_json, wait_for
@@ -28,12 +28,43 @@ def _get(port: int, path: str) -> tuple[int, str, str]:
 
 
 def test_latest_findings_summarises_or_says_why_not(tmp_path: Path) -> None:
-    assert latest_findings(tmp_path) == {"available": False, "reason": "no audit report yet"}
-    (tmp_path / "latest.json").write_text("{not json")
+    latest = tmp_path / "latest.json"
+    missing = latest_findings(tmp_path)
+    assert missing["available"] is False and missing["looked_in"] == str(latest)
+    assert missing["reason"].startswith(f"no audit report yet in {latest} (where `healthkit schedule` writes")
+    latest.write_text("{not json")
     assert latest_findings(tmp_path)["available"] is False and "not valid JSON" in latest_findings(tmp_path)["reason"]
-    (tmp_path / "latest.json").write_text(json.dumps({"status": "warning", "generated_at": "t", "findings": [
+    latest.write_text(json.dumps({"status": "warning", "generated_at": "t", "findings": [
         {"code": "checkpoints.bloat", "severity": "warning", "title": "<b>12</b>", "evidence": ["long"]}]}))
     assert latest_findings(tmp_path)["findings"] == [{"code": "checkpoints.bloat", "severity": "warning", "title": "<b>12</b>"}]
+
+
+def test_the_live_page_reads_reports_where_the_settings_and_schedule_put_them(tmp_path: Path) -> None:
+    """healthkit.toml's `[paths] reports` is where `healthkit schedule` writes and where the live page reads; when
+    nothing is there the page says where it looked (issue 24 item 4)."""
+    from healthkit.schedule import render_schedule
+
+    ws, elsewhere = tmp_path / "ws", tmp_path / "audits"
+    ws.mkdir()
+    (ws / "healthkit.toml").write_text(f'[paths]\nreports = "{elsewhere}"\n')
+    (ws / "reports").mkdir()
+    (ws / "reports" / "latest.json").write_text(json.dumps({"status": "ok", "findings": []}))  # not the configured place
+    assert f"--output {elsewhere}/" in render_schedule(ws)
+    got = workspace_findings(ws)
+    assert got["available"] is False and got["looked_in"] == str(elsewhere / "latest.json") and str(elsewhere) in got["reason"]
+    elsewhere.mkdir()
+    (elsewhere / "latest.json").write_text(json.dumps({"status": "warning", "generated_at": "t", "findings": [
+        {"code": "disk.low-space", "severity": "warning", "title": "Disk 93% full"}]}))
+    m = Monitor(lambda: {}, 0, findings=lambda: workspace_findings(ws)).start()
+    try:
+        feed = json.loads(_get(m.port, "/findings")[2])
+        assert feed["available"] and feed["findings"][0]["code"] == "disk.low-space"
+        assert feed["looked_in"] == str(elsewhere / "latest.json")
+        assert "rep.looked_in" in _get(m.port, "/")[2]  # the page shows it beside the verdict
+    finally:
+        m.stop()
+    (ws / "healthkit.toml").write_text("[paths\n")
+    assert workspace_findings(ws)["reason"].startswith("reports folder unknown: ")
 
 
 def test_monitor_routes_page_and_feeds_and_keeps_status_metrics(tmp_path: Path) -> None:
