@@ -232,10 +232,15 @@ def _wait_port(port: int, timeout: float = 10.0) -> None:
 
 EXAMPLE_NAME = "example-machine"
 EXAMPLE_FORMATS = ("md", "json", "html")
+# Where the example machine's workspace is shown to live in reports/: the seed system's path, which means something
+# to a reader, instead of the temporary folder the demo builds it in (a new one each run).
+EXAMPLE_PATH = "/srv/training"
+EXAMPLE_PYTHON = "/usr/bin/python3"  # likewise for the interpreter the orphan runs under (this checkout's venv)
 
 
 def write_example_reports(report: "Report", folder: Path) -> list[Path]:
-    """`example-machine.md/.json/.html` in ``folder``: what the repository's reports/ holds for readers."""
+    """`example-machine.md/.json/.html` in ``folder``: what the repository's reports/ holds for readers, with the
+    workspace shown at EXAMPLE_PATH (the demo builds it in a temporary folder)."""
     from .fsutil import atomic_write
     from .output import utf8
     from .render import render
@@ -244,7 +249,8 @@ def write_example_reports(report: "Report", folder: Path) -> list[Path]:
     written = []
     for fmt in EXAMPLE_FORMATS:
         path = folder / f"{EXAMPLE_NAME}.{fmt}"
-        atomic_write(path, utf8(render(report, fmt)))
+        text = render(report, fmt).replace(report.workspace, EXAMPLE_PATH).replace(sys.executable, EXAMPLE_PYTHON)
+        atomic_write(path, utf8(text))
         written.append(path)
     return written
 
