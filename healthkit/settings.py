@@ -55,6 +55,7 @@ class PathSettings:
     control: str = "control"
     status: str = "status/training_status.json"
     daemon_state: str = "status/daemon_state.json"
+    supervisor_state: str = "status/supervisor_state.json"  # our supervisor's PID, restarts, last crash
     logs: str = "logs"
     monitoring_costs: str = "monitoring_costs.json"
     reports: str = "reports"

@@ -272,6 +272,10 @@ class Workspace:
         return load_json_file(self.path(self.settings.paths.daemon_state))
 
     @cached_view
+    def supervisor_state(self) -> JsonFile:
+        return load_json_file(self.path(self.settings.paths.supervisor_state))
+
+    @cached_view
     def monitoring_costs(self) -> JsonFile:
         return load_json_file(self.path(self.settings.paths.monitoring_costs))
 

@@ -517,6 +517,16 @@ def daemon_argv(layout: Layout, extra: list[str] | None = None) -> list[str]:
     return [sys.executable, "-m", DAEMON_MODULE, "--workspace", str(layout.base), *(extra or [])]
 
 
+def supervisor_argv(layout: Layout) -> list[str]:
+    return [sys.executable, "-m", "healthkit.trainer.supervise", "--workspace", str(layout.base)]
+
+
+def ran_supervised(layout: Layout) -> bool:
+    """Whether the last daemon ran under our supervisor (it records `supervised` at its start): a restart by
+    `healthkit fix` keeps it so, instead of silently dropping supervision."""
+    return read_state(layout.daemon_state).get("supervised") is True
+
+
 def refuse_beside_foreign_training(lay: Layout) -> None:
     """Raise DaemonError (exit 73) when a training this daemon would not adopt works in the workspace.
 
@@ -547,7 +557,7 @@ def start_daemon(base: Path, supervise: bool = False, timeout_s: float = 60.0) -
     refuse_beside_foreign_training(lay)
     lay.logs.mkdir(parents=True, exist_ok=True)
     if supervise:
-        argv = [sys.executable, "-m", "healthkit.trainer.supervise", "--workspace", str(lay.base)]
+        argv = supervisor_argv(lay)
         out = lay.logs / "supervisor.out"
     else:
         argv = daemon_argv(lay)
