@@ -143,7 +143,7 @@ def fix(
     from .fix import FixError, FixOptions, Safety, run_fix
     from .output import write_stdout
     from .selectors import SelectorError
-    from .workspace import WorkspaceError
+    from .workspace import WorkspaceError, take_early
 
     if safe == unsafe:
         err("healthkit fix: choose exactly one of --safe or --unsafe")
@@ -166,7 +166,8 @@ def fix(
             return len(text)
 
     try:
-        result = run_fix(path, opts, Utf8Out())  # type: ignore[arg-type]
+        # a dry run audits the workspace the console entry opened (and began reading) before the CLI loaded
+        result = run_fix(take_early(path) if dry_run else path, opts, Utf8Out())  # type: ignore[arg-type]
     except SelectorError as exc:
         err(f"healthkit: {exc}")
         raise typer.Exit(EXIT_USAGE)
