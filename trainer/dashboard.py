@@ -55,13 +55,14 @@ class LiveHistory:
                     "updated": self.updated, "max_points": self.train.maxlen}
 
 
-def latest_findings(reports: Path) -> dict[str, Any]:
-    """A summary of `<reports>/latest.json` (verdict and findings), or why there is none; ``looked_in`` names the file,
-    so a page that finds nothing says where it looked."""
-    latest = reports / "latest.json"
-    where = {"looked_in": str(latest)}
+def latest_findings(reports: Path, shown: str | None = None) -> dict[str, Any]:
+    """A summary of `<reports>/latest.json` (verdict and findings), or why there is none; ``looked_in`` names the file
+    (as ``shown``, e.g. relative to the workspace), so a page that finds nothing says where it looked."""
+    path = reports / "latest.json"
+    latest = shown or str(path)
+    where = {"looked_in": latest}
     try:
-        data = read_json(latest)
+        data = read_json(path)
     except ReadProblem as exc:
         if exc.kind == "missing":
             return {"available": False, **where,
@@ -84,7 +85,9 @@ def workspace_findings(base: Path) -> dict[str, Any]:
         folder = reports_folder(base)
     except SettingsError as exc:
         return {"available": False, "looked_in": None, "reason": f"reports folder unknown: {exc}"}
-    return latest_findings(folder)
+    latest = folder / "latest.json"
+    inside = latest.is_relative_to(base)
+    return latest_findings(folder, str(latest.relative_to(base)) if inside else str(latest))
 
 
 PAGE = """<!DOCTYPE html>

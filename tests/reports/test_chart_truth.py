@@ -71,3 +71,12 @@ def test_the_live_history_adds_each_measurement_once_at_its_step() -> None:
     assert d["eval"] == [[5, 1.9], [10, 1.9]]
     h.observe({"current_file": "b.jsonl", "step": 1, "loss": 3.0, "loss_step": 1})
     assert h.to_dict()["train"] == [[1, 3.0]] and h.to_dict()["eval"] == []
+
+
+def test_the_markdown_chart_note_says_there_is_no_checkpoint(tmp_path) -> None:
+    """`audit --output DIR` after a file completed (its checkpoints cleared): the note says so, not "no loss history"."""
+    from healthkit.chart import write_loss_chart
+
+    chart = write_loss_chart({"training": {"state": "completed", "val_loss": 1.5}, "checkpoints": {"count": 0}},
+                             tmp_path, "20240501T120000Z")
+    assert chart.path is None and chart.note.startswith("No loss chart: there is no checkpoint to read a loss history")

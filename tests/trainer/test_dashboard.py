@@ -63,6 +63,9 @@ def test_the_live_page_reads_reports_where_the_settings_and_schedule_put_them(tm
         assert "rep.looked_in" in _get(m.port, "/")[2]  # the page shows it beside the verdict
     finally:
         m.stop()
+    (ws / "healthkit.toml").unlink()  # the default: the workspace's reports/, said relative to it
+    assert workspace_findings(ws) == {"available": True, "looked_in": "reports/latest.json", "generated_at": None,
+                                      "status": "ok", "findings": []}
     (ws / "healthkit.toml").write_text("[paths\n")
     assert workspace_findings(ws)["reason"].startswith("reports folder unknown: ")
 
