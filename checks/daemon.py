@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Healthy, Severity, check
-from healthkit.ownership import daemon_processes, scheduled_starts, stopped_on_request, training_processes
+from healthkit.ownership import daemon_processes, scheduled_starts, stopped_on_request, supervisor_alive, training_processes
 from healthkit.procs import ProcInfo, ancestors, argv_matches, probe, start_time_matches
 from healthkit.redact import redact_argv, redact_text
 from healthkit.workspace import Workspace
@@ -87,7 +87,6 @@ RESTARTED = CodeDoc(
     fix="None needed; find the cause in logs/daemon.out, logs/daemon.log and logs/supervisor.log around the crash time.",
     fix_safety="No fix: the supervisor already restarted it.",
 )
-SUPERVISOR_MODULE = "healthkit.trainer.supervise"  # what our supervisor's argv names (trainer/supervise.py)
 
 
 @dataclass(frozen=True)
@@ -115,13 +114,7 @@ def _supervision(ws: Workspace) -> _Supervision | None:
         return None
     pid = sv.data.get("pid")
     pid = pid if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 else None
-    alive = False
-    if pid is not None:
-        live = probe(pid)
-        started = sv.data.get("create_time")
-        alive = (live.alive and live.info is not None and argv_matches(live.info.cmdline, [SUPERVISOR_MODULE]) is not None
-                 and start_time_matches(live.info, started if isinstance(started, (int, float)) else None))
-    return _Supervision(sv.data, pid, alive)
+    return _Supervision(sv.data, pid, supervisor_alive(sv.data))
 
 
 def _crash_text(c: dict) -> str:

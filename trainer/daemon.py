@@ -29,6 +29,8 @@ from typing import Any
 
 import psutil
 
+from healthkit.contract import SUPERVISOR_MODULE
+from healthkit.ownership import supervisor_alive
 from healthkit.procs import probe, read_pid_file, start_time_matches
 
 from . import checkpoints as ck
@@ -518,7 +520,7 @@ def daemon_argv(layout: Layout, extra: list[str] | None = None) -> list[str]:
 
 
 def supervisor_argv(layout: Layout) -> list[str]:
-    return [sys.executable, "-m", "healthkit.trainer.supervise", "--workspace", str(layout.base)]
+    return [sys.executable, "-m", SUPERVISOR_MODULE, "--workspace", str(layout.base)]
 
 
 def ran_supervised(layout: Layout) -> bool:
@@ -669,7 +671,8 @@ def status(base: Path) -> dict[str, Any]:
     listing = q.listing(lay)
     return {"running": bool(pid), "pid": pid, "state": st, "training": read_json(lay.status),
             "queue": listing, "control": {k: (lay.control / k).exists() for k in ("pause", "resume", "stop")},
-            "child_alive": _child_alive(lay, st), "failed": _failed_reasons(lay, listing["failed"])}
+            "child_alive": _child_alive(lay, st), "failed": _failed_reasons(lay, listing["failed"]),
+            "supervisor": (sup := read_json(lay.supervisor_state)), "supervisor_alive": bool(sup) and supervisor_alive(sup)}
 
 
 def _child_alive(lay: Layout, st: dict[str, Any]) -> bool:

@@ -102,10 +102,31 @@ def failed_lines(failed: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def supervisor_line(sup: dict[str, Any], alive: bool) -> str | None:
+    """Our supervisor as it is now: alive with its restarts and last crash, gone without a word, or ended (why)."""
+    if not sup or not sup.get("pid"):
+        return None
+    crash = sup.get("last_crash") if isinstance(sup.get("last_crash"), dict) else None
+    last = ""
+    if crash:
+        how = f"killed by {crash['signal']}" if crash.get("signal") else f"exit code {crash.get('exit_code')}"
+        last = f"; last crash: daemon PID {crash.get('daemon_pid')} {how} at {crash.get('at')}"
+    n = sup.get("restarts") or 0
+    restarts = f"{n} restart{'s' if n != 1 else ''}"
+    if alive:
+        return f"supervisor: PID {sup['pid']} (since {sup.get('started_at')}), {restarts}{last}"
+    if sup.get("state") == "running":
+        return f"supervisor: PID {sup['pid']} is gone (it ended without recording why: killed?); nothing restarts the daemon"
+    return f"supervisor: ended ({sup.get('state')}) at {sup.get('ended_at')}: {sup.get('reason')}"
+
+
 def status_lines(s: dict[str, Any]) -> list[str]:
     """`healthkit daemon status`, line by line, from `trainer.daemon.status`: each line true of the workspace now."""
     st, tr, running = s["state"], s["training"], s["running"]
     out = [daemon_line(running, s["pid"], st)]
+    sup = supervisor_line(s.get("supervisor") or {}, bool(s.get("supervisor_alive")))
+    if sup:
+        out.append(sup)
     if st.get("paused_at"):
         out.append(f"paused since {st.get('paused_at')}: {st.get('pause_reason')}")
     if st.get("state") == "waiting" and st.get("waiting_for") == "disk":

@@ -29,7 +29,7 @@ from typing import Any
 
 import psutil
 
-from .launch import child_env
+from .launch import DAEMON_MODULE, child_env
 from .layout import EXIT_ALREADY_RUNNING, EXIT_CONFIG, EXIT_OK, Layout, iso_now, log_to
 from .state import flush_pending, update_state, write_json
 
@@ -77,7 +77,7 @@ class Supervisor:
         self.record(state="running", pid=os.getpid(), create_time=psutil.Process().create_time(), started_at=iso_now(),
                     daemon_pid=None, restarts=0, last_crash=None, ended_at=None, reason=None)
         while True:
-            argv = [sys.executable, "-m", "healthkit.trainer.daemon", "--workspace", str(lay.base), "--restarts", str(restarts), "--supervised"]
+            argv = [sys.executable, "-m", DAEMON_MODULE, "--workspace", str(lay.base), "--restarts", str(restarts), "--supervised"]
             t0 = time.monotonic()
             with _daemon_out(lay) as out:
                 self.proc = subprocess.Popen(argv, cwd=lay.base, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,

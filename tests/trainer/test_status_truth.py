@@ -117,3 +117,16 @@ def test_adopted_only_under_a_live_daemon_and_a_past_run_is_named():
         f"progress: completed (old.jsonl, last run), step 600/600, loss 0.8, val_loss 0.9 (updated {T})",
         "queue: inbox 0, processing 1, done 1, failed 0",
     ]
+
+
+def test_the_supervisor_line_says_what_it_is():
+    from healthkit.trainer.statustext import supervisor_line
+
+    sup = {"pid": 50, "state": "running", "started_at": T, "restarts": 2,
+           "last_crash": {"daemon_pid": 41, "signal": "SIGKILL", "exit_code": None, "at": T}}
+    assert supervisor_line(sup, True) == f"supervisor: PID 50 (since {T}), 2 restarts; last crash: daemon PID 41 killed by SIGKILL at {T}"
+    assert supervisor_line(sup, False) == ("supervisor: PID 50 is gone (it ended without recording why: killed?); "
+                                           "nothing restarts the daemon")
+    ended = {**sup, "state": "gave-up", "ended_at": T, "reason": "the daemon crashed 5 times in a row"}
+    assert supervisor_line(ended, False) == f"supervisor: ended (gave-up) at {T}: the daemon crashed 5 times in a row"
+    assert supervisor_line({}, False) is None

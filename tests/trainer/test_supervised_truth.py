@@ -52,6 +52,10 @@ def test_a_supervised_crash_and_a_dead_supervisor_are_told_as_they_are(make_ws, 
     assert f"daemon PID {first} was killed by SIGKILL" in found["problem"][0]
     assert "1 restart(s)" in found["problem"][1]
     assert report["status"] == "ok", report["findings"]
+    lines = hk("daemon", "status", str(lay.base)).stdout.splitlines()
+    assert lines[0].startswith("daemon: ") and f"PID {second}" in lines[0] and "1 restart" in lines[0], lines
+    assert lines[1] == (f"supervisor: PID {sup.pid} (since {state['started_at']}), 1 restart; last crash: daemon PID {first} "
+                        f"killed by SIGKILL at {state['last_crash']['at']}"), lines
 
     # 2. kill -9 the supervisor, then the daemon: the report says the supervisor died
     sup.kill()
@@ -64,6 +68,12 @@ def test_a_supervised_crash_and_a_dead_supervisor_are_told_as_they_are(make_ws, 
     assert f"ran under a supervisor (PID {sup.pid}" in cause and "which is gone too" in cause, cause
     assert "Nothing supervises" not in cause
     assert "restarted the daemon 1 time(s)" in cause
+    lines = hk("daemon", "status", str(lay.base)).stdout.splitlines()
+    assert lines[0].startswith("daemon: not running") and not any("(adopted)" in x for x in lines), lines
+    assert lines[1] == f"supervisor: PID {sup.pid} is gone (it ended without recording why: killed?); nothing restarts the daemon"
+    child = read_json(lay.daemon_state)["child_pid"]
+    assert f"training: PID {child} on long.jsonl runs with no daemon over it " \
+           "(`healthkit fix --safe` starts a daemon that adopts it)" in lines, lines
 
     # 3. fix --safe starts it supervised again, and the plan says so
     plan = hk("fix", str(lay.base), "--safe", "--dry-run")
