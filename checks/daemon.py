@@ -87,6 +87,15 @@ RESTARTED = CodeDoc(
     fix="None needed; find the cause in logs/daemon.out, logs/daemon.log and logs/supervisor.log around the crash time.",
     fix_safety="No fix: the supervisor already restarted it.",
 )
+SUPERVISOR_DEAD = CodeDoc(
+    "daemon.supervisor-dead", "warning", "The daemon runs on, but its supervisor is gone",
+    what="The daemon was started under our supervisor (`healthkit daemon start --supervise`), whose state file still says "
+         "`running`, but that process is gone (killed, or it crashed): the daemon runs unsupervised.",
+    why="The next crash of the daemon is not restarted: the queue stops until someone notices.",
+    fix="Restart the daemon under a supervisor when convenient: `healthkit daemon stop WS` (the training saves a "
+        "checkpoint first) then `healthkit daemon start WS --supervise`; it resumes from that checkpoint.",
+    fix_safety="No automatic fix: restarting interrupts the running training, which is the user's call.",
+)
 
 
 @dataclass(frozen=True)
@@ -156,6 +165,9 @@ def _rule_restarted(ws: Workspace, seen: "_Seen") -> None:
         return
     seen.facts["supervisor"] = {"pid": sup.pid, "alive": sup.alive, "state": sup.data.get("state"),
                                 "restarts": sup.restarts, "last_crash": sup.crash or None}
+    if not sup.alive and sup.data.get("state") == "running" and seen.verified is not None \
+            and ws.daemon_state.is_object and ws.daemon_state.data.get("supervised") is True:
+        seen.findings.append(_supervisor_dead_finding(ws, sup, seen.verified))
     if not (sup.alive and sup.restarts and sup.crash):
         return
     seen.findings.append(Finding(
@@ -170,6 +182,24 @@ def _rule_restarted(ws: Workspace, seen: "_Seen") -> None:
         fixes=[], urgency="long-term",
         data={"supervisor_pid": sup.pid, "restarts": sup.restarts, "last_crash": sup.crash},
     ))
+
+
+def _supervisor_dead_finding(ws: Workspace, sup: _Supervision, daemon: ProcInfo) -> Finding:
+    base = shlex.quote(str(ws.base))
+    return Finding(
+        code=SUPERVISOR_DEAD.code, severity=Severity.WARNING, title="Daemon runs unsupervised: its supervisor is gone",
+        problem=[f"The daemon (PID {daemon.pid}) was started under a supervisor (PID {sup.pid}, started "
+                 f"{sup.data.get('started_at')}), which is gone: it ended without recording why (killed?)",
+                 f"The daemon's parent is now PID {daemon.ppid}"],
+        impact=["The next crash of the daemon is not restarted; the queue stops until someone notices"],
+        evidence=[*_supervisor_evidence(ws), _ps_evidence(sup.pid or 0, None, "dead"),
+                  Evidence(f"ps -o pid,ppid,args -p {daemon.pid}", f"{daemon.pid} {daemon.ppid} {daemon.display_cmd()}")],
+        root_cause=["The supervisor process was killed (kill -9, the OOM killer) while the daemon it started ran on"],
+        recommendations=[f"When convenient: `healthkit daemon stop {base}` (training saves a checkpoint first), then "
+                         f"`healthkit daemon start {base} --supervise`"],
+        fixes=[], urgency="short-term",
+        data={"supervisor_pid": sup.pid, "daemon_pid": daemon.pid, "restarts": sup.restarts},
+    )
 
 
 def _descends_from(p: ProcInfo, ancestor: int) -> bool:
@@ -502,7 +532,8 @@ def _rule_orphans(ws: Workspace, seen: _Seen) -> None:
         seen.healthy.append(Healthy("Training is supervised", [f"PID {', '.join(str(p.pid) for p in seen.trainings)} under daemon PID {verified.pid}"]))
 
 
-@check("daemon", title="Daemon and orphaned training", codes=[DEAD, PID_REUSED, MALFORMED, NOT_RUNNING, ORPHANED, STOPPED, RESTARTED],
+@check("daemon", title="Daemon and orphaned training", codes=[DEAD, PID_REUSED, MALFORMED, NOT_RUNNING, ORPHANED, STOPPED, RESTARTED,
+                                                        SUPERVISOR_DEAD],
        tags=["process"])
 def daemon_check(ws: Workspace) -> CheckOutput:
     seen = _Seen(trainings=training_processes(ws), daemons=daemon_processes(ws), supervision=_supervision(ws))

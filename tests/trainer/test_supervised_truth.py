@@ -57,9 +57,14 @@ def test_a_supervised_crash_and_a_dead_supervisor_are_told_as_they_are(make_ws, 
     assert lines[1] == (f"supervisor: PID {sup.pid} (since {state['started_at']}), 1 restart; last crash: daemon PID {first} "
                         f"killed by SIGKILL at {state['last_crash']['at']}"), lines
 
-    # 2. kill -9 the supervisor, then the daemon: the report says the supervisor died
+    # 2. kill -9 the supervisor: the daemon runs on unsupervised, and the audit says so
     sup.kill()
     sup.wait(10)
+    report = _audit(lay.base)
+    (alone,) = [f for f in report["findings"] if f["code"] == "daemon.supervisor-dead"]
+    assert alone["severity"] == "warning" and alone["data"] == {"supervisor_pid": sup.pid, "daemon_pid": second, "restarts": 1}
+    assert not [f for f in report["findings"] if f["code"] == "daemon.restarted"]  # no live supervisor restarted anything now
+    # ... then kill -9 the daemon too: the report says the supervisor died
     os.kill(second, signal.SIGKILL)
     wait_for(lambda: not psutil.pid_exists(second) or psutil.Process(second).status() == psutil.STATUS_ZOMBIE, 10)
     report = _audit(lay.base)
