@@ -14,6 +14,10 @@
 5. A healthy workspace on a schedule: the job `healthkit schedule --heal --textfile-dir` prints (heal, notify with
    a URL configured, report history, Prometheus textfile) against today's read-only job (two audits: the history,
    then the textfile), each the exact shell command of its crontab line. Target: ratio <= 1.5.
+6. (`--only split`) Where `fix --safe --dry-run` spends its time on the long run: imports, opening
+   the workspace, recovery, the audit, planning, printing (in-process medians), and the whole process
+   against the same workspace's audit. Target: ratio <= 1.15 (planning re-reads nothing the audit read;
+   a dry run overlaps its reads with the imports like an audit does).
 
 Runs are interleaved (baseline, audit, baseline, audit, ...) and the median of each is used.
 Usage: python bench/bench_audit.py [--files 100000] [--repeat 7] [--only long]
@@ -205,14 +209,64 @@ def scheduled_job(tmp: Path, repeat: int) -> list[dict]:
                          med["heal"], med["two-audit"], 1.5)]
 
 
+SPLIT = r"""
+import io, sys, time
+t0 = time.perf_counter()
+from healthkit.fix import FixOptions, Safety
+from healthkit.fix import engine
+from healthkit.workspace import Workspace
+parts = {"imports": time.perf_counter() - t0}
+def timed_part(mod, name, label):
+    f = getattr(mod, name)
+    def run(*a, **k):
+        t = time.perf_counter()
+        try:
+            return f(*a, **k)
+        finally:
+            parts[label] = parts.get(label, 0.0) + time.perf_counter() - t
+    setattr(mod, name, run)
+for name, label in (("audit", "audit"), ("build_plans", "planning"), ("print_plans", "printing"), ("_recover", "recovery")):
+    timed_part(engine, name, label)
+t1 = time.perf_counter()
+ws = Workspace.open(sys.argv[1])
+parts["open"] = time.perf_counter() - t1
+t2 = time.perf_counter()
+engine.run_fix(ws, FixOptions(level=Safety.SAFE, dry_run=True), io.StringIO())
+parts["run_fix_in_all"] = time.perf_counter() - t2
+print(" ".join(f"{k}={v:.4f}" for k, v in parts.items()))
+"""
+
+
+def fix_split(tmp: Path, repeat: int) -> list[dict]:
+    """The parts of `fix --safe --dry-run` on the long run (in-process, medians), beside whole processes: where the
+    time goes, and that planning adds little to the audit it plans from (no re-reading of what the audit read)."""
+    base = tmp / "long-100000"
+    if not base.exists():
+        build_long_run(base, 100_000)
+    samples: dict[str, list[float]] = {}
+    for _ in range(repeat):
+        out = subprocess.run([sys.executable, "-c", SPLIT, str(base)], capture_output=True, text=True, check=True).stdout
+        for item in out.split():
+            k, v = item.split("=")
+            samples.setdefault(k, []).append(float(v))
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    print("fix --safe --dry-run on the long run, in-process parts (medians): "
+          + ", ".join(f"{k.replace('_', ' ')} {v * 1000:.0f} ms" for k, v in med.items()))
+    whole = interleaved({"python": [sys.executable, "-c", "pass"], "audit": [*HEALTHKIT, str(base)],
+                         "fix": [*FIX_DRY_RUN, str(base)]}, repeat)
+    print(f"whole processes (medians): interpreter start {whole['python'] * 1000:.0f} ms, audit {whole['audit'] * 1000:.0f} ms, "
+          f"fix --safe --dry-run {whole['fix'] * 1000:.0f} ms")
+    return [ratio_result("long run fix --safe --dry-run vs the same workspace's audit", whole["fix"], whole["audit"], 1.15)]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=7)
-    ap.add_argument("--only", choices=("big", "example", "long", "scheduled"), action="append",
+    ap.add_argument("--only", choices=("big", "example", "long", "scheduled", "split"), action="append",
                     help="run only these sections (repeatable); all by default")
     args = ap.parse_args()
-    only = set(args.only or ("big", "example", "long", "scheduled"))
+    only = set(args.only or ("big", "example", "long", "scheduled", "split"))
     # Cron runs from an installed package with byte-code on disk; an editable checkout under
     # PYTHONDONTWRITEBYTECODE would compile every module on every run and measure the compiler.
     import healthkit
@@ -231,6 +285,8 @@ def main() -> int:
             results += long_run(tmp, args.repeat)
         if "scheduled" in only:
             results += scheduled_job(tmp, args.repeat)
+        if "split" in only:
+            results += fix_split(tmp, args.repeat)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0 if all(r["pass"] for r in results) else 1

@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def bench_render(repeat: int) -> dict:
     from healthkit.api import audit
     from healthkit.demo import build_example
+    from healthkit.render import render
 
     work = Path(tempfile.mkdtemp(prefix="healthkit-bench-html-"))
     ex = build_example(work / "training")
@@ -48,7 +49,7 @@ def bench_render(repeat: int) -> dict:
     for _ in range(repeat):
         for fmt in ("md", "html"):
             t0 = time.perf_counter()
-            text = report.render(fmt)
+            text = render(report, fmt)
             times[fmt].append(time.perf_counter() - t0)
             sizes[fmt] = len(text.encode("utf-8"))
     shutil.rmtree(work, ignore_errors=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Healthy, Severity, check
-from healthkit.ownership import daemon_processes, scheduled_starts, stopped_on_request, training_processes
+from healthkit.ownership import daemon_processes, scheduled_starts, stopped_on_request, supervisor_alive, training_processes
 from healthkit.procs import ProcInfo, ancestors, argv_matches, probe, start_time_matches
 from healthkit.redact import redact_argv, redact_text
 from healthkit.workspace import Workspace
@@ -78,6 +78,128 @@ STOPPED = CodeDoc(
     fix_safety="No fix restarts a daemon that was stopped on request.",
 )
 
+RESTARTED = CodeDoc(
+    "daemon.restarted", "info", "The daemon crashed and its supervisor restarted it",
+    what="The daemon runs under our supervisor (`healthkit daemon start --supervise`), which recorded in "
+         "status/supervisor_state.json that the daemon crashed (its PID, the signal or exit code, when) and restarted it.",
+    why="Nothing is broken now (the restarted daemon adopts a training that outlived the crash), but a crash has a cause: "
+        "a SIGKILL is often the kernel's OOM killer, and repeated crashes end in the supervisor giving up.",
+    fix="None needed; find the cause in logs/daemon.out, logs/daemon.log and logs/supervisor.log around the crash time.",
+    fix_safety="No fix: the supervisor already restarted it.",
+)
+SUPERVISOR_DEAD = CodeDoc(
+    "daemon.supervisor-dead", "warning", "The daemon runs on, but its supervisor is gone",
+    what="The daemon was started under our supervisor (`healthkit daemon start --supervise`), whose state file still says "
+         "`running`, but that process is gone (killed, or it crashed): the daemon runs unsupervised.",
+    why="The next crash of the daemon is not restarted: the queue stops until someone notices.",
+    fix="Restart the daemon under a supervisor when convenient: `healthkit daemon stop WS` (the training saves a "
+        "checkpoint first) then `healthkit daemon start WS --supervise`; it resumes from that checkpoint.",
+    fix_safety="No automatic fix: restarting interrupts the running training, which is the user's call.",
+)
+
+
+@dataclass(frozen=True)
+class _Supervision:
+    """What status/supervisor_state.json recorded, and whether that supervisor is still the live process."""
+
+    data: dict
+    pid: int | None
+    alive: bool
+
+    @property
+    def restarts(self) -> int:
+        n = self.data.get("restarts")
+        return n if isinstance(n, int) and not isinstance(n, bool) else 0
+
+    @property
+    def crash(self) -> dict:
+        c = self.data.get("last_crash")
+        return c if isinstance(c, dict) else {}
+
+
+def _supervision(ws: Workspace) -> _Supervision | None:
+    sv = ws.supervisor_state
+    if not sv.is_object:
+        return None
+    pid = sv.data.get("pid")
+    pid = pid if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 else None
+    return _Supervision(sv.data, pid, supervisor_alive(sv.data))
+
+
+def _crash_text(c: dict) -> str:
+    how = f"killed by {c['signal']}" if c.get("signal") else f"exited with code {c.get('exit_code')}"
+    after = f" after {ago(c['after_s'])}" if isinstance(c.get("after_s"), (int, float)) else ""
+    return f"daemon PID {c.get('daemon_pid')} was {how} at {c.get('at')}{after}"
+
+
+def _supervisor_evidence(ws: Workspace) -> list[Evidence]:
+    sv = ws.supervisor_state
+    keys = [k for k in ("state", "pid", "started_at", "restarts", "last_crash", "ended_at", "reason") if k in sv.data]
+    out = [Evidence(f"jq '{{{', '.join(keys)}}}' {q(ws, sv.path)}", redact_text(jq_pick(sv.data, keys)))]
+    log = ws.path(ws.settings.paths.logs) / "supervisor.log"
+    tail = [redact_text(x) for x in tail_text(log, lines=3)]
+    if tail:
+        out.append(Evidence(f"tail -n 3 {q(ws, log)}", "\n".join(tail)))
+    return out
+
+
+def _supervision_line(ws: Workspace, sup: _Supervision | None) -> str:
+    """Root cause: what supervised the daemon, said as what it is (a dead supervisor is not "nothing supervises")."""
+    if sup is None:
+        return "Nothing supervises the daemon itself (no systemd unit or `healthkit daemon start --supervise`)"
+    d, who = sup.data, f"supervisor (PID {sup.pid}, started {sup.data.get('started_at')})"
+    history = (f"; it had restarted the daemon {sup.restarts} time(s), last when {_crash_text(sup.crash)}"
+               if sup.restarts and sup.crash else "")
+    if sup.alive:
+        return f"The daemon's {who} is alive and restarts it ({sup.restarts} restart(s) so far)"
+    if d.get("state") == "running":
+        return (f"The daemon ran under a {who}, which is gone too: it ended without recording why (killed, or the "
+                f"machine restarted), so nothing restarted the daemon{history}")
+    return f"The daemon's {who} ended at {d.get('ended_at')}: {d.get('reason')}{history}"
+
+
+def _rule_restarted(ws: Workspace, seen: "_Seen") -> None:
+    """`daemon.restarted` (info): the live supervisor recorded a crash of the daemon and restarted it."""
+    sup = seen.supervision
+    if sup is None:
+        return
+    seen.facts["supervisor"] = {"pid": sup.pid, "alive": sup.alive, "state": sup.data.get("state"),
+                                "restarts": sup.restarts, "last_crash": sup.crash or None}
+    if not sup.alive and sup.data.get("state") == "running" and seen.verified is not None \
+            and ws.daemon_state.is_object and ws.daemon_state.data.get("supervised") is True:
+        seen.findings.append(_supervisor_dead_finding(ws, sup, seen.verified))
+    if not (sup.alive and sup.restarts and sup.crash):
+        return
+    seen.findings.append(Finding(
+        code=RESTARTED.code, severity=Severity.INFO, title="Daemon crashed and was restarted by its supervisor",
+        problem=[f"The {_crash_text(sup.crash)}",
+                 f"Its supervisor (PID {sup.pid}) restarted it: {sup.restarts} restart(s) since {sup.data.get('started_at')}"],
+        impact=["The restarted daemon adopts a training that outlived the crash; a crash has a cause, and repeated ones "
+                "end with the supervisor giving up"],
+        evidence=_supervisor_evidence(ws),
+        recommendations=["Find the cause in logs/daemon.out and logs/daemon.log around the crash time (a SIGKILL is often "
+                         "the kernel's OOM killer: `journalctl -k | grep -i oom`)"],
+        fixes=[], urgency="long-term",
+        data={"supervisor_pid": sup.pid, "restarts": sup.restarts, "last_crash": sup.crash},
+    ))
+
+
+def _supervisor_dead_finding(ws: Workspace, sup: _Supervision, daemon: ProcInfo) -> Finding:
+    base = shlex.quote(str(ws.base))
+    return Finding(
+        code=SUPERVISOR_DEAD.code, severity=Severity.WARNING, title="Daemon runs unsupervised: its supervisor is gone",
+        problem=[f"The daemon (PID {daemon.pid}) was started under a supervisor (PID {sup.pid}, started "
+                 f"{sup.data.get('started_at')}), which is gone: it ended without recording why (killed?)",
+                 f"The daemon's parent is now PID {daemon.ppid}"],
+        impact=["The next crash of the daemon is not restarted; the queue stops until someone notices"],
+        evidence=[*_supervisor_evidence(ws), _ps_evidence(sup.pid or 0, None, "dead"),
+                  Evidence(f"ps -o pid,ppid,args -p {daemon.pid}", f"{daemon.pid} {daemon.ppid} {daemon.display_cmd()}")],
+        root_cause=["The supervisor process was killed (kill -9, the OOM killer) while the daemon it started ran on"],
+        recommendations=[f"When convenient: `healthkit daemon stop {base}` (training saves a checkpoint first), then "
+                         f"`healthkit daemon start {base} --supervise`"],
+        fixes=[], urgency="short-term",
+        data={"supervisor_pid": sup.pid, "daemon_pid": daemon.pid, "restarts": sup.restarts},
+    )
 
 
 def _descends_from(p: ProcInfo, ancestor: int) -> bool:
@@ -170,7 +292,7 @@ def _refusal(ws: Workspace) -> list[str]:
     return [f"The last start was refused{f' ({when})' if when else ''}: " + redact_text(" | ".join(err.strip().splitlines()))[:600]]
 
 
-def _root_cause(ws: Workspace) -> tuple[list[str], list[Evidence]]:
+def _root_cause(ws: Workspace, sup: "_Supervision | None" = None) -> tuple[list[str], list[Evidence]]:
     lines: list[str] = []
     evidence: list[Evidence] = []
     st = ws.daemon_state
@@ -195,7 +317,9 @@ def _root_cause(ws: Workspace) -> tuple[list[str], list[Evidence]]:
             evidence.append(Evidence(f"tail -n 6 {q(ws, newest)}", "\n".join(tail)))
             if any(re.search(r"Traceback|Error|Killed|MemoryError|SIGKILL", x) for x in tail):
                 lines.append(f"The daemon log ends with an error: {tail[-1].strip()[:200]}")
-    lines.append("Nothing supervises the daemon itself (no systemd unit or `healthkit daemon start --supervise`)")
+    lines.append(_supervision_line(ws, sup))
+    if sup is not None:
+        evidence += _supervisor_evidence(ws)
     return lines, evidence
 
 
@@ -234,6 +358,7 @@ class _Seen:
     trainings: list[ProcInfo]
     daemons: list[ProcInfo]
     verified: ProcInfo | None = None
+    supervision: _Supervision | None = None
     findings: list[Finding] = field(default_factory=list)
     healthy: list[Healthy] = field(default_factory=list)
     facts: dict = field(default_factory=dict)
@@ -247,14 +372,16 @@ def _dead_finding(ws: Workspace, seen: _Seen, state: str, info: ProcInfo | None)
                f"The daemon died and was never restarted{died}"]
     if seen.trainings:
         problem.append(f"Training IS running, but as an orphaned process (PID {', '.join(str(p.pid) for p in seen.trainings)})")
-    rc, rc_ev = _root_cause(ws)
+    rc, rc_ev = _root_cause(ws, seen.supervision)
+    supervise = ("Start it under its supervisor again (`healthkit fix --safe` does: the daemon ran supervised)"
+                 if seen.supervision is not None else
+                 "Run it under a supervisor (`healthkit daemon start --supervise`, or the systemd unit from `healthkit daemon systemd-unit`)")
     return Finding(
         code=DEAD.code, severity=Severity.CRITICAL, title="Daemon is dead",
         problem=problem, impact=_impact(ws, seen.trainings),
         evidence=[_pid_evidence(ws), _ps_evidence(pf.pid, info, state), *rc_ev],  # type: ignore[arg-type]
         root_cause=rc,
-        recommendations=["Start the daemon again: it adopts the running training and continues the queue",
-                         "Run it under a supervisor (`healthkit daemon start --supervise`, or the systemd unit from `healthkit daemon systemd-unit`)"],
+        recommendations=["Start the daemon again: it adopts the running training and continues the queue", supervise],
         fixes=[REMOVE_PID, START_DAEMON], urgency="immediate",
         data={"pid": pf.pid, "pid_file": str(pf.path), "state": state},
     )
@@ -268,7 +395,7 @@ def _reused_finding(ws: Workspace, seen: _Seen, info: ProcInfo, why: str) -> Fin
                  "The daemon died and its PID was reused"],
         impact=_impact(ws, seen.trainings) + [f"Anything that trusts the PID file would signal an unrelated process (PID {pf.pid})"],
         evidence=[_pid_evidence(ws), _ps_evidence(pf.pid, info, "alive")],  # type: ignore[arg-type]
-        root_cause=_root_cause(ws)[0],
+        root_cause=_root_cause(ws, seen.supervision)[0],
         recommendations=["Remove the stale PID file and start the daemon; never signal PID " + str(pf.pid)],
         fixes=[REMOVE_PID, START_DAEMON], urgency="immediate",
         data={"pid": pf.pid, "pid_file": str(pf.path), "create_time": info.create_time, "cmdline": redact_argv(info.cmdline)},
@@ -405,9 +532,11 @@ def _rule_orphans(ws: Workspace, seen: _Seen) -> None:
         seen.healthy.append(Healthy("Training is supervised", [f"PID {', '.join(str(p.pid) for p in seen.trainings)} under daemon PID {verified.pid}"]))
 
 
-@check("daemon", title="Daemon and orphaned training", codes=[DEAD, PID_REUSED, MALFORMED, NOT_RUNNING, ORPHANED, STOPPED], tags=["process"])
+@check("daemon", title="Daemon and orphaned training", codes=[DEAD, PID_REUSED, MALFORMED, NOT_RUNNING, ORPHANED, STOPPED, RESTARTED,
+                                                        SUPERVISOR_DEAD],
+       tags=["process"])
 def daemon_check(ws: Workspace) -> CheckOutput:
-    seen = _Seen(trainings=training_processes(ws), daemons=daemon_processes(ws))
-    for rule in (_rule_pid_file, _rule_malformed, _rule_not_running, _rule_orphans):
+    seen = _Seen(trainings=training_processes(ws), daemons=daemon_processes(ws), supervision=_supervision(ws))
+    for rule in (_rule_pid_file, _rule_malformed, _rule_not_running, _rule_orphans, _rule_restarted):
         rule(ws, seen)
     return CheckOutput(findings=seen.findings, healthy=seen.healthy, facts=seen.facts)

@@ -24,8 +24,8 @@ DRIFT = CodeDoc(
     "config.doc-drift", "warning", "A doc states a config value that differs from config.json",
     what="A documentation file (CLAUDE.md, AGENTS.md, README.md by default) states a value for a config key, and config.json "
          "says otherwise. Values are compared by meaning: 2e-5 equals 0.00002, `/a/b/` equals `/a/b`.",
-    why="People and coding agents act on the docs: they expect evaluation every 10 steps when it runs every 500, and make "
-        "decisions on wrong expectations.",
+    why="People and coding agents act on the docs: they expect the value the doc states, not the one that runs, and make "
+        "decisions on wrong expectations (each finding's impact quotes the doc's own value).",
     fix="Rewrite the stale value in the doc to config.json's value, touching only that value (a backup is kept). "
         "Only current-state statements: history (\"Earlier we tried ...\") is not compared, and a line that argues for its "
         "value (\"REQUIRED\", \"causes OOM\", or config.json's value stated beside it) is left for a person to decide.",
@@ -132,6 +132,15 @@ def _problem(rel: str, config_rel: str, d: _Drift) -> list[str]:
     return [f"{rel}:{st.line} says: `{st.key}: {st.text}`{where}", f"Actual {config_rel}: `{st.key}: {json.dumps(d.actual)}`"]
 
 
+_EXPECTATIONS_SHOWN = 3
+
+
+def _expectation(rel: str, d: _Drift) -> str:
+    """The wrong expectation in the doc's own words: what a reader of it expects against what runs."""
+    return (f"Whoever reads {rel} expects `{d.st.key}` to be {redact_text(d.st.text)} while training runs with "
+            f"{redact_text(json.dumps(d.actual))}")
+
+
 def _finding(ws: Workspace, path: Path, drifts: list[_Drift]) -> Finding:
     rel, cfg = ws.rel(path), ws.config
     keys = sorted({d.st.key for d in drifts})
@@ -147,8 +156,9 @@ def _finding(ws: Workspace, path: Path, drifts: list[_Drift]) -> Finding:
     return Finding(
         code=DRIFT.code, severity=Severity.WARNING, title=f"Config drift in {rel}",
         problem=problem,
-        impact=["Confusion for whoever reads the doc next (people and coding agents)",
-                "Wrong expectations about system behavior: the docs don't match reality"],
+        impact=[_expectation(rel, d) for d in drifts[:_EXPECTATIONS_SHOWN]]
+               + (["…"] if len(drifts) > _EXPECTATIONS_SHOWN else [])
+               + ["Confusion for whoever reads the doc next (people and coding agents)"],
         evidence=[
             Evidence("grep -n -F " + " ".join(f"-e {shlex.quote(t)}" for t in dict.fromkeys(d.st.line_text.strip() for d in drifts))
                      + f" {q(ws, path)}",

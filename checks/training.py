@@ -25,7 +25,8 @@ def progress(ws: Workspace) -> dict[str, Any]:
     if not ws.status.is_object:
         return {}
     t: dict[str, Any] = {}
-    for key in ("state", "step", "total_steps", "loss", "val_loss", "val_train_gap", "current_file", "eta_seconds", "started_at", "updated_at"):
+    for key in ("state", "step", "total_steps", "loss", "val_loss", "val_train_gap", "current_file", "eta_seconds", "started_at",
+                "updated_at", "loss_step", "val_loss_step"):
         v = ws.status_value(key)
         if v is not MISSING:
             t[key] = v

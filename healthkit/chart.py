@@ -1,4 +1,5 @@
-"""The loss chart beside a report: training and validation loss over steps, from trainer_state.json's log_history.
+"""The loss chart beside a report: training and validation loss over steps, from trainer_state.json's log_history
+(and the status file's newer values, at the steps where they were measured).
 
 matplotlib is optional (extra ``charts``) and imported only here, only when a report is
 written into a folder, so a plain audit never pays for it. Without it, or without any
@@ -68,6 +69,31 @@ def series(facts: dict[str, Any]) -> tuple[list[tuple[float, float]], list[tuple
     return clean(hist.get("train")), clean(hist.get("eval"))
 
 
+def loss_series(facts: dict[str, Any]) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """(train, eval) from log_history, extended by the status file's latest values only at the step where each was
+    measured (`loss_step`, `val_loss_step`, written by our trainer) and only when that step is newer.
+
+    The status file's `step` is where training is now, not where its `val_loss` was measured: a value plotted
+    there would be an evaluation that never ran. A status without those keys adds nothing.
+    """
+    train, evals = series(facts)
+    t = facts.get("training") if isinstance(facts, dict) and isinstance(facts.get("training"), dict) else {}
+    for points, key in ((train, "loss"), (evals, "val_loss")):
+        step, value = t.get(f"{key}_step"), t.get(key)
+        if _finite(step) and _finite(value) and (not points or step > points[-1][0]):
+            points.append((float(step), float(value)))
+    return train, evals
+
+
+def no_chart_reason(facts: dict[str, Any]) -> str:
+    """Why there is no loss to draw, from what the audit saw: no checkpoint at all, or one without log_history."""
+    ck = facts.get("checkpoints") if isinstance(facts, dict) else None
+    if isinstance(ck, dict) and ck.get("count") == 0:
+        return ("No loss chart: there is no checkpoint to read a loss history from (none saved yet, or the finished "
+                "file's checkpoints were cleared), and the status file names no step its loss was measured at.")
+    return "No loss chart: the newest checkpoint's trainer_state.json has no loss history (log_history)."
+
+
 def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -91,9 +117,9 @@ def _interp(points: list[tuple[float, float]], x: float) -> float | None:
 
 def write_loss_chart(facts: dict[str, Any], folder: Path, stamp: str) -> Chart:
     """Write `loss-<stamp>.png` and `latest-loss.png` into ``folder``; never raises for a missing library or data."""
-    train, evals = series(facts)
+    train, evals = loss_series(facts)
     if not train and not evals:
-        return Chart(note="No loss chart: the newest checkpoint's trainer_state.json has no loss history (log_history).")
+        return Chart(note=no_chart_reason(facts))
     name = f"loss-{stamp}.png"
     if (same := _unchanged(folder / "latest-loss.png", train, evals)) is not None:
         from .fsutil import atomic_write

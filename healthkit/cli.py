@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from .models import FailLevel
-from .render import Format
+from .render import Format, render
 
 EXIT_USAGE = 64
 HELP = {"help_option_names": ["-h", "--help"]}
@@ -100,7 +100,7 @@ def audit(
         err(f"healthkit: {exc}")
         raise typer.Exit(3)
     if output is None:
-        write_stdout(report.render(fmt, ascii=ascii, fail_level=fail_level))
+        write_stdout(render(report, fmt, ascii=ascii, fail_level=fail_level))
     else:
         try:
             written = write_report(report, fmt, output, ascii=ascii, keep=keep, fail_level=fail_level)
@@ -222,7 +222,7 @@ def fix(
     from .fix import FixError, FixOptions, Safety, run_fix
     from .output import write_stdout
     from .selectors import SelectorError
-    from .workspace import WorkspaceError
+    from .workspace import WorkspaceError, take_early
 
     if safe == unsafe:
         err("healthkit fix: choose exactly one of --safe or --unsafe")
@@ -260,7 +260,8 @@ def fix(
             return len(text)
 
     try:
-        result = run_fix(path, opts, Utf8Out())  # type: ignore[arg-type]
+        # a dry run audits the workspace the console entry opened (and began reading) before the CLI loaded
+        result = run_fix(take_early(path) if dry_run else path, opts, Utf8Out())  # type: ignore[arg-type]
     except SelectorError as exc:
         err(f"healthkit: {exc}")
         raise typer.Exit(EXIT_USAGE)

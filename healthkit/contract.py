@@ -12,6 +12,10 @@ DAEMON_STATES = ("running", "paused", "waiting", "stopped", "crashed", "idle", "
 # status/training_status.json "state": what the training run says it is doing.
 TRAINING_STATES = ("training", "paused", "waiting", "completed", "crashed", "idle")
 
+# status/supervisor_state.json "state": what our supervisor (`python -m SUPERVISOR_MODULE`) says it is doing.
+SUPERVISOR_STATES = ("running", "stopped", "gave-up")
+SUPERVISOR_MODULE = "healthkit.trainer.supervise"
+
 # facts["daemon"]["state"]: what the audit concludes about the daemon process from the PID file and the
 # process table, whatever the state file claims.
 DAEMON_LIVENESS = ("running", "dead", "not-running", "pid-reused", "malformed")

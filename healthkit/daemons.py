@@ -41,6 +41,8 @@ class DaemonAdapter(Protocol):
         """Start it detached; its PID once it holds its PID file. ``run_as``: drop to that user first (healthkit.trust)."""
         ...
 
+    # Optional: `start_notes(base) -> list[str]`, how it will start (e.g. under a supervisor), shown in the plan.
+
 
 def load_adapter(name: str) -> tuple[DaemonAdapter | None, str | None]:
     """(adapter, why not): the adapter registered under ``name``, or why there is none."""

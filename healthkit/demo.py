@@ -232,18 +232,25 @@ def _wait_port(port: int, timeout: float = 10.0) -> None:
 
 EXAMPLE_NAME = "example-machine"
 EXAMPLE_FORMATS = ("md", "json", "html")
+# Where the example machine's workspace is shown to live in reports/: the seed system's path, which means something
+# to a reader, instead of the temporary folder the demo builds it in (a new one each run).
+EXAMPLE_PATH = "/srv/training"
+EXAMPLE_PYTHON = "/usr/bin/python3"  # likewise for the interpreter the orphan runs under (this checkout's venv)
 
 
 def write_example_reports(report: "Report", folder: Path) -> list[Path]:
-    """`example-machine.md/.json/.html` in ``folder``: what the repository's reports/ holds for readers."""
+    """`example-machine.md/.json/.html` in ``folder``: what the repository's reports/ holds for readers, with the
+    workspace shown at EXAMPLE_PATH (the demo builds it in a temporary folder)."""
     from .fsutil import atomic_write
     from .output import utf8
+    from .render import render
 
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for fmt in EXAMPLE_FORMATS:
         path = folder / f"{EXAMPLE_NAME}.{fmt}"
-        atomic_write(path, utf8(report.render(fmt)))
+        text = render(report, fmt).replace(report.workspace, EXAMPLE_PATH).replace(sys.executable, EXAMPLE_PYTHON)
+        atomic_write(path, utf8(text))
         written.append(path)
     return written
 
@@ -252,13 +259,14 @@ def run_demo(keep: bool = False, fmt: str = "md", ascii: bool = False, reports: 
     """Build, audit, print (and write the example reports into ``reports``); end the orphan and remove the folder unless ``keep``."""
     from .api import audit
     from .output import write_stdout
+    from .render import render
 
     tmp = Path(tempfile.mkdtemp(prefix="healthkit-demo-"))
     ex = build_example(tmp / "training")
     old = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         report = audit(ex.base)
-        write_stdout(report.render(fmt, ascii=ascii))
+        write_stdout(render(report, fmt, ascii=ascii))
         if reports is not None:
             for path in write_example_reports(report, reports):
                 sys.stderr.write(f"wrote {path}\n")

@@ -1,7 +1,8 @@
 """Console entry point: start an audit's slow I/O before the CLI framework is even imported.
 
 `du` over a checkpoint folder of 100,000 files takes as long as importing the CLI, so
-for `healthkit audit PATH` the `du` of PATH/current_model (the contract's checkpoint folder)
+for `healthkit audit PATH` (and `healthkit fix PATH --dry-run`, whose audit is the same read-only
+audit) the `du` of PATH/current_model (the contract's checkpoint folder)
 starts before anything else is imported, then the workspace is opened and its checkpoints
 surveyed in the background; the audit command then uses that workspace. If an early guess
 is wrong (another checkpoint folder, or opening fails), nothing is lost: the command measures
@@ -14,14 +15,20 @@ import os
 import sys
 from typing import Any
 
-# Options of `healthkit audit` that take a value (tests/test_cli.py keeps this in step with the command).
+# Options of `healthkit audit` and `healthkit fix` that take a value (tests/test_cli.py keeps them in step with the commands).
 AUDIT_VALUE_OPTIONS = frozenset({"--format", "-f", "--output", "-o", "--select", "--ignore", "--timeout", "--fail-level", "--keep", "--textfile"})
+FIX_VALUE_OPTIONS = frozenset({"--only", "--keep", "--wait", "--output", "-o", "--keep-reports", "--textfile", "--every"})
 
 
 def early_workspace_path(argv: list[str]) -> str | None:
-    """PATH of `healthkit audit [OPTIONS] [PATH]`, or None when argv is anything else."""
-    if len(argv) < 2 or argv[1] != "audit":
+    """PATH of `healthkit audit [OPTIONS] [PATH]` or of `healthkit fix [OPTIONS] [PATH] --dry-run` (a dry run only
+    reads, like an audit: a real fix first finishes what a killed run left half-done, so it opens the workspace
+    itself), or None when argv is anything else."""
+    if len(argv) < 2 or argv[1] not in ("audit", "fix"):
         return None
+    if argv[1] == "fix" and "--dry-run" not in argv:
+        return None
+    value_options = AUDIT_VALUE_OPTIONS if argv[1] == "audit" else FIX_VALUE_OPTIONS
     positional: list[str] = []
     i = 2
     while i < len(argv):
@@ -30,7 +37,7 @@ def early_workspace_path(argv: list[str]) -> str | None:
             positional += argv[i + 1:]
             break
         if arg.startswith("-") and arg != "-":
-            if "=" not in arg and arg in AUDIT_VALUE_OPTIONS:
+            if "=" not in arg and arg in value_options:
                 i += 1
             i += 1
             continue
@@ -74,8 +81,8 @@ def main() -> None:
         return
     from .fsutil import end_early_du
 
-    # An audit only reads, and everything it writes is closed (atomic renames) before this
-    # point: skip the interpreter's module teardown, a sizeable share of a cron audit's time.
+    # An audit (or a dry run) only reads, and everything it writes is closed (atomic renames) before
+    # this point: skip the interpreter's module teardown, a sizeable share of a cron audit's time.
     code: Any = 0
     try:
         cli_main()

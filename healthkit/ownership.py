@@ -71,3 +71,18 @@ WATCHER_MODULE = "healthkit.fix.start_after"  # the detached "start the daemon o
 def scheduled_starts(ws: Workspace, fresh: bool = False) -> list[ProcInfo]:
     """Watchers of this workspace waiting to start its daemon once a training has ended."""
     return [p for p in _matching(ws, [WATCHER_MODULE], fresh) if p.alive and ws.owns(p)]
+
+
+def supervisor_alive(state: dict[str, Any]) -> bool:
+    """Whether the supervisor that status/supervisor_state.json names is still that process (its PID, our supervisor's
+    argv, the start time it recorded): `daemon status` and the audit ask the same question (a dead supervisor's state
+    file still says `running`)."""
+    from .contract import SUPERVISOR_MODULE
+    from .procs import argv_matches, probe, start_time_matches
+
+    pid, started = state.get("pid"), state.get("create_time")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    live = probe(pid)
+    return (live.alive and live.info is not None and argv_matches(live.info.cmdline, [SUPERVISOR_MODULE]) is not None
+            and start_time_matches(live.info, started if isinstance(started, (int, float)) else None))

@@ -95,26 +95,20 @@ class HealthkitItem(pytest.Item):
 
 
 class HealthkitWorkspace(pytest.Collector):
-    """The checks of one workspace, audited once when collected."""
+    """The checks of one workspace, audited once (before collection reports it, so a bad name is a usage error)."""
 
-    def __init__(self, *, workspace: Path, **kwargs: Any) -> None:
+    def __init__(self, *, workspace: Path, report: "Report | None" = None, failure: str | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.workspace = workspace
+        self.report = report
+        self.failure = failure
 
     def collect(self) -> list[pytest.Item]:
-        from .api import audit
-        from .settings import SettingsError
-        from .workspace import WorkspaceError
-
-        cfg = self.config
-        level = cfg.getoption("healthkit_fail_level")
-        registry = cfg.hook.pytest_healthkit_registry(config=cfg, path=self.workspace)
-        try:
-            report = audit(self.workspace, select=_split(cfg.getoption("healthkit_select")),
-                           ignore=_split(cfg.getoption("healthkit_ignore")), registry=registry)
-        except (WorkspaceError, SettingsError, OSError) as exc:
-            return [HealthkitItem.from_parent(self, name="audit", failure=f"healthkit cannot audit {self.workspace}: {exc}",
-                                              path=self.workspace)]
+        if self.report is None:
+            return [HealthkitItem.from_parent(self, name="audit", failure=self.failure, path=self.workspace)]
+        report = self.report
+        level = self.config.getoption("healthkit_fail_level")
         items: list[pytest.Item] = [
             HealthkitItem.from_parent(self, name=r.check, result=r, report=report, fail_level=level, path=self.workspace)
             for r in report.sorted_results
@@ -125,10 +119,37 @@ class HealthkitWorkspace(pytest.Collector):
         return items
 
 
+def _audit(config: pytest.Config, ws: Path) -> "tuple[Report | None, str | None]":
+    """Audit one workspace: (report, None), or (None, why it cannot be audited). A name in
+    --healthkit-select/--healthkit-ignore that matches nothing is the caller's mistake: pytest.UsageError (exit 4)."""
+    from .api import audit
+    from .selectors import SelectorError
+    from .settings import SettingsError
+    from .workspace import WorkspaceError
+
+    registry = config.hook.pytest_healthkit_registry(config=config, path=ws)
+    try:
+        return audit(ws, select=_split(config.getoption("healthkit_select")),
+                     ignore=_split(config.getoption("healthkit_ignore")), registry=registry), None
+    except SelectorError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    except (WorkspaceError, SettingsError, OSError) as exc:
+        return None, f"healthkit cannot audit {ws}: {exc}"
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Add the checks before -k/-m deselection runs, so `-k daemon` selects a check like any test."""
+    """Add the checks before -k/-m deselection runs, so `-k daemon` selects a check like any test.
+
+    The workspace node is collected through pytest's own collect-report hooks, so the
+    "collected N items" line, `--collect-only` and the deselection count include the checks."""
+    from _pytest.runner import collect_one_node
+
     for raw in config.getoption("healthkit", default=None) or []:
         ws = Path(raw).expanduser().absolute()
-        node = HealthkitWorkspace.from_parent(session, name=f"healthkit:{raw}", nodeid=f"healthkit:{raw}", workspace=ws, path=ws)
-        items.extend(node.collect())
+        report, failure = _audit(config, ws)
+        node = HealthkitWorkspace.from_parent(session, name=f"healthkit:{raw}", nodeid=f"healthkit:{raw}", workspace=ws,
+                                              path=ws, report=report, failure=failure)
+        rep = collect_one_node(node)
+        node.ihook.pytest_collectreport(report=rep)
+        items.extend(x for x in rep.result if isinstance(x, pytest.Item))

@@ -1,4 +1,7 @@
-"""The audit report: check results gathered into one value with a verdict, an exit code and renderers."""
+"""The audit report: check results gathered into one value with a verdict and an exit code.
+
+Rendering is `healthkit.render.render(report, fmt)`: the renderers depend on the report, never the other way.
+"""
 
 from __future__ import annotations
 
@@ -115,8 +118,3 @@ class Report:
         from .jsonio import dumps
 
         return dumps(self.to_dict())
-
-    def render(self, fmt: str = "md", **options: Any) -> str:
-        from .render import render
-
-        return render(self, fmt, **options)

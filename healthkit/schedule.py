@@ -94,7 +94,9 @@ def _settings(base: Path):  # -> Settings
 
 
 def _reports_folder(base: Path) -> Path:
-    return base / _settings(base).paths.reports
+    from .settings import reports_folder
+
+    return reports_folder(base, _settings(base))
 
 
 def heal_comments(bases: Sequence[Path], every: str) -> list[str]:

@@ -55,6 +55,7 @@ class PathSettings:
     control: str = "control"
     status: str = "status/training_status.json"
     daemon_state: str = "status/daemon_state.json"
+    supervisor_state: str = "status/supervisor_state.json"  # our supervisor's PID, restarts, last crash
     logs: str = "logs"
     monitoring_costs: str = "monitoring_costs.json"
     reports: str = "reports"
@@ -216,6 +217,21 @@ class Settings:
 
 class SettingsError(Exception):
     """healthkit.toml exists but cannot be used; the message names the file and the bad key."""
+
+
+def reports_folder(base: Path, settings: Settings | None = None) -> Path:
+    """Where this workspace's reports live: `[paths] reports` of healthkit.toml (default `reports/`), resolved like
+    every path setting. `healthkit schedule` writes there and the daemon's live page reads there: one answer.
+    Raises SettingsError when healthkit.toml cannot be read."""
+    if settings is None:
+        settings, _ = load_settings(base)
+    return resolve_path(base, settings.paths.reports)
+
+
+def resolve_path(base: Path, rel: str) -> Path:
+    """A path setting as a path: `{base}` and `~` expanded, relative to the workspace unless absolute."""
+    p = Path(rel.replace("{base}", str(base))).expanduser()
+    return p if p.is_absolute() else base / p
 
 
 def load_settings(base: Path) -> tuple[Settings, Path | None]:

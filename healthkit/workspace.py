@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from .checkpoints import STATE_FILE, Completeness, checkpoint_completeness, newest_with_state
 from .fsutil import DiskUsage, Reader, ReadProblem, disk_usage_children, read_json, read_text
-from .settings import Settings, load_settings
+from .settings import Settings, load_settings, resolve_path
 
 if TYPE_CHECKING:
     from .procs import PidFile, ProcInfo
@@ -227,8 +227,7 @@ class Workspace:
 
     # paths -----------------------------------------------------------------
     def path(self, rel: str) -> Path:
-        p = Path(rel.replace("{base}", str(self.base))).expanduser()
-        return p if p.is_absolute() else self.base / p
+        return resolve_path(self.base, rel)
 
     def rel(self, p: Path) -> str:
         try:
@@ -286,6 +285,10 @@ class Workspace:
     @cached_view
     def daemon_state(self) -> JsonFile:
         return load_json_file(self.path(self.settings.paths.daemon_state), self.reader)
+
+    @cached_view
+    def supervisor_state(self) -> JsonFile:
+        return load_json_file(self.path(self.settings.paths.supervisor_state), self.reader)
 
     @cached_view
     def monitoring_costs(self) -> JsonFile:

@@ -191,15 +191,35 @@ def test_early_prefetch_knows_every_value_option_of_audit():
     """healthkit.launch finds PATH before typer loads; its option list must match the command's."""
     import typer.main
 
-    from healthkit.launch import AUDIT_VALUE_OPTIONS, early_workspace_path
+    from healthkit.launch import AUDIT_VALUE_OPTIONS, FIX_VALUE_OPTIONS, early_workspace_path
 
-    cmd = typer.main.get_command(app).commands["audit"]
-    taking_values = {o for p in cmd.params if getattr(p, "param_type_name", "") == "option" and not p.is_flag for o in p.opts}
-    assert taking_values == set(AUDIT_VALUE_OPTIONS)
+    for name, options in (("audit", AUDIT_VALUE_OPTIONS), ("fix", FIX_VALUE_OPTIONS)):
+        cmd = typer.main.get_command(app).commands[name]
+        taking_values = {o for p in cmd.params if getattr(p, "param_type_name", "") == "option" and not p.is_flag for o in p.opts}
+        assert taking_values == set(options), name
     assert early_workspace_path(["healthkit", "audit", "-f", "json", "/ws", "--select", "disk"]) == "/ws"
     assert early_workspace_path(["healthkit", "audit", "--format=json"]) == "."
-    assert early_workspace_path(["healthkit", "fix", "/ws"]) is None
+    assert early_workspace_path(["healthkit", "fix", "/ws"]) is None  # a real fix opens the workspace after its lock
+    assert early_workspace_path(["healthkit", "fix", "--only", "disk", "/ws", "--safe", "--dry-run"]) == "/ws"
     assert early_workspace_path(["healthkit", "audit", "a", "b"]) is None
+
+
+def test_a_dry_run_audits_the_workspace_it_was_given_once(healthy, monkeypatch):
+    """`fix --dry-run` plans from one audit of the workspace the console entry opened early: it opens no second
+    Workspace (each file read once), which is what kept it within 1.5x of an audit on a long run (issue 24 item 7)."""
+    import io
+
+    from healthkit.fix import FixOptions, Safety, run_fix
+    from healthkit.workspace import Workspace
+
+    ws = Workspace.open(healthy)
+    opened = []
+    real_open = Workspace.open
+    monkeypatch.setattr(Workspace, "open", classmethod(lambda cls, *a, **k: opened.append(a) or real_open(*a, **k)))
+    out = io.StringIO()
+    run = run_fix(ws, FixOptions(level=Safety.SAFE, dry_run=True), out)
+    assert opened == [] and run.before.workspace == str(ws.base)
+    assert "Dry run: nothing was changed." in out.getvalue()
 
 
 def test_console_script_entry_runs_the_audit(healthy):

@@ -18,6 +18,7 @@ from healthkit.api import audit
 from healthkit.detect import SCAN_DEPTH, Probe, rule_checkpoints, rule_processes, rule_queue, rule_status_keys
 from healthkit.fix import FixOptions, Safety, run_fix
 from healthkit.settings import Settings, load_settings
+from healthkit.render import render
 
 from .conftest import heavy_modules_after_audit, make_checkpoint, run_cli, wait_for, write_json
 
@@ -180,7 +181,7 @@ def test_home_grown_daemon_audited_without_settings(tmp_path):
     jsonschema.validate(data, SCHEMA)
     assert {"setting": "status_keys.val_loss", "value": "validation_loss",
             "evidence": '`status/training_status.json` has `"validation_loss": 0.512` and no `val_loss`'} in data["settings_inferred"]
-    md = report.render("md")
+    md = render(report, "md")
     assert "- paths.checkpoints_config_key: `current_model_dir` (config.json `current_model_dir` = \"current_model_small\" names" in md
 
 

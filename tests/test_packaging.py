@@ -22,7 +22,8 @@ def _setuptools_new_enough() -> bool:
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[zipfile.ZipFile, str]:
+    """The wheel built from a copy of the sources, and what the build printed."""
     if not _setuptools_new_enough():
         if os.environ.get("CI"):
             pytest.fail("setuptools>=77 is missing: the Makefile installs it so that the wheel builds offline")
@@ -38,11 +39,25 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
             dst = build / name
             dst.parent.mkdir(parents=True, exist_ok=True)
             dst.write_bytes(src.read_bytes())
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
+    # -v: the build backend's own warnings reach the log (pip shows them to a user's `pip install -e .` too).
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-v",
                         "-w", str(out), str(build)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     (whl,) = out.glob("healthkit-*.whl")
-    return zipfile.ZipFile(whl)
+    return zipfile.ZipFile(whl), r.stdout + r.stderr
+
+
+@pytest.fixture(scope="module")
+def wheel(built: tuple[zipfile.ZipFile, str]) -> zipfile.ZipFile:
+    return built[0]
+
+
+def test_the_build_is_quiet_about_packages(built):
+    """A newcomer's first install shows no setuptools warning wall: every importable folder is declared."""
+    log = built[1]
+    assert "running build_py" in log  # the backend's output is in the log at all
+    assert "is absent from the `packages` configuration" not in log, log
+    assert "Package would be ignored" not in log
 
 
 def test_the_wheel_holds_exactly_one_top_level_package(wheel):

@@ -20,6 +20,7 @@ from healthkit.demo import build_example
 from healthkit.models import Evidence, Finding
 from healthkit.procs import pid_max
 from healthkit.report import Report
+from healthkit.render import render
 
 STAT_TYPE = r"(regular (empty )?file|directory|symbolic link|fifo|socket|(character|block) special file|weird file)"
 
@@ -86,7 +87,7 @@ def contradictions(report: Report) -> list[str]:
     for f in report.findings:
         found += [f"{f.code}: {p}" for e in f.evidence if (p := _evidence_problem(ws, e))]
         found += [f"{f.code}: root cause {p}" for p in _root_cause_problems(f)]
-    md = report.render("md")
+    md = render(report, "md")
     if any(f.code == "training.stalled" for f in report.findings):
         found += [f"assessment beside training.stalled: {line}" for line in md.splitlines()
                   if line.startswith("**Assessment:**") and ("Let it finish" in line or "is progressing" in line)]

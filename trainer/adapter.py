@@ -16,9 +16,20 @@ class TrainerAdapter:
     module = DAEMON_MODULE
 
     def argv(self, base: Path) -> list[str]:
-        from .daemon import daemon_argv
+        """The daemon's command, or its supervisor's when the last daemon ran supervised (the supervisor starts it)."""
+        from .daemon import daemon_argv, ran_supervised, supervisor_argv
 
-        return daemon_argv(Layout.of(base))
+        lay = Layout.of(base)
+        return supervisor_argv(lay) if ran_supervised(lay) else daemon_argv(lay)
+
+    def start_notes(self, base: Path) -> list[str]:
+        """How it starts, said in the plan: under the supervisor when the last daemon ran under one."""
+        from .daemon import ran_supervised
+
+        if not ran_supervised(Layout.of(base)):
+            return []
+        return ["under its supervisor, as the last daemon ran (status/daemon_state.json: `supervised: true`): "
+                "the supervisor is the daemon's parent and restarts it after a crash"]
 
     def env(self) -> dict[str, str]:
         return child_env()
@@ -33,9 +44,10 @@ class TrainerAdapter:
         return start_consequences(base)
 
     def start(self, base: Path, run_as: "Account | None" = None) -> int:
-        from .daemon import start_daemon
+        from .daemon import ran_supervised, start_daemon
 
-        return start_daemon(base, run_as=run_as) if run_as else start_daemon(base)
+        supervise = ran_supervised(Layout.of(base))
+        return start_daemon(base, supervise=supervise, run_as=run_as) if run_as else start_daemon(base, supervise=supervise)
 
 
 ADAPTER = TrainerAdapter()

@@ -65,6 +65,7 @@ class HealthCallback(TrainerCallback):
         self.step_sleep = float(os.environ.get(STEP_SLEEP_ENV) or 0)
         self.status: dict[str, Any] = {
             "state": "training", "step": 0, "total_steps": None, "loss": None, "val_loss": None, "val_train_gap": None,
+            "loss_step": None, "val_loss_step": None,  # where each was measured: a chart plots them there, not at `step`
             "current_file": current_file, "started_at": iso_now(), "updated_at": iso_now(), "eta_seconds": None,
             "gpu": None, "epoch": None, "learning_rate": None, "attempt": attempt, "resumed_from": resumed_from,
             "last_checkpoint": None, "pid": os.getpid(), "eval_steps": cfg.eval_steps if cfg.eval_strategy == "steps" else None,
@@ -202,6 +203,7 @@ class HealthCallback(TrainerCallback):
         s = self.status
         if "loss" in logs:
             s["loss"] = float(logs["loss"])
+            s["loss_step"] = state.global_step
             if s["val_loss"] is not None:
                 s["val_train_gap"] = round(s["val_loss"] - s["loss"], 6)
         if "learning_rate" in logs:
@@ -222,6 +224,7 @@ class HealthCallback(TrainerCallback):
         if "eval_loss" in metrics:
             s = self.status
             s["val_loss"] = float(metrics["eval_loss"])
+            s["val_loss_step"] = state.global_step
             s["val_train_gap"] = round(s["val_loss"] - s["loss"], 6) if s["loss"] is not None else None
             s["step"] = state.global_step
             self._write_status(force=True)

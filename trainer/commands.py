@@ -120,24 +120,10 @@ def status(path: Path, as_json: bool = False) -> int:
     if as_json:
         _out(json.dumps(s, indent=2, sort_keys=True, default=str))
         return 0 if s["running"] else EXIT_NOT_RUNNING
-    st, tr = s["state"], s["training"]
-    from .statustext import daemon_line, disk_wait_line, training_line
+    from .statustext import status_lines
 
-    _out(daemon_line(s["running"], s["pid"], st))
-    if st.get("paused_at"):
-        _out(f"paused since {st.get('paused_at')}: {st.get('pause_reason')}")
-    if st.get("state") == "waiting" and st.get("waiting_for") == "disk":
-        _out(disk_wait_line(st))
-    if st.get("child_pid"):
-        _out(f"training: PID {st.get('child_pid')} on {st.get('current_file')}{' (adopted)' if st.get('adopted') else ''}")
-    if tr:
-        _out(training_line(tr))
-    qq = s["queue"]
-    _out("queue: " + ", ".join(f"{k} {len(v)}" for k, v in qq.items()))
-    for w in st.get("warnings") or []:
-        _out(f"warning: {w}")
-    if st.get("error"):
-        _out(f"error: {st.get('error')}")
+    for line in status_lines(s):
+        _out(line)
     return 0 if s["running"] else EXIT_NOT_RUNNING
 
 

@@ -29,6 +29,8 @@ from typing import Any
 
 import psutil
 
+from healthkit.contract import SUPERVISOR_MODULE
+from healthkit.ownership import supervisor_alive
 from healthkit.procs import probe, read_pid_file, start_time_matches
 from healthkit.trust import Account, make_dirs_for
 
@@ -36,7 +38,7 @@ from . import checkpoints as ck
 from . import control as ctl
 from . import diskspace as ds
 from . import queue as q
-from .dashboard import LiveHistory, latest_findings
+from .dashboard import LiveHistory, workspace_findings
 from .data import DataError, file_format, read_examples
 from .launch import (DAEMON_MODULE, arg_value, child_command, child_env, find_training, is_training, spawn_detached,
                      trainings_not_ours)
@@ -198,7 +200,7 @@ class Daemon:
 
         try:
             self.monitor = Monitor(self.snapshot, port, history=self.live.to_dict,
-                                   findings=lambda: latest_findings(self.layout.base / "reports")).start()
+                                   findings=lambda: workspace_findings(self.layout.base)).start()
         except OSError as exc:
             msg = f"monitor not started: port {port} on 127.0.0.1: {exc.strerror or exc}"
             log.error("%s", msg)
@@ -518,6 +520,16 @@ def daemon_argv(layout: Layout, extra: list[str] | None = None) -> list[str]:
     return [sys.executable, "-m", DAEMON_MODULE, "--workspace", str(layout.base), *(extra or [])]
 
 
+def supervisor_argv(layout: Layout) -> list[str]:
+    return [sys.executable, "-m", SUPERVISOR_MODULE, "--workspace", str(layout.base)]
+
+
+def ran_supervised(layout: Layout) -> bool:
+    """Whether the last daemon ran under our supervisor (it records `supervised` at its start): a restart by
+    `healthkit fix` keeps it so, instead of silently dropping supervision."""
+    return read_state(layout.daemon_state).get("supervised") is True
+
+
 def refuse_beside_foreign_training(lay: Layout) -> None:
     """Raise DaemonError (exit 73) when a training this daemon would not adopt works in the workspace.
 
@@ -549,7 +561,7 @@ def start_daemon(base: Path, supervise: bool = False, timeout_s: float = 60.0, r
     refuse_beside_foreign_training(lay)
     make_dirs_for(lay.logs, lay.base)
     if supervise:
-        argv = [sys.executable, "-m", "healthkit.trainer.supervise", "--workspace", str(lay.base)]
+        argv = supervisor_argv(lay)
         out = lay.logs / "supervisor.out"
     else:
         argv = daemon_argv(lay)
@@ -659,10 +671,36 @@ def _exited(proc: psutil.Process | None) -> bool:
 
 
 def status(base: Path) -> dict[str, Any]:
+    """What `healthkit daemon status` says, from the files and the live processes: the state file's child is checked
+    (same PID, start time, our training argv and workspace), and each failed file comes with its reason."""
     lay = Layout.of(base)
     pid = running_daemon(lay)
-    return {"running": bool(pid), "pid": pid, "state": read_state(lay.daemon_state), "training": read_json(lay.status),
-            "queue": q.listing(lay), "control": {k: (lay.control / k).exists() for k in ("pause", "resume", "stop")}}
+    st = read_state(lay.daemon_state)
+    listing = q.listing(lay)
+    return {"running": bool(pid), "pid": pid, "state": st, "training": read_json(lay.status),
+            "queue": listing, "control": {k: (lay.control / k).exists() for k in ("pause", "resume", "stop")},
+            "child_alive": _child_alive(lay, st), "failed": _failed_reasons(lay, listing["failed"]),
+            "supervisor": (sup := read_json(lay.supervisor_state)), "supervisor_alive": bool(sup) and supervisor_alive(sup)}
+
+
+def _child_alive(lay: Layout, st: dict[str, Any]) -> bool:
+    """Whether the state file's child_pid is still that very training process (not a reused PID, not gone)."""
+    pid = st.get("child_pid")
+    if not isinstance(pid, int) or isinstance(pid, bool):
+        return False
+    live = probe(pid)
+    return (live.alive and live.info is not None and start_time_matches(live.info, st.get("child_started_at"))
+            and is_training(live.info, lay))
+
+
+def _failed_reasons(lay: Layout, names: list[str]) -> list[dict[str, Any]]:
+    """Each failed file's `<name>.error.json` (error, failed_at), newest first."""
+    out = []
+    for name in names:
+        data = read_json(lay.failed / f"{name}.error.json")
+        out.append({"file": name, "error": data.get("error") or "no error file says why",
+                    "failed_at": data.get("failed_at")})
+    return sorted(out, key=lambda f: str(f["failed_at"] or ""), reverse=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,26 +33,21 @@ class LiveHistory:
         self.file: str | None = None
         self.train: deque[tuple[float, float]] = deque(maxlen=maxlen)
         self.eval: deque[tuple[float, float]] = deque(maxlen=maxlen)
-        self._last_val: float | None = None
         self.updated: float | None = None
 
     def observe(self, status: dict[str, Any]) -> None:
-        step, loss, val = status.get("step"), status.get("loss"), status.get("val_loss")
+        """Add the status file's loss and validation loss, each at the step where it was measured
+        (`loss_step`, `val_loss_step`), once per measurement: never the latest value again at the current step."""
         with self._lock:
             if status.get("current_file") != self.file:
                 self.file = status.get("current_file")
                 self.train.clear()
                 self.eval.clear()
-                self._last_val = None
-            if not _num(step):
-                return
-            if _num(loss) and (not self.train or step > self.train[-1][0]):
-                self.train.append((float(step), float(loss)))
-                self.updated = time.time()
-            if _num(val) and val != self._last_val:
-                self._last_val = float(val)
-                self.eval.append((float(step), float(val)))
-                self.updated = time.time()
+            for points, key in ((self.train, "loss"), (self.eval, "val_loss")):
+                step, value = status.get(f"{key}_step"), status.get(key)
+                if _num(step) and _num(value) and (not points or step > points[-1][0]):
+                    points.append((float(step), float(value)))
+                    self.updated = time.time()
 
     def to_dict(self) -> dict[str, Any]:
         with self._lock:
@@ -60,17 +55,39 @@ class LiveHistory:
                     "updated": self.updated, "max_points": self.train.maxlen}
 
 
-def latest_findings(reports: Path) -> dict[str, Any]:
-    """A summary of `reports/latest.json` (verdict and findings), or why there is none."""
+def latest_findings(reports: Path, shown: str | None = None) -> dict[str, Any]:
+    """A summary of `<reports>/latest.json` (verdict and findings), or why there is none; ``looked_in`` names the file
+    (as ``shown``, e.g. relative to the workspace), so a page that finds nothing says where it looked."""
+    path = reports / "latest.json"
+    latest = shown or str(path)
+    where = {"looked_in": latest}
     try:
-        data = read_json(reports / "latest.json")
+        data = read_json(path)
     except ReadProblem as exc:
-        return {"available": False, "reason": "no audit report yet" if exc.kind == "missing" else exc.message}
+        if exc.kind == "missing":
+            return {"available": False, **where,
+                    "reason": f"no audit report yet in {latest} (where `healthkit schedule` writes, from healthkit.toml's "
+                              "[paths] reports; an `audit --output` to another folder is not read)"}
+        return {"available": False, **where, "reason": exc.message}
     if not isinstance(data, dict) or not isinstance(data.get("findings"), list):
-        return {"available": False, "reason": "reports/latest.json is not a healthkit JSON report"}
+        return {"available": False, **where, "reason": f"{latest} is not a healthkit JSON report"}
     findings = [{"code": f.get("code"), "severity": f.get("severity"), "title": f.get("title")}
                 for f in data["findings"] if isinstance(f, dict)]
-    return {"available": True, "generated_at": data.get("generated_at"), "status": data.get("status"), "findings": findings}
+    return {"available": True, **where, "generated_at": data.get("generated_at"), "status": data.get("status"),
+            "findings": findings}
+
+
+def workspace_findings(base: Path) -> dict[str, Any]:
+    """`latest_findings` of the reports folder the workspace's settings name (read on each call: an edit applies)."""
+    from healthkit.settings import SettingsError, reports_folder
+
+    try:
+        folder = reports_folder(base)
+    except SettingsError as exc:
+        return {"available": False, "looked_in": None, "reason": f"reports folder unknown: {exc}"}
+    latest = folder / "latest.json"
+    inside = latest.is_relative_to(base)
+    return latest_findings(folder, str(latest.relative_to(base)) if inside else str(latest))
 
 
 PAGE = """<!DOCTYPE html>
@@ -155,7 +172,8 @@ function show(st, h, rep) {
   const fl = $("findings"); fl.textContent = "";
   if (!rep.available) { txt("audit", rep.reason); }
   else {
-    txt("audit", "Verdict " + String(rep.status).toUpperCase() + " at " + rep.generated_at + ": " + rep.findings.length + " finding(s)");
+    txt("audit", "Verdict " + String(rep.status).toUpperCase() + " at " + rep.generated_at + ": " + rep.findings.length +
+        " finding(s) (" + rep.looked_in + ")");
     rep.findings.forEach(f => li(fl, "[" + f.severity + "] " + f.code + ": " + f.title, String(f.severity)));
   }
   txt("updated", "Updated " + new Date().toLocaleTimeString() + ".");

@@ -33,7 +33,8 @@ def default_config(base_model: str = "models/base", **overrides: Any) -> dict[st
 
 
 def config_doc(cfg: dict[str, Any]) -> str:
-    """README.md stating the config (a JSON block the drift check compares with config.json)."""
+    """README.md stating the config as prose lines (`- `key`: value`), which the drift check compares with config.json
+    and `healthkit fix --safe` rewrites when config.json changes (a fenced block would be left to `--unsafe`)."""
     keys = ("base_model", "max_steps", "eval_strategy", "eval_steps", "save_steps", "save_total_limit", "logging_steps",
             "learning_rate", "per_device_train_batch_size", "max_seq_length", "validation_file", "validation_split")
     stated = {k: cfg[k] for k in keys if k in cfg}
@@ -45,17 +46,20 @@ def config_doc(cfg: dict[str, Any]) -> str:
         "`healthkit queue add WORKSPACE FILE`, start with `healthkit daemon start WORKSPACE --supervise`, check with",
         "`healthkit audit WORKSPACE` (WORKSPACE: this folder's path, `.` when you are in it).",
         "",
-        "## Configuration (from config.json; `healthkit audit` reports any drift)",
+        "## Configuration (from config.json; `healthkit audit` reports drift, `healthkit fix --safe` rewrites it here)",
         "",
-        "```json",
-        json.dumps(stated, indent=2),
-        "```",
+        *(f"- `{k}`: {_doc_value(v)}" for k, v in stated.items()),
         "",
         "Layout: `queue/inbox -> processing -> done | failed`, checkpoints of the file in training in",
         "`current_model/checkpoint-N/` (at most `save_total_limit`, plus the best), final models in",
         "`models/<file-stem>/` (the newest `keep_final_models`), status in `status/`, logs in `logs/`.",
         "",
     ])
+
+
+def _doc_value(value: Any) -> str:
+    """A value as the doc states it: strings bare (a path reads as a path), the rest as JSON (`null`, `true`, `0.001`)."""
+    return value if isinstance(value, str) and value else json.dumps(value)
 
 
 def init_workspace(base: Path, tiny_model: bool = False, force: bool = False, **overrides: Any) -> list[Path]:

@@ -65,6 +65,10 @@ class Layout:
         return self.base / _PATHS.daemon_state
 
     @property
+    def supervisor_state(self) -> Path:
+        return self.base / _PATHS.supervisor_state
+
+    @property
     def last_result(self) -> Path:
         return self.base / "status" / "last_result.json"
 

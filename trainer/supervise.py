@@ -2,7 +2,10 @@
 
 The supervisor restarts a daemon that crashes, after a backoff that doubles (1 s, 2 s,
 4 s ... up to 60 s), logs every restart to logs/supervisor.log and counts them in the
-daemon state (`restarts`). It gives up, with state `gave-up` and the reason, after
+daemon state (`restarts`). Its own state is status/supervisor_state.json (its PID and start
+time, the daemon it runs, its restarts, the last crash with its signal and time, and how it
+ended), so that the audit can tell a supervised crash and a dead supervisor from an
+unsupervised daemon. It gives up, with state `gave-up` and the reason, after
 `max_fast_failures` crashes in a row that each came sooner than `fast_s` after the
 start, or at once when the daemon refuses its config (exit 78: a restart cannot fix
 that). A daemon that stops on request (exit 0) ends the supervisor too. A restarted
@@ -24,9 +27,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .launch import child_env
+import psutil
+
+from .launch import DAEMON_MODULE, child_env
 from .layout import EXIT_ALREADY_RUNNING, EXIT_CONFIG, EXIT_OK, Layout, iso_now, log_to
-from .state import flush_pending, update_state
+from .state import flush_pending, update_state, write_json
 
 log = logging.getLogger("healthkit.trainer.supervise")
 RECORD_WAIT_S = 60.0
@@ -42,6 +47,15 @@ class Supervisor:
         self.fast_s = fast_s
         self.proc: subprocess.Popen | None = None
         self.stopping = False
+        self.state: dict[str, Any] = {}
+
+    def record(self, **changes: Any) -> None:
+        """status/supervisor_state.json, rewritten whole (the supervisor is its only writer); a full disk only logs."""
+        self.state.update(changes)
+        try:
+            write_json(self.layout.supervisor_state, self.state)
+        except OSError as exc:
+            log.warning("could not write %s: %s", self.layout.supervisor_state, exc)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.stopping = True
@@ -60,20 +74,25 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._on_signal)
         restarts = fast = 0
         log.info("supervisor started (PID %d)", os.getpid())
+        self.record(state="running", pid=os.getpid(), create_time=psutil.Process().create_time(), started_at=iso_now(),
+                    daemon_pid=None, restarts=0, last_crash=None, ended_at=None, reason=None)
         while True:
-            argv = [sys.executable, "-m", "healthkit.trainer.daemon", "--workspace", str(lay.base), "--restarts", str(restarts), "--supervised"]
+            argv = [sys.executable, "-m", DAEMON_MODULE, "--workspace", str(lay.base), "--restarts", str(restarts), "--supervised"]
             t0 = time.monotonic()
             with _daemon_out(lay) as out:
                 self.proc = subprocess.Popen(argv, cwd=lay.base, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                              env=child_env())
             log.info("daemon started: PID %d (restart %d)", self.proc.pid, restarts)
+            self.record(daemon_pid=self.proc.pid)
             rc = self.proc.wait()
             lived = time.monotonic() - t0
             if rc == EXIT_OK or self.stopping:
                 log.info("daemon PID %d exited (code %s) on request: supervisor ends", self.proc.pid, rc)
+                self.record(state="stopped", ended_at=iso_now(), reason=f"the daemon exited on request (code {rc})")
                 return EXIT_OK
             if rc == EXIT_ALREADY_RUNNING:
                 log.error("another daemon holds the workspace: supervisor ends")
+                self.record(state="stopped", ended_at=iso_now(), reason="another daemon holds the workspace")
                 return EXIT_ALREADY_RUNNING
             if rc == EXIT_CONFIG:
                 reason = "the daemon refused its configuration (see logs/daemon.log); restarting cannot fix that"
@@ -88,23 +107,39 @@ class Supervisor:
             delay = min(self.max_backoff_s, self.backoff_s * 2 ** (fast - 1))
             restarts += 1
             log.warning("daemon PID %d crashed (%s) after %.1fs; restart %d in %.1fs", self.proc.pid, how, lived, restarts, delay)
-            update_state(lay.daemon_state, state="crashed", pid=None, restarts=restarts, last_crash_at=iso_now(), last_crash=how)
+            at = iso_now()
+            update_state(lay.daemon_state, state="crashed", pid=None, restarts=restarts, last_crash_at=at, last_crash=how)
+            self.record(restarts=restarts, last_crash={"daemon_pid": self.proc.pid, "signal": _signal_name(rc),
+                                                       "exit_code": rc if rc >= 0 else None, "at": at,
+                                                       "after_s": round(lived, 1), "restart_in_s": delay})
             end = time.monotonic() + delay
             while time.monotonic() < end and not self.stopping:
                 time.sleep(0.1)
             if self.stopping:
+                self.record(state="stopped", ended_at=iso_now(), reason="stopped on request while waiting to restart")
                 return EXIT_OK
 
 
     def _give_up(self, reason: str, **extra: object) -> None:
         """Record why in the state file; on a full disk keep trying (up to RECORD_WAIT_S) rather than end unrecorded."""
         log.error("giving up: %s", reason)
+        self.record(state="gave-up", ended_at=iso_now(), reason=reason)
         update_state(self.layout.daemon_state, state="gave-up", pid=None, gave_up_at=iso_now(), gave_up_reason=reason, **extra)
         deadline = time.monotonic() + RECORD_WAIT_S
         while not flush_pending() and time.monotonic() < deadline and not self.stopping:
             time.sleep(1.0)
         if not flush_pending():
             sys.stderr.write(f"healthkit supervisor: gave up ({reason}); the state file could not be written\n")
+
+
+def _signal_name(rc: int) -> str | None:
+    """`SIGKILL` for a daemon killed by signal 9 (returncode -9); None for an exit code."""
+    if rc >= 0:
+        return None
+    try:
+        return signal.Signals(-rc).name
+    except ValueError:
+        return f"signal {-rc}"
 
 
 def _daemon_out(lay: Layout) -> Any:

@@ -268,13 +268,14 @@ def _require_known_only(ws: Workspace, only: tuple[str, ...]) -> None:
     require_known("--only", only, fix_names(default_registry(plugins, ws.base), load_fixes()))
 
 
-def run_fix(path: str | Path, opts: FixOptions, out: TextIO | None = None) -> FixRun:
-    """Plan and (unless ``opts.dry_run``) apply fixes to the workspace at ``path``.
+def run_fix(path: str | Path | Workspace, opts: FixOptions, out: TextIO | None = None) -> FixRun:
+    """Plan and (unless ``opts.dry_run``) apply fixes to the workspace at ``path`` (or to an opened Workspace).
 
     Raises WorkspaceError or FixError, and SelectorError when an ``opts.only`` name matches nothing.
     """
     out = out or sys.stdout
-    ws = Workspace.open(path)
+    ws = path if isinstance(path, Workspace) else Workspace.open(path)
+    path = ws.base
     _require_known_only(ws, opts.only)
     run_id = f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{os.getpid()}"
     journal = Journal(_journal_path(ws), dry_run=opts.dry_run, base=ws.base)
@@ -286,7 +287,8 @@ def run_fix(path: str | Path, opts: FixOptions, out: TextIO | None = None) -> Fi
             raise FixError(str(exc)) from None
     try:
         recovered = _recover(ws, journal, run_id, opts.dry_run)
-        ws = Workspace.open(path)
+        if not opts.dry_run:  # after the lock and the recovery: read the tree as it is now (a dry run changed nothing,
+            ws = Workspace.open(path)  # so it keeps the workspace the console entry began reading early)
         before = audit(ws, record_costs=False)
         run = FixRun(before=before, recovered=recovered)
         ctx = PlanContext(ws, before, keep=opts.keep, daemon_confirm_s=opts.daemon_confirm_s,

@@ -314,6 +314,15 @@ def _start_blocker(ctx: PlanContext, argv: list[str] | None, why_not: str | None
     return None
 
 
+def start_notes(ws: Workspace, mode: str) -> list[str]:
+    """How the adapter will start it (an optional adapter method): e.g. under the supervisor it ran under."""
+    if mode != "trainer":
+        return []
+    adapter, _ = load_adapter("trainer")
+    notes = getattr(adapter, "start_notes", None)
+    return list(notes(ws.base)) if callable(notes) else []
+
+
 def consequences(ws: Workspace, mode: str) -> list[str]:
     """What the started daemon changes on disk before it trains (moves, deletions): a safe plan shows all of it."""
     if mode != "trainer":
@@ -350,7 +359,7 @@ def _plan_start(ctx: PlanContext, finding: Finding, ref: FixRef, fix_id: str) ->
     else:
         how = f"run detached (new session, cwd {ws.base}, output appended to {ws.rel(log)}):\n  {shown}"
         adopt = "the setup's own daemon adopts it (healthkit.toml declares daemon_adopts = true)"
-    lines = [how, runs_as_line(run_as), f"then confirm it is alive (up to {ctx.daemon_confirm_s:g}s)"]
+    lines = [how, runs_as_line(run_as), *start_notes(ws, mode), f"then confirm it is alive (up to {ctx.daemon_confirm_s:g}s)"]
     if orphans:
         lines.append(f"running training PID {pids} is never signalled: {adopt}")
     lines += consequences(ws, mode)

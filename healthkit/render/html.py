@@ -108,28 +108,14 @@ def _since(since: dict[str, Any]) -> list[str]:
     return out
 
 
-def loss_series(facts: dict[str, Any]) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
-    """(train, eval) points from log_history, extended by the status file's latest step when it is newer."""
-    from ..chart import _finite, series
-
-    train, evals = series(facts)
-    t = facts.get("training") if isinstance(facts.get("training"), dict) else {}
-    step = t.get("step")
-    if _finite(step):
-        for points, key in ((train, "loss"), (evals, "val_loss")):
-            if _finite(t.get(key)) and (not points or step > points[-1][0]):
-                points.append((float(step), float(t[key])))
-    return train, evals
-
-
 def _chart(report: "Report") -> list[str]:
-    from ..chart import caption
+    from ..chart import caption, loss_series, no_chart_reason
     from ..svgchart import Series, line_chart
 
     train, evals = loss_series(report.facts)
     out = ["<h2 id=\"loss-chart\">Loss curve</h2>"]
     if not train and not evals:
-        return out + ["<p>No loss chart: the newest checkpoint's trainer_state.json has no loss history (log_history).</p>"]
+        return out + [f"<p>{_e(no_chart_reason(report.facts))}</p>"]
     svg = line_chart([Series("training loss", TRAIN_COLOR, train), Series("validation loss", EVAL_COLOR, evals, dots=True)],
                      title="Training and validation loss", x_label="step", y_label="loss")
     return out + [f"<figure>{svg}<figcaption>{_e(caption(train, evals))}</figcaption></figure>"]

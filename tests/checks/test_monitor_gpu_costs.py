@@ -14,6 +14,7 @@ from healthkit.checks.monitor import monitor_check, ports
 from healthkit.detect import HEALTHKIT_SCHEMA_ID
 from healthkit import gpu as nvml
 from healthkit.workspace import Workspace
+from healthkit.render import render
 
 from .conftest import call, codes, evidence, make_ws, only, result, run
 
@@ -491,7 +492,7 @@ def test_a_few_seconds_of_training_are_not_judged_unless_a_hook_hung(tmp_path):
 def test_nvml_readings_reach_prometheus(tmp_path, fake_nvml):
     """The gpu check's facts are what the .prom file exports, per device (they once went nowhere)."""
     fake_nvml(FakeNVML([("NVIDIA H200", 716, 24576, 44), ("NVIDIA H200", 2048, 24576, 51)]))
-    text = run(make_ws(tmp_path), "gpu").render("prom")
+    text = render(run(make_ws(tmp_path), "gpu"), "prom")
     samples = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
                if line.startswith("healthkit_gpu_")}
     ws = f'workspace="{tmp_path}"'
@@ -503,5 +504,5 @@ def test_nvml_readings_reach_prometheus(tmp_path, fake_nvml):
 def test_status_file_gpu_reaches_prometheus_without_nvml(tmp_path, fake_nvml):
     fake_nvml(None)
     make_ws(tmp_path, status={"state": "training", "gpu": {"memory_used_mb": 716, "memory_total_mb": 24576, "temperature_c": 61}})
-    text = run(tmp_path, "gpu").render("prom")
+    text = render(run(tmp_path, "gpu"), "prom")
     assert f'healthkit_gpu_temperature_celsius{{gpu="0",source="status",workspace="{tmp_path}"}} 61.0' in text

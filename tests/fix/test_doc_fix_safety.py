@@ -110,3 +110,30 @@ def test_a_current_state_statement_is_still_rewritten_by_the_safe_fix(tmp_path):
     base = ws(tmp_path, doc)
     run, out = fix(base, Safety.SAFE, only=["config.doc-drift"])
     assert (base / "README.md").read_text() == "## Current configuration\n- Eval steps: 500\n- Learning rate: 0.0002\n"
+
+
+def test_the_readme_init_writes_is_kept_in_step_by_the_safe_fix(tmp_path):
+    """`healthkit init`'s README states the config where `fix --safe` may rewrite it (not in a fenced block), so the
+    workspace's own README follows config.json; the finding quotes the doc's own value, not a stock example."""
+    from typer.testing import CliRunner
+
+    from healthkit.cli import app
+
+    base = tmp_path / "ws"
+    r = CliRunner().invoke(app, ["init", str(base)])
+    assert r.exit_code == 0, r.output
+    readme = (base / "README.md").read_text(encoding="utf-8")
+    assert "```" not in readme and "- `eval_steps`: 50\n" in readme
+    assert drift_finding(base) is None
+    cfg = json.loads((base / "config.json").read_text())
+    cfg.update(eval_steps=500, learning_rate=1e-4)
+    (base / "config.json").write_text(json.dumps(cfg, indent=2))
+    f = drift_finding(base)
+    assert f is not None and [d["guard"] for d in f.data["drifts"]] == [None, None]
+    assert "Whoever reads README.md expects `eval_steps` to be 50 while training runs with 500" in f.impact
+    docs = audit(base, select=["drift"]).code_docs["config.doc-drift"]
+    assert "every 10 steps" not in docs.why
+    fix(base, Safety.SAFE, only=["config.doc-drift"])
+    text = (base / "README.md").read_text(encoding="utf-8")
+    assert "- `eval_steps`: 500\n" in text and "- `learning_rate`: 0.0001\n" in text
+    assert drift_finding(base) is None

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from healthkit.api import audit
-from healthkit.demo import EXAMPLE_FORMATS, EXAMPLE_NAME, build_example, write_example_reports
+from healthkit.demo import EXAMPLE_FORMATS, EXAMPLE_NAME, EXAMPLE_PATH, build_example, write_example_reports
 
 REPO = Path(__file__).resolve().parents[2]
 REPORTS = REPO / "reports"
@@ -83,8 +83,15 @@ def test_reports_folder_matches_what_demo_writes(tmp_path: Path) -> None:
     if os.environ.get("HEALTHKIT_UPDATE_REPORTS") == "1":
         for p in written:
             shutil.copyfile(p, REPORTS / p.name)
+    raw = {p.suffix[1:]: p.read_text(encoding="utf-8") for p in written}
+    for fmt, text in raw.items():  # a stable path that means something to a reader, not the folder the demo used
+        assert EXAMPLE_PATH in text and str(tmp_path) not in text and "pytest-of" not in text, fmt
+    assert json.loads(raw["json"])["workspace"] == EXAMPLE_PATH
     fresh = read_set(tmp_path / "out")
     assert str(ex.base) not in fresh["md"] and str(ex.dead_pid) not in fresh["md"]  # the normaliser did its job
+    for fmt in EXAMPLE_FORMATS:
+        text = (REPORTS / f"{EXAMPLE_NAME}.{fmt}").read_text(encoding="utf-8")
+        assert EXAMPLE_PATH in text and "pytest-of" not in text and "/tmp/" not in text, f"reports/{EXAMPLE_NAME}.{fmt}"
     committed = read_set(REPORTS)
     for fmt in EXAMPLE_FORMATS:
         if fresh[fmt] != committed[fmt]:

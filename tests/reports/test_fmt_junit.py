@@ -9,6 +9,7 @@ import pytest
 from hkreports import DATA, make_report
 from healthkit.models import Evidence, Finding, Severity
 from healthkit.registry import LoadError
+from healthkit.render import render
 
 xmlschema = pytest.importorskip("xmlschema", reason="xmlschema validates the JUnit XSD (dev extra)")
 
@@ -31,7 +32,7 @@ def test_schema_rejects_what_ci_would_choke_on(schema):
 def test_valid_and_one_testcase_per_check(schema):
     r = make_report(unknown=("gpu",))
     r = type(r)(**{**r.__dict__, "load_errors": [LoadError("entry point broken = x.y", "failed to load: ImportError: x")]})
-    text = r.render("junit")
+    text = render(r, "junit")
     schema.validate(text)
     got = cases(text)
     assert set(got) == {"checkpoints", "daemon", "disk", "gpu", "validation", "entry point broken = x.y"}
@@ -43,7 +44,7 @@ def test_valid_and_one_testcase_per_check(schema):
 
 
 def test_failure_carries_the_findings_text(schema):
-    text = make_report().render("junit")
+    text = render(make_report(), "junit")
     failure = cases(text)["daemon"].find("failure")
     assert failure.get("type") == "critical"
     assert failure.get("message") == "Daemon: Training daemon is dead"
@@ -54,7 +55,7 @@ def test_failure_carries_the_findings_text(schema):
 
 
 def test_fail_level_critical_lets_warnings_pass_but_keeps_their_text(schema):
-    text = make_report().render("junit", fail_level="critical")
+    text = render(make_report(), "junit", fail_level="critical")
     schema.validate(text)
     got = cases(text)
     assert got["checkpoints"].find("failure") is None
@@ -65,7 +66,7 @@ def test_fail_level_critical_lets_warnings_pass_but_keeps_their_text(schema):
 def test_text_that_xml_cannot_carry_is_dropped_not_fatal(schema):
     ugly = Finding("daemon.dead", Severity.CRITICAL, 'bad \x1b[31m"red"\x00 & <tag>', ["p"],
                    evidence=[Evidence("tail log", "line\x07 with bell\udcff")])
-    text = make_report({"daemon": [ugly]}).render("junit")
+    text = render(make_report({"daemon": [ugly]}), "junit")
     schema.validate(text)
     failure = cases(text)["daemon"].find("failure")
     assert failure.get("message") == 'Daemon: bad [31m"red" & <tag>'
@@ -73,7 +74,7 @@ def test_text_that_xml_cannot_carry_is_dropped_not_fatal(schema):
 
 
 def test_an_all_ok_report_is_valid_with_no_failures(schema):
-    text = make_report({"daemon": [], "disk": []}, facts={}).render("junit")
+    text = render(make_report({"daemon": [], "disk": []}, facts={}), "junit")
     schema.validate(text)
     assert ET.fromstring(text).get("failures") == "0"
 

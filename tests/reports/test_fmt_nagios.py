@@ -7,13 +7,14 @@ import re
 import pytest
 
 from hkreports import make_report, write_state
+from healthkit.render import render
 
 # label=value[UOM];[warn];[crit];[min];[max]  (Nagios plugin development guidelines)
 PERF = re.compile(r"^(?:'[^']+'|[^'= ]+)=-?\d+(?:\.\d+)?(?:s|%|B|c)?;[^; ]*;[^; ]*;[^; ]*(?:;[^; ]*)?$")
 
 
 def test_status_line_and_perfdata():
-    text = make_report().render("nagios")
+    text = render(make_report(), "nagios")
     first, *rest = text.splitlines()
     assert first.startswith("HEALTHKIT CRITICAL - 1 critical, 2 warning | critical=1;;; warning=2;;; ")
     status, perf = first.split(" | ")
@@ -32,8 +33,8 @@ def test_status_line_and_perfdata():
 
 
 def test_ok_and_unknown_lines():
-    assert make_report({"daemon": []}, facts={}).render("nagios").startswith("HEALTHKIT OK - 0 critical, 0 warning | critical=0;;;")
-    text = make_report({"daemon": []}, facts={}, unknown=("disk",)).render("nagios")
+    assert render(make_report({"daemon": []}, facts={}), "nagios").startswith("HEALTHKIT OK - 0 critical, 0 warning | critical=0;;;")
+    text = render(make_report({"daemon": []}, facts={}, unknown=("disk",)), "nagios")
     assert text.startswith("HEALTHKIT UNKNOWN - 0 critical, 0 warning, could not check: disk | ")
     assert "[UNKNOWN] disk: did not finish within 10s" in text
 

@@ -20,6 +20,7 @@ from hkreports import BLOAT, DEAD, FACTS, make_report, write_state
 from healthkit.models import Evidence
 from healthkit.render import render
 from healthkit.svgchart import nice_ticks
+from healthkit.render import render
 
 from tests import chromium
 
@@ -173,7 +174,7 @@ def test_settings_inferred_are_shown_with_their_evidence_and_escaped() -> None:
     report = dataclasses.replace(make_report(), settings_inferred=[
         {"setting": "status_keys.val_loss", "value": "validation_loss",
          "evidence": 'status file has "validation_loss": 0.512 and no <val_loss>'}])
-    page = report.render("html")
+    page = render(report, "html")
     assert 'id="settings-inferred"' in page and "status_keys.val_loss" in page
     assert "no &lt;val_loss&gt;" in page and "<val_loss>" not in page
-    assert "Settings inferred" not in make_report().render("html")
+    assert "Settings inferred" not in render(make_report(), "html")

@@ -6,6 +6,7 @@ import json
 
 from hkreports import state_registry, write_state
 from healthkit import audit
+from healthkit.render import render
 
 
 def test_ci_usage_from_python(workspace):
@@ -14,11 +15,11 @@ def test_ci_usage_from_python(workspace):
     report = audit(workspace, registry=state_registry(workspace), record_costs=False)
     assert report.exit_code == 1 and report.status.value == "warning"
     assert [f.code for f in report.findings] == ["disk.low-space"]
-    assert json.loads(report.render("json"))["findings"][0]["title"] == "Disk 93% full"
-    assert report.render("nagios").startswith("HEALTHKIT WARNING - 0 critical, 1 warning | ")
-    assert "<testcase classname=\"healthkit\" name=\"state\"" in report.render("junit")
-    assert "healthkit_disk_free_bytes" in report.render("prom")
-    assert report.render("md").startswith("# SYSTEM HEALTH REPORT")
+    assert json.loads(render(report, "json"))["findings"][0]["title"] == "Disk 93% full"
+    assert render(report, "nagios").startswith("HEALTHKIT WARNING - 0 critical, 1 warning | ")
+    assert "<testcase classname=\"healthkit\" name=\"state\"" in render(report, "junit")
+    assert "healthkit_disk_free_bytes" in render(report, "prom")
+    assert render(report, "md").startswith("# SYSTEM HEALTH REPORT")
 
 
 def test_output_folder_without_trailing_slash_is_a_folder(workspace, cli, tmp_path):

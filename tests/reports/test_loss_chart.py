@@ -111,6 +111,7 @@ def test_the_plain_audit_never_imports_matplotlib(tmp_path):
     """The chart costs a second of imports: only a folder --output may pay it."""
     script = (
         "import sys, healthkit.api as api\n"
+        "from healthkit.render import render\n"
         "from healthkit.registry import Registry, check\n"
         "from healthkit import CheckOutput\n"
         f"facts = {FACTS!r}\n"
@@ -118,7 +119,7 @@ def test_the_plain_audit_never_imports_matplotlib(tmp_path):
         "def x(ws): return CheckOutput(facts=facts)\n"
         "reg = Registry(); reg.add(x)\n"
         "r = api.audit(sys.argv[1], registry=reg)\n"
-        "for fmt in ('md', 'json', 'prom', 'junit', 'nagios'): r.render(fmt)\n"
+        "for fmt in ('md', 'json', 'prom', 'junit', 'nagios'): render(r, fmt)\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'numpy', 'PIL')))\n"
     )
     proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=60)

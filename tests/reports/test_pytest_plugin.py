@@ -98,3 +98,26 @@ def test_without_the_option_it_adds_nothing(pytester, ws):
     pytester.makepyfile(test_one="def test_x(): pass")
     res = pytester.runpytest(*plugin_args(), "-p", "no:cacheprovider")
     res.assert_outcomes(passed=1)
+
+
+def test_a_name_that_matches_nothing_is_a_usage_error(pytester, ws):
+    """`--healthkit-select nope` is the caller's mistake: pytest's usage error (exit 4), not an INTERNALERROR traceback."""
+    res = pytester.runpytest(*plugin_args(), "--healthkit", str(ws), "--healthkit-select", "nope", "-p", "no:cacheprovider")
+    assert res.ret == pytest.ExitCode.USAGE_ERROR == 4
+    err = res.stderr.str()
+    assert "--select 'nope' matches nothing" in err
+    assert "INTERNALERROR" not in res.stdout.str() + err
+    res = pytester.runpytest(*plugin_args(), "--healthkit", str(ws), "--healthkit-ignore", "dsik", "-p", "no:cacheprovider")
+    assert res.ret == 4 and "did you mean: disk" in res.stderr.str()
+
+
+def test_the_collected_count_includes_the_checks(pytester, ws):
+    """pytest's "collected N items" line counts the checks it then runs, with other tests and with --collect-only."""
+    pytester.makepyfile(test_unit="def test_unit(): pass")
+    res = pytester.runpytest(*plugin_args(), "--healthkit", str(ws), "-p", "no:cacheprovider")
+    res.stdout.fnmatch_lines(["collected 5 items"])
+    res.assert_outcomes(passed=2, failed=3)
+    res = pytester.runpytest(*plugin_args(), "--healthkit", str(ws), "-k", "disk", "-p", "no:cacheprovider")
+    res.stdout.fnmatch_lines(["collected 5 items / 4 deselected / 1 selected"])
+    res = pytester.runpytest(*plugin_args(), "--healthkit", str(ws), "--collect-only", "-q", "-p", "no:cacheprovider")
+    res.stdout.fnmatch_lines([f"healthkit:{ws}::disk", "*5 tests collected*"])

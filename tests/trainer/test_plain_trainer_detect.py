@@ -8,6 +8,7 @@ from pathlib import Path
 from healthkit.api import audit
 
 from healthkit.trainer.tiny import sample_texts
+from healthkit.render import render
 
 
 def _plain_trainer_run(base: Path, model_dir: Path) -> None:
@@ -62,5 +63,5 @@ def test_plain_trainer_run_without_healthkit_toml(tmp_path: Path, tiny_model_dir
     assert inferred["paths.config_schema"]["value"] == "none"
     config_ok = next(h for h in report.healthy if h.title == "Config is valid")
     assert "not validated against healthkit's schema" in config_ok.details[0]
-    md = report.render("md")
+    md = render(report, "md")
     assert "## 🔎 Settings inferred" in md and "- paths.checkpoints_config_key: `output_dir`" in md
