@@ -103,9 +103,17 @@ def _valid_detail(ws: Workspace) -> str:
     return f"{rel} parses (schema validation off in healthkit.toml)"
 
 
+def _config_required(ws: Workspace) -> bool:
+    """A config.json must exist for our trainer's workspace (its schema applies), or when healthkit.toml says so."""
+    return ws.settings.run.config_required or ws.settings.paths.config_schema != "none"
+
+
 @check("config", title="Training config", codes=[INVALID, NOT_LOCAL], tags=["config"])
 def config_check(ws: Workspace) -> CheckOutput:
     cfg = ws.config
+    if cfg.problem is not None and cfg.problem.kind == "missing" and not _config_required(ws):
+        return CheckOutput(notes=[f"no {ws.rel(ws.config_path)}: not needed here (not healthkit's trainer's workspace, "
+                                  "and healthkit.toml does not require one)"])
     if cfg.problem is not None:
         return CheckOutput(findings=[_unreadable(ws)])
     try:

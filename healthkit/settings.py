@@ -170,6 +170,17 @@ class AuditSettings:
 
 
 @frozen
+class RunSettings:
+    format: str | None = Field(
+        None, description="the run's on-disk format (a `healthkit.formats` entry point: hf, lightning, accelerate); "
+        "default: recognised from the checkpoint folder"
+    )
+    config_required: bool = Field(
+        False, description="a missing config.json is a finding (it always is for healthkit's trainer's workspaces)"
+    )
+
+
+@frozen
 class Settings:
     paths: PathSettings = _section(PathSettings)
     status_keys: StatusKeys = _section(StatusKeys)
@@ -180,6 +191,7 @@ class Settings:
     monitor: MonitorSettings = _section(MonitorSettings)
     checks: CheckSettings = _section(CheckSettings)
     audit: AuditSettings = _section(AuditSettings)
+    run: RunSettings = _section(RunSettings)
 
     # Dotted names healthkit.toml states ("paths.checkpoints"): detection never overrides those.
     explicit: ClassVar[frozenset[str]] = frozenset()
