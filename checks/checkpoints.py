@@ -83,7 +83,7 @@ def retention(ws: Workspace) -> Retention:
             return Retention(None, LimitSource.NONE, f"config.json sets `{key}` to null")
     if from_settings:
         return Retention(from_settings, LimitSource.SETTINGS, "healthkit.toml [retention]")
-    run = ws.run.retention if ws.run is not None else None
+    run = ws.run.declared_retention() if ws.run is not None else None
     if run is not None and run.limit:
         return Retention(run.limit, LimitSource.RUN, run.declared_by)
     if run is not None and run.keeps_all:
@@ -234,7 +234,7 @@ def incomplete_rule(ws: Workspace, ckpts: list[Checkpoint], saving: Checkpoint |
 
 
 def _limit_evidence(ws: Workspace, r: Retention) -> Evidence:
-    run = ws.run.retention if ws.run is not None else None
+    run = ws.run.declared_retention() if ws.run is not None else None
     if r.source in (LimitSource.RUN, LimitSource.NONE) and run is not None and run.said is not None:
         return Evidence(run.said.command.replace(SRC, q(ws, run.source) if run.source else ""), run.said.observed)
     if ws.format.name != "hf" and r.source is LimitSource.NONE:

@@ -11,8 +11,9 @@ from ._common import q
 
 INVALID = CodeDoc(
     "config.invalid", "critical", "config.json missing, unparsable or failing its schema",
-    what="The training config cannot be used: the file is missing, is not JSON, is not an object, or violates the schema "
-         "(each violation is named by its JSON pointer).",
+    what="The training config cannot be used: the file is missing (in healthkit's trainer's workspace, or where healthkit.toml "
+         "sets `[run] config_required`), is not JSON, is not an object, or violates the schema (each violation is named by "
+         "its JSON pointer). Other stacks (a Lightning or Accelerate run) need no config.json.",
     why="The daemon refuses to start (or a foreign training script crashes at its next start); every check that reads the "
         "config works blind.",
     fix="Edit config.json by hand: healthkit never guesses training settings. `healthkit init` shows a valid example.",

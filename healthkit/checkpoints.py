@@ -149,14 +149,14 @@ def _reason(exc: Exception) -> str:
     return exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8 JSON"
 
 
-def _weight_problems(path: Path, files: frozenset[str]) -> list[str]:
+def _weight_problems(path: Path, files: frozenset[str], zero: bool, fsdp: bool) -> list[str]:
     problems: list[str] = []
     weights = [f for f in WEIGHT_FILES if f in files]
     index = next((f for f in INDEX_FILES if f in files), None)
-    sharded_states = is_zero(files) or is_fsdp(files)
-    if is_zero(files):
+    sharded_states = zero or fsdp
+    if zero:
         problems += zero_problems(path, files)
-    if is_fsdp(files):
+    if fsdp:
         problems += fsdp_problems(path, files)
     if index:
         try:
@@ -180,14 +180,14 @@ def _weight_problems(path: Path, files: frozenset[str]) -> list[str]:
     return problems
 
 
-def unknown_layout(names: frozenset[str]) -> str | None:
+def unknown_layout(names: frozenset[str], zero: bool, fsdp: bool) -> str | None:
     """Why a checkpoint folder is in a layout this rule cannot judge (None: it can).
 
     HF's rule knows the weights it names; a folder that holds files and none of those weights,
     beside at most HF's bookkeeping, keeps its weights some other way (a custom save, another
     stack): it is unknown, never incomplete, and nothing offers to delete it.
     """
-    if not names or any(f in names for f in WEIGHT_FILES + INDEX_FILES) or is_zero(names) or is_fsdp(names):
+    if not names or zero or fsdp or any(f in names for f in WEIGHT_FILES + INDEX_FILES):
         return None
     other = sorted(f for f in names if f not in BOOKKEEPING and not _RNG.match(f))
     if not other:
@@ -208,11 +208,12 @@ def checkpoint_completeness(path: Path, files: Iterable[str] | None = None, *, n
         except OSError as exc:
             return Completeness(None, (f"its folder cannot be listed ({exc.strerror or exc})",))
     names = frozenset(files)
-    unknown = unknown_layout(names)
+    zero, fsdp = is_zero(names), is_fsdp(names)
+    unknown = unknown_layout(names, zero, fsdp)
     if unknown:
         return Completeness(None, (), unknown=unknown)
     state = read_state(path / STATE_FILE) if STATE_FILE in names else StateRead(None, "trainer_state.json is missing")
-    problems = ([state.problem] if state.problem else []) + _weight_problems(path, names)
+    problems = ([state.problem] if state.problem else []) + _weight_problems(path, names, zero, fsdp)
     if need_optimizer:
         problems += [f"{f} is missing" for f in TRAINING_STATE_FILES if f not in names]
     return Completeness(state.global_step, tuple(problems), state.problem)

@@ -105,7 +105,7 @@ def protections(ws: Workspace, keep_n: int, best: str | None, incomplete: set[st
         protected.setdefault(ckpts[-1].name, "the newest checkpoint")
     for name in _best_names(ws, best):
         protected.setdefault(name, "best_model_checkpoint")
-    declared = ws.run.retention if ws.run is not None else None
+    declared = ws.run.declared_retention() if ws.run is not None else None
     if ranked and declared is not None and declared.by_metric:
         for name in declared.kept:
             protected.setdefault(name, "one of the run's best k by its monitored metric")

@@ -101,11 +101,19 @@ class RunRecord:
     evals: list[list[float]] = field(default_factory=list)
     best: tuple[str, ...] = ()  # checkpoint names a prune must never delete (best, best-k)
     retention: DeclaredRetention | None = None
+    retention_reader: Callable[[], DeclaredRetention | None] | None = None  # read on first ask (a file the audit may not need)
     missing_extra: str | None = None  # an optional extra that would read more history (e.g. healthkit[tensorboard])
     notes: list[str] = field(default_factory=list)
     evals_said: Callable[[list[list[float]]], Said] | None = None
     no_evals_said: Callable[[float | None], Said] | None = None
     raw: Any = None  # the format's own parsed record (for that format's code only)
+
+    def declared_retention(self) -> DeclaredRetention | None:
+        """The retention the run declared, read the first time a check asks."""
+        if self.retention is None and self.retention_reader is not None:
+            reader, self.retention_reader = self.retention_reader, None
+            self.retention = reader()
+        return self.retention
 
     def _placed(self, said: Said, shown: Callable[[Path], str] | None) -> Said:
         """A command with its SRC placeholder replaced by the source path as a person types it (relative, quoted)."""
@@ -193,3 +201,11 @@ def listed(path: Path) -> tuple[frozenset[str], str | None]:
         return frozenset(os.listdir(path)), None
     except OSError as exc:
         return frozenset(), exc.strerror or str(exc)
+
+
+def field_of(obj: Any, name: str, default: Any = None) -> Any:
+    """A field of a dict, or of a stand-in the class-free unpickler made (healthkit.formats.safepickle.Stub)."""
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    fields = getattr(obj, "fields", None)
+    return fields().get(name, default) if callable(fields) else default

@@ -28,7 +28,7 @@ _MODEL = re.compile(r"^mp_rank_(\d+)_model_states\.pt$")
 
 def is_zero(files: frozenset[str]) -> bool:
     """Whether a checkpoint folder holds a DeepSpeed save (its `latest` tag or a `global_stepN/`)."""
-    return LATEST in files or any(TAG_RE.match(f) for f in files)
+    return LATEST in files or any(f.startswith("global_step") and TAG_RE.match(f) for f in files)
 
 
 def _ranks(names: list[str], pattern: re.Pattern[str]) -> set[int]:

@@ -17,7 +17,6 @@ import os
 import re
 from pathlib import Path
 
-from .safepickle import PickleRefused, Stub, field_of, safe_loads
 
 MODEL_RE = re.compile(r"^pytorch_model_fsdp_\d+$")
 OPTIM_RE = re.compile(r"^optimizer_\d+$")
@@ -27,11 +26,13 @@ _DISTCP = re.compile(rb"__\d+_\d+\.distcp")
 
 
 def is_fsdp(files: frozenset[str]) -> bool:
-    return any(MODEL_RE.match(f) for f in files)
+    return any(f.startswith("pytorch_model_fsdp_") and MODEL_RE.match(f) for f in files)
 
 
 def _named(raw: bytes) -> dict[str, int]:
     """{file: bytes it must hold at least} from a DCP .metadata (0 when only the name could be read)."""
+    from .safepickle import PickleRefused, field_of, safe_loads  # pickle is imported only where FSDP shards exist
+
     need: dict[str, int] = {}
     try:
         meta = safe_loads(raw)
@@ -87,4 +88,4 @@ def fsdp_problems(path: Path, files: frozenset[str]) -> list[str]:
     return problems
 
 
-__all__ = ["is_fsdp", "fsdp_problems", "dcp_problems", "Stub"]
+__all__ = ["is_fsdp", "fsdp_problems", "dcp_problems"]

@@ -16,9 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoints import STATE_FILE, checkpoint_completeness, newest_with_state
-from .base import SRC, Checkpoint, Completeness, DeclaredRetention, Recognised, RunFormat, RunRecord, Said, listed
-from .torchzip import read_pickle
-from .safepickle import field_of
+from .base import SRC, Checkpoint, Completeness, DeclaredRetention, Recognised, RunFormat, RunRecord, Said, field_of, listed
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 NAME_IN_TEXT = re.compile(r"checkpoint-\d+")
@@ -106,6 +104,14 @@ def declared_by_args(ckpt: Checkpoint) -> DeclaredRetention | None:
     """`save_total_limit` as the Trainer was given it, from the checkpoint's training_args.bin (never unpickled for real)."""
     if ARGS_FILE not in ckpt.files:
         return None
+    try:
+        with open(ckpt.path / ARGS_FILE, "rb") as fh:
+            if fh.read(4) != b"PK\x03\x04":
+                return None  # not a torch.save zip (an old pickle-only save, or not the Trainer's)
+    except OSError:
+        return None
+    from .torchzip import read_pickle  # zipfile and pickle: only when a check asks for the declared retention
+
     args, why = read_pickle(ckpt.path / ARGS_FILE, max_bytes=4 * 1024 * 1024)
     if why is not None or args is None:
         return None
@@ -146,7 +152,7 @@ def record(newest: Checkpoint, data: dict) -> RunRecord:
         label=f"{STATE_FILE} of {newest.name}", source=path, mtime=_mtime(path),
         global_step=gs if isinstance(gs, int) and not isinstance(gs, bool) else None,
         max_steps=_num(data.get("max_steps")), save_steps=_num(data.get("save_steps")), eval_steps=_num(data.get("eval_steps")),
-        records_eval_interval=True, train=train, evals=evals, best=best_names, retention=declared_by_args(newest),
+        records_eval_interval=True, train=train, evals=evals, best=best_names, retention_reader=lambda: declared_by_args(newest),
         evals_said=evals_said, no_evals_said=no_evals_said,
         raw=(newest, data),
     )

@@ -20,10 +20,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .base import SRC, Checkpoint, Completeness, DeclaredRetention, Recognised, RunFormat, RunRecord, Said
+from .base import SRC, Checkpoint, Completeness, DeclaredRetention, Recognised, RunFormat, RunRecord, Said, field_of, listed
 from .logs import csv_record, event_files, events_record
-from .safepickle import Stub, field_of
-from .torchzip import read_pickle, zip_problem
 
 STEP_IN_NAME = re.compile(r"(?:^|[-_])step=(\d+)")
 ALIAS = re.compile(r"^last(-v\d+)?\.ckpt$")
@@ -32,14 +30,15 @@ METRICS = "metrics.csv"
 
 
 def _is_ckpt(e: os.DirEntry) -> bool:
+    """A `.ckpt` file, or a `.ckpt` folder (Lightning's DeepSpeed strategy saves one: a layout not judged here)."""
     try:
-        return e.name.endswith(SUFFIX) and e.is_file()
+        return e.name.endswith(SUFFIX) and (e.is_file() or e.is_dir())
     except OSError:
         return False
 
 
 def _state(obj: Any) -> dict:
-    return obj.fields() if isinstance(obj, Stub) else obj if isinstance(obj, dict) else {}
+    return obj if isinstance(obj, dict) else obj.fields() if hasattr(obj, "fields") else {}
 
 
 def model_checkpoint_state(data: Any) -> tuple[str | None, dict]:
@@ -63,8 +62,12 @@ class Lightning(RunFormat):
     limit_word = "`save_top_k`"
 
     def recognise(self, root: Path, entries: list[os.DirEntry]) -> Recognised | None:
-        n = sum(1 for e in entries if _is_ckpt(e))
-        return Recognised(f"`{root.name}/` holds {n} Lightning `*.ckpt` file(s)") if n else None
+        ckpts = [e.name for e in entries if _is_ckpt(e)]
+        aliases = [n for n in ckpts if ALIAS.match(n)]
+        if not ckpts:
+            return None
+        also = f" and {', '.join(sorted(aliases))} (a copy or link of one, not counted)" if len(aliases) < len(ckpts) and aliases else ""
+        return Recognised(f"`{root.name}/` holds {len(ckpts) - len(aliases) or len(ckpts)} Lightning `*.ckpt` file(s){also}")
 
     def holds_checkpoints(self, entries: list[os.DirEntry]) -> int:
         return sum(1 for e in entries if _is_ckpt(e) and not ALIAS.match(e.name))
@@ -75,17 +78,28 @@ class Lightning(RunFormat):
         found = []
         for e in real:
             m = STEP_IN_NAME.search(e.name)
-            step = int(m.group(1)) if m else self._step_from_file(Path(e.path))
+            step = int(m.group(1)) if m else (None if e.is_dir() else self._step_from_file(Path(e.path)))
+            if e.is_dir():
+                files, err = listed(Path(e.path))
+                found.append(Checkpoint(Path(e.path), step if step is not None else -1, e.is_symlink(), files, err))
+                continue
             found.append(Checkpoint(Path(e.path), step if step is not None else -1, e.is_symlink(), frozenset(), None, True))
         return sorted(found, key=lambda c: (c.step, c.name))
 
     @staticmethod
     def _step_from_file(path: Path) -> int | None:
+        from .torchzip import read_pickle
+
         data, _ = read_pickle(path)
         step = field_of(data, "global_step")
         return step if isinstance(step, int) and not isinstance(step, bool) else None
 
     def completeness(self, ckpt: Checkpoint) -> Completeness:
+        if not ckpt.is_file:
+            return Completeness(None, (), unknown="a `.ckpt` folder (a sharded save, e.g. the DeepSpeed strategy's), "
+                                                  "not a torch.save file: its completeness is not judged")
+        from .torchzip import zip_problem
+
         problem = zip_problem(ckpt.path)
         return Completeness(ckpt.step if ckpt.step >= 0 else None, (problem,) if problem else ())
 
@@ -93,6 +107,8 @@ class Lightning(RunFormat):
         return name.endswith(SUFFIX)
 
     def survey(self, root: Path, ckpts: list[Checkpoint]) -> tuple[dict[Path, Completeness], RunRecord | None]:
+        from .torchzip import read_pickle
+
         judged = {c.path: self.completeness(c) for c in ckpts}
         data, source = None, None
         for c in reversed(ckpts):

@@ -9,7 +9,6 @@ no validation ran.
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import re
@@ -61,6 +60,8 @@ def _pick(keys: list[str], test, prefer: str | None) -> str | None:
 
 def read_csv(path: Path, monitor: str | None = None) -> Series | None:
     """(train, eval) series from a metrics.csv (a row per logging call, `step` column); None when unreadable."""
+    import csv  # only where a CSV log exists
+
     try:
         if os.stat(path).st_size > MAX_CSV_BYTES:
             return None

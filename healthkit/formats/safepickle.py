@@ -16,6 +16,8 @@ import pickle
 from collections import OrderedDict
 from typing import Any
 
+from .base import field_of  # re-exported: its home is base, which imports no pickle
+
 # Builtins that are plain data: these, and only these, are real.
 _REAL = {("collections", "OrderedDict"): OrderedDict, ("builtins", "set"): set, ("builtins", "frozenset"): frozenset,
          ("builtins", "slice"): slice, ("builtins", "complex"): complex, ("__builtin__", "set"): set}
@@ -93,11 +95,4 @@ def safe_loads(raw: bytes) -> Any:
             RecursionError, MemoryError, UnicodeDecodeError) as exc:
         raise PickleRefused(f"not a readable pickle ({type(exc).__name__})") from None
 
-
-def field_of(obj: Any, name: str, default: Any = None) -> Any:
-    """A field of a stand-in or a dict, whichever the pickle made."""
-    if isinstance(obj, dict):
-        return obj.get(name, default)
-    if isinstance(obj, Stub):
-        return obj.fields().get(name, default)
-    return default
+__all__ = ["PickleRefused", "Stub", "field_of", "safe_loads"]

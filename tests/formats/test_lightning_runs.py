@@ -28,6 +28,7 @@ def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("lightning")
     run(base / "val-off", save_last=True)  # validation off (limit_val_batches=0), save_top_k=-1 every 5 steps
     run(base / "nan", val_every=10, val_loss_at=lambda s: math.nan if s >= 30 else 1.0 / (s + 1))
+    run(base / "tb-nan", val_every=10, tensorboard=True, val_loss_at=lambda s: math.nan if s >= 30 else 1.0 / (s + 1))
     run(base / "topk", val_every=10, monitor="val_loss", every_n_train_steps=None,
         val_loss_at=lambda s: abs(s - 20) / 10 + 0.1)  # best at step 20; every validation saved (save_top_k=-1)
     return base
@@ -68,6 +69,15 @@ def test_validation_loss_turning_nan(runs, tmp_path):
     assert "config.invalid" not in codes(report)
 
 
+def test_tensorboard_logger_history_read_through_the_extra(runs, tmp_path):
+    """Lightning's TensorBoardLogger: the loss history only in event files, read by the tensorboard package."""
+    base = copy(runs, "tb-nan", tmp_path)
+    assert not list(base.rglob("metrics.csv")) and list(base.rglob("events.out.tfevents.*"))
+    report = audit(base)
+    [nf] = findings(report, "validation.non-finite")
+    assert "TensorBoard event files" in nf["problem"][0] and nf["evidence"][0]["command"].startswith("tensorboard --inspect")
+
+
 def test_top_k_on_a_monitored_metric_prune_keeps_the_best(runs, tmp_path):
     base = copy(runs, "topk", tmp_path)
     report = audit(base)
@@ -105,3 +115,15 @@ def test_an_unknown_layout_gets_no_deletion(tmp_path):
     assert any("not judged" in n for c in report["checks"] for n in c["notes"])
     out = fix(tmp_path, "--unsafe", "--keep", "1", "--yes")
     assert sorted(os.listdir(ck)) == ["epoch=0-step=10.ckpt", "epoch=0-step=15.ckpt", "epoch=0-step=5.ckpt"], out
+
+
+def test_init_detect_writes_the_recognised_format(runs, tmp_path):
+    from tests.conftest import run_cli
+
+    base = copy(runs, "val-off", tmp_path)
+    r = run_cli("init", str(base), "--detect")
+    assert r.returncode == 0, r.stderr.decode()
+    toml = (base / "healthkit.toml").read_text()
+    assert 'format = "lightning"' in toml and "holds 12 Lightning `*.ckpt` file(s)" in toml, toml
+    assert f'checkpoints = "{CK}"' in toml
+    assert inferred(audit(base)) == {}  # everything now declared: nothing left to guess
