@@ -86,8 +86,8 @@ def retention(ws: Workspace) -> Retention:
     run = ws.run.declared_retention() if ws.run is not None else None
     if run is not None and run.limit:
         return Retention(run.limit, LimitSource.RUN, run.declared_by)
-    if run is not None and run.keeps_all:
-        return Retention(None, LimitSource.NONE, run.declared_by)
+    if run is not None:
+        return Retention(None, LimitSource.NONE, run.declared_by)  # it keeps every one, or its limit is not on disk
     if ws.settings.paths.config_schema == "healthkit" and ws.config.is_object:
         from healthkit.configschema import default
 

@@ -19,7 +19,7 @@ import os
 import re
 from pathlib import Path
 
-from .base import Checkpoint, Completeness, Recognised, RunFormat, RunRecord, listed
+from .base import Checkpoint, Completeness, DeclaredRetention, Recognised, RunFormat, RunRecord, listed
 from .fsdp import dcp_problems
 from .logs import event_files, events_record
 
@@ -93,7 +93,8 @@ class Accelerate(RunFormat):
         events = event_files(root.parent, depth=3)
         rec = events_record(events, root.parent) if events else RunRecord(
             label=f"no TensorBoard event files under {root.parent.name}/")
-        rec.notes.append("Accelerate does not record ProjectConfiguration.total_limit on disk")
+        rec.retention = DeclaredRetention(None, "Accelerate does not record `ProjectConfiguration.total_limit` on disk, "
+                                                "so no limit can be read (declare one in healthkit.toml [retention])")
         return judged, rec
 
 

@@ -101,6 +101,9 @@ class Lightning(RunFormat):
         from .torchzip import zip_problem
 
         problem = zip_problem(ckpt.path)
+        if ckpt.step < 0 and problem is None:
+            return Completeness(None, (), unknown="its step is neither in its name (`step=N`) nor readable from the file: "
+                                                  "it cannot be ordered, so nothing deletes it")
         return Completeness(ckpt.step if ckpt.step >= 0 else None, (problem,) if problem else ())
 
     def is_checkpoint_name(self, name: str) -> bool:

@@ -61,9 +61,9 @@ def recognise(root: Path, entries: list[Any] | None = None, declared: str | None
               ) -> tuple[RunFormat, Recognised | None, list[Any]]:
     """(the format, its evidence, the folder's entries) for checkpoint folder ``root``.
 
-    ``declared`` (healthkit.toml `[run] format`) wins when that format is registered. An empty
-    or missing folder is HF's (the default layout, nothing to judge yet); a folder no format
-    claims is UNKNOWN.
+    ``declared`` (healthkit.toml `[run] format`) wins when that format is registered. A folder
+    no format claims (empty, missing, or holding no checkpoint any format names) gets the
+    default layout, HF's, with no evidence: it lists no checkpoint there, so nothing is judged.
     """
     entries = scan(root) if entries is None else entries
     if declared:
@@ -74,6 +74,4 @@ def recognise(root: Path, entries: list[Any] | None = None, declared: str | None
         found = fmt.recognise(root, entries)
         if found is not None:
             return fmt, found, entries
-    if not entries:
-        return by_name("hf") or UNKNOWN, None, entries
-    return UNKNOWN, None, entries
+    return by_name("hf") or UNKNOWN, None, entries

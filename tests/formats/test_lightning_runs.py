@@ -127,3 +127,12 @@ def test_init_detect_writes_the_recognised_format(runs, tmp_path):
     assert 'format = "lightning"' in toml and "holds 12 Lightning `*.ckpt` file(s)" in toml, toml
     assert f'checkpoints = "{CK}"' in toml
     assert inferred(audit(base)) == {}  # everything now declared: nothing left to guess
+
+
+def test_step_from_the_file_when_the_name_has_none(runs, tmp_path):
+    base = copy(runs, "val-off", tmp_path)
+    (base / CK / "epoch=0-step=5.ckpt").rename(base / CK / "first.ckpt")  # a custom filename: no `step=N`
+    report = audit(base)
+    assert report["facts"]["checkpoints"]["oldest_step"] == 5 and report["facts"]["checkpoints"]["count"] == 12
+    out = fix(base, "--unsafe", "--keep", "11", "--yes", "--only", "checkpoints")
+    assert not (base / CK / "first.ckpt").exists() and (base / CK / "epoch=0-step=10.ckpt").exists(), out
