@@ -23,7 +23,8 @@ DELETE_INCOMPLETE = FixRef("delete-incomplete-checkpoint", "Delete the incomplet
 
 NO_RETENTION = CodeDoc(
     "checkpoints.no-retention", "warning", "No checkpoint retention configured",
-    what="Neither config.json nor healthkit.toml declares `save_total_limit` (or it is null), so the Trainer keeps every checkpoint.",
+    what="Neither config.json, healthkit.toml nor the run's own files (the Trainer's training_args.bin, Lightning's "
+         "ModelCheckpoint state) declare a retention limit (`save_total_limit`, `save_top_k`), so every checkpoint is kept.",
     why="Checkpoints accumulate for the whole run; on a long run they fill the disk and the run dies at a save.",
     fix="Add `save_total_limit` to config.json (unsafe: it changes what training deletes). If the training script hard-codes "
         "a limit, declare it in healthkit.toml under [retention].",
@@ -42,8 +43,10 @@ BLOAT = CodeDoc(
 )
 INCOMPLETE = CodeDoc(
     "checkpoints.incomplete", "warning", "Checkpoint a resume would choke on",
-    what="A checkpoint-N folder lacks what `Trainer.train(resume_from_checkpoint=...)` needs: a readable trainer_state.json and "
-         "the model weights (all shards of a sharded save).",
+    what="A checkpoint lacks what its stack needs to resume from it, by that stack's own rule (healthkit.formats): for HF "
+         "`Trainer.train(resume_from_checkpoint=...)` a readable trainer_state.json and "
+         "the model weights (all shards of a sharded save; every rank's ZeRO or FSDP states); for Lightning a whole `.ckpt` "
+         "zip; for Accelerate the weights, optimizer and RNG states. A layout the format cannot judge is not incomplete.",
     why="Resuming picks the newest checkpoint; an incomplete one crashes the resume or silently restarts from scratch.",
     fix="Delete the incomplete checkpoint so that resume falls back to the previous complete one.",
     fix_safety="Unsafe: it deletes data (possibly the only copy of those steps).",
@@ -330,12 +333,25 @@ def _facts(ws: Workspace, v: _View) -> dict[str, Any]:
     }
 
 
+def _format_notes(ws: Workspace) -> list[str]:
+    """A declared format that is not registered, and format plugins that failed to load (the folder is still read)."""
+    from healthkit.formats.registry import LOAD_ERRORS, formats
+
+    declared = ws.settings.run.format
+    out = list(LOAD_ERRORS)
+    if declared and declared != ws.format.name:
+        out.append(f"healthkit.toml [run] format = {declared!r} names no registered format "
+                   f"({', '.join(f.name for f in formats())}); the folder was recognised as {ws.format.name} instead")
+    return out
+
+
 def _healthy_and_notes(ws: Workspace, v: _View) -> tuple[list[Healthy], list[str]]:
     ckpts = v.ckpts
     notes = [f"{c.name} is a symlink out of the workspace; not counted as our data"
              for c in ckpts if c.is_symlink and not is_within(c.path, ws.base)]
     notes += [f"{c.name}: not judged, {ws.completeness_of(c).unknown}; nothing offers to delete it"
               for c in ckpts if ws.completeness_of(c).unknown]
+    notes += _format_notes(ws)
     if ws.in_progress_saves:
         notes.append(f"save in progress: {', '.join(p.name for p in ws.in_progress_saves)}")
     if v.saving is not None:

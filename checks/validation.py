@@ -16,7 +16,8 @@ ENABLE = FixRef("enable-evaluation", "Turn evaluation on in config.json", "unsaf
 
 NOT_RUNNING = CodeDoc(
     "validation.not-running", "warning", "No validation loss although evaluation should have run",
-    what="The status file's validation loss is null, or trainer_state.json's log_history has no eval_loss after the step at "
+    what="The status file's validation loss is null, or the run's loss history (HF's log_history, Lightning's metrics.csv, "
+         "TensorBoard events) has no validation loss after the step at "
          "which evaluation was due.",
     why="Without validation loss nobody can see overfitting or judge generalization; a key training signal is silently missing.",
     fix="Turn evaluation on (eval_strategy, eval_steps) with validation data that exists; the likely cause is named in the finding.",
@@ -339,10 +340,11 @@ def _missing_in_log_history(ws: Workspace, seen: _Seen) -> Finding | None:
     label = rec.label if rec is not None else "the loss history"
     said = rec.said_no_evals(last_eval, lambda p: q(ws, p)) if rec is not None else None
     ev = Evidence(said.command, said.observed) if said else Evidence("# no loss history", "")
+    word = rec.evals_word if rec is not None else "a validation loss"
     if last_eval is None:
-        problem = [f"{label} has no `eval_loss` in log_history at global step {gs}"]
+        problem = [f"{label} has no {word} at global step {gs}"]
     else:
-        problem = [f"{label} has no `eval_loss` after step {last_eval:g} (global step {gs})"]
+        problem = [f"{label} has no {word.split(' in ')[0]} after step {last_eval:g} (global step {gs})"]
     return Finding(
         code=NOT_RUNNING.code, severity=Severity.WARNING, title="Validation not running",
         problem=problem + [f"Evaluation was due every {es:g} steps"],

@@ -96,6 +96,7 @@ class RunRecord:
     max_steps: float | None = None
     save_steps: float | None = None
     eval_steps: float | None = None
+    evals_word: str = "a validation loss"  # how the record names its validation losses, for people
     records_eval_interval: bool = False  # the format writes down when evaluation is due (HF): absence of evals is judged by it
     train: list[list[float]] = field(default_factory=list)
     evals: list[list[float]] = field(default_factory=list)

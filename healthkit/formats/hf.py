@@ -152,7 +152,7 @@ def record(newest: Checkpoint, data: dict) -> RunRecord:
         label=f"{STATE_FILE} of {newest.name}", source=path, mtime=_mtime(path),
         global_step=gs if isinstance(gs, int) and not isinstance(gs, bool) else None,
         max_steps=_num(data.get("max_steps")), save_steps=_num(data.get("save_steps")), eval_steps=_num(data.get("eval_steps")),
-        records_eval_interval=True, train=train, evals=evals, best=best_names, retention_reader=lambda: declared_by_args(newest),
+        records_eval_interval=True, evals_word="`eval_loss` in log_history", train=train, evals=evals, best=best_names, retention_reader=lambda: declared_by_args(newest),
         evals_said=evals_said, no_evals_said=no_evals_said,
         raw=(newest, data),
     )
