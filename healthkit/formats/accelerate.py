@@ -21,7 +21,6 @@ from pathlib import Path
 
 from .base import Checkpoint, Completeness, DeclaredRetention, Recognised, RunFormat, RunRecord, listed
 from .fsdp import dcp_problems
-from .logs import event_files, events_record
 
 CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)$")
 WEIGHTS = re.compile(r"^(model(_\d+)?\.safetensors|pytorch_model(_\d+)?\.bin|model(_\d+)?\.safetensors\.index\.json|"
@@ -89,6 +88,8 @@ class Accelerate(RunFormat):
         return CHECKPOINT_RE.search(os.path.basename(name.rstrip("/"))) is not None
 
     def survey(self, root: Path, ckpts: list[Checkpoint]) -> tuple[dict[Path, Completeness], RunRecord | None]:
+        from .logs import event_files, events_record
+
         judged = {c.path: self.completeness(c) for c in ckpts}
         events = event_files(root.parent, depth=3)
         rec = events_record(events, root.parent) if events else RunRecord(

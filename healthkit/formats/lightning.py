@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from .base import SRC, Checkpoint, Completeness, DeclaredRetention, Recognised, RunFormat, RunRecord, Said, field_of, listed
-from .logs import csv_record, event_files, events_record
 
 STEP_IN_NAME = re.compile(r"(?:^|[-_])step=(\d+)")
 ALIAS = re.compile(r"^last(-v\d+)?\.ckpt$")
@@ -132,6 +131,8 @@ class Lightning(RunFormat):
         return judged, rec
 
     def _history(self, root: Path, monitor: str | None) -> RunRecord:
+        from .logs import csv_record, event_files, events_record
+
         version = root.parent
         csv_path = version / METRICS
         if csv_path.is_file():
