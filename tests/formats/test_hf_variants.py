@@ -169,3 +169,16 @@ def test_unknown_weight_layout_is_never_incomplete_and_never_offered_for_deletio
     assert any("layout healthkit does not know" in n and "nothing offers to delete it" in n for n in notes), notes
     out = fix(tmp_path, "--unsafe", "--keep", "1", "--yes")
     assert sorted(p.name for p in ck.iterdir()) == ["checkpoint-10", "checkpoint-20", "checkpoint-30"], out
+
+
+def test_limit_the_trainer_was_given_makes_the_prune_safe(tmp_path, training_args):
+    """save_total_limit=3 only in training_args.bin (no config.json): five checkpoints are bloat, pruned by --safe."""
+    ck = tmp_path / "output"
+    for s in (10, 20, 30, 40, 50):
+        zero3_checkpoint(ck, s, training_args[3], best=str(ck / "checkpoint-10"))
+    age(tmp_path)
+    [bloat] = findings(audit(tmp_path), "checkpoints.bloat")
+    assert bloat["data"]["limit"] == 3 and bloat["data"]["limit_source"] == "run"
+    assert [f["safety"] for f in bloat["fixes"]] == ["safe"]
+    out = fix(tmp_path, "--safe")
+    assert sorted(p.name for p in ck.iterdir()) == ["checkpoint-10", "checkpoint-30", "checkpoint-40", "checkpoint-50"], out
