@@ -246,6 +246,12 @@ def _limit_evidence(ws: Workspace, r: Retention) -> Evidence:
     return Evidence(f"jq '.{key}' {q(ws, ws.config_path)}", str(r.limit) if r.source is LimitSource.CONFIG else "null")
 
 
+def _limit_unreadable(ws: Workspace) -> bool:
+    """The run's format records no limit at all (Accelerate's total_limit): whether one is set cannot be read."""
+    run = ws.run.declared_retention() if ws.run is not None else None
+    return run is not None and run.limit is None and not run.keeps_all
+
+
 def no_retention_rule(ws: Workspace, v: _View) -> list[Finding]:
     """checkpoints.no-retention: nobody declared save_total_limit."""
     r = v.retention
@@ -253,8 +259,11 @@ def no_retention_rule(ws: Workspace, v: _View) -> list[Finding]:
         return []
     return [Finding(
         code=NO_RETENTION.code, severity=Severity.WARNING, title="No checkpoint retention",
-        problem=[f"{ws.format.limit_word} is not configured: {r.declared_by}",
-                 f"The {ws.format.title} run keeps every checkpoint it writes"],
+        problem=([f"No {ws.format.limit_word} can be read: {r.declared_by}",
+                  f"Unless the training script sets one, the {ws.format.title} run keeps every checkpoint it writes"]
+                 if _limit_unreadable(ws) else
+                 [f"{ws.format.limit_word} is not configured: {r.declared_by}",
+                  f"The {ws.format.title} run keeps every checkpoint it writes"]),
         impact=["Checkpoints accumulate indefinitely", "Risk of running out of disk space on long training runs"],
         evidence=[_limit_evidence(ws, r)],
         root_cause=[f"{ws.format.limit_word} not configured (or hard-coded to keep all in the training script)"],

@@ -39,6 +39,8 @@ def test_twelve_states_no_retention_and_the_tensorboard_history(runs, tmp_path):
     assert report["facts"]["checkpoints"]["count"] == 12
     assert any(h["title"] == "Validation is running" for h in report["healthy"]), report["healthy"]
     assert len(report["facts"]["log_history"]["eval"]) == 6
+    [nr] = findings(report, "checkpoints.no-retention")
+    assert nr["problem"][0].startswith("No `total_limit` can be read: Accelerate does not record"), nr["problem"]
 
 
 def test_prune_keeps_the_newest_by_step_whole_folders(runs, tmp_path):
