@@ -94,8 +94,8 @@ class Accelerate(RunFormat):
         events = event_files(root.parent, depth=3)
         rec = events_record(events, root.parent) if events else RunRecord(
             label=f"no TensorBoard event files under {root.parent.name}/")
-        rec.retention = DeclaredRetention(None, "Accelerate does not record `ProjectConfiguration.total_limit` on disk, "
-                                                "so no limit can be read (declare one in healthkit.toml [retention])")
+        rec.retention = DeclaredRetention(None, "Accelerate does not record `ProjectConfiguration.total_limit` on disk "
+                                                "(declare the run's limit in healthkit.toml [retention])")
         return judged, rec
 
 
