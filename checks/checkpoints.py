@@ -1,4 +1,4 @@
-"""Checkpoint retention, bloat and completeness, read from real HF Trainer output."""
+"""Checkpoint retention, bloat and completeness, read through the run's format (healthkit.formats): any stack."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Healthy, Severity, check
+from healthkit.formats.base import SRC
 from healthkit.fsutil import human_bytes, is_within
 from healthkit.workspace import Checkpoint, Workspace
 
@@ -22,7 +23,8 @@ DELETE_INCOMPLETE = FixRef("delete-incomplete-checkpoint", "Delete the incomplet
 
 NO_RETENTION = CodeDoc(
     "checkpoints.no-retention", "warning", "No checkpoint retention configured",
-    what="Neither config.json nor healthkit.toml declares `save_total_limit` (or it is null), so the Trainer keeps every checkpoint.",
+    what="Neither config.json, healthkit.toml nor the run's own files (the Trainer's training_args.bin, Lightning's "
+         "ModelCheckpoint state) declare a retention limit (`save_total_limit`, `save_top_k`), so every checkpoint is kept.",
     why="Checkpoints accumulate for the whole run; on a long run they fill the disk and the run dies at a save.",
     fix="Add `save_total_limit` to config.json (unsafe: it changes what training deletes). If the training script hard-codes "
         "a limit, declare it in healthkit.toml under [retention].",
@@ -41,8 +43,10 @@ BLOAT = CodeDoc(
 )
 INCOMPLETE = CodeDoc(
     "checkpoints.incomplete", "warning", "Checkpoint a resume would choke on",
-    what="A checkpoint-N folder lacks what `Trainer.train(resume_from_checkpoint=...)` needs: a readable trainer_state.json and "
-         "the model weights (all shards of a sharded save).",
+    what="A checkpoint lacks what its stack needs to resume from it, by that stack's own rule (healthkit.formats): for HF "
+         "`Trainer.train(resume_from_checkpoint=...)` a readable trainer_state.json and "
+         "the model weights (all shards of a sharded save; every rank's ZeRO or FSDP states); for Lightning a whole `.ckpt` "
+         "zip; for Accelerate the weights, optimizer and RNG states. A layout the format cannot judge is not incomplete.",
     why="Resuming picks the newest checkpoint; an incomplete one crashes the resume or silently restarts from scratch.",
     fix="Delete the incomplete checkpoint so that resume falls back to the previous complete one.",
     fix_safety="Unsafe: it deletes data (possibly the only copy of those steps).",
@@ -57,6 +61,7 @@ class LimitSource(str, Enum):
     """Who declared the retention limit: it decides whether pruning to it is safe (never the wording of a message)."""
 
     CONFIG = "config"  # config.json: the user's own policy
+    RUN = "run"  # the run's own files (the Trainer's arguments, Lightning's ModelCheckpoint state): the user's own policy
     SETTINGS = "settings"  # healthkit.toml [retention]: the user's own policy
     TRAINER_DEFAULT = "trainer-default"  # our trainer's default, written nowhere: maybe not what they meant
     NONE = "none"
@@ -81,12 +86,19 @@ def retention(ws: Workspace) -> Retention:
             return Retention(None, LimitSource.NONE, f"config.json sets `{key}` to null")
     if from_settings:
         return Retention(from_settings, LimitSource.SETTINGS, "healthkit.toml [retention]")
+    run = ws.run.declared_retention() if ws.run is not None else None
+    if run is not None and run.limit:
+        return Retention(run.limit, LimitSource.RUN, run.declared_by)
+    if run is not None:
+        return Retention(None, LimitSource.NONE, run.declared_by)  # it keeps every one, or its limit is not on disk
     if ws.settings.paths.config_schema == "healthkit" and ws.config.is_object:
         from healthkit.configschema import default
 
         if default("save_total_limit"):
             return Retention(default("save_total_limit"), LimitSource.TRAINER_DEFAULT,
                              f"healthkit trainer default (config.json has no `{key}`)")
+    if ws.format.name != "hf":
+        return Retention(None, LimitSource.NONE, f"nothing the {ws.format.title} run wrote declares {ws.format.limit_word}")
     return Retention(None, LimitSource.NONE, f"config.json has no `{key}`")
 
 
@@ -97,18 +109,11 @@ def declared_limit(ws: Workspace) -> tuple[int | None, str]:
 
 
 def best_checkpoint(ws: Workspace) -> Checkpoint | None:
-    """`best_model_checkpoint` resolved by name: it is often an absolute path from before the workspace moved."""
-    _, ts = ws.latest_trainer_state
-    if ts is None:
-        return None
-    best = ts.data.get("best_model_checkpoint")
-    if not isinstance(best, str) or not best:
-        return None
-    name = Path(best.rstrip("/")).name
-    for c in ws.checkpoints:
-        if c.name == name:
-            return c
-    return None
+    """The run's best checkpoint (HF `best_model_checkpoint`, Lightning `best_model_path`), resolved by name: it is
+    often an absolute path from before the workspace moved."""
+    names = ws.run.best if ws.run is not None else ()
+    by_name = {c.name: c for c in ws.checkpoints}
+    return next((by_name[n] for n in names if n in by_name), None)
 
 
 def missing_parts(ws: Workspace, c: Checkpoint) -> list[str]:
@@ -186,7 +191,7 @@ def _incomplete_finding(ws: Workspace, c: Checkpoint, parts: list[str], newest: 
         problem=[f"`{ws.rel(c.path)}` cannot be resumed from: {'; '.join(parts)}"]
         + (["It is the newest checkpoint, the one a resume would pick"] if newest else []),
         impact=["A resume from it crashes or silently starts over" if newest else "A resume that reaches it would fail"],
-        evidence=[Evidence(f"ls {q(ws, c.path)}", "\n".join(sorted(c.files)) or "(empty)")],
+        evidence=[_listing(ws, c)],
         root_cause=["A save was interrupted (crash, kill or full disk during the write), or files were removed by hand"],
         recommendations=["Delete it so that a resume falls back to the previous complete checkpoint"],
         fixes=[DELETE_INCOMPLETE], urgency="immediate" if newest else "short-term",
@@ -194,8 +199,21 @@ def _incomplete_finding(ws: Workspace, c: Checkpoint, parts: list[str], newest: 
     )
 
 
+def _listing(ws: Workspace, c: Checkpoint) -> Evidence:
+    """`ls` of a checkpoint folder, or `ls -l` of a checkpoint file (its size is what a cut save shows)."""
+    if c.is_file:
+        try:
+            size = str(os.stat(c.path).st_size)
+        except OSError as exc:
+            size = exc.strerror or "unreadable"
+        return Evidence(f"stat -c %s {q(ws, c.path)}", size)
+    return Evidence(f"ls {q(ws, c.path)}", "\n".join(sorted(c.files)) or "(empty)")
+
+
 def _vanishing(c: Checkpoint) -> bool:
     """Whether files listed a moment ago are gone: the checkpoint is being deleted (HF's rotation, the end of a file)."""
+    if c.is_file:
+        return not os.path.lexists(c.path)
     try:
         now = set(os.listdir(c.path))
     except FileNotFoundError:
@@ -219,8 +237,19 @@ def incomplete_rule(ws: Workspace, ckpts: list[Checkpoint], saving: Checkpoint |
 
 
 def _limit_evidence(ws: Workspace, r: Retention) -> Evidence:
+    run = ws.run.declared_retention() if ws.run is not None else None
+    if r.source in (LimitSource.RUN, LimitSource.NONE) and run is not None and run.said is not None:
+        return Evidence(run.said.command.replace(SRC, q(ws, run.source) if run.source else ""), run.said.observed)
+    if ws.format.name != "hf" and r.source is LimitSource.NONE:
+        return Evidence(f"ls {q(ws, ws.checkpoint_dir)}", ", ".join(c.name for c in ws.checkpoints[-12:]))
     key = ws.settings.config_keys.save_total_limit
     return Evidence(f"jq '.{key}' {q(ws, ws.config_path)}", str(r.limit) if r.source is LimitSource.CONFIG else "null")
+
+
+def _limit_unreadable(ws: Workspace) -> bool:
+    """The run's format records no limit at all (Accelerate's total_limit): whether one is set cannot be read."""
+    run = ws.run.declared_retention() if ws.run is not None else None
+    return run is not None and run.limit is None and not run.keeps_all
 
 
 def no_retention_rule(ws: Workspace, v: _View) -> list[Finding]:
@@ -230,22 +259,26 @@ def no_retention_rule(ws: Workspace, v: _View) -> list[Finding]:
         return []
     return [Finding(
         code=NO_RETENTION.code, severity=Severity.WARNING, title="No checkpoint retention",
-        problem=[f"`save_total_limit` is not configured: {r.declared_by}", "The Trainer keeps every checkpoint it writes"],
+        problem=([f"No {ws.format.limit_word} can be read: {r.declared_by}",
+                  f"Unless the training script sets one, the {ws.format.title} run keeps every checkpoint it writes"]
+                 if _limit_unreadable(ws) else
+                 [f"{ws.format.limit_word} is not configured: {r.declared_by}",
+                  f"The {ws.format.title} run keeps every checkpoint it writes"]),
         impact=["Checkpoints accumulate indefinitely", "Risk of running out of disk space on long training runs"],
         evidence=[_limit_evidence(ws, r)],
-        root_cause=["`save_total_limit` not configured (or hard-coded to None in the training script)"],
-        recommendations=[f"Configure `save_total_limit={DEFAULT_RECOMMENDED_LIMIT}` in the training config "
+        root_cause=[f"{ws.format.limit_word} not configured (or hard-coded to keep all in the training script)"],
+        recommendations=[f"Configure {ws.format.limit_word} = {DEFAULT_RECOMMENDED_LIMIT} in the training config or script "
                          f"(keeps ~{human_bytes(v.typical * DEFAULT_RECOMMENDED_LIMIT)} instead of {human_bytes(v.total)})",
                          "If the training script enforces its own limit, declare it in healthkit.toml [retention]"],
         # --unsafe --keep N prunes here too, whatever the count: N is the user's explicit choice.
-        fixes=[SET_LIMIT, PRUNE_UNSAFE], urgency="short-term",
+        fixes=[SET_LIMIT, PRUNE_UNSAFE] if ws.config.is_object else [PRUNE_UNSAFE], urgency="short-term",
         data={"config_key": ws.settings.config_keys.save_total_limit, "limit": None, "best": v.best.name if v.best else None},
     )]
 
 
 def _prune_ref(r: Retention) -> FixRef:
     """Safe only under a limit the user wrote down; a default nobody declared may not be what they meant."""
-    if r.source in (LimitSource.CONFIG, LimitSource.SETTINGS):
+    if r.source in (LimitSource.CONFIG, LimitSource.SETTINGS, LimitSource.RUN):
         return PRUNE
     return PRUNE_DEFAULT if r.source is LimitSource.TRAINER_DEFAULT else PRUNE_UNSAFE
 
@@ -279,7 +312,7 @@ def bloat_rule(ws: Workspace, v: _View) -> list[Finding]:
     excess = [c for c in ckpts[: max(0, len(ckpts) - keep)] if c is not best]  # the Trainer keeps the best too
     usage = ws.checkpoint_usage
     rootq = q(ws, ws.checkpoint_dir)
-    evidence = [Evidence(f"ls -d {rootq}/checkpoint-* | wc -l", str(len(ckpts))),
+    evidence = [Evidence(f"ls -d {rootq}/{ws.format.glob} | wc -l", str(len(ckpts))),
                 Evidence(f"du -h {rootq} --max-depth=1 | sort -hr | head -5", _du_lines(ws, ckpts, v.total))]
     return [Finding(
         code=BLOAT.code, severity=Severity.WARNING, title="Disk space bloat",
@@ -287,7 +320,7 @@ def bloat_rule(ws: Workspace, v: _View) -> list[Finding]:
         impact=[f"{human_bytes(max(0, v.total - expected))} of disk wasted",
                 "Slower operations (more files to scan)", "Risk of running out of disk space on long training runs"],
         evidence=evidence + ([] if r.limit else [_limit_evidence(ws, r)]),
-        root_cause=(["`save_total_limit` not configured or not working", "Checkpoints accumulate indefinitely; no automatic cleanup"]
+        root_cause=([f"{ws.format.limit_word} not configured or not working", "Checkpoints accumulate indefinitely; no automatic cleanup"]
                     if not r.limit else [f"The {_limit_words(r)} is not being enforced: the training code "
                                          "ignores it, or checkpoints were copied in"]),
         recommendations=[f"Keep only the newest {keep} checkpoints (~{human_bytes(expected)})"
@@ -305,13 +338,29 @@ def _facts(ws: Workspace, v: _View) -> dict[str, Any]:
         "dir": str(ws.checkpoint_dir), "count": len(ckpts), "bytes": v.total, "typical_bytes": v.typical,
         "newest_step": ckpts[-1].step if ckpts else None, "oldest_step": ckpts[0].step if ckpts else None,
         "limit": r.limit, "limit_declared_by": r.declared_by if r.limit else None, "best": v.best.name if v.best else None,
+        "format": ws.format.name,
     }
+
+
+def _format_notes(ws: Workspace) -> list[str]:
+    """A declared format that is not registered, and format plugins that failed to load (the folder is still read)."""
+    from healthkit.formats.registry import LOAD_ERRORS, formats
+
+    declared = ws.settings.run.format
+    out = list(LOAD_ERRORS)
+    if declared and declared != ws.format.name:
+        out.append(f"healthkit.toml [run] format = {declared!r} names no registered format "
+                   f"({', '.join(f.name for f in formats())}); the folder was recognised as {ws.format.name} instead")
+    return out
 
 
 def _healthy_and_notes(ws: Workspace, v: _View) -> tuple[list[Healthy], list[str]]:
     ckpts = v.ckpts
     notes = [f"{c.name} is a symlink out of the workspace; not counted as our data"
              for c in ckpts if c.is_symlink and not is_within(c.path, ws.base)]
+    notes += [f"{c.name}: not judged, {ws.completeness_of(c).unknown}; nothing offers to delete it"
+              for c in ckpts if ws.completeness_of(c).unknown]
+    notes += _format_notes(ws)
     if ws.in_progress_saves:
         notes.append(f"save in progress: {', '.join(p.name for p in ws.in_progress_saves)}")
     if v.saving is not None:

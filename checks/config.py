@@ -11,8 +11,9 @@ from ._common import q
 
 INVALID = CodeDoc(
     "config.invalid", "critical", "config.json missing, unparsable or failing its schema",
-    what="The training config cannot be used: the file is missing, is not JSON, is not an object, or violates the schema "
-         "(each violation is named by its JSON pointer).",
+    what="The training config cannot be used: the file is missing (in healthkit's trainer's workspace, or where healthkit.toml "
+         "sets `[run] config_required`), is not JSON, is not an object, or violates the schema (each violation is named by "
+         "its JSON pointer). Other stacks (a Lightning or Accelerate run) need no config.json.",
     why="The daemon refuses to start (or a foreign training script crashes at its next start); every check that reads the "
         "config works blind.",
     fix="Edit config.json by hand: healthkit never guesses training settings. `healthkit init` shows a valid example.",
@@ -103,9 +104,17 @@ def _valid_detail(ws: Workspace) -> str:
     return f"{rel} parses (schema validation off in healthkit.toml)"
 
 
+def _config_required(ws: Workspace) -> bool:
+    """A config.json must exist for our trainer's workspace (its schema applies), or when healthkit.toml says so."""
+    return ws.settings.run.config_required or ws.settings.paths.config_schema != "none"
+
+
 @check("config", title="Training config", codes=[INVALID, NOT_LOCAL], tags=["config"])
 def config_check(ws: Workspace) -> CheckOutput:
     cfg = ws.config
+    if cfg.problem is not None and cfg.problem.kind == "missing" and not _config_required(ws):
+        return CheckOutput(notes=[f"no {ws.rel(ws.config_path)}: not needed here (not healthkit's trainer's workspace, "
+                                  "and healthkit.toml does not require one)"])
     if cfg.problem is not None:
         return CheckOutput(findings=[_unreadable(ws)])
     try:

@@ -53,14 +53,14 @@ def forecast(ws: Workspace) -> dict[str, Any] | None:
         return None
     step = number(ws.status_value("step"))
     total = number(ws.status_value("total_steps"))
-    _, ts = ws.latest_trainer_state
-    if step is None and ts is not None:
-        step = number(ts.data.get("global_step"))
-    if total is None and ts is not None:
-        total = number(ts.data.get("max_steps"))
+    rec = ws.run  # the run's own record, through its format (healthkit.formats)
+    if step is None and rec is not None:
+        step = number(rec.global_step)
+    if total is None and rec is not None:
+        total = number(rec.max_steps)
     save_steps = number(ws.config_value("save_steps", None))
-    if save_steps is None and ts is not None:
-        save_steps = number(ts.data.get("save_steps"))
+    if save_steps is None and rec is not None:
+        save_steps = number(rec.save_steps)
     if step is None or not total or total <= step:
         return None
     strategy = ws.config_value("save_strategy", "steps")

@@ -16,7 +16,8 @@ ENABLE = FixRef("enable-evaluation", "Turn evaluation on in config.json", "unsaf
 
 NOT_RUNNING = CodeDoc(
     "validation.not-running", "warning", "No validation loss although evaluation should have run",
-    what="The status file's validation loss is null, or trainer_state.json's log_history has no eval_loss after the step at "
+    what="The status file's validation loss is null, or the run's loss history (HF's log_history, Lightning's metrics.csv, "
+         "TensorBoard events) has no validation loss after the step at "
          "which evaluation was due.",
     why="Without validation loss nobody can see overfitting or judge generalization; a key training signal is silently missing.",
     fix="Turn evaluation on (eval_strategy, eval_steps) with validation data that exists; the likely cause is named in the finding.",
@@ -48,25 +49,11 @@ NON_FINITE = CodeDoc(
 
 
 def log_series(ws: Workspace) -> tuple[list[list[float]], list[list[float]], int | None]:
-    """(train [[step, loss]], eval [[step, eval_loss]], global_step) from the newest trainer_state.json."""
-    _, ts = ws.latest_trainer_state
-    if ts is None:
+    """(train [[step, loss]], eval [[step, eval_loss]], global_step) from the run's record (its format's loss history)."""
+    rec = ws.run
+    if rec is None:
         return [], [], None
-    hist = ts.data.get("log_history")
-    train: list[list[float]] = []
-    evals: list[list[float]] = []
-    for e in hist if isinstance(hist, list) else []:
-        if not isinstance(e, dict):
-            continue
-        step = number(e.get("step"))
-        if step is None:
-            continue
-        if number(e.get("loss")) is not None:
-            train.append([step, float(e["loss"])])
-        if number(e.get("eval_loss")) is not None:
-            evals.append([step, float(e["eval_loss"])])
-    gs = ts.data.get("global_step")
-    return train, evals, gs if isinstance(gs, int) else None
+    return rec.train, rec.evals, rec.global_step
 
 
 def _strategy(ws: Workspace) -> Any:
@@ -150,20 +137,18 @@ def _likely_cause(ws: Workspace, eval_steps: Any, steps_done: float | None) -> t
 
 def _best_checkpoint(ws: Workspace, best_step: float) -> str | None:
     """The checkpoint to keep: HF's own `best_model_checkpoint` if it recorded one, else the one saved at the best step."""
-    _, ts = ws.latest_trainer_state
-    named = ts.data.get("best_model_checkpoint") if ts is not None else None
-    if isinstance(named, str) and named:
-        return named.rstrip("/").rsplit("/", 1)[-1]
+    named = ws.run.best if ws.run is not None else ()
+    if named:
+        return named[0]
     return next((c.name for c in ws.checkpoints if c.step == best_step), None)
 
 
 def _evals_evidence(ws: Workspace, window: list[list[float]]) -> Evidence:
-    """The evaluations from the best on, as jq prints them from the newest trainer_state.json."""
-    _, ts = ws.latest_trainer_state
-    where = q(ws, ts.path) if ts is not None else "trainer_state.json"
-    lines = [json.dumps({"step": int(s) if s == int(s) else s, "eval_loss": e}, separators=(",", ":")) for s, e in window]
-    return Evidence(f"jq -c '.log_history[] | select(.eval_loss and .step >= {window[0][0]:g}) | {{step, eval_loss}}' {where}",
-                    "\n".join(lines))
+    """The evaluations from the best on, as the run's format shows them (jq on trainer_state.json, a CSV, ...)."""
+    said = ws.run.said_evals(window, lambda p: q(ws, p)) if ws.run is not None else None
+    if said is None:
+        return Evidence("# no loss history", "")
+    return Evidence(said.command, said.observed)
 
 
 def _overfitting(ws: Workspace, train: list[list[float]], evals: list[list[float]]) -> Finding | None:
@@ -228,9 +213,8 @@ def _seen(ws: Workspace) -> _Seen:
     step = number(ws.status_value("step"))
     steps_done = step if step is not None else (float(global_step) if global_step is not None else None)
     eval_steps = ws.config_value("eval_steps", None)
-    _, ts = ws.latest_trainer_state
-    if eval_steps is None and ts is not None:
-        eval_steps = ts.data.get("eval_steps")  # HF records the interval it used in every trainer_state.json
+    if eval_steps is None and ws.run is not None:
+        eval_steps = ws.run.eval_steps  # HF records the interval it used in every trainer_state.json
     strategy = _strategy(ws)
     if strategy is MISSING:
         strategy = "steps"
@@ -254,8 +238,8 @@ def _status_val_is_fresher(ws: Workspace) -> bool:
     val = number(ws.status_value("val_loss"))
     if val is None or not math.isfinite(val):
         return False
-    _, ts = ws.latest_trainer_state
-    return ts is None or ts.mtime is None or (ws.status.mtime or 0.0) >= ts.mtime
+    rec = ws.run
+    return rec is None or rec.mtime is None or (ws.status.mtime or 0.0) >= rec.mtime
 
 
 def _missing_key(ws: Workspace, seen: _Seen) -> Finding | None:
@@ -352,15 +336,15 @@ def _missing_in_log_history(ws: Workspace, seen: _Seen) -> Finding | None:
             or not (gs >= es if last_eval is None else gs >= last_eval + 2 * es) or _status_val_is_fresher(ws)):
         return None
     causes, has_data = _likely_cause(ws, seen.eval_steps, float(gs))
-    ckpt, ts = ws.latest_trainer_state
-    where = q(ws, ts.path) if ts else "trainer_state.json"
-    name = ckpt.name if ckpt else "?"
+    rec = ws.run
+    label = rec.label if rec is not None else "the loss history"
+    said = rec.said_no_evals(last_eval, lambda p: q(ws, p)) if rec is not None else None
+    ev = Evidence(said.command, said.observed) if said else Evidence("# no loss history", "")
+    word = rec.evals_word if rec is not None else "a validation loss"
     if last_eval is None:
-        problem = [f"trainer_state.json of {name} has no `eval_loss` in log_history at global step {gs}"]
-        ev = Evidence(f"jq '[.log_history[] | select(.eval_loss)] | length' {where}", "0")
+        problem = [f"{label} has no {word} at global step {gs}"]
     else:
-        problem = [f"trainer_state.json of {name} has no `eval_loss` after step {last_eval:g} (global step {gs})"]
-        ev = Evidence(f"jq '[.log_history[] | select(.eval_loss) | .step] | last' {where}", f"{last_eval:g}")
+        problem = [f"{label} has no {word.split(' in ')[0]} after step {last_eval:g} (global step {gs})"]
     return Finding(
         code=NOT_RUNNING.code, severity=Severity.WARNING, title="Validation not running",
         problem=problem + [f"Evaluation was due every {es:g} steps"],
@@ -373,19 +357,76 @@ def _missing_in_log_history(ws: Workspace, seen: _Seen) -> Finding | None:
     )
 
 
+def _never_in_history(ws: Workspace, seen: _Seen) -> Finding | None:
+    """validation.not-running for a run whose format records no evaluation interval (Lightning, Accelerate):
+    training losses logged over at least two logging points and not one validation loss."""
+    rec = ws.run
+    if (rec is None or rec.records_eval_interval or seen.evals or seen.es or len(seen.train) < 2 or rec.missing_extra
+            or _status_val_is_fresher(ws)):
+        return None
+    said = rec.said_no_evals(None, lambda p: q(ws, p))
+    last = seen.train[-1][0]
+    return Finding(
+        code=NOT_RUNNING.code, severity=Severity.WARNING, title="Validation not running",
+        problem=[f"{rec.label} holds {len(seen.train)} training-loss entries up to step {last:g} and no validation loss"],
+        impact=["Can't detect overfitting", "Can't monitor generalization", "Missing key training signal"],
+        evidence=[Evidence(said.command, said.observed)],
+        root_cause=["Validation is off (no validation data, or turned off: e.g. Lightning's `limit_val_batches=0`), or the "
+                    "validation loss is logged under a name without `val`/`eval` and `loss`"],
+        recommendations=["Run validation every N steps on held-out data and log it as `val_loss`"],
+        fixes=[], urgency="short-term",
+        data={"causes": ["no validation loss logged"], "eval_steps": None, "steps_done": last, "has_validation_data": None,
+              "last_eval_step": None},
+    )
+
+
+def _non_finite_in_history(ws: Workspace, seen: _Seen) -> Finding | None:
+    """validation.non-finite from the loss history: the latest validation loss is NaN or infinite."""
+    if not seen.evals or math.isfinite(seen.evals[-1][1]):
+        return None
+    first = next(i for i, (_, v) in enumerate(seen.evals) if not math.isfinite(v) and
+                 all(not math.isfinite(w) for _, w in seen.evals[i:]))
+    window = seen.evals[max(0, first - 1):]
+    said = ws.run.said_evals(window, lambda p: q(ws, p))  # type: ignore[union-attr]
+    train = [v for _, v in seen.train]
+    diverged = bool(train) and not math.isfinite(train[-1])
+    return Finding(
+        code=NON_FINITE.code, severity=Severity.WARNING, title="Validation loss is not a number",
+        problem=[f"{ws.run.label} shows the validation loss {seen.evals[-1][1]} from step {seen.evals[first][0]:g} on"  # type: ignore[union-attr]
+                 + (f" (it was {seen.evals[first - 1][1]:.4g} at step {seen.evals[first - 1][0]:g})" if first else "")]
+        + ([f"The training loss is {train[-1]} too: the run has diverged"] if diverged else []),
+        impact=["Overfitting and generalization cannot be judged", "A diverged run wastes every further step"],
+        evidence=[Evidence(said.command, said.observed)],
+        root_cause=["The run diverged (NaN weights)" if diverged else
+                    "Evaluation saw no usable tokens, the loss overflowed, or the weights turned NaN"],
+        recommendations=["Lower the learning rate or enable gradient clipping, and resume from a checkpoint before "
+                         f"step {seen.evals[first][0]:g}"],
+        urgency="immediate" if diverged else "short-term",
+        data={"val_loss": str(seen.evals[-1][1]), "diverged": diverged, "since_step": seen.evals[first][0]},
+    )
+
+
 @check("validation", title="Validation loss", codes=[NOT_RUNNING, NO_KEY, OVERFITTING, NON_FINITE], tags=["training"])
 def validation_check(ws: Workspace) -> CheckOutput:
     seen = _seen(ws)
     facts: dict[str, Any] = {"log_history": {"train": seen.train, "eval": seen.evals}} if seen.train or seen.evals else {}
     findings, healthy = _from_status(ws, seen)
     if not any(f.code == NOT_RUNNING.code for f in findings):
-        found = _missing_in_log_history(ws, seen)
+        found = _missing_in_log_history(ws, seen) or _never_in_history(ws, seen)
         findings += [found] if found else []
+    if not any(f.code == NON_FINITE.code for f in findings):
+        found = _non_finite_in_history(ws, seen)
+        findings += [found] if found else []
+    rec = ws.run
+    notes = list(rec.notes) if rec is not None else []
     if seen.evals and not healthy and not findings:
         e = seen.evals[-1]
         healthy.append(Healthy("Validation is running", [f"{len(seen.evals)} evaluation(s) in log_history, latest eval_loss {e[1]:.4g} at step {e[0]:g}"]))
-    over = _overfitting(ws, seen.train, seen.evals)
+    over = _overfitting(ws, seen.train, seen.evals) if all(math.isfinite(v) for _, v in seen.evals) else None
     findings += [over] if over else []
     if not ws.status.exists and not seen.evals and not seen.train:
-        return CheckOutput(notes=["no status file and no trainer_state.json: nothing to judge validation by"], facts=facts)
-    return CheckOutput(findings=findings, healthy=healthy, facts=facts)
+        if rec is not None and rec.missing_extra:
+            return CheckOutput(notes=notes + [f"validation is not judged: the loss history is in files only `{rec.missing_extra}` reads"],
+                               facts=facts)
+        return CheckOutput(notes=notes + ["no status file and no loss history: nothing to judge validation by"], facts=facts)
+    return CheckOutput(findings=findings, healthy=healthy, facts=facts, notes=notes)

@@ -29,6 +29,10 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, TypeVar
 if TYPE_CHECKING:
     from .fsutil import Reader
 
+from .formats.base import Completeness
+from .formats.deepspeed import is_zero, zero_problems
+from .formats.fsdp import fsdp_problems, is_fsdp
+
 STATE_FILE = "trainer_state.json"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "adapter_model.safetensors", "adapter_model.bin", "tf_model.h5",
                 "flax_model.msgpack")
@@ -36,6 +40,13 @@ INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")  # a LoRA (peft) checkpoint: these + its config
 ADAPTER_CONFIG = "adapter_config.json"
 TRAINING_STATE_FILES = ("optimizer.pt", "scheduler.pt")
+# What HF writes beside the weights: a folder holding only these (and no weights) is missing its weights.
+BOOKKEEPING = frozenset((STATE_FILE, *TRAINING_STATE_FILES, "training_args.bin", "config.json", "generation_config.json",
+                         "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
+                         "tokenizer.model", "added_tokens.json", "chat_template.jinja", "README.md", "zero_to_fp32.py",
+                         ADAPTER_CONFIG))
+# HF's own partial files: shards written before their index, rng states per process.
+_RNG = re.compile(r"^rng_state(_\d+)?\.pth$|^(model|pytorch_model)-\d+-of-\d+\.(safetensors|bin)$")
 HEAD_BYTES = 4096  # HF's keys before log_history take a few hundred bytes
 MAX_HEAD_BYTES = 64 * 1024  # a longer head is read once before giving up on the bounded read
 TAIL_BYTES = 64
@@ -52,28 +63,6 @@ class StateRead:
 
     global_step: int | None
     problem: str | None = None
-
-
-@dataclass(frozen=True)
-class Completeness:
-    """A checkpoint judged by the shared rule; ``missing`` lists what a resume would lack (empty: complete)."""
-
-    global_step: int | None
-    missing: tuple[str, ...]
-    state_problem: str | None = None  # what is wrong with trainer_state.json alone (also in ``missing``)
-
-    @property
-    def complete(self) -> bool:
-        return not self.missing
-
-    @property
-    def state_ok(self) -> bool:
-        """trainer_state.json is sound, whatever the weights: its log_history is the run's newest record."""
-        return self.state_problem is None and self.global_step is not None
-
-    def broken_state(self, why: str) -> "Completeness":
-        """This checkpoint after a whole parse of its trainer_state.json failed."""
-        return Completeness(self.global_step, (why, *self.missing), why)
 
 
 def _step_of(data: Any) -> StateRead:
@@ -163,10 +152,15 @@ def _reason(exc: Exception) -> str:
     return exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8 JSON"
 
 
-def _weight_problems(path: Path, files: frozenset[str]) -> list[str]:
+def _weight_problems(path: Path, files: frozenset[str], zero: bool, fsdp: bool) -> list[str]:
     problems: list[str] = []
     weights = [f for f in WEIGHT_FILES if f in files]
     index = next((f for f in INDEX_FILES if f in files), None)
+    sharded_states = zero or fsdp
+    if zero:
+        problems += zero_problems(path, files)
+    if fsdp:
+        problems += fsdp_problems(path, files)
     if index:
         try:
             with open(path / index, "rb") as fh:  # JSON is UTF-8 (RFC 8259): json decodes the bytes, whatever the locale
@@ -176,7 +170,7 @@ def _weight_problems(path: Path, files: frozenset[str]) -> list[str]:
                 problems.append(f"{len(lost)} of {len(shards)} weight shards are missing ({', '.join(lost[:3])})")
         except (OSError, ValueError, AttributeError, TypeError):
             problems.append(f"{index} is unreadable")
-    elif not weights:
+    elif not weights and not sharded_states:
         problems.append("no model weights (model.safetensors, pytorch_model.bin or an adapter)")
     if any(w in ADAPTER_WEIGHTS for w in weights) and ADAPTER_CONFIG not in files:
         problems.append(f"{ADAPTER_CONFIG} is missing (the adapter's weights cannot be loaded without it)")
@@ -187,6 +181,21 @@ def _weight_problems(path: Path, files: frozenset[str]) -> list[str]:
         except OSError as exc:
             problems.append(f"{w} cannot be read ({exc.strerror})")
     return problems
+
+
+def unknown_layout(names: frozenset[str], zero: bool, fsdp: bool) -> str | None:
+    """Why a checkpoint folder is in a layout this rule cannot judge (None: it can).
+
+    HF's rule knows the weights it names; a folder that holds files and none of those weights,
+    beside at most HF's bookkeeping, keeps its weights some other way (a custom save, another
+    stack): it is unknown, never incomplete, and nothing offers to delete it.
+    """
+    if not names or zero or fsdp or any(f in names for f in WEIGHT_FILES + INDEX_FILES):
+        return None
+    other = sorted(f for f in names if f not in BOOKKEEPING and not _RNG.match(f))
+    if not other:
+        return None  # only HF's own files: the weights are missing
+    return f"its weights are in a layout healthkit does not know ({', '.join(other[:3])})"
 
 
 def checkpoint_completeness(path: Path, files: Iterable[str] | None = None, *, need_optimizer: bool = False) -> Completeness:
@@ -202,8 +211,12 @@ def checkpoint_completeness(path: Path, files: Iterable[str] | None = None, *, n
         except OSError as exc:
             return Completeness(None, (f"its folder cannot be listed ({exc.strerror or exc})",))
     names = frozenset(files)
+    zero, fsdp = is_zero(names), is_fsdp(names)
+    unknown = unknown_layout(names, zero, fsdp)
+    if unknown:
+        return Completeness(None, (), unknown=unknown)
     state = read_state(path / STATE_FILE) if STATE_FILE in names else StateRead(None, "trainer_state.json is missing")
-    problems = ([state.problem] if state.problem else []) + _weight_problems(path, names)
+    problems = ([state.problem] if state.problem else []) + _weight_problems(path, names, zero, fsdp)
     if need_optimizer:
         problems += [f"{f} is missing" for f in TRAINING_STATE_FILES if f not in names]
     return Completeness(state.global_step, tuple(problems), state.problem)

@@ -39,7 +39,8 @@ QUEUE_OTHER = {"queue_processing": ("queue/processing", "processing"),
 SCAN_DEPTH = 3
 SCAN_MAX_ENTRIES = 20_000  # a scan that would read more gives up: detection must stay cheap
 SKIP_DIRS = frozenset({"node_modules", "__pycache__", "site-packages", "venv", "wandb", "mlruns"})
-_CKPT = re.compile(r"^checkpoint-\d+$")
+_CKPT = re.compile(r"^checkpoint[-_]\d+$")  # a checkpoint folder (HF, Accelerate) is not scanned into
+FOUND_FORMAT: dict[str, str] = {}  # folder -> the format that counted its checkpoints (for the evidence)
 _TRAINS_INSIDE = re.compile(r"\bTrainer\s*\(|\.train\s*\(|SFTTrainer\s*\(")
 
 
@@ -126,17 +127,29 @@ def _config_folder_key(p: Probe) -> tuple[str, str] | None:
     return named[0] if named else None
 
 
+def _counted(entries: list[os.DirEntry]) -> tuple[int, Any]:
+    """(how many checkpoints, the format) of the registered format that counts the most among these entries."""
+    from .formats.registry import formats
+
+    best: tuple[int, Any] = (0, None)
+    for fmt in formats():
+        n = fmt.holds_checkpoints(entries)
+        if n > best[0]:
+            best = (n, fmt)
+    return best
+
+
 def _holds_checkpoints(d: Path) -> int:
-    """How many checkpoint-N/trainer_state.json folder ``d`` holds."""
+    """How many checkpoints of any registered format (healthkit.formats) folder ``d`` holds."""
     try:
         with os.scandir(d) as it:
-            return sum(1 for e in it if _CKPT.match(e.name) and os.path.isfile(os.path.join(e.path, "trainer_state.json")))
+            return _counted(list(it))[0]
     except OSError:
         return 0
 
 
 def scan_checkpoint_folders(base: Path, depth: int = SCAN_DEPTH) -> list[tuple[str, int]]:
-    """Folders (relative, down to ``depth``) holding checkpoint-N/trainer_state.json, with their counts; most first."""
+    """Folders (relative, down to ``depth``) holding checkpoints of a registered format, with their counts; most first."""
     found: list[tuple[str, int]] = []
     level, seen = [(base, "")], 0
     for d in range(depth + 1):
@@ -150,9 +163,9 @@ def scan_checkpoint_folders(base: Path, depth: int = SCAN_DEPTH) -> list[tuple[s
             seen += len(entries)
             if seen > SCAN_MAX_ENTRIES:
                 return sorted(found, key=lambda t: (-t[1], t[0].count("/"), t[0]))
-            ckpts = [e for e in entries if _CKPT.match(e.name)]
-            n = sum(1 for e in ckpts if os.path.isfile(os.path.join(e.path, "trainer_state.json")))
+            n, fmt = _counted(entries)
             if n:
+                FOUND_FORMAT[str(folder)] = fmt.counted_as
                 found.append((rel or ".", n))
             if d < depth:
                 nxt += [(Path(e.path), f"{rel}/{e.name}".lstrip("/")) for e in entries
@@ -176,7 +189,8 @@ def rule_checkpoints(p: Probe) -> list[Inferred]:
     if found:
         rel, n = found[0]
         others = "; also " + ", ".join(f"`{r}/` ({c})" for r, c in found[1:4]) if len(found) > 1 else ""
-        return [Inferred("paths.checkpoints", rel, f"`{rel}/` holds {n} checkpoint-N/trainer_state.json "
+        what = FOUND_FORMAT.get(str(p.base / rel if rel != "." else p.base), "checkpoint(s)")
+        return [Inferred("paths.checkpoints", rel, f"`{rel}/` holds {n} {what} "
                          f"(folders scanned to depth {SCAN_DEPTH}){others}")]
     if keyed:
         key, folder = keyed
@@ -295,8 +309,38 @@ def _trains_inside(script: Path) -> str | None:
     return m.group(0).strip() if m else None
 
 
+def rule_run_format(p: Probe) -> list[Inferred]:
+    """The run's format (healthkit.formats), recognised from the checkpoint folder's names; said only when it holds any."""
+    if not p.unset("run.format"):
+        return []
+    from .formats.registry import recognise
+
+    cfg = p.config if isinstance(p.config, dict) else {}
+    key = p.settings.paths.checkpoints_config_key
+    folder = p.path(cfg[key]) if key and isinstance(cfg.get(key), str) else p.path(p.settings.paths.checkpoints)
+    fmt, found, _ = recognise(folder)
+    if found is None:
+        return []
+    return [Inferred("run.format", fmt.name, f"{fmt.title}: {found.evidence}")]
+
+
+OURS_WITHOUT_CONFIG = (".daemon.pid", "status/daemon_state.json", "queue/inbox", "queue/processing")
+
+
+def rule_config_required(p: Probe) -> list[Inferred]:
+    """No config.json: healthkit's schema applies only to our trainer's workspace (its PID file, daemon state, queue)."""
+    if not p.unset("paths.config_schema") or os.path.lexists(p.path(p.settings.paths.config)):
+        return []
+    ours = [rel for rel in OURS_WITHOUT_CONFIG if os.path.lexists(p.path(rel))]
+    if ours or not p.unset("run.config_required"):
+        return []
+    return [Inferred("paths.config_schema", "none",
+                     f"there is no {p.settings.paths.config} and nothing of healthkit's trainer "
+                     f"({', '.join(OURS_WITHOUT_CONFIG)}): the run needs no config.json")]
+
+
 RULES: tuple[Callable[[Probe], list[Inferred]], ...] = (
-    rule_config_schema, rule_checkpoints, rule_status_file, rule_status_keys, rule_queue, rule_processes,
+    rule_config_schema, rule_config_required, rule_checkpoints, rule_run_format, rule_status_file, rule_status_keys, rule_queue, rule_processes,
 )
 
 

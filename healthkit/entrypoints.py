@@ -1,4 +1,4 @@
-"""Entry points of the `healthkit.checks` and `healthkit.fixes` groups, cached between runs.
+"""Entry points of the `healthkit.checks`, `healthkit.fixes` and `healthkit.formats` groups, cached between runs.
 
 Scanning every installed distribution with importlib.metadata parses each one's metadata
 (the email parser) and costs more than a cron audit's whole check phase in a large
@@ -57,7 +57,7 @@ def _stamp() -> list[list[Any]]:
 
 
 # Scanned together: one scan costs the same as one group, and a cache per group would thrash.
-GROUPS = ("healthkit.checks", "healthkit.fixes", "healthkit.daemons")
+GROUPS = ("healthkit.checks", "healthkit.fixes", "healthkit.daemons", "healthkit.formats")
 
 
 def _scan() -> dict[str, list[list[str]]]:

@@ -171,6 +171,17 @@ class AuditSettings:
 
 
 @frozen
+class RunSettings:
+    format: str | None = Field(
+        None, description="the run's on-disk format (a `healthkit.formats` entry point: hf, lightning, accelerate); "
+        "default: recognised from the checkpoint folder"
+    )
+    config_required: bool = Field(
+        False, description="a missing config.json is a finding (it always is for healthkit's trainer's workspaces)"
+    )
+
+
+@frozen
 class HealSettings:
     """Flap protection for the scheduled job's heals (`healthkit fix --safe --scheduled`); docs/unattended.md says why."""
 
@@ -208,6 +219,7 @@ class Settings:
     audit: AuditSettings = _section(AuditSettings)
     heal: HealSettings = _section(HealSettings)
     notify: NotifySettings = _section(NotifySettings)
+    run: RunSettings = _section(RunSettings)
 
     # Dotted names healthkit.toml states ("paths.checkpoints"): detection never overrides those.
     explicit: ClassVar[frozenset[str]] = frozenset()

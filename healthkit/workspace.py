@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
-from .checkpoints import STATE_FILE, Completeness, checkpoint_completeness, newest_with_state
+from .formats.base import Checkpoint, Completeness, Recognised, RunFormat, RunRecord
 from .fsutil import DiskUsage, Reader, ReadProblem, disk_usage_children, read_json, read_text
 from .settings import Settings, load_settings, resolve_path
 
@@ -24,7 +23,6 @@ if TYPE_CHECKING:
     from .trust import Trust
 
 T = TypeVar("T")
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 MISSING = object()
 
 
@@ -100,27 +98,21 @@ def _mtime(path: Path) -> float | None:
         return None
 
 
+def _file_usage(path: Path) -> DiskUsage:
+    """A checkpoint that is one file (a Lightning `.ckpt`), counted as `du` counts it: its allocated blocks."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError as exc:
+        return DiskUsage(0, None, (f"{path}: {exc.strerror}",))
+    return DiskUsage(st.st_blocks * 512, None)
+
+
 def load_json_file(path: Path, reader: Reader | None = None) -> JsonFile:
     mtime = _mtime(path)
     try:
         return JsonFile(path, read_json(path, reader=reader), None, mtime)
     except ReadProblem as exc:
         return JsonFile(path, None, exc, mtime)
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """An HF Trainer checkpoint folder; ordered by step number, never by name."""
-
-    path: Path
-    step: int
-    is_symlink: bool
-    files: frozenset[str]
-    list_error: str | None = None
-
-    @property
-    def name(self) -> str:
-        return self.path.name
 
 
 @dataclass(frozen=True)
@@ -352,40 +344,29 @@ class Workspace:
         return self.path(self.settings.paths.checkpoints)
 
     @cached_view
+    def run_format(self) -> tuple[RunFormat, Recognised | None, list]:
+        """(the format the checkpoint folder is written in, the evidence, the folder's entries), read once.
+
+        healthkit.formats: each stack's layout is one module; checks and fixes read runs only through it.
+        """
+        from .formats.registry import recognise
+
+        return recognise(self.checkpoint_dir, declared=self.settings.run.format)
+
+    @property
+    def format(self) -> RunFormat:
+        return self.run_format[0]
+
+    @cached_view
     def checkpoints(self) -> list[Checkpoint]:
-        """Checkpoint folders sorted by step. `tmp-checkpoint-*` (a save in progress) is not one."""
-        root = self.checkpoint_dir
-        found: list[Checkpoint] = []
-        try:
-            entries = list(os.scandir(root))
-        except OSError:
-            return []
-        for entry in entries:
-            m = CHECKPOINT_RE.match(entry.name)
-            if not m:
-                continue
-            is_link = entry.is_symlink()
-            try:
-                if not entry.is_dir(follow_symlinks=True):
-                    continue
-            except OSError:
-                continue
-            p = Path(entry.path)
-            try:
-                files = frozenset(os.listdir(p))
-                err = None
-            except OSError as exc:
-                files, err = frozenset(), exc.strerror
-            found.append(Checkpoint(p, int(m.group(1)), is_link, files, err))
-        found.sort(key=lambda c: c.step)
-        return found
+        """The run's checkpoints as its format names them, sorted by step (a save in progress is not one)."""
+        fmt, _, entries = self.run_format
+        return fmt.checkpoints(self.checkpoint_dir, entries)
 
     @cached_view
     def in_progress_saves(self) -> list[Path]:
-        try:
-            return sorted(Path(e.path) for e in os.scandir(self.checkpoint_dir) if e.name.startswith("tmp-checkpoint-"))
-        except OSError:
-            return []
+        fmt, _, entries = self.run_format
+        return fmt.in_progress(self.checkpoint_dir, entries)
 
     @cached_view
     def _usage(self) -> tuple[dict[str, DiskUsage], DiskUsage]:
@@ -397,7 +378,7 @@ class Workspace:
     def checkpoint_usage(self) -> dict[Path, DiskUsage]:
         """`du` of each checkpoint (a symlinked one counts as the link only), hard links counted once overall."""
         children, _ = self._usage
-        return {c.path: children.get(c.name, DiskUsage(0, None)) for c in self.checkpoints}
+        return {c.path: _file_usage(c.path) if c.is_file else children.get(c.name, DiskUsage(0, None)) for c in self.checkpoints}
 
     @property
     def checkpoint_dir_usage(self) -> DiskUsage:
@@ -419,42 +400,29 @@ class Workspace:
             for name, view in (("prefetch-du", cls._usage), ("prefetch-checkpoints", cls._checkpoint_survey)):
                 threading.Thread(target=view.fget.compute, args=(self,), name=name, daemon=True).start()  # type: ignore[attr-defined]
 
-    def trainer_state_of(self, ckpt: Checkpoint) -> JsonFile:
-        """A checkpoint's whole trainer_state.json: megabytes after a long run, so only where its contents are needed."""
-        key = f"trainer_state:{ckpt.path}"
-        if key not in self._cache:
-            self._cache[key] = load_json_file(ckpt.path / STATE_FILE, self.reader)
-        return self._cache[key]
-
     @cached_view
-    def _checkpoint_survey(self) -> tuple[dict[Path, Completeness], Checkpoint | None, JsonFile | None]:
-        """Every checkpoint judged by the shared rule in bounded time, and the whole state of the newest with a sound one."""
-        ckpts = self.checkpoints
-        judged = {c.path: (Completeness(None, (f"its folder cannot be listed ({c.list_error})",)) if c.list_error
-                           else checkpoint_completeness(c.path, c.files)) for c in ckpts}
-        newest, data, failed = newest_with_state(ckpts, lambda c: judged[c.path].state_ok, lambda c: c.path / STATE_FILE,
-                                                 self.reader)
-        for i, why in failed.items():
-            judged[ckpts[i].path] = judged[ckpts[i].path].broken_state(why)
-        if newest is None:
-            return judged, None, None
-        ts = JsonFile(newest.path / STATE_FILE, data, None, _mtime(newest.path / STATE_FILE))
-        self._cache[f"trainer_state:{newest.path}"] = ts
-        return judged, newest, ts
+    def _checkpoint_survey(self) -> tuple[dict[Path, Completeness], RunRecord | None]:
+        """Every checkpoint judged by its format's rule in bounded time, and the run's newest record."""
+        return self.format.survey(self.checkpoint_dir, self.checkpoints, reader=self.reader)
 
     def completeness_of(self, ckpt: Checkpoint) -> Completeness:
-        """Whether a resume from ``ckpt`` would work (healthkit.checkpoints: one rule for audit, fix and trainer)."""
+        """Whether a resume from ``ckpt`` would work, by its format's rule (HF's is healthkit.checkpoints, shared with the trainer)."""
         judged = self._checkpoint_survey[0]
-        return judged.get(ckpt.path) or checkpoint_completeness(ckpt.path, ckpt.files)
+        return judged.get(ckpt.path) or self.format.completeness(ckpt)
+
+    @property
+    def run(self) -> RunRecord | None:
+        """What the run's newest sound record says (progress, loss history, best, declared retention); None: nothing read."""
+        return self._checkpoint_survey[1]
 
     @property
     def latest_trainer_state(self) -> tuple[Checkpoint | None, JsonFile | None]:
-        """trainer_state.json of the newest checkpoint (by step) whose state is sound: the run's newest record.
-
-        Parsed whole (log_history, best_model_checkpoint); every other checkpoint's state is read in bounded time.
-        """
-        _, ckpt, ts = self._checkpoint_survey
-        return ckpt, ts
+        """The HF format's newest sound trainer_state.json, parsed whole (for that format's tests and tools; checks use ``run``)."""
+        rec = self.run
+        if rec is None or not isinstance(rec.raw, tuple) or len(rec.raw) != 2:
+            return None, None
+        ckpt, data = rec.raw
+        return ckpt, JsonFile(rec.source, data, None, rec.mtime) if rec.source else None
 
     @cached_view
     def docs(self) -> list[Doc]:

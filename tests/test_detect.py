@@ -175,7 +175,7 @@ def test_home_grown_daemon_audited_without_settings(tmp_path):
         "paths.queue_pending": ["inbox", "queue/high", "queue/normal", "queue/low"],
         "paths.queue_done": "queue/recently_completed", "status_keys.step": "current_step",
         "status_keys.val_loss": "validation_loss", "status_keys.updated_at": "timestamp", "status_keys.state": "status",
-        "processes.daemon": ["home_daemon.py"], "processes.training_in_daemon": True,
+        "processes.daemon": ["home_daemon.py"], "processes.training_in_daemon": True, "run.format": "hf",
     }
     data = json.loads(report.to_json())
     jsonschema.validate(data, SCHEMA)

@@ -78,10 +78,13 @@ class TreeFingerprint:
     entries: tuple[tuple[str, int, int, int], ...]
     bytes: int
     files: int
+    is_file: bool = False  # a checkpoint that is one file (a Lightning .ckpt): its (size, mtime) stands for its contents
 
 
-def tree_fingerprint(path: Path | str, dir_fd: int | None = None) -> TreeFingerprint:
+def tree_fingerprint(path: Path | str, dir_fd: int | None = None, allow_file: bool = False) -> TreeFingerprint:
     st = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
+    if allow_file and stat.S_ISREG(st.st_mode):
+        return TreeFingerprint(st.st_ino, ((".", stat.S_IFREG, st.st_size, st.st_mtime_ns),), st.st_blocks * 512, 1, True)
     if not stat.S_ISDIR(st.st_mode):
         raise Refused(f"{path} is not a directory" + (" (it is a symbolic link)" if stat.S_ISLNK(st.st_mode) else ""))
     entries: list[tuple[str, int, int, int]] = []
@@ -264,8 +267,11 @@ def _purge(pfd: int, name: str) -> None:
     fsync_dir(pfd)
 
 
-def delete_dir(base: Path, path: Path, expected: TreeFingerprint | None, tag: str) -> int:
-    """Delete folder ``path`` (never a symlink, never outside ``base``) if it is unchanged; returns bytes freed."""
+def delete_dir(base: Path, path: Path, expected: TreeFingerprint | None, tag: str, allow_file: bool = False) -> int:
+    """Delete folder ``path`` (never a symlink, never outside ``base``) if it is unchanged; returns bytes freed.
+
+    ``allow_file``: a checkpoint that is one regular file (a Lightning `.ckpt`) goes the same way, through the trash.
+    """
     real_parent = contained(base, path)
     name = path.name
     pfd = _open_dir(real_parent, base)
@@ -274,9 +280,10 @@ def delete_dir(base: Path, path: Path, expected: TreeFingerprint | None, tag: st
         st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
         if stat.S_ISLNK(st.st_mode):
             raise Refused(f"{name} is a symbolic link; its target is never deleted")
-        if not stat.S_ISDIR(st.st_mode):
+        is_file = allow_file and stat.S_ISREG(st.st_mode)
+        if not stat.S_ISDIR(st.st_mode) and not is_file:
             raise Refused(f"{name} is not a directory")
-        fp = tree_fingerprint(name, dir_fd=pfd)
+        fp = tree_fingerprint(name, dir_fd=pfd, allow_file=is_file)
         if expected is not None and fp != expected:
             raise ChangedSincePlan(f"{name} changed since the plan was made")
         trash = f"{TRASH_PREFIX}{name}-{tag}"
@@ -284,11 +291,15 @@ def delete_dir(base: Path, path: Path, expected: TreeFingerprint | None, tag: st
         fsync_dir(pfd)
         # A swap between the fingerprint and the rename (tests/test_mutation_edges.py swaps at the fsync above).
         st2 = os.stat(trash, dir_fd=pfd, follow_symlinks=False)
-        if st2.st_ino != st.st_ino or not stat.S_ISDIR(st2.st_mode):
+        if st2.st_ino != st.st_ino or stat.S_IFMT(st2.st_mode) != stat.S_IFMT(st.st_mode):
             os.rename(trash, name, src_dir_fd=pfd, dst_dir_fd=pfd)  # something was swapped in: put it back, untouched
             raise ChangedSincePlan(f"{name} was replaced while the fix ran")
         crash_point("prune:after-rename")
-        _purge(pfd, trash)
+        if is_file:
+            os.unlink(trash, dir_fd=pfd)
+            fsync_dir(pfd)
+        else:
+            _purge(pfd, trash)
         crash_point("prune:after-delete")
         return fp.bytes
     finally:

@@ -1,9 +1,11 @@
 """Checkpoint deletions: `prune-checkpoints` (safe under a declared save_total_limit, unsafe with --keep N)
 and `delete-incomplete-checkpoint` (unsafe).
 
-Never deleted: the newest N complete checkpoints, `best_model_checkpoint` (matched by
-folder name: it is often an absolute path from before the workspace moved), a
-`tmp-checkpoint-*` save in progress, a checkpoint modified in the last two minutes (it
+Checkpoints are what the run's format (healthkit.formats) lists: folders or single files
+(a Lightning `.ckpt`), each deleted whole. Never deleted: the newest N complete checkpoints,
+the run's best (HF `best_model_checkpoint`, Lightning's best-k; matched by name: it is often
+an absolute path from before the workspace moved), one whose layout the format cannot judge,
+a save in progress, a checkpoint modified in the last two minutes (it
 may be being written), one a running training resumes from (named in daemon_state,
 the status file or a live process's argv), anything that is a symlink. Protections
 are computed again at apply time from a fresh look at the workspace.
@@ -25,7 +27,7 @@ from .fileops import ChangedSincePlan, Refused, TreeFingerprint, delete_dir, tre
 from .plan import ApplyContext, Outcome, Plan, PlanContext, Safety, applied, failed, fixer, skipped
 
 RECENT_S = 120.0
-_CKPT_NAME = re.compile(r"checkpoint-\d+")
+_TOKENS = re.compile(r"[\s/\\'\"=,:;()\[\]{}]+")
 
 
 def _strings(value: Any) -> list[str]:
@@ -39,30 +41,27 @@ def _strings(value: Any) -> list[str]:
 
 
 def _best_names(ws: Workspace, extra: str | None) -> set[str]:
+    """The run's best checkpoint(s) as its format records them, and the one the finding named."""
     names = {extra} if extra else set()
-    _, ts = ws.latest_trainer_state
-    # (Mutation testing: reading more checkpoints' states than the newest can only protect more: equivalent.)
-    for state in [ts] + [ws.trainer_state_of(c) for c in ws.checkpoints[-1:]]:
-        if state is not None and state.is_object:
-            best = state.data.get("best_model_checkpoint")
-            if isinstance(best, str) and best:
-                names.add(Path(best).name)  # Path drops a trailing slash itself
+    names.update(ws.run.best if ws.run is not None else ())
     return names
 
 
 def _in_use(ws: Workspace) -> dict[str, str]:
     """Checkpoints a running or resuming training refers to: name -> where."""
     out: dict[str, str] = {}
+    names = {c.name for c in ws.checkpoints}
     for label, jf in (("daemon_state", ws.daemon_state), ("status file", ws.status)):
         if jf.is_object:
             for s in _strings(jf.data):
-                for m in _CKPT_NAME.finditer(s):
-                    out.setdefault(m.group(0), f"named in the {label} (resumed from or being written)")
+                for tok in _TOKENS.split(s):
+                    if tok in names:
+                        out.setdefault(tok, f"named in the {label} (resumed from or being written)")
     root = os.path.realpath(ws.checkpoint_dir)
     for p in scan_processes():
         for tok in p.cmdline[1:]:
             val = tok.split("=", 1)[1] if tok.startswith("-") and "=" in tok else tok
-            if "checkpoint-" not in val:
+            if os.path.basename(val.rstrip("/")) not in names:
                 continue
             real = os.path.realpath(os.path.join(p.cwd or "/", val))
             if os.path.dirname(real) == root:
@@ -74,6 +73,8 @@ def _newest_mtime(path: Path) -> float:
     newest = 0.0
     try:
         newest = os.lstat(path).st_mtime
+        if not os.path.isdir(path):
+            return max(newest, os.stat(path).st_mtime)
         with os.scandir(path) as it:
             for e in it:
                 newest = max(newest, e.stat(follow_symlinks=False).st_mtime)
@@ -86,8 +87,12 @@ def _complete(ws: Workspace, c: Checkpoint, incomplete: set[str]) -> bool:
     return c.name not in incomplete and ws.completeness_of(c).complete
 
 
-def protections(ws: Workspace, keep_n: int, best: str | None, incomplete: set[str]) -> tuple[dict[str, str], list[Checkpoint]]:
-    """(protected name -> why, deletion candidates oldest first) for keeping the newest ``keep_n`` complete checkpoints."""
+def protections(ws: Workspace, keep_n: int, best: str | None, incomplete: set[str], ranked: bool = True,
+                ) -> tuple[dict[str, str], list[Checkpoint]]:
+    """(protected name -> why, deletion candidates oldest first) for keeping the newest ``keep_n`` complete checkpoints.
+
+    ``ranked``: the limit is the run's own; where it keeps its best k by a metric (Lightning's top-k), those k stay too.
+    """
     ckpts = ws.checkpoints
     protected: dict[str, str] = {}
     complete = [c for c in ckpts if not c.is_symlink and _complete(ws, c, incomplete)]
@@ -100,17 +105,28 @@ def protections(ws: Workspace, keep_n: int, best: str | None, incomplete: set[st
         protected.setdefault(ckpts[-1].name, "the newest checkpoint")
     for name in _best_names(ws, best):
         protected.setdefault(name, "best_model_checkpoint")
+    declared = ws.run.declared_retention() if ws.run is not None else None
+    if ranked and declared is not None and declared.by_metric:
+        for name in declared.kept:
+            protected.setdefault(name, "one of the run's best k by its monitored metric")
     for name, why in _in_use(ws).items():
         protected.setdefault(name, why)
     now = time.time()
     for c in ckpts:
         if c.is_symlink:
             protected.setdefault(c.name, "a symlink: its target is never deleted")
+        elif ws.completeness_of(c).unknown:
+            protected.setdefault(c.name, f"not judged ({ws.completeness_of(c).unknown}): never deleted")
         elif not _complete(ws, c, incomplete):
             protected.setdefault(c.name, "incomplete (see checkpoints.incomplete)")
         elif now - _newest_mtime(c.path) < RECENT_S:  # (`<=` is an equivalent mutant: float time never ties)
             protected.setdefault(c.name, "modified in the last 2 minutes (may be being written)")
     return protected, [c for c in ckpts if c.name not in protected]
+
+
+def _shown(ws: Workspace, path: Path) -> str:
+    """A checkpoint as `ls` would name it: a folder with its trailing slash, a file without."""
+    return ws.rel(path) + ("/" if os.path.isdir(path) and not os.path.islink(path) else "")
 
 
 def _incomplete_names(ctx: PlanContext) -> set[str]:
@@ -145,7 +161,7 @@ def _delete_many(actx: ApplyContext, ws: Workspace, victims: list[tuple[Path, Tr
             root = fix_root(ws, path)
             if root is None:
                 raise Refused("outside the workspace and the declared checkpoint folder")
-            n = delete_dir(root, path, fp, actx.run_id)
+            n = delete_dir(root, path, fp, actx.run_id, allow_file=fp.is_file)
         except ChangedSincePlan as exc:
             actx.record("delete", rel, "skipped", f"changed since plan: {exc}")
             notes.append(f"{path.name} changed since plan; not touched")
@@ -197,20 +213,20 @@ def plan_prune(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
         return [plan]
     plan.title = f"Delete the oldest checkpoints beyond {why}"
     incomplete = _incomplete_names(ctx)
-    protected, candidates = protections(ws, keep_n, best, incomplete)
+    protected, candidates = protections(ws, keep_n, best, incomplete, ranked=not ctx.keep)
     victims: list[tuple[Path, TreeFingerprint]] = []
     lines = []
     for c in candidates:
         try:
             if fix_root(ws, c.path) is None:
                 raise Refused("outside the workspace and the declared checkpoint folder")
-            fp = tree_fingerprint(c.path)
+            fp = tree_fingerprint(c.path, allow_file=c.is_file)
         except (Refused, OSError) as exc:
             protected[c.name] = f"not deleted: {exc}"
             continue
         victims.append((c.path, fp))
-        lines.append(f"delete {ws.rel(c.path)}/  ({human_bytes(fp.bytes)}, {fp.files} files)")
-    keep_lines = [f"keep   {ws.rel(c.path)}/  ({protected[c.name]})" for c in ws.checkpoints if c.name in protected]
+        lines.append(f"delete {_shown(ws, c.path)}  ({human_bytes(fp.bytes)}, {fp.files} files)")
+    keep_lines = [f"keep   {_shown(ws, c.path)}  ({protected[c.name]})" for c in ws.checkpoints if c.name in protected]
     total = sum(fp.bytes for _, fp in victims)
     if not victims:
         plan.blocked = "nothing can be deleted: every checkpoint beyond the limit is protected"
@@ -219,9 +235,10 @@ def plan_prune(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
 
     def apply(actx: ApplyContext) -> Outcome:
         fresh = Workspace(ws.base, ws.settings, ws.settings_path)
-        now_protected, _ = protections(fresh, keep_n, best, incomplete)
+        now_protected, _ = protections(fresh, keep_n, best, incomplete, ranked=not ctx.keep)
         out = _delete_many(actx, ws, victims, lambda p: now_protected.get(p.name))
-        kept = sorted(now_protected, key=lambda n: int(n.rsplit("-", 1)[-1]) if n.rsplit("-", 1)[-1].isdigit() else 0)
+        order = {c.name: i for i, c in enumerate(fresh.checkpoints)}
+        kept = sorted(now_protected, key=lambda n: (order.get(n, -1), n))
         return Outcome(out.status, f"{out.message}; kept {', '.join(kept) or 'none'}", out.details)
 
     plan.apply = apply
@@ -241,8 +258,11 @@ def plan_delete_incomplete(ctx: PlanContext, finding: Finding, ref: FixRef) -> l
             return "it is a symlink: its target is never deleted"
         if fix_root(ws_, path) is None:
             return "it is outside the workspace and the declared checkpoint folder"
-        if _CKPT_NAME.fullmatch(name) is None:
-            return "it is not a checkpoint-N folder"
+        mine = next((c for c in ws_.checkpoints if c.path == path), None)
+        if mine is None:
+            return f"it is not a checkpoint of this {ws_.format.title} run"
+        if not ws_.completeness_of(mine).incomplete:
+            return "its format does not judge it incomplete (complete, or a layout it cannot read)"
         use = _in_use(ws_).get(name)
         if use:
             return use
@@ -255,12 +275,12 @@ def plan_delete_incomplete(ctx: PlanContext, finding: Finding, ref: FixRef) -> l
         plan.blocked = f"{name} is not deleted: {reason}"
         return [plan]
     try:
-        fp = tree_fingerprint(path)
+        fp = tree_fingerprint(path, allow_file=True)
     except (Refused, OSError) as exc:
         plan.blocked = f"{name}: {exc}"
         return [plan]
     missing = "; ".join(finding.data.get("missing") or [])
-    plan.preview = f"delete {ws.rel(path)}/  ({human_bytes(fp.bytes)}, {fp.files} files: {missing or 'incomplete'})"
+    plan.preview = f"delete {_shown(ws, path)}  ({human_bytes(fp.bytes)}, {fp.files} files: {missing or 'incomplete'})"
 
     def apply(actx: ApplyContext) -> Outcome:
         fresh = Workspace(ws.base, ws.settings, ws.settings_path)

@@ -297,7 +297,7 @@ def test_overfitting_needs_the_configured_number_of_evals(tmp_path):
 def test_nothing_to_judge_is_a_note(tmp_path):
     ws(tmp_path, config={"eval_steps": 100})
     r = result(run(tmp_path, "validation"), "validation")
-    assert r.notes == ["no status file and no trainer_state.json: nothing to judge validation by"]
+    assert r.notes == ["no status file and no loss history: nothing to judge validation by"]
 
 
 def test_corrupt_inputs_never_crash(tmp_path):

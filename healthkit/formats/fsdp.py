@@ -1,0 +1,91 @@
+"""FSDP sharded checkpoints inside an HF Trainer `checkpoint-N/`: `pytorch_model_fsdp_N/` and `optimizer_N/`.
+
+Layout as Accelerate writes it for `Trainer` under FSDP with SHARDED_STATE_DICT
+(accelerate/utils/fsdp_utils.py, `save_fsdp_model` and `save_fsdp_optimizer`): each is a
+torch.distributed.checkpoint folder written by `FileSystemWriter`, a `.metadata` file (the
+pickled `Metadata`, whose `storage_data` maps each piece to a `_StorageInfo(relative_path,
+offset, length)`) and the `__{rank}_{n}.distcp` files it names.
+
+Complete: each such folder has its `.metadata`, and every file it names exists and is at
+least as long as the data it is said to hold. The metadata is read without unpickling its
+classes (healthkit.formats.safepickle); if even that fails, the `.distcp` names in its bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+
+MODEL_RE = re.compile(r"^pytorch_model_fsdp_\d+$")
+OPTIM_RE = re.compile(r"^optimizer_\d+$")
+METADATA = ".metadata"
+MAX_METADATA_BYTES = 64 * 1024 * 1024
+_DISTCP = re.compile(rb"__\d+_\d+\.distcp")
+
+
+def is_fsdp(files: frozenset[str]) -> bool:
+    return any(f.startswith("pytorch_model_fsdp_") and MODEL_RE.match(f) for f in files)
+
+
+def _named(raw: bytes) -> dict[str, int]:
+    """{file: bytes it must hold at least} from a DCP .metadata (0 when only the name could be read)."""
+    from .safepickle import PickleRefused, field_of, safe_loads  # pickle is imported only where FSDP shards exist
+
+    need: dict[str, int] = {}
+    try:
+        meta = safe_loads(raw)
+        storage = field_of(meta, "storage_data") or {}
+        for info in (storage.values() if isinstance(storage, dict) else []):
+            rel = field_of(info, "relative_path")
+            if isinstance(rel, str):
+                off, length = field_of(info, "offset", 0), field_of(info, "length", 0)
+                end = off + length if isinstance(off, int) and isinstance(length, int) else 0
+                need[rel] = max(need.get(rel, 0), end)
+    except PickleRefused:
+        pass
+    if not need:
+        need = {m.decode(): 0 for m in _DISTCP.findall(raw)}
+    return need
+
+
+def dcp_problems(folder: Path, label: str) -> list[str]:
+    """What a torch.distributed.checkpoint folder lacks: its .metadata, or a named shard (missing or short)."""
+    try:
+        with open(folder / METADATA, "rb") as fh:
+            raw = fh.read(MAX_METADATA_BYTES + 1)
+    except FileNotFoundError:
+        return [f"{label}/.metadata is missing (the save did not finish)"]
+    except OSError as exc:
+        return [f"{label}/.metadata cannot be read ({exc.strerror or exc})"]
+    if len(raw) > MAX_METADATA_BYTES:
+        return []  # a metadata this large is not judged (a bounded read): say nothing rather than guess
+    need = _named(raw)
+    if not need:
+        return [f"{label}/.metadata names no shard file (cut short, or not a DCP checkpoint)"]
+    problems = []
+    for rel, end in sorted(need.items()):
+        try:
+            size = os.stat(folder / rel).st_size
+        except OSError:
+            problems.append(f"{label}/{rel} is missing (named in .metadata)")
+            continue
+        if size < max(end, 1):
+            problems.append(f"{label}/{rel} is cut short ({size} bytes; .metadata places data up to byte {end})")
+    return problems
+
+
+def fsdp_problems(path: Path, files: frozenset[str]) -> list[str]:
+    """What an FSDP resume from checkpoint folder ``path`` would lack (empty: its sharded states are whole)."""
+    problems = []
+    models = sorted(f for f in files if MODEL_RE.match(f))
+    for m in models:
+        problems += dcp_problems(path / m, m)
+    optims = sorted(f for f in files if OPTIM_RE.match(f) and os.path.isdir(path / f))
+    for o in optims:
+        problems += dcp_problems(path / o, o)
+    return problems
+
+
+__all__ = ["is_fsdp", "fsdp_problems", "dcp_problems"]

@@ -1,0 +1,53 @@
+"""TensorBoard event files read through the `tensorboard` package's own loader (the optional extra).
+
+Imported only when event files exist; without the package, `read_scalars` returns None and
+the caller names the extra (`healthkit[tensorboard]`) rather than guessing at the file format.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+MAX_EVENTS = 200_000
+
+
+def _value(v) -> float | None:
+    if v.HasField("simple_value"):
+        return float(v.simple_value)
+    if v.HasField("tensor"):
+        t = v.tensor
+        if t.float_val:
+            return float(t.float_val[0])
+        if t.double_val:
+            return float(t.double_val[0])
+        if len(t.tensor_content) == 4:
+            return struct.unpack("<f", t.tensor_content)[0]
+        if len(t.tensor_content) == 8:
+            return struct.unpack("<d", t.tensor_content)[0]
+    return None
+
+
+def read_scalars(files: list[Path]) -> dict[str, list[list[float]]] | None:
+    """{tag: [[step, value], ...]} from the event files; None when the tensorboard package is not installed."""
+    try:
+        from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    except ImportError:
+        return None
+    out: dict[str, dict[float, float]] = {}
+    n = 0
+    for f in files:
+        try:
+            for event in EventFileLoader(str(f)).Load():
+                n += 1
+                if n > MAX_EVENTS:
+                    break
+                if not event.HasField("summary"):
+                    continue
+                for v in event.summary.value:
+                    val = _value(v)
+                    if val is not None:
+                        out.setdefault(v.tag, {})[float(event.step)] = val
+        except Exception:  # noqa: BLE001 - a damaged event file is read as far as it goes
+            continue
+    return {tag: sorted([s, v] for s, v in pts.items()) for tag, pts in out.items()}

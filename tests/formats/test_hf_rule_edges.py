@@ -1,0 +1,62 @@
+"""Edges of the HF completeness rule's variants (healthkit.checkpoints with formats.deepspeed and formats.fsdp), on files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from healthkit.checkpoints import checkpoint_completeness
+
+
+def ckpt(tmp_path: Path, files: dict[str, bytes]) -> Path:
+    d = tmp_path / "checkpoint-10"
+    for rel, data in files.items():
+        p = d / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    return d
+
+
+STATE = json.dumps({"global_step": 10, "log_history": []}).encode()
+
+
+def test_bookkeeping_without_weights_is_incomplete_not_unknown(tmp_path):
+    c = checkpoint_completeness(ckpt(tmp_path, {"trainer_state.json": STATE, "optimizer.pt": b"o", "rng_state.pth": b"r"}))
+    assert c.incomplete and c.unknown is None and "no model weights" in c.missing[0]
+
+
+def test_shards_written_before_their_index_are_incomplete(tmp_path):
+    c = checkpoint_completeness(ckpt(tmp_path, {"trainer_state.json": STATE, "model-00001-of-00002.safetensors": b"w"}))
+    assert c.incomplete and "no model weights" in c.missing[0]
+
+
+def test_foreign_weights_are_unknown(tmp_path):
+    c = checkpoint_completeness(ckpt(tmp_path, {"trainer_state.json": STATE, "consolidated.00.pth": b"w"}))
+    assert not c.complete and not c.incomplete and "consolidated.00.pth" in c.unknown
+
+
+def test_zero_latest_naming_a_missing_tag_or_an_empty_state(tmp_path):
+    d = ckpt(tmp_path, {"trainer_state.json": STATE, "latest": b"global_step10\n"})
+    assert checkpoint_completeness(d).missing == ("`latest` names global_step10/, which does not exist",)
+    (d / "global_step10").mkdir()
+    (d / "global_step10" / "mp_rank_00_model_states.pt").write_bytes(b"m")
+    (d / "global_step10" / "zero_pp_rank_0_mp_rank_00_optim_states.pt").write_bytes(b"")
+    assert checkpoint_completeness(d).missing == ("global_step10/zero_pp_rank_0_mp_rank_00_optim_states.pt is empty",)
+    (d / "global_step10" / "zero_pp_rank_0_mp_rank_00_optim_states.pt").write_bytes(b"o")
+    assert checkpoint_completeness(d).complete  # ZeRO-1/2: one mp_rank model state, an optimizer state per rank
+
+
+def test_zero3_rank_missing_model_states(tmp_path):
+    files = {"trainer_state.json": STATE, "latest": b"global_step10"}
+    for r in (0, 1):
+        files[f"global_step10/bf16_zero_pp_rank_{r}_mp_rank_00_optim_states.pt"] = b"o"
+    files["global_step10/zero_pp_rank_0_mp_rank_00_model_states.pt"] = b"m"
+    c = checkpoint_completeness(ckpt(tmp_path, files))
+    assert c.missing == ("global_step10/ lacks the model states of rank(s) 1 of 2",)
+
+
+def test_fsdp_metadata_that_is_not_a_pickle_falls_back_to_the_names_in_it(tmp_path):
+    files = {"trainer_state.json": STATE, "pytorch_model_fsdp_0/.metadata": b"garbage __0_0.distcp __1_0.distcp",
+             "pytorch_model_fsdp_0/__0_0.distcp": b"x"}
+    c = checkpoint_completeness(ckpt(tmp_path, files))
+    assert c.missing == ("pytorch_model_fsdp_0/__1_0.distcp is missing (named in .metadata)",)
