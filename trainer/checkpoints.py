@@ -98,12 +98,17 @@ def plan_prepare(layout: Layout, file_name: str) -> Preparation:
     found = checkpoints(layout.checkpoints)
     top = {p.name for _, p in found}
     kept = [(s, p) for s, p in checkpoints(failed_folder(layout.checkpoints, file_name)) if p.name not in top]
-    prep.restore = [p for _, p in kept]
     mine = sorted([(s, p) for s, p in found if owner_of(p) == file_name] + kept)
     prep.resume = newest_complete(mine)
     if prep.resume is not None and prep.resume.parent != layout.checkpoints:
         prep.resume = layout.checkpoints / prep.resume.name  # where it will be once moved back
     resume_step = int(prep.resume.name.split("-")[1]) if prep.resume is not None else -1
+    cut_short = f"incomplete, newer than the resume point: a save of {file_name} that was cut short"
+    for step, p in kept:
+        if step > resume_step and not is_complete(p):
+            prep.delete.append((p, cut_short))
+        else:
+            prep.restore.append(p)
     for step, p in found:
         owner = owner_of(p)
         if owner is None:
@@ -117,7 +122,7 @@ def plan_prepare(layout: Layout, file_name: str) -> Preparation:
             else:
                 prep.aside.append((p, f"of {owner}, which has not finished"))
         elif step > resume_step and not is_complete(p):
-            prep.delete.append((p, f"incomplete, newer than the resume point: a save of {file_name} that was cut short"))
+            prep.delete.append((p, cut_short))
     return prep
 
 
@@ -167,11 +172,10 @@ def prepare(layout: Layout, file_name: str) -> tuple[Path | None, list[str]]:
     for p in prep.restore:
         os.rename(p, folder / p.name)
         done.append(f"restored {p.name} from {p.parent.name}/: {file_name} resumes from its own checkpoints")
-    if prep.restore:
-        try:
-            p.parent.rmdir()  # empty once all are back
-        except OSError:
-            pass
+    try:
+        failed_folder(folder, file_name).rmdir()  # empty once all are back
+    except OSError:
+        pass
     if read_json(folder / OWNER).get("file") != file_name:
         write_json(folder / OWNER, {"file": file_name, "since": iso_now()})
     return prep.resume, done
