@@ -120,6 +120,12 @@ def status(path: Path, as_json: bool = False) -> int:
         _out(f"training: PID {st.get('child_pid')} on {st.get('current_file')}{' (adopted)' if st.get('adopted') else ''}")
     if tr:
         _out(training_line(tr))
+        dropped = tr.get("dropped_lines")
+        if isinstance(dropped, dict) and dropped.get("count"):
+            _out(f"dropped: {dropped['count']} of {dropped.get('total')} line(s) too long for "
+                 f"max_seq_length={dropped.get('max_seq_length')} (line(s) {', '.join(map(str, dropped.get('first_lines') or []))})")
+        for key, change in (tr.get("settings_on_resume") or {}).items():
+            _out(f"on resume: {key} {change.get('checkpoint')} (checkpoint) -> {change.get('config')} (config.json applies)")
     qq = s["queue"]
     _out("queue: " + ", ".join(f"{k} {len(v)}" for k, v in qq.items()))
     for w in st.get("warnings") or []:

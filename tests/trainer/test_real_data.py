@@ -78,6 +78,8 @@ def test_600_conversations_8_too_long_train_on_the_rest_and_a_file_all_too_long_
     record = read_json(lay.done / "chat600.jsonl.done.json")["dropped_lines"]
     assert (record["count"], record["total"], record["first_lines"]) == (8, 600, LONG_AT), record
     assert read_json(lay.status)["dropped_lines"]["first_lines"] == LONG_AT  # the status file says it too
+    r = hk("daemon", "status", str(lay.base))
+    assert "dropped: 8 of 600 line(s) too long for max_seq_length=48 (line(s) 5, 77, 150" in r.stdout, r.stdout
     said = r"chat600.jsonl trained without 8 of its 600 line\(s\), too long for max_seq_length=48: line\(s\) 5, 77, 150, " \
            r"233, 300, 421, 512, 599"
     wait_for(lambda: re.search(said, daemon_log(lay)), 60, 0.1, "the daemon log to say what was dropped\n" + daemon_log(lay))
@@ -230,6 +232,7 @@ def test_eval_steps_changed_between_stop_and_resume_applies(make_ws, monkeypatch
     assert [s for s in evals if s > resumed_at] == [20], (resumed_at, evals)  # not 15 and 20: the new 20 applies
     assert (history["eval_steps"], history["save_steps"]) == (20, 20)
     assert read_json(lay.status)["settings_on_resume"]["eval_steps"] == {"checkpoint": 5, "config": 20}
+    assert "on resume: eval_steps 5 (checkpoint) -> 20 (config.json applies)" in hk("daemon", "status", str(lay.base)).stdout
     wait_for(lambda: queue_drained(lay, 1), 120, 0.1, "a.jsonl done\n" + all_logs(lay))
     assert f"resumed at step {resumed_at}: logging_steps" not in (lay.logs / "train-a.log").read_text()
     assert "eval_steps 5 -> 20, save_steps 5 -> 20" in (lay.logs / "train-a.log").read_text()
