@@ -256,8 +256,9 @@ def queue_retry(path: Path, name: str) -> int:
     kept = kept_for(lay.checkpoints, dest.name)
     _out(f"moved failed/{Path(name).name} back to {dest.relative_to(lay.base)} and removed its error file")
     if point:
-        _out(f"it resumes from {point[1].name} (step {point[0]}; {len(kept)} checkpoint(s) of it kept in "
-             f"{point[1].parent.relative_to(lay.base)}/)")
+        where = point[1].parent
+        shown = where.relative_to(lay.base) if where.is_relative_to(lay.base) else where  # a checkpoint dir on another disk
+        _out(f"it resumes from {point[1].name} (step {point[0]}; {len(kept)} checkpoint(s) of it kept in {shown}/)")
     else:
         _out("it starts from the beginning: no complete checkpoint of it was kept")
     if not _daemon_running(lay):
