@@ -104,3 +104,32 @@ def test_an_incomplete_checkpoint_is_set_aside_before_a_save(lay: Layout) -> Non
     aside = ck.set_aside_incomplete(lay, "a.jsonl")
     assert aside is not None and (aside / "checkpoint-10").is_dir() and (lay.checkpoints / "checkpoint-5").is_dir()
     assert ck.set_aside_incomplete(lay, "a.jsonl") is None
+
+
+def test_deleting_a_failed_files_kept_checkpoints_is_unsafe_and_says_the_steps(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from healthkit.trainer.init import init_workspace
+
+    base = tmp_path / "ws"
+    init_workspace(base, base_model="models/base", monitor_port=None)
+    lay = Layout.of(base)
+    for step in (10, 20):
+        _ckpt(lay.checkpoints, step, "a.jsonl")
+    (lay.processing / "a.jsonl").write_text('{"text": "x"}\n')
+    q.finish_failed(lay, lay.processing / "a.jsonl", "killed by signal SIGKILL")
+    ck.prepare(lay, "b.jsonl")  # another file takes current_model/: a's checkpoints are kept aside
+
+    def hk(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "healthkit.cli", *args], capture_output=True, text=True, timeout=120,
+                              stdin=subprocess.DEVNULL)
+
+    safe = hk("fix", str(base), "--safe", "--only", "queue.failed")
+    assert (lay.checkpoints / ".failed-a.jsonl" / "checkpoint-20").is_dir(), safe.stdout + safe.stderr  # never by --safe
+    dry = hk("fix", str(base), "--unsafe", "--dry-run", "--only", "queue.failed")
+    assert "throws away 20 trained step(s) of a.jsonl" in dry.stdout, dry.stdout + dry.stderr
+    assert "delete current_model/.failed-a.jsonl/checkpoint-10/" in dry.stdout
+    done = hk("fix", str(base), "--unsafe", "--yes", "--only", "queue.failed")
+    assert not (lay.checkpoints / ".failed-a.jsonl").exists(), done.stdout + done.stderr
+    assert retry_point(lay.checkpoints, "a.jsonl") is None and (lay.failed / "a.jsonl").exists()  # the file itself stays
