@@ -11,6 +11,9 @@
    machine. Targets: ratio <= 1.5 each.
 4. The same with the history doubled (200k steps, ~3 MB at the end): the audit against the audit of
    the 100k-step run. Target: ratio <= 1.10 (the cost must not grow with the length of the run).
+5. A healthy workspace on a schedule: the job `healthkit schedule --heal --textfile-dir` prints (heal, notify with
+   a URL configured, report history, Prometheus textfile) against today's read-only job (two audits: the history,
+   then the textfile), each the exact shell command of its crontab line. Target: ratio <= 1.5.
 
 Runs are interleaved (baseline, audit, baseline, audit, ...) and the median of each is used.
 Usage: python bench/bench_audit.py [--files 100000] [--repeat 7] [--only long]
@@ -168,14 +171,48 @@ def long_run(tmp: Path, repeat: int) -> list[dict]:
             ratio_result("long run with the history doubled (200k steps) vs 100k steps, audit", med["long-2x"], med["long"], 1.10)]
 
 
+def _cron_shell(base: Path, reports: Path, textfiles: Path, heal: bool) -> list[str]:
+    """The exact command of the crontab line `healthkit schedule` prints, run by `sh -c` as cron runs it."""
+    from healthkit.schedule import build
+
+    line = build(base, every="15m", reports=reports, textfile_dir=textfiles, heal=heal).crontab.splitlines()[-1]
+    return ["sh", "-c", line.split(" ", 5)[5].rsplit(" >/dev/null 2>&1", 1)[0]]
+
+
+def scheduled_job(tmp: Path, repeat: int) -> list[dict]:
+    """Section 5: the healing job on a healthy workspace against today's two-audit job."""
+    import http.server
+    import threading
+
+    from healthkit.trainer.init import init_workspace
+
+    base = tmp / "scheduled"
+    init_workspace(base)
+    (base / "models" / "base").mkdir(parents=True)
+    (base / "models" / "base" / "config.json").write_text("{}")  # a local base model: nothing to report
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    os.environ["HEALTHKIT_NOTIFY_URLS"] = f"json://127.0.0.1:{server.server_address[1]}/hook/bench-token"
+    try:
+        med = interleaved({
+            "two-audit": _cron_shell(base, tmp / "reports-ro", tmp / "tf-ro", heal=False),
+            "heal": _cron_shell(base, tmp / "reports-heal", tmp / "tf-heal", heal=True),
+        }, repeat)
+    finally:
+        del os.environ["HEALTHKIT_NOTIFY_URLS"]
+        server.shutdown()
+    return [ratio_result("healthy workspace: scheduled --heal job (notify configured) vs today's two-audit job",
+                         med["heal"], med["two-audit"], 1.5)]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=7)
-    ap.add_argument("--only", choices=("big", "example", "long"), action="append",
+    ap.add_argument("--only", choices=("big", "example", "long", "scheduled"), action="append",
                     help="run only these sections (repeatable); all by default")
     args = ap.parse_args()
-    only = set(args.only or ("big", "example", "long"))
+    only = set(args.only or ("big", "example", "long", "scheduled"))
     # Cron runs from an installed package with byte-code on disk; an editable checkout under
     # PYTHONDONTWRITEBYTECODE would compile every module on every run and measure the compiler.
     import healthkit
@@ -192,6 +229,8 @@ def main() -> int:
             results += example_machine(tmp, args.repeat)
         if "long" in only:
             results += long_run(tmp, args.repeat)
+        if "scheduled" in only:
+            results += scheduled_job(tmp, args.repeat)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0 if all(r["pass"] for r in results) else 1

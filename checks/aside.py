@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, Severity, check
+from healthkit.fsutil import ReadProblem, read_json
 from healthkit.workspace import Workspace
 
 from ._common import q
@@ -40,10 +41,11 @@ def _aside_folders(root: Path) -> list[Path]:
 
 
 def _finding(ws: Workspace, folder: Path) -> Finding:
-    try:
-        info = json.loads((folder / ASIDE_INFO).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    try:  # with the owner's permission (ws.reader): root quotes nothing its owner could not read
+        info = read_json(folder / ASIDE_INFO, max_bytes=1024 * 1024, reader=ws.reader)
+    except ReadProblem:
         info = {}
+    info = info if isinstance(info, dict) else {}
     reasons = info.get("checkpoints") if isinstance(info.get("checkpoints"), dict) else {}
     names = sorted((e.name for e in os.scandir(folder) if e.is_dir(follow_symlinks=False)), key=lambda n: (len(n), n))
     problem = [f"`{ws.rel(folder)}/` holds {len(names)} checkpoint(s) moved there"

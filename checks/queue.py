@@ -8,6 +8,7 @@ from pathlib import Path
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Healthy, Severity, check
 from healthkit.ownership import daemon_processes, stopped_on_request, training_processes
+from healthkit.fsutil import ReadProblem, read_json
 from healthkit.redact import redact_text
 from healthkit.workspace import MISSING, Workspace
 
@@ -132,21 +133,24 @@ def _rule_stuck(ws: Workspace) -> list[Finding]:
     return out
 
 
-def _error_file(f) -> tuple[Path, dict]:
-    """(the error file's path, its content) from `<name>.error.json` beside the failed file ({} when unreadable)."""
+def _error_file(ws: Workspace, f) -> tuple[Path, dict]:
+    """(the error file's path, its content) from `<name>.error.json` beside the failed file ({} when unreadable).
+
+    Read with the workspace owner's permission (ws.reader): root quotes nothing its owner could not read.
+    """
     err = f.with_name(f.name + ".error.json")
     if not err.exists():
         err = f.with_name(f.stem + ".error.json")
     try:
-        data = json.loads(err.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = read_json(err, max_bytes=1024 * 1024, reader=ws.reader)
+    except ReadProblem:
         return err, {}
     return err, data if isinstance(data, dict) else {"error": data}
 
 
-def _error_reason(f) -> tuple[str, str]:
+def _error_reason(ws: Workspace, f) -> tuple[str, str]:
     """(the error file's path, its reason), from `<name>.error.json` beside the failed file."""
-    err, data = _error_file(f)
+    err, data = _error_file(ws, f)
     if not data:
         return str(err), "(no readable error file beside it)"
     reason = data.get("error") or data.get("reason")
@@ -175,8 +179,8 @@ def _rule_failed(ws: Workspace) -> list[Finding]:
     out = []
     ours = ws.settings.paths.config_schema == "healthkit"  # `queue retry` and the kept checkpoints are our trainer's
     for f in ws.queue.failed:
-        err, reason = _error_reason(f)
-        queued_as = _error_file(f)[1].get("file")
+        err, reason = _error_reason(ws, f)
+        queued_as = _error_file(ws, f)[1].get("file")
         retry, data = _retry_lines(ws, f, queued_as if isinstance(queued_as, str) else f.name) if ours else ([], {})
         out.append(Finding(
             code=FAILED.code, severity=Severity.WARNING, title=f"Queue file failed: {f.name}",
@@ -197,9 +201,10 @@ def _rule_dropped(ws: Workspace) -> list[Finding]:
     for f in ws.queue.done:
         rec = f.with_name(f.name + ".done.json")
         try:
-            dropped = json.loads(rec.read_text(encoding="utf-8")).get("dropped_lines")
-        except (OSError, ValueError, AttributeError):
+            data = read_json(rec, max_bytes=1024 * 1024, reader=ws.reader)
+        except ReadProblem:
             continue
+        dropped = data.get("dropped_lines") if isinstance(data, dict) else None
         if not isinstance(dropped, dict) or not isinstance(dropped.get("count"), int) or not dropped["count"]:
             continue
         share = float(dropped.get("share") or 0.0)

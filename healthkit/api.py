@@ -12,6 +12,7 @@ from .registry import Registry, default_registry
 from .report import Report
 from .runner import append_costs, run_checks
 from .selectors import audit_names, require_known
+from .trust import UNTRUSTED_CODE
 from .workspace import Workspace
 
 
@@ -39,12 +40,16 @@ def audit(
     cs = ws.settings.checks
     ws.check_timeout_s = timeout_s or cs.timeout_seconds
     ws.prefetch()  # no-op when already started (healthkit.launch starts it before the CLI loads)
-    reg = registry or default_registry(cs.plugins, ws.base)
+    trusted = ws.trust.trusted  # decided before anything the workspace names is imported (healthkit.trust)
+    reg = registry or default_registry(cs.plugins if trusted else (), ws.base)
     require_known("--select", select, audit_names(reg))
     require_known("--ignore", ignore, audit_names(reg))
     sel = list(select) or list(cs.select)
     ign = list(cs.ignore) + list(ignore)
     chosen = reg.select(sel, ign)
+    if not trusted:  # settings someone else may have written cannot hide that they were not trusted
+        ign = [n for n in ign if not UNTRUSTED_CODE.startswith(n)]
+        chosen += [c for c in reg.sorted() if c.id == "trust" and c not in chosen]
     results = run_checks(ws, chosen, ws.check_timeout_s, ign)
     duration = time.perf_counter() - t0
     notes: list[str] = []

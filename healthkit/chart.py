@@ -94,6 +94,13 @@ def write_loss_chart(facts: dict[str, Any], folder: Path, stamp: str) -> Chart:
     train, evals = series(facts)
     if not train and not evals:
         return Chart(note="No loss chart: the newest checkpoint's trainer_state.json has no loss history (log_history).")
+    name = f"loss-{stamp}.png"
+    if (same := _unchanged(folder / "latest-loss.png", train, evals)) is not None:
+        from .fsutil import atomic_write
+
+        atomic_write(folder / name, same)  # the series did not move since the last chart: no redraw
+        return Chart(path=folder / name, link=name, caption=caption(train, evals), train_points=len(train),
+                     eval_points=len(evals))
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -133,12 +140,55 @@ def write_loss_chart(facts: dict[str, Any], folder: Path, stamp: str) -> Chart:
         "train": train, "eval": evals,
         "axes_px": [box.x0, height - box.y1, box.x1, height - box.y0],  # left, top, right, bottom (image pixels)
         "xlim": list(ax.get_xlim()), "ylim": list(ax.get_ylim()),
-        "colors": {"train": TRAIN_COLOR, "eval": EVAL_COLOR},
+        "colors": {"train": TRAIN_COLOR, "eval": EVAL_COLOR}, "drawn_by": _drawn_by(),
     }
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, metadata={PNG_KEY: json.dumps(meta, separators=(",", ":"))})
-    name = f"loss-{stamp}.png"
     path = folder / name
     atomic_write(path, buf.getvalue())
     atomic_write(folder / "latest-loss.png", buf.getvalue())
     return Chart(path=path, link=name, caption=caption(train, evals), train_points=len(train), eval_points=len(evals))
+
+
+def _drawn_by() -> str:
+    """What drew a chart: a chart drawn by another healthkit version is drawn again, never reused."""
+    from . import __version__
+
+    return f"healthkit {__version__}"
+
+
+def png_text(data: bytes, key: str = PNG_KEY) -> str | None:
+    """The tEXt chunk ``key`` of a PNG, read without an image library (None when absent or not a PNG)."""
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return None
+    pos = 8
+    while pos + 8 <= len(data):
+        length, kind = int.from_bytes(data[pos:pos + 4], "big"), data[pos + 4:pos + 8]
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"tEXt":
+            k, _, text = body.partition(b"\0")
+            if k == key.encode("latin-1"):
+                return text.decode("latin-1")
+        if kind == b"IEND":
+            break
+        pos += 12 + length
+    return None
+
+
+def _unchanged(latest: Path, train: list[tuple[float, float]], evals: list[tuple[float, float]]) -> bytes | None:
+    """The bytes of ``latest`` when it already draws exactly these series (a cron run between two checkpoints).
+
+    Drawing costs matplotlib's import and about half a second per workspace; the loss history
+    only moves when a checkpoint is written, so most scheduled runs would redraw the same picture.
+    """
+    try:
+        data = latest.read_bytes()
+        meta = json.loads(png_text(data) or "null")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or meta.get("drawn_by") != _drawn_by():
+        return None
+    if meta.get("colors") != {"train": TRAIN_COLOR, "eval": EVAL_COLOR}:
+        return None
+    same = json.loads(json.dumps({"train": train, "eval": evals})) == {"train": meta.get("train"), "eval": meta.get("eval")}
+    return data if same else None

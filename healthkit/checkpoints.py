@@ -24,7 +24,10 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, TypeVar
+
+if TYPE_CHECKING:
+    from .fsutil import Reader
 
 STATE_FILE = "trainer_state.json"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "adapter_model.safetensors", "adapter_model.bin", "tf_model.h5",
@@ -218,10 +221,22 @@ def _loads_without_gc(raw: bytes) -> Any:
             gc.enable()
 
 
-def load_state(path: Path) -> tuple[dict | None, str | None]:
-    """A whole trainer_state.json, for where its contents are needed: (data, None) or (None, why not)."""
+def load_state(path: Path, reader: "Reader | None" = None) -> tuple[dict | None, str | None]:
+    """A whole trainer_state.json, for where its contents are needed: (data, None) or (None, why not).
+
+    ``reader``: only what that user could read (healthkit.fsutil.Reader; root auditing another user's workspace).
+    """
     try:
-        data = _loads_without_gc(Path(path).read_bytes())
+        if reader is None:
+            raw = Path(path).read_bytes()
+        else:
+            from .fsutil import ReadProblem, read_bytes
+
+            try:
+                raw = read_bytes(Path(path), max_bytes=1 << 30, reader=reader)
+            except ReadProblem as exc:
+                return None, f"trainer_state.json cannot be read ({exc.message})"
+        data = _loads_without_gc(raw)
     except OSError as exc:
         return None, f"trainer_state.json cannot be read ({exc.strerror or exc})"
     except (ValueError, UnicodeDecodeError) as exc:
@@ -231,7 +246,7 @@ def load_state(path: Path) -> tuple[dict | None, str | None]:
 
 
 def newest_with_state(candidates: list[P], eligible: Callable[[P], bool], state_path: Callable[[P], Path],
-                      ) -> tuple[P | None, dict | None, dict[int, str]]:
+                      reader: "Reader | None" = None) -> tuple[P | None, dict | None, dict[int, str]]:
     """The newest eligible candidate (``candidates`` sorted by step, oldest first) with its whole state parsed.
 
     Returns (candidate, its trainer_state data, {index: why} for candidates the bounded
@@ -242,7 +257,7 @@ def newest_with_state(candidates: list[P], eligible: Callable[[P], bool], state_
     for i in range(len(candidates) - 1, -1, -1):
         if not eligible(candidates[i]):
             continue
-        data, why = load_state(state_path(candidates[i]))
+        data, why = load_state(state_path(candidates[i]), reader)
         if data is not None:
             return candidates[i], data, failed
         failed[i] = why or "trainer_state.json is unreadable"

@@ -61,7 +61,7 @@ def _split(values: Optional[list[str]]) -> list[str]:
 
 @app.command()
 def audit(
-    path: PathArg = Path("."),
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="workspace folder(s); several: one report each, one process", show_default=".", metavar="PATH...")] = None,
     format: Annotated[Optional[Format], typer.Option("--format", "-f", help="report format (default: from --output's extension, else md)")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="file, or folder for timestamped reports + latest.*")] = None,
     select: Annotated[Optional[list[str]], typer.Option("--select", help="only these checks, tags or codes (repeat or comma-separate)")] = None,
@@ -70,8 +70,13 @@ def audit(
     timeout: Annotated[Optional[float], typer.Option("--timeout", help="seconds each check may take")] = None,
     fail_level: Annotated[FailLevel, typer.Option("--fail-level", help="lowest verdict that gives a non-zero exit (and a JUnit failure)")] = FailLevel.WARNING,
     keep: Annotated[Optional[int], typer.Option("--keep", min=1, help="with a folder --output: reports of each format to keep (default 50)")] = None,
+    textfile: Annotated[Optional[Path], typer.Option("--textfile", help="also write Prometheus metrics of every workspace here, from the same audit")] = None,
 ) -> None:
-    """Inspect a training workspace and report what is wrong, with evidence you can re-run."""
+    """Inspect training workspaces and report what is wrong, with evidence you can re-run.
+
+    Several workspaces: each gets its report (with a folder --output: its history in DIR/<name>/ and a
+    fleet page DIR/index.html); --format prom writes one textfile for all; the exit code is the worst verdict.
+    """
     from .api import audit as run_audit
     from .output import report_format, write_report, write_stdout
     from .selectors import SelectorError
@@ -82,6 +87,10 @@ def audit(
     except ValueError as exc:
         err(f"healthkit: {exc}")
         raise typer.Exit(EXIT_USAGE)
+    if paths and len(paths) > 1:
+        _audit_many(paths, fmt, output, textfile, select=_split(select), ignore=_split(ignore), ascii=ascii,
+                    timeout=timeout, fail_level=fail_level, keep=keep)
+    path = paths[0] if paths else Path(".")
     try:
         report = run_audit(take_early(path), select=_split(select), ignore=_split(ignore), timeout_s=timeout)
     except SelectorError as exc:
@@ -100,29 +109,93 @@ def audit(
             raise typer.Exit(3)
         for p in written:
             err(f"wrote {p}")
+    if textfile is not None:
+        _write_textfile([report], textfile)
     if fmt != "nagios":
         err(report.summary_line())
     raise typer.Exit(report.exit_code_at(fail_level))
 
 
+def _write_textfile(reports: list, target: Path) -> None:
+    from .fleet import Audited, write_textfile
+
+    try:
+        err(f"wrote {write_textfile([Audited(Path(r.workspace), r) for r in reports], target)}")
+    except OSError as exc:
+        err(f"healthkit: cannot write the textfile {target}: {exc.strerror or exc}")
+        raise typer.Exit(3)
+
+
+def _audit_many(paths: list[Path], fmt: str, output: Optional[Path], textfile: Optional[Path], *, select: list[str],
+                ignore: list[str], ascii: bool, timeout: Optional[float], fail_level: FailLevel, keep: Optional[int]) -> None:
+    """`healthkit audit WS1 WS2 ...`: every workspace in this one process; exits with the worst verdict."""
+    from .fleet import FleetUsageError, audit_many, check_target, worst_exit, write_outputs
+    from .output import write_stdout
+    from .selectors import SelectorError
+
+    try:
+        check_target(fmt, output)
+        audited = audit_many(paths, select=select, ignore=ignore, timeout_s=timeout)
+    except (FleetUsageError, SelectorError) as exc:
+        err(f"healthkit: {exc}")
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        text, written = write_outputs(audited, fmt, output, textfile, ascii=ascii, keep=keep, fail_level=fail_level)
+    except OSError as exc:
+        err(f"healthkit: cannot write the reports: {exc.strerror or exc} ({getattr(exc, 'filename', None) or output})")
+        raise typer.Exit(3)
+    if text is not None:
+        write_stdout(text)
+    for p in written:
+        err(f"wrote {p}")
+    for a in audited:
+        err(f"{a.path}: {a.report.summary_line()}")
+    raise typer.Exit(worst_exit(audited, fail_level))
+
+
 @app.command()
 def schedule(
-    path: PathArg = Path("."),
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="workspace folder(s); several: one job audits them all", show_default=".", metavar="PATH...")] = None,
     every: Annotated[str, typer.Option("--every", help="how often: 5m, 15m, 1h, 6h, 1d")] = "15m",
     keep: Annotated[int, typer.Option("--keep", min=1, help="reports of each format to keep")] = 50,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="reports folder (default: the workspace's reports/)")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="reports folder (default: the workspace's reports/; needed for several)")] = None,
     textfile_dir: Annotated[Optional[Path], typer.Option("--textfile-dir", help="also write Prometheus metrics for node_exporter's textfile collector here")] = None,
+    heal: Annotated[bool, typer.Option("--heal", help="the job also applies the safe fixes (with flap protection, [heal]) and notifies ([notify])")] = False,
+    as_root: Annotated[bool, typer.Option("--as-root", help="run as root: by default root schedules another user's workspace as that user (User=)")] = False,
 ) -> None:
-    """Print a crontab line and a systemd service + timer that audit this workspace on a schedule."""
+    """Print a crontab line and a systemd service + timer that audit these workspaces on a schedule."""
     from .output import write_stdout
     from .schedule import ScheduleError, render_schedule
 
     try:
-        text = render_schedule(path, every=every, keep=keep, reports=output, textfile_dir=textfile_dir)
+        text = render_schedule(paths or [Path(".")], every=every, keep=keep, reports=output, textfile_dir=textfile_dir,
+                               heal=heal, as_root=as_root)
     except ScheduleError as exc:
         err(f"healthkit: {exc}")
         raise typer.Exit(EXIT_USAGE)
     write_stdout(text)
+
+
+EXIT_NOPERM = 77  # sysexits' EX_NOPERM: not a health verdict
+
+
+@app.command("trust")
+def trust_cmd(path: Annotated[Path, typer.Argument(help="workspace folder to trust")]) -> None:
+    """Trust a workspace owned by another user: its plugins and settings commands may run (root only; docs/security.md).
+
+    Adds it to /etc/healthkit/trusted.toml (HEALTHKIT_TRUST_FILE names another list). Exit 77 when not root.
+    """
+    from .trust import report_trust
+
+    code, text = report_trust(path)
+    (write_out if code == 0 else err)(text)
+    raise typer.Exit(code)
+
+
+def write_out(text: str) -> None:
+    from .output import write_stdout
+
+    write_stdout(text.rstrip("\n") + "\n")
 
 
 @app.command()
@@ -135,10 +208,16 @@ def fix(
     keep: Annotated[Optional[int], typer.Option("--keep", min=1, help="checkpoints to keep when no save_total_limit is declared (unsafe prune)")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="apply unsafe fixes without asking")] = False,
     wait: Annotated[float, typer.Option("--wait", min=0, help="seconds to wait for another fix run on this workspace (default: refuse at once)")] = 0.0,
+    scheduled: Annotated[bool, typer.Option("--scheduled", help="the job `healthkit schedule --heal` prints: backs off and gives up ([heal]), notifies ([notify]), writes the report history")] = False,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="with --scheduled: reports folder (default: the workspace's reports/)")] = None,
+    keep_reports: Annotated[Optional[int], typer.Option("--keep-reports", min=1, help="with --scheduled: reports of each format to keep (default 50)")] = None,
+    textfile: Annotated[Optional[Path], typer.Option("--textfile", help="with --scheduled: also write Prometheus metrics to this file")] = None,
+    every: Annotated[Optional[str], typer.Option("--every", help="with --scheduled: the schedule's interval (the default first backoff)")] = None,
 ) -> None:
     """Repair what the audit found: plans first, then results, then a re-audit (exit code: the re-audit's).
 
     Another fix run on the same workspace makes this one refuse (exit 3) unless --wait.
+    A person's run always applies, and clears the scheduled job's backoff and give-up.
     """
     from .fix import FixError, FixOptions, Safety, run_fix
     from .output import write_stdout
@@ -147,6 +226,13 @@ def fix(
 
     if safe == unsafe:
         err("healthkit fix: choose exactly one of --safe or --unsafe")
+        raise typer.Exit(EXIT_USAGE)
+    if scheduled:
+        _fix_scheduled(path, unsafe=unsafe, dry_run=dry_run, only=only, output=output, keep_reports=keep_reports,
+                       textfile=textfile, every=every, wait=wait)
+        return
+    if output is not None or keep_reports is not None or textfile is not None or every is not None:
+        err("healthkit fix: --output, --keep-reports, --textfile and --every go with --scheduled")
         raise typer.Exit(EXIT_USAGE)
 
     def confirm(plans: list) -> bool:
@@ -157,8 +243,10 @@ def fix(
             return False
         return ask(f"Apply {len(plans)} unsafe fix(es) shown above?")
 
+    from .heal import PersonFix
+
     opts = FixOptions(level=Safety.UNSAFE if unsafe else Safety.SAFE, dry_run=dry_run, only=tuple(_split(only)),
-                      keep=keep, wait_s=wait, confirm=confirm)
+                      keep=keep, wait_s=wait, confirm=confirm, hooks=PersonFix())
 
     class Utf8Out:  # UTF-8 whatever the locale, like the audit's report
         def write(self, text: str) -> int:
@@ -175,6 +263,48 @@ def fix(
         raise typer.Exit(3)
     err(result.summary_line())
     raise typer.Exit(result.exit_code)
+
+
+def _fix_scheduled(path: Path, unsafe: bool, dry_run: bool, only: Optional[list[str]], output: Optional[Path],
+                   keep_reports: Optional[int], textfile: Optional[Path], every: Optional[str], wait: float) -> None:
+    """`fix --safe --scheduled`: heal, notify and write the report from the audit the fix ends with (healthkit.unattended)."""
+    from .fix import FixError
+    from .output import write_stdout
+    from .schedule import ScheduleError, parse_every
+    from .unattended import heal_and_report
+    from .workspace import WorkspaceError
+
+    if unsafe or dry_run or only:
+        err("healthkit fix: --scheduled heals with --safe only (no --unsafe, --dry-run or --only)")
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        interval_s = parse_every(every) * 60.0 if every else None
+    except ScheduleError as exc:
+        err(f"healthkit: {exc}")
+        raise typer.Exit(EXIT_USAGE)
+
+    class Utf8Out:
+        def write(self, text: str) -> int:
+            write_stdout(text)
+            return len(text)
+
+    try:
+        done = heal_and_report(path, reports=output, keep=keep_reports, textfile=textfile, interval_s=interval_s,
+                               out=Utf8Out(), lock_wait_s=max(wait, 60.0))  # type: ignore[arg-type]
+    except (WorkspaceError, FixError) as exc:
+        err(f"healthkit: {exc}")
+        raise typer.Exit(3)
+    except OSError as exc:
+        err(f"healthkit: cannot write the report: {exc.strerror or exc}")
+        raise typer.Exit(3)
+    for p in done.written:
+        err(f"wrote {p}")
+    if done.sent is not None:
+        for c in done.sent.channels:
+            err(f"notify {c['channel']}: {'sent' if c['ok'] else 'FAILED: ' + str(c['error'])}")
+    err(done.fix.summary_line())
+    err(done.report.summary_line())
+    raise typer.Exit(done.exit_code)
 
 
 @app.command("checks")
@@ -291,7 +421,7 @@ def daemon_resume(path: PathArg = Path(".")) -> None:
 @daemon_app.command("systemd-unit")
 def daemon_systemd_unit(
     path: PathArg = Path("."),
-    user: Annotated[Optional[str], typer.Option("--user", help="User= of the service")] = None,
+    user: Annotated[Optional[str], typer.Option("--user", help="User= of the service (default, as root: the workspace's owner when that is another user)")] = None,
 ) -> None:
     """Print a systemd unit (Restart=on-failure) for those who prefer the system's supervisor."""
     from healthkit.trainer.commands import systemd_unit

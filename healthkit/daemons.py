@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from .procs import ProcInfo
+    from .trust import Account
 
 ENTRY_POINT_GROUP = "healthkit.daemons"
 
@@ -36,8 +37,8 @@ class DaemonAdapter(Protocol):
         """What a daemon started now changes on disk before it trains (moves, deletions)."""
         ...
 
-    def start(self, base: Path) -> int:
-        """Start it detached; its PID once it holds its PID file."""
+    def start(self, base: Path, run_as: "Account | None" = None) -> int:
+        """Start it detached; its PID once it holds its PID file. ``run_as``: drop to that user first (healthkit.trust)."""
         ...
 
 

@@ -25,8 +25,50 @@ class ReadProblem(Exception):
         self.message = message
 
 
-def read_bytes(path: Path, max_bytes: int = 16 * 1024 * 1024, follow_symlinks: bool = True) -> bytes:
-    """Read a regular file without ever blocking (FIFOs, devices) or reading without bound."""
+@dataclass(frozen=True)
+class Reader:
+    """Another user whose read permission a read must have: a workspace's owner, while root audits that workspace.
+
+    Root can read anything; a report may be readable by others. So what root reads for a
+    report from a user's workspace is only what that user could read: a `config.json` that
+    is a symlink to /etc/shadow (or a hard link to it) is "not readable", never copied.
+    """
+
+    name: str
+    uid: int
+    gids: frozenset[int]
+
+    def _grants(self, st: os.stat_result, usr: int, grp: int, oth: int) -> bool:
+        if st.st_uid == self.uid:
+            return bool(st.st_mode & usr)
+        if st.st_gid in self.gids:
+            return bool(st.st_mode & grp)
+        return bool(st.st_mode & oth)
+
+    def may_read(self, fd: int, st: os.stat_result) -> bool:
+        """Whether this user could open the file open at ``fd``: its mode, and every folder on its real path."""
+        if not self._grants(st, stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH):
+            return False
+        try:
+            real = os.readlink(f"/proc/self/fd/{fd}")  # the file actually opened, whatever the path says now
+        except OSError:
+            return False
+        for folder in Path(real).parents:
+            try:
+                dst = os.stat(folder)
+            except OSError:
+                return False
+            if not self._grants(dst, stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH):
+                return False
+        return True
+
+
+def read_bytes(path: Path, max_bytes: int = 16 * 1024 * 1024, follow_symlinks: bool = True,
+               reader: Reader | None = None) -> bytes:
+    """Read a regular file without ever blocking (FIFOs, devices) or reading without bound.
+
+    ``reader``: read only what that user could read (see Reader), else ReadProblem("permission").
+    """
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     if not follow_symlinks:
         flags |= getattr(os, "O_NOFOLLOW", 0)
@@ -49,6 +91,9 @@ def read_bytes(path: Path, max_bytes: int = 16 * 1024 * 1024, follow_symlinks: b
         if not stat.S_ISREG(st.st_mode):
             kind = "directory" if stat.S_ISDIR(st.st_mode) else "not-regular"
             raise ReadProblem(kind, path, f"{path} is not a regular file ({_kind_name(st.st_mode)})")
+        if reader is not None and not reader.may_read(fd, st):
+            raise ReadProblem("permission", path, f"{path} is not readable by {reader.name}, the workspace's owner: not read "
+                              "(a file its owner cannot read never reaches a report; docs/security.md)")
         if st.st_size > max_bytes:
             raise ReadProblem("too-large", path, f"{path} is {st.st_size} bytes, more than the {max_bytes} we read")
         chunks = []
@@ -82,8 +127,9 @@ def _kind_name(mode: int) -> str:
     return "not a file"
 
 
-def read_text(path: Path, max_bytes: int = 16 * 1024 * 1024, follow_symlinks: bool = True) -> str:
-    data = read_bytes(path, max_bytes, follow_symlinks)
+def read_text(path: Path, max_bytes: int = 16 * 1024 * 1024, follow_symlinks: bool = True,
+              reader: Reader | None = None) -> str:
+    data = read_bytes(path, max_bytes, follow_symlinks, reader)
     if b"\x00" in data[:8192]:
         raise ReadProblem("binary", path, f"{path} is binary, not text")
     try:
@@ -92,8 +138,8 @@ def read_text(path: Path, max_bytes: int = 16 * 1024 * 1024, follow_symlinks: bo
         raise ReadProblem("not-utf8", path, f"{path} is not valid UTF-8 (byte {exc.start})") from None
 
 
-def read_json(path: Path, max_bytes: int = 16 * 1024 * 1024) -> Any:
-    text = read_text(path, max_bytes)
+def read_json(path: Path, max_bytes: int = 16 * 1024 * 1024, reader: Reader | None = None) -> Any:
+    text = read_text(path, max_bytes, reader=reader)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

@@ -163,6 +163,24 @@ def prune(folder: Path, keep: int = DEFAULT_KEEP) -> list[Path]:
     return removed
 
 
+def _formats(fmt: str) -> list[str]:
+    return ["md", "json"] + ([fmt] if fmt not in ("md", "json") else [])
+
+
+def planned_name(report: "Report", folder: Path, fmt: str = "md") -> str:
+    """The `report-<stamp>` name `write_history` will give this report (a message can name the file before it exists)."""
+    return f"report-{_free_suffix(folder, stamp_of(report.generated_at), [EXTENSIONS[f] for f in _formats(fmt)])}"
+
+
+def since_previous(report: "Report", folder: Path) -> dict[str, Any]:
+    """What changed since the folder's previous report (new, resolved, still open), as the history records it."""
+    previous, prev_file, problem = read_previous(folder, report.workspace)
+    since = since_last(previous, report.to_dict(), prev_file)
+    if problem:
+        since["note"] = problem
+    return since
+
+
 def write_history(report: "Report", folder: Path, fmt: str = "md", ascii: bool = False, keep: int | None = None,
                   **options: Any) -> list[Path]:
     """Write this report into ``folder`` (Markdown, JSON, and ``fmt`` when it is another), update `latest.*`, prune."""
@@ -170,15 +188,12 @@ def write_history(report: "Report", folder: Path, fmt: str = "md", ascii: bool =
     if keep < 1:
         raise ValueError(f"keep must be at least 1, not {keep}")
     folder.mkdir(parents=True, exist_ok=True)
-    formats = ["md", "json"] + ([fmt] if fmt not in ("md", "json") else [])
-    suffix = _free_suffix(folder, stamp_of(report.generated_at), [EXTENSIONS[f] for f in formats])
-    name = f"report-{suffix}"
+    formats = _formats(fmt)
+    name = planned_name(report, folder, fmt)
+    suffix = name[len("report-"):]
 
     data = report.to_dict()
-    previous, prev_file, problem = read_previous(folder, report.workspace)
-    since = since_last(previous, data, prev_file)
-    if problem:
-        since["note"] = problem
+    since = since_previous(report, folder)
 
     from .chart import Chart, write_loss_chart
     from .htmlindex import write_html_pages, write_index

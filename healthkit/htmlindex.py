@@ -41,20 +41,28 @@ def write_index(folder: Path, json_reports: list[Path]) -> Path:
     return index
 
 
+def read_summary(path: Path) -> tuple[dict[str, Any], dict[str, int]] | None:
+    """A JSON report and its findings counted by severity; None when it is unreadable or not a report."""
+    try:
+        data = read_json(path)
+    except ReadProblem:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("findings"), list):
+        return None
+    counts = {s: 0 for s in SEVERITIES}
+    for f in data["findings"]:
+        if isinstance(f, dict) and f.get("severity") in counts:
+            counts[f["severity"]] += 1
+    return data, counts
+
+
 def _rows(json_reports: list[Path]) -> list[dict[str, Any]]:
     """One summary per readable JSON report, in the order given (oldest first)."""
     rows = []
     for p in json_reports:
-        try:
-            data = read_json(p)
-        except ReadProblem:
+        if (read := read_summary(p)) is None:
             continue
-        if not isinstance(data, dict) or not isinstance(data.get("findings"), list):
-            continue
-        counts = {s: 0 for s in SEVERITIES}
-        for f in data["findings"]:
-            if isinstance(f, dict) and f.get("severity") in counts:
-                counts[f["severity"]] += 1
+        data, counts = read
         since = data.get("since_last") if isinstance(data.get("since_last"), dict) else {}
         html = p.with_suffix(".html")
         rows.append({"file": p.name, "link": html.name if html.exists() else p.with_suffix(".md").name,

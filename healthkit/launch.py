@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 # Options of `healthkit audit` that take a value (tests/test_cli.py keeps this in step with the command).
-AUDIT_VALUE_OPTIONS = frozenset({"--format", "-f", "--output", "-o", "--select", "--ignore", "--timeout", "--fail-level", "--keep"})
+AUDIT_VALUE_OPTIONS = frozenset({"--format", "-f", "--output", "-o", "--select", "--ignore", "--timeout", "--fail-level", "--keep", "--textfile"})
 
 
 def early_workspace_path(argv: list[str]) -> str | None:
@@ -65,7 +65,7 @@ def start_early(argv: list[str]) -> None:
 
 
 def main() -> None:
-    auditing = early_workspace_path(sys.argv) is not None
+    auditing = len(sys.argv) > 1 and sys.argv[1] == "audit"  # one workspace or several (those are not prefetched)
     start_early(sys.argv)
     from .cli import main as cli_main
 

@@ -60,3 +60,67 @@ def redact_mapping(value: Any) -> Any:
     if isinstance(value, str):
         return redact_text(value)
     return value
+
+
+# Notification URLs (Apprise) carry their secret anywhere: user:password, a path segment (tgram://BOT_TOKEN/chat),
+# a query value (?token=...). Nothing of one is ever shown; a channel is named by its scheme and, for schemes
+# whose host is a server, that host.
+_HOST_SCHEMES = frozenset({"json", "jsons", "xml", "xmls", "form", "forms", "mailto", "mailtos", "ntfys", "ntfy",
+                           "gotify", "gotifys", "mmost", "mmosts", "matrix", "matrixs", "rocket", "rockets"})
+
+
+def describe_url(url: str) -> str:
+    """`json://127.0.0.1:8080/…`, `tgram://…`: enough to tell channels apart, never a token."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url.strip())
+        scheme, host = parts.scheme.lower(), parts.hostname
+    except ValueError:
+        return "(an unparsable URL)"
+    if not scheme:
+        return "(an unparsable URL)"
+    try:
+        port = parts.port
+    except ValueError:  # `tgram://123:ABC/...`: a token where a port would be
+        port = None
+    if scheme in _HOST_SCHEMES and host:
+        return f"{scheme}://{host}{f':{port}' if port else ''}/…"
+    return f"{scheme}://…"
+
+
+def url_secrets(url: str) -> list[str]:
+    """Every part of a URL that may be a secret (longest first), for `mask_secrets`."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    url = url.strip()
+    found = {url}
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return [url]
+    rest = url.split("://", 1)[-1]
+    found.add(rest)
+    netloc = parts.netloc
+    if "@" in netloc:
+        cred = netloc.rsplit("@", 1)[0]
+        found.update([cred, *cred.split(":")])
+    scheme = parts.scheme.lower()
+    if scheme not in _HOST_SCHEMES:
+        found.update([netloc, *netloc.split(":")])
+    found.update(seg for seg in parts.path.split("/"))
+    found.update(v for _, v in parse_qsl(parts.query, keep_blank_values=False))
+    found.add(parts.query)
+    found.add(parts.fragment)
+    found |= {unquote(s) for s in list(found)}
+    if scheme in _HOST_SCHEMES:
+        found.discard(parts.hostname or "")  # a server's name is not a secret, and masking it hides which channel failed
+    return sorted((s for s in found if len(s) >= 4), key=len, reverse=True)
+
+
+def mask_secrets(text: str, secrets: list[str]) -> str:
+    """``text`` with every known secret masked, then the generic rules of `redact_text`."""
+    for s in secrets:
+        if s and s in text:
+            text = text.replace(s, MASK)
+    return redact_text(text)

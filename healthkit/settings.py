@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import tomllib
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from .schemalite import BuildError, build
 
@@ -170,6 +170,31 @@ class AuditSettings:
 
 
 @frozen
+class HealSettings:
+    """Flap protection for the scheduled job's heals (`healthkit fix --safe --scheduled`); docs/unattended.md says why."""
+
+    max_attempts: int = Field(
+        3, ge=1, description="heals of the same finding within window_seconds, each followed by the finding coming back, "
+        "before scheduled runs give up on it (systemd's StartLimitBurst is 5 in 10 s; a cron heal is minutes apart)"
+    )
+    window_seconds: float = Field(3600.0, gt=0, description="attempts older than this no longer count")
+    backoff_seconds: float | None = Field(
+        None, gt=0, description="the wait after the first heal, doubling after each one; default: one schedule interval"
+    )
+
+
+@frozen
+class NotifySettings:
+    """Where the scheduled job tells a person (Apprise URLs) and when."""
+
+    urls: list[str] = Field([], description="Apprise URLs; HEALTHKIT_NOTIFY_URLS (whitespace-separated) adds to them. "
+                            "They carry tokens: keep this file private, or use the environment")
+    level: Literal["critical", "warning", "info"] = Field("warning", description="lowest severity of a new finding that sends a message: critical, warning or info")
+    repeat_seconds: float = Field(14400.0, gt=0, description="a CRITICAL still open is told again after this long")
+    timeout_seconds: float = Field(10.0, gt=0, description="the most all sends of one run may take together")
+
+
+@frozen
 class Settings:
     paths: PathSettings = _section(PathSettings)
     status_keys: StatusKeys = _section(StatusKeys)
@@ -180,6 +205,8 @@ class Settings:
     monitor: MonitorSettings = _section(MonitorSettings)
     checks: CheckSettings = _section(CheckSettings)
     audit: AuditSettings = _section(AuditSettings)
+    heal: HealSettings = _section(HealSettings)
+    notify: NotifySettings = _section(NotifySettings)
 
     # Dotted names healthkit.toml states ("paths.checkpoints"): detection never overrides those.
     explicit: ClassVar[frozenset[str]] = frozenset()

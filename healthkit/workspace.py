@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from .checkpoints import STATE_FILE, Completeness, checkpoint_completeness, newest_with_state
-from .fsutil import DiskUsage, ReadProblem, disk_usage_children, read_json, read_text
+from .fsutil import DiskUsage, Reader, ReadProblem, disk_usage_children, read_json, read_text
 from .settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from .procs import PidFile, ProcInfo
+    from .trust import Trust
 
 T = TypeVar("T")
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
@@ -99,10 +100,10 @@ def _mtime(path: Path) -> float | None:
         return None
 
 
-def load_json_file(path: Path) -> JsonFile:
+def load_json_file(path: Path, reader: Reader | None = None) -> JsonFile:
     mtime = _mtime(path)
     try:
-        return JsonFile(path, read_json(path), None, mtime)
+        return JsonFile(path, read_json(path, reader=reader), None, mtime)
     except ReadProblem as exc:
         return JsonFile(path, None, exc, mtime)
 
@@ -202,6 +203,13 @@ class Workspace:
 
         return detect(self.base, self._declared)
 
+    @cached_view
+    def trust(self) -> "Trust":
+        """Whether this workspace's plugins and settings commands may run (healthkit.trust), from ownership and modes only."""
+        from .trust import assess
+
+        return assess(self.base, self._declared, self.settings_path)
+
     @property
     def inferred(self) -> tuple:
         """The settings detection guessed (healthkit.detect.Inferred), in rule order."""
@@ -242,8 +250,15 @@ class Workspace:
 
     # views -----------------------------------------------------------------
     @cached_view
+    def reader(self) -> Reader | None:
+        """Whose read permission the workspace's files are read with: its owner's, while root audits another user's workspace."""
+        from .trust import reader_for
+
+        return reader_for(self.base)
+
+    @cached_view
     def config(self) -> JsonFile:
-        return load_json_file(self.config_path)
+        return load_json_file(self.config_path, self.reader)
 
     def config_value(self, key: str, default: Any = MISSING) -> Any:
         """A config value by its canonical (HF) name, through the settings' key mapping."""
@@ -255,7 +270,7 @@ class Workspace:
 
     @cached_view
     def status(self) -> JsonFile:
-        return load_json_file(self.status_path)
+        return load_json_file(self.status_path, self.reader)
 
     def status_value(self, key: str) -> Any:
         """A status value by canonical name; MISSING when the key is absent (which differs from null)."""
@@ -270,11 +285,11 @@ class Workspace:
 
     @cached_view
     def daemon_state(self) -> JsonFile:
-        return load_json_file(self.path(self.settings.paths.daemon_state))
+        return load_json_file(self.path(self.settings.paths.daemon_state), self.reader)
 
     @cached_view
     def monitoring_costs(self) -> JsonFile:
-        return load_json_file(self.path(self.settings.paths.monitoring_costs))
+        return load_json_file(self.path(self.settings.paths.monitoring_costs), self.reader)
 
     @cached_view
     def pid_file(self) -> PidFile:
@@ -405,7 +420,7 @@ class Workspace:
         """A checkpoint's whole trainer_state.json: megabytes after a long run, so only where its contents are needed."""
         key = f"trainer_state:{ckpt.path}"
         if key not in self._cache:
-            self._cache[key] = load_json_file(ckpt.path / STATE_FILE)
+            self._cache[key] = load_json_file(ckpt.path / STATE_FILE, self.reader)
         return self._cache[key]
 
     @cached_view
@@ -414,7 +429,8 @@ class Workspace:
         ckpts = self.checkpoints
         judged = {c.path: (Completeness(None, (f"its folder cannot be listed ({c.list_error})",)) if c.list_error
                            else checkpoint_completeness(c.path, c.files)) for c in ckpts}
-        newest, data, failed = newest_with_state(ckpts, lambda c: judged[c.path].state_ok, lambda c: c.path / STATE_FILE)
+        newest, data, failed = newest_with_state(ckpts, lambda c: judged[c.path].state_ok, lambda c: c.path / STATE_FILE,
+                                                 self.reader)
         for i, why in failed.items():
             judged[ckpts[i].path] = judged[ckpts[i].path].broken_state(why)
         if newest is None:
@@ -443,7 +459,7 @@ class Workspace:
         for rel in self.settings.paths.docs:
             p = self.path(rel)
             try:
-                out.append(Doc(p, read_text(p, max_bytes=4 * 1024 * 1024)))
+                out.append(Doc(p, read_text(p, max_bytes=4 * 1024 * 1024, reader=self.reader)))
             except ReadProblem as exc:
                 if exc.kind != "missing":
                     out.append(Doc(p, None, exc))

@@ -69,3 +69,21 @@ def test_secrets_inside_json_and_toml_values():
     assert out["hub"] == {"token": MASK, "repo": "me/model"} and out["wandb_api_key"] == MASK
     assert out["empty_token"] == ""  # nothing to hide: an empty value stays visible (it is a finding of its own)
     assert TOKEN not in repr(out)
+
+
+def test_a_notification_url_is_named_by_scheme_and_server_only_and_every_secret_part_is_masked() -> None:
+    from healthkit.redact import describe_url, mask_secrets, url_secrets
+
+    cases = {
+        "json://127.0.0.1:8080/hook/tokJ1234": ("json://127.0.0.1:8080/…", ["tokJ1234"]),
+        "mailto://ops:pw5678@smtp.example.com?to=a@example.com": ("mailto://smtp.example.com/…", ["pw5678", "ops:pw5678"]),
+        "tgram://123456:ABCDEF/9876": ("tgram://…", ["123456:ABCDEF", "ABCDEF", "9876"]),
+        "ntfys://ntfy.sh/mytopic?token=tk_9999": ("ntfys://ntfy.sh/…", ["mytopic", "tk_9999"]),
+        "slack://TokA1/TokB2/TokC3": ("slack://…", ["TokA1", "TokB2", "TokC3"]),
+    }
+    for url, (named, secrets) in cases.items():
+        assert describe_url(url) == named
+        text = mask_secrets(f"send to {url} failed: {' '.join(secrets)} refused", url_secrets(url))
+        assert all(s not in text for s in secrets) and url not in text, text
+    assert "smtp.example.com" in mask_secrets("smtp.example.com refused", url_secrets("mailto://u:pw99@smtp.example.com"))
+    assert describe_url("not a url") == "(an unparsable URL)"

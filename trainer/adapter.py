@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from healthkit.procs import ProcInfo
+from healthkit.trust import Account
 
 from .launch import DAEMON_MODULE, child_env, is_training
 from .layout import Layout
@@ -31,10 +32,10 @@ class TrainerAdapter:
 
         return start_consequences(base)
 
-    def start(self, base: Path) -> int:
+    def start(self, base: Path, run_as: "Account | None" = None) -> int:
         from .daemon import start_daemon
 
-        return start_daemon(base)
+        return start_daemon(base, run_as=run_as) if run_as else start_daemon(base)
 
 
 ADAPTER = TrainerAdapter()

@@ -46,6 +46,13 @@ def start(path: Path, supervise: bool = False, foreground: bool = False) -> int:
     lay = _workspace(path)
     if lay is None:
         return EXIT_USAGE
+    from healthkit.trust import NoAccount, drop_to, run_as_for
+
+    try:
+        run_as = run_as_for(lay.base)  # root starts nothing as root for a user (docs/security.md)
+    except NoAccount as exc:
+        _err(f"healthkit: {exc}")
+        return 1
     if foreground:
         pid = running_daemon(lay)
         if pid:
@@ -58,9 +65,13 @@ def start(path: Path, supervise: bool = False, foreground: bool = False) -> int:
             return exc.exit_code
         argv = ([sys.executable, "-m", "healthkit.trainer.supervise", "--workspace", str(lay.base)] if supervise else daemon_argv(lay))
         os.chdir(lay.base)
-        os.execve(sys.executable, argv, child_env())  # the process must be `-m healthkit.trainer.daemon` for the audit to know it
+        env = child_env()
+        if run_as is not None:
+            drop_to(run_as)
+            env = run_as.env(env)
+        os.execve(sys.executable, argv, env)  # the process must be `-m healthkit.trainer.daemon` for the audit to know it
     try:
-        pid = start_daemon(lay.base, supervise=supervise)
+        pid = start_daemon(lay.base, supervise=supervise, run_as=run_as)
     except DaemonError as exc:
         _err(f"healthkit: {exc}")
         return exc.exit_code
@@ -70,7 +81,8 @@ def start(path: Path, supervise: bool = False, foreground: bool = False) -> int:
     for w in st.get("warnings") or []:
         _err(f"WARNING: {w}")
     port = st.get("monitor_port")
-    _out(f"daemon started: PID {pid}{' (supervised)' if supervise else ''}; state {st.get('state')}"
+    _out(f"daemon started: PID {pid}{' (supervised)' if supervise else ''}{f' as {run_as.name}' if run_as else ''}; "
+         f"state {st.get('state')}"
          + (f"; adopted training PID {st.get('child_pid')}" if st.get("adopted") else "")
          + (f"; monitor http://127.0.0.1:{port}/health" if port else ""))
     return 0
@@ -169,6 +181,15 @@ def systemd_unit(path: Path, user: str | None = None) -> int:
     lay = _workspace(path)
     if lay is None:
         return EXIT_USAGE
+    if user is None:  # root starts nothing as root for a user: another user's workspace gets User=<owner>
+        from healthkit.trust import NoAccount, run_as_for
+
+        try:
+            owner = run_as_for(lay.base)
+        except NoAccount as exc:
+            _err(f"healthkit: {exc}; name a user with --user")
+            return 1
+        user = owner.name if owner else None
     _out(unit(lay.base, user))
     return 0
 

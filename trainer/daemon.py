@@ -30,6 +30,7 @@ from typing import Any
 import psutil
 
 from healthkit.procs import probe, read_pid_file, start_time_matches
+from healthkit.trust import Account, make_dirs_for
 
 from . import checkpoints as ck
 from . import control as ctl
@@ -572,18 +573,19 @@ def refuse_beside_foreign_training(lay: Layout) -> None:
         "Nothing was started.", EXIT_ALREADY_RUNNING)
 
 
-def start_daemon(base: Path, supervise: bool = False, timeout_s: float = 60.0) -> int:
+def start_daemon(base: Path, supervise: bool = False, timeout_s: float = 60.0, run_as: Account | None = None) -> int:
     """Start a detached daemon (under the supervisor with ``supervise``); returns its PID once it holds its PID file.
 
     An orphaned training is adopted by the new daemon, never killed. Raises DaemonError
     when one is already running or it exits at once (its error, e.g. an invalid config).
+    ``run_as``: the daemon (and so each training child) runs as that user (healthkit.trust.run_as_for).
     """
     lay = Layout.of(base)
     running = running_daemon(lay)
     if running:
         raise DaemonError(f"a daemon already runs for {lay.base} (PID {running})")
     refuse_beside_foreign_training(lay)
-    lay.logs.mkdir(parents=True, exist_ok=True)
+    make_dirs_for(lay.logs, lay.base)
     if supervise:
         argv = [sys.executable, "-m", "healthkit.trainer.supervise", "--workspace", str(lay.base)]
         out = lay.logs / "supervisor.out"
@@ -591,7 +593,13 @@ def start_daemon(base: Path, supervise: bool = False, timeout_s: float = 60.0) -
         argv = daemon_argv(lay)
         out = lay.logs / "daemon.out"
     offset = out.stat().st_size if out.exists() else 0
-    spawned = spawn_detached(argv, lay.base, out)
+    try:
+        spawned = spawn_detached(argv, lay.base, out, run_as=run_as)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        who = f" as {run_as.name}" if run_as else ""
+        detail = getattr(exc, "stderr", None) or str(exc)
+        raise DaemonError(f"the daemon could not be started{who}: {detail.strip().splitlines()[-1] if detail.strip() else exc}"
+                          + (f" ({run_as.name} must be able to run {sys.executable} and read the workspace)" if run_as else "")) from None
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         pf = read_pid_file(lay.pid_file)

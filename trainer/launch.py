@@ -17,6 +17,7 @@ from pathlib import Path
 
 from healthkit.config_model import TrainingConfig
 from healthkit.procs import ProcInfo, argv_matches, scan_processes
+from healthkit.trust import Account, make_dirs_for
 
 from .layout import Layout
 
@@ -119,9 +120,16 @@ os._exit(0)
 """
 
 
-def spawn_detached(argv: list[str], cwd: Path, log: Path, env: dict[str, str] | None = None) -> int:
-    """Start ``argv`` fully detached (not our child: an intermediate process exits at once); returns its PID."""
-    log.parent.mkdir(parents=True, exist_ok=True)
+def spawn_detached(argv: list[str], cwd: Path, log: Path, env: dict[str, str] | None = None,
+                   run_as: Account | None = None) -> int:
+    """Start ``argv`` fully detached (not our child: an intermediate process exits at once); returns its PID.
+
+    ``run_as``: the intermediate process drops to that user before it runs (healthkit.trust.Account),
+    so the daemon, its log and every child it starts belong to the workspace's owner, never root.
+    """
+    make_dirs_for(log.parent, cwd)
+    env = env or child_env()
+    drop = run_as.popen_kwargs() if run_as else {}
     out = subprocess.run([sys.executable, "-c", SPAWNER, str(log), str(cwd), *argv], capture_output=True, text=True,
-                         env=env or child_env(), timeout=60, check=True)
+                         env=run_as.env(env) if run_as else env, timeout=60, check=True, **drop)
     return int(out.stdout.strip().splitlines()[-1])

@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Callable, Protocol, TextIO
 
 from ..api import audit
 from ..fsutil import is_within
@@ -31,6 +31,15 @@ class FixError(Exception):
     """The run could not start (another run holds the lock, the journal lies outside the workspace, ...)."""
 
 
+class RunHooks(Protocol):
+    """Who runs the fix decides a little of it: a scheduled run backs off and gives up (healthkit.heal.ScheduledHeal),
+    a person's run always applies and clears that state (healthkit.heal.PersonFix). Both are called under the lock."""
+
+    def choose(self, ws: Workspace, run: "FixRun") -> None: ...  # may move plans from run.chosen to run.not_applied
+
+    def finished(self, ws: Workspace, run: "FixRun") -> None: ...  # after applying and the re-audit
+
+
 @dataclass
 class FixOptions:
     """``level``: SAFE for `--safe`, UNSAFE for `--unsafe` (which applies safe fixes too)."""
@@ -43,6 +52,7 @@ class FixOptions:
     confirm: Callable[[list[Plan]], bool] | None = None
     daemon_confirm_s: float = 3.0
     kill_grace_s: float = 10.0
+    hooks: RunHooks | None = None
 
 
 @dataclass
@@ -254,7 +264,8 @@ def _require_known_only(ws: Workspace, only: tuple[str, ...]) -> None:
     from ..registry import default_registry
     from ..selectors import fix_names, require_known
 
-    require_known("--only", only, fix_names(default_registry(ws.settings.checks.plugins, ws.base), load_fixes()))
+    plugins = ws.settings.checks.plugins if ws.trust.trusted else ()
+    require_known("--only", only, fix_names(default_registry(plugins, ws.base), load_fixes()))
 
 
 def run_fix(path: str | Path, opts: FixOptions, out: TextIO | None = None) -> FixRun:
@@ -266,7 +277,7 @@ def run_fix(path: str | Path, opts: FixOptions, out: TextIO | None = None) -> Fi
     ws = Workspace.open(path)
     _require_known_only(ws, opts.only)
     run_id = f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{os.getpid()}"
-    journal = Journal(_journal_path(ws), dry_run=opts.dry_run)
+    journal = Journal(_journal_path(ws), dry_run=opts.dry_run, base=ws.base)
     lock = FixLock(ws.base, opts.wait_s)
     if not opts.dry_run:
         try:
@@ -281,6 +292,8 @@ def run_fix(path: str | Path, opts: FixOptions, out: TextIO | None = None) -> Fi
         ctx = PlanContext(ws, before, keep=opts.keep, daemon_confirm_s=opts.daemon_confirm_s,
                           kill_grace_s=opts.kill_grace_s, run_id=run_id, level=opts.level)
         build_plans(ctx, before, opts, run)
+        if opts.hooks is not None and not opts.dry_run:
+            opts.hooks.choose(ws, run)
         print_plans(run, opts, out, ws.base)
         if opts.dry_run:
             out.write("\nDry run: nothing was changed.\n")
@@ -289,6 +302,8 @@ def run_fix(path: str | Path, opts: FixOptions, out: TextIO | None = None) -> Fi
             out.write("\nNothing to apply.\n")
             run.after = before
             _compare(run, before, before)
+            if opts.hooks is not None:
+                opts.hooks.finished(ws, run)
             return run
         unsafe = [p for p in run.chosen if p.safety is Safety.UNSAFE]
         if unsafe and opts.confirm is not None and not opts.confirm(unsafe):
@@ -310,6 +325,8 @@ def run_fix(path: str | Path, opts: FixOptions, out: TextIO | None = None) -> Fi
         run.after = after
         _compare(run, before, after)
         _print_results(run, out)
+        if opts.hooks is not None:
+            opts.hooks.finished(ws, run)
         return run
     finally:
         _close_journal(journal, out)

@@ -28,16 +28,19 @@ from ..ownership import daemon_processes, stopped_on_request
 from ..ownership import scheduled_starts as _watchers
 from ..procs import ProcInfo, argv_matches, probe, read_pid_file, start_time_matches
 from ..redact import redact_argv
+from ..trust import Account, NoAccount, make_dirs_for, run_as_for, user_name
 from ..workspace import Workspace
 from .crash import crash_point
 from .fileops import ChangedSincePlan, FileFingerprint, Refused, file_fingerprint, unlink_file
 from .plan import ApplyContext, Outcome, Plan, PlanContext, Safety, applied, failed, fixer, skipped
 
 START_LOG = "healthkit-daemon-start.log"
+# Runs as the user the daemon runs as (healthkit.trust.run_as_for), so its log is that user's file too.
 SPAWNER = r"""
 import os, subprocess, sys
-log, cwd, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
-fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+log, cwd, header, argv = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+os.write(fd, header.encode("utf-8"))
 p = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True, close_fds=True)
 print(p.pid, flush=True)
 """
@@ -193,18 +196,24 @@ def daemon_command(ws: Workspace) -> tuple[str, list[str] | None, str | None]:
     return "command", None, "cannot start: no daemon_command in healthkit.toml ([processes] daemon_command = [...])"
 
 
-def _spawn(ws: Workspace, argv: list[str], log: Path, run_id: str, trainer_env: bool = False) -> int:
-    """Start ``argv`` detached; ``trainer_env``: with the environment our trainer's daemon runs in (offline, importable)."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "a", encoding="utf-8") as fh:
-        fh.write(f"--- {datetime.now(timezone.utc).isoformat(timespec='seconds')} healthkit fix (run {run_id}) starts: "
-                 f"{shlex.join(redact_argv(argv))}\n")
+def _spawn(ws: Workspace, argv: list[str], log: Path, run_id: str, trainer_env: bool = False,
+           run_as: Account | None = None) -> int:
+    """Start ``argv`` detached; ``trainer_env``: with the environment our trainer's daemon runs in (offline, importable).
+
+    ``run_as``: the launcher drops to that user before it runs (setgroups, setgid, setuid, as
+    systemd's User=), so nothing it starts runs as root.
+    """
+    make_dirs_for(log.parent, ws.base)
+    header = (f"--- {datetime.now(timezone.utc).isoformat(timespec='seconds')} healthkit fix (run {run_id}) starts"
+              + (f" as {run_as.name}" if run_as else "") + f": {shlex.join(redact_argv(argv))}\n")
     env = {k: v for k, v in os.environ.items() if k != "HEALTHKIT_FIX_CRASH_AT"}
     adapter = load_adapter("trainer")[0] if trainer_env else None
     if adapter is not None:
         env = {k: v for k, v in adapter.env().items() if k != "HEALTHKIT_FIX_CRASH_AT"}
-    out = subprocess.run([sys.executable, "-c", SPAWNER, str(log), str(ws.base), *argv], capture_output=True, text=True,
-                         env=env, timeout=30, stdin=subprocess.DEVNULL)
+    drop = run_as.popen_kwargs() if run_as else {}
+    env = run_as.env(env) if run_as else env
+    out = subprocess.run([sys.executable, "-c", SPAWNER, str(log), str(ws.base), header, *argv], capture_output=True,
+                         text=True, env=env, timeout=30, stdin=subprocess.DEVNULL, **drop)
     if out.returncode != 0:
         raise RuntimeError((out.stderr.strip().splitlines() or ["the launcher failed"])[-1])
     return int(out.stdout.strip().splitlines()[-1])
@@ -276,9 +285,20 @@ def can_adopt(ws: Workspace, mode: str, orphan: dict) -> bool:
     return adapter.adopts(info, ws.base)
 
 
+def untrusted_block(ws: Workspace) -> str | None:
+    """Why no process may be started or signalled for this workspace: it is not trusted (healthkit.trust)."""
+    if ws.trust.trusted:
+        return None
+    return (f"the workspace is not trusted (trust.untrusted): nothing is started or signalled for it. "
+            f"Once its files are sound, run as root: {ws.trust.trust_command()}")
+
+
 def _start_blocker(ctx: PlanContext, argv: list[str] | None, why_not: str | None) -> str | None:
     """Why no daemon may be started now, or None."""
     ws = ctx.ws
+    untrusted = untrusted_block(ws)
+    if untrusted:
+        return untrusted
     daemon_fact = ctx.report.facts.get("daemon") or {}
     if daemon_fact.get("state") == "running":
         return (f"a daemon already runs (PID {daemon_fact.get('pid')}) and did not adopt it: "
@@ -314,10 +334,15 @@ def _plan_start(ctx: PlanContext, finding: Finding, ref: FixRef, fix_id: str) ->
     if plan.blocked:
         return plan
     assert argv is not None
+    try:
+        run_as = run_as_for(ws.base)
+    except (NoAccount, OSError) as exc:
+        plan.blocked = str(exc)
+        return plan
     log = ws.path(ws.settings.paths.logs) / START_LOG
     foreign = [(o["pid"], o["create_time"]) for o in orphans if not can_adopt(ws, mode, o)]
     if foreign:
-        return _plan_start_after(ctx, plan, mode, argv, foreign, log)
+        return _plan_start_after(ctx, plan, mode, argv, foreign, log, run_as)
     shown = shlex.join(redact_argv(argv))
     if mode == "trainer":
         how = f"trainer.daemon.start_daemon({str(ws.base)!r}) runs, detached:\n  {shown}\n(output in logs/daemon.out)"
@@ -325,13 +350,21 @@ def _plan_start(ctx: PlanContext, finding: Finding, ref: FixRef, fix_id: str) ->
     else:
         how = f"run detached (new session, cwd {ws.base}, output appended to {ws.rel(log)}):\n  {shown}"
         adopt = "the setup's own daemon adopts it (healthkit.toml declares daemon_adopts = true)"
-    lines = [how, f"then confirm it is alive (up to {ctx.daemon_confirm_s:g}s)"]
+    lines = [how, runs_as_line(run_as), f"then confirm it is alive (up to {ctx.daemon_confirm_s:g}s)"]
     if orphans:
         lines.append(f"running training PID {pids} is never signalled: {adopt}")
     lines += consequences(ws, mode)
     plan.preview = "\n".join(lines)
-    plan.apply = _start_apply(ws, mode, argv, log)
+    plan.apply = _start_apply(ws, mode, argv, log, run_as)
     return plan
+
+
+def runs_as_line(run_as: Account | None) -> str:
+    """The plan's line that says whom the started process runs as."""
+    if run_as is None:
+        return f"as {user_name(os.geteuid())} (who runs this fix)"
+    return (f"as {run_as.name} (uid {run_as.uid}, gid {run_as.gid}): the workspace's owner; root starts nothing as root "
+            "for a user")
 
 
 def _start_refusal(ws: Workspace) -> str | None:
@@ -351,7 +384,7 @@ def _start_refusal(ws: Workspace) -> str | None:
     return None
 
 
-def _start_apply(ws: Workspace, mode: str, argv: list[str], log: Path):
+def _start_apply(ws: Workspace, mode: str, argv: list[str], log: Path, run_as: Account | None):
     shown = shlex.join(redact_argv(argv))
 
     def apply(actx: ApplyContext) -> Outcome:
@@ -359,14 +392,15 @@ def _start_apply(ws: Workspace, mode: str, argv: list[str], log: Path):
         if refusal:
             actx.record("start", "daemon", "skipped", refusal)
             return skipped(refusal)
-        actx.record("start", "daemon", "started", shown, argv=redact_argv(argv))
+        actx.record("start", "daemon", "started", shown, argv=redact_argv(argv), user=run_as.name if run_as else None)
         try:
             adapter = load_adapter("trainer")[0] if mode == "trainer" else None
             if adapter is not None:
-                pid = adapter.start(ws.base)
+                # (an adapter that cannot drop privileges fails here with TypeError: nothing starts as root for a user)
+                pid = adapter.start(ws.base, run_as=run_as) if run_as else adapter.start(ws.base)
                 where = "logs/daemon.out"
             else:
-                pid = _spawn(ws, argv, log, actx.run_id)
+                pid = _spawn(ws, argv, log, actx.run_id, run_as=run_as)
                 where = ws.rel(log)
         except Exception as exc:  # noqa: BLE001 - DaemonError, OSError, a launcher failure: all reported as is
             actx.record("start", "daemon", "failed", str(exc))
@@ -388,7 +422,7 @@ def scheduled_starts(ws: Workspace) -> list[ProcInfo]:
 
 
 def _plan_start_after(ctx: PlanContext, plan: Plan, mode: str, argv: list[str], orphans: list[tuple[int, float]],
-                      log: Path) -> Plan:
+                      log: Path, run_as: Account | None) -> Plan:
     """A daemon that cannot adopt a running training is started only once it has ended (never beside it)."""
     ws = ctx.ws
     from .start_after import MODULE
@@ -410,13 +444,15 @@ def _plan_start_after(ctx: PlanContext, plan: Plan, mode: str, argv: list[str], 
         f"  {shlex.join(redact_argv(watcher))}",
         "which waits for the training to end (never signalling it), then starts:",
         f"  {shlex.join(redact_argv(argv))}",
+        "both " + runs_as_line(run_as),
         *consequences(ws, mode),
     ])
-    plan.apply = _start_after_apply(ws, mode, watcher, orphans, log)
+    plan.apply = _start_after_apply(ws, mode, watcher, orphans, log, run_as)
     return plan
 
 
-def _start_after_apply(ws: Workspace, mode: str, watcher: list[str], orphans: list[tuple[int, float]], log: Path):
+def _start_after_apply(ws: Workspace, mode: str, watcher: list[str], orphans: list[tuple[int, float]], log: Path,
+                       run_as: Account | None):
     pids = ", ".join(str(p) for p, _ in orphans)
 
     def apply(actx: ApplyContext) -> Outcome:
@@ -427,7 +463,7 @@ def _start_after_apply(ws: Workspace, mode: str, watcher: list[str], orphans: li
             return skipped(msg)
         actx.record("schedule-start", "daemon", "started", shlex.join(redact_argv(watcher)))
         try:
-            pid = _spawn(ws, watcher, log, actx.run_id, trainer_env=mode == "trainer")
+            pid = _spawn(ws, watcher, log, actx.run_id, trainer_env=mode == "trainer", run_as=run_as)
         except Exception as exc:  # noqa: BLE001 - reported as is
             actx.record("schedule-start", "daemon", "failed", str(exc))
             return failed(f"could not start the watcher: {exc}")
@@ -473,12 +509,17 @@ def _gone(p: psutil.Process, timeout: float) -> bool:
 def plan_kill(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
     ws = ctx.ws
     plans = []
+    untrusted = untrusted_block(ws)
     for o in finding.data.get("orphans", []):
         pid, ct, cmd = o.get("pid"), o.get("create_time"), list(o.get("cmdline") or [])
         plan = Plan("kill-orphan", Safety.UNSAFE, f"Stop the orphaned training PID {pid} (loses work since its last checkpoint)",
                     f"kill -TERM {pid}   # {shlex.join(cmd)[:160]}\n"
                     f"then, if PID {pid} (started {ct}) still runs after {ctx.kill_grace_s:g}s: kill -KILL {pid}",
                     [finding.code], key=f"kill-orphan:{pid}", order=35, group="orphan")
+        if untrusted:
+            plan.blocked = untrusted
+            plans.append(plan)
+            continue
 
         def apply(actx: ApplyContext, pid: int = pid, ct: float = ct, cmd: list[str] = cmd) -> Outcome:
             target = f"PID {pid}"

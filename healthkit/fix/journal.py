@@ -30,9 +30,10 @@ _FALLOC_FL_KEEP_SIZE = 1
 
 
 class Journal:
-    def __init__(self, path: Path, dry_run: bool = False):
+    def __init__(self, path: Path, dry_run: bool = False, base: Path | None = None):
         self.path = path
         self.dry_run = dry_run
+        self.base = base  # the workspace: folders made for the journal belong to its owner (healthkit.trust.make_dirs_for)
         self.entries: list[dict[str, Any]] = []
         self.unwritten: list[bytes] = []  # lines a full disk refused, oldest first
 
@@ -47,11 +48,19 @@ class Journal:
         self.flush()
         return record
 
+    def _make_folder(self) -> None:
+        if self.base is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return
+        from ..trust import make_dirs_for
+
+        make_dirs_for(self.path.parent, self.base)
+
     def flush(self) -> bool:
         """Write the lines a full disk held back; True when none is left. Errors other than a full disk raise."""
         if not self.unwritten or self.dry_run:
             return not self.unwritten
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._make_folder()
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
         try:
             while self.unwritten:
@@ -67,7 +76,7 @@ class Journal:
         if self.dry_run:
             return False
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._make_folder()
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
         except OSError:
             return False

@@ -1,8 +1,9 @@
 """Prometheus text exposition for node_exporter's textfile collector: one gauge family per fact, all `healthkit_`.
 
 Every sample carries a ``workspace`` label so several workspaces can share one textfile
-folder. No sample has a timestamp (the textfile collector rejects them); staleness is
-judged from the file's mtime (`node_textfile_mtime_seconds`), see alerts/healthkit.rules.yml.
+(``render_many``: `healthkit audit WS1 WS2 --format prom`). No sample has a timestamp (the
+textfile collector rejects them); staleness is judged per workspace from
+`healthkit_last_run_timestamp_seconds` and from series that vanish, see alerts/healthkit.rules.yml.
 prometheus_client formats the text when it is installed (extra ``prom``); without it the
 same families are written by hand in the same format.
 """
@@ -182,8 +183,26 @@ def _states(known: tuple[str, ...], current: str) -> list[str]:
     return list(known) + ([current] if current not in known else [])
 
 
+def merged(reports: list["Report"]) -> list[Family]:
+    """The families of several reports as one exposition: each metric once, its samples told apart by `workspace`."""
+    out: dict[str, Family] = {}
+    for report in reports:
+        for fam in families(report):
+            into = out.setdefault(fam.name, Family(fam.name, fam.help))
+            into.samples += fam.samples
+    return list(out.values())
+
+
 def render(report: "Report", **_: Any) -> str:
-    fams = families(report)
+    return _text(families(report))
+
+
+def render_many(reports: list["Report"]) -> str:
+    """One textfile for several workspaces (`healthkit audit WS1 WS2 --format prom`)."""
+    return _text(merged(reports))
+
+
+def _text(fams: list[Family]) -> str:
     try:
         return _with_client(fams)
     except ImportError:

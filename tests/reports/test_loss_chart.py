@@ -137,3 +137,38 @@ def test_a_chart_that_fails_to_draw_costs_only_the_chart(tmp_path, monkeypatch):
     md = (tmp_path / "latest.md").read_text(encoding="utf-8")
     assert "No loss chart: drawing it failed (RuntimeError: font cache not writable)." in md
     assert "## 🚨 CRITICAL ISSUES FOUND" in md
+
+
+def test_an_unchanged_history_reuses_the_last_chart_and_a_changed_one_is_redrawn(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    from healthkit.chart import png_text
+
+    first = write_loss_chart(FACTS, tmp_path, "20240501T120000Z")
+    assert json.loads(png_text(first.path.read_bytes()))["train"] == json.loads(Image.open(first.path).text[PNG_KEY])["train"]
+
+    def no_drawing(*a, **k):
+        raise AssertionError("redrawn although the series did not change")
+
+    with monkeypatch.context() as m:
+        m.setattr(matplotlib.figure, "Figure", no_drawing)
+        again = write_loss_chart(FACTS, tmp_path, "20240501T121500Z")
+    assert again.path.name == "loss-20240501T121500Z.png" and again.path.read_bytes() == first.path.read_bytes()
+    assert again.caption == first.caption
+
+    moved = {"log_history": {**FACTS["log_history"], "train": FACTS["log_history"]["train"] + [[2000, 0.5]]}}
+    redrawn = write_loss_chart(moved, tmp_path, "20240501T123000Z")
+    assert json.loads(png_text(redrawn.path.read_bytes()))["train"][-1] == [2000.0, 0.5]
+    assert (tmp_path / "latest-loss.png").read_bytes() == redrawn.path.read_bytes()
+
+
+def test_a_chart_from_another_healthkit_version_is_redrawn(tmp_path, monkeypatch):
+    import healthkit
+
+    old = write_loss_chart(FACTS, tmp_path, "20240501T120000Z")
+    monkeypatch.setattr(healthkit, "__version__", "9.9.9")
+    new = write_loss_chart(FACTS, tmp_path, "20240501T121500Z")
+    from healthkit.chart import png_text
+
+    assert json.loads(png_text(new.path.read_bytes()))["drawn_by"] == "healthkit 9.9.9"
+    assert json.loads(png_text(old.path.read_bytes()))["drawn_by"] != "healthkit 9.9.9"

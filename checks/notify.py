@@ -1,0 +1,23 @@
+"""Notifications the scheduled job could not deliver (`logs/healthkit-notify.json`, written by healthkit.notify)."""
+
+from __future__ import annotations
+
+from healthkit import CodeDoc, check
+from healthkit.notify import state_findings
+from healthkit.workspace import Workspace
+
+FAILED = CodeDoc(
+    "notify.failed", "warning", "A notification could not be sent",
+    what="The scheduled job's last message did not reach one of the `[notify]` channels: refused, no answer within "
+         "`[notify] timeout_seconds`, a bad URL, or Apprise not installed. The channel is named without its token.",
+    why="Nobody may hear of a dead daemon or a full disk while the channel is broken. The job itself carried on: the "
+        "report was written and what the channel missed is sent again with the next run's message.",
+    fix="Make the channel work again (server up, token valid; `apprise -vv -t test -b test URL` tests one), or change "
+        "the URL in healthkit.toml `[notify] urls` / HEALTHKIT_NOTIFY_URLS.",
+    fix_safety="No automatic fix.",
+)
+
+
+@check("notify", title="Notifications", codes=[FAILED], tags=["unattended"])
+def notify_check(ws: Workspace) -> list:
+    return state_findings(ws, FAILED.code)
