@@ -85,7 +85,11 @@ def _token_lengths(layout: Layout, cfg: TrainingConfig, chk: FileCheck, examples
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
-    tok = load_tokenizer(layout, cfg, model_source(layout, cfg))
+    try:
+        tok = load_tokenizer(layout, cfg, model_source(layout, cfg))
+    except Exception as exc:  # noqa: BLE001 - a broken tokenizer folder is said, never a traceback; the daemon's child would say it too
+        chk.tokens = f"not checked: the tokenizer in {_rel(layout, folder)} could not be loaded ({type(exc).__name__}: {' '.join(str(exc).split())})"
+        return
     lines, bad = [], []
     for n, msgs in examples:
         try:
