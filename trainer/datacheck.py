@@ -88,7 +88,8 @@ def _token_lengths(layout: Layout, cfg: TrainingConfig, chk: FileCheck, examples
     try:
         tok = load_tokenizer(layout, cfg, model_source(layout, cfg))
     except Exception as exc:  # noqa: BLE001 - a broken tokenizer folder is said, never a traceback; the daemon's child would say it too
-        chk.tokens = f"not checked: the tokenizer in {_rel(layout, folder)} could not be loaded ({type(exc).__name__}: {' '.join(str(exc).split())})"
+        why = " ".join(str(exc).split())  # transformers' messages span lines
+        chk.tokens = f"not checked: the tokenizer in {_rel(layout, folder)} could not be loaded ({type(exc).__name__}: {why})"
         return
     lines, bad = [], []
     for n, msgs in examples:
