@@ -30,6 +30,45 @@ NOT_LOCAL = CodeDoc(
 )
 
 
+SEQ_TOO_LONG = CodeDoc(
+    "config.seq-longer-than-model", "critical", "max_seq_length is more than the base model's positions",
+    what="config.json's max_seq_length is larger than the position table of the local base model (`n_positions` or "
+         "`max_position_embeddings` in the model folder's config.json).",
+    why="A sequence longer than the model's positions has nothing to embed its tail with: the training child dies at its "
+        "first long batch (`IndexError: index out of range in self`), max_failures times, and the file goes to failed/. "
+        "Our trainer's start-up check refuses such a config (exit 78), and so does `healthkit queue add`.",
+    fix="Set max_seq_length to the model's positions or less (or use a model with more positions). No automatic fix: "
+        "healthkit never changes training settings.",
+)
+
+
+def _seq_length_problem(ws: Workspace, data: object) -> Finding | None:
+    """max_seq_length over a local base model's positions, read from the model's config.json as JSON (no torch)."""
+    from healthkit.modelinfo import model_positions, seq_length_problem
+
+    if not isinstance(data, dict):
+        return None
+    base, length = data.get(ws.settings.config_keys.base_model), data.get("max_seq_length")
+    if not isinstance(base, str) or not base or not ws.path(base).is_dir():
+        return None
+    folder = ws.path(base)
+    problem = seq_length_problem(length, folder)
+    if problem is None:
+        return None
+    positions, key = model_positions(folder)  # type: ignore[misc]
+    return Finding(
+        code=SEQ_TOO_LONG.code, severity=Severity.CRITICAL,
+        title=f"max_seq_length {length} is more than the base model's {positions} positions",
+        problem=[problem],
+        impact=["`healthkit daemon start` refuses this config (exit 78); a trainer that started anyway would fail every file "
+                "whose lines are longer than the model's positions"],
+        evidence=[Evidence(f"jq .max_seq_length {q(ws, ws.config.path)}", json.dumps(length)),
+                  Evidence(f"jq .{key.split('.')[-1]} {q(ws, folder / 'config.json')}", json.dumps(positions))],
+        recommendations=[f"Set max_seq_length to {positions} or less in config.json"],
+        urgency="immediate", data={"max_seq_length": length, "positions": positions, "key": key, "model": str(folder)},
+    )
+
+
 def _hub_id_problem(ws: Workspace, data: object) -> Finding | None:
     """A base_model that is neither a folder nor written as a path: what our trainer's preflight refuses (exit 78)."""
     value = data.get(ws.settings.config_keys.base_model) if isinstance(data, dict) else None
@@ -109,7 +148,7 @@ def _config_required(ws: Workspace) -> bool:
     return ws.settings.run.config_required or ws.settings.paths.config_schema != "none"
 
 
-@check("config", title="Training config", codes=[INVALID, NOT_LOCAL], tags=["config"])
+@check("config", title="Training config", codes=[INVALID, NOT_LOCAL, SEQ_TOO_LONG], tags=["config"])
 def config_check(ws: Workspace) -> CheckOutput:
     cfg = ws.config
     if cfg.problem is not None and cfg.problem.kind == "missing" and not _config_required(ws):
@@ -126,4 +165,7 @@ def config_check(ws: Workspace) -> CheckOutput:
     hub = _hub_id_problem(ws, cfg.data) if ws.settings.paths.config_schema == "healthkit" else None
     if hub is not None:
         return CheckOutput(findings=[hub])
+    too_long = _seq_length_problem(ws, cfg.data) if ws.settings.paths.config_schema == "healthkit" else None
+    if too_long is not None:
+        return CheckOutput(findings=[too_long])
     return CheckOutput(healthy=[Healthy("Config is valid", [_valid_detail(ws)])])

@@ -24,6 +24,10 @@ def _names_file(cmdline: tuple[str, ...], name: str) -> bool:
             return True
     return False
 
+# `queue.lines-dropped` is a warning above this share of a file (the trainer's own limit, 10%, fails the file):
+# 2% is about where leaving out the longest conversations starts to show in what a model learns.
+WARN_DROPPED_SHARE = 0.02
+
 REQUEUE = FixRef("requeue-stuck-file", "Move the file back to the queue", "safe")
 
 STUCK = CodeDoc(
@@ -35,13 +39,31 @@ STUCK = CodeDoc(
     fix_safety="Safe: the file is moved, never deleted or edited.",
     fixes=(REQUEUE,),
 )
+DELETE_FAILED = FixRef("delete-failed-checkpoints", "Delete the failed file's kept checkpoints", "unsafe")
+
 FAILED = CodeDoc(
     "queue.failed", "warning", "A queue file failed",
-    what="A file is in the queue's failed folder: its data was invalid, or its training failed `max_failures` times.",
+    what="A file is in the queue's failed folder: its data was invalid, or its training failed `max_failures` times. "
+         "Our trainer keeps the checkpoints it had reached (in `current_model/.failed-<name>/`); the finding says how many "
+         "steps a retry keeps and the command that retries it.",
     why="Its data was never (fully) trained: a model that should have learned from it did not.",
-    fix="Read the reason (`<name>.error.json` beside it), repair the data or the setup, and queue it again "
-        "(`healthkit queue add WS FILE`).",
-    fix_safety="No automatic fix: only a person can tell whether the data or the setup was wrong.",
+    fix="Read the reason (`<name>.error.json` beside it), repair the data or the setup, then `healthkit queue retry WS NAME`: "
+        "the file goes back in the queue and resumes from its newest complete checkpoint. A file you no longer want: "
+        "`healthkit fix --unsafe --only queue.failed` deletes its kept checkpoints (the plan says how many steps that throws away).",
+    fix_safety="Retrying is the person's call (only they know whether the data or the setup was wrong). Deleting the kept "
+               "checkpoints is unsafe: it throws away the steps already trained.",
+    fixes=(DELETE_FAILED,),
+)
+DROPPED = CodeDoc(
+    "queue.lines-dropped", "info", "A trained file was trained without its over-long lines",
+    what="A file in done/ trained without some of its lines: conversations whose assistant part did not fit "
+         "max_seq_length were dropped and counted (its `<name>.done.json` gives the count and the first line numbers). "
+         "Info up to 2% of the file, a warning above (the trainer fails a file that would lose more than 10%).",
+    why="Every dropped line is a long one: the model learnt from a sample biased towards short conversations. A few lines "
+        "are noise; a larger share changes what it learns.",
+    fix="Raise max_seq_length (up to the model's positions), or split the long conversations, and queue them again. "
+        "`healthkit queue add` shows the lines that would be dropped before a file is queued.",
+    fix_safety="No automatic fix: the data and max_seq_length are the person's to change.",
 )
 
 
@@ -111,8 +133,8 @@ def _rule_stuck(ws: Workspace) -> list[Finding]:
     return out
 
 
-def _error_reason(ws: Workspace, f) -> tuple[str, str]:
-    """(the error file's path, its reason), from `<name>.error.json` beside the failed file.
+def _error_file(ws: Workspace, f) -> tuple[Path, dict]:
+    """(the error file's path, its content) from `<name>.error.json` beside the failed file ({} when unreadable).
 
     Read with the workspace owner's permission (ws.reader): root quotes nothing its owner could not read.
     """
@@ -122,31 +144,91 @@ def _error_reason(ws: Workspace, f) -> tuple[str, str]:
     try:
         data = read_json(err, max_bytes=1024 * 1024, reader=ws.reader)
     except ReadProblem:
+        return err, {}
+    return err, data if isinstance(data, dict) else {"error": data}
+
+
+def _error_reason(ws: Workspace, f) -> tuple[str, str]:
+    """(the error file's path, its reason), from `<name>.error.json` beside the failed file."""
+    err, data = _error_file(ws, f)
+    if not data:
         return str(err), "(no readable error file beside it)"
-    reason = data.get("error") or data.get("reason") if isinstance(data, dict) else None
+    reason = data.get("error") or data.get("reason")
     return str(err), str(reason or json.dumps(data)[:300])
 
 
+def _retry_lines(ws: Workspace, f: Path, queued_as: str) -> tuple[list[str], dict]:
+    """What `healthkit queue retry` keeps for a failed file of our trainer: (problem lines, finding data)."""
+    from healthkit.kept import kept_for, retry_point
+
+    kept = kept_for(ws.checkpoint_dir, queued_as)
+    point = retry_point(ws.checkpoint_dir, queued_as)
+    cmd = f"healthkit queue retry {q(ws, ws.base)} {f.name}"
+    if point:
+        line = (f"A retry keeps {point[0]} step(s): it resumes from {ws.rel(point[1])} (step {point[0]}); "
+                f"{len(kept)} checkpoint(s) of it are kept. Retry with `{cmd}`")
+    else:
+        line = f"No complete checkpoint of it is kept: a retry starts from step 0. Retry with `{cmd}`"
+    data = {"retry_command": cmd, "retry_step": point[0] if point else 0, "queued_as": queued_as,
+            "kept_checkpoints": [str(p) for _, p in kept]}
+    return [line], data
+
+
 def _rule_failed(ws: Workspace) -> list[Finding]:
-    """`queue.failed`: each failed file, with its error file's reason as the evidence."""
+    """`queue.failed`: each failed file, with its error file's reason as the evidence and what a retry keeps."""
     out = []
+    ours = ws.settings.paths.config_schema == "healthkit"  # `queue retry` and the kept checkpoints are our trainer's
     for f in ws.queue.failed:
         err, reason = _error_reason(ws, f)
+        queued_as = _error_file(ws, f)[1].get("file")
+        retry, data = _retry_lines(ws, f, queued_as if isinstance(queued_as, str) else f.name) if ours else ([], {})
         out.append(Finding(
             code=FAILED.code, severity=Severity.WARNING, title=f"Queue file failed: {f.name}",
-            problem=[f"`{ws.rel(f)}` failed: {redact_text(reason)[:300]}"],
+            problem=[f"`{ws.rel(f)}` failed: {redact_text(reason)[:300]}"] + retry,
             impact=["Its data was not trained into the model"],
             evidence=[Evidence(f"jq . {q(ws, Path(err))}", redact_text(reason)[:500])],
-            recommendations=["Fix the data or the setup named in the reason, then queue the file again"],
-            fixes=[], urgency="short-term", data={"path": str(f), "error_file": err, "reason": reason},
+            recommendations=["Fix the data or the setup named in the reason, then "
+                             + (f"`{data['retry_command']}`" if data else "queue the file again")],
+            fixes=[DELETE_FAILED] if data.get("kept_checkpoints") else [], urgency="short-term",
+            data={"path": str(f), "error_file": err, "reason": reason, **data},
         ))
     return out
 
 
-@check("queue", title="Training queue", codes=[STUCK, FAILED], tags=["queue"])
+def _rule_dropped(ws: Workspace) -> list[Finding]:
+    """`queue.lines-dropped`: a done file's record says lines were dropped as too long (info, or warning above 2%)."""
+    out = []
+    for f in ws.queue.done:
+        rec = f.with_name(f.name + ".done.json")
+        try:
+            data = read_json(rec, max_bytes=1024 * 1024, reader=ws.reader)
+        except ReadProblem:
+            continue
+        dropped = data.get("dropped_lines") if isinstance(data, dict) else None
+        if not isinstance(dropped, dict) or not isinstance(dropped.get("count"), int) or not dropped["count"]:
+            continue
+        share = float(dropped.get("share") or 0.0)
+        lines = ", ".join(str(n) for n in dropped.get("first_lines") or [])
+        more = " ..." if dropped["count"] > len(dropped.get("first_lines") or []) else ""
+        out.append(Finding(
+            code=DROPPED.code, severity=Severity.WARNING if share > WARN_DROPPED_SHARE else Severity.INFO,
+            title=f"{f.name} trained without {dropped['count']} over-long line(s)",
+            problem=[f"`{ws.rel(f)}` trained without {dropped['count']} of its {dropped.get('total')} line(s) "
+                     f"({share:.1%}): too long for max_seq_length={dropped.get('max_seq_length')} (the assistant part wholly "
+                     f"cut off): line(s) {lines}{more}"],
+            impact=["The model learnt from a sample without the longest conversations"],
+            evidence=[Evidence(f"jq .dropped_lines {q(ws, rec)}", json.dumps(dropped, sort_keys=True)[:500])],
+            recommendations=["Raise max_seq_length (up to the model's positions) or split the long conversations, and queue "
+                             "those lines again"],
+            fixes=[], urgency="long-term", data={"path": str(f), **dropped},
+        ))
+    return out
+
+
+@check("queue", title="Training queue", codes=[STUCK, FAILED, DROPPED], tags=["queue"])
 def queue_check(ws: Workspace) -> CheckOutput:
     qv = ws.queue
-    findings = _rule_stuck(ws) + _rule_failed(ws)
+    findings = _rule_stuck(ws) + _rule_failed(ws) + _rule_dropped(ws)
     healthy = []
     if (qv.pending or qv.done) and not qv.failed:
         healthy.append(Healthy("Queue", [f"{len(qv.pending)} queued, {len(qv.processing)} processing, {len(qv.done)} done, 0 failed"]))

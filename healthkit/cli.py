@@ -400,7 +400,7 @@ def demo(
 # trainer commands: thin bodies, trainer code imported inside (the audit never imports it) -----------------
 daemon_app = typer.Typer(help="Start, stop, pause, resume and inspect the training daemon.", no_args_is_help=True,
                          context_settings=HELP)
-queue_app = typer.Typer(help="Add files to the training queue and list it.", no_args_is_help=True, context_settings=HELP)
+queue_app = typer.Typer(help="Add files to the training queue, list it, retry a failed file.", no_args_is_help=True, context_settings=HELP)
 app.add_typer(daemon_app, name="daemon")
 app.add_typer(queue_app, name="queue")
 
@@ -476,11 +476,23 @@ def queue_add(
     files: Annotated[list[Path], typer.Argument(help="JSONL files to queue")],
     priority: Annotated[Optional[int], typer.Option("--priority", "-p", min=0, max=9, help="0 runs first, 9 last (default 5)")] = None,
     move: Annotated[bool, typer.Option("--move", help="move the files instead of copying them")] = False,
+    force: Annotated[bool, typer.Option("--force", help="queue a file even though the daemon would fail it")] = False,
 ) -> None:
-    """Queue JSONL files for training."""
+    """Queue JSONL files for training, after checking every line (exit 65 for a file the daemon would fail, 78 for a config it refuses)."""
     from healthkit.trainer.commands import queue_add as add
 
-    raise typer.Exit(add(path, files, priority=priority, move=move))
+    raise typer.Exit(add(path, files, priority=priority, move=move, force=force))
+
+
+@queue_app.command("retry")
+def queue_retry(
+    path: Annotated[Path, typer.Argument(help="workspace folder")],
+    name: Annotated[str, typer.Argument(help="the file's name in queue/failed/")],
+) -> None:
+    """Put a failed file back in the queue: it resumes from its newest complete checkpoint (kept since it failed)."""
+    from healthkit.trainer.commands import queue_retry as retry
+
+    raise typer.Exit(retry(path, name))
 
 
 @queue_app.command("list")

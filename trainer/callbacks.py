@@ -148,9 +148,31 @@ class HealthCallback(TrainerCallback):
         return round(self.train_time_s() / done * max(0, state.max_steps - state.global_step), 1)
 
     # events ----------------------------------------------------------------
+    def _apply_config_on_resume(self, args: Any, state: Any) -> None:
+        """A resume loads logging/eval/save_steps from the checkpoint's trainer_state.json; config.json wins.
+
+        HF's resume restores these three from the checkpoint (TrainerState.load_from_json) and
+        only warns: eval_steps changed from 50 to 500 between a stop and the resume kept
+        evaluating every 50. Here they are recomputed from this run's arguments (as HF does for
+        a fresh run), and each change is logged and recorded in the status file.
+        """
+        before = {k: getattr(state, f"{k}_steps", None) for k in ("logging", "eval", "save")}
+        state.compute_steps(args, state.max_steps)
+        changed = {f"{k}_steps": {"checkpoint": v, "config": getattr(state, f"{k}_steps")}
+                   for k, v in before.items() if v is not None and v != getattr(state, f"{k}_steps")}
+        if changed:
+            import logging
+
+            logging.getLogger("healthkit.trainer.train_file").warning(
+                "resumed at step %d: %s (config.json applies; the checkpoint's trainer_state.json had the old values)",
+                state.global_step, ", ".join(f"{k} {c['checkpoint']} -> {c['config']}" for k, c in changed.items()))
+        self.status["settings_on_resume"] = changed or None
+
     def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         t0 = time.perf_counter()
         self._t0 = t0
+        if state.global_step > 0:
+            self._apply_config_on_resume(args, state)
         self._first_step = state.global_step
         self.status.update(step=state.global_step, total_steps=state.max_steps, state="training")
         self._write_status(force=True)

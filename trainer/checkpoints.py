@@ -9,7 +9,10 @@ completes, its final model goes to `models/<stem>/` (with `healthkit_final.json`
 `models/LATEST` names it (the next file starts from it when `continue_from_previous`),
 the file's checkpoints are deleted, and only the newest `keep_final_models` final models
 are kept. `current_model/healthkit_owner.json` names the file the checkpoints belong to:
-checkpoints of another file (one that failed) are never resumed from.
+checkpoints of another file are never resumed from. A failed file's checkpoints are not
+finished with: before another file trains they are moved into `current_model/.failed-<name>/`
+(healthkit/kept.py), out of reach of HF's rotation, and `healthkit queue retry` brings the
+file back to resume from them; only a person deletes them (`healthkit fix --unsafe`).
 
 Ownership: the trainer deletes only checkpoints it can prove are its own and finished with.
 Each checkpoint it saves gets `healthkit_checkpoint.json` (the file it belongs to, written
@@ -27,46 +30,25 @@ each move (`set_aside` in status/daemon_state.json), the audit reports the folde
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from healthkit.checkpoints import STATE_FILE, checkpoint_completeness, newest_with_state
+from healthkit.checkpoints import checkpoint_completeness
+from healthkit.kept import MARK, failed_folder, is_complete, newest_complete, owner_of, step_dirs
 
 from .layout import Layout, iso_now
 from .state import read_json, write_json
 
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 OWNER = "healthkit_owner.json"
 FINAL_MARKER = "healthkit_final.json"
-MARK = "healthkit_checkpoint.json"  # inside each checkpoint this trainer saved
 ASIDE_PREFIX = ".foreign-"
 ASIDE_INFO = "healthkit_aside.json"
 
 
 def checkpoints(folder: Path) -> list[tuple[int, Path]]:
     """checkpoint-N folders by step number (never by name: checkpoint-900 comes before checkpoint-2600)."""
-    out = []
-    try:
-        for e in os.scandir(folder):
-            m = CHECKPOINT_RE.match(e.name)
-            if m and e.is_dir(follow_symlinks=False):
-                out.append((int(m.group(1)), Path(e.path)))
-    except FileNotFoundError:
-        return []
-    return sorted(out)
-
-
-def is_complete(ckpt: Path) -> bool:
-    """Everything a resume needs, by the rule the audit and its fixes use (healthkit.checkpoints), plus our optimizer state."""
-    return checkpoint_completeness(ckpt, need_optimizer=True).complete
-
-
-def newest_complete(found: list[tuple[int, Path]]) -> Path | None:
-    """The newest complete of (step, checkpoint) pairs, its trainer_state.json parsed whole (HF will load it to resume)."""
-    newest, _, _ = newest_with_state(found, lambda c: is_complete(c[1]), lambda c: c[1] / STATE_FILE)
-    return newest[1] if newest else None
+    return step_dirs(folder)
 
 
 def last_complete(folder: Path) -> Path | None:
@@ -76,12 +58,6 @@ def last_complete(folder: Path) -> Path | None:
 def mark(ckpt: Path, file_name: str, step: int) -> None:
     """Record that ``ckpt`` was saved by this trainer for ``file_name`` (the proof ``prepare`` asks for)."""
     write_json(ckpt / MARK, {"file": file_name, "step": step, "saved_at": iso_now()})
-
-
-def owner_of(ckpt: Path) -> str | None:
-    """The queue file a checkpoint was saved for, or None when it carries no marker of ours."""
-    owner = read_json(ckpt / MARK).get("file")
-    return owner if isinstance(owner, str) and owner else None
 
 
 def _finished(layout: Layout, name: str) -> str | None:
@@ -100,32 +76,53 @@ class Preparation:
     resume: Path | None = None
     delete: list[tuple[Path, str]] = field(default_factory=list)
     aside: list[tuple[Path, str]] = field(default_factory=list)
+    keep_failed: list[tuple[Path, str]] = field(default_factory=list)  # (checkpoint, the failed file it belongs to)
+    restore: list[Path] = field(default_factory=list)  # this file's own, kept in .failed-<name>/ since it failed
 
     def lines(self) -> list[str]:
         out = [f"delete {p.name} ({why})" for p, why in self.delete]
         out += [f"move {p.name} aside to {p.parent.name}/{ASIDE_PREFIX}<time>/ ({why})" for p, why in self.aside]
+        out += [f"move {p.name} to {p.parent.name}/{failed_folder(p.parent, owner).name}/ (of {owner}, which is in failed/: "
+                "kept for `healthkit queue retry`)" for p, owner in self.keep_failed]
+        out += [f"move {p.name} back from {p.parent.name}/ (kept since {self.file_name} failed: it resumes from them)"
+                for p in self.restore]
         return out
 
 
 def plan_prepare(layout: Layout, file_name: str) -> Preparation:
-    """Decide each checkpoint's fate; never a deletion without proof that it is ours and finished with."""
+    """Decide each checkpoint's fate; never a deletion without proof that it is ours and finished with.
+
+    A failed file's checkpoints are not finished with: they are what its retry resumes from.
+    """
     prep = Preparation(file_name)
     found = checkpoints(layout.checkpoints)
-    mine = [(s, p) for s, p in found if owner_of(p) == file_name]
+    top = {p.name for _, p in found}
+    kept = [(s, p) for s, p in checkpoints(failed_folder(layout.checkpoints, file_name)) if p.name not in top]
+    mine = sorted([(s, p) for s, p in found if owner_of(p) == file_name] + kept)
     prep.resume = newest_complete(mine)
+    if prep.resume is not None and prep.resume.parent != layout.checkpoints:
+        prep.resume = layout.checkpoints / prep.resume.name  # where it will be once moved back
     resume_step = int(prep.resume.name.split("-")[1]) if prep.resume is not None else -1
+    cut_short = f"incomplete, newer than the resume point: a save of {file_name} that was cut short"
+    for step, p in kept:
+        if step > resume_step and not is_complete(p):
+            prep.delete.append((p, cut_short))
+        else:
+            prep.restore.append(p)
     for step, p in found:
         owner = owner_of(p)
         if owner is None:
             prep.aside.append((p, "no healthkit marker: not provably written by this trainer"))
         elif owner != file_name:
             where = _finished(layout, owner)
-            if where:
+            if where == "failed":
+                prep.keep_failed.append((p, owner))
+            elif where:
                 prep.delete.append((p, f"of {owner}, which is in {where}/"))
             else:
                 prep.aside.append((p, f"of {owner}, which has not finished"))
         elif step > resume_step and not is_complete(p):
-            prep.delete.append((p, f"incomplete, newer than the resume point: a save of {file_name} that was cut short"))
+            prep.delete.append((p, cut_short))
     return prep
 
 
@@ -164,9 +161,38 @@ def prepare(layout: Layout, file_name: str) -> tuple[Path | None, list[str]]:
     for p, why in prep.delete:
         shutil.rmtree(p, ignore_errors=True)
         done.append(f"deleted {p.name} ({why})")
+    for p, owner in prep.keep_failed:
+        dest = failed_folder(folder, owner)
+        dest.mkdir(exist_ok=True)
+        if (dest / p.name).exists():
+            dest = dest / f".{iso_now().replace(':', '')}"  # a second failure's save of the same step: both kept
+            dest.mkdir(exist_ok=True)
+        os.rename(p, dest / p.name)
+        done.append(f"kept {p.name} of {owner} (in failed/) in {dest.relative_to(folder)}/ for `healthkit queue retry`")
+    for p in prep.restore:
+        os.rename(p, folder / p.name)
+        done.append(f"restored {p.name} from {p.parent.name}/: {file_name} resumes from its own checkpoints")
+    try:
+        failed_folder(folder, file_name).rmdir()  # empty once all are back
+    except OSError:
+        pass
     if read_json(folder / OWNER).get("file") != file_name:
         write_json(folder / OWNER, {"file": file_name, "since": iso_now()})
     return prep.resume, done
+
+
+def set_aside_incomplete(layout: Layout, file_name: str) -> Path | None:
+    """Move every incomplete checkpoint-N out of HF's reach before a save (returns the folder, or None).
+
+    HF's rotation counts checkpoints, not complete ones: with one made incomplete (a file lost,
+    a save cut short) it deletes the oldest complete checkpoint and keeps the broken one. Set
+    aside first (a rename, nothing lost), the rotation only ever sees complete checkpoints.
+    Called by rank 0 just before each save, when no checkpoint is being written.
+    """
+    broken = [(p, "incomplete when the next save came: kept aside so that the save's rotation keeps the complete ones "
+                  f"({'; '.join(checkpoint_completeness(p, need_optimizer=True).missing) or 'unreadable'})")
+              for _, p in checkpoints(layout.checkpoints) if not is_complete(p)]
+    return move_aside(layout, broken, file_name)
 
 
 def last_complete_of(layout: Layout, file_name: str) -> Path | None:

@@ -183,7 +183,30 @@ def _queue_error(f: Path, exc: Exception) -> str:
     return f"healthkit: {f}: {exc}"
 
 
-def queue_add(path: Path, files: list[Path], priority: int | None = None, move: bool = False) -> int:
+def _config_for_checks(lay: Layout) -> tuple[object, int | None]:
+    """(config, None) to check files against; (None, exit code) when config.json refuses them (said on stderr)."""
+    from healthkit.modelinfo import seq_length_problem
+
+    from .layout import EXIT_CONFIG
+    from .preflight import ConfigProblem, load_config
+
+    try:
+        cfg = load_config(lay)
+    except ConfigProblem as exc:
+        _err(f"healthkit: {exc}\nnothing was queued: the daemon would not start with this config")
+        return None, EXIT_CONFIG
+    problem = seq_length_problem(cfg.max_seq_length, lay.resolve(cfg.base_model))
+    if problem:
+        _err(f"healthkit: {problem}; nothing was queued (`healthkit daemon start` refuses this config too)")
+        return None, EXIT_CONFIG
+    return cfg, None
+
+
+def queue_add(path: Path, files: list[Path], priority: int | None = None, move: bool = False, force: bool = False) -> int:
+    """Check each file whole (structure, token lengths), queue those that would train; refuse the rest (65) unless ``force``."""
+    from .datacheck import check_file
+    from .layout import EXIT_DATA
+
     lay = _workspace(path)
     if lay is None:
         return EXIT_USAGE
@@ -192,16 +215,56 @@ def queue_add(path: Path, files: list[Path], priority: int | None = None, move: 
         _err(f"healthkit: {f}: {'not a file' if f.exists() else 'no such file'}; nothing was queued")
     if missing:
         return EXIT_USAGE
+    cfg, refused = _config_for_checks(lay)
+    if cfg is None:
+        return refused or 1
     rc = 0
     for f in files:
+        chk = check_file(lay, cfg, f)  # type: ignore[arg-type]
+        for line in chk.report():
+            _out(line)
+        why = chk.failure()
+        if why and not force:
+            _err(f"healthkit: refused {f.name}: the daemon would fail it: {why}. Nothing was queued "
+                 "(--force queues it anyway)")
+            rc = EXIT_DATA
+            continue
+        if why:
+            _err(f"WARNING: queued with --force although the daemon will fail it: {why}")
         try:
             dest = q.add(lay, f, priority=priority, move=move)
         except (OSError, ValueError) as exc:
             _err(_queue_error(f, exc))
-            rc = 1
+            rc = rc or 1
             continue
         _out(f"queued {dest.relative_to(lay.base)} (priority {q.priority_of(dest.name)})")
     return rc
+
+
+def queue_retry(path: Path, name: str) -> int:
+    """Put a failed file back in the queue; say from which step it will resume."""
+    from healthkit.kept import kept_for, retry_point
+
+    lay = _workspace(path)
+    if lay is None:
+        return EXIT_USAGE
+    try:
+        dest = q.retry(lay, Path(name).name)
+    except (q.RetryError, OSError) as exc:
+        _err(f"healthkit: {exc}")
+        return 1
+    point = retry_point(lay.checkpoints, dest.name)
+    kept = kept_for(lay.checkpoints, dest.name)
+    _out(f"moved failed/{Path(name).name} back to {dest.relative_to(lay.base)} and removed its error file")
+    if point:
+        where = point[1].parent
+        shown = where.relative_to(lay.base) if where.is_relative_to(lay.base) else where  # a checkpoint dir on another disk
+        _out(f"it resumes from {point[1].name} (step {point[0]}; {len(kept)} checkpoint(s) of it kept in {shown}/)")
+    else:
+        _out("it starts from the beginning: no complete checkpoint of it was kept")
+    if not _daemon_running(lay):
+        _out(f"no daemon is running: `healthkit daemon start {path}` trains it")
+    return 0
 
 
 def queue_list(path: Path, as_json: bool = False) -> int:

@@ -107,6 +107,7 @@ class Daemon:
         self.disk_wait: ds.DiskWait | None = None
         self.live = LiveHistory()  # the monitor's /history: points of the file in training, in memory only
         self._last_live = 0.0
+        self.home: tuple[int, int] | None = None  # (device, inode) of the workspace folder this daemon started in
 
     # lifecycle -----------------------------------------------------------------
     def run(self) -> int:
@@ -156,6 +157,8 @@ class Daemon:
         self.cfg = pf.config
         self.warnings = pf.warnings
         lay.ensure()
+        st = os.stat(lay.base)
+        self.home = (st.st_dev, st.st_ino)
         ensure_reserve(lay.status_dir)
         ctl.clear(lay, "stop")  # a stop left from before this start is not a request to this daemon
         me = psutil.Process()
@@ -174,7 +177,9 @@ class Daemon:
         log.info("daemon started (PID %d, workspace %s, restarts %d)", me.pid, lay.base, self.restarts)
         self._adopt(prev)
         update_state(lay.daemon_state, ready_at=iso_now())  # start_daemon returns once this is written
-        self._loop()
+        gone = self._loop()
+        if gone:
+            return self._leave_gone_workspace(gone)
         waiting = [p.name for p in q.in_processing(lay)]
         update_state(lay.daemon_state, state="stopped", pid=None, stopped_at=iso_now(), current_file=None, child_pid=None,
                      child_started_at=None, stop_request={**(self.stop_request or {}), "waiting": waiting} if self.stop_request else None)
@@ -210,10 +215,37 @@ class Daemon:
         return self.monitor.port
 
     # the loop ------------------------------------------------------------------
-    def _loop(self) -> None:
+    def _workspace_gone(self) -> str | None:
+        """Why the workspace this daemon serves is no longer there (deleted, or replaced by another folder), or None."""
+        try:
+            st = os.stat(self.layout.base)
+        except FileNotFoundError:
+            return "deleted"
+        except OSError:
+            return None  # unreadable for a moment (a network disk): not proof that it is gone
+        if self.home is not None and (st.st_dev, st.st_ino) != self.home:
+            return "replaced by another folder"
+        return None
+
+    def _leave_gone_workspace(self, why: str) -> int:
+        """Exit without writing a byte into whatever now stands at the path; the monitor port is released on the way out."""
+        msg = f"healthkit daemon: workspace {self.layout.base} was {why}: exiting (nothing more to train, no state written)"
+        log.error("%s", msg)
+        sys.stderr.write(msg + "\n")
+        if self.child is not None:  # its files are gone too: its checkpoints would land nowhere
+            log.error("killing training PID %d (process group), whose workspace is gone", self.child.pid)
+            self.child.reap_group()
+            self.child = None
+        return EXIT_OK  # not a crash: a supervisor must not restart a daemon for a workspace that is gone
+
+    def _loop(self) -> str | None:
+        """Work the queue until stopped (None) or until the workspace is gone (why)."""
         lay = self.layout
         while True:
             self.heartbeat = time.monotonic()
+            gone = self._workspace_gone()
+            if gone:
+                return gone
             flush_pending()  # state writes a full disk refused earlier
             req = ctl.read(lay)
             if req.resume:
@@ -234,7 +266,7 @@ class Daemon:
                 self._child_exited(rc)
                 continue
             if self.stopping:
-                return
+                return None
             if self.paused:
                 time.sleep(POLL_S)
                 continue
@@ -388,6 +420,12 @@ class Daemon:
         still_here = child.file.exists()
         if rc == EXIT_OK or (rc is None and not still_here and (lay.done / name).exists()) or (outcome == "completed" and not still_here):
             log.info("completed %s (PID %d%s)", name, child.pid, ", adopted" if child.adopted else "")
+            dropped = res.get("dropped_lines") if fresh else None
+            if isinstance(dropped, dict) and dropped.get("count"):
+                log.warning("%s trained without %s of its %s line(s), too long for max_seq_length=%s: line(s) %s%s", name,
+                            dropped["count"], dropped.get("total"), dropped.get("max_seq_length"),
+                            ", ".join(str(n) for n in dropped.get("first_lines") or []),
+                            " ..." if dropped["count"] > len(dropped.get("first_lines") or []) else "")
         elif rc == EXIT_DATA or outcome == "data-error":
             err = res.get("error") or "invalid data"
             if still_here:

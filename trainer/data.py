@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,17 +79,16 @@ def _problem(obj: Any, fmt: str, text_field: str) -> str | None:
     return chat_problem(obj) if fmt == "chat" else _text_problem(obj, text_field)
 
 
-def read_examples(path: Path, data_format: str = "auto", text_field: str = "text",
-                  keep: bool = True) -> tuple[str, list[Any]]:
-    """(format, examples): texts, or (line number, messages) for chat; raises DataError naming the bad lines.
+def scan_examples(path: Path, data_format: str = "auto", text_field: str = "text",
+                  keep: bool = True) -> tuple[str, list[Any], list[tuple[int, str]]]:
+    """(format, examples, bad lines as (line number, why)): every line is looked at, nothing raised for a bad one.
 
-    With ``keep=False`` the file is only checked (streamed; the daemon does this before a
-    child is started, so a bad file fails in a second, not after a model load).
+    `queue add` reports every bad line from this; ``read_examples`` turns them into a DataError.
     """
     fmt = None if data_format == "auto" else data_format
     examples: list[Any] = []
-    problems: list[str] = []
-    bad = good = 0
+    problems: list[tuple[int, str]] = []
+    good = 0
     for n, line in _lines(path):
         if not line.strip():
             continue
@@ -100,19 +100,34 @@ def read_examples(path: Path, data_format: str = "auto", text_field: str = "text
             fmt = fmt or line_format(obj, text_field) or "text"
             why = _problem(obj, fmt, text_field)
         if why:
-            bad += 1
-            if len(problems) < MAX_REPORTED:
-                problems.append(f"line {n}: {why}")
+            problems.append((n, why))
             continue
         good += 1
         if keep:
             examples.append((n, obj["messages"]) if fmt == "chat" else obj[text_field])
-    if bad:
-        more = f" (and {bad - len(problems)} more)" if bad > len(problems) else ""
-        raise DataError(f"{path.name}: {bad} bad line(s): " + "; ".join(problems) + more)
-    if not good:
+    return fmt or "text", examples if keep else [None] * good, problems
+
+
+def bad_lines_error(name: str, problems: list[tuple[int, str]]) -> str:
+    """`NAME: 3 bad line(s): line 4: why; ... (and N more)`: the first MAX_REPORTED named."""
+    shown = [f"line {n}: {why}" for n, why in problems[:MAX_REPORTED]]
+    more = f" (and {len(problems) - len(shown)} more)" if len(problems) > len(shown) else ""
+    return f"{name}: {len(problems)} bad line(s): " + "; ".join(shown) + more
+
+
+def read_examples(path: Path, data_format: str = "auto", text_field: str = "text",
+                  keep: bool = True) -> tuple[str, list[Any]]:
+    """(format, examples): texts, or (line number, messages) for chat; raises DataError naming the bad lines.
+
+    With ``keep=False`` the file is only checked (streamed; the daemon does this before a
+    child is started, so a bad file fails in a second, not after a model load).
+    """
+    fmt, examples, problems = scan_examples(path, data_format, text_field, keep)
+    if problems:
+        raise DataError(bad_lines_error(path.name, problems))
+    if not examples:
         raise DataError(f"{path.name}: no examples (the file is empty)")
-    return fmt or "text", examples
+    return fmt, (examples if keep else [])
 
 
 def read_texts(path: Path, text_field: str = "text", keep: bool = True) -> list[str]:
@@ -195,24 +210,81 @@ def chat_features(tokenizer: Any, messages: list[dict], template: str | None, ma
     return {"input_ids": list(enc["input_ids"]), "attention_mask": list(enc["attention_mask"]), "labels": labels}
 
 
+def cut_off(item: dict[str, list[int]]) -> bool:
+    """Whether a tokenized conversation has nothing left to learn: its assistant part is wholly past max_seq_length.
+
+    The one rule for "too long": the trainer drops such a line, `queue add` counts it beforehand.
+    """
+    return all(x == -100 for x in item["labels"])
+
+
+# Above this share of a file's lines dropped as too long, the file fails instead of training on the rest.
+# Why 10%: dropping a few lines is what other trainers do quietly (Axolotl drops and counts, TRL truncates),
+# and a night's queue should not fail over 1% of a file. But every dropped line is a long one, so the
+# loss sees a biased sample: past a tenth of the file the length distribution trained on is no longer
+# the data's, and a person must choose (a longer max_seq_length, or shorter lines), not the trainer.
+MAX_DROPPED_SHARE = 0.10
+# (The audit's `queue.lines-dropped` turns from info into a warning above 2%: checks/queue.py.)
+SHOWN_LINES = 20  # line numbers kept in records and messages
+
+
+@dataclass
+class Dropped:
+    """Lines of a file dropped because they do not fit max_seq_length, out of ``total`` trainable ones."""
+
+    lines: list[int]
+    total: int
+    max_length: int
+
+    @property
+    def share(self) -> float:
+        return len(self.lines) / self.total if self.total else 0.0
+
+    def summary(self) -> str:
+        n = len(self.lines)
+        shown = ", ".join(str(x) for x in sorted(self.lines)[:SHOWN_LINES]) + (" ..." if n > SHOWN_LINES else "")
+        return (f"{n} of {self.total} line(s) ({self.share:.1%}) too long for max_seq_length={self.max_length} "
+                f"(the assistant part wholly cut off): line(s) {shown}")
+
+    def record(self) -> dict[str, Any]:
+        """What the done record, the status file and the result say (first SHOWN_LINES line numbers)."""
+        return {"count": len(self.lines), "total": self.total, "share": round(self.share, 4),
+                "max_seq_length": self.max_length, "first_lines": sorted(self.lines)[:SHOWN_LINES],
+                "fail_share": MAX_DROPPED_SHARE}
+
+    def failure(self, name: str, trainable: int) -> str | None:
+        """Why the file fails instead of training on the rest (None when it trains)."""
+        if trainable == 0:
+            return f"{name}: nothing trainable is left: {self.summary()}"
+        if self.share > MAX_DROPPED_SHARE:
+            return (f"{name}: too many lines too long: {self.summary()}; more than {MAX_DROPPED_SHARE:.0%} dropped would "
+                    "train on a biased sample, so the file fails: raise max_seq_length (up to the model's positions) or "
+                    "shorten the lines")
+        return None
+
+
 class ChatDataset(TokenizedDataset):
-    """Chat conversations tokenized with labels on the assistant turns only; bad lines raise DataError by number."""
+    """Chat conversations tokenized with labels on the assistant turns only.
+
+    A conversation whose assistant part is wholly cut off by max_seq_length is dropped and its
+    line number kept in ``dropped`` (the caller decides whether the file still trains); a line
+    the template cannot render raises DataError by number.
+    """
 
     def __init__(self, tokenizer: Any, conversations: list[tuple[int, list[dict]]], max_length: int,
                  template: str | None = None, name: str = "file"):
         self.items = []
-        problems: list[str] = []
+        self.dropped: list[int] = []
+        problems: list[tuple[int, str]] = []
         for n, msgs in conversations:
             try:
                 item = chat_features(tokenizer, msgs, template, max_length)
             except ValueError as exc:
-                problems.append(f"line {n}: {exc}")
+                problems.append((n, str(exc)))
                 continue
-            if all(x == -100 for x in item["labels"]):
-                problems.append(f"line {n}: the assistant part is wholly cut off by max_seq_length={max_length}")
+            if cut_off(item):
+                self.dropped.append(n)
                 continue
             self.items.append(item)
         if problems:
-            shown = problems[:MAX_REPORTED]
-            more = f" (and {len(problems) - len(shown)} more)" if len(problems) > len(shown) else ""
-            raise DataError(f"{name}: {len(problems)} bad line(s): " + "; ".join(shown) + more)
+            raise DataError(bad_lines_error(name, problems))

@@ -12,7 +12,7 @@ from .layout import Layout
 
 TINY_OVERRIDES: dict[str, Any] = {
     "base_model": "models/base",
-    "max_seq_length": 64,
+    "max_seq_length": 512,
     "max_steps": 30,
     "eval_steps": 10,
     "save_steps": 10,
@@ -22,6 +22,9 @@ TINY_OVERRIDES: dict[str, Any] = {
     "learning_rate": 1e-3,
     "validation_split": 0.1,
 }
+
+
+TINY_POSITIONS = 1024
 
 
 def default_config(base_model: str = "models/base", **overrides: Any) -> dict[str, Any]:
@@ -84,11 +87,14 @@ def init_workspace(base: Path, tiny_model: bool = False, force: bool = False, **
         readme.write_text(config_doc(cfg), encoding="utf-8")
         written.append(readme)
     if tiny_model:
-        from .tiny import build_tiny_model, sample_texts, write_jsonl
+        from .tiny import COMMON_WORDS, WORDS, build_tiny_model, sample_texts, write_jsonl
 
         dest = lay.resolve(cfg["base_model"])
         if force or not (dest / "config.json").exists():
-            build_tiny_model(dest, n_positions=max(64, int(cfg.get("max_seq_length", 64))))
+            # Room for ordinary chat data: a tokenizer that knows common English words, and 1024 positions (a
+            # conversation of a few 80-word turns is a few hundred tokens); max_seq_length stays within them.
+            build_tiny_model(dest, n_positions=max(TINY_POSITIONS, int(cfg.get("max_seq_length", 64))), vocab_size=1000,
+                             words=WORDS + COMMON_WORDS)
             written.append(dest)
         sample = lay.base / "data" / "sample.jsonl"
         if not sample.exists():

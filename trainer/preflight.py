@@ -4,7 +4,8 @@
 - torch, transformers and accelerate are importable (Trainer refuses to run without accelerate);
 - evaluation, when configured, can run: the validation file exists and parses, or a split is set;
   eval_steps beyond max_steps is said (validation then runs once, at the end of each file);
-- base_model is a local folder (a hub id would make the child reach for the network and crash);
+- base_model is a local folder (a hub id would make the child reach for the network and crash), whose positions
+  (config.json) hold max_seq_length;
 - the docs do not drift from config.json (the audit's own `drift` check): fail or warn by `drift_policy`;
 - chat data (data_format chat, or a queued chat file under auto) has a chat template: the
   tokenizer's own or config.json's `chat_template`;
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from healthkit.config_model import TrainingConfig, parse_config
+from healthkit.modelinfo import seq_length_problem
 
 from .data import DataError, file_format, read_examples
 from .layout import Layout
@@ -202,7 +204,7 @@ def run_preflight(layout: Layout, drift: bool = True) -> Preflight:
         pf.errors.append(f"the trainer needs {', '.join(missing)}: pip install 'healthkit[trainer]' "
                          "(transformers' Trainer refuses to run without accelerate)")
     cfg = pf.config
-    problem = base_model_problem(layout, cfg.base_model)
+    problem = base_model_problem(layout, cfg.base_model) or seq_length_problem(cfg.max_seq_length, layout.resolve(cfg.base_model))
     if problem:
         pf.errors.append(problem)
     check_validation(layout, cfg, pf)

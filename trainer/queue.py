@@ -21,6 +21,8 @@ from typing import Any
 from .layout import Layout, iso_now
 from .state import read_json, write_json
 
+DONE_SUFFIX = ".done.json"  # the done record beside each file in done/ (as `.error.json` beside a failed one)
+ERROR_SUFFIX = ".error.json"
 PRIORITY_RE = re.compile(r"^p(\d)-")
 DEFAULT_PRIORITY = 5
 
@@ -142,9 +144,11 @@ def record_failure(layout: Layout, name: str, error: str) -> int:
     return data["attempts"]
 
 
-def finish_done(layout: Layout, path: Path) -> Path:
+def finish_done(layout: Layout, path: Path, record: dict[str, Any] | None = None) -> Path:
+    """Move ``path`` to done/ with `<name>.done.json` beside it: when, at which step, and the lines it trained without."""
     layout.done.mkdir(parents=True, exist_ok=True)
     dest = _unique(layout.done / path.name)
+    write_json(dest.with_name(dest.name + DONE_SUFFIX), {"file": path.name, "done_at": iso_now(), **(record or {})})
     os.rename(path, dest)
     _attempts_path(layout, path.name).unlink(missing_ok=True)
     return dest
@@ -172,3 +176,31 @@ def error_of(layout: Layout, name: str) -> str | None:
 
 def dumps_listing(layout: Layout) -> str:
     return json.dumps(listing(layout), indent=2)
+
+
+class RetryError(Exception):
+    """`queue retry` cannot move the file back; the message says why (nothing was changed)."""
+
+
+def retry(layout: Layout, name: str) -> Path:
+    """Move failed/``name`` back to the inbox under the name it was queued as, and remove its stale error file.
+
+    Its checkpoints stay where they are kept (current_model/.failed-<name>/); the daemon moves
+    them back before the file trains and resumes from the newest complete one.
+    """
+    src = layout.failed / name
+    if not src.is_file():
+        raise RetryError(f"{name} is not in {layout.failed}")
+    err = src.with_name(src.name + ERROR_SUFFIX)
+    original = read_json(err).get("file") if err.exists() else None
+    original = original if isinstance(original, str) and original.endswith(".jsonl") and "/" not in original else name
+    for folder in (layout.inbox, layout.processing):
+        if (folder / original).exists():
+            raise RetryError(f"{original} is already queued ({folder / original}); nothing was moved")
+    layout.inbox.mkdir(parents=True, exist_ok=True)
+    dest = layout.inbox / original
+    now = time.time()
+    os.utime(src, (now, now))  # queued now: it runs after what is already waiting at its priority
+    os.rename(src, dest)
+    err.unlink(missing_ok=True)
+    return dest

@@ -120,6 +120,18 @@ def supervisor_line(sup: dict[str, Any], alive: bool) -> str | None:
     return f"supervisor: ended ({sup.get('state')}) at {sup.get('ended_at')}: {sup.get('reason')}"
 
 
+def run_detail_lines(tr: dict[str, Any]) -> list[str]:
+    """What the status file says the run left out or changed: the lines too long to train, the settings a resume took."""
+    out = []
+    dropped = tr.get("dropped_lines")
+    if isinstance(dropped, dict) and dropped.get("count"):
+        out.append(f"dropped: {dropped['count']} of {dropped.get('total')} line(s) too long for "
+                   f"max_seq_length={dropped.get('max_seq_length')} (line(s) {', '.join(map(str, dropped.get('first_lines') or []))})")
+    for key, change in (tr.get("settings_on_resume") or {}).items():
+        out.append(f"on resume: {key} {change.get('checkpoint')} (checkpoint) -> {change.get('config')} (config.json applies)")
+    return out
+
+
 def status_lines(s: dict[str, Any]) -> list[str]:
     """`healthkit daemon status`, line by line, from `trainer.daemon.status`: each line true of the workspace now."""
     st, tr, running = s["state"], s["training"], s["running"]
@@ -136,6 +148,7 @@ def status_lines(s: dict[str, Any]) -> list[str]:
         out.append(child)
     if tr:
         out.append(training_line(tr, st.get("current_file") if running else None))
+        out += run_detail_lines(tr)
     out.append("queue: " + ", ".join(f"{k} {len(v)}" for k, v in s["queue"].items()))
     out += failed_lines(s.get("failed") or [])
     out += [f"warning: {w}" for w in st.get("warnings") or []]

@@ -12,6 +12,22 @@ WORDS = (
     "quick brown fox jumps over lazy dog while rivers flow into seas and winds carry seeds far away"
 ).split()
 
+# A few hundred of the most common English words: `init --tiny-model` trains its tokenizer on them too, so
+# that ordinary chat text takes about a token per short word, not one per byte, and fits max_seq_length.
+COMMON_WORDS = (
+    "a about after again all also always am an and any are around as ask at away back be because been before being "
+    "best better between big both but by call came can could day did different do does done down each end enough even "
+    "every example few find first for found from get give go going good great had has have he help her here high him "
+    "his how i if in into is it its just keep kind know last let life like line little long look made make many may me "
+    "mean might more most much must my need never new next no not now number of off often old on once one only or other "
+    "our out over own part people place point problem put question quite read really right said same say see seem she "
+    "should show since small so some something sometimes still such sure take tell than thank that the their them then "
+    "there these they thing think this those though thought three through time to today together too try two under "
+    "understand until up us use used very want was water way we well went were what when where which while who why will "
+    "with without word work world would write year yes yet you your please could explain code python error file help "
+    "question answer thanks hello want learn simple list data function value week morning email meeting plan idea"
+).split()
+
 
 # Role markers are single special tokens; the end-of-turn token is EOS, so a trained
 # assistant turn ends where generation should stop.
@@ -28,9 +44,9 @@ def sample_chats(n: int, seed: int = 0, words: int = 8, answer: str = "I will do
             for t in sample_texts(n, seed, words)]
 
 
-def sample_texts(n: int, seed: int = 0, words: int = 12) -> list[str]:
+def sample_texts(n: int, seed: int = 0, words: int = 12, vocabulary: tuple[str, ...] | list[str] = WORDS) -> list[str]:
     rng = random.Random(seed)
-    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(words // 2, words))) + "." for _ in range(n)]
+    return [" ".join(rng.choice(vocabulary) for _ in range(rng.randint(words // 2, words))) + "." for _ in range(n)]
 
 
 def write_jsonl(path: Path, texts: list, field: str = "text") -> Path:
@@ -49,6 +65,7 @@ def build_tiny_model(
     n_head: int = 2,
     n_positions: int = 128,
     seed: int = 0,
+    words: tuple[str, ...] | list[str] = WORDS,
 ) -> Path:
     """Save a GPT-2-shaped model with random weights and a byte-level BPE tokenizer (with a chat template) to ``dest``."""
     import torch
@@ -64,7 +81,8 @@ def build_tiny_model(
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(sample_texts(400, seed), trainer)
+    corpus = sample_texts(400, seed) if words is WORDS else sample_texts(400, seed) + sample_texts(1600, seed, 16, words)
+    tok.train_from_iterator(corpus, trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>", pad_token="<pad>",
         model_max_length=n_positions, additional_special_tokens=ROLE_TOKENS,

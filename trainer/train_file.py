@@ -26,7 +26,7 @@ from healthkit.config_model import TrainingConfig
 
 from . import checkpoints as ck
 from . import queue as q
-from .data import ChatDataset, DataError, TokenizedDataset, read_examples, split
+from .data import ChatDataset, DataError, Dropped, TokenizedDataset, read_examples, split
 from .diskspace import out_of_room
 from .layout import EXIT_DATA, EXIT_DISK_FULL, EXIT_OK, EXIT_STOPPED, Layout, iso_now
 from .modeling import base_source, is_adapter, load_model, save_merged
@@ -123,17 +123,48 @@ def load_tokenizer(layout: Layout, cfg: TrainingConfig, src: str) -> Any:
 
 
 def datasets(tokenizer: Any, cfg: TrainingConfig, name: str, fmt: str, examples: list[Any], held: list[Any]):
-    """(train, eval or None, collator): chat data carries its own labels (assistant turns only)."""
+    """(train, eval or None, collator, dropped or None): chat data carries its own labels (assistant turns only).
+
+    A conversation that does not fit max_seq_length is dropped (train and held-out alike) and
+    counted; DataError when more than MAX_DROPPED_SHARE are, or when nothing trainable is left.
+    """
     from transformers import DataCollatorForLanguageModeling, DataCollatorForSeq2Seq
 
     if fmt != "chat":
         held_ds = TokenizedDataset(tokenizer, held, cfg.max_seq_length) if held else None
-        return TokenizedDataset(tokenizer, examples, cfg.max_seq_length), held_ds, DataCollatorForLanguageModeling(tokenizer, mlm=False)
+        return (TokenizedDataset(tokenizer, examples, cfg.max_seq_length), held_ds,
+                DataCollatorForLanguageModeling(tokenizer, mlm=False), None)
     if not tokenizer.chat_template:
         raise DataError(f"{name} is chat data but the tokenizer has no chat template and config.json sets no chat_template")
+    train = ChatDataset(tokenizer, examples, cfg.max_seq_length, name=name)
     held_ds = ChatDataset(tokenizer, held, cfg.max_seq_length, name=f"{name} (held out)") if held else None
+    lines = train.dropped + (held_ds.dropped if held_ds is not None else [])
+    dropped = Dropped(lines, len(examples) + len(held), cfg.max_seq_length) if lines else None
+    if dropped is not None:
+        why = dropped.failure(name, len(train))
+        if why:
+            raise DataError(why)
+        log.warning("%s: dropped %s; training on the other %d", name, dropped.summary(), dropped.total - len(lines))
+    if held_ds is not None and not len(held_ds):
+        held_ds = None  # every held-out line was too long
     collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, padding=True)
-    return ChatDataset(tokenizer, examples, cfg.max_seq_length, name=name), held_ds, collator
+    return train, held_ds, collator, dropped
+
+
+def trainer_class(layout: Layout, file_name: str) -> Any:
+    """HF's Trainer whose saves first set incomplete checkpoints aside, so that its rotation deletes only complete ones."""
+    from transformers import Trainer
+
+    class SoundRotationTrainer(Trainer):
+        def _save_checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+            if self.args.should_save:
+                aside = ck.set_aside_incomplete(layout, file_name)
+                if aside is not None:
+                    log.warning("incomplete checkpoint(s) moved to %s before saving step %d (HF's rotation would have "
+                                "deleted a complete one and kept them)", aside.name, self.state.global_step)
+            return super()._save_checkpoint(*args, **kwargs)
+
+    return SoundRotationTrainer
 
 
 def peak_rss() -> int:
@@ -159,7 +190,8 @@ def trained_on(args: Any, cfg: TrainingConfig) -> dict[str, Any]:
             "base_quantization": "nf4" if cfg.lora and cfg.lora.load_in_4bit else None}
 
 
-def finish(layout: Layout, cfg: TrainingConfig, trainer: Any, cb: Any, file: Path, src: str, speed: dict) -> None:
+def finish(layout: Layout, cfg: TrainingConfig, trainer: Any, cb: Any, file: Path, src: str, speed: dict,
+           dropped: dict | None = None) -> None:
     """Final model to models/<stem>/ (the adapter, plus merged/ with merge_final), file to done/ (rank 0 only)."""
     name = file.name
     stem = name[: -len(".jsonl")] if name.endswith(".jsonl") else name
@@ -175,10 +207,12 @@ def finish(layout: Layout, cfg: TrainingConfig, trainer: Any, cb: Any, file: Pat
         "kind": "lora-adapter" if cfg.lora else "full", **trained_on(trainer.args, cfg),
     })
     ck.prune_finals(layout, cfg.keep_final_models)
-    q.finish_done(layout, file)
+    q.finish_done(layout, file, {"step": trainer.state.global_step, "final_model": str(final.relative_to(layout.base)),
+                                 "dropped_lines": dropped})
     ck.clear(layout, name)
     cb.finish("completed", eta_seconds=0, final_model=str(final.relative_to(layout.base)))
-    write_result(layout, name, "completed", step=trainer.state.global_step, final_model=str(final), **speed)
+    write_result(layout, name, "completed", step=trainer.state.global_step, final_model=str(final), dropped_lines=dropped,
+                 **speed)
     log.info("completed %s at step %d; final model in %s", name, trainer.state.global_step, final)
 
 
@@ -193,7 +227,6 @@ def run(layout: Layout, file: Path, attempt: int, resume_from: str | None) -> in
         return fail_data(layout, name, file, exc, rank0)
 
     import transformers
-    from transformers import Trainer
 
     from .callbacks import HealthCallback
 
@@ -201,18 +234,20 @@ def run(layout: Layout, file: Path, attempt: int, resume_from: str | None) -> in
     src = model_source(layout, cfg)
     tokenizer = load_tokenizer(layout, cfg, src)
     try:
-        train_ds, eval_ds, collator = datasets(tokenizer, cfg, name, fmt, examples, held)
+        train_ds, eval_ds, collator, dropped = datasets(tokenizer, cfg, name, fmt, examples, held)
     except DataError as exc:
         return fail_data(layout, name, file, exc, rank0)
+    drop_record = dropped.record() if dropped is not None else None
     model = load_model(layout, cfg, src)
     if cfg.eval_strategy != "no" and eval_ds is None:
         log.warning("evaluation is configured but %s has too few lines to hold any out: no val_loss for it", name)
     args = training_arguments(cfg, layout, eval_ds is not None, world)
     resumed = Path(resume_from).name if resume_from else None
     cb = HealthCallback(layout, cfg, name, rank0=rank0, distributed=world > 1, attempt=attempt, resumed_from=resumed)
+    cb.status["dropped_lines"] = drop_record  # the status file says what this file trains without
     log.info("training %s (%s data%s) from %s (%d examples, %d held out)%s", name, fmt, ", LoRA" if cfg.lora else "", src,
              len(train_ds), len(held), f", resuming from {resume_from}" if resume_from else "")
-    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
+    trainer = trainer_class(layout, name)(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
                       processing_class=tokenizer, callbacks=[cb])
     cpu0 = time.process_time()
     out = trainer.train(resume_from_checkpoint=resume_from)
@@ -227,7 +262,7 @@ def run(layout: Layout, file: Path, attempt: int, resume_from: str | None) -> in
         return EXIT_STOPPED
     if eval_ds is not None and not cb.evaluated:
         trainer.evaluate()  # eval_steps beyond this file's steps: validate once at the end rather than never
-    finish(layout, cfg, trainer, cb, file, src, speed)
+    finish(layout, cfg, trainer, cb, file, src, speed, drop_record)
     return EXIT_OK
 
 

@@ -70,3 +70,56 @@ def plan_requeue(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
 
     plan.apply = apply
     return [plan]
+
+
+@fixer("delete-failed-checkpoints", order=56, codes=("queue.failed",), safety=Safety.UNSAFE)
+def plan_delete_failed_checkpoints(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
+    """Unsafe: delete the checkpoints kept for a failed file's retry; the plan says how many trained steps that throws away."""
+    from ..fsutil import human_bytes
+    from .fileops import Refused, tree_fingerprint
+    from .fixes_checkpoints import _delete_many
+
+    ws = ctx.ws
+    name = finding.data.get("queued_as") or Path(finding.data["path"]).name
+    failed_file = Path(finding.data["path"])
+    steps = int(finding.data.get("retry_step") or 0)
+    plan = Plan("delete-failed-checkpoints", Safety.UNSAFE, f"Delete the checkpoints kept for a retry of {name}", "",
+                [finding.code], key=f"delete-failed-checkpoints:{failed_file}", order=56)
+
+    def why_not(path: Path) -> str | None:
+        if not failed_file.exists():
+            return f"{failed_file.name} is no longer in failed/ (retried or removed): its checkpoints are in use"
+        if os.path.islink(path) or not is_within(path, ws.checkpoint_dir):
+            return "not a folder inside the checkpoint folder"
+        return None
+
+    victims, lines = [], []
+    for raw in finding.data.get("kept_checkpoints") or []:
+        path = Path(raw)
+        try:
+            if why_not(path):
+                raise Refused(why_not(path) or "")
+            fp = tree_fingerprint(path)
+        except (Refused, OSError) as exc:
+            plan.blocked = f"{ws.rel(path)}: {exc}"
+            return [plan]
+        victims.append((path, fp))
+        lines.append(f"delete {ws.rel(path)}/  ({human_bytes(fp.bytes)}, {fp.files} files)")
+    if not victims:
+        plan.blocked = f"no checkpoint of {name} is kept"
+        return [plan]
+    plan.preview = "\n".join(
+        [f"throws away {steps} trained step(s) of {name}: `healthkit queue retry` would then start it from step 0"] + lines)
+
+    def apply(actx: ApplyContext) -> Outcome:
+        out = _delete_many(actx, ws, victims, why_not)
+        folder = victims[0][0].parent
+        if folder.name.startswith(".failed-"):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        return out
+
+    plan.apply = apply
+    return [plan]

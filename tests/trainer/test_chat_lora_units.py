@@ -53,8 +53,8 @@ def test_mask_with_a_template_override_and_truncation(tok) -> None:
     f = chat_features(tok, CONVERSATION[1:3], template, 64)
     assert _labelled(tok, f) == "Paris is it.\n"
     long = [{"role": "user", "content": "word " * 60}, {"role": "assistant", "content": "ok"}]
-    with pytest.raises(DataError, match=r"line 7: the assistant part is wholly cut off by max_seq_length=32"):
-        ChatDataset(tok, [(3, CONVERSATION), (7, long)], 32, name="f.jsonl")
+    ds = ChatDataset(tok, [(3, CONVERSATION), (7, long)], 32, name="f.jsonl")  # wholly cut off: dropped and counted
+    assert ds.dropped == [7] and len(ds) == 1
     cut = chat_features(tok, CONVERSATION, None, 30)  # partly cut: what is left of the assistant still trains
     assert len(cut["input_ids"]) == 30 and _labelled(tok, cut) == "Par"
 
