@@ -45,7 +45,8 @@ def test_preflight_says_validation_would_not_run(tmp_path: Path, tiny_model_dir:
 def test_preflight_drift_policy_fail_or_warn(tmp_path: Path, tiny_model_dir: Path) -> None:
     lay = _ws(tmp_path, tiny_model_dir, drift_policy="fail")
     readme = lay.base / "README.md"
-    readme.write_text(readme.read_text().replace('"eval_steps": 5', '"eval_steps": 10'))
+    # init states the config as prose lines; a JSON block stating another value must be read too
+    readme.write_text(readme.read_text() + '\n```json\n{"eval_steps": 10}\n```\n')
     pf = run_preflight(lay)
     # No skip here: a drift check that stopped reading JSON blocks is the regression this test exists for.
     assert any("config.doc-drift" in e for e in pf.errors), pf.errors + pf.warnings
@@ -89,7 +90,7 @@ def test_init_tiny_model_and_queue_commands(tmp_path: Path) -> None:
     assert (base / "models" / "base" / "model.safetensors").exists() and (base / "models" / "base" / "tokenizer.json").exists()
     cfg = json.loads((base / "config.json").read_text())
     assert cfg["base_model"] == "models/base" and cfg["save_total_limit"] == 3
-    assert '"eval_steps": 10' in (base / "README.md").read_text()
+    assert "- `eval_steps`: 10" in (base / "README.md").read_text()
     for d in ("inbox", "processing", "done", "failed"):
         assert (base / "queue" / d).is_dir()
     r = runner.invoke(app, ["queue", "add", str(base), str(base / "data" / "sample.jsonl"), "--priority", "1"])
