@@ -37,7 +37,8 @@ def malformed_pid(ws: Path) -> None:
 def workspace(tmp_path: Path, toml: str = "") -> Path:
     ws = tmp_path / "ws"
     ws.mkdir()
-    (ws / "healthkit.toml").write_text(toml)
+    # a missing config.json is a finding (config.invalid) only where one is required: here it is the fault to tell of
+    (ws / "healthkit.toml").write_text("[run]\nconfig_required = true\n\n" + toml)
     return ws
 
 
@@ -225,7 +226,7 @@ def test_only_changes_are_told_an_open_critical_again_after_repeat_seconds_and_a
         scheduled(ws, reports, env=env)  # config.json missing: a new CRITICAL
         scheduled(ws, reports, env=env)  # still open, told a moment ago: silence
         assert len(rx.got) == 1 and "New:" in rx.got[0]["message"] and "config.invalid" in rx.got[0]["message"]
-        (ws / "healthkit.toml").write_text("[notify]\nrepeat_seconds = 0.5\n")
+        (ws / "healthkit.toml").write_text("[run]\nconfig_required = true\n\n[notify]\nrepeat_seconds = 0.5\n")
         time.sleep(0.6)  # (the repeat interval itself is what is under test)
         scheduled(ws, reports, env=env)
         assert len(rx.got) == 2 and "Still open (reminder):" in rx.got[1]["message"], [m["message"] for m in rx.got]
