@@ -545,22 +545,16 @@ def _init_detect(path: Path, force: bool, print_only: bool) -> None:
 
 
 def _click_exceptions() -> list:
-    """The click exception modules in play: typer >= 0.20 vendors click as typer._click."""
-    mods = []
-    for name in ("typer._click.exceptions", "click.exceptions"):
-        try:
-            mods.append(__import__(name, fromlist=["UsageError"]))
-        except ImportError:
-            continue
-    return mods
+    """The click exception modules in play: typer >= 0.20 vendors click as typer._click; a separately installed
+    click counts only once something imported it (nothing else can raise its exceptions), so it is never loaded here."""
+    return [sys.modules[name] for name in ("typer._click.exceptions", "click.exceptions") if name in sys.modules]
 
 
 def main() -> None:
     """Console entry point: usage errors exit 64, never 2 (2 means CRITICAL here)."""
-    mods = _click_exceptions()
 
-    def classes(name: str) -> tuple:
-        return tuple(getattr(m, name) for m in mods if hasattr(m, name))
+    def classes(name: str) -> tuple:  # evaluated when an exception arrives: the modules loaded by then
+        return tuple(getattr(m, name) for m in _click_exceptions() if hasattr(m, name))
 
     try:
         rv = app(standalone_mode=False)

@@ -14,7 +14,6 @@ never from argv; they carry tokens, so a channel is only ever named by `describe
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -51,6 +50,8 @@ def urls(ws: "Workspace") -> list[str]:
 
 def channel_key(url: str) -> str:
     """A stable, non-reversible name for a channel in the state file."""
+    import hashlib  # here, not at import: OpenSSL's start-up would cost every audit (the notify check imports this module)
+
     return hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
 
 
