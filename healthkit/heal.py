@@ -16,6 +16,7 @@ the audit only reads it.
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -123,8 +124,9 @@ class ScheduledHeal:
         if self.now >= until - EARLY_SHARE * wait:
             rec.pop("held_back", None)
             return None
-        rec["held_back"] = {"until": iso(until), "until_t": until, "attempts": n}
-        return f"backing off: healed {n} time(s), the last at {rec['attempts'][-1].get('at')}; next heal not before {iso(until)}"
+        not_before = iso(math.ceil(until))  # whole seconds, rounded up: a run at the time it names is never held back
+        rec["held_back"] = {"until": not_before, "until_t": until, "attempts": n}
+        return f"backing off: healed {n} time(s), the last at {rec['attempts'][-1].get('at')}; next heal not before {not_before}"
 
     def finished(self, ws: "Workspace", run: "FixRun") -> None:
         """After applying and the re-audit: one attempt per finding each applied plan was for."""
