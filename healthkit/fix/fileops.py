@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import stat
@@ -20,6 +19,14 @@ from pathlib import Path
 
 from ..fsutil import is_within
 from .crash import crash_point
+
+
+def sha256_hex(data: bytes) -> str:
+    """A file's content digest; hashlib is imported at first use: loading OpenSSL would cost every fix run that
+    plans no edit (and every dry run) more than its whole planning."""
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
 
 TRASH_PREFIX = ".healthkit-trash-"
 TMP_MARK = ".healthkit-tmp-"
@@ -48,7 +55,7 @@ def file_fingerprint(path: Path, data: bytes | None = None) -> FileFingerprint:
     st = os.lstat(path)
     if data is None:
         data = read_nofollow(path)
-    return FileFingerprint(st.st_ino, st.st_size, st.st_mtime_ns, hashlib.sha256(data).hexdigest())
+    return FileFingerprint(st.st_ino, st.st_size, st.st_mtime_ns, sha256_hex(data))
 
 
 def read_nofollow(path: Path, max_bytes: int = 64 * 1024 * 1024) -> bytes:
@@ -185,7 +192,7 @@ def replace_file(base: Path, path: Path, new: bytes, expected_sha256: str, stamp
         if not stat.S_ISREG(st.st_mode):
             raise Refused(f"{path} is not a regular file (a symlink or special file is never edited)")
         old = read_nofollow(real_parent / name)
-        if hashlib.sha256(old).hexdigest() != expected_sha256:
+        if sha256_hex(old) != expected_sha256:
             raise ChangedSincePlan(f"{path.name} changed since the plan was made")
         owner = (st.st_uid, st.st_gid)
         mode = stat.S_IMODE(st.st_mode)
@@ -208,7 +215,7 @@ def replace_file(base: Path, path: Path, new: bytes, expected_sha256: str, stamp
         crash_point("edit:before-replace")
         try:
             now = read_nofollow(real_parent / name)
-            if hashlib.sha256(now).hexdigest() != expected_sha256:
+            if sha256_hex(now) != expected_sha256:
                 raise ChangedSincePlan(f"{path.name} changed while the fix ran")
             os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
         except BaseException:

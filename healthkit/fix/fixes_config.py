@@ -7,14 +7,13 @@ and falls back to re-serialising with the file's own indent.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from typing import Any
 
 from ..fsutil import is_within
 from ..models import Finding, FixRef
-from .fileops import ChangedSincePlan, Refused, read_nofollow, replace_file
+from .fileops import ChangedSincePlan, Refused, read_nofollow, replace_file, sha256_hex
 from .fixes_docs import unified_diff
 from .plan import ApplyContext, Outcome, Plan, PlanContext, Safety, applied, failed, fixer, skipped
 
@@ -78,7 +77,7 @@ def plan_config_edit(ctx: PlanContext, finding: Finding, ref: FixRef, fix_id: st
         plan.blocked = f"{rel} already has {json.dumps(changes)}"
         return plan
     plan.preview = unified_diff(old, new, ws.rel(target)) + (f"\n{note}" if note else "") + f"\n(backup: {ws.rel(target)}.bak-<timestamp>)"
-    sha = hashlib.sha256(old).hexdigest()
+    sha = sha256_hex(old)
 
     def apply(actx: ApplyContext) -> Outcome:
         r = ws.rel(target)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from ..docvalues import format_for_doc, line_fingerprint
 from ..fsutil import is_within
 from ..models import Finding, FixRef
 from ..redact import redact_text
-from .fileops import ChangedSincePlan, Refused, read_nofollow, replace_file
+from .fileops import ChangedSincePlan, Refused, read_nofollow, replace_file, sha256_hex
 from .plan import ApplyContext, Outcome, Plan, PlanContext, Safety, applied, failed, fixer, skipped
 
 
@@ -103,7 +102,7 @@ def _edit_plan(ctx: PlanContext, finding: Finding, doc: Path, drifts: list[dict]
     plan.preview = unified_diff(old, new, ws.rel(target)) + f"\n(backup: {ws.rel(target)}.bak-<timestamp>)"
     if safety is Safety.UNSAFE:
         plan.preview += "\nunsafe: " + "; ".join(_guarded_line(rel, d) for d in drifts if d.get("guard"))
-    plan.apply = _applier(ws, target, new, hashlib.sha256(old).hexdigest(), hashlib.sha256(cfg).hexdigest(), changes)
+    plan.apply = _applier(ws, target, new, sha256_hex(old), sha256_hex(cfg), changes)
     return plan
 
 
@@ -112,7 +111,7 @@ def _applier(ws, target: Path, new: bytes, old_sha: str, cfg_sha: str, changes: 
 
     def apply(actx: ApplyContext) -> Outcome:
         try:
-            if hashlib.sha256(read_nofollow(ws.config_path)).hexdigest() != cfg_sha:
+            if sha256_hex(read_nofollow(ws.config_path)) != cfg_sha:
                 actx.record("edit", ws.rel(target), "skipped", "config.json changed since the plan was made")
                 return skipped("config.json changed since plan; not touched")
             actx.record("edit", ws.rel(target), "started", f"rewrite {len(changes)} value(s)", changes=changes)

@@ -14,8 +14,6 @@ cannot be written (ENOSPC) is kept in memory and written, in order, by the next 
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import json
 import os
@@ -107,6 +105,9 @@ def _append_line(fd: int, data: bytes) -> bool:
 def _fallocate_keep_size(fd: int, offset: int, nbytes: int) -> bool:
     """fallocate(2) with FALLOC_FL_KEEP_SIZE (Linux); False where it is not supported or there is no room."""
     try:
+        import ctypes  # here: its start-up is paid only by a run that preallocates the journal
+        import ctypes.util
+
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         fallocate = libc.fallocate
     except (OSError, AttributeError):
