@@ -80,6 +80,14 @@ def flap(lay, runs: list[dict], stop: threading.Event, smtp, pid: int, base: Pat
     _print_runs(runs)
     starts = sum(1 for r in runs for a in r["applied"] if "start-daemon" in a or "adopt-orphan" in a)
     print(f"daemon starts by the job: {starts}; kills: {kills}; e-mails received: {len(smtp.got)}")
+    _clean_up(base, tmp)
+    return 0
+
+
+def _clean_up(base: Path, tmp: Path) -> None:
+    """Every process of the bench's workspace (daemon, child, watcher) killed by group, then its folder removed."""
+    import psutil
+
     for p in psutil.process_iter(["cmdline"]):
         if any(str(base) in c for c in (p.info["cmdline"] or [])):
             try:
@@ -87,7 +95,6 @@ def flap(lay, runs: list[dict], stop: threading.Event, smtp, pid: int, base: Pat
             except (ProcessLookupError, PermissionError):
                 pass
     shutil.rmtree(tmp, ignore_errors=True)
-    return 0
 
 
 def main() -> int:
@@ -173,15 +180,10 @@ def main() -> int:
         print(f"kill -> restart: {gap:.1f}s (bound: 60s interval + {run_s:.1f}s run = {60 + run_s:.1f}s) "
               f"{'PASS' if gap <= 60 + run_s else 'FAIL'}; adopted child {adopted.get('child_pid')} == {child}: "
               f"{adopted.get('adopted') and adopted.get('child_pid') == child}")
-    for p in psutil.process_iter(["cmdline"]):
-        if any(str(base) in c for c in (p.info["cmdline"] or [])):
-            try:
-                os.killpg(os.getpgid(p.pid), signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-    shutil.rmtree(tmp, ignore_errors=True)
+    _clean_up(base, tmp)
     return 0
 
 
 if __name__ == "__main__":
     sys.exit(main())
+

@@ -22,6 +22,16 @@ def age(path: Path, when: float = HOUR_AGO) -> None:
     os.utime(path, (when, when))
 
 
+def copy_run(runs: Path, name: str, tmp_path: Path) -> Path:
+    """A private copy of one real run (made once per session), aged so no save looks in progress: tests may change it."""
+    import shutil
+
+    dest = tmp_path / name
+    shutil.copytree(runs / name, dest, symlinks=True)
+    age(dest)
+    return dest
+
+
 def audit(base: Path, *extra: str) -> dict[str, Any]:
     r = run_cli("audit", str(base), "--format", "json", *extra, timeout=300)
     assert b"Traceback" not in r.stderr, r.stderr.decode()

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import run_cli
 
-from .conftest import age, audit, codes, findings, fix, inferred
+from .conftest import age, audit, codes, copy_run, findings, fix, inferred
 
 pytest.importorskip("accelerate")
 from .accelerate_run import run  # noqa: E402
@@ -24,15 +23,8 @@ def runs(tmp_path_factory):
     return base
 
 
-def copy(runs: Path, name: str, tmp_path: Path) -> Path:
-    dest = tmp_path / name
-    shutil.copytree(runs / name, dest, symlinks=True)
-    age(dest)
-    return dest
-
-
 def test_twelve_states_no_retention_and_the_tensorboard_history(runs, tmp_path):
-    base = copy(runs, "plain", tmp_path)
+    base = copy_run(runs, "plain", tmp_path)
     report = audit(base)
     assert codes(report) == ["checkpoints.bloat", "checkpoints.no-retention"], report["findings"]
     assert inferred(report)["run.format"] == "accelerate" and inferred(report)["paths.checkpoints"] == "checkpoints"
@@ -44,14 +36,14 @@ def test_twelve_states_no_retention_and_the_tensorboard_history(runs, tmp_path):
 
 
 def test_prune_keeps_the_newest_by_step_whole_folders(runs, tmp_path):
-    base = copy(runs, "plain", tmp_path)
+    base = copy_run(runs, "plain", tmp_path)
     out = fix(base, "--unsafe", "--keep", "3", "--yes", "--only", "checkpoints")
     assert sorted(os.listdir(base / "checkpoints")) == ["checkpoint_10", "checkpoint_11", "checkpoint_9"], out
     assert sorted(os.listdir(base / "checkpoints" / "checkpoint_9")) == ["model.safetensors", "optimizer.bin", "random_states_0.pkl"]
 
 
 def test_an_interrupted_save_state_is_incomplete_and_the_others_are_not(runs, tmp_path):
-    base = copy(runs, "interrupted", tmp_path)
+    base = copy_run(runs, "interrupted", tmp_path)
     [f] = findings(audit(base), "checkpoints.incomplete")
     assert f["data"]["checkpoint"] == "checkpoint_3"
     assert f["data"]["missing"] == ["no optimizer state (optimizer.bin)", "no RNG states (random_states_0.pkl): save_state did not finish"]
@@ -72,7 +64,7 @@ def test_an_unknown_layout_gets_no_deletion(tmp_path):
 
 
 def test_without_the_tensorboard_extra_the_report_names_it_and_never_says_no_validation(runs, tmp_path):
-    base = copy(runs, "plain", tmp_path)
+    base = copy_run(runs, "plain", tmp_path)
     shim = tmp_path / "no-tensorboard" / "tensorboard"
     shim.mkdir(parents=True)
     (shim / "__init__.py").write_text("raise ImportError('tensorboard is not installed (test shim)')\n")

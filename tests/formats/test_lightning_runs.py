@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
-from .conftest import age, audit, codes, findings, fix, inferred
+from .conftest import age, audit, codes, copy_run, findings, fix, inferred
 
 pytest.importorskip("lightning")
 from .lightning_run import run  # noqa: E402
@@ -34,15 +33,8 @@ def runs(tmp_path_factory):
     return base
 
 
-def copy(runs: Path, name: str, tmp_path: Path) -> Path:
-    dest = tmp_path / name
-    shutil.copytree(runs / name, dest, symlinks=True)
-    age(dest)
-    return dest
-
-
 def test_validation_off_twelve_checkpoints_kept_forever(runs, tmp_path):
-    base = copy(runs, "val-off", tmp_path)
+    base = copy_run(runs, "val-off", tmp_path)
     assert (base / CK / "last.ckpt").exists()
     report = audit(base)
     assert codes(report) == ["checkpoints.bloat", "checkpoints.no-retention", "validation.not-running"], report["findings"]
@@ -60,7 +52,7 @@ def test_validation_off_twelve_checkpoints_kept_forever(runs, tmp_path):
 
 
 def test_validation_loss_turning_nan(runs, tmp_path):
-    base = copy(runs, "nan", tmp_path)
+    base = copy_run(runs, "nan", tmp_path)
     report = audit(base)
     assert codes(report) == ["checkpoints.bloat", "checkpoints.no-retention", "validation.non-finite"], report["findings"]
     [nf] = findings(report, "validation.non-finite")
@@ -71,7 +63,7 @@ def test_validation_loss_turning_nan(runs, tmp_path):
 
 def test_tensorboard_logger_history_read_through_the_extra(runs, tmp_path):
     """Lightning's TensorBoardLogger: the loss history only in event files, read by the tensorboard package."""
-    base = copy(runs, "tb-nan", tmp_path)
+    base = copy_run(runs, "tb-nan", tmp_path)
     assert not list(base.rglob("metrics.csv")) and list(base.rglob("events.out.tfevents.*"))
     report = audit(base)
     [nf] = findings(report, "validation.non-finite")
@@ -79,7 +71,7 @@ def test_tensorboard_logger_history_read_through_the_extra(runs, tmp_path):
 
 
 def test_top_k_on_a_monitored_metric_prune_keeps_the_best(runs, tmp_path):
-    base = copy(runs, "topk", tmp_path)
+    base = copy_run(runs, "topk", tmp_path)
     report = audit(base)
     assert report["facts"]["checkpoints"]["best"] == "epoch=1-step=20.ckpt", report["facts"]["checkpoints"]
     assert not [c for c in codes(report) if c.startswith("checkpoints.incomplete")]
@@ -90,7 +82,7 @@ def test_top_k_on_a_monitored_metric_prune_keeps_the_best(runs, tmp_path):
 
 
 def test_a_ckpt_cut_short_is_incomplete_and_a_whole_one_is_not(runs, tmp_path):
-    base = copy(runs, "val-off", tmp_path)
+    base = copy_run(runs, "val-off", tmp_path)
     cut = base / CK / "epoch=2-step=40.ckpt"
     data = cut.read_bytes()
     cut.write_bytes(data[: len(data) // 2])
@@ -120,7 +112,7 @@ def test_an_unknown_layout_gets_no_deletion(tmp_path):
 def test_init_detect_writes_the_recognised_format(runs, tmp_path):
     from tests.conftest import run_cli
 
-    base = copy(runs, "val-off", tmp_path)
+    base = copy_run(runs, "val-off", tmp_path)
     r = run_cli("init", str(base), "--detect")
     assert r.returncode == 0, r.stderr.decode()
     toml = (base / "healthkit.toml").read_text()
@@ -130,7 +122,7 @@ def test_init_detect_writes_the_recognised_format(runs, tmp_path):
 
 
 def test_step_from_the_file_when_the_name_has_none(runs, tmp_path):
-    base = copy(runs, "val-off", tmp_path)
+    base = copy_run(runs, "val-off", tmp_path)
     (base / CK / "epoch=0-step=5.ckpt").rename(base / CK / "first.ckpt")  # a custom filename: no `step=N`
     report = audit(base)
     assert report["facts"]["checkpoints"]["oldest_step"] == 5 and report["facts"]["checkpoints"]["count"] == 12
