@@ -9,6 +9,7 @@ so a third-party format (entry-point group `healthkit.formats`) needs nothing el
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -111,13 +112,19 @@ class RunRecord:
     evals_said: Callable[[list[list[float]]], Said] | None = None
     no_evals_said: Callable[[float | None], Said] | None = None
     raw: Any = None  # the format's own parsed record (for that format's code only)
+    _retention_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def declared_retention(self) -> DeclaredRetention | None:
-        """The retention the run declared, read the first time a check asks."""
-        if self.retention is None and self.retention_reader is not None:
-            reader, self.retention_reader = self.retention_reader, None
-            self.retention = reader()
-        return self.retention
+        """The retention the run declared, read the first time a check asks.
+
+        Checks run in threads and several ask (checkpoints, disk, the fix's planner): one reads, the others
+        wait for its answer, never seeing "none declared" while the read is under way.
+        """
+        with self._retention_lock:
+            if self.retention is None and self.retention_reader is not None:
+                reader, self.retention_reader = self.retention_reader, None
+                self.retention = reader()
+            return self.retention
 
     def _placed(self, said: Said, shown: Callable[[Path], str] | None) -> Said:
         """A command with its SRC placeholder replaced by the source path as a person types it (relative, quoted)."""

@@ -60,3 +60,35 @@ def test_fsdp_metadata_that_is_not_a_pickle_falls_back_to_the_names_in_it(tmp_pa
              "pytorch_model_fsdp_0/__0_0.distcp": b"x"}
     c = checkpoint_completeness(ckpt(tmp_path, files))
     assert c.missing == ("pytorch_model_fsdp_0/__1_0.distcp is missing (named in .metadata)",)
+
+
+def test_the_declared_retention_is_read_once_and_every_thread_that_asks_gets_it():
+    """Checks run in threads: a second asker while the first reads must wait for the answer, never see 'none declared'.
+
+    (A fix --safe once planned nothing: its disk check saw no limit while the checkpoints check was reading it.)
+    """
+    import threading
+
+    from healthkit.formats.base import DeclaredRetention, RunRecord
+
+    reading, release, calls = threading.Event(), threading.Event(), []
+
+    def slow_reader() -> DeclaredRetention:
+        calls.append(1)
+        reading.set()
+        assert release.wait(10)
+        return DeclaredRetention(3, "training_args.bin", None)
+
+    rec = RunRecord(label="x", retention_reader=slow_reader)
+    got: list = []
+    first = threading.Thread(target=lambda: got.append(rec.declared_retention()))
+    first.start()
+    assert reading.wait(10)
+    second = threading.Thread(target=lambda: got.append(rec.declared_retention()))
+    second.start()
+    second.join(0.2)
+    assert second.is_alive()  # waiting for the read under way, not answering None
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert [r.limit for r in got] == [3, 3] and calls == [1]
