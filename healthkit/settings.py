@@ -143,6 +143,9 @@ class Thresholds:
         120.0, ge=0, description="a queue file moved into processing this recently while the daemon runs is being started, not stuck"
     )
     checkpoint_count_without_limit: int = Field(10, ge=1, description="checkpoints beyond which an unlimited run is bloat")
+    clock_skew_seconds: float = Field(
+        60.0, ge=0, description="how far another host's clock may differ from ours: the lease's margin, and how far "
+        "in the future a timestamp may be before it is status.clock-skew")
 
 
 @frozen
