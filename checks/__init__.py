@@ -2,5 +2,5 @@
 
 BUILTIN_MODULES = (
     "aside", "checkpoints", "config", "daemon", "disk", "drift", "gpu",
-    "monitor", "monitoring", "queue", "training", "trust", "validation",
+    "hook_cost", "ports", "queue", "training", "trust", "validation",
 )

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .report import Report
+    from healthkit.core.report import Report
 
 ORPHAN_SCRIPT = '''\
 """Stand-in for an orphaned training run: advances a step counter and serves a monitor port."""
@@ -241,9 +241,9 @@ EXAMPLE_PYTHON = "/usr/bin/python3"  # likewise for the interpreter the orphan r
 def write_example_reports(report: "Report", folder: Path) -> list[Path]:
     """`example-machine.md/.json/.html` in ``folder``: what the repository's reports/ holds for readers, with the
     workspace shown at EXAMPLE_PATH (the demo builds it in a temporary folder)."""
-    from .fsutil import atomic_write
-    from .output import utf8
-    from .render import render
+    from healthkit.system.fsutil import atomic_write
+    from healthkit.reporting.output import utf8
+    from healthkit.reporting.render import render
 
     folder.mkdir(parents=True, exist_ok=True)
     written = []
@@ -257,9 +257,9 @@ def write_example_reports(report: "Report", folder: Path) -> list[Path]:
 
 def run_demo(keep: bool = False, fmt: str = "md", ascii: bool = False, reports: Path | None = None) -> int:
     """Build, audit, print (and write the example reports into ``reports``); end the orphan and remove the folder unless ``keep``."""
-    from .api import audit
-    from .output import write_stdout
-    from .render import render
+    from healthkit.core.api import audit
+    from healthkit.reporting.output import write_stdout
+    from healthkit.reporting.render import render
 
     tmp = Path(tempfile.mkdtemp(prefix="healthkit-demo-"))
     ex = build_example(tmp / "training")

@@ -1,11 +1,11 @@
-"""The trainer as the fix engine sees it (healthkit/daemons.py): registered under `healthkit.daemons` as `trainer`."""
+"""The trainer as the fix engine sees it (healthkit/fix/daemon_adapters.py): registered under `healthkit.fix.daemon_adapters` as `trainer`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from healthkit.procs import ProcInfo
-from healthkit.trust import Account
+from healthkit.system.procs import ProcInfo
+from healthkit.contract.trust import Account
 
 from .launch import DAEMON_MODULE, child_env, is_training
 from .layout import Layout

@@ -46,7 +46,7 @@ def start(path: Path, supervise: bool = False, foreground: bool = False) -> int:
     lay = _workspace(path)
     if lay is None:
         return EXIT_USAGE
-    from healthkit.trust import NoAccount, drop_to, run_as_for
+    from healthkit.contract.trust import NoAccount, drop_to, run_as_for
 
     try:
         run_as = run_as_for(lay.base)  # root starts nothing as root for a user (docs/security.md)
@@ -162,7 +162,7 @@ def systemd_unit(path: Path, user: str | None = None) -> int:
     if lay is None:
         return EXIT_USAGE
     if user is None:  # root starts nothing as root for a user: another user's workspace gets User=<owner>
-        from healthkit.trust import NoAccount, run_as_for
+        from healthkit.contract.trust import NoAccount, run_as_for
 
         try:
             owner = run_as_for(lay.base)
@@ -185,7 +185,7 @@ def _queue_error(f: Path, exc: Exception) -> str:
 
 def _config_for_checks(lay: Layout) -> tuple[object, int | None]:
     """(config, None) to check files against; (None, exit code) when config.json refuses them (said on stderr)."""
-    from healthkit.modelinfo import seq_length_problem
+    from healthkit.contract.modelinfo import seq_length_problem
 
     from .layout import EXIT_CONFIG
     from .preflight import ConfigProblem, load_config
@@ -243,7 +243,7 @@ def queue_add(path: Path, files: list[Path], priority: int | None = None, move: 
 
 def queue_retry(path: Path, name: str) -> int:
     """Put a failed file back in the queue; say from which step it will resume."""
-    from healthkit.kept import kept_for, retry_point
+    from healthkit.contract.retry_checkpoints import kept_for, retry_point
 
     lay = _workspace(path)
     if lay is None:
@@ -292,7 +292,7 @@ def _importable(name: str) -> bool:
 
 
 def init(path: Path, tiny_model: bool = False, force: bool = False) -> int:
-    from .init import init_workspace
+    from .scaffold import init_workspace
 
     if tiny_model:
         from .preflight import missing_deps

@@ -29,10 +29,10 @@ from typing import Any
 
 import psutil
 
-from healthkit.contract import SUPERVISOR_MODULE
-from healthkit.ownership import supervisor_alive
-from healthkit.procs import probe, read_pid_file, start_time_matches
-from healthkit.trust import Account, make_dirs_for
+from healthkit.contract.states import SUPERVISOR_MODULE
+from healthkit.core.ownership import supervisor_alive
+from healthkit.system.procs import probe, read_pid_file, start_time_matches
+from healthkit.contract.trust import Account, make_dirs_for
 
 from . import checkpoints as ck
 from . import control as ctl
@@ -201,7 +201,7 @@ class Daemon:
         port = self.cfg.monitor_port
         if port is None:
             return None
-        from .monitor import Monitor
+        from .health_server import Monitor
 
         try:
             self.monitor = Monitor(self.snapshot, port, history=self.live.to_dict,
@@ -590,7 +590,7 @@ def start_daemon(base: Path, supervise: bool = False, timeout_s: float = 60.0, r
 
     An orphaned training is adopted by the new daemon, never killed. Raises DaemonError
     when one is already running or it exits at once (its error, e.g. an invalid config).
-    ``run_as``: the daemon (and so each training child) runs as that user (healthkit.trust.run_as_for).
+    ``run_as``: the daemon (and so each training child) runs as that user (healthkit.contract.trust.run_as_for).
     """
     lay = Layout.of(base)
     running = running_daemon(lay)

@@ -14,7 +14,7 @@ import os
 
 import psutil
 
-from healthkit.procs import read_pid_file
+from healthkit.system.procs import read_pid_file
 
 from .layout import Layout
 from .state import write_using_reserve
