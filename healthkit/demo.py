@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import psutil
+
     from healthkit.core.report import Report
 
 ORPHAN_SCRIPT = '''\
@@ -84,20 +86,45 @@ class Example:
     started: list[int] = field(default_factory=list)
 
     def cleanup(self) -> None:
-        """End what the demo started, by verified PID (never by pattern)."""
+        """End what the demo started, by verified PID (never by pattern): all at once, then wait for all together.
+
+        The demo's processes are orphans (re-parented to PID 1), so a finished one can linger as a zombie until PID 1
+        reaps it; psutil's wait would take that for a live process and sit out its whole timeout. A zombie has ended.
+        """
+        import time
+
         import psutil
 
+        ending = []
         for pid in self.started:
             try:
                 p = psutil.Process(pid)
                 if str(self.base) in " ".join(p.cmdline()) or (p.cwd() or "").startswith(str(self.base)):
                     p.terminate()
-                    try:
-                        p.wait(3)
-                    except psutil.TimeoutExpired:
-                        p.kill()
+                    ending.append(p)
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                pass
+        deadline = time.monotonic() + 3.0
+        while ending and time.monotonic() < deadline:
+            ending = [p for p in ending if _still_running(p)]
+            if ending:
+                time.sleep(0.02)
+        for p in ending:  # did not end on TERM within 3 s
+            try:
+                p.kill()
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 pass
+
+
+def _still_running(p: psutil.Process) -> bool:
+    import psutil
+
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return False
+    except psutil.AccessDenied:
+        return True
 
 
 def _free_port() -> int:
