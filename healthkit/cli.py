@@ -252,7 +252,7 @@ def fix(
     A person's run always applies, and clears the scheduled job's backoff and give-up.
     """
     from healthkit.fix import FixError, FixOptions, Safety, run_fix
-    from healthkit.reporting.output import write_stdout
+    from healthkit.reporting.output import Utf8Stdout
     from healthkit.core.selectors import SelectorError
     from healthkit.core.workspace import WorkspaceError, take_early
 
@@ -286,14 +286,9 @@ def fix(
     opts = FixOptions(level=Safety.UNSAFE if unsafe else Safety.SAFE, dry_run=dry_run, only=tuple(_split(only)),
                       keep=keep, wait_s=wait, confirm=confirm, hooks=PersonFix())
 
-    class Utf8Out:  # UTF-8 whatever the locale, like the audit's report
-        def write(self, text: str) -> int:
-            write_stdout(text)
-            return len(text)
-
     try:
         # a dry run audits the workspace the console entry opened (and began reading) before the CLI loaded
-        result = run_fix(take_early(path) if dry_run else path, opts, Utf8Out())  # type: ignore[arg-type]
+        result = run_fix(take_early(path) if dry_run else path, opts, Utf8Stdout())  # type: ignore[arg-type]
     except SelectorError as exc:
         err(f"healthkit: {exc}")
         raise typer.Exit(EXIT_USAGE)
@@ -308,7 +303,7 @@ def _fix_scheduled(paths: list[Path], unsafe: bool, dry_run: bool, only: Optiona
                    keep_reports: Optional[int], textfile: Optional[Path], every: Optional[str], wait: float) -> None:
     """`fix --safe --scheduled`: heal, notify and write the report from the audit the fix ends with (healthkit.scheduled.unattended)."""
     from healthkit.fix import FixError
-    from healthkit.reporting.output import write_stdout
+    from healthkit.reporting.output import Utf8Stdout
     from healthkit.scheduled.schedule import ScheduleError, parse_every
     from healthkit.scheduled.unattended import heal_and_report
     from healthkit.core.workspace import WorkspaceError
@@ -326,17 +321,12 @@ def _fix_scheduled(paths: list[Path], unsafe: bool, dry_run: bool, only: Optiona
         err(f"healthkit: {exc}")
         raise typer.Exit(EXIT_USAGE)
 
-    class Utf8Out:
-        def write(self, text: str) -> int:
-            write_stdout(text)
-            return len(text)
-
     if len(paths) > 1:
-        _heal_many(paths, output, keep_reports, textfile, interval_s, Utf8Out(), max(wait, 60.0))  # type: ignore[arg-type]
+        _heal_many(paths, output, keep_reports, textfile, interval_s, Utf8Stdout(), max(wait, 60.0))  # type: ignore[arg-type]
     path = paths[0]
     try:
         done = heal_and_report(path, reports=output, keep=keep_reports, textfile=textfile, interval_s=interval_s,
-                               out=Utf8Out(), lock_wait_s=max(wait, 60.0))  # type: ignore[arg-type]
+                               out=Utf8Stdout(), lock_wait_s=max(wait, 60.0))  # type: ignore[arg-type]
     except (WorkspaceError, FixError) as exc:
         err(f"healthkit: {exc}")
         raise typer.Exit(3)
