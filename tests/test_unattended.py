@@ -113,6 +113,7 @@ def test_what_a_channel_missed_is_sent_with_the_next_run_and_notify_failed_clear
     assert TOKEN_A not in all_text_under(ws, reports) + r.stdout + r.stderr
 
 
+@pytest.mark.slow
 def test_a_heal_that_does_not_hold_backs_off_then_gives_up_with_every_attempt_and_one_message(tmp_path: Path) -> None:
     rx = JsonReceiver()
     ws = workspace(tmp_path, "[heal]\nmax_attempts = 3\nwindow_seconds = 3600\nbackoff_seconds = 1\n")

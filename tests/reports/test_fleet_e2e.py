@@ -34,6 +34,9 @@ import yaml
 
 from tests.conftest import require_tool
 
+# Real training or real services for seconds: `-m "not slow"` leaves it out.
+pytestmark = pytest.mark.slow
+
 ALERTS = Path(__file__).resolve().parents[2] / "alerts"
 DEADLINE_S = 30.0  # per awaited condition; the whole test takes far less on an idle machine
 

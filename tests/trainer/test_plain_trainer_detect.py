@@ -5,17 +5,26 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from healthkit.core.api import audit
+import pytest
 
-from healthkit.trainer.tiny import sample_texts
+from healthkit.core.api import audit
 from healthkit.reporting.render import render
+from healthkit.trainer.tiny import sample_texts
+
+# Real training or real services for seconds: `-m "not slow"` leaves it out.
+pytestmark = pytest.mark.slow
 
 
 def _plain_trainer_run(base: Path, model_dir: Path) -> None:
     """The user's own script: its config.json (no base_model, no healthkit marker), output_dir, no save_total_limit."""
     import torch
-    from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForLanguageModeling, Trainer,
-                              TrainingArguments)
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        DataCollatorForLanguageModeling,
+        Trainer,
+        TrainingArguments,
+    )
 
     config = {"model_name_or_path": str(model_dir), "output_dir": "out", "max_steps": 24, "save_steps": 2,
               "eval_strategy": "steps", "eval_steps": 4, "logging_steps": 1, "learning_rate": 1e-3,
