@@ -510,7 +510,7 @@ def queue_list(
 def init_cmd(
     path: PathArg = Path("."),
     tiny_model: Annotated[bool, typer.Option("--tiny-model", help="add a random-init model and tokenizer: a full run on a CPU, offline")] = False,
-    force: Annotated[bool, typer.Option("--force", help="rewrite config.json and README.md (with --detect: replace healthkit.toml)")] = False,
+    force: Annotated[bool, typer.Option("--force", help="rebuild the --tiny-model model (never replaces config.json or README.md; with --detect: replace healthkit.toml)")] = False,
     detect: Annotated[bool, typer.Option("--detect", help="an existing setup: write healthkit.toml from what is detected, each setting with its evidence")] = False,
     print_: Annotated[bool, typer.Option("--print", help="with --detect: print healthkit.toml instead of writing it")] = False,
 ) -> None:

@@ -291,8 +291,13 @@ def _importable(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
+EXIT_CANTCREAT = 73  # sysexits' EX_CANTCREAT: init refuses to write here
+
+
 def init(path: Path, tiny_model: bool = False, force: bool = False) -> int:
-    from .init import init_workspace
+    from healthkit.shellcmd import command
+
+    from .init import InitRefused, init_workspace
 
     if tiny_model:
         from .preflight import missing_deps
@@ -303,12 +308,22 @@ def init(path: Path, tiny_model: bool = False, force: bool = False) -> int:
             _err(f"healthkit init --tiny-model needs {', '.join(missing)}: pip install 'healthkit[trainer]' "
                  "(with torch==2.13.0 first for the CPU build); nothing was written")
             return 1
-    written = init_workspace(path, tiny_model=tiny_model, force=force)
+    try:
+        written = init_workspace(path, tiny_model=tiny_model, force=force)
+    except InitRefused as exc:
+        hint = ("" if not Path(path).is_dir() else
+                f"; to audit that run as it is, describe it with `{command('healthkit', 'init', '--detect', str(path))}` "
+                "(it writes only healthkit.toml)")
+        _err(f"healthkit init: {exc}{hint}; nothing was written")
+        return EXIT_CANTCREAT
+    except OSError as exc:
+        _err(f"healthkit init: cannot write {exc.filename or path}: {exc.strerror or exc}")
+        return EXIT_CANTCREAT
     base = Layout.of(path).base
     for p in written:
         _out(f"wrote {p.relative_to(base) if p.is_relative_to(base) else p}")
     if not written:
-        _out("nothing to do: the workspace exists (use --force to rewrite config.json and README.md)")
+        _out("nothing to do: the workspace exists (init never replaces config.json or README.md: edit them)")
     if tiny_model:
         _out(f"try: healthkit queue add {path} {Path(path) / 'data' / 'sample.jsonl'} && healthkit daemon start {path} --supervise")
     return 0
