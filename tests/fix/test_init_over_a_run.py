@@ -84,7 +84,7 @@ def test_a_limit_init_wrote_is_not_a_declared_one(tmp_path):
     _plain_trainer_run(base / "current_model", 6)
     set_checkpoint_mtimes_past(base)
 
-    run, out = fix(base, Safety.SAFE, only=("checkpoints.bloat",))
+    _, out = fix(base, Safety.SAFE, only=("checkpoints.bloat",))
     assert _names(base / "current_model") == [f"checkpoint-{s}" for s in range(10, 70, 10)], out
     assert "prune-checkpoints (unsafe)" in out, out
     report = json.loads(run_cli("audit", str(base), "--format", "json").stdout)
@@ -94,7 +94,7 @@ def test_a_limit_init_wrote_is_not_a_declared_one(tmp_path):
     # The user declares it (here: a different value): now it is theirs, and the safe prune applies it.
     cfg["save_total_limit"] = 4
     (base / "config.json").write_text(json.dumps(cfg))
-    run, out = fix(base, Safety.SAFE, only=("checkpoints.bloat",))
+    _, out = fix(base, Safety.SAFE, only=("checkpoints.bloat",))
     assert _names(base / "current_model") == [f"checkpoint-{s}" for s in range(30, 70, 10)], out
 
 
@@ -107,5 +107,5 @@ def test_our_trainers_own_checkpoints_prune_safely_under_the_init_default(tmp_pa
     for d in (base / "current_model").glob("checkpoint-*"):
         (d / MARK).write_text(json.dumps({"file": "a.jsonl", "step": int(d.name.split("-")[1])}))
     set_checkpoint_mtimes_past(base)
-    run, out = fix(base, Safety.SAFE, only=("checkpoints.bloat",))
+    _, out = fix(base, Safety.SAFE, only=("checkpoints.bloat",))
     assert _names(base / "current_model") == ["checkpoint-40", "checkpoint-50", "checkpoint-60"], out
