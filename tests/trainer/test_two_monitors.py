@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 
 from healthkit.trainer.daemon import start_daemon
+
 from healthkit.wsid import read_workspace_id
 
 from .conftest import all_logs, hk, read_json, wait_for
