@@ -53,6 +53,9 @@ def start(path: Path, supervise: bool = False, foreground: bool = False) -> int:
     except NoAccount as exc:
         _err(f"healthkit: {exc}")
         return 1
+    refused = _refused_before_writing(lay)
+    if refused is not None:
+        return refused
     if foreground:
         pid = running_daemon(lay)
         if pid:
@@ -86,6 +89,30 @@ def start(path: Path, supervise: bool = False, foreground: bool = False) -> int:
          + (f"; adopted training PID {st.get('child_pid')}" if st.get("adopted") else "")
          + (f"; monitor http://127.0.0.1:{port}/health" if port else ""))
     return 0
+
+
+def _refused_before_writing(lay: Layout) -> int | None:
+    """Exit 78 with the reasons, before a byte is written, when the start-up checks refuse a folder no daemon of ours ran
+    in and no `healthkit init` made (a Lightning or plain Trainer run): a daemon spawned there would leave status/ and
+    logs/ behind, and the next audit would take the folder for a broken workspace of ours. In our own workspace the
+    daemon itself refuses and records why (the audit's `daemon.not-running` says so)."""
+    from healthkit.shellcmd import command
+
+    from .init import _config_is_ours
+    from .preflight import describe, run_preflight
+
+    if lay.daemon_state.exists() or _config_is_ours(lay.config):
+        return None
+    pf = run_preflight(lay)
+    if pf.ok:
+        return None
+    _err(f"healthkit daemon: cannot start in {lay.base}:\n{describe(pf)}\n"
+         "nothing was written (this folder is not a workspace of the healthkit trainer: "
+         f"`{command('healthkit', 'init', str(lay.base))}` makes one in an empty folder; "
+         f"`{command('healthkit', 'audit', str(lay.base))}` audits an existing run as it is)")
+    from .layout import EXIT_CONFIG
+
+    return EXIT_CONFIG
 
 
 def stop(path: Path, wait_s: float = 120.0, reason: str | None = None) -> int:
