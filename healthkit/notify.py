@@ -178,9 +178,28 @@ def compose(report: "Report", events: list[Event], html: Path, earlier: list[dic
     return title, "\n".join(lines) + "\n"
 
 
-def send(channel_urls: list[str], title: str, body: str, timeout_s: float) -> list[dict[str, Any]]:
-    """Send to each URL; at most ``timeout_s`` (plus the child's start) whatever the channels do. Never raises."""
-    job = json.dumps({"urls": channel_urls, "title": title, "body": body, "timeout": timeout_s})
+# Apprise's notify types, best to worst: a message takes the worst of its lines, so ntfy, Slack and e-mail priority
+# follow severity (a CRITICAL is `failure`, a WARNING `warning`, a heal or a resolution `success`).
+NOTIFY_TYPES = ("success", "info", "warning", "failure")
+
+
+def notify_type(events: list[Event] | list[dict[str, Any]]) -> str:
+    """The Apprise type of a message holding these events (or pending ones as dicts): the worst of them."""
+    worst = 0
+    for e in events:
+        kind, sev = (e.kind, e.severity) if isinstance(e, Event) else (str(e.get("kind")), str(e.get("severity")))
+        if kind in ("healed", "resolved"):
+            rank = 0
+        else:
+            rank = {"critical": 3, "warning": 2}.get(sev, 1)
+        worst = max(worst, rank)
+    return NOTIFY_TYPES[worst] if events else "info"
+
+
+def send(channel_urls: list[str], title: str, body: str, timeout_s: float, kind: str = "info") -> list[dict[str, Any]]:
+    """Send to each URL as Apprise type ``kind``; at most ``timeout_s`` (plus the child's start) whatever the channels
+    do. Never raises."""
+    job = json.dumps({"urls": channel_urls, "title": title, "body": body, "timeout": timeout_s, "type": kind})
     secrets = [s for u in channel_urls for s in url_secrets(u)]
     try:
         proc = subprocess.run([sys.executable, "-m", "healthkit.notify_send"], input=job, capture_output=True, text=True,
@@ -240,7 +259,8 @@ def notify_run(ws: "Workspace", report: "Report", since: dict[str, Any], healed:
         for key, members in groups.items():
             title, body = bodies[key]
             sent.title, sent.body = sent.title or title, sent.body or body
-            for u, r in zip(members, send(members, title, body, ns.timeout_seconds)):
+            kind = notify_type([*events, *json.loads(key)])
+            for u, r in zip(members, send(members, title, body, ns.timeout_seconds, kind)):
                 results[u] = r
         log_lines = []
         for u, earlier in todo:

@@ -240,3 +240,18 @@ def test_only_changes_are_told_an_open_critical_again_after_repeat_seconds_and_a
     msg = rx.got[2]["message"]
     assert "Resolved:" in msg and "config.invalid" in msg and "Verdict: OK" in msg, msg
     assert rx.paths == [f"/hook/{TOKEN_A}"] * 3
+    # Apprise's type follows severity (ntfy, Slack and e-mail priority read it): CRITICAL is failure, resolved success
+    assert [m["type"] for m in rx.got] == ["failure", "failure", "success"]
+
+
+def test_the_notify_type_is_the_worst_of_the_message() -> None:
+    from healthkit.notify import Event, notify_type
+
+    def ev(kind: str, severity: str) -> Event:
+        return Event(kind, "x.y", severity, "t", "todo", kind + severity)
+
+    assert notify_type([ev("healed", "warning"), ev("resolved", "critical")]) == "success"
+    assert notify_type([ev("healed", "warning"), ev("new", "warning")]) == "warning"
+    assert notify_type([ev("new", "warning"), ev("reminder", "critical"), ev("resolved", "warning")]) == "failure"
+    assert notify_type([ev("stopped", "info")]) == "info"
+    assert notify_type([{"kind": "new", "severity": "critical"}]) == "failure"  # a pending line sent again
