@@ -7,6 +7,8 @@ import json
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, Healthy, Severity, check
 from healthkit.workspace import Workspace
 
+from healthkit.configschema import unknown_keys
+
 from ._common import q
 
 INVALID = CodeDoc(
@@ -40,6 +42,32 @@ SEQ_TOO_LONG = CodeDoc(
     fix="Set max_seq_length to the model's positions or less (or use a model with more positions). No automatic fix: "
         "healthkit never changes training settings.",
 )
+
+
+UNKNOWN_KEY = CodeDoc(
+    "config.unknown-key", "warning", "config.json has a key the trainer does not know",
+    what="healthkit's training config (config.json of our trainer's workspace) has a top-level key that is not one of the "
+         "trainer's settings, such as a misspelling (`save_totl_limit`); the finding names the key it most likely meant. "
+         "More transformers TrainingArguments belong under `training_args`, where any name is allowed.",
+    why="The trainer ignores the key and uses the default of the setting that was meant: a limit, an interval or a rate "
+        "you believe is set is not (a misspelled `save_total_limit` keeps the default number of checkpoints).",
+    fix="Rename the key to the setting it was meant to be, or move a TrainingArguments name under `training_args`. "
+        "No automatic fix: healthkit never edits training settings. A warning, not config.invalid: the daemon still starts.",
+)
+
+
+def _unknown_key_finding(ws: Workspace, found: list[tuple[str, str | None]]) -> Finding:
+    lines = [f"`{k}`" + (f": did you mean `{m}`?" if m else ": not a setting of the trainer") for k, m in found]
+    return Finding(
+        code=UNKNOWN_KEY.code, severity=Severity.WARNING,
+        title=f"config.json has {len(found)} key{'s' if len(found) != 1 else ''} the trainer does not know",
+        problem=["The trainer ignores these keys of config.json:"] + lines,
+        impact=["A setting you believe is set is not: the trainer uses its default"],
+        evidence=[Evidence(f"jq -c 'keys' {q(ws, ws.config.path)}", json.dumps(sorted(ws.config.data), separators=(",", ":")))],
+        recommendations=[f"Rename `{k}` to `{m}`" for k, m in found if m]
+        + (["Move other transformers TrainingArguments under `training_args`"] if any(m is None for _, m in found) else []),
+        urgency="short-term", data={"keys": [{"key": k, "did_you_mean": m} for k, m in found]},
+    )
 
 
 def _seq_length_problem(ws: Workspace, data: object) -> Finding | None:
@@ -148,7 +176,7 @@ def _config_required(ws: Workspace) -> bool:
     return ws.settings.run.config_required or ws.settings.paths.config_schema != "none"
 
 
-@check("config", title="Training config", codes=[INVALID, NOT_LOCAL, SEQ_TOO_LONG], tags=["config"])
+@check("config", title="Training config", codes=[INVALID, NOT_LOCAL, SEQ_TOO_LONG, UNKNOWN_KEY], tags=["config"])
 def config_check(ws: Workspace) -> CheckOutput:
     cfg = ws.config
     if cfg.problem is not None and cfg.problem.kind == "missing" and not _config_required(ws):
@@ -160,12 +188,15 @@ def config_check(ws: Workspace) -> CheckOutput:
         errors = _schema_errors(ws, cfg.data)
     except (OSError, ValueError) as exc:
         return CheckOutput(unknown=f"the config schema {ws.settings.paths.config_schema} could not be loaded: {exc}")
+    ours = ws.settings.paths.config_schema == "healthkit"
+    unknown = unknown_keys(cfg.data) if ours else []  # healthkit.configschema: the trainer's start says the same
+    warned = [_unknown_key_finding(ws, unknown)] if unknown else []
     if errors:
-        return CheckOutput(findings=[_violations(errors)])
-    hub = _hub_id_problem(ws, cfg.data) if ws.settings.paths.config_schema == "healthkit" else None
+        return CheckOutput(findings=[_violations(errors)] + warned)
+    hub = _hub_id_problem(ws, cfg.data) if ours else None
     if hub is not None:
-        return CheckOutput(findings=[hub])
-    too_long = _seq_length_problem(ws, cfg.data) if ws.settings.paths.config_schema == "healthkit" else None
+        return CheckOutput(findings=[hub] + warned)
+    too_long = _seq_length_problem(ws, cfg.data) if ours else None
     if too_long is not None:
-        return CheckOutput(findings=[too_long])
-    return CheckOutput(healthy=[Healthy("Config is valid", [_valid_detail(ws)])])
+        return CheckOutput(findings=[too_long] + warned)
+    return CheckOutput(findings=warned, healthy=[] if warned else [Healthy("Config is valid", [_valid_detail(ws)])])

@@ -226,6 +226,10 @@ def _config_for_checks(lay: Layout) -> tuple[object, int | None]:
     if problem:
         _err(f"healthkit: {problem}; nothing was queued (`healthkit daemon start` refuses this config too)")
         return None, EXIT_CONFIG
+    from healthkit.configschema import unknown_key_lines
+
+    for line in unknown_key_lines(dict(cfg.model_extra or {})):
+        _err(f"WARNING: {line}")
     return cfg, None
 
 

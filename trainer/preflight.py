@@ -204,6 +204,9 @@ def run_preflight(layout: Layout, drift: bool = True) -> Preflight:
         pf.errors.append(f"the trainer needs {', '.join(missing)}: pip install 'healthkit[trainer]' "
                          "(transformers' Trainer refuses to run without accelerate)")
     cfg = pf.config
+    from healthkit.configschema import unknown_key_lines
+
+    pf.warnings.extend(unknown_key_lines(dict(cfg.model_extra or {})))  # a misspelled key is ignored: say so
     problem = base_model_problem(layout, cfg.base_model) or seq_length_problem(cfg.max_seq_length, layout.resolve(cfg.base_model))
     if problem:
         pf.errors.append(problem)
