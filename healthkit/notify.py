@@ -152,8 +152,14 @@ def events_for(report: "Report", since: dict[str, Any], healed: list[Finding], h
 
 
 def compose(report: "Report", events: list[Event], html: Path, earlier: list[dict[str, Any]]) -> tuple[str, str]:
-    """The title and the plain-text body of one message."""
+    """The title and the plain-text body of one message.
+
+    Its verdict leaves out the `notify` check's own findings: they are about the delivery this very message makes (a
+    catch-up clears notify.failed), and the report the run ends with is refreshed after the send."""
+    import dataclasses
+
     ws_name = Path(report.workspace).name or report.workspace
+    report = dataclasses.replace(report, results=[r for r in report.results if r.check != "notify"])
     verdict = report.status.value.upper()
     kinds = [k for k in KINDS if any(e.kind == k for e in events)]
     title = f"healthkit {verdict}: {ws_name} on {report.hostname}" + (f" ({', '.join(KINDS[k].lower() for k in kinds)})" if kinds else "")

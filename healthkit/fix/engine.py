@@ -35,7 +35,8 @@ class RunHooks(Protocol):
     """Who runs the fix decides a little of it: a scheduled run backs off and gives up (healthkit.heal.ScheduledHeal),
     a person's run always applies and clears that state (healthkit.heal.PersonFix). Both are called under the lock."""
 
-    def choose(self, ws: Workspace, run: "FixRun") -> None: ...  # may move plans from run.chosen to run.not_applied
+    # may move plans from run.chosen to run.not_applied; True when it changed what the audit reads (a re-audit follows)
+    def choose(self, ws: Workspace, run: "FixRun") -> bool | None: ...
 
     def finished(self, ws: Workspace, run: "FixRun") -> None: ...  # after applying and the re-audit
 
@@ -294,16 +295,17 @@ def run_fix(path: str | Path | Workspace, opts: FixOptions, out: TextIO | None =
         ctx = PlanContext(ws, before, keep=opts.keep, daemon_confirm_s=opts.daemon_confirm_s,
                           kill_grace_s=opts.kill_grace_s, run_id=run_id, level=opts.level)
         build_plans(ctx, before, opts, run)
-        if opts.hooks is not None and not opts.dry_run:
-            opts.hooks.choose(ws, run)
+        hooks_changed = bool(opts.hooks.choose(ws, run)) if opts.hooks is not None and not opts.dry_run else False
         print_plans(run, opts, out, ws.base)
         if opts.dry_run:
             out.write("\nDry run: nothing was changed.\n")
             return run
         if not run.chosen:
             out.write("\nNothing to apply.\n")
-            run.after = before
-            _compare(run, before, before)
+            run.after = audit(Workspace.open(path), record_costs=False) if hooks_changed else before
+            _compare(run, before, run.after)
+            if hooks_changed:
+                _print_results(run, out)
             if opts.hooks is not None:
                 opts.hooks.finished(ws, run)
             return run
