@@ -488,11 +488,13 @@ def queue_add(
 def queue_retry(
     path: Annotated[Path, typer.Argument(help="workspace folder")],
     name: Annotated[str, typer.Argument(help="the file's name in queue/failed/")],
+    force: Annotated[bool, typer.Option("--force", help="retry it even though the daemon would fail it again")] = False,
 ) -> None:
-    """Put a failed file back in the queue: it resumes from its newest complete checkpoint (kept since it failed)."""
+    """Put a failed file back in the queue, after checking every line as `queue add` does (exit 65 for a file the daemon
+    would fail again): it resumes from its newest complete checkpoint (kept since it failed)."""
     from healthkit.trainer.commands import queue_retry as retry
 
-    raise typer.Exit(retry(path, name))
+    raise typer.Exit(retry(path, name, force=force))
 
 
 @queue_app.command("list")

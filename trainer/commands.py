@@ -272,13 +272,34 @@ def queue_add(path: Path, files: list[Path], priority: int | None = None, move: 
     return rc
 
 
-def queue_retry(path: Path, name: str) -> int:
-    """Put a failed file back in the queue; say from which step it will resume."""
+def queue_retry(path: Path, name: str, force: bool = False) -> int:
+    """Put a failed file back in the queue, after checking every line as `queue add` does (65 for a file the daemon
+    would fail again, unless ``force``); say from which step it will resume."""
     from healthkit.kept import kept_for, retry_point
+    from healthkit.shellcmd import command
+
+    from .datacheck import check_file
+    from .layout import EXIT_DATA
 
     lay = _workspace(path)
     if lay is None:
         return EXIT_USAGE
+    src = lay.failed / Path(name).name
+    if src.is_file():
+        cfg, refused = _config_for_checks(lay)
+        if cfg is None:
+            return refused or 1
+        chk = check_file(lay, cfg, src)  # type: ignore[arg-type]
+        for line in chk.report():
+            _out(line)
+        why = chk.failure()
+        if why and not force:
+            _err(f"healthkit: not retried: the daemon would fail {src.name} again: {why}. It stays in failed/ "
+                 f"(fix the file, or `{command('healthkit', 'queue', 'retry', lay.base, src.name, '--force')}` "
+                 "retries it anyway)")
+            return EXIT_DATA
+        if why:
+            _err(f"WARNING: retried with --force although the daemon will fail it again: {why}")
     try:
         dest = q.retry(lay, Path(name).name)
     except (q.RetryError, OSError) as exc:
@@ -294,7 +315,7 @@ def queue_retry(path: Path, name: str) -> int:
     else:
         _out("it starts from the beginning: no complete checkpoint of it was kept")
     if not _daemon_running(lay):
-        _out(f"no daemon is running: `healthkit daemon start {path}` trains it")
+        _out(f"no daemon is running: `{command('healthkit', 'daemon', 'start', lay.base)}` trains it")
     return 0
 
 
