@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, Healthy, Severity, check
 from healthkit.workspace import Workspace
@@ -28,7 +29,9 @@ NOT_LOCAL = CodeDoc(
     why="The trainer runs offline and downloads nothing: its start-up check refuses to start (exit 78). A trainer that "
         "did start would crash reaching for the network in the training child.",
     fix="Download the model once (e.g. `huggingface-cli download ORG/MODEL --local-dir models/base`) and set base_model "
-        "to that folder. No automatic fix: healthkit never downloads models or edits training settings.",
+        "to that folder. No automatic fix: healthkit never downloads models or edits training settings. While base_model "
+        "is still the placeholder folder `healthkit init` made (it holds only PUT_YOUR_MODEL_HERE.txt), the finding is a "
+        "warning that says so: a step not taken yet.",
 )
 
 
@@ -100,6 +103,8 @@ def _seq_length_problem(ws: Workspace, data: object) -> Finding | None:
 def _hub_id_problem(ws: Workspace, data: object) -> Finding | None:
     """A base_model that is neither a folder nor written as a path: what our trainer's preflight refuses (exit 78)."""
     value = data.get(ws.settings.config_keys.base_model) if isinstance(data, dict) else None
+    if isinstance(value, str) and value and ws.path(value).is_dir():
+        return _placeholder_problem(ws, value)
     if not isinstance(value, str) or not value or value.startswith(("/", ".", "~")):
         return None  # a missing path is said by the daemon's own start-up check; a path is not a hub id
     if ws.path(value).exists():
@@ -112,6 +117,27 @@ def _hub_id_problem(ws: Workspace, data: object) -> Finding | None:
         evidence=[Evidence(f"jq .{ws.settings.config_keys.base_model} {q(ws, ws.config.path)}", json.dumps(value))],
         recommendations=[f"Download {value} once into a folder of the workspace (e.g. models/base) and set base_model to it"],
         urgency="immediate", data={"base_model": value},
+    )
+
+
+def _placeholder_problem(ws: Workspace, value: str) -> Finding | None:
+    """The base_model folder is still the placeholder `healthkit init` made (a warning: a step not taken yet, not a
+    hub id); None for a folder with anything else in it."""
+    from healthkit.modelinfo import PLACEHOLDER, placeholder_unfilled
+
+    folder = ws.path(value)
+    if not placeholder_unfilled(folder):
+        return None
+    return Finding(
+        code=NOT_LOCAL.code, severity=Severity.WARNING, title=f"base_model {value!r} is a placeholder not filled in yet",
+        problem=[f"`{value}/` is the folder `healthkit init` made for the base model: it holds only {PLACEHOLDER}, no model",
+                 "`healthkit daemon start` refuses to start until a model is there (exit 78)"],
+        impact=["Nothing can train yet; queued files wait"],
+        evidence=[Evidence(f"ls {q(ws, folder)}", "\n".join(sorted(os.listdir(folder))))],
+        recommendations=[f"Put the base model in {folder}/ (e.g. `huggingface-cli download ORG/MODEL --local-dir "
+                         f"{q(ws, folder)}`), or set base_model to a model's folder; `healthkit init --tiny-model` "
+                         "puts a tiny model there to try everything on a CPU"],
+        urgency="short-term", data={"base_model": value, "placeholder": True},
     )
 
 

@@ -99,6 +99,14 @@ def _refusal(lay: Layout) -> str | None:
             "config.json (with a retention limit) and would make healthkit treat it as that run's policy")
 
 
+def _is_within(path: Path, base: Path) -> bool:
+    try:
+        path.resolve().relative_to(base.resolve())
+    except ValueError:
+        return False
+    return True
+
+
 def _config_is_ours(path: Path) -> bool:
     from healthkit.detect import HEALTHKIT_SCHEMA_ID
 
@@ -135,6 +143,13 @@ def init_workspace(base: Path, tiny_model: bool = False, force: bool = False, **
     if not readme.exists():
         readme.write_text(config_doc(cfg), encoding="utf-8")
         written.append(readme)
+    dest = lay.resolve(cfg["base_model"])
+    if not tiny_model and "base_model" not in overrides and not dest.exists() and _is_within(dest, lay.base):
+        from healthkit.modelinfo import PLACEHOLDER, placeholder_text
+
+        dest.mkdir(parents=True)  # the placeholder says what to put here: the audit calls it that, not a hub id
+        (dest / PLACEHOLDER).write_text(placeholder_text(dest), encoding="utf-8")
+        written.append(dest / PLACEHOLDER)
     if tiny_model:
         from .tiny import COMMON_WORDS, WORDS, build_tiny_model, sample_texts, write_jsonl
 

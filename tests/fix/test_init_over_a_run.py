@@ -109,3 +109,19 @@ def test_our_trainers_own_checkpoints_prune_safely_under_the_init_default(tmp_pa
     set_checkpoint_mtimes_past(base)
     _, out = fix(base, Safety.SAFE, only=("checkpoints.bloat",))
     assert _names(base / "current_model") == ["checkpoint-40", "checkpoint-50", "checkpoint-60"], out
+
+
+def test_plain_init_names_its_placeholder_model_folder_and_the_audit_calls_it_that(tmp_path):
+    """Issue 31 item 11: not CRITICAL 'reads like a hub id', but a placeholder that says what to put where."""
+    base = tmp_path / "ws"
+    assert run_cli("init", str(base)).returncode == 0
+    note = (base / "models" / "base" / "PUT_YOUR_MODEL_HERE.txt").read_text()
+    assert str(base / "models" / "base") in note and "huggingface-cli download" in note
+    r = run_cli("audit", str(base), "--format", "json")
+    rep = json.loads(r.stdout)
+    assert r.returncode == 1 and rep["status"] == "warning", rep["findings"]
+    (f,) = rep["findings"]
+    assert f["code"] == "config.base-model-not-local" and f["severity"] == "warning"
+    assert f["title"] == "base_model 'models/base' is a placeholder not filled in yet"
+    start = run_cli("daemon", "start", str(base))
+    assert start.returncode == 78 and b"placeholder" in start.stderr, start
