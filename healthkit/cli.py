@@ -348,19 +348,45 @@ def _heal_many(paths: list[Path], output: Path, keep: Optional[int], textfile: O
     raise typer.Exit(done.exit_code)
 
 
-@app.command("checks")
-def list_checks() -> None:
-    """List the registered checks and the finding codes each can report."""
-    from .output import write_stdout
-    from .registry import default_registry
+WorkspaceOpt = Annotated[Optional[Path], typer.Option(
+    "--workspace", "-w", help="also load this workspace's plugins ([checks] plugins), under the trust rules")]
 
-    reg = default_registry()
+
+def _registry_for(workspace: Optional[Path]):
+    """The registry `checks` and `explain` read: the built-ins, plus a trusted workspace's own plugins."""
+    from .registry import default_registry
+    from .workspace import WorkspaceError
+
+    if workspace is None:
+        return default_registry()
+    from .workspace import Workspace
+
+    try:
+        ws = Workspace.open(workspace)
+    except WorkspaceError as exc:
+        err(f"healthkit: {exc}")
+        raise typer.Exit(EXIT_USAGE)
+    if not ws.trust.trusted:
+        err(f"healthkit: {ws.base} is not trusted, so its plugins are not loaded: {'; '.join(ws.trust.problems) or 'see `healthkit audit`'}"
+            " (`healthkit trust PATH`, docs/security.md); the built-in checks follow")
+        return default_registry()
+    return default_registry(ws.settings.checks.plugins, ws.base)
+
+
+@app.command("checks")
+def list_checks(workspace: WorkspaceOpt = None) -> None:
+    """List the registered checks and the finding codes each can report (with --workspace, its plugins' too)."""
+    from .output import write_stdout
+
+    reg = _registry_for(workspace)
+    rows = [(c, d) for c in reg.sorted() for d in c.codes]
+    width = max([len(d.code) for _, d in rows] + [28])
     lines = []
     for c in reg.sorted():
         tags = f" [{', '.join(c.tags)}]" if c.tags else ""
         lines.append(f"{c.id}: {c.title}{tags}  ({c.source})")
         for d in c.codes:
-            lines.append(f"  {d.code:<28} {d.severity:<8} {d.title}")
+            lines.append(f"  {d.code:<{width}} {d.severity:<8} {d.title}")
     for e in reg.errors:
         lines.append(f"! {e.source}: {e.message}")
     write_stdout("\n".join(lines) + "\n")
@@ -369,15 +395,17 @@ def list_checks() -> None:
 
 
 @app.command()
-def explain(code: Annotated[str, typer.Argument(help="finding code, e.g. daemon.dead")]) -> None:
-    """Say what a finding code means, why it matters and how it is fixed."""
-    from .output import write_stdout
-    from .registry import default_registry
+def explain(code: Annotated[str, typer.Argument(help="finding code, e.g. daemon.dead")], workspace: WorkspaceOpt = None) -> None:
+    """Say what a finding code means, why it matters and how it is fixed (with --workspace, its plugins' codes too)."""
+    import difflib
 
-    docs = default_registry().code_docs()
+    from .output import write_stdout
+
+    docs = _registry_for(workspace).code_docs()
     if code not in docs:
-        close = [c for c in docs if code.split(".")[0] in c]
-        err(f"unknown finding code {code!r}" + (f"; did you mean: {', '.join(close)}" if close else "; see `healthkit checks`"))
+        close = difflib.get_close_matches(code, list(docs), n=3, cutoff=0.6)
+        hint = "; see `healthkit checks`" + ("" if workspace else " (a plugin's code: add --workspace WS)")
+        err(f"unknown finding code {code!r}" + (f"; did you mean: {', '.join(close)}" if close else hint))
         raise typer.Exit(EXIT_USAGE)
     write_stdout(docs[code].render() + "\n")
 

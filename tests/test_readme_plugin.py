@@ -1,0 +1,47 @@
+"""The README's plugin example, pasted as it is (issue 31, item 13): it runs in a workspace without logs/train.log,
+and `healthkit checks` / `healthkit explain` know its code when given the workspace."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from .conftest import run_cli
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _example() -> str:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("### Writing a check", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_readme_plugin_example_works_as_pasted(tmp_path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "my_checks.py").write_text(_example())
+    (ws / "healthkit.toml").write_text('[checks]\nplugins = ["my_checks.py"]\n')
+    r = run_cli("audit", str(ws), "--format", "json", "--select", "logs")
+    rep = json.loads(r.stdout)
+    assert r.returncode == 0 and rep["status"] == "ok" and not rep["load_errors"], rep
+    (ws / "logs").mkdir()
+    (ws / "logs" / "train.log").write_text("x")
+    assert run_cli("audit", str(ws), "--select", "logs").returncode == 0
+
+    r = run_cli("explain", "logs.too-big")
+    assert r.returncode == 64 and b"--workspace" in r.stderr
+    r = run_cli("explain", "logs.too-big", "--workspace", str(ws))
+    assert r.returncode == 0 and b"Training log over 1 GB" in r.stdout, r
+    r = run_cli("checks", "--workspace", str(ws))
+    assert r.returncode == 0 and b"logs.too-big" in r.stdout, r
+
+
+def test_explain_suggests_only_close_codes_and_checks_columns_align():
+    r = run_cli("explain", "daemon.ded")
+    hint = r.stderr.decode().split("did you mean: ", 1)[1]
+    assert hint.split(", ")[0] == "daemon.dead" and len(hint.split(", ")) <= 3, hint
+    lines = [x for x in run_cli("checks").stdout.decode().splitlines() if x.startswith("  ")]
+    cols = {re.search(r"\s(critical|warning|info)\s", x).start() for x in lines}  # the severity column
+    assert len(cols) == 1, lines
