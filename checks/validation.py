@@ -434,7 +434,10 @@ def validation_check(ws: Workspace) -> CheckOutput:
     findings += [over] if over else []
     if not ws.status.exists and not seen.evals and not seen.train:
         if rec is not None and rec.missing_extra:
-            return CheckOutput(notes=notes + [f"validation is not judged: the loss history is in files only `{rec.missing_extra}` reads"],
-                               facts=facts)
-        return CheckOutput(notes=notes + ["no status file and no loss history: nothing to judge validation by"], facts=facts)
+            why = f"the loss history is in files only `{rec.missing_extra}` reads"
+            return CheckOutput(notes=notes + [f"validation is not judged: {why}"],
+                               facts={**facts, "not_judged": {"Validation loss": why}})
+        looked = f" ({rec.label})" if rec is not None and rec.label else ""
+        why = f"no status file and no loss history{looked}: nothing to judge validation by"
+        return CheckOutput(notes=notes + [why], facts={**facts, "not_judged": {"Validation loss": why}})
     return CheckOutput(findings=findings, healthy=healthy, facts=facts, notes=notes)

@@ -154,6 +154,14 @@ def _working(report: "Report") -> list[str]:
     return ["<h2>What's working</h2>", f"<ol>{items}</ol>"]
 
 
+def _not_judged(report: "Report") -> list[str]:
+    items = report.facts.get("not_judged") or {}
+    if not isinstance(items, dict) or not items:
+        return []
+    lis = "".join(f"<li><strong>{_e(what)}</strong>: {_e(why)}</li>" for what, why in sorted(items.items()))
+    return ["<h2>Not judged</h2>", f"<ul>{lis}</ul>"]
+
+
 def _recommendations(report: "Report") -> list[str]:
     findings = report.findings
     if not findings:
@@ -249,7 +257,7 @@ def render(report: "Report", since: dict[str, Any] | None = None, **_: Any) -> s
         body += _since(since)
     # The run at a glance first (a page is looked at before it is read), then the Markdown report's order.
     body += _training(report) + _chart(report)
-    body += _findings(report) + _unknown(report) + _working(report) + _recommendations(report) + _root_causes(report)
+    body += _findings(report) + _unknown(report) + _working(report) + _not_judged(report) + _recommendations(report) + _root_causes(report)
     body += _inferred(report) + _checks(report)
     title = f"healthkit {report.status.value.upper()}: {report.workspace}"
     return page(title, "\n".join(body))

@@ -168,6 +168,14 @@ def _healthy_block(report: "Report") -> list[str]:
     return out + ["---", ""]
 
 
+def _not_judged_block(report: "Report") -> list[str]:
+    """What a check could not judge and why (facts `not_judged`: {what: why}): silence would read as healthy."""
+    items = report.facts.get("not_judged") or {}
+    if not isinstance(items, dict) or not items:
+        return []
+    return ["## ➖ NOT JUDGED", ""] + [f"- **{what}**: {why}" for what, why in sorted(items.items())] + ["", "---", ""]
+
+
 def _recommendations_block(report: "Report", findings: list[Finding]) -> list[str]:
     out, n = ["## 📋 RECOMMENDATIONS", ""], 0
     for key, label in URGENCY:
@@ -227,7 +235,7 @@ def render(report: "Report", ascii: bool = False, since: dict[str, Any] | None =
            chart: dict[str, Any] | None = None, **_: Any) -> str:
     findings = report.findings
     out = _header(report) + (_since_block(since) if since is not None else [])
-    out += _findings_blocks(findings) + _unknown_block(report) + _healthy_block(report)
+    out += _findings_blocks(findings) + _unknown_block(report) + _healthy_block(report) + _not_judged_block(report)
     if findings:
         out += _recommendations_block(report, findings) + _root_cause_block(report, findings)
     out += _status_block(report, findings) + (_chart_block(chart) if chart is not None else [])
