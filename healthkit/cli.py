@@ -74,8 +74,9 @@ def audit(
 ) -> None:
     """Inspect training workspaces and report what is wrong, with evidence you can re-run.
 
-    Several workspaces: each gets its report (with a folder --output: its history in DIR/<name>/ and a
-    fleet page DIR/index.html); --format prom writes one textfile for all; the exit code is the worst verdict.
+    Several workspaces: each gets its report (with a folder --output: its history in DIR/<name>-<hash>/ and a
+    fleet page DIR/index.html); --format prom writes one textfile for all (with a folder --output:
+    DIR/healthkit.prom); the exit code is the worst verdict.
     """
     from .api import audit as run_audit
     from .output import report_format, write_report, write_stdout

@@ -45,3 +45,22 @@ def test_explain_suggests_only_close_codes_and_checks_columns_align():
     lines = [x for x in run_cli("checks").stdout.decode().splitlines() if x.startswith("  ")]
     cols = {re.search(r"\s(critical|warning|info)\s", x).start() for x in lines}  # the severity column
     assert len(cols) == 1, lines
+
+
+def test_the_readme_jq_line_reads_one_report_and_a_list(tmp_path):
+    """Issue 31 item 14: several workspaces print a JSON list; the README's jq line reads both shapes."""
+    import subprocess
+
+    from .conftest import require_tool
+
+    jq = require_tool("jq", "jq")
+    line = next(x for x in README.read_text(encoding="utf-8").splitlines() if "--format json | jq" in x)
+    program = line.split("jq '", 1)[1].split("'", 1)[0]
+    a, b = tmp_path / "a", tmp_path / "b"
+    for ws in (a, b):
+        ws.mkdir()
+        (ws / "config.json").write_text('{"save_totl_limit": 1}')
+    for args in ((str(a),), (str(a), str(b))):
+        out = run_cli("audit", *args, "--format", "json").stdout
+        r = subprocess.run([jq, "-c", program], input=out, capture_output=True, timeout=30)
+        assert r.returncode == 0, r.stderr
