@@ -16,7 +16,8 @@ from healthkit.workspace import Checkpoint, Workspace
 from ._common import ago, q
 
 PRUNE = FixRef("prune-checkpoints", "Delete the oldest checkpoints beyond the declared save_total_limit", "safe")
-PRUNE_UNSAFE = FixRef("prune-checkpoints", "Delete the oldest checkpoints, keeping the newest N (--keep N)", "unsafe")
+PRUNE_UNSAFE = FixRef("prune-checkpoints", "Delete the oldest checkpoints, keeping the newest N (--keep N)", "unsafe",
+                      args=("--keep", "N"))
 PRUNE_DEFAULT = FixRef("prune-checkpoints", "Delete the oldest checkpoints beyond the trainer's default limit", "unsafe")
 SET_LIMIT = FixRef("set-save-total-limit", "Add save_total_limit to config.json", "unsafe")
 DELETE_INCOMPLETE = FixRef("delete-incomplete-checkpoint", "Delete the incomplete checkpoint", "unsafe")
@@ -279,6 +280,12 @@ def _limit_unreadable(ws: Workspace) -> bool:
     return run is not None and run.limit is None and not run.keeps_all
 
 
+def _set_to_keep_all(ws: Workspace) -> bool:
+    """The run itself declared that it keeps every checkpoint (Lightning's save_top_k=-1): set, not left unset."""
+    run = ws.run.declared_retention() if ws.run is not None else None
+    return run is not None and run.keeps_all and ws.format.name != "hf"
+
+
 def no_retention_rule(ws: Workspace, v: _View) -> list[Finding]:
     """checkpoints.no-retention: nobody declared save_total_limit."""
     r = v.retention
@@ -289,7 +296,8 @@ def no_retention_rule(ws: Workspace, v: _View) -> list[Finding]:
         problem=([f"No {ws.format.limit_word} can be read: {r.declared_by}",
                   f"Unless the training script sets one, the {ws.format.title} run keeps every checkpoint it writes"]
                  if _limit_unreadable(ws) else
-                 [f"{ws.format.limit_word} is not configured: {r.declared_by}",
+                 [f"{ws.format.limit_word} is set to keep every checkpoint: {r.declared_by}"
+                  if _set_to_keep_all(ws) else f"{ws.format.limit_word} is not configured: {r.declared_by}",
                   f"The {ws.format.title} run keeps every checkpoint it writes"]),
         impact=["Checkpoints accumulate indefinitely", "Risk of running out of disk space on long training runs"],
         evidence=[_limit_evidence(ws, r)],

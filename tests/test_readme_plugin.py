@@ -15,7 +15,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def _example() -> str:
     text = README.read_text(encoding="utf-8")
     section = text.split("### Writing a check", 1)[1]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    return re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
 
 
 def test_the_readme_plugin_example_works_as_pasted(tmp_path):

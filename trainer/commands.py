@@ -255,6 +255,7 @@ def queue_add(path: Path, files: list[Path], priority: int | None = None, move: 
         for line in chk.report():
             _out(line)
         why = chk.failure()
+        why = why.removeprefix(f"{f.name}: ") if why else why  # the message names the file once
         if why and not force:
             _err(f"healthkit: refused {f.name}: the daemon would fail it: {why}. Nothing was queued "
                  "(--force queues it anyway)")
@@ -293,6 +294,7 @@ def queue_retry(path: Path, name: str, force: bool = False) -> int:
         for line in chk.report():
             _out(line)
         why = chk.failure()
+        why = why.removeprefix(f"{src.name}: ") if why else why
         if why and not force:
             _err(f"healthkit: not retried: the daemon would fail {src.name} again: {why}. It stays in failed/ "
                  f"(fix the file, or `{command('healthkit', 'queue', 'retry', lay.base, src.name, '--force')}` "

@@ -733,7 +733,7 @@ def status(base: Path) -> dict[str, Any]:
     (same PID, start time, our training argv and workspace), and each failed file comes with its reason."""
     lay = Layout.of(base)
     pid = running_daemon(lay)
-    st = read_state(lay.daemon_state)
+    st = read_state(lay.daemon_state) if lay.daemon_state.exists() else {}  # no defaults for a daemon that never ran
     listing = q.listing(lay)
     return {"running": bool(pid), "pid": pid, "state": st, "training": read_json(lay.status),
             "queue": listing, "control": {k: (lay.control / k).exists() for k in ("pause", "resume", "stop")},

@@ -14,7 +14,7 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 
 from ..models import Finding, Severity, Status
-from .markdown import URGENCY, _training_block, assessment
+from .markdown import URGENCY, _training_block, assessment, fix_command
 
 if TYPE_CHECKING:
     from ..report import Report
@@ -176,13 +176,14 @@ def _recommendations(report: "Report") -> list[str]:
         out.append(f"<h3>{_e(label)}</h3><ol>")
         for f in group:
             items = [_t(r) for r in f.recommendations]
-            safe = [x.title for x in f.fixes if x.safety == "safe"]
-            unsafe = [x.title for x in f.fixes if x.safety != "safe"]
+            safe = [x for x in f.fixes if x.safety == "safe"]
+            unsafe = [x for x in f.fixes if x.safety != "safe"]
             if safe:
-                items.append(f"Fix: <code>healthkit fix {_e(ws)} --safe --only {_e(f.code)}</code> ({_e(', '.join(safe))})")
+                items.append(f"Fix: <code>{_e(fix_command(ws, f.code, safe, 'safe'))}</code> "
+                             f"({_e(', '.join(x.title for x in safe))})")
             if unsafe:
-                items.append(f"Unsafe fix, only if you accept the risk: <code>healthkit fix {_e(ws)} --unsafe --only "
-                             f"{_e(f.code)}</code> ({_e(', '.join(unsafe))})")
+                items.append(f"Unsafe fix, only if you accept the risk: <code>{_e(fix_command(ws, f.code, unsafe, 'unsafe'))}"
+                             f"</code> ({_e(', '.join(x.title for x in unsafe))})")
             sub = "".join(f"<li>{i}</li>" for i in items)
             out.append(f'<li><a href="#{_e(ids[id(f)])}"><strong>{_e(f.title)}</strong></a> (<code>{_e(f.code)}</code>)'
                        f"<ul>{sub}</ul></li>")

@@ -176,6 +176,15 @@ def _not_judged_block(report: "Report") -> list[str]:
     return ["## ➖ NOT JUDGED", ""] + [f"- **{what}**: {why}" for what, why in sorted(items.items())] + ["", "---", ""]
 
 
+def fix_command(workspace: str, code: str, refs: list, level: str) -> str:
+    """`healthkit fix WS --LEVEL --only CODE`, quoted, with the arguments the fixes need when every one of them needs
+    some (a prune with no declared limit needs `--keep N`: without it the command would do nothing)."""
+    from ..shellcmd import command
+
+    extra = list(refs[0].args) if refs and all(r.args for r in refs) else []
+    return command("healthkit", "fix", workspace, f"--{level}", "--only", code, *extra)
+
+
 def _recommendations_block(report: "Report", findings: list[Finding]) -> list[str]:
     out, n = ["## 📋 RECOMMENDATIONS", ""], 0
     for key, label in URGENCY:
@@ -189,9 +198,9 @@ def _recommendations_block(report: "Report", findings: list[Finding]) -> list[st
             safe = [x for x in f.fixes if x.safety == "safe"]
             unsafe = [x for x in f.fixes if x.safety != "safe"]
             if safe:
-                out.append(f"   - Fix: `healthkit fix {report.workspace} --safe --only {f.code}` ({', '.join(x.title for x in safe)})")
+                out.append(f"   - Fix: `{fix_command(report.workspace, f.code, safe, 'safe')}` ({', '.join(x.title for x in safe)})")
             if unsafe:
-                out.append(f"   - Unsafe fix, only if you accept the risk: `healthkit fix {report.workspace} --unsafe --only {f.code}` "
+                out.append(f"   - Unsafe fix, only if you accept the risk: `{fix_command(report.workspace, f.code, unsafe, 'unsafe')}` "
                            f"({', '.join(x.title for x in unsafe)})")
             out.append("")
     return out + ["---", ""]

@@ -41,7 +41,7 @@ def test_validation_off_twelve_checkpoints_kept_forever(runs, tmp_path):
     assert inferred(report)["paths.checkpoints"] == str(CK) and inferred(report)["run.format"] == "lightning"
     assert report["facts"]["checkpoints"]["count"] == 12  # last.ckpt is a copy of one, not one more
     [nr] = findings(report, "checkpoints.no-retention")
-    assert "save_top_k=-1" in nr["problem"][0]
+    assert "save_top_k=-1" in nr["problem"][0] and "is set to keep every checkpoint" in nr["problem"][0]
     [val] = findings(report, "validation.not-running")
     assert "no validation loss" in val["problem"][0] and "limit_val_batches=0" in val["root_cause"][0]
     # fix --unsafe --keep 3 deletes the 9 oldest, whole files, and never last.ckpt
