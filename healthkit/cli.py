@@ -147,11 +147,24 @@ def _audit_many(paths: list[Path], fmt: str, output: Optional[Path], textfile: O
         raise typer.Exit(3)
     if text is not None:
         write_stdout(text)
-    for p in written:
-        err(f"wrote {p}")
+    _say_written(written, output)
     for a in audited:
         err(f"{a.path}: {a.report.summary_line()}")
     raise typer.Exit(worst_exit(audited, fail_level))
+
+
+def _say_written(written: list[Path], folder: Optional[Path]) -> None:
+    """A few files by name; a fleet's many (every workspace's history) as one line that says where they are."""
+    if len(written) <= 4 or folder is None:
+        for p in written:
+            err(f"wrote {p}")
+        return
+    named = [p for p in written if p.parent == folder.expanduser().absolute() or p.parent == folder]
+    for p in named:
+        err(f"wrote {p}")
+    rest = len(written) - len(named)
+    if rest:
+        err(f"wrote {rest} more file(s): each workspace's reports in {folder}/<name>-<hash>/")
 
 
 @app.command()
@@ -337,8 +350,7 @@ def _heal_many(paths: list[Path], output: Path, keep: Optional[int], textfile: O
     except OSError as exc:
         err(f"healthkit: cannot write the fleet page or textfile: {exc.strerror or exc} ({getattr(exc, 'filename', None) or output})")
         raise typer.Exit(3)
-    for p in done.written:
-        err(f"wrote {p}")
+    _say_written(done.written, output)
     for a in done.audited:
         if a.path in done.runs:
             _report_run(done.runs[a.path], prefix=f"{a.path}: ")

@@ -155,7 +155,8 @@ function chart(h) {
   [[h.train, "#1f77b4", "training loss"], [h.eval, "#d62728", "validation loss"]].forEach(([pts, color, label], i) => {
     if (pts.length) svg.appendChild(el("polyline", {class: "series", "data-label": label, fill: "none", stroke: color,
       "stroke-width": 2, points: pts.map(p => sx(p[0]).toFixed(1) + "," + sy(p[1]).toFixed(1)).join(" ")}));
-    svg.appendChild(el("text", {x: L + W - 130, y: T + 16 + 14 * i, "font-size": 11, fill: color}, label + " (" + pts.length + ")"));
+    // the legend sits in the bottom margin, between the step labels: inside the plot it hid the lines it names
+    svg.appendChild(el("text", {class: "legend", x: L + W / 2 - 130 + 150 * i, y: 256, "font-size": 11, fill: color}, label + " (" + pts.length + ")"));
   });
 }
 function show(st, h, rep) {

@@ -73,6 +73,9 @@ def test_prom_to_a_folder_also_writes_the_one_textfile_there(cli, fleet, tmp_pat
     assert by_workspace(combined, "healthkit_status") == {str(fleet["ok"]): 0, str(fleet["dead"]): 2}
     assert any(p.is_dir() for p in out.iterdir())  # the per-workspace histories stay
     assert "DIR/<name>-<hash>/" in cli("audit", "--help").output
+    # a fleet's many files are one line, not one per file (28 for a small fleet)
+    wrote = [x for x in res.stderr.splitlines() if x.startswith("wrote ")]
+    assert len(wrote) <= 3 and any("more file(s): each workspace's reports in" in x for x in wrote), res.stderr
 
 
 def test_textfile_passes_promtool(cli, fleet, tmp_path, promtool):
