@@ -6,9 +6,8 @@ import json
 import os
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, Healthy, Severity, check
-from healthkit.workspace import Workspace
-
 from healthkit.configschema import unknown_keys
+from healthkit.workspace import Workspace
 
 from ._common import q
 
