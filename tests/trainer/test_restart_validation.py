@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from healthkit.trainer.daemon import start_daemon
 
 from .conftest import all_logs, hk, queue_file, read_json, wait_for
