@@ -222,10 +222,14 @@ def named_workspace(p: Probe) -> str | None:
     return named if isinstance(named, str) and named else None
 
 
-def _attributed(p: Probe, own_id: str | None) -> Probe:
+def _attributed(p: Probe, own_id: str | None, daemons_own: bool = False) -> Probe:
     """A monitor answering for another workspace is not this workspace's monitor (two daemons configured with one port:
-    the second could not bind it). One that names no workspace (a monitor listed by hand) keeps the plain rule."""
+    the second could not bind it). One that names no workspace (a monitor listed by hand) keeps the plain rule, except
+    on the daemon's own port of a workspace that has an id: our daemon names it there, so a silent answer is another's."""
     named = named_workspace(p)
+    if named is None and daemons_own and own_id and p.status is not None:
+        return Probe(p.port, "other-workspace", f"its answer names no workspace; this workspace's daemon names {own_id}",
+                     p.status, p.body)
     if named is None or named == own_id:
         return p
     try:
@@ -327,7 +331,7 @@ def monitor_check(ws: Workspace) -> CheckOutput:
     from healthkit.wsid import read_workspace_id
 
     own_id = read_workspace_id(ws.base)
-    probes = [_attributed(p, own_id) if i < len(ps) else p for i, p in enumerate(probes)]
+    probes = [_attributed(p, own_id, daemons_own) if i < len(ps) else p for i, p in enumerate(probes)]
     findings = ([unbound] if unbound else []) + [_finding(ws, p, i >= len(ps)) for i, p in enumerate(probes) if p.kind != "up"]
     up = [p for p in probes if p.kind == "up"]
     details = [f"Port {p.port} answers" + (f" ({p.detail} on {ws.settings.monitor.path})" if p.status else "") for p in up]

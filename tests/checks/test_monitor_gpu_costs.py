@@ -555,3 +555,21 @@ def test_a_daemon_that_could_not_bind_is_monitor_not_bound(tmp_path, procs, serv
     f = only(report, "monitor.not-bound")
     assert f.severity.value == "warning" and NOT_BOUND.severity == "warning" and why in f.problem[0]
     assert report.healthy == [] and squatter.paths == []
+
+
+def test_the_daemons_own_port_answering_without_this_workspace_is_not_its_monitor(tmp_path, procs, serve):
+    """Where the workspace has an id (its daemon names it in /health), an answer naming no workspace on the daemon's
+    port is something else's; without an id (a daemon from before ids) the plain rule stays."""
+    import json as _json
+
+    from healthkit.wsid import ensure_workspace_id
+
+    silent = serve(body=b'{"healthy": true}')
+    make_ws(tmp_path, config={"$schema": HEALTHKIT_SCHEMA_ID, "monitor_port": 0})
+    (tmp_path / "status").mkdir(exist_ok=True)
+    (tmp_path / "status" / "daemon_state.json").write_text(_json.dumps({"monitor_port": silent.port}))
+    _live_daemon(tmp_path, procs)
+    assert codes(run(tmp_path, "monitor")) == []
+    ensure_workspace_id(tmp_path)
+    f = only(run(tmp_path, "monitor"), "monitor.down")
+    assert f.data["kind"] == "other-workspace" and "names no workspace" in f.problem[0]
