@@ -16,7 +16,8 @@ from healthkit.core.workspace import Checkpoint, Workspace
 from ._common import ago, q
 
 PRUNE = FixRef("prune-checkpoints", "Delete the oldest checkpoints beyond the declared save_total_limit", "safe")
-PRUNE_UNSAFE = FixRef("prune-checkpoints", "Delete the oldest checkpoints, keeping the newest N (--keep N)", "unsafe")
+PRUNE_UNSAFE = FixRef("prune-checkpoints", "Delete the oldest checkpoints, keeping the newest N (--keep N)", "unsafe",
+                      args=("--keep", "N"))
 PRUNE_DEFAULT = FixRef("prune-checkpoints", "Delete the oldest checkpoints beyond the trainer's default limit", "unsafe")
 SET_LIMIT = FixRef("set-save-total-limit", "Add save_total_limit to config.json", "unsafe")
 DELETE_INCOMPLETE = FixRef("delete-incomplete-checkpoint", "Delete the incomplete checkpoint", "unsafe")
@@ -64,6 +65,7 @@ class LimitSource(str, Enum):
     RUN = "run"  # the run's own files (the Trainer's arguments, Lightning's ModelCheckpoint state): the user's own policy
     SETTINGS = "settings"  # healthkit.toml [retention]: the user's own policy
     TRAINER_DEFAULT = "trainer-default"  # our trainer's default, written nowhere: maybe not what they meant
+    INIT_DEFAULT = "init-default"  # the default `healthkit init` wrote into config.json, for a run it did not train
     NONE = "none"
 
 
@@ -78,10 +80,13 @@ def retention(ws: Workspace) -> Retention:
     """The retention limit and who declared it; limit None (source NONE) when nobody did."""
     key = ws.settings.config_keys.save_total_limit
     from_settings = ws.settings.retention.save_total_limit
+    marked = None
     if ws.config.is_object and key in ws.config.data:
         v = ws.config.data[key]
         if isinstance(v, int) and not isinstance(v, bool) and v >= 1:
-            return Retention(v, LimitSource.CONFIG, f"config.json `{key}`")
+            if not _written_by_init(ws, key, v):
+                return Retention(v, LimitSource.CONFIG, f"config.json `{key}`")
+            marked = v  # healthkit's default: the user's only once our trainer runs with it here (below)
         if v is None and not from_settings:
             return Retention(None, LimitSource.NONE, f"config.json sets `{key}` to null")
     if from_settings:
@@ -91,6 +96,11 @@ def retention(ws: Workspace) -> Retention:
         return Retention(run.limit, LimitSource.RUN, run.declared_by)
     if run is not None:
         return Retention(None, LimitSource.NONE, run.declared_by)  # it keeps every one, or its limit is not on disk
+    if marked is not None:
+        if _trained_by_us(ws):
+            return Retention(marked, LimitSource.CONFIG, f"config.json `{key}`, which our trainer runs with here")
+        return Retention(marked, LimitSource.INIT_DEFAULT,
+                         f"config.json `{key}` as `healthkit init` wrote it (its default, not declared by you)")
     if ws.settings.paths.config_schema == "healthkit" and ws.config.is_object:
         from healthkit.contract.configschema import default
 
@@ -100,6 +110,22 @@ def retention(ws: Workspace) -> Retention:
     if ws.format.name != "hf":
         return Retention(None, LimitSource.NONE, f"nothing the {ws.format.title} run wrote declares {ws.format.limit_word}")
     return Retention(None, LimitSource.NONE, f"config.json has no `{key}`")
+
+
+def _written_by_init(ws: Workspace, key: str, value: int) -> bool:
+    """Whether config.json's ``key`` still holds the default `healthkit init` recorded writing (healthkit.core.detect.DEFAULTS_KEY)."""
+    from healthkit.core.detect import DEFAULTS_KEY
+
+    marks = ws.config.data.get(DEFAULTS_KEY)
+    return isinstance(marks, dict) and key in marks and marks[key] == value
+
+
+def _trained_by_us(ws: Workspace) -> bool:
+    """Every checkpoint carries our trainer's marker (healthkit.contract.retry_checkpoints.MARK): the limit is the one it runs with here."""
+    from healthkit.contract.retry_checkpoints import MARK
+
+    ckpts = [c for c in ws.checkpoints if not c.is_file]
+    return bool(ckpts) and all(MARK in c.files for c in ckpts)
 
 
 def declared_limit(ws: Workspace) -> tuple[int | None, str]:
@@ -160,6 +186,8 @@ def _allowed(limit: int, ckpts: list[Checkpoint], best: Checkpoint | None) -> in
 
 def _limit_words(r: Retention) -> str:
     """'declared limit (3)' only when someone declared it; a default nobody wrote down is called what it is."""
+    if r.source is LimitSource.INIT_DEFAULT:
+        return f"default limit ({r.limit}; {r.declared_by})"
     if r.source is LimitSource.TRAINER_DEFAULT:
         return f"trainer's default limit ({r.limit}; nothing declares one in config.json or healthkit.toml)"
     return f"declared limit ({r.limit}, {r.declared_by})"
@@ -252,6 +280,12 @@ def _limit_unreadable(ws: Workspace) -> bool:
     return run is not None and run.limit is None and not run.keeps_all
 
 
+def _set_to_keep_all(ws: Workspace) -> bool:
+    """The run itself declared that it keeps every checkpoint (Lightning's save_top_k=-1): set, not left unset."""
+    run = ws.run.declared_retention() if ws.run is not None else None
+    return run is not None and run.keeps_all and ws.format.name != "hf"
+
+
 def no_retention_rule(ws: Workspace, v: _View) -> list[Finding]:
     """checkpoints.no-retention: nobody declared save_total_limit."""
     r = v.retention
@@ -262,7 +296,8 @@ def no_retention_rule(ws: Workspace, v: _View) -> list[Finding]:
         problem=([f"No {ws.format.limit_word} can be read: {r.declared_by}",
                   f"Unless the training script sets one, the {ws.format.title} run keeps every checkpoint it writes"]
                  if _limit_unreadable(ws) else
-                 [f"{ws.format.limit_word} is not configured: {r.declared_by}",
+                 [f"{ws.format.limit_word} is set to keep every checkpoint: {r.declared_by}"
+                  if _set_to_keep_all(ws) else f"{ws.format.limit_word} is not configured: {r.declared_by}",
                   f"The {ws.format.title} run keeps every checkpoint it writes"]),
         impact=["Checkpoints accumulate indefinitely", "Risk of running out of disk space on long training runs"],
         evidence=[_limit_evidence(ws, r)],
@@ -280,7 +315,7 @@ def _prune_ref(r: Retention) -> FixRef:
     """Safe only under a limit the user wrote down; a default nobody declared may not be what they meant."""
     if r.source in (LimitSource.CONFIG, LimitSource.SETTINGS, LimitSource.RUN):
         return PRUNE
-    return PRUNE_DEFAULT if r.source is LimitSource.TRAINER_DEFAULT else PRUNE_UNSAFE
+    return PRUNE_DEFAULT if r.source in (LimitSource.TRAINER_DEFAULT, LimitSource.INIT_DEFAULT) else PRUNE_UNSAFE
 
 
 def _bloat_problem(ws: Workspace, v: _View, keep: int, expected: int, allowed: int) -> list[str]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, Healthy, Severity, check
+from healthkit.contract.configschema import unknown_keys
 from healthkit.core.workspace import Workspace
 
 from ._common import q
@@ -26,7 +28,9 @@ NOT_LOCAL = CodeDoc(
     why="The trainer runs offline and downloads nothing: its start-up check refuses to start (exit 78). A trainer that "
         "did start would crash reaching for the network in the training child.",
     fix="Download the model once (e.g. `huggingface-cli download ORG/MODEL --local-dir models/base`) and set base_model "
-        "to that folder. No automatic fix: healthkit never downloads models or edits training settings.",
+        "to that folder. No automatic fix: healthkit never downloads models or edits training settings. While base_model "
+        "is still the placeholder folder `healthkit init` made (it holds only PUT_YOUR_MODEL_HERE.txt), the finding is a "
+        "warning that says so: a step not taken yet.",
 )
 
 
@@ -40,6 +44,32 @@ SEQ_TOO_LONG = CodeDoc(
     fix="Set max_seq_length to the model's positions or less (or use a model with more positions). No automatic fix: "
         "healthkit never changes training settings.",
 )
+
+
+UNKNOWN_KEY = CodeDoc(
+    "config.unknown-key", "warning", "config.json has a key the trainer does not know",
+    what="healthkit's training config (config.json of our trainer's workspace) has a top-level key that is not one of the "
+         "trainer's settings, such as a misspelling (`save_totl_limit`); the finding names the key it most likely meant. "
+         "More transformers TrainingArguments belong under `training_args`, where any name is allowed.",
+    why="The trainer ignores the key and uses the default of the setting that was meant: a limit, an interval or a rate "
+        "you believe is set is not (a misspelled `save_total_limit` keeps the default number of checkpoints).",
+    fix="Rename the key to the setting it was meant to be, or move a TrainingArguments name under `training_args`. "
+        "No automatic fix: healthkit never edits training settings. A warning, not config.invalid: the daemon still starts.",
+)
+
+
+def _unknown_key_finding(ws: Workspace, found: list[tuple[str, str | None]]) -> Finding:
+    lines = [f"`{k}`" + (f": did you mean `{m}`?" if m else ": not a setting of the trainer") for k, m in found]
+    return Finding(
+        code=UNKNOWN_KEY.code, severity=Severity.WARNING,
+        title=f"config.json has {len(found)} key{'s' if len(found) != 1 else ''} the trainer does not know",
+        problem=["The trainer ignores these keys of config.json:"] + lines,
+        impact=["A setting you believe is set is not: the trainer uses its default"],
+        evidence=[Evidence(f"jq -c 'keys' {q(ws, ws.config.path)}", json.dumps(sorted(ws.config.data), separators=(",", ":")))],
+        recommendations=[f"Rename `{k}` to `{m}`" for k, m in found if m]
+        + (["Move other transformers TrainingArguments under `training_args`"] if any(m is None for _, m in found) else []),
+        urgency="short-term", data={"keys": [{"key": k, "did_you_mean": m} for k, m in found]},
+    )
 
 
 def _seq_length_problem(ws: Workspace, data: object) -> Finding | None:
@@ -72,6 +102,8 @@ def _seq_length_problem(ws: Workspace, data: object) -> Finding | None:
 def _hub_id_problem(ws: Workspace, data: object) -> Finding | None:
     """A base_model that is neither a folder nor written as a path: what our trainer's preflight refuses (exit 78)."""
     value = data.get(ws.settings.config_keys.base_model) if isinstance(data, dict) else None
+    if isinstance(value, str) and value and ws.path(value).is_dir():
+        return _placeholder_problem(ws, value)
     if not isinstance(value, str) or not value or value.startswith(("/", ".", "~")):
         return None  # a missing path is said by the daemon's own start-up check; a path is not a hub id
     if ws.path(value).exists():
@@ -84,6 +116,27 @@ def _hub_id_problem(ws: Workspace, data: object) -> Finding | None:
         evidence=[Evidence(f"jq .{ws.settings.config_keys.base_model} {q(ws, ws.config.path)}", json.dumps(value))],
         recommendations=[f"Download {value} once into a folder of the workspace (e.g. models/base) and set base_model to it"],
         urgency="immediate", data={"base_model": value},
+    )
+
+
+def _placeholder_problem(ws: Workspace, value: str) -> Finding | None:
+    """The base_model folder is still the placeholder `healthkit init` made (a warning: a step not taken yet, not a
+    hub id); None for a folder with anything else in it."""
+    from healthkit.contract.modelinfo import PLACEHOLDER, placeholder_unfilled
+
+    folder = ws.path(value)
+    if not placeholder_unfilled(folder):
+        return None
+    return Finding(
+        code=NOT_LOCAL.code, severity=Severity.WARNING, title=f"base_model {value!r} is a placeholder not filled in yet",
+        problem=[f"`{value}/` is the folder `healthkit init` made for the base model: it holds only {PLACEHOLDER}, no model",
+                 "`healthkit daemon start` refuses to start until a model is there (exit 78)"],
+        impact=["Nothing can train yet; queued files wait"],
+        evidence=[Evidence(f"ls {q(ws, folder)}", "\n".join(sorted(os.listdir(folder))))],
+        recommendations=[f"Put the base model in {folder}/ (e.g. `huggingface-cli download ORG/MODEL --local-dir "
+                         f"{q(ws, folder)}`), or set base_model to a model's folder; `healthkit init --tiny-model` "
+                         "puts a tiny model there to try everything on a CPU"],
+        urgency="short-term", data={"base_model": value, "placeholder": True},
     )
 
 
@@ -148,7 +201,7 @@ def _config_required(ws: Workspace) -> bool:
     return ws.settings.run.config_required or ws.settings.paths.config_schema != "none"
 
 
-@check("config", title="Training config", codes=[INVALID, NOT_LOCAL, SEQ_TOO_LONG], tags=["config"])
+@check("config", title="Training config", codes=[INVALID, NOT_LOCAL, SEQ_TOO_LONG, UNKNOWN_KEY], tags=["config"])
 def config_check(ws: Workspace) -> CheckOutput:
     cfg = ws.config
     if cfg.problem is not None and cfg.problem.kind == "missing" and not _config_required(ws):
@@ -160,12 +213,15 @@ def config_check(ws: Workspace) -> CheckOutput:
         errors = _schema_errors(ws, cfg.data)
     except (OSError, ValueError) as exc:
         return CheckOutput(unknown=f"the config schema {ws.settings.paths.config_schema} could not be loaded: {exc}")
+    ours = ws.settings.paths.config_schema == "healthkit"
+    unknown = unknown_keys(cfg.data) if ours else []  # healthkit.contract.configschema: the trainer's start says the same
+    warned = [_unknown_key_finding(ws, unknown)] if unknown else []
     if errors:
-        return CheckOutput(findings=[_violations(errors)])
-    hub = _hub_id_problem(ws, cfg.data) if ws.settings.paths.config_schema == "healthkit" else None
+        return CheckOutput(findings=[_violations(errors)] + warned)
+    hub = _hub_id_problem(ws, cfg.data) if ours else None
     if hub is not None:
-        return CheckOutput(findings=[hub])
-    too_long = _seq_length_problem(ws, cfg.data) if ws.settings.paths.config_schema == "healthkit" else None
+        return CheckOutput(findings=[hub] + warned)
+    too_long = _seq_length_problem(ws, cfg.data) if ours else None
     if too_long is not None:
-        return CheckOutput(findings=[too_long])
-    return CheckOutput(healthy=[Healthy("Config is valid", [_valid_detail(ws)])])
+        return CheckOutput(findings=[too_long] + warned)
+    return CheckOutput(findings=warned, healthy=[] if warned else [Healthy("Config is valid", [_valid_detail(ws)])])

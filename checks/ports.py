@@ -13,6 +13,8 @@ from typing import Callable
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, Healthy, Severity, check
 from healthkit.core.workspace import Workspace
 
+from ._common import q
+
 DOWN = CodeDoc(
     "monitor.down", "warning", "A configured monitor port does not answer",
     what="A monitor port the workspace declares (healthkit.toml [monitor] ports, or the trainer daemon's port: config.json "
@@ -21,6 +23,17 @@ DOWN = CodeDoc(
          "[monitor] tcp_ports are only tested for a TCP connection.",
     why="Dashboards and health probes that rely on it see nothing; people think the run is unobserved or dead.",
     fix="Start the daemon (which serves the monitor), or correct the port in the settings.",
+)
+
+
+NOT_BOUND = CodeDoc(
+    "monitor.not-bound", "warning", "The daemon runs without its monitor",
+    what="The trainer daemon runs, but its HTTP monitor could bind neither its configured port nor any free one: "
+         "status/daemon_state.json records `monitor_error` and no `monitor_port`.",
+    why="Nothing serves /health, /metrics or the live page for this workspace: probes and dashboards see nothing, and a "
+        "monitor on the configured port, if one answers, belongs to something else.",
+    fix="Read `monitor_error` in status/daemon_state.json (or logs/daemon.log), free or change `monitor_port` in "
+        "config.json, and restart the daemon.",
 )
 
 
@@ -127,11 +140,12 @@ def probe_http(host: str, port: int, path: str, timeout: float) -> Probe:
             return Probe(port, "no-answer", f"connected, but no answer within {timeout:g}s")
         except OSError as exc:
             return Probe(port, "no-answer", f"connected, then {exc.strerror or exc}")
-        if b" 2" not in data[:13] and b" 3" not in data[:13]:  # an error's body says why: read what comes in time
-            try:
-                data = _read_until(conn, deadline, lambda d: False, data)
-            except OSError:
-                pass
+        # The body: an error's says why, a /health answer may name its workspace. Read what comes in time, up to the
+        # Content-Length the answer declares (a server that keeps the connection open is not waited on past it).
+        try:
+            data = _read_until(conn, deadline, _body_complete, data)
+        except OSError:
+            pass
     head, _, body = data.partition(b"\r\n\r\n")
     parts = head.split(b"\r\n", 1)[0].split()
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
@@ -140,7 +154,18 @@ def probe_http(host: str, port: int, path: str, timeout: float) -> Probe:
     code = int(parts[1])
     if code >= 400:
         return Probe(port, "error-status", f"HTTP {code}", code, body[:200].decode("utf-8", "replace").strip())
-    return Probe(port, "up", f"HTTP {code}", code)
+    return Probe(port, "up", f"HTTP {code}", code, body[:2048].decode("utf-8", "replace").strip())
+
+
+def _body_complete(data: bytes) -> bool:
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length" and value.strip().isdigit():
+            return len(body) >= int(value.strip())
+    return False  # no length: read until the server closes (HTTP/1.0, Connection: close) or the deadline
 
 
 # Per kind: title, problem, root cause, recommendation. {host} {port} {path} {timeout} {detail} are filled in.
@@ -156,6 +181,12 @@ _KINDS = {
                   "The server process is alive but hung: a deadlocked or blocked request handler (the classic hung monitor)",
                   "Find the process that owns the port (`ss -ltnp 'sport = :{port}'`), look at its threads "
                   "(`py-spy dump --pid PID`) and restart it"),
+    "other-workspace": ("Port {port} answers for another workspace's monitor",
+                        "`GET {path}` on {host}:{port}: {detail}",
+                        "Two workspaces are configured with the same port: another daemon holds it, and this workspace's "
+                        "monitor is elsewhere or not running",
+                        "Give each workspace its own `monitor_port` (or null for any free one) and restart this daemon; "
+                        "the port it bound is `monitor_port` in status/daemon_state.json"),
     "error-status": ("Monitor on port {port} answers with an error ({detail})", "`GET {path}` on {host}:{port} answered {detail}",
                      "The monitor runs and reports a problem: its answer says which",
                      "Read the answer (below) and act on what it reports"),
@@ -164,7 +195,7 @@ _KINDS = {
 
 def _curl_observed(p: Probe, host: str, timeout: float) -> str:
     """What `curl -sS -m T -w '\\nHTTP %{http_code}' URL` prints in each case."""
-    if p.kind == "error-status":
+    if p.kind in ("error-status", "other-workspace"):
         return f"{p.body}\nHTTP {p.status}".lstrip("\n")
     if p.kind == "refused":
         err = f"curl: (7) Failed to connect to {host} port {p.port}: Connection refused"
@@ -177,6 +208,37 @@ def _curl_observed(p: Probe, host: str, timeout: float) -> str:
     else:
         err = f"curl: (7) Failed to connect to {host} port {p.port}: {p.detail}"
     return f"{err}\nHTTP 000"
+
+
+def named_workspace(p: Probe) -> str | None:
+    """The workspace id an HTTP answer's JSON body names (our daemon's `/health`), or None when it names none."""
+    if p.status is None or not p.body.startswith("{"):
+        return None
+    try:
+        answer = json.loads(p.body)
+    except ValueError:
+        return None
+    named = answer.get("workspace") if isinstance(answer, dict) else None
+    return named if isinstance(named, str) and named else None
+
+
+def _attributed(p: Probe, own_id: str | None, daemons_own: bool = False) -> Probe:
+    """A monitor answering for another workspace is not this workspace's monitor (two daemons configured with one port:
+    the second could not bind it). One that names no workspace (a monitor listed by hand) keeps the plain rule, except
+    on the daemon's own port of a workspace that has an id: our daemon names it there, so a silent answer is another's."""
+    named = named_workspace(p)
+    if named is None and daemons_own and own_id and p.status is not None:
+        return Probe(p.port, "other-workspace", f"its answer names no workspace; this workspace's daemon names {own_id}",
+                     p.status, p.body)
+    if named is None or named == own_id:
+        return p
+    try:
+        where = json.loads(p.body).get("workspace_path")
+    except (ValueError, AttributeError):
+        where = None
+    path = f" at {where}" if isinstance(where, str) and where else ""
+    mine = f"this workspace's id is {own_id}" if own_id else "this workspace has no id (.healthkit-id): its daemon never published one"
+    return Probe(p.port, "other-workspace", f"it answers for workspace {named}{path}; {mine}", p.status, p.body)
 
 
 def _finding(ws: Workspace, p: Probe, tcp: bool) -> Finding:
@@ -229,20 +291,48 @@ def _own_health_answer(p: Probe) -> Probe:
     return Probe(p.port, "up", f"HTTP 503, reports the daemon unhealthy: {answer.get('reason') or 'no reason given'}", p.status)
 
 
-@check("monitor", title="Monitor endpoints", codes=[DOWN], tags=["process"])
+def _not_bound(ws: Workspace) -> Finding | None:
+    """monitor.not-bound: the running daemon recorded that its monitor could not bind (trainer/daemon.py)."""
+    st = ws.daemon_state
+    if not st.is_object or st.data.get("monitor_port") or not st.data.get("monitor_error"):
+        return None
+    why = str(st.data.get("monitor_error"))
+    return Finding(
+        code=NOT_BOUND.code, severity=Severity.WARNING, title="The daemon runs without its monitor",
+        problem=[f"The daemon could not bind its monitor: {why}"],
+        impact=["Nothing serves /health, /metrics or the live page for this workspace"],
+        evidence=[Evidence(f"jq '.monitor_port, .monitor_error' {q(ws, ws.path(ws.settings.paths.daemon_state))}",
+                           f"null\n{json.dumps(why)}")],
+        root_cause=["Another process holds the configured port, and no free port could be bound either"],
+        recommendations=["Free the port or change `monitor_port` in config.json, then restart the daemon"],
+        urgency="short-term", data={"error": why},
+    )
+
+
+@check("monitor", title="Monitor endpoints", codes=[DOWN, NOT_BOUND], tags=["process"])
 def monitor_check(ws: Workspace) -> CheckOutput:
     ps, daemons_own = ports(ws)
     tcp = list(ws.settings.monitor.tcp_ports)
+    alive = _daemon_alive(ws) if daemons_own or ws.settings.paths.config_schema == "healthkit" else False
+    unbound = _not_bound(ws) if alive else None
+    if unbound is not None and daemons_own:
+        ps = []  # the port config.json names is not this daemon's: whatever answers there is something else
+        if not tcp:
+            return CheckOutput(findings=[unbound])
     if not ps and not tcp:
-        return CheckOutput(notes=["no monitor port configured"])
-    if daemons_own and not _daemon_alive(ws):
+        return CheckOutput(findings=[unbound] if unbound else [], notes=["no monitor port configured"])
+    if daemons_own and not alive:
         if not tcp:
             return CheckOutput(notes=[f"the daemon is not running, so its monitor (port {ps[0]}) is not expected to answer"])
         ps = []
     probes = _probe_all(ws, ps, tcp)
     if daemons_own:
         probes = [_own_health_answer(p) for p in probes]
-    findings = [_finding(ws, p, i >= len(ps)) for i, p in enumerate(probes) if p.kind != "up"]
+    from healthkit.contract.wsid import read_workspace_id
+
+    own_id = read_workspace_id(ws.base)
+    probes = [_attributed(p, own_id, daemons_own) if i < len(ps) else p for i, p in enumerate(probes)]
+    findings = ([unbound] if unbound else []) + [_finding(ws, p, i >= len(ps)) for i, p in enumerate(probes) if p.kind != "up"]
     up = [p for p in probes if p.kind == "up"]
     details = [f"Port {p.port} answers" + (f" ({p.detail} on {ws.settings.monitor.path})" if p.status else "") for p in up]
     healthy = [Healthy("Web monitors running", details)] if up else []

@@ -261,6 +261,14 @@ def _missing_key(ws: Workspace, seen: _Seen) -> Finding | None:
     )
 
 
+def _history_evaluated_lately(seen: _Seen) -> bool:
+    """The run's own history holds a validation loss within the last two intervals (the rule the history is judged by):
+    a status file that reads null since a restart (a writer that starts its status afresh) is no proof of anything."""
+    if not seen.evals or not seen.es or seen.steps_done is None:
+        return False
+    return seen.steps_done < seen.evals[-1][0] + 2 * seen.es and math.isfinite(seen.evals[-1][1])
+
+
 def _null_in_status(ws: Workspace, seen: _Seen) -> Finding:
     """validation.not-running: the status file shows a null validation loss after evaluation was due."""
     st = ws.status
@@ -313,7 +321,7 @@ def _from_status(ws: Workspace, seen: _Seen) -> tuple[list[Finding], list[Health
         found = _missing_key(ws, seen)
         return ([found] if found else []), []
     if val is None:
-        return ([_null_in_status(ws, seen)] if seen.due else []), []
+        return ([_null_in_status(ws, seen)] if seen.due and not _history_evaluated_lately(seen) else []), []
     v = number(val)
     if v is None:
         return [], []
@@ -426,7 +434,10 @@ def validation_check(ws: Workspace) -> CheckOutput:
     findings += [over] if over else []
     if not ws.status.exists and not seen.evals and not seen.train:
         if rec is not None and rec.missing_extra:
-            return CheckOutput(notes=notes + [f"validation is not judged: the loss history is in files only `{rec.missing_extra}` reads"],
-                               facts=facts)
-        return CheckOutput(notes=notes + ["no status file and no loss history: nothing to judge validation by"], facts=facts)
+            why = f"the loss history is in files only `{rec.missing_extra}` reads"
+            return CheckOutput(notes=notes + [f"validation is not judged: {why}"],
+                               facts={**facts, "not_judged": {"Validation loss": why}})
+        looked = f" ({rec.label})" if rec is not None and rec.label else ""
+        why = f"no status file and no loss history{looked}: nothing to judge validation by"
+        return CheckOutput(notes=notes + [why], facts={**facts, "not_judged": {"Validation loss": why}})
     return CheckOutput(findings=findings, healthy=healthy, facts=facts, notes=notes)

@@ -77,8 +77,9 @@ def audit(
 ) -> None:
     """Inspect training workspaces and report what is wrong, with evidence you can re-run.
 
-    Several workspaces: each gets its report (with a folder --output: its history in DIR/<name>/ and a
-    fleet page DIR/index.html); --format prom writes one textfile for all; the exit code is the worst verdict.
+    Several workspaces: each gets its report (with a folder --output: its history in DIR/<name>-<hash>/ and a
+    fleet page DIR/index.html); --format prom writes one textfile for all (with a folder --output:
+    DIR/healthkit.prom); the exit code is the worst verdict.
     """
     from healthkit.core.api import audit as run_audit
     from healthkit.reporting.output import report_format, write_report, write_stdout
@@ -149,11 +150,24 @@ def _audit_many(paths: list[Path], fmt: str, output: Optional[Path], textfile: O
         raise typer.Exit(3)
     if text is not None:
         write_stdout(text)
-    for p in written:
-        err(f"wrote {p}")
+    _say_written(written, output)
     for a in audited:
         err(f"{a.path}: {a.report.summary_line()}")
     raise typer.Exit(worst_exit(audited, fail_level))
+
+
+def _say_written(written: list[Path], folder: Optional[Path]) -> None:
+    """A few files by name; a fleet's many (every workspace's history) as one line that says where they are."""
+    if len(written) <= 4 or folder is None:
+        for p in written:
+            err(f"wrote {p}")
+        return
+    named = [p for p in written if p.parent == folder.expanduser().absolute() or p.parent == folder]
+    for p in named:
+        err(f"wrote {p}")
+    rest = len(written) - len(named)
+    if rest:
+        err(f"wrote {rest} more file(s): each workspace's reports in {folder}/<name>-<hash>/")
 
 
 @app.command()
@@ -371,8 +385,7 @@ def _heal_many(paths: list[Path], output: Path, keep: Optional[int], textfile: O
     except OSError as exc:
         err(f"healthkit: cannot write the fleet page or textfile: {exc.strerror or exc} ({getattr(exc, 'filename', None) or output})")
         raise typer.Exit(3)
-    for p in done.written:
-        err(f"wrote {p}")
+    _say_written(done.written, output)
     for a in done.audited:
         if a.path in done.runs:
             _report_run(done.runs[a.path], prefix=f"{a.path}: ")
@@ -383,19 +396,45 @@ def _heal_many(paths: list[Path], output: Path, keep: Optional[int], textfile: O
     raise typer.Exit(done.exit_code)
 
 
-@app.command("checks")
-def list_checks() -> None:
-    """List the registered checks and the finding codes each can report."""
-    from healthkit.reporting.output import write_stdout
-    from healthkit.core.registry import default_registry
+WorkspaceOpt = Annotated[Optional[Path], typer.Option(
+    "--workspace", "-w", help="also load this workspace's plugins ([checks] plugins), under the trust rules")]
 
-    reg = default_registry()
+
+def _registry_for(workspace: Optional[Path]):
+    """The registry `checks` and `explain` read: the built-ins, plus a trusted workspace's own plugins."""
+    from healthkit.core.registry import default_registry
+    from healthkit.core.workspace import WorkspaceError
+
+    if workspace is None:
+        return default_registry()
+    from healthkit.core.workspace import Workspace
+
+    try:
+        ws = Workspace.open(workspace)
+    except WorkspaceError as exc:
+        err(f"healthkit: {exc}")
+        raise typer.Exit(EXIT_USAGE)
+    if not ws.trust.trusted:
+        err(f"healthkit: {ws.base} is not trusted, so its plugins are not loaded: {'; '.join(ws.trust.problems) or 'see `healthkit audit`'}"
+            " (`healthkit trust PATH`, docs/security.md); the built-in checks follow")
+        return default_registry()
+    return default_registry(ws.settings.checks.plugins, ws.base)
+
+
+@app.command("checks")
+def list_checks(workspace: WorkspaceOpt = None) -> None:
+    """List the registered checks and the finding codes each can report (with --workspace, its plugins' too)."""
+    from healthkit.reporting.output import write_stdout
+
+    reg = _registry_for(workspace)
+    rows = [(c, d) for c in reg.sorted() for d in c.codes]
+    width = max([len(d.code) for _, d in rows] + [28])
     lines = []
     for c in reg.sorted():
         tags = f" [{', '.join(c.tags)}]" if c.tags else ""
         lines.append(f"{c.id}: {c.title}{tags}  ({c.source})")
         for d in c.codes:
-            lines.append(f"  {d.code:<28} {d.severity:<8} {d.title}")
+            lines.append(f"  {d.code:<{width}} {d.severity:<8} {d.title}")
     for e in reg.errors:
         lines.append(f"! {e.source}: {e.message}")
     write_stdout("\n".join(lines) + "\n")
@@ -404,15 +443,17 @@ def list_checks() -> None:
 
 
 @app.command()
-def explain(code: Annotated[str, typer.Argument(help="finding code, e.g. daemon.dead")]) -> None:
-    """Say what a finding code means, why it matters and how it is fixed."""
-    from healthkit.reporting.output import write_stdout
-    from healthkit.core.registry import default_registry
+def explain(code: Annotated[str, typer.Argument(help="finding code, e.g. daemon.dead")], workspace: WorkspaceOpt = None) -> None:
+    """Say what a finding code means, why it matters and how it is fixed (with --workspace, its plugins' codes too)."""
+    import difflib
 
-    docs = default_registry().code_docs()
+    from healthkit.reporting.output import write_stdout
+
+    docs = _registry_for(workspace).code_docs()
     if code not in docs:
-        close = [c for c in docs if code.split(".")[0] in c]
-        err(f"unknown finding code {code!r}" + (f"; did you mean: {', '.join(close)}" if close else "; see `healthkit checks`"))
+        close = difflib.get_close_matches(code, list(docs), n=3, cutoff=0.6)
+        hint = "; see `healthkit checks`" + ("" if workspace else " (a plugin's code: add --workspace WS)")
+        err(f"unknown finding code {code!r}" + (f"; did you mean: {', '.join(close)}" if close else hint))
         raise typer.Exit(EXIT_USAGE)
     write_stdout(docs[code].render() + "\n")
 
@@ -523,11 +564,13 @@ def queue_add(
 def queue_retry(
     path: Annotated[Path, typer.Argument(help="workspace folder")],
     name: Annotated[str, typer.Argument(help="the file's name in queue/failed/")],
+    force: Annotated[bool, typer.Option("--force", help="retry it even though the daemon would fail it again")] = False,
 ) -> None:
-    """Put a failed file back in the queue: it resumes from its newest complete checkpoint (kept since it failed)."""
+    """Put a failed file back in the queue, after checking every line as `queue add` does (exit 65 for a file the daemon
+    would fail again): it resumes from its newest complete checkpoint (kept since it failed)."""
     from healthkit.trainer.commands import queue_retry as retry
 
-    raise typer.Exit(retry(path, name))
+    raise typer.Exit(retry(path, name, force=force))
 
 
 @queue_app.command("list")
@@ -545,7 +588,7 @@ def queue_list(
 def init_cmd(
     path: PathArg = Path("."),
     tiny_model: Annotated[bool, typer.Option("--tiny-model", help="add a random-init model and tokenizer: a full run on a CPU, offline")] = False,
-    force: Annotated[bool, typer.Option("--force", help="rewrite config.json and README.md (with --detect: replace healthkit.toml)")] = False,
+    force: Annotated[bool, typer.Option("--force", help="rebuild the --tiny-model model (never replaces config.json or README.md; with --detect: replace healthkit.toml)")] = False,
     detect: Annotated[bool, typer.Option("--detect", help="an existing setup: write healthkit.toml from what is detected, each setting with its evidence")] = False,
     print_: Annotated[bool, typer.Option("--print", help="with --detect: print healthkit.toml instead of writing it")] = False,
 ) -> None:

@@ -137,6 +137,18 @@ def _audit(config: pytest.Config, ws: Path) -> "tuple[Report | None, str | None]
         return None, f"healthkit cannot audit {ws}: {exc}"
 
 
+def _nodeid(config: pytest.Config, name: str) -> str:
+    """The workspace node's id, such that pytest shows it as ``name`` from where it was invoked.
+
+    pytest reads a node id as a path under its rootdir and prints it relative to the invocation folder: run from a
+    folder below the rootdir, a bare `healthkit:/ws` printed as `../healthkit:/ws`. The id carries the way from the
+    rootdir to the invocation folder, which pytest then takes off again."""
+    import os
+
+    rel = os.path.relpath(config.invocation_params.dir, config.rootpath)
+    return name if rel == "." or rel.startswith("..") else f"{Path(rel).as_posix()}/{name}"
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """Add the checks before -k/-m deselection runs, so `-k daemon` selects a check like any test.
@@ -148,8 +160,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     for raw in config.getoption("healthkit", default=None) or []:
         ws = Path(raw).expanduser().absolute()
         report, failure = _audit(config, ws)
-        node = HealthkitWorkspace.from_parent(session, name=f"healthkit:{raw}", nodeid=f"healthkit:{raw}", workspace=ws,
-                                              path=ws, report=report, failure=failure)
+        node = HealthkitWorkspace.from_parent(session, name=f"healthkit:{raw}", nodeid=_nodeid(config, f"healthkit:{raw}"),
+                                              workspace=ws, path=ws, report=report, failure=failure)
         rep = collect_one_node(node)
         node.ihook.pytest_collectreport(report=rep)
         items.extend(x for x in rep.result if isinstance(x, pytest.Item))

@@ -177,5 +177,6 @@ def test_status_text_units():
 
     assert [duration(x) for x in (None, -1, 12.4, 250, 7500)] == [None, None, "12s", "4m 10s", "2h 05m"]
     assert [number(x) for x in (None, "x", True, 4.900209045410156, float("nan"))] == [None, None, None, "4.9", "nan"]
-    assert daemon_line(False, None, {}) == "daemon: not running"
+    assert daemon_line(False, None, {}) == "daemon: not running (none has run here: no status/daemon_state.json)"
+    assert daemon_line(False, None, {"state": "stopped"}) == "daemon: not running (last state stopped)"
     assert daemon_line(True, 12, {"state": "running", "restarts": 0}) == "daemon: running (PID 12)"

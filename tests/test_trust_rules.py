@@ -127,3 +127,19 @@ def test_folders_made_in_another_users_workspace_are_hers_and_never_follow_a_lin
         import shutil
 
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_a_plugin_that_cannot_be_found_is_a_load_error_not_a_trust_problem(ws: Path) -> None:
+    """Issue 31 item 5: a misspelled plugin path is exit 3 with 'no such plugin file', as a syntax error is; no
+    trust.untrusted with 'owner ?, mode ?' and advice to chown a file that does not exist."""
+    import json
+
+    from .conftest import run_cli
+
+    (ws / "healthkit.toml").write_text('[checks]\nplugins = ["missing_plugin.py"]\n')
+    assert verdict(ws).trusted
+    r = run_cli("audit", str(ws), "--format", "json")
+    rep = json.loads(r.stdout)
+    assert r.returncode == 3, r
+    assert "trust.untrusted" not in [f["code"] for f in rep["findings"]]
+    assert "no such plugin file" in json.dumps(rep["load_errors"]) and "missing_plugin.py" in json.dumps(rep["load_errors"])

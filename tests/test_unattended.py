@@ -241,3 +241,65 @@ def test_only_changes_are_told_an_open_critical_again_after_repeat_seconds_and_a
     msg = rx.got[2]["message"]
     assert "Resolved:" in msg and "config.invalid" in msg and "Verdict: OK" in msg, msg
     assert rx.paths == [f"/hook/{TOKEN_A}"] * 3
+    # Apprise's type follows severity (ntfy, Slack and e-mail priority read it): CRITICAL is failure, resolved success
+    assert [m["type"] for m in rx.got] == ["failure", "failure", "success"]
+
+
+def test_the_notify_type_is_the_worst_of_the_message() -> None:
+    from healthkit.scheduled.notify import Event, notify_type
+
+    def ev(kind: str, severity: str) -> Event:
+        return Event(kind, "x.y", severity, "t", "todo", kind + severity)
+
+    assert notify_type([ev("healed", "warning"), ev("resolved", "critical")]) == "success"
+    assert notify_type([ev("healed", "warning"), ev("new", "warning")]) == "warning"
+    assert notify_type([ev("new", "warning"), ev("reminder", "critical"), ev("resolved", "warning")]) == "failure"
+    assert notify_type([ev("stopped", "info")]) == "info"
+    assert notify_type([{"kind": "new", "severity": "critical"}]) == "failure"  # a pending line sent again
+
+
+def test_a_catch_up_message_states_the_verdict_its_run_ends_with(tmp_path: Path) -> None:
+    """Issue 31 item 8: the run that delivers what a channel missed clears notify.failed; its message must not say
+    WARNING (the failed delivery it is itself repairing) while the run ends OK."""
+    port = free_port()
+    ws = workspace(tmp_path, "[notify]\ntimeout_seconds = 2\n")
+    reports = tmp_path / "reports"
+    env = {"HEALTHKIT_NOTIFY_URLS": f"json://127.0.0.1:{port}/hook/{TOKEN_A}"}
+    scheduled(ws, reports, env=env)  # config.json missing (CRITICAL), nobody listens: notify.failed
+    assert "notify.failed" in codes(latest(reports))
+    (ws / "healthkit.toml").write_text('[paths]\nconfig_schema = "none"\n\n[notify]\ntimeout_seconds = 2\n')
+    (ws / "config.json").write_text("{}")
+    rx = JsonReceiver(port)
+    try:
+        r = scheduled(ws, reports, env=env)
+    finally:
+        rx.close()
+    assert r.returncode == 0 and latest(reports)["status"] == "ok", r.stdout
+    (msg,) = rx.got
+    assert "Verdict: OK" in msg["message"] and "Not delivered earlier" in msg["message"], msg["message"]
+    assert msg["title"].startswith("healthkit OK:"), msg["title"]
+
+
+def test_a_persons_fix_reaudits_after_clearing_the_heal_state(tmp_path: Path) -> None:
+    """Issue 31 item 8: `fix --safe` by a person clears the scheduled job's backoff; its re-audit must not print
+    heal.held-back as still open, nor its exit code count a give-up it has just cleared."""
+    ws = workspace(tmp_path, "[heal]\nbackoff_seconds = 3600\n")
+    reports = tmp_path / "reports"
+    malformed_pid(ws)
+    scheduled(ws, reports)
+    malformed_pid(ws)
+    scheduled(ws, reports)
+    assert "heal.held-back" in codes(latest(reports))
+    malformed_pid(ws)
+    r = hk("fix", str(ws), "--safe")
+    assert "applied  remove-malformed-pid-file" in r.stdout, r.stdout
+    assert "still open  heal.held-back" not in r.stdout and "resolved    heal.held-back" in r.stdout, r.stdout
+    # With nothing to apply, clearing the state is still a change the re-audit sees.
+    malformed_pid(ws)
+    scheduled(ws, reports)
+    malformed_pid(ws)
+    scheduled(ws, reports)
+    assert "heal.held-back" in codes(latest(reports))
+    (ws / ".daemon.pid").unlink()
+    r = hk("fix", str(ws), "--safe", "--only", "heal")
+    assert "resolved    heal.held-back" in r.stdout, r.stdout

@@ -168,11 +168,27 @@ class HealthCallback(TrainerCallback):
                 state.global_step, ", ".join(f"{k} {c['checkpoint']} -> {c['config']}" for k, c in changed.items()))
         self.status["settings_on_resume"] = changed or None
 
+    def _carry_losses(self, state: Any) -> None:
+        """A resumed run's status starts from the last losses its restored log_history holds (with their steps): after a
+        stop and start, or a supervisor's restart, the status must not read `val_loss: null` until the next evaluation."""
+        s = self.status
+        for entry in reversed(getattr(state, "log_history", None) or []):
+            step = entry.get("step")
+            if s["val_loss"] is None and _finite(entry.get("eval_loss")):
+                s["val_loss"], s["val_loss_step"] = float(entry["eval_loss"]), step
+            if s["loss"] is None and _finite(entry.get("loss")):
+                s["loss"], s["loss_step"] = float(entry["loss"]), step
+            if s["val_loss"] is not None and s["loss"] is not None:
+                break
+        if s["val_loss"] is not None and s["loss"] is not None:
+            s["val_train_gap"] = round(s["val_loss"] - s["loss"], 6)
+
     def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         t0 = time.perf_counter()
         self._t0 = t0
         if state.global_step > 0:
             self._apply_config_on_resume(args, state)
+            self._carry_losses(state)
         self._first_step = state.global_step
         self.status.update(step=state.global_step, total_steps=state.max_steps, state="training")
         self._write_status(force=True)
@@ -292,3 +308,9 @@ class HealthCallback(TrainerCallback):
         atomic_write(self.layout.status, json.dumps(self.status, sort_keys=True) + "\n")
         write_costs(self.layout.monitoring_costs, self.costs, self.status.get("step") or 0, self.train_time_s())
         self.bg.close()
+
+
+def _finite(v: Any) -> bool:
+    import math
+
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

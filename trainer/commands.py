@@ -53,6 +53,9 @@ def start(path: Path, supervise: bool = False, foreground: bool = False) -> int:
     except NoAccount as exc:
         _err(f"healthkit: {exc}")
         return 1
+    refused = _refused_before_writing(lay)
+    if refused is not None:
+        return refused
     if foreground:
         pid = running_daemon(lay)
         if pid:
@@ -86,6 +89,30 @@ def start(path: Path, supervise: bool = False, foreground: bool = False) -> int:
          + (f"; adopted training PID {st.get('child_pid')}" if st.get("adopted") else "")
          + (f"; monitor http://127.0.0.1:{port}/health" if port else ""))
     return 0
+
+
+def _refused_before_writing(lay: Layout) -> int | None:
+    """Exit 78 with the reasons, before a byte is written, when the start-up checks refuse a folder no daemon of ours ran
+    in and no `healthkit init` made (a Lightning or plain Trainer run): a daemon spawned there would leave status/ and
+    logs/ behind, and the next audit would take the folder for a broken workspace of ours. In our own workspace the
+    daemon itself refuses and records why (the audit's `daemon.not-running` says so)."""
+    from healthkit.system.shellcmd import command
+
+    from .scaffold import _config_is_ours
+    from .preflight import describe, run_preflight
+
+    if lay.daemon_state.exists() or _config_is_ours(lay.config):
+        return None
+    pf = run_preflight(lay)
+    if pf.ok:
+        return None
+    _err(f"healthkit daemon: cannot start in {lay.base}:\n{describe(pf)}\n"
+         "nothing was written (this folder is not a workspace of the healthkit trainer: "
+         f"`{command('healthkit', 'init', str(lay.base))}` makes one in an empty folder; "
+         f"`{command('healthkit', 'audit', str(lay.base))}` audits an existing run as it is)")
+    from .layout import EXIT_CONFIG
+
+    return EXIT_CONFIG
 
 
 def stop(path: Path, wait_s: float = 120.0, reason: str | None = None) -> int:
@@ -199,6 +226,10 @@ def _config_for_checks(lay: Layout) -> tuple[object, int | None]:
     if problem:
         _err(f"healthkit: {problem}; nothing was queued (`healthkit daemon start` refuses this config too)")
         return None, EXIT_CONFIG
+    from healthkit.contract.configschema import unknown_key_lines
+
+    for line in unknown_key_lines(dict(cfg.model_extra or {})):
+        _err(f"WARNING: {line}")
     return cfg, None
 
 
@@ -224,6 +255,7 @@ def queue_add(path: Path, files: list[Path], priority: int | None = None, move: 
         for line in chk.report():
             _out(line)
         why = chk.failure()
+        why = why.removeprefix(f"{f.name}: ") if why else why  # the message names the file once
         if why and not force:
             _err(f"healthkit: refused {f.name}: the daemon would fail it: {why}. Nothing was queued "
                  "(--force queues it anyway)")
@@ -241,13 +273,35 @@ def queue_add(path: Path, files: list[Path], priority: int | None = None, move: 
     return rc
 
 
-def queue_retry(path: Path, name: str) -> int:
-    """Put a failed file back in the queue; say from which step it will resume."""
+def queue_retry(path: Path, name: str, force: bool = False) -> int:
+    """Put a failed file back in the queue, after checking every line as `queue add` does (65 for a file the daemon
+    would fail again, unless ``force``); say from which step it will resume."""
     from healthkit.contract.retry_checkpoints import kept_for, retry_point
+    from healthkit.system.shellcmd import command
+
+    from .datacheck import check_file
+    from .layout import EXIT_DATA
 
     lay = _workspace(path)
     if lay is None:
         return EXIT_USAGE
+    src = lay.failed / Path(name).name
+    if src.is_file():
+        cfg, refused = _config_for_checks(lay)
+        if cfg is None:
+            return refused or 1
+        chk = check_file(lay, cfg, src)  # type: ignore[arg-type]
+        for line in chk.report():
+            _out(line)
+        why = chk.failure()
+        why = why.removeprefix(f"{src.name}: ") if why else why
+        if why and not force:
+            _err(f"healthkit: not retried: the daemon would fail {src.name} again: {why}. It stays in failed/ "
+                 f"(fix the file, or `{command('healthkit', 'queue', 'retry', lay.base, src.name, '--force')}` "
+                 "retries it anyway)")
+            return EXIT_DATA
+        if why:
+            _err(f"WARNING: retried with --force although the daemon will fail it again: {why}")
     try:
         dest = q.retry(lay, Path(name).name)
     except (q.RetryError, OSError) as exc:
@@ -263,7 +317,7 @@ def queue_retry(path: Path, name: str) -> int:
     else:
         _out("it starts from the beginning: no complete checkpoint of it was kept")
     if not _daemon_running(lay):
-        _out(f"no daemon is running: `healthkit daemon start {path}` trains it")
+        _out(f"no daemon is running: `{command('healthkit', 'daemon', 'start', lay.base)}` trains it")
     return 0
 
 
@@ -291,8 +345,13 @@ def _importable(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
+EXIT_CANTCREAT = 73  # sysexits' EX_CANTCREAT: init refuses to write here
+
+
 def init(path: Path, tiny_model: bool = False, force: bool = False) -> int:
-    from .scaffold import init_workspace
+    from healthkit.system.shellcmd import command
+
+    from .scaffold import InitRefused, init_workspace
 
     if tiny_model:
         from .preflight import missing_deps
@@ -303,12 +362,22 @@ def init(path: Path, tiny_model: bool = False, force: bool = False) -> int:
             _err(f"healthkit init --tiny-model needs {', '.join(missing)}: pip install 'healthkit[trainer]' "
                  "(with torch==2.13.0 first for the CPU build); nothing was written")
             return 1
-    written = init_workspace(path, tiny_model=tiny_model, force=force)
+    try:
+        written = init_workspace(path, tiny_model=tiny_model, force=force)
+    except InitRefused as exc:
+        hint = ("" if not Path(path).is_dir() else
+                f"; to audit that run as it is, describe it with `{command('healthkit', 'init', '--detect', str(path))}` "
+                "(it writes only healthkit.toml)")
+        _err(f"healthkit init: {exc}{hint}; nothing was written")
+        return EXIT_CANTCREAT
+    except OSError as exc:
+        _err(f"healthkit init: cannot write {exc.filename or path}: {exc.strerror or exc}")
+        return EXIT_CANTCREAT
     base = Layout.of(path).base
     for p in written:
         _out(f"wrote {p.relative_to(base) if p.is_relative_to(base) else p}")
     if not written:
-        _out("nothing to do: the workspace exists (use --force to rewrite config.json and README.md)")
+        _out("nothing to do: the workspace exists (init never replaces config.json or README.md: edit them)")
     if tiny_model:
         _out(f"try: healthkit queue add {path} {Path(path) / 'data' / 'sample.jsonl'} && healthkit daemon start {path} --supervise")
     return 0

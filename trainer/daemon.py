@@ -29,7 +29,7 @@ from typing import Any
 
 import psutil
 
-from healthkit.contract.states import SUPERVISOR_MODULE
+from healthkit.contract import SUPERVISOR_MODULE
 from healthkit.core.ownership import supervisor_alive
 from healthkit.system.procs import probe, read_pid_file, start_time_matches
 from healthkit.contract.trust import Account, make_dirs_for
@@ -164,10 +164,11 @@ class Daemon:
         me = psutil.Process()
         req = ctl.read(lay)
         self.paused = req.pause
-        port = self._start_monitor()
+        port, monitor_error = self._start_monitor()
         update_state(
             lay.daemon_state, state="paused" if self.paused else "running", pid=me.pid, started_at=iso_now(me.create_time()),
             restarts=self.restarts, supervised=self.supervised, warnings=self.warnings, error=None, monitor_port=port,
+            monitor_error=monitor_error,
             ready_at=None, stop_request=None, stopped_at=None,
             paused_at=(req.paused_at or iso_now()) if self.paused else None, pause_reason=req.pause_reason if self.paused else None,
             current_file=prev.get("current_file"), child_pid=prev.get("child_pid"), child_started_at=prev.get("child_started_at"),
@@ -197,22 +198,41 @@ class Daemon:
         if self.child is not None:
             ctl.request_stop(self.layout)
 
-    def _start_monitor(self) -> int | None:
+    def _start_monitor(self) -> tuple[int | None, str | None]:
+        """(the port the monitor is bound to, why it is not bound): the configured port, else any free one (another
+        workspace's daemon may hold it); `/health` names this workspace by its id, so an audit credits only its own."""
         port = self.cfg.monitor_port
         if port is None:
-            return None
+            return None, None
+        from healthkit.contract.wsid import ensure_workspace_id
+
         from .health_server import Monitor
 
         try:
-            self.monitor = Monitor(self.snapshot, port, history=self.live.to_dict,
-                                   findings=lambda: workspace_findings(self.layout.base)).start()
+            wsid = ensure_workspace_id(self.layout.base)
         except OSError as exc:
-            msg = f"monitor not started: port {port} on 127.0.0.1: {exc.strerror or exc}"
+            wsid = None
+            log.warning("workspace id not created (%s): /health names no workspace", exc.strerror or exc)
+        errors = []
+        for want in dict.fromkeys([port, 0]):
+            try:
+                self.monitor = Monitor(self.snapshot, want, history=self.live.to_dict,
+                                       findings=lambda: workspace_findings(self.layout.base), workspace=wsid,
+                                       workspace_path=str(self.layout.base)).start()
+                break
+            except OSError as exc:
+                errors.append(f"port {want} on 127.0.0.1: {exc.strerror or exc}")
+        else:
+            msg = f"monitor not started: {'; '.join(errors)}"
             log.error("%s", msg)
             self.warnings.append(msg)
-            return None
+            return None, msg
+        if errors:
+            msg = f"monitor on free port {self.monitor.port}: configured {errors[0]}"
+            log.warning("%s", msg)
+            self.warnings.append(msg)
         log.info("monitor on http://127.0.0.1:%d/ (live page; /health /status /metrics /history /findings)", self.monitor.port)
-        return self.monitor.port
+        return self.monitor.port, None
 
     # the loop ------------------------------------------------------------------
     def _workspace_gone(self) -> str | None:
@@ -713,7 +733,7 @@ def status(base: Path) -> dict[str, Any]:
     (same PID, start time, our training argv and workspace), and each failed file comes with its reason."""
     lay = Layout.of(base)
     pid = running_daemon(lay)
-    st = read_state(lay.daemon_state)
+    st = read_state(lay.daemon_state) if lay.daemon_state.exists() else {}  # no defaults for a daemon that never ran
     listing = q.listing(lay)
     return {"running": bool(pid), "pid": pid, "state": st, "training": read_json(lay.status),
             "queue": listing, "control": {k: (lay.control / k).exists() for k in ("pause", "resume", "stop")},

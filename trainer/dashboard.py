@@ -93,7 +93,7 @@ def workspace_findings(base: Path) -> dict[str, Any]:
 PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'">
-<meta name="viewport" content="width=device-width, initial-scale=1"><title>healthkit daemon</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>healthkit daemon: __WS_NAME__</title>
 <style>
 body{font-family:system-ui,sans-serif;margin:0 auto;max-width:980px;padding:12px 24px;color:#222}
 h1{font-size:1.4em}h2{font-size:1.1em;border-bottom:2px solid #eee;margin-top:1.2em}
@@ -104,6 +104,7 @@ h1{font-size:1.4em}h2{font-size:1.1em;border-bottom:2px solid #eee;margin-top:1.
 code{background:#eee;padding:0 .25em;border-radius:3px}
 </style></head><body>
 <h1>healthkit daemon <span id="health"></span></h1>
+<p id="workspace">Workspace <code>__WS_PATH__</code> (id <code>__WS_ID__</code>)</p>
 <p>Read-only view of this daemon; refreshes every __REFRESH_S__ s. <span id="updated"></span> <span id="err"></span></p>
 <div class="grid">
 <div class="card"><b>daemon state</b><span id="state">…</span></div>
@@ -154,7 +155,8 @@ function chart(h) {
   [[h.train, "#1f77b4", "training loss"], [h.eval, "#d62728", "validation loss"]].forEach(([pts, color, label], i) => {
     if (pts.length) svg.appendChild(el("polyline", {class: "series", "data-label": label, fill: "none", stroke: color,
       "stroke-width": 2, points: pts.map(p => sx(p[0]).toFixed(1) + "," + sy(p[1]).toFixed(1)).join(" ")}));
-    svg.appendChild(el("text", {x: L + W - 130, y: T + 16 + 14 * i, "font-size": 11, fill: color}, label + " (" + pts.length + ")"));
+    // the legend sits in the bottom margin, between the step labels: inside the plot it hid the lines it names
+    svg.appendChild(el("text", {class: "legend", x: L + W / 2 - 130 + 150 * i, y: 256, "font-size": 11, fill: color}, label + " (" + pts.length + ")"));
   });
 }
 function show(st, h, rep) {
@@ -188,3 +190,12 @@ async function refresh() {
 refresh(); setInterval(refresh, __REFRESH_MS__);
 </script></body></html>
 """.replace("__REFRESH_MS__", str(REFRESH_MS)).replace("__REFRESH_S__", str(REFRESH_MS // 1000))
+
+
+def page(workspace_path: str | None, workspace_id: str | None) -> str:
+    """The live page naming its workspace (path and id), so that two daemons' pages are never mistaken."""
+    from html import escape
+
+    path = workspace_path or "?"
+    return (PAGE.replace("__WS_NAME__", escape(Path(path).name or path)).replace("__WS_PATH__", escape(path))
+            .replace("__WS_ID__", escape(workspace_id or "none")))

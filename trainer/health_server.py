@@ -66,8 +66,12 @@ def render_metrics(snap: dict[str, Any]) -> str:
 
 class Monitor:
     def __init__(self, snapshot: Snapshot, port: int, host: str = "127.0.0.1", history: Snapshot | None = None,
-                 findings: Snapshot | None = None):
+                 findings: Snapshot | None = None, workspace: str | None = None, workspace_path: str | None = None):
+        """``workspace``: the workspace id (healthkit.contract.wsid) that `/health` names, so an audit credits only its own
+        monitor; ``workspace_path``: what the live page's heading names."""
         self.snapshot = snapshot
+        self.workspace = workspace
+        self.workspace_path = workspace_path
         self.history = history or (lambda: {"file": None, "train": [], "eval": []})
         self.findings = findings or (lambda: {"available": False, "reason": "no reports folder"})
         monitor = self
@@ -83,7 +87,8 @@ class Monitor:
                 except Exception as exc:  # noqa: BLE001
                     snap = {"healthy": False, "reason": f"snapshot failed: {exc}"}
                 if path == "/health":
-                    body = json.dumps({"healthy": bool(snap.get("healthy")), "reason": snap.get("reason")})
+                    body = json.dumps({"healthy": bool(snap.get("healthy")), "reason": snap.get("reason"),
+                                       "workspace": monitor.workspace, "workspace_path": monitor.workspace_path})
                     self._send(200 if snap.get("healthy") else 503, body, "application/json")
                 elif path == "/status":
                     self._send(200, json.dumps(snap, indent=2, sort_keys=True, default=str), "application/json")
@@ -95,9 +100,9 @@ class Monitor:
             def _page(self, path: str) -> None:
                 """The live page and its two data feeds; none of them reads the snapshot."""
                 if path == "/":
-                    from .dashboard import PAGE
+                    from .dashboard import page
 
-                    self._send(200, PAGE, "text/html; charset=utf-8")
+                    self._send(200, page(monitor.workspace_path, monitor.workspace), "text/html; charset=utf-8")
                     return
                 source = monitor.history if path == "/history" else monitor.findings
                 try:

@@ -183,7 +183,12 @@ def check_drift(layout: Layout, cfg: TrainingConfig, pf: Preflight) -> None:
 
 def base_model_problem(layout: Layout, base_model: str) -> str | None:
     """Why ``base_model`` cannot be trained from, or None: it must be a local folder (the trainer runs offline)."""
+    from healthkit.contract.modelinfo import PLACEHOLDER, placeholder_unfilled
+
     base = layout.resolve(base_model)
+    if base.is_dir() and placeholder_unfilled(base):
+        return (f"base_model {base_model!r} is the placeholder `healthkit init` made: no model is in {base} yet; put the "
+                f"model there (see {base / PLACEHOLDER}) or set base_model to a model's folder")
     if base.is_dir():
         return None
     if base.exists():
@@ -204,6 +209,9 @@ def run_preflight(layout: Layout, drift: bool = True) -> Preflight:
         pf.errors.append(f"the trainer needs {', '.join(missing)}: pip install 'healthkit[trainer]' "
                          "(transformers' Trainer refuses to run without accelerate)")
     cfg = pf.config
+    from healthkit.contract.configschema import unknown_key_lines
+
+    pf.warnings.extend(unknown_key_lines(dict(cfg.model_extra or {})))  # a misspelled key is ignored: say so
     problem = base_model_problem(layout, cfg.base_model) or seq_length_problem(cfg.max_seq_length, layout.resolve(cfg.base_model))
     if problem:
         pf.errors.append(problem)

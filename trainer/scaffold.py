@@ -27,12 +27,19 @@ TINY_OVERRIDES: dict[str, Any] = {
 TINY_POSITIONS = 1024
 
 
+# Defaults init writes that decide what training deletes: recorded under DEFAULTS_KEY, so that the audit tells a value
+# healthkit chose from one the user declared (a safe prune acts only on the user's, or on the one our trainer runs with).
+MARKED_DEFAULTS = ("save_total_limit",)
+
+
 def default_config(base_model: str = "models/base", **overrides: Any) -> dict[str, Any]:
     """config.json as written by init: every field explicit, so that docs and audits see the real values."""
-    from healthkit.core.detect import HEALTHKIT_SCHEMA_ID  # the marker by which an audit knows this config is ours
+    from healthkit.core.detect import DEFAULTS_KEY, HEALTHKIT_SCHEMA_ID  # markers by which an audit knows what is ours
 
     cfg = TrainingConfig.model_validate({"base_model": base_model, **overrides})
-    return {"$schema": HEALTHKIT_SCHEMA_ID, **cfg.model_dump(mode="json")}
+    data = cfg.model_dump(mode="json")
+    ours = {k: data[k] for k in MARKED_DEFAULTS if k not in overrides and data.get(k) is not None}
+    return {"$schema": HEALTHKIT_SCHEMA_ID, **({DEFAULTS_KEY: ours} if ours else {}), **data}
 
 
 def config_doc(cfg: dict[str, Any]) -> str:
@@ -65,14 +72,64 @@ def _doc_value(value: Any) -> str:
     return value if isinstance(value, str) and value else json.dumps(value)
 
 
+class InitRefused(Exception):
+    """init would write over something it did not make (a run's folder, a file): the message says why; nothing was written."""
+
+
+def _refusal(lay: Layout) -> str | None:
+    """Why init must not write here: the path is not a folder, or it holds a run that a config.json of ours is not for."""
+    base = lay.base
+    if base.exists() and not base.is_dir():
+        return f"{base} exists and is not a folder"
+    for parent in base.parents:  # mkdir would fail on a file in the way
+        if parent.exists():
+            if not parent.is_dir():
+                return f"{parent} is not a folder"
+            break
+    if not base.is_dir() or _config_is_ours(lay.config):
+        return None  # a new folder, or our own workspace: init writes only what is missing
+    from healthkit.core.detect import FOUND_FORMAT, scan_checkpoint_folders
+
+    found = scan_checkpoint_folders(base)
+    if not found:
+        return None
+    rel, n = found[0]
+    what = FOUND_FORMAT.get(str(base / rel if rel != "." else base), "checkpoint(s)")
+    return (f"{base} already holds a training run (`{rel}/` holds {n} {what}); init writes a new workspace's "
+            "config.json (with a retention limit) and would make healthkit treat it as that run's policy")
+
+
+def _is_within(path: Path, base: Path) -> bool:
+    try:
+        path.resolve().relative_to(base.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _config_is_ours(path: Path) -> bool:
+    from healthkit.core.detect import HEALTHKIT_SCHEMA_ID
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("$schema") == HEALTHKIT_SCHEMA_ID
+
+
 def init_workspace(base: Path, tiny_model: bool = False, force: bool = False, **overrides: Any) -> list[Path]:
-    """Create the workspace; returns what was written. Existing config.json/README.md are kept unless ``force``."""
+    """Create the workspace; returns what was written. An existing config.json or README.md is never replaced (it may
+    be the user's); ``force`` rebuilds only the tiny model. Raises InitRefused, before writing anything, on a folder
+    that already holds a run (use `init --detect`) or a path that is not a folder."""
     lay = Layout.of(base)
+    why = _refusal(lay)
+    if why:
+        raise InitRefused(why)
     lay.base.mkdir(parents=True, exist_ok=True)
     lay.ensure()
     written: list[Path] = []
     values = {**(TINY_OVERRIDES if tiny_model else {}), **overrides}
-    if force or not lay.config.exists():
+    if not lay.config.exists():
         cfg = default_config(**values)
         lay.config.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
         written.append(lay.config)
@@ -83,9 +140,16 @@ def init_workspace(base: Path, tiny_model: bool = False, force: bool = False, **
         settings.write_text("# healthkit audit settings (see `healthkit checks`)\n[audit]\nrecord_cost = true\n", encoding="utf-8")
         written.append(settings)
     readme = lay.base / "README.md"
-    if force or not readme.exists():
+    if not readme.exists():
         readme.write_text(config_doc(cfg), encoding="utf-8")
         written.append(readme)
+    dest = lay.resolve(cfg["base_model"])
+    if not tiny_model and "base_model" not in overrides and not dest.exists() and _is_within(dest, lay.base):
+        from healthkit.contract.modelinfo import PLACEHOLDER, placeholder_text
+
+        dest.mkdir(parents=True)  # the placeholder says what to put here: the audit calls it that, not a hub id
+        (dest / PLACEHOLDER).write_text(placeholder_text(dest), encoding="utf-8")
+        written.append(dest / PLACEHOLDER)
     if tiny_model:
         from .tiny import COMMON_WORDS, WORDS, build_tiny_model, sample_texts, write_jsonl
 

@@ -63,6 +63,8 @@ def training_line(tr: dict[str, Any], current_file: str | None = None) -> str:
 def daemon_line(running: bool, pid: int | None, st: dict[str, Any]) -> str:
     """`daemon: running (PID 12, since T, 1 restart)` or `daemon: not running (last state stopped)`; unknowns left out."""
     if not running:
+        if not st:
+            return "daemon: not running (none has run here: no status/daemon_state.json)"
         return "daemon: not running" + (f" (last state {st['state']})" if st.get("state") else "")
     extra = [f"PID {pid}"] + ([f"since {st['started_at']}"] if st.get("started_at") else [])
     restarts = st.get("restarts")

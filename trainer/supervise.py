@@ -74,7 +74,8 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._on_signal)
         restarts = fast = 0
         log.info("supervisor started (PID %d)", os.getpid())
-        self.record(state="running", pid=os.getpid(), create_time=psutil.Process().create_time(), started_at=iso_now(),
+        created = psutil.Process().create_time()  # the clock the daemon's started_at is read by: "since" times compare
+        self.record(state="running", pid=os.getpid(), create_time=created, started_at=iso_now(created),
                     daemon_pid=None, restarts=0, last_crash=None, ended_at=None, reason=None)
         while True:
             argv = [sys.executable, "-m", DAEMON_MODULE, "--workspace", str(lay.base), "--restarts", str(restarts), "--supervised"]

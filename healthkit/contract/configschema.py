@@ -25,3 +25,29 @@ def schema_violations(data: Any) -> list[tuple[str, str]]:
     from healthkit.system.schemalite import validate
 
     return validate(config_schema(), data)
+
+
+def unknown_keys(data: Any) -> list[tuple[str, str | None]]:
+    """(key, the known key it most likely meant or None) for each top-level key of our trainer's config.json that is
+    not one of its settings (the audit's `config.unknown-key`, the daemon's start and `queue add` warn alike)."""
+    import difflib
+
+    from healthkit.core.detect import DEFAULTS_KEY
+
+    if not isinstance(data, dict):
+        return []
+    known = sorted(config_schema().get("properties", {}))
+    out = []
+    for key in data:
+        if not isinstance(key, str) or key in known or key in ("$schema", DEFAULTS_KEY):
+            continue
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+        out.append((key, close[0] if close else None))
+    return out
+
+
+def unknown_key_lines(data: Any) -> list[str]:
+    """One sentence per unknown key, for a person (the daemon's start-up warnings, `queue add`)."""
+    return [f"config.json key `{k}` is not a setting of the trainer and is ignored"
+            + (f": did you mean `{m}`?" if m else " (more TrainingArguments go under `training_args`)")
+            for k, m in unknown_keys(data)]

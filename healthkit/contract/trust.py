@@ -298,7 +298,7 @@ def assess(base: Path, settings: "Settings", settings_path: Path | None, runner_
     if settings_path is not None:
         hold(settings_path, "settings")
     for _name, path in plugin_files(list(settings.checks.plugins), base):
-        if path is not None:
+        if path is not None and os.path.exists(path):  # one that cannot be found is a load error (exit 3), not trust
             hold(path, "plugin")
     commands: list[str] = []
     cmd = settings.processes.daemon_command

@@ -123,6 +123,7 @@ class FixRef:
     id: str
     title: str
     safety: str  # "safe" | "unsafe"
+    args: tuple[str, ...] = ()  # what `healthkit fix` needs besides --only for this fix to act (`--keep N`)
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "title": self.title, "safety": self.safety}

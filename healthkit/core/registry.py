@@ -175,6 +175,9 @@ class Registry:
                 import importlib.util
 
                 path = (base / name).resolve()
+                if not path.is_file():
+                    raise ImportError(f"no such plugin file: {path} (healthkit.toml [checks] plugins names it "
+                                      "relative to the workspace)")
                 mod_name = f"healthkit_local_{abs(hash(str(path)))}"
                 spec = importlib.util.spec_from_file_location(mod_name, path)
                 if spec is None or spec.loader is None:

@@ -35,7 +35,8 @@ class RunHooks(Protocol):
     """Who runs the fix decides a little of it: a scheduled run backs off and gives up (healthkit.scheduled.backoff.ScheduledHeal),
     a person's run always applies and clears that state (healthkit.scheduled.backoff.PersonFix). Both are called under the lock."""
 
-    def choose(self, ws: Workspace, run: "FixRun") -> None: ...  # may move plans from run.chosen to run.not_applied
+    # may move plans from run.chosen to run.not_applied; True when it changed what the audit reads (a re-audit follows)
+    def choose(self, ws: Workspace, run: "FixRun") -> bool | None: ...
 
     def finished(self, ws: Workspace, run: "FixRun") -> None: ...  # after applying and the re-audit
 
@@ -285,13 +286,13 @@ def run_fix(path: str | Path | Workspace, opts: FixOptions, out: TextIO | None =
         except LockBusy as exc:
             raise FixError(str(exc)) from None
     try:
-        ws, run = _plan_run(ws, journal, run_id, opts)
+        ws, run, hooks_changed = _plan_run(ws, journal, run_id, opts)
         print_plans(run, opts, out, ws.base)
         if opts.dry_run:
             out.write("\nDry run: nothing was changed.\n")
         elif not run.chosen:
             out.write("\nNothing to apply.\n")
-            _unchanged(run, ws, opts)
+            _unchanged(run, ws, opts, reaudit=hooks_changed, out=out)
         elif not _confirmed(run, opts):
             out.write("\nAborted: nothing was changed.\n")
             run.aborted = True
@@ -304,8 +305,10 @@ def run_fix(path: str | Path | Workspace, opts: FixOptions, out: TextIO | None =
         lock.release()
 
 
-def _plan_run(ws: Workspace, journal: Journal, run_id: str, opts: FixOptions) -> tuple[Workspace, FixRun]:
-    """Finish what a killed run left half-done, audit the tree as it is now, and plan from that audit."""
+def _plan_run(ws: Workspace, journal: Journal, run_id: str, opts: FixOptions) -> tuple[Workspace, FixRun, bool]:
+    """Finish what a killed run left half-done, audit the tree as it is now, and plan from that audit.
+
+    The third value: the run's hooks changed what the audit reads (a person's run cleared the heal state)."""
     recovered = _recover(ws, journal, run_id, opts.dry_run)
     if not opts.dry_run:  # after the lock and the recovery: read the tree as it is now (a dry run changed nothing,
         ws = Workspace.open(ws.base)  # so it keeps the workspace the console entry began reading early)
@@ -314,9 +317,8 @@ def _plan_run(ws: Workspace, journal: Journal, run_id: str, opts: FixOptions) ->
     ctx = PlanContext(ws, before, keep=opts.keep, daemon_confirm_s=opts.daemon_confirm_s,
                       kill_grace_s=opts.kill_grace_s, run_id=run_id, level=opts.level)
     build_plans(ctx, before, opts, run)
-    if opts.hooks is not None and not opts.dry_run:
-        opts.hooks.choose(ws, run)
-    return ws, run
+    hooks_changed = bool(opts.hooks.choose(ws, run)) if opts.hooks is not None and not opts.dry_run else False
+    return ws, run, hooks_changed
 
 
 def _confirmed(run: FixRun, opts: FixOptions) -> bool:
@@ -325,10 +327,13 @@ def _confirmed(run: FixRun, opts: FixOptions) -> bool:
     return not unsafe or opts.confirm is None or opts.confirm(unsafe)
 
 
-def _unchanged(run: FixRun, ws: Workspace, opts: FixOptions, finished: bool = True) -> None:
-    """Nothing was applied: the audit before is also the audit after."""
-    run.after = run.before
-    _compare(run, run.before, run.before)
+def _unchanged(run: FixRun, ws: Workspace, opts: FixOptions, finished: bool = True, reaudit: bool = False,
+               out: TextIO | None = None) -> None:
+    """Nothing was applied: the audit before is also the audit after, unless the hooks changed what it reads."""
+    run.after = audit(Workspace.open(ws.base), record_costs=False) if reaudit else run.before
+    _compare(run, run.before, run.after)
+    if reaudit and out is not None:
+        _print_results(run, out)
     if finished and opts.hooks is not None:
         opts.hooks.finished(ws, run)
 

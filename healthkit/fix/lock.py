@@ -32,11 +32,22 @@ class FixLock:
         self.pid_written = False
 
     def holder(self) -> str:
+        """Who holds the lock: the PID it wrote, else the kernel's own record (/proc/locks: a holder that has not
+        written its PID yet, or could not on a full disk), with its command line where it can be read."""
         try:
             text = self.path.read_text(encoding="ascii", errors="replace").split()
         except OSError:
+            text = []
+        pid = int(text[0]) if text and text[0].isdigit() else _flock_holder(self.path)
+        if pid is None:
             return "another process"
-        return f"PID {text[0]}" if text and text[0].isdigit() else "another process"
+        try:
+            import psutil
+
+            cmd = " ".join(psutil.Process(pid).cmdline())
+        except Exception:  # noqa: BLE001 - the command line is informative only
+            cmd = ""
+        return f"PID {pid}" + (f": {cmd[:160]}" if cmd else "")
 
     def acquire(self) -> "FixLock":
         try:
@@ -95,3 +106,19 @@ class FixLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _flock_holder(path: Path) -> int | None:
+    """The PID holding an flock on ``path``, from /proc/locks (Linux); None when it cannot be told."""
+    try:
+        st = os.stat(path)
+        with open("/proc/locks", encoding="ascii", errors="replace") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    want = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5] == want and parts[4].isdigit():
+            return int(parts[4])
+    return None

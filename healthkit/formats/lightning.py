@@ -145,7 +145,50 @@ class Lightning(RunFormat):
         events = event_files(version, depth=1)
         if events:
             return events_record(events, version.parent)
-        return RunRecord(label=f"no {METRICS} or TensorBoard event files in {version.name}/")
+        logged = logger_csv(version)  # ModelCheckpoint(dirpath=...) apart from the CSVLogger's own folders
+        if logged is not None:
+            rec = csv_record(logged, monitor, version)
+            if rec is not None:
+                rec.notes.append(f"the loss history is {os.path.relpath(logged, version)}: the CSVLogger's own layout "
+                                 "(`<save_dir>/<name>/version_N/metrics.csv`), apart from the checkpoint folder")
+                return rec
+        return RunRecord(label=f"no {METRICS} or TensorBoard event files in {version.name}/ (nor a CSVLogger's "
+                               f"`version_N/{METRICS}` below it)")
+
+
+VERSION_DIR = re.compile(r"^version_\d+$")
+LOGGER_SCAN_DEPTH = 3
+LOGGER_SCAN_MAX = 2000
+
+
+def logger_csv(folder: Path) -> Path | None:
+    """The newest `version_N/metrics.csv` a CSVLogger wrote below ``folder`` (down to LOGGER_SCAN_DEPTH, a bounded
+    scan of folders only): where the history of a run whose checkpoints live apart from its logs is."""
+    found: list[tuple[float, str, Path]] = []
+    level, seen = [folder], 0
+    for depth in range(LOGGER_SCAN_DEPTH + 1):
+        nxt: list[Path] = []
+        for d in level:
+            try:
+                with os.scandir(d) as it:
+                    entries = [e for e in it if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")]
+            except OSError:
+                continue
+            seen += len(entries)
+            if seen > LOGGER_SCAN_MAX:
+                break
+            for e in entries:
+                if VERSION_DIR.match(e.name):
+                    csv = Path(e.path) / METRICS
+                    try:
+                        st = os.stat(csv)
+                    except OSError:
+                        continue
+                    found.append((st.st_mtime, e.path, csv))
+                elif depth < LOGGER_SCAN_DEPTH and e.name != "checkpoints":
+                    nxt.append(Path(e.path))
+        level = nxt
+    return max(found)[2] if found else None
 
 
 def _best_names(state: dict) -> tuple[str, ...]:

@@ -153,15 +153,17 @@ class ScheduledHeal:
 class PersonFix:
     """A person's own `healthkit fix` (not --scheduled, not --dry-run): it always applies, and clears the state."""
 
-    def choose(self, ws: "Workspace", run: "FixRun") -> None:
-        return None
+    def choose(self, ws: "Workspace", run: "FixRun") -> bool:
+        """Clear the state before applying, so that the re-audit this run prints (and its exit code) no longer shows the
+        backoff or the give-up it has just cleared; True when there was a state to clear."""
+        try:
+            state_path(ws).unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
     def finished(self, ws: "Workspace", run: "FixRun") -> None:
-        path = state_path(ws)
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
+        return None
 
 
 # the findings the `heal` check reports from the state --------------------------------------------

@@ -198,4 +198,9 @@ def write_outputs(audited: list[Audited], fmt: str, output: Path | None, textfil
     else:
         written += write_histories(audited, output, fmt, ascii=ascii, keep=keep, **options)
         folder = output
+        if fmt == "prom" and textfile is None:  # node_exporter's collector reads DIR/*.prom, not the histories below
+            textfile = output / COMBINED_TEXTFILE
     return text, written + write_fleet(audited, folder, textfile)
+
+
+COMBINED_TEXTFILE = "healthkit.prom"  # `--format prom --output DIR/`: the one textfile for all, beside the histories

@@ -152,8 +152,14 @@ def events_for(report: "Report", since: dict[str, Any], healed: list[Finding], h
 
 
 def compose(report: "Report", events: list[Event], html: Path, earlier: list[dict[str, Any]]) -> tuple[str, str]:
-    """The title and the plain-text body of one message."""
+    """The title and the plain-text body of one message.
+
+    Its verdict leaves out the `notify` check's own findings: they are about the delivery this very message makes (a
+    catch-up clears notify.failed), and the report the run ends with is refreshed after the send."""
+    import dataclasses
+
     ws_name = Path(report.workspace).name or report.workspace
+    report = dataclasses.replace(report, results=[r for r in report.results if r.check != "notify"])
     verdict = report.status.value.upper()
     kinds = [k for k in KINDS if any(e.kind == k for e in events)]
     title = f"healthkit {verdict}: {ws_name} on {report.hostname}" + (f" ({', '.join(KINDS[k].lower() for k in kinds)})" if kinds else "")
@@ -178,9 +184,28 @@ def compose(report: "Report", events: list[Event], html: Path, earlier: list[dic
     return title, "\n".join(lines) + "\n"
 
 
-def send(channel_urls: list[str], title: str, body: str, timeout_s: float) -> list[dict[str, Any]]:
-    """Send to each URL; at most ``timeout_s`` (plus the child's start) whatever the channels do. Never raises."""
-    job = json.dumps({"urls": channel_urls, "title": title, "body": body, "timeout": timeout_s})
+# Apprise's notify types, best to worst: a message takes the worst of its lines, so ntfy, Slack and e-mail priority
+# follow severity (a CRITICAL is `failure`, a WARNING `warning`, a heal or a resolution `success`).
+NOTIFY_TYPES = ("success", "info", "warning", "failure")
+
+
+def notify_type(events: list[Event] | list[dict[str, Any]]) -> str:
+    """The Apprise type of a message holding these events (or pending ones as dicts): the worst of them."""
+    worst = 0
+    for e in events:
+        kind, sev = (e.kind, e.severity) if isinstance(e, Event) else (str(e.get("kind")), str(e.get("severity")))
+        if kind in ("healed", "resolved"):
+            rank = 0
+        else:
+            rank = {"critical": 3, "warning": 2}.get(sev, 1)
+        worst = max(worst, rank)
+    return NOTIFY_TYPES[worst] if events else "info"
+
+
+def send(channel_urls: list[str], title: str, body: str, timeout_s: float, kind: str = "info") -> list[dict[str, Any]]:
+    """Send to each URL as Apprise type ``kind``; at most ``timeout_s`` (plus the child's start) whatever the channels
+    do. Never raises."""
+    job = json.dumps({"urls": channel_urls, "title": title, "body": body, "timeout": timeout_s, "type": kind})
     secrets = [s for u in channel_urls for s in url_secrets(u)]
     try:
         proc = subprocess.run([sys.executable, "-m", "healthkit.scheduled.notify_send"], input=job, capture_output=True, text=True,
@@ -240,7 +265,8 @@ def notify_run(ws: "Workspace", report: "Report", since: dict[str, Any], healed:
         for key, members in groups.items():
             title, body = bodies[key]
             sent.title, sent.body = sent.title or title, sent.body or body
-            for u, r in zip(members, send(members, title, body, ns.timeout_seconds)):
+            kind = notify_type([*events, *json.loads(key)])
+            for u, r in zip(members, send(members, title, body, ns.timeout_seconds, kind)):
                 results[u] = r
         log_lines = []
         for u, earlier in todo:

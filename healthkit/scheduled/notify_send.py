@@ -7,7 +7,7 @@ process at its deadline; here each URL is sent in its own thread, so one slow ch
 not hold back the others, and whatever has not answered by the deadline is reported as
 such. Every error text is masked with the URL's own secrets before it leaves.
 
-stdin: {"urls": [...], "title": str, "body": str, "timeout": seconds}
+stdin: {"urls": [...], "title": str, "body": str, "timeout": seconds, "type": "info|success|warning|failure"}
 stdout: one JSON line, [{"ok": bool, "error": str | null}] in the order of the URLs.
 """
 
@@ -35,13 +35,14 @@ class _Collect(logging.Handler):
         self.by_thread.setdefault(record.thread or 0, []).append(record.getMessage())
 
 
-def _send_one(apprise: Any, url: str, title: str, body: str, slot: dict[str, Any], logs: _Collect) -> None:
+def _send_one(apprise: Any, url: str, title: str, body: str, slot: dict[str, Any], logs: _Collect,
+              kind: str = "info") -> None:
     try:
         a = apprise.Apprise()
         if not a.add(url):
             slot.update(ok=False, error="not a valid Apprise URL (or its plugin is missing)")
             return
-        ok = bool(a.notify(title=title, body=body))
+        ok = bool(a.notify(title=title, body=body, notify_type=apprise.NotifyType(kind)))
         why = "; ".join(logs.by_thread.get(threading.get_ident(), [])[-2:])
         slot.update(ok=ok, error=None if ok else (why or "the channel refused the message"))
     except Exception as exc:  # noqa: BLE001 - reported as this channel's failure
@@ -60,8 +61,9 @@ def main() -> None:
     else:
         logs = _Collect()
         logging.getLogger("apprise").addHandler(logs)
-        threads = [threading.Thread(target=_send_one, args=(apprise, u, job["title"], job["body"], s, logs), daemon=True)
-                   for u, s in zip(urls, slots)]
+        kind = job.get("type") if job.get("type") in ("info", "success", "warning", "failure") else "info"
+        threads = [threading.Thread(target=_send_one, args=(apprise, u, job["title"], job["body"], s, logs, kind),
+                                    daemon=True) for u, s in zip(urls, slots)]
         for t in threads:
             t.start()
         for t in threads:

@@ -143,7 +143,7 @@ def read_json(path: Path, max_bytes: int = 16 * 1024 * 1024, reader: Reader | No
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ReadProblem("json", path, f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise ReadProblem("json", path, f"{path} is not valid JSON: {exc.msg.removesuffix(' at')} at line {exc.lineno} column {exc.colno}") from None
 
 
 @dataclass(frozen=True)

@@ -506,3 +506,70 @@ def test_status_file_gpu_reaches_prometheus_without_nvml(tmp_path, fake_nvml):
     make_ws(tmp_path, status={"state": "training", "gpu": {"memory_used_mb": 716, "memory_total_mb": 24576, "temperature_c": 61}})
     text = render(run(tmp_path, "gpu"), "prom")
     assert f'healthkit_gpu_temperature_celsius{{gpu="0",source="status",workspace="{tmp_path}"}} 61.0' in text
+
+
+def _live_daemon(tmp_path, procs) -> None:
+    """A live process recorded in .daemon.pid: the daemon is running as far as the audit can tell."""
+    import sys as _sys
+
+    import psutil as _psutil
+
+    d = procs.popen([_sys.executable, "-c", "import time; time.sleep(60)"])
+    (tmp_path / ".daemon.pid").write_text(f"{d.pid} {_psutil.Process(d.pid).create_time():.3f}\n")
+
+
+def test_a_monitor_answering_for_another_workspace_is_not_credited(tmp_path, serve):
+    """Issue 31 item 2: /health names its workspace id; only this workspace's id (or none, a hand-listed monitor) counts."""
+    import json as _json
+
+    from healthkit.contract.wsid import ensure_workspace_id
+
+    other = serve(body=_json.dumps({"healthy": True, "reason": None, "workspace": "a" * 32,
+                                    "workspace_path": "/srv/other"}).encode())
+    monitor_ws(tmp_path, [other.port])
+    mine = ensure_workspace_id(tmp_path)
+    f = only(run(tmp_path, "monitor"), "monitor.down")
+    assert f.data["kind"] == "other-workspace" and f.title == f"Port {other.port} answers for another workspace's monitor"
+    assert f.problem == [f"`GET /health` on 127.0.0.1:{other.port}: it answers for workspace {'a' * 32} at /srv/other; "
+                         f"this workspace's id is {mine}"]
+    assert "HTTP 200" in next(iter(evidence(f).values()))
+    ours = serve(body=_json.dumps({"healthy": True, "workspace": mine}).encode())
+    monitor_ws(tmp_path, [ours.port])
+    assert codes(run(tmp_path, "monitor")) == []
+
+
+def test_a_daemon_that_could_not_bind_is_monitor_not_bound(tmp_path, procs, serve):
+    """The daemon recorded that its monitor is not bound: a warning of its own, and the config port's answer (another
+    workspace's daemon holds it) is not probed as if it were this daemon's."""
+    import json as _json
+
+    from healthkit.checks.ports import NOT_BOUND
+
+    squatter = serve()
+    make_ws(tmp_path, config={"$schema": HEALTHKIT_SCHEMA_ID, "monitor_port": squatter.port})
+    (tmp_path / "status").mkdir(exist_ok=True)
+    why = f"monitor not started: port {squatter.port} on 127.0.0.1: Address already in use"
+    (tmp_path / "status" / "daemon_state.json").write_text(_json.dumps({"monitor_port": None, "monitor_error": why}))
+    _live_daemon(tmp_path, procs)
+    report = run(tmp_path, "monitor")
+    f = only(report, "monitor.not-bound")
+    assert f.severity.value == "warning" and NOT_BOUND.severity == "warning" and why in f.problem[0]
+    assert report.healthy == [] and squatter.paths == []
+
+
+def test_the_daemons_own_port_answering_without_this_workspace_is_not_its_monitor(tmp_path, procs, serve):
+    """Where the workspace has an id (its daemon names it in /health), an answer naming no workspace on the daemon's
+    port is something else's; without an id (a daemon from before ids) the plain rule stays."""
+    import json as _json
+
+    from healthkit.contract.wsid import ensure_workspace_id
+
+    silent = serve(body=b'{"healthy": true}')
+    make_ws(tmp_path, config={"$schema": HEALTHKIT_SCHEMA_ID, "monitor_port": 0})
+    (tmp_path / "status").mkdir(exist_ok=True)
+    (tmp_path / "status" / "daemon_state.json").write_text(_json.dumps({"monitor_port": silent.port}))
+    _live_daemon(tmp_path, procs)
+    assert codes(run(tmp_path, "monitor")) == []
+    ensure_workspace_id(tmp_path)
+    f = only(run(tmp_path, "monitor"), "monitor.down")
+    assert f.data["kind"] == "other-workspace" and "names no workspace" in f.problem[0]

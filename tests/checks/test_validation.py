@@ -343,3 +343,18 @@ def test_nan_validation_loss_is_its_own_finding_and_the_json_report_stays_strict
 
     data = _json.loads(report.to_json(), parse_constant=refuse)
     assert data["facts"]["training"]["val_loss"] == "nan"
+
+
+def test_status_null_since_a_restart_is_no_alarm_while_the_history_evaluates(tmp_path):
+    """Issue 31 item 3, as a resumed run of our trainer left it before the fix (status written afresh at the restart:
+    `val_loss: null`, `resumed_from` set) with eval_loss at step 260 in the checkpoint it resumed from, at step 270."""
+    hist = history(range(5, 266, 5), train=lambda s: 2.0 - s / 1000, evals=lambda s: 2.1 - s / 1000 if s % 20 == 0 else None)
+    state = {"global_step": 265, "max_steps": 600, "eval_steps": 20, "save_steps": 5, "log_history": hist}
+    checkpoint(tmp_path, 265, state=state)
+    restarted = {"state": "training", "step": 270, "total_steps": 600, "loss": 1.73, "val_loss": None, "val_train_gap": None,
+                 "loss_step": 270, "val_loss_step": None, "resumed_from": "checkpoint-265", "attempt": 2, "eval_steps": 20}
+    ws(tmp_path, config={**OURS, "eval_steps": 20, "save_steps": 5}, status_=restarted, toml="")
+    assert codes(run(tmp_path, "validation")) == []
+    # The history's rule still holds: with the last eval_loss two intervals back, it is an alarm.
+    ws(tmp_path, status_={**restarted, "step": 305}, toml="")
+    assert codes(run(tmp_path, "validation")) == ["validation.not-running"]

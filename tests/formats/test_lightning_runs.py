@@ -41,7 +41,7 @@ def test_validation_off_twelve_checkpoints_kept_forever(runs, tmp_path):
     assert inferred(report)["paths.checkpoints"] == str(CK) and inferred(report)["run.format"] == "lightning"
     assert report["facts"]["checkpoints"]["count"] == 12  # last.ckpt is a copy of one, not one more
     [nr] = findings(report, "checkpoints.no-retention")
-    assert "save_top_k=-1" in nr["problem"][0]
+    assert "save_top_k=-1" in nr["problem"][0] and "is set to keep every checkpoint" in nr["problem"][0]
     [val] = findings(report, "validation.not-running")
     assert "no validation loss" in val["problem"][0] and "limit_val_batches=0" in val["root_cause"][0]
     # fix --unsafe --keep 3 deletes the 9 oldest, whole files, and never last.ckpt
@@ -128,3 +128,24 @@ def test_step_from_the_file_when_the_name_has_none(runs, tmp_path):
     assert report["facts"]["checkpoints"]["oldest_step"] == 5 and report["facts"]["checkpoints"]["count"] == 12
     out = fix(base, "--unsafe", "--keep", "11", "--yes", "--only", "checkpoints")
     assert not (base / CK / "first.ckpt").exists() and (base / CK / "epoch=0-step=10.ckpt").exists(), out
+
+
+def test_checkpoints_and_csv_logger_apart_history_found_by_the_loggers_layout(runs, tmp_path):
+    """Issue 31 item 12: `ModelCheckpoint(dirpath="ckpts")` and `CSVLogger("logs")` apart: the history is found in
+    the logger's own layout (the NaN is still seen); with no history at all, the report itself says validation was
+    not judged, and why."""
+    import shutil
+
+    from tests.conftest import run_cli
+
+    base = copy_run(runs, "nan", tmp_path)
+    shutil.move(str(base / CK), str(base / "ckpts"))
+    (base / "logs").mkdir()
+    shutil.move(str(base / "lightning_logs"), str(base / "logs" / "lightning_logs"))
+    age(base)
+    report = audit(base)
+    assert "validation.non-finite" in codes(report), report["findings"]
+    assert inferred(report)["paths.checkpoints"] == "ckpts"
+    (base / "logs" / "lightning_logs" / "version_0" / "metrics.csv").unlink()
+    md = run_cli("audit", str(base)).stdout.decode()
+    assert "## ➖ NOT JUDGED" in md and "**Validation loss**: no status file and no loss history" in md, md

@@ -63,6 +63,21 @@ def test_one_textfile_for_all_and_the_unreadable_one_has_its_own_unknown(cli, fl
     assert f"{gone}: healthkit UNKNOWN" in res.stderr and f"{dead}: healthkit CRITICAL" in res.stderr
 
 
+def test_prom_to_a_folder_also_writes_the_one_textfile_there(cli, fleet, tmp_path):
+    """Issue 31 item 14: `--format prom --output DIR/` keeps each workspace's history and writes the one textfile
+    `--help` promises, DIR/healthkit.prom (what node_exporter's collector reads: it does not look in subfolders)."""
+    out = tmp_path / "tf"
+    res = cli("audit", fleet["ok"], fleet["dead"], "--format", "prom", "--output", f"{out}/")
+    assert res.exit_code == 2, res.output
+    combined = (out / "healthkit.prom").read_text(encoding="utf-8")
+    assert by_workspace(combined, "healthkit_status") == {str(fleet["ok"]): 0, str(fleet["dead"]): 2}
+    assert any(p.is_dir() for p in out.iterdir())  # the per-workspace histories stay
+    assert "DIR/<name>-<hash>/" in cli("audit", "--help").output
+    # a fleet's many files are one line, not one per file (28 for a small fleet)
+    wrote = [x for x in res.stderr.splitlines() if x.startswith("wrote ")]
+    assert len(wrote) <= 3 and any("more file(s): each workspace's reports in" in x for x in wrote), res.stderr
+
+
 def test_textfile_passes_promtool(cli, fleet, tmp_path, promtool):
     out = tmp_path / "h.prom"
     cli("audit", fleet["ok"], fleet["dead"], fleet["gone"], "-f", "prom", "-o", out)

@@ -121,3 +121,13 @@ def test_the_collected_count_includes_the_checks(pytester, ws):
     res.stdout.fnmatch_lines(["collected 5 items / 4 deselected / 1 selected"])
     res = pytester.runpytest(*plugin_args(), "--healthkit", str(ws), "--collect-only", "-q", "-p", "no:cacheprovider")
     res.stdout.fnmatch_lines([f"healthkit:{ws}::disk", "*5 tests collected*"])
+
+
+def test_the_test_id_is_the_same_from_a_folder_below_the_rootdir(pytester, ws):
+    """Issue 31 item 15: run from a subfolder of the rootdir, the id read `../healthkit:/path::check`."""
+    pytester.makeini("[pytest]\n")
+    sub = pytester.mkdir("sub")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(sub)
+        res = pytester.runpytest(*plugin_args(), "--healthkit", str(ws), "-rA", "-p", "no:cacheprovider")
+    assert f"PASSED healthkit:{ws}::disk" in res.outlines, res.outlines

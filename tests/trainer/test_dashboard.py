@@ -120,6 +120,10 @@ def test_live_dashboard_of_a_real_daemon_in_chromium(make_ws, monkeypatch: pytes
         dom = chromium.dump_dom(url, budget_ms=3000)
         assert re.search(r'<polyline class="series" data-label="training loss"[^>]* points="[^"]+ [^"]+"', dom.stdout), dom.stdout
         assert "&lt;img src=x onerror=alert(1)&gt; drifts" in dom.stdout and "<img" not in dom.stdout
+        # issue 31: the page names its workspace, and the legend sits below the plot (y 256 > its bottom, 240)
+        assert str(lay.base) in dom.stdout and (lay.base / ".healthkit-id").read_text().strip() in dom.stdout
+        legends = re.findall(r'<text class="legend"[^>]* y="(\d+)"', dom.stdout)
+        assert legends and all(int(y) > 240 for y in legends), dom.stdout
         assert dom.script_errors == [], dom.script_errors
         shot = tmp_path / "dashboard.png"
         chromium.screenshot(url, shot, size=(1000, 1000), budget_ms=3000)

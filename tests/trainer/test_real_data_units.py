@@ -133,3 +133,32 @@ def test_deleting_a_failed_files_kept_checkpoints_is_unsafe_and_says_the_steps(t
     done = hk("fix", str(base), "--unsafe", "--yes", "--only", "queue.failed")
     assert not (lay.checkpoints / ".failed-a.jsonl").exists(), done.stdout + done.stderr
     assert retry_point(lay.checkpoints, "a.jsonl") is None and (lay.failed / "a.jsonl").exists()  # the file itself stays
+
+
+def test_queue_retry_rechecks_the_file_as_queue_add_does_and_names_the_workspace(tmp_path: Path) -> None:
+    """Issue 31 item 9: a file that would fail on the same bad lines stays in failed/ (65) unless --force; the advice
+    printed names the workspace by its path, quoted for a shell (never `.`)."""
+    import shlex
+    import subprocess
+    import sys
+
+    base = tmp_path / "my ws"
+    from healthkit.trainer.scaffold import init_workspace
+
+    init_workspace(base, base_model="models/base", monitor_port=None)
+    lay = Layout.of(base)
+    bad = "\n".join(['{"text": "fine"}'] + ['not json'] * 9) + "\n"
+    (lay.failed / "a.jsonl").write_text(bad)
+
+    def retry(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "healthkit.cli", "queue", "retry", str(base), "a.jsonl", *extra],
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path)
+
+    r = retry()
+    assert r.returncode == 65, (r.stdout, r.stderr)
+    assert "would fail a.jsonl again" in r.stderr and (lay.failed / "a.jsonl").exists() and not (lay.inbox / "a.jsonl").exists()
+    assert shlex.quote(str(base)) in r.stderr  # the --force command to paste
+    r = retry("--force")
+    assert r.returncode == 0 and (lay.inbox / "a.jsonl").exists(), (r.stdout, r.stderr)
+    assert "WARNING: retried with --force" in r.stderr
+    assert f"`healthkit daemon start {shlex.quote(str(base))}` trains it" in r.stdout, r.stdout

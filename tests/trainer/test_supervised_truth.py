@@ -12,6 +12,7 @@ import psutil
 import pytest
 
 from healthkit.trainer.daemon import start_daemon
+from healthkit.trainer.layout import iso_now
 
 from .conftest import all_logs, hk, queue_file, read_json, wait_for
 
@@ -45,6 +46,8 @@ def test_a_supervised_crash_and_a_dead_supervisor_are_told_as_they_are(make_ws, 
                       and d.get("ready_at") and d["pid"], 60, 0.1, "a restarted daemon\n" + all_logs(lay))
     state = read_json(lay.supervisor_state)
     assert state["pid"] == sup.pid and state["state"] == "running" and state["restarts"] == 1
+    # "since" is the supervisor's process start: the clock the daemon's own is read by
+    assert state["started_at"] == iso_now(state["create_time"]) <= read_json(lay.daemon_state)["started_at"]
     assert state["last_crash"]["daemon_pid"] == first and state["last_crash"]["signal"] == "SIGKILL"
     report = _audit(lay.base)
     (found,) = [f for f in report["findings"] if f["code"] == "daemon.restarted"]

@@ -14,7 +14,7 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 
 from healthkit.core.findings import Finding, Severity, Status
-from healthkit.reporting.render.markdown import URGENCY, _training_block, assessment
+from healthkit.reporting.render.markdown import URGENCY, _training_block, assessment, fix_command
 
 if TYPE_CHECKING:
     from healthkit.core.report import Report
@@ -154,6 +154,14 @@ def _working(report: "Report") -> list[str]:
     return ["<h2>What's working</h2>", f"<ol>{items}</ol>"]
 
 
+def _not_judged(report: "Report") -> list[str]:
+    items = report.facts.get("not_judged") or {}
+    if not isinstance(items, dict) or not items:
+        return []
+    lis = "".join(f"<li><strong>{_e(what)}</strong>: {_e(why)}</li>" for what, why in sorted(items.items()))
+    return ["<h2>Not judged</h2>", f"<ul>{lis}</ul>"]
+
+
 def _recommendations(report: "Report") -> list[str]:
     findings = report.findings
     if not findings:
@@ -168,13 +176,14 @@ def _recommendations(report: "Report") -> list[str]:
         out.append(f"<h3>{_e(label)}</h3><ol>")
         for f in group:
             items = [_t(r) for r in f.recommendations]
-            safe = [x.title for x in f.fixes if x.safety == "safe"]
-            unsafe = [x.title for x in f.fixes if x.safety != "safe"]
+            safe = [x for x in f.fixes if x.safety == "safe"]
+            unsafe = [x for x in f.fixes if x.safety != "safe"]
             if safe:
-                items.append(f"Fix: <code>healthkit fix {_e(ws)} --safe --only {_e(f.code)}</code> ({_e(', '.join(safe))})")
+                items.append(f"Fix: <code>{_e(fix_command(ws, f.code, safe, 'safe'))}</code> "
+                             f"({_e(', '.join(x.title for x in safe))})")
             if unsafe:
-                items.append(f"Unsafe fix, only if you accept the risk: <code>healthkit fix {_e(ws)} --unsafe --only "
-                             f"{_e(f.code)}</code> ({_e(', '.join(unsafe))})")
+                items.append(f"Unsafe fix, only if you accept the risk: <code>{_e(fix_command(ws, f.code, unsafe, 'unsafe'))}"
+                             f"</code> ({_e(', '.join(x.title for x in unsafe))})")
             sub = "".join(f"<li>{i}</li>" for i in items)
             out.append(f'<li><a href="#{_e(ids[id(f)])}"><strong>{_e(f.title)}</strong></a> (<code>{_e(f.code)}</code>)'
                        f"<ul>{sub}</ul></li>")
@@ -249,7 +258,7 @@ def render(report: "Report", since: dict[str, Any] | None = None, **_: Any) -> s
         body += _since(since)
     # The run at a glance first (a page is looked at before it is read), then the Markdown report's order.
     body += _training(report) + _chart(report)
-    body += _findings(report) + _unknown(report) + _working(report) + _recommendations(report) + _root_causes(report)
+    body += _findings(report) + _unknown(report) + _working(report) + _not_judged(report) + _recommendations(report) + _root_causes(report)
     body += _inferred(report) + _checks(report)
     title = f"healthkit {report.status.value.upper()}: {report.workspace}"
     return page(title, "\n".join(body))

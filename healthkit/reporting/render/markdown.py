@@ -168,6 +168,23 @@ def _healthy_block(report: "Report") -> list[str]:
     return out + ["---", ""]
 
 
+def _not_judged_block(report: "Report") -> list[str]:
+    """What a check could not judge and why (facts `not_judged`: {what: why}): silence would read as healthy."""
+    items = report.facts.get("not_judged") or {}
+    if not isinstance(items, dict) or not items:
+        return []
+    return ["## ➖ NOT JUDGED", ""] + [f"- **{what}**: {why}" for what, why in sorted(items.items())] + ["", "---", ""]
+
+
+def fix_command(workspace: str, code: str, refs: list, level: str) -> str:
+    """`healthkit fix WS --LEVEL --only CODE`, quoted, with the arguments the fixes need when every one of them needs
+    some (a prune with no declared limit needs `--keep N`: without it the command would do nothing)."""
+    from healthkit.system.shellcmd import command
+
+    extra = list(refs[0].args) if refs and all(r.args for r in refs) else []
+    return command("healthkit", "fix", workspace, f"--{level}", "--only", code, *extra)
+
+
 def _recommendations_block(report: "Report", findings: list[Finding]) -> list[str]:
     out, n = ["## 📋 RECOMMENDATIONS", ""], 0
     for key, label in URGENCY:
@@ -181,9 +198,9 @@ def _recommendations_block(report: "Report", findings: list[Finding]) -> list[st
             safe = [x for x in f.fixes if x.safety == "safe"]
             unsafe = [x for x in f.fixes if x.safety != "safe"]
             if safe:
-                out.append(f"   - Fix: `healthkit fix {report.workspace} --safe --only {f.code}` ({', '.join(x.title for x in safe)})")
+                out.append(f"   - Fix: `{fix_command(report.workspace, f.code, safe, 'safe')}` ({', '.join(x.title for x in safe)})")
             if unsafe:
-                out.append(f"   - Unsafe fix, only if you accept the risk: `healthkit fix {report.workspace} --unsafe --only {f.code}` "
+                out.append(f"   - Unsafe fix, only if you accept the risk: `{fix_command(report.workspace, f.code, unsafe, 'unsafe')}` "
                            f"({', '.join(x.title for x in unsafe)})")
             out.append("")
     return out + ["---", ""]
@@ -227,7 +244,7 @@ def render(report: "Report", ascii: bool = False, since: dict[str, Any] | None =
            chart: dict[str, Any] | None = None, **_: Any) -> str:
     findings = report.findings
     out = _header(report) + (_since_block(since) if since is not None else [])
-    out += _findings_blocks(findings) + _unknown_block(report) + _healthy_block(report)
+    out += _findings_blocks(findings) + _unknown_block(report) + _healthy_block(report) + _not_judged_block(report)
     if findings:
         out += _recommendations_block(report, findings) + _root_cause_block(report, findings)
     out += _status_block(report, findings) + (_chart_block(chart) if chart is not None else [])
