@@ -113,8 +113,8 @@ def retention(ws: Workspace) -> Retention:
 
 
 def _written_by_init(ws: Workspace, key: str, value: int) -> bool:
-    """Whether config.json's ``key`` still holds the default `healthkit init` recorded writing (healthkit.core.detect.DEFAULTS_KEY)."""
-    from healthkit.core.detect import DEFAULTS_KEY
+    """Whether config.json's ``key`` still holds the default `healthkit init` recorded writing (healthkit.contract.configschema.DEFAULTS_KEY)."""
+    from healthkit.contract.configschema import DEFAULTS_KEY
 
     marks = ws.config.data.get(DEFAULTS_KEY)
     return isinstance(marks, dict) and key in marks and marks[key] == value

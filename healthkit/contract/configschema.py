@@ -8,6 +8,11 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_PATH = Path(__file__).parent.parent / "schemas" / "config.schema.json"
+# The `$schema` id by which an audit knows a config.json was written for our trainer.
+HEALTHKIT_SCHEMA_ID = "https://healthkit.dev/schemas/config.schema.json"
+# config.json key where `healthkit init` records the defaults it wrote ({key: value}): a key still holding that value
+# was chosen by healthkit, not declared by the user.
+DEFAULTS_KEY = "$healthkit_defaults"
 
 
 @functools.lru_cache(maxsize=1)
@@ -31,8 +36,6 @@ def unknown_keys(data: Any) -> list[tuple[str, str | None]]:
     """(key, the known key it most likely meant or None) for each top-level key of our trainer's config.json that is
     not one of its settings (the audit's `config.unknown-key`, the daemon's start and `queue add` warn alike)."""
     import difflib
-
-    from healthkit.core.detect import DEFAULTS_KEY
 
     if not isinstance(data, dict):
         return []

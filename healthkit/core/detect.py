@@ -22,10 +22,7 @@ from typing import Any, Callable
 
 from healthkit.contract.settings import SETTINGS_FILE, Settings
 
-HEALTHKIT_SCHEMA_ID = "https://healthkit.dev/schemas/config.schema.json"
-# config.json key where `healthkit init` records the defaults it wrote ({key: value}): a key still holding that value
-# was chosen by healthkit, not declared by the user.
-DEFAULTS_KEY = "$healthkit_defaults"
+from healthkit.contract.configschema import DEFAULTS_KEY, HEALTHKIT_SCHEMA_ID  # noqa: F401 - named here since 0.1
 # Keys only healthkit's trainer reads: a config.json carrying one was written for it.
 TRAINER_MARKER_KEYS = ("drift_policy", "keep_final_models", "continue_from_previous", "max_failures",
                        "hook_timeout_s", "status_interval_s")
