@@ -199,6 +199,17 @@ class HealSettings:
 
 
 @frozen
+class DaemonSettings:
+    """How our trainer's daemon holds the workspace (docs/cluster.md)."""
+
+    lease_seconds: float = Field(
+        180.0, gt=0, description="the daemon's lease length: it renews `.daemon.lease` six times per lease, and stops "
+        "training when it could not renew for this long minus [thresholds] clock_skew_seconds (another host may take the "
+        "workspace once the lease and the margin have passed)"
+    )
+
+
+@frozen
 class NotifySettings:
     """Where the scheduled job tells a person (Apprise URLs) and when."""
 
@@ -223,6 +234,7 @@ class Settings:
     heal: HealSettings = _section(HealSettings)
     notify: NotifySettings = _section(NotifySettings)
     run: RunSettings = _section(RunSettings)
+    daemon: DaemonSettings = _section(DaemonSettings)
 
     # Dotted names healthkit.toml states ("paths.checkpoints"): detection never overrides those.
     explicit: ClassVar[frozenset[str]] = frozenset()

@@ -20,6 +20,7 @@ from .settings import Settings, load_settings, resolve_path
 
 if TYPE_CHECKING:
     from .procs import PidFile, ProcInfo
+    from .lease import LeaseFile
     from .trust import Trust
 
 T = TypeVar("T")
@@ -291,6 +292,13 @@ class Workspace:
         from .procs import read_pid_file  # psutil is imported when a check needs processes, not at open
 
         return read_pid_file(self.pid_path)
+
+    @cached_view
+    def lease(self) -> "LeaseFile":
+        """The daemon's lease beside the PID file (healthkit.lease), read by content, bounded."""
+        from .lease import lease_path, read_lease
+
+        return read_lease(lease_path(self.pid_path), self.reader)
 
     @cached_view
     def processes(self) -> list[ProcInfo]:

@@ -40,9 +40,11 @@ from . import diskspace as ds
 from . import queue as q
 from .dashboard import LiveHistory, workspace_findings
 from .data import DataError, file_format, read_examples
+from .lease import GENERATION_ENV, LeaseHeld, LeaseKeeper, lease_settings
 from .launch import (DAEMON_MODULE, arg_value, child_command, child_env, find_training, is_training, spawn_detached,
                      trainings_not_ours)
-from .layout import EXIT_ALREADY_RUNNING, EXIT_CONFIG, EXIT_DATA, EXIT_DISK_FULL, EXIT_OK, EXIT_STOPPED, Layout, iso_now, log_to
+from .layout import (EXIT_ALREADY_RUNNING, EXIT_CONFIG, EXIT_DATA, EXIT_DISK_FULL, EXIT_FENCED, EXIT_OK, EXIT_STOPPED, Layout,
+                     iso_now, log_to)
 from .pidfile import DaemonLock, running_daemon
 from .preflight import describe, run_preflight, template_problem
 from .state import ensure_reserve, flush_pending, read_json, read_state, update_state, update_status
@@ -89,6 +91,10 @@ class Child:
             self.log_fh.close()
 
 
+class _Fenced(Exception):
+    """Raised in the loop when the lease is lost: the daemon leaves at once."""
+
+
 class Daemon:
     def __init__(self, layout: Layout, restarts: int = 0, supervised: bool = False):
         self.layout = layout
@@ -108,19 +114,26 @@ class Daemon:
         self.live = LiveHistory()  # the monitor's /history: points of the file in training, in memory only
         self._last_live = 0.0
         self.home: tuple[int, int] | None = None  # (device, inode) of the workspace folder this daemon started in
+        self.lease: LeaseKeeper | None = None  # the workspace's lease (trainer/lease.py), renewed by its own thread
 
     # lifecycle -----------------------------------------------------------------
     def run(self) -> int:
         lay = self.layout
         lock = DaemonLock(lay)
-        for _ in range(5):  # a reader probing the lock holds it for microseconds
-            if lock.acquire():
-                break
-            time.sleep(0.05)
-        else:
-            log.error("another daemon (PID %s) already runs for %s", running_daemon(lay), lay.base)
+        try:
+            for _ in range(5):  # a reader probing the lock holds it for microseconds
+                if lock.acquire(before_pid_file=self._claim_lease):
+                    break
+                time.sleep(0.05)
+            else:
+                log.error("another daemon (PID %s) already runs for %s", running_daemon(lay), lay.base)
+                return EXIT_ALREADY_RUNNING
+        except LeaseHeld as exc:  # nothing was written: the workspace is another host's
+            log.error("not started: %s", exc)
+            sys.stderr.write(f"healthkit daemon: not started: {exc}\n")
             return EXIT_ALREADY_RUNNING
         try:
+            self.lease.start()  # type: ignore[union-attr]
             return self._run_locked()
         except Exception as exc:  # noqa: BLE001 - record it: a crash must never be quiet
             log.exception("daemon crashed")
@@ -132,7 +145,34 @@ class Daemon:
         finally:
             if self.monitor is not None:
                 self.monitor.stop()
+            if self.lease is not None:
+                self.lease.release()
             lock.release()
+
+    def _claim_lease(self) -> None:
+        """Claim the workspace's lease before the PID file is written; LeaseHeld while another host holds it."""
+        from healthkit.wsid import ensure_workspace_id
+
+        lay = self.layout
+        me = psutil.Process()
+        lease_s, margin_s = lease_settings(lay.base)
+        keeper = LeaseKeeper(lay.pid_file, ensure_workspace_id(lay.base), me.pid, me.create_time(), lease_s, margin_s,
+                             lay.status_dir)
+        prev = keeper.acquire()
+        if prev is not None and not prev.is_local(keeper.here) and prev.released_at is None:
+            log.warning("took over the workspace from host %s (generation %d, last renewed %s): its lease had expired",
+                        prev.host, prev.generation, iso_now(prev.renewed_at))
+        self.lease = keeper
+
+    def _fenced(self) -> int:
+        """The lease is lost (not renewable in time, or superseded): stop training now, commit nothing, write nothing."""
+        why = self.lease.fenced_why if self.lease is not None else "?"
+        log.error("fenced: %s. Training stops now without a checkpoint; another host may hold the workspace", why)
+        sys.stderr.write(f"healthkit daemon: fenced: {why}\n")
+        if self.child is not None:
+            self.child.reap_group()  # it fences itself too; this makes sure, before the lease can expire
+            self.child = None
+        return EXIT_FENCED
 
     def _run_locked(self) -> int:
         lay = self.layout
@@ -167,6 +207,7 @@ class Daemon:
         port = self._start_monitor()
         update_state(
             lay.daemon_state, state="paused" if self.paused else "running", pid=me.pid, started_at=iso_now(me.create_time()),
+            host=self.lease.here.host if self.lease else None, lease_generation=self.lease.generation if self.lease else None,
             restarts=self.restarts, supervised=self.supervised, warnings=self.warnings, error=None, monitor_port=port,
             ready_at=None, stop_request=None, stopped_at=None,
             paused_at=(req.paused_at or iso_now()) if self.paused else None, pause_reason=req.pause_reason if self.paused else None,
@@ -177,7 +218,10 @@ class Daemon:
         log.info("daemon started (PID %d, workspace %s, restarts %d)", me.pid, lay.base, self.restarts)
         self._adopt(prev)
         update_state(lay.daemon_state, ready_at=iso_now())  # start_daemon returns once this is written
-        gone = self._loop()
+        try:
+            gone = self._loop()
+        except _Fenced:
+            return self._fenced()
         if gone:
             return self._leave_gone_workspace(gone)
         waiting = [p.name for p in q.in_processing(lay)]
@@ -243,6 +287,8 @@ class Daemon:
         lay = self.layout
         while True:
             self.heartbeat = time.monotonic()
+            if self.lease is not None and self.lease.fenced:
+                raise _Fenced()
             gone = self._workspace_gone()
             if gone:
                 return gone
@@ -338,8 +384,11 @@ class Daemon:
         cmd = child_command(lay, self.cfg, file, attempt, resume)
         log_path = lay.logs / f"train-{file.stem}.log"
         fh = open(log_path, "ab")
+        env = child_env()
+        if self.lease is not None:
+            env[GENERATION_ENV] = str(self.lease.generation)  # the child commits checkpoints only under this generation
         popen = subprocess.Popen(cmd, cwd=lay.base, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
-                                 start_new_session=True, env=child_env())
+                                 start_new_session=True, env=env)
         try:
             started = psutil.Process(popen.pid).create_time()
         except psutil.Error:
@@ -432,6 +481,8 @@ class Daemon:
                 q.finish_failed(lay, child.file, err, lay.logs / f"train-{child.file.stem}.log")
             log.error("%s failed: %s", name, err)
             self._write_crash_status(name, err, "failed")
+        elif rc == EXIT_FENCED:
+            log.error("%s: its training was fenced (lost the lease); no failure is counted", name)
         elif rc == EXIT_STOPPED or outcome == "stopped":
             log.info("%s stopped at step %s; it resumes from its checkpoint on the next start", name, res.get("step"))
         elif still_here and self._out_of_space(rc, outcome):
