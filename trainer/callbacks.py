@@ -185,7 +185,7 @@ class HealthCallback(TrainerCallback):
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         t0 = time.perf_counter()
         guard = self.lease_guard
-        if guard is not None and guard.fenced_why and not self.fenced:
+        if guard is not None and not self.fenced and guard.check():
             self.fenced = guard.fenced_why  # fenced: stop at once, commit nothing (another holder may own the workspace)
             control.should_save = False
             control.should_training_stop = True

@@ -287,8 +287,10 @@ class Daemon:
         lay = self.layout
         while True:
             self.heartbeat = time.monotonic()
-            if self.lease is not None and self.lease.fenced:
-                raise _Fenced()
+            if self.lease is not None:
+                self.lease.check()  # its own monotonic clock: no I/O here, the renewal thread writes
+                if self.lease.fenced:
+                    raise _Fenced()
             gone = self._workspace_gone()
             if gone:
                 return gone

@@ -273,11 +273,17 @@ class LeaseGuard:
             self._adopt(lease)
             if lease.renewed_at != self._seen_renewal and lease.released_at is None:
                 self._seen_renewal = lease.renewed_at
-                self.last_ok = time.monotonic()
+                # The clock runs from the renewal, not from when we saw it (this host's lease: the same wall clock).
+                self.last_ok = time.monotonic() - min(max(0.0, time.time() - lease.renewed_at), self.fence_after)
             elif not self._daemon_alive(lease):
                 self._renew_for_dead_daemon(lease)
-        if self.fence_after and time.monotonic() - self.last_ok > self.fence_after:
+        self.check()
+
+    def check(self) -> str | None:
+        """Why training must stop now, or None: one monotonic read, no I/O (the step path calls this)."""
+        if self.fenced_why is None and self.fence_after and time.monotonic() - self.last_ok > self.fence_after:
             self.fenced_why = f"the lease was not renewed for {time.monotonic() - self.last_ok:.0f} s"
+        return self.fenced_why
 
     def _daemon_alive(self, lease: Lease) -> bool:
         live = probe(lease.pid)

@@ -56,11 +56,20 @@ class Host:
     def __init__(self, name: str):
         self.name = name
         self.runs: list[subprocess.Popen] = []
+        self.scripts: list[str] = []
         self.lines: dict[int, list[str]] = {}
 
     def _argv(self, argv: list[str]) -> list[str]:
-        return ["unshare", "--pid", "--uts", "--fork", "--mount-proc", "--", "sh", "-c", 'hostname "$0" && exec "$@"',
-                self.name, *argv]
+        # The command goes in a script, not in unshare's own argv: a process there whose argv names the daemon and the
+        # workspace would count as a daemon to an auditor on this host (no such wrapper exists on a real node).
+        import shlex
+        import tempfile
+
+        fd, script = tempfile.mkstemp(prefix=f"host-{self.name}-", suffix=".sh")
+        os.write(fd, f"hostname {shlex.quote(self.name)} && exec {shlex.join(argv)}\n".encode())
+        os.close(fd)
+        self.scripts.append(script)
+        return ["unshare", "--pid", "--uts", "--fork", "--mount-proc", "--", "sh", script]
 
     def spawn(self, argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
         """Start ``argv`` there; its output lines are collected (``output``)."""
@@ -97,6 +106,12 @@ class Host:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
+        for script in self.scripts:
+            try:
+                os.unlink(script)
+            except OSError:
+                pass
+        self.scripts.clear()
 
 
 @pytest.fixture
