@@ -221,3 +221,27 @@ def test_remote_and_expired_leases_judged_by_content_not_mtime(tmp_path):
     assert [(f.code, f.severity.value) for f in r.findings] == [("daemon.lease-expired", "critical")]
     assert "node9" in r.findings[0].problem[0] and "last renewed" in r.findings[0].problem[0]
     assert [x.id for x in r.findings[0].fixes] == ["start-daemon"]
+
+
+def test_a_dead_hosts_stale_lock_is_no_reason_to_refuse_once_its_lease_expired(lay):
+    """NFSv3 keeps a dead client's lock until that host reboots: held here by a live process standing in for it."""
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time\n"
+                               f"f = open({str(lay.lock_file)!r}, 'w'); fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True)\n"
+                               "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        foreign(lay, renewed_ago=0.1)
+        assert pidfile.DaemonLock(lay).acquire() is False  # fresh: the lock stands
+        assert pidfile.running_daemon(lay) is not None
+        foreign(lay, renewed_ago=600)
+        assert pidfile.running_daemon(lay) is None
+        lock = pidfile.DaemonLock(lay)
+        assert lock.acquire(before_pid_file=lambda: keeper(lay).acquire()) is True
+        assert read_lease(lay.base / ".daemon.lease").lease.generation == 4  # node9's generation 3 is superseded
+        lock.release()
+    finally:
+        holder.kill()
+        holder.wait()

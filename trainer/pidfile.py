@@ -66,6 +66,11 @@ class DaemonLock:
         raises, the lock is let go and nothing was written."""
         fd = os.open(lock_path(self.layout), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         got = try_flock(fd, fcntl.LOCK_EX)
+        if got is False and stale_remote_holder(self.layout) is not None:
+            log.warning("the daemon lock is held, but by host %s, whose lease expired: a dead host's lock at the file "
+                        "server (NFSv3 keeps it until that host reboots); going on, the lease fences",
+                        stale_remote_holder(self.layout).host)  # type: ignore[union-attr]
+            got = None
         if got is False:
             os.close(fd)
             return False
@@ -110,9 +115,25 @@ def is_locked(layout: Layout) -> bool:
         os.close(fd)
 
 
+def stale_remote_holder(layout: Layout):
+    """The lease of another host that expired (its length plus the margin), else None: whatever lock that host left at
+    the file server holds nothing any more."""
+    import time
+
+    from healthkit.lease import lease_path, read_lease
+
+    from .lease import lease_settings
+
+    lease = read_lease(lease_path(layout.pid_file)).lease
+    if lease is None or lease.is_local() or lease.released_at is not None:
+        return None
+    _, margin = lease_settings(layout.base)
+    return None if lease.fresh(time.time(), margin) else lease
+
+
 def running_daemon(layout: Layout) -> int | None:
-    """PID of the live daemon holding the lock, else None."""
-    if not is_locked(layout):
+    """PID of the live daemon holding the lock, else None (a lock left by a dead host whose lease expired is none)."""
+    if not is_locked(layout) or stale_remote_holder(layout) is not None:
         return None
     pf = read_pid_file(layout.pid_file)
     return pf.pid if pf.state == "ok" else -1
