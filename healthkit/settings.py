@@ -207,6 +207,23 @@ class DaemonSettings:
         "training when it could not renew for this long minus [thresholds] clock_skew_seconds (another host may take the "
         "workspace once the lease and the margin have passed)"
     )
+    scheduler: Literal["none", "slurm"] = Field(
+        "none", description="'slurm': `healthkit daemon start` submits the daemon as a batch job (sbatch; see [slurm]); "
+        "'none': it starts here"
+    )
+
+
+@frozen
+class SlurmSettings:
+    """The batch job `healthkit daemon start` submits when `[daemon] scheduler = "slurm"` (docs/cluster.md)."""
+
+    partition: str | None = Field(None, description="sbatch --partition; default: the cluster's default partition")
+    time: str | None = Field(None, description="sbatch --time (e.g. '04:00:00'); default: the partition's limit")
+    signal_lead_seconds: int = Field(
+        300, ge=1, description="seconds before the time limit that Slurm sends USR1 to the batch shell (--signal=B:USR1@N):"
+        " the daemon has the training save at its next step boundary, then requeues the job"
+    )
+    sbatch_args: list[str] = Field([], description="more sbatch options, one argument each (e.g. ['--gres=gpu:1'])")
 
 
 @frozen
@@ -235,6 +252,7 @@ class Settings:
     notify: NotifySettings = _section(NotifySettings)
     run: RunSettings = _section(RunSettings)
     daemon: DaemonSettings = _section(DaemonSettings)
+    slurm: SlurmSettings = _section(SlurmSettings)
 
     # Dotted names healthkit.toml states ("paths.checkpoints"): detection never overrides those.
     explicit: ClassVar[frozenset[str]] = frozenset()

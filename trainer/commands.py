@@ -46,6 +46,11 @@ def start(path: Path, supervise: bool = False, foreground: bool = False) -> int:
     lay = _workspace(path)
     if lay is None:
         return EXIT_USAGE
+    settings = _settings(lay)
+    if settings is None:
+        return EXIT_CONFIG
+    if settings.daemon.scheduler == "slurm" and not foreground:
+        return _submit(lay, settings, supervise)
     from healthkit.trust import NoAccount, drop_to, run_as_for
 
     try:
@@ -85,6 +90,55 @@ def start(path: Path, supervise: bool = False, foreground: bool = False) -> int:
          f"state {st.get('state')}"
          + (f"; adopted training PID {st.get('child_pid')}" if st.get("adopted") else "")
          + (f"; monitor http://127.0.0.1:{port}/health" if port else ""))
+    return 0
+
+
+EXIT_CONFIG = 78
+
+
+def _settings(lay: Layout):
+    """healthkit.toml as the audit reads it (an unknown key is refused here as there), or None when it cannot be used."""
+    from healthkit.settings import SettingsError, load_settings
+
+    try:
+        return load_settings(lay.base)[0]
+    except SettingsError as exc:
+        _err(f"healthkit: {exc}\nnothing was started")
+        return None
+
+
+def _submit(lay: Layout, settings, supervise: bool) -> int:
+    """`[daemon] scheduler = "slurm"`: the daemon runs as a batch job; print its id."""
+    from healthkit.wsid import ensure_workspace_id
+
+    from .slurm import SlurmError, submit
+
+    if supervise:
+        _err("healthkit: --supervise is refused under Slurm: Slurm's requeue is the supervisor (the job is submitted "
+             "with --requeue). Nothing was submitted.")
+        return EXIT_USAGE
+    try:
+        job = submit(lay, settings, ensure_workspace_id(lay.base))
+    except SlurmError as exc:
+        _err(f"healthkit: not submitted: {exc}")
+        return 1
+    _out(f"submitted batch job {job} (the daemon for {lay.base}; `squeue -j {job}` shows it)")
+    return 0
+
+
+def slurm_script(path: Path) -> int:
+    """Print the batch script that runs this workspace's daemon under Slurm."""
+    from healthkit.wsid import ensure_workspace_id
+
+    from .slurm import batch_script
+
+    lay = _workspace(path)
+    if lay is None:
+        return EXIT_USAGE
+    settings = _settings(lay)
+    if settings is None:
+        return EXIT_CONFIG
+    sys.stdout.write(batch_script(lay, settings, ensure_workspace_id(lay.base)))
     return 0
 
 

@@ -40,6 +40,7 @@ from . import diskspace as ds
 from . import queue as q
 from .dashboard import LiveHistory, workspace_findings
 from .data import DataError, file_format, read_examples
+from . import slurm
 from .lease import GENERATION_ENV, LeaseHeld, LeaseKeeper, lease_settings
 from .launch import (DAEMON_MODULE, arg_value, child_command, child_env, find_training, is_training, spawn_detached,
                      trainings_not_ours)
@@ -115,6 +116,8 @@ class Daemon:
         self._last_live = 0.0
         self.home: tuple[int, int] | None = None  # (device, inode) of the workspace folder this daemon started in
         self.lease: LeaseKeeper | None = None  # the workspace's lease (trainer/lease.py), renewed by its own thread
+        self.slurm_job = slurm.this_job()  # the batch job this daemon runs as, or None
+        self.slurm_requeue = False  # USR1 came (the time limit is near): save, then requeue the job
 
     # lifecycle -----------------------------------------------------------------
     def run(self) -> int:
@@ -134,7 +137,8 @@ class Daemon:
             return EXIT_ALREADY_RUNNING
         try:
             self.lease.start()  # type: ignore[union-attr]
-            return self._run_locked()
+            rc = self._run_locked()
+            return rc
         except Exception as exc:  # noqa: BLE001 - record it: a crash must never be quiet
             log.exception("daemon crashed")
             try:
@@ -148,6 +152,24 @@ class Daemon:
             if self.lease is not None:
                 self.lease.release()
             lock.release()
+            if self.slurm_job:
+                self._slurm_end()
+
+    def _slurm_end(self) -> None:
+        """Record how the job ends; on USR1 requeue it (the last act: Slurm ends this process on the requeue)."""
+        from healthkit.events import SLURM_END, SLURM_REQUEUE, EventLog
+
+        events = EventLog(self.layout.logs)
+        if not self.slurm_requeue:
+            events.append(SLURM_END, job_id=self.slurm_job, reason=(self.stop_request or {}).get("reason") or "daemon exited")
+            return
+        events.append(SLURM_REQUEUE, job_id=self.slurm_job, reason="time limit near (USR1): saved, requeued")
+        log.info("requeueing Slurm job %s: the requeued job resumes from the checkpoint just saved", self.slurm_job)
+        try:
+            slurm.requeue(self.slurm_job)  # type: ignore[arg-type]
+        except slurm.SlurmError as exc:
+            log.error("requeue of job %s failed: %s", self.slurm_job, exc)
+            events.append(SLURM_END, job_id=self.slurm_job, reason=f"requeue failed: {exc}")
 
     def _claim_lease(self) -> None:
         """Claim the workspace's lease before the PID file is written; LeaseHeld while another host holds it."""
@@ -215,6 +237,14 @@ class Daemon:
         )
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        if self.slurm_job:
+            signal.signal(signal.SIGUSR1, self._on_time_limit)
+            from healthkit.events import SLURM_JOB, EventLog
+
+            EventLog(lay.logs).append(SLURM_JOB, job_id=self.slurm_job, restarts=slurm.restarts(), pid=me.pid,
+                                      host=self.lease.here.host if self.lease else None)
+            update_state(lay.daemon_state, slurm_job_id=self.slurm_job, slurm_restarts=slurm.restarts())
+            log.info("running as Slurm job %s (restart %d)", self.slurm_job, slurm.restarts())
         log.info("daemon started (PID %d, workspace %s, restarts %d)", me.pid, lay.base, self.restarts)
         self._adopt(prev)
         update_state(lay.daemon_state, ready_at=iso_now())  # start_daemon returns once this is written
@@ -240,6 +270,18 @@ class Daemon:
             self.stop_request = {"at": iso_now(), "by": f"signal {name}", "reason": f"{name} received (a stop request)"}
         if self.child is not None:
             ctl.request_stop(self.layout)
+
+    def _on_time_limit(self, signum: int, frame: Any) -> None:
+        """Slurm's B:USR1 before the time limit: the child saves at its next step boundary, then the job is requeued."""
+        log.info("USR1: the job's time limit is near: saving at the next step boundary, then requeueing job %s",
+                 self.slurm_job)
+        self.slurm_requeue = True
+        self.stopping = True
+        if self.stop_request is None:
+            self.stop_request = {"at": iso_now(), "by": f"slurm (job {self.slurm_job})",
+                                 "reason": f"time limit near (USR1): saved and requeued job {self.slurm_job}"}
+        if self.child is not None:
+            ctl.request_stop(self.layout, by=self.stop_request["by"], reason=self.stop_request["reason"])
 
     def _start_monitor(self) -> int | None:
         port = self.cfg.monitor_port

@@ -302,6 +302,9 @@ def _start_blocker(ctx: PlanContext, argv: list[str] | None, why_not: str | None
     held = _remote_held(ws)
     if held:
         return held
+    if ws.settings.daemon.scheduler == "slurm":
+        return (f"the daemon runs as a Slurm job here ([daemon] scheduler = \"slurm\"); no daemon is started outside it. "
+                f"Submit it: healthkit daemon start {shlex.quote(str(ws.base))}")
     daemon_fact = ctx.report.facts.get("daemon") or {}
     if daemon_fact.get("state") == "running":
         return (f"a daemon already runs (PID {daemon_fact.get('pid')}) and did not adopt it: "

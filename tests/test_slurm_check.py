@@ -1,0 +1,91 @@
+"""The slurm check without a cluster: squeue absent or hanging is UNKNOWN with the reason (never a hang), requeues
+and a requeue storm come from the event log; `daemon start` reads healthkit.toml and refuses what the audit refuses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from healthkit.api import audit
+from healthkit.events import SLURM_JOB, SLURM_REQUEUE, EventLog
+from healthkit.models import Status
+
+from .conftest import make_checkpoint, write_json
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def slurm_ws(tmp_path, squeue: str | None):
+    write_json(tmp_path / "config.json", {"base_model": "m"})
+    (tmp_path / "queue" / "inbox").mkdir(parents=True)
+    (tmp_path / "healthkit.toml").write_text('[daemon]\nscheduler = "slurm"\n')
+    (tmp_path / ".healthkit-id").write_text("c" * 32 + "\n")
+    bin_dir = tmp_path.parent / f"{tmp_path.name}-bin"
+    bin_dir.mkdir()
+    if squeue is not None:
+        (bin_dir / "squeue").write_text(squeue)
+        (bin_dir / "squeue").chmod(0o755)
+    return bin_dir
+
+
+def run_audit(ws, bin_dir, monkeypatch):
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}/usr/bin/nonexistent")
+    return audit(ws, select=["slurm"], record_costs=False)
+
+
+def result(report):
+    return next(r for r in report.results if r.check == "slurm")
+
+
+def test_absent_squeue_is_unknown_with_the_reason(tmp_path, monkeypatch):
+    (tmp_path / "ws").mkdir()
+    b = slurm_ws(tmp_path / "ws", None)
+    r = result(run_audit(tmp_path / "ws", b, monkeypatch))
+    assert r.status is Status.UNKNOWN
+    assert any("squeue is not installed on this host" in n and "lease is the fallback" in n for n in r.notes)
+
+
+def test_a_hanging_scheduler_is_unknown_within_its_timeout(tmp_path, monkeypatch):
+    (tmp_path / "ws").mkdir()
+    b = slurm_ws(tmp_path / "ws", "#!/bin/sh\nexec /bin/sleep 60\n")
+    t0 = time.monotonic()
+    r = result(run_audit(tmp_path / "ws", b, monkeypatch))
+    assert time.monotonic() - t0 < 9
+    assert r.status is Status.UNKNOWN and any("did not answer within 5s" in n for n in r.notes)
+
+
+def test_pending_requeued_and_storm(tmp_path, monkeypatch):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    b = slurm_ws(ws, "#!/bin/sh\necho '42|PENDING|BeginTime|1:00:00'\n")
+    make_checkpoint(ws / "current_model", 10)
+    old = time.time() - 3600
+    os.utime(ws / "current_model" / "checkpoint-10", (old, old))
+    log = EventLog(ws / "logs")
+    log.append(SLURM_JOB, job_id="42")
+    log.append(SLURM_REQUEUE, job_id="42")
+    rep = run_audit(ws, b, monkeypatch)
+    assert sorted(f.code for f in rep.findings) == ["slurm.pending", "slurm.requeued"]
+    pending = next(f for f in rep.findings if f.code == "slurm.pending")
+    assert pending.problem[0].startswith("Job 42 (healthkit-" + "c" * 32 + ") is PENDING: reason BeginTime")
+    log.append(SLURM_REQUEUE, job_id="42")
+    log.append(SLURM_REQUEUE, job_id="42")
+    rep = run_audit(ws, b, monkeypatch)
+    storm = next(f for f in rep.findings if f.code == "slurm.requeue-storm")
+    assert storm.severity.value == "critical" and "no new checkpoint" in storm.problem[0]
+
+
+def test_a_workspace_without_slurm_asks_no_scheduler(tmp_path, monkeypatch):
+    write_json(tmp_path / "config.json", {"base_model": "m"})
+    r = result(run_audit(tmp_path, tmp_path, monkeypatch))
+    assert r.status is Status.OK and r.notes == []
+
+
+def test_daemon_start_refuses_an_unknown_setting_like_the_audit(tmp_path):
+    (tmp_path / "healthkit.toml").write_text('[daemon]\nlauncher = "slurm"\n')
+    out = subprocess.run([sys.executable, "-m", "healthkit.cli", "daemon", "start", str(tmp_path)], capture_output=True,
+                         text=True, timeout=60, cwd=REPO)
+    assert out.returncode == 78 and "daemon.launcher: unknown setting" in out.stderr and "nothing was started" in out.stderr
+    assert not (tmp_path / ".daemon.pid").exists()
