@@ -23,6 +23,10 @@
    `node1`) against the same workspace without the lease: what reading and judging the lease adds to a whole
    `healthkit audit` process. Target: ratio <= 1.10.
 
+8. (`--only slurm`, with SLURM_CONF naming a cluster whose squeue answers) The example machine with
+   `[daemon] scheduler = "slurm"` against the same with `"none"`: what asking the scheduler adds to a whole
+   `healthkit audit` process. Target: ratio <= 1.2.
+
 Runs are interleaved (baseline, audit, baseline, audit, ...) and the median of each is used.
 Usage: python bench/bench_audit.py [--files 100000] [--repeat 7] [--only long]
 """
@@ -298,11 +302,46 @@ def lease(tmp: Path, repeat: int) -> list[dict]:
         ex.cleanup()
 
 
+def slurm(tmp: Path, repeat: int) -> list[dict]:
+    """Section 8: an audit that asks squeue against the same workspace without a scheduler."""
+    import shutil as _sh
+
+    from healthkit.demo import build_example
+
+    if subprocess.run(["squeue", "-h"], capture_output=True, timeout=10, check=False).returncode != 0:
+        print("slurm: squeue does not answer here (set SLURM_CONF to a running cluster); skipped")
+        return []
+    ex = build_example(tmp / "example-slurm")
+    try:
+        plain, sl = tmp / "no-scheduler", tmp / "slurm"
+        _sh.copytree(ex.base, plain, symlinks=True)
+        _sh.copytree(ex.base, sl, symlinks=True)
+        for base, sched in ((plain, "none"), (sl, "slurm")):
+            toml = base / "healthkit.toml"
+            toml.write_text((toml.read_text() if toml.exists() else "") + f'\n[daemon]\nscheduler = "{sched}"\n')
+            (base / ".healthkit-id").write_text("d" * 32 + "\n")
+        runs: dict[str, list[float]] = {"none": [], "slurm": []}
+        timed([*HEALTHKIT, str(plain)])
+        timed([*HEALTHKIT, str(sl)])
+        for i in range(repeat):
+            for k in (("none", "slurm") if i % 2 == 0 else ("slurm", "none")):
+                runs[k].append(timed([*HEALTHKIT, str(plain if k == "none" else sl)]))
+        ratios = [a / b for a, b in zip(runs["slurm"], runs["none"])]
+        spread = (max(ratios) - min(ratios)) / 2 / statistics.median(ratios) * 100
+        print(f"per-run ratios {', '.join(f'{r:.2f}' for r in ratios)}; spread ±{spread:.1f}%")
+        res = ratio_result("audit of a Slurm workspace (squeue answering) vs none", statistics.median(runs["slurm"]),
+                           statistics.median(runs["none"]), 1.2)
+        res["ratio_spread_pct"] = spread
+        return [res]
+    finally:
+        ex.cleanup()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=7)
-    ap.add_argument("--only", choices=("big", "example", "long", "scheduled", "split", "lease"), action="append",
+    ap.add_argument("--only", choices=("big", "example", "long", "scheduled", "split", "lease", "slurm"), action="append",
                     help="run only these sections (repeatable); all by default")
     args = ap.parse_args()
     only = set(args.only or ("big", "example", "long", "scheduled", "split"))
@@ -328,6 +367,8 @@ def main() -> int:
             results += fix_split(tmp, args.repeat)
         if "lease" in only:
             results += lease(tmp, args.repeat)
+        if "slurm" in only:
+            results += slurm(tmp, args.repeat)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0 if all(r["pass"] for r in results) else 1
