@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import os
-import subprocess
+import shlex
 from dataclasses import dataclass, field
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, Healthy, Severity, check
 from healthkit.events import SLURM_JOB, SLURM_REQUEUE, read_events
-from healthkit.shellcmd import command
+from healthkit.slurmq import JOB_PREFIX, jobs_named, seconds, show_job
 from healthkit.workspace import Workspace
 from healthkit.wsid import read_workspace_id
 
 from ._common import iso, q
 
-SQUEUE_TIMEOUT_S = 5.0
-JOB_PREFIX = "healthkit-"  # trainer/slurm.py names each job so; the audit finds jobs submitted by hand by it
-SQUEUE_FORMAT = "%i|%T|%r|%L"
 STORM_REQUEUES = 3
 
 PENDING = CodeDoc(
@@ -49,24 +46,103 @@ STORM = CodeDoc(
 )
 
 
-def _squeue(name: str) -> tuple[list[dict] | None, str, str]:
-    """(jobs, the command, why not) from squeue, bounded in time."""
-    argv = ["squeue", "-h", "-n", name, "-o", SQUEUE_FORMAT]
-    shown = command(*argv)
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=SQUEUE_TIMEOUT_S, stdin=subprocess.DEVNULL)
-    except FileNotFoundError:
-        return None, shown, "squeue is not installed on this host"
-    except subprocess.TimeoutExpired:
-        return None, shown, f"squeue did not answer within {SQUEUE_TIMEOUT_S:g}s (slurmctld down or unreachable)"
-    if out.returncode != 0:
-        return None, shown, f"squeue failed: {(out.stderr or out.stdout).strip()[:300]}"
-    jobs = []
-    for line in out.stdout.splitlines():
-        parts = line.strip().split("|")
-        if len(parts) == 4 and parts[0]:
-            jobs.append({"job_id": parts[0], "state": parts[1], "reason": parts[2], "time_left": parts[3]})
-    return jobs, shown, ""
+ENDED = CodeDoc(
+    "slurm.ended", "critical", "The daemon's Slurm job ended with work still queued",
+    what="The job that ran the daemon ended as PREEMPTED, NODE_FAIL or OUT_OF_MEMORY (scontrol show job), and files "
+         "still wait in the queue or in processing/: nothing will train them until a job runs again.",
+    why="Slurm does not requeue such a job unless the cluster says so; the queue stops until someone submits again.",
+    fix="Submit the daemon again: `healthkit daemon start WS` (it resumes from the newest complete checkpoint). For "
+        "OUT_OF_MEMORY ask for more memory (`[slurm] sbatch_args = [\"--mem=...\"]`).",
+    fix_safety="Submitting again is the user's call here (the fix engine does not submit jobs yet).",
+)
+TIMEOUT_UNSAVED = CodeDoc(
+    "slurm.timeout-unsaved", "critical", "The daemon's Slurm job hit its time limit without saving",
+    what="The job ended as TIMEOUT and no checkpoint was written after the time-limit signal was due "
+         "(end time minus `[slurm] signal_lead_seconds`): the work since the last periodic save is lost.",
+    why="The signal did not reach the daemon (a script that does not `exec` it, a missing --signal), or the lead was "
+        "shorter than one step plus a save.",
+    fix="Submit with `healthkit daemon slurm-script` / `daemon start` (which `exec` the daemon and ask for "
+        "--signal=B:USR1@lead), and make `signal_lead_seconds` longer than a step plus a save.",
+    fix_safety="No automatic fix.",
+)
+LIMIT_BEFORE_SAVE = CodeDoc(
+    "slurm.limit-before-save", "warning", "The job's time left ends before the next periodic save",
+    what="The running job's time left (squeue) is shorter than the time to the next periodic save at the current "
+         "speed (status file: step, eta; config: save_steps).",
+    why="Unless the time-limit signal makes the training save first, the work since the last save is lost at the limit.",
+    fix="Keep the time-limit signal working (the printed script), or save more often, or ask for more time.",
+    fix_safety="No automatic fix.",
+)
+FINAL_BAD = ("PREEMPTED", "NODE_FAIL", "OUT_OF_MEMORY")
+
+
+def _sec_per_step(ws: Workspace) -> tuple[int, float] | None:
+    """(step, seconds per step) from the status file's eta, or None."""
+    step, total, eta = ws.status_value("step"), ws.status_value("total_steps"), ws.status_value("eta_seconds")
+    nums = [x for x in (step, total, eta) if isinstance(x, (int, float)) and not isinstance(x, bool)]
+    if len(nums) != 3 or total <= step:
+        return None
+    return int(step), float(eta) / (total - step)
+
+
+def _limit_before_save(ws: Workspace, job: dict, shown: str) -> Finding | None:
+    left = seconds(job["time_left"])
+    speed = _sec_per_step(ws)
+    save_steps = ws.config_value("save_steps", None)
+    if left is None or speed is None or not isinstance(save_steps, int) or isinstance(save_steps, bool) or save_steps < 1:
+        return None
+    step, per = speed
+    nxt = (step // save_steps + 1) * save_steps
+    to_save = (nxt - step) * per
+    if left >= to_save:
+        return None
+    return Finding(
+        code=LIMIT_BEFORE_SAVE.code, severity=Severity.WARNING,
+        title=f"Slurm job {job['job_id']} ends before its next save",
+        problem=[f"Job {job['job_id']} has {job['time_left']} left; the next periodic save (step {nxt}) is about "
+                 f"{to_save:.0f} s away at {per:.2f} s per step (now at step {step})"],
+        impact=["Unless the time-limit signal makes the training save first, the steps since the last save are lost"],
+        evidence=[Evidence(shown, f"{job['job_id']}|{job['state']}|{job['reason']}|{job['time_left']}")],
+        fixes=[], urgency="short-term", data={**job, "next_save_step": nxt, "seconds_to_save": round(to_save, 1)},
+    )
+
+
+def _ended(ws: Workspace, job_id: str, requeues: list, signal_lead: float) -> Finding | None:
+    """slurm.ended / slurm.timeout-unsaved for the daemon's last job, from `scontrol show job` while Slurm remembers it."""
+    info, ans = show_job(job_id)
+    if info is None:
+        return None
+    state = info.get("JobState", "")
+    ev = Evidence(ans.shown + " | tr ' ' '\\n' | grep -E '^(JobState|Reason|EndTime)='",
+                  "\n".join(f"{k}={info.get(k)}" for k in ("JobState", "Reason", "EndTime")))
+    work = len(ws.queue.pending) + len(ws.queue.processing)
+    if state in FINAL_BAD and work:
+        return Finding(
+            code=ENDED.code, severity=Severity.CRITICAL, title=f"Slurm job {job_id} ended: {state}",
+            problem=[f"Job {job_id} ended as {state} (reason {info.get('Reason')}, at {info.get('EndTime')}) with "
+                     f"{work} file(s) still queued or in processing/"],
+            impact=["Nothing trains them until a job runs the daemon again"],
+            evidence=[ev], recommendations=[f"Submit it again: `healthkit daemon start {shlex.quote(str(ws.base))}`"],
+            fixes=[], urgency="immediate", data={"job_id": job_id, "state": state, "queued": work},
+        )
+    if state == "TIMEOUT":
+        from datetime import datetime
+
+        try:
+            end = datetime.fromisoformat(info.get("EndTime", "")).timestamp()
+        except ValueError:
+            return None
+        due = end - signal_lead
+        newest = _newest_checkpoint_time(ws)
+        if newest is None or newest < due:
+            return Finding(
+                code=TIMEOUT_UNSAVED.code, severity=Severity.CRITICAL, title=f"Slurm job {job_id} timed out unsaved",
+                problem=[f"Job {job_id} ended as TIMEOUT at {info.get('EndTime')}; no checkpoint was written after the "
+                         f"time-limit signal was due ({iso(due)})"],
+                impact=["The steps since the last periodic save are lost"],
+                evidence=[ev], fixes=[], urgency="immediate", data={"job_id": job_id, "state": state},
+            )
+    return None
 
 
 def _newest_checkpoint_time(ws: Workspace) -> float | None:
@@ -97,7 +173,7 @@ class _Out:
                            notes=self.notes)
 
 
-@check("slurm", title="The daemon's Slurm job", codes=[PENDING, REQUEUED, STORM], tags=["process", "slurm"])
+@check("slurm", title="The daemon's Slurm job", codes=[PENDING, REQUEUED, STORM, ENDED, TIMEOUT_UNSAVED, LIMIT_BEFORE_SAVE], tags=["process", "slurm"])
 def slurm_check(ws: Workspace) -> CheckOutput:
     if ws.settings.daemon.scheduler != "slurm":
         return CheckOutput()
@@ -139,9 +215,10 @@ def slurm_check(ws: Workspace) -> CheckOutput:
     if wsid is None:
         out.notes.append("No workspace id (.healthkit-id): no Slurm job can be matched to this workspace yet")
         return out.done()
-    jobs, shown, why = _squeue(JOB_PREFIX + wsid)
+    jobs, ans = jobs_named(JOB_PREFIX + wsid)
+    shown = ans.shown
     if jobs is None:
-        out.unknown = f"the scheduler's view is unknown: {why}; the daemon's lease is the fallback"
+        out.unknown = f"the scheduler's view is unknown: {ans.why}; the daemon's lease is the fallback"
         return out.done()
     out.facts["slurm"]["jobs"] = jobs
     for job in jobs:
@@ -155,5 +232,14 @@ def slurm_check(ws: Workspace) -> CheckOutput:
                 fixes=[], urgency="long-term", data=job,
             ))
         elif job["state"] == "RUNNING":
-            out.healthy.append(Healthy(f"Slurm job {job['job_id']} is running", [f"time left {job['time_left']}"]))
+            late = _limit_before_save(ws, job, shown)
+            if late is not None:
+                out.findings.append(late)
+            else:
+                out.healthy.append(Healthy(f"Slurm job {job['job_id']} is running", [f"time left {job['time_left']}"]))
+    last_job = str(jobs_seen[-1].get("job_id")) if jobs_seen else None
+    if last_job and last_job.isdigit() and last_job not in {j["job_id"] for j in jobs}:
+        ended = _ended(ws, last_job, requeues, float(ws.settings.slurm.signal_lead_seconds))
+        if ended is not None:
+            out.findings.append(ended)
     return out.done()

@@ -53,7 +53,7 @@ def test_a_hanging_scheduler_is_unknown_within_its_timeout(tmp_path, monkeypatch
     t0 = time.monotonic()
     r = result(run_audit(tmp_path / "ws", b, monkeypatch))
     assert time.monotonic() - t0 < 9
-    assert r.status is Status.UNKNOWN and any("did not answer within 5s" in n for n in r.notes)
+    assert r.status is Status.UNKNOWN and any("squeue did not answer within 5s" in n for n in r.notes)
 
 
 def test_pending_requeued_and_storm(tmp_path, monkeypatch):
@@ -89,3 +89,44 @@ def test_daemon_start_refuses_an_unknown_setting_like_the_audit(tmp_path):
                          text=True, timeout=60, cwd=REPO)
     assert out.returncode == 78 and "daemon.launcher: unknown setting" in out.stderr and "nothing was started" in out.stderr
     assert not (tmp_path / ".daemon.pid").exists()
+
+
+def _fake(bin_dir, name, text):
+    (bin_dir / name).write_text(text)
+    (bin_dir / name).chmod(0o755)
+
+
+def test_ended_by_the_node_with_work_queued_and_timeout_without_a_save(tmp_path, monkeypatch):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    b = slurm_ws(ws, "#!/bin/sh\nexit 0\n")  # squeue: the job is gone from the queue
+    (ws / "queue" / "inbox" / "next.jsonl").write_text("{}\n")
+    EventLog(ws / "logs").append(SLURM_JOB, job_id="77")
+    _fake(b, "scontrol", "#!/bin/sh\necho 'JobId=77 JobName=healthkit-x JobState=NODE_FAIL Reason=NodeDown "
+                         "EndTime=2026-12-06T08:00:00 Requeue=1'\n")
+    rep = run_audit(ws, b, monkeypatch)
+    f = next(x for x in rep.findings if x.code == "slurm.ended")
+    assert f.severity.value == "critical" and "ended as NODE_FAIL" in f.problem[0] and "1 file(s)" in f.problem[0]
+    end = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 60))
+    _fake(b, "scontrol", f"#!/bin/sh\necho 'JobId=77 JobState=TIMEOUT Reason=TimeLimit EndTime={end}'\n")
+    make_checkpoint(ws / "current_model", 10)
+    old = time.time() - 3600
+    os.utime(ws / "current_model" / "checkpoint-10", (old, old))
+    rep = run_audit(ws, b, monkeypatch)
+    assert [x.code for x in rep.findings] == ["slurm.timeout-unsaved"]
+    os.utime(ws / "current_model" / "checkpoint-10")  # saved after the signal was due: nothing lost
+    assert run_audit(ws, b, monkeypatch).findings == []
+
+
+def test_time_left_before_the_next_save_is_a_warning(tmp_path, monkeypatch):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    b = slurm_ws(ws, "#!/bin/sh\necho '5|RUNNING|None|0:30'\n")
+    write_json(ws / "config.json", {"base_model": "m", "save_steps": 25})
+    write_json(ws / "status" / "training_status.json", {"state": "training", "step": 10, "total_steps": 110,
+                                                          "eta_seconds": 1000})
+    rep = run_audit(ws, b, monkeypatch)
+    f = next(x for x in rep.findings if x.code == "slurm.limit-before-save")
+    assert f.severity.value == "warning" and "next periodic save (step 25) is about 150 s away" in f.problem[0]
+    _fake(b, "squeue", "#!/bin/sh\necho '5|RUNNING|None|1:00:00'\n")
+    assert run_audit(ws, b, monkeypatch).findings == []

@@ -13,20 +13,16 @@ import subprocess
 import sys
 
 from healthkit.settings import Settings
+from healthkit.slurmq import job_name
 from healthkit.shellcmd import command, quote_arg
 
 from .layout import Layout
 
 SLURM_TIMEOUT_S = 30.0
-JOB_PREFIX = "healthkit-"
 
 
 class SlurmError(Exception):
     """sbatch or scontrol failed, is missing, or did not answer in time; the message says which."""
-
-
-def job_name(workspace_id: str) -> str:
-    return JOB_PREFIX + workspace_id
 
 
 def batch_script(lay: Layout, settings: Settings, workspace_id: str, python: str | None = None) -> str:
