@@ -130,3 +130,18 @@ def test_time_left_before_the_next_save_is_a_warning(tmp_path, monkeypatch):
     assert f.severity.value == "warning" and "next periodic save (step 25) is about 150 s away" in f.problem[0]
     _fake(b, "squeue", "#!/bin/sh\necho '5|RUNNING|None|1:00:00'\n")
     assert run_audit(ws, b, monkeypatch).findings == []
+
+
+def test_daemon_stop_cancels_a_pending_job_and_status_shows_it(tmp_path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    b = slurm_ws(ws, "#!/bin/sh\necho '9|PENDING|Priority|1:00:00'\n")
+    _fake(b, "scancel", f"#!/bin/sh\necho \"$@\" >> {tmp_path / 'cancelled'}\n")
+    env = {**os.environ, "PATH": f"{b}{os.pathsep}{os.environ['PATH']}"}
+    st = subprocess.run([sys.executable, "-m", "healthkit.cli", "daemon", "status", str(ws)], capture_output=True,
+                        text=True, timeout=60, cwd=REPO, env=env)
+    assert "slurm: job 9 PENDING, reason Priority, time left 1:00:00" in st.stdout, st.stdout + st.stderr
+    out = subprocess.run([sys.executable, "-m", "healthkit.cli", "daemon", "stop", str(ws)], capture_output=True,
+                         text=True, timeout=60, cwd=REPO, env=env)
+    assert out.returncode == 0 and "cancelled pending job 9" in out.stdout, out.stdout + out.stderr
+    assert (tmp_path / "cancelled").read_text().split() == ["9"]

@@ -126,6 +126,47 @@ def _submit(lay: Layout, settings, supervise: bool) -> int:
     return 0
 
 
+def _stop_slurm(lay: Layout, wait_s: float, reason: str | None) -> int:
+    """A stop on request under Slurm, from any host: a pending job is cancelled; a running one is asked to stop (the
+    training saves first) and its job ends with no requeue."""
+    import getpass
+    import time
+
+    from healthkit.slurmq import ask, job_name, jobs_named
+    from healthkit.wsid import read_workspace_id
+
+    wsid = read_workspace_id(lay.base)
+    if wsid is None:
+        _out("no daemon is running (no job was ever submitted for this workspace)")
+        return 0
+    jobs, ans = jobs_named(job_name(wsid))
+    if jobs is None:
+        _err(f"healthkit: cannot ask Slurm: {ans.why}; nothing was stopped")
+        return 1
+    if not jobs:
+        _out("no daemon is running (no job in the queue)")
+        return 0
+    by = f"{getpass.getuser()} with `healthkit daemon stop` (PID {os.getpid()})"
+    running = [j for j in jobs if j["state"] != "PENDING"]
+    for job in jobs:
+        if job["state"] == "PENDING":
+            res = ask("scancel", job["job_id"])
+            _out(f"cancelled pending job {job['job_id']}" if res.text is not None else f"job {job['job_id']}: {res.why}")
+    if not running:
+        return 0
+    ctl.request_stop(lay, by=by, reason=reason or "stopped by user")
+    _err(f"asked the daemon in job(s) {', '.join(j['job_id'] for j in running)} to stop (the training saves first)...")
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        left, _ = jobs_named(job_name(wsid))
+        if left is not None and not [j for j in left if j["job_id"] in {r["job_id"] for r in running}]:
+            _out(f"job(s) {', '.join(j['job_id'] for j in running)} ended")
+            return 0
+        time.sleep(1.0)
+    _err(f"the job is still stopping after {wait_s:g}s; the request stays in control/stop")
+    return 1
+
+
 def slurm_script(path: Path) -> int:
     """Print the batch script that runs this workspace's daemon under Slurm."""
     from healthkit.wsid import ensure_workspace_id
@@ -150,6 +191,9 @@ def stop(path: Path, wait_s: float = 120.0, reason: str | None = None) -> int:
     if lay is None:
         return EXIT_USAGE
     pid = running_daemon(lay)
+    settings = _settings(lay)
+    if settings is not None and settings.daemon.scheduler == "slurm" and not pid:
+        return _stop_slurm(lay, wait_s, reason)
     if not pid:
         _out("no daemon is running")
         return 0

@@ -813,7 +813,37 @@ def status(base: Path) -> dict[str, Any]:
     return {"running": bool(pid), "pid": pid, "state": st, "training": read_json(lay.status),
             "queue": listing, "control": {k: (lay.control / k).exists() for k in ("pause", "resume", "stop")},
             "child_alive": _child_alive(lay, st), "failed": _failed_reasons(lay, listing["failed"]),
-            "supervisor": (sup := read_json(lay.supervisor_state)), "supervisor_alive": bool(sup) and supervisor_alive(sup)}
+            "supervisor": (sup := read_json(lay.supervisor_state)), "supervisor_alive": bool(sup) and supervisor_alive(sup),
+            "slurm": _slurm_status(lay), "lease": _lease_status(lay)}
+
+
+def _lease_status(lay: Layout) -> dict[str, Any] | None:
+    """The workspace's lease as `daemon status` shows it (host, generation, seconds since the last renewal)."""
+    from healthkit.lease import lease_path, read_lease
+
+    le = read_lease(lease_path(lay.pid_file)).lease
+    if le is None:
+        return None
+    return {"host": le.host, "pid": le.pid, "generation": le.generation, "renewed_s_ago": round(time.time() - le.renewed_at, 1),
+            "lease_seconds": le.lease_seconds, "released": le.released_at is not None, "local": le.is_local()}
+
+
+def _slurm_status(lay: Layout) -> dict[str, Any] | None:
+    """The workspace's Slurm jobs (id, state, reason, time left) when `[daemon] scheduler = "slurm"`, else None."""
+    from healthkit.settings import SettingsError, load_settings
+    from healthkit.slurmq import job_name, jobs_named
+    from healthkit.wsid import read_workspace_id
+
+    try:
+        if load_settings(lay.base)[0].daemon.scheduler != "slurm":
+            return None
+    except SettingsError:
+        return None
+    wsid = read_workspace_id(lay.base)
+    if wsid is None:
+        return {"jobs": [], "why": "no workspace id yet: no job was submitted"}
+    jobs, ans = jobs_named(job_name(wsid))
+    return {"jobs": jobs or [], "why": ans.why or None, "name": job_name(wsid)}
 
 
 def _child_alive(lay: Layout, st: dict[str, Any]) -> bool:

@@ -63,6 +63,8 @@ def test_submit_signal_save_requeue_pending_audit_resume(make_ws, slurm_cluster)
     pending = next(f for f in r["findings"] if f["code"] == "slurm.pending")
     assert f"Job {job}" in pending["problem"][0] and "PENDING" in pending["problem"][0]
     t["pending_audit"] = time.time()
+    st = hk("daemon", "status", str(lay.base))
+    assert f"slurm: job {job} PENDING, reason BeginTime" in st.stdout, st.stdout
     slurm_cluster.run("scontrol", "update", f"JobId={job}", "StartTime=now")
     wait_for(lambda: len([e for e in slurm_events(lay) if e["event"] == "slurm-job"]) >= 2, 180,
              what="the requeued job to run\n" + daemon_log(lay))
