@@ -2,5 +2,5 @@
 
 BUILTIN_MODULES = (
     "aside", "checkpoints", "config", "daemon", "disk", "drift", "gpu",
-    "monitor", "monitoring", "queue", "training", "trust", "validation",
+    "monitor", "monitoring", "queue", "slurm", "training", "trust", "validation",
 )

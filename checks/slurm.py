@@ -6,7 +6,7 @@ import os
 import shlex
 from dataclasses import dataclass, field
 
-from healthkit import CheckOutput, CodeDoc, Evidence, Finding, Healthy, Severity, check
+from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Healthy, Severity, check
 from healthkit.events import SLURM_JOB, SLURM_REQUEUE, read_events
 from healthkit.slurmq import JOB_PREFIX, jobs_named, seconds, show_job
 from healthkit.workspace import Workspace
@@ -46,14 +46,17 @@ STORM = CodeDoc(
 )
 
 
+SUBMIT = FixRef("submit-daemon-job", "Submit the daemon's Slurm job again (it resumes from the newest checkpoint)", "safe")
 ENDED = CodeDoc(
     "slurm.ended", "critical", "The daemon's Slurm job ended with work still queued",
     what="The job that ran the daemon ended as PREEMPTED, NODE_FAIL or OUT_OF_MEMORY (scontrol show job), and files "
          "still wait in the queue or in processing/: nothing will train them until a job runs again.",
     why="Slurm does not requeue such a job unless the cluster says so; the queue stops until someone submits again.",
-    fix="Submit the daemon again: `healthkit daemon start WS` (it resumes from the newest complete checkpoint). For "
-        "OUT_OF_MEMORY ask for more memory (`[slurm] sbatch_args = [\"--mem=...\"]`).",
-    fix_safety="Submitting again is the user's call here (the fix engine does not submit jobs yet).",
+    fix="`healthkit fix --safe` submits the daemon's job again (as `healthkit daemon start WS` does); it resumes from "
+        "the newest complete checkpoint. For OUT_OF_MEMORY ask for more memory (`[slurm] sbatch_args = [\"--mem=...\"]`).",
+    fix_safety="Safe: never after a stop on request, never while a job of the workspace is pending or running, and root "
+               "submits nothing for a user.",
+    fixes=(SUBMIT,),
 )
 TIMEOUT_UNSAVED = CodeDoc(
     "slurm.timeout-unsaved", "critical", "The daemon's Slurm job hit its time limit without saving",
@@ -123,7 +126,7 @@ def _ended(ws: Workspace, job_id: str, requeues: list, signal_lead: float) -> Fi
                      f"{work} file(s) still queued or in processing/"],
             impact=["Nothing trains them until a job runs the daemon again"],
             evidence=[ev], recommendations=[f"Submit it again: `healthkit daemon start {shlex.quote(str(ws.base))}`"],
-            fixes=[], urgency="immediate", data={"job_id": job_id, "state": state, "queued": work},
+            fixes=[SUBMIT], urgency="immediate", data={"job_id": job_id, "state": state, "queued": work},
         )
     if state == "TIMEOUT":
         from datetime import datetime

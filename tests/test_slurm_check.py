@@ -145,3 +145,23 @@ def test_daemon_stop_cancels_a_pending_job_and_status_shows_it(tmp_path):
                          text=True, timeout=60, cwd=REPO, env=env)
     assert out.returncode == 0 and "cancelled pending job 9" in out.stdout, out.stdout + out.stderr
     assert (tmp_path / "cancelled").read_text().split() == ["9"]
+
+
+def test_fix_safe_submits_again_a_job_that_ended_with_work_queued_but_not_while_one_is_queued(tmp_path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    b = slurm_ws(ws, f"#!/bin/sh\ncat {tmp_path / 'squeue.out'} 2>/dev/null\n")
+    (ws / "queue" / "inbox" / "next.jsonl").write_text("{}\n")
+    EventLog(ws / "logs").append(SLURM_JOB, job_id="77")
+    _fake(b, "scontrol", "#!/bin/sh\necho 'JobId=77 JobState=PREEMPTED Reason=None EndTime=2026-12-06T08:00:00'\n")
+    _fake(b, "sbatch", f"#!/bin/sh\ncat > {tmp_path / 'submitted.sh'}\necho '78;hk'\n")
+    env = {**os.environ, "PATH": f"{b}{os.pathsep}{os.environ['PATH']}"}
+    fix = [sys.executable, "-m", "healthkit.cli", "fix", str(ws), "--safe"]
+    (tmp_path / "squeue.out").write_text("80|PENDING|Priority|1:00:00\n")  # a job for it waits: nothing is submitted
+    out = subprocess.run(fix, capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
+    assert not (tmp_path / "submitted.sh").exists(), out.stdout
+    (tmp_path / "squeue.out").write_text("")
+    out = subprocess.run(fix, capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
+    assert "submitted batch job 78" in out.stdout, out.stdout + out.stderr
+    script = (tmp_path / "submitted.sh").read_text()
+    assert "exec " in script and "healthkit.trainer.daemon" in script and "--signal=B:USR1@300" in script
