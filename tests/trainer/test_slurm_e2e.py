@@ -85,3 +85,30 @@ def test_submit_signal_save_requeue_pending_audit_resume(make_ws, slurm_cluster)
     if os.environ.get("HEALTHKIT_SLURM_TIMELINE_OUT"):
         with open(os.environ["HEALTHKIT_SLURM_TIMELINE_OUT"], "w", encoding="utf-8") as fh:
             json.dump(timeline, fh, indent=2)
+
+
+def test_the_same_job_without_exec_loses_everything_since_its_last_periodic_save(make_ws, slurm_cluster) -> None:  # noqa: F811
+    """The baseline the signal handling is measured against: a batch script that runs the daemon as bash's foreground
+    child (no `exec`): B:USR1 reaches bash, which has no trap and dies; the job ends and Slurm kills the rest."""
+    lay = make_ws(max_steps=120, save_steps=25, save_total_limit=2)
+    queue_file(lay, "a.jsonl", n=120, seed=1)
+    script = hk("daemon", "slurm-script", str(lay.base)).stdout.replace("\nexec ", "\n")
+    assert "\nexec " not in script
+    env = {**os.environ, "HEALTHKIT_TRAINER_STEP_SLEEP_S": "0.15"}
+    import subprocess
+
+    out = subprocess.run(["sbatch", "--parsable"], input=script, capture_output=True, text=True, timeout=30, env=env)
+    job = out.stdout.strip().split(";")[0]
+    assert job.isdigit(), out.stderr
+    wait_for(lambda: (read_json(lay.status).get("step") or 0) >= 32, 180, what="the job to train\n" + all_logs(lay))
+    step_at_signal = read_json(lay.status).get("step")
+    slurm_cluster.run("scancel", "--signal=USR1", "--batch", job)
+    wait_for(lambda: not slurm_cluster.run("squeue", "-h", "-j", job).stdout.strip(), 60, what="the job to end")
+    saved = sorted(int(p.name.split("-")[1]) for p in lay.checkpoints.glob("checkpoint-*"))
+    assert max(saved) < step_at_signal  # nothing saved at the signal: back to the last periodic save
+    assert not any(e["event"] == "slurm-requeue" for e in slurm_events(lay))
+    if os.environ.get("HEALTHKIT_SLURM_TIMELINE_OUT"):
+        path = os.environ["HEALTHKIT_SLURM_TIMELINE_OUT"] + ".no-exec"
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump({"job": job, "step_at_signal": step_at_signal, "last_periodic_save": max(saved),
+                       "steps_lost": step_at_signal - max(saved), "requeued": False}, fh, indent=2)
