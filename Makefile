@@ -33,16 +33,16 @@ bench: install-all
 
 ## Mutation testing of the safety rules (not run by CI: minutes on two cores). Config: [tool.mutmut] in
 ## pyproject.toml; mutmut copies the tree into mutants/. Only these rules are mutated:
-MUTANTS ?= 'healthkit.redact.*' \
-	'healthkit.procs.x_argv_matches__*' 'healthkit.procs.x__token_matches__*' \
-	'healthkit.procs.x_start_time_matches__*' 'healthkit.procs.x_read_pid_file__*' 'healthkit.procs.x_probe__*' \
-	'healthkit.checkpoints.x_checkpoint_completeness__*' 'healthkit.checkpoints.x__weight_problems__*' \
-	'healthkit.checkpoints.x_read_state__*' 'healthkit.checkpoints.x__step_of__*' \
+MUTANTS ?= 'healthkit.system.redact.*' \
+	'healthkit.system.procs.x_argv_matches__*' 'healthkit.system.procs.x__token_matches__*' \
+	'healthkit.system.procs.x_start_time_matches__*' 'healthkit.system.procs.x_read_pid_file__*' 'healthkit.system.procs.x_probe__*' \
+	'healthkit.formats.hf_checkpoints.x_checkpoint_completeness__*' 'healthkit.formats.hf_checkpoints.x__weight_problems__*' \
+	'healthkit.formats.hf_checkpoints.x_read_state__*' 'healthkit.formats.hf_checkpoints.x__step_of__*' \
 	'healthkit.fix.fixes_checkpoints.x__complete__*' 'healthkit.fix.fixes_checkpoints.x_protections__*' \
 	'healthkit.fix.fixes_checkpoints.x__best_names__*' \
-	'healthkit.docvalues.x_same_value__*' 'healthkit.docvalues.x_parse_doc_value__*' \
-	'healthkit.docvalues.x_format_for_doc__*' 'healthkit.fix.fixes_docs.x_rewrite__*' \
-	'healthkit.fsutil.x_is_within__*' 'healthkit.fix.fileops.x_contained__*' 'healthkit.fix.fileops.x__open_dir__*' \
+	'healthkit.contract.docvalues.x_same_value__*' 'healthkit.contract.docvalues.x_parse_doc_value__*' \
+	'healthkit.contract.docvalues.x_format_for_doc__*' 'healthkit.fix.fixes_docs.x_rewrite__*' \
+	'healthkit.system.fsutil.x_is_within__*' 'healthkit.fix.fileops.x_contained__*' 'healthkit.fix.fileops.x__open_dir__*' \
 	'healthkit.fix.fileops.x_unlink_file__*' 'healthkit.fix.fileops.x_delete_dir__*' 'healthkit.fix.fileops.x_replace_file__*'
 mutants: install-all
 	$(BIN)/python -m pip install --quiet "mutmut>=3.8,<4"

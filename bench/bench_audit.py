@@ -45,8 +45,8 @@ import time
 from pathlib import Path
 
 # What the `healthkit` console script runs.
-HEALTHKIT = [sys.executable, "-m", "healthkit.launch", "audit"]
-FIX_DRY_RUN = [sys.executable, "-m", "healthkit.launch", "fix", "--safe", "--dry-run"]
+HEALTHKIT = [sys.executable, "-m", "healthkit.console", "audit"]
+FIX_DRY_RUN = [sys.executable, "-m", "healthkit.console", "fix", "--safe", "--dry-run"]
 
 
 def build_big(base: Path, files: int, per_checkpoint: int = 2000) -> None:
@@ -185,7 +185,7 @@ def long_run(tmp: Path, repeat: int) -> list[dict]:
 
 def _cron_shell(base: Path, reports: Path, textfiles: Path, heal: bool) -> list[str]:
     """The exact command of the crontab line `healthkit schedule` prints, run by `sh -c` as cron runs it."""
-    from healthkit.schedule import build
+    from healthkit.scheduled.schedule import build
 
     line = build(base, every="15m", reports=reports, textfile_dir=textfiles, heal=heal).crontab.splitlines()[-1]
     return ["sh", "-c", line.split(" ", 5)[5].rsplit(" >/dev/null 2>&1", 1)[0]]
@@ -196,7 +196,7 @@ def scheduled_job(tmp: Path, repeat: int) -> list[dict]:
     import http.server
     import threading
 
-    from healthkit.trainer.init import init_workspace
+    from healthkit.trainer.scaffold import init_workspace
 
     base = tmp / "scheduled"
     init_workspace(base)
@@ -222,7 +222,7 @@ import io, sys, time
 t0 = time.perf_counter()
 from healthkit.fix import FixOptions, Safety
 from healthkit.fix import engine
-from healthkit.workspace import Workspace
+from healthkit.core.workspace import Workspace
 parts = {"imports": time.perf_counter() - t0}
 def timed_part(mod, name, label):
     f = getattr(mod, name)
@@ -272,7 +272,7 @@ def lease(tmp: Path, repeat: int) -> list[dict]:
     import shutil as _sh
 
     from healthkit.demo import build_example
-    from healthkit.lease import Lease
+    from healthkit.contract.lease import Lease
 
     ex = build_example(tmp / "example-lease")
     try:

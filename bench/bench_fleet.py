@@ -38,7 +38,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-HEALTHKIT = [sys.executable, "-m", "healthkit.launch"]
+HEALTHKIT = [sys.executable, "-m", "healthkit.console"]
 
 
 def build(base: Path, step: int) -> Path:

@@ -100,10 +100,10 @@ def _clean_up(base: Path, tmp: Path) -> None:
 def main() -> int:
     import psutil
 
-    from healthkit.schedule import build
+    from healthkit.scheduled.schedule import build
     from healthkit.trainer import queue as q
     from healthkit.trainer.daemon import start_daemon
-    from healthkit.trainer.init import init_workspace
+    from healthkit.trainer.scaffold import init_workspace
     from healthkit.trainer.layout import Layout
     from healthkit.trainer.tiny import build_tiny_model, sample_texts, write_jsonl
     from tests.receivers import receivers

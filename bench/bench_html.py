@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def bench_render(repeat: int) -> dict:
-    from healthkit.api import audit
+    from healthkit.core.api import audit
     from healthkit.demo import build_example
-    from healthkit.render import render
+    from healthkit.reporting.render import render
 
     work = Path(tempfile.mkdtemp(prefix="healthkit-bench-html-"))
     ex = build_example(work / "training")
@@ -123,7 +123,7 @@ def _train_one(lay, name: str, src: Path, viewer_port: int | None) -> dict:
 
 def bench_dashboard(rounds: int, steps: int) -> dict:
     from healthkit.trainer.daemon import start_daemon, stop_daemon
-    from healthkit.trainer.init import init_workspace
+    from healthkit.trainer.scaffold import init_workspace
     from healthkit.trainer.layout import Layout
     from healthkit.trainer.tiny import build_tiny_model, sample_texts, write_jsonl
 

@@ -123,7 +123,7 @@ LORA = {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": "all-linear"}
 
 def setup(work: Path, modes: list[str], steps: int, n_embd: int, n_layer: int) -> dict[str, Path]:
     """One workspace per mode, sharing one tiny model (copied) and one data file."""
-    from healthkit.trainer.init import init_workspace
+    from healthkit.trainer.scaffold import init_workspace
     from healthkit.trainer.tiny import build_tiny_model
 
     model = build_tiny_model(work / "model", vocab_size=512, n_layer=n_layer, n_embd=n_embd, n_head=4, n_positions=64)
@@ -149,7 +149,7 @@ def calibrate(base: Path, data: Path, steps: int, round_s: float) -> int:
     cfg = json.loads((base / "config.json").read_text(encoding="utf-8"))
     cfg["max_steps"] = n
     (base / "config.json").write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
-    from healthkit.trainer.init import config_doc
+    from healthkit.trainer.scaffold import config_doc
 
     (base / "README.md").write_text(config_doc(cfg), encoding="utf-8")  # the docs state it too: no drift refusal
     return n

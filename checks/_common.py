@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from healthkit.workspace import MISSING, Workspace
+from healthkit.core.workspace import MISSING, Workspace
 
 
 def ago(seconds: float) -> str:

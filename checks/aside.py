@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, Severity, check
-from healthkit.fsutil import ReadProblem, read_json
-from healthkit.workspace import Workspace
+from healthkit.system.fsutil import ReadProblem, read_json
+from healthkit.core.workspace import Workspace
 
 from ._common import q
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Healthy, Severity, check
 from healthkit.formats.base import SRC
-from healthkit.fsutil import human_bytes, is_within
-from healthkit.workspace import Checkpoint, Workspace
+from healthkit.system.fsutil import human_bytes, is_within
+from healthkit.core.workspace import Checkpoint, Workspace
 
 from ._common import ago, q
 
@@ -92,7 +92,7 @@ def retention(ws: Workspace) -> Retention:
     if run is not None:
         return Retention(None, LimitSource.NONE, run.declared_by)  # it keeps every one, or its limit is not on disk
     if ws.settings.paths.config_schema == "healthkit" and ws.config.is_object:
-        from healthkit.configschema import default
+        from healthkit.contract.configschema import default
 
         if default("save_total_limit"):
             return Retention(default("save_total_limit"), LimitSource.TRAINER_DEFAULT,
@@ -117,7 +117,7 @@ def best_checkpoint(ws: Workspace) -> Checkpoint | None:
 
 
 def missing_parts(ws: Workspace, c: Checkpoint) -> list[str]:
-    """What a resume from this checkpoint would miss (the shared rule, healthkit.checkpoints); empty when complete."""
+    """What a resume from this checkpoint would miss (the shared rule, healthkit.formats.hf_checkpoints); empty when complete."""
     return list(ws.completeness_of(c).missing)
 
 
@@ -139,7 +139,7 @@ def save_in_progress(ws: Workspace, ckpts: list[Checkpoint]) -> Checkpoint | Non
         return None
     if ws.now - touched > ws.settings.thresholds.save_grace_seconds:
         return None
-    from healthkit.ownership import daemon_processes, remote_lease, training_processes
+    from healthkit.core.ownership import daemon_processes, remote_lease, training_processes
 
     alive = training_processes(ws) or (ws.settings.processes.training_in_daemon and daemon_processes(ws))
     if not alive:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, Healthy, Severity, check
-from healthkit.workspace import Workspace
+from healthkit.core.workspace import Workspace
 
 from ._common import q
 
@@ -44,7 +44,7 @@ SEQ_TOO_LONG = CodeDoc(
 
 def _seq_length_problem(ws: Workspace, data: object) -> Finding | None:
     """max_seq_length over a local base model's positions, read from the model's config.json as JSON (no torch)."""
-    from healthkit.modelinfo import model_positions, seq_length_problem
+    from healthkit.contract.modelinfo import model_positions, seq_length_problem
 
     if not isinstance(data, dict):
         return None
@@ -92,7 +92,7 @@ def _schema_errors(ws: Workspace, data: object) -> list[tuple[str, str]]:
     if mode == "none":
         return []
     if mode == "healthkit":
-        from healthkit.configschema import schema_violations
+        from healthkit.contract.configschema import schema_violations
 
         return schema_violations(data)
     import jsonschema  # a user-supplied schema: validated by the reference implementation

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Healthy, Severity, check
-from healthkit.ownership import (RemoteLease, daemon_processes, remote_lease, scheduled_starts, stopped_on_request, supervisor_alive,
-                                 training_processes)
-from healthkit.procs import ProcInfo, ancestors, argv_matches, probe, start_time_matches
-from healthkit.redact import redact_argv, redact_text
-from healthkit.workspace import Workspace
+from healthkit.core.ownership import (RemoteLease, daemon_processes, remote_lease, scheduled_starts, stopped_on_request,
+                                      supervisor_alive, training_processes)
+from healthkit.system.procs import ProcInfo, ancestors, argv_matches, probe, start_time_matches
+from healthkit.system.redact import redact_argv, redact_text
+from healthkit.core.workspace import Workspace
 
 from ._common import ago, iso, jq_pick, parse_time, q, tail_text
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, Healthy, Severity, check
-from healthkit.fsutil import human_bytes
-from healthkit.procs import probe
-from healthkit.workspace import Workspace
+from healthkit.system.fsutil import human_bytes
+from healthkit.system.procs import probe
+from healthkit.core.workspace import Workspace
 
 from ._common import number, q
 from .checkpoints import PRUNE_UNSAFE, _allowed, best_checkpoint, declared_limit

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, Healthy, Severity, check
-from healthkit.workspace import Workspace
+from healthkit.core.workspace import Workspace
 
 from ._common import number
 

@@ -1,6 +1,6 @@
 """Scheduled healing that backs off or gave up (`logs/healthkit-heal.json`, written by `healthkit fix --safe --scheduled`).
 
-The rule lives in healthkit.heal (one home: the scheduled run decides, this check reports
+The rule lives in healthkit.scheduled.backoff (one home: the scheduled run decides, this check reports
 what it decided); an audit only reads the state file, so a person's `healthkit audit` sees
 a give-up too, not only the scheduled job's report.
 """
@@ -8,8 +8,8 @@ a give-up too, not only the scheduled job's report.
 from __future__ import annotations
 
 from healthkit import CodeDoc, check
-from healthkit.heal import state_findings
-from healthkit.workspace import Workspace
+from healthkit.scheduled.backoff import state_findings
+from healthkit.core.workspace import Workspace
 
 GAVE_UP = CodeDoc(
     "heal.gave-up", "critical", "Scheduled healing gave up: the finding came back after every heal",

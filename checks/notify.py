@@ -1,10 +1,10 @@
-"""Notifications the scheduled job could not deliver (`logs/healthkit-notify.json`, written by healthkit.notify)."""
+"""Notifications the scheduled job could not deliver (`logs/healthkit-notify.json`, written by healthkit.scheduled.notify)."""
 
 from __future__ import annotations
 
 from healthkit import CodeDoc, check
-from healthkit.notify import state_findings
-from healthkit.workspace import Workspace
+from healthkit.scheduled.notify import state_findings
+from healthkit.core.workspace import Workspace
 
 FAILED = CodeDoc(
     "notify.failed", "warning", "A notification could not be sent",

@@ -7,10 +7,10 @@ import os
 from pathlib import Path
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Healthy, Severity, check
-from healthkit.ownership import daemon_processes, remote_lease, stopped_on_request, training_processes
-from healthkit.fsutil import ReadProblem, read_json
-from healthkit.redact import redact_text
-from healthkit.workspace import MISSING, Workspace
+from healthkit.core.ownership import daemon_processes, remote_lease, stopped_on_request, training_processes
+from healthkit.system.fsutil import ReadProblem, read_json
+from healthkit.system.redact import redact_text
+from healthkit.core.workspace import MISSING, Workspace
 
 from ._common import ago, q
 from .disk import waiting_daemon
@@ -162,7 +162,7 @@ def _error_reason(ws: Workspace, f) -> tuple[str, str]:
 
 def _retry_lines(ws: Workspace, f: Path, queued_as: str) -> tuple[list[str], dict]:
     """What `healthkit queue retry` keeps for a failed file of our trainer: (problem lines, finding data)."""
-    from healthkit.kept import kept_for, retry_point
+    from healthkit.contract.retry_checkpoints import kept_for, retry_point
 
     kept = kept_for(ws.checkpoint_dir, queued_as)
     point = retry_point(ws.checkpoint_dir, queued_as)

@@ -7,10 +7,10 @@ import shlex
 from dataclasses import dataclass, field
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Healthy, Severity, check
-from healthkit.events import SLURM_JOB, SLURM_REQUEUE, read_events
-from healthkit.slurmq import JOB_PREFIX, jobs_named, seconds, show_job
-from healthkit.workspace import Workspace
-from healthkit.wsid import read_workspace_id
+from healthkit.contract.events import SLURM_JOB, SLURM_REQUEUE, read_events
+from healthkit.system.slurmq import JOB_PREFIX, jobs_named, seconds, show_job
+from healthkit.core.workspace import Workspace
+from healthkit.contract.wsid import read_workspace_id
 
 from ._common import iso, q
 

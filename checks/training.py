@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, Healthy, Severity, check
-from healthkit.models import Progress
-from healthkit.workspace import MISSING, Workspace
+from healthkit.core.findings import Progress
+from healthkit.core.workspace import MISSING, Workspace
 
 from ._common import ago, jq_pick, number, parse_time, q, stat_time
 

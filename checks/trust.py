@@ -1,4 +1,4 @@
-"""Is this workspace trusted to make healthkit run its plugins and settings commands? (healthkit/trust.py decides.)"""
+"""Is this workspace trusted to make healthkit run its plugins and settings commands? (healthkit/contract/trust.py decides.)"""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import os
 import shlex
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, Healthy, Severity, check
-from healthkit.trust import trust_file
-from healthkit.workspace import Workspace
+from healthkit.contract.trust import trust_file
+from healthkit.core.workspace import Workspace
 
 UNTRUSTED = CodeDoc(
     "trust.untrusted", "critical", "workspace not trusted: its plugins and settings commands were not run",

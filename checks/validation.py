@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Healthy, Severity, check
-from healthkit.workspace import MISSING, Workspace
+from healthkit.core.workspace import MISSING, Workspace
 
 from ._common import jq_pick, number, q
 
@@ -85,7 +85,7 @@ def _strategy_cause(ws: Workspace) -> tuple[str | None, str | None]:
     if strategy is not MISSING and strategy is not None:
         return None, None
     if ws.settings.paths.config_schema == "healthkit":
-        from healthkit.configschema import default
+        from healthkit.contract.configschema import default
 
         return None, f"config.json sets no `eval_strategy`, so the trainer's default (`{default('eval_strategy')}`) applies"
     return ("`eval_strategy` is not set: unless the training script sets it, Hugging Face's default (`\"no\"`) "
@@ -105,7 +105,7 @@ def _data_cause(ws: Workspace) -> tuple[str | None, str | None, bool]:
     if number(ws.config_value("validation_split", None)):
         return None, None, True
     if ws.config_value("validation_split", MISSING) is MISSING and ws.settings.paths.config_schema == "healthkit":
-        from healthkit.configschema import default  # our trainer holds out a share of each file by default
+        from healthkit.contract.configschema import default  # our trainer holds out a share of each file by default
 
         share = number(default("validation_split"))
         if share:
@@ -219,7 +219,7 @@ def _seen(ws: Workspace) -> _Seen:
     if strategy is MISSING:
         strategy = "steps"
     if eval_steps is None and ws.settings.paths.config_schema == "healthkit":
-        from healthkit.configschema import default
+        from healthkit.contract.configschema import default
 
         eval_steps = default("eval_steps")
     es = number(eval_steps)

@@ -1,5 +1,5 @@
-"""`python -m healthkit`: the console entry (healthkit/launch.py), which starts measuring the disk before the CLI loads."""
+"""`python -m healthkit`: the console entry (healthkit/console.py), which starts measuring the disk before the CLI loads."""
 
-from .launch import main
+from healthkit.console import main
 
 main()

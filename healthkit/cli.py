@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .models import FailLevel
-from .render import Format, render
+from healthkit.core.findings import FailLevel
+from healthkit.reporting.render import Format, render
 
 EXIT_USAGE = 64
 HELP = {"help_option_names": ["-h", "--help"]}
@@ -27,7 +27,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from . import __version__
+        from healthkit._version import __version__
 
         sys.stdout.write(f"healthkit {__version__}\n")
         raise typer.Exit(0)
@@ -77,10 +77,10 @@ def audit(
     Several workspaces: each gets its report (with a folder --output: its history in DIR/<name>/ and a
     fleet page DIR/index.html); --format prom writes one textfile for all; the exit code is the worst verdict.
     """
-    from .api import audit as run_audit
-    from .output import report_format, write_report, write_stdout
-    from .selectors import SelectorError
-    from .workspace import WorkspaceError, take_early
+    from healthkit.core.api import audit as run_audit
+    from healthkit.reporting.output import report_format, write_report, write_stdout
+    from healthkit.core.selectors import SelectorError
+    from healthkit.core.workspace import WorkspaceError, take_early
 
     try:
         fmt = report_format(format.value if format else None, output)
@@ -117,7 +117,7 @@ def audit(
 
 
 def _write_textfile(reports: list, target: Path) -> None:
-    from .fleet import Audited, write_textfile
+    from healthkit.scheduled.fleet import Audited, write_textfile
 
     try:
         err(f"wrote {write_textfile([Audited(Path(r.workspace), r) for r in reports], target)}")
@@ -129,9 +129,9 @@ def _write_textfile(reports: list, target: Path) -> None:
 def _audit_many(paths: list[Path], fmt: str, output: Optional[Path], textfile: Optional[Path], *, select: list[str],
                 ignore: list[str], ascii: bool, timeout: Optional[float], fail_level: FailLevel, keep: Optional[int]) -> None:
     """`healthkit audit WS1 WS2 ...`: every workspace in this one process; exits with the worst verdict."""
-    from .fleet import FleetUsageError, audit_many, check_target, worst_exit, write_outputs
-    from .output import write_stdout
-    from .selectors import SelectorError
+    from healthkit.scheduled.fleet import FleetUsageError, audit_many, check_target, worst_exit, write_outputs
+    from healthkit.reporting.output import write_stdout
+    from healthkit.core.selectors import SelectorError
 
     try:
         check_target(fmt, output)
@@ -164,8 +164,8 @@ def schedule(
     as_root: Annotated[bool, typer.Option("--as-root", help="run as root: by default root schedules another user's workspace as that user (User=)")] = False,
 ) -> None:
     """Print a crontab line and a systemd service + timer that audit these workspaces on a schedule."""
-    from .output import write_stdout
-    from .schedule import ScheduleError, render_schedule
+    from healthkit.reporting.output import write_stdout
+    from healthkit.scheduled.schedule import ScheduleError, render_schedule
 
     try:
         text = render_schedule(paths or [Path(".")], every=every, keep=keep, reports=output, textfile_dir=textfile_dir,
@@ -179,21 +179,53 @@ def schedule(
 EXIT_NOPERM = 77  # sysexits' EX_NOPERM: not a health verdict
 
 
+def report_trust(path: Path | str) -> tuple[int, str]:
+    """`healthkit trust PATH`: (exit code, what to print). Root only; says what still keeps the workspace untrusted.
+
+    A command's words, so it lives with the command; the rules it applies are healthkit.contract.trust's."""
+    import os
+
+    from healthkit.contract.settings import SettingsError, load_settings
+    from healthkit.contract.trust import add_to_trust_list, assess, trust_file, user_name
+
+    base = Path(path).expanduser().absolute()
+    if not base.is_dir():
+        return 64, f"healthkit trust: {base} is not a folder"
+    if os.geteuid() != 0:
+        return 77, ("healthkit trust: only root may change the trust list (it decides what healthkit, run as root, "
+                    f"will run); run it as root. {trust_file()} is unchanged")
+    try:
+        listfile, added = add_to_trust_list(base)
+    except (OSError, ValueError) as exc:
+        return 3, f"healthkit trust: cannot update {trust_file()}: {exc}"
+    lines = [f"{'added to' if added else 'already in'} {listfile}: {os.path.realpath(base)} (owner {user_name(base.stat().st_uid)})"]
+    try:
+        settings, spath = load_settings(base)
+    except SettingsError as exc:
+        return 1, "\n".join(lines + [f"but its settings cannot be read, so nothing it names will run: {exc}"])
+    verdict = assess(base, settings, spath)
+    if verdict.trusted:
+        owner = user_name(verdict.owner_uid)
+        lines.append(f"its plugins and settings commands may now run; daemons healthkit starts for it run as {owner}")
+        return 0, "\n".join(lines)
+    lines.append("but it stays untrusted until each of these is owned by its owner or root and writable by no one else:")
+    lines += [f"  {f.describe()}" for f in verdict.files]
+    return 1, "\n".join(lines)
+
+
 @app.command("trust")
 def trust_cmd(path: Annotated[Path, typer.Argument(help="workspace folder to trust")]) -> None:
     """Trust a workspace owned by another user: its plugins and settings commands may run (root only; docs/security.md).
 
     Adds it to /etc/healthkit/trusted.toml (HEALTHKIT_TRUST_FILE names another list). Exit 77 when not root.
     """
-    from .trust import report_trust
-
     code, text = report_trust(path)
     (write_out if code == 0 else err)(text)
     raise typer.Exit(code)
 
 
 def write_out(text: str) -> None:
-    from .output import write_stdout
+    from healthkit.reporting.output import write_stdout
 
     write_stdout(text.rstrip("\n") + "\n")
 
@@ -219,10 +251,10 @@ def fix(
     Another fix run on the same workspace makes this one refuse (exit 3) unless --wait.
     A person's run always applies, and clears the scheduled job's backoff and give-up.
     """
-    from .fix import FixError, FixOptions, Safety, run_fix
-    from .output import write_stdout
-    from .selectors import SelectorError
-    from .workspace import WorkspaceError, take_early
+    from healthkit.fix import FixError, FixOptions, Safety, run_fix
+    from healthkit.reporting.output import write_stdout
+    from healthkit.core.selectors import SelectorError
+    from healthkit.core.workspace import WorkspaceError, take_early
 
     if safe == unsafe:
         err("healthkit fix: choose exactly one of --safe or --unsafe")
@@ -249,7 +281,7 @@ def fix(
             return False
         return ask(f"Apply {len(plans)} unsafe fix(es) shown above?")
 
-    from .heal import PersonFix
+    from healthkit.scheduled.backoff import PersonFix
 
     opts = FixOptions(level=Safety.UNSAFE if unsafe else Safety.SAFE, dry_run=dry_run, only=tuple(_split(only)),
                       keep=keep, wait_s=wait, confirm=confirm, hooks=PersonFix())
@@ -274,12 +306,12 @@ def fix(
 
 def _fix_scheduled(paths: list[Path], unsafe: bool, dry_run: bool, only: Optional[list[str]], output: Optional[Path],
                    keep_reports: Optional[int], textfile: Optional[Path], every: Optional[str], wait: float) -> None:
-    """`fix --safe --scheduled`: heal, notify and write the report from the audit the fix ends with (healthkit.unattended)."""
-    from .fix import FixError
-    from .output import write_stdout
-    from .schedule import ScheduleError, parse_every
-    from .unattended import heal_and_report
-    from .workspace import WorkspaceError
+    """`fix --safe --scheduled`: heal, notify and write the report from the audit the fix ends with (healthkit.scheduled.unattended)."""
+    from healthkit.fix import FixError
+    from healthkit.reporting.output import write_stdout
+    from healthkit.scheduled.schedule import ScheduleError, parse_every
+    from healthkit.scheduled.unattended import heal_and_report
+    from healthkit.core.workspace import WorkspaceError
 
     if unsafe or dry_run or only:
         err("healthkit fix: --scheduled heals with --safe only (no --unsafe, --dry-run or --only)")
@@ -318,7 +350,7 @@ def _fix_scheduled(paths: list[Path], unsafe: bool, dry_run: bool, only: Optiona
     raise typer.Exit(done.exit_code)
 
 
-def _report_run(done, prefix: str = "") -> None:  # done: healthkit.unattended.ScheduledRun
+def _report_run(done, prefix: str = "") -> None:  # done: healthkit.scheduled.unattended.ScheduledRun
     """What one scheduled heal sent and did, on stderr."""
     if done.sent is not None:
         for c in done.sent.channels:
@@ -329,7 +361,7 @@ def _report_run(done, prefix: str = "") -> None:  # done: healthkit.unattended.S
 def _heal_many(paths: list[Path], output: Path, keep: Optional[int], textfile: Optional[Path], interval_s: Optional[float],
                out, lock_wait_s: float) -> None:
     """`fix WS1 WS2 --safe --scheduled --output DIR/`: each healed as alone, one fleet page, one textfile; worst verdict."""
-    from .unattended import heal_many
+    from healthkit.scheduled.unattended import heal_many
 
     try:
         done = heal_many(paths, output, keep=keep, textfile=textfile, interval_s=interval_s, out=out, lock_wait_s=lock_wait_s)
@@ -351,8 +383,8 @@ def _heal_many(paths: list[Path], output: Path, keep: Optional[int], textfile: O
 @app.command("checks")
 def list_checks() -> None:
     """List the registered checks and the finding codes each can report."""
-    from .output import write_stdout
-    from .registry import default_registry
+    from healthkit.reporting.output import write_stdout
+    from healthkit.core.registry import default_registry
 
     reg = default_registry()
     lines = []
@@ -371,8 +403,8 @@ def list_checks() -> None:
 @app.command()
 def explain(code: Annotated[str, typer.Argument(help="finding code, e.g. daemon.dead")]) -> None:
     """Say what a finding code means, why it matters and how it is fixed."""
-    from .output import write_stdout
-    from .registry import default_registry
+    from healthkit.reporting.output import write_stdout
+    from healthkit.core.registry import default_registry
 
     docs = default_registry().code_docs()
     if code not in docs:
@@ -391,7 +423,7 @@ def demo(
     reports: Annotated[Optional[Path], typer.Option("--reports", help="also write example-machine.md/.json/.html into this folder")] = None,
 ) -> None:
     """Build the example machine (dead daemon, orphaned training, bloat, drift, no validation) and audit it."""
-    from .demo import run_demo
+    from healthkit.demo import run_demo
 
     code = run_demo(keep=keep, fmt=format.value, ascii=ascii, reports=reports)
     raise typer.Exit(code if exit_code else 0)
@@ -535,8 +567,8 @@ def init_cmd(
 
 
 def _init_detect(path: Path, force: bool, print_only: bool) -> None:
-    from .detect import InitError, init_detect
-    from .output import write_stdout
+    from healthkit.core.detect import InitError, init_detect
+    from healthkit.reporting.output import write_stdout
 
     try:
         text, written = init_detect(path, force=force, print_only=print_only)

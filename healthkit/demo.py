@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .report import Report
+    import psutil
+
+    from healthkit.core.report import Report
 
 ORPHAN_SCRIPT = '''\
 """Stand-in for an orphaned training run: advances a step counter and serves a monitor port."""
@@ -84,20 +86,45 @@ class Example:
     started: list[int] = field(default_factory=list)
 
     def cleanup(self) -> None:
-        """End what the demo started, by verified PID (never by pattern)."""
+        """End what the demo started, by verified PID (never by pattern): all at once, then wait for all together.
+
+        The demo's processes are orphans (re-parented to PID 1), so a finished one can linger as a zombie until PID 1
+        reaps it; psutil's wait would take that for a live process and sit out its whole timeout. A zombie has ended.
+        """
+        import time
+
         import psutil
 
+        ending = []
         for pid in self.started:
             try:
                 p = psutil.Process(pid)
                 if str(self.base) in " ".join(p.cmdline()) or (p.cwd() or "").startswith(str(self.base)):
                     p.terminate()
-                    try:
-                        p.wait(3)
-                    except psutil.TimeoutExpired:
-                        p.kill()
+                    ending.append(p)
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                pass
+        deadline = time.monotonic() + 3.0
+        while ending and time.monotonic() < deadline:
+            ending = [p for p in ending if _still_running(p)]
+            if ending:
+                time.sleep(0.02)
+        for p in ending:  # did not end on TERM within 3 s
+            try:
+                p.kill()
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 pass
+
+
+def _still_running(p: psutil.Process) -> bool:
+    import psutil
+
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return False
+    except psutil.AccessDenied:
+        return True
 
 
 def _free_port() -> int:
@@ -241,9 +268,9 @@ EXAMPLE_PYTHON = "/usr/bin/python3"  # likewise for the interpreter the orphan r
 def write_example_reports(report: "Report", folder: Path) -> list[Path]:
     """`example-machine.md/.json/.html` in ``folder``: what the repository's reports/ holds for readers, with the
     workspace shown at EXAMPLE_PATH (the demo builds it in a temporary folder)."""
-    from .fsutil import atomic_write
-    from .output import utf8
-    from .render import render
+    from healthkit.system.fsutil import atomic_write
+    from healthkit.reporting.output import utf8
+    from healthkit.reporting.render import render
 
     folder.mkdir(parents=True, exist_ok=True)
     written = []
@@ -257,9 +284,9 @@ def write_example_reports(report: "Report", folder: Path) -> list[Path]:
 
 def run_demo(keep: bool = False, fmt: str = "md", ascii: bool = False, reports: Path | None = None) -> int:
     """Build, audit, print (and write the example reports into ``reports``); end the orphan and remove the folder unless ``keep``."""
-    from .api import audit
-    from .output import write_stdout
-    from .render import render
+    from healthkit.core.api import audit
+    from healthkit.reporting.output import write_stdout
+    from healthkit.reporting.render import render
 
     tmp = Path(tempfile.mkdtemp(prefix="healthkit-demo-"))
     ex = build_example(tmp / "training")

@@ -7,7 +7,7 @@ pytest run of an environment that has healthkit: without `--healthkit` it does n
 and imports nothing beyond this module.
 
 A project's conftest.py can supply its own checks by implementing the hook
-`pytest_healthkit_registry(config, path)` and returning a `healthkit.registry.Registry`.
+`pytest_healthkit_registry(config, path)` and returning a `healthkit.core.registry.Registry`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .models import CheckResult
-    from .report import Report
+    from healthkit.core.findings import CheckResult
+    from healthkit.core.report import Report
 
 
 class HealthkitHookspecs:
@@ -69,8 +69,8 @@ class HealthkitItem(pytest.Item):
         self.add_marker("healthkit")
 
     def runtest(self) -> None:
-        from .models import fails_at
-        from .render.junit import finding_text
+        from healthkit.core.findings import fails_at
+        from healthkit.reporting.render.junit import finding_text
 
         if self.failure is not None:
             raise CheckFailed(self.failure)
@@ -122,10 +122,10 @@ class HealthkitWorkspace(pytest.Collector):
 def _audit(config: pytest.Config, ws: Path) -> "tuple[Report | None, str | None]":
     """Audit one workspace: (report, None), or (None, why it cannot be audited). A name in
     --healthkit-select/--healthkit-ignore that matches nothing is the caller's mistake: pytest.UsageError (exit 4)."""
-    from .api import audit
-    from .selectors import SelectorError
-    from .settings import SettingsError
-    from .workspace import WorkspaceError
+    from healthkit.core.api import audit
+    from healthkit.core.selectors import SelectorError
+    from healthkit.contract.settings import SettingsError
+    from healthkit.core.workspace import WorkspaceError
 
     registry = config.hook.pytest_healthkit_registry(config=config, path=ws)
     try:

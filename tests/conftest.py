@@ -14,6 +14,9 @@ from typing import Any, Callable
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# Hypothesis keeps its example database outside the working tree (no `.hypothesis/` beside the sources); it reads
+# this variable on first use, after the conftest is imported.
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(os.environ.get("TMPDIR", "/tmp"), "healthkit-hypothesis"))
 # `make mutants` reruns every property test for each surviving mutant: fewer examples there keep it in minutes.
 UNDER_MUTMUT = "MUTANT_UNDER_TEST" in os.environ
 
@@ -176,7 +179,7 @@ def heavy_modules_after_audit(path: Path, exit_code: int) -> list[str]:
         f"r = CliRunner().invoke(app, ['audit', {str(path)!r}, '--format', 'json'])\n"
         f"assert r.exit_code == {exit_code}, r.output\n"
         "heavy = ('torch', 'transformers', 'accelerate', 'matplotlib', 'jsonschema', 'pydantic')\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m == 'healthkit.config_model'))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m == 'healthkit.contract.config_model'))\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr

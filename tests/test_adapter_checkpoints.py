@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from healthkit.api import audit
+from healthkit.core.api import audit
 from healthkit.trainer.checkpoints import is_complete
 
 from .conftest import make_checkpoint, write_json

@@ -11,7 +11,7 @@ PACKAGES = {"healthkit": "healthkit", "checks": "checks", "trainer": "trainer"}
 # Where the core may import the trainer or the checks: the CLI composes the halves; the registry
 # loads the built-in checks when no entry points are installed. Everything else goes through entry
 # points (checks, fixes, daemon adapters), which an import graph does not see.
-ALLOWED_CORE_TO_OUTER = {"healthkit.cli", "healthkit.registry"}
+ALLOWED_CORE_TO_OUTER = {"healthkit.cli", "healthkit.core.registry"}
 
 
 def module_name(path: Path) -> str:
@@ -106,8 +106,61 @@ def test_no_import_cycles_even_through_lazy_imports():
 
 def test_no_import_cycles_even_through_type_annotations():
     """Typing on a module is depending on it: the renderers type on Report, so the report must not call the
-    renderers (`healthkit.render.render(report, fmt)` owns the call). One direction per pair of modules."""
+    renderers (`healthkit.reporting.render.render(report, fmt)` owns the call). One direction per pair of modules."""
     g = graph(top_level_only=False, type_only=True)
     g = {m: {n for n in deps if not (m.startswith(n + ".") and n.count(".") < m.count("."))} for m, deps in g.items()}
     assert cycles(g) == []
-    assert "healthkit.render" not in g["healthkit.report"]
+    assert "healthkit.reporting.render" not in g["healthkit.core.report"]
+
+
+# The layer packages of healthkit/, bottom to top (docs/architecture.md, "Packages"). A module imports only from its
+# own layer or a lower one; the top-level modules (the facade, the CLI, the console entry, the demo, the pytest
+# plugin) compose everything and nothing below imports them, except `_version` (a leaf any layer may name).
+LAYERS = ["system", "formats", "contract", "core", "reporting", "fix", "scheduled"]
+LEAVES = {"healthkit._version"}
+
+
+def layer_of(module: str) -> int | None:
+    """The index of ``module``'s layer; len(LAYERS) for the top-level modules; None outside healthkit."""
+    parts = module.split(".")
+    if parts[0] != "healthkit":
+        return None
+    if len(parts) > 1 and parts[1] in LAYERS:
+        return LAYERS.index(parts[1])
+    return len(LAYERS)
+
+
+def test_every_healthkit_module_lives_in_a_layer_package_or_is_a_named_top_level_module():
+    top = sorted(p.stem for p in (REPO / "healthkit").glob("*.py"))
+    assert top == ["__init__", "__main__", "_moved", "_version", "cli", "console", "demo", "pytest_plugin"]
+    packages = sorted(p.name for p in (REPO / "healthkit").iterdir() if (p / "__init__.py").exists())
+    assert packages == sorted(LAYERS)
+    assert sorted(p.name for p in (REPO / "healthkit").iterdir() if p.is_dir() and p.name != "__pycache__") == sorted(
+        LAYERS + ["schemas"])
+
+
+def layer_violations(g: dict[str, set[str]]) -> list[str]:
+    bad = []
+    for m, deps in sorted(g.items()):
+        mine = layer_of(m)
+        if mine is None or mine == len(LAYERS):
+            continue
+        for n in sorted(deps):
+            theirs = layer_of(n)
+            if theirs is None or n in LEAVES or n == m.rpartition(".")[0]:
+                continue
+            if theirs > mine:
+                top = "top-level module" if theirs == len(LAYERS) else f"layer {LAYERS[theirs]}"
+                bad.append(f"{m} ({LAYERS[mine]}) -> {n} ({top})")
+    return bad
+
+
+def test_imports_point_down_the_layers_lazy_and_type_only_imports_included():
+    assert layer_violations(graph(top_level_only=False, type_only=True)) == []
+
+
+def test_the_layer_rule_catches_an_import_up_and_one_of_the_facade():
+    g = {"healthkit.system.fsutil": {"healthkit.core.workspace"}, "healthkit.core.api": {"healthkit", "healthkit._version"},
+         "healthkit.fix.engine": {"healthkit.core.api", "healthkit.fix"}, "healthkit.cli": {"healthkit.fix.engine"}}
+    assert layer_violations(g) == ["healthkit.core.api (core) -> healthkit (top-level module)",
+                                   "healthkit.system.fsutil (system) -> healthkit.core.workspace (layer core)"]

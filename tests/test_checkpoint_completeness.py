@@ -1,4 +1,4 @@
-"""One completeness rule (healthkit.checkpoints), read in bounded time, shared by the audit, fix planning and the trainer."""
+"""One completeness rule (healthkit.formats.hf_checkpoints), read in bounded time, shared by the audit, fix planning and the trainer."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 
 from healthkit.checks.checkpoints import LimitSource, Retention, _prune_ref, PRUNE, PRUNE_DEFAULT, PRUNE_UNSAFE
 from healthkit import checkpoints as rule
-from healthkit.api import audit
-from healthkit.checkpoints import checkpoint_completeness, read_state
+from healthkit.core.api import audit
+from healthkit.formats.hf_checkpoints import checkpoint_completeness, read_state
 from healthkit.fix.fixes_checkpoints import protections
-from healthkit.workspace import Workspace
+from healthkit.core.workspace import Workspace
 from healthkit.trainer import checkpoints as trainer_ckpts
 
 

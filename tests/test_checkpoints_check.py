@@ -6,10 +6,10 @@ import json
 import os
 import subprocess
 
-from healthkit.api import audit
-from healthkit.detect import HEALTHKIT_SCHEMA_ID
-from healthkit.fsutil import disk_usage
-from healthkit.workspace import Workspace
+from healthkit.core.api import audit
+from healthkit.core.detect import HEALTHKIT_SCHEMA_ID
+from healthkit.system.fsutil import disk_usage
+from healthkit.core.workspace import Workspace
 
 from .conftest import make_checkpoint, write_json
 
@@ -166,8 +166,8 @@ def test_pruning_under_an_undeclared_trainer_default_is_not_safe(tmp_path):
 def test_a_rotation_between_the_listing_and_the_rule_is_not_bloat(tmp_path):
     """HF saves checkpoint-N, then deletes the oldest: an audit that listed three and judges after the deletion
     (the training has ended by then, so no save in progress excuses it) must not call the third one bloat."""
-    from healthkit.api import audit as run_audit
-    from healthkit.workspace import Workspace
+    from healthkit.core.api import audit as run_audit
+    from healthkit.core.workspace import Workspace
 
     for s in (20, 25, 30):
         make_checkpoint(tmp_path / "current_model", s)

@@ -188,10 +188,10 @@ def test_secrets_in_config_never_reach_the_report(tmp_path):
 
 
 def test_early_prefetch_knows_every_value_option_of_audit():
-    """healthkit.launch finds PATH before typer loads; its option list must match the command's."""
+    """healthkit.console finds PATH before typer loads; its option list must match the command's."""
     import typer.main
 
-    from healthkit.launch import AUDIT_VALUE_OPTIONS, FIX_VALUE_OPTIONS, early_workspace_path
+    from healthkit.console import AUDIT_VALUE_OPTIONS, FIX_VALUE_OPTIONS, early_workspace_path
 
     for name, options in (("audit", AUDIT_VALUE_OPTIONS), ("fix", FIX_VALUE_OPTIONS)):
         cmd = typer.main.get_command(app).commands[name]
@@ -210,7 +210,7 @@ def test_a_dry_run_audits_the_workspace_it_was_given_once(healthy, monkeypatch):
     import io
 
     from healthkit.fix import FixOptions, Safety, run_fix
-    from healthkit.workspace import Workspace
+    from healthkit.core.workspace import Workspace
 
     ws = Workspace.open(healthy)
     opened = []
@@ -225,7 +225,7 @@ def test_a_dry_run_audits_the_workspace_it_was_given_once(healthy, monkeypatch):
 def test_console_script_entry_runs_the_audit(healthy):
     import subprocess
 
-    r = subprocess.run([sys.executable, "-m", "healthkit.launch", "audit", str(healthy), "-f", "json"], capture_output=True, timeout=60)
+    r = subprocess.run([sys.executable, "-m", "healthkit.console", "audit", str(healthy), "-f", "json"], capture_output=True, timeout=60)
     assert r.returncode == 0, r.stderr.decode()
     assert json.loads(r.stdout)["status"] == "ok"
 
@@ -247,8 +247,8 @@ def test_the_early_du_is_the_one_the_audit_uses_and_a_wrong_guess_is_ended(tmp_p
     import subprocess
 
     from healthkit import fsutil
-    from healthkit.launch import DEFAULT_CHECKPOINTS
-    from healthkit.settings import PathSettings
+    from healthkit.console import DEFAULT_CHECKPOINTS
+    from healthkit.contract.settings import PathSettings
 
     assert DEFAULT_CHECKPOINTS == PathSettings().checkpoints
     root = tmp_path / "current_model" / "checkpoint-1"
@@ -272,7 +272,7 @@ def test_the_early_du_is_the_one_the_audit_uses_and_a_wrong_guess_is_ended(tmp_p
     (tmp_path / "healthkit.toml").write_text('[paths]\nconfig_schema = "none"\ncheckpoints_config_key = "output_dir"\n')
     (tmp_path / "runs" / "checkpoint-5").mkdir(parents=True)
     (tmp_path / "runs" / "checkpoint-5" / "model.safetensors").write_bytes(os.urandom(30_000))
-    r = subprocess.run([sys.executable, "-m", "healthkit.launch", "audit", str(tmp_path), "-f", "json", "--select", "checkpoints"],
+    r = subprocess.run([sys.executable, "-m", "healthkit.console", "audit", str(tmp_path), "-f", "json", "--select", "checkpoints"],
                        capture_output=True, timeout=60)
     facts = json.loads(r.stdout)["facts"]["checkpoints"]
     assert facts["dir"] == str(tmp_path / "runs") and facts["bytes"] >= 30_000, facts

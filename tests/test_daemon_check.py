@@ -10,8 +10,8 @@ import time
 import psutil
 import pytest
 
-from healthkit.api import audit
-from healthkit.procs import argv_matches, probe, read_pid_file, scan_processes
+from healthkit.core.api import audit
+from healthkit.system.procs import argv_matches, probe, read_pid_file, scan_processes
 
 from .conftest import wait_for, write_json
 
@@ -194,7 +194,7 @@ def test_secret_in_orphan_argv_never_reaches_the_report(ws, procs):
     t = procs.popen([sys.executable, "train.py", "--hf-token", secret, "--api_key=sk-" + "b" * 24], cwd=ws)
     assert wait_for(lambda: "train.py" in " ".join(psutil.Process(t.pid).cmdline()))
     text = audit(ws, record_costs=False).to_json()
-    from healthkit.render.markdown import render
+    from healthkit.reporting.render.markdown import render
 
     md = render(audit(ws, record_costs=False))
     for out in (text, md):

@@ -14,11 +14,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from healthkit.api import audit
-from healthkit.detect import SCAN_DEPTH, Probe, rule_checkpoints, rule_processes, rule_queue, rule_status_keys
+from healthkit.core.api import audit
+from healthkit.core.detect import SCAN_DEPTH, Probe, rule_checkpoints, rule_processes, rule_queue, rule_status_keys
 from healthkit.fix import FixOptions, Safety, run_fix
-from healthkit.settings import Settings, load_settings
-from healthkit.render import render
+from healthkit.contract.settings import Settings, load_settings
+from healthkit.reporting.render import render
 
 from .conftest import heavy_modules_after_audit, make_checkpoint, run_cli, wait_for, write_json
 
@@ -298,7 +298,7 @@ def test_a_blocked_prune_says_why_each_checkpoint_is_kept(tmp_path):
 def test_detection_leaves_a_settings_object_alone_once_detected(tmp_path):
     write_json(tmp_path / "config.json", {"output_dir": "o"})
     (tmp_path / "o").mkdir()
-    from healthkit.workspace import Workspace
+    from healthkit.core.workspace import Workspace
 
     ws = Workspace.open(tmp_path)
     assert [i.setting for i in ws.inferred] == ["paths.config_schema", "paths.checkpoints_config_key"]

@@ -8,9 +8,9 @@ import jsonschema
 import psutil
 import pytest
 
-from healthkit.api import audit
+from healthkit.core.api import audit
 from healthkit.demo import build_example
-from healthkit.render.markdown import render as render_md
+from healthkit.reporting.render.markdown import render as render_md
 
 from .conftest import REPO, run_cli
 

@@ -25,8 +25,8 @@ from healthkit import procs
 from healthkit.fix import fileops
 from healthkit.fix.fileops import (TMP_MARK, TRASH_PREFIX, ChangedSincePlan, FileFingerprint, Refused, delete_dir,
                                    replace_file, tree_fingerprint, unlink_file)
-from healthkit.fsutil import ReadProblem
-from healthkit.procs import PidFile, argv_matches, probe, read_pid_file
+from healthkit.system.fsutil import ReadProblem
+from healthkit.system.procs import PidFile, argv_matches, probe, read_pid_file
 
 from .conftest import make_checkpoint
 

@@ -15,15 +15,15 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from healthkit.docvalues import KeyIndex, format_for_doc, line_fingerprint, parse_doc_value, same_value, statements
+from healthkit.contract.docvalues import KeyIndex, format_for_doc, line_fingerprint, parse_doc_value, same_value, statements
 from healthkit.fix.fileops import (ChangedSincePlan, FileFingerprint, Refused, contained, delete_dir, file_fingerprint,
                                    tree_fingerprint, unlink_file)
 from healthkit.fix.fixes_checkpoints import RECENT_S, _complete, protections
 from healthkit.fix.fixes_docs import rewrite
-from healthkit.fsutil import is_within
-from healthkit.procs import (START_TIME_SLACK_S, ProcInfo, argv_matches, pid_max, probe, read_pid_file,
+from healthkit.system.fsutil import is_within
+from healthkit.system.procs import (START_TIME_SLACK_S, ProcInfo, argv_matches, pid_max, probe, read_pid_file,
                              start_time_matches)
-from healthkit.workspace import Workspace
+from healthkit.core.workspace import Workspace
 
 from .conftest import examples, make_checkpoint, wait_for, write_json
 

@@ -75,3 +75,20 @@ def test_the_wheel_registers_checks_fixes_and_the_trainer_under_healthkit(wheel)
     assert "[healthkit.checks]" in text and "[healthkit.fixes]" in text and "[healthkit.daemons]" in text
     values = [line.split("=", 1)[1].strip() for line in text.splitlines() if "=" in line]
     assert values and all(v.startswith("healthkit.") for v in values), values
+
+
+def test_the_version_is_declared_once_in_each_place_and_they_agree():
+    import tomllib
+
+    from healthkit._version import __version__
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert __version__ == declared
+
+
+def test_every_package_of_the_tree_reaches_the_wheel(wheel):
+    """pyproject lists packages by hand: a new layer package that is not listed would be missing from the wheel."""
+    names = set(wheel.namelist())
+    for init in sorted((REPO / "healthkit").rglob("__init__.py")):
+        rel = init.relative_to(REPO).as_posix()
+        assert rel in names, f"{rel} is not in the wheel: add its package to [tool.setuptools] packages"

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from healthkit.docvalues import parse_doc_value, same_value
-from healthkit.procs import pid_max, read_pid_file
-from healthkit.settings import SettingsError, load_settings
-from healthkit.workspace import Workspace
+from healthkit.contract.docvalues import parse_doc_value, same_value
+from healthkit.system.procs import pid_max, read_pid_file
+from healthkit.contract.settings import SettingsError, load_settings
+from healthkit.core.workspace import Workspace
 
 from .conftest import examples
 

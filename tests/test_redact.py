@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from healthkit.redact import MASK, is_secret_name, redact_argv, redact_mapping, redact_text
+from healthkit.system.redact import MASK, is_secret_name, redact_argv, redact_mapping, redact_text
 
 TOKEN = "hf_" + "aB3" * 10
 
@@ -72,7 +72,7 @@ def test_secrets_inside_json_and_toml_values():
 
 
 def test_a_notification_url_is_named_by_scheme_and_server_only_and_every_secret_part_is_masked() -> None:
-    from healthkit.redact import describe_url, mask_secrets, url_secrets
+    from healthkit.system.redact import describe_url, mask_secrets, url_secrets
 
     cases = {
         "json://127.0.0.1:8080/hook/tokJ1234": ("json://127.0.0.1:8080/…", ["tokJ1234"]),

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from healthkit.api import audit
+from healthkit.core.api import audit
 from healthkit.demo import build_example
-from healthkit.models import Evidence, Finding
-from healthkit.procs import pid_max
-from healthkit.report import Report
-from healthkit.render import render
+from healthkit.core.findings import Evidence, Finding
+from healthkit.system.procs import pid_max
+from healthkit.core.report import Report
+from healthkit.reporting.render import render
 
 STAT_TYPE = r"(regular (empty )?file|directory|symbolic link|fifo|socket|(character|block) special file|weird file)"
 

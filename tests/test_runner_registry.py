@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import pytest
 
 from healthkit import CodeDoc, Finding, Severity, check
-from healthkit.api import audit
-from healthkit.registry import Registry, RegistrationError, default_registry
-from healthkit.runner import run_checks
-from healthkit.workspace import Workspace
+from healthkit.core.api import audit
+from healthkit.core.registry import Registry, RegistrationError, default_registry
+from healthkit.core.runner import run_checks
+from healthkit.core.workspace import Workspace
 
 DOC = CodeDoc("demo.bad", "warning", "Bad", what="w", why="y", fix="f")
 BAD = Finding(code="demo.bad", severity=Severity.WARNING, title="Bad", problem=["it is bad"])

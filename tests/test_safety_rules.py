@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from healthkit.api import audit
+from healthkit.core.api import audit
 from healthkit.fix import Safety
 
 from .conftest import make_checkpoint, wait_for, write_json

@@ -11,14 +11,14 @@ import jsonschema
 import pytest
 
 from healthkit import fsutil
-from healthkit.config_model import TrainingConfig, export_schema
-from healthkit.configschema import SCHEMA_PATH, config_schema, schema_violations
-from healthkit.schemalite import UnsupportedSchema, check_supported, validate
-from healthkit.settings import SettingsError, load_settings
+from healthkit.contract.config_model import TrainingConfig, export_schema
+from healthkit.contract.configschema import SCHEMA_PATH, config_schema, schema_violations
+from healthkit.system.schemalite import UnsupportedSchema, check_supported, validate
+from healthkit.contract.settings import SettingsError, load_settings
 
 
 def test_shipped_schema_is_the_models_export():
-    """Regenerate with `python -m healthkit.config_model` when the model changes."""
+    """Regenerate with `python -m healthkit.contract.config_model` when the model changes."""
     assert json.loads(SCHEMA_PATH.read_text()) == json.loads(json.dumps(export_schema(), sort_keys=True))
 
 

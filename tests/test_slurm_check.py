@@ -8,9 +8,9 @@ import subprocess
 import sys
 import time
 
-from healthkit.api import audit
-from healthkit.events import SLURM_JOB, SLURM_REQUEUE, EventLog
-from healthkit.models import Status
+from healthkit.core.api import audit
+from healthkit.contract.events import SLURM_JOB, SLURM_REQUEUE, EventLog
+from healthkit.core.findings import Status
 
 from .conftest import make_checkpoint, write_json
 

@@ -18,8 +18,8 @@ import pytest
 from typer.testing import CliRunner
 
 from healthkit.cli import app
-from healthkit.trust import TRUST_FILE_ENV, assess, read_trust_list
-from healthkit.settings import load_settings
+from healthkit.contract.trust import TRUST_FILE_ENV, assess, read_trust_list
+from healthkit.contract.settings import load_settings
 
 from .trust_env import REPO, User, chown_tree, ensure_user, kill_workspace_processes, open_folder, python_for
 
@@ -225,7 +225,7 @@ def test_root_audit_copies_nothing_eve_cannot_read(eve: User, shared: Path, trus
     hard link to one) is reported as unreadable, never quoted."""
     import sys
 
-    from healthkit.trainer.init import init_workspace
+    from healthkit.trainer.scaffold import init_workspace
 
     ws = shared / "ws"
     init_workspace(ws)

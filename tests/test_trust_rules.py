@@ -1,4 +1,4 @@
-"""The trust rules one by one (healthkit/trust.py): modes, owners, folders above, symlinks, commands, the trust list."""
+"""The trust rules one by one (healthkit/contract/trust.py): modes, owners, folders above, symlinks, commands, the trust list."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from healthkit.settings import load_settings
-from healthkit.trust import (TRUST_FILE_ENV, add_to_trust_list, assess, command_files, make_dirs_for, read_trust_list,
+from healthkit.contract.settings import load_settings
+from healthkit.contract.trust import (TRUST_FILE_ENV, add_to_trust_list, assess, command_files, make_dirs_for, read_trust_list,
                              run_as_for)
 
 from .trust_env import User, chown_tree, ensure_user, open_folder

@@ -1,11 +1,11 @@
-"""The trainer as the fix engine sees it (healthkit/daemons.py): registered under `healthkit.daemons` as `trainer`."""
+"""The trainer as the fix engine sees it (healthkit/fix/daemon_adapters.py): registered under `healthkit.fix.daemon_adapters` as `trainer`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from healthkit.procs import ProcInfo
-from healthkit.trust import Account
+from healthkit.system.procs import ProcInfo
+from healthkit.contract.trust import Account
 
 from .launch import DAEMON_MODULE, child_env, is_training
 from .layout import Layout
@@ -51,8 +51,8 @@ class TrainerAdapter:
 
     def slurm_script(self, base: Path) -> str:
         """The batch script `daemon start` submits under Slurm (shown in the fix's plan)."""
-        from healthkit.settings import load_settings
-        from healthkit.wsid import ensure_workspace_id
+        from healthkit.contract.settings import load_settings
+        from healthkit.contract.wsid import ensure_workspace_id
 
         from .slurm import batch_script
 
@@ -61,8 +61,8 @@ class TrainerAdapter:
 
     def slurm_submit(self, base: Path) -> str:
         """Submit the daemon as a batch job; its job id (trainer.slurm.SlurmError says why not)."""
-        from healthkit.settings import load_settings
-        from healthkit.wsid import ensure_workspace_id
+        from healthkit.contract.settings import load_settings
+        from healthkit.contract.wsid import ensure_workspace_id
 
         from .slurm import submit
 

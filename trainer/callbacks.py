@@ -16,8 +16,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from healthkit.config_model import TrainingConfig
-from healthkit.fsutil import atomic_write
+from healthkit.contract.config_model import TrainingConfig
+from healthkit.system.fsutil import atomic_write
 
 from . import control as ctl
 from .hooks import Background, HookCosts, write_costs

@@ -11,7 +11,7 @@ the file's checkpoints are deleted, and only the newest `keep_final_models` fina
 are kept. `current_model/healthkit_owner.json` names the file the checkpoints belong to:
 checkpoints of another file are never resumed from. A failed file's checkpoints are not
 finished with: before another file trains they are moved into `current_model/.failed-<name>/`
-(healthkit/kept.py), out of reach of HF's rotation, and `healthkit queue retry` brings the
+(healthkit/contract/retry_checkpoints.py), out of reach of HF's rotation, and `healthkit queue retry` brings the
 file back to resume from them; only a person deletes them (`healthkit fix --unsafe`).
 
 Ownership: the trainer deletes only checkpoints it can prove are its own and finished with.
@@ -34,8 +34,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from healthkit.checkpoints import checkpoint_completeness
-from healthkit.kept import MARK, failed_folder, is_complete, newest_complete, owner_of, step_dirs
+from healthkit.formats.hf_checkpoints import checkpoint_completeness
+from healthkit.contract.retry_checkpoints import MARK, failed_folder, is_complete, newest_complete, owner_of, step_dirs
 
 from .layout import Layout, iso_now
 from .state import read_json, write_json
@@ -227,7 +227,7 @@ def latest_final(layout: Layout) -> Path | None:
 
 def install_final(layout: Layout, saved: Path, stem: str, info: dict) -> Path:
     """Move a saved model into models/<stem>/, point LATEST at it, keep the newest keep_final_models."""
-    from healthkit.fsutil import atomic_write
+    from healthkit.system.fsutil import atomic_write
 
     write_json(saved / FINAL_MARKER, {**info, "finished_at": iso_now()})
     final = layout.models / stem

@@ -51,7 +51,7 @@ def start(path: Path, supervise: bool = False, foreground: bool = False) -> int:
         return EXIT_CONFIG
     if settings.daemon.scheduler == "slurm" and not foreground:
         return _submit(lay, settings, supervise)
-    from healthkit.trust import NoAccount, drop_to, run_as_for
+    from healthkit.contract.trust import NoAccount, drop_to, run_as_for
 
     try:
         run_as = run_as_for(lay.base)  # root starts nothing as root for a user (docs/security.md)
@@ -98,7 +98,7 @@ EXIT_CONFIG = 78
 
 def _settings(lay: Layout):
     """healthkit.toml as the audit reads it (an unknown key is refused here as there), or None when it cannot be used."""
-    from healthkit.settings import SettingsError, load_settings
+    from healthkit.contract.settings import SettingsError, load_settings
 
     try:
         return load_settings(lay.base)[0]
@@ -109,7 +109,7 @@ def _settings(lay: Layout):
 
 def _submit(lay: Layout, settings, supervise: bool) -> int:
     """`[daemon] scheduler = "slurm"`: the daemon runs as a batch job; print its id."""
-    from healthkit.wsid import ensure_workspace_id
+    from healthkit.contract.wsid import ensure_workspace_id
 
     from .slurm import SlurmError, submit
 
@@ -132,8 +132,8 @@ def _stop_slurm(lay: Layout, wait_s: float, reason: str | None) -> int:
     import getpass
     import time
 
-    from healthkit.slurmq import ask, job_name, jobs_named
-    from healthkit.wsid import read_workspace_id
+    from healthkit.system.slurmq import ask, job_name, jobs_named
+    from healthkit.contract.wsid import read_workspace_id
 
     wsid = read_workspace_id(lay.base)
     if wsid is None:
@@ -169,7 +169,7 @@ def _stop_slurm(lay: Layout, wait_s: float, reason: str | None) -> int:
 
 def slurm_script(path: Path) -> int:
     """Print the batch script that runs this workspace's daemon under Slurm."""
-    from healthkit.wsid import ensure_workspace_id
+    from healthkit.contract.wsid import ensure_workspace_id
 
     from .slurm import batch_script
 
@@ -260,7 +260,7 @@ def systemd_unit(path: Path, user: str | None = None) -> int:
     if lay is None:
         return EXIT_USAGE
     if user is None:  # root starts nothing as root for a user: another user's workspace gets User=<owner>
-        from healthkit.trust import NoAccount, run_as_for
+        from healthkit.contract.trust import NoAccount, run_as_for
 
         try:
             owner = run_as_for(lay.base)
@@ -283,7 +283,7 @@ def _queue_error(f: Path, exc: Exception) -> str:
 
 def _config_for_checks(lay: Layout) -> tuple[object, int | None]:
     """(config, None) to check files against; (None, exit code) when config.json refuses them (said on stderr)."""
-    from healthkit.modelinfo import seq_length_problem
+    from healthkit.contract.modelinfo import seq_length_problem
 
     from .layout import EXIT_CONFIG
     from .preflight import ConfigProblem, load_config
@@ -341,7 +341,7 @@ def queue_add(path: Path, files: list[Path], priority: int | None = None, move: 
 
 def queue_retry(path: Path, name: str) -> int:
     """Put a failed file back in the queue; say from which step it will resume."""
-    from healthkit.kept import kept_for, retry_point
+    from healthkit.contract.retry_checkpoints import kept_for, retry_point
 
     lay = _workspace(path)
     if lay is None:
@@ -390,7 +390,7 @@ def _importable(name: str) -> bool:
 
 
 def init(path: Path, tiny_model: bool = False, force: bool = False) -> int:
-    from .init import init_workspace
+    from .scaffold import init_workspace
 
     if tiny_model:
         from .preflight import missing_deps

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from healthkit.fsutil import atomic_write
+from healthkit.system.fsutil import atomic_write
 
 from .layout import Layout, iso_now
 

@@ -29,10 +29,10 @@ from typing import Any
 
 import psutil
 
-from healthkit.contract import SUPERVISOR_MODULE
-from healthkit.ownership import supervisor_alive
-from healthkit.procs import probe, read_pid_file, start_time_matches
-from healthkit.trust import Account, make_dirs_for
+from healthkit.contract.states import SUPERVISOR_MODULE
+from healthkit.core.ownership import supervisor_alive
+from healthkit.system.procs import probe, read_pid_file, start_time_matches
+from healthkit.contract.trust import Account, make_dirs_for
 
 from . import checkpoints as ck
 from . import control as ctl
@@ -157,7 +157,7 @@ class Daemon:
 
     def _slurm_end(self) -> None:
         """Record how the job ends; on USR1 requeue it (the last act: Slurm ends this process on the requeue)."""
-        from healthkit.events import SLURM_END, SLURM_REQUEUE, EventLog
+        from healthkit.contract.events import SLURM_END, SLURM_REQUEUE, EventLog
 
         events = EventLog(self.layout.logs)
         if not self.slurm_requeue:
@@ -173,7 +173,7 @@ class Daemon:
 
     def _claim_lease(self) -> None:
         """Claim the workspace's lease before the PID file is written; LeaseHeld while another host holds it."""
-        from healthkit.wsid import ensure_workspace_id
+        from healthkit.contract.wsid import ensure_workspace_id
 
         lay = self.layout
         me = psutil.Process()
@@ -239,7 +239,7 @@ class Daemon:
         signal.signal(signal.SIGINT, self._on_signal)
         if self.slurm_job:
             signal.signal(signal.SIGUSR1, self._on_time_limit)
-            from healthkit.events import SLURM_JOB, EventLog
+            from healthkit.contract.events import SLURM_JOB, EventLog
 
             EventLog(lay.logs).append(SLURM_JOB, job_id=self.slurm_job, restarts=slurm.restarts(), pid=me.pid,
                                       host=self.lease.here.host if self.lease else None)
@@ -287,7 +287,7 @@ class Daemon:
         port = self.cfg.monitor_port
         if port is None:
             return None
-        from .monitor import Monitor
+        from .health_server import Monitor
 
         try:
             self.monitor = Monitor(self.snapshot, port, history=self.live.to_dict,
@@ -685,7 +685,7 @@ def start_daemon(base: Path, supervise: bool = False, timeout_s: float = 60.0, r
 
     An orphaned training is adopted by the new daemon, never killed. Raises DaemonError
     when one is already running or it exits at once (its error, e.g. an invalid config).
-    ``run_as``: the daemon (and so each training child) runs as that user (healthkit.trust.run_as_for).
+    ``run_as``: the daemon (and so each training child) runs as that user (healthkit.contract.trust.run_as_for).
     """
     lay = Layout.of(base)
     running = running_daemon(lay)
@@ -819,7 +819,7 @@ def status(base: Path) -> dict[str, Any]:
 
 def _lease_status(lay: Layout) -> dict[str, Any] | None:
     """The workspace's lease as `daemon status` shows it (host, generation, seconds since the last renewal)."""
-    from healthkit.lease import lease_path, read_lease
+    from healthkit.contract.lease import lease_path, read_lease
 
     le = read_lease(lease_path(lay.pid_file)).lease
     if le is None:
@@ -830,9 +830,9 @@ def _lease_status(lay: Layout) -> dict[str, Any] | None:
 
 def _slurm_status(lay: Layout) -> dict[str, Any] | None:
     """The workspace's Slurm jobs (id, state, reason, time left) when `[daemon] scheduler = "slurm"`, else None."""
-    from healthkit.settings import SettingsError, load_settings
-    from healthkit.slurmq import job_name, jobs_named
-    from healthkit.wsid import read_workspace_id
+    from healthkit.contract.settings import SettingsError, load_settings
+    from healthkit.system.slurmq import job_name, jobs_named
+    from healthkit.contract.wsid import read_workspace_id
 
     try:
         if load_settings(lay.base)[0].daemon.scheduler != "slurm":

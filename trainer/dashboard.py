@@ -15,7 +15,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from healthkit.fsutil import ReadProblem, read_json
+from healthkit.system.fsutil import ReadProblem, read_json
 
 HISTORY_POINTS = 1000
 REFRESH_MS = 3000
@@ -79,7 +79,7 @@ def latest_findings(reports: Path, shown: str | None = None) -> dict[str, Any]:
 
 def workspace_findings(base: Path) -> dict[str, Any]:
     """`latest_findings` of the reports folder the workspace's settings name (read on each call: an edit applies)."""
-    from healthkit.settings import SettingsError, reports_folder
+    from healthkit.contract.settings import SettingsError, reports_folder
 
     try:
         folder = reports_folder(base)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from healthkit.config_model import TrainingConfig
+from healthkit.contract.config_model import TrainingConfig
 
 from .data import MAX_DROPPED_SHARE, SHOWN_LINES, Dropped, bad_lines_error, chat_features, cut_off, scan_examples
 from .layout import Layout

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from healthkit.checkpoints import WEIGHT_FILES
+from healthkit.formats.hf_checkpoints import WEIGHT_FILES
 
 from . import checkpoints as ck
 from .layout import Layout

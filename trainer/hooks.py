@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from healthkit.costs import update_costs
+from healthkit.contract.monitoring_costs import update_costs
 
 from .layout import iso_now
 

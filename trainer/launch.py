@@ -15,9 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from healthkit.config_model import TrainingConfig
-from healthkit.procs import ProcInfo, argv_matches, scan_processes
-from healthkit.trust import Account, make_dirs_for
+from healthkit.contract.config_model import TrainingConfig
+from healthkit.system.procs import ProcInfo, argv_matches, scan_processes
+from healthkit.contract.trust import Account, make_dirs_for
 
 from .layout import Layout
 
@@ -87,12 +87,12 @@ def find_training(layout: Layout, procs: list[ProcInfo] | None = None) -> list[P
 def trainings_not_ours(layout: Layout) -> list[ProcInfo]:
     """Trainings working in this workspace that a daemon started now would not adopt, so it would train beside them.
 
-    The audit's own rule decides what a training of this workspace is (healthkit.ownership, with the
+    The audit's own rule decides what a training of this workspace is (healthkit.core.ownership, with the
     workspace's healthkit.toml); ours are the `train_file` children the daemon adopts (`is_training`).
     A hand-started `python train.py` in the workspace is the case this exists for.
     """
-    from healthkit.ownership import training_processes
-    from healthkit.workspace import Workspace, WorkspaceError
+    from healthkit.core.ownership import training_processes
+    from healthkit.core.workspace import Workspace, WorkspaceError
 
     try:
         ws = Workspace.open(layout.base)
@@ -124,7 +124,7 @@ def spawn_detached(argv: list[str], cwd: Path, log: Path, env: dict[str, str] | 
                    run_as: Account | None = None) -> int:
     """Start ``argv`` fully detached (not our child: an intermediate process exits at once); returns its PID.
 
-    ``run_as``: the intermediate process drops to that user before it runs (healthkit.trust.Account),
+    ``run_as``: the intermediate process drops to that user before it runs (healthkit.contract.trust.Account),
     so the daemon, its log and every child it starts belong to the workspace's owner, never root.
     """
     make_dirs_for(log.parent, cwd)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from healthkit.settings import PathSettings
+from healthkit.contract.settings import PathSettings
 
 # The audit's defaults are the trainer's layout: one home for where each file lives, so the
 # two halves cannot drift apart (healthkit.toml only ever overrides them for other setups).

@@ -22,8 +22,8 @@ import threading
 import time
 from pathlib import Path
 
-from healthkit.lease import HostId, Lease, lease_path, read_lease, this_host
-from healthkit.procs import probe, start_time_matches
+from healthkit.contract.lease import HostId, Lease, lease_path, read_lease, this_host
+from healthkit.system.procs import probe, start_time_matches
 
 from .state import NO_SPACE_ERRNOS, write_using_reserve
 
@@ -45,7 +45,7 @@ def lease_settings(base: Path) -> tuple[float, float]:
     """(lease length, clock-skew margin): the environment (tests), else healthkit.toml, else the defaults."""
     lease_s, margin_s = DEFAULT_LEASE_SECONDS, 60.0
     try:
-        from healthkit.settings import load_settings
+        from healthkit.contract.settings import load_settings
 
         settings, _ = load_settings(base)
         lease_s = float(getattr(getattr(settings, "daemon", None), "lease_seconds", lease_s))

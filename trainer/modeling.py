@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from healthkit.config_model import LoraSettings, TrainingConfig
+from healthkit.contract.config_model import LoraSettings, TrainingConfig
 
 from .layout import Layout
 

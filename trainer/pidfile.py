@@ -21,7 +21,7 @@ import os
 
 import psutil
 
-from healthkit.procs import read_pid_file
+from healthkit.system.procs import read_pid_file
 
 from .layout import Layout
 from .state import write_using_reserve
@@ -120,7 +120,7 @@ def stale_remote_holder(layout: Layout):
     the file server holds nothing any more."""
     import time
 
-    from healthkit.lease import lease_path, read_lease
+    from healthkit.contract.lease import lease_path, read_lease
 
     from .lease import lease_settings
 

@@ -21,8 +21,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from healthkit.config_model import TrainingConfig, parse_config
-from healthkit.modelinfo import seq_length_problem
+from healthkit.contract.config_model import TrainingConfig, parse_config
+from healthkit.contract.modelinfo import seq_length_problem
 
 from .data import DataError, file_format, read_examples
 from .layout import Layout
@@ -141,7 +141,7 @@ def check_torch_side(cfg: TrainingConfig, pf: Preflight) -> None:
         return
     import torch
 
-    from .targs import check_training_args
+    from .training_args import check_training_args
 
     cuda = torch.cuda.is_available()
     pf.errors.extend(check_training_args(cfg, cuda))
@@ -156,8 +156,8 @@ def check_drift(layout: Layout, cfg: TrainingConfig, pf: Preflight) -> None:
     if cfg.drift_policy == "off":
         return
     try:
-        from healthkit.api import audit
-        from healthkit.selectors import SelectorError
+        from healthkit.core.api import audit
+        from healthkit.core.selectors import SelectorError
 
         report = audit(layout.base, select=["config.doc-drift"], record_costs=False)
     except SelectorError:

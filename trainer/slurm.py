@@ -12,9 +12,9 @@ import os
 import subprocess
 import sys
 
-from healthkit.settings import Settings
-from healthkit.slurmq import job_name
-from healthkit.shellcmd import command, quote_arg
+from healthkit.contract.settings import Settings
+from healthkit.system.slurmq import job_name
+from healthkit.system.shellcmd import command, quote_arg
 
 from .layout import Layout
 

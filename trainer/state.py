@@ -15,8 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from healthkit.contract import DAEMON_STATES
-from healthkit.fsutil import atomic_write
+from healthkit.contract.states import DAEMON_STATES
+from healthkit.system.fsutil import atomic_write
 
 NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 RESERVE_NAME = ".disk-reserve"

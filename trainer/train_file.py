@@ -22,7 +22,7 @@ from typing import Any
 
 import psutil
 
-from healthkit.config_model import TrainingConfig
+from healthkit.contract.config_model import TrainingConfig
 
 from . import checkpoints as ck
 from . import queue as q
@@ -30,7 +30,7 @@ from .data import ChatDataset, DataError, Dropped, TokenizedDataset, read_exampl
 from .diskspace import out_of_room
 from .layout import EXIT_DATA, EXIT_DISK_FULL, EXIT_FENCED, EXIT_OK, EXIT_STOPPED, Layout, iso_now
 from .modeling import base_source, is_adapter, load_model, save_merged
-from .targs import normalized
+from .training_args import normalized
 from .preflight import load_config
 from .state import write_json
 

@@ -7,7 +7,7 @@ ids the checks emit to the code that plans and applies them.
 
 from __future__ import annotations
 
-from .engine import FixError, FixOptions, FixRun, run_fix
-from .plan import Outcome, Plan, Safety
+from healthkit.fix.engine import FixError, FixOptions, FixRun, run_fix
+from healthkit.fix.plan import Outcome, Plan, Safety
 
 __all__ = ["FixError", "FixOptions", "FixRun", "Outcome", "Plan", "Safety", "run_fix"]

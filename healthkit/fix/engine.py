@@ -16,15 +16,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Protocol, TextIO
 
-from ..api import audit
-from ..fsutil import is_within
-from ..models import Finding, FixRef
-from ..report import Report
-from ..workspace import Workspace
-from .fileops import Refused, finish_trash, pending_trash, stale_temp_files, unlink_file
-from .journal import Journal, interrupted, read_journal
-from .lock import FixLock, LockBusy
-from .plan import LOAD_ERRORS, ApplyContext, FixSpec, Outcome, Plan, PlanContext, Safety, failed, load_fixes
+from healthkit.core.api import audit
+from healthkit.system.fsutil import is_within
+from healthkit.core.findings import Finding, FixRef
+from healthkit.core.report import Report
+from healthkit.core.workspace import Workspace
+from healthkit.fix.fileops import Refused, finish_trash, pending_trash, stale_temp_files, unlink_file
+from healthkit.fix.journal import Journal, interrupted, read_journal
+from healthkit.fix.lock import FixLock, LockBusy
+from healthkit.fix.plan import LOAD_ERRORS, ApplyContext, FixSpec, Outcome, Plan, PlanContext, Safety, failed, load_fixes
 
 
 class FixError(Exception):
@@ -32,8 +32,8 @@ class FixError(Exception):
 
 
 class RunHooks(Protocol):
-    """Who runs the fix decides a little of it: a scheduled run backs off and gives up (healthkit.heal.ScheduledHeal),
-    a person's run always applies and clears that state (healthkit.heal.PersonFix). Both are called under the lock."""
+    """Who runs the fix decides a little of it: a scheduled run backs off and gives up (healthkit.scheduled.backoff.ScheduledHeal),
+    a person's run always applies and clears that state (healthkit.scheduled.backoff.PersonFix). Both are called under the lock."""
 
     def choose(self, ws: Workspace, run: "FixRun") -> None: ...  # may move plans from run.chosen to run.not_applied
 
@@ -261,8 +261,8 @@ def _require_known_only(ws: Workspace, only: tuple[str, ...]) -> None:
     """`--only bogus` is a usage error (SelectorError) before anything is locked or written, not a green "nothing to do"."""
     if not only:
         return
-    from ..registry import default_registry
-    from ..selectors import fix_names, require_known
+    from healthkit.core.registry import default_registry
+    from healthkit.core.selectors import fix_names, require_known
 
     plugins = ws.settings.checks.plugins if ws.trust.trusted else ()
     require_known("--only", only, fix_names(default_registry(plugins, ws.base), load_fixes()))

@@ -17,8 +17,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..fsutil import is_within
-from .crash import crash_point
+from healthkit.system.fsutil import is_within
+from healthkit.fix.kill_points import crash_point
 
 
 def sha256_hex(data: bytes) -> str:

@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..fsutil import human_bytes, is_within
-from ..models import Finding, FixRef
-from ..procs import scan_processes
-from ..workspace import Checkpoint, Workspace
-from .fileops import ChangedSincePlan, Refused, TreeFingerprint, delete_dir, tree_fingerprint
-from .plan import ApplyContext, Outcome, Plan, PlanContext, Safety, applied, failed, fixer, skipped
+from healthkit.system.fsutil import human_bytes, is_within
+from healthkit.core.findings import Finding, FixRef
+from healthkit.system.procs import scan_processes
+from healthkit.core.workspace import Checkpoint, Workspace
+from healthkit.fix.fileops import ChangedSincePlan, Refused, TreeFingerprint, delete_dir, tree_fingerprint
+from healthkit.fix.plan import ApplyContext, Outcome, Plan, PlanContext, Safety, applied, failed, fixer, skipped
 
 RECENT_S = 120.0
 _TOKENS = re.compile(r"[\s/\\'\"=,:;()\[\]{}]+")

@@ -11,11 +11,11 @@ import json
 import re
 from typing import Any
 
-from ..fsutil import is_within
-from ..models import Finding, FixRef
-from .fileops import ChangedSincePlan, Refused, read_nofollow, replace_file, sha256_hex
-from .fixes_docs import unified_diff
-from .plan import ApplyContext, Outcome, Plan, PlanContext, Safety, applied, failed, fixer, skipped
+from healthkit.system.fsutil import is_within
+from healthkit.core.findings import Finding, FixRef
+from healthkit.fix.fileops import ChangedSincePlan, Refused, read_nofollow, replace_file, sha256_hex
+from healthkit.fix.fixes_docs import unified_diff
+from healthkit.fix.plan import ApplyContext, Outcome, Plan, PlanContext, Safety, applied, failed, fixer, skipped
 
 DEFAULT_LIMIT = 3
 _SCALAR = r'(?:"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|true|false|null)'

@@ -21,21 +21,21 @@ from pathlib import Path
 
 import psutil
 
-from ..daemons import load_adapter
-from ..fsutil import is_within
-from ..models import Finding, FixRef
-from ..ownership import daemon_processes, remote_lease, stopped_on_request
-from ..ownership import scheduled_starts as _watchers
-from ..procs import ProcInfo, argv_matches, probe, read_pid_file, start_time_matches
-from ..redact import redact_argv
-from ..trust import Account, NoAccount, make_dirs_for, run_as_for, user_name
-from ..workspace import Workspace
-from .crash import crash_point
-from .fileops import ChangedSincePlan, FileFingerprint, Refused, file_fingerprint, unlink_file
-from .plan import ApplyContext, Outcome, Plan, PlanContext, Safety, applied, failed, fixer, skipped
+from healthkit.fix.daemon_adapters import load_adapter
+from healthkit.system.fsutil import is_within
+from healthkit.core.findings import Finding, FixRef
+from healthkit.core.ownership import daemon_processes, remote_lease, stopped_on_request
+from healthkit.core.ownership import scheduled_starts as _watchers
+from healthkit.system.procs import ProcInfo, argv_matches, probe, read_pid_file, start_time_matches
+from healthkit.system.redact import redact_argv
+from healthkit.contract.trust import Account, NoAccount, make_dirs_for, run_as_for, user_name
+from healthkit.core.workspace import Workspace
+from healthkit.fix.kill_points import crash_point
+from healthkit.fix.fileops import ChangedSincePlan, FileFingerprint, Refused, file_fingerprint, unlink_file
+from healthkit.fix.plan import ApplyContext, Outcome, Plan, PlanContext, Safety, applied, failed, fixer, skipped
 
 START_LOG = "healthkit-daemon-start.log"
-# Runs as the user the daemon runs as (healthkit.trust.run_as_for), so its log is that user's file too.
+# Runs as the user the daemon runs as (healthkit.contract.trust.run_as_for), so its log is that user's file too.
 SPAWNER = r"""
 import os, subprocess, sys
 log, cwd, header, argv = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
@@ -286,7 +286,7 @@ def can_adopt(ws: Workspace, mode: str, orphan: dict) -> bool:
 
 
 def untrusted_block(ws: Workspace) -> str | None:
-    """Why no process may be started or signalled for this workspace: it is not trusted (healthkit.trust)."""
+    """Why no process may be started or signalled for this workspace: it is not trusted (healthkit.contract.trust)."""
     if ws.trust.trusted:
         return None
     return (f"the workspace is not trusted (trust.untrusted): nothing is started or signalled for it. "
@@ -460,7 +460,7 @@ def _plan_start_after(ctx: PlanContext, plan: Plan, mode: str, argv: list[str], 
                       log: Path, run_as: Account | None) -> Plan:
     """A daemon that cannot adopt a running training is started only once it has ended (never beside it)."""
     ws = ctx.ws
-    from .start_after import MODULE
+    from healthkit.fix.start_after import MODULE
 
     waiting = scheduled_starts(ws)
     if waiting:

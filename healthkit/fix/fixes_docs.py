@@ -6,12 +6,12 @@ import difflib
 import json
 from pathlib import Path
 
-from ..docvalues import format_for_doc, line_fingerprint
-from ..fsutil import is_within
-from ..models import Finding, FixRef
-from ..redact import redact_text
-from .fileops import ChangedSincePlan, Refused, read_nofollow, replace_file, sha256_hex
-from .plan import ApplyContext, Outcome, Plan, PlanContext, Safety, applied, failed, fixer, skipped
+from healthkit.contract.docvalues import format_for_doc, line_fingerprint
+from healthkit.system.fsutil import is_within
+from healthkit.core.findings import Finding, FixRef
+from healthkit.system.redact import redact_text
+from healthkit.fix.fileops import ChangedSincePlan, Refused, read_nofollow, replace_file, sha256_hex
+from healthkit.fix.plan import ApplyContext, Outcome, Plan, PlanContext, Safety, applied, failed, fixer, skipped
 
 
 def unified_diff(old: bytes, new: bytes, rel: str) -> str:

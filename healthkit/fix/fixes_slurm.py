@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 
-from ..daemons import load_adapter
-from ..models import Finding, FixRef
-from ..ownership import stopped_on_request
-from ..slurmq import job_name, jobs_named
-from ..wsid import read_workspace_id
-from .fixes_daemon import untrusted_block
-from .plan import ApplyContext, Outcome, Plan, PlanContext, Safety, applied, failed, fixer, skipped
+from healthkit.contract.wsid import read_workspace_id
+from healthkit.core.findings import Finding, FixRef
+from healthkit.core.ownership import stopped_on_request
+from healthkit.fix.daemon_adapters import load_adapter
+from healthkit.fix.fixes_daemon import untrusted_block
+from healthkit.fix.plan import ApplyContext, Outcome, Plan, PlanContext, Safety, applied, failed, fixer, skipped
+from healthkit.system.slurmq import job_name, jobs_named
 
 
 def _blocker(ctx: PlanContext) -> str | None:

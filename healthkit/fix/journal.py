@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..redact import redact_mapping
+from healthkit.system.redact import redact_mapping
 
 PREALLOCATE_BYTES = 64 * 1024
 _FALLOC_FL_KEEP_SIZE = 1
@@ -31,7 +31,7 @@ class Journal:
     def __init__(self, path: Path, dry_run: bool = False, base: Path | None = None):
         self.path = path
         self.dry_run = dry_run
-        self.base = base  # the workspace: folders made for the journal belong to its owner (healthkit.trust.make_dirs_for)
+        self.base = base  # the workspace: folders made for the journal belong to its owner (healthkit.contract.trust.make_dirs_for)
         self.entries: list[dict[str, Any]] = []
         self.unwritten: list[bytes] = []  # lines a full disk refused, oldest first
 
@@ -50,7 +50,7 @@ class Journal:
         if self.base is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             return
-        from ..trust import make_dirs_for
+        from healthkit.contract.trust import make_dirs_for
 
         make_dirs_for(self.path.parent, self.base)
 

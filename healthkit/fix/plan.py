@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
-    from ..models import Finding, FixRef
-    from ..report import Report
-    from ..workspace import Workspace
-    from .journal import Journal
+    from healthkit.core.findings import Finding, FixRef
+    from healthkit.core.report import Report
+    from healthkit.core.workspace import Workspace
+    from healthkit.fix.journal import Journal
 
 
 class Safety(enum.IntEnum):
@@ -178,7 +178,7 @@ BUILTIN_MODULES = ("fixes_checkpoints", "fixes_config", "fixes_daemon", "fixes_d
 
 def _builtin_entry_points() -> list[Any]:
     """A source tree that was never installed has no entry points: load the built-ins directly (as checks do)."""
-    from ..entrypoints import EntryPoint
+    from healthkit.system.entrypoints import EntryPoint
 
     return [EntryPoint(name.removeprefix("fixes_"), f"{__package__}.{name}") for name in BUILTIN_MODULES]
 
@@ -193,7 +193,7 @@ def load_fixes(entry_points: Any = None) -> dict[str, FixSpec]:
     if _loaded and entry_points is None:
         return FIXES
     if entry_points is None:
-        from ..entrypoints import entry_points as cached
+        from healthkit.system.entrypoints import entry_points as cached
 
         entry_points = cached(ENTRY_POINT_GROUP) or _builtin_entry_points()
     for ep in sorted(entry_points, key=lambda e: e.name):

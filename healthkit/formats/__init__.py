@@ -7,6 +7,6 @@ which one a checkpoint folder is written in. The stacks: `hf` (transformers' Tra
 event files behind the optional extra `healthkit[tensorboard]`.
 """
 
-from .base import Checkpoint, Completeness, DeclaredRetention, Recognised, RunFormat, RunRecord, Said
+from healthkit.formats.base import Checkpoint, Completeness, DeclaredRetention, Recognised, RunFormat, RunRecord, Said
 
 __all__ = ["Checkpoint", "Completeness", "DeclaredRetention", "Recognised", "RunFormat", "RunRecord", "Said"]

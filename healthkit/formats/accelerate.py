@@ -20,8 +20,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .base import Checkpoint, Completeness, DeclaredRetention, Recognised, RunFormat, RunRecord, listed
-from .fsdp import dcp_problems
+from healthkit.formats.base import Checkpoint, Completeness, DeclaredRetention, Recognised, RunFormat, RunRecord, listed
+from healthkit.formats.fsdp import dcp_problems
 
 CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)$")
 WEIGHTS = re.compile(r"^(model(_\d+)?\.safetensors|pytorch_model(_\d+)?\.bin|model(_\d+)?\.safetensors\.index\.json|"
@@ -33,7 +33,7 @@ RNG = re.compile(r"^random_states_\d+\.pkl$")
 KNOWN = (WEIGHTS, FSDP_MODEL, OPTIM, FSDP_OPTIM, RNG, re.compile(r"^(scheduler|sampler|scaler|custom_checkpoint)"))
 
 if TYPE_CHECKING:
-    from ..fsutil import Reader
+    from healthkit.system.fsutil import Reader
 
 
 class Accelerate(RunFormat):
@@ -92,7 +92,7 @@ class Accelerate(RunFormat):
         return CHECKPOINT_RE.search(os.path.basename(name.rstrip("/"))) is not None
 
     def survey(self, root: Path, ckpts: list[Checkpoint], reader: "Reader | None" = None) -> tuple[dict[Path, Completeness], RunRecord | None]:
-        from .logs import event_files, events_record
+        from healthkit.formats.logs import event_files, events_record
 
         judged = {c.path: self.completeness(c) for c in ckpts}
         events = event_files(root.parent, depth=3)

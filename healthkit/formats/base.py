@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
-    from ..fsutil import Reader
+    from healthkit.system.fsutil import Reader
 
 
 SRC = "\0src\0"  # in a format's evidence command: the record's source file, placed by the check (relative to the workspace)
@@ -184,7 +184,7 @@ class RunFormat:
     def survey(self, root: Path, ckpts: list[Checkpoint], reader: "Reader | None" = None) -> tuple[dict[Path, Completeness], RunRecord | None]:
         """Every checkpoint judged, and the run's newest record (None when none can be read).
 
-        ``reader``: whose read permission the record's files need (healthkit.trust.reader_for): while root
+        ``reader``: whose read permission the record's files need (healthkit.contract.trust.reader_for): while root
         audits another user's workspace, nothing that user could not read may reach a report.
         """
         return {c.path: self.completeness(c) for c in ckpts}, None

@@ -31,7 +31,7 @@ def is_fsdp(files: frozenset[str]) -> bool:
 
 def _named(raw: bytes) -> dict[str, int]:
     """{file: bytes it must hold at least} from a DCP .metadata (0 when only the name could be read)."""
-    from .safepickle import PickleRefused, field_of, safe_loads  # pickle is imported only where FSDP shards exist
+    from healthkit.formats.safepickle import PickleRefused, field_of, safe_loads  # pickle is imported only where FSDP shards exist
 
     need: dict[str, int] = {}
     try:

@@ -1,6 +1,6 @@
 """transformers' `Trainer`: `checkpoint-N/` folders, `trainer_state.json`, and its weight variants.
 
-The completeness rule is healthkit.checkpoints (shared with our trainer): top-level weights,
+The completeness rule is healthkit.formats.hf_checkpoints (shared with our trainer): top-level weights,
 sharded safetensors with their index, peft adapters, DeepSpeed ZeRO states (`deepspeed`) and
 FSDP shards (`fsdp`). The run's record is the newest sound `trainer_state.json`: global_step,
 max_steps, save/eval intervals, `log_history`, `best_model_checkpoint`. The retention it
@@ -15,15 +15,15 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..checkpoints import STATE_FILE, checkpoint_completeness, newest_with_state
-from .base import SRC, Checkpoint, Completeness, DeclaredRetention, Recognised, RunFormat, RunRecord, Said, field_of, listed
+from healthkit.formats.hf_checkpoints import STATE_FILE, checkpoint_completeness, newest_with_state
+from healthkit.formats.base import SRC, Checkpoint, Completeness, DeclaredRetention, Recognised, RunFormat, RunRecord, Said, field_of, listed
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 NAME_IN_TEXT = re.compile(r"checkpoint-\d+")
 ARGS_FILE = "training_args.bin"
 
 if TYPE_CHECKING:
-    from ..fsutil import Reader
+    from healthkit.system.fsutil import Reader
 
 
 def _num(v: Any) -> float | None:
@@ -114,7 +114,7 @@ def declared_by_args(ckpt: Checkpoint) -> DeclaredRetention | None:
                 return None  # not a torch.save zip (an old pickle-only save, or not the Trainer's)
     except OSError:
         return None
-    from .torchzip import read_pickle  # zipfile and pickle: only when a check asks for the declared retention
+    from healthkit.formats.torchzip import read_pickle  # zipfile and pickle: only when a check asks for the declared retention
 
     args, why = read_pickle(ckpt.path / ARGS_FILE, max_bytes=4 * 1024 * 1024)
     if why is not None or args is None:

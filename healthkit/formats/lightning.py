@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .base import SRC, Checkpoint, Completeness, DeclaredRetention, Recognised, RunFormat, RunRecord, Said, field_of, listed
+from healthkit.formats.base import SRC, Checkpoint, Completeness, DeclaredRetention, Recognised, RunFormat, RunRecord, Said, field_of, listed
 
 STEP_IN_NAME = re.compile(r"(?:^|[-_])step=(\d+)")
 ALIAS = re.compile(r"^last(-v\d+)?\.ckpt$")
@@ -28,7 +28,7 @@ SUFFIX = ".ckpt"
 METRICS = "metrics.csv"
 
 if TYPE_CHECKING:
-    from ..fsutil import Reader
+    from healthkit.system.fsutil import Reader
 
 
 def _is_ckpt(e: os.DirEntry) -> bool:
@@ -90,7 +90,7 @@ class Lightning(RunFormat):
 
     @staticmethod
     def _step_from_file(path: Path) -> int | None:
-        from .torchzip import read_pickle
+        from healthkit.formats.torchzip import read_pickle
 
         data, _ = read_pickle(path)
         step = field_of(data, "global_step")
@@ -100,7 +100,7 @@ class Lightning(RunFormat):
         if not ckpt.is_file:
             return Completeness(None, (), unknown="a `.ckpt` folder (a sharded save, e.g. the DeepSpeed strategy's), "
                                                   "not a torch.save file: its completeness is not judged")
-        from .torchzip import zip_problem
+        from healthkit.formats.torchzip import zip_problem
 
         problem = zip_problem(ckpt.path)
         if ckpt.step < 0 and problem is None:
@@ -112,7 +112,7 @@ class Lightning(RunFormat):
         return name.endswith(SUFFIX)
 
     def survey(self, root: Path, ckpts: list[Checkpoint], reader: "Reader | None" = None) -> tuple[dict[Path, Completeness], RunRecord | None]:
-        from .torchzip import read_pickle
+        from healthkit.formats.torchzip import read_pickle
 
         judged = {c.path: self.completeness(c) for c in ckpts}
         data, source = None, None
@@ -134,7 +134,7 @@ class Lightning(RunFormat):
         return judged, rec
 
     def _history(self, root: Path, monitor: str | None) -> RunRecord:
-        from .logs import csv_record, event_files, events_record
+        from healthkit.formats.logs import csv_record, event_files, events_record
 
         version = root.parent
         csv_path = version / METRICS

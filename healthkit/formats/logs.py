@@ -16,7 +16,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .base import SRC, RunRecord, Said
+from healthkit.formats.base import SRC, RunRecord, Said
 
 MAX_CSV_BYTES = 32 * 1024 * 1024
 EVENTS = "events.out.tfevents."
@@ -134,7 +134,7 @@ def event_files(folder: Path, depth: int = 3, limit: int = 200) -> list[Path]:
 
 def events_record(files: list[Path], label_root: Path) -> RunRecord:
     """The loss history in event files, through the tensorboard package; without it, a record naming the extra."""
-    from .tensorboard import read_scalars
+    from healthkit.formats.tensorboard import read_scalars
 
     label = os.path.relpath(files[0].parent, label_root) if str(files[0]).startswith(str(label_root)) else str(files[0].parent)
     scalars = read_scalars(files)

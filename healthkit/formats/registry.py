@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .base import UNKNOWN, Recognised, RunFormat, scan
+from healthkit.formats.base import UNKNOWN, Recognised, RunFormat, scan
 
 ENTRY_POINT_GROUP = "healthkit.formats"
 BUILTIN = (("hf", "healthkit.formats.hf:FORMAT"), ("lightning", "healthkit.formats.lightning:FORMAT"),
@@ -23,7 +23,7 @@ _LOCK = threading.Lock()
 
 
 def _entry_points() -> list[Any]:
-    from ..entrypoints import EntryPoint, entry_points
+    from healthkit.system.entrypoints import EntryPoint, entry_points
 
     return entry_points(ENTRY_POINT_GROUP) or [EntryPoint(n, v) for n, v in BUILTIN]
 

@@ -16,7 +16,7 @@ import pickle
 from collections import OrderedDict
 from typing import Any
 
-from .base import field_of  # re-exported: its home is base, which imports no pickle
+from healthkit.formats.base import field_of  # re-exported: its home is base, which imports no pickle
 
 # Builtins that are plain data: these, and only these, are real.
 _REAL = {("collections", "OrderedDict"): OrderedDict, ("builtins", "set"): set, ("builtins", "frozenset"): frozenset,

@@ -14,7 +14,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from .safepickle import PickleRefused, safe_loads
+from healthkit.formats.safepickle import PickleRefused, safe_loads
 
 MAX_PICKLE_BYTES = 64 * 1024 * 1024
 LOCAL_HEADER = 30

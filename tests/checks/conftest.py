@@ -13,10 +13,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from healthkit.api import audit
-from healthkit.models import CheckOutput, Finding
-from healthkit.report import Report
-from healthkit.workspace import Workspace
+from healthkit.core.api import audit
+from healthkit.core.findings import CheckOutput, Finding
+from healthkit.core.report import Report
+from healthkit.core.workspace import Workspace
 
 
 def write(base: Path, rel: str, content: Any) -> Path:
@@ -88,7 +88,7 @@ _REG: Any = None
 
 
 def _registry() -> Any:
-    from healthkit.registry import default_registry
+    from healthkit.core.registry import default_registry
 
     global _REG
     if _REG is None:

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from healthkit.checks.drift import drift_check
-from healthkit.docvalues import KeyIndex, statements
+from healthkit.contract.docvalues import KeyIndex, statements
 
 from ..conftest import require_tool
 from .conftest import call, codes, make_ws, only, result, run
@@ -377,7 +377,7 @@ def test_each_drifting_line_is_classified(tmp_path, doc, kind):
 
 
 def test_ambiguous_labels_are_reported_with_their_candidates():
-    from healthkit.docvalues import Ambiguous
+    from healthkit.contract.docvalues import Ambiguous
 
     index = KeyIndex({"per_device_train_batch_size": 4, "per_device_eval_batch_size": 8, "batch_size_note": "x"})
     amb: list = []

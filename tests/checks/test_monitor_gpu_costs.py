@@ -10,11 +10,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from healthkit.checks.monitor import monitor_check, ports
-from healthkit.detect import HEALTHKIT_SCHEMA_ID
+from healthkit.checks.ports import monitor_check, ports
+from healthkit.core.detect import HEALTHKIT_SCHEMA_ID
 from healthkit import gpu as nvml
-from healthkit.workspace import Workspace
-from healthkit.render import render
+from healthkit.core.workspace import Workspace
+from healthkit.reporting.render import render
 
 from .conftest import call, codes, evidence, make_ws, only, result, run
 
@@ -302,7 +302,7 @@ class FakeNVML:
 
 @pytest.fixture
 def fake_nvml(monkeypatch):
-    """Install a fake pynvml through healthkit.gpu._load_nvml; `fake_nvml(None)` means pynvml is not installed."""
+    """Install a fake pynvml through healthkit.system.gpu._load_nvml; `fake_nvml(None)` means pynvml is not installed."""
 
     def install(module):
         monkeypatch.setattr(nvml, "_load_nvml", lambda: module)

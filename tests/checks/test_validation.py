@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from healthkit.checks.validation import validation_check
-from healthkit.detect import HEALTHKIT_SCHEMA_ID
+from healthkit.core.detect import HEALTHKIT_SCHEMA_ID
 
 from ..test_report_coherence import contradictions
 from .conftest import call, checkpoint, codes, evidence, make_ws, only, result, run
@@ -328,7 +328,7 @@ def test_our_trainer_default_eval_steps(tmp_path):
 def test_nan_validation_loss_is_its_own_finding_and_the_json_report_stays_strict(tmp_path):
     import json as _json
 
-    from healthkit.api import audit as _audit
+    from healthkit.core.api import audit as _audit
 
     (tmp_path / "config.json").write_text('{"base_model": "m", "eval_steps": 10}')
     (tmp_path / "status").mkdir()

@@ -13,7 +13,7 @@ import psutil
 
 from healthkit.fix import Safety
 from healthkit.fix.journal import read_journal
-from healthkit.procs import probe, read_pid_file
+from healthkit.system.procs import probe, read_pid_file
 
 from ..conftest import wait_for
 from .conftest import fix
@@ -103,11 +103,11 @@ def test_unsafe_run_prefers_adopting_over_killing(make_example):
 
 def test_kill_orphan_skips_a_process_that_changed_since_plan(make_example):
     """The plan names PID + start time; if that PID is now another process, nothing is signalled."""
-    from healthkit.api import audit
+    from healthkit.core.api import audit
     from healthkit.fix.engine import FixRun, FixOptions, build_plans
     from healthkit.fix.journal import Journal
     from healthkit.fix.plan import ApplyContext, PlanContext
-    from healthkit.workspace import Workspace
+    from healthkit.core.workspace import Workspace
 
     ex = make_example()
     ws = Workspace.open(ex.base)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from healthkit.api import audit
+from healthkit.core.api import audit
 from healthkit.fix.plan import Safety
 
 from .conftest import fix

@@ -7,7 +7,7 @@ import psutil
 
 from healthkit.fix import Safety
 from healthkit.fix.journal import read_journal
-from healthkit.procs import probe, read_pid_file
+from healthkit.system.procs import probe, read_pid_file
 
 from .conftest import fix, tree_hashes, write_fake_daemon
 
@@ -114,7 +114,7 @@ def test_a_daemon_not_known_to_adopt_starts_only_after_the_orphan_ends(make_exam
     assert wait_for(lambda: "waiting for training PID" in log.read_text() and sleeping_in_timer(watcher), 30), log.read_text()
     assert not marker.exists() and probe(ex.orphan_pid).alive  # nothing started beside the training
     # The re-audit says so, and a second run does not schedule twice.
-    from healthkit.api import audit
+    from healthkit.core.api import audit
 
     orphan = next(f for f in audit(ex.base, record_costs=False).findings if f.code == "daemon.orphaned-training")
     assert orphan.data["scheduled_start"] and "start is scheduled" in " ".join(orphan.problem)

@@ -15,7 +15,7 @@ from healthkit.fix import Safety
 from healthkit.fix.fileops import Refused, delete_dir
 from healthkit.fix.journal import Journal, read_journal
 from healthkit.fix.plan import ApplyContext
-from healthkit.procs import probe
+from healthkit.system.procs import probe
 
 from .conftest import fix, set_checkpoint_mtimes_past, set_config, tree_hashes
 from .test_units import plans_for

@@ -109,7 +109,7 @@ def test_safe_run_never_prunes_under_an_undeclared_trainer_default(tmp_path):
 
 def test_under_our_trainers_default_limit_unsafe_alone_prunes_to_it(tmp_path):
     """The limit nobody wrote down is held back from --safe, and --unsafe alone applies it: no --keep needed."""
-    from healthkit.detect import HEALTHKIT_SCHEMA_ID
+    from healthkit.core.detect import HEALTHKIT_SCHEMA_ID
 
     from ..conftest import make_checkpoint, write_json
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from healthkit.entrypoints import entry_points
+from healthkit.system.entrypoints import entry_points
 from healthkit.fix import plan
 from healthkit.fix.plan import Safety, contract_errors, fixer, load_fixes
-from healthkit.models import FixRef
-from healthkit.registry import CodeDoc, default_registry
+from healthkit.core.findings import FixRef
+from healthkit.core.registry import CodeDoc, default_registry
 
 
 def test_builtin_fixes_come_from_the_entry_point_group():
@@ -66,8 +66,8 @@ def test_a_broken_fix_plugin_is_reported_and_the_rest_load(monkeypatch):
 
 
 def test_the_trainer_is_started_through_its_daemon_adapter():
-    """The fix engine never imports the trainer: it asks the adapter registered under `healthkit.daemons`."""
-    from healthkit.daemons import load_adapter
+    """The fix engine never imports the trainer: it asks the adapter registered under `healthkit.fix.daemon_adapters`."""
+    from healthkit.fix.daemon_adapters import load_adapter
 
     assert [ep.value for ep in entry_points("healthkit.daemons") if ep.name == "trainer"] == ["healthkit.trainer.adapter:ADAPTER"]
     adapter, why = load_adapter("trainer")
@@ -78,8 +78,8 @@ def test_the_trainer_is_started_through_its_daemon_adapter():
 def test_a_check_whose_finding_carries_an_undeclared_fixref_is_a_loud_check_error(tmp_path):
     """The runner holds each finding to its code's CodeDoc: an undeclared FixRef is a bug in the check, shown as such."""
     from healthkit import CodeDoc as Doc, Finding, Severity, check
-    from healthkit.api import audit
-    from healthkit.registry import Registry
+    from healthkit.core.api import audit
+    from healthkit.core.registry import Registry
 
     declared = FixRef("requeue-stuck-file", "Move it back", "safe")
     doc_ = Doc("x.thing", "warning", "A thing", what="w", why="y", fix="f", fixes=(declared,))
@@ -98,7 +98,7 @@ def test_a_check_whose_finding_carries_an_undeclared_fixref_is_a_loud_check_erro
 
 def test_a_codedoc_declaring_something_else_than_a_fixref_is_refused_at_registration():
     from healthkit import check
-    from healthkit.registry import RegistrationError
+    from healthkit.core.registry import RegistrationError
 
     bad = CodeDoc("x.bad", "warning", "t", what="w", why="y", fix="f", fixes=("kill-orphan",))  # type: ignore[arg-type]
 

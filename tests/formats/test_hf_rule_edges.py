@@ -1,11 +1,11 @@
-"""Edges of the HF completeness rule's variants (healthkit.checkpoints with formats.deepspeed and formats.fsdp), on files."""
+"""Edges of the HF completeness rule's variants (healthkit.formats.hf_checkpoints with formats.deepspeed and formats.fsdp), on files."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from healthkit.checkpoints import checkpoint_completeness
+from healthkit.formats.hf_checkpoints import checkpoint_completeness
 
 
 def ckpt(tmp_path: Path, files: dict[str, bytes]) -> Path:

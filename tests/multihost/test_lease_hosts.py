@@ -7,8 +7,8 @@ import subprocess
 import sys
 import time
 
-from healthkit.api import audit
-from healthkit.lease import lease_path, read_lease
+from healthkit.core.api import audit
+from healthkit.contract.lease import lease_path, read_lease
 
 from .conftest import (
     FAKE_DAEMON,
@@ -105,7 +105,7 @@ def test_fix_safe_starts_nothing_while_another_host_holds_a_fresh_lease(tmp_path
     assert read_lease(lease_path(ws / ".daemon.pid")).lease.host == "node1"
     assert not (ws / ".daemon.pid").exists()
     from healthkit.fix.fixes_daemon import _start_refusal
-    from healthkit.workspace import Workspace
+    from healthkit.core.workspace import Workspace
 
     assert "host node1 holds the workspace's lease" in (_start_refusal(Workspace.open(ws)) or "")
 

@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # hkreports.py, also under --import-mode=importlib
 from hkreports import STATE_CHECK, make_report, state_registry, write_state  # noqa: E402
-from healthkit.report import Report
+from healthkit.core.report import Report
 
 
 @pytest.fixture
@@ -31,9 +31,9 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ws.mkdir()
     (ws / "hk_state_check.py").write_text(STATE_CHECK, encoding="utf-8")
     write_state(ws, [])
-    import healthkit.api
+    import healthkit.core.api
 
-    monkeypatch.setattr(healthkit.api, "default_registry", lambda plugins=(), base=None: state_registry(ws))
+    monkeypatch.setattr(healthkit.core.api, "default_registry", lambda plugins=(), base=None: state_registry(ws))
     return ws
 
 

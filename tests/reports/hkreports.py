@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from healthkit.models import CheckResult, Evidence, Finding, FixRef, Healthy, Severity, Status, status_for
-from healthkit.report import Report
+from healthkit.core.findings import CheckResult, Evidence, Finding, FixRef, Healthy, Severity, Status, status_for
+from healthkit.core.report import Report
 
 DATA = Path(__file__).parent / "data"
 
@@ -118,7 +118,7 @@ def write_state(ws: Path, findings: list[dict[str, Any]], facts: dict[str, Any] 
 
 
 def state_registry(ws: Path):
-    from healthkit.registry import Registry
+    from healthkit.core.registry import Registry
 
     reg = Registry()
     reg.load_plugin("hk_state_check.py", ws)

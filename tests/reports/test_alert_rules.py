@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hkreports import make_report
-from healthkit.render import prom
+from healthkit.reporting.render import prom
 
 ALERTS = Path(__file__).resolve().parents[2] / "alerts"
 RULES = ALERTS / "healthkit.rules.yml"

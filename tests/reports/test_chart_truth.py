@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 
 from hkreports import make_report
-from healthkit.chart import loss_series
-from healthkit.render import render
+from healthkit.reporting.chart import loss_series
+from healthkit.reporting.render import render
 from healthkit.trainer.dashboard import LiveHistory
 
 HISTORY = {"train": [[10, 2.4], [20, 2.1], [30, 1.9], [40, 1.8], [50, 1.7], [60, 1.65]], "eval": [[50, 1.749]]}
@@ -75,7 +75,7 @@ def test_the_live_history_adds_each_measurement_once_at_its_step() -> None:
 
 def test_the_markdown_chart_note_says_there_is_no_checkpoint(tmp_path) -> None:
     """`audit --output DIR` after a file completed (its checkpoints cleared): the note says so, not "no loss history"."""
-    from healthkit.chart import write_loss_chart
+    from healthkit.reporting.chart import write_loss_chart
 
     chart = write_loss_chart({"training": {"state": "completed", "val_loss": 1.5}, "checkpoints": {"count": 0}},
                              tmp_path, "20240501T120000Z")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hkreports import FACTS, make_report, write_state
-from healthkit.history import finding_identities, prune, since_last, write_history
+from healthkit.reporting.history import finding_identities, prune, since_last, write_history
 
 DEAD = {"code": "daemon.dead", "severity": "critical", "title": "Daemon dead (PID 4242)", "data": {"pid_file": "/ws/.daemon.pid"}}
 BLOAT = {"code": "checkpoints.bloat", "severity": "warning", "title": "12 checkpoints", "data": {"dir": "/ws/current_model"}}
@@ -140,8 +140,8 @@ def test_non_default_format_is_kept_too(tmp_path):
 
 
 SCRIPT = """
-import sys, healthkit.api as api
-from healthkit.registry import Registry, check
+import sys, healthkit.core.api as api
+from healthkit.core.registry import Registry, check
 from healthkit import Finding, Severity
 @check('x', title='X')
 def x(ws): return [Finding('disk.low-space', Severity.WARNING, 'Pl\\u00e4tze knapp \\u2013 95% voll \\U0001f6a8', ['p'])]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from healthkit.api import audit
+from healthkit.core.api import audit
 from healthkit.demo import EXAMPLE_FORMATS, EXAMPLE_NAME, EXAMPLE_PATH, build_example, write_example_reports
 
 REPO = Path(__file__).resolve().parents[2]

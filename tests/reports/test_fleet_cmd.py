@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from healthkit.fleet import folder_name
-from healthkit.fleetpage import age_text
-from healthkit.schedule import FLEET_NAME, ScheduleError, build
+from healthkit.scheduled.fleet import folder_name
+from healthkit.reporting.fleetpage import age_text
+from healthkit.scheduled.schedule import FLEET_NAME, ScheduleError, build
 
 from test_fmt_prom import samples
 
@@ -95,11 +95,11 @@ def test_folder_output_keeps_a_history_per_workspace_and_a_fleet_page(cli, fleet
 
 
 def test_registry_is_loaded_once_for_the_whole_fleet(cli, tmp_path, monkeypatch):
-    import healthkit.registry
+    import healthkit.core.registry
 
     calls = []
-    real = healthkit.registry.default_registry
-    monkeypatch.setattr(healthkit.registry, "default_registry", lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = healthkit.core.registry.default_registry
+    monkeypatch.setattr(healthkit.core.registry, "default_registry", lambda *a, **k: calls.append(a) or real(*a, **k))
     paths = [make_ws(tmp_path / f"ws{i}") for i in range(4)]
     res = cli("audit", *paths, "-f", "json")
     assert res.exit_code == 0, res.output
@@ -126,7 +126,7 @@ def test_single_workspace_textfile_comes_from_the_same_audit(cli, fleet, tmp_pat
     res = cli("audit", fleet["dead"], "--output", f"{tmp_path}/r/", "--textfile", tmp_path / "t.prom")
     assert res.exit_code == 2, res.output
     stamp = json.loads((tmp_path / "r" / "latest.json").read_text())["generated_at"]
-    from healthkit.render.prom import _timestamp
+    from healthkit.reporting.render.prom import _timestamp
 
     assert by_workspace((tmp_path / "t.prom").read_text(), "healthkit_last_run_timestamp_seconds") == {
         str(fleet["dead"]): _timestamp(stamp)}
@@ -188,13 +188,13 @@ def test_an_unwritable_target_is_exit_3_with_a_message_not_a_traceback(cli, flee
 
 
 def test_every_workspaces_slow_reads_start_before_the_first_audit(cli, tmp_path, monkeypatch):
-    import healthkit.api
-    from healthkit.workspace import Workspace
+    import healthkit.core.api
+    from healthkit.core.workspace import Workspace
 
     events = []
-    real_prefetch, real_audit = Workspace.prefetch, healthkit.api.audit
+    real_prefetch, real_audit = Workspace.prefetch, healthkit.core.api.audit
     monkeypatch.setattr(Workspace, "prefetch", lambda self: events.append(("prefetch", self.base.name)) or real_prefetch(self))
-    monkeypatch.setattr(healthkit.api, "audit", lambda ws, **k: events.append(("audit", ws.base.name)) or real_audit(ws, **k))
+    monkeypatch.setattr(healthkit.core.api, "audit", lambda ws, **k: events.append(("audit", ws.base.name)) or real_audit(ws, **k))
     paths = [make_ws(tmp_path / f"ws{i}") for i in range(3)]
     res = cli("audit", *paths, "-f", "json")
     assert res.exit_code == 0, res.output

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from healthkit.fleet import folder_name
+from healthkit.scheduled.fleet import folder_name
 
 from test_fleet_cmd import by_workspace, dead_pid, make_ws  # noqa: F401 - dead_pid is a fixture
 
@@ -135,7 +135,7 @@ def test_the_printed_heal_job_for_several_workspaces_runs_as_printed(tmp_path, d
 def test_a_workspace_whose_fix_lock_stays_held_is_unknown_and_the_next_is_still_healed(tmp_path, dead_pid):
     from io import StringIO
 
-    from healthkit.unattended import heal_many
+    from healthkit.scheduled.unattended import heal_many
 
     busy, dead = make_ws(tmp_path / "busy", dead_pid), make_ws(tmp_path / "dead", dead_pid)
     holder = subprocess.Popen([sys.executable, "-c", "import sys; from pathlib import Path; from healthkit.fix.lock import FixLock; "

@@ -7,9 +7,9 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from hkreports import DATA, make_report
-from healthkit.models import Evidence, Finding, Severity
-from healthkit.registry import LoadError
-from healthkit.render import render
+from healthkit.core.findings import Evidence, Finding, Severity
+from healthkit.core.registry import LoadError
+from healthkit.reporting.render import render
 
 xmlschema = pytest.importorskip("xmlschema", reason="xmlschema validates the JUnit XSD (dev extra)")
 

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from hkreports import make_report, write_state
-from healthkit.render import render
+from healthkit.reporting.render import render
 
 # label=value[UOM];[warn];[crit];[min];[max]  (Nagios plugin development guidelines)
 PERF = re.compile(r"^(?:'[^']+'|[^'= ]+)=-?\d+(?:\.\d+)?(?:s|%|B|c)?;[^; ]*;[^; ]*;[^; ]*(?:;[^; ]*)?$")

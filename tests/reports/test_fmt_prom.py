@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from hkreports import FACTS, make_report, write_state
-from healthkit.render import prom
+from healthkit.reporting.render import prom
 
 
 

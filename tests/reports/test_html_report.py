@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from hkreports import BLOAT, DEAD, FACTS, make_report, write_state
-from healthkit.models import Evidence
-from healthkit.render import render
-from healthkit.svgchart import nice_ticks
-from healthkit.render import render
+from healthkit.core.findings import Evidence
+from healthkit.reporting.render import render
+from healthkit.reporting.svgchart import nice_ticks
+from healthkit.reporting.render import render
 
 from tests import chromium
 

@@ -6,7 +6,7 @@ import json
 
 from hkreports import state_registry, write_state
 from healthkit import audit
-from healthkit.render import render
+from healthkit.reporting.render import render
 
 
 def test_ci_usage_from_python(workspace):

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from hkreports import FACTS, make_report
-from healthkit.chart import EVAL_COLOR, PNG_KEY, TRAIN_COLOR, write_loss_chart
-from healthkit.history import write_history
+from healthkit.reporting.chart import EVAL_COLOR, PNG_KEY, TRAIN_COLOR, write_loss_chart
+from healthkit.reporting.history import write_history
 
 Image = pytest.importorskip("PIL.Image", reason="Pillow (a matplotlib dependency) reads the PNG back")
 pytest.importorskip("matplotlib", reason="the chart needs matplotlib (extra `charts`)")
@@ -110,9 +110,9 @@ def test_garbage_points_are_skipped(tmp_path):
 def test_the_plain_audit_never_imports_matplotlib(tmp_path):
     """The chart costs a second of imports: only a folder --output may pay it."""
     script = (
-        "import sys, healthkit.api as api\n"
-        "from healthkit.render import render\n"
-        "from healthkit.registry import Registry, check\n"
+        "import sys, healthkit.core.api as api\n"
+        "from healthkit.reporting.render import render\n"
+        "from healthkit.core.registry import Registry, check\n"
         "from healthkit import CheckOutput\n"
         f"facts = {FACTS!r}\n"
         "@check('x', title='X')\n"
@@ -128,12 +128,12 @@ def test_the_plain_audit_never_imports_matplotlib(tmp_path):
 
 
 def test_a_chart_that_fails_to_draw_costs_only_the_chart(tmp_path, monkeypatch):
-    import healthkit.chart
+    import healthkit.reporting.chart
 
     def broken(*a, **k):
         raise RuntimeError("font cache not writable")
 
-    monkeypatch.setattr(healthkit.chart, "write_loss_chart", broken)
+    monkeypatch.setattr(healthkit.reporting.chart, "write_loss_chart", broken)
     write_history(make_report(), tmp_path)
     md = (tmp_path / "latest.md").read_text(encoding="utf-8")
     assert "No loss chart: drawing it failed (RuntimeError: font cache not writable)." in md
@@ -143,7 +143,7 @@ def test_a_chart_that_fails_to_draw_costs_only_the_chart(tmp_path, monkeypatch):
 def test_an_unchanged_history_reuses_the_last_chart_and_a_changed_one_is_redrawn(tmp_path, monkeypatch):
     import matplotlib.figure
 
-    from healthkit.chart import png_text
+    from healthkit.reporting.chart import png_text
 
     first = write_loss_chart(FACTS, tmp_path, "20240501T120000Z")
     assert json.loads(png_text(first.path.read_bytes()))["train"] == json.loads(Image.open(first.path).text[PNG_KEY])["train"]
@@ -164,12 +164,12 @@ def test_an_unchanged_history_reuses_the_last_chart_and_a_changed_one_is_redrawn
 
 
 def test_a_chart_from_another_healthkit_version_is_redrawn(tmp_path, monkeypatch):
-    import healthkit
+    import healthkit._version
 
     old = write_loss_chart(FACTS, tmp_path, "20240501T120000Z")
-    monkeypatch.setattr(healthkit, "__version__", "9.9.9")
+    monkeypatch.setattr(healthkit._version, "__version__", "9.9.9")
     new = write_loss_chart(FACTS, tmp_path, "20240501T121500Z")
-    from healthkit.chart import png_text
+    from healthkit.reporting.chart import png_text
 
     assert json.loads(png_text(new.path.read_bytes()))["drawn_by"] == "healthkit 9.9.9"
     assert json.loads(png_text(old.path.read_bytes()))["drawn_by"] != "healthkit 9.9.9"

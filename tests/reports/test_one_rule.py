@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from hkreports import write_state
-from healthkit.jsonio import dumps, loads_strict
-from healthkit.models import FailLevel, Finding, Severity, Status, fails_at, finding_identity
+from healthkit.system.jsonio import dumps, loads_strict
+from healthkit.core.findings import FailLevel, Finding, Severity, Status, fails_at, finding_identity
 
 STATES = {
     "ok": ([], None),
@@ -96,7 +96,7 @@ def test_finding_identity_is_one_rule():
                 data={"doc": "README.md"})
     assert a.identity == b.identity != c.identity
     assert a.identity == finding_identity("config.doc-drift", json.loads(json.dumps(a.to_dict()))["data"])
-    from healthkit.history import finding_identities
+    from healthkit.reporting.history import finding_identities
 
     ids = finding_identities([a.to_dict(), c.to_dict()])
     assert ids == [a.identity, c.identity]

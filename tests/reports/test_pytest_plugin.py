@@ -10,7 +10,7 @@ pytest_plugins = ["pytester"]
 
 CONFTEST = '''
 from healthkit import CheckOutput, Evidence, Finding, Healthy, Severity, check
-from healthkit.registry import Registry
+from healthkit.core.registry import Registry
 
 
 @check("disk", title="Disk space")

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from healthkit.schedule import ScheduleError, build, cron_fields, on_calendar, parse_every
+from healthkit.scheduled.schedule import ScheduleError, build, cron_fields, on_calendar, parse_every
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 

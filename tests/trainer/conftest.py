@@ -15,7 +15,7 @@ from typing import Any, Callable
 import psutil
 import pytest
 
-from healthkit.trainer.init import init_workspace
+from healthkit.trainer.scaffold import init_workspace
 from healthkit.trainer.layout import Layout
 from healthkit.trainer.tiny import sample_texts, write_jsonl
 

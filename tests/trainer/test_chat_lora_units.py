@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from healthkit.config_model import parse_config
+from healthkit.contract.config_model import parse_config
 from healthkit.trainer.data import ChatDataset, DataError, chat_features, file_format, read_examples
-from healthkit.trainer.init import init_workspace
+from healthkit.trainer.scaffold import init_workspace
 from healthkit.trainer.layout import Layout
 from healthkit.trainer.preflight import run_preflight
 

@@ -14,7 +14,7 @@ import pytest
 from tests import chromium
 from healthkit.trainer.daemon import start_daemon
 from healthkit.trainer.dashboard import latest_findings, workspace_findings
-from healthkit.trainer.monitor import Monitor
+from healthkit.trainer.health_server import Monitor
 
 from .conftest import all_logs, hk, queue_file, read_json, wait_for
 
@@ -42,7 +42,7 @@ def test_latest_findings_summarises_or_says_why_not(tmp_path: Path) -> None:
 def test_the_live_page_reads_reports_where_the_settings_and_schedule_put_them(tmp_path: Path) -> None:
     """healthkit.toml's `[paths] reports` is where `healthkit schedule` writes and where the live page reads; when
     nothing is there the page says where it looked (issue 24 item 4)."""
-    from healthkit.schedule import render_schedule
+    from healthkit.scheduled.schedule import render_schedule
 
     ws, elsewhere = tmp_path / "ws", tmp_path / "audits"
     ws.mkdir()

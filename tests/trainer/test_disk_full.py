@@ -22,7 +22,7 @@ import pytest
 from healthkit.trainer import checkpoints as ck
 from healthkit.trainer.daemon import start_daemon
 from healthkit.trainer.diskspace import free_bytes
-from healthkit.trainer.init import init_workspace
+from healthkit.trainer.scaffold import init_workspace
 from healthkit.trainer.layout import Layout
 from healthkit.trainer.pidfile import running_daemon
 

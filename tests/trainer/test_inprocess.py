@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from healthkit.config_model import TrainingConfig
+from healthkit.contract.config_model import TrainingConfig
 from healthkit.trainer import control as ctl
 from healthkit.trainer.layout import Layout
 

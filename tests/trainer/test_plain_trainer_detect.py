@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from healthkit.api import audit
+from healthkit.core.api import audit
 
 from healthkit.trainer.tiny import sample_texts
-from healthkit.render import render
+from healthkit.reporting.render import render
 
 
 def _plain_trainer_run(base: Path, model_dir: Path) -> None:

@@ -21,7 +21,7 @@ from .conftest import FAST_CONFIG, REPO
 def _ws(tmp_path: Path, tiny_model_dir: Path, **over) -> Layout:
     import shutil
 
-    from healthkit.trainer.init import init_workspace
+    from healthkit.trainer.scaffold import init_workspace
 
     init_workspace(tmp_path / "ws", **{**FAST_CONFIG, **over})
     shutil.copytree(tiny_model_dir, tmp_path / "ws" / "models" / "base")
@@ -105,7 +105,7 @@ def test_init_tiny_model_and_queue_commands(tmp_path: Path) -> None:
 
 def test_a_hub_id_base_model_fails_the_start_with_78_and_the_audit_says_why(tmp_path: Path) -> None:
     """trainer/README.md: a base model that is not a local folder fails the start (exit 78); it used to be a warning."""
-    from healthkit.trainer.init import init_workspace
+    from healthkit.trainer.scaffold import init_workspace
 
     base = tmp_path / "ws"
     init_workspace(base, **{**FAST_CONFIG, "base_model": "gpt2"})

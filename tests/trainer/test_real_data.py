@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from healthkit.trainer.daemon import start_daemon, stop_daemon
-from healthkit.trainer.init import config_doc
+from healthkit.trainer.scaffold import config_doc
 from healthkit.trainer.layout import Layout
 from healthkit.trainer.tiny import sample_chats, write_jsonl
 
@@ -140,7 +140,7 @@ def test_max_seq_length_beyond_the_model_positions_is_refused_up_front_and_audit
     assert f["severity"] == "critical" and (f["data"]["max_seq_length"], f["data"]["positions"]) == (128, 64), f
     assert code == 2
     # The audit reads the model's config.json as JSON: no torch, no transformers.
-    probe = ("import sys; from healthkit.api import audit; audit(sys.argv[1], select=['config'], record_costs=False); "
+    probe = ("import sys; from healthkit.core.api import audit; audit(sys.argv[1], select=['config'], record_costs=False); "
              "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe, str(lay.base)], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr[-2000:]
@@ -148,13 +148,13 @@ def test_max_seq_length_beyond_the_model_positions_is_refused_up_front_and_audit
 
 def _mine(lay: Layout, name: str) -> dict[str, int]:
     """checkpoint name -> inode, for every checkpoint of ``name`` (top level or kept in .failed-<name>/)."""
-    from healthkit.kept import kept_for
+    from healthkit.contract.retry_checkpoints import kept_for
 
     return {p.name: p.stat().st_ino for _, p in kept_for(lay.checkpoints, name)}
 
 
 def test_a_failed_files_checkpoints_are_kept_and_queue_retry_resumes_from_them(make_ws, monkeypatch) -> None:
-    from healthkit.kept import is_complete
+    from healthkit.contract.retry_checkpoints import is_complete
 
     monkeypatch.setenv("HEALTHKIT_TRAINER_STEP_SLEEP_S", "0.1")
     lay = make_ws(max_steps=30, max_failures=1, max_seq_length=48)
@@ -201,7 +201,7 @@ def test_a_checkpoint_made_incomplete_during_training_never_costs_a_complete_one
     (ck10 / "optimizer.pt").unlink()  # lost while training runs (steps 11..14 before the next save)
     wait_for(lambda: (lay.checkpoints / "checkpoint-15" / "healthkit_checkpoint.json").exists(), 60, 0.02,
              "checkpoint-15 saved\n" + all_logs(lay))
-    from healthkit.kept import is_complete
+    from healthkit.contract.retry_checkpoints import is_complete
 
     # HF's rotation (limit 2) would have deleted the complete checkpoint-5 and kept the broken checkpoint-10.
     assert is_complete(lay.checkpoints / "checkpoint-5") and is_complete(lay.checkpoints / "checkpoint-15"), all_logs(lay)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from healthkit.kept import failed_folder, kept_for, retry_point
-from healthkit.modelinfo import model_positions, seq_length_problem
+from healthkit.contract.retry_checkpoints import failed_folder, kept_for, retry_point
+from healthkit.contract.modelinfo import model_positions, seq_length_problem
 from healthkit.trainer import checkpoints as ck
 from healthkit.trainer import queue as q
 from healthkit.trainer.data import MAX_DROPPED_SHARE, Dropped, scan_examples
@@ -110,7 +110,7 @@ def test_deleting_a_failed_files_kept_checkpoints_is_unsafe_and_says_the_steps(t
     import subprocess
     import sys
 
-    from healthkit.trainer.init import init_workspace
+    from healthkit.trainer.scaffold import init_workspace
 
     base = tmp_path / "ws"
     init_workspace(base, base_model="models/base", monitor_port=None)

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from healthkit.events import read_events
+from healthkit.contract.events import read_events
 
 from ..slurm.conftest import slurm_cluster  # noqa: F401 - the session's cluster
 from .conftest import all_logs, daemon_log, hk, queue_file, read_json, wait_for

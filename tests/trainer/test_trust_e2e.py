@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from healthkit.trust import TRUST_FILE_ENV
+from healthkit.contract.trust import TRUST_FILE_ENV
 
 from ..trust_env import REPO, User, ensure_user, kill_workspace_processes, open_folder, python_for
 from .conftest import wait_for

@@ -14,8 +14,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from healthkit.config_model import SCHEMA_PATH, export_schema
-from healthkit.procs import read_pid_file
+from healthkit.contract.config_model import SCHEMA_PATH, export_schema
+from healthkit.system.procs import read_pid_file
 from healthkit.trainer import checkpoints as ck
 from healthkit.trainer import control as ctl
 from healthkit.trainer import queue as q
@@ -222,7 +222,7 @@ def test_gpu_stats_through_a_fake_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_monitor_serves_health_status_metrics() -> None:
-    from healthkit.trainer.monitor import Monitor
+    from healthkit.trainer.health_server import Monitor
 
     snap = {"healthy": True, "reason": None, "daemon": {"state": "running", "restarts": 2},
             "training": {"step": 5, "total_steps": 20, "loss": 1.5, "val_loss": 1.7, "gpu": None},
@@ -245,7 +245,7 @@ def test_monitor_serves_health_status_metrics() -> None:
         from prometheus_client.parser import text_string_to_metric_families
     except ImportError:
         return
-    from healthkit.trainer.monitor import render_metrics
+    from healthkit.trainer.health_server import render_metrics
 
     names = {f.name for f in text_string_to_metric_families(render_metrics(snap))}
     assert {"healthkit_training_step", "healthkit_daemon_up"} <= names
@@ -306,7 +306,7 @@ def test_schema_file_is_exported_from_the_model() -> None:
 
 def test_daemon_side_modules_do_not_import_torch() -> None:
     code = ("import sys; import healthkit.trainer.daemon, healthkit.trainer.queue, healthkit.trainer.control, healthkit.trainer.state, healthkit.trainer.supervise, "
-            "healthkit.trainer.commands, healthkit.trainer.monitor, healthkit.gpu, healthkit.cli; "
+            "healthkit.trainer.commands, healthkit.trainer.health_server, healthkit.system.gpu, healthkit.cli; "
             "bad = [m for m in ('torch', 'transformers', 'pynvml') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=REPO)
 
@@ -320,8 +320,8 @@ def test_systemd_unit_restarts_on_failure_and_never_kills_training(tmp_path: Pat
 
 
 def test_launcher_commands_use_torchrun_and_accelerate(lay: Layout) -> None:
-    from healthkit.config_model import TrainingConfig
-    from healthkit.procs import argv_matches
+    from healthkit.contract.config_model import TrainingConfig
+    from healthkit.system.procs import argv_matches
     from healthkit.trainer.launch import child_command
 
     f = lay.processing / "a.jsonl"

@@ -1,0 +1,100 @@
+"""Console entry point: start an audit's slow I/O before the CLI framework is even imported.
+
+`du` over a checkpoint folder of 100,000 files takes as long as importing the CLI, so
+for `healthkit audit PATH` (and `healthkit fix PATH --dry-run`, whose audit is the same read-only
+audit) the `du` of PATH/current_model (the contract's checkpoint folder)
+starts before anything else is imported, then the workspace is opened and its checkpoints
+surveyed in the background; the audit command then uses that workspace. If an early guess
+is wrong (another checkpoint folder, or opening fails), nothing is lost: the command measures
+and opens what it needs itself, and the guessed `du` is ended before the process exits.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+# Options of `healthkit audit` and `healthkit fix` that take a value (tests/test_cli.py keeps them in step with the commands).
+AUDIT_VALUE_OPTIONS = frozenset({"--format", "-f", "--output", "-o", "--select", "--ignore", "--timeout", "--fail-level", "--keep", "--textfile"})
+FIX_VALUE_OPTIONS = frozenset({"--only", "--keep", "--wait", "--output", "-o", "--keep-reports", "--textfile", "--every"})
+
+
+def early_workspace_path(argv: list[str]) -> str | None:
+    """PATH of `healthkit audit [OPTIONS] [PATH]` or of `healthkit fix [OPTIONS] [PATH] --dry-run` (a dry run only
+    reads, like an audit: a real fix first finishes what a killed run left half-done, so it opens the workspace
+    itself), or None when argv is anything else."""
+    if len(argv) < 2 or argv[1] not in ("audit", "fix"):
+        return None
+    if argv[1] == "fix" and "--dry-run" not in argv:
+        return None
+    value_options = AUDIT_VALUE_OPTIONS if argv[1] == "audit" else FIX_VALUE_OPTIONS
+    positional: list[str] = []
+    i = 2
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            positional += argv[i + 1:]
+            break
+        if arg.startswith("-") and arg != "-":
+            if "=" not in arg and arg in value_options:
+                i += 1
+            i += 1
+            continue
+        positional.append(arg)
+        i += 1
+    if len(positional) > 1 or "--help" in argv:
+        return None
+    return positional[0] if positional else "."
+
+
+# The workspace contract's checkpoint folder (healthkit.contract.settings.PathSettings.checkpoints; tests/test_cli.py checks).
+DEFAULT_CHECKPOINTS = "current_model"
+
+
+def start_early(argv: list[str]) -> None:
+    path = early_workspace_path(argv)
+    if path is None:
+        return
+    guess = os.path.join(os.path.abspath(os.path.expanduser(path)), DEFAULT_CHECKPOINTS)
+    if os.path.isdir(guess):  # before any import of the audit: du overlaps them (healthkit.system.fsutil.start_du_early)
+        from healthkit.system.fsutil import start_du_early
+
+        start_du_early(guess)
+    try:
+        from healthkit.core.workspace import EARLY, Workspace
+
+        ws = Workspace.open(path)
+        ws.prefetch()
+    except Exception:  # noqa: BLE001 - the command reports it properly
+        return
+    EARLY[os.path.abspath(path)] = ws
+
+
+def main() -> None:
+    auditing = len(sys.argv) > 1 and sys.argv[1] == "audit"  # one workspace or several (those are not prefetched)
+    start_early(sys.argv)
+    from healthkit.cli import main as cli_main
+
+    if not auditing:
+        cli_main()
+        return
+    from healthkit.system.fsutil import end_early_du
+
+    # An audit (or a dry run) only reads, and everything it writes is closed (atomic renames) before
+    # this point: skip the interpreter's module teardown, a sizeable share of a cron audit's time.
+    code: Any = 0
+    try:
+        cli_main()
+    except SystemExit as exc:
+        code = exc.code
+    try:
+        end_early_du()  # a guess that was not the checkpoint folder: nothing may outlive the audit
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code if isinstance(code, int) else (0 if code is None else 1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Unattended operation: cron and systemd units, healing with flap protection, notifications, fleets."""
