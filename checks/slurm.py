@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Healthy, Severity, check
 from healthkit.contract.events import SLURM_JOB, SLURM_REQUEUE, read_events
-from healthkit.system.slurmq import JOB_PREFIX, jobs_named, seconds, show_job
-from healthkit.core.workspace import Workspace
 from healthkit.contract.wsid import read_workspace_id
+from healthkit.core.workspace import Workspace
+from healthkit.system.slurmq import JOB_PREFIX, jobs_named, seconds, show_job
 
 from ._common import iso, q
 

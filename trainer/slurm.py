@@ -13,8 +13,8 @@ import subprocess
 import sys
 
 from healthkit.contract.settings import Settings
-from healthkit.system.slurmq import job_name
 from healthkit.system.shellcmd import command, quote_arg
+from healthkit.system.slurmq import job_name
 
 from .layout import Layout
 
