@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 
 import typer
 
 from healthkit.core.findings import FailLevel
 from healthkit.reporting.render import Format, render
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 EXIT_USAGE = 64
 HELP = {"help_option_names": ["-h", "--help"]}
@@ -251,27 +254,28 @@ def fix(
     Another fix run on the same workspace makes this one refuse (exit 3) unless --wait.
     A person's run always applies, and clears the scheduled job's backoff and give-up.
     """
-    from healthkit.fix import FixError, FixOptions, Safety, run_fix
-    from healthkit.reporting.output import write_stdout
-    from healthkit.core.selectors import SelectorError
-    from healthkit.core.workspace import WorkspaceError, take_early
-
     if safe == unsafe:
-        err("healthkit fix: choose exactly one of --safe or --unsafe")
-        raise typer.Exit(EXIT_USAGE)
+        _usage_error("healthkit fix: choose exactly one of --safe or --unsafe")
     paths = paths or [Path(".")]
     if scheduled:
         _fix_scheduled(paths, unsafe=unsafe, dry_run=dry_run, only=only, output=output, keep_reports=keep_reports,
                        textfile=textfile, every=every, wait=wait)
         return
     if output is not None or keep_reports is not None or textfile is not None or every is not None:
-        err("healthkit fix: --output, --keep-reports, --textfile and --every go with --scheduled")
-        raise typer.Exit(EXIT_USAGE)
+        _usage_error("healthkit fix: --output, --keep-reports, --textfile and --every go with --scheduled")
     if len(paths) > 1:
-        err(f"healthkit fix: one workspace at a time ({len(paths)} given); several go only with --scheduled "
-            "(the job `healthkit schedule WS1 WS2 --heal --output DIR/` prints)")
-        raise typer.Exit(EXIT_USAGE)
-    path = paths[0]
+        _usage_error(f"healthkit fix: one workspace at a time ({len(paths)} given); several go only with --scheduled "
+                     "(the job `healthkit schedule WS1 WS2 --heal --output DIR/` prints)")
+    raise typer.Exit(_fix_by_hand(paths[0], unsafe=unsafe, dry_run=dry_run, only=only, keep=keep, yes=yes, wait=wait))
+
+
+def _usage_error(message: str) -> NoReturn:
+    err(message)
+    raise typer.Exit(EXIT_USAGE)
+
+
+def _confirm_unsafe(yes: bool) -> Callable[[list], bool]:
+    """How a person's run agrees to unsafe plans: --yes, else a question on a terminal, else no."""
 
     def confirm(plans: list) -> bool:
         if yes:
@@ -281,34 +285,38 @@ def fix(
             return False
         return ask(f"Apply {len(plans)} unsafe fix(es) shown above?")
 
+    return confirm
+
+
+def _fix_by_hand(path: Path, *, unsafe: bool, dry_run: bool, only: Optional[list[str]], keep: Optional[int], yes: bool,
+                 wait: float) -> int:
+    """A person's fix of one workspace; the exit code (the re-audit's, or 3/64 when it could not run)."""
+    from healthkit.core.selectors import SelectorError
+    from healthkit.core.workspace import WorkspaceError, take_early
+    from healthkit.fix import FixError, FixOptions, Safety, run_fix
+    from healthkit.reporting.output import Utf8Stdout
     from healthkit.scheduled.backoff import PersonFix
 
     opts = FixOptions(level=Safety.UNSAFE if unsafe else Safety.SAFE, dry_run=dry_run, only=tuple(_split(only)),
-                      keep=keep, wait_s=wait, confirm=confirm, hooks=PersonFix())
-
-    class Utf8Out:  # UTF-8 whatever the locale, like the audit's report
-        def write(self, text: str) -> int:
-            write_stdout(text)
-            return len(text)
-
+                      keep=keep, wait_s=wait, confirm=_confirm_unsafe(yes), hooks=PersonFix())
     try:
         # a dry run audits the workspace the console entry opened (and began reading) before the CLI loaded
-        result = run_fix(take_early(path) if dry_run else path, opts, Utf8Out())  # type: ignore[arg-type]
+        result = run_fix(take_early(path) if dry_run else path, opts, Utf8Stdout())  # type: ignore[arg-type]
     except SelectorError as exc:
         err(f"healthkit: {exc}")
-        raise typer.Exit(EXIT_USAGE)
+        return EXIT_USAGE
     except (WorkspaceError, FixError) as exc:
         err(f"healthkit: {exc}")
-        raise typer.Exit(3)
+        return 3
     err(result.summary_line())
-    raise typer.Exit(result.exit_code)
+    return result.exit_code
 
 
 def _fix_scheduled(paths: list[Path], unsafe: bool, dry_run: bool, only: Optional[list[str]], output: Optional[Path],
                    keep_reports: Optional[int], textfile: Optional[Path], every: Optional[str], wait: float) -> None:
     """`fix --safe --scheduled`: heal, notify and write the report from the audit the fix ends with (healthkit.scheduled.unattended)."""
     from healthkit.fix import FixError
-    from healthkit.reporting.output import write_stdout
+    from healthkit.reporting.output import Utf8Stdout
     from healthkit.scheduled.schedule import ScheduleError, parse_every
     from healthkit.scheduled.unattended import heal_and_report
     from healthkit.core.workspace import WorkspaceError
@@ -326,17 +334,12 @@ def _fix_scheduled(paths: list[Path], unsafe: bool, dry_run: bool, only: Optiona
         err(f"healthkit: {exc}")
         raise typer.Exit(EXIT_USAGE)
 
-    class Utf8Out:
-        def write(self, text: str) -> int:
-            write_stdout(text)
-            return len(text)
-
     if len(paths) > 1:
-        _heal_many(paths, output, keep_reports, textfile, interval_s, Utf8Out(), max(wait, 60.0))  # type: ignore[arg-type]
+        _heal_many(paths, output, keep_reports, textfile, interval_s, Utf8Stdout(), max(wait, 60.0))  # type: ignore[arg-type]
     path = paths[0]
     try:
         done = heal_and_report(path, reports=output, keep=keep_reports, textfile=textfile, interval_s=interval_s,
-                               out=Utf8Out(), lock_wait_s=max(wait, 60.0))  # type: ignore[arg-type]
+                               out=Utf8Stdout(), lock_wait_s=max(wait, 60.0))  # type: ignore[arg-type]
     except (WorkspaceError, FixError) as exc:
         err(f"healthkit: {exc}")
         raise typer.Exit(3)

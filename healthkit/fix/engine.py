@@ -275,7 +275,6 @@ def run_fix(path: str | Path | Workspace, opts: FixOptions, out: TextIO | None =
     """
     out = out or sys.stdout
     ws = path if isinstance(path, Workspace) else Workspace.open(path)
-    path = ws.base
     _require_known_only(ws, opts.only)
     run_id = f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{os.getpid()}"
     journal = Journal(_journal_path(ws), dry_run=opts.dry_run, base=ws.base)
@@ -286,53 +285,73 @@ def run_fix(path: str | Path | Workspace, opts: FixOptions, out: TextIO | None =
         except LockBusy as exc:
             raise FixError(str(exc)) from None
     try:
-        recovered = _recover(ws, journal, run_id, opts.dry_run)
-        if not opts.dry_run:  # after the lock and the recovery: read the tree as it is now (a dry run changed nothing,
-            ws = Workspace.open(path)  # so it keeps the workspace the console entry began reading early)
-        before = audit(ws, record_costs=False)
-        run = FixRun(before=before, recovered=recovered)
-        ctx = PlanContext(ws, before, keep=opts.keep, daemon_confirm_s=opts.daemon_confirm_s,
-                          kill_grace_s=opts.kill_grace_s, run_id=run_id, level=opts.level)
-        build_plans(ctx, before, opts, run)
-        if opts.hooks is not None and not opts.dry_run:
-            opts.hooks.choose(ws, run)
+        ws, run = _plan_run(ws, journal, run_id, opts)
         print_plans(run, opts, out, ws.base)
         if opts.dry_run:
             out.write("\nDry run: nothing was changed.\n")
-            return run
-        if not run.chosen:
+        elif not run.chosen:
             out.write("\nNothing to apply.\n")
-            run.after = before
-            _compare(run, before, before)
-            if opts.hooks is not None:
-                opts.hooks.finished(ws, run)
-            return run
-        unsafe = [p for p in run.chosen if p.safety is Safety.UNSAFE]
-        if unsafe and opts.confirm is not None and not opts.confirm(unsafe):
+            _unchanged(run, ws, opts)
+        elif not _confirmed(run, opts):
             out.write("\nAborted: nothing was changed.\n")
             run.aborted = True
-            run.after = before
-            _compare(run, before, before)
-            return run
-        out.write("\nApplying:\n")
-        for i, p in enumerate(run.chosen, 1):
-            actx = ApplyContext(ws, journal, p, daemon_confirm_s=opts.daemon_confirm_s, kill_grace_s=opts.kill_grace_s, run_id=run_id)
-            outcome = _apply_one(p, actx)
-            run.outcomes.append((p, outcome))
-            _catch_up(journal, lock)
-            out.write(f"[{i}] {outcome.status:<8} {p.fix_id}: {outcome.message.splitlines()[0] if outcome.message else ''}\n")
-            for extra in outcome.message.splitlines()[1:]:
-                out.write(f"             {extra}\n")
-        after = audit(Workspace.open(path), record_costs=False)
-        run.after = after
-        _compare(run, before, after)
-        _print_results(run, out)
-        if opts.hooks is not None:
-            opts.hooks.finished(ws, run)
+            _unchanged(run, ws, opts, finished=False)
+        else:
+            _apply_chosen(ws, run, journal, lock, run_id, opts, out)
         return run
     finally:
         _close_journal(journal, out)
         lock.release()
+
+
+def _plan_run(ws: Workspace, journal: Journal, run_id: str, opts: FixOptions) -> tuple[Workspace, FixRun]:
+    """Finish what a killed run left half-done, audit the tree as it is now, and plan from that audit."""
+    recovered = _recover(ws, journal, run_id, opts.dry_run)
+    if not opts.dry_run:  # after the lock and the recovery: read the tree as it is now (a dry run changed nothing,
+        ws = Workspace.open(ws.base)  # so it keeps the workspace the console entry began reading early)
+    before = audit(ws, record_costs=False)
+    run = FixRun(before=before, recovered=recovered)
+    ctx = PlanContext(ws, before, keep=opts.keep, daemon_confirm_s=opts.daemon_confirm_s,
+                      kill_grace_s=opts.kill_grace_s, run_id=run_id, level=opts.level)
+    build_plans(ctx, before, opts, run)
+    if opts.hooks is not None and not opts.dry_run:
+        opts.hooks.choose(ws, run)
+    return ws, run
+
+
+def _confirmed(run: FixRun, opts: FixOptions) -> bool:
+    """Unsafe plans apply only when the person confirmed them (or no confirmation is asked for)."""
+    unsafe = [p for p in run.chosen if p.safety is Safety.UNSAFE]
+    return not unsafe or opts.confirm is None or opts.confirm(unsafe)
+
+
+def _unchanged(run: FixRun, ws: Workspace, opts: FixOptions, finished: bool = True) -> None:
+    """Nothing was applied: the audit before is also the audit after."""
+    run.after = run.before
+    _compare(run, run.before, run.before)
+    if finished and opts.hooks is not None:
+        opts.hooks.finished(ws, run)
+
+
+def _apply_chosen(ws: Workspace, run: FixRun, journal: Journal, lock: FixLock, run_id: str, opts: FixOptions,
+                  out: TextIO) -> None:
+    """Apply each chosen plan in order (one failing never stops the rest), then audit again and compare."""
+    out.write("\nApplying:\n")
+    for i, p in enumerate(run.chosen, 1):
+        actx = ApplyContext(ws, journal, p, daemon_confirm_s=opts.daemon_confirm_s, kill_grace_s=opts.kill_grace_s,
+                            run_id=run_id)
+        outcome = _apply_one(p, actx)
+        run.outcomes.append((p, outcome))
+        _catch_up(journal, lock)
+        lines = outcome.message.splitlines()
+        out.write(f"[{i}] {outcome.status:<8} {p.fix_id}: {lines[0] if lines else ''}\n")
+        for extra in lines[1:]:
+            out.write(f"             {extra}\n")
+    run.after = audit(Workspace.open(ws.base), record_costs=False)
+    _compare(run, run.before, run.after)
+    _print_results(run, out)
+    if opts.hooks is not None:
+        opts.hooks.finished(ws, run)
 
 
 def _apply_one(p: Plan, actx: ApplyContext) -> Outcome:

@@ -43,6 +43,17 @@ class ChangedSincePlan(Refused):
 # fingerprints ---------------------------------------------------------------------
 
 
+def edit_target(base: Path, path: Path, rel: str) -> Path:
+    """The file an edit of ``path`` rewrites: a symlink's target when it stays inside ``base``, else Refused.
+
+    One rule for every fix that edits a file in place (config.json, a doc): a link never carries an edit out of the
+    workspace."""
+    target = path.resolve() if path.is_symlink() else path
+    if not is_within(target, base):
+        raise Refused(f"{rel} is a symlink out of the workspace; it is never edited")
+    return target
+
+
 @dataclass(frozen=True)
 class FileFingerprint:
     ino: int

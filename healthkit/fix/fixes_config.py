@@ -11,9 +11,8 @@ import json
 import re
 from typing import Any
 
-from healthkit.system.fsutil import is_within
 from healthkit.core.findings import Finding, FixRef
-from healthkit.fix.fileops import ChangedSincePlan, Refused, read_nofollow, replace_file, sha256_hex
+from healthkit.fix.fileops import ChangedSincePlan, Refused, edit_target, read_nofollow, replace_file, sha256_hex
 from healthkit.fix.fixes_docs import unified_diff
 from healthkit.fix.plan import ApplyContext, Outcome, Plan, PlanContext, Safety, applied, failed, fixer, skipped
 
@@ -63,9 +62,10 @@ def plan_config_edit(ctx: PlanContext, finding: Finding, ref: FixRef, fix_id: st
     path = ws.config_path
     rel = ws.rel(path)
     plan = Plan(fix_id, Safety.UNSAFE, title, "", [finding.code], key=f"{fix_id}:{path}", order=order)
-    target = path.resolve() if path.is_symlink() else path
-    if not is_within(target, ws.base):
-        plan.blocked = f"{rel} is a symlink out of the workspace; it is never edited"
+    try:
+        target = edit_target(ws.base, path, rel)
+    except Refused as exc:
+        plan.blocked = str(exc)
         return plan
     try:
         old = read_nofollow(target)

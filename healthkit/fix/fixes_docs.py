@@ -7,10 +7,9 @@ import json
 from pathlib import Path
 
 from healthkit.contract.docvalues import format_for_doc, line_fingerprint
-from healthkit.system.fsutil import is_within
 from healthkit.core.findings import Finding, FixRef
 from healthkit.system.redact import redact_text
-from healthkit.fix.fileops import ChangedSincePlan, Refused, read_nofollow, replace_file, sha256_hex
+from healthkit.fix.fileops import ChangedSincePlan, Refused, edit_target, read_nofollow, replace_file, sha256_hex
 from healthkit.fix.plan import ApplyContext, Outcome, Plan, PlanContext, Safety, applied, failed, fixer, skipped
 
 
@@ -85,9 +84,10 @@ def _edit_plan(ctx: PlanContext, finding: Finding, doc: Path, drifts: list[dict]
     rel = ws.rel(doc)
     plan = Plan("sync-doc-value", safety, f"Rewrite {len(drifts)} stale value(s) in {rel} to config.json's",
                 "", [finding.code], key=f"sync-doc-value:{doc}", order=10)
-    target = doc.resolve() if doc.is_symlink() else doc
-    if not is_within(target, ws.base):
-        plan.blocked = f"{rel} is a symlink out of the workspace; it is never edited"
+    try:
+        target = edit_target(ws.base, doc, rel)
+    except Refused as exc:
+        plan.blocked = str(exc)
         return plan
     try:
         old = read_nofollow(target)

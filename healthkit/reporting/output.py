@@ -25,6 +25,17 @@ def write_stdout(text: str) -> None:
         sys.stdout.write(text)
 
 
+class Utf8Stdout:
+    """The text stream that fix plans and scheduled runs print to: UTF-8 whatever the locale, like the report."""
+
+    def write(self, text: str) -> int:
+        write_stdout(text)
+        return len(text)
+
+    def flush(self) -> None:
+        """Each write is flushed already."""
+
+
 def is_dir_target(target: Path | str) -> bool:
     """A folder: one that exists, a name ending in `/`, or a new name without a file extension.
 

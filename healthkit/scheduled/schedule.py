@@ -185,6 +185,29 @@ def _fleet_user(bases: list[Path], as_root: bool) -> tuple[str, str | None]:
     return users.pop()
 
 
+@dataclass(frozen=True)
+class _Job:
+    """What the three texts (crontab line, service, timer) say about one scheduled job."""
+
+    name: str
+    what: str
+    base: Path
+    fleet: bool
+    heal: bool
+    every: str
+    minutes: int
+    reports: Path
+    prom: Path | None
+    runs: list[list[str]]
+    about: list[str]
+    user: str
+    why_user: str | None
+
+    @property
+    def doing(self) -> str:
+        return "heal and audit" if self.heal else "audit"
+
+
 def build(path: Path | str | Sequence[Path | str], every: str = "15m", keep: int = 50, reports: Path | None = None,
           textfile_dir: Path | None = None, command: list[str] | None = None, heal: bool = False,
           as_root: bool = False) -> Schedule:
@@ -197,66 +220,90 @@ def build(path: Path | str | Sequence[Path | str], every: str = "15m", keep: int
         raise ScheduleError("several workspaces share one reports folder: give --output DIR "
                             "(each workspace's history goes to DIR/<name>/, the fleet page to DIR/index.html)")
     reports = (reports.expanduser().absolute() if reports else _reports_folder(base))
-    exe = command or healthkit_command()
     name = FLEET_NAME if fleet else "healthkit-" + (re.sub(r"[^A-Za-z0-9_.-]+", "-", base.name).strip("-.") or "workspace")
-    what = f"{len(bases)} workspaces ({', '.join(map(str, bases))})" if fleet else str(base)
     prom = textfile_dir.expanduser().absolute() / f"{name}.prom" if textfile_dir else None
-    if heal:  # one command: heal, notify, then the reports and the textfile from the audit each fix ends with
-        runs = [exe + ["fix", *map(str, bases), "--safe", "--scheduled", "--every", every, "--output", f"{reports}{os.sep}",
-                       "--keep-reports", str(keep)] + (["--textfile", str(prom)] if prom else [])]
-    elif fleet:  # one audit per workspace feeds both the history and the textfile
-        runs = [exe + ["audit", *map(str, bases), "--output", f"{reports}{os.sep}", "--keep", str(keep)]
-                + (["--textfile", str(prom)] if prom else [])]
-    else:
-        runs = [exe + ["audit", str(base), "--output", f"{reports}{os.sep}", "--keep", str(keep)]]
-        if prom:
-            runs.append(exe + ["audit", str(base), "--format", "prom", "--output", str(prom)])
-    about = heal_comments(bases, every) if heal else ["# read-only: heals nothing, tells nobody (add --heal for both)"]
+    job = _Job(
+        name=name, what=f"{len(bases)} workspaces ({', '.join(map(str, bases))})" if fleet else str(base), base=base,
+        fleet=fleet, heal=heal, every=every, minutes=minutes, reports=reports, prom=prom,
+        runs=_job_commands(command or healthkit_command(), bases, heal, every, reports, keep, prom),
+        about=heal_comments(bases, every) if heal else ["# read-only: heals nothing, tells nobody (add --heal for both)"],
+        user=user, why_user=why_user,
+    )
+    return Schedule(name, _crontab(job), _service(job), _timer(job))
 
+
+def _job_commands(exe: list[str], bases: list[Path], heal: bool, every: str, reports: Path, keep: int,
+                  prom: Path | None) -> list[list[str]]:
+    """The command(s) one run executes, as argument lists (quoted once, where they are printed)."""
+    folder = f"{reports}{os.sep}"
+    textfile = ["--textfile", str(prom)] if prom else []
+    if heal:  # one command: heal, notify, then the reports and the textfile from the audit each fix ends with
+        return [exe + ["fix", *map(str, bases), "--safe", "--scheduled", "--every", every, "--output", folder,
+                       "--keep-reports", str(keep), *textfile]]
+    if len(bases) > 1:  # one audit per workspace feeds both the history and the textfile
+        return [exe + ["audit", *map(str, bases), "--output", folder, "--keep", str(keep), *textfile]]
+    runs = [exe + ["audit", str(bases[0]), "--output", folder, "--keep", str(keep)]]
+    if prom:
+        runs.append(exe + ["audit", str(bases[0]), "--format", "prom", "--output", str(prom)])
+    return runs
+
+
+def _cron_shell(runs: list[list[str]], reports: Path) -> str:
+    """The runs as one shell line, under flock when it exists: no two runs at once (a slow disk can make one outlast
+    the interval; systemd timers never overlap anyway)."""
     shell = " ; ".join(" ".join(shlex.quote(a) for a in run) for run in runs)
     lock = shutil.which("flock")
-    if lock:
-        # no two runs at once (a slow disk can make one outlast the interval); systemd timers never overlap anyway
-        shell = (f"mkdir -p {shlex.quote(str(reports))} && {lock} -n {shlex.quote(str(reports / '.healthkit.lock'))}"
-                 f" sh -c {shlex.quote(shell)}")
-    crontab = (
-        f"# healthkit: {'heal and audit' if heal else 'audit'} {what} every {every}; results in "
-        f"{reports}/{'index.html' if fleet else 'latest.md'}" + (f" and {prom}" if prom else "") + "\n"
-        + "".join(line + "\n" for line in about)
-        + (f"# {why_user}\n" if why_user else "")
-        + f"# install: crontab {f'-u {user} ' if why_user and user != getpass.getuser() else ''}-e, paste the next line "
-        "(cron gives no locale; healthkit writes UTF-8 anyway)\n"
-        + f"{cron_fields(minutes)} {shell.replace('%', chr(92) + '%')} >/dev/null 2>&1\n"
+    if not lock:
+        return shell
+    return (f"mkdir -p {shlex.quote(str(reports))} && {lock} -n {shlex.quote(str(reports / '.healthkit.lock'))}"
+            f" sh -c {shlex.quote(shell)}")
+
+
+def _crontab(job: _Job) -> str:
+    results = f"{job.reports}/{'index.html' if job.fleet else 'latest.md'}" + (f" and {job.prom}" if job.prom else "")
+    install_as = f"-u {job.user} " if job.why_user and job.user != getpass.getuser() else ""
+    return (
+        f"# healthkit: {job.doing} {job.what} every {job.every}; results in {results}\n"
+        + "".join(line + "\n" for line in job.about)
+        + (f"# {job.why_user}\n" if job.why_user else "")
+        + f"# install: crontab {install_as}-e, paste the next line (cron gives no locale; healthkit writes UTF-8 anyway)\n"
+        + f"{cron_fields(job.minutes)} {_cron_shell(job.runs, job.reports).replace('%', chr(92) + '%')} >/dev/null 2>&1\n"
     )
-    service = "\n".join([
-        f"# /etc/systemd/system/{name}.service  (or ~/.config/systemd/user/ without User=, and systemctl --user)",
+
+
+def _service(job: _Job) -> str:
+    return "\n".join([
+        f"# /etc/systemd/system/{job.name}.service  (or ~/.config/systemd/user/ without User=, and systemctl --user)",
         "[Unit]",
-        f"Description=healthkit {'heal and audit' if heal else 'audit'} of {what}",
-        *about,
+        f"Description=healthkit {job.doing} of {job.what}",
+        *job.about,
         "",
         "[Service]",
         "Type=oneshot",
-        *([f"# {why_user}"] if why_user else []),
-        *([f"User={user}"] if user != "root" else []),
-        *([] if fleet else [f"WorkingDirectory={str(base).replace('%', '%%')}"]),
+        *([f"# {job.why_user}"] if job.why_user else []),
+        *([f"User={job.user}"] if job.user != "root" else []),
+        *([] if job.fleet else [f"WorkingDirectory={str(job.base).replace('%', '%%')}"]),
         "Environment=LC_ALL=C.UTF-8 PYTHONIOENCODING=utf-8",
-        *([f"# notification URLs out of this file: EnvironmentFile=-/etc/healthkit/{name}.env (HEALTHKIT_NOTIFY_URLS=..., mode 0600)"]
-          if heal else []),
-        *[f"ExecStart={' '.join(_unit_arg(a) for a in run)}" for run in runs],
+        *([f"# notification URLs out of this file: EnvironmentFile=-/etc/healthkit/{job.name}.env "
+           "(HEALTHKIT_NOTIFY_URLS=..., mode 0600)"] if job.heal else []),
+        *[f"ExecStart={' '.join(_unit_arg(a) for a in run)}" for run in job.runs],
         "# 1 warning, 2 critical, 3 unknown are verdicts in the report, not a failed job",
         "SuccessExitStatus=1 2 3",
         *(["# a daemon this job starts must outlive it (it leaves the job's process group) and not inherit a low priority",
-           "KillMode=process"] if heal else ["Nice=10", "IOSchedulingClass=idle"]),
+           "KillMode=process"] if job.heal else ["Nice=10", "IOSchedulingClass=idle"]),
         "TimeoutStartSec=5min",
         "",
     ])
-    timer = "\n".join([
-        f"# /etc/systemd/system/{name}.timer  then: systemctl daemon-reload && systemctl enable --now {name}.timer",
+
+
+def _timer(job: _Job) -> str:
+    return "\n".join([
+        f"# /etc/systemd/system/{job.name}.timer  then: systemctl daemon-reload && systemctl enable --now {job.name}.timer",
         "[Unit]",
-        f"Description=Run the healthkit {'heal and audit' if heal else 'audit'} of {what} every {every}",
+        f"Description=Run the healthkit {job.doing} of {job.what} every {job.every}",
         "",
         "[Timer]",
-        f"OnCalendar={on_calendar(minutes)}",
+        f"OnCalendar={on_calendar(job.minutes)}",
         "Persistent=true",
         "AccuracySec=1min",
         "",
@@ -264,7 +311,6 @@ def build(path: Path | str | Sequence[Path | str], every: str = "15m", keep: int
         "WantedBy=timers.target",
         "",
     ])
-    return Schedule(name, crontab, service, timer)
 
 
 def render_schedule(path: Path | str, **options: object) -> str:

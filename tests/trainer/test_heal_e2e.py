@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shlex
 import signal
 import subprocess
 import time
@@ -68,21 +67,38 @@ def job_env(json_port: int, smtp_port: int) -> dict[str, str]:
     return {**os.environ, "HEALTHKIT_NOTIFY_URLS": urls(json_port, smtp_port)}
 
 
-def test_a_daemon_killed_while_training_is_restarted_by_the_next_scheduled_run_adopts_and_is_told(make_ws, monkeypatch) -> None:
-    monkeypatch.setenv("HEALTHKIT_TRAINER_STEP_SLEEP_S", "0.15")
-    lay = make_ws(max_steps=60)
+@contextlib.contextmanager
+def scheduled_job(make_ws, monkeypatch, *, step_sleep: str, max_steps: int, toml: str | None = None):
+    """A workspace with one file queued, the notification receivers, and the job's crontab command.
+
+    Yields (layout, JSON receiver, SMTP receiver, job environment, command, the job's outputs); once the test's
+    body is done, no token may have reached a file of the workspace or the job's output."""
+    monkeypatch.setenv("HEALTHKIT_TRAINER_STEP_SLEEP_S", step_sleep)
+    lay = make_ws(max_steps=max_steps)
     queue_file(lay, "a.jsonl", seed=1)
+    if toml is not None:
+        (lay.base / "healthkit.toml").write_text(toml)
     log: list[str] = []
     with receivers() as (rx, smtp):
         env = job_env(rx.port, smtp.port)
-        cmd = cron_command(lay, env)
+        yield lay, rx, smtp, env, cron_command(lay, env), log
+    assert_no_token(lay, log)
+
+
+def gone(pid: int) -> bool:
+    """The process has ended (a zombie has: nothing reaps an orphan's zombie at once)."""
+    return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_daemon_killed_while_training_is_restarted_by_the_next_scheduled_run_adopts_and_is_told(make_ws, monkeypatch) -> None:
+    with scheduled_job(make_ws, monkeypatch, step_sleep="0.15", max_steps=60) as (lay, rx, smtp, env, cmd, log):
         pid = start_daemon(lay.base)
         wait_for(lambda: (s := read_json(lay.status)).get("state") == "training" and (s.get("step") or 0) >= 2, 90,
                  what="training\n" + all_logs(lay))
         run_cron(cmd, env, log)  # a healthy run: the baseline report
         child = read_json(lay.daemon_state)["child_pid"]
         os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, 10)
+        wait_for(lambda: gone(pid), 10)
         run_cron(cmd, env, log)  # the next scheduled run
         new = int(lay.pid_file.read_text().split()[0])
         state = read_json(lay.daemon_state)
@@ -97,24 +113,17 @@ def test_a_daemon_killed_while_training_is_restarted_by_the_next_scheduled_run_a
         assert "Subject: healthkit" in mail and "To: ops@example.com" in mail
         report = json.loads((lay.base / "reports" / "latest.json").read_text())
         assert "daemon.dead" not in [f["code"] for f in report["findings"]]
-    assert_no_token(lay, log)
 
 
 def test_a_daemon_killed_after_every_run_backs_off_gives_up_once_and_is_told_once(make_ws, monkeypatch) -> None:
-    monkeypatch.setenv("HEALTHKIT_TRAINER_STEP_SLEEP_S", "0.2")
-    lay = make_ws(max_steps=400)
-    queue_file(lay, "a.jsonl", seed=1)
-    (lay.base / "healthkit.toml").write_text("[heal]\nmax_attempts = 3\nwindow_seconds = 3600\nbackoff_seconds = 2\n")
-    log: list[str] = []
+    toml = "[heal]\nmax_attempts = 3\nwindow_seconds = 3600\nbackoff_seconds = 2\n"
     starts = 0
-    with receivers() as (rx, smtp):
-        env = job_env(rx.port, smtp.port)
-        cmd = cron_command(lay, env)
+    with scheduled_job(make_ws, monkeypatch, step_sleep="0.2", max_steps=400, toml=toml) as (lay, rx, smtp, env, cmd, log):
         pid = start_daemon(lay.base)
         for _ in range(14):
             with contextlib.suppress(ProcessLookupError):  # no daemon runs while the job holds its heal back
                 os.kill(pid, signal.SIGKILL)  # the OOM killer, after every run
-            wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, 10)
+            wait_for(lambda: gone(pid), 10)
             run_cron(cmd, env, log)
             starts += log[-1].count("applied  start-daemon") + log[-1].count("applied  adopt-orphan")
             report = json.loads((lay.base / "reports" / "latest.json").read_text())
@@ -139,17 +148,10 @@ def test_a_daemon_killed_after_every_run_backs_off_gives_up_once_and_is_told_onc
         for g in gave_up.values():
             assert g["severity"] == "critical" and len(g["evidence"]) == 3
             assert all("start-daemon applied" in e["observed"] or "adopt-orphan applied" in e["observed"] for e in g["evidence"])
-    assert_no_token(lay, log)
 
 
 def test_a_daemon_stopped_on_request_is_neither_started_nor_reported_down(make_ws, monkeypatch) -> None:
-    monkeypatch.setenv("HEALTHKIT_TRAINER_STEP_SLEEP_S", "0.1")
-    lay = make_ws(max_steps=60)
-    queue_file(lay, "a.jsonl", seed=1)
-    log: list[str] = []
-    with receivers() as (rx, smtp):
-        env = job_env(rx.port, smtp.port)
-        cmd = cron_command(lay, env)
+    with scheduled_job(make_ws, monkeypatch, step_sleep="0.1", max_steps=60) as (lay, rx, smtp, env, cmd, log):
         start_daemon(lay.base)
         wait_for(lambda: (read_json(lay.status).get("step") or 0) >= 2, 90, what="training\n" + all_logs(lay))
         run_cron(cmd, env, log)
@@ -164,4 +166,3 @@ def test_a_daemon_stopped_on_request_is_neither_started_nor_reported_down(make_w
         assert "Stopped on request:" in after[0] and "maintenance window" in after[0] and "healthkit daemon stop" in after[0]
         assert "daemon.dead" not in after[0] and "daemon.not-running" not in after[0]
         assert read_json(lay.daemon_state)["state"] == "stopped"
-    assert_no_token(lay, log)
