@@ -19,6 +19,14 @@
    against the same workspace's audit. Target: ratio <= 1.15 (planning re-reads nothing the audit read;
    a dry run overlaps its reads with the imports like an audit does).
 
+7. (`--only lease`) The example machine whose daemon runs on another host (a fresh `.daemon.lease` written by
+   `node1`) against the same workspace without the lease: what reading and judging the lease adds to a whole
+   `healthkit audit` process. Target: ratio <= 1.10.
+
+8. (`--only slurm`, with SLURM_CONF naming a cluster whose squeue answers) The example machine with
+   `[daemon] scheduler = "slurm"` against the same with `"none"`: what asking the scheduler adds to a whole
+   `healthkit audit` process. Target: ratio <= 1.2.
+
 Runs are interleaved (baseline, audit, baseline, audit, ...) and the median of each is used.
 Usage: python bench/bench_audit.py [--files 100000] [--repeat 7] [--only long]
 """
@@ -259,11 +267,81 @@ def fix_split(tmp: Path, repeat: int) -> list[dict]:
     return [ratio_result("long run fix --safe --dry-run vs the same workspace's audit", whole["fix"], whole["audit"], 1.15)]
 
 
+def lease(tmp: Path, repeat: int) -> list[dict]:
+    """Section 7: an audit of a workspace with another host's fresh lease against the same without it."""
+    import shutil as _sh
+
+    from healthkit.demo import build_example
+    from healthkit.contract.lease import Lease
+
+    ex = build_example(tmp / "example-lease")
+    try:
+        plain, leased = tmp / "plain", tmp / "leased"
+        _sh.copytree(ex.base, plain, symlinks=True)
+        _sh.copytree(ex.base, leased, symlinks=True)
+        now = time.time()
+        le = Lease("node1", "0" * 36, 4242, now - 3600, 7, 10_000_000.0, now, now - 3600, "a" * 32, "tok", 4242)
+        (leased / ".daemon.lease").write_text(json.dumps(le.to_json()))
+        for base in (plain, leased):  # the same PID file in both: a PID of node1's, which means nothing here
+            (base / ".daemon.pid").write_text("4242 1000.00\n")
+        runs: dict[str, list[float]] = {"without": [], "with": []}
+        timed([*HEALTHKIT, str(plain)])
+        timed([*HEALTHKIT, str(leased)])
+        for i in range(repeat):
+            order = ("without", "with") if i % 2 == 0 else ("with", "without")
+            for k in order:
+                runs[k].append(timed([*HEALTHKIT, str(plain if k == "without" else leased)]))
+        ratios = [w / o for w, o in zip(runs["with"], runs["without"])]
+        spread = (max(ratios) - min(ratios)) / 2 / statistics.median(ratios) * 100
+        print(f"per-run ratios {', '.join(f'{r:.2f}' for r in ratios)}; spread ±{spread:.1f}%")
+        res = ratio_result("audit with another host's lease vs without", statistics.median(runs["with"]),
+                           statistics.median(runs["without"]), 1.10)
+        res["ratio_spread_pct"] = spread
+        return [res]
+    finally:
+        ex.cleanup()
+
+
+def slurm(tmp: Path, repeat: int) -> list[dict]:
+    """Section 8: an audit that asks squeue against the same workspace without a scheduler."""
+    import shutil as _sh
+
+    from healthkit.demo import build_example
+
+    if subprocess.run(["squeue", "-h"], capture_output=True, timeout=10, check=False).returncode != 0:
+        print("slurm: squeue does not answer here (set SLURM_CONF to a running cluster); skipped")
+        return []
+    ex = build_example(tmp / "example-slurm")
+    try:
+        plain, sl = tmp / "no-scheduler", tmp / "slurm"
+        _sh.copytree(ex.base, plain, symlinks=True)
+        _sh.copytree(ex.base, sl, symlinks=True)
+        for base, sched in ((plain, "none"), (sl, "slurm")):
+            toml = base / "healthkit.toml"
+            toml.write_text((toml.read_text() if toml.exists() else "") + f'\n[daemon]\nscheduler = "{sched}"\n')
+            (base / ".healthkit-id").write_text("d" * 32 + "\n")
+        runs: dict[str, list[float]] = {"none": [], "slurm": []}
+        timed([*HEALTHKIT, str(plain)])
+        timed([*HEALTHKIT, str(sl)])
+        for i in range(repeat):
+            for k in (("none", "slurm") if i % 2 == 0 else ("slurm", "none")):
+                runs[k].append(timed([*HEALTHKIT, str(plain if k == "none" else sl)]))
+        ratios = [a / b for a, b in zip(runs["slurm"], runs["none"])]
+        spread = (max(ratios) - min(ratios)) / 2 / statistics.median(ratios) * 100
+        print(f"per-run ratios {', '.join(f'{r:.2f}' for r in ratios)}; spread ±{spread:.1f}%")
+        res = ratio_result("audit of a Slurm workspace (squeue answering) vs none", statistics.median(runs["slurm"]),
+                           statistics.median(runs["none"]), 1.2)
+        res["ratio_spread_pct"] = spread
+        return [res]
+    finally:
+        ex.cleanup()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=7)
-    ap.add_argument("--only", choices=("big", "example", "long", "scheduled", "split"), action="append",
+    ap.add_argument("--only", choices=("big", "example", "long", "scheduled", "split", "lease", "slurm"), action="append",
                     help="run only these sections (repeatable); all by default")
     args = ap.parse_args()
     only = set(args.only or ("big", "example", "long", "scheduled", "split"))
@@ -287,6 +365,10 @@ def main() -> int:
             results += scheduled_job(tmp, args.repeat)
         if "split" in only:
             results += fix_split(tmp, args.repeat)
+        if "lease" in only:
+            results += lease(tmp, args.repeat)
+        if "slurm" in only:
+            results += slurm(tmp, args.repeat)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0 if all(r["pass"] for r in results) else 1

@@ -165,9 +165,12 @@ def save_in_progress(ws: Workspace, ckpts: list[Checkpoint]) -> Checkpoint | Non
         return None
     if ws.now - touched > ws.settings.thresholds.save_grace_seconds:
         return None
-    from healthkit.core.ownership import daemon_processes, training_processes
+    from healthkit.core.ownership import daemon_processes, remote_lease, training_processes
 
     alive = training_processes(ws) or (ws.settings.processes.training_in_daemon and daemon_processes(ws))
+    if not alive:
+        remote = remote_lease(ws, now=ws.now)  # a daemon on another host saves where we cannot see its process
+        alive = remote is not None and remote.fresh
     return newest if alive else None
 
 

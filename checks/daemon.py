@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Healthy, Severity, check
-from healthkit.core.ownership import daemon_processes, scheduled_starts, stopped_on_request, supervisor_alive, training_processes
+from healthkit.core.ownership import (RemoteLease, daemon_processes, remote_lease, scheduled_starts, stopped_on_request,
+                                      supervisor_alive, training_processes)
 from healthkit.system.procs import ProcInfo, ancestors, argv_matches, probe, start_time_matches
 from healthkit.system.redact import redact_argv, redact_text
 from healthkit.core.workspace import Workspace
@@ -95,6 +96,31 @@ SUPERVISOR_DEAD = CodeDoc(
     fix="Restart the daemon under a supervisor when convenient: `healthkit daemon stop WS` (the training saves a "
         "checkpoint first) then `healthkit daemon start WS --supervise`; it resumes from that checkpoint.",
     fix_safety="No automatic fix: restarting interrupts the running training, which is the user's call.",
+)
+
+REMOTE = CodeDoc(
+    "daemon.remote", "info", "The daemon runs on another host",
+    what="The workspace's lease (`.daemon.lease`, beside the PID file) was written by a daemon on another host (its host "
+         "name or boot id differs from this one's) and is fresh: renewed within its lease length plus "
+         "`[thresholds] clock_skew_seconds`. The daemon is judged by that lease, never by a local PID, which means "
+         "nothing here.",
+    why="Nothing is wrong: the workspace sits on shared storage and its daemon runs on a compute node. Its training "
+        "state is read from the status files; local processes of the workspace are not called orphaned.",
+    fix="None. Look at it on that host (`healthkit daemon status WS` there). No fix starts a daemon here while the "
+        "lease is fresh.",
+    fix_safety="No fix: starting a second daemon would train the workspace twice.",
+)
+LEASE_EXPIRED = CodeDoc(
+    "daemon.lease-expired", "critical", "The daemon's lease on another host expired",
+    what="The workspace's lease names a daemon on another host, and it was not renewed within its lease length plus "
+         "`[thresholds] clock_skew_seconds`: that host is down, cut off from the storage, or its daemon died.",
+    why="Nothing drives the queue. A daemon that cannot renew stops training before its lease expires (fencing), so "
+        "no training of that generation commits a checkpoint any more.",
+    fix="`healthkit fix --safe` starts a daemon here: it claims the next lease generation and continues the queue "
+        "from the newest complete checkpoint. A dead host's PID file and its stale lock at the file server are no "
+        "reason to refuse once the lease has expired.",
+    fix_safety="Safe: the expired holder has fenced itself; the new daemon's generation supersedes it.",
+    fixes=(START_DAEMON,),
 )
 
 
@@ -359,6 +385,7 @@ class _Seen:
     daemons: list[ProcInfo]
     verified: ProcInfo | None = None
     supervision: _Supervision | None = None
+    remote: RemoteLease | None = None
     findings: list[Finding] = field(default_factory=list)
     healthy: list[Healthy] = field(default_factory=list)
     facts: dict = field(default_factory=dict)
@@ -402,10 +429,79 @@ def _reused_finding(ws: Workspace, seen: _Seen, info: ProcInfo, why: str) -> Fin
     )
 
 
+def _lease_evidence(ws: Workspace, r: RemoteLease) -> list[Evidence]:
+    le = r.lease
+    path = q(ws, ws.lease.path)
+    keys = ["host", "pid", "generation", "lease_seconds", "renewed_at", "renewed_by"]
+    shown = jq_pick({**le.to_json(), "renewed_at": iso(le.renewed_at)}, keys)
+    return [Evidence(f"jq '{{{', '.join(keys)}}} | .renewed_at |= todate' {path}", redact_text(shown)),
+            Evidence("date -u +%Y-%m-%dT%H:%M:%SZ", iso(ws.now))]
+
+
+def _training_line(ws: Workspace) -> str | None:
+    """What the status files say the remote training does (its state, step)."""
+    if not ws.status.is_object:
+        return None
+    d = ws.status.data
+    state, step, total = d.get(ws.status_key("state")), d.get(ws.status_key("step")), d.get(ws.status_key("total_steps"))
+    if state is None and step is None:
+        return None
+    upd = d.get(ws.status_key("updated_at"))
+    return (f"Its training status says `{state}`" + (f", step {step}" + (f"/{total}" if total else "") if step is not None else "")
+            + (f" (updated {upd})" if upd else ""))
+
+
+def _rule_lease(ws: Workspace, seen: _Seen) -> None:
+    """`daemon.remote` (info) / `daemon.lease-expired` (critical): a daemon on another host, judged by its lease alone."""
+    r = remote_lease(ws, now=ws.now)
+    if r is None:
+        return
+    seen.remote = r
+    le = r.lease
+    renewed = f"{max(0.0, r.age_s):.0f} s ago" if r.age_s >= 0 else f"{-r.age_s:.0f} s in the future (its clock is ahead)"
+    seen.facts["daemon"] = {"state": "remote" if r.fresh else "lease-expired", "pid": le.pid, "host": le.host,
+                            "generation": le.generation, "renewed_at": iso(le.renewed_at)}
+    data = {"host": le.host, "boot_id": le.boot_id, "pid": le.pid, "generation": le.generation,
+            "renewed_at": le.renewed_at, "lease_seconds": le.lease_seconds, "margin_seconds": r.margin_s,
+            "workspace_id": le.workspace_id}
+    if r.fresh:
+        problem = [f"The daemon runs on {le.host}, renewed {renewed} (PID {le.pid} there, lease generation {le.generation})"]
+        if le.renewed_by not in (None, le.pid):
+            problem.append(f"The last renewal came from its training (PID {le.renewed_by} on {le.host}): the daemon "
+                           "there has died and its training runs on")
+        line = _training_line(ws)
+        if line:
+            problem.append(line)
+        seen.findings.append(Finding(
+            code=REMOTE.code, severity=Severity.INFO, title=f"Daemon runs on {le.host}",
+            problem=problem,
+            impact=["None: its liveness is its lease; a local PID says nothing about a process on another host"],
+            evidence=_lease_evidence(ws, r),
+            recommendations=[f"Look at it on {le.host}: `healthkit daemon status {shlex.quote(str(ws.base))}`"],
+            fixes=[], urgency="long-term", data=data,
+        ))
+        return
+    seen.findings.append(Finding(
+        code=LEASE_EXPIRED.code, severity=Severity.CRITICAL, title=f"Daemon on {le.host} lost its lease",
+        problem=[f"The lease of the daemon on {le.host} (PID {le.pid} there, generation {le.generation}) expired: last "
+                 f"renewed {iso(le.renewed_at)} ({renewed}); lease {le.lease_seconds:.0f} s plus a clock-skew margin of "
+                 f"{r.margin_s:.0f} s",
+                 f"{le.host} is down, cut off from the storage, or its daemon died there"],
+        impact=_impact(ws, seen.trainings) + ["A daemon that cannot renew stops training before its lease expires: no "
+                                              "training of that generation commits a checkpoint any more"],
+        evidence=_lease_evidence(ws, r),
+        root_cause=[f"No renewal from {le.host} for {ago(max(0.0, r.age_s))}"],
+        recommendations=["Start the daemon here (`healthkit fix --safe`): it takes the next lease generation and continues "
+                         "the queue from the newest complete checkpoint",
+                         f"Find out what happened to {le.host}"],
+        fixes=[START_DAEMON], urgency="immediate", data=data,
+    ))
+
+
 def _rule_pid_file(ws: Workspace, seen: _Seen) -> None:
     """`daemon.dead` / `daemon.pid-reused` from a well-formed PID file, or the verified running daemon."""
     pf = ws.pid_file
-    if pf.state != "ok":
+    if pf.state != "ok" or seen.remote is not None:  # another host's PID: its lease says whether it lives
         return
     live = probe(pf.pid)  # type: ignore[arg-type]
     if live.state in ("dead", "zombie"):
@@ -429,6 +525,8 @@ def _rule_malformed(ws: Workspace, seen: _Seen) -> None:
     """`daemon.pid-malformed`; a daemon found by its command line still counts as running."""
     pf = ws.pid_file
     pid_rel = q(ws, pf.path)
+    if seen.remote is not None:
+        return
     if pf.state == "malformed":
         seen.facts["daemon"] = {"state": "malformed", "pid": None}
         seen.findings.append(Finding(
@@ -482,7 +580,7 @@ def _stopped_finding(ws: Workspace, seen: _Seen) -> Finding:
 def _rule_not_running(ws: Workspace, seen: _Seen) -> None:
     """`daemon.not-running` while there is work, or `daemon.stopped` (info) when the user stopped it."""
     pf = ws.pid_file
-    if pf.state != "missing" or seen.verified is not None:
+    if pf.state != "missing" or seen.verified is not None or seen.remote is not None:
         return
     seen.facts["daemon"] = {"state": "not-running", "pid": None}
     why = _work(ws, seen)
@@ -512,6 +610,11 @@ def _rule_not_running(ws: Workspace, seen: _Seen) -> None:
 def _rule_orphans(ws: Workspace, seen: _Seen) -> None:
     """`daemon.orphaned-training`: training processes no live daemon started or adopted."""
     verified = seen.verified
+    if seen.remote is not None and seen.remote.fresh:
+        if seen.trainings:  # its daemon is on another host and alive by its lease: these are not orphans
+            seen.healthy.append(Healthy("Training here belongs to the daemon on " + seen.remote.lease.host,
+                                        [f"PID {', '.join(str(p.pid) for p in seen.trainings)}; that daemon's lease is fresh"]))
+        return
     if verified is None:
         orphans, why = seen.trainings, "no live daemon"
     else:
@@ -533,10 +636,10 @@ def _rule_orphans(ws: Workspace, seen: _Seen) -> None:
 
 
 @check("daemon", title="Daemon and orphaned training", codes=[DEAD, PID_REUSED, MALFORMED, NOT_RUNNING, ORPHANED, STOPPED, RESTARTED,
-                                                        SUPERVISOR_DEAD],
+                                                        SUPERVISOR_DEAD, REMOTE, LEASE_EXPIRED],
        tags=["process"])
 def daemon_check(ws: Workspace) -> CheckOutput:
     seen = _Seen(trainings=training_processes(ws), daemons=daemon_processes(ws), supervision=_supervision(ws))
-    for rule in (_rule_pid_file, _rule_malformed, _rule_not_running, _rule_orphans, _rule_restarted):
+    for rule in (_rule_lease, _rule_pid_file, _rule_malformed, _rule_not_running, _rule_orphans, _rule_restarted):
         rule(ws, seen)
     return CheckOutput(findings=seen.findings, healthy=seen.healthy, facts=seen.facts)

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Healthy, Severity, check
-from healthkit.core.ownership import daemon_processes, stopped_on_request, training_processes
+from healthkit.core.ownership import daemon_processes, remote_lease, stopped_on_request, training_processes
 from healthkit.system.fsutil import ReadProblem, read_json
 from healthkit.system.redact import redact_text
 from healthkit.core.workspace import MISSING, Workspace
@@ -116,6 +116,9 @@ def _rule_stuck(ws: Workspace) -> list[Finding]:
     """`queue.stuck`: in processing/ with no training on it, unless the daemon was stopped on request."""
     if stopped_on_request(ws) is not None and not daemon_processes(ws):
         return []  # the file waits for the next start: reported once, as daemon.stopped (info)
+    remote = remote_lease(ws, now=ws.now)
+    if remote is not None and remote.fresh:
+        return []  # its daemon runs on another host (daemon.remote): its training is not a process we can see
     trainings = _training_on_queue(ws)
     current = ws.status_value("current_file")
     current_name = os.path.basename(current) if isinstance(current, str) else None

@@ -535,6 +535,14 @@ def daemon_resume(path: PathArg = Path(".")) -> None:
     raise typer.Exit(resume(path))
 
 
+@daemon_app.command("slurm-script")
+def daemon_slurm_script(path: PathArg = Path(".")) -> None:
+    """Print the Slurm batch script that runs the daemon (it execs the daemon; USR1 before the time limit: save, requeue)."""
+    from healthkit.trainer.commands import slurm_script
+
+    raise typer.Exit(slurm_script(path))
+
+
 @daemon_app.command("systemd-unit")
 def daemon_systemd_unit(
     path: PathArg = Path("."),

@@ -49,5 +49,25 @@ class TrainerAdapter:
         supervise = ran_supervised(Layout.of(base))
         return start_daemon(base, supervise=supervise, run_as=run_as) if run_as else start_daemon(base, supervise=supervise)
 
+    def slurm_script(self, base: Path) -> str:
+        """The batch script `daemon start` submits under Slurm (shown in the fix's plan)."""
+        from healthkit.contract.settings import load_settings
+        from healthkit.contract.wsid import ensure_workspace_id
+
+        from .slurm import batch_script
+
+        lay = Layout.of(base)
+        return batch_script(lay, load_settings(lay.base)[0], ensure_workspace_id(lay.base))
+
+    def slurm_submit(self, base: Path) -> str:
+        """Submit the daemon as a batch job; its job id (trainer.slurm.SlurmError says why not)."""
+        from healthkit.contract.settings import load_settings
+        from healthkit.contract.wsid import ensure_workspace_id
+
+        from .slurm import submit
+
+        lay = Layout.of(base)
+        return submit(lay, load_settings(lay.base)[0], ensure_workspace_id(lay.base))
+
 
 ADAPTER = TrainerAdapter()

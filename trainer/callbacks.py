@@ -42,6 +42,7 @@ class HealthCallback(TrainerCallback):
         resumed_from: str | None = None,
         write_files: bool = True,
         handle_sigterm: bool = True,
+        lease_guard: Any = None,
     ):
         self.layout = layout
         self.cfg = cfg
@@ -52,6 +53,8 @@ class HealthCallback(TrainerCallback):
         self.costs = HookCosts()
         self.bg = Background(self.costs, cfg.hook_timeout_s) if self.write_files else None
         self.stop_requested = False
+        self.lease_guard = lease_guard  # trainer.lease.LeaseGuard: its thread sets fenced_why; a step reads only that
+        self.fenced: str | None = None
         self.evaluated = False
         self._term = False
         self._t0: float | None = None
@@ -197,6 +200,13 @@ class HealthCallback(TrainerCallback):
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         t0 = time.perf_counter()
+        guard = self.lease_guard
+        if guard is not None and not self.fenced and guard.check():
+            self.fenced = guard.fenced_why  # fenced: stop at once, commit nothing (another holder may own the workspace)
+            control.should_save = False
+            control.should_training_stop = True
+            self.status["state"] = "fenced"
+            return
         pause, stop = self._poll_control()
         if pause and not stop:
             stop = self._pause(state)

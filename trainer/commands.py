@@ -46,6 +46,11 @@ def start(path: Path, supervise: bool = False, foreground: bool = False) -> int:
     lay = _workspace(path)
     if lay is None:
         return EXIT_USAGE
+    settings = _settings(lay)
+    if settings is None:
+        return EXIT_CONFIG
+    if settings.daemon.scheduler == "slurm" and not foreground:
+        return _submit(lay, settings, supervise)
     from healthkit.contract.trust import NoAccount, drop_to, run_as_for
 
     try:
@@ -110,9 +115,94 @@ def _refused_before_writing(lay: Layout) -> int | None:
          "nothing was written (this folder is not a workspace of the healthkit trainer: "
          f"`{command('healthkit', 'init', str(lay.base))}` makes one in an empty folder; "
          f"`{command('healthkit', 'audit', str(lay.base))}` audits an existing run as it is)")
-    from .layout import EXIT_CONFIG
-
     return EXIT_CONFIG
+
+
+def _settings(lay: Layout):
+    """healthkit.toml as the audit reads it (an unknown key is refused here as there), or None when it cannot be used."""
+    from healthkit.contract.settings import SettingsError, load_settings
+
+    try:
+        return load_settings(lay.base)[0]
+    except SettingsError as exc:
+        _err(f"healthkit: {exc}\nnothing was started")
+        return None
+
+
+def _submit(lay: Layout, settings, supervise: bool) -> int:
+    """`[daemon] scheduler = "slurm"`: the daemon runs as a batch job; print its id."""
+    from healthkit.contract.wsid import ensure_workspace_id
+
+    from .slurm import SlurmError, submit
+
+    if supervise:
+        _err("healthkit: --supervise is refused under Slurm: Slurm's requeue is the supervisor (the job is submitted "
+             "with --requeue). Nothing was submitted.")
+        return EXIT_USAGE
+    try:
+        job = submit(lay, settings, ensure_workspace_id(lay.base))
+    except SlurmError as exc:
+        _err(f"healthkit: not submitted: {exc}")
+        return 1
+    _out(f"submitted batch job {job} (the daemon for {lay.base}; `squeue -j {job}` shows it)")
+    return 0
+
+
+def _stop_slurm(lay: Layout, wait_s: float, reason: str | None) -> int:
+    """A stop on request under Slurm, from any host: a pending job is cancelled; a running one is asked to stop (the
+    training saves first) and its job ends with no requeue."""
+    import getpass
+    import time
+
+    from healthkit.system.slurmq import ask, job_name, jobs_named
+    from healthkit.contract.wsid import read_workspace_id
+
+    wsid = read_workspace_id(lay.base)
+    if wsid is None:
+        _out("no daemon is running (no job was ever submitted for this workspace)")
+        return 0
+    jobs, ans = jobs_named(job_name(wsid))
+    if jobs is None:
+        _err(f"healthkit: cannot ask Slurm: {ans.why}; nothing was stopped")
+        return 1
+    if not jobs:
+        _out("no daemon is running (no job in the queue)")
+        return 0
+    by = f"{getpass.getuser()} with `healthkit daemon stop` (PID {os.getpid()})"
+    running = [j for j in jobs if j["state"] != "PENDING"]
+    for job in jobs:
+        if job["state"] == "PENDING":
+            res = ask("scancel", job["job_id"])
+            _out(f"cancelled pending job {job['job_id']}" if res.text is not None else f"job {job['job_id']}: {res.why}")
+    if not running:
+        return 0
+    ctl.request_stop(lay, by=by, reason=reason or "stopped by user")
+    _err(f"asked the daemon in job(s) {', '.join(j['job_id'] for j in running)} to stop (the training saves first)...")
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        left, _ = jobs_named(job_name(wsid))
+        if left is not None and not [j for j in left if j["job_id"] in {r["job_id"] for r in running}]:
+            _out(f"job(s) {', '.join(j['job_id'] for j in running)} ended")
+            return 0
+        time.sleep(1.0)
+    _err(f"the job is still stopping after {wait_s:g}s; the request stays in control/stop")
+    return 1
+
+
+def slurm_script(path: Path) -> int:
+    """Print the batch script that runs this workspace's daemon under Slurm."""
+    from healthkit.contract.wsid import ensure_workspace_id
+
+    from .slurm import batch_script
+
+    lay = _workspace(path)
+    if lay is None:
+        return EXIT_USAGE
+    settings = _settings(lay)
+    if settings is None:
+        return EXIT_CONFIG
+    sys.stdout.write(batch_script(lay, settings, ensure_workspace_id(lay.base)))
+    return 0
 
 
 def stop(path: Path, wait_s: float = 120.0, reason: str | None = None) -> int:
@@ -123,6 +213,9 @@ def stop(path: Path, wait_s: float = 120.0, reason: str | None = None) -> int:
     if lay is None:
         return EXIT_USAGE
     pid = running_daemon(lay)
+    settings = _settings(lay)
+    if settings is not None and settings.daemon.scheduler == "slurm" and not pid:
+        return _stop_slurm(lay, wait_s, reason)
     if not pid:
         _out("no daemon is running")
         return 0
@@ -214,7 +307,6 @@ def _config_for_checks(lay: Layout) -> tuple[object, int | None]:
     """(config, None) to check files against; (None, exit code) when config.json refuses them (said on stderr)."""
     from healthkit.contract.modelinfo import seq_length_problem
 
-    from .layout import EXIT_CONFIG
     from .preflight import ConfigProblem, load_config
 
     try:

@@ -40,9 +40,12 @@ from . import diskspace as ds
 from . import queue as q
 from .dashboard import LiveHistory, workspace_findings
 from .data import DataError, file_format, read_examples
+from . import slurm
+from .lease import GENERATION_ENV, LeaseHeld, LeaseKeeper, lease_settings
 from .launch import (DAEMON_MODULE, arg_value, child_command, child_env, find_training, is_training, spawn_detached,
                      trainings_not_ours)
-from .layout import EXIT_ALREADY_RUNNING, EXIT_CONFIG, EXIT_DATA, EXIT_DISK_FULL, EXIT_OK, EXIT_STOPPED, Layout, iso_now, log_to
+from .layout import (EXIT_ALREADY_RUNNING, EXIT_CONFIG, EXIT_DATA, EXIT_DISK_FULL, EXIT_FENCED, EXIT_OK, EXIT_STOPPED, Layout,
+                     iso_now, log_to)
 from .pidfile import DaemonLock, running_daemon
 from .preflight import describe, run_preflight, template_problem
 from .state import ensure_reserve, flush_pending, read_json, read_state, update_state, update_status
@@ -89,6 +92,10 @@ class Child:
             self.log_fh.close()
 
 
+class _Fenced(Exception):
+    """Raised in the loop when the lease is lost: the daemon leaves at once."""
+
+
 class Daemon:
     def __init__(self, layout: Layout, restarts: int = 0, supervised: bool = False):
         self.layout = layout
@@ -108,20 +115,30 @@ class Daemon:
         self.live = LiveHistory()  # the monitor's /history: points of the file in training, in memory only
         self._last_live = 0.0
         self.home: tuple[int, int] | None = None  # (device, inode) of the workspace folder this daemon started in
+        self.lease: LeaseKeeper | None = None  # the workspace's lease (trainer/lease.py), renewed by its own thread
+        self.slurm_job = slurm.this_job()  # the batch job this daemon runs as, or None
+        self.slurm_requeue = False  # USR1 came (the time limit is near): save, then requeue the job
 
     # lifecycle -----------------------------------------------------------------
     def run(self) -> int:
         lay = self.layout
         lock = DaemonLock(lay)
-        for _ in range(5):  # a reader probing the lock holds it for microseconds
-            if lock.acquire():
-                break
-            time.sleep(0.05)
-        else:
-            log.error("another daemon (PID %s) already runs for %s", running_daemon(lay), lay.base)
+        try:
+            for _ in range(5):  # a reader probing the lock holds it for microseconds
+                if lock.acquire(before_pid_file=self._claim_lease):
+                    break
+                time.sleep(0.05)
+            else:
+                log.error("another daemon (PID %s) already runs for %s", running_daemon(lay), lay.base)
+                return EXIT_ALREADY_RUNNING
+        except LeaseHeld as exc:  # nothing was written: the workspace is another host's
+            log.error("not started: %s", exc)
+            sys.stderr.write(f"healthkit daemon: not started: {exc}\n")
             return EXIT_ALREADY_RUNNING
         try:
-            return self._run_locked()
+            self.lease.start()  # type: ignore[union-attr]
+            rc = self._run_locked()
+            return rc
         except Exception as exc:  # noqa: BLE001 - record it: a crash must never be quiet
             log.exception("daemon crashed")
             try:
@@ -132,7 +149,52 @@ class Daemon:
         finally:
             if self.monitor is not None:
                 self.monitor.stop()
+            if self.lease is not None:
+                self.lease.release()
             lock.release()
+            if self.slurm_job:
+                self._slurm_end()
+
+    def _slurm_end(self) -> None:
+        """Record how the job ends; on USR1 requeue it (the last act: Slurm ends this process on the requeue)."""
+        from healthkit.contract.events import SLURM_END, SLURM_REQUEUE, EventLog
+
+        events = EventLog(self.layout.logs)
+        if not self.slurm_requeue:
+            events.append(SLURM_END, job_id=self.slurm_job, reason=(self.stop_request or {}).get("reason") or "daemon exited")
+            return
+        events.append(SLURM_REQUEUE, job_id=self.slurm_job, reason="time limit near (USR1): saved, requeued")
+        log.info("requeueing Slurm job %s: the requeued job resumes from the checkpoint just saved", self.slurm_job)
+        try:
+            slurm.requeue(self.slurm_job)  # type: ignore[arg-type]
+        except slurm.SlurmError as exc:
+            log.error("requeue of job %s failed: %s", self.slurm_job, exc)
+            events.append(SLURM_END, job_id=self.slurm_job, reason=f"requeue failed: {exc}")
+
+    def _claim_lease(self) -> None:
+        """Claim the workspace's lease before the PID file is written; LeaseHeld while another host holds it."""
+        from healthkit.contract.wsid import ensure_workspace_id
+
+        lay = self.layout
+        me = psutil.Process()
+        lease_s, margin_s = lease_settings(lay.base)
+        keeper = LeaseKeeper(lay.pid_file, ensure_workspace_id(lay.base), me.pid, me.create_time(), lease_s, margin_s,
+                             lay.status_dir)
+        prev = keeper.acquire()
+        if prev is not None and not prev.is_local(keeper.here) and prev.released_at is None:
+            log.warning("took over the workspace from host %s (generation %d, last renewed %s): its lease had expired",
+                        prev.host, prev.generation, iso_now(prev.renewed_at))
+        self.lease = keeper
+
+    def _fenced(self) -> int:
+        """The lease is lost (not renewable in time, or superseded): stop training now, commit nothing, write nothing."""
+        why = self.lease.fenced_why if self.lease is not None else "?"
+        log.error("fenced: %s. Training stops now without a checkpoint; another host may hold the workspace", why)
+        sys.stderr.write(f"healthkit daemon: fenced: {why}\n")
+        if self.child is not None:
+            self.child.reap_group()  # it fences itself too; this makes sure, before the lease can expire
+            self.child = None
+        return EXIT_FENCED
 
     def _run_locked(self) -> int:
         lay = self.layout
@@ -167,6 +229,7 @@ class Daemon:
         port, monitor_error = self._start_monitor()
         update_state(
             lay.daemon_state, state="paused" if self.paused else "running", pid=me.pid, started_at=iso_now(me.create_time()),
+            host=self.lease.here.host if self.lease else None, lease_generation=self.lease.generation if self.lease else None,
             restarts=self.restarts, supervised=self.supervised, warnings=self.warnings, error=None, monitor_port=port,
             monitor_error=monitor_error,
             ready_at=None, stop_request=None, stopped_at=None,
@@ -175,10 +238,21 @@ class Daemon:
         )
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        if self.slurm_job:
+            signal.signal(signal.SIGUSR1, self._on_time_limit)
+            from healthkit.contract.events import SLURM_JOB, EventLog
+
+            EventLog(lay.logs).append(SLURM_JOB, job_id=self.slurm_job, restarts=slurm.restarts(), pid=me.pid,
+                                      host=self.lease.here.host if self.lease else None)
+            update_state(lay.daemon_state, slurm_job_id=self.slurm_job, slurm_restarts=slurm.restarts())
+            log.info("running as Slurm job %s (restart %d)", self.slurm_job, slurm.restarts())
         log.info("daemon started (PID %d, workspace %s, restarts %d)", me.pid, lay.base, self.restarts)
         self._adopt(prev)
         update_state(lay.daemon_state, ready_at=iso_now())  # start_daemon returns once this is written
-        gone = self._loop()
+        try:
+            gone = self._loop()
+        except _Fenced:
+            return self._fenced()
         if gone:
             return self._leave_gone_workspace(gone)
         waiting = [p.name for p in q.in_processing(lay)]
@@ -197,6 +271,18 @@ class Daemon:
             self.stop_request = {"at": iso_now(), "by": f"signal {name}", "reason": f"{name} received (a stop request)"}
         if self.child is not None:
             ctl.request_stop(self.layout)
+
+    def _on_time_limit(self, signum: int, frame: Any) -> None:
+        """Slurm's B:USR1 before the time limit: the child saves at its next step boundary, then the job is requeued."""
+        log.info("USR1: the job's time limit is near: saving at the next step boundary, then requeueing job %s",
+                 self.slurm_job)
+        self.slurm_requeue = True
+        self.stopping = True
+        if self.stop_request is None:
+            self.stop_request = {"at": iso_now(), "by": f"slurm (job {self.slurm_job})",
+                                 "reason": f"time limit near (USR1): saved and requeued job {self.slurm_job}"}
+        if self.child is not None:
+            ctl.request_stop(self.layout, by=self.stop_request["by"], reason=self.stop_request["reason"])
 
     def _start_monitor(self) -> tuple[int | None, str | None]:
         """(the port the monitor is bound to, why it is not bound): the configured port, else any free one (another
@@ -263,6 +349,10 @@ class Daemon:
         lay = self.layout
         while True:
             self.heartbeat = time.monotonic()
+            if self.lease is not None:
+                self.lease.check()  # its own monotonic clock: no I/O here, the renewal thread writes
+                if self.lease.fenced:
+                    raise _Fenced()
             gone = self._workspace_gone()
             if gone:
                 return gone
@@ -358,8 +448,11 @@ class Daemon:
         cmd = child_command(lay, self.cfg, file, attempt, resume)
         log_path = lay.logs / f"train-{file.stem}.log"
         fh = open(log_path, "ab")
+        env = child_env()
+        if self.lease is not None:
+            env[GENERATION_ENV] = str(self.lease.generation)  # the child commits checkpoints only under this generation
         popen = subprocess.Popen(cmd, cwd=lay.base, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
-                                 start_new_session=True, env=child_env())
+                                 start_new_session=True, env=env)
         try:
             started = psutil.Process(popen.pid).create_time()
         except psutil.Error:
@@ -452,6 +545,8 @@ class Daemon:
                 q.finish_failed(lay, child.file, err, lay.logs / f"train-{child.file.stem}.log")
             log.error("%s failed: %s", name, err)
             self._write_crash_status(name, err, "failed")
+        elif rc == EXIT_FENCED:
+            log.error("%s: its training was fenced (lost the lease); no failure is counted", name)
         elif rc == EXIT_STOPPED or outcome == "stopped":
             log.info("%s stopped at step %s; it resumes from its checkpoint on the next start", name, res.get("step"))
         elif still_here and self._out_of_space(rc, outcome):
@@ -738,7 +833,37 @@ def status(base: Path) -> dict[str, Any]:
     return {"running": bool(pid), "pid": pid, "state": st, "training": read_json(lay.status),
             "queue": listing, "control": {k: (lay.control / k).exists() for k in ("pause", "resume", "stop")},
             "child_alive": _child_alive(lay, st), "failed": _failed_reasons(lay, listing["failed"]),
-            "supervisor": (sup := read_json(lay.supervisor_state)), "supervisor_alive": bool(sup) and supervisor_alive(sup)}
+            "supervisor": (sup := read_json(lay.supervisor_state)), "supervisor_alive": bool(sup) and supervisor_alive(sup),
+            "slurm": _slurm_status(lay), "lease": _lease_status(lay)}
+
+
+def _lease_status(lay: Layout) -> dict[str, Any] | None:
+    """The workspace's lease as `daemon status` shows it (host, generation, seconds since the last renewal)."""
+    from healthkit.contract.lease import lease_path, read_lease
+
+    le = read_lease(lease_path(lay.pid_file)).lease
+    if le is None:
+        return None
+    return {"host": le.host, "pid": le.pid, "generation": le.generation, "renewed_s_ago": round(time.time() - le.renewed_at, 1),
+            "lease_seconds": le.lease_seconds, "released": le.released_at is not None, "local": le.is_local()}
+
+
+def _slurm_status(lay: Layout) -> dict[str, Any] | None:
+    """The workspace's Slurm jobs (id, state, reason, time left) when `[daemon] scheduler = "slurm"`, else None."""
+    from healthkit.contract.settings import SettingsError, load_settings
+    from healthkit.system.slurmq import job_name, jobs_named
+    from healthkit.contract.wsid import read_workspace_id
+
+    try:
+        if load_settings(lay.base)[0].daemon.scheduler != "slurm":
+            return None
+    except SettingsError:
+        return None
+    wsid = read_workspace_id(lay.base)
+    if wsid is None:
+        return {"jobs": [], "why": "no workspace id yet: no job was submitted"}
+    jobs, ans = jobs_named(job_name(wsid))
+    return {"jobs": jobs or [], "why": ans.why or None, "name": job_name(wsid)}
 
 
 def _child_alive(lay: Layout, st: dict[str, Any]) -> bool:

@@ -18,6 +18,7 @@ EXIT_DATA = 65  # EX_DATAERR: the queue file itself is bad; retrying cannot help
 EXIT_STOPPED = 75  # a stop request was honoured (checkpoint saved); the file stays in processing/
 EXIT_ALREADY_RUNNING = 73  # another daemon holds the lock, or a training it would not adopt works in the workspace
 EXIT_DISK_FULL = 74  # EX_IOERR: a write failed for lack of space; the daemon waits for room, then resumes
+EXIT_FENCED = 76  # EX_PROTOCOL: the lease could not be renewed or another holder took it; training stopped, nothing committed
 EXIT_CONFIG = 78  # EX_CONFIG: config.json invalid, docs drift (policy fail), or evaluation cannot run
 
 

@@ -138,6 +138,20 @@ def status_lines(s: dict[str, Any]) -> list[str]:
     """`healthkit daemon status`, line by line, from `trainer.daemon.status`: each line true of the workspace now."""
     st, tr, running = s["state"], s["training"], s["running"]
     out = [daemon_line(running, s["pid"], st)]
+    lease = s.get("lease") or {}
+    if lease and not lease.get("local") and not lease.get("released"):
+        out.append(f"lease: held by host {lease['host']} (PID {lease['pid']} there, generation {lease['generation']}), "
+                   f"renewed {lease['renewed_s_ago']:.0f} s ago (lease {lease['lease_seconds']:.0f} s)")
+    sl = s.get("slurm")
+    if sl is not None:
+        if sl.get("why"):
+            out.append(f"slurm: unknown ({sl['why']})")
+        elif not sl.get("jobs"):
+            out.append(f"slurm: no job named {sl.get('name')} in the queue")
+        for job in sl.get("jobs") or []:
+            out.append(f"slurm: job {job['job_id']} {job['state']}"
+                       + (f", reason {job['reason']}" if job.get("reason") not in (None, "", "None") else "")
+                       + f", time left {job['time_left']}")
     sup = supervisor_line(s.get("supervisor") or {}, bool(s.get("supervisor_alive")))
     if sup:
         out.append(sup)

@@ -28,7 +28,7 @@ from . import checkpoints as ck
 from . import queue as q
 from .data import ChatDataset, DataError, Dropped, TokenizedDataset, read_examples, split
 from .diskspace import out_of_room
-from .layout import EXIT_DATA, EXIT_DISK_FULL, EXIT_OK, EXIT_STOPPED, Layout, iso_now
+from .layout import EXIT_DATA, EXIT_DISK_FULL, EXIT_FENCED, EXIT_OK, EXIT_STOPPED, Layout, iso_now
 from .modeling import base_source, is_adapter, load_model, save_merged
 from .training_args import normalized
 from .preflight import load_config
@@ -151,12 +151,17 @@ def datasets(tokenizer: Any, cfg: TrainingConfig, name: str, fmt: str, examples:
     return train, held_ds, collator, dropped
 
 
-def trainer_class(layout: Layout, file_name: str) -> Any:
-    """HF's Trainer whose saves first set incomplete checkpoints aside, so that its rotation deletes only complete ones."""
+def trainer_class(layout: Layout, file_name: str, guard: Any = None) -> Any:
+    """HF's Trainer whose saves first set incomplete checkpoints aside, so that its rotation deletes only complete ones,
+    and that commits a checkpoint only while its lease generation is current (``guard``: trainer.lease.LeaseGuard)."""
     from transformers import Trainer
 
     class SoundRotationTrainer(Trainer):
         def _save_checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+            if guard is not None and not guard.may_commit():
+                log.error("checkpoint of step %d not written: fenced (%s)", self.state.global_step, guard.fenced_why)
+                self.control.should_training_stop = True
+                return None
             if self.args.should_save:
                 aside = ck.set_aside_incomplete(layout, file_name)
                 if aside is not None:
@@ -243,17 +248,25 @@ def run(layout: Layout, file: Path, attempt: int, resume_from: str | None) -> in
         log.warning("evaluation is configured but %s has too few lines to hold any out: no val_loss for it", name)
     args = training_arguments(cfg, layout, eval_ds is not None, world)
     resumed = Path(resume_from).name if resume_from else None
-    cb = HealthCallback(layout, cfg, name, rank0=rank0, distributed=world > 1, attempt=attempt, resumed_from=resumed)
+    from .lease import LeaseGuard
+
+    guard = LeaseGuard.from_env(layout.pid_file, layout.status_dir) if rank0 else None
+    cb = HealthCallback(layout, cfg, name, rank0=rank0, distributed=world > 1, attempt=attempt, resumed_from=resumed,
+                        lease_guard=guard)
     cb.status["dropped_lines"] = drop_record  # the status file says what this file trains without
     log.info("training %s (%s data%s) from %s (%d examples, %d held out)%s", name, fmt, ", LoRA" if cfg.lora else "", src,
              len(train_ds), len(held), f", resuming from {resume_from}" if resume_from else "")
-    trainer = trainer_class(layout, name)(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
+    trainer = trainer_class(layout, name, guard)(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
                       processing_class=tokenizer, callbacks=[cb])
     cpu0 = time.process_time()
     out = trainer.train(resume_from_checkpoint=resume_from)
     speed = {k: out.metrics[k] for k in ("train_runtime", "train_steps_per_second") if k in out.metrics}
     speed["train_cpu_s"] = round(time.process_time() - cpu0, 3)  # all threads of this process, hooks included
     speed["peak_rss_bytes"] = peak_rss()  # LoRA against full fine-tuning: the adapter's whole point
+    if cb.fenced or (guard is not None and guard.fenced_why):
+        why = cb.fenced or guard.fenced_why  # type: ignore[union-attr]
+        log.error("fenced at step %d: %s; stopped without committing a checkpoint", trainer.state.global_step, why)
+        return EXIT_FENCED
     if cb.stop_requested:
         log.info("stopped on request at step %d; checkpoint saved", trainer.state.global_step)
         if rank0:

@@ -199,6 +199,34 @@ class HealSettings:
 
 
 @frozen
+class DaemonSettings:
+    """How our trainer's daemon holds the workspace (docs/cluster.md)."""
+
+    lease_seconds: float = Field(
+        180.0, gt=0, description="the daemon's lease length: it renews `.daemon.lease` six times per lease, and stops "
+        "training when it could not renew for this long minus [thresholds] clock_skew_seconds (another host may take the "
+        "workspace once the lease and the margin have passed)"
+    )
+    scheduler: Literal["none", "slurm"] = Field(
+        "none", description="'slurm': `healthkit daemon start` submits the daemon as a batch job (sbatch; see [slurm]); "
+        "'none': it starts here"
+    )
+
+
+@frozen
+class SlurmSettings:
+    """The batch job `healthkit daemon start` submits when `[daemon] scheduler = "slurm"` (docs/cluster.md)."""
+
+    partition: str | None = Field(None, description="sbatch --partition; default: the cluster's default partition")
+    time: str | None = Field(None, description="sbatch --time (e.g. '04:00:00'); default: the partition's limit")
+    signal_lead_seconds: int = Field(
+        300, ge=1, description="seconds before the time limit that Slurm sends USR1 to the batch shell (--signal=B:USR1@N):"
+        " the daemon has the training save at its next step boundary, then requeues the job"
+    )
+    sbatch_args: list[str] = Field([], description="more sbatch options, one argument each (e.g. ['--gres=gpu:1'])")
+
+
+@frozen
 class NotifySettings:
     """Where the scheduled job tells a person (Apprise URLs) and when."""
 
@@ -223,6 +251,8 @@ class Settings:
     heal: HealSettings = _section(HealSettings)
     notify: NotifySettings = _section(NotifySettings)
     run: RunSettings = _section(RunSettings)
+    daemon: DaemonSettings = _section(DaemonSettings)
+    slurm: SlurmSettings = _section(SlurmSettings)
 
     # Dotted names healthkit.toml states ("paths.checkpoints"): detection never overrides those.
     explicit: ClassVar[frozenset[str]] = frozenset()

@@ -65,6 +65,38 @@ def stopped_on_request(ws: Workspace) -> StopRequest | None:
                        str(req.get("reason") or "no reason given"))
 
 
+@dataclass(frozen=True)
+class RemoteLease:
+    """The workspace's lease when another host wrote it: judged by its content only (healthkit.contract.lease)."""
+
+    lease: Any  # healthkit.contract.lease.Lease
+    fresh: bool
+    age_s: float  # since its last renewal, on our clock (negative: the writer's clock is ahead)
+    margin_s: float
+
+    @property
+    def expired_for_s(self) -> float:
+        return max(0.0, self.age_s - self.lease.lease_seconds - self.margin_s)
+
+
+def remote_lease(ws: Workspace, fresh: bool = False, now: float | None = None) -> RemoteLease | None:
+    """The lease when another host holds (or held) the workspace and has not released it, else None.
+
+    The audit and the fixes ask the same question: a remote daemon is judged by its lease, never by a local PID.
+    ``fresh``: read the file now (a fix about to act), not the audit's cached view."""
+    import time
+
+    from healthkit.contract.lease import lease_path, read_lease
+
+    found = read_lease(lease_path(ws.pid_path), ws.reader) if fresh else ws.lease
+    lease = found.lease
+    if lease is None or lease.released_at is not None or lease.is_local():
+        return None
+    t = time.time() if now is None else now
+    margin = ws.settings.thresholds.clock_skew_seconds
+    return RemoteLease(lease, lease.fresh(t, margin), t - lease.renewed_at, margin)
+
+
 WATCHER_MODULE = "healthkit.fix.start_after"  # the detached "start the daemon once the training ends" watcher
 
 

@@ -19,6 +19,7 @@ from healthkit.system.fsutil import DiskUsage, Reader, ReadProblem, disk_usage_c
 from healthkit.contract.settings import Settings, load_settings, resolve_path
 
 if TYPE_CHECKING:
+    from healthkit.contract.lease import LeaseFile
     from healthkit.system.procs import PidFile, ProcInfo
     from healthkit.contract.trust import Trust
 
@@ -291,6 +292,13 @@ class Workspace:
         from healthkit.system.procs import read_pid_file  # psutil is imported when a check needs processes, not at open
 
         return read_pid_file(self.pid_path)
+
+    @cached_view
+    def lease(self) -> "LeaseFile":
+        """The daemon's lease beside the PID file (healthkit.contract.lease), read by content, bounded."""
+        from healthkit.contract.lease import lease_path, read_lease
+
+        return read_lease(lease_path(self.pid_path), self.reader)
 
     @cached_view
     def processes(self) -> list[ProcInfo]:

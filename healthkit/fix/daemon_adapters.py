@@ -41,7 +41,8 @@ class DaemonAdapter(Protocol):
         """Start it detached; its PID once it holds its PID file. ``run_as``: drop to that user first (healthkit.contract.trust)."""
         ...
 
-    # Optional: `start_notes(base) -> list[str]`, how it will start (e.g. under a supervisor), shown in the plan.
+    # Optional: `start_notes(base) -> list[str]`, how it will start (e.g. under a supervisor), shown in the plan;
+    # `slurm_script(base) -> str` and `slurm_submit(base) -> str` (job id): the daemon as a Slurm batch job.
 
 
 def load_adapter(name: str) -> tuple[DaemonAdapter | None, str | None]:

@@ -24,7 +24,7 @@ import psutil
 from healthkit.fix.daemon_adapters import load_adapter
 from healthkit.system.fsutil import is_within
 from healthkit.core.findings import Finding, FixRef
-from healthkit.core.ownership import daemon_processes, stopped_on_request
+from healthkit.core.ownership import daemon_processes, remote_lease, stopped_on_request
 from healthkit.core.ownership import scheduled_starts as _watchers
 from healthkit.system.procs import ProcInfo, argv_matches, probe, read_pid_file, start_time_matches
 from healthkit.system.redact import redact_argv
@@ -299,6 +299,12 @@ def _start_blocker(ctx: PlanContext, argv: list[str] | None, why_not: str | None
     untrusted = untrusted_block(ws)
     if untrusted:
         return untrusted
+    held = _remote_held(ws)
+    if held:
+        return held
+    if ws.settings.daemon.scheduler == "slurm":
+        return (f"the daemon runs as a Slurm job here ([daemon] scheduler = \"slurm\"); no daemon is started outside it. "
+                f"Submit it: healthkit daemon start {shlex.quote(str(ws.base))}")
     daemon_fact = ctx.report.facts.get("daemon") or {}
     if daemon_fact.get("state") == "running":
         return (f"a daemon already runs (PID {daemon_fact.get('pid')}) and did not adopt it: "
@@ -376,10 +382,30 @@ def runs_as_line(run_as: Account | None) -> str:
             "for a user")
 
 
+def _remote_held(ws: Workspace) -> str | None:
+    """Why no daemon may start here: another host holds a fresh lease (read now, never the plan's copy)."""
+    r = remote_lease(ws, fresh=True)
+    if r is None or not r.fresh:
+        return None
+    return (f"host {r.lease.host} holds the workspace's lease (daemon PID {r.lease.pid} there, generation "
+            f"{r.lease.generation}), renewed {max(0.0, r.age_s):.0f} s ago: a daemon started here would train it twice")
+
+
+def _expired_holder(ws: Workspace, pid: int | None) -> bool:
+    """Whether the PID file names the daemon of another host whose lease expired (that PID means nothing here)."""
+    r = remote_lease(ws, fresh=True)
+    return r is not None and not r.fresh and pid == r.lease.pid
+
+
 def _start_refusal(ws: Workspace) -> str | None:
     """Re-checked at apply time: a daemon (or something holding its PID file) appeared since the plan."""
+    held = _remote_held(ws)
+    if held:
+        return held
     pf = read_pid_file(ws.pid_path)
-    if pf.state == "ok":
+    if pf.state == "ok" and _expired_holder(ws, pf.pid):
+        pass  # the dead host's PID file: the new daemon's lease generation supersedes it and it writes its own
+    elif pf.state == "ok":
         lv = probe(pf.pid)  # type: ignore[arg-type]
         if lv.alive:
             ours = lv.info is not None and argv_matches(lv.info.cmdline, ws.settings.processes.daemon)
@@ -487,7 +513,8 @@ def _start_after_apply(ws: Workspace, mode: str, watcher: list[str], orphans: li
     return apply
 
 
-@fixer("start-daemon", order=90, codes=("daemon.dead", "daemon.not-running", "daemon.pid-reused", "daemon.pid-malformed"), safety=Safety.SAFE)
+@fixer("start-daemon", order=90, codes=("daemon.dead", "daemon.not-running", "daemon.pid-reused", "daemon.pid-malformed",
+                                        "daemon.lease-expired"), safety=Safety.SAFE)
 def plan_start(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
     return [_plan_start(ctx, finding, ref, "start-daemon")]
 

@@ -173,7 +173,7 @@ def fixer(fix_id: str, order: int, *, codes: tuple[str, ...] | list[str],
 
 
 _loaded = False
-BUILTIN_MODULES = ("fixes_checkpoints", "fixes_config", "fixes_daemon", "fixes_docs", "fixes_queue")
+BUILTIN_MODULES = ("fixes_checkpoints", "fixes_config", "fixes_daemon", "fixes_docs", "fixes_queue", "fixes_slurm")
 
 
 def _builtin_entry_points() -> list[Any]:

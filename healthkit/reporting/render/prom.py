@@ -110,7 +110,7 @@ def _audit(gauge: _Gauges, report: "Report") -> None:
 
 def _daemon(gauge: _Gauges, daemon: dict[str, Any]) -> None:
     state = str(daemon.get("state") or "unknown")
-    gauge("healthkit_daemon_up", "1 when the training daemon runs", state == "running")
+    gauge("healthkit_daemon_up", "1 when the training daemon runs", state in ("running", "remote"))  # remote: a fresh lease
     for s in _states(DAEMON_LIVENESS, state):
         gauge("healthkit_daemon_state", "Daemon state (1 for the current one)", s == state, state=s)
 
