@@ -72,7 +72,6 @@ def start_early(argv: list[str]) -> None:
 
 
 def main() -> None:
-    auditing = len(sys.argv) > 1 and sys.argv[1] == "audit"  # one workspace or several (those are not prefetched)
     start_early(sys.argv)
     from healthkit.quickargs import quick_command, run_quick
 
@@ -83,6 +82,8 @@ def main() -> None:
     else:
         from healthkit.cli import main as cli_main
 
+    # Only reads: an audit (one workspace or several), or a person's dry run (a quick command that is not an audit).
+    auditing = len(sys.argv) > 1 and (sys.argv[1] == "audit" or (sys.argv[1] == "fix" and command is not None))
     if not auditing:
         cli_main()
         return
