@@ -325,15 +325,20 @@ class Workspace:
         return False
 
     def processes_matching(self, patterns: list[str]) -> list[ProcInfo]:
-        """Processes whose argv matches ``patterns``, scanned once per pattern set per audit."""
+        """Processes whose argv matches ``patterns``: the process table's argv is read once per audit (the
+        daemon, training and watcher patterns share that pass), the details of each pattern set's matches once."""
         key = "procs:" + "\0".join(patterns)
         with self._locks_guard:
             lock = self._locks.setdefault(key, threading.Lock())
+            table_lock = self._locks.setdefault("procs-argv", threading.Lock())
         with lock:
             if key not in self._cache:
-                from healthkit.system.procs import scan_matching
+                from healthkit.system.procs import match_scanned, scan_argv
 
-                self._cache[key] = scan_matching(list(patterns))
+                with table_lock:
+                    if "procs-argv" not in self._cache:
+                        self._cache["procs-argv"] = scan_argv()
+                self._cache[key] = match_scanned(self._cache["procs-argv"], list(patterns))
             return self._cache[key]
 
     @cached_view
