@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,6 +152,22 @@ def match_scanned(table: list[tuple[int, bytes | None]], patterns: list[str]) ->
         try:
             out.append(proc_info(p))
         except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+            continue
+    return out
+
+
+def scan_mentioning(words: Iterable[str]) -> list[ProcInfo]:
+    """The processes whose argv may name one of ``words`` (its bytes hold it), with full details: a superset of
+    those with an argv element that is, or ends in, one of them, for a caller that tells them apart; every other
+    process costs one read of /proc/PID/cmdline instead of psutil's details (`scan_processes`)."""
+    needles = [os.fsencode(w) for w in words]
+    out: list[ProcInfo] = []
+    for pid, raw in scan_argv():
+        if raw is not None and not any(n in raw for n in needles):
+            continue
+        try:
+            out.append(proc_info(psutil.Process(pid)))
+        except psutil.Error:  # gone since the listing, or not ours to read (as scan_processes skips them)
             continue
     return out
 
