@@ -22,11 +22,16 @@ from healthkit.fix.kill_points import crash_point
 
 
 def sha256_hex(data: bytes) -> str:
-    """A file's content digest; hashlib is imported at first use: loading OpenSSL would cost every fix run that
-    plans no edit (and every dry run) more than its whole planning."""
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
+    """A file's content digest. CPython's built-in SHA-256 when it has one: importing hashlib starts OpenSSL, which
+    costs a dry run that plans one config edit more than its whole planning; the digest is the same."""
+    try:
+        from _sha256 import sha256  # CPython <= 3.11
+    except ImportError:
+        try:
+            from _sha2 import sha256  # type: ignore[no-redef]  # CPython >= 3.12
+        except ImportError:
+            from hashlib import sha256  # type: ignore[no-redef]  # a build without them
+    return sha256(data).hexdigest()
 
 TRASH_PREFIX = ".healthkit-trash-"
 TMP_MARK = ".healthkit-tmp-"
