@@ -10,7 +10,6 @@ model-building time (see schemalite's docstring).
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -257,6 +256,8 @@ def load_settings(base: Path) -> tuple[Settings, Path | None]:
         return Settings(), None
     except OSError as exc:
         raise SettingsError(f"{path}: cannot be read: {exc.strerror}") from None
+    import tomllib  # only when the workspace has a healthkit.toml
+
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:

@@ -23,7 +23,6 @@ import pwd
 import shlex
 import shutil
 import stat
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -185,6 +184,8 @@ def read_trust_list(path: Path | None = None) -> tuple[frozenset[str], str | Non
     if bad:
         return frozenset(), f"the trust list {path} is ignored: {bad[0].describe()}"
     del st
+    import tomllib  # only when a trust list exists (most machines have none)
+
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -204,6 +205,8 @@ def add_to_trust_list(folder: Path, path: Path | None = None) -> tuple[Path, boo
         listed, why = read_trust_list(path)
         if why:
             raise PermissionError(why)
+        import tomllib
+
         data = tomllib.loads(path.read_text(encoding="utf-8"))
         entries = list(data.get("trusted", []))
         if real in listed:

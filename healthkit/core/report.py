@@ -5,7 +5,6 @@ Rendering is `healthkit.reporting.render.render(report, fmt)`: the renderers dep
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +12,12 @@ from healthkit.core.findings import CheckResult, FailLevel, Finding, Healthy, St
 from healthkit.core.registry import CodeDoc, LoadError
 
 REPORT_SCHEMA_VERSION = 1
+
+
+def _hostname() -> str:
+    import socket  # at first use: the socket module's import is a measurable share of an audit's start-up
+
+    return socket.gethostname()
 
 
 @dataclass(frozen=True)
@@ -29,7 +34,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     settings_inferred: list[dict[str, Any]] = field(default_factory=list)  # healthkit.core.detect guesses, with evidence
     code_docs: dict[str, CodeDoc] = field(default_factory=dict)
-    hostname: str = field(default_factory=socket.gethostname)
+    hostname: str = field(default_factory=_hostname)
 
     @property
     def status(self) -> Status:
