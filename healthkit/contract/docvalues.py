@@ -19,10 +19,10 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from healthkit.system.lazyre import LazyPattern
+from healthkit.system.records import record
 
 ALIASES = {
     "lr": "learning_rate",
@@ -48,7 +48,7 @@ ALIASES = {
 }
 
 
-@dataclass(frozen=True)
+@record
 class Statement:
     """A doc's statement that config key ``key`` has value ``text`` (at line/col span)."""
 
@@ -63,7 +63,7 @@ class Statement:
     fenced: bool = False  # inside a fenced code block: an example or a copy of a file, never rewritten by a safe fix
 
 
-@dataclass(frozen=True)
+@record
 class Ambiguous:
     """A label that more than one config key fits ("Batch size" with train and eval batch sizes): not compared."""
 

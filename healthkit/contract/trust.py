@@ -23,9 +23,11 @@ import pwd
 import shlex
 import shutil
 import stat
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from healthkit.system.records import record
 
 if TYPE_CHECKING:
     from healthkit.system.fsutil import Reader
@@ -48,7 +50,7 @@ def user_name(uid: int) -> str:
         return f"uid {uid}"
 
 
-@dataclass(frozen=True)
+@record
 class UntrustedFile:
     """A file (or a folder above it) that someone other than the workspace's owner or root could change."""
 
@@ -69,7 +71,7 @@ _NOT_RUN = {
 }
 
 
-@dataclass(frozen=True)
+@record
 class Trust:
     """The verdict for one workspace: ``trusted`` or the reasons it is not, each a fact a person can check."""
 
@@ -327,7 +329,7 @@ def _fact(path: Path, role: str) -> UntrustedFile:
 # running as the workspace's owner ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class Account:
     """The user a process started for a workspace runs as (systemd's User=): uid, primary gid, groups, home."""
 

@@ -5,11 +5,12 @@ Rendering is `healthkit.reporting.render.render(report, fmt)`: the renderers dep
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from healthkit.core.findings import CheckResult, FailLevel, Finding, Healthy, Status, fails_at, worst_status
 from healthkit.core.registry import CodeDoc, LoadError
+from healthkit.system.records import record
 
 REPORT_SCHEMA_VERSION = 1
 
@@ -20,7 +21,7 @@ def _hostname() -> str:
     return socket.gethostname()
 
 
-@dataclass(frozen=True)
+@record
 class Report:
     """Everything one audit learned. ``exit_code`` follows the monitoring-plugin convention (0-3)."""
 

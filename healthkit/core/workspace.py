@@ -10,13 +10,14 @@ import functools
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from healthkit.formats.base import Checkpoint, Completeness, Recognised, RunFormat, RunRecord
 from healthkit.system.fsutil import DiskUsage, Reader, ReadProblem, disk_usage_children, read_json, read_text
 from healthkit.contract.settings import Settings, load_settings, resolve_path
+from healthkit.system.records import record
 
 if TYPE_CHECKING:
     from healthkit.system.procs import PidFile, ProcInfo
@@ -69,7 +70,7 @@ def cached_view(func: Callable[[Any], T]) -> property:
     return property(getter)
 
 
-@dataclass(frozen=True)
+@record
 class JsonFile:
     """A JSON file as found: its data, or the problem that stopped us reading it."""
 
@@ -115,14 +116,14 @@ def load_json_file(path: Path, reader: Reader | None = None) -> JsonFile:
         return JsonFile(path, None, exc, mtime)
 
 
-@dataclass(frozen=True)
+@record
 class Doc:
     path: Path
     text: str | None
     problem: ReadProblem | None = None
 
 
-@dataclass(frozen=True)
+@record
 class QueueView:
     pending: list[Path] = field(default_factory=list)
     processing: list[Path] = field(default_factory=list)
@@ -131,7 +132,7 @@ class QueueView:
     errors: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@record
 class DiskSpace:
     total: int
     free: int  # f_bavail: what an unprivileged writer gets

@@ -6,13 +6,13 @@ import os
 import shlex
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
 from healthkit.system.fsutil import ReadProblem, read_bytes
 from healthkit.system.redact import redact_argv
+from healthkit.system.records import record
 
 SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "fish", "csh", "tcsh", "busybox"})
 NOT_WORKERS = frozenset({"pgrep", "grep", "ps", "timeout", "watch", "tail", "less", "vim", "vi", "nano", "strace", "gdb"})
@@ -26,7 +26,7 @@ def pid_max() -> int:
         return 4194304
 
 
-@dataclass(frozen=True)
+@record
 class ProcInfo:
     pid: int
     ppid: int
@@ -48,7 +48,7 @@ class ProcInfo:
         return max(0.0, (now or time.time()) - self.create_time)
 
 
-@dataclass(frozen=True)
+@record
 class Liveness:
     """Whether a PID names a live process: ``alive``, ``dead``, ``zombie`` (dead for us) or ``alive-eperm``."""
 
@@ -185,7 +185,7 @@ def ancestors(pid: int, limit: int = 64) -> list[int]:
         return []
 
 
-@dataclass(frozen=True)
+@record
 class PidFile:
     """A PID file as found: ``state`` is missing, ok or malformed (with ``reason``)."""
 
