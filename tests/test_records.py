@@ -87,3 +87,27 @@ def test_the_audit_types_are_records_and_pickle():
     with pytest.raises(TypeError):  # lists inside: unhashable, as a frozen dataclass of lists is
         hash(f)
     assert Evidence("a", "b") == Evidence("a", "b") and hash(Evidence("a", "b")) == hash(Evidence("a", "b"))
+
+
+def test_an_identity_record_prints_as_a_dataclass_and_equals_only_itself():
+    from healthkit.contract.settings import PathSettings, Settings
+    from healthkit.system.records import identity_record
+
+    made = []
+    for deco in (dataclass(eq=False), identity_record):
+        class Section:
+            name: str = "x"
+            items: list = field(default_factory=list)
+            hidden: int = field(default=0, repr=False)
+
+        made.append(deco(Section))
+    dc, rec = made
+    assert repr(rec()) == repr(dc()) and repr(rec("y", [1])) == repr(dc("y", [1]))
+    a = rec()
+    assert a == a and a != rec() and hash(a) == object.__hash__(a)
+    a.name = "changed"  # mutable, as before
+    assert repr(Settings()).startswith("Settings(paths=PathSettings(config='config.json'")
+    assert repr(PathSettings()) == repr(dataclass(eq=False)(type("PathSettings", (), {
+        "__annotations__": PathSettings.__annotations__,
+        **{f.name: (f.default if f.default is not dataclasses.MISSING else field(default_factory=f.default_factory))
+           for f in dataclasses.fields(PathSettings)}}))())

@@ -13,6 +13,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from healthkit.system.records import identity_record
 from healthkit.system.schemalite import BuildError, build
 
 SETTINGS_FILE = "healthkit.toml"
@@ -32,7 +33,7 @@ def _section(cls: type) -> Any:
 
 # Not frozen, no generated __eq__: each generated method is an exec() at import, and a cron
 # audit pays for every one. Nothing mutates settings after load.
-frozen = dataclasses.dataclass(eq=False)
+frozen = identity_record  # dataclass(eq=False), its repr shared (healthkit/system/records.py)
 
 
 @frozen

@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
 from healthkit.system.fsutil import is_within
 from healthkit.fix.kill_points import crash_point
+from healthkit.system.records import record
 
 
 def sha256_hex(data: bytes) -> str:
@@ -48,7 +48,7 @@ class ChangedSincePlan(Refused):
 # fingerprints ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class FileFingerprint:
     ino: int
     size: int
@@ -82,7 +82,7 @@ def read_nofollow(path: Path, max_bytes: int = 64 * 1024 * 1024) -> bytes:
         os.close(fd)
 
 
-@dataclass(frozen=True)
+@record
 class TreeFingerprint:
     """A folder as seen without following symlinks: its inode and every entry's (path, type, size, mtime)."""
 

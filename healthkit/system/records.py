@@ -48,3 +48,14 @@ def record(cls: type[T]) -> type[T]:
     cls.__hash__ = _hash  # type: ignore[method-assign,assignment]
     cls.__repr__ = _repr  # type: ignore[method-assign,assignment]
     return cls
+
+
+@dataclass_transform(field_specifiers=(dataclasses.field, dataclasses.Field))
+def identity_record(cls: type[T]) -> type[T]:
+    """`@dataclass(eq=False)` (mutable, equal only to itself) with the shared repr: only __init__ is generated."""
+    if "__repr__" in cls.__dict__:
+        return dataclasses.dataclass(eq=False)(cls)
+    cls = dataclasses.dataclass(eq=False, repr=False)(cls)
+    cls.__record_repr__ = tuple(f.name for f in dataclasses.fields(cls) if f.repr)  # type: ignore[attr-defined,arg-type]
+    cls.__repr__ = _repr  # type: ignore[method-assign,assignment]
+    return cls
