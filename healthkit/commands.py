@@ -91,7 +91,8 @@ def _write_textfile(reports: list, target: Path) -> None:
         raise SystemExit(3)
 
 
-def fix_one(path: Path, *, unsafe: bool, dry_run: bool, only: list[str], keep: Optional[int], yes: bool, wait: float) -> None:
+def fix_one(path: Path, *, unsafe: bool, dry_run: bool, only: list[str], keep: Optional[int], yes: bool,
+            wait: float) -> None:
     """`healthkit fix PATH` (not --scheduled): plans, then results, then a re-audit; exits with the re-audit's code."""
     from healthkit.core.selectors import SelectorError
     from healthkit.core.workspace import WorkspaceError, take_early

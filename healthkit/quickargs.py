@@ -10,8 +10,8 @@ parses it and says what is wrong in its own words.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 # Each option: its names, the keyword it fills, and how its text becomes the value (None: a flag). A

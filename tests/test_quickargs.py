@@ -41,7 +41,8 @@ TAKEN = [
 
 # Left to typer: help, errors, several paths, anything the quick parser would have to guess about.
 LEFT = [
-    ["audit", "--help"], ["audit", "-h"], ["audit", "WS", "-fjson"], ["audit", "WS", "-f", "xml"], ["audit", "WS", "-f"],
+    ["audit", "--help"], ["audit", "-h"], ["audit", "WS", "-fjson"], ["audit", "WS", "-f", "xml"],
+    ["audit", "WS", "-f"],
     ["audit", "WS", "--format="], ["audit", "WS", "--keep", "0"], ["audit", "WS", "--keep", "x"],
     ["audit", "WS", "--timeout", "soon"], ["audit", "WS", "--fail-level", "WARNING"], ["audit", "A", "B"],
     ["audit", "--", "WS"], ["audit", "-"], ["audit", ""], ["audit", "WS", "--ascii=1"], ["audit", "WS", "--nope"],
@@ -122,7 +123,8 @@ def test_the_console_entry_audits_without_importing_typer(tmp_path):
              "def exit_(code):\n"
              "    sys.stderr.write('typer loaded: %s\\n' % ('typer' in sys.modules)); sys.stderr.flush(); real(code)\n"
              "os._exit = exit_\n"
-             "import atexit; atexit.register(lambda: sys.stderr.write('typer loaded: %s\\n' % ('typer' in sys.modules)))\n"
+             "import atexit\n"
+             "atexit.register(lambda: sys.stderr.write('typer loaded: %s\\n' % ('typer' in sys.modules)))\n"
              "runpy.run_module('healthkit.console', run_name='__main__')")
     for args, loaded in ((["audit", str(tmp_path), "-f", "json"], "False"),
                          (["fix", str(tmp_path), "--safe", "--dry-run"], "False"),

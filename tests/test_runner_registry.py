@@ -221,7 +221,8 @@ def test_the_one_argv_pass_finds_what_psutil_finds(tmp_path):
     ours = {k.pid for k in kids}  # other processes on a shared machine come and go between two passes
     try:
         for patterns in (["train.py"], [f"{os.path.basename(sys.executable)} {script}"], ["nothing-runs-this"], [""]):
-            full = {p.pid for p in psutil.process_iter(["cmdline"]) if procs.argv_matches(p.info["cmdline"] or (), patterns)}
+            full = {p.pid for p in psutil.process_iter(["cmdline"])
+                    if procs.argv_matches(p.info["cmdline"] or (), patterns)}
             assert {p.pid for p in procs.scan_matching(patterns)} & ours == full & ours, patterns
         assert {p.pid for p in procs.scan_matching(["train.py"])} & ours == {kids[0].pid}
     finally:

@@ -11,8 +11,8 @@ from pathlib import Path
 import psutil
 
 from healthkit.system.fsutil import ReadProblem, read_bytes
-from healthkit.system.redact import redact_argv
 from healthkit.system.records import record
+from healthkit.system.redact import redact_argv
 
 SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "fish", "csh", "tcsh", "busybox"})
 NOT_WORKERS = frozenset({"pgrep", "grep", "ps", "timeout", "watch", "tail", "less", "vim", "vi", "nano", "strace", "gdb"})

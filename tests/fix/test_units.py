@@ -177,6 +177,7 @@ def test_the_content_digest_is_hashlibs_sha256_without_importing_hashlib():
 
     for data in (b"", b"abc", bytes(range(256)) * 1000):
         assert sha256_hex(data) == hashlib.sha256(data).hexdigest()
-    probe = "import sys; from healthkit.fix.fileops import sha256_hex; sha256_hex(b'x'); print('hashlib' in sys.modules)"
+    probe = ("import sys; from healthkit.fix.fileops import sha256_hex; sha256_hex(b'x'); "
+             "print('hashlib' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == "False", r.stderr
