@@ -3,7 +3,7 @@
 1. A workspace of >= 100,000 files (checkpoint folders): the whole `healthkit audit` process
    against `du -s` on the same tree. Target: ratio <= 1.5.
 2. The example machine of the hand-written report: the whole `healthkit audit` process against
-   `python -c "import pydantic, psutil"`. Target: ratio <= 2.0.
+   `python -c "import pydantic, psutil"`. Target: ratio <= 1.5 (the everyday `audit PATH` imports no typer).
 
 3. A long run as HF Trainer leaves it without retention: 200 checkpoints of a 100k-step run, each
    trainer_state.json holding the whole log_history up to its step (~1.5 MB at the end). The whole
@@ -155,7 +155,7 @@ def example_machine(tmp: Path, repeat: int) -> list[dict]:
     ex = build_example(tmp / "example")
     try:
         return [compare("example machine vs python -c 'import pydantic, psutil'",
-                        [sys.executable, "-c", "import pydantic, psutil"], [*HEALTHKIT, str(ex.base)], repeat, 2.0)]
+                        [sys.executable, "-c", "import pydantic, psutil"], [*HEALTHKIT, str(ex.base)], repeat, 1.5)]
     finally:
         ex.cleanup()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Healthy, 
 from healthkit.formats.base import SRC
 from healthkit.system.fsutil import human_bytes, is_within
 from healthkit.core.workspace import Checkpoint, Workspace
+from healthkit.system.records import record
 
 from ._common import ago, q
 
@@ -69,7 +69,7 @@ class LimitSource(str, Enum):
     NONE = "none"
 
 
-@dataclass(frozen=True)
+@record
 class Retention:
     limit: int | None
     source: LimitSource
@@ -204,7 +204,7 @@ def _du_lines(ws: Workspace, ckpts: list[Checkpoint], total: int) -> str:
     return "\n".join(lines)
 
 
-@dataclass(frozen=True)
+@record
 class _View:
     """What every rule of the check reads, computed once."""
 

@@ -15,6 +15,7 @@ from healthkit.core.ownership import (RemoteLease, daemon_processes, remote_leas
 from healthkit.system.procs import ProcInfo, ancestors, argv_matches, probe, start_time_matches
 from healthkit.system.redact import redact_argv, redact_text
 from healthkit.core.workspace import Workspace
+from healthkit.system.records import record
 
 from ._common import ago, iso, jq_pick, parse_time, q, tail_text
 
@@ -124,7 +125,7 @@ LEASE_EXPIRED = CodeDoc(
 )
 
 
-@dataclass(frozen=True)
+@record
 class _Supervision:
     """What status/supervisor_state.json recorded, and whether that supervisor is still the live process."""
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from healthkit.contract.docvalues import (Ambiguous, KeyIndex, Statement, argues
                                  parse_doc_value, same_value, statements)
 from healthkit.system.redact import is_secret_name, redact_text
 from healthkit.core.workspace import Workspace
+from healthkit.system.records import record
 
 from ._common import q
 
@@ -80,7 +80,7 @@ def drift_check(ws: Workspace) -> CheckOutput:
     return CheckOutput(findings=findings, healthy=healthy, notes=notes)
 
 
-@dataclass(frozen=True)
+@record
 class _Drift:
     st: Statement
     actual: Any

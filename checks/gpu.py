@@ -42,7 +42,7 @@ def _describe(g: dict[str, Any]) -> str:
 
 @check("gpu", title="GPU health", codes=[UNHEALTHY], tags=["gpu"])
 def gpu_check(ws: Workspace) -> CheckOutput:
-    from healthkit import gpu as nvml
+    from healthkit.system import gpu as nvml
 
     th = ws.settings.thresholds
     devices = nvml.read_all_gpu_stats()

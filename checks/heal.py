@@ -8,8 +8,8 @@ a give-up too, not only the scheduled job's report.
 from __future__ import annotations
 
 from healthkit import CodeDoc, check
-from healthkit.scheduled.backoff import state_findings
 from healthkit.core.workspace import Workspace
+from healthkit.scheduled.state_files import HEAL_STATE
 
 GAVE_UP = CodeDoc(
     "heal.gave-up", "critical", "Scheduled healing gave up: the finding came back after every heal",
@@ -34,4 +34,8 @@ HELD_BACK = CodeDoc(
 
 @check("heal", title="Scheduled healing", codes=[GAVE_UP, HELD_BACK], tags=["unattended"])
 def heal_check(ws: Workspace) -> list:
+    if not (ws.path(ws.settings.paths.logs) / HEAL_STATE).exists():  # never healed on a schedule: nothing to import
+        return []
+    from healthkit.scheduled.backoff import state_findings
+
     return state_findings(ws, (GAVE_UP.code, HELD_BACK.code))

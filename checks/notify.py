@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from healthkit import CodeDoc, check
-from healthkit.scheduled.notify import state_findings
 from healthkit.core.workspace import Workspace
+from healthkit.scheduled.state_files import NOTIFY_STATE
 
 FAILED = CodeDoc(
     "notify.failed", "warning", "A notification could not be sent",
@@ -20,4 +20,8 @@ FAILED = CodeDoc(
 
 @check("notify", title="Notifications", codes=[FAILED], tags=["unattended"])
 def notify_check(ws: Workspace) -> list:
+    if not (ws.path(ws.settings.paths.logs) / NOTIFY_STATE).exists():  # no scheduled send yet: nothing to import
+        return []
+    from healthkit.scheduled.notify import state_findings
+
     return state_findings(ws, FAILED.code)

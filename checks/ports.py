@@ -7,11 +7,11 @@ import json
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, Healthy, Severity, check
 from healthkit.core.workspace import Workspace
+from healthkit.system.records import record
 
 from ._common import q
 
@@ -71,7 +71,7 @@ def _daemon_alive(ws: Workspace) -> bool:
     return probe(pf.pid).alive
 
 
-@dataclass(frozen=True)
+@record
 class Probe:
     """What one probe saw. kind: "up", "refused", "unreachable" (no connection within the timeout),
     "no-answer" (connected, but no HTTP answer within the timeout: the hung monitor), "error-status"."""

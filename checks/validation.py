@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from typing import Any
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Healthy, Severity, check
 from healthkit.core.workspace import MISSING, Workspace
+from healthkit.system.records import record
 
 from ._common import jq_pick, number, q
 
@@ -194,7 +194,7 @@ def _overfitting(ws: Workspace, train: list[list[float]], evals: list[list[float
     )
 
 
-@dataclass(frozen=True)
+@record
 class _Seen:
     """What the validation rules share: the Trainer's log series and when evaluation was due."""
 

@@ -12,7 +12,6 @@ facade (`healthkit`) is a stable surface; these aliases exist so that nothing br
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.machinery
 import sys
 from types import ModuleType
@@ -76,7 +75,11 @@ MOVED = {
 }
 
 
-class _Alias(importlib.abc.Loader):
+# Plain classes, not importlib.abc's: the import system needs only these methods, and importlib.abc pulls in
+# importlib.resources, tempfile, random and shutil, a sizeable share of every command's start-up.
+class _Alias:
+    """The loader of an old path: the moved module itself."""
+
     def __init__(self, target: str) -> None:
         self.target = target
 
@@ -87,7 +90,9 @@ class _Alias(importlib.abc.Loader):
         """Nothing to run: the module was executed once, under its new name."""
 
 
-class _MovedFinder(importlib.abc.MetaPathFinder):
+class _MovedFinder:
+    """The meta-path finder of the old paths (MOVED)."""
+
     def find_spec(self, fullname: str, path: object = None, target: object = None) -> importlib.machinery.ModuleSpec | None:
         new = MOVED.get(fullname)
         if new is None:

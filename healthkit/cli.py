@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 
+from healthkit.commands import EXIT_USAGE, audit_one, err, fix_one, report_format_or_exit
+from healthkit.commands import split_values as _split
 from healthkit.core.findings import FailLevel
-from healthkit.reporting.render import Format, render
+from healthkit.reporting.render import Format
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-EXIT_USAGE = 64
 HELP = {"help_option_names": ["-h", "--help"]}
 
 app = typer.Typer(
@@ -45,23 +43,6 @@ def _root(
 PathArg = Annotated[Path, typer.Argument(help="workspace folder", show_default=True)]
 
 
-def err(message: str) -> None:
-    sys.stderr.write(message.rstrip("\n") + "\n")
-
-
-def ask(question: str) -> bool:
-    """A yes/no question on the terminal; end of input (Ctrl-D) or Ctrl-C answers no, without a traceback."""
-    try:
-        return typer.confirm(question, default=False, err=True)
-    except (typer.Abort, EOFError, KeyboardInterrupt):
-        err("")  # the prompt's line ends here
-        return False
-
-
-def _split(values: Optional[list[str]]) -> list[str]:
-    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
-
-
 @app.command()
 def audit(
     paths: Annotated[Optional[list[Path]], typer.Argument(help="workspace folder(s); several: one report each, one process", show_default=".", metavar="PATH...")] = None,
@@ -81,53 +62,12 @@ def audit(
     fleet page DIR/index.html); --format prom writes one textfile for all (with a folder --output:
     DIR/healthkit.prom); the exit code is the worst verdict.
     """
-    from healthkit.core.api import audit as run_audit
-    from healthkit.reporting.output import report_format, write_report, write_stdout
-    from healthkit.core.selectors import SelectorError
-    from healthkit.core.workspace import WorkspaceError, take_early
-
-    try:
-        fmt = report_format(format.value if format else None, output)
-    except ValueError as exc:
-        err(f"healthkit: {exc}")
-        raise typer.Exit(EXIT_USAGE)
+    fmt = report_format_or_exit(format.value if format else None, output)
     if paths and len(paths) > 1:
         _audit_many(paths, fmt, output, textfile, select=_split(select), ignore=_split(ignore), ascii=ascii,
                     timeout=timeout, fail_level=fail_level, keep=keep)
-    path = paths[0] if paths else Path(".")
-    try:
-        report = run_audit(take_early(path), select=_split(select), ignore=_split(ignore), timeout_s=timeout)
-    except SelectorError as exc:
-        err(f"healthkit: {exc}")
-        raise typer.Exit(EXIT_USAGE)
-    except WorkspaceError as exc:
-        err(f"healthkit: {exc}")
-        raise typer.Exit(3)
-    if output is None:
-        write_stdout(render(report, fmt, ascii=ascii, fail_level=fail_level))
-    else:
-        try:
-            written = write_report(report, fmt, output, ascii=ascii, keep=keep, fail_level=fail_level)
-        except OSError as exc:
-            err(f"healthkit: cannot write the report to {output}: {exc.strerror or exc}")
-            raise typer.Exit(3)
-        for p in written:
-            err(f"wrote {p}")
-    if textfile is not None:
-        _write_textfile([report], textfile)
-    if fmt != "nagios":
-        err(report.summary_line())
-    raise typer.Exit(report.exit_code_at(fail_level))
-
-
-def _write_textfile(reports: list, target: Path) -> None:
-    from healthkit.scheduled.fleet import Audited, write_textfile
-
-    try:
-        err(f"wrote {write_textfile([Audited(Path(r.workspace), r) for r in reports], target)}")
-    except OSError as exc:
-        err(f"healthkit: cannot write the textfile {target}: {exc.strerror or exc}")
-        raise typer.Exit(3)
+    audit_one(paths[0] if paths else Path("."), fmt, output, select=_split(select), ignore=_split(ignore),
+              ascii=ascii, timeout=timeout, fail_level=fail_level, keep=keep, textfile=textfile)
 
 
 def _audit_many(paths: list[Path], fmt: str, output: Optional[Path], textfile: Optional[Path], *, select: list[str],
@@ -280,50 +220,12 @@ def fix(
     if len(paths) > 1:
         _usage_error(f"healthkit fix: one workspace at a time ({len(paths)} given); several go only with --scheduled "
                      "(the job `healthkit schedule WS1 WS2 --heal --output DIR/` prints)")
-    raise typer.Exit(_fix_by_hand(paths[0], unsafe=unsafe, dry_run=dry_run, only=only, keep=keep, yes=yes, wait=wait))
+    fix_one(paths[0], unsafe=unsafe, dry_run=dry_run, only=_split(only), keep=keep, yes=yes, wait=wait)
 
 
 def _usage_error(message: str) -> NoReturn:
     err(message)
     raise typer.Exit(EXIT_USAGE)
-
-
-def _confirm_unsafe(yes: bool) -> Callable[[list], bool]:
-    """How a person's run agrees to unsafe plans: --yes, else a question on a terminal, else no."""
-
-    def confirm(plans: list) -> bool:
-        if yes:
-            return True
-        if not sys.stdin.isatty():
-            err("healthkit fix: unsafe fixes need --yes when not run interactively; nothing was changed")
-            return False
-        return ask(f"Apply {len(plans)} unsafe fix(es) shown above?")
-
-    return confirm
-
-
-def _fix_by_hand(path: Path, *, unsafe: bool, dry_run: bool, only: Optional[list[str]], keep: Optional[int], yes: bool,
-                 wait: float) -> int:
-    """A person's fix of one workspace; the exit code (the re-audit's, or 3/64 when it could not run)."""
-    from healthkit.core.selectors import SelectorError
-    from healthkit.core.workspace import WorkspaceError, take_early
-    from healthkit.fix import FixError, FixOptions, Safety, run_fix
-    from healthkit.reporting.output import Utf8Stdout
-    from healthkit.scheduled.backoff import PersonFix
-
-    opts = FixOptions(level=Safety.UNSAFE if unsafe else Safety.SAFE, dry_run=dry_run, only=tuple(_split(only)),
-                      keep=keep, wait_s=wait, confirm=_confirm_unsafe(yes), hooks=PersonFix())
-    try:
-        # a dry run audits the workspace the console entry opened (and began reading) before the CLI loaded
-        result = run_fix(take_early(path) if dry_run else path, opts, Utf8Stdout())  # type: ignore[arg-type]
-    except SelectorError as exc:
-        err(f"healthkit: {exc}")
-        return EXIT_USAGE
-    except (WorkspaceError, FixError) as exc:
-        err(f"healthkit: {exc}")
-        return 3
-    err(result.summary_line())
-    return result.exit_code
 
 
 def _fix_scheduled(paths: list[Path], unsafe: bool, dry_run: bool, only: Optional[list[str]], output: Optional[Path],

@@ -72,10 +72,18 @@ def start_early(argv: list[str]) -> None:
 
 
 def main() -> None:
-    auditing = len(sys.argv) > 1 and sys.argv[1] == "audit"  # one workspace or several (those are not prefetched)
     start_early(sys.argv)
-    from healthkit.cli import main as cli_main
+    from healthkit.quickargs import quick_command, run_quick
 
+    command = quick_command(sys.argv)  # the everyday audit and dry run: no typer to import (healthkit/quickargs.py)
+    if command is not None:
+        def cli_main() -> None:
+            run_quick(command)
+    else:
+        from healthkit.cli import main as cli_main
+
+    # Only reads: an audit (one workspace or several), or a person's dry run (a quick command that is not an audit).
+    auditing = len(sys.argv) > 1 and (sys.argv[1] == "audit" or (sys.argv[1] == "fix" and command is not None))
     if not auditing:
         cli_main()
         return

@@ -114,8 +114,9 @@ def test_no_import_cycles_even_through_type_annotations():
 
 
 # The layer packages of healthkit/, bottom to top (docs/architecture.md, "Packages"). A module imports only from its
-# own layer or a lower one; the top-level modules (the facade, the CLI, the console entry, the demo, the pytest
-# plugin) compose everything and nothing below imports them, except `_version` (a leaf any layer may name).
+# own layer or a lower one; the top-level modules (the facade, the CLI, its typer-free commands and quick parse, the
+# console entry, the demo, the pytest plugin) compose everything and nothing below imports them, except `_version`
+# (a leaf any layer may name).
 LAYERS = ["system", "formats", "contract", "core", "reporting", "fix", "scheduled"]
 LEAVES = {"healthkit._version"}
 
@@ -132,7 +133,8 @@ def layer_of(module: str) -> int | None:
 
 def test_every_healthkit_module_lives_in_a_layer_package_or_is_a_named_top_level_module():
     top = sorted(p.stem for p in (REPO / "healthkit").glob("*.py"))
-    assert top == ["__init__", "__main__", "_moved", "_version", "cli", "console", "demo", "pytest_plugin"]
+    assert top == ["__init__", "__main__", "_moved", "_version", "cli", "commands", "console", "demo", "pytest_plugin",
+                   "quickargs"]
     packages = sorted(p.name for p in (REPO / "healthkit").iterdir() if (p / "__init__.py").exists())
     assert packages == sorted(LAYERS)
     assert sorted(p.name for p in (REPO / "healthkit").iterdir() if p.is_dir() and p.name != "__pycache__") == sorted(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -192,8 +193,42 @@ def test_process_vanishing_mid_scan_is_skipped(monkeypatch):
 
     real = psutil.process_iter
     monkeypatch.setattr(procs.psutil, "process_iter", lambda *a, **k: [Vanishing(), *real(*a, **k)])
-    assert all(p.pid != 999999 for p in procs.scan_matching(["train.py"]))
     assert all(p.pid != 999999 for p in procs.scan_processes())
+    monkeypatch.undo()
+    # the argv pass reads /proc: a PID listed there that is gone when psutil looks is skipped too
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert procs.match_scanned([(gone.pid, b"python\0train.py\0")], ["train.py"]) == []
+
+
+def test_the_one_argv_pass_finds_what_psutil_finds(tmp_path):
+    """scan_matching reads argv from /proc and asks psutil only about candidates; it finds the processes a full
+    psutil pass finds, for a one-word and a two-word pattern, an option that only mentions the name included."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    from healthkit.system import procs
+
+    script = tmp_path / "train.py"
+    script.write_text("import time\ntime.sleep(60)\n")
+    kids = [subprocess.Popen([sys.executable, str(script)]),
+            subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "--log=train.py"])]
+    ours = {k.pid for k in kids}  # other processes on a shared machine come and go between two passes
+    try:
+        for patterns in (["train.py"], [f"{os.path.basename(sys.executable)} {script}"], ["nothing-runs-this"], [""]):
+            full = {p.pid for p in psutil.process_iter(["cmdline"])
+                    if procs.argv_matches(p.info["cmdline"] or (), patterns)}
+            assert {p.pid for p in procs.scan_matching(patterns)} & ours == full & ours, patterns
+        assert {p.pid for p in procs.scan_matching(["train.py"])} & ours == {kids[0].pid}
+    finally:
+        for k in kids:
+            k.kill()
+            k.wait()
 
 
 def test_hung_disk_usage_becomes_unknown_not_a_hang(tmp_path, monkeypatch):

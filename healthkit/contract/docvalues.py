@@ -19,8 +19,10 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass
 from typing import Any
+
+from healthkit.system.lazyre import LazyPattern
+from healthkit.system.records import record
 
 ALIASES = {
     "lr": "learning_rate",
@@ -46,7 +48,7 @@ ALIASES = {
 }
 
 
-@dataclass(frozen=True)
+@record
 class Statement:
     """A doc's statement that config key ``key`` has value ``text`` (at line/col span)."""
 
@@ -61,7 +63,7 @@ class Statement:
     fenced: bool = False  # inside a fenced code block: an example or a copy of a file, never rewritten by a safe fix
 
 
-@dataclass(frozen=True)
+@record
 class Ambiguous:
     """A label that more than one config key fits ("Batch size" with train and eval batch sizes): not compared."""
 
@@ -141,24 +143,24 @@ class KeyIndex:
         return sorted(fits)
 
 
-_BULLET = re.compile(r"^\s*(?:(?:[-*+]|\d+[.)])\s+|>\s*|\[[ xX]\]\s+)*")  # bullets, quotes, task boxes
+_BULLET = LazyPattern(r"^\s*(?:(?:[-*+]|\d+[.)])\s+|>\s*|\[[ xX]\]\s+)*")  # bullets, quotes, task boxes
 _VALUE = (
     r"(?P<val>`[^`\n]+`|\*\*[^*\n]+\*\*|\"[^\"\n]*\"|'[^'\n]*'"
     r"|\d{1,3}(?:,\d{3})+(?![\d,])|[^\s,;|`]+)"
 )
-_COLON = re.compile(
+_COLON = LazyPattern(
     r"^(?:\*\*?(?P<blabel>[^*\n]{1,48}?)\s*(?P<bsep>[:=])\s*\*\*?"  # **Label:** value, *Label:* value
     r"|(?P<label>\*\*?[^*\n]{1,48}?\*\*?|`[^`\n]{1,48}`|\"[\w.\- ]{1,48}\"|[A-Za-z][\w .\-]{0,47}?)"
     r"\s*(?P<sep>:|=)(?:\*\*)?)\s+" + _VALUE
 )
 # `key=value` anywhere; not inside URLs (?a=1&b=2), paths or comparisons (==)
-_PAIR = re.compile(r"(?<![\w.\-/?&=:])(?P<label>[A-Za-z][\w.-]{0,47})\s*(?P<sep>=)(?!=)\s*" + _VALUE)
-_IS = re.compile(r"(?P<label>(?:[A-Za-z][\w.-]{0,47}\s+)?`?[A-Za-z][\w.-]{0,47}`?)\s+is\s+(?:set\s+to\s+)?(?P<val>`[^`\n]+`)")
-_INLINE = re.compile(r"`(?P<label>[A-Za-z][\w.-]{0,47})\s*:\s+(?P<val>[^`\s][^`\n]*?)\s*`")
-_FENCE = re.compile(r"^(?P<mark>`{3,}|~{3,})\s*(?P<lang>[^\s`]*)")
-_YAML_KEY = re.compile(r"^(?P<indent>\s*)(?:-\s+)?(?P<label>\"[^\"\n]+\"|'[^'\n]+'|[A-Za-z_][\w.\- ]{0,47}?)\s*:(?:\s+(?P<rest>\S.*?))?\s*$")
-_TOML_KEY = re.compile(r"^\s*(?P<label>\"[^\"\n]+\"|[A-Za-z_][\w.-]{0,47})\s*=\s*" + _VALUE)
-_JSON_TOKEN = re.compile(r"\s+|//[^\n]*|(?P<str>\"(?:[^\"\\\n]|\\.)*\")|(?P<punct>[{}\[\]:,])|(?P<lit>[^\s{}\[\]:,\"]+)")
+_PAIR = LazyPattern(r"(?<![\w.\-/?&=:])(?P<label>[A-Za-z][\w.-]{0,47})\s*(?P<sep>=)(?!=)\s*" + _VALUE)
+_IS = LazyPattern(r"(?P<label>(?:[A-Za-z][\w.-]{0,47}\s+)?`?[A-Za-z][\w.-]{0,47}`?)\s+is\s+(?:set\s+to\s+)?(?P<val>`[^`\n]+`)")
+_INLINE = LazyPattern(r"`(?P<label>[A-Za-z][\w.-]{0,47})\s*:\s+(?P<val>[^`\s][^`\n]*?)\s*`")
+_FENCE = LazyPattern(r"^(?P<mark>`{3,}|~{3,})\s*(?P<lang>[^\s`]*)")
+_YAML_KEY = LazyPattern(r"^(?P<indent>\s*)(?:-\s+)?(?P<label>\"[^\"\n]+\"|'[^'\n]+'|[A-Za-z_][\w.\- ]{0,47}?)\s*:(?:\s+(?P<rest>\S.*?))?\s*$")
+_TOML_KEY = LazyPattern(r"^\s*(?P<label>\"[^\"\n]+\"|[A-Za-z_][\w.-]{0,47})\s*=\s*" + _VALUE)
+_JSON_TOKEN = LazyPattern(r"\s+|//[^\n]*|(?P<str>\"(?:[^\"\\\n]|\\.)*\")|(?P<punct>[{}\[\]:,])|(?P<lit>[^\s{}\[\]:,\"]+)")
 _JSON_LANGS = {"json", "jsonc", "json5"}
 _YAML_LANGS = {"yaml", "yml"}
 _KV_LANGS = {"toml", "ini", "cfg", "conf", "properties", "env", "dotenv"}
@@ -513,14 +515,14 @@ def line_fingerprint(line: str) -> str:
 
 # what a line says about its own value -----------------------------------------------
 
-_HISTORY = re.compile(
+_HISTORY = LazyPattern(
     r"\b(?:earlier|previously|formerly|originally|initially|used\s+to|we\s+tried|tried|in\s+the\s+past|no\s+longer|"
     r"back\s+then|changed\s+from|until\s+\w+|old\s+value|was|were|had\s+been)\b", re.IGNORECASE)
-_ARGUES = re.compile(
+_ARGUES = LazyPattern(
     r"\b(?:required|requires?|must|mandatory|do\s+not|don'?t|never|intentional(?:ly)?|deliberate(?:ly)?|on\s+purpose|"
     r"needed|necessary|important|causes?|oom|out\s+of\s+memory|crash(?:es)?|keep\s+(?:it\s+)?at|pinned|fixed\s+at)\b",
     re.IGNORECASE)
-_OTHER_PAIR = re.compile(r"(?P<label>[A-Za-z][\w.-]{0,47})[\"'`]?\s*[:=]\s*[\"'`]?(?P<val>[^\s,;|`\"'()]+)")
+_OTHER_PAIR = LazyPattern(r"(?P<label>[A-Za-z][\w.-]{0,47})[\"'`]?\s*[:=]\s*[\"'`]?(?P<val>[^\s,;|`\"'()]+)")
 
 
 def history_marker(st: Statement) -> str | None:

@@ -10,10 +10,10 @@ model-building time (see schemalite's docstring).
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from healthkit.system.records import identity_record
 from healthkit.system.schemalite import BuildError, build
 
 SETTINGS_FILE = "healthkit.toml"
@@ -33,7 +33,7 @@ def _section(cls: type) -> Any:
 
 # Not frozen, no generated __eq__: each generated method is an exec() at import, and a cron
 # audit pays for every one. Nothing mutates settings after load.
-frozen = dataclasses.dataclass(eq=False)
+frozen = identity_record  # dataclass(eq=False), its repr shared (healthkit/system/records.py)
 
 
 @frozen
@@ -287,6 +287,8 @@ def load_settings(base: Path) -> tuple[Settings, Path | None]:
         return Settings(), None
     except OSError as exc:
         raise SettingsError(f"{path}: cannot be read: {exc.strerror}") from None
+    import tomllib  # only when the workspace has a healthkit.toml
+
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:

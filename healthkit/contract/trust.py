@@ -23,10 +23,11 @@ import pwd
 import shlex
 import shutil
 import stat
-import tomllib
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from healthkit.system.records import record
 
 if TYPE_CHECKING:
     from healthkit.system.fsutil import Reader
@@ -49,7 +50,7 @@ def user_name(uid: int) -> str:
         return f"uid {uid}"
 
 
-@dataclass(frozen=True)
+@record
 class UntrustedFile:
     """A file (or a folder above it) that someone other than the workspace's owner or root could change."""
 
@@ -70,7 +71,7 @@ _NOT_RUN = {
 }
 
 
-@dataclass(frozen=True)
+@record
 class Trust:
     """The verdict for one workspace: ``trusted`` or the reasons it is not, each a fact a person can check."""
 
@@ -185,6 +186,8 @@ def read_trust_list(path: Path | None = None) -> tuple[frozenset[str], str | Non
     if bad:
         return frozenset(), f"the trust list {path} is ignored: {bad[0].describe()}"
     del st
+    import tomllib  # only when a trust list exists (most machines have none)
+
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -204,6 +207,8 @@ def add_to_trust_list(folder: Path, path: Path | None = None) -> tuple[Path, boo
         listed, why = read_trust_list(path)
         if why:
             raise PermissionError(why)
+        import tomllib
+
         data = tomllib.loads(path.read_text(encoding="utf-8"))
         entries = list(data.get("trusted", []))
         if real in listed:
@@ -324,7 +329,7 @@ def _fact(path: Path, role: str) -> UntrustedFile:
 # running as the workspace's owner ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class Account:
     """The user a process started for a workspace runs as (systemd's User=): uid, primary gid, groups, home."""
 

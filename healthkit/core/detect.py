@@ -16,11 +16,11 @@ import dataclasses
 import json
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from healthkit.contract.settings import SETTINGS_FILE, Settings
+from healthkit.system.records import record
 
 from healthkit.contract.configschema import DEFAULTS_KEY, HEALTHKIT_SCHEMA_ID  # noqa: F401 - named here since 0.1
 # Keys only healthkit's trainer reads: a config.json carrying one was written for it.
@@ -44,7 +44,7 @@ FOUND_FORMAT: dict[str, str] = {}  # folder -> the format that counted its check
 _TRAINS_INSIDE = re.compile(r"\bTrainer\s*\(|\.train\s*\(|SFTTrainer\s*\(")
 
 
-@dataclass(frozen=True)
+@record
 class Inferred:
     """One setting guessed by a rule: the dotted setting name, the value, and why."""
 

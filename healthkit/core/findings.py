@@ -8,8 +8,10 @@ is the published contract for their serialized form.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
+
+from healthkit.system.records import record
 
 
 class Severity(str, enum.Enum):
@@ -105,7 +107,7 @@ def finding_identity(code: str, data: Any) -> str:
     return f"{code}[{','.join(parts)}]" if parts else str(code)
 
 
-@dataclass(frozen=True)
+@record
 class Evidence:
     """One re-runnable observation: the shell command a person can type, and what we saw."""
 
@@ -116,7 +118,7 @@ class Evidence:
         return {"command": self.command, "observed": self.observed}
 
 
-@dataclass(frozen=True)
+@record
 class FixRef:
     """A fix that applies to a finding, as the report names it (the engine holds the code)."""
 
@@ -129,7 +131,7 @@ class FixRef:
         return {"id": self.id, "title": self.title, "safety": self.safety}
 
 
-@dataclass(frozen=True)
+@record
 class Finding:
     """A problem a check observed, written for a person who must act on it.
 
@@ -171,7 +173,7 @@ class Finding:
         }
 
 
-@dataclass(frozen=True)
+@record
 class Healthy:
     """Something a check verified as working, with the figures that show it ("What's working")."""
 
@@ -182,7 +184,7 @@ class Healthy:
         return {"title": self.title, "details": list(self.details)}
 
 
-@dataclass(frozen=True)
+@record
 class CheckOutput:
     """What a check function returns when it has more to say than a list of findings.
 
@@ -198,7 +200,7 @@ class CheckOutput:
     notes: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@record
 class CheckResult:
     """One check's outcome in a run: status, findings, and what it cost."""
 

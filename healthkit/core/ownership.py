@@ -14,8 +14,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from healthkit.system.procs import ProcInfo
 from healthkit.core.workspace import Workspace
+from healthkit.system.procs import ProcInfo
+from healthkit.system.records import record
 
 
 def _matching(ws: Workspace, patterns: list[str], fresh: bool) -> list[ProcInfo]:
@@ -40,7 +41,7 @@ def training_processes(ws: Workspace, fresh: bool = False) -> list[ProcInfo]:
     return [p for p in found if p.ppid not in pids]
 
 
-@dataclass(frozen=True)
+@record
 class StopRequest:
     """A stop the user asked for, as the daemon recorded it when it stopped (status/daemon_state.json)."""
 

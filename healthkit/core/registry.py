@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from healthkit.core.findings import FixRef
+from healthkit.system.records import record
 
 ENTRY_POINT_GROUP = "healthkit.checks"
 _CODE_RE = re.compile(r"^[a-z][a-z0-9_-]*\.[a-z][a-z0-9_.-]*$")
@@ -25,7 +26,7 @@ class RegistrationError(ValueError):
     """A check is malformed; raised loudly at registration, never at audit time."""
 
 
-@dataclass(frozen=True)
+@record
 class CodeDoc:
     """The documentation of one finding code, shared by `healthkit checks` and `healthkit explain`.
 
@@ -62,7 +63,7 @@ class CodeDoc:
         return "\n".join(parts)
 
 
-@dataclass(frozen=True)
+@record
 class Check:
     """A registered check: a function of a Workspace returning findings (or a CheckOutput)."""
 
@@ -74,7 +75,7 @@ class Check:
     source: str = "builtin"
 
 
-@dataclass(frozen=True)
+@record
 class LoadError:
     source: str
     message: str

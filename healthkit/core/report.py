@@ -5,17 +5,23 @@ Rendering is `healthkit.reporting.render.render(report, fmt)`: the renderers dep
 
 from __future__ import annotations
 
-import socket
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from healthkit.core.findings import CheckResult, FailLevel, Finding, Healthy, Status, fails_at, worst_status
 from healthkit.core.registry import CodeDoc, LoadError
+from healthkit.system.records import record
 
 REPORT_SCHEMA_VERSION = 1
 
 
-@dataclass(frozen=True)
+def _hostname() -> str:
+    import socket  # at first use: the socket module's import is a measurable share of an audit's start-up
+
+    return socket.gethostname()
+
+
+@record
 class Report:
     """Everything one audit learned. ``exit_code`` follows the monitoring-plugin convention (0-3)."""
 
@@ -29,7 +35,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     settings_inferred: list[dict[str, Any]] = field(default_factory=list)  # healthkit.core.detect guesses, with evidence
     code_docs: dict[str, CodeDoc] = field(default_factory=dict)
-    hostname: str = field(default_factory=socket.gethostname)
+    hostname: str = field(default_factory=_hostname)
 
     @property
     def status(self) -> Status:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from typing import Iterable
 
 from healthkit.core.registry import Registry
@@ -40,6 +39,8 @@ def require_known(option: str, given: Iterable[str], known: set[str]) -> None:
     for name in given:
         if name in known:
             continue
+        import difflib  # only for the message of a typo
+
         close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
         hint = f"; did you mean: {', '.join(close)}" if close else "; see `healthkit checks` for the names"
         problems.append(f"{option} {name!r} matches nothing{hint}")

@@ -10,13 +10,14 @@ import functools
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from healthkit.formats.base import Checkpoint, Completeness, Recognised, RunFormat, RunRecord
 from healthkit.system.fsutil import DiskUsage, Reader, ReadProblem, disk_usage_children, read_json, read_text
 from healthkit.contract.settings import Settings, load_settings, resolve_path
+from healthkit.system.records import record
 
 if TYPE_CHECKING:
     from healthkit.contract.lease import LeaseFile
@@ -70,7 +71,7 @@ def cached_view(func: Callable[[Any], T]) -> property:
     return property(getter)
 
 
-@dataclass(frozen=True)
+@record
 class JsonFile:
     """A JSON file as found: its data, or the problem that stopped us reading it."""
 
@@ -116,14 +117,14 @@ def load_json_file(path: Path, reader: Reader | None = None) -> JsonFile:
         return JsonFile(path, None, exc, mtime)
 
 
-@dataclass(frozen=True)
+@record
 class Doc:
     path: Path
     text: str | None
     problem: ReadProblem | None = None
 
 
-@dataclass(frozen=True)
+@record
 class QueueView:
     pending: list[Path] = field(default_factory=list)
     processing: list[Path] = field(default_factory=list)
@@ -132,7 +133,7 @@ class QueueView:
     errors: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@record
 class DiskSpace:
     total: int
     free: int  # f_bavail: what an unprivileged writer gets
@@ -333,15 +334,20 @@ class Workspace:
         return False
 
     def processes_matching(self, patterns: list[str]) -> list[ProcInfo]:
-        """Processes whose argv matches ``patterns``, scanned once per pattern set per audit."""
+        """Processes whose argv matches ``patterns``: the process table's argv is read once per audit (the
+        daemon, training and watcher patterns share that pass), the details of each pattern set's matches once."""
         key = "procs:" + "\0".join(patterns)
         with self._locks_guard:
             lock = self._locks.setdefault(key, threading.Lock())
+            table_lock = self._locks.setdefault("procs-argv", threading.Lock())
         with lock:
             if key not in self._cache:
-                from healthkit.system.procs import scan_matching
+                from healthkit.system.procs import match_scanned, scan_argv
 
-                self._cache[key] = scan_matching(list(patterns))
+                with table_lock:
+                    if "procs-argv" not in self._cache:
+                        self._cache["procs-argv"] = scan_argv()
+                self._cache[key] = match_scanned(self._cache["procs-argv"], list(patterns))
             return self._cache[key]
 
     @cached_view

@@ -14,19 +14,24 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
 from healthkit.system.fsutil import is_within
 from healthkit.fix.kill_points import crash_point
+from healthkit.system.records import record
 
 
 def sha256_hex(data: bytes) -> str:
-    """A file's content digest; hashlib is imported at first use: loading OpenSSL would cost every fix run that
-    plans no edit (and every dry run) more than its whole planning."""
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
+    """A file's content digest. CPython's built-in SHA-256 when it has one: importing hashlib starts OpenSSL, which
+    costs a dry run that plans one config edit more than its whole planning; the digest is the same."""
+    try:
+        from _sha256 import sha256  # CPython <= 3.11
+    except ImportError:
+        try:
+            from _sha2 import sha256  # type: ignore[no-redef]  # CPython >= 3.12
+        except ImportError:
+            from hashlib import sha256  # type: ignore[no-redef]  # a build without them
+    return sha256(data).hexdigest()
 
 TRASH_PREFIX = ".healthkit-trash-"
 TMP_MARK = ".healthkit-tmp-"
@@ -54,7 +59,7 @@ def edit_target(base: Path, path: Path, rel: str) -> Path:
     return target
 
 
-@dataclass(frozen=True)
+@record
 class FileFingerprint:
     ino: int
     size: int
@@ -88,7 +93,7 @@ def read_nofollow(path: Path, max_bytes: int = 64 * 1024 * 1024) -> bytes:
         os.close(fd)
 
 
-@dataclass(frozen=True)
+@record
 class TreeFingerprint:
     """A folder as seen without following symlinks: its inode and every entry's (path, type, size, mtime)."""
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from healthkit.system.fsutil import human_bytes, is_within
 from healthkit.core.findings import Finding, FixRef
-from healthkit.system.procs import scan_processes
+from healthkit.system.procs import scan_mentioning
 from healthkit.core.workspace import Checkpoint, Workspace
 from healthkit.fix.fileops import ChangedSincePlan, Refused, TreeFingerprint, delete_dir, tree_fingerprint
 from healthkit.fix.plan import ApplyContext, Outcome, Plan, PlanContext, Safety, applied, failed, fixer, skipped
@@ -58,7 +58,7 @@ def _in_use(ws: Workspace) -> dict[str, str]:
                     if tok in names:
                         out.setdefault(tok, f"named in the {label} (resumed from or being written)")
     root = os.path.realpath(ws.checkpoint_dir)
-    for p in scan_processes():
+    for p in scan_mentioning(names):  # only processes whose argv may name a checkpoint: details for those alone
         for tok in p.cmdline[1:]:
             val = tok.split("=", 1)[1] if tok.startswith("-") and "=" in tok else tok
             if os.path.basename(val.rstrip("/")) not in names:

@@ -17,6 +17,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+from healthkit.system.records import record
+
 if TYPE_CHECKING:
     from healthkit.core.findings import Finding, FixRef
     from healthkit.core.report import Report
@@ -39,7 +41,7 @@ class Safety(enum.IntEnum):
         return self.name.lower()
 
 
-@dataclass(frozen=True)
+@record
 class Outcome:
     """What applying one plan did: ``applied``, ``skipped`` (nothing changed, e.g. "changed since plan") or ``failed``."""
 
@@ -130,7 +132,7 @@ Planner = Callable[[PlanContext, "Finding", "FixRef"], list[Plan]]
 ENTRY_POINT_GROUP = "healthkit.fixes"
 
 
-@dataclass(frozen=True)
+@record
 class FixSpec:
     """A registered fix: its id (what FixRefs name), the codes it handles and the safeties it can have.
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from healthkit.system.records import record
+
 if TYPE_CHECKING:
     from healthkit.system.fsutil import Reader
 
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
 SRC = "\0src\0"  # in a format's evidence command: the record's source file, placed by the check (relative to the workspace)
 
 
-@dataclass(frozen=True)
+@record
 class Checkpoint:
     """One checkpoint as its format names it (a folder, or a single file such as a Lightning `.ckpt`); ordered by step."""
 
@@ -37,7 +39,7 @@ class Checkpoint:
         return self.path.name
 
 
-@dataclass(frozen=True)
+@record
 class Completeness:
     """A checkpoint judged by its format's rule; ``missing`` lists what a resume would lack (empty: complete).
 
@@ -68,7 +70,7 @@ class Completeness:
         return Completeness(self.global_step, (why, *self.missing), why)
 
 
-@dataclass(frozen=True)
+@record
 class Said:
     """One thing a run's files say, with the command a person can re-run to see it (Evidence's two halves)."""
 
@@ -76,7 +78,7 @@ class Said:
     observed: str
 
 
-@dataclass(frozen=True)
+@record
 class DeclaredRetention:
     """The retention the run itself declared. ``limit`` None with ``keeps_all``: it declared it keeps every checkpoint."""
 
@@ -142,7 +144,7 @@ class RunRecord:
         return Said(f"# {self.label}", "none" if last_eval is None else f"{last_eval:g}")
 
 
-@dataclass(frozen=True)
+@record
 class Recognised:
     """A format's claim on a folder, with the evidence for people ("12 `epoch=*-step=*.ckpt` files")."""
 

@@ -91,16 +91,23 @@ def _mtime(p: Path) -> float | None:
 
 
 def _series(data: dict) -> tuple[list[list[float]], list[list[float]]]:
+    """(step, loss) and (step, eval_loss) of log_history. A long run's history holds tens of thousands of entries:
+    _num's test is written out in the loop (a call per value was half of the whole)."""
     train: list[list[float]] = []
     evals: list[list[float]] = []
     hist = data.get("log_history")
     for e in hist if isinstance(hist, list) else []:
-        if not isinstance(e, dict) or _num(e.get("step")) is None:
+        if not isinstance(e, dict):
             continue
-        if _num(e.get("loss")) is not None:
-            train.append([float(e["step"]), float(e["loss"])])
-        if _num(e.get("eval_loss")) is not None:
-            evals.append([float(e["step"]), float(e["eval_loss"])])
+        step = e.get("step")
+        if not isinstance(step, (int, float)) or isinstance(step, bool):
+            continue
+        loss = e.get("loss")
+        if isinstance(loss, (int, float)) and not isinstance(loss, bool):
+            train.append([float(step), float(loss)])
+        loss = e.get("eval_loss")
+        if isinstance(loss, (int, float)) and not isinstance(loss, bool):
+            evals.append([float(step), float(loss)])
     return train, evals
 
 

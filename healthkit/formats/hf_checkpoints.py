@@ -22,9 +22,10 @@ import gc
 import json
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, TypeVar
+
+from healthkit.system.records import record
 
 if TYPE_CHECKING:
     from healthkit.system.fsutil import Reader
@@ -57,7 +58,7 @@ _WS = re.compile(r"\s*")
 P = TypeVar("P")
 
 
-@dataclass(frozen=True)
+@record
 class StateRead:
     """What a bounded read of trainer_state.json found: the global step, or why it cannot be trusted."""
 

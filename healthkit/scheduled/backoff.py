@@ -25,12 +25,13 @@ from typing import TYPE_CHECKING, Any
 from healthkit.system.fsutil import ReadProblem, atomic_write, read_json
 from healthkit.system.jsonio import dumps
 from healthkit.core.findings import Evidence, Finding, Severity
+from healthkit.scheduled.state_files import HEAL_STATE
 
 if TYPE_CHECKING:
     from healthkit.fix.engine import FixRun
     from healthkit.core.workspace import Workspace
 
-STATE_NAME = "healthkit-heal.json"
+STATE_NAME = HEAL_STATE
 # A run that starts a little before the wait is over (cron and timers start jobs a few seconds late, then
 # early again) counts as on time: a quarter of the wait, so that a 1-minute schedule heals at the next run.
 EARLY_SHARE = 0.25

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from healthkit.system.fsutil import ReadProblem, atomic_write, read_json
 from healthkit.system.jsonio import dumps
 from healthkit.core.findings import Evidence, Finding, Severity
+from healthkit.scheduled.state_files import NOTIFY_STATE
 from healthkit.system.redact import describe_url, mask_secrets, url_secrets
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from healthkit.core.workspace import Workspace
 
 ENV = "HEALTHKIT_NOTIFY_URLS"
-STATE_NAME = "healthkit-notify.json"
+STATE_NAME = NOTIFY_STATE
 LOG_NAME = "healthkit-notify.log"
 STOPPED_CODE = "daemon.stopped"
 _RANK = {"info": 0, "warning": 1, "critical": 2}

@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from healthkit.system.records import record
 
-@dataclass(frozen=True)
+
+@record
 class EntryPoint:
     """The part of importlib.metadata.EntryPoint the registry uses: name, value, load()."""
 

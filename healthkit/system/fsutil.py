@@ -10,9 +10,10 @@ import stat
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from healthkit.system.records import record
 
 
 class ReadProblem(Exception):
@@ -25,7 +26,7 @@ class ReadProblem(Exception):
         self.message = message
 
 
-@dataclass(frozen=True)
+@record
 class Reader:
     """Another user whose read permission a read must have: a workspace's owner, while root audits that workspace.
 
@@ -146,7 +147,7 @@ def read_json(path: Path, max_bytes: int = 16 * 1024 * 1024, reader: Reader | No
         raise ReadProblem("json", path, f"{path} is not valid JSON: {exc.msg.removesuffix(' at')} at line {exc.lineno} column {exc.colno}") from None
 
 
-@dataclass(frozen=True)
+@record
 class DiskUsage:
     """What `du` reports for a tree: allocated bytes, each inode once, symlinks not followed."""
 

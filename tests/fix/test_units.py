@@ -165,3 +165,19 @@ def test_unsafe_without_yes_is_refused_when_not_interactive(make_example):
     result = CliRunner().invoke(app, ["fix", str(ex.base), "--unsafe", "--only", "checkpoints", "--keep", "2"])
     assert "need --yes" in result.output and "Aborted: nothing was changed." in result.output
     assert tree_hashes(ex.base, skip=(".healthkit-fix.lock",)) == before
+
+
+def test_the_content_digest_is_hashlibs_sha256_without_importing_hashlib():
+    """fix.fileops.sha256_hex uses CPython's built-in SHA-256 (no OpenSSL start-up); the digest is hashlib's."""
+    import hashlib
+    import subprocess
+    import sys
+
+    from healthkit.fix.fileops import sha256_hex
+
+    for data in (b"", b"abc", bytes(range(256)) * 1000):
+        assert sha256_hex(data) == hashlib.sha256(data).hexdigest()
+    probe = ("import sys; from healthkit.fix.fileops import sha256_hex; sha256_hex(b'x'); "
+             "print('hashlib' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == "False", r.stderr
