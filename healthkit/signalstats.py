@@ -1,0 +1,350 @@
+"""The training signal's faults found by robust statistics: pure functions over (step, value) series, no I/O.
+
+Each rule returns None or a small frozen value naming the step(s); the check (checks/trainsignal.py)
+turns it into a finding with its format's evidence. Medians and MADs over windows of logs, never
+means, so that a healthy noisy run raises nothing; the cost is linear in the history with small
+constants (blocks of logs are sorted once), because a 100k-step run logs ten thousand points.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import insort
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import groupby
+
+from .settings import SignalSettings
+
+Series = Sequence[Sequence[float]]  # [[step, value], ...] in step order, as a run format gives it
+ZERO_LR = 1e-12  # a learning rate at or below this is 0 (a cosine schedule's last float, not a learning rate)
+DIVERGENCE_LOGS = 2  # consecutive logs at the divergence bar: one log up there is a batch, two are a climb
+MAD_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
+
+
+SignalLimits = SignalSettings  # the rules read healthkit.toml's [signal] table as it is
+
+
+def _median(sorted_vals: Sequence[float]) -> float:
+    n = len(sorted_vals)
+    mid = n // 2
+    return sorted_vals[mid] if n % 2 else (sorted_vals[mid - 1] + sorted_vals[mid]) / 2.0
+
+
+def median(vals: Sequence[float]) -> float:
+    return _median(sorted(vals))
+
+
+def mad(vals: Sequence[float], center: float | None = None) -> float:
+    """The median absolute deviation (around ``center``, default the median)."""
+    c = median(vals) if center is None else center
+    return median([abs(v - c) for v in vals])
+
+
+# --- non-finite -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NonFinite:
+    step: float
+    value: float  # the loss logged there (nan, inf, or the 0.0 that transformers' NaN filter logs)
+    grad_norm: float | None  # the gradient norm logged at that step, when one was
+    last_finite_step: float | None
+    last_finite: float | None
+    hidden: bool  # a 0.0 loss beside a non-finite grad_norm: transformers' logging_nan_inf_filter hid the NaN
+    count: int  # non-finite logs from the first on
+
+
+def _by_step(series: Series) -> dict[float, float]:
+    return {p[0]: p[1] for p in series}
+
+
+def effective_loss(loss: Series, grad: Series) -> list[tuple[float, float, bool]]:
+    """(step, loss, hidden) with a 0.0 loss beside a non-finite grad_norm read as NaN (hidden=True).
+
+    transformers' `logging_nan_inf_filter` (on by default) leaves non-finite step losses out of the logged
+    average; when every step of the window was non-finite the log says `loss: 0.0` beside `grad_norm: nan`.
+    """
+    bad_grad = {p[0] for p in grad if not math.isfinite(p[1])}
+    if not bad_grad:
+        return [(p[0], p[1], False) for p in loss]
+    return [(s, math.nan, True) if v == 0.0 and s in bad_grad else (s, v, False) for s, v in ((p[0], p[1]) for p in loss)]
+
+
+def non_finite(loss: Series, grad: Series) -> NonFinite | None:
+    eff = effective_loss(loss, grad)
+    first = next((i for i, (_, v, _h) in enumerate(eff) if not math.isfinite(v)), None)
+    if first is None:
+        return None
+    step, _, hidden = eff[first]
+    before = [(s, v) for s, v, _h in eff[:first] if math.isfinite(v)]
+    g = _by_step(grad).get(step)
+    raw = loss[first][1]
+    count = sum(1 for _, v, _h in eff[first:] if not math.isfinite(v))
+    return NonFinite(step, raw, g, before[-1][0] if before else None, before[-1][1] if before else None, hidden, count)
+
+
+# --- spikes and divergence -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Spike:
+    step: float
+    value: float
+    baseline: float  # the median of the window before it
+    ratio: float  # value / baseline
+    last_normal_step: float | None  # the last log before the spike (a checkpoint at or before it predates the spike)
+    after_median: float | None  # the median of the logs after it (spike), or the latest loss (divergence)
+    divergence: bool  # a climb to several times the starting loss
+    start: float  # the run's starting loss (median of its first logs)
+
+
+def warmup_end(lr: Series, steps: Sequence[float], limits: SignalLimits) -> float:
+    """The step where warmup ends: the learning rate's first reach of 95% of its peak; else a share of the logs."""
+    finite_lr = [p for p in lr if math.isfinite(p[1])]
+    if len(finite_lr) >= 3:
+        peak = max(p[1] for p in finite_lr)
+        if peak > 0:
+            return next(p[0] for p in finite_lr if p[1] >= 0.95 * peak)
+    if not steps:
+        return 0.0
+    return steps[min(len(steps) - 1, int(len(steps) * limits.warmup_fraction))]
+
+
+def _finite_positive(eff: list[tuple[float, float, bool]]) -> list[tuple[float, float]]:
+    return [(s, v) for s, v, _h in eff if math.isfinite(v)]
+
+
+def divergence(points: list[tuple[float, float]], limits: SignalLimits) -> Spike | None:
+    """A climb to ``divergence_factor`` times the starting loss (two logs in a row), anywhere (warmup included), even if
+    it falls back."""
+    head = [v for _, v in points[:5]]
+    if len(points) < 5:
+        return None
+    start = median(head)
+    if start <= 0:
+        return None
+    bar = limits.divergence_factor * start
+    i = next((k for k in range(len(points) - DIVERGENCE_LOGS + 1)
+              if all(v >= bar for _, v in points[k:k + DIVERGENCE_LOGS])), None)
+    if i is None:
+        return None
+    s, v = points[i]
+    peak = max(v for _, v in points[i:])
+    return Spike(s, max(v, peak), start, (max(v, peak)) / start, points[i - 1][0] if i else None,
+                 points[-1][1], True, start)
+
+
+def spike(points: list[tuple[float, float]], warm_end: float, limits: SignalLimits) -> Spike | None:
+    """The first jump, after warmup, far beyond the spread of the window before it that does not come back.
+
+    In log space (noise in a loss is multiplicative): a log is a candidate when it is above the window
+    median by ``spike_sigmas`` robust standard deviations (1.4826 MAD) and by ``spike_min_ratio``; it
+    is a spike when the median of the ``spike_recover_logs`` logs from it stays above half that jump.
+    The window is the block of ``window_logs`` logs before the candidate's block, sorted once.
+    """
+    w = limits.window_logs
+    pts = [(s, v) for s, v in points if s > warm_end]
+    if len(pts) < 2 * w or any(v <= 0 for _, v in pts):
+        return None
+    floor = math.log(limits.spike_min_ratio)
+    logs = [math.log(v) for _, v in pts]
+    for b in range(w, len(pts), w):
+        ref = sorted(logs[b - w:b])
+        m = _median(ref)
+        cheap = m + floor
+        block = logs[b:b + w]
+        if max(block) <= cheap:
+            continue
+        sigma = MAD_SIGMA * _median(sorted(abs(x - m) for x in ref))
+        bar = max(limits.spike_sigmas * sigma, floor)
+        for k, x in enumerate(block):
+            if x - m <= bar:
+                continue
+            i = b + k
+            after = logs[i:i + limits.spike_recover_logs]
+            if len(after) < max(3, limits.spike_recover_logs // 2):
+                return None  # too few logs after it to tell a spike from a blip
+            am = median(after)
+            if am - m > (x - m) / 2:
+                s, v = pts[i]
+                return Spike(s, v, math.exp(m), v / math.exp(m), pts[i - 1][0], math.exp(am), False,
+                             median([p[1] for p in points[:5]]))
+    return None
+
+
+def loss_spike(loss: Series, grad: Series, lr: Series, limits: SignalLimits) -> Spike | None:
+    """A divergence (anywhere) first, else a spike after warmup; None for a healthy run."""
+    pts = _finite_positive(effective_loss(loss, grad))
+    d = divergence(pts, limits)
+    if d is not None:
+        return d
+    return spike(pts, warmup_end(lr, [s for s, _ in pts], limits), limits)
+
+
+# --- flat ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Flat:
+    step: float  # the first log of the constant stretch
+    last_step: float
+    value: float
+    logs: int
+    to_end: bool  # the stretch reaches the newest log
+
+
+def loss_flat(loss: Series, grad: Series, limits: SignalLimits) -> Flat | None:
+    """The longest stretch of at least ``flat_min_logs`` consecutive logs with one finite loss value."""
+    eff = effective_loss(loss, grad)
+    best: Flat | None = None
+    i = 0
+    for v, group in groupby(p[1] for p in eff):
+        n = sum(1 for _ in group)
+        if n >= limits.flat_min_logs and math.isfinite(v) and (best is None or n > best.logs):
+            best = Flat(eff[i][0], eff[i + n - 1][0], v, n, i + n == len(eff))
+        i += n
+    return best
+
+
+# --- gradient explosion --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Explosion:
+    step: float
+    value: float
+    median: float  # the running median before it
+    ratio: float
+    logs: int  # consecutive logs above the bar
+    peak: float
+
+
+def grad_explosion(grad: Series, limits: SignalLimits) -> Explosion | None:
+    """``grad_min_logs`` consecutive gradient norms (or one followed by a non-finite one) ``grad_factor`` times
+    the running median: the median of the medians of the blocks of ``window_logs`` logs before.
+
+    A single blip is not an explosion; a non-finite gradient norm is judged by non_finite with the loss.
+    """
+    w = limits.window_logs
+    vals = [p[1] for p in grad]
+    if len(vals) <= w:
+        return None
+    medians: list[float] = []
+    for b in range(0, len(vals), w):
+        if medians:
+            ref = _median(medians)
+            bar = limits.grad_factor * ref
+            block = vals[b:b + w]
+            if ref > 0 and max((v for v in block if math.isfinite(v)), default=0.0) > bar:
+                run = 0
+                for i in range(b, len(vals)):
+                    v = vals[i]
+                    if math.isfinite(v) and v > bar:
+                        run += 1
+                        first = i - run + 1
+                        nxt = vals[i + 1] if i + 1 < len(vals) else None
+                        if run >= limits.grad_min_logs or (nxt is not None and not math.isfinite(nxt)):
+                            j = i
+                            while j + 1 < len(vals) and math.isfinite(vals[j + 1]) and vals[j + 1] > bar:
+                                j += 1
+                            peak = max(vals[first:j + 1])
+                            return Explosion(grad[first][0], vals[first], ref, vals[first] / ref, j - first + 1, peak)
+                    else:
+                        run = 0
+                        if i >= b + w:
+                            break
+        finite = sorted(v for v in vals[b:b + w] if math.isfinite(v))
+        if finite:
+            insort(medians, _median(finite))
+    return None
+
+
+# --- learning rate at zero ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LrZero:
+    step: float  # the first log of the final stretch at 0
+    last_step: float
+    logs: int
+    max_steps: float | None
+    share_left: float  # of max_steps (or of the logged steps) still to run when it reached 0
+
+
+def lr_zero(lr: Series, max_steps: float | None, limits: SignalLimits) -> LrZero | None:
+    """The learning rate at 0 over the newest ``lr_zero_min_logs`` logs or more, while a large share of the run remains.
+
+    The warmup's start (0, then rising) is not a stretch that reaches the newest log; a schedule that ends at
+    0 at ``max_steps`` leaves no share of the run.
+    """
+    pts = [p for p in lr if math.isfinite(p[1])]
+    n = 0
+    while n < len(pts) and abs(pts[-1 - n][1]) <= ZERO_LR:
+        n += 1
+    if n < limits.lr_zero_min_logs:
+        return None
+    z, last = pts[-n][0], pts[-1][0]
+    total = max_steps if max_steps and max_steps > 0 else None
+    share = (total - z) / total if total else (last - z) / last if last > 0 else 0.0
+    if share < limits.lr_zero_min_share_left:
+        return None
+    return LrZero(z, last, n, total, share)
+
+
+# --- slowdown -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Slowdown:
+    step: float  # where the slow stretch began
+    until_step: float
+    rate: float  # steps per hour over the slow stretch
+    median_rate: float  # the run's median steps per hour
+    intervals: int  # timed intervals judged
+    slow: int  # consecutive slow intervals
+    ongoing: bool  # the stretch reaches the newest timed point
+
+
+def intervals(times: Series, min_seconds: float) -> list[tuple[float, float, float, float]]:
+    """(step0, step1, t0, t1) between timed points in time order, each at least ``min_seconds`` long (shorter
+    ones merge into the next); a step that does not grow (a resume from an older checkpoint) starts afresh."""
+    pts = sorted((p[1], p[0]) for p in times if math.isfinite(p[1]))
+    out = []
+    if not pts:
+        return out
+    t0, s0 = pts[0]
+    for t, s in pts[1:]:
+        if s <= s0:
+            t0, s0 = t, s
+            continue
+        if t - t0 >= min_seconds:
+            out.append((s0, s, t0, t))
+            t0, s0 = t, s
+    return out
+
+
+def slowdown(times: Series, limits: SignalLimits) -> tuple[Slowdown | None, int]:
+    """(the newest stretch of ``slowdown_min_slow`` consecutive intervals under ``slowdown_factor`` of the run's
+    median steps per hour, the number of intervals judged); nothing is judged under ``slowdown_min_intervals``."""
+    iv = intervals(times, limits.slowdown_min_interval_seconds)
+    if len(iv) < limits.slowdown_min_intervals:
+        return None, len(iv)
+    rates = [(s1 - s0) * 3600.0 / (t1 - t0) for s0, s1, t0, t1 in iv]
+    m = median(rates)
+    bar = limits.slowdown_factor * m
+    found = None
+    i = 0
+    while i < len(rates):
+        if rates[i] < bar:
+            j = i
+            while j + 1 < len(rates) and rates[j + 1] < bar:
+                j += 1
+            if j - i + 1 >= limits.slowdown_min_slow:
+                steps = iv[j][1] - iv[i][0]
+                secs = iv[j][3] - iv[i][2]
+                found = Slowdown(iv[i][0], iv[j][1], steps * 3600.0 / secs, m, len(iv), j - i + 1, j == len(rates) - 1)
+            i = j + 1
+        else:
+            i += 1
+    return found, len(iv)
