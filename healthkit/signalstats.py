@@ -9,16 +9,18 @@ constants (blocks of logs are sorted once), because a 100k-step run logs ten tho
 from __future__ import annotations
 
 import math
-from bisect import insort
+import operator
+import re
+from bisect import bisect_right, insort
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import groupby
 
 from .settings import SignalSettings
 
 Series = Sequence[Sequence[float]]  # [[step, value], ...] in step order, as a run format gives it
 ZERO_LR = 1e-12  # a learning rate at or below this is 0 (a cosine schedule's last float, not a learning rate)
 DIVERGENCE_LOGS = 2  # consecutive logs at the divergence bar: one log up there is a batch, two are a climb
+FLAT_RESOLUTION = 2000  # a constant loss other than 0.0 is judged only this many rounding steps above 0
 MAD_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
 
 
@@ -59,29 +61,32 @@ def _by_step(series: Series) -> dict[float, float]:
     return {p[0]: p[1] for p in series}
 
 
-def effective_loss(loss: Series, grad: Series) -> list[tuple[float, float, bool]]:
-    """(step, loss, hidden) with a 0.0 loss beside a non-finite grad_norm read as NaN (hidden=True).
+def effective_loss(loss: Series, grad: Series) -> Series:
+    """The loss series with a 0.0 beside a non-finite grad_norm read as NaN (the series itself when there is none).
 
     transformers' `logging_nan_inf_filter` (on by default) leaves non-finite step losses out of the logged
     average; when every step of the window was non-finite the log says `loss: 0.0` beside `grad_norm: nan`.
     """
+    gvals = [p[1] for p in grad]
+    if all(map(math.isfinite, gvals)):
+        return loss
     bad_grad = {p[0] for p in grad if not math.isfinite(p[1])}
-    if not bad_grad:
-        return [(p[0], p[1], False) for p in loss]
-    return [(s, math.nan, True) if v == 0.0 and s in bad_grad else (s, v, False) for s, v in ((p[0], p[1]) for p in loss)]
+    return [[p[0], math.nan] if p[1] == 0.0 and p[0] in bad_grad else p for p in loss]
 
 
 def non_finite(loss: Series, grad: Series) -> NonFinite | None:
     eff = effective_loss(loss, grad)
-    first = next((i for i, (_, v, _h) in enumerate(eff) if not math.isfinite(v)), None)
-    if first is None:
+    vals = [p[1] for p in eff]
+    if all(map(math.isfinite, vals)):
         return None
-    step, _, hidden = eff[first]
-    before = [(s, v) for s, v, _h in eff[:first] if math.isfinite(v)]
+    first = next(i for i, v in enumerate(vals) if not math.isfinite(v))
+    step = eff[first][0]
+    hidden = eff is not loss and math.isfinite(loss[first][1])
+    last = next((i for i in range(first - 1, -1, -1) if math.isfinite(vals[i])), None)
     g = _by_step(grad).get(step)
-    raw = loss[first][1]
-    count = sum(1 for _, v, _h in eff[first:] if not math.isfinite(v))
-    return NonFinite(step, raw, g, before[-1][0] if before else None, before[-1][1] if before else None, hidden, count)
+    count = len(vals) - first - sum(map(math.isfinite, vals[first:]))
+    return NonFinite(step, loss[first][1], g, eff[last][0] if last is not None else None,
+                     vals[last] if last is not None else None, hidden, count)
 
 
 # --- spikes and divergence -----------------------------------------------------------------------------------------
@@ -101,41 +106,46 @@ class Spike:
 
 def warmup_end(lr: Series, steps: Sequence[float], limits: SignalLimits) -> float:
     """The step where warmup ends: the learning rate's first reach of 95% of its peak; else a share of the logs."""
-    finite_lr = [p for p in lr if math.isfinite(p[1])]
-    if len(finite_lr) >= 3:
-        peak = max(p[1] for p in finite_lr)
+    vals = [p[1] for p in lr]
+    if len(vals) >= 3 and all(map(math.isfinite, vals)):
+        peak = max(vals)
         if peak > 0:
-            return next(p[0] for p in finite_lr if p[1] >= 0.95 * peak)
+            bar = 0.95 * peak
+            return lr[next(i for i, v in enumerate(vals) if v >= bar)][0]
     if not steps:
         return 0.0
     return steps[min(len(steps) - 1, int(len(steps) * limits.warmup_fraction))]
 
 
-def _finite_positive(eff: list[tuple[float, float, bool]]) -> list[tuple[float, float]]:
-    return [(s, v) for s, v, _h in eff if math.isfinite(v)]
+def _finite(eff: Series) -> tuple[list[float], list[float]]:
+    """(steps, values) of the finite logs."""
+    vals = [p[1] for p in eff]
+    if all(map(math.isfinite, vals)):
+        return [p[0] for p in eff], vals
+    keep = [i for i, v in enumerate(vals) if math.isfinite(v)]
+    return [eff[i][0] for i in keep], [vals[i] for i in keep]
 
 
-def divergence(points: list[tuple[float, float]], limits: SignalLimits) -> Spike | None:
+def divergence(steps: list[float], vals: list[float], limits: SignalLimits) -> Spike | None:
     """A climb to ``divergence_factor`` times the starting loss (two logs in a row), anywhere (warmup included), even if
     it falls back."""
-    head = [v for _, v in points[:5]]
-    if len(points) < 5:
+    if len(vals) < 5:
         return None
-    start = median(head)
+    start = median(vals[:5])
     if start <= 0:
         return None
     bar = limits.divergence_factor * start
-    i = next((k for k in range(len(points) - DIVERGENCE_LOGS + 1)
-              if all(v >= bar for _, v in points[k:k + DIVERGENCE_LOGS])), None)
+    if max(vals) < bar:
+        return None
+    n = DIVERGENCE_LOGS
+    i = next((k for k in range(len(vals) - n + 1) if vals[k] >= bar and min(vals[k:k + n]) >= bar), None)
     if i is None:
         return None
-    s, v = points[i]
-    peak = max(v for _, v in points[i:])
-    return Spike(s, max(v, peak), start, (max(v, peak)) / start, points[i - 1][0] if i else None,
-                 points[-1][1], True, start)
+    peak = max(vals[i:])
+    return Spike(steps[i], peak, start, peak / start, steps[i - 1] if i else None, vals[-1], True, start)
 
 
-def spike(points: list[tuple[float, float]], warm_end: float, limits: SignalLimits) -> Spike | None:
+def spike(steps: list[float], vals: list[float], warm_end: float, limits: SignalLimits) -> Spike | None:
     """The first jump, after warmup, far beyond the spread of the window before it that does not come back.
 
     In log space (noise in a loss is multiplicative): a log is a candidate when it is above the window
@@ -144,42 +154,45 @@ def spike(points: list[tuple[float, float]], warm_end: float, limits: SignalLimi
     The window is the block of ``window_logs`` logs before the candidate's block, sorted once.
     """
     w = limits.window_logs
-    pts = [(s, v) for s, v in points if s > warm_end]
-    if len(pts) < 2 * w or any(v <= 0 for _, v in pts):
+    first = bisect_right(steps, warm_end)
+    if len(vals) - first < 2 * w or min(vals[first:]) <= 0:
         return None
     floor = math.log(limits.spike_min_ratio)
-    logs = [math.log(v) for _, v in pts]
-    for b in range(w, len(pts), w):
-        ref = sorted(logs[b - w:b])
+    span = vals[first:]
+    log = math.log
+    for b in range(w, len(span), w):
+        top = max(span[b:b + w])
+        if top <= min(span[b - w:b]) * limits.spike_min_ratio:  # the median is at least the minimum: no candidate here
+            continue
+        ref = sorted(map(log, span[b - w:b]))
         m = _median(ref)
-        cheap = m + floor
-        block = logs[b:b + w]
-        if max(block) <= cheap:
+        if log(top) <= m + floor:
             continue
         sigma = MAD_SIGMA * _median(sorted(abs(x - m) for x in ref))
         bar = max(limits.spike_sigmas * sigma, floor)
-        for k, x in enumerate(block):
+        for k, v in enumerate(span[b:b + w]):
+            x = log(v)
             if x - m <= bar:
                 continue
             i = b + k
-            after = logs[i:i + limits.spike_recover_logs]
+            after = span[i:i + limits.spike_recover_logs]
             if len(after) < max(3, limits.spike_recover_logs // 2):
                 return None  # too few logs after it to tell a spike from a blip
-            am = median(after)
+            am = log(median(after))
             if am - m > (x - m) / 2:
-                s, v = pts[i]
-                return Spike(s, v, math.exp(m), v / math.exp(m), pts[i - 1][0], math.exp(am), False,
-                             median([p[1] for p in points[:5]]))
+                j = first + i
+                return Spike(steps[j], vals[j], math.exp(m), vals[j] / math.exp(m), steps[j - 1], math.exp(am), False,
+                             median(vals[:5]))
     return None
 
 
 def loss_spike(loss: Series, grad: Series, lr: Series, limits: SignalLimits) -> Spike | None:
     """A divergence (anywhere) first, else a spike after warmup; None for a healthy run."""
-    pts = _finite_positive(effective_loss(loss, grad))
-    d = divergence(pts, limits)
+    steps, vals = _finite(effective_loss(loss, grad))
+    d = divergence(steps, vals, limits)
     if d is not None:
         return d
-    return spike(pts, warmup_end(lr, [s for s, _ in pts], limits), limits)
+    return spike(steps, vals, warmup_end(lr, steps, limits), limits)
 
 
 # --- flat ---------------------------------------------------------------------------------------------------------
@@ -195,15 +208,25 @@ class Flat:
 
 
 def loss_flat(loss: Series, grad: Series, limits: SignalLimits) -> Flat | None:
-    """The longest stretch of at least ``flat_min_logs`` consecutive logs with one finite loss value."""
+    """The longest stretch of at least ``flat_min_logs`` consecutive logs with one finite loss value.
+
+    A value other than 0.0 counts only when it is at least FLAT_RESOLUTION times the log's rounding step (the smallest
+    change between two logs; transformers rounds to 4 decimals): a smooth loss near 0.05 repeats its rounded value.
+    """
     eff = effective_loss(loss, grad)
+    vals = [p[1] for p in eff]
+    same = list(map(operator.eq, vals[:-1], vals[1:]))
+    if sum(same) < limits.flat_min_logs - 1:
+        return None
+    runs = [(m.start(), m.end() - m.start()) for m in re.finditer(b"\x01{%d,}" % (limits.flat_min_logs - 1), bytes(same))]
+    if not runs:
+        return None
+    quantum = min(filter(math.isfinite, map(abs, filter(None, map(operator.sub, vals[1:], vals[:-1])))), default=0.0)
     best: Flat | None = None
-    i = 0
-    for v, group in groupby(p[1] for p in eff):
-        n = sum(1 for _ in group)
-        if n >= limits.flat_min_logs and math.isfinite(v) and (best is None or n > best.logs):
-            best = Flat(eff[i][0], eff[i + n - 1][0], v, n, i + n == len(eff))
-        i += n
+    for i, n in runs:  # n equal neighbours: n + 1 logs
+        v = vals[i]
+        if math.isfinite(v) and (v == 0.0 or abs(v) >= FLAT_RESOLUTION * quantum) and (best is None or n + 1 > best.logs):
+            best = Flat(eff[i][0], eff[i + n][0], v, n + 1, i + n == len(vals) - 1)
     return best
 
 
@@ -231,32 +254,39 @@ def grad_explosion(grad: Series, limits: SignalLimits) -> Explosion | None:
     if len(vals) <= w:
         return None
     medians: list[float] = []
+    finite = all(map(math.isfinite, vals))
     for b in range(0, len(vals), w):
-        if medians:
+        block = sorted(vals[b:b + w] if finite else filter(math.isfinite, vals[b:b + w]))
+        if medians and block:
             ref = _median(medians)
             bar = limits.grad_factor * ref
-            block = vals[b:b + w]
-            if ref > 0 and max((v for v in block if math.isfinite(v)), default=0.0) > bar:
-                run = 0
-                for i in range(b, len(vals)):
-                    v = vals[i]
-                    if math.isfinite(v) and v > bar:
-                        run += 1
-                        first = i - run + 1
-                        nxt = vals[i + 1] if i + 1 < len(vals) else None
-                        if run >= limits.grad_min_logs or (nxt is not None and not math.isfinite(nxt)):
-                            j = i
-                            while j + 1 < len(vals) and math.isfinite(vals[j + 1]) and vals[j + 1] > bar:
-                                j += 1
-                            peak = max(vals[first:j + 1])
-                            return Explosion(grad[first][0], vals[first], ref, vals[first] / ref, j - first + 1, peak)
-                    else:
-                        run = 0
-                        if i >= b + w:
-                            break
-        finite = sorted(v for v in vals[b:b + w] if math.isfinite(v))
-        if finite:
-            insort(medians, _median(finite))
+            if ref > 0 and block[-1] > bar:
+                found = _explosion(grad, vals, b, w, bar, ref, limits)
+                if found is not None:
+                    return found
+        if block:
+            insort(medians, _median(block))
+    return None
+
+
+def _explosion(grad: Series, vals: list[float], b: int, w: int, bar: float, ref: float,
+               limits: SignalLimits) -> Explosion | None:
+    run = 0
+    for i in range(b, len(vals)):
+        v = vals[i]
+        if math.isfinite(v) and v > bar:
+            run += 1
+            first = i - run + 1
+            nxt = vals[i + 1] if i + 1 < len(vals) else None
+            if run >= limits.grad_min_logs or (nxt is not None and not math.isfinite(nxt)):
+                j = i
+                while j + 1 < len(vals) and math.isfinite(vals[j + 1]) and vals[j + 1] > bar:
+                    j += 1
+                return Explosion(grad[first][0], vals[first], ref, vals[first] / ref, j - first + 1, max(vals[first:j + 1]))
+        else:
+            run = 0
+            if i >= b + w:
+                break
     return None
 
 

@@ -37,7 +37,7 @@ def test_median_and_mad():
 def test_hidden_nan_is_non_finite_not_flat():
     loss = series(lambda s: 0.0 if s >= 500 else 1.0 + s / 1e4)
     grad = series(lambda s: math.nan if s >= 500 else 1.0)
-    assert [h for _, _, h in effective_loss(loss, grad)].count(True) == 151
+    assert sum(1 for _, v in effective_loss(loss, grad) if math.isnan(v)) == 151
     nf = non_finite(loss, grad)
     assert (nf.step, nf.hidden, nf.last_finite_step, nf.count) == (500, True, 490, 151)
     assert loss_flat(loss, grad, L) is None
@@ -118,3 +118,11 @@ def test_intervals_merge_short_ones_and_restart_on_a_resume():
 def test_one_resume_gap_is_not_a_slowdown():
     times = [[s * 100.0, s * 600.0 + (5000 if s >= 5 else 0)] for s in range(12)]
     assert slowdown(times, L)[0] is None
+
+
+def test_a_smooth_loss_repeating_its_rounded_value_is_not_flat():
+    """transformers rounds the logged loss to 4 decimals: a slowly falling 0.095 repeats; 2.3026 (ln 10) stuck does not."""
+    smooth = series(lambda s: round(2.0 / (1 + s / 5000), 4), last=100_000)
+    assert loss_flat(smooth, [], L) is None
+    stuck = series(lambda s: 2.3026 if s >= 500 else round(3 - s / 1000, 4), last=1000)
+    assert loss_flat(stuck, [], L).step == 500

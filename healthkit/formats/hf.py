@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from ..fsutil import Reader
 
 
+_NUMBER = (int, float)  # JSON numbers as json.loads makes them (a bool is neither type)
+
+
 def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
@@ -98,25 +101,26 @@ def _series(data: dict) -> tuple[list[list[float]], list[list[float]], list[list
     grads: list[list[float]] = []
     lrs: list[list[float]] = []
     hist = data.get("log_history")
-    for e in hist if isinstance(hist, list) else []:
-        if not isinstance(e, dict):
+    num = _NUMBER
+    for e in hist if isinstance(hist, list) else []:  # ~10k entries in a 100k-step run: kept to type checks and appends
+        if type(e) is not dict:
             continue
         step = e.get("step")
-        if _num(step) is None:
+        if type(step) not in num:
             continue
         step = float(step)
         v = e.get("loss")
-        if _num(v) is not None:
+        if type(v) in num:
             train.append([step, float(v)])
-        v = e.get("eval_loss")
-        if _num(v) is not None:
-            evals.append([step, float(v)])
         v = e.get("grad_norm")
-        if _num(v) is not None:
+        if type(v) in num:
             grads.append([step, float(v)])
         v = e.get("learning_rate")
-        if _num(v) is not None:
+        if type(v) in num:
             lrs.append([step, float(v)])
+        v = e.get("eval_loss")
+        if type(v) in num:
+            evals.append([step, float(v)])
     return train, evals, grads, lrs
 
 
