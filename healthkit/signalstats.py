@@ -207,11 +207,21 @@ class Flat:
     to_end: bool  # the stretch reaches the newest log
 
 
+def resolution(vals: Sequence[float]) -> float:
+    """The finest decimal step the values are written with (transformers rounds a logged loss to 4 decimals: 1e-4)."""
+    finest = 1.0
+    for v in vals:
+        if math.isfinite(v):
+            k = next((k for k in range(10) if round(v, k) == v), 10)
+            finest = min(finest, 10.0 ** -k)
+    return finest
+
+
 def loss_flat(loss: Series, grad: Series, limits: SignalLimits) -> Flat | None:
     """The longest stretch of at least ``flat_min_logs`` consecutive logs with one finite loss value.
 
-    A value other than 0.0 counts only when it is at least FLAT_RESOLUTION times the log's rounding step (the smallest
-    change between two logs; transformers rounds to 4 decimals): a smooth loss near 0.05 repeats its rounded value.
+    A value other than 0.0 counts only when it is at least FLAT_RESOLUTION times the decimal step the log is written
+    with (transformers rounds to 4 decimals): a smooth loss near 0.09 repeats its rounded value without being stuck.
     """
     eff = effective_loss(loss, grad)
     vals = [p[1] for p in eff]
@@ -221,11 +231,13 @@ def loss_flat(loss: Series, grad: Series, limits: SignalLimits) -> Flat | None:
     runs = [(m.start(), m.end() - m.start()) for m in re.finditer(b"\x01{%d,}" % (limits.flat_min_logs - 1), bytes(same))]
     if not runs:
         return None
-    quantum = min(filter(math.isfinite, map(abs, filter(None, map(operator.sub, vals[1:], vals[:-1])))), default=0.0)
     best: Flat | None = None
+    written = resolution(vals[:100] + vals[-100:])
     for i, n in runs:  # n equal neighbours: n + 1 logs
         v = vals[i]
-        if math.isfinite(v) and (v == 0.0 or abs(v) >= FLAT_RESOLUTION * quantum) and (best is None or n + 1 > best.logs):
+        if not math.isfinite(v) or (best is not None and n + 1 <= best.logs):
+            continue
+        if v == 0.0 or abs(v) >= FLAT_RESOLUTION * min(written, resolution([v])):
             best = Flat(eff[i][0], eff[i + n][0], v, n + 1, i + n == len(vals) - 1)
     return best
 
