@@ -118,7 +118,7 @@ def _rewind_sentences(ws: Workspace, step: float, before: float | None) -> tuple
     keep = rewind_point(ws, before)
     after = [c.name for c in ws.checkpoints if c.step >= step]
     if keep is None:
-        return (f"No complete checkpoint from before step {step:g} remains (rotation deleted them): restart the file from "
+        return (f"No complete checkpoint from before step {step:g} remains (none was saved, or rotation deleted them): restart the file from "
                 "the beginning or from the base model, with the cause removed", None)
     later = f"; {', '.join(after)} came after it and hold(s) the damaged weights" if after else ""
     return (f"Resume from `{keep.name}` (step {keep.step}), the newest complete checkpoint before step {step:g}{later}",

@@ -131,7 +131,7 @@ def divergence(steps: list[float], vals: list[float], limits: SignalLimits) -> S
     it falls back."""
     if len(vals) < 5:
         return None
-    start = median(vals[:5])
+    start = min(vals[0], median(vals[:5]))  # the first log, unless it is above the next ones: a climb can begin at log 2
     if start <= 0:
         return None
     bar = limits.divergence_factor * start

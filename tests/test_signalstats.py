@@ -126,3 +126,11 @@ def test_a_smooth_loss_repeating_its_rounded_value_is_not_flat():
     assert loss_flat(smooth, [], L) is None
     stuck = series(lambda s: 2.3026 if s >= 500 else round(3 - s / 1000, 4), last=1000)
     assert loss_flat(stuck, [], L).step == 500
+
+
+def test_a_divergence_from_the_second_log_counts_from_the_first():
+    """The real run at learning rate 0.99: 5.5 at step 1, then 37, 34, 36, 42, ... (the median of the first five is
+    already diverged)."""
+    real = [5.457, 37.48, 33.9, 35.82, 42.33, 44.14, 50.9, 56.58, 44.95, 33.32, 35.02, 43.71]
+    sp = loss_spike([[i + 1, v] for i, v in enumerate(real)], [], [], L)
+    assert sp.divergence and sp.step == 2 and sp.start == 5.457 and sp.last_normal_step == 1

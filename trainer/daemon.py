@@ -426,7 +426,7 @@ class Daemon:
                             dropped["count"], dropped.get("total"), dropped.get("max_seq_length"),
                             ", ".join(str(n) for n in dropped.get("first_lines") or []),
                             " ..." if dropped["count"] > len(dropped.get("first_lines") or []) else "")
-        elif rc == EXIT_DATA or outcome == "data-error":
+        elif rc == EXIT_DATA or outcome in ("data-error", "diverged"):
             err = res.get("error") or "invalid data"
             if still_here:
                 q.finish_failed(lay, child.file, err, lay.logs / f"train-{child.file.stem}.log")

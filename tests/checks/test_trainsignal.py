@@ -118,7 +118,7 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, float]]] = {
                               {"training.lr-zero": 500}),
     "diverging-7-to-49": (dict(last=400, loss=lambda s: 7 * (1 + 6 * math.sin(math.pi * min(1.0, s / 300)) ** 2) * N5(s),
                                grad=lambda s: 5 * G(s), lr=lambda s: 0.99, saves=[100, 200, 300, 400]),
-                          {"training.loss-spike": 90}),
+                          {"training.loss-spike": 70}),
     "slowdown-to-a-fifth": (dict(last=2000, loss=lambda s: decay(s) * N5(s), grad=lambda s: 1.2 * G(s), lr=cosine,
                                  saves=list(range(200, 2001, 200)),
                                  save_times={s: T0 + (s * 6 if s <= 1400 else 1400 * 6 + (s - 1400) * 30) for s in range(200, 2001, 200)}),
