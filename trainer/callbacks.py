@@ -53,6 +53,7 @@ class HealthCallback(TrainerCallback):
         self.bg = Background(self.costs, cfg.hook_timeout_s) if self.write_files else None
         self.stop_requested = False
         self.evaluated = False
+        self.save_seconds: float | None = None  # how long the Trainer's last save took (set by train_file's Trainer)
         self._term = False
         self._t0: float | None = None
         self._frozen: float | None = None
@@ -262,6 +263,7 @@ class HealthCallback(TrainerCallback):
 
             mark(Path(saved), self.file_name, state.global_step)
         self.status["last_checkpoint"] = f"checkpoint-{state.global_step}"
+        self.status["last_save_s"] = None if self.save_seconds is None else round(self.save_seconds, 3)
         try:  # after HF's rotation: what save_total_limit (+ the best) leaves at rest
             self.status["checkpoints"] = sum(1 for n in os.listdir(args.output_dir) if n.startswith("checkpoint-"))
         except OSError:

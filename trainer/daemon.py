@@ -45,6 +45,7 @@ from .launch import (DAEMON_MODULE, arg_value, child_command, child_env, find_tr
 from .layout import EXIT_ALREADY_RUNNING, EXIT_CONFIG, EXIT_DATA, EXIT_DISK_FULL, EXIT_OK, EXIT_STOPPED, Layout, iso_now, log_to
 from .pidfile import DaemonLock, running_daemon
 from .preflight import describe, run_preflight, template_problem
+from .runevents import RunEvents
 from .state import ensure_reserve, flush_pending, read_json, read_state, update_state, update_status
 
 log = logging.getLogger("healthkit.trainer.daemon")
@@ -108,6 +109,7 @@ class Daemon:
         self.live = LiveHistory()  # the monitor's /history: points of the file in training, in memory only
         self._last_live = 0.0
         self.home: tuple[int, int] | None = None  # (device, inode) of the workspace folder this daemon started in
+        self.events: RunEvents | None = None  # logs/events.jsonl: this daemon is its one writer (goodput)
 
     # lifecycle -----------------------------------------------------------------
     def run(self) -> int:
@@ -162,6 +164,8 @@ class Daemon:
         ensure_reserve(lay.status_dir)
         ctl.clear(lay, "stop")  # a stop left from before this start is not a request to this daemon
         me = psutil.Process()
+        self.events = RunEvents(lay)
+        self.events.daemon_start(me.pid, self.restarts, bool(q.in_processing(lay) or q.pending(lay)))
         req = ctl.read(lay)
         self.paused = req.pause
         port = self._start_monitor()
@@ -184,6 +188,7 @@ class Daemon:
         update_state(lay.daemon_state, state="stopped", pid=None, stopped_at=iso_now(), current_file=None, child_pid=None,
                      child_started_at=None, stop_request={**(self.stop_request or {}), "waiting": waiting} if self.stop_request else None)
         ctl.clear(lay, "stop")
+        self._event("exit", reason=(self.stop_request or {}).get("reason") or "stopped")
         log.info("daemon stopped%s", f" on request by {self.stop_request['by']} ({self.stop_request['reason']})"
                  if self.stop_request else "")
         return EXIT_OK
@@ -259,6 +264,8 @@ class Daemon:
             if self.child is not None:
                 finished, rc = self.child.poll()
                 if not finished:
+                    if self.events is not None:
+                        self.events.watch()
                     self._observe()
                     self._report_progress()
                     time.sleep(POLL_S)
@@ -289,10 +296,12 @@ class Daemon:
     def _mirror_pause(self, req: ctl.Requests) -> None:
         if req.pause and not self.paused:
             self.paused = True
+            self._event("pause", reason=req.pause_reason)
             update_state(self.layout.daemon_state, state="paused", paused_at=req.paused_at or iso_now(), pause_reason=req.pause_reason)
             log.info("paused: %s", req.pause_reason)
         elif not req.pause and self.paused:
             self.paused = False
+            self._event("unpause")
             update_state(self.layout.daemon_state, state="waiting" if self.disk_wait else "running", paused_at=None,
                          pause_reason=None)  # never sticky
             log.info("resumed")
@@ -301,6 +310,7 @@ class Daemon:
         if self.idle:
             return
         self.idle = True
+        self._event("idle")
         update_state(self.layout.daemon_state, state="idle", current_file=None, child_pid=None, child_started_at=None)
         if read_json(self.layout.status).get("state") != "idle":
             update_status(self.layout.status, state="idle", current_file=None, eta_seconds=None)
@@ -348,6 +358,8 @@ class Daemon:
         self._last_progress = time.monotonic()
         update_state(lay.daemon_state, state="paused" if self.paused else "running", current_file=file.name, child_pid=popen.pid,
                      child_started_at=started, child_cmd=cmd, adopted=False, attempt=attempt)
+        if self.events is not None:
+            self.events.file_start(file.name, resume, attempt, started)
         log.info("spawn file=%s pid=%d attempt=%d resume=%s log=%s", file.name, popen.pid, attempt,
                  resume.name if resume else "none", log_path.name)
 
@@ -385,6 +397,8 @@ class Daemon:
         self.child = Child(info.pid, info.create_time, lay.processing / name)
         self.idle = False
         update_state(lay.daemon_state, current_file=name, child_pid=info.pid, child_started_at=info.create_time, adopted=True)
+        if self.events is not None:
+            self.events.adopt(name, info.pid, info.create_time)
         log.warning("adopting training PID %d (%s) left running by a previous daemon: reporting its progress and waiting "
                     "for it; no second training starts beside it", info.pid, name)
 
@@ -420,6 +434,7 @@ class Daemon:
         still_here = child.file.exists()
         if rc == EXIT_OK or (rc is None and not still_here and (lay.done / name).exists()) or (outcome == "completed" and not still_here):
             log.info("completed %s (PID %d%s)", name, child.pid, ", adopted" if child.adopted else "")
+            self._ended(name, "done", res.get("step") if fresh else None)
             dropped = res.get("dropped_lines") if fresh else None
             if isinstance(dropped, dict) and dropped.get("count"):
                 log.warning("%s trained without %s of its %s line(s), too long for max_seq_length=%s: line(s) %s%s", name,
@@ -428,14 +443,17 @@ class Daemon:
                             " ..." if dropped["count"] > len(dropped.get("first_lines") or []) else "")
         elif rc == EXIT_DATA or outcome in ("data-error", "diverged"):
             err = res.get("error") or "invalid data"
+            self._ended(name, "failed", res.get("step") if fresh else None, reason=err)
             if still_here:
                 q.finish_failed(lay, child.file, err, lay.logs / f"train-{child.file.stem}.log")
             log.error("%s failed: %s", name, err)
             self._write_crash_status(name, err, "failed")
         elif rc == EXIT_STOPPED or outcome == "stopped":
             log.info("%s stopped at step %s; it resumes from its checkpoint on the next start", name, res.get("step"))
+            self._ended(name, "stop", res.get("step") if fresh else None)
         elif still_here and self._out_of_space(rc, outcome):
             log.warning("child PID %d for %s ran out of disk space (exit code %s): no failure is counted", child.pid, name, rc)
+            self._ended(name, "disk", res.get("step") if fresh else None)
             self._room_for(name)
         elif not still_here:
             log.warning("child PID %d for %s ended and the file is no longer in processing/", child.pid, name)
@@ -448,6 +466,7 @@ class Daemon:
                 err = f"killed by signal {signal.Signals(-rc).name}" if -rc in signal.Signals._value2member_map_ else f"signal {-rc}"
             else:
                 err = f"exit code {rc}"
+            self._ended(name, "crash", res.get("step") if fresh else None, reason=err, exit_code=rc)
             n = q.record_failure(lay, name, err)
             log_path = lay.logs / f"train-{child.file.stem}.log"
             if n >= self.cfg.max_failures:
@@ -482,6 +501,7 @@ class Daemon:
         self.disk_wait = ds.DiskWait(name, space, iso_now())
         log.error("%s: %s waits in processing/ and resumes from its last complete checkpoint once there is room",
                   space.reason(), name)
+        self._event("disk-wait", file=name, free_bytes=space.free, needed_bytes=space.need)
         update_state(self.layout.daemon_state, **self.disk_wait.state())
         update_status(self.layout.status, state="waiting", current_file=name, eta_seconds=None, error=space.reason())
         return False
@@ -501,9 +521,22 @@ class Daemon:
         log.info("disk space is back: %d bytes free on %s (a checkpoint needs ~%d); resuming %s", space.free, space.mount,
                  space.need, wait.file)
         self.disk_wait = None
+        self._event("disk-resumed", file=wait.file)
         ensure_reserve(self.layout.status_dir)
         update_state(self.layout.daemon_state, state="running", resumed_after_disk_full_at=iso_now(), **ds.CLEARED)
         update_status(self.layout.status, error=None)
+
+    def _event(self, what: str, **fields: Any) -> None:
+        from healthkit import events as ev
+
+        if self.events is not None:
+            name = {"exit": ev.DAEMON_EXIT, "pause": ev.PAUSE, "unpause": ev.UNPAUSE, "idle": ev.IDLE,
+                    "disk-wait": ev.DISK_WAIT, "disk-resumed": ev.DISK_RESUMED}[what]
+            self.events.append(name, **fields)
+
+    def _ended(self, name: str, outcome: str, step: Any, **fields: Any) -> None:
+        if self.events is not None:
+            self.events.child_ended(name, outcome, step, **fields)
 
     def _write_crash_status(self, name: str, error: str, what: str) -> None:
         update_status(self.layout.status, state="crashed", current_file=name, error=f"{what}: {error}", eta_seconds=None)

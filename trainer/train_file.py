@@ -176,12 +176,17 @@ def trainer_class(layout: Layout, file_name: str, guard: Any = None) -> Any:
             return loss
 
         def _save_checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+            t0 = time.monotonic()
             if self.args.should_save:
                 aside = ck.set_aside_incomplete(layout, file_name)
                 if aside is not None:
                     log.warning("incomplete checkpoint(s) moved to %s before saving step %d (HF's rotation would have "
                                 "deleted a complete one and kept them)", aside.name, self.state.global_step)
-            return super()._save_checkpoint(*args, **kwargs)
+            out = super()._save_checkpoint(*args, **kwargs)
+            for cb in self.callback_handler.callbacks:  # the status file says how long the save took (goodput)
+                if hasattr(cb, "save_seconds"):
+                    cb.save_seconds = time.monotonic() - t0
+            return out
 
     return SoundRotationTrainer
 
