@@ -38,7 +38,8 @@ class Goodput:
     basis: str = "logs/events.jsonl"
 
     def to_dict(self) -> dict[str, Any]:
-        lost = [{"cause": c, "seconds": round(s, 3), "steps": self.steps.get(c)} for c, s in self.lost.items() if s > 0 or c in self.steps]
+        lost = [{"cause": c, "seconds": round(s, 3), "steps": self.steps.get(c)} for c, s in self.lost.items()
+                if s > 0 or self.steps.get(c)]
         return {"since": _iso(self.since), "wall_seconds": round(self.wall, 3), "productive_seconds": round(self.productive, 3),
                 "ratio": round(self.productive / self.wall, 4) if self.wall > 0 else None, "lost": lost,
                 "estimate": self.estimate, "basis": self.basis}

@@ -219,10 +219,11 @@ def _goodput_block(report: "Report") -> list[str]:
     if not isinstance(g, dict) or not g.get("wall_seconds"):
         return []
     ratio = g.get("ratio")
-    est = " (an estimate: " + str(g.get("basis")) + ")" if g.get("estimate") else ""
+    span = (f"between the first and the last timed point ({g.get('basis')})" if g.get("estimate") else
+            "with work queued")
     out = ["## ⏳ GOODPUT", "",
-           f"{'?' if ratio is None else f'{ratio:.1%}'} of {g['wall_seconds']:.0f} s with work queued trained"
-           f" (since {g.get('since')}){est}.", "", "| cause | seconds | steps |", "|---|---|---|",
+           f"{'?' if ratio is None else f'{ratio:.1%}'} of {g['wall_seconds']:.0f} s {span} trained (since {g.get('since')}).",
+           "", "| cause | seconds | steps |", "|---|---|---|",
            f"| productive | {g['productive_seconds']:.0f} | |"]
     for lost in g.get("lost") or []:
         steps = "" if lost.get("steps") is None else str(lost["steps"])
