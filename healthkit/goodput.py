@@ -196,7 +196,7 @@ def estimate(times: Iterable[Sequence[float]], basis: str) -> Goodput | None:
     g = Goodput(since=pts[0][0], estimate=True, basis=basis)
     g.wall = pts[-1][0] - pts[0][0]
     per_step = []
-    for (t0, s0), (t1, s1) in zip(pts, pts[1:]):
+    for (t0, s0), (t1, s1) in zip(pts, pts[1:], strict=False):
         if s1 > s0 and t1 > t0:
             per_step.append((t1 - t0) / (s1 - s0))
     if not per_step or g.wall <= 0:
@@ -204,7 +204,7 @@ def estimate(times: Iterable[Sequence[float]], basis: str) -> Goodput | None:
     med = sorted(per_step)[len(per_step) // 2]
     redone = 0
     reached = pts[0][1]
-    for (t0, s0), (t1, s1) in zip(pts, pts[1:]):
+    for (t0, s0), (t1, s1) in zip(pts, pts[1:], strict=False):
         if s1 <= s0:
             continue
         span, steps = t1 - t0, s1 - s0
@@ -215,7 +215,7 @@ def estimate(times: Iterable[Sequence[float]], basis: str) -> Goodput | None:
             g.lost["unattributed"] += span - expected
         g.lost["redone-steps"] += min(span, again * med)
         reached = max(reached, s1)
-    for (t0, s0), (t1, s1) in zip(pts, pts[1:]):
+    for (t0, s0), (t1, s1) in zip(pts, pts[1:], strict=False):
         if s1 <= s0:
             g.lost["restart"] += max(0.0, t1 - t0)  # the time between the last point and the resumed one
     g.steps["redone-steps"] = redone
