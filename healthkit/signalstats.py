@@ -19,6 +19,7 @@ from .settings import SignalSettings
 
 Series = Sequence[Sequence[float]]  # [[step, value], ...] in step order, as a run format gives it
 ZERO_LR = 1e-12  # a learning rate at or below this is 0 (a cosine schedule's last float, not a learning rate)
+TAIL_LOGS = 5000  # spikes and explosions are judged over the newest logs: an audit's cost must not grow with the run
 DIVERGENCE_LOGS = 2  # consecutive logs at the divergence bar: one log up there is a batch, two are a climb
 FLAT_RESOLUTION = 2000  # a constant loss other than 0.0 is judged only this many rounding steps above 0
 MAD_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
@@ -187,12 +188,13 @@ def spike(steps: list[float], vals: list[float], warm_end: float, limits: Signal
 
 
 def loss_spike(loss: Series, grad: Series, lr: Series, limits: SignalLimits) -> Spike | None:
-    """A divergence (anywhere) first, else a spike after warmup; None for a healthy run."""
+    """A divergence (anywhere) first, else a spike after warmup among the newest TAIL_LOGS logs; None for a healthy run."""
     steps, vals = _finite(effective_loss(loss, grad))
     d = divergence(steps, vals, limits)
     if d is not None:
         return d
-    return spike(steps, vals, warmup_end(lr, steps, limits), limits)
+    warm = warmup_end(lr[:TAIL_LOGS], steps[:TAIL_LOGS], limits)  # warmup is at the start
+    return spike(steps[-TAIL_LOGS:], vals[-TAIL_LOGS:], warm, limits)
 
 
 # --- flat ---------------------------------------------------------------------------------------------------------
@@ -218,12 +220,13 @@ def resolution(vals: Sequence[float]) -> float:
 
 
 def loss_flat(loss: Series, grad: Series, limits: SignalLimits) -> Flat | None:
-    """The longest stretch of at least ``flat_min_logs`` consecutive logs with one finite loss value.
+    """The longest stretch of at least ``flat_min_logs`` consecutive logs with one finite loss value (among the newest
+    TAIL_LOGS logs: a loss stuck long ago and moving since is no longer a fault).
 
     A value other than 0.0 counts only when it is at least FLAT_RESOLUTION times the decimal step the log is written
     with (transformers rounds to 4 decimals): a smooth loss near 0.09 repeats its rounded value without being stuck.
     """
-    eff = effective_loss(loss, grad)
+    eff = effective_loss(loss[-TAIL_LOGS:], grad[-TAIL_LOGS:])
     vals = [p[1] for p in eff]
     same = list(map(operator.eq, vals[:-1], vals[1:]))
     if sum(same) < limits.flat_min_logs - 1:
@@ -257,11 +260,13 @@ class Explosion:
 
 def grad_explosion(grad: Series, limits: SignalLimits) -> Explosion | None:
     """``grad_min_logs`` consecutive gradient norms (or one followed by a non-finite one) ``grad_factor`` times
-    the running median: the median of the medians of the blocks of ``window_logs`` logs before.
+    the running median: the median of the medians of the blocks of ``window_logs`` logs before (among the newest
+    TAIL_LOGS logs).
 
     A single blip is not an explosion; a non-finite gradient norm is judged by non_finite with the loss.
     """
     w = limits.window_logs
+    grad = grad[-TAIL_LOGS:]
     vals = [p[1] for p in grad]
     if len(vals) <= w:
         return None

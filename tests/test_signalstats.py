@@ -134,3 +134,20 @@ def test_a_divergence_from_the_second_log_counts_from_the_first():
     real = [5.457, 37.48, 33.9, 35.82, 42.33, 44.14, 50.9, 56.58, 44.95, 33.32, 35.02, 43.71]
     sp = loss_spike([[i + 1, v] for i, v in enumerate(real)], [], [], L)
     assert sp.divergence and sp.step == 2 and sp.start == 5.457 and sp.last_normal_step == 1
+
+
+def test_spikes_are_judged_over_the_newest_logs_divergence_and_nan_anywhere():
+    """The cost of an audit must not grow with the run: spikes and explosions among the newest TAIL_LOGS logs."""
+    from healthkit.signalstats import TAIL_LOGS
+
+    n = TAIL_LOGS + 2000
+    rng = random.Random(3)
+    noise = [rng.uniform(0.95, 1.05) for _ in range(n)]
+    old_spike = [[i * 10.0, (2.5 if 500 <= i < 2000 else 1.0) * noise[i]] for i in range(n)]
+    assert loss_spike(old_spike, [], [], L) is None
+    new_spike = [[i * 10.0, (2.5 if i >= n - 500 else 1.0) * noise[i]] for i in range(n)]
+    assert loss_spike(new_spike, [], [], L).step == (n - 500) * 10
+    diverged_early = [[i * 10.0, (4.0 if 100 <= i < 200 else 1.0) * noise[i]] for i in range(n)]
+    assert loss_spike(diverged_early, [], [], L).divergence
+    nan_early = [[i * 10.0, math.nan if i == 50 else 1.0] for i in range(n)]
+    assert non_finite(nan_early, []).step == 500

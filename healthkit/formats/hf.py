@@ -9,6 +9,7 @@ declared is `save_total_limit` in the checkpoint's `training_args.bin` (read wit
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -102,7 +103,18 @@ def _series(data: dict) -> tuple[list[list[float]], list[list[float]], list[list
     lrs: list[list[float]] = []
     hist = data.get("log_history")
     num = _NUMBER
-    for e in hist if isinstance(hist, list) else []:  # ~10k entries in a 100k-step run: kept to type checks and appends
+    collecting = gc.isenabled()
+    gc.disable()  # tens of thousands of small lists beside the parsed file: no full collection scans it meanwhile
+    try:
+        _fill(hist if isinstance(hist, list) else [], num, train, evals, grads, lrs)
+    finally:
+        if collecting:
+            gc.enable()
+    return train, evals, grads, lrs
+
+
+def _fill(hist: list, num: tuple, train: list, evals: list, grads: list, lrs: list) -> None:
+    for e in hist:  # ~10k entries in a 100k-step run: kept to type checks and appends
         if type(e) is not dict:
             continue
         step = e.get("step")
@@ -121,7 +133,6 @@ def _series(data: dict) -> tuple[list[list[float]], list[list[float]], list[list
         v = e.get("eval_loss")
         if type(v) in num:
             evals.append([step, float(v)])
-    return train, evals, grads, lrs
 
 
 def jq_number(v: float) -> str:
