@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from checks.trainsignal import CODES
+from healthkit.checks.trainsignal import CODES
 
 from .conftest import call, checkpoint, make_ws
 
@@ -29,7 +29,7 @@ T0 = 1_700_000_000.0
 
 
 def _signal_check():
-    from checks.trainsignal import signal_check
+    from healthkit.checks.trainsignal import signal_check
 
     return signal_check
 
