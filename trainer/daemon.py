@@ -453,8 +453,8 @@ class Daemon:
             self._ended(name, "stop", res.get("step") if fresh else None)
         elif still_here and self._out_of_space(rc, outcome):
             log.warning("child PID %d for %s ran out of disk space (exit code %s): no failure is counted", child.pid, name, rc)
-            self._ended(name, "disk", res.get("step") if fresh else None)
-            self._room_for(name)
+            self._ended(name, "disk", res.get("step") if fresh else None)  # the event of this disk wait
+            self._room_for(name, told=True)
         elif not still_here:
             log.warning("child PID %d for %s ended and the file is no longer in processing/", child.pid, name)
         else:
@@ -492,7 +492,7 @@ class Daemon:
             return True
         return rc != EXIT_OK and not self._space().enough
 
-    def _room_for(self, name: str) -> bool:
+    def _room_for(self, name: str, told: bool = False) -> bool:
         """Whether a checkpoint fits; if not, wait (state `waiting`, with the reason) instead of starting ``name``."""
         space = self._space()
         if space.enough:
@@ -501,7 +501,8 @@ class Daemon:
         self.disk_wait = ds.DiskWait(name, space, iso_now())
         log.error("%s: %s waits in processing/ and resumes from its last complete checkpoint once there is room",
                   space.reason(), name)
-        self._event("disk-wait", file=name, free_bytes=space.free, needed_bytes=space.need)
+        if not told:
+            self._event("disk-wait", file=name, free_bytes=space.free, needed_bytes=space.need)
         update_state(self.layout.daemon_state, **self.disk_wait.state())
         update_status(self.layout.status, state="waiting", current_file=name, eta_seconds=None, error=space.reason())
         return False
