@@ -216,7 +216,7 @@ def fail_guarded(layout: Layout, name: str, file: Path, guard: Any, cb: Any, ran
             "; no checkpoint of this file exists, a retry starts from the beginning"))
     log.error("%s failed: %s", name, why)
     if rank0:
-        cb.finish("failed", error=why)
+        cb.finish("crashed", error=f"failed: {why}")  # the daemon's word for a failed file (healthkit.contract states)
         write_result(layout, name, "diverged", error=why, step=guard.stopped_at)
         if file.exists():
             q.finish_failed(layout, file, why, log=layout.logs / f"train-{file.stem}.log")

@@ -90,7 +90,8 @@ def test_guard_stops_a_real_run_at_an_injected_nan_before_its_save(make_ws):
     assert "training loss non-finite (nan) at step 10" in err["error"]
     assert "checkpoint-5, is kept for `healthkit queue retry`" in err["error"]
     status = json.loads(lay.status.read_text())
-    assert status["state"] == "failed" and status["step"] == 10
+    assert status["state"] == "crashed" and status["error"].startswith("failed: training loss non-finite")
+    assert status["step"] == 10
     from healthkit.api import audit
 
     report = audit(lay.base, select=["queue.failed"], record_costs=False)
