@@ -166,7 +166,7 @@ def _spike(ws: Workspace, rec: RunRecord, steps: list[float]) -> Finding | None:
     else:
         title = f"Training loss spiked at step {sp.step:g} and did not come back"
         problem = [f"The loss jumped to {_g(sp.value)} at step {sp.step:g}, {sp.ratio:.1f}x the median "
-                   f"({_g(sp.baseline)}) of the {ws.settings.signal.window_logs} logs before it, far beyond their spread",
+                   f"({_g(sp.baseline)}) of a window of {ws.settings.signal.window_logs} logs before it, far beyond their spread",
                    f"The median of the logs from it on stayed at {_g(sp.after_median or math.nan)}: it did not recover"]
     return Finding(
         code=SPIKE.code, severity=Severity.WARNING, title=title, problem=problem,
