@@ -2,5 +2,5 @@
 
 BUILTIN_MODULES = (
     "aside", "checkpoints", "config", "daemon", "disk", "drift", "gpu",
-    "hook_cost", "ports", "queue", "slurm", "training", "trust", "validation",
+    "goodput", "hook_cost", "ports", "queue", "slurm", "training", "trainsignal", "trust", "validation",
 )

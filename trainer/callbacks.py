@@ -56,6 +56,7 @@ class HealthCallback(TrainerCallback):
         self.lease_guard = lease_guard  # trainer.lease.LeaseGuard: its thread sets fenced_why; a step reads only that
         self.fenced: str | None = None
         self.evaluated = False
+        self.save_seconds: float | None = None  # how long the Trainer's last save took (set by train_file's Trainer)
         self._term = False
         self._t0: float | None = None
         self._frozen: float | None = None
@@ -288,6 +289,7 @@ class HealthCallback(TrainerCallback):
 
             mark(Path(saved), self.file_name, state.global_step)
         self.status["last_checkpoint"] = f"checkpoint-{state.global_step}"
+        self.status["last_save_s"] = None if self.save_seconds is None else round(self.save_seconds, 3)
         try:  # after HF's rotation: what save_total_limit (+ the best) leaves at rest
             self.status["checkpoints"] = sum(1 for n in os.listdir(args.output_dir) if n.startswith("checkpoint-"))
         except OSError:

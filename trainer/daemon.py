@@ -48,6 +48,7 @@ from .layout import (EXIT_ALREADY_RUNNING, EXIT_CONFIG, EXIT_DATA, EXIT_DISK_FUL
                      iso_now, log_to)
 from .pidfile import DaemonLock, running_daemon
 from .preflight import describe, run_preflight, template_problem
+from .runevents import RunEvents
 from .state import ensure_reserve, flush_pending, read_json, read_state, update_state, update_status
 
 log = logging.getLogger("healthkit.trainer.daemon")
@@ -118,6 +119,7 @@ class Daemon:
         self.lease: LeaseKeeper | None = None  # the workspace's lease (trainer/lease.py), renewed by its own thread
         self.slurm_job = slurm.this_job()  # the batch job this daemon runs as, or None
         self.slurm_requeue = False  # USR1 came (the time limit is near): save, then requeue the job
+        self.events: RunEvents | None = None  # logs/events.jsonl: this daemon is its one writer (goodput)
 
     # lifecycle -----------------------------------------------------------------
     def run(self) -> int:
@@ -157,9 +159,9 @@ class Daemon:
 
     def _slurm_end(self) -> None:
         """Record how the job ends; on USR1 requeue it (the last act: Slurm ends this process on the requeue)."""
-        from healthkit.contract.events import SLURM_END, SLURM_REQUEUE, EventLog
+        from healthkit.contract.events import SLURM_END, SLURM_REQUEUE
 
-        events = EventLog(self.layout.logs)
+        events = self.events or RunEvents(self.layout)  # the one writer of the event log
         if not self.slurm_requeue:
             events.append(SLURM_END, job_id=self.slurm_job, reason=(self.stop_request or {}).get("reason") or "daemon exited")
             return
@@ -224,6 +226,8 @@ class Daemon:
         ensure_reserve(lay.status_dir)
         ctl.clear(lay, "stop")  # a stop left from before this start is not a request to this daemon
         me = psutil.Process()
+        self.events = events = RunEvents(lay)
+        events.daemon_start(me.pid, self.restarts, bool(q.in_processing(lay) or q.pending(lay)))
         req = ctl.read(lay)
         self.paused = req.pause
         port, monitor_error = self._start_monitor()
@@ -240,10 +244,10 @@ class Daemon:
         signal.signal(signal.SIGINT, self._on_signal)
         if self.slurm_job:
             signal.signal(signal.SIGUSR1, self._on_time_limit)
-            from healthkit.contract.events import SLURM_JOB, EventLog
+            from healthkit.contract.events import SLURM_JOB
 
-            EventLog(lay.logs).append(SLURM_JOB, job_id=self.slurm_job, restarts=slurm.restarts(), pid=me.pid,
-                                      host=self.lease.here.host if self.lease else None)
+            events.append(SLURM_JOB, job_id=self.slurm_job, restarts=slurm.restarts(), pid=me.pid,
+                          host=self.lease.here.host if self.lease else None)
             update_state(lay.daemon_state, slurm_job_id=self.slurm_job, slurm_restarts=slurm.restarts())
             log.info("running as Slurm job %s (restart %d)", self.slurm_job, slurm.restarts())
         log.info("daemon started (PID %d, workspace %s, restarts %d)", me.pid, lay.base, self.restarts)
@@ -259,6 +263,7 @@ class Daemon:
         update_state(lay.daemon_state, state="stopped", pid=None, stopped_at=iso_now(), current_file=None, child_pid=None,
                      child_started_at=None, stop_request={**(self.stop_request or {}), "waiting": waiting} if self.stop_request else None)
         ctl.clear(lay, "stop")
+        self._event("exit", reason=(self.stop_request or {}).get("reason") or "stopped")
         log.info("daemon stopped%s", f" on request by {self.stop_request['by']} ({self.stop_request['reason']})"
                  if self.stop_request else "")
         return EXIT_OK
@@ -369,6 +374,8 @@ class Daemon:
             if self.child is not None:
                 finished, rc = self.child.poll()
                 if not finished:
+                    if self.events is not None:
+                        self.events.watch()
                     self._observe()
                     self._report_progress()
                     time.sleep(POLL_S)
@@ -399,10 +406,12 @@ class Daemon:
     def _mirror_pause(self, req: ctl.Requests) -> None:
         if req.pause and not self.paused:
             self.paused = True
+            self._event("pause", reason=req.pause_reason)
             update_state(self.layout.daemon_state, state="paused", paused_at=req.paused_at or iso_now(), pause_reason=req.pause_reason)
             log.info("paused: %s", req.pause_reason)
         elif not req.pause and self.paused:
             self.paused = False
+            self._event("unpause")
             update_state(self.layout.daemon_state, state="waiting" if self.disk_wait else "running", paused_at=None,
                          pause_reason=None)  # never sticky
             log.info("resumed")
@@ -411,6 +420,7 @@ class Daemon:
         if self.idle:
             return
         self.idle = True
+        self._event("idle")
         update_state(self.layout.daemon_state, state="idle", current_file=None, child_pid=None, child_started_at=None)
         if read_json(self.layout.status).get("state") != "idle":
             update_status(self.layout.status, state="idle", current_file=None, eta_seconds=None)
@@ -461,6 +471,8 @@ class Daemon:
         self._last_progress = time.monotonic()
         update_state(lay.daemon_state, state="paused" if self.paused else "running", current_file=file.name, child_pid=popen.pid,
                      child_started_at=started, child_cmd=cmd, adopted=False, attempt=attempt)
+        if self.events is not None:
+            self.events.file_start(file.name, resume, attempt, started)
         log.info("spawn file=%s pid=%d attempt=%d resume=%s log=%s", file.name, popen.pid, attempt,
                  resume.name if resume else "none", log_path.name)
 
@@ -498,6 +510,8 @@ class Daemon:
         self.child = Child(info.pid, info.create_time, lay.processing / name)
         self.idle = False
         update_state(lay.daemon_state, current_file=name, child_pid=info.pid, child_started_at=info.create_time, adopted=True)
+        if self.events is not None:
+            self.events.adopt(name, info.pid, info.create_time)
         log.warning("adopting training PID %d (%s) left running by a previous daemon: reporting its progress and waiting "
                     "for it; no second training starts beside it", info.pid, name)
 
@@ -533,14 +547,16 @@ class Daemon:
         still_here = child.file.exists()
         if rc == EXIT_OK or (rc is None and not still_here and (lay.done / name).exists()) or (outcome == "completed" and not still_here):
             log.info("completed %s (PID %d%s)", name, child.pid, ", adopted" if child.adopted else "")
+            self._ended(name, "done", res.get("step") if fresh else None)
             dropped = res.get("dropped_lines") if fresh else None
             if isinstance(dropped, dict) and dropped.get("count"):
                 log.warning("%s trained without %s of its %s line(s), too long for max_seq_length=%s: line(s) %s%s", name,
                             dropped["count"], dropped.get("total"), dropped.get("max_seq_length"),
                             ", ".join(str(n) for n in dropped.get("first_lines") or []),
                             " ..." if dropped["count"] > len(dropped.get("first_lines") or []) else "")
-        elif rc == EXIT_DATA or outcome == "data-error":
+        elif rc == EXIT_DATA or outcome in ("data-error", "diverged"):
             err = res.get("error") or "invalid data"
+            self._ended(name, "failed", res.get("step") if fresh else None, reason=err)
             if still_here:
                 q.finish_failed(lay, child.file, err, lay.logs / f"train-{child.file.stem}.log")
             log.error("%s failed: %s", name, err)
@@ -549,9 +565,11 @@ class Daemon:
             log.error("%s: its training was fenced (lost the lease); no failure is counted", name)
         elif rc == EXIT_STOPPED or outcome == "stopped":
             log.info("%s stopped at step %s; it resumes from its checkpoint on the next start", name, res.get("step"))
+            self._ended(name, "stop", res.get("step") if fresh else None)
         elif still_here and self._out_of_space(rc, outcome):
             log.warning("child PID %d for %s ran out of disk space (exit code %s): no failure is counted", child.pid, name, rc)
-            self._room_for(name)
+            self._ended(name, "disk", res.get("step") if fresh else None)  # the event of this disk wait
+            self._room_for(name, told=True)
         elif not still_here:
             log.warning("child PID %d for %s ended and the file is no longer in processing/", child.pid, name)
         else:
@@ -563,6 +581,7 @@ class Daemon:
                 err = f"killed by signal {signal.Signals(-rc).name}" if -rc in signal.Signals._value2member_map_ else f"signal {-rc}"
             else:
                 err = f"exit code {rc}"
+            self._ended(name, "crash", res.get("step") if fresh else None, reason=err, exit_code=rc)
             n = q.record_failure(lay, name, err)
             log_path = lay.logs / f"train-{child.file.stem}.log"
             if n >= self.cfg.max_failures:
@@ -588,7 +607,7 @@ class Daemon:
             return True
         return rc != EXIT_OK and not self._space().enough
 
-    def _room_for(self, name: str) -> bool:
+    def _room_for(self, name: str, told: bool = False) -> bool:
         """Whether a checkpoint fits; if not, wait (state `waiting`, with the reason) instead of starting ``name``."""
         space = self._space()
         if space.enough:
@@ -597,6 +616,8 @@ class Daemon:
         self.disk_wait = ds.DiskWait(name, space, iso_now())
         log.error("%s: %s waits in processing/ and resumes from its last complete checkpoint once there is room",
                   space.reason(), name)
+        if not told:
+            self._event("disk-wait", file=name, free_bytes=space.free, needed_bytes=space.need)
         update_state(self.layout.daemon_state, **self.disk_wait.state())
         update_status(self.layout.status, state="waiting", current_file=name, eta_seconds=None, error=space.reason())
         return False
@@ -616,9 +637,22 @@ class Daemon:
         log.info("disk space is back: %d bytes free on %s (a checkpoint needs ~%d); resuming %s", space.free, space.mount,
                  space.need, wait.file)
         self.disk_wait = None
+        self._event("disk-resumed", file=wait.file)
         ensure_reserve(self.layout.status_dir)
         update_state(self.layout.daemon_state, state="running", resumed_after_disk_full_at=iso_now(), **ds.CLEARED)
         update_status(self.layout.status, error=None)
+
+    def _event(self, what: str, **fields: Any) -> None:
+        from healthkit import events as ev
+
+        if self.events is not None:
+            name = {"exit": ev.DAEMON_EXIT, "pause": ev.PAUSE, "unpause": ev.UNPAUSE, "idle": ev.IDLE,
+                    "disk-wait": ev.DISK_WAIT, "disk-resumed": ev.DISK_RESUMED}[what]
+            self.events.append(name, **fields)
+
+    def _ended(self, name: str, outcome: str, step: Any, **fields: Any) -> None:
+        if self.events is not None:
+            self.events.child_ended(name, outcome, step, **fields)
 
     def _write_crash_status(self, name: str, error: str, what: str) -> None:
         update_status(self.layout.status, state="crashed", current_file=name, error=f"{what}: {error}", eta_seconds=None)

@@ -151,23 +151,47 @@ def datasets(tokenizer: Any, cfg: TrainingConfig, name: str, fmt: str, examples:
     return train, held_ds, collator, dropped
 
 
-def trainer_class(layout: Layout, file_name: str, guard: Any = None) -> Any:
+def trainer_class(layout: Layout, file_name: str, lease_guard: Any = None, loss_guard: Any = None) -> Any:
     """HF's Trainer whose saves first set incomplete checkpoints aside, so that its rotation deletes only complete ones,
-    and that commits a checkpoint only while its lease generation is current (``guard``: trainer.lease.LeaseGuard)."""
+    that commits a checkpoint only while its lease generation is current (``lease_guard``: trainer.lease.LeaseGuard),
+    and whose every micro-batch loss reaches the loss guard (trainer/guard.py) before the step's save."""
     from transformers import Trainer
 
+    from .guard import inject_at
+
+    nan_at = inject_at()
+
     class SoundRotationTrainer(Trainer):
+        def compute_loss(self, *args: Any, **kwargs: Any) -> Any:
+            out = super().compute_loss(*args, **kwargs)
+            if nan_at is not None and self.state.global_step + 1 >= nan_at and self.model.training:  # tests only
+                if isinstance(out, tuple):
+                    return (out[0] * float("nan"), *out[1:])
+                return out * float("nan")
+            return out
+
+        def training_step(self, *args: Any, **kwargs: Any) -> Any:
+            loss = super().training_step(*args, **kwargs)
+            if loss_guard is not None:
+                loss_guard.observe(loss)
+            return loss
+
         def _save_checkpoint(self, *args: Any, **kwargs: Any) -> Any:
-            if guard is not None and not guard.may_commit():
-                log.error("checkpoint of step %d not written: fenced (%s)", self.state.global_step, guard.fenced_why)
+            if lease_guard is not None and not lease_guard.may_commit():
+                log.error("checkpoint of step %d not written: fenced (%s)", self.state.global_step, lease_guard.fenced_why)
                 self.control.should_training_stop = True
                 return None
+            t0 = time.monotonic()
             if self.args.should_save:
                 aside = ck.set_aside_incomplete(layout, file_name)
                 if aside is not None:
                     log.warning("incomplete checkpoint(s) moved to %s before saving step %d (HF's rotation would have "
                                 "deleted a complete one and kept them)", aside.name, self.state.global_step)
-            return super()._save_checkpoint(*args, **kwargs)
+            out = super()._save_checkpoint(*args, **kwargs)
+            for cb in self.callback_handler.callbacks:  # the status file says how long the save took (goodput)
+                if hasattr(cb, "save_seconds"):
+                    cb.save_seconds = time.monotonic() - t0
+            return out
 
     return SoundRotationTrainer
 
@@ -185,6 +209,22 @@ def fail_data(layout: Layout, name: str, file: Path, exc: DataError, rank0: bool
         write_result(layout, name, "data-error", error=str(exc))
         if file.exists():
             q.finish_failed(layout, file, str(exc), log=layout.logs / f"train-{file.stem}.log")
+    return EXIT_DATA
+
+
+def fail_guarded(layout: Layout, name: str, file: Path, guard: Any, cb: Any, rank0: bool) -> int:
+    """The guard stopped the file (a non-finite loss, or a spike with spike_action stop): it fails with the step and the
+    reason; its checkpoints, all from before the stop, stay for `healthkit queue retry` (moved aside as a failed file's)."""
+    kept = ck.last_complete_of(layout, name)
+    why = (f"{guard.reason}; no checkpoint was saved after it" +
+           (f"; the newest sound checkpoint, {kept.name}, is kept for `healthkit queue retry`" if kept else
+            "; no checkpoint of this file exists, a retry starts from the beginning"))
+    log.error("%s failed: %s", name, why)
+    if rank0:
+        cb.finish("crashed", error=f"failed: {why}")  # the daemon's word for a failed file (healthkit.contract states)
+        write_result(layout, name, "diverged", error=why, step=guard.stopped_at)
+        if file.exists():
+            q.finish_failed(layout, file, why, log=layout.logs / f"train-{file.stem}.log")
     return EXIT_DATA
 
 
@@ -256,8 +296,12 @@ def run(layout: Layout, file: Path, attempt: int, resume_from: str | None) -> in
     cb.status["dropped_lines"] = drop_record  # the status file says what this file trains without
     log.info("training %s (%s data%s) from %s (%d examples, %d held out)%s", name, fmt, ", LoRA" if cfg.lora else "", src,
              len(train_ds), len(held), f", resuming from {resume_from}" if resume_from else "")
-    trainer = trainer_class(layout, name, guard)(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
-                      processing_class=tokenizer, callbacks=[cb])
+    from .guard import LossGuard
+
+    loss_guard = LossGuard(cfg.guard.spike_action, distributed=world > 1)
+    trainer = trainer_class(layout, name, guard, loss_guard)(
+        model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
+        processing_class=tokenizer, callbacks=[cb, loss_guard])
     cpu0 = time.process_time()
     out = trainer.train(resume_from_checkpoint=resume_from)
     speed = {k: out.metrics[k] for k in ("train_runtime", "train_steps_per_second") if k in out.metrics}
@@ -267,6 +311,8 @@ def run(layout: Layout, file: Path, attempt: int, resume_from: str | None) -> in
         why = cb.fenced or guard.fenced_why  # type: ignore[union-attr]
         log.error("fenced at step %d: %s; stopped without committing a checkpoint", trainer.state.global_step, why)
         return EXIT_FENCED
+    if loss_guard.reason is not None:
+        return fail_guarded(layout, name, file, loss_guard, cb, rank0)
     if cb.stop_requested:
         log.info("stopped on request at step %d; checkpoint saved", trainer.state.global_step)
         if rank0:

@@ -31,6 +31,16 @@ class LoraSettings(BaseModel):
     load_in_4bit: bool = Field(False, description="QLoRA: load the base model in 4 bits through bitsandbytes (CUDA only)")
 
 
+class GuardSettings(BaseModel):
+    """What the trainer does about its own training signal (trainer/guard.py); a non-finite loss always stops the file."""
+
+    model_config = ConfigDict(extra="forbid", title="Guard")
+
+    spike_action: Literal["warn", "stop"] = Field(
+        "warn", description="a loss spike or divergence (the audit's training.loss-spike rule): 'warn' logs it, 'stop' "
+        "fails the file before its next save, keeping its checkpoints for `healthkit queue retry`")
+
+
 TRAINER_OWNED_ARGS: dict[str, str] = {
     **{k: "the daemon writes checkpoints to current_model/ itself" for k in (
         "output_dir", "overwrite_output_dir", "resume_from_checkpoint", "save_only_model", "save_safetensors")},
@@ -60,6 +70,8 @@ class TrainingConfig(BaseModel):
     chat_template: str | None = Field(
         None, description="Jinja chat template for chat files; default: the tokenizer's own")
     lora: LoraSettings | None = Field(None, description="LoRA adapters through peft; null: full fine-tuning")
+    guard: GuardSettings = Field(default_factory=GuardSettings, description="the run's own guard: a non-finite loss stops "
+                                 "the file before any checkpoint of it is written; what a spike does")
     training_args: dict[str, Any] = Field(
         default_factory=dict,
         description="more transformers TrainingArguments (e.g. lr_scheduler_type, warmup_ratio, max_grad_norm, optim, "

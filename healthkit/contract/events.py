@@ -30,6 +30,8 @@ READ_CAP_BYTES = 2 * ROTATE_BYTES + 1024 * 1024
 # Event names, written by the trainer and read by the audit (one vocabulary, held here).
 FILE_START = "file-start"  # file, step (0 or the step resumed from)
 RESUME = "resume"  # file, step (resumed from), reached (the furthest step trained before)
+TRAINING = "training"  # file, step, at (when the child began training: its model loaded, its resume done)
+ADOPT = "adopt"  # file, pid, step: a new daemon took over a training that ran on without one
 CHECKPOINT = "checkpoint"  # file, step, seconds (time spent saving)
 FILE_DONE = "file-done"  # file, step
 FILE_FAILED = "file-failed"  # file, step, reason
@@ -37,7 +39,7 @@ CRASH = "crash"  # file, step, exit_code | signal
 STOP = "stop"  # a stop on request
 PAUSE = "pause"
 UNPAUSE = "unpause"
-DAEMON_START = "daemon-start"  # pid, host
+DAEMON_START = "daemon-start"  # pid, host, previous_progress_at, previous_step (the status file's last word)
 DAEMON_EXIT = "daemon-exit"  # reason
 DISK_WAIT = "disk-wait"  # free_bytes, needed_bytes
 DISK_RESUMED = "disk-resumed"

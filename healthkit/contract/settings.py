@@ -149,6 +149,36 @@ class Thresholds:
 
 
 @frozen
+class SignalSettings:
+    """The training signal's thresholds (loss, gradient norm, learning rate, speed); docs/signal.md gives the reasons."""
+
+    window_logs: int = Field(20, ge=3, description="logs in the window a spike or a gradient norm is judged against")
+    warmup_fraction: float = Field(
+        0.05, ge=0, le=0.5, description="share of the logs taken as warmup when the log has no learning rate to show it")
+    spike_sigmas: float = Field(5.0, gt=0, description="a spike is this many robust standard deviations (1.4826 MAD of "
+                                "log-loss) above the window's median ...")
+    spike_min_ratio: float = Field(1.5, gt=1, description="... and at least this many times that median")
+    spike_recover_logs: int = Field(10, ge=2, description="a jump whose median over this many logs falls back is a blip, "
+                                    "not a spike")
+    divergence_factor: float = Field(3.0, gt=1, description="a loss this many times the starting loss is a divergence, "
+                                     "flagged anywhere (warmup included) even if it falls back")
+    flat_min_logs: int = Field(10, ge=3, description="consecutive logs of one exact loss value before the loss is flat")
+    grad_factor: float = Field(100.0, gt=1, description="a gradient norm this many times its running median is an explosion")
+    grad_min_logs: int = Field(2, ge=1, description="consecutive logs above grad_factor (or one followed by a non-finite "
+                               "norm) before it counts: a single blip does not")
+    lr_zero_min_logs: int = Field(5, ge=1, description="newest consecutive logs with a learning rate of 0 before it counts")
+    lr_zero_min_share_left: float = Field(
+        0.10, gt=0, le=1, description="share of max_steps still to run when the learning rate reached 0 before it counts "
+        "(a schedule that ends at 0 at max_steps leaves none)")
+    slowdown_factor: float = Field(0.5, gt=0, le=0.99, description="steps per hour under this share of the run's median "
+                                   "are slow")
+    slowdown_min_intervals: int = Field(5, ge=2, description="timed intervals before speed is judged at all")
+    slowdown_min_slow: int = Field(2, ge=1, description="consecutive slow intervals before it is a slowdown")
+    slowdown_min_interval_seconds: float = Field(
+        30.0, ge=0, description="timed points closer than this are merged into one interval (timer noise)")
+
+
+@frozen
 class MonitorSettings:
     host: str = "127.0.0.1"
     ports: list[int] | None = Field(None, description="HTTP ports to probe; default: config's monitor_port, else 8080")
@@ -245,6 +275,7 @@ class Settings:
     processes: ProcessSettings = _section(ProcessSettings)
     retention: RetentionSettings = _section(RetentionSettings)
     thresholds: Thresholds = _section(Thresholds)
+    signal: SignalSettings = _section(SignalSettings)
     monitor: MonitorSettings = _section(MonitorSettings)
     checks: CheckSettings = _section(CheckSettings)
     audit: AuditSettings = _section(AuditSettings)

@@ -115,6 +115,7 @@ class Report:
             "checks": [r.to_dict() for r in self.sorted_results],
             "healthy": [h.to_dict() for h in self.healthy],
             "facts": self.facts,
+            "goodput": self.facts.get("goodput"),
             "load_errors": [{"source": e.source, "message": e.message} for e in self.load_errors],
             "notes": list(self.notes),
         }

@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from healthkit.formats.base import Checkpoint, Completeness, DeclaredRetention, Recognised, RunFormat, RunRecord, listed
+from healthkit.formats.base import Checkpoint, Completeness, DeclaredRetention, Recognised, RunFormat, RunRecord, listed, use_save_times
 from healthkit.formats.fsdp import dcp_problems
 
 CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)$")
@@ -100,6 +100,8 @@ class Accelerate(RunFormat):
             label=f"no TensorBoard event files under {root.parent.name}/")
         rec.retention = DeclaredRetention(None, "Accelerate does not record `ProjectConfiguration.total_limit` on disk "
                                                 "(declare the run's limit in healthkit.toml [retention])")
+        if not rec.times:
+            use_save_times(rec, ckpts, root, self.glob)
         return judged, rec
 
 

@@ -9,6 +9,7 @@ so a third-party format (entry-point group `healthkit.formats`) needs nothing el
 from __future__ import annotations
 
 import os
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,12 @@ if TYPE_CHECKING:
 
 
 SRC = "\0src\0"  # in a format's evidence command: the record's source file, placed by the check (relative to the workspace)
+_AT = re.compile("\0@([^\0]*)\0")
+
+
+def at(path: Path) -> str:
+    """Any other path in a format's evidence command, placed like SRC (relative to the workspace, quoted)."""
+    return f"\0@{path}\0"
 
 
 @record
@@ -114,6 +121,14 @@ class RunRecord:
     evals_said: Callable[[list[list[float]]], Said] | None = None
     no_evals_said: Callable[[float | None], Said] | None = None
     raw: Any = None  # the format's own parsed record (for that format's code only)
+    # The training signal (checks/trainsignal.py): [[step, value], ...] by step, non-finite values kept as logged.
+    grad_norm: list[list[float]] = field(default_factory=list)
+    learning_rate: list[list[float]] = field(default_factory=list)
+    times: list[list[float]] = field(default_factory=list)  # [[step, epoch seconds]]: when the run was at that step
+    times_from: str = ""  # where ``times`` come from, for people: "TensorBoard wall times", "checkpoint save times (...)"
+    # The lines of the history between two steps (loss, grad_norm, learning_rate), as a person re-reads them.
+    signal_said: Callable[[float, float], Said] | None = None
+    times_said: Callable[[float, float], Said] | None = None
     _retention_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def declared_retention(self) -> DeclaredRetention | None:
@@ -131,12 +146,33 @@ class RunRecord:
     def _placed(self, said: Said, shown: Callable[[Path], str] | None) -> Said:
         """A command with its SRC placeholder replaced by the source path as a person types it (relative, quoted)."""
         where = shown(self.source) if shown and self.source else str(self.source or "")
-        return Said(said.command.replace(SRC, where), said.observed)
+        def place(text: str) -> str:
+            return _AT.sub(lambda m: shown(Path(m.group(1))) if shown else m.group(1), text)
+
+        return Said(place(said.command.replace(SRC, where)), place(said.observed))
 
     def said_evals(self, window: list[list[float]], shown: Callable[[Path], str] | None = None) -> Said:
         if self.evals_said is not None:
             return self._placed(self.evals_said(window), shown)
         return Said(f"# {self.label}", "\n".join(f"step {s:g}: {v}" for s, v in window))
+
+    def said_signal(self, lo: float, hi: float, shown: Callable[[Path], str] | None = None) -> Said:
+        """The logs from step ``lo`` to ``hi`` (loss, grad_norm, learning_rate where recorded), with the command."""
+        if self.signal_said is not None:
+            return self._placed(self.signal_said(lo, hi), shown)
+        rows = {}
+        for name, series in (("loss", self.train), ("grad_norm", self.grad_norm), ("learning_rate", self.learning_rate)):
+            for s, v in series:
+                if lo <= s <= hi:
+                    rows.setdefault(s, {})[name] = v
+        return Said(f"# {self.label}", "\n".join(f"step {s:g}: " + ", ".join(f"{k} {v:g}" for k, v in r.items())
+                                                  for s, r in sorted(rows.items())))
+
+    def said_times(self, lo: float, hi: float, shown: Callable[[Path], str] | None = None) -> Said:
+        """When the run reached each step from ``lo`` to ``hi``, with the command that shows it."""
+        if self.times_said is not None:
+            return self._placed(self.times_said(lo, hi), shown)
+        return Said(f"# {self.times_from or self.label}", "\n".join(f"step {s:g}: {t:.0f}" for s, t in self.times if lo <= s <= hi))
 
     def said_no_evals(self, last_eval: float | None, shown: Callable[[Path], str] | None = None) -> Said:
         if self.no_evals_said is not None:
@@ -201,6 +237,26 @@ class UnknownFormat(RunFormat):
 
 
 UNKNOWN = UnknownFormat()
+
+
+def use_save_times(rec: RunRecord, ckpts: list[Checkpoint], folder: Path, glob: str, inside: str = "") -> None:
+    """Where a log records no times: when each checkpoint was saved (the mtime of it, or of ``inside`` it), by step."""
+    times = []
+    for c in ckpts:
+        try:
+            times.append([float(c.step), os.stat(c.path / inside if inside else c.path).st_mtime])
+        except OSError:
+            continue
+    rec.times = sorted(t for t in times if t[0] >= 0)
+    rec.times_from = f"checkpoint save times (the mtime of each {glob}{'/' + inside if inside else ''}; the log records no times)"
+    pattern = f"{at(folder)}/{glob}{'/' + inside if inside else ''}"
+
+    def said(lo: float, hi: float) -> Said:
+        return Said(f"stat -c '%Y %n' {pattern} | sort -n",
+                    "\n".join(f"{t:.0f} {at(c.path)}{'/' + inside if inside else ''}" for c in ckpts for s, t in rec.times
+                              if s == c.step and lo <= s <= hi))
+
+    rec.times_said = said
 
 
 def scan(root: Path) -> list[os.DirEntry]:

@@ -9,14 +9,16 @@ declared is `save_total_limit` in the checkpoint's `training_args.bin` (read wit
 
 from __future__ import annotations
 
+import gc
 import json
+import math
 import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from healthkit.formats.hf_checkpoints import STATE_FILE, checkpoint_completeness, newest_with_state
-from healthkit.formats.base import SRC, Checkpoint, Completeness, DeclaredRetention, Recognised, RunFormat, RunRecord, Said, field_of, listed
+from healthkit.formats.base import SRC, Checkpoint, Completeness, DeclaredRetention, Recognised, RunFormat, RunRecord, Said, at, field_of, listed
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 NAME_IN_TEXT = re.compile(r"checkpoint-\d+")
@@ -24,6 +26,9 @@ ARGS_FILE = "training_args.bin"
 
 if TYPE_CHECKING:
     from healthkit.system.fsutil import Reader
+
+
+_NUMBER = (int, float)  # JSON numbers as json.loads makes them (a bool is neither type)
 
 
 def _num(v: Any) -> float | None:
@@ -80,7 +85,7 @@ class HFTrainer(RunFormat):
             judged[ckpts[i].path] = judged[ckpts[i].path].broken_state(why)
         if newest is None or data is None:
             return judged, None
-        return judged, record(newest, data)
+        return judged, record(newest, data, ckpts)
 
 
 def _mtime(p: Path) -> float | None:
@@ -90,25 +95,65 @@ def _mtime(p: Path) -> float | None:
         return None
 
 
-def _series(data: dict) -> tuple[list[list[float]], list[list[float]]]:
-    """(step, loss) and (step, eval_loss) of log_history. A long run's history holds tens of thousands of entries:
-    _num's test is written out in the loop (a call per value was half of the whole)."""
+def _series(data: dict) -> tuple[list[list[float]], list[list[float]], list[list[float]], list[list[float]]]:
+    """(loss, eval_loss, grad_norm, learning_rate) from log_history; non-finite values kept as logged (NaN, Infinity)."""
     train: list[list[float]] = []
     evals: list[list[float]] = []
+    grads: list[list[float]] = []
+    lrs: list[list[float]] = []
     hist = data.get("log_history")
-    for e in hist if isinstance(hist, list) else []:
-        if not isinstance(e, dict):
+    num = _NUMBER
+    collecting = gc.isenabled()
+    gc.disable()  # tens of thousands of small lists beside the parsed file: no full collection scans it meanwhile
+    try:
+        _fill(hist if isinstance(hist, list) else [], num, train, evals, grads, lrs)
+    finally:
+        if collecting:
+            gc.enable()
+    return train, evals, grads, lrs
+
+
+def _fill(hist: list, num: tuple, train: list, evals: list, grads: list, lrs: list) -> None:
+    for e in hist:  # ~10k entries in a 100k-step run: kept to type checks and appends
+        if type(e) is not dict:
             continue
         step = e.get("step")
-        if not isinstance(step, (int, float)) or isinstance(step, bool):
+        if type(step) not in num:
             continue
-        loss = e.get("loss")
-        if isinstance(loss, (int, float)) and not isinstance(loss, bool):
-            train.append([float(step), float(loss)])
-        loss = e.get("eval_loss")
-        if isinstance(loss, (int, float)) and not isinstance(loss, bool):
-            evals.append([float(step), float(loss)])
-    return train, evals
+        step = float(step)
+        v = e.get("loss")
+        if type(v) in num:
+            train.append([step, float(v)])
+        v = e.get("grad_norm")
+        if type(v) in num:
+            grads.append([step, float(v)])
+        v = e.get("learning_rate")
+        if type(v) in num:
+            lrs.append([step, float(v)])
+        v = e.get("eval_loss")
+        if type(v) in num:
+            evals.append([step, float(v)])
+
+
+def jq_number(v: float) -> str:
+    """A number as jq 1.6 prints it: NaN as null, infinities as the largest double, whole floats without `.0`."""
+    if math.isnan(v):
+        return "null"
+    if math.isinf(v):
+        return ("-" if v < 0 else "") + "1.7976931348623157e+308"
+    if v == int(v) and abs(v) < 1e17:
+        return str(int(v))
+    return repr(v)
+
+
+def save_times(ckpts: list[Checkpoint]) -> list[list[float]]:
+    """[[step, mtime of its trainer_state.json]] for each checkpoint: when the run saved that step."""
+    out = []
+    for c in ckpts:
+        t = _mtime(c.path / STATE_FILE)
+        if t is not None:
+            out.append([float(c.step), t])
+    return out
 
 
 def declared_by_args(ckpt: Checkpoint) -> DeclaredRetention | None:
@@ -140,11 +185,11 @@ def declared_by_args(ckpt: Checkpoint) -> DeclaredRetention | None:
     return None
 
 
-def record(newest: Checkpoint, data: dict) -> RunRecord:
+def record(newest: Checkpoint, data: dict, ckpts: list[Checkpoint] | None = None) -> RunRecord:
     """The run's record from the newest sound trainer_state.json (parsed whole)."""
     path = newest.path / STATE_FILE
     where = SRC
-    train, evals = _series(data)
+    train, evals, grads, lrs = _series(data)
     best = data.get("best_model_checkpoint")
     best_names = (Path(best.rstrip("/")).name,) if isinstance(best, str) and best else ()
     gs = data.get("global_step")
@@ -159,8 +204,33 @@ def record(newest: Checkpoint, data: dict) -> RunRecord:
             return Said(f"jq '[.log_history[] | select(.eval_loss)] | length' {where}", "0")
         return Said(f"jq '[.log_history[] | select(.eval_loss) | .step] | last' {where}", f"{last:g}")
 
+    def signal_said(lo: float, hi: float) -> Said:
+        hist = data.get("log_history") if isinstance(data.get("log_history"), list) else []
+        keys = ("step", "loss", "grad_norm", "learning_rate")
+        lines = []
+        for e in hist:
+            if isinstance(e, dict) and "loss" in e and _num(e.get("step")) is not None and lo <= e["step"] <= hi:
+                shown = [(k, e[k]) for k in keys if k in e]
+                lines.append("{" + ",".join(f'"{k}":' + (jq_number(float(v)) if _num(v) is not None else json.dumps(v))
+                                           for k, v in shown) + "}")
+        return Said(f"jq -c '.log_history[] | select(.loss != null and .step >= {lo:g} and .step <= {hi:g}) "
+                    f"| {{step, loss, grad_norm, learning_rate}} | with_entries(select(.value != null))' {where}",
+                    "\n".join(lines))
+
+    kept = [c for c in ckpts or [] if c.step <= (gs if isinstance(gs, int) else newest.step)]
+    times = save_times(kept)
+    folder = newest.path.parent
+
+    def times_said(lo: float, hi: float) -> Said:
+        shown = [(s_, t) for s_, t in times if lo <= s_ <= hi]
+        return Said(f"stat -c '%Y %n' {at(folder)}/checkpoint-*/{STATE_FILE} | sort -n",
+                    "\n".join(f"{t:.0f} {at(folder)}/checkpoint-{s_:.0f}/{STATE_FILE}" for s_, t in shown))
+
     return RunRecord(
         label=f"{STATE_FILE} of {newest.name}", source=path, mtime=_mtime(path),
+        grad_norm=grads, learning_rate=lrs, times=times,
+        times_from=f"checkpoint save times (the mtime of each {STATE_FILE}; log_history records no times)",
+        signal_said=signal_said, times_said=times_said,
         global_step=gs if isinstance(gs, int) and not isinstance(gs, bool) else None,
         max_steps=_num(data.get("max_steps")), save_steps=_num(data.get("save_steps")), eval_steps=_num(data.get("eval_steps")),
         records_eval_interval=True, evals_word="`eval_loss` in log_history", train=train, evals=evals, best=best_names, retention_reader=lambda: declared_by_args(newest),

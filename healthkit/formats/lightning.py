@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from healthkit.formats.base import SRC, Checkpoint, Completeness, DeclaredRetention, Recognised, RunFormat, RunRecord, Said, field_of, listed
+from healthkit.formats.base import SRC, Checkpoint, Completeness, DeclaredRetention, Recognised, RunFormat, RunRecord, Said, field_of, listed, use_save_times
 
 STEP_IN_NAME = re.compile(r"(?:^|[-_])step=(\d+)")
 ALIAS = re.compile(r"^last(-v\d+)?\.ckpt$")
@@ -131,6 +131,8 @@ class Lightning(RunFormat):
             rec.best = _best_names(state) if monitor else ()  # without a monitor, "best" is only the last saved
             rec.retention = _retention(key, state, monitor, ckpts, source)
             rec.source = rec.source or source.path
+        if not rec.times:
+            use_save_times(rec, [c for c in ckpts if c.is_file], root, self.glob)
         return judged, rec
 
     def _history(self, root: Path, monitor: str | None) -> RunRecord:

@@ -57,14 +57,22 @@ def rows(folder: Path, now: float | None = None) -> list[dict[str, Any]]:
         out.append({"folder": name, "workspace": str(data.get("workspace") or name),
                     "status": str(data.get("status") or "unknown"), "counts": counts,
                     "time": str(data.get("generated_at") or ""), "age_s": None if when is None else now - when,
-                    "error": str(errors[0]) if errors else None})
+                    "error": str(errors[0]) if errors else None, "goodput": _goodput(data)})
     return sorted(out, key=lambda r: (_RANK.get(r["status"], 1), r["workspace"]))
+
+
+def _goodput(data: dict[str, Any]) -> str:
+    g = data.get("goodput")
+    ratio = g.get("ratio") if isinstance(g, dict) else None
+    if not isinstance(ratio, (int, float)):
+        return "?"
+    return f"{ratio:.0%}" + (" (est.)" if g.get("estimate") else "")
 
 
 def render_fleet_page(folder: Path, now: float | None = None) -> str:
     rs = rows(folder, now)
     head = ("<tr><th>workspace</th><th>verdict</th><th>critical</th><th>warning</th><th>info</th>"
-            "<th>newest report</th><th>age</th><th>history</th></tr>")
+            "<th>goodput</th><th>newest report</th><th>age</th><th>history</th></tr>")
     body = []
     for r in rs:
         counts = "".join(f"<td>{r['counts'][s]}</td>" for s in SEVERITIES)
@@ -72,7 +80,7 @@ def render_fleet_page(folder: Path, now: float | None = None) -> str:
         age = "?" if r["age_s"] is None else age_text(r["age_s"])
         link = f"{r['folder']}/{INDEX}"
         body.append(f"<tr><td><code>{_e(r['workspace'])}</code>{why}</td><td>{_badge(r['status'])}</td>{counts}"
-                    f"<td>{_e(r['time'].replace('T', ' ').replace('+00:00', 'Z'))}</td><td>{_e(age)}</td>"
+                    f"<td>{_e(r['goodput'])}</td><td>{_e(r['time'].replace('T', ' ').replace('+00:00', 'Z'))}</td><td>{_e(age)}</td>"
                     f"<td><a href=\"{_e(link)}\">{_e(r['folder'])}</a></td></tr>")
     table = f'<table class="fleet">{head}{"".join(body)}</table>' if rs else "<p>No workspace reports in this folder yet.</p>"
     stamp = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(time.time() if now is None else now))

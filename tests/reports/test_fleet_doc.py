@@ -41,7 +41,7 @@ def test_dashboard_is_import_ready_and_covers_the_issue():
     assert dash["__inputs"][0]["name"] == "DS_PROMETHEUS" and dash["uid"] and dash["schemaVersion"] >= 36
     titles = [p["title"] for p in dash["panels"]]
     assert titles == ["Verdict per workspace", "Findings over time", "Age of the newest report", "Training progress",
-                      "Loss", "Disk free and forecast"]
+                      "Loss", "Disk free and forecast", "Goodput and lost time by cause"]
     assert len({p["id"] for p in dash["panels"]}) == len(titles)
     for p in dash["panels"]:
         assert p["datasource"]["uid"] == "${DS_PROMETHEUS}" and p["targets"], p["title"]

@@ -130,6 +130,11 @@ def make_workspace(path: Path, step: int) -> None:
     (path / "status" / "training_status.json").write_text(json.dumps({
         "state": "training", "step": step, "total_steps": 1000, "loss": 2.0 - step / 1000, "val_loss": 2.1 - step / 1000,
         "val_train_gap": 0.1, "started_at": now.isoformat(), "updated_at": now.isoformat()}))
+    t0 = now.timestamp() - 3600  # its event log, as a daemon writes it: an hour of training (goodput for the dashboard)
+    (path / "logs").mkdir()
+    (path / "logs" / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in (
+        {"ts": t0, "event": "daemon-start"}, {"ts": t0 + 1, "event": "file-start", "step": 0},
+        {"ts": t0 + 60, "event": "training", "step": 0})))
 
 
 def start_daemon(procs: Any, ws: Path) -> subprocess.Popen:

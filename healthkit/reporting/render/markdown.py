@@ -231,6 +231,23 @@ def _status_block(report: "Report", findings: list[Finding]) -> list[str]:
     return out + ["---", ""]
 
 
+def _goodput_block(report: "Report") -> list[str]:
+    g = report.facts.get("goodput")
+    if not isinstance(g, dict) or not g.get("wall_seconds"):
+        return []
+    ratio = g.get("ratio")
+    span = (f"between the first and the last timed point ({g.get('basis')})" if g.get("estimate") else
+            "with work queued")
+    out = ["## ⏳ GOODPUT", "",
+           f"{'?' if ratio is None else f'{ratio:.1%}'} of {g['wall_seconds']:.0f} s {span} trained (since {g.get('since')}).",
+           "", "| cause | seconds | steps |", "|---|---|---|",
+           f"| productive | {g['productive_seconds']:.0f} | |"]
+    for lost in g.get("lost") or []:
+        steps = "" if lost.get("steps") is None else str(lost["steps"])
+        out.append(f"| {lost['cause']} | {lost['seconds']:.0f} | {steps} |")
+    return out + ["", "---", ""]
+
+
 def _checks_block(report: "Report") -> list[str]:
     out = ["## ⏱ CHECKS RUN", "", "| check | status | time |", "|---|---|---|"]
     out += [f"| `{r.check}` | {r.status.value} | {r.duration_s * 1000:.1f} ms |" for r in report.sorted_results]
@@ -247,7 +264,7 @@ def render(report: "Report", ascii: bool = False, since: dict[str, Any] | None =
     out += _findings_blocks(findings) + _unknown_block(report) + _healthy_block(report) + _not_judged_block(report)
     if findings:
         out += _recommendations_block(report, findings) + _root_cause_block(report, findings)
-    out += _status_block(report, findings) + (_chart_block(chart) if chart is not None else [])
+    out += _status_block(report, findings) + (_chart_block(chart) if chart is not None else []) + _goodput_block(report)
     out += _inferred_block(report.settings_inferred) + _checks_block(report)
     text = "\n".join(out).rstrip() + "\n"
     return to_ascii(text) if ascii else text

@@ -164,6 +164,14 @@ def _checkpoints(gauge: _Gauges, ck: dict[str, Any]) -> None:
     gauge("healthkit_checkpoint_limit", "Retention limit (save_total_limit) in force", ck.get("limit"))
 
 
+def _goodput(gauge: _Gauges, g: dict[str, Any]) -> None:
+    gauge("healthkit_goodput_ratio", "Share of the time with work queued that trained (0-1)", g.get("ratio"))
+    for lost in g.get("lost") or []:
+        if isinstance(lost, dict):
+            gauge("healthkit_lost_seconds", "Seconds with work queued that did not train, by cause", lost.get("seconds"),
+                  cause=str(lost.get("cause")))
+
+
 def families(report: "Report") -> list[Family]:
     """The metrics of one report, in a stable order; a fact that is absent gives no sample."""
     gauge = _Gauges(report.workspace)
@@ -173,7 +181,7 @@ def families(report: "Report") -> list[Family]:
         if (value := _fact(facts, key)) is not None:
             write(gauge, value)
     _gpus(gauge, gpu_devices(facts))
-    for key, write in (("log_history", _history), ("disk", _disk), ("checkpoints", _checkpoints)):
+    for key, write in (("log_history", _history), ("disk", _disk), ("checkpoints", _checkpoints), ("goodput", _goodput)):
         if (value := _fact(facts, key)) is not None:
             write(gauge, value)
     return gauge.out
