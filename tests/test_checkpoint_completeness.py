@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from healthkit.checks.checkpoints import LimitSource, Retention, _prune_ref, PRUNE, PRUNE_DEFAULT, PRUNE_UNSAFE
-from healthkit import checkpoints as rule
+from healthkit.formats import hf_checkpoints as rule
 from healthkit.core.api import audit
 from healthkit.formats.hf_checkpoints import checkpoint_completeness, read_state
 from healthkit.fix.fixes_checkpoints import protections

@@ -246,7 +246,7 @@ def test_the_early_du_is_the_one_the_audit_uses_and_a_wrong_guess_is_ended(tmp_p
     elsewhere gets its own du, and the guessed one does not outlive the audit."""
     import subprocess
 
-    from healthkit import fsutil
+    from healthkit.system import fsutil
     from healthkit.console import DEFAULT_CHECKPOINTS
     from healthkit.contract.settings import PathSettings
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from healthkit import events as ev
+from healthkit.contract import events as ev
 from healthkit.core.goodput import estimate, from_events
 
 T = 1_000_000.0

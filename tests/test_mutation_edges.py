@@ -20,8 +20,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from healthkit import checkpoints as ck
-from healthkit import procs
+from healthkit.formats import hf_checkpoints as ck
+from healthkit.system import procs
 from healthkit.fix import fileops
 from healthkit.fix.fileops import (TMP_MARK, TRASH_PREFIX, ChangedSincePlan, FileFingerprint, Refused, delete_dir,
                                    replace_file, tree_fingerprint, unlink_file)

@@ -68,8 +68,7 @@ KEY = st.text(alphabet=string.ascii_lowercase + "_", min_size=1, max_size=20).fi
 @FAST
 @given(st.sampled_from(SECTIONS), KEY)
 def test_an_unknown_setting_always_names_itself(section, key):
-    from healthkit import settings as hs
-
+    from healthkit.contract import settings as hs
     known = {f.name for f in __import__("dataclasses").fields(getattr(hs.Settings(), section))}
     if key in known:
         return

@@ -182,8 +182,7 @@ def test_local_plugin_file_from_settings(tmp_path):
 def test_process_vanishing_mid_scan_is_skipped(monkeypatch):
     import psutil
 
-    from healthkit import procs
-
+    from healthkit.system import procs
     class Vanishing:
         pid = 999999
         info = {"cmdline": ["python", "train.py"]}
@@ -235,8 +234,7 @@ def test_hung_disk_usage_becomes_unknown_not_a_hang(tmp_path, monkeypatch):
     """A `du` that never returns (a dead network mount) is killed at the check timeout."""
     import psutil
 
-    from healthkit import fsutil
-
+    from healthkit.system import fsutil
     from .conftest import make_checkpoint, wait_for, write_json
 
     make_checkpoint(tmp_path / "current_model", 10)

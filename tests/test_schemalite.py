@@ -10,7 +10,7 @@ import random
 import jsonschema
 import pytest
 
-from healthkit import fsutil
+from healthkit.system import fsutil
 from healthkit.contract.config_model import TrainingConfig, export_schema
 from healthkit.contract.configschema import SCHEMA_PATH, config_schema, schema_violations
 from healthkit.system.schemalite import UnsupportedSchema, check_supported, validate

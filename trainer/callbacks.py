@@ -117,7 +117,7 @@ class HealthCallback(TrainerCallback):
             self.bg.submit("costs_write", lambda: write_costs(self.layout.monitoring_costs, self.costs, step, tt))
 
     def _query_gpu(self) -> None:
-        from healthkit import gpu
+        from healthkit.system import gpu
 
         stats = gpu.read_gpu_stats(int(os.environ.get("LOCAL_RANK", "0")))
         if stats is None:

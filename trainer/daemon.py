@@ -643,7 +643,7 @@ class Daemon:
         update_status(self.layout.status, error=None)
 
     def _event(self, what: str, **fields: Any) -> None:
-        from healthkit import events as ev
+        from healthkit.contract import events as ev
 
         if self.events is not None:
             name = {"exit": ev.DAEMON_EXIT, "pause": ev.PAUSE, "unpause": ev.UNPAUSE, "idle": ev.IDLE,

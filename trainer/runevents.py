@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from healthkit import events as ev
+from healthkit.contract import events as ev
 from healthkit.contract.events import EventLog
 
 from .layout import Layout

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
-from healthkit import events as ev
+from healthkit.contract import events as ev
 
 CAUSES = ("no-daemon", "redone-steps", "stalled", "waiting-for-disk", "restart", "checkpointing", "unattributed")
 NOT_COUNTED = ("paused", "stopped", "idle", "none")

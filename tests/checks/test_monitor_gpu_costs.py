@@ -12,7 +12,7 @@ import pytest
 
 from healthkit.checks.ports import monitor_check, ports
 from healthkit.core.detect import HEALTHKIT_SCHEMA_ID
-from healthkit import gpu as nvml
+from healthkit.system import gpu as nvml
 from healthkit.core.workspace import Workspace
 from healthkit.reporting.render import render
 

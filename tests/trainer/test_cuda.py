@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from healthkit import gpu
+from healthkit.system import gpu
 from healthkit.trainer.daemon import start_daemon
 
 from .conftest import all_logs, hk, queue_file, read_json, wait_for

@@ -193,8 +193,7 @@ def test_costs_training_section(tmp_path: Path) -> None:
 
 
 def test_gpu_stats_through_a_fake_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
-    from healthkit import gpu
-
+    from healthkit.system import gpu
     class FakeNVML:
         NVML_TEMPERATURE_GPU = 0
 
