@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import control as ctl
 from . import queue as q
-from .layout import Layout
+from .layout import EXIT_CONFIG, Layout
 
 EXIT_NOT_RUNNING = 3  # like an init script's `status`
 
