@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The CPU build of torch; installed before the `trainer` extra so that pip never resolves a CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test bench mutants install-core install-all clean
+.PHONY: demo test lint bench mutants install-core install-all clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ demo: install-core
 ## The whole test suite, as CI runs it (no network, no GPU).
 test: install-all
 	$(BIN)/python -m pytest -q
+
+## Lint, format and types, as CI runs them before the tests (config in pyproject.toml).
+lint: install-all
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 bench: install-all
 	$(BIN)/python bench/bench_audit.py
