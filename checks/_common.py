@@ -85,12 +85,14 @@ def number(value: Any) -> float | None:
 
 def tail_text(path: Path, max_bytes: int = 65536, lines: int = 8) -> list[str]:
     """Last lines of a log, read from its end without loading it whole."""
+    from healthkit.fsutil import ReadProblem, open_regular
+
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:  # a FIFO in place of a log never blocks
             fh.seek(0, os.SEEK_END)
             size = fh.tell()
             fh.seek(max(0, size - max_bytes))
-            data = fh.read()
-    except OSError:
+            data = fh.read(max_bytes)
+    except (OSError, ReadProblem):
         return []
     return data.decode("utf-8", "replace").splitlines()[-lines:]

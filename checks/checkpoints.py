@@ -380,7 +380,10 @@ def _healthy_and_notes(ws: Workspace, v: _View) -> tuple[list[Healthy], list[str
 @check("checkpoints", title="Checkpoint retention and completeness", codes=[NO_RETENTION, BLOAT, INCOMPLETE], tags=["disk"])
 def checkpoints_check(ws: Workspace) -> CheckOutput:
     root = ws.checkpoint_dir
-    if not root.exists():
+    problem = ws.checkpoint_dir_problem
+    if problem:
+        return CheckOutput(unknown=f"the checkpoint folder cannot be read: {problem}")
+    if not os.path.exists(root):
         return CheckOutput(notes=[f"no checkpoint folder at {ws.rel(root)} yet"])
     if not os.access(root, os.R_OK | os.X_OK):
         return CheckOutput(unknown=f"{ws.rel(root)} is not readable (permission denied)")

@@ -39,7 +39,7 @@ QUEUE_OTHER = {"queue_processing": ("queue/processing", "processing"),
 SCAN_DEPTH = 3
 SCAN_MAX_ENTRIES = 20_000  # a scan that would read more gives up: detection must stay cheap
 SKIP_DIRS = frozenset({"node_modules", "__pycache__", "site-packages", "venv", "wandb", "mlruns"})
-_CKPT = re.compile(r"^checkpoint[-_]\d+$")  # a checkpoint folder (HF, Accelerate) is not scanned into
+_CKPT = re.compile(r"checkpoint[-_]\d+")  # a checkpoint folder (HF, Accelerate) is not scanned into (fullmatch: `checkpoint-60\n` is not one)
 FOUND_FORMAT: dict[str, str] = {}  # folder -> the format that counted its checkpoints (for the evidence)
 _TRAINS_INSIDE = re.compile(r"\bTrainer\s*\(|\.train\s*\(|SFTTrainer\s*\(")
 
@@ -86,10 +86,12 @@ class Probe:
 
 
 def _load_json(path: Path) -> Any:
+    """A JSON file through the bounded reader (a FIFO never blocks, a deep nest never raises); None when unusable."""
+    from .fsutil import CAP_JSON, ReadProblem, read_json
+
     try:
-        with open(path, "rb") as fh:
-            return json.loads(fh.read(4 * 1024 * 1024))
-    except (OSError, ValueError):
+        return read_json(path, CAP_JSON)
+    except ReadProblem:
         return None
 
 
@@ -169,7 +171,7 @@ def scan_checkpoint_folders(base: Path, depth: int = SCAN_DEPTH) -> list[tuple[s
                 found.append((rel or ".", n))
             if d < depth:
                 nxt += [(Path(e.path), f"{rel}/{e.name}".lstrip("/")) for e in entries
-                        if not _CKPT.match(e.name) and not e.name.startswith(".") and e.name not in SKIP_DIRS
+                        if not _CKPT.fullmatch(e.name) and not e.name.startswith(".") and e.name not in SKIP_DIRS
                         and e.is_dir(follow_symlinks=False)]
         level = nxt
     return sorted(found, key=lambda t: (-t[1], t[0].count("/"), t[0]))
@@ -301,10 +303,11 @@ def rule_processes(p: Probe) -> list[Inferred]:
 
 
 def _trains_inside(script: Path) -> str | None:
+    from .fsutil import CAP_DOC, ReadProblem, read_bytes
+
     try:
-        with open(script, encoding="utf-8", errors="replace") as fh:
-            m = _TRAINS_INSIDE.search(fh.read(512 * 1024))
-    except OSError:
+        m = _TRAINS_INSIDE.search(read_bytes(script, CAP_DOC)[:512 * 1024].decode("utf-8", "replace"))
+    except ReadProblem:
         return None
     return m.group(0).strip() if m else None
 

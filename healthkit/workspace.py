@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from .formats.base import Checkpoint, Completeness, Recognised, RunFormat, RunRecord
-from .fsutil import DiskUsage, Reader, ReadProblem, disk_usage_children, read_json, read_text
+from .fsutil import CAP_DOC, CAP_JSON, DiskUsage, Reader, ReadProblem, disk_usage_children, read_json, read_text
 from .settings import Settings, load_settings, resolve_path
 
 if TYPE_CHECKING:
@@ -77,6 +77,7 @@ class JsonFile:
     data: Any = None
     problem: ReadProblem | None = None
     mtime: float | None = None
+    duplicates: tuple[str, ...] = ()  # keys an object states twice (the last one wins); read only for config.json
 
     @property
     def exists(self) -> bool:
@@ -107,10 +108,11 @@ def _file_usage(path: Path) -> DiskUsage:
     return DiskUsage(st.st_blocks * 512, None)
 
 
-def load_json_file(path: Path, reader: Reader | None = None) -> JsonFile:
+def load_json_file(path: Path, reader: Reader | None = None, duplicates: bool = False) -> JsonFile:
     mtime = _mtime(path)
+    dupes: list[str] | None = [] if duplicates else None
     try:
-        return JsonFile(path, read_json(path, reader=reader), None, mtime)
+        return JsonFile(path, read_json(path, CAP_JSON, reader=reader, duplicates=dupes), None, mtime, tuple(dupes or ()))
     except ReadProblem as exc:
         return JsonFile(path, None, exc, mtime)
 
@@ -249,7 +251,7 @@ class Workspace:
 
     @cached_view
     def config(self) -> JsonFile:
-        return load_json_file(self.config_path, self.reader)
+        return load_json_file(self.config_path, self.reader, duplicates=True)
 
     def config_value(self, key: str, default: Any = MISSING) -> Any:
         """A config value by its canonical (HF) name, through the settings' key mapping."""
@@ -349,9 +351,21 @@ class Workspace:
 
         healthkit.formats: each stack's layout is one module; checks and fixes read runs only through it.
         """
+        from .formats.base import scan_checked
         from .formats.registry import recognise
 
-        return recognise(self.checkpoint_dir, declared=self.settings.run.format)
+        entries, problem = scan_checked(self.checkpoint_dir)
+        self._cache["checkpoint_dir_problem"] = problem
+        return recognise(self.checkpoint_dir, entries, declared=self.settings.run.format)
+
+    @property
+    def checkpoint_dir_problem(self) -> str | None:
+        """Why the checkpoint folder, or an entry in it, cannot be read (errno and path: EIO, a symlink loop); None: readable.
+
+        A check that finds this is UNKNOWN, never OK: checkpoints behind an I/O error are not "no checkpoints".
+        """
+        self.run_format  # noqa: B018 - listing the folder is what finds the problem
+        return self._cache.get("checkpoint_dir_problem")
 
     @property
     def format(self) -> RunFormat:
@@ -395,7 +409,7 @@ class Workspace:
         if self._prefetched:
             return
         self._prefetched = True
-        if self.checkpoint_dir.is_dir():
+        if os.path.isdir(self.checkpoint_dir):
             cls = type(self)
             for name, view in (("prefetch-du", cls._usage), ("prefetch-checkpoints", cls._checkpoint_survey)):
                 threading.Thread(target=view.fget.compute, args=(self,), name=name, daemon=True).start()  # type: ignore[attr-defined]
@@ -430,7 +444,7 @@ class Workspace:
         for rel in self.settings.paths.docs:
             p = self.path(rel)
             try:
-                out.append(Doc(p, read_text(p, max_bytes=4 * 1024 * 1024, reader=self.reader)))
+                out.append(Doc(p, read_text(p, max_bytes=CAP_DOC, reader=self.reader)))
             except ReadProblem as exc:
                 if exc.kind != "missing":
                     out.append(Doc(p, None, exc))
@@ -457,7 +471,7 @@ class Workspace:
     @cached_view
     def disk(self) -> DiskSpace | None:
         try:
-            target = self.checkpoint_dir if self.checkpoint_dir.exists() else self.base
+            target = self.checkpoint_dir if os.path.exists(self.checkpoint_dir) else self.base
             st = os.statvfs(target)
         except OSError:
             return None

@@ -22,7 +22,7 @@ from ..models import Finding, FixRef
 from ..report import Report
 from ..workspace import Workspace
 from .fileops import Refused, finish_trash, pending_trash, stale_temp_files, unlink_file
-from .journal import Journal, interrupted, read_journal
+from .journal import Journal, JournalUnusable, interrupted, read_journal
 from .lock import FixLock, LockBusy
 from .plan import LOAD_ERRORS, ApplyContext, FixSpec, Outcome, Plan, PlanContext, Safety, failed, load_fixes
 
@@ -286,7 +286,11 @@ def run_fix(path: str | Path | Workspace, opts: FixOptions, out: TextIO | None =
         except LockBusy as exc:
             raise FixError(str(exc)) from None
     try:
-        recovered = _recover(ws, journal, run_id, opts.dry_run)
+        try:
+            recovered = _recover(ws, journal, run_id, opts.dry_run)
+        except JournalUnusable as exc:
+            journal.dry_run = True  # nothing is written to it at the end either
+            raise FixError(str(exc)) from None
         if not opts.dry_run:  # after the lock and the recovery: read the tree as it is now (a dry run changed nothing,
             ws = Workspace.open(path)  # so it keeps the workspace the console entry began reading early)
         before = audit(ws, record_costs=False)

@@ -32,9 +32,11 @@ class FixLock:
         self.pid_written = False
 
     def holder(self) -> str:
+        from ..fsutil import CAP_TINY, ReadProblem, read_bytes
+
         try:
-            text = self.path.read_text(encoding="ascii", errors="replace").split()
-        except OSError:
+            text = read_bytes(self.path, CAP_TINY, follow_symlinks=False).decode("ascii", "replace").split()
+        except ReadProblem:
             return "another process"
         return f"PID {text[0]}" if text and text[0].isdigit() else "another process"
 
