@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -58,7 +57,9 @@ def iso(ts: float) -> str:
 
 def q(ws: Workspace, p: Path) -> str:
     """A path as a person would type it from the workspace folder."""
-    return shlex.quote(ws.rel(p))
+    from healthkit.shellcmd import quote_arg
+
+    return quote_arg(ws.rel(p))  # control characters and undecodable bytes as $'…', like every printed command
 
 
 def jq_pick(data: dict[str, Any], keys: list[str]) -> str:

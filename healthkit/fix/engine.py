@@ -273,7 +273,9 @@ def run_fix(path: str | Path | Workspace, opts: FixOptions, out: TextIO | None =
 
     Raises WorkspaceError or FixError, and SelectorError when an ``opts.only`` name matches nothing.
     """
-    out = out or sys.stdout
+    from ..safetext import SafeWriter
+
+    out = SafeWriter(out or sys.stdout)  # plans name files: no control character of a name reaches the terminal
     ws = path if isinstance(path, Workspace) else Workspace.open(path)
     path = ws.base
     _require_known_only(ws, opts.only)
