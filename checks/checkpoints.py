@@ -381,12 +381,14 @@ def _healthy_and_notes(ws: Workspace, v: _View) -> tuple[list[Healthy], list[str
 def checkpoints_check(ws: Workspace) -> CheckOutput:
     root = ws.checkpoint_dir
     problem = ws.checkpoint_dir_problem
-    if problem:
+    if problem and not problem.startswith("EACCES"):
         return CheckOutput(unknown=f"the checkpoint folder cannot be read: {problem}")
     if not os.path.exists(root):
         return CheckOutput(notes=[f"no checkpoint folder at {ws.rel(root)} yet"])
     if not os.access(root, os.R_OK | os.X_OK):
         return CheckOutput(unknown=f"{ws.rel(root)} is not readable (permission denied)")
+    if problem:
+        return CheckOutput(unknown=f"the checkpoint folder cannot be read: {problem}")
     ckpts = ws.checkpoints
     # Completeness first: bounded reads of small files while `du` (prefetched) is still walking the tree.
     saving = save_in_progress(ws, ckpts)

@@ -71,6 +71,7 @@ def audit(
     fail_level: Annotated[FailLevel, typer.Option("--fail-level", help="lowest verdict that gives a non-zero exit (and a JUnit failure)")] = FailLevel.WARNING,
     keep: Annotated[Optional[int], typer.Option("--keep", min=1, help="with a folder --output: reports of each format to keep (default 50)")] = None,
     textfile: Annotated[Optional[Path], typer.Option("--textfile", help="also write Prometheus metrics of every workspace here, from the same audit")] = None,
+    workspace_deadline: Annotated[float, typer.Option("--workspace-deadline", min=0, help="seconds each workspace's audit (opening and detection included) may take, in a child process; past it the workspace is UNKNOWN, naming what blocked it (0: no child, no deadline)")] = 60.0,
 ) -> None:
     """Inspect training workspaces and report what is wrong, with evidence you can re-run.
 
@@ -89,10 +90,16 @@ def audit(
         raise typer.Exit(EXIT_USAGE)
     if paths and len(paths) > 1:
         _audit_many(paths, fmt, output, textfile, select=_split(select), ignore=_split(ignore), ascii=ascii,
-                    timeout=timeout, fail_level=fail_level, keep=keep)
+                    timeout=timeout, fail_level=fail_level, keep=keep, deadline=workspace_deadline or None)
     path = paths[0] if paths else Path(".")
     try:
-        report = run_audit(take_early(path), select=_split(select), ignore=_split(ignore), timeout_s=timeout)
+        if workspace_deadline:
+            from .oneaudit import audit_one_in_child
+
+            report = audit_one_in_child(path, select=_split(select), ignore=_split(ignore), timeout_s=timeout,
+                                        deadline_s=workspace_deadline)
+        else:
+            report = run_audit(take_early(path), select=_split(select), ignore=_split(ignore), timeout_s=timeout)
     except SelectorError as exc:
         err(f"healthkit: {exc}")
         raise typer.Exit(EXIT_USAGE)
@@ -127,15 +134,19 @@ def _write_textfile(reports: list, target: Path) -> None:
 
 
 def _audit_many(paths: list[Path], fmt: str, output: Optional[Path], textfile: Optional[Path], *, select: list[str],
-                ignore: list[str], ascii: bool, timeout: Optional[float], fail_level: FailLevel, keep: Optional[int]) -> None:
-    """`healthkit audit WS1 WS2 ...`: every workspace in this one process; exits with the worst verdict."""
+                ignore: list[str], ascii: bool, timeout: Optional[float], fail_level: FailLevel, keep: Optional[int],
+                deadline: Optional[float] = None) -> None:
+    """`healthkit audit WS1 WS2 ...`: every workspace from this one process (each in a forked child under
+    ``deadline``); exits with the worst verdict."""
     from .fleet import FleetUsageError, audit_many, check_target, worst_exit, write_outputs
-    from .output import write_stdout
+    from .output import is_dir_target, write_stdout
     from .selectors import SelectorError
 
+    state_dir = output if output is not None and is_dir_target(output) else (textfile.parent if textfile else None)
     try:
         check_target(fmt, output)
-        audited = audit_many(paths, select=select, ignore=ignore, timeout_s=timeout)
+        audited = audit_many(paths, select=select, ignore=ignore, timeout_s=timeout, deadline_s=deadline,
+                             state_dir=state_dir)
     except (FleetUsageError, SelectorError) as exc:
         err(f"healthkit: {exc}")
         raise typer.Exit(EXIT_USAGE)

@@ -74,7 +74,10 @@ class Probe:
         return setting not in self.explicit
 
     def isdir(self, rel: str) -> bool:
-        return os.path.isdir(self.path(rel))
+        from .deadline import phase
+
+        with phase(f"looking at {rel.rstrip('/')}/"):
+            return os.path.isdir(self.path(rel))
 
     @property
     def status(self) -> Any:
@@ -143,8 +146,10 @@ def _counted(entries: list[os.DirEntry]) -> tuple[int, Any]:
 
 def _holds_checkpoints(d: Path) -> int:
     """How many checkpoints of any registered format (healthkit.formats) folder ``d`` holds."""
+    from .deadline import phase
+
     try:
-        with os.scandir(d) as it:
+        with phase(f"listing {d.name}/"), os.scandir(d) as it:
             return _counted(list(it))[0]
     except OSError:
         return 0
@@ -152,6 +157,13 @@ def _holds_checkpoints(d: Path) -> int:
 
 def scan_checkpoint_folders(base: Path, depth: int = SCAN_DEPTH) -> list[tuple[str, int]]:
     """Folders (relative, down to ``depth``) holding checkpoints of a registered format, with their counts; most first."""
+    from .deadline import phase
+
+    with phase(f"scanning {base.name}/ for checkpoint folders"):
+        return _scan_checkpoint_folders(base, depth)
+
+
+def _scan_checkpoint_folders(base: Path, depth: int) -> list[tuple[str, int]]:
     found: list[tuple[str, int]] = []
     level, seen = [(base, "")], 0
     for d in range(depth + 1):
@@ -360,10 +372,15 @@ def _set(settings: Settings, dotted: str, value: Any) -> Settings:
 
 def detect(base: Path, declared: Settings) -> Settings:
     """``declared`` with every rule's guess applied; the guesses are in the result's ``inferred``."""
-    probe = Probe(base, declared, declared.explicit)
+    from .deadline import phase
+
+    with phase("detecting settings (reading config.json and the status file)"):
+        probe = Probe(base, declared, declared.explicit)
     inferred: list[Inferred] = []
     for rule in RULES:
-        for guess in rule(probe):
+        with phase(f"detecting settings ({rule.__name__.removeprefix('rule_').replace('_', ' ')})"):
+            guesses = rule(probe)
+        for guess in guesses:
             probe.settings = _set(probe.settings, guess.setting, guess.value)
             inferred.append(guess)
     result = probe.settings

@@ -333,6 +333,16 @@ def start_du_early(root: Path | str) -> None:
         pass
 
 
+def early_du_fds() -> tuple[int, ...]:
+    """The pipe descriptors of the early `du` runs, which a child that takes their output must keep."""
+    fds = []
+    for proc in _EARLY_DU.values():
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                fds.append(stream.fileno())
+    return tuple(fds)
+
+
 def end_early_du() -> None:
     """Stop every early `du` that no measurement took (a guessed folder that was not the checkpoint folder).
 

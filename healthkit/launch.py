@@ -16,7 +16,8 @@ import sys
 from typing import Any
 
 # Options of `healthkit audit` and `healthkit fix` that take a value (tests/test_cli.py keeps them in step with the commands).
-AUDIT_VALUE_OPTIONS = frozenset({"--format", "-f", "--output", "-o", "--select", "--ignore", "--timeout", "--fail-level", "--keep", "--textfile"})
+AUDIT_VALUE_OPTIONS = frozenset({"--format", "-f", "--output", "-o", "--select", "--ignore", "--timeout", "--fail-level", "--keep", "--textfile",
+                                "--workspace-deadline"})
 FIX_VALUE_OPTIONS = frozenset({"--only", "--keep", "--wait", "--output", "-o", "--keep-reports", "--textfile", "--every"})
 
 
@@ -57,10 +58,14 @@ def start_early(argv: list[str]) -> None:
     if path is None:
         return
     guess = os.path.join(os.path.abspath(os.path.expanduser(path)), DEFAULT_CHECKPOINTS)
-    if os.path.isdir(guess):  # before any import of the audit: du overlaps them (healthkit.fsutil.start_du_early)
+    # Before any import of the audit: du overlaps them (healthkit.fsutil.start_du_early). An audit does not even
+    # stat the guess here: on a hung mount that stat would block this process, before any deadline exists.
+    if argv[1] == "audit" or os.path.isdir(guess):
         from .fsutil import start_du_early
 
         start_du_early(guess)
+    if argv[1] == "audit":
+        return  # the audit opens the workspace in a child under its deadline (healthkit.deadline): no thread before the fork
     try:
         from .workspace import EARLY, Workspace
 

@@ -23,9 +23,21 @@ def _hex(m: re.Match[str]) -> str:
     return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
 
 
+def _redecoded(text: str) -> str:
+    """Surrogate-escaped bytes that form valid UTF-8 as their characters (a path decoded under a C locale)."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")
+    except UnicodeError:
+        return text
+
+
 def visible(text: str) -> str:
     """Control characters and undecodable bytes as the visible text ``\\xNN`` (newlines and tabs stay)."""
-    return _CONTROL.sub(_hex, text) if _CONTROL.search(text) else text
+    if not _CONTROL.search(text):
+        return text
+    if _SURROGATE.search(text):
+        text = _redecoded(text)
+    return _CONTROL.sub(_hex, text)
 
 
 def unsurrogate(text: str, json_string: bool = False) -> str:
@@ -36,6 +48,7 @@ def unsurrogate(text: str, json_string: bool = False) -> str:
     """
     if not _SURROGATE.search(text):
         return text
+    text = _redecoded(text)
     return _SURROGATE.sub((lambda m: "\\" + _hex(m)) if json_string else _hex, text)
 
 

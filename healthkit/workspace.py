@@ -18,6 +18,12 @@ from .formats.base import Checkpoint, Completeness, Recognised, RunFormat, RunRe
 from .fsutil import CAP_DOC, CAP_JSON, DiskUsage, Reader, ReadProblem, disk_usage_children, read_json, read_text
 from .settings import Settings, load_settings, resolve_path
 
+
+def _phase(text: str) -> Any:
+    from .deadline import phase
+
+    return phase(text)
+
 if TYPE_CHECKING:
     from .procs import PidFile, ProcInfo
     from .trust import Trust
@@ -159,6 +165,7 @@ class Workspace:
         self._declared = settings or Settings()
         self.settings_path = settings_path
         self.now = time.time()
+        self.started = time.perf_counter()
         self._prefetched = False
         self.check_timeout_s: float | None = None  # the runner's per-check timeout, for slow sub-steps (du)
         self._cache: dict[str, Any] = {}
@@ -169,6 +176,7 @@ class Workspace:
     def open(cls, base: Path | str) -> "Workspace":
         from .settings import SettingsError
 
+        started = time.perf_counter()  # the audit's duration counts opening and detection (healthkit.api)
         base = Path(base).expanduser()
         try:
             st = base.stat()
@@ -181,11 +189,16 @@ class Workspace:
         if not os.access(base, os.R_OK | os.X_OK):
             raise WorkspaceError(f"workspace {base} is not readable (permission denied)")
         del st
+        from .deadline import phase
+
         try:
-            settings, spath = load_settings(base)
+            with phase(f"reading {base.name}/healthkit.toml"):
+                settings, spath = load_settings(base)
         except SettingsError as exc:
             raise WorkspaceError(str(exc)) from None
-        return cls(base.absolute(), settings, spath)
+        ws = cls(base.absolute(), settings, spath)
+        ws.started = started
+        return ws
 
     # settings --------------------------------------------------------------
     @cached_view
@@ -354,7 +367,8 @@ class Workspace:
         from .formats.base import scan_checked
         from .formats.registry import recognise
 
-        entries, problem = scan_checked(self.checkpoint_dir)
+        with _phase(f"listing {self.rel(self.checkpoint_dir)}/"):
+            entries, problem = scan_checked(self.checkpoint_dir)
         self._cache["checkpoint_dir_problem"] = problem
         return recognise(self.checkpoint_dir, entries, declared=self.settings.run.format)
 
@@ -386,7 +400,8 @@ class Workspace:
     def _usage(self) -> tuple[dict[str, DiskUsage], DiskUsage]:
         """One `du` of the checkpoint folder: each folder inside it, and the whole."""
         timeout = self.check_timeout_s or self.settings.checks.timeout_seconds
-        return disk_usage_children(self.checkpoint_dir, timeout_s=timeout)
+        with _phase(f"measuring {self.rel(self.checkpoint_dir)}/ (du)"):
+            return disk_usage_children(self.checkpoint_dir, timeout_s=timeout)
 
     @property
     def checkpoint_usage(self) -> dict[Path, DiskUsage]:
@@ -417,7 +432,9 @@ class Workspace:
     @cached_view
     def _checkpoint_survey(self) -> tuple[dict[Path, Completeness], RunRecord | None]:
         """Every checkpoint judged by its format's rule in bounded time, and the run's newest record."""
-        return self.format.survey(self.checkpoint_dir, self.checkpoints, reader=self.reader)
+        ckpts = self.checkpoints
+        with _phase(f"reading the checkpoints in {self.rel(self.checkpoint_dir)}/"):
+            return self.format.survey(self.checkpoint_dir, ckpts, reader=self.reader)
 
     def completeness_of(self, ckpt: Checkpoint) -> Completeness:
         """Whether a resume from ``ckpt`` would work, by its format's rule (HF's is healthkit.checkpoints, shared with the trainer)."""
@@ -464,12 +481,17 @@ class Workspace:
                 errors.append(f"{self.rel(d)}: {exc.strerror}")
                 return []
 
-        pending = [p for rel in self.settings.paths.queue_pending for p in listing(rel)]
-        p = self.settings.paths
-        return QueueView(pending, listing(p.queue_processing), listing(p.queue_done), listing(p.queue_failed), errors)
+        with _phase("listing the queue"):
+            pending = [p for rel in self.settings.paths.queue_pending for p in listing(rel)]
+            p = self.settings.paths
+            return QueueView(pending, listing(p.queue_processing), listing(p.queue_done), listing(p.queue_failed), errors)
 
     @cached_view
     def disk(self) -> DiskSpace | None:
+        with _phase("statvfs of the checkpoint folder"):
+            return self._disk()
+
+    def _disk(self) -> DiskSpace | None:
         try:
             target = self.checkpoint_dir if os.path.exists(self.checkpoint_dir) else self.base
             st = os.statvfs(target)

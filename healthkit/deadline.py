@@ -1,0 +1,231 @@
+"""Work on a workspace in a forked child under a deadline: a hung mount blocks that child, never the run.
+
+A process that touches a mount that stopped answering waits in the kernel and cannot be
+interrupted from inside. So each workspace's audit runs in a child forked from this
+(single-threaded) process: cheap (no new interpreter, the registry already imported), and a
+child that misses its deadline is walked away from (and killed where the kernel lets it).
+The child tells its parent, through a pipe, what it is doing (``phase``): a missed deadline
+names what the workspace was blocked on ("listing current_model/"). Children keep neither
+the caller's other descriptors (the cron line's flock) nor its stdout and stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import pickle
+import select
+import signal
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+_PHASE_FD: int | None = None  # in a child: the pipe to its parent
+_IDS = itertools.count(1)
+_HEAD = struct.Struct("!cI")  # message kind (b"+" phase begins, b"-" ends, b"R" result, b"E" error), payload length
+
+
+def _send(kind: bytes, payload: bytes) -> None:
+    fd = _PHASE_FD
+    if fd is None:
+        return
+    data = _HEAD.pack(kind, len(payload)) + payload
+    try:
+        while data:
+            n = os.write(fd, data)
+            data = data[n:]
+    except OSError:
+        pass  # a parent that walked away: nothing to tell
+
+
+@contextlib.contextmanager
+def phase(text: str) -> Iterator[None]:
+    """Say what this process is about to do (a child tells its parent); free outside a child."""
+    if _PHASE_FD is None:
+        yield
+        return
+    ident = next(_IDS)
+    _send(b"+", f"{ident} {text}".encode("utf-8", "backslashreplace"))
+    try:
+        yield
+    finally:
+        _send(b"-", str(ident).encode())
+
+
+def in_child() -> bool:
+    return _PHASE_FD is not None
+
+
+@dataclass
+class Outcome:
+    """What became of one child: its result, or the error it raised, or the deadline it missed and on what."""
+
+    key: Any
+    result: Any = None
+    error: str | None = None
+    timed_out: bool = False
+    blocked_on: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    pid: int = 0
+    exited: bool = True  # False: still alive after the kill (in the kernel, on a dead mount)
+
+    def blocked_words(self) -> str:
+        return "; ".join(self.blocked_on) if self.blocked_on else "starting"
+
+
+class _Child:
+    def __init__(self, key: Any, pid: int, fd: int, started: float):
+        self.key, self.pid, self.fd, self.started = key, pid, fd, started
+        self.buf = b""
+        self.open: dict[str, str] = {}
+        self.result: Any = None
+        self.error: str | None = None
+        self.done = False
+
+    def feed(self, data: bytes) -> None:
+        self.buf += data
+        while len(self.buf) >= _HEAD.size:
+            kind, n = _HEAD.unpack_from(self.buf)
+            if len(self.buf) < _HEAD.size + n:
+                return
+            payload = self.buf[_HEAD.size:_HEAD.size + n]
+            self.buf = self.buf[_HEAD.size + n:]
+            if kind == b"+":
+                ident, _, text = payload.decode("utf-8", "replace").partition(" ")
+                self.open[ident] = text
+            elif kind == b"-":
+                self.open.pop(payload.decode("ascii", "replace"), None)
+            elif kind == b"R":
+                self.result, self.done = pickle.loads(payload), True
+            elif kind == b"E":
+                self.error, self.done = payload.decode("utf-8", "replace"), True
+
+
+def _child_main(fd: int, fn: Callable[[], Any], keep_fds: tuple[int, ...] = ()) -> None:
+    """In the child: nothing inherited but the pipe (no flock descriptor, no stdout), run ``fn``, send what it gave."""
+    global _PHASE_FD
+    code = 0
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        null = os.open(os.devnull, os.O_RDWR)
+        for std in (0, 1, 2):
+            os.dup2(null, std)
+        low = 3
+        for keep in sorted({fd, *keep_fds}):  # everything else goes: the cron line's flock descriptor above all
+            if keep >= low:
+                os.closerange(low, keep)
+                low = keep + 1
+        os.closerange(low, _max_fd())
+        _PHASE_FD = fd
+        try:
+            result = fn()
+            _send(b"R", pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+        except BaseException as exc:  # noqa: BLE001 - the parent reports it; a child never unwinds into the parent's code
+            _send(b"E", f"{type(exc).__name__}: {exc}".encode("utf-8", "backslashreplace"))
+            code = 1
+    finally:
+        os._exit(code)
+
+
+def _max_fd() -> int:
+    try:
+        return os.sysconf("SC_OPEN_MAX")
+    except (OSError, ValueError):
+        return 65536
+
+
+def run_children(jobs: list[tuple[Any, Callable[[], Any]]], deadline_s: float, parallel: int = 16,
+                 on_start: Callable[[Any, int], None] | None = None, keep_fds: tuple[int, ...] = ()) -> list[Outcome]:
+    """Run each ``fn`` of ``jobs`` in its own forked child, at most ``parallel`` at once, each under ``deadline_s``.
+
+    Call only from a process with no other threads (fork copies one thread; a lock another thread held stays
+    held in the child). A child past its deadline is sent SIGKILL and walked away from: its Outcome says
+    ``timed_out`` and the phases it had open. Outcomes come back in the order of ``jobs``.
+    """
+    pending = list(jobs)
+    running: dict[int, _Child] = {}
+    outcomes: dict[int, Outcome] = {}
+    order = {id(job): i for i, job in enumerate(jobs)}
+    index = {}
+    while pending or running:
+        while pending and len(running) < parallel:
+            job = pending.pop(0)
+            key, fn = job
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child's coverage is not collected
+                os.close(r)
+                _child_main(w, fn, keep_fds)
+            os.close(w)
+            os.set_blocking(r, False)
+            running[r] = _Child(key, pid, r, time.monotonic())
+            index[r] = order[id(job)]
+            if on_start is not None:
+                on_start(key, pid)
+        now = time.monotonic()
+        wait = min(c.started + deadline_s for c in running.values()) - now
+        ready, _, _ = select.select(list(running), [], [], max(0.0, min(wait, 1.0)))
+        for r in ready:
+            c = running[r]
+            try:
+                data = os.read(r, 1 << 20)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            if data:
+                c.feed(data)
+                if not c.done:
+                    continue
+            _finish(c, outcomes, index[r], timed_out=False)
+            del running[r]
+        now = time.monotonic()
+        for r, c in list(running.items()):
+            if now >= c.started + deadline_s:
+                _finish(c, outcomes, index[r], timed_out=True)
+                del running[r]
+    return [outcomes[i] for i in range(len(jobs))]
+
+
+def _finish(c: _Child, outcomes: dict[int, Outcome], i: int, timed_out: bool) -> None:
+    elapsed = time.monotonic() - c.started
+    os.close(c.fd)
+    exited = True
+    if timed_out:
+        try:
+            os.kill(c.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        exited = _reaped(c.pid, 0.2)
+    else:
+        _reaped(c.pid, 5.0)
+    error = c.error if c.done or timed_out else (c.error or "the child ended without a result (killed?)")
+    outcomes[i] = Outcome(c.key, c.result, error, timed_out, list(c.open.values()), elapsed, c.pid, exited)
+
+
+def _reaped(pid: int, within_s: float) -> bool:
+    """Wait up to ``within_s`` for a child to exit; False when it is still alive (left to exit when the kernel lets it)."""
+    end = time.monotonic() + within_s
+    while True:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return True
+        if done:
+            return True
+        if time.monotonic() >= end:
+            return False
+        time.sleep(0.01)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
