@@ -224,6 +224,7 @@ def fix(
     keep_reports: Annotated[Optional[int], typer.Option("--keep-reports", min=1, help="with --scheduled: reports of each format to keep (default 50)")] = None,
     textfile: Annotated[Optional[Path], typer.Option("--textfile", help="with --scheduled: also write Prometheus metrics to this file")] = None,
     every: Annotated[Optional[str], typer.Option("--every", help="with --scheduled: the schedule's interval (the default first backoff)")] = None,
+    workspace_deadline: Annotated[float, typer.Option("--workspace-deadline", min=0, help="with --scheduled and several workspaces: seconds each workspace's heal may take in its child (a fix being applied is never cut short; 0: no child)")] = 60.0,
 ) -> None:
     """Repair what the audit found: plans first, then results, then a re-audit (exit code: the re-audit's).
 
@@ -241,7 +242,7 @@ def fix(
     paths = paths or [Path(".")]
     if scheduled:
         _fix_scheduled(paths, unsafe=unsafe, dry_run=dry_run, only=only, output=output, keep_reports=keep_reports,
-                       textfile=textfile, every=every, wait=wait)
+                       textfile=textfile, every=every, wait=wait, deadline=workspace_deadline)
         return
     if output is not None or keep_reports is not None or textfile is not None or every is not None:
         err("healthkit fix: --output, --keep-reports, --textfile and --every go with --scheduled")
@@ -284,7 +285,8 @@ def fix(
 
 
 def _fix_scheduled(paths: list[Path], unsafe: bool, dry_run: bool, only: Optional[list[str]], output: Optional[Path],
-                   keep_reports: Optional[int], textfile: Optional[Path], every: Optional[str], wait: float) -> None:
+                   keep_reports: Optional[int], textfile: Optional[Path], every: Optional[str], wait: float,
+                   deadline: float = 60.0) -> None:
     """`fix --safe --scheduled`: heal, notify and write the report from the audit the fix ends with (healthkit.unattended)."""
     from .fix import FixError
     from .output import write_stdout
@@ -311,7 +313,8 @@ def _fix_scheduled(paths: list[Path], unsafe: bool, dry_run: bool, only: Optiona
             return len(text)
 
     if len(paths) > 1:
-        _heal_many(paths, output, keep_reports, textfile, interval_s, Utf8Out(), max(wait, 60.0))  # type: ignore[arg-type]
+        _heal_many(paths, output, keep_reports, textfile, interval_s, Utf8Out(), max(wait, 60.0),  # type: ignore[arg-type]
+                   deadline=deadline or None)
     path = paths[0]
     try:
         done = heal_and_report(path, reports=output, keep=keep_reports, textfile=textfile, interval_s=interval_s,
@@ -338,12 +341,13 @@ def _report_run(done, prefix: str = "") -> None:  # done: healthkit.unattended.S
 
 
 def _heal_many(paths: list[Path], output: Path, keep: Optional[int], textfile: Optional[Path], interval_s: Optional[float],
-               out, lock_wait_s: float) -> None:
+               out, lock_wait_s: float, deadline: Optional[float] = None) -> None:
     """`fix WS1 WS2 --safe --scheduled --output DIR/`: each healed as alone, one fleet page, one textfile; worst verdict."""
     from .unattended import heal_many
 
     try:
-        done = heal_many(paths, output, keep=keep, textfile=textfile, interval_s=interval_s, out=out, lock_wait_s=lock_wait_s)
+        done = heal_many(paths, output, keep=keep, textfile=textfile, interval_s=interval_s, out=out, lock_wait_s=lock_wait_s,
+                         deadline_s=deadline)
     except OSError as exc:
         err(f"healthkit: cannot write the fleet page or textfile: {exc.strerror or exc} ({getattr(exc, 'filename', None) or output})")
         raise typer.Exit(3)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 _PHASE_FD: int | None = None  # in a child: the pipe to its parent
+UNINTERRUPTIBLE = "!"  # a phase text starting with it (a heal changing the workspace) is never killed at the deadline
 _IDS = itertools.count(1)
 _HEAD = struct.Struct("!cI")  # message kind (b"+" phase begins, b"-" ends, b"R" result, b"E" error), payload length
 
@@ -69,10 +70,11 @@ class Outcome:
     blocked_on: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
     pid: int = 0
-    exited: bool = True  # False: still alive after the kill (in the kernel, on a dead mount)
+    exited: bool = True  # False: still alive after the kill (in the kernel, on a dead mount), or left to finish a change
+    left_running: bool = False  # past the deadline inside an uninterruptible phase: not killed, walked away from
 
     def blocked_words(self) -> str:
-        return "; ".join(self.blocked_on) if self.blocked_on else "starting"
+        return "; ".join(p.lstrip(UNINTERRUPTIBLE) for p in self.blocked_on) if self.blocked_on else "starting"
 
 
 class _Child:
@@ -194,7 +196,10 @@ def _finish(c: _Child, outcomes: dict[int, Outcome], i: int, timed_out: bool) ->
     elapsed = time.monotonic() - c.started
     os.close(c.fd)
     exited = True
-    if timed_out:
+    left = timed_out and any(p.startswith(UNINTERRUPTIBLE) for p in c.open.values())
+    if left:
+        exited = _reaped(c.pid, 0.0)  # a heal half-way through a change finishes in its child, under the fix lock
+    elif timed_out:
         try:
             os.kill(c.pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -203,7 +208,7 @@ def _finish(c: _Child, outcomes: dict[int, Outcome], i: int, timed_out: bool) ->
     else:
         _reaped(c.pid, 5.0)
     error = c.error if c.done or timed_out else (c.error or "the child ended without a result (killed?)")
-    outcomes[i] = Outcome(c.key, c.result, error, timed_out, list(c.open.values()), elapsed, c.pid, exited)
+    outcomes[i] = Outcome(c.key, c.result, error, timed_out, list(c.open.values()), elapsed, c.pid, exited, left)
 
 
 def _reaped(pid: int, within_s: float) -> bool:

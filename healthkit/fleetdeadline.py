@@ -27,6 +27,7 @@ def audit_in_children(paths: list[Path], *, select: list[str], ignore: list[str]
     from .selectors import audit_names, require_known
 
     shared = default_registry()  # built before the fork: every child that loads no plugin of its own shares it
+    prewarm()
     require_known("--select", select, audit_names(shared))  # a usage error, before anything is audited
     require_known("--ignore", ignore, audit_names(shared))
     reports: dict[Path, Any] = {}
@@ -53,6 +54,29 @@ def audit_in_children(paths: list[Path], *, select: list[str], ignore: list[str]
             forget_stuck(state_dir, path)
         reports[path] = report if report.duration_s else dataclasses.replace(report, duration_s=o.elapsed_s)
     return [Audited(p, reports[p]) for p in paths]
+
+
+def prewarm(fixes: bool = False) -> None:
+    """Import, once and before the fork, what every child's audit imports lazily (and load the run formats):
+    sixteen children must not each pay for it (no thread is started here)."""
+    import healthkit.api  # noqa: F401
+    import healthkit.checkpoints  # noqa: F401
+    import healthkit.costs  # noqa: F401
+    import healthkit.detect  # noqa: F401
+    import healthkit.gpu  # noqa: F401
+    import healthkit.procs  # noqa: F401
+    import healthkit.runner  # noqa: F401
+    import healthkit.selectors  # noqa: F401
+    from healthkit.formats.registry import formats
+
+    formats()
+    if fixes:
+        import healthkit.fix.engine  # noqa: F401
+        import healthkit.notify  # noqa: F401
+        import healthkit.unattended  # noqa: F401
+        from healthkit.fix.plan import load_fixes
+
+        load_fixes()
 
 
 def _job(path: Path, select: list[str], ignore: list[str], timeout_s: float | None, shared: Any) -> Any:
@@ -125,3 +149,81 @@ def forget_stuck(state_dir: Path | None, path: Path) -> None:
             marker.unlink()
         except OSError:
             pass
+
+
+class _Said:
+    """What the CLI prints of a heal done in a child: its summary line and the channels notified (healthkit.cli)."""
+
+    def __init__(self, line: str, channels: list[dict[str, Any]] | None):
+        self._line = line
+        self.channels = channels or []
+
+    def summary_line(self) -> str:
+        return self._line
+
+
+def heal_in_children(paths: list[Path], reports: Path, *, keep: int | None, interval_s: float | None, stream: Any,
+                     lock_wait_s: float, deadline_s: float) -> list[tuple[Path, Any, str | None]]:
+    """Heal each workspace as `heal_and_report` would alone, each in a child under ``deadline_s``.
+
+    Returns (path, ScheduledRun-like summary or None, why not) per workspace. A child past its deadline while
+    it applies a fix is not killed: the change finishes in the child, under the fix lock, which the next run
+    sees; a child past its deadline anywhere else (its audit, on a hung mount) is killed and walked away from.
+    """
+    import io
+    from types import SimpleNamespace
+
+    from .fleet import history_folder
+
+    prewarm(fixes=True)
+
+    def job(path: Path) -> Any:
+        def run() -> Any:
+            from .fix import FixError
+            from .unattended import heal_and_report
+            from .workspace import WorkspaceError
+
+            text = io.StringIO()
+            folder = history_folder(reports, path)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                done = heal_and_report(path, reports=folder, keep=keep, interval_s=interval_s, out=text,
+                                       lock_wait_s=lock_wait_s)
+            except WorkspaceError as exc:
+                return text.getvalue(), None, str(exc)
+            except FixError as exc:
+                return text.getvalue(), None, f"not healed: {exc}"
+            except OSError as exc:
+                return text.getvalue(), None, (f"not healed or not reported: {exc.strerror or exc} "
+                                               f"({getattr(exc, 'filename', None) or folder})")
+            sent = done.sent.channels if done.sent is not None else None
+            return text.getvalue(), (done.report, done.written, done.fix.summary_line(), sent), None
+
+        return run
+
+    out: list[tuple[Path, Any, str | None]] = []
+    for o in run_children([(p, job(p)) for p in paths], deadline_s):
+        path = o.key
+        stream.write(f"== {path}\n")
+        if o.timed_out:
+            what = o.blocked_words()
+            if o.left_running:
+                why = (f"the heal passed its {deadline_s:g}s deadline while applying a fix: it finishes in PID {o.pid} "
+                       f"under the fix lock ({what}); the next run sees the lock")
+            else:
+                why = f"the heal's audit did not finish within its {deadline_s:g}s deadline: blocked {what}"
+            out.append((path, None, why))
+            continue
+        if o.error is not None or o.result is None:
+            out.append((path, None, f"not healed: {o.error or 'no result'}"))
+            continue
+        text, summary, why = o.result
+        stream.write(text)
+        if summary is None:
+            out.append((path, None, why))
+            continue
+        report, written, line, channels = summary
+        said = SimpleNamespace(report=report, written=written, fix=_Said(line, None),
+                               sent=_Said(line, channels) if channels is not None else None)
+        out.append((path, said, None))
+    return out

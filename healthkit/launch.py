@@ -18,7 +18,8 @@ from typing import Any
 # Options of `healthkit audit` and `healthkit fix` that take a value (tests/test_cli.py keeps them in step with the commands).
 AUDIT_VALUE_OPTIONS = frozenset({"--format", "-f", "--output", "-o", "--select", "--ignore", "--timeout", "--fail-level", "--keep", "--textfile",
                                 "--workspace-deadline"})
-FIX_VALUE_OPTIONS = frozenset({"--only", "--keep", "--wait", "--output", "-o", "--keep-reports", "--textfile", "--every"})
+FIX_VALUE_OPTIONS = frozenset({"--only", "--keep", "--wait", "--output", "-o", "--keep-reports", "--textfile", "--every",
+                               "--workspace-deadline"})
 
 
 def early_workspace_path(argv: list[str]) -> str | None:

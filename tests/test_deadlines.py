@@ -122,3 +122,18 @@ def test_fleet_of_16_with_one_hung_mount_writes_15_verdicts_and_one_unknown(tmp_
         reason = json.loads(next(out.glob("ws-hung-*/latest.json")).read_text())["checks"][0]["error"]
         assert again.returncode == 3 and "still blocked since" in reason, reason
         assert len([s for s in textfile.read_text().splitlines() if s.startswith("healthkit_status{")]) == 16
+
+
+def test_scheduled_heal_of_several_with_one_hung_mount_heals_the_others(tmp_path: Path, hang) -> None:
+    ok = make_healthy_workspace(tmp_path / "ws-ok")
+    (ok / ".daemon.pid").write_text("999999 1\n")  # a dead daemon's PID file: the safe heal removes it
+    hung = ws_on_mount(tmp_path / "ws-hung", hang.mount)
+    hang.mode("hang")
+    out, textfile = tmp_path / "reports", tmp_path / "tf" / "healthkit.prom"
+    proc = run_cli("fix", str(ok), str(hung), "--safe", "--scheduled", "--output", f"{out}/", "--textfile", str(textfile),
+                   "--workspace-deadline", "6", timeout=240)
+    assert b"Traceback" not in proc.stderr, proc.stderr
+    statuses = [s for s in textfile.read_text().splitlines() if s.startswith("healthkit_status{")]
+    assert len(statuses) == 2 and any("ws-hung" in s and s.endswith(" 3.0") for s in statuses), statuses
+    assert not (ok / ".daemon.pid").exists()  # the other workspace was healed all the same
+    assert b"blocked" in proc.stderr

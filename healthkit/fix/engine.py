@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Protocol, TextIO
 
 from ..api import audit
+from ..deadline import UNINTERRUPTIBLE, phase
 from ..fsutil import is_within
 from ..models import Finding, FixRef
 from ..report import Report
@@ -323,7 +324,8 @@ def run_fix(path: str | Path | Workspace, opts: FixOptions, out: TextIO | None =
         out.write("\nApplying:\n")
         for i, p in enumerate(run.chosen, 1):
             actx = ApplyContext(ws, journal, p, daemon_confirm_s=opts.daemon_confirm_s, kill_grace_s=opts.kill_grace_s, run_id=run_id)
-            outcome = _apply_one(p, actx)
+            with phase(f"{UNINTERRUPTIBLE}applying {p.fix_id} under the fix lock"):  # never killed half-way (healthkit.deadline)
+                outcome = _apply_one(p, actx)
             run.outcomes.append((p, outcome))
             _catch_up(journal, lock)
             out.write(f"[{i}] {outcome.status:<8} {p.fix_id}: {outcome.message.splitlines()[0] if outcome.message else ''}\n")
