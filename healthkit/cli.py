@@ -321,15 +321,39 @@ def _fix_scheduled(paths: list[Path], unsafe: bool, dry_run: bool, only: Optiona
                                out=Utf8Out(), lock_wait_s=max(wait, 60.0))  # type: ignore[arg-type]
     except (WorkspaceError, FixError) as exc:
         err(f"healthkit: {exc}")
+        _unknown_where_it_can(path, output, keep_reports, textfile, f"not healed: {exc}")
         raise typer.Exit(3)
     except OSError as exc:
         err(f"healthkit: cannot write the report: {exc.strerror or exc}")
+        _unknown_where_it_can(path, output, keep_reports, textfile, f"the report could not be written: {exc.strerror or exc}")
         raise typer.Exit(3)
     for p in done.written:
         err(f"wrote {p}")
     _report_run(done)
     err(done.report.summary_line())
     raise typer.Exit(done.exit_code)
+
+
+def _unknown_where_it_can(path: Path, output: Optional[Path], keep: Optional[int], textfile: Optional[Path], why: str) -> None:
+    """A scheduled run that could not heal or report (the lock held, a disk full) still leaves an UNKNOWN report
+    saying why, in its history and its textfile, wherever either can be written: silence would read as healthy."""
+    from .fleet import unreadable_report
+    from .output import write_report
+    from .settings import SettingsError
+    from .settings import reports_folder
+
+    report = unreadable_report(path.absolute(), why)
+    try:
+        folder = output if output is not None else reports_folder(path.absolute())
+    except SettingsError:
+        folder = path.absolute() / "reports"
+    targets = [(folder.expanduser().absolute(), "md")] + ([(textfile.expanduser().absolute(), "prom")] if textfile else [])
+    for target, fmt in targets:
+        try:
+            for p in write_report(report, fmt, target, keep=keep):
+                err(f"wrote {p}")
+        except OSError as exc:
+            err(f"healthkit: the UNKNOWN report could not be written to {target} either: {exc.strerror or exc}")
 
 
 def _report_run(done, prefix: str = "") -> None:  # done: healthkit.unattended.ScheduledRun
