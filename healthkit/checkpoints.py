@@ -146,7 +146,8 @@ def read_state(path: Path) -> StateRead:
                 fh.seek(0)
                 raw = fh.read()
     except ReadProblem as exc:
-        return StateRead(None, f"trainer_state.json cannot be read ({_problem_words(exc)})")
+        why = "Is a directory" if exc.kind == "directory" else _problem_words(exc)  # as open(2)'s EISDIR says it
+        return StateRead(None, f"trainer_state.json cannot be read ({why})")
     except OSError as exc:
         return StateRead(None, f"trainer_state.json cannot be read ({exc.strerror or exc})")
     try:
@@ -177,10 +178,10 @@ def _weight_problems(path: Path, files: frozenset[str], zero: bool, fsdp: bool) 
     if fsdp:
         problems += fsdp_problems(path, files)
     if index:
-        from .fsutil import CAP_JSON, ReadProblem, read_json
+        from .fsutil import CAP_JSON, ReadProblem, parse_json, read_bytes
 
-        try:
-            shards = sorted(set(read_json(path / index, CAP_JSON).get("weight_map", {}).values()))
+        try:  # bytes to json: a byte-order mark some editors write is read as JSON allows
+            shards = sorted(set(parse_json(read_bytes(path / index, CAP_JSON), path / index).get("weight_map", {}).values()))
             lost = [s for s in shards if s not in files]
             if lost:
                 problems.append(f"{len(lost)} of {len(shards)} weight shards are missing ({', '.join(lost[:3])})")

@@ -339,8 +339,7 @@ def _unknown_where_it_can(path: Path, output: Optional[Path], keep: Optional[int
     saying why, in its history and its textfile, wherever either can be written: silence would read as healthy."""
     from .fleet import unreadable_report
     from .output import write_report
-    from .settings import SettingsError
-    from .settings import reports_folder
+    from .settings import SettingsError, reports_folder
 
     report = unreadable_report(path.absolute(), why)
     try:

@@ -90,10 +90,10 @@ class Probe:
 
 def _load_json(path: Path) -> Any:
     """A JSON file through the bounded reader (a FIFO never blocks, a deep nest never raises); None when unusable."""
-    from .fsutil import CAP_JSON, ReadProblem, read_json
+    from .fsutil import CAP_JSON, ReadProblem, parse_json, read_bytes
 
     try:
-        return read_json(path, CAP_JSON)
+        return parse_json(read_bytes(path, CAP_JSON), path)  # bytes: json reads a byte-order mark as before
     except ReadProblem:
         return None
 

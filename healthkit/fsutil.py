@@ -182,7 +182,7 @@ def regular_size(path: Path) -> tuple[int | None, str | None]:
     try:
         st = os.stat(path)
     except OSError as exc:
-        return None, f"{exc.strerror} ({errno.errorcode.get(exc.errno or 0, exc.errno)})"
+        return None, exc.strerror or str(exc)
     if not stat.S_ISREG(st.st_mode):
         return None, f"not a regular file ({_kind_name(st.st_mode)})"
     return st.st_size, None
