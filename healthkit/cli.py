@@ -224,7 +224,7 @@ def fix(
     keep_reports: Annotated[Optional[int], typer.Option("--keep-reports", min=1, help="with --scheduled: reports of each format to keep (default 50)")] = None,
     textfile: Annotated[Optional[Path], typer.Option("--textfile", help="with --scheduled: also write Prometheus metrics to this file")] = None,
     every: Annotated[Optional[str], typer.Option("--every", help="with --scheduled: the schedule's interval (the default first backoff)")] = None,
-    workspace_deadline: Annotated[float, typer.Option("--workspace-deadline", min=0, help="with --scheduled and several workspaces: seconds each workspace's heal may take in its child (a fix being applied is never cut short; 0: no child)")] = 60.0,
+    workspace_deadline: Annotated[float, typer.Option("--workspace-deadline", min=0, help="seconds the fix's audit may take in its child (--safe, any --dry-run, several with --scheduled); past it: UNKNOWN naming what blocked it; a fix being applied is never cut short (0: no child)")] = 60.0,
 ) -> None:
     """Repair what the audit found: plans first, then results, then a re-audit (exit code: the re-audit's).
 
@@ -272,6 +272,12 @@ def fix(
             return len(text)
 
     try:
+        if workspace_deadline and (dry_run or not unsafe):  # nothing to ask a person: the run goes in a child
+            from .oneaudit import fix_in_child
+
+            line, code = fix_in_child(path, opts, workspace_deadline, Utf8Out())
+            err(line)
+            raise typer.Exit(code)
         # a dry run audits the workspace the console entry opened (and began reading) before the CLI loaded
         result = run_fix(take_early(path) if dry_run else path, opts, Utf8Out())  # type: ignore[arg-type]
     except SelectorError as exc:

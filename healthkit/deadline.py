@@ -234,3 +234,76 @@ def alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+EARLY_CHILDREN: dict[str, "EarlyChild"] = {}  # forked by healthkit.launch before the CLI loads, by absolute path
+
+
+class EarlyChild:
+    """A child forked at start-up that begins its work at once (``prepare``) and takes its instructions later.
+
+    `healthkit audit PATH` forks it before the CLI is even imported: the child opens the workspace and starts its
+    slow reads while this process imports the CLI and parses the options, as the in-process audit overlapped them;
+    ``send`` gives it the options, ``wait`` waits for its result under the deadline, counted from the fork.
+    """
+
+    def __init__(self, key: Any, prepare: Callable[[], Any], finish: Callable[[Any, Any], Any], keep_fds: tuple[int, ...] = ()):
+        r, w = os.pipe()
+        ir, iw = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child's coverage is not collected
+            os.close(r)
+            os.close(iw)
+
+            def run() -> Any:
+                state = prepare()
+                chunks = []
+                while True:
+                    chunk = os.read(ir, 1 << 16)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                return finish(state, pickle.loads(b"".join(chunks)))
+
+            _child_main(w, run, (*keep_fds, ir))
+        os.close(w)
+        os.close(ir)
+        os.set_blocking(r, False)
+        self.child = _Child(key, pid, r, time.monotonic())
+        self.iw: int | None = iw
+
+    def send(self, instructions: Any) -> None:
+        data = pickle.dumps(instructions, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            while data:
+                n = os.write(self.iw, data)  # type: ignore[arg-type]
+                data = data[n:]
+        except OSError:
+            pass  # the child is gone: wait() says why
+        finally:
+            os.close(self.iw)  # type: ignore[arg-type]
+            self.iw = None
+
+    def wait(self, deadline_s: float) -> Outcome:
+        c = self.child
+        outcomes: dict[int, Outcome] = {}
+        while True:
+            left = c.started + deadline_s - time.monotonic()
+            if left <= 0:
+                _finish(c, outcomes, 0, timed_out=True)
+                return outcomes[0]
+            ready, _, _ = select.select([c.fd], [], [], min(left, 1.0))
+            if not ready:
+                continue
+            try:
+                data = os.read(c.fd, 1 << 20)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            if data:
+                c.feed(data)
+                if not c.done:
+                    continue
+            _finish(c, outcomes, 0, timed_out=False)
+            return outcomes[0]

@@ -7,10 +7,47 @@ waits, and past the deadline writes an UNKNOWN report naming what the child was 
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
-from .deadline import phase, run_children
+from .deadline import EARLY_CHILDREN, EarlyChild, phase, run_children
+
+
+def open_early(path: Path | str) -> Any:
+    """In the child: the workspace opened and its slow reads started (or the WorkspaceError that stopped it)."""
+    from .workspace import Workspace, WorkspaceError
+
+    try:
+        with phase("opening the workspace"):
+            ws = Workspace.open(path)
+        ws.prefetch()
+        return ws
+    except WorkspaceError as exc:
+        return exc
+
+
+def finish(ws: Any, options: dict[str, Any]) -> tuple[str, Any]:
+    """In the child: the audit of the opened workspace, as ("report", Report), ("selector" | "workspace", message)."""
+    from .api import audit
+    from .selectors import SelectorError
+    from .workspace import WorkspaceError
+
+    if isinstance(ws, WorkspaceError):
+        return "workspace", str(ws)
+    try:
+        return "report", audit(ws, select=options["select"], ignore=options["ignore"], timeout_s=options["timeout_s"])
+    except SelectorError as exc:
+        return "selector", str(exc)
+    except WorkspaceError as exc:
+        return "workspace", str(exc)
+
+
+def start_early_audit(path: str) -> None:
+    """Fork the audit's child now (healthkit.launch, before the CLI is imported): it opens the workspace at once."""
+    from .fsutil import early_du_fds
+
+    EARLY_CHILDREN[os.path.abspath(path)] = EarlyChild(path, lambda: open_early(path), finish, keep_fds=early_du_fds())
 
 
 def audit_one_in_child(path: Path, *, select: list[str], ignore: list[str], timeout_s: float | None,
@@ -22,19 +59,14 @@ def audit_one_in_child(path: Path, *, select: list[str], ignore: list[str], time
     from .workspace import WorkspaceError
 
     def job() -> tuple[str, Any]:
-        from .api import audit
-        from .workspace import Workspace
+        return finish(open_early(path), {"select": select, "ignore": ignore, "timeout_s": timeout_s})
 
-        try:
-            with phase("opening the workspace"):
-                ws = Workspace.open(path)
-            return "report", audit(ws, select=select, ignore=ignore, timeout_s=timeout_s)
-        except SelectorError as exc:
-            return "selector", str(exc)
-        except WorkspaceError as exc:
-            return "workspace", str(exc)
-
-    [o] = run_children([(path, job)], deadline_s, keep_fds=early_du_fds())
+    early = EARLY_CHILDREN.pop(os.path.abspath(path), None)
+    if early is not None:  # forked by healthkit.launch before the CLI loaded: it has been reading the workspace since
+        early.send({"select": select, "ignore": ignore, "timeout_s": timeout_s})
+        o = early.wait(deadline_s)
+    else:
+        [o] = run_children([(path, job)], deadline_s, keep_fds=early_du_fds())
     if o.timed_out:
         reason = f"the audit did not finish within its {deadline_s:g}s deadline: blocked {o.blocked_words()}"
         if not o.exited:
@@ -49,3 +81,45 @@ def audit_one_in_child(path: Path, *, select: list[str], ignore: list[str], time
     if kind == "workspace":
         raise WorkspaceError(value)
     return value
+
+
+def fix_in_child(path: Path, opts: Any, deadline_s: float, out: Any) -> tuple[str, int]:
+    """`healthkit fix` (safe, or any dry run: nothing to ask) in a child under ``deadline_s``: (summary line, exit code).
+
+    Its audit (read-only) is cut at the deadline, naming what blocked it; a fix being applied is never cut: it
+    finishes in the child under the fix lock, which the next run sees. Raises what run_fix raises.
+    """
+    import io
+
+    from .fix import FixError, run_fix
+    from .selectors import SelectorError
+    from .workspace import WorkspaceError
+
+    def job() -> tuple[str, Any]:
+        text = io.StringIO()
+        try:
+            run = run_fix(path, opts, text)
+            return text.getvalue(), ("done", run.summary_line(), run.exit_code)
+        except SelectorError as exc:
+            return text.getvalue(), ("selector", str(exc))
+        except (WorkspaceError, FixError) as exc:
+            return text.getvalue(), ("error", str(exc))
+
+    from .fsutil import early_du_fds
+
+    [o] = run_children([(path, job)], deadline_s, keep_fds=early_du_fds())
+    if o.timed_out:
+        if o.left_running:
+            raise FixError(f"the fix passed its {deadline_s:g}s deadline while applying a change: it finishes in PID "
+                           f"{o.pid} under the fix lock ({o.blocked_words()}); the next run sees the lock")
+        raise FixError(f"the fix's audit did not finish within its {deadline_s:g}s deadline: blocked {o.blocked_words()}"
+                       + (f" (PID {o.pid} is still waiting on it)" if not o.exited else "") + "; nothing was changed")
+    if o.error is not None or o.result is None:
+        raise FixError(f"the fix failed: {o.error or 'no result'}")
+    text, result = o.result
+    out.write(text)
+    if result[0] == "selector":
+        raise SelectorError(result[1])
+    if result[0] == "error":
+        raise FixError(result[1])
+    return result[1], result[2]

@@ -137,3 +137,21 @@ def test_scheduled_heal_of_several_with_one_hung_mount_heals_the_others(tmp_path
     assert len(statuses) == 2 and any("ws-hung" in s and s.endswith(" 3.0") for s in statuses), statuses
     assert not (ok / ".daemon.pid").exists()  # the other workspace was healed all the same
     assert b"blocked" in proc.stderr
+
+
+def test_fix_on_an_eio_checkpoint_mount_gives_no_traceback_and_deletes_nothing(tmp_path: Path, hang) -> None:
+    ws = ws_on_mount(tmp_path / "ws", hang.mount)
+    hang.mode("eio")
+    for args in (("--safe", "--dry-run"), ("--safe",), ("--unsafe", "--dry-run")):
+        proc = run_cli("fix", str(ws), *args, timeout=120)
+        assert b"Traceback" not in proc.stderr + proc.stdout, (args, proc.stderr)
+    hang.mode("ok")
+    assert sorted(p.name for p in (hang.source / "current_model").iterdir()) == ["checkpoint-10", "checkpoint-20", "checkpoint-30"]
+
+
+def test_fix_on_a_hung_mount_ends_at_its_deadline_naming_what_blocked(tmp_path: Path, hang) -> None:
+    ws = ws_on_mount(tmp_path / "ws", hang.mount)
+    hang.mode("hang")
+    for args in (("--safe", "--dry-run"), ("--safe",)):
+        proc = run_cli("fix", str(ws), *args, "--workspace-deadline", "3", timeout=120)
+        assert proc.returncode == 3 and b"deadline" in proc.stderr and b"blocked" in proc.stderr, proc.stderr
