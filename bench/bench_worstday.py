@@ -116,6 +116,7 @@ def table(new: str, old: str, timeout: float) -> None:
 
 def cost(new: str, old: str, repeat: int) -> None:
     from bench_fleet import build
+
     from healthkit.demo import build_example
 
     root = Path(tempfile.mkdtemp(prefix="hk-cost-"))

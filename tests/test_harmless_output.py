@@ -79,3 +79,17 @@ def test_nagios_fix_dry_run_and_queue_list_escape_controls(tmp_path: Path) -> No
     listing = run_cli("queue", "list", str(ws))
     assert b"\x1b" not in listing.stdout and b"\x07" not in listing.stdout
     assert b"\\x1b[2J" in listing.stdout, listing.stdout
+
+
+def test_a_latin1_workspace_keeps_its_history_index_and_fleet_row(tmp_path: Path) -> None:
+    base = Path(os.fsdecode(os.fsencode(tmp_path) + b"/ws\xe9"))
+    ws = make_healthy_workspace(base)
+    other = make_healthy_workspace(tmp_path / "plain")
+    out = tmp_path / "reports"
+    proc = run_cli("audit", str(ws), str(other), "--output", f"{out}/")
+    assert b"Traceback" not in proc.stderr, proc.stderr
+    page = (out / "index.html").read_bytes().decode("utf-8")
+    assert "ws\\xe9" in page and "plain" in page
+    [folder] = [p for p in out.iterdir() if p.name.startswith("ws")]
+    (folder / "latest.json").read_bytes().decode("utf-8")
+    assert "report-" in (folder / "index.html").read_text(encoding="utf-8")
