@@ -78,7 +78,6 @@ def audit(
     Several workspaces: each gets its report (with a folder --output: its history in DIR/<name>/ and a
     fleet page DIR/index.html); --format prom writes one textfile for all; the exit code is the worst verdict.
     """
-    from .api import audit as run_audit
     from .output import report_format, write_report, write_stdout
     from .selectors import SelectorError
     from .workspace import WorkspaceError, take_early
@@ -99,6 +98,8 @@ def audit(
             report = audit_one_in_child(path, select=_split(select), ignore=_split(ignore), timeout_s=timeout,
                                         deadline_s=workspace_deadline)
         else:
+            from .api import audit as run_audit  # (in this process only without a deadline: the child imports it)
+
             report = run_audit(take_early(path), select=_split(select), ignore=_split(ignore), timeout_s=timeout)
     except SelectorError as exc:
         err(f"healthkit: {exc}")

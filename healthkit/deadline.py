@@ -147,6 +147,9 @@ def run_children(jobs: list[tuple[Any, Callable[[], Any]]], deadline_s: float, p
     held in the child). A child past its deadline is sent SIGKILL and walked away from: its Outcome says
     ``timed_out`` and the phases it had open. Outcomes come back in the order of ``jobs``.
     """
+    import gc
+
+    gc.freeze()  # what the parent holds stays out of the children's collections: no copy-on-write of every page
     pending = list(jobs)
     running: dict[int, _Child] = {}
     outcomes: dict[int, Outcome] = {}
@@ -248,6 +251,9 @@ class EarlyChild:
     """
 
     def __init__(self, key: Any, prepare: Callable[[], Any], finish: Callable[[Any, Any], Any], keep_fds: tuple[int, ...] = ()):
+        import gc
+
+        gc.freeze()  # as in run_children: the child's collections leave the parent's objects (and their pages) alone
         r, w = os.pipe()
         ir, iw = os.pipe()
         pid = os.fork()

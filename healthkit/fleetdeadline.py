@@ -67,9 +67,18 @@ def prewarm(fixes: bool = False) -> None:
     import healthkit.procs  # noqa: F401
     import healthkit.runner  # noqa: F401
     import healthkit.selectors  # noqa: F401
+    import tempfile
+
     from healthkit.formats.registry import formats
+    from healthkit.workspace import Workspace
 
     formats()
+    import psutil
+
+    for _ in psutil.process_iter():  # psutil keeps its Process objects: children scan the table from a warm cache
+        pass
+    with tempfile.TemporaryDirectory(prefix="healthkit-warm-") as empty:  # settings built and detection run once, on
+        Workspace.open(empty).settings  # noqa: B018 - an empty folder: no workspace file is read, no thread started
     if fixes:
         import healthkit.fix.engine  # noqa: F401
         import healthkit.notify  # noqa: F401

@@ -45,6 +45,8 @@ def finish(ws: Any, options: dict[str, Any]) -> tuple[str, Any]:
 
 def start_early_audit(path: str) -> None:
     """Fork the audit's child now (healthkit.launch, before the CLI is imported): it opens the workspace at once."""
+    # What both processes need (the report crosses the pipe; the CLI names the workspace's errors): imported once, here.
+    from . import registry, report, selectors, workspace  # noqa: F401
     from .fsutil import early_du_fds
 
     EARLY_CHILDREN[os.path.abspath(path)] = EarlyChild(path, lambda: open_early(path), finish, keep_fds=early_du_fds())
@@ -53,7 +55,6 @@ def start_early_audit(path: str) -> None:
 def audit_one_in_child(path: Path, *, select: list[str], ignore: list[str], timeout_s: float | None,
                        deadline_s: float) -> Any:
     """The Report of ``path`` audited in a child; raises SelectorError and WorkspaceError as `api.audit` does."""
-    from .fleet import unreadable_report
     from .fsutil import early_du_fds
     from .selectors import SelectorError
     from .workspace import WorkspaceError
@@ -71,16 +72,21 @@ def audit_one_in_child(path: Path, *, select: list[str], ignore: list[str], time
         reason = f"the audit did not finish within its {deadline_s:g}s deadline: blocked {o.blocked_words()}"
         if not o.exited:
             reason += f" (PID {o.pid} is still waiting on it)"
-        return dataclasses.replace(unreadable_report(Path(path).absolute(), reason), duration_s=o.elapsed_s)
+        return _unknown(path, reason, o.elapsed_s)
     if o.error is not None or o.result is None:
-        return dataclasses.replace(unreadable_report(Path(path).absolute(), f"the audit failed: {o.error or 'no report'}"),
-                                   duration_s=o.elapsed_s)
+        return _unknown(path, f"the audit failed: {o.error or 'no report'}", o.elapsed_s)
     kind, value = o.result
     if kind == "selector":
         raise SelectorError(value)
     if kind == "workspace":
         raise WorkspaceError(value)
     return value
+
+
+def _unknown(path: Path, reason: str, elapsed_s: float) -> Any:
+    from .fleet import unreadable_report  # (and hashlib): only when this process must make the report itself
+
+    return dataclasses.replace(unreadable_report(Path(path).absolute(), reason), duration_s=elapsed_s)
 
 
 def fix_in_child(path: Path, opts: Any, deadline_s: float, out: Any) -> tuple[str, int]:

@@ -191,3 +191,15 @@ def test_fifo_fix_journal_never_blocks_fix(tmp_path: Path) -> None:
     os.mkfifo(ws / "logs" / "healthkit-fix.jsonl")
     proc = run_cli("fix", str(ws), "--safe", timeout=60)
     assert proc.returncode == 3 and b"not a regular file" in proc.stderr and b"Traceback" not in proc.stderr
+
+
+def test_duplicate_config_key_blocks_the_doc_fix(tmp_path: Path) -> None:
+    ws = make_healthy_workspace(tmp_path / "ws")
+    (ws / "CLAUDE.md").write_text((ws / "CLAUDE.md").read_text().replace("Eval steps: 10", "Eval steps: 7"))
+    text = (ws / "config.json").read_text().replace('"eval_steps": 10,', '"eval_steps": 5,\n  "eval_steps": 10,')
+    (ws / "config.json").write_text(text)
+    before = (ws / "CLAUDE.md").read_text()
+    proc = run_cli("fix", str(ws), "--safe", timeout=120)
+    assert b"Traceback" not in proc.stderr
+    assert (ws / "CLAUDE.md").read_text() == before
+    assert b"twice" in proc.stdout, proc.stdout
