@@ -146,8 +146,14 @@ def _audit_many(paths: list[Path], fmt: str, output: Optional[Path], textfile: O
     state_dir = output if output is not None and is_dir_target(output) else (textfile.parent if textfile else None)
     try:
         check_target(fmt, output)
-        audited = audit_many(paths, select=select, ignore=ignore, timeout_s=timeout, deadline_s=deadline,
-                             state_dir=state_dir)
+        if deadline:
+            from .fleet import unique_paths
+            from .fleetdeadline import audit_in_children
+
+            audited = audit_in_children(unique_paths(paths), select=select, ignore=ignore, timeout_s=timeout,
+                                        deadline_s=deadline, state_dir=state_dir)
+        else:
+            audited = audit_many(paths, select=select, ignore=ignore, timeout_s=timeout)
     except (FleetUsageError, SelectorError) as exc:
         err(f"healthkit: {exc}")
         raise typer.Exit(EXIT_USAGE)

@@ -72,6 +72,10 @@ class Outcome:
     pid: int = 0
     exited: bool = True  # False: still alive after the kill (in the kernel, on a dead mount), or left to finish a change
     left_running: bool = False  # past the deadline inside an uninterruptible phase: not killed, walked away from
+    signal: int | None = None  # the signal that ended the child (not ours at the deadline): the caller may die the same way
+
+    def done_result(self) -> bool:
+        return self.result is not None or self.error is not None and "ended without a result" not in self.error
 
     def blocked_words(self) -> str:
         return "; ".join(p.lstrip(UNINTERRUPTIBLE) for p in self.blocked_on) if self.blocked_on else "starting"
@@ -208,10 +212,28 @@ def _finish(c: _Child, outcomes: dict[int, Outcome], i: int, timed_out: bool) ->
         except ProcessLookupError:
             pass
         exited = _reaped(c.pid, 0.2)
-    else:
-        _reaped(c.pid, 5.0)
-    error = c.error if c.done or timed_out else (c.error or "the child ended without a result (killed?)")
-    outcomes[i] = Outcome(c.key, c.result, error, timed_out, list(c.open.values()), elapsed, c.pid, exited, left)
+    status = None
+    if not timed_out:
+        status = _reaped_status(c.pid, 5.0)
+    sig = os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None
+    error = c.error if c.done or timed_out else (c.error or f"the child ended without a result"
+                                                 + (f" (killed by signal {sig})" if sig else ""))
+    outcomes[i] = Outcome(c.key, c.result, error, timed_out, list(c.open.values()), elapsed, c.pid, exited, left, sig)
+
+
+def _reaped_status(pid: int, within_s: float) -> int | None:
+    """The wait status of a child that ended (None: not reaped within ``within_s``, or reaped elsewhere)."""
+    end = time.monotonic() + within_s
+    while True:
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return None
+        if done:
+            return status
+        if time.monotonic() >= end:
+            return None
+        time.sleep(0.01)
 
 
 def _reaped(pid: int, within_s: float) -> bool:

@@ -64,28 +64,17 @@ def unique_paths(paths: Iterable[Path | str]) -> list[Path]:
 
 
 def audit_many(paths: Iterable[Path | str], *, select: Iterable[str] = (), ignore: Iterable[str] = (),
-               timeout_s: float | None = None, deadline_s: float | None = None,
-               state_dir: Path | None = None) -> list[Audited]:
-    """Audit every workspace; one that cannot be opened gets an UNKNOWN report, never an exception.
+               timeout_s: float | None = None) -> list[Audited]:
+    """Audit every workspace in turn in this process; one that cannot be opened gets an UNKNOWN report, never an exception.
 
-    ``deadline_s``: each workspace is audited in a child forked from this process (healthkit.deadline), under
-    that deadline: one on a hung mount becomes an UNKNOWN report naming what it was blocked on, and the others
-    are audited all the same. ``state_dir``: where a child stuck past its deadline is remembered, so that a
-    later run starts no second child for that workspace while the first is alive (never on the hung mount).
-    Without a deadline, every workspace in this process in turn: the registry (entry points: every built-in
-    check module) is loaded once and shared by the workspaces that load no plugins of their own; every
-    workspace's slow reads (`du` of its checkpoints) start before the first audit. SelectorError (a usage
-    error) still propagates.
+    (Each in a child under a deadline: healthkit.fleetdeadline.audit_in_children, what the CLI runs.)
+    The registry (entry points: every built-in check module) is loaded once and shared by the
+    workspaces that load no plugins of their own; every workspace's slow reads (`du` of its
+    checkpoints) start before the first audit. SelectorError (a usage error) still propagates.
     """
     from .api import audit
     from .registry import default_registry
     from .workspace import Workspace, WorkspaceError
-
-    if deadline_s is not None:
-        from .fleetdeadline import audit_in_children
-
-        return audit_in_children(unique_paths(paths), select=list(select), ignore=list(ignore), timeout_s=timeout_s,
-                                 deadline_s=deadline_s, state_dir=state_dir)
 
     opened: list[tuple[Path, Workspace | str]] = []
     for path in unique_paths(paths):

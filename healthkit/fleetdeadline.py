@@ -82,7 +82,6 @@ def prewarm(fixes: bool = False) -> None:
     if fixes:
         import healthkit.fix.engine  # noqa: F401
         import healthkit.notify  # noqa: F401
-        import healthkit.unattended  # noqa: F401
         from healthkit.fix.plan import load_fixes
 
         load_fixes()
@@ -171,8 +170,9 @@ class _Said:
         return self._line
 
 
-def heal_in_children(paths: list[Path], reports: Path, *, keep: int | None, interval_s: float | None, stream: Any,
-                     lock_wait_s: float, deadline_s: float) -> list[tuple[Path, Any, str | None]]:
+def heal_in_children(paths: list[Path], reports: Path, heal_and_report: Any, *, keep: int | None,
+                     interval_s: float | None, stream: Any, lock_wait_s: float,
+                     deadline_s: float) -> list[tuple[Path, Any, str | None]]:
     """Heal each workspace as `heal_and_report` would alone, each in a child under ``deadline_s``.
 
     Returns (path, ScheduledRun-like summary or None, why not) per workspace. A child past its deadline while
@@ -189,7 +189,6 @@ def heal_in_children(paths: list[Path], reports: Path, *, keep: int | None, inte
     def job(path: Path) -> Any:
         def run() -> Any:
             from .fix import FixError
-            from .unattended import heal_and_report
             from .workspace import WorkspaceError
 
             text = io.StringIO()

@@ -120,6 +120,14 @@ def fix_in_child(path: Path, opts: Any, deadline_s: float, out: Any) -> tuple[st
                            f"{o.pid} under the fix lock ({o.blocked_words()}); the next run sees the lock")
         raise FixError(f"the fix's audit did not finish within its {deadline_s:g}s deadline: blocked {o.blocked_words()}"
                        + (f" (PID {o.pid} is still waiting on it)" if not o.exited else "") + "; nothing was changed")
+    if o.signal is not None and not o.done_result():
+        import signal
+
+        try:
+            signal.signal(o.signal, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass  # SIGKILL and SIGSTOP have no handler to reset
+        os.kill(os.getpid(), o.signal)  # the fix was killed half-way: this process ends the same way, as the fix would have
     if o.error is not None or o.result is None:
         raise FixError(f"the fix failed: {o.error or 'no result'}")
     text, result = o.result

@@ -130,8 +130,9 @@ def heal_many(paths: list[Path] | tuple[Path, ...], reports: Path, keep: int | N
     if deadline_s is not None:
         from .fleetdeadline import heal_in_children
 
-        for path, run, why in heal_in_children(unique_paths(paths), reports, keep=keep, interval_s=interval_s,
-                                               stream=stream, lock_wait_s=lock_wait_s, deadline_s=deadline_s):
+        for path, run, why in heal_in_children(unique_paths(paths), reports, heal_and_report, keep=keep,
+                                               interval_s=interval_s, stream=stream, lock_wait_s=lock_wait_s,
+                                               deadline_s=deadline_s):
             if run is not None:
                 done.runs[path] = run
                 done.written += run.written
