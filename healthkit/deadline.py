@@ -216,7 +216,7 @@ def _finish(c: _Child, outcomes: dict[int, Outcome], i: int, timed_out: bool) ->
     if not timed_out:
         status = _reaped_status(c.pid, 5.0)
     sig = os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None
-    error = c.error if c.done or timed_out else (c.error or f"the child ended without a result"
+    error = c.error if c.done or timed_out else (c.error or "the child ended without a result"
                                                  + (f" (killed by signal {sig})" if sig else ""))
     outcomes[i] = Outcome(c.key, c.result, error, timed_out, list(c.open.values()), elapsed, c.pid, exited, left, sig)
 
