@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -58,7 +57,9 @@ def iso(ts: float) -> str:
 
 def q(ws: Workspace, p: Path) -> str:
     """A path as a person would type it from the workspace folder."""
-    return shlex.quote(ws.rel(p))
+    from healthkit.system.shellcmd import quote_arg
+
+    return quote_arg(ws.rel(p))  # control characters and undecodable bytes as $'…', like every printed command
 
 
 def jq_pick(data: dict[str, Any], keys: list[str]) -> str:
@@ -85,12 +86,14 @@ def number(value: Any) -> float | None:
 
 def tail_text(path: Path, max_bytes: int = 65536, lines: int = 8) -> list[str]:
     """Last lines of a log, read from its end without loading it whole."""
+    from healthkit.system.fsutil import ReadProblem, open_regular
+
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:  # a FIFO in place of a log never blocks
             fh.seek(0, os.SEEK_END)
             size = fh.tell()
             fh.seek(max(0, size - max_bytes))
-            data = fh.read()
-    except OSError:
+            data = fh.read(max_bytes)
+    except (OSError, ReadProblem):
         return []
     return data.decode("utf-8", "replace").splitlines()[-lines:]

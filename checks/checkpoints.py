@@ -380,12 +380,28 @@ def _facts(ws: Workspace, v: _View) -> dict[str, Any]:
     }
 
 
+TRASH_PREFIX = ".healthkit-trash-"  # healthkit.fix.fileops.TRASH_PREFIX (not imported: the audit loads no fix module)
+
+
+def _trash_notes(ws: Workspace) -> list[str]:
+    """What an interrupted fix left: a checkpoint renamed to the trash, already decided for deletion, still on disk."""
+    left = sorted(e.name for e in ws.run_format[2] if e.name.startswith(TRASH_PREFIX))
+    if not left:
+        return []
+    from healthkit.system.shellcmd import command
+
+    shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+    return [f"an interrupted `healthkit fix` left {len(left)} trash folder(s) in {ws.rel(ws.checkpoint_dir)}/ ({shown}): "
+            f"already decided for deletion and still using space; the next fix run finishes removing them "
+            f"(`{command('healthkit', 'fix', ws.base, '--safe')}`)"]
+
+
 def _format_notes(ws: Workspace) -> list[str]:
     """A declared format that is not registered, and format plugins that failed to load (the folder is still read)."""
     from healthkit.formats.registry import LOAD_ERRORS, formats
 
     declared = ws.settings.run.format
-    out = list(LOAD_ERRORS)
+    out = list(LOAD_ERRORS) + _trash_notes(ws)
     if declared and declared != ws.format.name:
         out.append(f"healthkit.toml [run] format = {declared!r} names no registered format "
                    f"({', '.join(f.name for f in formats())}); the folder was recognised as {ws.format.name} instead")
@@ -418,10 +434,15 @@ def _healthy_and_notes(ws: Workspace, v: _View) -> tuple[list[Healthy], list[str
 @check("checkpoints", title="Checkpoint retention and completeness", codes=[NO_RETENTION, BLOAT, INCOMPLETE], tags=["disk"])
 def checkpoints_check(ws: Workspace) -> CheckOutput:
     root = ws.checkpoint_dir
-    if not root.exists():
+    problem = ws.checkpoint_dir_problem
+    if problem and not problem.startswith("EACCES"):
+        return CheckOutput(unknown=f"the checkpoint folder cannot be read: {problem}")
+    if not os.path.exists(root):
         return CheckOutput(notes=[f"no checkpoint folder at {ws.rel(root)} yet"])
     if not os.access(root, os.R_OK | os.X_OK):
         return CheckOutput(unknown=f"{ws.rel(root)} is not readable (permission denied)")
+    if problem:
+        return CheckOutput(unknown=f"the checkpoint folder cannot be read: {problem}")
     ckpts = ws.checkpoints
     # Completeness first: bounded reads of small files while `du` (prefetched) is still walking the tree.
     saving = save_in_progress(ws, ckpts)

@@ -34,6 +34,16 @@ NOT_LOCAL = CodeDoc(
 )
 
 
+DUPLICATE_KEY = CodeDoc(
+    "config.duplicate-key", "warning", "config.json states a key twice",
+    what="An object in config.json states the same key more than once. JSON parsers keep the last one silently, so the "
+         "first is dead text that a person (or a doc) may take for the value in force.",
+    why="The value a reader sees first is not the one training uses; a doc fix that rewrites docs from config.json would "
+        "write the value the person did not mean.",
+    fix="Edit config.json by hand and keep one of the two (the last one is the value in force). No automatic fix: "
+        "healthkit never guesses training settings.",
+)
+
 SEQ_TOO_LONG = CodeDoc(
     "config.seq-longer-than-model", "critical", "max_seq_length is more than the base model's positions",
     what="config.json's max_seq_length is larger than the position table of the local base model (`n_positions` or "
@@ -201,7 +211,8 @@ def _config_required(ws: Workspace) -> bool:
     return ws.settings.run.config_required or ws.settings.paths.config_schema != "none"
 
 
-@check("config", title="Training config", codes=[INVALID, NOT_LOCAL, SEQ_TOO_LONG, UNKNOWN_KEY], tags=["config"])
+@check("config", title="Training config", codes=[INVALID, NOT_LOCAL, SEQ_TOO_LONG, UNKNOWN_KEY, DUPLICATE_KEY],
+       tags=["config"])
 def config_check(ws: Workspace) -> CheckOutput:
     cfg = ws.config
     if cfg.problem is not None and cfg.problem.kind == "missing" and not _config_required(ws):
@@ -209,6 +220,37 @@ def config_check(ws: Workspace) -> CheckOutput:
                                   "and healthkit.toml does not require one)"])
     if cfg.problem is not None:
         return CheckOutput(findings=[_unreadable(ws)])
+    dupes = [_duplicates(ws)] if cfg.duplicates else []
+    out = _judged(ws)
+    out.findings[:0] = dupes
+    if dupes:
+        out.healthy[:] = []
+    return out
+
+
+def _duplicates(ws: Workspace) -> Finding:
+    keys = ws.config.duplicates
+    rel = q(ws, ws.config_path)
+    shown = ", ".join(f"`{k}`" for k in keys[:10])
+    return Finding(
+        code=DUPLICATE_KEY.code, severity=Severity.WARNING,
+        title=f"config.json states {len(keys)} key{'s' if len(keys) != 1 else ''} twice ({shown})",
+        problem=[f"{shown} appear{'s' if len(keys) == 1 else ''} more than once in one object; the last one is the value in force"],
+        impact=["The first value is dead text a person may read as the setting", "A doc fix from config.json would write the last value"],
+        evidence=[Evidence(f"grep -n {command_word(chr(34) + keys[0] + chr(34))} {rel}", f"{keys[0]} stated more than once")],
+        recommendations=["Keep one of each in config.json (the last one is the value training uses)"],
+        data={"keys": list(keys)},
+    )
+
+
+def command_word(text: str) -> str:
+    from healthkit.system.shellcmd import quote_arg
+
+    return quote_arg(text)
+
+
+def _judged(ws: Workspace) -> CheckOutput:
+    cfg = ws.config
     try:
         errors = _schema_errors(ws, cfg.data)
     except (OSError, ValueError) as exc:

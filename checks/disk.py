@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, Healthy, Severity, check
@@ -61,7 +62,7 @@ def forecast(ws: Workspace) -> dict[str, Any] | None:
     save_steps = number(ws.config_value("save_steps", None))
     if save_steps is None and rec is not None:
         save_steps = number(rec.save_steps)
-    if step is None or not total or total <= step:
+    if step is None or not total or not math.isfinite(step) or not math.isfinite(total) or total <= step:
         return None
     strategy = ws.config_value("save_strategy", "steps")
     if strategy == "no":

@@ -11,6 +11,12 @@ from healthkit.core.ownership import daemon_processes, remote_lease, stopped_on_
 from healthkit.system.fsutil import ReadProblem, read_json
 from healthkit.system.redact import redact_text
 from healthkit.core.workspace import MISSING, Workspace
+from healthkit.core.ownership import daemon_processes, stopped_on_request, training_processes
+from healthkit.system.fsutil import ReadProblem, read_json
+from healthkit.system.redact import redact_text
+from healthkit.system.safetext import md_code
+from healthkit.system.shellcmd import command
+from healthkit.core.workspace import MISSING, Workspace
 
 from ._common import ago, q
 from .disk import waiting_daemon
@@ -166,12 +172,12 @@ def _retry_lines(ws: Workspace, f: Path, queued_as: str) -> tuple[list[str], dic
 
     kept = kept_for(ws.checkpoint_dir, queued_as)
     point = retry_point(ws.checkpoint_dir, queued_as)
-    cmd = f"healthkit queue retry {q(ws, ws.base)} {f.name}"
+    cmd = command("healthkit", "queue", "retry", ws.rel(ws.base), f.name)
     if point:
         line = (f"A retry keeps {point[0]} step(s): it resumes from {ws.rel(point[1])} (step {point[0]}); "
-                f"{len(kept)} checkpoint(s) of it are kept. Retry with `{cmd}`")
+                f"{len(kept)} checkpoint(s) of it are kept. Retry with {md_code(cmd)}")
     else:
-        line = f"No complete checkpoint of it is kept: a retry starts from step 0. Retry with `{cmd}`"
+        line = f"No complete checkpoint of it is kept: a retry starts from step 0. Retry with {md_code(cmd)}"
     data = {"retry_command": cmd, "retry_step": point[0] if point else 0, "queued_as": queued_as,
             "kept_checkpoints": [str(p) for _, p in kept]}
     return [line], data
@@ -191,7 +197,7 @@ def _rule_failed(ws: Workspace) -> list[Finding]:
             impact=["Its data was not trained into the model"],
             evidence=[Evidence(f"jq . {q(ws, Path(err))}", redact_text(reason)[:500])],
             recommendations=["Fix the data or the setup named in the reason, then "
-                             + (f"`{data['retry_command']}`" if data else "queue the file again")],
+                             + (md_code(data["retry_command"]) if data else "queue the file again")],
             fixes=[DELETE_FAILED] if data.get("kept_checkpoints") else [], urgency="short-term",
             data={"path": str(f), "error_file": err, "reason": reason, **data},
         ))

@@ -55,6 +55,7 @@ def audit(
     fail_level: Annotated[FailLevel, typer.Option("--fail-level", help="lowest verdict that gives a non-zero exit (and a JUnit failure)")] = FailLevel.WARNING,
     keep: Annotated[Optional[int], typer.Option("--keep", min=1, help="with a folder --output: reports of each format to keep (default 50)")] = None,
     textfile: Annotated[Optional[Path], typer.Option("--textfile", help="also write Prometheus metrics of every workspace here, from the same audit")] = None,
+    workspace_deadline: Annotated[float, typer.Option("--workspace-deadline", min=0, help="seconds each workspace's audit (opening and detection included) may take, in a child process; past it the workspace is UNKNOWN, naming what blocked it (0: no child, no deadline)")] = 60.0,
 ) -> None:
     """Inspect training workspaces and report what is wrong, with evidence you can re-run.
 
@@ -65,21 +66,32 @@ def audit(
     fmt = report_format_or_exit(format.value if format else None, output)
     if paths and len(paths) > 1:
         _audit_many(paths, fmt, output, textfile, select=_split(select), ignore=_split(ignore), ascii=ascii,
-                    timeout=timeout, fail_level=fail_level, keep=keep)
+                    timeout=timeout, fail_level=fail_level, keep=keep, deadline=workspace_deadline or None)
     audit_one(paths[0] if paths else Path("."), fmt, output, select=_split(select), ignore=_split(ignore),
-              ascii=ascii, timeout=timeout, fail_level=fail_level, keep=keep, textfile=textfile)
+              ascii=ascii, timeout=timeout, fail_level=fail_level, keep=keep, textfile=textfile,
+              deadline=workspace_deadline)
 
 
 def _audit_many(paths: list[Path], fmt: str, output: Optional[Path], textfile: Optional[Path], *, select: list[str],
-                ignore: list[str], ascii: bool, timeout: Optional[float], fail_level: FailLevel, keep: Optional[int]) -> None:
-    """`healthkit audit WS1 WS2 ...`: every workspace in this one process; exits with the worst verdict."""
-    from healthkit.scheduled.fleet import FleetUsageError, audit_many, check_target, worst_exit, write_outputs
-    from healthkit.reporting.output import write_stdout
+                ignore: list[str], ascii: bool, timeout: Optional[float], fail_level: FailLevel, keep: Optional[int],
+                deadline: Optional[float] = None) -> None:
+    """`healthkit audit WS1 WS2 ...`: every workspace from this one process (each in a forked child under
+    ``deadline``); exits with the worst verdict."""
     from healthkit.core.selectors import SelectorError
+    from healthkit.reporting.output import is_dir_target, write_stdout
+    from healthkit.scheduled.fleet import FleetUsageError, audit_many, check_target, worst_exit, write_outputs
 
+    state_dir = output if output is not None and is_dir_target(output) else (textfile.parent if textfile else None)
     try:
         check_target(fmt, output)
-        audited = audit_many(paths, select=select, ignore=ignore, timeout_s=timeout)
+        if deadline:
+            from healthkit.scheduled.fleet import unique_paths
+            from healthkit.scheduled.fleetdeadline import audit_in_children
+
+            audited = audit_in_children(unique_paths(paths), select=select, ignore=ignore, timeout_s=timeout,
+                                        deadline_s=deadline, state_dir=state_dir)
+        else:
+            audited = audit_many(paths, select=select, ignore=ignore, timeout_s=timeout)
     except (FleetUsageError, SelectorError) as exc:
         err(f"healthkit: {exc}")
         raise typer.Exit(EXIT_USAGE)
@@ -202,6 +214,7 @@ def fix(
     keep_reports: Annotated[Optional[int], typer.Option("--keep-reports", min=1, help="with --scheduled: reports of each format to keep (default 50)")] = None,
     textfile: Annotated[Optional[Path], typer.Option("--textfile", help="with --scheduled: also write Prometheus metrics to this file")] = None,
     every: Annotated[Optional[str], typer.Option("--every", help="with --scheduled: the schedule's interval (the default first backoff)")] = None,
+    workspace_deadline: Annotated[float, typer.Option("--workspace-deadline", min=0, help="seconds the fix's audit may take in its child (--safe, any --dry-run, several with --scheduled); past it: UNKNOWN naming what blocked it; a fix being applied is never cut short (0: no child)")] = 60.0,
 ) -> None:
     """Repair what the audit found: plans first, then results, then a re-audit (exit code: the re-audit's).
 
@@ -213,14 +226,15 @@ def fix(
     paths = paths or [Path(".")]
     if scheduled:
         _fix_scheduled(paths, unsafe=unsafe, dry_run=dry_run, only=only, output=output, keep_reports=keep_reports,
-                       textfile=textfile, every=every, wait=wait)
+                       textfile=textfile, every=every, wait=wait, deadline=workspace_deadline)
         return
     if output is not None or keep_reports is not None or textfile is not None or every is not None:
         _usage_error("healthkit fix: --output, --keep-reports, --textfile and --every go with --scheduled")
     if len(paths) > 1:
         _usage_error(f"healthkit fix: one workspace at a time ({len(paths)} given); several go only with --scheduled "
                      "(the job `healthkit schedule WS1 WS2 --heal --output DIR/` prints)")
-    fix_one(paths[0], unsafe=unsafe, dry_run=dry_run, only=_split(only), keep=keep, yes=yes, wait=wait)
+    fix_one(paths[0], unsafe=unsafe, dry_run=dry_run, only=_split(only), keep=keep, yes=yes, wait=wait,
+            deadline=workspace_deadline)
 
 
 def _usage_error(message: str) -> NoReturn:
@@ -229,13 +243,15 @@ def _usage_error(message: str) -> NoReturn:
 
 
 def _fix_scheduled(paths: list[Path], unsafe: bool, dry_run: bool, only: Optional[list[str]], output: Optional[Path],
-                   keep_reports: Optional[int], textfile: Optional[Path], every: Optional[str], wait: float) -> None:
-    """`fix --safe --scheduled`: heal, notify and write the report from the audit the fix ends with (healthkit.scheduled.unattended)."""
+                   keep_reports: Optional[int], textfile: Optional[Path], every: Optional[str], wait: float,
+                   deadline: float = 60.0) -> None:
+    """`fix --safe --scheduled`: heal, notify and write the report from the audit the fix ends with
+    (healthkit.scheduled.unattended)."""
+    from healthkit.core.workspace import WorkspaceError
     from healthkit.fix import FixError
     from healthkit.reporting.output import Utf8Stdout
     from healthkit.scheduled.schedule import ScheduleError, parse_every
     from healthkit.scheduled.unattended import heal_and_report
-    from healthkit.core.workspace import WorkspaceError
 
     if unsafe or dry_run or only:
         err("healthkit fix: --scheduled heals with --safe only (no --unsafe, --dry-run or --only)")
@@ -251,22 +267,46 @@ def _fix_scheduled(paths: list[Path], unsafe: bool, dry_run: bool, only: Optiona
         raise typer.Exit(EXIT_USAGE)
 
     if len(paths) > 1:
-        _heal_many(paths, output, keep_reports, textfile, interval_s, Utf8Stdout(), max(wait, 60.0))  # type: ignore[arg-type]
+        _heal_many(paths, output, keep_reports, textfile, interval_s, Utf8Stdout(), max(wait, 60.0),  # type: ignore[arg-type]
+                   deadline=deadline or None)
     path = paths[0]
     try:
         done = heal_and_report(path, reports=output, keep=keep_reports, textfile=textfile, interval_s=interval_s,
                                out=Utf8Stdout(), lock_wait_s=max(wait, 60.0))  # type: ignore[arg-type]
     except (WorkspaceError, FixError) as exc:
         err(f"healthkit: {exc}")
+        _unknown_where_it_can(path, output, keep_reports, textfile, f"not healed: {exc}")
         raise typer.Exit(3)
     except OSError as exc:
         err(f"healthkit: cannot write the report: {exc.strerror or exc}")
+        _unknown_where_it_can(path, output, keep_reports, textfile, f"the report could not be written: {exc.strerror or exc}")
         raise typer.Exit(3)
     for p in done.written:
         err(f"wrote {p}")
     _report_run(done)
     err(done.report.summary_line())
     raise typer.Exit(done.exit_code)
+
+
+def _unknown_where_it_can(path: Path, output: Optional[Path], keep: Optional[int], textfile: Optional[Path], why: str) -> None:
+    """A scheduled run that could not heal or report (the lock held, a disk full) still leaves an UNKNOWN report
+    saying why, in its history and its textfile, wherever either can be written: silence would read as healthy."""
+    from healthkit.scheduled.fleet import unreadable_report
+    from healthkit.reporting.output import write_report
+    from healthkit.contract.settings import SettingsError, reports_folder
+
+    report = unreadable_report(path.absolute(), why)
+    try:
+        folder = output if output is not None else reports_folder(path.absolute())
+    except SettingsError:
+        folder = path.absolute() / "reports"
+    targets = [(folder.expanduser().absolute(), "md")] + ([(textfile.expanduser().absolute(), "prom")] if textfile else [])
+    for target, fmt in targets:
+        try:
+            for p in write_report(report, fmt, target, keep=keep):
+                err(f"wrote {p}")
+        except OSError as exc:
+            err(f"healthkit: the UNKNOWN report could not be written to {target} either: {exc.strerror or exc}")
 
 
 def _report_run(done, prefix: str = "") -> None:  # done: healthkit.scheduled.unattended.ScheduledRun
@@ -278,12 +318,13 @@ def _report_run(done, prefix: str = "") -> None:  # done: healthkit.scheduled.un
 
 
 def _heal_many(paths: list[Path], output: Path, keep: Optional[int], textfile: Optional[Path], interval_s: Optional[float],
-               out, lock_wait_s: float) -> None:
+               out, lock_wait_s: float, deadline: Optional[float] = None) -> None:
     """`fix WS1 WS2 --safe --scheduled --output DIR/`: each healed as alone, one fleet page, one textfile; worst verdict."""
     from healthkit.scheduled.unattended import heal_many
 
     try:
-        done = heal_many(paths, output, keep=keep, textfile=textfile, interval_s=interval_s, out=out, lock_wait_s=lock_wait_s)
+        done = heal_many(paths, output, keep=keep, textfile=textfile, interval_s=interval_s, out=out, lock_wait_s=lock_wait_s,
+                         deadline_s=deadline)
     except OSError as exc:
         err(f"healthkit: cannot write the fleet page or textfile: {exc.strerror or exc} ({getattr(exc, 'filename', None) or output})")
         raise typer.Exit(3)

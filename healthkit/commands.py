@@ -51,16 +51,26 @@ def report_format_or_exit(format_value: Optional[str], output: Optional[Path]) -
 
 
 def audit_one(path: Path, fmt: str, output: Optional[Path], *, select: list[str], ignore: list[str], ascii: bool,
-              timeout: Optional[float], fail_level: FailLevel, keep: Optional[int], textfile: Optional[Path]) -> None:
-    """`healthkit audit PATH`: the report of one workspace on stdout or to --output; exits with its verdict."""
-    from healthkit.core.api import audit as run_audit
+              timeout: Optional[float], fail_level: FailLevel, keep: Optional[int], textfile: Optional[Path],
+              deadline: float = 60.0) -> None:
+    """`healthkit audit PATH`: the report of one workspace on stdout or to --output; exits with its verdict.
+
+    With a ``deadline`` (seconds) the audit runs in a forked child (healthkit.core.oneaudit): a workspace on a hung
+    mount is UNKNOWN naming what blocked it, never a hang; 0 audits in this process."""
     from healthkit.core.selectors import SelectorError
     from healthkit.core.workspace import WorkspaceError, take_early
     from healthkit.reporting.output import write_report, write_stdout
     from healthkit.reporting.render import render
 
     try:
-        report = run_audit(take_early(path), select=select, ignore=ignore, timeout_s=timeout)
+        if deadline:
+            from healthkit.core.oneaudit import audit_one_in_child
+
+            report = audit_one_in_child(path, select=select, ignore=ignore, timeout_s=timeout, deadline_s=deadline)
+        else:
+            from healthkit.core.api import audit as run_audit  # in this process only without a deadline
+
+            report = run_audit(take_early(path), select=select, ignore=ignore, timeout_s=timeout)
     except SelectorError as exc:
         err(f"healthkit: {exc}")
         raise SystemExit(EXIT_USAGE)
@@ -109,7 +119,7 @@ def confirm_unsafe(yes: bool) -> Callable[[list], bool]:
 
 
 def fix_one(path: Path, *, unsafe: bool, dry_run: bool, only: list[str], keep: Optional[int], yes: bool,
-            wait: float) -> NoReturn:
+            wait: float, deadline: float = 60.0) -> NoReturn:
     """`healthkit fix PATH` (not --scheduled): plans, then results, then a re-audit; exits with the re-audit's code
     (3 or 64 when it could not run)."""
     from healthkit.core.selectors import SelectorError
@@ -121,6 +131,12 @@ def fix_one(path: Path, *, unsafe: bool, dry_run: bool, only: list[str], keep: O
     opts = FixOptions(level=Safety.UNSAFE if unsafe else Safety.SAFE, dry_run=dry_run, only=tuple(only),
                       keep=keep, wait_s=wait, confirm=confirm_unsafe(yes), hooks=PersonFix())
     try:
+        if deadline and (dry_run or not unsafe):  # nothing to ask a person: the run goes in a child under the deadline
+            from healthkit.core.oneaudit import fix_in_child
+
+            line, code = fix_in_child(path, opts, deadline, Utf8Stdout())
+            err(line)
+            raise SystemExit(code)
         # a dry run audits the workspace the console entry opened (and began reading) before the CLI loaded
         result = run_fix(take_early(path) if dry_run else path, opts, Utf8Stdout())  # type: ignore[arg-type]
     except SelectorError as exc:

@@ -16,8 +16,10 @@ import sys
 from typing import Any
 
 # Options of `healthkit audit` and `healthkit fix` that take a value (tests/test_cli.py keeps them in step with the commands).
-AUDIT_VALUE_OPTIONS = frozenset({"--format", "-f", "--output", "-o", "--select", "--ignore", "--timeout", "--fail-level", "--keep", "--textfile"})
-FIX_VALUE_OPTIONS = frozenset({"--only", "--keep", "--wait", "--output", "-o", "--keep-reports", "--textfile", "--every"})
+AUDIT_VALUE_OPTIONS = frozenset({"--format", "-f", "--output", "-o", "--select", "--ignore", "--timeout", "--fail-level", "--keep", "--textfile",
+                                "--workspace-deadline"})
+FIX_VALUE_OPTIONS = frozenset({"--only", "--keep", "--wait", "--output", "-o", "--keep-reports", "--textfile", "--every",
+                               "--workspace-deadline"})
 
 
 def early_workspace_path(argv: list[str]) -> str | None:
@@ -57,10 +59,19 @@ def start_early(argv: list[str]) -> None:
     if path is None:
         return
     guess = os.path.join(os.path.abspath(os.path.expanduser(path)), DEFAULT_CHECKPOINTS)
-    if os.path.isdir(guess):  # before any import of the audit: du overlaps them (healthkit.system.fsutil.start_du_early)
+    # Before any import of the audit: du overlaps them (healthkit.system.fsutil.start_du_early). An audit does not even
+    # stat the guess here: on a hung mount that stat would block this process, before any deadline exists.
+    in_child = argv[1] == "audit" or not _deadline_off(argv)
+    if in_child or os.path.isdir(guess):
         from healthkit.system.fsutil import start_du_early
 
         start_du_early(guess)
+    if in_child:
+        if argv[1] == "audit" and not _deadline_off(argv):
+            from healthkit.core.oneaudit import start_early_audit
+
+            start_early_audit(path)  # the audit's child, forked before any thread: it reads while the CLI loads
+        return  # the audit (and a dry run) opens the workspace in a child under its deadline: no thread before the fork
     try:
         from healthkit.core.workspace import EARLY, Workspace
 
@@ -69,6 +80,19 @@ def start_early(argv: list[str]) -> None:
     except Exception:  # noqa: BLE001 - the command reports it properly
         return
     EARLY[os.path.abspath(path)] = ws
+
+
+def _deadline_off(argv: list[str]) -> bool:
+    """`--workspace-deadline 0`: the command runs in this process, so opening the workspace early still pays."""
+    for i, arg in enumerate(argv):
+        value = arg.split("=", 1)[1] if arg.startswith("--workspace-deadline=") else (
+            argv[i + 1] if arg == "--workspace-deadline" and i + 1 < len(argv) else None)
+        if value is not None:
+            try:
+                return float(value) == 0
+            except ValueError:
+                return False
+    return False
 
 
 def main() -> None:

@@ -64,7 +64,8 @@ def _audit_options() -> _Options:
             "--ignore": ("ignore", str, True), "--ascii": ("ascii", None, False),
             "--timeout": ("timeout", float, False),
             "--fail-level": ("fail_level", _enum_value(tuple(f.value for f in FailLevel)), False),
-            "--keep": ("keep", _int_at_least(1), False), "--textfile": ("textfile", _path, False)}
+            "--keep": ("keep", _int_at_least(1), False), "--textfile": ("textfile", _path, False),
+            "--workspace-deadline": ("deadline", _float_at_least(0), False)}
 
 
 def _fix_options() -> _Options:
@@ -73,7 +74,7 @@ def _fix_options() -> _Options:
     yes = ("yes", None, False)
     return {"--safe": ("safe", None, False), "--unsafe": ("unsafe", None, False), "--dry-run": ("dry_run", None, False),
             "--only": ("only", str, True), "--keep": ("keep", _int_at_least(1), False), "--yes": yes, "-y": yes,
-            "--wait": ("wait", _float_at_least(0), False)}
+            "--wait": ("wait", _float_at_least(0), False), "--workspace-deadline": ("deadline", _float_at_least(0), False)}
 
 
 def _parse(args: list[str], options: _Options) -> tuple[list[Path], dict[str, Any]] | None:
@@ -137,7 +138,7 @@ def quick_command(argv: list[str]) -> Callable[[], None] | None:
                                ignore=commands.split_values(v.get("ignore")),
                                ascii=v.get("ascii", False), timeout=v.get("timeout"),
                                fail_level=FailLevel(v.get("fail_level", FailLevel.WARNING.value)), keep=v.get("keep"),
-                               textfile=v.get("textfile"))
+                               textfile=v.get("textfile"), deadline=v.get("deadline", 60.0))
         return run_audit
     parsed = _parse(argv[2:], _fix_options())
     if parsed is None or len(parsed[0]) > 1:
@@ -149,7 +150,7 @@ def quick_command(argv: list[str]) -> Callable[[], None] | None:
     def run_fix() -> None:
         commands.fix_one(paths[0] if paths else Path("."), unsafe=v.get("unsafe", False), dry_run=True,
                          only=commands.split_values(v.get("only")), keep=v.get("keep"), yes=v.get("yes", False),
-                         wait=v.get("wait", 0.0))
+                         wait=v.get("wait", 0.0), deadline=v.get("deadline", 60.0))
     return run_fix
 
 

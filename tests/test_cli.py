@@ -126,7 +126,10 @@ def test_binary_doc_and_symlink_loop_checkpoints(healthy):
     data = json.loads(r.stdout)
     drift = next(c for c in data["checks"] if c["check"] == "drift")
     assert any("AGENTS.md" in n and "binary" in n for n in drift["notes"])
-    assert r.returncode in (0, 1)
+    # A checkpoint entry that cannot be read (a symlink loop) is never OK: the check is UNKNOWN, naming errno and path.
+    ck = next(c for c in data["checks"] if c["check"] == "checkpoints")
+    assert r.returncode == 3 and ck["status"] == "unknown"
+    assert "ELOOP" in " ".join(ck["notes"]) and "checkpoint-999" in " ".join(ck["notes"])
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv to drop DAC capabilities")

@@ -18,11 +18,15 @@ EXIT_NOT_RUNNING = 3  # like an init script's `status`
 
 
 def _out(msg: str) -> None:
-    sys.stdout.write(msg.rstrip("\n") + "\n")
+    from healthkit.system.safetext import visible  # queue and checkpoint names are hostile: no escape reaches the terminal
+
+    sys.stdout.write(visible(msg.rstrip("\n")) + "\n")
 
 
 def _err(msg: str) -> None:
-    sys.stderr.write(msg.rstrip("\n") + "\n")
+    from healthkit.system.safetext import visible
+
+    sys.stderr.write(visible(msg.rstrip("\n")) + "\n")
 
 
 EXIT_USAGE = 64

@@ -12,7 +12,6 @@ a retry keeps) ask the same functions here.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -26,9 +25,11 @@ CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 def owner_of(ckpt: Path) -> str | None:
     """The queue file a checkpoint was saved for, or None when it carries no marker of ours."""
+    from healthkit.system.fsutil import CAP_TINY, ReadProblem, read_json
+
     try:
-        owner = json.loads((ckpt / MARK).read_text(encoding="utf-8")).get("file")
-    except (OSError, ValueError, AttributeError):
+        owner = read_json(ckpt / MARK, CAP_TINY).get("file")
+    except (ReadProblem, AttributeError):
         return None
     return owner if isinstance(owner, str) and owner else None
 
@@ -38,7 +39,7 @@ def step_dirs(folder: Path) -> list[tuple[int, Path]]:
     out = []
     try:
         for e in os.scandir(folder):
-            m = CHECKPOINT_RE.match(e.name)
+            m = CHECKPOINT_RE.fullmatch(e.name)
             if m and e.is_dir(follow_symlinks=False):
                 out.append((int(m.group(1)), Path(e.path)))
     except OSError:

@@ -311,21 +311,24 @@ def resolve_path(base: Path, rel: str) -> Path:
 
 
 def load_settings(base: Path) -> tuple[Settings, Path | None]:
+    from healthkit.system.fsutil import CAP_SETTINGS, ReadProblem, read_bytes
+
     path = base / SETTINGS_FILE
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return Settings(), None
-    except OSError as exc:
-        raise SettingsError(f"{path}: cannot be read: {exc.strerror}") from None
-    import tomllib  # only when the workspace has a healthkit.toml
-
+        raw = read_bytes(path, CAP_SETTINGS)  # a FIFO never blocks, a huge file is never read whole
+    except ReadProblem as exc:
+        if exc.kind == "missing":
+            return Settings(), None
+        raise SettingsError(f"{path}: cannot be read: {exc.message}") from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise SettingsError(f"{path}: is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:
+        ReadProblem("too-deep", path, f"{path} is nested too deep to parse")
+        raise SettingsError(f"{path}: nested too deep to parse (arrays or tables within each other)") from None
     try:
         settings = build(Settings, data)
     except BuildError as exc:

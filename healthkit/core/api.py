@@ -37,6 +37,7 @@ def audit(
     t0 = time.perf_counter()
     select, ignore = list(select), list(ignore)
     ws = path if isinstance(path, Workspace) else Workspace.open(path)
+    t0 = min(t0, ws.started)  # opening the workspace and detection are part of the audit's time
     cs = ws.settings.checks
     ws.check_timeout_s = timeout_s or cs.timeout_seconds
     ws.prefetch()  # no-op when already started (healthkit.console starts it before the CLI loads)
@@ -50,7 +51,10 @@ def audit(
     if not trusted:  # settings someone else may have written cannot hide that they were not trusted
         ign = [n for n in ign if not UNTRUSTED_CODE.startswith(n)]
         chosen += [c for c in reg.sorted() if c.id == "trust" and c not in chosen]
-    results = run_checks(ws, chosen, ws.check_timeout_s, ign)
+    from healthkit.system.deadline import phase
+
+    with phase("running the checks"):
+        results = run_checks(ws, chosen, ws.check_timeout_s, ign)
     duration = time.perf_counter() - t0
     notes: list[str] = []
     if ws.settings.audit.record_cost if record_costs is None else record_costs:

@@ -39,7 +39,7 @@ QUEUE_OTHER = {"queue_processing": ("queue/processing", "processing"),
 SCAN_DEPTH = 3
 SCAN_MAX_ENTRIES = 20_000  # a scan that would read more gives up: detection must stay cheap
 SKIP_DIRS = frozenset({"node_modules", "__pycache__", "site-packages", "venv", "wandb", "mlruns"})
-_CKPT = re.compile(r"^checkpoint[-_]\d+$")  # a checkpoint folder (HF, Accelerate) is not scanned into
+_CKPT = re.compile(r"checkpoint[-_]\d+")  # a checkpoint folder (HF, Accelerate) is not scanned into (fullmatch: `checkpoint-60\n` is not one)
 FOUND_FORMAT: dict[str, str] = {}  # folder -> the format that counted its checkpoints (for the evidence)
 _TRAINS_INSIDE = re.compile(r"\bTrainer\s*\(|\.train\s*\(|SFTTrainer\s*\(")
 
@@ -74,7 +74,10 @@ class Probe:
         return setting not in self.explicit
 
     def isdir(self, rel: str) -> bool:
-        return os.path.isdir(self.path(rel))
+        from healthkit.system.deadline import phase
+
+        with phase(f"looking at {rel.rstrip('/')}/"):
+            return os.path.isdir(self.path(rel))
 
     @property
     def status(self) -> Any:
@@ -86,10 +89,12 @@ class Probe:
 
 
 def _load_json(path: Path) -> Any:
+    """A JSON file through the bounded reader (a FIFO never blocks, a deep nest never raises); None when unusable."""
+    from healthkit.system.fsutil import CAP_JSON, ReadProblem, parse_json, read_bytes
+
     try:
-        with open(path, "rb") as fh:
-            return json.loads(fh.read(4 * 1024 * 1024))
-    except (OSError, ValueError):
+        return parse_json(read_bytes(path, CAP_JSON), path)  # bytes: json reads a byte-order mark as before
+    except ReadProblem:
         return None
 
 
@@ -141,8 +146,10 @@ def _counted(entries: list[os.DirEntry]) -> tuple[int, Any]:
 
 def _holds_checkpoints(d: Path) -> int:
     """How many checkpoints of any registered format (healthkit.formats) folder ``d`` holds."""
+    from healthkit.system.deadline import phase
+
     try:
-        with os.scandir(d) as it:
+        with phase(f"listing {d.name}/"), os.scandir(d) as it:
             return _counted(list(it))[0]
     except OSError:
         return 0
@@ -150,6 +157,13 @@ def _holds_checkpoints(d: Path) -> int:
 
 def scan_checkpoint_folders(base: Path, depth: int = SCAN_DEPTH) -> list[tuple[str, int]]:
     """Folders (relative, down to ``depth``) holding checkpoints of a registered format, with their counts; most first."""
+    from healthkit.system.deadline import phase
+
+    with phase(f"scanning {base.name}/ for checkpoint folders"):
+        return _scan_checkpoint_folders(base, depth)
+
+
+def _scan_checkpoint_folders(base: Path, depth: int) -> list[tuple[str, int]]:
     found: list[tuple[str, int]] = []
     level, seen = [(base, "")], 0
     for d in range(depth + 1):
@@ -169,7 +183,7 @@ def scan_checkpoint_folders(base: Path, depth: int = SCAN_DEPTH) -> list[tuple[s
                 found.append((rel or ".", n))
             if d < depth:
                 nxt += [(Path(e.path), f"{rel}/{e.name}".lstrip("/")) for e in entries
-                        if not _CKPT.match(e.name) and not e.name.startswith(".") and e.name not in SKIP_DIRS
+                        if not _CKPT.fullmatch(e.name) and not e.name.startswith(".") and e.name not in SKIP_DIRS
                         and e.is_dir(follow_symlinks=False)]
         level = nxt
     return sorted(found, key=lambda t: (-t[1], t[0].count("/"), t[0]))
@@ -301,10 +315,11 @@ def rule_processes(p: Probe) -> list[Inferred]:
 
 
 def _trains_inside(script: Path) -> str | None:
+    from healthkit.system.fsutil import CAP_DOC, ReadProblem, read_bytes
+
     try:
-        with open(script, encoding="utf-8", errors="replace") as fh:
-            m = _TRAINS_INSIDE.search(fh.read(512 * 1024))
-    except OSError:
+        m = _TRAINS_INSIDE.search(read_bytes(script, CAP_DOC)[:512 * 1024].decode("utf-8", "replace"))
+    except ReadProblem:
         return None
     return m.group(0).strip() if m else None
 
@@ -357,10 +372,15 @@ def _set(settings: Settings, dotted: str, value: Any) -> Settings:
 
 def detect(base: Path, declared: Settings) -> Settings:
     """``declared`` with every rule's guess applied; the guesses are in the result's ``inferred``."""
-    probe = Probe(base, declared, declared.explicit)
+    from healthkit.system.deadline import phase
+
+    with phase("detecting settings (reading config.json and the status file)"):
+        probe = Probe(base, declared, declared.explicit)
     inferred: list[Inferred] = []
     for rule in RULES:
-        for guess in rule(probe):
+        with phase(f"detecting settings ({rule.__name__.removeprefix('rule_').replace('_', ' ')})"):
+            guesses = rule(probe)
+        for guess in guesses:
             probe.settings = _set(probe.settings, guess.setting, guess.value)
             inferred.append(guess)
     result = probe.settings

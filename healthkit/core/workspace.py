@@ -18,6 +18,15 @@ from healthkit.formats.base import Checkpoint, Completeness, Recognised, RunForm
 from healthkit.system.fsutil import DiskUsage, Reader, ReadProblem, disk_usage_children, read_json, read_text
 from healthkit.contract.settings import Settings, load_settings, resolve_path
 from healthkit.system.records import record
+from healthkit.formats.base import Checkpoint, Completeness, Recognised, RunFormat, RunRecord
+from healthkit.system.fsutil import CAP_DOC, CAP_JSON, DiskUsage, Reader, ReadProblem, disk_usage_children, read_json, read_text
+from healthkit.contract.settings import Settings, load_settings, resolve_path
+
+
+def _phase(text: str) -> Any:
+    from healthkit.system.deadline import phase
+
+    return phase(text)
 
 if TYPE_CHECKING:
     from healthkit.contract.lease import LeaseFile
@@ -79,6 +88,7 @@ class JsonFile:
     data: Any = None
     problem: ReadProblem | None = None
     mtime: float | None = None
+    duplicates: tuple[str, ...] = ()  # keys an object states twice (the last one wins); read only for config.json
 
     @property
     def exists(self) -> bool:
@@ -109,10 +119,11 @@ def _file_usage(path: Path) -> DiskUsage:
     return DiskUsage(st.st_blocks * 512, None)
 
 
-def load_json_file(path: Path, reader: Reader | None = None) -> JsonFile:
+def load_json_file(path: Path, reader: Reader | None = None, duplicates: bool = False) -> JsonFile:
     mtime = _mtime(path)
+    dupes: list[str] | None = [] if duplicates else None
     try:
-        return JsonFile(path, read_json(path, reader=reader), None, mtime)
+        return JsonFile(path, read_json(path, CAP_JSON, reader=reader, duplicates=dupes), None, mtime, tuple(dupes or ()))
     except ReadProblem as exc:
         return JsonFile(path, None, exc, mtime)
 
@@ -159,6 +170,7 @@ class Workspace:
         self._declared = settings or Settings()
         self.settings_path = settings_path
         self.now = time.time()
+        self.started = time.perf_counter()
         self._prefetched = False
         self.check_timeout_s: float | None = None  # the runner's per-check timeout, for slow sub-steps (du)
         self._cache: dict[str, Any] = {}
@@ -169,6 +181,7 @@ class Workspace:
     def open(cls, base: Path | str) -> "Workspace":
         from healthkit.contract.settings import SettingsError
 
+        started = time.perf_counter()  # the audit's duration counts opening and detection (healthkit.core.api)
         base = Path(base).expanduser()
         try:
             st = base.stat()
@@ -181,11 +194,16 @@ class Workspace:
         if not os.access(base, os.R_OK | os.X_OK):
             raise WorkspaceError(f"workspace {base} is not readable (permission denied)")
         del st
+        from healthkit.system.deadline import phase
+
         try:
-            settings, spath = load_settings(base)
+            with phase(f"reading {base.name}/healthkit.toml"):
+                settings, spath = load_settings(base)
         except SettingsError as exc:
             raise WorkspaceError(str(exc)) from None
-        return cls(base.absolute(), settings, spath)
+        ws = cls(base.absolute(), settings, spath)
+        ws.started = started
+        return ws
 
     # settings --------------------------------------------------------------
     @cached_view
@@ -251,7 +269,7 @@ class Workspace:
 
     @cached_view
     def config(self) -> JsonFile:
-        return load_json_file(self.config_path, self.reader)
+        return load_json_file(self.config_path, self.reader, duplicates=True)
 
     def config_value(self, key: str, default: Any = MISSING) -> Any:
         """A config value by its canonical (HF) name, through the settings' key mapping."""
@@ -364,8 +382,22 @@ class Workspace:
         healthkit.formats: each stack's layout is one module; checks and fixes read runs only through it.
         """
         from healthkit.formats.registry import recognise
+        from healthkit.formats.base import scan_checked
+        from healthkit.formats.registry import recognise
 
-        return recognise(self.checkpoint_dir, declared=self.settings.run.format)
+        with _phase(f"listing {self.rel(self.checkpoint_dir)}/"):
+            entries, problem = scan_checked(self.checkpoint_dir)
+        self._cache["checkpoint_dir_problem"] = problem
+        return recognise(self.checkpoint_dir, entries, declared=self.settings.run.format)
+
+    @property
+    def checkpoint_dir_problem(self) -> str | None:
+        """Why the checkpoint folder, or an entry in it, cannot be read (errno and path: EIO, a symlink loop); None: readable.
+
+        A check that finds this is UNKNOWN, never OK: checkpoints behind an I/O error are not "no checkpoints".
+        """
+        self.run_format  # noqa: B018 - listing the folder is what finds the problem
+        return self._cache.get("checkpoint_dir_problem")
 
     @property
     def format(self) -> RunFormat:
@@ -386,7 +418,8 @@ class Workspace:
     def _usage(self) -> tuple[dict[str, DiskUsage], DiskUsage]:
         """One `du` of the checkpoint folder: each folder inside it, and the whole."""
         timeout = self.check_timeout_s or self.settings.checks.timeout_seconds
-        return disk_usage_children(self.checkpoint_dir, timeout_s=timeout)
+        with _phase(f"measuring {self.rel(self.checkpoint_dir)}/ (du)"):
+            return disk_usage_children(self.checkpoint_dir, timeout_s=timeout)
 
     @property
     def checkpoint_usage(self) -> dict[Path, DiskUsage]:
@@ -409,7 +442,7 @@ class Workspace:
         if self._prefetched:
             return
         self._prefetched = True
-        if self.checkpoint_dir.is_dir():
+        if os.path.isdir(self.checkpoint_dir):
             cls = type(self)
             for name, view in (("prefetch-du", cls._usage), ("prefetch-checkpoints", cls._checkpoint_survey)):
                 threading.Thread(target=view.fget.compute, args=(self,), name=name, daemon=True).start()  # type: ignore[attr-defined]
@@ -417,7 +450,9 @@ class Workspace:
     @cached_view
     def _checkpoint_survey(self) -> tuple[dict[Path, Completeness], RunRecord | None]:
         """Every checkpoint judged by its format's rule in bounded time, and the run's newest record."""
-        return self.format.survey(self.checkpoint_dir, self.checkpoints, reader=self.reader)
+        ckpts = self.checkpoints
+        with _phase(f"reading the checkpoints in {self.rel(self.checkpoint_dir)}/"):
+            return self.format.survey(self.checkpoint_dir, ckpts, reader=self.reader)
 
     def completeness_of(self, ckpt: Checkpoint) -> Completeness:
         """Whether a resume from ``ckpt`` would work, by its format's rule (HF's is healthkit.formats.hf_checkpoints, shared with the trainer)."""
@@ -444,7 +479,7 @@ class Workspace:
         for rel in self.settings.paths.docs:
             p = self.path(rel)
             try:
-                out.append(Doc(p, read_text(p, max_bytes=4 * 1024 * 1024, reader=self.reader)))
+                out.append(Doc(p, read_text(p, max_bytes=CAP_DOC, reader=self.reader)))
             except ReadProblem as exc:
                 if exc.kind != "missing":
                     out.append(Doc(p, None, exc))
@@ -464,14 +499,19 @@ class Workspace:
                 errors.append(f"{self.rel(d)}: {exc.strerror}")
                 return []
 
-        pending = [p for rel in self.settings.paths.queue_pending for p in listing(rel)]
-        p = self.settings.paths
-        return QueueView(pending, listing(p.queue_processing), listing(p.queue_done), listing(p.queue_failed), errors)
+        with _phase("listing the queue"):
+            pending = [p for rel in self.settings.paths.queue_pending for p in listing(rel)]
+            p = self.settings.paths
+            return QueueView(pending, listing(p.queue_processing), listing(p.queue_done), listing(p.queue_failed), errors)
 
     @cached_view
     def disk(self) -> DiskSpace | None:
+        with _phase("statvfs of the checkpoint folder"):
+            return self._disk()
+
+    def _disk(self) -> DiskSpace | None:
         try:
-            target = self.checkpoint_dir if self.checkpoint_dir.exists() else self.base
+            target = self.checkpoint_dir if os.path.exists(self.checkpoint_dir) else self.base
             st = os.statvfs(target)
         except OSError:
             return None

@@ -25,6 +25,16 @@ from healthkit.fix.fileops import Refused, finish_trash, pending_trash, stale_te
 from healthkit.fix.journal import Journal, interrupted, read_journal
 from healthkit.fix.lock import FixLock, LockBusy
 from healthkit.fix.plan import LOAD_ERRORS, ApplyContext, FixSpec, Outcome, Plan, PlanContext, Safety, failed, load_fixes
+from healthkit.core.api import audit
+from healthkit.system.deadline import UNINTERRUPTIBLE, phase
+from healthkit.system.fsutil import is_within
+from healthkit.core.findings import Finding, FixRef
+from healthkit.core.report import Report
+from healthkit.core.workspace import Workspace
+from healthkit.fix.fileops import Refused, finish_trash, pending_trash, stale_temp_files, unlink_file
+from healthkit.fix.journal import Journal, JournalUnusable, interrupted, read_journal
+from healthkit.fix.lock import FixLock, LockBusy
+from healthkit.fix.plan import LOAD_ERRORS, ApplyContext, FixSpec, Outcome, Plan, PlanContext, Safety, failed, load_fixes
 
 
 class FixError(Exception):
@@ -274,7 +284,9 @@ def run_fix(path: str | Path | Workspace, opts: FixOptions, out: TextIO | None =
 
     Raises WorkspaceError or FixError, and SelectorError when an ``opts.only`` name matches nothing.
     """
-    out = out or sys.stdout
+    from healthkit.system.safetext import SafeWriter
+
+    out = SafeWriter(out or sys.stdout)  # plans name files: no control character of a name reaches the terminal
     ws = path if isinstance(path, Workspace) else Workspace.open(path)
     _require_known_only(ws, opts.only)
     run_id = f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{os.getpid()}"
@@ -309,7 +321,11 @@ def _plan_run(ws: Workspace, journal: Journal, run_id: str, opts: FixOptions) ->
     """Finish what a killed run left half-done, audit the tree as it is now, and plan from that audit.
 
     The third value: the run's hooks changed what the audit reads (a person's run cleared the heal state)."""
-    recovered = _recover(ws, journal, run_id, opts.dry_run)
+    try:
+        recovered = _recover(ws, journal, run_id, opts.dry_run)
+    except JournalUnusable as exc:
+        journal.dry_run = True  # nothing is written to it at the end either
+        raise FixError(str(exc)) from None
     if not opts.dry_run:  # after the lock and the recovery: read the tree as it is now (a dry run changed nothing,
         ws = Workspace.open(ws.base)  # so it keeps the workspace the console entry began reading early)
     before = audit(ws, record_costs=False)
@@ -345,7 +361,8 @@ def _apply_chosen(ws: Workspace, run: FixRun, journal: Journal, lock: FixLock, r
     for i, p in enumerate(run.chosen, 1):
         actx = ApplyContext(ws, journal, p, daemon_confirm_s=opts.daemon_confirm_s, kill_grace_s=opts.kill_grace_s,
                             run_id=run_id)
-        outcome = _apply_one(p, actx)
+        with phase(f"{UNINTERRUPTIBLE}applying {p.fix_id} under the fix lock"):  # never killed half-way (deadline)
+            outcome = _apply_one(p, actx)
         run.outcomes.append((p, outcome))
         _catch_up(journal, lock)
         lines = outcome.message.splitlines()

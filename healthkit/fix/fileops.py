@@ -12,8 +12,9 @@
 from __future__ import annotations
 
 import os
-import shutil
 import stat
+from typing import Any
+from dataclasses import dataclass
 from pathlib import Path
 
 from healthkit.system.fsutil import is_within
@@ -95,10 +96,13 @@ def read_nofollow(path: Path, max_bytes: int = 64 * 1024 * 1024) -> bytes:
 
 @record
 class TreeFingerprint:
-    """A folder as seen without following symlinks: its inode and every entry's (path, type, size, mtime)."""
+    """A folder as seen without following symlinks: its inode and a digest of every entry's (path, type, size, mtime).
+
+    A digest, not the entries themselves: a checkpoint of a million files is fingerprinted in bounded memory.
+    """
 
     ino: int
-    entries: tuple[tuple[str, int, int, int], ...]
+    entries: str
     bytes: int
     files: int
     is_file: bool = False  # a checkpoint that is one file (a Lightning .ckpt): its (size, mtime) stands for its contents
@@ -107,24 +111,27 @@ class TreeFingerprint:
 def tree_fingerprint(path: Path | str, dir_fd: int | None = None, allow_file: bool = False) -> TreeFingerprint:
     st = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
     if allow_file and stat.S_ISREG(st.st_mode):
-        return TreeFingerprint(st.st_ino, ((".", stat.S_IFREG, st.st_size, st.st_mtime_ns),), st.st_blocks * 512, 1, True)
+        return TreeFingerprint(st.st_ino, f"./{stat.S_IFREG}/{st.st_size}/{st.st_mtime_ns}", st.st_blocks * 512, 1, True)
     if not stat.S_ISDIR(st.st_mode):
         raise Refused(f"{path} is not a directory" + (" (it is a symbolic link)" if stat.S_ISLNK(st.st_mode) else ""))
-    entries: list[tuple[str, int, int, int]] = []
+    import hashlib
+
+    digest = hashlib.sha256()
     total = st.st_blocks * 512
     files = 0
     for dirpath, dirnames, filenames, dfd in os.fwalk(path, dir_fd=dir_fd, follow_symlinks=False):
+        dirnames.sort()  # a fixed walk order (the digest depends on it), one folder's names in memory at a time
         rel = os.path.relpath(dirpath, path)
-        for name in dirnames + filenames:
+        for name in sorted(dirnames + filenames):
             try:
                 est = os.stat(name, dir_fd=dfd, follow_symlinks=False)
             except FileNotFoundError:
                 continue
-            entries.append((os.path.normpath(os.path.join(rel, name)), stat.S_IFMT(est.st_mode), est.st_size, est.st_mtime_ns))
+            entry = f"{os.path.normpath(os.path.join(rel, name))}\0{stat.S_IFMT(est.st_mode)}\0{est.st_size}\0{est.st_mtime_ns}\n"
+            digest.update(entry.encode("utf-8", "surrogateescape"))
             total += est.st_blocks * 512
             files += 1
-    entries.sort()
-    return TreeFingerprint(st.st_ino, tuple(entries), total, files)
+    return TreeFingerprint(st.st_ino, digest.hexdigest(), total, files)
 
 
 # containment ------------------------------------------------------------------------
@@ -276,18 +283,48 @@ def _purge(pfd: int, name: str) -> None:
     """Remove folder ``name`` in ``pfd`` and everything under it, never following a symlink."""
     tfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
     try:
-        entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in os.scandir(tfd)]
-        for i, (ename, is_dir) in enumerate(entries):
+        first = True
+        for ename, is_dir in _stream_entries(tfd):
             if is_dir:
-                shutil.rmtree(ename, dir_fd=tfd)
+                _purge_tree(tfd, ename)
             else:
                 os.unlink(ename, dir_fd=tfd)
-            if i == 0:
+            if first:
                 crash_point("prune:mid-delete")
+                first = False
     finally:
         os.close(tfd)
     os.rmdir(name, dir_fd=pfd)
     fsync_dir(pfd)
+
+
+def _stream_entries(dfd: int, batch: int = 4096) -> Any:
+    """(name, is a folder) of a folder's entries, read in batches while they are removed: memory bounded by ``batch``,
+    however many files a checkpoint holds (each batch is listed anew: what was removed is gone from the listing)."""
+    while True:
+        chunk = []
+        with os.scandir(dfd) as it:
+            for e in it:
+                chunk.append((e.name, e.is_dir(follow_symlinks=False)))
+                if len(chunk) >= batch:
+                    break
+        if not chunk:
+            return
+        yield from chunk
+
+
+def _purge_tree(pfd: int, name: str) -> None:
+    """Remove folder ``name`` in ``pfd`` depth first, in bounded memory, never following a symlink."""
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+    try:
+        for ename, is_dir in _stream_entries(fd):
+            if is_dir:
+                _purge_tree(fd, ename)
+            else:
+                os.unlink(ename, dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=pfd)
 
 
 def delete_dir(base: Path, path: Path, expected: TreeFingerprint | None, tag: str, allow_file: bool = False) -> int:

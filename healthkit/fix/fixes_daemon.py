@@ -252,11 +252,13 @@ def confirm_alive(ws: Workspace, pid: int, confirm_s: float) -> tuple[bool, str,
 
 
 def _tail(path: Path, n: int = 5) -> str:
+    from healthkit.system.fsutil import ReadProblem, open_regular
+
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             fh.seek(max(0, os.fstat(fh.fileno()).st_size - 4000))
-            lines = fh.read().decode("utf-8", "replace").splitlines()
-    except OSError:
+            lines = fh.read(8000).decode("utf-8", "replace").splitlines()
+    except (OSError, ReadProblem):
         return ""
     return "\n".join(lines[-n:])
 

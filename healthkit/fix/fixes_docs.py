@@ -89,6 +89,10 @@ def _edit_plan(ctx: PlanContext, finding: Finding, doc: Path, drifts: list[dict]
     except Refused as exc:
         plan.blocked = str(exc)
         return plan
+    if ws.config.duplicates:  # config.duplicate-key: which of the two values the person meant is theirs to say
+        plan.blocked = (f"config.json states {', '.join(f'`{k}`' for k in ws.config.duplicates)} twice; "
+                        f"{rel} is not rewritten from it until config.json says each once")
+        return plan
     try:
         old = read_nofollow(target)
         cfg = read_nofollow(ws.config_path)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import stat
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -59,8 +60,10 @@ class Journal:
         if not self.unwritten or self.dry_run:
             return not self.unwritten
         self._make_folder()
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO would take lines until its buffer fills, then block
+                raise OSError(errno.EINVAL, f"{self.path} is not a regular file")
             while self.unwritten:
                 if not _append_line(fd, self.unwritten[0]):
                     return False
@@ -116,13 +119,21 @@ def _fallocate_keep_size(fd: int, offset: int, nbytes: int) -> bool:
     return fallocate(fd, _FALLOC_FL_KEEP_SIZE, offset, nbytes) == 0
 
 
+class JournalUnusable(Exception):
+    """The fix journal is not a file a run can read and append to (a FIFO, a device, too large): the run refuses."""
+
+
 def read_journal(path: Path) -> list[dict[str, Any]]:
     """Every whole entry of a journal; torn or foreign lines are skipped."""
+    from healthkit.system.fsutil import CAP_HISTORY, ReadProblem, read_bytes
+
     out: list[dict[str, Any]] = []
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return out
+        raw = read_bytes(path, CAP_HISTORY, follow_symlinks=False)  # a FIFO in its place never blocks the run
+    except ReadProblem as exc:
+        if exc.kind == "missing":
+            return out
+        raise JournalUnusable(f"the fix journal {exc.message}; nothing was changed (move it aside to fix)") from None
     for line in raw.splitlines():
         try:
             obj = json.loads(line)

@@ -33,10 +33,13 @@ class FixLock:
 
     def holder(self) -> str:
         """Who holds the lock: the PID it wrote, else the kernel's own record (/proc/locks: a holder that has not
-        written its PID yet, or could not on a full disk), with its command line where it can be read."""
+        written its PID yet, or could not on a full disk), with its command line where it can be read. The lock file
+        is read bounded and without following links (a FIFO there never blocks)."""
+        from healthkit.system.fsutil import CAP_TINY, ReadProblem, read_bytes
+
         try:
-            text = self.path.read_text(encoding="ascii", errors="replace").split()
-        except OSError:
+            text = read_bytes(self.path, CAP_TINY, follow_symlinks=False).decode("ascii", "replace").split()
+        except ReadProblem:
             text = []
         pid = int(text[0]) if text and text[0].isdigit() else _flock_holder(self.path)
         if pid is None:

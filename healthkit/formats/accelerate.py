@@ -46,16 +46,16 @@ class Accelerate(RunFormat):
     limit_word = "`total_limit`"
 
     def recognise(self, root: Path, entries: list[os.DirEntry]) -> Recognised | None:
-        n = sum(1 for e in entries if CHECKPOINT_RE.match(e.name))
+        n = sum(1 for e in entries if CHECKPOINT_RE.fullmatch(e.name))
         return Recognised(f"`{root.name}/` holds {n} Accelerate `checkpoint_N/` state folder(s)") if n else None
 
     def holds_checkpoints(self, entries: list[os.DirEntry]) -> int:
-        return sum(1 for e in entries if CHECKPOINT_RE.match(e.name) and e.is_dir())
+        return sum(1 for e in entries if CHECKPOINT_RE.fullmatch(e.name) and e.is_dir())
 
     def checkpoints(self, root: Path, entries: list[os.DirEntry]) -> list[Checkpoint]:
         found = []
         for e in entries:
-            m = CHECKPOINT_RE.match(e.name)
+            m = CHECKPOINT_RE.fullmatch(e.name)
             if not m or not e.is_dir():
                 continue
             files, err = listed(Path(e.path))
@@ -69,27 +69,27 @@ class Accelerate(RunFormat):
         if names and not any(p.match(f) for f in names for p in KNOWN):
             return Completeness(None, (), unknown=f"none of Accelerate's state files ({', '.join(sorted(names)[:3])})")
         problems = []
-        weights = [f for f in names if WEIGHTS.match(f)]
-        fsdp = [f for f in names if FSDP_MODEL.match(f)]
+        weights = [f for f in names if WEIGHTS.fullmatch(f)]
+        fsdp = [f for f in names if FSDP_MODEL.fullmatch(f)]
         if not weights and not fsdp:
             problems.append("no model weights (model.safetensors, pytorch_model.bin or pytorch_model_fsdp_0/)")
-        if not any(OPTIM.match(f) or FSDP_OPTIM.match(f) for f in names):
+        if not any(OPTIM.fullmatch(f) or FSDP_OPTIM.fullmatch(f) for f in names):
             problems.append("no optimizer state (optimizer.bin)")
-        if not any(RNG.match(f) for f in names):
+        if not any(RNG.fullmatch(f) for f in names):
             problems.append("no RNG states (random_states_0.pkl): save_state did not finish")
         for f in sorted(names):
-            if WEIGHTS.match(f) or OPTIM.match(f) or RNG.match(f):
+            if WEIGHTS.fullmatch(f) or OPTIM.fullmatch(f) or RNG.fullmatch(f):
                 try:
                     if os.stat(ckpt.path / f).st_size == 0:
                         problems.append(f"{f} is empty")
                 except OSError as exc:
                     problems.append(f"{f} cannot be read ({exc.strerror})")
-        for d in sorted(fsdp) + sorted(f for f in names if FSDP_OPTIM.match(f)):
+        for d in sorted(fsdp) + sorted(f for f in names if FSDP_OPTIM.fullmatch(f)):
             problems += dcp_problems(ckpt.path / d, d)
         return Completeness(ckpt.step, tuple(problems))
 
     def is_checkpoint_name(self, name: str) -> bool:
-        return CHECKPOINT_RE.search(os.path.basename(name.rstrip("/"))) is not None
+        return CHECKPOINT_RE.fullmatch(os.path.basename(name.rstrip("/"))) is not None
 
     def survey(self, root: Path, ckpts: list[Checkpoint], reader: "Reader | None" = None) -> tuple[dict[Path, Completeness], RunRecord | None]:
         from healthkit.formats.logs import event_files, events_record

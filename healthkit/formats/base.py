@@ -268,6 +268,42 @@ def scan(root: Path) -> list[os.DirEntry]:
         return []
 
 
+def scan_checked(root: Path, max_errors: int = 5) -> tuple[list[os.DirEntry], str | None]:
+    """The folder's entries and, when it or any entry cannot be read (EIO, a symlink loop), what failed.
+
+    ``scan`` says [] for a folder it cannot read, which must never read as "no checkpoints, all fine":
+    the audit reports this problem (errno and path) as UNKNOWN. A folder that does not exist is no problem here.
+    """
+    from healthkit.system.fsutil import os_error_words
+
+    try:
+        os.stat(root)
+    except FileNotFoundError:
+        return [], None
+    except OSError as exc:
+        return [], os_error_words(exc, root)
+    try:
+        with os.scandir(root) as it:
+            entries = list(it)
+    except FileNotFoundError:
+        return [], None
+    except OSError as exc:
+        return [], os_error_words(exc, root)
+    errors = []
+    for e in entries:
+        try:
+            e.stat()  # follows a symlink as the formats will; cached on the entry for them
+        except FileNotFoundError:
+            continue  # removed since the listing (a rotation): not a fault
+        except OSError as exc:
+            errors.append(os_error_words(exc, e.path))
+            if len(errors) >= max_errors:
+                break
+    if errors:
+        return entries, "; ".join(errors) + (f" (and {len(entries)} entries listed)" if len(entries) > 1 else "")
+    return entries, None
+
+
 def listed(path: Path) -> tuple[frozenset[str], str | None]:
     """A checkpoint folder's file names, or why they cannot be listed."""
     try:

@@ -28,21 +28,25 @@ _MODEL = re.compile(r"^mp_rank_(\d+)_model_states\.pt$")
 
 def is_zero(files: frozenset[str]) -> bool:
     """Whether a checkpoint folder holds a DeepSpeed save (its `latest` tag or a `global_stepN/`)."""
-    return LATEST in files or any(f.startswith("global_step") and TAG_RE.match(f) for f in files)
+    return LATEST in files or any(f.startswith("global_step") and TAG_RE.fullmatch(f) for f in files)
 
 
 def _ranks(names: list[str], pattern: re.Pattern[str]) -> set[int]:
-    return {int(m.group(1)) for m in map(pattern.match, names) if m}
+    return {int(m.group(1)) for m in map(pattern.fullmatch, names) if m}
 
 
 def zero_problems(path: Path, files: frozenset[str]) -> list[str]:
     """What a DeepSpeed resume from ``path`` would lack (empty: its ZeRO states are whole)."""
     if LATEST not in files:
-        tags = sorted(f for f in files if TAG_RE.match(f))
+        tags = sorted(f for f in files if TAG_RE.fullmatch(f))
         return [f"`latest` is missing (DeepSpeed resumes from the tag it names; {', '.join(tags[:2])} has no pointer to it)"]
+    from healthkit.system.fsutil import ReadProblem, open_regular
+
     try:
-        with open(path / LATEST, "rb") as fh:
+        with open_regular(path / LATEST) as fh:
             tag = fh.read(256).decode("utf-8", "replace").strip()
+    except ReadProblem as exc:
+        return [f"`latest` cannot be read ({exc.message.replace(str(path / LATEST) + ' ', '', 1)})"]
     except OSError as exc:
         return [f"`latest` cannot be read ({exc.strerror or exc})"]
     if not tag or "/" in tag or tag in (".", ".."):
@@ -56,7 +60,7 @@ def zero_problems(path: Path, files: frozenset[str]) -> list[str]:
     problems = []
     if not optim:
         problems.append(f"{tag}/ has no optimizer states (*_optim_states.pt)")
-    if not model3 and not any(_MODEL.match(n) for n in names):
+    if not model3 and not any(_MODEL.fullmatch(n) for n in names):
         problems.append(f"{tag}/ has no model states (*_model_states.pt)")
     world = max(optim | model3, default=-1) + 1
     lost = sorted(set(range(world)) - optim) if optim else []
@@ -66,7 +70,7 @@ def zero_problems(path: Path, files: frozenset[str]) -> list[str]:
     if lost3:
         problems.append(f"{tag}/ lacks the model states of rank(s) {', '.join(map(str, lost3[:4]))} of {world}")
     for n in sorted(names):
-        if (_OPTIM.match(n) or _MODEL3.match(n) or _MODEL.match(n)):
+        if (_OPTIM.fullmatch(n) or _MODEL3.fullmatch(n) or _MODEL.fullmatch(n)):
             try:
                 if os.stat(path / tag / n).st_size == 0:
                     problems.append(f"{tag}/{n} is empty")

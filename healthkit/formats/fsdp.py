@@ -26,7 +26,7 @@ _DISTCP = re.compile(rb"__\d+_\d+\.distcp")
 
 
 def is_fsdp(files: frozenset[str]) -> bool:
-    return any(f.startswith("pytorch_model_fsdp_") and MODEL_RE.match(f) for f in files)
+    return any(f.startswith("pytorch_model_fsdp_") and MODEL_RE.fullmatch(f) for f in files)
 
 
 def _named(raw: bytes) -> dict[str, int]:
@@ -52,11 +52,15 @@ def _named(raw: bytes) -> dict[str, int]:
 
 def dcp_problems(folder: Path, label: str) -> list[str]:
     """What a torch.distributed.checkpoint folder lacks: its .metadata, or a named shard (missing or short)."""
+    from healthkit.system.fsutil import ReadProblem, open_regular
+
     try:
-        with open(folder / METADATA, "rb") as fh:
+        with open_regular(folder / METADATA) as fh:
             raw = fh.read(MAX_METADATA_BYTES + 1)
-    except FileNotFoundError:
-        return [f"{label}/.metadata is missing (the save did not finish)"]
+    except ReadProblem as exc:
+        if exc.kind == "missing":
+            return [f"{label}/.metadata is missing (the save did not finish)"]
+        return [f"{label}/.metadata cannot be read ({exc.message.replace(str(folder / METADATA) + ' ', '', 1)})"]
     except OSError as exc:
         return [f"{label}/.metadata cannot be read ({exc.strerror or exc})"]
     if len(raw) > MAX_METADATA_BYTES:
@@ -79,10 +83,10 @@ def dcp_problems(folder: Path, label: str) -> list[str]:
 def fsdp_problems(path: Path, files: frozenset[str]) -> list[str]:
     """What an FSDP resume from checkpoint folder ``path`` would lack (empty: its sharded states are whole)."""
     problems = []
-    models = sorted(f for f in files if MODEL_RE.match(f))
+    models = sorted(f for f in files if MODEL_RE.fullmatch(f))
     for m in models:
         problems += dcp_problems(path / m, m)
-    optims = sorted(f for f in files if OPTIM_RE.match(f) and os.path.isdir(path / f))
+    optims = sorted(f for f in files if OPTIM_RE.fullmatch(f) and os.path.isdir(path / f))
     for o in optims:
         problems += dcp_problems(path / o, o)
     return problems

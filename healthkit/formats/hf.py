@@ -45,16 +45,16 @@ class HFTrainer(RunFormat):
     limit_word = "`save_total_limit`"
 
     def recognise(self, root: Path, entries: list[os.DirEntry]) -> Recognised | None:
-        n = sum(1 for e in entries if CHECKPOINT_RE.match(e.name))
+        n = sum(1 for e in entries if CHECKPOINT_RE.fullmatch(e.name))
         return Recognised(f"`{root.name}/` holds {n} `checkpoint-N/` folder(s)") if n else None
 
     def holds_checkpoints(self, entries: list[os.DirEntry]) -> int:
-        return sum(1 for e in entries if CHECKPOINT_RE.match(e.name) and os.path.isfile(os.path.join(e.path, STATE_FILE)))
+        return sum(1 for e in entries if CHECKPOINT_RE.fullmatch(e.name) and os.path.isfile(os.path.join(e.path, STATE_FILE)))
 
     def checkpoints(self, root: Path, entries: list[os.DirEntry]) -> list[Checkpoint]:
         found = []
         for entry in entries:
-            m = CHECKPOINT_RE.match(entry.name)
+            m = CHECKPOINT_RE.fullmatch(entry.name)
             if not m:
                 continue
             try:
@@ -160,11 +160,13 @@ def declared_by_args(ckpt: Checkpoint) -> DeclaredRetention | None:
     """`save_total_limit` as the Trainer was given it, from the checkpoint's training_args.bin (never unpickled for real)."""
     if ARGS_FILE not in ckpt.files:
         return None
+    from healthkit.system.fsutil import ReadProblem, open_regular
+
     try:
-        with open(ckpt.path / ARGS_FILE, "rb") as fh:
+        with open_regular(ckpt.path / ARGS_FILE) as fh:
             if fh.read(4) != b"PK\x03\x04":
                 return None  # not a torch.save zip (an old pickle-only save, or not the Trainer's)
-    except OSError:
+    except (OSError, ReadProblem):
         return None
     from healthkit.formats.torchzip import read_pickle  # zipfile and pickle: only when a check asks for the declared retention
 

@@ -128,8 +128,10 @@ def _bounded(fh: BinaryIO, size: int) -> StateRead | None:
 
 def read_state(path: Path) -> StateRead:
     """The global step of a trainer_state.json in bounded time (head and tail), parsed whole only when small or odd."""
+    from healthkit.system.fsutil import CAP_HISTORY, ReadProblem, open_regular
+
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             size = os.fstat(fh.fileno()).st_size
             if size == 0:
                 return StateRead(None, "trainer_state.json is empty")
@@ -139,14 +141,28 @@ def read_state(path: Path) -> StateRead:
                 found = _bounded(fh, size)
                 if found is not None:
                     return found
+                if size > CAP_HISTORY:
+                    ReadProblem("too-large", path, f"{path} is {size} bytes, more than the {CAP_HISTORY} we parse whole")
+                    return StateRead(None, f"trainer_state.json is too large to parse whole ({size} bytes)")
                 fh.seek(0)
                 raw = fh.read()
+    except ReadProblem as exc:
+        why = "Is a directory" if exc.kind == "directory" else _problem_words(exc)  # as open(2)'s EISDIR says it
+        return StateRead(None, f"trainer_state.json cannot be read ({why})")
     except OSError as exc:
         return StateRead(None, f"trainer_state.json cannot be read ({exc.strerror or exc})")
     try:
         return _step_of(json.loads(raw))
+    except RecursionError:
+        ReadProblem("too-deep", path, f"{path} is nested too deep to parse")  # recorded for checks/files.py
+        return StateRead(None, "trainer_state.json is unreadable (nested too deep to parse)")
     except (ValueError, UnicodeDecodeError) as exc:
         return StateRead(None, f"trainer_state.json is unreadable ({_reason(exc)})")
+
+
+def _problem_words(exc: Any) -> str:
+    """A ReadProblem's message without the path (the finding names the checkpoint already)."""
+    return exc.message.replace(f"{exc.path} ", "", 1).replace(f"{exc.path}: ", "", 1)
 
 
 def _reason(exc: Exception) -> str:
@@ -163,25 +179,45 @@ def _weight_problems(path: Path, files: frozenset[str], zero: bool, fsdp: bool) 
     if fsdp:
         problems += fsdp_problems(path, files)
     if index:
-        try:
-            with open(path / index, "rb") as fh:  # JSON is UTF-8 (RFC 8259): json decodes the bytes, whatever the locale
-                shards = sorted(set(json.load(fh).get("weight_map", {}).values()))
+        from healthkit.system.fsutil import CAP_JSON, ReadProblem, parse_json, read_bytes
+
+        try:  # bytes to json: a byte-order mark some editors write is read as JSON allows
+            shards = sorted(set(parse_json(read_bytes(path / index, CAP_JSON), path / index).get("weight_map", {}).values()))
             lost = [s for s in shards if s not in files]
             if lost:
                 problems.append(f"{len(lost)} of {len(shards)} weight shards are missing ({', '.join(lost[:3])})")
-        except (OSError, ValueError, AttributeError, TypeError):
+        except (ReadProblem, AttributeError, TypeError):
             problems.append(f"{index} is unreadable")
     elif not weights and not sharded_states:
         problems.append("no model weights (model.safetensors, pytorch_model.bin or an adapter)")
     if any(w in ADAPTER_WEIGHTS for w in weights) and ADAPTER_CONFIG not in files:
         problems.append(f"{ADAPTER_CONFIG} is missing (the adapter's weights cannot be loaded without it)")
+    from healthkit.system.fsutil import regular_size
+
     for w in weights:
-        try:
-            if os.stat(path / w).st_size == 0:
-                problems.append(f"{w} is empty")
-        except OSError as exc:
-            problems.append(f"{w} cannot be read ({exc.strerror})")
+        size, why = regular_size(path / w)
+        if size == 0:
+            problems.append(f"{w} is empty")
+        elif why is not None and why.startswith("not a regular file"):
+            continue  # a FIFO or device is no weight file to call empty: checkpoint_completeness judges it unknown
+        elif why is not None:
+            problems.append(f"{w} cannot be read ({why})")
     return problems
+
+
+def _not_regular_weights(path: Path, names: frozenset[str]) -> str | None:
+    """Why a checkpoint whose weight file is a FIFO, socket or device cannot be judged (it is not "empty")."""
+    from healthkit.system.fsutil import regular_size
+
+    for w in WEIGHT_FILES:
+        if w in names:
+            _, why = regular_size(path / w)
+            if why is not None and why.startswith("not a regular file"):
+                from healthkit.system.fsutil import ReadProblem
+
+                ReadProblem("not-regular", path / w, f"{path / w} is {why}")  # recorded for checks/files.py
+                return f"{w} is {why}: not a weight file healthkit can judge, and nothing offers to delete it"
+    return None
 
 
 def unknown_layout(names: frozenset[str], zero: bool, fsdp: bool) -> str | None:
@@ -193,7 +229,7 @@ def unknown_layout(names: frozenset[str], zero: bool, fsdp: bool) -> str | None:
     """
     if not names or zero or fsdp or any(f in names for f in WEIGHT_FILES + INDEX_FILES):
         return None
-    other = sorted(f for f in names if f not in BOOKKEEPING and not _RNG.match(f))
+    other = sorted(f for f in names if f not in BOOKKEEPING and not _RNG.fullmatch(f))
     if not other:
         return None  # only HF's own files: the weights are missing
     return f"its weights are in a layout healthkit does not know ({', '.join(other[:3])})"
@@ -213,7 +249,7 @@ def checkpoint_completeness(path: Path, files: Iterable[str] | None = None, *, n
             return Completeness(None, (f"its folder cannot be listed ({exc.strerror or exc})",))
     names = frozenset(files)
     zero, fsdp = is_zero(names), is_fsdp(names)
-    unknown = unknown_layout(names, zero, fsdp)
+    unknown = unknown_layout(names, zero, fsdp) or _not_regular_weights(path, names)
     if unknown:
         return Completeness(None, (), unknown=unknown)
     state = read_state(path / STATE_FILE) if STATE_FILE in names else StateRead(None, "trainer_state.json is missing")
@@ -238,21 +274,20 @@ def _loads_without_gc(raw: bytes) -> Any:
 def load_state(path: Path, reader: "Reader | None" = None) -> tuple[dict | None, str | None]:
     """A whole trainer_state.json, for where its contents are needed: (data, None) or (None, why not).
 
-    ``reader``: only what that user could read (healthkit.system.fsutil.Reader; root auditing another user's workspace).
+    Read through the bounded reader (a FIFO never blocks; over CAP_HISTORY it is "too large", never 4 GB of
+    memory). ``reader``: only what that user could read (healthkit.system.fsutil.Reader; root auditing another user's workspace).
     """
-    try:
-        if reader is None:
-            raw = Path(path).read_bytes()
-        else:
-            from healthkit.system.fsutil import ReadProblem, read_bytes
+    from healthkit.system.fsutil import CAP_HISTORY, ReadProblem, read_bytes
 
-            try:
-                raw = read_bytes(Path(path), max_bytes=1 << 30, reader=reader)
-            except ReadProblem as exc:
-                return None, f"trainer_state.json cannot be read ({exc.message})"
+    try:
+        raw = read_bytes(Path(path), max_bytes=CAP_HISTORY, reader=reader)
+    except ReadProblem as exc:
+        return None, f"trainer_state.json cannot be read ({_problem_words(exc)})"
+    try:
         data = _loads_without_gc(raw)
-    except OSError as exc:
-        return None, f"trainer_state.json cannot be read ({exc.strerror or exc})"
+    except RecursionError:
+        ReadProblem("too-deep", Path(path), f"{path} is nested too deep to parse")  # recorded for checks/files.py
+        return None, "trainer_state.json is unreadable (nested too deep to parse)"
     except (ValueError, UnicodeDecodeError) as exc:
         return None, f"trainer_state.json is unreadable ({_reason(exc)})"
     read = _step_of(data)

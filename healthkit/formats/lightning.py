@@ -65,18 +65,18 @@ class Lightning(RunFormat):
 
     def recognise(self, root: Path, entries: list[os.DirEntry]) -> Recognised | None:
         ckpts = [e.name for e in entries if _is_ckpt(e)]
-        aliases = [n for n in ckpts if ALIAS.match(n)]
+        aliases = [n for n in ckpts if ALIAS.fullmatch(n)]
         if not ckpts:
             return None
         also = f" and {', '.join(sorted(aliases))} (a copy or link of one, not counted)" if len(aliases) < len(ckpts) and aliases else ""
         return Recognised(f"`{root.name}/` holds {len(ckpts) - len(aliases) or len(ckpts)} Lightning `*.ckpt` file(s){also}")
 
     def holds_checkpoints(self, entries: list[os.DirEntry]) -> int:
-        return sum(1 for e in entries if _is_ckpt(e) and not ALIAS.match(e.name))
+        return sum(1 for e in entries if _is_ckpt(e) and not ALIAS.fullmatch(e.name))
 
     def checkpoints(self, root: Path, entries: list[os.DirEntry]) -> list[Checkpoint]:
         files = [e for e in entries if _is_ckpt(e)]
-        real = [e for e in files if not ALIAS.match(e.name)] or files  # a lone last.ckpt is the checkpoint
+        real = [e for e in files if not ALIAS.fullmatch(e.name)] or files  # a lone last.ckpt is the checkpoint
         found = []
         for e in real:
             m = STEP_IN_NAME.search(e.name)

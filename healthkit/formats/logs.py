@@ -85,12 +85,14 @@ def read_csv(path: Path, monitor: str | None = None) -> Series | None:
     """(train, eval) series from a metrics.csv (a row per logging call, `step` column); None when unreadable."""
     import csv  # only where a CSV log exists
 
+    import io
+
+    from healthkit.system.fsutil import ReadProblem, read_bytes
+
     try:
-        if os.stat(path).st_size > MAX_CSV_BYTES:
-            return None
-        with open(path, newline="", encoding="utf-8", errors="replace") as fh:
-            rows = list(csv.DictReader(fh))
-    except (OSError, csv.Error):
+        text = read_bytes(path, MAX_CSV_BYTES).decode("utf-8", "replace")
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    except (ReadProblem, csv.Error):
         return None
     keys = list(rows[0].keys()) if rows else []
     out = Series(keys=keys)

@@ -20,16 +20,28 @@ MAX_PICKLE_BYTES = 64 * 1024 * 1024
 LOCAL_HEADER = 30
 
 
+def size_of(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
+
+
 def zip_problem(path: Path) -> str | None:
     """Why ``path`` is not a whole zip archive (None: whole), read from its end only."""
+    from healthkit.system.fsutil import ReadProblem, open_regular
+
     try:
-        size = os.stat(path).st_size
-        if size == 0:
-            return f"{path.name} is empty"
-        with zipfile.ZipFile(path) as zf:
+        with open_regular(path) as fh, zipfile.ZipFile(fh) as zf:  # a FIFO never blocks: it is not a regular file
+            size = os.fstat(fh.fileno()).st_size
             infos = zf.infolist()
             start = getattr(zf, "start_dir", None)
+    except ReadProblem as exc:
+        return f"{path.name} cannot be read ({exc.message.replace(str(path) + ' ', '', 1)})"
     except zipfile.BadZipFile as exc:
+        if size_of(path) == 0:
+            return f"{path.name} is empty"
+        size = size_of(path)
         return f"{path.name} is cut short or not a torch.save file ({exc}; {size} bytes)"
     except OSError as exc:
         return f"{path.name} cannot be read ({exc.strerror or exc})"
@@ -45,15 +57,17 @@ def zip_problem(path: Path) -> str | None:
 
 def read_pickle(path: Path, max_bytes: int = MAX_PICKLE_BYTES) -> tuple[Any, str | None]:
     """(the object of a torch.save zip's data.pkl with stand-ins for every class and tensor, None) or (None, why not)."""
+    from healthkit.system.fsutil import ReadProblem, open_regular
+
     try:
-        with zipfile.ZipFile(path) as zf:
+        with open_regular(path) as fh, zipfile.ZipFile(fh) as zf:
             member = next((i for i in zf.infolist() if i.filename.endswith("/data.pkl") or i.filename == "data.pkl"), None)
             if member is None:
                 return None, "no data.pkl"
             if member.file_size > max_bytes:
                 return None, f"data.pkl is {member.file_size} bytes (more than {max_bytes} are not read)"
             raw = zf.read(member)
-    except (zipfile.BadZipFile, OSError, RuntimeError) as exc:
+    except (zipfile.BadZipFile, OSError, RuntimeError, ReadProblem) as exc:
         return None, f"unreadable ({exc})"
     try:
         return safe_loads(raw), None

@@ -125,14 +125,24 @@ def json_reports(folder: Path) -> list[Path]:
     return [p for _, p in sorted(found, key=lambda mp: _order(mp[0]))]
 
 
-def _free_suffix(folder: Path, stamp: str, exts: list[str]) -> str:
-    """`<stamp>` or, when a run in the same second already wrote one, `<stamp>-2`, `<stamp>-3`, ..."""
+def _free_suffix(folder: Path, stamp: str, exts: list[str], reserve: bool = False) -> str:
+    """`<stamp>` or, when a run in the same second already wrote one, `<stamp>-2`, `<stamp>-3`, ...
+
+    ``reserve``: claim the name by creating its first file (O_EXCL), so that two scheduled runs that overlap
+    (the same second, the same folder) never pick one name and overwrite each other's report.
+    """
     n = 1
     while True:
         suffix = stamp if n == 1 else f"{stamp}-{n}"
         taken = [folder / f"report-{suffix}.{e}" for e in exts] + [folder / f"loss-{suffix}.png"]
         if not any(os.path.lexists(p) for p in taken):
-            return suffix
+            if not reserve:
+                return suffix
+            try:
+                os.close(os.open(taken[0], os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644))
+                return suffix
+            except FileExistsError:
+                pass  # another run claimed it between the look and the claim
         n += 1
 
 
@@ -189,7 +199,7 @@ def write_history(report: "Report", folder: Path, fmt: str = "md", ascii: bool =
         raise ValueError(f"keep must be at least 1, not {keep}")
     folder.mkdir(parents=True, exist_ok=True)
     formats = _formats(fmt)
-    name = planned_name(report, folder, fmt)
+    name = f"report-{_free_suffix(folder, stamp_of(report.generated_at), [EXTENSIONS[f] for f in formats], reserve=True)}"
     suffix = name[len("report-"):]
 
     data = report.to_dict()

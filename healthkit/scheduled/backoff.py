@@ -26,6 +26,11 @@ from healthkit.system.fsutil import ReadProblem, atomic_write, read_json
 from healthkit.system.jsonio import dumps
 from healthkit.core.findings import Evidence, Finding, Severity
 from healthkit.scheduled.state_files import HEAL_STATE
+from healthkit.system.fsutil import ReadProblem, atomic_write, read_json
+from healthkit.system.jsonio import dumps
+from healthkit.core.findings import Evidence, Finding, Severity
+from healthkit.system.safetext import md_code
+from healthkit.system.shellcmd import command
 
 if TYPE_CHECKING:
     from healthkit.fix.engine import FixRun
@@ -203,7 +208,7 @@ def state_findings(ws: "Workspace", codes: tuple[str, str]) -> list[Finding]:
                 evidence=[Evidence(f"{jq} | jq '.[{i}]'", _attempt_line(a)) for i, a in enumerate(attempts)],
                 root_cause=["The fix worked for a while each time, then the problem returned"],
                 recommendations=["Find what undoes it: the daemon's logs, `journalctl -k | grep -i oom`, `dmesg`, `df -h`",
-                                 f"Then run `healthkit fix --safe {ws.base}` yourself: it applies, and clears this state"],
+                                 f"Then run {md_code(command('healthkit', 'fix', '--safe', ws.base))} yourself: it applies, and clears this state"],
                 urgency="immediate", data={"identity": ident, "code": code, "attempts": len(attempts)},
             ))
         elif isinstance(rec.get("held_back"), dict) and float(rec["held_back"].get("until_t", 0)) > now:
@@ -214,7 +219,7 @@ def state_findings(ws: "Workspace", codes: tuple[str, str]) -> list[Finding]:
                          "before healing it again"],
                 impact=[f"{code} stays open until then"],
                 evidence=[Evidence(f"{jq} | jq '.[{i}]'", _attempt_line(a)) for i, a in enumerate(attempts)],
-                recommendations=[f"Heal it now yourself: `healthkit fix --safe {ws.base}` (clears the backoff)"],
+                recommendations=[f"Heal it now yourself: {md_code(command('healthkit', 'fix', '--safe', ws.base))} (clears the backoff)"],
                 urgency="soon", data={"identity": ident, "code": code, "until": until},
             ))
     return out

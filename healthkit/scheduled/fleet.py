@@ -65,8 +65,9 @@ def unique_paths(paths: Iterable[Path | str]) -> list[Path]:
 
 def audit_many(paths: Iterable[Path | str], *, select: Iterable[str] = (), ignore: Iterable[str] = (),
                timeout_s: float | None = None) -> list[Audited]:
-    """Audit every workspace in turn; one that cannot be opened gets an UNKNOWN report, never an exception.
+    """Audit every workspace in turn in this process; one that cannot be opened gets an UNKNOWN report, never an exception.
 
+    (Each in a child under a deadline: healthkit.scheduled.fleetdeadline.audit_in_children, what the CLI runs.)
     The registry (entry points: every built-in check module) is loaded once and shared by the
     workspaces that load no plugins of their own; every workspace's slow reads (`du` of its
     checkpoints) start before the first audit. SelectorError (a usage error) still propagates.

@@ -106,7 +106,8 @@ class FleetHeal:
 
 
 def heal_many(paths: list[Path] | tuple[Path, ...], reports: Path, keep: int | None = None, textfile: Path | None = None,
-              interval_s: float | None = None, out: TextIO | None = None, lock_wait_s: float = 60.0) -> FleetHeal:
+              interval_s: float | None = None, out: TextIO | None = None, lock_wait_s: float = 60.0,
+              deadline_s: float | None = None) -> FleetHeal:
     """Heal and report every workspace in this one process, each as `heal_and_report` would alone.
 
     Flap protection and notification state stay per workspace (they live in each workspace and in its
@@ -114,6 +115,9 @@ def heal_many(paths: list[Path] | tuple[Path, ...], reports: Path, keep: int | N
     opened, whose fix lock stays held, or whose heal or report fails, gets the fleet audit's UNKNOWN
     report saying why, and the others go on. Then the fleet page and ONE textfile from the audits the
     fixes ended with. Raises OSError only when the fleet page or the textfile cannot be written.
+
+    ``deadline_s``: each workspace is healed in a child forked from this process (healthkit.scheduled.fleetdeadline): one
+    whose audit hangs on a mount is UNKNOWN, naming what blocked it; one applying a fix is never killed half-way.
     """
     from healthkit.fix import FixError
     from healthkit.scheduled.fleet import Audited, history_folder, unique_paths, unreadable_report, write_fleet
@@ -123,6 +127,26 @@ def heal_many(paths: list[Path] | tuple[Path, ...], reports: Path, keep: int | N
     stream = out or sys.stdout
     reports = reports.expanduser().absolute()
     done = FleetHeal(audited=[])
+    if deadline_s is not None:
+        from healthkit.scheduled.fleetdeadline import heal_in_children
+
+        for path, run, why in heal_in_children(unique_paths(paths), reports, heal_and_report, keep=keep,
+                                               interval_s=interval_s, stream=stream, lock_wait_s=lock_wait_s,
+                                               deadline_s=deadline_s):
+            if run is not None:
+                done.runs[path] = run
+                done.written += run.written
+                done.audited.append(Audited(path, run.report))
+                continue
+            report = unreadable_report(path, why or "not healed")
+            done.errors[path] = why or "not healed"
+            done.audited.append(Audited(path, report))
+            try:
+                done.written += write_history(report, history_folder(reports, path), "md", keep=keep)
+            except OSError as exc:
+                done.errors[path] = f"{why}; its report not written either: {exc.strerror or exc}"
+        done.written += write_fleet(done.audited, reports, textfile)
+        return done
     for path in unique_paths(paths):
         folder = history_folder(reports, path)
         stream.write(f"== {path}\n")

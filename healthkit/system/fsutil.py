@@ -16,14 +16,45 @@ from typing import Any
 from healthkit.system.records import record
 
 
+# Size caps per kind of file: a PID or lock file is a line, a status file a few KB, a long run's history tens of MB.
+CAP_TINY = 64 * 1024  # pid, lock, marker files
+CAP_SETTINGS = 1024 * 1024  # healthkit.toml
+CAP_DOC = 4 * 1024 * 1024  # CLAUDE.md, README.md, scripts read for detection
+CAP_JSON = 16 * 1024 * 1024  # config.json, status files, daemon state
+CAP_HISTORY = 256 * 1024 * 1024  # trainer_state.json (log_history), the fix journal, the event log
+
+# The kinds of problem that are a finding about the file itself (checks/files.py): not what a file holds, but what it is.
+FILE_FINDING_KINDS = ("not-regular", "too-large", "too-deep")
+_SEEN_PROBLEMS: dict[str, "ReadProblem"] = {}
+_SEEN_LOCK = threading.Lock()
+
+
 class ReadProblem(Exception):
     """Why a file could not be read, in words a person can act on; ``kind`` is for code."""
 
     def __init__(self, kind: str, path: Path, message: str):
         super().__init__(message)
-        self.kind = kind  # missing | symlink | not-regular | too-large | permission | io | not-utf8 | json
+        self.kind = kind  # missing | symlink | not-regular | too-large | too-deep | permission | io | not-utf8 | json
         self.path = path
         self.message = message
+        if kind in FILE_FINDING_KINDS:
+            with _SEEN_LOCK:
+                _SEEN_PROBLEMS[os.path.abspath(path)] = self
+
+
+def _read_fine(path: Path) -> None:
+    """A file read whole: an earlier problem recorded for it (a FIFO since replaced) is over."""
+    if _SEEN_PROBLEMS:
+        with _SEEN_LOCK:
+            _SEEN_PROBLEMS.pop(os.path.abspath(path), None)
+
+
+def file_problems(roots: "list[Path]") -> list["ReadProblem"]:
+    """The files under ``roots`` this process found not regular, too large or nested too deep (by path)."""
+    prefixes = [os.path.abspath(r).rstrip(os.sep) + os.sep for r in roots]
+    with _SEEN_LOCK:
+        found = list(_SEEN_PROBLEMS.items())
+    return [p for k, p in sorted(found) if any(k.startswith(pre) for pre in prefixes)]
 
 
 @record
@@ -64,7 +95,7 @@ class Reader:
         return True
 
 
-def read_bytes(path: Path, max_bytes: int = 16 * 1024 * 1024, follow_symlinks: bool = True,
+def read_bytes(path: Path, max_bytes: int = CAP_JSON, follow_symlinks: bool = True,
                reader: Reader | None = None) -> bytes:
     """Read a regular file without ever blocking (FIFOs, devices) or reading without bound.
 
@@ -86,7 +117,7 @@ def read_bytes(path: Path, max_bytes: int = 16 * 1024 * 1024, follow_symlinks: b
             raise ReadProblem(kind, path, msg) from None
         if exc.errno == errno.ENXIO:  # opening a FIFO/socket with no writer, or a socket
             raise ReadProblem("not-regular", path, f"{path} is not a regular file") from None
-        raise ReadProblem("io", path, f"{path} could not be opened: {exc.strerror}") from None
+        raise ReadProblem("io", path, f"{path} could not be opened: {os_error_words(exc, '')[:-2]}") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -103,7 +134,7 @@ def read_bytes(path: Path, max_bytes: int = 16 * 1024 * 1024, follow_symlinks: b
             try:
                 chunk = os.read(fd, min(remaining, 1 << 20))
             except OSError as exc:
-                raise ReadProblem("io", path, f"{path} could not be read: {exc.strerror}") from None
+                raise ReadProblem("io", path, f"{path} could not be read: {os_error_words(exc, '')[:-2]}") from None
             if not chunk:
                 break
             chunks.append(chunk)
@@ -111,9 +142,58 @@ def read_bytes(path: Path, max_bytes: int = 16 * 1024 * 1024, follow_symlinks: b
         data = b"".join(chunks)
         if len(data) > max_bytes:
             raise ReadProblem("too-large", path, f"{path} grew past the {max_bytes} bytes we read")
+        _read_fine(path)
         return data
     finally:
         os.close(fd)
+
+
+def open_regular(path: Path, max_bytes: int | None = None) -> "Any":
+    """An open binary file object for a regular file (for head/tail reads), opened without blocking; else ReadProblem.
+
+    A FIFO, socket or device in place of a file never blocks the opener: it is ReadProblem("not-regular").
+    ``max_bytes``: a larger file is ReadProblem("too-large").
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise ReadProblem("missing", path, f"{path} does not exist") from None
+    except PermissionError:
+        raise ReadProblem("permission", path, f"{path} is not readable (permission denied)") from None
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise ReadProblem("not-regular", path, f"{path} is not a regular file") from None
+        raise ReadProblem("io", path, f"{path} could not be opened: {exc.strerror} ({errno.errorcode.get(exc.errno or 0, exc.errno)})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "directory" if stat.S_ISDIR(st.st_mode) else "not-regular"
+            raise ReadProblem(kind, path, f"{path} is not a regular file ({_kind_name(st.st_mode)})")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise ReadProblem("too-large", path, f"{path} is {st.st_size} bytes, more than the {max_bytes} we read")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def regular_size(path: Path) -> tuple[int | None, str | None]:
+    """(size, None) of a regular file by lstat-free stat, or (None, why not): a FIFO is "a FIFO", never "empty"."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return None, exc.strerror or str(exc)
+    if not stat.S_ISREG(st.st_mode):
+        return None, f"not a regular file ({_kind_name(st.st_mode)})"
+    return st.st_size, None
+
+
+def os_error_words(exc: OSError, path: Path | str | None = None) -> str:
+    """An OSError as a person reads it, with its errno name and path: "EIO (Input/output error): /mnt/ckpt"."""
+    name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    where = path if path is not None else exc.filename
+    return f"{name} ({exc.strerror or exc}){f': {where}' if where is not None else ''}"
 
 
 def _kind_name(mode: int) -> str:
@@ -128,7 +208,7 @@ def _kind_name(mode: int) -> str:
     return "not a file"
 
 
-def read_text(path: Path, max_bytes: int = 16 * 1024 * 1024, follow_symlinks: bool = True,
+def read_text(path: Path, max_bytes: int = CAP_JSON, follow_symlinks: bool = True,
               reader: Reader | None = None) -> str:
     data = read_bytes(path, max_bytes, follow_symlinks, reader)
     if b"\x00" in data[:8192]:
@@ -139,12 +219,35 @@ def read_text(path: Path, max_bytes: int = 16 * 1024 * 1024, follow_symlinks: bo
         raise ReadProblem("not-utf8", path, f"{path} is not valid UTF-8 (byte {exc.start})") from None
 
 
-def read_json(path: Path, max_bytes: int = 16 * 1024 * 1024, reader: Reader | None = None) -> Any:
-    text = read_text(path, max_bytes, reader=reader)
+def read_json(path: Path, max_bytes: int = CAP_JSON, reader: Reader | None = None,
+              duplicates: list[str] | None = None) -> Any:
+    """A JSON file read through `read_text`; nesting too deep for the parser is ReadProblem("too-deep").
+
+    ``duplicates``: when given, every key an object states twice is appended to it (the last one wins, as in json).
+    """
+    return parse_json(read_text(path, max_bytes, reader=reader), path, duplicates)
+
+
+def parse_json(text: str | bytes, path: Path, duplicates: list[str] | None = None) -> Any:
+    """json.loads whose every failure is a ReadProblem (``json``, or ``too-deep`` for a RecursionError)."""
+    hook = None
+    if duplicates is not None:
+        def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            for k, v in pairs:
+                if k in out and k not in duplicates:
+                    duplicates.append(k)
+                out[k] = v
+            return out
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=hook)
     except json.JSONDecodeError as exc:
         raise ReadProblem("json", path, f"{path} is not valid JSON: {exc.msg.removesuffix(' at')} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise ReadProblem("too-deep", path, f"{path} is nested too deep to parse (JSON arrays/objects within each other "
+                                            "beyond what the parser allows)") from None
+    except UnicodeDecodeError:
+        raise ReadProblem("not-utf8", path, f"{path} is not valid UTF-8") from None
 
 
 @record
@@ -229,6 +332,16 @@ def start_du_early(root: Path | str) -> None:
         _EARLY_DU[key] = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     except OSError:
         pass
+
+
+def early_du_fds() -> tuple[int, ...]:
+    """The pipe descriptors of the early `du` runs, which a child that takes their output must keep."""
+    fds = []
+    for proc in _EARLY_DU.values():
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                fds.append(stream.fileno())
+    return tuple(fds)
 
 
 def end_early_du() -> None:

@@ -211,7 +211,7 @@ def test_every_workspaces_slow_reads_start_before_the_first_audit(cli, tmp_path,
     monkeypatch.setattr(Workspace, "prefetch", lambda self: events.append(("prefetch", self.base.name)) or real_prefetch(self))
     monkeypatch.setattr(healthkit.core.api, "audit", lambda ws, **k: events.append(("audit", ws.base.name)) or real_audit(ws, **k))
     paths = [make_ws(tmp_path / f"ws{i}") for i in range(3)]
-    res = cli("audit", *paths, "-f", "json")
+    res = cli("audit", *paths, "-f", "json", "--workspace-deadline", "0")  # in this process (children: tests/test_deadlines.py)
     assert res.exit_code == 0, res.output
     firsts = [e for e in events if e[0] == "prefetch"][:3]
     assert firsts == [("prefetch", "ws0"), ("prefetch", "ws1"), ("prefetch", "ws2")]

@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from healthkit.core.findings import Finding, Progress, Severity, Status
+from healthkit.core.findings import Finding, Progress, Severity, Status
+from healthkit.system.safetext import md_code, md_document
+from healthkit.system.shellcmd import command
 
 if TYPE_CHECKING:
     from healthkit.core.report import Report
@@ -198,9 +201,11 @@ def _recommendations_block(report: "Report", findings: list[Finding]) -> list[st
             safe = [x for x in f.fixes if x.safety == "safe"]
             unsafe = [x for x in f.fixes if x.safety != "safe"]
             if safe:
-                out.append(f"   - Fix: `{fix_command(report.workspace, f.code, safe, 'safe')}` ({', '.join(x.title for x in safe)})")
+                cmd = md_code(fix_command(report.workspace, f.code, safe, "safe"))
+                out.append(f"   - Fix: {cmd} ({', '.join(x.title for x in safe)})")
             if unsafe:
-                out.append(f"   - Unsafe fix, only if you accept the risk: `{fix_command(report.workspace, f.code, unsafe, 'unsafe')}` "
+                cmd = md_code(fix_command(report.workspace, f.code, unsafe, "unsafe"))
+                out.append(f"   - Unsafe fix, only if you accept the risk: {cmd} "
                            f"({', '.join(x.title for x in unsafe)})")
             out.append("")
     return out + ["---", ""]
@@ -253,7 +258,7 @@ def _checks_block(report: "Report") -> list[str]:
     out += [f"| `{r.check}` | {r.status.value} | {r.duration_s * 1000:.1f} ms |" for r in report.sorted_results]
     out += ["", f"Audit took {report.duration_s * 1000:.0f} ms."]
     if report.settings_file:
-        out.append(f"Settings: `{report.settings_file}`.")
+        out.append(f"Settings: {md_code(report.settings_file)}.")
     return out + [f"Note: {note}" for note in report.notes]
 
 
@@ -266,7 +271,7 @@ def render(report: "Report", ascii: bool = False, since: dict[str, Any] | None =
         out += _recommendations_block(report, findings) + _root_cause_block(report, findings)
     out += _status_block(report, findings) + (_chart_block(chart) if chart is not None else []) + _goodput_block(report)
     out += _inferred_block(report.settings_inferred) + _checks_block(report)
-    text = "\n".join(out).rstrip() + "\n"
+    text = md_document("\n".join(out).rstrip()) + "\n"  # names are hostile: no raw control, escape or HTML reaches a reader
     return to_ascii(text) if ascii else text
 
 

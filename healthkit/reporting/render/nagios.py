@@ -87,4 +87,6 @@ def render(report: "Report", **_: Any) -> str:
             lines.append(_line_safe(f"[UNKNOWN] {r.check}: {r.error or 'no verdict'}"))
     for e in report.load_errors:
         lines.append(_line_safe(f"[UNKNOWN] {e.source}: {e.message}"))
-    return "\n".join(lines) + "\n"
+    from healthkit.system.safetext import visible
+
+    return visible("\n".join(lines)) + "\n"  # names may hold escapes: none reaches the monitoring console raw

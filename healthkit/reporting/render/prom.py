@@ -221,13 +221,15 @@ def _with_client(fams: list[Family]) -> str:
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.core import GaugeMetricFamily
 
+    from healthkit.system.safetext import unsurrogate
+
     class _Collector:
         def collect(self):  # noqa: ANN202 - prometheus_client's collector protocol
             for fam in fams:
                 names = list(fam.samples[0][0]) if fam.samples else []
                 g = GaugeMetricFamily(fam.name, fam.help, labels=names)
                 for labels, value in fam.samples:
-                    g.add_metric([labels[n] for n in names], value)
+                    g.add_metric([unsurrogate(str(labels[n])) for n in names], value)  # a non-UTF-8 path: the text \xe9
                 yield g
 
     registry = CollectorRegistry(auto_describe=False)
@@ -248,7 +250,9 @@ def render_text(fams: list[Family]) -> str:
 
 
 def _escape(text: str, quote: bool = True) -> str:
-    text = str(text).replace("\\", "\\\\").replace("\n", "\\n")
+    from healthkit.system.safetext import visible
+
+    text = visible(str(text)).replace("\\", "\\\\").replace("\n", "\\n")  # an undecodable byte: the text \xe9, valid UTF-8
     return text.replace('"', '\\"') if quote else text
 
 
