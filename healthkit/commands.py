@@ -55,7 +55,7 @@ def audit_one(path: Path, fmt: str, output: Optional[Path], *, select: list[str]
               deadline: float = 60.0) -> None:
     """`healthkit audit PATH`: the report of one workspace on stdout or to --output; exits with its verdict.
 
-    With a ``deadline`` (seconds) the audit runs in a forked child (healthkit.core.oneaudit): a workspace on a hung
+    With a ``deadline`` (seconds) the audit runs in a forked child (healthkit.oneaudit): a workspace on a hung
     mount is UNKNOWN naming what blocked it, never a hang; 0 audits in this process."""
     from healthkit.core.selectors import SelectorError
     from healthkit.core.workspace import WorkspaceError, take_early
@@ -64,7 +64,7 @@ def audit_one(path: Path, fmt: str, output: Optional[Path], *, select: list[str]
 
     try:
         if deadline:
-            from healthkit.core.oneaudit import audit_one_in_child
+            from healthkit.oneaudit import audit_one_in_child
 
             report = audit_one_in_child(path, select=select, ignore=ignore, timeout_s=timeout, deadline_s=deadline)
         else:
@@ -132,7 +132,7 @@ def fix_one(path: Path, *, unsafe: bool, dry_run: bool, only: list[str], keep: O
                       keep=keep, wait_s=wait, confirm=confirm_unsafe(yes), hooks=PersonFix())
     try:
         if deadline and (dry_run or not unsafe):  # nothing to ask a person: the run goes in a child under the deadline
-            from healthkit.core.oneaudit import fix_in_child
+            from healthkit.oneaudit import fix_in_child
 
             line, code = fix_in_child(path, opts, deadline, Utf8Stdout())
             err(line)

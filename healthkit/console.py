@@ -68,7 +68,7 @@ def start_early(argv: list[str]) -> None:
         start_du_early(guess)
     if in_child:
         if argv[1] == "audit" and not _deadline_off(argv):
-            from healthkit.core.oneaudit import start_early_audit
+            from healthkit.oneaudit import start_early_audit
 
             start_early_audit(path)  # the audit's child, forked before any thread: it reads while the CLI loads
         return  # the audit (and a dry run) opens the workspace in a child under its deadline: no thread before the fork

@@ -133,7 +133,7 @@ def layer_of(module: str) -> int | None:
 
 def test_every_healthkit_module_lives_in_a_layer_package_or_is_a_named_top_level_module():
     top = sorted(p.stem for p in (REPO / "healthkit").glob("*.py"))
-    assert top == ["__init__", "__main__", "_moved", "_version", "cli", "commands", "console", "demo", "pytest_plugin",
+    assert top == ["__init__", "__main__", "_moved", "_version", "cli", "commands", "console", "demo", "oneaudit", "pytest_plugin",
                    "quickargs"]
     packages = sorted(p.name for p in (REPO / "healthkit").iterdir() if (p / "__init__.py").exists())
     assert packages == sorted(LAYERS)

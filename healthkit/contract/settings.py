@@ -320,6 +320,8 @@ def load_settings(base: Path) -> tuple[Settings, Path | None]:
         if exc.kind == "missing":
             return Settings(), None
         raise SettingsError(f"{path}: cannot be read: {exc.message}") from None
+    import tomllib  # only when the workspace has a healthkit.toml
+
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:

@@ -46,7 +46,7 @@ def finish(ws: Any, options: dict[str, Any]) -> tuple[str, Any]:
 def start_early_audit(path: str) -> None:
     """Fork the audit's child now (healthkit.console, before the CLI is imported): it opens the workspace at once."""
     # What both processes need (the report crosses the pipe; the CLI names the workspace's errors): imported once, here.
-    from healthkit import registry, report, selectors, workspace  # noqa: F401
+    from healthkit.core import registry, report, selectors, workspace  # noqa: F401
     from healthkit.system.fsutil import early_du_fds
 
     EARLY_CHILDREN[os.path.abspath(path)] = EarlyChild(path, lambda: open_early(path), finish, keep_fds=early_du_fds())
