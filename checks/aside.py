@@ -13,12 +13,12 @@ import os
 from pathlib import Path
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, Severity, check
+from healthkit.contract.retry_checkpoints import ASIDE_PREFIX
 from healthkit.system.fsutil import ReadProblem, read_json
 from healthkit.core.workspace import Workspace
 
 from ._common import q
 
-ASIDE_PREFIX = ".foreign-"  # trainer.checkpoints.ASIDE_PREFIX (the audit never imports the trainer)
 ASIDE_INFO = "healthkit_aside.json"
 
 SET_ASIDE = CodeDoc(

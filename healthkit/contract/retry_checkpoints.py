@@ -13,14 +13,15 @@ a retry keeps) ask the same functions here.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
-from healthkit.formats.hf_checkpoints import STATE_FILE, checkpoint_completeness, newest_with_state
+from healthkit.formats.hf_checkpoints import CHECKPOINT_NAME, STATE_FILE, checkpoint_completeness, newest_with_state
 
 MARK = "healthkit_checkpoint.json"  # inside each checkpoint our trainer saved: {"file": queue file, "step": N}
 FAILED_PREFIX = ".failed-"
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+# Folders the trainer makes beside the checkpoints: a failed file's kept checkpoints, and checkpoints it could not
+# prove its own, moved aside intact (checks/aside.py reports them; the trainer makes them).
+ASIDE_PREFIX = ".foreign-"
 
 
 def owner_of(ckpt: Path) -> str | None:
@@ -35,11 +36,15 @@ def owner_of(ckpt: Path) -> str | None:
 
 
 def step_dirs(folder: Path) -> list[tuple[int, Path]]:
-    """checkpoint-N folders directly in ``folder``, by step number (never by name)."""
+    """checkpoint-N folders directly in ``folder``, by step number (never by name).
+
+    HF's name rule (hf_checkpoints.CHECKPOINT_NAME), but unlike the format's listing a symlink is not followed: a
+    retry resumes from, and moves, only folders our trainer wrote in place; the format follows a linked checkpoint to
+    judge it and to protect it from deletion."""
     out = []
     try:
         for e in os.scandir(folder):
-            m = CHECKPOINT_RE.fullmatch(e.name)
+            m = CHECKPOINT_NAME.fullmatch(e.name)
             if m and e.is_dir(follow_symlinks=False):
                 out.append((int(m.group(1)), Path(e.path)))
     except OSError:

@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 from healthkit.system.fsutil import is_within
+from healthkit.contract.retry_checkpoints import FAILED_PREFIX
 from healthkit.core.findings import Finding, FixRef
 from healthkit.fix.kill_points import crash_point
 from healthkit.fix.fileops import fsync_dir
@@ -114,7 +115,7 @@ def plan_delete_failed_checkpoints(ctx: PlanContext, finding: Finding, ref: FixR
     def apply(actx: ApplyContext) -> Outcome:
         out = _delete_many(actx, ws, victims, why_not)
         folder = victims[0][0].parent
-        if folder.name.startswith(".failed-"):
+        if folder.name.startswith(FAILED_PREFIX):
             try:
                 folder.rmdir()
             except OSError:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from healthkit.formats.base import Checkpoint, Completeness, DeclaredRetention, Recognised, RunFormat, RunRecord, listed, use_save_times
 from healthkit.formats.fsdp import dcp_problems
 
-CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)$")
+ACCELERATE_CHECKPOINT_RE = re.compile(r"checkpoint_(\d+)")  # `checkpoint_N` (underscore): not HF's rule
 WEIGHTS = re.compile(r"^(model(_\d+)?\.safetensors|pytorch_model(_\d+)?\.bin|model(_\d+)?\.safetensors\.index\.json|"
                      r"pytorch_model(_\d+)?\.bin\.index\.json)$")
 FSDP_MODEL = re.compile(r"^pytorch_model_fsdp_\d+$")
@@ -46,16 +46,16 @@ class Accelerate(RunFormat):
     limit_word = "`total_limit`"
 
     def recognise(self, root: Path, entries: list[os.DirEntry]) -> Recognised | None:
-        n = sum(1 for e in entries if CHECKPOINT_RE.fullmatch(e.name))
+        n = sum(1 for e in entries if ACCELERATE_CHECKPOINT_RE.fullmatch(e.name))
         return Recognised(f"`{root.name}/` holds {n} Accelerate `checkpoint_N/` state folder(s)") if n else None
 
     def holds_checkpoints(self, entries: list[os.DirEntry]) -> int:
-        return sum(1 for e in entries if CHECKPOINT_RE.fullmatch(e.name) and e.is_dir())
+        return sum(1 for e in entries if ACCELERATE_CHECKPOINT_RE.fullmatch(e.name) and e.is_dir())
 
     def checkpoints(self, root: Path, entries: list[os.DirEntry]) -> list[Checkpoint]:
         found = []
         for e in entries:
-            m = CHECKPOINT_RE.fullmatch(e.name)
+            m = ACCELERATE_CHECKPOINT_RE.fullmatch(e.name)
             if not m or not e.is_dir():
                 continue
             files, err = listed(Path(e.path))
@@ -89,7 +89,7 @@ class Accelerate(RunFormat):
         return Completeness(ckpt.step, tuple(problems))
 
     def is_checkpoint_name(self, name: str) -> bool:
-        return CHECKPOINT_RE.fullmatch(os.path.basename(name.rstrip("/"))) is not None
+        return ACCELERATE_CHECKPOINT_RE.fullmatch(os.path.basename(name.rstrip("/"))) is not None
 
     def survey(self, root: Path, ckpts: list[Checkpoint], reader: "Reader | None" = None) -> tuple[dict[Path, Completeness], RunRecord | None]:
         from healthkit.formats.logs import event_files, events_record

@@ -17,10 +17,9 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from healthkit.formats.hf_checkpoints import STATE_FILE, checkpoint_completeness, newest_with_state
+from healthkit.formats.hf_checkpoints import CHECKPOINT_NAME, STATE_FILE, checkpoint_completeness, newest_with_state
 from healthkit.formats.base import SRC, Checkpoint, Completeness, DeclaredRetention, Recognised, RunFormat, RunRecord, Said, at, field_of, listed
 
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 NAME_IN_TEXT = re.compile(r"checkpoint-\d+")
 ARGS_FILE = "training_args.bin"
 
@@ -45,16 +44,16 @@ class HFTrainer(RunFormat):
     limit_word = "`save_total_limit`"
 
     def recognise(self, root: Path, entries: list[os.DirEntry]) -> Recognised | None:
-        n = sum(1 for e in entries if CHECKPOINT_RE.fullmatch(e.name))
+        n = sum(1 for e in entries if CHECKPOINT_NAME.fullmatch(e.name))
         return Recognised(f"`{root.name}/` holds {n} `checkpoint-N/` folder(s)") if n else None
 
     def holds_checkpoints(self, entries: list[os.DirEntry]) -> int:
-        return sum(1 for e in entries if CHECKPOINT_RE.fullmatch(e.name) and os.path.isfile(os.path.join(e.path, STATE_FILE)))
+        return sum(1 for e in entries if CHECKPOINT_NAME.fullmatch(e.name) and os.path.isfile(os.path.join(e.path, STATE_FILE)))
 
     def checkpoints(self, root: Path, entries: list[os.DirEntry]) -> list[Checkpoint]:
         found = []
         for entry in entries:
-            m = CHECKPOINT_RE.fullmatch(entry.name)
+            m = CHECKPOINT_NAME.fullmatch(entry.name)
             if not m:
                 continue
             try:

@@ -35,6 +35,9 @@ from healthkit.formats.deepspeed import is_zero, zero_problems
 from healthkit.formats.fsdp import fsdp_problems, is_fsdp
 
 STATE_FILE = "trainer_state.json"
+# HF's checkpoint folder name, `checkpoint-N`: the one rule for every listing (the format, the retry checkpoints),
+# always matched whole (`checkpoint-60\n` is not a checkpoint).
+CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "adapter_model.safetensors", "adapter_model.bin", "tf_model.h5",
                 "flax_model.msgpack")
 INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
