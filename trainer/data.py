@@ -95,7 +95,7 @@ def scan_examples(path: Path, data_format: str = "auto", text_field: str = "text
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            why = f"invalid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})"  # "Invalid control character at"
+            why: str | None = f"invalid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})"  # "Invalid control character at"
         else:
             fmt = fmt or line_format(obj, text_field) or "text"
             why = _problem(obj, fmt, text_field)

@@ -164,7 +164,7 @@ def trainer_class(layout: Layout, file_name: str, lease_guard: Any = None, loss_
     class SoundRotationTrainer(Trainer):
         def compute_loss(self, *args: Any, **kwargs: Any) -> Any:
             out = super().compute_loss(*args, **kwargs)
-            if nan_at is not None and self.state.global_step + 1 >= nan_at and self.model.training:  # tests only
+            if nan_at is not None and self.state.global_step + 1 >= nan_at and self.model.training:  # type: ignore[union-attr]  # tests only; transformers types Trainer.model Optional, set here
                 if isinstance(out, tuple):
                     return (out[0] * float("nan"), *out[1:])
                 return out * float("nan")

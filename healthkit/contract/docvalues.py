@@ -245,8 +245,8 @@ def statements(text: str, index: KeyIndex, ambiguous: list[Ambiguous] | None = N
         _block(col, fence[1], block)
     col.out.sort(key=lambda s: (s.line, s.start))
     if ambiguous is not None:
-        for line, label, keys in dict.fromkeys(index.ambiguous):
-            ambiguous.append(Ambiguous(label, keys, line))
+        for at, label, keys in dict.fromkeys(index.ambiguous):
+            ambiguous.append(Ambiguous(label, keys, at))
     index.ambiguous.clear()
     return col.out
 

@@ -28,9 +28,9 @@ def sha256_hex(data: bytes) -> str:
         from _sha256 import sha256  # CPython <= 3.11
     except ImportError:
         try:
-            from _sha2 import sha256  # type: ignore[no-redef]  # CPython >= 3.12
+            from _sha2 import sha256  # CPython >= 3.12
         except ImportError:
-            from hashlib import sha256  # type: ignore[no-redef]  # a build without them
+            from hashlib import sha256  # a build without them
     return sha256(data).hexdigest()
 
 TRASH_PREFIX = ".healthkit-trash-"
