@@ -24,7 +24,7 @@ class DataError(Exception):
 
 def _lines(path: Path):
     try:
-        f = open(path, "rb")
+        f = open(path, "rb")  # noqa: SIM115 - opened alone to tell its errors apart; `with f:` below closes it
     except FileNotFoundError:
         raise DataError(f"{path.name}: does not exist") from None
     except OSError as exc:

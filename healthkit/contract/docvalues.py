@@ -484,9 +484,8 @@ def same_value(doc: Any, config: Any) -> tuple[bool, str | None]:
     if isinstance(config, str) and isinstance(doc, str):
         if doc == config:
             return True, None
-        if looks_like_path(doc) and looks_like_path(config):
-            if os.path.normpath(doc) == os.path.normpath(config):
-                return True, "differs only by a trailing slash or redundant separators"
+        if looks_like_path(doc) and looks_like_path(config) and os.path.normpath(doc) == os.path.normpath(config):
+            return True, "differs only by a trailing slash or redundant separators"
         return False, None
     return doc == config, None
 

@@ -362,7 +362,7 @@ def finish_trash(base: Path, path: Path) -> str:
 def stale_temp_files(base: Path, folders: list[Path]) -> list[Path]:
     """Temp files of an edit killed before its rename (only fix runs, which hold the lock, create them)."""
     out = []
-    for d in {f for f in folders}:
+    for d in set(folders):
         try:
             if not is_within(d, base):
                 continue
