@@ -46,7 +46,7 @@ def _finding(ws: Workspace, folder: Path) -> Finding:
     except ReadProblem:
         info = {}
     info = info if isinstance(info, dict) else {}
-    reasons = info.get("checkpoints") if isinstance(info.get("checkpoints"), dict) else {}
+    reasons = got if isinstance(got := info.get("checkpoints"), dict) else {}
     names = sorted((e.name for e in os.scandir(folder) if e.is_dir(follow_symlinks=False)), key=lambda n: (len(n), n))
     problem = [f"`{ws.rel(folder)}/` holds {len(names)} checkpoint(s) moved there"
                + (f" at {info.get('moved_at')} before training {info.get('before_training')}" if info else "")]

@@ -168,13 +168,13 @@ def _schema_errors(ws: Workspace, data: object) -> list[tuple[str, str]]:
 def _unreadable(ws: Workspace) -> Finding:
     """config.invalid for a config.json that is missing, not JSON or unreadable."""
     cfg = ws.config
-    kind = cfg.problem.kind  # type: ignore[union-attr]
+    kind = cfg.problem.kind
     what = {"missing": "is missing", "json": "is not valid JSON"}.get(kind, "cannot be read")
     return Finding(
         code=INVALID.code, severity=Severity.CRITICAL, title=f"config.json {what}",
-        problem=[cfg.problem.message],  # type: ignore[union-attr]
+        problem=[cfg.problem.message],
         impact=["The daemon cannot start a training run", "Checks that read the config (drift, retention, validation) work blind"],
-        evidence=[Evidence(f"python3 -m json.tool {q(ws, cfg.path)}", cfg.problem.message)],  # type: ignore[union-attr]
+        evidence=[Evidence(f"python3 -m json.tool {q(ws, cfg.path)}", cfg.problem.message)],
         recommendations=["Restore config.json from your backup or version control, or fix it by hand"],
         urgency="immediate", data={"kind": kind},
     )

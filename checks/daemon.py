@@ -407,7 +407,7 @@ def _dead_finding(ws: Workspace, seen: _Seen, state: str, info: ProcInfo | None)
     return Finding(
         code=DEAD.code, severity=Severity.CRITICAL, title="Daemon is dead",
         problem=problem, impact=_impact(ws, seen.trainings),
-        evidence=[_pid_evidence(ws), _ps_evidence(pf.pid, info, state), *rc_ev],  # type: ignore[arg-type]
+        evidence=[_pid_evidence(ws), _ps_evidence(pf.pid, info, state), *rc_ev],
         root_cause=rc,
         recommendations=["Start the daemon again: it adopts the running training and continues the queue", supervise],
         fixes=[REMOVE_PID, START_DAEMON], urgency="immediate",
@@ -422,7 +422,7 @@ def _reused_finding(ws: Workspace, seen: _Seen, info: ProcInfo, why: str) -> Fin
         problem=[f"`{q(ws, pf.path)}` contains PID {pf.pid}", f"Process {pf.pid} is alive, but is not this workspace's daemon: {why}",
                  "The daemon died and its PID was reused"],
         impact=_impact(ws, seen.trainings) + [f"Anything that trusts the PID file would signal an unrelated process (PID {pf.pid})"],
-        evidence=[_pid_evidence(ws), _ps_evidence(pf.pid, info, "alive")],  # type: ignore[arg-type]
+        evidence=[_pid_evidence(ws), _ps_evidence(pf.pid, info, "alive")],
         root_cause=_root_cause(ws, seen.supervision)[0],
         recommendations=["Remove the stale PID file and start the daemon; never signal PID " + str(pf.pid)],
         fixes=[REMOVE_PID, START_DAEMON], urgency="immediate",
@@ -504,7 +504,7 @@ def _rule_pid_file(ws: Workspace, seen: _Seen) -> None:
     pf = ws.pid_file
     if pf.state != "ok" or seen.remote is not None:  # another host's PID: its lease says whether it lives
         return
-    live = probe(pf.pid)  # type: ignore[arg-type]
+    live = probe(pf.pid)
     if live.state in ("dead", "zombie"):
         seen.facts["daemon"] = {"state": "dead", "pid": pf.pid}
         seen.findings.append(_dead_finding(ws, seen, live.state, live.info))

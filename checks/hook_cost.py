@@ -26,7 +26,7 @@ def monitoring_check(ws: Workspace) -> CheckOutput:
     tr = mc.data.get("training")
     if not isinstance(tr, dict):
         return CheckOutput(notes=["monitoring_costs.json has no training section (no trainer hook costs recorded)"])
-    hooks = tr.get("hooks") if isinstance(tr.get("hooks"), dict) else {}
+    hooks = got if isinstance(got := tr.get("hooks"), dict) else {}
     train_time = number(tr.get("train_time_s"))
     share = number(tr.get("hook_share"))
     hook_total = sum(number(h.get("total_s")) or 0.0 for h in hooks.values() if isinstance(h, dict))

@@ -94,12 +94,12 @@ def _audit_many(paths: list[Path], fmt: str, output: Optional[Path], textfile: O
             audited = audit_many(paths, select=select, ignore=ignore, timeout_s=timeout)
     except (FleetUsageError, SelectorError) as exc:
         err(f"healthkit: {exc}")
-        raise typer.Exit(EXIT_USAGE)
+        raise typer.Exit(EXIT_USAGE) from None
     try:
         text, written = write_outputs(audited, fmt, output, textfile, ascii=ascii, keep=keep, fail_level=fail_level)
     except OSError as exc:
         err(f"healthkit: cannot write the reports: {exc.strerror or exc} ({getattr(exc, 'filename', None) or output})")
-        raise typer.Exit(3)
+        raise typer.Exit(3) from None
     if text is not None:
         write_stdout(text)
     _say_written(written, output)
@@ -141,7 +141,7 @@ def schedule(
                                heal=heal, as_root=as_root)
     except ScheduleError as exc:
         err(f"healthkit: {exc}")
-        raise typer.Exit(EXIT_USAGE)
+        raise typer.Exit(EXIT_USAGE) from None
     write_stdout(text)
 
 
@@ -264,7 +264,7 @@ def _fix_scheduled(paths: list[Path], unsafe: bool, dry_run: bool, only: Optiona
         interval_s = parse_every(every) * 60.0 if every else None
     except ScheduleError as exc:
         err(f"healthkit: {exc}")
-        raise typer.Exit(EXIT_USAGE)
+        raise typer.Exit(EXIT_USAGE) from None
 
     if len(paths) > 1:
         _heal_many(paths, output, keep_reports, textfile, interval_s, Utf8Stdout(), max(wait, 60.0),  # type: ignore[arg-type]
@@ -276,11 +276,11 @@ def _fix_scheduled(paths: list[Path], unsafe: bool, dry_run: bool, only: Optiona
     except (WorkspaceError, FixError) as exc:
         err(f"healthkit: {exc}")
         _unknown_where_it_can(path, output, keep_reports, textfile, f"not healed: {exc}")
-        raise typer.Exit(3)
+        raise typer.Exit(3) from None
     except OSError as exc:
         err(f"healthkit: cannot write the report: {exc.strerror or exc}")
         _unknown_where_it_can(path, output, keep_reports, textfile, f"the report could not be written: {exc.strerror or exc}")
-        raise typer.Exit(3)
+        raise typer.Exit(3) from None
     for p in done.written:
         err(f"wrote {p}")
     _report_run(done)
@@ -327,7 +327,7 @@ def _heal_many(paths: list[Path], output: Path, keep: Optional[int], textfile: O
                          deadline_s=deadline)
     except OSError as exc:
         err(f"healthkit: cannot write the fleet page or textfile: {exc.strerror or exc} ({getattr(exc, 'filename', None) or output})")
-        raise typer.Exit(3)
+        raise typer.Exit(3) from None
     _say_written(done.written, output)
     for a in done.audited:
         if a.path in done.runs:
@@ -356,7 +356,7 @@ def _registry_for(workspace: Optional[Path]):
         ws = Workspace.open(workspace)
     except WorkspaceError as exc:
         err(f"healthkit: {exc}")
-        raise typer.Exit(EXIT_USAGE)
+        raise typer.Exit(EXIT_USAGE) from None
     if not ws.trust.trusted:
         err(f"healthkit: {ws.base} is not trusted, so its plugins are not loaded: {'; '.join(ws.trust.problems) or 'see `healthkit audit`'}"
             " (`healthkit trust PATH`, docs/security.md); the built-in checks follow")
@@ -563,10 +563,10 @@ def _init_detect(path: Path, force: bool, print_only: bool) -> None:
         text, written = init_detect(path, force=force, print_only=print_only)
     except InitError as exc:
         err(f"healthkit init: {exc}; nothing was written")
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     except OSError as exc:
         err(f"healthkit init: cannot write {path / 'healthkit.toml'}: {exc.strerror or exc}; nothing was written")
-        raise typer.Exit(3)
+        raise typer.Exit(3) from None
     if written is None:
         write_stdout(text)
     else:

@@ -47,7 +47,7 @@ def report_format_or_exit(format_value: Optional[str], output: Optional[Path]) -
         return report_format(format_value, output)
     except ValueError as exc:
         err(f"healthkit: {exc}")
-        raise SystemExit(EXIT_USAGE)
+        raise SystemExit(EXIT_USAGE) from None
 
 
 def audit_one(path: Path, fmt: str, output: Optional[Path], *, select: list[str], ignore: list[str], ascii: bool,
@@ -73,10 +73,10 @@ def audit_one(path: Path, fmt: str, output: Optional[Path], *, select: list[str]
             report = run_audit(take_early(path), select=select, ignore=ignore, timeout_s=timeout)
     except SelectorError as exc:
         err(f"healthkit: {exc}")
-        raise SystemExit(EXIT_USAGE)
+        raise SystemExit(EXIT_USAGE) from None
     except WorkspaceError as exc:
         err(f"healthkit: {exc}")
-        raise SystemExit(3)
+        raise SystemExit(3) from None
     if output is None:
         write_stdout(render(report, fmt, ascii=ascii, fail_level=fail_level))
     else:
@@ -84,7 +84,7 @@ def audit_one(path: Path, fmt: str, output: Optional[Path], *, select: list[str]
             written = write_report(report, fmt, output, ascii=ascii, keep=keep, fail_level=fail_level)
         except OSError as exc:
             err(f"healthkit: cannot write the report to {output}: {exc.strerror or exc}")
-            raise SystemExit(3)
+            raise SystemExit(3) from None
         for p in written:
             err(f"wrote {p}")
     if textfile is not None:
@@ -101,7 +101,7 @@ def _write_textfile(reports: list, target: Path) -> None:
         err(f"wrote {write_textfile([Audited(Path(r.workspace), r) for r in reports], target)}")
     except OSError as exc:
         err(f"healthkit: cannot write the textfile {target}: {exc.strerror or exc}")
-        raise SystemExit(3)
+        raise SystemExit(3) from None
 
 
 def confirm_unsafe(yes: bool) -> Callable[[list], bool]:

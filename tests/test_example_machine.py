@@ -48,7 +48,7 @@ def test_daemon_dead_evidence_names_the_real_pid(example):
     assert commands["cat .daemon.pid"] == str(example.dead_pid)
     ps = next(o for c, o in commands.items() if c.startswith("ps ") and str(example.dead_pid) in c)
     assert "does not exist" in ps
-    assert any("orphaned process (PID %d)" % example.orphan_pid in p for p in f.problem)
+    assert any(f"orphaned process (PID {example.orphan_pid:d})" in p for p in f.problem)
     assert any("2 queued files" in i for i in f.impact)
     assert any("Recovered from crash" in r for r in f.root_cause)
     assert [x.id for x in f.fixes] == ["remove-stale-pid-file", "start-daemon"]
@@ -136,7 +136,8 @@ def test_audit_changes_nothing_but_its_cost_log(example):
                 p = os.path.join(root, name)
                 if "status" in p or "monitoring_costs" in name:
                     continue  # the orphan keeps writing its status; the audit appends its costs
-                out[p] = hashlib.sha256(open(p, "rb").read()).hexdigest()
+                with open(p, "rb") as fh:
+                    out[p] = hashlib.sha256(fh.read()).hexdigest()
         return out
 
     before = snapshot()

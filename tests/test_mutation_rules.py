@@ -218,7 +218,7 @@ def test_protections_best_in_use_recent_and_symlinks(tmp_path):
 def test_no_checkpoints_and_a_best_that_is_not_a_path(tmp_path):
     (tmp_path / "current_model").mkdir()
     assert protections(_ws(tmp_path / "a", []), 2, None, set()) == ({}, [])
-    ws = _ws(tmp_path / "b", [10, 20])
+    _ws(tmp_path / "b", [10, 20])
     write_json(tmp_path / "b" / "current_model" / "checkpoint-20" / "trainer_state.json",
                {"global_step": 20, "best_model_checkpoint": 5})
     os.utime(tmp_path / "b" / "current_model" / "checkpoint-20" / "trainer_state.json", (0, 0))
@@ -227,7 +227,7 @@ def test_no_checkpoints_and_a_best_that_is_not_a_path(tmp_path):
 
 
 def test_best_named_in_the_newest_trainer_state(tmp_path):
-    ws = _ws(tmp_path, [10, 20, 30])
+    _ws(tmp_path, [10, 20, 30])
     write_json(tmp_path / "current_model" / "checkpoint-30" / "trainer_state.json",
                {"global_step": 30, "best_model_checkpoint": "/gone/checkpoint-10/"})
     os.utime(tmp_path / "current_model" / "checkpoint-30" / "trainer_state.json", (0, 0))

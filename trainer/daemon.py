@@ -457,7 +457,7 @@ class Daemon:
         attempt = int(q.attempts(lay, file.name)["attempts"]) + 1
         cmd = child_command(lay, self.cfg, file, attempt, resume)
         log_path = lay.logs / f"train-{file.stem}.log"
-        fh = open(log_path, "ab")
+        fh = open(log_path, "ab")  # noqa: SIM115 - the child writes it; Child holds it and closes it when reaped
         env = child_env()
         if self.lease is not None:
             env[GENERATION_ENV] = str(self.lease.generation)  # the child commits checkpoints only under this generation

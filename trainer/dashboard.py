@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from healthkit.system.fsutil import ReadProblem, read_json
 
@@ -21,7 +21,7 @@ HISTORY_POINTS = 1000
 REFRESH_MS = 3000
 
 
-def _num(v: Any) -> bool:
+def _num(v: Any) -> TypeGuard[float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and v not in (float("inf"), float("-inf"))
 
 

@@ -24,7 +24,7 @@ class DataError(Exception):
 
 def _lines(path: Path):
     try:
-        f = open(path, "rb")
+        f = open(path, "rb")  # noqa: SIM115 - opened alone to tell its errors apart; `with f:` below closes it
     except FileNotFoundError:
         raise DataError(f"{path.name}: does not exist") from None
     except OSError as exc:
@@ -95,7 +95,7 @@ def scan_examples(path: Path, data_format: str = "auto", text_field: str = "text
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            why = f"invalid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})"  # "Invalid control character at"
+            why: str | None = f"invalid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})"  # "Invalid control character at"
         else:
             fmt = fmt or line_format(obj, text_field) or "text"
             why = _problem(obj, fmt, text_field)

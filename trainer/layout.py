@@ -134,7 +134,7 @@ class TolerantFileHandler(logging.FileHandler):
 
     def handleError(self, record: logging.LogRecord) -> None:
         self.lost += 1
-        stream, self.stream = self.stream, None  # type: ignore[assignment]
+        stream, self.stream = self.stream, None
         if stream is not None:
             try:
                 stream.close()  # drops what the failed flush left buffered

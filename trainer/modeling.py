@@ -45,8 +45,9 @@ def quantized_kwargs() -> dict[str, Any]:
 def lora_config(lora: LoraSettings) -> Any:
     from peft import LoraConfig
 
-    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
-                      task_type="CAUSAL_LM")
+    # peft annotates lora_alpha as int, but only scales by it (alpha / r): a float alpha is what it computes with.
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha,  # type: ignore[arg-type]
+                      lora_dropout=lora.dropout, target_modules=lora.target_modules, task_type="CAUSAL_LM")
 
 
 def load_model(layout: Layout, cfg: TrainingConfig, src: str) -> Any:
@@ -56,7 +57,7 @@ def load_model(layout: Layout, cfg: TrainingConfig, src: str) -> Any:
     lora = cfg.lora
     adapter = is_adapter(src)
     kw = quantized_kwargs() if lora and lora.load_in_4bit else {}
-    model = AutoModelForCausalLM.from_pretrained(base_source(layout, cfg) if adapter else src, **kw)
+    model: Any = AutoModelForCausalLM.from_pretrained(base_source(layout, cfg) if adapter else src, **kw)
     if kw:
         from peft import prepare_model_for_kbit_training
 

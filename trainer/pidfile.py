@@ -69,7 +69,7 @@ class DaemonLock:
         if got is False and stale_remote_holder(self.layout) is not None:
             log.warning("the daemon lock is held, but by host %s, whose lease expired: a dead host's lock at the file "
                         "server (NFSv3 keeps it until that host reboots); going on, the lease fences",
-                        stale_remote_holder(self.layout).host)  # type: ignore[union-attr]
+                        stale_remote_holder(self.layout).host)
             got = None
         if got is False:
             os.close(fd)

@@ -54,33 +54,33 @@ def training_arguments(cfg: TrainingConfig, layout: Layout, has_eval: bool, worl
     from transformers import TrainingArguments
 
     cuda = torch.cuda.is_available()
-    kw: dict[str, Any] = dict(
-        output_dir=str(layout.checkpoints),
-        eval_strategy=cfg.eval_strategy if has_eval else "no",
-        eval_steps=cfg.eval_steps,
-        save_strategy=cfg.save_strategy,
-        save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit,
-        logging_strategy="steps",
-        logging_steps=cfg.logging_steps,
-        max_steps=cfg.max_steps,
-        num_train_epochs=cfg.num_train_epochs,
-        learning_rate=cfg.learning_rate,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        per_device_eval_batch_size=cfg.per_device_eval_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        warmup_steps=cfg.warmup_steps,
-        weight_decay=cfg.weight_decay,
-        seed=cfg.seed,
-        load_best_model_at_end=cfg.load_best_model_at_end and has_eval,
-        metric_for_best_model=cfg.metric_for_best_model,
-        bf16=cfg.bf16,
-        fp16=cfg.fp16,
-        report_to="none",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        use_cpu=not cuda,
-    )
+    kw: dict[str, Any] = {
+        "output_dir": str(layout.checkpoints),
+        "eval_strategy": cfg.eval_strategy if has_eval else "no",
+        "eval_steps": cfg.eval_steps,
+        "save_strategy": cfg.save_strategy,
+        "save_steps": cfg.save_steps,
+        "save_total_limit": cfg.save_total_limit,
+        "logging_strategy": "steps",
+        "logging_steps": cfg.logging_steps,
+        "max_steps": cfg.max_steps,
+        "num_train_epochs": cfg.num_train_epochs,
+        "learning_rate": cfg.learning_rate,
+        "per_device_train_batch_size": cfg.per_device_train_batch_size,
+        "per_device_eval_batch_size": cfg.per_device_eval_batch_size,
+        "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+        "warmup_steps": cfg.warmup_steps,
+        "weight_decay": cfg.weight_decay,
+        "seed": cfg.seed,
+        "load_best_model_at_end": cfg.load_best_model_at_end and has_eval,
+        "metric_for_best_model": cfg.metric_for_best_model,
+        "bf16": cfg.bf16,
+        "fp16": cfg.fp16,
+        "report_to": "none",
+        "disable_tqdm": True,
+        "dataloader_num_workers": 0,
+        "use_cpu": not cuda,
+    }
     if world > 1:
         kw["ddp_backend"] = "nccl" if cuda else "gloo"
         kw["ddp_find_unused_parameters"] = False
@@ -164,7 +164,7 @@ def trainer_class(layout: Layout, file_name: str, lease_guard: Any = None, loss_
     class SoundRotationTrainer(Trainer):
         def compute_loss(self, *args: Any, **kwargs: Any) -> Any:
             out = super().compute_loss(*args, **kwargs)
-            if nan_at is not None and self.state.global_step + 1 >= nan_at and self.model.training:  # tests only
+            if nan_at is not None and self.state.global_step + 1 >= nan_at and self.model.training:  # type: ignore[union-attr]  # tests only; transformers types Trainer.model Optional, set here
                 if isinstance(out, tuple):
                     return (out[0] * float("nan"), *out[1:])
                 return out * float("nan")

@@ -245,8 +245,8 @@ def statements(text: str, index: KeyIndex, ambiguous: list[Ambiguous] | None = N
         _block(col, fence[1], block)
     col.out.sort(key=lambda s: (s.line, s.start))
     if ambiguous is not None:
-        for line, label, keys in dict.fromkeys(index.ambiguous):
-            ambiguous.append(Ambiguous(label, keys, line))
+        for at, label, keys in dict.fromkeys(index.ambiguous):
+            ambiguous.append(Ambiguous(label, keys, at))
     index.ambiguous.clear()
     return col.out
 
@@ -484,9 +484,8 @@ def same_value(doc: Any, config: Any) -> tuple[bool, str | None]:
     if isinstance(config, str) and isinstance(doc, str):
         if doc == config:
             return True, None
-        if looks_like_path(doc) and looks_like_path(config):
-            if os.path.normpath(doc) == os.path.normpath(config):
-                return True, "differs only by a trailing slash or redundant separators"
+        if looks_like_path(doc) and looks_like_path(config) and os.path.normpath(doc) == os.path.normpath(config):
+            return True, "differs only by a trailing slash or redundant separators"
         return False, None
     return doc == config, None
 

@@ -59,7 +59,7 @@ def is_complete(ckpt: Path) -> bool:
 
 def newest_complete(found: list[tuple[int, Path]]) -> Path | None:
     """The newest complete of (step, checkpoint) pairs, its trainer_state.json parsed whole (HF will load it to resume)."""
-    newest, _, _ = newest_with_state(found, lambda c: is_complete(c[1]), lambda c: c[1] / STATE_FILE)
+    newest = newest_with_state(found, lambda c: is_complete(c[1]), lambda c: c[1] / STATE_FILE)[0]
     return newest[1] if newest else None
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
-from healthkit.system.records import identity_record
+from healthkit.system.records import identity_record as frozen  # an import, so mypy sees the dataclass_transform
 from healthkit.system.schemalite import BuildError, build
 
 SETTINGS_FILE = "healthkit.toml"
@@ -23,7 +23,7 @@ def Field(default: Any = dataclasses.MISSING, *, description: str = "", **bounds
     """A settings field with bounds (ge, gt, le) checked when healthkit.toml is read."""
     meta = {"description": description, **bounds}
     if isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -33,7 +33,7 @@ def _section(cls: type) -> Any:
 
 # Not frozen, no generated __eq__: each generated method is an exec() at import, and a cron
 # audit pays for every one. Nothing mutates settings after load.
-frozen = identity_record  # dataclass(eq=False), its repr shared (healthkit/system/records.py)
+# frozen is identity_record: dataclass(eq=False), its repr shared (healthkit/system/records.py)
 
 
 @frozen
@@ -286,9 +286,11 @@ class Settings:
     slurm: SlurmSettings = _section(SlurmSettings)
 
     # Dotted names healthkit.toml states ("paths.checkpoints"): detection never overrides those.
-    explicit: ClassVar[frozenset[str]] = frozenset()
+    # Type comments, not annotations: per-object attributes that are not dataclass fields (a ClassVar
+    # annotation would forbid setting them on the object, which load() and detection do).
+    explicit = frozenset()  # type: frozenset[str]
     # What healthkit.core.detect guessed for the rest (None: detection has not run on this object).
-    inferred: ClassVar[tuple[Any, ...] | None] = None
+    inferred = None  # type: tuple[Any, ...] | None
 
 
 class SettingsError(Exception):

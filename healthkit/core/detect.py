@@ -17,7 +17,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from healthkit.contract.settings import SETTINGS_FILE, Settings
 from healthkit.system.records import record
@@ -428,7 +428,7 @@ def init_detect(base: Path, force: bool = False, print_only: bool = False) -> tu
     if not base.is_dir():
         raise InitError(f"{base} is not a folder")
     target = base / SETTINGS_FILE
-    text = render_toml(base.absolute(), detect(base.absolute(), Settings()).inferred)
+    text = render_toml(base.absolute(), cast("tuple[Inferred, ...]", detect(base.absolute(), Settings()).inferred))  # detect sets it
     if print_only:
         return text, None
     if target.exists() and not force:

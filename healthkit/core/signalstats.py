@@ -357,7 +357,7 @@ def intervals(times: Series, min_seconds: float) -> list[tuple[float, float, flo
     """(step0, step1, t0, t1) between timed points in time order, each at least ``min_seconds`` long (shorter
     ones merge into the next); a step that does not grow (a resume from an older checkpoint) starts afresh."""
     pts = sorted((p[1], p[0]) for p in times if math.isfinite(p[1]))
-    out = []
+    out: list[tuple[float, float, float, float]] = []
     if not pts:
         return out
     t0, s0 = pts[0]

@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, cast
 
 from healthkit.formats.base import Checkpoint, Completeness, Recognised, RunFormat, RunRecord
 from healthkit.system.fsutil import DiskUsage, Reader, ReadProblem, disk_usage_children, read_json, read_text
@@ -445,7 +445,7 @@ class Workspace:
         if os.path.isdir(self.checkpoint_dir):
             cls = type(self)
             for name, view in (("prefetch-du", cls._usage), ("prefetch-checkpoints", cls._checkpoint_survey)):
-                threading.Thread(target=view.fget.compute, args=(self,), name=name, daemon=True).start()  # type: ignore[attr-defined]
+                threading.Thread(target=cast(Any, view.fget).compute, args=(self,), name=name, daemon=True).start()  # _view sets .compute
 
     @cached_view
     def _checkpoint_survey(self) -> tuple[dict[Path, Completeness], RunRecord | None]:

@@ -29,9 +29,9 @@ def sha256_hex(data: bytes) -> str:
         from _sha256 import sha256  # CPython <= 3.11
     except ImportError:
         try:
-            from _sha2 import sha256  # type: ignore[no-redef]  # CPython >= 3.12
+            from _sha2 import sha256  # CPython >= 3.12
         except ImportError:
-            from hashlib import sha256  # type: ignore[no-redef]  # a build without them
+            from hashlib import sha256  # a build without them
     return sha256(data).hexdigest()
 
 TRASH_PREFIX = ".healthkit-trash-"
@@ -399,7 +399,7 @@ def finish_trash(base: Path, path: Path) -> str:
 def stale_temp_files(base: Path, folders: list[Path]) -> list[Path]:
     """Temp files of an edit killed before its rename (only fix runs, which hold the lock, create them)."""
     out = []
-    for d in {f for f in folders}:
+    for d in set(folders):
         try:
             if not is_within(d, base):
                 continue

@@ -41,8 +41,8 @@ def edit_json_text(text: str, changes: dict[str, Any]) -> str:
         else:
             close = out.rstrip().rfind("}")
             body = out[:close].rstrip()
-            m = re.search(r'\n([ \t]+)"', out)
-            indent = m.group(1) if m else "  "
+            found = re.search(r'\n([ \t]+)"', out)
+            indent = found.group(1) if found else "  "
             sep = "," if not body.endswith("{") else ""
             out = body + f'{sep}\n{indent}"{key}": {enc}' + out[len(body):]
     if out is not None:
@@ -51,9 +51,9 @@ def edit_json_text(text: str, changes: dict[str, Any]) -> str:
                 return out
         except ValueError:
             pass
-    m = re.search(r'\n([ \t]+)"', text)
-    indent: Any = m.group(1) if m else 2
-    return json.dumps(expected, indent=indent, ensure_ascii=False) + ("\n" if text.endswith("\n") else "")
+    lead = re.search(r'\n([ \t]+)"', text)
+    width: Any = lead.group(1) if lead else 2
+    return json.dumps(expected, indent=width, ensure_ascii=False) + ("\n" if text.endswith("\n") else "")
 
 
 def plan_config_edit(ctx: PlanContext, finding: Finding, ref: FixRef, fix_id: str, title: str,

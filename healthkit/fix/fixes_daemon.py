@@ -18,6 +18,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import cast
 
 import psutil
 
@@ -93,12 +94,12 @@ def plan_remove_pid(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Pla
 
     def proof() -> str | None:
         """Why the PID file is stale now, or None when that cannot be proven."""
-        live = probe(pid)
+        live = probe(cast(int, pid))  # the PID file names it: an int (checked above)
         if live.state in ("dead", "zombie"):
             return f"process {pid} does not exist" if live.state == "dead" else f"process {pid} is a zombie"
-        if reused_ct is not None and live.info is not None and abs(live.info.create_time - reused_ct) < 0.01:
-            if not argv_matches(live.info.cmdline, ws.settings.processes.daemon):
-                return f"PID {pid} belongs to another program (`{live.info.display_cmd(80)}`), which is never signalled"
+        if (reused_ct is not None and live.info is not None and abs(live.info.create_time - reused_ct) < 0.01
+                and not argv_matches(live.info.cmdline, ws.settings.processes.daemon)):
+            return f"PID {pid} belongs to another program (`{live.info.display_cmd(80)}`), which is never signalled"
         return None
 
     why = proof()

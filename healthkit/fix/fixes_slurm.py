@@ -7,6 +7,8 @@ time), never for an untrusted workspace; the job runs as whoever submits it, so 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import cast
 
 from healthkit.contract.wsid import read_workspace_id
 from healthkit.core.findings import Finding, FixRef
@@ -56,7 +58,7 @@ def plan_submit(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
         plan.blocked = why_not or "the trainer cannot submit Slurm jobs"
     if plan.blocked:
         return [plan]
-    plan.preview = "sbatch --parsable <<'EOF'\n" + script(ws.base) + "EOF\n(the daemon resumes from the newest complete checkpoint)"
+    plan.preview = "sbatch --parsable <<'EOF'\n" + cast(Callable[..., str], script)(ws.base) + "EOF\n(the daemon resumes from the newest complete checkpoint)"
 
     def apply(actx: ApplyContext) -> Outcome:
         live = _live_job(ws)

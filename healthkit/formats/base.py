@@ -160,7 +160,7 @@ class RunRecord:
         """The logs from step ``lo`` to ``hi`` (loss, grad_norm, learning_rate where recorded), with the command."""
         if self.signal_said is not None:
             return self._placed(self.signal_said(lo, hi), shown)
-        rows = {}
+        rows: dict[float, dict[str, float]] = {}
         for name, series in (("loss", self.train), ("grad_norm", self.grad_norm), ("learning_rate", self.learning_rate)):
             for s, v in series:
                 if lo <= s <= hi:
@@ -205,8 +205,8 @@ class RunFormat:
     def recognise(self, root: Path, entries: list[os.DirEntry]) -> Recognised | None:  # noqa: ARG002
         return None
 
-    def holds_checkpoints(self, names: list[str]) -> int:  # noqa: ARG002
-        """How many of these folder entry names are this format's checkpoints (detection's folder scan)."""
+    def holds_checkpoints(self, entries: list[os.DirEntry]) -> int:  # noqa: ARG002
+        """How many of these folder entries are this format's checkpoints (detection's folder scan)."""
         return 0
 
     def checkpoints(self, root: Path, entries: list[os.DirEntry]) -> list[Checkpoint]:  # noqa: ARG002

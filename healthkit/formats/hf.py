@@ -78,8 +78,8 @@ class HFTrainer(RunFormat):
 
     def survey(self, root: Path, ckpts: list[Checkpoint], reader: "Reader | None" = None) -> tuple[dict[Path, Completeness], RunRecord | None]:
         judged = {c.path: self.completeness(c) for c in ckpts}
-        newest, data, failed = newest_with_state(ckpts, lambda c: judged[c.path].state_ok, lambda c: c.path / STATE_FILE,
-                                                 reader)
+        chosen = newest_with_state(ckpts, lambda c: judged[c.path].state_ok, lambda c: c.path / STATE_FILE, reader)
+        newest, data, failed = chosen  # in two steps: unpacked at once, mypy types the lambdas' c as Optional
         for i, why in failed.items():
             judged[ckpts[i].path] = judged[ckpts[i].path].broken_state(why)
         if newest is None or data is None:
@@ -116,11 +116,11 @@ def _fill(hist: list, num: tuple, train: list, evals: list, grads: list, lrs: li
     for e in hist:  # ~10k entries in a 100k-step run: kept to type checks and appends
         if type(e) is not dict:
             continue
-        step = e.get("step")
+        step: Any = e.get("step")
         if type(step) not in num:
             continue
         step = float(step)
-        v = e.get("loss")
+        v: Any = e.get("loss")
         if type(v) in num:
             train.append([step, float(v)])
         v = e.get("grad_norm")
@@ -206,7 +206,7 @@ def record(newest: Checkpoint, data: dict, ckpts: list[Checkpoint] | None = None
         return Said(f"jq '[.log_history[] | select(.eval_loss) | .step] | last' {where}", f"{last:g}")
 
     def signal_said(lo: float, hi: float) -> Said:
-        hist = data.get("log_history") if isinstance(data.get("log_history"), list) else []
+        hist = got if isinstance(got := data.get("log_history"), list) else []
         keys = ("step", "loss", "grad_norm", "learning_rate")
         lines = []
         for e in hist:

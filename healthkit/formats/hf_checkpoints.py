@@ -23,7 +23,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Sequence, TypeVar, cast
 
 from healthkit.system.records import record
 
@@ -58,6 +58,13 @@ WHOLE_BELOW = 64 * 1024  # a small state is parsed whole: cheaper than being cle
 MAX_FULL_PARSES = 3  # newest_complete gives up after this many bounded-complete states fail to parse
 _DECODER = json.JSONDecoder()
 _WS = re.compile(r"\s*")
+
+
+def _past_ws(text: str, pos: int) -> int:
+    """The index after the whitespace at ``pos`` (``_WS`` matches the empty string, so it always matches)."""
+    return cast("re.Match[str]", _WS.match(text, pos)).end()
+
+
 P = TypeVar("P")
 
 
@@ -80,24 +87,24 @@ def _step_of(data: Any) -> StateRead:
 
 def _step_from_head(head: str) -> StateRead | None:
     """global_step decoded from the top-level keys before `log_history`; None when the head cannot tell."""
-    pos = _WS.match(head, 0).end()
+    pos = _past_ws(head, 0)
     if head[pos:pos + 1] != "{":
         return StateRead(None, "trainer_state.json is unreadable (not a JSON object)")
     pos += 1
     try:
         while True:
-            pos = _WS.match(head, pos).end()
+            pos = _past_ws(head, pos)
             key, pos = _DECODER.raw_decode(head, pos)
-            pos = _WS.match(head, pos).end()
+            pos = _past_ws(head, pos)
             if head[pos:pos + 1] != ":":
                 return None
-            pos = _WS.match(head, pos + 1).end()
+            pos = _past_ws(head, pos + 1)
             if key == "log_history":
                 return None  # not sorted (or no global_step): the tail may hold it
             value, pos = _DECODER.raw_decode(head, pos)
             if key == "global_step":
                 return _step_of({key: value})
-            pos = _WS.match(head, pos).end()
+            pos = _past_ws(head, pos)
             if head[pos:pos + 1] != ",":
                 return None
             pos += 1
@@ -297,7 +304,7 @@ def load_state(path: Path, reader: "Reader | None" = None) -> tuple[dict | None,
     return (data, None) if read.problem is None else (None, read.problem)
 
 
-def newest_with_state(candidates: list[P], eligible: Callable[[P], bool], state_path: Callable[[P], Path],
+def newest_with_state(candidates: Sequence[P], eligible: Callable[[P], bool], state_path: Callable[[P], Path],
                       reader: "Reader | None" = None) -> tuple[P | None, dict | None, dict[int, str]]:
     """The newest eligible candidate (``candidates`` sorted by step, oldest first) with its whole state parsed.
 

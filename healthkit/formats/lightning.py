@@ -82,8 +82,8 @@ class Lightning(RunFormat):
             m = STEP_IN_NAME.search(e.name)
             step = int(m.group(1)) if m else (None if e.is_dir() else self._step_from_file(Path(e.path)))
             if e.is_dir():
-                files, err = listed(Path(e.path))
-                found.append(Checkpoint(Path(e.path), step if step is not None else -1, e.is_symlink(), files, err))
+                names, err = listed(Path(e.path))
+                found.append(Checkpoint(Path(e.path), step if step is not None else -1, e.is_symlink(), names, err))
                 continue
             found.append(Checkpoint(Path(e.path), step if step is not None else -1, e.is_symlink(), frozenset(), None, True))
         return sorted(found, key=lambda c: (c.step, c.name))

@@ -15,7 +15,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 TRAIN_COLOR = "#1f77b4"
 EVAL_COLOR = "#d62728"
@@ -77,7 +77,7 @@ def loss_series(facts: dict[str, Any]) -> tuple[list[tuple[float, float]], list[
     there would be an evaluation that never ran. A status without those keys adds nothing.
     """
     train, evals = series(facts)
-    t = facts.get("training") if isinstance(facts, dict) and isinstance(facts.get("training"), dict) else {}
+    t = got if isinstance(facts, dict) and isinstance(got := facts.get("training"), dict) else {}
     for points, key in ((train, "loss"), (evals, "val_loss")):
         step, value = t.get(f"{key}_step"), t.get(key)
         if _finite(step) and _finite(value) and (not points or step > points[-1][0]):
@@ -94,7 +94,7 @@ def no_chart_reason(facts: dict[str, Any]) -> str:
     return "No loss chart: the newest checkpoint's trainer_state.json has no loss history (log_history)."
 
 
-def _finite(v: Any) -> bool:
+def _finite(v: Any) -> TypeGuard[float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -144,8 +144,7 @@ def write_loss_chart(facts: dict[str, Any], folder: Path, stamp: str) -> Chart:
     if e:
         ax.plot([p[0] for p in e], [p[1] for p in e], color=EVAL_COLOR, linewidth=2, marker="o", markersize=4,
                 label="validation loss", zorder=4)
-        paired = [(x, y, _interp(train, x)) for x, y in e]
-        paired = [(x, y, tr) for x, y, tr in paired if tr is not None]
+        paired = [(x, y, tr) for x, y in e if (tr := _interp(train, x)) is not None]
         if len(paired) >= 2:
             ax.fill_between([p[0] for p in paired], [p[2] for p in paired], [p[1] for p in paired],
                             color=GAP_COLOR, alpha=0.15, linewidth=0, label="validation - training gap", zorder=1)

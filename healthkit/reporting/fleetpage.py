@@ -64,7 +64,7 @@ def rows(folder: Path, now: float | None = None) -> list[dict[str, Any]]:
 def _goodput(data: dict[str, Any]) -> str:
     g = data.get("goodput")
     ratio = g.get("ratio") if isinstance(g, dict) else None
-    if not isinstance(ratio, (int, float)):
+    if not isinstance(ratio, (int, float)) or not isinstance(g, dict):  # a ratio only comes from a table
         return "?"
     return f"{ratio:.0%}" + (" (est.)" if g.get("estimate") else "")
 

@@ -50,7 +50,8 @@ def _order(m: re.Match[str]) -> tuple[str, int]:
 def finding_identities(findings: list[dict[str, Any]]) -> list[str]:
     """A stable key per finding: its code plus the identifying facts in ``data`` (unique within one report)."""
     base = [finding_identity(str(f.get("code")), f.get("data")) for f in findings]
-    out, seen = [], {}
+    out: list[str] = []
+    seen: dict[str, int] = {}
     for ident, f in zip(base, findings):
         if base.count(ident) > 1:
             ident = f"{ident}|{f.get('title', '')}"

@@ -63,7 +63,7 @@ def _rows(json_reports: list[Path]) -> list[dict[str, Any]]:
         if (read := read_summary(p)) is None:
             continue
         data, counts = read
-        since = data.get("since_last") if isinstance(data.get("since_last"), dict) else {}
+        since = got if isinstance(got := data.get("since_last"), dict) else {}
         html = p.with_suffix(".html")
         rows.append({"file": p.name, "link": html.name if html.exists() else p.with_suffix(".md").name,
                      "time": str(data.get("generated_at") or ""), "status": str(data.get("status") or "unknown"),

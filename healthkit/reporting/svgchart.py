@@ -34,7 +34,8 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
     first = math.ceil(lo / step - 1e-9) * step
-    out, v = [], first
+    out: list[float] = []
+    v = first
     while v <= hi + step * 1e-9 and len(out) < 50:
         out.append(round(v, 12))
         v += step

@@ -79,12 +79,12 @@ def audit_many(paths: Iterable[Path | str], *, select: Iterable[str] = (), ignor
     opened: list[tuple[Path, Workspace | str]] = []
     for path in unique_paths(paths):
         try:
-            ws = Workspace.open(path)
+            workspace = Workspace.open(path)
         except WorkspaceError as exc:
             opened.append((path, str(exc)))
             continue
-        ws.prefetch()  # every workspace's `du` and checkpoint survey start now and overlap the audits before it
-        opened.append((path, ws))
+        workspace.prefetch()  # every workspace's `du` and checkpoint survey start now and overlap the audits before it
+        opened.append((path, workspace))
     shared = None
     out: list[Audited] = []
     for path, ws in opened:

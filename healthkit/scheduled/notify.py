@@ -133,15 +133,15 @@ def events_for(report: "Report", since: dict[str, Any], healed: list[Finding], h
         out.setdefault(f.identity, ev("heal-failed", f))
     new_ids = {i["identity"] for i in since.get("new") or []}
     for ident in new_ids:
-        f = current.get(ident)
-        if f is None or ident in out or f.code.startswith("notify."):
+        hit = current.get(ident)
+        if hit is None or ident in out or hit.code.startswith("notify."):
             continue
-        if f.code == STOPPED_CODE:
-            out[ident] = ev("stopped", f)
-        elif f.code == "heal.gave-up":
-            out[ident] = ev("gave-up", f)
-        elif f.severity.rank >= floor:
-            out[ident] = ev("new", f)
+        if hit.code == STOPPED_CODE:
+            out[ident] = ev("stopped", hit)
+        elif hit.code == "heal.gave-up":
+            out[ident] = ev("gave-up", hit)
+        elif hit.severity.rank >= floor:
+            out[ident] = ev("new", hit)
     for item in since.get("resolved") or []:
         ident = item["identity"]
         if ident not in out and _RANK.get(str(item.get("severity")), 0) >= floor and not str(item.get("code")).startswith("notify."):
@@ -305,7 +305,7 @@ def state_findings(ws: "Workspace", code: str) -> list[Finding]:
         return []
     last = load_state(path).get("last")
     failed = [c for c in (last or {}).get("channels") or [] if isinstance(c, dict) and not c.get("ok")]
-    if not failed:
+    if not failed or not last:  # no failed channel without a last run
         return []
     rel = ws.rel(path)
     log_rel = ws.rel(ws.path(ws.settings.paths.logs) / LOG_NAME)

@@ -313,7 +313,7 @@ def _timer(job: _Job) -> str:
     ])
 
 
-def render_schedule(path: Path | str, **options: object) -> str:
+def render_schedule(path: Path | str | Sequence[Path | str], **options: object) -> str:
     s = build(path, **options)  # type: ignore[arg-type]
     return "\n".join([
         "# --- cron ---", s.crontab,

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from healthkit.system.records import record
 
@@ -368,6 +368,9 @@ def _run_du(root: Path, timeout_s: float) -> tuple[bytes, bytes, str] | None:
     try:
         if proc is None:
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    except OSError:
+        return None
+    try:
         out, err = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         proc.kill()
@@ -375,7 +378,7 @@ def _run_du(root: Path, timeout_s: float) -> tuple[bytes, bytes, str] | None:
         raise TimeoutError(f"du did not finish within {timeout_s:g}s (a hung or very slow filesystem?)") from None
     except OSError:
         return None
-    return out, err, proc.args[-1]
+    return out, err, cast("list[str]", proc.args)[-1]  # our argv: a list of str
 
 
 def _parse_du(stdout: bytes, stderr: bytes, printed_root: str) -> tuple[dict[str, DiskUsage], DiskUsage] | None:

@@ -17,7 +17,7 @@ _state: dict[str, Any] = {"nvml": None, "tried": False, "error": None}
 def _load_nvml() -> Any:
     """The `pynvml` module (from nvidia-ml-py), or None when it is not installed."""
     try:
-        import pynvml  # type: ignore[import-not-found]
+        import pynvml
     except Exception:  # noqa: BLE001 - ImportError, or a broken install: both mean "not available"
         return None
     return pynvml

@@ -44,9 +44,9 @@ def record(cls: type[T]) -> type[T]:
     cls.__record_compare__ = tuple(f.name for f in fields if f.compare)  # type: ignore[attr-defined]
     cls.__record_hash__ = tuple(f.name for f in fields if (f.compare if f.hash is None else f.hash))  # type: ignore[attr-defined]
     cls.__record_repr__ = tuple(f.name for f in fields if f.repr)  # type: ignore[attr-defined]
-    cls.__eq__ = _eq  # type: ignore[method-assign,assignment]
-    cls.__hash__ = _hash  # type: ignore[method-assign,assignment]
-    cls.__repr__ = _repr  # type: ignore[method-assign,assignment]
+    cls.__eq__ = _eq  # type: ignore[method-assign]
+    cls.__hash__ = _hash  # type: ignore[method-assign]
+    cls.__repr__ = _repr  # type: ignore[method-assign]
     return cls
 
 
@@ -57,5 +57,5 @@ def identity_record(cls: type[T]) -> type[T]:
         return dataclasses.dataclass(eq=False)(cls)
     cls = dataclasses.dataclass(eq=False, repr=False)(cls)
     cls.__record_repr__ = tuple(f.name for f in dataclasses.fields(cls) if f.repr)  # type: ignore[attr-defined,arg-type]
-    cls.__repr__ = _repr  # type: ignore[method-assign,assignment]
+    cls.__repr__ = _repr  # type: ignore[method-assign]
     return cls

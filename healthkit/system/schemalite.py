@@ -22,7 +22,7 @@ import dataclasses
 import math
 import types
 import typing
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, Union, cast, get_args, get_origin
 
 SUPPORTED = {
     "type", "enum", "const", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength",
@@ -193,7 +193,7 @@ def _build(cls: type, data: Any, where: str, problems: list[str]) -> Any:
 def _coerce(tp: Any, value: Any, loc: str, meta: Any, problems: list[str]) -> Any:
     origin = get_origin(tp)
     if dataclasses.is_dataclass(tp):
-        return _build(tp, value, loc, problems)
+        return _build(cast(type, tp), value, loc, problems)  # a type hint: the class, never an instance
     if origin in (Union, types.UnionType):
         args = get_args(tp)
         if value is None and type(None) in args:

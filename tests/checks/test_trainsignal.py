@@ -50,7 +50,7 @@ def hf_run(base: Path, *, last: int, max_steps: int = 5000, every: int = 10, sav
             e["learning_rate"] = lr(s)
         hist.append(e)
     make_ws(base, config={"save_total_limit": 3})
-    saves = saves if saves is not None else [s for s in range(500, last + 1, 500)][-3:] or [last]
+    saves = saves if saves is not None else list(range(500, last + 1, 500))[-3:] or [last]
     for s in saves:
         state = {"global_step": s, "max_steps": max_steps, "save_steps": 500, "logging_steps": every,
                  "log_history": [e for e in hist if e["step"] <= s]}
@@ -97,46 +97,46 @@ N2 = noisy(2, 0.02)
 
 # name: (run kwargs, expected {code: step} (empty: healthy), extra assertions)
 CASES: dict[str, tuple[dict[str, Any], dict[str, float]]] = {
-    "nan-from-630": (dict(last=900, loss=lambda s: math.nan if s >= 630 else decay(s) * N5(s),
-                          grad=lambda s: math.nan if s >= 630 else 1.2 * G(s), lr=linear_for(5000), saves=[500, 600, 700, 800, 900]),
+    "nan-from-630": ({"last": 900, "loss": lambda s: math.nan if s >= 630 else decay(s) * N5(s),
+                          "grad": lambda s: math.nan if s >= 630 else 1.2 * G(s), "lr": linear_for(5000), "saves": [500, 600, 700, 800, 900]},
                      {"training.loss-non-finite": 630}),
-    "nan-hidden-by-filter-from-630": (dict(last=900, loss=lambda s: 0.0 if s >= 630 else decay(s) * N5(s),
-                                           grad=lambda s: math.nan if s >= 630 else 1.2 * G(s), lr=linear_for(5000),
-                                           saves=[500, 600, 700, 800, 900]),
+    "nan-hidden-by-filter-from-630": ({"last": 900, "loss": lambda s: 0.0 if s >= 630 else decay(s) * N5(s),
+                                           "grad": lambda s: math.nan if s >= 630 else 1.2 * G(s), "lr": linear_for(5000),
+                                           "saves": [500, 600, 700, 800, 900]},
                                       {"training.loss-non-finite": 630}),
-    "spike-at-700": (dict(last=1200, loss=lambda s: (3.2 * decay(s) if s >= 700 else decay(s)) * N5(s),
-                          grad=lambda s: 1.2 * G(s), lr=cosine, saves=[500, 600, 800, 900, 1000]),
+    "spike-at-700": ({"last": 1200, "loss": lambda s: (3.2 * decay(s) if s >= 700 else decay(s)) * N5(s),
+                          "grad": lambda s: 1.2 * G(s), "lr": cosine, "saves": [500, 600, 800, 900, 1000]},
                      {"training.loss-spike": 700}),
-    "loss-zero-from-410": (dict(last=1000, loss=lambda s: 0.0 if s >= 410 else decay(s) * N5(s),
-                                grad=lambda s: 0.0 if s >= 410 else 1.2 * G(s), lr=cosine),
+    "loss-zero-from-410": ({"last": 1000, "loss": lambda s: 0.0 if s >= 410 else decay(s) * N5(s),
+                                "grad": lambda s: 0.0 if s >= 410 else 1.2 * G(s), "lr": cosine},
                            {"training.loss-flat": 410}),
-    "grad-to-1e5": (dict(last=1100, loss=lambda s: decay(s) * N5(s),
-                         grad=lambda s: 1.2 * G(s) if s < 800 else min(1e5, 1.2 * 10 ** ((s - 790) / 20)), lr=cosine),
+    "grad-to-1e5": ({"last": 1100, "loss": lambda s: decay(s) * N5(s),
+                         "grad": lambda s: 1.2 * G(s) if s < 800 else min(1e5, 1.2 * 10 ** ((s - 790) / 20)), "lr": cosine},
                     {"training.grad-explosion": 830}),
-    "lr-0-from-500-of-5000": (dict(last=1500, loss=lambda s: decay(s) * N5(s), grad=lambda s: 1.2 * G(s),
-                                   lr=linear_for(500)),
+    "lr-0-from-500-of-5000": ({"last": 1500, "loss": lambda s: decay(s) * N5(s), "grad": lambda s: 1.2 * G(s),
+                                   "lr": linear_for(500)},
                               {"training.lr-zero": 500}),
-    "diverging-7-to-49": (dict(last=400, loss=lambda s: 7 * (1 + 6 * math.sin(math.pi * min(1.0, s / 300)) ** 2) * N5(s),
-                               grad=lambda s: 5 * G(s), lr=lambda s: 0.99, saves=[100, 200, 300, 400]),
+    "diverging-7-to-49": ({"last": 400, "loss": lambda s: 7 * (1 + 6 * math.sin(math.pi * min(1.0, s / 300)) ** 2) * N5(s),
+                               "grad": lambda s: 5 * G(s), "lr": lambda s: 0.99, "saves": [100, 200, 300, 400]},
                           {"training.loss-spike": 70}),
-    "slowdown-to-a-fifth": (dict(last=2000, loss=lambda s: decay(s) * N5(s), grad=lambda s: 1.2 * G(s), lr=cosine,
-                                 saves=list(range(200, 2001, 200)),
-                                 save_times={s: T0 + (s * 6 if s <= 1400 else 1400 * 6 + (s - 1400) * 30) for s in range(200, 2001, 200)}),
+    "slowdown-to-a-fifth": ({"last": 2000, "loss": lambda s: decay(s) * N5(s), "grad": lambda s: 1.2 * G(s), "lr": cosine,
+                                 "saves": list(range(200, 2001, 200)),
+                                 "save_times": {s: T0 + (s * 6 if s <= 1400 else 1400 * 6 + (s - 1400) * 30) for s in range(200, 2001, 200)}},
                             {"training.slowdown": 1400}),
     # healthy controls: nothing
-    "healthy-noise-35pct": (dict(last=3000, loss=lambda s: decay(s) * N35(s), grad=lambda s: 1.2 * G(s), lr=cosine), {}),
-    "healthy-grad-blips": (dict(last=3000, loss=lambda s: decay(s) * N5(s),
-                                grad=lambda s: 60.0 if s % 230 == 0 else 1.2 * G(s), lr=cosine), {}),
-    "healthy-uneven-save-times": (dict(last=2000, loss=lambda s: decay(s) * N5(s), grad=lambda s: 1.2 * G(s), lr=cosine,
-                                       saves=list(range(200, 2001, 200)),
-                                       save_times={s: T0 + s * 6 + random.Random(s).uniform(-400, 400)
-                                                   for s in range(200, 2001, 200)}), {}),
-    "healthy-cosine-to-0-at-max-steps": (dict(last=5000, loss=lambda s: decay(s) * N5(s), grad=lambda s: 1.2 * G(s),
-                                              lr=cosine), {}),
-    "healthy-floor-0.02": (dict(last=3000, loss=lambda s: (0.02 + 2 * math.exp(-s / 100)) * N2(s),
-                                grad=lambda s: 0.3 * G(s), lr=cosine), {}),
-    "healthy-warmup-from-lr-0": (dict(last=1000, first_step=True, loss=lambda s: decay(s) * N5(s),
-                                      grad=lambda s: (40.0 if s < 30 else 1.2) * G(s), lr=cosine), {}),
+    "healthy-noise-35pct": ({"last": 3000, "loss": lambda s: decay(s) * N35(s), "grad": lambda s: 1.2 * G(s), "lr": cosine}, {}),
+    "healthy-grad-blips": ({"last": 3000, "loss": lambda s: decay(s) * N5(s),
+                                "grad": lambda s: 60.0 if s % 230 == 0 else 1.2 * G(s), "lr": cosine}, {}),
+    "healthy-uneven-save-times": ({"last": 2000, "loss": lambda s: decay(s) * N5(s), "grad": lambda s: 1.2 * G(s), "lr": cosine,
+                                       "saves": list(range(200, 2001, 200)),
+                                       "save_times": {s: T0 + s * 6 + random.Random(s).uniform(-400, 400)
+                                                   for s in range(200, 2001, 200)}}, {}),
+    "healthy-cosine-to-0-at-max-steps": ({"last": 5000, "loss": lambda s: decay(s) * N5(s), "grad": lambda s: 1.2 * G(s),
+                                              "lr": cosine}, {}),
+    "healthy-floor-0.02": ({"last": 3000, "loss": lambda s: (0.02 + 2 * math.exp(-s / 100)) * N2(s),
+                                "grad": lambda s: 0.3 * G(s), "lr": cosine}, {}),
+    "healthy-warmup-from-lr-0": ({"last": 1000, "first_step": True, "loss": lambda s: decay(s) * N5(s),
+                                      "grad": lambda s: (40.0 if s < 30 else 1.2) * G(s), "lr": cosine}, {}),
 }
 ROWS: list[str] = []
 

@@ -82,7 +82,7 @@ def test_a_daemon_that_dies_at_once_is_reported_not_verified(make_example):
 def test_no_daemon_command_means_cannot_start(make_example):
     ex = make_example(start_processes=False)
     toml = ex.base / "healthkit.toml"
-    toml.write_text("\n".join(l for l in toml.read_text().splitlines() if not l.startswith("daemon_command")) + "\n")
+    toml.write_text("\n".join(line for line in toml.read_text().splitlines() if not line.startswith("daemon_command")) + "\n")
     run, out = fix(ex.base, Safety.SAFE, only=("daemon",), dry_run=True)
     blocked = {p.fix_id: why for p, why in run.not_applied}
     assert "cannot start: no daemon_command in healthkit.toml" in blocked["start-daemon"]

@@ -102,5 +102,5 @@ def test_the_loss_series_takes_numbers_only_from_entries_with_a_numeric_step():
     hist = [{"step": 10, "loss": 2.5}, {"step": True, "loss": 1.0}, {"step": "20", "loss": 1.0}, "junk", None,
             {"step": 30.0, "loss": False, "eval_loss": 1.5}, {"step": 40, "eval_loss": 2}, {"loss": 3.0},
             {"step": 50, "loss": None, "eval_loss": "1"}]
-    assert _series({"log_history": hist}) == ([[10.0, 2.5]], [[30.0, 1.5], [40.0, 2.0]], [], [])
+    assert _series({"log_history": hist}) == ([[10.0, 2.5]], [[30.0, 1.5], [40.0, 2.0]], [], [])  # no grad_norm, no lr
     assert _series({"log_history": {"step": 1}}) == ([], [], [], []) and _series({}) == ([], [], [], [])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+import subprocess
 import sys
 
 import pytest
@@ -12,6 +13,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # hkreports.py, also under --import-mode=importlib
 from hkreports import STATE_CHECK, make_report, state_registry, write_state  # noqa: E402
 from healthkit.core.report import Report
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    """The PID of a process that has exited (test_fleet_cmd.py, test_fleet_heal.py)."""
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import os
 import re
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -28,13 +27,6 @@ def make_ws(path: Path, dead_pid: int | None = None) -> Path:
     if dead_pid is not None:
         (path / ".daemon.pid").write_text(f"{dead_pid}\n")
     return path
-
-
-@pytest.fixture
-def dead_pid() -> int:
-    p = subprocess.Popen([sys.executable, "-c", "pass"])
-    p.wait()
-    return p.pid
 
 
 @pytest.fixture
@@ -225,7 +217,7 @@ def test_fleet_page_in_chromium(cli, fleet, tmp_path):
     cli("audit", fleet["ok"], fleet["dead"], fleet["gone"], "--output", f"{out}/")
     r = chromium.dump_dom((out / "index.html").as_uri())
     assert r.stdout.count("<tr><td><code>") == 3 and r.script_errors == []
-    assert [b for b in re.findall(r'class="badge"[^>]*>(\w+)<', r.stdout)] == ["critical", "unknown", "ok"]
+    assert list(re.findall(r'class="badge"[^>]*>(\w+)<', r.stdout)) == ["critical", "unknown", "ok"]
     shot = tmp_path / "fleet.png"
     chromium.screenshot((out / "index.html").as_uri(), shot, size=(1200, 420))
     chromium.assert_not_blank(shot, min_colours=4, max_share=0.99)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from healthkit.scheduled.fleet import folder_name
 
-from test_fleet_cmd import by_workspace, dead_pid, make_ws  # noqa: F401 - dead_pid is a fixture
+from test_fleet_cmd import by_workspace, make_ws
 
 HK = [sys.executable, "-m", "healthkit.cli"]
 

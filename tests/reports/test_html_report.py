@@ -20,7 +20,6 @@ from hkreports import BLOAT, DEAD, FACTS, make_report, write_state
 from healthkit.core.findings import Evidence
 from healthkit.reporting.render import render
 from healthkit.reporting.svgchart import nice_ticks
-from healthkit.reporting.render import render
 
 from tests import chromium
 

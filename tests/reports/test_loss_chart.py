@@ -26,9 +26,8 @@ def near(img, x: float, y: float, color: tuple[int, int, int], radius: int = 2, 
     for dx in range(-radius, radius + 1):
         for dy in range(-radius, radius + 1):
             px, py = round(x) + dx, round(y) + dy
-            if 0 <= px < w and 0 <= py < h:
-                if sum(abs(a - b) for a, b in zip(img.getpixel((px, py))[:3], color)) <= tol:
-                    return True
+            if 0 <= px < w and 0 <= py < h and sum(abs(a - b) for a, b in zip(img.getpixel((px, py))[:3], color)) <= tol:
+                return True
     return False
 
 

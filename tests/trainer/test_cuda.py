@@ -49,7 +49,7 @@ def test_nvml_reads_what_nvidia_smi_reads() -> None:
     gpu.reset()
     stats = gpu.read_all_gpu_stats()
     assert gpu.unavailable_reason() is None and len(stats) == len(rows), (stats, rows, gpu.unavailable_reason())
-    for s, (index, name, total, used, temp) in zip(stats, rows):
+    for s, (index, name, total, _used, temp) in zip(stats, rows):
         assert s["index"] == int(index) and s["name"] == name, (s, name)
         assert abs(s["memory_total_mb"] - float(total)) <= 1.0, (s, total)
         assert 0 <= s["memory_used_mb"] <= s["memory_total_mb"]

@@ -27,8 +27,8 @@ STATES = {"training", "paused", "completed", "crashed", "idle", "stopping"}
 
 
 def queue_drained(lay: Layout, n_done: int, n_failed: int = 0) -> bool:
-    done = [p for p in lay.done.glob("*.jsonl")]
-    failed = [p for p in lay.failed.glob("*.jsonl")]
+    done = list(lay.done.glob("*.jsonl"))
+    failed = list(lay.failed.glob("*.jsonl"))
     return (len(done) == n_done and len(failed) == n_failed and not list(lay.inbox.glob("*.jsonl"))
             and not list(lay.processing.glob("*.jsonl")))
 

@@ -123,7 +123,7 @@ def test_a_daemon_killed_after_every_run_backs_off_gives_up_once_and_is_told_onc
         for _ in range(14):
             with contextlib.suppress(ProcessLookupError):  # no daemon runs while the job holds its heal back
                 os.kill(pid, signal.SIGKILL)  # the OOM killer, after every run
-            wait_for(lambda: gone(pid), 10)
+            wait_for(lambda pid=pid: gone(pid), 10)
             run_cron(cmd, env, log)
             starts += log[-1].count("applied  start-daemon") + log[-1].count("applied  adopt-orphan")
             report = json.loads((lay.base / "reports" / "latest.json").read_text())
@@ -133,7 +133,7 @@ def test_a_daemon_killed_after_every_run_backs_off_gives_up_once_and_is_told_onc
             held = [f for f in report["findings"] if f["code"] == "heal.held-back"]
             if held:  # the next cron run comes at the time the report names
                 until = datetime.fromisoformat(held[0]["data"]["until"])
-                wait_for(lambda: datetime.now().astimezone() >= until, 30, 0.1, "the backoff to pass")
+                wait_for(lambda until=until: datetime.now().astimezone() >= until, 30, 0.1, "the backoff to pass")
             if lay.pid_file.exists():
                 pid = int(lay.pid_file.read_text().split()[0])
         for _ in range(2):  # given up: later runs start nothing

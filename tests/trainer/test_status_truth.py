@@ -62,7 +62,7 @@ def test_an_orphan_is_not_called_adopted_when_no_daemon_runs(lay, fake_training)
     fake_training.kill()
     fake_training.wait()
     out = status_out(lay)  # gone: no training line at all
-    assert out[0] == "daemon: not running (last state running)" and not any(l.startswith("training:") for l in out), out
+    assert out[0] == "daemon: not running (last state running)" and not any(line.startswith("training:") for line in out), out
 
 
 def test_a_failed_file_says_why_and_a_stale_child_is_not_shown(lay):

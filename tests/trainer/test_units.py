@@ -87,8 +87,8 @@ def test_pid_file_lock_format_and_release(lay: Layout) -> None:
 
 
 def test_dead_daemon_leaves_no_live_lock(lay: Layout) -> None:
-    code = ("import sys,os; sys.path.insert(0, %r); from healthkit.trainer.pidfile import DaemonLock; from healthkit.trainer.layout import Layout;"
-            "assert DaemonLock(Layout.of(%r)).acquire(); os._exit(0)") % (str(REPO), str(lay.base))
+    code = (f"import sys,os; sys.path.insert(0, {str(REPO)!r}); from healthkit.trainer.pidfile import DaemonLock; from healthkit.trainer.layout import Layout;"
+            f"assert DaemonLock(Layout.of({str(lay.base)!r})).acquire(); os._exit(0)")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     assert lay.pid_file.exists()  # left behind by a process that died without cleaning up...
     assert not is_locked(lay) and running_daemon(lay) is None  # ...but no live lock

@@ -210,7 +210,7 @@ def _root_causes(report: "Report") -> list[str]:
 def _training(report: "Report") -> list[str]:
     t = report.facts.get("training")
     block = _training_block(t) if isinstance(t, dict) else []
-    if not block:
+    if not block or not isinstance(t, dict):  # no block without a training table
         return []
     out = ["<h2>Current training status</h2>", f"<pre>{_e(chr(10).join(block))}</pre>"]
     if t.get("verdict"):

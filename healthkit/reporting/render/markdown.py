@@ -228,7 +228,7 @@ def _root_cause_block(report: "Report", findings: list[Finding]) -> list[str]:
 def _status_block(report: "Report", findings: list[Finding]) -> list[str]:
     training = report.facts.get("training")
     block = _training_block(training) if training else None
-    if not block:
+    if not block or not training:  # no block without a training fact
         return []
     out = ["## 📊 CURRENT TRAINING STATUS", "", "```", *block, "```", ""]
     if training.get("verdict"):

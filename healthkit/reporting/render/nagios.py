@@ -53,19 +53,19 @@ def perfdata(report: "Report") -> list[str]:
         _perf("duration", round(report.duration_s, 3), "s", lo=0),
     ]
     facts = report.facts
-    disk = facts.get("disk") if isinstance(facts.get("disk"), dict) else {}
+    disk = got if isinstance(got := facts.get("disk"), dict) else {}
     items += [
         _perf("disk_free", disk.get("free_bytes"), "B", lo=0, hi=disk.get("total_bytes")),
         _perf("disk_free_pct", disk.get("free_percent"), "%", lo=0, hi=100),
     ]
-    ck = facts.get("checkpoints") if isinstance(facts.get("checkpoints"), dict) else {}
+    ck = got if isinstance(got := facts.get("checkpoints"), dict) else {}
     items += [_perf("checkpoints", ck.get("count"), lo=0), _perf("checkpoint_bytes", ck.get("bytes"), "B", lo=0)]
-    t = facts.get("training") if isinstance(facts.get("training"), dict) else {}
+    t = got if isinstance(got := facts.get("training"), dict) else {}
     items += [
         _perf("step", t.get("step"), lo=0, hi=t.get("total_steps")),
         _perf("loss", t.get("loss")), _perf("val_loss", t.get("val_loss")), _perf("val_train_gap", t.get("val_train_gap")),
     ]
-    gpu = t.get("gpu") if isinstance(t.get("gpu"), dict) else {}
+    gpu = got if isinstance(got := t.get("gpu"), dict) else {}
     items.append(_perf("gpu_temp", gpu.get("temperature_c")))
     return [i for i in items if i]
 

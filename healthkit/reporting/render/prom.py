@@ -181,9 +181,9 @@ def families(report: "Report") -> list[Family]:
         if (value := _fact(facts, key)) is not None:
             write(gauge, value)
     _gpus(gauge, gpu_devices(facts))
-    for key, write in (("log_history", _history), ("disk", _disk), ("checkpoints", _checkpoints), ("goodput", _goodput)):
+    for key, put in (("log_history", _history), ("disk", _disk), ("checkpoints", _checkpoints), ("goodput", _goodput)):
         if (value := _fact(facts, key)) is not None:
-            write(gauge, value)
+            put(gauge, value)
     return gauge.out
 
 
