@@ -271,8 +271,8 @@ def lease(tmp: Path, repeat: int) -> list[dict]:
     """Section 7: an audit of a workspace with another host's fresh lease against the same without it."""
     import shutil as _sh
 
-    from healthkit.demo import build_example
     from healthkit.contract.lease import Lease
+    from healthkit.demo import build_example
 
     ex = build_example(tmp / "example-lease")
     try:

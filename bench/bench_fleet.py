@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 HEALTHKIT = [sys.executable, "-m", "healthkit.console"]
@@ -46,7 +46,7 @@ def build(base: Path, step: int) -> Path:
     (base / "status").mkdir()
     (base / "config.json").write_text(json.dumps({"base_model": "m", "save_total_limit": 3, "save_steps": 100, "eval_steps": 100}))
     (base / "healthkit.toml").write_text('[processes]\ndaemon = ["training_daemon.py"]\n')
-    now = datetime.now(timezone.utc).isoformat()
+    now = datetime.now(UTC).isoformat()
     (base / "status" / "training_status.json").write_text(json.dumps(
         {"state": "idle", "step": step, "total_steps": 1000, "loss": 1.0, "val_loss": 1.1, "updated_at": now}))
     for s in (step - 200, step - 100, step):

@@ -26,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,7 +38,7 @@ CONFIG = {"base_model": "models/base", "max_seq_length": 32, "max_steps": 5000, 
 
 
 def utc(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+    return datetime.fromtimestamp(t, UTC).strftime("%H:%M:%S.%f")[:-3]
 
 
 def _print_runs(runs: list[dict]) -> None:
@@ -54,7 +54,7 @@ def _print_runs(runs: list[dict]) -> None:
             print("   received (json):", json.dumps(p)[:1500])
 
 
-def flap(lay, runs: list[dict], stop: threading.Event, smtp, pid: int, base: Path, tmp: Path) -> int:  # noqa: ANN001
+def flap(lay, runs: list[dict], stop: threading.Event, smtp, pid: int, base: Path, tmp: Path) -> int:
     """Kill the daemon after every run until the job gives up, then one run more."""
     import psutil
 
@@ -103,8 +103,8 @@ def main() -> int:
     from healthkit.scheduled.schedule import build
     from healthkit.trainer import queue as q
     from healthkit.trainer.daemon import start_daemon
-    from healthkit.trainer.scaffold import init_workspace
     from healthkit.trainer.layout import Layout
+    from healthkit.trainer.scaffold import init_workspace
     from healthkit.trainer.tiny import build_tiny_model, sample_texts, write_jsonl
     from tests.receivers import receivers
 

@@ -123,8 +123,8 @@ def _train_one(lay, name: str, src: Path, viewer_port: int | None) -> dict:
 
 def bench_dashboard(rounds: int, steps: int) -> dict:
     from healthkit.trainer.daemon import start_daemon, stop_daemon
-    from healthkit.trainer.scaffold import init_workspace
     from healthkit.trainer.layout import Layout
+    from healthkit.trainer.scaffold import init_workspace
     from healthkit.trainer.tiny import build_tiny_model, sample_texts, write_jsonl
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, Severity, check
 from healthkit.contract.retry_checkpoints import ASIDE_PREFIX
-from healthkit.system.fsutil import ReadProblem, read_json
 from healthkit.core.workspace import Workspace
+from healthkit.system.fsutil import ReadProblem, read_json
 
 from ._common import q
 

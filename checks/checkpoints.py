@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Healthy, Severity, check
+from healthkit.core.workspace import Checkpoint, Workspace
 from healthkit.formats.base import SRC
 from healthkit.system.fsutil import human_bytes, is_within
-from healthkit.core.workspace import Checkpoint, Workspace
 from healthkit.system.records import record
 
 from ._common import ago, q

@@ -10,12 +10,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Healthy, Severity, check
-from healthkit.core.ownership import (RemoteLease, daemon_processes, remote_lease, scheduled_starts, stopped_on_request,
-                                      supervisor_alive, training_processes)
-from healthkit.system.procs import ProcInfo, ancestors, argv_matches, probe, start_time_matches
-from healthkit.system.redact import redact_argv, redact_text
+from healthkit.core.ownership import (
+    RemoteLease,
+    daemon_processes,
+    remote_lease,
+    scheduled_starts,
+    stopped_on_request,
+    supervisor_alive,
+    training_processes,
+)
 from healthkit.core.workspace import Workspace
+from healthkit.system.procs import ProcInfo, ancestors, argv_matches, probe, start_time_matches
 from healthkit.system.records import record
+from healthkit.system.redact import redact_argv, redact_text
 
 from ._common import ago, iso, jq_pick, parse_time, q, tail_text
 
@@ -185,7 +192,7 @@ def _supervision_line(ws: Workspace, sup: _Supervision | None) -> str:
     return f"The daemon's {who} ended at {d.get('ended_at')}: {d.get('reason')}{history}"
 
 
-def _rule_restarted(ws: Workspace, seen: "_Seen") -> None:
+def _rule_restarted(ws: Workspace, seen: _Seen) -> None:
     """`daemon.restarted` (info): the live supervisor recorded a crash of the daemon and restarted it."""
     sup = seen.supervision
     if sup is None:
@@ -319,7 +326,7 @@ def _refusal(ws: Workspace) -> list[str]:
     return [f"The last start was refused{f' ({when})' if when else ''}: " + redact_text(" | ".join(err.strip().splitlines()))[:600]]
 
 
-def _root_cause(ws: Workspace, sup: "_Supervision | None" = None) -> tuple[list[str], list[Evidence]]:
+def _root_cause(ws: Workspace, sup: _Supervision | None = None) -> tuple[list[str], list[Evidence]]:
     lines: list[str] = []
     evidence: list[Evidence] = []
     st = ws.daemon_state

@@ -6,9 +6,9 @@ import math
 from typing import Any
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, Healthy, Severity, check
+from healthkit.core.workspace import Workspace
 from healthkit.system.fsutil import human_bytes
 from healthkit.system.procs import probe
-from healthkit.core.workspace import Workspace
 
 from ._common import number, q
 from .checkpoints import PRUNE_UNSAFE, _allowed, best_checkpoint, declared_limit

@@ -9,11 +9,20 @@ from pathlib import Path
 from typing import Any
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Healthy, Severity, check
-from healthkit.contract.docvalues import (Ambiguous, KeyIndex, Statement, argues_for_itself, history_marker, line_fingerprint,
-                                 parse_doc_value, same_value, statements)
-from healthkit.system.redact import is_secret_name, redact_text
+from healthkit.contract.docvalues import (
+    Ambiguous,
+    KeyIndex,
+    Statement,
+    argues_for_itself,
+    history_marker,
+    line_fingerprint,
+    parse_doc_value,
+    same_value,
+    statements,
+)
 from healthkit.core.workspace import Workspace
 from healthkit.system.records import record
+from healthkit.system.redact import is_secret_name, redact_text
 
 from ._common import q
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-
 import socket
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, Healthy, Severity, check
 from healthkit.core.workspace import Workspace
@@ -112,7 +111,7 @@ def _read_until(conn: socket.socket, deadline: float, enough: Callable[[bytes], 
     while not enough(data) and len(data) < 65536:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise socket.timeout()
+            raise TimeoutError()
         conn.settimeout(left)
         chunk = conn.recv(4096)
         if not chunk:
@@ -136,7 +135,7 @@ def probe_http(host: str, port: int, path: str, timeout: float) -> Probe:
         try:
             conn.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode("latin-1"))
             data = _read_until(conn, deadline, lambda d: b"\r\n\r\n" in d)
-        except socket.timeout:
+        except TimeoutError:
             return Probe(port, "no-answer", f"connected, but no answer within {timeout:g}s")
         except OSError as exc:
             return Probe(port, "no-answer", f"connected, then {exc.strerror or exc}")

@@ -8,15 +8,11 @@ from pathlib import Path
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Healthy, Severity, check
 from healthkit.core.ownership import daemon_processes, remote_lease, stopped_on_request, training_processes
-from healthkit.system.fsutil import ReadProblem, read_json
-from healthkit.system.redact import redact_text
 from healthkit.core.workspace import MISSING, Workspace
-from healthkit.core.ownership import daemon_processes, stopped_on_request, training_processes
 from healthkit.system.fsutil import ReadProblem, read_json
 from healthkit.system.redact import redact_text
 from healthkit.system.safetext import md_code
 from healthkit.system.shellcmd import command
-from healthkit.core.workspace import MISSING, Workspace
 
 from ._common import ago, q
 from .disk import waiting_daemon

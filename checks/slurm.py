@@ -151,7 +151,7 @@ def _ended(ws: Workspace, job_id: str, requeues: list, signal_lead: float) -> Fi
 def _newest_checkpoint_time(ws: Workspace) -> float | None:
     try:
         ckpts = ws.checkpoints
-    except Exception:  # noqa: BLE001 - an unreadable checkpoint folder is the checkpoints check's finding
+    except Exception:
         return None
     if not ckpts:
         return None

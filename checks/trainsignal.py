@@ -11,7 +11,6 @@ import math
 from collections.abc import Sequence
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, Severity, check
-from healthkit.formats.base import Checkpoint, RunRecord
 from healthkit.core.signalstats import (
     grad_explosion,
     loss_flat,
@@ -21,6 +20,7 @@ from healthkit.core.signalstats import (
     slowdown,
 )
 from healthkit.core.workspace import Workspace
+from healthkit.formats.base import Checkpoint, RunRecord
 
 from ._common import q
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -45,16 +45,16 @@ PathArg = Annotated[Path, typer.Argument(help="workspace folder", show_default=T
 
 @app.command()
 def audit(
-    paths: Annotated[Optional[list[Path]], typer.Argument(help="workspace folder(s); several: one report each, one process", show_default=".", metavar="PATH...")] = None,
-    format: Annotated[Optional[Format], typer.Option("--format", "-f", help="report format (default: from --output's extension, else md)")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="file, or folder for timestamped reports + latest.*")] = None,
-    select: Annotated[Optional[list[str]], typer.Option("--select", help="only these checks, tags or codes (repeat or comma-separate)")] = None,
-    ignore: Annotated[Optional[list[str]], typer.Option("--ignore", help="skip these checks, tags or codes")] = None,
+    paths: Annotated[list[Path] | None, typer.Argument(help="workspace folder(s); several: one report each, one process", show_default=".", metavar="PATH...")] = None,
+    format: Annotated[Format | None, typer.Option("--format", "-f", help="report format (default: from --output's extension, else md)")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="file, or folder for timestamped reports + latest.*")] = None,
+    select: Annotated[list[str] | None, typer.Option("--select", help="only these checks, tags or codes (repeat or comma-separate)")] = None,
+    ignore: Annotated[list[str] | None, typer.Option("--ignore", help="skip these checks, tags or codes")] = None,
     ascii: Annotated[bool, typer.Option("--ascii", help="no emoji or other non-ASCII characters")] = False,
-    timeout: Annotated[Optional[float], typer.Option("--timeout", help="seconds each check may take")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="seconds each check may take")] = None,
     fail_level: Annotated[FailLevel, typer.Option("--fail-level", help="lowest verdict that gives a non-zero exit (and a JUnit failure)")] = FailLevel.WARNING,
-    keep: Annotated[Optional[int], typer.Option("--keep", min=1, help="with a folder --output: reports of each format to keep (default 50)")] = None,
-    textfile: Annotated[Optional[Path], typer.Option("--textfile", help="also write Prometheus metrics of every workspace here, from the same audit")] = None,
+    keep: Annotated[int | None, typer.Option("--keep", min=1, help="with a folder --output: reports of each format to keep (default 50)")] = None,
+    textfile: Annotated[Path | None, typer.Option("--textfile", help="also write Prometheus metrics of every workspace here, from the same audit")] = None,
     workspace_deadline: Annotated[float, typer.Option("--workspace-deadline", min=0, help="seconds each workspace's audit (opening and detection included) may take, in a child process; past it the workspace is UNKNOWN, naming what blocked it (0: no child, no deadline)")] = 60.0,
 ) -> None:
     """Inspect training workspaces and report what is wrong, with evidence you can re-run.
@@ -72,9 +72,9 @@ def audit(
               deadline=workspace_deadline)
 
 
-def _audit_many(paths: list[Path], fmt: str, output: Optional[Path], textfile: Optional[Path], *, select: list[str],
-                ignore: list[str], ascii: bool, timeout: Optional[float], fail_level: FailLevel, keep: Optional[int],
-                deadline: Optional[float] = None) -> None:
+def _audit_many(paths: list[Path], fmt: str, output: Path | None, textfile: Path | None, *, select: list[str],
+                ignore: list[str], ascii: bool, timeout: float | None, fail_level: FailLevel, keep: int | None,
+                deadline: float | None = None) -> None:
     """`healthkit audit WS1 WS2 ...`: every workspace from this one process (each in a forked child under
     ``deadline``); exits with the worst verdict."""
     from healthkit.core.selectors import SelectorError
@@ -108,7 +108,7 @@ def _audit_many(paths: list[Path], fmt: str, output: Optional[Path], textfile: O
     raise typer.Exit(worst_exit(audited, fail_level))
 
 
-def _say_written(written: list[Path], folder: Optional[Path]) -> None:
+def _say_written(written: list[Path], folder: Path | None) -> None:
     """A few files by name; a fleet's many (every workspace's history) as one line that says where they are."""
     if len(written) <= 4 or folder is None:
         for p in written:
@@ -124,11 +124,11 @@ def _say_written(written: list[Path], folder: Optional[Path]) -> None:
 
 @app.command()
 def schedule(
-    paths: Annotated[Optional[list[Path]], typer.Argument(help="workspace folder(s); several: one job audits them all", show_default=".", metavar="PATH...")] = None,
+    paths: Annotated[list[Path] | None, typer.Argument(help="workspace folder(s); several: one job audits them all", show_default=".", metavar="PATH...")] = None,
     every: Annotated[str, typer.Option("--every", help="how often: 5m, 15m, 1h, 6h, 1d")] = "15m",
     keep: Annotated[int, typer.Option("--keep", min=1, help="reports of each format to keep")] = 50,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="reports folder (default: the workspace's reports/; needed for several)")] = None,
-    textfile_dir: Annotated[Optional[Path], typer.Option("--textfile-dir", help="also write Prometheus metrics for node_exporter's textfile collector here")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="reports folder (default: the workspace's reports/; needed for several)")] = None,
+    textfile_dir: Annotated[Path | None, typer.Option("--textfile-dir", help="also write Prometheus metrics for node_exporter's textfile collector here")] = None,
     heal: Annotated[bool, typer.Option("--heal", help="the job also applies the safe fixes (with flap protection, [heal]) and notifies ([notify])")] = False,
     as_root: Annotated[bool, typer.Option("--as-root", help="run as root: by default root schedules another user's workspace as that user (User=)")] = False,
 ) -> None:
@@ -201,19 +201,19 @@ def write_out(text: str) -> None:
 
 @app.command()
 def fix(
-    paths: Annotated[Optional[list[Path]], typer.Argument(help="workspace folder; several only with --scheduled (one job heals them all)", show_default=".", metavar="PATH...")] = None,
+    paths: Annotated[list[Path] | None, typer.Argument(help="workspace folder; several only with --scheduled (one job heals them all)", show_default=".", metavar="PATH...")] = None,
     safe: Annotated[bool, typer.Option("--safe", help="apply fixes that cannot lose work")] = False,
     unsafe: Annotated[bool, typer.Option("--unsafe", help="also apply fixes that may lose work or change training")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plans and change nothing")] = False,
-    only: Annotated[Optional[list[str]], typer.Option("--only", help="only these finding codes, check ids or fix ids (repeat or comma-separate)")] = None,
-    keep: Annotated[Optional[int], typer.Option("--keep", min=1, help="checkpoints to keep when no save_total_limit is declared (unsafe prune)")] = None,
+    only: Annotated[list[str] | None, typer.Option("--only", help="only these finding codes, check ids or fix ids (repeat or comma-separate)")] = None,
+    keep: Annotated[int | None, typer.Option("--keep", min=1, help="checkpoints to keep when no save_total_limit is declared (unsafe prune)")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="apply unsafe fixes without asking")] = False,
     wait: Annotated[float, typer.Option("--wait", min=0, help="seconds to wait for another fix run on this workspace (default: refuse at once)")] = 0.0,
     scheduled: Annotated[bool, typer.Option("--scheduled", help="the job `healthkit schedule --heal` prints: backs off and gives up ([heal]), notifies ([notify]), writes the report history")] = False,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="with --scheduled: reports folder (default: the workspace's reports/)")] = None,
-    keep_reports: Annotated[Optional[int], typer.Option("--keep-reports", min=1, help="with --scheduled: reports of each format to keep (default 50)")] = None,
-    textfile: Annotated[Optional[Path], typer.Option("--textfile", help="with --scheduled: also write Prometheus metrics to this file")] = None,
-    every: Annotated[Optional[str], typer.Option("--every", help="with --scheduled: the schedule's interval (the default first backoff)")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="with --scheduled: reports folder (default: the workspace's reports/)")] = None,
+    keep_reports: Annotated[int | None, typer.Option("--keep-reports", min=1, help="with --scheduled: reports of each format to keep (default 50)")] = None,
+    textfile: Annotated[Path | None, typer.Option("--textfile", help="with --scheduled: also write Prometheus metrics to this file")] = None,
+    every: Annotated[str | None, typer.Option("--every", help="with --scheduled: the schedule's interval (the default first backoff)")] = None,
     workspace_deadline: Annotated[float, typer.Option("--workspace-deadline", min=0, help="seconds the fix's audit may take in its child (--safe, any --dry-run, several with --scheduled); past it: UNKNOWN naming what blocked it; a fix being applied is never cut short (0: no child)")] = 60.0,
 ) -> None:
     """Repair what the audit found: plans first, then results, then a re-audit (exit code: the re-audit's).
@@ -242,8 +242,8 @@ def _usage_error(message: str) -> NoReturn:
     raise typer.Exit(EXIT_USAGE)
 
 
-def _fix_scheduled(paths: list[Path], unsafe: bool, dry_run: bool, only: Optional[list[str]], output: Optional[Path],
-                   keep_reports: Optional[int], textfile: Optional[Path], every: Optional[str], wait: float,
+def _fix_scheduled(paths: list[Path], unsafe: bool, dry_run: bool, only: list[str] | None, output: Path | None,
+                   keep_reports: int | None, textfile: Path | None, every: str | None, wait: float,
                    deadline: float = 60.0) -> None:
     """`fix --safe --scheduled`: heal, notify and write the report from the audit the fix ends with
     (healthkit.scheduled.unattended)."""
@@ -288,12 +288,12 @@ def _fix_scheduled(paths: list[Path], unsafe: bool, dry_run: bool, only: Optiona
     raise typer.Exit(done.exit_code)
 
 
-def _unknown_where_it_can(path: Path, output: Optional[Path], keep: Optional[int], textfile: Optional[Path], why: str) -> None:
+def _unknown_where_it_can(path: Path, output: Path | None, keep: int | None, textfile: Path | None, why: str) -> None:
     """A scheduled run that could not heal or report (the lock held, a disk full) still leaves an UNKNOWN report
     saying why, in its history and its textfile, wherever either can be written: silence would read as healthy."""
-    from healthkit.scheduled.fleet import unreadable_report
-    from healthkit.reporting.output import write_report
     from healthkit.contract.settings import SettingsError, reports_folder
+    from healthkit.reporting.output import write_report
+    from healthkit.scheduled.fleet import unreadable_report
 
     report = unreadable_report(path.absolute(), why)
     try:
@@ -317,8 +317,8 @@ def _report_run(done, prefix: str = "") -> None:  # done: healthkit.scheduled.un
     err(prefix + done.fix.summary_line())
 
 
-def _heal_many(paths: list[Path], output: Path, keep: Optional[int], textfile: Optional[Path], interval_s: Optional[float],
-               out, lock_wait_s: float, deadline: Optional[float] = None) -> None:
+def _heal_many(paths: list[Path], output: Path, keep: int | None, textfile: Path | None, interval_s: float | None,
+               out, lock_wait_s: float, deadline: float | None = None) -> None:
     """`fix WS1 WS2 --safe --scheduled --output DIR/`: each healed as alone, one fleet page, one textfile; worst verdict."""
     from healthkit.scheduled.unattended import heal_many
 
@@ -339,11 +339,11 @@ def _heal_many(paths: list[Path], output: Path, keep: Optional[int], textfile: O
     raise typer.Exit(done.exit_code)
 
 
-WorkspaceOpt = Annotated[Optional[Path], typer.Option(
+WorkspaceOpt = Annotated[Path | None, typer.Option(
     "--workspace", "-w", help="also load this workspace's plugins ([checks] plugins), under the trust rules")]
 
 
-def _registry_for(workspace: Optional[Path]):
+def _registry_for(workspace: Path | None):
     """The registry `checks` and `explain` read: the built-ins, plus a trusted workspace's own plugins."""
     from healthkit.core.registry import default_registry
     from healthkit.core.workspace import WorkspaceError
@@ -407,7 +407,7 @@ def demo(
     format: Annotated[Format, typer.Option("--format", "-f")] = Format.md,
     ascii: Annotated[bool, typer.Option("--ascii")] = False,
     exit_code: Annotated[bool, typer.Option("--exit-code", help="exit with the audit's verdict (2: the example is critical)")] = False,
-    reports: Annotated[Optional[Path], typer.Option("--reports", help="also write example-machine.md/.json/.html into this folder")] = None,
+    reports: Annotated[Path | None, typer.Option("--reports", help="also write example-machine.md/.json/.html into this folder")] = None,
 ) -> None:
     """Build the example machine (dead daemon, orphaned training, bloat, drift, no validation) and audit it."""
     from healthkit.demo import run_demo
@@ -440,7 +440,7 @@ def daemon_start(
 def daemon_stop(
     path: PathArg = Path("."),
     wait: Annotated[float, typer.Option("--wait", help="seconds to wait for the checkpoint and exit")] = 120.0,
-    reason: Annotated[Optional[str], typer.Option("--reason", help="why (recorded; the audit reports the stop as info)")] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="why (recorded; the audit reports the stop as info)")] = None,
 ) -> None:
     """Stop at the next step boundary, after saving a checkpoint; it stays stopped until `daemon start` (no fix restarts it)."""
     from healthkit.trainer.commands import stop
@@ -462,7 +462,7 @@ def daemon_status(
 @daemon_app.command("pause")
 def daemon_pause(
     path: PathArg = Path("."),
-    reason: Annotated[Optional[str], typer.Option("--reason", help="why; shown in status until resume")] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="why; shown in status until resume")] = None,
 ) -> None:
     """Hold training at the next step boundary (no new file starts either)."""
     from healthkit.trainer.commands import pause
@@ -489,7 +489,7 @@ def daemon_slurm_script(path: PathArg = Path(".")) -> None:
 @daemon_app.command("systemd-unit")
 def daemon_systemd_unit(
     path: PathArg = Path("."),
-    user: Annotated[Optional[str], typer.Option("--user", help="User= of the service (default, as root: the workspace's owner when that is another user)")] = None,
+    user: Annotated[str | None, typer.Option("--user", help="User= of the service (default, as root: the workspace's owner when that is another user)")] = None,
 ) -> None:
     """Print a systemd unit (Restart=on-failure) for those who prefer the system's supervisor."""
     from healthkit.trainer.commands import systemd_unit
@@ -501,7 +501,7 @@ def daemon_systemd_unit(
 def queue_add(
     path: Annotated[Path, typer.Argument(help="workspace folder")],
     files: Annotated[list[Path], typer.Argument(help="JSONL files to queue")],
-    priority: Annotated[Optional[int], typer.Option("--priority", "-p", min=0, max=9, help="0 runs first, 9 last (default 5)")] = None,
+    priority: Annotated[int | None, typer.Option("--priority", "-p", min=0, max=9, help="0 runs first, 9 last (default 5)")] = None,
     move: Annotated[bool, typer.Option("--move", help="move the files instead of copying them")] = False,
     force: Annotated[bool, typer.Option("--force", help="queue a file even though the daemon would fail it")] = False,
 ) -> None:

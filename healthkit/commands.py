@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, Optional
+from typing import TYPE_CHECKING, NoReturn
 
 from healthkit.core.findings import FailLevel
 
@@ -34,12 +34,12 @@ def ask(question: str) -> bool:
         return False
 
 
-def split_values(values: Optional[list[str]]) -> list[str]:
+def split_values(values: list[str] | None) -> list[str]:
     """Repeated and comma-separated option values (--select a,b --select c) as one list."""
     return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
 
 
-def report_format_or_exit(format_value: Optional[str], output: Optional[Path]) -> str:
+def report_format_or_exit(format_value: str | None, output: Path | None) -> str:
     """The report's format from --format, else --output's extension, else md; a usage error exits 64."""
     from healthkit.reporting.output import report_format
 
@@ -50,8 +50,8 @@ def report_format_or_exit(format_value: Optional[str], output: Optional[Path]) -
         raise SystemExit(EXIT_USAGE) from None
 
 
-def audit_one(path: Path, fmt: str, output: Optional[Path], *, select: list[str], ignore: list[str], ascii: bool,
-              timeout: Optional[float], fail_level: FailLevel, keep: Optional[int], textfile: Optional[Path],
+def audit_one(path: Path, fmt: str, output: Path | None, *, select: list[str], ignore: list[str], ascii: bool,
+              timeout: float | None, fail_level: FailLevel, keep: int | None, textfile: Path | None,
               deadline: float = 60.0) -> None:
     """`healthkit audit PATH`: the report of one workspace on stdout or to --output; exits with its verdict.
 
@@ -118,7 +118,7 @@ def confirm_unsafe(yes: bool) -> Callable[[list], bool]:
     return confirm
 
 
-def fix_one(path: Path, *, unsafe: bool, dry_run: bool, only: list[str], keep: Optional[int], yes: bool,
+def fix_one(path: Path, *, unsafe: bool, dry_run: bool, only: list[str], keep: int | None, yes: bool,
             wait: float, deadline: float = 60.0) -> NoReturn:
     """`healthkit fix PATH` (not --scheduled): plans, then results, then a re-audit; exits with the re-audit's code
     (3 or 64 when it could not run)."""

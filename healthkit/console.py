@@ -77,7 +77,7 @@ def start_early(argv: list[str]) -> None:
 
         ws = Workspace.open(path)
         ws.prefetch()
-    except Exception:  # noqa: BLE001 - the command reports it properly
+    except Exception:
         return
     EARLY[os.path.abspath(path)] = ws
 

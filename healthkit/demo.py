@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -197,7 +197,7 @@ def build_example(base: Path, *, checkpoints: int = 26, ckpt_bytes: int = 256 * 
     """Lay out the example machine in ``base`` (which must be empty or absent)."""
     base.mkdir(parents=True, exist_ok=True)
     base = base.resolve()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     base_model = str(base / "consolidated_models" / "20251119_152444")
     current_file = "lattice_autogen_20000_seed5678_converted.jsonl"
     port = _free_port()
@@ -265,12 +265,12 @@ EXAMPLE_PATH = "/srv/training"
 EXAMPLE_PYTHON = "/usr/bin/python3"  # likewise for the interpreter the orphan runs under (this checkout's venv)
 
 
-def write_example_reports(report: "Report", folder: Path) -> list[Path]:
+def write_example_reports(report: Report, folder: Path) -> list[Path]:
     """`example-machine.md/.json/.html` in ``folder``: what the repository's reports/ holds for readers, with the
     workspace shown at EXAMPLE_PATH (the demo builds it in a temporary folder)."""
-    from healthkit.system.fsutil import atomic_write
     from healthkit.reporting.output import utf8
     from healthkit.reporting.render import render
+    from healthkit.system.fsutil import atomic_write
 
     folder.mkdir(parents=True, exist_ok=True)
     written = []

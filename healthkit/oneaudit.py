@@ -55,9 +55,9 @@ def start_early_audit(path: str) -> None:
 def audit_one_in_child(path: Path, *, select: list[str], ignore: list[str], timeout_s: float | None,
                        deadline_s: float) -> Any:
     """The Report of ``path`` audited in a child; raises SelectorError and WorkspaceError as `api.audit` does."""
-    from healthkit.system.fsutil import early_du_fds
     from healthkit.core.selectors import SelectorError
     from healthkit.core.workspace import WorkspaceError
+    from healthkit.system.fsutil import early_du_fds
 
     def job() -> tuple[str, Any]:
         return finish(open_early(path), {"select": select, "ignore": ignore, "timeout_s": timeout_s})
@@ -84,7 +84,9 @@ def audit_one_in_child(path: Path, *, select: list[str], ignore: list[str], time
 
 
 def _unknown(path: Path, reason: str, elapsed_s: float) -> Any:
-    from healthkit.scheduled.fleet import unreadable_report  # (and hashlib): only when this process must make the report itself
+    from healthkit.scheduled.fleet import (
+        unreadable_report,  # (and hashlib): only when this process must make the report itself
+    )
 
     return dataclasses.replace(unreadable_report(Path(path).absolute(), reason), duration_s=elapsed_s)
 
@@ -97,9 +99,9 @@ def fix_in_child(path: Path, opts: Any, deadline_s: float, out: Any) -> tuple[st
     """
     import io
 
-    from healthkit.fix import FixError, run_fix
     from healthkit.core.selectors import SelectorError
     from healthkit.core.workspace import WorkspaceError
+    from healthkit.fix import FixError, run_fix
 
     def job() -> tuple[str, Any]:
         text = io.StringIO()

@@ -61,7 +61,7 @@ class CheckFailed(Exception):
 class HealthkitItem(pytest.Item):
     """One check of one audited workspace."""
 
-    def __init__(self, *, result: "CheckResult | None" = None, report: "Report | None" = None,
+    def __init__(self, *, result: CheckResult | None = None, report: Report | None = None,
                  failure: str | None = None, fail_level: str = "warning", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.result = result
@@ -99,7 +99,7 @@ class HealthkitItem(pytest.Item):
 class HealthkitWorkspace(pytest.Collector):
     """The checks of one workspace, audited once (before collection reports it, so a bad name is a usage error)."""
 
-    def __init__(self, *, workspace: Path, report: "Report | None" = None, failure: str | None = None,
+    def __init__(self, *, workspace: Path, report: Report | None = None, failure: str | None = None,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.workspace = workspace
@@ -121,12 +121,12 @@ class HealthkitWorkspace(pytest.Collector):
         return items
 
 
-def _audit(config: pytest.Config, ws: Path) -> "tuple[Report | None, str | None]":
+def _audit(config: pytest.Config, ws: Path) -> tuple[Report | None, str | None]:
     """Audit one workspace: (report, None), or (None, why it cannot be audited). A name in
     --healthkit-select/--healthkit-ignore that matches nothing is the caller's mistake: pytest.UsageError (exit 4)."""
+    from healthkit.contract.settings import SettingsError
     from healthkit.core.api import audit
     from healthkit.core.selectors import SelectorError
-    from healthkit.contract.settings import SettingsError
     from healthkit.core.workspace import WorkspaceError
 
     registry = config.hook.pytest_healthkit_registry(config=config, path=ws)

@@ -13,8 +13,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -56,7 +56,7 @@ def mounted(source: Path, control_dir: Path) -> Iterator[HangMount]:
     mount = Path(tempfile.mkdtemp(prefix="hk-fuse-", dir="/tmp"))
     control = control_dir / "hangfs-mode"
     control.write_text("ok")
-    log = open(control_dir / "hangfs.log", "wb")
+    log = open(control_dir / "hangfs.log", "wb")  # noqa: SIM115 - the filesystem process writes it while mounted
     proc = subprocess.Popen([sys.executable, str(HANGFS), str(source), str(mount), str(control)],
                             stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     try:

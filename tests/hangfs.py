@@ -39,7 +39,7 @@ class HangFS(Operations):
     def _full(self, path: str) -> str:
         return os.path.join(self.root, path.lstrip("/"))
 
-    def getattr(self, path, fh=None):  # noqa: ANN001, ANN201 - fusepy's interface
+    def getattr(self, path, fh=None):
         if path != "/" or self._mode() == "hang":
             self._gate(path)
         try:
@@ -49,34 +49,34 @@ class HangFS(Operations):
         return {k: getattr(st, k) for k in ("st_atime", "st_ctime", "st_gid", "st_mode", "st_mtime", "st_nlink",
                                              "st_size", "st_uid")}
 
-    def readdir(self, path, fh):  # noqa: ANN001, ANN201
+    def readdir(self, path, fh):
         self._gate(path)
         if self._mode() == "eio":
             raise FuseOSError(errno.EIO)
         return [".", ".."] + os.listdir(self._full(path))
 
-    def readlink(self, path):  # noqa: ANN001, ANN201
+    def readlink(self, path):
         self._gate(path)
         return os.readlink(self._full(path))
 
-    def access(self, path, amode):  # noqa: ANN001, ANN201
+    def access(self, path, amode):
         self._gate(path)
         if not os.access(self._full(path), amode):
             raise FuseOSError(errno.EACCES)
 
-    def open(self, path, flags):  # noqa: ANN001, ANN201
+    def open(self, path, flags):
         self._gate(path)
         return os.open(self._full(path), flags)
 
-    def read(self, path, size, offset, fh):  # noqa: ANN001, ANN201
+    def read(self, path, size, offset, fh):
         self._gate(path)
         os.lseek(fh, offset, os.SEEK_SET)
         return os.read(fh, size)
 
-    def release(self, path, fh):  # noqa: ANN001, ANN201
+    def release(self, path, fh):
         return os.close(fh)
 
-    def statfs(self, path):  # noqa: ANN001, ANN201
+    def statfs(self, path):
         self._gate(path)
         sv = os.statvfs(self._full(path))
         return {k: getattr(sv, k) for k in ("f_bavail", "f_bfree", "f_blocks", "f_bsize", "f_favail", "f_ffree",

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from healthkit.checks.checkpoints import LimitSource, Retention, _prune_ref, PRUNE, PRUNE_DEFAULT, PRUNE_UNSAFE
-from healthkit.formats import hf_checkpoints as rule
+from healthkit.checks.checkpoints import PRUNE, PRUNE_DEFAULT, PRUNE_UNSAFE, LimitSource, Retention, _prune_ref
 from healthkit.core.api import audit
-from healthkit.formats.hf_checkpoints import checkpoint_completeness, read_state
-from healthkit.fix.fixes_checkpoints import protections
 from healthkit.core.workspace import Workspace
+from healthkit.fix.fixes_checkpoints import protections
+from healthkit.formats import hf_checkpoints as rule
+from healthkit.formats.hf_checkpoints import checkpoint_completeness, read_state
 from healthkit.trainer import checkpoints as trainer_ckpts
 
 

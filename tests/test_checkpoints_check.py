@@ -8,8 +8,8 @@ import subprocess
 
 from healthkit.core.api import audit
 from healthkit.core.detect import HEALTHKIT_SCHEMA_ID
-from healthkit.system.fsutil import disk_usage
 from healthkit.core.workspace import Workspace
+from healthkit.system.fsutil import disk_usage
 
 from .conftest import make_checkpoint, write_json
 

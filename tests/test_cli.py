@@ -212,8 +212,8 @@ def test_a_dry_run_audits_the_workspace_it_was_given_once(healthy, monkeypatch):
     Workspace (each file read once), which is what kept it within 1.5x of an audit on a long run (issue 24 item 7)."""
     import io
 
-    from healthkit.fix import FixOptions, Safety, run_fix
     from healthkit.core.workspace import Workspace
+    from healthkit.fix import FixOptions, Safety, run_fix
 
     ws = Workspace.open(healthy)
     opened = []
@@ -249,11 +249,11 @@ def test_the_early_du_is_the_one_the_audit_uses_and_a_wrong_guess_is_ended(tmp_p
     elsewhere gets its own du, and the guessed one does not outlive the audit."""
     import subprocess
 
-    from healthkit.system import fsutil
     from healthkit.console import DEFAULT_CHECKPOINTS
     from healthkit.contract.settings import PathSettings
+    from healthkit.system import fsutil
 
-    assert DEFAULT_CHECKPOINTS == PathSettings().checkpoints
+    assert PathSettings().checkpoints == DEFAULT_CHECKPOINTS
     root = tmp_path / "current_model" / "checkpoint-1"
     root.mkdir(parents=True)
     (root / "w").write_bytes(os.urandom(20_000))

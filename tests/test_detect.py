@@ -14,10 +14,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from healthkit.contract.settings import Settings, load_settings
 from healthkit.core.api import audit
 from healthkit.core.detect import SCAN_DEPTH, Probe, rule_checkpoints, rule_processes, rule_queue, rule_status_keys
 from healthkit.fix import FixOptions, Safety, run_fix
-from healthkit.contract.settings import Settings, load_settings
 from healthkit.reporting.render import render
 
 from .conftest import heavy_modules_after_audit, make_checkpoint, run_cli, wait_for, write_json

@@ -10,12 +10,12 @@ import os
 import time
 
 import pytest
+
+from healthkit.contract.lease import Lease, lease_path, parse_lease, read_lease, this_host
+from healthkit.core.api import audit
 from healthkit.trainer import pidfile
 from healthkit.trainer.layout import Layout
 from healthkit.trainer.lease import LeaseGuard, LeaseHeld, LeaseKeeper, fence_after
-
-from healthkit.core.api import audit
-from healthkit.contract.lease import Lease, lease_path, parse_lease, read_lease, this_host
 
 from .conftest import write_json
 

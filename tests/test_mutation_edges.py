@@ -20,11 +20,20 @@ from pathlib import Path
 import psutil
 import pytest
 
+from healthkit.fix import fileops
+from healthkit.fix.fileops import (
+    TMP_MARK,
+    TRASH_PREFIX,
+    ChangedSincePlan,
+    FileFingerprint,
+    Refused,
+    delete_dir,
+    replace_file,
+    tree_fingerprint,
+    unlink_file,
+)
 from healthkit.formats import hf_checkpoints as ck
 from healthkit.system import procs
-from healthkit.fix import fileops
-from healthkit.fix.fileops import (TMP_MARK, TRASH_PREFIX, ChangedSincePlan, FileFingerprint, Refused, delete_dir,
-                                   replace_file, tree_fingerprint, unlink_file)
 from healthkit.system.fsutil import ReadProblem
 from healthkit.system.procs import PidFile, argv_matches, probe, read_pid_file
 

@@ -15,15 +15,37 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from healthkit.contract.docvalues import KeyIndex, format_for_doc, line_fingerprint, parse_doc_value, same_value, statements
-from healthkit.fix.fileops import (ChangedSincePlan, FileFingerprint, Refused, contained, delete_dir, file_fingerprint,
-                                   tree_fingerprint, unlink_file)
+from healthkit.contract.docvalues import (
+    KeyIndex,
+    format_for_doc,
+    line_fingerprint,
+    parse_doc_value,
+    same_value,
+    statements,
+)
+from healthkit.core.workspace import Workspace
+from healthkit.fix.fileops import (
+    ChangedSincePlan,
+    FileFingerprint,
+    Refused,
+    contained,
+    delete_dir,
+    file_fingerprint,
+    tree_fingerprint,
+    unlink_file,
+)
 from healthkit.fix.fixes_checkpoints import RECENT_S, _complete, protections
 from healthkit.fix.fixes_docs import rewrite
 from healthkit.system.fsutil import is_within
-from healthkit.system.procs import (START_TIME_SLACK_S, ProcInfo, argv_matches, pid_max, probe, read_pid_file,
-                             start_time_matches)
-from healthkit.core.workspace import Workspace
+from healthkit.system.procs import (
+    START_TIME_SLACK_S,
+    ProcInfo,
+    argv_matches,
+    pid_max,
+    probe,
+    read_pid_file,
+    start_time_matches,
+)
 
 from .conftest import examples, make_checkpoint, wait_for, write_json
 
@@ -417,7 +439,7 @@ def _doc_case(draw):
 @given(_doc_case())
 def test_a_rewritten_line_states_the_config_value_and_nothing_else_changes(case):
     key, config_value, text, lineno = case
-    config = {k: None for k in _KEYS} | {key: config_value}
+    config = dict.fromkeys(_KEYS) | {key: config_value}
     sts = [s for s in statements(text, KeyIndex(config)) if s.line == lineno and s.key == key]
     assert sts, f"the extractor missed line {lineno} of {text!r}"
     s = sts[0]

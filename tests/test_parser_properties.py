@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import string
 import tempfile
 from pathlib import Path
@@ -12,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from healthkit.contract.docvalues import parse_doc_value, same_value
-from healthkit.system.procs import pid_max, read_pid_file
 from healthkit.contract.settings import SettingsError, load_settings
 from healthkit.core.workspace import Workspace
+from healthkit.system.procs import pid_max, read_pid_file
 
 from .conftest import examples
 

@@ -10,17 +10,17 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from healthkit.core.api import audit
-from healthkit.demo import build_example
 from healthkit.core.findings import Evidence, Finding
-from healthkit.system.procs import pid_max
 from healthkit.core.report import Report
+from healthkit.demo import build_example
 from healthkit.reporting.render import render
+from healthkit.system.procs import pid_max
 
 STAT_TYPE = r"(regular (empty )?file|directory|symbolic link|fifo|socket|(character|block) special file|weird file)"
 
@@ -95,7 +95,7 @@ def contradictions(report: Report) -> list[str]:
 
 
 def _ago(hours: float) -> str:
-    return (datetime.now(timezone.utc) - timedelta(hours=hours)).isoformat(timespec="seconds")
+    return (datetime.now(UTC) - timedelta(hours=hours)).isoformat(timespec="seconds")
 
 
 def _status(base: Path, **changes) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from healthkit import CodeDoc, Finding, Severity, check
 from healthkit.core.api import audit
-from healthkit.core.registry import Registry, RegistrationError, default_registry
+from healthkit.core.registry import RegistrationError, Registry, default_registry
 from healthkit.core.runner import run_checks
 from healthkit.core.workspace import Workspace
 
@@ -235,6 +235,7 @@ def test_hung_disk_usage_becomes_unknown_not_a_hang(tmp_path, monkeypatch):
     import psutil
 
     from healthkit.system import fsutil
+
     from .conftest import make_checkpoint, wait_for, write_json
 
     make_checkpoint(tmp_path / "current_model", 10)

@@ -6,7 +6,6 @@ Real files in tmp_path and real processes; the trainer end-to-end half is tests/
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

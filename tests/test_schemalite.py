@@ -10,11 +10,11 @@ import random
 import jsonschema
 import pytest
 
-from healthkit.system import fsutil
 from healthkit.contract.config_model import TrainingConfig, export_schema
 from healthkit.contract.configschema import SCHEMA_PATH, config_schema, schema_violations
-from healthkit.system.schemalite import UnsupportedSchema, check_supported, validate
 from healthkit.contract.settings import SettingsError, load_settings
+from healthkit.system import fsutil
+from healthkit.system.schemalite import UnsupportedSchema, check_supported, validate
 
 
 def test_shipped_schema_is_the_models_export():

@@ -6,8 +6,8 @@ import os
 import subprocess
 
 from healthkit.contract.events import EventLog, read_events
-from healthkit.system.shellcmd import command, quote_arg
 from healthkit.contract.wsid import WSID_FILE, ensure_workspace_id, read_workspace_id
+from healthkit.system.shellcmd import command, quote_arg
 
 
 def test_workspace_id_is_created_once_and_read_back(tmp_path):

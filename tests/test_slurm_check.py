@@ -8,8 +8,8 @@ import subprocess
 import sys
 import time
 
-from healthkit.core.api import audit
 from healthkit.contract.events import SLURM_JOB, SLURM_REQUEUE, EventLog
+from healthkit.core.api import audit
 from healthkit.core.findings import Status
 
 from .conftest import make_checkpoint, write_json

@@ -18,8 +18,8 @@ import pytest
 from typer.testing import CliRunner
 
 from healthkit.cli import app
-from healthkit.contract.trust import TRUST_FILE_ENV, assess, read_trust_list
 from healthkit.contract.settings import load_settings
+from healthkit.contract.trust import TRUST_FILE_ENV, assess, read_trust_list
 
 from .trust_env import REPO, User, chown_tree, ensure_user, kill_workspace_processes, open_folder, python_for
 

@@ -8,8 +8,15 @@ from pathlib import Path
 import pytest
 
 from healthkit.contract.settings import load_settings
-from healthkit.contract.trust import (TRUST_FILE_ENV, add_to_trust_list, assess, command_files, make_dirs_for, read_trust_list,
-                             run_as_for)
+from healthkit.contract.trust import (
+    TRUST_FILE_ENV,
+    add_to_trust_list,
+    assess,
+    command_files,
+    make_dirs_for,
+    read_trust_list,
+    run_as_for,
+)
 
 from .trust_env import User, chown_tree, ensure_user, open_folder
 

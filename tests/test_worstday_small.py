@@ -10,9 +10,9 @@ import tracemalloc
 from pathlib import Path
 
 from healthkit.core.api import audit
+from healthkit.core.workspace import Workspace
 from healthkit.fix.fileops import delete_dir, tree_fingerprint
 from healthkit.reporting.history import write_history
-from healthkit.core.workspace import Workspace
 
 from .conftest import make_healthy_workspace, run_cli
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from healthkit.system.procs import ProcInfo
 from healthkit.contract.trust import Account
+from healthkit.system.procs import ProcInfo
 
 from .launch import DAEMON_MODULE, child_env, is_training
 from .layout import Layout
@@ -43,7 +43,7 @@ class TrainerAdapter:
 
         return start_consequences(base)
 
-    def start(self, base: Path, run_as: "Account | None" = None) -> int:
+    def start(self, base: Path, run_as: Account | None = None) -> int:
         from .daemon import ran_supervised, start_daemon
 
         supervise = ran_supervised(Layout.of(base))

@@ -34,8 +34,16 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from healthkit.contract.retry_checkpoints import (
+    ASIDE_PREFIX,
+    MARK,
+    failed_folder,
+    is_complete,
+    newest_complete,
+    owner_of,
+    step_dirs,
+)
 from healthkit.formats.hf_checkpoints import checkpoint_completeness
-from healthkit.contract.retry_checkpoints import ASIDE_PREFIX, MARK, failed_folder, is_complete, newest_complete, owner_of, step_dirs
 
 from .layout import Layout, iso_now
 from .state import read_json, write_json

@@ -18,7 +18,9 @@ EXIT_NOT_RUNNING = 3  # like an init script's `status`
 
 
 def _out(msg: str) -> None:
-    from healthkit.system.safetext import visible  # queue and checkpoint names are hostile: no escape reaches the terminal
+    from healthkit.system.safetext import (
+        visible,  # queue and checkpoint names are hostile: no escape reaches the terminal
+    )
 
     sys.stdout.write(visible(msg.rstrip("\n")) + "\n")
 
@@ -107,8 +109,8 @@ def _refused_before_writing(lay: Layout) -> int | None:
     daemon itself refuses and records why (the audit's `daemon.not-running` says so)."""
     from healthkit.system.shellcmd import command
 
-    from .scaffold import _config_is_ours
     from .preflight import describe, run_preflight
+    from .scaffold import _config_is_ours
 
     if lay.daemon_state.exists() or _config_is_ours(lay.config):
         return None
@@ -158,8 +160,8 @@ def _stop_slurm(lay: Layout, wait_s: float, reason: str | None) -> int:
     import getpass
     import time
 
-    from healthkit.system.slurmq import ask, job_name, jobs_named
     from healthkit.contract.wsid import read_workspace_id
+    from healthkit.system.slurmq import ask, job_name, jobs_named
 
     wsid = read_workspace_id(lay.base)
     if wsid is None:

@@ -30,22 +30,40 @@ from typing import Any
 import psutil
 
 from healthkit.contract import SUPERVISOR_MODULE
+from healthkit.contract.trust import Account, make_dirs_for
 from healthkit.core.ownership import supervisor_alive
 from healthkit.system.procs import probe, read_pid_file, start_time_matches
-from healthkit.contract.trust import Account, make_dirs_for
 
 from . import checkpoints as ck
 from . import control as ctl
 from . import diskspace as ds
 from . import queue as q
+from . import slurm
 from .dashboard import LiveHistory, workspace_findings
 from .data import DataError, file_format, read_examples
-from . import slurm
+from .launch import (
+    DAEMON_MODULE,
+    arg_value,
+    child_command,
+    child_env,
+    find_training,
+    is_training,
+    spawn_detached,
+    trainings_not_ours,
+)
+from .layout import (
+    EXIT_ALREADY_RUNNING,
+    EXIT_CONFIG,
+    EXIT_DATA,
+    EXIT_DISK_FULL,
+    EXIT_FENCED,
+    EXIT_OK,
+    EXIT_STOPPED,
+    Layout,
+    iso_now,
+    log_to,
+)
 from .lease import GENERATION_ENV, LeaseHeld, LeaseKeeper, lease_settings
-from .launch import (DAEMON_MODULE, arg_value, child_command, child_env, find_training, is_training, spawn_detached,
-                     trainings_not_ours)
-from .layout import (EXIT_ALREADY_RUNNING, EXIT_CONFIG, EXIT_DATA, EXIT_DISK_FULL, EXIT_FENCED, EXIT_OK, EXIT_STOPPED, Layout,
-                     iso_now, log_to)
 from .pidfile import DaemonLock, running_daemon
 from .preflight import describe, run_preflight, template_problem
 from .runevents import RunEvents
@@ -141,7 +159,7 @@ class Daemon:
             self.lease.start()  # type: ignore[union-attr]
             rc = self._run_locked()
             return rc
-        except Exception as exc:  # noqa: BLE001 - record it: a crash must never be quiet
+        except Exception as exc:
             log.exception("daemon crashed")
             try:
                 update_state(lay.daemon_state, state="crashed", error=f"{type(exc).__name__}: {exc}", crashed_at=iso_now())
@@ -885,8 +903,8 @@ def _lease_status(lay: Layout) -> dict[str, Any] | None:
 def _slurm_status(lay: Layout) -> dict[str, Any] | None:
     """The workspace's Slurm jobs (id, state, reason, time left) when `[daemon] scheduler = "slurm"`, else None."""
     from healthkit.contract.settings import SettingsError, load_settings
-    from healthkit.system.slurmq import job_name, jobs_named
     from healthkit.contract.wsid import read_workspace_id
+    from healthkit.system.slurmq import job_name, jobs_named
 
     try:
         if load_settings(lay.base)[0].daemon.scheduler != "slurm":

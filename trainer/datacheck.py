@@ -80,14 +80,14 @@ def _token_lengths(layout: Layout, cfg: TrainingConfig, chk: FileCheck, examples
     if not folder.is_dir():
         chk.tokens = f"not checked: the tokenizer folder {folder} does not exist"
         return
-    from .train_file import load_tokenizer, model_source
-
     import transformers
+
+    from .train_file import load_tokenizer, model_source
 
     transformers.utils.logging.set_verbosity_error()
     try:
         tok = load_tokenizer(layout, cfg, model_source(layout, cfg))
-    except Exception as exc:  # noqa: BLE001 - a broken tokenizer folder is said, never a traceback; the daemon's child would say it too
+    except Exception as exc:
         why = " ".join(str(exc).split())  # transformers' messages span lines
         chk.tokens = f"not checked: the tokenizer in {_rel(layout, folder)} could not be loaded ({type(exc).__name__}: {why})"
         return

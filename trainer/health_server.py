@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 from healthkit.contract.states import DAEMON_STATES
 
@@ -77,14 +78,14 @@ class Monitor:
         monitor = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path in ("/", "/history", "/findings"):
                     self._page(path)
                     return
                 try:
                     snap = monitor.snapshot()
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     snap = {"healthy": False, "reason": f"snapshot failed: {exc}"}
                 if path == "/health":
                     body = json.dumps({"healthy": bool(snap.get("healthy")), "reason": snap.get("reason"),
@@ -107,7 +108,7 @@ class Monitor:
                 source = monitor.history if path == "/history" else monitor.findings
                 try:
                     body = source()
-                except Exception as exc:  # noqa: BLE001 - a feed failing must not take the monitor down
+                except Exception as exc:
                     body = {"error": f"{type(exc).__name__}: {exc}"}
                 self._send(200, json.dumps(body, default=str), "application/json")
 
@@ -129,7 +130,7 @@ class Monitor:
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.5},
                                        name="healthkit-monitor", daemon=True)
 
-    def start(self) -> "Monitor":
+    def start(self) -> Monitor:
         self.thread.start()
         return self
 

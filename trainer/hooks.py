@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from healthkit.contract.monitoring_costs import update_costs
 
@@ -98,7 +99,7 @@ class Background:
                 self._current = (name, t0, gen)
             try:
                 fn()
-            except Exception:  # noqa: BLE001 - a monitoring hook failing must never reach training
+            except Exception:
                 pass
             dt = time.perf_counter() - t0
             with self._cv:

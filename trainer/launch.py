@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 from healthkit.contract.config_model import TrainingConfig
-from healthkit.system.procs import ProcInfo, argv_matches, scan_processes
 from healthkit.contract.trust import Account, make_dirs_for
+from healthkit.system.procs import ProcInfo, argv_matches, scan_processes
 
 from .layout import Layout
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from healthkit.contract.settings import PathSettings
@@ -23,7 +23,7 @@ EXIT_CONFIG = 78  # EX_CONFIG: config.json invalid, docs drift (policy fail), or
 
 
 def iso_now(ts: float | None = None) -> str:
-    dt = datetime.now(timezone.utc) if ts is None else datetime.fromtimestamp(ts, timezone.utc)
+    dt = datetime.now(UTC) if ts is None else datetime.fromtimestamp(ts, UTC)
     return dt.isoformat(timespec="seconds")
 
 
@@ -34,7 +34,7 @@ class Layout:
     base: Path
 
     @classmethod
-    def of(cls, base: Path | str) -> "Layout":
+    def of(cls, base: Path | str) -> Layout:
         return cls(Path(base).expanduser().absolute())
 
     @property

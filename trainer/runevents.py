@@ -52,7 +52,7 @@ class RunEvents:
     def append(self, event: str, **fields: Any) -> None:
         try:
             self.log.append(event, **fields)
-        except Exception:  # noqa: BLE001 - the record must never stop the daemon
+        except Exception:
             pass
 
     def daemon_start(self, pid: int, restarts: int, work_queued: bool) -> None:

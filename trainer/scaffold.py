@@ -34,7 +34,10 @@ MARKED_DEFAULTS = ("save_total_limit",)
 
 def default_config(base_model: str = "models/base", **overrides: Any) -> dict[str, Any]:
     """config.json as written by init: every field explicit, so that docs and audits see the real values."""
-    from healthkit.contract.configschema import DEFAULTS_KEY, HEALTHKIT_SCHEMA_ID  # markers by which an audit knows what is ours
+    from healthkit.contract.configschema import (  # markers by which an audit knows what is ours
+        DEFAULTS_KEY,
+        HEALTHKIT_SCHEMA_ID,
+    )
 
     cfg = TrainingConfig.model_validate({"base_model": base_model, **overrides})
     data = cfg.model_dump(mode="json")

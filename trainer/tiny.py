@@ -6,27 +6,11 @@ import json
 import random
 from pathlib import Path
 
-WORDS = (
-    "the model learns a small language of loss steps data queue daemon checkpoint validation gradient "
-    "token batch epoch value file status health disk memory train eval save resume pause stop run "
-    "quick brown fox jumps over lazy dog while rivers flow into seas and winds carry seeds far away"
-).split()
+WORDS = ["the", "model", "learns", "a", "small", "language", "of", "loss", "steps", "data", "queue", "daemon", "checkpoint", "validation", "gradient", "token", "batch", "epoch", "value", "file", "status", "health", "disk", "memory", "train", "eval", "save", "resume", "pause", "stop", "run", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "while", "rivers", "flow", "into", "seas", "and", "winds", "carry", "seeds", "far", "away"]
 
 # A few hundred of the most common English words: `init --tiny-model` trains its tokenizer on them too, so
 # that ordinary chat text takes about a token per short word, not one per byte, and fits max_seq_length.
-COMMON_WORDS = (
-    "a about after again all also always am an and any are around as ask at away back be because been before being "
-    "best better between big both but by call came can could day did different do does done down each end enough even "
-    "every example few find first for found from get give go going good great had has have he help her here high him "
-    "his how i if in into is it its just keep kind know last let life like line little long look made make many may me "
-    "mean might more most much must my need never new next no not now number of off often old on once one only or other "
-    "our out over own part people place point problem put question quite read really right said same say see seem she "
-    "should show since small so some something sometimes still such sure take tell than thank that the their them then "
-    "there these they thing think this those though thought three through time to today together too try two under "
-    "understand until up us use used very want was water way we well went were what when where which while who why will "
-    "with without word work world would write year yes yet you your please could explain code python error file help "
-    "question answer thanks hello want learn simple list data function value week morning email meeting plan idea"
-).split()
+COMMON_WORDS = ["a", "about", "after", "again", "all", "also", "always", "am", "an", "and", "any", "are", "around", "as", "ask", "at", "away", "back", "be", "because", "been", "before", "being", "best", "better", "between", "big", "both", "but", "by", "call", "came", "can", "could", "day", "did", "different", "do", "does", "done", "down", "each", "end", "enough", "even", "every", "example", "few", "find", "first", "for", "found", "from", "get", "give", "go", "going", "good", "great", "had", "has", "have", "he", "help", "her", "here", "high", "him", "his", "how", "i", "if", "in", "into", "is", "it", "its", "just", "keep", "kind", "know", "last", "let", "life", "like", "line", "little", "long", "look", "made", "make", "many", "may", "me", "mean", "might", "more", "most", "much", "must", "my", "need", "never", "new", "next", "no", "not", "now", "number", "of", "off", "often", "old", "on", "once", "one", "only", "or", "other", "our", "out", "over", "own", "part", "people", "place", "point", "problem", "put", "question", "quite", "read", "really", "right", "said", "same", "say", "see", "seem", "she", "should", "show", "since", "small", "so", "some", "something", "sometimes", "still", "such", "sure", "take", "tell", "than", "thank", "that", "the", "their", "them", "then", "there", "these", "they", "thing", "think", "this", "those", "though", "thought", "three", "through", "time", "to", "today", "together", "too", "try", "two", "under", "understand", "until", "up", "us", "use", "used", "very", "want", "was", "water", "way", "we", "well", "went", "were", "what", "when", "where", "which", "while", "who", "why", "will", "with", "without", "word", "work", "world", "would", "write", "year", "yes", "yet", "you", "your", "please", "could", "explain", "code", "python", "error", "file", "help", "question", "answer", "thanks", "hello", "want", "learn", "simple", "list", "data", "function", "value", "week", "morning", "email", "meeting", "plan", "idea"]
 
 
 # Role markers are single special tokens; the end-of-turn token is EOS, so a trained

@@ -30,9 +30,9 @@ from .data import ChatDataset, DataError, Dropped, TokenizedDataset, read_exampl
 from .diskspace import out_of_room
 from .layout import EXIT_DATA, EXIT_DISK_FULL, EXIT_FENCED, EXIT_OK, EXIT_STOPPED, Layout, iso_now
 from .modeling import base_source, is_adapter, load_model, save_merged
-from .training_args import normalized
 from .preflight import load_config
 from .state import write_json
+from .training_args import normalized
 
 log = logging.getLogger("healthkit.trainer.train_file")
 
@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     layout = Layout.of(a.workspace)
     try:
         return run(layout, a.file.absolute(), a.attempt, a.resume_from)
-    except BaseException as exc:  # noqa: BLE001 - say why before dying; the daemon decides on a retry
+    except BaseException as exc:
         if isinstance(exc, SystemExit):
             raise
         return _crashed(layout, a.file.name, rank, exc)

@@ -5,5 +5,5 @@ monitoring-cost file, the retry checkpoints of a failed file, and whether the wo
 """
 
 # 0.1's `healthkit.contract` module held the state vocabularies; its names stay importable from here.
-from healthkit.contract.states import *  # noqa: E402,F403
-from healthkit.contract.states import __all__ as __all__  # noqa: E402
+from healthkit.contract.states import *  # noqa: F403
+from healthkit.contract.states import __all__ as __all__

@@ -42,15 +42,9 @@ class GuardSettings(BaseModel):
 
 
 TRAINER_OWNED_ARGS: dict[str, str] = {
-    **{k: "the daemon writes checkpoints to current_model/ itself" for k in (
-        "output_dir", "overwrite_output_dir", "resume_from_checkpoint", "save_only_model", "save_safetensors")},
-    **{k: "set it at the top level of config.json (the audit and the docs read it there)" for k in (
-        "eval_strategy", "evaluation_strategy", "eval_steps", "save_strategy", "save_steps", "save_total_limit",
-        "load_best_model_at_end", "metric_for_best_model", "max_steps", "num_train_epochs", "learning_rate",
-        "per_device_train_batch_size", "per_device_eval_batch_size", "logging_steps", "logging_strategy")},
-    **{k: "the daemon sets it (offline, no progress bars, one process per rank)" for k in (
-        "report_to", "disable_tqdm", "use_cpu", "no_cuda", "logging_dir", "local_rank", "ddp_backend",
-        "push_to_hub", "hub_model_id", "hub_token")},
+    **dict.fromkeys(("output_dir", "overwrite_output_dir", "resume_from_checkpoint", "save_only_model", "save_safetensors"), "the daemon writes checkpoints to current_model/ itself"),
+    **dict.fromkeys(("eval_strategy", "evaluation_strategy", "eval_steps", "save_strategy", "save_steps", "save_total_limit", "load_best_model_at_end", "metric_for_best_model", "max_steps", "num_train_epochs", "learning_rate", "per_device_train_batch_size", "per_device_eval_batch_size", "logging_steps", "logging_strategy"), "set it at the top level of config.json (the audit and the docs read it there)"),
+    **dict.fromkeys(("report_to", "disable_tqdm", "use_cpu", "no_cuda", "logging_dir", "local_rank", "ddp_backend", "push_to_hub", "hub_model_id", "hub_token"), "the daemon sets it (offline, no progress bars, one process per rank)"),
 }
 
 
@@ -115,7 +109,7 @@ class TrainingConfig(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _consistent(self) -> "TrainingConfig":
+    def _consistent(self) -> TrainingConfig:
         if self.load_best_model_at_end and self.eval_strategy == "no":
             raise ValueError("load_best_model_at_end needs eval_strategy other than 'no'")
         if self.arg("bf16") and self.arg("fp16"):

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from healthkit.system.fsutil import ReadProblem, Reader, read_bytes
+from healthkit.system.fsutil import Reader, ReadProblem, read_bytes
 
 EVENTS_FILE = "events.jsonl"
 ROTATED_SUFFIX = ".1"

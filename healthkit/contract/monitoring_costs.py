@@ -18,8 +18,9 @@ import fcntl
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from healthkit.system.fsutil import atomic_write
 

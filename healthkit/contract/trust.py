@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 from healthkit.system.records import record
 
 if TYPE_CHECKING:
-    from healthkit.system.fsutil import Reader
     from healthkit.contract.settings import Settings
+    from healthkit.system.fsutil import Reader
 
 UNTRUSTED_CODE = "trust.untrusted"  # the finding checks/trust.py reports (checks may not import each other)
 TRUST_FILE_ENV = "HEALTHKIT_TRUST_FILE"
@@ -277,7 +277,7 @@ def plugin_files(plugins: list[str], base: Path) -> list[tuple[str, Path | None]
     return out
 
 
-def assess(base: Path, settings: "Settings", settings_path: Path | None, runner_uid: int | None = None) -> Trust:
+def assess(base: Path, settings: Settings, settings_path: Path | None, runner_uid: int | None = None) -> Trust:
     """Decide trust for a workspace from file ownership and modes alone: nothing it names is imported or run."""
     runner = os.geteuid() if runner_uid is None else runner_uid
     base = Path(os.path.abspath(base))
@@ -380,7 +380,7 @@ def run_as_for(base: Path) -> Account | None:
     return None if owner == 0 else account_of(owner)
 
 
-def reader_for(base: Path) -> "Reader | None":
+def reader_for(base: Path) -> Reader | None:
     """The workspace's owner as a Reader while root audits another user's workspace (healthkit.system.fsutil.Reader), else None."""
     from healthkit.system.fsutil import Reader
 

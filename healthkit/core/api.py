@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterable
 
 from healthkit._version import __version__
+from healthkit.contract.trust import UNTRUSTED_CODE
 from healthkit.core.registry import Registry, default_registry
 from healthkit.core.report import Report
 from healthkit.core.runner import append_costs, run_checks
 from healthkit.core.selectors import audit_names, require_known
-from healthkit.contract.trust import UNTRUSTED_CODE
 from healthkit.core.workspace import Workspace
 
 
@@ -63,7 +63,7 @@ def audit(
             notes.append(note)
     return Report(
         workspace=str(ws.base),
-        generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         version=__version__,
         results=results,
         load_errors=list(reg.errors),

@@ -16,13 +16,14 @@ import dataclasses
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, cast
+from typing import Any, cast
 
+from healthkit.contract.configschema import DEFAULTS_KEY, HEALTHKIT_SCHEMA_ID  # noqa: F401 - named here since 0.1
 from healthkit.contract.settings import SETTINGS_FILE, Settings
 from healthkit.system.records import record
 
-from healthkit.contract.configschema import DEFAULTS_KEY, HEALTHKIT_SCHEMA_ID  # noqa: F401 - named here since 0.1
 # Keys only healthkit's trainer reads: a config.json carrying one was written for it.
 TRAINER_MARKER_KEYS = ("drift_policy", "keep_final_models", "continue_from_previous", "max_failures",
                        "hook_timeout_s", "status_interval_s")

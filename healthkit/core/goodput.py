@@ -15,9 +15,10 @@ times or checkpoint save times) with their steps: gaps far longer than a step ta
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from healthkit.contract import events as ev
 
@@ -32,7 +33,7 @@ class Goodput:
     since: float | None
     wall: float = 0.0
     productive: float = 0.0
-    lost: dict[str, float] = field(default_factory=lambda: {c: 0.0 for c in CAUSES})
+    lost: dict[str, float] = field(default_factory=lambda: dict.fromkeys(CAUSES, 0.0))
     steps: dict[str, int] = field(default_factory=dict)
     estimate: bool = False
     basis: str = "logs/events.jsonl"
@@ -46,7 +47,7 @@ class Goodput:
 
 
 def _iso(ts: float | None) -> str | None:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds") if ts is not None else None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts is not None else None
 
 
 def _num(v: Any) -> float | None:

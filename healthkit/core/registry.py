@@ -10,9 +10,10 @@ import importlib
 import inspect
 import re
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from healthkit.core.findings import FixRef
 from healthkit.system.records import record
@@ -43,7 +44,7 @@ class CodeDoc:
     fix_safety: str = ""
     # The FixRefs a finding of this code may carry; held to the registered fixes by
     # healthkit.fix.plan.contract_errors (a FixRef naming no fix fails a test, not a user).
-    fixes: tuple["FixRef", ...] = ()
+    fixes: tuple[FixRef, ...] = ()
 
     def render(self) -> str:
         parts = [

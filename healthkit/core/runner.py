@@ -5,14 +5,15 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from healthkit.contract.monitoring_costs import update_costs
 from healthkit.core.findings import CheckOutput, CheckResult, Evidence, Finding, Status, status_for
-from healthkit.system.redact import redact_mapping, redact_text
 from healthkit.core.registry import Check
+from healthkit.system.redact import redact_mapping, redact_text
 
 COSTS_HISTORY = 200
 
@@ -68,7 +69,7 @@ def run_checks(ws: Any, checks: Iterable[Check], timeout_s: float, ignore_codes:
         t0 = time.perf_counter()
         try:
             slot["out"] = _normalize(c, c.func(ws))
-        except BaseException as exc:  # noqa: BLE001 - one check's crash must not stop the rest
+        except BaseException as exc:
             slot["error"] = f"{type(exc).__name__}: {redact_text(str(exc))}"
         slot["duration"] = time.perf_counter() - t0
 
@@ -108,7 +109,7 @@ def append_costs(path: Path, results: list[CheckResult], total_s: float) -> str 
     Returns a note when the file could not be written (a read-only workspace is not an error).
     """
     entry = {
-        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "total_s": round(total_s, 6),
         "checks": {r.check: round(r.duration_s, 6) for r in results},
     }

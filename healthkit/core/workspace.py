@@ -10,17 +10,24 @@ import functools
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from healthkit.formats.base import Checkpoint, Completeness, Recognised, RunFormat, RunRecord
-from healthkit.system.fsutil import DiskUsage, Reader, ReadProblem, disk_usage_children, read_json, read_text
 from healthkit.contract.settings import Settings, load_settings, resolve_path
+from healthkit.formats.base import Checkpoint, Completeness, Recognised, RunFormat, RunRecord
+from healthkit.system.fsutil import (
+    CAP_DOC,
+    CAP_JSON,
+    DiskUsage,
+    Reader,
+    ReadProblem,
+    disk_usage_children,
+    read_json,
+    read_text,
+)
 from healthkit.system.records import record
-from healthkit.formats.base import Checkpoint, Completeness, Recognised, RunFormat, RunRecord
-from healthkit.system.fsutil import CAP_DOC, CAP_JSON, DiskUsage, Reader, ReadProblem, disk_usage_children, read_json, read_text
-from healthkit.contract.settings import Settings, load_settings, resolve_path
 
 
 def _phase(text: str) -> Any:
@@ -30,15 +37,15 @@ def _phase(text: str) -> Any:
 
 if TYPE_CHECKING:
     from healthkit.contract.lease import LeaseFile
-    from healthkit.system.procs import PidFile, ProcInfo
     from healthkit.contract.trust import Trust
+    from healthkit.system.procs import PidFile, ProcInfo
 
 T = TypeVar("T")
 MISSING = object()
 
 
 # Workspaces opened before the CLI loaded (healthkit.console), by absolute path.
-EARLY: dict[str, "Workspace"] = {}
+EARLY: dict[str, Workspace] = {}
 
 
 class WorkspaceError(Exception):
@@ -65,7 +72,7 @@ def cached_view(func: Callable[[Any], T]) -> property:
                 if name not in cache:
                     try:
                         cache[name] = func(self)
-                    except Exception as exc:  # noqa: BLE001 - re-raised to every reader
+                    except Exception as exc:
                         cache[name] = _Failed(exc)
         return cache[name]
 
@@ -178,7 +185,7 @@ class Workspace:
         self._locks_guard = threading.Lock()
 
     @classmethod
-    def open(cls, base: Path | str) -> "Workspace":
+    def open(cls, base: Path | str) -> Workspace:
         from healthkit.contract.settings import SettingsError
 
         started = time.perf_counter()  # the audit's duration counts opening and detection (healthkit.core.api)
@@ -216,7 +223,7 @@ class Workspace:
         return detect(self.base, self._declared)
 
     @cached_view
-    def trust(self) -> "Trust":
+    def trust(self) -> Trust:
         """Whether this workspace's plugins and settings commands may run (healthkit.contract.trust), from ownership and modes only."""
         from healthkit.contract.trust import assess
 
@@ -313,7 +320,7 @@ class Workspace:
         return read_pid_file(self.pid_path)
 
     @cached_view
-    def lease(self) -> "LeaseFile":
+    def lease(self) -> LeaseFile:
         """The daemon's lease beside the PID file (healthkit.contract.lease), read by content, bounded."""
         from healthkit.contract.lease import lease_path, read_lease
 
@@ -381,7 +388,6 @@ class Workspace:
 
         healthkit.formats: each stack's layout is one module; checks and fixes read runs only through it.
         """
-        from healthkit.formats.registry import recognise
         from healthkit.formats.base import scan_checked
         from healthkit.formats.registry import recognise
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from healthkit.system.procs import ProcInfo
     from healthkit.contract.trust import Account
+    from healthkit.system.procs import ProcInfo
 
 ENTRY_POINT_GROUP = "healthkit.daemons"
 
@@ -29,7 +29,7 @@ class DaemonAdapter(Protocol):
 
     def env(self) -> dict[str, str]: ...
 
-    def adopts(self, info: "ProcInfo", base: Path) -> bool:
+    def adopts(self, info: ProcInfo, base: Path) -> bool:
         """Whether a daemon started now for ``base`` would adopt this running process (else it trains beside it)."""
         ...
 
@@ -37,7 +37,7 @@ class DaemonAdapter(Protocol):
         """What a daemon started now changes on disk before it trains (moves, deletions)."""
         ...
 
-    def start(self, base: Path, run_as: "Account | None" = None) -> int:
+    def start(self, base: Path, run_as: Account | None = None) -> int:
         """Start it detached; its PID once it holds its PID file. ``run_as``: drop to that user first (healthkit.contract.trust)."""
         ...
 
@@ -56,6 +56,6 @@ def load_adapter(name: str) -> tuple[DaemonAdapter | None, str | None]:
         return None, f"no daemon adapter named {name!r} is installed"
     try:
         adapter: Any = eps[0].load()
-    except Exception as exc:  # noqa: BLE001 - ImportError without the trainer extra, or a broken plugin
+    except Exception as exc:
         return None, f"the {name} daemon is not installed ({type(exc).__name__}: {exc})"
     return adapter, None

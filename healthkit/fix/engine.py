@@ -11,30 +11,32 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Protocol, TextIO
+from typing import Protocol, TextIO, cast
 
 from healthkit.core.api import audit
-from healthkit.system.fsutil import is_within
-from healthkit.core.findings import Finding, FixRef
-from healthkit.core.report import Report
-from healthkit.core.workspace import Workspace
-from healthkit.fix.fileops import Refused, finish_trash, pending_trash, stale_temp_files, unlink_file
-from healthkit.fix.journal import Journal, interrupted, read_journal
-from healthkit.fix.lock import FixLock, LockBusy
-from healthkit.fix.plan import LOAD_ERRORS, ApplyContext, FixSpec, Outcome, Plan, PlanContext, Safety, failed, load_fixes
-from healthkit.core.api import audit
-from healthkit.system.deadline import UNINTERRUPTIBLE, phase
-from healthkit.system.fsutil import is_within
 from healthkit.core.findings import Finding, FixRef
 from healthkit.core.report import Report
 from healthkit.core.workspace import Workspace
 from healthkit.fix.fileops import Refused, finish_trash, pending_trash, stale_temp_files, unlink_file
 from healthkit.fix.journal import Journal, JournalUnusable, interrupted, read_journal
 from healthkit.fix.lock import FixLock, LockBusy
-from healthkit.fix.plan import LOAD_ERRORS, ApplyContext, FixSpec, Outcome, Plan, PlanContext, Safety, failed, load_fixes
+from healthkit.fix.plan import (
+    LOAD_ERRORS,
+    ApplyContext,
+    FixSpec,
+    Outcome,
+    Plan,
+    PlanContext,
+    Safety,
+    failed,
+    load_fixes,
+)
+from healthkit.system.deadline import UNINTERRUPTIBLE, phase
+from healthkit.system.fsutil import is_within
 
 
 class FixError(Exception):
@@ -46,9 +48,9 @@ class RunHooks(Protocol):
     a person's run always applies and clears that state (healthkit.scheduled.backoff.PersonFix). Both are called under the lock."""
 
     # may move plans from run.chosen to run.not_applied; True when it changed what the audit reads (a re-audit follows)
-    def choose(self, ws: Workspace, run: "FixRun") -> bool | None: ...
+    def choose(self, ws: Workspace, run: FixRun) -> bool | None: ...
 
-    def finished(self, ws: Workspace, run: "FixRun") -> None: ...  # after applying and the re-audit
+    def finished(self, ws: Workspace, run: FixRun) -> None: ...  # after applying and the re-audit
 
 
 @dataclass
@@ -121,7 +123,7 @@ def _plans_for(ctx: PlanContext, fixes: dict[str, FixSpec], f: Finding, refs: li
             continue
         try:
             got = spec.planner(ctx, f, ref)
-        except Exception as exc:  # noqa: BLE001 - one planner's bug must not stop the others
+        except Exception as exc:
             got = [Plan(ref.id, Safety.parse(ref.safety), ref.title, "", [f.code], key=f"{ref.id}:{f.code}",
                         order=spec.order, blocked=f"planning failed: {type(exc).__name__}: {exc}")]
         for p in got:
@@ -286,10 +288,11 @@ def run_fix(path: str | Path | Workspace, opts: FixOptions, out: TextIO | None =
     """
     from healthkit.system.safetext import SafeWriter
 
-    out = SafeWriter(out or sys.stdout)  # plans name files: no control character of a name reaches the terminal
+    # plans name files: no control character of a name reaches the terminal
+    out = cast(TextIO, SafeWriter(out or sys.stdout))
     ws = path if isinstance(path, Workspace) else Workspace.open(path)
     _require_known_only(ws, opts.only)
-    run_id = f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{os.getpid()}"
+    run_id = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{os.getpid()}"
     journal = Journal(_journal_path(ws), dry_run=opts.dry_run, base=ws.base)
     lock = FixLock(ws.base, opts.wait_s)
     if not opts.dry_run:
@@ -380,7 +383,7 @@ def _apply_one(p: Plan, actx: ApplyContext) -> Outcome:
     """Apply one plan; a fix that raises is a failed outcome (journalled), and the other fixes still run."""
     try:
         return p.apply(actx) if p.apply else failed("no apply step")
-    except Exception as exc:  # noqa: BLE001 - reported and journalled; the other fixes still run
+    except Exception as exc:
         outcome = failed(f"{type(exc).__name__}: {exc}")
         try:
             actx.record("fix", p.key, "failed", outcome.message)

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Any
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from healthkit.system.fsutil import is_within
 from healthkit.fix.kill_points import crash_point
+from healthkit.system.fsutil import is_within
 from healthkit.system.records import record
 
 

@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from healthkit.system.fsutil import human_bytes, is_within
 from healthkit.core.findings import Finding, FixRef
-from healthkit.system.procs import scan_mentioning
 from healthkit.core.workspace import Checkpoint, Workspace
 from healthkit.fix.fileops import ChangedSincePlan, Refused, TreeFingerprint, delete_dir, tree_fingerprint
 from healthkit.fix.plan import ApplyContext, Outcome, Plan, PlanContext, Safety, applied, failed, fixer, skipped
+from healthkit.system.fsutil import human_bytes, is_within
+from healthkit.system.procs import scan_mentioning
 
 RECENT_S = 120.0
 _TOKENS = re.compile(r"[\s/\\'\"=,:;()\[\]{}]+")

@@ -16,24 +16,24 @@ import shlex
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
 
 import psutil
 
-from healthkit.fix.daemon_adapters import load_adapter
-from healthkit.system.fsutil import is_within
+from healthkit.contract.trust import Account, NoAccount, make_dirs_for, run_as_for, user_name
 from healthkit.core.findings import Finding, FixRef
 from healthkit.core.ownership import daemon_processes, remote_lease, stopped_on_request
 from healthkit.core.ownership import scheduled_starts as _watchers
+from healthkit.core.workspace import Workspace
+from healthkit.fix.daemon_adapters import load_adapter
+from healthkit.fix.fileops import ChangedSincePlan, FileFingerprint, Refused, file_fingerprint, unlink_file
+from healthkit.fix.kill_points import crash_point
+from healthkit.fix.plan import ApplyContext, Outcome, Plan, PlanContext, Safety, applied, failed, fixer, skipped
+from healthkit.system.fsutil import is_within
 from healthkit.system.procs import ProcInfo, argv_matches, probe, read_pid_file, start_time_matches
 from healthkit.system.redact import redact_argv
-from healthkit.contract.trust import Account, NoAccount, make_dirs_for, run_as_for, user_name
-from healthkit.core.workspace import Workspace
-from healthkit.fix.kill_points import crash_point
-from healthkit.fix.fileops import ChangedSincePlan, FileFingerprint, Refused, file_fingerprint, unlink_file
-from healthkit.fix.plan import ApplyContext, Outcome, Plan, PlanContext, Safety, applied, failed, fixer, skipped
 
 START_LOG = "healthkit-daemon-start.log"
 # Runs as the user the daemon runs as (healthkit.contract.trust.run_as_for), so its log is that user's file too.
@@ -205,7 +205,7 @@ def _spawn(ws: Workspace, argv: list[str], log: Path, run_id: str, trainer_env: 
     systemd's User=), so nothing it starts runs as root.
     """
     make_dirs_for(log.parent, ws.base)
-    header = (f"--- {datetime.now(timezone.utc).isoformat(timespec='seconds')} healthkit fix (run {run_id}) starts"
+    header = (f"--- {datetime.now(UTC).isoformat(timespec='seconds')} healthkit fix (run {run_id}) starts"
               + (f" as {run_as.name}" if run_as else "") + f": {shlex.join(redact_argv(argv))}\n")
     env = {k: v for k, v in os.environ.items() if k != "HEALTHKIT_FIX_CRASH_AT"}
     adapter = load_adapter("trainer")[0] if trainer_env else None
@@ -440,7 +440,7 @@ def _start_apply(ws: Workspace, mode: str, argv: list[str], log: Path, run_as: A
             else:
                 pid = _spawn(ws, argv, log, actx.run_id, run_as=run_as)
                 where = ws.rel(log)
-        except Exception as exc:  # noqa: BLE001 - DaemonError, OSError, a launcher failure: all reported as is
+        except Exception as exc:
             actx.record("start", "daemon", "failed", str(exc))
             return failed(f"could not start the daemon: {str(exc).strip()}")
         ok, msg, daemon_pid = confirm_alive(ws, pid, actx.daemon_confirm_s if mode != "trainer" else 0.5)
@@ -502,7 +502,7 @@ def _start_after_apply(ws: Workspace, mode: str, watcher: list[str], orphans: li
         actx.record("schedule-start", "daemon", "started", shlex.join(redact_argv(watcher)))
         try:
             pid = _spawn(ws, watcher, log, actx.run_id, trainer_env=mode == "trainer", run_as=run_as)
-        except Exception as exc:  # noqa: BLE001 - reported as is
+        except Exception as exc:
             actx.record("schedule-start", "daemon", "failed", str(exc))
             return failed(f"could not start the watcher: {exc}")
         time.sleep(0.3)

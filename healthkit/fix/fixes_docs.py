@@ -8,9 +8,9 @@ from pathlib import Path
 
 from healthkit.contract.docvalues import format_for_doc, line_fingerprint
 from healthkit.core.findings import Finding, FixRef
-from healthkit.system.redact import redact_text
 from healthkit.fix.fileops import ChangedSincePlan, Refused, edit_target, read_nofollow, replace_file, sha256_hex
 from healthkit.fix.plan import ApplyContext, Outcome, Plan, PlanContext, Safety, applied, failed, fixer, skipped
+from healthkit.system.redact import redact_text
 
 
 def unified_diff(old: bytes, new: bytes, rel: str) -> str:

@@ -7,12 +7,12 @@ import os
 import stat
 from pathlib import Path
 
-from healthkit.system.fsutil import is_within
 from healthkit.contract.retry_checkpoints import FAILED_PREFIX
 from healthkit.core.findings import Finding, FixRef
-from healthkit.fix.kill_points import crash_point
 from healthkit.fix.fileops import fsync_dir
+from healthkit.fix.kill_points import crash_point
 from healthkit.fix.plan import ApplyContext, Outcome, Plan, PlanContext, Safety, applied, failed, fixer, skipped
+from healthkit.system.fsutil import is_within
 
 
 @fixer("requeue-stuck-file", order=30, codes=("queue.stuck",), safety=Safety.SAFE)
@@ -76,9 +76,9 @@ def plan_requeue(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
 @fixer("delete-failed-checkpoints", order=56, codes=("queue.failed",), safety=Safety.UNSAFE)
 def plan_delete_failed_checkpoints(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
     """Unsafe: delete the checkpoints kept for a failed file's retry; the plan says how many trained steps that throws away."""
-    from healthkit.system.fsutil import human_bytes
     from healthkit.fix.fileops import Refused, tree_fingerprint
     from healthkit.fix.fixes_checkpoints import _delete_many
+    from healthkit.system.fsutil import human_bytes
 
     ws = ctx.ws
     name = finding.data.get("queued_as") or Path(finding.data["path"]).name

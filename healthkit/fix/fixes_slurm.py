@@ -68,7 +68,7 @@ def plan_submit(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
         actx.record("submit", "slurm job", "started", "sbatch")
         try:
             job = adapter.slurm_submit(ws.base)  # type: ignore[union-attr]
-        except Exception as exc:  # noqa: BLE001 - SlurmError and the like, reported as is
+        except Exception as exc:
             actx.record("submit", "slurm job", "failed", str(exc))
             return failed(f"not submitted: {exc}")
         actx.record("submit", "slurm job", "applied", f"job {job}")

@@ -18,7 +18,7 @@ import errno
 import json
 import os
 import stat
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ class Journal:
         self.unwritten: list[bytes] = []  # lines a full disk refused, oldest first
 
     def append(self, **entry: Any) -> dict[str, Any]:
-        record = {"ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "pid": os.getpid(), **entry}
+        record = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), "pid": os.getpid(), **entry}
         record = redact_mapping(record)
         self.entries.append(record)
         if self.dry_run:

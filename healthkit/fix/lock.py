@@ -48,11 +48,11 @@ class FixLock:
             import psutil
 
             cmd = " ".join(psutil.Process(pid).cmdline())
-        except Exception:  # noqa: BLE001 - the command line is informative only
+        except Exception:
             cmd = ""
         return f"PID {pid}" + (f": {cmd[:160]}" if cmd else "")
 
-    def acquire(self) -> "FixLock":
+    def acquire(self) -> FixLock:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
@@ -85,7 +85,7 @@ class FixLock:
             import psutil
 
             start = f" {psutil.Process().create_time():.2f}"
-        except Exception:  # noqa: BLE001 - the start time is informative only
+        except Exception:
             start = ""
         try:
             os.ftruncate(self.fd, 0)
@@ -104,7 +104,7 @@ class FixLock:
             os.close(self.fd)  # closing drops the flock
             self.fd = None
 
-    def __enter__(self) -> "FixLock":
+    def __enter__(self) -> FixLock:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:

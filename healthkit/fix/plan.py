@@ -14,8 +14,9 @@ the plan is left alone).
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from healthkit.system.records import record
 
@@ -33,7 +34,7 @@ class Safety(enum.IntEnum):
     SAFE = 2
 
     @classmethod
-    def parse(cls, text: str) -> "Safety":
+    def parse(cls, text: str) -> Safety:
         return cls.SAFE if text == "safe" else cls.UNSAFE
 
     @property
@@ -85,12 +86,12 @@ class Plan:
     codes: list[str]
     key: str
     order: int
-    apply: Callable[["ApplyContext"], Outcome] | None = None
+    apply: Callable[[ApplyContext], Outcome] | None = None
     blocked: str | None = None
     group: str | None = None
     finding_keys: list[str] = field(default_factory=list)
 
-    def merge(self, other: "Plan") -> None:
+    def merge(self, other: Plan) -> None:
         for c in other.codes:
             if c not in self.codes:
                 self.codes.append(c)
@@ -103,8 +104,8 @@ class Plan:
 class PlanContext:
     """What a planner may look at: the workspace as audited, the report and the run's options."""
 
-    ws: "Workspace"
-    report: "Report"
+    ws: Workspace
+    report: Report
     keep: int | None = None
     daemon_confirm_s: float = 3.0
     kill_grace_s: float = 10.0
@@ -116,8 +117,8 @@ class PlanContext:
 class ApplyContext:
     """What an apply gets: the run's journal (one line per action) and its options."""
 
-    ws: "Workspace"
-    journal: "Journal"
+    ws: Workspace
+    journal: Journal
     plan: Plan
     daemon_confirm_s: float = 3.0
     kill_grace_s: float = 10.0
@@ -201,7 +202,7 @@ def load_fixes(entry_points: Any = None) -> dict[str, FixSpec]:
     for ep in sorted(entry_points, key=lambda e: e.name):
         try:
             ep.load()
-        except Exception as exc:  # noqa: BLE001 - one broken fix plugin must not stop the others
+        except Exception as exc:
             msg = f"fix plugin {ep.name} = {ep.value} failed to load: {type(exc).__name__}: {exc}"
             if msg not in LOAD_ERRORS:
                 LOAD_ERRORS.append(msg)

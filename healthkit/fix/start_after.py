@@ -16,7 +16,7 @@ import argparse
 import os
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 MODULE = "healthkit.fix.start_after"
 
@@ -32,7 +32,7 @@ def _running(pid: int, start: float) -> bool:
 
 
 def _say(text: str) -> None:
-    print(f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} start_after[{os.getpid()}]: {text}", flush=True)
+    print(f"{datetime.now(UTC).isoformat(timespec='seconds')} start_after[{os.getpid()}]: {text}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,16 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from healthkit.formats.base import Checkpoint, Completeness, DeclaredRetention, Recognised, RunFormat, RunRecord, listed, use_save_times
+from healthkit.formats.base import (
+    Checkpoint,
+    Completeness,
+    DeclaredRetention,
+    Recognised,
+    RunFormat,
+    RunRecord,
+    listed,
+    use_save_times,
+)
 from healthkit.formats.fsdp import dcp_problems
 
 ACCELERATE_CHECKPOINT_RE = re.compile(r"checkpoint_(\d+)")  # `checkpoint_N` (underscore): not HF's rule
@@ -91,7 +100,7 @@ class Accelerate(RunFormat):
     def is_checkpoint_name(self, name: str) -> bool:
         return ACCELERATE_CHECKPOINT_RE.fullmatch(os.path.basename(name.rstrip("/"))) is not None
 
-    def survey(self, root: Path, ckpts: list[Checkpoint], reader: "Reader | None" = None) -> tuple[dict[Path, Completeness], RunRecord | None]:
+    def survey(self, root: Path, ckpts: list[Checkpoint], reader: Reader | None = None) -> tuple[dict[Path, Completeness], RunRecord | None]:
         from healthkit.formats.logs import event_files, events_record
 
         judged = {c.path: self.completeness(c) for c in ckpts}

@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from healthkit.system.records import record
 
@@ -72,7 +73,7 @@ class Completeness:
         """The state file is sound, whatever the weights: its history is the run's newest record."""
         return self.state_problem is None and self.global_step is not None
 
-    def broken_state(self, why: str) -> "Completeness":
+    def broken_state(self, why: str) -> Completeness:
         """This checkpoint after a whole parse of its state file failed."""
         return Completeness(self.global_step, (why, *self.missing), why)
 
@@ -202,24 +203,24 @@ class RunFormat:
     glob = "*"  # a shell glob matching the checkpoints in their folder (for evidence commands)
     limit_word = "a retention limit"  # what the stack calls its retention setting
 
-    def recognise(self, root: Path, entries: list[os.DirEntry]) -> Recognised | None:  # noqa: ARG002
+    def recognise(self, root: Path, entries: list[os.DirEntry]) -> Recognised | None:
         return None
 
-    def holds_checkpoints(self, entries: list[os.DirEntry]) -> int:  # noqa: ARG002
+    def holds_checkpoints(self, entries: list[os.DirEntry]) -> int:
         """How many of these folder entries are this format's checkpoints (detection's folder scan)."""
         return 0
 
-    def checkpoints(self, root: Path, entries: list[os.DirEntry]) -> list[Checkpoint]:  # noqa: ARG002
+    def checkpoints(self, root: Path, entries: list[os.DirEntry]) -> list[Checkpoint]:
         return []
 
-    def in_progress(self, root: Path, entries: list[os.DirEntry]) -> list[Path]:  # noqa: ARG002
+    def in_progress(self, root: Path, entries: list[os.DirEntry]) -> list[Path]:
         """Saves being written (HF's `tmp-checkpoint-*`): neither checkpoints nor faults."""
         return []
 
     def completeness(self, ckpt: Checkpoint) -> Completeness:
         return Completeness(None, (), unknown=f"{self.title}: its completeness rule is not known")
 
-    def survey(self, root: Path, ckpts: list[Checkpoint], reader: "Reader | None" = None) -> tuple[dict[Path, Completeness], RunRecord | None]:
+    def survey(self, root: Path, ckpts: list[Checkpoint], reader: Reader | None = None) -> tuple[dict[Path, Completeness], RunRecord | None]:
         """Every checkpoint judged, and the run's newest record (None when none can be read).
 
         ``reader``: whose read permission the record's files need (healthkit.contract.trust.reader_for): while root
@@ -227,7 +228,7 @@ class RunFormat:
         """
         return {c.path: self.completeness(c) for c in ckpts}, None
 
-    def is_checkpoint_name(self, name: str) -> bool:  # noqa: ARG002
+    def is_checkpoint_name(self, name: str) -> bool:
         """Whether a name (in a status file or a process's argv) names one of this format's checkpoints."""
         return False
 

@@ -17,7 +17,6 @@ import os
 import re
 from pathlib import Path
 
-
 MODEL_RE = re.compile(r"^pytorch_model_fsdp_\d+$")
 OPTIM_RE = re.compile(r"^optimizer_\d+$")
 METADATA = ".metadata"
@@ -31,7 +30,11 @@ def is_fsdp(files: frozenset[str]) -> bool:
 
 def _named(raw: bytes) -> dict[str, int]:
     """{file: bytes it must hold at least} from a DCP .metadata (0 when only the name could be read)."""
-    from healthkit.formats.safepickle import PickleRefused, field_of, safe_loads  # pickle is imported only where FSDP shards exist
+    from healthkit.formats.safepickle import (  # pickle is imported only where FSDP shards exist
+        PickleRefused,
+        field_of,
+        safe_loads,
+    )
 
     need: dict[str, int] = {}
     try:

@@ -17,8 +17,20 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from healthkit.formats.base import (
+    SRC,
+    Checkpoint,
+    Completeness,
+    DeclaredRetention,
+    Recognised,
+    RunFormat,
+    RunRecord,
+    Said,
+    at,
+    field_of,
+    listed,
+)
 from healthkit.formats.hf_checkpoints import CHECKPOINT_NAME, STATE_FILE, checkpoint_completeness, newest_with_state
-from healthkit.formats.base import SRC, Checkpoint, Completeness, DeclaredRetention, Recognised, RunFormat, RunRecord, Said, at, field_of, listed
 
 NAME_IN_TEXT = re.compile(r"checkpoint-\d+")
 ARGS_FILE = "training_args.bin"
@@ -76,7 +88,7 @@ class HFTrainer(RunFormat):
     def is_checkpoint_name(self, name: str) -> bool:
         return NAME_IN_TEXT.search(name) is not None
 
-    def survey(self, root: Path, ckpts: list[Checkpoint], reader: "Reader | None" = None) -> tuple[dict[Path, Completeness], RunRecord | None]:
+    def survey(self, root: Path, ckpts: list[Checkpoint], reader: Reader | None = None) -> tuple[dict[Path, Completeness], RunRecord | None]:
         judged = {c.path: self.completeness(c) for c in ckpts}
         chosen = newest_with_state(ckpts, lambda c: judged[c.path].state_ok, lambda c: c.path / STATE_FILE, reader)
         newest, data, failed = chosen  # in two steps: unpacked at once, mypy types the lambdas' c as Optional
@@ -167,7 +179,9 @@ def declared_by_args(ckpt: Checkpoint) -> DeclaredRetention | None:
                 return None  # not a torch.save zip (an old pickle-only save, or not the Trainer's)
     except (OSError, ReadProblem):
         return None
-    from healthkit.formats.torchzip import read_pickle  # zipfile and pickle: only when a check asks for the declared retention
+    from healthkit.formats.torchzip import (
+        read_pickle,  # zipfile and pickle: only when a check asks for the declared retention
+    )
 
     args, why = read_pickle(ckpt.path / ARGS_FILE, max_bytes=4 * 1024 * 1024)
     if why is not None or args is None:

@@ -22,8 +22,9 @@ import gc
 import json
 import os
 import re
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Sequence, TypeVar, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
 from healthkit.system.records import record
 
@@ -281,7 +282,7 @@ def _loads_without_gc(raw: bytes) -> Any:
             gc.enable()
 
 
-def load_state(path: Path, reader: "Reader | None" = None) -> tuple[dict | None, str | None]:
+def load_state(path: Path, reader: Reader | None = None) -> tuple[dict | None, str | None]:
     """A whole trainer_state.json, for where its contents are needed: (data, None) or (None, why not).
 
     Read through the bounded reader (a FIFO never blocks; over CAP_HISTORY it is "too large", never 4 GB of
@@ -305,7 +306,7 @@ def load_state(path: Path, reader: "Reader | None" = None) -> tuple[dict | None,
 
 
 def newest_with_state(candidates: Sequence[P], eligible: Callable[[P], bool], state_path: Callable[[P], Path],
-                      reader: "Reader | None" = None) -> tuple[P | None, dict | None, dict[int, str]]:
+                      reader: Reader | None = None) -> tuple[P | None, dict | None, dict[int, str]]:
     """The newest eligible candidate (``candidates`` sorted by step, oldest first) with its whole state parsed.
 
     Returns (candidate, its trainer_state data, {index: why} for candidates the bounded

@@ -20,7 +20,19 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from healthkit.formats.base import SRC, Checkpoint, Completeness, DeclaredRetention, Recognised, RunFormat, RunRecord, Said, field_of, listed, use_save_times
+from healthkit.formats.base import (
+    SRC,
+    Checkpoint,
+    Completeness,
+    DeclaredRetention,
+    Recognised,
+    RunFormat,
+    RunRecord,
+    Said,
+    field_of,
+    listed,
+    use_save_times,
+)
 
 STEP_IN_NAME = re.compile(r"(?:^|[-_])step=(\d+)")
 ALIAS = re.compile(r"^last(-v\d+)?\.ckpt$")
@@ -111,7 +123,7 @@ class Lightning(RunFormat):
     def is_checkpoint_name(self, name: str) -> bool:
         return name.endswith(SUFFIX)
 
-    def survey(self, root: Path, ckpts: list[Checkpoint], reader: "Reader | None" = None) -> tuple[dict[Path, Completeness], RunRecord | None]:
+    def survey(self, root: Path, ckpts: list[Checkpoint], reader: Reader | None = None) -> tuple[dict[Path, Completeness], RunRecord | None]:
         from healthkit.formats.torchzip import read_pickle
 
         judged = {c.path: self.completeness(c) for c in ckpts}

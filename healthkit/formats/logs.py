@@ -84,7 +84,6 @@ def _pick(keys: list[str], test, prefer: str | None) -> str | None:
 def read_csv(path: Path, monitor: str | None = None) -> Series | None:
     """(train, eval) series from a metrics.csv (a row per logging call, `step` column); None when unreadable."""
     import csv  # only where a CSV log exists
-
     import io
 
     from healthkit.system.fsutil import ReadProblem, read_bytes

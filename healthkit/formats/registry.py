@@ -38,7 +38,7 @@ def formats(entry_points: list[Any] | None = None) -> list[RunFormat]:
         for ep in sorted(entry_points if entry_points is not None else _entry_points(), key=lambda e: e.name):
             try:
                 obj = ep.load()
-            except Exception as exc:  # noqa: BLE001 - one broken format must not stop the audit
+            except Exception as exc:
                 msg = f"format plugin {ep.name} = {ep.value} failed to load: {type(exc).__name__}: {exc}"
                 if msg not in LOAD_ERRORS:
                     LOAD_ERRORS.append(msg)

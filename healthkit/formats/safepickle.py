@@ -39,7 +39,7 @@ class Stub:
         self.items: dict[Any, Any] = {}
         self.elements: list[Any] = []
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "Stub":  # noqa: ARG004 - NEWOBJ passes arguments here
+    def __new__(cls, *args: Any, **kwargs: Any) -> Stub:
         obj = object.__new__(cls)
         obj.args, obj.kwargs, obj.state, obj.items, obj.elements = args, kwargs, None, {}, []
         return obj

@@ -53,7 +53,7 @@ def read_scalars(files: list[Path], walls: dict[str, dict[float, float]] | None 
                         out.setdefault(v.tag, {})[float(event.step)] = val
                         if walls is not None:
                             walls.setdefault(v.tag, {})[float(event.step)] = float(event.wall_time)
-        except Exception:  # noqa: BLE001 - a damaged event file is read as far as it goes
+        except Exception:
             continue
     return {tag: sorted([s, v] for s, v in pts.items()) for tag, pts in out.items()}
 

@@ -33,7 +33,6 @@ def zip_problem(path: Path) -> str | None:
 
     try:
         with open_regular(path) as fh, zipfile.ZipFile(fh) as zf:  # a FIFO never blocks: it is not a regular file
-            size = os.fstat(fh.fileno()).st_size
             infos = zf.infolist()
             start = getattr(zf, "start_dir", None)
     except ReadProblem as exc:
@@ -41,8 +40,7 @@ def zip_problem(path: Path) -> str | None:
     except zipfile.BadZipFile as exc:
         if size_of(path) == 0:
             return f"{path.name} is empty"
-        size = size_of(path)
-        return f"{path.name} is cut short or not a torch.save file ({exc}; {size} bytes)"
+        return f"{path.name} is cut short or not a torch.save file ({exc}; {size_of(path)} bytes)"
     except OSError as exc:
         return f"{path.name} cannot be read ({exc.strerror or exc})"
     if not infos:

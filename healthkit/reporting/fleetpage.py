@@ -13,9 +13,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from healthkit.system.fsutil import atomic_write, utf8
 from healthkit.reporting.htmlindex import INDEX, SEVERITIES, read_summary
 from healthkit.reporting.render.html import _badge, _e, page
+from healthkit.system.fsutil import atomic_write, utf8
 
 _RANK = {"critical": 0, "unknown": 1, "warning": 2, "ok": 3}
 _STYLE = "table.fleet td:nth-child(n+6){white-space:nowrap} table.fleet td:first-child small{color:#555}"

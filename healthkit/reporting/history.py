@@ -13,14 +13,14 @@ from __future__ import annotations
 import os
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from healthkit.system.fsutil import ReadProblem, atomic_write, read_json, utf8
-from healthkit.system.jsonio import dumps
 from healthkit.core.findings import finding_identity
 from healthkit.reporting.render import EXTENSIONS, render
+from healthkit.system.fsutil import ReadProblem, atomic_write, read_json, utf8
+from healthkit.system.jsonio import dumps
 
 if TYPE_CHECKING:
     from healthkit.core.report import Report
@@ -37,10 +37,10 @@ def stamp_of(generated_at: str) -> str:
     try:
         dt = datetime.fromisoformat(generated_at.replace("Z", "+00:00"))
     except ValueError:
-        dt = datetime.now(timezone.utc)
+        dt = datetime.now(UTC)
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def _order(m: re.Match[str]) -> tuple[str, int]:
@@ -178,12 +178,12 @@ def _formats(fmt: str) -> list[str]:
     return ["md", "json"] + ([fmt] if fmt not in ("md", "json") else [])
 
 
-def planned_name(report: "Report", folder: Path, fmt: str = "md") -> str:
+def planned_name(report: Report, folder: Path, fmt: str = "md") -> str:
     """The `report-<stamp>` name `write_history` will give this report (a message can name the file before it exists)."""
     return f"report-{_free_suffix(folder, stamp_of(report.generated_at), [EXTENSIONS[f] for f in _formats(fmt)])}"
 
 
-def since_previous(report: "Report", folder: Path) -> dict[str, Any]:
+def since_previous(report: Report, folder: Path) -> dict[str, Any]:
     """What changed since the folder's previous report (new, resolved, still open), as the history records it."""
     previous, prev_file, problem = read_previous(folder, report.workspace)
     since = since_last(previous, report.to_dict(), prev_file)
@@ -192,7 +192,7 @@ def since_previous(report: "Report", folder: Path) -> dict[str, Any]:
     return since
 
 
-def write_history(report: "Report", folder: Path, fmt: str = "md", ascii: bool = False, keep: int | None = None,
+def write_history(report: Report, folder: Path, fmt: str = "md", ascii: bool = False, keep: int | None = None,
                   **options: Any) -> list[Path]:
     """Write this report into ``folder`` (Markdown, JSON, and ``fmt`` when it is another), update `latest.*`, prune."""
     keep = DEFAULT_KEEP if keep is None else keep
@@ -211,7 +211,7 @@ def write_history(report: "Report", folder: Path, fmt: str = "md", ascii: bool =
 
     try:
         chart = write_loss_chart(report.facts, folder, suffix)
-    except Exception as exc:  # noqa: BLE001 - a picture must never cost the report
+    except Exception as exc:
         chart = Chart(note=f"No loss chart: drawing it failed ({type(exc).__name__}: {exc}).")
     chart_info = {"file": chart.link, "latest_file": "latest-loss.png" if chart.link else None, "note": chart.note,
                   "caption": chart.caption}

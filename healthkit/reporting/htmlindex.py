@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from healthkit.system.fsutil import ReadProblem, atomic_write, read_json, utf8
 from healthkit.reporting.render.html import SEVERITY_COLORS, _badge, _e, page
 from healthkit.reporting.svgchart import Series, line_chart
+from healthkit.system.fsutil import ReadProblem, atomic_write, read_json, utf8
 
 if TYPE_CHECKING:
     from healthkit.core.report import Report
@@ -22,7 +22,7 @@ INDEX = "index.html"
 SEVERITIES = ("critical", "warning", "info")
 
 
-def write_html_pages(report: "Report", folder: Path, name: str, since: dict[str, Any], fmt: str) -> list[Path]:
+def write_html_pages(report: Report, folder: Path, name: str, since: dict[str, Any], fmt: str) -> list[Path]:
     """The HTML report beside the Markdown and JSON ones and `latest.html` (nothing when ``fmt`` already wrote them)."""
     from healthkit.reporting.render import render
 
@@ -49,7 +49,7 @@ def read_summary(path: Path) -> tuple[dict[str, Any], dict[str, int]] | None:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("findings"), list):
         return None
-    counts = {s: 0 for s in SEVERITIES}
+    counts = dict.fromkeys(SEVERITIES, 0)
     for f in data["findings"]:
         if isinstance(f, dict) and f.get("severity") in counts:
             counts[f["severity"]] += 1

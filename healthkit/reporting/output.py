@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from healthkit.system.fsutil import atomic_write, utf8
 from healthkit.reporting.render import EXTENSIONS, render
+from healthkit.system.fsutil import atomic_write, utf8
 
 if TYPE_CHECKING:
     from healthkit.core.report import Report
@@ -63,7 +63,7 @@ def report_format(given: str | None, target: Path | None) -> str:
     return given or implied or "md"
 
 
-def write_report(report: "Report", fmt: str, target: Path, ascii: bool = False, keep: int | None = None,
+def write_report(report: Report, fmt: str, target: Path, ascii: bool = False, keep: int | None = None,
                  **options: Any) -> list[Path]:
     """Write to a file, or into a folder as `report-<UTC stamp>.<ext>` plus `latest.*`, keeping the newest ``keep``.
 
@@ -78,11 +78,11 @@ def write_report(report: "Report", fmt: str, target: Path, ascii: bool = False, 
     return write_history(report, target, fmt, ascii=ascii, keep=keep, **options)
 
 
-def stamp(report: "Report") -> str:
+def stamp(report: Report) -> str:
     from healthkit.reporting.history import stamp_of
 
     return stamp_of(report.generated_at)
 
 
-def default_name(report: "Report", fmt: str) -> str:
+def default_name(report: Report, fmt: str) -> str:
     return f"report-{stamp(report)}.{EXTENSIONS[fmt]}"

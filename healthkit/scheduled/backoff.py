@@ -18,23 +18,20 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from healthkit.system.fsutil import ReadProblem, atomic_write, read_json
-from healthkit.system.jsonio import dumps
 from healthkit.core.findings import Evidence, Finding, Severity
 from healthkit.scheduled.state_files import HEAL_STATE
 from healthkit.system.fsutil import ReadProblem, atomic_write, read_json
 from healthkit.system.jsonio import dumps
-from healthkit.core.findings import Evidence, Finding, Severity
 from healthkit.system.safetext import md_code
 from healthkit.system.shellcmd import command
 
 if TYPE_CHECKING:
-    from healthkit.fix.engine import FixRun
     from healthkit.core.workspace import Workspace
+    from healthkit.fix.engine import FixRun
 
 STATE_NAME = HEAL_STATE
 # A run that starts a little before the wait is over (cron and timers start jobs a few seconds late, then
@@ -42,12 +39,12 @@ STATE_NAME = HEAL_STATE
 EARLY_SHARE = 0.25
 
 
-def state_path(ws: "Workspace") -> Path:
+def state_path(ws: Workspace) -> Path:
     return ws.path(ws.settings.paths.logs) / STATE_NAME
 
 
 def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
 
 
 def load_state(path: Path) -> dict[str, Any]:
@@ -82,10 +79,10 @@ class ScheduledHeal:
         self.path: Path | None = None
         self.state: dict[str, Any] = {"version": 1, "findings": {}}
 
-    def _backoff(self, ws: "Workspace") -> float:
+    def _backoff(self, ws: Workspace) -> float:
         return ws.settings.heal.backoff_seconds or self.interval_s or ws.settings.heal.window_seconds / 8
 
-    def choose(self, ws: "Workspace", run: "FixRun") -> None:
+    def choose(self, ws: Workspace, run: FixRun) -> None:
         """Before applying: note which healed findings came back, give up where healing did not hold, hold back plans."""
         hs = ws.settings.heal
         self.path = state_path(ws)
@@ -117,7 +114,7 @@ class ScheduledHeal:
         if recs or self.path.exists():
             save_state(self.path, self.state)
 
-    def _hold(self, ws: "Workspace", ident: str) -> str | None:
+    def _hold(self, ws: Workspace, ident: str) -> str | None:
         rec = self.state["findings"].get(ident)
         if not rec or not rec.get("attempts"):
             return None
@@ -134,7 +131,7 @@ class ScheduledHeal:
         rec["held_back"] = {"until": not_before, "until_t": until, "attempts": n}
         return f"backing off: healed {n} time(s), the last at {rec['attempts'][-1].get('at')}; next heal not before {not_before}"
 
-    def finished(self, ws: "Workspace", run: "FixRun") -> None:
+    def finished(self, ws: Workspace, run: FixRun) -> None:
         """After applying and the re-audit: one attempt per finding each applied plan was for."""
         if not run.outcomes or self.path is None:
             return
@@ -159,7 +156,7 @@ class ScheduledHeal:
 class PersonFix:
     """A person's own `healthkit fix` (not --scheduled, not --dry-run): it always applies, and clears the state."""
 
-    def choose(self, ws: "Workspace", run: "FixRun") -> bool:
+    def choose(self, ws: Workspace, run: FixRun) -> bool:
         """Clear the state before applying, so that the re-audit this run prints (and its exit code) no longer shows the
         backoff or the give-up it has just cleared; True when there was a state to clear."""
         try:
@@ -168,7 +165,7 @@ class PersonFix:
             return False
         return True
 
-    def finished(self, ws: "Workspace", run: "FixRun") -> None:
+    def finished(self, ws: Workspace, run: FixRun) -> None:
         return None
 
 
@@ -183,7 +180,7 @@ def _attempt_line(a: dict[str, Any]) -> str:
     return f"{a.get('at')}: {did}; right after: {a.get('right_after', '?')}; {came}"
 
 
-def state_findings(ws: "Workspace", codes: tuple[str, str]) -> list[Finding]:
+def state_findings(ws: Workspace, codes: tuple[str, str]) -> list[Finding]:
     """`heal.gave-up` (critical) per finding healing gave up on, `heal.held-back` (info) per heal waiting out its backoff."""
     gave_up_code, held_code = codes
     path = state_path(ws)

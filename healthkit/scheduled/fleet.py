@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from healthkit._version import __version__
 from healthkit.core.findings import CheckResult, FailLevel, Status, fails_at, worst_status
@@ -49,7 +50,7 @@ def unreadable_report(path: Path, reason: str) -> Report:
     """The report of a workspace that could not be audited at all: one UNKNOWN result that says why."""
     result = CheckResult(check=UNREADABLE_CHECK, title="Workspace readable", status=Status.UNKNOWN, findings=[],
                          healthy=[], facts={}, notes=[], duration_s=0.0, error=reason)
-    return Report(workspace=str(path), generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    return Report(workspace=str(path), generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
                   version=__version__, results=[result])
 
 
@@ -175,8 +176,8 @@ def check_target(fmt: str, output: Path | None) -> None:
 
 def write_textfile(audited: list[Audited], target: Path) -> Path:
     """One Prometheus textfile for all workspaces, replaced atomically (node_exporter never reads half)."""
-    from healthkit.system.fsutil import atomic_write, utf8
     from healthkit.reporting.render.prom import render_many
+    from healthkit.system.fsutil import atomic_write, utf8
 
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(target, utf8(render_many([a.report for a in audited])))

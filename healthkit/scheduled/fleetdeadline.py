@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from healthkit.system.deadline import alive, phase, run_children
 from healthkit.scheduled.fleet import Audited, folder_name, unreadable_report
+from healthkit.system.deadline import alive, phase, run_children
 
 STUCK_FOLDER = ".healthkit-stuck"
 
@@ -59,18 +59,18 @@ def audit_in_children(paths: list[Path], *, select: list[str], ignore: list[str]
 def prewarm(fixes: bool = False) -> None:
     """Import, once and before the fork, what every child's audit imports lazily (and load the run formats):
     sixteen children must not each pay for it (no thread is started here)."""
-    import healthkit.core.api  # noqa: F401
-    import healthkit.formats.hf_checkpoints  # noqa: F401
-    import healthkit.contract.monitoring_costs  # noqa: F401
-    import healthkit.core.detect  # noqa: F401
-    import healthkit.system.gpu  # noqa: F401
-    import healthkit.system.procs  # noqa: F401
-    import healthkit.core.runner  # noqa: F401
-    import healthkit.core.selectors  # noqa: F401
     import tempfile
 
-    from healthkit.formats.registry import formats
+    import healthkit.contract.monitoring_costs
+    import healthkit.core.api
+    import healthkit.core.detect
+    import healthkit.core.runner
+    import healthkit.core.selectors
+    import healthkit.formats.hf_checkpoints
+    import healthkit.system.gpu
+    import healthkit.system.procs
     from healthkit.core.workspace import Workspace
+    from healthkit.formats.registry import formats
 
     formats()
     import psutil
@@ -80,7 +80,7 @@ def prewarm(fixes: bool = False) -> None:
     with tempfile.TemporaryDirectory(prefix="healthkit-warm-") as empty:  # settings built and detection run once, on
         Workspace.open(empty).settings  # noqa: B018 - an empty folder: no workspace file is read, no thread started
     if fixes:
-        import healthkit.fix.engine  # noqa: F401
+        import healthkit.fix.engine
         import healthkit.scheduled.notify  # noqa: F401
         from healthkit.fix.plan import load_fixes
 
@@ -126,7 +126,7 @@ def remember_stuck(state_dir: Path | None, path: Path, pid: int, what: str) -> N
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(marker, dumps({"workspace": os.fsdecode(path), "pid": pid, "start": _start_time(pid), "what": what,
-                                    "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}), durable=False)
+                                    "since": datetime.now(UTC).isoformat(timespec="seconds")}), durable=False)
     except OSError:
         pass
 
@@ -188,8 +188,8 @@ def heal_in_children(paths: list[Path], reports: Path, heal_and_report: Any, *, 
 
     def job(path: Path) -> Any:
         def run() -> Any:
-            from healthkit.fix import FixError
             from healthkit.core.workspace import WorkspaceError
+            from healthkit.fix import FixError
 
             text = io.StringIO()
             folder = history_folder(reports, path)

@@ -20,14 +20,14 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from healthkit.system.fsutil import ReadProblem, atomic_write, read_json
-from healthkit.system.jsonio import dumps
 from healthkit.core.findings import Evidence, Finding, Severity
 from healthkit.scheduled.state_files import NOTIFY_STATE
+from healthkit.system.fsutil import ReadProblem, atomic_write, read_json
+from healthkit.system.jsonio import dumps
 from healthkit.system.redact import describe_url, mask_secrets, url_secrets
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ KINDS = {"gave-up": "Healing gave up", "healed": "Healed", "heal-failed": "Heal 
          "stopped": "Stopped on request", "new": "New", "reminder": "Still open (reminder)", "resolved": "Resolved"}
 
 
-def urls(ws: "Workspace") -> list[str]:
+def urls(ws: Workspace) -> list[str]:
     """healthkit.toml's URLs, then the environment's (whitespace-separated: Apprise URLs may hold commas)."""
     return [*ws.settings.notify.urls, *os.environ.get(ENV, "").split()]
 
@@ -56,7 +56,7 @@ def channel_key(url: str) -> str:
     return hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
 
 
-def state_path(ws: "Workspace") -> Path:
+def state_path(ws: Workspace) -> Path:
     return ws.path(ws.settings.paths.logs) / STATE_NAME
 
 
@@ -110,7 +110,7 @@ def _todo(f: Finding, docs: dict[str, Any]) -> str:
     return (doc.fix.split(". ")[0] if doc is not None and doc.fix else "see the report")
 
 
-def events_for(report: "Report", since: dict[str, Any], healed: list[Finding], heal_failed: list[Finding],
+def events_for(report: Report, since: dict[str, Any], healed: list[Finding], heal_failed: list[Finding],
                level: str, repeat_s: float, told: dict[str, float], now: float,
                held: dict[str, str] | None = None) -> list[Event]:
     """This run's changes worth a message (see the module docstring for the rule); ``held``: why a finding was
@@ -152,7 +152,7 @@ def events_for(report: "Report", since: dict[str, Any], healed: list[Finding], h
     return list(out.values())
 
 
-def compose(report: "Report", events: list[Event], html: Path, earlier: list[dict[str, Any]]) -> tuple[str, str]:
+def compose(report: Report, events: list[Event], html: Path, earlier: list[dict[str, Any]]) -> tuple[str, str]:
     """The title and the plain-text body of one message.
 
     Its verdict leaves out the `notify` check's own findings: they are about the delivery this very message makes (a
@@ -224,7 +224,7 @@ def send(channel_urls: list[str], title: str, body: str, timeout_s: float, kind:
             for u, r in zip(channel_urls, results)]
 
 
-def _log(ws: "Workspace", lines: list[str]) -> None:
+def _log(ws: Workspace, lines: list[str]) -> None:
     path = ws.path(ws.settings.paths.logs) / LOG_NAME
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -235,7 +235,7 @@ def _log(ws: "Workspace", lines: list[str]) -> None:
         pass  # the report's notify.failed says it as well
 
 
-def notify_run(ws: "Workspace", report: "Report", since: dict[str, Any], healed: list[Finding],
+def notify_run(ws: Workspace, report: Report, since: dict[str, Any], healed: list[Finding],
                heal_failed: list[Finding], html: Path, now: float | None = None,
                held: dict[str, str] | None = None) -> Sent | None:
     """Decide, compose, send, remember. None when no URL is configured."""
@@ -243,7 +243,7 @@ def notify_run(ws: "Workspace", report: "Report", since: dict[str, Any], healed:
     if not channel_urls:
         return None
     now = time.time() if now is None else now
-    stamp = datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds")
+    stamp = datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")
     ns = ws.settings.notify
     path = state_path(ws)
     state = load_state(path)
@@ -298,7 +298,7 @@ def notify_run(ws: "Workspace", report: "Report", since: dict[str, Any], healed:
     return sent
 
 
-def state_findings(ws: "Workspace", code: str) -> list[Finding]:
+def state_findings(ws: Workspace, code: str) -> list[Finding]:
     """`notify.failed` (warning) when the last scheduled run could not deliver its message to some channel."""
     path = state_path(ws)
     if not path.exists():

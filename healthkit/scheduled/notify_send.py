@@ -45,7 +45,7 @@ def _send_one(apprise: Any, url: str, title: str, body: str, slot: dict[str, Any
         ok = bool(a.notify(title=title, body=body, notify_type=apprise.NotifyType(kind)))
         why = "; ".join(logs.by_thread.get(threading.get_ident(), [])[-2:])
         slot.update(ok=ok, error=None if ok else (why or "the channel refused the message"))
-    except Exception as exc:  # noqa: BLE001 - reported as this channel's failure
+    except Exception as exc:
         slot.update(ok=False, error=f"{type(exc).__name__}: {exc}")
 
 

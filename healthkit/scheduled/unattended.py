@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from healthkit.fix import FixOptions, FixRun, Safety, run_fix
-from healthkit.scheduled.backoff import ScheduledHeal
 from healthkit.core.findings import Finding
-from healthkit.scheduled.notify import Sent, notify_run
 from healthkit.core.report import Report
 from healthkit.core.workspace import Workspace
+from healthkit.fix import FixOptions, FixRun, Safety, run_fix
+from healthkit.scheduled.backoff import ScheduledHeal
+from healthkit.scheduled.notify import Sent, notify_run
 
 REFRESHED = ("heal", "notify")
 
@@ -119,10 +119,10 @@ def heal_many(paths: list[Path] | tuple[Path, ...], reports: Path, keep: int | N
     ``deadline_s``: each workspace is healed in a child forked from this process (healthkit.scheduled.fleetdeadline): one
     whose audit hangs on a mount is UNKNOWN, naming what blocked it; one applying a fix is never killed half-way.
     """
-    from healthkit.fix import FixError
-    from healthkit.scheduled.fleet import Audited, history_folder, unique_paths, unreadable_report, write_fleet
-    from healthkit.reporting.history import write_history
     from healthkit.core.workspace import WorkspaceError
+    from healthkit.fix import FixError
+    from healthkit.reporting.history import write_history
+    from healthkit.scheduled.fleet import Audited, history_folder, unique_paths, unreadable_report, write_fleet
 
     stream = out or sys.stdout
     reports = reports.expanduser().absolute()
@@ -159,7 +159,7 @@ def heal_many(paths: list[Path] | tuple[Path, ...], reports: Path, keep: int | N
             reason = f"not healed: {exc}"
         except OSError as exc:
             reason = f"not healed or not reported: {exc.strerror or exc} ({getattr(exc, 'filename', None) or folder})"
-        except Exception as exc:  # noqa: BLE001 - one workspace's failure must not cost the others their heal
+        except Exception as exc:
             reason = f"not healed: {type(exc).__name__}: {exc}"
         else:
             done.runs[path] = run

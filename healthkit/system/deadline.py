@@ -19,8 +19,9 @@ import select
 import signal
 import struct
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 _PHASE_FD: int | None = None  # in a child: the pipe to its parent
 UNINTERRUPTIBLE = "!"  # a phase text starting with it (a heal changing the workspace) is never killed at the deadline
@@ -129,7 +130,7 @@ def _child_main(fd: int, fn: Callable[[], Any], keep_fds: tuple[int, ...] = ()) 
         try:
             result = fn()
             _send(b"R", pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
-        except BaseException as exc:  # noqa: BLE001 - the parent reports it; a child never unwinds into the parent's code
+        except BaseException as exc:
             _send(b"E", f"{type(exc).__name__}: {exc}".encode("utf-8", "backslashreplace"))
             code = 1
     finally:
@@ -261,7 +262,7 @@ def alive(pid: int) -> bool:
     return True
 
 
-EARLY_CHILDREN: dict[str, "EarlyChild"] = {}  # forked by healthkit.console before the CLI loads, by absolute path
+EARLY_CHILDREN: dict[str, EarlyChild] = {}  # forked by healthkit.console before the CLI loads, by absolute path
 
 
 class EarlyChild:

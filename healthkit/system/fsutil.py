@@ -15,7 +15,6 @@ from typing import Any, cast
 
 from healthkit.system.records import record
 
-
 # Size caps per kind of file: a PID or lock file is a line, a status file a few KB, a long run's history tens of MB.
 CAP_TINY = 64 * 1024  # pid, lock, marker files
 CAP_SETTINGS = 1024 * 1024  # healthkit.toml
@@ -25,7 +24,7 @@ CAP_HISTORY = 256 * 1024 * 1024  # trainer_state.json (log_history), the fix jou
 
 # The kinds of problem that are a finding about the file itself (checks/files.py): not what a file holds, but what it is.
 FILE_FINDING_KINDS = ("not-regular", "too-large", "too-deep")
-_SEEN_PROBLEMS: dict[str, "ReadProblem"] = {}
+_SEEN_PROBLEMS: dict[str, ReadProblem] = {}
 _SEEN_LOCK = threading.Lock()
 
 
@@ -49,7 +48,7 @@ def _read_fine(path: Path) -> None:
             _SEEN_PROBLEMS.pop(os.path.abspath(path), None)
 
 
-def file_problems(roots: "list[Path]") -> list["ReadProblem"]:
+def file_problems(roots: list[Path]) -> list[ReadProblem]:
     """The files under ``roots`` this process found not regular, too large or nested too deep (by path)."""
     prefixes = [os.path.abspath(r).rstrip(os.sep) + os.sep for r in roots]
     with _SEEN_LOCK:
@@ -148,7 +147,7 @@ def read_bytes(path: Path, max_bytes: int = CAP_JSON, follow_symlinks: bool = Tr
         os.close(fd)
 
 
-def open_regular(path: Path, max_bytes: int | None = None) -> "Any":
+def open_regular(path: Path, max_bytes: int | None = None) -> Any:
     """An open binary file object for a regular file (for head/tail reads), opened without blocking; else ReadProblem.
 
     A FIFO, socket or device in place of a file never blocks the opener: it is ReadProblem("not-regular").

@@ -18,7 +18,7 @@ def _load_nvml() -> Any:
     """The `pynvml` module (from nvidia-ml-py), or None when it is not installed."""
     try:
         import pynvml
-    except Exception:  # noqa: BLE001 - ImportError, or a broken install: both mean "not available"
+    except Exception:
         return None
     return pynvml
 
@@ -33,7 +33,7 @@ def _nvml() -> Any:
                 try:
                     mod.nvmlInit()
                     _state["nvml"] = mod
-                except Exception as exc:  # noqa: BLE001 - NVMLError_LibraryNotFound, DriverNotLoaded, ...
+                except Exception as exc:
                     _state["error"] = f"{type(exc).__name__}: {exc}"
             else:
                 _state["error"] = "pynvml (nvidia-ml-py) is not installed"
@@ -63,12 +63,12 @@ def _device_stats(nvml: Any, index: int) -> dict[str, Any]:
     }
     try:
         out["temperature_c"] = float(nvml.nvmlDeviceGetTemperature(handle, getattr(nvml, "NVML_TEMPERATURE_GPU", 0)))
-    except Exception:  # noqa: BLE001 - some boards do not report temperature
+    except Exception:
         pass
     try:
         name = nvml.nvmlDeviceGetName(handle)
         out["name"] = name.decode() if isinstance(name, bytes) else str(name)
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
     return out
 
@@ -81,7 +81,7 @@ def read_all_gpu_stats() -> list[dict[str, Any]]:
     try:
         count = int(nvml.nvmlDeviceGetCount())
         return [_device_stats(nvml, i) for i in range(count)]
-    except Exception as exc:  # noqa: BLE001 - a GPU that falls off the bus must not crash a status write
+    except Exception as exc:
         _state["error"] = f"{type(exc).__name__}: {exc}"
         return []
 
@@ -95,6 +95,6 @@ def read_gpu_stats(index: int = 0) -> dict[str, Any] | None:
         if index >= int(nvml.nvmlDeviceGetCount()):
             return None
         return _device_stats(nvml, index)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         _state["error"] = f"{type(exc).__name__}: {exc}"
         return None

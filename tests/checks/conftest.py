@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,7 @@ def iso_ago(seconds: float, *, fmt: str = "utc") -> str:
         from datetime import timedelta
 
         return datetime.fromtimestamp(ts, timezone(timedelta(hours=5, minutes=30))).isoformat(timespec="seconds")
-    text = datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
+    text = datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
     return text.replace("+00:00", "Z") if fmt == "z" else text
 
 

@@ -184,11 +184,11 @@ def test_no_checkpoints_no_forecast(tmp_path, disk):
 
 def test_low_space_offers_the_declared_unsafe_prune_when_checkpoints_exist(tmp_path):
     """Held to the typed contract: the FixRef a disk.low-space finding carries is the one its CodeDoc declares."""
-    from healthkit.core.api import audit
     from healthkit.checks.checkpoints import PRUNE_UNSAFE
     from healthkit.checks.disk import LOW
-    from healthkit.fix.plan import contract_errors, load_fixes
+    from healthkit.core.api import audit
     from healthkit.core.registry import default_registry
+    from healthkit.fix.plan import contract_errors, load_fixes
 
     from ..conftest import make_checkpoint
 

@@ -12,9 +12,9 @@ import pytest
 
 from healthkit.checks.ports import monitor_check, ports
 from healthkit.core.detect import HEALTHKIT_SCHEMA_ID
-from healthkit.system import gpu as nvml
 from healthkit.core.workspace import Workspace
 from healthkit.reporting.render import render
+from healthkit.system import gpu as nvml
 
 from .conftest import call, codes, evidence, make_ws, only, result, run
 
@@ -46,7 +46,7 @@ class Server:
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 server.paths.append(self.path)
                 with server.stuck:  # the deadlock: held by the test, never by another request
                     pass

@@ -104,10 +104,10 @@ def test_unsafe_run_prefers_adopting_over_killing(make_example):
 def test_kill_orphan_skips_a_process_that_changed_since_plan(make_example):
     """The plan names PID + start time; if that PID is now another process, nothing is signalled."""
     from healthkit.core.api import audit
-    from healthkit.fix.engine import FixRun, FixOptions, build_plans
+    from healthkit.core.workspace import Workspace
+    from healthkit.fix.engine import FixOptions, FixRun, build_plans
     from healthkit.fix.journal import Journal
     from healthkit.fix.plan import ApplyContext, PlanContext
-    from healthkit.core.workspace import Workspace
 
     ex = make_example()
     ws = Workspace.open(ex.base)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import psutil
 
 from healthkit.fix import Safety

@@ -11,8 +11,8 @@ import json
 import shutil
 from pathlib import Path
 
-from healthkit.fix import Safety
 from healthkit.contract.retry_checkpoints import MARK
+from healthkit.fix import Safety
 
 from ..conftest import make_checkpoint, run_cli
 from .conftest import fix, set_checkpoint_mtimes_past

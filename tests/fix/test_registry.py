@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from healthkit.system.entrypoints import entry_points
-from healthkit.fix import plan
-from healthkit.fix.plan import Safety, contract_errors, fixer, load_fixes
 from healthkit.core.findings import FixRef
 from healthkit.core.registry import CodeDoc, default_registry
+from healthkit.fix import plan
+from healthkit.fix.plan import Safety, contract_errors, fixer, load_fixes
+from healthkit.system.entrypoints import entry_points
 
 
 def test_builtin_fixes_come_from_the_entry_point_group():
@@ -77,7 +77,8 @@ def test_the_trainer_is_started_through_its_daemon_adapter():
 
 def test_a_check_whose_finding_carries_an_undeclared_fixref_is_a_loud_check_error(tmp_path):
     """The runner holds each finding to its code's CodeDoc: an undeclared FixRef is a bug in the check, shown as such."""
-    from healthkit import CodeDoc as Doc, Finding, Severity, check
+    from healthkit import CodeDoc as Doc
+    from healthkit import Finding, Severity, check
     from healthkit.core.api import audit
     from healthkit.core.registry import Registry
 

@@ -8,15 +8,15 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from healthkit.core.api import audit
 from healthkit.cli import app
+from healthkit.core.api import audit
+from healthkit.core.workspace import Workspace
 from healthkit.fix import FixOptions, Safety
 from healthkit.fix.engine import FixRun, build_plans
 from healthkit.fix.fixes_config import edit_json_text
 from healthkit.fix.fixes_docs import rewrite
 from healthkit.fix.journal import Journal, interrupted, read_journal
 from healthkit.fix.plan import ApplyContext, PlanContext
-from healthkit.core.workspace import Workspace
 
 from .conftest import fix, set_best, set_checkpoint_mtimes_past, set_config, tree_hashes
 

@@ -5,8 +5,8 @@ Validation loss is scripted by step (`val_loss_at`), so a test knows which check
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 def run(out: Path, *, max_steps: int = 60, val_every: int | None = None, monitor: str | None = None, save_top_k: int = -1,

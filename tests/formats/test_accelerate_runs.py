@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
@@ -12,7 +11,7 @@ from tests.conftest import run_cli
 from .conftest import age, audit, codes, copy_run, findings, fix, inferred
 
 pytest.importorskip("accelerate")
-from .accelerate_run import run  # noqa: E402
+from .accelerate_run import run
 
 
 @pytest.fixture(scope="module")

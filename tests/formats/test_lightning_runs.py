@@ -16,7 +16,7 @@ import pytest
 from .conftest import age, audit, codes, copy_run, findings, fix, inferred
 
 pytest.importorskip("lightning")
-from .lightning_run import run  # noqa: E402
+from .lightning_run import run
 
 CK = Path("lightning_logs/version_0/checkpoints")
 

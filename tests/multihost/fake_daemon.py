@@ -9,11 +9,11 @@ import sys
 import time
 
 import psutil
+
+from healthkit.contract.wsid import ensure_workspace_id
 from healthkit.trainer.layout import EXIT_ALREADY_RUNNING, EXIT_FENCED, Layout
 from healthkit.trainer.lease import LeaseHeld, LeaseKeeper, lease_settings
 from healthkit.trainer.pidfile import DaemonLock
-
-from healthkit.contract.wsid import ensure_workspace_id
 
 lay = Layout.of(sys.argv[1])
 keeper: LeaseKeeper | None = None

@@ -7,8 +7,8 @@ import subprocess
 import sys
 import time
 
-from healthkit.core.api import audit
 from healthkit.contract.lease import lease_path, read_lease
+from healthkit.core.api import audit
 
 from .conftest import (
     FAKE_DAEMON,
@@ -104,8 +104,8 @@ def test_fix_safe_starts_nothing_while_another_host_holds_a_fresh_lease(tmp_path
     assert "daemon.remote" not in out.stdout or "Start the daemon" not in out.stdout, out.stdout
     assert read_lease(lease_path(ws / ".daemon.pid")).lease.host == "node1"
     assert not (ws / ".daemon.pid").exists()
-    from healthkit.fix.fixes_daemon import _start_refusal
     from healthkit.core.workspace import Workspace
+    from healthkit.fix.fixes_daemon import _start_refusal
 
     assert "host node1 holds the workspace's lease" in (_start_refusal(Workspace.open(ws)) or "")
 

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Callable
-
 import subprocess
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # hkreports.py, also under --import-mode=importlib
-from hkreports import STATE_CHECK, make_report, state_registry, write_state  # noqa: E402
+from hkreports import STATE_CHECK, make_report, state_registry, write_state
+
 from healthkit.core.report import Report
 
 

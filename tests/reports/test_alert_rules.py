@@ -7,9 +7,8 @@ import re
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from hkreports import make_report
+
 from healthkit.reporting.render import prom
 
 ALERTS = Path(__file__).resolve().parents[2] / "alerts"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from hkreports import make_report
+
 from healthkit.reporting.chart import loss_series
 from healthkit.reporting.render import render
 from healthkit.trainer.dashboard import LiveHistory

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from hkreports import FACTS, make_report, write_state
+
 from healthkit.reporting.history import finding_identities, prune, since_last, write_history
 
 DEAD = {"code": "daemon.dead", "severity": "critical", "title": "Daemon dead (PID 4242)", "data": {"pid_file": "/ws/.daemon.pid"}}

@@ -11,12 +11,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from healthkit.scheduled.fleet import folder_name
-from healthkit.reporting.fleetpage import age_text
-from healthkit.scheduled.schedule import FLEET_NAME, ScheduleError, build
-
 from test_fmt_prom import samples
+
+from healthkit.reporting.fleetpage import age_text
+from healthkit.scheduled.fleet import folder_name
+from healthkit.scheduled.schedule import FLEET_NAME, ScheduleError, build
 
 
 def make_ws(path: Path, dead_pid: int | None = None) -> Path:

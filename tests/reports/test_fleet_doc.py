@@ -7,8 +7,6 @@ import re
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]

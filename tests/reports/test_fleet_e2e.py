@@ -15,7 +15,6 @@ import http.server
 import json
 import os
 import re
-import shlex
 import shutil
 import socket
 import subprocess
@@ -24,9 +23,10 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import psutil
 import pytest
@@ -75,7 +75,7 @@ class Receiver:
         received = self.payloads
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 received.append((time.monotonic(), json.loads(body)))
                 self.send_response(200)
@@ -126,7 +126,7 @@ def make_workspace(path: Path, step: int) -> None:
     (path / "config.json").write_text(json.dumps({"base_model": "tiny", "save_total_limit": 2, "eval_steps": 50}))
     (path / "training_daemon.py").write_text(DAEMON)
     (path / "healthkit.toml").write_text('[processes]\ndaemon = ["training_daemon.py"]\n')
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     (path / "status" / "training_status.json").write_text(json.dumps({
         "state": "training", "step": step, "total_steps": 1000, "loss": 2.0 - step / 1000, "val_loss": 2.1 - step / 1000,
         "val_train_gap": 0.1, "started_at": now.isoformat(), "updated_at": now.isoformat()}))

@@ -15,9 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from healthkit.scheduled.fleet import folder_name
-
 from test_fleet_cmd import by_workspace, make_ws
+
+from healthkit.scheduled.fleet import folder_name
 
 HK = [sys.executable, "-m", "healthkit.cli"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import pytest
-
 from hkreports import DATA, make_report
+
 from healthkit.core.findings import Evidence, Finding, Severity
 from healthkit.core.registry import LoadError
 from healthkit.reporting.render import render

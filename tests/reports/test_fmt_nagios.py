@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from hkreports import make_report, write_state
+
 from healthkit.reporting.render import render
 
 # label=value[UOM];[warn];[crit];[min];[max]  (Nagios plugin development guidelines)

@@ -7,10 +7,9 @@ import subprocess
 import sys
 
 import pytest
-
 from hkreports import FACTS, make_report, write_state
-from healthkit.reporting.render import prom
 
+from healthkit.reporting.render import prom
 
 
 def samples(text: str) -> dict[tuple[str, frozenset], float]:

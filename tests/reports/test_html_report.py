@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from html import escape
 import re
 import shutil
+from html import escape
 from pathlib import Path
 
-import pytest
-
 from hkreports import BLOAT, DEAD, FACTS, make_report, write_state
+
 from healthkit.core.findings import Evidence
 from healthkit.reporting.render import render
 from healthkit.reporting.svgchart import nice_ticks
-
 from tests import chromium
 
 REPO = Path(__file__).resolve().parents[2]

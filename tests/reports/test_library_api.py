@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from hkreports import state_registry, write_state
+
 from healthkit import audit
 from healthkit.reporting.render import render
 

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-
 from hkreports import FACTS, make_report
+
 from healthkit.reporting.chart import EVAL_COLOR, PNG_KEY, TRAIN_COLOR, write_loss_chart
 from healthkit.reporting.history import write_history
 

@@ -8,10 +8,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
 from hkreports import write_state
-from healthkit.system.jsonio import dumps, loads_strict
+
 from healthkit.core.findings import FailLevel, Finding, Severity, Status, fails_at, finding_identity
+from healthkit.system.jsonio import dumps, loads_strict
 
 STATES = {
     "ok": ([], None),

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
 from hkreports import DATA
 
 
@@ -27,7 +26,7 @@ def make_workspace(base: Path, steps: tuple[int, ...]) -> None:
                                          "disk_critical_free_percent = 0\n")
     (base / "status" / "training_status.json").write_text(json.dumps({
         "state": "training", "step": steps[-1], "total_steps": 1000, "loss": 1.9, "val_loss": 2.15,
-        "val_train_gap": 0.25, "updated_at": datetime.now(timezone.utc).isoformat()}))
+        "val_train_gap": 0.25, "updated_at": datetime.now(UTC).isoformat()}))
 
 
 SELECT = "training,checkpoints,disk,validation,daemon"

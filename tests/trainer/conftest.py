@@ -9,14 +9,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import psutil
 import pytest
 
-from healthkit.trainer.scaffold import init_workspace
 from healthkit.trainer.layout import Layout
+from healthkit.trainer.scaffold import init_workspace
 from healthkit.trainer.tiny import sample_texts, write_jsonl
 
 REPO = Path(__file__).resolve().parents[2]

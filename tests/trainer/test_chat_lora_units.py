@@ -10,9 +10,9 @@ import pytest
 
 from healthkit.contract.config_model import parse_config
 from healthkit.trainer.data import ChatDataset, DataError, chat_features, file_format, read_examples
-from healthkit.trainer.scaffold import init_workspace
 from healthkit.trainer.layout import Layout
 from healthkit.trainer.preflight import run_preflight
+from healthkit.trainer.scaffold import init_workspace
 
 from .conftest import FAST_CONFIG
 
@@ -78,7 +78,7 @@ def test_bad_chat_lines_name_their_line_number_and_why(tmp_path: Path, line: dic
     p.write_text(json.dumps(good) + "\n\n" + json.dumps(line) + "\n")
     with pytest.raises(DataError) as e:
         read_examples(p, "auto")
-    assert f"line 3: " in str(e.value) and why in str(e.value)
+    assert "line 3: " in str(e.value) and why in str(e.value)
 
 
 def test_auto_decides_per_file_and_a_mixed_file_is_bad(tmp_path: Path) -> None:

@@ -57,7 +57,7 @@ class Watcher(threading.Thread):
                 self.reads += 1
                 try:
                     st = json.loads(text)
-                    assert STATUS_KEYS <= set(st), f"missing {STATUS_KEYS - set(st)}"
+                    assert set(st) >= STATUS_KEYS, f"missing {STATUS_KEYS - set(st)}"
                     assert st["state"] in STATES, st["state"]
                     assert st["step"] is None or isinstance(st["step"], int)
                     self.max_at_rest = max(self.max_at_rest, st.get("checkpoints") or 0)

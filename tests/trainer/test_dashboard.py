@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests import chromium
 from healthkit.trainer.daemon import start_daemon
 from healthkit.trainer.dashboard import latest_findings, workspace_findings
 from healthkit.trainer.health_server import Monitor
+from tests import chromium
 
 from .conftest import all_logs, hk, queue_file, read_json, wait_for
 

@@ -22,9 +22,9 @@ import pytest
 from healthkit.trainer import checkpoints as ck
 from healthkit.trainer.daemon import start_daemon
 from healthkit.trainer.diskspace import free_bytes
-from healthkit.trainer.scaffold import init_workspace
 from healthkit.trainer.layout import Layout
 from healthkit.trainer.pidfile import running_daemon
+from healthkit.trainer.scaffold import init_workspace
 
 from ..tmpfs import mounted_tmpfs
 from .conftest import FAST_CONFIG, _kill_workspace_processes, all_logs, daemon_log, hk, queue_file, wait_for

@@ -12,7 +12,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from healthkit.trainer import commands, diskspace as ds, state, supervise, train_file
+from healthkit.trainer import commands, state, supervise, train_file
+from healthkit.trainer import diskspace as ds
 from healthkit.trainer.daemon import Daemon
 from healthkit.trainer.layout import EXIT_DISK_FULL, Layout, TolerantFileHandler
 

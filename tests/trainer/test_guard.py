@@ -68,9 +68,8 @@ def _train_file(lay: Layout, name: str, env: dict[str, str]) -> subprocess.Compl
 
 
 def _finite_weights(ckpt: Path) -> bool:
-    from safetensors.torch import load_file
-
     import torch
+    from safetensors.torch import load_file
 
     return all(bool(torch.isfinite(t).all()) for t in load_file(str(ckpt / "model.safetensors")).values())
 

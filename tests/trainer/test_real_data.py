@@ -16,8 +16,8 @@ import psutil
 import pytest
 
 from healthkit.trainer.daemon import start_daemon, stop_daemon
-from healthkit.trainer.scaffold import config_doc
 from healthkit.trainer.layout import Layout
+from healthkit.trainer.scaffold import config_doc
 from healthkit.trainer.tiny import sample_chats, write_jsonl
 
 from .conftest import REPO, all_logs, daemon_log, hk, read_json, wait_for

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from healthkit.contract.retry_checkpoints import failed_folder, kept_for, retry_point
 from healthkit.contract.modelinfo import model_positions, seq_length_problem
+from healthkit.contract.retry_checkpoints import failed_folder, kept_for, retry_point
 from healthkit.trainer import checkpoints as ck
 from healthkit.trainer import queue as q
 from healthkit.trainer.data import MAX_DROPPED_SHARE, Dropped, scan_examples

@@ -9,8 +9,7 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import psutil
 import pytest

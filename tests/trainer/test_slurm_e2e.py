@@ -27,7 +27,7 @@ def slurm_events(lay) -> list[dict]:
     return [e for e in read_events(lay.logs)[0] if str(e.get("event", "")).startswith("slurm")]
 
 
-def test_submit_signal_save_requeue_pending_audit_resume(make_ws, slurm_cluster) -> None:  # noqa: F811
+def test_submit_signal_save_requeue_pending_audit_resume(make_ws, slurm_cluster) -> None:
     lay = make_ws(max_steps=120, save_steps=25, save_total_limit=2)
     with open(lay.base / "healthkit.toml", "a", encoding="utf-8") as fh:
         fh.write('[daemon]\nscheduler = "slurm"\n[slurm]\nsignal_lead_seconds = 120\n')
@@ -87,7 +87,7 @@ def test_submit_signal_save_requeue_pending_audit_resume(make_ws, slurm_cluster)
             json.dump(timeline, fh, indent=2)
 
 
-def test_the_same_job_without_exec_loses_everything_since_its_last_periodic_save(make_ws, slurm_cluster) -> None:  # noqa: F811
+def test_the_same_job_without_exec_loses_everything_since_its_last_periodic_save(make_ws, slurm_cluster) -> None:
     """The baseline the signal handling is measured against: a batch script that runs the daemon as bash's foreground
     child (no `exec`): B:USR1 reaches bash, which has no trap and dies; the job ends and Slurm kills the rest."""
     lay = make_ws(max_steps=120, save_steps=25, save_total_limit=2)

@@ -8,9 +8,8 @@ import socket
 import urllib.error
 import urllib.request
 
-from healthkit.trainer.daemon import start_daemon
-
 from healthkit.contract.wsid import read_workspace_id
+from healthkit.trainer.daemon import start_daemon
 
 from .conftest import all_logs, hk, read_json, wait_for
 

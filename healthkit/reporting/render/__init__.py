@@ -23,7 +23,7 @@ _MODULES = {"md": "markdown", "json": "json_report", "prom": "prom", "junit": "j
 EXTENSIONS = {"md": "md", "json": "json", "prom": "prom", "junit": "xml", "nagios": "txt", "html": "html"}
 
 
-def render(report: "Report", fmt: str = "md", **options: Any) -> str:
+def render(report: Report, fmt: str = "md", **options: Any) -> str:
     fmt = fmt.value if isinstance(fmt, Format) else fmt
     if fmt not in _MODULES:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(_MODULES)}")

@@ -108,7 +108,7 @@ def _since(since: dict[str, Any]) -> list[str]:
     return out
 
 
-def _chart(report: "Report") -> list[str]:
+def _chart(report: Report) -> list[str]:
     from healthkit.reporting.chart import caption, loss_series, no_chart_reason
     from healthkit.reporting.svgchart import Series, line_chart
 
@@ -121,7 +121,7 @@ def _chart(report: "Report") -> list[str]:
     return out + [f"<figure>{svg}<figcaption>{_e(caption(train, evals))}</figcaption></figure>"]
 
 
-def _findings(report: "Report") -> list[str]:
+def _findings(report: Report) -> list[str]:
     findings = report.findings
     ids = dict(zip(map(id, findings), anchors(findings)))
     serious = [f for f in findings if f.severity is not Severity.INFO]
@@ -137,7 +137,7 @@ def _findings(report: "Report") -> list[str]:
     return out
 
 
-def _unknown(report: "Report") -> list[str]:
+def _unknown(report: Report) -> list[str]:
     unknown = [r for r in report.sorted_results if r.status is Status.UNKNOWN]
     if not unknown and not report.load_errors:
         return []
@@ -147,14 +147,14 @@ def _unknown(report: "Report") -> list[str]:
     return ["<h2>Could not check</h2>", "<ul>" + "".join(items) + "</ul>"]
 
 
-def _working(report: "Report") -> list[str]:
+def _working(report: Report) -> list[str]:
     if not report.healthy:
         return []
     items = "".join(f"<li><strong>{_e(h.title)}</strong>{_list(h.details) if h.details else ''}</li>" for h in report.healthy)
     return ["<h2>What's working</h2>", f"<ol>{items}</ol>"]
 
 
-def _not_judged(report: "Report") -> list[str]:
+def _not_judged(report: Report) -> list[str]:
     items = report.facts.get("not_judged") or {}
     if not isinstance(items, dict) or not items:
         return []
@@ -162,7 +162,7 @@ def _not_judged(report: "Report") -> list[str]:
     return ["<h2>Not judged</h2>", f"<ul>{lis}</ul>"]
 
 
-def _recommendations(report: "Report") -> list[str]:
+def _recommendations(report: Report) -> list[str]:
     findings = report.findings
     if not findings:
         return []
@@ -191,7 +191,7 @@ def _recommendations(report: "Report") -> list[str]:
     return out
 
 
-def _root_causes(report: "Report") -> list[str]:
+def _root_causes(report: Report) -> list[str]:
     if not report.findings:
         return []
     out = ["<h2>Root cause analysis</h2>"]
@@ -207,7 +207,7 @@ def _root_causes(report: "Report") -> list[str]:
     return out
 
 
-def _training(report: "Report") -> list[str]:
+def _training(report: Report) -> list[str]:
     t = report.facts.get("training")
     block = _training_block(t) if isinstance(t, dict) else []
     if not block or not isinstance(t, dict):  # no block without a training table
@@ -218,7 +218,7 @@ def _training(report: "Report") -> list[str]:
     return out
 
 
-def _checks(report: "Report") -> list[str]:
+def _checks(report: Report) -> list[str]:
     rows = "".join(f"<tr><td><code>{_e(r.check)}</code></td><td>{_badge(r.status.value)}</td>"
                    f"<td>{r.duration_s * 1000:.1f} ms</td></tr>" for r in report.sorted_results)
     out = ["<h2>Checks run</h2>", f"<table><tr><th>check</th><th>status</th><th>time</th></tr>{rows}</table>",
@@ -229,7 +229,7 @@ def _checks(report: "Report") -> list[str]:
     return out
 
 
-def _inferred(report: "Report") -> list[str]:
+def _inferred(report: Report) -> list[str]:
     """Each detected setting with its evidence (as in the Markdown report), so a wrong guess can be seen and pinned."""
     if not report.settings_inferred:
         return []
@@ -240,7 +240,7 @@ def _inferred(report: "Report") -> list[str]:
             "writes them there):</p>", f"<ul>{items}</ul>"]
 
 
-def _header(report: "Report") -> list[str]:
+def _header(report: Report) -> list[str]:
     status = report.status.value
     counts = report.counts()
     spans = "".join(f'<span>{_badge(k)} {v}</span>' for k, v in counts.items())
@@ -252,7 +252,7 @@ def _header(report: "Report") -> list[str]:
             f'<p class="counts">{spans}</p>']
 
 
-def render(report: "Report", since: dict[str, Any] | None = None, **_: Any) -> str:
+def render(report: Report, since: dict[str, Any] | None = None, **_: Any) -> str:
     body = _header(report)
     if since is not None:
         body += _since(since)

@@ -8,5 +8,5 @@ if TYPE_CHECKING:
     from healthkit.core.report import Report
 
 
-def render(report: "Report", **_: Any) -> str:
+def render(report: Report, **_: Any) -> str:
     return report.to_json()

@@ -36,7 +36,7 @@ def finding_text(f: Finding) -> str:
     return "\n".join(lines)
 
 
-def fails(result: "CheckResult", fail_level: FailLevel | str = FailLevel.WARNING) -> bool:
+def fails(result: CheckResult, fail_level: FailLevel | str = FailLevel.WARNING) -> bool:
     """Whether a check's status fails a CI run at this level: the CLI's exit-code rule (models.fails_at)."""
     return fails_at(result.status, fail_level)
 
@@ -45,7 +45,7 @@ def _clean(text: str) -> str:
     return _INVALID_XML.sub("", text)
 
 
-def render(report: "Report", fail_level: str = "warning", **_: Any) -> str:
+def render(report: Report, fail_level: str = "warning", **_: Any) -> str:
     fail_level = FailLevel(fail_level)  # ValueError names the bad level
     cases: list[ET.Element] = []
     failures = errors = 0

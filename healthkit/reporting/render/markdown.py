@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from healthkit.core.findings import Finding, Progress, Severity, Status
-from healthkit.core.findings import Finding, Progress, Severity, Status
 from healthkit.system.safetext import md_code, md_document
 from healthkit.system.shellcmd import command
 
@@ -128,7 +127,7 @@ def _inferred_block(inferred: list[dict[str, Any]]) -> list[str]:
     return out + ["", "---", ""]
 
 
-def _header(report: "Report") -> list[str]:
+def _header(report: Report) -> list[str]:
     return [f"# SYSTEM HEALTH REPORT - {report.generated_at[:10]}", "",
             f"Workspace: `{report.workspace}` · host `{report.hostname}` · {report.generated_at} · healthkit {report.version}",
             "", f"**Verdict: {report.status.value.upper()}** ({report.summary_line()})", ""]
@@ -152,7 +151,7 @@ def _findings_blocks(findings: list[Finding]) -> list[str]:
     return out
 
 
-def _unknown_block(report: "Report") -> list[str]:
+def _unknown_block(report: Report) -> list[str]:
     unknown = [r for r in report.sorted_results if r.status is Status.UNKNOWN]
     if not unknown and not report.load_errors:
         return []
@@ -162,7 +161,7 @@ def _unknown_block(report: "Report") -> list[str]:
     return out + ["", "---", ""]
 
 
-def _healthy_block(report: "Report") -> list[str]:
+def _healthy_block(report: Report) -> list[str]:
     if not report.healthy:
         return []
     out = ["## ✅ WHAT'S WORKING", ""]
@@ -171,7 +170,7 @@ def _healthy_block(report: "Report") -> list[str]:
     return out + ["---", ""]
 
 
-def _not_judged_block(report: "Report") -> list[str]:
+def _not_judged_block(report: Report) -> list[str]:
     """What a check could not judge and why (facts `not_judged`: {what: why}): silence would read as healthy."""
     items = report.facts.get("not_judged") or {}
     if not isinstance(items, dict) or not items:
@@ -182,13 +181,12 @@ def _not_judged_block(report: "Report") -> list[str]:
 def fix_command(workspace: str, code: str, refs: list, level: str) -> str:
     """`healthkit fix WS --LEVEL --only CODE`, quoted, with the arguments the fixes need when every one of them needs
     some (a prune with no declared limit needs `--keep N`: without it the command would do nothing)."""
-    from healthkit.system.shellcmd import command
 
     extra = list(refs[0].args) if refs and all(r.args for r in refs) else []
     return command("healthkit", "fix", workspace, f"--{level}", "--only", code, *extra)
 
 
-def _recommendations_block(report: "Report", findings: list[Finding]) -> list[str]:
+def _recommendations_block(report: Report, findings: list[Finding]) -> list[str]:
     out, n = ["## 📋 RECOMMENDATIONS", ""], 0
     for key, label in URGENCY:
         group = [f for f in findings if f.urgency == key]
@@ -211,7 +209,7 @@ def _recommendations_block(report: "Report", findings: list[Finding]) -> list[st
     return out + ["---", ""]
 
 
-def _root_cause_block(report: "Report", findings: list[Finding]) -> list[str]:
+def _root_cause_block(report: Report, findings: list[Finding]) -> list[str]:
     out, seen = ["## 🎯 ROOT CAUSE ANALYSIS", ""], set()
     for f in findings:
         if f.code in seen:
@@ -225,7 +223,7 @@ def _root_cause_block(report: "Report", findings: list[Finding]) -> list[str]:
     return out + ["---", ""]
 
 
-def _status_block(report: "Report", findings: list[Finding]) -> list[str]:
+def _status_block(report: Report, findings: list[Finding]) -> list[str]:
     training = report.facts.get("training")
     block = _training_block(training) if training else None
     if not block or not training:  # no block without a training fact
@@ -236,7 +234,7 @@ def _status_block(report: "Report", findings: list[Finding]) -> list[str]:
     return out + ["---", ""]
 
 
-def _goodput_block(report: "Report") -> list[str]:
+def _goodput_block(report: Report) -> list[str]:
     g = report.facts.get("goodput")
     if not isinstance(g, dict) or not g.get("wall_seconds"):
         return []
@@ -253,7 +251,7 @@ def _goodput_block(report: "Report") -> list[str]:
     return out + ["", "---", ""]
 
 
-def _checks_block(report: "Report") -> list[str]:
+def _checks_block(report: Report) -> list[str]:
     out = ["## ⏱ CHECKS RUN", "", "| check | status | time |", "|---|---|---|"]
     out += [f"| `{r.check}` | {r.status.value} | {r.duration_s * 1000:.1f} ms |" for r in report.sorted_results]
     out += ["", f"Audit took {report.duration_s * 1000:.0f} ms."]
@@ -262,7 +260,7 @@ def _checks_block(report: "Report") -> list[str]:
     return out + [f"Note: {note}" for note in report.notes]
 
 
-def render(report: "Report", ascii: bool = False, since: dict[str, Any] | None = None,
+def render(report: Report, ascii: bool = False, since: dict[str, Any] | None = None,
            chart: dict[str, Any] | None = None, **_: Any) -> str:
     findings = report.findings
     out = _header(report) + (_since_block(since) if since is not None else [])

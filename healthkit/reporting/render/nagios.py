@@ -44,7 +44,7 @@ def _line_safe(text: str) -> str:
     return " ".join(text.replace("|", "/").split())
 
 
-def perfdata(report: "Report") -> list[str]:
+def perfdata(report: Report) -> list[str]:
     c = report.counts()
     unknown = sum(1 for r in report.results if r.status is Status.UNKNOWN) + len(report.load_errors)
     items = [
@@ -70,7 +70,7 @@ def perfdata(report: "Report") -> list[str]:
     return [i for i in items if i]
 
 
-def render(report: "Report", **_: Any) -> str:
+def render(report: Report, **_: Any) -> str:
     c = report.counts()
     state = report.status.value.upper()
     text = f"{c['critical']} critical, {c['warning']} warning"

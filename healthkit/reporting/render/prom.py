@@ -88,7 +88,7 @@ def _fact(facts: dict[str, Any], key: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) and value else None
 
 
-def _audit(gauge: _Gauges, report: "Report") -> None:
+def _audit(gauge: _Gauges, report: Report) -> None:
     gauge("healthkit_info", "healthkit version and host that wrote this file", 1, version=report.version, hostname=report.hostname)
     gauge("healthkit_status", f"Verdict of the whole audit: {_STATUS_HELP}", report.exit_code)
     gauge("healthkit_last_run_timestamp_seconds", "When the audit ran (Unix time)", _timestamp(report.generated_at))
@@ -172,7 +172,7 @@ def _goodput(gauge: _Gauges, g: dict[str, Any]) -> None:
                   cause=str(lost.get("cause")))
 
 
-def families(report: "Report") -> list[Family]:
+def families(report: Report) -> list[Family]:
     """The metrics of one report, in a stable order; a fact that is absent gives no sample."""
     gauge = _Gauges(report.workspace)
     _audit(gauge, report)
@@ -191,7 +191,7 @@ def _states(known: tuple[str, ...], current: str) -> list[str]:
     return list(known) + ([current] if current not in known else [])
 
 
-def merged(reports: list["Report"]) -> list[Family]:
+def merged(reports: list[Report]) -> list[Family]:
     """The families of several reports as one exposition: each metric once, its samples told apart by `workspace`."""
     out: dict[str, Family] = {}
     for report in reports:
@@ -201,11 +201,11 @@ def merged(reports: list["Report"]) -> list[Family]:
     return list(out.values())
 
 
-def render(report: "Report", **_: Any) -> str:
+def render(report: Report, **_: Any) -> str:
     return _text(families(report))
 
 
-def render_many(reports: list["Report"]) -> str:
+def render_many(reports: list[Report]) -> str:
     """One textfile for several workspaces (`healthkit audit WS1 WS2 --format prom`)."""
     return _text(merged(reports))
 
@@ -224,7 +224,7 @@ def _with_client(fams: list[Family]) -> str:
     from healthkit.system.safetext import unsurrogate
 
     class _Collector:
-        def collect(self):  # noqa: ANN202 - prometheus_client's collector protocol
+        def collect(self):
             for fam in fams:
                 names = list(fam.samples[0][0]) if fam.samples else []
                 g = GaugeMetricFamily(fam.name, fam.help, labels=names)
