@@ -51,7 +51,9 @@ FIX_DRY_RUN = [sys.executable, "-m", "healthkit.console", "fix", "--safe", "--dr
 
 def build_big(base: Path, files: int, per_checkpoint: int = 2000) -> None:
     base.mkdir(parents=True)
-    (base / "config.json").write_text(json.dumps({"base_model": "m", "save_total_limit": 3, "save_steps": 10, "monitor_port": None}))
+    (base / "config.json").write_text(
+        json.dumps({"base_model": "m", "save_total_limit": 3, "save_steps": 10, "monitor_port": None})
+    )
     ck = base / "current_model"
     n_ckpt = -(-files // per_checkpoint)
     for i in range(1, n_ckpt + 1):
@@ -66,20 +68,39 @@ def build_big(base: Path, files: int, per_checkpoint: int = 2000) -> None:
 
 def _log_entry(step: int, max_steps: int) -> str:
     """One log_history entry as HF writes it (indent=2, sorted keys, nested two levels deep)."""
-    return ("    {\n"
-            f'      "epoch": {step / max_steps * 3:.6f},\n      "grad_norm": {1.0 + (step % 97) / 100:.6f},\n'
-            f'      "learning_rate": {2e-4 * (1 - step / max_steps):.10e},\n      "loss": {2.0 / (1 + step / 5000):.4f},\n'
-            f'      "step": {step}\n    }}')
+    return (
+        "    {\n"
+        f'      "epoch": {step / max_steps * 3:.6f},\n      "grad_norm": {1.0 + (step % 97) / 100:.6f},\n'
+        f'      "learning_rate": {2e-4 * (1 - step / max_steps):.10e},\n      "loss": {2.0 / (1 + step / 5000):.4f},\n'
+        f'      "step": {step}\n    }}'
+    )
 
 
 def _state_text(step: int, max_steps: int, entries: list[str]) -> str:
     """A trainer_state.json as HF writes it: sorted keys, so global_step comes before log_history."""
-    head = {"best_global_step": None, "best_metric": None, "best_model_checkpoint": None, "epoch": step / max_steps * 3,
-            "eval_steps": 1000, "global_step": step, "is_hyper_param_search": False, "is_local_process_zero": True,
-            "is_world_process_zero": True}
-    tail = {"logging_steps": 10, "max_steps": max_steps, "num_input_tokens_seen": 0, "num_train_epochs": 3, "save_steps": 500,
-            "stateful_callbacks": {"TrainerControl": {"args": {"should_save": True}, "attributes": {}}},
-            "total_flos": 1.0e18, "train_batch_size": 4, "trial_name": None, "trial_params": None}
+    head = {
+        "best_global_step": None,
+        "best_metric": None,
+        "best_model_checkpoint": None,
+        "epoch": step / max_steps * 3,
+        "eval_steps": 1000,
+        "global_step": step,
+        "is_hyper_param_search": False,
+        "is_local_process_zero": True,
+        "is_world_process_zero": True,
+    }
+    tail = {
+        "logging_steps": 10,
+        "max_steps": max_steps,
+        "num_input_tokens_seen": 0,
+        "num_train_epochs": 3,
+        "save_steps": 500,
+        "stateful_callbacks": {"TrainerControl": {"args": {"should_save": True}, "attributes": {}}},
+        "total_flos": 1.0e18,
+        "train_batch_size": 4,
+        "trial_name": None,
+        "trial_params": None,
+    }
     h = json.dumps(head, indent=2, sort_keys=True)[:-2]
     t = json.dumps(tail, indent=2, sort_keys=True)[2:]
     return h + ',\n  "log_history": [\n' + ",\n".join(entries) + "\n  ],\n" + t + "\n"
@@ -88,8 +109,18 @@ def _state_text(step: int, max_steps: int, entries: list[str]) -> str:
 def build_long_run(base: Path, max_steps: int = 100_000, checkpoints: int = 200) -> int:
     """A long run without retention; returns the bytes of trainer_state.json written (all checkpoints)."""
     base.mkdir(parents=True)
-    (base / "config.json").write_text(json.dumps({"base_model": "m", "save_total_limit": None, "save_steps": max_steps // checkpoints, "eval_steps": 1000,
-                                                  "logging_steps": 10, "monitor_port": None}))
+    (base / "config.json").write_text(
+        json.dumps(
+            {
+                "base_model": "m",
+                "save_total_limit": None,
+                "save_steps": max_steps // checkpoints,
+                "eval_steps": 1000,
+                "logging_steps": 10,
+                "monitor_port": None,
+            }
+        )
+    )
     every = max_steps // checkpoints
     log_every = 10  # the same interval whatever the length: a longer run has a longer history
     entries = [_log_entry(s, max_steps) for s in range(log_every, max_steps + 1, log_every)]
@@ -145,7 +176,11 @@ def big_workspace(tmp: Path, files: int, repeat: int) -> list[dict]:
     build_big(big, files)
     count = sum(len(f) + len(d) for _, d, f in os.walk(big))
     print(f"built {count} files and folders in {time.perf_counter() - t0:.1f}s")
-    return [compare("100k-file workspace vs du -s", ["du", "-s", str(big)], [*HEALTHKIT, str(big), "-f", "json"], repeat, 1.5)]
+    return [
+        compare(
+            "100k-file workspace vs du -s", ["du", "-s", str(big)], [*HEALTHKIT, str(big), "-f", "json"], repeat, 1.5
+        )
+    ]
 
 
 def example_machine(tmp: Path, repeat: int) -> list[dict]:
@@ -154,8 +189,15 @@ def example_machine(tmp: Path, repeat: int) -> list[dict]:
 
     ex = build_example(tmp / "example")
     try:
-        return [compare("example machine vs python -c 'import pydantic, psutil'",
-                        [sys.executable, "-c", "import pydantic, psutil"], [*HEALTHKIT, str(ex.base)], repeat, 1.5)]
+        return [
+            compare(
+                "example machine vs python -c 'import pydantic, psutil'",
+                [sys.executable, "-c", "import pydantic, psutil"],
+                [*HEALTHKIT, str(ex.base)],
+                repeat,
+                1.5,
+            )
+        ]
     finally:
         ex.cleanup()
 
@@ -166,21 +208,32 @@ def long_run(tmp: Path, repeat: int) -> list[dict]:
 
     t0 = time.perf_counter()
     written = {steps: build_long_run(tmp / f"long-{steps}", steps) for steps in (100_000, 200_000)}
-    print(f"built long runs in {time.perf_counter() - t0:.1f}s: trainer_state.json "
-          + ", ".join(f"{steps // 1000}k steps {b / 1e6:.0f} MB in all" for steps, b in written.items()))
+    print(
+        f"built long runs in {time.perf_counter() - t0:.1f}s: trainer_state.json "
+        + ", ".join(f"{steps // 1000}k steps {b / 1e6:.0f} MB in all" for steps, b in written.items())
+    )
     ex = build_example(tmp / "example-long")
     try:
-        med = interleaved({
-            "example": [*HEALTHKIT, str(ex.base)],
-            "long": [*HEALTHKIT, str(tmp / "long-100000")],
-            "long-fix": [*FIX_DRY_RUN, str(tmp / "long-100000")],
-            "long-2x": [*HEALTHKIT, str(tmp / "long-200000")],
-        }, repeat)
+        med = interleaved(
+            {
+                "example": [*HEALTHKIT, str(ex.base)],
+                "long": [*HEALTHKIT, str(tmp / "long-100000")],
+                "long-fix": [*FIX_DRY_RUN, str(tmp / "long-100000")],
+                "long-2x": [*HEALTHKIT, str(tmp / "long-200000")],
+            },
+            repeat,
+        )
     finally:
         ex.cleanup()
-    return [ratio_result("long run (200 checkpoints, 100k steps) audit vs example machine audit", med["long"], med["example"], 1.5),
-            ratio_result("long run fix --safe --dry-run vs example machine audit", med["long-fix"], med["example"], 1.5),
-            ratio_result("long run with the history doubled (200k steps) vs 100k steps, audit", med["long-2x"], med["long"], 1.10)]
+    return [
+        ratio_result(
+            "long run (200 checkpoints, 100k steps) audit vs example machine audit", med["long"], med["example"], 1.5
+        ),
+        ratio_result("long run fix --safe --dry-run vs example machine audit", med["long-fix"], med["example"], 1.5),
+        ratio_result(
+            "long run with the history doubled (200k steps) vs 100k steps, audit", med["long-2x"], med["long"], 1.10
+        ),
+    ]
 
 
 def _cron_shell(base: Path, reports: Path, textfiles: Path, heal: bool) -> list[str]:
@@ -206,15 +259,24 @@ def scheduled_job(tmp: Path, repeat: int) -> list[dict]:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     os.environ["HEALTHKIT_NOTIFY_URLS"] = f"json://127.0.0.1:{server.server_address[1]}/hook/bench-token"
     try:
-        med = interleaved({
-            "two-audit": _cron_shell(base, tmp / "reports-ro", tmp / "tf-ro", heal=False),
-            "heal": _cron_shell(base, tmp / "reports-heal", tmp / "tf-heal", heal=True),
-        }, repeat)
+        med = interleaved(
+            {
+                "two-audit": _cron_shell(base, tmp / "reports-ro", tmp / "tf-ro", heal=False),
+                "heal": _cron_shell(base, tmp / "reports-heal", tmp / "tf-heal", heal=True),
+            },
+            repeat,
+        )
     finally:
         del os.environ["HEALTHKIT_NOTIFY_URLS"]
         server.shutdown()
-    return [ratio_result("healthy workspace: scheduled --heal job (notify configured) vs today's two-audit job",
-                         med["heal"], med["two-audit"], 1.5)]
+    return [
+        ratio_result(
+            "healthy workspace: scheduled --heal job (notify configured) vs today's two-audit job",
+            med["heal"],
+            med["two-audit"],
+            1.5,
+        )
+    ]
 
 
 SPLIT = r"""
@@ -253,18 +315,28 @@ def fix_split(tmp: Path, repeat: int) -> list[dict]:
         build_long_run(base, 100_000)
     samples: dict[str, list[float]] = {}
     for _ in range(repeat):
-        out = subprocess.run([sys.executable, "-c", SPLIT, str(base)], capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", SPLIT, str(base)], capture_output=True, text=True, check=True
+        ).stdout
         for item in out.split():
             k, v = item.split("=")
             samples.setdefault(k, []).append(float(v))
     med = {k: statistics.median(v) for k, v in samples.items()}
-    print("fix --safe --dry-run on the long run, in-process parts (medians): "
-          + ", ".join(f"{k.replace('_', ' ')} {v * 1000:.0f} ms" for k, v in med.items()))
-    whole = interleaved({"python": [sys.executable, "-c", "pass"], "audit": [*HEALTHKIT, str(base)],
-                         "fix": [*FIX_DRY_RUN, str(base)]}, repeat)
-    print(f"whole processes (medians): interpreter start {whole['python'] * 1000:.0f} ms, audit {whole['audit'] * 1000:.0f} ms, "
-          f"fix --safe --dry-run {whole['fix'] * 1000:.0f} ms")
-    return [ratio_result("long run fix --safe --dry-run vs the same workspace's audit", whole["fix"], whole["audit"], 1.15)]
+    print(
+        "fix --safe --dry-run on the long run, in-process parts (medians): "
+        + ", ".join(f"{k.replace('_', ' ')} {v * 1000:.0f} ms" for k, v in med.items())
+    )
+    whole = interleaved(
+        {"python": [sys.executable, "-c", "pass"], "audit": [*HEALTHKIT, str(base)], "fix": [*FIX_DRY_RUN, str(base)]},
+        repeat,
+    )
+    print(
+        f"whole processes (medians): interpreter start {whole['python'] * 1000:.0f} ms, audit {whole['audit'] * 1000:.0f} ms, "
+        f"fix --safe --dry-run {whole['fix'] * 1000:.0f} ms"
+    )
+    return [
+        ratio_result("long run fix --safe --dry-run vs the same workspace's audit", whole["fix"], whole["audit"], 1.15)
+    ]
 
 
 def lease(tmp: Path, repeat: int) -> list[dict]:
@@ -294,8 +366,12 @@ def lease(tmp: Path, repeat: int) -> list[dict]:
         ratios = [w / o for w, o in zip(runs["with"], runs["without"])]
         spread = (max(ratios) - min(ratios)) / 2 / statistics.median(ratios) * 100
         print(f"per-run ratios {', '.join(f'{r:.2f}' for r in ratios)}; spread ±{spread:.1f}%")
-        res = ratio_result("audit with another host's lease vs without", statistics.median(runs["with"]),
-                           statistics.median(runs["without"]), 1.10)
+        res = ratio_result(
+            "audit with another host's lease vs without",
+            statistics.median(runs["with"]),
+            statistics.median(runs["without"]),
+            1.10,
+        )
         res["ratio_spread_pct"] = spread
         return [res]
     finally:
@@ -324,13 +400,17 @@ def slurm(tmp: Path, repeat: int) -> list[dict]:
         timed([*HEALTHKIT, str(plain)])
         timed([*HEALTHKIT, str(sl)])
         for i in range(repeat):
-            for k in (("none", "slurm") if i % 2 == 0 else ("slurm", "none")):
+            for k in ("none", "slurm") if i % 2 == 0 else ("slurm", "none"):
                 runs[k].append(timed([*HEALTHKIT, str(plain if k == "none" else sl)]))
         ratios = [a / b for a, b in zip(runs["slurm"], runs["none"])]
         spread = (max(ratios) - min(ratios)) / 2 / statistics.median(ratios) * 100
         print(f"per-run ratios {', '.join(f'{r:.2f}' for r in ratios)}; spread ±{spread:.1f}%")
-        res = ratio_result("audit of a Slurm workspace (squeue answering) vs none", statistics.median(runs["slurm"]),
-                           statistics.median(runs["none"]), 1.2)
+        res = ratio_result(
+            "audit of a Slurm workspace (squeue answering) vs none",
+            statistics.median(runs["slurm"]),
+            statistics.median(runs["none"]),
+            1.2,
+        )
         res["ratio_spread_pct"] = spread
         return [res]
     finally:
@@ -341,8 +421,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=7)
-    ap.add_argument("--only", choices=("big", "example", "long", "scheduled", "split", "lease", "slurm"), action="append",
-                    help="run only these sections (repeatable); all by default")
+    ap.add_argument(
+        "--only",
+        choices=("big", "example", "long", "scheduled", "split", "lease", "slurm"),
+        action="append",
+        help="run only these sections (repeatable); all by default",
+    )
     args = ap.parse_args()
     only = set(args.only or ("big", "example", "long", "scheduled", "split"))
     # Cron runs from an installed package with byte-code on disk; an editable checkout under
@@ -351,7 +435,11 @@ def main() -> int:
     import healthkit.checks
 
     for pkg in (healthkit, healthkit.checks):
-        subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(pkg.__file__).parent)], check=False, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "compileall", "-q", str(Path(pkg.__file__).parent)],
+            check=False,
+            stdout=subprocess.DEVNULL,
+        )
     tmp = Path(tempfile.mkdtemp(prefix="hk-bench-"))
     results: list[dict] = []
     try:

@@ -44,11 +44,16 @@ HEALTHKIT = [sys.executable, "-m", "healthkit.console"]
 def build(base: Path, step: int) -> Path:
     (base / "queue" / "inbox").mkdir(parents=True)
     (base / "status").mkdir()
-    (base / "config.json").write_text(json.dumps({"base_model": "m", "save_total_limit": 3, "save_steps": 100, "eval_steps": 100}))
+    (base / "config.json").write_text(
+        json.dumps({"base_model": "m", "save_total_limit": 3, "save_steps": 100, "eval_steps": 100})
+    )
     (base / "healthkit.toml").write_text('[processes]\ndaemon = ["training_daemon.py"]\n')
     now = datetime.now(UTC).isoformat()
-    (base / "status" / "training_status.json").write_text(json.dumps(
-        {"state": "idle", "step": step, "total_steps": 1000, "loss": 1.0, "val_loss": 1.1, "updated_at": now}))
+    (base / "status" / "training_status.json").write_text(
+        json.dumps(
+            {"state": "idle", "step": step, "total_steps": 1000, "loss": 1.0, "val_loss": 1.1, "updated_at": now}
+        )
+    )
     for s in (step - 200, step - 100, step):
         ck = base / "current_model" / f"checkpoint-{s}"
         ck.mkdir(parents=True)
@@ -65,10 +70,14 @@ def scheduled_command(paths: list[Path], root: Path, tag: str, heal: bool = Fals
     """The shell command of the crontab line `healthkit schedule` prints for these workspaces."""
     extra = ["--output", str(root / f"reports-{tag}")] if len(paths) > 1 else []
     extra += ["--heal"] if heal else []
-    out = subprocess.run([*HEALTHKIT, "schedule", *map(str, paths), "--every", "15m", "--textfile-dir", str(root / f"tf-{tag}"),
-                          *extra], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [*HEALTHKIT, "schedule", *map(str, paths), "--every", "15m", "--textfile-dir", str(root / f"tf-{tag}"), *extra],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     line = next(ln for ln in out.splitlines() if ln.startswith("*/15 * * * * "))
-    return line[len("*/15 * * * * "):].removesuffix(" >/dev/null 2>&1").replace("\\%", "%")
+    return line[len("*/15 * * * * ") :].removesuffix(" >/dev/null 2>&1").replace("\\%", "%")
 
 
 def timed(argv: list[str]) -> float:
@@ -85,9 +94,18 @@ def main() -> None:
         root = Path(tmp)
         (root / "tf-single").mkdir()
         ws = [build(root / f"ws{i:02d}", 300 + 10 * i) for i in range(16)]
-        runs: dict[str, list[str]] = {"single": [*HEALTHKIT, "audit", str(ws[0]), "--format", "prom", "--output",
-                                                  str(root / "tf-single" / "single.prom")],
-                                 "single+h": [*HEALTHKIT, "audit", str(ws[0]), "--output", str(root / "single-history") + "/"]}
+        runs: dict[str, list[str]] = {
+            "single": [
+                *HEALTHKIT,
+                "audit",
+                str(ws[0]),
+                "--format",
+                "prom",
+                "--output",
+                str(root / "tf-single" / "single.prom"),
+            ],
+            "single+h": [*HEALTHKIT, "audit", str(ws[0]), "--output", str(root / "single-history") + "/"],
+        }
         for n in (1, 4, 16):
             (root / f"tf-{n}").mkdir()
             runs[f"job {n}"] = ["sh", "-c", scheduled_command(ws[:n], root, str(n))]
@@ -111,13 +129,17 @@ def main() -> None:
         print(f"{'run':<10} {'median s':>9} {'x single':>9} {'spread (min-max of per-round ratios)':>38}")
         for name, ts in times.items():
             ratios = [t / b for t, b in zip(ts, base)]
-            print(f"{name:<10} {statistics.median(ts):>9.3f} {statistics.median(ratios):>9.2f} "
-                  f"{min(ratios):>18.2f} - {max(ratios):.2f}")
+            print(
+                f"{name:<10} {statistics.median(ts):>9.3f} {statistics.median(ratios):>9.2f} "
+                f"{min(ratios):>18.2f} - {max(ratios):.2f}"
+            )
         med = {k: statistics.median(v) for k, v in times.items()}
         share = statistics.median(a / b for a, b in zip(times["job 16"], times["16 jobs"]))
         extra = (med["job 16"] - med["job 4"]) / 12
-        print(f"heal 16 / job 16: {statistics.median(a / b for a, b in zip(times['heal 16'], times['job 16'])):.2f}; "
-              f"heal 16 / 16 jobs: {statistics.median(a / b for a, b in zip(times['heal 16'], times['16 jobs'])):.2f}")
+        print(
+            f"heal 16 / job 16: {statistics.median(a / b for a, b in zip(times['heal 16'], times['job 16'])):.2f}; "
+            f"heal 16 / 16 jobs: {statistics.median(a / b for a, b in zip(times['heal 16'], times['16 jobs'])):.2f}"
+        )
         print(f"each workspace adds {extra:.3f} s to a job ({extra / med['single']:.2f} x a single audit)")
         verdict = "PASS" if share <= 0.4 else "FAIL"
         print(f"job 16 / 16 jobs: {share:.2f} (target <= 0.4): {verdict}")

@@ -32,9 +32,22 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-CONFIG = {"base_model": "models/base", "max_seq_length": 32, "max_steps": 5000, "eval_steps": 50, "save_steps": 50,
-          "save_total_limit": 2, "logging_steps": 1, "per_device_train_batch_size": 4, "per_device_eval_batch_size": 8,
-          "learning_rate": 1e-3, "validation_split": 0.2, "monitor_port": 0, "max_failures": 3, "hook_timeout_s": 2.0}
+CONFIG = {
+    "base_model": "models/base",
+    "max_seq_length": 32,
+    "max_steps": 5000,
+    "eval_steps": 50,
+    "save_steps": 50,
+    "save_total_limit": 2,
+    "logging_steps": 1,
+    "per_device_train_batch_size": 4,
+    "per_device_eval_batch_size": 8,
+    "learning_rate": 1e-3,
+    "validation_split": 0.2,
+    "monitor_port": 0,
+    "max_failures": 3,
+    "hook_timeout_s": 2.0,
+}
 
 
 def utc(t: float) -> str:
@@ -119,7 +132,8 @@ def main() -> int:
     with receivers() as (rx, smtp):
         os.environ["HEALTHKIT_NOTIFY_URLS"] = (
             f"json://127.0.0.1:{rx.port}/hook/benchtoken "
-            f"mailto://ops:benchpw@127.0.0.1:{smtp.port}?smtp=127.0.0.1&mode=insecure&from=hk@example.com&to=ops@example.com")
+            f"mailto://ops:benchpw@127.0.0.1:{smtp.port}?smtp=127.0.0.1&mode=insecure&from=hk@example.com&to=ops@example.com"
+        )
         line = build(base, every="1m", heal=True).crontab.splitlines()[-1]
         cmd = line.split(" ", 5)[5].rsplit(" >/dev/null 2>&1", 1)[0]
         pid = start_daemon(base)
@@ -136,11 +150,17 @@ def main() -> int:
                 seen = len(rx.got)
                 r = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, cwd="/")
                 out = r.stdout + r.stderr
-                runs.append({"start": t0, "end": time.time(), "rc": r.returncode,
-                             "applied": [x.strip() for x in out.splitlines() if x.startswith("[") and "applied" in x],
-                             "held_back": [x.strip() for x in out.splitlines() if "backing off" in x or "gave up" in x],
-                             "sent": [x.strip() for x in out.splitlines() if x.startswith("notify ")],
-                             "payloads": rx.got[seen:]})
+                runs.append(
+                    {
+                        "start": t0,
+                        "end": time.time(),
+                        "rc": r.returncode,
+                        "applied": [x.strip() for x in out.splitlines() if x.startswith("[") and "applied" in x],
+                        "held_back": [x.strip() for x in out.splitlines() if "backing off" in x or "gave up" in x],
+                        "sent": [x.strip() for x in out.splitlines() if x.startswith("notify ")],
+                        "payloads": rx.got[seen:],
+                    }
+                )
 
         th = threading.Thread(target=cron, daemon=True)
         th.start()
@@ -149,7 +169,11 @@ def main() -> int:
         if "--flap" in sys.argv:
             return flap(lay, runs, stop, smtp, pid, base, tmp)
         # `--kill-second N`: kill N seconds into the minute (N just after the first run ends is the worst case)
-        second = float(sys.argv[sys.argv.index("--kill-second") + 1]) if "--kill-second" in sys.argv else random.uniform(3, 50)
+        second = (
+            float(sys.argv[sys.argv.index("--kill-second") + 1])
+            if "--kill-second" in sys.argv
+            else random.uniform(3, 50)
+        )
         while runs[0]["end"] > time.time() or time.time() % 60 < second:
             time.sleep(0.01)
         child = json.loads(lay.daemon_state.read_text())["child_pid"]
@@ -177,13 +201,14 @@ def main() -> int:
             return 1
         run_s = runs[1]["end"] - runs[1]["start"]
         gap = restarted - killed
-        print(f"kill -> restart: {gap:.1f}s (bound: 60s interval + {run_s:.1f}s run = {60 + run_s:.1f}s) "
-              f"{'PASS' if gap <= 60 + run_s else 'FAIL'}; adopted child {adopted.get('child_pid')} == {child}: "
-              f"{adopted.get('adopted') and adopted.get('child_pid') == child}")
+        print(
+            f"kill -> restart: {gap:.1f}s (bound: 60s interval + {run_s:.1f}s run = {60 + run_s:.1f}s) "
+            f"{'PASS' if gap <= 60 + run_s else 'FAIL'}; adopted child {adopted.get('child_pid')} == {child}: "
+            f"{adopted.get('adopted') and adopted.get('child_pid') == child}"
+        )
     _clean_up(base, tmp)
     return 0
 
 
 if __name__ == "__main__":
     sys.exit(main())
-

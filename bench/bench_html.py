@@ -54,8 +54,13 @@ def bench_render(repeat: int) -> dict:
             sizes[fmt] = len(text.encode("utf-8"))
     shutil.rmtree(work, ignore_errors=True)
     md, html = statistics.median(times["md"]), statistics.median(times["html"])
-    return {"repeat": repeat, "md_ms": round(md * 1000, 3), "html_ms": round(html * 1000, 3),
-            "ratio_html_over_md": round(html / md, 2), "bytes": sizes}
+    return {
+        "repeat": repeat,
+        "md_ms": round(md * 1000, 3),
+        "html_ms": round(html * 1000, 3),
+        "ratio_html_over_md": round(html / md, 2),
+        "bytes": sizes,
+    }
 
 
 def _free_port() -> int:
@@ -73,10 +78,23 @@ class Viewer:
         self.kind = "chromium" if exe else "poller"
         if exe:
             self.profile = tempfile.mkdtemp(prefix="hk-bench-chromium-")
-            self.proc = subprocess.Popen([exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                                          f"--user-data-dir={self.profile}", "--remote-debugging-port=0",
-                                          f"http://127.0.0.1:{port}/"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                [
+                    exe,
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    f"--user-data-dir={self.profile}",
+                    "--remote-debugging-port=0",
+                    f"http://127.0.0.1:{port}/",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         else:
             threading.Thread(target=self._poll, daemon=True).start()
 
@@ -117,8 +135,11 @@ def _train_one(lay, name: str, src: Path, viewer_port: int | None) -> dict:
             viewer.close()
     costs = json.loads(lay.monitoring_costs.read_text())["training"]
     res = json.loads(lay.last_result.read_text())
-    return {"hook_share": costs["hook_share"], "steps_per_s": res.get("train_steps_per_second"),
-            "viewer": viewer.kind if viewer else None}
+    return {
+        "hook_share": costs["hook_share"],
+        "steps_per_s": res.get("train_steps_per_second"),
+        "viewer": viewer.kind if viewer else None,
+    }
 
 
 def bench_dashboard(rounds: int, steps: int) -> dict:
@@ -131,9 +152,21 @@ def bench_dashboard(rounds: int, steps: int) -> dict:
     work = Path(tempfile.mkdtemp(prefix="healthkit-bench-dash-"))
     port = _free_port()
     base = work / "ws"
-    init_workspace(base, base_model="models/base", max_steps=steps, max_seq_length=64, eval_steps=50, save_steps=100,
-                   save_total_limit=2, logging_steps=5, per_device_train_batch_size=8, per_device_eval_batch_size=16,
-                   validation_split=0.1, monitor_port=port, continue_from_previous=False)
+    init_workspace(
+        base,
+        base_model="models/base",
+        max_steps=steps,
+        max_seq_length=64,
+        eval_steps=50,
+        save_steps=100,
+        save_total_limit=2,
+        logging_steps=5,
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=16,
+        validation_split=0.1,
+        monitor_port=port,
+        continue_from_previous=False,
+    )
     build_tiny_model(base / "models" / "base", vocab_size=512, n_layer=2, n_embd=64, n_head=4, n_positions=64)
     data = write_jsonl(work / "data.jsonl", sample_texts(800, seed=7, words=24))
     lay = Layout.of(base)
@@ -143,17 +176,28 @@ def bench_dashboard(rounds: int, steps: int) -> dict:
         for i in range(rounds):
             closed.append(_train_one(lay, f"closed{i}.jsonl", data, None))
             opened.append(_train_one(lay, f"open{i}.jsonl", data, port))
-            print(f"round {i + 1}: hook share closed {closed[-1]['hook_share']:.4%}, open {opened[-1]['hook_share']:.4%} "
-                  f"({opened[-1]['viewer']})", file=sys.stderr, flush=True)
+            print(
+                f"round {i + 1}: hook share closed {closed[-1]['hook_share']:.4%}, open {opened[-1]['hook_share']:.4%} "
+                f"({opened[-1]['viewer']})",
+                file=sys.stderr,
+                flush=True,
+            )
     finally:
         stop_daemon(base, 60)
         shutil.rmtree(work, ignore_errors=True)
     c = statistics.median(r["hook_share"] for r in closed)
     o = statistics.median(r["hook_share"] for r in opened)
-    return {"steps": steps, "rounds": rounds, "viewer": opened[0]["viewer"], "hook_share_closed": c, "hook_share_open": o,
-            "ratio_open_over_closed": round(o / c, 3) if c else None,
-            "steps_per_s_closed": statistics.median(r["steps_per_s"] for r in closed),
-            "steps_per_s_open": statistics.median(r["steps_per_s"] for r in opened), "load_avg": os.getloadavg()}
+    return {
+        "steps": steps,
+        "rounds": rounds,
+        "viewer": opened[0]["viewer"],
+        "hook_share_closed": c,
+        "hook_share_open": o,
+        "ratio_open_over_closed": round(o / c, 3) if c else None,
+        "steps_per_s_closed": statistics.median(r["steps_per_s"] for r in closed),
+        "steps_per_s_open": statistics.median(r["steps_per_s"] for r in opened),
+        "load_avg": os.getloadavg(),
+    }
 
 
 def main() -> int:

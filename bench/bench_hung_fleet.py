@@ -4,6 +4,7 @@ This checkout (`--workspace-deadline 10`) against a baseline checkout's interpre
 `git worktree add /tmp/base30 7325035`), stopped after 90 s. Needs /dev/fuse, fusermount, fusepy and libfuse2.
 Usage: python bench/bench_hung_fleet.py /tmp/base30/.venv/bin/python
 """
+
 import os
 import shutil
 import subprocess
@@ -36,8 +37,24 @@ try:
     for tag, py, extra in (("new", sys.executable, ["--workspace-deadline", "10"]), ("old", sys.argv[1], [])):
         tf = root / f"tf-{tag}" / "h.prom"
         t0 = time.perf_counter()
-        p = subprocess.Popen([py, "-m", "healthkit.console", "audit", *map(str, paths), "--output", f"{root}/out-{tag}/", "--textfile", str(tf), *extra],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd="/", start_new_session=True)
+        p = subprocess.Popen(
+            [
+                py,
+                "-m",
+                "healthkit.console",
+                "audit",
+                *map(str, paths),
+                "--output",
+                f"{root}/out-{tag}/",
+                "--textfile",
+                str(tf),
+                *extra,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd="/",
+            start_new_session=True,
+        )
         try:
             _, err = p.communicate(timeout=90)
             rc = p.returncode
@@ -47,13 +64,16 @@ try:
             err = b""
         took = time.perf_counter() - t0
         lines = [ln for ln in tf.read_text().splitlines() if ln.startswith("healthkit_status{")] if tf.exists() else []
-        print(f"{tag}: exit {rc}, {took:.1f} s, textfile: {len(lines)} healthkit_status lines, "
-              f"{sum(ln.endswith(' 3.0') for ln in lines)} UNKNOWN")
+        print(
+            f"{tag}: exit {rc}, {took:.1f} s, textfile: {len(lines)} healthkit_status lines, "
+            f"{sum(ln.endswith(' 3.0') for ln in lines)} UNKNOWN"
+        )
         for ln in err.decode(errors="replace").splitlines():
             if "ws-hung" in ln:
                 print("   ", ln[:300])
         if tag == "new":
             import json
+
             latest = next((root / f"out-{tag}").glob("ws-hung-*/latest.json"))
             print("    report:", json.loads(latest.read_text())["checks"][0]["error"])
 finally:

@@ -47,9 +47,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 BENCH_CONFIG = {
-    "base_model": "models/base", "max_seq_length": 64, "eval_steps": 100, "save_steps": 100, "save_total_limit": 2,
-    "logging_steps": 10, "per_device_train_batch_size": 8, "per_device_eval_batch_size": 16, "learning_rate": 1e-3,
-    "validation_split": 0.1, "monitor_port": 0, "continue_from_previous": False,
+    "base_model": "models/base",
+    "max_seq_length": 64,
+    "eval_steps": 100,
+    "save_steps": 100,
+    "save_total_limit": 2,
+    "logging_steps": 10,
+    "per_device_train_batch_size": 8,
+    "per_device_eval_batch_size": 16,
+    "learning_rate": 1e-3,
+    "validation_split": 0.1,
+    "monitor_port": 0,
+    "continue_from_previous": False,
 }
 
 
@@ -75,23 +84,37 @@ def bare_once(base: Path, data: Path) -> dict:
     scratch = base / "bare_out"
     shutil.rmtree(scratch, ignore_errors=True)
     args = training_arguments(cfg, Layout.of(scratch), True, 1)
-    trainer = Trainer(model=model, args=args, train_dataset=TokenizedDataset(tok, texts, cfg.max_seq_length),
-                      eval_dataset=TokenizedDataset(tok, val, cfg.max_seq_length),
-                      data_collator=DataCollatorForLanguageModeling(tok, mlm=False), processing_class=tok)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=TokenizedDataset(tok, texts, cfg.max_seq_length),
+        eval_dataset=TokenizedDataset(tok, val, cfg.max_seq_length),
+        data_collator=DataCollatorForLanguageModeling(tok, mlm=False),
+        processing_class=tok,
+    )
     cpu0 = time.process_time()
     out = trainer.train()
     cpu = time.process_time() - cpu0
     shutil.rmtree(scratch, ignore_errors=True)
     import resource
 
-    return {"steps_per_s": float(out.metrics["train_steps_per_second"]), "steps": trainer.state.global_step, "cpu_s": cpu,
-            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    return {
+        "steps_per_s": float(out.metrics["train_steps_per_second"]),
+        "steps": trainer.state.global_step,
+        "cpu_s": cpu,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }
 
 
 def bare_round(base: Path, data: Path) -> dict:
     """A bare Trainer.train() in a fresh process, like the daemon's child (same imports, same warm-up)."""
-    out = subprocess.run([sys.executable, __file__, "--bare-once", str(base), str(data)], capture_output=True, text=True,
-                         timeout=900, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--bare-once", str(base), str(data)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -114,8 +137,12 @@ def daemon_round(base: Path, data: Path, n: int) -> dict:
             time.sleep(0.2)  # the child moves the file to done/ just before it writes its result
     finally:
         stop_daemon(base, 60)
-    return {"steps_per_s": float(res["train_steps_per_second"]), "steps": res["step"], "cpu_s": float(res["train_cpu_s"]),
-            "peak_rss_bytes": res.get("peak_rss_bytes")}
+    return {
+        "steps_per_s": float(res["train_steps_per_second"]),
+        "steps": res["step"],
+        "cpu_s": float(res["train_cpu_s"]),
+        "peak_rss_bytes": res.get("peak_rss_bytes"),
+    }
 
 
 LORA = {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": "all-linear"}
@@ -159,30 +186,48 @@ def summary(rows: list[tuple[dict, dict]]) -> dict:
     wall = [o["steps_per_s"] / b["steps_per_s"] for b, o in rows]
     cpu = [(o["steps"] / o["cpu_s"]) / (b["steps"] / b["cpu_s"]) for b, o in rows]
     rss = [o["peak_rss_bytes"] for _, o in rows if o.get("peak_rss_bytes")]
-    return {"ratio_wall_median": round(statistics.median(wall), 4), "ratio_cpu_median": round(statistics.median(cpu), 4),
-            "ratios_wall": [round(x, 3) for x in wall], "ratio_spread_pct": spread_pct(wall),
-            "ratio_cpu_spread_pct": spread_pct(cpu), "resolves_3pct": spread_pct(wall) <= 3.0,
-            "bare_round_s_median": round(statistics.median(b["steps"] / b["steps_per_s"] for b, _ in rows), 1),
-            "bare_steps_per_s_median": round(statistics.median(b["steps_per_s"] for b, _ in rows), 2),
-            "daemon_steps_per_s_median": round(statistics.median(o["steps_per_s"] for _, o in rows), 2),
-            "child_peak_rss_mib_median": round(statistics.median(rss) / 2**20, 1) if rss else None,
-            "bare_peak_rss_mib_median": round(statistics.median(b["peak_rss_bytes"] for b, _ in rows) / 2**20, 1)}
+    return {
+        "ratio_wall_median": round(statistics.median(wall), 4),
+        "ratio_cpu_median": round(statistics.median(cpu), 4),
+        "ratios_wall": [round(x, 3) for x in wall],
+        "ratio_spread_pct": spread_pct(wall),
+        "ratio_cpu_spread_pct": spread_pct(cpu),
+        "resolves_3pct": spread_pct(wall) <= 3.0,
+        "bare_round_s_median": round(statistics.median(b["steps"] / b["steps_per_s"] for b, _ in rows), 1),
+        "bare_steps_per_s_median": round(statistics.median(b["steps_per_s"] for b, _ in rows), 2),
+        "daemon_steps_per_s_median": round(statistics.median(o["steps_per_s"] for _, o in rows), 2),
+        "child_peak_rss_mib_median": round(statistics.median(rss) / 2**20, 1) if rss else None,
+        "bare_peak_rss_mib_median": round(statistics.median(b["peak_rss_bytes"] for b, _ in rows) / 2**20, 1),
+    }
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--steps", type=int, default=200, help="steps of the calibration run (and the least a round trains)")
-    ap.add_argument("--round-seconds", type=float, default=20.0,
-                    help="train each round about this long (0: exactly --steps): short rounds cannot resolve 3%%")
+    ap.add_argument(
+        "--steps", type=int, default=200, help="steps of the calibration run (and the least a round trains)"
+    )
+    ap.add_argument(
+        "--round-seconds",
+        type=float,
+        default=20.0,
+        help="train each round about this long (0: exactly --steps): short rounds cannot resolve 3%%",
+    )
     ap.add_argument("--modes", default="full,lora", help="comma-separated: full, lora")
     ap.add_argument("--n-embd", type=int, default=64, help="model width (wider: memory, not hooks, dominates)")
     ap.add_argument("--n-layer", type=int, default=2)
     ap.add_argument("--workdir", type=Path, default=None)
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch/OpenMP threads on both sides (1: spinning thread pools on a shared machine are pure noise)")
-    ap.add_argument("--concurrent", action="store_true",
-                    help="run the two sides of a round at the same time (a busy machine's load then hits both alike)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch/OpenMP threads on both sides (1: spinning thread pools on a shared machine are pure noise)",
+    )
+    ap.add_argument(
+        "--concurrent",
+        action="store_true",
+        help="run the two sides of a round at the same time (a busy machine's load then hits both alike)",
+    )
     ap.add_argument("--bare-once", nargs=2, type=Path, metavar=("WS", "DATA"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.bare_once:
@@ -215,17 +260,32 @@ def main() -> int:
                 b = bare_round(spaces[mode], data)
                 o = daemon_round(spaces[mode], data, i)
             rows[mode].append((b, o))
-            print(f"round {i + 1} {mode}: bare {b['steps_per_s']:.2f} steps/s ({b['cpu_s']:.1f} CPU s), daemon+callbacks "
-                  f"{o['steps_per_s']:.2f} steps/s ({o['cpu_s']:.1f} CPU s): ratio {o['steps_per_s'] / b['steps_per_s']:.3f}; "
-                  f"child peak RSS {(o.get('peak_rss_bytes') or 0) / 2**20:.0f} MiB", file=sys.stderr, flush=True)
-    result = {"steps": steps, "rounds": a.rounds, "n_embd": a.n_embd, "n_layer": a.n_layer, "target": 0.97, "load_avg": os.getloadavg()}
+            print(
+                f"round {i + 1} {mode}: bare {b['steps_per_s']:.2f} steps/s ({b['cpu_s']:.1f} CPU s), daemon+callbacks "
+                f"{o['steps_per_s']:.2f} steps/s ({o['cpu_s']:.1f} CPU s): ratio {o['steps_per_s'] / b['steps_per_s']:.3f}; "
+                f"child peak RSS {(o.get('peak_rss_bytes') or 0) / 2**20:.0f} MiB",
+                file=sys.stderr,
+                flush=True,
+            )
+    result = {
+        "steps": steps,
+        "rounds": a.rounds,
+        "n_embd": a.n_embd,
+        "n_layer": a.n_layer,
+        "target": 0.97,
+        "load_avg": os.getloadavg(),
+    }
     for mode in modes:
         costs = json.loads((spaces[mode] / "monitoring_costs.json").read_text()).get("training", {})
         result[mode] = {**summary(rows[mode]), "hook_share": costs.get("hook_share")}
         r = result[mode]
-        print(f"{mode}: ratio median {r['ratio_wall_median']} (per round {r['ratios_wall']}), spread ±{r['ratio_spread_pct']}% "
-              f"{'within' if r['resolves_3pct'] else 'NOT within'} the ±3% a 0.97 target needs; CPU-time ratio median "
-              f"{r['ratio_cpu_median']} (spread ±{r['ratio_cpu_spread_pct']}%)", file=sys.stderr, flush=True)
+        print(
+            f"{mode}: ratio median {r['ratio_wall_median']} (per round {r['ratios_wall']}), spread ±{r['ratio_spread_pct']}% "
+            f"{'within' if r['resolves_3pct'] else 'NOT within'} the ±3% a 0.97 target needs; CPU-time ratio median "
+            f"{r['ratio_cpu_median']} (spread ±{r['ratio_cpu_spread_pct']}%)",
+            file=sys.stderr,
+            flush=True,
+        )
     print(json.dumps(result, indent=2))
     if not a.workdir:
         shutil.rmtree(work, ignore_errors=True)

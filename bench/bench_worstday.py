@@ -35,8 +35,14 @@ sys.path.insert(0, str(HERE.parent))
 def run(python: str, args: list[str], timeout: float, cwd: Path | None = None) -> tuple[float, float, int | str]:
     """(seconds, peak MiB, exit code or 'timeout') of one `healthkit` process."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen([python, "-m", "healthkit.console", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL, cwd=cwd or "/", start_new_session=True)  # not a checkout: each python imports its own
+    proc = subprocess.Popen(
+        [python, "-m", "healthkit.console", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        cwd=cwd or "/",
+        start_new_session=True,
+    )  # not a checkout: each python imports its own
     deadline = t0 + timeout
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -56,15 +62,22 @@ def cases(root: Path) -> dict[str, Path]:
         return make_healthy_workspace(root / name)
 
     out = {}
-    for rel, name in (("config.json", "FIFO config.json"), ("status/training_status.json", "FIFO status file"),
-                      ("healthkit.toml", "FIFO healthkit.toml"), ("CLAUDE.md", "FIFO CLAUDE.md"),
-                      ("current_model/checkpoint-30/model.safetensors", "FIFO model.safetensors")):
+    for rel, name in (
+        ("config.json", "FIFO config.json"),
+        ("status/training_status.json", "FIFO status file"),
+        ("healthkit.toml", "FIFO healthkit.toml"),
+        ("CLAUDE.md", "FIFO CLAUDE.md"),
+        ("current_model/checkpoint-30/model.safetensors", "FIFO model.safetensors"),
+    ):
         b = ws(name.replace(" ", "_"))
         (b / rel).unlink()
         os.mkfifo(b / rel)
         out[name] = b
     deep = "[" * 100_000 + "]" * 100_000
-    for rel, name in (("config.json", "deep config.json"), ("current_model/checkpoint-30/trainer_state.json", "deep trainer_state.json")):
+    for rel, name in (
+        ("config.json", "deep config.json"),
+        ("current_model/checkpoint-30/trainer_state.json", "deep trainer_state.json"),
+    ):
         b = ws(name.replace(" ", "_"))
         (b / rel).write_text(deep)
         out[name] = b
@@ -123,9 +136,17 @@ def cost(new: str, old: str, repeat: int) -> None:
     ex = build_example(root / "example")
     try:
         fleet = [build(root / f"ws{i:02d}", 1000 + 100 * i) for i in range(16)]
-        jobs = {"fleet 16": lambda tag: ["audit", *map(str, fleet), "--output", str(root / f"out-{tag}") + "/",
-                                         "--textfile", str(root / f"tf-{tag}" / "healthkit.prom")],
-                "example audit": lambda tag: ["audit", str(ex.base)]}
+        jobs = {
+            "fleet 16": lambda tag: [
+                "audit",
+                *map(str, fleet),
+                "--output",
+                str(root / f"out-{tag}") + "/",
+                "--textfile",
+                str(root / f"tf-{tag}" / "healthkit.prom"),
+            ],
+            "example audit": lambda tag: ["audit", str(ex.base)],
+        }
         for name, argv in jobs.items():
             for py, tag in ((old, "old"), (new, "new")):
                 run(py, argv(tag), 300)  # warm: page cache, .pyc, the loss charts of the history
@@ -138,9 +159,12 @@ def cost(new: str, old: str, repeat: int) -> None:
                     mem[tag].append(mib)
             ratios = [n / o for n, o in zip(times["new"], times["old"])]
             mo, mn = statistics.median(times["old"]), statistics.median(times["new"])
-            print(f"{name}: old {mo * 1000:.0f} ms, new {mn * 1000:.0f} ms, ratio {mn / mo:.3f} "
-                  f"(per round {min(ratios):.2f}..{max(ratios):.2f}); peak old {statistics.median(mem['old']):.0f} MiB, "
-                  f"new {statistics.median(mem['new']):.0f} MiB", flush=True)
+            print(
+                f"{name}: old {mo * 1000:.0f} ms, new {mn * 1000:.0f} ms, ratio {mn / mo:.3f} "
+                f"(per round {min(ratios):.2f}..{max(ratios):.2f}); peak old {statistics.median(mem['old']):.0f} MiB, "
+                f"new {statistics.median(mem['new']):.0f} MiB",
+                flush=True,
+            )
     finally:
         ex.cleanup()
         shutil.rmtree(root, ignore_errors=True)
@@ -157,9 +181,17 @@ def main() -> int:
     # Cron runs with byte-code on disk: compile both checkouts first (under PYTHONDONTWRITEBYTECODE an edited module
     # would otherwise be compiled on every run and the benchmark would measure the compiler).
     for py in (sys.executable, args.baseline_python):
-        subprocess.run([py, "-c", "import compileall, os, healthkit, healthkit.checks; "
-                        "[compileall.compile_dir(os.path.dirname(m.__file__), quiet=1) for m in (healthkit, healthkit.checks)]"],
-                       cwd="/", check=False, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                py,
+                "-c",
+                "import compileall, os, healthkit, healthkit.checks; "
+                "[compileall.compile_dir(os.path.dirname(m.__file__), quiet=1) for m in (healthkit, healthkit.checks)]",
+            ],
+            cwd="/",
+            check=False,
+            stdout=subprocess.DEVNULL,
+        )
     if "cases" in only:
         table(sys.executable, args.baseline_python, args.timeout)
     if "cost" in only:

@@ -16,38 +16,50 @@ from healthkit.system.records import record
 from ._common import ago, q
 
 PRUNE = FixRef("prune-checkpoints", "Delete the oldest checkpoints beyond the declared save_total_limit", "safe")
-PRUNE_UNSAFE = FixRef("prune-checkpoints", "Delete the oldest checkpoints, keeping the newest N (--keep N)", "unsafe",
-                      args=("--keep", "N"))
-PRUNE_DEFAULT = FixRef("prune-checkpoints", "Delete the oldest checkpoints beyond the trainer's default limit", "unsafe")
+PRUNE_UNSAFE = FixRef(
+    "prune-checkpoints",
+    "Delete the oldest checkpoints, keeping the newest N (--keep N)",
+    "unsafe",
+    args=("--keep", "N"),
+)
+PRUNE_DEFAULT = FixRef(
+    "prune-checkpoints", "Delete the oldest checkpoints beyond the trainer's default limit", "unsafe"
+)
 SET_LIMIT = FixRef("set-save-total-limit", "Add save_total_limit to config.json", "unsafe")
 DELETE_INCOMPLETE = FixRef("delete-incomplete-checkpoint", "Delete the incomplete checkpoint", "unsafe")
 
 NO_RETENTION = CodeDoc(
-    "checkpoints.no-retention", "warning", "No checkpoint retention configured",
+    "checkpoints.no-retention",
+    "warning",
+    "No checkpoint retention configured",
     what="Neither config.json, healthkit.toml nor the run's own files (the Trainer's training_args.bin, Lightning's "
-         "ModelCheckpoint state) declare a retention limit (`save_total_limit`, `save_top_k`), so every checkpoint is kept.",
+    "ModelCheckpoint state) declare a retention limit (`save_total_limit`, `save_top_k`), so every checkpoint is kept.",
     why="Checkpoints accumulate for the whole run; on a long run they fill the disk and the run dies at a save.",
     fix="Add `save_total_limit` to config.json (unsafe: it changes what training deletes). If the training script hard-codes "
-        "a limit, declare it in healthkit.toml under [retention].",
+    "a limit, declare it in healthkit.toml under [retention].",
     fix_safety="Unsafe: from then on the Trainer deletes old checkpoints.",
     fixes=(SET_LIMIT, PRUNE_UNSAFE),
 )
 BLOAT = CodeDoc(
-    "checkpoints.bloat", "warning", "More checkpoints than the retention policy allows",
+    "checkpoints.bloat",
+    "warning",
+    "More checkpoints than the retention policy allows",
     what="The checkpoint folder holds more checkpoints (and bytes) than `save_total_limit` allows, counting the best "
-         "checkpoint the way the Trainer does; or, with no limit, far more than a run needs.",
+    "checkpoint the way the Trainer does; or, with no limit, far more than a run needs.",
     why="Wasted disk and slower scans today; a full disk and a dead run tomorrow.",
     fix="Prune the oldest complete checkpoints beyond the limit, never the newest, never `best_model_checkpoint`, never one "
-        "being written or resumed from.",
+    "being written or resumed from.",
     fix_safety="Safe when the user declared the limit (it restores their own policy); unsafe with a limit we choose (`--keep N`).",
     fixes=(PRUNE, PRUNE_UNSAFE, PRUNE_DEFAULT),
 )
 INCOMPLETE = CodeDoc(
-    "checkpoints.incomplete", "warning", "Checkpoint a resume would choke on",
+    "checkpoints.incomplete",
+    "warning",
+    "Checkpoint a resume would choke on",
     what="A checkpoint lacks what its stack needs to resume from it, by that stack's own rule (healthkit.formats): for HF "
-         "`Trainer.train(resume_from_checkpoint=...)` a readable trainer_state.json and "
-         "the model weights (all shards of a sharded save; every rank's ZeRO or FSDP states); for Lightning a whole `.ckpt` "
-         "zip; for Accelerate the weights, optimizer and RNG states. A layout the format cannot judge is not incomplete.",
+    "`Trainer.train(resume_from_checkpoint=...)` a readable trainer_state.json and "
+    "the model weights (all shards of a sharded save; every rank's ZeRO or FSDP states); for Lightning a whole `.ckpt` "
+    "zip; for Accelerate the weights, optimizer and RNG states. A layout the format cannot judge is not incomplete.",
     why="Resuming picks the newest checkpoint; an incomplete one crashes the resume or silently restarts from scratch.",
     fix="Delete the incomplete checkpoint so that resume falls back to the previous complete one.",
     fix_safety="Unsafe: it deletes data (possibly the only copy of those steps).",
@@ -62,7 +74,9 @@ class LimitSource(str, Enum):
     """Who declared the retention limit: it decides whether pruning to it is safe (never the wording of a message)."""
 
     CONFIG = "config"  # config.json: the user's own policy
-    RUN = "run"  # the run's own files (the Trainer's arguments, Lightning's ModelCheckpoint state): the user's own policy
+    RUN = (
+        "run"  # the run's own files (the Trainer's arguments, Lightning's ModelCheckpoint state): the user's own policy
+    )
     SETTINGS = "settings"  # healthkit.toml [retention]: the user's own policy
     TRAINER_DEFAULT = "trainer-default"  # our trainer's default, written nowhere: maybe not what they meant
     INIT_DEFAULT = "init-default"  # the default `healthkit init` wrote into config.json, for a run it did not train
@@ -99,16 +113,24 @@ def retention(ws: Workspace) -> Retention:
     if marked is not None:
         if _trained_by_us(ws):
             return Retention(marked, LimitSource.CONFIG, f"config.json `{key}`, which our trainer runs with here")
-        return Retention(marked, LimitSource.INIT_DEFAULT,
-                         f"config.json `{key}` as `healthkit init` wrote it (its default, not declared by you)")
+        return Retention(
+            marked,
+            LimitSource.INIT_DEFAULT,
+            f"config.json `{key}` as `healthkit init` wrote it (its default, not declared by you)",
+        )
     if ws.settings.paths.config_schema == "healthkit" and ws.config.is_object:
         from healthkit.contract.configschema import default
 
         if default("save_total_limit"):
-            return Retention(default("save_total_limit"), LimitSource.TRAINER_DEFAULT,
-                             f"healthkit trainer default (config.json has no `{key}`)")
+            return Retention(
+                default("save_total_limit"),
+                LimitSource.TRAINER_DEFAULT,
+                f"healthkit trainer default (config.json has no `{key}`)",
+            )
     if ws.format.name != "hf":
-        return Retention(None, LimitSource.NONE, f"nothing the {ws.format.title} run wrote declares {ws.format.limit_word}")
+        return Retention(
+            None, LimitSource.NONE, f"nothing the {ws.format.title} run wrote declares {ws.format.limit_word}"
+        )
     return Retention(None, LimitSource.NONE, f"config.json has no `{key}`")
 
 
@@ -218,14 +240,21 @@ class _View:
 
 def _incomplete_finding(ws: Workspace, c: Checkpoint, parts: list[str], newest: bool) -> Finding:
     return Finding(
-        code=INCOMPLETE.code, severity=Severity.WARNING, title=f"Incomplete checkpoint {c.name}",
+        code=INCOMPLETE.code,
+        severity=Severity.WARNING,
+        title=f"Incomplete checkpoint {c.name}",
         problem=[f"`{ws.rel(c.path)}` cannot be resumed from: {'; '.join(parts)}"]
         + (["It is the newest checkpoint, the one a resume would pick"] if newest else []),
-        impact=["A resume from it crashes or silently starts over" if newest else "A resume that reaches it would fail"],
+        impact=[
+            "A resume from it crashes or silently starts over" if newest else "A resume that reaches it would fail"
+        ],
         evidence=[_listing(ws, c)],
-        root_cause=["A save was interrupted (crash, kill or full disk during the write), or files were removed by hand"],
+        root_cause=[
+            "A save was interrupted (crash, kill or full disk during the write), or files were removed by hand"
+        ],
         recommendations=["Delete it so that a resume falls back to the previous complete checkpoint"],
-        fixes=[DELETE_INCOMPLETE], urgency="immediate" if newest else "short-term",
+        fixes=[DELETE_INCOMPLETE],
+        urgency="immediate" if newest else "short-term",
         data={"checkpoint": c.name, "path": str(c.path), "missing": parts},
     )
 
@@ -294,24 +323,42 @@ def no_retention_rule(ws: Workspace, v: _View) -> list[Finding]:
     r = v.retention
     if r.limit is not None:
         return []
-    return [Finding(
-        code=NO_RETENTION.code, severity=Severity.WARNING, title="No checkpoint retention",
-        problem=([f"No {ws.format.limit_word} can be read: {r.declared_by}",
-                  f"Unless the training script sets one, the {ws.format.title} run keeps every checkpoint it writes"]
-                 if _limit_unreadable(ws) else
-                 [f"{ws.format.limit_word} is set to keep every checkpoint: {r.declared_by}"
-                  if _set_to_keep_all(ws) else f"{ws.format.limit_word} is not configured: {r.declared_by}",
-                  f"The {ws.format.title} run keeps every checkpoint it writes"]),
-        impact=["Checkpoints accumulate indefinitely", "Risk of running out of disk space on long training runs"],
-        evidence=[_limit_evidence(ws, r)],
-        root_cause=[f"{ws.format.limit_word} not configured (or hard-coded to keep all in the training script)"],
-        recommendations=[f"Configure {ws.format.limit_word} = {DEFAULT_RECOMMENDED_LIMIT} in the training config or script "
-                         f"(keeps ~{human_bytes(v.typical * DEFAULT_RECOMMENDED_LIMIT)} instead of {human_bytes(v.total)})",
-                         "If the training script enforces its own limit, declare it in healthkit.toml [retention]"],
-        # --unsafe --keep N prunes here too, whatever the count: N is the user's explicit choice.
-        fixes=[SET_LIMIT, PRUNE_UNSAFE] if ws.config.is_object else [PRUNE_UNSAFE], urgency="short-term",
-        data={"config_key": ws.settings.config_keys.save_total_limit, "limit": None, "best": v.best.name if v.best else None},
-    )]
+    return [
+        Finding(
+            code=NO_RETENTION.code,
+            severity=Severity.WARNING,
+            title="No checkpoint retention",
+            problem=(
+                [
+                    f"No {ws.format.limit_word} can be read: {r.declared_by}",
+                    f"Unless the training script sets one, the {ws.format.title} run keeps every checkpoint it writes",
+                ]
+                if _limit_unreadable(ws)
+                else [
+                    f"{ws.format.limit_word} is set to keep every checkpoint: {r.declared_by}"
+                    if _set_to_keep_all(ws)
+                    else f"{ws.format.limit_word} is not configured: {r.declared_by}",
+                    f"The {ws.format.title} run keeps every checkpoint it writes",
+                ]
+            ),
+            impact=["Checkpoints accumulate indefinitely", "Risk of running out of disk space on long training runs"],
+            evidence=[_limit_evidence(ws, r)],
+            root_cause=[f"{ws.format.limit_word} not configured (or hard-coded to keep all in the training script)"],
+            recommendations=[
+                f"Configure {ws.format.limit_word} = {DEFAULT_RECOMMENDED_LIMIT} in the training config or script "
+                f"(keeps ~{human_bytes(v.typical * DEFAULT_RECOMMENDED_LIMIT)} instead of {human_bytes(v.total)})",
+                "If the training script enforces its own limit, declare it in healthkit.toml [retention]",
+            ],
+            # --unsafe --keep N prunes here too, whatever the count: N is the user's explicit choice.
+            fixes=[SET_LIMIT, PRUNE_UNSAFE] if ws.config.is_object else [PRUNE_UNSAFE],
+            urgency="short-term",
+            data={
+                "config_key": ws.settings.config_keys.save_total_limit,
+                "limit": None,
+                "best": v.best.name if v.best else None,
+            },
+        )
+    ]
 
 
 def _prune_ref(r: Retention) -> FixRef:
@@ -350,32 +397,64 @@ def bloat_rule(ws: Workspace, v: _View) -> list[Finding]:
     excess = [c for c in ckpts[: max(0, len(ckpts) - keep)] if c is not best]  # the Trainer keeps the best too
     usage = ws.checkpoint_usage
     rootq = q(ws, ws.checkpoint_dir)
-    evidence = [Evidence(f"ls -d {rootq}/{ws.format.glob} | wc -l", str(len(ckpts))),
-                Evidence(f"du -h {rootq} --max-depth=1 | sort -hr | head -5", _du_lines(ws, ckpts, v.total))]
-    return [Finding(
-        code=BLOAT.code, severity=Severity.WARNING, title="Disk space bloat",
-        problem=_bloat_problem(ws, v, keep, expected, allowed),
-        impact=[f"{human_bytes(max(0, v.total - expected))} of disk wasted",
-                "Slower operations (more files to scan)", "Risk of running out of disk space on long training runs"],
-        evidence=evidence + ([] if r.limit else [_limit_evidence(ws, r)]),
-        root_cause=([f"{ws.format.limit_word} not configured or not working", "Checkpoints accumulate indefinitely; no automatic cleanup"]
-                    if not r.limit else [f"The {_limit_words(r)} is not being enforced: the training code "
-                                         "ignores it, or checkpoints were copied in"]),
-        recommendations=[f"Keep only the newest {keep} checkpoints (~{human_bytes(expected)})"
-                         + (f" plus the best ({best.name})" if best else "")],
-        fixes=[_prune_ref(r)], urgency="short-term",
-        data={"dir": str(ws.checkpoint_dir), "limit": r.limit, "declared_by": r.declared_by if r.limit else None,
-              "limit_source": r.source.value, "best": best.name if best else None, "excess": [c.name for c in excess],
-              "excess_bytes": sum(usage[c.path].bytes for c in excess)},
-    )]
+    evidence = [
+        Evidence(f"ls -d {rootq}/{ws.format.glob} | wc -l", str(len(ckpts))),
+        Evidence(f"du -h {rootq} --max-depth=1 | sort -hr | head -5", _du_lines(ws, ckpts, v.total)),
+    ]
+    return [
+        Finding(
+            code=BLOAT.code,
+            severity=Severity.WARNING,
+            title="Disk space bloat",
+            problem=_bloat_problem(ws, v, keep, expected, allowed),
+            impact=[
+                f"{human_bytes(max(0, v.total - expected))} of disk wasted",
+                "Slower operations (more files to scan)",
+                "Risk of running out of disk space on long training runs",
+            ],
+            evidence=evidence + ([] if r.limit else [_limit_evidence(ws, r)]),
+            root_cause=(
+                [
+                    f"{ws.format.limit_word} not configured or not working",
+                    "Checkpoints accumulate indefinitely; no automatic cleanup",
+                ]
+                if not r.limit
+                else [
+                    f"The {_limit_words(r)} is not being enforced: the training code "
+                    "ignores it, or checkpoints were copied in"
+                ]
+            ),
+            recommendations=[
+                f"Keep only the newest {keep} checkpoints (~{human_bytes(expected)})"
+                + (f" plus the best ({best.name})" if best else "")
+            ],
+            fixes=[_prune_ref(r)],
+            urgency="short-term",
+            data={
+                "dir": str(ws.checkpoint_dir),
+                "limit": r.limit,
+                "declared_by": r.declared_by if r.limit else None,
+                "limit_source": r.source.value,
+                "best": best.name if best else None,
+                "excess": [c.name for c in excess],
+                "excess_bytes": sum(usage[c.path].bytes for c in excess),
+            },
+        )
+    ]
 
 
 def _facts(ws: Workspace, v: _View) -> dict[str, Any]:
     ckpts, r = v.ckpts, v.retention
     return {
-        "dir": str(ws.checkpoint_dir), "count": len(ckpts), "bytes": v.total, "typical_bytes": v.typical,
-        "newest_step": ckpts[-1].step if ckpts else None, "oldest_step": ckpts[0].step if ckpts else None,
-        "limit": r.limit, "limit_declared_by": r.declared_by if r.limit else None, "best": v.best.name if v.best else None,
+        "dir": str(ws.checkpoint_dir),
+        "count": len(ckpts),
+        "bytes": v.total,
+        "typical_bytes": v.typical,
+        "newest_step": ckpts[-1].step if ckpts else None,
+        "oldest_step": ckpts[0].step if ckpts else None,
+        "limit": r.limit,
+        "limit_declared_by": r.declared_by if r.limit else None,
+        "best": v.best.name if v.best else None,
         "format": ws.format.name,
     }
 
@@ -391,9 +470,11 @@ def _trash_notes(ws: Workspace) -> list[str]:
     from healthkit.system.shellcmd import command
 
     shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
-    return [f"an interrupted `healthkit fix` left {len(left)} trash folder(s) in {ws.rel(ws.checkpoint_dir)}/ ({shown}): "
-            f"already decided for deletion and still using space; the next fix run finishes removing them "
-            f"(`{command('healthkit', 'fix', ws.base, '--safe')}`)"]
+    return [
+        f"an interrupted `healthkit fix` left {len(left)} trash folder(s) in {ws.rel(ws.checkpoint_dir)}/ ({shown}): "
+        f"already decided for deletion and still using space; the next fix run finishes removing them "
+        f"(`{command('healthkit', 'fix', ws.base, '--safe')}`)"
+    ]
 
 
 def _format_notes(ws: Workspace) -> list[str]:
@@ -403,23 +484,33 @@ def _format_notes(ws: Workspace) -> list[str]:
     declared = ws.settings.run.format
     out = list(LOAD_ERRORS) + _trash_notes(ws)
     if declared and declared != ws.format.name:
-        out.append(f"healthkit.toml [run] format = {declared!r} names no registered format "
-                   f"({', '.join(f.name for f in formats())}); the folder was recognised as {ws.format.name} instead")
+        out.append(
+            f"healthkit.toml [run] format = {declared!r} names no registered format "
+            f"({', '.join(f.name for f in formats())}); the folder was recognised as {ws.format.name} instead"
+        )
     return out
 
 
 def _healthy_and_notes(ws: Workspace, v: _View) -> tuple[list[Healthy], list[str]]:
     ckpts = v.ckpts
-    notes = [f"{c.name} is a symlink out of the workspace; not counted as our data"
-             for c in ckpts if c.is_symlink and not is_within(c.path, ws.base)]
-    notes += [f"{c.name}: not judged, {ws.completeness_of(c).unknown}; nothing offers to delete it"
-              for c in ckpts if ws.completeness_of(c).unknown]
+    notes = [
+        f"{c.name} is a symlink out of the workspace; not counted as our data"
+        for c in ckpts
+        if c.is_symlink and not is_within(c.path, ws.base)
+    ]
+    notes += [
+        f"{c.name}: not judged, {ws.completeness_of(c).unknown}; nothing offers to delete it"
+        for c in ckpts
+        if ws.completeness_of(c).unknown
+    ]
     notes += _format_notes(ws)
     if ws.in_progress_saves:
         notes.append(f"save in progress: {', '.join(p.name for p in ws.in_progress_saves)}")
     if v.saving is not None:
-        notes.append(f"save in progress: {v.saving.name} (written within the last {ws.settings.thresholds.save_grace_seconds:g}s "
-                     "by the running training)")
+        notes.append(
+            f"save in progress: {v.saving.name} (written within the last {ws.settings.thresholds.save_grace_seconds:g}s "
+            "by the running training)"
+        )
     if not ckpts:
         return [], notes
     newest = ckpts[-1]
@@ -427,11 +518,17 @@ def _healthy_and_notes(ws: Workspace, v: _View) -> tuple[list[Healthy], list[str
         age = ago(ws.now - newest.path.stat().st_mtime)
     except OSError:
         age = "unknown time"
-    return [Healthy("Checkpoints being saved", [f"Latest: {newest.name} (written {age} ago)",
-                                                f"{len(ckpts)} checkpoint(s), {human_bytes(v.total)}"])], notes
+    return [
+        Healthy(
+            "Checkpoints being saved",
+            [f"Latest: {newest.name} (written {age} ago)", f"{len(ckpts)} checkpoint(s), {human_bytes(v.total)}"],
+        )
+    ], notes
 
 
-@check("checkpoints", title="Checkpoint retention and completeness", codes=[NO_RETENTION, BLOAT, INCOMPLETE], tags=["disk"])
+@check(
+    "checkpoints", title="Checkpoint retention and completeness", codes=[NO_RETENTION, BLOAT, INCOMPLETE], tags=["disk"]
+)
 def checkpoints_check(ws: Workspace) -> CheckOutput:
     root = ws.checkpoint_dir
     problem = ws.checkpoint_dir_problem
@@ -449,8 +546,14 @@ def checkpoints_check(ws: Workspace) -> CheckOutput:
     incomplete = incomplete_rule(ws, ckpts, saving)
     usage = ws.checkpoint_usage
     sizes = sorted(usage[c.path].bytes for c in ckpts if not c.is_symlink)
-    v = _View(ckpts, ws.checkpoint_dir_usage.bytes, sizes[len(sizes) // 2] if sizes else 0, retention(ws), best_checkpoint(ws),
-              saving)
+    v = _View(
+        ckpts,
+        ws.checkpoint_dir_usage.bytes,
+        sizes[len(sizes) // 2] if sizes else 0,
+        retention(ws),
+        best_checkpoint(ws),
+        saving,
+    )
     findings = no_retention_rule(ws, v) + bloat_rule(ws, v) + incomplete
     healthy, notes = _healthy_and_notes(ws, v)
     return CheckOutput(findings=findings, healthy=healthy, facts={"checkpoints": _facts(ws, v)}, notes=notes)

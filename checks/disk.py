@@ -14,17 +14,21 @@ from ._common import number, q
 from .checkpoints import PRUNE_UNSAFE, _allowed, best_checkpoint, declared_limit
 
 LOW = CodeDoc(
-    "disk.low-space", "warning", "Free space under threshold",
+    "disk.low-space",
+    "warning",
+    "Free space under threshold",
     what="The filesystem holding the checkpoints has less free space (for an unprivileged writer, f_bavail) than the "
-         "configured minimum (percent or bytes).",
+    "configured minimum (percent or bytes).",
     why="The next checkpoint save fails half-written and the run dies, often hours into it.",
     fix="Free space: prune checkpoints beyond the retention limit (`healthkit fix`), move finished models elsewhere.",
     fixes=(PRUNE_UNSAFE,),
 )
 FORECAST = CodeDoc(
-    "disk.forecast-full", "critical", "Remaining training will not fit at the current retention",
+    "disk.forecast-full",
+    "critical",
+    "Remaining training will not fit at the current retention",
     what="What the rest of the run will write (checkpoints not yet saved, minus those retention deletes, plus the final "
-         "model) is more than the free space.",
+    "model) is more than the free space.",
     why="The run is going to die at a save before it finishes, losing the steps since the last checkpoint.",
     fix="Set or lower `save_total_limit`, prune now, or free space before the run gets there.",
 )
@@ -42,9 +46,11 @@ def waiting_daemon(ws: Workspace) -> dict[str, Any] | None:
 def _waiting_cause(st: dict[str, Any]) -> list[str]:
     disk = st.get("disk") or {}
     need = disk.get("need_bytes")
-    return [f"The daemon (PID {st.get('pid')}) is waiting for disk space since {st.get('waiting_since')}: {st.get('waiting_reason')}",
-            f"Its training of {st.get('waiting_file')} ran out of space at a checkpoint save; it resumes from the last complete "
-            f"checkpoint by itself once ~{human_bytes(need) if isinstance(need, int) else '?'} are free"]
+    return [
+        f"The daemon (PID {st.get('pid')}) is waiting for disk space since {st.get('waiting_since')}: {st.get('waiting_reason')}",
+        f"Its training of {st.get('waiting_file')} ran out of space at a checkpoint save; it resumes from the last complete "
+        f"checkpoint by itself once ~{human_bytes(need) if isinstance(need, int) else '?'} are free",
+    ]
 
 
 def forecast(ws: Workspace) -> dict[str, Any] | None:
@@ -80,8 +86,14 @@ def forecast(ws: Workspace) -> dict[str, Any] | None:
     else:
         growth_count = saves_left
     need = (growth_count + 1) * size  # +1: the final model save
-    return {"saves_left": saves_left, "checkpoint_bytes": size, "need_bytes": need, "limit": limit,
-            "steps_left": total - step, "growth_checkpoints": growth_count}
+    return {
+        "saves_left": saves_left,
+        "checkpoint_bytes": size,
+        "need_bytes": need,
+        "limit": limit,
+        "steps_left": total - step,
+        "growth_checkpoints": growth_count,
+    }
 
 
 @check("disk", title="Disk space", codes=[LOW, FORECAST], tags=["disk"])
@@ -92,38 +104,85 @@ def disk_check(ws: Workspace) -> CheckOutput:
     th = ws.settings.thresholds
     findings: list[Finding] = []
     target = q(ws, d.path) if d.path != ws.base else "."
-    df = Evidence(f"df -h {target}", f"{human_bytes(d.used)} / {human_bytes(d.total)} used ({d.used_percent:.0f}%), "
-                                      f"{human_bytes(d.free)} available to unprivileged writers")
-    facts = {"disk": {"path": str(d.path), "total_bytes": d.total, "free_bytes": d.free, "free_percent": round(d.free_percent, 2)}}
+    df = Evidence(
+        f"df -h {target}",
+        f"{human_bytes(d.used)} / {human_bytes(d.total)} used ({d.used_percent:.0f}%), "
+        f"{human_bytes(d.free)} available to unprivileged writers",
+    )
+    facts = {
+        "disk": {
+            "path": str(d.path),
+            "total_bytes": d.total,
+            "free_bytes": d.free,
+            "free_percent": round(d.free_percent, 2),
+        }
+    }
     waiting = waiting_daemon(ws)
     if d.free_percent < th.disk_min_free_percent or d.free < th.disk_min_free_bytes or waiting:
         crit = d.free_percent < th.disk_critical_free_percent or waiting is not None
-        findings.append(Finding(
-            code=LOW.code, severity=Severity.CRITICAL if crit else Severity.WARNING, title="Low disk space",
-            problem=[f"Only {human_bytes(d.free)} ({d.free_percent:.1f}%) free on the filesystem of `{target}`",
-                     f"Threshold: {th.disk_min_free_percent:g}% and {human_bytes(th.disk_min_free_bytes)}"],
-            impact=["Training is held until there is room" if waiting else "The next checkpoint save may fail half-written and kill the run"],
-            evidence=[df] + ([Evidence(f"jq .waiting_reason {q(ws, ws.daemon_state.path)}", str(waiting.get("waiting_reason")))] if waiting else []),
-            root_cause=_waiting_cause(waiting) if waiting else [],
-            recommendations=["Prune checkpoints beyond retention; move finished models off this disk"],
-            fixes=[PRUNE_UNSAFE] if len(ws.checkpoints) > 1 else [],
-            urgency="immediate" if crit else "short-term", data={**facts["disk"], "daemon_waiting": bool(waiting)},
-        ))
+        findings.append(
+            Finding(
+                code=LOW.code,
+                severity=Severity.CRITICAL if crit else Severity.WARNING,
+                title="Low disk space",
+                problem=[
+                    f"Only {human_bytes(d.free)} ({d.free_percent:.1f}%) free on the filesystem of `{target}`",
+                    f"Threshold: {th.disk_min_free_percent:g}% and {human_bytes(th.disk_min_free_bytes)}",
+                ],
+                impact=[
+                    "Training is held until there is room"
+                    if waiting
+                    else "The next checkpoint save may fail half-written and kill the run"
+                ],
+                evidence=[df]
+                + (
+                    [Evidence(f"jq .waiting_reason {q(ws, ws.daemon_state.path)}", str(waiting.get("waiting_reason")))]
+                    if waiting
+                    else []
+                ),
+                root_cause=_waiting_cause(waiting) if waiting else [],
+                recommendations=["Prune checkpoints beyond retention; move finished models off this disk"],
+                fixes=[PRUNE_UNSAFE] if len(ws.checkpoints) > 1 else [],
+                urgency="immediate" if crit else "short-term",
+                data={**facts["disk"], "daemon_waiting": bool(waiting)},
+            )
+        )
     fc = forecast(ws)
     if fc:
         facts["disk"]["forecast"] = fc
         if fc["need_bytes"] > d.free:
-            findings.append(Finding(
-                code=FORECAST.code, severity=Severity.CRITICAL, title="Disk will fill before training finishes",
-                problem=[f"{fc['steps_left']:g} steps left: {fc['saves_left']} more checkpoint save(s) of ~{human_bytes(fc['checkpoint_bytes'])}",
-                         f"At the current retention ({'save_total_limit=' + str(fc['limit']) if fc['limit'] else 'none'}) the run needs "
-                         f"~{human_bytes(fc['need_bytes'])} more; {human_bytes(d.free)} is free"],
-                impact=["The run dies at a save before it finishes, losing the steps since the last checkpoint"],
-                evidence=[df, Evidence(f"du -sh {q(ws, ws.checkpoint_dir)}", human_bytes(ws.checkpoint_dir_usage.bytes))],
-                recommendations=["Set (or lower) save_total_limit and prune now", "Free space on this filesystem"],
-                urgency="immediate", data=fc,
-            ))
-    healthy = [] if findings else [Healthy("Disk space OK", [f"{human_bytes(d.used)} / {human_bytes(d.total)} used ({d.used_percent:.0f}%)",
-                                                             f"{human_bytes(d.free)} available"
-                                                             + (f"; the rest of the run needs ~{human_bytes(fc['need_bytes'])}" if fc else "")])]
+            findings.append(
+                Finding(
+                    code=FORECAST.code,
+                    severity=Severity.CRITICAL,
+                    title="Disk will fill before training finishes",
+                    problem=[
+                        f"{fc['steps_left']:g} steps left: {fc['saves_left']} more checkpoint save(s) of ~{human_bytes(fc['checkpoint_bytes'])}",
+                        f"At the current retention ({'save_total_limit=' + str(fc['limit']) if fc['limit'] else 'none'}) the run needs "
+                        f"~{human_bytes(fc['need_bytes'])} more; {human_bytes(d.free)} is free",
+                    ],
+                    impact=["The run dies at a save before it finishes, losing the steps since the last checkpoint"],
+                    evidence=[
+                        df,
+                        Evidence(f"du -sh {q(ws, ws.checkpoint_dir)}", human_bytes(ws.checkpoint_dir_usage.bytes)),
+                    ],
+                    recommendations=["Set (or lower) save_total_limit and prune now", "Free space on this filesystem"],
+                    urgency="immediate",
+                    data=fc,
+                )
+            )
+    healthy = (
+        []
+        if findings
+        else [
+            Healthy(
+                "Disk space OK",
+                [
+                    f"{human_bytes(d.used)} / {human_bytes(d.total)} used ({d.used_percent:.0f}%)",
+                    f"{human_bytes(d.free)} available"
+                    + (f"; the rest of the run needs ~{human_bytes(fc['need_bytes'])}" if fc else ""),
+                ],
+            )
+        ]
+    )
     return CheckOutput(findings=findings, healthy=healthy, facts=facts)

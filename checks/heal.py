@@ -12,22 +12,26 @@ from healthkit.core.workspace import Workspace
 from healthkit.scheduled.state_files import HEAL_STATE
 
 GAVE_UP = CodeDoc(
-    "heal.gave-up", "critical", "Scheduled healing gave up: the finding came back after every heal",
+    "heal.gave-up",
+    "critical",
+    "Scheduled healing gave up: the finding came back after every heal",
     what="The scheduled job (`healthkit schedule --heal`) healed the same finding `[heal] max_attempts` times within "
-         "`[heal] window_seconds`, and each time it came back. It no longer heals it; every attempt (when, what was done, "
-         "what came back) is the evidence.",
+    "`[heal] window_seconds`, and each time it came back. It no longer heals it; every attempt (when, what was done, "
+    "what came back) is the evidence.",
     why="Something undoes the heal (the OOM killer, a full disk, a crash at start). Healing forever would hide it and burn "
-        "the machine, the restart storm systemd's StartLimitBurst and Kubernetes' CrashLoopBackOff exist to stop.",
+    "the machine, the restart storm systemd's StartLimitBurst and Kubernetes' CrashLoopBackOff exist to stop.",
     fix="Find the cause (the daemon's logs, `journalctl -k | grep -i oom`, `dmesg`, `df -h`), then run "
-        "`healthkit fix --safe PATH` yourself: a person's fix always applies and clears the give-up.",
+    "`healthkit fix --safe PATH` yourself: a person's fix always applies and clears the give-up.",
     fix_safety="No automatic fix: by definition the automatic one did not hold.",
 )
 HELD_BACK = CodeDoc(
-    "heal.held-back", "info", "Scheduled healing is backing off",
+    "heal.held-back",
+    "info",
+    "Scheduled healing is backing off",
     what="The finding was healed by the scheduled job and came back; the job waits `[heal] backoff_seconds` (doubling "
-         "after each heal) before healing it again, and says until when.",
+    "after each heal) before healing it again, and says until when.",
     why="A heal that does not hold is retried less and less often, so that a fault that keeps coming back is noticed "
-        "instead of being restarted in a loop.",
+    "instead of being restarted in a loop.",
     fix="Wait for the next heal, or heal it now with `healthkit fix --safe PATH` (which clears the backoff).",
 )
 

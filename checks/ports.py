@@ -15,24 +15,28 @@ from healthkit.system.records import record
 from ._common import q
 
 DOWN = CodeDoc(
-    "monitor.down", "warning", "A configured monitor port does not answer",
+    "monitor.down",
+    "warning",
+    "A configured monitor port does not answer",
     what="A monitor port the workspace declares (healthkit.toml [monitor] ports, or the trainer daemon's port: config.json "
-         "`monitor_port`, default 8080, while the daemon runs) fails an HTTP GET of [monitor] path (default /health) within "
-         "[monitor] timeout_seconds: refused, accepted but no answer (a hung server), or an error status. "
-         "[monitor] tcp_ports are only tested for a TCP connection.",
+    "`monitor_port`, default 8080, while the daemon runs) fails an HTTP GET of [monitor] path (default /health) within "
+    "[monitor] timeout_seconds: refused, accepted but no answer (a hung server), or an error status. "
+    "[monitor] tcp_ports are only tested for a TCP connection.",
     why="Dashboards and health probes that rely on it see nothing; people think the run is unobserved or dead.",
     fix="Start the daemon (which serves the monitor), or correct the port in the settings.",
 )
 
 
 NOT_BOUND = CodeDoc(
-    "monitor.not-bound", "warning", "The daemon runs without its monitor",
+    "monitor.not-bound",
+    "warning",
+    "The daemon runs without its monitor",
     what="The trainer daemon runs, but its HTTP monitor could bind neither its configured port nor any free one: "
-         "status/daemon_state.json records `monitor_error` and no `monitor_port`.",
+    "status/daemon_state.json records `monitor_error` and no `monitor_port`.",
     why="Nothing serves /health, /metrics or the live page for this workspace: probes and dashboards see nothing, and a "
-        "monitor on the configured port, if one answers, belongs to something else.",
+    "monitor on the configured port, if one answers, belongs to something else.",
     fix="Read `monitor_error` in status/daemon_state.json (or logs/daemon.log), free or change `monitor_port` in "
-        "config.json, and restart the daemon.",
+    "config.json, and restart the daemon.",
 )
 
 
@@ -169,26 +173,39 @@ def _body_complete(data: bytes) -> bool:
 
 # Per kind: title, problem, root cause, recommendation. {host} {port} {path} {timeout} {detail} are filled in.
 _KINDS = {
-    "refused": ("Monitor on port {port} is down", "Nothing listens on {host}:{port} (connection refused)",
-                "The process that serves it is not running, or it listens on another port",
-                "Start the daemon (it serves the monitor) or fix the configured port"),
-    "unreachable": ("Monitor on port {port} does not accept connections", "No connection to {host}:{port}: {detail}",
-                    "Its server stopped accepting connections (a full accept queue), or a firewall drops them",
-                    "Check the process that owns the port (`ss -ltnp 'sport = :{port}'`) and restart it"),
-    "no-answer": ("Monitor on port {port} accepts connections but does not answer",
-                  "`GET {path}` on {host}:{port}: {detail}",
-                  "The server process is alive but hung: a deadlocked or blocked request handler (the classic hung monitor)",
-                  "Find the process that owns the port (`ss -ltnp 'sport = :{port}'`), look at its threads "
-                  "(`py-spy dump --pid PID`) and restart it"),
-    "other-workspace": ("Port {port} answers for another workspace's monitor",
-                        "`GET {path}` on {host}:{port}: {detail}",
-                        "Two workspaces are configured with the same port: another daemon holds it, and this workspace's "
-                        "monitor is elsewhere or not running",
-                        "Give each workspace its own `monitor_port` (or null for any free one) and restart this daemon; "
-                        "the port it bound is `monitor_port` in status/daemon_state.json"),
-    "error-status": ("Monitor on port {port} answers with an error ({detail})", "`GET {path}` on {host}:{port} answered {detail}",
-                     "The monitor runs and reports a problem: its answer says which",
-                     "Read the answer (below) and act on what it reports"),
+    "refused": (
+        "Monitor on port {port} is down",
+        "Nothing listens on {host}:{port} (connection refused)",
+        "The process that serves it is not running, or it listens on another port",
+        "Start the daemon (it serves the monitor) or fix the configured port",
+    ),
+    "unreachable": (
+        "Monitor on port {port} does not accept connections",
+        "No connection to {host}:{port}: {detail}",
+        "Its server stopped accepting connections (a full accept queue), or a firewall drops them",
+        "Check the process that owns the port (`ss -ltnp 'sport = :{port}'`) and restart it",
+    ),
+    "no-answer": (
+        "Monitor on port {port} accepts connections but does not answer",
+        "`GET {path}` on {host}:{port}: {detail}",
+        "The server process is alive but hung: a deadlocked or blocked request handler (the classic hung monitor)",
+        "Find the process that owns the port (`ss -ltnp 'sport = :{port}'`), look at its threads "
+        "(`py-spy dump --pid PID`) and restart it",
+    ),
+    "other-workspace": (
+        "Port {port} answers for another workspace's monitor",
+        "`GET {path}` on {host}:{port}: {detail}",
+        "Two workspaces are configured with the same port: another daemon holds it, and this workspace's "
+        "monitor is elsewhere or not running",
+        "Give each workspace its own `monitor_port` (or null for any free one) and restart this daemon; "
+        "the port it bound is `monitor_port` in status/daemon_state.json",
+    ),
+    "error-status": (
+        "Monitor on port {port} answers with an error ({detail})",
+        "`GET {path}` on {host}:{port} answered {detail}",
+        "The monitor runs and reports a problem: its answer says which",
+        "Read the answer (below) and act on what it reports",
+    ),
 }
 
 
@@ -227,8 +244,13 @@ def _attributed(p: Probe, own_id: str | None, daemons_own: bool = False) -> Prob
     on the daemon's own port of a workspace that has an id: our daemon names it there, so a silent answer is another's."""
     named = named_workspace(p)
     if named is None and daemons_own and own_id and p.status is not None:
-        return Probe(p.port, "other-workspace", f"its answer names no workspace; this workspace's daemon names {own_id}",
-                     p.status, p.body)
+        return Probe(
+            p.port,
+            "other-workspace",
+            f"its answer names no workspace; this workspace's daemon names {own_id}",
+            p.status,
+            p.body,
+        )
     if named is None or named == own_id:
         return p
     try:
@@ -236,25 +258,51 @@ def _attributed(p: Probe, own_id: str | None, daemons_own: bool = False) -> Prob
     except (ValueError, AttributeError):
         where = None
     path = f" at {where}" if isinstance(where, str) and where else ""
-    mine = f"this workspace's id is {own_id}" if own_id else "this workspace has no id (.healthkit-id): its daemon never published one"
+    mine = (
+        f"this workspace's id is {own_id}"
+        if own_id
+        else "this workspace has no id (.healthkit-id): its daemon never published one"
+    )
     return Probe(p.port, "other-workspace", f"it answers for workspace {named}{path}; {mine}", p.status, p.body)
 
 
 def _finding(ws: Workspace, p: Probe, tcp: bool) -> Finding:
     mon = ws.settings.monitor
     host, timeout, path = mon.host, mon.timeout_seconds, mon.path
-    title, problem, cause, rec = (t.format(host=host, port=p.port, path=path, timeout=timeout, detail=p.detail) for t in _KINDS[p.kind])
+    title, problem, cause, rec = (
+        t.format(host=host, port=p.port, path=path, timeout=timeout, detail=p.detail) for t in _KINDS[p.kind]
+    )
     if tcp:
-        ev = Evidence(f"nc -zv -w {timeout:g} {host} {p.port}", f"nc: connect to {host} port {p.port} (tcp) failed: {p.detail}")
+        ev = Evidence(
+            f"nc -zv -w {timeout:g} {host} {p.port}", f"nc: connect to {host} port {p.port} (tcp) failed: {p.detail}"
+        )
     else:
-        ev = Evidence(f"curl -sS -m {timeout:g} -w '\\nHTTP %{{http_code}}' http://{host}:{p.port}{path}", _curl_observed(p, host, timeout))
+        ev = Evidence(
+            f"curl -sS -m {timeout:g} -w '\\nHTTP %{{http_code}}' http://{host}:{p.port}{path}",
+            _curl_observed(p, host, timeout),
+        )
     return Finding(
-        code=DOWN.code, severity=Severity.WARNING, title=title, problem=[problem],
-        impact=["Dashboards and probes that read it see nothing" if p.kind != "error-status" else
-                "Dashboards and probes that read it report the service unhealthy"],
-        evidence=[ev], root_cause=[cause], recommendations=[rec], urgency="short-term",
-        data={"host": host, "port": p.port, "kind": p.kind, "detail": p.detail, "status": p.status,
-              "path": None if tcp else path},
+        code=DOWN.code,
+        severity=Severity.WARNING,
+        title=title,
+        problem=[problem],
+        impact=[
+            "Dashboards and probes that read it see nothing"
+            if p.kind != "error-status"
+            else "Dashboards and probes that read it report the service unhealthy"
+        ],
+        evidence=[ev],
+        root_cause=[cause],
+        recommendations=[rec],
+        urgency="short-term",
+        data={
+            "host": host,
+            "port": p.port,
+            "kind": p.kind,
+            "detail": p.detail,
+            "status": p.status,
+            "path": None if tcp else path,
+        },
     )
 
 
@@ -266,7 +314,11 @@ def _probe_all(ws: Workspace, http: list[int], tcp: list[int]) -> list[Probe]:
 
     def probe_one(i: int) -> None:
         port, plain = jobs[i]
-        results[i] = probe_tcp(mon.host, port, mon.timeout_seconds) if plain else probe_http(mon.host, port, mon.path, mon.timeout_seconds)
+        results[i] = (
+            probe_tcp(mon.host, port, mon.timeout_seconds)
+            if plain
+            else probe_http(mon.host, port, mon.path, mon.timeout_seconds)
+        )
 
     threads = [threading.Thread(target=probe_one, args=(i,), daemon=True) for i in range(len(jobs))]
     for t in threads:
@@ -287,7 +339,9 @@ def _own_health_answer(p: Probe) -> Probe:
         return p
     if not isinstance(answer, dict) or answer.get("healthy") is not False:
         return p
-    return Probe(p.port, "up", f"HTTP 503, reports the daemon unhealthy: {answer.get('reason') or 'no reason given'}", p.status)
+    return Probe(
+        p.port, "up", f"HTTP 503, reports the daemon unhealthy: {answer.get('reason') or 'no reason given'}", p.status
+    )
 
 
 def _not_bound(ws: Workspace) -> Finding | None:
@@ -297,14 +351,21 @@ def _not_bound(ws: Workspace) -> Finding | None:
         return None
     why = str(st.data.get("monitor_error"))
     return Finding(
-        code=NOT_BOUND.code, severity=Severity.WARNING, title="The daemon runs without its monitor",
+        code=NOT_BOUND.code,
+        severity=Severity.WARNING,
+        title="The daemon runs without its monitor",
         problem=[f"The daemon could not bind its monitor: {why}"],
         impact=["Nothing serves /health, /metrics or the live page for this workspace"],
-        evidence=[Evidence(f"jq '.monitor_port, .monitor_error' {q(ws, ws.path(ws.settings.paths.daemon_state))}",
-                           f"null\n{json.dumps(why)}")],
+        evidence=[
+            Evidence(
+                f"jq '.monitor_port, .monitor_error' {q(ws, ws.path(ws.settings.paths.daemon_state))}",
+                f"null\n{json.dumps(why)}",
+            )
+        ],
         root_cause=["Another process holds the configured port, and no free port could be bound either"],
         recommendations=["Free the port or change `monitor_port` in config.json, then restart the daemon"],
-        urgency="short-term", data={"error": why},
+        urgency="short-term",
+        data={"error": why},
     )
 
 
@@ -322,7 +383,9 @@ def monitor_check(ws: Workspace) -> CheckOutput:
         return CheckOutput(findings=[unbound] if unbound else [], notes=["no monitor port configured"])
     if daemons_own and not alive:
         if not tcp:
-            return CheckOutput(notes=[f"the daemon is not running, so its monitor (port {ps[0]}) is not expected to answer"])
+            return CheckOutput(
+                notes=[f"the daemon is not running, so its monitor (port {ps[0]}) is not expected to answer"]
+            )
         ps = []
     probes = _probe_all(ws, ps, tcp)
     if daemons_own:
@@ -331,8 +394,12 @@ def monitor_check(ws: Workspace) -> CheckOutput:
 
     own_id = read_workspace_id(ws.base)
     probes = [_attributed(p, own_id, daemons_own) if i < len(ps) else p for i, p in enumerate(probes)]
-    findings = ([unbound] if unbound else []) + [_finding(ws, p, i >= len(ps)) for i, p in enumerate(probes) if p.kind != "up"]
+    findings = ([unbound] if unbound else []) + [
+        _finding(ws, p, i >= len(ps)) for i, p in enumerate(probes) if p.kind != "up"
+    ]
     up = [p for p in probes if p.kind == "up"]
-    details = [f"Port {p.port} answers" + (f" ({p.detail} on {ws.settings.monitor.path})" if p.status else "") for p in up]
+    details = [
+        f"Port {p.port} answers" + (f" ({p.detail} on {ws.settings.monitor.path})" if p.status else "") for p in up
+    ]
     healthy = [Healthy("Web monitors running", details)] if up else []
     return CheckOutput(findings=findings, healthy=healthy)

@@ -26,6 +26,7 @@ def _names_file(cmdline: tuple[str, ...], name: str) -> bool:
             return True
     return False
 
+
 # `queue.lines-dropped` is a warning above this share of a file (the trainer's own limit, 10%, fails the file):
 # 2% is about where leaving out the longest conversations starts to show in what a model learns.
 WARN_DROPPED_SHARE = 0.02
@@ -33,9 +34,11 @@ WARN_DROPPED_SHARE = 0.02
 REQUEUE = FixRef("requeue-stuck-file", "Move the file back to the queue", "safe")
 
 STUCK = CodeDoc(
-    "queue.stuck", "warning", "A file sits in processing/ with no training on it",
+    "queue.stuck",
+    "warning",
+    "A file sits in processing/ with no training on it",
     what="A queue file is in the processing folder, but no training process works on it (no live training at all, or the "
-         "running one trains another file), and the daemon was not stopped on request (that is `daemon.stopped`).",
+    "running one trains another file), and the daemon was not stopped on request (that is `daemon.stopped`).",
     why="The file will never finish: the daemon that moved it there died, and a restarted daemon may skip it.",
     fix="Move it back to the queue so that the daemon trains it (resuming from its checkpoints).",
     fix_safety="Safe: the file is moved, never deleted or edited.",
@@ -44,27 +47,31 @@ STUCK = CodeDoc(
 DELETE_FAILED = FixRef("delete-failed-checkpoints", "Delete the failed file's kept checkpoints", "unsafe")
 
 FAILED = CodeDoc(
-    "queue.failed", "warning", "A queue file failed",
+    "queue.failed",
+    "warning",
+    "A queue file failed",
     what="A file is in the queue's failed folder: its data was invalid, or its training failed `max_failures` times. "
-         "Our trainer keeps the checkpoints it had reached (in `current_model/.failed-<name>/`); the finding says how many "
-         "steps a retry keeps and the command that retries it.",
+    "Our trainer keeps the checkpoints it had reached (in `current_model/.failed-<name>/`); the finding says how many "
+    "steps a retry keeps and the command that retries it.",
     why="Its data was never (fully) trained: a model that should have learned from it did not.",
     fix="Read the reason (`<name>.error.json` beside it), repair the data or the setup, then `healthkit queue retry WS NAME`: "
-        "the file goes back in the queue and resumes from its newest complete checkpoint. A file you no longer want: "
-        "`healthkit fix --unsafe --only queue.failed` deletes its kept checkpoints (the plan says how many steps that throws away).",
+    "the file goes back in the queue and resumes from its newest complete checkpoint. A file you no longer want: "
+    "`healthkit fix --unsafe --only queue.failed` deletes its kept checkpoints (the plan says how many steps that throws away).",
     fix_safety="Retrying is the person's call (only they know whether the data or the setup was wrong). Deleting the kept "
-               "checkpoints is unsafe: it throws away the steps already trained.",
+    "checkpoints is unsafe: it throws away the steps already trained.",
     fixes=(DELETE_FAILED,),
 )
 DROPPED = CodeDoc(
-    "queue.lines-dropped", "info", "A trained file was trained without its over-long lines",
+    "queue.lines-dropped",
+    "info",
+    "A trained file was trained without its over-long lines",
     what="A file in done/ trained without some of its lines: conversations whose assistant part did not fit "
-         "max_seq_length were dropped and counted (its `<name>.done.json` gives the count and the first line numbers). "
-         "Info up to 2% of the file, a warning above (the trainer fails a file that would lose more than 10%).",
+    "max_seq_length were dropped and counted (its `<name>.done.json` gives the count and the first line numbers). "
+    "Info up to 2% of the file, a warning above (the trainer fails a file that would lose more than 10%).",
     why="Every dropped line is a long one: the model learnt from a sample biased towards short conversations. A few lines "
-        "are noise; a larger share changes what it learns.",
+    "are noise; a larger share changes what it learns.",
     fix="Raise max_seq_length (up to the model's positions), or split the long conversations, and queue them again. "
-        "`healthkit queue add` shows the lines that would be dropped before a file is queued.",
+    "`healthkit queue add` shows the lines that would be dropped before a file is queued.",
     fix_safety="No automatic fix: the data and max_seq_length are the person's to change.",
 )
 
@@ -81,16 +88,29 @@ def _stuck_finding(ws: Workspace, f, trainings: list, current: object) -> Findin
         age = ago(ws.now - f.stat().st_mtime)
     except OSError:
         age = "?"
-    why = "no training process runs" if not trainings else f"the running training (PID {trainings[0].pid}) works on another file"
+    why = (
+        "no training process runs"
+        if not trainings
+        else f"the running training (PID {trainings[0].pid}) works on another file"
+    )
     return Finding(
-        code=STUCK.code, severity=Severity.WARNING, title=f"Queue file stuck: {f.name}",
+        code=STUCK.code,
+        severity=Severity.WARNING,
+        title=f"Queue file stuck: {f.name}",
         problem=[f"`{ws.rel(f)}` is in processing (last modified {age} ago) but {why}"],
         impact=["It will never be trained unless it is moved back to the queue"],
-        evidence=[Evidence(f"ls -l {q(ws, f.parent)}", f.name),
-                  Evidence(f"jq '.{ws.status_key('current_file')}' {q(ws, ws.status_path)}", json.dumps(None if current is MISSING else current, default=str))],
+        evidence=[
+            Evidence(f"ls -l {q(ws, f.parent)}", f.name),
+            Evidence(
+                f"jq '.{ws.status_key('current_file')}' {q(ws, ws.status_path)}",
+                json.dumps(None if current is MISSING else current, default=str),
+            ),
+        ],
         root_cause=["The daemon that was training it died (or the training crashed) and nothing put it back"],
         recommendations=["Move it back to the queue; the daemon resumes it from its last checkpoint"],
-        fixes=[REQUEUE], urgency="short-term", data={"path": str(f)},
+        fixes=[REQUEUE],
+        urgency="short-term",
+        data={"path": str(f)},
     )
 
 
@@ -170,12 +190,18 @@ def _retry_lines(ws: Workspace, f: Path, queued_as: str) -> tuple[list[str], dic
     point = retry_point(ws.checkpoint_dir, queued_as)
     cmd = command("healthkit", "queue", "retry", ws.rel(ws.base), f.name)
     if point:
-        line = (f"A retry keeps {point[0]} step(s): it resumes from {ws.rel(point[1])} (step {point[0]}); "
-                f"{len(kept)} checkpoint(s) of it are kept. Retry with {md_code(cmd)}")
+        line = (
+            f"A retry keeps {point[0]} step(s): it resumes from {ws.rel(point[1])} (step {point[0]}); "
+            f"{len(kept)} checkpoint(s) of it are kept. Retry with {md_code(cmd)}"
+        )
     else:
         line = f"No complete checkpoint of it is kept: a retry starts from step 0. Retry with {md_code(cmd)}"
-    data = {"retry_command": cmd, "retry_step": point[0] if point else 0, "queued_as": queued_as,
-            "kept_checkpoints": [str(p) for _, p in kept]}
+    data = {
+        "retry_command": cmd,
+        "retry_step": point[0] if point else 0,
+        "queued_as": queued_as,
+        "kept_checkpoints": [str(p) for _, p in kept],
+    }
     return [line], data
 
 
@@ -187,16 +213,23 @@ def _rule_failed(ws: Workspace) -> list[Finding]:
         err, reason = _error_reason(ws, f)
         queued_as = _error_file(ws, f)[1].get("file")
         retry, data = _retry_lines(ws, f, queued_as if isinstance(queued_as, str) else f.name) if ours else ([], {})
-        out.append(Finding(
-            code=FAILED.code, severity=Severity.WARNING, title=f"Queue file failed: {f.name}",
-            problem=[f"`{ws.rel(f)}` failed: {redact_text(reason)[:300]}"] + retry,
-            impact=["Its data was not trained into the model"],
-            evidence=[Evidence(f"jq . {q(ws, Path(err))}", redact_text(reason)[:500])],
-            recommendations=["Fix the data or the setup named in the reason, then "
-                             + (md_code(data["retry_command"]) if data else "queue the file again")],
-            fixes=[DELETE_FAILED] if data.get("kept_checkpoints") else [], urgency="short-term",
-            data={"path": str(f), "error_file": err, "reason": reason, **data},
-        ))
+        out.append(
+            Finding(
+                code=FAILED.code,
+                severity=Severity.WARNING,
+                title=f"Queue file failed: {f.name}",
+                problem=[f"`{ws.rel(f)}` failed: {redact_text(reason)[:300]}"] + retry,
+                impact=["Its data was not trained into the model"],
+                evidence=[Evidence(f"jq . {q(ws, Path(err))}", redact_text(reason)[:500])],
+                recommendations=[
+                    "Fix the data or the setup named in the reason, then "
+                    + (md_code(data["retry_command"]) if data else "queue the file again")
+                ],
+                fixes=[DELETE_FAILED] if data.get("kept_checkpoints") else [],
+                urgency="short-term",
+                data={"path": str(f), "error_file": err, "reason": reason, **data},
+            )
+        )
     return out
 
 
@@ -215,18 +248,27 @@ def _rule_dropped(ws: Workspace) -> list[Finding]:
         share = float(dropped.get("share") or 0.0)
         lines = ", ".join(str(n) for n in dropped.get("first_lines") or [])
         more = " ..." if dropped["count"] > len(dropped.get("first_lines") or []) else ""
-        out.append(Finding(
-            code=DROPPED.code, severity=Severity.WARNING if share > WARN_DROPPED_SHARE else Severity.INFO,
-            title=f"{f.name} trained without {dropped['count']} over-long line(s)",
-            problem=[f"`{ws.rel(f)}` trained without {dropped['count']} of its {dropped.get('total')} line(s) "
-                     f"({share:.1%}): too long for max_seq_length={dropped.get('max_seq_length')} (the assistant part wholly "
-                     f"cut off): line(s) {lines}{more}"],
-            impact=["The model learnt from a sample without the longest conversations"],
-            evidence=[Evidence(f"jq .dropped_lines {q(ws, rec)}", json.dumps(dropped, sort_keys=True)[:500])],
-            recommendations=["Raise max_seq_length (up to the model's positions) or split the long conversations, and queue "
-                             "those lines again"],
-            fixes=[], urgency="long-term", data={"path": str(f), **dropped},
-        ))
+        out.append(
+            Finding(
+                code=DROPPED.code,
+                severity=Severity.WARNING if share > WARN_DROPPED_SHARE else Severity.INFO,
+                title=f"{f.name} trained without {dropped['count']} over-long line(s)",
+                problem=[
+                    f"`{ws.rel(f)}` trained without {dropped['count']} of its {dropped.get('total')} line(s) "
+                    f"({share:.1%}): too long for max_seq_length={dropped.get('max_seq_length')} (the assistant part wholly "
+                    f"cut off): line(s) {lines}{more}"
+                ],
+                impact=["The model learnt from a sample without the longest conversations"],
+                evidence=[Evidence(f"jq .dropped_lines {q(ws, rec)}", json.dumps(dropped, sort_keys=True)[:500])],
+                recommendations=[
+                    "Raise max_seq_length (up to the model's positions) or split the long conversations, and queue "
+                    "those lines again"
+                ],
+                fixes=[],
+                urgency="long-term",
+                data={"path": str(f), **dropped},
+            )
+        )
     return out
 
 
@@ -236,6 +278,21 @@ def queue_check(ws: Workspace) -> CheckOutput:
     findings = _rule_stuck(ws) + _rule_failed(ws) + _rule_dropped(ws)
     healthy = []
     if (qv.pending or qv.done) and not qv.failed:
-        healthy.append(Healthy("Queue", [f"{len(qv.pending)} queued, {len(qv.processing)} processing, {len(qv.done)} done, 0 failed"]))
-    return CheckOutput(findings=findings, healthy=healthy, notes=list(qv.errors),
-                       facts={"queue": {"pending": len(qv.pending), "processing": len(qv.processing), "done": len(qv.done), "failed": len(qv.failed)}})
+        healthy.append(
+            Healthy(
+                "Queue", [f"{len(qv.pending)} queued, {len(qv.processing)} processing, {len(qv.done)} done, 0 failed"]
+            )
+        )
+    return CheckOutput(
+        findings=findings,
+        healthy=healthy,
+        notes=list(qv.errors),
+        facts={
+            "queue": {
+                "pending": len(qv.pending),
+                "processing": len(qv.processing),
+                "done": len(qv.done),
+                "failed": len(qv.failed),
+            }
+        },
+    )

@@ -15,35 +15,43 @@ from ._common import jq_pick, number, q
 ENABLE = FixRef("enable-evaluation", "Turn evaluation on in config.json", "unsafe")
 
 NOT_RUNNING = CodeDoc(
-    "validation.not-running", "warning", "No validation loss although evaluation should have run",
+    "validation.not-running",
+    "warning",
+    "No validation loss although evaluation should have run",
     what="The status file's validation loss is null, or the run's loss history (HF's log_history, Lightning's metrics.csv, "
-         "TensorBoard events) has no validation loss after the step at "
-         "which evaluation was due.",
+    "TensorBoard events) has no validation loss after the step at "
+    "which evaluation was due.",
     why="Without validation loss nobody can see overfitting or judge generalization; a key training signal is silently missing.",
     fix="Turn evaluation on (eval_strategy, eval_steps) with validation data that exists; the likely cause is named in the finding.",
     fix_safety="Unsafe: changing evaluation changes the training run (time per step, best-model selection).",
     fixes=(ENABLE,),
 )
 NO_KEY = CodeDoc(
-    "validation.status-key-missing", "warning", "The status file has no validation-loss key at all",
+    "validation.status-key-missing",
+    "warning",
+    "The status file has no validation-loss key at all",
     what="The status file does not contain the key the audit reads validation loss from (a missing key, not a null value): "
-         "the writer may use another name (e.g. `validation_loss`).",
+    "the writer may use another name (e.g. `validation_loss`).",
     why="A report that asks for `val_loss` gets null and concludes validation is broken when it may be fine, or the reverse.",
-    fix="Map the key in healthkit.toml ([status_keys] val_loss = \"validation_loss\"), or make the writer use `val_loss`.",
+    fix='Map the key in healthkit.toml ([status_keys] val_loss = "validation_loss"), or make the writer use `val_loss`.',
 )
 OVERFITTING = CodeDoc(
-    "validation.overfitting", "warning", "Validation loss clearly above its best while training loss falls",
+    "validation.overfitting",
+    "warning",
+    "Validation loss clearly above its best while training loss falls",
     what="The latest eval_loss is at least `overfit_min_rise` (default 2%) above the best seen, over at least "
-         "`overfit_min_evals` evaluations (the best and those after it), while training loss kept falling. Smaller "
-         "wobbles are noise.",
+    "`overfit_min_evals` evaluations (the best and those after it), while training loss kept falling. Smaller "
+    "wobbles are noise.",
     why="The model is memorizing the training data; further steps make it worse on anything else.",
     fix="Stop at (or load) the best checkpoint, lower the learning rate or epochs, add data or regularization.",
 )
 NON_FINITE = CodeDoc(
-    "validation.non-finite", "warning", "Validation loss is NaN or infinite",
+    "validation.non-finite",
+    "warning",
+    "Validation loss is NaN or infinite",
     what="Evaluation runs, but the validation loss it reports is not a finite number.",
     why="A NaN loss hides everything the validation signal is for; it usually means the run diverged (NaN weights) or "
-        "evaluation saw no usable tokens (empty or fully-padded validation batches).",
+    "evaluation saw no usable tokens (empty or fully-padded validation batches).",
     fix="Check the training loss for divergence (lower the learning rate, enable gradient clipping) and the validation data.",
 )
 
@@ -81,15 +89,20 @@ def _strategy_cause(ws: Workspace) -> tuple[str | None, str | None]:
     """(a cause, or a note that the trainer's default applies) from eval_strategy, as config.json shows it."""
     strategy = _strategy(ws)
     if strategy == "no":
-        return "Evaluation is disabled (`eval_strategy: \"no\"`)", None
+        return 'Evaluation is disabled (`eval_strategy: "no"`)', None
     if strategy is not MISSING and strategy is not None:
         return None, None
     if ws.settings.paths.config_schema == "healthkit":
         from healthkit.contract.configschema import default
 
-        return None, f"config.json sets no `eval_strategy`, so the trainer's default (`{default('eval_strategy')}`) applies"
-    return ("`eval_strategy` is not set: unless the training script sets it, Hugging Face's default (`\"no\"`) "
-            "turns evaluation off"), None
+        return (
+            None,
+            f"config.json sets no `eval_strategy`, so the trainer's default (`{default('eval_strategy')}`) applies",
+        )
+    return (
+        '`eval_strategy` is not set: unless the training script sets it, Hugging Face\'s default (`"no"`) '
+        "turns evaluation off"
+    ), None
 
 
 def _data_cause(ws: Workspace) -> tuple[str | None, str | None, bool]:
@@ -109,7 +122,11 @@ def _data_cause(ws: Workspace) -> tuple[str | None, str | None, bool]:
 
         share = number(default("validation_split"))
         if share:
-            return None, f"config.json sets no `validation_split`, so the trainer holds out {share:.0%} of each file", True
+            return (
+                None,
+                f"config.json sets no `validation_split`, so the trainer holds out {share:.0%} of each file",
+                True,
+            )
     return "No validation data is configured (no `validation_file`, no `validation_split`)", None, False
 
 
@@ -130,8 +147,10 @@ def _likely_cause(ws: Workspace, eval_steps: Any, steps_done: float | None) -> t
     if not causes:
         notes = [n for n in (strategy_note, data_note) if n]
         basis = "; ".join(notes) + ": evaluation should run" if notes else "Evaluation is configured and data exists"
-        causes.append(f"{basis}, yet no eval loss is recorded: the evaluation loop fails "
-                      "or its result is not written to the status file (check the training log)")
+        causes.append(
+            f"{basis}, yet no eval loss is recorded: the evaluation loop fails "
+            "or its result is not written to the status file (check the training log)"
+        )
     return causes, has_data
 
 
@@ -177,18 +196,27 @@ def _overfitting(ws: Workspace, train: list[list[float]], evals: list[list[float
     keep = _best_checkpoint(ws, best_step)
     rise = (latest - best) / best
     return Finding(
-        code=OVERFITTING.code, severity=Severity.WARNING, title="Overfitting: validation loss rising above its best",
-        problem=[f"eval_loss went {best:.4g} (best, step {best_step:g}) → " + " → ".join(f"{e:.4g}" for _, e in window[1:])
-                 + f": {rise:+.1%} over the best, beyond the {th.overfit_min_rise:.0%} that counts as noise",
-                 f"Training loss kept falling ({t_best:.4g} → {t_last:.4g})"],
+        code=OVERFITTING.code,
+        severity=Severity.WARNING,
+        title="Overfitting: validation loss rising above its best",
+        problem=[
+            f"eval_loss went {best:.4g} (best, step {best_step:g}) → "
+            + " → ".join(f"{e:.4g}" for _, e in window[1:])
+            + f": {rise:+.1%} over the best, beyond the {th.overfit_min_rise:.0%} that counts as noise",
+            f"Training loss kept falling ({t_best:.4g} → {t_last:.4g})",
+        ],
         impact=["Each further step makes the model worse on unseen data"],
         evidence=[_evals_evidence(ws, window)],
-        root_cause=["The model is fitting the training data past the point where it generalizes best "
-                    f"(step {best_step:g})"],
-        recommendations=[f"Keep `{keep}` (the best validation loss); stop or roll back to it" if keep else
-                         f"No checkpoint from the best step ({best_step:g}) survives: save on the evaluation steps "
-                         "(save_steps = eval_steps) and set load_best_model_at_end",
-                         "Lower epochs or learning rate, or add data"],
+        root_cause=[
+            f"The model is fitting the training data past the point where it generalizes best (step {best_step:g})"
+        ],
+        recommendations=[
+            f"Keep `{keep}` (the best validation loss); stop or roll back to it"
+            if keep
+            else f"No checkpoint from the best step ({best_step:g}) survives: save on the evaluation steps "
+            "(save_steps = eval_steps) and set load_best_model_at_end",
+            "Lower epochs or learning rate, or add data",
+        ],
         urgency="short-term",
         data={"evals": window, "best_step": best_step, "best_eval_loss": best, "rise": rise, "best_checkpoint": keep},
     )
@@ -250,14 +278,20 @@ def _missing_key(ws: Workspace, seen: _Seen) -> Finding | None:
         return None
     similar = _val_key_candidates(ws, st.data)
     return Finding(
-        code=NO_KEY.code, severity=Severity.WARNING, title=f"Status file has no `{key}` key",
+        code=NO_KEY.code,
+        severity=Severity.WARNING,
+        title=f"Status file has no `{key}` key",
         problem=[f"`{ws.rel(st.path)}` has no `{key}` key at all (a missing key, not a null value)"]
         + ([f"It has similarly named keys: {', '.join(f'`{k}`' for k in similar)}"] if similar else []),
         impact=["Validation health cannot be read from the status file"],
         evidence=[Evidence(f"jq -c 'keys' {q(ws, st.path)}", json.dumps(sorted(st.data), separators=(",", ":")))],
-        recommendations=[f"If the writer uses another name, map it: healthkit.toml [status_keys] val_loss = \"{similar[0]}\""
-                         if similar else "Make the training status writer record the validation loss"],
-        urgency="short-term", data={"key": key, "similar": similar},
+        recommendations=[
+            f'If the writer uses another name, map it: healthkit.toml [status_keys] val_loss = "{similar[0]}"'
+            if similar
+            else "Make the training status writer record the validation loss"
+        ],
+        urgency="short-term",
+        data={"key": key, "similar": similar},
     )
 
 
@@ -275,19 +309,37 @@ def _null_in_status(ws: Workspace, seen: _Seen) -> Finding:
     key, gap_key = ws.status_key("val_loss"), ws.status_key("val_train_gap")
     causes, has_data = _likely_cause(ws, seen.eval_steps, seen.steps_done)
     return Finding(
-        code=NOT_RUNNING.code, severity=Severity.WARNING, title="Validation not running",
+        code=NOT_RUNNING.code,
+        severity=Severity.WARNING,
+        title="Validation not running",
         problem=[f"`{ws.rel(st.path)}` shows `{key}: null`"]
         + ([f"`{gap_key}: null`"] if gap_key in st.data and st.data.get(gap_key) is None else [])
         + [f"At step {seen.steps_done:g}, evaluation was due" + (f" every {seen.es:g} steps" if seen.es else "")],
         impact=["Can't detect overfitting", "Can't monitor generalization", "Missing key training signal"],
-        evidence=[Evidence(f"jq '{{{key}, {gap_key}}}' {q(ws, st.path)}", jq_pick(st.data, [key, gap_key])),
-                  Evidence(f"jq '{{eval_strategy, eval_steps, validation_file, validation_split}}' {q(ws, ws.config_path)}",
-                           jq_pick(ws.config.data if ws.config.is_object else {}, ["eval_strategy", "eval_steps", "validation_file", "validation_split"]))],
+        evidence=[
+            Evidence(f"jq '{{{key}, {gap_key}}}' {q(ws, st.path)}", jq_pick(st.data, [key, gap_key])),
+            Evidence(
+                f"jq '{{eval_strategy, eval_steps, validation_file, validation_split}}' {q(ws, ws.config_path)}",
+                jq_pick(
+                    ws.config.data if ws.config.is_object else {},
+                    ["eval_strategy", "eval_steps", "validation_file", "validation_split"],
+                ),
+            ),
+        ],
         root_cause=causes,
-        recommendations=["Check why val_loss is null (causes above)", "Ensure validation runs every N steps",
-                         "Verify the validation set exists and is accessible"],
-        fixes=[ENABLE] if has_data and seen.strategy == "no" else [], urgency="short-term",
-        data={"causes": causes, "eval_steps": seen.eval_steps, "steps_done": seen.steps_done, "has_validation_data": has_data},
+        recommendations=[
+            "Check why val_loss is null (causes above)",
+            "Ensure validation runs every N steps",
+            "Verify the validation set exists and is accessible",
+        ],
+        fixes=[ENABLE] if has_data and seen.strategy == "no" else [],
+        urgency="short-term",
+        data={
+            "causes": causes,
+            "eval_steps": seen.eval_steps,
+            "steps_done": seen.steps_done,
+            "has_validation_data": has_data,
+        },
     )
 
 
@@ -298,16 +350,25 @@ def _non_finite(ws: Workspace, val: Any) -> Finding:
     train_loss = number(ws.status_value("loss"))
     diverged = train_loss is not None and not math.isfinite(train_loss)
     return Finding(
-        code=NON_FINITE.code, severity=Severity.WARNING, title="Validation loss is not a number",
+        code=NON_FINITE.code,
+        severity=Severity.WARNING,
+        title="Validation loss is not a number",
         problem=[f"`{ws.rel(st.path)}` shows `{key}: {val}`"]
         + ([f"The training loss is {train_loss} too: the run has diverged"] if diverged else []),
         impact=["Overfitting and generalization cannot be judged", "A diverged run wastes every further step"],
         evidence=[Evidence(f"jq '{{{key}, {loss_key}}}' {q(ws, st.path)}", jq_pick(st.data, [key, loss_key]))],
-        root_cause=["The run diverged (NaN weights)" if diverged else
-                    "Evaluation saw no usable tokens (empty or fully padded validation batches), or the loss overflowed"],
-        recommendations=["Lower the learning rate or enable gradient clipping, and resume from a checkpoint before the divergence"
-                         if diverged else "Check the validation data and the evaluation batch size"],
-        urgency="immediate" if diverged else "short-term", data={"val_loss": str(val), "diverged": diverged},
+        root_cause=[
+            "The run diverged (NaN weights)"
+            if diverged
+            else "Evaluation saw no usable tokens (empty or fully padded validation batches), or the loss overflowed"
+        ],
+        recommendations=[
+            "Lower the learning rate or enable gradient clipping, and resume from a checkpoint before the divergence"
+            if diverged
+            else "Check the validation data and the evaluation batch size"
+        ],
+        urgency="immediate" if diverged else "short-term",
+        data={"val_loss": str(val), "diverged": diverged},
     )
 
 
@@ -328,7 +389,9 @@ def _from_status(ws: Workspace, seen: _Seen) -> tuple[list[Finding], list[Health
     if not math.isfinite(v):
         return [_non_finite(ws, val)], []
     gap = number(ws.status_value("val_train_gap"))
-    return [], [Healthy("Validation is running", [f"{key}: {v:.4g}" + (f", gap {gap:+.4g}" if gap is not None else "")])]
+    return [], [
+        Healthy("Validation is running", [f"{key}: {v:.4g}" + (f", gap {gap:+.4g}" if gap is not None else "")])
+    ]
 
 
 def _missing_in_log_history(ws: Workspace, seen: _Seen) -> Finding | None:
@@ -340,8 +403,14 @@ def _missing_in_log_history(ws: Workspace, seen: _Seen) -> Finding | None:
     """
     gs, es, evals = seen.global_step, seen.es, seen.evals
     last_eval = evals[-1][0] if evals else None
-    if (gs is None or not es or seen.strategy != "steps" or not seen.train
-            or not (gs >= es if last_eval is None else gs >= last_eval + 2 * es) or _status_val_is_fresher(ws)):
+    if (
+        gs is None
+        or not es
+        or seen.strategy != "steps"
+        or not seen.train
+        or not (gs >= es if last_eval is None else gs >= last_eval + 2 * es)
+        or _status_val_is_fresher(ws)
+    ):
         return None
     causes, has_data = _likely_cause(ws, seen.eval_steps, float(gs))
     rec = ws.run
@@ -354,14 +423,23 @@ def _missing_in_log_history(ws: Workspace, seen: _Seen) -> Finding | None:
     else:
         problem = [f"{label} has no {word.split(' in ')[0]} after step {last_eval:g} (global step {gs})"]
     return Finding(
-        code=NOT_RUNNING.code, severity=Severity.WARNING, title="Validation not running",
+        code=NOT_RUNNING.code,
+        severity=Severity.WARNING,
+        title="Validation not running",
         problem=problem + [f"Evaluation was due every {es:g} steps"],
         impact=["Can't detect overfitting", "Can't monitor generalization", "Missing key training signal"],
         evidence=[ev],
-        root_cause=causes, recommendations=["Ensure evaluation runs every eval_steps with real validation data"],
-        fixes=[], urgency="short-term",
-        data={"causes": causes, "eval_steps": seen.eval_steps, "steps_done": gs, "has_validation_data": has_data,
-              "last_eval_step": last_eval},
+        root_cause=causes,
+        recommendations=["Ensure evaluation runs every eval_steps with real validation data"],
+        fixes=[],
+        urgency="short-term",
+        data={
+            "causes": causes,
+            "eval_steps": seen.eval_steps,
+            "steps_done": gs,
+            "has_validation_data": has_data,
+            "last_eval_step": last_eval,
+        },
     )
 
 
@@ -369,22 +447,41 @@ def _never_in_history(ws: Workspace, seen: _Seen) -> Finding | None:
     """validation.not-running for a run whose format records no evaluation interval (Lightning, Accelerate):
     training losses logged over at least two logging points and not one validation loss."""
     rec = ws.run
-    if (rec is None or rec.records_eval_interval or seen.evals or seen.es or len(seen.train) < 2 or rec.missing_extra
-            or _status_val_is_fresher(ws)):
+    if (
+        rec is None
+        or rec.records_eval_interval
+        or seen.evals
+        or seen.es
+        or len(seen.train) < 2
+        or rec.missing_extra
+        or _status_val_is_fresher(ws)
+    ):
         return None
     said = rec.said_no_evals(None, lambda p: q(ws, p))
     last = seen.train[-1][0]
     return Finding(
-        code=NOT_RUNNING.code, severity=Severity.WARNING, title="Validation not running",
-        problem=[f"{rec.label} holds {len(seen.train)} training-loss entries up to step {last:g} and no validation loss"],
+        code=NOT_RUNNING.code,
+        severity=Severity.WARNING,
+        title="Validation not running",
+        problem=[
+            f"{rec.label} holds {len(seen.train)} training-loss entries up to step {last:g} and no validation loss"
+        ],
         impact=["Can't detect overfitting", "Can't monitor generalization", "Missing key training signal"],
         evidence=[Evidence(said.command, said.observed)],
-        root_cause=["Validation is off (no validation data, or turned off: e.g. Lightning's `limit_val_batches=0`), or the "
-                    "validation loss is logged under a name without `val`/`eval` and `loss`"],
+        root_cause=[
+            "Validation is off (no validation data, or turned off: e.g. Lightning's `limit_val_batches=0`), or the "
+            "validation loss is logged under a name without `val`/`eval` and `loss`"
+        ],
         recommendations=["Run validation every N steps on held-out data and log it as `val_loss`"],
-        fixes=[], urgency="short-term",
-        data={"causes": ["no validation loss logged"], "eval_steps": None, "steps_done": last, "has_validation_data": None,
-              "last_eval_step": None},
+        fixes=[],
+        urgency="short-term",
+        data={
+            "causes": ["no validation loss logged"],
+            "eval_steps": None,
+            "steps_done": last,
+            "has_validation_data": None,
+            "last_eval_step": None,
+        },
     )
 
 
@@ -392,23 +489,35 @@ def _non_finite_in_history(ws: Workspace, seen: _Seen) -> Finding | None:
     """validation.non-finite from the loss history: the latest validation loss is NaN or infinite."""
     if not seen.evals or math.isfinite(seen.evals[-1][1]):
         return None
-    first = next(i for i, (_, v) in enumerate(seen.evals) if not math.isfinite(v) and
-                 all(not math.isfinite(w) for _, w in seen.evals[i:]))
-    window = seen.evals[max(0, first - 1):]
+    first = next(
+        i
+        for i, (_, v) in enumerate(seen.evals)
+        if not math.isfinite(v) and all(not math.isfinite(w) for _, w in seen.evals[i:])
+    )
+    window = seen.evals[max(0, first - 1) :]
     said = ws.run.said_evals(window, lambda p: q(ws, p))  # type: ignore[union-attr]
     train = [v for _, v in seen.train]
     diverged = bool(train) and not math.isfinite(train[-1])
     return Finding(
-        code=NON_FINITE.code, severity=Severity.WARNING, title="Validation loss is not a number",
-        problem=[f"{ws.run.label} shows the validation loss {seen.evals[-1][1]} from step {seen.evals[first][0]:g} on"  # type: ignore[union-attr]
-                 + (f" (it was {seen.evals[first - 1][1]:.4g} at step {seen.evals[first - 1][0]:g})" if first else "")]
+        code=NON_FINITE.code,
+        severity=Severity.WARNING,
+        title="Validation loss is not a number",
+        problem=[
+            f"{ws.run.label} shows the validation loss {seen.evals[-1][1]} from step {seen.evals[first][0]:g} on"  # type: ignore[union-attr]
+            + (f" (it was {seen.evals[first - 1][1]:.4g} at step {seen.evals[first - 1][0]:g})" if first else "")
+        ]
         + ([f"The training loss is {train[-1]} too: the run has diverged"] if diverged else []),
         impact=["Overfitting and generalization cannot be judged", "A diverged run wastes every further step"],
         evidence=[Evidence(said.command, said.observed)],
-        root_cause=["The run diverged (NaN weights)" if diverged else
-                    "Evaluation saw no usable tokens, the loss overflowed, or the weights turned NaN"],
-        recommendations=["Lower the learning rate or enable gradient clipping, and resume from a checkpoint before "
-                         f"step {seen.evals[first][0]:g}"],
+        root_cause=[
+            "The run diverged (NaN weights)"
+            if diverged
+            else "Evaluation saw no usable tokens, the loss overflowed, or the weights turned NaN"
+        ],
+        recommendations=[
+            "Lower the learning rate or enable gradient clipping, and resume from a checkpoint before "
+            f"step {seen.evals[first][0]:g}"
+        ],
         urgency="immediate" if diverged else "short-term",
         data={"val_loss": str(seen.evals[-1][1]), "diverged": diverged, "since_step": seen.evals[first][0]},
     )
@@ -417,7 +526,9 @@ def _non_finite_in_history(ws: Workspace, seen: _Seen) -> Finding | None:
 @check("validation", title="Validation loss", codes=[NOT_RUNNING, NO_KEY, OVERFITTING, NON_FINITE], tags=["training"])
 def validation_check(ws: Workspace) -> CheckOutput:
     seen = _seen(ws)
-    facts: dict[str, Any] = {"log_history": {"train": seen.train, "eval": seen.evals}} if seen.train or seen.evals else {}
+    facts: dict[str, Any] = (
+        {"log_history": {"train": seen.train, "eval": seen.evals}} if seen.train or seen.evals else {}
+    )
     findings, healthy = _from_status(ws, seen)
     if not any(f.code == NOT_RUNNING.code for f in findings):
         found = _missing_in_log_history(ws, seen) or _never_in_history(ws, seen)
@@ -429,14 +540,21 @@ def validation_check(ws: Workspace) -> CheckOutput:
     notes = list(rec.notes) if rec is not None else []
     if seen.evals and not healthy and not findings:
         e = seen.evals[-1]
-        healthy.append(Healthy("Validation is running", [f"{len(seen.evals)} evaluation(s) in log_history, latest eval_loss {e[1]:.4g} at step {e[0]:g}"]))
+        healthy.append(
+            Healthy(
+                "Validation is running",
+                [f"{len(seen.evals)} evaluation(s) in log_history, latest eval_loss {e[1]:.4g} at step {e[0]:g}"],
+            )
+        )
     over = _overfitting(ws, seen.train, seen.evals) if all(math.isfinite(v) for _, v in seen.evals) else None
     findings += [over] if over else []
     if not ws.status.exists and not seen.evals and not seen.train:
         if rec is not None and rec.missing_extra:
             why = f"the loss history is in files only `{rec.missing_extra}` reads"
-            return CheckOutput(notes=notes + [f"validation is not judged: {why}"],
-                               facts={**facts, "not_judged": {"Validation loss": why}})
+            return CheckOutput(
+                notes=notes + [f"validation is not judged: {why}"],
+                facts={**facts, "not_judged": {"Validation loss": why}},
+            )
         looked = f" ({rec.label})" if rec is not None and rec.label else ""
         why = f"no status file and no loss history{looked}: nothing to judge validation by"
         return CheckOutput(notes=notes + [why], facts={**facts, "not_judged": {"Validation loss": why}})

@@ -36,26 +36,56 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
 ) -> None:
     """Audit and repair long-running fine-tuning workspaces."""
+
 
 PathArg = Annotated[Path, typer.Argument(help="workspace folder", show_default=True)]
 
 
 @app.command()
 def audit(
-    paths: Annotated[list[Path] | None, typer.Argument(help="workspace folder(s); several: one report each, one process", show_default=".", metavar="PATH...")] = None,
-    format: Annotated[Format | None, typer.Option("--format", "-f", help="report format (default: from --output's extension, else md)")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="file, or folder for timestamped reports + latest.*")] = None,
-    select: Annotated[list[str] | None, typer.Option("--select", help="only these checks, tags or codes (repeat or comma-separate)")] = None,
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="workspace folder(s); several: one report each, one process", show_default=".", metavar="PATH..."
+        ),
+    ] = None,
+    format: Annotated[
+        Format | None,
+        typer.Option("--format", "-f", help="report format (default: from --output's extension, else md)"),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="file, or folder for timestamped reports + latest.*")
+    ] = None,
+    select: Annotated[
+        list[str] | None, typer.Option("--select", help="only these checks, tags or codes (repeat or comma-separate)")
+    ] = None,
     ignore: Annotated[list[str] | None, typer.Option("--ignore", help="skip these checks, tags or codes")] = None,
     ascii: Annotated[bool, typer.Option("--ascii", help="no emoji or other non-ASCII characters")] = False,
     timeout: Annotated[float | None, typer.Option("--timeout", help="seconds each check may take")] = None,
-    fail_level: Annotated[FailLevel, typer.Option("--fail-level", help="lowest verdict that gives a non-zero exit (and a JUnit failure)")] = FailLevel.WARNING,
-    keep: Annotated[int | None, typer.Option("--keep", min=1, help="with a folder --output: reports of each format to keep (default 50)")] = None,
-    textfile: Annotated[Path | None, typer.Option("--textfile", help="also write Prometheus metrics of every workspace here, from the same audit")] = None,
-    workspace_deadline: Annotated[float, typer.Option("--workspace-deadline", min=0, help="seconds each workspace's audit (opening and detection included) may take, in a child process; past it the workspace is UNKNOWN, naming what blocked it (0: no child, no deadline)")] = 60.0,
+    fail_level: Annotated[
+        FailLevel, typer.Option("--fail-level", help="lowest verdict that gives a non-zero exit (and a JUnit failure)")
+    ] = FailLevel.WARNING,
+    keep: Annotated[
+        int | None,
+        typer.Option("--keep", min=1, help="with a folder --output: reports of each format to keep (default 50)"),
+    ] = None,
+    textfile: Annotated[
+        Path | None,
+        typer.Option("--textfile", help="also write Prometheus metrics of every workspace here, from the same audit"),
+    ] = None,
+    workspace_deadline: Annotated[
+        float,
+        typer.Option(
+            "--workspace-deadline",
+            min=0,
+            help="seconds each workspace's audit (opening and detection included) may take, in a child process; past it the workspace is UNKNOWN, naming what blocked it (0: no child, no deadline)",
+        ),
+    ] = 60.0,
 ) -> None:
     """Inspect training workspaces and report what is wrong, with evidence you can re-run.
 
@@ -65,16 +95,48 @@ def audit(
     """
     fmt = report_format_or_exit(format.value if format else None, output)
     if paths and len(paths) > 1:
-        _audit_many(paths, fmt, output, textfile, select=_split(select), ignore=_split(ignore), ascii=ascii,
-                    timeout=timeout, fail_level=fail_level, keep=keep, deadline=workspace_deadline or None)
-    audit_one(paths[0] if paths else Path("."), fmt, output, select=_split(select), ignore=_split(ignore),
-              ascii=ascii, timeout=timeout, fail_level=fail_level, keep=keep, textfile=textfile,
-              deadline=workspace_deadline)
+        _audit_many(
+            paths,
+            fmt,
+            output,
+            textfile,
+            select=_split(select),
+            ignore=_split(ignore),
+            ascii=ascii,
+            timeout=timeout,
+            fail_level=fail_level,
+            keep=keep,
+            deadline=workspace_deadline or None,
+        )
+    audit_one(
+        paths[0] if paths else Path("."),
+        fmt,
+        output,
+        select=_split(select),
+        ignore=_split(ignore),
+        ascii=ascii,
+        timeout=timeout,
+        fail_level=fail_level,
+        keep=keep,
+        textfile=textfile,
+        deadline=workspace_deadline,
+    )
 
 
-def _audit_many(paths: list[Path], fmt: str, output: Path | None, textfile: Path | None, *, select: list[str],
-                ignore: list[str], ascii: bool, timeout: float | None, fail_level: FailLevel, keep: int | None,
-                deadline: float | None = None) -> None:
+def _audit_many(
+    paths: list[Path],
+    fmt: str,
+    output: Path | None,
+    textfile: Path | None,
+    *,
+    select: list[str],
+    ignore: list[str],
+    ascii: bool,
+    timeout: float | None,
+    fail_level: FailLevel,
+    keep: int | None,
+    deadline: float | None = None,
+) -> None:
     """`healthkit audit WS1 WS2 ...`: every workspace from this one process (each in a forked child under
     ``deadline``); exits with the worst verdict."""
     from healthkit.core.selectors import SelectorError
@@ -88,8 +150,14 @@ def _audit_many(paths: list[Path], fmt: str, output: Path | None, textfile: Path
             from healthkit.scheduled.fleet import unique_paths
             from healthkit.scheduled.fleetdeadline import audit_in_children
 
-            audited = audit_in_children(unique_paths(paths), select=select, ignore=ignore, timeout_s=timeout,
-                                        deadline_s=deadline, state_dir=state_dir)
+            audited = audit_in_children(
+                unique_paths(paths),
+                select=select,
+                ignore=ignore,
+                timeout_s=timeout,
+                deadline_s=deadline,
+                state_dir=state_dir,
+            )
         else:
             audited = audit_many(paths, select=select, ignore=ignore, timeout_s=timeout)
     except (FleetUsageError, SelectorError) as exc:
@@ -124,21 +192,51 @@ def _say_written(written: list[Path], folder: Path | None) -> None:
 
 @app.command()
 def schedule(
-    paths: Annotated[list[Path] | None, typer.Argument(help="workspace folder(s); several: one job audits them all", show_default=".", metavar="PATH...")] = None,
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="workspace folder(s); several: one job audits them all", show_default=".", metavar="PATH..."
+        ),
+    ] = None,
     every: Annotated[str, typer.Option("--every", help="how often: 5m, 15m, 1h, 6h, 1d")] = "15m",
     keep: Annotated[int, typer.Option("--keep", min=1, help="reports of each format to keep")] = 50,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="reports folder (default: the workspace's reports/; needed for several)")] = None,
-    textfile_dir: Annotated[Path | None, typer.Option("--textfile-dir", help="also write Prometheus metrics for node_exporter's textfile collector here")] = None,
-    heal: Annotated[bool, typer.Option("--heal", help="the job also applies the safe fixes (with flap protection, [heal]) and notifies ([notify])")] = False,
-    as_root: Annotated[bool, typer.Option("--as-root", help="run as root: by default root schedules another user's workspace as that user (User=)")] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="reports folder (default: the workspace's reports/; needed for several)"),
+    ] = None,
+    textfile_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--textfile-dir", help="also write Prometheus metrics for node_exporter's textfile collector here"
+        ),
+    ] = None,
+    heal: Annotated[
+        bool,
+        typer.Option(
+            "--heal", help="the job also applies the safe fixes (with flap protection, [heal]) and notifies ([notify])"
+        ),
+    ] = False,
+    as_root: Annotated[
+        bool,
+        typer.Option(
+            "--as-root", help="run as root: by default root schedules another user's workspace as that user (User=)"
+        ),
+    ] = False,
 ) -> None:
     """Print a crontab line and a systemd service + timer that audit these workspaces on a schedule."""
     from healthkit.reporting.output import write_stdout
     from healthkit.scheduled.schedule import ScheduleError, render_schedule
 
     try:
-        text = render_schedule(paths or [Path(".")], every=every, keep=keep, reports=output, textfile_dir=textfile_dir,
-                               heal=heal, as_root=as_root)
+        text = render_schedule(
+            paths or [Path(".")],
+            every=every,
+            keep=keep,
+            reports=output,
+            textfile_dir=textfile_dir,
+            heal=heal,
+            as_root=as_root,
+        )
     except ScheduleError as exc:
         err(f"healthkit: {exc}")
         raise typer.Exit(EXIT_USAGE) from None
@@ -161,13 +259,17 @@ def report_trust(path: Path | str) -> tuple[int, str]:
     if not base.is_dir():
         return 64, f"healthkit trust: {base} is not a folder"
     if os.geteuid() != 0:
-        return 77, ("healthkit trust: only root may change the trust list (it decides what healthkit, run as root, "
-                    f"will run); run it as root. {trust_file()} is unchanged")
+        return 77, (
+            "healthkit trust: only root may change the trust list (it decides what healthkit, run as root, "
+            f"will run); run it as root. {trust_file()} is unchanged"
+        )
     try:
         listfile, added = add_to_trust_list(base)
     except (OSError, ValueError) as exc:
         return 3, f"healthkit trust: cannot update {trust_file()}: {exc}"
-    lines = [f"{'added to' if added else 'already in'} {listfile}: {os.path.realpath(base)} (owner {user_name(base.stat().st_uid)})"]
+    lines = [
+        f"{'added to' if added else 'already in'} {listfile}: {os.path.realpath(base)} (owner {user_name(base.stat().st_uid)})"
+    ]
     try:
         settings, spath = load_settings(base)
     except SettingsError as exc:
@@ -177,7 +279,9 @@ def report_trust(path: Path | str) -> tuple[int, str]:
         owner = user_name(verdict.owner_uid)
         lines.append(f"its plugins and settings commands may now run; daemons healthkit starts for it run as {owner}")
         return 0, "\n".join(lines)
-    lines.append("but it stays untrusted until each of these is owned by its owner or root and writable by no one else:")
+    lines.append(
+        "but it stays untrusted until each of these is owned by its owner or root and writable by no one else:"
+    )
     lines += [f"  {f.describe()}" for f in verdict.files]
     return 1, "\n".join(lines)
 
@@ -201,20 +305,64 @@ def write_out(text: str) -> None:
 
 @app.command()
 def fix(
-    paths: Annotated[list[Path] | None, typer.Argument(help="workspace folder; several only with --scheduled (one job heals them all)", show_default=".", metavar="PATH...")] = None,
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="workspace folder; several only with --scheduled (one job heals them all)",
+            show_default=".",
+            metavar="PATH...",
+        ),
+    ] = None,
     safe: Annotated[bool, typer.Option("--safe", help="apply fixes that cannot lose work")] = False,
-    unsafe: Annotated[bool, typer.Option("--unsafe", help="also apply fixes that may lose work or change training")] = False,
+    unsafe: Annotated[
+        bool, typer.Option("--unsafe", help="also apply fixes that may lose work or change training")
+    ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plans and change nothing")] = False,
-    only: Annotated[list[str] | None, typer.Option("--only", help="only these finding codes, check ids or fix ids (repeat or comma-separate)")] = None,
-    keep: Annotated[int | None, typer.Option("--keep", min=1, help="checkpoints to keep when no save_total_limit is declared (unsafe prune)")] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="only these finding codes, check ids or fix ids (repeat or comma-separate)"),
+    ] = None,
+    keep: Annotated[
+        int | None,
+        typer.Option("--keep", min=1, help="checkpoints to keep when no save_total_limit is declared (unsafe prune)"),
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="apply unsafe fixes without asking")] = False,
-    wait: Annotated[float, typer.Option("--wait", min=0, help="seconds to wait for another fix run on this workspace (default: refuse at once)")] = 0.0,
-    scheduled: Annotated[bool, typer.Option("--scheduled", help="the job `healthkit schedule --heal` prints: backs off and gives up ([heal]), notifies ([notify]), writes the report history")] = False,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="with --scheduled: reports folder (default: the workspace's reports/)")] = None,
-    keep_reports: Annotated[int | None, typer.Option("--keep-reports", min=1, help="with --scheduled: reports of each format to keep (default 50)")] = None,
-    textfile: Annotated[Path | None, typer.Option("--textfile", help="with --scheduled: also write Prometheus metrics to this file")] = None,
-    every: Annotated[str | None, typer.Option("--every", help="with --scheduled: the schedule's interval (the default first backoff)")] = None,
-    workspace_deadline: Annotated[float, typer.Option("--workspace-deadline", min=0, help="seconds the fix's audit may take in its child (--safe, any --dry-run, several with --scheduled); past it: UNKNOWN naming what blocked it; a fix being applied is never cut short (0: no child)")] = 60.0,
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait", min=0, help="seconds to wait for another fix run on this workspace (default: refuse at once)"
+        ),
+    ] = 0.0,
+    scheduled: Annotated[
+        bool,
+        typer.Option(
+            "--scheduled",
+            help="the job `healthkit schedule --heal` prints: backs off and gives up ([heal]), notifies ([notify]), writes the report history",
+        ),
+    ] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="with --scheduled: reports folder (default: the workspace's reports/)"),
+    ] = None,
+    keep_reports: Annotated[
+        int | None,
+        typer.Option("--keep-reports", min=1, help="with --scheduled: reports of each format to keep (default 50)"),
+    ] = None,
+    textfile: Annotated[
+        Path | None, typer.Option("--textfile", help="with --scheduled: also write Prometheus metrics to this file")
+    ] = None,
+    every: Annotated[
+        str | None,
+        typer.Option("--every", help="with --scheduled: the schedule's interval (the default first backoff)"),
+    ] = None,
+    workspace_deadline: Annotated[
+        float,
+        typer.Option(
+            "--workspace-deadline",
+            min=0,
+            help="seconds the fix's audit may take in its child (--safe, any --dry-run, several with --scheduled); past it: UNKNOWN naming what blocked it; a fix being applied is never cut short (0: no child)",
+        ),
+    ] = 60.0,
 ) -> None:
     """Repair what the audit found: plans first, then results, then a re-audit (exit code: the re-audit's).
 
@@ -225,16 +373,36 @@ def fix(
         _usage_error("healthkit fix: choose exactly one of --safe or --unsafe")
     paths = paths or [Path(".")]
     if scheduled:
-        _fix_scheduled(paths, unsafe=unsafe, dry_run=dry_run, only=only, output=output, keep_reports=keep_reports,
-                       textfile=textfile, every=every, wait=wait, deadline=workspace_deadline)
+        _fix_scheduled(
+            paths,
+            unsafe=unsafe,
+            dry_run=dry_run,
+            only=only,
+            output=output,
+            keep_reports=keep_reports,
+            textfile=textfile,
+            every=every,
+            wait=wait,
+            deadline=workspace_deadline,
+        )
         return
     if output is not None or keep_reports is not None or textfile is not None or every is not None:
         _usage_error("healthkit fix: --output, --keep-reports, --textfile and --every go with --scheduled")
     if len(paths) > 1:
-        _usage_error(f"healthkit fix: one workspace at a time ({len(paths)} given); several go only with --scheduled "
-                     "(the job `healthkit schedule WS1 WS2 --heal --output DIR/` prints)")
-    fix_one(paths[0], unsafe=unsafe, dry_run=dry_run, only=_split(only), keep=keep, yes=yes, wait=wait,
-            deadline=workspace_deadline)
+        _usage_error(
+            f"healthkit fix: one workspace at a time ({len(paths)} given); several go only with --scheduled "
+            "(the job `healthkit schedule WS1 WS2 --heal --output DIR/` prints)"
+        )
+    fix_one(
+        paths[0],
+        unsafe=unsafe,
+        dry_run=dry_run,
+        only=_split(only),
+        keep=keep,
+        yes=yes,
+        wait=wait,
+        deadline=workspace_deadline,
+    )
 
 
 def _usage_error(message: str) -> NoReturn:
@@ -242,9 +410,18 @@ def _usage_error(message: str) -> NoReturn:
     raise typer.Exit(EXIT_USAGE)
 
 
-def _fix_scheduled(paths: list[Path], unsafe: bool, dry_run: bool, only: list[str] | None, output: Path | None,
-                   keep_reports: int | None, textfile: Path | None, every: str | None, wait: float,
-                   deadline: float = 60.0) -> None:
+def _fix_scheduled(
+    paths: list[Path],
+    unsafe: bool,
+    dry_run: bool,
+    only: list[str] | None,
+    output: Path | None,
+    keep_reports: int | None,
+    textfile: Path | None,
+    every: str | None,
+    wait: float,
+    deadline: float = 60.0,
+) -> None:
     """`fix --safe --scheduled`: heal, notify and write the report from the audit the fix ends with
     (healthkit.scheduled.unattended)."""
     from healthkit.core.workspace import WorkspaceError
@@ -257,8 +434,10 @@ def _fix_scheduled(paths: list[Path], unsafe: bool, dry_run: bool, only: list[st
         err("healthkit fix: --scheduled heals with --safe only (no --unsafe, --dry-run or --only)")
         raise typer.Exit(EXIT_USAGE)
     if len(paths) > 1 and output is None:
-        err("healthkit fix: several workspaces need --output DIR/ (each history in DIR/<name>-<hash>/, the fleet page "
-            "DIR/index.html)")
+        err(
+            "healthkit fix: several workspaces need --output DIR/ (each history in DIR/<name>-<hash>/, the fleet page "
+            "DIR/index.html)"
+        )
         raise typer.Exit(EXIT_USAGE)
     try:
         interval_s = parse_every(every) * 60.0 if every else None
@@ -267,19 +446,36 @@ def _fix_scheduled(paths: list[Path], unsafe: bool, dry_run: bool, only: list[st
         raise typer.Exit(EXIT_USAGE) from None
 
     if len(paths) > 1:
-        _heal_many(paths, output, keep_reports, textfile, interval_s, Utf8Stdout(), max(wait, 60.0),  # type: ignore[arg-type]
-                   deadline=deadline or None)
+        _heal_many(
+            paths,
+            output,  # type: ignore[arg-type]  # several workspaces: checked above that --output is given
+            keep_reports,
+            textfile,
+            interval_s,
+            Utf8Stdout(),
+            max(wait, 60.0),
+            deadline=deadline or None,
+        )
     path = paths[0]
     try:
-        done = heal_and_report(path, reports=output, keep=keep_reports, textfile=textfile, interval_s=interval_s,
-                               out=Utf8Stdout(), lock_wait_s=max(wait, 60.0))  # type: ignore[arg-type]
+        done = heal_and_report(
+            path,
+            reports=output,
+            keep=keep_reports,
+            textfile=textfile,
+            interval_s=interval_s,
+            out=Utf8Stdout(),  # type: ignore[arg-type]
+            lock_wait_s=max(wait, 60.0),
+        )
     except (WorkspaceError, FixError) as exc:
         err(f"healthkit: {exc}")
         _unknown_where_it_can(path, output, keep_reports, textfile, f"not healed: {exc}")
         raise typer.Exit(3) from None
     except OSError as exc:
         err(f"healthkit: cannot write the report: {exc.strerror or exc}")
-        _unknown_where_it_can(path, output, keep_reports, textfile, f"the report could not be written: {exc.strerror or exc}")
+        _unknown_where_it_can(
+            path, output, keep_reports, textfile, f"the report could not be written: {exc.strerror or exc}"
+        )
         raise typer.Exit(3) from None
     for p in done.written:
         err(f"wrote {p}")
@@ -300,7 +496,9 @@ def _unknown_where_it_can(path: Path, output: Path | None, keep: int | None, tex
         folder = output if output is not None else reports_folder(path.absolute())
     except SettingsError:
         folder = path.absolute() / "reports"
-    targets = [(folder.expanduser().absolute(), "md")] + ([(textfile.expanduser().absolute(), "prom")] if textfile else [])
+    targets = [(folder.expanduser().absolute(), "md")] + (
+        [(textfile.expanduser().absolute(), "prom")] if textfile else []
+    )
     for target, fmt in targets:
         try:
             for p in write_report(report, fmt, target, keep=keep):
@@ -317,16 +515,34 @@ def _report_run(done, prefix: str = "") -> None:  # done: healthkit.scheduled.un
     err(prefix + done.fix.summary_line())
 
 
-def _heal_many(paths: list[Path], output: Path, keep: int | None, textfile: Path | None, interval_s: float | None,
-               out, lock_wait_s: float, deadline: float | None = None) -> None:
+def _heal_many(
+    paths: list[Path],
+    output: Path,
+    keep: int | None,
+    textfile: Path | None,
+    interval_s: float | None,
+    out,
+    lock_wait_s: float,
+    deadline: float | None = None,
+) -> None:
     """`fix WS1 WS2 --safe --scheduled --output DIR/`: each healed as alone, one fleet page, one textfile; worst verdict."""
     from healthkit.scheduled.unattended import heal_many
 
     try:
-        done = heal_many(paths, output, keep=keep, textfile=textfile, interval_s=interval_s, out=out, lock_wait_s=lock_wait_s,
-                         deadline_s=deadline)
+        done = heal_many(
+            paths,
+            output,
+            keep=keep,
+            textfile=textfile,
+            interval_s=interval_s,
+            out=out,
+            lock_wait_s=lock_wait_s,
+            deadline_s=deadline,
+        )
     except OSError as exc:
-        err(f"healthkit: cannot write the fleet page or textfile: {exc.strerror or exc} ({getattr(exc, 'filename', None) or output})")
+        err(
+            f"healthkit: cannot write the fleet page or textfile: {exc.strerror or exc} ({getattr(exc, 'filename', None) or output})"
+        )
         raise typer.Exit(3) from None
     _say_written(done.written, output)
     for a in done.audited:
@@ -339,8 +555,12 @@ def _heal_many(paths: list[Path], output: Path, keep: int | None, textfile: Path
     raise typer.Exit(done.exit_code)
 
 
-WorkspaceOpt = Annotated[Path | None, typer.Option(
-    "--workspace", "-w", help="also load this workspace's plugins ([checks] plugins), under the trust rules")]
+WorkspaceOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--workspace", "-w", help="also load this workspace's plugins ([checks] plugins), under the trust rules"
+    ),
+]
 
 
 def _registry_for(workspace: Path | None):
@@ -358,8 +578,10 @@ def _registry_for(workspace: Path | None):
         err(f"healthkit: {exc}")
         raise typer.Exit(EXIT_USAGE) from None
     if not ws.trust.trusted:
-        err(f"healthkit: {ws.base} is not trusted, so its plugins are not loaded: {'; '.join(ws.trust.problems) or 'see `healthkit audit`'}"
-            " (`healthkit trust PATH`, docs/security.md); the built-in checks follow")
+        err(
+            f"healthkit: {ws.base} is not trusted, so its plugins are not loaded: {'; '.join(ws.trust.problems) or 'see `healthkit audit`'}"
+            " (`healthkit trust PATH`, docs/security.md); the built-in checks follow"
+        )
         return default_registry()
     return default_registry(ws.settings.checks.plugins, ws.base)
 
@@ -386,7 +608,9 @@ def list_checks(workspace: WorkspaceOpt = None) -> None:
 
 
 @app.command()
-def explain(code: Annotated[str, typer.Argument(help="finding code, e.g. daemon.dead")], workspace: WorkspaceOpt = None) -> None:
+def explain(
+    code: Annotated[str, typer.Argument(help="finding code, e.g. daemon.dead")], workspace: WorkspaceOpt = None
+) -> None:
     """Say what a finding code means, why it matters and how it is fixed (with --workspace, its plugins' codes too)."""
     import difflib
 
@@ -403,11 +627,17 @@ def explain(code: Annotated[str, typer.Argument(help="finding code, e.g. daemon.
 
 @app.command()
 def demo(
-    keep: Annotated[bool, typer.Option("--keep", help="leave the demo workspace and its orphan process running")] = False,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="leave the demo workspace and its orphan process running")
+    ] = False,
     format: Annotated[Format, typer.Option("--format", "-f")] = Format.md,
     ascii: Annotated[bool, typer.Option("--ascii")] = False,
-    exit_code: Annotated[bool, typer.Option("--exit-code", help="exit with the audit's verdict (2: the example is critical)")] = False,
-    reports: Annotated[Path | None, typer.Option("--reports", help="also write example-machine.md/.json/.html into this folder")] = None,
+    exit_code: Annotated[
+        bool, typer.Option("--exit-code", help="exit with the audit's verdict (2: the example is critical)")
+    ] = False,
+    reports: Annotated[
+        Path | None, typer.Option("--reports", help="also write example-machine.md/.json/.html into this folder")
+    ] = None,
 ) -> None:
     """Build the example machine (dead daemon, orphaned training, bloat, drift, no validation) and audit it."""
     from healthkit.demo import run_demo
@@ -417,9 +647,12 @@ def demo(
 
 
 # trainer commands: thin bodies, trainer code imported inside (the audit never imports it) -----------------
-daemon_app = typer.Typer(help="Start, stop, pause, resume and inspect the training daemon.", no_args_is_help=True,
-                         context_settings=HELP)
-queue_app = typer.Typer(help="Add files to the training queue, list it, retry a failed file.", no_args_is_help=True, context_settings=HELP)
+daemon_app = typer.Typer(
+    help="Start, stop, pause, resume and inspect the training daemon.", no_args_is_help=True, context_settings=HELP
+)
+queue_app = typer.Typer(
+    help="Add files to the training queue, list it, retry a failed file.", no_args_is_help=True, context_settings=HELP
+)
 app.add_typer(daemon_app, name="daemon")
 app.add_typer(queue_app, name="queue")
 
@@ -440,7 +673,9 @@ def daemon_start(
 def daemon_stop(
     path: PathArg = Path("."),
     wait: Annotated[float, typer.Option("--wait", help="seconds to wait for the checkpoint and exit")] = 120.0,
-    reason: Annotated[str | None, typer.Option("--reason", help="why (recorded; the audit reports the stop as info)")] = None,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="why (recorded; the audit reports the stop as info)")
+    ] = None,
 ) -> None:
     """Stop at the next step boundary, after saving a checkpoint; it stays stopped until `daemon start` (no fix restarts it)."""
     from healthkit.trainer.commands import stop
@@ -489,7 +724,12 @@ def daemon_slurm_script(path: PathArg = Path(".")) -> None:
 @daemon_app.command("systemd-unit")
 def daemon_systemd_unit(
     path: PathArg = Path("."),
-    user: Annotated[str | None, typer.Option("--user", help="User= of the service (default, as root: the workspace's owner when that is another user)")] = None,
+    user: Annotated[
+        str | None,
+        typer.Option(
+            "--user", help="User= of the service (default, as root: the workspace's owner when that is another user)"
+        ),
+    ] = None,
 ) -> None:
     """Print a systemd unit (Restart=on-failure) for those who prefer the system's supervisor."""
     from healthkit.trainer.commands import systemd_unit
@@ -501,7 +741,9 @@ def daemon_systemd_unit(
 def queue_add(
     path: Annotated[Path, typer.Argument(help="workspace folder")],
     files: Annotated[list[Path], typer.Argument(help="JSONL files to queue")],
-    priority: Annotated[int | None, typer.Option("--priority", "-p", min=0, max=9, help="0 runs first, 9 last (default 5)")] = None,
+    priority: Annotated[
+        int | None, typer.Option("--priority", "-p", min=0, max=9, help="0 runs first, 9 last (default 5)")
+    ] = None,
     move: Annotated[bool, typer.Option("--move", help="move the files instead of copying them")] = False,
     force: Annotated[bool, typer.Option("--force", help="queue a file even though the daemon would fail it")] = False,
 ) -> None:
@@ -538,10 +780,26 @@ def queue_list(
 @app.command("init")
 def init_cmd(
     path: PathArg = Path("."),
-    tiny_model: Annotated[bool, typer.Option("--tiny-model", help="add a random-init model and tokenizer: a full run on a CPU, offline")] = False,
-    force: Annotated[bool, typer.Option("--force", help="rebuild the --tiny-model model (never replaces config.json or README.md; with --detect: replace healthkit.toml)")] = False,
-    detect: Annotated[bool, typer.Option("--detect", help="an existing setup: write healthkit.toml from what is detected, each setting with its evidence")] = False,
-    print_: Annotated[bool, typer.Option("--print", help="with --detect: print healthkit.toml instead of writing it")] = False,
+    tiny_model: Annotated[
+        bool, typer.Option("--tiny-model", help="add a random-init model and tokenizer: a full run on a CPU, offline")
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="rebuild the --tiny-model model (never replaces config.json or README.md; with --detect: replace healthkit.toml)",
+        ),
+    ] = False,
+    detect: Annotated[
+        bool,
+        typer.Option(
+            "--detect",
+            help="an existing setup: write healthkit.toml from what is detected, each setting with its evidence",
+        ),
+    ] = False,
+    print_: Annotated[
+        bool, typer.Option("--print", help="with --detect: print healthkit.toml instead of writing it")
+    ] = False,
 ) -> None:
     """Scaffold a training workspace (config.json, a README stating it, queue folders), or with --detect describe an existing one."""
     if detect:

@@ -50,9 +50,20 @@ def report_format_or_exit(format_value: str | None, output: Path | None) -> str:
         raise SystemExit(EXIT_USAGE) from None
 
 
-def audit_one(path: Path, fmt: str, output: Path | None, *, select: list[str], ignore: list[str], ascii: bool,
-              timeout: float | None, fail_level: FailLevel, keep: int | None, textfile: Path | None,
-              deadline: float = 60.0) -> None:
+def audit_one(
+    path: Path,
+    fmt: str,
+    output: Path | None,
+    *,
+    select: list[str],
+    ignore: list[str],
+    ascii: bool,
+    timeout: float | None,
+    fail_level: FailLevel,
+    keep: int | None,
+    textfile: Path | None,
+    deadline: float = 60.0,
+) -> None:
     """`healthkit audit PATH`: the report of one workspace on stdout or to --output; exits with its verdict.
 
     With a ``deadline`` (seconds) the audit runs in a forked child (healthkit.oneaudit): a workspace on a hung
@@ -118,8 +129,17 @@ def confirm_unsafe(yes: bool) -> Callable[[list], bool]:
     return confirm
 
 
-def fix_one(path: Path, *, unsafe: bool, dry_run: bool, only: list[str], keep: int | None, yes: bool,
-            wait: float, deadline: float = 60.0) -> NoReturn:
+def fix_one(
+    path: Path,
+    *,
+    unsafe: bool,
+    dry_run: bool,
+    only: list[str],
+    keep: int | None,
+    yes: bool,
+    wait: float,
+    deadline: float = 60.0,
+) -> NoReturn:
     """`healthkit fix PATH` (not --scheduled): plans, then results, then a re-audit; exits with the re-audit's code
     (3 or 64 when it could not run)."""
     from healthkit.core.selectors import SelectorError
@@ -128,8 +148,15 @@ def fix_one(path: Path, *, unsafe: bool, dry_run: bool, only: list[str], keep: i
     from healthkit.reporting.output import Utf8Stdout
     from healthkit.scheduled.backoff import PersonFix
 
-    opts = FixOptions(level=Safety.UNSAFE if unsafe else Safety.SAFE, dry_run=dry_run, only=tuple(only),
-                      keep=keep, wait_s=wait, confirm=confirm_unsafe(yes), hooks=PersonFix())
+    opts = FixOptions(
+        level=Safety.UNSAFE if unsafe else Safety.SAFE,
+        dry_run=dry_run,
+        only=tuple(only),
+        keep=keep,
+        wait_s=wait,
+        confirm=confirm_unsafe(yes),
+        hooks=PersonFix(),
+    )
     try:
         if deadline and (dry_run or not unsafe):  # nothing to ask a person: the run goes in a child under the deadline
             from healthkit.oneaudit import fix_in_child

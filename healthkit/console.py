@@ -16,10 +16,24 @@ import sys
 from typing import Any
 
 # Options of `healthkit audit` and `healthkit fix` that take a value (tests/test_cli.py keeps them in step with the commands).
-AUDIT_VALUE_OPTIONS = frozenset({"--format", "-f", "--output", "-o", "--select", "--ignore", "--timeout", "--fail-level", "--keep", "--textfile",
-                                "--workspace-deadline"})
-FIX_VALUE_OPTIONS = frozenset({"--only", "--keep", "--wait", "--output", "-o", "--keep-reports", "--textfile", "--every",
-                               "--workspace-deadline"})
+AUDIT_VALUE_OPTIONS = frozenset(
+    {
+        "--format",
+        "-f",
+        "--output",
+        "-o",
+        "--select",
+        "--ignore",
+        "--timeout",
+        "--fail-level",
+        "--keep",
+        "--textfile",
+        "--workspace-deadline",
+    }
+)
+FIX_VALUE_OPTIONS = frozenset(
+    {"--only", "--keep", "--wait", "--output", "-o", "--keep-reports", "--textfile", "--every", "--workspace-deadline"}
+)
 
 
 def early_workspace_path(argv: list[str]) -> str | None:
@@ -36,7 +50,7 @@ def early_workspace_path(argv: list[str]) -> str | None:
     while i < len(argv):
         arg = argv[i]
         if arg == "--":
-            positional += argv[i + 1:]
+            positional += argv[i + 1 :]
             break
         if arg.startswith("-") and arg != "-":
             if "=" not in arg and arg in value_options:
@@ -85,8 +99,11 @@ def start_early(argv: list[str]) -> None:
 def _deadline_off(argv: list[str]) -> bool:
     """`--workspace-deadline 0`: the command runs in this process, so opening the workspace early still pays."""
     for i, arg in enumerate(argv):
-        value = arg.split("=", 1)[1] if arg.startswith("--workspace-deadline=") else (
-            argv[i + 1] if arg == "--workspace-deadline" and i + 1 < len(argv) else None)
+        value = (
+            arg.split("=", 1)[1]
+            if arg.startswith("--workspace-deadline=")
+            else (argv[i + 1] if arg == "--workspace-deadline" and i + 1 < len(argv) else None)
+        )
         if value is not None:
             try:
                 return float(value) == 0
@@ -101,6 +118,7 @@ def main() -> None:
 
     command = quick_command(sys.argv)  # the everyday audit and dry run: no typer to import (healthkit/quickargs.py)
     if command is not None:
+
         def cli_main() -> None:
             run_quick(command)
     else:

@@ -148,7 +148,9 @@ def _start_orphan(base: Path, argv: list[str]) -> int:
         "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)\n"
         "print(p.pid)\n"
     )
-    out = subprocess.run([sys.executable, "-c", starter, *argv], cwd=base, capture_output=True, text=True, check=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-c", starter, *argv], cwd=base, capture_output=True, text=True, check=True, timeout=30
+    )
     return int(out.stdout.strip())
 
 
@@ -160,14 +162,28 @@ def _write(path: Path, text: str) -> None:
 def _checkpoint(ckdir: Path, step: int, log_every: int, ckpt_bytes: int, mtime: float) -> None:
     d = ckdir / f"checkpoint-{step}"
     d.mkdir(parents=True)
-    history = [{"step": s, "epoch": s / 4980, "loss": round(2.0 / (1 + s / 200), 4), "learning_rate": 2e-4} for s in range(log_every, step + 1, log_every)]
-    state = {"global_step": step, "max_steps": 4980, "epoch": step / 4980, "save_steps": 100, "eval_steps": 500,
-             "logging_steps": log_every, "best_model_checkpoint": None, "best_metric": None, "log_history": history}
+    history = [
+        {"step": s, "epoch": s / 4980, "loss": round(2.0 / (1 + s / 200), 4), "learning_rate": 2e-4}
+        for s in range(log_every, step + 1, log_every)
+    ]
+    state = {
+        "global_step": step,
+        "max_steps": 4980,
+        "epoch": step / 4980,
+        "save_steps": 100,
+        "eval_steps": 500,
+        "logging_steps": log_every,
+        "best_model_checkpoint": None,
+        "best_metric": None,
+        "log_history": history,
+    }
     (d / "trainer_state.json").write_text(json.dumps(state, indent=2))
     (d / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 4096}))
     with open(d / "adapter_model.safetensors", "wb") as fh:
         fh.write(os.urandom(ckpt_bytes // 2))
-    (d / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 128, "lora_alpha": 128}))  # as peft saves
+    (d / "adapter_config.json").write_text(
+        json.dumps({"peft_type": "LORA", "r": 128, "lora_alpha": 128})
+    )  # as peft saves
     with open(d / "optimizer.pt", "wb") as fh:
         fh.write(os.urandom(ckpt_bytes // 2))
     for name in ("scheduler.pt", "rng_state.pth", "training_args.bin"):
@@ -179,21 +195,51 @@ def _checkpoint(ckdir: Path, step: int, log_every: int, ckpt_bytes: int, mtime: 
 def _write_state_files(base: Path, now: datetime, current_file: str) -> None:
     """The dead daemon's sticky state and log, and the orphan's status file, as the example report found them."""
     crash = (now - timedelta(hours=31)).replace(microsecond=0)
-    _write(base / "status/daemon_state.json", json.dumps({
-        "state": "paused", "pid": 0, "paused_at": crash.isoformat(), "pause_reason": "Recovered from crash",
-        "restarts": 1, "current_file": current_file}, indent=2))
+    _write(
+        base / "status/daemon_state.json",
+        json.dumps(
+            {
+                "state": "paused",
+                "pid": 0,
+                "paused_at": crash.isoformat(),
+                "pause_reason": "Recovered from crash",
+                "restarts": 1,
+                "current_file": current_file,
+            },
+            indent=2,
+        ),
+    )
     os.utime(base / "status/daemon_state.json", (crash.timestamp(), crash.timestamp()))
-    _write(base / "logs/training_daemon.log", f"{crash.isoformat()} INFO starting file {current_file}\n"
-           f"{crash.isoformat()} ERROR daemon loop crashed: Killed\n")
+    _write(
+        base / "logs/training_daemon.log",
+        f"{crash.isoformat()} INFO starting file {current_file}\n"
+        f"{crash.isoformat()} ERROR daemon loop crashed: Killed\n",
+    )
     os.utime(base / "logs/training_daemon.log", (crash.timestamp(), crash.timestamp()))
-    _write(base / "status/training_status.json", json.dumps({
-        "state": "training", "step": 2693, "total_steps": 4980, "loss": 0.0182, "val_loss": None, "val_train_gap": None,
-        "current_file": current_file, "started_at": (now - timedelta(hours=31)).isoformat(timespec="seconds"),
-        "updated_at": now.isoformat(timespec="seconds"), "eta_seconds": 4 * 3600,
-        "gpu": {"memory_used_mb": 716, "memory_total_mb": 24576, "temperature_c": 44}}, indent=2))
+    _write(
+        base / "status/training_status.json",
+        json.dumps(
+            {
+                "state": "training",
+                "step": 2693,
+                "total_steps": 4980,
+                "loss": 0.0182,
+                "val_loss": None,
+                "val_train_gap": None,
+                "current_file": current_file,
+                "started_at": (now - timedelta(hours=31)).isoformat(timespec="seconds"),
+                "updated_at": now.isoformat(timespec="seconds"),
+                "eta_seconds": 4 * 3600,
+                "gpu": {"memory_used_mb": 716, "memory_total_mb": 24576, "temperature_c": 44},
+            },
+            indent=2,
+        ),
+    )
 
 
-def build_example(base: Path, *, checkpoints: int = 26, ckpt_bytes: int = 256 * 1024, start_processes: bool = True) -> Example:
+def build_example(
+    base: Path, *, checkpoints: int = 26, ckpt_bytes: int = 256 * 1024, start_processes: bool = True
+) -> Example:
     """Lay out the example machine in ``base`` (which must be empty or absent)."""
     base.mkdir(parents=True, exist_ok=True)
     base = base.resolve()
@@ -202,14 +248,25 @@ def build_example(base: Path, *, checkpoints: int = 26, ckpt_bytes: int = 256 * 
     current_file = "lattice_autogen_20000_seed5678_converted.jsonl"
     port = _free_port()
     config = {
-        "base_model": base_model, "current_model_dir": "current_model", "eval_steps": 500, "eval_strategy": "steps",
-        "save_steps": 100, "save_total_limit": None, "logging_steps": 10, "learning_rate": 2e-4,
-        "per_device_train_batch_size": 4, "max_seq_length": 2048, "validation_split": 0.05,
-        "lora": {"r": 128, "alpha": 128}, "monitor_port": port,
+        "base_model": base_model,
+        "current_model_dir": "current_model",
+        "eval_steps": 500,
+        "eval_strategy": "steps",
+        "save_steps": 100,
+        "save_total_limit": None,
+        "logging_steps": 10,
+        "learning_rate": 2e-4,
+        "per_device_train_batch_size": 4,
+        "max_seq_length": 2048,
+        "validation_split": 0.05,
+        "lora": {"r": 128, "alpha": 128},
+        "monitor_port": port,
     }
     _write(base / "config.json", json.dumps(config, indent=2) + "\n")
     _write(base / "CLAUDE.md", CLAUDE_MD.format(base_model=base_model, base=base))
-    _write(base / "healthkit.toml", f"""\
+    _write(
+        base / "healthkit.toml",
+        f"""\
 # This setup is not healthkit's trainer: say how it differs.
 [paths]
 checkpoints_config_key = "current_model_dir"
@@ -223,10 +280,21 @@ daemon_command = ["{sys.executable}", "training_daemon.py", "--base-dir", "{{bas
 
 [monitor]
 ports = [{port}]
-""")
+""",
+    )
     _write(base / "training_daemon.py", "# the setup's own daemon (not started by the demo)\n")
     _write(base / "train.py", ORPHAN_SCRIPT)
-    for d in ("inbox", "queue/high", "queue/normal", "queue/low", "queue/processing", "queue/failed", "queue/recently_completed", "logs", "control"):
+    for d in (
+        "inbox",
+        "queue/high",
+        "queue/normal",
+        "queue/low",
+        "queue/processing",
+        "queue/failed",
+        "queue/recently_completed",
+        "logs",
+        "control",
+    ):
         (base / d).mkdir(parents=True, exist_ok=True)
     _write(base / "queue/normal/next_batch_seed1234.jsonl", '{"text": "hello"}\n')
     _write(base / "queue/low/extra_seed99.jsonl", '{"text": "world"}\n')
@@ -241,7 +309,10 @@ ports = [{port}]
     os.utime(base / ".daemon.pid", (t0, t0))
     ex = Example(base, dead, 0, port)
     if start_processes:
-        ex.orphan_pid = _start_orphan(base, [sys.executable, "train.py", "--file", f"queue/processing/{current_file}", "--monitor-port", str(port)])
+        ex.orphan_pid = _start_orphan(
+            base,
+            [sys.executable, "train.py", "--file", f"queue/processing/{current_file}", "--monitor-port", str(port)],
+        )
         ex.started.append(ex.orphan_pid)
         _wait_port(port)
     return ex
@@ -299,7 +370,9 @@ def run_demo(keep: bool = False, fmt: str = "md", ascii: bool = False, reports: 
                 sys.stderr.write(f"wrote {path}\n")
         sys.stderr.write(report.summary_line() + "\n")
         if keep:
-            sys.stderr.write(f"demo workspace kept at {ex.base}; orphan PID {ex.orphan_pid} still runs (kill {ex.orphan_pid})\n")
+            sys.stderr.write(
+                f"demo workspace kept at {ex.base}; orphan PID {ex.orphan_pid} still runs (kill {ex.orphan_pid})\n"
+            )
         return report.exit_code
     finally:
         signal.signal(signal.SIGINT, old)

@@ -52,8 +52,9 @@ def start_early_audit(path: str) -> None:
     EARLY_CHILDREN[os.path.abspath(path)] = EarlyChild(path, lambda: open_early(path), finish, keep_fds=early_du_fds())
 
 
-def audit_one_in_child(path: Path, *, select: list[str], ignore: list[str], timeout_s: float | None,
-                       deadline_s: float) -> Any:
+def audit_one_in_child(
+    path: Path, *, select: list[str], ignore: list[str], timeout_s: float | None, deadline_s: float
+) -> Any:
     """The Report of ``path`` audited in a child; raises SelectorError and WorkspaceError as `api.audit` does."""
     from healthkit.core.selectors import SelectorError
     from healthkit.core.workspace import WorkspaceError
@@ -118,10 +119,15 @@ def fix_in_child(path: Path, opts: Any, deadline_s: float, out: Any) -> tuple[st
     [o] = run_children([(path, job)], deadline_s, keep_fds=early_du_fds())
     if o.timed_out:
         if o.left_running:
-            raise FixError(f"the fix passed its {deadline_s:g}s deadline while applying a change: it finishes in PID "
-                           f"{o.pid} under the fix lock ({o.blocked_words()}); the next run sees the lock")
-        raise FixError(f"the fix's audit did not finish within its {deadline_s:g}s deadline: blocked {o.blocked_words()}"
-                       + (f" (PID {o.pid} is still waiting on it)" if not o.exited else "") + "; nothing was changed")
+            raise FixError(
+                f"the fix passed its {deadline_s:g}s deadline while applying a change: it finishes in PID "
+                f"{o.pid} under the fix lock ({o.blocked_words()}); the next run sees the lock"
+            )
+        raise FixError(
+            f"the fix's audit did not finish within its {deadline_s:g}s deadline: blocked {o.blocked_words()}"
+            + (f" (PID {o.pid} is still waiting on it)" if not o.exited else "")
+            + "; nothing was changed"
+        )
     if o.signal is not None and not o.done_result():
         import signal
 
@@ -129,7 +135,9 @@ def fix_in_child(path: Path, opts: Any, deadline_s: float, out: Any) -> tuple[st
             signal.signal(o.signal, signal.SIG_DFL)
         except (OSError, ValueError):
             pass  # SIGKILL and SIGSTOP have no handler to reset
-        os.kill(os.getpid(), o.signal)  # the fix was killed half-way: this process ends the same way, as the fix would have
+        os.kill(
+            os.getpid(), o.signal
+        )  # the fix was killed half-way: this process ends the same way, as the fix would have
     if o.error is not None or o.result is None:
         raise FixError(f"the fix failed: {o.error or 'no result'}")
     text, result = o.result

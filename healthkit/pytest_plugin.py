@@ -32,14 +32,29 @@ class HealthkitHookspecs:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("healthkit", "healthkit workspace audit")
-    group.addoption("--healthkit", action="append", default=[], metavar="PATH",
-                    help="audit this training workspace; each check becomes a test item (repeatable)")
-    group.addoption("--healthkit-select", action="append", default=[], metavar="NAME",
-                    help="only these checks, tags or codes (comma-separated or repeated)")
-    group.addoption("--healthkit-ignore", action="append", default=[], metavar="NAME",
-                    help="skip these checks, tags or codes")
-    group.addoption("--healthkit-fail-level", default="warning", choices=("warning", "critical", "unknown"),
-                    help="lowest check status that fails its test (default: warning; unknown always fails)")
+    group.addoption(
+        "--healthkit",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="audit this training workspace; each check becomes a test item (repeatable)",
+    )
+    group.addoption(
+        "--healthkit-select",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only these checks, tags or codes (comma-separated or repeated)",
+    )
+    group.addoption(
+        "--healthkit-ignore", action="append", default=[], metavar="NAME", help="skip these checks, tags or codes"
+    )
+    group.addoption(
+        "--healthkit-fail-level",
+        default="warning",
+        choices=("warning", "critical", "unknown"),
+        help="lowest check status that fails its test (default: warning; unknown always fails)",
+    )
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -61,8 +76,15 @@ class CheckFailed(Exception):
 class HealthkitItem(pytest.Item):
     """One check of one audited workspace."""
 
-    def __init__(self, *, result: CheckResult | None = None, report: Report | None = None,
-                 failure: str | None = None, fail_level: str = "warning", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        result: CheckResult | None = None,
+        report: Report | None = None,
+        failure: str | None = None,
+        fail_level: str = "warning",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.result = result
         self.report = report
@@ -99,8 +121,9 @@ class HealthkitItem(pytest.Item):
 class HealthkitWorkspace(pytest.Collector):
     """The checks of one workspace, audited once (before collection reports it, so a bad name is a usage error)."""
 
-    def __init__(self, *, workspace: Path, report: Report | None = None, failure: str | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *, workspace: Path, report: Report | None = None, failure: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.workspace = workspace
         self.report = report
@@ -112,12 +135,21 @@ class HealthkitWorkspace(pytest.Collector):
         report = self.report
         level = self.config.getoption("healthkit_fail_level")
         items: list[pytest.Item] = [
-            HealthkitItem.from_parent(self, name=r.check, result=r, report=report, fail_level=level, path=self.workspace)
+            HealthkitItem.from_parent(
+                self, name=r.check, result=r, report=report, fail_level=level, path=self.workspace
+            )
             for r in report.sorted_results
         ]
         for e in report.load_errors:
-            items.append(HealthkitItem.from_parent(self, name=f"load[{e.source}]", report=report, path=self.workspace,
-                                                   failure=f"{e.source}: {e.message}"))
+            items.append(
+                HealthkitItem.from_parent(
+                    self,
+                    name=f"load[{e.source}]",
+                    report=report,
+                    path=self.workspace,
+                    failure=f"{e.source}: {e.message}",
+                )
+            )
         return items
 
 
@@ -131,8 +163,12 @@ def _audit(config: pytest.Config, ws: Path) -> tuple[Report | None, str | None]:
 
     registry = config.hook.pytest_healthkit_registry(config=config, path=ws)
     try:
-        return audit(ws, select=_split(config.getoption("healthkit_select")),
-                     ignore=_split(config.getoption("healthkit_ignore")), registry=registry), None
+        return audit(
+            ws,
+            select=_split(config.getoption("healthkit_select")),
+            ignore=_split(config.getoption("healthkit_ignore")),
+            registry=registry,
+        ), None
     except SelectorError as exc:
         raise pytest.UsageError(str(exc)) from None
     except (WorkspaceError, SettingsError, OSError) as exc:
@@ -162,8 +198,15 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     for raw in config.getoption("healthkit", default=None) or []:
         ws = Path(raw).expanduser().absolute()
         report, failure = _audit(config, ws)
-        node = HealthkitWorkspace.from_parent(session, name=f"healthkit:{raw}", nodeid=_nodeid(config, f"healthkit:{raw}"),
-                                              workspace=ws, path=ws, report=report, failure=failure)
+        node = HealthkitWorkspace.from_parent(
+            session,
+            name=f"healthkit:{raw}",
+            nodeid=_nodeid(config, f"healthkit:{raw}"),
+            workspace=ws,
+            path=ws,
+            report=report,
+            failure=failure,
+        )
         rep = collect_one_node(node)
         node.ihook.pytest_collectreport(report=rep)
         items.extend(x for x in rep.result if isinstance(x, pytest.Item))

@@ -25,6 +25,7 @@ def _enum_value(values: tuple[str, ...]) -> _Convert:
         if text not in values:
             raise ValueError(text)
         return text
+
     return convert
 
 
@@ -34,6 +35,7 @@ def _int_at_least(low: int) -> _Convert:
         if n < low:
             raise ValueError(text)
         return n
+
     return convert
 
 
@@ -43,6 +45,7 @@ def _float_at_least(low: float) -> _Convert:
         if not x >= low:  # NaN too
             raise ValueError(text)
         return x
+
     return convert
 
 
@@ -60,21 +63,37 @@ def _audit_options() -> _Options:
 
     fmt = ("format", _enum_value(tuple(f.value for f in Format)), False)
     out = ("output", _path, False)
-    return {"--format": fmt, "-f": fmt, "--output": out, "-o": out, "--select": ("select", str, True),
-            "--ignore": ("ignore", str, True), "--ascii": ("ascii", None, False),
-            "--timeout": ("timeout", float, False),
-            "--fail-level": ("fail_level", _enum_value(tuple(f.value for f in FailLevel)), False),
-            "--keep": ("keep", _int_at_least(1), False), "--textfile": ("textfile", _path, False),
-            "--workspace-deadline": ("deadline", _float_at_least(0), False)}
+    return {
+        "--format": fmt,
+        "-f": fmt,
+        "--output": out,
+        "-o": out,
+        "--select": ("select", str, True),
+        "--ignore": ("ignore", str, True),
+        "--ascii": ("ascii", None, False),
+        "--timeout": ("timeout", float, False),
+        "--fail-level": ("fail_level", _enum_value(tuple(f.value for f in FailLevel)), False),
+        "--keep": ("keep", _int_at_least(1), False),
+        "--textfile": ("textfile", _path, False),
+        "--workspace-deadline": ("deadline", _float_at_least(0), False),
+    }
 
 
 def _fix_options() -> _Options:
     """The options of `healthkit fix` (cli.fix) that a person's dry run may carry; --scheduled and its
     options are typer's."""
     yes = ("yes", None, False)
-    return {"--safe": ("safe", None, False), "--unsafe": ("unsafe", None, False), "--dry-run": ("dry_run", None, False),
-            "--only": ("only", str, True), "--keep": ("keep", _int_at_least(1), False), "--yes": yes, "-y": yes,
-            "--wait": ("wait", _float_at_least(0), False), "--workspace-deadline": ("deadline", _float_at_least(0), False)}
+    return {
+        "--safe": ("safe", None, False),
+        "--unsafe": ("unsafe", None, False),
+        "--dry-run": ("dry_run", None, False),
+        "--only": ("only", str, True),
+        "--keep": ("keep", _int_at_least(1), False),
+        "--yes": yes,
+        "-y": yes,
+        "--wait": ("wait", _float_at_least(0), False),
+        "--workspace-deadline": ("deadline", _float_at_least(0), False),
+    }
 
 
 def _parse(args: list[str], options: _Options) -> tuple[list[Path], dict[str, Any]] | None:
@@ -133,12 +152,20 @@ def quick_command(argv: list[str]) -> Callable[[], None] | None:
 
         def run_audit() -> None:
             fmt = commands.report_format_or_exit(v.get("format"), v.get("output"))
-            commands.audit_one(paths[0] if paths else Path("."), fmt, v.get("output"),
-                               select=commands.split_values(v.get("select")),
-                               ignore=commands.split_values(v.get("ignore")),
-                               ascii=v.get("ascii", False), timeout=v.get("timeout"),
-                               fail_level=FailLevel(v.get("fail_level", FailLevel.WARNING.value)), keep=v.get("keep"),
-                               textfile=v.get("textfile"), deadline=v.get("deadline", 60.0))
+            commands.audit_one(
+                paths[0] if paths else Path("."),
+                fmt,
+                v.get("output"),
+                select=commands.split_values(v.get("select")),
+                ignore=commands.split_values(v.get("ignore")),
+                ascii=v.get("ascii", False),
+                timeout=v.get("timeout"),
+                fail_level=FailLevel(v.get("fail_level", FailLevel.WARNING.value)),
+                keep=v.get("keep"),
+                textfile=v.get("textfile"),
+                deadline=v.get("deadline", 60.0),
+            )
+
         return run_audit
     parsed = _parse(argv[2:], _fix_options())
     if parsed is None or len(parsed[0]) > 1:
@@ -148,9 +175,17 @@ def quick_command(argv: list[str]) -> Callable[[], None] | None:
         return None  # a real fix, or the usage error of neither/both levels: typer's
 
     def run_fix() -> None:
-        commands.fix_one(paths[0] if paths else Path("."), unsafe=v.get("unsafe", False), dry_run=True,
-                         only=commands.split_values(v.get("only")), keep=v.get("keep"), yes=v.get("yes", False),
-                         wait=v.get("wait", 0.0), deadline=v.get("deadline", 60.0))
+        commands.fix_one(
+            paths[0] if paths else Path("."),
+            unsafe=v.get("unsafe", False),
+            dry_run=True,
+            only=commands.split_values(v.get("only")),
+            keep=v.get("keep"),
+            yes=v.get("yes", False),
+            wait=v.get("wait", 0.0),
+            deadline=v.get("deadline", 60.0),
+        )
+
     return run_fix
 
 

@@ -16,8 +16,18 @@ from pathlib import Path
 import pytest
 
 NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--enable-logging=stderr", "--v=0"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--enable-logging=stderr",
+    "--v=0",
+]
 _CONSOLE = re.compile(r":INFO:CONSOLE[^\]]*\] \"(.*)\", source: (.*)$")
 
 
@@ -54,8 +64,13 @@ def run(url: str, *args: str, timeout: float = 90.0) -> Run:
     exe = chromium()
     profile = tempfile.mkdtemp(prefix="hk-chromium-")
     try:
-        proc = subprocess.run([exe, *FLAGS, f"--user-data-dir={profile}", *args, url], capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            [exe, *FLAGS, f"--user-data-dir={profile}", *args, url],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
     finally:
         shutil.rmtree(profile, ignore_errors=True)
     return Run(proc.stdout, proc.stderr)
@@ -86,8 +101,8 @@ def png_rows(path: Path) -> tuple[int, int, list[bytes]]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
     pos, idat, width = 8, b"", 0
     while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        chunk = data[pos + 8:pos + 8 + length]
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        chunk = data[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             width, height, depth, color = struct.unpack(">IIBB", chunk[:10])
             assert depth == 8 and color in (2, 6), f"unsupported PNG (depth {depth}, colour type {color})"
@@ -99,7 +114,7 @@ def png_rows(path: Path) -> tuple[int, int, list[bytes]]:
     stride = width * bpp
     rows, prev = [], bytearray(stride)
     for y in range(height):
-        ftype, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        ftype, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
         for i in range(stride):
             a = line[i - bpp] if i >= bpp else 0
             b, c = prev[i], prev[i - bpp] if i >= bpp else 0
@@ -132,12 +147,12 @@ def colours(path: Path, step: int = 4) -> dict[bytes, int]:
             rgb = im.convert("RGB")
             width, height = rgb.size
             raw = rgb.tobytes()
-        rows = [raw[y * width * 3:(y + 1) * width * 3] for y in range(height)]
+        rows = [raw[y * width * 3 : (y + 1) * width * 3] for y in range(height)]
     bpp = len(rows[0]) // width
     counts: dict[bytes, int] = {}
     for row in rows[::step]:
         for x in range(0, width, step):
-            px = row[x * bpp:x * bpp + 3]
+            px = row[x * bpp : x * bpp + 3]
             counts[px] = counts.get(px, 0) + 1
     return counts
 
@@ -147,6 +162,7 @@ def assert_not_blank(path: Path, min_colours: int = 8, max_share: float = 0.97) 
     counts = colours(path)
     total = sum(counts.values())
     top = max(counts.values())
-    assert len(counts) >= min_colours and top / total <= max_share, \
+    assert len(counts) >= min_colours and top / total <= max_share, (
         f"{path} looks blank: {len(counts)} colours, the commonest covers {top / total:.1%}"
+    )
     return counts

@@ -17,7 +17,9 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 # Hypothesis keeps its example database outside the working tree (no `.hypothesis/` beside the sources); it reads
 # this variable on first use, after the conftest is imported.
-os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(os.environ.get("TMPDIR", "/tmp"), "healthkit-hypothesis"))
+os.environ.setdefault(
+    "HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(os.environ.get("TMPDIR", "/tmp"), "healthkit-hypothesis")
+)
 # `make mutants` reruns every property test for each surviving mutant: fewer examples there keep it in minutes.
 UNDER_MUTMUT = "MUTANT_UNDER_TEST" in os.environ
 
@@ -55,13 +57,26 @@ def write_json(path: Path, data: Any) -> Path:
     return path
 
 
-def make_checkpoint(ckdir: Path, step: int, *, best: str | None = None, history: list | None = None,
-                    weights: bytes = b"w" * 4096, extra: dict | None = None) -> Path:
+def make_checkpoint(
+    ckdir: Path,
+    step: int,
+    *,
+    best: str | None = None,
+    history: list | None = None,
+    weights: bytes = b"w" * 4096,
+    extra: dict | None = None,
+) -> Path:
     """An HF-Trainer-layout checkpoint (transformers 5: no special_tokens_map.json)."""
     d = ckdir / f"checkpoint-{step}"
     d.mkdir(parents=True)
-    state = {"global_step": step, "max_steps": 100, "save_steps": 10, "eval_steps": 10, "best_model_checkpoint": best,
-             "log_history": history if history is not None else []}
+    state = {
+        "global_step": step,
+        "max_steps": 100,
+        "save_steps": 10,
+        "eval_steps": 10,
+        "best_model_checkpoint": best,
+        "log_history": history if history is not None else [],
+    }
     state.update(extra or {})
     write_json(d / "trainer_state.json", state)
     (d / "model.safetensors").write_bytes(weights)
@@ -74,14 +89,27 @@ def make_checkpoint(ckdir: Path, step: int, *, best: str | None = None, history:
 def make_healthy_workspace(base: Path, *, steps: int = 30) -> Path:
     """Our layout, nothing wrong: valid config, docs that agree, validation running, retention respected."""
     base.mkdir(parents=True, exist_ok=True)
-    write_json(base / "config.json", {
-        "$schema": "https://healthkit.dev/schemas/config.schema.json",  # our trainer's config, as `healthkit init` writes it
-        "base_model": "/models/tiny/", "eval_strategy": "steps", "eval_steps": 10, "save_steps": 10, "save_total_limit": 3,
-        "logging_steps": 5, "max_steps": 100, "learning_rate": 2e-5, "validation_split": 0.1, "monitor_port": None,
-    })
+    write_json(
+        base / "config.json",
+        {
+            "$schema": "https://healthkit.dev/schemas/config.schema.json",  # our trainer's config, as `healthkit init` writes it
+            "base_model": "/models/tiny/",
+            "eval_strategy": "steps",
+            "eval_steps": 10,
+            "save_steps": 10,
+            "save_total_limit": 3,
+            "logging_steps": 5,
+            "max_steps": 100,
+            "learning_rate": 2e-5,
+            "validation_split": 0.1,
+            "monitor_port": None,
+        },
+    )
     (base / "CLAUDE.md").write_text(
         "# Notes\n\n- Eval steps: 10\n- Learning rate: 0.00002\n- base_model is `/models/tiny`\n\n"
-        "| setting | value |\n|---|---|\n| save_total_limit | 3 |\n", encoding="utf-8")
+        "| setting | value |\n|---|---|\n| save_total_limit | 3 |\n",
+        encoding="utf-8",
+    )
     history = []
     for s in range(5, steps + 1, 5):
         history.append({"step": s, "loss": 2.0 - s / 100})
@@ -89,17 +117,34 @@ def make_healthy_workspace(base: Path, *, steps: int = 30) -> Path:
             history.append({"step": s, "eval_loss": 2.1 - s / 100})
     for s in range(steps - 20, steps + 1, 10):
         if s > 0:
-            make_checkpoint(base / "current_model", s, history=[h for h in history if h["step"] <= s],
-                            best=str(base / "current_model" / f"checkpoint-{steps}"))
+            make_checkpoint(
+                base / "current_model",
+                s,
+                history=[h for h in history if h["step"] <= s],
+                best=str(base / "current_model" / f"checkpoint-{steps}"),
+            )
     now = time.time()
-    write_json(base / "status" / "training_status.json", {
-        "state": "training", "step": steps, "total_steps": 100, "loss": 1.7, "val_loss": 1.8, "val_train_gap": 0.1,
-        "current_file": "a.jsonl", "started_at": now - 60, "updated_at": now, "eta_seconds": 140,
-    })
+    write_json(
+        base / "status" / "training_status.json",
+        {
+            "state": "training",
+            "step": steps,
+            "total_steps": 100,
+            "loss": 1.7,
+            "val_loss": 1.8,
+            "val_train_gap": 0.1,
+            "current_file": "a.jsonl",
+            "started_at": now - 60,
+            "updated_at": now,
+            "eta_seconds": 140,
+        },
+    )
     for d in ("queue/inbox", "queue/processing", "queue/done", "queue/failed", "logs", "control"):
         (base / d).mkdir(parents=True, exist_ok=True)
     # The host's own disk is not under test here.
-    (base / "healthkit.toml").write_text("[thresholds]\ndisk_min_free_percent = 0\ndisk_min_free_bytes = 0\ndisk_critical_free_percent = 0\n")
+    (base / "healthkit.toml").write_text(
+        "[thresholds]\ndisk_min_free_percent = 0\ndisk_min_free_bytes = 0\ndisk_critical_free_percent = 0\n"
+    )
     return base
 
 
@@ -143,12 +188,16 @@ def procs() -> Any:
     p.cleanup()
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
     """The installed-entry-point behaviour, in a real subprocess (exit codes, encodings, imports)."""
     full_env = dict(os.environ)
     if env is not None:
         full_env = env
-    return subprocess.run([sys.executable, "-m", "healthkit.cli", *args], capture_output=True, env=full_env, cwd=cwd, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "healthkit.cli", *args], capture_output=True, env=full_env, cwd=cwd, timeout=timeout
+    )
 
 
 def sleeping_in_timer(pid: int) -> bool:

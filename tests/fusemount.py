@@ -57,14 +57,20 @@ def mounted(source: Path, control_dir: Path) -> Iterator[HangMount]:
     control = control_dir / "hangfs-mode"
     control.write_text("ok")
     log = open(control_dir / "hangfs.log", "wb")  # noqa: SIM115 - the filesystem process writes it while mounted
-    proc = subprocess.Popen([sys.executable, str(HANGFS), str(source), str(mount), str(control)],
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    proc = subprocess.Popen(
+        [sys.executable, str(HANGFS), str(source), str(mount), str(control)],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+    )
     try:
         deadline = time.monotonic() + 20
         while not os.path.ismount(mount):
             if proc.poll() is not None or time.monotonic() > deadline:
                 log.flush()
-                _missing(f"the FUSE mount did not come up: {(control_dir / 'hangfs.log').read_text(errors='replace')[-400:]}")
+                _missing(
+                    f"the FUSE mount did not come up: {(control_dir / 'hangfs.log').read_text(errors='replace')[-400:]}"
+                )
             time.sleep(0.05)
         yield HangMount(source, mount, control, proc)
     finally:

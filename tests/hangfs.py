@@ -46,8 +46,10 @@ class HangFS(Operations):
             st = os.lstat(self._full(path))
         except OSError as exc:
             raise FuseOSError(exc.errno) from None
-        return {k: getattr(st, k) for k in ("st_atime", "st_ctime", "st_gid", "st_mode", "st_mtime", "st_nlink",
-                                             "st_size", "st_uid")}
+        return {
+            k: getattr(st, k)
+            for k in ("st_atime", "st_ctime", "st_gid", "st_mode", "st_mtime", "st_nlink", "st_size", "st_uid")
+        }
 
     def readdir(self, path, fh):
         self._gate(path)
@@ -79,14 +81,33 @@ class HangFS(Operations):
     def statfs(self, path):
         self._gate(path)
         sv = os.statvfs(self._full(path))
-        return {k: getattr(sv, k) for k in ("f_bavail", "f_bfree", "f_blocks", "f_bsize", "f_favail", "f_ffree",
-                                             "f_files", "f_flag", "f_frsize", "f_namemax")}
+        return {
+            k: getattr(sv, k)
+            for k in (
+                "f_bavail",
+                "f_bfree",
+                "f_blocks",
+                "f_bsize",
+                "f_favail",
+                "f_ffree",
+                "f_files",
+                "f_flag",
+                "f_frsize",
+                "f_namemax",
+            )
+        }
 
 
 def main() -> None:
     source, mountpoint, control = sys.argv[1:4]
-    FUSE(HangFS(os.path.abspath(source), os.path.abspath(control)), mountpoint, foreground=True, nothreads=False,
-         allow_other=False, ro=True)
+    FUSE(
+        HangFS(os.path.abspath(source), os.path.abspath(control)),
+        mountpoint,
+        foreground=True,
+        nothreads=False,
+        allow_other=False,
+        ro=True,
+    )
 
 
 if __name__ == "__main__":

@@ -62,8 +62,9 @@ class SmtpReceiver:
         def accept(server: Any, session: Any, envelope: Any, mechanism: Any, auth_data: Any) -> AuthResult:
             return AuthResult(success=True)
 
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=free_port(), auth_require_tls=False,
-                                     authenticator=accept)
+        self.controller = Controller(
+            Handler(), hostname="127.0.0.1", port=free_port(), auth_require_tls=False, authenticator=accept
+        )
         self.controller.start()
         self.port = self.controller.port
 

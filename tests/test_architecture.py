@@ -26,7 +26,7 @@ def canonical(name: str) -> str:
     """`healthkit.checks.x` and `checks.x` are one module (the repository folder installs inside healthkit)."""
     for outer in ("checks", "trainer"):
         if name == f"healthkit.{outer}" or name.startswith(f"healthkit.{outer}."):
-            return name[len("healthkit."):]
+            return name[len("healthkit.") :]
     return name
 
 
@@ -66,7 +66,7 @@ def cycles(g: dict[str, set[str]]) -> list[list[str]]:
         stack.append(m)
         for n in sorted(g.get(m, ())):
             if state.get(n) == 1:
-                found.append(stack[stack.index(n):] + [n])
+                found.append(stack[stack.index(n) :] + [n])
             elif n not in state:
                 visit(n)
         stack.pop()
@@ -87,14 +87,24 @@ def test_no_import_cycles_at_import_time():
 
 def test_core_never_imports_checks_or_trainer_outside_the_composition_points():
     g = graph(top_level_only=False)
-    bad = sorted(f"{m} -> {n}" for m, deps in g.items() if m.startswith("healthkit") and m not in ALLOWED_CORE_TO_OUTER
-                 for n in deps if n.split(".")[0] in ("checks", "trainer"))
+    bad = sorted(
+        f"{m} -> {n}"
+        for m, deps in g.items()
+        if m.startswith("healthkit") and m not in ALLOWED_CORE_TO_OUTER
+        for n in deps
+        if n.split(".")[0] in ("checks", "trainer")
+    )
     assert bad == []
 
 
 def test_checks_never_import_the_trainer():
     g = graph(top_level_only=False)
-    assert sorted(f"{m} -> {n}" for m, deps in g.items() if m.startswith("checks") for n in deps if n.startswith("trainer")) == []
+    assert (
+        sorted(
+            f"{m} -> {n}" for m, deps in g.items() if m.startswith("checks") for n in deps if n.startswith("trainer")
+        )
+        == []
+    )
 
 
 def test_no_import_cycles_even_through_lazy_imports():
@@ -133,12 +143,24 @@ def layer_of(module: str) -> int | None:
 
 def test_every_healthkit_module_lives_in_a_layer_package_or_is_a_named_top_level_module():
     top = sorted(p.stem for p in (REPO / "healthkit").glob("*.py"))
-    assert top == ["__init__", "__main__", "_moved", "_version", "cli", "commands", "console", "demo", "oneaudit", "pytest_plugin",
-                   "quickargs"]
+    assert top == [
+        "__init__",
+        "__main__",
+        "_moved",
+        "_version",
+        "cli",
+        "commands",
+        "console",
+        "demo",
+        "oneaudit",
+        "pytest_plugin",
+        "quickargs",
+    ]
     packages = sorted(p.name for p in (REPO / "healthkit").iterdir() if (p / "__init__.py").exists())
     assert packages == sorted(LAYERS)
     assert sorted(p.name for p in (REPO / "healthkit").iterdir() if p.is_dir() and p.name != "__pycache__") == sorted(
-        LAYERS + ["schemas"])
+        LAYERS + ["schemas"]
+    )
 
 
 def layer_violations(g: dict[str, set[str]]) -> list[str]:
@@ -162,7 +184,13 @@ def test_imports_point_down_the_layers_lazy_and_type_only_imports_included():
 
 
 def test_the_layer_rule_catches_an_import_up_and_one_of_the_facade():
-    g = {"healthkit.system.fsutil": {"healthkit.core.workspace"}, "healthkit.core.api": {"healthkit", "healthkit._version"},
-         "healthkit.fix.engine": {"healthkit.core.api", "healthkit.fix"}, "healthkit.cli": {"healthkit.fix.engine"}}
-    assert layer_violations(g) == ["healthkit.core.api (core) -> healthkit (top-level module)",
-                                   "healthkit.system.fsutil (system) -> healthkit.core.workspace (layer core)"]
+    g = {
+        "healthkit.system.fsutil": {"healthkit.core.workspace"},
+        "healthkit.core.api": {"healthkit", "healthkit._version"},
+        "healthkit.fix.engine": {"healthkit.core.api", "healthkit.fix"},
+        "healthkit.cli": {"healthkit.fix.engine"},
+    }
+    assert layer_violations(g) == [
+        "healthkit.core.api (core) -> healthkit (top-level module)",
+        "healthkit.system.fsutil (system) -> healthkit.core.workspace (layer core)",
+    ]

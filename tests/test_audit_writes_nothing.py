@@ -55,8 +55,10 @@ def empty(tmp_path):
 
 
 @pytest.mark.parametrize("which", ["example", "example_live", "empty"])
-@pytest.mark.parametrize("args", [("audit",), ("audit", "--format", "json"), ("fix", "--safe", "--dry-run"),
-                                  ("fix", "--unsafe", "--dry-run")])
+@pytest.mark.parametrize(
+    "args",
+    [("audit",), ("audit", "--format", "json"), ("fix", "--safe", "--dry-run"), ("fix", "--unsafe", "--dry-run")],
+)
 def test_audit_and_dry_run_leave_the_tree_byte_for_byte(request, which, args):
     base = request.getfixturevalue(which)
     skip = ORPHAN_WRITES if which == "example_live" else set()

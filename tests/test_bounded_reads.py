@@ -89,8 +89,9 @@ def stat_is_fifo(p: Path) -> bool:
     return stat.S_ISFIFO(os.lstat(p).st_mode)
 
 
-@pytest.mark.parametrize("rel", ["config.json", "status/training_status.json",
-                                 "current_model/checkpoint-30/trainer_state.json"])
+@pytest.mark.parametrize(
+    "rel", ["config.json", "status/training_status.json", "current_model/checkpoint-30/trainer_state.json"]
+)
 def test_deep_nesting_is_files_too_deep_not_a_traceback(tmp_path: Path, rel: str) -> None:
     ws = make_healthy_workspace(tmp_path / "ws")
     (ws / rel).write_text(DEEP)

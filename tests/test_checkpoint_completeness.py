@@ -19,11 +19,21 @@ from healthkit.trainer import checkpoints as trainer_ckpts
 
 def hf_state(step: int, entries: int = 0) -> str:
     """trainer_state.json as HF writes it: indent=2, sorted keys (global_step before log_history)."""
-    history = [{"epoch": s / 1000, "grad_norm": 1.25, "learning_rate": 2e-4, "loss": 2.0 / (1 + s), "step": s}
-               for s in range(1, entries + 1)]
-    state = {"best_model_checkpoint": None, "epoch": step / 1000, "global_step": step, "log_history": history,
-             "max_steps": 100_000, "save_steps": 10, "stateful_callbacks": {"TrainerControl": {"args": {}}},
-             "total_flos": 1.0, "trial_params": None}
+    history = [
+        {"epoch": s / 1000, "grad_norm": 1.25, "learning_rate": 2e-4, "loss": 2.0 / (1 + s), "step": s}
+        for s in range(1, entries + 1)
+    ]
+    state = {
+        "best_model_checkpoint": None,
+        "epoch": step / 1000,
+        "global_step": step,
+        "log_history": history,
+        "max_steps": 100_000,
+        "save_steps": 10,
+        "stateful_callbacks": {"TrainerControl": {"args": {}}},
+        "total_flos": 1.0,
+        "trial_params": None,
+    }
     return json.dumps(state, indent=2, sort_keys=True) + "\n"
 
 
@@ -74,8 +84,11 @@ def test_cut_off_state_is_incomplete_for_audit_fix_and_trainer(tmp_path, cut):
     newest = old(make(ck, 900, hf_state(900, entries=10)))
     assert read_state(broken / "trainer_state.json").problem
 
-    found = {f.data["checkpoint"] for f in audit(tmp_path, select=["checkpoints"], record_costs=False).findings
-             if f.code == "checkpoints.incomplete"}
+    found = {
+        f.data["checkpoint"]
+        for f in audit(tmp_path, select=["checkpoints"], record_costs=False).findings
+        if f.code == "checkpoints.incomplete"
+    }
     assert found == {"checkpoint-500"}
     protected, candidates = protections(Workspace.open(tmp_path), 1, None, set())
     assert protected["checkpoint-500"].startswith("incomplete") and [c.name for c in candidates] == ["checkpoint-100"]
@@ -97,14 +110,17 @@ def test_huge_valid_history_is_complete_and_read_in_bounded_time(tmp_path):
     ck = tmp_path / "current_model"
     sound = hf_state(300, entries=20_000)  # ~3 MB
     start = sound.index('"log_history"') + 5000
-    tampered = sound[:start] + "#" * 100 + sound[start + 100:]
+    tampered = sound[:start] + "#" * 100 + sound[start + 100 :]
     make(ck, 100, tampered)
     make(ck, 300, sound)
     assert checkpoint_completeness(ck / "checkpoint-300").complete
     assert checkpoint_completeness(ck / "checkpoint-100") == rule.Completeness(300, ())
     ws = Workspace.open(tmp_path)
     assert [ws.completeness_of(c).complete for c in ws.checkpoints] == [True, True]
-    assert ws.latest_trainer_state[1].data["global_step"] == 300 and len(ws.latest_trainer_state[1].data["log_history"]) == 20_000
+    assert (
+        ws.latest_trainer_state[1].data["global_step"] == 300
+        and len(ws.latest_trainer_state[1].data["log_history"]) == 20_000
+    )
 
 
 def test_a_state_the_bounded_read_passes_but_the_whole_parse_fails_is_incomplete(tmp_path):
@@ -113,7 +129,7 @@ def test_a_state_the_bounded_read_passes_but_the_whole_parse_fails_is_incomplete
     sound = hf_state(300, entries=3000)
     start = sound.index('"log_history"') + 5000
     make(ck, 100, hf_state(100, entries=3))
-    make(ck, 300, sound[:start] + "#" + sound[start + 1:])
+    make(ck, 300, sound[:start] + "#" + sound[start + 1 :])
     ws = Workspace.open(tmp_path)
     newest = ws.checkpoints[-1]
     assert not ws.completeness_of(newest).complete
@@ -128,7 +144,12 @@ def test_newest_is_picked_by_step_not_name(tmp_path):
         make(ck, step, hf_state(step, entries=3))
     make(ck, 12000, None)  # newest by step, but a killed save: no trainer_state.json
     ws = Workspace.open(tmp_path)
-    assert [c.name for c in ws.checkpoints] == ["checkpoint-900", "checkpoint-2600", "checkpoint-10000", "checkpoint-12000"]
+    assert [c.name for c in ws.checkpoints] == [
+        "checkpoint-900",
+        "checkpoint-2600",
+        "checkpoint-10000",
+        "checkpoint-12000",
+    ]
     ckpt, ts = ws.latest_trainer_state
     assert (ckpt.name, ts.data["global_step"]) == ("checkpoint-10000", 10000)
     assert trainer_ckpts.last_complete(ck) == ck / "checkpoint-10000"
@@ -144,10 +165,16 @@ def test_state_that_is_not_hf_indented_is_parsed_whole(tmp_path):
     assert checkpoint_completeness(d2) == rule.Completeness(500, ())
 
 
-@pytest.mark.parametrize(("text", "why"), [
-    ("", "empty"), ("[1, 2]", "not a JSON object"), ('{"log_history": []}', "no global_step"),
-    ('{"global_step": true}', "no global_step"), ("\xff", "unreadable"),
-])
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("", "empty"),
+        ("[1, 2]", "not a JSON object"),
+        ('{"log_history": []}', "no global_step"),
+        ('{"global_step": true}', "no global_step"),
+        ("\xff", "unreadable"),
+    ],
+)
 def test_small_states_are_parsed_whole(tmp_path, text, why):
     d = make(tmp_path, 1, None)
     (d / "trainer_state.json").write_bytes(text.encode("latin-1"))
@@ -170,10 +197,15 @@ def test_trainer_also_needs_optimizer_state(tmp_path):
     assert not trainer_ckpts.is_complete(d)
 
 
-@pytest.mark.parametrize(("source", "ref"), [
-    (LimitSource.CONFIG, PRUNE), (LimitSource.SETTINGS, PRUNE),
-    (LimitSource.TRAINER_DEFAULT, PRUNE_DEFAULT), (LimitSource.NONE, PRUNE_UNSAFE),
-])
+@pytest.mark.parametrize(
+    ("source", "ref"),
+    [
+        (LimitSource.CONFIG, PRUNE),
+        (LimitSource.SETTINGS, PRUNE),
+        (LimitSource.TRAINER_DEFAULT, PRUNE_DEFAULT),
+        (LimitSource.NONE, PRUNE_UNSAFE),
+    ],
+)
 def test_prune_safety_comes_from_the_typed_limit_source(source, ref):
     """Not from the wording of `declared_by`: the same words under another source change nothing."""
     assert _prune_ref(Retention(3, source, "healthkit trainer default (config.json has no `x`)")) is ref

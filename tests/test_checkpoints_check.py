@@ -23,7 +23,11 @@ def codes(base):
 
 
 def config(base, **kw):
-    data = {"$schema": HEALTHKIT_SCHEMA_ID, "base_model": "m", "save_steps": 100}  # our trainer's config, as init writes it
+    data = {
+        "$schema": HEALTHKIT_SCHEMA_ID,
+        "base_model": "m",
+        "save_steps": 100,
+    }  # our trainer's config, as init writes it
     data.update(kw)
     write_json(base / "config.json", data)
 
@@ -121,7 +125,9 @@ def test_incomplete_checkpoints(tmp_path):
     (no_state / "trainer_state.json").unlink()
     shards = make_checkpoint(ck, 30)
     (shards / "model.safetensors").unlink()
-    (shards / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}))
+    (shards / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}})
+    )
     (shards / "model-00001-of-00002.safetensors").write_bytes(b"x" * 10)
     empty = make_checkpoint(ck, 40)
     (empty / "model.safetensors").write_bytes(b"")
@@ -177,6 +183,8 @@ def test_a_rotation_between_the_listing_and_the_rule_is_not_bloat(tmp_path):
     import shutil
 
     shutil.rmtree(tmp_path / "current_model" / "checkpoint-20")  # the rotation, just after the listing
-    assert "checkpoints.bloat" not in [f.code for f in run_audit(ws, select=["checkpoints"], record_costs=False).findings]
+    assert "checkpoints.bloat" not in [
+        f.code for f in run_audit(ws, select=["checkpoints"], record_costs=False).findings
+    ]
     make_checkpoint(tmp_path / "current_model", 35)  # a real third one is bloat, as before
     assert "checkpoints.bloat" in codes(tmp_path)

@@ -63,7 +63,11 @@ def test_utf8_whatever_the_locale(tmp_path):
 
     ex = build_example(tmp_path / "ex", checkpoints=12, ckpt_bytes=4096)
     try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LC_") and k not in ("LANG", "LANGUAGE", "PYTHONIOENCODING", "PYTHONUTF8")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("LC_") and k not in ("LANG", "LANGUAGE", "PYTHONIOENCODING", "PYTHONUTF8")
+        }
         env["LANG"] = "C"
         env["LC_ALL"] = "C"
         r = run_cli("audit", str(ex.base), env=env)
@@ -83,24 +87,33 @@ def test_usage_errors_exit_64_not_2(healthy):
     assert run_cli("audit", str(healthy), "--fail-level", "bogus").returncode == 64
 
 
-@pytest.mark.parametrize("make,message", [
-    (lambda p: p / "missing", "does not exist"),
-    (lambda p: (p / "file").write_text("x") and p / "file", "not a directory"),
-    (lambda p: (p / "healthkit.toml").write_text("[paths\n") and p, "invalid TOML"),
-    (lambda p: (p / "healthkit.toml").write_text("[paths]\nconfgi = 'x'\n") and p, "paths.confgi"),
-])
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda p: p / "missing", "does not exist"),
+        (lambda p: (p / "file").write_text("x") and p / "file", "not a directory"),
+        (lambda p: (p / "healthkit.toml").write_text("[paths\n") and p, "invalid TOML"),
+        (lambda p: (p / "healthkit.toml").write_text("[paths]\nconfgi = 'x'\n") and p, "paths.confgi"),
+    ],
+)
 def test_unusable_workspace_exits_3_with_a_message(tmp_path, make, message):
     r = run_cli("audit", str(make(tmp_path)))
     assert r.returncode == 3
     assert message in r.stderr.decode() and b"Traceback" not in r.stderr
 
 
-@pytest.mark.parametrize("config,status", [
-    ("{not json", "critical"),
-    ("[1, 2, 3]", "critical"),
-    ('{"$schema": "https://healthkit.dev/schemas/config.schema.json", "base_model": "m", "eval_steps": "ten", "save_total_limit": 0}', "critical"),
-    ('"just a string"', "critical"),
-])
+@pytest.mark.parametrize(
+    "config,status",
+    [
+        ("{not json", "critical"),
+        ("[1, 2, 3]", "critical"),
+        (
+            '{"$schema": "https://healthkit.dev/schemas/config.schema.json", "base_model": "m", "eval_steps": "ten", "save_total_limit": 0}',
+            "critical",
+        ),
+        ('"just a string"', "critical"),
+    ],
+)
 def test_corrupt_or_wrong_typed_config_is_a_finding(tmp_path, config, status):
     (tmp_path / "config.json").write_text(config)
     write_json(tmp_path / "status" / "training_status.json", ["not", "an", "object"])
@@ -132,7 +145,9 @@ def test_binary_doc_and_symlink_loop_checkpoints(healthy):
     assert "ELOOP" in " ".join(ck["notes"]) and "checkpoint-999" in " ".join(ck["notes"])
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv to drop DAC capabilities")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv to drop DAC capabilities"
+)
 def test_unreadable_folders(tmp_path):
     """Root reads everything, so the audit runs without CAP_DAC_* over folders owned by someone else."""
     import subprocess
@@ -145,8 +160,11 @@ def test_unreadable_folders(tmp_path):
                 os.chown(os.path.join(dirpath, f), 65534, 65534)
         os.chmod(p, 0o700)
     drop = ["setpriv", "--inh-caps=-dac_override,-dac_read_search", "--bounding-set=-dac_override,-dac_read_search"]
-    r = subprocess.run([*drop, sys.executable, "-m", "healthkit.cli", "audit", str(ws), "--format", "json"],
-                       capture_output=True, timeout=60)
+    r = subprocess.run(
+        [*drop, sys.executable, "-m", "healthkit.cli", "audit", str(ws), "--format", "json"],
+        capture_output=True,
+        timeout=60,
+    )
     assert b"Traceback" not in r.stderr, r.stderr.decode()
     data = json.loads(r.stdout)
     checks = {c["check"]: c for c in data["checks"]}
@@ -181,8 +199,10 @@ def test_audit_imports_neither_torch_nor_transformers(healthy):
 
 
 def test_secrets_in_config_never_reach_the_report(tmp_path):
-    write_json(tmp_path / "config.json", {"base_model": "m", "hf_token": "hf_" + "Z" * 34, "wandb_api_key": "k" * 40,
-                                          "eval_steps": "ten"})
+    write_json(
+        tmp_path / "config.json",
+        {"base_model": "m", "hf_token": "hf_" + "Z" * 34, "wandb_api_key": "k" * 40, "eval_steps": "ten"},
+    )
     (tmp_path / "README.md").write_text("hf_token: hf_" + "Y" * 34 + "\n- Eval steps: 10\n")
     r = run_cli("audit", str(tmp_path), "-f", "json")
     r2 = run_cli("audit", str(tmp_path))
@@ -198,7 +218,9 @@ def test_early_prefetch_knows_every_value_option_of_audit():
 
     for name, options in (("audit", AUDIT_VALUE_OPTIONS), ("fix", FIX_VALUE_OPTIONS)):
         cmd = typer.main.get_command(app).commands[name]
-        taking_values = {o for p in cmd.params if getattr(p, "param_type_name", "") == "option" and not p.is_flag for o in p.opts}
+        taking_values = {
+            o for p in cmd.params if getattr(p, "param_type_name", "") == "option" and not p.is_flag for o in p.opts
+        }
         assert taking_values == set(options), name
     assert early_workspace_path(["healthkit", "audit", "-f", "json", "/ws", "--select", "disk"]) == "/ws"
     assert early_workspace_path(["healthkit", "audit", "--format=json"]) == "."
@@ -228,7 +250,11 @@ def test_a_dry_run_audits_the_workspace_it_was_given_once(healthy, monkeypatch):
 def test_console_script_entry_runs_the_audit(healthy):
     import subprocess
 
-    r = subprocess.run([sys.executable, "-m", "healthkit.console", "audit", str(healthy), "-f", "json"], capture_output=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "healthkit.console", "audit", str(healthy), "-f", "json"],
+        capture_output=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr.decode()
     assert json.loads(r.stdout)["status"] == "ok"
 
@@ -275,8 +301,11 @@ def test_the_early_du_is_the_one_the_audit_uses_and_a_wrong_guess_is_ended(tmp_p
     (tmp_path / "healthkit.toml").write_text('[paths]\nconfig_schema = "none"\ncheckpoints_config_key = "output_dir"\n')
     (tmp_path / "runs" / "checkpoint-5").mkdir(parents=True)
     (tmp_path / "runs" / "checkpoint-5" / "model.safetensors").write_bytes(os.urandom(30_000))
-    r = subprocess.run([sys.executable, "-m", "healthkit.console", "audit", str(tmp_path), "-f", "json", "--select", "checkpoints"],
-                       capture_output=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "healthkit.console", "audit", str(tmp_path), "-f", "json", "--select", "checkpoints"],
+        capture_output=True,
+        timeout=60,
+    )
     facts = json.loads(r.stdout)["facts"]["checkpoints"]
     assert facts["dir"] == str(tmp_path / "runs") and facts["bytes"] >= 30_000, facts
     assert _du_processes_of(tmp_path / "current_model") == []

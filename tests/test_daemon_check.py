@@ -120,16 +120,18 @@ def test_training_of_another_workspace_is_not_ours(ws, tmp_path_factory, procs):
     (other / "train.py").write_text(DAEMON_SCRIPT)
     p = procs.popen([sys.executable, "train.py"], cwd=other)
     # Seen by the audit's own process scan first, as a training: only then does its absence from the findings mean anything.
-    assert wait_for(lambda: any(i.pid == p.pid and i.cwd == str(other) and argv_matches(i.cmdline, ["train.py"])
-                                for i in scan_processes()), 60)
+    assert wait_for(
+        lambda: any(
+            i.pid == p.pid and i.cwd == str(other) and argv_matches(i.cmdline, ["train.py"]) for i in scan_processes()
+        ),
+        60,
+    )
     assert "daemon.orphaned-training" not in codes(ws)
 
 
 def test_training_under_live_daemon_is_supervised(ws, procs):
     launcher = (
-        "import subprocess, sys, time\n"
-        "subprocess.Popen([sys.executable, 'train.py'])\n"
-        "while True: time.sleep(1)\n"
+        "import subprocess, sys, time\nsubprocess.Popen([sys.executable, 'train.py'])\nwhile True: time.sleep(1)\n"
     )
     (ws / "training_daemon.py").write_text(launcher)
     d = procs.popen([sys.executable, "training_daemon.py"], cwd=ws, start_new_session=True)
@@ -151,14 +153,17 @@ def test_no_pid_file_and_nothing_to_do_is_fine(ws):
     assert codes(ws) == []
 
 
-@pytest.mark.parametrize("content,reason", [
-    (b"", "empty"),
-    (b"garbage\n", "does not hold a number"),
-    (b"-5\n", "not a valid PID"),
-    (b"99999999999999999999\n", "pid_max"),
-    (b"12 34 56\n", "more than a PID"),
-    (b"1" * (10 * 1024 * 1024), "far too large"),
-])
+@pytest.mark.parametrize(
+    "content,reason",
+    [
+        (b"", "empty"),
+        (b"garbage\n", "does not hold a number"),
+        (b"-5\n", "not a valid PID"),
+        (b"99999999999999999999\n", "pid_max"),
+        (b"12 34 56\n", "more than a PID"),
+        (b"1" * (10 * 1024 * 1024), "far too large"),
+    ],
+)
 def test_malformed_pid_files(ws, content, reason):
     (ws / ".daemon.pid").write_bytes(content)
     f = finding(ws, "daemon.pid-malformed")
@@ -180,7 +185,10 @@ def test_pid_file_symlink_and_fifo_never_block(ws, tmp_path_factory):
 def test_argv_matching_is_by_element_not_substring():
     pats = ["train.py", "healthkit.trainer.train_file"]
     assert argv_matches(["python3", "/x/train.py", "--f", "a"], pats) == "train.py"
-    assert argv_matches(["python", "-m", "healthkit.trainer.train_file", "--workspace", "/w"], pats) == "healthkit.trainer.train_file"
+    assert (
+        argv_matches(["python", "-m", "healthkit.trainer.train_file", "--workspace", "/w"], pats)
+        == "healthkit.trainer.train_file"
+    )
     assert argv_matches(["bash", "-c", "python train.py"], pats) is None
     assert argv_matches(["pgrep", "-f", "train.py"], pats) is None
     assert argv_matches(["python", "retrain.py"], pats) is None

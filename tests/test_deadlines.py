@@ -99,8 +99,17 @@ def test_fleet_of_16_with_one_hung_mount_writes_15_verdicts_and_one_unknown(tmp_
     out, textfile = tmp_path / "reports", tmp_path / "textfile" / "healthkit.prom"
     deadline = 8
     t0 = time.monotonic()
-    proc = run_cli("audit", *map(str, paths), "--output", f"{out}/", "--textfile", str(textfile),
-                   "--workspace-deadline", str(deadline), timeout=240)
+    proc = run_cli(
+        "audit",
+        *map(str, paths),
+        "--output",
+        f"{out}/",
+        "--textfile",
+        str(textfile),
+        "--workspace-deadline",
+        str(deadline),
+        timeout=240,
+    )
     took = time.monotonic() - t0
     assert b"Traceback" not in proc.stderr, proc.stderr
     assert proc.returncode == 3
@@ -117,8 +126,17 @@ def test_fleet_of_16_with_one_hung_mount_writes_15_verdicts_and_one_unknown(tmp_
     assert summary
     assert took < deadline + 60, took  # the 15 others are not held up by the hung one
     if "still waiting" in reason:  # the kernel kept the killed child (it waits on the mount's inode lock):
-        again = run_cli("audit", *map(str, paths), "--output", f"{out}/", "--textfile", str(textfile),
-                        "--workspace-deadline", str(deadline), timeout=240)  # ... so the next run starts no second one
+        again = run_cli(
+            "audit",
+            *map(str, paths),
+            "--output",
+            f"{out}/",
+            "--textfile",
+            str(textfile),
+            "--workspace-deadline",
+            str(deadline),
+            timeout=240,
+        )  # ... so the next run starts no second one
         reason = json.loads(next(out.glob("ws-hung-*/latest.json")).read_text())["checks"][0]["error"]
         assert again.returncode == 3 and "still blocked since" in reason, reason
         assert len([s for s in textfile.read_text().splitlines() if s.startswith("healthkit_status{")]) == 16
@@ -130,8 +148,20 @@ def test_scheduled_heal_of_several_with_one_hung_mount_heals_the_others(tmp_path
     hung = ws_on_mount(tmp_path / "ws-hung", hang.mount)
     hang.mode("hang")
     out, textfile = tmp_path / "reports", tmp_path / "tf" / "healthkit.prom"
-    proc = run_cli("fix", str(ok), str(hung), "--safe", "--scheduled", "--output", f"{out}/", "--textfile", str(textfile),
-                   "--workspace-deadline", "6", timeout=240)
+    proc = run_cli(
+        "fix",
+        str(ok),
+        str(hung),
+        "--safe",
+        "--scheduled",
+        "--output",
+        f"{out}/",
+        "--textfile",
+        str(textfile),
+        "--workspace-deadline",
+        "6",
+        timeout=240,
+    )
     assert b"Traceback" not in proc.stderr, proc.stderr
     statuses = [s for s in textfile.read_text().splitlines() if s.startswith("healthkit_status{")]
     assert len(statuses) == 2 and any("ws-hung" in s and s.endswith(" 3.0") for s in statuses), statuses
@@ -146,7 +176,11 @@ def test_fix_on_an_eio_checkpoint_mount_gives_no_traceback_and_deletes_nothing(t
         proc = run_cli("fix", str(ws), *args, timeout=120)
         assert b"Traceback" not in proc.stderr + proc.stdout, (args, proc.stderr)
     hang.mode("ok")
-    assert sorted(p.name for p in (hang.source / "current_model").iterdir()) == ["checkpoint-10", "checkpoint-20", "checkpoint-30"]
+    assert sorted(p.name for p in (hang.source / "current_model").iterdir()) == [
+        "checkpoint-10",
+        "checkpoint-20",
+        "checkpoint-30",
+    ]
 
 
 def test_fix_on_a_hung_mount_ends_at_its_deadline_naming_what_blocked(tmp_path: Path, hang) -> None:

@@ -68,23 +68,54 @@ def old_checkpoint(root: Path, step: int, **kw) -> Path:
 def home_grown_daemon(base: Path, checkpoints: int = 31) -> Path:
     """The setup of issue 8 and DESIGN.md's "Foreign workspaces", written as such a daemon leaves it."""
     base.mkdir(parents=True, exist_ok=True)
-    write_json(base / "config.json", {"base_model": "/models/llama-8b", "current_model_dir": "current_model_small",
-                                      "batch_size": 4, "learning_rate": 2e-4, "save_steps": 100, "eval_steps": 50,
-                                      "lora": {"r": 128, "alpha": 128}})
+    write_json(
+        base / "config.json",
+        {
+            "base_model": "/models/llama-8b",
+            "current_model_dir": "current_model_small",
+            "batch_size": 4,
+            "learning_rate": 2e-4,
+            "save_steps": 100,
+            "eval_steps": 50,
+            "lora": {"r": 128, "alpha": 128},
+        },
+    )
     (base / "home_daemon.py").write_text(DAEMON_SCRIPT)
-    (base / "CLAUDE.md").write_text("# Training notes\n\n## Current configuration\n- Batch size: 1\n- Learning rate: 2e-4\n")
+    (base / "CLAUDE.md").write_text(
+        "# Training notes\n\n## Current configuration\n- Batch size: 1\n- Learning rate: 2e-4\n"
+    )
     (base / "README.md").write_text(README)
-    for d in ("inbox", "queue/high", "queue/normal", "queue/low", "queue/processing", "queue/failed",
-              "queue/recently_completed", "control"):
+    for d in (
+        "inbox",
+        "queue/high",
+        "queue/normal",
+        "queue/low",
+        "queue/processing",
+        "queue/failed",
+        "queue/recently_completed",
+        "control",
+    ):
         (base / d).mkdir(parents=True, exist_ok=True)
     write_json(base / "queue" / "queue_metadata.json", {"files": []})
     (base / "queue/recently_completed/batch_seed1.jsonl").write_text('{"text": "x"}\n')
     for i in range(1, checkpoints + 1):
-        old_checkpoint(base / "current_model_small", i * 100,
-                       history=[{"step": s, "loss": 2.0 / (1 + s / 100)} for s in range(10, i * 100 + 1, 10)])
-    write_json(base / "status" / "training_status.json", {
-        "status": "training", "current_step": checkpoints * 100 + 20, "total_steps": 5000, "loss": 0.31,
-        "validation_loss": 0.512, "val_train_gap": 0.2, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        old_checkpoint(
+            base / "current_model_small",
+            i * 100,
+            history=[{"step": s, "loss": 2.0 / (1 + s / 100)} for s in range(10, i * 100 + 1, 10)],
+        )
+    write_json(
+        base / "status" / "training_status.json",
+        {
+            "status": "training",
+            "current_step": checkpoints * 100 + 20,
+            "total_steps": 5000,
+            "loss": 0.31,
+            "validation_loss": 0.512,
+            "val_train_gap": 0.2,
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    )
     (base / ".daemon.pid").write_text(f"{dead_pid()}\n")
     os.utime(base / ".daemon.pid", (time.time() - 3600,) * 2)
     return base
@@ -109,7 +140,9 @@ def test_checkpoint_folder_from_a_depth_limited_scan(tmp_path):
     (tmp_path / "experiments" / "exp2" / "checkpoint-5").mkdir(parents=True)  # no trainer_state.json: not one
     [guess] = rule_checkpoints(probe(tmp_path))
     assert (guess.setting, guess.value) == ("paths.checkpoints", "experiments/exp1")
-    assert guess.evidence.startswith(f"`experiments/exp1/` holds 2 checkpoint-N/trainer_state.json (folders scanned to depth {SCAN_DEPTH})")
+    assert guess.evidence.startswith(
+        f"`experiments/exp1/` holds 2 checkpoint-N/trainer_state.json (folders scanned to depth {SCAN_DEPTH})"
+    )
     assert audit(tmp_path, select=["checkpoints"], record_costs=False).facts.get("checkpoints", {}) is not None
 
 
@@ -120,12 +153,17 @@ def test_the_default_folder_holding_checkpoints_is_no_guess(tmp_path):
 
 
 def test_status_key_aliases_quote_the_real_key(tmp_path):
-    write_json(tmp_path / "status" / "training_status.json",
-               {"status": "training", "global_step": 7, "eval_loss": 1.5, "last_update": "x", "val_loss": None})
+    write_json(
+        tmp_path / "status" / "training_status.json",
+        {"status": "training", "global_step": 7, "eval_loss": 1.5, "last_update": "x", "val_loss": None},
+    )
     got = {g.setting: (g.value, g.evidence) for g in rule_status_keys(probe(tmp_path))}
     assert got == {
         "status_keys.step": ("global_step", '`status/training_status.json` has `"global_step": 7` and no `step`'),
-        "status_keys.updated_at": ("last_update", '`status/training_status.json` has `"last_update": "x"` and no `updated_at`'),
+        "status_keys.updated_at": (
+            "last_update",
+            '`status/training_status.json` has `"last_update": "x"` and no `updated_at`',
+        ),
         "status_keys.state": ("status", '`status/training_status.json` has `"status": "training"` and no `state`'),
     }  # val_loss exists (null): a null is not a missing key, so no alias is guessed for it
 
@@ -145,8 +183,10 @@ def test_processes_from_the_pid_files_live_process_and_the_scripts(tmp_path, req
     assert wait_for(lambda: (tmp_path / "up").exists())
     (tmp_path / ".daemon.pid").write_text(f"{proc.pid}\n")
     got = {g.setting: (g.value, g.evidence) for g in rule_processes(probe(tmp_path))}
-    assert got == {"processes.daemon": (["my_daemon.py"], "the PID file's live process runs `my_daemon.py`"),
-                   "processes.training": (["train_lora.py"], "training script(s) in the workspace: `train_lora.py`")}
+    assert got == {
+        "processes.daemon": (["my_daemon.py"], "the PID file's live process runs `my_daemon.py`"),
+        "processes.training": (["train_lora.py"], "training script(s) in the workspace: `train_lora.py`"),
+    }
 
 
 def test_a_reused_pid_running_another_program_is_no_evidence(tmp_path, request):
@@ -165,31 +205,47 @@ def test_home_grown_daemon_audited_without_settings(tmp_path):
     codes = sorted(f.code for f in report.findings)
     assert codes == ["checkpoints.bloat", "checkpoints.no-retention", "config.doc-drift", "daemon.dead"], codes
     drift = next(f for f in report.findings if f.code == "config.doc-drift")
-    assert "CLAUDE.md:4 says: `batch_size: 1`" in drift.problem and "Actual config.json: `batch_size: 4`" in drift.problem
+    assert (
+        "CLAUDE.md:4 says: `batch_size: 1`" in drift.problem and "Actual config.json: `batch_size: 4`" in drift.problem
+    )
     bloat = next(f for f in report.findings if f.code == "checkpoints.bloat")
     assert "31 checkpoints exist (checkpoint-100 through checkpoint-3100, ordered by step)" in bloat.problem
     assert any(h.title == "Validation is running" and "validation_loss: 0.512" in h.details[0] for h in report.healthy)
     inferred = {i["setting"]: i["value"] for i in report.settings_inferred}
     assert inferred == {
-        "paths.config_schema": "none", "paths.checkpoints_config_key": "current_model_dir",
+        "paths.config_schema": "none",
+        "paths.checkpoints_config_key": "current_model_dir",
         "paths.queue_pending": ["inbox", "queue/high", "queue/normal", "queue/low"],
-        "paths.queue_done": "queue/recently_completed", "status_keys.step": "current_step",
-        "status_keys.val_loss": "validation_loss", "status_keys.updated_at": "timestamp", "status_keys.state": "status",
-        "processes.daemon": ["home_daemon.py"], "processes.training_in_daemon": True, "run.format": "hf",
+        "paths.queue_done": "queue/recently_completed",
+        "status_keys.step": "current_step",
+        "status_keys.val_loss": "validation_loss",
+        "status_keys.updated_at": "timestamp",
+        "status_keys.state": "status",
+        "processes.daemon": ["home_daemon.py"],
+        "processes.training_in_daemon": True,
+        "run.format": "hf",
     }
     data = json.loads(report.to_json())
     jsonschema.validate(data, SCHEMA)
-    assert {"setting": "status_keys.val_loss", "value": "validation_loss",
-            "evidence": '`status/training_status.json` has `"validation_loss": 0.512` and no `val_loss`'} in data["settings_inferred"]
+    assert {
+        "setting": "status_keys.val_loss",
+        "value": "validation_loss",
+        "evidence": '`status/training_status.json` has `"validation_loss": 0.512` and no `val_loss`',
+    } in data["settings_inferred"]
     md = render(report, "md")
-    assert "- paths.checkpoints_config_key: `current_model_dir` (config.json `current_model_dir` = \"current_model_small\" names" in md
+    assert (
+        '- paths.checkpoints_config_key: `current_model_dir` (config.json `current_model_dir` = "current_model_small" names'
+        in md
+    )
 
 
 def test_status_validation_loss_counts_only_while_fresher_than_trainer_state(tmp_path):
     """The daemon validates itself: its status number proves validation runs, unless trainer_state.json is newer."""
     base = home_grown_daemon(tmp_path / "box", checkpoints=3)
-    (base / "healthkit.toml").write_text('[status_keys]\nval_loss = "validation_loss"\nstep = "current_step"\n'
-                                         '[thresholds]\ncheckpoint_count_without_limit = 50\n')
+    (base / "healthkit.toml").write_text(
+        '[status_keys]\nval_loss = "validation_loss"\nstep = "current_step"\n'
+        "[thresholds]\ncheckpoint_count_without_limit = 50\n"
+    )
     assert not [f.code for f in audit(base, record_costs=False, select=["validation"]).findings]
     status = base / "status" / "training_status.json"
     os.utime(status, (time.time() - 7200, time.time() - 7200))  # older than the checkpoints' trainer_state.json
@@ -209,9 +265,14 @@ def test_init_detect_round_trip(tmp_path):
     assert r.returncode == 0, r.stderr.decode()
     text = (base / "healthkit.toml").read_text()
     assert text == printed.stdout.decode().replace("\r\n", "\n")
-    assert '# `status/training_status.json` has `"validation_loss": 0.512` and no `val_loss`\nval_loss = "validation_loss"' in text
+    assert (
+        '# `status/training_status.json` has `"validation_loss": 0.512` and no `val_loss`\nval_loss = "validation_loss"'
+        in text
+    )
     settings, _ = load_settings(base)
-    assert settings.processes.training_in_daemon is True and settings.paths.checkpoints_config_key == "current_model_dir"
+    assert (
+        settings.processes.training_in_daemon is True and settings.paths.checkpoints_config_key == "current_model_dir"
+    )
     after = run_cli("audit", str(base), "--format", "json")
 
     def findings(res):
@@ -260,12 +321,20 @@ def test_declared_outside_checkpoint_folder_is_pruned_to_its_limit(tmp_path, dec
 
     dry = _fix(base, dry_run=True)
     assert sorted(p.name for p in ckpts.iterdir()) == sorted(
-        ["checkpoint-5", "notes.txt"] + [f"checkpoint-{s}" for s in range(10, 70, 10)]), dry
+        ["checkpoint-5", "notes.txt"] + [f"checkpoint-{s}" for s in range(10, 70, 10)]
+    ), dry
     out = _fix(base)
-    assert sorted(p.name for p in ckpts.iterdir()) == ["checkpoint-40", "checkpoint-5", "checkpoint-50", "checkpoint-60",
-                                                       "notes.txt"], out
+    assert sorted(p.name for p in ckpts.iterdir()) == [
+        "checkpoint-40",
+        "checkpoint-5",
+        "checkpoint-50",
+        "checkpoint-60",
+        "notes.txt",
+    ], out
     assert "a symlink: its target is never deleted" in out
-    assert (elsewhere / "checkpoint-5" / "model.safetensors").exists() and (big / "beside.txt").read_text() == "not a checkpoint"
+    assert (elsewhere / "checkpoint-5" / "model.safetensors").exists() and (
+        big / "beside.txt"
+    ).read_text() == "not a checkpoint"
 
 
 def test_an_undeclared_outside_folder_is_never_touched(tmp_path):
@@ -321,7 +390,9 @@ def test_a_prune_killed_in_a_declared_outside_folder_is_finished_by_the_next_run
     write_json(base / "config.json", {"lr": 1})
     env = {k: v for k, v in os.environ.items() if k != "HEALTHKIT_FIX_CRASH_AT"}
     argv = [sys.executable, "-m", "healthkit.cli", "fix", str(base), "--safe", "--only", "checkpoints"]
-    r = subprocess.run(argv, capture_output=True, text=True, env={**env, "HEALTHKIT_FIX_CRASH_AT": "prune:after-rename"}, timeout=60)
+    r = subprocess.run(
+        argv, capture_output=True, text=True, env={**env, "HEALTHKIT_FIX_CRASH_AT": "prune:after-rename"}, timeout=60
+    )
     assert r.returncode == -9, r.stdout + r.stderr
     assert [p.name for p in ckpts.iterdir() if p.name.startswith(".healthkit-trash-")]
     r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)

@@ -32,10 +32,16 @@ def by_code(report):
 def test_findings_are_exactly_the_reports(example):
     report = audit(example.base, record_costs=False)
     codes = sorted(f.code for f in report.findings)
-    assert codes == sorted([
-        "daemon.dead", "daemon.orphaned-training", "checkpoints.no-retention", "checkpoints.bloat",
-        "config.doc-drift", "validation.not-running",
-    ]), [f.title for f in report.findings]
+    assert codes == sorted(
+        [
+            "daemon.dead",
+            "daemon.orphaned-training",
+            "checkpoints.no-retention",
+            "checkpoints.bloat",
+            "config.doc-drift",
+            "validation.not-running",
+        ]
+    ), [f.title for f in report.findings]
     sev = {f.code: f.severity.value for f in report.findings}
     assert sev["daemon.dead"] == "critical"
     assert {sev[c] for c in codes if c != "daemon.dead"} == {"warning"}
@@ -69,7 +75,11 @@ def test_bloat_counts_by_step_and_measures_like_du(example):
 
     f = by_code(audit(example.base, record_costs=False))["checkpoints.bloat"][0]
     assert "26 checkpoints exist (checkpoint-100 through checkpoint-2600, ordered by step)" in f.problem
-    du = int(subprocess.run(["du", "-s", "-B1", str(example.base / "current_model")], capture_output=True, text=True).stdout.split()[0])
+    du = int(
+        subprocess.run(
+            ["du", "-s", "-B1", str(example.base / "current_model")], capture_output=True, text=True
+        ).stdout.split()[0]
+    )
     rep = audit(example.base, record_costs=False)
     assert rep.facts["checkpoints"]["bytes"] == du
     assert rep.facts["checkpoints"]["count"] == 26
@@ -105,8 +115,14 @@ def test_whats_working_and_training_status(example):
     assert (t["step"], t["total_steps"], t["percent"]) == (2693, 4980, 54.1)
     md = render_md(report)
     assert "Step: 2693 / 4980 (54%)" in md and "GPU: 716 MB / 24576 MB" in md and "Temperature: 44°C" in md
-    for heading in ("## 🚨 CRITICAL ISSUES FOUND", "## ✅ WHAT'S WORKING", "## 📋 RECOMMENDATIONS", "### IMMEDIATE (Do Now)",
-                    "## 🎯 ROOT CAUSE ANALYSIS", "## 📊 CURRENT TRAINING STATUS"):
+    for heading in (
+        "## 🚨 CRITICAL ISSUES FOUND",
+        "## ✅ WHAT'S WORKING",
+        "## 📋 RECOMMENDATIONS",
+        "### IMMEDIATE (Do Now)",
+        "## 🎯 ROOT CAUSE ANALYSIS",
+        "## 📊 CURRENT TRAINING STATUS",
+    ):
         assert heading in md
     assert md.index("DAEMON IS DEAD") < md.index("WHAT'S WORKING")
 
@@ -121,7 +137,10 @@ def test_cli_json_on_stdout(example):
     r = run_cli("audit", str(example.base), "--format", "json")
     assert r.returncode == 2, r.stderr
     data = json.loads(r.stdout)
-    assert {(f["code"], f["severity"]) for f in data["findings"]} >= {("daemon.dead", "critical"), ("config.doc-drift", "warning")}
+    assert {(f["code"], f["severity"]) for f in data["findings"]} >= {
+        ("daemon.dead", "critical"),
+        ("config.doc-drift", "warning"),
+    }
     assert b"healthkit CRITICAL" in r.stderr
 
 

@@ -17,7 +17,9 @@ EVIL = "x$(touch PWNED)\x1b[2J<script>"
 def hostile_workspace(base: Path) -> Path:
     ws = make_healthy_workspace(base)
     (ws / "queue" / "failed" / f"{EVIL}.jsonl").write_text("{}\n")
-    write_json(ws / "queue" / "failed" / f"{EVIL}.error.json", {"error": "boom \x1b]8;;http://evil\x07link\x1b]8;;\x07"})
+    write_json(
+        ws / "queue" / "failed" / f"{EVIL}.error.json", {"error": "boom \x1b]8;;http://evil\x07link\x1b]8;;\x07"}
+    )
     return ws
 
 
@@ -37,8 +39,9 @@ def test_markdown_report_quotes_commands_and_escapes_controls_and_html(tmp_path:
     retry = next(line for line in out.splitlines() if "Retry with" in line)
     cmd = retry.split("Retry with ", 1)[1].strip().strip("`")
     # Pasted into bash, the command names the file: it runs nothing (echo shows the words bash would pass).
-    words = subprocess.run(["bash", "-c", "printf '%s\\0' " + cmd.split("healthkit ", 1)[1]], capture_output=True,
-                           cwd=tmp_path).stdout.split(b"\0")
+    words = subprocess.run(
+        ["bash", "-c", "printf '%s\\0' " + cmd.split("healthkit ", 1)[1]], capture_output=True, cwd=tmp_path
+    ).stdout.split(b"\0")
     assert words[3] == os.fsencode(f"{EVIL}.jsonl")
     assert not (tmp_path / "PWNED").exists()
 

@@ -32,8 +32,20 @@ def lay(tmp_path):
 
 
 def foreign(lay: Layout, renewed_ago: float, lease_s: float = 2.0, **kw) -> Lease:
-    le = Lease("node9", "boot-of-node9", 4242, 1000.0, kw.pop("generation", 3), lease_s, time.time() - renewed_ago,
-               time.time() - 100, "b" * 32, "tok", 4242, **kw)
+    le = Lease(
+        "node9",
+        "boot-of-node9",
+        4242,
+        1000.0,
+        kw.pop("generation", 3),
+        lease_s,
+        time.time() - renewed_ago,
+        time.time() - 100,
+        "b" * 32,
+        "tok",
+        4242,
+        **kw,
+    )
     (lay.base / ".daemon.lease").write_text(json.dumps(le.to_json()))
     return le
 
@@ -48,8 +60,18 @@ def test_lease_beside_the_pid_file():
 def test_parse_refuses_what_is_not_a_lease():
     assert parse_lease([]) == "it is not a JSON object"
     assert parse_lease({"host": "h", "boot_id": "b", "pid": 0, "generation": 1}) == "it has no valid pid"
-    assert "renewed_at" in parse_lease({"host": "h", "boot_id": "b", "pid": 5, "generation": 1, "start_time": 1,
-                                        "lease_seconds": 3, "acquired_at": 1, "renewed_at": float("nan")})
+    assert "renewed_at" in parse_lease(
+        {
+            "host": "h",
+            "boot_id": "b",
+            "pid": 5,
+            "generation": 1,
+            "start_time": 1,
+            "lease_seconds": 3,
+            "acquired_at": 1,
+            "renewed_at": float("nan"),
+        }
+    )
 
 
 def test_fresh_means_renewed_within_lease_plus_margin(lay):
@@ -104,7 +126,9 @@ def test_a_full_disk_is_no_reason_to_stop(lay, monkeypatch):
     k = keeper(lay)
     k.acquire()
     k.last_ok -= 10
-    monkeypatch.setattr(k, "_write", lambda lease: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device")))
+    monkeypatch.setattr(
+        k, "_write", lambda lease: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device"))
+    )
     k.renew()
     k.check()
     assert not k.fenced
@@ -142,8 +166,10 @@ def test_guard_renews_for_its_dead_daemon_and_fences_when_it_cannot(lay, monkeyp
     g.poll()  # no new renewal, its daemon is dead: the child renews it
     le = read_lease(lay.base / ".daemon.lease").lease
     assert le.renewed_by == os.getpid() and le.generation == 1 and g.fenced_why is None
-    monkeypatch.setattr("healthkit.trainer.lease.write_using_reserve",
-                        lambda *a: (_ for _ in ()).throw(OSError(errno.EROFS, "Read-only file system")))
+    monkeypatch.setattr(
+        "healthkit.trainer.lease.write_using_reserve",
+        lambda *a: (_ for _ in ()).throw(OSError(errno.EROFS, "Read-only file system")),
+    )
     g.last_ok -= 2
     g.poll()
     assert g.fenced_why and "not renewed" in g.fenced_why
@@ -228,9 +254,17 @@ def test_a_dead_hosts_stale_lock_is_no_reason_to_refuse_once_its_lease_expired(l
     import subprocess
     import sys
 
-    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time\n"
-                               f"f = open({str(lay.lock_file)!r}, 'w'); fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True)\n"
-                               "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time\n"
+            f"f = open({str(lay.lock_file)!r}, 'w'); fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True)\n"
+            "time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         foreign(lay, renewed_ago=0.1)

@@ -23,10 +23,17 @@ def tree(base: Path) -> list[str]:
 
 
 MISSING_PATH_COMMANDS = [
-    ("audit", "{ws}"), ("fix", "{ws}", "--safe"), ("fix", "{ws}", "--safe", "--dry-run"),
-    ("daemon", "pause", "{ws}"), ("daemon", "resume", "{ws}"), ("daemon", "stop", "{ws}"), ("daemon", "status", "{ws}"),
-    ("daemon", "start", "{ws}"), ("daemon", "systemd-unit", "{ws}"),
-    ("queue", "add", "{ws}", "{file}"), ("queue", "list", "{ws}"),
+    ("audit", "{ws}"),
+    ("fix", "{ws}", "--safe"),
+    ("fix", "{ws}", "--safe", "--dry-run"),
+    ("daemon", "pause", "{ws}"),
+    ("daemon", "resume", "{ws}"),
+    ("daemon", "stop", "{ws}"),
+    ("daemon", "status", "{ws}"),
+    ("daemon", "start", "{ws}"),
+    ("daemon", "systemd-unit", "{ws}"),
+    ("queue", "add", "{ws}", "{file}"),
+    ("queue", "list", "{ws}"),
 ]
 
 
@@ -51,12 +58,15 @@ def test_init_is_the_one_command_that_creates_a_workspace(tmp_path):
     assert "record_cost = true" in (ws / "healthkit.toml").read_text()
 
 
-@pytest.mark.parametrize("argv,suggest", [
-    (("audit", "{ws}", "--select", "daemon.ded"), "daemon.dead"),
-    (("audit", "{ws}", "--ignore", "checkpionts"), "checkpoints"),
-    (("fix", "{ws}", "--safe", "--only", "bogus"), None),
-    (("fix", "{ws}", "--safe", "--only", "sync-doc-valu"), "sync-doc-value"),
-])
+@pytest.mark.parametrize(
+    "argv,suggest",
+    [
+        (("audit", "{ws}", "--select", "daemon.ded"), "daemon.dead"),
+        (("audit", "{ws}", "--ignore", "checkpionts"), "checkpoints"),
+        (("fix", "{ws}", "--safe", "--only", "bogus"), None),
+        (("fix", "{ws}", "--safe", "--only", "sync-doc-valu"), "sync-doc-value"),
+    ],
+)
 def test_a_selector_matching_nothing_is_a_usage_error_with_did_you_mean(tmp_path, argv, suggest):
     ws = make_healthy_workspace(tmp_path / "ws")
     before = tree(ws)
@@ -94,8 +104,13 @@ def _bloated(base: Path) -> Path:
 def _answer_prompt(ws: Path, keys: bytes) -> tuple[int, bytes, bytes]:
     """Run `fix --unsafe` on a terminal, type ``keys`` at its prompt; (exit code, terminal text, stdout)."""
     master, slave = pty.openpty()
-    p = subprocess.Popen([sys.executable, "-m", "healthkit.cli", "fix", str(ws), "--unsafe", "--keep", "2"],
-                         stdin=slave, stdout=subprocess.PIPE, stderr=slave, cwd=REPO)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "healthkit.cli", "fix", str(ws), "--unsafe", "--keep", "2"],
+        stdin=slave,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        cwd=REPO,
+    )
     os.close(slave)
     seen = b""
     deadline = time.monotonic() + 60
@@ -125,7 +140,9 @@ def test_eof_at_the_unsafe_prompt_answers_no_and_exits_cleanly(tmp_path):
     assert b"Traceback" not in terminal and b"Abort" not in terminal
     assert b"Aborted: nothing was changed" in out
     assert code == no_code == 2  # the verdict of the unchanged workspace, as for "n"; never the Abort's 1 or 130
-    assert [p for p in tree(ws) if p != ".healthkit-fix.lock"] == before  # a real run keeps its lock file (stable inode)
+    assert [
+        p for p in tree(ws) if p != ".healthkit-fix.lock"
+    ] == before  # a real run keeps its lock file (stable inode)
 
 
 def test_queue_add_of_a_missing_file_exits_64_with_one_line(tmp_path):
@@ -157,17 +174,28 @@ def test_version_and_short_help():
 
 def test_daemon_status_is_formatted_for_people(tmp_path):
     ws = make_healthy_workspace(tmp_path / "ws")
-    write_json(ws / "status" / "training_status.json", {
-        "state": "training", "step": 5, "total_steps": 30, "loss": 4.900209045410156, "val_loss": None,
-        "eta_seconds": None, "updated_at": "2026-11-30T10:00:00+00:00"})
+    write_json(
+        ws / "status" / "training_status.json",
+        {
+            "state": "training",
+            "step": 5,
+            "total_steps": 30,
+            "loss": 4.900209045410156,
+            "val_loss": None,
+            "eta_seconds": None,
+            "updated_at": "2026-11-30T10:00:00+00:00",
+        },
+    )
     r = run_cli("daemon", "status", str(ws))
     out = r.stdout.decode()
     assert r.returncode == 3  # no daemon runs
     assert "progress: training, step 5/30, loss 4.9, no validation loss yet (updated 2026-11-30T10:00:00+00:00)" in out
     for bad in ("None", "4.900209045410156", "eta Nones"):
         assert bad not in out
-    write_json(ws / "status" / "training_status.json", {"state": "training", "step": 5, "loss": 0.01823, "val_loss": 1.234567,
-                                                        "eta_seconds": 7500.4})
+    write_json(
+        ws / "status" / "training_status.json",
+        {"state": "training", "step": 5, "loss": 0.01823, "val_loss": 1.234567, "eta_seconds": 7500.4},
+    )
     out = run_cli("daemon", "status", str(ws)).stdout.decode()
     assert "progress: training, step 5, loss 0.01823, val_loss 1.235, eta 2h 05m" in out
 

@@ -42,19 +42,22 @@ from .conftest import make_checkpoint
 # PID files: the whole record, for every way a file can be wrong ------------------------------------------
 
 
-@pytest.mark.parametrize("content, reason, preview", [
-    (b"", "it is empty", ""),
-    (b" \t\n", "it is empty", " ?"),  # blanks shown, a control character masked
-    (b"1 2 3\n", "it holds more than a PID", "1 2 3"),
-    (b"12X\n", "it does not hold a number", "12X"),
-    (b"1_000\n", "it does not hold a number", "1_000"),
-    (b"+5\n", "it does not hold a number", "+5"),
-    (b"--5\n", "it does not hold a number", "--5"),
-    (b"-\n", "it does not hold a number", "-"),
-    (b"0\n", "0 is not a valid PID", "0"),
-    (b"99999999999\n", "99999999999 is larger than this system's pid_max", "99999999999"),
-    (b"123 soon  \n", "its second field is not a start time", "123 soon  "),  # trailing blanks shown as written
-])
+@pytest.mark.parametrize(
+    "content, reason, preview",
+    [
+        (b"", "it is empty", ""),
+        (b" \t\n", "it is empty", " ?"),  # blanks shown, a control character masked
+        (b"1 2 3\n", "it holds more than a PID", "1 2 3"),
+        (b"12X\n", "it does not hold a number", "12X"),
+        (b"1_000\n", "it does not hold a number", "1_000"),
+        (b"+5\n", "it does not hold a number", "+5"),
+        (b"--5\n", "it does not hold a number", "--5"),
+        (b"-\n", "it does not hold a number", "-"),
+        (b"0\n", "0 is not a valid PID", "0"),
+        (b"99999999999\n", "99999999999 is larger than this system's pid_max", "99999999999"),
+        (b"123 soon  \n", "its second field is not a start time", "123 soon  "),  # trailing blanks shown as written
+    ],
+)
 def test_a_malformed_pid_file_is_reported_whole(tmp_path, content, reason, preview):
     p = tmp_path / "d.pid"
     p.write_bytes(content)
@@ -65,8 +68,9 @@ def test_a_good_and_a_missing_pid_file_are_reported_whole(tmp_path):
     p = tmp_path / "d.pid"
     assert read_pid_file(p) == PidFile(p, "missing")
     p.write_bytes(b"4242 1700000000.5\n")
-    assert read_pid_file(p) == PidFile(p, "ok", pid=4242, start_time=1700000000.5, mtime=os.lstat(p).st_mtime,
-                                       preview="4242 1700000000.5")
+    assert read_pid_file(p) == PidFile(
+        p, "ok", pid=4242, start_time=1700000000.5, mtime=os.lstat(p).st_mtime, preview="4242 1700000000.5"
+    )
 
 
 def test_a_pid_file_that_cannot_be_stat_ed_or_is_a_folder(tmp_path):
@@ -86,10 +90,17 @@ def test_a_pid_file_is_read_up_to_4096_bytes_and_no_further(tmp_path):
     assert read_pid_file(p).reason == "it is 4097 bytes, far too large for a PID file"
 
 
-@pytest.mark.parametrize("kind, message, reason", [
-    ("permission", "x is not readable (permission denied)", "it is not readable (permission denied)"),
-    ("io", "x could not be read: Input/output error", "x could not be read: Input/output error"),  # no wording of ours
-])
+@pytest.mark.parametrize(
+    "kind, message, reason",
+    [
+        ("permission", "x is not readable (permission denied)", "it is not readable (permission denied)"),
+        (
+            "io",
+            "x could not be read: Input/output error",
+            "x could not be read: Input/output error",
+        ),  # no wording of ours
+    ],
+)
 def test_a_pid_file_the_kernel_will_not_hand_over(tmp_path, monkeypatch, kind, message, reason):
     """Root reads any file, so the refusals are raised at the read; the reason must still say what happened."""
     p = tmp_path / "d.pid"
@@ -111,13 +122,15 @@ def test_pid_1_is_alive():
 
 
 def test_probing_a_process_sends_it_no_signal(tmp_path):
-    code = ("import signal, sys, time\n"
-            "def on(n, _f):\n"
-            "    print(signal.Signals(n).name, flush=True)\n"
-            "for s in (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT):\n"
-            "    signal.signal(s, on)\n"
-            "print('ready', flush=True)\n"
-            "while True: time.sleep(0.05)\n")
+    code = (
+        "import signal, sys, time\n"
+        "def on(n, _f):\n"
+        "    print(signal.Signals(n).name, flush=True)\n"
+        "for s in (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT):\n"
+        "    signal.signal(s, on)\n"
+        "print('ready', flush=True)\n"
+        "while True: time.sleep(0.05)\n"
+    )
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "ready"
@@ -142,6 +155,7 @@ def test_a_process_that_vanishes_between_kill_and_psutil_is_dead(monkeypatch):
 
 def test_someone_elses_process_is_alive_even_when_it_cannot_be_read(monkeypatch):
     """EPERM from kill(0) and AccessDenied from psutil: another user's process, alive, and never ours to start beside."""
+
     def eperm(pid, sig):
         raise PermissionError(1, "Operation not permitted")
 
@@ -157,12 +171,22 @@ def test_someone_elses_process_is_alive_even_when_it_cannot_be_read(monkeypatch)
 # argv identity ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("argv, patterns, want", [
-    (["python", "other.py", "--script=/x/train.py"], ["train.py"], None),  # an option naming the file is not running it
-    (["python", "--log", "-/train.py"], ["train.py"], None),
-    (["python", "-m", "healthkit.trainer.daemon"], ["torchrun train.py", "healthkit.trainer.daemon"],
-     "healthkit.trainer.daemon"),  # a multi-word pattern that fails does not end the search
-])
+@pytest.mark.parametrize(
+    "argv, patterns, want",
+    [
+        (
+            ["python", "other.py", "--script=/x/train.py"],
+            ["train.py"],
+            None,
+        ),  # an option naming the file is not running it
+        (["python", "--log", "-/train.py"], ["train.py"], None),
+        (
+            ["python", "-m", "healthkit.trainer.daemon"],
+            ["torchrun train.py", "healthkit.trainer.daemon"],
+            "healthkit.trainer.daemon",
+        ),  # a multi-word pattern that fails does not end the search
+    ],
+)
 def test_argv_edges(argv, patterns, want):
     assert argv_matches(argv, patterns) == want
 
@@ -194,19 +218,25 @@ def _doc(tmp_path) -> tuple[Path, Path, str]:
     return base, doc, hashlib.sha256(b"old\n").hexdigest()
 
 
-@pytest.mark.parametrize("point, doc_bytes, backup, temp", [
-    ("edit:backup-written", b"old\n", True, False),
-    ("edit:before-replace", b"old\n", True, True),  # the temp is left for stale_temp_files to clear
-    ("edit:after-replace", b"new\n", True, False),
-])
-def test_an_edit_stopped_at_each_crash_point_leaves_the_file_whole(tmp_path, monkeypatch, point, doc_bytes, backup,
-                                                                   temp):
+@pytest.mark.parametrize(
+    "point, doc_bytes, backup, temp",
+    [
+        ("edit:backup-written", b"old\n", True, False),
+        ("edit:before-replace", b"old\n", True, True),  # the temp is left for stale_temp_files to clear
+        ("edit:after-replace", b"new\n", True, False),
+    ],
+)
+def test_an_edit_stopped_at_each_crash_point_leaves_the_file_whole(
+    tmp_path, monkeypatch, point, doc_bytes, backup, temp
+):
     base, doc, sha = _doc(tmp_path)
     _stop_at(monkeypatch, point)
     with pytest.raises(Stop):
         replace_file(base, doc, b"new\n", sha, "S")
     assert doc.read_bytes() == doc_bytes
-    assert (base / "README.md.bak-S").exists() is backup and (not backup or (base / "README.md.bak-S").read_bytes() == b"old\n")
+    assert (base / "README.md.bak-S").exists() is backup and (
+        not backup or (base / "README.md.bak-S").read_bytes() == b"old\n"
+    )
     assert bool(list(base.glob(f"*{TMP_MARK}*"))) is temp
 
 
@@ -233,10 +263,13 @@ def _ckpt(tmp_path) -> tuple[Path, Path]:
     return base, d
 
 
-@pytest.mark.parametrize("point, left", [
-    ("prune:after-rename", "trash"),  # whole, under the trash name that finish_interrupted completes
-    ("prune:after-delete", "nothing"),
-])
+@pytest.mark.parametrize(
+    "point, left",
+    [
+        ("prune:after-rename", "trash"),  # whole, under the trash name that finish_interrupted completes
+        ("prune:after-delete", "nothing"),
+    ],
+)
 def test_a_delete_stopped_at_each_crash_point(tmp_path, monkeypatch, point, left):
     base, d = _ckpt(tmp_path)
     passed = _stop_at(monkeypatch, point)
@@ -350,12 +383,15 @@ def test_a_folder_swapped_between_its_open_and_the_check_is_refused(tmp_path, mo
 # checkpoint completeness ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("content, problem", [
-    (b"", "trainer_state.json is empty"),
-    (b"[]", "trainer_state.json is not a JSON object"),
-    (b'{"global_step": ', "trainer_state.json is unreadable (Expecting value)"),
-    (b'{"global_step": "\xff"}', "trainer_state.json is unreadable (not UTF-8 JSON)"),
-])
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (b"", "trainer_state.json is empty"),
+        (b"[]", "trainer_state.json is not a JSON object"),
+        (b'{"global_step": ', "trainer_state.json is unreadable (Expecting value)"),
+        (b'{"global_step": "\xff"}', "trainer_state.json is unreadable (not UTF-8 JSON)"),
+    ],
+)
 def test_a_state_file_problem_is_named_exactly(tmp_path, content, problem):
     p = tmp_path / "trainer_state.json"
     p.write_bytes(content)
@@ -364,12 +400,15 @@ def test_a_state_file_problem_is_named_exactly(tmp_path, content, problem):
 
 def test_a_state_file_that_cannot_be_opened(tmp_path):
     (tmp_path / "trainer_state.json").mkdir()
-    assert ck.read_state(tmp_path / "trainer_state.json") == ck.StateRead(None, "trainer_state.json cannot be read (Is a directory)")
+    assert ck.read_state(tmp_path / "trainer_state.json") == ck.StateRead(
+        None, "trainer_state.json cannot be read (Is a directory)"
+    )
 
 
 def test_completeness_of_a_folder_that_cannot_be_listed(tmp_path):
     assert ck.checkpoint_completeness(tmp_path / "gone") == ck.Completeness(
-        None, ("its folder cannot be listed (No such file or directory)",))
+        None, ("its folder cannot be listed (No such file or directory)",)
+    )
 
 
 def test_completeness_carries_the_state_problem_apart_from_the_weights(tmp_path):
@@ -396,7 +435,9 @@ def test_a_shard_name_outside_ascii_is_read_as_utf8(tmp_path):
     d = make_checkpoint(tmp_path, 10)
     (d / "model.safetensors").unlink()
     shard = "model-ünï-00001.safetensors"
-    (d / "model.safetensors.index.json").write_bytes(json.dumps({"weight_map": {"a": shard}}, ensure_ascii=False).encode())
+    (d / "model.safetensors.index.json").write_bytes(
+        json.dumps({"weight_map": {"a": shard}}, ensure_ascii=False).encode()
+    )
     assert ck.checkpoint_completeness(d).missing == ("1 of 1 weight shards are missing (model-ünï-00001.safetensors)",)
     (d / shard).write_bytes(b"w" * 64)
     assert ck.checkpoint_completeness(d).complete
@@ -405,10 +446,13 @@ def test_a_shard_name_outside_ascii_is_read_as_utf8(tmp_path):
     assert ck.checkpoint_completeness(d).complete
 
 
-@pytest.mark.parametrize("size, problem", [
-    (ck.WHOLE_BELOW, "trainer_state.json is unreadable ("),  # small enough: parsed whole
-    (ck.WHOLE_BELOW + 1, f"trainer_state.json is cut off (it does not end in `}}`: {ck.WHOLE_BELOW + 1} bytes)"),
-])
+@pytest.mark.parametrize(
+    "size, problem",
+    [
+        (ck.WHOLE_BELOW, "trainer_state.json is unreadable ("),  # small enough: parsed whole
+        (ck.WHOLE_BELOW + 1, f"trainer_state.json is cut off (it does not end in `}}`: {ck.WHOLE_BELOW + 1} bytes)"),
+    ],
+)
 def test_a_cut_state_file_is_parsed_whole_up_to_the_bound_and_judged_by_its_tail_above_it(tmp_path, size, problem):
     entries = ",\n".join(f'    {{\n      "loss": 1.0,\n      "step": {i}\n    }}' for i in range(4000))
     text = '{\n  "global_step": 4000,\n  "log_history": [\n' + entries + "\n  ]\n}\n"

@@ -52,16 +52,19 @@ from .conftest import examples, make_checkpoint, wait_for, write_json
 # process identity ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("content, state, reason", [
-    ("", "malformed", "it is empty"),
-    ("  \n\t", "malformed", "it is empty"),
-    ("1 2 3", "malformed", "it holds more than a PID"),
-    ("abc", "malformed", "it does not hold a number"),
-    ("0x10", "malformed", "it does not hold a number"),
-    ("0", "malformed", "0 is not a valid PID"),
-    ("-5", "malformed", "-5 is not a valid PID"),
-    ("123 soon", "malformed", "its second field is not a start time"),
-])
+@pytest.mark.parametrize(
+    "content, state, reason",
+    [
+        ("", "malformed", "it is empty"),
+        ("  \n\t", "malformed", "it is empty"),
+        ("1 2 3", "malformed", "it holds more than a PID"),
+        ("abc", "malformed", "it does not hold a number"),
+        ("0x10", "malformed", "it does not hold a number"),
+        ("0", "malformed", "0 is not a valid PID"),
+        ("-5", "malformed", "-5 is not a valid PID"),
+        ("123 soon", "malformed", "its second field is not a start time"),
+    ],
+)
 def test_pid_file_reasons(tmp_path, content, state, reason):
     p = tmp_path / "d.pid"
     p.write_text(content)
@@ -119,27 +122,30 @@ def test_probe_live_dead_zombie():
     assert probe(child.pid).state == "dead"
 
 
-@pytest.mark.parametrize("argv, patterns, want", [
-    (["python", "train.py"], ["train.py"], "train.py"),
-    (["/usr/bin/python3", "/ws/train.py", "--x"], ["train.py"], "train.py"),
-    (["python", "-m", "healthkit.trainer.daemon"], ["healthkit.trainer.daemon"], "healthkit.trainer.daemon"),
-    (["python", "-u", "-m", "healthkit.trainer.daemon"], ["healthkit.trainer.daemon"], "healthkit.trainer.daemon"),
-    (["python", "--script=train.py"], ["train.py"], None),  # a flag's own text is not what runs
-    (["bash", "-c", "python train.py"], ["train.py"], None),
-    (["/bin/sh", "train.py"], ["train.py"], None),
-    (["grep", "train.py"], ["train.py"], None),
-    (["/usr/bin/tail", "-f", "train.py"], ["train.py"], None),
-    (["python", "train.py.bak"], ["train.py"], None),
-    (["python", "nottrain.py"], ["train.py"], None),
-    ([], ["train.py"], None),
-    (["python", "-m"], ["healthkit.trainer.daemon"], None),
-    (["python", "-m", "other"], ["healthkit.trainer.daemon", "other"], "other"),
-    (["torchrun", "--nproc", "2", "train.py"], ["torchrun train.py"], None),
-    (["torchrun", "train.py", "--x"], ["torchrun train.py"], "torchrun train.py"),
-    (["/opt/bin/accelerate", "launch", "train.py"], ["accelerate launch"], "accelerate launch"),
-    (["accelerate", "env"], ["accelerate launch"], None),
-    (["x", "accelerate"], ["accelerate launch"], None),
-])
+@pytest.mark.parametrize(
+    "argv, patterns, want",
+    [
+        (["python", "train.py"], ["train.py"], "train.py"),
+        (["/usr/bin/python3", "/ws/train.py", "--x"], ["train.py"], "train.py"),
+        (["python", "-m", "healthkit.trainer.daemon"], ["healthkit.trainer.daemon"], "healthkit.trainer.daemon"),
+        (["python", "-u", "-m", "healthkit.trainer.daemon"], ["healthkit.trainer.daemon"], "healthkit.trainer.daemon"),
+        (["python", "--script=train.py"], ["train.py"], None),  # a flag's own text is not what runs
+        (["bash", "-c", "python train.py"], ["train.py"], None),
+        (["/bin/sh", "train.py"], ["train.py"], None),
+        (["grep", "train.py"], ["train.py"], None),
+        (["/usr/bin/tail", "-f", "train.py"], ["train.py"], None),
+        (["python", "train.py.bak"], ["train.py"], None),
+        (["python", "nottrain.py"], ["train.py"], None),
+        ([], ["train.py"], None),
+        (["python", "-m"], ["healthkit.trainer.daemon"], None),
+        (["python", "-m", "other"], ["healthkit.trainer.daemon", "other"], "other"),
+        (["torchrun", "--nproc", "2", "train.py"], ["torchrun train.py"], None),
+        (["torchrun", "train.py", "--x"], ["torchrun train.py"], "torchrun train.py"),
+        (["/opt/bin/accelerate", "launch", "train.py"], ["accelerate launch"], "accelerate launch"),
+        (["accelerate", "env"], ["accelerate launch"], None),
+        (["x", "accelerate"], ["accelerate launch"], None),
+    ],
+)
 def test_argv_matches(argv, patterns, want):
     assert argv_matches(argv, patterns) == want
 
@@ -241,8 +247,10 @@ def test_no_checkpoints_and_a_best_that_is_not_a_path(tmp_path):
     (tmp_path / "current_model").mkdir()
     assert protections(_ws(tmp_path / "a", []), 2, None, set()) == ({}, [])
     _ws(tmp_path / "b", [10, 20])
-    write_json(tmp_path / "b" / "current_model" / "checkpoint-20" / "trainer_state.json",
-               {"global_step": 20, "best_model_checkpoint": 5})
+    write_json(
+        tmp_path / "b" / "current_model" / "checkpoint-20" / "trainer_state.json",
+        {"global_step": 20, "best_model_checkpoint": 5},
+    )
     os.utime(tmp_path / "b" / "current_model" / "checkpoint-20" / "trainer_state.json", (0, 0))
     protected, victims = protections(Workspace.open(tmp_path / "b"), 1, None, set())
     assert [c.name for c in victims] == ["checkpoint-10"] and set(protected) == {"checkpoint-20"}
@@ -250,8 +258,10 @@ def test_no_checkpoints_and_a_best_that_is_not_a_path(tmp_path):
 
 def test_best_named_in_the_newest_trainer_state(tmp_path):
     _ws(tmp_path, [10, 20, 30])
-    write_json(tmp_path / "current_model" / "checkpoint-30" / "trainer_state.json",
-               {"global_step": 30, "best_model_checkpoint": "/gone/checkpoint-10/"})
+    write_json(
+        tmp_path / "current_model" / "checkpoint-30" / "trainer_state.json",
+        {"global_step": 30, "best_model_checkpoint": "/gone/checkpoint-10/"},
+    )
     os.utime(tmp_path / "current_model" / "checkpoint-30" / "trainer_state.json", (0, 0))
     _, victims = protections(Workspace.open(tmp_path), 1, None, set())
     assert [c.name for c in victims] == ["checkpoint-20"]
@@ -259,20 +269,24 @@ def test_best_named_in_the_newest_trainer_state(tmp_path):
 
 def test_a_running_process_names_its_checkpoint(tmp_path, procs):
     ws = _ws(tmp_path, [10, 20, 30])
-    p = procs.popen([sys.executable, "-c", "import time; time.sleep(60)", "--resume=current_model/checkpoint-10"],
-                    cwd=tmp_path)
+    p = procs.popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "--resume=current_model/checkpoint-10"], cwd=tmp_path
+    )
     assert wait_for(lambda: "--resume=current_model/checkpoint-10" in psutil.Process(p.pid).cmdline())
     protected, victims = protections(ws, 1, None, set())
     assert protected["checkpoint-10"] == f"in the command line of running PID {p.pid}"
     assert [c.name for c in victims] == ["checkpoint-20"]
 
 
-@pytest.mark.parametrize("how, part", [
-    ("no-state", "trainer_state.json is missing"),
-    ("no-step", "trainer_state.json has no global_step"),
-    ("no-weights", "no model weights (model.safetensors, pytorch_model.bin or an adapter)"),
-    ("empty-weights", "model.safetensors is empty"),
-])
+@pytest.mark.parametrize(
+    "how, part",
+    [
+        ("no-state", "trainer_state.json is missing"),
+        ("no-step", "trainer_state.json has no global_step"),
+        ("no-weights", "no model weights (model.safetensors, pytorch_model.bin or an adapter)"),
+        ("empty-weights", "model.safetensors is empty"),
+    ],
+)
 def test_missing_parts_names_what_a_resume_lacks(tmp_path, how, part):
     from healthkit.checks.checkpoints import missing_parts
 
@@ -289,8 +303,9 @@ def test_missing_parts_reads_the_shard_index(tmp_path):
     d = tmp_path / "current_model" / "checkpoint-10"
     write_json(d / "model.safetensors.index.json", {"weight_map": {"a": "m-1.safetensors", "b": "m-2.safetensors"}})
     (d / "m-1.safetensors").write_bytes(b"x")
-    assert missing_parts(Workspace.open(tmp_path), Workspace.open(tmp_path).checkpoints[0]) == \
-        ["1 of 2 weight shards are missing (m-2.safetensors)"]
+    assert missing_parts(Workspace.open(tmp_path), Workspace.open(tmp_path).checkpoints[0]) == [
+        "1 of 2 weight shards are missing (m-2.safetensors)"
+    ]
     (d / "m-2.safetensors").write_bytes(b"x")
     ws = Workspace.open(tmp_path)
     assert missing_parts(ws, ws.checkpoints[0]) == []
@@ -307,7 +322,8 @@ def test_shard_index_messages(tmp_path):
     write_json(d / "model.safetensors.index.json", {"weight_map": {f"w{i}": f"m-{i}.safetensors" for i in range(5)}})
     ws = Workspace.open(tmp_path)
     assert missing_parts(ws, ws.checkpoints[0]) == [
-        "5 of 5 weight shards are missing (m-0.safetensors, m-1.safetensors, m-2.safetensors)"]
+        "5 of 5 weight shards are missing (m-0.safetensors, m-1.safetensors, m-2.safetensors)"
+    ]
     write_json(d / "model.safetensors.index.json", {"metadata": {}})  # no weight_map: nothing listed, nothing lost
     ws = Workspace.open(tmp_path)
     assert missing_parts(ws, ws.checkpoints[0]) == []
@@ -327,54 +343,112 @@ def test_the_newest_incomplete_checkpoint_is_the_newest_by_step(tmp_path):
 # doc values: comparison, parsing, formatting, rewriting ----------------------------------------------
 
 
-@pytest.mark.parametrize("doc, config, equal, note", [
-    (None, None, True, None), (None, 0, False, None), (0, None, False, None),
-    (True, 1, False, None), (1.0, True, False, None), (True, True, True, None), (False, True, False, None),
-    (1005.0, 1000, False, None), (1000.0, 1000, True, None), (2e-4, 0.0002, True, None), (0.0, 0, True, None),
-    (1e-9, 0.0, False, None), (1.0000000001, 1, True, None),
-    ("cosine", "cosine", True, None), ("Cosine", "cosine", False, None), ("10 GB", "10GB", False, None),
-    ("/a/b/", "/a/b", True, "differs only by a trailing slash or redundant separators"),
-    ("/a//b", "/a/b", True, "differs only by a trailing slash or redundant separators"),
-    ("/a/c", "/a/b", False, None), ("./out/", "./out", True, "differs only by a trailing slash or redundant separators"),
-    ("~/x", "~/x/", True, "differs only by a trailing slash or redundant separators"), ("a", "a.", False, None),
-    ("out/", "out", False, None),  # only when both look like paths
-    ("3", 3, False, None), ([1], [1], True, None), ("/a/", 5, False, None),
-])
+@pytest.mark.parametrize(
+    "doc, config, equal, note",
+    [
+        (None, None, True, None),
+        (None, 0, False, None),
+        (0, None, False, None),
+        (True, 1, False, None),
+        (1.0, True, False, None),
+        (True, True, True, None),
+        (False, True, False, None),
+        (1005.0, 1000, False, None),
+        (1000.0, 1000, True, None),
+        (2e-4, 0.0002, True, None),
+        (0.0, 0, True, None),
+        (1e-9, 0.0, False, None),
+        (1.0000000001, 1, True, None),
+        ("cosine", "cosine", True, None),
+        ("Cosine", "cosine", False, None),
+        ("10 GB", "10GB", False, None),
+        ("/a/b/", "/a/b", True, "differs only by a trailing slash or redundant separators"),
+        ("/a//b", "/a/b", True, "differs only by a trailing slash or redundant separators"),
+        ("/a/c", "/a/b", False, None),
+        ("./out/", "./out", True, "differs only by a trailing slash or redundant separators"),
+        ("~/x", "~/x/", True, "differs only by a trailing slash or redundant separators"),
+        ("a", "a.", False, None),
+        ("out/", "out", False, None),  # only when both look like paths
+        ("3", 3, False, None),
+        ([1], [1], True, None),
+        ("/a/", 5, False, None),
+    ],
+)
 def test_same_value(doc, config, equal, note):
     assert same_value(doc, config) == (equal, note)
 
 
-@pytest.mark.parametrize("text, like, want", [
-    ("null", 3, (True, None)), (" None ", "x", (True, "None")), ("~", True, (True, None)), ("nil", None, (True, None)),
-    ("yes", True, (True, True)), ("Off", True, (True, False)), ("maybe", True, (False, None)),
-    ("1_000", 1, (True, 1000.0)), ("1,000", 1, (True, 1000.0)), ("12,345,678", 1, (True, 12345678.0)),
-    ("1,00", 1, (False, None)), ("5,", 1, (True, 5.0)), ("5X", 1, (False, None)), ("1__0", 1, (True, 10.0)), ("2e-4", 0.1, (True, 2e-4)), ("ten", 1, (False, None)),
-    ("  cosine, ", "x", (True, "cosine")), ("7", None, (True, 7.0)), ("true", None, (True, True)),
-    ("word", None, (False, "word")), ("[1]", [1], (False, None)),
-])
+@pytest.mark.parametrize(
+    "text, like, want",
+    [
+        ("null", 3, (True, None)),
+        (" None ", "x", (True, "None")),
+        ("~", True, (True, None)),
+        ("nil", None, (True, None)),
+        ("yes", True, (True, True)),
+        ("Off", True, (True, False)),
+        ("maybe", True, (False, None)),
+        ("1_000", 1, (True, 1000.0)),
+        ("1,000", 1, (True, 1000.0)),
+        ("12,345,678", 1, (True, 12345678.0)),
+        ("1,00", 1, (False, None)),
+        ("5,", 1, (True, 5.0)),
+        ("5X", 1, (False, None)),
+        ("1__0", 1, (True, 10.0)),
+        ("2e-4", 0.1, (True, 2e-4)),
+        ("ten", 1, (False, None)),
+        ("  cosine, ", "x", (True, "cosine")),
+        ("7", None, (True, 7.0)),
+        ("true", None, (True, True)),
+        ("word", None, (False, "word")),
+        ("[1]", [1], (False, None)),
+    ],
+)
 def test_parse_doc_value(text, like, want):
     assert parse_doc_value(text, like) == want
 
 
-@pytest.mark.parametrize("value, doc_text, want", [
-    (True, "false", "true"), (False, "TRUE", "false"), (True, "no", "yes"), (False, "Yes", "no"),
-    (True, "1", "true"), (None, "5", "null"), (3.0, "5", "3"), (3.0, "5.0", "3.0"), (3.0, "5e0", "3.0"),
-    (3.0, "5E0", "3.0"), (2e-05, "0.0001", "2e-05"), (7, "5", "7"), ("cosine", "linear", "cosine"),
-])
+@pytest.mark.parametrize(
+    "value, doc_text, want",
+    [
+        (True, "false", "true"),
+        (False, "TRUE", "false"),
+        (True, "no", "yes"),
+        (False, "Yes", "no"),
+        (True, "1", "true"),
+        (None, "5", "null"),
+        (3.0, "5", "3"),
+        (3.0, "5.0", "3.0"),
+        (3.0, "5e0", "3.0"),
+        (3.0, "5E0", "3.0"),
+        (2e-05, "0.0001", "2e-05"),
+        (7, "5", "7"),
+        ("cosine", "linear", "cosine"),
+    ],
+)
 def test_format_for_doc(value, doc_text, want):
     assert format_for_doc(value, doc_text) == want
 
 
 def _drift(line_no: int, line: str, start: int, end: int, config_value, key: str = "k") -> dict:
-    return {"key": key, "line": line_no, "start": start, "end": end, "doc_value": line[start:end],
-            "config_value": config_value, "line_text": line, "line_fingerprint": line_fingerprint(line)}
+    return {
+        "key": key,
+        "line": line_no,
+        "start": start,
+        "end": end,
+        "doc_value": line[start:end],
+        "config_value": config_value,
+        "line_text": line,
+        "line_fingerprint": line_fingerprint(line),
+    }
 
 
 def test_rewrite_changes_the_spans_only_and_keeps_line_endings():
     text = "# T\r\n- a: 1, b: 2\r\nlast 9"
     line = "- a: 1, b: 2"
-    new, changes = rewrite(text, [_drift(2, line, 5, 6, 10, "a"), _drift(2, line, 11, 12, 20, "b"),
-                                  _drift(3, "last 9", 5, 6, 8, "c")])
+    new, changes = rewrite(
+        text, [_drift(2, line, 5, 6, 10, "a"), _drift(2, line, 11, 12, 20, "b"), _drift(3, "last 9", 5, 6, 8, "c")]
+    )
     assert new == "# T\r\n- a: 10, b: 20\r\nlast 8"
     assert [c["line"] for c in changes] == [2, 2, 3]
     assert {(c["key"], c["from"], c["to"]) for c in changes} == {("a", "1", "10"), ("b", "2", "20"), ("c", "9", "8")}
@@ -383,8 +457,14 @@ def test_rewrite_changes_the_spans_only_and_keeps_line_endings():
 def test_rewrite_writes_the_value_the_way_the_doc_wrote_it():
     """The doc's own spelling decides the new value's: yes/no stays yes/no, an integer stays an integer."""
     text = "- resume: yes\n- eval_steps: 10\n- lr: 1.0\n"
-    new, _ = rewrite(text, [_drift(1, "- resume: yes", 10, 13, False), _drift(2, "- eval_steps: 10", 14, 16, 500.0),
-                            _drift(3, "- lr: 1.0", 6, 9, 2.0)])
+    new, _ = rewrite(
+        text,
+        [
+            _drift(1, "- resume: yes", 10, 13, False),
+            _drift(2, "- eval_steps: 10", 14, 16, 500.0),
+            _drift(3, "- lr: 1.0", 6, 9, 2.0),
+        ],
+    )
     assert new == "- resume: no\n- eval_steps: 500\n- lr: 2.0\n"
 
 
@@ -408,16 +488,29 @@ def test_rewrite_refuses_a_line_that_changed():
 
 # The property: a line the fix rewrites, read again, states the config's value, and nothing else changed.
 _KEYS = ["eval_steps", "learning_rate", "save_total_limit", "lr_scheduler_type", "use_bf16", "output_dir"]
-_FORMS = ["- {label}: {v}", "{label} = {v}", "**{label}:** {v}", "| {label} | {v} |", "Set `{label}={v}` here.",
-          "{label}: `{v}`", "1. {label}: {v}"]
+_FORMS = [
+    "- {label}: {v}",
+    "{label} = {v}",
+    "**{label}:** {v}",
+    "| {label} | {v} |",
+    "Set `{label}={v}` here.",
+    "{label}: `{v}`",
+    "1. {label}: {v}",
+]
 _WORD = st.text("abcdefghijklmnopqrstuvwxyz0123456789_-./", min_size=1, max_size=12).filter(
-    lambda s: s[0].isalnum() and s[-1] not in ".:)")
+    lambda s: s[0].isalnum() and s[-1] not in ".:)"
+)
 _VALUES = {
-    "eval_steps": st.integers(0, 10**9), "save_total_limit": st.integers(0, 10**6),
+    "eval_steps": st.integers(0, 10**9),
+    "save_total_limit": st.integers(0, 10**6),
     "learning_rate": st.floats(1e-9, 1e3, allow_nan=False, allow_infinity=False),
-    "lr_scheduler_type": _WORD, "output_dir": _WORD, "use_bf16": st.booleans(),
+    "lr_scheduler_type": _WORD,
+    "output_dir": _WORD,
+    "use_bf16": st.booleans(),
 }
-_FILLER = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"), blacklist_characters="\x85"), max_size=30)
+_FILLER = st.text(
+    st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"), blacklist_characters="\x85"), max_size=30
+)
 
 
 @st.composite
@@ -445,9 +538,21 @@ def test_a_rewritten_line_states_the_config_value_and_nothing_else_changes(case)
     s = sts[0]
     ok, doc = parse_doc_value(s.text, config_value)
     assume(ok and not same_value(doc, config_value)[0])
-    new, changes = rewrite(text, [{"key": key, "line": s.line, "start": s.start, "end": s.end, "doc_value": s.text,
-                                   "config_value": config_value, "line_text": s.line_text,
-                                   "line_fingerprint": line_fingerprint(s.line_text)}])
+    new, changes = rewrite(
+        text,
+        [
+            {
+                "key": key,
+                "line": s.line,
+                "start": s.start,
+                "end": s.end,
+                "doc_value": s.text,
+                "config_value": config_value,
+                "line_text": s.line_text,
+                "line_fingerprint": line_fingerprint(s.line_text),
+            }
+        ],
+    )
     assert len(changes) == 1
     old_lines, new_lines = text.splitlines(keepends=True), new.splitlines(keepends=True)
     assert len(old_lines) == len(new_lines)
@@ -455,7 +560,7 @@ def test_a_rewritten_line_states_the_config_value_and_nothing_else_changes(case)
         if i != lineno:
             assert a == b
     written = changes[0]["to"]
-    assert new_lines[lineno - 1] == old_lines[lineno - 1][:s.start] + written + old_lines[lineno - 1][s.end:]
+    assert new_lines[lineno - 1] == old_lines[lineno - 1][: s.start] + written + old_lines[lineno - 1][s.end :]
     again = [x for x in statements(new, KeyIndex(config)) if x.line == lineno and x.key == key and x.start == s.start]
     assert again, f"the rewritten line no longer states {key}: {new_lines[lineno - 1]!r}"
     ok2, value = parse_doc_value(again[0].text, config_value)

@@ -38,9 +38,19 @@ def test_a_refused_fix_names_the_lock_holder_even_before_it_wrote_its_pid(tmp_pa
     from healthkit.fix.lock import LOCK_NAME, FixLock, LockBusy
 
     (tmp_path / LOCK_NAME).touch()
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX); "
-        "print('held', flush=True); time.sleep(60)"), str(tmp_path / LOCK_NAME)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX); "
+                "print('held', flush=True); time.sleep(60)"
+            ),
+            str(tmp_path / LOCK_NAME),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         try:

@@ -27,12 +27,15 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[zipfile.ZipFile, st
     if not _setuptools_new_enough():
         if os.environ.get("CI"):
             pytest.fail("setuptools>=77 is missing: the Makefile installs it so that the wheel builds offline")
-        pytest.skip("setuptools>=77 is not installed here (the Makefile installs it); the wheel cannot be built offline")
+        pytest.skip(
+            "setuptools>=77 is not installed here (the Makefile installs it); the wheel cannot be built offline"
+        )
     out = tmp_path_factory.mktemp("wheel")
     build = tmp_path_factory.mktemp("src")
     # Build from a copy: setuptools writes build/ and *.egg-info beside the sources.
-    files = subprocess.run(["git", "-C", str(REPO), "ls-files", "-co", "--exclude-standard"], capture_output=True,
-                           text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "-C", str(REPO), "ls-files", "-co", "--exclude-standard"], capture_output=True, text=True, check=True
+    ).stdout.split()
     for name in files:
         src = REPO / name
         if src.is_file() and not name.startswith(("tests/", "reports/", "bench/")):
@@ -40,8 +43,24 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[zipfile.ZipFile, st
             dst.parent.mkdir(parents=True, exist_ok=True)
             dst.write_bytes(src.read_bytes())
     # -v: the build backend's own warnings reach the log (pip shows them to a user's `pip install -e .` too).
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-v",
-                        "-w", str(out), str(build)], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-v",
+            "-w",
+            str(out),
+            str(build),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     (whl,) = out.glob("healthkit-*.whl")
     return zipfile.ZipFile(whl), r.stdout + r.stderr
@@ -64,8 +83,13 @@ def test_the_wheel_holds_exactly_one_top_level_package(wheel):
     tops = {n.split("/")[0] for n in wheel.namelist()}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"healthkit"}
     names = set(wheel.namelist())
-    assert {"healthkit/checks/daemon.py", "healthkit/trainer/daemon.py", "healthkit/fix/engine.py",
-            "healthkit/schemas/config.schema.json", "healthkit/schemas/report.schema.json"} <= names
+    assert {
+        "healthkit/checks/daemon.py",
+        "healthkit/trainer/daemon.py",
+        "healthkit/fix/engine.py",
+        "healthkit/schemas/config.schema.json",
+        "healthkit/schemas/report.schema.json",
+    } <= names
     assert not any(n.startswith(("checks/", "trainer/", "tests/")) for n in names)
 
 

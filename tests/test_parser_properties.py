@@ -36,8 +36,11 @@ def test_pid_file_parsing_never_raises(raw):
 
 
 @FAST
-@given(st.integers(min_value=1, max_value=pid_max()), st.one_of(st.none(), st.floats(min_value=0, max_value=4e9)),
-       st.sampled_from(["", "\n", " \n", "\r\n"]))
+@given(
+    st.integers(min_value=1, max_value=pid_max()),
+    st.one_of(st.none(), st.floats(min_value=0, max_value=4e9)),
+    st.sampled_from(["", "\n", " \n", "\r\n"]),
+)
 def test_pid_file_round_trip(pid, start, end):
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / ".daemon.pid"
@@ -68,6 +71,7 @@ KEY = st.text(alphabet=string.ascii_lowercase + "_", min_size=1, max_size=20).fi
 @given(st.sampled_from(SECTIONS), KEY)
 def test_an_unknown_setting_always_names_itself(section, key):
     from healthkit.contract import settings as hs
+
     known = {f.name for f in __import__("dataclasses").fields(getattr(hs.Settings(), section))}
     if key in known:
         return
@@ -90,19 +94,41 @@ def test_an_unknown_section_names_itself(section):
 
 # --- drift comparison: equal by meaning, never "close enough" ------------------------------------
 
-@pytest.mark.parametrize("doc,config,equal", [
-    (2e-4, 0.0002, True), (500, 500.0, True), (1005, 1000, False), (1000.5, 1000, False), (10, 500, False),
-    (0.00002, 2e-5, True), (1e-9, 2e-9, False), (True, 1, False), (None, 0, False), ("/a/b/", "/a/b", True),
-    ("a/b", "a/c", False),
-])
+
+@pytest.mark.parametrize(
+    "doc,config,equal",
+    [
+        (2e-4, 0.0002, True),
+        (500, 500.0, True),
+        (1005, 1000, False),
+        (1000.5, 1000, False),
+        (10, 500, False),
+        (0.00002, 2e-5, True),
+        (1e-9, 2e-9, False),
+        (True, 1, False),
+        (None, 0, False),
+        ("/a/b/", "/a/b", True),
+        ("a/b", "a/c", False),
+    ],
+)
 def test_same_value_by_meaning(doc, config, equal):
     assert same_value(doc, config)[0] is equal
 
 
-@pytest.mark.parametrize("text,like,value", [
-    ("2e-4", 0.0002, 2e-4), ("0.0002", 2e-4, 2e-4), ("1,000", 1, 1000.0), ("10_000", 1, 10000.0), ("500,", 1, 500.0),
-    ("true", False, True), ("None", 3, None), ("null", "x", "null"), ("none", "none", "none"),
-])
+@pytest.mark.parametrize(
+    "text,like,value",
+    [
+        ("2e-4", 0.0002, 2e-4),
+        ("0.0002", 2e-4, 2e-4),
+        ("1,000", 1, 1000.0),
+        ("10_000", 1, 10000.0),
+        ("500,", 1, 500.0),
+        ("true", False, True),
+        ("None", 3, None),
+        ("null", "x", "null"),
+        ("none", "none", "none"),
+    ],
+)
 def test_parse_doc_value(text, like, value):
     ok, got = parse_doc_value(text, like)
     assert ok and got == value

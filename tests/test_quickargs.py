@@ -41,16 +41,35 @@ TAKEN = [
 
 # Left to typer: help, errors, several paths, anything the quick parser would have to guess about.
 LEFT = [
-    ["audit", "--help"], ["audit", "-h"], ["audit", "WS", "-fjson"], ["audit", "WS", "-f", "xml"],
+    ["audit", "--help"],
+    ["audit", "-h"],
+    ["audit", "WS", "-fjson"],
+    ["audit", "WS", "-f", "xml"],
     ["audit", "WS", "-f"],
-    ["audit", "WS", "--format="], ["audit", "WS", "--keep", "0"], ["audit", "WS", "--keep", "x"],
-    ["audit", "WS", "--timeout", "soon"], ["audit", "WS", "--fail-level", "WARNING"], ["audit", "A", "B"],
-    ["audit", "--", "WS"], ["audit", "-"], ["audit", ""], ["audit", "WS", "--ascii=1"], ["audit", "WS", "--nope"],
-    ["audit", "WS", "--select", "-x"], ["audit", "--ver"], ["--version"], ["checks"], ["fix", "WS", "--safe"],
-    ["fix", "WS", "--dry-run"], ["fix", "WS", "--safe", "--unsafe", "--dry-run"],
-    ["fix", "WS", "--safe", "--dry-run", "--scheduled"], ["fix", "WS", "--safe", "--dry-run", "--every", "15m"],
-    ["fix", "--safe", "--dry-run", "--wait", "-1"], ["fix", "--safe", "--dry-run", "--wait", "nan"],
-    ["fix", "A", "B", "--safe", "--dry-run"], ["fix", "--safe", "--dry-run", "-yy"],
+    ["audit", "WS", "--format="],
+    ["audit", "WS", "--keep", "0"],
+    ["audit", "WS", "--keep", "x"],
+    ["audit", "WS", "--timeout", "soon"],
+    ["audit", "WS", "--fail-level", "WARNING"],
+    ["audit", "A", "B"],
+    ["audit", "--", "WS"],
+    ["audit", "-"],
+    ["audit", ""],
+    ["audit", "WS", "--ascii=1"],
+    ["audit", "WS", "--nope"],
+    ["audit", "WS", "--select", "-x"],
+    ["audit", "--ver"],
+    ["--version"],
+    ["checks"],
+    ["fix", "WS", "--safe"],
+    ["fix", "WS", "--dry-run"],
+    ["fix", "WS", "--safe", "--unsafe", "--dry-run"],
+    ["fix", "WS", "--safe", "--dry-run", "--scheduled"],
+    ["fix", "WS", "--safe", "--dry-run", "--every", "15m"],
+    ["fix", "--safe", "--dry-run", "--wait", "-1"],
+    ["fix", "--safe", "--dry-run", "--wait", "nan"],
+    ["fix", "A", "B", "--safe", "--dry-run"],
+    ["fix", "--safe", "--dry-run", "-yy"],
 ]
 
 
@@ -61,6 +80,7 @@ def _calls(monkeypatch, module) -> list:
         def call(*args, **kwargs):
             calls.append((name, args, kwargs))
             raise SystemExit(0)
+
         return call
 
     real_format = commands.report_format_or_exit
@@ -118,17 +138,21 @@ def test_an_unreadable_path_is_left_to_typer_which_refuses_it(tmp_path, monkeypa
 def test_the_console_entry_audits_without_importing_typer(tmp_path):
     """The point of the quick path: `healthkit audit` and `healthkit fix --safe --dry-run` never import typer; the
     report, the exit code and the usage errors are the typer path's."""
-    probe = ("import runpy, sys, os; sys.argv = ['healthkit'] + sys.argv[1:]; "
-             "real = os._exit\n"
-             "def exit_(code):\n"
-             "    sys.stderr.write('typer loaded: %s\\n' % ('typer' in sys.modules)); sys.stderr.flush(); real(code)\n"
-             "os._exit = exit_\n"
-             "import atexit\n"
-             "atexit.register(lambda: sys.stderr.write('typer loaded: %s\\n' % ('typer' in sys.modules)))\n"
-             "runpy.run_module('healthkit.console', run_name='__main__')")
-    for args, loaded in ((["audit", str(tmp_path), "-f", "json"], "False"),
-                         (["fix", str(tmp_path), "--safe", "--dry-run"], "False"),
-                         (["audit", str(tmp_path), "-f", "xml"], "True")):
+    probe = (
+        "import runpy, sys, os; sys.argv = ['healthkit'] + sys.argv[1:]; "
+        "real = os._exit\n"
+        "def exit_(code):\n"
+        "    sys.stderr.write('typer loaded: %s\\n' % ('typer' in sys.modules)); sys.stderr.flush(); real(code)\n"
+        "os._exit = exit_\n"
+        "import atexit\n"
+        "atexit.register(lambda: sys.stderr.write('typer loaded: %s\\n' % ('typer' in sys.modules)))\n"
+        "runpy.run_module('healthkit.console', run_name='__main__')"
+    )
+    for args, loaded in (
+        (["audit", str(tmp_path), "-f", "json"], "False"),
+        (["fix", str(tmp_path), "--safe", "--dry-run"], "False"),
+        (["audit", str(tmp_path), "-f", "xml"], "True"),
+    ):
         r = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=60)
         assert f"typer loaded: {loaded}" in r.stderr, (args, r.stderr)
         if args[-1] == "xml":

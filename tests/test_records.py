@@ -26,8 +26,11 @@ CASES = [
     ({"b": 2}, {"a": "int", "b": "int"}, [(1,), (1, 3), (2, 2)]),
     ({"tags": field(default_factory=tuple)}, {"name": "str", "tags": "tuple"}, [("x",), ("x", ("a",)), ("y", ())]),
     ({"note": field(default="n", compare=False)}, {"a": "int", "note": "str"}, [(1,), (1, "other"), (2, "n")]),
-    ({"secret": field(default="s", repr=False), "h": field(default=0, hash=False)},
-     {"a": "int", "secret": "str", "h": "int"}, [(1,), (1, "t"), (1, "s", 5), (3, "s", 5)]),
+    (
+        {"secret": field(default="s", repr=False), "h": field(default=0, hash=False)},
+        {"a": "int", "secret": "str", "h": "int"},
+        [(1,), (1, "t"), (1, "s", 5), (3, "s", 5)],
+    ),
     ({"w": field(default=1, compare=False, hash=True)}, {"a": "int", "w": "int"}, [(1,), (1, 2), (2, 2)]),
 ]
 
@@ -67,6 +70,7 @@ def test_records_of_two_classes_with_the_same_fields_are_never_equal_and_recursi
 def test_a_class_with_its_own_eq_is_left_to_dataclass():
     made = []
     for deco in (dataclass(frozen=True), record):
+
         class Own:
             a: int
 
@@ -95,6 +99,7 @@ def test_an_identity_record_prints_as_a_dataclass_and_equals_only_itself():
 
     made = []
     for deco in (dataclass(eq=False), identity_record):
+
         class Section:
             name: str = "x"
             items: list = field(default_factory=list)
@@ -107,7 +112,22 @@ def test_an_identity_record_prints_as_a_dataclass_and_equals_only_itself():
     assert a == a and a != rec() and hash(a) == object.__hash__(a)
     a.name = "changed"  # mutable, as before
     assert repr(Settings()).startswith("Settings(paths=PathSettings(config='config.json'")
-    assert repr(PathSettings()) == repr(dataclass(eq=False)(type("PathSettings", (), {
-        "__annotations__": PathSettings.__annotations__,
-        **{f.name: (f.default if f.default is not dataclasses.MISSING else field(default_factory=f.default_factory))
-           for f in dataclasses.fields(PathSettings)}}))())
+    assert repr(PathSettings()) == repr(
+        dataclass(eq=False)(
+            type(
+                "PathSettings",
+                (),
+                {
+                    "__annotations__": PathSettings.__annotations__,
+                    **{
+                        f.name: (
+                            f.default
+                            if f.default is not dataclasses.MISSING
+                            else field(default_factory=f.default_factory)
+                        )
+                        for f in dataclasses.fields(PathSettings)
+                    },
+                },
+            )
+        )()
+    )

@@ -27,6 +27,7 @@ STAT_TYPE = r"(regular (empty )?file|directory|symbolic link|fifo|socket|(charac
 
 def _jq_output(text: str) -> bool:
     """jq prints JSON values: the whole text is one, or each line is one (-c)."""
+
     def parses(s: str) -> bool:
         try:
             json.loads(s)
@@ -89,8 +90,11 @@ def contradictions(report: Report) -> list[str]:
         found += [f"{f.code}: root cause {p}" for p in _root_cause_problems(f)]
     md = render(report, "md")
     if any(f.code == "training.stalled" for f in report.findings):
-        found += [f"assessment beside training.stalled: {line}" for line in md.splitlines()
-                  if line.startswith("**Assessment:**") and ("Let it finish" in line or "is progressing" in line)]
+        found += [
+            f"assessment beside training.stalled: {line}"
+            for line in md.splitlines()
+            if line.startswith("**Assessment:**") and ("Let it finish" in line or "is progressing" in line)
+        ]
     return found
 
 
@@ -163,8 +167,15 @@ def test_no_sentence_contradicts_its_own_evidence(example, build):
 
 def test_each_workspace_shows_what_it_is_built_for(example):
     """The workspaces above really carry the cases (else the test above proves nothing)."""
-    codes = {name: {f.code for f in audit(b(example), record_costs=False).findings}
-             for name, b in (("stalled", stalled), ("defaults", eval_off_defaults), ("null", eval_off_null), ("pid", bad_pid))}
+    codes = {
+        name: {f.code for f in audit(b(example), record_costs=False).findings}
+        for name, b in (
+            ("stalled", stalled),
+            ("defaults", eval_off_defaults),
+            ("null", eval_off_null),
+            ("pid", bad_pid),
+        )
+    }
     assert "training.stalled" in codes["stalled"] and "daemon.dead" in codes["stalled"]
     assert "validation.not-running" in codes["defaults"] and "validation.not-running" in codes["null"]
     assert "daemon.pid-file-malformed" in codes["pid"] or any(c.startswith("daemon.") for c in codes["pid"])
@@ -173,11 +184,24 @@ def test_each_workspace_shows_what_it_is_built_for(example):
 def test_the_checker_catches_each_contradiction():
     """The checker itself: every kind of contradiction it looks for is caught on a hand-made finding."""
     ws = Path("/nonexistent")
-    assert _evidence_problem(ws, Evidence("stat -c '%F %s bytes' .daemon.pid", "4194299 is larger than this system's pid_max"))
+    assert _evidence_problem(
+        ws, Evidence("stat -c '%F %s bytes' .daemon.pid", "4194299 is larger than this system's pid_max")
+    )
     assert _evidence_problem(ws, Evidence("stat -c '%F %s bytes' .daemon.pid", "regular file 8 bytes")) is None
     assert _evidence_problem(ws, Evidence("jq 'keys' status.json", "loss, state"))
-    f = Finding(code="validation.not-running", severity="warning", title="t", problem=[],
-                evidence=[Evidence("jq '{eval_strategy, eval_steps, validation_file, validation_split}' config.json",
-                                   json.dumps({"eval_strategy": None, "eval_steps": None, "validation_file": None, "validation_split": None}))],
-                root_cause=["Evaluation is configured and data exists, yet no eval loss is recorded"])
+    f = Finding(
+        code="validation.not-running",
+        severity="warning",
+        title="t",
+        problem=[],
+        evidence=[
+            Evidence(
+                "jq '{eval_strategy, eval_steps, validation_file, validation_split}' config.json",
+                json.dumps(
+                    {"eval_strategy": None, "eval_steps": None, "validation_file": None, "validation_split": None}
+                ),
+            )
+        ],
+        root_cause=["Evaluation is configured and data exists, yet no eval loss is recorded"],
+    )
     assert len(_root_cause_problems(f)) == 2

@@ -19,5 +19,7 @@ def test_missing_tool_skips_naming_it_outside_ci(monkeypatch):
 
 def test_missing_tool_fails_in_ci(monkeypatch):
     monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match=r"no-such-tool-x not installed \(Debian package `pkg-x`\), and CI=true"):
+    with pytest.raises(
+        pytest.fail.Exception, match=r"no-such-tool-x not installed \(Debian package `pkg-x`\), and CI=true"
+    ):
         require_tool("no-such-tool-x", "pkg-x")

@@ -58,9 +58,11 @@ def registry(*funcs):
 
 def test_registration_is_loud_about_signatures():
     with pytest.raises(RegistrationError, match="exactly one argument"):
+
         @check("two", title="x")
         def two(a, b):
             return []
+
     with pytest.raises(RegistrationError, match="area.name"):
         check("c", title="x", codes=[CodeDoc("nodot", "warning", "t", "w", "y", "f")])(lambda ws: [])
     with pytest.raises(RegistrationError, match="lowercase"):
@@ -75,7 +77,12 @@ def test_hung_and_crashing_checks_do_not_stop_the_rest(tmp_path):
     ws = Workspace.open(tmp_path)
     t0 = time.monotonic()
     try:
-        results = {r.check: r for r in run_checks(ws, registry(ok_check, bad_check, crash_check, hang_check, wrong_type_check).sorted(), timeout_s=0.5)}
+        results = {
+            r.check: r
+            for r in run_checks(
+                ws, registry(ok_check, bad_check, crash_check, hang_check, wrong_type_check).sorted(), timeout_s=0.5
+            )
+        }
     finally:
         HANG.set()
     assert time.monotonic() - t0 < 3
@@ -142,11 +149,13 @@ def test_entry_points_broken_plugin_reported_rest_run(tmp_path):
     import healthkit.checks.disk
 
     reg = Registry()
-    reg.load_entry_points([
-        FakeEP("broken", "nope.mod", error=ImportError("No module named nope")),
-        FakeEP("disk", "healthkit.checks.disk", obj=healthkit.checks.disk),
-        FakeEP("notacheck", "x:y", obj=object()),
-    ])
+    reg.load_entry_points(
+        [
+            FakeEP("broken", "nope.mod", error=ImportError("No module named nope")),
+            FakeEP("disk", "healthkit.checks.disk", obj=healthkit.checks.disk),
+            FakeEP("notacheck", "x:y", obj=object()),
+        ]
+    )
     assert list(reg.checks) == ["disk"]
     assert [e.source.split(" = ")[0] for e in reg.errors] == ["entry point broken", "entry point notacheck"]
     rep = audit(tmp_path, registry=reg, record_costs=False)
@@ -155,13 +164,41 @@ def test_entry_points_broken_plugin_reported_rest_run(tmp_path):
 
 def test_builtins_register_through_entry_points():
     reg = default_registry()
-    assert {"daemon", "checkpoints", "drift", "validation", "disk", "config", "training", "queue", "monitor", "gpu", "monitoring"} <= set(reg.checks)
+    assert {
+        "daemon",
+        "checkpoints",
+        "drift",
+        "validation",
+        "disk",
+        "config",
+        "training",
+        "queue",
+        "monitor",
+        "gpu",
+        "monitoring",
+    } <= set(reg.checks)
     assert all(c.source.startswith("entry point") for c in reg.checks.values() if c.id in ("daemon", "disk"))
     codes = set(reg.code_docs())
-    design = {"daemon.dead", "daemon.pid-reused", "daemon.not-running", "daemon.orphaned-training", "checkpoints.bloat",
-              "checkpoints.no-retention", "checkpoints.incomplete", "config.doc-drift", "config.invalid", "validation.not-running",
-              "validation.overfitting", "disk.low-space", "disk.forecast-full", "training.stalled", "queue.stuck", "monitor.down",
-              "gpu.unhealthy", "monitoring.over-budget"}
+    design = {
+        "daemon.dead",
+        "daemon.pid-reused",
+        "daemon.not-running",
+        "daemon.orphaned-training",
+        "checkpoints.bloat",
+        "checkpoints.no-retention",
+        "checkpoints.incomplete",
+        "config.doc-drift",
+        "config.invalid",
+        "validation.not-running",
+        "validation.overfitting",
+        "disk.low-space",
+        "disk.forecast-full",
+        "training.stalled",
+        "queue.stuck",
+        "monitor.down",
+        "gpu.unhealthy",
+        "monitoring.over-budget",
+    }
     assert design <= codes
 
 
@@ -171,9 +208,12 @@ def test_local_plugin_file_from_settings(tmp_path):
         "D = CodeDoc('local.thing', 'warning', 'Thing', 'w', 'y', 'f')\n"
         "@check('local', title='Local', codes=[D])\n"
         "def local(ws):\n"
-        "    return [Finding(code='local.thing', severity=Severity.WARNING, title='Thing', problem=['x'])]\n")
+        "    return [Finding(code='local.thing', severity=Severity.WARNING, title='Thing', problem=['x'])]\n"
+    )
     (tmp_path / "broken_plugin.py").write_text("raise SystemError('plugin blew up')\n")
-    (tmp_path / "healthkit.toml").write_text('[checks]\nplugins = ["my_checks.py", "broken_plugin.py"]\nselect = ["local"]\n')
+    (tmp_path / "healthkit.toml").write_text(
+        '[checks]\nplugins = ["my_checks.py", "broken_plugin.py"]\nselect = ["local"]\n'
+    )
     rep = audit(tmp_path, record_costs=False)
     assert [f.code for f in rep.findings] == ["local.thing"]
     assert "plugin blew up" in rep.load_errors[0].message
@@ -183,6 +223,7 @@ def test_process_vanishing_mid_scan_is_skipped(monkeypatch):
     import psutil
 
     from healthkit.system import procs
+
     class Vanishing:
         pid = 999999
         info = {"cmdline": ["python", "train.py"]}
@@ -215,13 +256,16 @@ def test_the_one_argv_pass_finds_what_psutil_finds(tmp_path):
 
     script = tmp_path / "train.py"
     script.write_text("import time\ntime.sleep(60)\n")
-    kids = [subprocess.Popen([sys.executable, str(script)]),
-            subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "--log=train.py"])]
+    kids = [
+        subprocess.Popen([sys.executable, str(script)]),
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "--log=train.py"]),
+    ]
     ours = {k.pid for k in kids}  # other processes on a shared machine come and go between two passes
     try:
         for patterns in (["train.py"], [f"{os.path.basename(sys.executable)} {script}"], ["nothing-runs-this"], [""]):
-            full = {p.pid for p in psutil.process_iter(["cmdline"])
-                    if procs.argv_matches(p.info["cmdline"] or (), patterns)}
+            full = {
+                p.pid for p in psutil.process_iter(["cmdline"]) if procs.argv_matches(p.info["cmdline"] or (), patterns)
+            }
             assert {p.pid for p in procs.scan_matching(patterns)} & ours == full & ours, patterns
         assert {p.pid for p in procs.scan_matching(["train.py"])} & ours == {kids[0].pid}
     finally:

@@ -34,10 +34,21 @@ def _stopped_ws(base: Path) -> Path:
         (base / d).mkdir(parents=True, exist_ok=True)
     (base / "queue/processing/a.jsonl").write_text('{"text": "x"}\n')
     (base / "queue/inbox/b.jsonl").write_text('{"text": "y"}\n')
-    write_json(base / "status/daemon_state.json", {
-        "state": "stopped", "pid": None, "stopped_at": "2026-11-30T12:00:05+00:00", "current_file": None,
-        "stop_request": {"at": "2026-11-30T12:00:00+00:00", "by": "ana with `healthkit daemon stop` (PID 42)",
-                         "reason": "maintenance", "waiting": ["a.jsonl"]}})
+    write_json(
+        base / "status/daemon_state.json",
+        {
+            "state": "stopped",
+            "pid": None,
+            "stopped_at": "2026-11-30T12:00:05+00:00",
+            "current_file": None,
+            "stop_request": {
+                "at": "2026-11-30T12:00:00+00:00",
+                "by": "ana with `healthkit daemon stop` (PID 42)",
+                "reason": "maintenance",
+                "waiting": ["a.jsonl"],
+            },
+        },
+    )
     write_json(base / "status/training_status.json", {"state": "idle", "current_file": "a.jsonl", "step": 7})
     return base
 
@@ -64,7 +75,9 @@ def test_a_daemon_that_died_is_still_a_fault(tmp_path: Path) -> None:
 def test_no_fix_restarts_a_daemon_stopped_on_request(tmp_path: Path) -> None:
     base = _stopped_ws(tmp_path)
     run, out = fix(base, Safety.SAFE)
-    assert not (base / ".daemon.pid").exists() and not any(p.fix_id in ("start-daemon", "adopt-orphan") for p in run.chosen), out
+    assert not (base / ".daemon.pid").exists() and not any(
+        p.fix_id in ("start-daemon", "adopt-orphan") for p in run.chosen
+    ), out
     # Even with an orphaned training beside it, the safe adopt-orphan start is refused, saying why.
     (base / "train.py").write_text(SLEEPER)
     p = subprocess.Popen([sys.executable, "train.py"], cwd=base, start_new_session=True)
@@ -107,8 +120,13 @@ def _six_checkpoints(base: Path) -> None:
 def test_keep_n_prunes_six_checkpoints_with_no_limit_and_says_what_it_keeps(tmp_path: Path) -> None:
     """6 < the unlimited-retention threshold (10): --keep 2 is still the user's explicit choice."""
     _six_checkpoints(tmp_path)
-    r = subprocess.run([sys.executable, "-m", "healthkit.cli", "fix", str(tmp_path), "--unsafe", "--keep", "2", "--yes"],
-                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "healthkit.cli", "fix", str(tmp_path), "--unsafe", "--keep", "2", "--yes"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     left = sorted(p.name for p in (tmp_path / "current_model").iterdir())
     assert left == ["checkpoint-50", "checkpoint-60"], r.stdout + r.stderr
     for s in (10, 20, 30, 40):
@@ -137,8 +155,14 @@ def test_checkpoints_set_aside_are_reported(tmp_path: Path) -> None:
     write_json(tmp_path / "config.json", {"base_model": "m"})
     aside = tmp_path / "current_model/.foreign-20261130T120000Z"
     make_checkpoint(aside, 100)
-    write_json(aside / "healthkit_aside.json", {"moved_at": "2026-11-30T12:00:00+00:00", "before_training": "a.jsonl",
-                                                "checkpoints": {"checkpoint-100": "no healthkit marker"}})
+    write_json(
+        aside / "healthkit_aside.json",
+        {
+            "moved_at": "2026-11-30T12:00:00+00:00",
+            "before_training": "a.jsonl",
+            "checkpoints": {"checkpoint-100": "no healthkit marker"},
+        },
+    )
     report = audit(tmp_path, select=["checkpoints.set-aside"], record_costs=False)
     (f,) = report.findings
     assert f.code == "checkpoints.set-aside" and "checkpoint-100: no healthkit marker" in f.problem

@@ -30,8 +30,18 @@ def test_shipped_schema_uses_only_supported_keywords():
 
 def _corpus(n: int = 400) -> list:
     rnd = random.Random(1234)
-    good = {"base_model": "m", "eval_steps": 50, "save_total_limit": 3, "learning_rate": 2e-4, "eval_strategy": "steps",
-            "validation_split": 0.1, "monitor_port": 8080, "launcher": "none", "drift_policy": "warn", "custom_key": [1, 2]}
+    good = {
+        "base_model": "m",
+        "eval_steps": 50,
+        "save_total_limit": 3,
+        "learning_rate": 2e-4,
+        "eval_strategy": "steps",
+        "validation_split": 0.1,
+        "monitor_port": 8080,
+        "launcher": "none",
+        "drift_policy": "warn",
+        "custom_key": [1, 2],
+    }
     bad_values = [None, -1, 0, 1, 1.5, 3.0, "x", "", "500", True, [], {}, 1e9, -0.5, 70000]
     out = [good, {}, [], "str", 5, None]
     props = list(config_schema()["properties"])
@@ -50,11 +60,17 @@ def _corpus(n: int = 400) -> list:
 @pytest.mark.parametrize("cfg", _corpus())
 def test_agrees_with_jsonschema(cfg):
     strict_int = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
-        "integer", lambda _, v: isinstance(v, int) and not isinstance(v, bool))
+        "integer", lambda _, v: isinstance(v, int) and not isinstance(v, bool)
+    )
     ref = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=strict_int)(config_schema())
-    ref_pointers = {"/" + "/".join(map(str, e.absolute_path)) if e.absolute_path else "" for e in ref.iter_errors(cfg)
-                    if e.validator != "required"}
-    ref_required = {f"/{m.split(chr(39))[1]}" for e in ref.iter_errors(cfg) if e.validator == "required" for m in [e.message]}
+    ref_pointers = {
+        "/" + "/".join(map(str, e.absolute_path)) if e.absolute_path else ""
+        for e in ref.iter_errors(cfg)
+        if e.validator != "required"
+    }
+    ref_required = {
+        f"/{m.split(chr(39))[1]}" for e in ref.iter_errors(cfg) if e.validator == "required" for m in [e.message]
+    }
     ours = {p for p, _ in schema_violations(cfg)}
     assert ours == (ref_pointers | ref_required) or (not ours and not ref_pointers and not ref_required)
 
@@ -73,19 +89,28 @@ def test_agrees_with_the_pydantic_model_in_strict_mode(cfg):
 
 
 def test_settings_refuse_unknown_keys_and_wrong_types(tmp_path):
-    (tmp_path / "healthkit.toml").write_text('[paths]\nconfgi = "x"\n[thresholds]\ndisk_min_free_percent = "ten"\n'
-                                             'stalled_min_seconds = -1\n[monitor]\nports = [8080, "x"]\n[nope]\na = 1\n')
+    (tmp_path / "healthkit.toml").write_text(
+        '[paths]\nconfgi = "x"\n[thresholds]\ndisk_min_free_percent = "ten"\n'
+        'stalled_min_seconds = -1\n[monitor]\nports = [8080, "x"]\n[nope]\na = 1\n'
+    )
     with pytest.raises(SettingsError) as exc:
         load_settings(tmp_path)
     text = str(exc.value)
-    for part in ("paths.confgi: unknown setting (did you mean config", "thresholds.disk_min_free_percent: must be float, not string",
-                 "thresholds.stalled_min_seconds: must be > 0", "monitor.ports[1]: must be int", "nope: unknown setting"):
+    for part in (
+        "paths.confgi: unknown setting (did you mean config",
+        "thresholds.disk_min_free_percent: must be float, not string",
+        "thresholds.stalled_min_seconds: must be > 0",
+        "monitor.ports[1]: must be int",
+        "nope: unknown setting",
+    ):
         assert part in text
 
 
 def test_settings_values_land_in_dataclasses(tmp_path):
-    (tmp_path / "healthkit.toml").write_text('[status_keys]\nval_loss = "validation_loss"\n[monitor]\nports = [1, 2]\n'
-                                             '[retention]\nsave_total_limit = 3\n[thresholds]\ndisk_min_free_percent = 5\n')
+    (tmp_path / "healthkit.toml").write_text(
+        '[status_keys]\nval_loss = "validation_loss"\n[monitor]\nports = [1, 2]\n'
+        "[retention]\nsave_total_limit = 3\n[thresholds]\ndisk_min_free_percent = 5\n"
+    )
     s, path = load_settings(tmp_path)
     assert path == tmp_path / "healthkit.toml"
     assert s.status_keys.val_loss == "validation_loss" and s.status_keys.step == "step"
@@ -113,4 +138,6 @@ def test_du_and_python_walk_agree(tmp_path, monkeypatch, tmp_path_factory):
     assert with_du[1].bytes == walked[1].bytes
     import subprocess
 
-    assert with_du[1].bytes == int(subprocess.run(["du", "-s", "-B1", str(root)], capture_output=True, text=True).stdout.split()[0])
+    assert with_du[1].bytes == int(
+        subprocess.run(["du", "-s", "-B1", str(root)], capture_output=True, text=True).stdout.split()[0]
+    )

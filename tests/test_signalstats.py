@@ -55,7 +55,9 @@ def test_a_blip_that_recovers_is_no_spike_and_one_that_stays_is():
     rng = random.Random(1)
     base = {s: 1.0 * rng.uniform(0.95, 1.05) for s in range(10, 2001, 10)}
     blip = [[s, v * (2.5 if s == 1000 else 1)] for s, v in base.items()]
-    assert loss_spike([[s, v * (4 if s == 1000 else 1)] for s, v in base.items()], [], [], L) is None  # one log: no climb
+    assert (
+        loss_spike([[s, v * (4 if s == 1000 else 1)] for s, v in base.items()], [], [], L) is None
+    )  # one log: no climb
     stay = [[s, v * (2.5 if s >= 1000 else 1)] for s, v in base.items()]
     assert loss_spike(blip, [], [], L) is None
     sp = loss_spike(stay, [], [], L)
@@ -105,7 +107,9 @@ def test_slowdown_needs_enough_intervals(points, judged):
 
 
 def test_slowdown_found_and_named():
-    times = [[s * 100.0, 1000.0 + s * 600] for s in range(8)] + [[800.0 + k * 100, 1000 + 8 * 600 + (k + 1) * 3000] for k in range(3)]
+    times = [[s * 100.0, 1000.0 + s * 600] for s in range(8)] + [
+        [800.0 + k * 100, 1000 + 8 * 600 + (k + 1) * 3000] for k in range(3)
+    ]
     sl, judged = slowdown(times, L)
     assert judged == 10 and sl.step == 700 and sl.ongoing and sl.slow == 3 and sl.rate < 0.5 * sl.median_rate
 

@@ -85,9 +85,18 @@ def test_a_workspace_without_slurm_asks_no_scheduler(tmp_path, monkeypatch):
 
 def test_daemon_start_refuses_an_unknown_setting_like_the_audit(tmp_path):
     (tmp_path / "healthkit.toml").write_text('[daemon]\nlauncher = "slurm"\n')
-    out = subprocess.run([sys.executable, "-m", "healthkit.cli", "daemon", "start", str(tmp_path)], capture_output=True,
-                         text=True, timeout=60, cwd=REPO)
-    assert out.returncode == 78 and "daemon.launcher: unknown setting" in out.stderr and "nothing was started" in out.stderr
+    out = subprocess.run(
+        [sys.executable, "-m", "healthkit.cli", "daemon", "start", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert (
+        out.returncode == 78
+        and "daemon.launcher: unknown setting" in out.stderr
+        and "nothing was started" in out.stderr
+    )
     assert not (tmp_path / ".daemon.pid").exists()
 
 
@@ -102,8 +111,12 @@ def test_ended_by_the_node_with_work_queued_and_timeout_without_a_save(tmp_path,
     b = slurm_ws(ws, "#!/bin/sh\nexit 0\n")  # squeue: the job is gone from the queue
     (ws / "queue" / "inbox" / "next.jsonl").write_text("{}\n")
     EventLog(ws / "logs").append(SLURM_JOB, job_id="77")
-    _fake(b, "scontrol", "#!/bin/sh\necho 'JobId=77 JobName=healthkit-x JobState=NODE_FAIL Reason=NodeDown "
-                         "EndTime=2026-12-06T08:00:00 Requeue=1'\n")
+    _fake(
+        b,
+        "scontrol",
+        "#!/bin/sh\necho 'JobId=77 JobName=healthkit-x JobState=NODE_FAIL Reason=NodeDown "
+        "EndTime=2026-12-06T08:00:00 Requeue=1'\n",
+    )
     rep = run_audit(ws, b, monkeypatch)
     f = next(x for x in rep.findings if x.code == "slurm.ended")
     assert f.severity.value == "critical" and "ended as NODE_FAIL" in f.problem[0] and "1 file(s)" in f.problem[0]
@@ -123,8 +136,10 @@ def test_time_left_before_the_next_save_is_a_warning(tmp_path, monkeypatch):
     ws.mkdir()
     b = slurm_ws(ws, "#!/bin/sh\necho '5|RUNNING|None|0:30'\n")
     write_json(ws / "config.json", {"base_model": "m", "save_steps": 25})
-    write_json(ws / "status" / "training_status.json", {"state": "training", "step": 10, "total_steps": 110,
-                                                          "eta_seconds": 1000})
+    write_json(
+        ws / "status" / "training_status.json",
+        {"state": "training", "step": 10, "total_steps": 110, "eta_seconds": 1000},
+    )
     rep = run_audit(ws, b, monkeypatch)
     f = next(x for x in rep.findings if x.code == "slurm.limit-before-save")
     assert f.severity.value == "warning" and "next periodic save (step 25) is about 150 s away" in f.problem[0]
@@ -136,13 +151,25 @@ def test_daemon_stop_cancels_a_pending_job_and_status_shows_it(tmp_path):
     ws = tmp_path / "ws"
     ws.mkdir()
     b = slurm_ws(ws, "#!/bin/sh\necho '9|PENDING|Priority|1:00:00'\n")
-    _fake(b, "scancel", f"#!/bin/sh\necho \"$@\" >> {tmp_path / 'cancelled'}\n")
+    _fake(b, "scancel", f'#!/bin/sh\necho "$@" >> {tmp_path / "cancelled"}\n')
     env = {**os.environ, "PATH": f"{b}{os.pathsep}{os.environ['PATH']}"}
-    st = subprocess.run([sys.executable, "-m", "healthkit.cli", "daemon", "status", str(ws)], capture_output=True,
-                        text=True, timeout=60, cwd=REPO, env=env)
+    st = subprocess.run(
+        [sys.executable, "-m", "healthkit.cli", "daemon", "status", str(ws)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env=env,
+    )
     assert "slurm: job 9 PENDING, reason Priority, time left 1:00:00" in st.stdout, st.stdout + st.stderr
-    out = subprocess.run([sys.executable, "-m", "healthkit.cli", "daemon", "stop", str(ws)], capture_output=True,
-                         text=True, timeout=60, cwd=REPO, env=env)
+    out = subprocess.run(
+        [sys.executable, "-m", "healthkit.cli", "daemon", "stop", str(ws)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env=env,
+    )
     assert out.returncode == 0 and "cancelled pending job 9" in out.stdout, out.stdout + out.stderr
     assert (tmp_path / "cancelled").read_text().split() == ["9"]
 

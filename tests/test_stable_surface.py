@@ -15,7 +15,7 @@ from healthkit.core.api import audit
 
 from .conftest import run_cli, wait_for, write_json
 
-OLD_PATH_PLUGIN = '''
+OLD_PATH_PLUGIN = """
 from healthkit.models import Finding, Severity, Evidence
 from healthkit.registry import CodeDoc, check
 from healthkit.workspace import Workspace
@@ -31,9 +31,9 @@ def legacy(ws: Workspace):
         return []
     return [Finding(code=BIG.code, severity=Severity.WARNING, title="NOTE present", problem=[read_text(note)],
                     evidence=[Evidence("cat NOTE", read_text(note))])]
-'''
+"""
 
-FACADE_PLUGIN = '''
+FACADE_PLUGIN = """
 import healthkit
 
 BIG = healthkit.CodeDoc("facade.note-present", "warning", "A NOTE file is present", what="w", why="y", fix="f")
@@ -45,7 +45,7 @@ def facade(ws: healthkit.Workspace):
         return healthkit.Healthy("no NOTE")
     return [healthkit.Finding(code=BIG.code, severity=healthkit.Severity.WARNING, title="NOTE present",
                               problem=["a NOTE"], evidence=[healthkit.Evidence("ls NOTE", "NOTE")])]
-'''
+"""
 
 
 @pytest.mark.parametrize("old", sorted(MOVED))
@@ -60,13 +60,29 @@ def test_the_old_state_vocabulary_module_still_names_its_states():
 
 
 def test_the_facade_names_the_whole_plugin_surface():
-    for name in ("audit", "check", "CodeDoc", "CheckOutput", "Evidence", "Finding", "FixRef", "Healthy", "Severity",
-                 "Workspace", "Report", "render", "fixer", "Safety"):
+    for name in (
+        "audit",
+        "check",
+        "CodeDoc",
+        "CheckOutput",
+        "Evidence",
+        "Finding",
+        "FixRef",
+        "Healthy",
+        "Severity",
+        "Workspace",
+        "Report",
+        "render",
+        "fixer",
+        "Safety",
+    ):
         assert name in healthkit.__all__ and getattr(healthkit, name) is not None
     assert healthkit.Workspace is importlib.import_module("healthkit.workspace").Workspace
 
 
-@pytest.mark.parametrize(("source", "code"), [(OLD_PATH_PLUGIN, "legacy.note-present"), (FACADE_PLUGIN, "facade.note-present")])
+@pytest.mark.parametrize(
+    ("source", "code"), [(OLD_PATH_PLUGIN, "legacy.note-present"), (FACADE_PLUGIN, "facade.note-present")]
+)
 def test_a_third_party_check_loads_through_the_cli(tmp_path, source, code):
     write_json(tmp_path / "config.json", {"base_model": "m"})
     (tmp_path / "my_check.py").write_text(source)
@@ -83,8 +99,15 @@ def test_a_daemon_started_by_the_old_code_is_still_our_running_daemon(tmp_path, 
     write_json(tmp_path / "config.json", {"base_model": "m"})
     (tmp_path / "queue" / "inbox").mkdir(parents=True)
     (tmp_path / "queue" / "inbox" / "a.jsonl").write_text('{"text": "x"}\n')
-    argv = [sys.executable, "-c", "import time\nwhile True: time.sleep(1)", "-m", "healthkit.trainer.daemon",
-            "--workspace", str(tmp_path)]
+    argv = [
+        sys.executable,
+        "-c",
+        "import time\nwhile True: time.sleep(1)",
+        "-m",
+        "healthkit.trainer.daemon",
+        "--workspace",
+        str(tmp_path),
+    ]
     d = procs.popen(argv, cwd=tmp_path)
     assert wait_for(lambda: "healthkit.trainer.daemon" in psutil.Process(d.pid).cmdline())
     (tmp_path / ".daemon.pid").write_text(f"{d.pid} {psutil.Process(d.pid).create_time():.2f}\n")

@@ -63,7 +63,9 @@ def evil_workspace(base: Path, out: Path, owner: User | None) -> Path:
     (base / "queue" / "inbox" / "a.jsonl").write_text('{"text": "hello"}\n')
     (base / "evil.py").write_text(PLUGIN.format(out=str(out / "plugin-ran")))
     (base / "daemon.sh").write_text(DAEMON.format(out=str(out / "daemon-uid")))
-    (base / "healthkit.toml").write_text('[checks]\nplugins = ["evil.py"]\n[processes]\ndaemon_command = ["sh", "daemon.sh", "{base}"]\n')
+    (base / "healthkit.toml").write_text(
+        '[checks]\nplugins = ["evil.py"]\n[processes]\ndaemon_command = ["sh", "daemon.sh", "{base}"]\n'
+    )
     out.mkdir(exist_ok=True)
     if owner is not None:
         chown_tree(base, owner)
@@ -73,8 +75,14 @@ def evil_workspace(base: Path, out: Path, owner: User | None) -> Path:
 
 def hk(python: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """The real CLI, as root, with the interpreter ``python``."""
-    return subprocess.run([python, "-m", "healthkit.cli", *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=REPO, env=dict(os.environ))
+    return subprocess.run(
+        [python, "-m", "healthkit.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env=dict(os.environ),
+    )
 
 
 def findings(python: str, ws: Path) -> dict[str, dict]:
@@ -107,7 +115,9 @@ def test_eve_workspace_runs_nothing_as_root_until_trusted(eve: User, shared: Pat
     assert named["evil.py"]["owner"] == eve.name and named["evil.py"]["mode"] == "0644"
     assert f["data"]["trust_command"] == f"healthkit trust {ws}"
     assert any(f"healthkit trust {ws}" in r for r in f["recommendations"])
-    assert "marker" not in {c["check"] for c in json.loads(hk(python, "audit", str(ws), "--format", "json").stdout)["checks"]}
+    assert "marker" not in {
+        c["check"] for c in json.loads(hk(python, "audit", str(ws), "--format", "json").stdout)["checks"]
+    }
 
     fixed = hk(python, "fix", str(ws), "--safe")
     assert "not trusted" in fixed.stdout and "start-daemon" in fixed.stdout, fixed.stdout
@@ -124,7 +134,9 @@ def test_eve_workspace_runs_nothing_as_root_until_trusted(eve: User, shared: Pat
     fixed = hk(python, "fix", str(ws), "--safe")
     assert "[1] applied  start-daemon" in fixed.stdout, fixed.stdout + fixed.stderr
     assert f"as {eve.name} (uid {eve.uid}" in fixed.stdout  # the plan says whom it runs as
-    uid = wait_for(lambda: (out / "daemon-uid").exists() and (out / "daemon-uid").read_text().strip(), what="the daemon command")
+    uid = wait_for(
+        lambda: (out / "daemon-uid").exists() and (out / "daemon-uid").read_text().strip(), what="the daemon command"
+    )
     assert int(uid) == eve.uid, f"the daemon command ran as uid {uid}, not as {eve.name} ({eve.uid})"
     log = ws / "logs" / "healthkit-daemon-start.log"
     assert log.stat().st_uid == eve.uid and (ws / "logs").stat().st_uid == eve.uid
@@ -133,8 +145,15 @@ def test_eve_workspace_runs_nothing_as_root_until_trusted(eve: User, shared: Pat
 def test_healthkit_trust_is_root_only(eve: User, shared: Path, trust_list: Path) -> None:
     python = python_for(eve, shared)
     ws = evil_workspace(shared / "ws", shared / "out", eve)
-    r = subprocess.run([python, "-m", "healthkit.cli", "trust", str(ws)], capture_output=True, text=True, timeout=60,
-                       cwd="/", env={**os.environ, "HOME": "/"}, **eve.popen())
+    r = subprocess.run(
+        [python, "-m", "healthkit.cli", "trust", str(ws)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+        env={**os.environ, "HOME": "/"},
+        **eve.popen(),
+    )
     assert r.returncode == 77, r.stdout + r.stderr
     assert "only root" in r.stderr and not trust_list.exists()
 
@@ -181,7 +200,9 @@ def test_untrusted_settings_cannot_hide_the_finding(eve: User, shared: Path, tru
     import sys
 
     ws = evil_workspace(shared / "ws", shared / "out", eve)
-    (ws / "healthkit.toml").write_text('[checks]\nplugins = ["evil.py"]\nignore = ["trust", "security"]\nselect = ["disk"]\n')
+    (ws / "healthkit.toml").write_text(
+        '[checks]\nplugins = ["evil.py"]\nignore = ["trust", "security"]\nselect = ["disk"]\n'
+    )
     assert "trust.untrusted" in findings(sys.executable, ws)
 
 
@@ -210,17 +231,34 @@ def _secret_files(shared: Path) -> tuple[Path, Path]:
     md = vault / "secret.md"
     md.write_text(f"# notes\n\n- Learning rate: 0.987654321\n- Save steps: 12345678\n\n{SECRET}\n")
     state = vault / "trainer_state.json"  # a sound trainer_state: the checkpoint rules would quote what it says
-    state.write_text(json.dumps({"global_step": 5, "best_model_checkpoint": f"/models/{SECRET}", "log_history": [
-        {"step": 5, "loss": 0.987654321, "eval_loss": 0.987654321}]}))
+    state.write_text(
+        json.dumps(
+            {
+                "global_step": 5,
+                "best_model_checkpoint": f"/models/{SECRET}",
+                "log_history": [{"step": 5, "loss": 0.987654321, "eval_loss": 0.987654321}],
+            }
+        )
+    )
     for p in (js, md, state):
         p.chmod(0o644)  # readable by anyone who could enter the folder: hk_eve cannot
     return js, md, state
 
 
-@pytest.mark.parametrize("victim", ["config.json", "CLAUDE.md", "status/training_status.json", "queue/failed/a.jsonl.error.json",
-                                    "current_model/checkpoint-5/trainer_state.json"])
+@pytest.mark.parametrize(
+    "victim",
+    [
+        "config.json",
+        "CLAUDE.md",
+        "status/training_status.json",
+        "queue/failed/a.jsonl.error.json",
+        "current_model/checkpoint-5/trainer_state.json",
+    ],
+)
 @pytest.mark.parametrize("target", ["shadow", "vault", "hardlink"])
-def test_root_audit_copies_nothing_eve_cannot_read(eve: User, shared: Path, trust_list: Path, victim: str, target: str) -> None:
+def test_root_audit_copies_nothing_eve_cannot_read(
+    eve: User, shared: Path, trust_list: Path, victim: str, target: str
+) -> None:
     """config.json, CLAUDE.md, the status file, a queue error file: a link to /etc/shadow or to a root-only file (or a
     hard link to one) is reported as unreadable, never quoted."""
     import sys
@@ -246,7 +284,9 @@ def test_root_audit_copies_nothing_eve_cannot_read(eve: User, shared: Path, trus
         (ws / "queue" / "failed" / "a.jsonl").write_text('{"text": "x"}\n')
     dest.unlink(missing_ok=True)
     if target == "hardlink":
-        secret_copy = shared / "root-only.txt"  # a root-only file in a folder eve may enter, hard-linked in her workspace
+        secret_copy = (
+            shared / "root-only.txt"
+        )  # a root-only file in a folder eve may enter, hard-linked in her workspace
         secret_copy.write_bytes(source.read_bytes())
         secret_copy.chmod(0o600)
         os.link(secret_copy, dest)
@@ -257,11 +297,19 @@ def test_root_audit_copies_nothing_eve_cannot_read(eve: User, shared: Path, trus
         os.chown(dest, 0, 0)  # the link shares the root-owned inode
     secrets = [SECRET, "0.987654321", "12345678"]
     if target == "shadow":
-        secrets = [line.split(":")[0] + ":" + line.split(":")[1] for line in source.read_text().splitlines()
-                   if line.count(":") > 2 and len(line.split(":")[1]) > 2]
+        secrets = [
+            line.split(":")[0] + ":" + line.split(":")[1]
+            for line in source.read_text().splitlines()
+            if line.count(":") > 2 and len(line.split(":")[1]) > 2
+        ]
     for fmt in ("md", "json", "html"):
-        r = subprocess.run([sys.executable, "-m", "healthkit.cli", "audit", str(ws), "--format", fmt], capture_output=True,
-                           text=True, timeout=120, cwd=REPO)
+        r = subprocess.run(
+            [sys.executable, "-m", "healthkit.cli", "audit", str(ws), "--format", fmt],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=REPO,
+        )
         assert r.stdout, r.stderr
         leaked = [s for s in secrets if s in r.stdout or s in r.stderr]
         assert not leaked, f"{victim} -> {target}: the {fmt} report quotes {leaked}"

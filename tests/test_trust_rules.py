@@ -149,4 +149,6 @@ def test_a_plugin_that_cannot_be_found_is_a_load_error_not_a_trust_problem(ws: P
     rep = json.loads(r.stdout)
     assert r.returncode == 3, r
     assert "trust.untrusted" not in [f["code"] for f in rep["findings"]]
-    assert "no such plugin file" in json.dumps(rep["load_errors"]) and "missing_plugin.py" in json.dumps(rep["load_errors"])
+    assert "no such plugin file" in json.dumps(rep["load_errors"]) and "missing_plugin.py" in json.dumps(
+        rep["load_errors"]
+    )

@@ -25,8 +25,13 @@ TOKEN_C = "tokCCC5a6b7c88"
 
 
 def hk(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "healthkit.cli", *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "healthkit.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def malformed_pid(ws: Path) -> None:
@@ -42,7 +47,9 @@ def workspace(tmp_path: Path, toml: str = "") -> Path:
     return ws
 
 
-def scheduled(ws: Path, reports: Path, env: dict[str, str] | None = None, every: str = "1m") -> subprocess.CompletedProcess:
+def scheduled(
+    ws: Path, reports: Path, env: dict[str, str] | None = None, every: str = "1m"
+) -> subprocess.CompletedProcess:
     return hk("fix", str(ws), "--safe", "--scheduled", "--every", every, "--output", str(reports), env=env)
 
 
@@ -66,8 +73,10 @@ def all_text_under(*roots: Path) -> str:
 def test_a_refusing_and_a_hanging_channel_cost_the_job_its_bound_and_show_as_notify_failed(tmp_path: Path) -> None:
     hanging = HangingServer()
     refused = free_port()
-    urls = (f"json://127.0.0.1:{refused}/hook/{TOKEN_A} json://127.0.0.1:{hanging.port}/hook/{TOKEN_B} "
-            f"nosuchscheme://{TOKEN_C}/x")  # refused, hanging, and a bad URL
+    urls = (
+        f"json://127.0.0.1:{refused}/hook/{TOKEN_A} json://127.0.0.1:{hanging.port}/hook/{TOKEN_B} "
+        f"nosuchscheme://{TOKEN_C}/x"
+    )  # refused, hanging, and a bad URL
     ws = workspace(tmp_path, "[notify]\ntimeout_seconds = 2\n")
     reports = tmp_path / "reports"
     try:
@@ -155,7 +164,9 @@ def test_a_heal_that_does_not_hold_backs_off_then_gives_up_with_every_attempt_an
     for ev in gave["evidence"]:
         assert "remove-malformed-pid-file applied" in ev["observed"] and "came back at" in ev["observed"], ev
     held_msgs = [m["message"] for m in rx.got if "not healed this run: backing off" in m["message"]]
-    assert len(held_msgs) == held and all("next heal not before" in m for m in held_msgs), [m["message"] for m in rx.got]
+    assert len(held_msgs) == held and all("next heal not before" in m for m in held_msgs), [
+        m["message"] for m in rx.got
+    ]
     gave_msgs = [m for m in rx.got if "Healing gave up:" in m["message"]]
     assert len(gave_msgs) == 1, [m["message"] for m in rx.got]
     assert "heal.gave-up" in gave_msgs[0]["message"] and "what to do:" in gave_msgs[0]["message"]
@@ -163,7 +174,9 @@ def test_a_heal_that_does_not_hold_backs_off_then_gives_up_with_every_attempt_an
     r = hk("fix", str(ws), "--safe")
     assert "applied  remove-malformed-pid-file" in r.stdout, r.stdout
     assert not (ws / "logs" / "healthkit-heal.json").exists()
-    assert "heal.gave-up" not in [f["code"] for f in json.loads(hk("audit", str(ws), "--format", "json").stdout)["findings"]]
+    assert "heal.gave-up" not in [
+        f["code"] for f in json.loads(hk("audit", str(ws), "--format", "json").stdout)["findings"]
+    ]
 
 
 def test_backing_off_holds_the_heal_and_the_report_says_until_when(tmp_path: Path) -> None:
@@ -180,7 +193,9 @@ def test_backing_off_holds_the_heal_and_the_report_says_until_when(tmp_path: Pat
     finally:
         rx.close()
     last = rx.got[-1]["message"]
-    assert "daemon.pid-malformed" in last and "not healed this run: backing off" in last and "next heal not before" in last, last
+    assert (
+        "daemon.pid-malformed" in last and "not healed this run: backing off" in last and "next heal not before" in last
+    ), last
     assert "applied  remove-malformed-pid-file" not in r2.stdout and "next heal not before" in r2.stdout
     (held,) = [f for f in latest(reports)["findings"] if f["code"] == "heal.held-back"]
     assert held["title"].startswith("Healing daemon.pid-malformed is backing off until ") and held["data"]["until"]
@@ -218,7 +233,9 @@ def test_heal_and_notify_settings_refuse_unknown_keys_and_bad_levels(tmp_path: P
     assert re.search(r"--scheduled heals with --safe only", hk("fix", str(ws), "--unsafe", "--scheduled").stderr)
 
 
-def test_only_changes_are_told_an_open_critical_again_after_repeat_seconds_and_a_resolved_one_once(tmp_path: Path) -> None:
+def test_only_changes_are_told_an_open_critical_again_after_repeat_seconds_and_a_resolved_one_once(
+    tmp_path: Path,
+) -> None:
     rx = JsonReceiver()
     ws = workspace(tmp_path, "[notify]\nrepeat_seconds = 3600\n")
     reports = tmp_path / "reports"

@@ -42,11 +42,15 @@ def test_a_scheduled_run_that_cannot_heal_still_writes_an_unknown_report(tmp_pat
     ws = make_healthy_workspace(tmp_path / "ws")
     os.mkfifo(ws / "logs" / "healthkit-fix.jsonl")  # the fix refuses: its journal is not a file
     out, textfile = tmp_path / "reports", tmp_path / "tf" / "healthkit.prom"
-    proc = run_cli("fix", str(ws), "--safe", "--scheduled", "--output", f"{out}/", "--textfile", str(textfile), timeout=120)
+    proc = run_cli(
+        "fix", str(ws), "--safe", "--scheduled", "--output", f"{out}/", "--textfile", str(textfile), timeout=120
+    )
     assert proc.returncode == 3 and b"Traceback" not in proc.stderr, proc.stderr
     latest = json.loads((out / "latest.json").read_text())
     assert latest["status"] == "unknown" and "not a regular file" in latest["checks"][0]["error"]
-    assert any(line.startswith("healthkit_status{") and line.endswith(" 3.0") for line in textfile.read_text().splitlines())
+    assert any(
+        line.startswith("healthkit_status{") and line.endswith(" 3.0") for line in textfile.read_text().splitlines()
+    )
 
 
 def test_the_audit_mentions_an_interrupted_fixs_leftover_trash(tmp_path: Path) -> None:

@@ -56,8 +56,11 @@ def ensure_user(name: str = EVE) -> User:
     except KeyError:
         useradd = shutil.which("useradd")
         require(useradd is not None, "useradd not installed (Debian package `passwd`)")
-        out = subprocess.run([useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-                             capture_output=True, text=True)
+        out = subprocess.run(
+            [useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+            capture_output=True,
+            text=True,
+        )
         if out.returncode not in (0, 9):  # 9: it exists (another run made it meanwhile)
             pytest.fail(f"useradd {name}: {out.stderr.strip()}")
         pw = pwd.getpwnam(name)
@@ -74,8 +77,15 @@ def open_folder(prefix: str) -> Path:
 def runs_healthkit(python: str, user: User) -> str | None:
     """None when ``user`` can run ``python`` and import healthkit's trainer with it; else why not."""
     try:
-        out = subprocess.run([python, "-c", "import healthkit.trainer.daemon, torch, transformers"], capture_output=True,
-                             text=True, timeout=120, cwd="/", env={**os.environ, "HOME": "/"}, **user.popen())
+        out = subprocess.run(
+            [python, "-c", "import healthkit.trainer.daemon, torch, transformers"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd="/",
+            env={**os.environ, "HOME": "/"},
+            **user.popen(),
+        )
     except OSError as exc:
         return f"{user.name} cannot run {python}: {exc.strerror}"
     if out.returncode != 0:
@@ -96,12 +106,18 @@ def python_for(user: User, where: Path) -> str:
     if why is None:
         return sys.executable
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    system = next((p for p in (f"/usr/bin/python{version}", f"/usr/local/bin/python{version}") if os.access(p, os.X_OK)), None)
+    system = next(
+        (p for p in (f"/usr/bin/python{version}", f"/usr/local/bin/python{version}") if os.access(p, os.X_OK)), None
+    )
     require(system is not None, f"{why}; and no system python{version} to make one {user.name} can run")
     venv = where / "venv"
     subprocess.run([system, "-m", "venv", "--without-pip", str(venv)], check=True, capture_output=True)
-    site = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    site = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     ours = sysconfig.get_paths()["purelib"]
     Path(site, "_healthkit_checkout.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
     py = str(venv / "bin" / "python")

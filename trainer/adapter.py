@@ -28,8 +28,10 @@ class TrainerAdapter:
 
         if not ran_supervised(Layout.of(base)):
             return []
-        return ["under its supervisor, as the last daemon ran (status/daemon_state.json: `supervised: true`): "
-                "the supervisor is the daemon's parent and restarts it after a crash"]
+        return [
+            "under its supervisor, as the last daemon ran (status/daemon_state.json: `supervised: true`): "
+            "the supervisor is the daemon's parent and restarts it after a crash"
+        ]
 
     def env(self) -> dict[str, str]:
         return child_env()
@@ -47,7 +49,11 @@ class TrainerAdapter:
         from .daemon import ran_supervised, start_daemon
 
         supervise = ran_supervised(Layout.of(base))
-        return start_daemon(base, supervise=supervise, run_as=run_as) if run_as else start_daemon(base, supervise=supervise)
+        return (
+            start_daemon(base, supervise=supervise, run_as=run_as)
+            if run_as
+            else start_daemon(base, supervise=supervise)
+        )
 
     def slurm_script(self, base: Path) -> str:
         """The batch script `daemon start` submits under Slurm (shown in the fix's plan)."""

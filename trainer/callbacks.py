@@ -68,12 +68,28 @@ class HealthCallback(TrainerCallback):
         self._gpu_available = True
         self.step_sleep = float(os.environ.get(STEP_SLEEP_ENV) or 0)
         self.status: dict[str, Any] = {
-            "state": "training", "step": 0, "total_steps": None, "loss": None, "val_loss": None, "val_train_gap": None,
-            "loss_step": None, "val_loss_step": None,  # where each was measured: a chart plots them there, not at `step`
-            "current_file": current_file, "started_at": iso_now(), "updated_at": iso_now(), "eta_seconds": None,
-            "gpu": None, "epoch": None, "learning_rate": None, "attempt": attempt, "resumed_from": resumed_from,
-            "last_checkpoint": None, "pid": os.getpid(), "eval_steps": cfg.eval_steps if cfg.eval_strategy == "steps" else None,
-            "paused_at": None, "pause_reason": None,
+            "state": "training",
+            "step": 0,
+            "total_steps": None,
+            "loss": None,
+            "val_loss": None,
+            "val_train_gap": None,
+            "loss_step": None,
+            "val_loss_step": None,  # where each was measured: a chart plots them there, not at `step`
+            "current_file": current_file,
+            "started_at": iso_now(),
+            "updated_at": iso_now(),
+            "eta_seconds": None,
+            "gpu": None,
+            "epoch": None,
+            "learning_rate": None,
+            "attempt": attempt,
+            "resumed_from": resumed_from,
+            "last_checkpoint": None,
+            "pid": os.getpid(),
+            "eval_steps": cfg.eval_steps if cfg.eval_strategy == "steps" else None,
+            "paused_at": None,
+            "pause_reason": None,
         }
         if handle_sigterm:
             try:
@@ -122,9 +138,9 @@ class HealthCallback(TrainerCallback):
         stats = gpu.read_gpu_stats(int(os.environ.get("LOCAL_RANK", "0")))
         if stats is None:
             self._gpu_available = False  # no GPU here: stop asking
-        self.status["gpu"] = None if stats is None else {
-            k: stats[k] for k in ("memory_used_mb", "memory_total_mb", "temperature_c")
-        }
+        self.status["gpu"] = (
+            None if stats is None else {k: stats[k] for k in ("memory_used_mb", "memory_total_mb", "temperature_c")}
+        )
 
     def _poll_control(self) -> tuple[bool, bool]:
         pause = stop = False
@@ -139,7 +155,11 @@ class HealthCallback(TrainerCallback):
             import torch.distributed as dist
 
             if dist.is_available() and dist.is_initialized():
-                dev = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+                dev = (
+                    torch.device("cuda", torch.cuda.current_device())
+                    if dist.get_backend() == "nccl"
+                    else torch.device("cpu")
+                )
                 t = torch.tensor([int(pause), int(stop)], device=dev)
                 dist.all_reduce(t, op=dist.ReduceOp.MAX)
                 pause, stop = bool(t[0]), bool(t[1])
@@ -162,14 +182,19 @@ class HealthCallback(TrainerCallback):
         """
         before = {k: getattr(state, f"{k}_steps", None) for k in ("logging", "eval", "save")}
         state.compute_steps(args, state.max_steps)
-        changed = {f"{k}_steps": {"checkpoint": v, "config": getattr(state, f"{k}_steps")}
-                   for k, v in before.items() if v is not None and v != getattr(state, f"{k}_steps")}
+        changed = {
+            f"{k}_steps": {"checkpoint": v, "config": getattr(state, f"{k}_steps")}
+            for k, v in before.items()
+            if v is not None and v != getattr(state, f"{k}_steps")
+        }
         if changed:
             import logging
 
             logging.getLogger("healthkit.trainer.train_file").warning(
                 "resumed at step %d: %s (config.json applies; the checkpoint's trainer_state.json had the old values)",
-                state.global_step, ", ".join(f"{k} {c['checkpoint']} -> {c['config']}" for k, c in changed.items()))
+                state.global_step,
+                ", ".join(f"{k} {c['checkpoint']} -> {c['config']}" for k, c in changed.items()),
+            )
         self.status["settings_on_resume"] = changed or None
 
     def _carry_losses(self, state: Any) -> None:
@@ -203,7 +228,9 @@ class HealthCallback(TrainerCallback):
         t0 = time.perf_counter()
         guard = self.lease_guard
         if guard is not None and not self.fenced and guard.check():
-            self.fenced = guard.fenced_why  # fenced: stop at once, commit nothing (another holder may own the workspace)
+            self.fenced = (
+                guard.fenced_why
+            )  # fenced: stop at once, commit nothing (another holder may own the workspace)
             control.should_save = False
             control.should_training_stop = True
             self.status["state"] = "fenced"
@@ -228,8 +255,13 @@ class HealthCallback(TrainerCallback):
         """Hold at this step boundary until resumed; True when a stop arrives meanwhile."""
         p0 = time.perf_counter()
         req = ctl.read(self.layout) if self.rank0 else None
-        self.status.update(state="paused", step=state.global_step, paused_at=(req.paused_at if req else None) or iso_now(),
-                           pause_reason=req.pause_reason if req else None, eta_seconds=None)
+        self.status.update(
+            state="paused",
+            step=state.global_step,
+            paused_at=(req.paused_at if req else None) or iso_now(),
+            pause_reason=req.pause_reason if req else None,
+            eta_seconds=None,
+        )
         self._write_status(force=True)
         stop = False
         while True:
@@ -262,7 +294,9 @@ class HealthCallback(TrainerCallback):
         self._maybe_background(state)
         self.costs.record("callback", time.perf_counter() - t0)
 
-    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None, **kw: Any) -> None:
+    def on_evaluate(
+        self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None, **kw: Any
+    ) -> None:
         self.evaluated = True
         if not self.write_files:
             return

@@ -89,10 +89,15 @@ class Preparation:
     def lines(self) -> list[str]:
         out = [f"delete {p.name} ({why})" for p, why in self.delete]
         out += [f"move {p.name} aside to {p.parent.name}/{ASIDE_PREFIX}<time>/ ({why})" for p, why in self.aside]
-        out += [f"move {p.name} to {p.parent.name}/{failed_folder(p.parent, owner).name}/ (of {owner}, which is in failed/: "
-                "kept for `healthkit queue retry`)" for p, owner in self.keep_failed]
-        out += [f"move {p.name} back from {p.parent.name}/ (kept since {self.file_name} failed: it resumes from them)"
-                for p in self.restore]
+        out += [
+            f"move {p.name} to {p.parent.name}/{failed_folder(p.parent, owner).name}/ (of {owner}, which is in failed/: "
+            "kept for `healthkit queue retry`)"
+            for p, owner in self.keep_failed
+        ]
+        out += [
+            f"move {p.name} back from {p.parent.name}/ (kept since {self.file_name} failed: it resumes from them)"
+            for p in self.restore
+        ]
         return out
 
 
@@ -144,8 +149,15 @@ def move_aside(layout: Layout, items: list[tuple[Path, str]], file_name: str) ->
         n += 1
         dest = layout.checkpoints / f"{ASIDE_PREFIX}{stamp}-{n}"
     dest.mkdir()
-    write_json(dest / ASIDE_INFO, {"moved_at": iso_now(), "before_training": file_name, "by_pid": os.getpid(),
-                                   "checkpoints": {p.name: why for p, why in items}})
+    write_json(
+        dest / ASIDE_INFO,
+        {
+            "moved_at": iso_now(),
+            "before_training": file_name,
+            "by_pid": os.getpid(),
+            "checkpoints": {p.name: why for p, why in items},
+        },
+    )
     for p, _ in items:
         os.rename(p, dest / p.name)
     return dest
@@ -196,9 +208,15 @@ def set_aside_incomplete(layout: Layout, file_name: str) -> Path | None:
     aside first (a rename, nothing lost), the rotation only ever sees complete checkpoints.
     Called by rank 0 just before each save, when no checkpoint is being written.
     """
-    broken = [(p, "incomplete when the next save came: kept aside so that the save's rotation keeps the complete ones "
-                  f"({'; '.join(checkpoint_completeness(p, need_optimizer=True).missing) or 'unreadable'})")
-              for _, p in checkpoints(layout.checkpoints) if not is_complete(p)]
+    broken = [
+        (
+            p,
+            "incomplete when the next save came: kept aside so that the save's rotation keeps the complete ones "
+            f"({'; '.join(checkpoint_completeness(p, need_optimizer=True).missing) or 'unreadable'})",
+        )
+        for _, p in checkpoints(layout.checkpoints)
+        if not is_complete(p)
+    ]
     return move_aside(layout, broken, file_name)
 
 
@@ -218,7 +236,11 @@ def clear(layout: Layout, file_name: str) -> None:
 def set_aside(folder: Path) -> list[Path]:
     """The ``.foreign-*`` folders ``prepare`` made, oldest first."""
     try:
-        return sorted(Path(e.path) for e in os.scandir(folder) if e.name.startswith(ASIDE_PREFIX) and e.is_dir(follow_symlinks=False))
+        return sorted(
+            Path(e.path)
+            for e in os.scandir(folder)
+            if e.name.startswith(ASIDE_PREFIX) and e.is_dir(follow_symlinks=False)
+        )
     except OSError:
         return []
 

@@ -77,13 +77,19 @@ def start(path: Path, supervise: bool = False, foreground: bool = False) -> int:
         except DaemonError as exc:
             _err(f"healthkit: {exc}")
             return exc.exit_code
-        argv = ([sys.executable, "-m", "healthkit.trainer.supervise", "--workspace", str(lay.base)] if supervise else daemon_argv(lay))
+        argv = (
+            [sys.executable, "-m", "healthkit.trainer.supervise", "--workspace", str(lay.base)]
+            if supervise
+            else daemon_argv(lay)
+        )
         os.chdir(lay.base)
         env = child_env()
         if run_as is not None:
             drop_to(run_as)
             env = run_as.env(env)
-        os.execve(sys.executable, argv, env)  # the process must be `-m healthkit.trainer.daemon` for the audit to know it
+        os.execve(
+            sys.executable, argv, env
+        )  # the process must be `-m healthkit.trainer.daemon` for the audit to know it
     try:
         pid = start_daemon(lay.base, supervise=supervise, run_as=run_as)
     except DaemonError as exc:
@@ -95,10 +101,12 @@ def start(path: Path, supervise: bool = False, foreground: bool = False) -> int:
     for w in st.get("warnings") or []:
         _err(f"WARNING: {w}")
     port = st.get("monitor_port")
-    _out(f"daemon started: PID {pid}{' (supervised)' if supervise else ''}{f' as {run_as.name}' if run_as else ''}; "
-         f"state {st.get('state')}"
-         + (f"; adopted training PID {st.get('child_pid')}" if st.get("adopted") else "")
-         + (f"; monitor http://127.0.0.1:{port}/health" if port else ""))
+    _out(
+        f"daemon started: PID {pid}{' (supervised)' if supervise else ''}{f' as {run_as.name}' if run_as else ''}; "
+        f"state {st.get('state')}"
+        + (f"; adopted training PID {st.get('child_pid')}" if st.get("adopted") else "")
+        + (f"; monitor http://127.0.0.1:{port}/health" if port else "")
+    )
     return 0
 
 
@@ -117,10 +125,12 @@ def _refused_before_writing(lay: Layout) -> int | None:
     pf = run_preflight(lay)
     if pf.ok:
         return None
-    _err(f"healthkit daemon: cannot start in {lay.base}:\n{describe(pf)}\n"
-         "nothing was written (this folder is not a workspace of the healthkit trainer: "
-         f"`{command('healthkit', 'init', str(lay.base))}` makes one in an empty folder; "
-         f"`{command('healthkit', 'audit', str(lay.base))}` audits an existing run as it is)")
+    _err(
+        f"healthkit daemon: cannot start in {lay.base}:\n{describe(pf)}\n"
+        "nothing was written (this folder is not a workspace of the healthkit trainer: "
+        f"`{command('healthkit', 'init', str(lay.base))}` makes one in an empty folder; "
+        f"`{command('healthkit', 'audit', str(lay.base))}` audits an existing run as it is)"
+    )
     return EXIT_CONFIG
 
 
@@ -142,8 +152,10 @@ def _submit(lay: Layout, settings, supervise: bool) -> int:
     from .slurm import SlurmError, submit
 
     if supervise:
-        _err("healthkit: --supervise is refused under Slurm: Slurm's requeue is the supervisor (the job is submitted "
-             "with --requeue). Nothing was submitted.")
+        _err(
+            "healthkit: --supervise is refused under Slurm: Slurm's requeue is the supervisor (the job is submitted "
+            "with --requeue). Nothing was submitted."
+        )
         return EXIT_USAGE
     try:
         job = submit(lay, settings, ensure_workspace_id(lay.base))
@@ -179,7 +191,9 @@ def _stop_slurm(lay: Layout, wait_s: float, reason: str | None) -> int:
     for job in jobs:
         if job["state"] == "PENDING":
             res = ask("scancel", job["job_id"])
-            _out(f"cancelled pending job {job['job_id']}" if res.text is not None else f"job {job['job_id']}: {res.why}")
+            _out(
+                f"cancelled pending job {job['job_id']}" if res.text is not None else f"job {job['job_id']}: {res.why}"
+            )
     if not running:
         return 0
     ctl.request_stop(lay, by=by, reason=reason or "stopped by user")
@@ -267,8 +281,10 @@ def pause(path: Path, reason: str | None = None) -> int:
     if _daemon_running(lay):
         _out("pause requested: training holds at its next step boundary (`healthkit daemon resume` to continue)")
     else:
-        _out("pause recorded; no daemon is running: the pause applies at the next start (it starts paused "
-             "until `healthkit daemon resume`)")
+        _out(
+            "pause recorded; no daemon is running: the pause applies at the next start (it starts paused "
+            "until `healthkit daemon resume`)"
+        )
     return 0
 
 
@@ -277,7 +293,11 @@ def resume(path: Path) -> int:
     if lay is None:
         return EXIT_USAGE
     ctl.request_resume(lay)
-    _out("resume requested" if _daemon_running(lay) else "resume recorded; no daemon is running: the next start is not paused")
+    _out(
+        "resume requested"
+        if _daemon_running(lay)
+        else "resume recorded; no daemon is running: the next start is not paused"
+    )
     return 0
 
 
@@ -331,7 +351,9 @@ def _config_for_checks(lay: Layout) -> tuple[object, int | None]:
     return cfg, None
 
 
-def queue_add(path: Path, files: list[Path], priority: int | None = None, move: bool = False, force: bool = False) -> int:
+def queue_add(
+    path: Path, files: list[Path], priority: int | None = None, move: bool = False, force: bool = False
+) -> int:
     """Check each file whole (structure, token lengths), queue those that would train; refuse the rest (65) unless ``force``."""
     from .datacheck import check_file
     from .layout import EXIT_DATA
@@ -355,8 +377,10 @@ def queue_add(path: Path, files: list[Path], priority: int | None = None, move: 
         why = chk.failure()
         why = why.removeprefix(f"{f.name}: ") if why else why  # the message names the file once
         if why and not force:
-            _err(f"healthkit: refused {f.name}: the daemon would fail it: {why}. Nothing was queued "
-                 "(--force queues it anyway)")
+            _err(
+                f"healthkit: refused {f.name}: the daemon would fail it: {why}. Nothing was queued "
+                "(--force queues it anyway)"
+            )
             rc = EXIT_DATA
             continue
         if why:
@@ -394,9 +418,11 @@ def queue_retry(path: Path, name: str, force: bool = False) -> int:
         why = chk.failure()
         why = why.removeprefix(f"{src.name}: ") if why else why
         if why and not force:
-            _err(f"healthkit: not retried: the daemon would fail {src.name} again: {why}. It stays in failed/ "
-                 f"(fix the file, or `{command('healthkit', 'queue', 'retry', lay.base, src.name, '--force')}` "
-                 "retries it anyway)")
+            _err(
+                f"healthkit: not retried: the daemon would fail {src.name} again: {why}. It stays in failed/ "
+                f"(fix the file, or `{command('healthkit', 'queue', 'retry', lay.base, src.name, '--force')}` "
+                "retries it anyway)"
+            )
             return EXIT_DATA
         if why:
             _err(f"WARNING: retried with --force although the daemon will fail it again: {why}")
@@ -410,7 +436,9 @@ def queue_retry(path: Path, name: str, force: bool = False) -> int:
     _out(f"moved failed/{Path(name).name} back to {dest.relative_to(lay.base)} and removed its error file")
     if point:
         where = point[1].parent
-        shown = where.relative_to(lay.base) if where.is_relative_to(lay.base) else where  # a checkpoint dir on another disk
+        shown = (
+            where.relative_to(lay.base) if where.is_relative_to(lay.base) else where
+        )  # a checkpoint dir on another disk
         _out(f"it resumes from {point[1].name} (step {point[0]}; {len(kept)} checkpoint(s) of it kept in {shown}/)")
     else:
         _out("it starts from the beginning: no complete checkpoint of it was kept")
@@ -455,17 +483,23 @@ def init(path: Path, tiny_model: bool = False, force: bool = False) -> int:
         from .preflight import missing_deps
 
         missing = [m for m in missing_deps() if m in ("torch", "transformers")] + (
-            [] if _importable("tokenizers") else ["tokenizers"])
+            [] if _importable("tokenizers") else ["tokenizers"]
+        )
         if missing:
-            _err(f"healthkit init --tiny-model needs {', '.join(missing)}: pip install 'healthkit[trainer]' "
-                 "(with torch==2.13.0 first for the CPU build); nothing was written")
+            _err(
+                f"healthkit init --tiny-model needs {', '.join(missing)}: pip install 'healthkit[trainer]' "
+                "(with torch==2.13.0 first for the CPU build); nothing was written"
+            )
             return 1
     try:
         written = init_workspace(path, tiny_model=tiny_model, force=force)
     except InitRefused as exc:
-        hint = ("" if not Path(path).is_dir() else
-                f"; to audit that run as it is, describe it with `{command('healthkit', 'init', '--detect', str(path))}` "
-                "(it writes only healthkit.toml)")
+        hint = (
+            ""
+            if not Path(path).is_dir()
+            else f"; to audit that run as it is, describe it with `{command('healthkit', 'init', '--detect', str(path))}` "
+            "(it writes only healthkit.toml)"
+        )
         _err(f"healthkit init: {exc}{hint}; nothing was written")
         return EXIT_CANTCREAT
     except OSError as exc:
@@ -477,5 +511,7 @@ def init(path: Path, tiny_model: bool = False, force: bool = False) -> int:
     if not written:
         _out("nothing to do: the workspace exists (init never replaces config.json or README.md: edit them)")
     if tiny_model:
-        _out(f"try: healthkit queue add {path} {Path(path) / 'data' / 'sample.jsonl'} && healthkit daemon start {path} --supervise")
+        _out(
+            f"try: healthkit queue add {path} {Path(path) / 'data' / 'sample.jsonl'} && healthkit daemon start {path} --supervise"
+        )
     return 0

@@ -29,7 +29,9 @@ class Requests:
 def request_pause(layout: Layout, reason: str | None = None) -> None:
     layout.control.mkdir(parents=True, exist_ok=True)
     (layout.control / "resume").unlink(missing_ok=True)
-    atomic_write(layout.control / "pause", json.dumps({"reason": reason or "paused by user", "requested_at": iso_now()}) + "\n")
+    atomic_write(
+        layout.control / "pause", json.dumps({"reason": reason or "paused by user", "requested_at": iso_now()}) + "\n"
+    )
 
 
 def request_resume(layout: Layout) -> None:
@@ -57,8 +59,11 @@ def stop_info(layout: Layout) -> dict[str, str]:
         data = None
     if not isinstance(data, dict):
         data = {"requested_at": text if text[:2] == "20" else None}
-    return {"at": str(data.get("requested_at") or iso_now()), "by": str(data.get("by") or "unknown (control/stop file)"),
-            "reason": str(data.get("reason") or "stop requested")}
+    return {
+        "at": str(data.get("requested_at") or iso_now()),
+        "by": str(data.get("by") or "unknown (control/stop file)"),
+        "reason": str(data.get("reason") or "stop requested"),
+    }
 
 
 def clear(layout: Layout, name: str) -> None:

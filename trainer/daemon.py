@@ -80,7 +80,9 @@ RETRY_DELAY_S = 1.0
 class Child:
     """A training child: our own (exit code known) or adopted from a dead daemon (outcome read from files)."""
 
-    def __init__(self, pid: int, started_at: float, file: Path, popen: subprocess.Popen | None = None, log_fh: Any = None):
+    def __init__(
+        self, pid: int, started_at: float, file: Path, popen: subprocess.Popen | None = None, log_fh: Any = None
+    ):
         self.pid = pid
         self.started_at = started_at
         self.file = file
@@ -162,7 +164,9 @@ class Daemon:
         except Exception as exc:
             log.exception("daemon crashed")
             try:
-                update_state(lay.daemon_state, state="crashed", error=f"{type(exc).__name__}: {exc}", crashed_at=iso_now())
+                update_state(
+                    lay.daemon_state, state="crashed", error=f"{type(exc).__name__}: {exc}", crashed_at=iso_now()
+                )
             except OSError:
                 pass
             return 1
@@ -181,7 +185,9 @@ class Daemon:
 
         events = self.events or RunEvents(self.layout)  # the one writer of the event log
         if not self.slurm_requeue:
-            events.append(SLURM_END, job_id=self.slurm_job, reason=(self.stop_request or {}).get("reason") or "daemon exited")
+            events.append(
+                SLURM_END, job_id=self.slurm_job, reason=(self.stop_request or {}).get("reason") or "daemon exited"
+            )
             return
         events.append(SLURM_REQUEUE, job_id=self.slurm_job, reason="time limit near (USR1): saved, requeued")
         log.info("requeueing Slurm job %s: the requeued job resumes from the checkpoint just saved", self.slurm_job)
@@ -198,12 +204,17 @@ class Daemon:
         lay = self.layout
         me = psutil.Process()
         lease_s, margin_s = lease_settings(lay.base)
-        keeper = LeaseKeeper(lay.pid_file, ensure_workspace_id(lay.base), me.pid, me.create_time(), lease_s, margin_s,
-                             lay.status_dir)
+        keeper = LeaseKeeper(
+            lay.pid_file, ensure_workspace_id(lay.base), me.pid, me.create_time(), lease_s, margin_s, lay.status_dir
+        )
         prev = keeper.acquire()
         if prev is not None and not prev.is_local(keeper.here) and prev.released_at is None:
-            log.warning("took over the workspace from host %s (generation %d, last renewed %s): its lease had expired",
-                        prev.host, prev.generation, iso_now(prev.renewed_at))
+            log.warning(
+                "took over the workspace from host %s (generation %d, last renewed %s): its lease had expired",
+                prev.host,
+                prev.generation,
+                iso_now(prev.renewed_at),
+            )
         self.lease = keeper
 
     def _fenced(self) -> int:
@@ -223,7 +234,9 @@ class Daemon:
             refuse_beside_foreign_training(lay)
         except DaemonError as exc:
             log.error("%s", exc)
-            update_state(lay.daemon_state, state="stopped", pid=None, error=str(exc), stopped_at=iso_now(), stop_request=None)
+            update_state(
+                lay.daemon_state, state="stopped", pid=None, error=str(exc), stopped_at=iso_now(), stop_request=None
+            )
             sys.stderr.write(f"healthkit daemon: not started: {exc}\n")
             return exc.exit_code
         pf = run_preflight(lay)
@@ -232,8 +245,15 @@ class Daemon:
         if not pf.ok:
             for e in pf.errors:
                 log.error("%s", e)
-            update_state(lay.daemon_state, state="stopped", pid=None, error=describe(pf), warnings=pf.warnings, stopped_at=iso_now(),
-                         stop_request=None)
+            update_state(
+                lay.daemon_state,
+                state="stopped",
+                pid=None,
+                error=describe(pf),
+                warnings=pf.warnings,
+                stopped_at=iso_now(),
+                stop_request=None,
+            )
             sys.stderr.write("healthkit daemon: cannot start:\n" + describe(pf) + "\n")
             return EXIT_CONFIG
         self.cfg = pf.config
@@ -250,13 +270,26 @@ class Daemon:
         self.paused = req.pause
         port, monitor_error = self._start_monitor()
         update_state(
-            lay.daemon_state, state="paused" if self.paused else "running", pid=me.pid, started_at=iso_now(me.create_time()),
-            host=self.lease.here.host if self.lease else None, lease_generation=self.lease.generation if self.lease else None,
-            restarts=self.restarts, supervised=self.supervised, warnings=self.warnings, error=None, monitor_port=port,
+            lay.daemon_state,
+            state="paused" if self.paused else "running",
+            pid=me.pid,
+            started_at=iso_now(me.create_time()),
+            host=self.lease.here.host if self.lease else None,
+            lease_generation=self.lease.generation if self.lease else None,
+            restarts=self.restarts,
+            supervised=self.supervised,
+            warnings=self.warnings,
+            error=None,
+            monitor_port=port,
             monitor_error=monitor_error,
-            ready_at=None, stop_request=None, stopped_at=None,
-            paused_at=(req.paused_at or iso_now()) if self.paused else None, pause_reason=req.pause_reason if self.paused else None,
-            current_file=prev.get("current_file"), child_pid=prev.get("child_pid"), child_started_at=prev.get("child_started_at"),
+            ready_at=None,
+            stop_request=None,
+            stopped_at=None,
+            paused_at=(req.paused_at or iso_now()) if self.paused else None,
+            pause_reason=req.pause_reason if self.paused else None,
+            current_file=prev.get("current_file"),
+            child_pid=prev.get("child_pid"),
+            child_started_at=prev.get("child_started_at"),
         )
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
@@ -264,8 +297,13 @@ class Daemon:
             signal.signal(signal.SIGUSR1, self._on_time_limit)
             from healthkit.contract.events import SLURM_JOB
 
-            events.append(SLURM_JOB, job_id=self.slurm_job, restarts=slurm.restarts(), pid=me.pid,
-                          host=self.lease.here.host if self.lease else None)
+            events.append(
+                SLURM_JOB,
+                job_id=self.slurm_job,
+                restarts=slurm.restarts(),
+                pid=me.pid,
+                host=self.lease.here.host if self.lease else None,
+            )
             update_state(lay.daemon_state, slurm_job_id=self.slurm_job, slurm_restarts=slurm.restarts())
             log.info("running as Slurm job %s (restart %d)", self.slurm_job, slurm.restarts())
         log.info("daemon started (PID %d, workspace %s, restarts %d)", me.pid, lay.base, self.restarts)
@@ -278,12 +316,22 @@ class Daemon:
         if gone:
             return self._leave_gone_workspace(gone)
         waiting = [p.name for p in q.in_processing(lay)]
-        update_state(lay.daemon_state, state="stopped", pid=None, stopped_at=iso_now(), current_file=None, child_pid=None,
-                     child_started_at=None, stop_request={**(self.stop_request or {}), "waiting": waiting} if self.stop_request else None)
+        update_state(
+            lay.daemon_state,
+            state="stopped",
+            pid=None,
+            stopped_at=iso_now(),
+            current_file=None,
+            child_pid=None,
+            child_started_at=None,
+            stop_request={**(self.stop_request or {}), "waiting": waiting} if self.stop_request else None,
+        )
         ctl.clear(lay, "stop")
         self._event("exit", reason=(self.stop_request or {}).get("reason") or "stopped")
-        log.info("daemon stopped%s", f" on request by {self.stop_request['by']} ({self.stop_request['reason']})"
-                 if self.stop_request else "")
+        log.info(
+            "daemon stopped%s",
+            f" on request by {self.stop_request['by']} ({self.stop_request['reason']})" if self.stop_request else "",
+        )
         return EXIT_OK
 
     def _on_signal(self, signum: int, frame: Any) -> None:
@@ -297,13 +345,18 @@ class Daemon:
 
     def _on_time_limit(self, signum: int, frame: Any) -> None:
         """Slurm's B:USR1 before the time limit: the child saves at its next step boundary, then the job is requeued."""
-        log.info("USR1: the job's time limit is near: saving at the next step boundary, then requeueing job %s",
-                 self.slurm_job)
+        log.info(
+            "USR1: the job's time limit is near: saving at the next step boundary, then requeueing job %s",
+            self.slurm_job,
+        )
         self.slurm_requeue = True
         self.stopping = True
         if self.stop_request is None:
-            self.stop_request = {"at": iso_now(), "by": f"slurm (job {self.slurm_job})",
-                                 "reason": f"time limit near (USR1): saved and requeued job {self.slurm_job}"}
+            self.stop_request = {
+                "at": iso_now(),
+                "by": f"slurm (job {self.slurm_job})",
+                "reason": f"time limit near (USR1): saved and requeued job {self.slurm_job}",
+            }
         if self.child is not None:
             ctl.request_stop(self.layout, by=self.stop_request["by"], reason=self.stop_request["reason"])
 
@@ -325,9 +378,14 @@ class Daemon:
         errors = []
         for want in dict.fromkeys([port, 0]):
             try:
-                self.monitor = Monitor(self.snapshot, want, history=self.live.to_dict,
-                                       findings=lambda: workspace_findings(self.layout.base), workspace=wsid,
-                                       workspace_path=str(self.layout.base)).start()
+                self.monitor = Monitor(
+                    self.snapshot,
+                    want,
+                    history=self.live.to_dict,
+                    findings=lambda: workspace_findings(self.layout.base),
+                    workspace=wsid,
+                    workspace_path=str(self.layout.base),
+                ).start()
                 break
             except OSError as exc:
                 errors.append(f"port {want} on 127.0.0.1: {exc.strerror or exc}")
@@ -340,7 +398,10 @@ class Daemon:
             msg = f"monitor on free port {self.monitor.port}: configured {errors[0]}"
             log.warning("%s", msg)
             self.warnings.append(msg)
-        log.info("monitor on http://127.0.0.1:%d/ (live page; /health /status /metrics /history /findings)", self.monitor.port)
+        log.info(
+            "monitor on http://127.0.0.1:%d/ (live page; /health /status /metrics /history /findings)",
+            self.monitor.port,
+        )
         return self.monitor.port, None
 
     # the loop ------------------------------------------------------------------
@@ -386,8 +447,11 @@ class Daemon:
             self._mirror_pause(req)
             if req.stop and not self.stopping:
                 self.stop_request = ctl.stop_info(lay)
-                log.info("stop requested by %s (%s): the child saves a checkpoint and exits at its next step boundary",
-                         self.stop_request["by"], self.stop_request["reason"])
+                log.info(
+                    "stop requested by %s (%s): the child saves a checkpoint and exits at its next step boundary",
+                    self.stop_request["by"],
+                    self.stop_request["reason"],
+                )
                 self.stopping = True
             if self.child is not None:
                 finished, rc = self.child.poll()
@@ -425,13 +489,22 @@ class Daemon:
         if req.pause and not self.paused:
             self.paused = True
             self._event("pause", reason=req.pause_reason)
-            update_state(self.layout.daemon_state, state="paused", paused_at=req.paused_at or iso_now(), pause_reason=req.pause_reason)
+            update_state(
+                self.layout.daemon_state,
+                state="paused",
+                paused_at=req.paused_at or iso_now(),
+                pause_reason=req.pause_reason,
+            )
             log.info("paused: %s", req.pause_reason)
         elif not req.pause and self.paused:
             self.paused = False
             self._event("unpause")
-            update_state(self.layout.daemon_state, state="waiting" if self.disk_wait else "running", paused_at=None,
-                         pause_reason=None)  # never sticky
+            update_state(
+                self.layout.daemon_state,
+                state="waiting" if self.disk_wait else "running",
+                paused_at=None,
+                pause_reason=None,
+            )  # never sticky
             log.info("resumed")
 
     def _set_idle(self) -> None:
@@ -479,20 +552,41 @@ class Daemon:
         env = child_env()
         if self.lease is not None:
             env[GENERATION_ENV] = str(self.lease.generation)  # the child commits checkpoints only under this generation
-        popen = subprocess.Popen(cmd, cwd=lay.base, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
-                                 start_new_session=True, env=env)
+        popen = subprocess.Popen(
+            cmd,
+            cwd=lay.base,
+            stdin=subprocess.DEVNULL,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
         try:
             started = psutil.Process(popen.pid).create_time()
         except psutil.Error:
             started = time.time()
         self.child = Child(popen.pid, started, file, popen, fh)
         self._last_progress = time.monotonic()
-        update_state(lay.daemon_state, state="paused" if self.paused else "running", current_file=file.name, child_pid=popen.pid,
-                     child_started_at=started, child_cmd=cmd, adopted=False, attempt=attempt)
+        update_state(
+            lay.daemon_state,
+            state="paused" if self.paused else "running",
+            current_file=file.name,
+            child_pid=popen.pid,
+            child_started_at=started,
+            child_cmd=cmd,
+            adopted=False,
+            attempt=attempt,
+        )
         if self.events is not None:
             self.events.file_start(file.name, resume, attempt, started)
-        log.info("spawn file=%s pid=%d attempt=%d resume=%s log=%s", file.name, popen.pid, attempt,
-                 resume.name if resume else "none", log_path.name)
+        log.info(
+            "spawn file=%s pid=%d attempt=%d resume=%s log=%s",
+            file.name,
+            popen.pid,
+            attempt,
+            resume.name if resume else "none",
+            log_path.name,
+        )
 
     def _prepare_checkpoints(self, name: str) -> Path | None:
         """Hand current_model/ to ``name``: log every deletion and move, record moves aside in the state."""
@@ -502,9 +596,15 @@ class Daemon:
             (log.warning if d.startswith("moved ") else log.info)("checkpoint: %s", d)
         if moved:
             aside = ck.set_aside(self.layout.checkpoints)
-            update_state(self.layout.daemon_state, set_aside={
-                "folder": str(aside[-1].relative_to(self.layout.base)) if aside else None, "at": iso_now(),
-                "before_training": name, "moved": moved})
+            update_state(
+                self.layout.daemon_state,
+                set_aside={
+                    "folder": str(aside[-1].relative_to(self.layout.base)) if aside else None,
+                    "at": iso_now(),
+                    "before_training": name,
+                    "moved": moved,
+                },
+            )
         return resume
 
     # adoption ------------------------------------------------------------------
@@ -512,8 +612,11 @@ class Daemon:
         pid, started = prev.get("child_pid"), prev.get("child_started_at")
         if isinstance(pid, int) and pid > 0:
             live = probe(pid)
-            if live.alive and live.info is not None and is_training(live.info, self.layout) and start_time_matches(
-                live.info, started if isinstance(started, (int, float)) else None
+            if (
+                live.alive
+                and live.info is not None
+                and is_training(live.info, self.layout)
+                and start_time_matches(live.info, started if isinstance(started, (int, float)) else None)
             ):
                 self._adopt_proc(live.info, prev.get("current_file"))
                 return
@@ -527,11 +630,17 @@ class Daemon:
         name = file_name or (Path(arg).name if arg else None) or "unknown.jsonl"
         self.child = Child(info.pid, info.create_time, lay.processing / name)
         self.idle = False
-        update_state(lay.daemon_state, current_file=name, child_pid=info.pid, child_started_at=info.create_time, adopted=True)
+        update_state(
+            lay.daemon_state, current_file=name, child_pid=info.pid, child_started_at=info.create_time, adopted=True
+        )
         if self.events is not None:
             self.events.adopt(name, info.pid, info.create_time)
-        log.warning("adopting training PID %d (%s) left running by a previous daemon: reporting its progress and waiting "
-                    "for it; no second training starts beside it", info.pid, name)
+        log.warning(
+            "adopting training PID %d (%s) left running by a previous daemon: reporting its progress and waiting "
+            "for it; no second training starts beside it",
+            info.pid,
+            name,
+        )
 
     def _observe(self) -> None:
         """Feed the live history from the status file, at most once per HISTORY_EVERY_S, only with a monitor."""
@@ -548,8 +657,16 @@ class Daemon:
         self._last_progress = now
         st = read_json(self.layout.status)
         if self.child is not None:
-            log.info("%s PID %d on %s: step %s/%s, loss %s, val_loss %s", "adopted" if self.child.adopted else "child",
-                     self.child.pid, self.child.file.name, st.get("step"), st.get("total_steps"), st.get("loss"), st.get("val_loss"))
+            log.info(
+                "%s PID %d on %s: step %s/%s, loss %s, val_loss %s",
+                "adopted" if self.child.adopted else "child",
+                self.child.pid,
+                self.child.file.name,
+                st.get("step"),
+                st.get("total_steps"),
+                st.get("loss"),
+                st.get("val_loss"),
+            )
 
     def _child_exited(self, rc: int | None) -> None:
         lay = self.layout
@@ -563,15 +680,24 @@ class Daemon:
         fresh = res.get("file") == name and _after(res.get("at"), child.started_at)
         outcome = res.get("outcome") if fresh else None
         still_here = child.file.exists()
-        if rc == EXIT_OK or (rc is None and not still_here and (lay.done / name).exists()) or (outcome == "completed" and not still_here):
+        if (
+            rc == EXIT_OK
+            or (rc is None and not still_here and (lay.done / name).exists())
+            or (outcome == "completed" and not still_here)
+        ):
             log.info("completed %s (PID %d%s)", name, child.pid, ", adopted" if child.adopted else "")
             self._ended(name, "done", res.get("step") if fresh else None)
             dropped = res.get("dropped_lines") if fresh else None
             if isinstance(dropped, dict) and dropped.get("count"):
-                log.warning("%s trained without %s of its %s line(s), too long for max_seq_length=%s: line(s) %s%s", name,
-                            dropped["count"], dropped.get("total"), dropped.get("max_seq_length"),
-                            ", ".join(str(n) for n in dropped.get("first_lines") or []),
-                            " ..." if dropped["count"] > len(dropped.get("first_lines") or []) else "")
+                log.warning(
+                    "%s trained without %s of its %s line(s), too long for max_seq_length=%s: line(s) %s%s",
+                    name,
+                    dropped["count"],
+                    dropped.get("total"),
+                    dropped.get("max_seq_length"),
+                    ", ".join(str(n) for n in dropped.get("first_lines") or []),
+                    " ..." if dropped["count"] > len(dropped.get("first_lines") or []) else "",
+                )
         elif rc == EXIT_DATA or outcome in ("data-error", "diverged"):
             err = res.get("error") or "invalid data"
             self._ended(name, "failed", res.get("step") if fresh else None, reason=err)
@@ -585,7 +711,9 @@ class Daemon:
             log.info("%s stopped at step %s; it resumes from its checkpoint on the next start", name, res.get("step"))
             self._ended(name, "stop", res.get("step") if fresh else None)
         elif still_here and self._out_of_space(rc, outcome):
-            log.warning("child PID %d for %s ran out of disk space (exit code %s): no failure is counted", child.pid, name, rc)
+            log.warning(
+                "child PID %d for %s ran out of disk space (exit code %s): no failure is counted", child.pid, name, rc
+            )
             self._ended(name, "disk", res.get("step") if fresh else None)  # the event of this disk wait
             self._room_for(name, told=True)
         elif not still_here:
@@ -596,7 +724,11 @@ class Daemon:
             elif rc is None:
                 err = "the adopted training process ended without a result (killed?)"
             elif rc < 0:
-                err = f"killed by signal {signal.Signals(-rc).name}" if -rc in signal.Signals._value2member_map_ else f"signal {-rc}"
+                err = (
+                    f"killed by signal {signal.Signals(-rc).name}"
+                    if -rc in signal.Signals._value2member_map_
+                    else f"signal {-rc}"
+                )
             else:
                 err = f"exit code {rc}"
             self._ended(name, "crash", res.get("step") if fresh else None, reason=err, exit_code=rc)
@@ -608,12 +740,24 @@ class Daemon:
                 self._write_crash_status(name, err, "failed")
             else:
                 resume = ck.last_complete_of(lay, name)
-                log.error("training of %s died (%s), attempt %d of %d; resuming from %s", name, err, n, self.cfg.max_failures,
-                          resume.name if resume else "the start")
+                log.error(
+                    "training of %s died (%s), attempt %d of %d; resuming from %s",
+                    name,
+                    err,
+                    n,
+                    self.cfg.max_failures,
+                    resume.name if resume else "the start",
+                )
                 self._write_crash_status(name, err, "crashed")
                 time.sleep(RETRY_DELAY_S)
-        update_state(lay.daemon_state, current_file=None, child_pid=None, child_started_at=None, adopted=False,
-                     last_exit={"file": name, "code": rc, "outcome": outcome, "at": iso_now()})
+        update_state(
+            lay.daemon_state,
+            current_file=None,
+            child_pid=None,
+            child_started_at=None,
+            adopted=False,
+            last_exit={"file": name, "code": rc, "outcome": outcome, "at": iso_now()},
+        )
 
     # disk full -----------------------------------------------------------------
     def _space(self) -> ds.Space:
@@ -632,8 +776,11 @@ class Daemon:
             return True
         self.idle = False
         self.disk_wait = ds.DiskWait(name, space, iso_now())
-        log.error("%s: %s waits in processing/ and resumes from its last complete checkpoint once there is room",
-                  space.reason(), name)
+        log.error(
+            "%s: %s waits in processing/ and resumes from its last complete checkpoint once there is room",
+            space.reason(),
+            name,
+        )
         if not told:
             self._event("disk-wait", file=name, free_bytes=space.free, needed_bytes=space.need)
         update_state(self.layout.daemon_state, **self.disk_wait.state())
@@ -652,8 +799,13 @@ class Daemon:
             wait.checked(space)
             update_state(self.layout.daemon_state, **wait.state())
             return
-        log.info("disk space is back: %d bytes free on %s (a checkpoint needs ~%d); resuming %s", space.free, space.mount,
-                 space.need, wait.file)
+        log.info(
+            "disk space is back: %d bytes free on %s (a checkpoint needs ~%d); resuming %s",
+            space.free,
+            space.mount,
+            space.need,
+            wait.file,
+        )
         self.disk_wait = None
         self._event("disk-resumed", file=wait.file)
         ensure_reserve(self.layout.status_dir)
@@ -664,8 +816,14 @@ class Daemon:
         from healthkit.contract import events as ev
 
         if self.events is not None:
-            name = {"exit": ev.DAEMON_EXIT, "pause": ev.PAUSE, "unpause": ev.UNPAUSE, "idle": ev.IDLE,
-                    "disk-wait": ev.DISK_WAIT, "disk-resumed": ev.DISK_RESUMED}[what]
+            name = {
+                "exit": ev.DAEMON_EXIT,
+                "pause": ev.PAUSE,
+                "unpause": ev.UNPAUSE,
+                "idle": ev.IDLE,
+                "disk-wait": ev.DISK_WAIT,
+                "disk-resumed": ev.DISK_RESUMED,
+            }[what]
             self.events.append(name, **fields)
 
     def _ended(self, name: str, outcome: str, step: Any, **fields: Any) -> None:
@@ -673,7 +831,9 @@ class Daemon:
             self.events.child_ended(name, outcome, step, **fields)
 
     def _write_crash_status(self, name: str, error: str, what: str) -> None:
-        update_status(self.layout.status, state="crashed", current_file=name, error=f"{what}: {error}", eta_seconds=None)
+        update_status(
+            self.layout.status, state="crashed", current_file=name, error=f"{what}: {error}", eta_seconds=None
+        )
 
     # monitor -------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -693,8 +853,14 @@ class Daemon:
             age = time.time() - _epoch(t.get("updated_at"))
             if age > 900:
                 reason = f"training status not updated for {age:.0f}s"
-        return {"healthy": reason is None, "reason": reason, "daemon": d, "training": t,
-                "queue": {k: len(v) for k, v in listing.items()}, "costs": costs}
+        return {
+            "healthy": reason is None,
+            "reason": reason,
+            "daemon": d,
+            "training": t,
+            "queue": {k: len(v) for k, v in listing.items()},
+            "costs": costs,
+        }
 
 
 def _epoch(iso: Any) -> float:
@@ -749,7 +915,9 @@ def refuse_beside_foreign_training(lay: Layout) -> None:
     raise DaemonError(
         f"a training this daemon did not start works in {lay.base}: {shown}. A daemon started now would train beside "
         f"it. Let it finish or stop it yourself; `healthkit fix --safe {lay.base}` starts the daemon once it has ended. "
-        "Nothing was started.", EXIT_ALREADY_RUNNING)
+        "Nothing was started.",
+        EXIT_ALREADY_RUNNING,
+    )
 
 
 def start_daemon(base: Path, supervise: bool = False, timeout_s: float = 60.0, run_as: Account | None = None) -> int:
@@ -777,8 +945,10 @@ def start_daemon(base: Path, supervise: bool = False, timeout_s: float = 60.0, r
     except (OSError, subprocess.CalledProcessError) as exc:
         who = f" as {run_as.name}" if run_as else ""
         detail = getattr(exc, "stderr", None) or str(exc)
-        raise DaemonError(f"the daemon could not be started{who}: {detail.strip().splitlines()[-1] if detail.strip() else exc}"
-                          + (f" ({run_as.name} must be able to run {sys.executable} and read the workspace)" if run_as else "")) from None
+        raise DaemonError(
+            f"the daemon could not be started{who}: {detail.strip().splitlines()[-1] if detail.strip() else exc}"
+            + (f" ({run_as.name} must be able to run {sys.executable} and read the workspace)" if run_as else "")
+        ) from None
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         pf = read_pid_file(lay.pid_file)
@@ -800,8 +970,10 @@ def _exited_at_once(lay: Layout, tail: str) -> DaemonError:
     if error and error not in tail:
         tail = f"{tail}\n{error}".strip()
     beside = "healthkit daemon: not started:" in tail  # a training it would not adopt began after our own check
-    return DaemonError(f"the daemon exited at once:\n{tail}" if tail else "the daemon exited at once (see logs/daemon.log)",
-                       EXIT_CONFIG if refused else EXIT_ALREADY_RUNNING if beside else 1)
+    return DaemonError(
+        f"the daemon exited at once:\n{tail}" if tail else "the daemon exited at once (see logs/daemon.log)",
+        EXIT_CONFIG if refused else EXIT_ALREADY_RUNNING if beside else 1,
+    )
 
 
 def start_consequences(base: Path) -> list[str]:
@@ -882,11 +1054,20 @@ def status(base: Path) -> dict[str, Any]:
     pid = running_daemon(lay)
     st = read_state(lay.daemon_state) if lay.daemon_state.exists() else {}  # no defaults for a daemon that never ran
     listing = q.listing(lay)
-    return {"running": bool(pid), "pid": pid, "state": st, "training": read_json(lay.status),
-            "queue": listing, "control": {k: (lay.control / k).exists() for k in ("pause", "resume", "stop")},
-            "child_alive": _child_alive(lay, st), "failed": _failed_reasons(lay, listing["failed"]),
-            "supervisor": (sup := read_json(lay.supervisor_state)), "supervisor_alive": bool(sup) and supervisor_alive(sup),
-            "slurm": _slurm_status(lay), "lease": _lease_status(lay)}
+    return {
+        "running": bool(pid),
+        "pid": pid,
+        "state": st,
+        "training": read_json(lay.status),
+        "queue": listing,
+        "control": {k: (lay.control / k).exists() for k in ("pause", "resume", "stop")},
+        "child_alive": _child_alive(lay, st),
+        "failed": _failed_reasons(lay, listing["failed"]),
+        "supervisor": (sup := read_json(lay.supervisor_state)),
+        "supervisor_alive": bool(sup) and supervisor_alive(sup),
+        "slurm": _slurm_status(lay),
+        "lease": _lease_status(lay),
+    }
 
 
 def _lease_status(lay: Layout) -> dict[str, Any] | None:
@@ -896,8 +1077,15 @@ def _lease_status(lay: Layout) -> dict[str, Any] | None:
     le = read_lease(lease_path(lay.pid_file)).lease
     if le is None:
         return None
-    return {"host": le.host, "pid": le.pid, "generation": le.generation, "renewed_s_ago": round(time.time() - le.renewed_at, 1),
-            "lease_seconds": le.lease_seconds, "released": le.released_at is not None, "local": le.is_local()}
+    return {
+        "host": le.host,
+        "pid": le.pid,
+        "generation": le.generation,
+        "renewed_s_ago": round(time.time() - le.renewed_at, 1),
+        "lease_seconds": le.lease_seconds,
+        "released": le.released_at is not None,
+        "local": le.is_local(),
+    }
 
 
 def _slurm_status(lay: Layout) -> dict[str, Any] | None:
@@ -924,8 +1112,12 @@ def _child_alive(lay: Layout, st: dict[str, Any]) -> bool:
     if not isinstance(pid, int) or isinstance(pid, bool):
         return False
     live = probe(pid)
-    return (live.alive and live.info is not None and start_time_matches(live.info, st.get("child_started_at"))
-            and is_training(live.info, lay))
+    return (
+        live.alive
+        and live.info is not None
+        and start_time_matches(live.info, st.get("child_started_at"))
+        and is_training(live.info, lay)
+    )
 
 
 def _failed_reasons(lay: Layout, names: list[str]) -> list[dict[str, Any]]:
@@ -933,8 +1125,9 @@ def _failed_reasons(lay: Layout, names: list[str]) -> list[dict[str, Any]]:
     out = []
     for name in names:
         data = read_json(lay.failed / f"{name}.error.json")
-        out.append({"file": name, "error": data.get("error") or "no error file says why",
-                    "failed_at": data.get("failed_at")})
+        out.append(
+            {"file": name, "error": data.get("error") or "no error file says why", "failed_at": data.get("failed_at")}
+        )
     return sorted(out, key=lambda f: str(f["failed_at"] or ""), reverse=True)
 
 

@@ -51,8 +51,13 @@ class LiveHistory:
 
     def to_dict(self) -> dict[str, Any]:
         with self._lock:
-            return {"file": self.file, "train": [list(p) for p in self.train], "eval": [list(p) for p in self.eval],
-                    "updated": self.updated, "max_points": self.train.maxlen}
+            return {
+                "file": self.file,
+                "train": [list(p) for p in self.train],
+                "eval": [list(p) for p in self.eval],
+                "updated": self.updated,
+                "max_points": self.train.maxlen,
+            }
 
 
 def latest_findings(reports: Path, shown: str | None = None) -> dict[str, Any]:
@@ -65,16 +70,27 @@ def latest_findings(reports: Path, shown: str | None = None) -> dict[str, Any]:
         data = read_json(path)
     except ReadProblem as exc:
         if exc.kind == "missing":
-            return {"available": False, **where,
-                    "reason": f"no audit report yet in {latest} (where `healthkit schedule` writes, from healthkit.toml's "
-                              "[paths] reports; an `audit --output` to another folder is not read)"}
+            return {
+                "available": False,
+                **where,
+                "reason": f"no audit report yet in {latest} (where `healthkit schedule` writes, from healthkit.toml's "
+                "[paths] reports; an `audit --output` to another folder is not read)",
+            }
         return {"available": False, **where, "reason": exc.message}
     if not isinstance(data, dict) or not isinstance(data.get("findings"), list):
         return {"available": False, **where, "reason": f"{latest} is not a healthkit JSON report"}
-    findings = [{"code": f.get("code"), "severity": f.get("severity"), "title": f.get("title")}
-                for f in data["findings"] if isinstance(f, dict)]
-    return {"available": True, **where, "generated_at": data.get("generated_at"), "status": data.get("status"),
-            "findings": findings}
+    findings = [
+        {"code": f.get("code"), "severity": f.get("severity"), "title": f.get("title")}
+        for f in data["findings"]
+        if isinstance(f, dict)
+    ]
+    return {
+        "available": True,
+        **where,
+        "generated_at": data.get("generated_at"),
+        "status": data.get("status"),
+        "findings": findings,
+    }
 
 
 def workspace_findings(base: Path) -> dict[str, Any]:
@@ -197,5 +213,8 @@ def page(workspace_path: str | None, workspace_id: str | None) -> str:
     from html import escape
 
     path = workspace_path or "?"
-    return (PAGE.replace("__WS_NAME__", escape(Path(path).name or path)).replace("__WS_PATH__", escape(path))
-            .replace("__WS_ID__", escape(workspace_id or "none")))
+    return (
+        PAGE.replace("__WS_NAME__", escape(Path(path).name or path))
+        .replace("__WS_PATH__", escape(path))
+        .replace("__WS_ID__", escape(workspace_id or "none"))
+    )

@@ -79,8 +79,9 @@ def _problem(obj: Any, fmt: str, text_field: str) -> str | None:
     return chat_problem(obj) if fmt == "chat" else _text_problem(obj, text_field)
 
 
-def scan_examples(path: Path, data_format: str = "auto", text_field: str = "text",
-                  keep: bool = True) -> tuple[str, list[Any], list[tuple[int, str]]]:
+def scan_examples(
+    path: Path, data_format: str = "auto", text_field: str = "text", keep: bool = True
+) -> tuple[str, list[Any], list[tuple[int, str]]]:
     """(format, examples, bad lines as (line number, why)): every line is looked at, nothing raised for a bad one.
 
     `queue add` reports every bad line from this; ``read_examples`` turns them into a DataError.
@@ -95,7 +96,9 @@ def scan_examples(path: Path, data_format: str = "auto", text_field: str = "text
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            why: str | None = f"invalid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})"  # "Invalid control character at"
+            why: str | None = (
+                f"invalid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})"  # "Invalid control character at"
+            )
         else:
             fmt = fmt or line_format(obj, text_field) or "text"
             why = _problem(obj, fmt, text_field)
@@ -115,8 +118,9 @@ def bad_lines_error(name: str, problems: list[tuple[int, str]]) -> str:
     return f"{name}: {len(problems)} bad line(s): " + "; ".join(shown) + more
 
 
-def read_examples(path: Path, data_format: str = "auto", text_field: str = "text",
-                  keep: bool = True) -> tuple[str, list[Any]]:
+def read_examples(
+    path: Path, data_format: str = "auto", text_field: str = "text", keep: bool = True
+) -> tuple[str, list[Any]]:
     """(format, examples): texts, or (line number, messages) for chat; raises DataError naming the bad lines.
 
     With ``keep=False`` the file is only checked (streamed; the daemon does this before a
@@ -165,7 +169,9 @@ class TokenizedDataset:
     def __init__(self, tokenizer: Any, texts: list[str], max_length: int):
         eos = tokenizer.eos_token or ""
         enc = tokenizer([t + eos for t in texts], truncation=True, max_length=max_length)
-        self.items = [{"input_ids": ids, "attention_mask": am} for ids, am in zip(enc["input_ids"], enc["attention_mask"])]
+        self.items = [
+            {"input_ids": ids, "attention_mask": am} for ids, am in zip(enc["input_ids"], enc["attention_mask"])
+        ]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -183,6 +189,7 @@ def assistant_spans(tokenizer: Any, messages: list[dict], template: str | None) 
     merges across the boundary cannot shift the mask; a template that does not render
     prefixes as prefixes of the whole is refused rather than guessed at.
     """
+
     def render(msgs: list[dict], gen: bool) -> str:
         return tokenizer.apply_chat_template(msgs, chat_template=template, tokenize=False, add_generation_prompt=gen)
 
@@ -193,8 +200,10 @@ def assistant_spans(tokenizer: Any, messages: list[dict], template: str | None) 
             continue
         start, end = render(messages[:i], True), render(messages[: i + 1], False)
         if not (full.startswith(start) and full.startswith(end) and len(end) > len(start)):
-            raise ValueError("the chat template does not render a conversation's beginning as the beginning of the whole, "
-                             "so the assistant turns cannot be located")
+            raise ValueError(
+                "the chat template does not render a conversation's beginning as the beginning of the whole, "
+                "so the assistant turns cannot be located"
+            )
         spans.append((len(start), len(end)))
     return full, spans
 
@@ -243,23 +252,32 @@ class Dropped:
     def summary(self) -> str:
         n = len(self.lines)
         shown = ", ".join(str(x) for x in sorted(self.lines)[:SHOWN_LINES]) + (" ..." if n > SHOWN_LINES else "")
-        return (f"{n} of {self.total} line(s) ({self.share:.1%}) too long for max_seq_length={self.max_length} "
-                f"(the assistant part wholly cut off): line(s) {shown}")
+        return (
+            f"{n} of {self.total} line(s) ({self.share:.1%}) too long for max_seq_length={self.max_length} "
+            f"(the assistant part wholly cut off): line(s) {shown}"
+        )
 
     def record(self) -> dict[str, Any]:
         """What the done record, the status file and the result say (first SHOWN_LINES line numbers)."""
-        return {"count": len(self.lines), "total": self.total, "share": round(self.share, 4),
-                "max_seq_length": self.max_length, "first_lines": sorted(self.lines)[:SHOWN_LINES],
-                "fail_share": MAX_DROPPED_SHARE}
+        return {
+            "count": len(self.lines),
+            "total": self.total,
+            "share": round(self.share, 4),
+            "max_seq_length": self.max_length,
+            "first_lines": sorted(self.lines)[:SHOWN_LINES],
+            "fail_share": MAX_DROPPED_SHARE,
+        }
 
     def failure(self, name: str, trainable: int) -> str | None:
         """Why the file fails instead of training on the rest (None when it trains)."""
         if trainable == 0:
             return f"{name}: nothing trainable is left: {self.summary()}"
         if self.share > MAX_DROPPED_SHARE:
-            return (f"{name}: too many lines too long: {self.summary()}; more than {MAX_DROPPED_SHARE:.0%} dropped would "
-                    "train on a biased sample, so the file fails: raise max_seq_length (up to the model's positions) or "
-                    "shorten the lines")
+            return (
+                f"{name}: too many lines too long: {self.summary()}; more than {MAX_DROPPED_SHARE:.0%} dropped would "
+                "train on a biased sample, so the file fails: raise max_seq_length (up to the model's positions) or "
+                "shorten the lines"
+            )
         return None
 
 
@@ -271,8 +289,14 @@ class ChatDataset(TokenizedDataset):
     the template cannot render raises DataError by number.
     """
 
-    def __init__(self, tokenizer: Any, conversations: list[tuple[int, list[dict]]], max_length: int,
-                 template: str | None = None, name: str = "file"):
+    def __init__(
+        self,
+        tokenizer: Any,
+        conversations: list[tuple[int, list[dict]]],
+        max_length: int,
+        template: str | None = None,
+        name: str = "file",
+    ):
         self.items = []
         self.dropped: list[int] = []
         problems: list[tuple[int, str]] = []

@@ -48,8 +48,10 @@ class FileCheck:
         out = [f"{name}: {self.good + len(self.bad)} line(s) of {self.fmt} data: {len(self.bad)} bad, {self.good} good"]
         if self.bad:
             shown = "; ".join(f"line {n}: {why}" for n, why in self.bad[:SHOWN_LINES])
-            out.append(f"  bad line(s) (the daemon fails a file with any): {shown}"
-                       + (f" (and {len(self.bad) - SHOWN_LINES} more)" if len(self.bad) > SHOWN_LINES else ""))
+            out.append(
+                f"  bad line(s) (the daemon fails a file with any): {shown}"
+                + (f" (and {len(self.bad) - SHOWN_LINES} more)" if len(self.bad) > SHOWN_LINES else "")
+            )
         if self.tokens:
             out.append(f"  token lengths: {self.tokens}")
         if self.dropped is not None:
@@ -65,7 +67,9 @@ class FileCheck:
 def _token_lengths(layout: Layout, cfg: TrainingConfig, chk: FileCheck, examples: list[Any]) -> None:
     """Tokenize every conversation as the trainer will, count those whose assistant part is wholly cut off."""
     if chk.fmt != "chat":
-        chk.tokens = f"not needed for text data (a text line longer than max_seq_length={cfg.max_seq_length} is truncated)"
+        chk.tokens = (
+            f"not needed for text data (a text line longer than max_seq_length={cfg.max_seq_length} is truncated)"
+        )
         return
     if any(importlib.util.find_spec(m) is None for m in ("torch", "transformers")):
         chk.tokens = "not checked: the trainer extra is not installed (pip install 'healthkit[trainer]')"
@@ -89,7 +93,9 @@ def _token_lengths(layout: Layout, cfg: TrainingConfig, chk: FileCheck, examples
         tok = load_tokenizer(layout, cfg, model_source(layout, cfg))
     except Exception as exc:
         why = " ".join(str(exc).split())  # transformers' messages span lines
-        chk.tokens = f"not checked: the tokenizer in {_rel(layout, folder)} could not be loaded ({type(exc).__name__}: {why})"
+        chk.tokens = (
+            f"not checked: the tokenizer in {_rel(layout, folder)} could not be loaded ({type(exc).__name__}: {why})"
+        )
         return
     lines, bad = [], []
     for n, msgs in examples:
@@ -102,7 +108,9 @@ def _token_lengths(layout: Layout, cfg: TrainingConfig, chk: FileCheck, examples
             lines.append(n)
     chk.bad.extend(bad)
     chk.good -= len(bad)
-    chk.tokens = f"checked with the workspace's tokenizer ({_rel(layout, folder)}) at max_seq_length={cfg.max_seq_length}"
+    chk.tokens = (
+        f"checked with the workspace's tokenizer ({_rel(layout, folder)}) at max_seq_length={cfg.max_seq_length}"
+    )
     if lines:
         chk.dropped = Dropped(lines, chk.good, cfg.max_seq_length)
 

@@ -79,7 +79,9 @@ def checkpoint_bytes(layout: Layout, model_dir: Path | None = None) -> int:
         return max(sizes)
     weights = 0
     if model_dir is not None and model_dir.is_dir():
-        weights = sum(tree_bytes(model_dir / w) if (model_dir / w).is_dir() else _size(model_dir / w) for w in WEIGHT_FILES)
+        weights = sum(
+            tree_bytes(model_dir / w) if (model_dir / w).is_dir() else _size(model_dir / w) for w in WEIGHT_FILES
+        )
     return 3 * weights
 
 
@@ -129,8 +131,13 @@ def measure(layout: Layout, model_dir: Path | None = None) -> Space:
 
 FIRST_CHECK_S = 0.5
 MAX_CHECK_S = float(os.environ.get("HEALTHKIT_DISK_CHECK_MAX_S", "30"))
-CLEARED: dict[str, Any] = {"waiting_for": None, "waiting_reason": None, "waiting_file": None, "waiting_since": None,
-                           "disk": None}
+CLEARED: dict[str, Any] = {
+    "waiting_for": None,
+    "waiting_reason": None,
+    "waiting_file": None,
+    "waiting_since": None,
+    "disk": None,
+}
 
 
 class DiskWait:
@@ -153,5 +160,11 @@ class DiskWait:
 
     def state(self) -> dict[str, Any]:
         """What daemon_state.json says while waiting (`healthkit daemon status` and the audit read it)."""
-        return {"state": "waiting", "waiting_for": "disk", "waiting_reason": self.space.reason(), "waiting_file": self.file,
-                "waiting_since": self.since, "disk": self.space.as_dict()}
+        return {
+            "state": "waiting",
+            "waiting_for": "disk",
+            "waiting_reason": self.space.reason(),
+            "waiting_file": self.file,
+            "waiting_since": self.since,
+            "disk": self.space.as_dict(),
+        }

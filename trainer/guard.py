@@ -90,10 +90,15 @@ class LossGuard(TrainerCallback):
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         bad = self._agree(self._bad is not None)
         if bad:
-            last = (f"the last finite loss was {self.last_finite[1]:.4g} at step {self.last_finite[0]}"
-                    if self.last_finite else "no finite loss before it")
+            last = (
+                f"the last finite loss was {self.last_finite[1]:.4g} at step {self.last_finite[0]}"
+                if self.last_finite
+                else "no finite loss before it"
+            )
             value = self._bad if self._bad is not None else math.nan
-            self._stop(control, state.global_step, f"training loss non-finite ({value}) at step {state.global_step}; {last}")
+            self._stop(
+                control, state.global_step, f"training loss non-finite ({value}) at step {state.global_step}; {last}"
+            )
         elif self._last_value is not None:
             self.last_finite = (state.global_step, self._last_value)
         self._bad = None
@@ -113,10 +118,12 @@ class LossGuard(TrainerCallback):
         if found is None or self._spike_seen:
             return
         self._spike_seen = True
-        what = (f"loss diverged to {found.value:.4g} at step {found.step:g}, {found.ratio:.1f}x its starting loss"
-                if found.divergence else
-                f"loss spiked to {found.value:.4g} at step {found.step:g}, {found.ratio:.1f}x the median before it, and "
-                "did not come back")
+        what = (
+            f"loss diverged to {found.value:.4g} at step {found.step:g}, {found.ratio:.1f}x its starting loss"
+            if found.divergence
+            else f"loss spiked to {found.value:.4g} at step {found.step:g}, {found.ratio:.1f}x the median before it, and "
+            "did not come back"
+        )
         if self.spike_action == "stop":
             self._stop(control, state.global_step, f"{what} (guard.spike_action = stop)")
         else:
@@ -125,8 +132,11 @@ class LossGuard(TrainerCallback):
     def _spike(self) -> Any:
         head = self._losses[:5]
         steps, vals = self._steps, self._losses
-        d = divergence(steps[:5] + steps[max(5, len(steps) - SPIKE_TAIL):], head + vals[max(5, len(vals) - SPIKE_TAIL):],
-                       self.limits)
+        d = divergence(
+            steps[:5] + steps[max(5, len(steps) - SPIKE_TAIL) :],
+            head + vals[max(5, len(vals) - SPIKE_TAIL) :],
+            self.limits,
+        )
         if d is not None:
             return d
         tail_steps, tail = steps[-SPIKE_TAIL:], vals[-SPIKE_TAIL:]

@@ -50,7 +50,12 @@ def render_metrics(snap: dict[str, Any]) -> str:
     metric("healthkit_daemon_up", "1 while the daemon serves this endpoint", 1)
     metric("healthkit_daemon_healthy", "1 when /health answers 200", 1 if snap.get("healthy") else 0)
     for state in DAEMON_STATES:
-        metric("healthkit_daemon_state", "daemon state (1 for the current one)", 1 if d.get("state") == state else 0, f'state="{state}"')
+        metric(
+            "healthkit_daemon_state",
+            "daemon state (1 for the current one)",
+            1 if d.get("state") == state else 0,
+            f'state="{state}"',
+        )
     metric("healthkit_daemon_restarts", "restarts by the supervisor", d.get("restarts") or 0, kind="counter")
     for key, name, help_ in METRICS:
         metric(name, help_, t.get(key))
@@ -66,8 +71,16 @@ def render_metrics(snap: dict[str, Any]) -> str:
 
 
 class Monitor:
-    def __init__(self, snapshot: Snapshot, port: int, host: str = "127.0.0.1", history: Snapshot | None = None,
-                 findings: Snapshot | None = None, workspace: str | None = None, workspace_path: str | None = None):
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        port: int,
+        host: str = "127.0.0.1",
+        history: Snapshot | None = None,
+        findings: Snapshot | None = None,
+        workspace: str | None = None,
+        workspace_path: str | None = None,
+    ):
         """``workspace``: the workspace id (healthkit.contract.wsid) that `/health` names, so an audit credits only its own
         monitor; ``workspace_path``: what the live page's heading names."""
         self.snapshot = snapshot
@@ -88,8 +101,14 @@ class Monitor:
                 except Exception as exc:
                     snap = {"healthy": False, "reason": f"snapshot failed: {exc}"}
                 if path == "/health":
-                    body = json.dumps({"healthy": bool(snap.get("healthy")), "reason": snap.get("reason"),
-                                       "workspace": monitor.workspace, "workspace_path": monitor.workspace_path})
+                    body = json.dumps(
+                        {
+                            "healthy": bool(snap.get("healthy")),
+                            "reason": snap.get("reason"),
+                            "workspace": monitor.workspace,
+                            "workspace_path": monitor.workspace_path,
+                        }
+                    )
                     self._send(200 if snap.get("healthy") else 503, body, "application/json")
                 elif path == "/status":
                     self._send(200, json.dumps(snap, indent=2, sort_keys=True, default=str), "application/json")
@@ -127,8 +146,9 @@ class Monitor:
         self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.5},
-                                       name="healthkit-monitor", daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.5}, name="healthkit-monitor", daemon=True
+        )
 
     def start(self) -> Monitor:
         self.thread.start()

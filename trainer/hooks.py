@@ -52,8 +52,15 @@ class HookCosts:
 
     def section(self, step: int, train_time_s: float) -> dict[str, Any]:
         with self._lock:
-            hooks = {k: {"calls": int(v["calls"]), "total_s": round(v["total_s"], 6), "max_s": round(v["max_s"], 6),
-                         "timeouts": int(v["timeouts"])} for k, v in sorted(self.hooks.items())}
+            hooks = {
+                k: {
+                    "calls": int(v["calls"]),
+                    "total_s": round(v["total_s"], 6),
+                    "max_s": round(v["max_s"], 6),
+                    "timeouts": int(v["timeouts"]),
+                }
+                for k, v in sorted(self.hooks.items())
+            }
             total = sum(v["total_s"] for v in self.hooks.values())
             ev = dict(self.evaluation)
         return {
@@ -63,8 +70,12 @@ class HookCosts:
             "hooks": hooks,
             "hook_share": round(total / train_time_s, 6) if train_time_s > 0 else None,
             # The evaluation loop is the validation itself, not monitoring: reported, not in hook_share.
-            "evaluation": {"calls": int(ev["calls"]), "total_s": round(ev["total_s"], 6), "max_s": round(ev["max_s"], 6),
-                           "share": round(ev["total_s"] / train_time_s, 6) if train_time_s > 0 else None},
+            "evaluation": {
+                "calls": int(ev["calls"]),
+                "total_s": round(ev["total_s"], 6),
+                "max_s": round(ev["max_s"], 6),
+                "share": round(ev["total_s"] / train_time_s, 6) if train_time_s > 0 else None,
+            },
         }
 
 
@@ -83,7 +94,9 @@ class Background:
 
     def _start_worker(self) -> None:
         self._generation += 1
-        t = threading.Thread(target=self._run, args=(self._generation,), name=f"healthkit-hooks-{self._generation}", daemon=True)
+        t = threading.Thread(
+            target=self._run, args=(self._generation,), name=f"healthkit-hooks-{self._generation}", daemon=True
+        )
         t.start()
 
     def _run(self, gen: int) -> None:

@@ -30,15 +30,28 @@ def child_command(layout: Layout, cfg: TrainingConfig, file: Path, attempt: int,
     if resume is not None:
         inner += ["--resume-from", str(resume)]
     if cfg.launcher == "torchrun":
-        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={cfg.nproc_per_node}", f"--nnodes={cfg.nnodes}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            f"--nproc-per-node={cfg.nproc_per_node}",
+            f"--nnodes={cfg.nnodes}",
+        ]
         if cfg.nnodes == 1:
             cmd.append("--standalone")
         else:
             cmd += ["--rdzv-backend=c10d", f"--rdzv-endpoint={cfg.rdzv_endpoint}", "--rdzv-id=healthkit"]
         return cmd + inner
     if cfg.launcher == "accelerate":
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(cfg.nproc_per_node * cfg.nnodes),
-               "--num_machines", str(cfg.nnodes)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--num_processes",
+            str(cfg.nproc_per_node * cfg.nnodes),
+            "--num_machines",
+            str(cfg.nnodes),
+        ]
         if cfg.nnodes > 1 and cfg.rdzv_endpoint:
             host, _, port = cfg.rdzv_endpoint.rpartition(":")
             cmd += ["--main_process_ip", host, "--main_process_port", port]
@@ -50,8 +63,14 @@ def child_command(layout: Layout, cfg: TrainingConfig, file: Path, attempt: int,
 
 def child_env() -> dict[str, str]:
     env = dict(os.environ)
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-               PYTHONUNBUFFERED="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
+    env.update(
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONUNBUFFERED="1",
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+    )
     root = str(Path(__file__).resolve().parent.parent)  # the trainer package must import from the workspace cwd
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
@@ -120,8 +139,9 @@ os._exit(0)
 """
 
 
-def spawn_detached(argv: list[str], cwd: Path, log: Path, env: dict[str, str] | None = None,
-                   run_as: Account | None = None) -> int:
+def spawn_detached(
+    argv: list[str], cwd: Path, log: Path, env: dict[str, str] | None = None, run_as: Account | None = None
+) -> int:
     """Start ``argv`` fully detached (not our child: an intermediate process exits at once); returns its PID.
 
     ``run_as``: the intermediate process drops to that user before it runs (healthkit.contract.trust.Account),
@@ -130,6 +150,13 @@ def spawn_detached(argv: list[str], cwd: Path, log: Path, env: dict[str, str] | 
     make_dirs_for(log.parent, cwd)
     env = env or child_env()
     drop = run_as.popen_kwargs() if run_as else {}
-    out = subprocess.run([sys.executable, "-c", SPAWNER, str(log), str(cwd), *argv], capture_output=True, text=True,
-                         env=run_as.env(env) if run_as else env, timeout=60, check=True, **drop)
+    out = subprocess.run(
+        [sys.executable, "-c", SPAWNER, str(log), str(cwd), *argv],
+        capture_output=True,
+        text=True,
+        env=run_as.env(env) if run_as else env,
+        timeout=60,
+        check=True,
+        **drop,
+    )
     return int(out.stdout.strip().splitlines()[-1])

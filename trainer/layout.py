@@ -18,7 +18,9 @@ EXIT_DATA = 65  # EX_DATAERR: the queue file itself is bad; retrying cannot help
 EXIT_STOPPED = 75  # a stop request was honoured (checkpoint saved); the file stays in processing/
 EXIT_ALREADY_RUNNING = 73  # another daemon holds the lock, or a training it would not adopt works in the workspace
 EXIT_DISK_FULL = 74  # EX_IOERR: a write failed for lack of space; the daemon waits for room, then resumes
-EXIT_FENCED = 76  # EX_PROTOCOL: the lease could not be renewed or another holder took it; training stopped, nothing committed
+EXIT_FENCED = (
+    76  # EX_PROTOCOL: the lease could not be renewed or another holder took it; training stopped, nothing committed
+)
 EXIT_CONFIG = 78  # EX_CONFIG: config.json invalid, docs drift (policy fail), or evaluation cannot run
 
 
@@ -113,14 +115,23 @@ class Layout:
     def monitoring_costs(self) -> Path:
         return self.base / _PATHS.monitoring_costs
 
-
     def resolve(self, p: str) -> Path:
         """A config path: absolute as given, relative to the workspace otherwise."""
         q = Path(p).expanduser()
         return q if q.is_absolute() else self.base / q
 
     def ensure(self) -> None:
-        for d in (self.status_dir, self.inbox, self.processing, self.done, self.failed, self.control, self.logs, self.checkpoints, self.models):
+        for d in (
+            self.status_dir,
+            self.inbox,
+            self.processing,
+            self.done,
+            self.failed,
+            self.control,
+            self.logs,
+            self.checkpoints,
+            self.models,
+        ):
             d.mkdir(parents=True, exist_ok=True)
 
 
@@ -146,9 +157,15 @@ class TolerantFileHandler(logging.FileHandler):
         super().emit(record)
         if lost and self.lost == lost:
             self.lost = 0
-            note = logging.makeLogRecord({"name": record.name, "levelno": logging.WARNING, "levelname": "WARNING",
-                                          "msg": "%d log line(s) lost while the log could not be written (disk full?)",
-                                          "args": (lost,)})
+            note = logging.makeLogRecord(
+                {
+                    "name": record.name,
+                    "levelno": logging.WARNING,
+                    "levelname": "WARNING",
+                    "msg": "%d log line(s) lost while the log could not be written (disk full?)",
+                    "args": (lost,),
+                }
+            )
             super().emit(note)
 
 

@@ -75,8 +75,16 @@ def _claim_path(path: Path, generation: int) -> Path:
 class LeaseKeeper:
     """The daemon's lease: ``acquire`` once (after the daemon lock), then ``start`` the renewing thread."""
 
-    def __init__(self, pid_file: Path, workspace_id: str | None, pid: int, start_time: float, lease_s: float,
-                 margin_s: float, status_dir: Path | None = None):
+    def __init__(
+        self,
+        pid_file: Path,
+        workspace_id: str | None,
+        pid: int,
+        start_time: float,
+        lease_s: float,
+        margin_s: float,
+        status_dir: Path | None = None,
+    ):
         self.path = lease_path(pid_file)
         self.workspace_id = workspace_id
         self.pid, self.start_time = pid, start_time
@@ -98,8 +106,20 @@ class LeaseKeeper:
         return self.fenced_why is not None
 
     def _lease(self, now: float, released: float | None = None) -> Lease:
-        return Lease(self.here.host, self.here.boot_id, self.pid, self.start_time, self.generation, self.lease_s, now,
-                     self.acquired_at, self.workspace_id, self.holder, self.pid, released)
+        return Lease(
+            self.here.host,
+            self.here.boot_id,
+            self.pid,
+            self.start_time,
+            self.generation,
+            self.lease_s,
+            now,
+            self.acquired_at,
+            self.workspace_id,
+            self.holder,
+            self.pid,
+            released,
+        )
 
     def _write(self, lease: Lease) -> None:
         write_using_reserve(self.path, json.dumps(lease.to_json(), sort_keys=True) + "\n", self.status_dir)
@@ -110,15 +130,24 @@ class LeaseKeeper:
         prev = found.lease
         now = time.time()
         if prev is not None and not prev.is_local(self.here) and prev.fresh(now, self.margin_s):
-            raise LeaseHeld(f"host {prev.host} holds the workspace's lease (generation {prev.generation}, daemon PID "
-                            f"{prev.pid} there), renewed {now - prev.renewed_at:.0f} s ago; it expires "
-                            f"{prev.expires_at(self.margin_s) - now:.0f} s from now unless renewed", prev)
+            raise LeaseHeld(
+                f"host {prev.host} holds the workspace's lease (generation {prev.generation}, daemon PID "
+                f"{prev.pid} there), renewed {now - prev.renewed_at:.0f} s ago; it expires "
+                f"{prev.expires_at(self.margin_s) - now:.0f} s from now unless renewed",
+                prev,
+            )
         if prev is not None and prev.is_local(self.here) and prev.fresh(now, self.margin_s) and prev.pid != self.pid:
             live = probe(prev.pid)  # where flock is missing (ENOSYS), a live daemon here is seen by its lease
-            if live.alive and live.info is not None and start_time_matches(live.info, prev.start_time) \
-                    and prev.renewed_by in (None, prev.pid):
-                raise LeaseHeld(f"daemon PID {prev.pid} on this host holds the workspace's lease (generation "
-                                f"{prev.generation})", prev)
+            if (
+                live.alive
+                and live.info is not None
+                and start_time_matches(live.info, prev.start_time)
+                and prev.renewed_by in (None, prev.pid)
+            ):
+                raise LeaseHeld(
+                    f"daemon PID {prev.pid} on this host holds the workspace's lease (generation {prev.generation})",
+                    prev,
+                )
         gen = max(prev.generation if prev else 0, self._newest_claim()) + 1
         try:
             fd = os.open(_claim_path(self.path, gen), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
@@ -137,8 +166,13 @@ class LeaseKeeper:
                     old.unlink()
             except (ValueError, OSError):
                 pass
-        log.info("lease generation %d claimed on %s (lease %.0f s, fenced after %.0f s without renewal)", gen,
-                 self.here.host, self.lease_s, self.fence_after)
+        log.info(
+            "lease generation %d claimed on %s (lease %.0f s, fenced after %.0f s without renewal)",
+            gen,
+            self.here.host,
+            self.lease_s,
+            self.fence_after,
+        )
         return prev
 
     def _newest_claim(self) -> int:
@@ -155,10 +189,14 @@ class LeaseKeeper:
         t0 = time.monotonic()
         found = read_lease(self.path)
         cur = found.lease
-        if cur is not None and (cur.generation > self.generation or (cur.generation == self.generation and cur.holder
-                                                                     and cur.holder != self.holder)):
-            self.fenced_why = (f"lease generation {self.generation} was superseded by generation {cur.generation} "
-                               f"(host {cur.host}, PID {cur.pid})")
+        if cur is not None and (
+            cur.generation > self.generation
+            or (cur.generation == self.generation and cur.holder and cur.holder != self.holder)
+        ):
+            self.fenced_why = (
+                f"lease generation {self.generation} was superseded by generation {cur.generation} "
+                f"(host {cur.host}, PID {cur.pid})"
+            )
             return False
         try:
             self._write(self._lease(time.time()))
@@ -176,8 +214,10 @@ class LeaseKeeper:
     def check(self) -> None:
         """Fence when the last good renewal is older than fence_after on our own monotonic clock."""
         if self.fenced_why is None and time.monotonic() - self.last_ok > self.fence_after:
-            self.fenced_why = (f"the lease could not be renewed for {time.monotonic() - self.last_ok:.0f} s (lease "
-                               f"{self.lease_s:.0f} s, margin {self.margin_s:.0f} s)")
+            self.fenced_why = (
+                f"the lease could not be renewed for {time.monotonic() - self.last_ok:.0f} s (lease "
+                f"{self.lease_s:.0f} s, margin {self.margin_s:.0f} s)"
+            )
 
     def start(self) -> None:
         interval = max(0.05, self.lease_s / RENEWALS_PER_LEASE)
@@ -293,8 +333,20 @@ class LeaseGuard:
         """Our daemon died on this host: keep its lease alive, so that no other host starts beside this training."""
         t0 = time.monotonic()
         now = time.time()
-        mine = Lease(lease.host, lease.boot_id, lease.pid, lease.start_time, lease.generation, lease.lease_seconds, now,
-                     lease.acquired_at, lease.workspace_id, lease.holder, os.getpid(), None)
+        mine = Lease(
+            lease.host,
+            lease.boot_id,
+            lease.pid,
+            lease.start_time,
+            lease.generation,
+            lease.lease_seconds,
+            now,
+            lease.acquired_at,
+            lease.workspace_id,
+            lease.holder,
+            os.getpid(),
+            None,
+        )
         try:
             write_using_reserve(self.path, json.dumps(mine.to_json(), sort_keys=True) + "\n", self.status_dir)
         except OSError as exc:

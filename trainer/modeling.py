@@ -37,17 +37,25 @@ def quantized_kwargs() -> dict[str, Any]:
     if not torch.cuda.is_available():
         raise RuntimeError("lora.load_in_4bit (QLoRA) needs a CUDA GPU: bitsandbytes 4-bit weights do not run on a CPU")
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"quantization_config": BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype),
-        "dtype": dtype}
+    return {
+        "quantization_config": BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
+        ),
+        "dtype": dtype,
+    }
 
 
 def lora_config(lora: LoraSettings) -> Any:
     from peft import LoraConfig
 
     # peft annotates lora_alpha as int, but only scales by it (alpha / r): a float alpha is what it computes with.
-    return LoraConfig(r=lora.r, lora_alpha=lora.alpha,  # type: ignore[arg-type]
-                      lora_dropout=lora.dropout, target_modules=lora.target_modules, task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,  # type: ignore[arg-type]
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
 
 
 def load_model(layout: Layout, cfg: TrainingConfig, src: str) -> Any:
@@ -61,7 +69,9 @@ def load_model(layout: Layout, cfg: TrainingConfig, src: str) -> Any:
     if kw:
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=bool(cfg.arg("gradient_checkpointing")))
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=bool(cfg.arg("gradient_checkpointing"))
+        )
     if adapter:
         from peft import PeftModel
 
@@ -77,7 +87,9 @@ def load_model(layout: Layout, cfg: TrainingConfig, src: str) -> Any:
 
     model = get_peft_model(model, lora_config(lora))
     trainable, total = model.get_nb_trainable_parameters()
-    log.info("LoRA r=%d alpha=%g on %s: %d of %d parameters train", lora.r, lora.alpha, lora.target_modules, trainable, total)
+    log.info(
+        "LoRA r=%d alpha=%g on %s: %d of %d parameters train", lora.r, lora.alpha, lora.target_modules, trainable, total
+    )
     return model
 
 

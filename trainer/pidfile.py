@@ -67,16 +67,20 @@ class DaemonLock:
         fd = os.open(lock_path(self.layout), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         got = try_flock(fd, fcntl.LOCK_EX)
         if got is False and stale_remote_holder(self.layout) is not None:
-            log.warning("the daemon lock is held, but by host %s, whose lease expired: a dead host's lock at the file "
-                        "server (NFSv3 keeps it until that host reboots); going on, the lease fences",
-                        stale_remote_holder(self.layout).host)
+            log.warning(
+                "the daemon lock is held, but by host %s, whose lease expired: a dead host's lock at the file "
+                "server (NFSv3 keeps it until that host reboots); going on, the lease fences",
+                stale_remote_holder(self.layout).host,
+            )
             got = None
         if got is False:
             os.close(fd)
             return False
         if got is None:
-            log.warning("this file system has no flock (%s): the lease alone keeps a second daemon out",
-                        os.strerror(errno.ENOSYS))
+            log.warning(
+                "this file system has no flock (%s): the lease alone keeps a second daemon out",
+                os.strerror(errno.ENOSYS),
+            )
         if before_pid_file is not None:
             try:
                 before_pid_file()

@@ -73,17 +73,25 @@ def check_validation(layout: Layout, cfg: TrainingConfig, pf: Preflight) -> None
         try:
             read_examples(p, cfg.data_format, cfg.text_field, keep=False)
         except DataError as exc:
-            pf.errors.append(f"evaluation is configured (eval_strategy={cfg.eval_strategy}) but validation_file cannot be used: {exc}"
-                             if p.exists() else
-                             f"evaluation is configured (eval_strategy={cfg.eval_strategy}) but validation_file {p} does not exist")
+            pf.errors.append(
+                f"evaluation is configured (eval_strategy={cfg.eval_strategy}) but validation_file cannot be used: {exc}"
+                if p.exists()
+                else f"evaluation is configured (eval_strategy={cfg.eval_strategy}) but validation_file {p} does not exist"
+            )
     elif cfg.validation_split <= 0:
-        pf.errors.append(f"evaluation is configured (eval_strategy={cfg.eval_strategy}) but there is no validation_file "
-                         "and validation_split is 0: set one of them, or eval_strategy 'no'")
+        pf.errors.append(
+            f"evaluation is configured (eval_strategy={cfg.eval_strategy}) but there is no validation_file "
+            "and validation_split is 0: set one of them, or eval_strategy 'no'"
+        )
     if cfg.eval_strategy == "steps" and cfg.max_steps > 0 and cfg.eval_steps > cfg.max_steps:
-        pf.warnings.append(f"eval_steps={cfg.eval_steps} is more than max_steps={cfg.max_steps}: validation will not run during "
-                           "a file; it runs once at the end of each file")
+        pf.warnings.append(
+            f"eval_steps={cfg.eval_steps} is more than max_steps={cfg.max_steps}: validation will not run during "
+            "a file; it runs once at the end of each file"
+        )
     if cfg.load_best_model_at_end and cfg.eval_strategy == "steps" and cfg.save_steps % cfg.eval_steps:
-        pf.errors.append(f"load_best_model_at_end needs save_steps ({cfg.save_steps}) to be a multiple of eval_steps ({cfg.eval_steps})")
+        pf.errors.append(
+            f"load_best_model_at_end needs save_steps ({cfg.save_steps}) to be a multiple of eval_steps ({cfg.eval_steps})"
+        )
 
 
 def has_chat_template(folder: Path) -> bool:
@@ -121,8 +129,10 @@ def template_problem(layout: Layout, cfg: TrainingConfig, what: str) -> str | No
     folder = tokenizer_folder(layout, cfg)
     if cfg.chat_template or not folder.is_dir() or has_chat_template(folder):
         return None
-    return (f"{what} is chat data but the tokenizer in {folder} has no chat template and config.json sets no "
-            "chat_template: add one (a Jinja template, as transformers' apply_chat_template takes)")
+    return (
+        f"{what} is chat data but the tokenizer in {folder} has no chat template and config.json sets no "
+        "chat_template: add one (a Jinja template, as transformers' apply_chat_template takes)"
+    )
 
 
 def check_chat(layout: Layout, cfg: TrainingConfig, pf: Preflight) -> None:
@@ -146,8 +156,10 @@ def check_torch_side(cfg: TrainingConfig, pf: Preflight) -> None:
     cuda = torch.cuda.is_available()
     pf.errors.extend(check_training_args(cfg, cuda))
     if lora and lora.load_in_4bit and not cuda:
-        pf.errors.append("lora.load_in_4bit (QLoRA) loads the base model in 4 bits through bitsandbytes, which needs a CUDA GPU; "
-                         "this machine has none: set lora.load_in_4bit to false to train the adapter on a full-precision base")
+        pf.errors.append(
+            "lora.load_in_4bit (QLoRA) loads the base model in 4 bits through bitsandbytes, which needs a CUDA GPU; "
+            "this machine has none: set lora.load_in_4bit to false to train the adapter on a full-precision base"
+        )
     elif lora and lora.load_in_4bit and importlib.util.find_spec("bitsandbytes") is None:
         pf.errors.append("lora.load_in_4bit (QLoRA) needs bitsandbytes: pip install bitsandbytes")
 
@@ -161,13 +173,17 @@ def check_drift(layout: Layout, cfg: TrainingConfig, pf: Preflight) -> None:
 
         report = audit(layout.base, select=["config.doc-drift"], record_costs=False)
     except SelectorError:
-        pf.warnings.append("the docs drift check is not installed (no check reports config.doc-drift): docs were not compared")
+        pf.warnings.append(
+            "the docs drift check is not installed (no check reports config.doc-drift): docs were not compared"
+        )
         return
     except Exception as exc:
         pf.warnings.append(f"the docs drift check could not run: {type(exc).__name__}: {exc}")
         return
     if not report.results:
-        pf.warnings.append("the docs drift check is not installed (no check reports config.doc-drift): docs were not compared")
+        pf.warnings.append(
+            "the docs drift check is not installed (no check reports config.doc-drift): docs were not compared"
+        )
         return
     for r in report.results:
         if r.error:
@@ -178,7 +194,8 @@ def check_drift(layout: Layout, cfg: TrainingConfig, pf: Preflight) -> None:
             detail = "; ".join(f.problem) if isinstance(f.problem, list) else str(f.problem or "")
             msg = f"{f.code}: {f.title}" + (f" ({detail})" if detail else "")
             (pf.errors if cfg.drift_policy == "fail" else pf.warnings).append(
-                msg + ("" if cfg.drift_policy == "fail" else " [drift_policy=warn]"))
+                msg + ("" if cfg.drift_policy == "fail" else " [drift_policy=warn]")
+            )
 
 
 def base_model_problem(layout: Layout, base_model: str) -> str | None:
@@ -187,14 +204,18 @@ def base_model_problem(layout: Layout, base_model: str) -> str | None:
 
     base = layout.resolve(base_model)
     if base.is_dir() and placeholder_unfilled(base):
-        return (f"base_model {base_model!r} is the placeholder `healthkit init` made: no model is in {base} yet; put the "
-                f"model there (see {base / PLACEHOLDER}) or set base_model to a model's folder")
+        return (
+            f"base_model {base_model!r} is the placeholder `healthkit init` made: no model is in {base} yet; put the "
+            f"model there (see {base / PLACEHOLDER}) or set base_model to a model's folder"
+        )
     if base.is_dir():
         return None
     if base.exists():
         return f"base_model {base_model!r} is not a folder ({base})"
-    return (f"base_model {base_model!r} is not a local folder ({base}); the trainer runs offline and downloads nothing: "
-            "download the model once and set base_model to its folder")
+    return (
+        f"base_model {base_model!r} is not a local folder ({base}); the trainer runs offline and downloads nothing: "
+        "download the model once and set base_model to its folder"
+    )
 
 
 def run_preflight(layout: Layout, drift: bool = True) -> Preflight:
@@ -206,13 +227,17 @@ def run_preflight(layout: Layout, drift: bool = True) -> Preflight:
         return pf
     missing = missing_deps()
     if missing:
-        pf.errors.append(f"the trainer needs {', '.join(missing)}: pip install 'healthkit[trainer]' "
-                         "(transformers' Trainer refuses to run without accelerate)")
+        pf.errors.append(
+            f"the trainer needs {', '.join(missing)}: pip install 'healthkit[trainer]' "
+            "(transformers' Trainer refuses to run without accelerate)"
+        )
     cfg = pf.config
     from healthkit.contract.configschema import unknown_key_lines
 
     pf.warnings.extend(unknown_key_lines(dict(cfg.model_extra or {})))  # a misspelled key is ignored: say so
-    problem = base_model_problem(layout, cfg.base_model) or seq_length_problem(cfg.max_seq_length, layout.resolve(cfg.base_model))
+    problem = base_model_problem(layout, cfg.base_model) or seq_length_problem(
+        cfg.max_seq_length, layout.resolve(cfg.base_model)
+    )
     if problem:
         pf.errors.append(problem)
     check_validation(layout, cfg, pf)

@@ -45,7 +45,11 @@ class Entry:
 
 def _jsonl(folder: Path) -> list[Path]:
     try:
-        return [Path(e.path) for e in os.scandir(folder) if e.name.endswith(".jsonl") and not e.name.startswith(".") and e.is_file()]
+        return [
+            Path(e.path)
+            for e in os.scandir(folder)
+            if e.name.endswith(".jsonl") and not e.name.startswith(".") and e.is_file()
+        ]
     except FileNotFoundError:
         return []
 
@@ -161,8 +165,14 @@ def finish_failed(layout: Layout, path: Path, error: str, log: Path | None = Non
     info = attempts(layout, path.name)
     write_json(
         dest.with_name(dest.name + ".error.json"),
-        {"file": path.name, "error": error, "failed_at": iso_now(), "attempts": info["attempts"],
-         "errors": info["errors"], "log": str(log) if log else None},
+        {
+            "file": path.name,
+            "error": error,
+            "failed_at": iso_now(),
+            "attempts": info["attempts"],
+            "errors": info["errors"],
+            "log": str(log) if log else None,
+        },
     )
     os.rename(path, dest)
     _attempts_path(layout, path.name).unlink(missing_ok=True)

@@ -61,8 +61,16 @@ class RunEvents:
         name = st.get("current_file")
         if isinstance(name, str) and step is not None:
             self.reached[name] = max(self.reached.get(name, 0), step)
-        self.append(ev.DAEMON_START, pid=pid, host=socket.gethostname(), restarts=restarts, work_queued=work_queued,
-                    previous_progress_at=_epoch(st.get("updated_at")), previous_step=step, previous_file=name)
+        self.append(
+            ev.DAEMON_START,
+            pid=pid,
+            host=socket.gethostname(),
+            restarts=restarts,
+            work_queued=work_queued,
+            previous_progress_at=_epoch(st.get("updated_at")),
+            previous_step=step,
+            previous_file=name,
+        )
 
     def file_start(self, name: str, resume: Path | None, attempt: int, child_started: float) -> None:
         frm = checkpoint_step(resume) or 0
@@ -92,7 +100,12 @@ class RunEvents:
         if isinstance(step, int):
             self.reached[name] = max(self.reached.get(name, 0), step)
         started = _epoch(st.get("started_at"))
-        if not self._began and st.get("state") == "training" and started is not None and started >= self._child_started - 1:
+        if (
+            not self._began
+            and st.get("state") == "training"
+            and started is not None
+            and started >= self._child_started - 1
+        ):
             self._began = True
             self.append(ev.TRAINING, file=name, step=step, at=_epoch(st.get("updated_at")) or time.time())
             self._last_ckpt = st.get("last_checkpoint")
@@ -105,8 +118,13 @@ class RunEvents:
         """outcome: done, failed, stop, disk, crash."""
         self.watch()
         step = step if isinstance(step, int) else self.reached.get(name)
-        event = {"done": ev.FILE_DONE, "failed": ev.FILE_FAILED, "stop": ev.STOP, "disk": ev.DISK_WAIT,
-                 "crash": ev.CRASH}[outcome]
+        event = {
+            "done": ev.FILE_DONE,
+            "failed": ev.FILE_FAILED,
+            "stop": ev.STOP,
+            "disk": ev.DISK_WAIT,
+            "crash": ev.CRASH,
+        }[outcome]
         self.append(event, file=name, step=step, **fields)
         if outcome == "done":
             self.reached.pop(name, None)

@@ -48,26 +48,40 @@ def default_config(base_model: str = "models/base", **overrides: Any) -> dict[st
 def config_doc(cfg: dict[str, Any]) -> str:
     """README.md stating the config as prose lines (`- `key`: value`), which the drift check compares with config.json
     and `healthkit fix --safe` rewrites when config.json changes (a fenced block would be left to `--unsafe`)."""
-    keys = ("base_model", "max_steps", "eval_strategy", "eval_steps", "save_steps", "save_total_limit", "logging_steps",
-            "learning_rate", "per_device_train_batch_size", "max_seq_length", "validation_file", "validation_split")
+    keys = (
+        "base_model",
+        "max_steps",
+        "eval_strategy",
+        "eval_steps",
+        "save_steps",
+        "save_total_limit",
+        "logging_steps",
+        "learning_rate",
+        "per_device_train_batch_size",
+        "max_seq_length",
+        "validation_file",
+        "validation_split",
+    )
     stated = {k: cfg[k] for k in keys if k in cfg}
-    return "\n".join([
-        "# Training workspace",
-        "",
-        "Managed by the healthkit trainer. Queue JSONL files (one `{\"text\": ...}` or chat",
-        "`{\"messages\": [{\"role\": ..., \"content\": ...}]}` per line; chat trains on the assistant turns) with",
-        "`healthkit queue add WORKSPACE FILE`, start with `healthkit daemon start WORKSPACE --supervise`, check with",
-        "`healthkit audit WORKSPACE` (WORKSPACE: this folder's path, `.` when you are in it).",
-        "",
-        "## Configuration (from config.json; `healthkit audit` reports drift, `healthkit fix --safe` rewrites it here)",
-        "",
-        *(f"- `{k}`: {_doc_value(v)}" for k, v in stated.items()),
-        "",
-        "Layout: `queue/inbox -> processing -> done | failed`, checkpoints of the file in training in",
-        "`current_model/checkpoint-N/` (at most `save_total_limit`, plus the best), final models in",
-        "`models/<file-stem>/` (the newest `keep_final_models`), status in `status/`, logs in `logs/`.",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# Training workspace",
+            "",
+            'Managed by the healthkit trainer. Queue JSONL files (one `{"text": ...}` or chat',
+            '`{"messages": [{"role": ..., "content": ...}]}` per line; chat trains on the assistant turns) with',
+            "`healthkit queue add WORKSPACE FILE`, start with `healthkit daemon start WORKSPACE --supervise`, check with",
+            "`healthkit audit WORKSPACE` (WORKSPACE: this folder's path, `.` when you are in it).",
+            "",
+            "## Configuration (from config.json; `healthkit audit` reports drift, `healthkit fix --safe` rewrites it here)",
+            "",
+            *(f"- `{k}`: {_doc_value(v)}" for k, v in stated.items()),
+            "",
+            "Layout: `queue/inbox -> processing -> done | failed`, checkpoints of the file in training in",
+            "`current_model/checkpoint-N/` (at most `save_total_limit`, plus the best), final models in",
+            "`models/<file-stem>/` (the newest `keep_final_models`), status in `status/`, logs in `logs/`.",
+            "",
+        ]
+    )
 
 
 def _doc_value(value: Any) -> str:
@@ -98,8 +112,10 @@ def _refusal(lay: Layout) -> str | None:
         return None
     rel, n = found[0]
     what = FOUND_FORMAT.get(str(base / rel if rel != "." else base), "checkpoint(s)")
-    return (f"{base} already holds a training run (`{rel}/` holds {n} {what}); init writes a new workspace's "
-            "config.json (with a retention limit) and would make healthkit treat it as that run's policy")
+    return (
+        f"{base} already holds a training run (`{rel}/` holds {n} {what}); init writes a new workspace's "
+        "config.json (with a retention limit) and would make healthkit treat it as that run's policy"
+    )
 
 
 def _is_within(path: Path, base: Path) -> bool:
@@ -140,7 +156,9 @@ def init_workspace(base: Path, tiny_model: bool = False, force: bool = False, **
         cfg = json.loads(lay.config.read_text(encoding="utf-8"))
     settings = lay.base / "healthkit.toml"
     if not settings.exists():  # our trainer's workspace opts in to recording the audit's own cost
-        settings.write_text("# healthkit audit settings (see `healthkit checks`)\n[audit]\nrecord_cost = true\n", encoding="utf-8")
+        settings.write_text(
+            "# healthkit audit settings (see `healthkit checks`)\n[audit]\nrecord_cost = true\n", encoding="utf-8"
+        )
         written.append(settings)
     readme = lay.base / "README.md"
     if not readme.exists():
@@ -160,8 +178,12 @@ def init_workspace(base: Path, tiny_model: bool = False, force: bool = False, **
         if force or not (dest / "config.json").exists():
             # Room for ordinary chat data: a tokenizer that knows common English words, and 1024 positions (a
             # conversation of a few 80-word turns is a few hundred tokens); max_seq_length stays within them.
-            build_tiny_model(dest, n_positions=max(TINY_POSITIONS, int(cfg.get("max_seq_length", 64))), vocab_size=1000,
-                             words=WORDS + COMMON_WORDS)
+            build_tiny_model(
+                dest,
+                n_positions=max(TINY_POSITIONS, int(cfg.get("max_seq_length", 64))),
+                vocab_size=1000,
+                words=WORDS + COMMON_WORDS,
+            )
             written.append(dest)
         sample = lay.base / "data" / "sample.jsonl"
         if not sample.exists():

@@ -28,21 +28,29 @@ class SlurmError(Exception):
 def batch_script(lay: Layout, settings: Settings, workspace_id: str, python: str | None = None) -> str:
     """The batch script `healthkit daemon slurm-script` prints and `daemon start` submits."""
     sl = settings.slurm
-    opts = [f"--job-name={job_name(workspace_id)}", f"--comment={quote_arg(str(lay.base))}", "--requeue",
-            f"--signal=B:USR1@{sl.signal_lead_seconds}", f"--output={quote_arg(str(lay.logs / 'slurm-%j.out'))}",
-            "--open-mode=append"]
+    opts = [
+        f"--job-name={job_name(workspace_id)}",
+        f"--comment={quote_arg(str(lay.base))}",
+        "--requeue",
+        f"--signal=B:USR1@{sl.signal_lead_seconds}",
+        f"--output={quote_arg(str(lay.logs / 'slurm-%j.out'))}",
+        "--open-mode=append",
+    ]
     if sl.partition:
         opts.append(f"--partition={quote_arg(sl.partition)}")
     if sl.time:
         opts.append(f"--time={quote_arg(sl.time)}")
     opts += [quote_arg(a) for a in sl.sbatch_args]
     py = python or sys.executable
-    lines = ["#!/bin/bash", *[f"#SBATCH {o}" for o in opts],
-             "# healthkit: the daemon replaces this shell (exec), so that Slurm's B:USR1 reaches it: on USR1 the",
-             "# training saves at its next step boundary and the daemon requeues this job; on TERM it saves and ends.",
-             f"cd {quote_arg(str(lay.base))} || exit 1",
-             "export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1",
-             "exec " + command(py, "-m", "healthkit.trainer.daemon", "--workspace", str(lay.base))]
+    lines = [
+        "#!/bin/bash",
+        *[f"#SBATCH {o}" for o in opts],
+        "# healthkit: the daemon replaces this shell (exec), so that Slurm's B:USR1 reaches it: on USR1 the",
+        "# training saves at its next step boundary and the daemon requeues this job; on TERM it saves and ends.",
+        f"cd {quote_arg(str(lay.base))} || exit 1",
+        "export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1",
+        "exec " + command(py, "-m", "healthkit.trainer.daemon", "--workspace", str(lay.base)),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -83,4 +91,3 @@ def restarts() -> int:
         return int(os.environ.get("SLURM_RESTART_COUNT") or 0)
     except ValueError:
         return 0
-

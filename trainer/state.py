@@ -168,8 +168,17 @@ def flush_pending() -> bool:
 
 
 STATUS_TEMPLATE: dict[str, Any] = {
-    "state": "idle", "step": None, "total_steps": None, "loss": None, "val_loss": None, "val_train_gap": None,
-    "current_file": None, "started_at": None, "updated_at": None, "eta_seconds": None, "gpu": None,
+    "state": "idle",
+    "step": None,
+    "total_steps": None,
+    "loss": None,
+    "val_loss": None,
+    "val_train_gap": None,
+    "current_file": None,
+    "started_at": None,
+    "updated_at": None,
+    "eta_seconds": None,
+    "gpu": None,
 }
 
 

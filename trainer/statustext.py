@@ -40,7 +40,9 @@ def training_line(tr: dict[str, Any], current_file: str | None = None) -> str:
     """
     state, file = tr.get("state") or "unknown", tr.get("current_file")
     if current_file and file != current_file:
-        return f"progress: {current_file} starting, no step yet" + (f" (the status file still describes {file})" if file else "")
+        return f"progress: {current_file} starting, no step yet" + (
+            f" (the status file still describes {file})" if file else ""
+        )
     if state == "idle":
         return "progress: idle, no file in training"
     parts = [f"progress: {state}" + ("" if state in ACTIVE or not file else f" ({file}, last run)")]
@@ -77,10 +79,14 @@ def disk_wait_line(st: dict[str, Any]) -> str:
     """What a daemon waiting for disk space waits for, in bytes and in words."""
     disk = st.get("disk") or {}
     free, need = disk.get("free_bytes"), disk.get("need_bytes")
-    short = f"; {need - free} more bytes needed" if isinstance(free, int) and isinstance(need, int) and need > free else ""
-    return (f"waiting for disk space since {st.get('waiting_since')}: {free} bytes free on {disk.get('mount')}, "
-            f"a checkpoint needs ~{need}{short}; {st.get('waiting_file')} resumes from its last complete checkpoint "
-            "once there is room (`healthkit fix` can free space)")
+    short = (
+        f"; {need - free} more bytes needed" if isinstance(free, int) and isinstance(need, int) and need > free else ""
+    )
+    return (
+        f"waiting for disk space since {st.get('waiting_since')}: {free} bytes free on {disk.get('mount')}, "
+        f"a checkpoint needs ~{need}{short}; {st.get('waiting_file')} resumes from its last complete checkpoint "
+        "once there is room (`healthkit fix` can free space)"
+    )
 
 
 def child_line(running: bool, st: dict[str, Any], alive: bool) -> str | None:
@@ -90,15 +96,19 @@ def child_line(running: bool, st: dict[str, Any], alive: bool) -> str | None:
     if not pid or not alive:
         return None
     if not running:
-        return (f"training: PID {pid} on {file} runs with no daemon over it "
-                "(`healthkit fix --safe` starts a daemon that adopts it)")
+        return (
+            f"training: PID {pid} on {file} runs with no daemon over it "
+            "(`healthkit fix --safe` starts a daemon that adopts it)"
+        )
     return f"training: PID {pid} on {file}" + (" (adopted)" if st.get("adopted") else "")
 
 
 def failed_lines(failed: list[dict[str, Any]]) -> list[str]:
     """Why the newest failed files failed (their error files), so "failed 1" comes with its reason."""
-    out = [f"failed: {f['file']}: {f['error']}" + (f" (at {f['failed_at']})" if f.get("failed_at") else "")
-           for f in failed[:FAILED_SHOWN]]
+    out = [
+        f"failed: {f['file']}: {f['error']}" + (f" (at {f['failed_at']})" if f.get("failed_at") else "")
+        for f in failed[:FAILED_SHOWN]
+    ]
     if len(failed) > FAILED_SHOWN:
         out.append(f"failed: {len(failed) - FAILED_SHOWN} more (`healthkit queue list` shows them)")
     return out
@@ -127,10 +137,14 @@ def run_detail_lines(tr: dict[str, Any]) -> list[str]:
     out = []
     dropped = tr.get("dropped_lines")
     if isinstance(dropped, dict) and dropped.get("count"):
-        out.append(f"dropped: {dropped['count']} of {dropped.get('total')} line(s) too long for "
-                   f"max_seq_length={dropped.get('max_seq_length')} (line(s) {', '.join(map(str, dropped.get('first_lines') or []))})")
+        out.append(
+            f"dropped: {dropped['count']} of {dropped.get('total')} line(s) too long for "
+            f"max_seq_length={dropped.get('max_seq_length')} (line(s) {', '.join(map(str, dropped.get('first_lines') or []))})"
+        )
     for key, change in (tr.get("settings_on_resume") or {}).items():
-        out.append(f"on resume: {key} {change.get('checkpoint')} (checkpoint) -> {change.get('config')} (config.json applies)")
+        out.append(
+            f"on resume: {key} {change.get('checkpoint')} (checkpoint) -> {change.get('config')} (config.json applies)"
+        )
     return out
 
 
@@ -140,8 +154,10 @@ def status_lines(s: dict[str, Any]) -> list[str]:
     out = [daemon_line(running, s["pid"], st)]
     lease = s.get("lease") or {}
     if lease and not lease.get("local") and not lease.get("released"):
-        out.append(f"lease: held by host {lease['host']} (PID {lease['pid']} there, generation {lease['generation']}), "
-                   f"renewed {lease['renewed_s_ago']:.0f} s ago (lease {lease['lease_seconds']:.0f} s)")
+        out.append(
+            f"lease: held by host {lease['host']} (PID {lease['pid']} there, generation {lease['generation']}), "
+            f"renewed {lease['renewed_s_ago']:.0f} s ago (lease {lease['lease_seconds']:.0f} s)"
+        )
     sl = s.get("slurm")
     if sl is not None:
         if sl.get("why"):
@@ -149,9 +165,11 @@ def status_lines(s: dict[str, Any]) -> list[str]:
         elif not sl.get("jobs"):
             out.append(f"slurm: no job named {sl.get('name')} in the queue")
         for job in sl.get("jobs") or []:
-            out.append(f"slurm: job {job['job_id']} {job['state']}"
-                       + (f", reason {job['reason']}" if job.get("reason") not in (None, "", "None") else "")
-                       + f", time left {job['time_left']}")
+            out.append(
+                f"slurm: job {job['job_id']} {job['state']}"
+                + (f", reason {job['reason']}" if job.get("reason") not in (None, "", "None") else "")
+                + f", time left {job['time_left']}"
+            )
     sup = supervisor_line(s.get("supervisor") or {}, bool(s.get("supervisor_alive")))
     if sup:
         out.append(sup)

@@ -38,8 +38,14 @@ RECORD_WAIT_S = 60.0
 
 
 class Supervisor:
-    def __init__(self, layout: Layout, backoff_s: float = 1.0, max_backoff_s: float = 60.0, max_fast_failures: int = 5,
-                 fast_s: float = 60.0):
+    def __init__(
+        self,
+        layout: Layout,
+        backoff_s: float = 1.0,
+        max_backoff_s: float = 60.0,
+        max_fast_failures: int = 5,
+        fast_s: float = 60.0,
+    ):
         self.layout = layout
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
@@ -75,14 +81,33 @@ class Supervisor:
         restarts = fast = 0
         log.info("supervisor started (PID %d)", os.getpid())
         created = psutil.Process().create_time()  # the clock the daemon's started_at is read by: "since" times compare
-        self.record(state="running", pid=os.getpid(), create_time=created, started_at=iso_now(created),
-                    daemon_pid=None, restarts=0, last_crash=None, ended_at=None, reason=None)
+        self.record(
+            state="running",
+            pid=os.getpid(),
+            create_time=created,
+            started_at=iso_now(created),
+            daemon_pid=None,
+            restarts=0,
+            last_crash=None,
+            ended_at=None,
+            reason=None,
+        )
         while True:
-            argv = [sys.executable, "-m", DAEMON_MODULE, "--workspace", str(lay.base), "--restarts", str(restarts), "--supervised"]
+            argv = [
+                sys.executable,
+                "-m",
+                DAEMON_MODULE,
+                "--workspace",
+                str(lay.base),
+                "--restarts",
+                str(restarts),
+                "--supervised",
+            ]
             t0 = time.monotonic()
             with _daemon_out(lay) as out:
-                self.proc = subprocess.Popen(argv, cwd=lay.base, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                             env=child_env())
+                self.proc = subprocess.Popen(
+                    argv, cwd=lay.base, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=child_env()
+                )
             log.info("daemon started: PID %d (restart %d)", self.proc.pid, restarts)
             self.record(daemon_pid=self.proc.pid)
             rc = self.proc.wait()
@@ -102,17 +127,36 @@ class Supervisor:
             how = f"signal {-rc}" if rc < 0 else f"exit code {rc}"
             fast = fast + 1 if lived < self.fast_s else 1
             if fast >= self.max_fast_failures:
-                reason = f"the daemon crashed {fast} times in a row, each within {self.fast_s:g}s of its start (last: {how})"
+                reason = (
+                    f"the daemon crashed {fast} times in a row, each within {self.fast_s:g}s of its start (last: {how})"
+                )
                 self._give_up(reason, restarts=restarts)
                 return 1
             delay = min(self.max_backoff_s, self.backoff_s * 2 ** (fast - 1))
             restarts += 1
-            log.warning("daemon PID %d crashed (%s) after %.1fs; restart %d in %.1fs", self.proc.pid, how, lived, restarts, delay)
+            log.warning(
+                "daemon PID %d crashed (%s) after %.1fs; restart %d in %.1fs",
+                self.proc.pid,
+                how,
+                lived,
+                restarts,
+                delay,
+            )
             at = iso_now()
-            update_state(lay.daemon_state, state="crashed", pid=None, restarts=restarts, last_crash_at=at, last_crash=how)
-            self.record(restarts=restarts, last_crash={"daemon_pid": self.proc.pid, "signal": _signal_name(rc),
-                                                       "exit_code": rc if rc >= 0 else None, "at": at,
-                                                       "after_s": round(lived, 1), "restart_in_s": delay})
+            update_state(
+                lay.daemon_state, state="crashed", pid=None, restarts=restarts, last_crash_at=at, last_crash=how
+            )
+            self.record(
+                restarts=restarts,
+                last_crash={
+                    "daemon_pid": self.proc.pid,
+                    "signal": _signal_name(rc),
+                    "exit_code": rc if rc >= 0 else None,
+                    "at": at,
+                    "after_s": round(lived, 1),
+                    "restart_in_s": delay,
+                },
+            )
             end = time.monotonic() + delay
             while time.monotonic() < end and not self.stopping:
                 time.sleep(0.1)
@@ -120,12 +164,13 @@ class Supervisor:
                 self.record(state="stopped", ended_at=iso_now(), reason="stopped on request while waiting to restart")
                 return EXIT_OK
 
-
     def _give_up(self, reason: str, **extra: object) -> None:
         """Record why in the state file; on a full disk keep trying (up to RECORD_WAIT_S) rather than end unrecorded."""
         log.error("giving up: %s", reason)
         self.record(state="gave-up", ended_at=iso_now(), reason=reason)
-        update_state(self.layout.daemon_state, state="gave-up", pid=None, gave_up_at=iso_now(), gave_up_reason=reason, **extra)
+        update_state(
+            self.layout.daemon_state, state="gave-up", pid=None, gave_up_at=iso_now(), gave_up_reason=reason, **extra
+        )
         deadline = time.monotonic() + RECORD_WAIT_S
         while not flush_pending() and time.monotonic() < deadline and not self.stopping:
             time.sleep(1.0)
@@ -185,7 +230,9 @@ def systemd_unit(base: Path, user: str | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m healthkit.trainer.supervise", description="restart the healthkit daemon on crash")
+    ap = argparse.ArgumentParser(
+        prog="python -m healthkit.trainer.supervise", description="restart the healthkit daemon on crash"
+    )
     ap.add_argument("--workspace", required=True, type=Path)
     ap.add_argument("--backoff", type=float, default=float(os.environ.get("HEALTHKIT_SUPERVISE_BACKOFF_S", "1.0")))
     ap.add_argument("--max-fast-failures", type=int, default=5)

@@ -38,7 +38,9 @@ log = logging.getLogger("healthkit.trainer.train_file")
 
 
 def write_result(layout: Layout, file_name: str, outcome: str, **extra: Any) -> None:
-    write_json(layout.last_result, {"file": file_name, "outcome": outcome, "pid": os.getpid(), "at": iso_now(), **extra})
+    write_json(
+        layout.last_result, {"file": file_name, "outcome": outcome, "pid": os.getpid(), "at": iso_now(), **extra}
+    )
 
 
 def model_source(layout: Layout, cfg: TrainingConfig) -> str:
@@ -87,8 +89,14 @@ def training_arguments(cfg: TrainingConfig, layout: Layout, has_eval: bool, worl
     known = {f.name for f in dataclasses.fields(TrainingArguments)}
     kw.update(normalized(cfg.training_args, known))  # checked against TrainingArguments at start (targs.py)
     if cfg.lora and (kw.get("gradient_checkpointing") or kw.get("activation_checkpointing")):
-        ckw = "activation_checkpointing_kwargs" if "activation_checkpointing_kwargs" in known else "gradient_checkpointing_kwargs"
-        kw.setdefault(ckw, {"use_reentrant": False})  # frozen inputs: reentrant checkpointing would drop the adapter's grads
+        ckw = (
+            "activation_checkpointing_kwargs"
+            if "activation_checkpointing_kwargs" in known
+            else "gradient_checkpointing_kwargs"
+        )
+        kw.setdefault(
+            ckw, {"use_reentrant": False}
+        )  # frozen inputs: reentrant checkpointing would drop the adapter's grads
     return TrainingArguments(**{k: v for k, v in kw.items() if k in known})
 
 
@@ -113,7 +121,9 @@ def load_tokenizer(layout: Layout, cfg: TrainingConfig, src: str) -> Any:
 
     tok_src = cfg.tokenizer and str(layout.resolve(cfg.tokenizer))
     if not tok_src:
-        tok_src = base_source(layout, cfg) if is_adapter(src) and not (Path(src) / "tokenizer_config.json").exists() else src
+        tok_src = (
+            base_source(layout, cfg) if is_adapter(src) and not (Path(src) / "tokenizer_config.json").exists() else src
+        )
     tokenizer = AutoTokenizer.from_pretrained(tok_src)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -132,10 +142,16 @@ def datasets(tokenizer: Any, cfg: TrainingConfig, name: str, fmt: str, examples:
 
     if fmt != "chat":
         held_ds = TokenizedDataset(tokenizer, held, cfg.max_seq_length) if held else None
-        return (TokenizedDataset(tokenizer, examples, cfg.max_seq_length), held_ds,
-                DataCollatorForLanguageModeling(tokenizer, mlm=False), None)
+        return (
+            TokenizedDataset(tokenizer, examples, cfg.max_seq_length),
+            held_ds,
+            DataCollatorForLanguageModeling(tokenizer, mlm=False),
+            None,
+        )
     if not tokenizer.chat_template:
-        raise DataError(f"{name} is chat data but the tokenizer has no chat template and config.json sets no chat_template")
+        raise DataError(
+            f"{name} is chat data but the tokenizer has no chat template and config.json sets no chat_template"
+        )
     train = ChatDataset(tokenizer, examples, cfg.max_seq_length, name=name)
     held_ds = ChatDataset(tokenizer, held, cfg.max_seq_length, name=f"{name} (held out)") if held else None
     lines = train.dropped + (held_ds.dropped if held_ds is not None else [])
@@ -178,15 +194,21 @@ def trainer_class(layout: Layout, file_name: str, lease_guard: Any = None, loss_
 
         def _save_checkpoint(self, *args: Any, **kwargs: Any) -> Any:
             if lease_guard is not None and not lease_guard.may_commit():
-                log.error("checkpoint of step %d not written: fenced (%s)", self.state.global_step, lease_guard.fenced_why)
+                log.error(
+                    "checkpoint of step %d not written: fenced (%s)", self.state.global_step, lease_guard.fenced_why
+                )
                 self.control.should_training_stop = True
                 return None
             t0 = time.monotonic()
             if self.args.should_save:
                 aside = ck.set_aside_incomplete(layout, file_name)
                 if aside is not None:
-                    log.warning("incomplete checkpoint(s) moved to %s before saving step %d (HF's rotation would have "
-                                "deleted a complete one and kept them)", aside.name, self.state.global_step)
+                    log.warning(
+                        "incomplete checkpoint(s) moved to %s before saving step %d (HF's rotation would have "
+                        "deleted a complete one and kept them)",
+                        aside.name,
+                        self.state.global_step,
+                    )
             out = super()._save_checkpoint(*args, **kwargs)
             for cb in self.callback_handler.callbacks:  # the status file says how long the save took (goodput)
                 if hasattr(cb, "save_seconds"):
@@ -216,9 +238,11 @@ def fail_guarded(layout: Layout, name: str, file: Path, guard: Any, cb: Any, ran
     """The guard stopped the file (a non-finite loss, or a spike with spike_action stop): it fails with the step and the
     reason; its checkpoints, all from before the stop, stay for `healthkit queue retry` (moved aside as a failed file's)."""
     kept = ck.last_complete_of(layout, name)
-    why = (f"{guard.reason}; no checkpoint was saved after it" +
-           (f"; the newest sound checkpoint, {kept.name}, is kept for `healthkit queue retry`" if kept else
-            "; no checkpoint of this file exists, a retry starts from the beginning"))
+    why = f"{guard.reason}; no checkpoint was saved after it" + (
+        f"; the newest sound checkpoint, {kept.name}, is kept for `healthkit queue retry`"
+        if kept
+        else "; no checkpoint of this file exists, a retry starts from the beginning"
+    )
     log.error("%s failed: %s", name, why)
     if rank0:
         cb.finish("crashed", error=f"failed: {why}")  # the daemon's word for a failed file (healthkit.contract states)
@@ -231,12 +255,23 @@ def fail_guarded(layout: Layout, name: str, file: Path, guard: Any, cb: Any, ran
 def trained_on(args: Any, cfg: TrainingConfig) -> dict[str, Any]:
     """Where and in what precision the weights were trained: a bf16 or 4-bit model is not a CPU fp32 one."""
     precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
-    return {"device": str(args.device), "precision": precision,
-            "base_quantization": "nf4" if cfg.lora and cfg.lora.load_in_4bit else None}
+    return {
+        "device": str(args.device),
+        "precision": precision,
+        "base_quantization": "nf4" if cfg.lora and cfg.lora.load_in_4bit else None,
+    }
 
 
-def finish(layout: Layout, cfg: TrainingConfig, trainer: Any, cb: Any, file: Path, src: str, speed: dict,
-           dropped: dict | None = None) -> None:
+def finish(
+    layout: Layout,
+    cfg: TrainingConfig,
+    trainer: Any,
+    cb: Any,
+    file: Path,
+    src: str,
+    speed: dict,
+    dropped: dict | None = None,
+) -> None:
     """Final model to models/<stem>/ (the adapter, plus merged/ with merge_final), file to done/ (rank 0 only)."""
     name = file.name
     stem = name[: -len(".jsonl")] if name.endswith(".jsonl") else name
@@ -246,18 +281,41 @@ def finish(layout: Layout, cfg: TrainingConfig, trainer: Any, cb: Any, file: Pat
         return
     if cfg.lora and cfg.lora.merge_final:
         save_merged(layout, cfg, saving, saving / "merged")
-    final = ck.install_final(layout, saving, stem, {
-        "file": name, "global_step": trainer.state.global_step, "started_from": src,
-        "val_loss": cb.status.get("val_loss"), "loss": cb.status.get("loss"),
-        "kind": "lora-adapter" if cfg.lora else "full", **trained_on(trainer.args, cfg),
-    })
+    final = ck.install_final(
+        layout,
+        saving,
+        stem,
+        {
+            "file": name,
+            "global_step": trainer.state.global_step,
+            "started_from": src,
+            "val_loss": cb.status.get("val_loss"),
+            "loss": cb.status.get("loss"),
+            "kind": "lora-adapter" if cfg.lora else "full",
+            **trained_on(trainer.args, cfg),
+        },
+    )
     ck.prune_finals(layout, cfg.keep_final_models)
-    q.finish_done(layout, file, {"step": trainer.state.global_step, "final_model": str(final.relative_to(layout.base)),
-                                 "dropped_lines": dropped})
+    q.finish_done(
+        layout,
+        file,
+        {
+            "step": trainer.state.global_step,
+            "final_model": str(final.relative_to(layout.base)),
+            "dropped_lines": dropped,
+        },
+    )
     ck.clear(layout, name)
     cb.finish("completed", eta_seconds=0, final_model=str(final.relative_to(layout.base)))
-    write_result(layout, name, "completed", step=trainer.state.global_step, final_model=str(final), dropped_lines=dropped,
-                 **speed)
+    write_result(
+        layout,
+        name,
+        "completed",
+        step=trainer.state.global_step,
+        final_model=str(final),
+        dropped_lines=dropped,
+        **speed,
+    )
     log.info("completed %s at step %d; final model in %s", name, trainer.state.global_step, final)
 
 
@@ -291,17 +349,32 @@ def run(layout: Layout, file: Path, attempt: int, resume_from: str | None) -> in
     from .lease import LeaseGuard
 
     guard = LeaseGuard.from_env(layout.pid_file, layout.status_dir) if rank0 else None
-    cb = HealthCallback(layout, cfg, name, rank0=rank0, distributed=world > 1, attempt=attempt, resumed_from=resumed,
-                        lease_guard=guard)
+    cb = HealthCallback(
+        layout, cfg, name, rank0=rank0, distributed=world > 1, attempt=attempt, resumed_from=resumed, lease_guard=guard
+    )
     cb.status["dropped_lines"] = drop_record  # the status file says what this file trains without
-    log.info("training %s (%s data%s) from %s (%d examples, %d held out)%s", name, fmt, ", LoRA" if cfg.lora else "", src,
-             len(train_ds), len(held), f", resuming from {resume_from}" if resume_from else "")
+    log.info(
+        "training %s (%s data%s) from %s (%d examples, %d held out)%s",
+        name,
+        fmt,
+        ", LoRA" if cfg.lora else "",
+        src,
+        len(train_ds),
+        len(held),
+        f", resuming from {resume_from}" if resume_from else "",
+    )
     from .guard import LossGuard
 
     loss_guard = LossGuard(cfg.guard.spike_action, distributed=world > 1)
     trainer = trainer_class(layout, name, guard, loss_guard)(
-        model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
-        processing_class=tokenizer, callbacks=[cb, loss_guard])
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        data_collator=collator,
+        processing_class=tokenizer,
+        callbacks=[cb, loss_guard],
+    )
     cpu0 = time.process_time()
     out = trainer.train(resume_from_checkpoint=resume_from)
     speed = {k: out.metrics[k] for k in ("train_runtime", "train_steps_per_second") if k in out.metrics}
@@ -333,8 +406,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume-from", default=None)
     a = ap.parse_args(argv)
     rank = os.environ.get("RANK", "0")
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format=f"%(asctime)s [train rank {rank} pid %(process)d] %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format=f"%(asctime)s [train rank {rank} pid %(process)d] %(levelname)s %(message)s",
+    )
     for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
         os.environ.setdefault(k, "1")  # nothing downloads weights or data at run time
     layout = Layout.of(a.workspace)

@@ -54,8 +54,12 @@ def arg_fields() -> set[str]:
 
 
 def precision_problems(cfg: TrainingConfig, cuda: bool) -> list[str]:
-    return [f"{k} is true but this machine has no CUDA GPU: mixed precision does not train on a CPU here "
-            f"(set {k} to false; CPU training runs in float32)" for k in PRECISION if cfg.arg(k) and not cuda]
+    return [
+        f"{k} is true but this machine has no CUDA GPU: mixed precision does not train on a CPU here "
+        f"(set {k} to false; CPU training runs in float32)"
+        for k in PRECISION
+        if cfg.arg(k) and not cuda
+    ]
 
 
 def check_training_args(cfg: TrainingConfig, cuda: bool) -> list[str]:
@@ -72,8 +76,10 @@ def check_training_args(cfg: TrainingConfig, cuda: bool) -> list[str]:
             continue
         if key not in fields:
             near = difflib.get_close_matches(key, list(fields), n=1)
-            errors.append(f"training_args.{key}: not a TrainingArguments field of transformers {transformers.__version__}"
-                          + (f" (did you mean {near[0]!r}?)" if near else ""))
+            errors.append(
+                f"training_args.{key}: not a TrainingArguments field of transformers {transformers.__version__}"
+                + (f" (did you mean {near[0]!r}?)" if near else "")
+            )
             continue
         why = _type_problem(fields[key].default, value)
         if why is None and key not in PRECISION:
@@ -85,7 +91,11 @@ def check_training_args(cfg: TrainingConfig, cuda: bool) -> list[str]:
             errors.append(f"training_args.{key}: {why}")
     if not errors and cfg.training_args:
         try:
-            _construct(cuda, **{k: v for k, v in normalized(cfg.training_args, set(fields)).items() if k not in PRECISION})
+            _construct(
+                cuda, **{k: v for k, v in normalized(cfg.training_args, set(fields)).items() if k not in PRECISION}
+            )
         except (ValueError, TypeError, ImportError) as exc:
-            errors.append(f"training_args ({', '.join(cfg.training_args)}) together: {str(exc).strip().splitlines()[0]}")
+            errors.append(
+                f"training_args ({', '.join(cfg.training_args)}) together: {str(exc).strip().splitlines()[0]}"
+            )
     return errors

@@ -51,6 +51,8 @@ def unknown_keys(data: Any) -> list[tuple[str, str | None]]:
 
 def unknown_key_lines(data: Any) -> list[str]:
     """One sentence per unknown key, for a person (the daemon's start-up warnings, `queue add`)."""
-    return [f"config.json key `{k}` is not a setting of the trainer and is ignored"
-            + (f": did you mean `{m}`?" if m else " (more TrainingArguments go under `training_args`)")
-            for k, m in unknown_keys(data)]
+    return [
+        f"config.json key `{k}` is not a setting of the trainer and is ignored"
+        + (f": did you mean `{m}`?" if m else " (more TrainingArguments go under `training_args`)")
+        for k, m in unknown_keys(data)
+    ]

@@ -155,12 +155,18 @@ _COLON = LazyPattern(
 )
 # `key=value` anywhere; not inside URLs (?a=1&b=2), paths or comparisons (==)
 _PAIR = LazyPattern(r"(?<![\w.\-/?&=:])(?P<label>[A-Za-z][\w.-]{0,47})\s*(?P<sep>=)(?!=)\s*" + _VALUE)
-_IS = LazyPattern(r"(?P<label>(?:[A-Za-z][\w.-]{0,47}\s+)?`?[A-Za-z][\w.-]{0,47}`?)\s+is\s+(?:set\s+to\s+)?(?P<val>`[^`\n]+`)")
+_IS = LazyPattern(
+    r"(?P<label>(?:[A-Za-z][\w.-]{0,47}\s+)?`?[A-Za-z][\w.-]{0,47}`?)\s+is\s+(?:set\s+to\s+)?(?P<val>`[^`\n]+`)"
+)
 _INLINE = LazyPattern(r"`(?P<label>[A-Za-z][\w.-]{0,47})\s*:\s+(?P<val>[^`\s][^`\n]*?)\s*`")
 _FENCE = LazyPattern(r"^(?P<mark>`{3,}|~{3,})\s*(?P<lang>[^\s`]*)")
-_YAML_KEY = LazyPattern(r"^(?P<indent>\s*)(?:-\s+)?(?P<label>\"[^\"\n]+\"|'[^'\n]+'|[A-Za-z_][\w.\- ]{0,47}?)\s*:(?:\s+(?P<rest>\S.*?))?\s*$")
+_YAML_KEY = LazyPattern(
+    r"^(?P<indent>\s*)(?:-\s+)?(?P<label>\"[^\"\n]+\"|'[^'\n]+'|[A-Za-z_][\w.\- ]{0,47}?)\s*:(?:\s+(?P<rest>\S.*?))?\s*$"
+)
 _TOML_KEY = LazyPattern(r"^\s*(?P<label>\"[^\"\n]+\"|[A-Za-z_][\w.-]{0,47})\s*=\s*" + _VALUE)
-_JSON_TOKEN = LazyPattern(r"\s+|//[^\n]*|(?P<str>\"(?:[^\"\\\n]|\\.)*\")|(?P<punct>[{}\[\]:,])|(?P<lit>[^\s{}\[\]:,\"]+)")
+_JSON_TOKEN = LazyPattern(
+    r"\s+|//[^\n]*|(?P<str>\"(?:[^\"\\\n]|\\.)*\")|(?P<punct>[{}\[\]:,])|(?P<lit>[^\s{}\[\]:,\"]+)"
+)
 _JSON_LANGS = {"json", "jsonc", "json5"}
 _YAML_LANGS = {"yaml", "yml"}
 _KV_LANGS = {"toml", "ini", "cfg", "conf", "properties", "env", "dotenv"}
@@ -195,8 +201,9 @@ class _Collector:
         self.seen: set[tuple[int, int, int]] = set()
         self.fenced = False  # set while a fenced block's lines are read
 
-    def add(self, key: str | None, label: str, text: str, lineno: int, start: int, end: int, line: str,
-            quoted: bool = False) -> None:
+    def add(
+        self, key: str | None, label: str, text: str, lineno: int, start: int, end: int, line: str, quoted: bool = False
+    ) -> None:
         if not key or not text or (lineno, start, end) in self.seen:
             return
         if line[start:end] != text:  # a span that does not hold the value cannot be rewritten safely
@@ -227,8 +234,12 @@ def statements(text: str, index: KeyIndex, ambiguous: list[Ambiguous] | None = N
         m_fence = _FENCE.match(stripped)
         if fence is not None:
             mark = fence[0]
-            if m_fence and m_fence.group("mark")[0] == mark[0] and len(m_fence.group("mark")) >= len(mark) \
-                    and not stripped[len(m_fence.group("mark")):].strip():
+            if (
+                m_fence
+                and m_fence.group("mark")[0] == mark[0]
+                and len(m_fence.group("mark")) >= len(mark)
+                and not stripped[len(m_fence.group("mark")) :].strip()
+            ):
                 _block(col, fence[1], block)
                 fence, block = None, []
             else:
@@ -236,8 +247,17 @@ def statements(text: str, index: KeyIndex, ambiguous: list[Ambiguous] | None = N
             continue
         if m_fence:
             lang = m_fence.group("lang").lower().lstrip("{.").rstrip("}")
-            kind = ("json" if lang in _JSON_LANGS else "yaml" if lang in _YAML_LANGS else "kv" if lang in _KV_LANGS
-                    else "plain" if lang == "" else "code")
+            kind = (
+                "json"
+                if lang in _JSON_LANGS
+                else "yaml"
+                if lang in _YAML_LANGS
+                else "kv"
+                if lang in _KV_LANGS
+                else "plain"
+                if lang == ""
+                else "code"
+            )
             fence, block = (m_fence.group("mark"), kind), []
             continue
         _prose_line(col, lineno, line)
@@ -254,7 +274,12 @@ def statements(text: str, index: KeyIndex, ambiguous: list[Ambiguous] | None = N
 def _prose_line(col: _Collector, lineno: int, line: str) -> None:
     index = col.index
     stripped = line.strip()
-    if not stripped or stripped.startswith("#") or line.startswith(("    ", "\t")) and not _BULLET.match(line).group().strip():
+    if (
+        not stripped
+        or stripped.startswith("#")
+        or line.startswith(("    ", "\t"))
+        and not _BULLET.match(line).group().strip()
+    ):
         return  # headings, and indented code blocks (not list continuations)
     if stripped.startswith("|") and stripped.count("|") >= 3:
         _table_row(col, lineno, line)
@@ -265,7 +290,7 @@ def _prose_line(col: _Collector, lineno: int, line: str) -> None:
     group: str | None = None
     m = _COLON.match(body)
     if m:
-        label = (m.group("blabel") or m.group("label")).strip("*`\" ").rstrip(":").strip()
+        label = (m.group("blabel") or m.group("label")).strip('*`" ').rstrip(":").strip()
         sep = m.group("bsep") or m.group("sep")
         key = index.resolve(label)
         if key:
@@ -318,7 +343,7 @@ def _cells(line: str) -> list[tuple[str, int]]:
         lead = len(part) - len(part.lstrip())
         text = part.strip()
         inner = text.strip("*")
-        lead += (len(text) - len(text.lstrip("*")))
+        lead += len(text) - len(text.lstrip("*"))
         cells.append((inner, pos + lead))
         pos += len(part) + 1
     return cells
@@ -388,7 +413,9 @@ def _kv_block(col: _Collector, block: list[tuple[int, str]]) -> None:
         m = _TOML_KEY.match(line)
         if m:
             label = m.group("label").strip('"')
-            col.add_match(col.index.resolve(label, group) if group else col.index.resolve(label), label, m, lineno, line)
+            col.add_match(
+                col.index.resolve(label, group) if group else col.index.resolve(label), label, m, lineno, line
+            )
 
 
 def _json_block(col: _Collector, block: list[tuple[int, str]]) -> None:
@@ -496,7 +523,12 @@ def format_for_doc(config_value: Any, doc_text: str) -> str:
         return ("yes" if config_value else "no") if doc_text.lower() in ("yes", "no") else str(config_value).lower()
     if config_value is None:
         return "null"
-    if isinstance(config_value, float) and config_value.is_integer() and "." not in doc_text and "e" not in doc_text.lower():
+    if (
+        isinstance(config_value, float)
+        and config_value.is_integer()
+        and "." not in doc_text
+        and "e" not in doc_text.lower()
+    ):
         return str(int(config_value))
     return str(config_value)
 
@@ -516,11 +548,14 @@ def line_fingerprint(line: str) -> str:
 
 _HISTORY = LazyPattern(
     r"\b(?:earlier|previously|formerly|originally|initially|used\s+to|we\s+tried|tried|in\s+the\s+past|no\s+longer|"
-    r"back\s+then|changed\s+from|until\s+\w+|old\s+value|was|were|had\s+been)\b", re.IGNORECASE)
+    r"back\s+then|changed\s+from|until\s+\w+|old\s+value|was|were|had\s+been)\b",
+    re.IGNORECASE,
+)
 _ARGUES = LazyPattern(
     r"\b(?:required|requires?|must|mandatory|do\s+not|don'?t|never|intentional(?:ly)?|deliberate(?:ly)?|on\s+purpose|"
     r"needed|necessary|important|causes?|oom|out\s+of\s+memory|crash(?:es)?|keep\s+(?:it\s+)?at|pinned|fixed\s+at)\b",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _OTHER_PAIR = LazyPattern(r"(?P<label>[A-Za-z][\w.-]{0,47})[\"'`]?\s*[:=]\s*[\"'`]?(?P<val>[^\s,;|`\"'()]+)")
 
 
@@ -536,7 +571,7 @@ def history_marker(st: Statement) -> str | None:
 
 
 def _outside(st: Statement) -> str:
-    return st.line_text[: st.start] + " " * (st.end - st.start) + st.line_text[st.end:]
+    return st.line_text[: st.start] + " " * (st.end - st.start) + st.line_text[st.end :]
 
 
 def argues_for_itself(st: Statement, index: KeyIndex, config_value: Any) -> str | None:
@@ -556,7 +591,7 @@ def argues_for_itself(st: Statement, index: KeyIndex, config_value: Any) -> str 
     m = _ARGUES.search(rest)
     if m:
         return f"the line argues for its value (`{m.group(0)}`)"
-    m = _HISTORY.search(st.line_text[st.end:])
+    m = _HISTORY.search(st.line_text[st.end :])
     if m and not st.fenced:
         return f"the line records a change (`{m.group(0)}`)"
     return None

@@ -89,7 +89,7 @@ class EventLog:
             # skips); the rest waits.
             rest = data[written:]
             cut = rest.find(b"\n")
-            self._pending = [rest[cut + 1:]] if cut >= 0 and rest[cut + 1:] else []
+            self._pending = [rest[cut + 1 :]] if cut >= 0 and rest[cut + 1 :] else []
             return False
         self._pending = []
         return True
@@ -131,8 +131,12 @@ def read_events(logs_dir: Path, reader: Reader | None = None) -> tuple[list[dict
                 record = json.loads(raw)
             except (ValueError, RecursionError):
                 continue
-            if (isinstance(record, dict) and isinstance(record.get("event"), str)
-                    and isinstance(record.get("ts"), (int, float)) and math.isfinite(record["ts"])):
+            if (
+                isinstance(record, dict)
+                and isinstance(record.get("event"), str)
+                and isinstance(record.get("ts"), (int, float))
+                and math.isfinite(record["ts"])
+            ):
                 events.append(record)
     events.sort(key=lambda r: r["ts"])
     return events, problems

@@ -118,10 +118,26 @@ def parse_lease(data: Any) -> Lease | str:
         return f"it has no valid {', '.join(missing)}"
     if nums["lease_seconds"] <= 0:  # type: ignore[operator]
         return "its lease_seconds is not positive"
-    wsid, holder, by, released = data.get("workspace_id"), data.get("holder"), data.get("renewed_by"), data.get("released_at")
-    return Lease(host, boot, pid, nums["start_time"], gen, nums["lease_seconds"], nums["renewed_at"], nums["acquired_at"],  # type: ignore[arg-type]
-                 wsid if isinstance(wsid, str) else None, holder if isinstance(holder, str) else "",
-                 by if isinstance(by, int) and not isinstance(by, bool) else None, _num(released))
+    wsid, holder, by, released = (
+        data.get("workspace_id"),
+        data.get("holder"),
+        data.get("renewed_by"),
+        data.get("released_at"),
+    )
+    return Lease(
+        host,
+        boot,
+        pid,
+        nums["start_time"],  # type: ignore[arg-type]  # each checked a number above
+        gen,
+        nums["lease_seconds"],  # type: ignore[arg-type]
+        nums["renewed_at"],  # type: ignore[arg-type]
+        nums["acquired_at"],  # type: ignore[arg-type]
+        wsid if isinstance(wsid, str) else None,
+        holder if isinstance(holder, str) else "",
+        by if isinstance(by, int) and not isinstance(by, bool) else None,
+        _num(released),
+    )
 
 
 def read_lease(path: Path, reader: Reader | None = None) -> LeaseFile:
@@ -139,7 +155,7 @@ def read_lease(path: Path, reader: Reader | None = None) -> LeaseFile:
 
 
 def describe_age(seconds: float) -> str:
-    """"12 s", "3 min", "2 h": how long ago, said as a person would."""
+    """ "12 s", "3 min", "2 h": how long ago, said as a person would."""
     s = max(0.0, seconds)
     if s < 120:
         return f"{s:.0f} s"

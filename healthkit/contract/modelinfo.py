@@ -44,19 +44,23 @@ def seq_length_problem(max_seq_length: object, folder: Path) -> str | None:
     if found is None or max_seq_length <= found[0]:
         return None
     positions, key = found
-    return (f"max_seq_length={max_seq_length} is more than the base model's {positions} positions ({key} in "
-            f"{folder / 'config.json'}): a longer sequence has no position to embed, and training would die at its first "
-            f"batch (IndexError: index out of range). Set max_seq_length to {positions} or less")
+    return (
+        f"max_seq_length={max_seq_length} is more than the base model's {positions} positions ({key} in "
+        f"{folder / 'config.json'}): a longer sequence has no position to embed, and training would die at its first "
+        f"batch (IndexError: index out of range). Set max_seq_length to {positions} or less"
+    )
 
 
 def placeholder_text(folder: Path) -> str:
     """What the placeholder file says: a model must be put here, and where, and how."""
-    return (f"healthkit init made this folder as config.json's base_model: no model is here yet.\n\n"
-            f"Put the base model in {folder}/ (its config.json, weights and tokenizer files), e.g.\n"
-            f"  huggingface-cli download ORG/MODEL --local-dir {folder}\n"
-            "or set base_model in config.json to the folder of a model you already have.\n"
-            "To try everything on a CPU first: `healthkit init --tiny-model` puts a tiny random model here.\n"
-            "Delete this file once the model is in place (or leave it: a folder with a model's config.json is a model).\n")
+    return (
+        f"healthkit init made this folder as config.json's base_model: no model is here yet.\n\n"
+        f"Put the base model in {folder}/ (its config.json, weights and tokenizer files), e.g.\n"
+        f"  huggingface-cli download ORG/MODEL --local-dir {folder}\n"
+        "or set base_model in config.json to the folder of a model you already have.\n"
+        "To try everything on a CPU first: `healthkit init --tiny-model` puts a tiny random model here.\n"
+        "Delete this file once the model is in place (or leave it: a folder with a model's config.json is a model).\n"
+    )
 
 
 def placeholder_unfilled(folder: Path) -> bool:

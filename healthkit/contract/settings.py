@@ -46,7 +46,8 @@ class PathSettings:
     pid_file: str = ".daemon.pid"
     checkpoints: str = "current_model"
     checkpoints_config_key: str | None = Field(
-        None, description="config.json key naming the checkpoint folder (e.g. current_model_dir); wins over `checkpoints`"
+        None,
+        description="config.json key naming the checkpoint folder (e.g. current_model_dir); wins over `checkpoints`",
     )
     queue_pending: list[str] = Field(["queue/inbox"])
     queue_processing: str = "queue/processing"
@@ -107,15 +108,18 @@ class ProcessSettings:
         None, description="argv that starts the daemon; {base} is replaced by the workspace path"
     )
     daemon_adopts: bool = Field(
-        False, description="the daemon_command's daemon adopts a running training instead of starting a second one; "
-        "otherwise `fix --safe` starts it only once the orphaned training has ended"
+        False,
+        description="the daemon_command's daemon adopts a running training instead of starting a second one; "
+        "otherwise `fix --safe` starts it only once the orphaned training has ended",
     )
 
 
 @frozen
 class RetentionSettings:
     save_total_limit: int | None = Field(
-        None, ge=1, description="the limit the training code enforces when config.json does not say (a hard-coded value)"
+        None,
+        ge=1,
+        description="the limit the training code enforces when config.json does not say (a hard-coded value)",
     )
 
 
@@ -126,9 +130,13 @@ class Thresholds:
     disk_critical_free_percent: float = Field(3.0, ge=0, le=100)
     stalled_min_seconds: float = Field(900.0, gt=0)
     stalled_step_factor: float = Field(20.0, gt=0)
-    overfit_min_evals: int = Field(3, ge=2, description="evaluations, the best and those after it, before a rise counts")
+    overfit_min_evals: int = Field(
+        3, ge=2, description="evaluations, the best and those after it, before a rise counts"
+    )
     overfit_min_rise: float = Field(
-        0.02, gt=0, description="relative rise of the latest eval loss over the best before it is overfitting (0.02 = 2%)"
+        0.02,
+        gt=0,
+        description="relative rise of the latest eval loss over the best before it is overfitting (0.02 = 2%)",
     )
     gpu_max_temp_c: float = 85.0
     gpu_max_memory_percent: float = 95.0
@@ -136,16 +144,25 @@ class Thresholds:
     monitoring_critical_share: float = Field(0.10, gt=0)
     monitoring_min_train_seconds: float = Field(60.0, ge=0, description="training time before hook shares are judged")
     save_grace_seconds: float = Field(
-        300.0, ge=0, description="a newest checkpoint written this recently while training runs is a save in progress "
-        "(not incomplete; the one extra during rotation is not bloat)"
+        300.0,
+        ge=0,
+        description="a newest checkpoint written this recently while training runs is a save in progress "
+        "(not incomplete; the one extra during rotation is not bloat)",
     )
     claim_grace_seconds: float = Field(
-        120.0, ge=0, description="a queue file moved into processing this recently while the daemon runs is being started, not stuck"
+        120.0,
+        ge=0,
+        description="a queue file moved into processing this recently while the daemon runs is being started, not stuck",
     )
-    checkpoint_count_without_limit: int = Field(10, ge=1, description="checkpoints beyond which an unlimited run is bloat")
+    checkpoint_count_without_limit: int = Field(
+        10, ge=1, description="checkpoints beyond which an unlimited run is bloat"
+    )
     clock_skew_seconds: float = Field(
-        60.0, ge=0, description="how far another host's clock may differ from ours: the lease's margin, and how far "
-        "in the future a timestamp may be before it is status.clock-skew")
+        60.0,
+        ge=0,
+        description="how far another host's clock may differ from ours: the lease's margin, and how far "
+        "in the future a timestamp may be before it is status.clock-skew",
+    )
 
 
 @frozen
@@ -154,28 +171,52 @@ class SignalSettings:
 
     window_logs: int = Field(20, ge=3, description="logs in the window a spike or a gradient norm is judged against")
     warmup_fraction: float = Field(
-        0.05, ge=0, le=0.5, description="share of the logs taken as warmup when the log has no learning rate to show it")
-    spike_sigmas: float = Field(5.0, gt=0, description="a spike is this many robust standard deviations (1.4826 MAD of "
-                                "log-loss) above the window's median ...")
+        0.05, ge=0, le=0.5, description="share of the logs taken as warmup when the log has no learning rate to show it"
+    )
+    spike_sigmas: float = Field(
+        5.0,
+        gt=0,
+        description="a spike is this many robust standard deviations (1.4826 MAD of "
+        "log-loss) above the window's median ...",
+    )
     spike_min_ratio: float = Field(1.5, gt=1, description="... and at least this many times that median")
-    spike_recover_logs: int = Field(10, ge=2, description="a jump whose median over this many logs falls back is a blip, "
-                                    "not a spike")
-    divergence_factor: float = Field(3.0, gt=1, description="a loss this many times the starting loss is a divergence, "
-                                     "flagged anywhere (warmup included) even if it falls back")
+    spike_recover_logs: int = Field(
+        10, ge=2, description="a jump whose median over this many logs falls back is a blip, not a spike"
+    )
+    divergence_factor: float = Field(
+        3.0,
+        gt=1,
+        description="a loss this many times the starting loss is a divergence, "
+        "flagged anywhere (warmup included) even if it falls back",
+    )
     flat_min_logs: int = Field(10, ge=3, description="consecutive logs of one exact loss value before the loss is flat")
-    grad_factor: float = Field(100.0, gt=1, description="a gradient norm this many times its running median is an explosion")
-    grad_min_logs: int = Field(2, ge=1, description="consecutive logs above grad_factor (or one followed by a non-finite "
-                               "norm) before it counts: a single blip does not")
-    lr_zero_min_logs: int = Field(5, ge=1, description="newest consecutive logs with a learning rate of 0 before it counts")
+    grad_factor: float = Field(
+        100.0, gt=1, description="a gradient norm this many times its running median is an explosion"
+    )
+    grad_min_logs: int = Field(
+        2,
+        ge=1,
+        description="consecutive logs above grad_factor (or one followed by a non-finite "
+        "norm) before it counts: a single blip does not",
+    )
+    lr_zero_min_logs: int = Field(
+        5, ge=1, description="newest consecutive logs with a learning rate of 0 before it counts"
+    )
     lr_zero_min_share_left: float = Field(
-        0.10, gt=0, le=1, description="share of max_steps still to run when the learning rate reached 0 before it counts "
-        "(a schedule that ends at 0 at max_steps leaves none)")
-    slowdown_factor: float = Field(0.5, gt=0, le=0.99, description="steps per hour under this share of the run's median "
-                                   "are slow")
+        0.10,
+        gt=0,
+        le=1,
+        description="share of max_steps still to run when the learning rate reached 0 before it counts "
+        "(a schedule that ends at 0 at max_steps leaves none)",
+    )
+    slowdown_factor: float = Field(
+        0.5, gt=0, le=0.99, description="steps per hour under this share of the run's median are slow"
+    )
     slowdown_min_intervals: int = Field(5, ge=2, description="timed intervals before speed is judged at all")
     slowdown_min_slow: int = Field(2, ge=1, description="consecutive slow intervals before it is a slowdown")
     slowdown_min_interval_seconds: float = Field(
-        30.0, ge=0, description="timed points closer than this are merged into one interval (timer noise)")
+        30.0, ge=0, description="timed points closer than this are merged into one interval (timer noise)"
+    )
 
 
 @frozen
@@ -198,16 +239,18 @@ class CheckSettings:
 @frozen
 class AuditSettings:
     record_cost: bool = Field(
-        False, description="append each audit's own per-check cost to monitoring_costs.json (writes into the workspace; "
-        "`healthkit init` turns it on for our trainer's workspaces). Off: an audit writes nothing in the audited tree"
+        False,
+        description="append each audit's own per-check cost to monitoring_costs.json (writes into the workspace; "
+        "`healthkit init` turns it on for our trainer's workspaces). Off: an audit writes nothing in the audited tree",
     )
 
 
 @frozen
 class RunSettings:
     format: str | None = Field(
-        None, description="the run's on-disk format (a `healthkit.formats` entry point: hf, lightning, accelerate); "
-        "default: recognised from the checkpoint folder"
+        None,
+        description="the run's on-disk format (a `healthkit.formats` entry point: hf, lightning, accelerate); "
+        "default: recognised from the checkpoint folder",
     )
     config_required: bool = Field(
         False, description="a missing config.json is a finding (it always is for healthkit's trainer's workspaces)"
@@ -219,8 +262,10 @@ class HealSettings:
     """Flap protection for the scheduled job's heals (`healthkit fix --safe --scheduled`); docs/unattended.md says why."""
 
     max_attempts: int = Field(
-        3, ge=1, description="heals of the same finding within window_seconds, each followed by the finding coming back, "
-        "before scheduled runs give up on it (systemd's StartLimitBurst is 5 in 10 s; a cron heal is minutes apart)"
+        3,
+        ge=1,
+        description="heals of the same finding within window_seconds, each followed by the finding coming back, "
+        "before scheduled runs give up on it (systemd's StartLimitBurst is 5 in 10 s; a cron heal is minutes apart)",
     )
     window_seconds: float = Field(3600.0, gt=0, description="attempts older than this no longer count")
     backoff_seconds: float | None = Field(
@@ -233,13 +278,16 @@ class DaemonSettings:
     """How our trainer's daemon holds the workspace (docs/cluster.md)."""
 
     lease_seconds: float = Field(
-        180.0, gt=0, description="the daemon's lease length: it renews `.daemon.lease` six times per lease, and stops "
+        180.0,
+        gt=0,
+        description="the daemon's lease length: it renews `.daemon.lease` six times per lease, and stops "
         "training when it could not renew for this long minus [thresholds] clock_skew_seconds (another host may take the "
-        "workspace once the lease and the margin have passed)"
+        "workspace once the lease and the margin have passed)",
     )
     scheduler: Literal["none", "slurm"] = Field(
-        "none", description="'slurm': `healthkit daemon start` submits the daemon as a batch job (sbatch; see [slurm]); "
-        "'none': it starts here"
+        "none",
+        description="'slurm': `healthkit daemon start` submits the daemon as a batch job (sbatch; see [slurm]); "
+        "'none': it starts here",
     )
 
 
@@ -250,8 +298,10 @@ class SlurmSettings:
     partition: str | None = Field(None, description="sbatch --partition; default: the cluster's default partition")
     time: str | None = Field(None, description="sbatch --time (e.g. '04:00:00'); default: the partition's limit")
     signal_lead_seconds: int = Field(
-        300, ge=1, description="seconds before the time limit that Slurm sends USR1 to the batch shell (--signal=B:USR1@N):"
-        " the daemon has the training save at its next step boundary, then requeues the job"
+        300,
+        ge=1,
+        description="seconds before the time limit that Slurm sends USR1 to the batch shell (--signal=B:USR1@N):"
+        " the daemon has the training save at its next step boundary, then requeues the job",
     )
     sbatch_args: list[str] = Field([], description="more sbatch options, one argument each (e.g. ['--gres=gpu:1'])")
 
@@ -260,9 +310,14 @@ class SlurmSettings:
 class NotifySettings:
     """Where the scheduled job tells a person (Apprise URLs) and when."""
 
-    urls: list[str] = Field([], description="Apprise URLs; HEALTHKIT_NOTIFY_URLS (whitespace-separated) adds to them. "
-                            "They carry tokens: keep this file private, or use the environment")
-    level: Literal["critical", "warning", "info"] = Field("warning", description="lowest severity of a new finding that sends a message: critical, warning or info")
+    urls: list[str] = Field(
+        [],
+        description="Apprise URLs; HEALTHKIT_NOTIFY_URLS (whitespace-separated) adds to them. "
+        "They carry tokens: keep this file private, or use the environment",
+    )
+    level: Literal["critical", "warning", "info"] = Field(
+        "warning", description="lowest severity of a new finding that sends a message: critical, warning or info"
+    )
     repeat_seconds: float = Field(14400.0, gt=0, description="a CRITICAL still open is told again after this long")
     timeout_seconds: float = Field(10.0, gt=0, description="the most all sends of one run may take together")
 

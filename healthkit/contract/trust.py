@@ -91,8 +91,9 @@ class Trust:
         if self.workspace_problem is None:
             return self.files
         bad = {f.path for f in self.files}
-        rest = tuple(UntrustedFile(f.path, f.role, f.owner, f.mode, _NOT_RUN[f.role])
-                     for f in self.checked if f.path not in bad)
+        rest = tuple(
+            UntrustedFile(f.path, f.role, f.owner, f.mode, _NOT_RUN[f.role]) for f in self.checked if f.path not in bad
+        )
         return self.files + rest
 
     @property
@@ -290,8 +291,10 @@ def assess(base: Path, settings: Settings, settings_path: Path | None, runner_ui
     notes = (list_note,) if list_note else ()
     problem = None
     if owner != runner and not listed:
-        problem = (f"the workspace {base} is owned by {user_name(owner)}, not by {user_name(runner)} who runs healthkit, "
-                   f"and is not in the trust list {trust_file()}")
+        problem = (
+            f"the workspace {base} is owned by {user_name(owner)}, not by {user_name(runner)} who runs healthkit, "
+            f"and is not in the trust list {trust_file()}"
+        )
     allowed = {owner, 0}
     files: list[UntrustedFile] = []
     checked: list[UntrustedFile] = []
@@ -364,7 +367,9 @@ def account_of(uid: int) -> Account:
     try:
         pw = pwd.getpwuid(uid)
     except KeyError:
-        raise NoAccount(f"the workspace's owner uid {uid} has no account (no passwd entry); nothing is started for it") from None
+        raise NoAccount(
+            f"the workspace's owner uid {uid} has no account (no passwd entry); nothing is started for it"
+        ) from None
     groups = tuple(sorted(set(os.getgrouplist(pw.pw_name, pw.pw_gid))))
     return Account(pw.pw_name, pw.pw_uid, pw.pw_gid, groups, pw.pw_dir or "/", pw.pw_shell)
 

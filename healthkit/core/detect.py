@@ -25,22 +25,49 @@ from healthkit.contract.settings import SETTINGS_FILE, Settings
 from healthkit.system.records import record
 
 # Keys only healthkit's trainer reads: a config.json carrying one was written for it.
-TRAINER_MARKER_KEYS = ("drift_policy", "keep_final_models", "continue_from_previous", "max_failures",
-                       "hook_timeout_s", "status_interval_s")
+TRAINER_MARKER_KEYS = (
+    "drift_policy",
+    "keep_final_models",
+    "continue_from_previous",
+    "max_failures",
+    "hook_timeout_s",
+    "status_interval_s",
+)
 # config.json keys that name the checkpoint folder, most specific first.
-CHECKPOINT_KEYS = ("current_model_dir", "checkpoint_dir", "checkpoints_dir", "checkpoint_path", "save_dir", "output_dir")
-STATUS_FILES = ("status/training_status.json", "training_status.json", "status.json", "status/status.json",
-                "logs/training_status.json", "state/training_status.json")
-STATUS_ALIASES = {"step": ("current_step", "global_step"), "val_loss": ("validation_loss", "eval_loss"),
-                  "updated_at": ("timestamp", "last_update"), "state": ("status",)}
+CHECKPOINT_KEYS = (
+    "current_model_dir",
+    "checkpoint_dir",
+    "checkpoints_dir",
+    "checkpoint_path",
+    "save_dir",
+    "output_dir",
+)
+STATUS_FILES = (
+    "status/training_status.json",
+    "training_status.json",
+    "status.json",
+    "status/status.json",
+    "logs/training_status.json",
+    "state/training_status.json",
+)
+STATUS_ALIASES = {
+    "step": ("current_step", "global_step"),
+    "val_loss": ("validation_loss", "eval_loss"),
+    "updated_at": ("timestamp", "last_update"),
+    "state": ("status",),
+}
 QUEUE_PENDING = ("queue/inbox", "inbox", "queue/pending", "queue/high", "queue/normal", "queue/low")
-QUEUE_OTHER = {"queue_processing": ("queue/processing", "processing"),
-               "queue_done": ("queue/done", "queue/recently_completed", "queue/completed", "done", "recently_completed"),
-               "queue_failed": ("queue/failed", "failed")}
+QUEUE_OTHER = {
+    "queue_processing": ("queue/processing", "processing"),
+    "queue_done": ("queue/done", "queue/recently_completed", "queue/completed", "done", "recently_completed"),
+    "queue_failed": ("queue/failed", "failed"),
+}
 SCAN_DEPTH = 3
 SCAN_MAX_ENTRIES = 20_000  # a scan that would read more gives up: detection must stay cheap
 SKIP_DIRS = frozenset({"node_modules", "__pycache__", "site-packages", "venv", "wandb", "mlruns"})
-_CKPT = re.compile(r"checkpoint[-_]\d+")  # a checkpoint folder (HF, Accelerate) is not scanned into (fullmatch: `checkpoint-60\n` is not one)
+_CKPT = re.compile(
+    r"checkpoint[-_]\d+"
+)  # a checkpoint folder (HF, Accelerate) is not scanned into (fullmatch: `checkpoint-60\n` is not one)
 FOUND_FORMAT: dict[str, str] = {}  # folder -> the format that counted its checkpoints (for the evidence)
 _TRAINS_INSIDE = re.compile(r"\bTrainer\s*\(|\.train\s*\(|SFTTrainer\s*\(")
 
@@ -113,14 +140,23 @@ def rule_config_schema(p: Probe) -> list[Inferred]:
         return []
     name = p.settings.paths.config
     if cfg.get("$schema") == HEALTHKIT_SCHEMA_ID:
-        return [Inferred("paths.config_schema", "healthkit", f"{name} `$schema` is healthkit's (written by `healthkit init`)")]
+        return [
+            Inferred(
+                "paths.config_schema", "healthkit", f"{name} `$schema` is healthkit's (written by `healthkit init`)"
+            )
+        ]
     marks = [k for k in TRAINER_MARKER_KEYS if k in cfg]
     if marks:
         keys = ", ".join(f"`{k}`" for k in marks[:3])
         return [Inferred("paths.config_schema", "healthkit", f"{name} has the healthkit trainer's own keys {keys}")]
-    return [Inferred("paths.config_schema", "none",
-                     f"{name} is not healthkit's (no healthkit `$schema`, none of the trainer's keys such as "
-                     f"`drift_policy`): only checked that it parses, not validated against healthkit's schema")]
+    return [
+        Inferred(
+            "paths.config_schema",
+            "none",
+            f"{name} is not healthkit's (no healthkit `$schema`, none of the trainer's keys such as "
+            f"`drift_policy`): only checked that it parses, not validated against healthkit's schema",
+        )
+    ]
 
 
 def _config_folder_key(p: Probe) -> tuple[str, str] | None:
@@ -183,9 +219,14 @@ def _scan_checkpoint_folders(base: Path, depth: int) -> list[tuple[str, int]]:
                 FOUND_FORMAT[str(folder)] = fmt.counted_as
                 found.append((rel or ".", n))
             if d < depth:
-                nxt += [(Path(e.path), f"{rel}/{e.name}".lstrip("/")) for e in entries
-                        if not _CKPT.fullmatch(e.name) and not e.name.startswith(".") and e.name not in SKIP_DIRS
-                        and e.is_dir(follow_symlinks=False)]
+                nxt += [
+                    (Path(e.path), f"{rel}/{e.name}".lstrip("/"))
+                    for e in entries
+                    if not _CKPT.fullmatch(e.name)
+                    and not e.name.startswith(".")
+                    and e.name not in SKIP_DIRS
+                    and e.is_dir(follow_symlinks=False)
+                ]
         level = nxt
     return sorted(found, key=lambda t: (-t[1], t[0].count("/"), t[0]))
 
@@ -197,7 +238,13 @@ def rule_checkpoints(p: Probe) -> list[Inferred]:
     keyed = _config_folder_key(p)
     if keyed and p.isdir(keyed[1]):
         key, folder = keyed
-        return [Inferred("paths.checkpoints_config_key", key, f"{p.settings.paths.config} `{key}` = {_q(folder)} names the checkpoint folder")]
+        return [
+            Inferred(
+                "paths.checkpoints_config_key",
+                key,
+                f"{p.settings.paths.config} `{key}` = {_q(folder)} names the checkpoint folder",
+            )
+        ]
     if _holds_checkpoints(p.path(p.settings.paths.checkpoints)):
         return []
     found = scan_checkpoint_folders(p.base)
@@ -205,12 +252,20 @@ def rule_checkpoints(p: Probe) -> list[Inferred]:
         rel, n = found[0]
         others = "; also " + ", ".join(f"`{r}/` ({c})" for r, c in found[1:4]) if len(found) > 1 else ""
         what = FOUND_FORMAT.get(str(p.base / rel if rel != "." else p.base), "checkpoint(s)")
-        return [Inferred("paths.checkpoints", rel, f"`{rel}/` holds {n} {what} "
-                         f"(folders scanned to depth {SCAN_DEPTH}){others}")]
+        return [
+            Inferred(
+                "paths.checkpoints", rel, f"`{rel}/` holds {n} {what} (folders scanned to depth {SCAN_DEPTH}){others}"
+            )
+        ]
     if keyed:
         key, folder = keyed
-        return [Inferred("paths.checkpoints_config_key", key,
-                         f"{p.settings.paths.config} `{key}` = {_q(folder)} names the checkpoint folder (not created yet)")]
+        return [
+            Inferred(
+                "paths.checkpoints_config_key",
+                key,
+                f"{p.settings.paths.config} `{key}` = {_q(folder)} names the checkpoint folder (not created yet)",
+            )
+        ]
     return []
 
 
@@ -237,8 +292,13 @@ def rule_status_keys(p: Probe) -> list[Inferred]:
         for alias in aliases:
             if alias in data:
                 shown = _q(data[alias]) if not isinstance(data[alias], (dict, list)) else type(data[alias]).__name__
-                out.append(Inferred(f"status_keys.{canon}", alias,
-                                    f"`{p.settings.paths.status}` has `\"{alias}\": {shown}` and no `{default}`"))
+                out.append(
+                    Inferred(
+                        f"status_keys.{canon}",
+                        alias,
+                        f'`{p.settings.paths.status}` has `"{alias}": {shown}` and no `{default}`',
+                    )
+                )
                 break
     return out
 
@@ -250,7 +310,9 @@ def rule_queue(p: Probe) -> list[Inferred]:
     if p.unset("paths.queue_pending"):
         existing = [rel for rel in QUEUE_PENDING if p.isdir(rel)]
         if existing and existing != list(paths.queue_pending):
-            out.append(Inferred("paths.queue_pending", existing, "folders exist: " + ", ".join(f"`{r}/`" for r in existing)))
+            out.append(
+                Inferred("paths.queue_pending", existing, "folders exist: " + ", ".join(f"`{r}/`" for r in existing))
+            )
     for name, candidates in QUEUE_OTHER.items():
         if not p.unset(f"paths.{name}") or p.isdir(getattr(paths, name)):
             continue
@@ -304,14 +366,31 @@ def rule_processes(p: Probe) -> list[Inferred]:
     if live and live not in procs.daemon:
         out.append(Inferred("processes.daemon", [live], f"the PID file's live process runs `{live}`"))
     elif p.unset("processes.daemon") and daemons and not set(daemons) & set(procs.daemon):
-        out.append(Inferred("processes.daemon", daemons, "daemon script(s) in the workspace: " + ", ".join(f"`{d}`" for d in daemons)))
+        out.append(
+            Inferred(
+                "processes.daemon",
+                daemons,
+                "daemon script(s) in the workspace: " + ", ".join(f"`{d}`" for d in daemons),
+            )
+        )
     if p.unset("processes.training") and trainers and not set(trainers) & set(procs.training):
-        out.append(Inferred("processes.training", trainers, "training script(s) in the workspace: " + ", ".join(f"`{t}`" for t in trainers)))
+        out.append(
+            Inferred(
+                "processes.training",
+                trainers,
+                "training script(s) in the workspace: " + ", ".join(f"`{t}`" for t in trainers),
+            )
+        )
     if p.unset("processes.training_in_daemon") and daemons and not trainers:
         hit = _trains_inside(p.base / daemons[0])
         if hit:
-            out.append(Inferred("processes.training_in_daemon", True,
-                                f"`{daemons[0]}` trains itself (`{hit}`) and the workspace has no separate training script"))
+            out.append(
+                Inferred(
+                    "processes.training_in_daemon",
+                    True,
+                    f"`{daemons[0]}` trains itself (`{hit}`) and the workspace has no separate training script",
+                )
+            )
     return out
 
 
@@ -319,7 +398,7 @@ def _trains_inside(script: Path) -> str | None:
     from healthkit.system.fsutil import CAP_DOC, ReadProblem, read_bytes
 
     try:
-        m = _TRAINS_INSIDE.search(read_bytes(script, CAP_DOC)[:512 * 1024].decode("utf-8", "replace"))
+        m = _TRAINS_INSIDE.search(read_bytes(script, CAP_DOC)[: 512 * 1024].decode("utf-8", "replace"))
     except ReadProblem:
         return None
     return m.group(0).strip() if m else None
@@ -350,13 +429,25 @@ def rule_config_required(p: Probe) -> list[Inferred]:
     ours = [rel for rel in OURS_WITHOUT_CONFIG if os.path.lexists(p.path(rel))]
     if ours or not p.unset("run.config_required"):
         return []
-    return [Inferred("paths.config_schema", "none",
-                     f"there is no {p.settings.paths.config} and nothing of healthkit's trainer "
-                     f"({', '.join(OURS_WITHOUT_CONFIG)}): the run needs no config.json")]
+    return [
+        Inferred(
+            "paths.config_schema",
+            "none",
+            f"there is no {p.settings.paths.config} and nothing of healthkit's trainer "
+            f"({', '.join(OURS_WITHOUT_CONFIG)}): the run needs no config.json",
+        )
+    ]
 
 
 RULES: tuple[Callable[[Probe], list[Inferred]], ...] = (
-    rule_config_schema, rule_config_required, rule_checkpoints, rule_run_format, rule_status_file, rule_status_keys, rule_queue, rule_processes,
+    rule_config_schema,
+    rule_config_required,
+    rule_checkpoints,
+    rule_run_format,
+    rule_status_file,
+    rule_status_keys,
+    rule_queue,
+    rule_processes,
 )
 
 
@@ -402,9 +493,11 @@ def _toml_value(value: Any) -> str:
 
 def render_toml(base: Path, inferred: tuple[Inferred, ...]) -> str:
     """healthkit.toml stating each detected setting, with its evidence as a comment above it."""
-    lines = [f"# healthkit.toml for {base}: written by `healthkit init --detect`.",
-             "# Each setting was detected from what the workspace holds; the comment says from what.",
-             "# Correct any wrong guess here: a setting stated in this file is never guessed again."]
+    lines = [
+        f"# healthkit.toml for {base}: written by `healthkit init --detect`.",
+        "# Each setting was detected from what the workspace holds; the comment says from what.",
+        "# Correct any wrong guess here: a setting stated in this file is never guessed again.",
+    ]
     sections: dict[str, list[Inferred]] = {}
     for guess in inferred:
         sections.setdefault(guess.setting.split(".", 1)[0], []).append(guess)
@@ -429,7 +522,9 @@ def init_detect(base: Path, force: bool = False, print_only: bool = False) -> tu
     if not base.is_dir():
         raise InitError(f"{base} is not a folder")
     target = base / SETTINGS_FILE
-    text = render_toml(base.absolute(), cast("tuple[Inferred, ...]", detect(base.absolute(), Settings()).inferred))  # detect sets it
+    text = render_toml(
+        base.absolute(), cast("tuple[Inferred, ...]", detect(base.absolute(), Settings()).inferred)
+    )  # detect sets it
     if print_only:
         return text, None
     if target.exists() and not force:

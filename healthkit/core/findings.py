@@ -91,7 +91,19 @@ def worst_status(statuses: list[Status]) -> Status:
 
 
 # Keys of a finding's ``data`` that say *which* thing it is about (a doc, a checkpoint, a port), in order.
-IDENTITY_KEYS = ("identity", "key", "doc", "checkpoint", "path", "file", "dir", "pid_file", "config_key", "port", "name")
+IDENTITY_KEYS = (
+    "identity",
+    "key",
+    "doc",
+    "checkpoint",
+    "path",
+    "file",
+    "dir",
+    "pid_file",
+    "config_key",
+    "port",
+    "name",
+)
 
 
 def finding_identity(code: str, data: Any) -> str:
@@ -102,8 +114,11 @@ def finding_identity(code: str, data: Any) -> str:
     both call this, so they agree on what "the same finding" means.
     """
     data = data if isinstance(data, dict) else {}
-    parts = [f"{k}={data[k]}" for k in IDENTITY_KEYS
-             if isinstance(data.get(k), (str, int, float)) and not isinstance(data.get(k), bool)]
+    parts = [
+        f"{k}={data[k]}"
+        for k in IDENTITY_KEYS
+        if isinstance(data.get(k), (str, int, float)) and not isinstance(data.get(k), bool)
+    ]
     return f"{code}[{','.join(parts)}]" if parts else str(code)
 
 

@@ -39,11 +39,20 @@ class Goodput:
     basis: str = "logs/events.jsonl"
 
     def to_dict(self) -> dict[str, Any]:
-        lost = [{"cause": c, "seconds": round(s, 3), "steps": self.steps.get(c)} for c, s in self.lost.items()
-                if s > 0 or self.steps.get(c)]
-        return {"since": _iso(self.since), "wall_seconds": round(self.wall, 3), "productive_seconds": round(self.productive, 3),
-                "ratio": round(self.productive / self.wall, 4) if self.wall > 0 else None, "lost": lost,
-                "estimate": self.estimate, "basis": self.basis}
+        lost = [
+            {"cause": c, "seconds": round(s, 3), "steps": self.steps.get(c)}
+            for c, s in self.lost.items()
+            if s > 0 or self.steps.get(c)
+        ]
+        return {
+            "since": _iso(self.since),
+            "wall_seconds": round(self.wall, 3),
+            "productive_seconds": round(self.productive, 3),
+            "ratio": round(self.productive / self.wall, 4) if self.wall > 0 else None,
+            "lost": lost,
+            "estimate": self.estimate,
+            "basis": self.basis,
+        }
 
 
 def _iso(ts: float | None) -> str | None:
@@ -59,8 +68,9 @@ def _at(e: dict[str, Any]) -> float:
     return _num(e.get("at")) or float(e["ts"])
 
 
-def from_events(events: Sequence[dict[str, Any]], now: float, *, daemon_alive: bool = True,
-                last_progress: float | None = None) -> Goodput | None:
+def from_events(
+    events: Sequence[dict[str, Any]], now: float, *, daemon_alive: bool = True, last_progress: float | None = None
+) -> Goodput | None:
     """The goodput since the first event; None without events. ``last_progress``: when the training last reported
     (the status file's updated_at): with no daemon alive now, the time after it is `no-daemon`; with one, a silence
     longer than STALL_SECONDS is `stalled`."""

@@ -62,8 +62,11 @@ def stopped_on_request(ws: Workspace) -> StopRequest | None:
     req: Any = st.data.get("stop_request")
     if not isinstance(req, dict):
         return None
-    return StopRequest(str(req.get("at") or st.data.get("stopped_at") or "?"), str(req.get("by") or "unknown"),
-                       str(req.get("reason") or "no reason given"))
+    return StopRequest(
+        str(req.get("at") or st.data.get("stopped_at") or "?"),
+        str(req.get("by") or "unknown"),
+        str(req.get("reason") or "no reason given"),
+    )
 
 
 @dataclass(frozen=True)
@@ -117,5 +120,9 @@ def supervisor_alive(state: dict[str, Any]) -> bool:
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
     live = probe(pid)
-    return (live.alive and live.info is not None and argv_matches(live.info.cmdline, [SUPERVISOR_MODULE]) is not None
-            and start_time_matches(live.info, started if isinstance(started, (int, float)) else None))
+    return (
+        live.alive
+        and live.info is not None
+        and argv_matches(live.info.cmdline, [SUPERVISOR_MODULE]) is not None
+        and start_time_matches(live.info, started if isinstance(started, (int, float)) else None)
+    )

@@ -116,7 +116,9 @@ def _validate(spec: Check) -> None:
             raise RegistrationError(f"finding code {doc.code!r} has unknown severity {doc.severity!r}")
         for ref in doc.fixes:
             if not isinstance(ref, FixRef) or ref.safety not in ("safe", "unsafe"):
-                raise RegistrationError(f"finding code {doc.code!r} declares {ref!r}, not a FixRef with safety safe|unsafe")
+                raise RegistrationError(
+                    f"finding code {doc.code!r} declares {ref!r}, not a FixRef with safety safe|unsafe"
+                )
 
 
 @dataclass
@@ -178,8 +180,10 @@ class Registry:
 
                 path = (base / name).resolve()
                 if not path.is_file():
-                    raise ImportError(f"no such plugin file: {path} (healthkit.toml [checks] plugins names it "
-                                      "relative to the workspace)")
+                    raise ImportError(
+                        f"no such plugin file: {path} (healthkit.toml [checks] plugins names it "
+                        "relative to the workspace)"
+                    )
                 mod_name = f"healthkit_local_{abs(hash(str(path)))}"
                 spec = importlib.util.spec_from_file_location(mod_name, path)
                 if spec is None or spec.loader is None:

@@ -33,7 +33,9 @@ class Report:
     settings_file: str | None = None
     duration_s: float = 0.0
     notes: list[str] = field(default_factory=list)
-    settings_inferred: list[dict[str, Any]] = field(default_factory=list)  # healthkit.core.detect guesses, with evidence
+    settings_inferred: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # healthkit.core.detect guesses, with evidence
     code_docs: dict[str, CodeDoc] = field(default_factory=dict)
     hostname: str = field(default_factory=_hostname)
 

@@ -31,8 +31,10 @@ def _normalize(check: Check, value: Any) -> CheckOutput:
             raise TypeError(f"check {check.id!r} returned a non-Finding: {f!r}")
         undeclared = [r.id for r in f.fixes if f.code in declared and r not in declared[f.code]]
         if undeclared:  # the contract: a code's CodeDoc lists every FixRef its findings may carry
-            raise TypeError(f"check {check.id!r}: a {f.code} finding carries FixRef(s) its CodeDoc does not declare: "
-                            f"{', '.join(undeclared)}")
+            raise TypeError(
+                f"check {check.id!r}: a {f.code} finding carries FixRef(s) its CodeDoc does not declare: "
+                f"{', '.join(undeclared)}"
+            )
     return out
 
 
@@ -54,7 +56,9 @@ def _code_ignored(code: str, ignore: list[str]) -> bool:
     return any(code == n or code.startswith(n + ".") for n in ignore)
 
 
-def run_checks(ws: Any, checks: Iterable[Check], timeout_s: float, ignore_codes: Iterable[str] = ()) -> list[CheckResult]:
+def run_checks(
+    ws: Any, checks: Iterable[Check], timeout_s: float, ignore_codes: Iterable[str] = ()
+) -> list[CheckResult]:
     """Run every check in its own daemon thread; each gets ``timeout_s`` from the common start.
 
     Threads (not processes) because the checks share the workspace's cached views; a
@@ -86,12 +90,25 @@ def run_checks(ws: Any, checks: Iterable[Check], timeout_s: float, ignore_codes:
         slot = slots[c.id]
         if t.is_alive():
             results.append(
-                CheckResult(c.id, c.title, Status.UNKNOWN, [], [], {}, [], time.perf_counter() - start,
-                            error=f"did not finish within {timeout_s:g}s (a hung disk, process or port?)")
+                CheckResult(
+                    c.id,
+                    c.title,
+                    Status.UNKNOWN,
+                    [],
+                    [],
+                    {},
+                    [],
+                    time.perf_counter() - start,
+                    error=f"did not finish within {timeout_s:g}s (a hung disk, process or port?)",
+                )
             )
             continue
         if "error" in slot:
-            results.append(CheckResult(c.id, c.title, Status.UNKNOWN, [], [], {}, [], slot["duration"], error=f"crashed: {slot['error']}"))
+            results.append(
+                CheckResult(
+                    c.id, c.title, Status.UNKNOWN, [], [], {}, [], slot["duration"], error=f"crashed: {slot['error']}"
+                )
+            )
             continue
         out: CheckOutput = slot["out"]
         findings = [sanitize(f, c.id) for f in out.findings if not _code_ignored(f.code, ignore)]
@@ -99,7 +116,9 @@ def run_checks(ws: Any, checks: Iterable[Check], timeout_s: float, ignore_codes:
         if out.unknown and status is Status.OK:
             status = Status.UNKNOWN
         notes = list(out.notes) + ([out.unknown] if out.unknown else [])
-        results.append(CheckResult(c.id, c.title, status, findings, list(out.healthy), dict(out.facts), notes, slot["duration"]))
+        results.append(
+            CheckResult(c.id, c.title, status, findings, list(out.healthy), dict(out.facts), notes, slot["duration"])
+        )
     return results
 
 

@@ -86,8 +86,15 @@ def non_finite(loss: Series, grad: Series) -> NonFinite | None:
     last = next((i for i in range(first - 1, -1, -1) if math.isfinite(vals[i])), None)
     g = _by_step(grad).get(step)
     count = len(vals) - first - sum(map(math.isfinite, vals[first:]))
-    return NonFinite(step, loss[first][1], g, eff[last][0] if last is not None else None,
-                     vals[last] if last is not None else None, hidden, count)
+    return NonFinite(
+        step,
+        loss[first][1],
+        g,
+        eff[last][0] if last is not None else None,
+        vals[last] if last is not None else None,
+        hidden,
+        count,
+    )
 
 
 # --- spikes and divergence -----------------------------------------------------------------------------------------
@@ -132,14 +139,16 @@ def divergence(steps: list[float], vals: list[float], limits: SignalLimits) -> S
     it falls back."""
     if len(vals) < 5:
         return None
-    start = min(vals[0], median(vals[:5]))  # the first log, unless it is above the next ones: a climb can begin at log 2
+    start = min(
+        vals[0], median(vals[:5])
+    )  # the first log, unless it is above the next ones: a climb can begin at log 2
     if start <= 0:
         return None
     bar = limits.divergence_factor * start
     if max(vals) < bar:
         return None
     n = DIVERGENCE_LOGS
-    i = next((k for k in range(len(vals) - n + 1) if vals[k] >= bar and min(vals[k:k + n]) >= bar), None)
+    i = next((k for k in range(len(vals) - n + 1) if vals[k] >= bar and min(vals[k : k + n]) >= bar), None)
     if i is None:
         return None
     peak = max(vals[i:])
@@ -162,28 +171,38 @@ def spike(steps: list[float], vals: list[float], warm_end: float, limits: Signal
     span = vals[first:]
     log = math.log
     for b in range(w, len(span), w):
-        top = max(span[b:b + w])
-        if top <= min(span[b - w:b]) * limits.spike_min_ratio:  # the median is at least the minimum: no candidate here
+        top = max(span[b : b + w])
+        if (
+            top <= min(span[b - w : b]) * limits.spike_min_ratio
+        ):  # the median is at least the minimum: no candidate here
             continue
-        ref = sorted(map(log, span[b - w:b]))
+        ref = sorted(map(log, span[b - w : b]))
         m = _median(ref)
         if log(top) <= m + floor:
             continue
         sigma = MAD_SIGMA * _median(sorted(abs(x - m) for x in ref))
         bar = max(limits.spike_sigmas * sigma, floor)
-        for k, v in enumerate(span[b:b + w]):
+        for k, v in enumerate(span[b : b + w]):
             x = log(v)
             if x - m <= bar:
                 continue
             i = b + k
-            after = span[i:i + limits.spike_recover_logs]
+            after = span[i : i + limits.spike_recover_logs]
             if len(after) < max(3, limits.spike_recover_logs // 2):
                 return None  # too few logs after it to tell a spike from a blip
             am = log(median(after))
             if am - m > (x - m) / 2:
                 j = first + i
-                return Spike(steps[j], vals[j], math.exp(m), vals[j] / math.exp(m), steps[j - 1], math.exp(am), False,
-                             median(vals[:5]))
+                return Spike(
+                    steps[j],
+                    vals[j],
+                    math.exp(m),
+                    vals[j] / math.exp(m),
+                    steps[j - 1],
+                    math.exp(am),
+                    False,
+                    median(vals[:5]),
+                )
     return None
 
 
@@ -215,7 +234,7 @@ def resolution(vals: Sequence[float]) -> float:
     for v in vals:
         if math.isfinite(v):
             k = next((k for k in range(10) if round(v, k) == v), 10)
-            finest = min(finest, 10.0 ** -k)
+            finest = min(finest, 10.0**-k)
     return finest
 
 
@@ -231,7 +250,9 @@ def loss_flat(loss: Series, grad: Series, limits: SignalLimits) -> Flat | None:
     same = list(map(operator.eq, vals[:-1], vals[1:]))
     if sum(same) < limits.flat_min_logs - 1:
         return None
-    runs = [(m.start(), m.end() - m.start()) for m in re.finditer(b"\x01{%d,}" % (limits.flat_min_logs - 1), bytes(same))]
+    runs = [
+        (m.start(), m.end() - m.start()) for m in re.finditer(b"\x01{%d,}" % (limits.flat_min_logs - 1), bytes(same))
+    ]
     if not runs:
         return None
     best: Flat | None = None
@@ -273,7 +294,7 @@ def grad_explosion(grad: Series, limits: SignalLimits) -> Explosion | None:
     medians: list[float] = []
     finite = all(map(math.isfinite, vals))
     for b in range(0, len(vals), w):
-        block = sorted(vals[b:b + w] if finite else filter(math.isfinite, vals[b:b + w]))
+        block = sorted(vals[b : b + w] if finite else filter(math.isfinite, vals[b : b + w]))
         if medians and block:
             ref = _median(medians)
             bar = limits.grad_factor * ref
@@ -286,8 +307,9 @@ def grad_explosion(grad: Series, limits: SignalLimits) -> Explosion | None:
     return None
 
 
-def _explosion(grad: Series, vals: list[float], b: int, w: int, bar: float, ref: float,
-               limits: SignalLimits) -> Explosion | None:
+def _explosion(
+    grad: Series, vals: list[float], b: int, w: int, bar: float, ref: float, limits: SignalLimits
+) -> Explosion | None:
     run = 0
     for i in range(b, len(vals)):
         v = vals[i]
@@ -299,7 +321,9 @@ def _explosion(grad: Series, vals: list[float], b: int, w: int, bar: float, ref:
                 j = i
                 while j + 1 < len(vals) and math.isfinite(vals[j + 1]) and vals[j + 1] > bar:
                     j += 1
-                return Explosion(grad[first][0], vals[first], ref, vals[first] / ref, j - first + 1, max(vals[first:j + 1]))
+                return Explosion(
+                    grad[first][0], vals[first], ref, vals[first] / ref, j - first + 1, max(vals[first : j + 1])
+                )
         else:
             run = 0
             if i >= b + w:

@@ -35,6 +35,7 @@ def _phase(text: str) -> Any:
 
     return phase(text)
 
+
 if TYPE_CHECKING:
     from healthkit.contract.lease import LeaseFile
     from healthkit.contract.trust import Trust
@@ -130,7 +131,9 @@ def load_json_file(path: Path, reader: Reader | None = None, duplicates: bool = 
     mtime = _mtime(path)
     dupes: list[str] | None = [] if duplicates else None
     try:
-        return JsonFile(path, read_json(path, CAP_JSON, reader=reader, duplicates=dupes), None, mtime, tuple(dupes or ()))
+        return JsonFile(
+            path, read_json(path, CAP_JSON, reader=reader, duplicates=dupes), None, mtime, tuple(dupes or ())
+        )
     except ReadProblem as exc:
         return JsonFile(path, None, exc, mtime)
 
@@ -238,7 +241,11 @@ class Workspace:
     def declared_checkpoint_root(self) -> Path | None:
         """The checkpoint folder when the user named it (healthkit.toml, or the config.json key naming it)."""
         paths = self.settings.paths
-        if paths.checkpoints_config_key and self.config.is_object and isinstance(self.config.data.get(paths.checkpoints_config_key), str):
+        if (
+            paths.checkpoints_config_key
+            and self.config.is_object
+            and isinstance(self.config.data.get(paths.checkpoints_config_key), str)
+        ):
             return self.checkpoint_dir
         if "paths.checkpoints" in self.settings.explicit:
             return self.checkpoint_dir
@@ -354,7 +361,9 @@ class Workspace:
             return True
         for tok in p.cmdline[1:]:
             val = tok.split("=", 1)[1] if tok.startswith("-") and "=" in tok else tok
-            if ("/" in val or val.startswith(".")) and inside(val if os.path.isabs(val) else os.path.join(p.cwd or "/", val)):
+            if ("/" in val or val.startswith(".")) and inside(
+                val if os.path.isabs(val) else os.path.join(p.cwd or "/", val)
+            ):
                 return True
         return False
 
@@ -431,7 +440,10 @@ class Workspace:
     def checkpoint_usage(self) -> dict[Path, DiskUsage]:
         """`du` of each checkpoint (a symlinked one counts as the link only), hard links counted once overall."""
         children, _ = self._usage
-        return {c.path: _file_usage(c.path) if c.is_file else children.get(c.name, DiskUsage(0, None)) for c in self.checkpoints}
+        return {
+            c.path: _file_usage(c.path) if c.is_file else children.get(c.name, DiskUsage(0, None))
+            for c in self.checkpoints
+        }
 
     @property
     def checkpoint_dir_usage(self) -> DiskUsage:
@@ -451,7 +463,9 @@ class Workspace:
         if os.path.isdir(self.checkpoint_dir):
             cls = type(self)
             for name, view in (("prefetch-du", cls._usage), ("prefetch-checkpoints", cls._checkpoint_survey)):
-                threading.Thread(target=cast(Any, view.fget).compute, args=(self,), name=name, daemon=True).start()  # _view sets .compute
+                threading.Thread(
+                    target=cast(Any, view.fget).compute, args=(self,), name=name, daemon=True
+                ).start()  # _view sets .compute
 
     @cached_view
     def _checkpoint_survey(self) -> tuple[dict[Path, Completeness], RunRecord | None]:
@@ -508,7 +522,9 @@ class Workspace:
         with _phase("listing the queue"):
             pending = [p for rel in self.settings.paths.queue_pending for p in listing(rel)]
             p = self.settings.paths
-            return QueueView(pending, listing(p.queue_processing), listing(p.queue_done), listing(p.queue_failed), errors)
+            return QueueView(
+                pending, listing(p.queue_processing), listing(p.queue_done), listing(p.queue_failed), errors
+            )
 
     @cached_view
     def disk(self) -> DiskSpace | None:

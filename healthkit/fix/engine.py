@@ -91,9 +91,11 @@ class FixRun:
             n = len(self.chosen)
             return f"dry run: {n} fix{'es' if n != 1 else ''} would be applied; nothing was changed"
         applied = sum(1 for _, o in self.outcomes if o.ok)
-        return (f"{applied} of {len(self.outcomes)} fix{'es' if len(self.outcomes) != 1 else ''} applied; "
-                f"{len(self.resolved)} resolved, {len(self.still_open)} still open"
-                + (f", {len(self.new)} new" if self.new else ""))
+        return (
+            f"{applied} of {len(self.outcomes)} fix{'es' if len(self.outcomes) != 1 else ''} applied; "
+            f"{len(self.resolved)} resolved, {len(self.still_open)} still open"
+            + (f", {len(self.new)} new" if self.new else "")
+        )
 
 
 def _matches(tokens: set[str], finding: Finding) -> bool:
@@ -118,14 +120,34 @@ def _plans_for(ctx: PlanContext, fixes: dict[str, FixSpec], f: Finding, refs: li
         spec = fixes.get(ref.id)
         why_not = _contract_violation(spec, ref, f)
         if why_not or spec is None:
-            mine.append(Plan(ref.id, Safety.parse(ref.safety), ref.title, "", [f.code], key=f"{ref.id}:{f.code}",
-                             order=999, blocked=why_not))
+            mine.append(
+                Plan(
+                    ref.id,
+                    Safety.parse(ref.safety),
+                    ref.title,
+                    "",
+                    [f.code],
+                    key=f"{ref.id}:{f.code}",
+                    order=999,
+                    blocked=why_not,
+                )
+            )
             continue
         try:
             got = spec.planner(ctx, f, ref)
         except Exception as exc:
-            got = [Plan(ref.id, Safety.parse(ref.safety), ref.title, "", [f.code], key=f"{ref.id}:{f.code}",
-                        order=spec.order, blocked=f"planning failed: {type(exc).__name__}: {exc}")]
+            got = [
+                Plan(
+                    ref.id,
+                    Safety.parse(ref.safety),
+                    ref.title,
+                    "",
+                    [f.code],
+                    key=f"{ref.id}:{f.code}",
+                    order=spec.order,
+                    blocked=f"planning failed: {type(exc).__name__}: {exc}",
+                )
+            ]
         for p in got:
             p.finding_keys = [f.identity]
             mine.append(p)
@@ -149,8 +171,13 @@ def _choose_alternatives(mine: list[Plan], opts: FixOptions, by_fix: set[str], r
         for p in members:
             if best is not None and p is not best and p.safety <= best.safety and p.fix_id != best.fix_id:
                 why = "unsafe: applied only with --unsafe, and " if p.safety < opts.level else ""
-                run.not_applied.append((p, f"{why}alternative to {best.fix_id}" + (
-                    f" (name it with --only {p.fix_id} to choose it)" if p.safety < best.safety else "")))
+                run.not_applied.append(
+                    (
+                        p,
+                        f"{why}alternative to {best.fix_id}"
+                        + (f" (name it with --only {p.fix_id} to choose it)" if p.safety < best.safety else ""),
+                    )
+                )
                 mine.remove(p)
     return mine
 
@@ -203,8 +230,10 @@ def _indent(text: str, pad: str = "    ") -> str:
 def print_plans(run: FixRun, opts: FixOptions, out: TextIO, base: Path) -> None:
     level = "--unsafe" if opts.level is Safety.UNSAFE else "--safe"
     n = len(run.chosen)
-    out.write(f"healthkit fix {base} ({level}{', dry run' if opts.dry_run else ''}): "
-              f"{len(run.before.findings)} finding(s), {n} fix{'es' if n != 1 else ''} to apply\n")
+    out.write(
+        f"healthkit fix {base} ({level}{', dry run' if opts.dry_run else ''}): "
+        f"{len(run.before.findings)} finding(s), {n} fix{'es' if n != 1 else ''} to apply\n"
+    )
     for line in run.recovered:
         out.write(f"  {line}\n")
     for i, p in enumerate(run.chosen, 1):
@@ -227,10 +256,19 @@ def _recover(ws: Workspace, journal: Journal, run_id: str, dry_run: bool) -> lis
     """Finish what a run killed mid-action left: trash folders are removed, edit temp files deleted."""
     lines: list[str] = []
     for e in interrupted(read_journal(journal.path))[-20:]:
-        lines.append(f"a previous run ({e.get('run')}) was interrupted during: {e.get('action')} {e.get('target')} [{e.get('fix')}]")
+        lines.append(
+            f"a previous run ({e.get('run')}) was interrupted during: {e.get('action')} {e.get('target')} [{e.get('fix')}]"
+        )
         if not dry_run:  # close it in the journal so that later runs do not report it again
-            journal.append(run=e.get("run"), fix=e.get("fix"), codes=e.get("codes", []), action=e.get("action"),
-                           target=e.get("target"), result="interrupted", message=f"noted by run {run_id}")
+            journal.append(
+                run=e.get("run"),
+                fix=e.get("fix"),
+                codes=e.get("codes", []),
+                action=e.get("action"),
+                target=e.get("target"),
+                result="interrupted",
+                message=f"noted by run {run_id}",
+            )
     folders = [ws.checkpoint_dir]
     # A checkpoint folder the user declared on another disk is a root of its own (never any other outside path).
     root = ws.base if is_within(ws.checkpoint_dir, ws.base) else (ws.declared_checkpoint_root or ws.base)
@@ -241,11 +279,20 @@ def _recover(ws: Workspace, journal: Journal, run_id: str, dry_run: bool) -> lis
             continue
         try:
             what = finish_trash(root, path)
-            journal.append(run=run_id, fix="recover", codes=[], action="delete", target=rel, result="applied",
-                           message=f"finished an interrupted deletion ({what})")
+            journal.append(
+                run=run_id,
+                fix="recover",
+                codes=[],
+                action="delete",
+                target=rel,
+                result="applied",
+                message=f"finished an interrupted deletion ({what})",
+            )
             lines.append(f"finished the interrupted deletion of {rel}")
         except (Refused, OSError) as exc:
-            journal.append(run=run_id, fix="recover", codes=[], action="delete", target=rel, result="failed", message=str(exc))
+            journal.append(
+                run=run_id, fix="recover", codes=[], action="delete", target=rel, result="failed", message=str(exc)
+            )
             lines.append(f"could not finish the interrupted deletion of {rel}: {exc}")
     temp_dirs = {ws.base, ws.config_path.parent} | {ws.path(d).parent for d in ws.settings.paths.docs}
     for path in stale_temp_files(ws.base, sorted(temp_dirs)):
@@ -255,8 +302,15 @@ def _recover(ws: Workspace, journal: Journal, run_id: str, dry_run: bool) -> lis
             continue
         try:
             unlink_file(ws.base, path, None)
-            journal.append(run=run_id, fix="recover", codes=[], action="delete", target=rel, result="applied",
-                           message="removed the temp file of an interrupted edit (the original was never replaced)")
+            journal.append(
+                run=run_id,
+                fix="recover",
+                codes=[],
+                action="delete",
+                target=rel,
+                result="applied",
+                message="removed the temp file of an interrupted edit (the original was never replaced)",
+            )
             lines.append(f"removed {rel} (temp file of an interrupted edit)")
         except (Refused, OSError) as exc:
             lines.append(f"could not remove {rel}: {exc}")
@@ -266,7 +320,9 @@ def _recover(ws: Workspace, journal: Journal, run_id: str, dry_run: bool) -> lis
 def _journal_path(ws: Workspace) -> Path:
     path = ws.path(ws.settings.paths.journal)
     if not is_within(path.parent if path.parent.exists() else ws.base, ws.base) or not is_within(path, ws.base):
-        raise FixError(f"the journal {ws.settings.paths.journal} lies outside the workspace; set [paths] journal to a path inside it")
+        raise FixError(
+            f"the journal {ws.settings.paths.journal} lies outside the workspace; set [paths] journal to a path inside it"
+        )
     return path
 
 
@@ -333,8 +389,15 @@ def _plan_run(ws: Workspace, journal: Journal, run_id: str, opts: FixOptions) ->
         ws = Workspace.open(ws.base)  # so it keeps the workspace the console entry began reading early)
     before = audit(ws, record_costs=False)
     run = FixRun(before=before, recovered=recovered)
-    ctx = PlanContext(ws, before, keep=opts.keep, daemon_confirm_s=opts.daemon_confirm_s,
-                      kill_grace_s=opts.kill_grace_s, run_id=run_id, level=opts.level)
+    ctx = PlanContext(
+        ws,
+        before,
+        keep=opts.keep,
+        daemon_confirm_s=opts.daemon_confirm_s,
+        kill_grace_s=opts.kill_grace_s,
+        run_id=run_id,
+        level=opts.level,
+    )
     build_plans(ctx, before, opts, run)
     hooks_changed = bool(opts.hooks.choose(ws, run)) if opts.hooks is not None and not opts.dry_run else False
     return ws, run, hooks_changed
@@ -346,8 +409,14 @@ def _confirmed(run: FixRun, opts: FixOptions) -> bool:
     return not unsafe or opts.confirm is None or opts.confirm(unsafe)
 
 
-def _unchanged(run: FixRun, ws: Workspace, opts: FixOptions, finished: bool = True, reaudit: bool = False,
-               out: TextIO | None = None) -> None:
+def _unchanged(
+    run: FixRun,
+    ws: Workspace,
+    opts: FixOptions,
+    finished: bool = True,
+    reaudit: bool = False,
+    out: TextIO | None = None,
+) -> None:
     """Nothing was applied: the audit before is also the audit after, unless the hooks changed what it reads."""
     run.after = audit(Workspace.open(ws.base), record_costs=False) if reaudit else run.before
     _compare(run, run.before, run.after)
@@ -357,13 +426,15 @@ def _unchanged(run: FixRun, ws: Workspace, opts: FixOptions, finished: bool = Tr
         opts.hooks.finished(ws, run)
 
 
-def _apply_chosen(ws: Workspace, run: FixRun, journal: Journal, lock: FixLock, run_id: str, opts: FixOptions,
-                  out: TextIO) -> None:
+def _apply_chosen(
+    ws: Workspace, run: FixRun, journal: Journal, lock: FixLock, run_id: str, opts: FixOptions, out: TextIO
+) -> None:
     """Apply each chosen plan in order (one failing never stops the rest), then audit again and compare."""
     out.write("\nApplying:\n")
     for i, p in enumerate(run.chosen, 1):
-        actx = ApplyContext(ws, journal, p, daemon_confirm_s=opts.daemon_confirm_s, kill_grace_s=opts.kill_grace_s,
-                            run_id=run_id)
+        actx = ApplyContext(
+            ws, journal, p, daemon_confirm_s=opts.daemon_confirm_s, kill_grace_s=opts.kill_grace_s, run_id=run_id
+        )
         with phase(f"{UNINTERRUPTIBLE}applying {p.fix_id} under the fix lock"):  # never killed half-way (deadline)
             outcome = _apply_one(p, actx)
         run.outcomes.append((p, outcome))
@@ -404,8 +475,10 @@ def _close_journal(journal: Journal, out: TextIO) -> None:
         return  # a run that journalled nothing leaves the workspace untouched
     try:
         if not journal.flush():
-            out.write(f"\nThe disk is full: {len(journal.unwritten)} journal line(s) could not be written to "
-                      f"{journal.path}; here they are:\n")
+            out.write(
+                f"\nThe disk is full: {len(journal.unwritten)} journal line(s) could not be written to "
+                f"{journal.path}; here they are:\n"
+            )
             for line in journal.unwritten:
                 out.write(line.decode("utf-8", "replace"))
         journal.preallocate()

@@ -33,6 +33,7 @@ def sha256_hex(data: bytes) -> str:
             from hashlib import sha256  # a build without them
     return sha256(data).hexdigest()
 
+
 TRASH_PREFIX = ".healthkit-trash-"
 TMP_MARK = ".healthkit-tmp-"
 
@@ -104,13 +105,17 @@ class TreeFingerprint:
     entries: str
     bytes: int
     files: int
-    is_file: bool = False  # a checkpoint that is one file (a Lightning .ckpt): its (size, mtime) stands for its contents
+    is_file: bool = (
+        False  # a checkpoint that is one file (a Lightning .ckpt): its (size, mtime) stands for its contents
+    )
 
 
 def tree_fingerprint(path: Path | str, dir_fd: int | None = None, allow_file: bool = False) -> TreeFingerprint:
     st = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
     if allow_file and stat.S_ISREG(st.st_mode):
-        return TreeFingerprint(st.st_ino, f"./{stat.S_IFREG}/{st.st_size}/{st.st_mtime_ns}", st.st_blocks * 512, 1, True)
+        return TreeFingerprint(
+            st.st_ino, f"./{stat.S_IFREG}/{st.st_size}/{st.st_mtime_ns}", st.st_blocks * 512, 1, True
+        )
     if not stat.S_ISDIR(st.st_mode):
         raise Refused(f"{path} is not a directory" + (" (it is a symbolic link)" if stat.S_ISLNK(st.st_mode) else ""))
     import hashlib
@@ -182,7 +187,7 @@ def _write_new(dfd: int, name: str, data: bytes, mode: int, owner: tuple[int, in
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         os.fchmod(fd, mode)
         if owner is not None:
             try:

@@ -87,8 +87,13 @@ def _complete(ws: Workspace, c: Checkpoint, incomplete: set[str]) -> bool:
     return c.name not in incomplete and ws.completeness_of(c).complete
 
 
-def protections(ws: Workspace, keep_n: int, best: str | None, incomplete: set[str], ranked: bool = True,
-                ) -> tuple[dict[str, str], list[Checkpoint]]:
+def protections(
+    ws: Workspace,
+    keep_n: int,
+    best: str | None,
+    incomplete: set[str],
+    ranked: bool = True,
+) -> tuple[dict[str, str], list[Checkpoint]]:
     """(protected name -> why, deletion candidates oldest first) for keeping the newest ``keep_n`` complete checkpoints.
 
     ``ranked``: the limit is the run's own; where it keeps its best k by a metric (Lightning's top-k), those k stay too.
@@ -200,8 +205,12 @@ def _keep_rule(ctx: PlanContext, finding: Finding, ref: FixRef) -> tuple[int, Sa
     return 0, Safety.UNSAFE, ""
 
 
-@fixer("prune-checkpoints", order=50, codes=("checkpoints.bloat", "checkpoints.no-retention", "disk.low-space"),
-       safety=(Safety.SAFE, Safety.UNSAFE))
+@fixer(
+    "prune-checkpoints",
+    order=50,
+    codes=("checkpoints.bloat", "checkpoints.no-retention", "disk.low-space"),
+    safety=(Safety.SAFE, Safety.UNSAFE),
+)
 def plan_prune(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
     ws = ctx.ws
     best = finding.data.get("best")
@@ -230,8 +239,9 @@ def plan_prune(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
     total = sum(fp.bytes for _, fp in victims)
     if not victims:
         plan.blocked = "nothing can be deleted: every checkpoint beyond the limit is protected"
-    plan.preview = "\n".join([f"{len(victims)} checkpoint(s) to delete, {human_bytes(total)}; "
-                              f"{len(keep_lines)} kept:"] + lines + keep_lines)
+    plan.preview = "\n".join(
+        [f"{len(victims)} checkpoint(s) to delete, {human_bytes(total)}; {len(keep_lines)} kept:"] + lines + keep_lines
+    )
 
     def apply(actx: ApplyContext) -> Outcome:
         fresh = Workspace(ws.base, ws.settings, ws.settings_path)
@@ -250,8 +260,15 @@ def plan_delete_incomplete(ctx: PlanContext, finding: Finding, ref: FixRef) -> l
     ws = ctx.ws
     path = Path(finding.data["path"])
     name = path.name
-    plan = Plan("delete-incomplete-checkpoint", Safety.UNSAFE, f"Delete the incomplete checkpoint {name}", "",
-                [finding.code], key=f"delete-incomplete:{path}", order=55)
+    plan = Plan(
+        "delete-incomplete-checkpoint",
+        Safety.UNSAFE,
+        f"Delete the incomplete checkpoint {name}",
+        "",
+        [finding.code],
+        key=f"delete-incomplete:{path}",
+        order=55,
+    )
 
     def why_not(ws_: Workspace) -> str | None:
         if os.path.islink(path):

@@ -37,14 +37,14 @@ def edit_json_text(text: str, changes: dict[str, Any]) -> str:
                 out = None  # type: ignore[assignment]
                 break
             m = hits[0]
-            out = out[: m.start()] + m.group(1) + enc + out[m.end():]
+            out = out[: m.start()] + m.group(1) + enc + out[m.end() :]
         else:
             close = out.rstrip().rfind("}")
             body = out[:close].rstrip()
             found = re.search(r'\n([ \t]+)"', out)
             indent = found.group(1) if found else "  "
             sep = "," if not body.endswith("{") else ""
-            out = body + f'{sep}\n{indent}"{key}": {enc}' + out[len(body):]
+            out = body + f'{sep}\n{indent}"{key}": {enc}' + out[len(body) :]
     if out is not None:
         try:
             if json.loads(out) == expected:
@@ -56,8 +56,16 @@ def edit_json_text(text: str, changes: dict[str, Any]) -> str:
     return json.dumps(expected, indent=width, ensure_ascii=False) + ("\n" if text.endswith("\n") else "")
 
 
-def plan_config_edit(ctx: PlanContext, finding: Finding, ref: FixRef, fix_id: str, title: str,
-                     changes: dict[str, Any], order: int, note: str = "") -> Plan:
+def plan_config_edit(
+    ctx: PlanContext,
+    finding: Finding,
+    ref: FixRef,
+    fix_id: str,
+    title: str,
+    changes: dict[str, Any],
+    order: int,
+    note: str = "",
+) -> Plan:
     ws = ctx.ws
     path = ws.config_path
     rel = ws.rel(path)
@@ -76,7 +84,11 @@ def plan_config_edit(ctx: PlanContext, finding: Finding, ref: FixRef, fix_id: st
     if new == old:
         plan.blocked = f"{rel} already has {json.dumps(changes)}"
         return plan
-    plan.preview = unified_diff(old, new, ws.rel(target)) + (f"\n{note}" if note else "") + f"\n(backup: {ws.rel(target)}.bak-<timestamp>)"
+    plan.preview = (
+        unified_diff(old, new, ws.rel(target))
+        + (f"\n{note}" if note else "")
+        + f"\n(backup: {ws.rel(target)}.bak-<timestamp>)"
+    )
     sha = sha256_hex(old)
 
     def apply(actx: ApplyContext) -> Outcome:
@@ -101,18 +113,36 @@ def plan_config_edit(ctx: PlanContext, finding: Finding, ref: FixRef, fix_id: st
 def plan_limit(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
     key = finding.data.get("config_key") or ctx.ws.settings.config_keys.save_total_limit
     n = ctx.keep or DEFAULT_LIMIT
-    return [plan_config_edit(ctx, finding, ref, "set-save-total-limit", f"Set {key} to {n} in config.json", {key: n}, 20,
-                             note=f"From now on training keeps the newest {n} checkpoints (plus the best); "
-                                  "it takes effect when training next starts, if the training code reads this key."
-                                  + ("" if ctx.keep else f" (--keep N chooses another limit than {DEFAULT_LIMIT})"))]
+    return [
+        plan_config_edit(
+            ctx,
+            finding,
+            ref,
+            "set-save-total-limit",
+            f"Set {key} to {n} in config.json",
+            {key: n},
+            20,
+            note=f"From now on training keeps the newest {n} checkpoints (plus the best); "
+            "it takes effect when training next starts, if the training code reads this key."
+            + ("" if ctx.keep else f" (--keep N chooses another limit than {DEFAULT_LIMIT})"),
+        )
+    ]
 
 
 @fixer("enable-evaluation", order=21, codes=("validation.not-running",), safety=Safety.UNSAFE)
 def plan_eval(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
     ws = ctx.ws
     if not finding.data.get("has_validation_data"):
-        p = Plan("enable-evaluation", Safety.UNSAFE, "Turn evaluation on in config.json", "", [finding.code],
-                 key="enable-evaluation", order=21, blocked="no validation data exists (validation_file / validation_split)")
+        p = Plan(
+            "enable-evaluation",
+            Safety.UNSAFE,
+            "Turn evaluation on in config.json",
+            "",
+            [finding.code],
+            key="enable-evaluation",
+            order=21,
+            blocked="no validation data exists (validation_file / validation_split)",
+        )
         return [p]
     cfg = ws.config.data if ws.config.is_object else {}
     key = ws.settings.config_keys.eval_strategy
@@ -123,6 +153,16 @@ def plan_eval(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
     if not isinstance(cfg.get(es_key), int) or isinstance(cfg.get(es_key), bool):
         save = cfg.get(ws.settings.config_keys.save_steps)
         changes[es_key] = save if isinstance(save, int) and not isinstance(save, bool) and save > 0 else 500
-    return [plan_config_edit(ctx, finding, ref, "enable-evaluation", "Turn evaluation on in config.json", changes, 21,
-                             note="Evaluation then runs every eval_steps on the validation data (slower steps; "
-                                  "it takes effect when training next starts).")]
+    return [
+        plan_config_edit(
+            ctx,
+            finding,
+            ref,
+            "enable-evaluation",
+            "Turn evaluation on in config.json",
+            changes,
+            21,
+            note="Evaluation then runs every eval_steps on the validation data (slower steps; "
+            "it takes effect when training next starts).",
+        )
+    ]

@@ -80,8 +80,15 @@ def plan_remove_pid(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Pla
     rel = ws.rel(path)
     pid = finding.data.get("pid")
     reused_ct = finding.data.get("create_time") if finding.code == "daemon.pid-reused" else None
-    plan = Plan("remove-stale-pid-file", Safety.parse(ref.safety), f"Remove the stale PID file {rel}", "",
-                [finding.code], key="remove-pid-file", order=40)
+    plan = Plan(
+        "remove-stale-pid-file",
+        Safety.parse(ref.safety),
+        f"Remove the stale PID file {rel}",
+        "",
+        [finding.code],
+        key="remove-pid-file",
+        order=40,
+    )
     pf = read_pid_file(path)
     if pf.state != "ok" or pf.pid != pid:
         plan.blocked = f"{rel} no longer names PID {pid}"
@@ -97,8 +104,12 @@ def plan_remove_pid(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Pla
         live = probe(cast(int, pid))  # the PID file names it: an int (checked above)
         if live.state in ("dead", "zombie"):
             return f"process {pid} does not exist" if live.state == "dead" else f"process {pid} is a zombie"
-        if (reused_ct is not None and live.info is not None and abs(live.info.create_time - reused_ct) < 0.01
-                and not argv_matches(live.info.cmdline, ws.settings.processes.daemon)):
+        if (
+            reused_ct is not None
+            and live.info is not None
+            and abs(live.info.create_time - reused_ct) < 0.01
+            and not argv_matches(live.info.cmdline, ws.settings.processes.daemon)
+        ):
             return f"PID {pid} belongs to another program (`{live.info.display_cmd(80)}`), which is never signalled"
         return None
 
@@ -147,8 +158,15 @@ def plan_remove_malformed(ctx: PlanContext, finding: Finding, ref: FixRef) -> li
     ws = ctx.ws
     path = ws.pid_path
     rel = ws.rel(path)
-    plan = Plan("remove-malformed-pid-file", Safety.parse(ref.safety), f"Remove the malformed PID file {rel}", "",
-                [finding.code], key="remove-pid-file", order=41)
+    plan = Plan(
+        "remove-malformed-pid-file",
+        Safety.parse(ref.safety),
+        f"Remove the malformed PID file {rel}",
+        "",
+        [finding.code],
+        key="remove-pid-file",
+        order=41,
+    )
     try:
         st = os.lstat(path)
     except OSError as exc:
@@ -162,12 +180,17 @@ def plan_remove_malformed(ctx: PlanContext, finding: Finding, ref: FixRef) -> li
         plan.blocked = f"a daemon of this workspace runs (PID {daemons[0].pid}); the PID file is kept"
         return [plan]
     try:
-        fp = file_fingerprint(path) if os.path.isfile(path) and not os.path.islink(path) else FileFingerprint(st.st_ino, st.st_size, st.st_mtime_ns, "")
+        fp = (
+            file_fingerprint(path)
+            if os.path.isfile(path) and not os.path.islink(path)
+            else FileFingerprint(st.st_ino, st.st_size, st.st_mtime_ns, "")
+        )
     except (OSError, Refused) as exc:
         plan.blocked = f"{rel}: {exc}"
         return [plan]
     plan.preview = f"delete {rel}  ({st.st_size} bytes; {finding.data.get('reason', 'malformed')})" + (
-        " (a symlink: the link only, never its target)" if os.path.islink(path) else "")
+        " (a symlink: the link only, never its target)" if os.path.islink(path) else ""
+    )
 
     def apply(actx: ApplyContext) -> Outcome:
         if live_daemons(ws):
@@ -190,31 +213,49 @@ def daemon_command(ws: Workspace) -> tuple[str, list[str] | None, str | None]:
     adapter, why_not = load_adapter("trainer")
     if adapter is None:
         ours = any(p.endswith("healthkit.trainer.daemon") for p in ws.settings.processes.daemon)  # the default patterns
-        return ("trainer", None, f"cannot start: {why_not}") if ours else \
-            ("command", None, "cannot start: no daemon_command in healthkit.toml ([processes] daemon_command = [...])")
+        return (
+            ("trainer", None, f"cannot start: {why_not}")
+            if ours
+            else (
+                "command",
+                None,
+                "cannot start: no daemon_command in healthkit.toml ([processes] daemon_command = [...])",
+            )
+        )
     if adapter.module in ws.settings.processes.daemon:
         return "trainer", adapter.argv(ws.base), None
     return "command", None, "cannot start: no daemon_command in healthkit.toml ([processes] daemon_command = [...])"
 
 
-def _spawn(ws: Workspace, argv: list[str], log: Path, run_id: str, trainer_env: bool = False,
-           run_as: Account | None = None) -> int:
+def _spawn(
+    ws: Workspace, argv: list[str], log: Path, run_id: str, trainer_env: bool = False, run_as: Account | None = None
+) -> int:
     """Start ``argv`` detached; ``trainer_env``: with the environment our trainer's daemon runs in (offline, importable).
 
     ``run_as``: the launcher drops to that user before it runs (setgroups, setgid, setuid, as
     systemd's User=), so nothing it starts runs as root.
     """
     make_dirs_for(log.parent, ws.base)
-    header = (f"--- {datetime.now(UTC).isoformat(timespec='seconds')} healthkit fix (run {run_id}) starts"
-              + (f" as {run_as.name}" if run_as else "") + f": {shlex.join(redact_argv(argv))}\n")
+    header = (
+        f"--- {datetime.now(UTC).isoformat(timespec='seconds')} healthkit fix (run {run_id}) starts"
+        + (f" as {run_as.name}" if run_as else "")
+        + f": {shlex.join(redact_argv(argv))}\n"
+    )
     env = {k: v for k, v in os.environ.items() if k != "HEALTHKIT_FIX_CRASH_AT"}
     adapter = load_adapter("trainer")[0] if trainer_env else None
     if adapter is not None:
         env = {k: v for k, v in adapter.env().items() if k != "HEALTHKIT_FIX_CRASH_AT"}
     drop = run_as.popen_kwargs() if run_as else {}
     env = run_as.env(env) if run_as else env
-    out = subprocess.run([sys.executable, "-c", SPAWNER, str(log), str(ws.base), header, *argv], capture_output=True,
-                         text=True, env=env, timeout=30, stdin=subprocess.DEVNULL, **drop)
+    out = subprocess.run(
+        [sys.executable, "-c", SPAWNER, str(log), str(ws.base), header, *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+        **drop,
+    )
     if out.returncode != 0:
         raise RuntimeError((out.stderr.strip().splitlines() or ["the launcher failed"])[-1])
     return int(out.stdout.strip().splitlines()[-1])
@@ -232,7 +273,12 @@ def confirm_alive(ws: Workspace, pid: int, confirm_s: float) -> tuple[bool, str,
         named = None
         if pf.state == "ok" and pf.pid:
             lv = probe(pf.pid)
-            if lv.alive and lv.info is not None and argv_matches(lv.info.cmdline, pats) and start_time_matches(lv.info, pf.start_time):
+            if (
+                lv.alive
+                and lv.info is not None
+                and argv_matches(lv.info.cmdline, pats)
+                and start_time_matches(lv.info, pf.start_time)
+            ):
                 named = pf.pid
         alive = probe(pid).alive
         if named:
@@ -266,8 +312,13 @@ def _tail(path: Path, n: int = 5) -> str:
 
 def _orphans(ctx: PlanContext) -> list[dict]:
     """The orphaned trainings the audit reported (pid, create_time, cmdline)."""
-    return [o for f in ctx.report.findings if f.code == "daemon.orphaned-training" for o in f.data.get("orphans", [])
-            if isinstance(o.get("pid"), int)]
+    return [
+        o
+        for f in ctx.report.findings
+        if f.code == "daemon.orphaned-training"
+        for o in f.data.get("orphans", [])
+        if isinstance(o.get("pid"), int)
+    ]
 
 
 def can_adopt(ws: Workspace, mode: str, orphan: dict) -> bool:
@@ -292,8 +343,10 @@ def untrusted_block(ws: Workspace) -> str | None:
     """Why no process may be started or signalled for this workspace: it is not trusted (healthkit.contract.trust)."""
     if ws.trust.trusted:
         return None
-    return (f"the workspace is not trusted (trust.untrusted): nothing is started or signalled for it. "
-            f"Once its files are sound, run as root: {ws.trust.trust_command()}")
+    return (
+        f"the workspace is not trusted (trust.untrusted): nothing is started or signalled for it. "
+        f"Once its files are sound, run as root: {ws.trust.trust_command()}"
+    )
 
 
 def _start_blocker(ctx: PlanContext, argv: list[str] | None, why_not: str | None) -> str | None:
@@ -306,16 +359,22 @@ def _start_blocker(ctx: PlanContext, argv: list[str] | None, why_not: str | None
     if held:
         return held
     if ws.settings.daemon.scheduler == "slurm":
-        return (f"the daemon runs as a Slurm job here ([daemon] scheduler = \"slurm\"); no daemon is started outside it. "
-                f"Submit it: healthkit daemon start {shlex.quote(str(ws.base))}")
+        return (
+            f'the daemon runs as a Slurm job here ([daemon] scheduler = "slurm"); no daemon is started outside it. '
+            f"Submit it: healthkit daemon start {shlex.quote(str(ws.base))}"
+        )
     daemon_fact = ctx.report.facts.get("daemon") or {}
     if daemon_fact.get("state") == "running":
-        return (f"a daemon already runs (PID {daemon_fact.get('pid')}) and did not adopt it: "
-                "restart that daemon, or stop the training with kill-orphan (unsafe)")
+        return (
+            f"a daemon already runs (PID {daemon_fact.get('pid')}) and did not adopt it: "
+            "restart that daemon, or stop the training with kill-orphan (unsafe)"
+        )
     stop = stopped_on_request(ws)
     if stop is not None:
-        return (f"the daemon was stopped on request ({stop.at}, by {stop.by}: {stop.reason}); no fix restarts it. "
-                f"Start it yourself: healthkit daemon start {shlex.quote(str(ws.base))}")
+        return (
+            f"the daemon was stopped on request ({stop.at}, by {stop.by}: {stop.reason}); no fix restarts it. "
+            f"Start it yourself: healthkit daemon start {shlex.quote(str(ws.base))}"
+        )
     if why_not or not argv:
         return why_not or "cannot start: no daemon command"
     if not is_within(ws.path(ws.settings.paths.logs), ws.base):
@@ -345,9 +404,16 @@ def _plan_start(ctx: PlanContext, finding: Finding, ref: FixRef, fix_id: str) ->
     mode, argv, why_not = daemon_command(ws)
     orphans = _orphans(ctx)
     pids = ", ".join(str(o["pid"]) for o in orphans)
-    plan = Plan(fix_id, Safety.SAFE if ref.safety == "safe" else Safety.UNSAFE,
-                "Start the daemon" + (f" so that it adopts the running training (PID {pids})" if orphans else ""), "",
-                [finding.code], key="start-daemon", order=90, group="orphan" if fix_id == "adopt-orphan" else None)
+    plan = Plan(
+        fix_id,
+        Safety.SAFE if ref.safety == "safe" else Safety.UNSAFE,
+        "Start the daemon" + (f" so that it adopts the running training (PID {pids})" if orphans else ""),
+        "",
+        [finding.code],
+        key="start-daemon",
+        order=90,
+        group="orphan" if fix_id == "adopt-orphan" else None,
+    )
     plan.blocked = _start_blocker(ctx, argv, why_not)
     if plan.blocked:
         return plan
@@ -364,11 +430,18 @@ def _plan_start(ctx: PlanContext, finding: Finding, ref: FixRef, fix_id: str) ->
     shown = shlex.join(redact_argv(argv))
     if mode == "trainer":
         how = f"trainer.daemon.start_daemon({str(ws.base)!r}) runs, detached:\n  {shown}\n(output in logs/daemon.out)"
-        adopt = "the daemon adopts it (a trainer.train_file child of this workspace) instead of starting a second training"
+        adopt = (
+            "the daemon adopts it (a trainer.train_file child of this workspace) instead of starting a second training"
+        )
     else:
         how = f"run detached (new session, cwd {ws.base}, output appended to {ws.rel(log)}):\n  {shown}"
         adopt = "the setup's own daemon adopts it (healthkit.toml declares daemon_adopts = true)"
-    lines = [how, runs_as_line(run_as), *start_notes(ws, mode), f"then confirm it is alive (up to {ctx.daemon_confirm_s:g}s)"]
+    lines = [
+        how,
+        runs_as_line(run_as),
+        *start_notes(ws, mode),
+        f"then confirm it is alive (up to {ctx.daemon_confirm_s:g}s)",
+    ]
     if orphans:
         lines.append(f"running training PID {pids} is never signalled: {adopt}")
     lines += consequences(ws, mode)
@@ -381,8 +454,10 @@ def runs_as_line(run_as: Account | None) -> str:
     """The plan's line that says whom the started process runs as."""
     if run_as is None:
         return f"as {user_name(os.geteuid())} (who runs this fix)"
-    return (f"as {run_as.name} (uid {run_as.uid}, gid {run_as.gid}): the workspace's owner; root starts nothing as root "
-            "for a user")
+    return (
+        f"as {run_as.name} (uid {run_as.uid}, gid {run_as.gid}): the workspace's owner; root starts nothing as root "
+        "for a user"
+    )
 
 
 def _remote_held(ws: Workspace) -> str | None:
@@ -390,8 +465,10 @@ def _remote_held(ws: Workspace) -> str | None:
     r = remote_lease(ws, fresh=True)
     if r is None or not r.fresh:
         return None
-    return (f"host {r.lease.host} holds the workspace's lease (daemon PID {r.lease.pid} there, generation "
-            f"{r.lease.generation}), renewed {max(0.0, r.age_s):.0f} s ago: a daemon started here would train it twice")
+    return (
+        f"host {r.lease.host} holds the workspace's lease (daemon PID {r.lease.pid} there, generation "
+        f"{r.lease.generation}), renewed {max(0.0, r.age_s):.0f} s ago: a daemon started here would train it twice"
+    )
 
 
 def _expired_holder(ws: Workspace, pid: int | None) -> bool:
@@ -412,8 +489,11 @@ def _start_refusal(ws: Workspace) -> str | None:
         lv = probe(pf.pid)  # type: ignore[arg-type]
         if lv.alive:
             ours = lv.info is not None and argv_matches(lv.info.cmdline, ws.settings.processes.daemon)
-            return (f"a daemon is already running (PID {pf.pid})" if ours else
-                    f"{ws.rel(ws.pid_path)} still names live PID {pf.pid} (not the daemon); remove it first")
+            return (
+                f"a daemon is already running (PID {pf.pid})"
+                if ours
+                else f"{ws.rel(ws.pid_path)} still names live PID {pf.pid} (not the daemon); remove it first"
+            )
     elif pf.state == "malformed":
         return f"{ws.rel(ws.pid_path)} is malformed; remove it first"
     running = live_daemons(ws)
@@ -459,8 +539,15 @@ def scheduled_starts(ws: Workspace) -> list[ProcInfo]:
     return _watchers(ws, fresh=True)
 
 
-def _plan_start_after(ctx: PlanContext, plan: Plan, mode: str, argv: list[str], orphans: list[tuple[int, float]],
-                      log: Path, run_as: Account | None) -> Plan:
+def _plan_start_after(
+    ctx: PlanContext,
+    plan: Plan,
+    mode: str,
+    argv: list[str],
+    orphans: list[tuple[int, float]],
+    log: Path,
+    run_as: Account | None,
+) -> Plan:
     """A daemon that cannot adopt a running training is started only once it has ended (never beside it)."""
     ws = ctx.ws
     from healthkit.fix.start_after import MODULE
@@ -471,26 +558,40 @@ def _plan_start_after(ctx: PlanContext, plan: Plan, mode: str, argv: list[str], 
         return plan
     pids = ", ".join(str(p) for p, _ in orphans)
     plan.title = f"Start the daemon once training PID {pids} has ended"
-    watcher = [sys.executable, "-m", MODULE, "--workspace", str(ws.base), *[a for p, t in orphans for a in ("--wait", f"{p}:{t:.3f}")],
-               "--", *argv]
-    why = ("our daemon adopts only its own trainer.train_file children, and PID " + pids + " is not one"
-           if mode == "trainer" else "the setup's daemon is not known to adopt a running training (healthkit.toml "
-           "[processes] daemon_adopts)")
-    plan.preview = "\n".join([
-        f"{why},", f"so starting it now would start a second training beside PID {pids}. Instead run, detached (new session,",
-        f"output appended to {ws.rel(log)}):",
-        f"  {shlex.join(redact_argv(watcher))}",
-        "which waits for the training to end (never signalling it), then starts:",
-        f"  {shlex.join(redact_argv(argv))}",
-        "both " + runs_as_line(run_as),
-        *consequences(ws, mode),
-    ])
+    watcher = [
+        sys.executable,
+        "-m",
+        MODULE,
+        "--workspace",
+        str(ws.base),
+        *[a for p, t in orphans for a in ("--wait", f"{p}:{t:.3f}")],
+        "--",
+        *argv,
+    ]
+    why = (
+        "our daemon adopts only its own trainer.train_file children, and PID " + pids + " is not one"
+        if mode == "trainer"
+        else "the setup's daemon is not known to adopt a running training (healthkit.toml [processes] daemon_adopts)"
+    )
+    plan.preview = "\n".join(
+        [
+            f"{why},",
+            f"so starting it now would start a second training beside PID {pids}. Instead run, detached (new session,",
+            f"output appended to {ws.rel(log)}):",
+            f"  {shlex.join(redact_argv(watcher))}",
+            "which waits for the training to end (never signalling it), then starts:",
+            f"  {shlex.join(redact_argv(argv))}",
+            "both " + runs_as_line(run_as),
+            *consequences(ws, mode),
+        ]
+    )
     plan.apply = _start_after_apply(ws, mode, watcher, orphans, log, run_as)
     return plan
 
 
-def _start_after_apply(ws: Workspace, mode: str, watcher: list[str], orphans: list[tuple[int, float]], log: Path,
-                       run_as: Account | None):
+def _start_after_apply(
+    ws: Workspace, mode: str, watcher: list[str], orphans: list[tuple[int, float]], log: Path, run_as: Account | None
+):
     pids = ", ".join(str(p) for p, _ in orphans)
 
     def apply(actx: ApplyContext) -> Outcome:
@@ -516,8 +617,12 @@ def _start_after_apply(ws: Workspace, mode: str, watcher: list[str], orphans: li
     return apply
 
 
-@fixer("start-daemon", order=90, codes=("daemon.dead", "daemon.not-running", "daemon.pid-reused", "daemon.pid-malformed",
-                                        "daemon.lease-expired"), safety=Safety.SAFE)
+@fixer(
+    "start-daemon",
+    order=90,
+    codes=("daemon.dead", "daemon.not-running", "daemon.pid-reused", "daemon.pid-malformed", "daemon.lease-expired"),
+    safety=Safety.SAFE,
+)
 def plan_start(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
     return [_plan_start(ctx, finding, ref, "start-daemon")]
 
@@ -551,10 +656,17 @@ def plan_kill(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
     untrusted = untrusted_block(ws)
     for o in finding.data.get("orphans", []):
         pid, ct, cmd = o.get("pid"), o.get("create_time"), list(o.get("cmdline") or [])
-        plan = Plan("kill-orphan", Safety.UNSAFE, f"Stop the orphaned training PID {pid} (loses work since its last checkpoint)",
-                    f"kill -TERM {pid}   # {shlex.join(cmd)[:160]}\n"
-                    f"then, if PID {pid} (started {ct}) still runs after {ctx.kill_grace_s:g}s: kill -KILL {pid}",
-                    [finding.code], key=f"kill-orphan:{pid}", order=35, group="orphan")
+        plan = Plan(
+            "kill-orphan",
+            Safety.UNSAFE,
+            f"Stop the orphaned training PID {pid} (loses work since its last checkpoint)",
+            f"kill -TERM {pid}   # {shlex.join(cmd)[:160]}\n"
+            f"then, if PID {pid} (started {ct}) still runs after {ctx.kill_grace_s:g}s: kill -KILL {pid}",
+            [finding.code],
+            key=f"kill-orphan:{pid}",
+            order=35,
+            group="orphan",
+        )
         if untrusted:
             plan.blocked = untrusted
             plans.append(plan)

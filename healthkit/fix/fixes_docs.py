@@ -37,17 +37,17 @@ def rewrite(text: str, drifts: list[dict]) -> tuple[str, list[dict]]:
         if i >= len(lines):
             raise ChangedSincePlan(f"line {d['line']} no longer exists")
         content = original[i].rstrip("\r\n")
-        ending = original[i][len(content):]
+        ending = original[i][len(content) :]
         expected = d.get("line_fingerprint")
         if expected is not None and line_fingerprint(content) != expected:
             raise ChangedSincePlan(f"line {d['line']} changed since the audit")
         if expected is None and content != d["line_text"]:
             raise ChangedSincePlan(f"line {d['line']} is no longer `{d['line_text'].strip()}`")
-        if content[d["start"]:d["end"]] != d["doc_value"]:
+        if content[d["start"] : d["end"]] != d["doc_value"]:
             raise ChangedSincePlan(f"line {d['line']} no longer states `{d['doc_value']}` at column {d['start'] + 1}")
         value = format_for_doc(d["config_value"], d["doc_value"])
         current = lines[i][: len(lines[i]) - len(ending)]
-        lines[i] = current[: d["start"]] + value + current[d["end"]:] + ending
+        lines[i] = current[: d["start"]] + value + current[d["end"] :] + ending
         changes.append({"line": d["line"], "key": d["key"], "from": d["doc_value"], "to": value})
     return "".join(lines), sorted(changes, key=lambda c: c["line"])
 
@@ -72,26 +72,44 @@ def plan_sync(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
     plans = [_edit_plan(ctx, finding, doc, plain, Safety.SAFE)] if plain else []
     if guarded:
         rel = ctx.ws.rel(doc)
-        plans.append(Plan("sync-doc-value", Safety.UNSAFE, f"Rewrite {len(guarded)} value(s) in {rel} that --safe leaves alone",
-                          "", [finding.code], key=f"sync-doc-value-guarded:{doc}", order=10,
-                          blocked="left alone by --safe (`fix --unsafe` rewrites them): "
-                                  + "; ".join(_guarded_line(rel, d) for d in guarded)))
+        plans.append(
+            Plan(
+                "sync-doc-value",
+                Safety.UNSAFE,
+                f"Rewrite {len(guarded)} value(s) in {rel} that --safe leaves alone",
+                "",
+                [finding.code],
+                key=f"sync-doc-value-guarded:{doc}",
+                order=10,
+                blocked="left alone by --safe (`fix --unsafe` rewrites them): "
+                + "; ".join(_guarded_line(rel, d) for d in guarded),
+            )
+        )
     return plans
 
 
 def _edit_plan(ctx: PlanContext, finding: Finding, doc: Path, drifts: list[dict], safety: Safety) -> Plan:
     ws = ctx.ws
     rel = ws.rel(doc)
-    plan = Plan("sync-doc-value", safety, f"Rewrite {len(drifts)} stale value(s) in {rel} to config.json's",
-                "", [finding.code], key=f"sync-doc-value:{doc}", order=10)
+    plan = Plan(
+        "sync-doc-value",
+        safety,
+        f"Rewrite {len(drifts)} stale value(s) in {rel} to config.json's",
+        "",
+        [finding.code],
+        key=f"sync-doc-value:{doc}",
+        order=10,
+    )
     try:
         target = edit_target(ws.base, doc, rel)
     except Refused as exc:
         plan.blocked = str(exc)
         return plan
     if ws.config.duplicates:  # config.duplicate-key: which of the two values the person meant is theirs to say
-        plan.blocked = (f"config.json states {', '.join(f'`{k}`' for k in ws.config.duplicates)} twice; "
-                        f"{rel} is not rewritten from it until config.json says each once")
+        plan.blocked = (
+            f"config.json states {', '.join(f'`{k}`' for k in ws.config.duplicates)} twice; "
+            f"{rel} is not rewritten from it until config.json says each once"
+        )
         return plan
     try:
         old = read_nofollow(target)

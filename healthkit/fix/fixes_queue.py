@@ -21,8 +21,15 @@ def plan_requeue(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
     src = Path(finding.data["path"])
     dest_dir = ws.path(ws.settings.paths.queue_pending[0])
     dst = dest_dir / src.name
-    plan = Plan("requeue-stuck-file", Safety.parse(ref.safety), f"Move {src.name} back to {ws.rel(dest_dir)}/",
-                f"mv {ws.rel(src)} {ws.rel(dst)}", [finding.code], key=f"requeue:{src}", order=30)
+    plan = Plan(
+        "requeue-stuck-file",
+        Safety.parse(ref.safety),
+        f"Move {src.name} back to {ws.rel(dest_dir)}/",
+        f"mv {ws.rel(src)} {ws.rel(dst)}",
+        [finding.code],
+        key=f"requeue:{src}",
+        order=30,
+    )
     try:
         st = os.lstat(src)
     except OSError as exc:
@@ -84,8 +91,15 @@ def plan_delete_failed_checkpoints(ctx: PlanContext, finding: Finding, ref: FixR
     name = finding.data.get("queued_as") or Path(finding.data["path"]).name
     failed_file = Path(finding.data["path"])
     steps = int(finding.data.get("retry_step") or 0)
-    plan = Plan("delete-failed-checkpoints", Safety.UNSAFE, f"Delete the checkpoints kept for a retry of {name}", "",
-                [finding.code], key=f"delete-failed-checkpoints:{failed_file}", order=56)
+    plan = Plan(
+        "delete-failed-checkpoints",
+        Safety.UNSAFE,
+        f"Delete the checkpoints kept for a retry of {name}",
+        "",
+        [finding.code],
+        key=f"delete-failed-checkpoints:{failed_file}",
+        order=56,
+    )
 
     def why_not(path: Path) -> str | None:
         if not failed_file.exists():
@@ -110,7 +124,9 @@ def plan_delete_failed_checkpoints(ctx: PlanContext, finding: Finding, ref: FixR
         plan.blocked = f"no checkpoint of {name} is kept"
         return [plan]
     plan.preview = "\n".join(
-        [f"throws away {steps} trained step(s) of {name}: `healthkit queue retry` would then start it from step 0"] + lines)
+        [f"throws away {steps} trained step(s) of {name}: `healthkit queue retry` would then start it from step 0"]
+        + lines
+    )
 
     def apply(actx: ApplyContext) -> Outcome:
         out = _delete_many(actx, ws, victims, why_not)

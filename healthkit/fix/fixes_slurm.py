@@ -49,8 +49,15 @@ def _live_job(ws) -> str | None:
 @fixer("submit-daemon-job", order=91, codes=("slurm.ended",), safety=Safety.SAFE)
 def plan_submit(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
     ws = ctx.ws
-    plan = Plan("submit-daemon-job", Safety.SAFE, "Submit the daemon's Slurm job again", "", [finding.code],
-                key="start-daemon", order=91)
+    plan = Plan(
+        "submit-daemon-job",
+        Safety.SAFE,
+        "Submit the daemon's Slurm job again",
+        "",
+        [finding.code],
+        key="start-daemon",
+        order=91,
+    )
     plan.blocked = _blocker(ctx)
     adapter, why_not = load_adapter("trainer")
     script = getattr(adapter, "slurm_script", None) if adapter is not None else None
@@ -58,7 +65,11 @@ def plan_submit(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
         plan.blocked = why_not or "the trainer cannot submit Slurm jobs"
     if plan.blocked:
         return [plan]
-    plan.preview = "sbatch --parsable <<'EOF'\n" + cast(Callable[..., str], script)(ws.base) + "EOF\n(the daemon resumes from the newest complete checkpoint)"
+    plan.preview = (
+        "sbatch --parsable <<'EOF'\n"
+        + cast(Callable[..., str], script)(ws.base)
+        + "EOF\n(the daemon resumes from the newest complete checkpoint)"
+    )
 
     def apply(actx: ApplyContext) -> Outcome:
         live = _live_job(ws)

@@ -60,7 +60,9 @@ class Journal:
         if not self.unwritten or self.dry_run:
             return not self.unwritten
         self._make_folder()
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+        fd = os.open(
+            self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644
+        )
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO would take lines until its buffer fills, then block
                 raise OSError(errno.EINVAL, f"{self.path} is not a regular file")

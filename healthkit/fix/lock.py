@@ -69,8 +69,10 @@ class FixLock:
                     who = self.holder()
                     os.close(fd)
                     waited = f" after waiting {self.wait_s:g}s" if self.wait_s else ""
-                    raise LockBusy(f"another `healthkit fix` run ({who}) is working on this workspace{waited}; "
-                                   f"nothing was changed. Try again later, or pass --wait SECONDS") from None
+                    raise LockBusy(
+                        f"another `healthkit fix` run ({who}) is working on this workspace{waited}; "
+                        f"nothing was changed. Try again later, or pass --wait SECONDS"
+                    ) from None
                 time.sleep(0.1)
         self.fd = fd
         self.pid_written = False

@@ -125,8 +125,16 @@ class ApplyContext:
     run_id: str = ""
 
     def record(self, action: str, target: str, result: str, message: str, **details: Any) -> None:
-        self.journal.append(fix=self.plan.fix_id, codes=self.plan.codes, action=action, target=target,
-                            result=result, message=message, details=details, run=self.run_id)
+        self.journal.append(
+            fix=self.plan.fix_id,
+            codes=self.plan.codes,
+            action=action,
+            target=target,
+            result=result,
+            message=message,
+            details=details,
+            run=self.run_id,
+        )
 
 
 Planner = Callable[[PlanContext, "Finding", "FixRef"], list[Plan]]
@@ -153,8 +161,9 @@ FIXES: dict[str, FixSpec] = {}
 LOAD_ERRORS: list[str] = []
 
 
-def fixer(fix_id: str, order: int, *, codes: tuple[str, ...] | list[str],
-          safety: Safety | tuple[Safety, ...]) -> Callable[[Planner], Planner]:
+def fixer(
+    fix_id: str, order: int, *, codes: tuple[str, ...] | list[str], safety: Safety | tuple[Safety, ...]
+) -> Callable[[Planner], Planner]:
     """Register the planner for a FixRef id; ``order`` sorts plans for applying.
 
     Refused loudly at import (like a malformed check): a second registration of one id, no
@@ -225,8 +234,10 @@ def contract_errors(code_docs: dict[str, Any], fixes: dict[str, FixSpec]) -> lis
             elif code not in spec.codes:
                 errors.append(f"{code}: fix {ref.id!r} does not declare that it handles {code}")
             elif Safety.parse(ref.safety) not in spec.safeties:
-                errors.append(f"{code}: FixRef {ref.id!r} is {ref.safety} but the fix can only be "
-                              f"{'/'.join(sorted(s.label for s in spec.safeties))}")
+                errors.append(
+                    f"{code}: FixRef {ref.id!r} is {ref.safety} but the fix can only be "
+                    f"{'/'.join(sorted(s.label for s in spec.safeties))}"
+                )
     for spec in sorted(fixes.values(), key=lambda s: s.id):
         for code in spec.codes:
             if code not in code_docs:

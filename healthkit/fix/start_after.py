@@ -38,7 +38,10 @@ def _say(text: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if "--" not in args:
-        print("usage: python -m healthkit.fix.start_after --workspace WS --wait PID:START ... -- DAEMON ARGV", file=sys.stderr)
+        print(
+            "usage: python -m healthkit.fix.start_after --workspace WS --wait PID:START ... -- DAEMON ARGV",
+            file=sys.stderr,
+        )
         return 64
     cut = args.index("--")
     ap = argparse.ArgumentParser(prog=f"python -m {MODULE}")
@@ -46,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wait", action="append", default=[], metavar="PID:START")
     ap.add_argument("--poll", type=float, default=5.0)
     opts = ap.parse_args(args[:cut])
-    command = args[cut + 1:]
+    command = args[cut + 1 :]
     if not command:
         print("no daemon command after --", file=sys.stderr)
         return 64

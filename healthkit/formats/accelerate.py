@@ -33,8 +33,10 @@ from healthkit.formats.base import (
 from healthkit.formats.fsdp import dcp_problems
 
 ACCELERATE_CHECKPOINT_RE = re.compile(r"checkpoint_(\d+)")  # `checkpoint_N` (underscore): not HF's rule
-WEIGHTS = re.compile(r"^(model(_\d+)?\.safetensors|pytorch_model(_\d+)?\.bin|model(_\d+)?\.safetensors\.index\.json|"
-                     r"pytorch_model(_\d+)?\.bin\.index\.json)$")
+WEIGHTS = re.compile(
+    r"^(model(_\d+)?\.safetensors|pytorch_model(_\d+)?\.bin|model(_\d+)?\.safetensors\.index\.json|"
+    r"pytorch_model(_\d+)?\.bin\.index\.json)$"
+)
 FSDP_MODEL = re.compile(r"^pytorch_model_fsdp_\d+$")
 OPTIM = re.compile(r"^optimizer(_\d+)?\.bin$")
 FSDP_OPTIM = re.compile(r"^optimizer_\d+$")
@@ -100,15 +102,23 @@ class Accelerate(RunFormat):
     def is_checkpoint_name(self, name: str) -> bool:
         return ACCELERATE_CHECKPOINT_RE.fullmatch(os.path.basename(name.rstrip("/"))) is not None
 
-    def survey(self, root: Path, ckpts: list[Checkpoint], reader: Reader | None = None) -> tuple[dict[Path, Completeness], RunRecord | None]:
+    def survey(
+        self, root: Path, ckpts: list[Checkpoint], reader: Reader | None = None
+    ) -> tuple[dict[Path, Completeness], RunRecord | None]:
         from healthkit.formats.logs import event_files, events_record
 
         judged = {c.path: self.completeness(c) for c in ckpts}
         events = event_files(root.parent, depth=3)
-        rec = events_record(events, root.parent) if events else RunRecord(
-            label=f"no TensorBoard event files under {root.parent.name}/")
-        rec.retention = DeclaredRetention(None, "Accelerate does not record `ProjectConfiguration.total_limit` on disk "
-                                                "(declare the run's limit in healthkit.toml [retention])")
+        rec = (
+            events_record(events, root.parent)
+            if events
+            else RunRecord(label=f"no TensorBoard event files under {root.parent.name}/")
+        )
+        rec.retention = DeclaredRetention(
+            None,
+            "Accelerate does not record `ProjectConfiguration.total_limit` on disk "
+            "(declare the run's limit in healthkit.toml [retention])",
+        )
         if not rec.times:
             use_save_times(rec, ckpts, root, self.glob)
         return judged, rec

@@ -96,7 +96,9 @@ class DeclaredRetention:
     keeps_all: bool = False
     by_metric: bool = False  # top-k by a monitored metric (Lightning): the kept ones are the best k, not the newest
     source: Path | None = None  # the file ``said`` reads (its SRC placeholder)
-    kept: tuple[str, ...] = ()  # by_metric: the checkpoints the run itself keeps (its best k); a safe prune keeps them all
+    kept: tuple[
+        str, ...
+    ] = ()  # by_metric: the checkpoints the run itself keeps (its best k); a safe prune keeps them all
 
 
 @dataclass
@@ -111,12 +113,16 @@ class RunRecord:
     save_steps: float | None = None
     eval_steps: float | None = None
     evals_word: str = "a validation loss"  # how the record names its validation losses, for people
-    records_eval_interval: bool = False  # the format writes down when evaluation is due (HF): absence of evals is judged by it
+    records_eval_interval: bool = (
+        False  # the format writes down when evaluation is due (HF): absence of evals is judged by it
+    )
     train: list[list[float]] = field(default_factory=list)
     evals: list[list[float]] = field(default_factory=list)
     best: tuple[str, ...] = ()  # checkpoint names a prune must never delete (best, best-k)
     retention: DeclaredRetention | None = None
-    retention_reader: Callable[[], DeclaredRetention | None] | None = None  # read on first ask (a file the audit may not need)
+    retention_reader: Callable[[], DeclaredRetention | None] | None = (
+        None  # read on first ask (a file the audit may not need)
+    )
     missing_extra: str | None = None  # an optional extra that would read more history (e.g. healthkit[tensorboard])
     notes: list[str] = field(default_factory=list)
     evals_said: Callable[[list[list[float]]], Said] | None = None
@@ -126,7 +132,9 @@ class RunRecord:
     grad_norm: list[list[float]] = field(default_factory=list)
     learning_rate: list[list[float]] = field(default_factory=list)
     times: list[list[float]] = field(default_factory=list)  # [[step, epoch seconds]]: when the run was at that step
-    times_from: str = ""  # where ``times`` come from, for people: "TensorBoard wall times", "checkpoint save times (...)"
+    times_from: str = (
+        ""  # where ``times`` come from, for people: "TensorBoard wall times", "checkpoint save times (...)"
+    )
     # The lines of the history between two steps (loss, grad_norm, learning_rate), as a person re-reads them.
     signal_said: Callable[[float, float], Said] | None = None
     times_said: Callable[[float, float], Said] | None = None
@@ -147,6 +155,7 @@ class RunRecord:
     def _placed(self, said: Said, shown: Callable[[Path], str] | None) -> Said:
         """A command with its SRC placeholder replaced by the source path as a person types it (relative, quoted)."""
         where = shown(self.source) if shown and self.source else str(self.source or "")
+
         def place(text: str) -> str:
             return _AT.sub(lambda m: shown(Path(m.group(1))) if shown else m.group(1), text)
 
@@ -162,18 +171,27 @@ class RunRecord:
         if self.signal_said is not None:
             return self._placed(self.signal_said(lo, hi), shown)
         rows: dict[float, dict[str, float]] = {}
-        for name, series in (("loss", self.train), ("grad_norm", self.grad_norm), ("learning_rate", self.learning_rate)):
+        for name, series in (
+            ("loss", self.train),
+            ("grad_norm", self.grad_norm),
+            ("learning_rate", self.learning_rate),
+        ):
             for s, v in series:
                 if lo <= s <= hi:
                     rows.setdefault(s, {})[name] = v
-        return Said(f"# {self.label}", "\n".join(f"step {s:g}: " + ", ".join(f"{k} {v:g}" for k, v in r.items())
-                                                  for s, r in sorted(rows.items())))
+        return Said(
+            f"# {self.label}",
+            "\n".join(f"step {s:g}: " + ", ".join(f"{k} {v:g}" for k, v in r.items()) for s, r in sorted(rows.items())),
+        )
 
     def said_times(self, lo: float, hi: float, shown: Callable[[Path], str] | None = None) -> Said:
         """When the run reached each step from ``lo`` to ``hi``, with the command that shows it."""
         if self.times_said is not None:
             return self._placed(self.times_said(lo, hi), shown)
-        return Said(f"# {self.times_from or self.label}", "\n".join(f"step {s:g}: {t:.0f}" for s, t in self.times if lo <= s <= hi))
+        return Said(
+            f"# {self.times_from or self.label}",
+            "\n".join(f"step {s:g}: {t:.0f}" for s, t in self.times if lo <= s <= hi),
+        )
 
     def said_no_evals(self, last_eval: float | None, shown: Callable[[Path], str] | None = None) -> Said:
         if self.no_evals_said is not None:
@@ -220,7 +238,9 @@ class RunFormat:
     def completeness(self, ckpt: Checkpoint) -> Completeness:
         return Completeness(None, (), unknown=f"{self.title}: its completeness rule is not known")
 
-    def survey(self, root: Path, ckpts: list[Checkpoint], reader: Reader | None = None) -> tuple[dict[Path, Completeness], RunRecord | None]:
+    def survey(
+        self, root: Path, ckpts: list[Checkpoint], reader: Reader | None = None
+    ) -> tuple[dict[Path, Completeness], RunRecord | None]:
         """Every checkpoint judged, and the run's newest record (None when none can be read).
 
         ``reader``: whose read permission the record's files need (healthkit.contract.trust.reader_for): while root
@@ -249,13 +269,21 @@ def use_save_times(rec: RunRecord, ckpts: list[Checkpoint], folder: Path, glob: 
         except OSError:
             continue
     rec.times = sorted(t for t in times if t[0] >= 0)
-    rec.times_from = f"checkpoint save times (the mtime of each {glob}{'/' + inside if inside else ''}; the log records no times)"
+    rec.times_from = (
+        f"checkpoint save times (the mtime of each {glob}{'/' + inside if inside else ''}; the log records no times)"
+    )
     pattern = f"{at(folder)}/{glob}{'/' + inside if inside else ''}"
 
     def said(lo: float, hi: float) -> Said:
-        return Said(f"stat -c '%Y %n' {pattern} | sort -n",
-                    "\n".join(f"{t:.0f} {at(c.path)}{'/' + inside if inside else ''}" for c in ckpts for s, t in rec.times
-                              if s == c.step and lo <= s <= hi))
+        return Said(
+            f"stat -c '%Y %n' {pattern} | sort -n",
+            "\n".join(
+                f"{t:.0f} {at(c.path)}{'/' + inside if inside else ''}"
+                for c in ckpts
+                for s, t in rec.times
+                if s == c.step and lo <= s <= hi
+            ),
+        )
 
     rec.times_said = said
 

@@ -39,7 +39,9 @@ def zero_problems(path: Path, files: frozenset[str]) -> list[str]:
     """What a DeepSpeed resume from ``path`` would lack (empty: its ZeRO states are whole)."""
     if LATEST not in files:
         tags = sorted(f for f in files if TAG_RE.fullmatch(f))
-        return [f"`latest` is missing (DeepSpeed resumes from the tag it names; {', '.join(tags[:2])} has no pointer to it)"]
+        return [
+            f"`latest` is missing (DeepSpeed resumes from the tag it names; {', '.join(tags[:2])} has no pointer to it)"
+        ]
     from healthkit.system.fsutil import ReadProblem, open_regular
 
     try:
@@ -70,7 +72,7 @@ def zero_problems(path: Path, files: frozenset[str]) -> list[str]:
     if lost3:
         problems.append(f"{tag}/ lacks the model states of rank(s) {', '.join(map(str, lost3[:4]))} of {world}")
     for n in sorted(names):
-        if (_OPTIM.fullmatch(n) or _MODEL3.fullmatch(n) or _MODEL.fullmatch(n)):
+        if _OPTIM.fullmatch(n) or _MODEL3.fullmatch(n) or _MODEL.fullmatch(n):
             try:
                 if os.stat(path / tag / n).st_size == 0:
                     problems.append(f"{tag}/{n} is empty")

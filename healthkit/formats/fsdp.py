@@ -40,7 +40,7 @@ def _named(raw: bytes) -> dict[str, int]:
     try:
         meta = safe_loads(raw)
         storage = field_of(meta, "storage_data") or {}
-        for info in (storage.values() if isinstance(storage, dict) else []):
+        for info in storage.values() if isinstance(storage, dict) else []:
             rel = field_of(info, "relative_path")
             if isinstance(rel, str):
                 off, length = field_of(info, "offset", 0), field_of(info, "length", 0)

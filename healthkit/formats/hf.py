@@ -60,7 +60,9 @@ class HFTrainer(RunFormat):
         return Recognised(f"`{root.name}/` holds {n} `checkpoint-N/` folder(s)") if n else None
 
     def holds_checkpoints(self, entries: list[os.DirEntry]) -> int:
-        return sum(1 for e in entries if CHECKPOINT_NAME.fullmatch(e.name) and os.path.isfile(os.path.join(e.path, STATE_FILE)))
+        return sum(
+            1 for e in entries if CHECKPOINT_NAME.fullmatch(e.name) and os.path.isfile(os.path.join(e.path, STATE_FILE))
+        )
 
     def checkpoints(self, root: Path, entries: list[os.DirEntry]) -> list[Checkpoint]:
         found = []
@@ -88,7 +90,9 @@ class HFTrainer(RunFormat):
     def is_checkpoint_name(self, name: str) -> bool:
         return NAME_IN_TEXT.search(name) is not None
 
-    def survey(self, root: Path, ckpts: list[Checkpoint], reader: Reader | None = None) -> tuple[dict[Path, Completeness], RunRecord | None]:
+    def survey(
+        self, root: Path, ckpts: list[Checkpoint], reader: Reader | None = None
+    ) -> tuple[dict[Path, Completeness], RunRecord | None]:
         judged = {c.path: self.completeness(c) for c in ckpts}
         chosen = newest_with_state(ckpts, lambda c: judged[c.path].state_ok, lambda c: c.path / STATE_FILE, reader)
         newest, data, failed = chosen  # in two steps: unpacked at once, mypy types the lambdas' c as Optional
@@ -190,8 +194,10 @@ def declared_by_args(ckpt: Checkpoint) -> DeclaredRetention | None:
     if fields == "absent":
         return None
     where = f"{ckpt.name}/{ARGS_FILE} (the Trainer's own arguments)"
-    said = Said(f"python -c \"import sys, torch; print(torch.load(sys.argv[1], weights_only=False).save_total_limit)\" {SRC}",
-                str(fields))
+    said = Said(
+        f'python -c "import sys, torch; print(torch.load(sys.argv[1], weights_only=False).save_total_limit)" {SRC}',
+        str(fields),
+    )
     src = ckpt.path / ARGS_FILE
     if isinstance(fields, int) and not isinstance(fields, bool) and fields >= 1:
         return DeclaredRetention(fields, where, said, source=src)
@@ -210,9 +216,13 @@ def record(newest: Checkpoint, data: dict, ckpts: list[Checkpoint] | None = None
     gs = data.get("global_step")
 
     def evals_said(window: list[list[float]]) -> Said:
-        lines = [json.dumps({"step": int(s) if s == int(s) else s, "eval_loss": e}, separators=(",", ":")) for s, e in window]
-        return Said(f"jq -c '.log_history[] | select(.eval_loss and .step >= {window[0][0]:g}) | {{step, eval_loss}}' {where}",
-                    "\n".join(lines))
+        lines = [
+            json.dumps({"step": int(s) if s == int(s) else s, "eval_loss": e}, separators=(",", ":")) for s, e in window
+        ]
+        return Said(
+            f"jq -c '.log_history[] | select(.eval_loss and .step >= {window[0][0]:g}) | {{step, eval_loss}}' {where}",
+            "\n".join(lines),
+        )
 
     def no_evals_said(last: float | None) -> Said:
         if last is None:
@@ -226,11 +236,18 @@ def record(newest: Checkpoint, data: dict, ckpts: list[Checkpoint] | None = None
         for e in hist:
             if isinstance(e, dict) and "loss" in e and _num(e.get("step")) is not None and lo <= e["step"] <= hi:
                 shown = [(k, e[k]) for k in keys if k in e]
-                lines.append("{" + ",".join(f'"{k}":' + (jq_number(float(v)) if _num(v) is not None else json.dumps(v))
-                                           for k, v in shown) + "}")
-        return Said(f"jq -c '.log_history[] | select(.loss != null and .step >= {lo:g} and .step <= {hi:g}) "
-                    f"| {{step, loss, grad_norm, learning_rate}} | with_entries(select(.value != null))' {where}",
-                    "\n".join(lines))
+                lines.append(
+                    "{"
+                    + ",".join(
+                        f'"{k}":' + (jq_number(float(v)) if _num(v) is not None else json.dumps(v)) for k, v in shown
+                    )
+                    + "}"
+                )
+        return Said(
+            f"jq -c '.log_history[] | select(.loss != null and .step >= {lo:g} and .step <= {hi:g}) "
+            f"| {{step, loss, grad_norm, learning_rate}} | with_entries(select(.value != null))' {where}",
+            "\n".join(lines),
+        )
 
     kept = [c for c in ckpts or [] if c.step <= (gs if isinstance(gs, int) else newest.step)]
     times = save_times(kept)
@@ -238,18 +255,33 @@ def record(newest: Checkpoint, data: dict, ckpts: list[Checkpoint] | None = None
 
     def times_said(lo: float, hi: float) -> Said:
         shown = [(s_, t) for s_, t in times if lo <= s_ <= hi]
-        return Said(f"stat -c '%Y %n' {at(folder)}/checkpoint-*/{STATE_FILE} | sort -n",
-                    "\n".join(f"{t:.0f} {at(folder)}/checkpoint-{s_:.0f}/{STATE_FILE}" for s_, t in shown))
+        return Said(
+            f"stat -c '%Y %n' {at(folder)}/checkpoint-*/{STATE_FILE} | sort -n",
+            "\n".join(f"{t:.0f} {at(folder)}/checkpoint-{s_:.0f}/{STATE_FILE}" for s_, t in shown),
+        )
 
     return RunRecord(
-        label=f"{STATE_FILE} of {newest.name}", source=path, mtime=_mtime(path),
-        grad_norm=grads, learning_rate=lrs, times=times,
+        label=f"{STATE_FILE} of {newest.name}",
+        source=path,
+        mtime=_mtime(path),
+        grad_norm=grads,
+        learning_rate=lrs,
+        times=times,
         times_from=f"checkpoint save times (the mtime of each {STATE_FILE}; log_history records no times)",
-        signal_said=signal_said, times_said=times_said,
+        signal_said=signal_said,
+        times_said=times_said,
         global_step=gs if isinstance(gs, int) and not isinstance(gs, bool) else None,
-        max_steps=_num(data.get("max_steps")), save_steps=_num(data.get("save_steps")), eval_steps=_num(data.get("eval_steps")),
-        records_eval_interval=True, evals_word="`eval_loss` in log_history", train=train, evals=evals, best=best_names, retention_reader=lambda: declared_by_args(newest),
-        evals_said=evals_said, no_evals_said=no_evals_said,
+        max_steps=_num(data.get("max_steps")),
+        save_steps=_num(data.get("save_steps")),
+        eval_steps=_num(data.get("eval_steps")),
+        records_eval_interval=True,
+        evals_word="`eval_loss` in log_history",
+        train=train,
+        evals=evals,
+        best=best_names,
+        retention_reader=lambda: declared_by_args(newest),
+        evals_said=evals_said,
+        no_evals_said=no_evals_said,
         raw=(newest, data),
     )
 

@@ -39,17 +39,39 @@ STATE_FILE = "trainer_state.json"
 # HF's checkpoint folder name, `checkpoint-N`: the one rule for every listing (the format, the retry checkpoints),
 # always matched whole (`checkpoint-60\n` is not a checkpoint).
 CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "adapter_model.safetensors", "adapter_model.bin", "tf_model.h5",
-                "flax_model.msgpack")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "pytorch_model.bin",
+    "adapter_model.safetensors",
+    "adapter_model.bin",
+    "tf_model.h5",
+    "flax_model.msgpack",
+)
 INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")  # a LoRA (peft) checkpoint: these + its config
 ADAPTER_CONFIG = "adapter_config.json"
 TRAINING_STATE_FILES = ("optimizer.pt", "scheduler.pt")
 # What HF writes beside the weights: a folder holding only these (and no weights) is missing its weights.
-BOOKKEEPING = frozenset((STATE_FILE, *TRAINING_STATE_FILES, "training_args.bin", "config.json", "generation_config.json",
-                         "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
-                         "tokenizer.model", "added_tokens.json", "chat_template.jinja", "README.md", "zero_to_fp32.py",
-                         ADAPTER_CONFIG))
+BOOKKEEPING = frozenset(
+    (
+        STATE_FILE,
+        *TRAINING_STATE_FILES,
+        "training_args.bin",
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "vocab.json",
+        "merges.txt",
+        "tokenizer.model",
+        "added_tokens.json",
+        "chat_template.jinja",
+        "README.md",
+        "zero_to_fp32.py",
+        ADAPTER_CONFIG,
+    )
+)
 # HF's own partial files: shards written before their index, rng states per process.
 _RNG = re.compile(r"^rng_state(_\d+)?\.pth$|^(model|pytorch_model)-\d+-of-\d+\.(safetensors|bin)$")
 HEAD_BYTES = 4096  # HF's keys before log_history take a few hundred bytes
@@ -89,7 +111,7 @@ def _step_of(data: Any) -> StateRead:
 def _step_from_head(head: str) -> StateRead | None:
     """global_step decoded from the top-level keys before `log_history`; None when the head cannot tell."""
     pos = _past_ws(head, 0)
-    if head[pos:pos + 1] != "{":
+    if head[pos : pos + 1] != "{":
         return StateRead(None, "trainer_state.json is unreadable (not a JSON object)")
     pos += 1
     try:
@@ -97,7 +119,7 @@ def _step_from_head(head: str) -> StateRead | None:
             pos = _past_ws(head, pos)
             key, pos = _DECODER.raw_decode(head, pos)
             pos = _past_ws(head, pos)
-            if head[pos:pos + 1] != ":":
+            if head[pos : pos + 1] != ":":
                 return None
             pos = _past_ws(head, pos + 1)
             if key == "log_history":
@@ -106,7 +128,7 @@ def _step_from_head(head: str) -> StateRead | None:
             if key == "global_step":
                 return _step_of({key: value})
             pos = _past_ws(head, pos)
-            if head[pos:pos + 1] != ",":
+            if head[pos : pos + 1] != ",":
                 return None
             pos += 1
     except ValueError:
@@ -153,7 +175,9 @@ def read_state(path: Path) -> StateRead:
                 if found is not None:
                     return found
                 if size > CAP_HISTORY:
-                    ReadProblem("too-large", path, f"{path} is {size} bytes, more than the {CAP_HISTORY} we parse whole")
+                    ReadProblem(
+                        "too-large", path, f"{path} is {size} bytes, more than the {CAP_HISTORY} we parse whole"
+                    )
                     return StateRead(None, f"trainer_state.json is too large to parse whole ({size} bytes)")
                 fh.seek(0)
                 raw = fh.read()
@@ -193,7 +217,9 @@ def _weight_problems(path: Path, files: frozenset[str], zero: bool, fsdp: bool) 
         from healthkit.system.fsutil import CAP_JSON, ReadProblem, parse_json, read_bytes
 
         try:  # bytes to json: a byte-order mark some editors write is read as JSON allows
-            shards = sorted(set(parse_json(read_bytes(path / index, CAP_JSON), path / index).get("weight_map", {}).values()))
+            shards = sorted(
+                set(parse_json(read_bytes(path / index, CAP_JSON), path / index).get("weight_map", {}).values())
+            )
             lost = [s for s in shards if s not in files]
             if lost:
                 problems.append(f"{len(lost)} of {len(shards)} weight shards are missing ({', '.join(lost[:3])})")
@@ -246,7 +272,9 @@ def unknown_layout(names: frozenset[str], zero: bool, fsdp: bool) -> str | None:
     return f"its weights are in a layout healthkit does not know ({', '.join(other[:3])})"
 
 
-def checkpoint_completeness(path: Path, files: Iterable[str] | None = None, *, need_optimizer: bool = False) -> Completeness:
+def checkpoint_completeness(
+    path: Path, files: Iterable[str] | None = None, *, need_optimizer: bool = False
+) -> Completeness:
     """THE rule: what a resume from checkpoint folder ``path`` would lack, read in bounded time.
 
     ``files`` is the folder's listing when the caller already has it. ``need_optimizer``:
@@ -305,8 +333,12 @@ def load_state(path: Path, reader: Reader | None = None) -> tuple[dict | None, s
     return (data, None) if read.problem is None else (None, read.problem)
 
 
-def newest_with_state(candidates: Sequence[P], eligible: Callable[[P], bool], state_path: Callable[[P], Path],
-                      reader: Reader | None = None) -> tuple[P | None, dict | None, dict[int, str]]:
+def newest_with_state(
+    candidates: Sequence[P],
+    eligible: Callable[[P], bool],
+    state_path: Callable[[P], Path],
+    reader: Reader | None = None,
+) -> tuple[P | None, dict | None, dict[int, str]]:
     """The newest eligible candidate (``candidates`` sorted by step, oldest first) with its whole state parsed.
 
     Returns (candidate, its trainer_state data, {index: why} for candidates the bounded

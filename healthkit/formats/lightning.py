@@ -80,8 +80,14 @@ class Lightning(RunFormat):
         aliases = [n for n in ckpts if ALIAS.fullmatch(n)]
         if not ckpts:
             return None
-        also = f" and {', '.join(sorted(aliases))} (a copy or link of one, not counted)" if len(aliases) < len(ckpts) and aliases else ""
-        return Recognised(f"`{root.name}/` holds {len(ckpts) - len(aliases) or len(ckpts)} Lightning `*.ckpt` file(s){also}")
+        also = (
+            f" and {', '.join(sorted(aliases))} (a copy or link of one, not counted)"
+            if len(aliases) < len(ckpts) and aliases
+            else ""
+        )
+        return Recognised(
+            f"`{root.name}/` holds {len(ckpts) - len(aliases) or len(ckpts)} Lightning `*.ckpt` file(s){also}"
+        )
 
     def holds_checkpoints(self, entries: list[os.DirEntry]) -> int:
         return sum(1 for e in entries if _is_ckpt(e) and not ALIAS.fullmatch(e.name))
@@ -97,7 +103,9 @@ class Lightning(RunFormat):
                 names, err = listed(Path(e.path))
                 found.append(Checkpoint(Path(e.path), step if step is not None else -1, e.is_symlink(), names, err))
                 continue
-            found.append(Checkpoint(Path(e.path), step if step is not None else -1, e.is_symlink(), frozenset(), None, True))
+            found.append(
+                Checkpoint(Path(e.path), step if step is not None else -1, e.is_symlink(), frozenset(), None, True)
+            )
         return sorted(found, key=lambda c: (c.step, c.name))
 
     @staticmethod
@@ -110,20 +118,30 @@ class Lightning(RunFormat):
 
     def completeness(self, ckpt: Checkpoint) -> Completeness:
         if not ckpt.is_file:
-            return Completeness(None, (), unknown="a `.ckpt` folder (a sharded save, e.g. the DeepSpeed strategy's), "
-                                                  "not a torch.save file: its completeness is not judged")
+            return Completeness(
+                None,
+                (),
+                unknown="a `.ckpt` folder (a sharded save, e.g. the DeepSpeed strategy's), "
+                "not a torch.save file: its completeness is not judged",
+            )
         from healthkit.formats.torchzip import zip_problem
 
         problem = zip_problem(ckpt.path)
         if ckpt.step < 0 and problem is None:
-            return Completeness(None, (), unknown="its step is neither in its name (`step=N`) nor readable from the file: "
-                                                  "it cannot be ordered, so nothing deletes it")
+            return Completeness(
+                None,
+                (),
+                unknown="its step is neither in its name (`step=N`) nor readable from the file: "
+                "it cannot be ordered, so nothing deletes it",
+            )
         return Completeness(ckpt.step if ckpt.step >= 0 else None, (problem,) if problem else ())
 
     def is_checkpoint_name(self, name: str) -> bool:
         return name.endswith(SUFFIX)
 
-    def survey(self, root: Path, ckpts: list[Checkpoint], reader: Reader | None = None) -> tuple[dict[Path, Completeness], RunRecord | None]:
+    def survey(
+        self, root: Path, ckpts: list[Checkpoint], reader: Reader | None = None
+    ) -> tuple[dict[Path, Completeness], RunRecord | None]:
         from healthkit.formats.torchzip import read_pickle
 
         judged = {c.path: self.completeness(c) for c in ckpts}
@@ -163,11 +181,15 @@ class Lightning(RunFormat):
         if logged is not None:
             rec = csv_record(logged, monitor, version)
             if rec is not None:
-                rec.notes.append(f"the loss history is {os.path.relpath(logged, version)}: the CSVLogger's own layout "
-                                 "(`<save_dir>/<name>/version_N/metrics.csv`), apart from the checkpoint folder")
+                rec.notes.append(
+                    f"the loss history is {os.path.relpath(logged, version)}: the CSVLogger's own layout "
+                    "(`<save_dir>/<name>/version_N/metrics.csv`), apart from the checkpoint folder"
+                )
                 return rec
-        return RunRecord(label=f"no {METRICS} or TensorBoard event files in {version.name}/ (nor a CSVLogger's "
-                               f"`version_N/{METRICS}` below it)")
+        return RunRecord(
+            label=f"no {METRICS} or TensorBoard event files in {version.name}/ (nor a CSVLogger's "
+            f"`version_N/{METRICS}` below it)"
+        )
 
 
 VERSION_DIR = re.compile(r"^version_\d+$")
@@ -215,25 +237,42 @@ def _best_k(state: dict) -> tuple[str, ...]:
     return tuple(os.path.basename(p) for p in k if isinstance(p, str)) if isinstance(k, dict) else ()
 
 
-def _retention(key: str | None, state: dict, monitor: str | None, ckpts: list[Checkpoint], source: Checkpoint) -> DeclaredRetention | None:
+def _retention(
+    key: str | None, state: dict, monitor: str | None, ckpts: list[Checkpoint], source: Checkpoint
+) -> DeclaredRetention | None:
     if key is None:
         return None
-    said = Said(f"python -c \"import sys, torch; cb = torch.load(sys.argv[1], weights_only=False)['callbacks']; "
-                f"print([(v['monitor'], len(v['best_k_models'])) for k, v in cb.items() if k.startswith('ModelCheckpoint')])\" {SRC}",
-                f"[({monitor!r}, {len(state.get('best_k_models') or {})})]")
+    said = Said(
+        f"python -c \"import sys, torch; cb = torch.load(sys.argv[1], weights_only=False)['callbacks']; "
+        f"print([(v['monitor'], len(v['best_k_models'])) for k, v in cb.items() if k.startswith('ModelCheckpoint')])\" {SRC}",
+        f"[({monitor!r}, {len(state.get('best_k_models') or {})})]",
+    )
     where = f"ModelCheckpoint state in {source.name}"
     if monitor:
         k = len(state.get("best_k_models") or {})
         if k and k < len(ckpts):
-            return DeclaredRetention(k, f"{where} (top {k} by `{monitor}`)", said, by_metric=True, kept=_best_k(state),
-                                     source=source.path)
-        return DeclaredRetention(None, f"{where}: every checkpoint is among its best by `{monitor}` (save_top_k=-1, "
-                                       "or not yet more saves than k)", said, keeps_all=True, by_metric=True, source=source.path)
+            return DeclaredRetention(
+                k, f"{where} (top {k} by `{monitor}`)", said, by_metric=True, kept=_best_k(state), source=source.path
+            )
+        return DeclaredRetention(
+            None,
+            f"{where}: every checkpoint is among its best by `{monitor}` (save_top_k=-1, or not yet more saves than k)",
+            said,
+            keeps_all=True,
+            by_metric=True,
+            source=source.path,
+        )
     if len(ckpts) > 1:
-        return DeclaredRetention(None, f"{where} has no `monitor` and {len(ckpts)} checkpoints are kept: save_top_k=-1 "
-                                       "keeps every one", said, keeps_all=True, source=source.path)
-    return DeclaredRetention(1, f"{where} (no `monitor`: Lightning's default save_top_k=1 keeps the newest)", said,
-                             source=source.path)
+        return DeclaredRetention(
+            None,
+            f"{where} has no `monitor` and {len(ckpts)} checkpoints are kept: save_top_k=-1 keeps every one",
+            said,
+            keeps_all=True,
+            source=source.path,
+        )
+    return DeclaredRetention(
+        1, f"{where} (no `monitor`: Lightning's default save_top_k=1 keeps the newest)", said, source=source.path
+    )
 
 
 FORMAT = Lightning()

@@ -78,7 +78,11 @@ def _pick(keys: list[str], test, prefer: str | None) -> str | None:
     found = [k for k in keys if test(k)]
     if prefer in found:
         return prefer
-    return sorted(found, key=lambda k: (not k.lower().endswith(("loss", "loss_epoch")), "step" in k.lower(), len(k)))[0] if found else None
+    return (
+        sorted(found, key=lambda k: (not k.lower().endswith(("loss", "loss_epoch")), "step" in k.lower(), len(k)))[0]
+        if found
+        else None
+    )
 
 
 def read_csv(path: Path, monitor: str | None = None) -> Series | None:
@@ -101,8 +105,13 @@ def read_csv(path: Path, monitor: str | None = None) -> Series | None:
     out.grad_key = grads[0] if grads else None
     out.lr_key = next((k for k in keys if is_learning_rate(k)), None)
     out.time_key = next((k for k in keys if is_wall_time(k)), None)
-    wanted = [(out.train_key, out.train), (out.eval_key, out.evals), (out.grad_key, out.grad_norm),
-              (out.lr_key, out.learning_rate), (out.time_key, None)]
+    wanted = [
+        (out.train_key, out.train),
+        (out.eval_key, out.evals),
+        (out.grad_key, out.grad_norm),
+        (out.lr_key, out.learning_rate),
+        (out.time_key, None),
+    ]
     wanted = [(k, series) for k, series in wanted if k]
     for n, row in enumerate(rows, start=2):
         step = _float(row.get("step", ""))
@@ -129,9 +138,11 @@ def csv_record(path: Path, monitor: str | None, label_root: Path) -> RunRecord |
 
     def evals_said(window: list[list[float]]) -> Said:
         lines = [f"{s_:g},{v}" for s_, v in window]
-        return Said(f"awk -F, -v c={s.eval_key} 'NR==1{{for(i=1;i<=NF;i++){{if($i==c)k=i;if($i==\"step\")t=i}};next}} "
-                    f"$k!=\"\" && $t>={window[0][0]:g}{{print $t\",\"$k}}' {where}",
-                    "\n".join(lines))
+        return Said(
+            f'awk -F, -v c={s.eval_key} \'NR==1{{for(i=1;i<=NF;i++){{if($i==c)k=i;if($i=="step")t=i}};next}} '
+            f'$k!="" && $t>={window[0][0]:g}{{print $t","$k}}\' {where}',
+            "\n".join(lines),
+        )
 
     def no_evals_said(last: float | None) -> Said:
         return Said(f"head -1 {where}", ",".join(s.keys))
@@ -140,6 +151,7 @@ def csv_record(path: Path, monitor: str | None, label_root: Path) -> RunRecord |
         mtime = os.stat(path).st_mtime
     except OSError:
         mtime = None
+
     def signal_said(lo: float, hi: float) -> Said:
         at_lines = [n for step, n in s.lines.items() if lo <= step <= hi]
         first, last = (min(at_lines), max(at_lines)) if at_lines else (2, 1)
@@ -152,15 +164,31 @@ def csv_record(path: Path, monitor: str | None, label_root: Path) -> RunRecord |
 
     def times_said(lo: float, hi: float) -> Said:
         lines = [f"{s_:g},{t:.0f}" for s_, t in s.times if lo <= s_ <= hi]
-        return Said(f"awk -F, -v c={s.time_key} 'NR==1{{for(i=1;i<=NF;i++){{if($i==c)k=i;if($i==\"step\")t=i}};next}} "
-                    f"$k!=\"\" && $t>={lo:g} && $t<={hi:g}{{print $t\",\"$k}}' {where}", "\n".join(lines))
+        return Said(
+            f'awk -F, -v c={s.time_key} \'NR==1{{for(i=1;i<=NF;i++){{if($i==c)k=i;if($i=="step")t=i}};next}} '
+            f'$k!="" && $t>={lo:g} && $t<={hi:g}{{print $t","$k}}\' {where}',
+            "\n".join(lines),
+        )
 
-    rec = RunRecord(label=os.path.relpath(path, label_root) if str(path).startswith(str(label_root)) else str(path),
-                    records_eval_interval=False,
-                    source=path, mtime=mtime, train=s.train, evals=s.evals, evals_said=evals_said, no_evals_said=no_evals_said,
-                    grad_norm=s.grad_norm, learning_rate=s.learning_rate, signal_said=signal_said)
+    rec = RunRecord(
+        label=os.path.relpath(path, label_root) if str(path).startswith(str(label_root)) else str(path),
+        records_eval_interval=False,
+        source=path,
+        mtime=mtime,
+        train=s.train,
+        evals=s.evals,
+        evals_said=evals_said,
+        no_evals_said=no_evals_said,
+        grad_norm=s.grad_norm,
+        learning_rate=s.learning_rate,
+        signal_said=signal_said,
+    )
     if s.times:
-        rec.times, rec.times_from, rec.times_said = sorted(s.times), f"the `{s.time_key}` column of {path.name}", times_said
+        rec.times, rec.times_from, rec.times_said = (
+            sorted(s.times),
+            f"the `{s.time_key}` column of {path.name}",
+            times_said,
+        )
     rec.global_step = int(max([p[0] for p in s.train + s.evals], default=0)) or None
     return rec
 
@@ -191,14 +219,20 @@ def events_record(files: list[Path], label_root: Path) -> RunRecord:
     """The loss history in event files, through the tensorboard package; without it, a record naming the extra."""
     from healthkit.formats.tensorboard import read_scalars
 
-    label = os.path.relpath(files[0].parent, label_root) if str(files[0]).startswith(str(label_root)) else str(files[0].parent)
+    label = (
+        os.path.relpath(files[0].parent, label_root)
+        if str(files[0]).startswith(str(label_root))
+        else str(files[0].parent)
+    )
     walls: dict[str, dict[float, float]] = {}
     scalars = read_scalars(files, walls)
     if scalars is None:
         rec = RunRecord(label=f"TensorBoard event files in {label}/")
         rec.missing_extra = TB_EXTRA
-        rec.notes.append(f"{len(files)} TensorBoard event file(s) in {label}/ hold the loss history; install "
-                         f"`{TB_EXTRA}` so that the audit can read them")
+        rec.notes.append(
+            f"{len(files)} TensorBoard event file(s) in {label}/ hold the loss history; install "
+            f"`{TB_EXTRA}` so that the audit can read them"
+        )
         return rec
     keys = list(scalars)
     ek, tk = _pick(keys, is_val_loss, None), _pick(keys, is_train_loss, None)
@@ -216,8 +250,9 @@ def events_record(files: list[Path], label_root: Path) -> RunRecord:
     logdir = shlex.quote(str(files[0].parent))
     cmd = f"tensorboard --inspect --logdir {logdir} --tag {ek or 'TAG'}"
     rec.evals_said = lambda w: Said(cmd, "\n".join(f"step {s:g}: {v}" for s, v in w))
-    rec.no_evals_said = lambda last: Said(f"tensorboard --inspect --logdir {logdir}",
-                                          f"scalar tags: {', '.join(sorted(keys)) or 'none'}")
+    rec.no_evals_said = lambda last: Said(
+        f"tensorboard --inspect --logdir {logdir}", f"scalar tags: {', '.join(sorted(keys)) or 'none'}"
+    )
     shown_tags = [k for k in (tk, gk, lk) if k]
     folder = at(files[0].parent)
 
@@ -227,12 +262,16 @@ def events_record(files: list[Path], label_root: Path) -> RunRecord:
             for s, v in scalars.get(tag, []):
                 if lo <= s <= hi:
                     rows.setdefault(s, []).append(f"{tag}={v:g}")
-        return Said(f"python -m healthkit.formats.tensorboard {folder} {lo:g} {hi:g} {' '.join(map(shlex.quote, shown_tags))}",
-                    "\n".join(f"step {s:g}: " + " ".join(r) for s, r in sorted(rows.items())))
+        return Said(
+            f"python -m healthkit.formats.tensorboard {folder} {lo:g} {hi:g} {' '.join(map(shlex.quote, shown_tags))}",
+            "\n".join(f"step {s:g}: " + " ".join(r) for s, r in sorted(rows.items())),
+        )
 
     def times_said(lo: float, hi: float) -> Said:
-        return Said(f"python -m healthkit.formats.tensorboard {folder} {lo:g} {hi:g} {shlex.quote(tk or '')} --wall-time",
-                    "\n".join(f"step {s:g}: {t:.0f}" for s, t in rec.times if lo <= s <= hi))
+        return Said(
+            f"python -m healthkit.formats.tensorboard {folder} {lo:g} {hi:g} {shlex.quote(tk or '')} --wall-time",
+            "\n".join(f"step {s:g}: {t:.0f}" for s, t in rec.times if lo <= s <= hi),
+        )
 
     rec.signal_said, rec.times_said = signal_said, times_said
     return rec

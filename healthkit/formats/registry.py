@@ -15,8 +15,11 @@ from typing import Any
 from healthkit.formats.base import UNKNOWN, Recognised, RunFormat, scan
 
 ENTRY_POINT_GROUP = "healthkit.formats"
-BUILTIN = (("hf", "healthkit.formats.hf:FORMAT"), ("lightning", "healthkit.formats.lightning:FORMAT"),
-           ("accelerate", "healthkit.formats.accelerate:FORMAT"))
+BUILTIN = (
+    ("hf", "healthkit.formats.hf:FORMAT"),
+    ("lightning", "healthkit.formats.lightning:FORMAT"),
+    ("accelerate", "healthkit.formats.accelerate:FORMAT"),
+)
 LOAD_ERRORS: list[str] = []
 _FORMATS: list[RunFormat] | None = None
 _LOCK = threading.Lock()
@@ -57,8 +60,11 @@ def by_name(name: str) -> RunFormat | None:
     return next((f for f in formats() if f.name == name), None)
 
 
-def recognise(root: Path, entries: list[Any] | None = None, declared: str | None = None,
-              ) -> tuple[RunFormat, Recognised | None, list[Any]]:
+def recognise(
+    root: Path,
+    entries: list[Any] | None = None,
+    declared: str | None = None,
+) -> tuple[RunFormat, Recognised | None, list[Any]]:
     """(the format, its evidence, the folder's entries) for checkpoint folder ``root``.
 
     ``declared`` (healthkit.toml `[run] format`) wins when that format is registered. A folder

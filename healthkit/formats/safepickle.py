@@ -19,8 +19,14 @@ from typing import Any
 from healthkit.formats.base import field_of  # re-exported: its home is base, which imports no pickle
 
 # Builtins that are plain data: these, and only these, are real.
-_REAL = {("collections", "OrderedDict"): OrderedDict, ("builtins", "set"): set, ("builtins", "frozenset"): frozenset,
-         ("builtins", "slice"): slice, ("builtins", "complex"): complex, ("__builtin__", "set"): set}
+_REAL = {
+    ("collections", "OrderedDict"): OrderedDict,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("builtins", "slice"): slice,
+    ("builtins", "complex"): complex,
+    ("__builtin__", "set"): set,
+}
 
 
 class PickleRefused(Exception):
@@ -75,7 +81,9 @@ _STUBS: dict[tuple[str, str], type] = {}
 def _stub_class(module: str, name: str) -> type:
     key = (module, name)
     if key not in _STUBS:
-        _STUBS[key] = type(name, (Stub,), {"qualname": f"{module}.{name}", "__module__": "healthkit.formats.safepickle"})
+        _STUBS[key] = type(
+            name, (Stub,), {"qualname": f"{module}.{name}", "__module__": "healthkit.formats.safepickle"}
+        )
     return _STUBS[key]
 
 
@@ -91,8 +99,19 @@ def safe_loads(raw: bytes) -> Any:
     """The pickle's data with stand-ins for every class; PickleRefused when it is not a whole pickle."""
     try:
         return _Reader(io.BytesIO(raw)).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-            RecursionError, MemoryError, UnicodeDecodeError) as exc:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        RecursionError,
+        MemoryError,
+        UnicodeDecodeError,
+    ) as exc:
         raise PickleRefused(f"not a readable pickle ({type(exc).__name__})") from None
+
 
 __all__ = ["PickleRefused", "Stub", "field_of", "safe_loads"]

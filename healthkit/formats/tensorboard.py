@@ -28,7 +28,9 @@ def _value(v) -> float | None:
     return None
 
 
-def read_scalars(files: list[Path], walls: dict[str, dict[float, float]] | None = None) -> dict[str, list[list[float]]] | None:
+def read_scalars(
+    files: list[Path], walls: dict[str, dict[float, float]] | None = None
+) -> dict[str, list[list[float]]] | None:
     """{tag: [[step, value], ...]} from the event files; None when the tensorboard package is not installed.
 
     ``walls``, when given, is filled with {tag: {step: wall time}} (when the run logged that step).

@@ -59,7 +59,9 @@ def read_pickle(path: Path, max_bytes: int = MAX_PICKLE_BYTES) -> tuple[Any, str
 
     try:
         with open_regular(path) as fh, zipfile.ZipFile(fh) as zf:
-            member = next((i for i in zf.infolist() if i.filename.endswith("/data.pkl") or i.filename == "data.pkl"), None)
+            member = next(
+                (i for i in zf.infolist() if i.filename.endswith("/data.pkl") or i.filename == "data.pkl"), None
+            )
             if member is None:
                 return None, "no data.pkl"
             if member.file_size > max_bytes:

@@ -42,8 +42,10 @@ def caption(train: list[tuple[float, float]], evals: list[tuple[float, float]]) 
     """What the chart shows, in one sentence with the figures a person would look for."""
     parts = []
     if train:
-        parts.append(f"{len(train)} training-loss points (steps {train[0][0]:g}-{train[-1][0]:g}, "
-                     f"loss {train[0][1]:.4g} -> {train[-1][1]:.4g})")
+        parts.append(
+            f"{len(train)} training-loss points (steps {train[0][0]:g}-{train[-1][0]:g}, "
+            f"loss {train[0][1]:.4g} -> {train[-1][1]:.4g})"
+        )
     if evals:
         text = f"{len(evals)} validation evaluations (latest {evals[-1][1]:.4g} at step {evals[-1][0]:g}"
         tr = _interp(train, evals[-1][0])
@@ -89,8 +91,10 @@ def no_chart_reason(facts: dict[str, Any]) -> str:
     """Why there is no loss to draw, from what the audit saw: no checkpoint at all, or one without log_history."""
     ck = facts.get("checkpoints") if isinstance(facts, dict) else None
     if isinstance(ck, dict) and ck.get("count") == 0:
-        return ("No loss chart: there is no checkpoint to read a loss history from (none saved yet, or the finished "
-                "file's checkpoints were cleared), and the status file names no step its loss was measured at.")
+        return (
+            "No loss chart: there is no checkpoint to read a loss history from (none saved yet, or the finished "
+            "file's checkpoints were cleared), and the status file names no step its loss was measured at."
+        )
     return "No loss chart: the newest checkpoint's trainer_state.json has no loss history (log_history)."
 
 
@@ -125,14 +129,22 @@ def write_loss_chart(facts: dict[str, Any], folder: Path, stamp: str) -> Chart:
         from healthkit.system.fsutil import atomic_write
 
         atomic_write(folder / name, same)  # the series did not move since the last chart: no redraw
-        return Chart(path=folder / name, link=name, caption=caption(train, evals), train_points=len(train),
-                     eval_points=len(evals))
+        return Chart(
+            path=folder / name,
+            link=name,
+            caption=caption(train, evals),
+            train_points=len(train),
+            eval_points=len(evals),
+        )
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
-        return Chart(note="No loss chart: matplotlib is not installed (pip install 'healthkit[charts]').",
-                     train_points=len(train), eval_points=len(evals))
+        return Chart(
+            note="No loss chart: matplotlib is not installed (pip install 'healthkit[charts]').",
+            train_points=len(train),
+            eval_points=len(evals),
+        )
     from healthkit.system.fsutil import atomic_write
 
     fig = Figure(figsize=SIZE_IN, dpi=DPI)
@@ -142,16 +154,40 @@ def write_loss_chart(facts: dict[str, Any], folder: Path, stamp: str) -> Chart:
     if t:
         ax.plot([p[0] for p in t], [p[1] for p in t], color=TRAIN_COLOR, linewidth=2, label="training loss", zorder=3)
     if e:
-        ax.plot([p[0] for p in e], [p[1] for p in e], color=EVAL_COLOR, linewidth=2, marker="o", markersize=4,
-                label="validation loss", zorder=4)
+        ax.plot(
+            [p[0] for p in e],
+            [p[1] for p in e],
+            color=EVAL_COLOR,
+            linewidth=2,
+            marker="o",
+            markersize=4,
+            label="validation loss",
+            zorder=4,
+        )
         paired = [(x, y, tr) for x, y in e if (tr := _interp(train, x)) is not None]
         if len(paired) >= 2:
-            ax.fill_between([p[0] for p in paired], [p[2] for p in paired], [p[1] for p in paired],
-                            color=GAP_COLOR, alpha=0.15, linewidth=0, label="validation - training gap", zorder=1)
+            ax.fill_between(
+                [p[0] for p in paired],
+                [p[2] for p in paired],
+                [p[1] for p in paired],
+                color=GAP_COLOR,
+                alpha=0.15,
+                linewidth=0,
+                label="validation - training gap",
+                zorder=1,
+            )
         if paired:
             x, y, tr = paired[-1]
-            ax.annotate(f"gap {y - tr:+.3g} at step {x:g}", xy=(x, y), xytext=(-8, 10), textcoords="offset points",
-                        ha="right", va="bottom", fontsize=9, color=EVAL_COLOR)
+            ax.annotate(
+                f"gap {y - tr:+.3g} at step {x:g}",
+                xy=(x, y),
+                xytext=(-8, 10),
+                textcoords="offset points",
+                ha="right",
+                va="bottom",
+                fontsize=9,
+                color=EVAL_COLOR,
+            )
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title("Training and validation loss")
@@ -162,10 +198,13 @@ def write_loss_chart(facts: dict[str, Any], folder: Path, stamp: str) -> Chart:
     height = fig.bbox.height
     box = ax.get_window_extent()
     meta = {
-        "train": train, "eval": evals,
+        "train": train,
+        "eval": evals,
         "axes_px": [box.x0, height - box.y1, box.x1, height - box.y0],  # left, top, right, bottom (image pixels)
-        "xlim": list(ax.get_xlim()), "ylim": list(ax.get_ylim()),
-        "colors": {"train": TRAIN_COLOR, "eval": EVAL_COLOR}, "drawn_by": _drawn_by(),
+        "xlim": list(ax.get_xlim()),
+        "ylim": list(ax.get_ylim()),
+        "colors": {"train": TRAIN_COLOR, "eval": EVAL_COLOR},
+        "drawn_by": _drawn_by(),
     }
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, metadata={PNG_KEY: json.dumps(meta, separators=(",", ":"))})
@@ -188,8 +227,8 @@ def png_text(data: bytes, key: str = PNG_KEY) -> str | None:
         return None
     pos = 8
     while pos + 8 <= len(data):
-        length, kind = int.from_bytes(data[pos:pos + 4], "big"), data[pos + 4:pos + 8]
-        body = data[pos + 8:pos + 8 + length]
+        length, kind = int.from_bytes(data[pos : pos + 4], "big"), data[pos + 4 : pos + 8]
+        body = data[pos + 8 : pos + 8 + length]
         if kind == b"tEXt":
             k, _, text = body.partition(b"\0")
             if k == key.encode("latin-1"):
@@ -215,5 +254,8 @@ def _unchanged(latest: Path, train: list[tuple[float, float]], evals: list[tuple
         return None
     if meta.get("colors") != {"train": TRAIN_COLOR, "eval": EVAL_COLOR}:
         return None
-    same = json.loads(json.dumps({"train": train, "eval": evals})) == {"train": meta.get("train"), "eval": meta.get("eval")}
+    same = json.loads(json.dumps({"train": train, "eval": evals})) == {
+        "train": meta.get("train"),
+        "eval": meta.get("eval"),
+    }
     return data if same else None

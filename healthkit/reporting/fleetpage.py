@@ -54,10 +54,18 @@ def rows(folder: Path, now: float | None = None) -> list[dict[str, Any]]:
         data, counts = read
         errors = [r.get("error") for r in data.get("checks") or [] if isinstance(r, dict) and r.get("error")]
         when = _epoch(data.get("generated_at"))
-        out.append({"folder": name, "workspace": str(data.get("workspace") or name),
-                    "status": str(data.get("status") or "unknown"), "counts": counts,
-                    "time": str(data.get("generated_at") or ""), "age_s": None if when is None else now - when,
-                    "error": str(errors[0]) if errors else None, "goodput": _goodput(data)})
+        out.append(
+            {
+                "folder": name,
+                "workspace": str(data.get("workspace") or name),
+                "status": str(data.get("status") or "unknown"),
+                "counts": counts,
+                "time": str(data.get("generated_at") or ""),
+                "age_s": None if when is None else now - when,
+                "error": str(errors[0]) if errors else None,
+                "goodput": _goodput(data),
+            }
+        )
     return sorted(out, key=lambda r: (_RANK.get(r["status"], 1), r["workspace"]))
 
 
@@ -71,21 +79,31 @@ def _goodput(data: dict[str, Any]) -> str:
 
 def render_fleet_page(folder: Path, now: float | None = None) -> str:
     rs = rows(folder, now)
-    head = ("<tr><th>workspace</th><th>verdict</th><th>critical</th><th>warning</th><th>info</th>"
-            "<th>goodput</th><th>newest report</th><th>age</th><th>history</th></tr>")
+    head = (
+        "<tr><th>workspace</th><th>verdict</th><th>critical</th><th>warning</th><th>info</th>"
+        "<th>goodput</th><th>newest report</th><th>age</th><th>history</th></tr>"
+    )
     body = []
     for r in rs:
         counts = "".join(f"<td>{r['counts'][s]}</td>" for s in SEVERITIES)
         why = f"<br><small>{_e(r['error'])}</small>" if r["error"] else ""
         age = "?" if r["age_s"] is None else age_text(r["age_s"])
         link = f"{r['folder']}/{INDEX}"
-        body.append(f"<tr><td><code>{_e(r['workspace'])}</code>{why}</td><td>{_badge(r['status'])}</td>{counts}"
-                    f"<td>{_e(r['goodput'])}</td><td>{_e(r['time'].replace('T', ' ').replace('+00:00', 'Z'))}</td><td>{_e(age)}</td>"
-                    f"<td><a href=\"{_e(link)}\">{_e(r['folder'])}</a></td></tr>")
-    table = f'<table class="fleet">{head}{"".join(body)}</table>' if rs else "<p>No workspace reports in this folder yet.</p>"
+        body.append(
+            f"<tr><td><code>{_e(r['workspace'])}</code>{why}</td><td>{_badge(r['status'])}</td>{counts}"
+            f"<td>{_e(r['goodput'])}</td><td>{_e(r['time'].replace('T', ' ').replace('+00:00', 'Z'))}</td><td>{_e(age)}</td>"
+            f'<td><a href="{_e(link)}">{_e(r["folder"])}</a></td></tr>'
+        )
+    table = (
+        f'<table class="fleet">{head}{"".join(body)}</table>'
+        if rs
+        else "<p>No workspace reports in this folder yet.</p>"
+    )
     stamp = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(time.time() if now is None else now))
-    body_html = (f"<h1>healthkit fleet</h1><p class=\"meta\">{len(rs)} workspace(s); page written {_e(stamp)} "
-                 f"(ages are as of then).</p>{table}")
+    body_html = (
+        f'<h1>healthkit fleet</h1><p class="meta">{len(rs)} workspace(s); page written {_e(stamp)} '
+        f"(ages are as of then).</p>{table}"
+    )
     return page("healthkit fleet", body_html, extra_style=_STYLE)
 
 

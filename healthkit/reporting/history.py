@@ -61,16 +61,30 @@ def finding_identities(findings: list[dict[str, Any]]) -> list[str]:
 
 
 def _item(ident: str, f: dict[str, Any]) -> dict[str, Any]:
-    return {"identity": ident, "code": f.get("code"), "severity": f.get("severity"), "check": f.get("check"), "title": f.get("title")}
+    return {
+        "identity": ident,
+        "code": f.get("code"),
+        "severity": f.get("severity"),
+        "check": f.get("check"),
+        "title": f.get("title"),
+    }
 
 
-def since_last(previous: dict[str, Any] | None, current: dict[str, Any], previous_file: str | None = None) -> dict[str, Any]:
+def since_last(
+    previous: dict[str, Any] | None, current: dict[str, Any], previous_file: str | None = None
+) -> dict[str, Any]:
     """New, resolved and still-open findings between two report dicts (the JSON report's shape)."""
     cur = current.get("findings") or []
     cur_ids = dict(zip(finding_identities(cur), cur))
     if previous is None:
-        return {"previous": None, "status_change": None, "new": [_item(i, f) for i, f in cur_ids.items()],
-                "resolved": [], "still_open": [], "note": "First report in this folder: nothing to compare with."}
+        return {
+            "previous": None,
+            "status_change": None,
+            "new": [_item(i, f) for i, f in cur_ids.items()],
+            "resolved": [],
+            "still_open": [],
+            "note": "First report in this folder: nothing to compare with.",
+        }
     prev = [f for f in previous.get("findings") or [] if isinstance(f, dict)]
     prev_ids = dict(zip(finding_identities(prev), prev))
     still = []
@@ -93,8 +107,11 @@ def since_last(previous: dict[str, Any] | None, current: dict[str, Any], previou
 
 def read_previous(folder: Path, workspace: str) -> tuple[dict[str, Any] | None, str | None, str | None]:
     """The newest earlier JSON report in ``folder``: (report, file name, note about why none was usable)."""
-    candidates = sorted(((m, p) for p in _list(folder) if (m := _REPORT_RE.match(p.name)) and m.group(3) == "json"),
-                        key=lambda mp: _order(mp[0]), reverse=True)
+    candidates = sorted(
+        ((m, p) for p in _list(folder) if (m := _REPORT_RE.match(p.name)) and m.group(3) == "json"),
+        key=lambda mp: _order(mp[0]),
+        reverse=True,
+    )
     paths = [p for _, p in candidates] + [folder / "latest.json"]
     problems = []
     for p in paths:
@@ -108,7 +125,11 @@ def read_previous(folder: Path, workspace: str) -> tuple[dict[str, Any] | None, 
             problems.append(f"{p} is not a healthkit JSON report")
             continue
         if data.get("workspace") not in (None, workspace):
-            return None, None, f"The previous report in this folder is for another workspace ({data.get('workspace')}); nothing compared."
+            return (
+                None,
+                None,
+                f"The previous report in this folder is for another workspace ({data.get('workspace')}); nothing compared.",
+            )
         return data, p.name, None
     return None, None, ("Previous report unreadable: " + "; ".join(problems[:2])) if problems else None
 
@@ -192,16 +213,19 @@ def since_previous(report: Report, folder: Path) -> dict[str, Any]:
     return since
 
 
-def write_history(report: Report, folder: Path, fmt: str = "md", ascii: bool = False, keep: int | None = None,
-                  **options: Any) -> list[Path]:
+def write_history(
+    report: Report, folder: Path, fmt: str = "md", ascii: bool = False, keep: int | None = None, **options: Any
+) -> list[Path]:
     """Write this report into ``folder`` (Markdown, JSON, and ``fmt`` when it is another), update `latest.*`, prune."""
     keep = DEFAULT_KEEP if keep is None else keep
     if keep < 1:
         raise ValueError(f"keep must be at least 1, not {keep}")
     folder.mkdir(parents=True, exist_ok=True)
     formats = _formats(fmt)
-    name = f"report-{_free_suffix(folder, stamp_of(report.generated_at), [EXTENSIONS[f] for f in formats], reserve=True)}"
-    suffix = name[len("report-"):]
+    name = (
+        f"report-{_free_suffix(folder, stamp_of(report.generated_at), [EXTENSIONS[f] for f in formats], reserve=True)}"
+    )
+    suffix = name[len("report-") :]
 
     data = report.to_dict()
     since = since_previous(report, folder)
@@ -213,8 +237,12 @@ def write_history(report: Report, folder: Path, fmt: str = "md", ascii: bool = F
         chart = write_loss_chart(report.facts, folder, suffix)
     except Exception as exc:
         chart = Chart(note=f"No loss chart: drawing it failed ({type(exc).__name__}: {exc}).")
-    chart_info = {"file": chart.link, "latest_file": "latest-loss.png" if chart.link else None, "note": chart.note,
-                  "caption": chart.caption}
+    chart_info = {
+        "file": chart.link,
+        "latest_file": "latest-loss.png" if chart.link else None,
+        "note": chart.note,
+        "caption": chart.caption,
+    }
     data["since_last"] = since
     data["chart"] = chart_info
 

@@ -65,9 +65,17 @@ def _rows(json_reports: list[Path]) -> list[dict[str, Any]]:
         data, counts = read
         since = got if isinstance(got := data.get("since_last"), dict) else {}
         html = p.with_suffix(".html")
-        rows.append({"file": p.name, "link": html.name if html.exists() else p.with_suffix(".md").name,
-                     "time": str(data.get("generated_at") or ""), "status": str(data.get("status") or "unknown"),
-                     "counts": counts, "new": since.get("new") or [], "resolved": since.get("resolved") or []})
+        rows.append(
+            {
+                "file": p.name,
+                "link": html.name if html.exists() else p.with_suffix(".md").name,
+                "time": str(data.get("generated_at") or ""),
+                "status": str(data.get("status") or "unknown"),
+                "counts": counts,
+                "new": since.get("new") or [],
+                "resolved": since.get("resolved") or [],
+            }
+        )
     return rows
 
 
@@ -82,20 +90,35 @@ def _table(rows: list[dict[str, Any]]) -> str:
     for r in reversed(rows):  # newest first
         counts = "".join(f"<td>{r['counts'][s]}</td>" for s in SEVERITIES)
         when = r["time"].replace("T", " ").replace("+00:00", "Z")
-        body.append(f"<tr><td>{_e(when)}</td><td>{_badge(r['status'])}</td>{counts}<td>{_codes(r['new'])}</td>"
-                    f"<td>{_codes(r['resolved'])}</td><td><a href=\"{_e(r['link'])}\" title=\"{_e(r['link'])}\">"
-                    f"{_e(Path(r['link']).suffix[1:])}</a></td></tr>")
+        body.append(
+            f"<tr><td>{_e(when)}</td><td>{_badge(r['status'])}</td>{counts}<td>{_codes(r['new'])}</td>"
+            f'<td>{_codes(r["resolved"])}</td><td><a href="{_e(r["link"])}" title="{_e(r["link"])}">'
+            f"{_e(Path(r['link']).suffix[1:])}</a></td></tr>"
+        )
     return f'<table class="history">{head}{"".join(body)}</table>'
 
 
 def render_index(folder: Path, json_reports: list[Path]) -> str:
     """The history page of ``folder``, newest report first."""
     rows = _rows(json_reports)
-    chart = line_chart([Series(s, SEVERITY_COLORS[s], [(float(i + 1), float(r["counts"][s])) for i, r in enumerate(rows)],
-                               dots=True) for s in SEVERITIES],
-                       title="Findings per report", x_label="report (oldest to newest)", y_label="findings",
-                       width=560, height=200, y_from_zero=True, integer_x=True)
+    chart = line_chart(
+        [
+            Series(
+                s, SEVERITY_COLORS[s], [(float(i + 1), float(r["counts"][s])) for i, r in enumerate(rows)], dots=True
+            )
+            for s in SEVERITIES
+        ],
+        title="Findings per report",
+        x_label="report (oldest to newest)",
+        y_label="findings",
+        width=560,
+        height=200,
+        y_from_zero=True,
+        integer_x=True,
+    )
     latest = '<p><a href="latest.html">Latest report</a></p>' if (folder / "latest.html").exists() else ""
-    body = (f"<h1>healthkit reports</h1><p class=\"meta\">{len(rows)} report(s) in this folder.</p>{latest}"
-            f"<figure>{chart}</figure>{_table(rows)}")
+    body = (
+        f'<h1>healthkit reports</h1><p class="meta">{len(rows)} report(s) in this folder.</p>{latest}'
+        f"<figure>{chart}</figure>{_table(rows)}"
+    )
     return page("healthkit reports", body)

@@ -46,7 +46,15 @@ def is_dir_target(target: Path | str) -> bool:
     return path.is_dir() or text.endswith(os.sep) or (not os.path.lexists(path) and not path.suffix)
 
 
-_BY_SUFFIX = {".md": "md", ".markdown": "md", ".json": "json", ".prom": "prom", ".xml": "junit", ".html": "html", ".htm": "html"}
+_BY_SUFFIX = {
+    ".md": "md",
+    ".markdown": "md",
+    ".json": "json",
+    ".prom": "prom",
+    ".xml": "junit",
+    ".html": "html",
+    ".htm": "html",
+}
 
 
 def report_format(given: str | None, target: Path | None) -> str:
@@ -58,13 +66,16 @@ def report_format(given: str | None, target: Path | None) -> str:
     if target is not None and not is_dir_target(target):
         implied = _BY_SUFFIX.get(target.suffix.lower())
     if given and implied and given != implied:
-        raise ValueError(f"--output {target} names a {implied} file but --format is {given}: "
-                         f"drop --format, or give the file a .{EXTENSIONS[given]} name")
+        raise ValueError(
+            f"--output {target} names a {implied} file but --format is {given}: "
+            f"drop --format, or give the file a .{EXTENSIONS[given]} name"
+        )
     return given or implied or "md"
 
 
-def write_report(report: Report, fmt: str, target: Path, ascii: bool = False, keep: int | None = None,
-                 **options: Any) -> list[Path]:
+def write_report(
+    report: Report, fmt: str, target: Path, ascii: bool = False, keep: int | None = None, **options: Any
+) -> list[Path]:
     """Write to a file, or into a folder as `report-<UTC stamp>.<ext>` plus `latest.*`, keeping the newest ``keep``.
 
     ``options`` reach the renderer (e.g. ``fail_level`` for JUnit).

@@ -67,19 +67,33 @@ def _bounds(series: list[Series]) -> tuple[float, float, float, float] | None:
     return x0, x1, y0, y1
 
 
-def line_chart(series: list[Series], *, title: str, x_label: str, y_label: str, width: int = 640, height: int = 260,
-               y_from_zero: bool = False, integer_x: bool = False, css_class: str = "chart") -> str:
+def line_chart(
+    series: list[Series],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    width: int = 640,
+    height: int = 260,
+    y_from_zero: bool = False,
+    integer_x: bool = False,
+    css_class: str = "chart",
+) -> str:
     """An ``<svg>`` element with axes, round ticks, one polyline per series and a legend."""
     series = [Series(s.label, s.color, _thin(sorted(s.points)), s.dots) for s in series]
     left, right, top, bottom = 56, 12, 28, 40
     pw, ph = width - left - right, height - top - bottom
-    out = [f'<svg class="{escape(css_class)}" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-           f'width="{width}" height="{height}" role="img" aria-label="{escape(title)}">',
-           f"<title>{escape(title)}</title>",
-           f'<text x="{left}" y="16" font-size="13" font-weight="bold">{escape(title)}</text>']
+    out = [
+        f'<svg class="{escape(css_class)}" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" role="img" aria-label="{escape(title)}">',
+        f"<title>{escape(title)}</title>",
+        f'<text x="{left}" y="16" font-size="13" font-weight="bold">{escape(title)}</text>',
+    ]
     bounds = _bounds(series)
     if bounds is None:
-        out.append(f'<text x="{width / 2:.0f}" y="{height / 2:.0f}" text-anchor="middle" fill="#666">no data</text></svg>')
+        out.append(
+            f'<text x="{width / 2:.0f}" y="{height / 2:.0f}" text-anchor="middle" fill="#666">no data</text></svg>'
+        )
         return "".join(out)
     x0, x1, y0, y1 = bounds
     if y_from_zero:
@@ -94,27 +108,37 @@ def line_chart(series: list[Series], *, title: str, x_label: str, y_label: str, 
     out.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>')
     for t in nice_ticks(y0, y1):
         if y0 <= t <= y1:
-            out.append(f'<line x1="{left}" x2="{left + pw}" y1="{sy(t):.1f}" y2="{sy(t):.1f}" stroke="#ddd"/>'
-                       f'<text x="{left - 4}" y="{sy(t) + 4:.1f}" font-size="10" text-anchor="end">{_fmt(t)}</text>')
+            out.append(
+                f'<line x1="{left}" x2="{left + pw}" y1="{sy(t):.1f}" y2="{sy(t):.1f}" stroke="#ddd"/>'
+                f'<text x="{left - 4}" y="{sy(t) + 4:.1f}" font-size="10" text-anchor="end">{_fmt(t)}</text>'
+            )
     for t in nice_ticks(x0, x1, 6):
         if x0 <= t <= x1 and (not integer_x or t == int(t)):
-            out.append(f'<line x1="{sx(t):.1f}" x2="{sx(t):.1f}" y1="{top + ph}" y2="{top + ph + 4}" stroke="#999"/>'
-                       f'<text x="{sx(t):.1f}" y="{top + ph + 15}" font-size="10" text-anchor="middle">{_fmt(t)}</text>')
-    out.append(f'<text x="{left + pw / 2:.0f}" y="{height - 6}" font-size="11" text-anchor="middle">{escape(x_label)}</text>'
-               f'<text x="12" y="{top + ph / 2:.0f}" font-size="11" text-anchor="middle" '
-               f'transform="rotate(-90 12 {top + ph / 2:.0f})">{escape(y_label)}</text>')
+            out.append(
+                f'<line x1="{sx(t):.1f}" x2="{sx(t):.1f}" y1="{top + ph}" y2="{top + ph + 4}" stroke="#999"/>'
+                f'<text x="{sx(t):.1f}" y="{top + ph + 15}" font-size="10" text-anchor="middle">{_fmt(t)}</text>'
+            )
+    out.append(
+        f'<text x="{left + pw / 2:.0f}" y="{height - 6}" font-size="11" text-anchor="middle">{escape(x_label)}</text>'
+        f'<text x="12" y="{top + ph / 2:.0f}" font-size="11" text-anchor="middle" '
+        f'transform="rotate(-90 12 {top + ph / 2:.0f})">{escape(y_label)}</text>'
+    )
     for i, s in enumerate(series):
         if not s.points:
             continue
         pts = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in s.points)
         color = escape(s.color)
-        out.append(f'<polyline class="series" data-label="{escape(s.label)}" fill="none" stroke="{color}" '
-                   f'stroke-width="2" points="{pts}"/>')
+        out.append(
+            f'<polyline class="series" data-label="{escape(s.label)}" fill="none" stroke="{color}" '
+            f'stroke-width="2" points="{pts}"/>'
+        )
         if s.dots or len(s.points) == 1:
             out += [f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{color}"/>' for x, y in s.points]
         lx = left + pw - 150
         ly = top + 14 + 16 * i
-        out.append(f'<line x1="{lx}" x2="{lx + 18}" y1="{ly - 4}" y2="{ly - 4}" stroke="{color}" stroke-width="2"/>'
-                   f'<text x="{lx + 22}" y="{ly}" font-size="11">{escape(s.label)}</text>')
+        out.append(
+            f'<line x1="{lx}" x2="{lx + 18}" y1="{ly - 4}" y2="{ly - 4}" stroke="{color}" stroke-width="2"/>'
+            f'<text x="{lx + 22}" y="{ly}" font-size="11">{escape(s.label)}</text>'
+        )
     out.append("</svg>")
     return "".join(out)

@@ -97,8 +97,11 @@ class ScheduledHeal:
                 continue
             attempts = rec.setdefault("attempts", [])
             if attempts and not attempts[-1].get("came_back"):
-                attempts[-1]["came_back"] = {"at": iso(self.now), "title": f.title,
-                                             "problem": f.problem[0] if f.problem else ""}
+                attempts[-1]["came_back"] = {
+                    "at": iso(self.now),
+                    "title": f.title,
+                    "problem": f.problem[0] if f.problem else "",
+                }
             if not rec.get("gave_up_at"):
                 attempts[:] = [a for a in attempts if self.now - float(a.get("t", 0)) <= hs.window_seconds]
                 if len(attempts) >= hs.max_attempts and all(a.get("came_back") for a in attempts):
@@ -120,8 +123,10 @@ class ScheduledHeal:
             return None
         n = len(rec["attempts"])
         if rec.get("gave_up_at"):
-            return (f"scheduled healing gave up at {rec['gave_up_at']}: healed {n} times and back each time "
-                    "(heal.gave-up); a person's `healthkit fix --safe` applies it")
+            return (
+                f"scheduled healing gave up at {rec['gave_up_at']}: healed {n} times and back each time "
+                "(heal.gave-up); a person's `healthkit fix --safe` applies it"
+            )
         wait = wait_after(n, self._backoff(ws))
         until = float(rec["attempts"][-1].get("t", 0)) + wait
         if self.now >= until - EARLY_SHARE * wait:
@@ -141,15 +146,23 @@ class ScheduledHeal:
         actions: dict[str, list[dict[str, str]]] = {}
         for plan, outcome in run.outcomes:
             for ident in plan.finding_keys:
-                actions.setdefault(ident, []).append({"fix": plan.fix_id, "status": outcome.status,
-                                                      "done": (outcome.message.splitlines() or [""])[0]})
+                actions.setdefault(ident, []).append(
+                    {"fix": plan.fix_id, "status": outcome.status, "done": (outcome.message.splitlines() or [""])[0]}
+                )
         for ident, acts in actions.items():  # one attempt per finding and run, however many actions it took
             f = before.get(ident)
-            rec = recs.setdefault(ident, {"code": f.code if f else ident.split("[")[0], "title": f.title if f else "",
-                                          "attempts": []})
+            rec = recs.setdefault(
+                ident, {"code": f.code if f else ident.split("[")[0], "title": f.title if f else "", "attempts": []}
+            )
             rec.pop("held_back", None)
-            rec["attempts"].append({"at": iso(self.now), "t": self.now, "actions": acts,
-                                    "right_after": "still open" if ident in after else "resolved"})
+            rec["attempts"].append(
+                {
+                    "at": iso(self.now),
+                    "t": self.now,
+                    "actions": acts,
+                    "right_after": "still open" if ident in after else "resolved",
+                }
+            )
         save_state(self.path, self.state)
 
 
@@ -174,9 +187,14 @@ class PersonFix:
 
 def _attempt_line(a: dict[str, Any]) -> str:
     back = a.get("came_back")
-    came = f"came back at {back.get('at')}: {back.get('title')}" + (f" ({back['problem']})" if back.get("problem") else "") \
-        if isinstance(back, dict) else "not seen again yet"
-    did = "; ".join(f"{x.get('fix')} {x.get('status')}: {x.get('done')}" for x in a.get("actions") or [] if isinstance(x, dict))
+    came = (
+        f"came back at {back.get('at')}: {back.get('title')}" + (f" ({back['problem']})" if back.get("problem") else "")
+        if isinstance(back, dict)
+        else "not seen again yet"
+    )
+    did = "; ".join(
+        f"{x.get('fix')} {x.get('status')}: {x.get('done')}" for x in a.get("actions") or [] if isinstance(x, dict)
+    )
     return f"{a.get('at')}: {did}; right after: {a.get('right_after', '?')}; {came}"
 
 
@@ -196,27 +214,45 @@ def state_findings(ws: Workspace, codes: tuple[str, str]) -> list[Finding]:
         code, title = rec.get("code", "?"), rec.get("title", "")
         jq = f"jq '.findings[\"{ident}\"].attempts' {rel}"
         if rec.get("gave_up_at"):
-            out.append(Finding(
-                code=gave_up_code, severity=Severity.CRITICAL, title=f"Scheduled healing gave up on {code}",
-                problem=[f"{code} ({title}) was healed {len(attempts)} times and came back each time; "
-                         f"scheduled runs stopped healing it at {rec['gave_up_at']}",
-                         "Something keeps undoing the heal (an OOM kill, a full disk, a crash at start): healing again hides it"],
-                impact=[f"{code} stays open until a person acts"],
-                evidence=[Evidence(f"{jq} | jq '.[{i}]'", _attempt_line(a)) for i, a in enumerate(attempts)],
-                root_cause=["The fix worked for a while each time, then the problem returned"],
-                recommendations=["Find what undoes it: the daemon's logs, `journalctl -k | grep -i oom`, `dmesg`, `df -h`",
-                                 f"Then run {md_code(command('healthkit', 'fix', '--safe', ws.base))} yourself: it applies, and clears this state"],
-                urgency="immediate", data={"identity": ident, "code": code, "attempts": len(attempts)},
-            ))
+            out.append(
+                Finding(
+                    code=gave_up_code,
+                    severity=Severity.CRITICAL,
+                    title=f"Scheduled healing gave up on {code}",
+                    problem=[
+                        f"{code} ({title}) was healed {len(attempts)} times and came back each time; "
+                        f"scheduled runs stopped healing it at {rec['gave_up_at']}",
+                        "Something keeps undoing the heal (an OOM kill, a full disk, a crash at start): healing again hides it",
+                    ],
+                    impact=[f"{code} stays open until a person acts"],
+                    evidence=[Evidence(f"{jq} | jq '.[{i}]'", _attempt_line(a)) for i, a in enumerate(attempts)],
+                    root_cause=["The fix worked for a while each time, then the problem returned"],
+                    recommendations=[
+                        "Find what undoes it: the daemon's logs, `journalctl -k | grep -i oom`, `dmesg`, `df -h`",
+                        f"Then run {md_code(command('healthkit', 'fix', '--safe', ws.base))} yourself: it applies, and clears this state",
+                    ],
+                    urgency="immediate",
+                    data={"identity": ident, "code": code, "attempts": len(attempts)},
+                )
+            )
         elif isinstance(rec.get("held_back"), dict) and float(rec["held_back"].get("until_t", 0)) > now:
             until = rec["held_back"].get("until")
-            out.append(Finding(
-                code=held_code, severity=Severity.INFO, title=f"Healing {code} is backing off until {until}",
-                problem=[f"{code} was healed {len(attempts)} time(s) and came back; scheduled runs wait until {until} "
-                         "before healing it again"],
-                impact=[f"{code} stays open until then"],
-                evidence=[Evidence(f"{jq} | jq '.[{i}]'", _attempt_line(a)) for i, a in enumerate(attempts)],
-                recommendations=[f"Heal it now yourself: {md_code(command('healthkit', 'fix', '--safe', ws.base))} (clears the backoff)"],
-                urgency="soon", data={"identity": ident, "code": code, "until": until},
-            ))
+            out.append(
+                Finding(
+                    code=held_code,
+                    severity=Severity.INFO,
+                    title=f"Healing {code} is backing off until {until}",
+                    problem=[
+                        f"{code} was healed {len(attempts)} time(s) and came back; scheduled runs wait until {until} "
+                        "before healing it again"
+                    ],
+                    impact=[f"{code} stays open until then"],
+                    evidence=[Evidence(f"{jq} | jq '.[{i}]'", _attempt_line(a)) for i, a in enumerate(attempts)],
+                    recommendations=[
+                        f"Heal it now yourself: {md_code(command('healthkit', 'fix', '--safe', ws.base))} (clears the backoff)"
+                    ],
+                    urgency="soon",
+                    data={"identity": ident, "code": code, "until": until},
+                )
+            )
     return out

@@ -48,10 +48,23 @@ def folder_name(path: Path | str) -> str:
 
 def unreadable_report(path: Path, reason: str) -> Report:
     """The report of a workspace that could not be audited at all: one UNKNOWN result that says why."""
-    result = CheckResult(check=UNREADABLE_CHECK, title="Workspace readable", status=Status.UNKNOWN, findings=[],
-                         healthy=[], facts={}, notes=[], duration_s=0.0, error=reason)
-    return Report(workspace=str(path), generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                  version=__version__, results=[result])
+    result = CheckResult(
+        check=UNREADABLE_CHECK,
+        title="Workspace readable",
+        status=Status.UNKNOWN,
+        findings=[],
+        healthy=[],
+        facts={},
+        notes=[],
+        duration_s=0.0,
+        error=reason,
+    )
+    return Report(
+        workspace=str(path),
+        generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        version=__version__,
+        results=[result],
+    )
 
 
 def unique_paths(paths: Iterable[Path | str]) -> list[Path]:
@@ -64,8 +77,13 @@ def unique_paths(paths: Iterable[Path | str]) -> list[Path]:
     return out
 
 
-def audit_many(paths: Iterable[Path | str], *, select: Iterable[str] = (), ignore: Iterable[str] = (),
-               timeout_s: float | None = None) -> list[Audited]:
+def audit_many(
+    paths: Iterable[Path | str],
+    *,
+    select: Iterable[str] = (),
+    ignore: Iterable[str] = (),
+    timeout_s: float | None = None,
+) -> list[Audited]:
     """Audit every workspace in turn in this process; one that cannot be opened gets an UNKNOWN report, never an exception.
 
     (Each in a child under a deadline: healthkit.scheduled.fleetdeadline.audit_in_children, what the CLI runs.)
@@ -116,8 +134,9 @@ def history_folder(folder: Path, path: Path | str) -> Path:
     return folder / folder_name(path)
 
 
-def write_histories(audited: list[Audited], folder: Path, fmt: str, ascii: bool = False, keep: int | None = None,
-                    **options: Any) -> list[Path]:
+def write_histories(
+    audited: list[Audited], folder: Path, fmt: str, ascii: bool = False, keep: int | None = None, **options: Any
+) -> list[Path]:
     """Each workspace's history in its `history_folder`."""
     from healthkit.reporting.history import write_history
 
@@ -170,8 +189,10 @@ def check_target(fmt: str, output: Path | None) -> None:
         if fmt not in SHAREABLE:
             raise FleetUsageError(f"{fmt} reports of several workspaces need a folder: give --output DIR/")
     elif not is_dir_target(output) and fmt != "prom":
-        raise FleetUsageError(f"several workspaces write one report each: give --output a folder (DIR/), "
-                              f"or --format prom for one textfile, not the file {output}")
+        raise FleetUsageError(
+            f"several workspaces write one report each: give --output a folder (DIR/), "
+            f"or --format prom for one textfile, not the file {output}"
+        )
 
 
 def write_textfile(audited: list[Audited], target: Path) -> Path:
@@ -184,8 +205,15 @@ def write_textfile(audited: list[Audited], target: Path) -> Path:
     return target
 
 
-def write_outputs(audited: list[Audited], fmt: str, output: Path | None, textfile: Path | None, ascii: bool = False,
-                  keep: int | None = None, **options: Any) -> tuple[str | None, list[Path]]:
+def write_outputs(
+    audited: list[Audited],
+    fmt: str,
+    output: Path | None,
+    textfile: Path | None,
+    ascii: bool = False,
+    keep: int | None = None,
+    **options: Any,
+) -> tuple[str | None, list[Path]]:
     """Where the reports go (``check_target`` allowed it): (text for stdout, or None; the files written).
 
     Raises OSError when a file cannot be written; what was already written is whole (atomic writes).

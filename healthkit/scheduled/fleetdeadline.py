@@ -21,8 +21,15 @@ from healthkit.system.deadline import alive, phase, run_children
 STUCK_FOLDER = ".healthkit-stuck"
 
 
-def audit_in_children(paths: list[Path], *, select: list[str], ignore: list[str], timeout_s: float | None,
-                      deadline_s: float, state_dir: Path | None) -> list[Audited]:
+def audit_in_children(
+    paths: list[Path],
+    *,
+    select: list[str],
+    ignore: list[str],
+    timeout_s: float | None,
+    deadline_s: float,
+    state_dir: Path | None,
+) -> list[Audited]:
     from healthkit.core.registry import default_registry
     from healthkit.core.selectors import audit_names, require_known
 
@@ -125,8 +132,19 @@ def remember_stuck(state_dir: Path | None, path: Path, pid: int, what: str) -> N
 
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(marker, dumps({"workspace": os.fsdecode(path), "pid": pid, "start": _start_time(pid), "what": what,
-                                    "since": datetime.now(UTC).isoformat(timespec="seconds")}), durable=False)
+        atomic_write(
+            marker,
+            dumps(
+                {
+                    "workspace": os.fsdecode(path),
+                    "pid": pid,
+                    "start": _start_time(pid),
+                    "what": what,
+                    "since": datetime.now(UTC).isoformat(timespec="seconds"),
+                }
+            ),
+            durable=False,
+        )
     except OSError:
         pass
 
@@ -146,8 +164,10 @@ def still_stuck(state_dir: Path | None, path: Path) -> str | None:
     if not isinstance(pid, int) or not alive(pid) or _start_time(pid) != data.get("start"):
         forget_stuck(state_dir, path)
         return None
-    return (f"still blocked since {data.get('since')}: the audit of an earlier run (PID {pid}) is waiting on "
-            f"{data.get('what')}; no second audit is started while it waits")
+    return (
+        f"still blocked since {data.get('since')}: the audit of an earlier run (PID {pid}) is waiting on "
+        f"{data.get('what')}; no second audit is started while it waits"
+    )
 
 
 def forget_stuck(state_dir: Path | None, path: Path) -> None:
@@ -170,9 +190,17 @@ class _Said:
         return self._line
 
 
-def heal_in_children(paths: list[Path], reports: Path, heal_and_report: Any, *, keep: int | None,
-                     interval_s: float | None, stream: Any, lock_wait_s: float,
-                     deadline_s: float) -> list[tuple[Path, Any, str | None]]:
+def heal_in_children(
+    paths: list[Path],
+    reports: Path,
+    heal_and_report: Any,
+    *,
+    keep: int | None,
+    interval_s: float | None,
+    stream: Any,
+    lock_wait_s: float,
+    deadline_s: float,
+) -> list[tuple[Path, Any, str | None]]:
     """Heal each workspace as `heal_and_report` would alone, each in a child under ``deadline_s``.
 
     Returns (path, ScheduledRun-like summary or None, why not) per workspace. A child past its deadline while
@@ -195,15 +223,19 @@ def heal_in_children(paths: list[Path], reports: Path, heal_and_report: Any, *, 
             folder = history_folder(reports, path)
             try:
                 folder.mkdir(parents=True, exist_ok=True)
-                done = heal_and_report(path, reports=folder, keep=keep, interval_s=interval_s, out=text,
-                                       lock_wait_s=lock_wait_s)
+                done = heal_and_report(
+                    path, reports=folder, keep=keep, interval_s=interval_s, out=text, lock_wait_s=lock_wait_s
+                )
             except WorkspaceError as exc:
                 return text.getvalue(), None, str(exc)
             except FixError as exc:
                 return text.getvalue(), None, f"not healed: {exc}"
             except OSError as exc:
-                return text.getvalue(), None, (f"not healed or not reported: {exc.strerror or exc} "
-                                               f"({getattr(exc, 'filename', None) or folder})")
+                return (
+                    text.getvalue(),
+                    None,
+                    (f"not healed or not reported: {exc.strerror or exc} ({getattr(exc, 'filename', None) or folder})"),
+                )
             sent = done.sent.channels if done.sent is not None else None
             return text.getvalue(), (done.report, done.written, done.fix.summary_line(), sent), None
 
@@ -216,8 +248,10 @@ def heal_in_children(paths: list[Path], reports: Path, heal_and_report: Any, *, 
         if o.timed_out:
             what = o.blocked_words()
             if o.left_running:
-                why = (f"the heal passed its {deadline_s:g}s deadline while applying a fix: it finishes in PID {o.pid} "
-                       f"under the fix lock ({what}); the next run sees the lock")
+                why = (
+                    f"the heal passed its {deadline_s:g}s deadline while applying a fix: it finishes in PID {o.pid} "
+                    f"under the fix lock ({what}); the next run sees the lock"
+                )
             else:
                 why = f"the heal's audit did not finish within its {deadline_s:g}s deadline: blocked {what}"
             out.append((path, None, why))
@@ -231,7 +265,11 @@ def heal_in_children(paths: list[Path], reports: Path, heal_and_report: Any, *, 
             out.append((path, None, why))
             continue
         report, written, line, channels = summary
-        said = SimpleNamespace(report=report, written=written, fix=_Said(line, None),
-                               sent=_Said(line, channels) if channels is not None else None)
+        said = SimpleNamespace(
+            report=report,
+            written=written,
+            fix=_Said(line, None),
+            sent=_Said(line, channels) if channels is not None else None,
+        )
         out.append((path, said, None))
     return out

@@ -40,8 +40,15 @@ LOG_NAME = "healthkit-notify.log"
 STOPPED_CODE = "daemon.stopped"
 _RANK = {"info": 0, "warning": 1, "critical": 2}
 # What the message calls each kind of change, in the order it lists them.
-KINDS = {"gave-up": "Healing gave up", "healed": "Healed", "heal-failed": "Heal did not hold",
-         "stopped": "Stopped on request", "new": "New", "reminder": "Still open (reminder)", "resolved": "Resolved"}
+KINDS = {
+    "gave-up": "Healing gave up",
+    "healed": "Healed",
+    "heal-failed": "Heal did not hold",
+    "stopped": "Stopped on request",
+    "new": "New",
+    "reminder": "Still open (reminder)",
+    "resolved": "Resolved",
+}
 
 
 def urls(ws: Workspace) -> list[str]:
@@ -85,8 +92,15 @@ class Event:
     detail: str = ""  # who stopped it and why; what healing gave up on
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "code": self.code, "severity": self.severity, "title": self.title,
-                "todo": self.todo, "identity": self.identity, "detail": self.detail}
+        return {
+            "kind": self.kind,
+            "code": self.code,
+            "severity": self.severity,
+            "title": self.title,
+            "todo": self.todo,
+            "identity": self.identity,
+            "detail": self.detail,
+        }
 
 
 @dataclass
@@ -107,12 +121,20 @@ def _todo(f: Finding, docs: dict[str, Any]) -> str:
     if f.recommendations:
         return f.recommendations[0]
     doc = docs.get(f.code)
-    return (doc.fix.split(". ")[0] if doc is not None and doc.fix else "see the report")
+    return doc.fix.split(". ")[0] if doc is not None and doc.fix else "see the report"
 
 
-def events_for(report: Report, since: dict[str, Any], healed: list[Finding], heal_failed: list[Finding],
-               level: str, repeat_s: float, told: dict[str, float], now: float,
-               held: dict[str, str] | None = None) -> list[Event]:
+def events_for(
+    report: Report,
+    since: dict[str, Any],
+    healed: list[Finding],
+    heal_failed: list[Finding],
+    level: str,
+    repeat_s: float,
+    told: dict[str, float],
+    now: float,
+    held: dict[str, str] | None = None,
+) -> list[Event]:
     """This run's changes worth a message (see the module docstring for the rule); ``held``: why a finding was
     not healed this run (backing off, given up), by identity."""
     held = held or {}
@@ -144,8 +166,14 @@ def events_for(report: Report, since: dict[str, Any], healed: list[Finding], hea
             out[ident] = ev("new", hit)
     for item in since.get("resolved") or []:
         ident = item["identity"]
-        if ident not in out and _RANK.get(str(item.get("severity")), 0) >= floor and not str(item.get("code")).startswith("notify."):
-            out[ident] = Event("resolved", str(item.get("code")), str(item.get("severity")), str(item.get("title")), "nothing", ident)
+        if (
+            ident not in out
+            and _RANK.get(str(item.get("severity")), 0) >= floor
+            and not str(item.get("code")).startswith("notify.")
+        ):
+            out[ident] = Event(
+                "resolved", str(item.get("code")), str(item.get("severity")), str(item.get("title")), "nothing", ident
+            )
     for ident, f in current.items():
         if f.severity is Severity.CRITICAL and ident not in out and now - float(told.get(ident, 0)) >= repeat_s:
             out[ident] = ev("reminder", f)
@@ -163,10 +191,15 @@ def compose(report: Report, events: list[Event], html: Path, earlier: list[dict[
     report = dataclasses.replace(report, results=[r for r in report.results if r.check != "notify"])
     verdict = report.status.value.upper()
     kinds = [k for k in KINDS if any(e.kind == k for e in events)]
-    title = f"healthkit {verdict}: {ws_name} on {report.hostname}" + (f" ({', '.join(KINDS[k].lower() for k in kinds)})" if kinds else "")
+    title = f"healthkit {verdict}: {ws_name} on {report.hostname}" + (
+        f" ({', '.join(KINDS[k].lower() for k in kinds)})" if kinds else ""
+    )
     c = report.counts()
-    lines = [f"Workspace: {report.workspace}", f"Host: {report.hostname}",
-             f"Verdict: {verdict} ({c['critical']} critical, {c['warning']} warning, {c['info']} info)"]
+    lines = [
+        f"Workspace: {report.workspace}",
+        f"Host: {report.hostname}",
+        f"Verdict: {verdict} ({c['critical']} critical, {c['warning']} warning, {c['info']} info)",
+    ]
     for k in kinds:
         lines.append("")
         lines.append(f"{KINDS[k]}:")
@@ -179,8 +212,10 @@ def compose(report: Report, events: list[Event], html: Path, earlier: list[dict[
                     lines.append(f"  what to do: {e.todo}")
     if earlier:
         lines += ["", "Not delivered earlier (sent again now):"]
-        lines += [f"- {KINDS.get(e.get('kind', ''), e.get('kind'))}: {e.get('code')}: {e.get('title')} (at {e.get('at')})"
-                  for e in earlier]
+        lines += [
+            f"- {KINDS.get(e.get('kind', ''), e.get('kind'))}: {e.get('code')}: {e.get('title')} (at {e.get('at')})"
+            for e in earlier
+        ]
     lines += ["", f"Report: {html}"]
     return title, "\n".join(lines) + "\n"
 
@@ -209,19 +244,33 @@ def send(channel_urls: list[str], title: str, body: str, timeout_s: float, kind:
     job = json.dumps({"urls": channel_urls, "title": title, "body": body, "timeout": timeout_s, "type": kind})
     secrets = [s for u in channel_urls for s in url_secrets(u)]
     try:
-        proc = subprocess.run([sys.executable, "-m", "healthkit.scheduled.notify_send"], input=job, capture_output=True, text=True,
-                              timeout=timeout_s + 15.0, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+        proc = subprocess.run(
+            [sys.executable, "-m", "healthkit.scheduled.notify_send"],
+            input=job,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s + 15.0,
+            env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+        )
         results = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else None
         if not isinstance(results, list) or len(results) != len(channel_urls):
             why = mask_secrets((proc.stderr or "").strip()[-300:], secrets) or f"exit {proc.returncode}"
             results = [{"ok": False, "error": f"the sender failed: {why}"} for _ in channel_urls]
     except subprocess.TimeoutExpired:
-        results = [{"ok": False, "error": f"the sender did not finish within {timeout_s + 15.0:g}s; killed"} for _ in channel_urls]
+        results = [
+            {"ok": False, "error": f"the sender did not finish within {timeout_s + 15.0:g}s; killed"}
+            for _ in channel_urls
+        ]
     except (OSError, ValueError) as exc:
         results = [{"ok": False, "error": f"the sender could not run: {exc}"} for _ in channel_urls]
-    return [{"channel": describe_url(u), "ok": bool(r.get("ok")),
-             "error": mask_secrets(str(r["error"]), url_secrets(u)) if r.get("error") else None}
-            for u, r in zip(channel_urls, results)]
+    return [
+        {
+            "channel": describe_url(u),
+            "ok": bool(r.get("ok")),
+            "error": mask_secrets(str(r["error"]), url_secrets(u)) if r.get("error") else None,
+        }
+        for u, r in zip(channel_urls, results)
+    ]
 
 
 def _log(ws: Workspace, lines: list[str]) -> None:
@@ -235,9 +284,16 @@ def _log(ws: Workspace, lines: list[str]) -> None:
         pass  # the report's notify.failed says it as well
 
 
-def notify_run(ws: Workspace, report: Report, since: dict[str, Any], healed: list[Finding],
-               heal_failed: list[Finding], html: Path, now: float | None = None,
-               held: dict[str, str] | None = None) -> Sent | None:
+def notify_run(
+    ws: Workspace,
+    report: Report,
+    since: dict[str, Any],
+    healed: list[Finding],
+    heal_failed: list[Finding],
+    html: Path,
+    now: float | None = None,
+    held: dict[str, str] | None = None,
+) -> Sent | None:
     """Decide, compose, send, remember. None when no URL is configured."""
     channel_urls = urls(ws)
     if not channel_urls:
@@ -247,7 +303,9 @@ def notify_run(ws: Workspace, report: Report, since: dict[str, Any], healed: lis
     ns = ws.settings.notify
     path = state_path(ws)
     state = load_state(path)
-    events = events_for(report, since, healed, heal_failed, ns.level, ns.repeat_seconds, state["critical_told"], now, held)
+    events = events_for(
+        report, since, healed, heal_failed, ns.level, ns.repeat_seconds, state["critical_told"], now, held
+    )
     sent = Sent(events=events)
     secrets = [s for u in channel_urls for s in url_secrets(u)]
     todo: list[tuple[str, list[dict[str, Any]]]] = []
@@ -280,7 +338,11 @@ def notify_run(ws: Workspace, report: Report, since: dict[str, Any], healed: lis
             else:
                 missed = earlier + [{**e.to_dict(), "at": stamp} for e in events]
                 state["pending"][ck] = missed[-50:]
-                log_lines.append(mask_secrets(f"{stamp} FAILED to send to {r['channel']}: {r['error']} (kept for the next run)", secrets))
+                log_lines.append(
+                    mask_secrets(
+                        f"{stamp} FAILED to send to {r['channel']}: {r['error']} (kept for the next run)", secrets
+                    )
+                )
         _log(ws, log_lines)
         if any(r["ok"] for r in sent.channels):
             for e in events:
@@ -309,14 +371,25 @@ def state_findings(ws: Workspace, code: str) -> list[Finding]:
         return []
     rel = ws.rel(path)
     log_rel = ws.rel(ws.path(ws.settings.paths.logs) / LOG_NAME)
-    return [Finding(
-        code=code, severity=Severity.WARNING, title=f"A notification could not be sent ({len(failed)} channel(s))",
-        problem=[f"At {last.get('at')}: {c.get('channel')}: {c.get('error')}" for c in failed]
-        + ["What it missed is sent again with the next run's message"],
-        impact=["Nobody may hear of what this report shows until the channel works again"],
-        evidence=[Evidence(f"jq '.last.channels' {rel}", "; ".join(f"{c.get('channel')}: {c.get('error')}" for c in failed)),
-                  Evidence(f"tail {log_rel}", "one line per send, tokens masked")],
-        recommendations=["Check the channel (is the server up, the token still valid?): `apprise -vv -t test -b test URL`",
-                         "The URLs are in healthkit.toml [notify] urls or HEALTHKIT_NOTIFY_URLS"],
-        urgency="soon", data={"channels": [c.get("channel") for c in failed]},
-    )]
+    return [
+        Finding(
+            code=code,
+            severity=Severity.WARNING,
+            title=f"A notification could not be sent ({len(failed)} channel(s))",
+            problem=[f"At {last.get('at')}: {c.get('channel')}: {c.get('error')}" for c in failed]
+            + ["What it missed is sent again with the next run's message"],
+            impact=["Nobody may hear of what this report shows until the channel works again"],
+            evidence=[
+                Evidence(
+                    f"jq '.last.channels' {rel}", "; ".join(f"{c.get('channel')}: {c.get('error')}" for c in failed)
+                ),
+                Evidence(f"tail {log_rel}", "one line per send, tokens masked"),
+            ],
+            recommendations=[
+                "Check the channel (is the server up, the token still valid?): `apprise -vv -t test -b test URL`",
+                "The URLs are in healthkit.toml [notify] urls or HEALTHKIT_NOTIFY_URLS",
+            ],
+            urgency="soon",
+            data={"channels": [c.get("channel") for c in failed]},
+        )
+    ]

@@ -35,8 +35,9 @@ class _Collect(logging.Handler):
         self.by_thread.setdefault(record.thread or 0, []).append(record.getMessage())
 
 
-def _send_one(apprise: Any, url: str, title: str, body: str, slot: dict[str, Any], logs: _Collect,
-              kind: str = "info") -> None:
+def _send_one(
+    apprise: Any, url: str, title: str, body: str, slot: dict[str, Any], logs: _Collect, kind: str = "info"
+) -> None:
     try:
         a = apprise.Apprise()
         if not a.add(url):
@@ -62,8 +63,10 @@ def main() -> None:
         logs = _Collect()
         logging.getLogger("apprise").addHandler(logs)
         kind = job.get("type") if job.get("type") in ("info", "success", "warning", "failure") else "info"
-        threads = [threading.Thread(target=_send_one, args=(apprise, u, job["title"], job["body"], s, logs, kind),
-                                    daemon=True) for u, s in zip(urls, slots)]
+        threads = [
+            threading.Thread(target=_send_one, args=(apprise, u, job["title"], job["body"], s, logs, kind), daemon=True)
+            for u, s in zip(urls, slots)
+        ]
         for t in threads:
             t.start()
         for t in threads:

@@ -105,8 +105,10 @@ def heal_comments(bases: Sequence[Path], every: str) -> list[str]:
 
     fixes = sorted((s for s in load_fixes().values() if Safety.SAFE in s.safeties), key=lambda s: (s.order, s.id))
     healed = ", ".join(f"{s.id} ({'/'.join(s.codes)})" for s in fixes)
-    lines = [f"# heals (safe fixes only, under the fix lock): {healed}",
-             "#   never restarts a daemon stopped on request; never deletes what a person did not declare disposable"]
+    lines = [
+        f"# heals (safe fixes only, under the fix lock): {healed}",
+        "#   never restarts a daemon stopped on request; never deletes what a person did not declare disposable",
+    ]
     for base in bases:
         lines += _heal_policy(base, every, prefix=f"{base}: " if len(bases) > 1 else "")
     return lines
@@ -119,19 +121,31 @@ def _heal_policy(base: Path, every: str, prefix: str) -> list[str]:
     settings = _settings(base)
     hs, ns = settings.heal, settings.notify
     backoff = f"{hs.backoff_seconds:g}s" if hs.backoff_seconds else f"one interval ({every})"
-    lines = [f"# {prefix}stops healing a finding after {hs.max_attempts} heals in {hs.window_seconds:g}s that did not hold "
-             f"(backoff {backoff}, doubling) and reports heal.gave-up; `healthkit fix --safe` by hand clears that"]
+    lines = [
+        f"# {prefix}stops healing a finding after {hs.max_attempts} heals in {hs.window_seconds:g}s that did not hold "
+        f"(backoff {backoff}, doubling) and reports heal.gave-up; `healthkit fix --safe` by hand clears that"
+    ]
     from_toml = [describe_url(u) for u in ns.urls]
     from_env = [describe_url(u) for u in os.environ.get("HEALTHKIT_NOTIFY_URLS", "").split()]
     if from_toml or from_env:
         who = ", ".join(from_toml + from_env)
-        src = " and ".join(x for x, on in (("healthkit.toml [notify] urls", from_toml),
-                                            ("HEALTHKIT_NOTIFY_URLS, which the job's environment must hold too", from_env)) if on)
-        lines.append(f"# {prefix}tells {who} of changes at or above {ns.level} (new, resolved, healed, gave up) and of an "
-                     f"open CRITICAL again every {ns.repeat_seconds:g}s; URLs from {src}")
+        src = " and ".join(
+            x
+            for x, on in (
+                ("healthkit.toml [notify] urls", from_toml),
+                ("HEALTHKIT_NOTIFY_URLS, which the job's environment must hold too", from_env),
+            )
+            if on
+        )
+        lines.append(
+            f"# {prefix}tells {who} of changes at or above {ns.level} (new, resolved, healed, gave up) and of an "
+            f"open CRITICAL again every {ns.repeat_seconds:g}s; URLs from {src}"
+        )
     else:
-        lines.append(f"# {prefix}tells nobody: add Apprise URLs to healthkit.toml [notify] urls, or HEALTHKIT_NOTIFY_URLS in "
-                     "the job's environment (pip install 'healthkit[notify]')")
+        lines.append(
+            f"# {prefix}tells nobody: add Apprise URLs to healthkit.toml [notify] urls, or HEALTHKIT_NOTIFY_URLS in "
+            "the job's environment (pip install 'healthkit[notify]')"
+        )
     return lines
 
 
@@ -157,7 +171,9 @@ def job_user(base: Path, as_root: bool = False) -> tuple[str, str | None]:
         return me, None
     if as_root:
         return me, f"runs as root on purpose (--as-root), although {user_name(owner)} owns the workspace"
-    return user_name(owner), f"runs as {user_name(owner)}, the workspace's owner (root starts nothing as root for a user)"
+    return user_name(
+        owner
+    ), f"runs as {user_name(owner)}, the workspace's owner (root starts nothing as root for a user)"
 
 
 def _bases(path: Path | str | Sequence[Path | str]) -> list[Path]:
@@ -180,8 +196,10 @@ def _fleet_user(bases: list[Path], as_root: bool) -> tuple[str, str | None]:
         from healthkit.contract.trust import user_name
 
         owners = sorted({user_name(base.stat().st_uid) for base in bases})
-        raise ScheduleError(f"these workspaces belong to different users ({', '.join(owners)}): one job runs as one "
-                            "user, so schedule each owner's workspaces on their own (or --as-root, on purpose)")
+        raise ScheduleError(
+            f"these workspaces belong to different users ({', '.join(owners)}): one job runs as one "
+            "user, so schedule each owner's workspaces on their own (or --as-root, on purpose)"
+        )
     return users.pop()
 
 
@@ -208,38 +226,74 @@ class _Job:
         return "heal and audit" if self.heal else "audit"
 
 
-def build(path: Path | str | Sequence[Path | str], every: str = "15m", keep: int = 50, reports: Path | None = None,
-          textfile_dir: Path | None = None, command: list[str] | None = None, heal: bool = False,
-          as_root: bool = False) -> Schedule:
+def build(
+    path: Path | str | Sequence[Path | str],
+    every: str = "15m",
+    keep: int = 50,
+    reports: Path | None = None,
+    textfile_dir: Path | None = None,
+    command: list[str] | None = None,
+    heal: bool = False,
+    as_root: bool = False,
+) -> Schedule:
     """One job for one workspace, or for several (one process audits them all: one report each, one textfile)."""
     bases = _bases(path)
     base, fleet = bases[0], len(bases) > 1
     user, why_user = _fleet_user(bases, as_root)
     minutes = parse_every(every)
     if fleet and reports is None:
-        raise ScheduleError("several workspaces share one reports folder: give --output DIR "
-                            "(each workspace's history goes to DIR/<name>/, the fleet page to DIR/index.html)")
-    reports = (reports.expanduser().absolute() if reports else _reports_folder(base))
-    name = FLEET_NAME if fleet else "healthkit-" + (re.sub(r"[^A-Za-z0-9_.-]+", "-", base.name).strip("-.") or "workspace")
+        raise ScheduleError(
+            "several workspaces share one reports folder: give --output DIR "
+            "(each workspace's history goes to DIR/<name>/, the fleet page to DIR/index.html)"
+        )
+    reports = reports.expanduser().absolute() if reports else _reports_folder(base)
+    name = (
+        FLEET_NAME if fleet else "healthkit-" + (re.sub(r"[^A-Za-z0-9_.-]+", "-", base.name).strip("-.") or "workspace")
+    )
     prom = textfile_dir.expanduser().absolute() / f"{name}.prom" if textfile_dir else None
     job = _Job(
-        name=name, what=f"{len(bases)} workspaces ({', '.join(map(str, bases))})" if fleet else str(base), base=base,
-        fleet=fleet, heal=heal, every=every, minutes=minutes, reports=reports, prom=prom,
+        name=name,
+        what=f"{len(bases)} workspaces ({', '.join(map(str, bases))})" if fleet else str(base),
+        base=base,
+        fleet=fleet,
+        heal=heal,
+        every=every,
+        minutes=minutes,
+        reports=reports,
+        prom=prom,
         runs=_job_commands(command or healthkit_command(), bases, heal, every, reports, keep, prom),
-        about=heal_comments(bases, every) if heal else ["# read-only: heals nothing, tells nobody (add --heal for both)"],
-        user=user, why_user=why_user,
+        about=heal_comments(bases, every)
+        if heal
+        else ["# read-only: heals nothing, tells nobody (add --heal for both)"],
+        user=user,
+        why_user=why_user,
     )
     return Schedule(name, _crontab(job), _service(job), _timer(job))
 
 
-def _job_commands(exe: list[str], bases: list[Path], heal: bool, every: str, reports: Path, keep: int,
-                  prom: Path | None) -> list[list[str]]:
+def _job_commands(
+    exe: list[str], bases: list[Path], heal: bool, every: str, reports: Path, keep: int, prom: Path | None
+) -> list[list[str]]:
     """The command(s) one run executes, as argument lists (quoted once, where they are printed)."""
     folder = f"{reports}{os.sep}"
     textfile = ["--textfile", str(prom)] if prom else []
     if heal:  # one command: heal, notify, then the reports and the textfile from the audit each fix ends with
-        return [exe + ["fix", *map(str, bases), "--safe", "--scheduled", "--every", every, "--output", folder,
-                       "--keep-reports", str(keep), *textfile]]
+        return [
+            exe
+            + [
+                "fix",
+                *map(str, bases),
+                "--safe",
+                "--scheduled",
+                "--every",
+                every,
+                "--output",
+                folder,
+                "--keep-reports",
+                str(keep),
+                *textfile,
+            ]
+        ]
     if len(bases) > 1:  # one audit per workspace feeds both the history and the textfile
         return [exe + ["audit", *map(str, bases), "--output", folder, "--keep", str(keep), *textfile]]
     runs = [exe + ["audit", str(bases[0]), "--output", folder, "--keep", str(keep)]]
@@ -255,8 +309,10 @@ def _cron_shell(runs: list[list[str]], reports: Path) -> str:
     lock = shutil.which("flock")
     if not lock:
         return shell
-    return (f"mkdir -p {shlex.quote(str(reports))} && {lock} -n {shlex.quote(str(reports / '.healthkit.lock'))}"
-            f" sh -c {shlex.quote(shell)}")
+    return (
+        f"mkdir -p {shlex.quote(str(reports))} && {lock} -n {shlex.quote(str(reports / '.healthkit.lock'))}"
+        f" sh -c {shlex.quote(shell)}"
+    )
 
 
 def _crontab(job: _Job) -> str:
@@ -272,51 +328,72 @@ def _crontab(job: _Job) -> str:
 
 
 def _service(job: _Job) -> str:
-    return "\n".join([
-        f"# /etc/systemd/system/{job.name}.service  (or ~/.config/systemd/user/ without User=, and systemctl --user)",
-        "[Unit]",
-        f"Description=healthkit {job.doing} of {job.what}",
-        *job.about,
-        "",
-        "[Service]",
-        "Type=oneshot",
-        *([f"# {job.why_user}"] if job.why_user else []),
-        *([f"User={job.user}"] if job.user != "root" else []),
-        *([] if job.fleet else [f"WorkingDirectory={str(job.base).replace('%', '%%')}"]),
-        "Environment=LC_ALL=C.UTF-8 PYTHONIOENCODING=utf-8",
-        *([f"# notification URLs out of this file: EnvironmentFile=-/etc/healthkit/{job.name}.env "
-           "(HEALTHKIT_NOTIFY_URLS=..., mode 0600)"] if job.heal else []),
-        *[f"ExecStart={' '.join(_unit_arg(a) for a in run)}" for run in job.runs],
-        "# 1 warning, 2 critical, 3 unknown are verdicts in the report, not a failed job",
-        "SuccessExitStatus=1 2 3",
-        *(["# a daemon this job starts must outlive it (it leaves the job's process group) and not inherit a low priority",
-           "KillMode=process"] if job.heal else ["Nice=10", "IOSchedulingClass=idle"]),
-        "TimeoutStartSec=5min",
-        "",
-    ])
+    return "\n".join(
+        [
+            f"# /etc/systemd/system/{job.name}.service  (or ~/.config/systemd/user/ without User=, and systemctl --user)",
+            "[Unit]",
+            f"Description=healthkit {job.doing} of {job.what}",
+            *job.about,
+            "",
+            "[Service]",
+            "Type=oneshot",
+            *([f"# {job.why_user}"] if job.why_user else []),
+            *([f"User={job.user}"] if job.user != "root" else []),
+            *([] if job.fleet else [f"WorkingDirectory={str(job.base).replace('%', '%%')}"]),
+            "Environment=LC_ALL=C.UTF-8 PYTHONIOENCODING=utf-8",
+            *(
+                [
+                    f"# notification URLs out of this file: EnvironmentFile=-/etc/healthkit/{job.name}.env "
+                    "(HEALTHKIT_NOTIFY_URLS=..., mode 0600)"
+                ]
+                if job.heal
+                else []
+            ),
+            *[f"ExecStart={' '.join(_unit_arg(a) for a in run)}" for run in job.runs],
+            "# 1 warning, 2 critical, 3 unknown are verdicts in the report, not a failed job",
+            "SuccessExitStatus=1 2 3",
+            *(
+                [
+                    "# a daemon this job starts must outlive it (it leaves the job's process group) and not inherit a low priority",
+                    "KillMode=process",
+                ]
+                if job.heal
+                else ["Nice=10", "IOSchedulingClass=idle"]
+            ),
+            "TimeoutStartSec=5min",
+            "",
+        ]
+    )
 
 
 def _timer(job: _Job) -> str:
-    return "\n".join([
-        f"# /etc/systemd/system/{job.name}.timer  then: systemctl daemon-reload && systemctl enable --now {job.name}.timer",
-        "[Unit]",
-        f"Description=Run the healthkit {job.doing} of {job.what} every {job.every}",
-        "",
-        "[Timer]",
-        f"OnCalendar={on_calendar(job.minutes)}",
-        "Persistent=true",
-        "AccuracySec=1min",
-        "",
-        "[Install]",
-        "WantedBy=timers.target",
-        "",
-    ])
+    return "\n".join(
+        [
+            f"# /etc/systemd/system/{job.name}.timer  then: systemctl daemon-reload && systemctl enable --now {job.name}.timer",
+            "[Unit]",
+            f"Description=Run the healthkit {job.doing} of {job.what} every {job.every}",
+            "",
+            "[Timer]",
+            f"OnCalendar={on_calendar(job.minutes)}",
+            "Persistent=true",
+            "AccuracySec=1min",
+            "",
+            "[Install]",
+            "WantedBy=timers.target",
+            "",
+        ]
+    )
 
 
 def render_schedule(path: Path | str | Sequence[Path | str], **options: object) -> str:
     s = build(path, **options)  # type: ignore[arg-type]
-    return "\n".join([
-        "# --- cron ---", s.crontab,
-        f"# --- systemd: {s.name}.service ---", s.service,
-        f"# --- systemd: {s.name}.timer ---", s.timer,
-    ])
+    return "\n".join(
+        [
+            "# --- cron ---",
+            s.crontab,
+            f"# --- systemd: {s.name}.service ---",
+            s.service,
+            f"# --- systemd: {s.name}.timer ---",
+            s.timer,
+        ]
+    )

@@ -54,7 +54,9 @@ def refresh(report: Report, ws: Workspace, check_ids: tuple[str, ...]) -> Report
     wanted = [c for c in reg.sorted() if c.id in check_ids and any(r.check == c.id for r in report.results)]
     if not wanted:
         return report
-    fresh = {r.check: r for r in run_checks(ws, wanted, ws.settings.checks.timeout_seconds, list(ws.settings.checks.ignore))}
+    fresh = {
+        r.check: r for r in run_checks(ws, wanted, ws.settings.checks.timeout_seconds, list(ws.settings.checks.ignore))
+    }
     results = [fresh.get(r.check, r) for r in report.results]
     return dataclasses.replace(report, results=results)
 
@@ -67,8 +69,15 @@ def _healed(run: FixRun) -> tuple[list[Finding], list[Finding]]:
     return healed, failed
 
 
-def heal_and_report(path: str | Path, reports: Path | None = None, keep: int | None = None, textfile: Path | None = None,
-                    interval_s: float | None = None, out: TextIO | None = None, lock_wait_s: float = 60.0) -> ScheduledRun:
+def heal_and_report(
+    path: str | Path,
+    reports: Path | None = None,
+    keep: int | None = None,
+    textfile: Path | None = None,
+    interval_s: float | None = None,
+    out: TextIO | None = None,
+    lock_wait_s: float = 60.0,
+) -> ScheduledRun:
     """Heal one workspace on a schedule and write its report; raises what run_fix raises (WorkspaceError, FixError)."""
     from healthkit.reporting.history import planned_name, since_previous
     from healthkit.reporting.output import write_report
@@ -79,8 +88,15 @@ def heal_and_report(path: str | Path, reports: Path | None = None, keep: int | N
     folder = (reports or ws.path(ws.settings.paths.reports)).expanduser().absolute()
     report = refresh(run.after or run.before, ws, ("heal",))
     healed, failed = _healed(run)
-    sent = notify_run(ws, report, since_previous(report, folder), healed, failed,
-                      folder / f"{planned_name(report, folder)}.html", held=dict(policy.held))
+    sent = notify_run(
+        ws,
+        report,
+        since_previous(report, folder),
+        healed,
+        failed,
+        folder / f"{planned_name(report, folder)}.html",
+        held=dict(policy.held),
+    )
     if sent is not None:
         report = refresh(report, ws, ("notify",))
     written = write_report(report, "md", folder, keep=keep)
@@ -105,9 +121,16 @@ class FleetHeal:
         return worst_exit(self.audited)
 
 
-def heal_many(paths: list[Path] | tuple[Path, ...], reports: Path, keep: int | None = None, textfile: Path | None = None,
-              interval_s: float | None = None, out: TextIO | None = None, lock_wait_s: float = 60.0,
-              deadline_s: float | None = None) -> FleetHeal:
+def heal_many(
+    paths: list[Path] | tuple[Path, ...],
+    reports: Path,
+    keep: int | None = None,
+    textfile: Path | None = None,
+    interval_s: float | None = None,
+    out: TextIO | None = None,
+    lock_wait_s: float = 60.0,
+    deadline_s: float | None = None,
+) -> FleetHeal:
     """Heal and report every workspace in this one process, each as `heal_and_report` would alone.
 
     Flap protection and notification state stay per workspace (they live in each workspace and in its
@@ -130,9 +153,16 @@ def heal_many(paths: list[Path] | tuple[Path, ...], reports: Path, keep: int | N
     if deadline_s is not None:
         from healthkit.scheduled.fleetdeadline import heal_in_children
 
-        for path, run, why in heal_in_children(unique_paths(paths), reports, heal_and_report, keep=keep,
-                                               interval_s=interval_s, stream=stream, lock_wait_s=lock_wait_s,
-                                               deadline_s=deadline_s):
+        for path, run, why in heal_in_children(
+            unique_paths(paths),
+            reports,
+            heal_and_report,
+            keep=keep,
+            interval_s=interval_s,
+            stream=stream,
+            lock_wait_s=lock_wait_s,
+            deadline_s=deadline_s,
+        ):
             if run is not None:
                 done.runs[path] = run
                 done.written += run.written
@@ -151,8 +181,12 @@ def heal_many(paths: list[Path] | tuple[Path, ...], reports: Path, keep: int | N
         folder = history_folder(reports, path)
         stream.write(f"== {path}\n")
         try:
-            folder.mkdir(parents=True, exist_ok=True)  # a folder, even when the name looks like a file (`run.v2-<hash>`)
-            run = heal_and_report(path, reports=folder, keep=keep, interval_s=interval_s, out=stream, lock_wait_s=lock_wait_s)
+            folder.mkdir(
+                parents=True, exist_ok=True
+            )  # a folder, even when the name looks like a file (`run.v2-<hash>`)
+            run = heal_and_report(
+                path, reports=folder, keep=keep, interval_s=interval_s, out=stream, lock_wait_s=lock_wait_s
+            )
         except WorkspaceError as exc:
             reason = str(exc)
         except FixError as exc:

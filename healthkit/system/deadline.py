@@ -71,9 +71,13 @@ class Outcome:
     blocked_on: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
     pid: int = 0
-    exited: bool = True  # False: still alive after the kill (in the kernel, on a dead mount), or left to finish a change
+    exited: bool = (
+        True  # False: still alive after the kill (in the kernel, on a dead mount), or left to finish a change
+    )
     left_running: bool = False  # past the deadline inside an uninterruptible phase: not killed, walked away from
-    signal: int | None = None  # the signal that ended the child (not ours at the deadline): the caller may die the same way
+    signal: int | None = (
+        None  # the signal that ended the child (not ours at the deadline): the caller may die the same way
+    )
 
     def done_result(self) -> bool:
         return self.result is not None or self.error is not None and "ended without a result" not in self.error
@@ -97,8 +101,8 @@ class _Child:
             kind, n = _HEAD.unpack_from(self.buf)
             if len(self.buf) < _HEAD.size + n:
                 return
-            payload = self.buf[_HEAD.size:_HEAD.size + n]
-            self.buf = self.buf[_HEAD.size + n:]
+            payload = self.buf[_HEAD.size : _HEAD.size + n]
+            self.buf = self.buf[_HEAD.size + n :]
             if kind == b"+":
                 ident, _, text = payload.decode("utf-8", "replace").partition(" ")
                 self.open[ident] = text
@@ -144,8 +148,13 @@ def _max_fd() -> int:
         return 65536
 
 
-def run_children(jobs: list[tuple[Any, Callable[[], Any]]], deadline_s: float, parallel: int = 16,
-                 on_start: Callable[[Any, int], None] | None = None, keep_fds: tuple[int, ...] = ()) -> list[Outcome]:
+def run_children(
+    jobs: list[tuple[Any, Callable[[], Any]]],
+    deadline_s: float,
+    parallel: int = 16,
+    on_start: Callable[[Any, int], None] | None = None,
+    keep_fds: tuple[int, ...] = (),
+) -> list[Outcome]:
     """Run each ``fn`` of ``jobs`` in its own forked child, at most ``parallel`` at once, each under ``deadline_s``.
 
     Call only from a process with no other threads (fork copies one thread; a lock another thread held stays
@@ -217,8 +226,11 @@ def _finish(c: _Child, outcomes: dict[int, Outcome], i: int, timed_out: bool) ->
     if not timed_out:
         status = _reaped_status(c.pid, 5.0)
     sig = os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None
-    error = c.error if c.done or timed_out else (c.error or "the child ended without a result"
-                                                 + (f" (killed by signal {sig})" if sig else ""))
+    error = (
+        c.error
+        if c.done or timed_out
+        else (c.error or "the child ended without a result" + (f" (killed by signal {sig})" if sig else ""))
+    )
     outcomes[i] = Outcome(c.key, c.result, error, timed_out, list(c.open.values()), elapsed, c.pid, exited, left, sig)
 
 
@@ -273,7 +285,9 @@ class EarlyChild:
     ``send`` gives it the options, ``wait`` waits for its result under the deadline, counted from the fork.
     """
 
-    def __init__(self, key: Any, prepare: Callable[[], Any], finish: Callable[[Any, Any], Any], keep_fds: tuple[int, ...] = ()):
+    def __init__(
+        self, key: Any, prepare: Callable[[], Any], finish: Callable[[Any, Any], Any], keep_fds: tuple[int, ...] = ()
+    ):
         import gc
 
         gc.freeze()  # as in run_children: the child's collections leave the parent's objects (and their pages) alone

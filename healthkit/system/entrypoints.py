@@ -37,7 +37,9 @@ class EntryPoint:
 
 
 def _cache_file() -> Path | None:
-    base = os.environ.get("XDG_CACHE_HOME") or (os.path.join(os.path.expanduser("~"), ".cache") if os.path.expanduser("~") != "~" else "")
+    base = os.environ.get("XDG_CACHE_HOME") or (
+        os.path.join(os.path.expanduser("~"), ".cache") if os.path.expanduser("~") != "~" else ""
+    )
     if not base:
         return None
     import zlib  # not hashlib: its OpenSSL start-up costs more than this whole lookup

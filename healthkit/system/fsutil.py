@@ -94,8 +94,9 @@ class Reader:
         return True
 
 
-def read_bytes(path: Path, max_bytes: int = CAP_JSON, follow_symlinks: bool = True,
-               reader: Reader | None = None) -> bytes:
+def read_bytes(
+    path: Path, max_bytes: int = CAP_JSON, follow_symlinks: bool = True, reader: Reader | None = None
+) -> bytes:
     """Read a regular file without ever blocking (FIFOs, devices) or reading without bound.
 
     ``reader``: read only what that user could read (see Reader), else ReadProblem("permission").
@@ -123,8 +124,12 @@ def read_bytes(path: Path, max_bytes: int = CAP_JSON, follow_symlinks: bool = Tr
             kind = "directory" if stat.S_ISDIR(st.st_mode) else "not-regular"
             raise ReadProblem(kind, path, f"{path} is not a regular file ({_kind_name(st.st_mode)})")
         if reader is not None and not reader.may_read(fd, st):
-            raise ReadProblem("permission", path, f"{path} is not readable by {reader.name}, the workspace's owner: not read "
-                              "(a file its owner cannot read never reaches a report; docs/security.md)")
+            raise ReadProblem(
+                "permission",
+                path,
+                f"{path} is not readable by {reader.name}, the workspace's owner: not read "
+                "(a file its owner cannot read never reaches a report; docs/security.md)",
+            )
         if st.st_size > max_bytes:
             raise ReadProblem("too-large", path, f"{path} is {st.st_size} bytes, more than the {max_bytes} we read")
         chunks = []
@@ -163,7 +168,9 @@ def open_regular(path: Path, max_bytes: int | None = None) -> Any:
     except OSError as exc:
         if exc.errno == errno.ENXIO:
             raise ReadProblem("not-regular", path, f"{path} is not a regular file") from None
-        raise ReadProblem("io", path, f"{path} could not be opened: {exc.strerror} ({errno.errorcode.get(exc.errno or 0, exc.errno)})") from None
+        raise ReadProblem(
+            "io", path, f"{path} could not be opened: {exc.strerror} ({errno.errorcode.get(exc.errno or 0, exc.errno)})"
+        ) from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -207,8 +214,7 @@ def _kind_name(mode: int) -> str:
     return "not a file"
 
 
-def read_text(path: Path, max_bytes: int = CAP_JSON, follow_symlinks: bool = True,
-              reader: Reader | None = None) -> str:
+def read_text(path: Path, max_bytes: int = CAP_JSON, follow_symlinks: bool = True, reader: Reader | None = None) -> str:
     data = read_bytes(path, max_bytes, follow_symlinks, reader)
     if b"\x00" in data[:8192]:
         raise ReadProblem("binary", path, f"{path} is binary, not text")
@@ -218,8 +224,9 @@ def read_text(path: Path, max_bytes: int = CAP_JSON, follow_symlinks: bool = Tru
         raise ReadProblem("not-utf8", path, f"{path} is not valid UTF-8 (byte {exc.start})") from None
 
 
-def read_json(path: Path, max_bytes: int = CAP_JSON, reader: Reader | None = None,
-              duplicates: list[str] | None = None) -> Any:
+def read_json(
+    path: Path, max_bytes: int = CAP_JSON, reader: Reader | None = None, duplicates: list[str] | None = None
+) -> Any:
     """A JSON file read through `read_text`; nesting too deep for the parser is ReadProblem("too-deep").
 
     ``duplicates``: when given, every key an object states twice is appended to it (the last one wins, as in json).
@@ -231,6 +238,7 @@ def parse_json(text: str | bytes, path: Path, duplicates: list[str] | None = Non
     """json.loads whose every failure is a ReadProblem (``json``, or ``too-deep`` for a RecursionError)."""
     hook = None
     if duplicates is not None:
+
         def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             out: dict[str, Any] = {}
             for k, v in pairs:
@@ -238,13 +246,21 @@ def parse_json(text: str | bytes, path: Path, duplicates: list[str] | None = Non
                     duplicates.append(k)
                 out[k] = v
             return out
+
     try:
         return json.loads(text, object_pairs_hook=hook)
     except json.JSONDecodeError as exc:
-        raise ReadProblem("json", path, f"{path} is not valid JSON: {exc.msg.removesuffix(' at')} at line {exc.lineno} column {exc.colno}") from None
+        raise ReadProblem(
+            "json",
+            path,
+            f"{path} is not valid JSON: {exc.msg.removesuffix(' at')} at line {exc.lineno} column {exc.colno}",
+        ) from None
     except RecursionError:
-        raise ReadProblem("too-deep", path, f"{path} is nested too deep to parse (JSON arrays/objects within each other "
-                                            "beyond what the parser allows)") from None
+        raise ReadProblem(
+            "too-deep",
+            path,
+            f"{path} is nested too deep to parse (JSON arrays/objects within each other beyond what the parser allows)",
+        ) from None
     except UnicodeDecodeError:
         raise ReadProblem("not-utf8", path, f"{path} is not valid UTF-8") from None
 
@@ -328,7 +344,9 @@ def start_du_early(root: Path | str) -> None:
     if argv is None or key in _EARLY_DU:
         return
     try:
-        _EARLY_DU[key] = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        _EARLY_DU[key] = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+        )
     except OSError:
         pass
 
@@ -448,7 +466,9 @@ def atomic_write(path: Path, data: bytes | str, mode: int | None = None, durable
         data = data.encode("utf-8")
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644 if mode is None else mode)
+    fd = os.open(
+        tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644 if mode is None else mode
+    )
     try:
         view = memoryview(data)
         while view:

@@ -26,11 +26,20 @@ def finite(value: Any) -> Any:
 
 def dumps(value: Any, *, indent: int | None = 2, sort_keys: bool = False, line: bool = False) -> str:
     """Strict JSON text ending in a newline; ``line=True`` gives one compact line (JSON Lines)."""
-    text = json.dumps(finite(value), indent=None if line else indent, sort_keys=sort_keys, ensure_ascii=False,
-                      default=str, allow_nan=False, separators=(",", ":") if line else None)
+    text = json.dumps(
+        finite(value),
+        indent=None if line else indent,
+        sort_keys=sort_keys,
+        ensure_ascii=False,
+        default=str,
+        allow_nan=False,
+        separators=(",", ":") if line else None,
+    )
     from healthkit.system.safetext import unsurrogate
 
-    return unsurrogate(text, json_string=True) + "\n"  # an undecodable byte of a name is the text \xe9: the output is always valid UTF-8
+    return (
+        unsurrogate(text, json_string=True) + "\n"
+    )  # an undecodable byte of a name is the text \xe9: the output is always valid UTF-8
 
 
 def _refuse(constant: str) -> Any:

@@ -15,7 +15,9 @@ from healthkit.system.records import record
 from healthkit.system.redact import redact_argv
 
 SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "fish", "csh", "tcsh", "busybox"})
-NOT_WORKERS = frozenset({"pgrep", "grep", "ps", "timeout", "watch", "tail", "less", "vim", "vi", "nano", "strace", "gdb"})
+NOT_WORKERS = frozenset(
+    {"pgrep", "grep", "ps", "timeout", "watch", "tail", "less", "vim", "vi", "nano", "strace", "gdb"}
+)
 START_TIME_SLACK_S = 2.0
 
 
@@ -218,7 +220,9 @@ def read_pid_file(path: Path) -> PidFile:
         }.get(exc.kind, exc.message)
         return PidFile(path, "malformed", reason=reason, mtime=st.st_mtime)
     # Codec names are case-insensitive: the "UTF-8" and "ASCII" mutants of the next two lines are equivalent.
-    preview = "".join(ch if ch.isprintable() or ch == "\n" else "?" for ch in raw[:64].decode("utf-8", "replace")).rstrip("\n")
+    preview = "".join(
+        ch if ch.isprintable() or ch == "\n" else "?" for ch in raw[:64].decode("utf-8", "replace")
+    ).rstrip("\n")
     text = raw.decode("ascii", "replace").strip()
     if not text:
         return PidFile(path, "malformed", reason="it is empty", mtime=st.st_mtime, preview=preview)
@@ -232,13 +236,17 @@ def read_pid_file(path: Path) -> PidFile:
     if pid <= 0:
         return PidFile(path, "malformed", reason=f"{pid} is not a valid PID", mtime=st.st_mtime, preview=preview)
     if pid > pid_max():
-        return PidFile(path, "malformed", reason=f"{pid} is larger than this system's pid_max", mtime=st.st_mtime, preview=preview)
+        return PidFile(
+            path, "malformed", reason=f"{pid} is larger than this system's pid_max", mtime=st.st_mtime, preview=preview
+        )
     start: float | None = None
     if len(parts) == 2:
         try:
             start = float(parts[1])
         except ValueError:
-            return PidFile(path, "malformed", reason="its second field is not a start time", mtime=st.st_mtime, preview=preview)
+            return PidFile(
+                path, "malformed", reason="its second field is not a start time", mtime=st.st_mtime, preview=preview
+            )
     return PidFile(path, "ok", pid=pid, start_time=start, mtime=st.st_mtime, preview=preview)
 
 

@@ -12,10 +12,13 @@ MASK = "***"
 SECRET_WORDS = r"token(?!iz|s\b|s_)|secret|passw(?:or)?d|passwd|api[_-]?key|access[_-]?key|auth(?![a-z])|authoriz|authenticat|credential|private[_-]?key"
 _SECRET_NAME = re.compile(f"(?:{SECRET_WORDS})", re.I)
 _SECRET_ASSIGNMENT = re.compile(
-    rf"(?P<k>\b[\w.-]*(?:{SECRET_WORDS})[\w.-]*)(?P<sep>\s*[=:]\s*)(?P<v>\"[^\"]*\"|'[^']*'|\S+)", re.I)
+    rf"(?P<k>\b[\w.-]*(?:{SECRET_WORDS})[\w.-]*)(?P<sep>\s*[=:]\s*)(?P<v>\"[^\"]*\"|'[^']*'|\S+)", re.I
+)
 _URL_CRED = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<cred>[^/@\s:]+(:[^/@\s]*)?)@", re.I)
 _HTTP_AUTH = re.compile(r"\b(?P<scheme>Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.I)
-_KNOWN_TOKENS = re.compile(r"\b(hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_-]{20,}|ghp_[A-Za-z0-9]{20,}|xox[bpa]-[A-Za-z0-9-]{10,})\b")
+_KNOWN_TOKENS = re.compile(
+    r"\b(hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_-]{20,}|ghp_[A-Za-z0-9]{20,}|xox[bpa]-[A-Za-z0-9-]{10,})\b"
+)
 
 
 def is_secret_name(name: str) -> bool:
@@ -54,7 +57,10 @@ def redact_argv(argv: list[str] | tuple[str, ...]) -> list[str]:
 def redact_mapping(value: Any) -> Any:
     """Copy of a JSON-like value with secret-named keys masked, at any depth."""
     if isinstance(value, dict):
-        return {k: (MASK if isinstance(k, str) and is_secret_name(k) and v not in (None, "") else redact_mapping(v)) for k, v in value.items()}
+        return {
+            k: (MASK if isinstance(k, str) and is_secret_name(k) and v not in (None, "") else redact_mapping(v))
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [redact_mapping(v) for v in value]
     if isinstance(value, str):
@@ -65,8 +71,28 @@ def redact_mapping(value: Any) -> Any:
 # Notification URLs (Apprise) carry their secret anywhere: user:password, a path segment (tgram://BOT_TOKEN/chat),
 # a query value (?token=...). Nothing of one is ever shown; a channel is named by its scheme and, for schemes
 # whose host is a server, that host.
-_HOST_SCHEMES = frozenset({"json", "jsons", "xml", "xmls", "form", "forms", "mailto", "mailtos", "ntfys", "ntfy",
-                           "gotify", "gotifys", "mmost", "mmosts", "matrix", "matrixs", "rocket", "rockets"})
+_HOST_SCHEMES = frozenset(
+    {
+        "json",
+        "jsons",
+        "xml",
+        "xmls",
+        "form",
+        "forms",
+        "mailto",
+        "mailtos",
+        "ntfys",
+        "ntfy",
+        "gotify",
+        "gotifys",
+        "mmost",
+        "mmosts",
+        "matrix",
+        "matrixs",
+        "rocket",
+        "rockets",
+    }
+)
 
 
 def describe_url(url: str) -> str:
@@ -114,7 +140,9 @@ def url_secrets(url: str) -> list[str]:
     found.add(parts.fragment)
     found |= {unquote(s) for s in list(found)}
     if scheme in _HOST_SCHEMES:
-        found.discard(parts.hostname or "")  # a server's name is not a secret, and masking it hides which channel failed
+        found.discard(
+            parts.hostname or ""
+        )  # a server's name is not a secret, and masking it hides which channel failed
     return sorted((s for s in found if len(s) >= 4), key=len, reverse=True)
 
 

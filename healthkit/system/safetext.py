@@ -71,7 +71,7 @@ def md_line(line: str) -> str:
         return line
     out, pos = [], 0
     for m in _SPAN.finditer(line):
-        out.append(line[pos:m.start()].replace("<", "&lt;"))
+        out.append(line[pos : m.start()].replace("<", "&lt;"))
         out.append(m.group())
         pos = m.end()
     out.append(line[pos:].replace("<", "&lt;"))

@@ -25,10 +25,29 @@ import typing
 from typing import Any, Literal, Union, cast, get_args, get_origin
 
 SUPPORTED = {
-    "type", "enum", "const", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength",
-    "required", "properties", "additionalProperties", "anyOf", "items", "$ref", "$defs",
+    "type",
+    "enum",
+    "const",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "minLength",
+    "maxLength",
+    "required",
+    "properties",
+    "additionalProperties",
+    "anyOf",
+    "items",
+    "$ref",
+    "$defs",
     # annotations, ignored by validation:
-    "title", "description", "default", "$schema", "$id", "examples",
+    "title",
+    "description",
+    "default",
+    "$schema",
+    "$id",
+    "examples",
 }
 
 
@@ -82,7 +101,9 @@ def validate(schema: dict[str, Any], data: Any) -> list[tuple[str, str]]:
     return errors
 
 
-def _validate(s: dict[str, Any], v: Any, path: tuple[Any, ...], root: dict[str, Any], errors: list[tuple[str, str]]) -> None:
+def _validate(
+    s: dict[str, Any], v: Any, path: tuple[Any, ...], root: dict[str, Any], errors: list[tuple[str, str]]
+) -> None:
     if "$ref" in s:
         ref = s["$ref"]
         if not ref.startswith("#/$defs/"):

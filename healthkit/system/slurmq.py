@@ -33,8 +33,9 @@ class Answer:
 def ask(*argv: str, timeout_s: float = TIMEOUT_S) -> Answer:
     shown = command(*argv)
     try:
-        out = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL,
-                             check=False)
+        out = subprocess.run(
+            list(argv), capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL, check=False
+        )
     except FileNotFoundError:
         return Answer(shown, None, f"{argv[0]} is not installed on this host")
     except subprocess.TimeoutExpired:

@@ -37,8 +37,14 @@ def make_ws(base: Path, files: dict[str, Any] | None = None, **named: Any) -> Pa
 
     ``config=``, ``status=``, ``toml=``, ``claude=`` (CLAUDE.md), ``readme=`` (README.md).
     """
-    shortcuts = {"config": "config.json", "status": "status/training_status.json", "toml": "healthkit.toml",
-                 "claude": "CLAUDE.md", "readme": "README.md", "costs": "monitoring_costs.json"}
+    shortcuts = {
+        "config": "config.json",
+        "status": "status/training_status.json",
+        "toml": "healthkit.toml",
+        "claude": "CLAUDE.md",
+        "readme": "README.md",
+        "costs": "monitoring_costs.json",
+    }
     for name, value in named.items():
         write(base, shortcuts[name], value)
     for rel, value in (files or {}).items():
@@ -46,14 +52,17 @@ def make_ws(base: Path, files: dict[str, Any] | None = None, **named: Any) -> Pa
     return base
 
 
-def checkpoint(base: Path, step: int, *, size: int = 0, state: dict[str, Any] | None = None,
-               root: str = "current_model") -> Path:
+def checkpoint(
+    base: Path, step: int, *, size: int = 0, state: dict[str, Any] | None = None, root: str = "current_model"
+) -> Path:
     """An HF-layout checkpoint folder; ``size`` bytes of real (allocated) weights, ``state`` as trainer_state.json."""
     d = base / root / f"checkpoint-{step}"
     d.mkdir(parents=True, exist_ok=True)
     if size:
         (d / "adapter_model.safetensors").write_bytes(os.urandom(size))
-        (d / "adapter_config.json").write_text("{\"peft_type\": \"LORA\"}")  # peft saves both: together they are the weights
+        (d / "adapter_config.json").write_text(
+            '{"peft_type": "LORA"}'
+        )  # peft saves both: together they are the weights
     if state is not None:
         (d / "trainer_state.json").write_text(json.dumps(state))
     return d

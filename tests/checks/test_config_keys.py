@@ -17,14 +17,24 @@ def test_a_misspelled_key_is_a_warning_with_did_you_mean(tmp_path):
     make_ws(tmp_path, config={**OURS, "save_totl_limit": 1, "training_args": {"lr_scheduler_type": "cosine"}})
     f = only(run(tmp_path, "config"), "config.unknown-key")
     assert f.severity.value == "warning"
-    assert f.problem == ["The trainer ignores these keys of config.json:", "`save_totl_limit`: did you mean `save_total_limit`?"]
+    assert f.problem == [
+        "The trainer ignores these keys of config.json:",
+        "`save_totl_limit`: did you mean `save_total_limit`?",
+    ]
     assert f.data["keys"] == [{"key": "save_totl_limit", "did_you_mean": "save_total_limit"}]
     assert f.recommendations == ["Rename `save_totl_limit` to `save_total_limit`"]
 
 
 def test_known_keys_markers_and_training_args_are_allowed(tmp_path):
-    make_ws(tmp_path, config={**OURS, "$healthkit_defaults": {"save_total_limit": 3}, "save_total_limit": 3,
-                              "training_args": {"anything_transformers_takes": 1}})
+    make_ws(
+        tmp_path,
+        config={
+            **OURS,
+            "$healthkit_defaults": {"save_total_limit": 3},
+            "save_total_limit": 3,
+            "training_args": {"anything_transformers_takes": 1},
+        },
+    )
     assert codes(run(tmp_path, "config")) == []
 
 
@@ -53,5 +63,7 @@ def test_queue_add_warns_about_the_key(tmp_path):
     data = tmp_path / "a.jsonl"
     data.write_text('{"text": "hello"}\n')
     r = run_cli("queue", "add", str(base), str(data), "--force")
-    assert b"WARNING: config.json key `save_totl_limit` is not a setting of the trainer and is ignored: did you mean " \
-           b"`save_total_limit`?" in r.stderr, r
+    assert (
+        b"WARNING: config.json key `save_totl_limit` is not a setting of the trainer and is ignored: did you mean "
+        b"`save_total_limit`?" in r.stderr
+    ), r

@@ -32,8 +32,13 @@ def disk(monkeypatch, tmp_path):
             seen.append(str(path))
             if error:
                 raise error
-            return SimpleNamespace(f_frsize=BLOCK, f_bsize=BLOCK, f_blocks=total // BLOCK,
-                                   f_bfree=(bfree if bfree is not None else avail) // BLOCK, f_bavail=avail // BLOCK)
+            return SimpleNamespace(
+                f_frsize=BLOCK,
+                f_bsize=BLOCK,
+                f_blocks=total // BLOCK,
+                f_bfree=(bfree if bfree is not None else avail) // BLOCK,
+                f_bavail=avail // BLOCK,
+            )
 
         monkeypatch.setattr(os, "statvfs", fake)
         return seen
@@ -85,7 +90,11 @@ def test_thresholds_from_settings(tmp_path, disk):
 
 
 def test_statvfs_on_the_checkpoint_folder_when_it_exists(tmp_path, disk):
-    make_ws(tmp_path, config={"current_model_dir": "runs/ckpt"}, toml='[paths]\ncheckpoints_config_key = "current_model_dir"\n')
+    make_ws(
+        tmp_path,
+        config={"current_model_dir": "runs/ckpt"},
+        toml='[paths]\ncheckpoints_config_key = "current_model_dir"\n',
+    )
     (tmp_path / "runs/ckpt").mkdir(parents=True)
     seen = disk(total=100 * GiB, avail=1 * GiB)
     f = only(run(tmp_path, DISK), "disk.low-space")
@@ -103,14 +112,19 @@ def test_statvfs_failure_is_unknown(tmp_path, disk):
 
 # --- forecast -------------------------------------------------------------------------------
 
+
 def run_with_checkpoints(tmp_path, *, n=3, size=64 * 1024, first=100, every=100):
     for i in range(n):
         checkpoint(tmp_path, first + i * every, size=size)
 
 
 def test_forecast_full_without_retention(tmp_path, disk):
-    make_ws(tmp_path, config={"save_steps": 100}, status={"state": "training", "step": 300, "total_steps": 1000},
-            toml=FOREIGN + NO_LOW)
+    make_ws(
+        tmp_path,
+        config={"save_steps": 100},
+        status={"state": "training", "step": 300, "total_steps": 1000},
+        toml=FOREIGN + NO_LOW,
+    )
     run_with_checkpoints(tmp_path)
     ws = Workspace.open(tmp_path)
     size = max(u.bytes for u in ws.checkpoint_usage.values())
@@ -120,16 +134,26 @@ def test_forecast_full_without_retention(tmp_path, disk):
     report = run(tmp_path, DISK)
     f = only(report, "disk.forecast-full")
     assert f.severity.value == "critical" and f.urgency == "immediate"
-    assert f.data == {"saves_left": 7, "checkpoint_bytes": size, "need_bytes": 8 * size, "limit": None,
-                      "steps_left": 700.0, "growth_checkpoints": 7}
+    assert f.data == {
+        "saves_left": 7,
+        "checkpoint_bytes": size,
+        "need_bytes": 8 * size,
+        "limit": None,
+        "steps_left": 700.0,
+        "growth_checkpoints": 7,
+    }
     assert f.problem[0].startswith("700 steps left: 7 more checkpoint save(s) of ~")
     assert "At the current retention (none)" in f.problem[1]
     assert any(c.startswith("du -sh current_model") for c in evidence(f))
 
 
 def test_retention_makes_it_fit(tmp_path, disk):
-    make_ws(tmp_path, config={"save_steps": 100, "save_total_limit": 3},
-            status={"state": "training", "step": 300, "total_steps": 1000}, toml=NO_LOW)
+    make_ws(
+        tmp_path,
+        config={"save_steps": 100, "save_total_limit": 3},
+        status={"state": "training", "step": 300, "total_steps": 1000},
+        toml=NO_LOW,
+    )
     run_with_checkpoints(tmp_path)
     fc = forecast(Workspace.open(tmp_path))
     assert (fc["limit"], fc["growth_checkpoints"]) == (3, 0)
@@ -140,8 +164,12 @@ def test_retention_makes_it_fit(tmp_path, disk):
 
 
 def test_retention_below_the_limit_grows_up_to_it(tmp_path, disk):
-    make_ws(tmp_path, config={"save_steps": 100, "save_total_limit": 5},
-            status={"state": "training", "step": 300, "total_steps": 1000}, toml=NO_LOW)
+    make_ws(
+        tmp_path,
+        config={"save_steps": 100, "save_total_limit": 5},
+        status={"state": "training", "step": 300, "total_steps": 1000},
+        toml=NO_LOW,
+    )
     run_with_checkpoints(tmp_path)
     fc = forecast(Workspace.open(tmp_path))
     assert fc["growth_checkpoints"] == 2 and fc["need_bytes"] == 3 * fc["checkpoint_bytes"]

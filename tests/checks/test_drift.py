@@ -42,7 +42,7 @@ def pairs(report) -> list[tuple[str, str]]:
 def assert_spans(report) -> None:
     """The fix engine rewrites exactly line_text[start:end]: it must be the doc's value."""
     for d in drifts(report):
-        assert d["line_text"][d["start"]:d["end"]] == d["doc_value"], d
+        assert d["line_text"][d["start"] : d["end"]] == d["doc_value"], d
 
 
 # --- every form, one drifting value each -------------------------------------------------
@@ -74,7 +74,12 @@ FORMS = [
     ("table row", "| Setting | Value |\n|---|---|\n| Eval steps | 10 |\n", "eval_steps", "10"),
     ("table code cell", "| key | value |\n|--|--|\n| `eval_steps` | `10` |\n", "eval_steps", "10"),
     ("table bold cell", "| key | value |\n|--|--|\n| **eval_steps** | **10** |\n", "eval_steps", "10"),
-    ("table with key column", "| Setting | Key | Value |\n|-|-|-|\n| Eval steps | eval_steps | 10 |\n", "eval_steps", "10"),
+    (
+        "table with key column",
+        "| Setting | Key | Value |\n|-|-|-|\n| Eval steps | eval_steps | 10 |\n",
+        "eval_steps",
+        "10",
+    ),
     ("json block", '```json\n{\n  "eval_steps": 10,\n  "save_steps": 100\n}\n```\n', "eval_steps", "10"),
     ("one-line json block", '```json\n{"eval_steps": 10, "save_steps": 100}\n```\n', "eval_steps", "10"),
     ("json string value", '```json\n{"base_model": "/models/other"}\n```\n', "base_model", "/models/other"),
@@ -93,6 +98,7 @@ def test_each_form_is_read_with_an_exact_span(tmp_path, doc, key, value):
 
 
 # --- nested and grouped values -------------------------------------------------------------
+
 
 def test_bold_group_label_nested_config(tmp_path):
     report = drift_of(tmp_path, "- **LoRA:** r=64, alpha=16\n")
@@ -136,17 +142,22 @@ def test_json_nested_objects_and_arrays(tmp_path):
 
 # --- compared by meaning: equal values are not drift ---------------------------------------
 
-@pytest.mark.parametrize("doc", [
-    "Learning rate: 0.0002\n",
-    "- learning_rate: 2.0e-4\n",
-    "Max steps: 1,000\n",
-    "max_steps: 1000.0\n",
-    "- bf16: yes\n",
-    "- bf16: true\n",
-    "**bf16:** on\n",
-    "eval_steps: 500\n",
-    '```json\n{"eval_steps": 500, "learning_rate": 0.0002, "bf16": true}\n```\n',
-], ids=["lr-decimal", "lr-mantissa", "thousands", "float-int", "yes", "true", "on", "same", "json"])
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        "Learning rate: 0.0002\n",
+        "- learning_rate: 2.0e-4\n",
+        "Max steps: 1,000\n",
+        "max_steps: 1000.0\n",
+        "- bf16: yes\n",
+        "- bf16: true\n",
+        "**bf16:** on\n",
+        "eval_steps: 500\n",
+        '```json\n{"eval_steps": 500, "learning_rate": 0.0002, "bf16": true}\n```\n',
+    ],
+    ids=["lr-decimal", "lr-mantissa", "thousands", "float-int", "yes", "true", "on", "same", "json"],
+)
 def test_same_value_written_differently_is_not_drift(tmp_path, doc):
     report = drift_of(tmp_path, doc)
     assert codes(report) == []
@@ -209,15 +220,24 @@ def test_trailing_slash_is_a_note_not_a_finding(tmp_path):
 
 
 def test_several_docs_one_finding_each(tmp_path):
-    make_ws(tmp_path, {"README.md": "- Save steps: 50\n", "AGENTS.md": "save_steps: 100\n"},
-            config=CONFIG, claude="- Eval steps: 10\n")
+    make_ws(
+        tmp_path,
+        {"README.md": "- Save steps: 50\n", "AGENTS.md": "save_steps: 100\n"},
+        config=CONFIG,
+        claude="- Eval steps: 10\n",
+    )
     report = run(tmp_path, "drift")
     assert [f.title for f in report.findings] == ["Config drift in CLAUDE.md", "Config drift in README.md"]
 
 
 def test_doc_paths_come_from_settings(tmp_path):
-    make_ws(tmp_path, {"docs/setup.md": "- Eval steps: 10\n"}, config=CONFIG, claude="- Eval steps: 20\n",
-            toml='[paths]\ndocs = ["docs/setup.md"]\n')
+    make_ws(
+        tmp_path,
+        {"docs/setup.md": "- Eval steps: 10\n"},
+        config=CONFIG,
+        claude="- Eval steps: 20\n",
+        toml='[paths]\ndocs = ["docs/setup.md"]\n',
+    )
     report = run(tmp_path, "drift")
     assert [f.title for f in report.findings] == ["Config drift in docs/setup.md"]
 
@@ -259,7 +279,7 @@ def test_prose_headings_code_and_versions_are_not_statements(tmp_path):
 
 
 def test_secret_keys_never_reach_the_report(tmp_path):
-    doc = "- Eval steps: 10\nhf_token: hf_olddocvalueolddocvalue0000\n```json\n{\"hf_token\": \"x\"}\n```\n"
+    doc = '- Eval steps: 10\nhf_token: hf_olddocvalueolddocvalue0000\n```json\n{"hf_token": "x"}\n```\n'
     report = drift_of(tmp_path, doc)
     f = only(report, "config.doc-drift")
     assert [d["key"] for d in f.data["drifts"]] == ["eval_steps"]
@@ -285,6 +305,7 @@ def test_list_and_object_values_are_not_compared(tmp_path):
 
 
 # --- unreadable docs and configs -------------------------------------------------------------
+
 
 def test_binary_doc_is_a_note(tmp_path):
     make_ws(tmp_path, {"CLAUDE.md": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"}, config=CONFIG, readme="- Eval steps: 10\n")
@@ -327,12 +348,13 @@ def test_empty_and_crlf_docs(tmp_path):
 
 # --- the parser directly ------------------------------------------------------------------
 
+
 def test_statements_span_every_form_in_one_doc():
     doc = "\n".join(t[1] for t in FORMS)
     found = statements(doc, KeyIndex(CONFIG))
     assert found, "no statements"
     for st in found:
-        assert st.line_text[st.start:st.end] == st.text
+        assert st.line_text[st.start : st.end] == st.text
         assert doc.splitlines()[st.line - 1] == st.line_text
 
 
@@ -354,22 +376,26 @@ def test_random_markdown_never_breaks_the_span_contract():
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80)))
         lines = text.splitlines()
         for st in statements(text, index):
-            assert st.line_text == lines[st.line - 1] and st.line_text[st.start:st.end] == st.text, text
+            assert st.line_text == lines[st.line - 1] and st.line_text[st.start : st.end] == st.text, text
 
 
 # --- what a line says about its own value (issue 11) -----------------------------------------
 
-@pytest.mark.parametrize("doc,kind", [
-    ("- Eval steps: 10\n", None),
-    ("Earlier we tried `eval_steps: 50` but it was too slow\n", "history"),
-    ("We used to run with eval_steps=50.\n", "history"),
-    ("- Eval steps: 10 (was 500 until the OOM)\n", "decide"),
-    ("- Eval steps: 10  # REQUIRED\n", "decide"),
-    ("- Eval steps: 10 (do not change)\n", "decide"),
-    ("- eval_steps: 10 (eval_steps=500 is too slow)\n", "decide"),
-    ("```yaml\neval_steps: 10\n```\n", "fenced"),
-    ("```yaml\neval_steps: 10  # never raise this\n```\n", "decide"),
-])
+
+@pytest.mark.parametrize(
+    "doc,kind",
+    [
+        ("- Eval steps: 10\n", None),
+        ("Earlier we tried `eval_steps: 50` but it was too slow\n", "history"),
+        ("We used to run with eval_steps=50.\n", "history"),
+        ("- Eval steps: 10 (was 500 until the OOM)\n", "decide"),
+        ("- Eval steps: 10  # REQUIRED\n", "decide"),
+        ("- Eval steps: 10 (do not change)\n", "decide"),
+        ("- eval_steps: 10 (eval_steps=500 is too slow)\n", "decide"),
+        ("```yaml\neval_steps: 10\n```\n", "fenced"),
+        ("```yaml\neval_steps: 10  # never raise this\n```\n", "decide"),
+    ],
+)
 def test_each_drifting_line_is_classified(tmp_path, doc, kind):
     report = drift_of(tmp_path, doc)
     got = [d["guard"] for d in drifts(report)]
@@ -382,6 +408,10 @@ def test_ambiguous_labels_are_reported_with_their_candidates():
     index = KeyIndex({"per_device_train_batch_size": 4, "per_device_eval_batch_size": 8, "batch_size_note": "x"})
     amb: list = []
     assert statements("- Batch size: 16\n| Batch size | 16 |\n", index, amb) == []
-    assert amb == [Ambiguous("Batch size", ("per_device_eval_batch_size", "per_device_train_batch_size"), 1),
-                   Ambiguous("Batch size", ("per_device_eval_batch_size", "per_device_train_batch_size"), 2)]
-    assert KeyIndex({"batch_size": 1, "per_device_eval_batch_size": 8}).resolve("Batch size") == "batch_size"  # exact wins
+    assert amb == [
+        Ambiguous("Batch size", ("per_device_eval_batch_size", "per_device_train_batch_size"), 1),
+        Ambiguous("Batch size", ("per_device_eval_batch_size", "per_device_train_batch_size"), 2),
+    ]
+    assert (
+        KeyIndex({"batch_size": 1, "per_device_eval_batch_size": 8}).resolve("Batch size") == "batch_size"
+    )  # exact wins

@@ -127,7 +127,9 @@ def test_http_monitor_answering_is_up_and_asked_for_the_health_path(tmp_path, se
     srv = serve()
     report = run(monitor_ws(tmp_path, [srv.port]), "monitor")
     assert codes(report) == [] and result(report, "monitor").status.value == "ok"
-    assert [(h.title, h.details) for h in report.healthy] == [("Web monitors running", [f"Port {srv.port} answers (HTTP 200 on /health)"])]
+    assert [(h.title, h.details) for h in report.healthy] == [
+        ("Web monitors running", [f"Port {srv.port} answers (HTTP 200 on /health)"])
+    ]
     assert srv.paths == ["/health"]
     monitor_ws(tmp_path, [srv.port], extra='path = "/ping"\n')
     assert codes(run(tmp_path, "monitor")) == [] and srv.paths[-1] == "/ping"
@@ -139,8 +141,9 @@ def test_refused_port_is_down(tmp_path, serve, closed_port):
     f = only(report, "monitor.down")
     assert f.severity.value == "warning" and f.title == f"Monitor on port {closed_port} is down"
     assert f.problem == [f"Nothing listens on 127.0.0.1:{closed_port} (connection refused)"]
-    assert evidence(f) == {f"curl -sS -m 1 -w '\\nHTTP %{{http_code}}' http://127.0.0.1:{closed_port}/health":
-                           f"curl: (7) Failed to connect to 127.0.0.1 port {closed_port}: Connection refused\nHTTP 000"}
+    assert evidence(f) == {
+        f"curl -sS -m 1 -w '\\nHTTP %{{http_code}}' http://127.0.0.1:{closed_port}/health": f"curl: (7) Failed to connect to 127.0.0.1 port {closed_port}: Connection refused\nHTTP 000"
+    }
     assert f.data["kind"] == "refused" and f.data["port"] == closed_port
     assert report.healthy[0].details == [f"Port {srv.port} answers (HTTP 200 on /health)"]
 
@@ -175,7 +178,9 @@ def test_tcp_port_refused_keeps_the_connect_test(tmp_path, closed_port):
     make_ws(tmp_path, toml=f"[monitor]\nports = []\ntcp_ports = [{closed_port}]\n")
     f = only(run(tmp_path, "monitor"), "monitor.down")
     assert f.data["kind"] == "refused" and f.data["path"] is None
-    assert evidence(f) == {f"nc -zv -w 1 127.0.0.1 {closed_port}": f"nc: connect to 127.0.0.1 port {closed_port} (tcp) failed: Connection refused"}
+    assert evidence(f) == {
+        f"nc -zv -w 1 127.0.0.1 {closed_port}": f"nc: connect to 127.0.0.1 port {closed_port} (tcp) failed: Connection refused"
+    }
 
 
 def test_port_that_never_accepts_is_bounded_by_the_timeout(tmp_path, silent_port):
@@ -184,8 +189,13 @@ def test_port_that_never_accepts_is_bounded_by_the_timeout(tmp_path, silent_port
     report = run(tmp_path, "monitor")
     took = time.monotonic() - t0
     f = only(report, "monitor.down")
-    assert f.problem == [f"No connection to 127.0.0.1:{silent_port}: timed out after 0.3s"] and f.data["kind"] == "unreachable"
-    assert took >= 0.25  # it waited for its timeout (an upper bound is the next test's job, with room for a busy machine)
+    assert (
+        f.problem == [f"No connection to 127.0.0.1:{silent_port}: timed out after 0.3s"]
+        and f.data["kind"] == "unreachable"
+    )
+    assert (
+        took >= 0.25
+    )  # it waited for its timeout (an upper bound is the next test's job, with room for a busy machine)
 
 
 def test_ports_probed_in_parallel(tmp_path, silent_port, closed_port, serve):
@@ -317,7 +327,9 @@ def test_healthy_gpu(tmp_path, fake_nvml):
     fake = fake_nvml(FakeNVML([("NVIDIA H200", 716, 24576, 44)]))
     report = run(make_ws(tmp_path), "gpu")
     assert codes(report) == []
-    assert [(h.title, h.details) for h in report.healthy] == [("GPU healthy", ["GPU 0 (NVIDIA H200): 716 MB / 24576 MB, 44°C"])]
+    assert [(h.title, h.details) for h in report.healthy] == [
+        ("GPU healthy", ["GPU 0 (NVIDIA H200): 716 MB / 24576 MB, 44°C"])
+    ]
     assert report.facts["gpu"]["available"] is True and fake.inits == 1
 
 
@@ -368,7 +380,10 @@ def test_gpu_falling_off_the_bus_is_not_a_crash(tmp_path, fake_nvml):
 
 def test_gpu_from_the_status_file_when_nvml_is_unavailable(tmp_path, fake_nvml):
     fake_nvml(None)
-    make_ws(tmp_path, status={"state": "training", "gpu": {"memory_used_mb": "716", "memory_total_mb": 24576, "temperature_c": 91}})
+    make_ws(
+        tmp_path,
+        status={"state": "training", "gpu": {"memory_used_mb": "716", "memory_total_mb": 24576, "temperature_c": 91}},
+    )
     f = only(run(tmp_path, "gpu"), "gpu.unhealthy")
     assert f.problem == ["GPU in the training status file: temperature 91°C is above 85°C"]
     assert f.evidence[0].observed == "GPU in the training status file: 716 MB / 24576 MB, 91°C"
@@ -390,17 +405,25 @@ def costs(train_time=None, share=None, **hooks):
     if share is not None:
         tr["hook_share"] = share
     if hooks:
-        tr["hooks"] = {name: {"calls": 100, "total_s": total, "max_s": total / 50, "timeouts": 0} for name, total in hooks.items()}
-    return {"audit_runs": [{"at": "2025-11-17T10:00:00+00:00", "total_s": 0.2, "checks": {"disk": 0.01}}], "training": tr}
+        tr["hooks"] = {
+            name: {"calls": 100, "total_s": total, "max_s": total / 50, "timeouts": 0} for name, total in hooks.items()
+        }
+    return {
+        "audit_runs": [{"at": "2025-11-17T10:00:00+00:00", "total_s": 0.2, "checks": {"disk": 0.01}}],
+        "training": tr,
+    }
 
 
-@pytest.mark.parametrize("hook_s,expected", [
-    (4.0, []),                                            # 4%: within budget
-    (5.0, []),                                            # exactly 5% is not over
-    (6.0, [("monitoring.over-budget", "warning")]),       # over 5%
-    (10.0, [("monitoring.over-budget", "warning")]),      # exactly 10% is not critical
-    (12.0, [("monitoring.over-budget", "critical")]),     # over 10%
-])
+@pytest.mark.parametrize(
+    "hook_s,expected",
+    [
+        (4.0, []),  # 4%: within budget
+        (5.0, []),  # exactly 5% is not over
+        (6.0, [("monitoring.over-budget", "warning")]),  # over 5%
+        (10.0, [("monitoring.over-budget", "warning")]),  # exactly 10% is not critical
+        (12.0, [("monitoring.over-budget", "critical")]),  # over 10%
+    ],
+)
 def test_budget_thresholds(tmp_path, hook_s, expected):
     make_ws(tmp_path, costs=costs(train_time=100.0, status_write=hook_s))
     report = run(tmp_path, "monitoring")
@@ -435,12 +458,15 @@ def test_thresholds_from_settings_for_costs(tmp_path):
     assert codes(run(tmp_path, "monitoring")) == ["monitoring.over-budget"]
 
 
-@pytest.mark.parametrize("content,note,status", [
-    (None, "no monitoring_costs.json yet", "ok"),
-    ({"audit_runs": []}, "monitoring_costs.json has no training section (no trainer hook costs recorded)", "ok"),
-    ({"training": {"step": 3}}, "monitoring_costs.json records no hook share", "ok"),
-    ("[1, 2]", "monitoring_costs.json unusable: not an object", "unknown"),
-])
+@pytest.mark.parametrize(
+    "content,note,status",
+    [
+        (None, "no monitoring_costs.json yet", "ok"),
+        ({"audit_runs": []}, "monitoring_costs.json has no training section (no trainer hook costs recorded)", "ok"),
+        ({"training": {"step": 3}}, "monitoring_costs.json records no hook share", "ok"),
+        ("[1, 2]", "monitoring_costs.json unusable: not an object", "unknown"),
+    ],
+)
 def test_costs_file_absent_or_incomplete(tmp_path, content, note, status):
     make_ws(tmp_path, {"monitoring_costs.json": content} if content is not None else None)
     r = result(run(tmp_path, "monitoring"), "monitoring")
@@ -493,8 +519,9 @@ def test_nvml_readings_reach_prometheus(tmp_path, fake_nvml):
     """The gpu check's facts are what the .prom file exports, per device (they once went nowhere)."""
     fake_nvml(FakeNVML([("NVIDIA H200", 716, 24576, 44), ("NVIDIA H200", 2048, 24576, 51)]))
     text = render(run(make_ws(tmp_path), "gpu"), "prom")
-    samples = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
-               if line.startswith("healthkit_gpu_")}
+    samples = {
+        line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line.startswith("healthkit_gpu_")
+    }
     ws = f'workspace="{tmp_path}"'
     assert samples[f'healthkit_gpu_temperature_celsius{{gpu="0",source="nvml",{ws}}}'] == 44
     assert samples[f'healthkit_gpu_temperature_celsius{{gpu="1",source="nvml",{ws}}}'] == 51
@@ -503,7 +530,10 @@ def test_nvml_readings_reach_prometheus(tmp_path, fake_nvml):
 
 def test_status_file_gpu_reaches_prometheus_without_nvml(tmp_path, fake_nvml):
     fake_nvml(None)
-    make_ws(tmp_path, status={"state": "training", "gpu": {"memory_used_mb": 716, "memory_total_mb": 24576, "temperature_c": 61}})
+    make_ws(
+        tmp_path,
+        status={"state": "training", "gpu": {"memory_used_mb": 716, "memory_total_mb": 24576, "temperature_c": 61}},
+    )
     text = render(run(tmp_path, "gpu"), "prom")
     assert f'healthkit_gpu_temperature_celsius{{gpu="0",source="status",workspace="{tmp_path}"}} 61.0' in text
 
@@ -524,14 +554,21 @@ def test_a_monitor_answering_for_another_workspace_is_not_credited(tmp_path, ser
 
     from healthkit.contract.wsid import ensure_workspace_id
 
-    other = serve(body=_json.dumps({"healthy": True, "reason": None, "workspace": "a" * 32,
-                                    "workspace_path": "/srv/other"}).encode())
+    other = serve(
+        body=_json.dumps(
+            {"healthy": True, "reason": None, "workspace": "a" * 32, "workspace_path": "/srv/other"}
+        ).encode()
+    )
     monitor_ws(tmp_path, [other.port])
     mine = ensure_workspace_id(tmp_path)
     f = only(run(tmp_path, "monitor"), "monitor.down")
-    assert f.data["kind"] == "other-workspace" and f.title == f"Port {other.port} answers for another workspace's monitor"
-    assert f.problem == [f"`GET /health` on 127.0.0.1:{other.port}: it answers for workspace {'a' * 32} at /srv/other; "
-                         f"this workspace's id is {mine}"]
+    assert (
+        f.data["kind"] == "other-workspace" and f.title == f"Port {other.port} answers for another workspace's monitor"
+    )
+    assert f.problem == [
+        f"`GET /health` on 127.0.0.1:{other.port}: it answers for workspace {'a' * 32} at /srv/other; "
+        f"this workspace's id is {mine}"
+    ]
     assert "HTTP 200" in next(iter(evidence(f).values()))
     ours = serve(body=_json.dumps({"healthy": True, "workspace": mine}).encode())
     monitor_ws(tmp_path, [ours.port])

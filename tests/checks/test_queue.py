@@ -29,15 +29,20 @@ def start_training(procs, base, *args: str, script: str = "train.py"):
 
 
 def test_file_in_processing_with_no_training_is_stuck(tmp_path):
-    make_ws(tmp_path, {"queue/processing/a.jsonl": '{"text": "x"}\n', "queue/inbox/b.jsonl": "{}\n"},
-            status={"state": "crashed", "current_file": "queue/processing/a.jsonl"})
+    make_ws(
+        tmp_path,
+        {"queue/processing/a.jsonl": '{"text": "x"}\n', "queue/inbox/b.jsonl": "{}\n"},
+        status={"state": "crashed", "current_file": "queue/processing/a.jsonl"},
+    )
     report = run(tmp_path, "queue")
     f = only(report, "queue.stuck")
     assert f.severity.value == "warning" and f.title == "Queue file stuck: a.jsonl"
     assert f.problem[0].startswith("`queue/processing/a.jsonl` is in processing (last modified ")
     assert f.problem[0].endswith("ago) but no training process runs")
-    assert evidence(f) == {"ls -l queue/processing": "a.jsonl",
-                           "jq '.current_file' status/training_status.json": '"queue/processing/a.jsonl"'}
+    assert evidence(f) == {
+        "ls -l queue/processing": "a.jsonl",
+        "jq '.current_file' status/training_status.json": '"queue/processing/a.jsonl"',
+    }
     assert [(x.id, x.safety) for x in f.fixes] == [("requeue-stuck-file", "safe")]
     assert f.data == {"path": str(tmp_path / "queue/processing/a.jsonl")}
     assert report.facts["queue"] == {"pending": 1, "processing": 1, "done": 0, "failed": 0}
@@ -57,7 +62,9 @@ def test_training_process_naming_the_file_is_not_stuck(tmp_path, procs):
 
 def test_training_on_another_file_whose_name_contains_it(tmp_path, procs):
     """`data_a.jsonl` in an argv is not `a.jsonl`: substring matching hid a stuck file."""
-    make_ws(tmp_path, {"queue/processing/a.jsonl": "{}\n", "queue/processing/data_a.jsonl": "{}\n", "train.py": SLEEPER})
+    make_ws(
+        tmp_path, {"queue/processing/a.jsonl": "{}\n", "queue/processing/data_a.jsonl": "{}\n", "train.py": SLEEPER}
+    )
     p = start_training(procs, tmp_path, "queue/processing/data_a.jsonl")
     f = only(run(tmp_path, "queue"), "queue.stuck")
     assert f.title == "Queue file stuck: a.jsonl"
@@ -65,16 +72,23 @@ def test_training_on_another_file_whose_name_contains_it(tmp_path, procs):
 
 
 def test_status_current_file_with_a_live_training(tmp_path, procs):
-    make_ws(tmp_path, {"queue/processing/a.jsonl": "{}\n", "train.py": SLEEPER},
-            status={"state": "training", "current_file": "/elsewhere/queue/processing/a.jsonl"})
+    make_ws(
+        tmp_path,
+        {"queue/processing/a.jsonl": "{}\n", "train.py": SLEEPER},
+        status={"state": "training", "current_file": "/elsewhere/queue/processing/a.jsonl"},
+    )
     start_training(procs, tmp_path)
     assert codes(run(tmp_path, "queue")) == []
 
 
 def test_training_inside_the_daemon(tmp_path, procs):
     toml = '[processes]\ndaemon = ["training_daemon.py"]\ntraining_in_daemon = true\n'
-    make_ws(tmp_path, {"queue/processing/a.jsonl": "{}\n", "training_daemon.py": SLEEPER}, toml=toml,
-            status={"state": "training", "current_file": "a.jsonl"})
+    make_ws(
+        tmp_path,
+        {"queue/processing/a.jsonl": "{}\n", "training_daemon.py": SLEEPER},
+        toml=toml,
+        status={"state": "training", "current_file": "a.jsonl"},
+    )
     start_training(procs, tmp_path, script="training_daemon.py")
     assert codes(run(tmp_path, "queue")) == []
 
@@ -89,8 +103,16 @@ def test_a_training_of_another_workspace_does_not_count(tmp_path, procs):
 
 def test_queue_folders_from_settings_and_healthy_summary(tmp_path):
     toml = '[paths]\nqueue_pending = ["inbox", "queue/high"]\nqueue_processing = "queue/work"\nqueue_done = "queue/recently_completed"\n'
-    make_ws(tmp_path, {"inbox/1.jsonl": "{}\n", "queue/high/2.jsonl": "{}\n", "queue/recently_completed/0.jsonl": "{}\n",
-                       "queue/work/notes.txt": "not a queue file"}, toml=toml)
+    make_ws(
+        tmp_path,
+        {
+            "inbox/1.jsonl": "{}\n",
+            "queue/high/2.jsonl": "{}\n",
+            "queue/recently_completed/0.jsonl": "{}\n",
+            "queue/work/notes.txt": "not a queue file",
+        },
+        toml=toml,
+    )
     report = run(tmp_path, "queue")
     assert codes(report) == []
     assert [(h.title, h.details) for h in report.healthy] == [("Queue", ["2 queued, 0 processing, 1 done, 0 failed"])]

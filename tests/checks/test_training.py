@@ -14,15 +14,29 @@ from .conftest import call, codes, evidence, iso_ago, make_ws, only, result, run
 
 
 def training_status(updated_ago: float, *, fmt: str = "utc", started_ago: float | None = None, step: int = 100, **kw):
-    st = {"state": "training", "step": step, "total_steps": 1000, "loss": 0.5, "updated_at": iso_ago(updated_ago, fmt=fmt), **kw}
+    st = {
+        "state": "training",
+        "step": step,
+        "total_steps": 1000,
+        "loss": 0.5,
+        "updated_at": iso_ago(updated_ago, fmt=fmt),
+        **kw,
+    }
     if started_ago is not None:
         st["started_at"] = iso_ago(started_ago, fmt=fmt)
     return st
 
 
 def test_fresh_status_is_progressing(tmp_path):
-    make_ws(tmp_path, status=training_status(5, started_ago=500, eta_seconds=4500,
-                                             gpu={"memory_used_mb": 716, "memory_total_mb": 24576, "temperature_c": 44}))
+    make_ws(
+        tmp_path,
+        status=training_status(
+            5,
+            started_ago=500,
+            eta_seconds=4500,
+            gpu={"memory_used_mb": 716, "memory_total_mb": 24576, "temperature_c": 44},
+        ),
+    )
     report = run(tmp_path, "training")
     assert codes(report) == [] and result(report, "training").status.value == "ok"
     h = report.healthy[0]
@@ -113,12 +127,16 @@ def test_no_step_in_the_problem_when_unknown(tmp_path):
 
 # --- unusable status files ------------------------------------------------------------------
 
-@pytest.mark.parametrize("content,why", [
-    ("[1, 2, 3]", "its top level is not a JSON object"),
-    ('{"state": "training", ', "is not valid JSON"),
-    ("", "is not valid JSON"),
-    (b"\xff\xfe\x00garbage", "binary"),
-])
+
+@pytest.mark.parametrize(
+    "content,why",
+    [
+        ("[1, 2, 3]", "its top level is not a JSON object"),
+        ('{"state": "training", ', "is not valid JSON"),
+        ("", "is not valid JSON"),
+        (b"\xff\xfe\x00garbage", "binary"),
+    ],
+)
 def test_unusable_status_is_unknown_not_a_traceback(tmp_path, content, why):
     make_ws(tmp_path, {"status/training_status.json": content})
     r = result(run(tmp_path, "training"), "training")
@@ -133,8 +151,18 @@ def test_no_status_file_is_a_note(tmp_path):
 
 
 def test_garbage_values_do_not_crash(tmp_path):
-    make_ws(tmp_path, status={"state": "training", "step": "many", "total_steps": 0, "updated_at": "yesterday",
-                              "started_at": [], "eta_seconds": "soon", "gpu": "hot"})
+    make_ws(
+        tmp_path,
+        status={
+            "state": "training",
+            "step": "many",
+            "total_steps": 0,
+            "updated_at": "yesterday",
+            "started_at": [],
+            "eta_seconds": "soon",
+            "gpu": "hot",
+        },
+    )
     r = result(run(tmp_path, "training"), "training")
     assert r.error is None and r.status.value == "ok"
     assert json.dumps(r.facts, default=str)

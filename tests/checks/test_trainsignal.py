@@ -34,16 +34,28 @@ def _signal_check():
     return signal_check
 
 
-def hf_run(base: Path, *, last: int, max_steps: int = 5000, every: int = 10, saves: list[int] | None = None,
-           loss: Callable[[int], float], grad: Callable[[int], float] | None = None,
-           lr: Callable[[int], float] | None = None, save_times: dict[int, float] | None = None,
-           first_step: bool = False) -> Path:
+def hf_run(
+    base: Path,
+    *,
+    last: int,
+    max_steps: int = 5000,
+    every: int = 10,
+    saves: list[int] | None = None,
+    loss: Callable[[int], float],
+    grad: Callable[[int], float] | None = None,
+    lr: Callable[[int], float] | None = None,
+    save_times: dict[int, float] | None = None,
+    first_step: bool = False,
+) -> Path:
     """A workspace as transformers' Trainer leaves it: checkpoint-N/ with weights and the log_history up to N."""
     steps = ([1] if first_step else []) + list(range(every, last + 1, every))
     hist = []
     for s in steps:
-        e: dict[str, Any] = {"epoch": round(s / max_steps, 4), "loss": round(loss(s), 4) if math.isfinite(loss(s)) else loss(s),
-                             "step": s}
+        e: dict[str, Any] = {
+            "epoch": round(s / max_steps, 4),
+            "loss": round(loss(s), 4) if math.isfinite(loss(s)) else loss(s),
+            "step": s,
+        }
         if grad is not None:
             e["grad_norm"] = grad(s)
         if lr is not None:
@@ -52,8 +64,13 @@ def hf_run(base: Path, *, last: int, max_steps: int = 5000, every: int = 10, sav
     make_ws(base, config={"save_total_limit": 3})
     saves = saves if saves is not None else list(range(500, last + 1, 500))[-3:] or [last]
     for s in saves:
-        state = {"global_step": s, "max_steps": max_steps, "save_steps": 500, "logging_steps": every,
-                 "log_history": [e for e in hist if e["step"] <= s]}
+        state = {
+            "global_step": s,
+            "max_steps": max_steps,
+            "save_steps": 500,
+            "logging_steps": every,
+            "log_history": [e for e in hist if e["step"] <= s],
+        }
         d = checkpoint(base, s, size=64)
         (d / "trainer_state.json").write_text(json.dumps(state, indent=2))  # NaN as json.dump writes it
         when = (save_times or {}).get(s, T0 + s)
@@ -97,46 +114,127 @@ N2 = noisy(2, 0.02)
 
 # name: (run kwargs, expected {code: step} (empty: healthy), extra assertions)
 CASES: dict[str, tuple[dict[str, Any], dict[str, float]]] = {
-    "nan-from-630": ({"last": 900, "loss": lambda s: math.nan if s >= 630 else decay(s) * N5(s),
-                          "grad": lambda s: math.nan if s >= 630 else 1.2 * G(s), "lr": linear_for(5000), "saves": [500, 600, 700, 800, 900]},
-                     {"training.loss-non-finite": 630}),
-    "nan-hidden-by-filter-from-630": ({"last": 900, "loss": lambda s: 0.0 if s >= 630 else decay(s) * N5(s),
-                                           "grad": lambda s: math.nan if s >= 630 else 1.2 * G(s), "lr": linear_for(5000),
-                                           "saves": [500, 600, 700, 800, 900]},
-                                      {"training.loss-non-finite": 630}),
-    "spike-at-700": ({"last": 1200, "loss": lambda s: (3.2 * decay(s) if s >= 700 else decay(s)) * N5(s),
-                          "grad": lambda s: 1.2 * G(s), "lr": cosine, "saves": [500, 600, 800, 900, 1000]},
-                     {"training.loss-spike": 700}),
-    "loss-zero-from-410": ({"last": 1000, "loss": lambda s: 0.0 if s >= 410 else decay(s) * N5(s),
-                                "grad": lambda s: 0.0 if s >= 410 else 1.2 * G(s), "lr": cosine},
-                           {"training.loss-flat": 410}),
-    "grad-to-1e5": ({"last": 1100, "loss": lambda s: decay(s) * N5(s),
-                         "grad": lambda s: 1.2 * G(s) if s < 800 else min(1e5, 1.2 * 10 ** ((s - 790) / 20)), "lr": cosine},
-                    {"training.grad-explosion": 830}),
-    "lr-0-from-500-of-5000": ({"last": 1500, "loss": lambda s: decay(s) * N5(s), "grad": lambda s: 1.2 * G(s),
-                                   "lr": linear_for(500)},
-                              {"training.lr-zero": 500}),
-    "diverging-7-to-49": ({"last": 400, "loss": lambda s: 7 * (1 + 6 * math.sin(math.pi * min(1.0, s / 300)) ** 2) * N5(s),
-                               "grad": lambda s: 5 * G(s), "lr": lambda s: 0.99, "saves": [100, 200, 300, 400]},
-                          {"training.loss-spike": 70}),
-    "slowdown-to-a-fifth": ({"last": 2000, "loss": lambda s: decay(s) * N5(s), "grad": lambda s: 1.2 * G(s), "lr": cosine,
-                                 "saves": list(range(200, 2001, 200)),
-                                 "save_times": {s: T0 + (s * 6 if s <= 1400 else 1400 * 6 + (s - 1400) * 30) for s in range(200, 2001, 200)}},
-                            {"training.slowdown": 1400}),
+    "nan-from-630": (
+        {
+            "last": 900,
+            "loss": lambda s: math.nan if s >= 630 else decay(s) * N5(s),
+            "grad": lambda s: math.nan if s >= 630 else 1.2 * G(s),
+            "lr": linear_for(5000),
+            "saves": [500, 600, 700, 800, 900],
+        },
+        {"training.loss-non-finite": 630},
+    ),
+    "nan-hidden-by-filter-from-630": (
+        {
+            "last": 900,
+            "loss": lambda s: 0.0 if s >= 630 else decay(s) * N5(s),
+            "grad": lambda s: math.nan if s >= 630 else 1.2 * G(s),
+            "lr": linear_for(5000),
+            "saves": [500, 600, 700, 800, 900],
+        },
+        {"training.loss-non-finite": 630},
+    ),
+    "spike-at-700": (
+        {
+            "last": 1200,
+            "loss": lambda s: (3.2 * decay(s) if s >= 700 else decay(s)) * N5(s),
+            "grad": lambda s: 1.2 * G(s),
+            "lr": cosine,
+            "saves": [500, 600, 800, 900, 1000],
+        },
+        {"training.loss-spike": 700},
+    ),
+    "loss-zero-from-410": (
+        {
+            "last": 1000,
+            "loss": lambda s: 0.0 if s >= 410 else decay(s) * N5(s),
+            "grad": lambda s: 0.0 if s >= 410 else 1.2 * G(s),
+            "lr": cosine,
+        },
+        {"training.loss-flat": 410},
+    ),
+    "grad-to-1e5": (
+        {
+            "last": 1100,
+            "loss": lambda s: decay(s) * N5(s),
+            "grad": lambda s: 1.2 * G(s) if s < 800 else min(1e5, 1.2 * 10 ** ((s - 790) / 20)),
+            "lr": cosine,
+        },
+        {"training.grad-explosion": 830},
+    ),
+    "lr-0-from-500-of-5000": (
+        {"last": 1500, "loss": lambda s: decay(s) * N5(s), "grad": lambda s: 1.2 * G(s), "lr": linear_for(500)},
+        {"training.lr-zero": 500},
+    ),
+    "diverging-7-to-49": (
+        {
+            "last": 400,
+            "loss": lambda s: 7 * (1 + 6 * math.sin(math.pi * min(1.0, s / 300)) ** 2) * N5(s),
+            "grad": lambda s: 5 * G(s),
+            "lr": lambda s: 0.99,
+            "saves": [100, 200, 300, 400],
+        },
+        {"training.loss-spike": 70},
+    ),
+    "slowdown-to-a-fifth": (
+        {
+            "last": 2000,
+            "loss": lambda s: decay(s) * N5(s),
+            "grad": lambda s: 1.2 * G(s),
+            "lr": cosine,
+            "saves": list(range(200, 2001, 200)),
+            "save_times": {s: T0 + (s * 6 if s <= 1400 else 1400 * 6 + (s - 1400) * 30) for s in range(200, 2001, 200)},
+        },
+        {"training.slowdown": 1400},
+    ),
     # healthy controls: nothing
-    "healthy-noise-35pct": ({"last": 3000, "loss": lambda s: decay(s) * N35(s), "grad": lambda s: 1.2 * G(s), "lr": cosine}, {}),
-    "healthy-grad-blips": ({"last": 3000, "loss": lambda s: decay(s) * N5(s),
-                                "grad": lambda s: 60.0 if s % 230 == 0 else 1.2 * G(s), "lr": cosine}, {}),
-    "healthy-uneven-save-times": ({"last": 2000, "loss": lambda s: decay(s) * N5(s), "grad": lambda s: 1.2 * G(s), "lr": cosine,
-                                       "saves": list(range(200, 2001, 200)),
-                                       "save_times": {s: T0 + s * 6 + random.Random(s).uniform(-400, 400)
-                                                   for s in range(200, 2001, 200)}}, {}),
-    "healthy-cosine-to-0-at-max-steps": ({"last": 5000, "loss": lambda s: decay(s) * N5(s), "grad": lambda s: 1.2 * G(s),
-                                              "lr": cosine}, {}),
-    "healthy-floor-0.02": ({"last": 3000, "loss": lambda s: (0.02 + 2 * math.exp(-s / 100)) * N2(s),
-                                "grad": lambda s: 0.3 * G(s), "lr": cosine}, {}),
-    "healthy-warmup-from-lr-0": ({"last": 1000, "first_step": True, "loss": lambda s: decay(s) * N5(s),
-                                      "grad": lambda s: (40.0 if s < 30 else 1.2) * G(s), "lr": cosine}, {}),
+    "healthy-noise-35pct": (
+        {"last": 3000, "loss": lambda s: decay(s) * N35(s), "grad": lambda s: 1.2 * G(s), "lr": cosine},
+        {},
+    ),
+    "healthy-grad-blips": (
+        {
+            "last": 3000,
+            "loss": lambda s: decay(s) * N5(s),
+            "grad": lambda s: 60.0 if s % 230 == 0 else 1.2 * G(s),
+            "lr": cosine,
+        },
+        {},
+    ),
+    "healthy-uneven-save-times": (
+        {
+            "last": 2000,
+            "loss": lambda s: decay(s) * N5(s),
+            "grad": lambda s: 1.2 * G(s),
+            "lr": cosine,
+            "saves": list(range(200, 2001, 200)),
+            "save_times": {s: T0 + s * 6 + random.Random(s).uniform(-400, 400) for s in range(200, 2001, 200)},
+        },
+        {},
+    ),
+    "healthy-cosine-to-0-at-max-steps": (
+        {"last": 5000, "loss": lambda s: decay(s) * N5(s), "grad": lambda s: 1.2 * G(s), "lr": cosine},
+        {},
+    ),
+    "healthy-floor-0.02": (
+        {
+            "last": 3000,
+            "loss": lambda s: (0.02 + 2 * math.exp(-s / 100)) * N2(s),
+            "grad": lambda s: 0.3 * G(s),
+            "lr": cosine,
+        },
+        {},
+    ),
+    "healthy-warmup-from-lr-0": (
+        {
+            "last": 1000,
+            "first_step": True,
+            "loss": lambda s: decay(s) * N5(s),
+            "grad": lambda s: (40.0 if s < 30 else 1.2) * G(s),
+            "lr": cosine,
+        },
+        {},
+    ),
 }
 ROWS: list[str] = []
 
@@ -162,7 +260,10 @@ def test_nan_names_the_last_finite_value_and_the_checkpoint_before(tmp_path):
     assert "logging_nan_inf_filter" in f.problem[0]
     assert "training.loss-flat" not in [x.code for x in call(_signal_check(), base).findings]
     ev = f.evidence[0]
-    assert ev.command.startswith("jq -c '.log_history[]") and "current_model/checkpoint-900/trainer_state.json" in ev.command
+    assert (
+        ev.command.startswith("jq -c '.log_history[]")
+        and "current_model/checkpoint-900/trainer_state.json" in ev.command
+    )
     # the evidence re-runs: jq prints exactly what the finding shows
     ran = subprocess.run(["bash", "-c", ev.command], cwd=base, capture_output=True, text=True)
     assert ran.returncode == 0 and ran.stdout.strip() == ev.observed, (ran.stdout, ev.observed)
@@ -178,7 +279,9 @@ def test_spike_names_the_newest_complete_checkpoint_before_it(tmp_path):
 
 def test_spike_after_rotation_says_none_remains(tmp_path):
     kwargs = dict(CASES["spike-at-700"][0], saves=[800, 900, 1000])
-    f = next(f for f in call(_signal_check(), hf_run(tmp_path / "ws", **kwargs)).findings if f.code == "training.loss-spike")
+    f = next(
+        f for f in call(_signal_check(), hf_run(tmp_path / "ws", **kwargs)).findings if f.code == "training.loss-spike"
+    )
     assert f.data["rewind_to"] is None
     assert "No complete checkpoint from before step 700 remains" in f.recommendations[0]
 
@@ -199,8 +302,14 @@ def test_thresholds_are_settings(tmp_path):
 @pytest.mark.parametrize("seed", range(8))
 def test_healthy_noisy_runs_raise_nothing_whatever_the_seed(seed, tmp_path):
     n, g = noisy(100 + seed, 0.35), noisy(200 + seed, 0.4)
-    base = hf_run(tmp_path / "ws", last=5000, loss=lambda s: decay(s) * n(s),
-                  grad=lambda s: (25.0 if s % 370 == 0 else 1.0) * g(s), lr=cosine, first_step=True)
+    base = hf_run(
+        tmp_path / "ws",
+        last=5000,
+        loss=lambda s: decay(s) * n(s),
+        grad=lambda s: (25.0 if s % 370 == 0 else 1.0) * g(s),
+        lr=cosine,
+        first_step=True,
+    )
     assert call(_signal_check(), base).findings == []
 
 
@@ -223,8 +332,16 @@ def lightning_run(base: Path, rows: list[dict[str, Any]], ckpt_steps: list[int])
 
 
 def test_lightning_metrics_csv_nan(tmp_path):
-    rows = [{"epoch": 0, "step": s, "train_loss": "nan" if s >= 630 else round(decay(s) * N5(s), 4),
-             "grad_2.0_norm_total": 1.1, "lr-AdamW": 1e-4} for s in range(9, 900, 10)]
+    rows = [
+        {
+            "epoch": 0,
+            "step": s,
+            "train_loss": "nan" if s >= 630 else round(decay(s) * N5(s), 4),
+            "grad_2.0_norm_total": 1.1,
+            "lr-AdamW": 1e-4,
+        }
+        for s in range(9, 900, 10)
+    ]
     base = lightning_run(tmp_path / "ws", rows, [299, 599, 899])
     out = call(_signal_check(), base)
     f = next(f for f in out.findings if f.code == "training.loss-non-finite")
@@ -236,8 +353,16 @@ def test_lightning_metrics_csv_nan(tmp_path):
 
 
 def test_lightning_lr_zero_and_healthy(tmp_path):
-    rows = [{"epoch": 0, "step": s, "train_loss": round(decay(s) * N35(s), 4), "grad_2.0_norm_total": round(G(s), 3),
-             "lr-AdamW": linear_for(500)(s)} for s in range(9, 1500, 10)]
+    rows = [
+        {
+            "epoch": 0,
+            "step": s,
+            "train_loss": round(decay(s) * N35(s), 4),
+            "grad_2.0_norm_total": round(G(s), 3),
+            "lr-AdamW": linear_for(500)(s),
+        }
+        for s in range(9, 1500, 10)
+    ]
     rows += [{"epoch": 0, "step": s, "val_loss": 1.0} for s in range(99, 1500, 100)]
     out = call(_signal_check(), lightning_run(tmp_path / "fault", rows, [499, 999, 1499]))
     assert [(f.code, f.data["step"]) for f in out.findings] == [("training.lr-zero", 509)]
@@ -263,9 +388,19 @@ def accelerate_run(base: Path, points: list[tuple[int, float, float]]) -> Path:
     logdir.mkdir(parents=True)
     w = EventFileWriter(str(logdir))
     for step, wall, loss in points:
-        w.add_event(Event(wall_time=wall, step=step, summary=Summary(value=[
-            Summary.Value(tag="train/loss", simple_value=loss), Summary.Value(tag="train/grad_norm", simple_value=1.0),
-            Summary.Value(tag="train/learning_rate", simple_value=1e-4)])))
+        w.add_event(
+            Event(
+                wall_time=wall,
+                step=step,
+                summary=Summary(
+                    value=[
+                        Summary.Value(tag="train/loss", simple_value=loss),
+                        Summary.Value(tag="train/grad_norm", simple_value=1.0),
+                        Summary.Value(tag="train/learning_rate", simple_value=1e-4),
+                    ]
+                ),
+            )
+        )
     w.close()
     for i in range(3):
         d = base / f"project/checkpoints/checkpoint_{i}"
@@ -283,8 +418,13 @@ def test_tensorboard_wall_times_show_a_slowdown(tmp_path):
     f = out.findings[0]
     assert f.data["ongoing"] and "TensorBoard wall times" in f.problem[1]
     assert f.evidence[0].command.startswith("python -m healthkit.formats.tensorboard project/logs ")
-    ran = subprocess.run(f.evidence[0].command.split(), cwd=tmp_path / "slow", capture_output=True, text=True,
-                         env={**os.environ, "PATH": os.path.dirname(os.sys.executable) + ":" + os.environ["PATH"]})
+    ran = subprocess.run(
+        f.evidence[0].command.split(),
+        cwd=tmp_path / "slow",
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": os.path.dirname(os.sys.executable) + ":" + os.environ["PATH"]},
+    )
     assert ran.returncode == 0 and ran.stdout.strip() == f.evidence[0].observed
     even = [(s, T0 + s * 3 + random.Random(s).uniform(-20, 20), decay(s) * N5(s)) for s in range(10, 5001, 10)]
     assert call(_signal_check(), accelerate_run(tmp_path / "even", even)).findings == []

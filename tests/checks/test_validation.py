@@ -11,7 +11,10 @@ from ..test_report_coherence import contradictions
 from .conftest import call, checkpoint, codes, evidence, make_ws, only, result, run
 
 FOREIGN = '[paths]\nconfig_schema = "none"\n'  # a foreign setup: no healthkit trainer defaults apply
-OURS = {"$schema": HEALTHKIT_SCHEMA_ID, "base_model": "/m"}  # config.json as `healthkit init` writes it (detected as ours)
+OURS = {
+    "$schema": HEALTHKIT_SCHEMA_ID,
+    "base_model": "/m",
+}  # config.json as `healthkit init` writes it (detected as ours)
 
 
 def status(**kw):
@@ -40,24 +43,41 @@ def history(steps, *, train=None, evals=None):
 
 # --- null versus missing ------------------------------------------------------------------
 
+
 def test_null_val_loss_after_eval_was_due(tmp_path):
-    ws(tmp_path, config={"eval_strategy": "steps", "eval_steps": 500, "validation_file": "data/val.jsonl"},
-       status_=status(val_loss=None, val_train_gap=None), files={"data/val.jsonl": '{"text": "x"}\n'})
+    ws(
+        tmp_path,
+        config={"eval_strategy": "steps", "eval_steps": 500, "validation_file": "data/val.jsonl"},
+        status_=status(val_loss=None, val_train_gap=None),
+        files={"data/val.jsonl": '{"text": "x"}\n'},
+    )
     report = run(tmp_path, "validation")
     f = only(report, "validation.not-running")
     assert f.severity.value == "warning"
-    assert f.problem[:3] == ["`status/training_status.json` shows `val_loss: null`", "`val_train_gap: null`",
-                             "At step 2693, evaluation was due every 500 steps"]
+    assert f.problem[:3] == [
+        "`status/training_status.json` shows `val_loss: null`",
+        "`val_train_gap: null`",
+        "At step 2693, evaluation was due every 500 steps",
+    ]
     ev = evidence(f)
-    assert json.loads(ev["jq '{val_loss, val_train_gap}' status/training_status.json"]) == {"val_loss": None, "val_train_gap": None}
-    assert json.loads(ev["jq '{eval_strategy, eval_steps, validation_file, validation_split}' config.json"])["eval_steps"] == 500
+    assert json.loads(ev["jq '{val_loss, val_train_gap}' status/training_status.json"]) == {
+        "val_loss": None,
+        "val_train_gap": None,
+    }
+    assert (
+        json.loads(ev["jq '{eval_strategy, eval_steps, validation_file, validation_split}' config.json"])["eval_steps"]
+        == 500
+    )
     assert f.data["steps_done"] == 2693 and f.data["has_validation_data"] is True
     assert f.root_cause and "yet no eval loss is recorded" in f.root_cause[0]
 
 
 def test_missing_key_is_a_different_finding_than_null(tmp_path):
-    ws(tmp_path, config={"eval_steps": 500}, status_={"state": "training", "step": 2693, "loss": 0.1, "valid_loss_ema": None,
-                                                      "val_train_gap": None})
+    ws(
+        tmp_path,
+        config={"eval_steps": 500},
+        status_={"state": "training", "step": 2693, "loss": 0.1, "valid_loss_ema": None, "val_train_gap": None},
+    )
     report = run(tmp_path, "validation")
     assert codes(report) == ["validation.status-key-missing"]
     f = report.findings[0]
@@ -65,13 +85,20 @@ def test_missing_key_is_a_different_finding_than_null(tmp_path):
     assert "a missing key, not a null value" in f.problem[0]
     assert f.data["similar"][0] == "valid_loss_ema"  # the gap key is not offered as the validation loss
     assert 'val_loss = "valid_loss_ema"' in f.recommendations[0]
-    assert evidence(f)["jq -c 'keys' status/training_status.json"] == '["loss","state","step","val_train_gap","valid_loss_ema"]'
+    assert (
+        evidence(f)["jq -c 'keys' status/training_status.json"]
+        == '["loss","state","step","val_train_gap","valid_loss_ema"]'
+    )
 
 
 def test_a_known_alias_is_detected_so_its_null_is_not_running(tmp_path):
     """`validation_loss` is a known alias of val_loss: detection maps it, and its null is the not-running finding."""
-    ws(tmp_path, config={"eval_steps": 500, "validation_file": "v.jsonl"}, files={"v.jsonl": "{}\n"},
-       status_={"state": "training", "step": 2693, "loss": 0.1, "validation_loss": None})
+    ws(
+        tmp_path,
+        config={"eval_steps": 500, "validation_file": "v.jsonl"},
+        files={"v.jsonl": "{}\n"},
+        status_={"state": "training", "step": 2693, "loss": 0.1, "validation_loss": None},
+    )
     f = only(run(tmp_path, "validation"), "validation.not-running")
     assert f.problem[0] == "`status/training_status.json` shows `validation_loss: null`"
 
@@ -79,13 +106,19 @@ def test_a_known_alias_is_detected_so_its_null_is_not_running(tmp_path):
 def test_missing_key_without_similar_names(tmp_path):
     ws(tmp_path, config={"eval_steps": 500}, status_={"state": "training", "step": 10})
     f = only(run(tmp_path, "validation"), "validation.status-key-missing")
-    assert f.data["similar"] == [] and f.recommendations == ["Make the training status writer record the validation loss"]
+    assert f.data["similar"] == [] and f.recommendations == [
+        "Make the training status writer record the validation loss"
+    ]
 
 
 def test_key_mapped_through_settings_is_read(tmp_path):
     toml = FOREIGN + '[status_keys]\nval_loss = "validation_loss"\nstep = "current_step"\n'
-    ws(tmp_path, toml=toml, config={"eval_steps": 100, "validation_split": 0.1},
-       status_={"status": "training", "current_step": 900, "validation_loss": None})
+    ws(
+        tmp_path,
+        toml=toml,
+        config={"eval_steps": 100, "validation_split": 0.1},
+        status_={"status": "training", "current_step": 900, "validation_loss": None},
+    )
     report = run(tmp_path, "validation")
     f = only(report, "validation.not-running")
     assert f.problem[0] == "`status/training_status.json` shows `validation_loss: null`"
@@ -94,10 +127,17 @@ def test_key_mapped_through_settings_is_read(tmp_path):
 
 def test_mapped_key_with_a_number_is_healthy(tmp_path):
     toml = FOREIGN + '[status_keys]\nval_loss = "validation_loss"\n'
-    ws(tmp_path, toml=toml, config={"eval_steps": 100}, status_={"step": 900, "validation_loss": 0.42, "val_train_gap": 0.05})
+    ws(
+        tmp_path,
+        toml=toml,
+        config={"eval_steps": 100},
+        status_={"step": 900, "validation_loss": 0.42, "val_train_gap": 0.05},
+    )
     report = run(tmp_path, "validation")
     assert codes(report) == []
-    assert [(h.title, h.details) for h in report.healthy] == [("Validation is running", ["validation_loss: 0.42, gap +0.05"])]
+    assert [(h.title, h.details) for h in report.healthy] == [
+        ("Validation is running", ["validation_loss: 0.42, gap +0.05"])
+    ]
 
 
 def test_healthy_when_val_loss_is_a_number(tmp_path):
@@ -114,9 +154,14 @@ def test_eval_steps_beyond_steps_done_is_not_a_finding(tmp_path):
 
 # --- the likely cause is named ---------------------------------------------------------------
 
+
 def test_cause_eval_strategy_no(tmp_path):
-    ws(tmp_path, config={"eval_strategy": "no", "eval_steps": 500, "validation_file": "val.jsonl"},
-       status_=status(step=50, val_loss=None), files={"val.jsonl": '{"text": "x"}\n'})
+    ws(
+        tmp_path,
+        config={"eval_strategy": "no", "eval_steps": 500, "validation_file": "val.jsonl"},
+        status_=status(step=50, val_loss=None),
+        files={"val.jsonl": '{"text": "x"}\n'},
+    )
     f = only(run(tmp_path, "validation"), "validation.not-running")
     assert f.root_cause == ['Evaluation is disabled (`eval_strategy: "no"`)']
     assert [x.id for x in f.fixes] == ["enable-evaluation"] and f.fixes[0].safety == "unsafe"
@@ -155,27 +200,41 @@ def test_our_trainer_holds_out_a_split_by_default(tmp_path):
 
 # --- trainer_state.json log_history -----------------------------------------------------------
 
+
 def test_no_eval_loss_in_log_history_after_due_step(tmp_path):
     ws(tmp_path, config={"eval_strategy": "steps", "eval_steps": 100})
-    checkpoint(tmp_path, 300, state={"global_step": 300, "log_history": history(range(10, 301, 10), train=lambda s: 2 - s / 1000)})
+    checkpoint(
+        tmp_path,
+        300,
+        state={"global_step": 300, "log_history": history(range(10, 301, 10), train=lambda s: 2 - s / 1000)},
+    )
     report = run(tmp_path, "validation")
     f = only(report, "validation.not-running")
-    assert f.problem == ["trainer_state.json of checkpoint-300 has no `eval_loss` in log_history at global step 300",
-                         "Evaluation was due every 100 steps"]
-    assert evidence(f) == {"jq '[.log_history[] | select(.eval_loss)] | length' current_model/checkpoint-300/trainer_state.json": "0"}
+    assert f.problem == [
+        "trainer_state.json of checkpoint-300 has no `eval_loss` in log_history at global step 300",
+        "Evaluation was due every 100 steps",
+    ]
+    assert evidence(f) == {
+        "jq '[.log_history[] | select(.eval_loss)] | length' current_model/checkpoint-300/trainer_state.json": "0"
+    }
     assert report.facts["log_history"]["eval"] == []
 
 
 def test_log_history_before_first_due_eval_is_fine(tmp_path):
     ws(tmp_path, config={"eval_steps": 500})
-    checkpoint(tmp_path, 300, state={"global_step": 300, "log_history": history(range(10, 301, 10), train=lambda s: 1.0)})
+    checkpoint(
+        tmp_path, 300, state={"global_step": 300, "log_history": history(range(10, 301, 10), train=lambda s: 1.0)}
+    )
     assert codes(run(tmp_path, "validation")) == []
 
 
 def test_eval_steps_from_trainer_state_when_config_has_none(tmp_path):
     ws(tmp_path, config={})
-    checkpoint(tmp_path, 300, state={"global_step": 300, "eval_steps": 50,
-                                     "log_history": history(range(10, 301, 10), train=lambda s: 1.0)})
+    checkpoint(
+        tmp_path,
+        300,
+        state={"global_step": 300, "eval_steps": 50, "log_history": history(range(10, 301, 10), train=lambda s: 1.0)},
+    )
     assert codes(run(tmp_path, "validation")) == ["validation.not-running"]
 
 
@@ -190,7 +249,9 @@ def test_evaluation_that_stopped_is_reported(tmp_path):
 
 def test_log_history_with_regular_evals_is_healthy(tmp_path):
     ws(tmp_path, config={"eval_steps": 100})
-    h = history(range(10, 351, 10), train=lambda s: 2 - s / 1000, evals=lambda s: 2.1 - s / 1000 if s % 100 == 0 else None)
+    h = history(
+        range(10, 351, 10), train=lambda s: 2 - s / 1000, evals=lambda s: 2.1 - s / 1000 if s % 100 == 0 else None
+    )
     checkpoint(tmp_path, 200, state={"global_step": 200, "log_history": []})
     checkpoint(tmp_path, 350, state={"global_step": 350, "log_history": h})
     report = run(tmp_path, "validation")
@@ -202,12 +263,15 @@ def test_newest_checkpoint_is_chosen_by_step_not_name(tmp_path):
     ws(tmp_path, config={"eval_steps": 100})
     good = history(range(100, 901, 100), train=lambda s: 1.0, evals=lambda s: 1.1)
     checkpoint(tmp_path, 900, state={"global_step": 900, "log_history": good})
-    checkpoint(tmp_path, 2600, state={"global_step": 2600, "log_history": history(range(100, 2601, 100), train=lambda s: 1.0)})
+    checkpoint(
+        tmp_path, 2600, state={"global_step": 2600, "log_history": history(range(100, 2601, 100), train=lambda s: 1.0)}
+    )
     f = only(run(tmp_path, "validation"), "validation.not-running")
     assert "checkpoint-2600" in f.problem[0]
 
 
 # --- overfitting ------------------------------------------------------------------------------
+
 
 def test_overfitting_rising_eval_loss_falling_train_loss(tmp_path):
     ws(tmp_path, config={"eval_steps": 100}, status_=status(step=500, val_loss=1.9))
@@ -222,8 +286,10 @@ def test_overfitting_rising_eval_loss_falling_train_loss(tmp_path):
     assert f.problem[0].startswith("eval_loss went 1.4 (best, step 200) → 1.6 → 1.75 → 1.9: +35.7% over the best")
     assert f.data["evals"] == [[200.0, 1.4], [300.0, 1.6], [400.0, 1.75], [500.0, 1.9]]
     assert f.data["best_checkpoint"] == "checkpoint-200" and "Keep `checkpoint-200`" in f.recommendations[0]
-    assert f.evidence[0].command == ("jq -c '.log_history[] | select(.eval_loss and .step >= 200) | {step, eval_loss}' "
-                                     "current_model/checkpoint-500/trainer_state.json")
+    assert f.evidence[0].command == (
+        "jq -c '.log_history[] | select(.eval_loss and .step >= 200) | {step, eval_loss}' "
+        "current_model/checkpoint-500/trainer_state.json"
+    )
     assert f.evidence[0].observed.splitlines()[-1] == '{"step":500,"eval_loss":1.9}'
     assert contradictions(report) == []
 
@@ -250,14 +316,18 @@ def test_a_single_spike_after_the_best_is_not_overfitting(tmp_path):
 def test_best_checkpoint_is_hfs_own_record_when_present(tmp_path):
     ws(tmp_path, config={"eval_steps": 100}, status_=status(step=400, val_loss=1.6))
     h = history(range(50, 401, 50), train=lambda s: 2.0 - s / 300, evals={100: 1.2, 200: 1.3, 300: 1.4, 400: 1.6}.get)
-    checkpoint(tmp_path, 400, state={"global_step": 400, "log_history": h, "best_model_checkpoint": "out/checkpoint-100"})
+    checkpoint(
+        tmp_path, 400, state={"global_step": 400, "log_history": h, "best_model_checkpoint": "out/checkpoint-100"}
+    )
     f = only(run(tmp_path, "validation"), "validation.overfitting")
     assert f.data["best_checkpoint"] == "checkpoint-100"
 
 
 def test_no_overfitting_when_both_losses_fall(tmp_path):
     ws(tmp_path, config={"eval_steps": 100}, status_=status(step=500, val_loss=1.0))
-    h = history(range(50, 501, 50), train=lambda s: 2.0 - s / 300, evals=lambda s: 2.0 - s / 1000 if s % 100 == 0 else None)
+    h = history(
+        range(50, 501, 50), train=lambda s: 2.0 - s / 300, evals=lambda s: 2.0 - s / 1000 if s % 100 == 0 else None
+    )
     checkpoint(tmp_path, 500, state={"global_step": 500, "log_history": h})
     assert codes(run(tmp_path, "validation")) == []
 
@@ -275,24 +345,34 @@ def test_no_best_checkpoint_left_says_so(tmp_path):
     h = history(range(50, 501, 50), train=lambda s: 2.0 - s / 300, evals={300: 1.5, 400: 1.6, 500: 1.9}.get)
     checkpoint(tmp_path, 500, state={"global_step": 500, "log_history": h})
     f = only(run(tmp_path, "validation"), "validation.overfitting")
-    assert f.data["best_checkpoint"] is None and "No checkpoint from the best step (300) survives" in f.recommendations[0]
+    assert (
+        f.data["best_checkpoint"] is None and "No checkpoint from the best step (300) survives" in f.recommendations[0]
+    )
 
 
 def test_no_overfitting_when_train_loss_rises_too(tmp_path):
     ws(tmp_path, config={"eval_steps": 100}, status_=status(step=500, val_loss=2.0))
-    h = history(range(50, 501, 50), train=lambda s: 1.0 + s / 1000, evals=lambda s: 1.0 + s / 500 if s % 100 == 0 else None)
+    h = history(
+        range(50, 501, 50), train=lambda s: 1.0 + s / 1000, evals=lambda s: 1.0 + s / 500 if s % 100 == 0 else None
+    )
     checkpoint(tmp_path, 500, state={"global_step": 500, "log_history": h})
     assert codes(run(tmp_path, "validation")) == []
 
 
 def test_overfitting_needs_the_configured_number_of_evals(tmp_path):
-    ws(tmp_path, toml=FOREIGN + "[thresholds]\noverfit_min_evals = 4\n", config={"eval_steps": 100}, status_=status(step=300, val_loss=1.9))
+    ws(
+        tmp_path,
+        toml=FOREIGN + "[thresholds]\noverfit_min_evals = 4\n",
+        config={"eval_steps": 100},
+        status_=status(step=300, val_loss=1.9),
+    )
     h = history(range(50, 301, 50), train=lambda s: 2.0 - s / 300, evals={100: 1.5, 200: 1.6, 300: 1.9}.get)
     checkpoint(tmp_path, 300, state={"global_step": 300, "log_history": h})
     assert codes(run(tmp_path, "validation")) == []
 
 
 # --- nothing to judge by, broken inputs -----------------------------------------------------------
+
 
 def test_nothing_to_judge_is_a_note(tmp_path):
     ws(tmp_path, config={"eval_steps": 100})
@@ -302,7 +382,14 @@ def test_nothing_to_judge_is_a_note(tmp_path):
 
 def test_corrupt_inputs_never_crash(tmp_path):
     ws(tmp_path, config={"eval_steps": "often"}, files={"status/training_status.json": "[1, 2]"})
-    checkpoint(tmp_path, 100, state={"global_step": "x", "log_history": [None, 3, {"step": "?", "loss": "a"}, {"step": 5, "eval_loss": None}]})
+    checkpoint(
+        tmp_path,
+        100,
+        state={
+            "global_step": "x",
+            "log_history": [None, 3, {"step": "?", "loss": "a"}, {"step": 5, "eval_loss": None}],
+        },
+    )
     out = call(validation_check, tmp_path)
     assert out.findings == []
     (tmp_path / "status/training_status.json").write_text("{broken")
@@ -333,7 +420,8 @@ def test_nan_validation_loss_is_its_own_finding_and_the_json_report_stays_strict
     (tmp_path / "config.json").write_text('{"base_model": "m", "eval_steps": 10}')
     (tmp_path / "status").mkdir()
     (tmp_path / "status" / "training_status.json").write_text(
-        '{"state": "training", "step": 50, "loss": NaN, "val_loss": NaN, "val_train_gap": null}')
+        '{"state": "training", "step": 50, "loss": NaN, "val_loss": NaN, "val_train_gap": null}'
+    )
     report = _audit(tmp_path, select=["validation.non-finite", "training"], record_costs=False)
     f = next(f for f in report.findings if f.code == "validation.non-finite")
     assert f.data["diverged"] is True and f.urgency == "immediate"
@@ -348,11 +436,24 @@ def test_nan_validation_loss_is_its_own_finding_and_the_json_report_stays_strict
 def test_status_null_since_a_restart_is_no_alarm_while_the_history_evaluates(tmp_path):
     """Issue 31 item 3, as a resumed run of our trainer left it before the fix (status written afresh at the restart:
     `val_loss: null`, `resumed_from` set) with eval_loss at step 260 in the checkpoint it resumed from, at step 270."""
-    hist = history(range(5, 266, 5), train=lambda s: 2.0 - s / 1000, evals=lambda s: 2.1 - s / 1000 if s % 20 == 0 else None)
+    hist = history(
+        range(5, 266, 5), train=lambda s: 2.0 - s / 1000, evals=lambda s: 2.1 - s / 1000 if s % 20 == 0 else None
+    )
     state = {"global_step": 265, "max_steps": 600, "eval_steps": 20, "save_steps": 5, "log_history": hist}
     checkpoint(tmp_path, 265, state=state)
-    restarted = {"state": "training", "step": 270, "total_steps": 600, "loss": 1.73, "val_loss": None, "val_train_gap": None,
-                 "loss_step": 270, "val_loss_step": None, "resumed_from": "checkpoint-265", "attempt": 2, "eval_steps": 20}
+    restarted = {
+        "state": "training",
+        "step": 270,
+        "total_steps": 600,
+        "loss": 1.73,
+        "val_loss": None,
+        "val_train_gap": None,
+        "loss_step": 270,
+        "val_loss_step": None,
+        "resumed_from": "checkpoint-265",
+        "attempt": 2,
+        "eval_steps": 20,
+    }
     ws(tmp_path, config={**OURS, "eval_steps": 20, "save_steps": 5}, status_=restarted, toml="")
     assert codes(run(tmp_path, "validation")) == []
     # The history's rule still holds: with the last eval_loss two intervals back, it is an alarm.

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 # A stand-in for the setup's own training_daemon.py: it adopts a running train.py of its
 # workspace (records it in daemon_state.json as the daemon's child), writes "PID START"
 # to .daemon.pid and stays alive until its workspace disappears.
-FAKE_DAEMON = '''\
+FAKE_DAEMON = """\
 import json, os, sys, time
 import psutil
 base = sys.argv[sys.argv.index("--base-dir") + 1]
@@ -46,7 +46,7 @@ put(os.path.join(base, ".daemon.pid"), f"{{me.pid}} {{me.create_time():.2f}}\\n"
 print("fake daemon up", me.pid, flush=True)
 while os.path.isdir(base):
     time.sleep(0.3)
-'''
+"""
 
 
 def tree_hashes(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
@@ -152,8 +152,14 @@ def cli(base: Path, *args: str, env: dict[str, str] | None = None, timeout: floa
     e = dict(os.environ)
     e.pop("HEALTHKIT_FIX_CRASH_AT", None)
     e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "healthkit.cli", "fix", str(base), *args], capture_output=True,
-                          text=True, env=e, cwd=REPO, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "healthkit.cli", "fix", str(base), *args],
+        capture_output=True,
+        text=True,
+        env=e,
+        cwd=REPO,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from ..conftest import wait_for
 from .conftest import fix
 
 # Records every catchable signal it gets, so a test can prove nobody signalled it.
-WITNESS = '''\
+WITNESS = """\
 import signal, sys, time
 log = sys.argv[1]
 def note(sig, frame):
@@ -29,7 +29,7 @@ for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.S
     signal.signal(s, note)
 open(log + ".ready", "w").close()
 time.sleep(60)
-'''
+"""
 
 
 def start_witness(where: Path, script_name: str = "witness.py") -> tuple[subprocess.Popen, Path]:
@@ -49,7 +49,9 @@ def signals_received(proc: subprocess.Popen, log: Path) -> list[str]:
     """The signals the witness got before now: a SIGUSR2 of our own is a positive signal that any earlier one was
     handled too (pending signals run their handlers before or with ours), so the list is not read too early."""
     os.kill(proc.pid, signal.SIGUSR2)
-    assert wait_for(lambda: log.exists() and f"{int(signal.SIGUSR2)}\n" in log.read_text(), 10), "the witness is not answering"
+    assert wait_for(lambda: log.exists() and f"{int(signal.SIGUSR2)}\n" in log.read_text(), 10), (
+        "the witness is not answering"
+    )
     got = log.read_text().splitlines()
     log.unlink()
     return [s for s in got if s != str(int(signal.SIGUSR2))]
@@ -64,7 +66,9 @@ def test_pid_file_naming_an_unrelated_process_is_never_signalled(make_example, t
         run, out = fix(ex.base, Safety.UNSAFE, only=("daemon",))
         assert proc.poll() is None, out
         assert signals_received(proc, log) == []
-        assert read_pid_file(ex.base / ".daemon.pid").pid != proc.pid, out  # the stale file is removed, the process untouched
+        assert read_pid_file(ex.base / ".daemon.pid").pid != proc.pid, (
+            out
+        )  # the stale file is removed, the process untouched
         signalled = [e for e in read_journal(ex.base / "logs/healthkit-fix.jsonl") if e["action"] == "signal"]
         assert signalled == []
         # An unsafe run of everything still never signals it.
@@ -88,7 +92,9 @@ def test_kill_orphan_signals_only_the_verified_pid(make_example, tmp_path):
         assert decoy.poll() is None and signals_received(decoy, decoy_log) == []
         assert f"kill -TERM {ex.orphan_pid}" in out
         entries = [e for e in read_journal(ex.base / "logs/healthkit-fix.jsonl") if e["fix"] == "kill-orphan"]
-        assert [e["result"] for e in entries] == ["started", "applied"] and entries[0]["target"] == f"PID {ex.orphan_pid}"
+        assert [e["result"] for e in entries] == ["started", "applied"] and entries[0][
+            "target"
+        ] == f"PID {ex.orphan_pid}"
     finally:
         decoy.kill()
         decoy.wait()

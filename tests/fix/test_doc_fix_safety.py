@@ -36,7 +36,7 @@ def drift_notes(base: Path) -> list[str]:
 
 
 def test_safe_fix_rewrites_prose_but_never_a_fenced_code_block(tmp_path):
-    doc = "# Notes\n\n- Eval steps: 10\n\n```json\n{\n  \"eval_steps\": 10\n}\n```\n"
+    doc = '# Notes\n\n- Eval steps: 10\n\n```json\n{\n  "eval_steps": 10\n}\n```\n'
     base = ws(tmp_path, doc)
     f = drift_finding(base)
     assert [(d["line"], d["guard"]) for d in f.data["drifts"]] == [(3, None), (7, "fenced")]
@@ -67,7 +67,7 @@ def test_history_is_not_a_statement_of_the_current_value(tmp_path):
 
 
 def test_a_line_that_argues_for_its_value_is_for_a_person_to_decide(tmp_path):
-    doc = f"# Settings\n\n```json\n{{\n{REQUIRED_LINE}\n  \"eval_steps\": 500\n}}\n```\n"
+    doc = f'# Settings\n\n```json\n{{\n{REQUIRED_LINE}\n  "eval_steps": 500\n}}\n```\n'
     base = ws(tmp_path, doc)
     f = drift_finding(base)
     (d,) = f.data["drifts"]
@@ -97,7 +97,9 @@ def test_a_label_that_fits_two_keys_is_not_mapped(tmp_path):
     base = ws(tmp_path, doc, config)
     assert drift_finding(base) is None
     notes = drift_notes(base)
-    assert any('"Batch size" could be `per_device_eval_batch_size` or `per_device_train_batch_size`' in n for n in notes), notes
+    assert any(
+        '"Batch size" could be `per_device_eval_batch_size` or `per_device_train_batch_size`' in n for n in notes
+    ), notes
     fix(base, Safety.UNSAFE, only=["drift"])
     assert (base / "README.md").read_text() == doc
     # one key that fits: mapped as before

@@ -38,7 +38,11 @@ def test_safe_fix_repairs_the_example_machine(make_example):
     # The re-audit shows those findings resolved; the rest honestly still open.
     resolved = {f.code for f in run.resolved}
     assert {"daemon.dead", "daemon.orphaned-training", "config.doc-drift"} <= resolved, out
-    assert {f.code for f in run.still_open} == {"checkpoints.bloat", "checkpoints.no-retention", "validation.not-running"}
+    assert {f.code for f in run.still_open} == {
+        "checkpoints.bloat",
+        "checkpoints.no-retention",
+        "validation.not-running",
+    }
     assert not run.new, out
     assert run.exit_code == run.after.exit_code == 1
     # Plans come first, then results, then the re-audit.
@@ -74,14 +78,20 @@ def test_a_daemon_that_dies_at_once_is_reported_not_verified(make_example):
     open_codes = {f.code for f in run.still_open} | {f.code for f in run.new}
     assert "daemon.orphaned-training" in open_codes and "daemon.not-running" in open_codes
     assert run.exit_code != 0
-    failed = [e for e in read_journal(ex.base / "logs/healthkit-fix.jsonl") if e["fix"] == "start-daemon" and e["result"] == "failed"]
+    failed = [
+        e
+        for e in read_journal(ex.base / "logs/healthkit-fix.jsonl")
+        if e["fix"] == "start-daemon" and e["result"] == "failed"
+    ]
     assert failed and "healthkit-daemon-start.log" in failed[0]["details"]["log"]
 
 
 def test_no_daemon_command_means_cannot_start(make_example):
     ex = make_example(start_processes=False)
     toml = ex.base / "healthkit.toml"
-    toml.write_text("\n".join(line for line in toml.read_text().splitlines() if not line.startswith("daemon_command")) + "\n")
+    toml.write_text(
+        "\n".join(line for line in toml.read_text().splitlines() if not line.startswith("daemon_command")) + "\n"
+    )
     run, out = fix(ex.base, Safety.SAFE, only=("daemon",), dry_run=True)
     blocked = {p.fix_id: why for p, why in run.not_applied}
     assert "cannot start: no daemon_command in healthkit.toml" in blocked["start-daemon"]
@@ -99,7 +109,8 @@ def test_a_daemon_not_known_to_adopt_starts_only_after_the_orphan_ends(make_exam
     marker = ex.base / "daemon-started"
     (ex.base / "training_daemon.py").write_text(
         "import os, time\nopen('daemon-started', 'w').write(str(os.getpid()))\n"
-        "while os.path.isdir('.'): time.sleep(0.3)\n")
+        "while os.path.isdir('.'): time.sleep(0.3)\n"
+    )
     run, out = fix(ex.base, Safety.SAFE, only=("daemon",))
     outcome = {p.fix_id: o for p, o in run.outcomes}
     assert outcome["remove-stale-pid-file"].status == "applied"
@@ -110,7 +121,9 @@ def test_a_daemon_not_known_to_adopt_starts_only_after_the_orphan_ends(make_exam
     assert psutil.Process(watcher).is_running()
     # The watcher is in its poll sleep: it has looked at the orphan at least once (an exec'd daemon writes the marker
     # before it sleeps, in the same PID).
-    assert wait_for(lambda: "waiting for training PID" in log.read_text() and sleeping_in_timer(watcher), 30), log.read_text()
+    assert wait_for(lambda: "waiting for training PID" in log.read_text() and sleeping_in_timer(watcher), 30), (
+        log.read_text()
+    )
     assert not marker.exists() and probe(ex.orphan_pid).alive  # nothing started beside the training
     # The re-audit says so, and a second run does not schedule twice.
     from healthkit.core.api import audit

@@ -92,7 +92,13 @@ def test_a_preallocated_journal_takes_entries_on_a_full_disk(tmp_path: Path) -> 
         assert j.preallocate()
         fill(where)
         for i in range(100):
-            j.append(run="r1", fix="prune-checkpoints", target=f"current_model/checkpoint-{i}", result="applied", pad="x" * 200)
+            j.append(
+                run="r1",
+                fix="prune-checkpoints",
+                target=f"current_model/checkpoint-{i}",
+                result="applied",
+                pad="x" * 200,
+            )
         assert j.unwritten == [] and len(read_journal(j.path)) == 101
 
 

@@ -45,7 +45,10 @@ def test_two_runs_started_together_one_runs_the_other_refuses(make_example):
     write_fake_daemon(ex.base, delay=1.5)  # the first run holds the lock while it confirms the daemon
     env = {k: v for k, v in os.environ.items() if k != "HEALTHKIT_FIX_CRASH_AT"}
     cmd = [sys.executable, "-m", "healthkit.cli", "fix", str(ex.base), "--safe"]
-    procs = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     results = [(p.wait(60), *p.communicate()) for p in procs]
     refused = [r for r in results if r[0] == 3]
     ran = [r for r in results if r[0] != 3]
@@ -57,7 +60,9 @@ def test_two_runs_started_together_one_runs_the_other_refuses(make_example):
     assert len([e for e in entries if e["fix"] == "sync-doc-value" and e["result"] == "applied"]) == 1
 
 
-@pytest.mark.parametrize("point, whole", [("edit:before-replace", "old"), ("edit:backup-written", "old"), ("edit:after-replace", "new")])
+@pytest.mark.parametrize(
+    "point, whole", [("edit:before-replace", "old"), ("edit:backup-written", "old"), ("edit:after-replace", "new")]
+)
 def test_killed_mid_edit(make_example, point, whole):
     ex = make_example(start_processes=False)
     doc = ex.base / "CLAUDE.md"

@@ -20,13 +20,13 @@ from healthkit.system.procs import probe
 from .conftest import fix, set_checkpoint_mtimes_past, set_config, tree_hashes
 from .test_units import plans_for
 
-STUBBORN = '''\
+STUBBORN = """\
 import signal, time
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 open("stubborn.ready", "w").close()  # only now is SIGTERM ignored: a busy machine may take seconds to get here
 while True:
     time.sleep(0.2)
-'''
+"""
 
 
 def test_kill_orphan_escalates_to_sigkill_after_the_grace(make_example):
@@ -50,16 +50,22 @@ def test_our_trainer_is_started_through_start_daemon(make_example, monkeypatch):
     from healthkit.trainer import daemon as trainer_daemon
 
     ex = make_example(start_processes=False)
-    (ex.base / "healthkit.toml").write_text('[paths]\ncheckpoints_config_key = "current_model_dir"\nconfig_schema = "none"\n')
+    (ex.base / "healthkit.toml").write_text(
+        '[paths]\ncheckpoints_config_key = "current_model_dir"\nconfig_schema = "none"\n'
+    )
     calls = []
 
     def fake_start(base: Path, supervise: bool = False, timeout_s: float = 60.0) -> int:
         calls.append(base)
-        script = ("import os, sys, time, psutil\nme = psutil.Process()\n"
-                  "open(sys.argv[1], 'w').write(f'{me.pid} {me.create_time():.2f}\\n')\n"
-                  "while os.path.isdir(os.path.dirname(sys.argv[1])): time.sleep(0.3)\n")
+        script = (
+            "import os, sys, time, psutil\nme = psutil.Process()\n"
+            "open(sys.argv[1], 'w').write(f'{me.pid} {me.create_time():.2f}\\n')\n"
+            "while os.path.isdir(os.path.dirname(sys.argv[1])): time.sleep(0.3)\n"
+        )
         (base / "fake_daemon.py").write_text(script)
-        pid = _start_orphan(base, [sys.executable, "fake_daemon.py", str(base / ".daemon.pid"), "healthkit.trainer.daemon"])
+        pid = _start_orphan(
+            base, [sys.executable, "fake_daemon.py", str(base / ".daemon.pid"), "healthkit.trainer.daemon"]
+        )
         deadline = time.monotonic() + 60  # a Python start with psutil takes seconds on a busy machine
         while not (base / ".daemon.pid").exists() and time.monotonic() < deadline:
             time.sleep(0.05)

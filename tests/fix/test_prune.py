@@ -28,8 +28,11 @@ def test_declared_limit_keeps_three_newest_plus_the_best(make_example):
 
     assert names(base) == set(kept), out
     assert {k: tree_hashes(base / "current_model" / k) for k in kept} == before
-    deleted = sorted(e["target"] for e in read_journal(base / "logs/healthkit-fix.jsonl")
-                     if e["fix"] == "prune-checkpoints" and e["result"] == "applied")
+    deleted = sorted(
+        e["target"]
+        for e in read_journal(base / "logs/healthkit-fix.jsonl")
+        if e["fix"] == "prune-checkpoints" and e["result"] == "applied"
+    )
     expected = sorted(f"current_model/checkpoint-{s}" for s in (100, 200, 400, 500, 600, 700, 800, 900))
     assert deleted == expected
     assert "checkpoints.bloat" in {f.code for f in run.resolved}, out
@@ -44,11 +47,19 @@ def test_resumed_and_recent_checkpoints_are_never_pruned(make_example):
     base = ex.base
     set_config(base, save_total_limit=2)
     set_checkpoint_mtimes_past(base)
-    (base / "status/daemon_state.json").write_text('{"state": "training", "resume_from": "current_model/checkpoint-200"}')
+    (base / "status/daemon_state.json").write_text(
+        '{"state": "training", "resume_from": "current_model/checkpoint-200"}'
+    )
     os.utime(base / "current_model/checkpoint-400")  # touched just now: may be being written
     (base / "current_model/tmp-checkpoint-900").mkdir()
     run, out = fix(base, Safety.SAFE, only=("checkpoints",))
-    assert names(base) == {"checkpoint-200", "checkpoint-400", "checkpoint-700", "checkpoint-800", "tmp-checkpoint-900"}, out
+    assert names(base) == {
+        "checkpoint-200",
+        "checkpoint-400",
+        "checkpoint-700",
+        "checkpoint-800",
+        "tmp-checkpoint-900",
+    }, out
 
 
 def test_without_a_declared_limit_pruning_is_unsafe_and_takes_keep(make_example):

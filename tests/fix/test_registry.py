@@ -36,12 +36,17 @@ def test_a_fixref_naming_no_fix_fails_the_contract():
 
 def test_a_fixref_for_a_code_the_fix_does_not_handle_or_at_another_safety():
     fixes = load_fixes()
-    docs = {"queue.stuck": doc("queue.stuck", FixRef("kill-orphan", "Kill", "unsafe"),
-                               FixRef("requeue-stuck-file", "Requeue", "unsafe"))}
+    docs = {
+        "queue.stuck": doc(
+            "queue.stuck", FixRef("kill-orphan", "Kill", "unsafe"), FixRef("requeue-stuck-file", "Requeue", "unsafe")
+        )
+    }
     got = contract_errors(docs, {k: fixes[k] for k in ("kill-orphan", "requeue-stuck-file")})
-    assert got == ["queue.stuck: fix 'kill-orphan' does not declare that it handles queue.stuck",
-                   "queue.stuck: FixRef 'requeue-stuck-file' is unsafe but the fix can only be safe",
-                   "fix 'kill-orphan' handles daemon.orphaned-training, which no registered check reports"]
+    assert got == [
+        "queue.stuck: fix 'kill-orphan' does not declare that it handles queue.stuck",
+        "queue.stuck: FixRef 'requeue-stuck-file' is unsafe but the fix can only be safe",
+        "fix 'kill-orphan' handles daemon.orphaned-training, which no registered check reports",
+    ]
 
 
 def test_fixer_refuses_a_fix_without_codes_or_safety():
@@ -60,8 +65,10 @@ def test_a_broken_fix_plugin_is_reported_and_the_rest_load(monkeypatch):
 
     monkeypatch.setattr(plan, "LOAD_ERRORS", [])
     load_fixes([BrokenEP()])
-    assert plan.LOAD_ERRORS == ["fix plugin broken = no_such_module_for_healthkit failed to load: "
-                                "ImportError: no module named no_such_module_for_healthkit"]
+    assert plan.LOAD_ERRORS == [
+        "fix plugin broken = no_such_module_for_healthkit failed to load: "
+        "ImportError: no module named no_such_module_for_healthkit"
+    ]
     assert "prune-checkpoints" in load_fixes()
 
 
@@ -69,7 +76,9 @@ def test_the_trainer_is_started_through_its_daemon_adapter():
     """The fix engine never imports the trainer: it asks the adapter registered under `healthkit.fix.daemon_adapters`."""
     from healthkit.fix.daemon_adapters import load_adapter
 
-    assert [ep.value for ep in entry_points("healthkit.daemons") if ep.name == "trainer"] == ["healthkit.trainer.adapter:ADAPTER"]
+    assert [ep.value for ep in entry_points("healthkit.daemons") if ep.name == "trainer"] == [
+        "healthkit.trainer.adapter:ADAPTER"
+    ]
     adapter, why = load_adapter("trainer")
     assert why is None and adapter.name == "trainer" and adapter.module.endswith("healthkit.trainer.daemon")
     assert load_adapter("no-such-daemon") == (None, "no daemon adapter named 'no-such-daemon' is installed")
@@ -87,8 +96,15 @@ def test_a_check_whose_finding_carries_an_undeclared_fixref_is_a_loud_check_erro
 
     @check("xthing", title="X", codes=[doc_])
     def xthing(ws):
-        return [Finding(code="x.thing", severity=Severity.WARNING, title="t", problem=["p"],
-                        fixes=[FixRef("kill-orphan", "Kill", "unsafe")])]
+        return [
+            Finding(
+                code="x.thing",
+                severity=Severity.WARNING,
+                title="t",
+                problem=["p"],
+                fixes=[FixRef("kill-orphan", "Kill", "unsafe")],
+            )
+        ]
 
     reg = Registry()
     reg.add(xthing, "test")
@@ -104,6 +120,7 @@ def test_a_codedoc_declaring_something_else_than_a_fixref_is_refused_at_registra
     bad = CodeDoc("x.bad", "warning", "t", what="w", why="y", fix="f", fixes=("kill-orphan",))  # type: ignore[arg-type]
 
     with pytest.raises(RegistrationError, match="not a FixRef"):
+
         @check("xbad", title="X", codes=[bad])
         def xbad(ws):
             return []

@@ -42,8 +42,14 @@ def test_dry_run_leaves_the_tree_byte_identical(make_example, tmp_path):
     run, out = fix(ex.base, Safety.UNSAFE, dry_run=True, keep=2)
     assert tree_hashes(tmp_path) == before
     assert {p: os.lstat(p).st_mtime_ns for p in ex.base.rglob("*")} == stats
-    assert {p.fix_id for p in run.chosen} >= {"sync-doc-value", "remove-stale-pid-file", "start-daemon",
-                                              "prune-checkpoints", "set-save-total-limit", "requeue-stuck-file"}
+    assert {p.fix_id for p in run.chosen} >= {
+        "sync-doc-value",
+        "remove-stale-pid-file",
+        "start-daemon",
+        "prune-checkpoints",
+        "set-save-total-limit",
+        "requeue-stuck-file",
+    }
     assert "Dry run: nothing was changed." in out and run.after is None
 
 
@@ -71,7 +77,11 @@ def test_a_checkpoint_changed_between_plan_and_apply_is_not_deleted(make_example
     outcome = plan.apply(ApplyContext(ws, Journal(ex.base / "logs/j.jsonl"), plan, run_id="t"))
     assert victim.is_dir() and (victim / "optimizer.pt").read_bytes() == b"rewritten"
     assert "checkpoint-100 changed since plan" in outcome.message
-    assert {p.name for p in (ex.base / "current_model").iterdir()} == {"checkpoint-100", "checkpoint-700", "checkpoint-800"}
+    assert {p.name for p in (ex.base / "current_model").iterdir()} == {
+        "checkpoint-100",
+        "checkpoint-700",
+        "checkpoint-800",
+    }
 
 
 def test_doc_symlinked_out_of_the_workspace_is_never_edited(make_example, tmp_path):
@@ -88,10 +98,26 @@ def test_doc_symlinked_out_of_the_workspace_is_never_edited(make_example, tmp_pa
 
 def test_rewrite_touches_only_the_value_and_keeps_line_endings():
     text = "a\r\n- Eval steps: 10\r\n| lr | 1e-4 |\r\nend"
-    drifts = [{"key": "eval_steps", "line": 2, "start": 14, "end": 16, "doc_value": "10", "config_value": 500,
-               "line_text": "- Eval steps: 10"},
-              {"key": "learning_rate", "line": 3, "start": 7, "end": 11, "doc_value": "1e-4", "config_value": 0.0002,
-               "line_text": "| lr | 1e-4 |"}]
+    drifts = [
+        {
+            "key": "eval_steps",
+            "line": 2,
+            "start": 14,
+            "end": 16,
+            "doc_value": "10",
+            "config_value": 500,
+            "line_text": "- Eval steps: 10",
+        },
+        {
+            "key": "learning_rate",
+            "line": 3,
+            "start": 7,
+            "end": 11,
+            "doc_value": "1e-4",
+            "config_value": 0.0002,
+            "line_text": "| lr | 1e-4 |",
+        },
+    ]
     new, changes = rewrite(text, drifts)
     assert new == "a\r\n- Eval steps: 500\r\n| lr | 0.0002 |\r\nend"
     assert [c["to"] for c in changes] == ["500", "0.0002"]
@@ -140,7 +166,14 @@ def test_journal_survives_a_torn_line_and_reports_interrupted_actions(tmp_path):
     j.append(run="r1", fix="prune-checkpoints", action="delete", target="a", result="started", message="")
     with open(path, "ab") as fh:
         fh.write(b'{"torn": ')
-    j.append(run="r1", fix="sync-doc-value", action="edit", target="b", result="applied", message="token=hf_abcdefghijklmnopqrstuvwx")
+    j.append(
+        run="r1",
+        fix="sync-doc-value",
+        action="edit",
+        target="b",
+        result="applied",
+        message="token=hf_abcdefghijklmnopqrstuvwx",
+    )
     entries = read_journal(path)
     assert [e["target"] for e in entries] == ["a", "b"]
     assert "hf_abcdefghij" not in path.read_text()  # secrets redacted
@@ -177,7 +210,8 @@ def test_the_content_digest_is_hashlibs_sha256_without_importing_hashlib():
 
     for data in (b"", b"abc", bytes(range(256)) * 1000):
         assert sha256_hex(data) == hashlib.sha256(data).hexdigest()
-    probe = ("import sys; from healthkit.fix.fileops import sha256_hex; sha256_hex(b'x'); "
-             "print('hashlib' in sys.modules)")
+    probe = (
+        "import sys; from healthkit.fix.fileops import sha256_hex; sha256_hex(b'x'); print('hashlib' in sys.modules)"
+    )
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == "False", r.stderr

@@ -15,8 +15,15 @@ class Interrupted(Exception):
     pass
 
 
-def run(out: Path, *, steps: int = 60, save_every: int = 5, val_every: int | None = 10, interrupt_at: int | None = None,
-        log_with: str | None = "tensorboard") -> Path:
+def run(
+    out: Path,
+    *,
+    steps: int = 60,
+    save_every: int = 5,
+    val_every: int | None = 10,
+    interrupt_at: int | None = None,
+    log_with: str | None = "tensorboard",
+) -> Path:
     """Train; return the checkpoint folder (`<out>/checkpoints`)."""
     import accelerate.checkpointing as ckpt_mod
     import torch
@@ -24,8 +31,11 @@ def run(out: Path, *, steps: int = 60, save_every: int = 5, val_every: int | Non
     from accelerate.utils import ProjectConfiguration
 
     torch.manual_seed(0)
-    acc = Accelerator(cpu=True, log_with=log_with, project_config=ProjectConfiguration(
-        project_dir=str(out), automatic_checkpoint_naming=True, total_limit=None))
+    acc = Accelerator(
+        cpu=True,
+        log_with=log_with,
+        project_config=ProjectConfiguration(project_dir=str(out), automatic_checkpoint_naming=True, total_limit=None),
+    )
     if log_with:
         acc.init_trackers("run")
     model = torch.nn.Linear(4, 1)
@@ -46,6 +56,7 @@ def run(out: Path, *, steps: int = 60, save_every: int = 5, val_every: int | Non
                     acc.log({"val_loss": torch.nn.functional.mse_loss(model(x + 0.1), y).item()}, step=step)
         if step % save_every == 0:
             if interrupt_at is not None and saves == interrupt_at:
+
                 def dying(obj, path, *a, **k):
                     if "optimizer" in str(path):
                         raise Interrupted(path)

@@ -20,7 +20,9 @@ def run(rank: int, out: str, port: int) -> None:
     mesh = init_device_mesh("cpu", (2,))
     torch.manual_seed(0)
     model = {f"layers.{i}.weight": distribute_tensor(torch.randn(64, 32), mesh, [Shard(0)]) for i in range(3)}
-    optim = {f"state.layers.{i}.weight.exp_avg": distribute_tensor(torch.randn(64, 32), mesh, [Shard(0)]) for i in range(3)}
+    optim = {
+        f"state.layers.{i}.weight.exp_avg": distribute_tensor(torch.randn(64, 32), mesh, [Shard(0)]) for i in range(3)
+    }
     dcp.save({"model": model}, storage_writer=dcp.FileSystemWriter(os.path.join(out, "pytorch_model_fsdp_0")))
     dcp.save({"optimizer": optim}, storage_writer=dcp.FileSystemWriter(os.path.join(out, "optimizer_0")))
     dist.barrier()

@@ -9,9 +9,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def run(out: Path, *, max_steps: int = 60, val_every: int | None = None, monitor: str | None = None, save_top_k: int = -1,
-        every_n_train_steps: int | None = 5, save_last: bool = False, val_loss_at: Callable[[int], float] | None = None,
-        tensorboard: bool = False) -> Path:
+def run(
+    out: Path,
+    *,
+    max_steps: int = 60,
+    val_every: int | None = None,
+    monitor: str | None = None,
+    save_top_k: int = -1,
+    every_n_train_steps: int | None = 5,
+    save_last: bool = False,
+    val_loss_at: Callable[[int], float] | None = None,
+    tensorboard: bool = False,
+) -> Path:
     """Train and return the checkpoint folder (`<out>/lightning_logs/version_0/checkpoints`)."""
     import lightning as L
     import torch
@@ -43,12 +52,21 @@ def run(out: Path, *, max_steps: int = 60, val_every: int | None = None, monitor
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.01)
 
-    ckpt = ModelCheckpoint(monitor=monitor, save_top_k=save_top_k, every_n_train_steps=every_n_train_steps, save_last=save_last)
+    ckpt = ModelCheckpoint(
+        monitor=monitor, save_top_k=save_top_k, every_n_train_steps=every_n_train_steps, save_last=save_last
+    )
     trainer = L.Trainer(
-        max_steps=max_steps, accelerator="cpu", devices=1,
+        max_steps=max_steps,
+        accelerator="cpu",
+        devices=1,
         logger=(TensorBoardLogger if tensorboard else CSVLogger)(str(out), name="lightning_logs"),
-        callbacks=[ckpt], enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1,
-        limit_val_batches=0 if val_every is None else 2, val_check_interval=val_every, check_val_every_n_epoch=None,
+        callbacks=[ckpt],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        limit_val_batches=0 if val_every is None else 2,
+        val_check_interval=val_every,
+        check_val_every_n_epoch=None,
         default_root_dir=str(out),
     )
     loader = DataLoader(data, batch_size=4)

@@ -38,14 +38,21 @@ def test_prune_keeps_the_newest_by_step_whole_folders(runs, tmp_path):
     base = copy_run(runs, "plain", tmp_path)
     out = fix(base, "--unsafe", "--keep", "3", "--yes", "--only", "checkpoints")
     assert sorted(os.listdir(base / "checkpoints")) == ["checkpoint_10", "checkpoint_11", "checkpoint_9"], out
-    assert sorted(os.listdir(base / "checkpoints" / "checkpoint_9")) == ["model.safetensors", "optimizer.bin", "random_states_0.pkl"]
+    assert sorted(os.listdir(base / "checkpoints" / "checkpoint_9")) == [
+        "model.safetensors",
+        "optimizer.bin",
+        "random_states_0.pkl",
+    ]
 
 
 def test_an_interrupted_save_state_is_incomplete_and_the_others_are_not(runs, tmp_path):
     base = copy_run(runs, "interrupted", tmp_path)
     [f] = findings(audit(base), "checkpoints.incomplete")
     assert f["data"]["checkpoint"] == "checkpoint_3"
-    assert f["data"]["missing"] == ["no optimizer state (optimizer.bin)", "no RNG states (random_states_0.pkl): save_state did not finish"]
+    assert f["data"]["missing"] == [
+        "no optimizer state (optimizer.bin)",
+        "no RNG states (random_states_0.pkl): save_state did not finish",
+    ]
     out = fix(base, "--unsafe", "--yes", "--only", "checkpoints.incomplete")
     assert sorted(os.listdir(base / "checkpoints")) == ["checkpoint_0", "checkpoint_1", "checkpoint_2"], out
 

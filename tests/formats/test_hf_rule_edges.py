@@ -21,7 +21,9 @@ STATE = json.dumps({"global_step": 10, "log_history": []}).encode()
 
 
 def test_bookkeeping_without_weights_is_incomplete_not_unknown(tmp_path):
-    c = checkpoint_completeness(ckpt(tmp_path, {"trainer_state.json": STATE, "optimizer.pt": b"o", "rng_state.pth": b"r"}))
+    c = checkpoint_completeness(
+        ckpt(tmp_path, {"trainer_state.json": STATE, "optimizer.pt": b"o", "rng_state.pth": b"r"})
+    )
     assert c.incomplete and c.unknown is None and "no model weights" in c.missing[0]
 
 
@@ -56,8 +58,11 @@ def test_zero3_rank_missing_model_states(tmp_path):
 
 
 def test_fsdp_metadata_that_is_not_a_pickle_falls_back_to_the_names_in_it(tmp_path):
-    files = {"trainer_state.json": STATE, "pytorch_model_fsdp_0/.metadata": b"garbage __0_0.distcp __1_0.distcp",
-             "pytorch_model_fsdp_0/__0_0.distcp": b"x"}
+    files = {
+        "trainer_state.json": STATE,
+        "pytorch_model_fsdp_0/.metadata": b"garbage __0_0.distcp __1_0.distcp",
+        "pytorch_model_fsdp_0/__0_0.distcp": b"x",
+    }
     c = checkpoint_completeness(ckpt(tmp_path, files))
     assert c.missing == ("pytorch_model_fsdp_0/__1_0.distcp is missing (named in .metadata)",)
 
@@ -99,8 +104,16 @@ def test_the_loss_series_takes_numbers_only_from_entries_with_a_numeric_step():
     unchanged: a number, never a bool, for the step and for each loss."""
     from healthkit.formats.hf import _series
 
-    hist = [{"step": 10, "loss": 2.5}, {"step": True, "loss": 1.0}, {"step": "20", "loss": 1.0}, "junk", None,
-            {"step": 30.0, "loss": False, "eval_loss": 1.5}, {"step": 40, "eval_loss": 2}, {"loss": 3.0},
-            {"step": 50, "loss": None, "eval_loss": "1"}]
+    hist = [
+        {"step": 10, "loss": 2.5},
+        {"step": True, "loss": 1.0},
+        {"step": "20", "loss": 1.0},
+        "junk",
+        None,
+        {"step": 30.0, "loss": False, "eval_loss": 1.5},
+        {"step": 40, "eval_loss": 2},
+        {"loss": 3.0},
+        {"step": 50, "loss": None, "eval_loss": "1"},
+    ]
     assert _series({"log_history": hist}) == ([[10.0, 2.5]], [[30.0, 1.5], [40.0, 2.0]], [], [])  # no grad_norm, no lr
     assert _series({"log_history": {"step": 1}}) == ([], [], [], []) and _series({}) == ([], [], [], [])

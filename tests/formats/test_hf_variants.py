@@ -41,17 +41,29 @@ def training_args(tmp_path_factory):
 def dcp_shards(tmp_path_factory):
     """pytorch_model_fsdp_0/ and optimizer_0/ as torch.distributed.checkpoint writes them from 2 ranks."""
     out = tmp_path_factory.mktemp("dcp")
-    r = subprocess.run([sys.executable, str(HERE / "dcp_writer.py"), str(out), str(free_port())], capture_output=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, str(HERE / "dcp_writer.py"), str(out), str(free_port())], capture_output=True, timeout=300
+    )
     assert r.returncode == 0, r.stderr.decode()[-2000:]
     return out
 
 
 def trainer_files(d: Path, step: int, args: bytes, best: str | None, world: int = 2) -> None:
-    write_json(d / "trainer_state.json", {"best_model_checkpoint": best, "eval_steps": 10, "global_step": step,
-                                           "log_history": [e for k in range(10, step + 1, 10) for e in
-                                                           ({"step": k, "loss": 1.0 / k}, {"step": k, "eval_loss": 2.0 / k})],
-                                           "max_steps": 100,
-                                           "save_steps": 10})
+    write_json(
+        d / "trainer_state.json",
+        {
+            "best_model_checkpoint": best,
+            "eval_steps": 10,
+            "global_step": step,
+            "log_history": [
+                e
+                for k in range(10, step + 1, 10)
+                for e in ({"step": k, "loss": 1.0 / k}, {"step": k, "eval_loss": 2.0 / k})
+            ],
+            "max_steps": 100,
+            "save_steps": 10,
+        },
+    )
     (d / "training_args.bin").write_bytes(args)
     torch.save({"lr": 1}, d / "scheduler.pt")
     for r in range(world):
@@ -69,7 +81,10 @@ def zero3_checkpoint(ck: Path, step: int, args: bytes, best: str | None = None, 
     (d / "zero_to_fp32.py").write_text("# DeepSpeed's recovery script\n")
     for r in range(world):
         torch.save({"module": None, "ds_version": "0.15"}, tag / f"zero_pp_rank_{r}_mp_rank_00_model_states.pt")
-        torch.save({"optimizer_state_dict": {"fp32": torch.zeros(16)}}, tag / f"bf16_zero_pp_rank_{r}_mp_rank_00_optim_states.pt")
+        torch.save(
+            {"optimizer_state_dict": {"fp32": torch.zeros(16)}},
+            tag / f"bf16_zero_pp_rank_{r}_mp_rank_00_optim_states.pt",
+        )
     return d
 
 
@@ -130,7 +145,10 @@ def test_fsdp_cut_short_shard_and_missing_metadata_are_incomplete(tmp_path, trai
     shard.write_bytes(shard.read_bytes()[:1000])
     (ck / "checkpoint-30" / "optimizer_0" / ".metadata").unlink()
     age(tmp_path)
-    found = {f["data"]["checkpoint"]: " ".join(f["data"]["missing"]) for f in findings(audit(tmp_path), "checkpoints.incomplete")}
+    found = {
+        f["data"]["checkpoint"]: " ".join(f["data"]["missing"])
+        for f in findings(audit(tmp_path), "checkpoints.incomplete")
+    }
     assert sorted(found) == ["checkpoint-20", "checkpoint-30"], found
     assert "__1_0.distcp is cut short (1000 bytes" in found["checkpoint-20"]
     assert "optimizer_0/.metadata is missing" in found["checkpoint-30"]
@@ -181,4 +199,9 @@ def test_limit_the_trainer_was_given_makes_the_prune_safe(tmp_path, training_arg
     assert bloat["data"]["limit"] == 3 and bloat["data"]["limit_source"] == "run"
     assert [f["safety"] for f in bloat["fixes"]] == ["safe"]
     out = fix(tmp_path, "--safe")
-    assert sorted(p.name for p in ck.iterdir()) == ["checkpoint-10", "checkpoint-30", "checkpoint-40", "checkpoint-50"], out
+    assert sorted(p.name for p in ck.iterdir()) == [
+        "checkpoint-10",
+        "checkpoint-30",
+        "checkpoint-40",
+        "checkpoint-50",
+    ], out

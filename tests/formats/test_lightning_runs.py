@@ -28,8 +28,13 @@ def runs(tmp_path_factory):
     run(base / "val-off", save_last=True)  # validation off (limit_val_batches=0), save_top_k=-1 every 5 steps
     run(base / "nan", val_every=10, val_loss_at=lambda s: math.nan if s >= 30 else 1.0 / (s + 1))
     run(base / "tb-nan", val_every=10, tensorboard=True, val_loss_at=lambda s: math.nan if s >= 30 else 1.0 / (s + 1))
-    run(base / "topk", val_every=10, monitor="val_loss", every_n_train_steps=None,
-        val_loss_at=lambda s: abs(s - 20) / 10 + 0.1)  # best at step 20; every validation saved (save_top_k=-1)
+    run(
+        base / "topk",
+        val_every=10,
+        monitor="val_loss",
+        every_n_train_steps=None,
+        val_loss_at=lambda s: abs(s - 20) / 10 + 0.1,
+    )  # best at step 20; every validation saved (save_top_k=-1)
     return base
 
 
@@ -37,7 +42,9 @@ def test_validation_off_twelve_checkpoints_kept_forever(runs, tmp_path):
     base = copy_run(runs, "val-off", tmp_path)
     assert (base / CK / "last.ckpt").exists()
     report = audit(base)
-    assert codes(report) == ["checkpoints.bloat", "checkpoints.no-retention", "validation.not-running"], report["findings"]
+    assert codes(report) == ["checkpoints.bloat", "checkpoints.no-retention", "validation.not-running"], report[
+        "findings"
+    ]
     assert inferred(report)["paths.checkpoints"] == str(CK) and inferred(report)["run.format"] == "lightning"
     assert report["facts"]["checkpoints"]["count"] == 12  # last.ckpt is a copy of one, not one more
     [nr] = findings(report, "checkpoints.no-retention")
@@ -54,7 +61,9 @@ def test_validation_off_twelve_checkpoints_kept_forever(runs, tmp_path):
 def test_validation_loss_turning_nan(runs, tmp_path):
     base = copy_run(runs, "nan", tmp_path)
     report = audit(base)
-    assert codes(report) == ["checkpoints.bloat", "checkpoints.no-retention", "validation.non-finite"], report["findings"]
+    assert codes(report) == ["checkpoints.bloat", "checkpoints.no-retention", "validation.non-finite"], report[
+        "findings"
+    ]
     [nf] = findings(report, "validation.non-finite")
     assert "metrics.csv shows the validation loss nan from step 29" in nf["problem"][0]
     assert nf["evidence"][0]["observed"].splitlines()[-1].endswith(",nan")
@@ -67,7 +76,9 @@ def test_tensorboard_logger_history_read_through_the_extra(runs, tmp_path):
     assert not list(base.rglob("metrics.csv")) and list(base.rglob("events.out.tfevents.*"))
     report = audit(base)
     [nf] = findings(report, "validation.non-finite")
-    assert "TensorBoard event files" in nf["problem"][0] and nf["evidence"][0]["command"].startswith("tensorboard --inspect")
+    assert "TensorBoard event files" in nf["problem"][0] and nf["evidence"][0]["command"].startswith(
+        "tensorboard --inspect"
+    )
 
 
 def test_top_k_on_a_monitored_metric_prune_keeps_the_best(runs, tmp_path):
@@ -78,7 +89,9 @@ def test_top_k_on_a_monitored_metric_prune_keeps_the_best(runs, tmp_path):
     before = sorted(os.listdir(base / CK))
     assert len(before) == 6
     out = fix(base, "--unsafe", "--keep", "2", "--yes", "--only", "checkpoints")
-    assert sorted(os.listdir(base / CK)) == ["epoch=1-step=20.ckpt", "epoch=3-step=50.ckpt", "epoch=3-step=60.ckpt"], out
+    assert sorted(os.listdir(base / CK)) == ["epoch=1-step=20.ckpt", "epoch=3-step=50.ckpt", "epoch=3-step=60.ckpt"], (
+        out
+    )
 
 
 def test_a_ckpt_cut_short_is_incomplete_and_a_whole_one_is_not(runs, tmp_path):

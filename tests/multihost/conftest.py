@@ -73,8 +73,15 @@ class Host:
 
     def spawn(self, argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
         """Start ``argv`` there; its output lines are collected (``output``)."""
-        p = subprocess.Popen(self._argv(argv), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             env={**os.environ, **(env or {})}, start_new_session=True)
+        p = subprocess.Popen(
+            self._argv(argv),
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
         self.runs.append(p)
         lines: list[str] = []
         self.lines[p.pid] = lines
@@ -148,5 +155,6 @@ def lease_ws(base: Path, lease_s: float = 2.0, margin_s: float = 0.5) -> Path:
     (base / "config.json").write_text(json.dumps({"base_model": "m"}))
     (base / "healthkit.toml").write_text(
         f'[processes]\ndaemon = ["fake_daemon.py"]\ntraining = ["train.py"]\n'
-        f"[daemon]\nlease_seconds = {lease_s}\n[thresholds]\nclock_skew_seconds = {margin_s}\n")
+        f"[daemon]\nlease_seconds = {lease_s}\n[thresholds]\nclock_skew_seconds = {margin_s}\n"
+    )
     return base

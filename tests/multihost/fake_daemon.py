@@ -23,8 +23,9 @@ def claim() -> None:
     global keeper
     me = psutil.Process()
     lease_s, margin_s = lease_settings(lay.base)
-    keeper = LeaseKeeper(lay.pid_file, ensure_workspace_id(lay.base), me.pid, me.create_time(), lease_s, margin_s,
-                         lay.status_dir)
+    keeper = LeaseKeeper(
+        lay.pid_file, ensure_workspace_id(lay.base), me.pid, me.create_time(), lease_s, margin_s, lay.status_dir
+    )
     keeper.acquire()
 
 

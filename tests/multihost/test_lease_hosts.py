@@ -26,8 +26,10 @@ def codes_of(report: dict) -> list[str]:
 
 def start_fake(host, ws, env=None):
     p = host.spawn([sys.executable, str(FAKE_DAEMON), str(ws)], cwd=ws, env=env)
-    wait_for(lambda: any(x.startswith(("ready", "held", "locked")) for x in host.output(p)) or p.poll() is not None,
-             what=f"the fake daemon on {host.name}")
+    wait_for(
+        lambda: any(x.startswith(("ready", "held", "locked")) for x in host.output(p)) or p.poll() is not None,
+        what=f"the fake daemon on {host.name}",
+    )
     return p
 
 
@@ -92,12 +94,21 @@ def test_second_host_cannot_start_while_the_lease_is_fresh_even_with_host_local_
 
 def test_fix_safe_starts_nothing_while_another_host_holds_a_fresh_lease(tmp_path, hosts):
     ws = lease_ws(tmp_path / "ws", lease_s=30.0, margin_s=1.0)
-    (ws / "healthkit.toml").write_text((ws / "healthkit.toml").read_text().replace(
-        "[daemon]", f'daemon_command = ["{sys.executable}", "{FAKE_DAEMON}", "{{base}}"]\n[daemon]'))
+    (ws / "healthkit.toml").write_text(
+        (ws / "healthkit.toml")
+        .read_text()
+        .replace("[daemon]", f'daemon_command = ["{sys.executable}", "{FAKE_DAEMON}", "{{base}}"]\n[daemon]')
+    )
     start_fake(hosts("node1"), ws, env=HOST_LOCAL_LOCKS)
     (ws / ".daemon.pid").unlink()  # what a local audit once called daemon.not-running, with a start offered
-    out = subprocess.run([sys.executable, "-m", "healthkit.cli", "fix", str(ws), "--safe", "--yes"], cwd=REPO,
-                         capture_output=True, text=True, timeout=120, env={**__import__("os").environ, **HOST_LOCAL_LOCKS})
+    out = subprocess.run(
+        [sys.executable, "-m", "healthkit.cli", "fix", str(ws), "--safe", "--yes"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, **HOST_LOCAL_LOCKS},
+    )
     assert out.returncode in (0, 1), out.stdout + out.stderr
     journal = ws / "logs" / "healthkit-fix.jsonl"
     assert not journal.exists() or '"start"' not in journal.read_text(), journal.read_text()

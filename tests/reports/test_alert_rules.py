@@ -15,10 +15,24 @@ ALERTS = Path(__file__).resolve().parents[2] / "alerts"
 RULES = ALERTS / "healthkit.rules.yml"
 RULE_TESTS = ALERTS / "healthkit.rules.test.yml"
 STABLE_CODES = {  # the public contract (docs/architecture.md)
-    "daemon.dead", "daemon.pid-reused", "daemon.not-running", "daemon.orphaned-training", "checkpoints.bloat",
-    "checkpoints.no-retention", "checkpoints.incomplete", "config.doc-drift", "config.invalid",
-    "validation.not-running", "validation.overfitting", "disk.low-space", "disk.forecast-full", "training.stalled",
-    "queue.stuck", "monitor.down", "gpu.unhealthy", "monitoring.over-budget",
+    "daemon.dead",
+    "daemon.pid-reused",
+    "daemon.not-running",
+    "daemon.orphaned-training",
+    "checkpoints.bloat",
+    "checkpoints.no-retention",
+    "checkpoints.incomplete",
+    "config.doc-drift",
+    "config.invalid",
+    "validation.not-running",
+    "validation.overfitting",
+    "disk.low-space",
+    "disk.forecast-full",
+    "training.stalled",
+    "queue.stuck",
+    "monitor.down",
+    "gpu.unhealthy",
+    "monitoring.over-budget",
 }
 
 
@@ -29,7 +43,9 @@ def test_promtool_check_rules(promtool):
 
 
 def test_promtool_rule_unit_tests_fire_and_stay_quiet_as_expected(promtool):
-    proc = subprocess.run([promtool, "test", "rules", str(RULE_TESTS)], capture_output=True, text=True, timeout=60, cwd=ALERTS)
+    proc = subprocess.run(
+        [promtool, "test", "rules", str(RULE_TESTS)], capture_output=True, text=True, timeout=60, cwd=ALERTS
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -42,5 +58,10 @@ def test_rules_use_only_metrics_and_codes_that_exist():
     assert used and used <= emitted, used - emitted
     codes = set(re.findall(r'code="([^"]+)"', exprs))
     assert codes and codes <= STABLE_CODES, codes - STABLE_CODES
-    assert {"HealthkitDaemonDead", "HealthkitTrainingStalled", "HealthkitDiskForecastFull",
-            "HealthkitValidationNotRunning", "HealthkitReportStale"} <= set(re.findall(r"alert: (\w+)", text))
+    assert {
+        "HealthkitDaemonDead",
+        "HealthkitTrainingStalled",
+        "HealthkitDiskForecastFull",
+        "HealthkitValidationNotRunning",
+        "HealthkitReportStale",
+    } <= set(re.findall(r"alert: (\w+)", text))

@@ -35,8 +35,10 @@ def test_the_status_value_is_not_plotted_at_the_current_step() -> None:
 
 
 def test_a_newer_evaluation_is_plotted_at_the_step_the_status_names() -> None:
-    facts = {"log_history": HISTORY, "training": {"step": 65, "loss": 1.6, "loss_step": 64, "val_loss": 1.7,
-                                                  "val_loss_step": 60}}
+    facts = {
+        "log_history": HISTORY,
+        "training": {"step": 65, "loss": 1.6, "loss_step": 64, "val_loss": 1.7, "val_loss_step": 60},
+    }
     train, evals = loss_series(facts)
     assert evals == [(50.0, 1.749), (60.0, 1.7)] and train[-1] == (64.0, 1.6)
     html = render(make_report({"validation": []}, facts=facts), "html")
@@ -58,12 +60,12 @@ def test_the_live_history_adds_each_measurement_once_at_its_step() -> None:
     h = LiveHistory(maxlen=3)
     statuses = [
         {"step": 1, "loss": 2.0, "loss_step": 1},
-        {"step": 1, "loss": 2.0, "loss_step": 1},                       # the same reading again: no new point
+        {"step": 1, "loss": 2.0, "loss_step": 1},  # the same reading again: no new point
         {"step": 5, "loss": 1.5, "loss_step": 5, "val_loss": 1.9, "val_loss_step": 5},
-        {"step": 7, "loss": 1.2, "loss_step": 7, "val_loss": 1.9, "val_loss_step": 5},   # no new evaluation
+        {"step": 7, "loss": 1.2, "loss_step": 7, "val_loss": 1.9, "val_loss_step": 5},  # no new evaluation
         {"step": 10, "loss": 1.0, "loss_step": 10, "val_loss": 1.9, "val_loss_step": 10},  # a new one, same value
         {"step": 11, "loss": float("nan"), "loss_step": 11},
-        {"step": 12, "loss": 0.9, "val_loss": 1.8},                      # a status that names no step: nothing plotted
+        {"step": 12, "loss": 0.9, "val_loss": 1.8},  # a status that names no step: nothing plotted
     ]
     for s in statuses:
         h.observe({"current_file": "a.jsonl", **s})
@@ -78,6 +80,7 @@ def test_the_markdown_chart_note_says_there_is_no_checkpoint(tmp_path) -> None:
     """`audit --output DIR` after a file completed (its checkpoints cleared): the note says so, not "no loss history"."""
     from healthkit.reporting.chart import write_loss_chart
 
-    chart = write_loss_chart({"training": {"state": "completed", "val_loss": 1.5}, "checkpoints": {"count": 0}},
-                             tmp_path, "20240501T120000Z")
+    chart = write_loss_chart(
+        {"training": {"state": "completed", "val_loss": 1.5}, "checkpoints": {"count": 0}}, tmp_path, "20240501T120000Z"
+    )
     assert chart.path is None and chart.note.startswith("No loss chart: there is no checkpoint to read a loss history")

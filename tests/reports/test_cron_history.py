@@ -13,10 +13,30 @@ from hkreports import FACTS, make_report, write_state
 
 from healthkit.reporting.history import finding_identities, prune, since_last, write_history
 
-DEAD = {"code": "daemon.dead", "severity": "critical", "title": "Daemon dead (PID 4242)", "data": {"pid_file": "/ws/.daemon.pid"}}
-BLOAT = {"code": "checkpoints.bloat", "severity": "warning", "title": "12 checkpoints", "data": {"dir": "/ws/current_model"}}
-DRIFT_CLAUDE = {"code": "config.doc-drift", "severity": "warning", "title": "CLAUDE.md drifts", "data": {"doc": "CLAUDE.md"}}
-DRIFT_README = {"code": "config.doc-drift", "severity": "warning", "title": "README.md drifts", "data": {"doc": "README.md"}}
+DEAD = {
+    "code": "daemon.dead",
+    "severity": "critical",
+    "title": "Daemon dead (PID 4242)",
+    "data": {"pid_file": "/ws/.daemon.pid"},
+}
+BLOAT = {
+    "code": "checkpoints.bloat",
+    "severity": "warning",
+    "title": "12 checkpoints",
+    "data": {"dir": "/ws/current_model"},
+}
+DRIFT_CLAUDE = {
+    "code": "config.doc-drift",
+    "severity": "warning",
+    "title": "CLAUDE.md drifts",
+    "data": {"doc": "CLAUDE.md"},
+}
+DRIFT_README = {
+    "code": "config.doc-drift",
+    "severity": "warning",
+    "title": "README.md drifts",
+    "data": {"doc": "README.md"},
+}
 STALLED = {"code": "training.stalled", "severity": "critical", "title": "No status update for 2h"}
 
 
@@ -49,13 +69,22 @@ def test_two_cron_runs_report_exactly_what_changed(workspace, cli, tmp_path):
     since = two["since_last"]
     assert since["previous"]["file"] == reports(out, "json")[0]
     assert codes(since["new"]) == [("training.stalled", "No status update for 2h")]
-    assert codes(since["resolved"]) == [("config.doc-drift", "README.md drifts"), ("daemon.dead", "Daemon dead (PID 4242)")]
-    assert codes(since["still_open"]) == [("checkpoints.bloat", "14 checkpoints"), ("config.doc-drift", "CLAUDE.md drifts")]
+    assert codes(since["resolved"]) == [
+        ("config.doc-drift", "README.md drifts"),
+        ("daemon.dead", "Daemon dead (PID 4242)"),
+    ]
+    assert codes(since["still_open"]) == [
+        ("checkpoints.bloat", "14 checkpoints"),
+        ("config.doc-drift", "CLAUDE.md drifts"),
+    ]
 
     md = (out / "latest.md").read_text(encoding="utf-8")
-    section = md[md.index("## 🔄 SINCE LAST REPORT"):].split("\n---\n")[0]
+    section = md[md.index("## 🔄 SINCE LAST REPORT") :].split("\n---\n")[0]
     assert "**New (1):**\n- 🔴 `training.stalled`: No status update for 2h" in section
-    assert "**Resolved (2):**\n- ✅ `daemon.dead`: Daemon dead (PID 4242)\n- ✅ `config.doc-drift`: README.md drifts" in section
+    assert (
+        "**Resolved (2):**\n- ✅ `daemon.dead`: Daemon dead (PID 4242)\n- ✅ `config.doc-drift`: README.md drifts"
+        in section
+    )
     assert "**Still open (2):**" in section
     assert md == (out / f"{reports(out, 'md')[-1]}").read_text(encoding="utf-8")  # latest.md is the newest report
     assert len(reports(out, "md")) == len(reports(out, "json")) == 2
@@ -103,14 +132,22 @@ def test_keep_must_be_positive(workspace, cli, tmp_path):
 
 
 def test_identity_is_code_plus_stable_data_not_title():
-    a = [{"code": "x.y", "title": "3 things", "data": {"path": "/a", "count": 3}},
-         {"code": "x.y", "title": "4 things", "data": {"path": "/b", "count": 4}},
-         {"code": "z.z", "title": "once"}]
+    a = [
+        {"code": "x.y", "title": "3 things", "data": {"path": "/a", "count": 3}},
+        {"code": "x.y", "title": "4 things", "data": {"path": "/b", "count": 4}},
+        {"code": "z.z", "title": "once"},
+    ]
     assert finding_identities(a) == ["x.y[path=/a]", "x.y[path=/b]", "z.z"]
     twice = [{"code": "q.q", "title": "one"}, {"code": "q.q", "title": "two"}]
     assert finding_identities(twice) == ["q.q|one", "q.q|two"]
-    prev = {"status": "warning", "findings": [{"code": "x.y", "severity": "warning", "title": "3", "data": {"path": "/a"}}]}
-    cur = {"status": "critical", "findings": [{"code": "x.y", "severity": "critical", "title": "9", "data": {"path": "/a"}}]}
+    prev = {
+        "status": "warning",
+        "findings": [{"code": "x.y", "severity": "warning", "title": "3", "data": {"path": "/a"}}],
+    }
+    cur = {
+        "status": "critical",
+        "findings": [{"code": "x.y", "severity": "critical", "title": "9", "data": {"path": "/a"}}],
+    }
     s = since_last(prev, cur, "report-1.json")
     assert s["new"] == [] and s["resolved"] == []
     assert s["still_open"][0]["severity_was"] == "warning"
@@ -153,10 +190,14 @@ main()
 """
 
 
-@pytest.mark.parametrize("env_extra", [
-    {},  # what cron gives: no LANG, no LC_* at all
-    {"LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"},  # plain ASCII locale, Python's UTF-8 mode off
-], ids=["no-locale", "ascii-locale"])
+@pytest.mark.parametrize(
+    "env_extra",
+    [
+        {},  # what cron gives: no LANG, no LC_* at all
+        {"LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"},  # plain ASCII locale, Python's UTF-8 mode off
+    ],
+    ids=["no-locale", "ascii-locale"],
+)
 def test_cron_without_a_locale_still_writes_utf8(tmp_path, env_extra):
     """Emoji, a non-ASCII title and a non-ASCII workspace path are written as UTF-8 whatever the locale."""
     ws = tmp_path / "w\u00f6rkspace"
@@ -174,7 +215,9 @@ def test_cron_without_a_locale_still_writes_utf8(tmp_path, env_extra):
 
 def test_folder_json_matches_the_published_report_schema(tmp_path):
     jsonschema = pytest.importorskip("jsonschema", reason="jsonschema not installed (dev extra)")
-    schema = json.loads((Path(__file__).resolve().parents[2] / "healthkit" / "schemas" / "report.schema.json").read_text())
+    schema = json.loads(
+        (Path(__file__).resolve().parents[2] / "healthkit" / "schemas" / "report.schema.json").read_text()
+    )
     write_history(make_report(), tmp_path)
     write_history(make_report(generated_at="2024-05-01T13:00:00+00:00"), tmp_path)
     data = json.loads((tmp_path / "latest.json").read_text(encoding="utf-8"))

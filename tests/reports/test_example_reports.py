@@ -95,15 +95,28 @@ def test_reports_folder_matches_what_demo_writes(tmp_path: Path) -> None:
     committed = read_set(REPORTS)
     for fmt in EXAMPLE_FORMATS:
         if fresh[fmt] != committed[fmt]:
-            diff = "\n".join(difflib.unified_diff(committed[fmt].splitlines(), fresh[fmt].splitlines(),
-                                                  f"reports/{EXAMPLE_NAME}.{fmt}", "demo now", lineterm="", n=1))
-            pytest.fail(f"reports/{EXAMPLE_NAME}.{fmt} is out of date (healthkit demo --reports reports/):\n{diff[:4000]}")
+            diff = "\n".join(
+                difflib.unified_diff(
+                    committed[fmt].splitlines(),
+                    fresh[fmt].splitlines(),
+                    f"reports/{EXAMPLE_NAME}.{fmt}",
+                    "demo now",
+                    lineterm="",
+                    n=1,
+                )
+            )
+            pytest.fail(
+                f"reports/{EXAMPLE_NAME}.{fmt} is out of date (healthkit demo --reports reports/):\n{diff[:4000]}"
+            )
 
 
 def test_normalising_keeps_a_real_change_visible(tmp_path: Path) -> None:
     """The normaliser hides run-to-run values only: a changed finding text still differs."""
-    data = {"workspace": "/tmp/x/training", "hostname": "box", "findings": [
-        {"code": "daemon.dead", "data": {"pid": 4242}}]}
+    data = {
+        "workspace": "/tmp/x/training",
+        "hostname": "box",
+        "findings": [{"code": "daemon.dead", "data": {"pid": 4242}}],
+    }
     a = normalise("PID 4242 in /tmp/x/training at 2024-05-01T12:00:00+00:00 on `box`, 12.5 ms", data)
     assert a == "PID <PID> in <WS> at <TIME> on `<HOST>`, <MS> ms"
     assert normalise("PID 4243 in /tmp/x/training", data) != normalise("PID 4242 in /tmp/x/training", data)

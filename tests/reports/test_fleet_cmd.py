@@ -30,13 +30,17 @@ def make_ws(path: Path, dead_pid: int | None = None) -> Path:
 
 @pytest.fixture
 def fleet(tmp_path, dead_pid) -> dict[str, Path]:
-    return {"ok": make_ws(tmp_path / "a" / "ws"), "dead": make_ws(tmp_path / "b" / "ws", dead_pid),
-            "gone": tmp_path / "never-made"}
+    return {
+        "ok": make_ws(tmp_path / "a" / "ws"),
+        "dead": make_ws(tmp_path / "b" / "ws", dead_pid),
+        "gone": tmp_path / "never-made",
+    }
 
 
 def by_workspace(text: str, name: str, **labels: str) -> dict[str, float]:
-    return {dict(ls)["workspace"]: v for (n, ls), v in samples(text).items()
-            if n == name and set(labels.items()) <= set(ls)}
+    return {
+        dict(ls)["workspace"]: v for (n, ls), v in samples(text).items() if n == name and set(labels.items()) <= set(ls)
+    }
 
 
 def test_one_textfile_for_all_and_the_unreadable_one_has_its_own_unknown(cli, fleet, tmp_path):
@@ -72,7 +76,9 @@ def test_prom_to_a_folder_also_writes_the_one_textfile_there(cli, fleet, tmp_pat
 def test_textfile_passes_promtool(cli, fleet, tmp_path, promtool):
     out = tmp_path / "h.prom"
     cli("audit", fleet["ok"], fleet["dead"], fleet["gone"], "-f", "prom", "-o", out)
-    proc = subprocess.run([promtool, "check", "metrics"], input=out.read_text(), capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        [promtool, "check", "metrics"], input=out.read_text(), capture_output=True, text=True, timeout=30
+    )
     assert proc.returncode == 0 and not (proc.stdout + proc.stderr).strip(), proc.stdout + proc.stderr
 
 
@@ -83,7 +89,10 @@ def test_folder_output_keeps_a_history_per_workspace_and_a_fleet_page(cli, fleet
     assert sorted(os.listdir(out)) == sorted([folder_name(fleet["ok"]), folder_name(fleet["dead"]), "index.html"])
     latest = json.loads((out / folder_name(fleet["dead"]) / "latest.json").read_text())
     assert latest["workspace"] == str(fleet["dead"]) and latest["status"] == "critical"
-    assert by_workspace((tmp_path / "t.prom").read_text(), "healthkit_status") == {str(fleet["ok"]): 0, str(fleet["dead"]): 2}
+    assert by_workspace((tmp_path / "t.prom").read_text(), "healthkit_status") == {
+        str(fleet["ok"]): 0,
+        str(fleet["dead"]): 2,
+    }
 
     # Second run: the "ok" workspace is gone and "dead" left the job; both rows stay, each saying so.
     import shutil
@@ -97,7 +106,10 @@ def test_folder_output_keeps_a_history_per_workspace_and_a_fleet_page(cli, fleet
     assert f"workspace {fleet['ok']} does not exist" in page
     for link in re.findall(r'href="([^"]+/index.html)"', page):
         assert (out / link).is_file(), link  # each row links to that workspace's history page
-    assert len([n for n in os.listdir(out / folder_name(fleet["ok"])) if n.endswith(".json") and n.startswith("report-")]) == 2
+    assert (
+        len([n for n in os.listdir(out / folder_name(fleet["ok"])) if n.endswith(".json") and n.startswith("report-")])
+        == 2
+    )
 
 
 def test_registry_is_loaded_once_for_the_whole_fleet(cli, tmp_path, monkeypatch):
@@ -135,7 +147,8 @@ def test_single_workspace_textfile_comes_from_the_same_audit(cli, fleet, tmp_pat
     from healthkit.reporting.render.prom import _timestamp
 
     assert by_workspace((tmp_path / "t.prom").read_text(), "healthkit_last_run_timestamp_seconds") == {
-        str(fleet["dead"]): _timestamp(stamp)}
+        str(fleet["dead"]): _timestamp(stamp)
+    }
 
 
 def test_folder_names_are_stable_readable_and_apart():
@@ -150,8 +163,10 @@ def test_schedule_prints_one_job_for_several_workspaces(tmp_path):
     s = build([a, b, a], reports=tmp_path / "reports", textfile_dir=tmp_path / "tf", command=["/opt/hk"])
     assert s.name == FLEET_NAME
     (execs,) = [ln for ln in s.service.splitlines() if ln.startswith("ExecStart=")]
-    assert execs == (f"ExecStart=/opt/hk audit {a} {b} --output {tmp_path}/reports/ --keep 50 "
-                     f"--textfile {tmp_path}/tf/{FLEET_NAME}.prom")
+    assert execs == (
+        f"ExecStart=/opt/hk audit {a} {b} --output {tmp_path}/reports/ --keep 50 "
+        f"--textfile {tmp_path}/tf/{FLEET_NAME}.prom"
+    )
     assert "WorkingDirectory=" not in s.service  # no one workspace's folder may stop the whole job
     line = next(ln for ln in s.crontab.splitlines() if not ln.startswith("#"))
     assert line.count(" audit ") == 1 and shlex.quote(str(b)) in line
@@ -181,7 +196,8 @@ def test_the_unreadable_workspace_report_is_a_valid_report_in_every_format(cli, 
     report = json.loads((folder / "latest.json").read_text(encoding="utf-8"))
     jsonschema.validate(report, schema)
     assert [(c["check"], c["status"], c["error"]) for c in report["checks"]] == [
-        ("workspace", "unknown", f"workspace {fleet['gone']} does not exist")]
+        ("workspace", "unknown", f"workspace {fleet['gone']} does not exist")
+    ]
     assert "does not exist" in (folder / "latest.xml").read_text(encoding="utf-8")
 
 
@@ -199,10 +215,16 @@ def test_every_workspaces_slow_reads_start_before_the_first_audit(cli, tmp_path,
 
     events = []
     real_prefetch, real_audit = Workspace.prefetch, healthkit.core.api.audit
-    monkeypatch.setattr(Workspace, "prefetch", lambda self: events.append(("prefetch", self.base.name)) or real_prefetch(self))
-    monkeypatch.setattr(healthkit.core.api, "audit", lambda ws, **k: events.append(("audit", ws.base.name)) or real_audit(ws, **k))
+    monkeypatch.setattr(
+        Workspace, "prefetch", lambda self: events.append(("prefetch", self.base.name)) or real_prefetch(self)
+    )
+    monkeypatch.setattr(
+        healthkit.core.api, "audit", lambda ws, **k: events.append(("audit", ws.base.name)) or real_audit(ws, **k)
+    )
     paths = [make_ws(tmp_path / f"ws{i}") for i in range(3)]
-    res = cli("audit", *paths, "-f", "json", "--workspace-deadline", "0")  # in this process (children: tests/test_deadlines.py)
+    res = cli(
+        "audit", *paths, "-f", "json", "--workspace-deadline", "0"
+    )  # in this process (children: tests/test_deadlines.py)
     assert res.exit_code == 0, res.output
     firsts = [e for e in events if e[0] == "prefetch"][:3]
     assert firsts == [("prefetch", "ws0"), ("prefetch", "ws1"), ("prefetch", "ws2")]

@@ -23,8 +23,13 @@ HK = [sys.executable, "-m", "healthkit.cli"]
 
 
 def hk(*args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run([*HK, *map(str, args)], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "HEALTHKIT_NOTIFY_URLS": ""})
+    return subprocess.run(
+        [*HK, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HEALTHKIT_NOTIFY_URLS": ""},
+    )
 
 
 def latest(reports: Path, ws: Path) -> dict:
@@ -47,7 +52,20 @@ def test_one_process_heals_each_workspace_and_writes_one_fleet_page_and_one_text
     gone = make_ws(tmp_path / "c" / "ws")
     shutil.rmtree(gone)  # removed before the job ran
     reports, prom = tmp_path / "reports", tmp_path / "textfiles" / "healthkit-fleet.prom"
-    cmd = ("fix", ok, dead, gone, "--safe", "--scheduled", "--every", "1m", "--output", f"{reports}/", "--textfile", prom)
+    cmd = (
+        "fix",
+        ok,
+        dead,
+        gone,
+        "--safe",
+        "--scheduled",
+        "--every",
+        "1m",
+        "--output",
+        f"{reports}/",
+        "--textfile",
+        prom,
+    )
 
     r = hk(*cmd)
     assert r.returncode == 3, r.stdout + r.stderr  # the removed workspace is UNKNOWN; the healed one is OK now
@@ -91,7 +109,9 @@ def test_one_process_heals_each_workspace_and_writes_one_fleet_page_and_one_text
 
 def test_a_workspace_whose_heal_is_refused_does_not_stop_the_others(tmp_path, dead_pid):
     refused = make_ws(tmp_path / "x" / "ws", dead_pid)
-    (refused / "healthkit.toml").write_text('[processes]\ndaemon = ["training_daemon.py"]\n[paths]\njournal = "../j.jsonl"\n')
+    (refused / "healthkit.toml").write_text(
+        '[processes]\ndaemon = ["training_daemon.py"]\n[paths]\njournal = "../j.jsonl"\n'
+    )
     dead = make_ws(tmp_path / "y" / "ws", dead_pid)
     reports, prom = tmp_path / "r", tmp_path / "t" / "f.prom"
     r = hk("fix", refused, dead, "--safe", "--scheduled", "--output", f"{reports}/", "--textfile", prom)
@@ -122,9 +142,11 @@ def test_the_printed_heal_job_for_several_workspaces_runs_as_printed(tmp_path, d
     printed = hk("schedule", ok, dead, "--heal", "--every", "5m", "--output", reports, "--textfile-dir", textdir)
     assert printed.returncode == 0, printed.stderr
     exec_start = next(line for line in printed.stdout.splitlines() if line.startswith("ExecStart="))
-    argv = shlex.split(exec_start[len("ExecStart="):])
-    assert argv[argv.index("fix") + 1:argv.index("fix") + 3] == [str(ok), str(dead)]
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=300, env={**os.environ, "HEALTHKIT_NOTIFY_URLS": ""})
+    argv = shlex.split(exec_start[len("ExecStart=") :])
+    assert argv[argv.index("fix") + 1 : argv.index("fix") + 3] == [str(ok), str(dead)]
+    r = subprocess.run(
+        argv, capture_output=True, text=True, timeout=300, env={**os.environ, "HEALTHKIT_NOTIFY_URLS": ""}
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert not (dead / ".daemon.pid").exists()
     assert set(fleet_rows(reports)) == {folder_name(ok), folder_name(dead)}
@@ -138,9 +160,17 @@ def test_a_workspace_whose_fix_lock_stays_held_is_unknown_and_the_next_is_still_
     from healthkit.scheduled.unattended import heal_many
 
     busy, dead = make_ws(tmp_path / "busy", dead_pid), make_ws(tmp_path / "dead", dead_pid)
-    holder = subprocess.Popen([sys.executable, "-c", "import sys; from pathlib import Path; from healthkit.fix.lock import FixLock; "
-                               f"FixLock(Path({str(busy)!r})).acquire(); print('held', flush=True); sys.stdin.read()"],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from healthkit.fix.lock import FixLock; "
+            f"FixLock(Path({str(busy)!r})).acquire(); print('held', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline() == "held\n"
         done = heal_many([busy, dead], tmp_path / "r", textfile=tmp_path / "t.prom", out=StringIO(), lock_wait_s=0.2)
@@ -172,7 +202,9 @@ def test_each_workspace_tells_its_own_channel_from_its_own_state(tmp_path, dead_
         rx.close()
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
     assert rx.paths == ["/hook/dead", "/hook/ok"]  # one message per heal, each to its workspace's channel, nothing else
-    assert [f"Workspace: {w}" in m["message"] and "daemon.dead" in m["message"] and "healed" in m["title"]
-            for m, w in zip(rx.got, (dead, ok))] == [True, True]
+    assert [
+        f"Workspace: {w}" in m["message"] and "daemon.dead" in m["message"] and "healed" in m["title"]
+        for m, w in zip(rx.got, (dead, ok))
+    ] == [True, True]
     assert f"{dead}: notify json://127.0.0.1:{rx.port}/…: sent" in first.stderr  # named per workspace, no token
     assert f"{ok}: notify" not in first.stderr

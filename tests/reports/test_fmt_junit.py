@@ -25,13 +25,17 @@ def cases(text: str) -> dict[str, ET.Element]:
 
 def test_schema_rejects_what_ci_would_choke_on(schema):
     assert not schema.is_valid('<testsuites><testsuite name="x" tests="two" failures="0" errors="0"/></testsuites>')
-    assert not schema.is_valid('<testsuites><testsuite name="x" tests="1" failures="0" errors="0">'
-                               '<testcase name="a"/></testsuite></testsuites>')  # classname missing
+    assert not schema.is_valid(
+        '<testsuites><testsuite name="x" tests="1" failures="0" errors="0">'
+        '<testcase name="a"/></testsuite></testsuites>'
+    )  # classname missing
 
 
 def test_valid_and_one_testcase_per_check(schema):
     r = make_report(unknown=("gpu",))
-    r = type(r)(**{**r.__dict__, "load_errors": [LoadError("entry point broken = x.y", "failed to load: ImportError: x")]})
+    r = type(r)(
+        **{**r.__dict__, "load_errors": [LoadError("entry point broken = x.y", "failed to load: ImportError: x")]}
+    )
     text = render(r, "junit")
     schema.validate(text)
     got = cases(text)
@@ -64,8 +68,13 @@ def test_fail_level_critical_lets_warnings_pass_but_keeps_their_text(schema):
 
 
 def test_text_that_xml_cannot_carry_is_dropped_not_fatal(schema):
-    ugly = Finding("daemon.dead", Severity.CRITICAL, 'bad \x1b[31m"red"\x00 & <tag>', ["p"],
-                   evidence=[Evidence("tail log", "line\x07 with bell\udcff")])
+    ugly = Finding(
+        "daemon.dead",
+        Severity.CRITICAL,
+        'bad \x1b[31m"red"\x00 & <tag>',
+        ["p"],
+        evidence=[Evidence("tail log", "line\x07 with bell\udcff")],
+    )
     text = render(make_report({"daemon": [ugly]}), "junit")
     schema.validate(text)
     failure = cases(text)["daemon"].find("failure")

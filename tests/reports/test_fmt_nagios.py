@@ -27,24 +27,31 @@ def test_status_line_and_perfdata():
     assert perf_map["disk_free_pct"] == "5%;;;0;100"
     assert perf_map["step"] == "1000;;;0;4000"
     assert perf_map["val_loss"] == "1.4;;;"
-    assert rest == ["[CRITICAL] daemon.dead: Training daemon is dead",
-                    "[WARNING] checkpoints.bloat: 12 checkpoints use 40.0G",
-                    "[WARNING] validation.not-running: Validation never ran"]
+    assert rest == [
+        "[CRITICAL] daemon.dead: Training daemon is dead",
+        "[WARNING] checkpoints.bloat: 12 checkpoints use 40.0G",
+        "[WARNING] validation.not-running: Validation never ran",
+    ]
 
 
 def test_ok_and_unknown_lines():
-    assert render(make_report({"daemon": []}, facts={}), "nagios").startswith("HEALTHKIT OK - 0 critical, 0 warning | critical=0;;;")
+    assert render(make_report({"daemon": []}, facts={}), "nagios").startswith(
+        "HEALTHKIT OK - 0 critical, 0 warning | critical=0;;;"
+    )
     text = render(make_report({"daemon": []}, facts={}, unknown=("disk",)), "nagios")
     assert text.startswith("HEALTHKIT UNKNOWN - 0 critical, 0 warning, could not check: disk | ")
     assert "[UNKNOWN] disk: did not finish within 10s" in text
 
 
-@pytest.mark.parametrize("findings,unknown,code,word", [
-    ([], None, 0, "OK"),
-    ([{"code": "disk.low-space", "severity": "warning", "title": "Disk | 95% full"}], None, 1, "WARNING"),
-    ([{"code": "daemon.dead", "severity": "critical", "title": "Daemon dead"}], None, 2, "CRITICAL"),
-    ([], "status file unreadable", 3, "UNKNOWN"),
-])
+@pytest.mark.parametrize(
+    "findings,unknown,code,word",
+    [
+        ([], None, 0, "OK"),
+        ([{"code": "disk.low-space", "severity": "warning", "title": "Disk | 95% full"}], None, 1, "WARNING"),
+        ([{"code": "daemon.dead", "severity": "critical", "title": "Daemon dead"}], None, 2, "CRITICAL"),
+        ([], "status file unreadable", 3, "UNKNOWN"),
+    ],
+)
 def test_cli_exit_codes_follow_the_plugin_convention(workspace, cli, findings, unknown, code, word):
     write_state(workspace, findings, unknown=unknown)
     res = cli("audit", workspace, "--format", "nagios")

@@ -15,8 +15,11 @@ from healthkit.reporting.render import prom
 def samples(text: str) -> dict[tuple[str, frozenset], float]:
     from prometheus_client.parser import text_string_to_metric_families
 
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for fam in text_string_to_metric_families(text) for s in fam.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
 
 
 def value(text: str, name: str, **labels: str) -> float:
@@ -71,7 +74,7 @@ def test_hand_written_fallback_matches_prometheus_client(report):
 def test_without_prometheus_client_the_fallback_is_used(report, monkeypatch):
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
     text = prom.render(report)
-    assert '# TYPE healthkit_status gauge' in text
+    assert "# TYPE healthkit_status gauge" in text
     assert 'healthkit_check_status{check="daemon",workspace="/data/ws"} 2.0' in text
 
 
@@ -92,8 +95,11 @@ def test_promtool_check_metrics_accepts_it(report, writer, promtool):
 
 
 def test_cli_writes_the_textfile_atomically(workspace, cli, tmp_path):
-    write_state(workspace, [{"code": "daemon.dead", "severity": "critical", "title": "Daemon dead"}],
-                facts={"checkpoints": {"count": 3, "bytes": 1024}})
+    write_state(
+        workspace,
+        [{"code": "daemon.dead", "severity": "critical", "title": "Daemon dead"}],
+        facts={"checkpoints": {"count": 3, "bytes": 1024}},
+    )
     textfile = tmp_path / "textfile" / "healthkit.prom"
     textfile.parent.mkdir()
     textfile.write_text("old\n")

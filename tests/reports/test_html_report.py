@@ -28,8 +28,13 @@ _URL = re.compile(r"""(?:src|href|url)\s*[=(]\s*["']?\s*(?:https?:)?//""", re.I)
 
 
 def _hostile_report():
-    dead = dataclasses.replace(DEAD, title=f"Daemon {HOSTILE}", problem=[f"doc line: {HOSTILE}"],
-                               evidence=[Evidence(f"cat '{HOSTILE}'", HOSTILE)], data={"pid": 4242, "file": HOSTILE})
+    dead = dataclasses.replace(
+        DEAD,
+        title=f"Daemon {HOSTILE}",
+        problem=[f"doc line: {HOSTILE}"],
+        evidence=[Evidence(f"cat '{HOSTILE}'", HOSTILE)],
+        data={"pid": 4242, "file": HOSTILE},
+    )
     return make_report({"daemon": [dead], "checkpoints": [BLOAT]}, workspace=f"/data/{HOSTILE}")
 
 
@@ -42,7 +47,13 @@ def test_html_has_what_markdown_has(report) -> None:
             assert line in md and escape(line) in html, line
         for e in f.evidence:
             assert e.command in html
-    for section in ("What's working", "Recommendations", "Root cause analysis", "Current training status", "Checks run"):
+    for section in (
+        "What's working",
+        "Recommendations",
+        "Root cause analysis",
+        "Current training status",
+        "Checks run",
+    ):
         assert f"<h2>{section}</h2>" in html, section
     assert "<details><summary>Evidence" in html  # collapsible evidence
     assert "@media print" in html
@@ -51,7 +62,7 @@ def test_html_has_what_markdown_has(report) -> None:
 
 def test_loss_chart_is_inline_svg_of_the_log_history(report) -> None:
     html = render(report, "html")
-    svg = html[html.index("<svg"):html.index("</svg>")]
+    svg = html[html.index("<svg") : html.index("</svg>")]
     lines = re.findall(r'<polyline class="series" data-label="([^"]+)"[^>]* points="([^"]+)"', svg)
     assert [label for label, _ in lines] == ["training loss", "validation loss"]
     counts = [len(points.split()) for _, points in lines]
@@ -61,7 +72,7 @@ def test_loss_chart_is_inline_svg_of_the_log_history(report) -> None:
 
 def test_no_network_no_script_everything_escaped() -> None:
     html = render(_hostile_report(), "html")
-    assert "<img" not in html and "<script" not in html and "onerror=\"" not in html
+    assert "<img" not in html and "<script" not in html and 'onerror="' not in html
     assert "&lt;img src=x onerror=" in html
     assert not _URL.search(html), _URL.search(html)
     assert "default-src 'none'" in html
@@ -75,8 +86,11 @@ def test_nice_ticks_are_round_and_cover_the_range() -> None:
 
 def test_output_folder_writes_latest_html_and_an_index(workspace, cli, tmp_path) -> None:
     out = tmp_path / "reports"
-    write_state(workspace, [{"code": "daemon.dead", "severity": "critical", "title": "dead", "data": {"pid_file": "/ws/.daemon.pid"}}],
-                facts={"log_history": FACTS["log_history"]})
+    write_state(
+        workspace,
+        [{"code": "daemon.dead", "severity": "critical", "title": "dead", "data": {"pid_file": "/ws/.daemon.pid"}}],
+        facts={"log_history": FACTS["log_history"]},
+    )
     assert cli("audit", workspace, "--output", out).exit_code == 2
     write_state(workspace, [{"code": "checkpoints.bloat", "severity": "warning", "title": "12 checkpoints"}])
     assert cli("audit", workspace, "--output", out).exit_code == 1
@@ -168,9 +182,16 @@ def test_settings_inferred_are_shown_with_their_evidence_and_escaped() -> None:
 
     from hkreports import make_report
 
-    report = dataclasses.replace(make_report(), settings_inferred=[
-        {"setting": "status_keys.val_loss", "value": "validation_loss",
-         "evidence": 'status file has "validation_loss": 0.512 and no <val_loss>'}])
+    report = dataclasses.replace(
+        make_report(),
+        settings_inferred=[
+            {
+                "setting": "status_keys.val_loss",
+                "value": "validation_loss",
+                "evidence": 'status file has "validation_loss": 0.512 and no <val_loss>',
+            }
+        ],
+    )
     page = render(report, "html")
     assert 'id="settings-inferred"' in page and "status_keys.val_loss" in page
     assert "no &lt;val_loss&gt;" in page and "<val_loss>" not in page

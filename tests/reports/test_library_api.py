@@ -11,14 +11,17 @@ from healthkit.reporting.render import render
 
 
 def test_ci_usage_from_python(workspace):
-    write_state(workspace, [{"code": "disk.low-space", "severity": "warning", "title": "Disk 93% full"}],
-                facts={"disk": {"path": "/", "total_bytes": 100, "free_bytes": 7, "free_percent": 7.0}})
+    write_state(
+        workspace,
+        [{"code": "disk.low-space", "severity": "warning", "title": "Disk 93% full"}],
+        facts={"disk": {"path": "/", "total_bytes": 100, "free_bytes": 7, "free_percent": 7.0}},
+    )
     report = audit(workspace, registry=state_registry(workspace), record_costs=False)
     assert report.exit_code == 1 and report.status.value == "warning"
     assert [f.code for f in report.findings] == ["disk.low-space"]
     assert json.loads(render(report, "json"))["findings"][0]["title"] == "Disk 93% full"
     assert render(report, "nagios").startswith("HEALTHKIT WARNING - 0 critical, 1 warning | ")
-    assert "<testcase classname=\"healthkit\" name=\"state\"" in render(report, "junit")
+    assert '<testcase classname="healthkit" name="state"' in render(report, "junit")
     assert "healthkit_disk_free_bytes" in render(report, "prom")
     assert render(report, "md").startswith("# SYSTEM HEALTH REPORT")
 

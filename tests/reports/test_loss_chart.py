@@ -17,7 +17,7 @@ pytest.importorskip("matplotlib", reason="the chart needs matplotlib (extra `cha
 
 
 def rgb(hex_color: str) -> tuple[int, int, int]:
-    return tuple(int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
+    return tuple(int(hex_color[i : i + 2], 16) for i in (1, 3, 5))
 
 
 def near(img, x: float, y: float, color: tuple[int, int, int], radius: int = 2, tol: int = 60) -> bool:
@@ -26,7 +26,11 @@ def near(img, x: float, y: float, color: tuple[int, int, int], radius: int = 2, 
     for dx in range(-radius, radius + 1):
         for dy in range(-radius, radius + 1):
             px, py = round(x) + dx, round(y) + dy
-            if 0 <= px < w and 0 <= py < h and sum(abs(a - b) for a, b in zip(img.getpixel((px, py))[:3], color)) <= tol:
+            if (
+                0 <= px < w
+                and 0 <= py < h
+                and sum(abs(a - b) for a, b in zip(img.getpixel((px, py))[:3], color)) <= tol
+            ):
                 return True
     return False
 
@@ -42,7 +46,10 @@ def chart(tmp_path_factory):
 
 def test_the_png_holds_the_real_series(chart):
     c, img, meta = chart
-    assert c.path.name == "loss-20240501T120000Z.png" and (c.path.parent / "latest-loss.png").read_bytes() == c.path.read_bytes()
+    assert (
+        c.path.name == "loss-20240501T120000Z.png"
+        and (c.path.parent / "latest-loss.png").read_bytes() == c.path.read_bytes()
+    )
     assert meta["train"] == [[float(s), pytest.approx(v)] for s, v in FACTS["log_history"]["train"]]
     assert meta["eval"] == [[float(s), pytest.approx(v)] for s, v in FACTS["log_history"]["eval"]]
     assert img.size == (800, 450) and img.format == "PNG"
@@ -100,7 +107,9 @@ def test_no_history_gives_a_note_not_an_empty_chart(tmp_path):
 
 
 def test_garbage_points_are_skipped(tmp_path):
-    facts = {"log_history": {"train": [[1, 2.0], [2, None], ["x", 1], [3, float("nan")], [4, 1.5], [5]], "eval": "nope"}}
+    facts = {
+        "log_history": {"train": [[1, 2.0], [2, None], ["x", 1], [3, float("nan")], [4, 1.5], [5]], "eval": "nope"}
+    }
     c = write_loss_chart(facts, tmp_path, "s")
     assert (c.train_points, c.eval_points) == (2, 0)
     assert "no validation loss logged" in c.caption
@@ -145,7 +154,10 @@ def test_an_unchanged_history_reuses_the_last_chart_and_a_changed_one_is_redrawn
     from healthkit.reporting.chart import png_text
 
     first = write_loss_chart(FACTS, tmp_path, "20240501T120000Z")
-    assert json.loads(png_text(first.path.read_bytes()))["train"] == json.loads(Image.open(first.path).text[PNG_KEY])["train"]
+    assert (
+        json.loads(png_text(first.path.read_bytes()))["train"]
+        == json.loads(Image.open(first.path).text[PNG_KEY])["train"]
+    )
 
     def no_drawing(*a, **k):
         raise AssertionError("redrawn although the series did not change")

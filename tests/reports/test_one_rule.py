@@ -16,8 +16,13 @@ from healthkit.system.jsonio import dumps, loads_strict
 STATES = {
     "ok": ([], None),
     "warning": ([{"code": "x.warn", "severity": "warning", "title": "a warning"}], None),
-    "critical": ([{"code": "x.crit", "severity": "critical", "title": "a fire"},
-                  {"code": "x.warn", "severity": "warning", "title": "a warning"}], None),
+    "critical": (
+        [
+            {"code": "x.crit", "severity": "critical", "title": "a fire"},
+            {"code": "x.warn", "severity": "warning", "title": "a warning"},
+        ],
+        None,
+    ),
     "unknown": ([], "could not read the disk"),
 }
 
@@ -71,8 +76,17 @@ def test_strict_json_writer():
 
 def test_every_json_file_of_a_reports_folder_is_strict(workspace, cli, tmp_path):
     """latest.json once held a bare NaN where stdout printed "nan": history now writes through jsonio."""
-    write_state(workspace, [{"code": "validation.non-finite", "severity": "warning", "title": "NaN loss",
-                             "data": {"val_loss": float("nan")}}])
+    write_state(
+        workspace,
+        [
+            {
+                "code": "validation.non-finite",
+                "severity": "warning",
+                "title": "NaN loss",
+                "data": {"val_loss": float("nan")},
+            }
+        ],
+    )
     # write_state uses json.dumps, which writes a bare NaN: the check reads it back as a float NaN
     out = tmp_path / "reports"
     res = cli("audit", workspace, "--output", out)
@@ -88,12 +102,27 @@ def test_every_json_file_of_a_reports_folder_is_strict(workspace, cli, tmp_path)
 
 def test_finding_identity_is_one_rule():
     """The fix engine and the history call the same function: same code + same identifying data = same finding."""
-    a = Finding(code="config.doc-drift", severity=Severity.WARNING, title="3 values drift", problem=[],
-                data={"doc": "CLAUDE.md", "count": 3})
-    b = Finding(code="config.doc-drift", severity=Severity.CRITICAL, title="4 values drift", problem=[],
-                data={"doc": "CLAUDE.md", "count": 4})
-    c = Finding(code="config.doc-drift", severity=Severity.WARNING, title="3 values drift", problem=[],
-                data={"doc": "README.md"})
+    a = Finding(
+        code="config.doc-drift",
+        severity=Severity.WARNING,
+        title="3 values drift",
+        problem=[],
+        data={"doc": "CLAUDE.md", "count": 3},
+    )
+    b = Finding(
+        code="config.doc-drift",
+        severity=Severity.CRITICAL,
+        title="4 values drift",
+        problem=[],
+        data={"doc": "CLAUDE.md", "count": 4},
+    )
+    c = Finding(
+        code="config.doc-drift",
+        severity=Severity.WARNING,
+        title="3 values drift",
+        problem=[],
+        data={"doc": "README.md"},
+    )
     assert a.identity == b.identity != c.identity
     assert a.identity == finding_identity("config.doc-drift", json.loads(json.dumps(a.to_dict()))["data"])
     from healthkit.reporting.history import finding_identities

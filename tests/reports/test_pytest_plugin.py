@@ -8,7 +8,7 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-CONFTEST = '''
+CONFTEST = """
 from healthkit import CheckOutput, Evidence, Finding, Healthy, Severity, check
 from healthkit.core.registry import Registry
 
@@ -41,7 +41,7 @@ def pytest_healthkit_registry(config, path):
     for c in (disk, daemon, docs, gpu):
         reg.add(c, "conftest")
     return reg
-'''
+"""
 
 
 def plugin_args() -> list[str]:
@@ -59,7 +59,9 @@ def ws(pytester: pytest.Pytester):
 
 
 def test_each_check_is_a_test_and_failures_carry_the_finding(pytester, ws):
-    res = pytester.runpytest(*plugin_args(), "--healthkit", str(ws), "-rA", "--junitxml=junit.xml", "-p", "no:cacheprovider")
+    res = pytester.runpytest(
+        *plugin_args(), "--healthkit", str(ws), "-rA", "--junitxml=junit.xml", "-p", "no:cacheprovider"
+    )
     res.assert_outcomes(passed=1, failed=3)
     out = res.stdout.str()
     assert f"PASSED healthkit:{ws}::disk" in res.outlines
@@ -78,10 +80,21 @@ def test_each_check_is_a_test_and_failures_carry_the_finding(pytester, ws):
 
 
 def test_fail_level_and_keyword_selection(pytester, ws):
-    res = pytester.runpytest(*plugin_args(), "--healthkit", str(ws), "--healthkit-fail-level", "critical",
-                             "-k", "docs or disk", "-p", "no:cacheprovider")
+    res = pytester.runpytest(
+        *plugin_args(),
+        "--healthkit",
+        str(ws),
+        "--healthkit-fail-level",
+        "critical",
+        "-k",
+        "docs or disk",
+        "-p",
+        "no:cacheprovider",
+    )
     res.assert_outcomes(passed=2, deselected=2)
-    res = pytester.runpytest(*plugin_args(), "--healthkit", str(ws), "--healthkit-select", "docs", "-p", "no:cacheprovider")
+    res = pytester.runpytest(
+        *plugin_args(), "--healthkit", str(ws), "--healthkit-select", "docs", "-p", "no:cacheprovider"
+    )
     res.assert_outcomes(failed=1)
     pytester.makepyfile(test_unit="def test_unit(): pass")
     res = pytester.runpytest(*plugin_args(), "--healthkit", str(ws), "-m", "not healthkit", "-p", "no:cacheprovider")
@@ -102,12 +115,16 @@ def test_without_the_option_it_adds_nothing(pytester, ws):
 
 def test_a_name_that_matches_nothing_is_a_usage_error(pytester, ws):
     """`--healthkit-select nope` is the caller's mistake: pytest's usage error (exit 4), not an INTERNALERROR traceback."""
-    res = pytester.runpytest(*plugin_args(), "--healthkit", str(ws), "--healthkit-select", "nope", "-p", "no:cacheprovider")
+    res = pytester.runpytest(
+        *plugin_args(), "--healthkit", str(ws), "--healthkit-select", "nope", "-p", "no:cacheprovider"
+    )
     assert res.ret == pytest.ExitCode.USAGE_ERROR == 4
     err = res.stderr.str()
     assert "--select 'nope' matches nothing" in err
     assert "INTERNALERROR" not in res.stdout.str() + err
-    res = pytester.runpytest(*plugin_args(), "--healthkit", str(ws), "--healthkit-ignore", "dsik", "-p", "no:cacheprovider")
+    res = pytester.runpytest(
+        *plugin_args(), "--healthkit", str(ws), "--healthkit-ignore", "dsik", "-p", "no:cacheprovider"
+    )
     assert res.ret == 4 and "did you mean: disk" in res.stderr.str()
 
 

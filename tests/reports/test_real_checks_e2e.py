@@ -13,7 +13,11 @@ from hkreports import DATA
 
 def make_workspace(base: Path, steps: tuple[int, ...]) -> None:
     (base / "status").mkdir(parents=True, exist_ok=True)
-    (base / "config.json").write_text(json.dumps({"base_model": "tiny", "eval_steps": 100, "save_steps": 100, "max_steps": 1000, "save_total_limit": 3}))
+    (base / "config.json").write_text(
+        json.dumps(
+            {"base_model": "tiny", "eval_steps": 100, "save_steps": 100, "max_steps": 1000, "save_total_limit": 3}
+        )
+    )
     for step in steps:
         d = base / "current_model" / f"checkpoint-{step}"
         d.mkdir(parents=True, exist_ok=True)
@@ -22,11 +26,22 @@ def make_workspace(base: Path, steps: tuple[int, ...]) -> None:
         (d / "trainer_state.json").write_text(json.dumps({"global_step": step, "log_history": hist}))
         (d / "model.safetensors").write_bytes(b"0" * 1000)
     # The host's own disk is not under test.
-    (base / "healthkit.toml").write_text("[thresholds]\ndisk_min_free_percent = 0\ndisk_min_free_bytes = 0\n"
-                                         "disk_critical_free_percent = 0\n")
-    (base / "status" / "training_status.json").write_text(json.dumps({
-        "state": "training", "step": steps[-1], "total_steps": 1000, "loss": 1.9, "val_loss": 2.15,
-        "val_train_gap": 0.25, "updated_at": datetime.now(UTC).isoformat()}))
+    (base / "healthkit.toml").write_text(
+        "[thresholds]\ndisk_min_free_percent = 0\ndisk_min_free_bytes = 0\ndisk_critical_free_percent = 0\n"
+    )
+    (base / "status" / "training_status.json").write_text(
+        json.dumps(
+            {
+                "state": "training",
+                "step": steps[-1],
+                "total_steps": 1000,
+                "loss": 1.9,
+                "val_loss": 2.15,
+                "val_train_gap": 0.25,
+                "updated_at": datetime.now(UTC).isoformat(),
+            }
+        )
+    )
 
 
 SELECT = "training,checkpoints,disk,validation,daemon"
@@ -45,8 +60,11 @@ def break_workspace(base: Path) -> None:
 def prom_samples(path: Path) -> dict[tuple[str, tuple], float]:
     from prometheus_client.parser import text_string_to_metric_families
 
-    return {(s.name, tuple(sorted((k, v) for k, v in s.labels.items() if k != "workspace"))): s.value
-            for fam in text_string_to_metric_families(path.read_text(encoding="utf-8")) for s in fam.samples}
+    return {
+        (s.name, tuple(sorted((k, v) for k, v in s.labels.items() if k != "workspace"))): s.value
+        for fam in text_string_to_metric_families(path.read_text(encoding="utf-8"))
+        for s in fam.samples
+    }
 
 
 def test_cron_run_with_the_builtin_checks(tmp_path, cli):
@@ -60,7 +78,11 @@ def test_cron_run_with_the_builtin_checks(tmp_path, cli):
     assert (data["status"], data["exit_code"], data["findings"]) == ("ok", 0, [])
     assert data["since_last"]["previous"] is None
     assert {c["check"]: c["status"] for c in data["checks"]} == dict.fromkeys(CHECKS, "ok")
-    assert {h["title"] for h in data["healthy"]} >= {"Training is progressing", "Validation is running", "Disk space OK"}
+    assert {h["title"] for h in data["healthy"]} >= {
+        "Training is progressing",
+        "Validation is running",
+        "Disk space OK",
+    }
     samples = prom_samples(out / "latest.prom")
     assert samples[("healthkit_status", ())] == 0
     assert {dict(k[1])["check"] for k in samples if k[0] == "healthkit_check_status"} == CHECKS
@@ -71,8 +93,17 @@ def test_cron_run_with_the_builtin_checks(tmp_path, cli):
     data = json.loads((out / "latest.json").read_text(encoding="utf-8"))
     assert data["status"] == "warning"
     assert {c["check"]: c["status"] for c in data["checks"]} == {
-        "checkpoints": "warning", "daemon": "warning", "disk": "ok", "training": "ok", "validation": "ok"}
-    assert sorted(f["code"] for f in data["findings"]) == ["checkpoints.bloat", "checkpoints.incomplete", "daemon.not-running"]
+        "checkpoints": "warning",
+        "daemon": "warning",
+        "disk": "ok",
+        "training": "ok",
+        "validation": "ok",
+    }
+    assert sorted(f["code"] for f in data["findings"]) == [
+        "checkpoints.bloat",
+        "checkpoints.incomplete",
+        "daemon.not-running",
+    ]
     incomplete = next(f for f in data["findings"] if f["code"] == "checkpoints.incomplete")
     assert incomplete["data"]["checkpoint"] == "checkpoint-400" and incomplete["urgency"] == "immediate"
     assert data["since_last"]["previous"] is not None
@@ -96,8 +127,13 @@ def test_cron_textfile_passes_promtool(tmp_path, cli, promtool):
     break_workspace(ws)
     out = tmp_path / "reports"
     assert cli("audit", ws, "--output", out, "--format", "prom", "--select", SELECT).exit_code == 1
-    proc = subprocess.run([promtool, "check", "metrics"], input=(out / "latest.prom").read_text(), text=True,
-                          capture_output=True, timeout=30)
+    proc = subprocess.run(
+        [promtool, "check", "metrics"],
+        input=(out / "latest.prom").read_text(),
+        text=True,
+        capture_output=True,
+        timeout=30,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

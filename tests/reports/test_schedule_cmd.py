@@ -13,14 +13,17 @@ from healthkit.scheduled.schedule import ScheduleError, build, cron_fields, on_c
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 
 
-@pytest.mark.parametrize("every,cron,calendar", [
-    ("1m", "* * * * *", "*-*-* *:00/01:00"),
-    ("15m", "*/15 * * * *", "*-*-* *:00/15:00"),
-    ("30min", "*/30 * * * *", "*-*-* *:00/30:00"),
-    ("1h", "0 * * * *", "*-*-* 00/01:00:00"),
-    ("6h", "0 */6 * * *", "*-*-* 00/06:00:00"),
-    ("1d", "0 0 * * *", "*-*-* 00:00:00"),
-])
+@pytest.mark.parametrize(
+    "every,cron,calendar",
+    [
+        ("1m", "* * * * *", "*-*-* *:00/01:00"),
+        ("15m", "*/15 * * * *", "*-*-* *:00/15:00"),
+        ("30min", "*/30 * * * *", "*-*-* *:00/30:00"),
+        ("1h", "0 * * * *", "*-*-* 00/01:00:00"),
+        ("6h", "0 */6 * * *", "*-*-* 00/06:00:00"),
+        ("1d", "0 0 * * *", "*-*-* 00:00:00"),
+    ],
+)
 def test_intervals(every, cron, calendar):
     minutes = parse_every(every)
     assert cron_fields(minutes) == cron and on_calendar(minutes) == calendar
@@ -38,7 +41,7 @@ def test_crontab_line_runs_the_history_audit(tmp_path):
     s = build(ws, every="15m", keep=20, command=["/opt/venv/bin/healthkit"])
     line = [ln for ln in s.crontab.splitlines() if not ln.startswith("#")]
     assert len(line) == 1 and line[0].startswith("*/15 * * * * ")
-    words = shlex.split(line[0][len("*/15 * * * * "):])
+    words = shlex.split(line[0][len("*/15 * * * * ") :])
     inner = shlex.split(words[words.index("-c") + 1]) if "-c" in words else words
     assert inner[:3] == ["/opt/venv/bin/healthkit", "audit", str(ws)]
     assert inner[inner.index("--output") + 1] == f"{ws}/reports/"
@@ -62,8 +65,9 @@ def test_systemd_units(tmp_path):
     assert "Type=oneshot" in s.service and "SuccessExitStatus=1 2 3" in s.service
     execs = [ln for ln in s.service.splitlines() if ln.startswith("ExecStart=")]
     assert execs[0] == f"ExecStart=/opt/venv/bin/healthkit audit {tmp_path} --output {tmp_path}/reports/ --keep 50"
-    assert execs[1] == (f"ExecStart=/opt/venv/bin/healthkit audit {tmp_path} --format prom "
-                        f"--output {tmp_path}/textfile/{s.name}.prom")
+    assert execs[1] == (
+        f"ExecStart=/opt/venv/bin/healthkit audit {tmp_path} --format prom --output {tmp_path}/textfile/{s.name}.prom"
+    )
     assert "OnCalendar=*-*-* 00/01:00:00" in s.timer and "Persistent=true" in s.timer
     assert "WantedBy=timers.target" in s.timer
 
@@ -77,9 +81,19 @@ def test_systemd_analyze_accepts_the_units(tmp_path):
     s = build(ws, every="15m", command=[sys.executable, "-m", "healthkit.cli"])
     (tmp_path / f"{s.name}.service").write_text(s.service)
     (tmp_path / f"{s.name}.timer").write_text(s.timer)
-    proc = subprocess.run([SYSTEMD_ANALYZE, "verify", f"{s.name}.service", f"{s.name}.timer"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=30)
-    if "Failed to" in proc.stderr and "system" in proc.stderr.lower() and proc.returncode != 0 and "bus" in proc.stderr.lower():
+    proc = subprocess.run(
+        [SYSTEMD_ANALYZE, "verify", f"{s.name}.service", f"{s.name}.timer"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if (
+        "Failed to" in proc.stderr
+        and "system" in proc.stderr.lower()
+        and proc.returncode != 0
+        and "bus" in proc.stderr.lower()
+    ):
         pytest.skip(f"systemd-analyze cannot run here: {proc.stderr.strip()[:200]}")
     assert proc.returncode == 0, proc.stderr
     assert s.name not in proc.stderr, proc.stderr  # no complaint about our units

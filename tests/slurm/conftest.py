@@ -43,7 +43,12 @@ class Cluster:
 
 @pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory):
-    for tool, pkg in (("munged", "munge"), ("slurmctld", "slurm-wlm"), ("slurmd", "slurm-wlm"), ("sbatch", "slurm-wlm")):
+    for tool, pkg in (
+        ("munged", "munge"),
+        ("slurmctld", "slurm-wlm"),
+        ("slurmd", "slurm-wlm"),
+        ("sbatch", "slurm-wlm"),
+    ):
         require_tool(tool, pkg)
     if os.geteuid() != 0:
         if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
@@ -56,22 +61,55 @@ def slurm_cluster(tmp_path_factory):
     key.write_bytes(os.urandom(1024))
     key.chmod(0o600)
     sock = root / "munge" / "sock"
-    subprocess.run(["munged", f"--key-file={key}", f"--socket={sock}", f"--pid-file={root / 'munge' / 'pid'}",
-                    f"--log-file={root / 'munge' / 'log'}", f"--seed-file={root / 'munge' / 'seed'}", "--force"],
-                   check=True, timeout=30)
+    subprocess.run(
+        [
+            "munged",
+            f"--key-file={key}",
+            f"--socket={sock}",
+            f"--pid-file={root / 'munge' / 'pid'}",
+            f"--log-file={root / 'munge' / 'log'}",
+            f"--seed-file={root / 'munge' / 'seed'}",
+            "--force",
+        ],
+        check=True,
+        timeout=30,
+    )
     host = socket.gethostname()
     ctld, slurmd = _free_port(), _free_port()
-    (root / "slurm.conf").write_text("\n".join([
-        "ClusterName=hk", f"SlurmctldHost={host}", f"SlurmctldPort={ctld}", f"SlurmdPort={slurmd}",
-        "AuthType=auth/munge", f"AuthInfo=socket={sock}", "CredType=cred/munge", "SlurmUser=root", "SlurmdUser=root",
-        f"StateSaveLocation={root / 'state'}", f"SlurmdSpoolDir={root / 'spool'}",
-        f"SlurmctldPidFile={root / 'slurmctld.pid'}", f"SlurmdPidFile={root / 'slurmd.pid'}",
-        f"SlurmctldLogFile={root / 'log' / 'ctld.log'}", f"SlurmdLogFile={root / 'log' / 'd.log'}",
-        "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none", "JobAcctGatherType=jobacct_gather/none",
-        "AccountingStorageType=accounting_storage/none", "SchedulerType=sched/builtin", "SelectType=select/cons_tres",
-        "SelectTypeParameters=CR_Core", "ReturnToService=2", "MinJobAge=300", "KillWait=10",
-        f"NodeName={host} CPUs={os.cpu_count() or 1} State=UNKNOWN",
-        f"PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP", ""]))
+    (root / "slurm.conf").write_text(
+        "\n".join(
+            [
+                "ClusterName=hk",
+                f"SlurmctldHost={host}",
+                f"SlurmctldPort={ctld}",
+                f"SlurmdPort={slurmd}",
+                "AuthType=auth/munge",
+                f"AuthInfo=socket={sock}",
+                "CredType=cred/munge",
+                "SlurmUser=root",
+                "SlurmdUser=root",
+                f"StateSaveLocation={root / 'state'}",
+                f"SlurmdSpoolDir={root / 'spool'}",
+                f"SlurmctldPidFile={root / 'slurmctld.pid'}",
+                f"SlurmdPidFile={root / 'slurmd.pid'}",
+                f"SlurmctldLogFile={root / 'log' / 'ctld.log'}",
+                f"SlurmdLogFile={root / 'log' / 'd.log'}",
+                "ProctrackType=proctrack/linuxproc",
+                "TaskPlugin=task/none",
+                "JobAcctGatherType=jobacct_gather/none",
+                "AccountingStorageType=accounting_storage/none",
+                "SchedulerType=sched/builtin",
+                "SelectType=select/cons_tres",
+                "SelectTypeParameters=CR_Core",
+                "ReturnToService=2",
+                "MinJobAge=300",
+                "KillWait=10",
+                f"NodeName={host} CPUs={os.cpu_count() or 1} State=UNKNOWN",
+                f"PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP",
+                "",
+            ]
+        )
+    )
     cluster = Cluster(root)
     subprocess.run(["slurmctld", "-i"], check=True, timeout=30, env=cluster.env)
     subprocess.run(["slurmd"], check=True, timeout=30, env=cluster.env)
@@ -82,8 +120,10 @@ def slurm_cluster(tmp_path_factory):
             break
         time.sleep(0.2)
     else:
-        pytest.fail(f"the test cluster did not come up: {cluster.run('sinfo').stdout}\n"
-                    f"{(root / 'log' / 'ctld.log').read_text()[-2000:]}")
+        pytest.fail(
+            f"the test cluster did not come up: {cluster.run('sinfo').stdout}\n"
+            f"{(root / 'log' / 'ctld.log').read_text()[-2000:]}"
+        )
     old = os.environ.get("SLURM_CONF")
     os.environ["SLURM_CONF"] = str(cluster.conf)
     yield cluster
@@ -92,7 +132,9 @@ def slurm_cluster(tmp_path_factory):
     else:
         os.environ["SLURM_CONF"] = old
     cluster.run("scancel", "--full", "-u", "root")
-    pids = [_pid(root / f) for f in ("slurmd.pid", "slurmctld.pid", "munge/pid")]  # read before any daemon removes its file
+    pids = [
+        _pid(root / f) for f in ("slurmd.pid", "slurmctld.pid", "munge/pid")
+    ]  # read before any daemon removes its file
     for pid in pids:
         if pid:
             _end(pid)

@@ -121,8 +121,14 @@ def queue_file(lay: Layout, name: str, n: int = 40, seed: int = 0) -> Path:
 
 def hk(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run the real `healthkit` CLI in a subprocess."""
-    return subprocess.run([sys.executable, "-m", "healthkit.cli", *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=REPO, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "healthkit.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env=env,
+    )
 
 
 def daemon_log(lay: Layout) -> str:

@@ -33,8 +33,9 @@ FIX_EVERY_S = 3.0
 
 
 def _healthkit(*args: str, timeout: float) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "healthkit.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "healthkit.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=REPO
+    )
 
 
 class Beside(threading.Thread):
@@ -65,7 +66,9 @@ def _findings(runs: list[subprocess.CompletedProcess]) -> tuple[Counter, list[st
             continue
         codes.update(f["code"] for f in report["findings"])
         for f in report["findings"]:
-            examples.setdefault(f["code"], json.dumps({k: f.get(k) for k in ("problem", "evidence", "root_cause")})[:1500])
+            examples.setdefault(
+                f["code"], json.dumps({k: f.get(k) for k in ("problem", "evidence", "root_cause")})[:1500]
+            )
     return codes, broken, examples
 
 

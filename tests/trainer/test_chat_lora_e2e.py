@@ -51,8 +51,15 @@ def mean_losses(model_dir: Path, chats: list[dict]) -> tuple[float, float]:
 
 
 def test_chat_full_finetune_learns_the_assistant_turn_and_a_bad_file_fails_by_line(make_ws) -> None:
-    lay = make_ws(max_steps=120, learning_rate=1e-2, max_seq_length=48, logging_steps=10, save_steps=60, eval_steps=60,
-                  validation_split=0.1)
+    lay = make_ws(
+        max_steps=120,
+        learning_rate=1e-2,
+        max_seq_length=48,
+        logging_steps=10,
+        save_steps=60,
+        eval_steps=60,
+        validation_split=0.1,
+    )
     good = json.dumps(sample_chats(1, seed=9)[0])
     bad = {"messages": [{"role": "user", "content": "hi"}, {"role": "bot", "content": "x"}]}
     (lay.inbox / "p1-bad.jsonl").write_text(f"{good}\n{good}\n{json.dumps(bad)}\n")  # claimed first
@@ -75,7 +82,9 @@ def _names(d: Path) -> set[str]:
     return {p.name for p in d.iterdir()}
 
 
-def test_lora_adapter_checkpoints_resume_after_sigkill_chain_and_audit_clean(make_ws, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lora_adapter_checkpoints_resume_after_sigkill_chain_and_audit_clean(
+    make_ws, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import socket
 
     with socket.socket() as s:
@@ -87,11 +96,22 @@ def test_lora_adapter_checkpoints_resume_after_sigkill_chain_and_audit_clean(mak
     queue_chats(lay, "a.jsonl", n=60, seed=1)
     queue_chats(lay, "b.jsonl", n=60, seed=2)
     start_daemon(lay.base)
-    wait_for(lambda: (read_json(lay.status).get("step") or 0) >= 11 and read_json(lay.status).get("current_file") == "a.jsonl",
-             120, what="step 11 of a.jsonl\n" + all_logs(lay))
+    wait_for(
+        lambda: (
+            (read_json(lay.status).get("step") or 0) >= 11 and read_json(lay.status).get("current_file") == "a.jsonl"
+        ),
+        120,
+        what="step 11 of a.jsonl\n" + all_logs(lay),
+    )
     ckpt = lay.checkpoints / "checkpoint-10"
     names = _names(ckpt)
-    assert {"adapter_model.safetensors", "adapter_config.json", "optimizer.pt", "scheduler.pt", "trainer_state.json"} <= names
+    assert {
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "optimizer.pt",
+        "scheduler.pt",
+        "trainer_state.json",
+    } <= names
     assert not names & {"model.safetensors", "pytorch_model.bin"}, names  # the adapter only, never full weights
     os.killpg(read_json(lay.daemon_state)["child_pid"], signal.SIGKILL)
     wait_for(lambda: queue_drained(lay, 2), 240, 0.2, "both files to finish\n" + all_logs(lay))
@@ -101,7 +121,9 @@ def test_lora_adapter_checkpoints_resume_after_sigkill_chain_and_audit_clean(mak
     assert resumed and int(resumed[0].split("-")[1]) >= 10, log
     for stem in ("a", "b"):
         final = lay.models / stem
-        assert {"adapter_model.safetensors", "adapter_config.json"} <= _names(final) and not (final / "model.safetensors").exists()
+        assert {"adapter_model.safetensors", "adapter_config.json"} <= _names(final) and not (
+            final / "model.safetensors"
+        ).exists()
         assert read_json(final / "healthkit_final.json")["kind"] == "lora-adapter"
     b = read_json(lay.models / "b" / "healthkit_final.json")
     assert b["global_step"] == 20 and b["started_from"].endswith("models/a")
@@ -119,11 +141,14 @@ def _adapter(d: Path) -> dict:
     return {k: v.sum().item() for k, v in load_file(str(d / "adapter_model.safetensors")).items()}
 
 
-@pytest.mark.parametrize("over, message", [
-    ({"bf16": True}, "bf16 is true but this machine has no CUDA GPU"),
-    ({"training_args": {"warmup_ration": 0.1}}, "training_args.warmup_ration: not a TrainingArguments field"),
-    ({"chat_template": None, "_drop_template": True}, "is chat data but the tokenizer"),
-])
+@pytest.mark.parametrize(
+    "over, message",
+    [
+        ({"bf16": True}, "bf16 is true but this machine has no CUDA GPU"),
+        ({"training_args": {"warmup_ration": 0.1}}, "training_args.warmup_ration: not a TrainingArguments field"),
+        ({"chat_template": None, "_drop_template": True}, "is chat data but the tokenizer"),
+    ],
+)
 def test_start_refused_with_exit_78_and_the_audit_says_why(make_ws, over: dict, message: str) -> None:
     import torch
 

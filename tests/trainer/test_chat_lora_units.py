@@ -48,8 +48,10 @@ def test_mask_covers_exactly_the_assistant_turns_and_their_end_of_turn(tok) -> N
 
 
 def test_mask_with_a_template_override_and_truncation(tok) -> None:
-    template = ("{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
-                "{% if add_generation_prompt %}[assistant] {% endif %}")
+    template = (
+        "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}[assistant] {% endif %}"
+    )
     f = chat_features(tok, CONVERSATION[1:3], template, 64)
     assert _labelled(tok, f) == "Paris is it.\n"
     long = [{"role": "user", "content": "word " * 60}, {"role": "assistant", "content": "ok"}]
@@ -65,13 +67,19 @@ def test_a_template_that_is_not_prefix_stable_is_refused_not_guessed(tok) -> Non
         ChatDataset(tok, [(2, CONVERSATION)], 64, template=moving, name="f.jsonl")
 
 
-@pytest.mark.parametrize("line, why", [
-    ({"messages": [{"role": "user", "content": "hi"}, {"role": "robot", "content": "x"}]}, "unknown role 'robot'"),
-    ({"messages": [{"role": "user", "content": "hi"}]}, "no assistant turn"),
-    ({"messages": [{"role": "user", "content": ["hi"]}, {"role": "assistant", "content": "x"}]}, "content is not a string"),
-    ({"messages": []}, "'messages' is not a non-empty list"),
-    ({"text": "plain"}, "a text line in a chat file"),
-])
+@pytest.mark.parametrize(
+    "line, why",
+    [
+        ({"messages": [{"role": "user", "content": "hi"}, {"role": "robot", "content": "x"}]}, "unknown role 'robot'"),
+        ({"messages": [{"role": "user", "content": "hi"}]}, "no assistant turn"),
+        (
+            {"messages": [{"role": "user", "content": ["hi"]}, {"role": "assistant", "content": "x"}]},
+            "content is not a string",
+        ),
+        ({"messages": []}, "'messages' is not a non-empty list"),
+        ({"text": "plain"}, "a text line in a chat file"),
+    ],
+)
 def test_bad_chat_lines_name_their_line_number_and_why(tmp_path: Path, line: dict, why: str) -> None:
     good = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
     p = tmp_path / "c.jsonl"
@@ -86,7 +94,10 @@ def test_auto_decides_per_file_and_a_mixed_file_is_bad(tmp_path: Path) -> None:
     chat.write_text('\n{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}\n')
     text = tmp_path / "text.jsonl"
     text.write_text('{"text": "a"}\n')
-    assert read_examples(chat, "auto") == ("chat", [(2, [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}])])
+    assert read_examples(chat, "auto") == (
+        "chat",
+        [(2, [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}])],
+    )
     assert read_examples(text, "auto") == ("text", ["a"]) and file_format(chat, "auto") == "chat"
     with pytest.raises(DataError, match="line 2: a chat line in a text file"):
         read_examples(chat, "text")
@@ -96,13 +107,22 @@ def test_auto_decides_per_file_and_a_mixed_file_is_bad(tmp_path: Path) -> None:
 
 def _mixed(tmp_path: Path) -> Path:
     p = tmp_path / "mixed.jsonl"
-    p.write_text('{"text": "a"}\n{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}\n')
+    p.write_text(
+        '{"text": "a"}\n{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}\n'
+    )
     return p
 
 
 def test_config_keys_validate_and_trainer_owned_args_are_refused() -> None:
-    cfg, errors = parse_config({"base_model": "m", "data_format": "chat", "chat_template": "{{ x }}",
-                                   "lora": {"r": 4, "target_modules": ["c_attn"]}, "training_args": {"warmup_ratio": 0.1}})
+    cfg, errors = parse_config(
+        {
+            "base_model": "m",
+            "data_format": "chat",
+            "chat_template": "{{ x }}",
+            "lora": {"r": 4, "target_modules": ["c_attn"]},
+            "training_args": {"warmup_ratio": 0.1},
+        }
+    )
     assert cfg is not None and cfg.lora.r == 4 and cfg.lora.alpha == 16 and cfg.arg("warmup_ratio") == 0.1, errors
     _, errors = parse_config({"base_model": "m", "lora": {"rank": 4}})
     assert errors and errors[0][0] == "/lora/rank"
@@ -118,16 +138,27 @@ def _ws(tmp_path: Path, tiny_model_dir: Path, **over) -> Layout:
     return Layout.of(tmp_path / "ws")
 
 
-@pytest.mark.parametrize("over, message", [
-    ({"bf16": True}, "bf16 is true but this machine has no CUDA GPU"),
-    ({"training_args": {"fp16": True}}, "fp16 is true but this machine has no CUDA GPU"),
-    ({"training_args": {"warmup_ration": 0.1}}, "training_args.warmup_ration: not a TrainingArguments field"),
-    ({"training_args": {"lr_scheduler_type": "sideways"}}, "training_args.lr_scheduler_type: "),
-    ({"training_args": {"gradient_accumulation_steps": "4"}}, "training_args.gradient_accumulation_steps: must be int"),
-    ({"training_args": {"warmup_ratio": 2}}, "training_args.warmup_ratio: must be a number in [0, 1)"),
-    ({"lora": {"load_in_4bit": True}}, "lora.load_in_4bit (QLoRA) loads the base model in 4 bits through bitsandbytes, which needs a CUDA GPU"),
-])
-def test_preflight_refuses_what_cannot_train_here(tmp_path: Path, tiny_model_dir: Path, over: dict, message: str) -> None:
+@pytest.mark.parametrize(
+    "over, message",
+    [
+        ({"bf16": True}, "bf16 is true but this machine has no CUDA GPU"),
+        ({"training_args": {"fp16": True}}, "fp16 is true but this machine has no CUDA GPU"),
+        ({"training_args": {"warmup_ration": 0.1}}, "training_args.warmup_ration: not a TrainingArguments field"),
+        ({"training_args": {"lr_scheduler_type": "sideways"}}, "training_args.lr_scheduler_type: "),
+        (
+            {"training_args": {"gradient_accumulation_steps": "4"}},
+            "training_args.gradient_accumulation_steps: must be int",
+        ),
+        ({"training_args": {"warmup_ratio": 2}}, "training_args.warmup_ratio: must be a number in [0, 1)"),
+        (
+            {"lora": {"load_in_4bit": True}},
+            "lora.load_in_4bit (QLoRA) loads the base model in 4 bits through bitsandbytes, which needs a CUDA GPU",
+        ),
+    ],
+)
+def test_preflight_refuses_what_cannot_train_here(
+    tmp_path: Path, tiny_model_dir: Path, over: dict, message: str
+) -> None:
     import torch
 
     if torch.cuda.is_available():
@@ -137,8 +168,16 @@ def test_preflight_refuses_what_cannot_train_here(tmp_path: Path, tiny_model_dir
 
 
 def test_preflight_accepts_good_training_args_and_lora(tmp_path: Path, tiny_model_dir: Path) -> None:
-    over = {"lora": {"r": 4}, "training_args": {"lr_scheduler_type": "cosine", "warmup_ratio": 0.1, "max_grad_norm": 0.5,
-                                                "optim": "adamw_torch", "gradient_checkpointing": True}}
+    over = {
+        "lora": {"r": 4},
+        "training_args": {
+            "lr_scheduler_type": "cosine",
+            "warmup_ratio": 0.1,
+            "max_grad_norm": 0.5,
+            "optim": "adamw_torch",
+            "gradient_checkpointing": True,
+        },
+    }
     pf = run_preflight(_ws(tmp_path, tiny_model_dir, **over), drift=False)
     assert pf.ok, pf.errors
 
@@ -147,7 +186,9 @@ def test_preflight_refuses_chat_data_without_a_template(tmp_path: Path, tiny_mod
     lay = _ws(tmp_path, tiny_model_dir)
     (lay.base / "models" / "base" / "chat_template.jinja").unlink()
     assert run_preflight(lay, drift=False).ok  # no chat data queued: nothing to render
-    (lay.inbox / "c.jsonl").write_text('{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}\n')
+    (lay.inbox / "c.jsonl").write_text(
+        '{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}\n'
+    )
     pf = run_preflight(lay, drift=False)
     assert any("c.jsonl is chat data but the tokenizer" in e and "no chat template" in e for e in pf.errors), pf.errors
     cfg = json.loads(lay.config.read_text())

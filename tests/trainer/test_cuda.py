@@ -36,8 +36,13 @@ def _smi_rows() -> list[list[str]]:
     smi = shutil.which("nvidia-smi")
     if smi is None:
         pytest.skip("needs nvidia-smi (the NVIDIA driver's tools) to compare against")
-    out = subprocess.run([smi, "--query-gpu=index,name,memory.total,memory.used,temperature.gpu",
-                          "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=60, check=True).stdout
+    out = subprocess.run(
+        [smi, "--query-gpu=index,name,memory.total,memory.used,temperature.gpu", "--format=csv,noheader,nounits"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     return [[c.strip() for c in line.split(",")] for line in out.splitlines() if line.strip()]
 
 
@@ -78,8 +83,10 @@ QLORA = {"r": 8, "alpha": 16, "dropout": 0.0, "load_in_4bit": True}
 CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # name: (config overrides, what healthkit_final.json must say)
     "bf16-full": ({"bf16": True}, {"kind": "full", "precision": "bf16", "base_quantization": None}),
-    "bf16-lora": ({"bf16": True, "lora": {"r": 8, "alpha": 16, "dropout": 0.0}},
-                  {"kind": "lora-adapter", "precision": "bf16", "base_quantization": None}),
+    "bf16-lora": (
+        {"bf16": True, "lora": {"r": 8, "alpha": 16, "dropout": 0.0}},
+        {"kind": "lora-adapter", "precision": "bf16", "base_quantization": None},
+    ),
     "qlora": ({"bf16": True, "lora": QLORA}, {"kind": "lora-adapter", "precision": "bf16", "base_quantization": "nf4"}),
 }
 
@@ -107,4 +114,3 @@ def test_trains_on_the_gpu_through_the_daemon_with_validation_and_audits_clean(m
     assert "Traceback" not in r.stderr, r.stderr
     rep = json.loads(r.stdout)
     assert (r.returncode, [f["code"] for f in rep["findings"]]) == (0, []), rep["findings"]
-

@@ -21,16 +21,31 @@ from .conftest import all_logs, daemon_log, hk, queue_file, read_json, wait_for
 
 pytestmark = pytest.mark.slow
 
-STATUS_KEYS = {"state", "step", "total_steps", "loss", "val_loss", "val_train_gap", "current_file", "started_at",
-               "updated_at", "eta_seconds", "gpu"}
+STATUS_KEYS = {
+    "state",
+    "step",
+    "total_steps",
+    "loss",
+    "val_loss",
+    "val_train_gap",
+    "current_file",
+    "started_at",
+    "updated_at",
+    "eta_seconds",
+    "gpu",
+}
 STATES = {"training", "paused", "completed", "crashed", "idle", "stopping"}
 
 
 def queue_drained(lay: Layout, n_done: int, n_failed: int = 0) -> bool:
     done = list(lay.done.glob("*.jsonl"))
     failed = list(lay.failed.glob("*.jsonl"))
-    return (len(done) == n_done and len(failed) == n_failed and not list(lay.inbox.glob("*.jsonl"))
-            and not list(lay.processing.glob("*.jsonl")))
+    return (
+        len(done) == n_done
+        and len(failed) == n_failed
+        and not list(lay.inbox.glob("*.jsonl"))
+        and not list(lay.processing.glob("*.jsonl"))
+    )
 
 
 def spawns(lay: Layout, name: str) -> int:
@@ -118,11 +133,18 @@ def test_daemon_killed_child_survives_audit_sees_it_new_daemon_adopts(make_ws, m
     queue_file(lay, "a.jsonl", seed=1)
     queue_file(lay, "b.jsonl", seed=2)
     pid = start_daemon(lay.base)
-    st = wait_for(lambda: (s := read_json(lay.status)).get("state") == "training" and (s.get("step") or 0) >= 2 and s,
-                  90, what="training to run\n" + all_logs(lay))
+    st = wait_for(
+        lambda: (s := read_json(lay.status)).get("state") == "training" and (s.get("step") or 0) >= 2 and s,
+        90,
+        what="training to run\n" + all_logs(lay),
+    )
     child = read_json(lay.daemon_state)["child_pid"]
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, 10, what="daemon death")
+    wait_for(
+        lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+        10,
+        what="daemon death",
+    )
     assert psutil.Process(child).is_running()  # the training child keeps running
     r = hk("audit", str(lay.base), "--format", "json", "--select", "daemon")
     codes = {f["code"] for f in json.loads(r.stdout)["findings"]} if r.stdout.strip().startswith("{") else set()
@@ -141,7 +163,12 @@ def test_daemon_killed_child_survives_audit_sees_it_new_daemon_adopts(make_ws, m
     wait_for(lambda: queue_drained(lay, 2), 150, 0.2, "queue to finish\n" + all_logs(lay))
     assert spawns(lay, "a.jsonl") == 1 and spawns(lay, "b.jsonl") == 1  # no file trained twice, none lost
     final = json.loads((lay.models / "a" / "healthkit_final.json").read_text())
-    assert (final["global_step"], final["device"], final["precision"], final["base_quantization"]) == (20, "cpu", "fp32", None)
+    assert (final["global_step"], final["device"], final["precision"], final["base_quantization"]) == (
+        20,
+        "cpu",
+        "fp32",
+        None,
+    )
     del st
 
 
@@ -150,8 +177,11 @@ def test_child_killed_resumes_from_last_complete_checkpoint(make_ws, monkeypatch
     lay = make_ws(max_steps=20)
     queue_file(lay, "a.jsonl", seed=1)
     start_daemon(lay.base)
-    wait_for(lambda: (read_json(lay.status).get("step") or 0) >= 11 and read_json(lay.status).get("state") == "training",
-             90, what="step 11\n" + all_logs(lay))
+    wait_for(
+        lambda: (read_json(lay.status).get("step") or 0) >= 11 and read_json(lay.status).get("state") == "training",
+        90,
+        what="step 11\n" + all_logs(lay),
+    )
     child = read_json(lay.daemon_state)["child_pid"]
     os.killpg(child, signal.SIGKILL)
     wait_for(lambda: queue_drained(lay, 1), 120, 0.2, "the file to finish\n" + all_logs(lay))
@@ -206,18 +236,37 @@ def test_start_refuses_invalid_config_and_unrunnable_validation_loudly(make_ws) 
     assert read_json(lay.daemon_state)["state"] == "stopped" and not lay.pid_file.exists()
 
 
-def test_supervisor_restarts_a_killed_daemon_and_gives_up_on_fast_crashes(make_ws, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_supervisor_restarts_a_killed_daemon_and_gives_up_on_fast_crashes(
+    make_ws, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HEALTHKIT_SUPERVISE_BACKOFF_S", "0.2")
     lay = make_ws()
     pid = start_daemon(lay.base, supervise=True)
     os.kill(pid, signal.SIGKILL)
-    new = wait_for(lambda: (d := read_json(lay.daemon_state)).get("pid") not in (None, pid) and d.get("state") in ("idle", "running")
-                   and d["pid"], 30, what="a restarted daemon\n" + all_logs(lay))
+    new = wait_for(
+        lambda: (
+            (d := read_json(lay.daemon_state)).get("pid") not in (None, pid)
+            and d.get("state") in ("idle", "running")
+            and d["pid"]
+        ),
+        30,
+        what="a restarted daemon\n" + all_logs(lay),
+    )
     assert read_json(lay.daemon_state)["restarts"] == 1
     assert "restart 1" in (lay.logs / "supervisor.log").read_text()
     assert hk("daemon", "stop", str(lay.base)).returncode == 0
-    wait_for(lambda: not [p for p in psutil.process_iter(["cmdline"]) if "healthkit.trainer.supervise" in (p.info["cmdline"] or [])
-                          and str(lay.base) in (p.info["cmdline"] or [])], 15, what="supervisor exit")
+    wait_for(
+        lambda: (
+            not [
+                p
+                for p in psutil.process_iter(["cmdline"])
+                if "healthkit.trainer.supervise" in (p.info["cmdline"] or [])
+                and str(lay.base) in (p.info["cmdline"] or [])
+            ]
+        ),
+        15,
+        what="supervisor exit",
+    )
     del new
     # a daemon that crashes at every start: the supervisor gives up with a clear state
     lay2 = make_ws("ws2")
@@ -251,12 +300,21 @@ def test_a_healthy_running_trainer_audits_clean(make_ws, monkeypatch: pytest.Mon
     assert (code, rep["findings"]) == (0, []), rep["findings"]  # fresh from `healthkit init`
     queue_file(lay, "a.jsonl", seed=3)
     start_daemon(lay.base)
-    wait_for(lambda: len(list(lay.checkpoints.glob("checkpoint-*"))) >= 2 and (read_json(lay.status).get("step") or 0) >= 12,
-             120, 0.1, "two checkpoints\n" + all_logs(lay))
+    wait_for(
+        lambda: len(list(lay.checkpoints.glob("checkpoint-*"))) >= 2 and (read_json(lay.status).get("step") or 0) >= 12,
+        120,
+        0.1,
+        "two checkpoints\n" + all_logs(lay),
+    )
     code, rep = _audit(lay)
     assert [f["code"] for f in rep["findings"]] == [] and code == 0, json.dumps(rep["findings"], indent=1)[:3000]
     healthy = {h["title"] for h in rep["healthy"]}
-    assert {"Daemon is running", "Training is supervised", "Validation is running", "Web monitors running"} <= healthy, healthy
+    assert {
+        "Daemon is running",
+        "Training is supervised",
+        "Validation is running",
+        "Web monitors running",
+    } <= healthy, healthy
     assert rep["facts"]["training"]["state"] == "training"
     wait_for(lambda: queue_drained(lay, 1), 120, 0.2, "the file to finish\n" + all_logs(lay))
     wait_for(lambda: read_json(lay.daemon_state).get("state") == "idle", 30, what="daemon idle")
@@ -264,4 +322,6 @@ def test_a_healthy_running_trainer_audits_clean(make_ws, monkeypatch: pytest.Mon
     assert (code, [f["code"] for f in rep["findings"]]) == (0, []), rep["findings"]
     assert hk("daemon", "stop", str(lay.base)).returncode == 0
     code, rep = _audit(lay)
-    assert (code, [f["code"] for f in rep["findings"]]) == (0, []), rep["findings"]  # stopped on purpose, nothing queued
+    assert (code, [f["code"] for f in rep["findings"]]) == (0, []), rep[
+        "findings"
+    ]  # stopped on purpose, nothing queued

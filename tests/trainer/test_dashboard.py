@@ -34,9 +34,20 @@ def test_latest_findings_summarises_or_says_why_not(tmp_path: Path) -> None:
     assert missing["reason"].startswith(f"no audit report yet in {latest} (where `healthkit schedule` writes")
     latest.write_text("{not json")
     assert latest_findings(tmp_path)["available"] is False and "not valid JSON" in latest_findings(tmp_path)["reason"]
-    latest.write_text(json.dumps({"status": "warning", "generated_at": "t", "findings": [
-        {"code": "checkpoints.bloat", "severity": "warning", "title": "<b>12</b>", "evidence": ["long"]}]}))
-    assert latest_findings(tmp_path)["findings"] == [{"code": "checkpoints.bloat", "severity": "warning", "title": "<b>12</b>"}]
+    latest.write_text(
+        json.dumps(
+            {
+                "status": "warning",
+                "generated_at": "t",
+                "findings": [
+                    {"code": "checkpoints.bloat", "severity": "warning", "title": "<b>12</b>", "evidence": ["long"]}
+                ],
+            }
+        )
+    )
+    assert latest_findings(tmp_path)["findings"] == [
+        {"code": "checkpoints.bloat", "severity": "warning", "title": "<b>12</b>"}
+    ]
 
 
 def test_the_live_page_reads_reports_where_the_settings_and_schedule_put_them(tmp_path: Path) -> None:
@@ -48,13 +59,26 @@ def test_the_live_page_reads_reports_where_the_settings_and_schedule_put_them(tm
     ws.mkdir()
     (ws / "healthkit.toml").write_text(f'[paths]\nreports = "{elsewhere}"\n')
     (ws / "reports").mkdir()
-    (ws / "reports" / "latest.json").write_text(json.dumps({"status": "ok", "findings": []}))  # not the configured place
+    (ws / "reports" / "latest.json").write_text(
+        json.dumps({"status": "ok", "findings": []})
+    )  # not the configured place
     assert f"--output {elsewhere}/" in render_schedule(ws)
     got = workspace_findings(ws)
-    assert got["available"] is False and got["looked_in"] == str(elsewhere / "latest.json") and str(elsewhere) in got["reason"]
+    assert (
+        got["available"] is False
+        and got["looked_in"] == str(elsewhere / "latest.json")
+        and str(elsewhere) in got["reason"]
+    )
     elsewhere.mkdir()
-    (elsewhere / "latest.json").write_text(json.dumps({"status": "warning", "generated_at": "t", "findings": [
-        {"code": "disk.low-space", "severity": "warning", "title": "Disk 93% full"}]}))
+    (elsewhere / "latest.json").write_text(
+        json.dumps(
+            {
+                "status": "warning",
+                "generated_at": "t",
+                "findings": [{"code": "disk.low-space", "severity": "warning", "title": "Disk 93% full"}],
+            }
+        )
+    )
     m = Monitor(lambda: {}, 0, findings=lambda: workspace_findings(ws)).start()
     try:
         feed = json.loads(_get(m.port, "/findings")[2])
@@ -64,8 +88,13 @@ def test_the_live_page_reads_reports_where_the_settings_and_schedule_put_them(tm
     finally:
         m.stop()
     (ws / "healthkit.toml").unlink()  # the default: the workspace's reports/, said relative to it
-    assert workspace_findings(ws) == {"available": True, "looked_in": "reports/latest.json", "generated_at": None,
-                                      "status": "ok", "findings": []}
+    assert workspace_findings(ws) == {
+        "available": True,
+        "looked_in": "reports/latest.json",
+        "generated_at": None,
+        "status": "ok",
+        "findings": [],
+    }
     (ws / "healthkit.toml").write_text("[paths\n")
     assert workspace_findings(ws)["reason"].startswith("reports folder unknown: ")
 
@@ -80,7 +109,9 @@ def test_monitor_routes_page_and_feeds_and_keeps_status_metrics(tmp_path: Path) 
         assert json.loads(_get(m.port, "/status")[2]) == snap
         assert "healthkit_training_step 3.0" in _get(m.port, "/metrics")[2]
         assert json.loads(_get(m.port, "/history")[2])["train"] == [[1, 2.0]]
-        assert "ZeroDivisionError" in json.loads(_get(m.port, "/findings")[2])["error"]  # a failing feed is JSON, not a crash
+        assert (
+            "ZeroDivisionError" in json.loads(_get(m.port, "/findings")[2])["error"]
+        )  # a failing feed is JSON, not a crash
         assert _get(m.port, "/nope")[0] == 404
         assert m.server.server_address[0] == "127.0.0.1"
     finally:
@@ -100,8 +131,17 @@ def test_live_dashboard_of_a_real_daemon_in_chromium(make_ws, monkeypatch: pytes
     monkeypatch.setenv("HEALTHKIT_TRAINER_STEP_SLEEP_S", "0.3")  # slow enough to watch
     lay = make_ws(max_steps=400, monitor_port=port, eval_steps=20, save_steps=50)
     (lay.base / "reports").mkdir()
-    (lay.base / "reports" / "latest.json").write_text(json.dumps({"status": "warning", "generated_at": "2024-05-01T12:00:00Z",
-        "findings": [{"code": "config.doc-drift", "severity": "warning", "title": "<img src=x onerror=alert(1)> drifts"}]}))
+    (lay.base / "reports" / "latest.json").write_text(
+        json.dumps(
+            {
+                "status": "warning",
+                "generated_at": "2024-05-01T12:00:00Z",
+                "findings": [
+                    {"code": "config.doc-drift", "severity": "warning", "title": "<img src=x onerror=alert(1)> drifts"}
+                ],
+            }
+        )
+    )
     queue_file(lay, "watched.jsonl", n=400, seed=4)
     start_daemon(lay.base)
     try:
@@ -118,7 +158,9 @@ def test_live_dashboard_of_a_real_daemon_in_chromium(make_ws, monkeypatch: pytes
 
         step2 = wait_for(later, 120, 1.0, "a higher step in a later dump")
         dom = chromium.dump_dom(url, budget_ms=3000)
-        assert re.search(r'<polyline class="series" data-label="training loss"[^>]* points="[^"]+ [^"]+"', dom.stdout), dom.stdout
+        assert re.search(
+            r'<polyline class="series" data-label="training loss"[^>]* points="[^"]+ [^"]+"', dom.stdout
+        ), dom.stdout
         assert "&lt;img src=x onerror=alert(1)&gt; drifts" in dom.stdout and "<img" not in dom.stdout
         # issue 31: the page names its workspace, and the legend sits below the plot (y 256 > its bottom, 240)
         assert str(lay.base) in dom.stdout and (lay.base / ".healthkit-id").read_text().strip() in dom.stdout
@@ -153,8 +195,12 @@ def test_a_real_daemon_charts_each_evaluation_once_at_its_step(make_ws, monkeypa
     start_daemon(lay.base)
     try:
         ck = lay.base / "current_model" / "checkpoint-40" / "trainer_state.json"
-        wait_for(lambda: ck.is_file() and (read_json(lay.status).get("step") or 0) >= 45, 300, 0.2,
-                 "checkpoint-40 and step 45\n" + all_logs(lay))
+        wait_for(
+            lambda: ck.is_file() and (read_json(lay.status).get("step") or 0) >= 45,
+            300,
+            0.2,
+            "checkpoint-40 and step 45\n" + all_logs(lay),
+        )
         evals = [(float(e["step"]), float(e["eval_loss"])) for e in read_json(ck)["log_history"] if "eval_loss" in e]
         assert [e[0] for e in evals] == [10.0, 20.0, 30.0, 40.0]
         hist = json.loads(_get(port, "/history")[2])

@@ -34,8 +34,14 @@ pytestmark = pytest.mark.slow
 SMALL_FS = 12 * 1024 * 1024
 # Saves every 2 steps and keeps them all: 30 checkpoints of ~0.5 MB, more than the 12 MB it has (it fills near step 46);
 # once the oldest are pruned, the rest of the run fits.
-FILLING_CONFIG = {**FAST_CONFIG, "max_steps": 60, "save_steps": 2, "eval_steps": 10, "save_total_limit": 100,
-                  "max_failures": 2}
+FILLING_CONFIG = {
+    **FAST_CONFIG,
+    "max_steps": 60,
+    "save_steps": 2,
+    "eval_steps": 10,
+    "save_total_limit": 100,
+    "max_failures": 2,
+}
 
 
 @pytest.fixture
@@ -53,7 +59,9 @@ class Timeline:
         self.events: list[dict[str, Any]] = []
 
     def mark(self, event: str) -> None:
-        self.events.append({"t_s": round(time.monotonic() - self.t0, 1), "event": event, "free_bytes": free_bytes(self.fs)})
+        self.events.append(
+            {"t_s": round(time.monotonic() - self.t0, 1), "event": event, "free_bytes": free_bytes(self.fs)}
+        )
 
     def save(self, lay: Layout) -> None:
         out = os.environ.get("HEALTHKIT_DISKFULL_TIMELINE")
@@ -72,8 +80,11 @@ def make_ws_on(fs: Path, tiny_model_dir: Path, **cfg: Any) -> Layout:
 
 
 def supervisor_alive(lay: Layout) -> bool:
-    return any("healthkit.trainer.supervise" in " ".join(p.info["cmdline"] or []) and str(lay.base) in (p.info["cmdline"] or [])
-               for p in psutil.process_iter(["cmdline"]))
+    return any(
+        "healthkit.trainer.supervise" in " ".join(p.info["cmdline"] or [])
+        and str(lay.base) in (p.info["cmdline"] or [])
+        for p in psutil.process_iter(["cmdline"])
+    )
 
 
 def age_checkpoints(lay: Layout, seconds: float = 3600) -> None:
@@ -105,18 +116,24 @@ def test_full_disk_waits_explains_fixes_and_resumes(small_fs: Path, tiny_model_d
     start_daemon(lay.base, supervise=True)
     tl.mark("daemon started under the supervisor, file queued")
     try:
-        wait_for(lambda: state(lay).get("state") == "waiting", timeout=400, interval=0.2, what="the daemon to wait for disk")
+        wait_for(
+            lambda: state(lay).get("state") == "waiting", timeout=400, interval=0.2, what="the daemon to wait for disk"
+        )
     finally:
         tl.mark("daemon state: waiting")
     st = state(lay)
-    assert re.fullmatch(rf"disk full: \d+ bytes free on {re.escape(str(small_fs))}, a checkpoint needs ~\d+", st["waiting_reason"]), st
+    assert re.fullmatch(
+        rf"disk full: \d+ bytes free on {re.escape(str(small_fs))}, a checkpoint needs ~\d+", st["waiting_reason"]
+    ), st
     assert st["waiting_file"] == name and st["disk"]["free_bytes"] < st["disk"]["need_bytes"]
     # The stack is up and waiting: supervisor and daemon alive, the file where it was, no training, no failure counted.
     assert running_daemon(lay) and supervisor_alive(lay), all_logs(lay)
     assert (lay.processing / name).exists() and not list(lay.failed.glob("*.jsonl"))
 
     out = hk("daemon", "status", str(lay.base))
-    assert out.returncode == 0 and "waiting for disk space" in out.stdout and "bytes free" in out.stdout, out.stdout + out.stderr
+    assert out.returncode == 0 and "waiting for disk space" in out.stdout and "bytes free" in out.stdout, (
+        out.stdout + out.stderr
+    )
     tl.mark("`healthkit daemon status` says it waits for disk space")
 
     audit = hk("audit", str(lay.base), "--format", "json")
@@ -131,8 +148,16 @@ def test_full_disk_waits_explains_fixes_and_resumes(small_fs: Path, tiny_model_d
     # blocks they own) waits again instead of crash-looping.
     old = running_daemon(lay)
     os.kill(old, signal.SIGKILL)
-    wait_for(lambda: running_daemon(lay) not in (None, old, -1) and state(lay).get("state") == "waiting"
-             and state(lay).get("pid") == running_daemon(lay), timeout=120, interval=0.2, what="a restarted daemon waiting")
+    wait_for(
+        lambda: (
+            running_daemon(lay) not in (None, old, -1)
+            and state(lay).get("state") == "waiting"
+            and state(lay).get("pid") == running_daemon(lay)
+        ),
+        timeout=120,
+        interval=0.2,
+        what="a restarted daemon waiting",
+    )
     assert supervisor_alive(lay) and state(lay)["restarts"] == 1, all_logs(lay)
     tl.mark("daemon SIGKILLed on the full disk; the supervisor restarted it; it waits again")
 
@@ -145,14 +170,20 @@ def test_full_disk_waits_explains_fixes_and_resumes(small_fs: Path, tiny_model_d
     tl.mark("`healthkit fix --unsafe --keep 1 --yes` done")
     assert free_bytes(small_fs) > st["disk"]["need_bytes"], fixed.stdout
 
-    wait_for(lambda: (lay.done / name).exists() and state(lay).get("state") == "idle", timeout=400, interval=0.2,
-             what="the file to finish after space came back")
+    wait_for(
+        lambda: (lay.done / name).exists() and state(lay).get("state") == "idle",
+        timeout=400,
+        interval=0.2,
+        what="the file to finish after space came back",
+    )
     tl.mark("file finished (done/), daemon idle")
     tl.save(lay)
     log = daemon_log(lay)
     train_log = (lay.logs / "train-fill.log").read_text(errors="replace")
     assert re.search(r"ran out of disk space \(exit code 74\)", log), log
-    assert re.search(r"removed checkpoint-\d+: the incomplete checkpoint the failed save left", train_log), train_log[-3000:]
+    assert re.search(r"removed checkpoint-\d+: the incomplete checkpoint the failed save left", train_log), train_log[
+        -3000:
+    ]
     assert "disk space is back" in log and len(re.findall(rf"completed {re.escape(name)} ", log)) == 1, log
     assert not list(lay.processing.glob("*.jsonl")) and not list(lay.failed.glob("*.jsonl"))
     assert not ck.checkpoints(lay.checkpoints) and not list(lay.models.glob(".*.saving"))

@@ -29,14 +29,27 @@ def nothing_pending():
     state._pending.clear()
 
 
-@pytest.mark.parametrize("exc, full", [
-    (OSError(errno.ENOSPC, "No space left on device"), True),
-    (OSError(errno.EDQUOT, "Disk quota exceeded"), True),
-    (RuntimeError("[enforce fail at inline_container.cc:664] . PytorchStreamWriter failed writing file data/3: file write failed"), True),
-    (Exception('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'), True),
-    (OSError(errno.EACCES, "Permission denied"), False),
-    (ValueError("loss is nan"), False),
-])
+@pytest.mark.parametrize(
+    "exc, full",
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), True),
+        (OSError(errno.EDQUOT, "Disk quota exceeded"), True),
+        (
+            RuntimeError(
+                "[enforce fail at inline_container.cc:664] . PytorchStreamWriter failed writing file data/3: file write failed"
+            ),
+            True,
+        ),
+        (
+            Exception(
+                'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'
+            ),
+            True,
+        ),
+        (OSError(errno.EACCES, "Permission denied"), False),
+        (ValueError("loss is nan"), False),
+    ],
+)
 def test_what_counts_as_a_full_disk(exc: BaseException, full: bool) -> None:
     assert ds.is_no_space(exc) is full
 
@@ -74,7 +87,12 @@ def test_state_write_on_a_full_disk_keeps_the_last_good_state_and_retries(lay: L
     monkeypatch.undo()
     assert state.flush_pending()
     on_disk = state.read_state(lay.daemon_state)
-    assert (on_disk["state"], on_disk["waiting_reason"], on_disk["restarts"], on_disk["pid"]) == ("waiting", "disk full", 2, 7)
+    assert (on_disk["state"], on_disk["waiting_reason"], on_disk["restarts"], on_disk["pid"]) == (
+        "waiting",
+        "disk full",
+        2,
+        7,
+    )
 
 
 def test_the_reserve_is_given_up_so_that_the_state_can_be_written(lay: Layout, monkeypatch) -> None:
@@ -139,7 +157,11 @@ def test_the_supervisor_records_why_it_gave_up_once_the_disk_lets_it(lay: Layout
     monkeypatch.setattr(supervise.time, "sleep", lambda s: None)
     supervise.Supervisor(lay)._give_up("the daemon crashed 5 times in a row", restarts=5)
     st = state.read_state(lay.daemon_state)
-    assert st["state"] == "gave-up" and st["gave_up_reason"] == "the daemon crashed 5 times in a row" and st["restarts"] == 5
+    assert (
+        st["state"] == "gave-up"
+        and st["gave_up_reason"] == "the daemon crashed 5 times in a row"
+        and st["restarts"] == 5
+    )
 
 
 def _daemon(lay: Layout) -> Daemon:
@@ -155,7 +177,10 @@ def test_the_daemon_waits_for_room_then_resumes(lay: Layout, monkeypatch) -> Non
     assert d._out_of_space(EXIT_DISK_FULL, None) and d._out_of_space(1, None)  # a crash with no room is a full disk too
     assert not d._room_for("a.jsonl")
     st = state.read_state(lay.daemon_state)
-    assert st["state"] == "waiting" and st["waiting_reason"] == "disk full: 1000 bytes free on /mnt, a checkpoint needs ~5000"
+    assert (
+        st["state"] == "waiting"
+        and st["waiting_reason"] == "disk full: 1000 bytes free on /mnt, a checkpoint needs ~5000"
+    )
     assert st["disk"] == {"mount": "/mnt", "free_bytes": 1000, "need_bytes": 5000} and st["waiting_file"] == "a.jsonl"
     assert d.disk_wait is not None
     d.disk_wait.next_at = 0
@@ -170,11 +195,20 @@ def test_the_daemon_waits_for_room_then_resumes(lay: Layout, monkeypatch) -> Non
 
 
 def test_status_says_what_the_daemon_waits_for(lay: Layout, capsys) -> None:
-    state.update_state(lay.daemon_state, state="waiting", waiting_for="disk", waiting_file="a.jsonl", waiting_since="T",
-                       disk={"mount": "/mnt", "free_bytes": 1000, "need_bytes": 5000})
+    state.update_state(
+        lay.daemon_state,
+        state="waiting",
+        waiting_for="disk",
+        waiting_file="a.jsonl",
+        waiting_since="T",
+        disk={"mount": "/mnt", "free_bytes": 1000, "need_bytes": 5000},
+    )
     commands.status(lay.base)
     out = capsys.readouterr().out
-    assert "waiting for disk space since T: 1000 bytes free on /mnt, a checkpoint needs ~5000; 4000 more bytes needed" in out
+    assert (
+        "waiting for disk space since T: 1000 bytes free on /mnt, a checkpoint needs ~5000; 4000 more bytes needed"
+        in out
+    )
 
 
 def test_checkpoint_size_is_the_largest_complete_one_or_three_times_the_weights(lay: Layout, tmp_path: Path) -> None:
@@ -202,7 +236,9 @@ def test_with_no_reserve_left_the_state_is_rewritten_in_the_blocks_it_owns(lay: 
 
 
 def test_the_reserve_is_not_taken_back_from_a_nearly_full_disk(lay: Layout, monkeypatch) -> None:
-    monkeypatch.setattr(state.os, "statvfs", lambda p: SimpleNamespace(f_bavail=state.RESERVE_BYTES // 4096, f_frsize=4096))
+    monkeypatch.setattr(
+        state.os, "statvfs", lambda p: SimpleNamespace(f_bavail=state.RESERVE_BYTES // 4096, f_frsize=4096)
+    )
     assert not state.ensure_reserve(lay.status_dir) and not (lay.status_dir / state.RESERVE_NAME).exists()
 
 

@@ -26,8 +26,10 @@ def _step(lay) -> int:
 
 
 def _newest_checkpoint_at_most(lay, step: int) -> int:
-    return max((int(p.name.split("-")[1]) for p in lay.checkpoints.glob("checkpoint-*") if int(p.name.split("-")[1]) <= step),
-               default=0)
+    return max(
+        (int(p.name.split("-")[1]) for p in lay.checkpoints.glob("checkpoint-*") if int(p.name.split("-")[1]) <= step),
+        default=0,
+    )
 
 
 def test_goodput_of_a_real_run_killed_twice(make_ws, monkeypatch):
@@ -62,8 +64,10 @@ def test_goodput_of_a_real_run_killed_twice(make_ws, monkeypatch):
     g = json.loads(r.stdout)["goodput"]
     lost = {x["cause"]: x for x in g["lost"]}
     measured_redone = (reached1 - from1) + (reached2 - from2)
-    print(f"\nmeasured: reached {reached1} (resumed from {from1}), reached {reached2} (resumed from {from2}): "
-          f"{measured_redone} steps redone; nothing ran {fixed - killed:.1f} s (20 s asleep + fix --safe)")
+    print(
+        f"\nmeasured: reached {reached1} (resumed from {from1}), reached {reached2} (resumed from {from2}): "
+        f"{measured_redone} steps redone; nothing ran {fixed - killed:.1f} s (20 s asleep + fix --safe)"
+    )
     print("audit:", json.dumps(g))
     assert abs(lost["redone-steps"]["steps"] - measured_redone) <= 2, (lost, measured_redone)
     assert lost["redone-steps"]["seconds"] > 0

@@ -62,9 +62,14 @@ def test_spike_action(action, stops):
 def _train_file(lay: Layout, name: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     entry = next(e for e in q.pending(lay) if e.name == name)
     path = q.claim(lay, entry)
-    return subprocess.run([sys.executable, "-m", "healthkit.trainer.train_file", "--workspace", str(lay.base),
-                           "--file", str(path)], capture_output=True, text=True, timeout=600, cwd=REPO,
-                          env={**os.environ, **env})
+    return subprocess.run(
+        [sys.executable, "-m", "healthkit.trainer.train_file", "--workspace", str(lay.base), "--file", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+        env={**os.environ, **env},
+    )
 
 
 def _finite_weights(ckpt: Path) -> bool:
@@ -94,7 +99,9 @@ def test_guard_stops_a_real_run_at_an_injected_nan_before_its_save(make_ws):
     from healthkit.core.api import audit
 
     report = audit(lay.base, select=["queue.failed"], record_costs=False)
-    assert any("step 10" in " ".join(f.problem) + json.dumps(f.data) for f in report.findings), [f.problem for f in report.findings]
+    assert any("step 10" in " ".join(f.problem) + json.dumps(f.data) for f in report.findings), [
+        f.problem for f in report.findings
+    ]
 
 
 @pytest.mark.slow
@@ -108,12 +115,19 @@ def test_a_real_run_at_a_diverging_learning_rate_is_flagged(make_ws):
     path = q.claim(lay, entry)
     log = lay.base / "train.log"
     with open(log, "w") as out:
-        child = subprocess.Popen([sys.executable, "-m", "healthkit.trainer.train_file", "--workspace", str(lay.base),
-                                  "--file", str(path)], stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
-                                 env={**os.environ, "HEALTHKIT_TRAINER_STEP_SLEEP_S": "0.05"})
+        child = subprocess.Popen(
+            [sys.executable, "-m", "healthkit.trainer.train_file", "--workspace", str(lay.base), "--file", str(path)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env={**os.environ, "HEALTHKIT_TRAINER_STEP_SLEEP_S": "0.05"},
+        )
     try:
-        wait_for(lambda: "guard: loss diverged" in log.read_text() and (_step(lay) or 0) >= 40, timeout=300,
-                 what="a divergence and 40 steps")
+        wait_for(
+            lambda: "guard: loss diverged" in log.read_text() and (_step(lay) or 0) >= 40,
+            timeout=300,
+            what="a divergence and 40 steps",
+        )
         child.terminate()  # a stop request: a checkpoint of the step it is at, the file stays in processing/
         assert child.wait(timeout=120) == 75, log.read_text()[-3000:]
     finally:

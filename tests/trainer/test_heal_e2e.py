@@ -33,8 +33,10 @@ TOKEN_M = "smtppw4d2a9be0"
 
 
 def urls(json_port: int, smtp_port: int) -> str:
-    return (f"json://127.0.0.1:{json_port}/hook/{TOKEN_J} "
-            f"mailto://ops:{TOKEN_M}@127.0.0.1:{smtp_port}?smtp=127.0.0.1&mode=insecure&from=hk@example.com&to=ops@example.com")
+    return (
+        f"json://127.0.0.1:{json_port}/hook/{TOKEN_J} "
+        f"mailto://ops:{TOKEN_M}@127.0.0.1:{smtp_port}?smtp=127.0.0.1&mode=insecure&from=hk@example.com&to=ops@example.com"
+    )
 
 
 def cron_command(lay: Layout, env: dict[str, str]) -> str:
@@ -43,7 +45,7 @@ def cron_command(lay: Layout, env: dict[str, str]) -> str:
     assert r.returncode == 0, r.stderr
     assert TOKEN_J not in r.stdout and TOKEN_M not in r.stdout
     line = next(x for x in r.stdout.splitlines() if x.startswith("* * * * * "))
-    return line[len("* * * * * "):].rsplit(" >/dev/null 2>&1", 1)[0]
+    return line[len("* * * * * ") :].rsplit(" >/dev/null 2>&1", 1)[0]
 
 
 def run_cron(cmd: str, env: dict[str, str], log: list[str]) -> float:
@@ -90,11 +92,16 @@ def gone(pid: int) -> bool:
     return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
-def test_a_daemon_killed_while_training_is_restarted_by_the_next_scheduled_run_adopts_and_is_told(make_ws, monkeypatch) -> None:
+def test_a_daemon_killed_while_training_is_restarted_by_the_next_scheduled_run_adopts_and_is_told(
+    make_ws, monkeypatch
+) -> None:
     with scheduled_job(make_ws, monkeypatch, step_sleep="0.15", max_steps=60) as (lay, rx, smtp, env, cmd, log):
         pid = start_daemon(lay.base)
-        wait_for(lambda: (s := read_json(lay.status)).get("state") == "training" and (s.get("step") or 0) >= 2, 90,
-                 what="training\n" + all_logs(lay))
+        wait_for(
+            lambda: (s := read_json(lay.status)).get("state") == "training" and (s.get("step") or 0) >= 2,
+            90,
+            what="training\n" + all_logs(lay),
+        )
         run_cron(cmd, env, log)  # a healthy run: the baseline report
         child = read_json(lay.daemon_state)["child_pid"]
         os.kill(pid, signal.SIGKILL)
@@ -102,12 +109,16 @@ def test_a_daemon_killed_while_training_is_restarted_by_the_next_scheduled_run_a
         run_cron(cmd, env, log)  # the next scheduled run
         new = int(lay.pid_file.read_text().split()[0])
         state = read_json(lay.daemon_state)
-        assert new != pid and psutil.pid_exists(new) and state["child_pid"] == child and state["adopted"] is True, log[-1][-3000:]
+        assert new != pid and psutil.pid_exists(new) and state["child_pid"] == child and state["adopted"] is True, log[
+            -1
+        ][-3000:]
         assert psutil.Process(child).is_running()
         healed = [m for m in rx.got if "Healed:" in m["message"]]
         assert len(healed) == 1 and "daemon.dead" in healed[0]["message"], [m["message"] for m in rx.got]
         html = Path(healed[0]["message"].rstrip().splitlines()[-1].removeprefix("Report: "))
-        assert html.suffix == ".html" and html.read_text() == (lay.base / "reports" / "latest.html").read_text()  # this run's
+        assert (
+            html.suffix == ".html" and html.read_text() == (lay.base / "reports" / "latest.html").read_text()
+        )  # this run's
         wait_for(lambda: any("daemon.dead" in m for m in smtp.got), 10, what="the e-mail")
         mail = next(m for m in smtp.got if "daemon.dead" in m)
         assert "Subject: healthkit" in mail and "To: ops@example.com" in mail
@@ -118,7 +129,14 @@ def test_a_daemon_killed_while_training_is_restarted_by_the_next_scheduled_run_a
 def test_a_daemon_killed_after_every_run_backs_off_gives_up_once_and_is_told_once(make_ws, monkeypatch) -> None:
     toml = "[heal]\nmax_attempts = 3\nwindow_seconds = 3600\nbackoff_seconds = 2\n"
     starts = 0
-    with scheduled_job(make_ws, monkeypatch, step_sleep="0.2", max_steps=400, toml=toml) as (lay, rx, smtp, env, cmd, log):
+    with scheduled_job(make_ws, monkeypatch, step_sleep="0.2", max_steps=400, toml=toml) as (
+        lay,
+        rx,
+        smtp,
+        env,
+        cmd,
+        log,
+    ):
         pid = start_daemon(lay.base)
         for _ in range(14):
             with contextlib.suppress(ProcessLookupError):  # no daemon runs while the job holds its heal back
@@ -147,7 +165,10 @@ def test_a_daemon_killed_after_every_run_backs_off_gives_up_once_and_is_told_onc
         assert "daemon.dead" in gave_up, list(gave_up)  # one per finding the heal was for (the orphan too)
         for g in gave_up.values():
             assert g["severity"] == "critical" and len(g["evidence"]) == 3
-            assert all("start-daemon applied" in e["observed"] or "adopt-orphan applied" in e["observed"] for e in g["evidence"])
+            assert all(
+                "start-daemon applied" in e["observed"] or "adopt-orphan applied" in e["observed"]
+                for e in g["evidence"]
+            )
 
 
 def test_a_daemon_stopped_on_request_is_neither_started_nor_reported_down(make_ws, monkeypatch) -> None:
@@ -163,6 +184,10 @@ def test_a_daemon_stopped_on_request_is_neither_started_nor_reported_down(make_w
             assert "applied  start-daemon" not in log[-1] and not lay.pid_file.exists(), log[-1][-3000:]
         after = [m["message"] for m in rx.got[before:]]
         assert len(after) == 1, after  # one message on the change, none on the runs after it
-        assert "Stopped on request:" in after[0] and "maintenance window" in after[0] and "healthkit daemon stop" in after[0]
+        assert (
+            "Stopped on request:" in after[0]
+            and "maintenance window" in after[0]
+            and "healthkit daemon stop" in after[0]
+        )
         assert "daemon.dead" not in after[0] and "daemon.not-running" not in after[0]
         assert read_json(lay.daemon_state)["state"] == "stopped"

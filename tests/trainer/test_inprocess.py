@@ -18,8 +18,19 @@ from .conftest import FAST_CONFIG, read_json, wait_for
 
 transformers = pytest.importorskip("transformers", reason="transformers not installed (extra `trainer`)")
 
-STATUS_KEYS = {"state", "step", "total_steps", "loss", "val_loss", "val_train_gap", "current_file", "started_at",
-               "updated_at", "eta_seconds", "gpu"}
+STATUS_KEYS = {
+    "state",
+    "step",
+    "total_steps",
+    "loss",
+    "val_loss",
+    "val_train_gap",
+    "current_file",
+    "started_at",
+    "updated_at",
+    "eta_seconds",
+    "gpu",
+}
 
 
 class StepClock(transformers.TrainerCallback):
@@ -52,11 +63,15 @@ def _trainer(lay: Layout, model_dir: Path, max_steps: int, delay: float = 0.0, *
     texts = sample_texts(40, seed=3, words=8)
     clock = StepClock(delay)
     health = HealthCallback(lay, cfg, "a.jsonl", handle_sigterm=False)
-    trainer = Trainer(model=model, args=training_arguments(cfg, lay, True, 1),
-                      train_dataset=TokenizedDataset(tok, texts[:32], cfg.max_seq_length),
-                      eval_dataset=TokenizedDataset(tok, texts[32:], cfg.max_seq_length),
-                      data_collator=DataCollatorForLanguageModeling(tok, mlm=False), processing_class=tok,
-                      callbacks=[clock, health])
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(cfg, lay, True, 1),
+        train_dataset=TokenizedDataset(tok, texts[:32], cfg.max_seq_length),
+        eval_dataset=TokenizedDataset(tok, texts[32:], cfg.max_seq_length),
+        data_collator=DataCollatorForLanguageModeling(tok, mlm=False),
+        processing_class=tok,
+        callbacks=[clock, health],
+    )
     return trainer, health, clock
 
 
@@ -96,7 +111,9 @@ def test_pause_resume_stop_each_within_one_step(lay: Layout, tiny_model_dir: Pat
     # pause: the step in flight finishes, the next boundary holds (one step at most)
     assert st["step"] <= seen["pause_req"] + 1 and st["pause_reason"] == "test pause" and st["paused_at"]
     assert seen["steps_while_paused"] <= 1  # the StepClock record of the held step itself, nothing more
-    assert seen["resumed_status"]["paused_at"] is None and seen["resumed_status"]["pause_reason"] is None  # never sticky
+    assert (
+        seen["resumed_status"]["paused_at"] is None and seen["resumed_status"]["pause_reason"] is None
+    )  # never sticky
     stopped_at = trainer.state.global_step
     assert health.stop_requested and stopped_at <= seen["stop_req"] + 1 and stopped_at < 200
     ckpt = lay.checkpoints / f"checkpoint-{stopped_at}"  # a stop saves a checkpoint first
@@ -112,7 +129,9 @@ def test_status_file_fields_and_validation_loss(lay: Layout, tiny_model_dir: Pat
     health.finish("completed")
     st = json.loads(lay.status.read_text())
     assert set(st) >= STATUS_KEYS
-    assert st["state"] == "completed" and st["step"] == 12 and st["total_steps"] == 12 and st["current_file"] == "a.jsonl"
+    assert (
+        st["state"] == "completed" and st["step"] == 12 and st["total_steps"] == 12 and st["current_file"] == "a.jsonl"
+    )
     assert isinstance(st["val_loss"], float) and isinstance(st["loss"], float)
     assert st["val_train_gap"] == pytest.approx(st["val_loss"] - st["loss"], abs=1e-5)
     assert st["gpu"] is None  # no GPU here: null, not an error
@@ -123,7 +142,9 @@ def test_status_file_fields_and_validation_loss(lay: Layout, tiny_model_dir: Pat
     assert ckpts == ["checkpoint-12", "checkpoint-8"]  # save_total_limit=2
 
 
-def test_a_hanging_status_disk_does_not_stall_training(lay: Layout, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_hanging_status_disk_does_not_stall_training(
+    lay: Layout, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import healthkit.trainer.callbacks as cbmod
 
     release = threading.Event()
@@ -134,7 +155,9 @@ def test_a_hanging_status_disk_does_not_stall_training(lay: Layout, tiny_model_d
         real(path, data, **kw)
 
     monkeypatch.setattr(cbmod, "atomic_write", slow_write)
-    trainer, health, clock = _trainer(lay, tiny_model_dir, max_steps=10, delay=0.08, hook_timeout_s=0.2)  # >= 0.8 s of steps
+    trainer, health, clock = _trainer(
+        lay, tiny_model_dir, max_steps=10, delay=0.08, hook_timeout_s=0.2
+    )  # >= 0.8 s of steps
     t0 = time.monotonic()
     trainer.train()
     assert time.monotonic() - t0 < 20 and trainer.state.global_step == 10

@@ -35,15 +35,25 @@ def test_power_cut_on_node1_then_heal_here_continues_from_the_newest_checkpoint(
     t: dict[str, float] = {}
     try:
         t["start"] = time.time()
-        node1.spawn([sys.executable, "-m", "healthkit.trainer.daemon", "--workspace", str(lay.base)], cwd=lay.base,
-                    env={"HEALTHKIT_TRAINER_STEP_SLEEP_S": "0.2", "PYTHONPATH": str(REPO)})
-        wait_for(lambda: (s := read_json(lay.status)).get("state") == "training" and (s.get("step") or 0) >= 2, 120,
-                 what="node1 to train\n" + all_logs(lay))
+        node1.spawn(
+            [sys.executable, "-m", "healthkit.trainer.daemon", "--workspace", str(lay.base)],
+            cwd=lay.base,
+            env={"HEALTHKIT_TRAINER_STEP_SLEEP_S": "0.2", "PYTHONPATH": str(REPO)},
+        )
+        wait_for(
+            lambda: (s := read_json(lay.status)).get("state") == "training" and (s.get("step") or 0) >= 2,
+            120,
+            what="node1 to train\n" + all_logs(lay),
+        )
         t["training"] = time.time()
         report = audit_from(login1, lay.base, "daemon", "queue", "checkpoints")
         codes = sorted(f["code"] for f in report["findings"])
-        assert "daemon.remote" in codes and not {"daemon.pid-reused", "daemon.dead", "daemon.orphaned-training",
-                                                 "queue.stuck"} & set(codes), codes
+        assert "daemon.remote" in codes and not {
+            "daemon.pid-reused",
+            "daemon.dead",
+            "daemon.orphaned-training",
+            "queue.stuck",
+        } & set(codes), codes
         remote = next(f for f in report["findings"] if f["code"] == "daemon.remote")
         assert "runs on node1, renewed" in remote["problem"][0]
         t["remote_seen"] = time.time()
@@ -74,10 +84,15 @@ def test_power_cut_on_node1_then_heal_here_continues_from_the_newest_checkpoint(
         assert lease["host"] == os.uname().nodename and lease["generation"] == 2
         final = json.loads((lay.models / "a" / "healthkit_final.json").read_text())
         assert final["global_step"] == 40
-        timeline = {"lease_seconds": LEASE_S, "margin_seconds": MARGIN_S, "step_at_cut": cut_step,
-                    "checkpoints_at_cut": ckpts, "resumed_from_step": int(resumed[-1]),
-                    **{k: round(v - t["start"], 2) for k, v in t.items()},
-                    "cut_to_critical_s": round(t["critical"] - t["power_cut"], 2)}
+        timeline = {
+            "lease_seconds": LEASE_S,
+            "margin_seconds": MARGIN_S,
+            "step_at_cut": cut_step,
+            "checkpoints_at_cut": ckpts,
+            "resumed_from_step": int(resumed[-1]),
+            **{k: round(v - t["start"], 2) for k, v in t.items()},
+            "cut_to_critical_s": round(t["critical"] - t["power_cut"], 2),
+        }
         if os.environ.get("HEALTHKIT_TIMELINE_OUT"):
             with open(os.environ["HEALTHKIT_TIMELINE_OUT"], "w", encoding="utf-8") as fh:
                 json.dump(timeline, fh, indent=2)
@@ -100,21 +115,51 @@ def test_an_orphaned_training_that_cannot_renew_fences_itself_before_its_lease_e
     node1 = Host("node1")
     env = {"HEALTHKIT_TRAINER_STEP_SLEEP_S": "0.2", "PYTHONPATH": str(REPO), "HEALTHKIT_TEST_HOST_LOCAL_LOCKS": "1"}
     try:
-        sh = node1.spawn(["sh", "-c", '"$@"; sleep 600', "sh", sys.executable, "-m", "healthkit.trainer.daemon",
-                          "--workspace", str(lay.base)], cwd=lay.base, env=env)
+        sh = node1.spawn(
+            [
+                "sh",
+                "-c",
+                '"$@"; sleep 600',
+                "sh",
+                sys.executable,
+                "-m",
+                "healthkit.trainer.daemon",
+                "--workspace",
+                str(lay.base),
+            ],
+            cwd=lay.base,
+            env=env,
+        )
         wait_for(lambda: (read_json(lay.status).get("step") or 0) >= 7, 120, what="node1 to train\n" + all_logs(lay))
         ns_init = psutil.Process(sh.pid).children()[0]
         daemon = next(p for p in ns_init.children() if "healthkit.trainer.daemon" in " ".join(p.cmdline()))
         child = next(p for p in daemon.children() if "healthkit.trainer.train_file" in " ".join(p.cmdline()))
         daemon.kill()  # node1's daemon dies; its training runs on and renews the lease itself
-        wait_for(lambda: json.loads((lay.base / ".daemon.lease").read_text()).get("renewed_by") not in (None, 1), 30,
-                 what="the orphan to renew")
+        wait_for(
+            lambda: json.loads((lay.base / ".daemon.lease").read_text()).get("renewed_by") not in (None, 1),
+            30,
+            what="the orphan to renew",
+        )
         frozen = tmp_path / "frozen.lease"
         frozen.write_bytes((lay.base / ".daemon.lease").read_bytes())
-        subprocess.run(["nsenter", "-t", str(ns_init.pid), "-m", "mount", "-r", "--bind", str(frozen),
-                        str(lay.base / ".daemon.lease")], check=True)  # node1 can no longer renew
+        subprocess.run(
+            [
+                "nsenter",
+                "-t",
+                str(ns_init.pid),
+                "-m",
+                "mount",
+                "-r",
+                "--bind",
+                str(frozen),
+                str(lay.base / ".daemon.lease"),
+            ],
+            check=True,
+        )  # node1 can no longer renew
         last = json.loads(frozen.read_text())
-        wait_for(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, 30, what="the orphan to fence")
+        wait_for(
+            lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, 30, what="the orphan to fence"
+        )
         train_log = (lay.logs / "train-a.log").read_text()
         m = re.search(r"^(\S+ \S+) \[train .*fenced at step (\d+): the lease was not renewed", train_log, re.M)
         assert m, train_log[-3000:]
@@ -132,8 +177,11 @@ def test_an_orphaned_training_that_cannot_renew_fences_itself_before_its_lease_e
             early = hk("fix", str(lay.base), "--safe", timeout=180, env=env)
             if time.time() < last["renewed_at"] + LEASE_S + MARGIN_S:
                 assert "daemon.remote" in early.stdout and "Start the daemon" not in early.stdout, early.stdout
-        wait_for(lambda: "daemon.lease-expired" in hk("audit", str(lay.base), "--select", "daemon").stdout, 30,
-                 what="the lease to expire")
+        wait_for(
+            lambda: "daemon.lease-expired" in hk("audit", str(lay.base), "--select", "daemon").stdout,
+            30,
+            what="the lease to expire",
+        )
         out = hk("fix", str(lay.base), "--safe", timeout=180, env=env)
         assert out.returncode in (0, 1), out.stdout[-3000:] + out.stderr[-2000:]
         assert "daemon.lease-expired" in out.stdout, out.stdout[-3000:]

@@ -26,9 +26,17 @@ def _plain_trainer_run(base: Path, model_dir: Path) -> None:
         TrainingArguments,
     )
 
-    config = {"model_name_or_path": str(model_dir), "output_dir": "out", "max_steps": 24, "save_steps": 2,
-              "eval_strategy": "steps", "eval_steps": 4, "logging_steps": 1, "learning_rate": 1e-3,
-              "per_device_train_batch_size": 4}
+    config = {
+        "model_name_or_path": str(model_dir),
+        "output_dir": "out",
+        "max_steps": 24,
+        "save_steps": 2,
+        "eval_strategy": "steps",
+        "eval_steps": 4,
+        "logging_steps": 1,
+        "learning_rate": 1e-3,
+        "per_device_train_batch_size": 4,
+    }
     (base / "config.json").write_text(json.dumps(config, indent=2))
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
@@ -44,13 +52,27 @@ def _plain_trainer_run(base: Path, model_dir: Path) -> None:
             return self.items[i]
 
     args = TrainingArguments(
-        output_dir=str(base / config["output_dir"]), max_steps=config["max_steps"], save_steps=config["save_steps"],
-        eval_strategy="steps", eval_steps=config["eval_steps"], logging_steps=1, learning_rate=1e-3,
-        per_device_train_batch_size=4, per_device_eval_batch_size=8, report_to="none", use_cpu=True,
-        disable_tqdm=True, save_total_limit=None,
+        output_dir=str(base / config["output_dir"]),
+        max_steps=config["max_steps"],
+        save_steps=config["save_steps"],
+        eval_strategy="steps",
+        eval_steps=config["eval_steps"],
+        logging_steps=1,
+        learning_rate=1e-3,
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=8,
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        save_total_limit=None,
     )
-    Trainer(model=model, args=args, train_dataset=Texts(sample_texts(64, 1)), eval_dataset=Texts(sample_texts(16, 2)),
-            data_collator=DataCollatorForLanguageModeling(tok, mlm=False)).train()
+    Trainer(
+        model=model,
+        args=args,
+        train_dataset=Texts(sample_texts(64, 1)),
+        eval_dataset=Texts(sample_texts(16, 2)),
+        data_collator=DataCollatorForLanguageModeling(tok, mlm=False),
+    ).train()
 
 
 def test_plain_trainer_run_without_healthkit_toml(tmp_path: Path, tiny_model_dir: Path) -> None:

@@ -57,13 +57,17 @@ def test_preflight_drift_policy_fail_or_warn(tmp_path: Path, tiny_model_dir: Pat
     assert pf.ok and any("config.doc-drift" in w for w in pf.warnings)
 
 
-def test_preflight_reports_missing_accelerate(tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_preflight_reports_missing_accelerate(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import importlib.util
 
     import healthkit.trainer.preflight as pfm
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(pfm.importlib.util, "find_spec", lambda name, *a: None if name == "accelerate" else real(name, *a))
+    monkeypatch.setattr(
+        pfm.importlib.util, "find_spec", lambda name, *a: None if name == "accelerate" else real(name, *a)
+    )
     pf = run_preflight(_ws(tmp_path, tiny_model_dir), drift=False)
     assert any("accelerate" in e and "healthkit[trainer]" in e for e in pf.errors)
 
@@ -75,9 +79,11 @@ def test_trainer_extra_declares_what_trainer_needs() -> None:
     # ...and Trainer really refuses to run without accelerate:
     # Hide accelerate the way transformers looks for it (its availability probe), not by poisoning
     # sys.modules: that breaks transformers' own import differently once peft is installed.
-    code = ("import transformers.training_args as ta\n"
-            "ta.is_accelerate_available = lambda *a, **k: False\n"
-            "try:\n    ta.TrainingArguments(output_dir='/tmp/x', use_cpu=True)\nexcept ImportError as e:\n    print('REFUSED', e)\n")
+    code = (
+        "import transformers.training_args as ta\n"
+        "ta.is_accelerate_available = lambda *a, **k: False\n"
+        "try:\n    ta.TrainingArguments(output_dir='/tmp/x', use_cpu=True)\nexcept ImportError as e:\n    print('REFUSED', e)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "REFUSED" in out.stdout and "accelerate" in out.stdout, out.stdout + out.stderr[-2000:]
 
@@ -87,7 +93,9 @@ def test_init_tiny_model_and_queue_commands(tmp_path: Path) -> None:
     base = tmp_path / "ws"
     r = runner.invoke(app, ["init", str(base), "--tiny-model"])
     assert r.exit_code == 0, r.output
-    assert (base / "models" / "base" / "model.safetensors").exists() and (base / "models" / "base" / "tokenizer.json").exists()
+    assert (base / "models" / "base" / "model.safetensors").exists() and (
+        base / "models" / "base" / "tokenizer.json"
+    ).exists()
     cfg = json.loads((base / "config.json").read_text())
     assert cfg["base_model"] == "models/base" and cfg["save_total_limit"] == 3
     assert "- `eval_steps`: 10" in (base / "README.md").read_text()
@@ -110,16 +118,31 @@ def test_a_hub_id_base_model_fails_the_start_with_78_and_the_audit_says_why(tmp_
     base = tmp_path / "ws"
     init_workspace(base, **{**FAST_CONFIG, "base_model": "gpt2"})
     (base / "README.md").unlink()  # no drift to report: only the base model is wrong
-    r = subprocess.run([sys.executable, "-m", "healthkit.cli", "daemon", "start", str(base)], capture_output=True, text=True,
-                       cwd=REPO, timeout=180)
+    r = subprocess.run(
+        [sys.executable, "-m", "healthkit.cli", "daemon", "start", str(base)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=180,
+    )
     assert r.returncode == 78, r.stdout + r.stderr
     assert "base_model 'gpt2' is not a local folder" in r.stderr and "Traceback" not in r.stderr
     assert not list((base / "queue" / "processing").iterdir())
-    r = subprocess.run([sys.executable, "-m", "healthkit.cli", "daemon", "start", str(base), "--supervise"], capture_output=True,
-                       text=True, cwd=REPO, timeout=180)
+    r = subprocess.run(
+        [sys.executable, "-m", "healthkit.cli", "daemon", "start", str(base), "--supervise"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=180,
+    )
     assert r.returncode == 78 and "base_model 'gpt2' is not a local folder" in r.stderr, r.stdout + r.stderr
-    a = subprocess.run([sys.executable, "-m", "healthkit.cli", "audit", str(base), "--format", "json"], capture_output=True,
-                       text=True, cwd=REPO, timeout=120)
+    a = subprocess.run(
+        [sys.executable, "-m", "healthkit.cli", "audit", str(base), "--format", "json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     codes = {f["code"]: f for f in json.loads(a.stdout)["findings"]}
     assert a.returncode == 2 and "config.base-model-not-local" in codes
     assert "downloads nothing" in " ".join(codes["config.base-model-not-local"]["problem"])

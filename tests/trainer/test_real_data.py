@@ -30,8 +30,12 @@ LONG_AT = [5, 77, 150, 233, 300, 421, 512, 599]  # line numbers of the 8 too-lon
 
 def long_chat(seed: int = 0) -> dict:
     """A conversation whose user turn alone is longer than max_seq_length=48: its assistant part is wholly cut off."""
-    return {"messages": [{"role": "user", "content": " ".join(["checkpoint validation gradient"] * 30)},
-                         {"role": "assistant", "content": f"I will do that {seed}."}]}
+    return {
+        "messages": [
+            {"role": "user", "content": " ".join(["checkpoint validation gradient"] * 30)},
+            {"role": "assistant", "content": f"I will do that {seed}."},
+        ]
+    }
 
 
 def chats_with_long(n: int, long_at: list[int], seed: int = 0) -> list[dict]:
@@ -80,9 +84,13 @@ def test_600_conversations_8_too_long_train_on_the_rest_and_a_file_all_too_long_
     assert read_json(lay.status)["dropped_lines"]["first_lines"] == LONG_AT  # the status file says it too
     r = hk("daemon", "status", str(lay.base))
     assert "dropped: 8 of 600 line(s) too long for max_seq_length=48 (line(s) 5, 77, 150" in r.stdout, r.stdout
-    said = r"chat600.jsonl trained without 8 of its 600 line\(s\), too long for max_seq_length=48: line\(s\) 5, 77, 150, " \
-           r"233, 300, 421, 512, 599"
-    wait_for(lambda: re.search(said, daemon_log(lay)), 60, 0.1, "the daemon log to say what was dropped\n" + daemon_log(lay))
+    said = (
+        r"chat600.jsonl trained without 8 of its 600 line\(s\), too long for max_seq_length=48: line\(s\) 5, 77, 150, "
+        r"233, 300, 421, 512, 599"
+    )
+    wait_for(
+        lambda: re.search(said, daemon_log(lay)), 60, 0.1, "the daemon log to say what was dropped\n" + daemon_log(lay)
+    )
     assert read_json(lay.models / "chat600" / "healthkit_final.json")["global_step"] == 10
 
     _, rep = audit_json(lay, "queue")
@@ -140,9 +148,13 @@ def test_max_seq_length_beyond_the_model_positions_is_refused_up_front_and_audit
     assert f["severity"] == "critical" and (f["data"]["max_seq_length"], f["data"]["positions"]) == (128, 64), f
     assert code == 2
     # The audit reads the model's config.json as JSON: no torch, no transformers.
-    probe = ("import sys; from healthkit.core.api import audit; audit(sys.argv[1], select=['config'], record_costs=False); "
-             "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", probe, str(lay.base)], capture_output=True, text=True, cwd=REPO, timeout=120)
+    probe = (
+        "import sys; from healthkit.core.api import audit; audit(sys.argv[1], select=['config'], record_costs=False); "
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(lay.base)], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
     assert out.stdout.strip() == "[]", out.stdout + out.stderr[-2000:]
 
 
@@ -160,11 +172,18 @@ def test_a_failed_files_checkpoints_are_kept_and_queue_retry_resumes_from_them(m
     lay = make_ws(max_steps=30, max_failures=1, max_seq_length=48)
     enqueue(lay, "a.jsonl", sample_chats(40, seed=1))
     start_daemon(lay.base)
-    wait_for(lambda: (read_json(lay.status).get("step") or 0) >= 11 and (lay.checkpoints / "checkpoint-10").exists(), 120,
-             what="step 11 of a.jsonl\n" + all_logs(lay))
+    wait_for(
+        lambda: (read_json(lay.status).get("step") or 0) >= 11 and (lay.checkpoints / "checkpoint-10").exists(),
+        120,
+        what="step 11 of a.jsonl\n" + all_logs(lay),
+    )
     os.killpg(read_json(lay.daemon_state)["child_pid"], signal.SIGKILL)  # a failure (max_failures=1): a goes to failed/
-    wait_for(lambda: queue_drained(lay, 0, 1) and read_json(lay.daemon_state).get("state") == "idle", 60, 0.1,
-             "a.jsonl failed\n" + all_logs(lay))
+    wait_for(
+        lambda: queue_drained(lay, 0, 1) and read_json(lay.daemon_state).get("state") == "idle",
+        60,
+        0.1,
+        "a.jsonl failed\n" + all_logs(lay),
+    )
     before = _mine(lay, "a.jsonl")
     steps = sorted(int(n.split("-")[1]) for n in before if is_complete(next(lay.checkpoints.rglob(n))))
     n = steps[-1]
@@ -199,16 +218,23 @@ def test_a_checkpoint_made_incomplete_during_training_never_costs_a_complete_one
     ck10 = lay.checkpoints / "checkpoint-10"
     wait_for(lambda: (ck10 / "healthkit_checkpoint.json").exists(), 120, 0.02, "checkpoint-10 saved\n" + all_logs(lay))
     (ck10 / "optimizer.pt").unlink()  # lost while training runs (steps 11..14 before the next save)
-    wait_for(lambda: (lay.checkpoints / "checkpoint-15" / "healthkit_checkpoint.json").exists(), 60, 0.02,
-             "checkpoint-15 saved\n" + all_logs(lay))
+    wait_for(
+        lambda: (lay.checkpoints / "checkpoint-15" / "healthkit_checkpoint.json").exists(),
+        60,
+        0.02,
+        "checkpoint-15 saved\n" + all_logs(lay),
+    )
     from healthkit.contract.retry_checkpoints import is_complete
 
     # HF's rotation (limit 2) would have deleted the complete checkpoint-5 and kept the broken checkpoint-10.
-    assert is_complete(lay.checkpoints / "checkpoint-5") and is_complete(lay.checkpoints / "checkpoint-15"), all_logs(lay)
+    assert is_complete(lay.checkpoints / "checkpoint-5") and is_complete(lay.checkpoints / "checkpoint-15"), all_logs(
+        lay
+    )
     assert not ck10.exists()
     (aside,) = lay.checkpoints.glob(".foreign-*")
-    assert (aside / "checkpoint-10").is_dir() and "optimizer.pt" in read_json(aside / "healthkit_aside.json")["checkpoints"][
-        "checkpoint-10"]
+    assert (aside / "checkpoint-10").is_dir() and "optimizer.pt" in read_json(aside / "healthkit_aside.json")[
+        "checkpoints"
+    ]["checkpoint-10"]
     wait_for(lambda: queue_drained(lay, 1), 120, 0.1, "a.jsonl done\n" + all_logs(lay))
     assert "incomplete checkpoint(s) moved to .foreign-" in (lay.logs / "train-a.log").read_text()
 
@@ -232,7 +258,10 @@ def test_eval_steps_changed_between_stop_and_resume_applies(make_ws, monkeypatch
     assert [s for s in evals if s > resumed_at] == [20], (resumed_at, evals)  # not 15 and 20: the new 20 applies
     assert (history["eval_steps"], history["save_steps"]) == (20, 20)
     assert read_json(lay.status)["settings_on_resume"]["eval_steps"] == {"checkpoint": 5, "config": 20}
-    assert "on resume: eval_steps 5 (checkpoint) -> 20 (config.json applies)" in hk("daemon", "status", str(lay.base)).stdout
+    assert (
+        "on resume: eval_steps 5 (checkpoint) -> 20 (config.json applies)"
+        in hk("daemon", "status", str(lay.base)).stdout
+    )
     wait_for(lambda: queue_drained(lay, 1), 120, 0.1, "a.jsonl done\n" + all_logs(lay))
     assert f"resumed at step {resumed_at}: logging_steps" not in (lay.logs / "train-a.log").read_text()
     assert "eval_steps 5 -> 20, save_steps 5 -> 20" in (lay.logs / "train-a.log").read_text()
@@ -250,9 +279,14 @@ def test_a_daemon_whose_workspace_is_gone_exits_and_frees_its_port(make_ws, how:
     else:
         lay.base.rename(lay.base.with_name("ws-old"))
         lay.base.mkdir()
-    wait_for(lambda: not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE, 10, 0.05, f"daemon PID {pid} to exit")
+    wait_for(
+        lambda: not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE, 10, 0.05, f"daemon PID {pid} to exit"
+    )
     with socket.socket() as s:  # the next daemon on this machine gets the monitor port
         s.bind(("127.0.0.1", port))
     if how == "replaced":
         assert list(lay.base.iterdir()) == []  # nothing written into the folder that took its place
-        assert "was replaced by another folder: exiting" in (lay.base.with_name("ws-old") / "logs" / "daemon.log").read_text()
+        assert (
+            "was replaced by another folder: exiting"
+            in (lay.base.with_name("ws-old") / "logs" / "daemon.log").read_text()
+        )

@@ -34,13 +34,16 @@ def test_scan_examples_reports_every_bad_line_and_keeps_the_good(tmp_path: Path)
     assert [n for n, _ in bad] == [2, 5] and "invalid JSON" in bad[0][1]
 
 
-@pytest.mark.parametrize("config, expected", [
-    ({"n_positions": 64, "n_ctx": 64}, (64, "n_positions")),
-    ({"max_position_embeddings": 4096}, (4096, "max_position_embeddings")),
-    ({"text_config": {"max_position_embeddings": 8192}}, (8192, "text_config.max_position_embeddings")),
-    ({"hidden_size": 8}, None),
-    ({"n_positions": True}, None),
-])
+@pytest.mark.parametrize(
+    "config, expected",
+    [
+        ({"n_positions": 64, "n_ctx": 64}, (64, "n_positions")),
+        ({"max_position_embeddings": 4096}, (4096, "max_position_embeddings")),
+        ({"text_config": {"max_position_embeddings": 8192}}, (8192, "text_config.max_position_embeddings")),
+        ({"hidden_size": 8}, None),
+        ({"n_positions": True}, None),
+    ],
+)
 def test_model_positions_from_config_json(tmp_path: Path, config: dict, expected) -> None:
     (tmp_path / "config.json").write_text(json.dumps(config))
     assert model_positions(tmp_path) == expected
@@ -73,7 +76,11 @@ def test_a_failed_files_checkpoints_move_aside_and_come_back_for_its_retry(lay: 
     q.finish_failed(lay, lay.processing / "a.jsonl", "crashed 3 times")
     assert retry_point(lay.checkpoints, "a.jsonl")[0] == 100  # type: ignore[index]
     plan = ck.plan_prepare(lay, "b.jsonl")
-    assert not plan.delete and [p.name for p, _ in plan.keep_failed] == ["checkpoint-50", "checkpoint-100", "checkpoint-106"]
+    assert not plan.delete and [p.name for p, _ in plan.keep_failed] == [
+        "checkpoint-50",
+        "checkpoint-100",
+        "checkpoint-106",
+    ]
     ck.prepare(lay, "b.jsonl")
     kept = failed_folder(lay.checkpoints, "a.jsonl")
     assert sorted(p.name for p in kept.iterdir()) == ["checkpoint-100", "checkpoint-106", "checkpoint-50"]
@@ -122,17 +129,26 @@ def test_deleting_a_failed_files_kept_checkpoints_is_unsafe_and_says_the_steps(t
     ck.prepare(lay, "b.jsonl")  # another file takes current_model/: a's checkpoints are kept aside
 
     def hk(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "healthkit.cli", *args], capture_output=True, text=True, timeout=120,
-                              stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            [sys.executable, "-m", "healthkit.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
 
     safe = hk("fix", str(base), "--safe", "--only", "queue.failed")
-    assert (lay.checkpoints / ".failed-a.jsonl" / "checkpoint-20").is_dir(), safe.stdout + safe.stderr  # never by --safe
+    assert (lay.checkpoints / ".failed-a.jsonl" / "checkpoint-20").is_dir(), (
+        safe.stdout + safe.stderr
+    )  # never by --safe
     dry = hk("fix", str(base), "--unsafe", "--dry-run", "--only", "queue.failed")
     assert "throws away 20 trained step(s) of a.jsonl" in dry.stdout, dry.stdout + dry.stderr
     assert "delete current_model/.failed-a.jsonl/checkpoint-10/" in dry.stdout
     done = hk("fix", str(base), "--unsafe", "--yes", "--only", "queue.failed")
     assert not (lay.checkpoints / ".failed-a.jsonl").exists(), done.stdout + done.stderr
-    assert retry_point(lay.checkpoints, "a.jsonl") is None and (lay.failed / "a.jsonl").exists()  # the file itself stays
+    assert (
+        retry_point(lay.checkpoints, "a.jsonl") is None and (lay.failed / "a.jsonl").exists()
+    )  # the file itself stays
 
 
 def test_queue_retry_rechecks_the_file_as_queue_add_does_and_names_the_workspace(tmp_path: Path) -> None:
@@ -147,16 +163,25 @@ def test_queue_retry_rechecks_the_file_as_queue_add_does_and_names_the_workspace
 
     init_workspace(base, base_model="models/base", monitor_port=None)
     lay = Layout.of(base)
-    bad = "\n".join(['{"text": "fine"}'] + ['not json'] * 9) + "\n"
+    bad = "\n".join(['{"text": "fine"}'] + ["not json"] * 9) + "\n"
     (lay.failed / "a.jsonl").write_text(bad)
 
     def retry(*extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "healthkit.cli", "queue", "retry", str(base), "a.jsonl", *extra],
-                              capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        return subprocess.run(
+            [sys.executable, "-m", "healthkit.cli", "queue", "retry", str(base), "a.jsonl", *extra],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
 
     r = retry()
     assert r.returncode == 65, (r.stdout, r.stderr)
-    assert "would fail a.jsonl again" in r.stderr and (lay.failed / "a.jsonl").exists() and not (lay.inbox / "a.jsonl").exists()
+    assert (
+        "would fail a.jsonl again" in r.stderr
+        and (lay.failed / "a.jsonl").exists()
+        and not (lay.inbox / "a.jsonl").exists()
+    )
     assert shlex.quote(str(base)) in r.stderr  # the --force command to paste
     r = retry("--force")
     assert r.returncode == 0 and (lay.inbox / "a.jsonl").exists(), (r.stdout, r.stderr)

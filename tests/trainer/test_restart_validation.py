@@ -20,15 +20,21 @@ def test_audit_right_after_a_restart_sees_validation_running(make_ws, monkeypatc
     (lay.base / "healthkit.toml").write_text("[thresholds]\ndisk_min_free_percent = 0\ndisk_min_free_bytes = 0\n")
     queue_file(lay, "a.jsonl", n=80, seed=2)
     start_daemon(lay.base)
-    wait_for(lambda: (read_json(lay.status).get("val_loss_step") or 0) >= 20, 120, 0.1, "an evaluation\n" + all_logs(lay))
+    wait_for(
+        lambda: (read_json(lay.status).get("val_loss_step") or 0) >= 20, 120, 0.1, "an evaluation\n" + all_logs(lay)
+    )
     r = hk("daemon", "stop", str(lay.base), "--wait", "60")
     assert r.returncode == 0, r.stdout + r.stderr
     stopped = read_json(lay.last_result)["step"]
     assert 20 <= stopped < 40, stopped
 
     start_daemon(lay.base)
-    wait_for(lambda: (s := read_json(lay.status)).get("resumed_from") and s.get("state") == "training", 120, 0.05,
-             "the resumed run\n" + all_logs(lay))
+    wait_for(
+        lambda: (s := read_json(lay.status)).get("resumed_from") and s.get("state") == "training",
+        120,
+        0.05,
+        "the resumed run\n" + all_logs(lay),
+    )
     r = hk("audit", str(lay.base), "--format", "json", "--select", "validation")
     st = read_json(lay.status)
     assert st["step"] < 40, "the audit ran after the next evaluation: it did not test the window after a restart"

@@ -76,12 +76,18 @@ def test_fix_safe_moves_checkpoints_not_ours_aside_intact_and_its_plan_says_so(m
 
     dry = hk("fix", str(lay.base), "--safe", "--dry-run")
     for name in before:
-        assert f"before training a.jsonl the daemon will move {name} aside to current_model/.foreign-<time>/" in dry.stdout, dry.stdout
+        assert (
+            f"before training a.jsonl the daemon will move {name} aside to current_model/.foreign-<time>/" in dry.stdout
+        ), dry.stdout
     assert {n: tree_hashes(lay.checkpoints / n) for n in before} == before
 
     r = hk("fix", str(lay.base), "--safe", timeout=180)
-    assert "move checkpoint-100 aside" in r.stdout and "started the daemon" in r.stdout, r.stdout[-3000:] + r.stderr[-2000:]
-    state = wait_for(lambda: (s := read_json(lay.daemon_state)).get("set_aside") and s, 60, what="the move\n" + all_logs(lay))
+    assert "move checkpoint-100 aside" in r.stdout and "started the daemon" in r.stdout, (
+        r.stdout[-3000:] + r.stderr[-2000:]
+    )
+    state = wait_for(
+        lambda: (s := read_json(lay.daemon_state)).get("set_aside") and s, 60, what="the move\n" + all_logs(lay)
+    )
     (aside,) = sorted(lay.checkpoints.glob(".foreign-*"))
     assert state["set_aside"]["folder"] == str(aside.relative_to(lay.base))
     assert {n: tree_hashes(aside / n) for n in before} == before  # every byte, every file
@@ -111,8 +117,18 @@ def test_fix_safe_never_starts_a_second_training_beside_a_hand_started_train_py(
         ended_after = time.time()
         (lay.base / "stop-me").write_text("")
         hand.wait(30)
-        wait_for(lambda: _procs_of(lay, "healthkit.trainer.daemon"), 60, 0.1, "the daemon after train.py ended\n" + all_logs(lay))
-        st = wait_for(lambda: (d := read_json(lay.daemon_state)).get("child_started_at") and d, 60, 0.1, "a child\n" + all_logs(lay))
+        wait_for(
+            lambda: _procs_of(lay, "healthkit.trainer.daemon"),
+            60,
+            0.1,
+            "the daemon after train.py ended\n" + all_logs(lay),
+        )
+        st = wait_for(
+            lambda: (d := read_json(lay.daemon_state)).get("child_started_at") and d,
+            60,
+            0.1,
+            "a child\n" + all_logs(lay),
+        )
         assert st["child_started_at"] >= ended_after and st["adopted"] is False  # only once train.py had ended
         assert "watcher" in r.stdout and "the training has ended; starting the daemon" in all_logs(lay)
         wait_for(lambda: (lay.done / "a.jsonl").exists(), 180, 0.2, "the queued file to train\n" + all_logs(lay))
@@ -125,17 +141,31 @@ def test_daemon_start_by_hand_refuses_to_train_beside_a_hand_started_train_py(ma
         for extra in ([], ["--foreground"], ["--supervise"]):
             r = hk("daemon", "start", str(lay.base), *extra, timeout=60)
             assert r.returncode == 73, (extra, r.returncode, r.stdout, r.stderr)
-            assert f"PID {hand.pid} (" in r.stderr and "train.py" in r.stderr and "Nothing was started" in r.stderr, r.stderr
+            assert f"PID {hand.pid} (" in r.stderr and "train.py" in r.stderr and "Nothing was started" in r.stderr, (
+                r.stderr
+            )
             assert f"healthkit fix --safe {lay.base}" in r.stderr and "Traceback" not in r.stderr
         assert not _procs_of(lay, "healthkit.trainer.daemon") and not lay.pid_file.exists()
         # Started as a module, as the systemd unit does: the daemon itself refuses, and says so to the audit.
-        r = subprocess.run([sys.executable, "-m", "healthkit.trainer.daemon", "--workspace", str(lay.base)], cwd=lay.base,
-                           capture_output=True, text=True, timeout=60, env=child_env())
-        assert r.returncode == 73 and f"PID {hand.pid} (" in r.stderr and "Traceback" not in r.stderr, (r.returncode, r.stderr)
+        r = subprocess.run(
+            [sys.executable, "-m", "healthkit.trainer.daemon", "--workspace", str(lay.base)],
+            cwd=lay.base,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=child_env(),
+        )
+        assert r.returncode == 73 and f"PID {hand.pid} (" in r.stderr and "Traceback" not in r.stderr, (
+            r.returncode,
+            r.stderr,
+        )
         assert not lay.pid_file.exists() and not _procs_of(lay, "healthkit.trainer.train_file")
         audit = json.loads(hk("audit", str(lay.base), "--format", "json", "--select", "daemon").stdout)
-        assert any(f"PID {hand.pid}" in line and line.startswith("The last start was refused")
-                   for f in audit["findings"] for line in f["problem"]), audit["findings"]
+        assert any(
+            f"PID {hand.pid}" in line and line.startswith("The last start was refused")
+            for f in audit["findings"]
+            for line in f["problem"]
+        ), audit["findings"]
         assert (lay.inbox / "a.jsonl").exists() and hand.is_running()
         (lay.base / "stop-me").write_text("")
         hand.wait(30)
@@ -162,7 +192,9 @@ def test_a_deliberate_stop_mid_file_is_recorded_reported_as_info_and_never_resta
     report = json.loads(r.stdout)
     assert [f["code"] for f in report["findings"]] == ["daemon.stopped"], r.stdout[-3000:]
     f = report["findings"][0]
-    assert f["severity"] == "info" and "1 file waits in processing/ and resumes on `healthkit daemon start`" in " ".join(f["problem"])
+    assert f[
+        "severity"
+    ] == "info" and "1 file waits in processing/ and resumes on `healthkit daemon start`" in " ".join(f["problem"])
 
     r = hk("fix", str(lay.base), "--safe", timeout=120)
     assert not lay.pid_file.exists() and not _procs_of(lay, "healthkit.trainer.daemon"), r.stdout[-3000:]

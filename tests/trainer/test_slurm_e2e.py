@@ -51,8 +51,11 @@ def test_submit_signal_save_requeue_pending_audit_resume(make_ws, slurm_cluster)
     step_at_signal = read_json(lay.status).get("step")
     assert slurm_cluster.run("scancel", "--signal=USR1", "--batch", job).returncode == 0
     t["signal"] = time.time()
-    wait_for(lambda: any(e["event"] == "slurm-requeue" for e in slurm_events(lay)), 120,
-             what="the requeue\n" + daemon_log(lay))
+    wait_for(
+        lambda: any(e["event"] == "slurm-requeue" for e in slurm_events(lay)),
+        120,
+        what="the requeue\n" + daemon_log(lay),
+    )
     t["requeued"] = time.time()
     saved = sorted(int(p.name.split("-")[1]) for p in lay.checkpoints.glob("checkpoint-*"))
     assert saved and max(saved) >= step_at_signal, (saved, step_at_signal)  # saved at the next step boundary
@@ -66,11 +69,17 @@ def test_submit_signal_save_requeue_pending_audit_resume(make_ws, slurm_cluster)
     st = hk("daemon", "status", str(lay.base))
     assert f"slurm: job {job} PENDING, reason BeginTime" in st.stdout, st.stdout
     slurm_cluster.run("scontrol", "update", f"JobId={job}", "StartTime=now")
-    wait_for(lambda: len([e for e in slurm_events(lay) if e["event"] == "slurm-job"]) >= 2, 180,
-             what="the requeued job to run\n" + daemon_log(lay))
+    wait_for(
+        lambda: len([e for e in slurm_events(lay) if e["event"] == "slurm-job"]) >= 2,
+        180,
+        what="the requeued job to run\n" + daemon_log(lay),
+    )
     t["rerun"] = time.time()
-    wait_for(lambda: re.search(r"spawn file=a\.jsonl pid=\d+ attempt=\d+ resume=checkpoint-(\d+)", daemon_log(lay)), 120,
-             what="the resume\n" + daemon_log(lay))
+    wait_for(
+        lambda: re.search(r"spawn file=a\.jsonl pid=\d+ attempt=\d+ resume=checkpoint-(\d+)", daemon_log(lay)),
+        120,
+        what="the resume\n" + daemon_log(lay),
+    )
     resumed = int(re.findall(r"resume=checkpoint-(\d+)", daemon_log(lay))[-1])
     assert resumed == max(saved)
     wait_for(lambda: (read_json(lay.status).get("step") or 0) > resumed, 120, what="training after the resume")
@@ -79,9 +88,14 @@ def test_submit_signal_save_requeue_pending_audit_resume(make_ws, slurm_cluster)
     slurm_cluster.run("scancel", job)
     wait_for(lambda: any(e["event"] == "slurm-end" for e in slurm_events(lay)), 60, what="the end\n" + daemon_log(lay))
     assert sum(e["event"] == "slurm-requeue" for e in slurm_events(lay)) == 1
-    timeline = {"job": job, "step_at_signal": step_at_signal, "saved_step": max(saved), "resumed_from": resumed,
-                "steps_lost": max(0, step_at_signal - max(saved)),
-                **{k: round(v - t["submit"], 2) for k, v in t.items()}}
+    timeline = {
+        "job": job,
+        "step_at_signal": step_at_signal,
+        "saved_step": max(saved),
+        "resumed_from": resumed,
+        "steps_lost": max(0, step_at_signal - max(saved)),
+        **{k: round(v - t["submit"], 2) for k, v in t.items()},
+    }
     if os.environ.get("HEALTHKIT_SLURM_TIMELINE_OUT"):
         with open(os.environ["HEALTHKIT_SLURM_TIMELINE_OUT"], "w", encoding="utf-8") as fh:
             json.dump(timeline, fh, indent=2)
@@ -110,5 +124,14 @@ def test_the_same_job_without_exec_loses_everything_since_its_last_periodic_save
     if os.environ.get("HEALTHKIT_SLURM_TIMELINE_OUT"):
         path = os.environ["HEALTHKIT_SLURM_TIMELINE_OUT"] + ".no-exec"
         with open(path, "w", encoding="utf-8") as fh:
-            json.dump({"job": job, "step_at_signal": step_at_signal, "last_periodic_save": max(saved),
-                       "steps_lost": step_at_signal - max(saved), "requeued": False}, fh, indent=2)
+            json.dump(
+                {
+                    "job": job,
+                    "step_at_signal": step_at_signal,
+                    "last_periodic_save": max(saved),
+                    "steps_lost": step_at_signal - max(saved),
+                    "requeued": False,
+                },
+                fh,
+                indent=2,
+            )

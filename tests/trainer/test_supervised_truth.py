@@ -31,7 +31,9 @@ def _supervisor_of(pid: int) -> psutil.Process:
     return parent
 
 
-def test_a_supervised_crash_and_a_dead_supervisor_are_told_as_they_are(make_ws, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_supervised_crash_and_a_dead_supervisor_are_told_as_they_are(
+    make_ws, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HEALTHKIT_SUPERVISE_BACKOFF_S", "0.2")
     monkeypatch.setenv("HEALTHKIT_TRAINER_STEP_SLEEP_S", "0.2")  # training outlives the test's kills
     lay = make_ws(max_steps=2000, save_steps=1000, eval_steps=1000)
@@ -42,8 +44,12 @@ def test_a_supervised_crash_and_a_dead_supervisor_are_told_as_they_are(make_ws, 
 
     # 1. kill -9 the daemon: its supervisor restarts it, and the audit says so (info, with the facts)
     os.kill(first, signal.SIGKILL)
-    second = wait_for(lambda: (d := read_json(lay.daemon_state)).get("pid") not in (None, first)
-                      and d.get("ready_at") and d["pid"], 60, 0.1, "a restarted daemon\n" + all_logs(lay))
+    second = wait_for(
+        lambda: (d := read_json(lay.daemon_state)).get("pid") not in (None, first) and d.get("ready_at") and d["pid"],
+        60,
+        0.1,
+        "a restarted daemon\n" + all_logs(lay),
+    )
     state = read_json(lay.supervisor_state)
     assert state["pid"] == sup.pid and state["state"] == "running" and state["restarts"] == 1
     # "since" is the supervisor's process start: the clock the daemon's own is read by
@@ -57,16 +63,24 @@ def test_a_supervised_crash_and_a_dead_supervisor_are_told_as_they_are(make_ws, 
     assert report["status"] == "ok", report["findings"]
     lines = hk("daemon", "status", str(lay.base)).stdout.splitlines()
     assert lines[0].startswith("daemon: ") and f"PID {second}" in lines[0] and "1 restart" in lines[0], lines
-    assert lines[1] == (f"supervisor: PID {sup.pid} (since {state['started_at']}), 1 restart; last crash: daemon PID {first} "
-                        f"killed by SIGKILL at {state['last_crash']['at']}"), lines
+    assert lines[1] == (
+        f"supervisor: PID {sup.pid} (since {state['started_at']}), 1 restart; last crash: daemon PID {first} "
+        f"killed by SIGKILL at {state['last_crash']['at']}"
+    ), lines
 
     # 2. kill -9 the supervisor: the daemon runs on unsupervised, and the audit says so
     sup.kill()
     sup.wait(10)
     report = _audit(lay.base)
     (alone,) = [f for f in report["findings"] if f["code"] == "daemon.supervisor-dead"]
-    assert alone["severity"] == "warning" and alone["data"] == {"supervisor_pid": sup.pid, "daemon_pid": second, "restarts": 1}
-    assert not [f for f in report["findings"] if f["code"] == "daemon.restarted"]  # no live supervisor restarted anything now
+    assert alone["severity"] == "warning" and alone["data"] == {
+        "supervisor_pid": sup.pid,
+        "daemon_pid": second,
+        "restarts": 1,
+    }
+    assert not [
+        f for f in report["findings"] if f["code"] == "daemon.restarted"
+    ]  # no live supervisor restarted anything now
     # ... then kill -9 the daemon too: the report says the supervisor died
     os.kill(second, signal.SIGKILL)
     wait_for(lambda: not psutil.pid_exists(second) or psutil.Process(second).status() == psutil.STATUS_ZOMBIE, 10)
@@ -78,18 +92,31 @@ def test_a_supervised_crash_and_a_dead_supervisor_are_told_as_they_are(make_ws, 
     assert "restarted the daemon 1 time(s)" in cause
     lines = hk("daemon", "status", str(lay.base)).stdout.splitlines()
     assert lines[0].startswith("daemon: not running") and not any("(adopted)" in x for x in lines), lines
-    assert lines[1] == f"supervisor: PID {sup.pid} is gone (it ended without recording why: killed?); nothing restarts the daemon"
+    assert (
+        lines[1]
+        == f"supervisor: PID {sup.pid} is gone (it ended without recording why: killed?); nothing restarts the daemon"
+    )
     child = read_json(lay.daemon_state)["child_pid"]
-    assert f"training: PID {child} on long.jsonl runs with no daemon over it " \
-           "(`healthkit fix --safe` starts a daemon that adopts it)" in lines, lines
+    assert (
+        f"training: PID {child} on long.jsonl runs with no daemon over it "
+        "(`healthkit fix --safe` starts a daemon that adopts it)" in lines
+    ), lines
 
     # 3. fix --safe starts it supervised again, and the plan says so
     plan = hk("fix", str(lay.base), "--safe", "--dry-run")
     assert "healthkit.trainer.supervise" in plan.stdout and "under its supervisor" in plan.stdout, plan.stdout
     r = hk("fix", str(lay.base), "--safe", timeout=180)
     assert r.returncode in (0, 1), r.stdout + r.stderr
-    third = wait_for(lambda: (d := read_json(lay.daemon_state)).get("pid") not in (None, first, second)
-                     and d.get("ready_at") and d["pid"], 60, 0.1, "the fixed daemon\n" + r.stdout + all_logs(lay))
+    third = wait_for(
+        lambda: (
+            (d := read_json(lay.daemon_state)).get("pid") not in (None, first, second)
+            and d.get("ready_at")
+            and d["pid"]
+        ),
+        60,
+        0.1,
+        "the fixed daemon\n" + r.stdout + all_logs(lay),
+    )
     new_sup = _supervisor_of(third)
     assert new_sup.pid != sup.pid and read_json(lay.supervisor_state)["pid"] == new_sup.pid
     assert read_json(lay.daemon_state)["supervised"] is True

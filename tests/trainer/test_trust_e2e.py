@@ -29,8 +29,15 @@ def shared():
 
 def as_eve(eve: User, python: str, *args: str) -> subprocess.CompletedProcess:
     """healthkit run by hk_eve herself (setgid/setuid before exec, as `runuser -u hk_eve --` does)."""
-    return subprocess.run([python, "-m", "healthkit.cli", *args], capture_output=True, text=True, timeout=300, cwd="/",
-                          env={**os.environ, "HOME": "/tmp", "USER": eve.name}, **eve.popen())
+    return subprocess.run(
+        [python, "-m", "healthkit.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd="/",
+        env={**os.environ, "HOME": "/tmp", "USER": eve.name},
+        **eve.popen(),
+    )
 
 
 def uids(pid: int) -> tuple[int, int, int]:
@@ -50,8 +57,14 @@ def test_root_fix_starts_eve_daemon_and_training_as_eve(shared: Path) -> None:
     assert (ws / "config.json").stat().st_uid == eve.uid
 
     def root(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([python, "-m", "healthkit.cli", *args], capture_output=True, text=True, timeout=300,
-                              cwd=REPO, env={**os.environ, TRUST_FILE_ENV: str(shared / "trusted.toml")})
+        return subprocess.run(
+            [python, "-m", "healthkit.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=REPO,
+            env={**os.environ, TRUST_FILE_ENV: str(shared / "trusted.toml")},
+        )
 
     refused = root("fix", str(ws), "--safe")  # another user's workspace: nothing starts until root trusts it
     assert "not trusted" in refused.stdout and "[1] applied" not in refused.stdout, refused.stdout
@@ -88,8 +101,13 @@ def test_root_daemon_start_on_eve_workspace_runs_as_eve(shared: Path) -> None:
     ws.mkdir()
     os.chown(ws, eve.uid, eve.gid)
     assert as_eve(eve, python, "init", str(ws), "--tiny-model").returncode == 0
-    r = subprocess.run([python, "-m", "healthkit.cli", "daemon", "start", str(ws)], capture_output=True, text=True,
-                       timeout=300, cwd=REPO)
+    r = subprocess.run(
+        [python, "-m", "healthkit.cli", "daemon", "start", str(ws)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert r.returncode == 0 and f"as {eve.name}" in r.stdout, r.stdout + r.stderr
     pid = int(r.stdout.split("PID ")[1].split()[0].rstrip(";"))
     assert uids(pid) == (eve.uid,) * 3

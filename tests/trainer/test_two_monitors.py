@@ -40,7 +40,9 @@ def test_two_workspaces_on_one_port(make_ws) -> None:
         wait_for(lambda: read_json(b.daemon_state).get("ready_at"), 60, what="daemon b ready\n" + all_logs(b))
         sa, sb = read_json(a.daemon_state), read_json(b.daemon_state)
         assert sa["monitor_port"] == port and sa.get("monitor_error") is None
-        assert isinstance(sb["monitor_port"], int) and sb["monitor_port"] not in (0, port), sb  # any free one, published
+        assert isinstance(sb["monitor_port"], int) and sb["monitor_port"] not in (0, port), (
+            sb
+        )  # any free one, published
         assert any(f"configured port {port}" in w for w in sb["warnings"]), sb["warnings"]
 
         for lay, st in ((a, sa), (b, sb)):

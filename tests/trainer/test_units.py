@@ -87,8 +87,10 @@ def test_pid_file_lock_format_and_release(lay: Layout) -> None:
 
 
 def test_dead_daemon_leaves_no_live_lock(lay: Layout) -> None:
-    code = (f"import sys,os; sys.path.insert(0, {str(REPO)!r}); from healthkit.trainer.pidfile import DaemonLock; from healthkit.trainer.layout import Layout;"
-            f"assert DaemonLock(Layout.of({str(lay.base)!r})).acquire(); os._exit(0)")
+    code = (
+        f"import sys,os; sys.path.insert(0, {str(REPO)!r}); from healthkit.trainer.pidfile import DaemonLock; from healthkit.trainer.layout import Layout;"
+        f"assert DaemonLock(Layout.of({str(lay.base)!r})).acquire(); os._exit(0)"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     assert lay.pid_file.exists()  # left behind by a process that died without cleaning up...
     assert not is_locked(lay) and running_daemon(lay) is None  # ...but no live lock
@@ -194,21 +196,37 @@ def test_costs_training_section(tmp_path: Path) -> None:
 
 def test_gpu_stats_through_a_fake_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
     from healthkit.system import gpu
+
     class FakeNVML:
         NVML_TEMPERATURE_GPU = 0
 
         def nvmlInit(self) -> None: ...
-        def nvmlDeviceGetCount(self) -> int: return 1
-        def nvmlDeviceGetHandleByIndex(self, i: int) -> str: return "h0"
-        def nvmlDeviceGetMemoryInfo(self, h: str) -> SimpleNamespace: return SimpleNamespace(used=716 * 1024**2, total=24 * 1024**3)
-        def nvmlDeviceGetTemperature(self, h: str, kind: int) -> int: return 44
-        def nvmlDeviceGetName(self, h: str) -> bytes: return b"Fake GPU"
+        def nvmlDeviceGetCount(self) -> int:
+            return 1
+
+        def nvmlDeviceGetHandleByIndex(self, i: int) -> str:
+            return "h0"
+
+        def nvmlDeviceGetMemoryInfo(self, h: str) -> SimpleNamespace:
+            return SimpleNamespace(used=716 * 1024**2, total=24 * 1024**3)
+
+        def nvmlDeviceGetTemperature(self, h: str, kind: int) -> int:
+            return 44
+
+        def nvmlDeviceGetName(self, h: str) -> bytes:
+            return b"Fake GPU"
 
     gpu.reset()
     monkeypatch.setattr(gpu, "_load_nvml", lambda: FakeNVML())
     try:
         s = gpu.read_gpu_stats()
-        assert s == {"index": 0, "memory_used_mb": 716.0, "memory_total_mb": 24576.0, "temperature_c": 44.0, "name": "Fake GPU"}
+        assert s == {
+            "index": 0,
+            "memory_used_mb": 716.0,
+            "memory_total_mb": 24576.0,
+            "temperature_c": 44.0,
+            "name": "Fake GPU",
+        }
         assert gpu.read_gpu_stats(3) is None
     finally:
         gpu.reset()
@@ -223,9 +241,14 @@ def test_gpu_stats_through_a_fake_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_monitor_serves_health_status_metrics() -> None:
     from healthkit.trainer.health_server import Monitor
 
-    snap = {"healthy": True, "reason": None, "daemon": {"state": "running", "restarts": 2},
-            "training": {"step": 5, "total_steps": 20, "loss": 1.5, "val_loss": 1.7, "gpu": None},
-            "queue": {"inbox": 1, "done": 2}, "costs": {"hook_share": 0.01}}
+    snap = {
+        "healthy": True,
+        "reason": None,
+        "daemon": {"state": "running", "restarts": 2},
+        "training": {"step": 5, "total_steps": 20, "loss": 1.5, "val_loss": 1.7, "gpu": None},
+        "queue": {"inbox": 1, "done": 2},
+        "costs": {"hook_share": 0.01},
+    }
     m = Monitor(lambda: snap, 0).start()
     try:
         base = f"http://127.0.0.1:{m.port}"
@@ -263,7 +286,11 @@ def _ckpt(lay: Layout, step: int, complete: bool = True, owner: str | None = Non
 
 
 def test_checkpoints_prepare_resumes_by_step_and_drops_only_its_own_cut_short_save(lay: Layout) -> None:
-    _ckpt(lay, 900, owner="a.jsonl"), _ckpt(lay, 2600, owner="a.jsonl"), _ckpt(lay, 3000, complete=False, owner="a.jsonl")
+    (
+        _ckpt(lay, 900, owner="a.jsonl"),
+        _ckpt(lay, 2600, owner="a.jsonl"),
+        _ckpt(lay, 3000, complete=False, owner="a.jsonl"),
+    )
     resume, done = ck.prepare(lay, "a.jsonl")
     assert resume is not None and resume.name == "checkpoint-2600"  # by step, not name; the killed save skipped
     assert [d.split(" (")[0] for d in done] == ["deleted checkpoint-3000"]
@@ -283,11 +310,17 @@ def test_checkpoints_prepare_deletes_only_a_finished_files_own_and_moves_the_res
     resume, done = ck.prepare(lay, "b.jsonl")
     assert resume is None and not ck.checkpoints(lay.checkpoints)
     assert [d.split(" (")[0].split(" to ")[0] for d in done] == [
-        "moved checkpoint-6", "moved checkpoint-100", "moved checkpoint-200", "deleted checkpoint-5"]
+        "moved checkpoint-6",
+        "moved checkpoint-100",
+        "moved checkpoint-200",
+        "deleted checkpoint-5",
+    ]
     assert len(predicted) == len(done)  # the plan the fix shows is what prepare does
     (aside,) = ck.set_aside(lay.checkpoints)
-    assert {p.name: sorted((f.name, f.read_bytes()) for f in p.iterdir()) for p in (aside / "checkpoint-100", aside / "checkpoint-200")} == {
-        "checkpoint-100": before["checkpoint-100"], "checkpoint-200": before["checkpoint-200"]}
+    assert {
+        p.name: sorted((f.name, f.read_bytes()) for f in p.iterdir())
+        for p in (aside / "checkpoint-100", aside / "checkpoint-200")
+    } == {"checkpoint-100": before["checkpoint-100"], "checkpoint-200": before["checkpoint-200"]}
     info = json.loads((aside / ck.ASIDE_INFO).read_text())
     assert info["before_training"] == "b.jsonl" and "no healthkit marker" in info["checkpoints"]["checkpoint-100"]
 
@@ -304,9 +337,11 @@ def test_schema_file_is_exported_from_the_model() -> None:
 
 
 def test_daemon_side_modules_do_not_import_torch() -> None:
-    code = ("import sys; import healthkit.trainer.daemon, healthkit.trainer.queue, healthkit.trainer.control, healthkit.trainer.state, healthkit.trainer.supervise, "
-            "healthkit.trainer.commands, healthkit.trainer.health_server, healthkit.system.gpu, healthkit.cli; "
-            "bad = [m for m in ('torch', 'transformers', 'pynvml') if m in sys.modules]; assert not bad, bad")
+    code = (
+        "import sys; import healthkit.trainer.daemon, healthkit.trainer.queue, healthkit.trainer.control, healthkit.trainer.state, healthkit.trainer.supervise, "
+        "healthkit.trainer.commands, healthkit.trainer.health_server, healthkit.system.gpu, healthkit.cli; "
+        "bad = [m for m in ('torch', 'transformers', 'pynvml') if m in sys.modules]; assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=REPO)
 
 
@@ -327,14 +362,17 @@ def test_launcher_commands_use_torchrun_and_accelerate(lay: Layout) -> None:
     cmd = child_command(lay, TrainingConfig(base_model="m", launcher="torchrun", nproc_per_node=2), f, 1, None)
     assert cmd[1:4] == ["-m", "torch.distributed.run", "--nproc-per-node=2"] and "--standalone" in cmd
     assert argv_matches(cmd, ["healthkit.trainer.train_file"]) and "--workspace" in cmd
-    multi = child_command(lay, TrainingConfig(base_model="m", launcher="torchrun", nnodes=2, rdzv_endpoint="h:29400"), f, 1, None)
+    multi = child_command(
+        lay, TrainingConfig(base_model="m", launcher="torchrun", nnodes=2, rdzv_endpoint="h:29400"), f, 1, None
+    )
     assert "--rdzv-endpoint=h:29400" in multi and "--standalone" not in multi
     acc = child_command(lay, TrainingConfig(base_model="m", launcher="accelerate", nproc_per_node=2), f, 1, None)
     assert acc[1:3] == ["-m", "accelerate.commands.launch"] and argv_matches(acc, ["healthkit.trainer.train_file"])
 
 
-def test_init_tiny_model_without_the_trainer_extra_says_so_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_init_tiny_model_without_the_trainer_extra_says_so_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import healthkit.trainer.commands as commands
     import healthkit.trainer.preflight as preflight
 

@@ -19,7 +19,14 @@ class Format(str, enum.Enum):
     html = "html"
 
 
-_MODULES = {"md": "markdown", "json": "json_report", "prom": "prom", "junit": "junit", "nagios": "nagios", "html": "html"}
+_MODULES = {
+    "md": "markdown",
+    "json": "json_report",
+    "prom": "prom",
+    "junit": "junit",
+    "nagios": "nagios",
+    "html": "html",
+}
 EXTENSIONS = {"md": "md", "json": "json", "prom": "prom", "junit": "xml", "nagios": "txt", "html": "html"}
 
 

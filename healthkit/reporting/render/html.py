@@ -19,7 +19,13 @@ from healthkit.reporting.render.markdown import URGENCY, _training_block, assess
 if TYPE_CHECKING:
     from healthkit.core.report import Report
 
-SEVERITY_COLORS = {"critical": "#c62828", "warning": "#b26a00", "info": "#1565c0", "ok": "#2e7d32", "unknown": "#6a1b9a"}
+SEVERITY_COLORS = {
+    "critical": "#c62828",
+    "warning": "#b26a00",
+    "info": "#1565c0",
+    "ok": "#2e7d32",
+    "unknown": "#6a1b9a",
+}
 _TICKS = re.compile(r"`([^`\n]+)`")
 TRAIN_COLOR = "#1f77b4"
 EVAL_COLOR = "#d62728"
@@ -72,9 +78,11 @@ def anchors(findings: list[Finding]) -> list[str]:
 
 def _finding(anchor: str, f: Finding) -> list[str]:
     sev = f.severity.value
-    out = [f'<section class="finding {sev}" id="{_e(anchor)}">',
-           f'<h3><a class="anchor" href="#{_e(anchor)}">{_e(f.title)}</a> {_badge(sev)}</h3>',
-           f"<p><code>{_e(f.code)}</code> · check <code>{_e(f.check)}</code></p>"]
+    out = [
+        f'<section class="finding {sev}" id="{_e(anchor)}">',
+        f'<h3><a class="anchor" href="#{_e(anchor)}">{_e(f.title)}</a> {_badge(sev)}</h3>',
+        f"<p><code>{_e(f.code)}</code> · check <code>{_e(f.check)}</code></p>",
+    ]
     for label, items in (("Problem", f.problem), ("Impact", f.impact)):
         if items:
             out.append(f"<p><strong>{label}:</strong></p>{_list(items)}")
@@ -94,15 +102,26 @@ def _since(since: dict[str, Any]) -> list[str]:
     prev = since.get("previous")
     if prev:
         change = since.get("status_change")
-        verdict = (f"verdict {_e(str(change['from']).upper())} → {_e(str(change['to']).upper())}" if change
-                   else f"verdict unchanged ({_e(str(prev.get('status') or '?').upper())})")
-        out.append(f"<p>Compared with <code>{_e(prev.get('file'))}</code> ({_e(prev.get('generated_at'))}): {verdict}.</p>")
+        verdict = (
+            f"verdict {_e(str(change['from']).upper())} → {_e(str(change['to']).upper())}"
+            if change
+            else f"verdict unchanged ({_e(str(prev.get('status') or '?').upper())})"
+        )
+        out.append(
+            f"<p>Compared with <code>{_e(prev.get('file'))}</code> ({_e(prev.get('generated_at'))}): {verdict}.</p>"
+        )
         for key, label in (("new", "New"), ("resolved", "Resolved"), ("still_open", "Still open")):
             items = since.get(key) or []
-            rows = "".join(f"<li>{_badge(str(i.get('severity')))} <code>{_e(i.get('code'))}</code>: {_e(i.get('title'))}"
-                           + (f" (was {_e(i['severity_was'])})" if i.get("severity_was") else "") + "</li>" for i in items)
-            out.append(f"<p><strong>{label} ({len(items)}):</strong>{'' if items else ' none'}</p>"
-                       + (f"<ul>{rows}</ul>" if rows else ""))
+            rows = "".join(
+                f"<li>{_badge(str(i.get('severity')))} <code>{_e(i.get('code'))}</code>: {_e(i.get('title'))}"
+                + (f" (was {_e(i['severity_was'])})" if i.get("severity_was") else "")
+                + "</li>"
+                for i in items
+            )
+            out.append(
+                f"<p><strong>{label} ({len(items)}):</strong>{'' if items else ' none'}</p>"
+                + (f"<ul>{rows}</ul>" if rows else "")
+            )
     if since.get("note"):
         out.append(f"<p>{_e(since['note'])}</p>")
     return out
@@ -113,11 +132,15 @@ def _chart(report: Report) -> list[str]:
     from healthkit.reporting.svgchart import Series, line_chart
 
     train, evals = loss_series(report.facts)
-    out = ["<h2 id=\"loss-chart\">Loss curve</h2>"]
+    out = ['<h2 id="loss-chart">Loss curve</h2>']
     if not train and not evals:
         return out + [f"<p>{_e(no_chart_reason(report.facts))}</p>"]
-    svg = line_chart([Series("training loss", TRAIN_COLOR, train), Series("validation loss", EVAL_COLOR, evals, dots=True)],
-                     title="Training and validation loss", x_label="step", y_label="loss")
+    svg = line_chart(
+        [Series("training loss", TRAIN_COLOR, train), Series("validation loss", EVAL_COLOR, evals, dots=True)],
+        title="Training and validation loss",
+        x_label="step",
+        y_label="loss",
+    )
     return out + [f"<figure>{svg}<figcaption>{_e(caption(train, evals))}</figcaption></figure>"]
 
 
@@ -141,8 +164,10 @@ def _unknown(report: Report) -> list[str]:
     unknown = [r for r in report.sorted_results if r.status is Status.UNKNOWN]
     if not unknown and not report.load_errors:
         return []
-    items = [f"<li><code>{_e(r.check)}</code> ({_e(r.title)}): {_e(r.error or '; '.join(r.notes) or 'no verdict')}</li>"
-             for r in unknown]
+    items = [
+        f"<li><code>{_e(r.check)}</code> ({_e(r.title)}): {_e(r.error or '; '.join(r.notes) or 'no verdict')}</li>"
+        for r in unknown
+    ]
     items += [f"<li>{_e(e.source)}: {_e(e.message)}</li>" for e in report.load_errors]
     return ["<h2>Could not check</h2>", "<ul>" + "".join(items) + "</ul>"]
 
@@ -150,7 +175,9 @@ def _unknown(report: Report) -> list[str]:
 def _working(report: Report) -> list[str]:
     if not report.healthy:
         return []
-    items = "".join(f"<li><strong>{_e(h.title)}</strong>{_list(h.details) if h.details else ''}</li>" for h in report.healthy)
+    items = "".join(
+        f"<li><strong>{_e(h.title)}</strong>{_list(h.details) if h.details else ''}</li>" for h in report.healthy
+    )
     return ["<h2>What's working</h2>", f"<ol>{items}</ol>"]
 
 
@@ -179,14 +206,20 @@ def _recommendations(report: Report) -> list[str]:
             safe = [x for x in f.fixes if x.safety == "safe"]
             unsafe = [x for x in f.fixes if x.safety != "safe"]
             if safe:
-                items.append(f"Fix: <code>{_e(fix_command(ws, f.code, safe, 'safe'))}</code> "
-                             f"({_e(', '.join(x.title for x in safe))})")
+                items.append(
+                    f"Fix: <code>{_e(fix_command(ws, f.code, safe, 'safe'))}</code> "
+                    f"({_e(', '.join(x.title for x in safe))})"
+                )
             if unsafe:
-                items.append(f"Unsafe fix, only if you accept the risk: <code>{_e(fix_command(ws, f.code, unsafe, 'unsafe'))}"
-                             f"</code> ({_e(', '.join(x.title for x in unsafe))})")
+                items.append(
+                    f"Unsafe fix, only if you accept the risk: <code>{_e(fix_command(ws, f.code, unsafe, 'unsafe'))}"
+                    f"</code> ({_e(', '.join(x.title for x in unsafe))})"
+                )
             sub = "".join(f"<li>{i}</li>" for i in items)
-            out.append(f'<li><a href="#{_e(ids[id(f)])}"><strong>{_e(f.title)}</strong></a> (<code>{_e(f.code)}</code>)'
-                       f"<ul>{sub}</ul></li>")
+            out.append(
+                f'<li><a href="#{_e(ids[id(f)])}"><strong>{_e(f.title)}</strong></a> (<code>{_e(f.code)}</code>)'
+                f"<ul>{sub}</ul></li>"
+            )
         out.append("</ol>")
     return out
 
@@ -202,8 +235,10 @@ def _root_causes(report: Report) -> list[str]:
         seen.add(f.code)
         doc = report.code_docs.get(f.code)
         items = ([f"Why it matters: {doc.why}"] if doc else []) + list(f.root_cause)
-        out.append(f"<p><strong>Pattern:</strong> {_e(doc.title if doc else f.title)} (<code>{_e(f.code)}</code>)</p>"
-                   + (_list(items) if items else ""))
+        out.append(
+            f"<p><strong>Pattern:</strong> {_e(doc.title if doc else f.title)} (<code>{_e(f.code)}</code>)</p>"
+            + (_list(items) if items else "")
+        )
     return out
 
 
@@ -219,10 +254,16 @@ def _training(report: Report) -> list[str]:
 
 
 def _checks(report: Report) -> list[str]:
-    rows = "".join(f"<tr><td><code>{_e(r.check)}</code></td><td>{_badge(r.status.value)}</td>"
-                   f"<td>{r.duration_s * 1000:.1f} ms</td></tr>" for r in report.sorted_results)
-    out = ["<h2>Checks run</h2>", f"<table><tr><th>check</th><th>status</th><th>time</th></tr>{rows}</table>",
-           f"<p>Audit took {report.duration_s * 1000:.0f} ms.</p>"]
+    rows = "".join(
+        f"<tr><td><code>{_e(r.check)}</code></td><td>{_badge(r.status.value)}</td>"
+        f"<td>{r.duration_s * 1000:.1f} ms</td></tr>"
+        for r in report.sorted_results
+    )
+    out = [
+        "<h2>Checks run</h2>",
+        f"<table><tr><th>check</th><th>status</th><th>time</th></tr>{rows}</table>",
+        f"<p>Audit took {report.duration_s * 1000:.0f} ms.</p>",
+    ]
     if report.settings_file:
         out.append(f"<p>Settings: <code>{_e(report.settings_file)}</code>.</p>")
     out += [f"<p>Note: {_e(n)}</p>" for n in report.notes]
@@ -233,23 +274,30 @@ def _inferred(report: Report) -> list[str]:
     """Each detected setting with its evidence (as in the Markdown report), so a wrong guess can be seen and pinned."""
     if not report.settings_inferred:
         return []
-    items = "".join(f"<li><code>{_e(i['setting'])}</code>: <code>{_e(i['value'])}</code> ({_e(i['evidence'])})</li>"
-                    for i in report.settings_inferred)
-    return ['<h2 id="settings-inferred">Settings inferred</h2>',
-            "<p>Not stated in healthkit.toml, so detected from the workspace (<code>healthkit init --detect</code> "
-            "writes them there):</p>", f"<ul>{items}</ul>"]
+    items = "".join(
+        f"<li><code>{_e(i['setting'])}</code>: <code>{_e(i['value'])}</code> ({_e(i['evidence'])})</li>"
+        for i in report.settings_inferred
+    )
+    return [
+        '<h2 id="settings-inferred">Settings inferred</h2>',
+        "<p>Not stated in healthkit.toml, so detected from the workspace (<code>healthkit init --detect</code> "
+        "writes them there):</p>",
+        f"<ul>{items}</ul>",
+    ]
 
 
 def _header(report: Report) -> list[str]:
     status = report.status.value
     counts = report.counts()
-    spans = "".join(f'<span>{_badge(k)} {v}</span>' for k, v in counts.items())
-    return [f"<h1>System health report · {_e(report.generated_at[:10])}</h1>",
-            f'<p class="meta">Workspace <code>{_e(report.workspace)}</code> · host <code>{_e(report.hostname)}</code> · '
-            f"{_e(report.generated_at)} · healthkit {_e(report.version)}</p>",
-            f'<p><span class="verdict" id="verdict" style="background:{SEVERITY_COLORS.get(status, "#666")}">Verdict: '
-            f"{_e(status.upper())}</span> {_e(report.summary_line())}</p>",
-            f'<p class="counts">{spans}</p>']
+    spans = "".join(f"<span>{_badge(k)} {v}</span>" for k, v in counts.items())
+    return [
+        f"<h1>System health report · {_e(report.generated_at[:10])}</h1>",
+        f'<p class="meta">Workspace <code>{_e(report.workspace)}</code> · host <code>{_e(report.hostname)}</code> · '
+        f"{_e(report.generated_at)} · healthkit {_e(report.version)}</p>",
+        f'<p><span class="verdict" id="verdict" style="background:{SEVERITY_COLORS.get(status, "#666")}">Verdict: '
+        f"{_e(status.upper())}</span> {_e(report.summary_line())}</p>",
+        f'<p class="counts">{spans}</p>',
+    ]
 
 
 def render(report: Report, since: dict[str, Any] | None = None, **_: Any) -> str:
@@ -258,7 +306,14 @@ def render(report: Report, since: dict[str, Any] | None = None, **_: Any) -> str
         body += _since(since)
     # The run at a glance first (a page is looked at before it is read), then the Markdown report's order.
     body += _training(report) + _chart(report)
-    body += _findings(report) + _unknown(report) + _working(report) + _not_judged(report) + _recommendations(report) + _root_causes(report)
+    body += (
+        _findings(report)
+        + _unknown(report)
+        + _working(report)
+        + _not_judged(report)
+        + _recommendations(report)
+        + _root_causes(report)
+    )
     body += _inferred(report) + _checks(report)
     title = f"healthkit {report.status.value.upper()}: {report.workspace}"
     return page(title, "\n".join(body))
@@ -267,7 +322,9 @@ def render(report: Report, since: dict[str, Any] | None = None, **_: Any) -> str
 def page(title: str, body: str, extra_style: str = "") -> str:
     """A whole document: doctype, charset, a Content-Security-Policy that allows nothing from elsewhere, inline style."""
     csp = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{_e(title)}</title><style>{STYLE}{extra_style}</style></head>\n<body>\n{body}\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{STYLE}{extra_style}</style></head>\n<body>\n{body}\n</body></html>\n"
+    )

@@ -25,14 +25,20 @@ _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]
 def finding_text(f: Finding) -> str:
     """A finding as plain text for a CI log: what, why it matters, the evidence to re-run, what to do."""
     lines = [f"[{f.severity.value}] {f.code}: {f.title}"]
-    for label, items in (("Problem", f.problem), ("Impact", f.impact), ("Root cause", f.root_cause),
-                         ("Recommendation", f.recommendations)):
+    for label, items in (
+        ("Problem", f.problem),
+        ("Impact", f.impact),
+        ("Root cause", f.root_cause),
+        ("Recommendation", f.recommendations),
+    ):
         lines += [f"  {label}: {x}" for x in items]
     for e in f.evidence:
         lines.append(f"  $ {e.command}")
         lines += [f"    {line}" for line in e.observed.splitlines() or [""]]
     for x in f.fixes:
-        lines.append(f"  Fix ({x.safety}): {x.title} [healthkit fix --{'safe' if x.safety == 'safe' else 'unsafe'} --only {f.code}]")
+        lines.append(
+            f"  Fix ({x.safety}): {x.title} [healthkit fix --{'safe' if x.safety == 'safe' else 'unsafe'} --only {f.code}]"
+        )
     return "\n".join(lines)
 
 
@@ -55,7 +61,9 @@ def render(report: Report, fail_level: str = "warning", **_: Any) -> str:
         if r.status is Status.UNKNOWN:
             errors += 1
             why = r.error or "; ".join(r.notes) or "the check gave no verdict"
-            ET.SubElement(case, "error", {"type": "unknown", "message": _clean(f"{r.title}: could not check: {why}")}).text = _clean(why)
+            ET.SubElement(
+                case, "error", {"type": "unknown", "message": _clean(f"{r.title}: could not check: {why}")}
+            ).text = _clean(why)
         elif fails(r, fail_level):
             failures += 1
             codes = ", ".join(f"{f.code} ({f.severity.value})" for f in r.findings)
@@ -73,15 +81,33 @@ def render(report: Report, fail_level: str = "warning", **_: Any) -> str:
         ET.SubElement(case, "error", {"type": "load-error", "message": _clean(e.message)}).text = _clean(e.message)
         cases.append(case)
 
-    counts = {"tests": str(len(cases)), "failures": str(failures), "errors": str(errors), "skipped": "0",
-              "time": f"{report.duration_s:.3f}"}
+    counts = {
+        "tests": str(len(cases)),
+        "failures": str(failures),
+        "errors": str(errors),
+        "skipped": "0",
+        "time": f"{report.duration_s:.3f}",
+    }
     root = ET.Element("testsuites", {"name": "healthkit", **counts})
-    suite = ET.SubElement(root, "testsuite", {"name": f"healthkit {report.workspace}", **counts,
-                                              "timestamp": report.generated_at, "hostname": report.hostname})
+    suite = ET.SubElement(
+        root,
+        "testsuite",
+        {
+            "name": f"healthkit {report.workspace}",
+            **counts,
+            "timestamp": report.generated_at,
+            "hostname": report.hostname,
+        },
+    )
     props = ET.SubElement(suite, "properties")
-    for name, value in (("workspace", report.workspace), ("status", report.status.value),
-                        ("exit_code", str(report.exit_code_at(fail_level))), ("fail_level", fail_level.value), ("healthkit_version", report.version),
-                        ("summary", report.summary_line())):
+    for name, value in (
+        ("workspace", report.workspace),
+        ("status", report.status.value),
+        ("exit_code", str(report.exit_code_at(fail_level))),
+        ("fail_level", fail_level.value),
+        ("healthkit_version", report.version),
+        ("summary", report.summary_line()),
+    ):
         ET.SubElement(props, "property", {"name": name, "value": _clean(value)})
     suite.extend(cases)
     ET.indent(root)

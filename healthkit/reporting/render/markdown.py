@@ -13,9 +13,31 @@ if TYPE_CHECKING:
 
 # Findings that mean nothing supervises a training that may still be running.
 UNSUPERVISED = ("daemon.dead", "daemon.orphaned-training", "daemon.pid-reused")
-URGENCY = [("immediate", "IMMEDIATE (Do Now)"), ("short-term", "SHORT-TERM (Next Session)"), ("long-term", "LONG-TERM (Future Improvements)")]
-_ASCII = {"🚨": "[!!]", "🔴": "[CRIT]", "🟡": "[WARN]", "🔵": "[INFO]", "✅": "[OK]", "📋": "", "🎯": "", "📊": "", "⏱": "", "🔎": "",
-          "⚠️": "[!]", "❓": "[?]", "…": "...", "→": "->", "×": "x", "°": " deg", "≥": ">=", "≤": "<="}
+URGENCY = [
+    ("immediate", "IMMEDIATE (Do Now)"),
+    ("short-term", "SHORT-TERM (Next Session)"),
+    ("long-term", "LONG-TERM (Future Improvements)"),
+]
+_ASCII = {
+    "🚨": "[!!]",
+    "🔴": "[CRIT]",
+    "🟡": "[WARN]",
+    "🔵": "[INFO]",
+    "✅": "[OK]",
+    "📋": "",
+    "🎯": "",
+    "📊": "",
+    "⏱": "",
+    "🔎": "",
+    "⚠️": "[!]",
+    "❓": "[?]",
+    "…": "...",
+    "→": "->",
+    "×": "x",
+    "°": " deg",
+    "≥": ">=",
+    "≤": "<=",
+}
 
 
 def _fence(text: str) -> str:
@@ -28,7 +50,12 @@ def _fence(text: str) -> str:
 
 
 def _finding(n: int, f: Finding) -> list[str]:
-    out = [f"### {n}. **{f.title.upper()}** ({f.severity.emoji} {f.severity.value.upper()})", "", f"`{f.code}` · check `{f.check}`", ""]
+    out = [
+        f"### {n}. **{f.title.upper()}** ({f.severity.emoji} {f.severity.value.upper()})",
+        "",
+        f"`{f.code}` · check `{f.check}`",
+        "",
+    ]
     for label, items in (("Problem", f.problem), ("Impact", f.impact)):
         if items:
             out += [f"**{label}:**"] + [f"- {x}" for x in items] + [""]
@@ -56,13 +83,17 @@ def _training_block(t: dict[str, Any]) -> list[str]:
     for key, label in (("loss", "Loss"), ("val_loss", "Validation loss"), ("val_train_gap", "Val/train gap")):
         if key in t:
             v = t[key]
-            lines.append(f"{label}: {v:.4g}" if isinstance(v, (int, float)) else f"{label}: {'null' if v is None else v}")
-    if t.get("eta") :
+            lines.append(
+                f"{label}: {v:.4g}" if isinstance(v, (int, float)) else f"{label}: {'null' if v is None else v}"
+            )
+    if t.get("eta"):
         lines.append(f"ETA: {t['eta']}")
     gpu = t.get("gpu") or {}
     if gpu.get("memory_used_mb") is not None:
         total = gpu.get("memory_total_mb")
-        lines.append(f"GPU: {gpu['memory_used_mb']:.0f} MB / {total:.0f} MB" if total else f"GPU: {gpu['memory_used_mb']:.0f} MB")
+        lines.append(
+            f"GPU: {gpu['memory_used_mb']:.0f} MB / {total:.0f} MB" if total else f"GPU: {gpu['memory_used_mb']:.0f} MB"
+        )
     if gpu.get("temperature_c") is not None:
         lines.append(f"Temperature: {gpu['temperature_c']:.0f}°C")
     if t.get("current_file"):
@@ -76,18 +107,23 @@ def assessment(training: dict[str, Any], findings: list[Finding]) -> str:
     """The training verdict, corrected when nothing supervises a run that progresses."""
     verdict = str(training["verdict"])
     if training.get("progress") == Progress.PROGRESSING and any(f.code in UNSUPERVISED for f in findings):
-        verdict = "Training is progressing, but nothing supervises it. Let it finish; start the daemon so that it adopts it."
+        verdict = (
+            "Training is progressing, but nothing supervises it. Let it finish; start the daemon so that it adopts it."
+        )
     return verdict
 
 
 def _since_block(since: dict[str, Any]) -> list[str]:
-    """"Since last report": what is new, what was resolved, what is still open (from the previous JSON)."""
+    """ "Since last report": what is new, what was resolved, what is still open (from the previous JSON)."""
     out = ["## 🔄 SINCE LAST REPORT", ""]
     prev = since.get("previous")
     if prev:
         change = since.get("status_change")
-        verdict = f"verdict {change['from'].upper()} → {change['to'].upper()}" if change and change.get("from") and change.get("to") \
+        verdict = (
+            f"verdict {change['from'].upper()} → {change['to'].upper()}"
+            if change and change.get("from") and change.get("to")
             else f"verdict unchanged ({str(prev.get('status') or '?').upper()})"
+        )
         out += [f"Compared with `{prev.get('file')}` ({prev.get('generated_at')}): {verdict}.", ""]
         emoji = {"critical": "🔴", "warning": "🟡", "info": "🔵"}
         for key, label in (("new", "New"), ("resolved", "Resolved"), ("still_open", "Still open")):
@@ -118,19 +154,32 @@ def _inferred_block(inferred: list[dict[str, Any]]) -> list[str]:
     """Each detected setting with its evidence, so a wrong guess can be seen and pinned in healthkit.toml."""
     if not inferred:
         return []
-    out = ["## 🔎 Settings inferred", "",
-           "Not stated in healthkit.toml, so detected from the workspace (`healthkit init --detect` writes them there):", ""]
+    out = [
+        "## 🔎 Settings inferred",
+        "",
+        "Not stated in healthkit.toml, so detected from the workspace (`healthkit init --detect` writes them there):",
+        "",
+    ]
     for i in inferred:
         value = i["value"]
-        shown = ", ".join(f"`{v}`" for v in value) if isinstance(value, list) else f"`{str(value).lower() if isinstance(value, bool) else value}`"
+        shown = (
+            ", ".join(f"`{v}`" for v in value)
+            if isinstance(value, list)
+            else f"`{str(value).lower() if isinstance(value, bool) else value}`"
+        )
         out.append(f"- {i['setting']}: {shown} ({i['evidence']})")
     return out + ["", "---", ""]
 
 
 def _header(report: Report) -> list[str]:
-    return [f"# SYSTEM HEALTH REPORT - {report.generated_at[:10]}", "",
-            f"Workspace: `{report.workspace}` · host `{report.hostname}` · {report.generated_at} · healthkit {report.version}",
-            "", f"**Verdict: {report.status.value.upper()}** ({report.summary_line()})", ""]
+    return [
+        f"# SYSTEM HEALTH REPORT - {report.generated_at[:10]}",
+        "",
+        f"Workspace: `{report.workspace}` · host `{report.hostname}` · {report.generated_at} · healthkit {report.version}",
+        "",
+        f"**Verdict: {report.status.value.upper()}** ({report.summary_line()})",
+        "",
+    ]
 
 
 def _findings_blocks(findings: list[Finding]) -> list[str]:
@@ -203,8 +252,9 @@ def _recommendations_block(report: Report, findings: list[Finding]) -> list[str]
                 out.append(f"   - Fix: {cmd} ({', '.join(x.title for x in safe)})")
             if unsafe:
                 cmd = md_code(fix_command(report.workspace, f.code, unsafe, "unsafe"))
-                out.append(f"   - Unsafe fix, only if you accept the risk: {cmd} "
-                           f"({', '.join(x.title for x in unsafe)})")
+                out.append(
+                    f"   - Unsafe fix, only if you accept the risk: {cmd} ({', '.join(x.title for x in unsafe)})"
+                )
             out.append("")
     return out + ["---", ""]
 
@@ -239,12 +289,16 @@ def _goodput_block(report: Report) -> list[str]:
     if not isinstance(g, dict) or not g.get("wall_seconds"):
         return []
     ratio = g.get("ratio")
-    span = (f"between the first and the last timed point ({g.get('basis')})" if g.get("estimate") else
-            "with work queued")
-    out = ["## ⏳ GOODPUT", "",
-           f"{'?' if ratio is None else f'{ratio:.1%}'} of {g['wall_seconds']:.0f} s {span} trained (since {g.get('since')}).",
-           "", "| cause | seconds | steps |", "|---|---|---|",
-           f"| productive | {g['productive_seconds']:.0f} | |"]
+    span = f"between the first and the last timed point ({g.get('basis')})" if g.get("estimate") else "with work queued"
+    out = [
+        "## ⏳ GOODPUT",
+        "",
+        f"{'?' if ratio is None else f'{ratio:.1%}'} of {g['wall_seconds']:.0f} s {span} trained (since {g.get('since')}).",
+        "",
+        "| cause | seconds | steps |",
+        "|---|---|---|",
+        f"| productive | {g['productive_seconds']:.0f} | |",
+    ]
     for lost in g.get("lost") or []:
         steps = "" if lost.get("steps") is None else str(lost["steps"])
         out.append(f"| {lost['cause']} | {lost['seconds']:.0f} | {steps} |")
@@ -260,8 +314,13 @@ def _checks_block(report: Report) -> list[str]:
     return out + [f"Note: {note}" for note in report.notes]
 
 
-def render(report: Report, ascii: bool = False, since: dict[str, Any] | None = None,
-           chart: dict[str, Any] | None = None, **_: Any) -> str:
+def render(
+    report: Report,
+    ascii: bool = False,
+    since: dict[str, Any] | None = None,
+    chart: dict[str, Any] | None = None,
+    **_: Any,
+) -> str:
     findings = report.findings
     out = _header(report) + (_since_block(since) if since is not None else [])
     out += _findings_blocks(findings) + _unknown_block(report) + _healthy_block(report) + _not_judged_block(report)
@@ -269,7 +328,9 @@ def render(report: Report, ascii: bool = False, since: dict[str, Any] | None = N
         out += _recommendations_block(report, findings) + _root_cause_block(report, findings)
     out += _status_block(report, findings) + (_chart_block(chart) if chart is not None else []) + _goodput_block(report)
     out += _inferred_block(report.settings_inferred) + _checks_block(report)
-    text = md_document("\n".join(out).rstrip()) + "\n"  # names are hostile: no raw control, escape or HTML reaches a reader
+    text = (
+        md_document("\n".join(out).rstrip()) + "\n"
+    )  # names are hostile: no raw control, escape or HTML reaches a reader
     return to_ascii(text) if ascii else text
 
 

@@ -28,7 +28,9 @@ def _number(v: Any) -> str | None:
     return f"{v:.6f}".rstrip("0").rstrip(".")
 
 
-def _perf(label: str, value: Any, uom: str = "", warn: str = "", crit: str = "", lo: Any = None, hi: Any = None) -> str | None:
+def _perf(
+    label: str, value: Any, uom: str = "", warn: str = "", crit: str = "", lo: Any = None, hi: Any = None
+) -> str | None:
     """One perfdata item; None when the value is absent or not a number (it is then left out)."""
     v = _number(value)
     if v is None:
@@ -48,8 +50,11 @@ def perfdata(report: Report) -> list[str]:
     c = report.counts()
     unknown = sum(1 for r in report.results if r.status is Status.UNKNOWN) + len(report.load_errors)
     items = [
-        f"critical={c['critical']};;;", f"warning={c['warning']};;;", f"info={c['info']};;;",
-        f"unknown_checks={unknown};;;", f"checks={len(report.results)};;;",
+        f"critical={c['critical']};;;",
+        f"warning={c['warning']};;;",
+        f"info={c['info']};;;",
+        f"unknown_checks={unknown};;;",
+        f"checks={len(report.results)};;;",
         _perf("duration", round(report.duration_s, 3), "s", lo=0),
     ]
     facts = report.facts
@@ -63,7 +68,9 @@ def perfdata(report: Report) -> list[str]:
     t = got if isinstance(got := facts.get("training"), dict) else {}
     items += [
         _perf("step", t.get("step"), lo=0, hi=t.get("total_steps")),
-        _perf("loss", t.get("loss")), _perf("val_loss", t.get("val_loss")), _perf("val_train_gap", t.get("val_train_gap")),
+        _perf("loss", t.get("loss")),
+        _perf("val_loss", t.get("val_loss")),
+        _perf("val_train_gap", t.get("val_train_gap")),
     ]
     gpu = got if isinstance(got := t.get("gpu"), dict) else {}
     items.append(_perf("gpu_temp", gpu.get("temperature_c")))

@@ -89,7 +89,13 @@ def _fact(facts: dict[str, Any], key: str) -> dict[str, Any] | None:
 
 
 def _audit(gauge: _Gauges, report: Report) -> None:
-    gauge("healthkit_info", "healthkit version and host that wrote this file", 1, version=report.version, hostname=report.hostname)
+    gauge(
+        "healthkit_info",
+        "healthkit version and host that wrote this file",
+        1,
+        version=report.version,
+        hostname=report.hostname,
+    )
     gauge("healthkit_status", f"Verdict of the whole audit: {_STATUS_HELP}", report.exit_code)
     gauge("healthkit_last_run_timestamp_seconds", "When the audit ran (Unix time)", _timestamp(report.generated_at))
     gauge("healthkit_audit_duration_seconds", "How long the audit took", report.duration_s)
@@ -105,12 +111,21 @@ def _audit(gauge: _Gauges, report: Report) -> None:
         key = (f.code, f.severity.value, f.check)
         per_code[key] = per_code.get(key, 0) + 1
     for (code, sev, check), n in sorted(per_code.items()):
-        gauge("healthkit_finding_active", "Open findings by code (absent when resolved)", n, code=code, severity=sev, check=check)
+        gauge(
+            "healthkit_finding_active",
+            "Open findings by code (absent when resolved)",
+            n,
+            code=code,
+            severity=sev,
+            check=check,
+        )
 
 
 def _daemon(gauge: _Gauges, daemon: dict[str, Any]) -> None:
     state = str(daemon.get("state") or "unknown")
-    gauge("healthkit_daemon_up", "1 when the training daemon runs", state in ("running", "remote"))  # remote: a fresh lease
+    gauge(
+        "healthkit_daemon_up", "1 when the training daemon runs", state in ("running", "remote")
+    )  # remote: a fresh lease
     for s in _states(DAEMON_LIVENESS, state):
         gauge("healthkit_daemon_state", "Daemon state (1 for the current one)", s == state, state=s)
 
@@ -119,7 +134,12 @@ def _training(gauge: _Gauges, training: dict[str, Any]) -> None:
     state = training.get("state")
     if isinstance(state, str) and state:
         for s in _states(TRAINING_STATES, state):
-            gauge("healthkit_training_state", "Training state from the status file (1 for the current one)", s == state, state=s)
+            gauge(
+                "healthkit_training_state",
+                "Training state from the status file (1 for the current one)",
+                s == state,
+                state=s,
+            )
     gauge("healthkit_training_step", "Current training step", training.get("step"))
     gauge("healthkit_training_total_steps", "Steps the run will take", training.get("total_steps"))
     pct = _num(training.get("percent"))
@@ -128,16 +148,29 @@ def _training(gauge: _Gauges, training: dict[str, Any]) -> None:
     gauge("healthkit_training_val_loss", "Latest validation loss", training.get("val_loss"))
     gauge("healthkit_training_val_train_gap", "Validation loss minus training loss", training.get("val_train_gap"))
     gauge("healthkit_training_eta_seconds", "Estimated time to the end of the run", training.get("eta_seconds"))
-    gauge("healthkit_training_status_updated_timestamp_seconds", "When the trainer last wrote its status file (Unix time)",
-          _timestamp(training.get("updated_epoch", training.get("updated_at"))))
+    gauge(
+        "healthkit_training_status_updated_timestamp_seconds",
+        "When the trainer last wrote its status file (Unix time)",
+        _timestamp(training.get("updated_epoch", training.get("updated_at"))),
+    )
 
 
 def _gpus(gauge: _Gauges, devices: list[dict[str, Any]]) -> None:
     for dev in devices:
         labels = {"gpu": str(dev.get("index", 0)), "source": str(dev.get("source") or "status")}
         used, total = _num(dev.get("memory_used_mb")), _num(dev.get("memory_total_mb"))
-        gauge("healthkit_gpu_memory_used_bytes", "GPU memory in use", None if used is None else used * 1024 * 1024, **labels)
-        gauge("healthkit_gpu_memory_total_bytes", "GPU memory in all", None if total is None else total * 1024 * 1024, **labels)
+        gauge(
+            "healthkit_gpu_memory_used_bytes",
+            "GPU memory in use",
+            None if used is None else used * 1024 * 1024,
+            **labels,
+        )
+        gauge(
+            "healthkit_gpu_memory_total_bytes",
+            "GPU memory in all",
+            None if total is None else total * 1024 * 1024,
+            **labels,
+        )
         gauge("healthkit_gpu_temperature_celsius", "GPU temperature", dev.get("temperature_c"), **labels)
 
 
@@ -150,7 +183,9 @@ def _history(gauge: _Gauges, history: dict[str, Any]) -> None:
 
 def _disk(gauge: _Gauges, disk: dict[str, Any]) -> None:
     path = {"path": str(disk.get("path") or "")}
-    gauge("healthkit_disk_total_bytes", "Size of the filesystem that holds the workspace", disk.get("total_bytes"), **path)
+    gauge(
+        "healthkit_disk_total_bytes", "Size of the filesystem that holds the workspace", disk.get("total_bytes"), **path
+    )
     gauge("healthkit_disk_free_bytes", "Free space on that filesystem", disk.get("free_bytes"), **path)
     fp = _num(disk.get("free_percent"))
     gauge("healthkit_disk_free_ratio", "Free share of that filesystem (0-1)", None if fp is None else fp / 100, **path)
@@ -168,8 +203,12 @@ def _goodput(gauge: _Gauges, g: dict[str, Any]) -> None:
     gauge("healthkit_goodput_ratio", "Share of the time with work queued that trained (0-1)", g.get("ratio"))
     for lost in g.get("lost") or []:
         if isinstance(lost, dict):
-            gauge("healthkit_lost_seconds", "Seconds with work queued that did not train, by cause", lost.get("seconds"),
-                  cause=str(lost.get("cause")))
+            gauge(
+                "healthkit_lost_seconds",
+                "Seconds with work queued that did not train, by cause",
+                lost.get("seconds"),
+                cause=str(lost.get("cause")),
+            )
 
 
 def families(report: Report) -> list[Family]:
@@ -252,7 +291,9 @@ def render_text(fams: list[Family]) -> str:
 def _escape(text: str, quote: bool = True) -> str:
     from healthkit.system.safetext import visible
 
-    text = visible(str(text)).replace("\\", "\\\\").replace("\n", "\\n")  # an undecodable byte: the text \xe9, valid UTF-8
+    text = (
+        visible(str(text)).replace("\\", "\\\\").replace("\n", "\\n")
+    )  # an undecodable byte: the text \xe9, valid UTF-8
     return text.replace('"', '\\"') if quote else text
 
 
