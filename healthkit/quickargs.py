@@ -75,7 +75,7 @@ def _audit_options() -> _Options:
         "--fail-level": ("fail_level", _enum_value(tuple(f.value for f in FailLevel)), False),
         "--keep": ("keep", _int_at_least(1), False),
         "--textfile": ("textfile", _path, False),
-        "--workspace-deadline": ("deadline", _float_at_least(0), False),
+        "--workspace-deadline": ("workspace_deadline", _float_at_least(0), False),
     }
 
 
@@ -92,7 +92,7 @@ def _fix_options() -> _Options:
         "--yes": yes,
         "-y": yes,
         "--wait": ("wait", _float_at_least(0), False),
-        "--workspace-deadline": ("deadline", _float_at_least(0), False),
+        "--workspace-deadline": ("workspace_deadline", _float_at_least(0), False),
     }
 
 
@@ -163,7 +163,7 @@ def quick_command(argv: list[str]) -> Callable[[], None] | None:
                 fail_level=FailLevel(v.get("fail_level", FailLevel.WARNING.value)),
                 keep=v.get("keep"),
                 textfile=v.get("textfile"),
-                deadline=v.get("deadline", 60.0),
+                deadline=v.get("workspace_deadline", 60.0),
             )
 
         return run_audit
@@ -183,7 +183,7 @@ def quick_command(argv: list[str]) -> Callable[[], None] | None:
             keep=v.get("keep"),
             yes=v.get("yes", False),
             wait=v.get("wait", 0.0),
-            deadline=v.get("deadline", 60.0),
+            deadline=v.get("workspace_deadline", 60.0),
         )
 
     return run_fix
