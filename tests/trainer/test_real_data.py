@@ -115,7 +115,7 @@ def test_queue_add_checks_every_line_counts_refuses_and_force_queues(make_ws) ->
     assert "line 3: invalid JSON" in r.stdout and "line 10: message 1 has an unknown role 'bot'" in r.stdout
     assert "would be dropped: 3 of 38 line(s) (7.9%) too long for max_seq_length=48" in r.stdout
     assert "line(s) 20, 21, 22" in r.stdout
-    assert "refused mixed.jsonl: the daemon would fail it: mixed.jsonl: 2 bad line(s)" in r.stderr, r.stderr
+    assert "refused mixed.jsonl: the daemon would fail it: 2 bad line(s)" in r.stderr, r.stderr
     assert len([x for x in r.stderr.splitlines() if x.strip()]) == 1, r.stderr  # one clear reason
     assert not list(lay.inbox.iterdir())
 
