@@ -66,11 +66,12 @@ class DaemonLock:
         raises, the lock is let go and nothing was written."""
         fd = os.open(lock_path(self.layout), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         got = try_flock(fd, fcntl.LOCK_EX)
-        if got is False and stale_remote_holder(self.layout) is not None:
+        stale = stale_remote_holder(self.layout) if got is False else None  # read once: it may vanish meanwhile
+        if stale is not None:
             log.warning(
                 "the daemon lock is held, but by host %s, whose lease expired: a dead host's lock at the file "
                 "server (NFSv3 keeps it until that host reboots); going on, the lease fences",
-                stale_remote_holder(self.layout).host,
+                stale.host,
             )
             got = None
         if got is False:
