@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from healthkit import CheckOutput, CodeDoc, Evidence, Finding, Severity, check
+from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Severity, check
+from healthkit.contract.retry_checkpoints import owner_of
 from healthkit.core.signalstats import (
     grad_explosion,
     loss_flat,
@@ -24,6 +25,11 @@ from healthkit.formats.base import Checkpoint, RunRecord
 
 from ._common import q
 
+REWIND = FixRef(
+    "rewind-to-checkpoint",
+    "Stop the file, move the checkpoints after the named one aside, resume from it skipping the fault's batches",
+    "unsafe",
+)
 NON_FINITE = CodeDoc(
     "training.loss-non-finite",
     "critical",
@@ -35,7 +41,9 @@ NON_FINITE = CodeDoc(
     "that a resume would load.",
     fix="Stop the run, resume from the newest complete checkpoint before the first non-finite step (the finding names "
     "it), and remove the cause: a lower learning rate, gradient clipping (`max_grad_norm`), bf16 instead of fp16, "
-    "or the bad batch.",
+    "or the bad batch. In the healthkit trainer's workspaces `healthkit fix --unsafe` does the rewind "
+    "(`rewind-to-checkpoint`, `--to checkpoint-N` to choose another).",
+    fixes=(REWIND,),
 )
 SPIKE = CodeDoc(
     "training.loss-spike",
@@ -49,7 +57,9 @@ SPIKE = CodeDoc(
     why="A spike that does not recover leaves the model worse than it was; training on from it wastes the steps after. "
     "Large runs (PaLM, OPT) restart about 100 steps before a spike and skip the batches that caused it.",
     fix="Resume from the named checkpoint, skipping the batches of the spike's window, or lower the learning rate; "
-    "keep that checkpoint (prune and rotation must not delete it).",
+    "keep that checkpoint (prune and rotation must not delete it). In the healthkit trainer's workspaces "
+    "`healthkit fix --unsafe` does the rewind (`rewind-to-checkpoint`, `--to checkpoint-N` to choose another).",
+    fixes=(REWIND,),
 )
 FLAT = CodeDoc(
     "training.loss-flat",
@@ -125,6 +135,13 @@ def rewind_point(ws: Workspace, before: float | None) -> Checkpoint | None:
     return None
 
 
+def rewind_fixes(ws: Workspace, name: str | None) -> list[FixRef]:
+    """The rewind fix where our trainer saved the checkpoint (its marker names the file): it knows how to resume
+    there and skip batches; another stack's run is resumed with its own tool."""
+    ckpt = next((c for c in ws.checkpoints if c.name == name), None) if name else None
+    return [REWIND] if ckpt is not None and owner_of(ckpt.path) is not None else []
+
+
 def _rewind_sentences(ws: Workspace, step: float, before: float | None) -> tuple[str, str | None]:
     """(a recommendation naming the checkpoint to resume from, its name) for a fault at ``step``."""
     keep = rewind_point(ws, before)
@@ -180,6 +197,7 @@ def _non_finite(ws: Workspace, rec: RunRecord, steps: list[float]) -> Finding | 
             "prefer bf16 to fp16",
         ],
         urgency="immediate",
+        fixes=rewind_fixes(ws, name),
         data={
             "step": nf.step,
             "last_finite_step": nf.last_finite_step,
@@ -223,6 +241,7 @@ def _spike(ws: Workspace, rec: RunRecord, steps: list[float]) -> Finding | None:
         ],
         recommendations=[rewind, "Skip the batches of the spike's window when resuming, or lower the learning rate"],
         urgency="short-term",
+        fixes=rewind_fixes(ws, name),
         data={
             "step": sp.step,
             "ratio": sp.ratio,

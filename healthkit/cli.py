@@ -326,6 +326,14 @@ def fix(
         int | None,
         typer.Option("--keep", min=1, help="checkpoints to keep when no save_total_limit is declared (unsafe prune)"),
     ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            metavar="CHECKPOINT",
+            help="the checkpoint `rewind-to-checkpoint` goes back to, e.g. checkpoint-600 (default: the newest complete one before the fault)",
+        ),
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="apply unsafe fixes without asking")] = False,
     wait: Annotated[
         float,
@@ -372,6 +380,8 @@ def fix(
     if safe == unsafe:
         _usage_error("healthkit fix: choose exactly one of --safe or --unsafe")
     paths = paths or [Path(".")]
+    if scheduled and to is not None:
+        _usage_error("healthkit fix: --to is for a person's rewind of one workspace, not --scheduled")
     if scheduled:
         _fix_scheduled(
             paths,
@@ -402,6 +412,7 @@ def fix(
         yes=yes,
         wait=wait,
         deadline=workspace_deadline,
+        to=to,
     )
 
 

@@ -139,6 +139,7 @@ def fix_one(
     yes: bool,
     wait: float,
     deadline: float = 60.0,
+    to: str | None = None,
 ) -> NoReturn:
     """`healthkit fix PATH` (not --scheduled): plans, then results, then a re-audit; exits with the re-audit's code
     (3 or 64 when it could not run)."""
@@ -148,11 +149,15 @@ def fix_one(
     from healthkit.reporting.output import Utf8Stdout
     from healthkit.scheduled.backoff import PersonFix
 
+    if to is not None and not unsafe:
+        err("healthkit fix: --to names where the unsafe rewind-to-checkpoint goes back to: use it with --unsafe")
+        raise SystemExit(EXIT_USAGE)
     opts = FixOptions(
         level=Safety.UNSAFE if unsafe else Safety.SAFE,
         dry_run=dry_run,
         only=tuple(only),
         keep=keep,
+        to=to,
         wait_s=wait,
         confirm=confirm_unsafe(yes),
         hooks=PersonFix(),

@@ -32,7 +32,18 @@ AUDIT_VALUE_OPTIONS = frozenset(
     }
 )
 FIX_VALUE_OPTIONS = frozenset(
-    {"--only", "--keep", "--wait", "--output", "-o", "--keep-reports", "--textfile", "--every", "--workspace-deadline"}
+    {
+        "--only",
+        "--keep",
+        "--to",
+        "--wait",
+        "--output",
+        "-o",
+        "--keep-reports",
+        "--textfile",
+        "--every",
+        "--workspace-deadline",
+    }
 )
 
 

@@ -89,6 +89,7 @@ def _fix_options() -> _Options:
         "--dry-run": ("dry_run", None, False),
         "--only": ("only", str, True),
         "--keep": ("keep", _int_at_least(1), False),
+        "--to": ("to", str, False),
         "--yes": yes,
         "-y": yes,
         "--wait": ("wait", _float_at_least(0), False),
@@ -184,6 +185,7 @@ def quick_command(argv: list[str]) -> Callable[[], None] | None:
             yes=v.get("yes", False),
             wait=v.get("wait", 0.0),
             deadline=v.get("workspace_deadline", 60.0),
+            to=v.get("to"),
         )
 
     return run_fix

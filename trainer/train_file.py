@@ -26,7 +26,9 @@ from healthkit.contract.config_model import TrainingConfig
 
 from . import checkpoints as ck
 from . import queue as q
+from . import rewind
 from .data import ChatDataset, DataError, Dropped, TokenizedDataset, read_examples, split
+from .data_order import Geometry, SeededOrder, recorded
 from .diskspace import out_of_room
 from .layout import EXIT_DATA, EXIT_DISK_FULL, EXIT_FENCED, EXIT_OK, EXIT_STOPPED, Layout, iso_now
 from .modeling import base_source, is_adapter, load_model, save_merged
@@ -167,10 +169,35 @@ def datasets(tokenizer: Any, cfg: TrainingConfig, name: str, fmt: str, examples:
     return train, held_ds, collator, dropped
 
 
-def trainer_class(layout: Layout, file_name: str, lease_guard: Any = None, loss_guard: Any = None) -> Any:
+def example_order(layout: Layout, cfg: TrainingConfig, args: Any, name: str, examples: int) -> SeededOrder | None:
+    """The seeded example order (trainer/data_order.py) with the file's rewind windows cut out; None when the
+    configuration asks HF for another sampling (group_by_length, sequential), which a rewind cannot skip in."""
+    if getattr(args, "train_sampling_strategy", "random") != "random" or getattr(args, "group_by_length", False):
+        if rewind.windows(layout, name):
+            log.warning("%s was rewound, but train_sampling_strategy is not random: no batch is skipped", name)
+        return None
+    geometry = Geometry(examples, args.per_device_train_batch_size, args.gradient_accumulation_steps, args.world_size)
+    order = SeededOrder(geometry, args.seed, rewind.windows(layout, name))
+    for r in rewind.rewinds(layout, name):
+        if isinstance(r.get("skip_first"), int) and isinstance(r.get("skip_last"), int):
+            log.info(
+                "rewound to %s (%s): the batches of steps %d-%d are skipped (%d example(s) per step)",
+                r.get("to"),
+                r.get("reason"),
+                r["skip_first"],
+                r["skip_last"],
+                geometry.per_step,
+            )
+    return order
+
+
+def trainer_class(
+    layout: Layout, file_name: str, lease_guard: Any = None, loss_guard: Any = None, order: Any = None
+) -> Any:
     """HF's Trainer whose saves first set incomplete checkpoints aside, so that its rotation deletes only complete ones,
     that commits a checkpoint only while its lease generation is current (``lease_guard``: trainer.lease.LeaseGuard),
-    and whose every micro-batch loss reaches the loss guard (trainer/guard.py) before the step's save."""
+    whose every micro-batch loss reaches the loss guard (trainer/guard.py) before the step's save, and whose examples
+    come in ``order`` (trainer/data_order.py: known step by step, so that a rewind can skip a window's batches)."""
     from transformers import Trainer
 
     from .guard import inject_at
@@ -178,6 +205,9 @@ def trainer_class(layout: Layout, file_name: str, lease_guard: Any = None, loss_
     nan_at = inject_at()
 
     class SoundRotationTrainer(Trainer):
+        def _get_train_sampler(self, *args: Any, **kwargs: Any) -> Any:
+            return order if order is not None else super()._get_train_sampler(*args, **kwargs)
+
         def compute_loss(self, *args: Any, **kwargs: Any) -> Any:
             out = super().compute_loss(*args, **kwargs)
             if nan_at is not None and self.state.global_step + 1 >= nan_at and self.model.training:  # type: ignore[union-attr]  # tests only; transformers types Trainer.model Optional, set here
@@ -306,6 +336,7 @@ def finish(
         },
     )
     ck.clear(layout, name)
+    rewind.clear(layout, name)
     cb.finish("completed", eta_seconds=0, final_model=str(final.relative_to(layout.base)))
     write_result(
         layout,
@@ -366,10 +397,12 @@ def run(layout: Layout, file: Path, attempt: int, resume_from: str | None) -> in
     from .guard import LossGuard
 
     loss_guard = LossGuard(cfg.guard.spike_action, distributed=world > 1)
-    trainer = trainer_class(layout, name, guard, loss_guard)(
+    order = example_order(layout, cfg, args, name, len(train_ds))
+    cb.status["skipped_steps"] = [[w.first, w.last] for w in order.windows] if order is not None else None
+    trainer = trainer_class(layout, name, guard, loss_guard, order)(
         model=model,
         args=args,
-        train_dataset=train_ds,
+        train_dataset=recorded(train_ds),
         eval_dataset=eval_ds,
         data_collator=collator,
         processing_class=tokenizer,

@@ -61,6 +61,7 @@ class FixOptions:
     dry_run: bool = False
     only: tuple[str, ...] = ()
     keep: int | None = None
+    to: str | None = None  # `--to checkpoint-N`: the checkpoint a rewind goes back to
     wait_s: float = 0.0
     confirm: Callable[[list[Plan]], bool] | None = None
     daemon_confirm_s: float = 3.0
@@ -393,6 +394,7 @@ def _plan_run(ws: Workspace, journal: Journal, run_id: str, opts: FixOptions) ->
         ws,
         before,
         keep=opts.keep,
+        to=opts.to,
         daemon_confirm_s=opts.daemon_confirm_s,
         kill_grace_s=opts.kill_grace_s,
         run_id=run_id,

@@ -107,6 +107,7 @@ class PlanContext:
     ws: Workspace
     report: Report
     keep: int | None = None
+    to: str | None = None  # `fix --to checkpoint-N`: where a rewind goes back to (else the finding's choice)
     daemon_confirm_s: float = 3.0
     kill_grace_s: float = 10.0
     run_id: str = ""
@@ -192,7 +193,11 @@ def _builtin_entry_points() -> list[Any]:
     """A source tree that was never installed has no entry points: load the built-ins directly (as checks do)."""
     from healthkit.system.entrypoints import EntryPoint
 
-    return [EntryPoint(name.removeprefix("fixes_"), f"{__package__}.{name}") for name in BUILTIN_MODULES]
+    return [EntryPoint(name.removeprefix("fixes_"), f"{__package__}.{name}") for name in BUILTIN_MODULES] + [
+        EntryPoint(
+            "rewind", "healthkit.trainer.fix_rewind"
+        )  # the trainer's, named by string: the core never imports it
+    ]
 
 
 def load_fixes(entry_points: Any = None) -> dict[str, FixSpec]:
