@@ -239,89 +239,92 @@ def slurm_check(ws: Workspace) -> CheckOutput:
     )
     out.facts["slurm"] = {"requeues": len(requeues), "jobs_started": len(jobs_seen)}
     if requeues:
-        newest = _newest_checkpoint_time(ws)
-        last = requeues[-STORM_REQUEUES:]
-        stalled = len(last) == STORM_REQUEUES and (newest is None or newest < float(last[0].get("ts") or 0))
-        if stalled:
-            out.findings.append(
-                Finding(
-                    code=STORM.code,
-                    severity=Severity.CRITICAL,
-                    title="Slurm job requeues without progress",
-                    problem=[
-                        f"The daemon's job was requeued {len(requeues)} times; the last {STORM_REQUEUES} (jobs "
-                        f"{', '.join(str(e.get('job_id')) for e in last)}) came with no new checkpoint since "
-                        f"{iso(float(last[0].get('ts') or 0))}"
-                    ],
-                    impact=["Each run ends before it saves: the job can requeue forever without training further"],
-                    evidence=[Evidence(ev_cmd, ev_shown)],
-                    recommendations=[
-                        "Give the job more time ([slurm] time) or save more often (save_steps); read "
-                        "logs/slurm-<job>.out for why each run ends early"
-                    ],
-                    fixes=[],
-                    urgency="immediate",
-                    data={"requeues": len(requeues), "jobs": [e.get("job_id") for e in last]},
-                )
-            )
-        else:
-            out.findings.append(
-                Finding(
-                    code=REQUEUED.code,
-                    severity=Severity.INFO,
-                    title=f"Slurm job requeued {len(requeues)} time(s)",
-                    problem=[
-                        f"The daemon's job was requeued {len(requeues)} time(s) at its time limit, last job "
-                        f"{requeues[-1].get('job_id')} at {iso(float(requeues[-1].get('ts') or 0))}"
-                    ],
-                    impact=["None: each requeued run resumes from the checkpoint saved before the requeue"],
-                    evidence=[Evidence(ev_cmd, ev_shown)],
-                    fixes=[],
-                    urgency="long-term",
-                    data={"requeues": len(requeues), "job_id": requeues[-1].get("job_id")},
-                )
-            )
+        out.findings.append(_requeued(ws, requeues, Evidence(ev_cmd, ev_shown)))
     wsid = read_workspace_id(ws.base)
     if wsid is None:
         out.notes.append("No workspace id (.healthkit-id): no Slurm job can be matched to this workspace yet")
         return out.done()
     jobs, ans = jobs_named(JOB_PREFIX + wsid)
-    shown = ans.shown
     if jobs is None:
         out.unknown = f"the scheduler's view is unknown: {ans.why}; the daemon's lease is the fallback"
         return out.done()
     out.facts["slurm"]["jobs"] = jobs
     for job in jobs:
-        if job["state"] == "PENDING":
-            out.findings.append(
-                Finding(
-                    code=PENDING.code,
-                    severity=Severity.INFO,
-                    title=f"Slurm job {job['job_id']} is pending",
-                    problem=[
-                        f"Job {job['job_id']} ({JOB_PREFIX}{wsid}) is PENDING: reason {job['reason']}"
-                        + (
-                            " (a requeued job waits for its begin time)"
-                            if job["reason"] == "BeginTime" and requeues
-                            else ""
-                        )
-                    ],
-                    impact=["Nothing trains until Slurm runs it"],
-                    evidence=[Evidence(shown, f"{job['job_id']}|{job['state']}|{job['reason']}|{job['time_left']}")],
-                    fixes=[],
-                    urgency="long-term",
-                    data=job,
-                )
-            )
-        elif job["state"] == "RUNNING":
-            late = _limit_before_save(ws, job, shown)
-            if late is not None:
-                out.findings.append(late)
-            else:
-                out.healthy.append(Healthy(f"Slurm job {job['job_id']} is running", [f"time left {job['time_left']}"]))
+        _judge_job(ws, out, job, JOB_PREFIX + wsid, ans.shown, bool(requeues))
     last_job = str(jobs_seen[-1].get("job_id")) if jobs_seen else None
     if last_job and last_job.isdigit() and last_job not in {j["job_id"] for j in jobs}:
         ended = _ended(ws, last_job, requeues, float(ws.settings.slurm.signal_lead_seconds))
         if ended is not None:
             out.findings.append(ended)
     return out.done()
+
+
+def _requeued(ws: Workspace, requeues: list[dict], evidence: Evidence) -> Finding:
+    """A requeue storm (the last STORM_REQUEUES requeues with no checkpoint since), else the requeues as info."""
+    newest = _newest_checkpoint_time(ws)
+    last = requeues[-STORM_REQUEUES:]
+    if len(last) == STORM_REQUEUES and (newest is None or newest < float(last[0].get("ts") or 0)):
+        return Finding(
+            code=STORM.code,
+            severity=Severity.CRITICAL,
+            title="Slurm job requeues without progress",
+            problem=[
+                f"The daemon's job was requeued {len(requeues)} times; the last {STORM_REQUEUES} (jobs "
+                f"{', '.join(str(e.get('job_id')) for e in last)}) came with no new checkpoint since "
+                f"{iso(float(last[0].get('ts') or 0))}"
+            ],
+            impact=["Each run ends before it saves: the job can requeue forever without training further"],
+            evidence=[evidence],
+            recommendations=[
+                "Give the job more time ([slurm] time) or save more often (save_steps); read "
+                "logs/slurm-<job>.out for why each run ends early"
+            ],
+            fixes=[],
+            urgency="immediate",
+            data={"requeues": len(requeues), "jobs": [e.get("job_id") for e in last]},
+        )
+    return Finding(
+        code=REQUEUED.code,
+        severity=Severity.INFO,
+        title=f"Slurm job requeued {len(requeues)} time(s)",
+        problem=[
+            f"The daemon's job was requeued {len(requeues)} time(s) at its time limit, last job "
+            f"{requeues[-1].get('job_id')} at {iso(float(requeues[-1].get('ts') or 0))}"
+        ],
+        impact=["None: each requeued run resumes from the checkpoint saved before the requeue"],
+        evidence=[evidence],
+        fixes=[],
+        urgency="long-term",
+        data={"requeues": len(requeues), "job_id": requeues[-1].get("job_id")},
+    )
+
+
+def _judge_job(ws: Workspace, out: _Out, job: dict, name: str, shown: str, requeued: bool) -> None:
+    """A pending job is info (with its reason); a running one is healthy unless its time ends before the next save."""
+    if job["state"] == "PENDING":
+        out.findings.append(
+            Finding(
+                code=PENDING.code,
+                severity=Severity.INFO,
+                title=f"Slurm job {job['job_id']} is pending",
+                problem=[
+                    f"Job {job['job_id']} ({name}) is PENDING: reason {job['reason']}"
+                    + (
+                        " (a requeued job waits for its begin time)"
+                        if job["reason"] == "BeginTime" and requeued
+                        else ""
+                    )
+                ],
+                impact=["Nothing trains until Slurm runs it"],
+                evidence=[Evidence(shown, f"{job['job_id']}|{job['state']}|{job['reason']}|{job['time_left']}")],
+                fixes=[],
+                urgency="long-term",
+                data=job,
+            )
+        )
+    elif job["state"] == "RUNNING":
+        late = _limit_before_save(ws, job, shown)
+        if late is not None:
+            out.findings.append(late)
+        else:
+            out.healthy.append(Healthy(f"Slurm job {job['job_id']} is running", [f"time left {job['time_left']}"]))

@@ -5,16 +5,20 @@ Each returns an exit code and writes its human output: results to stdout, notes 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Concatenate, ParamSpec
 
 from . import control as ctl
 from . import queue as q
 from .layout import EXIT_CONFIG, Layout
 
 EXIT_NOT_RUNNING = 3  # like an init script's `status`
+P = ParamSpec("P")
 
 
 def _out(msg: str) -> None:
@@ -44,14 +48,24 @@ def _workspace(path: Path) -> Layout | None:
     return None
 
 
-def start(path: Path, supervise: bool = False, foreground: bool = False) -> int:
+def in_workspace(command: Callable[Concatenate[Layout, P], int]) -> Callable[Concatenate[Path, P], int]:
+    """A command of an existing workspace: called with its PATH, run with its Layout; a PATH that is no folder is
+    said once, here, and exits 64 with nothing changed (only `init` creates a workspace)."""
+
+    @functools.wraps(command)
+    def run(path: Path, /, *args: P.args, **kwargs: P.kwargs) -> int:
+        lay = _workspace(path)
+        return EXIT_USAGE if lay is None else command(lay, *args, **kwargs)
+
+    return run
+
+
+@in_workspace
+def start(lay: Layout, supervise: bool = False, foreground: bool = False) -> int:
     from .daemon import DaemonError, daemon_argv, refuse_beside_foreign_training, start_daemon
     from .launch import child_env
     from .pidfile import running_daemon
 
-    lay = _workspace(path)
-    if lay is None:
-        return EXIT_USAGE
     settings = _settings(lay)
     if settings is None:
         return EXIT_CONFIG
@@ -209,15 +223,13 @@ def _stop_slurm(lay: Layout, wait_s: float, reason: str | None) -> int:
     return 1
 
 
-def slurm_script(path: Path) -> int:
+@in_workspace
+def slurm_script(lay: Layout) -> int:
     """Print the batch script that runs this workspace's daemon under Slurm."""
     from healthkit.contract.wsid import ensure_workspace_id
 
     from .slurm import batch_script
 
-    lay = _workspace(path)
-    if lay is None:
-        return EXIT_USAGE
     settings = _settings(lay)
     if settings is None:
         return EXIT_CONFIG
@@ -225,13 +237,11 @@ def slurm_script(path: Path) -> int:
     return 0
 
 
-def stop(path: Path, wait_s: float = 120.0, reason: str | None = None) -> int:
+@in_workspace
+def stop(lay: Layout, wait_s: float = 120.0, reason: str | None = None) -> int:
     from .daemon import stop_daemon
     from .pidfile import running_daemon
 
-    lay = _workspace(path)
-    if lay is None:
-        return EXIT_USAGE
     pid = running_daemon(lay)
     settings = _settings(lay)
     if settings is not None and settings.daemon.scheduler == "slurm" and not pid:
@@ -250,12 +260,10 @@ def stop(path: Path, wait_s: float = 120.0, reason: str | None = None) -> int:
     return 1
 
 
-def status(path: Path, as_json: bool = False) -> int:
+@in_workspace
+def status(lay: Layout, as_json: bool = False) -> int:
     from .daemon import status as get_status
 
-    lay = _workspace(path)
-    if lay is None:
-        return EXIT_USAGE
     s = get_status(lay.base)
     if as_json:
         _out(json.dumps(s, indent=2, sort_keys=True, default=str))
@@ -273,10 +281,8 @@ def _daemon_running(lay: Layout) -> bool:
     return bool(running_daemon(lay))
 
 
-def pause(path: Path, reason: str | None = None) -> int:
-    lay = _workspace(path)
-    if lay is None:
-        return EXIT_USAGE
+@in_workspace
+def pause(lay: Layout, reason: str | None = None) -> int:
     ctl.request_pause(lay, reason)
     if _daemon_running(lay):
         _out("pause requested: training holds at its next step boundary (`healthkit daemon resume` to continue)")
@@ -288,10 +294,8 @@ def pause(path: Path, reason: str | None = None) -> int:
     return 0
 
 
-def resume(path: Path) -> int:
-    lay = _workspace(path)
-    if lay is None:
-        return EXIT_USAGE
+@in_workspace
+def resume(lay: Layout) -> int:
     ctl.request_resume(lay)
     _out(
         "resume requested"
@@ -301,12 +305,10 @@ def resume(path: Path) -> int:
     return 0
 
 
-def systemd_unit(path: Path, user: str | None = None) -> int:
+@in_workspace
+def systemd_unit(lay: Layout, user: str | None = None) -> int:
     from .supervise import systemd_unit as unit
 
-    lay = _workspace(path)
-    if lay is None:
-        return EXIT_USAGE
     if user is None:  # root starts nothing as root for a user: another user's workspace gets User=<owner>
         from healthkit.contract.trust import NoAccount, run_as_for
 
@@ -351,16 +353,14 @@ def _config_for_checks(lay: Layout) -> tuple[object, int | None]:
     return cfg, None
 
 
+@in_workspace
 def queue_add(
-    path: Path, files: list[Path], priority: int | None = None, move: bool = False, force: bool = False
+    lay: Layout, files: list[Path], priority: int | None = None, move: bool = False, force: bool = False
 ) -> int:
     """Check each file whole (structure, token lengths), queue those that would train; refuse the rest (65) unless ``force``."""
     from .datacheck import check_file
     from .layout import EXIT_DATA
 
-    lay = _workspace(path)
-    if lay is None:
-        return EXIT_USAGE
     missing = [f for f in files if not f.is_file()]
     for f in missing:
         _err(f"healthkit: {f}: {'not a file' if f.exists() else 'no such file'}; nothing was queued")
@@ -395,7 +395,8 @@ def queue_add(
     return rc
 
 
-def queue_retry(path: Path, name: str, force: bool = False) -> int:
+@in_workspace
+def queue_retry(lay: Layout, name: str, force: bool = False) -> int:
     """Put a failed file back in the queue, after checking every line as `queue add` does (65 for a file the daemon
     would fail again, unless ``force``); say from which step it will resume."""
     from healthkit.contract.retry_checkpoints import kept_for, retry_point
@@ -404,9 +405,6 @@ def queue_retry(path: Path, name: str, force: bool = False) -> int:
     from .datacheck import check_file
     from .layout import EXIT_DATA
 
-    lay = _workspace(path)
-    if lay is None:
-        return EXIT_USAGE
     src = lay.failed / Path(name).name
     if src.is_file():
         cfg, refused = _config_for_checks(lay)
@@ -447,10 +445,8 @@ def queue_retry(path: Path, name: str, force: bool = False) -> int:
     return 0
 
 
-def queue_list(path: Path, as_json: bool = False) -> int:
-    lay = _workspace(path)
-    if lay is None:
-        return EXIT_USAGE
+@in_workspace
+def queue_list(lay: Layout, as_json: bool = False) -> int:
     listing = q.listing(lay)
     if as_json:
         _out(json.dumps(listing, indent=2))
@@ -512,6 +508,9 @@ def init(path: Path, tiny_model: bool = False, force: bool = False) -> int:
         _out("nothing to do: the workspace exists (init never replaces config.json or README.md: edit them)")
     if tiny_model:
         _out(
-            f"try: healthkit queue add {path} {Path(path) / 'data' / 'sample.jsonl'} && healthkit daemon start {path} --supervise"
+            "try: "
+            + command("healthkit", "queue", "add", path, Path(path) / "data" / "sample.jsonl")
+            + " && "
+            + command("healthkit", "daemon", "start", path, "--supervise")
         )
     return 0

@@ -77,117 +77,133 @@ def from_events(
     evs = sorted((e for e in events if isinstance(e.get("event"), str)), key=_at)
     if not evs:
         return None
-    g = Goodput(since=_at(evs[0]))
-    state, t = "none", _at(evs[0])
-    training = 0.0
-    trained_steps = 0
-    redone = 0
-    seg_start: float | None = None  # the step the current training segment began at
-    last_step: float | None = None
-    prev_state = "training"
-    exited = True  # the previous daemon said it exits (a DAEMON_START after none means it died)
+    line = _Timeline(_at(evs[0]))
+    for e in evs:
+        line.event(e["event"], e, _at(e))
+    line.until(now, daemon_alive, last_progress)
+    return line.result()
 
-    def spend(until: float, as_state: str) -> None:
-        nonlocal training
-        span = max(0.0, until - t)
+
+class _Timeline:
+    """The events replayed in time order: each stretch between two events is spent in the state the first left.
+
+    ``training`` is the seconds spent training (checkpoint saves and redone steps are taken out of it at the end),
+    a training *segment* runs from the step it began at (``seg_start``) to the step its end event names.
+    """
+
+    def __init__(self, since: float):
+        self.g = Goodput(since=since)
+        self.state, self.t = "none", since
+        self.training = 0.0
+        self.trained_steps = 0
+        self.redone = 0
+        self.seg_start: float | None = None
+        self.last_step: float | None = None
+        self.prev_state = "training"
+        self.exited = True  # the previous daemon said it exits (a DAEMON_START after none means it died)
+
+    def spend(self, until: float, as_state: str) -> None:
+        span = max(0.0, until - self.t)
         if span <= 0 or as_state in NOT_COUNTED:
             return
-        g.wall += span
+        self.g.wall += span
         if as_state == "training":
-            training += span
-        elif as_state in g.lost:
-            g.lost[as_state] += span
+            self.training += span
         else:
-            g.lost["unattributed"] += span
+            self.g.lost[as_state if as_state in self.g.lost else "unattributed"] += span
 
-    def end_segment(step: Any) -> None:
-        nonlocal trained_steps, seg_start, last_step
+    def end_segment(self, step: Any) -> None:
         s = _num(step)
-        if s is not None and seg_start is not None and s > seg_start:
-            trained_steps += int(s - seg_start)
+        if s is not None and self.seg_start is not None and s > self.seg_start:
+            self.trained_steps += int(s - self.seg_start)
         if s is not None:
-            last_step = s
-        seg_start = None
+            self.last_step = s
+        self.seg_start = None
 
-    for e in evs:
-        name, at = e["event"], _at(e)
-        if name == ev.DAEMON_START:
-            if not exited and state not in NOT_COUNTED:
-                p = _num(e.get("previous_progress_at"))
-                p = min(max(p if p is not None else t, t), at)
-                spend(p, state)
-                t = p
-                if state == "training":
-                    end_segment(e.get("previous_step"))
-                spend(at, "no-daemon")
-            else:
-                spend(at, state)  # a stopped, paused or idle stretch is not wall time
-            t, exited = at, False
-            state = "restart"
-            continue
-        spend(at, state)
-        t = at
-        if name == ev.FILE_START:
-            state, seg_start = "restart", _num(e.get("step")) or 0.0
-        elif name == ev.TRAINING:
-            state = "training"
-            seg_start = _num(e.get("step")) if _num(e.get("step")) is not None else seg_start
-        elif name == ev.ADOPT:
-            state, seg_start = "training", _num(e.get("step"))
-        elif name == ev.RESUME:
-            frm, reached = _num(e.get("step")), _num(e.get("reached"))
-            if frm is not None and reached is not None and reached > frm:
-                redone += int(reached - frm)
-        elif name == ev.CHECKPOINT:
-            secs = _num(e.get("seconds")) or 0.0
-            take = min(secs, training)
-            training -= take
-            g.lost["checkpointing"] += take
-        elif name in (ev.CRASH, ev.FILE_FAILED):
-            end_segment(e.get("step"))
-            state = "restart"
-        elif name in (ev.FILE_DONE,):
-            end_segment(e.get("step"))
-            state = "unattributed"
-        elif name == ev.STOP:
-            end_segment(e.get("step"))
-            state = "stopped"
-        elif name == ev.PAUSE:
-            prev_state, state = state, "paused"
-        elif name == ev.UNPAUSE:
-            state = prev_state if state == "paused" else state
-        elif name == ev.DISK_WAIT:
-            if state == "training":
-                end_segment(e.get("step"))
-            state = "waiting-for-disk"
-        elif name == ev.DISK_RESUMED:
-            state = "restart"
-        elif name == ev.IDLE:
-            state = "idle"
-        elif name == ev.DAEMON_EXIT:
-            exited, state = True, "stopped"
-    # up to now
-    if state == "training" and last_progress is not None and last_progress > t:
-        spend(last_progress, state)
-        t = last_progress
-    if state not in NOT_COUNTED:
-        if not daemon_alive and not exited:
-            spend(now, "no-daemon")
-        elif state == "training" and now - t > STALL_SECONDS and last_progress is not None:
-            spend(now, "stalled")
+    def daemon_start(self, e: dict[str, Any], at: float) -> None:
+        """A daemon started: after one that never said it exits, the time since its last progress is `no-daemon`."""
+        if not self.exited and self.state not in NOT_COUNTED:
+            p = _num(e.get("previous_progress_at"))
+            p = min(max(p if p is not None else self.t, self.t), at)
+            self.spend(p, self.state)
+            self.t = p
+            if self.state == "training":
+                self.end_segment(e.get("previous_step"))
+            self.spend(at, "no-daemon")
         else:
-            spend(now, state)
-    if seg_start is not None and last_step is not None and last_step > seg_start:
-        trained_steps += int(last_step - seg_start)
-    if redone and trained_steps > 0:
-        per_step = training / trained_steps
-        take = min(training, redone * per_step)
-        training -= take
-        g.lost["redone-steps"] += take
-    g.steps["redone-steps"] = redone
-    g.productive = training
-    _balance(g)
-    return g
+            self.spend(at, self.state)  # a stopped, paused or idle stretch is not wall time
+        self.t, self.exited, self.state = at, False, "restart"
+
+    def event(self, name: str, e: dict[str, Any], at: float) -> None:
+        if name == ev.DAEMON_START:
+            self.daemon_start(e, at)
+            return
+        self.spend(at, self.state)
+        self.t = at
+        step = e.get("step")
+        if name == ev.FILE_START:
+            self.state, self.seg_start = "restart", _num(step) or 0.0
+        elif name == ev.TRAINING:
+            self.state = "training"
+            self.seg_start = _num(step) if _num(step) is not None else self.seg_start
+        elif name == ev.ADOPT:
+            self.state, self.seg_start = "training", _num(step)
+        elif name == ev.RESUME:
+            frm, reached = _num(step), _num(e.get("reached"))
+            if frm is not None and reached is not None and reached > frm:
+                self.redone += int(reached - frm)
+        elif name == ev.CHECKPOINT:
+            take = min(_num(e.get("seconds")) or 0.0, self.training)
+            self.training -= take
+            self.g.lost["checkpointing"] += take
+        elif name in ENDS_SEGMENT:
+            self.end_segment(step)
+            self.state = ENDS_SEGMENT[name]
+        elif name == ev.PAUSE:
+            self.prev_state, self.state = self.state, "paused"
+        elif name == ev.UNPAUSE:
+            self.state = self.prev_state if self.state == "paused" else self.state
+        elif name == ev.DISK_WAIT:
+            if self.state == "training":
+                self.end_segment(step)
+            self.state = "waiting-for-disk"
+        elif name in SETS_STATE:
+            self.state = SETS_STATE[name]
+        if name == ev.DAEMON_EXIT:
+            self.exited = True
+
+    def until(self, now: float, daemon_alive: bool, last_progress: float | None) -> None:
+        """The stretch from the newest event to now: `no-daemon` when the daemon died, `stalled` after a silence."""
+        if self.state == "training" and last_progress is not None and last_progress > self.t:
+            self.spend(last_progress, self.state)
+            self.t = last_progress
+        if self.state in NOT_COUNTED:
+            return
+        if not daemon_alive and not self.exited:
+            self.spend(now, "no-daemon")
+        elif self.state == "training" and now - self.t > STALL_SECONDS and last_progress is not None:
+            self.spend(now, "stalled")
+        else:
+            self.spend(now, self.state)
+
+    def result(self) -> Goodput:
+        """Redone steps cost what a step cost on average; what is left of the training time is productive."""
+        g = self.g
+        if self.seg_start is not None and self.last_step is not None and self.last_step > self.seg_start:
+            self.trained_steps += int(self.last_step - self.seg_start)
+        if self.redone and self.trained_steps > 0:
+            take = min(self.training, self.redone * self.training / self.trained_steps)
+            self.training -= take
+            g.lost["redone-steps"] += take
+        g.steps["redone-steps"] = self.redone
+        g.productive = self.training
+        _balance(g)
+        return g
+
+
+# The events that end a training segment, and the state each leaves; those that only set the state.
+ENDS_SEGMENT = {ev.CRASH: "restart", ev.FILE_FAILED: "restart", ev.FILE_DONE: "unattributed", ev.STOP: "stopped"}
+SETS_STATE = {ev.DISK_RESUMED: "restart", ev.IDLE: "idle", ev.DAEMON_EXIT: "stopped"}
 
 
 def _balance(g: Goodput) -> None:

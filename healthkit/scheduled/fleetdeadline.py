@@ -191,17 +191,10 @@ class _Said:
 
 
 def heal_in_children(
-    paths: list[Path],
-    reports: Path,
-    heal_and_report: Any,
-    *,
-    keep: int | None,
-    interval_s: float | None,
-    stream: Any,
-    lock_wait_s: float,
-    deadline_s: float,
+    paths: list[Path], heal_one: Any, *, stream: Any, deadline_s: float
 ) -> list[tuple[Path, Any, str | None]]:
-    """Heal each workspace as `heal_and_report` would alone, each in a child under ``deadline_s``.
+    """Heal each workspace with ``heal_one(path, out) -> (ScheduledRun or None, why not)``, each in a child under
+    ``deadline_s``.
 
     Returns (path, ScheduledRun-like summary or None, why not) per workspace. A child past its deadline while
     it applies a fix is not killed: the change finishes in the child, under the fix lock, which the next run
@@ -210,32 +203,14 @@ def heal_in_children(
     import io
     from types import SimpleNamespace
 
-    from healthkit.scheduled.fleet import history_folder
-
     prewarm(fixes=True)
 
     def job(path: Path) -> Any:
         def run() -> Any:
-            from healthkit.core.workspace import WorkspaceError
-            from healthkit.fix import FixError
-
             text = io.StringIO()
-            folder = history_folder(reports, path)
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-                done = heal_and_report(
-                    path, reports=folder, keep=keep, interval_s=interval_s, out=text, lock_wait_s=lock_wait_s
-                )
-            except WorkspaceError as exc:
-                return text.getvalue(), None, str(exc)
-            except FixError as exc:
-                return text.getvalue(), None, f"not healed: {exc}"
-            except OSError as exc:
-                return (
-                    text.getvalue(),
-                    None,
-                    (f"not healed or not reported: {exc.strerror or exc} ({getattr(exc, 'filename', None) or folder})"),
-                )
+            done, why = heal_one(path, text)
+            if done is None:
+                return text.getvalue(), None, why
             sent = done.sent.channels if done.sent is not None else None
             return text.getvalue(), (done.report, done.written, done.fix.summary_line(), sent), None
 

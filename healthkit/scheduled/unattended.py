@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from healthkit.core.findings import Finding
 from healthkit.core.report import Report
@@ -120,6 +121,25 @@ class FleetHeal:
 
         return worst_exit(self.audited)
 
+    def add(self, path: Path, run: ScheduledRun | None, why: str | None, reports: Path, keep: int | None) -> None:
+        """One workspace's outcome: its run, or the fleet audit's UNKNOWN report saying why, written to its history."""
+        from healthkit.reporting.history import write_history
+        from healthkit.scheduled.fleet import Audited, history_folder, unreadable_report
+
+        if run is not None:
+            self.runs[path] = run
+            self.written += run.written
+            self.audited.append(Audited(path, run.report))
+            return
+        why = why or "not healed"
+        report = unreadable_report(path, why)
+        self.errors[path] = why
+        self.audited.append(Audited(path, report))
+        try:
+            self.written += write_history(report, history_folder(reports, path), "md", keep=keep)
+        except OSError as exc:
+            self.errors[path] = f"{why}; its report not written either: {exc.strerror or exc}"
+
 
 def heal_many(
     paths: list[Path] | tuple[Path, ...],
@@ -142,70 +162,53 @@ def heal_many(
     ``deadline_s``: each workspace is healed in a child forked from this process (healthkit.scheduled.fleetdeadline): one
     whose audit hangs on a mount is UNKNOWN, naming what blocked it; one applying a fix is never killed half-way.
     """
-    from healthkit.core.workspace import WorkspaceError
-    from healthkit.fix import FixError
-    from healthkit.reporting.history import write_history
-    from healthkit.scheduled.fleet import Audited, history_folder, unique_paths, unreadable_report, write_fleet
+    from healthkit.scheduled.fleet import unique_paths, write_fleet
 
     stream = out or sys.stdout
     reports = reports.expanduser().absolute()
-    done = FleetHeal(audited=[])
+    options: dict[str, Any] = {"keep": keep, "interval_s": interval_s, "lock_wait_s": lock_wait_s}
     if deadline_s is not None:
         from healthkit.scheduled.fleetdeadline import heal_in_children
 
-        for path, run, why in heal_in_children(
-            unique_paths(paths),
-            reports,
-            heal_and_report,
-            keep=keep,
-            interval_s=interval_s,
-            stream=stream,
-            lock_wait_s=lock_wait_s,
-            deadline_s=deadline_s,
-        ):
-            if run is not None:
-                done.runs[path] = run
-                done.written += run.written
-                done.audited.append(Audited(path, run.report))
-                continue
-            report = unreadable_report(path, why or "not healed")
-            done.errors[path] = why or "not healed"
-            done.audited.append(Audited(path, report))
-            try:
-                done.written += write_history(report, history_folder(reports, path), "md", keep=keep)
-            except OSError as exc:
-                done.errors[path] = f"{why}; its report not written either: {exc.strerror or exc}"
-        done.written += write_fleet(done.audited, reports, textfile)
-        return done
-    for path in unique_paths(paths):
-        folder = history_folder(reports, path)
-        stream.write(f"== {path}\n")
-        try:
-            folder.mkdir(
-                parents=True, exist_ok=True
-            )  # a folder, even when the name looks like a file (`run.v2-<hash>`)
-            run = heal_and_report(
-                path, reports=folder, keep=keep, interval_s=interval_s, out=stream, lock_wait_s=lock_wait_s
-            )
-        except WorkspaceError as exc:
-            reason = str(exc)
-        except FixError as exc:
-            reason = f"not healed: {exc}"
-        except OSError as exc:
-            reason = f"not healed or not reported: {exc.strerror or exc} ({getattr(exc, 'filename', None) or folder})"
-        except Exception as exc:
-            reason = f"not healed: {type(exc).__name__}: {exc}"
-        else:
-            done.runs[path] = run
-            done.written += run.written
-            done.audited.append(Audited(path, run.report))
-            continue
-        report = unreadable_report(path, reason)
-        done.errors[path] = reason
-        done.audited.append(Audited(path, report))
-        try:
-            done.written += write_history(report, folder, "md", keep=keep)
-        except OSError as exc:
-            done.errors[path] = f"{reason}; its report not written either: {exc.strerror or exc}"
+        def heal_one(path: Path, text: TextIO) -> tuple[ScheduledRun | None, str | None]:
+            return _heal_here(path, reports, text, **options)
+
+        healed: Iterable[tuple[Path, Any, str | None]] = heal_in_children(
+            unique_paths(paths), heal_one, stream=stream, deadline_s=deadline_s
+        )
+    else:
+        healed = _heal_each(unique_paths(paths), reports, stream, **options)
+    done = FleetHeal(audited=[])
+    for path, run, why in healed:
+        done.add(path, run, why, reports, keep)
     done.written += write_fleet(done.audited, reports, textfile)
     return done
+
+
+def _heal_each(
+    paths: list[Path], reports: Path, stream: TextIO, **options: Any
+) -> Iterator[tuple[Path, ScheduledRun | None, str | None]]:
+    for path in paths:
+        stream.write(f"== {path}\n")
+        yield (path, *_heal_here(path, reports, stream, **options))
+
+
+def _heal_here(path: Path, reports: Path, stream: TextIO, **options: Any) -> tuple[ScheduledRun | None, str | None]:
+    """(the run, None), or (None, why it could not heal or report) for one workspace, in this process (the one
+    `heal_many` runs in, or the child healthkit.scheduled.fleetdeadline forks for it)."""
+    from healthkit.core.workspace import WorkspaceError
+    from healthkit.fix import FixError
+    from healthkit.scheduled.fleet import history_folder
+
+    folder = history_folder(reports, path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)  # a folder, even when the name looks like a file (`run.v2-<hash>`)
+        return heal_and_report(path, reports=folder, out=stream, **options), None
+    except WorkspaceError as exc:
+        return None, str(exc)
+    except FixError as exc:
+        return None, f"not healed: {exc}"
+    except OSError as exc:
+        return None, f"not healed or not reported: {exc.strerror or exc} ({getattr(exc, 'filename', None) or folder})"
+    except Exception as exc:
+        return None, f"not healed: {type(exc).__name__}: {exc}"

@@ -234,34 +234,30 @@ def _finish(c: _Child, outcomes: dict[int, Outcome], i: int, timed_out: bool) ->
     outcomes[i] = Outcome(c.key, c.result, error, timed_out, list(c.open.values()), elapsed, c.pid, exited, left, sig)
 
 
-def _reaped_status(pid: int, within_s: float) -> int | None:
-    """The wait status of a child that ended (None: not reaped within ``within_s``, or reaped elsewhere)."""
+def _wait_child(pid: int, within_s: float) -> tuple[bool, int | None]:
+    """(gone, wait status) of a child after waiting up to ``within_s``: gone once reaped here (its status) or
+    elsewhere (None); (False, None) while it is still alive."""
     end = time.monotonic() + within_s
     while True:
         try:
             done, status = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
-            return None
+            return True, None
         if done:
-            return status
+            return True, status
         if time.monotonic() >= end:
-            return None
+            return False, None
         time.sleep(0.01)
+
+
+def _reaped_status(pid: int, within_s: float) -> int | None:
+    """The wait status of a child that ended (None: not reaped within ``within_s``, or reaped elsewhere)."""
+    return _wait_child(pid, within_s)[1]
 
 
 def _reaped(pid: int, within_s: float) -> bool:
     """Wait up to ``within_s`` for a child to exit; False when it is still alive (left to exit when the kernel lets it)."""
-    end = time.monotonic() + within_s
-    while True:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return True
-        if done:
-            return True
-        if time.monotonic() >= end:
-            return False
-        time.sleep(0.01)
+    return _wait_child(pid, within_s)[0]
 
 
 def alive(pid: int) -> bool:
