@@ -143,7 +143,6 @@ TESTED_IN: dict[str, tuple[str, ...]] = {
     "healthkit/scheduled/notify_send.py": ("tests/test_unattended.py",),
     "healthkit/scheduled/state_files.py": ("tests/test_unattended.py",),
     "healthkit/system/deadline.py": ("tests/test_deadlines.py",),
-    "healthkit/system/entrypoints.py": ("tests/fix/test_registry.py",),
     "healthkit/system/fsutil.py": (
         "tests/test_architecture.py",
         "tests/test_bounded_reads.py",

@@ -131,3 +131,60 @@ def test_an_identity_record_prints_as_a_dataclass_and_equals_only_itself():
             )
         )()
     )
+
+
+@pytest.mark.parametrize("deco_name", ["record", "identity_record"])
+def test_the_shared_init_takes_arguments_as_the_generated_one_did(deco_name):
+    from healthkit.system import records
+
+    made = []
+    for deco in (dataclass(frozen=deco_name == "record", eq=False), getattr(records, deco_name)):
+
+        class Job:
+            name: str
+            size: int = 1
+            tags: list = field(default_factory=list)
+
+        made.append(deco(Job))
+    dc, rec = made
+    for args, kwargs in [(("a",), {}), (("a", 2), {}), ((), {"name": "b", "tags": [1]}), (("c",), {"size": 3})]:
+        assert dataclasses.astuple(rec(*args, **kwargs)) == dataclasses.astuple(dc(*args, **kwargs))
+    assert rec("a").tags is not rec("a").tags  # a fresh default each time
+    for args, kwargs in [((), {}), (("a", 1, [], 9), {}), (("a",), {"name": "b"}), (("a",), {"colour": "red"})]:
+        with pytest.raises(TypeError):
+            dc(*args, **kwargs)
+        with pytest.raises(TypeError):
+            rec(*args, **kwargs)
+    assert dataclasses.replace(rec("a", 2), name="b").size == 2  # replace() calls __init__ with every field
+
+
+def test_decorating_a_record_compiles_nothing(monkeypatch):
+    """The point of the shared methods: no exec() per class at import (a class with __post_init__ keeps dataclass's)."""
+    from healthkit.system.records import identity_record
+
+    made = []
+    real = dataclasses._create_fn  # type: ignore[attr-defined]
+    monkeypatch.setattr(dataclasses, "_create_fn", lambda *a, **k: made.append(a[0]) or real(*a, **k))
+
+    @record
+    class Point:
+        x: int
+        y: int = 0
+
+    @identity_record
+    class Box:
+        items: list = field(default_factory=list)
+
+    assert made == [] and Point(1) == Point(1, 0) and Box().items == []
+
+    @record
+    class Checked:
+        x: int
+
+        def __post_init__(self) -> None:
+            if self.x < 0:
+                raise ValueError("negative")
+
+    assert "__init__" in made
+    with pytest.raises(ValueError):
+        Checked(-1)

@@ -15,11 +15,12 @@ from __future__ import annotations
 import math
 import os
 import socket
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from healthkit.system.fsutil import Reader, ReadProblem, read_json
+from healthkit.system.records import record
 
 LEASE_VERSION = 1
 MAX_LEASE_BYTES = 64 * 1024
@@ -32,7 +33,7 @@ def lease_path(pid_path: Path) -> Path:
     return pid_path.with_name((name.removesuffix(".pid")) + ".lease")
 
 
-@dataclass(frozen=True)
+@record
 class HostId:
     """A host as a lease names it: its name (`uname -n`) and this boot's id (a reboot is another life)."""
 
@@ -49,7 +50,7 @@ def this_host() -> HostId:
     return HostId(os.uname().nodename or socket.gethostname(), boot)
 
 
-@dataclass(frozen=True)
+@record
 class Lease:
     """One lease as written (all times are Unix seconds on the writer's clock)."""
 
@@ -82,7 +83,7 @@ class Lease:
         return {"version": LEASE_VERSION, **asdict(self)}
 
 
-@dataclass(frozen=True)
+@record
 class LeaseFile:
     """A lease file as found: ``state`` missing, ok or malformed (``reason`` says why)."""
 

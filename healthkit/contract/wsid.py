@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 from pathlib import Path
 
 WSID_FILE = ".healthkit-id"
@@ -45,6 +44,8 @@ def ensure_workspace_id(base: Path) -> str:
     found = read_workspace_id(base)
     if found:
         return found
+    import secrets  # only to make one: its hashlib and random cost every audit that reads one
+
     new = secrets.token_hex(16)
     path = base / WSID_FILE
     try:

@@ -11,7 +11,6 @@ workspace (``Workspace.owns``: its cwd or an argv path lies inside it).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any
 
 from healthkit.core.workspace import Workspace
@@ -69,7 +68,7 @@ def stopped_on_request(ws: Workspace) -> StopRequest | None:
     )
 
 
-@dataclass(frozen=True)
+@record
 class RemoteLease:
     """The workspace's lease when another host wrote it: judged by its content only (healthkit.contract.lease)."""
 

@@ -13,9 +13,9 @@ import operator
 import re
 from bisect import bisect_right, insort
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from healthkit.contract.settings import SignalSettings
+from healthkit.system.records import record
 
 Series = Sequence[Sequence[float]]  # [[step, value], ...] in step order, as a run format gives it
 ZERO_LR = 1e-12  # a learning rate at or below this is 0 (a cosine schedule's last float, not a learning rate)
@@ -47,7 +47,7 @@ def mad(vals: Sequence[float], center: float | None = None) -> float:
 # --- non-finite -------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class NonFinite:
     step: float
     value: float  # the loss logged there (nan, inf, or the 0.0 that transformers' NaN filter logs)
@@ -100,7 +100,7 @@ def non_finite(loss: Series, grad: Series) -> NonFinite | None:
 # --- spikes and divergence -----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class Spike:
     step: float
     value: float
@@ -219,7 +219,7 @@ def loss_spike(loss: Series, grad: Series, lr: Series, limits: SignalLimits) -> 
 # --- flat ---------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class Flat:
     step: float  # the first log of the constant stretch
     last_step: float
@@ -269,7 +269,7 @@ def loss_flat(loss: Series, grad: Series, limits: SignalLimits) -> Flat | None:
 # --- gradient explosion --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class Explosion:
     step: float
     value: float
@@ -334,7 +334,7 @@ def _explosion(
 # --- learning rate at zero ------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class LrZero:
     step: float  # the first log of the final stretch at 0
     last_step: float
@@ -366,7 +366,7 @@ def lr_zero(lr: Series, max_steps: float | None, limits: SignalLimits) -> LrZero
 # --- slowdown -----------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class Slowdown:
     step: float  # where the slow stretch began
     until_step: float

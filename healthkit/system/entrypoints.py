@@ -50,10 +50,20 @@ def _cache_file() -> Path | None:
 
 
 def _stamp() -> list[list[Any]]:
-    out = []
+    """Each sys.path folder's mtime; the working directory's (`-c`, `-m`) by the metadata folders it holds instead:
+    cron runs in a home folder whose mtime moves with every file written there, which would scan every run."""
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        cwd = None
+    out: list[list[Any]] = []
     for entry in sys.path:
         try:
-            out.append([entry, os.stat(entry or ".").st_mtime_ns])
+            if entry == "" or os.path.abspath(entry) == cwd:
+                with os.scandir(entry or ".") as it:
+                    out.append([entry, sorted(e.name for e in it if e.name.endswith((".dist-info", ".egg-info")))])
+            else:
+                out.append([entry, os.stat(entry).st_mtime_ns])
         except OSError:
             out.append([entry, None])
     return out

@@ -8,8 +8,8 @@ is said in words, never a hang (a slurmctld that is down makes every client comm
 from __future__ import annotations
 
 import subprocess
-from dataclasses import dataclass
 
+from healthkit.system.records import record
 from healthkit.system.shellcmd import command
 
 TIMEOUT_S = 5.0
@@ -21,7 +21,7 @@ def job_name(workspace_id: str) -> str:
     return JOB_PREFIX + workspace_id
 
 
-@dataclass(frozen=True)
+@record
 class Answer:
     """What a scheduler command said: ``text`` (stdout) or ``why`` it could not say; ``shown`` is the command."""
 
