@@ -6,7 +6,7 @@ import os
 import re
 import shlex
 import stat
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Healthy, Severity, check
@@ -21,7 +21,7 @@ from healthkit.core.ownership import (
 )
 from healthkit.core.workspace import Workspace
 from healthkit.system.procs import ProcInfo, ancestors, argv_matches, probe, start_time_matches
-from healthkit.system.records import record
+from healthkit.system.records import identity_record, record
 from healthkit.system.redact import redact_argv, redact_text
 
 from ._common import ago, iso, jq_pick, parse_time, q, tail_text
@@ -478,7 +478,7 @@ def _orphan_finding(ws: Workspace, orphans: list[ProcInfo], why_unwatched: str) 
     )
 
 
-@dataclass
+@identity_record
 class _Seen:
     """What the daemon rules share: one process scan, the verified daemon, and what they found."""
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from healthkit import CheckOutput, CodeDoc, Evidence, Finding, FixRef, Healthy, Severity, check
 from healthkit.contract.events import SLURM_JOB, SLURM_REQUEUE, read_events
 from healthkit.contract.wsid import read_workspace_id
 from healthkit.core.workspace import Workspace
+from healthkit.system.records import identity_record
 from healthkit.system.slurmq import JOB_PREFIX, jobs_named, seconds, show_job
 
 from ._common import iso, q
@@ -202,7 +203,7 @@ def _newest_checkpoint_time(ws: Workspace) -> float | None:
         return None
 
 
-@dataclass
+@identity_record
 class _Out:
     """What the check gathers before it returns one (frozen) CheckOutput."""
 

@@ -71,11 +71,13 @@ def audit_one(
     from healthkit.core.selectors import SelectorError
     from healthkit.core.workspace import WorkspaceError, take_early
     from healthkit.reporting.output import write_report, write_stdout
-    from healthkit.reporting.render import render
+    from healthkit.reporting.render import render, renderer
 
     try:
         if deadline:
             from healthkit.oneaudit import audit_one_in_child
+
+            renderer(fmt)  # imported while the child audits, not after
 
             report = audit_one_in_child(path, select=select, ignore=ignore, timeout_s=timeout, deadline_s=deadline)
         else:

@@ -63,6 +63,20 @@ def test_registration_is_loud_about_signatures():
         def two(a, b):
             return []
 
+    with pytest.raises(RegistrationError, match="takes 0"):
+
+        @check("none", title="x")
+        def none(*args):
+            return []
+
+    import functools
+
+    @check("defaults", title="x")  # a second argument with a default, or a partial: still one argument to give
+    def defaults(ws, limit=3, *, strict=False):
+        return []
+
+    check("partial", title="x")(functools.partial(lambda a, ws: [], 1))
+
     with pytest.raises(RegistrationError, match="area.name"):
         check("c", title="x", codes=[CodeDoc("nodot", "warning", "t", "w", "y", "f")])(lambda ws: [])
     with pytest.raises(RegistrationError, match="lowercase"):
@@ -70,6 +84,48 @@ def test_registration_is_loud_about_signatures():
     reg = registry(ok_check)
     with pytest.raises(RegistrationError, match="two checks claim"):
         reg.add(check("ok", title="dup")(lambda ws: []))
+
+
+def _named(check_id: str, seconds: float, seen: dict):
+    def body(ws):
+        seen[check_id] = threading.current_thread().name
+        time.sleep(seconds)
+        return []
+
+    body.__name__ = check_id
+    return check(check_id, title=check_id)(body)
+
+
+def test_fast_checks_share_one_runner_and_a_slow_one_gets_company(tmp_path):
+    """A healthy workspace's checks run in turn on one thread (side by side they only fight for the GIL); a check
+    inside one call for STALL_S makes another runner start, so the checks after it do not wait for it."""
+    from healthkit.core.runner import STALL_S
+
+    ws = Workspace.open(tmp_path)
+    seen: dict[str, str] = {}
+    fast = [_named(f"fast{i}", 0, seen) for i in range(5)]
+    results = run_checks(ws, registry(*fast).sorted(), timeout_s=5)
+    assert {r.status.value for r in results} == {"ok"} and set(seen.values()) == {"checks-0"}
+    seen.clear()
+    slow = _named("aslow", 3 * STALL_S + 0.5, seen)
+    t0 = time.monotonic()
+    results = {r.check: r for r in run_checks(ws, registry(slow, *fast).sorted(), timeout_s=2 * STALL_S + 0.2)}
+    assert results["aslow"].status.value == "unknown" and "did not finish within" in results["aslow"].error
+    assert all(results[f"fast{i}"].status.value == "ok" for i in range(5)), results
+    assert seen["aslow"] == "checks-0" and {seen[f"fast{i}"] for i in range(5)} == {"checks-1"}
+    assert time.monotonic() - t0 < 3 * STALL_S + 0.5  # the audit did not wait for the slow one
+
+
+def test_a_check_that_never_started_says_so(tmp_path):
+    from healthkit.core.runner import STALL_S
+
+    seen: dict[str, str] = {}
+    checks = registry(_named("aslow", STALL_S * 2, seen), _named("later", 0, seen)).sorted()
+    results = {r.check: r for r in run_checks(Workspace.open(tmp_path), checks, timeout_s=STALL_S / 2)}
+    assert "did not finish within" in results["aslow"].error
+    assert "did not start within" in results["later"].error and "the checks before it did not finish" in (
+        results["later"].error
+    )
 
 
 def test_hung_and_crashing_checks_do_not_stop_the_rest(tmp_path):

@@ -15,13 +15,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
 from healthkit.contract.configschema import DEFAULTS_KEY, HEALTHKIT_SCHEMA_ID  # noqa: F401 - named here since 0.1
 from healthkit.contract.settings import SETTINGS_FILE, Settings
+from healthkit.system.lazyre import LazyPattern
 from healthkit.system.records import record
 
 # Keys only healthkit's trainer reads: a config.json carrying one was written for it.
@@ -65,11 +65,11 @@ QUEUE_OTHER = {
 SCAN_DEPTH = 3
 SCAN_MAX_ENTRIES = 20_000  # a scan that would read more gives up: detection must stay cheap
 SKIP_DIRS = frozenset({"node_modules", "__pycache__", "site-packages", "venv", "wandb", "mlruns"})
-_CKPT = re.compile(
+_CKPT = LazyPattern(
     r"checkpoint[-_]\d+"
 )  # a checkpoint folder (HF, Accelerate) is not scanned into (fullmatch: `checkpoint-60\n` is not one)
 FOUND_FORMAT: dict[str, str] = {}  # folder -> the format that counted its checkpoints (for the evidence)
-_TRAINS_INSIDE = re.compile(r"\bTrainer\s*\(|\.train\s*\(|SFTTrainer\s*\(")
+_TRAINS_INSIDE = LazyPattern(r"\bTrainer\s*\(|\.train\s*\(|SFTTrainer\s*\(")
 
 
 @record

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 from typing import Any
 
 from healthkit.contract import events as ev
+from healthkit.system.records import identity_record
 
 CAUSES = ("no-daemon", "redone-steps", "stalled", "waiting-for-disk", "restart", "checkpointing", "unattributed")
 NOT_COUNTED = ("paused", "stopped", "idle", "none")
@@ -28,7 +29,7 @@ STALL_SECONDS = 900.0  # no progress this long while a training runs is a stall 
 GAP_FACTOR = 3.0  # a foreign run's interval this many times its median per-step time holds a gap
 
 
-@dataclass
+@identity_record
 class Goodput:
     since: float | None
     wall: float = 0.0

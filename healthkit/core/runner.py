@@ -56,17 +56,27 @@ def _code_ignored(code: str, ignore: list[str]) -> bool:
     return any(code == n or code.startswith(n + ".") for n in ignore)
 
 
+STALL_S = 0.2  # a runner this long inside one check gets company: the next check starts on a new runner
+
+
 def run_checks(
     ws: Any, checks: Iterable[Check], timeout_s: float, ignore_codes: Iterable[str] = ()
 ) -> list[CheckResult]:
-    """Run every check in its own daemon thread; each gets ``timeout_s`` from the common start.
+    """Run the checks on daemon threads; each gets ``timeout_s`` from the common start.
 
-    Threads (not processes) because the checks share the workspace's cached views; a
-    hung thread is abandoned (daemon) so it cannot hold the audit or the exit.
+    Threads (not processes) because the checks share the workspace's cached views; a hung thread is abandoned
+    (daemon) so it cannot hold the audit or the exit. One runner thread takes the checks in turn, and whenever
+    every runner has been inside one check for STALL_S another runner starts: a healthy workspace's checks are
+    CPU-bound, and twenty threads side by side only fight for the GIL (a third slower on the example machine),
+    while a check waiting on a hung disk, process or port still holds up no other.
     """
     checks = list(checks)
     ignore = list(ignore_codes)
     slots: dict[str, dict[str, Any]] = {c.id: {} for c in checks}
+    pending = list(reversed(checks))
+    busy: dict[int, float] = {}  # runner -> when its current check began
+    left = [len(checks)]
+    lock = threading.Condition()
 
     def run_one(c: Check) -> None:
         slot = slots[c.id]
@@ -77,30 +87,52 @@ def run_checks(
             slot["error"] = f"{type(exc).__name__}: {redact_text(str(exc))}"
         slot["duration"] = time.perf_counter() - t0
 
-    threads = []
-    start = time.perf_counter()
-    for c in checks:
-        t = threading.Thread(target=run_one, args=(c,), name=f"check-{c.id}", daemon=True)
+    def runner(n: int) -> None:
+        while True:
+            with lock:
+                if not pending:
+                    busy.pop(n, None)
+                    return
+                c = pending.pop()
+                slots[c.id]["started"] = True
+                busy[n] = time.perf_counter()
+            run_one(c)
+            with lock:
+                slots[c.id]["done"] = True
+                left[0] -= 1
+                if not left[0]:
+                    lock.notify_all()  # only the last one: a wake-up per check is a GIL hand-off per check
+
+    def add_runner() -> None:
+        n = len(runners)
+        busy[n] = time.perf_counter()
+        t = threading.Thread(target=runner, args=(n,), name=f"checks-{n}", daemon=True)
+        runners.append(t)
         t.start()
-        threads.append((c, t))
+
+    runners: list[threading.Thread] = []
+    start = time.perf_counter()
+    with lock:
+        add_runner()
+        while left[0]:
+            now = time.perf_counter()
+            if now >= start + timeout_s:
+                break
+            if pending and all(now - since >= STALL_S for since in busy.values()):
+                add_runner()
+            lock.wait(min(STALL_S, start + timeout_s - now))
 
     results: list[CheckResult] = []
-    for c, t in threads:
-        t.join(max(0.0, start + timeout_s - time.perf_counter()))
+    for c in checks:
         slot = slots[c.id]
-        if t.is_alive():
+        if "done" not in slot:
+            why = (
+                f"did not finish within {timeout_s:g}s (a hung disk, process or port?)"
+                if "started" in slot
+                else f"did not start within {timeout_s:g}s: the checks before it did not finish (a hung disk, process or port?)"
+            )
             results.append(
-                CheckResult(
-                    c.id,
-                    c.title,
-                    Status.UNKNOWN,
-                    [],
-                    [],
-                    {},
-                    [],
-                    time.perf_counter() - start,
-                    error=f"did not finish within {timeout_s:g}s (a hung disk, process or port?)",
-                )
+                CheckResult(c.id, c.title, Status.UNKNOWN, [], [], {}, [], time.perf_counter() - start, error=why)
             )
             continue
         if "error" in slot:

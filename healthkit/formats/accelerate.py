@@ -16,7 +16,6 @@ declares no retention this audit can read. The loss history is TensorBoard's, wh
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,17 +30,18 @@ from healthkit.formats.base import (
     use_save_times,
 )
 from healthkit.formats.fsdp import dcp_problems
+from healthkit.system.lazyre import LazyPattern
 
-ACCELERATE_CHECKPOINT_RE = re.compile(r"checkpoint_(\d+)")  # `checkpoint_N` (underscore): not HF's rule
-WEIGHTS = re.compile(
+ACCELERATE_CHECKPOINT_RE = LazyPattern(r"checkpoint_(\d+)")  # `checkpoint_N` (underscore): not HF's rule
+WEIGHTS = LazyPattern(
     r"^(model(_\d+)?\.safetensors|pytorch_model(_\d+)?\.bin|model(_\d+)?\.safetensors\.index\.json|"
     r"pytorch_model(_\d+)?\.bin\.index\.json)$"
 )
-FSDP_MODEL = re.compile(r"^pytorch_model_fsdp_\d+$")
-OPTIM = re.compile(r"^optimizer(_\d+)?\.bin$")
-FSDP_OPTIM = re.compile(r"^optimizer_\d+$")
-RNG = re.compile(r"^random_states_\d+\.pkl$")
-KNOWN = (WEIGHTS, FSDP_MODEL, OPTIM, FSDP_OPTIM, RNG, re.compile(r"^(scheduler|sampler|scaler|custom_checkpoint)"))
+FSDP_MODEL = LazyPattern(r"^pytorch_model_fsdp_\d+$")
+OPTIM = LazyPattern(r"^optimizer(_\d+)?\.bin$")
+FSDP_OPTIM = LazyPattern(r"^optimizer_\d+$")
+RNG = LazyPattern(r"^random_states_\d+\.pkl$")
+KNOWN = (WEIGHTS, FSDP_MODEL, OPTIM, FSDP_OPTIM, RNG, LazyPattern(r"^(scheduler|sampler|scaler|custom_checkpoint)"))
 
 if TYPE_CHECKING:
     from healthkit.system.fsutil import Reader

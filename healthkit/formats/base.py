@@ -12,11 +12,11 @@ import os
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from healthkit.system.records import record
+from healthkit.system.records import identity_record, record
 
 if TYPE_CHECKING:
     from healthkit.system.fsutil import Reader
@@ -101,7 +101,7 @@ class DeclaredRetention:
     ] = ()  # by_metric: the checkpoints the run itself keeps (its best k); a safe prune keeps them all
 
 
-@dataclass
+@identity_record
 class RunRecord:
     """What the run's newest sound record says: progress, loss history, best checkpoint(s), declared retention."""
 

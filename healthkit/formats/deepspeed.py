@@ -19,11 +19,13 @@ import os
 import re
 from pathlib import Path
 
+from healthkit.system.lazyre import LazyPattern
+
 LATEST = "latest"
-TAG_RE = re.compile(r"^global_step\d+$")
-_OPTIM = re.compile(r"^(?:bf16_)?zero_pp_rank_(\d+)_mp_rank_(\d+)_optim_states\.pt$")
-_MODEL3 = re.compile(r"^zero_pp_rank_(\d+)_mp_rank_(\d+)_model_states\.pt$")
-_MODEL = re.compile(r"^mp_rank_(\d+)_model_states\.pt$")
+TAG_RE = LazyPattern(r"^global_step\d+$")
+_OPTIM = LazyPattern(r"^(?:bf16_)?zero_pp_rank_(\d+)_mp_rank_(\d+)_optim_states\.pt$")
+_MODEL3 = LazyPattern(r"^zero_pp_rank_(\d+)_mp_rank_(\d+)_model_states\.pt$")
+_MODEL = LazyPattern(r"^mp_rank_(\d+)_model_states\.pt$")
 
 
 def is_zero(files: frozenset[str]) -> bool:
@@ -31,7 +33,7 @@ def is_zero(files: frozenset[str]) -> bool:
     return LATEST in files or any(f.startswith("global_step") and TAG_RE.fullmatch(f) for f in files)
 
 
-def _ranks(names: list[str], pattern: re.Pattern[str]) -> set[int]:
+def _ranks(names: list[str], pattern: re.Pattern[str] | LazyPattern) -> set[int]:
     return {int(m.group(1)) for m in map(pattern.fullmatch, names) if m}
 
 

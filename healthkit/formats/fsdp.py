@@ -17,8 +17,10 @@ import os
 import re
 from pathlib import Path
 
-MODEL_RE = re.compile(r"^pytorch_model_fsdp_\d+$")
-OPTIM_RE = re.compile(r"^optimizer_\d+$")
+from healthkit.system.lazyre import LazyPattern
+
+MODEL_RE = LazyPattern(r"^pytorch_model_fsdp_\d+$")
+OPTIM_RE = LazyPattern(r"^optimizer_\d+$")
 METADATA = ".metadata"
 MAX_METADATA_BYTES = 64 * 1024 * 1024
 _DISTCP = re.compile(rb"__\d+_\d+\.distcp")

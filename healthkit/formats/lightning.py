@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,9 +32,10 @@ from healthkit.formats.base import (
     listed,
     use_save_times,
 )
+from healthkit.system.lazyre import LazyPattern
 
-STEP_IN_NAME = re.compile(r"(?:^|[-_])step=(\d+)")
-ALIAS = re.compile(r"^last(-v\d+)?\.ckpt$")
+STEP_IN_NAME = LazyPattern(r"(?:^|[-_])step=(\d+)")
+ALIAS = LazyPattern(r"^last(-v\d+)?\.ckpt$")
 SUFFIX = ".ckpt"
 METRICS = "metrics.csv"
 
@@ -192,7 +192,7 @@ class Lightning(RunFormat):
         )
 
 
-VERSION_DIR = re.compile(r"^version_\d+$")
+VERSION_DIR = LazyPattern(r"^version_\d+$")
 LOGGER_SCAN_DEPTH = 3
 LOGGER_SCAN_MAX = 2000
 

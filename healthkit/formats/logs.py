@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from healthkit.formats.base import SRC, RunRecord, Said, at
+from healthkit.system.lazyre import LazyPattern
 
 MAX_CSV_BYTES = 32 * 1024 * 1024
 EVENTS = "events.out.tfevents."
 TB_EXTRA = "healthkit[tensorboard]"
-_VAL = re.compile(r"(^|[^a-z])(val|valid|validation|eval)([^a-z]|$)", re.I)
+_VAL = LazyPattern(r"(^|[^a-z])(val|valid|validation|eval)([^a-z]|$)", re.I)
 
 
 def is_val_loss(name: str) -> bool:

@@ -20,8 +20,10 @@ import signal
 import struct
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
+
+from healthkit.system.records import identity_record
 
 _PHASE_FD: int | None = None  # in a child: the pipe to its parent
 UNINTERRUPTIBLE = "!"  # a phase text starting with it (a heal changing the workspace) is never killed at the deadline
@@ -60,7 +62,7 @@ def in_child() -> bool:
     return _PHASE_FD is not None
 
 
-@dataclass
+@identity_record
 class Outcome:
     """What became of one child: its result, or the error it raised, or the deadline it missed and on what."""
 

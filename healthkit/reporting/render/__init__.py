@@ -30,9 +30,13 @@ _MODULES = {
 EXTENSIONS = {"md": "md", "json": "json", "prom": "prom", "junit": "xml", "nagios": "txt", "html": "html"}
 
 
-def render(report: Report, fmt: str = "md", **options: Any) -> str:
+def renderer(fmt: str | Format) -> Any:
+    """The module that renders ``fmt``, imported: `healthkit audit` imports it while its child audits."""
     fmt = fmt.value if isinstance(fmt, Format) else fmt
     if fmt not in _MODULES:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(_MODULES)}")
-    module = importlib.import_module(f"{__name__}.{_MODULES[fmt]}")
-    return module.render(report, **options)
+    return importlib.import_module(f"{__name__}.{_MODULES[fmt]}")
+
+
+def render(report: Report, fmt: str = "md", **options: Any) -> str:
+    return renderer(fmt).render(report, **options)
