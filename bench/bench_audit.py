@@ -28,7 +28,7 @@
    `healthkit audit` process. Target: ratio <= 1.2.
 
 Runs are interleaved (baseline, audit, baseline, audit, ...) and the median of each is used.
-Usage: python bench/bench_audit.py [--files 100000] [--repeat 7] [--only long]
+Usage: python bench/bench_audit.py [--files 100000] [--repeat 7] [--only long] [--old CHECKOUT]
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 # What the `healthkit` console script runs.
 HEALTHKIT = [sys.executable, "-m", "healthkit.console", "audit"]
@@ -140,21 +141,49 @@ def build_long_run(base: Path, max_steps: int = 100_000, checkpoints: int = 200)
     return written
 
 
-def timed(argv: list[str]) -> float:
+# Where the commands run: a neutral folder, as cron runs them from a home folder. From the checkout's root,
+# `python -m` puts the checkout first on sys.path and every import of the editable install looks there first.
+RUN_IN: dict[str, Path | None] = {"cwd": None}
+# `--old DIR`: a checkout of older code run the same way (PYTHONPATH=DIR), interleaved with the new.
+OLD: dict[str, Path | None] = {"tree": None}
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
     t0 = time.perf_counter()
-    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, cwd=RUN_IN["cwd"], env=env)
     return time.perf_counter() - t0
 
 
-def interleaved(named: dict[str, list[str]], repeat: int) -> dict[str, float]:
-    """Median seconds of each command, run round-robin so that the machine's noise falls on all alike."""
-    for argv in named.values():
-        timed(argv)  # warm the page cache and the interpreter's files
-    runs: dict[str, list[float]] = {k: [] for k in named}
+def old_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(OLD["tree"])}
+
+
+def with_old(named: dict[str, list[str]], *keys: str) -> dict[str, list[str] | tuple[list[str], dict[str, str]]]:
+    """``named`` plus `old-<key>` for each of ``keys`` when --old names a checkout."""
+    out: dict[str, list[str] | tuple[list[str], dict[str, str]]] = dict(named)
+    if OLD["tree"] is not None:
+        out.update({f"old-{k}": (named[k], old_env()) for k in keys})
+    return out
+
+
+def interleaved(named: dict[str, Any], repeat: int) -> dict[str, float]:
+    """Median seconds of each command (an argv, or (argv, env)), run round-robin so that the machine's noise falls
+    on all alike."""
+    cmds = {k: v if isinstance(v, tuple) else (v, None) for k, v in named.items()}
+    for argv, env in cmds.values():
+        timed(argv, env)  # warm the page cache and the interpreter's files
+    runs: dict[str, list[float]] = {k: [] for k in cmds}
     for _ in range(repeat):
-        for k, argv in named.items():
-            runs[k].append(timed(argv))
+        for k, (argv, env) in cmds.items():
+            runs[k].append(timed(argv, env))
     return {k: statistics.median(v) for k, v in runs.items()}
+
+
+def say_old(name: str, med: dict[str, float], num: str, den: str, target: float) -> None:
+    """The old checkout's ratio beside the new one's (information: the new code is what passes or fails)."""
+    if f"old-{num}" in med:
+        old_den = med.get(f"old-{den}", med[den])
+        print(f"  old code: {name}: ratio {med[f'old-{num}'] / old_den:.2f} (target <= {target})")
 
 
 def ratio_result(name: str, num: float, den: float, target: float) -> dict:
@@ -165,8 +194,10 @@ def ratio_result(name: str, num: float, den: float, target: float) -> dict:
 
 
 def compare(name: str, baseline: list[str], audit: list[str], repeat: int, target: float) -> dict:
-    med = interleaved({"baseline": baseline, "audit": audit}, repeat)
-    return ratio_result(name, med["audit"], med["baseline"], target)
+    med = interleaved(with_old({"baseline": baseline, "audit": audit}, "audit"), repeat)
+    result = ratio_result(name, med["audit"], med["baseline"], target)
+    say_old(name, med, "audit", "baseline", target)
+    return result
 
 
 def big_workspace(tmp: Path, files: int, repeat: int) -> list[dict]:
@@ -214,26 +245,25 @@ def long_run(tmp: Path, repeat: int) -> list[dict]:
     )
     ex = build_example(tmp / "example-long")
     try:
-        med = interleaved(
-            {
-                "example": [*HEALTHKIT, str(ex.base)],
-                "long": [*HEALTHKIT, str(tmp / "long-100000")],
-                "long-fix": [*FIX_DRY_RUN, str(tmp / "long-100000")],
-                "long-2x": [*HEALTHKIT, str(tmp / "long-200000")],
-            },
-            repeat,
-        )
+        named = {
+            "example": [*HEALTHKIT, str(ex.base)],
+            "long": [*HEALTHKIT, str(tmp / "long-100000")],
+            "long-fix": [*FIX_DRY_RUN, str(tmp / "long-100000")],
+            "long-2x": [*HEALTHKIT, str(tmp / "long-200000")],
+        }
+        med = interleaved(with_old(named, *named), repeat)
     finally:
         ex.cleanup()
-    return [
-        ratio_result(
-            "long run (200 checkpoints, 100k steps) audit vs example machine audit", med["long"], med["example"], 1.5
-        ),
-        ratio_result("long run fix --safe --dry-run vs example machine audit", med["long-fix"], med["example"], 1.5),
-        ratio_result(
-            "long run with the history doubled (200k steps) vs 100k steps, audit", med["long-2x"], med["long"], 1.10
-        ),
+    rows = [
+        ("long run (200 checkpoints, 100k steps) audit vs example machine audit", "long", "example", 1.5),
+        ("long run fix --safe --dry-run vs example machine audit", "long-fix", "example", 1.5),
+        ("long run with the history doubled (200k steps) vs 100k steps, audit", "long-2x", "long", 1.10),
     ]
+    results = []
+    for name, num, den, target in rows:
+        results.append(ratio_result(name, med[num], med[den], target))
+        say_old(name, med, num, den, target)
+    return results
 
 
 def _cron_shell(base: Path, reports: Path, textfiles: Path, heal: bool) -> list[str]:
@@ -422,6 +452,12 @@ def main() -> int:
     ap.add_argument("--files", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument(
+        "--old",
+        type=Path,
+        help="a checkout of older code to interleave with this one (its healthkit/checks and healthkit/trainer "
+        "linked to ../checks and ../trainer, as the editable install maps them)",
+    )
+    ap.add_argument(
         "--only",
         choices=("big", "example", "long", "scheduled", "split", "lease", "slurm"),
         action="append",
@@ -441,6 +477,8 @@ def main() -> int:
             stdout=subprocess.DEVNULL,
         )
     tmp = Path(tempfile.mkdtemp(prefix="hk-bench-"))
+    RUN_IN["cwd"] = tmp
+    OLD["tree"] = args.old.resolve() if args.old else None
     results: list[dict] = []
     try:
         if "big" in only:

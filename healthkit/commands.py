@@ -70,16 +70,25 @@ def audit_one(
     mount is UNKNOWN naming what blocked it, never a hang; 0 audits in this process."""
     from healthkit.core.selectors import SelectorError
     from healthkit.core.workspace import WorkspaceError, take_early
-    from healthkit.reporting.output import write_report, write_stdout
-    from healthkit.reporting.render import render, renderer
+
+    def renderer_of_fmt() -> None:
+        import healthkit.reporting.output  # noqa: F401
+        from healthkit.reporting.render import renderer
+
+        renderer(fmt)
 
     try:
         if deadline:
             from healthkit.oneaudit import audit_one_in_child
 
-            renderer(fmt)  # imported while the child audits, not after
-
-            report = audit_one_in_child(path, select=select, ignore=ignore, timeout_s=timeout, deadline_s=deadline)
+            report = audit_one_in_child(
+                path,
+                select=select,
+                ignore=ignore,
+                timeout_s=timeout,
+                deadline_s=deadline,
+                meanwhile=renderer_of_fmt,  # the report's modules, imported while the child audits (it has its options)
+            )
         else:
             from healthkit.core.api import audit as run_audit  # in this process only without a deadline
 
@@ -90,6 +99,9 @@ def audit_one(
     except WorkspaceError as exc:
         err(f"healthkit: {exc}")
         raise SystemExit(3) from None
+    from healthkit.reporting.output import write_report, write_stdout
+    from healthkit.reporting.render import render
+
     if output is None:
         write_stdout(render(report, fmt, ascii=ascii, fail_level=fail_level))
     else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +54,17 @@ def start_early_audit(path: str) -> None:
 
 
 def audit_one_in_child(
-    path: Path, *, select: list[str], ignore: list[str], timeout_s: float | None, deadline_s: float
+    path: Path,
+    *,
+    select: list[str],
+    ignore: list[str],
+    timeout_s: float | None,
+    deadline_s: float,
+    meanwhile: Callable[[], Any] | None = None,
 ) -> Any:
-    """The Report of ``path`` audited in a child; raises SelectorError and WorkspaceError as `api.audit` does."""
+    """The Report of ``path`` audited in a child; raises SelectorError and WorkspaceError as `api.audit` does.
+
+    ``meanwhile`` runs in this process once the child has its options (the renderer's import, say)."""
     from healthkit.core.selectors import SelectorError
     from healthkit.core.workspace import WorkspaceError
     from healthkit.system.fsutil import early_du_fds
@@ -66,8 +75,12 @@ def audit_one_in_child(
     early = EARLY_CHILDREN.pop(os.path.abspath(path), None)
     if early is not None:  # forked by healthkit.console before the CLI loaded: it has been reading the workspace since
         early.send({"select": select, "ignore": ignore, "timeout_s": timeout_s})
+        if meanwhile is not None:
+            meanwhile()
         o = early.wait(deadline_s)
     else:
+        if meanwhile is not None:
+            meanwhile()
         [o] = run_children([(path, job)], deadline_s, keep_fds=early_du_fds())
     if o.timed_out:
         reason = f"the audit did not finish within its {deadline_s:g}s deadline: blocked {o.blocked_words()}"

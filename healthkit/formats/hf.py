@@ -129,25 +129,29 @@ def _series(data: dict) -> tuple[list[list[float]], list[list[float]], list[list
 
 
 def _fill(hist: list, num: tuple, train: list, evals: list, grads: list, lrs: list) -> None:
-    for e in hist:  # ~10k entries in a 100k-step run: kept to type checks and appends
-        if type(e) is not dict:
+    """~10k entries in a 100k-step run: kept to identity tests of the class and bound appends (a float, the usual
+    value, is kept as it is; an int becomes one; a bool, a string or null is no number)."""
+    f, d = float, dict
+    series = (("loss", train.append), ("grad_norm", grads.append), ("learning_rate", lrs.append))
+    add_eval = evals.append
+    for e in hist:
+        if e.__class__ is not d:
             continue
         step: Any = e.get("step")
-        if type(step) not in num:
+        if step.__class__ is not f and step.__class__ is not int:
             continue
-        step = float(step)
-        v: Any = e.get("loss")
-        if type(v) in num:
-            train.append([step, float(v)])
-        v = e.get("grad_norm")
-        if type(v) in num:
-            grads.append([step, float(v)])
-        v = e.get("learning_rate")
-        if type(v) in num:
-            lrs.append([step, float(v)])
+        step = f(step)
+        for key, add in series:
+            v: Any = e.get(key)
+            if v.__class__ is f:
+                add([step, v])
+            elif v.__class__ is int:
+                add([step, f(v)])
         v = e.get("eval_loss")
-        if type(v) in num:
-            evals.append([step, float(v)])
+        if v.__class__ is f:
+            add_eval([step, v])
+        elif v.__class__ is int:
+            add_eval([step, f(v)])
 
 
 def jq_number(v: float) -> str:

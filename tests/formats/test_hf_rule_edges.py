@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from healthkit.formats.hf_checkpoints import checkpoint_completeness
 
 
@@ -117,3 +119,27 @@ def test_the_loss_series_takes_numbers_only_from_entries_with_a_numeric_step():
     ]
     assert _series({"log_history": hist}) == ([[10.0, 2.5]], [[30.0, 1.5], [40.0, 2.0]], [], [])  # no grad_norm, no lr
     assert _series({"log_history": {"step": 1}}) == ([], [], [], []) and _series({}) == ([], [], [], [])
+
+
+def test_trainer_state_parses_the_same_through_orjson_and_json(monkeypatch):
+    """orjson reads a long history fast; what it refuses (a bare NaN, as json.dump writes a NaN loss) is read by
+    json, with the same values; what neither reads raises as json.loads did. One difference, on purpose: an
+    integer past 64 bits (no step or count of a run is) is read as the nearest float."""
+    import json
+    import math
+
+    from healthkit.formats import hf_checkpoints
+    from healthkit.formats.hf_checkpoints import _loads_without_gc
+
+    monkeypatch.setattr(hf_checkpoints, "ORJSON_FROM", 0)  # every size through orjson here
+
+    plain = {"global_step": 20, "log_history": [{"loss": 1.5, "step": 10}, {"loss": 2, "step": 20}]}
+    raw = json.dumps(plain, indent=2).encode()
+    assert _loads_without_gc(raw) == json.loads(raw) == plain
+    nan = json.dumps({"log_history": [{"loss": float("nan"), "step": 10}]}).encode()
+    assert b"NaN" in nan and math.isnan(_loads_without_gc(nan)["log_history"][0]["loss"])
+    assert _loads_without_gc(b'{"total_flos": 123456789012345678901234567890}')["total_flos"] == 1.2345678901234568e29
+    with pytest.raises(ValueError):
+        _loads_without_gc(b'{"global_step": ')
+    with pytest.raises((RecursionError, ValueError)):
+        _loads_without_gc(b"[" * 100_000 + b"]" * 100_000)
