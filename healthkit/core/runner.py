@@ -72,86 +72,87 @@ def run_checks(
     """
     checks = list(checks)
     ignore = list(ignore_codes)
-    slots: dict[str, dict[str, Any]] = {c.id: {} for c in checks}
-    pending = list(reversed(checks))
-    busy: dict[int, float] = {}  # runner -> when its current check began
-    left = [len(checks)]
-    lock = threading.Condition()
+    turns = _Turns(ws, checks)
+    start = time.perf_counter()
+    turns.run_until(start + timeout_s)
+    return [_result(c, turns.slots[c.id], ignore, timeout_s, time.perf_counter() - start) for c in checks]
 
-    def run_one(c: Check) -> None:
-        slot = slots[c.id]
+
+class _Turns:
+    """The checks in turn on runner threads, a new runner whenever all are STALL_S inside one check."""
+
+    def __init__(self, ws: Any, checks: list[Check]):
+        self.ws = ws
+        self.slots: dict[str, dict[str, Any]] = {c.id: {} for c in checks}
+        self.pending = list(reversed(checks))
+        self.busy: dict[int, float] = {}  # runner -> when its current check began
+        self.left = len(checks)
+        self.lock = threading.Condition()
+        self.runners = 0
+
+    def run_until(self, deadline: float) -> None:
+        with self.lock:
+            self._add_runner()
+            while self.left:
+                now = time.perf_counter()
+                if now >= deadline:
+                    return
+                if self.pending and all(now - since >= STALL_S for since in self.busy.values()):
+                    self._add_runner()
+                self.lock.wait(min(STALL_S, deadline - now))
+
+    def _add_runner(self) -> None:
+        n = self.runners
+        self.runners += 1
+        self.busy[n] = time.perf_counter()
+        threading.Thread(target=self._runner, args=(n,), name=f"checks-{n}", daemon=True).start()
+
+    def _runner(self, n: int) -> None:
+        while True:
+            with self.lock:
+                if not self.pending:
+                    self.busy.pop(n, None)
+                    return
+                c = self.pending.pop()
+                self.slots[c.id]["started"] = True
+                self.busy[n] = time.perf_counter()
+            self._run_one(c)
+            with self.lock:
+                self.slots[c.id]["done"] = True
+                self.left -= 1
+                if not self.left:
+                    self.lock.notify_all()  # only the last one: a wake-up per check is a GIL hand-off per check
+
+    def _run_one(self, c: Check) -> None:
+        slot = self.slots[c.id]
         t0 = time.perf_counter()
         try:
-            slot["out"] = _normalize(c, c.func(ws))
+            slot["out"] = _normalize(c, c.func(self.ws))
         except BaseException as exc:
             slot["error"] = f"{type(exc).__name__}: {redact_text(str(exc))}"
         slot["duration"] = time.perf_counter() - t0
 
-    def runner(n: int) -> None:
-        while True:
-            with lock:
-                if not pending:
-                    busy.pop(n, None)
-                    return
-                c = pending.pop()
-                slots[c.id]["started"] = True
-                busy[n] = time.perf_counter()
-            run_one(c)
-            with lock:
-                slots[c.id]["done"] = True
-                left[0] -= 1
-                if not left[0]:
-                    lock.notify_all()  # only the last one: a wake-up per check is a GIL hand-off per check
 
-    def add_runner() -> None:
-        n = len(runners)
-        busy[n] = time.perf_counter()
-        t = threading.Thread(target=runner, args=(n,), name=f"checks-{n}", daemon=True)
-        runners.append(t)
-        t.start()
-
-    runners: list[threading.Thread] = []
-    start = time.perf_counter()
-    with lock:
-        add_runner()
-        while left[0]:
-            now = time.perf_counter()
-            if now >= start + timeout_s:
-                break
-            if pending and all(now - since >= STALL_S for since in busy.values()):
-                add_runner()
-            lock.wait(min(STALL_S, start + timeout_s - now))
-
-    results: list[CheckResult] = []
-    for c in checks:
-        slot = slots[c.id]
-        if "done" not in slot:
-            why = (
-                f"did not finish within {timeout_s:g}s (a hung disk, process or port?)"
-                if "started" in slot
-                else f"did not start within {timeout_s:g}s: the checks before it did not finish (a hung disk, process or port?)"
-            )
-            results.append(
-                CheckResult(c.id, c.title, Status.UNKNOWN, [], [], {}, [], time.perf_counter() - start, error=why)
-            )
-            continue
-        if "error" in slot:
-            results.append(
-                CheckResult(
-                    c.id, c.title, Status.UNKNOWN, [], [], {}, [], slot["duration"], error=f"crashed: {slot['error']}"
-                )
-            )
-            continue
-        out: CheckOutput = slot["out"]
-        findings = [sanitize(f, c.id) for f in out.findings if not _code_ignored(f.code, ignore)]
-        status = status_for(findings)
-        if out.unknown and status is Status.OK:
-            status = Status.UNKNOWN
-        notes = list(out.notes) + ([out.unknown] if out.unknown else [])
-        results.append(
-            CheckResult(c.id, c.title, status, findings, list(out.healthy), dict(out.facts), notes, slot["duration"])
+def _result(c: Check, slot: dict[str, Any], ignore: list[str], timeout_s: float, elapsed: float) -> CheckResult:
+    """One check's result: UNKNOWN when it did not finish (or start) in time or crashed, else from its findings."""
+    if "done" not in slot:
+        why = (
+            f"did not finish within {timeout_s:g}s (a hung disk, process or port?)"
+            if "started" in slot
+            else f"did not start within {timeout_s:g}s: the checks before it did not finish (a hung disk, process or port?)"
         )
-    return results
+        return CheckResult(c.id, c.title, Status.UNKNOWN, [], [], {}, [], elapsed, error=why)
+    if "error" in slot:
+        return CheckResult(
+            c.id, c.title, Status.UNKNOWN, [], [], {}, [], slot["duration"], error=f"crashed: {slot['error']}"
+        )
+    out: CheckOutput = slot["out"]
+    findings = [sanitize(f, c.id) for f in out.findings if not _code_ignored(f.code, ignore)]
+    status = status_for(findings)
+    if out.unknown and status is Status.OK:
+        status = Status.UNKNOWN
+    notes = list(out.notes) + ([out.unknown] if out.unknown else [])
+    return CheckResult(c.id, c.title, status, findings, list(out.healthy), dict(out.facts), notes, slot["duration"])
 
 
 def append_costs(path: Path, results: list[CheckResult], total_s: float) -> str | None:
