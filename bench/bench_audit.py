@@ -369,6 +369,23 @@ def fix_split(tmp: Path, repeat: int) -> list[dict]:
     ]
 
 
+def paired(name: str, audited: Path, baseline: Path, repeat: int, target: float) -> dict:
+    """The audit of ``audited`` against that of ``baseline``, the order alternating each round; per-round ratios
+    and their spread printed (sections 7 and 8: what one feature of a workspace adds to its audit)."""
+    runs: dict[Path, list[float]] = {baseline: [], audited: []}
+    for base in runs:
+        timed([*HEALTHKIT, str(base)])
+    for i in range(repeat):
+        for base in (baseline, audited) if i % 2 == 0 else (audited, baseline):
+            runs[base].append(timed([*HEALTHKIT, str(base)]))
+    ratios = [a / b for a, b in zip(runs[audited], runs[baseline], strict=True)]
+    spread = (max(ratios) - min(ratios)) / 2 / statistics.median(ratios) * 100
+    print(f"per-run ratios {', '.join(f'{r:.2f}' for r in ratios)}; spread ±{spread:.1f}%")
+    res = ratio_result(name, statistics.median(runs[audited]), statistics.median(runs[baseline]), target)
+    res["ratio_spread_pct"] = spread
+    return res
+
+
 def lease(tmp: Path, repeat: int) -> list[dict]:
     """Section 7: an audit of a workspace with another host's fresh lease against the same without it."""
     import shutil as _sh
@@ -386,24 +403,7 @@ def lease(tmp: Path, repeat: int) -> list[dict]:
         (leased / ".daemon.lease").write_text(json.dumps(le.to_json()))
         for base in (plain, leased):  # the same PID file in both: a PID of node1's, which means nothing here
             (base / ".daemon.pid").write_text("4242 1000.00\n")
-        runs: dict[str, list[float]] = {"without": [], "with": []}
-        timed([*HEALTHKIT, str(plain)])
-        timed([*HEALTHKIT, str(leased)])
-        for i in range(repeat):
-            order = ("without", "with") if i % 2 == 0 else ("with", "without")
-            for k in order:
-                runs[k].append(timed([*HEALTHKIT, str(plain if k == "without" else leased)]))
-        ratios = [w / o for w, o in zip(runs["with"], runs["without"])]
-        spread = (max(ratios) - min(ratios)) / 2 / statistics.median(ratios) * 100
-        print(f"per-run ratios {', '.join(f'{r:.2f}' for r in ratios)}; spread ±{spread:.1f}%")
-        res = ratio_result(
-            "audit with another host's lease vs without",
-            statistics.median(runs["with"]),
-            statistics.median(runs["without"]),
-            1.10,
-        )
-        res["ratio_spread_pct"] = spread
-        return [res]
+        return [paired("audit with another host's lease vs without", leased, plain, repeat, 1.10)]
     finally:
         ex.cleanup()
 
@@ -426,23 +426,7 @@ def slurm(tmp: Path, repeat: int) -> list[dict]:
             toml = base / "healthkit.toml"
             toml.write_text((toml.read_text() if toml.exists() else "") + f'\n[daemon]\nscheduler = "{sched}"\n')
             (base / ".healthkit-id").write_text("d" * 32 + "\n")
-        runs: dict[str, list[float]] = {"none": [], "slurm": []}
-        timed([*HEALTHKIT, str(plain)])
-        timed([*HEALTHKIT, str(sl)])
-        for i in range(repeat):
-            for k in ("none", "slurm") if i % 2 == 0 else ("slurm", "none"):
-                runs[k].append(timed([*HEALTHKIT, str(plain if k == "none" else sl)]))
-        ratios = [a / b for a, b in zip(runs["slurm"], runs["none"])]
-        spread = (max(ratios) - min(ratios)) / 2 / statistics.median(ratios) * 100
-        print(f"per-run ratios {', '.join(f'{r:.2f}' for r in ratios)}; spread ±{spread:.1f}%")
-        res = ratio_result(
-            "audit of a Slurm workspace (squeue answering) vs none",
-            statistics.median(runs["slurm"]),
-            statistics.median(runs["none"]),
-            1.2,
-        )
-        res["ratio_spread_pct"] = spread
-        return [res]
+        return [paired("audit of a Slurm workspace (squeue answering) vs none", sl, plain, repeat, 1.2)]
     finally:
         ex.cleanup()
 
