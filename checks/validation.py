@@ -523,11 +523,43 @@ def _non_finite_in_history(ws: Workspace, seen: _Seen) -> Finding | None:
     )
 
 
+CHART_POINTS = 2000  # the loss curves in the report's facts: a chart is a few hundred pixels wide
+
+
+def chart_points(points: list, limit: int = CHART_POINTS) -> list:
+    """``points`` ([step, value], in step order) thinned to about ``limit`` for the report's chart: the lowest and
+    the highest finite value of each of limit/2 runs of points (a spike survives), the first non-finite one of a run,
+    and the first and last point. A 100k-step run logs ten thousand points; the report, its pickle between the
+    audit's processes and its JSON stay the same size however long the run is."""
+    if len(points) <= limit:
+        return points
+    size = -(-len(points) // (limit // 2))
+    keep = {0, len(points) - 1}
+    for lo in range(0, len(points), size):
+        run = range(lo, min(lo + size, len(points)))
+        finite = [i for i in run if math.isfinite(points[i][1])]
+        if finite:
+            keep.add(min(finite, key=lambda i: points[i][1]))
+            keep.add(max(finite, key=lambda i: points[i][1]))
+        if len(finite) < len(run):
+            keep.add(next(i for i in run if not math.isfinite(points[i][1])))
+    return [points[i] for i in sorted(keep)]
+
+
 @check("validation", title="Validation loss", codes=[NOT_RUNNING, NO_KEY, OVERFITTING, NON_FINITE], tags=["training"])
 def validation_check(ws: Workspace) -> CheckOutput:
     seen = _seen(ws)
     facts: dict[str, Any] = (
-        {"log_history": {"train": seen.train, "eval": seen.evals}} if seen.train or seen.evals else {}
+        {
+            "log_history": {
+                "train": chart_points(seen.train),
+                "eval": chart_points(seen.evals),
+                "train_points": len(seen.train),
+                "eval_points": len(seen.evals),
+            }
+        }
+        if seen.train or seen.evals
+        else {}
     )
     findings, healthy = _from_status(ws, seen)
     if not any(f.code == NOT_RUNNING.code for f in findings):

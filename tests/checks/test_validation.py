@@ -459,3 +459,19 @@ def test_status_null_since_a_restart_is_no_alarm_while_the_history_evaluates(tmp
     # The history's rule still holds: with the last eval_loss two intervals back, it is an alarm.
     ws(tmp_path, status_={**restarted, "step": 305}, toml="")
     assert codes(run(tmp_path, "validation")) == ["validation.not-running"]
+
+
+def test_the_facts_keep_a_chart_of_a_long_history_with_its_spike_and_its_nan():
+    """A 100k-step run logs 10k points: the report's facts keep about CHART_POINTS of them (the lowest and highest of
+    each run, so a spike survives; a NaN stays visible), the first and the last, and say how many there were."""
+    import math
+
+    from healthkit.checks.validation import CHART_POINTS, chart_points
+
+    points = [[float(s), 2.0 - s / 200_000] for s in range(10, 100_001, 10)]
+    points[4321][1] = 40.0
+    points[7000][1] = math.nan
+    kept = chart_points(points)
+    assert len(kept) <= CHART_POINTS + 2 and kept[0] == points[0] and kept[-1] == points[-1]
+    assert [p for p in kept if p[1] == 40.0] == [points[4321]] and any(math.isnan(p[1]) for p in kept)
+    assert kept == sorted(kept, key=lambda p: p[0]) and chart_points(points[:50]) == points[:50]

@@ -176,7 +176,9 @@ def _gpus(gauge: _Gauges, devices: list[dict[str, Any]]) -> None:
 
 def _history(gauge: _Gauges, history: dict[str, Any]) -> None:
     evals = [p for p in history.get("eval") or [] if isinstance(p, (list, tuple)) and len(p) == 2]
-    gauge("healthkit_training_eval_points", "Validation evaluations in the newest checkpoint's log_history", len(evals))
+    count = history.get("eval_points")  # the facts keep a chart's worth of points; this is how many there were
+    count = count if isinstance(count, int) and not isinstance(count, bool) else len(evals)
+    gauge("healthkit_training_eval_points", "Validation evaluations in the newest checkpoint's log_history", count)
     if evals:
         gauge("healthkit_training_last_eval_step", "Step of the latest validation evaluation", evals[-1][0])
 
