@@ -453,8 +453,9 @@ def main() -> int:
     # PYTHONDONTWRITEBYTECODE would compile every module on every run and measure the compiler.
     import healthkit
     import healthkit.checks
+    import healthkit.trainer  # the trainer's fix (rewind-to-checkpoint) loads with every `healthkit fix`
 
-    for pkg in (healthkit, healthkit.checks):
+    for pkg in (healthkit, healthkit.checks, healthkit.trainer):
         subprocess.run(
             [sys.executable, "-m", "compileall", "-q", str(Path(pkg.__file__).parent)],
             check=False,

@@ -15,17 +15,15 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from healthkit.contract.retry_checkpoints import is_complete
 from healthkit.core.findings import Finding, FixRef
 from healthkit.fix.plan import ApplyContext, Outcome, Plan, PlanContext, Safety, applied, failed, fixer
-from healthkit.system.shellcmd import command
 
-from . import queue as q
-from . import rewind
-from .data_order import Window
-from .layout import Layout
+if TYPE_CHECKING:
+    from . import rewind as rewind_mod
+    from .data_order import Window
+    from .layout import Layout
 
 FIX_ID = "rewind-to-checkpoint"
 CODES = ("training.loss-spike", "training.loss-non-finite")
@@ -41,6 +39,8 @@ def _last_sound_step(finding: Finding) -> float | None:
 
 def skip_window(finding: Finding) -> Window | None:
     """The steps after the last sound log up to the fault's step: one of their batches did it."""
+    from .data_order import Window
+
     step = finding.data.get("step")
     if not isinstance(step, (int, float)) or not math.isfinite(step) or step < 1:
         return None
@@ -52,6 +52,9 @@ def skip_window(finding: Finding) -> Window | None:
 
 def _file_of(lay: Layout, target: str, hint: Any) -> str | None:
     """The queue file whose checkpoints hold ``target``: the one training now or the finding's, else any that owns one."""
+    from . import queue as q
+    from . import rewind
+
     names = [n for n in (hint,) if isinstance(n, str)]
     names += [p.name for p in q.in_processing(lay)] + q.listing(lay).get("failed", [])
     return next((n for n in names if rewind.find_checkpoint(lay, n, target) is not None), None)
@@ -75,6 +78,8 @@ def _examples_line(ws: Any, window: Window) -> str:
 
 
 def _reached(ws: Any, name: str, later: list[Path], fault: Any) -> int | None:
+    from . import rewind
+
     steps = [rewind.step_of(p) for p in later]
     status_step = ws.status_value("step")
     if ws.status_value("current_file") == name and isinstance(status_step, int) and not isinstance(status_step, bool):
@@ -86,6 +91,11 @@ def _reached(ws: Any, name: str, later: list[Path], fault: Any) -> int | None:
 
 @fixer(FIX_ID, order=48, codes=CODES, safety=Safety.UNSAFE)
 def plan_rewind(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
+    from healthkit.contract.retry_checkpoints import is_complete
+
+    from . import rewind
+    from .layout import Layout
+
     ws = ctx.ws
     lay = Layout.of(ws.base)
     target_name = ctx.to or finding.data.get("rewind_to")
@@ -168,8 +178,10 @@ def _daemon(lay: Layout, name: str) -> tuple[int | None, bool]:
 
 
 def _preview(
-    ws: Any, lay: Layout, rw: rewind.Rewind, where: str, running: int | None, reached: int | None
+    ws: Any, lay: Layout, rw: rewind_mod.Rewind, where: str, running: int | None, reached: int | None
 ) -> list[str]:
+    from healthkit.system.shellcmd import command
+
     out = []
     if running:
         out.append(f"stop the daemon (PID {running}); its training of {rw.file} saves a checkpoint and exits")
@@ -200,6 +212,10 @@ def _preview(
 def _apply(
     actx: ApplyContext, lay: Layout, name: str, target: Path, finding: Finding, reason: str, reached: int | None
 ) -> Outcome:
+    from healthkit.contract.retry_checkpoints import is_complete
+
+    from . import queue as q
+    from . import rewind
     from .daemon import DaemonError, start_daemon, stop_daemon
 
     ws = actx.ws
