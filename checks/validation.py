@@ -536,7 +536,7 @@ def chart_points(points: list, limit: int = CHART_POINTS) -> list:
     size = -(-len(points) // (limit // 2))
     vals = [p[1] for p in points]
     keep = {0, len(points) - 1}
-    all_finite = all(map(math.isfinite, vals))
+    all_finite = math.isfinite(sum(vals)) or all(map(math.isfinite, vals))  # the sum is not, if one is not
     for lo in range(0, len(points), size):
         seg = vals[lo : lo + size]
         if all_finite:  # min, max and index in C: a long history's thinning costs about a millisecond

@@ -58,6 +58,15 @@ class NonFinite:
     count: int  # non-finite logs from the first on
 
 
+_VALUE = operator.itemgetter(1)
+
+
+def _all_finite(series: Series) -> bool:
+    """Whether every value is finite: their sum is, unless one is NaN or infinite (or the sum overflows, which the
+    exact test then settles). One pass in C over a long history instead of a Python-level one."""
+    return math.isfinite(sum(map(_VALUE, series))) or all(map(math.isfinite, map(_VALUE, series)))
+
+
 def _by_step(series: Series) -> dict[float, float]:
     return {p[0]: p[1] for p in series}
 
@@ -68,8 +77,7 @@ def effective_loss(loss: Series, grad: Series) -> Series:
     transformers' `logging_nan_inf_filter` (on by default) leaves non-finite step losses out of the logged
     average; when every step of the window was non-finite the log says `loss: 0.0` beside `grad_norm: nan`.
     """
-    gvals = [p[1] for p in grad]
-    if all(map(math.isfinite, gvals)):
+    if _all_finite(grad):
         return loss
     bad_grad = {p[0] for p in grad if not math.isfinite(p[1])}
     return [[p[0], math.nan] if p[1] == 0.0 and p[0] in bad_grad else p for p in loss]
@@ -77,9 +85,9 @@ def effective_loss(loss: Series, grad: Series) -> Series:
 
 def non_finite(loss: Series, grad: Series) -> NonFinite | None:
     eff = effective_loss(loss, grad)
-    vals = [p[1] for p in eff]
-    if all(map(math.isfinite, vals)):
+    if _all_finite(eff):
         return None
+    vals = [p[1] for p in eff]
     first = next(i for i, v in enumerate(vals) if not math.isfinite(v))
     step = eff[first][0]
     hidden = eff is not loss and math.isfinite(loss[first][1])
@@ -127,8 +135,8 @@ def warmup_end(lr: Series, steps: Sequence[float], limits: SignalLimits) -> floa
 
 def _finite(eff: Series) -> tuple[list[float], list[float]]:
     """(steps, values) of the finite logs."""
-    vals = [p[1] for p in eff]
-    if all(map(math.isfinite, vals)):
+    vals = list(map(_VALUE, eff))
+    if _all_finite(eff):
         return [p[0] for p in eff], vals
     keep = [i for i, v in enumerate(vals) if math.isfinite(v)]
     return [eff[i][0] for i in keep], [vals[i] for i in keep]
@@ -349,13 +357,20 @@ def lr_zero(lr: Series, max_steps: float | None, limits: SignalLimits) -> LrZero
     The warmup's start (0, then rising) is not a stretch that reaches the newest log; a schedule that ends at
     0 at ``max_steps`` leaves no share of the run.
     """
-    pts = [p for p in lr if math.isfinite(p[1])]
-    n = 0
-    while n < len(pts) and abs(pts[-1 - n][1]) <= ZERO_LR:
-        n += 1
-    if n < limits.lr_zero_min_logs:
+    zeros: list[float] = []  # the steps of the newest finite logs at 0, newest first (walked from the end only)
+    last: float | None = None
+    for step, value in reversed(lr):
+        if not math.isfinite(value):
+            continue
+        if last is None:
+            last = step
+        if abs(value) > ZERO_LR:
+            break
+        zeros.append(step)
+    n = len(zeros)
+    if n < limits.lr_zero_min_logs or last is None:
         return None
-    z, last = pts[-n][0], pts[-1][0]
+    z = zeros[-1]
     total = max_steps if max_steps and max_steps > 0 else None
     share = (total - z) / total if total else (last - z) / last if last > 0 else 0.0
     if share < limits.lr_zero_min_share_left:
