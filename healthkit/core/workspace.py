@@ -491,6 +491,10 @@ class Workspace:
         if rec is None or not isinstance(rec.raw, tuple) or len(rec.raw) != 2:
             return None, None
         ckpt, data = rec.raw
+        from healthkit.formats.historycache import CachedHistory, history_of
+
+        if isinstance(data, dict) and isinstance(data.get("log_history"), CachedHistory):
+            data = {**data, "log_history": history_of(data)}  # the audit read its series from the cache
         return ckpt, JsonFile(rec.source, data, None, rec.mtime) if rec.source else None
 
     @cached_view

@@ -30,7 +30,14 @@ from healthkit.formats.base import (
     field_of,
     listed,
 )
-from healthkit.formats.hf_checkpoints import CHECKPOINT_NAME, STATE_FILE, checkpoint_completeness, newest_with_state
+from healthkit.formats.hf_checkpoints import (
+    CHECKPOINT_NAME,
+    STATE_FILE,
+    checkpoint_completeness,
+    load_state,
+    newest_with_state,
+)
+from healthkit.formats.historycache import CachedHistory, history_of, load_with_cache
 
 NAME_IN_TEXT = re.compile(r"checkpoint-\d+")
 ARGS_FILE = "training_args.bin"
@@ -94,7 +101,10 @@ class HFTrainer(RunFormat):
         self, root: Path, ckpts: list[Checkpoint], reader: Reader | None = None
     ) -> tuple[dict[Path, Completeness], RunRecord | None]:
         judged = {c.path: self.completeness(c) for c in ckpts}
-        chosen = newest_with_state(ckpts, lambda c: judged[c.path].state_ok, lambda c: c.path / STATE_FILE, reader)
+        load = None if reader is not None else lambda p: load_with_cache(p, load_state, _series)  # as itself only
+        chosen = newest_with_state(
+            ckpts, lambda c: judged[c.path].state_ok, lambda c: c.path / STATE_FILE, reader, load
+        )
         newest, data, failed = chosen  # in two steps: unpacked at once, mypy types the lambdas' c as Optional
         for i, why in failed.items():
             judged[ckpts[i].path] = judged[ckpts[i].path].broken_state(why)
@@ -117,6 +127,8 @@ def _series(data: dict) -> tuple[list[list[float]], list[list[float]], list[list
     grads: list[list[float]] = []
     lrs: list[list[float]] = []
     hist = data.get("log_history")
+    if isinstance(hist, CachedHistory):
+        return hist.series
     num = _NUMBER
     collecting = gc.isenabled()
     gc.disable()  # tens of thousands of small lists beside the parsed file: no full collection scans it meanwhile
@@ -243,7 +255,7 @@ def record(newest: Checkpoint, data: dict, ckpts: list[Checkpoint] | None = None
         return Said(f"jq '[.log_history[] | select(.eval_loss) | .step] | last' {where}", f"{last:g}")
 
     def signal_said(lo: float, hi: float) -> Said:
-        hist = got if isinstance(got := data.get("log_history"), list) else []
+        hist = got if isinstance(got := history_of(data), list) else []
         keys = ("step", "loss", "grad_norm", "learning_rate")
         lines = []
         for e in hist:

@@ -356,6 +356,7 @@ def newest_with_state(
     eligible: Callable[[P], bool],
     state_path: Callable[[P], Path],
     reader: Reader | None = None,
+    load: Callable[[Path], tuple[dict | None, str | None]] | None = None,
 ) -> tuple[P | None, dict | None, dict[int, str]]:
     """The newest eligible candidate (``candidates`` sorted by step, oldest first) with its whole state parsed.
 
@@ -367,7 +368,9 @@ def newest_with_state(
     for i in range(len(candidates) - 1, -1, -1):
         if not eligible(candidates[i]):
             continue
-        data, why = load_state(state_path(candidates[i]), reader)
+        data, why = (
+            load(state_path(candidates[i])) if load is not None else load_state(state_path(candidates[i]), reader)
+        )
         if data is not None:
             return candidates[i], data, failed
         failed[i] = why or "trainer_state.json is unreadable"
