@@ -44,7 +44,11 @@ def _workspace(path: Path) -> Layout | None:
     if lay.base.is_dir():
         return lay
     what = "is not a directory" if lay.base.exists() else "does not exist"
-    _err(f"healthkit: workspace {lay.base} {what} (create one with `healthkit init {path}`); nothing was changed")
+    from healthkit.system.shellcmd import command
+
+    _err(
+        f"healthkit: workspace {lay.base} {what} (create one with `{command('healthkit', 'init', path)}`); nothing was changed"
+    )
     return None
 
 
@@ -176,7 +180,9 @@ def _submit(lay: Layout, settings, supervise: bool) -> int:
     except SlurmError as exc:
         _err(f"healthkit: not submitted: {exc}")
         return 1
-    _out(f"submitted batch job {job} (the daemon for {lay.base}; `squeue -j {job}` shows it)")
+    from healthkit.system.shellcmd import command
+
+    _out(f"submitted batch job {job} (the daemon for {lay.base}; `{command('squeue', '-j', job)}` shows it)")
     return 0
 
 

@@ -908,13 +908,16 @@ def refuse_beside_foreign_training(lay: Layout) -> None:
     checkpoint rotation deleting the other's saves. `healthkit fix --safe` instead schedules the start
     for when that training has ended.
     """
+    from healthkit.system.shellcmd import command
+
     foreign = trainings_not_ours(lay)
     if not foreign:
         return
     shown = "; ".join(f"PID {p.pid} ({p.display_cmd(100)}, started {iso_now(p.create_time)})" for p in foreign)
     raise DaemonError(
         f"a training this daemon did not start works in {lay.base}: {shown}. A daemon started now would train beside "
-        f"it. Let it finish or stop it yourself; `healthkit fix --safe {lay.base}` starts the daemon once it has ended. "
+        f"it. Let it finish or stop it yourself; `{command('healthkit', 'fix', '--safe', lay.base)}` starts the daemon "
+        "once it has ended. "
         "Nothing was started.",
         EXIT_ALREADY_RUNNING,
     )

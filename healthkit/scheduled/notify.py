@@ -29,6 +29,7 @@ from healthkit.scheduled.state_files import NOTIFY_STATE
 from healthkit.system.fsutil import ReadProblem, atomic_write, read_json
 from healthkit.system.jsonio import dumps
 from healthkit.system.redact import describe_url, mask_secrets, url_secrets
+from healthkit.system.shellcmd import command
 
 if TYPE_CHECKING:
     from healthkit.core.report import Report
@@ -381,9 +382,10 @@ def state_findings(ws: Workspace, code: str) -> list[Finding]:
             impact=["Nobody may hear of what this report shows until the channel works again"],
             evidence=[
                 Evidence(
-                    f"jq '.last.channels' {rel}", "; ".join(f"{c.get('channel')}: {c.get('error')}" for c in failed)
+                    command("jq", ".last.channels", rel),
+                    "; ".join(f"{c.get('channel')}: {c.get('error')}" for c in failed),
                 ),
-                Evidence(f"tail {log_rel}", "one line per send, tokens masked"),
+                Evidence(command("tail", log_rel), "one line per send, tokens masked"),
             ],
             recommendations=[
                 "Check the channel (is the server up, the token still valid?): `apprise -vv -t test -b test URL`",
