@@ -135,15 +135,14 @@ def rewind_point(ws: Workspace, before: float | None) -> Checkpoint | None:
     return None
 
 
-def rewind_fixes(ws: Workspace, name: str | None) -> list[FixRef]:
+def rewind_fixes(keep: Checkpoint | None) -> list[FixRef]:
     """The rewind fix where our trainer saved the checkpoint (its marker names the file): it knows how to resume
     there and skip batches; another stack's run is resumed with its own tool."""
-    ckpt = next((c for c in ws.checkpoints if c.name == name), None) if name else None
-    return [REWIND] if ckpt is not None and owner_of(ckpt.path) is not None else []
+    return [REWIND] if keep is not None and owner_of(keep.path) is not None else []
 
 
-def _rewind_sentences(ws: Workspace, step: float, before: float | None) -> tuple[str, str | None]:
-    """(a recommendation naming the checkpoint to resume from, its name) for a fault at ``step``."""
+def _rewind_sentences(ws: Workspace, step: float, before: float | None) -> tuple[str, Checkpoint | None]:
+    """(a recommendation naming the checkpoint to resume from, that checkpoint) for a fault at ``step``."""
     keep = rewind_point(ws, before)
     after = [c.name for c in ws.checkpoints if c.step >= step]
     if keep is None:
@@ -155,7 +154,7 @@ def _rewind_sentences(ws: Workspace, step: float, before: float | None) -> tuple
     later = f"; {', '.join(after)} came after it and hold(s) the damaged weights" if after else ""
     return (
         f"Resume from `{keep.name}` (step {keep.step}), the newest complete checkpoint before step {step:g}{later}",
-        keep.name,
+        keep,
     )
 
 
@@ -175,7 +174,7 @@ def _non_finite(ws: Workspace, rec: RunRecord, steps: list[float]) -> Finding | 
         if nf.last_finite is not None
         else "No finite loss was logged before it"
     )
-    rewind, name = _rewind_sentences(ws, nf.step, nf.last_finite_step)
+    rewind, keep = _rewind_sentences(ws, nf.step, nf.last_finite_step)
     lo, hi = _around(steps, nf.step)
     return Finding(
         code=NON_FINITE.code,
@@ -197,13 +196,13 @@ def _non_finite(ws: Workspace, rec: RunRecord, steps: list[float]) -> Finding | 
             "prefer bf16 to fp16",
         ],
         urgency="immediate",
-        fixes=rewind_fixes(ws, name),
+        fixes=rewind_fixes(keep),
         data={
             "step": nf.step,
             "last_finite_step": nf.last_finite_step,
             "last_finite": nf.last_finite,
             "hidden_by_filter": nf.hidden,
-            "rewind_to": name,
+            "rewind_to": keep.name if keep else None,
         },
     )
 
@@ -212,7 +211,7 @@ def _spike(ws: Workspace, rec: RunRecord, steps: list[float]) -> Finding | None:
     sp = loss_spike(rec.train, rec.grad_norm, rec.learning_rate, ws.settings.signal)
     if sp is None:
         return None
-    rewind, name = _rewind_sentences(ws, sp.step, sp.last_normal_step)
+    rewind, keep = _rewind_sentences(ws, sp.step, sp.last_normal_step)
     lo, hi = _around(steps, sp.step, 2, 4)
     if sp.divergence:
         title = f"Training loss diverged from step {sp.step:g}: {sp.ratio:.1f}x its starting loss"
@@ -241,12 +240,12 @@ def _spike(ws: Workspace, rec: RunRecord, steps: list[float]) -> Finding | None:
         ],
         recommendations=[rewind, "Skip the batches of the spike's window when resuming, or lower the learning rate"],
         urgency="short-term",
-        fixes=rewind_fixes(ws, name),
+        fixes=rewind_fixes(keep),
         data={
             "step": sp.step,
             "ratio": sp.ratio,
             "divergence": sp.divergence,
-            "rewind_to": name,
+            "rewind_to": keep.name if keep else None,
             "last_normal_step": sp.last_normal_step,
         },
     )
@@ -290,7 +289,7 @@ def _grad(ws: Workspace, rec: RunRecord) -> Finding | None:
         return None
     steps = [p[0] for p in rec.grad_norm]
     lo, hi = _around(steps, ex.step)
-    rewind, name = _rewind_sentences(ws, ex.step, next((s for s in reversed(steps) if s < ex.step), None))
+    rewind, keep = _rewind_sentences(ws, ex.step, next((s for s in reversed(steps) if s < ex.step), None))
     return Finding(
         code=GRAD.code,
         severity=Severity.WARNING,
@@ -304,7 +303,7 @@ def _grad(ws: Workspace, rec: RunRecord) -> Finding | None:
         root_cause=["No (or too loose) gradient clipping, a learning rate too high, or a bad batch"],
         recommendations=["Clip gradients (`max_grad_norm`, e.g. 1.0) and lower the learning rate", rewind],
         urgency="short-term",
-        data={"step": ex.step, "ratio": ex.ratio, "rewind_to": name},
+        data={"step": ex.step, "ratio": ex.ratio, "rewind_to": keep.name if keep else None},
     )
 
 

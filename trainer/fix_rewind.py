@@ -50,14 +50,19 @@ def skip_window(finding: Finding) -> Window | None:
     return Window(first, last)
 
 
-def _file_of(lay: Layout, target: str, hint: Any) -> str | None:
-    """The queue file whose checkpoints hold ``target``: the one training now or the finding's, else any that owns one."""
+def _file_of(lay: Layout, target: str, hint: Any) -> tuple[str, Path] | None:
+    """(the queue file whose checkpoints hold ``target``, that checkpoint): the file training now first, else any
+    file in processing/ or failed/ that owns one."""
     from . import queue as q
     from . import rewind
 
     names = [n for n in (hint,) if isinstance(n, str)]
     names += [p.name for p in q.in_processing(lay)] + q.listing(lay).get("failed", [])
-    return next((n for n in names if rewind.find_checkpoint(lay, n, target) is not None), None)
+    for name in names:
+        found = rewind.find_checkpoint(lay, name, target)
+        if found is not None:
+            return name, found
+    return None
 
 
 def _where(lay: Layout, name: str) -> str | None:
@@ -122,12 +127,11 @@ def plan_rewind(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
     if ws.checkpoint_dir.resolve() != lay.checkpoints.resolve():
         plan.blocked = "applies to the healthkit trainer's workspaces: resume this run with its own tool"
         return [plan]
-    name = _file_of(lay, target_name, ws.status_value("current_file"))
-    if name is None:
+    owned = _file_of(lay, target_name, ws.status_value("current_file"))
+    if owned is None:
         plan.blocked = f"{target_name} is not a checkpoint of a file in processing/ or failed/ of {ws.rel(lay.queue)}/"
         return [plan]
-    target = rewind.find_checkpoint(lay, name, target_name)
-    assert target is not None
+    name, target = owned
     where = _where(lay, name)
     if where is None:
         plan.blocked = f"{name} is neither in processing/ nor in failed/: nothing trains it again"

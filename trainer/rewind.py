@@ -38,11 +38,11 @@ def rewinds(layout: Layout, name: str) -> list[dict[str, Any]]:
     return [r for r in got if isinstance(r, dict)] if isinstance(got, list) else []
 
 
-def windows(layout: Layout, name: str) -> list[Window]:
-    """The skip windows of ``name``'s rewinds, in the order they were recorded (each cut applies to the order the
-    one before it left)."""
+def windows(layout: Layout, name: str, recorded: list[dict[str, Any]] | None = None) -> list[Window]:
+    """The skip windows of ``name``'s rewinds (or of ``recorded``, already read), in the order they were recorded
+    (each cut applies to the order the one before it left)."""
     out = []
-    for r in rewinds(layout, name):
+    for r in rewinds(layout, name) if recorded is None else recorded:
         first, last = r.get("skip_first"), r.get("skip_last")
         if isinstance(first, int) and isinstance(last, int) and 0 < first <= last:
             out.append(Window(first, last))
@@ -58,14 +58,10 @@ def step_of(ckpt: Path) -> int:
     return int(ckpt.name.rpartition("-")[2])
 
 
-def own_checkpoints(layout: Layout, name: str) -> list[tuple[int, Path]]:
-    """``name``'s checkpoints, wherever they are kept: current_model/ (marked as its own) and `.failed-<name>/`."""
-    return kept_for(layout.checkpoints, name)
-
-
 def find_checkpoint(layout: Layout, name: str, checkpoint: str) -> Path | None:
-    """``checkpoint`` (a `checkpoint-N` name) among ``name``'s own checkpoints."""
-    return next((p for _, p in own_checkpoints(layout, name) if p.name == checkpoint), None)
+    """``checkpoint`` (a `checkpoint-N` name) among ``name``'s own checkpoints, wherever they are kept
+    (current_model/, marked as its own, or `.failed-<name>/`)."""
+    return next((p for _, p in kept_for(layout.checkpoints, name) if p.name == checkpoint), None)
 
 
 @dataclass
@@ -86,7 +82,7 @@ def plan(layout: Layout, name: str, target: Path, window: Window | None) -> Rewi
     """Every checkpoint of ``name`` after ``target`` goes; the window starts after the target (its steps are trained
     again from the target, so a window at or before it would skip nothing of what is retrained)."""
     to_step = step_of(target)
-    later = [p for s, p in own_checkpoints(layout, name) if s > to_step]
+    later = [p for s, p in kept_for(layout.checkpoints, name) if s > to_step]
     if window is not None and window.last <= to_step:
         window = None
     elif window is not None and window.first <= to_step:

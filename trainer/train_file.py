@@ -177,8 +177,9 @@ def example_order(layout: Layout, cfg: TrainingConfig, args: Any, name: str, exa
             log.warning("%s was rewound, but train_sampling_strategy is not random: no batch is skipped", name)
         return None
     geometry = Geometry(examples, args.per_device_train_batch_size, args.gradient_accumulation_steps, args.world_size)
-    order = SeededOrder(geometry, args.seed, rewind.windows(layout, name))
-    for r in rewind.rewinds(layout, name):
+    recorded = rewind.rewinds(layout, name)
+    order = SeededOrder(geometry, args.seed, rewind.windows(layout, name, recorded))
+    for r in recorded:
         if isinstance(r.get("skip_first"), int) and isinstance(r.get("skip_last"), int):
             log.info(
                 "rewound to %s (%s): the batches of steps %d-%d are skipped (%d example(s) per step)",

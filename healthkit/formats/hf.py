@@ -129,18 +129,17 @@ def _series(data: dict) -> tuple[list[list[float]], list[list[float]], list[list
     hist = data.get("log_history")
     if isinstance(hist, CachedHistory):
         return hist.series
-    num = _NUMBER
     collecting = gc.isenabled()
     gc.disable()  # tens of thousands of small lists beside the parsed file: no full collection scans it meanwhile
     try:
-        _fill(hist if isinstance(hist, list) else [], num, train, evals, grads, lrs)
+        _fill(hist if isinstance(hist, list) else [], train, evals, grads, lrs)
     finally:
         if collecting:
             gc.enable()
     return train, evals, grads, lrs
 
 
-def _fill(hist: list, num: tuple, train: list, evals: list, grads: list, lrs: list) -> None:
+def _fill(hist: list, train: list, evals: list, grads: list, lrs: list) -> None:
     """~10k entries in a 100k-step run, so the four series are written out, not looped over (a loop over
     (key, append) pairs costs a quarter more), with identity tests of the class and bound appends: a float, the
     usual value, is kept as it is; an int becomes one; a bool, a string or null is no number."""

@@ -40,12 +40,10 @@ class CachedHistory:
 
 
 def _folder() -> Path | None:
-    if os.environ.get("HEALTHKIT_NO_HISTORY_CACHE") == "1":
-        return None
-    base = os.environ.get("XDG_CACHE_HOME") or (
-        os.path.join(os.path.expanduser("~"), ".cache") if os.path.expanduser("~") != "~" else ""
-    )
-    return Path(base) / "healthkit" / "history" if base else None
+    from healthkit.system.entrypoints import user_cache_dir
+
+    home = None if os.environ.get("HEALTHKIT_NO_HISTORY_CACHE") == "1" else user_cache_dir()
+    return home / "history" if home is not None else None
 
 
 def _identity(path: Path) -> str | None:

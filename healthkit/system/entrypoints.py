@@ -36,17 +36,24 @@ class EntryPoint:
         return obj
 
 
-def _cache_file() -> Path | None:
+def user_cache_dir() -> Path | None:
+    """healthkit's folder in the user's cache (`$XDG_CACHE_HOME/healthkit`, else `~/.cache/healthkit`); None when the
+    user has no home. The entry-point cache and the loss-history cache (healthkit/formats/historycache.py) live here."""
     base = os.environ.get("XDG_CACHE_HOME") or (
         os.path.join(os.path.expanduser("~"), ".cache") if os.path.expanduser("~") != "~" else ""
     )
-    if not base:
+    return Path(base) / "healthkit" if base else None
+
+
+def _cache_file() -> Path | None:
+    folder = user_cache_dir()
+    if folder is None:
         return None
     import zlib  # not hashlib: its OpenSSL start-up costs more than this whole lookup
 
     raw = "\0".join([sys.executable, *sys.path]).encode()
     key = f"{zlib.crc32(raw):08x}{zlib.adler32(raw):08x}"
-    return Path(base) / "healthkit" / f"entry-points-{key}.json"
+    return folder / f"entry-points-{key}.json"
 
 
 def _stamp() -> list[list[Any]]:
