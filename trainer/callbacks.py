@@ -47,6 +47,7 @@ class HealthCallback(TrainerCallback):
         self.layout = layout
         self.cfg = cfg
         self.file_name = current_file
+        self.data_order: str | None = None  # set by train_file: the example order this file trains in
         self.rank0 = rank0
         self.distributed = distributed
         self.write_files = write_files and rank0
@@ -321,7 +322,7 @@ class HealthCallback(TrainerCallback):
         if os.path.isdir(saved):  # the proof of ownership the daemon asks for before it ever deletes one
             from .checkpoints import mark
 
-            mark(Path(saved), self.file_name, state.global_step)
+            mark(Path(saved), self.file_name, state.global_step, self.data_order)
         self.status["last_checkpoint"] = f"checkpoint-{state.global_step}"
         self.status["last_save_s"] = None if self.save_seconds is None else round(self.save_seconds, 3)
         try:  # after HF's rotation: what save_total_limit (+ the best) leaves at rest

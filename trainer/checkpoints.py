@@ -62,9 +62,13 @@ def last_complete(folder: Path) -> Path | None:
     return newest_complete(checkpoints(folder))
 
 
-def mark(ckpt: Path, file_name: str, step: int) -> None:
-    """Record that ``ckpt`` was saved by this trainer for ``file_name`` (the proof ``prepare`` asks for)."""
-    write_json(ckpt / MARK, {"file": file_name, "step": step, "saved_at": iso_now()})
+def mark(ckpt: Path, file_name: str, step: int, data_order: str | None = None) -> None:
+    """Record that ``ckpt`` was saved by this trainer for ``file_name`` (the proof ``prepare`` asks for), and the
+    example order it trained in (trainer/data_order.py): a rewind skips batches only where that order is known."""
+    info: dict[str, object] = {"file": file_name, "step": step, "saved_at": iso_now()}
+    if data_order is not None:
+        info["data_order"] = data_order
+    write_json(ckpt / MARK, info)
 
 
 def _finished(layout: Layout, name: str) -> str | None:

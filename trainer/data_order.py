@@ -25,7 +25,23 @@ import os
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+SEEDED = "seeded-1"  # what a checkpoint's marker says when its file trained in this order (checkpoints.mark)
+
+
+def order_of(ckpt: Path) -> str | None:
+    """The example order the checkpoint's file trained in, from its marker: SEEDED, or None for a checkpoint saved
+    before the trainer ordered its examples itself (HF's RandomSampler: its batches cannot be named)."""
+    from healthkit.contract.retry_checkpoints import MARK
+    from healthkit.system.fsutil import CAP_TINY, ReadProblem, read_json
+
+    try:
+        got = read_json(ckpt / MARK, max_bytes=CAP_TINY)
+    except ReadProblem:
+        return None
+    return got.get("data_order") if isinstance(got, dict) and isinstance(got.get("data_order"), str) else None
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,14 @@ def skip_window(finding: Finding) -> Window | None:
     return Window(first, last)
 
 
+def _window_for(finding: Finding, target: Path) -> Window | None:
+    """The fault's window, where the file trained in the trainer's own order (its checkpoint's marker says so); none
+    for a file that trained in HF's order, whose batches cannot be named."""
+    from .data_order import SEEDED, order_of
+
+    return skip_window(finding) if order_of(target) == SEEDED else None
+
+
 def _file_of(lay: Layout, target: str, hint: Any) -> tuple[str, Path] | None:
     """(the queue file whose checkpoints hold ``target``, that checkpoint): the file training now first, else any
     file in processing/ or failed/ that owns one."""
@@ -146,7 +154,7 @@ def plan_rewind(ctx: PlanContext, finding: Finding, ref: FixRef) -> list[Plan]:
     if why_not:
         plan.blocked = why_not
         return [plan]
-    rw = rewind.plan(lay, name, target, skip_window(finding))
+    rw = rewind.plan(lay, name, target, _window_for(finding, target))
     running, _ = _daemon(lay, name)
     reached = _reached(ws, name, rw.later, fault)
     plan.title = f"Rewind {name} to {target_name} (step {rw.to_step}) and skip the batches of the fault"
@@ -201,9 +209,17 @@ def _preview(
             f"steps thrown away: {rw.to_step + 1}-{reached} ({reached - rw.to_step} step(s), trained again from "
             f"{rw.target.name})"
         )
-    out.append(
-        _examples_line(ws, rw.window) if rw.window else "skip no batch (the fault is right after the checkpoint)"
-    )
+    if rw.window:
+        out.append(_examples_line(ws, rw.window))
+    else:
+        from .data_order import SEEDED, order_of
+
+        out.append(
+            "skip no batch (the fault is right after the checkpoint)"
+            if order_of(rw.target) == SEEDED
+            else f"skip no batch: {rw.file} trained in HF's own example order (saved before healthkit ordered them), "
+            "so its batches cannot be named; it resumes from the checkpoint only"
+        )
     if where == "failed":
         out.append(f"queue {rw.file} again (as {command('healthkit', 'queue', 'retry', ws.base, rw.file)} does)")
     if running:
@@ -233,7 +249,7 @@ def _apply(
     target_now = rewind.find_checkpoint(lay, name, target.name)
     if target_now is None or not is_complete(target_now):
         return failed(f"{target.name} is gone or incomplete since the plan; nothing was moved")
-    rw = rewind.plan(lay, name, target_now, skip_window(finding))  # again: the stop saved one more
+    rw = rewind.plan(lay, name, target_now, _window_for(finding, target_now))  # again: the stop saved one more
     reached = max([reached or 0, *(rewind.step_of(p) for p in rw.later)]) or None
     try:
         aside = rewind.apply(lay, rw, reason, f"healthkit fix {FIX_ID}", reached)

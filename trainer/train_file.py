@@ -28,7 +28,7 @@ from . import checkpoints as ck
 from . import queue as q
 from . import rewind
 from .data import ChatDataset, DataError, Dropped, TokenizedDataset, read_examples, split
-from .data_order import Geometry, SeededOrder, recorded
+from .data_order import SEEDED, Geometry, SeededOrder, order_of, recorded
 from .diskspace import out_of_room
 from .layout import EXIT_DATA, EXIT_DISK_FULL, EXIT_FENCED, EXIT_OK, EXIT_STOPPED, Layout, iso_now
 from .modeling import base_source, is_adapter, load_model, save_merged
@@ -169,12 +169,19 @@ def datasets(tokenizer: Any, cfg: TrainingConfig, name: str, fmt: str, examples:
     return train, held_ds, collator, dropped
 
 
-def example_order(layout: Layout, cfg: TrainingConfig, args: Any, name: str, examples: int) -> SeededOrder | None:
-    """The seeded example order (trainer/data_order.py) with the file's rewind windows cut out; None when the
-    configuration asks HF for another sampling (group_by_length, sequential), which a rewind cannot skip in."""
+def example_order(
+    layout: Layout, cfg: TrainingConfig, args: Any, name: str, examples: int, resume_from: str | None = None
+) -> SeededOrder | None:
+    """The seeded example order (trainer/data_order.py) with the file's rewind windows cut out; None (HF's own
+    sampler) when the configuration asks for another sampling (group_by_length, sequential), or when the file
+    resumes from a checkpoint saved in HF's order: an upgrade must not change the order of a file half-way through
+    an epoch (HF's resume skips the first k batches of whatever order it is given)."""
     if getattr(args, "train_sampling_strategy", "random") != "random" or getattr(args, "group_by_length", False):
         if rewind.windows(layout, name):
             log.warning("%s was rewound, but train_sampling_strategy is not random: no batch is skipped", name)
+        return None
+    if resume_from is not None and order_of(Path(resume_from)) != SEEDED:
+        log.info("%s resumes from a checkpoint saved in HF's own order: it keeps that order", name)
         return None
     geometry = Geometry(examples, args.per_device_train_batch_size, args.gradient_accumulation_steps, args.world_size)
     recorded = rewind.rewinds(layout, name)
@@ -398,7 +405,8 @@ def run(layout: Layout, file: Path, attempt: int, resume_from: str | None) -> in
     from .guard import LossGuard
 
     loss_guard = LossGuard(cfg.guard.spike_action, distributed=world > 1)
-    order = example_order(layout, cfg, args, name, len(train_ds))
+    order = example_order(layout, cfg, args, name, len(train_ds), resume_from)
+    cb.data_order = SEEDED if order is not None else None
     cb.status["skipped_steps"] = [[w.first, w.last] for w in order.windows] if order is not None else None
     trainer = trainer_class(layout, name, guard, loss_guard, order)(
         model=model,

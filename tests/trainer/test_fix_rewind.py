@@ -21,7 +21,7 @@ from healthkit.fix import FixOptions, Safety, run_fix
 from healthkit.trainer import checkpoints as ck
 from healthkit.trainer import queue as q
 from healthkit.trainer import rewind
-from healthkit.trainer.data_order import Geometry, SeededOrder, Window
+from healthkit.trainer.data_order import SEEDED, Geometry, SeededOrder, Window
 from healthkit.trainer.layout import Layout
 from healthkit.trainer.scaffold import init_workspace
 
@@ -36,7 +36,9 @@ def _loss(s: int) -> float:
     return (3.2 if s >= SPIKE_AT else 1.0) * (0.6 + 1.9 * math.exp(-s / 1500)) * noise
 
 
-def spiked_workspace(base: Path, saves=(500, 600, 800, 900, 1000), where: str = "processing") -> Layout:
+def spiked_workspace(
+    base: Path, saves=(500, 600, 800, 900, 1000), where: str = "processing", hf_order: bool = False
+) -> Layout:
     """Our trainer's workspace whose file a.jsonl spiked at step 700 (logged every 10 steps), saved at ``saves``."""
     init_workspace(base, per_device_train_batch_size=4, gradient_accumulation_steps=2, save_total_limit=5)
     lay = Layout.of(base)
@@ -52,7 +54,7 @@ def spiked_workspace(base: Path, saves=(500, 600, 800, 900, 1000), where: str = 
     for s in saves:
         c = make_checkpoint(ckdir, s, history=[e for e in hist if e["step"] <= s], extra={"max_steps": 5000})
         (c / "rng_state.pth").write_bytes(b"r" * 16)
-        ck.mark(c, "a.jsonl", s)
+        ck.mark(c, "a.jsonl", s, None if hf_order else SEEDED)
     (ckdir / ck.OWNER).write_text(json.dumps({"file": "a.jsonl"}))
     if where == "failed":
         # the guard stopped it (spike_action stop); its checkpoints stay here until another file trains
@@ -147,6 +149,36 @@ def test_no_rewind_for_a_run_our_trainer_did_not_save(tmp_path):
     for c in lay.checkpoints.glob("checkpoint-*"):
         (c / "healthkit_checkpoint.json").unlink()
     assert spike(lay.base).fixes == []
+
+
+def test_a_file_that_trained_in_hf_s_order_is_rewound_without_a_skip(tmp_path):
+    """Checkpoints saved before the trainer ordered its examples itself (no `data_order` in their marker): their
+    batches cannot be named, so the rewind resumes from the checkpoint and skips nothing, and its plan says why."""
+    lay = spiked_workspace(tmp_path / "ws", hf_order=True)
+    run, text = fix(lay.base, dry_run=True)
+    assert "skip no batch: a.jsonl trained in HF's own example order" in run.chosen[0].preview, text
+    run, _ = fix(lay.base)
+    assert run.outcomes[0][1].ok and rewind.windows(lay, "a.jsonl") == []
+    assert sorted(p.name for p in lay.checkpoints.glob("checkpoint-*")) == ["checkpoint-500", "checkpoint-600"]
+
+
+def test_a_file_resumed_from_a_checkpoint_in_hf_s_order_keeps_that_order(tmp_path):
+    """An upgrade must not change a file's order half-way through an epoch: resumed from a checkpoint saved in HF's
+    order, the trainer keeps HF's sampler; from one saved in its own, it keeps its own."""
+    from types import SimpleNamespace
+
+    from healthkit.trainer.train_file import example_order
+
+    lay = spiked_workspace(tmp_path / "ws", hf_order=True)
+    args = SimpleNamespace(
+        per_device_train_batch_size=4, gradient_accumulation_steps=2, world_size=1, seed=42, group_by_length=False
+    )
+    cfg = None
+    ckpt = str(lay.checkpoints / "checkpoint-600")
+    assert example_order(lay, cfg, args, "a.jsonl", 32, resume_from=ckpt) is None
+    assert isinstance(example_order(lay, cfg, args, "a.jsonl", 32), SeededOrder)  # a fresh start: its own order
+    ck.mark(lay.checkpoints / "checkpoint-600", "a.jsonl", 600, SEEDED)
+    assert isinstance(example_order(lay, cfg, args, "a.jsonl", 32, resume_from=ckpt), SeededOrder)
 
 
 def test_to_needs_unsafe(tmp_path):
