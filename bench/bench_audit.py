@@ -176,26 +176,58 @@ def interleaved(named: dict[str, Any], repeat: int) -> dict[str, float]:
     for _ in range(repeat):
         for k, (argv, env) in cmds.items():
             runs[k].append(timed(argv, env))
+    ROUNDS.clear()
+    ROUNDS.update(runs)
     return {k: statistics.median(v) for k, v in runs.items()}
+
+
+ROUNDS: dict[str, list[float]] = {}  # the last interleaved() call's seconds per command, round by round
+
+
+def spread(num: str, den: str) -> tuple[float, float] | None:
+    """The quartiles of the per-round ratios num/den of the last interleaved() call: whether the median ratio is
+    a difference the noise could not make (None when it had fewer than 4 rounds)."""
+    a, b = ROUNDS.get(num, []), ROUNDS.get(den, [])
+    ratios = [x / y for x, y in zip(a, b, strict=False)]
+    if len(ratios) < 4:
+        return None
+    q = statistics.quantiles(ratios, n=4)
+    return q[0], q[2]
 
 
 def say_old(name: str, med: dict[str, float], num: str, den: str, target: float) -> None:
     """The old checkout's ratio beside the new one's (information: the new code is what passes or fails)."""
     if f"old-{num}" in med:
         old_den = med.get(f"old-{den}", med[den])
-        print(f"  old code: {name}: ratio {med[f'old-{num}'] / old_den:.2f} (target <= {target})")
+        iqr = spread(f"old-{num}", f"old-{den}" if f"old-{den}" in med else den)
+        shown = f", per-round IQR {iqr[0]:.2f}-{iqr[1]:.2f}" if iqr else ""
+        print(f"  old code: {name}: ratio {med[f'old-{num}'] / old_den:.2f}{shown} (target <= {target})")
+        vs = spread(num, f"old-{num}")
+        vs_shown = f", per-round IQR {vs[0]:.2f}-{vs[1]:.2f}" if vs else ""
+        print(f"  new / old, {num}: {med[num] / med[f'old-{num}']:.2f}{vs_shown}")
 
 
-def ratio_result(name: str, num: float, den: float, target: float) -> dict:
+def ratio_result(name: str, num: float, den: float, target: float, iqr: tuple[float, float] | None = None) -> dict:
     ratio = num / den
     verdict = "PASS" if ratio <= target else "FAIL"
-    print(f"{name}: {num * 1000:.0f} ms against {den * 1000:.0f} ms, ratio {ratio:.2f} (target <= {target}) {verdict}")
-    return {"name": name, "baseline_s": den, "audit_s": num, "ratio": ratio, "target": target, "pass": ratio <= target}
+    shown = f", per-round IQR {iqr[0]:.2f}-{iqr[1]:.2f}" if iqr else ""
+    print(
+        f"{name}: {num * 1000:.0f} ms against {den * 1000:.0f} ms, ratio {ratio:.2f}{shown} (target <= {target}) {verdict}"
+    )
+    return {
+        "name": name,
+        "baseline_s": den,
+        "audit_s": num,
+        "ratio": ratio,
+        "ratio_iqr": iqr,
+        "target": target,
+        "pass": ratio <= target,
+    }
 
 
 def compare(name: str, baseline: list[str], audit: list[str], repeat: int, target: float) -> dict:
     med = interleaved(with_old({"baseline": baseline, "audit": audit}, "audit"), repeat)
-    result = ratio_result(name, med["audit"], med["baseline"], target)
+    result = ratio_result(name, med["audit"], med["baseline"], target, spread("audit", "baseline"))
     say_old(name, med, "audit", "baseline", target)
     return result
 
@@ -261,7 +293,7 @@ def long_run(tmp: Path, repeat: int) -> list[dict]:
     ]
     results = []
     for name, num, den, target in rows:
-        results.append(ratio_result(name, med[num], med[den], target))
+        results.append(ratio_result(name, med[num], med[den], target, spread(num, den)))
         say_old(name, med, num, den, target)
     return results
 
