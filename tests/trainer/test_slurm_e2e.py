@@ -68,12 +68,18 @@ def test_submit_signal_save_requeue_pending_audit_resume(make_ws, slurm_cluster)
     t["pending_audit"] = time.time()
     st = hk("daemon", "status", str(lay.base))
     assert f"slurm: job {job} PENDING, reason BeginTime" in st.stdout, st.stdout
-    slurm_cluster.run("scontrol", "update", f"JobId={job}", "StartTime=now")
-    wait_for(
-        lambda: len([e for e in slurm_events(lay) if e["event"] == "slurm-job"]) >= 2,
-        180,
-        what="the requeued job to run\n" + daemon_log(lay),
-    )
+
+    def rerun() -> bool:
+        """The requeued job ran; while it still waits for its begin time, ask again. An update made while the
+        requeue is still settling can be lost on a loaded machine (one CI run in several waited out 180 s)."""
+        if len([e for e in slurm_events(lay) if e["event"] == "slurm-job"]) >= 2:
+            return True
+        state = slurm_cluster.run("squeue", "-h", "-j", job, "-o", "%T %r").stdout
+        if "PENDING" in state and "BeginTime" in state:
+            slurm_cluster.run("scontrol", "update", f"JobId={job}", "StartTime=now")
+        return False
+
+    wait_for(rerun, 180, interval=1.0, what="the requeued job to run\n" + daemon_log(lay))
     t["rerun"] = time.time()
     wait_for(
         lambda: re.search(r"spawn file=a\.jsonl pid=\d+ attempt=\d+ resume=checkpoint-(\d+)", daemon_log(lay)),
